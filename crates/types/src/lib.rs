@@ -1,0 +1,14 @@
+//! The Kubernetes API vocabulary every kinet crate shares.
+//!
+//! - [`registry`]: which resources exist, their group/version/kind, scope, short names and
+//!   subresources. Discovery, routing, validation and printing all read this one table.
+//! - [`error`]: API errors rendered as `metav1.Status` with kube-apiserver's codes, reasons and
+//!   message formats.
+//!
+//! Nothing here does I/O.
+
+pub mod error;
+pub mod registry;
+
+pub use error::{ApiError, FieldError, FieldErrorKind, Result};
+pub use registry::{Resource, Scope, RESOURCES};
