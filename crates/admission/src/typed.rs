@@ -1,0 +1,88 @@
+//! The kind -> typed-struct table. k8s-openapi's structs are the schema: what survives a
+//! decode/encode round trip is what kube-apiserver's Go types know.
+
+use k8s_openapi::api::{apps, coordination, core, discovery, networking};
+use kinet_types::Resource;
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value;
+
+fn round_trip<T: DeserializeOwned + Serialize>(v: Value) -> Result<Value, serde_json::Error> {
+    let typed: T = serde_json::from_value(v)?;
+    serde_json::to_value(typed)
+}
+
+/// Decodes `obj` into the kind's typed struct and encodes it back. `None` for a kind without a
+/// typed struct here (nothing to check against).
+pub fn round_trip_kind(kind: &str, v: Value) -> Option<Result<Value, serde_json::Error>> {
+    let f = match kind {
+        "Pod" => round_trip::<core::v1::Pod>,
+        "Service" => round_trip::<core::v1::Service>,
+        "Namespace" => round_trip::<core::v1::Namespace>,
+        "Node" => round_trip::<core::v1::Node>,
+        "Endpoints" => round_trip::<core::v1::Endpoints>,
+        "ConfigMap" => round_trip::<core::v1::ConfigMap>,
+        "Secret" => round_trip::<core::v1::Secret>,
+        "ServiceAccount" => round_trip::<core::v1::ServiceAccount>,
+        "Event" => round_trip::<core::v1::Event>,
+        "Deployment" => round_trip::<apps::v1::Deployment>,
+        "ReplicaSet" => round_trip::<apps::v1::ReplicaSet>,
+        "DaemonSet" => round_trip::<apps::v1::DaemonSet>,
+        "EndpointSlice" => round_trip::<discovery::v1::EndpointSlice>,
+        "Lease" => round_trip::<coordination::v1::Lease>,
+        "Ingress" => round_trip::<networking::v1::Ingress>,
+        "IngressClass" => round_trip::<networking::v1::IngressClass>,
+        "NetworkPolicy" => round_trip::<networking::v1::NetworkPolicy>,
+        _ => return None,
+    };
+    Some(f(v))
+}
+
+/// The body as Go would decode it: nulls are no-ops in Go's decoder (but errors for serde's
+/// non-optional fields), and apiVersion/kind are the resource's own (the server routed by them).
+pub fn prepare(resource: &Resource, obj: &Value) -> Value {
+    let mut v = strip_nulls(obj);
+    if let Value::Object(map) = &mut v {
+        map.insert("apiVersion".into(), Value::String(resource.api_version()));
+        map.insert("kind".into(), Value::String(resource.kind.to_string()));
+    }
+    v
+}
+
+fn strip_nulls(v: &Value) -> Value {
+    match v {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), strip_nulls(v)))
+                .collect(),
+        ),
+        // Array elements keep their places so that paths like `[2]` still point at the input.
+        Value::Array(items) => Value::Array(items.iter().map(strip_nulls).collect()),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kinet_types::RESOURCES;
+
+    #[test]
+    fn every_served_kind_has_a_typed_struct() {
+        for r in RESOURCES {
+            let v = prepare(r, &serde_json::json!({"metadata": {"name": "x"}}));
+            let out = round_trip_kind(r.kind, v).unwrap_or_else(|| panic!("{}", r.kind));
+            assert_eq!(out.unwrap()["metadata"]["name"], "x", "{}", r.kind);
+        }
+    }
+
+    #[test]
+    fn nulls_are_dropped() {
+        let pod = kinet_types::registry::lookup("", "v1", "pods").unwrap();
+        let v = prepare(
+            pod,
+            &serde_json::json!({"spec": {"containers": null, "x": [{"a": null}]}}),
+        );
+        assert_eq!(v["spec"], serde_json::json!({"x": [{}]}));
+    }
+}
