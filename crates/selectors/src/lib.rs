@@ -1,0 +1,16 @@
+//! Label and field selectors: parsing and matching, as apimachinery does them. No I/O.
+//!
+//! - [`LabelSelector`]: the `labelSelector` query syntax (`k8s.io/apimachinery/pkg/labels`) and
+//!   `metav1.LabelSelector` objects, with apimachinery's error texts and canonical `String()`.
+//! - [`FieldSelector`]: the `fieldSelector` query syntax (`pkg/fields`), checked against the field
+//!   labels kube-apiserver supports per kind, and matched against objects as the registries'
+//!   `GetAttrs` do.
+
+mod field;
+mod field_attrs;
+mod label;
+mod label_parse;
+mod validation;
+
+pub use field::FieldSelector;
+pub use label::LabelSelector;
