@@ -99,11 +99,21 @@ impl std::fmt::Display for FieldError {
     }
 }
 
-/// Go's `%v`/`%q` rendering of a value inside a field error message.
+/// How apimachinery prints a bad value: `%q` for strings, `%v` for numbers and bools, and Go's
+/// `%#v` for string slices and maps (`[]string{"a"}`, `map[string]string{"k":"v"}`).
 fn format_value(v: &Value) -> String {
     match v {
         Value::String(s) => format!("{s:?}"),
         Value::Null => "null".to_string(),
+        Value::Array(items) if items.iter().all(Value::is_string) => {
+            let items: Vec<String> = items.iter().map(|i| format!("{:?}", i.as_str().unwrap_or_default())).collect();
+            format!("[]string{{{}}}", items.join(", "))
+        }
+        Value::Object(map) if map.values().all(Value::is_string) => {
+            let items: Vec<String> =
+                map.iter().map(|(k, v)| format!("{k:?}:{:?}", v.as_str().unwrap_or_default())).collect();
+            format!("map[string]string{{{}}}", items.join(", "))
+        }
         other => other.to_string(),
     }
 }
@@ -269,6 +279,14 @@ mod tests {
             many.message,
             "Deployment.apps \"web\" is invalid: [spec.selector: Required value, spec.strategy.type: Unsupported value: \"Bogus\": supported values: \"Recreate\", \"RollingUpdate\"]"
         );
+    }
+
+    #[test]
+    fn go_renderings_of_slices_and_maps() {
+        let e = FieldError::invalid("spec.clusterIPs", serde_json::json!(["10.96.0.50"]), "provided IP is already allocated");
+        assert_eq!(e.to_string(), "spec.clusterIPs: Invalid value: []string{\"10.96.0.50\"}: provided IP is already allocated");
+        let e = FieldError::invalid("spec.template.metadata.labels", serde_json::json!({"app": "x"}), "`selector` does not match template `labels`");
+        assert_eq!(e.body(), "Invalid value: map[string]string{\"app\":\"x\"}: `selector` does not match template `labels`");
     }
 
     #[test]
