@@ -152,7 +152,8 @@ mod tests {
     fn replay_filters_by_rv_and_prefix() {
         let mut hub = Hub::new(10, 100, 16);
         hub.publish(vec![ev("p/a/1", 11), ev("p/b/1", 12), ev("p/a/2", 13)]);
-        let cases: &[(&str, u64, &[(&str, u64)])] = &[
+        type Case<'a> = (&'a str, u64, &'a [(&'a str, u64)]);
+        let cases: &[Case] = &[
             ("p/a/", 10, &[("p/a/1", 11), ("p/a/2", 13)]),
             ("p/a/", 11, &[("p/a/2", 13)]),
             ("p/", 11, &[("p/b/1", 12), ("p/a/2", 13)]),
