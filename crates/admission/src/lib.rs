@@ -9,3 +9,8 @@ mod typed;
 
 pub use decode::decode_check;
 pub use strict::{strict_decoding_error, unknown_fields};
+
+mod defaults;
+mod json;
+
+pub use defaults::{default, image_tag};

@@ -1,0 +1,65 @@
+//! Defaults of the smaller kinds: Namespace, Secret, Node, NetworkPolicy.
+
+use serde_json::{json, Value};
+
+use crate::json::{default_str, default_to, ensure, items, Obj};
+
+/// SetDefaults_Namespace, SetDefaults_NamespaceStatus, and the `kubernetes` finalizer the
+/// namespace strategy adds on create (update keeps the stored finalizers).
+pub fn namespace(obj: &mut Obj) {
+    let name = obj
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if !name.is_empty() {
+        let labels = ensure(ensure(obj, "metadata"), "labels");
+        labels.insert("kubernetes.io/metadata.name".into(), json!(name));
+    }
+    default_to(ensure(obj, "spec"), "finalizers", json!(["kubernetes"]));
+    default_str(ensure(obj, "status"), "phase", "Active");
+}
+
+pub fn secret(obj: &mut Obj) {
+    default_str(obj, "type", "Opaque");
+}
+
+/// Allocatable defaults to capacity.
+pub fn node(obj: &mut Obj) {
+    let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if status.get("allocatable").is_none_or(Value::is_null) {
+        if let Some(cap) = status.get("capacity").filter(|c| c.is_object()).cloned() {
+            status.insert("allocatable".into(), cap);
+        }
+    }
+}
+
+/// networking/v1 SetDefaults_NetworkPolicy: Ingress always, Egress when egress rules exist.
+pub fn network_policy(obj: &mut Obj) {
+    let spec = ensure(obj, "spec");
+    let empty = spec
+        .get("policyTypes")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty);
+    if empty {
+        let mut types = vec![json!("Ingress")];
+        if spec
+            .get("egress")
+            .and_then(Value::as_array)
+            .is_some_and(|e| !e.is_empty())
+        {
+            types.push(json!("Egress"));
+        }
+        spec.insert("policyTypes".into(), Value::Array(types));
+    }
+    for dir in ["ingress", "egress"] {
+        for rule in items(spec, dir) {
+            for p in items(rule, "ports") {
+                default_to(p, "protocol", json!("TCP"));
+            }
+        }
+    }
+}

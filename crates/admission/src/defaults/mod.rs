@@ -1,0 +1,40 @@
+//! Defaulting, as the v1 defaulters (SetObjectDefaults_*) do it, plus the create-time
+//! mutations of kube-apiserver's default admission plugins ([`plugins`]).
+
+mod misc;
+mod plugins;
+mod pod;
+mod service;
+mod workloads;
+
+use kinet_types::Resource;
+use serde_json::Value;
+
+pub use pod::image_tag;
+
+/// Fills in every defaulted field of `obj` in place. Idempotent.
+pub fn default(resource: &Resource, obj: &mut Value) {
+    let Some(obj) = obj.as_object_mut() else {
+        return;
+    };
+    match (resource.group, resource.kind) {
+        ("", "Pod") => {
+            pod::pod(obj);
+            plugins::pod(obj);
+        }
+        ("", "Service") => service::service(obj),
+        ("", "Endpoints") => service::endpoints(obj),
+        ("", "Namespace") => misc::namespace(obj),
+        ("", "Secret") => misc::secret(obj),
+        ("", "Node") => misc::node(obj),
+        ("apps", "Deployment") => workloads::deployment(obj),
+        ("apps", "ReplicaSet") => workloads::replica_set(obj),
+        ("apps", "DaemonSet") => workloads::daemon_set(obj),
+        ("discovery.k8s.io", "EndpointSlice") => service::endpoint_slice(obj),
+        ("networking.k8s.io", "NetworkPolicy") => misc::network_policy(obj),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests;
