@@ -21,18 +21,26 @@ pub struct SqliteBackend {
 }
 
 impl SqliteBackend {
-    /// Opens or creates the database file and its tables.
+    /// Opens or creates the database file and its tables. `:memory:` gives a throwaway
+    /// in-memory database (for tests).
+    ///
+    /// The file is locked exclusively for as long as the backend lives: a second store on the
+    /// same file would hand out duplicate resourceVersions, so it fails to open instead.
     pub fn open(path: &Path) -> Result<SqliteBackend, StoreError> {
+        let in_memory = path.as_os_str() == ":memory:";
         let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.busy_timeout(Duration::from_secs(1))?;
+        // Exclusive before WAL: no shared-memory index, and the lock is never released.
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
+        if !(mode.eq_ignore_ascii_case("wal") || in_memory && mode == "memory") {
             return Err(StoreError::Backend(format!(
                 "journal_mode is {mode}, wanted wal"
             )));
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(SCHEMA)?;
+        // A write transaction takes the exclusive lock now rather than at the first commit.
+        conn.execute_batch(&format!("BEGIN EXCLUSIVE; {SCHEMA} COMMIT;"))?;
         Ok(SqliteBackend { conn })
     }
 }
@@ -148,5 +156,29 @@ mod tests {
             .unwrap();
         assert_eq!(mode, "wal");
         assert_eq!(sync, 2, "FULL");
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_file_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let first = SqliteBackend::open(&path).unwrap();
+        assert!(SqliteBackend::open(&path).is_err());
+        drop(first);
+        assert!(
+            SqliteBackend::open(&path).is_ok(),
+            "the lock goes with the connection"
+        );
+    }
+
+    #[test]
+    fn in_memory_database() {
+        let mut b = SqliteBackend::open(Path::new(":memory:")).unwrap();
+        b.commit(&Batch {
+            changes: vec![Change::Put(row("a", 1))],
+            rv: 1,
+        })
+        .unwrap();
+        assert_eq!(b.load_all().unwrap().rows, vec![row("a", 1)]);
     }
 }

@@ -73,6 +73,7 @@ impl Hub {
             replay,
             rx: Some(self.tx.subscribe()),
             min_rv: min_rv.max(self.rv),
+            delivered: min_rv,
         })
     }
 
@@ -89,19 +90,29 @@ pub struct Watch {
     rx: Option<broadcast::Receiver<Arc<Event>>>,
     /// Live events at or below this rv were already replayed (or precede the watch).
     min_rv: u64,
+    /// rv of the last event handed out, or the rv the watch started from.
+    delivered: u64,
 }
 
 impl Watch {
+    /// The rv of the last event returned, or the rv the watch started from. Useful as the
+    /// resourceVersion of a BOOKMARK (events for other prefixes are not accounted for).
+    pub fn last_rv(&self) -> u64 {
+        self.delivered
+    }
+
     /// The next event, or `None` once the watcher fell too far behind (it must relist) or the
     /// store closed. Cancel-safe: dropping the future loses no event.
     pub async fn next(&mut self) -> Option<Event> {
         if let Some(event) = self.replay.pop_front() {
+            self.delivered = event.rv;
             return Some(Event::clone(&event));
         }
         let rx = self.rx.as_mut()?;
         loop {
             match rx.recv().await {
                 Ok(event) if event.rv > self.min_rv && event.key.starts_with(&self.prefix) => {
+                    self.delivered = event.rv;
                     return Some(Event::clone(&event));
                 }
                 Ok(_) => continue,
@@ -187,7 +198,9 @@ mod tests {
         let mut w = hub.watch("", Some(0)).unwrap();
         let mut fresh = hub.watch("", None).unwrap();
         hub.publish(vec![ev("k", 2)]);
+        assert_eq!(w.last_rv(), 0);
         assert_eq!(drain_ready(&mut w), vec![("k".into(), 1), ("k".into(), 2)]);
+        assert_eq!(w.last_rv(), 2);
         assert_eq!(drain_ready(&mut fresh), vec![("k".into(), 2)]);
     }
 

@@ -336,3 +336,67 @@ async fn watch_ends_when_store_closes() {
     drop(store);
     assert!(w.next().await.is_none());
 }
+
+/// A memory backend whose commits can be made to fail.
+struct Flaky {
+    fail: Arc<std::sync::atomic::AtomicBool>,
+    committed: Arc<std::sync::Mutex<Vec<kinet_store::Batch>>>,
+}
+
+impl kinet_store::Backend for Flaky {
+    fn load_all(&mut self) -> Result<kinet_store::Loaded, kinet_store::StoreError> {
+        Ok(kinet_store::Loaded {
+            rows: vec![],
+            rv: 10,
+        })
+    }
+    fn commit(&mut self, batch: &kinet_store::Batch) -> Result<(), kinet_store::StoreError> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(kinet_store::StoreError::Backend("disk full".into()));
+        }
+        self.committed.lock().unwrap().push(batch.clone());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn failed_commit_changes_nothing_visible() {
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let committed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let backend = Flaky {
+        fail: fail.clone(),
+        committed: committed.clone(),
+    };
+    let store = Store::with_backend(backend, Options::default()).unwrap();
+    let mut w = store.watch("", None).unwrap();
+
+    let err = store
+        .write("k/a", |_| Ok(Mutation::Put(json!({}))))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, 500);
+    assert!(err.message.contains("disk full"), "{}", err.message);
+    assert!(store.get("k/a").is_none());
+    assert_eq!(store.current_rv(), 10);
+    assert_eq!(store.stats().commits, 0);
+    assert!(nothing_ready(&mut w).await);
+
+    fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        put(&store, "k/a", 1).await,
+        11,
+        "the failed rv is reused, none is skipped"
+    );
+    assert_eq!(
+        next(&mut w).await,
+        Some((EventType::Added, "k/a".into(), 11))
+    );
+    assert_eq!(committed.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn in_memory_store() {
+    let store = Store::open(std::path::Path::new(":memory:")).unwrap();
+    assert_eq!(put(&store, "k/a", 1).await, 1);
+    assert_eq!(store.list("k/").0.len(), 1);
+}
