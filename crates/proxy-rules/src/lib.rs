@@ -1,0 +1,25 @@
+//! The service proxy's desired nftables ruleset, rendered as a pure function of Services, EndpointSlices and the node, plus a packet tracer. No I/O.
+//!
+//! The design follows kube-proxy's nftables mode: one `ip` table; packets to
+//! service addresses are dispatched by a single verdict-map lookup
+//! (`service-ips`, `service-nodeports`) to per-service chains, which pick an
+//! endpoint with `numgen random`; services without usable endpoints are
+//! rejected or dropped through the `no-endpoint-*` maps in the filter hooks.
+
+mod config;
+mod input;
+mod model;
+mod names;
+mod nft;
+mod render;
+mod skeleton;
+mod trace;
+
+pub use config::{NodeInfo, ProxyConfig};
+pub use model::{
+    Action, BaseChain, Chain, Hook, Ipv4Cidr, LookupKey, Map, MapEntry, MapKey, MapVerdict, Match,
+    Owner, Proto, Rule, Ruleset, Set,
+};
+pub use names::hash_and_truncate;
+pub use render::render;
+pub use trace::{trace, trace_detailed, DnatTarget, Origin, Packet, Trace, Verdict};

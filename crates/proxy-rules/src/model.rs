@@ -1,0 +1,375 @@
+//! The structured ruleset: one table of chains, sets and verdict maps.
+//! Rules are data (matches + one action), so the same value can be rendered
+//! to `nft -f` text and interpreted by the tracer.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::str::FromStr;
+
+/// L4 protocol of a service port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Proto {
+    /// From a Kubernetes protocol string; absent means TCP, unknown is `None`.
+    pub fn from_k8s(p: Option<&str>) -> Option<Proto> {
+        match p.unwrap_or("TCP") {
+            "TCP" => Some(Proto::Tcp),
+            "UDP" => Some(Proto::Udp),
+            "SCTP" => Some(Proto::Sctp),
+            _ => None,
+        }
+    }
+
+    /// The lower-case name nft and kube-proxy chain names use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Sctp => "sctp",
+        }
+    }
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An IPv4 prefix such as `10.244.0.0/16`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ipv4Cidr {
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Ipv4Cidr {
+    pub fn new(addr: Ipv4Addr, prefix: u8) -> Option<Ipv4Cidr> {
+        (prefix <= 32).then_some(Ipv4Cidr { addr, prefix })
+    }
+
+    fn mask(&self) -> u32 {
+        if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(self.prefix))
+        }
+    }
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        (u32::from(ip) & self.mask()) == (u32::from(self.addr) & self.mask())
+    }
+}
+
+impl FromStr for Ipv4Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (a, p) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?}: missing /prefix"))?;
+        let addr: Ipv4Addr = a.parse().map_err(|e| format!("{s:?}: {e}"))?;
+        let prefix: u8 = p.parse().map_err(|e| format!("{s:?}: {e}"))?;
+        Ipv4Cidr::new(addr, prefix).ok_or_else(|| format!("{s:?}: prefix > 32"))
+    }
+}
+
+impl fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Render the network address so nft never sees host bits.
+        let net = Ipv4Addr::from(u32::from(self.addr) & self.mask());
+        write!(f, "{net}/{}", self.prefix)
+    }
+}
+
+/// One condition of a rule; all matches of a rule must hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Match {
+    /// `ct state new`
+    CtStateNew,
+    /// `ip saddr 1.2.3.4`
+    SaddrIs(Ipv4Addr),
+    /// `ip saddr 10.244.0.0/16`
+    SaddrIn(Ipv4Cidr),
+    /// `ip saddr != 10.244.0.0/16`
+    SaddrNotIn(Ipv4Cidr),
+    /// `ip saddr @set`
+    SaddrInSet(String),
+    /// `ip daddr 1.2.3.4`
+    DaddrIs(Ipv4Addr),
+    /// `ip daddr 10.96.0.0/12`
+    DaddrIn(Ipv4Cidr),
+    /// `ip daddr @set`
+    DaddrInSet(String),
+    /// `tcp dport 80`
+    Dport(Proto, u16),
+    /// `meta l4proto tcp`
+    L4Proto(Proto),
+    /// `fib saddr type local`: the source is an address of this node.
+    FibSaddrLocal,
+    /// `mark and 0x4000 == 0`
+    MarkClear(u32),
+}
+
+/// Which packet fields a verdict-map lookup concatenates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupKey {
+    /// `ip daddr . meta l4proto . th dport`
+    DaddrProtoPort,
+    /// `meta l4proto . th dport`
+    ProtoPort,
+}
+
+/// What a rule does once its matches hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Jump(String),
+    Goto(String),
+    Return,
+    Accept,
+    Drop,
+    /// `reject`: ICMP port-unreachable (TCP clients see ECONNREFUSED at once).
+    Reject,
+    /// `<key> vmap @map`; falls through to the next rule when nothing matches.
+    Vmap {
+        key: LookupKey,
+        map: String,
+    },
+    /// `numgen random mod N vmap { 0 : goto c0, ... }`
+    NumgenGoto(Vec<String>),
+    /// `mark set mark or M`
+    MarkOr(u32),
+    /// `mark set mark xor M`
+    MarkXor(u32),
+    /// `masquerade fully-random`
+    Masquerade,
+    /// `update @set { ip saddr }`
+    UpdateSaddr(String),
+    /// `dnat to ip:port` (always paired with an `L4Proto` match).
+    Dnat(SocketAddrV4),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub matches: Vec<Match>,
+    pub action: Action,
+    /// Rendered as `comment "..."`; says why the rule exists.
+    pub comment: Option<&'static str>,
+}
+
+impl Rule {
+    pub fn new(matches: Vec<Match>, action: Action) -> Rule {
+        Rule {
+            matches,
+            action,
+            comment: None,
+        }
+    }
+    pub fn with_comment(mut self, comment: &'static str) -> Rule {
+        self.comment = Some(comment);
+        self
+    }
+    pub fn always(action: Action) -> Rule {
+        Rule::new(Vec::new(), action)
+    }
+}
+
+/// Hook of a base chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    Prerouting,
+    Input,
+    Forward,
+    Output,
+    Postrouting,
+}
+
+/// A base chain's attachment: `type <kind> hook <hook> priority <priority>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseChain {
+    /// `filter` or `nat`.
+    pub kind: &'static str,
+    pub hook: Hook,
+    /// nft priority expression, e.g. `dstnat - 10`.
+    pub priority: &'static str,
+}
+
+/// The service port a chain belongs to, for `Ruleset::chains_for`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub namespace: String,
+    pub service: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    pub name: String,
+    pub base: Option<BaseChain>,
+    pub owner: Option<Owner>,
+    pub rules: Vec<Rule>,
+}
+
+/// An `ipv4_addr` set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Set {
+    pub name: String,
+    pub comment: Option<String>,
+    /// Element lifetime in seconds; makes the set `dynamic,timeout` (affinity).
+    pub timeout_secs: Option<u32>,
+    pub elements: BTreeSet<Ipv4Addr>,
+}
+
+/// Key of a verdict-map element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MapKey {
+    Addr(Ipv4Addr, Proto, u16),
+    ProtoPort(Proto, u16),
+}
+
+/// Verdict of a verdict-map element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MapVerdict {
+    Goto(String),
+    Drop,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapEntry {
+    pub verdict: MapVerdict,
+    pub comment: Option<String>,
+}
+
+/// A verdict map, kept sorted so rendering is deterministic and lookups are cheap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Map {
+    pub name: String,
+    pub key: LookupKey,
+    pub comment: Option<String>,
+    pub elements: BTreeMap<MapKey, MapEntry>,
+}
+
+/// The whole desired state of one node's proxy table.
+#[derive(Debug, Clone, Default)]
+pub struct Ruleset {
+    pub(crate) table: String,
+    pub(crate) chains: Vec<Chain>,
+    pub(crate) chain_index: HashMap<String, usize>,
+    pub(crate) sets: Vec<Set>,
+    pub(crate) set_index: HashMap<String, usize>,
+    pub(crate) maps: Vec<Map>,
+    /// The node's own addresses: what `fib saddr type local` means to the tracer.
+    pub(crate) local_addrs: Vec<Ipv4Addr>,
+}
+
+impl Ruleset {
+    pub(crate) fn new(table: &str, local_addrs: Vec<Ipv4Addr>) -> Ruleset {
+        Ruleset {
+            table: table.to_string(),
+            local_addrs,
+            ..Ruleset::default()
+        }
+    }
+
+    /// Adds a chain (or returns the existing one of that name) for appending rules.
+    pub(crate) fn chain_mut(&mut self, name: &str) -> &mut Chain {
+        let idx = match self.chain_index.get(name) {
+            Some(i) => *i,
+            None => {
+                self.chains.push(Chain {
+                    name: name.to_string(),
+                    base: None,
+                    owner: None,
+                    rules: Vec::new(),
+                });
+                self.chain_index
+                    .insert(name.to_string(), self.chains.len() - 1);
+                self.chains.len() - 1
+            }
+        };
+        &mut self.chains[idx]
+    }
+
+    /// Adds a set; a set of the same name keeps its first definition.
+    pub(crate) fn add_set(&mut self, set: Set) {
+        if !self.set_index.contains_key(&set.name) {
+            self.set_index.insert(set.name.clone(), self.sets.len());
+            self.sets.push(set);
+        }
+    }
+
+    pub(crate) fn set_mut(&mut self, name: &str) -> Option<&mut Set> {
+        self.set_index.get(name).map(|i| &mut self.sets[*i])
+    }
+
+    pub(crate) fn map_mut(&mut self, name: &str) -> Option<&mut Map> {
+        self.maps.iter_mut().find(|m| m.name == name)
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+    pub fn chains(&self) -> &[Chain] {
+        &self.chains
+    }
+    pub fn chain(&self, name: &str) -> Option<&Chain> {
+        self.chain_index.get(name).map(|i| &self.chains[*i])
+    }
+    pub fn sets(&self) -> &[Set] {
+        &self.sets
+    }
+    pub fn set(&self, name: &str) -> Option<&Set> {
+        self.set_index.get(name).map(|i| &self.sets[*i])
+    }
+    pub fn maps(&self) -> &[Map] {
+        &self.maps
+    }
+    pub fn map(&self, name: &str) -> Option<&Map> {
+        self.maps.iter().find(|m| m.name == name)
+    }
+
+    /// All chains generated for one Service (every port, every endpoint).
+    pub fn chains_for(&self, namespace: &str, service: &str) -> Vec<&Chain> {
+        self.chains
+            .iter()
+            .filter(|c| {
+                c.owner
+                    .as_ref()
+                    .is_some_and(|o| o.namespace == namespace && o.service == service)
+            })
+            .collect()
+    }
+
+    /// Total number of rules in all chains (map elements are not rules).
+    pub fn rule_count(&self) -> usize {
+        self.chains.iter().map(|c| c.rules.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_parse_contains_display() {
+        let c: Ipv4Cidr = "10.244.1.7/16".parse().unwrap();
+        assert!(c.contains(Ipv4Addr::new(10, 244, 200, 1)));
+        assert!(!c.contains(Ipv4Addr::new(10, 245, 0, 1)));
+        assert_eq!(c.to_string(), "10.244.0.0/16");
+        assert!("10.0.0.0/33".parse::<Ipv4Cidr>().is_err());
+        assert!("10.0.0.0".parse::<Ipv4Cidr>().is_err());
+        let all: Ipv4Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains(Ipv4Addr::new(8, 8, 8, 8)));
+    }
+
+    #[test]
+    fn proto_from_k8s() {
+        assert_eq!(Proto::from_k8s(None), Some(Proto::Tcp));
+        assert_eq!(Proto::from_k8s(Some("SCTP")), Some(Proto::Sctp));
+        assert_eq!(Proto::from_k8s(Some("ICMP")), None);
+    }
+}

@@ -1,0 +1,375 @@
+//! Services and EndpointSlices to per-service chains and map elements, with
+//! kube-proxy's nftables semantics for traffic policies, affinity and
+//! services without endpoints.
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use crate::config::{NodeInfo, ProxyConfig};
+use crate::input::{categorize, endpoints_by_port, service_ports, Endpoint, ServicePort};
+use crate::model::{
+    Action, Ipv4Cidr, MapEntry, MapKey, MapVerdict, Match, Owner, Rule, Ruleset, Set,
+};
+use crate::names::{endpoint_base, hash_and_truncate, service_port_base};
+use crate::skeleton::{
+    skeleton, CLUSTER_IPS, MARK_MASQ, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, REJECT_CHAIN,
+    SERVICE_IPS, SERVICE_NODEPORTS,
+};
+
+/// The node's desired proxy state. Pure: same inputs, same ruleset, whatever
+/// the order of `services` and `slices`.
+pub fn render(
+    services: &[Service],
+    slices: &[EndpointSlice],
+    node: &NodeInfo,
+    config: &ProxyConfig,
+) -> Ruleset {
+    let mut rs = skeleton(node, config);
+    let cluster_cidr = config.cluster_cidr();
+    let mut endpoints = endpoints_by_port(slices, &node.name);
+
+    let mut ports: Vec<ServicePort> = services.iter().flat_map(service_ports).collect();
+    ports.sort_by(|a, b| {
+        (&a.namespace, &a.name, &a.port_name, a.proto).cmp(&(
+            &b.namespace,
+            &b.name,
+            &b.port_name,
+            b.proto,
+        ))
+    });
+    for sp in &ports {
+        let key = (
+            sp.namespace.clone(),
+            sp.name.clone(),
+            sp.port_name.clone(),
+            sp.proto,
+        );
+        let eps = endpoints.remove(&key).unwrap_or_default();
+        render_port(&mut rs, sp, &eps, cluster_cidr);
+    }
+    rs
+}
+
+/// Names of one service port's chains.
+struct Names {
+    base: String,
+    cluster: String,
+    local: String,
+    external: String,
+}
+
+impl Names {
+    fn new(sp: &ServicePort) -> Names {
+        let base = service_port_base(&sp.namespace, &sp.name, sp.proto.as_str(), &sp.port_name);
+        let hashed = hash_and_truncate(&base);
+        Names {
+            cluster: format!("service-{hashed}"),
+            local: format!("local-{hashed}"),
+            external: format!("external-{hashed}"),
+            base,
+        }
+    }
+
+    /// (endpoint chain, affinity set) for one endpoint.
+    fn endpoint(&self, ep: &Endpoint) -> (String, String) {
+        let hashed = hash_and_truncate(&endpoint_base(&self.base, ep.ip, ep.port));
+        (format!("endpoint-{hashed}"), format!("affinity-{hashed}"))
+    }
+}
+
+fn add_element(
+    rs: &mut Ruleset,
+    map: &str,
+    key: MapKey,
+    verdict: MapVerdict,
+    comment: Option<&str>,
+) {
+    if let Some(m) = rs.map_mut(map) {
+        // First writer wins if two services claim the same address and port.
+        m.elements.entry(key).or_insert(MapEntry {
+            verdict,
+            comment: comment.map(str::to_string),
+        });
+    }
+}
+
+fn new_chain(rs: &mut Ruleset, name: &str, sp: &ServicePort) {
+    rs.chain_mut(name).owner = Some(Owner {
+        namespace: sp.namespace.clone(),
+        service: sp.name.clone(),
+    });
+}
+
+fn push(rs: &mut Ruleset, chain: &str, rule: Rule) {
+    rs.chain_mut(chain).rules.push(rule);
+}
+
+fn render_port(
+    rs: &mut Ruleset,
+    sp: &ServicePort,
+    eps: &[Endpoint],
+    cluster_cidr: Option<Ipv4Cidr>,
+) {
+    let names = Names::new(sp);
+    let cat = categorize(sp, eps);
+    let display = sp.display();
+
+    let uses_cluster_chain = !cat.cluster.is_empty() && sp.uses_cluster_endpoints();
+    let uses_local_chain = !cat.local.is_empty() && sp.uses_local_endpoints();
+    let policy = |local: bool| {
+        if local {
+            (&names.local, cat.has_any && !cat.local.is_empty())
+        } else {
+            (&names.cluster, cat.has_any)
+        }
+    };
+    let (internal_chain, has_internal) = policy(sp.internal_local);
+    let (external_policy_chain, has_external) = policy(sp.external_local);
+    // Needed even without usable external endpoints: it short-circuits pod and
+    // host traffic to the cluster-wide endpoints.
+    let uses_external_chain = cat.has_any && sp.externally_accessible();
+    // No endpoints anywhere: reject so clients fail at once. Endpoints exist
+    // but none usable by this policy on this node: drop, as kube-proxy does.
+    let no_ep_verdict = if cat.has_any {
+        MapVerdict::Drop
+    } else {
+        MapVerdict::Goto(REJECT_CHAIN.into())
+    };
+
+    // Endpoint chains are shared by both policy chains.
+    let reachable: BTreeSet<usize> = (if uses_cluster_chain {
+        &cat.cluster[..]
+    } else {
+        &[]
+    })
+    .iter()
+    .chain(if uses_local_chain {
+        &cat.local[..]
+    } else {
+        &[]
+    })
+    .copied()
+    .collect();
+    let ep_names: Vec<Option<(String, String)>> = (0..eps.len())
+        .map(|i| reachable.contains(&i).then(|| names.endpoint(&eps[i])))
+        .collect();
+
+    if uses_cluster_chain {
+        new_chain(rs, &names.cluster, sp);
+    }
+    if uses_local_chain {
+        new_chain(rs, &names.local, sp);
+    }
+    if uses_external_chain {
+        new_chain(rs, &names.external, sp);
+    }
+
+    // Capture the ClusterIP.
+    if let Some(s) = rs.set_mut(CLUSTER_IPS) {
+        s.elements.insert(sp.cluster_ip);
+    }
+    let cip_key = MapKey::Addr(sp.cluster_ip, sp.proto, sp.port);
+    if has_internal {
+        add_element(
+            rs,
+            SERVICE_IPS,
+            cip_key,
+            MapVerdict::Goto(internal_chain.clone()),
+            None,
+        );
+        if let Some(cidr) = cluster_cidr {
+            // Off-cluster clients reaching a ClusterIP (e.g. via a route to
+            // the service range) may be sent to another node: masquerade.
+            push(
+                rs,
+                internal_chain,
+                Rule::new(
+                    vec![Match::DaddrIs(sp.cluster_ip), Match::SaddrNotIn(cidr)],
+                    Action::Jump(MARK_MASQ.into()),
+                ),
+            );
+        }
+    } else {
+        add_element(
+            rs,
+            NO_ENDPOINT_SERVICES,
+            cip_key,
+            no_ep_verdict.clone(),
+            Some(&display),
+        );
+    }
+
+    // Capture external IPs and load-balancer IPs.
+    let external: Vec<Ipv4Addr> = sp.external_ips.iter().chain(&sp.lb_ips).copied().collect();
+    for ip in external {
+        let key = MapKey::Addr(ip, sp.proto, sp.port);
+        if cat.has_any {
+            add_element(
+                rs,
+                SERVICE_IPS,
+                key,
+                MapVerdict::Goto(names.external.clone()),
+                None,
+            );
+        }
+        if !has_external {
+            add_element(
+                rs,
+                NO_ENDPOINT_SERVICES,
+                key,
+                no_ep_verdict.clone(),
+                Some(&display),
+            );
+        }
+    }
+    // Capture the NodePort.
+    if let Some(np) = sp.node_port {
+        let key = MapKey::ProtoPort(sp.proto, np);
+        if cat.has_any {
+            add_element(
+                rs,
+                SERVICE_NODEPORTS,
+                key,
+                MapVerdict::Goto(names.external.clone()),
+                None,
+            );
+        }
+        if !has_external {
+            add_element(
+                rs,
+                NO_ENDPOINT_NODEPORTS,
+                key,
+                no_ep_verdict.clone(),
+                Some(&display),
+            );
+        }
+    }
+
+    if uses_external_chain {
+        external_rules(rs, sp, &names, cluster_cidr);
+        if has_external {
+            push(
+                rs,
+                &names.external,
+                Rule::always(Action::Goto(external_policy_chain.clone())),
+            );
+        }
+    }
+
+    if let Some(secs) = sp.affinity_secs {
+        for (_, set) in ep_names.iter().flatten() {
+            rs.add_set(Set {
+                name: set.clone(),
+                comment: None,
+                timeout_secs: Some(secs),
+                elements: BTreeSet::new(),
+            });
+        }
+    }
+    if uses_cluster_chain {
+        dispatch_rules(rs, sp, &names.cluster, &cat.cluster, &ep_names);
+    }
+    if uses_local_chain {
+        dispatch_rules(rs, sp, &names.local, &cat.local, &ep_names);
+    }
+
+    for (ep, name) in eps.iter().zip(&ep_names) {
+        let Some((chain, set)) = name else { continue };
+        new_chain(rs, chain, sp);
+        // Hairpin: a pod reaching itself through the service would otherwise
+        // get a reply from its own address and drop it.
+        push(
+            rs,
+            chain,
+            Rule::new(vec![Match::SaddrIs(ep.ip)], Action::Jump(MARK_MASQ.into())),
+        );
+        if sp.affinity_secs.is_some() {
+            push(rs, chain, Rule::always(Action::UpdateSaddr(set.clone())));
+        }
+        push(
+            rs,
+            chain,
+            Rule::new(
+                vec![Match::L4Proto(sp.proto)],
+                Action::Dnat(SocketAddrV4::new(ep.ip, ep.port)),
+            ),
+        );
+    }
+}
+
+/// The external chain's special cases, before it hands over to the policy chain.
+fn external_rules(
+    rs: &mut Ruleset,
+    sp: &ServicePort,
+    names: &Names,
+    cluster_cidr: Option<Ipv4Cidr>,
+) {
+    let ext = &names.external;
+    if !sp.external_local {
+        // Cluster policy may forward to another node: masquerade so replies
+        // come back through this node.
+        push(rs, ext, Rule::always(Action::Jump(MARK_MASQ.into())));
+        return;
+    }
+    // Local policy keeps the client address. Pod traffic to an external
+    // address is treated as if it went out to the load balancer and back.
+    if let Some(cidr) = cluster_cidr {
+        push(
+            rs,
+            ext,
+            Rule::new(
+                vec![Match::SaddrIn(cidr)],
+                Action::Goto(names.cluster.clone()),
+            )
+            .with_comment("short-circuit pod traffic"),
+        );
+    }
+    // The node's own traffic has a node address as source: it must be
+    // masqueraded, and may use any endpoint.
+    push(
+        rs,
+        ext,
+        Rule::new(vec![Match::FibSaddrLocal], Action::Jump(MARK_MASQ.into()))
+            .with_comment("masquerade local traffic"),
+    );
+    push(
+        rs,
+        ext,
+        Rule::new(
+            vec![Match::FibSaddrLocal],
+            Action::Goto(names.cluster.clone()),
+        )
+        .with_comment("short-circuit local traffic"),
+    );
+}
+
+/// Affinity lookups, then random choice among `chosen` endpoints.
+fn dispatch_rules(
+    rs: &mut Ruleset,
+    sp: &ServicePort,
+    chain: &str,
+    chosen: &[usize],
+    ep_names: &[Option<(String, String)>],
+) {
+    let picked: Vec<&(String, String)> = chosen
+        .iter()
+        .filter_map(|i| ep_names[*i].as_ref())
+        .collect();
+    if sp.affinity_secs.is_some() {
+        for (ep_chain, set) in &picked {
+            push(
+                rs,
+                chain,
+                Rule::new(
+                    vec![Match::SaddrInSet(set.clone())],
+                    Action::Goto(ep_chain.clone()),
+                ),
+            );
+        }
+    }
+    let targets = picked.iter().map(|(c, _)| c.clone()).collect();
+    push(rs, chain, Rule::always(Action::NumgenGoto(targets)));
+}
