@@ -1,7 +1,27 @@
 //! The Kubernetes-compatible API server: HTTPS, authentication, discovery, REST and watch.
+//!
+//! - [`server`]: TLS connections, authentication, non-resource paths.
+//! - [`path`]: URL paths to resources; [`discovery`] and [`openapi`]: the documents kubectl reads.
+//! - [`rest`]: the verbs over the store, with kube-apiserver's semantics.
+
+mod auth;
+mod bootstrap;
+pub mod discovery;
+mod http;
+pub mod openapi;
+pub mod path;
+pub mod rest;
+mod server;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use kinet_store::Store;
+
+use rest::{Allocators, Api, NetworkConfig};
 
 /// Everything the control plane needs to serve one cluster.
 #[derive(Debug, Clone)]
@@ -29,8 +49,41 @@ pub struct TokenUser {
     pub groups: Vec<String>,
 }
 
+/// Opens the store and builds the API state, with allocations rebuilt from stored Services.
+pub fn open_api(config: &ServeConfig) -> anyhow::Result<Arc<Api>> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let store = Store::open(&config.data_dir.join("store.db")).context("opening the store")?;
+    let network = NetworkConfig::default();
+    let mut alloc = Allocators::new(network.clone());
+    let services = kinet_types::registry::lookup("", "v1", "services").expect("services are served");
+    let (all, _) = store.list(&rest::collection_prefix(services, None));
+    for svc in all {
+        let key = rest::object_key(services, svc.value["metadata"]["namespace"].as_str(), svc.value["metadata"]["name"].as_str().unwrap_or_default());
+        rest::Holdings::of(&svc.value).claim(&mut alloc, &key);
+    }
+    let server_address = config.listen.first().map(ToString::to_string).unwrap_or_default();
+    Ok(Arc::new(Api { store, tokens: config.tokens.clone(), server_address, network, alloc: Mutex::new(alloc) }))
+}
+
 /// Serves until SIGTERM or SIGINT.
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
-    let _ = config;
-    anyhow::bail!("the API server is not built yet")
+    let api = open_api(&config)?;
+    let port = config.listen.first().map(SocketAddr::port).unwrap_or(6443);
+    bootstrap::run(&api, port).await.map_err(|e| anyhow::anyhow!("bootstrapping: {e}"))?;
+    let tls = tls::server_config(&config.ca_cert_pem, &config.server_cert_pem, &config.server_key_pem)?;
+    let mut servers = Vec::new();
+    for addr in &config.listen {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+        tracing::info!(%addr, cluster = %config.cluster, "serving the Kubernetes API");
+        servers.push(tokio::spawn(server::serve(listener, tls.clone(), api.clone())));
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+    }
+    for s in servers {
+        s.abort();
+    }
+    Ok(())
 }

@@ -1,0 +1,152 @@
+//! The REST layer: every resource request lands in [`Api::handle`], which dispatches on the verb
+//! (kube-apiserver's RequestInfo verbs) to the read, write, watch and subresource handlers.
+
+mod alloc;
+mod delete;
+mod meta;
+mod read;
+mod services;
+mod strategy;
+mod subresource;
+mod watch;
+mod write;
+
+use std::sync::{Arc, Mutex};
+
+use http::{header, Method, Request};
+use hyper::body::Incoming;
+use kinet_store::Store;
+use kinet_types::registry::Resource;
+use kinet_types::{ApiError, Result};
+
+use crate::http::{error_reply, Query, Reply};
+use crate::path::Target;
+use crate::TokenUser;
+
+pub use alloc::{Allocators, NetworkConfig};
+pub use services::Holdings;
+
+/// Shared state of the API server.
+pub struct Api {
+    pub store: Store,
+    pub tokens: Vec<TokenUser>,
+    /// `host:port` advertised in legacy discovery.
+    pub server_address: String,
+    pub network: NetworkConfig,
+    /// ClusterIP and NodePort allocation, rebuilt from stored Services at start.
+    pub alloc: Mutex<Allocators>,
+}
+
+/// The response representation a client asked for in `Accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Table,
+}
+
+impl Format {
+    fn from_accept(accept: &str) -> Result<Format> {
+        if accept.contains("as=Table") {
+            return Ok(Format::Table);
+        }
+        let acceptable = accept.is_empty()
+            || accept.split(',').any(|part| {
+                let media = part.split(';').next().unwrap_or("").trim();
+                matches!(media, "application/json" | "*/*" | "application/*" | "")
+            });
+        if acceptable {
+            Ok(Format::Json)
+        } else {
+            Err(ApiError::new(406, "NotAcceptable", "only the following media types are accepted: application/json"))
+        }
+    }
+}
+
+/// The storage key of one object.
+pub fn object_key(resource: &Resource, namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) if resource.namespaced() => format!("{}/{ns}/{name}", resource.key_prefix()),
+        _ => format!("{}/{name}", resource.key_prefix()),
+    }
+}
+
+/// The storage prefix of a collection (all namespaces when `namespace` is None).
+pub fn collection_prefix(resource: &Resource, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) if resource.namespaced() => format!("{}/{ns}/", resource.key_prefix()),
+        _ => format!("{}/", resource.key_prefix()),
+    }
+}
+
+/// One request, decoded as far as every handler needs.
+pub struct Call {
+    pub target: Target,
+    pub query: Query,
+    pub format: Format,
+    pub content_type: String,
+    pub body: Option<Incoming>,
+}
+
+impl Call {
+    pub fn resource(&self) -> &'static Resource {
+        self.target.resource
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.target.namespace.as_deref()
+    }
+
+    pub fn name(&self) -> &str {
+        self.target.name.as_deref().unwrap_or_default()
+    }
+
+    pub fn key(&self) -> String {
+        object_key(self.resource(), self.namespace(), self.name())
+    }
+
+    pub async fn body(&mut self) -> Result<bytes::Bytes> {
+        match self.body.take() {
+            Some(body) => crate::http::read_body(body).await,
+            None => Ok(bytes::Bytes::new()),
+        }
+    }
+}
+
+impl Api {
+    pub async fn handle(self: &Arc<Self>, _user: &crate::auth::User, target: Target, query: Query, req: Request<Incoming>) -> Reply {
+        let header = |name| req.headers().get(name).and_then(|v: &http::HeaderValue| v.to_str().ok()).unwrap_or("").to_string();
+        let accept = header(header::ACCEPT);
+        let content_type = header(header::CONTENT_TYPE);
+        let method = req.method().clone();
+        let format = match Format::from_accept(&accept) {
+            Ok(f) => f,
+            Err(e) => return error_reply(&e),
+        };
+        let call = Call { target, query, format, content_type, body: Some(req.into_body()) };
+        match self.dispatch(method, call).await {
+            Ok(reply) => reply,
+            Err(e) => error_reply(&e),
+        }
+    }
+
+    async fn dispatch(self: &Arc<Self>, method: Method, call: Call) -> Result<Reply> {
+        let has_name = call.target.name.is_some();
+        let sub = call.target.subresource.clone();
+        let watch = call.target.watch_prefix || call.query.flag("watch");
+        match (method, has_name, sub.as_deref()) {
+            (Method::GET, false, None) if watch => self.watch(call).await,
+            (Method::GET, true, None) if watch => self.watch(call).await,
+            (Method::GET, false, None) => self.list(&call),
+            (Method::POST, false, None) => self.create(call).await,
+            (Method::DELETE, false, None) => self.delete_collection(call).await,
+            (Method::GET, true, None | Some("status")) => self.get(&call),
+            (Method::PUT, true, None) => self.update(call, strategy::Part::Main).await,
+            (Method::PUT, true, Some("status")) => self.update(call, strategy::Part::Status).await,
+            (Method::PATCH, true, None) => self.patch(call, strategy::Part::Main).await,
+            (Method::PATCH, true, Some("status")) => self.patch(call, strategy::Part::Status).await,
+            (Method::DELETE, true, None) => self.delete(call).await,
+            (method, true, Some(_)) => self.subresource(call, method).await,
+            (method, _, _) => Err(ApiError::method_not_allowed(method.as_str(), call.resource().kind)),
+        }
+    }
+}

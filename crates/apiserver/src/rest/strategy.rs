@@ -1,0 +1,115 @@
+//! Per-kind storage strategy, as kube-apiserver's registry strategies: what a create resets,
+//! and which part of the object an update of the main resource or of `/status` may change.
+
+use kinet_types::registry::Resource;
+use serde_json::{json, Value};
+
+/// Which part of an object a write targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The main resource: status changes are ignored for kinds with a status subresource.
+    Main,
+    /// `/status`: only status changes are kept.
+    Status,
+}
+
+/// The status a new object starts with (clients cannot create objects with a status, except Nodes
+/// and the kinds without a status subresource).
+pub fn prepare_create(resource: &Resource, obj: &mut Value) {
+    let status = match resource.kind {
+        "Pod" => json!({"phase": "Pending", "qosClass": qos_class(obj)}),
+        "Deployment" | "ReplicaSet" => json!({}),
+        "DaemonSet" => json!({"currentNumberScheduled": 0, "desiredNumberScheduled": 0, "numberMisscheduled": 0, "numberReady": 0}),
+        "Service" | "Ingress" => json!({"loadBalancer": {}}),
+        "Namespace" => json!({"phase": "Active"}),
+        _ => return,
+    };
+    obj["status"] = status;
+}
+
+/// Guaranteed for containers with requests equal to limits for cpu and memory, BestEffort with
+/// none at all, Burstable otherwise.
+fn qos_class(pod: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["initContainers", "containers"]
+        .iter()
+        .filter_map(|f| pod["spec"][*f].as_array())
+        .flatten()
+        .collect();
+    let has_any = containers.iter().any(|c| {
+        ["requests", "limits"].iter().any(|k| c["resources"][*k].as_object().is_some_and(|m| !m.is_empty()))
+    });
+    if !has_any {
+        return "BestEffort";
+    }
+    let guaranteed = containers.iter().all(|c| {
+        ["cpu", "memory"].iter().all(|r| {
+            let limit = &c["resources"]["limits"][*r];
+            !limit.is_null() && (c["resources"]["requests"][*r].is_null() || c["resources"]["requests"][*r] == *limit)
+        })
+    });
+    if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+/// Combines the stored object and the client's new version according to the part written.
+pub fn prepare_update(resource: &Resource, part: Part, old: &Value, new: Value) -> Value {
+    match part {
+        Part::Main if resource.has_status() => {
+            let mut new = new;
+            match old.get("status") {
+                Some(status) => new["status"] = status.clone(),
+                None => {
+                    new.as_object_mut().map(|m| m.remove("status"));
+                }
+            }
+            new
+        }
+        Part::Main => new,
+        Part::Status => {
+            // Everything but status and the metadata a status writer may touch comes from `old`.
+            let mut merged = old.clone();
+            if let Some(status) = new.get("status") {
+                merged["status"] = status.clone();
+            }
+            for field in ["labels", "annotations"] {
+                if let Some(v) = new["metadata"].get(field) {
+                    merged["metadata"][field] = v.clone();
+                }
+            }
+            merged
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kinet_types::registry::lookup;
+
+    #[test]
+    fn main_updates_ignore_status_and_status_updates_ignore_spec() {
+        let deploy = lookup("apps", "v1", "deployments").unwrap();
+        let old = json!({"spec": {"replicas": 1}, "status": {"replicas": 1}});
+        let new = json!({"spec": {"replicas": 3}, "status": {"replicas": 9}});
+        let main = prepare_update(deploy, Part::Main, &old, new.clone());
+        assert_eq!(main, json!({"spec": {"replicas": 3}, "status": {"replicas": 1}}));
+        let status = prepare_update(deploy, Part::Status, &old, new);
+        assert_eq!(status, json!({"spec": {"replicas": 1}, "status": {"replicas": 9}}));
+        let cm = lookup("", "v1", "configmaps").unwrap();
+        assert_eq!(prepare_update(cm, Part::Main, &json!({}), json!({"data": {"a": "b"}})), json!({"data": {"a": "b"}}));
+    }
+
+    #[test]
+    fn new_pods_are_pending_with_a_qos_class() {
+        let pod = lookup("", "v1", "pods").unwrap();
+        let mut p = json!({"spec": {"containers": [{"name": "a"}]}, "status": {"phase": "Running"}});
+        prepare_create(pod, &mut p);
+        assert_eq!(p["status"], json!({"phase": "Pending", "qosClass": "BestEffort"}));
+        let mut g = json!({"spec": {"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}});
+        prepare_create(pod, &mut g);
+        assert_eq!(g["status"]["qosClass"], "Guaranteed");
+    }
+}

@@ -1,0 +1,190 @@
+//! Subresources other than status: `scale` (autoscaling/v1 Scale over a workload's replicas),
+//! pod `binding`, namespace `finalize`, and the streaming pod subresources, which belong to the
+//! node agent of the pod's node.
+
+use http::Method;
+use kinet_patch::PatchType;
+use kinet_store::Mutation;
+use kinet_types::registry::{lookup, Resource};
+use kinet_types::{ApiError, Result};
+use serde_json::{json, Value};
+
+use super::{meta, Api, Call};
+use crate::http::{json_reply, Reply};
+
+/// The Scale view of a Deployment or ReplicaSet.
+fn scale_of(obj: &Value) -> Value {
+    let selector = kinet_selectors::LabelSelector::from_label_selector(&obj["spec"]["selector"])
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let m = &obj["metadata"];
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
+            "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"],
+        },
+        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(1)},
+        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+    })
+}
+
+impl Api {
+    pub async fn subresource(&self, mut call: Call, method: Method) -> Result<Reply> {
+        let resource = call.resource();
+        let sub = call.target.subresource.clone().unwrap_or_default();
+        match (sub.as_str(), method) {
+            ("scale", Method::GET) => {
+                let stored = self.store.get(&call.key()).ok_or_else(|| ApiError::not_found(resource, call.name()))?;
+                Ok(json_reply(200, &scale_of(&stored.value)))
+            }
+            ("scale", Method::PUT | Method::PATCH) => {
+                let body = call.body().await?;
+                let patch_type = PatchType::from_content_type(&call.content_type);
+                self.scale(&call, patch_type, &body).await
+            }
+            ("binding", Method::POST) => {
+                let body = call.body().await?;
+                self.bind(&call, &body).await
+            }
+            ("finalize", Method::PUT) => {
+                let body = call.body().await?;
+                self.finalize_namespace(&call, &body).await
+            }
+            ("log" | "exec" | "attach" | "portforward", _) => self.node_stream(&call),
+            (_, method) => Err(ApiError::method_not_allowed(method.as_str(), &format!("{}/{sub}", resource.plural))),
+        }
+    }
+
+    async fn scale(&self, call: &Call, patch_type: Option<PatchType>, body: &[u8]) -> Result<Reply> {
+        let resource = call.resource();
+        let key = call.key();
+        let name = call.name().to_string();
+        let current = self.store.get(&key).ok_or_else(|| ApiError::not_found(resource, &name))?;
+        let scale = scale_of(&current.value);
+        let wanted = match patch_type {
+            // PUT carries a whole Scale; PATCH patches the Scale view.
+            None => serde_json::from_slice::<Value>(body).map_err(|e| ApiError::bad_request(e.to_string()))?,
+            Some(PatchType::Apply) => return Err(ApiError::unsupported_media_type("application/apply-patch+yaml", &["application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json"])),
+            Some(t) => kinet_patch::apply_patch(scale_resource(), &scale, t, body)?,
+        };
+        let replicas = wanted["spec"]["replicas"].as_i64().unwrap_or(0);
+        if replicas < 0 {
+            return Err(ApiError::invalid(scale_resource(), &name, &[kinet_types::FieldError::invalid("spec.replicas", replicas, "must be greater than or equal to 0")]));
+        }
+        if let Some(rv) = wanted["metadata"]["resourceVersion"].as_str().and_then(|r| r.parse::<u64>().ok()) {
+            if rv != current.rv {
+                return Err(ApiError::conflict(resource, &name));
+            }
+        }
+        let mut updated = current.value.clone();
+        updated["spec"]["replicas"] = json!(replicas);
+        meta::carry_system_fields(resource, &current.value, &mut updated);
+        let expected = current.rv;
+        let outcome = self
+            .store
+            .write(&key, move |now| match now {
+                Some(now) if meta::resource_version(now) == Some(expected) => Ok(Mutation::Put(updated)),
+                Some(_) => Err(ApiError::conflict(resource, &name)),
+                None => Err(ApiError::not_found(resource, &name)),
+            })
+            .await?;
+        let stored = outcome.object.ok_or_else(|| ApiError::internal("no object"))?;
+        Ok(json_reply(200, &scale_of(&stored.value)))
+    }
+
+    async fn bind(&self, call: &Call, body: &[u8]) -> Result<Reply> {
+        let resource = call.resource();
+        let binding: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let node = binding["target"]["name"].as_str().filter(|n| !n.is_empty()).map(str::to_string).ok_or_else(|| {
+            ApiError::invalid(binding_resource(), call.name(), &[kinet_types::FieldError::required("target.name", "")])
+        })?;
+        let name = call.name().to_string();
+        let outcome = self
+            .store
+            .write(&call.key(), move |current| {
+                let Some(pod) = current else { return Err(ApiError::not_found(resource, &name)) };
+                if pod["metadata"]["deletionTimestamp"].is_string() {
+                    return Err(ApiError::conflict(resource, &name));
+                }
+                if let Some(bound) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+                    return Err(ApiError::new(409, "Conflict", format!(
+                        "Operation cannot be fulfilled on pods/binding {name:?}: pod {name} is already assigned to node {bound:?}"
+                    )));
+                }
+                let mut pod = pod.clone();
+                pod["spec"]["nodeName"] = json!(node);
+                let mut conditions: Vec<Value> = pod["status"]["conditions"].as_array().cloned().unwrap_or_default();
+                conditions.retain(|c| c["type"] != "PodScheduled");
+                conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": meta::now()}));
+                pod["status"]["conditions"] = json!(conditions);
+                Ok(Mutation::Put(pod))
+            })
+            .await?;
+        let _ = outcome;
+        Ok(json_reply(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+    }
+
+    async fn finalize_namespace(&self, call: &Call, body: &[u8]) -> Result<Reply> {
+        let resource = call.resource();
+        let wanted: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let finalizers = wanted["spec"]["finalizers"].clone();
+        let name = call.name().to_string();
+        let outcome = self
+            .store
+            .write(&call.key(), move |current| {
+                let Some(ns) = current else { return Err(ApiError::not_found(resource, &name)) };
+                let mut ns = ns.clone();
+                ns["spec"]["finalizers"] = if finalizers.is_null() { json!([]) } else { finalizers };
+                Ok(Mutation::Put(ns))
+            })
+            .await?;
+        let stored = outcome.object.ok_or_else(|| ApiError::internal("no object"))?;
+        Ok(json_reply(200, &stored.value))
+    }
+
+    /// log, exec, attach and port-forward are served by the node agent of the pod's node.
+    fn node_stream(&self, call: &Call) -> Result<Reply> {
+        let resource = call.resource();
+        let pod = self.store.get(&call.key()).ok_or_else(|| ApiError::not_found(resource, call.name()))?;
+        match pod.value["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+            None => Err(ApiError::bad_request(format!("pod {} does not have a host assigned", call.name()))),
+            Some(node) => Err(ApiError::internal(format!("error dialing backend: no node agent is registered for node {node:?}"))),
+        }
+    }
+}
+
+fn scale_resource() -> &'static Resource {
+    static SCALE: Resource = Resource {
+        group: "autoscaling",
+        version: "v1",
+        kind: "Scale",
+        plural: "scales",
+        singular: "scale",
+        short_names: &[],
+        scope: kinet_types::registry::Scope::Namespaced,
+        categories: &[],
+        subresources: &[],
+    };
+    &SCALE
+}
+
+fn binding_resource() -> &'static Resource {
+    lookup("", "v1", "pods").expect("pods are served")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_view() {
+        let d = json!({"metadata": {"name": "web", "namespace": "default", "resourceVersion": "7"}, "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}}, "status": {"replicas": 2}});
+        let s = scale_of(&d);
+        assert_eq!(s["spec"]["replicas"], 3);
+        assert_eq!(s["status"]["replicas"], 2);
+        assert_eq!(s["status"]["selector"], "app=web");
+        assert_eq!(s["metadata"]["resourceVersion"], "7");
+    }
+}

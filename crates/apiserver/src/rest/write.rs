@@ -1,0 +1,320 @@
+//! Create, update (PUT) and patch. Every write runs the same pipeline as kube-apiserver:
+//! decode and field validation, system metadata, strategy, defaulting, validation, allocation,
+//! then one conditional store write. A refused request writes nothing.
+
+use std::sync::Arc;
+
+use kinet_patch::PatchType;
+use kinet_store::{Mutation, Stored};
+use kinet_types::registry::Resource;
+use kinet_types::{ApiError, Result};
+use serde_json::Value;
+
+use super::services::{self, Holdings};
+use super::strategy::{self, Part};
+use super::{meta, object_key, Api, Call, Format};
+use crate::http::{bytes_reply, Reply};
+
+/// How many times an update computed from a stale read is recomputed before giving up.
+const RETRIES: usize = 16;
+
+/// Media types a create or update body may have.
+fn check_json_body(content_type: &str) -> Result<()> {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    match media {
+        "" | "application/json" | "*/*" => Ok(()),
+        other => Err(ApiError::unsupported_media_type(other, &["application/json"])),
+    }
+}
+
+fn parse_object(body: &[u8]) -> Result<Value> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded as JSON: {e}")))
+}
+
+/// Field validation per `fieldValidation` (Strict fails, Warn — the server default — warns,
+/// Ignore does neither); also refuses bodies that do not decode into the kind's type.
+fn decode(resource: &Resource, obj: &mut Value, call: &Call) -> Result<Vec<String>> {
+    meta::check_type(resource, obj)?;
+    kinet_admission::decode_check(resource, obj)?;
+    let unknown = kinet_admission::unknown_fields(resource, obj);
+    match call.query.get("fieldValidation").unwrap_or("Warn") {
+        "Strict" if !unknown.is_empty() => Err(kinet_admission::strict_decoding_error(resource, &unknown)),
+        "Ignore" => Ok(Vec::new()),
+        "Strict" | "Warn" => Ok(unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect()),
+        other => Err(ApiError::bad_request(format!(
+            "fieldValidation must be one of \"Ignore\", \"Warn\", or \"Strict\", got \"{other}\""
+        ))),
+    }
+}
+
+fn dry_run(call: &Call) -> bool {
+    call.query.all("dryRun").iter().any(|v| *v == "All")
+}
+
+/// A reply carrying `Warning` headers, as kube-apiserver sends for field validation.
+fn with_warnings(mut reply: Reply, warnings: &[String]) -> Reply {
+    for w in warnings {
+        if let Ok(v) = http::HeaderValue::from_str(&format!("299 - {w:?}")) {
+            reply.headers_mut().append(http::header::WARNING, v);
+        }
+    }
+    reply
+}
+
+impl Api {
+    fn object_reply(&self, resource: &Resource, format: Format, status: u16, stored: &Stored) -> Reply {
+        match format {
+            Format::Json => bytes_reply(status, "application/json", stored.json.clone()),
+            Format::Table => self.render_one(resource, format, stored),
+        }
+    }
+
+    /// Refuses creates in a namespace that does not exist or is being deleted.
+    fn check_namespace(&self, resource: &Resource, namespace: Option<&str>) -> Result<()> {
+        let (Some(ns), true) = (namespace, resource.namespaced()) else { return Ok(()) };
+        let ns_resource = kinet_types::registry::lookup("", "v1", "namespaces").expect("namespaces are served");
+        let Some(stored) = self.store.get(&object_key(ns_resource, None, ns)) else {
+            return Err(ApiError::not_found(ns_resource, ns));
+        };
+        if stored.value["status"]["phase"] == "Terminating" {
+            return Err(ApiError::forbidden(format!(
+                "{} {:?} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                resource.qualified_resource(),
+                meta::meta_str(&stored.value, "name").unwrap_or_default()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Allocates a Service's IP and ports (`old` on update). Returns what to release if the write fails.
+    fn allocate(&self, resource: &Resource, key: &str, obj: &mut Value, old: Option<&Value>) -> Result<Option<Holdings>> {
+        if resource.kind != "Service" {
+            return Ok(None);
+        }
+        let before = old.map(Holdings::of).unwrap_or_default();
+        let mut alloc = self.alloc.lock().unwrap_or_else(|e| e.into_inner());
+        services::allocate(&mut alloc, key, obj, old).map_err(|errors| {
+            ApiError::invalid(resource, meta::meta_str(obj, "name").unwrap_or_default(), &errors)
+        })?;
+        Ok(Some(Holdings::of(obj).minus(&before)))
+    }
+
+    fn release(&self, key: &str, holdings: &Holdings) {
+        let mut alloc = self.alloc.lock().unwrap_or_else(|e| e.into_inner());
+        holdings.release(&mut alloc, key);
+    }
+
+    /// Turns a client's object into a new stored object: metadata, strategy, defaults, validation.
+    pub fn prepare_new(&self, resource: &Resource, obj: &mut Value, namespace: Option<&str>) -> Result<()> {
+        meta::check_identity(resource, obj, namespace, None)?;
+        meta::generate_name(obj);
+        meta::stamp_create(resource, obj);
+        strategy::prepare_create(resource, obj);
+        kinet_admission::default(resource, obj);
+        let errors = kinet_admission::validate(resource, obj, None);
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(resource, meta::meta_str(obj, "name").unwrap_or_default(), &errors));
+        }
+        self.check_namespace(resource, namespace)
+    }
+
+    /// Stores a prepared new object, allocating what it needs; AlreadyExists if the name is taken.
+    pub async fn insert(&self, resource: &'static Resource, mut obj: Value, dry: bool) -> Result<Arc<Stored>> {
+        let name = meta::meta_str(&obj, "name").unwrap_or_default().to_string();
+        let key = object_key(resource, meta::meta_str(&obj, "namespace"), &name);
+        if self.store.get(&key).is_some() {
+            return Err(ApiError::already_exists(resource, &name));
+        }
+        let granted = self.allocate(resource, &key, &mut obj, None)?;
+        if dry {
+            if let Some(g) = &granted {
+                self.release(&key, g);
+            }
+            return Ok(Arc::new(Stored { json: serde_json::to_vec(&obj).unwrap_or_default().into(), value: obj, rv: 0 }));
+        }
+        let outcome = self
+            .store
+            .write(&key, move |current| match current {
+                Some(_) => Err(ApiError::already_exists(resource, &name)),
+                None => Ok(Mutation::Put(obj)),
+            })
+            .await;
+        match outcome {
+            Ok(outcome) => outcome.object.ok_or_else(|| ApiError::internal("the store returned no object")),
+            Err(e) => {
+                if let Some(g) = &granted {
+                    self.release(&key, g);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    pub async fn create(&self, mut call: Call) -> Result<Reply> {
+        let resource = call.resource();
+        check_json_body(&call.content_type)?;
+        let body = call.body().await?;
+        let mut obj = parse_object(&body)?;
+        let warnings = decode(resource, &mut obj, &call)?;
+        self.prepare_new(resource, &mut obj, call.namespace())?;
+        let stored = self.insert(resource, obj, dry_run(&call)).await?;
+        Ok(with_warnings(self.object_reply(resource, call.format, 201, &stored), &warnings))
+    }
+
+    pub async fn update(&self, mut call: Call, part: Part) -> Result<Reply> {
+        let resource = call.resource();
+        check_json_body(&call.content_type)?;
+        let body = call.body().await?;
+        let mut obj = parse_object(&body)?;
+        let warnings = decode(resource, &mut obj, &call)?;
+        meta::check_identity(resource, &mut obj, call.namespace(), Some(call.name()))?;
+        let precondition = meta::resource_version(&obj);
+        let stored = self.guaranteed_update(&call, part, precondition, |_| Ok(obj.clone())).await?;
+        Ok(with_warnings(self.object_reply(resource, call.format, 200, &stored), &warnings))
+    }
+
+    pub async fn patch(&self, mut call: Call, part: Part) -> Result<Reply> {
+        let resource = call.resource();
+        let patch_type = PatchType::from_content_type(&call.content_type).ok_or_else(|| {
+            ApiError::unsupported_media_type(
+                &call.content_type,
+                &["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml", "application/strategic-merge-patch+json"],
+            )
+        })?;
+        let body = call.body().await?;
+        if patch_type == PatchType::Apply && self.store.get(&call.key()).is_none() {
+            // Server-side apply of an object that does not exist yet creates it.
+            let mut obj = kinet_patch::server_side_apply(resource, None, &body)?;
+            let warnings = decode(resource, &mut obj, &call)?;
+            meta::check_identity(resource, &mut obj, call.namespace(), Some(call.name()))?;
+            self.prepare_new(resource, &mut obj, call.namespace())?;
+            let stored = self.insert(resource, obj, dry_run(&call)).await?;
+            return Ok(with_warnings(self.object_reply(resource, call.format, 201, &stored), &warnings));
+        }
+        let namespace = call.namespace().map(str::to_string);
+        let name = call.name().to_string();
+        let mut warnings = Vec::new();
+        let stored = self
+            .guaranteed_update(&call, part, None, |current| {
+                let mut obj = match patch_type {
+                    PatchType::Apply => kinet_patch::server_side_apply(resource, Some(current), &body)?,
+                    other => kinet_patch::apply_patch(resource, current, other, &body)?,
+                };
+                warnings = decode(resource, &mut obj, &call)?;
+                meta::check_identity(resource, &mut obj, namespace.as_deref(), Some(&name))?;
+                // A patch may carry a resourceVersion precondition of its own.
+                match meta::resource_version(&obj) {
+                    Some(rv) if Some(rv) != meta::resource_version(current) => Err(ApiError::conflict(resource, &name)),
+                    _ => Ok(obj),
+                }
+            })
+            .await?;
+        Ok(with_warnings(self.object_reply(resource, call.format, 200, &stored), &warnings))
+    }
+
+    /// Read, compute the new object, and write it only if nothing changed in between; a stale
+    /// computation is redone unless the client gave a resourceVersion precondition.
+    async fn guaranteed_update(
+        &self,
+        call: &Call,
+        part: Part,
+        precondition: Option<u64>,
+        mut compute: impl FnMut(&Value) -> Result<Value>,
+    ) -> Result<Arc<Stored>> {
+        let resource = call.resource();
+        let key = call.key();
+        let name = call.name().to_string();
+        for _ in 0..RETRIES {
+            let current = self.store.get(&key).ok_or_else(|| ApiError::not_found(resource, &name))?;
+            if precondition.is_some_and(|rv| rv != current.rv) {
+                return Err(ApiError::conflict(resource, &name));
+            }
+            let candidate = compute(&current.value)?;
+            let mut new = strategy::prepare_update(resource, part, &current.value, candidate);
+            meta::carry_system_fields(resource, &current.value, &mut new);
+            kinet_admission::default(resource, &mut new);
+            let errors = kinet_admission::validate(resource, &new, Some(&current.value));
+            if !errors.is_empty() {
+                return Err(ApiError::invalid(resource, &name, &errors));
+            }
+            if meta::same_content(&new, &current.value) {
+                return Ok(current);
+            }
+            let granted = match part {
+                Part::Main => self.allocate(resource, &key, &mut new, Some(&current.value))?,
+                Part::Status => None,
+            };
+            let finished = finalized(&current.value, &new);
+            if dry_run(call) {
+                if let Some(g) = &granted {
+                    self.release(&key, g);
+                }
+                return Ok(Arc::new(Stored { json: serde_json::to_vec(&new).unwrap_or_default().into(), value: new, rv: current.rv }));
+            }
+            let expected = current.rv;
+            let conflict_name = name.clone();
+            let result = self
+                .store
+                .write(&key, move |now| match now {
+                    None => Err(ApiError::not_found(resource, &conflict_name)),
+                    Some(now) if meta::resource_version(now) != Some(expected) => Err(ApiError::conflict(resource, &conflict_name)),
+                    Some(_) if finished => Ok(Mutation::Delete),
+                    Some(_) => Ok(Mutation::Put(new)),
+                })
+                .await;
+            match result {
+                Ok(outcome) => {
+                    let stored = outcome.object.ok_or_else(|| ApiError::internal("the store returned no object"))?;
+                    if resource.kind == "Service" {
+                        let after = if finished { Holdings::default() } else { Holdings::of(&stored.value) };
+                        self.release(&key, &Holdings::of(&current.value).minus(&after));
+                    }
+                    return Ok(stored);
+                }
+                Err(e) => {
+                    if let Some(g) = &granted {
+                        self.release(&key, g);
+                    }
+                    if e.reason == "Conflict" && precondition.is_none() {
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Err(ApiError::conflict(resource, &name))
+    }
+}
+
+/// An update that removes the last finalizer of an object already being deleted (with no grace
+/// period left) deletes it, as kube-apiserver's store does.
+fn finalized(old: &Value, new: &Value) -> bool {
+    let deleting = meta::metadata(old).is_some_and(|m| {
+        m.get("deletionTimestamp").is_some_and(|t| !t.is_null()) && m.get("deletionGracePeriodSeconds").and_then(Value::as_i64) == Some(0)
+    });
+    let finalizers_left = meta::metadata(new)
+        .and_then(|m| m.get("finalizers"))
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty());
+    deleting && !finalizers_left
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn finalizer_removal_completes_deletion() {
+        let old = json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z", "deletionGracePeriodSeconds": 0, "finalizers": ["x"]}});
+        assert!(finalized(&old, &json!({"metadata": {"finalizers": []}})));
+        assert!(!finalized(&old, &json!({"metadata": {"finalizers": ["x"]}})));
+        assert!(!finalized(&json!({"metadata": {}}), &json!({"metadata": {}})));
+    }
+
+    #[test]
+    fn media_types() {
+        assert!(check_json_body("application/json; charset=utf-8").is_ok());
+        assert_eq!(check_json_body("application/vnd.kubernetes.protobuf").unwrap_err().code, 415);
+    }
+}

@@ -1,0 +1,121 @@
+//! The HTTPS front door: accepts connections, authenticates, and routes non-resource paths
+//! (health, version, discovery, OpenAPI) itself and resource paths to [`crate::rest`].
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{header, Method, Request};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use kinet_types::ApiError;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::{self, User};
+use crate::discovery;
+use crate::http::{bytes_reply, error_reply, json_reply, Query, Reply};
+use crate::openapi;
+use crate::path::{self, Route};
+use crate::rest::Api;
+
+/// Accepts TLS connections on one address until the task is dropped.
+pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, api: Arc<Api>) {
+    let acceptor = TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let api = api.clone();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+            };
+            let has_cert = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+            let service = service_fn(move |req| {
+                let api = api.clone();
+                async move { Ok::<_, Infallible>(handle(api, has_cert, peer, req).await) }
+            });
+            if let Err(e) = auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "connection ended");
+            }
+        });
+    }
+}
+
+async fn handle(api: Arc<Api>, has_cert: bool, peer: SocketAddr, req: Request<Incoming>) -> Reply {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let started = std::time::Instant::now();
+    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let user = match auth::authenticate(has_cert, authorization, &api.tokens) {
+        Some(user) if user.is_authenticated() || auth::is_public(&path) => user,
+        _ => return error_reply(&ApiError::unauthorized()),
+    };
+    let reply = route(&api, &user, req).await;
+    tracing::debug!(%peer, %method, %path, status = reply.status().as_u16(), elapsed = ?started.elapsed(), "request");
+    reply
+}
+
+async fn route(api: &Arc<Api>, user: &User, req: Request<Incoming>) -> Reply {
+    let path = req.uri().path().to_string();
+    let get = req.method() == Method::GET;
+    match path.as_str() {
+        "/healthz" | "/livez" | "/readyz" if get => return bytes_reply(200, "text/plain; charset=utf-8", "ok"),
+        "/version" | "/version/" if get => return json_reply(200, &discovery::version()),
+        "/openapi/v3" | "/openapi/v3/" if get => return json_reply(200, &openapi::index()),
+        _ => {}
+    }
+    if let Some(gv) = path.strip_prefix("/openapi/v3/") {
+        return match openapi::group_version(gv) {
+            Some(doc) if get => json_reply(200, &doc),
+            _ => error_reply(&ApiError::no_route()),
+        };
+    }
+    let Some(route) = path::route(&path) else {
+        return error_reply(&ApiError::no_route());
+    };
+    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    match route {
+        Route::Root { legacy } if get => {
+            if accept.contains("as=APIGroupDiscoveryList") {
+                bytes_reply(200, discovery::AGGREGATED_V2, serde_json::to_vec(&discovery::aggregated(legacy)).unwrap_or_default())
+            } else if legacy {
+                json_reply(200, &discovery::api_versions(&api.server_address))
+            } else {
+                json_reply(200, &discovery::api_group_list())
+            }
+        }
+        Route::Group { group } if get => match discovery::group(&group) {
+            Some(doc) => json_reply(200, &doc),
+            None => error_reply(&ApiError::no_route()),
+        },
+        Route::GroupVersion { group, version } if get => match discovery::resource_list(&group, &version) {
+            Some(doc) => json_reply(200, &doc),
+            None => error_reply(&ApiError::no_route()),
+        },
+        Route::Resource(target) => {
+            let query = Query::parse(req.uri().query());
+            api.handle(user, target, query, req).await
+        }
+        Route::Root { .. } | Route::Group { .. } | Route::GroupVersion { .. } => {
+            error_reply(&ApiError::method_not_allowed(req.method().as_str(), &path))
+        }
+        Route::Unknown => error_reply(&ApiError::no_route()),
+    }
+}
