@@ -1,0 +1,89 @@
+//! The kinet command: create, inspect and delete local clusters.
+
+mod down;
+mod probe;
+mod process;
+mod progress;
+mod serve;
+mod state;
+mod status;
+mod up;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+const DEFAULT_NAME: &str = "kinet";
+
+#[derive(Parser)]
+#[command(
+    name = "kinet",
+    version,
+    about = "Local Kubernetes clusters in network namespaces"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a cluster, or restart a stopped one, and wait until its API server is ready.
+    Up {
+        /// Cluster name: a DNS label of at most 20 characters.
+        #[arg(long, default_value = DEFAULT_NAME)]
+        name: String,
+        /// Number of nodes (recorded at creation).
+        #[arg(long)]
+        nodes: Option<usize>,
+        /// Cluster configuration file (recorded at creation).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Stop a cluster and delete its state.
+    Down {
+        #[arg(long, default_value = DEFAULT_NAME)]
+        name: String,
+        /// Only stop it: keep certificates, port and data for the next `up`.
+        #[arg(long)]
+        keep_data: bool,
+    },
+    /// List clusters, or show one and whether its API server is ready.
+    Status {
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Print the path of a cluster's kubeconfig.
+    Kubeconfig {
+        #[arg(long, default_value = DEFAULT_NAME)]
+        name: String,
+    },
+    /// Run the control plane in the foreground (started by `up`).
+    #[command(hide = true)]
+    Serve {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Up {
+            name,
+            nodes,
+            config,
+        } => {
+            up::up(up::UpArgs {
+                name,
+                nodes,
+                config,
+            })
+            .await
+        }
+        Command::Down { name, keep_data } => down::down(&name, keep_data),
+        Command::Status { name } => status::status(name.as_deref()).await,
+        Command::Kubeconfig { name } => status::kubeconfig(&name),
+        Command::Serve { name } => serve::serve(&name).await,
+    }
+}

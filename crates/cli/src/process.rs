@@ -1,0 +1,169 @@
+//! The control-plane process: spawning it detached, recognising it, stopping it.
+//!
+//! A PID file can outlive its process and the PID can be reused, so every signal is
+//! preceded by a check that `/proc/<pid>/cmdline` is exactly `kinet serve --name NAME`.
+
+use std::fs::{self, OpenOptions};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::state::ClusterDir;
+
+const STOP_GRACE: Duration = Duration::from_secs(10);
+const KILL_WAIT: Duration = Duration::from_secs(5);
+const POLL: Duration = Duration::from_millis(100);
+
+/// Starts `kinet serve --name NAME` in its own process group (so ^C on `kinet up` does
+/// not reach it), stdin closed, output appended to the control-plane log.
+pub fn spawn_control_plane(dir: &ClusterDir, home: &Path) -> Result<Child> {
+    fs::create_dir_all(dir.logs())?;
+    let log_path = dir.control_plane_log();
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let exe = std::env::current_exe().context("locating the kinet binary")?;
+    Command::new(exe)
+        .args(["serve", "--name", &dir.name])
+        .env("KINET_HOME", home)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .context("starting the control plane")
+}
+
+/// Whether `argv` is our control plane for cluster `name`.
+pub fn is_serve_cmdline(argv: &[String], name: &str) -> bool {
+    let [exe, rest @ ..] = argv else {
+        return false;
+    };
+    let exe_name = Path::new(exe).file_name().and_then(|n| n.to_str());
+    exe_name == Some("kinet") && rest == ["serve", "--name", name]
+}
+
+/// Whether `pid` is alive and is `kinet serve --name NAME` (a zombie has no cmdline).
+pub fn is_control_plane(pid: u32, name: &str) -> bool {
+    let Ok(raw) = fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let argv: Vec<String> = raw
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
+    is_serve_cmdline(&argv, name)
+}
+
+/// The PID of the cluster's running control plane, if any.
+pub fn running_pid(dir: &ClusterDir) -> Option<u32> {
+    dir.read_pid()
+        .filter(|pid| is_control_plane(*pid, &dir.name))
+}
+
+/// What `stop` found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// It was running and has exited after SIGTERM.
+    Terminated,
+    /// It ignored SIGTERM for the grace period and was killed.
+    Killed,
+    /// Nothing of ours was running under that PID.
+    NotRunning,
+}
+
+/// SIGTERM, up to 10 s for it to exit, then SIGKILL.
+pub fn stop(pid: u32, name: &str) -> Result<Stopped> {
+    if !is_control_plane(pid, name) {
+        return Ok(Stopped::NotRunning);
+    }
+    let target = Pid::from_raw(i32::try_from(pid).context("pid out of range")?);
+    signal(target, Signal::SIGTERM)?;
+    if wait_gone(pid, name, STOP_GRACE) {
+        return Ok(Stopped::Terminated);
+    }
+    if is_control_plane(pid, name) {
+        signal(target, Signal::SIGKILL)?;
+    }
+    if wait_gone(pid, name, KILL_WAIT) {
+        return Ok(Stopped::Killed);
+    }
+    bail!("control plane (pid {pid}) is still running after SIGKILL")
+}
+
+fn signal(pid: Pid, sig: Signal) -> Result<()> {
+    match kill(pid, sig) {
+        // It exited between the check and the signal.
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("sending {sig} to {pid}")),
+    }
+}
+
+fn wait_gone(pid: u32, name: &str, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if !is_control_plane(pid, name) {
+            return true;
+        }
+        sleep(POLL);
+    }
+    !is_control_plane(pid, name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(parts: &[&str]) -> Vec<String> {
+        parts.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn recognises_only_our_exact_serve_command() {
+        let ok = argv(&["/usr/local/bin/kinet", "serve", "--name", "dev"]);
+        assert!(is_serve_cmdline(&ok, "dev"));
+        assert!(is_serve_cmdline(
+            &argv(&["kinet", "serve", "--name", "dev"]),
+            "dev"
+        ));
+        assert!(!is_serve_cmdline(&ok, "de"));
+        assert!(!is_serve_cmdline(&ok, "dev2"));
+        for bad in [
+            &["/usr/bin/sleep", "serve", "--name", "dev"][..],
+            &["kinet", "up", "--name", "dev"],
+            &["kinet", "serve", "--name", "dev", "extra"],
+            &["kinet"],
+            &[],
+        ] {
+            assert!(!is_serve_cmdline(&argv(bad), "dev"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn other_processes_are_never_signalled() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id();
+        assert!(!is_control_plane(pid, "dev"));
+        assert_eq!(stop(pid, "dev").unwrap(), Stopped::NotRunning);
+        // Still alive: stop() did not touch it.
+        assert!(child.try_wait().unwrap().is_none());
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_missing_pid_is_not_running() {
+        assert!(!is_control_plane(u32::MAX, "dev"));
+        assert_eq!(stop(u32::MAX, "dev").unwrap(), Stopped::NotRunning);
+    }
+}

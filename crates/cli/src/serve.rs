@@ -1,0 +1,75 @@
+//! `kinet serve`: the control plane in the foreground (normally started by `kinet up`).
+
+use std::io::IsTerminal;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use anyhow::{Context, Result};
+use kinet_apiserver::{ServeConfig, TokenUser};
+use kinet_pki::{Pki, ADMIN_GROUP, ADMIN_USER};
+use tracing_subscriber::EnvFilter;
+
+use crate::state::{self, ClusterDir};
+use crate::up::absolute_home;
+
+pub async fn serve(name: &str) -> Result<()> {
+    init_logging();
+    state::validate_name(name)?;
+    let dir = ClusterDir::new(&absolute_home()?, name);
+    let info = dir.load_info()?;
+    let pki = Pki::load(&dir.pki()).context("loading the cluster PKI")?;
+    let token = dir.read_token()?;
+    std::fs::create_dir_all(dir.data())?;
+    ignore_hangup()?;
+
+    tracing::info!(
+        cluster = name,
+        port = info.port,
+        pid = std::process::id(),
+        "control plane starting"
+    );
+    let result = kinet_apiserver::run(ServeConfig {
+        cluster: info.name.clone(),
+        data_dir: dir.data(),
+        listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, info.port))],
+        ca_cert_pem: pki.ca_cert_pem,
+        server_cert_pem: pki.server_cert_pem,
+        server_key_pem: pki.server_key_pem,
+        tokens: vec![TokenUser {
+            token,
+            user: ADMIN_USER.to_string(),
+            groups: vec![ADMIN_GROUP.to_string()],
+        }],
+    })
+    .await;
+    // A stale PID file would make the next `up` think we still run (until the PID is reused).
+    if dir.read_pid() == Some(std::process::id()) {
+        let _ = dir.remove_pid();
+    }
+    match &result {
+        Ok(()) => tracing::info!("control plane stopped"),
+        Err(e) => tracing::error!("control plane failed: {e:#}"),
+    }
+    result
+}
+
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// A detached control plane must outlive the terminal that ran `kinet up`: taking
+/// SIGHUP through tokio replaces its default (terminate) action.
+fn ignore_hangup() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("ignoring SIGHUP");
+        }
+    });
+    Ok(())
+}

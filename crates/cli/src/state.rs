@@ -1,0 +1,275 @@
+//! Where a cluster's state lives, and its `cluster.json`.
+//!
+//! ```text
+//! $KINET_HOME/<name>/
+//!   cluster.json          name, port, created, nodes, config
+//!   kubeconfig            admin kubeconfig (0600)
+//!   admin.token           bearer token the API server accepts for the admin (0600)
+//!   pki/                  ca.crt ca.key apiserver.crt apiserver.key admin.crt admin.key
+//!   data/                 the API server's durable store
+//!   logs/control-plane.log
+//!   control-plane.pid     present while `kinet serve` runs
+//! ```
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// Default state root when `KINET_HOME` is unset.
+pub const DEFAULT_HOME: &str = "/var/lib/kinet";
+/// Cluster names prefix network namespace and link names (15-char limit on links).
+pub const MAX_NAME_LEN: usize = 20;
+
+/// The state root: `$KINET_HOME`, or `/var/lib/kinet`.
+pub fn kinet_home() -> PathBuf {
+    match std::env::var_os("KINET_HOME") {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => PathBuf::from(DEFAULT_HOME),
+    }
+}
+
+/// A cluster name must be a short DNS label starting with a letter.
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let starts = name.bytes().next().is_some_and(|b| b.is_ascii_lowercase());
+    let ends = name
+        .bytes()
+        .last()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if name.is_empty() || name.len() > MAX_NAME_LEN || !ok_chars || !starts || !ends {
+        bail!(
+            "invalid cluster name {name:?}: use 1-{MAX_NAME_LEN} lowercase letters, digits \
+             and '-', starting with a letter and ending with a letter or digit"
+        );
+    }
+    Ok(())
+}
+
+/// The paths of one cluster's state folder.
+#[derive(Debug, Clone)]
+pub struct ClusterDir {
+    pub name: String,
+    pub root: PathBuf,
+}
+
+impl ClusterDir {
+    pub fn new(home: &Path, name: &str) -> Self {
+        ClusterDir {
+            name: name.to_string(),
+            root: home.join(name),
+        }
+    }
+    pub fn cluster_json(&self) -> PathBuf {
+        self.root.join("cluster.json")
+    }
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.root.join("kubeconfig")
+    }
+    pub fn token(&self) -> PathBuf {
+        self.root.join("admin.token")
+    }
+    pub fn pki(&self) -> PathBuf {
+        self.root.join("pki")
+    }
+    pub fn data(&self) -> PathBuf {
+        self.root.join("data")
+    }
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    pub fn control_plane_log(&self) -> PathBuf {
+        self.logs().join("control-plane.log")
+    }
+    pub fn pid_file(&self) -> PathBuf {
+        self.root.join("control-plane.pid")
+    }
+
+    /// A cluster exists once its `cluster.json` has been written (the last step of
+    /// preparing state, so a half-prepared folder does not count).
+    pub fn exists(&self) -> bool {
+        self.cluster_json().is_file()
+    }
+
+    pub fn load_info(&self) -> Result<ClusterInfo> {
+        let path = self.cluster_json();
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    pub fn save_info(&self, info: &ClusterInfo) -> Result<()> {
+        let text = serde_json::to_string_pretty(info)? + "\n";
+        write_file(&self.cluster_json(), &text, 0o644)
+    }
+
+    /// The recorded control-plane PID, if the file exists and parses.
+    pub fn read_pid(&self) -> Option<u32> {
+        fs::read_to_string(self.pid_file())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    pub fn write_pid(&self, pid: u32) -> Result<()> {
+        write_file(&self.pid_file(), &format!("{pid}\n"), 0o644)
+    }
+
+    pub fn remove_pid(&self) -> Result<()> {
+        match fs::remove_file(self.pid_file()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("removing {}", self.pid_file().display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub fn read_token(&self) -> Result<String> {
+        let path = self.token();
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(text.trim().to_string())
+    }
+}
+
+/// What `cluster.json` records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub name: String,
+    /// The API server's port on 127.0.0.1, fixed at the first `up`.
+    pub port: u16,
+    /// RFC 3339 time of the first `up`.
+    pub created: String,
+    /// Requested node count (nodes are not created yet).
+    pub nodes: usize,
+    /// The `--config` file given at creation, made absolute.
+    pub config: Option<PathBuf>,
+}
+
+/// Every cluster folder under `home` that has a `cluster.json`, sorted by name.
+pub fn list_clusters(home: &Path) -> Result<Vec<ClusterDir>> {
+    let entries = match fs::read_dir(home) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", home.display())),
+    };
+    let mut dirs: Vec<ClusterDir> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| validate_name(name).is_ok())
+        .map(|name| ClusterDir::new(home, &name))
+        .filter(ClusterDir::exists)
+        .collect();
+    dirs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(dirs)
+}
+
+/// Writes a file with `mode`, also when it already existed with a looser one.
+pub fn write_file(path: &Path, contents: &str, mode: u32) -> Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.set_permissions(fs::Permissions::from_mode(mode))?;
+    file.write_all(contents.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_dns_labels() {
+        for name in ["kinet", "a", "t12345", "dev-1", "abcdefghijklmnopqrst"] {
+            validate_name(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn rejects_what_would_break_names_or_paths() {
+        for name in [
+            "",
+            "Kinet",
+            "1abc",
+            "-abc",
+            "abc-",
+            "a_b",
+            "a.b",
+            "../x",
+            "a/b",
+            "abcdefghijklmnopqrstu",
+        ] {
+            assert!(validate_name(name).is_err(), "{name:?} accepted");
+        }
+    }
+
+    #[test]
+    fn layout_is_under_home_slash_name() {
+        let dir = ClusterDir::new(Path::new("/h"), "c1");
+        assert_eq!(dir.root, Path::new("/h/c1"));
+        assert_eq!(dir.cluster_json(), Path::new("/h/c1/cluster.json"));
+        assert_eq!(dir.kubeconfig(), Path::new("/h/c1/kubeconfig"));
+        assert_eq!(dir.pki(), Path::new("/h/c1/pki"));
+        assert_eq!(dir.data(), Path::new("/h/c1/data"));
+        assert_eq!(
+            dir.control_plane_log(),
+            Path::new("/h/c1/logs/control-plane.log")
+        );
+        assert_eq!(dir.pid_file(), Path::new("/h/c1/control-plane.pid"));
+    }
+
+    #[test]
+    fn info_round_trips_and_lists() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = ClusterDir::new(home.path(), "one");
+        assert!(!dir.exists());
+        fs::create_dir_all(&dir.root).unwrap();
+        // A folder without cluster.json (half-prepared) is not a cluster.
+        assert!(list_clusters(home.path()).unwrap().is_empty());
+        let info = ClusterInfo {
+            name: "one".into(),
+            port: 43210,
+            created: "2025-01-01T00:00:00Z".into(),
+            nodes: 3,
+            config: Some("/etc/kinet.yaml".into()),
+        };
+        dir.save_info(&info).unwrap();
+        assert_eq!(dir.load_info().unwrap(), info);
+        fs::create_dir_all(home.path().join("Not-A-Cluster")).unwrap();
+        let names: Vec<_> = list_clusters(home.path())
+            .unwrap()
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        assert_eq!(names, ["one"]);
+    }
+
+    #[test]
+    fn pid_file_round_trip() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = ClusterDir::new(home.path(), "p");
+        fs::create_dir_all(&dir.root).unwrap();
+        assert_eq!(dir.read_pid(), None);
+        dir.write_pid(4242).unwrap();
+        assert_eq!(dir.read_pid(), Some(4242));
+        dir.remove_pid().unwrap();
+        dir.remove_pid().unwrap();
+        assert_eq!(dir.read_pid(), None);
+    }
+
+    #[test]
+    fn missing_home_lists_nothing() {
+        let home = tempfile::tempdir().unwrap();
+        assert!(list_clusters(&home.path().join("nope")).unwrap().is_empty());
+    }
+}

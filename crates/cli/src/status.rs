@@ -1,0 +1,75 @@
+//! `kinet status` and `kinet kubeconfig`.
+
+use anyhow::{bail, Result};
+use kinet_pki::Pki;
+
+use crate::probe::Probe;
+use crate::process::running_pid;
+use crate::state::{self, ClusterDir};
+use crate::up::absolute_home;
+
+/// All clusters as a table, or one cluster in detail with a readiness probe.
+pub async fn status(name: Option<&str>) -> Result<()> {
+    let home = absolute_home()?;
+    let Some(name) = name else {
+        let clusters = state::list_clusters(&home)?;
+        if clusters.is_empty() {
+            println!("No clusters under {}.", home.display());
+            return Ok(());
+        }
+        println!("{:<22}{:<10}{:<8}NODES", "NAME", "STATUS", "PORT");
+        for dir in clusters {
+            let info = dir.load_info()?;
+            let status = if running_pid(&dir).is_some() {
+                "running"
+            } else {
+                "stopped"
+            };
+            println!(
+                "{:<22}{status:<10}{:<8}{}",
+                info.name, info.port, info.nodes
+            );
+        }
+        return Ok(());
+    };
+    let dir = existing(&home, name)?;
+    let info = dir.load_info()?;
+    println!("Name:        {}", info.name);
+    println!("Created:     {}", info.created);
+    println!("API server:  https://127.0.0.1:{}", info.port);
+    println!("Nodes:       {} requested", info.nodes);
+    if let Some(config) = &info.config {
+        println!("Config:      {}", config.display());
+    }
+    println!("Kubeconfig:  {}", dir.kubeconfig().display());
+    match running_pid(&dir) {
+        Some(pid) => {
+            println!("Status:      running (pid {pid})");
+            let pki = Pki::load(&dir.pki())?;
+            let probe = Probe::new(&pki.ca_cert_pem, info.port, dir.read_token()?)?;
+            match probe.readyz().await {
+                Ok(200) => println!("Ready:       yes (/readyz 200)"),
+                Ok(code) => println!("Ready:       no (/readyz {code})"),
+                Err(e) => println!("Ready:       no ({e:#})"),
+            }
+        }
+        None => println!("Status:      stopped"),
+    }
+    Ok(())
+}
+
+/// Prints the kubeconfig path as the last line.
+pub fn kubeconfig(name: &str) -> Result<()> {
+    let dir = existing(&absolute_home()?, name)?;
+    println!("{}", dir.kubeconfig().display());
+    Ok(())
+}
+
+fn existing(home: &std::path::Path, name: &str) -> Result<ClusterDir> {
+    state::validate_name(name)?;
+    let dir = ClusterDir::new(home, name);
+    if !dir.exists() {
+        bail!("no cluster named \"{name}\" under {}", home.display());
+    }
+    Ok(dir)
+}

@@ -1,0 +1,209 @@
+//! `kinet up`: prepare the state folder, certificates and kubeconfig, start the control
+//! plane detached and wait until it is ready. Every step reuses what a previous `up`
+//! left, so a stopped cluster restarts with the same certificates, port and data.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use kinet_pki::{default_server_sans, Credentials, Pki};
+use rand::distr::{Alphanumeric, SampleString};
+
+use crate::probe::Probe;
+use crate::process::{self, running_pid};
+use crate::progress::Step;
+use crate::state::{self, ClusterDir, ClusterInfo};
+
+/// The ClusterIP of the `kubernetes` service, which the serving certificate must name.
+pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const READY_POLL: Duration = Duration::from_millis(250);
+const LOG_TAIL_LINES: usize = 40;
+
+pub struct UpArgs {
+    pub name: String,
+    pub nodes: Option<usize>,
+    pub config: Option<PathBuf>,
+}
+
+pub async fn up(args: UpArgs) -> Result<()> {
+    state::validate_name(&args.name)?;
+    let home = absolute_home()?;
+    let dir = ClusterDir::new(&home, &args.name);
+    let existing = dir.exists();
+    if existing {
+        if let Some(pid) = running_pid(&dir) {
+            let info = dir.load_info()?;
+            println!(
+                "Cluster \"{}\" is already running (pid {pid}, https://127.0.0.1:{}).",
+                info.name, info.port
+            );
+            print_usage(&dir);
+            return Ok(());
+        }
+        eprintln!("Starting cluster \"{}\" ...", args.name);
+    } else {
+        eprintln!("Creating cluster \"{}\" ...", args.name);
+    }
+
+    let step = Step::start("Preparing state");
+    let info = prepare_state(&dir, &args)?;
+    step.done();
+
+    let step = Step::start("Writing certificates");
+    let pki = ensure_pki(&dir)?;
+    let kubeconfig = kinet_pki::kubeconfig(
+        &info.name,
+        &format!("https://127.0.0.1:{}", info.port),
+        &pki.ca_cert_pem,
+        &Credentials::ClientCert {
+            cert_pem: pki.admin_cert_pem.clone(),
+            key_pem: pki.admin_key_pem.clone(),
+        },
+    );
+    state::write_file(&dir.kubeconfig(), &kubeconfig, 0o600)?;
+    step.done();
+
+    let step = Step::start("Starting control plane");
+    let log_start = fs::metadata(dir.control_plane_log()).map_or(0, |m| m.len());
+    let mut child = process::spawn_control_plane(&dir, &home)?;
+    dir.write_pid(child.id())?;
+    step.done();
+
+    let step = Step::start("Waiting for the API server");
+    let probe = Probe::new(&pki.ca_cert_pem, info.port, dir.read_token()?)?;
+    if let Err(e) = wait_ready(&mut child, &probe).await {
+        drop(step);
+        abandon(&dir, &mut child);
+        print_log_tail(&dir.control_plane_log(), log_start);
+        return Err(e);
+    }
+    step.done();
+
+    println!();
+    println!(
+        "Cluster \"{}\" is up: API server at https://127.0.0.1:{}",
+        info.name, info.port
+    );
+    print_usage(&dir);
+    Ok(())
+}
+
+/// Creates the folders, the admin token and, on first start, `cluster.json` with a
+/// free port. On a restart the recorded settings win over the flags.
+fn prepare_state(dir: &ClusterDir, args: &UpArgs) -> Result<ClusterInfo> {
+    for d in [&dir.root, &dir.data(), &dir.logs()] {
+        fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    if !dir.token().is_file() {
+        let token = Alphanumeric.sample_string(&mut rand::rng(), 48);
+        state::write_file(&dir.token(), &format!("{token}\n"), 0o600)?;
+    }
+    if dir.exists() {
+        let info = dir.load_info()?;
+        if args.nodes.is_some_and(|n| n != info.nodes) {
+            eprintln!(
+                "   note: cluster \"{}\" was created with --nodes {}; ignoring the new value",
+                info.name, info.nodes
+            );
+        }
+        return Ok(info);
+    }
+    let config = match &args.config {
+        Some(path) => Some(
+            fs::canonicalize(path).with_context(|| format!("config file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let info = ClusterInfo {
+        name: args.name.clone(),
+        port: free_port()?,
+        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        nodes: args.nodes.unwrap_or(1),
+        config,
+    };
+    dir.save_info(&info)?;
+    Ok(info)
+}
+
+/// Loads the cluster's PKI, generating it when any file is missing.
+fn ensure_pki(dir: &ClusterDir) -> Result<Pki> {
+    let complete = kinet_pki::FILE_NAMES
+        .iter()
+        .all(|f| dir.pki().join(f).is_file());
+    if complete {
+        return Pki::load(&dir.pki()).context("loading the cluster PKI");
+    }
+    let pki = Pki::generate(&dir.name, &default_server_sans(KUBERNETES_SERVICE_IP))?;
+    pki.save(&dir.pki())?;
+    Ok(pki)
+}
+
+/// A port that is free now on 127.0.0.1 (the kernel picks it).
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("picking a port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Polls /readyz until 200, failing early if the control plane exits.
+async fn wait_ready(child: &mut Child, probe: &Probe) -> Result<()> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("the control plane exited early ({status})");
+        }
+        let last = match probe.readyz().await {
+            Ok(200) => return Ok(()),
+            Ok(code) => format!("/readyz answered {code}"),
+            Err(e) => format!("{e:#}"),
+        };
+        if Instant::now() >= deadline {
+            bail!("the API server was not ready within {READY_TIMEOUT:?}: {last}");
+        }
+        tokio::time::sleep(READY_POLL).await;
+    }
+}
+
+/// Stops a control plane that never became ready so no orphan is left behind; the
+/// state folder stays for inspection (`kinet down` removes it).
+fn abandon(dir: &ClusterDir, child: &mut Child) {
+    if child.try_wait().ok().flatten().is_none() {
+        if let Err(e) = process::stop(child.id(), &dir.name) {
+            eprintln!("   could not stop the control plane: {e:#}");
+        }
+    }
+    let _ = child.wait();
+    let _ = dir.remove_pid();
+}
+
+fn print_log_tail(log: &Path, from: u64) {
+    let Ok(bytes) = fs::read(log) else { return };
+    let start = usize::try_from(from).unwrap_or(0).min(bytes.len());
+    let text = String::from_utf8_lossy(&bytes[start..]);
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+    eprintln!("\nLast lines of {}:", log.display());
+    for line in tail {
+        eprintln!("  {line}");
+    }
+}
+
+fn print_usage(dir: &ClusterDir) {
+    let path = dir.kubeconfig();
+    println!("Kubeconfig: {}", path.display());
+    println!("Use it with:");
+    println!();
+    println!("  export KUBECONFIG={}", path.display());
+    println!("  kubectl get ns");
+}
+
+/// `KINET_HOME` made absolute, since the control plane runs from `/`.
+pub fn absolute_home() -> Result<PathBuf> {
+    let home = state::kinet_home();
+    if home.is_absolute() {
+        return Ok(home);
+    }
+    Ok(std::env::current_dir()?.join(home))
+}

@@ -1,0 +1,153 @@
+//! Shared harness: a cluster in its own temporary KINET_HOME, torn down on drop.
+
+#![allow(dead_code)] // Not every test binary module uses every helper.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tempfile::TempDir;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A cluster name no other test (or test run) uses: `t<pid><counter>`.
+pub fn unique_name() -> String {
+    format!(
+        "t{}{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// An empty KINET_HOME under /tmp, removed on drop.
+pub fn temp_home() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("kinet-e2e-")
+        .tempdir_in("/tmp")
+        .expect("creating a temporary KINET_HOME")
+}
+
+/// Runs the built `kinet` with `KINET_HOME=home`.
+pub fn kinet(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kinet"))
+        .args(args)
+        .env("KINET_HOME", home)
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("running kinet")
+}
+
+/// stdout and stderr of a finished command, for assertion messages.
+pub fn show(out: &Output) -> String {
+    format!(
+        "status: {}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether any process is `kinet serve --name NAME` (a zombie has no cmdline).
+pub fn control_plane_running(name: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.filter_map(|e| e.ok()).any(|e| {
+        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
+            return false;
+        };
+        let argv: Vec<&[u8]> = raw.split(|b| *b == 0).filter(|s| !s.is_empty()).collect();
+        argv.len() == 4
+            && argv[0].ends_with(b"kinet")
+            && argv[1..] == [b"serve".as_slice(), b"--name", name.as_bytes()]
+    })
+}
+
+/// A cluster made by `kinet up`; `kinet down` runs and the home is removed on drop,
+/// also when the test panicked.
+pub struct Cluster {
+    pub name: String,
+    pub home: PathBuf,
+    pub kubeconfig: PathBuf,
+    cache_dir: PathBuf,
+    // Dropped (removed) after `Drop::drop` has run `kinet down`.
+    _home_dir: TempDir,
+}
+
+impl Cluster {
+    /// Names and homes a cluster without starting it.
+    pub fn new() -> Cluster {
+        let home_dir = temp_home();
+        let home = home_dir.path().to_path_buf();
+        let name = unique_name();
+        Cluster {
+            kubeconfig: home.join(&name).join("kubeconfig"),
+            cache_dir: home.join("kubectl-cache"),
+            name,
+            home,
+            _home_dir: home_dir,
+        }
+    }
+
+    /// `kinet up --nodes N`; panics (after cleaning up) if it fails.
+    pub fn up(nodes: usize) -> Cluster {
+        let cluster = Cluster::new();
+        let out = cluster.kinet(&["up", "--nodes", &nodes.to_string()]);
+        assert!(out.status.success(), "kinet up failed\n{}", show(&out));
+        cluster
+    }
+
+    /// The cluster's state folder, `$KINET_HOME/<name>`.
+    pub fn state_dir(&self) -> PathBuf {
+        self.home.join(&self.name)
+    }
+
+    /// Runs `kinet <args> --name <name>` for subcommands that take a name.
+    pub fn kinet(&self, args: &[&str]) -> Output {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--name", &self.name]);
+        kinet(&self.home, &all)
+    }
+
+    /// kubectl against this cluster, with its own discovery cache.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .args(args)
+            .arg(format!("--cache-dir={}", self.cache_dir.display()))
+            .env("KUBECONFIG", &self.kubeconfig)
+            .output()
+            .expect("running kubectl")
+    }
+
+    /// kubectl that must succeed; returns its stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed\n{}",
+            show(&out)
+        );
+        stdout(&out)
+    }
+
+    /// The control plane's log, for debugging failed assertions.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.state_dir().join("logs/control-plane.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if !self.state_dir().exists() {
+            return;
+        }
+        let out = self.kinet(&["down"]);
+        if !out.status.success() {
+            eprintln!("cleanup: kinet down failed\n{}", show(&out));
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! `kinet up`, `status`, `kubeconfig`, `down`.
+
+use std::fs;
+use std::net::TcpListener;
+
+use crate::harness::{control_plane_running, kinet, show, stdout, temp_home, Cluster};
+
+#[test]
+#[ignore = "needs the API server"]
+fn up_down_status() {
+    let cluster = Cluster::up(1);
+    let dir = cluster.state_dir();
+    assert!(cluster.kubeconfig.is_file());
+    let pid: u32 = fs::read_to_string(dir.join("control-plane.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(control_plane_running(&cluster.name));
+
+    let list = stdout(&kinet(&cluster.home, &["status"]));
+    let row = list
+        .lines()
+        .find(|l| l.starts_with(&cluster.name))
+        .unwrap_or_else(|| panic!("{} not listed:\n{list}", cluster.name));
+    assert!(row.contains("running"), "{row}");
+    let detail = cluster.kinet(&["status"]);
+    assert!(detail.status.success(), "{}", show(&detail));
+    assert!(
+        stdout(&detail).contains("Ready:       yes"),
+        "{}",
+        show(&detail)
+    );
+
+    let out = cluster.kinet(&["kubeconfig"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let last = stdout(&out).lines().last().unwrap_or_default().to_string();
+    assert_eq!(last, cluster.kubeconfig.display().to_string());
+
+    // A second `up` notices and leaves it alone.
+    let again = cluster.kinet(&["up"]);
+    assert!(again.status.success(), "{}", show(&again));
+    assert!(
+        stdout(&again).contains("already running"),
+        "{}",
+        show(&again)
+    );
+
+    let out = cluster.kinet(&["down"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(!dir.exists(), "state folder left behind");
+    assert!(
+        !control_plane_running(&cluster.name),
+        "pid {pid} still running"
+    );
+}
+
+#[test]
+#[ignore = "needs the API server"]
+fn stopped_cluster_restarts_with_same_port_and_certs() {
+    let cluster = Cluster::up(2);
+    let dir = cluster.state_dir();
+    let json = fs::read_to_string(dir.join("cluster.json")).unwrap();
+    let ca = fs::read_to_string(dir.join("pki/ca.crt")).unwrap();
+
+    let out = cluster.kinet(&["down", "--keep-data"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(!control_plane_running(&cluster.name));
+    assert!(!dir.join("control-plane.pid").exists());
+    let list = stdout(&kinet(&cluster.home, &["status"]));
+    assert!(list.contains("stopped"), "{list}");
+
+    let out = cluster.kinet(&["up"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(fs::read_to_string(dir.join("cluster.json")).unwrap(), json);
+    assert_eq!(fs::read_to_string(dir.join("pki/ca.crt")).unwrap(), ca);
+    assert!(control_plane_running(&cluster.name));
+}
+
+#[test]
+fn up_fails_cleanly_when_the_control_plane_cannot_start() {
+    let cluster = Cluster::new();
+    // Record a port that is taken, as if a previous `up` had chosen it.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    fs::create_dir_all(cluster.state_dir()).unwrap();
+    let info = serde_json::json!({
+        "name": cluster.name, "port": port, "created": "2025-01-01T00:00:00Z",
+        "nodes": 1, "config": null,
+    });
+    fs::write(cluster.state_dir().join("cluster.json"), info.to_string()).unwrap();
+
+    let out = cluster.kinet(&["up"]);
+    assert!(!out.status.success(), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("exited early"), "{}", show(&out));
+    assert!(err.contains("Last lines of"), "{}", show(&out));
+    assert!(
+        err.contains(" ✗ Waiting for the API server"),
+        "{}",
+        show(&out)
+    );
+    assert!(!cluster.state_dir().join("control-plane.pid").exists());
+    assert!(!control_plane_running(&cluster.name));
+    // The certificates and kubeconfig were written before the start failed.
+    assert!(cluster.kubeconfig.is_file());
+    drop(taken);
+}
+
+#[test]
+fn down_of_a_missing_cluster_is_a_no_op() {
+    let home = temp_home();
+    let out = kinet(home.path(), &["down", "--name", "nothere"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(stdout(&out).contains("No cluster"), "{}", show(&out));
+}
+
+#[test]
+fn kubeconfig_of_a_missing_cluster_fails() {
+    let home = temp_home();
+    let out = kinet(home.path(), &["kubeconfig", "--name", "nothere"]);
+    assert!(!out.status.success(), "{}", show(&out));
+    let out = kinet(home.path(), &["status", "--name", "nothere"]);
+    assert!(!out.status.success(), "{}", show(&out));
+}
+
+#[test]
+fn invalid_names_are_refused_before_touching_disk() {
+    let home = temp_home();
+    for name in ["Bad", "../escape", "a-name-that-is-far-too-long"] {
+        let out = kinet(home.path(), &["up", "--name", name]);
+        assert!(!out.status.success(), "{name}: {}", show(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("invalid cluster name"),
+            "{}",
+            show(&out)
+        );
+    }
+    assert_eq!(fs::read_dir(home.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn status_with_no_clusters() {
+    let home = temp_home();
+    let out = kinet(home.path(), &["status"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(stdout(&out).contains("No clusters"), "{}", show(&out));
+}
