@@ -179,12 +179,13 @@ mod tests {
     #[test]
     fn patch_order_wins_and_server_items_keep_their_place() {
         let live = vec![json!({"name": "a"}), json!({"name": "b"}), json!({"name": "c"})];
-        // The patch moves c before a; b is server-only and stays between its live neighbours.
+        // The patch orders c before a; b is server-only and, as in Go, goes first because the
+        // live order puts it before c, the first patch item.
         let order = vec![json!({"name": "c"}), json!({"name": "a"})];
         let (patch_items, server_only) = partition(live.clone(), &order, Some("name")).unwrap();
         let out =
             normalize(patch_items, server_only, &order, &live, Some("name"), ItemKind::Map).unwrap();
-        assert_eq!(names(&out), ["c", "a", "b"]);
+        assert_eq!(names(&out), ["b", "c", "a"]);
     }
 
     #[test]
@@ -194,7 +195,8 @@ mod tests {
         let order = vec![json!({"name": "n"}), json!({"name": "b"})];
         let (p, s) = partition(merged, &order, Some("name")).unwrap();
         let out = normalize(p, s, &order, &live, Some("name"), ItemKind::Map).unwrap();
-        assert_eq!(names(&out), ["a", "n", "b"]);
+        // n is not live, so nothing orders a before it: Go takes the patch item first.
+        assert_eq!(names(&out), ["n", "a", "b"]);
     }
 
     #[test]
