@@ -1,0 +1,353 @@
+//! The cluster as DNS sees it: Services and EndpointSlices per namespace, plus
+//! reverse indexes from IP to owner for PTR answers.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hickory_proto::rr::Name;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use crate::model::{service_rec, slice_rec, ServiceRec, SliceRec, SvcKind};
+
+/// CoreDNS kubernetes plugin default TTL.
+pub const DEFAULT_TTL: u32 = 5;
+
+/// `(namespace, name)`; shares allocations with the namespace maps.
+type Key = (Arc<str>, Arc<str>);
+
+#[derive(Default, Debug)]
+pub(crate) struct Namespace {
+    pub services: HashMap<Arc<str>, ServiceRec>,
+    /// By slice name.
+    pub slices: HashMap<Arc<str>, SliceRec>,
+    /// Service name -> its slice names, so a lookup touches only its own slices.
+    pub by_service: HashMap<Arc<str>, Vec<Arc<str>>>,
+}
+
+impl Namespace {
+    fn is_empty(&self) -> bool {
+        self.services.is_empty() && self.slices.is_empty()
+    }
+
+    /// Slices owned by `service`.
+    pub(crate) fn slices_of<'a>(&'a self, service: &str) -> impl Iterator<Item = &'a SliceRec> {
+        self.by_service
+            .get(service)
+            .into_iter()
+            .flatten()
+            .filter_map(|n| self.slices.get(n))
+    }
+}
+
+/// The cluster as DNS sees it, built from Services and EndpointSlices.
+#[derive(Debug)]
+pub struct ClusterView {
+    pub(crate) zone: Name,
+    pub(crate) zone_str: String,
+    pub(crate) namespaces: HashMap<Arc<str>, Namespace>,
+    /// Namespaces fed explicitly (they exist even without Services).
+    pub(crate) known_namespaces: HashSet<Arc<str>>,
+    /// Cluster IP -> Services holding it (normally one).
+    pub(crate) service_ips: HashMap<IpAddr, Vec<Key>>,
+    /// Endpoint IP -> slices listing it.
+    pub(crate) endpoint_ips: HashMap<IpAddr, Vec<Key>>,
+    pub(crate) ns_addrs: Option<Vec<IpAddr>>,
+    pub(crate) ttl: u32,
+    pub(crate) serial: u32,
+}
+
+fn lower(s: &str) -> Arc<str> {
+    s.to_ascii_lowercase().into()
+}
+
+impl ClusterView {
+    /// A view for `zone` (e.g. `"cluster.local"`), empty.
+    ///
+    /// Panics if `zone` is not a valid DNS name: that is a configuration bug.
+    pub fn new(zone: &str) -> Self {
+        let zone_str = zone.trim_end_matches('.').to_ascii_lowercase();
+        let mut name = Name::from_ascii(&zone_str).expect("cluster zone must be a DNS name");
+        name.set_fqdn(true);
+        ClusterView {
+            zone: name,
+            zone_str,
+            namespaces: HashMap::new(),
+            known_namespaces: HashSet::new(),
+            service_ips: HashMap::new(),
+            endpoint_ips: HashMap::new(),
+            ns_addrs: None,
+            ttl: DEFAULT_TTL,
+            serial: 1,
+        }
+    }
+
+    /// The zone apex, lowercase and fully qualified.
+    pub fn zone(&self) -> &Name {
+        &self.zone
+    }
+
+    /// TTL for cluster records (default 5 s as in CoreDNS).
+    pub fn set_ttl(&mut self, ttl: u32) {
+        self.ttl = ttl;
+    }
+
+    pub fn ttl(&self) -> u32 {
+        self.ttl
+    }
+
+    /// SOA serial; bumped on every change. The server may pin it (CoreDNS uses
+    /// the last-modified unix time).
+    pub fn serial(&self) -> u32 {
+        self.serial
+    }
+
+    pub fn set_serial(&mut self, serial: u32) {
+        self.serial = serial;
+    }
+
+    /// Addresses for `ns.dns.<zone>`; default is kube-system/kube-dns's cluster IPs.
+    pub fn set_ns_addrs(&mut self, addrs: Vec<IpAddr>) {
+        self.ns_addrs = Some(addrs);
+    }
+
+    /// Mark a namespace as existing even if it has no Services, so that
+    /// `<ns>.svc.<zone>` is NODATA rather than NXDOMAIN.
+    pub fn add_namespace(&mut self, ns: &str) {
+        self.known_namespaces.insert(lower(ns));
+    }
+
+    pub fn remove_namespace(&mut self, ns: &str) {
+        self.known_namespaces.remove(&*ns.to_ascii_lowercase());
+    }
+
+    pub fn service_count(&self) -> usize {
+        self.namespaces.values().map(|n| n.services.len()).sum()
+    }
+
+    pub(crate) fn namespace_exists(&self, ns: &str) -> bool {
+        self.known_namespaces.contains(ns)
+            || self
+                .namespaces
+                .get(ns)
+                .is_some_and(|n| !n.services.is_empty())
+    }
+
+    pub(crate) fn service(&self, ns: &str, name: &str) -> Option<(&Namespace, &ServiceRec)> {
+        let n = self.namespaces.get(ns)?;
+        Some((n, n.services.get(name)?))
+    }
+
+    /// Cluster IPs of the DNS service itself, answering `ns.dns.<zone>`.
+    pub(crate) fn nameserver_addrs(&self) -> Vec<IpAddr> {
+        if let Some(a) = &self.ns_addrs {
+            return a.clone();
+        }
+        match self.service("kube-system", "kube-dns") {
+            Some((
+                _,
+                ServiceRec {
+                    kind: SvcKind::ClusterIp(ips),
+                    ..
+                },
+            )) => ips.to_vec(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn bump(&mut self) {
+        self.serial = self.serial.wrapping_add(1).max(1);
+    }
+
+    pub fn upsert_service(&mut self, svc: &Service) {
+        let (Some(ns), Some(name)) = (&svc.metadata.namespace, &svc.metadata.name) else {
+            return;
+        };
+        let rec = service_rec(svc);
+        self.remove_service(ns, name);
+        let (ns, name) = (lower(ns), lower(name));
+        if let SvcKind::ClusterIp(ips) = &rec.kind {
+            for ip in ips.iter() {
+                let owners = self.service_ips.entry(*ip).or_default();
+                owners.push((ns.clone(), name.clone()));
+            }
+        }
+        let space = self.namespaces.entry(ns).or_default();
+        space.services.insert(name, rec);
+        self.bump();
+    }
+
+    pub fn remove_service(&mut self, ns: &str, name: &str) {
+        let (ns, name) = (ns.to_ascii_lowercase(), name.to_ascii_lowercase());
+        let Some(space) = self.namespaces.get_mut(ns.as_str()) else {
+            return;
+        };
+        let Some(old) = space.services.remove(name.as_str()) else {
+            return;
+        };
+        if let SvcKind::ClusterIp(ips) = &old.kind {
+            for ip in ips.iter() {
+                unindex(&mut self.service_ips, ip, &ns, &name);
+            }
+        }
+        if space.is_empty() {
+            self.namespaces.remove(ns.as_str());
+        }
+        self.bump();
+    }
+
+    pub fn upsert_slice(&mut self, slice: &EndpointSlice) {
+        let (Some(ns), Some(name)) = (&slice.metadata.namespace, &slice.metadata.name) else {
+            return;
+        };
+        self.remove_slice(ns, name);
+        let Some(rec) = slice_rec(slice) else {
+            return;
+        };
+        let (ns, name) = (lower(ns), lower(name));
+        for ep in rec.endpoints.iter() {
+            for ip in ep.addrs.iter() {
+                let owners = self.endpoint_ips.entry(*ip).or_default();
+                owners.push((ns.clone(), name.clone()));
+            }
+        }
+        let space = self.namespaces.entry(ns).or_default();
+        let owned = space.by_service.entry(rec.service.clone()).or_default();
+        owned.push(name.clone());
+        space.slices.insert(name, rec);
+        self.bump();
+    }
+
+    pub fn remove_slice(&mut self, ns: &str, name: &str) {
+        let (ns, name) = (ns.to_ascii_lowercase(), name.to_ascii_lowercase());
+        let Some(space) = self.namespaces.get_mut(ns.as_str()) else {
+            return;
+        };
+        let Some(old) = space.slices.remove(name.as_str()) else {
+            return;
+        };
+        if let Some(owned) = space.by_service.get_mut(&old.service) {
+            owned.retain(|n| **n != *name);
+            if owned.is_empty() {
+                space.by_service.remove(&old.service);
+            }
+        }
+        for ep in old.endpoints.iter() {
+            for ip in ep.addrs.iter() {
+                unindex(&mut self.endpoint_ips, ip, &ns, &name);
+            }
+        }
+        if space.is_empty() {
+            self.namespaces.remove(ns.as_str());
+        }
+        self.bump();
+    }
+}
+
+/// Drop one `(ns, name)` occurrence for `ip`, and the entry when it empties.
+fn unindex(index: &mut HashMap<IpAddr, Vec<Key>>, ip: &IpAddr, ns: &str, name: &str) {
+    if let Some(owners) = index.get_mut(ip) {
+        if let Some(pos) = owners
+            .iter()
+            .position(|(o_ns, o_name)| **o_ns == *ns && **o_name == *name)
+        {
+            owners.swap_remove(pos);
+        }
+        if owners.is_empty() {
+            index.remove(ip);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{ready, service, slice};
+    use serde_json::json;
+
+    #[test]
+    fn upsert_replace_and_remove_keep_indexes_clean() {
+        let mut v = ClusterView::new("cluster.local");
+        let ip: IpAddr = "10.96.0.7".parse().unwrap();
+        v.upsert_service(&service(
+            "Default",
+            "Web",
+            json!({"clusterIP": "10.96.0.7"}),
+        ));
+        assert_eq!(v.service_ips[&ip].len(), 1);
+        assert!(v.service("default", "web").is_some());
+
+        // Re-upsert with a new IP moves the reverse entry.
+        v.upsert_service(&service(
+            "default",
+            "web",
+            json!({"clusterIP": "10.96.0.8"}),
+        ));
+        assert!(!v.service_ips.contains_key(&ip));
+        assert_eq!(v.service_ips.len(), 1);
+
+        let s = slice(
+            "default",
+            "web-1",
+            "web",
+            "IPv4",
+            json!([]),
+            ready(&[("10.244.0.2", None)]),
+        );
+        v.upsert_slice(&s);
+        v.upsert_slice(&s);
+        assert_eq!(v.endpoint_ips.len(), 1);
+        assert_eq!(v.namespaces["default"].by_service["web"].len(), 1);
+
+        v.remove_slice("default", "web-1");
+        v.remove_service("default", "web");
+        assert!(v.namespaces.is_empty());
+        assert!(v.service_ips.is_empty());
+        assert!(v.endpoint_ips.is_empty());
+    }
+
+    #[test]
+    fn namespace_existence() {
+        let mut v = ClusterView::new("cluster.local.");
+        assert_eq!(v.zone().to_ascii(), "cluster.local.");
+        assert!(!v.namespace_exists("default"));
+        v.upsert_service(&service("default", "a", json!({"clusterIP": "10.0.0.1"})));
+        assert!(v.namespace_exists("default"));
+        v.add_namespace("Empty");
+        assert!(v.namespace_exists("empty"));
+        v.remove_namespace("empty");
+        assert!(!v.namespace_exists("empty"));
+    }
+
+    #[test]
+    fn serial_moves_on_change() {
+        let mut v = ClusterView::new("cluster.local");
+        let s0 = v.serial();
+        v.upsert_service(&service("default", "a", json!({"clusterIP": "10.0.0.1"})));
+        assert!(v.serial() > s0);
+        let s1 = v.serial();
+        v.remove_service("default", "missing");
+        assert_eq!(v.serial(), s1, "no-op removal keeps the serial");
+    }
+
+    #[test]
+    fn nameserver_addrs_default_to_kube_dns() {
+        let mut v = ClusterView::new("cluster.local");
+        assert!(v.nameserver_addrs().is_empty());
+        v.upsert_service(&service(
+            "kube-system",
+            "kube-dns",
+            json!({"clusterIP": "10.96.0.10"}),
+        ));
+        assert_eq!(
+            v.nameserver_addrs(),
+            vec!["10.96.0.10".parse::<IpAddr>().unwrap()]
+        );
+        v.set_ns_addrs(vec!["10.0.0.53".parse().unwrap()]);
+        assert_eq!(
+            v.nameserver_addrs(),
+            vec!["10.0.0.53".parse::<IpAddr>().unwrap()]
+        );
+    }
+}
