@@ -43,6 +43,14 @@ impl Drop for Inner {
     }
 }
 
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
 fn closed() -> ApiError {
     ApiError::service_unavailable("storage is shut down")
 }

@@ -84,6 +84,7 @@ impl Hub {
 }
 
 /// A stream of events for keys under one prefix, from [`crate::Store::watch`].
+#[derive(Debug)]
 pub struct Watch {
     prefix: String,
     replay: VecDeque<Arc<Event>>,
