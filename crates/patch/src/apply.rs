@@ -29,7 +29,11 @@ pub fn server_side_apply(
 ) -> Result<Value, ApiError> {
     let applied = decode_body(body)?;
     check_type(resource, &applied)?;
-    if applied.get("metadata").and_then(|m| m.get("managedFields")).is_some_and(|v| !v.is_null()) {
+    if applied
+        .get("metadata")
+        .and_then(|m| m.get("managedFields"))
+        .is_some_and(|v| !v.is_null())
+    {
         return Err(ApiError::bad_request("metadata.managedFields must be nil"));
     }
     match current {
@@ -40,8 +44,14 @@ pub fn server_side_apply(
         }
         Some(current) => {
             let base = current.as_object().cloned().unwrap_or_default();
-            let Value::Object(applied) = applied else { unreachable!("checked by decode_body") };
-            Ok(Value::Object(merge_objects(base, applied, schema::for_resource(resource))))
+            let Value::Object(applied) = applied else {
+                unreachable!("checked by decode_body")
+            };
+            Ok(Value::Object(merge_objects(
+                base,
+                applied,
+                schema::for_resource(resource),
+            )))
         }
     }
 }
@@ -68,7 +78,10 @@ fn decode_body(body: &[u8]) -> Result<Value, ApiError> {
 /// kube-apiserver's version check, plus a kind check with the same wording.
 fn check_type(resource: &Resource, applied: &Value) -> Result<(), ApiError> {
     let expected = resource.api_version();
-    let version = applied.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let version = applied
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if version != expected {
         return Err(ApiError::bad_request(format!(
             "Incorrect version specified in apply patch. Specified patch version: {version}, expected: {expected}"
@@ -85,7 +98,11 @@ fn check_type(resource: &Resource, applied: &Value) -> Result<(), ApiError> {
 }
 
 /// Merges the applied map into the stored one.
-fn merge_objects(mut base: Map<String, Value>, applied: Map<String, Value>, schema: &Schema) -> Map<String, Value> {
+fn merge_objects(
+    mut base: Map<String, Value>,
+    applied: Map<String, Value>,
+    schema: &Schema,
+) -> Map<String, Value> {
     for (key, value) in applied {
         if value.is_null() {
             base.shift_remove(&key);
@@ -110,7 +127,12 @@ fn merge_objects(mut base: Map<String, Value>, applied: Map<String, Value>, sche
 }
 
 /// Items with the same merge key merge; new items are appended; scalars are unioned.
-fn merge_lists(mut base: Vec<Value>, applied: Vec<Value>, key: Option<&str>, elem: &Schema) -> Vec<Value> {
+fn merge_lists(
+    mut base: Vec<Value>,
+    applied: Vec<Value>,
+    key: Option<&str>,
+    elem: &Schema,
+) -> Vec<Value> {
     for item in applied {
         let position = match key {
             Some(k) => item

@@ -35,6 +35,11 @@ pub fn go_json_error(body: &[u8], err: &serde_json::Error) -> String {
     // serde_json's message without its " at line L column C" suffix.
     let full = err.to_string();
     let msg = full.split(" at line ").next().unwrap_or(&full);
+    if msg == "expected ident" {
+        if let Some(context) = literal_context(body, offset.unwrap_or(0)) {
+            return format!("invalid character {} {context}", go_quote_char(byte));
+        }
+    }
     let context = match msg {
         "expected `:`" => "after object key",
         "expected `,` or `}`" => "after object key:value pair",
@@ -48,6 +53,25 @@ pub fn go_json_error(body: &[u8], err: &serde_json::Error) -> String {
         _ => "looking for beginning of value",
     };
     format!("invalid character {} {context}", go_quote_char(byte))
+}
+
+/// Inside `true`, `false` or `null`: `in literal null (expecting 'u')`.
+fn literal_context(body: &[u8], offset: usize) -> Option<String> {
+    let start = body[..offset]
+        .iter()
+        .rposition(|b| !b.is_ascii_alphabetic())
+        .map_or(0, |p| p + 1);
+    let literal = match body.get(start)? {
+        b't' => "true",
+        b'f' => "false",
+        b'n' => "null",
+        _ => return None,
+    };
+    let expected = *literal.as_bytes().get(offset - start)?;
+    Some(format!(
+        "in literal {literal} (expecting {})",
+        go_quote_char(expected)
+    ))
 }
 
 /// serde_json reports 1-based line and column of the offending byte.
@@ -83,21 +107,51 @@ mod tests {
             ("{", "unexpected end of JSON input"),
             ("x", "invalid character 'x' looking for beginning of value"),
             ("{\"a\" 1}", "invalid character '1' after object key"),
-            ("{\"a\":1 \"b\":2}", "invalid character '\"' after object key:value pair"),
+            (
+                "{\"a\":1 \"b\":2}",
+                "invalid character '\"' after object key:value pair",
+            ),
             ("[1 2]", "invalid character '2' after array element"),
-            ("{a:1}", "invalid character 'a' looking for beginning of object key string"),
+            (
+                "{a:1}",
+                "invalid character 'a' looking for beginning of object key string",
+            ),
             ("{} x", "invalid character 'x' after top-level value"),
-            ("[1,]", "invalid character ']' looking for beginning of value"),
-            ("{\"a\":1,}", "invalid character '}' looking for beginning of object key string"),
-            ("{\n  \"a\": 'b'\n}", "invalid character '\\'' looking for beginning of value"),
+            (
+                "nope",
+                "invalid character 'o' in literal null (expecting 'u')",
+            ),
+            (
+                "[tru]",
+                "invalid character ']' in literal true (expecting 'e')",
+            ),
+            (
+                "[1,]",
+                "invalid character ']' looking for beginning of value",
+            ),
+            (
+                "{\"a\":1,}",
+                "invalid character '}' looking for beginning of object key string",
+            ),
+            (
+                "{\n  \"a\": 'b'\n}",
+                "invalid character '\\'' looking for beginning of value",
+            ),
         ];
         for (body, want) in cases {
-            assert_eq!(parse_json(body.as_bytes()).unwrap_err(), *want, "body {body:?}");
+            assert_eq!(
+                parse_json(body.as_bytes()).unwrap_err(),
+                *want,
+                "body {body:?}"
+            );
         }
     }
 
     #[test]
     fn valid_json_parses() {
-        assert_eq!(parse_json(b" {\"a\": [1]} ").unwrap(), serde_json::json!({"a": [1]}));
+        assert_eq!(
+            parse_json(b" {\"a\": [1]} ").unwrap(),
+            serde_json::json!({"a": [1]})
+        );
     }
 }

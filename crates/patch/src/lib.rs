@@ -39,7 +39,12 @@ impl PatchType {
     /// The patch type for a Content-Type header value; parameters such as `; charset=utf-8`
     /// are ignored. `application/apply-patch+cbor` is not served, so it gives `None`.
     pub fn from_content_type(ct: &str) -> Option<PatchType> {
-        let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let media = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match media.as_str() {
             "application/json-patch+json" => Some(PatchType::Json),
             "application/merge-patch+json" => Some(PatchType::Merge),

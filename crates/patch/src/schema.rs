@@ -25,12 +25,18 @@ pub enum Field {
     /// A `patchStrategy:"merge"` list. `key` is the `patchMergeKey` for lists of objects and
     /// `None` for lists of scalars (merged as a set, e.g. `finalizers`). `elem` describes the
     /// items.
-    MergeList { key: Option<&'static str>, elem: &'static Schema },
+    MergeList {
+        key: Option<&'static str>,
+        elem: &'static Schema,
+    },
 }
 
 impl Schema {
     pub fn field(&self, name: &str) -> Option<Field> {
-        self.fields.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+        self.fields
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, f)| *f)
     }
 
     /// The schema of a nested map-valued field; unknown fields get [`EMPTY`].
@@ -51,16 +57,25 @@ impl Schema {
 }
 
 const fn merge_by(key: &'static str, elem: &'static Schema) -> Field {
-    Field::MergeList { key: Some(key), elem }
+    Field::MergeList {
+        key: Some(key),
+        elem,
+    }
 }
 
-const SCALAR_SET: Field = Field::MergeList { key: None, elem: &EMPTY };
+const SCALAR_SET: Field = Field::MergeList {
+    key: None,
+    elem: &EMPTY,
+};
 
 /// A struct with no merging lists below it (or a field we know nothing about).
 pub static EMPTY: Schema = Schema { fields: &[] };
 
 pub static OBJECT_META: Schema = Schema {
-    fields: &[("finalizers", SCALAR_SET), ("ownerReferences", merge_by("uid", &EMPTY))],
+    fields: &[
+        ("finalizers", SCALAR_SET),
+        ("ownerReferences", merge_by("uid", &EMPTY)),
+    ],
 };
 
 pub static CONTAINER: Schema = Schema {
@@ -86,7 +101,9 @@ pub static POD_SPEC: Schema = Schema {
     ],
 };
 
-static CONDITIONS: Schema = Schema { fields: &[("conditions", merge_by("type", &EMPTY))] };
+static CONDITIONS: Schema = Schema {
+    fields: &[("conditions", merge_by("type", &EMPTY))],
+};
 
 pub static POD_STATUS: Schema = Schema {
     fields: &[
@@ -98,18 +115,30 @@ pub static POD_STATUS: Schema = Schema {
 };
 
 pub static POD_TEMPLATE_SPEC: Schema = Schema {
-    fields: &[("metadata", Field::Struct(&OBJECT_META)), ("spec", Field::Struct(&POD_SPEC))],
+    fields: &[
+        ("metadata", Field::Struct(&OBJECT_META)),
+        ("spec", Field::Struct(&POD_SPEC)),
+    ],
 };
 
 /// Deployment, ReplicaSet and DaemonSet specs: the pod template is the only merging part.
-static WORKLOAD_SPEC: Schema = Schema { fields: &[("template", Field::Struct(&POD_TEMPLATE_SPEC))] };
+static WORKLOAD_SPEC: Schema = Schema {
+    fields: &[("template", Field::Struct(&POD_TEMPLATE_SPEC))],
+};
 
-static SERVICE_SPEC: Schema = Schema { fields: &[("ports", merge_by("port", &EMPTY))] };
+static SERVICE_SPEC: Schema = Schema {
+    fields: &[("ports", merge_by("port", &EMPTY))],
+};
 
-static NODE_SPEC: Schema = Schema { fields: &[("podCIDRs", SCALAR_SET)] };
+static NODE_SPEC: Schema = Schema {
+    fields: &[("podCIDRs", SCALAR_SET)],
+};
 
 static NODE_STATUS: Schema = Schema {
-    fields: &[("conditions", merge_by("type", &EMPTY)), ("addresses", merge_by("type", &EMPTY))],
+    fields: &[
+        ("conditions", merge_by("type", &EMPTY)),
+        ("addresses", merge_by("type", &EMPTY)),
+    ],
 };
 
 macro_rules! object {
@@ -171,7 +200,11 @@ mod tests {
             ("Pod", "spec.containers", Some(Some("name"))),
             ("Pod", "spec.containers.ports", Some(Some("containerPort"))),
             ("Pod", "spec.containers.env", Some(Some("name"))),
-            ("Pod", "spec.initContainers.volumeMounts", Some(Some("mountPath"))),
+            (
+                "Pod",
+                "spec.initContainers.volumeMounts",
+                Some(Some("mountPath")),
+            ),
             ("Pod", "spec.volumes", Some(Some("name"))),
             ("Pod", "spec.hostAliases", Some(Some("ip"))),
             ("Pod", "spec.tolerations", None),
@@ -179,7 +212,11 @@ mod tests {
             ("Pod", "status.conditions", Some(Some("type"))),
             ("Pod", "metadata.finalizers", Some(None)),
             ("Pod", "metadata.ownerReferences", Some(Some("uid"))),
-            ("Deployment", "spec.template.spec.containers", Some(Some("name"))),
+            (
+                "Deployment",
+                "spec.template.spec.containers",
+                Some(Some("name")),
+            ),
             ("DaemonSet", "spec.template.metadata.finalizers", Some(None)),
             ("ReplicaSet", "status.conditions", Some(Some("type"))),
             ("Deployment", "spec.selector.matchExpressions", None),

@@ -23,17 +23,27 @@ pub const BAD_SET_ELEMENT_ORDER: &str = "invalid patch format of setElementOrder
 impl SmpError {
     /// `mergepatch.ErrNoMergeKey`.
     pub fn no_merge_key(item: &Value, key: &str) -> Self {
-        SmpError::Other(format!("map: {} does not contain declared merge key: {key}", go_fmt(item)))
+        SmpError::Other(format!(
+            "map: {} does not contain declared merge key: {key}",
+            go_fmt(item)
+        ))
     }
 
     /// `mergepatch.ErrBadPatchType`.
     pub fn bad_patch_type(directive: &Value, map: &Value) -> Self {
-        SmpError::Other(format!("unknown patch type: {} in map: {}", go_fmt(directive), go_fmt(map)))
+        SmpError::Other(format!(
+            "unknown patch type: {} in map: {}",
+            go_fmt(directive),
+            go_fmt(map)
+        ))
     }
 
     /// `mergepatch.ErrBadArgType`.
     pub fn bad_arg_type(expected: &str, actual: &Value) -> Self {
-        SmpError::Other(format!("expected a {expected}, but received a {}", go_kind(actual)))
+        SmpError::Other(format!(
+            "expected a {expected}, but received a {}",
+            go_kind(actual)
+        ))
     }
 }
 
@@ -78,7 +88,8 @@ pub fn go_fmt(v: &Value) -> String {
             format!("[{}]", parts.join(" "))
         }
         Value::Object(map) => {
-            let mut parts: Vec<(&String, String)> = map.iter().map(|(k, v)| (k, go_fmt(v))).collect();
+            let mut parts: Vec<(&String, String)> =
+                map.iter().map(|(k, v)| (k, go_fmt(v))).collect();
             parts.sort();
             let parts: Vec<String> = parts.into_iter().map(|(k, v)| format!("{k}:{v}")).collect();
             format!("map[{}]", parts.join(" "))
@@ -93,17 +104,26 @@ mod tests {
     #[test]
     fn go_formatting() {
         let v = json!({"name": "web", "$patch": "bogus", "ports": [80, "x"], "z": null});
-        assert_eq!(go_fmt(&v), "map[$patch:bogus name:web ports:[80 x] z:<nil>]");
+        assert_eq!(
+            go_fmt(&v),
+            "map[$patch:bogus name:web ports:[80 x] z:<nil>]"
+        );
     }
 
     #[test]
     fn status_codes() {
         let bad: ApiError = SmpError::BadRequest(BAD_RETAIN_KEYS).into();
-        assert_eq!((bad.code, bad.reason, bad.message.as_str()), (400, "BadRequest", BAD_RETAIN_KEYS));
+        assert_eq!(
+            (bad.code, bad.reason, bad.message.as_str()),
+            (400, "BadRequest", BAD_RETAIN_KEYS)
+        );
         let lists: ApiError = SmpError::NoListOfLists.into();
         assert_eq!((lists.code, lists.reason), (422, "Invalid"));
         let other: ApiError = SmpError::no_merge_key(&json!({"a": 1}), "name").into();
         assert_eq!(other.code, 500);
-        assert_eq!(other.message, "map: map[a:1] does not contain declared merge key: name");
+        assert_eq!(
+            other.message,
+            "map: map[a:1] does not contain declared merge key: name"
+        );
     }
 }

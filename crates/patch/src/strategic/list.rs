@@ -39,7 +39,10 @@ fn merge_slice(
     let (original, patch, merged) = match kind {
         ItemKind::Scalar if is_delete_list => {
             // `$deleteFromPrimitiveList`: drop the listed values, keep the order.
-            return Ok(original.into_iter().filter(|v| !patch.contains(v)).collect());
+            return Ok(original
+                .into_iter()
+                .filter(|v| !patch.contains(v))
+                .collect());
         }
         ItemKind::Scalar => {
             let mut merged: Vec<Value> = Vec::with_capacity(original.len() + patch.len());
@@ -52,7 +55,9 @@ fn merge_slice(
         }
         ItemKind::Map => {
             let Some(key) = key else {
-                return Err(SmpError::Other("cannot merge lists without merge key".into()));
+                return Err(SmpError::Other(
+                    "cannot merge lists without merge key".into(),
+                ));
             };
             let (original, patch) = apply_special_elements(original, patch, key)?;
             let merged = merge_by_key(original.clone(), &patch, key, elem)?;
@@ -79,7 +84,9 @@ fn apply_special_elements(
         };
         match directive.as_str() {
             Some("delete") => {
-                let value = item.get(key).ok_or_else(|| SmpError::no_merge_key(&item, key))?;
+                let value = item
+                    .get(key)
+                    .ok_or_else(|| SmpError::no_merge_key(&item, key))?;
                 while let Some(i) = order::find_by_key(&original, key, value)? {
                     original.remove(i);
                 }
@@ -112,7 +119,9 @@ fn merge_by_key(
         let Value::Object(item_map) = item else {
             return Err(SmpError::bad_arg_type("map", item));
         };
-        let value = item_map.get(key).ok_or_else(|| SmpError::no_merge_key(item, key))?;
+        let value = item_map
+            .get(key)
+            .ok_or_else(|| SmpError::no_merge_key(item, key))?;
         match order::find_by_key(&original, key, value)? {
             Some(i) => {
                 let Value::Object(orig) = std::mem::take(&mut original[i]) else {
@@ -133,14 +142,22 @@ pub fn merge_set_element_order(
     patch: &mut Obj,
     schema: &Schema,
 ) -> Result<(), SmpError> {
-    let directives: Vec<String> =
-        patch.keys().filter(|k| k.starts_with(SET_ELEMENT_ORDER)).cloned().collect();
+    let directives: Vec<String> = patch
+        .keys()
+        .filter(|k| k.starts_with(SET_ELEMENT_ORDER))
+        .cloned()
+        .collect();
     for directive in directives {
-        let Some(order_v) = patch.shift_remove(&directive) else { continue };
+        let Some(order_v) = patch.shift_remove(&directive) else {
+            continue;
+        };
         let Value::Array(order_list) = order_v else {
             return Err(SmpError::bad_arg_type("slice", &order_v));
         };
-        let field = match directive.strip_prefix(SET_ELEMENT_ORDER).and_then(|r| r.strip_prefix('/')) {
+        let field = match directive
+            .strip_prefix(SET_ELEMENT_ORDER)
+            .and_then(|r| r.strip_prefix('/'))
+        {
             Some(field) => field.to_string(),
             None => return Err(SmpError::BadRequest(error::BAD_SET_ELEMENT_ORDER)),
         };
@@ -177,7 +194,11 @@ fn take_list(v: Option<&Value>) -> Result<Option<Vec<Value>>, SmpError> {
 
 /// `validatePatchWithSetOrderList`: the patch list (ignoring deletions and directives) must be
 /// a subsequence of the order list.
-fn validate_order(patch: &[Value], order_list: &[Value], key: Option<&str>) -> Result<(), SmpError> {
+fn validate_order(
+    patch: &[Value],
+    order_list: &[Value],
+    key: Option<&str>,
+) -> Result<(), SmpError> {
     if patch.is_empty() || order_list.is_empty() {
         return Ok(());
     }
@@ -186,7 +207,10 @@ fn validate_order(patch: &[Value], order_list: &[Value], key: Option<&str>) -> R
             if let Some(bad) = patch.iter().find(|v| !v.is_object()) {
                 return Err(SmpError::bad_arg_type("map", bad));
             }
-            patch.iter().filter(|v| v.get(PATCH) != Some(&Value::from("delete"))).collect()
+            patch
+                .iter()
+                .filter(|v| v.get(PATCH) != Some(&Value::from("delete")))
+                .collect()
         }
         None => patch.iter().collect(),
     };

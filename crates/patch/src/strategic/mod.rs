@@ -30,7 +30,11 @@ pub(crate) const SET_ELEMENT_ORDER: &str = "$setElementOrder";
 pub(crate) const DELETE_FROM_PRIMITIVE_LIST: &str = "$deleteFromPrimitiveList";
 
 /// Applies a strategic merge patch body to `current`, an object of `resource`.
-pub fn strategic_merge(resource: &Resource, current: &Value, body: &[u8]) -> Result<Value, ApiError> {
+pub fn strategic_merge(
+    resource: &Resource,
+    current: &Value,
+    body: &[u8],
+) -> Result<Value, ApiError> {
     let patch = match parse_json(body).map_err(ApiError::bad_request)? {
         Value::Object(patch) => patch,
         Value::Null => Obj::new(),
@@ -64,7 +68,10 @@ fn merge_map(mut original: Obj, mut patch: Obj, schema: &Schema) -> Result<Obj, 
                 Ok(clean_map(patch))
             }
             Some("delete") => Ok(Obj::new()),
-            _ => Err(SmpError::bad_patch_type(directive, &Value::Object(patch.clone()))),
+            _ => Err(SmpError::bad_patch_type(
+                directive,
+                &Value::Object(patch.clone()),
+            )),
         };
     }
     apply_retain_keys(&mut original, &mut patch)?;
@@ -97,7 +104,8 @@ fn merge_map(mut original: Obj, mut patch: Obj, schema: &Schema) -> Result<Obj, 
             }
             (Value::Array(orig), Value::Array(p)) => {
                 let strategy = schema.merge_list(&key);
-                let merged = list::merge_list_field(std::mem::take(orig), p, strategy, is_delete_list)?;
+                let merged =
+                    list::merge_list_field(std::mem::take(orig), p, strategy, is_delete_list)?;
                 *orig = merged;
             }
             (orig, p) if same_kind(orig, &p) => *orig = p,
@@ -133,7 +141,8 @@ fn apply_retain_keys(original: &mut Obj, patch: &mut Obj) -> Result<(), SmpError
     };
     let listed = |k: &str| retain.iter().any(|v| v.as_str() == Some(k));
     for (k, v) in patch.iter() {
-        let directive = k.starts_with(DELETE_FROM_PRIMITIVE_LIST) || k.starts_with(SET_ELEMENT_ORDER);
+        let directive =
+            k.starts_with(DELETE_FROM_PRIMITIVE_LIST) || k.starts_with(SET_ELEMENT_ORDER);
         if !v.is_null() && !directive && !listed(k) {
             return Err(SmpError::BadRequest(error::BAD_RETAIN_KEYS));
         }
@@ -153,7 +162,9 @@ fn remove_directives(value: Value) -> Option<Value> {
     match value {
         Value::Object(map) if map.contains_key(PATCH) => None,
         Value::Object(map) => Some(Value::Object(clean_map(map))),
-        Value::Array(items) => Some(Value::Array(items.into_iter().filter_map(remove_directives).collect())),
+        Value::Array(items) => Some(Value::Array(
+            items.into_iter().filter_map(remove_directives).collect(),
+        )),
         other => Some(other),
     }
 }

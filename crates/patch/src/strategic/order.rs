@@ -50,7 +50,9 @@ pub fn partition(
         let found = match key {
             None => by.contains(&item),
             Some(k) => {
-                let value = item.get(k).ok_or_else(|| SmpError::no_merge_key(&item, k))?;
+                let value = item
+                    .get(k)
+                    .ok_or_else(|| SmpError::no_merge_key(&item, k))?;
                 find_by_key(by, k, value)?.is_some()
             }
         };
@@ -88,7 +90,13 @@ pub fn normalize(
 ) -> Result<Vec<Value>, SmpError> {
     let patch_items = sort_by_order(patch_items, patch_order, key, kind)?;
     let server_only = sort_by_order(server_only, server_order, key, kind)?;
-    Ok(merge_sorted(server_only, patch_items, server_order, key, kind))
+    Ok(merge_sorted(
+        server_only,
+        patch_items,
+        server_order,
+        key,
+        kind,
+    ))
 }
 
 /// `normalizeSliceOrder`: an insertion sort by position in `order` (Go's `sort.SliceStable`
@@ -106,7 +114,9 @@ fn sort_by_order(
                     return Err(SmpError::no_merge_key(item, k));
                 }
             }
-            items.into_iter().partition(|i| i.get("$patch") != Some(&Value::from("delete")))
+            items
+                .into_iter()
+                .partition(|i| i.get("$patch") != Some(&Value::from("delete")))
         }
         _ => (items, Vec::new()),
     };
@@ -178,20 +188,35 @@ mod tests {
 
     #[test]
     fn patch_order_wins_and_server_items_keep_their_place() {
-        let live = vec![json!({"name": "a"}), json!({"name": "b"}), json!({"name": "c"})];
+        let live = vec![
+            json!({"name": "a"}),
+            json!({"name": "b"}),
+            json!({"name": "c"}),
+        ];
         // The patch orders c before a; b is server-only and, as in Go, goes first because the
         // live order puts it before c, the first patch item.
         let order = vec![json!({"name": "c"}), json!({"name": "a"})];
         let (patch_items, server_only) = partition(live.clone(), &order, Some("name")).unwrap();
-        let out =
-            normalize(patch_items, server_only, &order, &live, Some("name"), ItemKind::Map).unwrap();
+        let out = normalize(
+            patch_items,
+            server_only,
+            &order,
+            &live,
+            Some("name"),
+            ItemKind::Map,
+        )
+        .unwrap();
         assert_eq!(names(&out), ["b", "c", "a"]);
     }
 
     #[test]
     fn new_items_follow_the_patch() {
         let live = vec![json!({"name": "a"}), json!({"name": "b"})];
-        let merged = vec![json!({"name": "a"}), json!({"name": "b"}), json!({"name": "n"})];
+        let merged = vec![
+            json!({"name": "a"}),
+            json!({"name": "b"}),
+            json!({"name": "n"}),
+        ];
         let order = vec![json!({"name": "n"}), json!({"name": "b"})];
         let (p, s) = partition(merged, &order, Some("name")).unwrap();
         let out = normalize(p, s, &order, &live, Some("name"), ItemKind::Map).unwrap();
@@ -205,7 +230,10 @@ mod tests {
         let scalars = [json!("x")];
         assert_eq!(element_kind(&[&maps, &[]]).unwrap(), ItemKind::Map);
         assert_eq!(element_kind(&[&[], &scalars]).unwrap(), ItemKind::Scalar);
-        assert!(matches!(element_kind(&[&maps, &scalars]), Err(SmpError::Other(_))));
+        assert!(matches!(
+            element_kind(&[&maps, &scalars]),
+            Err(SmpError::Other(_))
+        ));
         assert_eq!(element_kind(&[&[json!([1])]]), Err(SmpError::NoListOfLists));
         assert!(element_kind(&[&[], &[]]).is_err());
     }

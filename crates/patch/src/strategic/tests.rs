@@ -3,7 +3,9 @@ use serde_json::{json, Value};
 use super::*;
 
 fn smp(kind: &str, current: Value, patch: Value) -> Result<Value, SmpError> {
-    let (Value::Object(c), Value::Object(p)) = (current, patch) else { panic!("objects only") };
+    let (Value::Object(c), Value::Object(p)) = (current, patch) else {
+        panic!("objects only")
+    };
     merge_value_maps(c, p, schema::for_kind(kind)).map(Value::Object)
 }
 
@@ -48,15 +50,24 @@ fn deployment_patches_as_kubectl_sends_them() {
                        "$setElementOrder/containers":[{"name":"web"},{"name":"sidecar"}],
                        "containers":[{"image":"nginx:1.27","name":"web"}]}}}}),
             vec![
-                ("/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration", json!("new")),
+                (
+                    "/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration",
+                    json!("new"),
+                ),
                 ("/spec/replicas", json!(3)),
-                ("/spec/template/spec/containers/0/image", json!("nginx:1.27")),
+                (
+                    "/spec/template/spec/containers/0/image",
+                    json!("nginx:1.27"),
+                ),
             ],
         ),
         (
             "kubectl set image",
             json!({"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox:1.36"}]}}}}),
-            vec![("/spec/template/spec/containers/1/image", json!("busybox:1.36"))],
+            vec![(
+                "/spec/template/spec/containers/1/image",
+                json!("busybox:1.36"),
+            )],
         ),
         (
             "kubectl apply: a container port removed",
@@ -90,7 +101,10 @@ fn deployment_patches_as_kubectl_sends_them() {
         (
             "tolerations carry no patch strategy and are replaced",
             json!({"spec":{"template":{"spec":{"tolerations":[{"key":"b","operator":"Exists"}]}}}}),
-            vec![("/spec/template/spec/tolerations", json!([{"key":"b","operator":"Exists"}]))],
+            vec![(
+                "/spec/template/spec/tolerations",
+                json!([{"key":"b","operator":"Exists"}]),
+            )],
         ),
         (
             "$patch: replace on a map",
@@ -100,7 +114,10 @@ fn deployment_patches_as_kubectl_sends_them() {
         (
             "$patch: replace on a list",
             json!({"spec":{"template":{"spec":{"containers":[{"$patch":"replace"},{"name":"only","image":"i"}]}}}}),
-            vec![("/spec/template/spec/containers", json!([{"name":"only","image":"i"}]))],
+            vec![(
+                "/spec/template/spec/containers",
+                json!([{"name":"only","image":"i"}]),
+            )],
         ),
         (
             "$setElementOrder alone reorders",
@@ -136,7 +153,8 @@ fn deployment_patches_as_kubectl_sends_them() {
         for (pointer, value) in edits {
             set(&mut want, pointer, value);
         }
-        let got = smp("Deployment", deployment(), patch).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let got =
+            smp("Deployment", deployment(), patch).unwrap_or_else(|e| panic!("{name}: {e:?}"));
         assert_eq!(got, want, "{name}");
     }
 }
@@ -145,7 +163,9 @@ fn deployment_patches_as_kubectl_sends_them() {
 fn set(doc: &mut Value, pointer: &str, value: Value) {
     let (parent, last) = pointer.rsplit_once('/').unwrap();
     let last = last.replace("~1", "/").replace("~0", "~");
-    let parent = doc.pointer_mut(parent).unwrap_or_else(|| panic!("no {parent}"));
+    let parent = doc
+        .pointer_mut(parent)
+        .unwrap_or_else(|| panic!("no {parent}"));
     match (parent, value) {
         (Value::Object(m), Value::Null) => {
             m.shift_remove(&last);
