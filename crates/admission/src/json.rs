@@ -63,8 +63,3 @@ pub fn arr<'a>(v: &'a Value, key: &str) -> &'a [Value] {
         .map(Vec::as_slice)
         .unwrap_or(&[])
 }
-
-/// Read-only: the object at `key`, if any.
-pub fn obj<'a>(v: &'a Value, key: &str) -> Option<&'a Obj> {
-    v.get(key).and_then(Value::as_object)
-}

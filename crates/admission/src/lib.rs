@@ -12,5 +12,7 @@ pub use strict::{strict_decoding_error, unknown_fields};
 
 mod defaults;
 mod json;
+mod validation;
 
 pub use defaults::{default, image_tag};
+pub use validation::{selector_matches, validate};
