@@ -80,10 +80,12 @@ fn check_op_shape(op: &Value) -> Result<(), ApiError> {
     for name in ["op", "path", "from"] {
         match fields.get(name) {
             None | Some(Value::String(_)) | Some(Value::Null) => {}
-            Some(other) => return Err(decode_error(format!(
+            Some(other) => {
+                return Err(decode_error(format!(
                 "json: cannot unmarshal {} into Go struct field jsonPatchOp.{name} of type string",
                 go_type_name(other)
-            ))),
+            )))
+            }
         }
     }
     Ok(())

@@ -138,6 +138,25 @@ fn deployment_patches_as_kubectl_sends_them() {
             })],
         ),
         (
+            "kubectl apply: a field of a container removed",
+            json!({"spec":{"template":{"spec":{
+                "$setElementOrder/containers":[{"name":"web"},{"name":"sidecar"}],
+                "containers":[{"imagePullPolicy":null,"name":"web"}]}}}}),
+            vec![(
+                "/spec/template/spec/containers/0/imagePullPolicy",
+                Value::Null,
+            )],
+        ),
+        (
+            "kubectl rollout restart",
+            json!({"spec":{"template":{"metadata":{"annotations":{
+                "kubectl.kubernetes.io/restartedAt":"2025-01-01T00:00:00Z"}}}}}),
+            vec![(
+                "/spec/template/metadata/annotations",
+                json!({"kubectl.kubernetes.io/restartedAt": "2025-01-01T00:00:00Z"}),
+            )],
+        ),
+        (
             "env var value changed by merge key",
             json!({"spec":{"template":{"spec":{"containers":[{"name":"web","env":[{"name":"B","value":"3"}]}]}}}}),
             vec![("/spec/template/spec/containers/0/env/1/value", json!("3"))],
