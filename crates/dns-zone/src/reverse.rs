@@ -172,6 +172,23 @@ mod tests {
     }
 
     #[test]
+    fn publish_not_ready_names_unready_endpoints() {
+        let mut v = view();
+        let q = Name::from_ascii("7.1.244.10.in-addr.arpa.").unwrap();
+        assert!(answer(&v, &q, RecordType::PTR).is_none());
+        v.upsert_service(&service(
+            "default",
+            "db",
+            json!({"clusterIP": "None", "publishNotReadyAddresses": true}),
+        ));
+        let a = answer(&v, &q, RecordType::PTR).unwrap();
+        assert_eq!(
+            a.answers[0].data.to_string(),
+            "10-244-1-7.db.default.svc.cluster.local."
+        );
+    }
+
+    #[test]
     fn other_types_on_known_reverse_name_are_nodata() {
         let v = view();
         let q = Name::from_ascii("1.0.96.10.in-addr.arpa.").unwrap();

@@ -169,7 +169,8 @@ impl ClusterView {
         let (ns, name) = (lower(ns), lower(name));
         if let SvcKind::ClusterIp(ips) = &rec.kind {
             for ip in ips.iter() {
-                let owners = self.service_ips.entry(*ip).or_default();
+                // Capacity 1: almost every IP has one owner (a default Vec grows to 4).
+                let owners = self.service_ips.entry(*ip).or_insert_with(one);
                 owners.push((ns.clone(), name.clone()));
             }
         }
@@ -208,12 +209,15 @@ impl ClusterView {
         let (ns, name) = (lower(ns), lower(name));
         for ep in rec.endpoints.iter() {
             for ip in ep.addrs.iter() {
-                let owners = self.endpoint_ips.entry(*ip).or_default();
+                let owners = self.endpoint_ips.entry(*ip).or_insert_with(one);
                 owners.push((ns.clone(), name.clone()));
             }
         }
         let space = self.namespaces.entry(ns).or_default();
-        let owned = space.by_service.entry(rec.service.clone()).or_default();
+        let owned = space
+            .by_service
+            .entry(rec.service.clone())
+            .or_insert_with(one);
         owned.push(name.clone());
         space.slices.insert(name, rec);
         self.bump();
@@ -243,6 +247,10 @@ impl ClusterView {
         }
         self.bump();
     }
+}
+
+fn one<T>() -> Vec<T> {
+    Vec::with_capacity(1)
 }
 
 /// Drop one `(ns, name)` occurrence for `ip`, and the entry when it empties.
@@ -329,6 +337,23 @@ mod tests {
         let s1 = v.serial();
         v.remove_service("default", "missing");
         assert_eq!(v.serial(), s1, "no-op removal keeps the serial");
+    }
+
+    /// The per-Service footprint is what makes 10k+ Services cheap; keep it small.
+    #[test]
+    fn records_stay_compact() {
+        use crate::model::{EndpointRec, PortRec, ServiceRec};
+        use std::mem::size_of;
+        assert!(size_of::<ServiceRec>() <= 48, "{}", size_of::<ServiceRec>());
+        assert!(size_of::<PortRec>() <= 24, "{}", size_of::<PortRec>());
+        assert!(
+            size_of::<EndpointRec>() <= 40,
+            "{}",
+            size_of::<EndpointRec>()
+        );
+        let mut v = ClusterView::new("cluster.local");
+        v.upsert_service(&service("default", "a", json!({"clusterIP": "10.0.0.1"})));
+        assert_eq!(v.service_ips.values().next().unwrap().capacity(), 1);
     }
 
     #[test]
