@@ -19,16 +19,19 @@ pub async fn status(name: Option<&str>) -> Result<()> {
         }
         println!("{:<22}{:<10}{:<8}NODES", "NAME", "STATUS", "PORT");
         for dir in clusters {
-            let info = dir.load_info()?;
             let status = if running_pid(&dir).is_some() {
                 "running"
             } else {
                 "stopped"
             };
-            println!(
-                "{:<22}{status:<10}{:<8}{}",
-                info.name, info.port, info.nodes
-            );
+            // One unreadable cluster.json should not hide the others.
+            match dir.load_info() {
+                Ok(info) => println!(
+                    "{:<22}{status:<10}{:<8}{}",
+                    info.name, info.port, info.nodes
+                ),
+                Err(e) => println!("{:<22}{status:<10}?       ? ({e:#})", dir.name),
+            }
         }
         return Ok(());
     };

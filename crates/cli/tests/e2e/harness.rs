@@ -115,9 +115,10 @@ impl Cluster {
 
     /// kubectl against this cluster, with its own discovery cache.
     pub fn kubectl(&self, args: &[&str]) -> Output {
+        // The global flag goes first so that args after a `--` stay untouched.
         Command::new("kubectl")
-            .args(args)
             .arg(format!("--cache-dir={}", self.cache_dir.display()))
+            .args(args)
             .env("KUBECONFIG", &self.kubeconfig)
             .output()
             .expect("running kubectl")

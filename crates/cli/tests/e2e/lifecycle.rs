@@ -37,6 +37,9 @@ fn up_down_status() {
     let last = stdout(&out).lines().last().unwrap_or_default().to_string();
     assert_eq!(last, cluster.kubeconfig.display().to_string());
 
+    let namespaces = cluster.kubectl_ok(&["get", "namespaces", "-o", "name"]);
+    assert!(namespaces.contains("namespace/default"), "{namespaces}");
+
     // A second `up` notices and leaves it alone.
     let again = cluster.kinet(&["up"]);
     assert!(again.status.success(), "{}", show(&again));
@@ -145,4 +148,40 @@ fn status_with_no_clusters() {
     let out = kinet(home.path(), &["status"]);
     assert!(out.status.success(), "{}", show(&out));
     assert!(stdout(&out).contains("No clusters"), "{}", show(&out));
+}
+
+#[test]
+fn status_lists_stopped_and_unreadable_clusters() {
+    let home = temp_home();
+    let good = home.path().join("good");
+    fs::create_dir_all(&good).unwrap();
+    let info = serde_json::json!({
+        "name": "good", "port": 40001, "created": "2025-01-01T00:00:00Z",
+        "nodes": 3, "config": null,
+    });
+    fs::write(good.join("cluster.json"), info.to_string()).unwrap();
+    fs::create_dir_all(home.path().join("broken")).unwrap();
+    fs::write(home.path().join("broken/cluster.json"), "{not json").unwrap();
+
+    let out = kinet(home.path(), &["status"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = stdout(&out);
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+            .split_whitespace()
+            .take(4)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(row("good"), ["good", "stopped", "40001", "3"]);
+    assert_eq!(row("broken")[..2], ["broken", "stopped"]);
+
+    let out = kinet(home.path(), &["status", "--name", "good"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        stdout(&out).contains("Status:      stopped"),
+        "{}",
+        show(&out)
+    );
 }
