@@ -33,11 +33,12 @@ pub fn respond(view: &ClusterView, request: &Message, max_udp: Option<usize>) ->
             return resp;
         }
     }
-    let rcode = match () {
-        _ if request.message_type != MessageType::Query => Some(ResponseCode::FormErr),
-        _ if request.op_code != OpCode::Query => Some(ResponseCode::NotImp),
-        _ if request.queries.len() != 1 => Some(ResponseCode::FormErr),
-        _ => None,
+    let rcode = if request.message_type != MessageType::Query || request.queries.len() != 1 {
+        Some(ResponseCode::FormErr)
+    } else if request.op_code != OpCode::Query {
+        Some(ResponseCode::NotImp)
+    } else {
+        None
     };
     if let Some(rcode) = rcode {
         resp.metadata.response_code = rcode;
