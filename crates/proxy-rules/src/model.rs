@@ -277,6 +277,10 @@ impl Ruleset {
 
     /// Adds a chain (or returns the existing one of that name) for appending rules.
     pub(crate) fn chain_mut(&mut self, name: &str) -> &mut Chain {
+        // Rules are mostly appended to the chain just created: skip the hash.
+        if self.chains.last().is_some_and(|c| c.name == name) {
+            return self.chains.last_mut().expect("checked non-empty");
+        }
         let idx = match self.chain_index.get(name) {
             Some(i) => *i,
             None => {

@@ -39,7 +39,10 @@ fn check(name: &str, rs: &Ruleset) {
 #[test]
 fn clusterip_three_endpoints() {
     let (svcs, slices) = web();
-    check("clusterip_three_endpoints", &render(&svcs, &slices, &node("node-a"), &config()));
+    check(
+        "clusterip_three_endpoints",
+        &render(&svcs, &slices, &node("node-a"), &config()),
+    );
 }
 
 #[test]
@@ -79,19 +82,28 @@ fn multiport_named_ports() {
 #[test]
 fn lb_local_policy_with_local_endpoint() {
     let (svcs, slices) = edge("Local");
-    check("lb_local_with_local_endpoint", &render(&svcs, &slices, &node("node-a"), &config()));
+    check(
+        "lb_local_with_local_endpoint",
+        &render(&svcs, &slices, &node("node-a"), &config()),
+    );
 }
 
 #[test]
 fn lb_local_policy_without_local_endpoint() {
     let (svcs, slices) = edge("Local");
-    check("lb_local_without_local_endpoint", &render(&svcs, &slices, &node("node-c"), &config()));
+    check(
+        "lb_local_without_local_endpoint",
+        &render(&svcs, &slices, &node("node-c"), &config()),
+    );
 }
 
 #[test]
 fn nodeport_cluster_policy() {
     let (svcs, slices) = edge("Cluster");
-    check("lb_cluster_policy", &render(&svcs, &slices, &node("node-c"), &config()));
+    check(
+        "lb_cluster_policy",
+        &render(&svcs, &slices, &node("node-c"), &config()),
+    );
 }
 
 #[test]
@@ -114,7 +126,10 @@ fn session_affinity() {
         tcp_port("http", 8080),
         vec![ep("10.244.1.5", "node-a"), ep("10.244.2.7", "node-b")],
     );
-    check("session_affinity", &render(&[svc], &[sl], &node("node-a"), &config()));
+    check(
+        "session_affinity",
+        &render(&[svc], &[sl], &node("node-a"), &config()),
+    );
 }
 
 #[test]
@@ -138,7 +153,10 @@ fn no_endpoints() {
         tcp_port("http", 8080),
         vec![ep_cond("10.244.2.9", "node-b", false, false, false)],
     );
-    check("no_endpoints", &render(&[lonely, np], &[sl], &node("node-a"), &config()));
+    check(
+        "no_endpoints",
+        &render(&[lonely, np], &[sl], &node("node-a"), &config()),
+    );
 }
 
 #[test]

@@ -26,8 +26,13 @@ fn clusterip_is_dnated_to_ready_endpoints_without_snat() {
         eps(&["10.244.1.5:8080", "10.244.2.7:8080", "10.244.2.8:8080"]),
         "not-ready 10.244.2.9 must not be used"
     );
-    let Verdict::Dnat(targets) = &v else { panic!("{v:?}") };
-    assert!(targets.iter().all(|t| !t.masquerade), "pod-to-pod keeps its source");
+    let Verdict::Dnat(targets) = &v else {
+        panic!("{v:?}")
+    };
+    assert!(
+        targets.iter().all(|t| !t.masquerade),
+        "pod-to-pod keeps its source"
+    );
 }
 
 #[test]
@@ -47,7 +52,10 @@ fn hairpin_to_self_is_masqueraded() {
 fn clusterip_from_host_is_masqueraded() {
     let (svcs, slices) = web();
     let rs = render(&svcs, &slices, &node("node-a"), &config());
-    let v = trace(&rs, &Packet::tcp(ip("192.168.0.2"), ip("10.96.0.20"), 80).from_host());
+    let v = trace(
+        &rs,
+        &Packet::tcp(ip("192.168.0.2"), ip("10.96.0.20"), 80).from_host(),
+    );
     assert_eq!(v.endpoints().len(), 3);
     assert!(v.masqueraded());
 }
@@ -57,12 +65,27 @@ fn wrong_port_wrong_proto_and_unallocated_ip() {
     let (svcs, slices) = web();
     let rs = render(&svcs, &slices, &node("node-a"), &config());
     let pod = ip("10.244.1.9");
-    assert_eq!(trace(&rs, &Packet::tcp(pod, ip("10.96.0.20"), 81)), Verdict::Reject);
-    assert_eq!(trace(&rs, &Packet::udp(pod, ip("10.96.0.20"), 80)), Verdict::Reject);
-    assert_eq!(trace(&rs, &Packet::tcp(pod, ip("10.96.0.99"), 80)), Verdict::Drop);
+    assert_eq!(
+        trace(&rs, &Packet::tcp(pod, ip("10.96.0.20"), 81)),
+        Verdict::Reject
+    );
+    assert_eq!(
+        trace(&rs, &Packet::udp(pod, ip("10.96.0.20"), 80)),
+        Verdict::Reject
+    );
+    assert_eq!(
+        trace(&rs, &Packet::tcp(pod, ip("10.96.0.99"), 80)),
+        Verdict::Drop
+    );
     // Not service traffic at all.
-    assert_eq!(trace(&rs, &Packet::tcp(pod, ip("10.244.2.7"), 8080)), Verdict::Accept);
-    assert_eq!(trace(&rs, &Packet::tcp(pod, ip("8.8.8.8"), 443)), Verdict::Accept);
+    assert_eq!(
+        trace(&rs, &Packet::tcp(pod, ip("10.244.2.7"), 8080)),
+        Verdict::Accept
+    );
+    assert_eq!(
+        trace(&rs, &Packet::tcp(pod, ip("8.8.8.8"), 443)),
+        Verdict::Accept
+    );
 }
 
 #[test]
@@ -96,7 +119,10 @@ fn service_without_endpoints_is_rejected_everywhere() {
 fn nodeport_cluster_policy_from_outside_is_masqueraded() {
     let (svcs, slices) = edge("Cluster");
     let rs = render(&svcs, &slices, &node("node-c"), &config());
-    let v = trace(&rs, &Packet::tcp(ip("172.16.0.50"), ip("192.168.0.4"), 30080));
+    let v = trace(
+        &rs,
+        &Packet::tcp(ip("172.16.0.50"), ip("192.168.0.4"), 30080),
+    );
     assert_eq!(v.endpoints(), eps(&["10.244.1.5:8080", "10.244.2.7:8080"]));
     assert!(v.masqueraded());
     // Same for the LB IP and the external IP.
@@ -106,7 +132,10 @@ fn nodeport_cluster_policy_from_outside_is_masqueraded() {
         assert!(v.masqueraded(), "{dst}");
     }
     // NodePort on another node's IP is not this node's business.
-    let v = trace(&rs, &Packet::tcp(ip("172.16.0.50"), ip("192.168.0.2"), 30080));
+    let v = trace(
+        &rs,
+        &Packet::tcp(ip("172.16.0.50"), ip("192.168.0.2"), 30080),
+    );
     assert_eq!(v, Verdict::Accept);
 }
 
@@ -134,16 +163,28 @@ fn local_policy_without_local_endpoints_drops_external_traffic() {
     let (svcs, slices) = edge("Local");
     let rs = render(&svcs, &slices, &node("node-c"), &config());
     let outside = ip("172.16.0.50");
-    assert_eq!(trace(&rs, &Packet::tcp(outside, ip("192.168.0.4"), 30080)), Verdict::Drop);
-    assert_eq!(trace(&rs, &Packet::tcp(outside, ip("203.0.113.10"), 80)), Verdict::Drop);
-    assert_eq!(trace(&rs, &Packet::tcp(outside, ip("198.51.100.5"), 80)), Verdict::Drop);
+    assert_eq!(
+        trace(&rs, &Packet::tcp(outside, ip("192.168.0.4"), 30080)),
+        Verdict::Drop
+    );
+    assert_eq!(
+        trace(&rs, &Packet::tcp(outside, ip("203.0.113.10"), 80)),
+        Verdict::Drop
+    );
+    assert_eq!(
+        trace(&rs, &Packet::tcp(outside, ip("198.51.100.5"), 80)),
+        Verdict::Drop
+    );
 
     // Pods short-circuit to all endpoints, as if they went via the LB.
     let v = trace(&rs, &Packet::tcp(ip("10.244.3.4"), ip("203.0.113.10"), 80));
     assert_eq!(v.endpoints().len(), 2);
     assert!(!v.masqueraded());
     // The node itself too, masqueraded since its source is a node address.
-    let v = trace(&rs, &Packet::tcp(ip("192.168.0.4"), ip("203.0.113.10"), 80).from_host());
+    let v = trace(
+        &rs,
+        &Packet::tcp(ip("192.168.0.4"), ip("203.0.113.10"), 80).from_host(),
+    );
     assert_eq!(v.endpoints().len(), 2);
     assert!(v.masqueraded());
 }
@@ -167,7 +208,12 @@ fn internal_traffic_policy_local() {
         json!([{"name": "dns", "port": 5353, "protocol": "UDP"}]),
         vec![ep("10.244.1.5", "node-a"), ep("10.244.2.7", "node-b")],
     );
-    let a = render(&[svc.clone()], &[sl.clone()], &node("node-a"), &config());
+    let a = render(
+        std::slice::from_ref(&svc),
+        std::slice::from_ref(&sl),
+        &node("node-a"),
+        &config(),
+    );
     let v = trace(&a, &Packet::udp(ip("10.244.1.9"), ip("10.96.0.70"), 53));
     assert_eq!(v.endpoints(), eps(&["10.244.1.5:5353"]));
     let c = render(&[svc], &[sl], &node("node-c"), &config());
@@ -178,13 +224,20 @@ fn internal_traffic_policy_local() {
 #[test]
 fn terminating_endpoints_are_a_fallback_only() {
     let svc = cluster_ip("default", "roll", "10.96.0.80", "http", 80);
-    let mk = |eps: Vec<serde_json::Value>| slice("default", "roll", "roll-1", tcp_port("http", 8080), eps);
+    let mk = |eps: Vec<serde_json::Value>| {
+        slice("default", "roll", "roll-1", tcp_port("http", 8080), eps)
+    };
     let old = ep_cond("10.244.2.7", "node-b", false, true, true);
     let gone = ep_cond("10.244.2.8", "node-b", false, false, true);
     let new = ep("10.244.1.5", "node-a");
     let pkt = Packet::tcp(ip("10.244.1.9"), ip("10.96.0.80"), 80);
 
-    let rs = render(&[svc.clone()], &[mk(vec![old.clone(), gone.clone(), new])], &node("node-a"), &config());
+    let rs = render(
+        std::slice::from_ref(&svc),
+        &[mk(vec![old.clone(), gone.clone(), new])],
+        &node("node-a"),
+        &config(),
+    );
     assert_eq!(trace(&rs, &pkt).endpoints(), eps(&["10.244.1.5:8080"]));
     let rs = render(&[svc], &[mk(vec![old, gone])], &node("node-a"), &config());
     assert_eq!(trace(&rs, &pkt).endpoints(), eps(&["10.244.2.7:8080"]));
@@ -227,9 +280,18 @@ fn named_ports_map_to_their_own_target_ports() {
     let rs = render(&[svc], &[s1, s2], &node("node-a"), &config());
     let pod = ip("10.244.1.9");
     let cip = ip("10.96.0.40");
-    assert_eq!(trace(&rs, &Packet::tcp(pod, cip, 80)).endpoints(), eps(&["10.244.1.10:8080"]));
-    assert_eq!(trace(&rs, &Packet::tcp(pod, cip, 9090)).endpoints(), eps(&["10.244.1.10:9100"]));
-    assert_eq!(trace(&rs, &Packet::udp(pod, cip, 53)).endpoints(), eps(&["10.244.2.10:5353"]));
+    assert_eq!(
+        trace(&rs, &Packet::tcp(pod, cip, 80)).endpoints(),
+        eps(&["10.244.1.10:8080"])
+    );
+    assert_eq!(
+        trace(&rs, &Packet::tcp(pod, cip, 9090)).endpoints(),
+        eps(&["10.244.1.10:9100"])
+    );
+    assert_eq!(
+        trace(&rs, &Packet::udp(pod, cip, 53)).endpoints(),
+        eps(&["10.244.2.10:5353"])
+    );
     let sctp = Packet::new(Proto::Sctp, pod, cip, 7000);
     assert_eq!(trace(&rs, &sctp).endpoints(), eps(&["10.244.2.10:7001"]));
     // Four service ports, each with its own service chain and one endpoint chain.
@@ -256,15 +318,25 @@ fn affinity_checks_sets_before_random_choice() {
         vec![ep("10.244.1.5", "node-a"), ep("10.244.2.7", "node-b")],
     );
     let rs = render(&[svc], &[sl], &node("node-a"), &config());
-    let affinity: Vec<_> = rs.sets().iter().filter(|s| s.name.starts_with("affinity-")).collect();
+    let affinity: Vec<_> = rs
+        .sets()
+        .iter()
+        .filter(|s| s.name.starts_with("affinity-"))
+        .collect();
     assert_eq!(affinity.len(), 2);
-    assert!(affinity.iter().all(|s| s.timeout_secs == Some(10800)), "default timeout");
+    assert!(
+        affinity.iter().all(|s| s.timeout_secs == Some(10800)),
+        "default timeout"
+    );
     let t = trace_detailed(&rs, &Packet::tcp(ip("10.244.1.9"), ip("10.96.0.50"), 80));
     assert_eq!(t.verdict.endpoints().len(), 2);
     let text = rs.to_nft();
     let lookup = text.find("ip saddr @affinity-").unwrap();
     let numgen = text.find("numgen random mod 2").unwrap();
-    assert!(lookup < numgen, "affinity lookups precede the random choice");
+    assert!(
+        lookup < numgen,
+        "affinity lookups precede the random choice"
+    );
 }
 
 #[test]

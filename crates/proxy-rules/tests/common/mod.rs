@@ -70,7 +70,13 @@ pub fn ep_cond(addr: &str, node: &str, ready: bool, serving: bool, terminating: 
 }
 
 /// An IPv4 EndpointSlice for `svc` with the given ports and endpoints.
-pub fn slice(ns: &str, svc: &str, name: &str, ports: Value, endpoints: Vec<Value>) -> EndpointSlice {
+pub fn slice(
+    ns: &str,
+    svc: &str,
+    name: &str,
+    ports: Value,
+    endpoints: Vec<Value>,
+) -> EndpointSlice {
     serde_json::from_value(json!({
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",

@@ -1,0 +1,132 @@
+//! 10,000 services x 10 endpoints: the ruleset is complete and a packet's
+//! service lookup costs the same as with 10 services (one map lookup).
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kinet_proxy_rules::{render, trace_detailed, NodeInfo, Packet, ProxyConfig, Ruleset};
+
+const ENDPOINTS: u32 = 10;
+
+fn cluster_ip(i: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 0, 0)) + 1 + i)
+}
+
+fn endpoint_ip(i: u32, j: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 244, 0, 0)) + 16 + i * ENDPOINTS + j)
+}
+
+/// Built from structs, not JSON, to keep the fixture itself fast.
+fn cluster(n: u32) -> (Vec<Service>, Vec<EndpointSlice>) {
+    let mut svcs = Vec::with_capacity(n as usize);
+    let mut slices = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let name = format!("svc-{i}");
+        svcs.push(Service {
+            metadata: ObjectMeta {
+                namespace: Some("bench".into()),
+                name: Some(name.clone()),
+                ..Default::default()
+            },
+            spec: Some(ServiceSpec {
+                cluster_ip: Some(cluster_ip(i).to_string()),
+                ports: Some(vec![ServicePort {
+                    name: Some("http".into()),
+                    port: 80,
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            status: None,
+        });
+        slices.push(EndpointSlice {
+            metadata: ObjectMeta {
+                namespace: Some("bench".into()),
+                name: Some(format!("{name}-1")),
+                labels: Some(BTreeMap::from([(
+                    "kubernetes.io/service-name".to_string(),
+                    name,
+                )])),
+                ..Default::default()
+            },
+            address_type: "IPv4".into(),
+            endpoints: (0..ENDPOINTS)
+                .map(|j| Endpoint {
+                    addresses: vec![endpoint_ip(i, j).to_string()],
+                    conditions: Some(EndpointConditions {
+                        ready: Some(true),
+                        ..Default::default()
+                    }),
+                    node_name: Some(format!("node-{}", j % 3)),
+                    ..Default::default()
+                })
+                .collect(),
+            ports: Some(vec![EndpointPort {
+                name: Some("http".into()),
+                port: Some(8080),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+        });
+    }
+    (svcs, slices)
+}
+
+fn build(n: u32) -> Ruleset {
+    let (svcs, slices) = cluster(n);
+    let node = NodeInfo {
+        name: "node-0".into(),
+        node_ips: vec![Ipv4Addr::new(192, 168, 0, 2)],
+        pod_cidr: None,
+    };
+    render(&svcs, &slices, &node, &ProxyConfig::default())
+}
+
+#[test]
+fn ten_thousand_services_render_completely_and_lookup_cost_is_flat() {
+    let small = build(10);
+    let big = build(10_000);
+
+    assert_eq!(big.map("service-ips").unwrap().elements.len(), 10_000);
+    let skeleton_chains = small.chains().len() - 10 * (1 + ENDPOINTS as usize);
+    assert_eq!(
+        big.chains().len(),
+        skeleton_chains + 10_000 * (1 + ENDPOINTS as usize)
+    );
+    // Per service: masquerade rule + numgen; per endpoint: hairpin + dnat.
+    let skeleton_rules = small.rule_count() - 10 * (2 + 2 * ENDPOINTS as usize);
+    assert_eq!(
+        big.rule_count(),
+        skeleton_rules + 10_000 * (2 + 2 * ENDPOINTS as usize)
+    );
+
+    let client = Ipv4Addr::new(10, 244, 200, 1);
+    let probe = |rs: &Ruleset, i: u32| trace_detailed(rs, &Packet::tcp(client, cluster_ip(i), 80));
+    let base = probe(&small, 3);
+    assert_eq!(base.verdict.endpoints().len(), ENDPOINTS as usize);
+    for i in [0, 3, 5_000, 9_999] {
+        let t = probe(&big, i);
+        let want: Vec<_> = (0..ENDPOINTS)
+            .map(|j| std::net::SocketAddrV4::new(endpoint_ip(i, j), 8080))
+            .collect();
+        assert_eq!(t.verdict.endpoints(), want, "service {i}");
+        assert_eq!(t.rules_evaluated, base.rules_evaluated, "service {i}");
+        assert_eq!(t.map_lookups, base.map_lookups, "service {i}");
+    }
+    // A non-service packet costs the same too.
+    let miss = |rs: &Ruleset| {
+        trace_detailed(rs, &Packet::tcp(client, Ipv4Addr::new(8, 8, 8, 8), 443)).rules_evaluated
+    };
+    assert_eq!(miss(&small), miss(&big));
+
+    // The text form has one element line per service.
+    let text = big.to_nft();
+    assert_eq!(
+        text.matches("add element ip kinet service-ips {").count(),
+        10_000
+    );
+}
