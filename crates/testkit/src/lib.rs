@@ -1,0 +1,73 @@
+//! An in-process API server for tests: its own temp state folder, PKI and loopback port, and a
+//! kube client authenticated with a bearer token. Dropping it stops the server and removes the
+//! folder.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::time::Duration;
+
+use anyhow::Context;
+use kinet_apiserver::{ServeConfig, TokenUser};
+use kinet_pki::Pki;
+
+const TOKEN: &str = "kinet-testkit-admin-token";
+
+/// A running API server.
+pub struct TestApi {
+    pub url: String,
+    pub ca_pem: String,
+    pub token: String,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApi {
+    /// Starts a server on a free loopback port and waits until it answers.
+    pub async fn start() -> anyhow::Result<TestApi> {
+        let dir = tempfile::tempdir()?;
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port();
+        let pki = Pki::generate("testkit", &kinet_pki::default_server_sans("10.96.0.1"))?;
+        let config = ServeConfig {
+            cluster: "testkit".into(),
+            data_dir: dir.path().join("data"),
+            listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))],
+            ca_cert_pem: pki.ca_cert_pem.clone(),
+            server_cert_pem: pki.server_cert_pem.clone(),
+            server_key_pem: pki.server_key_pem.clone(),
+            tokens: vec![TokenUser { token: TOKEN.into(), user: "kubernetes-admin".into(), groups: vec!["system:masters".into()] }],
+        };
+        let task = tokio::spawn(kinet_apiserver::run(config));
+        let api = TestApi { url: format!("https://127.0.0.1:{port}"), ca_pem: pki.ca_cert_pem, token: TOKEN.into(), task, _dir: dir };
+        let client = api.client()?;
+        for _ in 0..200 {
+            if client.apiserver_version().await.is_ok() {
+                return Ok(api);
+            }
+            if api.task.is_finished() {
+                anyhow::bail!("the API server exited during start");
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        anyhow::bail!("the API server did not answer within 5 s")
+    }
+
+    /// A kube client for this server.
+    pub fn client(&self) -> anyhow::Result<kube::Client> {
+        let mut config = kube::Config::new(self.url.parse().context("server url")?);
+        config.root_cert = Some(vec![pem_to_der(&self.ca_pem)?]);
+        config.auth_info.token = Some(self.token.clone().into());
+        config.read_timeout = Some(Duration::from_secs(295));
+        Ok(kube::Client::try_from(config)?)
+    }
+}
+
+impl Drop for TestApi {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn pem_to_der(pem: &str) -> anyhow::Result<Vec<u8>> {
+    use base64::Engine;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    Ok(base64::engine::general_purpose::STANDARD.decode(body)?)
+}
