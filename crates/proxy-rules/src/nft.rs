@@ -165,7 +165,8 @@ pub(crate) fn write_rule(out: &mut String, rule: &Rule) {
             let _ = write!(out, "numgen random mod {} vmap {{ ", chains.len());
             for (i, c) in chains.iter().enumerate() {
                 if i > 0 {
-                    out.push_str(", ");
+                    // Spaced like knftables, so a name never touches the comma.
+                    out.push_str(" , ");
                 }
                 let _ = write!(out, "{i} : goto {c}");
             }
@@ -209,7 +210,7 @@ mod tests {
                 "a".into(),
                 "b".into()
             ]))),
-            "numgen random mod 2 vmap { 0 : goto a, 1 : goto b }"
+            "numgen random mod 2 vmap { 0 : goto a , 1 : goto b }"
         );
         assert_eq!(
             text(Rule::new(vec![Match::MarkClear(0x4000)], Action::Return)),

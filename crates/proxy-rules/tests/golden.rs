@@ -188,3 +188,61 @@ fn headless_and_external_name_render_nothing() {
     assert_eq!(rs.to_nft(), empty.to_nft());
     check("headless", &rs);
 }
+
+/// Without `nft` at hand, check the transaction's structure: every chain,
+/// set and map a rule or element refers to is declared on an earlier line,
+/// nothing is declared twice, and the table is reset before being rebuilt.
+#[test]
+fn golden_files_only_reference_declared_objects() {
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        return; // the other tests are rewriting the files right now
+    }
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            &lines[..3],
+            &[
+                "add table ip kinet",
+                "delete table ip kinet",
+                "add table ip kinet { comment \"rules for kinet service proxy\" ; }"
+            ],
+            "{}",
+            path.display()
+        );
+        let mut declared = std::collections::HashSet::new();
+        for line in &lines[3..] {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                ["add", "chain" | "set" | "map", "ip", "kinet", name, ..] => {
+                    assert!(declared.insert(name.to_string()), "declared twice: {line}");
+                }
+                ["add", "rule" | "element", "ip", "kinet", owner, rest @ ..] => {
+                    assert!(declared.contains(*owner), "undeclared {owner}: {line}");
+                    for (i, w) in rest.iter().enumerate() {
+                        let target = match (i.checked_sub(1).map(|j| rest[j]), w) {
+                            (Some("goto" | "jump"), t) => Some(*t),
+                            (_, t) if t.starts_with('@') => Some(&t[1..]),
+                            _ => None,
+                        };
+                        if let Some(t) = target {
+                            assert!(declared.contains(t), "undeclared {t}: {line}");
+                        }
+                    }
+                    assert_eq!(
+                        line.matches('{').count(),
+                        line.matches('}').count(),
+                        "{line}"
+                    );
+                }
+                [] => {}
+                _ => panic!("unexpected line in {}: {line}", path.display()),
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 7, "golden files missing");
+}
