@@ -28,13 +28,7 @@ pub static APPS_DAEMON_SET_SPEC: Message = Message {
     fields: &[
         f(1, "selector", Ty::Msg(&META_LABEL_SELECTOR), One, Ptr),
         f(2, "template", Ty::Msg(&CORE_POD_TEMPLATE_SPEC), One, Always),
-        f(
-            3,
-            "updateStrategy",
-            Ty::Msg(&APPS_DAEMON_SET_UPDATE_STRATEGY),
-            One,
-            Omit,
-        ),
+        f(3, "updateStrategy", Ty::Msg(&APPS_DAEMON_SET_UPDATE_STRATEGY), One, Omit),
         f(4, "minReadySeconds", Ty::I32, One, Omit),
         f(6, "revisionHistoryLimit", Ty::I32, One, Ptr),
     ],
@@ -52,13 +46,7 @@ pub static APPS_DAEMON_SET_STATUS: Message = Message {
         f(7, "numberAvailable", Ty::I32, One, Omit),
         f(8, "numberUnavailable", Ty::I32, One, Omit),
         f(9, "collisionCount", Ty::I32, One, Ptr),
-        f(
-            10,
-            "conditions",
-            Ty::Msg(&APPS_DAEMON_SET_CONDITION),
-            List,
-            Omit,
-        ),
+        f(10, "conditions", Ty::Msg(&APPS_DAEMON_SET_CONDITION), List, Omit),
     ],
 };
 
@@ -66,13 +54,7 @@ pub static APPS_DAEMON_SET_UPDATE_STRATEGY: Message = Message {
     name: "DaemonSetUpdateStrategy",
     fields: &[
         f(1, "type", Ty::Str, One, Omit),
-        f(
-            2,
-            "rollingUpdate",
-            Ty::Msg(&APPS_ROLLING_UPDATE_DAEMON_SET),
-            One,
-            Ptr,
-        ),
+        f(2, "rollingUpdate", Ty::Msg(&APPS_ROLLING_UPDATE_DAEMON_SET), One, Ptr),
     ],
 };
 
@@ -120,13 +102,7 @@ pub static APPS_DEPLOYMENT_STATUS: Message = Message {
         f(7, "readyReplicas", Ty::I32, One, Omit),
         f(4, "availableReplicas", Ty::I32, One, Omit),
         f(5, "unavailableReplicas", Ty::I32, One, Omit),
-        f(
-            6,
-            "conditions",
-            Ty::Msg(&APPS_DEPLOYMENT_CONDITION),
-            List,
-            Omit,
-        ),
+        f(6, "conditions", Ty::Msg(&APPS_DEPLOYMENT_CONDITION), List, Omit),
         f(8, "collisionCount", Ty::I32, One, Ptr),
     ],
 };
@@ -135,13 +111,7 @@ pub static APPS_DEPLOYMENT_STRATEGY: Message = Message {
     name: "DeploymentStrategy",
     fields: &[
         f(1, "type", Ty::Str, One, Omit),
-        f(
-            2,
-            "rollingUpdate",
-            Ty::Msg(&APPS_ROLLING_UPDATE_DEPLOYMENT),
-            One,
-            Ptr,
-        ),
+        f(2, "rollingUpdate", Ty::Msg(&APPS_ROLLING_UPDATE_DEPLOYMENT), One, Ptr),
     ],
 };
 
@@ -183,13 +153,7 @@ pub static APPS_REPLICA_SET_STATUS: Message = Message {
         f(4, "readyReplicas", Ty::I32, One, Omit),
         f(5, "availableReplicas", Ty::I32, One, Omit),
         f(3, "observedGeneration", Ty::I64, One, Omit),
-        f(
-            6,
-            "conditions",
-            Ty::Msg(&APPS_REPLICA_SET_CONDITION),
-            List,
-            Omit,
-        ),
+        f(6, "conditions", Ty::Msg(&APPS_REPLICA_SET_CONDITION), List, Omit),
     ],
 };
 
@@ -239,7 +203,9 @@ pub static APPS_STATEFUL_SET_CONDITION: Message = Message {
 
 pub static APPS_STATEFUL_SET_ORDINALS: Message = Message {
     name: "StatefulSetOrdinals",
-    fields: &[f(1, "start", Ty::I32, One, Always)],
+    fields: &[
+        f(1, "start", Ty::I32, One, Always),
+    ],
 };
 
 pub static APPS_STATEFUL_SET_PERSISTENT_VOLUME_CLAIM_RETENTION_POLICY: Message = Message {
@@ -256,38 +222,14 @@ pub static APPS_STATEFUL_SET_SPEC: Message = Message {
         f(1, "replicas", Ty::I32, One, Ptr),
         f(2, "selector", Ty::Msg(&META_LABEL_SELECTOR), One, Ptr),
         f(3, "template", Ty::Msg(&CORE_POD_TEMPLATE_SPEC), One, Always),
-        f(
-            4,
-            "volumeClaimTemplates",
-            Ty::Msg(&CORE_PERSISTENT_VOLUME_CLAIM),
-            List,
-            Omit,
-        ),
+        f(4, "volumeClaimTemplates", Ty::Msg(&CORE_PERSISTENT_VOLUME_CLAIM), List, Omit),
         f(5, "serviceName", Ty::Str, One, Always),
         f(6, "podManagementPolicy", Ty::Str, One, Omit),
-        f(
-            7,
-            "updateStrategy",
-            Ty::Msg(&APPS_STATEFUL_SET_UPDATE_STRATEGY),
-            One,
-            Omit,
-        ),
+        f(7, "updateStrategy", Ty::Msg(&APPS_STATEFUL_SET_UPDATE_STRATEGY), One, Omit),
         f(8, "revisionHistoryLimit", Ty::I32, One, Ptr),
         f(9, "minReadySeconds", Ty::I32, One, Omit),
-        f(
-            10,
-            "persistentVolumeClaimRetentionPolicy",
-            Ty::Msg(&APPS_STATEFUL_SET_PERSISTENT_VOLUME_CLAIM_RETENTION_POLICY),
-            One,
-            Ptr,
-        ),
-        f(
-            11,
-            "ordinals",
-            Ty::Msg(&APPS_STATEFUL_SET_ORDINALS),
-            One,
-            Ptr,
-        ),
+        f(10, "persistentVolumeClaimRetentionPolicy", Ty::Msg(&APPS_STATEFUL_SET_PERSISTENT_VOLUME_CLAIM_RETENTION_POLICY), One, Ptr),
+        f(11, "ordinals", Ty::Msg(&APPS_STATEFUL_SET_ORDINALS), One, Ptr),
     ],
 };
 
@@ -302,13 +244,7 @@ pub static APPS_STATEFUL_SET_STATUS: Message = Message {
         f(6, "currentRevision", Ty::Str, One, Omit),
         f(7, "updateRevision", Ty::Str, One, Omit),
         f(9, "collisionCount", Ty::I32, One, Ptr),
-        f(
-            10,
-            "conditions",
-            Ty::Msg(&APPS_STATEFUL_SET_CONDITION),
-            List,
-            Omit,
-        ),
+        f(10, "conditions", Ty::Msg(&APPS_STATEFUL_SET_CONDITION), List, Omit),
         f(11, "availableReplicas", Ty::I32, One, Always),
     ],
 };
@@ -317,12 +253,6 @@ pub static APPS_STATEFUL_SET_UPDATE_STRATEGY: Message = Message {
     name: "StatefulSetUpdateStrategy",
     fields: &[
         f(1, "type", Ty::Str, One, Omit),
-        f(
-            2,
-            "rollingUpdate",
-            Ty::Msg(&APPS_ROLLING_UPDATE_STATEFUL_SET_STRATEGY),
-            One,
-            Ptr,
-        ),
+        f(2, "rollingUpdate", Ty::Msg(&APPS_ROLLING_UPDATE_STATEFUL_SET_STRATEGY), One, Ptr),
     ],
 };

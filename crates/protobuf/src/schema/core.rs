@@ -18,13 +18,7 @@ pub static CORE_AFFINITY: Message = Message {
     fields: &[
         f(1, "nodeAffinity", Ty::Msg(&CORE_NODE_AFFINITY), One, Ptr),
         f(2, "podAffinity", Ty::Msg(&CORE_POD_AFFINITY), One, Ptr),
-        f(
-            3,
-            "podAntiAffinity",
-            Ty::Msg(&CORE_POD_ANTI_AFFINITY),
-            One,
-            Ptr,
-        ),
+        f(3, "podAntiAffinity", Ty::Msg(&CORE_POD_ANTI_AFFINITY), One, Ptr),
     ],
 };
 
@@ -72,13 +66,7 @@ pub static CORE_CSI_VOLUME_SOURCE: Message = Message {
         f(2, "readOnly", Ty::Bool, One, Ptr),
         f(3, "fsType", Ty::Str, One, Ptr),
         f(4, "volumeAttributes", Ty::Str, Map, Omit),
-        f(
-            5,
-            "nodePublishSecretRef",
-            Ty::Msg(&CORE_LOCAL_OBJECT_REFERENCE),
-            One,
-            Ptr,
-        ),
+        f(5, "nodePublishSecretRef", Ty::Msg(&CORE_LOCAL_OBJECT_REFERENCE), One, Ptr),
     ],
 };
 
@@ -97,13 +85,7 @@ pub static CORE_CEPH_FS_VOLUME_SOURCE: Message = Message {
         f(2, "path", Ty::Str, One, Omit),
         f(3, "user", Ty::Str, One, Omit),
         f(4, "secretFile", Ty::Str, One, Omit),
-        f(
-            5,
-            "secretRef",
-            Ty::Msg(&CORE_LOCAL_OBJECT_REFERENCE),
-            One,
-            Ptr,
-        ),
+        f(5, "secretRef", Ty::Msg(&CORE_LOCAL_OBJECT_REFERENCE), One, Ptr),
         f(6, "readOnly", Ty::Bool, One, Omit),
     ],
 };
@@ -114,19 +96,15 @@ pub static CORE_CINDER_VOLUME_SOURCE: Message = Message {
         f(1, "volumeID", Ty::Str, One, Always),
         f(2, "fsType", Ty::Str, One, Omit),
         f(3, "readOnly", Ty::Bool, One, Omit),
-        f(
-            4,
-            "secretRef",
-            Ty::Msg(&CORE_LOCAL_OBJECT_REFERENCE),
-            One,
-            Ptr,
-        ),
+        f(4, "secretRef", Ty::Msg(&CORE_LOCAL_OBJECT_REFERENCE), One, Ptr),
     ],
 };
 
 pub static CORE_CLIENT_IP_CONFIG: Message = Message {
     name: "ClientIPConfig",
-    fields: &[f(1, "timeoutSeconds", Ty::I32, One, Ptr)],
+    fields: &[
+        f(1, "timeoutSeconds", Ty::I32, One, Ptr),
+    ],
 };
 
 pub static CORE_CLUSTER_TRUST_BUNDLE_PROJECTION: Message = Message {
@@ -208,29 +186,11 @@ pub static CORE_CONTAINER: Message = Message {
         f(6, "ports", Ty::Msg(&CORE_CONTAINER_PORT), List, Omit),
         f(19, "envFrom", Ty::Msg(&CORE_ENV_FROM_SOURCE), List, Omit),
         f(7, "env", Ty::Msg(&CORE_ENV_VAR), List, Omit),
-        f(
-            8,
-            "resources",
-            Ty::Msg(&CORE_RESOURCE_REQUIREMENTS),
-            One,
-            Omit,
-        ),
-        f(
-            23,
-            "resizePolicy",
-            Ty::Msg(&CORE_CONTAINER_RESIZE_POLICY),
-            List,
-            Omit,
-        ),
+        f(8, "resources", Ty::Msg(&CORE_RESOURCE_REQUIREMENTS), One, Omit),
+        f(23, "resizePolicy", Ty::Msg(&CORE_CONTAINER_RESIZE_POLICY), List, Omit),
         f(24, "restartPolicy", Ty::Str, One, Ptr),
         f(9, "volumeMounts", Ty::Msg(&CORE_VOLUME_MOUNT), List, Omit),
-        f(
-            21,
-            "volumeDevices",
-            Ty::Msg(&CORE_VOLUME_DEVICE),
-            List,
-            Omit,
-        ),
+        f(21, "volumeDevices", Ty::Msg(&CORE_VOLUME_DEVICE), List, Omit),
         f(10, "livenessProbe", Ty::Msg(&CORE_PROBE), One, Ptr),
         f(11, "readinessProbe", Ty::Msg(&CORE_PROBE), One, Ptr),
         f(22, "startupProbe", Ty::Msg(&CORE_PROBE), One, Ptr),
@@ -238,13 +198,7 @@ pub static CORE_CONTAINER: Message = Message {
         f(13, "terminationMessagePath", Ty::Str, One, Omit),
         f(20, "terminationMessagePolicy", Ty::Str, One, Omit),
         f(14, "imagePullPolicy", Ty::Str, One, Omit),
-        f(
-            15,
-            "securityContext",
-            Ty::Msg(&CORE_SECURITY_CONTEXT),
-            One,
-            Ptr,
-        ),
+        f(15, "securityContext", Ty::Msg(&CORE_SECURITY_CONTEXT), One, Ptr),
         f(16, "stdin", Ty::Bool, One, Omit),
         f(17, "stdinOnce", Ty::Bool, One, Omit),
         f(18, "tty", Ty::Bool, One, Omit),
@@ -281,33 +235,17 @@ pub static CORE_CONTAINER_RESIZE_POLICY: Message = Message {
 pub static CORE_CONTAINER_STATE: Message = Message {
     name: "ContainerState",
     fields: &[
-        f(
-            1,
-            "waiting",
-            Ty::Msg(&CORE_CONTAINER_STATE_WAITING),
-            One,
-            Ptr,
-        ),
-        f(
-            2,
-            "running",
-            Ty::Msg(&CORE_CONTAINER_STATE_RUNNING),
-            One,
-            Ptr,
-        ),
-        f(
-            3,
-            "terminated",
-            Ty::Msg(&CORE_CONTAINER_STATE_TERMINATED),
-            One,
-            Ptr,
-        ),
+        f(1, "waiting", Ty::Msg(&CORE_CONTAINER_STATE_WAITING), One, Ptr),
+        f(2, "running", Ty::Msg(&CORE_CONTAINER_STATE_RUNNING), One, Ptr),
+        f(3, "terminated", Ty::Msg(&CORE_CONTAINER_STATE_TERMINATED), One, Ptr),
     ],
 };
 
 pub static CORE_CONTAINER_STATE_RUNNING: Message = Message {
     name: "ContainerStateRunning",
-    fields: &[f(1, "startedAt", Ty::Time, One, Omit)],
+    fields: &[
+        f(1, "startedAt", Ty::Time, One, Omit),
+    ],
 };
 
 pub static CORE_CONTAINER_STATE_TERMINATED: Message = Message {
@@ -344,70 +282,40 @@ pub static CORE_CONTAINER_STATUS: Message = Message {
         f(8, "containerID", Ty::Str, One, Omit),
         f(9, "started", Ty::Bool, One, Ptr),
         f(10, "allocatedResources", Ty::Quantity, Map, Omit),
-        f(
-            11,
-            "resources",
-            Ty::Msg(&CORE_RESOURCE_REQUIREMENTS),
-            One,
-            Ptr,
-        ),
-        f(
-            12,
-            "volumeMounts",
-            Ty::Msg(&CORE_VOLUME_MOUNT_STATUS),
-            List,
-            Omit,
-        ),
+        f(11, "resources", Ty::Msg(&CORE_RESOURCE_REQUIREMENTS), One, Ptr),
+        f(12, "volumeMounts", Ty::Msg(&CORE_VOLUME_MOUNT_STATUS), List, Omit),
         f(13, "user", Ty::Msg(&CORE_CONTAINER_USER), One, Ptr),
-        f(
-            14,
-            "allocatedResourcesStatus",
-            Ty::Msg(&CORE_RESOURCE_STATUS),
-            List,
-            Omit,
-        ),
+        f(14, "allocatedResourcesStatus", Ty::Msg(&CORE_RESOURCE_STATUS), List, Omit),
     ],
 };
 
 pub static CORE_CONTAINER_USER: Message = Message {
     name: "ContainerUser",
-    fields: &[f(1, "linux", Ty::Msg(&CORE_LINUX_CONTAINER_USER), One, Ptr)],
+    fields: &[
+        f(1, "linux", Ty::Msg(&CORE_LINUX_CONTAINER_USER), One, Ptr),
+    ],
 };
 
 pub static CORE_DAEMON_ENDPOINT: Message = Message {
     name: "DaemonEndpoint",
-    fields: &[f(1, "Port", Ty::I32, One, Always)],
+    fields: &[
+        f(1, "Port", Ty::I32, One, Always),
+    ],
 };
 
 pub static CORE_DOWNWARD_API_PROJECTION: Message = Message {
     name: "DownwardAPIProjection",
-    fields: &[f(
-        1,
-        "items",
-        Ty::Msg(&CORE_DOWNWARD_API_VOLUME_FILE),
-        List,
-        Omit,
-    )],
+    fields: &[
+        f(1, "items", Ty::Msg(&CORE_DOWNWARD_API_VOLUME_FILE), List, Omit),
+    ],
 };
 
 pub static CORE_DOWNWARD_API_VOLUME_FILE: Message = Message {
     name: "DownwardAPIVolumeFile",
     fields: &[
         f(1, "path", Ty::Str, One, Always),
-        f(
-            2,
-            "fieldRef",
-            Ty::Msg(&CORE_OBJECT_FIELD_SELECTOR),
-            One,
-            Ptr,
-        ),
-        f(
-            3,
-            "resourceFieldRef",
-            Ty::Msg(&CORE_RESOURCE_FIELD_SELECTOR),
-            One,
-            Ptr,
-        ),
+        f(2, "fieldRef", Ty::Msg(&CORE_OBJECT_FIELD_SELECTOR), One, Ptr),
+        f(3, "resourceFieldRef", Ty::Msg(&CORE_RESOURCE_FIELD_SELECTOR), One, Ptr),
         f(4, "mode", Ty::I32, One, Ptr),
     ],
 };
@@ -415,13 +323,7 @@ pub static CORE_DOWNWARD_API_VOLUME_FILE: Message = Message {
 pub static CORE_DOWNWARD_API_VOLUME_SOURCE: Message = Message {
     name: "DownwardAPIVolumeSource",
     fields: &[
-        f(
-            1,
-            "items",
-            Ty::Msg(&CORE_DOWNWARD_API_VOLUME_FILE),
-            List,
-            Omit,
-        ),
+        f(1, "items", Ty::Msg(&CORE_DOWNWARD_API_VOLUME_FILE), List, Omit),
         f(2, "defaultMode", Ty::I32, One, Ptr),
     ],
 };
@@ -458,13 +360,7 @@ pub static CORE_ENDPOINT_SUBSET: Message = Message {
     name: "EndpointSubset",
     fields: &[
         f(1, "addresses", Ty::Msg(&CORE_ENDPOINT_ADDRESS), List, Omit),
-        f(
-            2,
-            "notReadyAddresses",
-            Ty::Msg(&CORE_ENDPOINT_ADDRESS),
-            List,
-            Omit,
-        ),
+        f(2, "notReadyAddresses", Ty::Msg(&CORE_ENDPOINT_ADDRESS), List, Omit),
         f(3, "ports", Ty::Msg(&CORE_ENDPOINT_PORT), List, Omit),
     ],
 };
@@ -481,13 +377,7 @@ pub static CORE_ENV_FROM_SOURCE: Message = Message {
     name: "EnvFromSource",
     fields: &[
         f(1, "prefix", Ty::Str, One, Omit),
-        f(
-            2,
-            "configMapRef",
-            Ty::Msg(&CORE_CONFIG_MAP_ENV_SOURCE),
-            One,
-            Ptr,
-        ),
+        f(2, "configMapRef", Ty::Msg(&CORE_CONFIG_MAP_ENV_SOURCE), One, Ptr),
         f(3, "secretRef", Ty::Msg(&CORE_SECRET_ENV_SOURCE), One, Ptr),
     ],
 };
@@ -504,47 +394,17 @@ pub static CORE_ENV_VAR: Message = Message {
 pub static CORE_ENV_VAR_SOURCE: Message = Message {
     name: "EnvVarSource",
     fields: &[
-        f(
-            1,
-            "fieldRef",
-            Ty::Msg(&CORE_OBJECT_FIELD_SELECTOR),
-            One,
-            Ptr,
-        ),
-        f(
-            2,
-            "resourceFieldRef",
-            Ty::Msg(&CORE_RESOURCE_FIELD_SELECTOR),
-            One,
-            Ptr,
-        ),
-        f(
-            3,
-            "configMapKeyRef",
-            Ty::Msg(&CORE_CONFIG_MAP_KEY_SELECTOR),
-            One,
-            Ptr,
-        ),
-        f(
-            4,
-            "secretKeyRef",
-            Ty::Msg(&CORE_SECRET_KEY_SELECTOR),
-            One,
-            Ptr,
-        ),
+        f(1, "fieldRef", Ty::Msg(&CORE_OBJECT_FIELD_SELECTOR), One, Ptr),
+        f(2, "resourceFieldRef", Ty::Msg(&CORE_RESOURCE_FIELD_SELECTOR), One, Ptr),
+        f(3, "configMapKeyRef", Ty::Msg(&CORE_CONFIG_MAP_KEY_SELECTOR), One, Ptr),
+        f(4, "secretKeyRef", Ty::Msg(&CORE_SECRET_KEY_SELECTOR), One, Ptr),
     ],
 };
 
 pub static CORE_EPHEMERAL_CONTAINER: Message = Message {
     name: "EphemeralContainer",
     fields: &[
-        f(
-            1,
-            "",
-            Ty::Msg(&CORE_EPHEMERAL_CONTAINER_COMMON),
-            One,
-            Inline,
-        ),
+        f(1, "", Ty::Msg(&CORE_EPHEMERAL_CONTAINER_COMMON), One, Inline),
         f(2, "targetContainerName", Ty::Str, One, Omit),
     ],
 };
@@ -560,29 +420,11 @@ pub static CORE_EPHEMERAL_CONTAINER_COMMON: Message = Message {
         f(6, "ports", Ty::Msg(&CORE_CONTAINER_PORT), List, Omit),
         f(19, "envFrom", Ty::Msg(&CORE_ENV_FROM_SOURCE), List, Omit),
         f(7, "env", Ty::Msg(&CORE_ENV_VAR), List, Omit),
-        f(
-            8,
-            "resources",
-            Ty::Msg(&CORE_RESOURCE_REQUIREMENTS),
-            One,
-            Omit,
-        ),
-        f(
-            23,
-            "resizePolicy",
-            Ty::Msg(&CORE_CONTAINER_RESIZE_POLICY),
-            List,
-            Omit,
-        ),
+        f(8, "resources", Ty::Msg(&CORE_RESOURCE_REQUIREMENTS), One, Omit),
+        f(23, "resizePolicy", Ty::Msg(&CORE_CONTAINER_RESIZE_POLICY), List, Omit),
         f(24, "restartPolicy", Ty::Str, One, Ptr),
         f(9, "volumeMounts", Ty::Msg(&CORE_VOLUME_MOUNT), List, Omit),
-        f(
-            21,
-            "volumeDevices",
-            Ty::Msg(&CORE_VOLUME_DEVICE),
-            List,
-            Omit,
-        ),
+        f(21, "volumeDevices", Ty::Msg(&CORE_VOLUME_DEVICE), List, Omit),
         f(10, "livenessProbe", Ty::Msg(&CORE_PROBE), One, Ptr),
         f(11, "readinessProbe", Ty::Msg(&CORE_PROBE), One, Ptr),
         f(22, "startupProbe", Ty::Msg(&CORE_PROBE), One, Ptr),
@@ -590,13 +432,7 @@ pub static CORE_EPHEMERAL_CONTAINER_COMMON: Message = Message {
         f(13, "terminationMessagePath", Ty::Str, One, Omit),
         f(20, "terminationMessagePolicy", Ty::Str, One, Omit),
         f(14, "imagePullPolicy", Ty::Str, One, Omit),
-        f(
-            15,
-            "securityContext",
-            Ty::Msg(&CORE_SECURITY_CONTEXT),
-            One,
-            Ptr,
-        ),
+        f(15, "securityContext", Ty::Msg(&CORE_SECURITY_CONTEXT), One, Ptr),
         f(16, "stdin", Ty::Bool, One, Omit),
         f(17, "stdinOnce", Ty::Bool, One, Omit),
         f(18, "tty", Ty::Bool, One, Omit),
@@ -605,26 +441,16 @@ pub static CORE_EPHEMERAL_CONTAINER_COMMON: Message = Message {
 
 pub static CORE_EPHEMERAL_VOLUME_SOURCE: Message = Message {
     name: "EphemeralVolumeSource",
-    fields: &[f(
-        1,
-        "volumeClaimTemplate",
-        Ty::Msg(&CORE_PERSISTENT_VOLUME_CLAIM_TEMPLATE),
-        One,
-        Ptr,
-    )],
+    fields: &[
+        f(1, "volumeClaimTemplate", Ty::Msg(&CORE_PERSISTENT_VOLUME_CLAIM_TEMPLATE), One, Ptr),
+    ],
 };
 
 pub static CORE_EVENT: Message = Message {
     name: "Event",
     fields: &[
         f(1, "metadata", Ty::Msg(&META_OBJECT_META), One, Always),
-        f(
-            2,
-            "involvedObject",
-            Ty::Msg(&CORE_OBJECT_REFERENCE),
-            One,
-            Always,
-        ),
+        f(2, "involvedObject", Ty::Msg(&CORE_OBJECT_REFERENCE), One, Always),
         f(3, "reason", Ty::Str, One, Omit),
         f(4, "message", Ty::Str, One, Omit),
         f(5, "source", Ty::Msg(&CORE_EVENT_SOURCE), One, Omit),
@@ -659,7 +485,9 @@ pub static CORE_EVENT_SOURCE: Message = Message {
 
 pub static CORE_EXEC_ACTION: Message = Message {
     name: "ExecAction",
-    fields: &[f(1, "command", Ty::Str, List, Omit)],
+    fields: &[
+        f(1, "command", Ty::Str, List, Omit),
+    ],
 };
 
 pub static CORE_FC_VOLUME_SOURCE: Message = Message {
@@ -678,13 +506,7 @@ pub static CORE_FLEX_VOLUME_SOURCE: Message = Message {
     fields: &[
         f(1, "driver", Ty::Str, One, Always),
         f(2, "fsType", Ty::Str, One, Omit),
-        f(
-            3,
-            "secretRef",
-            Ty::Msg(&CORE_LOCAL_OBJECT_REFERENCE),
-            One,
-            Ptr,
-        ),
+        f(3, "secretRef", Ty::Msg(&CORE_LOCAL_OBJECT_REFERENCE), One, Ptr),
         f(4, "readOnly", Ty::Bool, One, Omit),
         f(5, "options", Ty::Str, Map, Omit),
     ],
@@ -763,7 +585,9 @@ pub static CORE_HOST_ALIAS: Message = Message {
 
 pub static CORE_HOST_IP: Message = Message {
     name: "HostIP",
-    fields: &[f(1, "ip", Ty::Str, One, Always)],
+    fields: &[
+        f(1, "ip", Ty::Str, One, Always),
+    ],
 };
 
 pub static CORE_HOST_PATH_VOLUME_SOURCE: Message = Message {
@@ -786,13 +610,7 @@ pub static CORE_ISCSI_VOLUME_SOURCE: Message = Message {
         f(7, "portals", Ty::Str, List, Omit),
         f(8, "chapAuthDiscovery", Ty::Bool, One, Omit),
         f(11, "chapAuthSession", Ty::Bool, One, Omit),
-        f(
-            10,
-            "secretRef",
-            Ty::Msg(&CORE_LOCAL_OBJECT_REFERENCE),
-            One,
-            Ptr,
-        ),
+        f(10, "secretRef", Ty::Msg(&CORE_LOCAL_OBJECT_REFERENCE), One, Ptr),
         f(12, "initiatorName", Ty::Str, One, Ptr),
     ],
 };
@@ -853,18 +671,16 @@ pub static CORE_LOAD_BALANCER_INGRESS: Message = Message {
 
 pub static CORE_LOAD_BALANCER_STATUS: Message = Message {
     name: "LoadBalancerStatus",
-    fields: &[f(
-        1,
-        "ingress",
-        Ty::Msg(&CORE_LOAD_BALANCER_INGRESS),
-        List,
-        Omit,
-    )],
+    fields: &[
+        f(1, "ingress", Ty::Msg(&CORE_LOAD_BALANCER_INGRESS), List, Omit),
+    ],
 };
 
 pub static CORE_LOCAL_OBJECT_REFERENCE: Message = Message {
     name: "LocalObjectReference",
-    fields: &[f(1, "name", Ty::Str, One, Omit)],
+    fields: &[
+        f(1, "name", Ty::Str, One, Omit),
+    ],
 };
 
 pub static CORE_MODIFY_VOLUME_STATUS: Message = Message {
@@ -906,20 +722,16 @@ pub static CORE_NAMESPACE_CONDITION: Message = Message {
 
 pub static CORE_NAMESPACE_SPEC: Message = Message {
     name: "NamespaceSpec",
-    fields: &[f(1, "finalizers", Ty::Str, List, Omit)],
+    fields: &[
+        f(1, "finalizers", Ty::Str, List, Omit),
+    ],
 };
 
 pub static CORE_NAMESPACE_STATUS: Message = Message {
     name: "NamespaceStatus",
     fields: &[
         f(1, "phase", Ty::Str, One, Omit),
-        f(
-            2,
-            "conditions",
-            Ty::Msg(&CORE_NAMESPACE_CONDITION),
-            List,
-            Omit,
-        ),
+        f(2, "conditions", Ty::Msg(&CORE_NAMESPACE_CONDITION), List, Omit),
     ],
 };
 
@@ -943,20 +755,8 @@ pub static CORE_NODE_ADDRESS: Message = Message {
 pub static CORE_NODE_AFFINITY: Message = Message {
     name: "NodeAffinity",
     fields: &[
-        f(
-            1,
-            "requiredDuringSchedulingIgnoredDuringExecution",
-            Ty::Msg(&CORE_NODE_SELECTOR),
-            One,
-            Ptr,
-        ),
-        f(
-            2,
-            "preferredDuringSchedulingIgnoredDuringExecution",
-            Ty::Msg(&CORE_PREFERRED_SCHEDULING_TERM),
-            List,
-            Omit,
-        ),
+        f(1, "requiredDuringSchedulingIgnoredDuringExecution", Ty::Msg(&CORE_NODE_SELECTOR), One, Ptr),
+        f(2, "preferredDuringSchedulingIgnoredDuringExecution", Ty::Msg(&CORE_PREFERRED_SCHEDULING_TERM), List, Omit),
     ],
 };
 
@@ -974,13 +774,9 @@ pub static CORE_NODE_CONDITION: Message = Message {
 
 pub static CORE_NODE_CONFIG_SOURCE: Message = Message {
     name: "NodeConfigSource",
-    fields: &[f(
-        2,
-        "configMap",
-        Ty::Msg(&CORE_CONFIG_MAP_NODE_CONFIG_SOURCE),
-        One,
-        Ptr,
-    )],
+    fields: &[
+        f(2, "configMap", Ty::Msg(&CORE_CONFIG_MAP_NODE_CONFIG_SOURCE), One, Ptr),
+    ],
 };
 
 pub static CORE_NODE_CONFIG_STATUS: Message = Message {
@@ -988,44 +784,30 @@ pub static CORE_NODE_CONFIG_STATUS: Message = Message {
     fields: &[
         f(1, "assigned", Ty::Msg(&CORE_NODE_CONFIG_SOURCE), One, Ptr),
         f(2, "active", Ty::Msg(&CORE_NODE_CONFIG_SOURCE), One, Ptr),
-        f(
-            3,
-            "lastKnownGood",
-            Ty::Msg(&CORE_NODE_CONFIG_SOURCE),
-            One,
-            Ptr,
-        ),
+        f(3, "lastKnownGood", Ty::Msg(&CORE_NODE_CONFIG_SOURCE), One, Ptr),
         f(4, "error", Ty::Str, One, Omit),
     ],
 };
 
 pub static CORE_NODE_DAEMON_ENDPOINTS: Message = Message {
     name: "NodeDaemonEndpoints",
-    fields: &[f(
-        1,
-        "kubeletEndpoint",
-        Ty::Msg(&CORE_DAEMON_ENDPOINT),
-        One,
-        Omit,
-    )],
+    fields: &[
+        f(1, "kubeletEndpoint", Ty::Msg(&CORE_DAEMON_ENDPOINT), One, Omit),
+    ],
 };
 
 pub static CORE_NODE_FEATURES: Message = Message {
     name: "NodeFeatures",
-    fields: &[f(1, "supplementalGroupsPolicy", Ty::Bool, One, Ptr)],
+    fields: &[
+        f(1, "supplementalGroupsPolicy", Ty::Bool, One, Ptr),
+    ],
 };
 
 pub static CORE_NODE_RUNTIME_HANDLER: Message = Message {
     name: "NodeRuntimeHandler",
     fields: &[
         f(1, "name", Ty::Str, One, Always),
-        f(
-            2,
-            "features",
-            Ty::Msg(&CORE_NODE_RUNTIME_HANDLER_FEATURES),
-            One,
-            Ptr,
-        ),
+        f(2, "features", Ty::Msg(&CORE_NODE_RUNTIME_HANDLER_FEATURES), One, Ptr),
     ],
 };
 
@@ -1039,13 +821,9 @@ pub static CORE_NODE_RUNTIME_HANDLER_FEATURES: Message = Message {
 
 pub static CORE_NODE_SELECTOR: Message = Message {
     name: "NodeSelector",
-    fields: &[f(
-        1,
-        "nodeSelectorTerms",
-        Ty::Msg(&CORE_NODE_SELECTOR_TERM),
-        List,
-        Always,
-    )],
+    fields: &[
+        f(1, "nodeSelectorTerms", Ty::Msg(&CORE_NODE_SELECTOR_TERM), List, Always),
+    ],
 };
 
 pub static CORE_NODE_SELECTOR_REQUIREMENT: Message = Message {
@@ -1060,20 +838,8 @@ pub static CORE_NODE_SELECTOR_REQUIREMENT: Message = Message {
 pub static CORE_NODE_SELECTOR_TERM: Message = Message {
     name: "NodeSelectorTerm",
     fields: &[
-        f(
-            1,
-            "matchExpressions",
-            Ty::Msg(&CORE_NODE_SELECTOR_REQUIREMENT),
-            List,
-            Omit,
-        ),
-        f(
-            2,
-            "matchFields",
-            Ty::Msg(&CORE_NODE_SELECTOR_REQUIREMENT),
-            List,
-            Omit,
-        ),
+        f(1, "matchExpressions", Ty::Msg(&CORE_NODE_SELECTOR_REQUIREMENT), List, Omit),
+        f(2, "matchFields", Ty::Msg(&CORE_NODE_SELECTOR_REQUIREMENT), List, Omit),
     ],
 };
 
@@ -1085,13 +851,7 @@ pub static CORE_NODE_SPEC: Message = Message {
         f(3, "providerID", Ty::Str, One, Omit),
         f(4, "unschedulable", Ty::Bool, One, Omit),
         f(5, "taints", Ty::Msg(&CORE_TAINT), List, Omit),
-        f(
-            6,
-            "configSource",
-            Ty::Msg(&CORE_NODE_CONFIG_SOURCE),
-            One,
-            Ptr,
-        ),
+        f(6, "configSource", Ty::Msg(&CORE_NODE_CONFIG_SOURCE), One, Ptr),
         f(2, "externalID", Ty::Str, One, Omit),
     ],
 };
@@ -1104,31 +864,13 @@ pub static CORE_NODE_STATUS: Message = Message {
         f(3, "phase", Ty::Str, One, Omit),
         f(4, "conditions", Ty::Msg(&CORE_NODE_CONDITION), List, Omit),
         f(5, "addresses", Ty::Msg(&CORE_NODE_ADDRESS), List, Omit),
-        f(
-            6,
-            "daemonEndpoints",
-            Ty::Msg(&CORE_NODE_DAEMON_ENDPOINTS),
-            One,
-            Omit,
-        ),
+        f(6, "daemonEndpoints", Ty::Msg(&CORE_NODE_DAEMON_ENDPOINTS), One, Omit),
         f(7, "nodeInfo", Ty::Msg(&CORE_NODE_SYSTEM_INFO), One, Omit),
         f(8, "images", Ty::Msg(&CORE_CONTAINER_IMAGE), List, Omit),
         f(9, "volumesInUse", Ty::Str, List, Omit),
-        f(
-            10,
-            "volumesAttached",
-            Ty::Msg(&CORE_ATTACHED_VOLUME),
-            List,
-            Omit,
-        ),
+        f(10, "volumesAttached", Ty::Msg(&CORE_ATTACHED_VOLUME), List, Omit),
         f(11, "config", Ty::Msg(&CORE_NODE_CONFIG_STATUS), One, Ptr),
-        f(
-            12,
-            "runtimeHandlers",
-            Ty::Msg(&CORE_NODE_RUNTIME_HANDLER),
-            List,
-            Omit,
-        ),
+        f(12, "runtimeHandlers", Ty::Msg(&CORE_NODE_RUNTIME_HANDLER), List, Omit),
         f(13, "features", Ty::Msg(&CORE_NODE_FEATURES), One, Ptr),
     ],
 };
@@ -1174,20 +916,8 @@ pub static CORE_PERSISTENT_VOLUME_CLAIM: Message = Message {
     name: "PersistentVolumeClaim",
     fields: &[
         f(1, "metadata", Ty::Msg(&META_OBJECT_META), One, Omit),
-        f(
-            2,
-            "spec",
-            Ty::Msg(&CORE_PERSISTENT_VOLUME_CLAIM_SPEC),
-            One,
-            Omit,
-        ),
-        f(
-            3,
-            "status",
-            Ty::Msg(&CORE_PERSISTENT_VOLUME_CLAIM_STATUS),
-            One,
-            Omit,
-        ),
+        f(2, "spec", Ty::Msg(&CORE_PERSISTENT_VOLUME_CLAIM_SPEC), One, Omit),
+        f(3, "status", Ty::Msg(&CORE_PERSISTENT_VOLUME_CLAIM_STATUS), One, Omit),
     ],
 };
 
@@ -1208,30 +938,12 @@ pub static CORE_PERSISTENT_VOLUME_CLAIM_SPEC: Message = Message {
     fields: &[
         f(1, "accessModes", Ty::Str, List, Omit),
         f(4, "selector", Ty::Msg(&META_LABEL_SELECTOR), One, Ptr),
-        f(
-            2,
-            "resources",
-            Ty::Msg(&CORE_VOLUME_RESOURCE_REQUIREMENTS),
-            One,
-            Omit,
-        ),
+        f(2, "resources", Ty::Msg(&CORE_VOLUME_RESOURCE_REQUIREMENTS), One, Omit),
         f(3, "volumeName", Ty::Str, One, Omit),
         f(5, "storageClassName", Ty::Str, One, Ptr),
         f(6, "volumeMode", Ty::Str, One, Ptr),
-        f(
-            7,
-            "dataSource",
-            Ty::Msg(&CORE_TYPED_LOCAL_OBJECT_REFERENCE),
-            One,
-            Ptr,
-        ),
-        f(
-            8,
-            "dataSourceRef",
-            Ty::Msg(&CORE_TYPED_OBJECT_REFERENCE),
-            One,
-            Ptr,
-        ),
+        f(7, "dataSource", Ty::Msg(&CORE_TYPED_LOCAL_OBJECT_REFERENCE), One, Ptr),
+        f(8, "dataSourceRef", Ty::Msg(&CORE_TYPED_OBJECT_REFERENCE), One, Ptr),
         f(9, "volumeAttributesClassName", Ty::Str, One, Ptr),
     ],
 };
@@ -1242,23 +954,11 @@ pub static CORE_PERSISTENT_VOLUME_CLAIM_STATUS: Message = Message {
         f(1, "phase", Ty::Str, One, Omit),
         f(2, "accessModes", Ty::Str, List, Omit),
         f(3, "capacity", Ty::Quantity, Map, Omit),
-        f(
-            4,
-            "conditions",
-            Ty::Msg(&CORE_PERSISTENT_VOLUME_CLAIM_CONDITION),
-            List,
-            Omit,
-        ),
+        f(4, "conditions", Ty::Msg(&CORE_PERSISTENT_VOLUME_CLAIM_CONDITION), List, Omit),
         f(5, "allocatedResources", Ty::Quantity, Map, Omit),
         f(7, "allocatedResourceStatuses", Ty::Str, Map, Omit),
         f(8, "currentVolumeAttributesClassName", Ty::Str, One, Ptr),
-        f(
-            9,
-            "modifyVolumeStatus",
-            Ty::Msg(&CORE_MODIFY_VOLUME_STATUS),
-            One,
-            Ptr,
-        ),
+        f(9, "modifyVolumeStatus", Ty::Msg(&CORE_MODIFY_VOLUME_STATUS), One, Ptr),
     ],
 };
 
@@ -1266,13 +966,7 @@ pub static CORE_PERSISTENT_VOLUME_CLAIM_TEMPLATE: Message = Message {
     name: "PersistentVolumeClaimTemplate",
     fields: &[
         f(1, "metadata", Ty::Msg(&META_OBJECT_META), One, Omit),
-        f(
-            2,
-            "spec",
-            Ty::Msg(&CORE_PERSISTENT_VOLUME_CLAIM_SPEC),
-            One,
-            Always,
-        ),
+        f(2, "spec", Ty::Msg(&CORE_PERSISTENT_VOLUME_CLAIM_SPEC), One, Always),
     ],
 };
 
@@ -1304,20 +998,8 @@ pub static CORE_POD: Message = Message {
 pub static CORE_POD_AFFINITY: Message = Message {
     name: "PodAffinity",
     fields: &[
-        f(
-            1,
-            "requiredDuringSchedulingIgnoredDuringExecution",
-            Ty::Msg(&CORE_POD_AFFINITY_TERM),
-            List,
-            Omit,
-        ),
-        f(
-            2,
-            "preferredDuringSchedulingIgnoredDuringExecution",
-            Ty::Msg(&CORE_WEIGHTED_POD_AFFINITY_TERM),
-            List,
-            Omit,
-        ),
+        f(1, "requiredDuringSchedulingIgnoredDuringExecution", Ty::Msg(&CORE_POD_AFFINITY_TERM), List, Omit),
+        f(2, "preferredDuringSchedulingIgnoredDuringExecution", Ty::Msg(&CORE_WEIGHTED_POD_AFFINITY_TERM), List, Omit),
     ],
 };
 
@@ -1327,13 +1009,7 @@ pub static CORE_POD_AFFINITY_TERM: Message = Message {
         f(1, "labelSelector", Ty::Msg(&META_LABEL_SELECTOR), One, Ptr),
         f(2, "namespaces", Ty::Str, List, Omit),
         f(3, "topologyKey", Ty::Str, One, Always),
-        f(
-            4,
-            "namespaceSelector",
-            Ty::Msg(&META_LABEL_SELECTOR),
-            One,
-            Ptr,
-        ),
+        f(4, "namespaceSelector", Ty::Msg(&META_LABEL_SELECTOR), One, Ptr),
         f(5, "matchLabelKeys", Ty::Str, List, Omit),
         f(6, "mismatchLabelKeys", Ty::Str, List, Omit),
     ],
@@ -1342,20 +1018,8 @@ pub static CORE_POD_AFFINITY_TERM: Message = Message {
 pub static CORE_POD_ANTI_AFFINITY: Message = Message {
     name: "PodAntiAffinity",
     fields: &[
-        f(
-            1,
-            "requiredDuringSchedulingIgnoredDuringExecution",
-            Ty::Msg(&CORE_POD_AFFINITY_TERM),
-            List,
-            Omit,
-        ),
-        f(
-            2,
-            "preferredDuringSchedulingIgnoredDuringExecution",
-            Ty::Msg(&CORE_WEIGHTED_POD_AFFINITY_TERM),
-            List,
-            Omit,
-        ),
+        f(1, "requiredDuringSchedulingIgnoredDuringExecution", Ty::Msg(&CORE_POD_AFFINITY_TERM), List, Omit),
+        f(2, "preferredDuringSchedulingIgnoredDuringExecution", Ty::Msg(&CORE_WEIGHTED_POD_AFFINITY_TERM), List, Omit),
     ],
 };
 
@@ -1376,13 +1040,7 @@ pub static CORE_POD_DNS_CONFIG: Message = Message {
     fields: &[
         f(1, "nameservers", Ty::Str, List, Omit),
         f(2, "searches", Ty::Str, List, Omit),
-        f(
-            3,
-            "options",
-            Ty::Msg(&CORE_POD_DNS_CONFIG_OPTION),
-            List,
-            Omit,
-        ),
+        f(3, "options", Ty::Msg(&CORE_POD_DNS_CONFIG_OPTION), List, Omit),
     ],
 };
 
@@ -1396,17 +1054,23 @@ pub static CORE_POD_DNS_CONFIG_OPTION: Message = Message {
 
 pub static CORE_POD_IP: Message = Message {
     name: "PodIP",
-    fields: &[f(1, "ip", Ty::Str, One, Always)],
+    fields: &[
+        f(1, "ip", Ty::Str, One, Always),
+    ],
 };
 
 pub static CORE_POD_OS: Message = Message {
     name: "PodOS",
-    fields: &[f(1, "name", Ty::Str, One, Always)],
+    fields: &[
+        f(1, "name", Ty::Str, One, Always),
+    ],
 };
 
 pub static CORE_POD_READINESS_GATE: Message = Message {
     name: "PodReadinessGate",
-    fields: &[f(1, "conditionType", Ty::Str, One, Always)],
+    fields: &[
+        f(1, "conditionType", Ty::Str, One, Always),
+    ],
 };
 
 pub static CORE_POD_RESOURCE_CLAIM: Message = Message {
@@ -1428,26 +1092,16 @@ pub static CORE_POD_RESOURCE_CLAIM_STATUS: Message = Message {
 
 pub static CORE_POD_SCHEDULING_GATE: Message = Message {
     name: "PodSchedulingGate",
-    fields: &[f(1, "name", Ty::Str, One, Always)],
+    fields: &[
+        f(1, "name", Ty::Str, One, Always),
+    ],
 };
 
 pub static CORE_POD_SECURITY_CONTEXT: Message = Message {
     name: "PodSecurityContext",
     fields: &[
-        f(
-            1,
-            "seLinuxOptions",
-            Ty::Msg(&CORE_SE_LINUX_OPTIONS),
-            One,
-            Ptr,
-        ),
-        f(
-            8,
-            "windowsOptions",
-            Ty::Msg(&CORE_WINDOWS_SECURITY_CONTEXT_OPTIONS),
-            One,
-            Ptr,
-        ),
+        f(1, "seLinuxOptions", Ty::Msg(&CORE_SE_LINUX_OPTIONS), One, Ptr),
+        f(8, "windowsOptions", Ty::Msg(&CORE_WINDOWS_SECURITY_CONTEXT_OPTIONS), One, Ptr),
         f(2, "runAsUser", Ty::I64, One, Ptr),
         f(6, "runAsGroup", Ty::I64, One, Ptr),
         f(3, "runAsNonRoot", Ty::Bool, One, Ptr),
@@ -1456,20 +1110,8 @@ pub static CORE_POD_SECURITY_CONTEXT: Message = Message {
         f(5, "fsGroup", Ty::I64, One, Ptr),
         f(7, "sysctls", Ty::Msg(&CORE_SYSCTL), List, Omit),
         f(9, "fsGroupChangePolicy", Ty::Str, One, Ptr),
-        f(
-            10,
-            "seccompProfile",
-            Ty::Msg(&CORE_SECCOMP_PROFILE),
-            One,
-            Ptr,
-        ),
-        f(
-            11,
-            "appArmorProfile",
-            Ty::Msg(&CORE_APP_ARMOR_PROFILE),
-            One,
-            Ptr,
-        ),
+        f(10, "seccompProfile", Ty::Msg(&CORE_SECCOMP_PROFILE), One, Ptr),
+        f(11, "appArmorProfile", Ty::Msg(&CORE_APP_ARMOR_PROFILE), One, Ptr),
         f(13, "seLinuxChangePolicy", Ty::Str, One, Ptr),
     ],
 };
@@ -1480,13 +1122,7 @@ pub static CORE_POD_SPEC: Message = Message {
         f(1, "volumes", Ty::Msg(&CORE_VOLUME), List, Omit),
         f(20, "initContainers", Ty::Msg(&CORE_CONTAINER), List, Omit),
         f(2, "containers", Ty::Msg(&CORE_CONTAINER), List, Always),
-        f(
-            34,
-            "ephemeralContainers",
-            Ty::Msg(&CORE_EPHEMERAL_CONTAINER),
-            List,
-            Omit,
-        ),
+        f(34, "ephemeralContainers", Ty::Msg(&CORE_EPHEMERAL_CONTAINER), List, Omit),
         f(3, "restartPolicy", Ty::Str, One, Omit),
         f(4, "terminationGracePeriodSeconds", Ty::I64, One, Ptr),
         f(5, "activeDeadlineSeconds", Ty::I64, One, Ptr),
@@ -1500,20 +1136,8 @@ pub static CORE_POD_SPEC: Message = Message {
         f(12, "hostPID", Ty::Bool, One, Omit),
         f(13, "hostIPC", Ty::Bool, One, Omit),
         f(27, "shareProcessNamespace", Ty::Bool, One, Ptr),
-        f(
-            14,
-            "securityContext",
-            Ty::Msg(&CORE_POD_SECURITY_CONTEXT),
-            One,
-            Ptr,
-        ),
-        f(
-            15,
-            "imagePullSecrets",
-            Ty::Msg(&CORE_LOCAL_OBJECT_REFERENCE),
-            List,
-            Omit,
-        ),
+        f(14, "securityContext", Ty::Msg(&CORE_POD_SECURITY_CONTEXT), One, Ptr),
+        f(15, "imagePullSecrets", Ty::Msg(&CORE_LOCAL_OBJECT_REFERENCE), List, Omit),
         f(16, "hostname", Ty::Str, One, Omit),
         f(17, "subdomain", Ty::Str, One, Omit),
         f(18, "affinity", Ty::Msg(&CORE_AFFINITY), One, Ptr),
@@ -1523,48 +1147,18 @@ pub static CORE_POD_SPEC: Message = Message {
         f(24, "priorityClassName", Ty::Str, One, Omit),
         f(25, "priority", Ty::I32, One, Ptr),
         f(26, "dnsConfig", Ty::Msg(&CORE_POD_DNS_CONFIG), One, Ptr),
-        f(
-            28,
-            "readinessGates",
-            Ty::Msg(&CORE_POD_READINESS_GATE),
-            List,
-            Omit,
-        ),
+        f(28, "readinessGates", Ty::Msg(&CORE_POD_READINESS_GATE), List, Omit),
         f(29, "runtimeClassName", Ty::Str, One, Ptr),
         f(30, "enableServiceLinks", Ty::Bool, One, Ptr),
         f(31, "preemptionPolicy", Ty::Str, One, Ptr),
         f(32, "overhead", Ty::Quantity, Map, Omit),
-        f(
-            33,
-            "topologySpreadConstraints",
-            Ty::Msg(&CORE_TOPOLOGY_SPREAD_CONSTRAINT),
-            List,
-            Omit,
-        ),
+        f(33, "topologySpreadConstraints", Ty::Msg(&CORE_TOPOLOGY_SPREAD_CONSTRAINT), List, Omit),
         f(35, "setHostnameAsFQDN", Ty::Bool, One, Ptr),
         f(36, "os", Ty::Msg(&CORE_POD_OS), One, Ptr),
         f(37, "hostUsers", Ty::Bool, One, Ptr),
-        f(
-            38,
-            "schedulingGates",
-            Ty::Msg(&CORE_POD_SCHEDULING_GATE),
-            List,
-            Omit,
-        ),
-        f(
-            39,
-            "resourceClaims",
-            Ty::Msg(&CORE_POD_RESOURCE_CLAIM),
-            List,
-            Omit,
-        ),
-        f(
-            40,
-            "resources",
-            Ty::Msg(&CORE_RESOURCE_REQUIREMENTS),
-            One,
-            Ptr,
-        ),
+        f(38, "schedulingGates", Ty::Msg(&CORE_POD_SCHEDULING_GATE), List, Omit),
+        f(39, "resourceClaims", Ty::Msg(&CORE_POD_RESOURCE_CLAIM), List, Omit),
+        f(40, "resources", Ty::Msg(&CORE_RESOURCE_REQUIREMENTS), One, Ptr),
     ],
 };
 
@@ -1581,36 +1175,12 @@ pub static CORE_POD_STATUS: Message = Message {
         f(6, "podIP", Ty::Str, One, Omit),
         f(12, "podIPs", Ty::Msg(&CORE_POD_IP), List, Omit),
         f(7, "startTime", Ty::Time, One, Ptr),
-        f(
-            10,
-            "initContainerStatuses",
-            Ty::Msg(&CORE_CONTAINER_STATUS),
-            List,
-            Omit,
-        ),
-        f(
-            8,
-            "containerStatuses",
-            Ty::Msg(&CORE_CONTAINER_STATUS),
-            List,
-            Omit,
-        ),
+        f(10, "initContainerStatuses", Ty::Msg(&CORE_CONTAINER_STATUS), List, Omit),
+        f(8, "containerStatuses", Ty::Msg(&CORE_CONTAINER_STATUS), List, Omit),
         f(9, "qosClass", Ty::Str, One, Omit),
-        f(
-            13,
-            "ephemeralContainerStatuses",
-            Ty::Msg(&CORE_CONTAINER_STATUS),
-            List,
-            Omit,
-        ),
+        f(13, "ephemeralContainerStatuses", Ty::Msg(&CORE_CONTAINER_STATUS), List, Omit),
         f(14, "resize", Ty::Str, One, Omit),
-        f(
-            15,
-            "resourceClaimStatuses",
-            Ty::Msg(&CORE_POD_RESOURCE_CLAIM_STATUS),
-            List,
-            Omit,
-        ),
+        f(15, "resourceClaimStatuses", Ty::Msg(&CORE_POD_RESOURCE_CLAIM_STATUS), List, Omit),
     ],
 };
 
@@ -1644,13 +1214,7 @@ pub static CORE_PREFERRED_SCHEDULING_TERM: Message = Message {
     name: "PreferredSchedulingTerm",
     fields: &[
         f(1, "weight", Ty::I32, One, Always),
-        f(
-            2,
-            "preference",
-            Ty::Msg(&CORE_NODE_SELECTOR_TERM),
-            One,
-            Always,
-        ),
+        f(2, "preference", Ty::Msg(&CORE_NODE_SELECTOR_TERM), One, Always),
     ],
 };
 
@@ -1706,13 +1270,7 @@ pub static CORE_RBD_VOLUME_SOURCE: Message = Message {
         f(4, "pool", Ty::Str, One, Omit),
         f(5, "user", Ty::Str, One, Omit),
         f(6, "keyring", Ty::Str, One, Omit),
-        f(
-            7,
-            "secretRef",
-            Ty::Msg(&CORE_LOCAL_OBJECT_REFERENCE),
-            One,
-            Ptr,
-        ),
+        f(7, "secretRef", Ty::Msg(&CORE_LOCAL_OBJECT_REFERENCE), One, Ptr),
         f(8, "readOnly", Ty::Bool, One, Omit),
     ],
 };
@@ -1774,13 +1332,7 @@ pub static CORE_SCALE_IO_VOLUME_SOURCE: Message = Message {
     fields: &[
         f(1, "gateway", Ty::Str, One, Always),
         f(2, "system", Ty::Str, One, Always),
-        f(
-            3,
-            "secretRef",
-            Ty::Msg(&CORE_LOCAL_OBJECT_REFERENCE),
-            One,
-            Ptr,
-        ),
+        f(3, "secretRef", Ty::Msg(&CORE_LOCAL_OBJECT_REFERENCE), One, Ptr),
         f(4, "sslEnabled", Ty::Bool, One, Omit),
         f(5, "protectionDomain", Ty::Str, One, Omit),
         f(6, "storagePool", Ty::Str, One, Omit),
@@ -1851,40 +1403,16 @@ pub static CORE_SECURITY_CONTEXT: Message = Message {
     fields: &[
         f(1, "capabilities", Ty::Msg(&CORE_CAPABILITIES), One, Ptr),
         f(2, "privileged", Ty::Bool, One, Ptr),
-        f(
-            3,
-            "seLinuxOptions",
-            Ty::Msg(&CORE_SE_LINUX_OPTIONS),
-            One,
-            Ptr,
-        ),
-        f(
-            10,
-            "windowsOptions",
-            Ty::Msg(&CORE_WINDOWS_SECURITY_CONTEXT_OPTIONS),
-            One,
-            Ptr,
-        ),
+        f(3, "seLinuxOptions", Ty::Msg(&CORE_SE_LINUX_OPTIONS), One, Ptr),
+        f(10, "windowsOptions", Ty::Msg(&CORE_WINDOWS_SECURITY_CONTEXT_OPTIONS), One, Ptr),
         f(4, "runAsUser", Ty::I64, One, Ptr),
         f(8, "runAsGroup", Ty::I64, One, Ptr),
         f(5, "runAsNonRoot", Ty::Bool, One, Ptr),
         f(6, "readOnlyRootFilesystem", Ty::Bool, One, Ptr),
         f(7, "allowPrivilegeEscalation", Ty::Bool, One, Ptr),
         f(9, "procMount", Ty::Str, One, Ptr),
-        f(
-            11,
-            "seccompProfile",
-            Ty::Msg(&CORE_SECCOMP_PROFILE),
-            One,
-            Ptr,
-        ),
-        f(
-            12,
-            "appArmorProfile",
-            Ty::Msg(&CORE_APP_ARMOR_PROFILE),
-            One,
-            Ptr,
-        ),
+        f(11, "seccompProfile", Ty::Msg(&CORE_SECCOMP_PROFILE), One, Ptr),
+        f(12, "appArmorProfile", Ty::Msg(&CORE_APP_ARMOR_PROFILE), One, Ptr),
     ],
 };
 
@@ -1902,13 +1430,7 @@ pub static CORE_SERVICE_ACCOUNT: Message = Message {
     fields: &[
         f(1, "metadata", Ty::Msg(&META_OBJECT_META), One, Omit),
         f(2, "secrets", Ty::Msg(&CORE_OBJECT_REFERENCE), List, Omit),
-        f(
-            3,
-            "imagePullSecrets",
-            Ty::Msg(&CORE_LOCAL_OBJECT_REFERENCE),
-            List,
-            Omit,
-        ),
+        f(3, "imagePullSecrets", Ty::Msg(&CORE_LOCAL_OBJECT_REFERENCE), List, Omit),
         f(4, "automountServiceAccountToken", Ty::Bool, One, Ptr),
     ],
 };
@@ -1950,13 +1472,7 @@ pub static CORE_SERVICE_SPEC: Message = Message {
         f(11, "externalTrafficPolicy", Ty::Str, One, Omit),
         f(12, "healthCheckNodePort", Ty::I32, One, Omit),
         f(13, "publishNotReadyAddresses", Ty::Bool, One, Omit),
-        f(
-            14,
-            "sessionAffinityConfig",
-            Ty::Msg(&CORE_SESSION_AFFINITY_CONFIG),
-            One,
-            Ptr,
-        ),
+        f(14, "sessionAffinityConfig", Ty::Msg(&CORE_SESSION_AFFINITY_CONFIG), One, Ptr),
         f(19, "ipFamilies", Ty::Str, List, Omit),
         f(17, "ipFamilyPolicy", Ty::Str, One, Ptr),
         f(20, "allocateLoadBalancerNodePorts", Ty::Bool, One, Ptr),
@@ -1969,25 +1485,23 @@ pub static CORE_SERVICE_SPEC: Message = Message {
 pub static CORE_SERVICE_STATUS: Message = Message {
     name: "ServiceStatus",
     fields: &[
-        f(
-            1,
-            "loadBalancer",
-            Ty::Msg(&CORE_LOAD_BALANCER_STATUS),
-            One,
-            Omit,
-        ),
+        f(1, "loadBalancer", Ty::Msg(&CORE_LOAD_BALANCER_STATUS), One, Omit),
         f(2, "conditions", Ty::Msg(&META_CONDITION), List, Omit),
     ],
 };
 
 pub static CORE_SESSION_AFFINITY_CONFIG: Message = Message {
     name: "SessionAffinityConfig",
-    fields: &[f(1, "clientIP", Ty::Msg(&CORE_CLIENT_IP_CONFIG), One, Ptr)],
+    fields: &[
+        f(1, "clientIP", Ty::Msg(&CORE_CLIENT_IP_CONFIG), One, Ptr),
+    ],
 };
 
 pub static CORE_SLEEP_ACTION: Message = Message {
     name: "SleepAction",
-    fields: &[f(1, "seconds", Ty::I64, One, Always)],
+    fields: &[
+        f(1, "seconds", Ty::I64, One, Always),
+    ],
 };
 
 pub static CORE_STORAGE_OS_VOLUME_SOURCE: Message = Message {
@@ -1997,13 +1511,7 @@ pub static CORE_STORAGE_OS_VOLUME_SOURCE: Message = Message {
         f(2, "volumeNamespace", Ty::Str, One, Omit),
         f(3, "fsType", Ty::Str, One, Omit),
         f(4, "readOnly", Ty::Bool, One, Omit),
-        f(
-            5,
-            "secretRef",
-            Ty::Msg(&CORE_LOCAL_OBJECT_REFERENCE),
-            One,
-            Ptr,
-        ),
+        f(5, "secretRef", Ty::Msg(&CORE_LOCAL_OBJECT_REFERENCE), One, Ptr),
     ],
 };
 
@@ -2120,34 +1628,10 @@ pub static CORE_VOLUME_PROJECTION: Message = Message {
     name: "VolumeProjection",
     fields: &[
         f(1, "secret", Ty::Msg(&CORE_SECRET_PROJECTION), One, Ptr),
-        f(
-            2,
-            "downwardAPI",
-            Ty::Msg(&CORE_DOWNWARD_API_PROJECTION),
-            One,
-            Ptr,
-        ),
-        f(
-            3,
-            "configMap",
-            Ty::Msg(&CORE_CONFIG_MAP_PROJECTION),
-            One,
-            Ptr,
-        ),
-        f(
-            4,
-            "serviceAccountToken",
-            Ty::Msg(&CORE_SERVICE_ACCOUNT_TOKEN_PROJECTION),
-            One,
-            Ptr,
-        ),
-        f(
-            5,
-            "clusterTrustBundle",
-            Ty::Msg(&CORE_CLUSTER_TRUST_BUNDLE_PROJECTION),
-            One,
-            Ptr,
-        ),
+        f(2, "downwardAPI", Ty::Msg(&CORE_DOWNWARD_API_PROJECTION), One, Ptr),
+        f(3, "configMap", Ty::Msg(&CORE_CONFIG_MAP_PROJECTION), One, Ptr),
+        f(4, "serviceAccountToken", Ty::Msg(&CORE_SERVICE_ACCOUNT_TOKEN_PROJECTION), One, Ptr),
+        f(5, "clusterTrustBundle", Ty::Msg(&CORE_CLUSTER_TRUST_BUNDLE_PROJECTION), One, Ptr),
     ],
 };
 
@@ -2162,161 +1646,35 @@ pub static CORE_VOLUME_RESOURCE_REQUIREMENTS: Message = Message {
 pub static CORE_VOLUME_SOURCE: Message = Message {
     name: "VolumeSource",
     fields: &[
-        f(
-            1,
-            "hostPath",
-            Ty::Msg(&CORE_HOST_PATH_VOLUME_SOURCE),
-            One,
-            Ptr,
-        ),
-        f(
-            2,
-            "emptyDir",
-            Ty::Msg(&CORE_EMPTY_DIR_VOLUME_SOURCE),
-            One,
-            Ptr,
-        ),
-        f(
-            3,
-            "gcePersistentDisk",
-            Ty::Msg(&CORE_GCE_PERSISTENT_DISK_VOLUME_SOURCE),
-            One,
-            Ptr,
-        ),
-        f(
-            4,
-            "awsElasticBlockStore",
-            Ty::Msg(&CORE_AWS_ELASTIC_BLOCK_STORE_VOLUME_SOURCE),
-            One,
-            Ptr,
-        ),
-        f(
-            5,
-            "gitRepo",
-            Ty::Msg(&CORE_GIT_REPO_VOLUME_SOURCE),
-            One,
-            Ptr,
-        ),
+        f(1, "hostPath", Ty::Msg(&CORE_HOST_PATH_VOLUME_SOURCE), One, Ptr),
+        f(2, "emptyDir", Ty::Msg(&CORE_EMPTY_DIR_VOLUME_SOURCE), One, Ptr),
+        f(3, "gcePersistentDisk", Ty::Msg(&CORE_GCE_PERSISTENT_DISK_VOLUME_SOURCE), One, Ptr),
+        f(4, "awsElasticBlockStore", Ty::Msg(&CORE_AWS_ELASTIC_BLOCK_STORE_VOLUME_SOURCE), One, Ptr),
+        f(5, "gitRepo", Ty::Msg(&CORE_GIT_REPO_VOLUME_SOURCE), One, Ptr),
         f(6, "secret", Ty::Msg(&CORE_SECRET_VOLUME_SOURCE), One, Ptr),
         f(7, "nfs", Ty::Msg(&CORE_NFS_VOLUME_SOURCE), One, Ptr),
         f(8, "iscsi", Ty::Msg(&CORE_ISCSI_VOLUME_SOURCE), One, Ptr),
-        f(
-            9,
-            "glusterfs",
-            Ty::Msg(&CORE_GLUSTERFS_VOLUME_SOURCE),
-            One,
-            Ptr,
-        ),
-        f(
-            10,
-            "persistentVolumeClaim",
-            Ty::Msg(&CORE_PERSISTENT_VOLUME_CLAIM_VOLUME_SOURCE),
-            One,
-            Ptr,
-        ),
+        f(9, "glusterfs", Ty::Msg(&CORE_GLUSTERFS_VOLUME_SOURCE), One, Ptr),
+        f(10, "persistentVolumeClaim", Ty::Msg(&CORE_PERSISTENT_VOLUME_CLAIM_VOLUME_SOURCE), One, Ptr),
         f(11, "rbd", Ty::Msg(&CORE_RBD_VOLUME_SOURCE), One, Ptr),
-        f(
-            12,
-            "flexVolume",
-            Ty::Msg(&CORE_FLEX_VOLUME_SOURCE),
-            One,
-            Ptr,
-        ),
+        f(12, "flexVolume", Ty::Msg(&CORE_FLEX_VOLUME_SOURCE), One, Ptr),
         f(13, "cinder", Ty::Msg(&CORE_CINDER_VOLUME_SOURCE), One, Ptr),
         f(14, "cephfs", Ty::Msg(&CORE_CEPH_FS_VOLUME_SOURCE), One, Ptr),
-        f(
-            15,
-            "flocker",
-            Ty::Msg(&CORE_FLOCKER_VOLUME_SOURCE),
-            One,
-            Ptr,
-        ),
-        f(
-            16,
-            "downwardAPI",
-            Ty::Msg(&CORE_DOWNWARD_API_VOLUME_SOURCE),
-            One,
-            Ptr,
-        ),
+        f(15, "flocker", Ty::Msg(&CORE_FLOCKER_VOLUME_SOURCE), One, Ptr),
+        f(16, "downwardAPI", Ty::Msg(&CORE_DOWNWARD_API_VOLUME_SOURCE), One, Ptr),
         f(17, "fc", Ty::Msg(&CORE_FC_VOLUME_SOURCE), One, Ptr),
-        f(
-            18,
-            "azureFile",
-            Ty::Msg(&CORE_AZURE_FILE_VOLUME_SOURCE),
-            One,
-            Ptr,
-        ),
-        f(
-            19,
-            "configMap",
-            Ty::Msg(&CORE_CONFIG_MAP_VOLUME_SOURCE),
-            One,
-            Ptr,
-        ),
-        f(
-            20,
-            "vsphereVolume",
-            Ty::Msg(&CORE_VSPHERE_VIRTUAL_DISK_VOLUME_SOURCE),
-            One,
-            Ptr,
-        ),
-        f(
-            21,
-            "quobyte",
-            Ty::Msg(&CORE_QUOBYTE_VOLUME_SOURCE),
-            One,
-            Ptr,
-        ),
-        f(
-            22,
-            "azureDisk",
-            Ty::Msg(&CORE_AZURE_DISK_VOLUME_SOURCE),
-            One,
-            Ptr,
-        ),
-        f(
-            23,
-            "photonPersistentDisk",
-            Ty::Msg(&CORE_PHOTON_PERSISTENT_DISK_VOLUME_SOURCE),
-            One,
-            Ptr,
-        ),
-        f(
-            26,
-            "projected",
-            Ty::Msg(&CORE_PROJECTED_VOLUME_SOURCE),
-            One,
-            Ptr,
-        ),
-        f(
-            24,
-            "portworxVolume",
-            Ty::Msg(&CORE_PORTWORX_VOLUME_SOURCE),
-            One,
-            Ptr,
-        ),
-        f(
-            25,
-            "scaleIO",
-            Ty::Msg(&CORE_SCALE_IO_VOLUME_SOURCE),
-            One,
-            Ptr,
-        ),
-        f(
-            27,
-            "storageos",
-            Ty::Msg(&CORE_STORAGE_OS_VOLUME_SOURCE),
-            One,
-            Ptr,
-        ),
+        f(18, "azureFile", Ty::Msg(&CORE_AZURE_FILE_VOLUME_SOURCE), One, Ptr),
+        f(19, "configMap", Ty::Msg(&CORE_CONFIG_MAP_VOLUME_SOURCE), One, Ptr),
+        f(20, "vsphereVolume", Ty::Msg(&CORE_VSPHERE_VIRTUAL_DISK_VOLUME_SOURCE), One, Ptr),
+        f(21, "quobyte", Ty::Msg(&CORE_QUOBYTE_VOLUME_SOURCE), One, Ptr),
+        f(22, "azureDisk", Ty::Msg(&CORE_AZURE_DISK_VOLUME_SOURCE), One, Ptr),
+        f(23, "photonPersistentDisk", Ty::Msg(&CORE_PHOTON_PERSISTENT_DISK_VOLUME_SOURCE), One, Ptr),
+        f(26, "projected", Ty::Msg(&CORE_PROJECTED_VOLUME_SOURCE), One, Ptr),
+        f(24, "portworxVolume", Ty::Msg(&CORE_PORTWORX_VOLUME_SOURCE), One, Ptr),
+        f(25, "scaleIO", Ty::Msg(&CORE_SCALE_IO_VOLUME_SOURCE), One, Ptr),
+        f(27, "storageos", Ty::Msg(&CORE_STORAGE_OS_VOLUME_SOURCE), One, Ptr),
         f(28, "csi", Ty::Msg(&CORE_CSI_VOLUME_SOURCE), One, Ptr),
-        f(
-            29,
-            "ephemeral",
-            Ty::Msg(&CORE_EPHEMERAL_VOLUME_SOURCE),
-            One,
-            Ptr,
-        ),
+        f(29, "ephemeral", Ty::Msg(&CORE_EPHEMERAL_VOLUME_SOURCE), One, Ptr),
         f(30, "image", Ty::Msg(&CORE_IMAGE_VOLUME_SOURCE), One, Ptr),
     ],
 };
@@ -2335,13 +1693,7 @@ pub static CORE_WEIGHTED_POD_AFFINITY_TERM: Message = Message {
     name: "WeightedPodAffinityTerm",
     fields: &[
         f(1, "weight", Ty::I32, One, Always),
-        f(
-            2,
-            "podAffinityTerm",
-            Ty::Msg(&CORE_POD_AFFINITY_TERM),
-            One,
-            Always,
-        ),
+        f(2, "podAffinityTerm", Ty::Msg(&CORE_POD_AFFINITY_TERM), One, Always),
     ],
 };
 

@@ -7,13 +7,7 @@ pub static DISC_ENDPOINT: Message = Message {
     name: "Endpoint",
     fields: &[
         f(1, "addresses", Ty::Str, List, Always),
-        f(
-            2,
-            "conditions",
-            Ty::Msg(&DISC_ENDPOINT_CONDITIONS),
-            One,
-            Omit,
-        ),
+        f(2, "conditions", Ty::Msg(&DISC_ENDPOINT_CONDITIONS), One, Omit),
         f(3, "hostname", Ty::Str, One, Ptr),
         f(4, "targetRef", Ty::Msg(&CORE_OBJECT_REFERENCE), One, Ptr),
         f(5, "deprecatedTopology", Ty::Str, Map, Omit),
@@ -34,7 +28,9 @@ pub static DISC_ENDPOINT_CONDITIONS: Message = Message {
 
 pub static DISC_ENDPOINT_HINTS: Message = Message {
     name: "EndpointHints",
-    fields: &[f(1, "forZones", Ty::Msg(&DISC_FOR_ZONE), List, Omit)],
+    fields: &[
+        f(1, "forZones", Ty::Msg(&DISC_FOR_ZONE), List, Omit),
+    ],
 };
 
 pub static DISC_ENDPOINT_PORT: Message = Message {
@@ -59,5 +55,7 @@ pub static DISC_ENDPOINT_SLICE: Message = Message {
 
 pub static DISC_FOR_ZONE: Message = Message {
     name: "ForZone",
-    fields: &[f(1, "name", Ty::Str, One, Always)],
+    fields: &[
+        f(1, "name", Ty::Str, One, Always),
+    ],
 };

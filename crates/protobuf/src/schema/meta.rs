@@ -19,13 +19,7 @@ pub static META_LABEL_SELECTOR: Message = Message {
     name: "LabelSelector",
     fields: &[
         f(1, "matchLabels", Ty::Str, Map, Omit),
-        f(
-            2,
-            "matchExpressions",
-            Ty::Msg(&META_LABEL_SELECTOR_REQUIREMENT),
-            List,
-            Omit,
-        ),
+        f(2, "matchExpressions", Ty::Msg(&META_LABEL_SELECTOR_REQUIREMENT), List, Omit),
     ],
 };
 
@@ -66,21 +60,9 @@ pub static META_OBJECT_META: Message = Message {
         f(10, "deletionGracePeriodSeconds", Ty::I64, One, Ptr),
         f(11, "labels", Ty::Str, Map, Omit),
         f(12, "annotations", Ty::Str, Map, Omit),
-        f(
-            13,
-            "ownerReferences",
-            Ty::Msg(&META_OWNER_REFERENCE),
-            List,
-            Omit,
-        ),
+        f(13, "ownerReferences", Ty::Msg(&META_OWNER_REFERENCE), List, Omit),
         f(14, "finalizers", Ty::Str, List, Omit),
-        f(
-            17,
-            "managedFields",
-            Ty::Msg(&META_MANAGED_FIELDS_ENTRY),
-            List,
-            Omit,
-        ),
+        f(17, "managedFields", Ty::Msg(&META_MANAGED_FIELDS_ENTRY), List, Omit),
     ],
 };
 

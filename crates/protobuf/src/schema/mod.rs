@@ -3,11 +3,18 @@
 //! the Go struct tags carry what the .proto files do not: JSON names, `omitempty`,
 //! pointer-ness and inlining, which decide how Go's JSON encoder prints each field.
 
+// Generated data: one row per line reads better than rustfmt's layout.
+#[rustfmt::skip]
 mod apps;
+#[rustfmt::skip]
 mod coordination;
+#[rustfmt::skip]
 mod core;
+#[rustfmt::skip]
 mod discovery;
+#[rustfmt::skip]
 mod meta;
+#[rustfmt::skip]
 mod networking;
 
 pub use self::core::*;

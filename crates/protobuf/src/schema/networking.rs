@@ -14,7 +14,9 @@ pub static NET_HTTP_INGRESS_PATH: Message = Message {
 
 pub static NET_HTTP_INGRESS_RULE_VALUE: Message = Message {
     name: "HTTPIngressRuleValue",
-    fields: &[f(1, "paths", Ty::Msg(&NET_HTTP_INGRESS_PATH), List, Always)],
+    fields: &[
+        f(1, "paths", Ty::Msg(&NET_HTTP_INGRESS_PATH), List, Always),
+    ],
 };
 
 pub static NET_IP_BLOCK: Message = Message {
@@ -37,20 +39,8 @@ pub static NET_INGRESS: Message = Message {
 pub static NET_INGRESS_BACKEND: Message = Message {
     name: "IngressBackend",
     fields: &[
-        f(
-            4,
-            "service",
-            Ty::Msg(&NET_INGRESS_SERVICE_BACKEND),
-            One,
-            Ptr,
-        ),
-        f(
-            3,
-            "resource",
-            Ty::Msg(&CORE_TYPED_LOCAL_OBJECT_REFERENCE),
-            One,
-            Ptr,
-        ),
+        f(4, "service", Ty::Msg(&NET_INGRESS_SERVICE_BACKEND), One, Ptr),
+        f(3, "resource", Ty::Msg(&CORE_TYPED_LOCAL_OBJECT_REFERENCE), One, Ptr),
     ],
 };
 
@@ -77,13 +67,7 @@ pub static NET_INGRESS_CLASS_SPEC: Message = Message {
     name: "IngressClassSpec",
     fields: &[
         f(1, "controller", Ty::Str, One, Omit),
-        f(
-            2,
-            "parameters",
-            Ty::Msg(&NET_INGRESS_CLASS_PARAMETERS_REFERENCE),
-            One,
-            Ptr,
-        ),
+        f(2, "parameters", Ty::Msg(&NET_INGRESS_CLASS_PARAMETERS_REFERENCE), One, Ptr),
     ],
 };
 
@@ -98,13 +82,9 @@ pub static NET_INGRESS_LOAD_BALANCER_INGRESS: Message = Message {
 
 pub static NET_INGRESS_LOAD_BALANCER_STATUS: Message = Message {
     name: "IngressLoadBalancerStatus",
-    fields: &[f(
-        1,
-        "ingress",
-        Ty::Msg(&NET_INGRESS_LOAD_BALANCER_INGRESS),
-        List,
-        Omit,
-    )],
+    fields: &[
+        f(1, "ingress", Ty::Msg(&NET_INGRESS_LOAD_BALANCER_INGRESS), List, Omit),
+    ],
 };
 
 pub static NET_INGRESS_PORT_STATUS: Message = Message {
@@ -126,13 +106,9 @@ pub static NET_INGRESS_RULE: Message = Message {
 
 pub static NET_INGRESS_RULE_VALUE: Message = Message {
     name: "IngressRuleValue",
-    fields: &[f(
-        1,
-        "http",
-        Ty::Msg(&NET_HTTP_INGRESS_RULE_VALUE),
-        One,
-        Ptr,
-    )],
+    fields: &[
+        f(1, "http", Ty::Msg(&NET_HTTP_INGRESS_RULE_VALUE), One, Ptr),
+    ],
 };
 
 pub static NET_INGRESS_SERVICE_BACKEND: Message = Message {
@@ -155,13 +131,9 @@ pub static NET_INGRESS_SPEC: Message = Message {
 
 pub static NET_INGRESS_STATUS: Message = Message {
     name: "IngressStatus",
-    fields: &[f(
-        1,
-        "loadBalancer",
-        Ty::Msg(&NET_INGRESS_LOAD_BALANCER_STATUS),
-        One,
-        Omit,
-    )],
+    fields: &[
+        f(1, "loadBalancer", Ty::Msg(&NET_INGRESS_LOAD_BALANCER_STATUS), One, Omit),
+    ],
 };
 
 pub static NET_INGRESS_TLS: Message = Message {
@@ -200,13 +172,7 @@ pub static NET_NETWORK_POLICY_PEER: Message = Message {
     name: "NetworkPolicyPeer",
     fields: &[
         f(1, "podSelector", Ty::Msg(&META_LABEL_SELECTOR), One, Ptr),
-        f(
-            2,
-            "namespaceSelector",
-            Ty::Msg(&META_LABEL_SELECTOR),
-            One,
-            Ptr,
-        ),
+        f(2, "namespaceSelector", Ty::Msg(&META_LABEL_SELECTOR), One, Ptr),
         f(3, "ipBlock", Ty::Msg(&NET_IP_BLOCK), One, Ptr),
     ],
 };
@@ -224,20 +190,8 @@ pub static NET_NETWORK_POLICY_SPEC: Message = Message {
     name: "NetworkPolicySpec",
     fields: &[
         f(1, "podSelector", Ty::Msg(&META_LABEL_SELECTOR), One, Always),
-        f(
-            2,
-            "ingress",
-            Ty::Msg(&NET_NETWORK_POLICY_INGRESS_RULE),
-            List,
-            Omit,
-        ),
-        f(
-            3,
-            "egress",
-            Ty::Msg(&NET_NETWORK_POLICY_EGRESS_RULE),
-            List,
-            Omit,
-        ),
+        f(2, "ingress", Ty::Msg(&NET_NETWORK_POLICY_INGRESS_RULE), List, Omit),
+        f(3, "egress", Ty::Msg(&NET_NETWORK_POLICY_EGRESS_RULE), List, Omit),
         f(4, "policyTypes", Ty::Str, List, Omit),
     ],
 };
