@@ -85,8 +85,10 @@ impl PodIps {
         for step in 0..count {
             let off = first + (start + step) % count;
             let ip = cidr.nth(off).ok_or(Error::Exhausted(cidr))?;
-            if !self.state.allocations.contains_key(&ip) {
-                self.state.allocations.insert(ip, owner.to_string());
+            if let std::collections::btree_map::Entry::Vacant(slot) =
+                self.state.allocations.entry(ip)
+            {
+                slot.insert(owner.to_string());
                 self.state.last_reserved = Some(ip);
                 return Ok(ip);
             }
