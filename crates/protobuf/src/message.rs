@@ -268,3 +268,7 @@ pub fn decode_message(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+#[path = "message_tests.rs"]
+mod tests;
