@@ -9,7 +9,9 @@ use crate::TokenUser;
 pub enum User {
     /// Presented a client certificate the CA signed.
     Certificate,
-    Token { user: String },
+    Token {
+        user: String,
+    },
     Anonymous,
 }
 
@@ -21,17 +23,33 @@ impl User {
 
 /// Paths open to anonymous clients.
 pub fn is_public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/livez" | "/readyz" | "/version" | "/version/")
+    matches!(
+        path,
+        "/healthz" | "/livez" | "/readyz" | "/version" | "/version/"
+    )
 }
 
 /// Resolves the request's identity from the connection and its `Authorization` header.
-pub fn authenticate(has_client_cert: bool, authorization: Option<&str>, tokens: &[TokenUser]) -> Option<User> {
+pub fn authenticate(
+    has_client_cert: bool,
+    authorization: Option<&str>,
+    tokens: &[TokenUser],
+) -> Option<User> {
     if let Some(header) = authorization {
         let token = header.strip_prefix("Bearer ")?.trim();
         // A presented but unknown token is a failure even with a certificate, as kube-apiserver does.
-        return tokens.iter().find(|t| t.token == token).map(|t| User::Token { user: t.user.clone() });
+        return tokens
+            .iter()
+            .find(|t| t.token == token)
+            .map(|t| User::Token {
+                user: t.user.clone(),
+            });
     }
-    Some(if has_client_cert { User::Certificate } else { User::Anonymous })
+    Some(if has_client_cert {
+        User::Certificate
+    } else {
+        User::Anonymous
+    })
 }
 
 #[cfg(test)]
@@ -39,12 +57,21 @@ mod tests {
     use super::*;
 
     fn tokens() -> Vec<TokenUser> {
-        vec![TokenUser { token: "abc".into(), user: "admin".into(), groups: vec![] }]
+        vec![TokenUser {
+            token: "abc".into(),
+            user: "admin".into(),
+            groups: vec![],
+        }]
     }
 
     #[test]
     fn tokens_and_certificates() {
-        assert_eq!(authenticate(false, Some("Bearer abc"), &tokens()), Some(User::Token { user: "admin".into() }));
+        assert_eq!(
+            authenticate(false, Some("Bearer abc"), &tokens()),
+            Some(User::Token {
+                user: "admin".into()
+            })
+        );
         assert_eq!(authenticate(true, Some("Bearer nope"), &tokens()), None);
         assert_eq!(authenticate(false, Some("Basic x"), &tokens()), None);
         assert_eq!(authenticate(true, None, &tokens()), Some(User::Certificate));

@@ -10,10 +10,23 @@ use crate::rest::{object_key, Api};
 /// The namespaces every cluster has.
 pub const NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
-async fn ensure(api: &Api, group: &str, plural: &str, namespace: Option<&str>, mut obj: Value) -> Result<()> {
+async fn ensure(
+    api: &Api,
+    group: &str,
+    plural: &str,
+    namespace: Option<&str>,
+    mut obj: Value,
+) -> Result<()> {
     let resource = lookup(group, "v1", plural).expect("bootstrap kinds are served");
-    let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
-    if api.store.get(&object_key(resource, namespace, &name)).is_some() {
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if api
+        .store
+        .get(&object_key(resource, namespace, &name))
+        .is_some()
+    {
         return Ok(());
     }
     api.prepare_new(resource, &mut obj, namespace)?;
@@ -26,7 +39,14 @@ async fn ensure(api: &Api, group: &str, plural: &str, namespace: Option<&str>, m
 /// Creates the default namespaces and the `kubernetes` Service pointing at port `api_port`.
 pub async fn run(api: &Api, api_port: u16) -> Result<()> {
     for ns in NAMESPACES {
-        ensure(api, "", "namespaces", None, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await?;
+        ensure(
+            api,
+            "",
+            "namespaces",
+            None,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+        .await?;
     }
     let ip = api.network.kubernetes_ip().to_string();
     let svc = json!({

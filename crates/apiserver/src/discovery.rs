@@ -5,7 +5,8 @@ use kinet_types::registry::{self, Resource, Scope, RESOURCES};
 use serde_json::{json, Value};
 
 /// The content type kubectl needs to accept an aggregated discovery body.
-pub const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+pub const AGGREGATED_V2: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 /// kubectl on these machines dispatches on `minor`; "32" selects kubectl 1.32.
 pub fn version() -> Value {
@@ -22,7 +23,16 @@ pub fn version() -> Value {
     })
 }
 
-const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 fn subresource_verbs(sub: &str) -> &'static [&'static str] {
     match sub {
@@ -107,7 +117,10 @@ pub fn aggregated(legacy: bool) -> Value {
     let items: Vec<Value> = if legacy {
         vec![aggregated_group("")]
     } else {
-        registry::groups().into_iter().map(aggregated_group).collect()
+        registry::groups()
+            .into_iter()
+            .map(aggregated_group)
+            .collect()
     };
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
 }
@@ -183,8 +196,14 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             resources.push(entry);
         }
     }
-    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}))
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
+    )
 }
 
 #[cfg(test)]
@@ -204,15 +223,33 @@ mod tests {
             .unwrap();
         assert_eq!(pods["shortNames"], json!(["po"]));
         assert_eq!(pods["categories"], json!(["all"]));
-        let subs: Vec<&str> = pods["subresources"].as_array().unwrap().iter().map(|s| s["subresource"].as_str().unwrap()).collect();
+        let subs: Vec<&str> = pods["subresources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["subresource"].as_str().unwrap())
+            .collect();
         assert!(subs.contains(&"exec") && subs.contains(&"log") && subs.contains(&"binding"));
     }
 
     #[test]
     fn aggregated_groups_and_scale() {
         let doc = aggregated(false);
-        let names: Vec<&str> = doc["items"].as_array().unwrap().iter().map(|g| g["metadata"]["name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["apps", "discovery.k8s.io", "coordination.k8s.io", "networking.k8s.io"]);
+        let names: Vec<&str> = doc["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "apps",
+                "discovery.k8s.io",
+                "coordination.k8s.io",
+                "networking.k8s.io"
+            ]
+        );
         let deploy = &doc["items"][0]["versions"][0]["resources"][0];
         assert_eq!(deploy["resource"], "deployments");
         assert_eq!(deploy["subresources"][1]["responseKind"]["kind"], "Scale");
@@ -221,7 +258,12 @@ mod tests {
     #[test]
     fn legacy_resource_lists() {
         let list = resource_list("apps", "v1").unwrap();
-        let names: Vec<&str> = list["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = list["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
         assert!(names.contains(&"deployments/scale"));
         assert!(resource_list("apps", "v2").is_none());
         assert!(resource_list("batch", "v1").is_none());

@@ -51,31 +51,59 @@ pub struct TokenUser {
 
 /// Opens the store and builds the API state, with allocations rebuilt from stored Services.
 pub fn open_api(config: &ServeConfig) -> anyhow::Result<Arc<Api>> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let store = Store::open(&config.data_dir.join("store.db")).context("opening the store")?;
     let network = NetworkConfig::default();
     let mut alloc = Allocators::new(network.clone());
-    let services = kinet_types::registry::lookup("", "v1", "services").expect("services are served");
+    let services =
+        kinet_types::registry::lookup("", "v1", "services").expect("services are served");
     let (all, _) = store.list(&rest::collection_prefix(services, None));
     for svc in all {
-        let key = rest::object_key(services, svc.value["metadata"]["namespace"].as_str(), svc.value["metadata"]["name"].as_str().unwrap_or_default());
+        let key = rest::object_key(
+            services,
+            svc.value["metadata"]["namespace"].as_str(),
+            svc.value["metadata"]["name"].as_str().unwrap_or_default(),
+        );
         rest::Holdings::of(&svc.value).claim(&mut alloc, &key);
     }
-    let server_address = config.listen.first().map(ToString::to_string).unwrap_or_default();
-    Ok(Arc::new(Api { store, tokens: config.tokens.clone(), server_address, network, alloc: Mutex::new(alloc) }))
+    let server_address = config
+        .listen
+        .first()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    Ok(Arc::new(Api {
+        store,
+        tokens: config.tokens.clone(),
+        server_address,
+        network,
+        alloc: Mutex::new(alloc),
+    }))
 }
 
 /// Serves until SIGTERM or SIGINT.
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let api = open_api(&config)?;
     let port = config.listen.first().map(SocketAddr::port).unwrap_or(6443);
-    bootstrap::run(&api, port).await.map_err(|e| anyhow::anyhow!("bootstrapping: {e}"))?;
-    let tls = tls::server_config(&config.ca_cert_pem, &config.server_cert_pem, &config.server_key_pem)?;
+    bootstrap::run(&api, port)
+        .await
+        .map_err(|e| anyhow::anyhow!("bootstrapping: {e}"))?;
+    let tls = tls::server_config(
+        &config.ca_cert_pem,
+        &config.server_cert_pem,
+        &config.server_key_pem,
+    )?;
     let mut servers = Vec::new();
     for addr in &config.listen {
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
         tracing::info!(%addr, cluster = %config.cluster, "serving the Kubernetes API");
-        servers.push(tokio::spawn(server::serve(listener, tls.clone(), api.clone())));
+        servers.push(tokio::spawn(server::serve(
+            listener,
+            tls.clone(),
+            api.clone(),
+        )));
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

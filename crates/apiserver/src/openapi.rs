@@ -23,7 +23,10 @@ pub fn index() -> Value {
     let mut paths = Map::new();
     for group in std::iter::once("").chain(registry::groups()) {
         let path = gv_path(group);
-        paths.insert(path.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={HASH}")}));
+        paths.insert(
+            path.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={HASH}")}),
+        );
     }
     json!({"paths": paths})
 }
@@ -80,16 +83,27 @@ mod tests {
     #[test]
     fn index_points_at_every_group_version() {
         let idx = index();
-        assert!(idx["paths"]["api/v1"]["serverRelativeURL"].as_str().unwrap().starts_with("/openapi/v3/api/v1?hash="));
+        assert!(idx["paths"]["api/v1"]["serverRelativeURL"]
+            .as_str()
+            .unwrap()
+            .starts_with("/openapi/v3/api/v1?hash="));
         assert!(idx["paths"].get("apis/networking.k8s.io/v1").is_some());
     }
 
     #[test]
     fn documents_offer_field_validation_on_patch() {
         let doc = group_version("apis/apps/v1").unwrap();
-        let patch = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
-        assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Deployment");
-        assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
+        let patch =
+            &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+        assert_eq!(
+            patch["x-kubernetes-group-version-kind"]["kind"],
+            "Deployment"
+        );
+        assert!(patch["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "fieldValidation"));
         let core = group_version("api/v1").unwrap();
         assert!(core["paths"].get("/api/v1/nodes/{name}").is_some());
         assert!(group_version("apis/batch/v1").is_none());

@@ -17,11 +17,18 @@ pub struct Target {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// `/api` or `/apis`.
-    Root { legacy: bool },
+    Root {
+        legacy: bool,
+    },
     /// `/api/v1` or `/apis/{group}/{version}`.
-    GroupVersion { group: String, version: String },
+    GroupVersion {
+        group: String,
+        version: String,
+    },
     /// `/apis/{group}`.
-    Group { group: String },
+    Group {
+        group: String,
+    },
     Resource(Target),
     /// A group/version we serve, but a resource we do not.
     Unknown,
@@ -29,17 +36,28 @@ pub enum Route {
 
 /// Splits `/api/...` and `/apis/...` paths. Returns None for other paths.
 pub fn route(path: &str) -> Option<Route> {
-    let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let parts: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let (group, version, rest) = match parts.as_slice() {
         ["api"] => return Some(Route::Root { legacy: true }),
         ["apis"] => return Some(Route::Root { legacy: false }),
         ["api", version, rest @ ..] => ("", *version, rest),
-        ["apis", group] => return Some(Route::Group { group: group.to_string() }),
+        ["apis", group] => {
+            return Some(Route::Group {
+                group: group.to_string(),
+            })
+        }
         ["apis", group, version, rest @ ..] => (*group, *version, rest),
         _ => return None,
     };
     if rest.is_empty() {
-        return Some(Route::GroupVersion { group: group.into(), version: version.into() });
+        return Some(Route::GroupVersion {
+            group: group.into(),
+            version: version.into(),
+        });
     }
     let (watch_prefix, rest) = match rest {
         ["watch", tail @ ..] => (true, tail),
@@ -48,12 +66,22 @@ pub fn route(path: &str) -> Option<Route> {
     // `namespaces/{ns}/{resource}...` names a namespaced resource; `namespaces/{name}[/status|finalize]`
     // names the Namespace object itself.
     let (namespace, rest): (Option<String>, Vec<&str>) = match rest {
-        ["namespaces", ns, resource, tail @ ..] if *resource != "status" && *resource != "finalize" => {
-            (Some(ns.to_string()), std::iter::once(*resource).chain(tail.iter().copied()).collect())
+        ["namespaces", ns, resource, tail @ ..]
+            if *resource != "status" && *resource != "finalize" =>
+        {
+            (
+                Some(ns.to_string()),
+                std::iter::once(*resource)
+                    .chain(tail.iter().copied())
+                    .collect(),
+            )
         }
         _ => (None, rest.to_vec()),
     };
-    let Some(resource) = rest.first().and_then(|plural| registry::lookup(group, version, plural)) else {
+    let Some(resource) = rest
+        .first()
+        .and_then(|plural| registry::lookup(group, version, plural))
+    else {
         return Some(Route::Unknown);
     };
     if namespace.is_some() && !resource.namespaced() {
@@ -61,10 +89,20 @@ pub fn route(path: &str) -> Option<Route> {
     }
     let name = rest.get(1).map(|s| s.to_string());
     let subresource = rest.get(2).map(|s| s.to_string());
-    if rest.len() > 3 || subresource.as_deref().is_some_and(|s| !resource.has_subresource(s)) {
+    if rest.len() > 3
+        || subresource
+            .as_deref()
+            .is_some_and(|s| !resource.has_subresource(s))
+    {
         return Some(Route::Unknown);
     }
-    Some(Route::Resource(Target { resource, namespace, name, subresource, watch_prefix }))
+    Some(Route::Resource(Target {
+        resource,
+        namespace,
+        name,
+        subresource,
+        watch_prefix,
+    }))
 }
 
 #[cfg(test)]
@@ -113,14 +151,28 @@ mod tests {
     #[test]
     fn non_resources_and_unknowns() {
         assert_eq!(route("/api"), Some(Route::Root { legacy: true }));
-        assert_eq!(route("/apis/apps"), Some(Route::Group { group: "apps".into() }));
+        assert_eq!(
+            route("/apis/apps"),
+            Some(Route::Group {
+                group: "apps".into()
+            })
+        );
         assert_eq!(
             route("/apis/apps/v1"),
-            Some(Route::GroupVersion { group: "apps".into(), version: "v1".into() })
+            Some(Route::GroupVersion {
+                group: "apps".into(),
+                version: "v1".into()
+            })
         );
         assert_eq!(route("/api/v1/widgets"), Some(Route::Unknown));
-        assert_eq!(route("/api/v1/namespaces/default/nodes"), Some(Route::Unknown));
-        assert_eq!(route("/api/v1/namespaces/default/pods/x/bogus"), Some(Route::Unknown));
+        assert_eq!(
+            route("/api/v1/namespaces/default/nodes"),
+            Some(Route::Unknown)
+        );
+        assert_eq!(
+            route("/api/v1/namespaces/default/pods/x/bogus"),
+            Some(Route::Unknown)
+        );
         assert_eq!(route("/healthz"), None);
     }
 }

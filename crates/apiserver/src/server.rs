@@ -38,12 +38,17 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, api: A
         let acceptor = acceptor.clone();
         let api = api.clone();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-            };
-            let has_cert = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                };
+            let has_cert = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .is_some_and(|c| !c.is_empty());
             let service = service_fn(move |req| {
                 let api = api.clone();
                 async move { Ok::<_, Infallible>(handle(api, has_cert, peer, req).await) }
@@ -62,7 +67,10 @@ async fn handle(api: Arc<Api>, has_cert: bool, peer: SocketAddr, req: Request<In
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let started = std::time::Instant::now();
-    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     let user = match auth::authenticate(has_cert, authorization, &api.tokens) {
         Some(user) if user.is_authenticated() || auth::is_public(&path) => user,
         _ => return error_reply(&ApiError::unauthorized()),
@@ -76,7 +84,9 @@ async fn route(api: &Arc<Api>, user: &User, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_string();
     let get = req.method() == Method::GET;
     match path.as_str() {
-        "/healthz" | "/livez" | "/readyz" if get => return bytes_reply(200, "text/plain; charset=utf-8", "ok"),
+        "/healthz" | "/livez" | "/readyz" if get => {
+            return bytes_reply(200, "text/plain; charset=utf-8", "ok")
+        }
         "/version" | "/version/" if get => return json_reply(200, &discovery::version()),
         "/openapi/v3" | "/openapi/v3/" if get => return json_reply(200, &openapi::index()),
         _ => {}
@@ -90,11 +100,19 @@ async fn route(api: &Arc<Api>, user: &User, req: Request<Incoming>) -> Reply {
     let Some(route) = path::route(&path) else {
         return error_reply(&ApiError::no_route());
     };
-    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     match route {
         Route::Root { legacy } if get => {
             if accept.contains("as=APIGroupDiscoveryList") {
-                bytes_reply(200, discovery::AGGREGATED_V2, serde_json::to_vec(&discovery::aggregated(legacy)).unwrap_or_default())
+                bytes_reply(
+                    200,
+                    discovery::AGGREGATED_V2,
+                    serde_json::to_vec(&discovery::aggregated(legacy)).unwrap_or_default(),
+                )
             } else if legacy {
                 json_reply(200, &discovery::api_versions(&api.server_address))
             } else {
@@ -105,10 +123,12 @@ async fn route(api: &Arc<Api>, user: &User, req: Request<Incoming>) -> Reply {
             Some(doc) => json_reply(200, &doc),
             None => error_reply(&ApiError::no_route()),
         },
-        Route::GroupVersion { group, version } if get => match discovery::resource_list(&group, &version) {
-            Some(doc) => json_reply(200, &doc),
-            None => error_reply(&ApiError::no_route()),
-        },
+        Route::GroupVersion { group, version } if get => {
+            match discovery::resource_list(&group, &version) {
+                Some(doc) => json_reply(200, &doc),
+                None => error_reply(&ApiError::no_route()),
+            }
+        }
         Route::Resource(target) => {
             let query = Query::parse(req.uri().query());
             api.handle(user, target, query, req).await

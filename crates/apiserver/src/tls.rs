@@ -9,7 +9,9 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 
 fn certs(pem: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    rustls_pemfile::certs(&mut pem.as_bytes()).collect::<Result<_, _>>().context("reading PEM certificates")
+    rustls_pemfile::certs(&mut pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .context("reading PEM certificates")
 }
 
 fn key(pem: &str) -> anyhow::Result<PrivateKeyDer<'static>> {
@@ -18,7 +20,11 @@ fn key(pem: &str) -> anyhow::Result<PrivateKeyDer<'static>> {
 
 /// A rustls server config offering h2 and http/1.1 (kubectl upgrades exec and watch streams over
 /// HTTP/1.1, everything else over h2).
-pub fn server_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+pub fn server_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     for ca in certs(ca_pem)? {

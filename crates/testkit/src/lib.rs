@@ -24,7 +24,9 @@ impl TestApi {
     /// Starts a server on a free loopback port and waits until it answers.
     pub async fn start() -> anyhow::Result<TestApi> {
         let dir = tempfile::tempdir()?;
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port();
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+            .local_addr()?
+            .port();
         let pki = Pki::generate("testkit", &kinet_pki::default_server_sans("10.96.0.1"))?;
         let config = ServeConfig {
             cluster: "testkit".into(),
@@ -33,10 +35,20 @@ impl TestApi {
             ca_cert_pem: pki.ca_cert_pem.clone(),
             server_cert_pem: pki.server_cert_pem.clone(),
             server_key_pem: pki.server_key_pem.clone(),
-            tokens: vec![TokenUser { token: TOKEN.into(), user: "kubernetes-admin".into(), groups: vec!["system:masters".into()] }],
+            tokens: vec![TokenUser {
+                token: TOKEN.into(),
+                user: "kubernetes-admin".into(),
+                groups: vec!["system:masters".into()],
+            }],
         };
         let task = tokio::spawn(kinet_apiserver::run(config));
-        let api = TestApi { url: format!("https://127.0.0.1:{port}"), ca_pem: pki.ca_cert_pem, token: TOKEN.into(), task, _dir: dir };
+        let api = TestApi {
+            url: format!("https://127.0.0.1:{port}"),
+            ca_pem: pki.ca_cert_pem,
+            token: TOKEN.into(),
+            task,
+            _dir: dir,
+        };
         let client = api.client()?;
         for _ in 0..200 {
             if client.apiserver_version().await.is_ok() {

@@ -31,8 +31,18 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(kind: FieldErrorKind, field: impl Into<String>, value: Option<Value>, detail: &str) -> Self {
-        FieldError { kind, field: field.into(), value, detail: detail.to_string() }
+    fn new(
+        kind: FieldErrorKind,
+        field: impl Into<String>,
+        value: Option<Value>,
+        detail: &str,
+    ) -> Self {
+        FieldError {
+            kind,
+            field: field.into(),
+            value,
+            detail: detail.to_string(),
+        }
     }
     pub fn required(field: impl Into<String>, detail: &str) -> Self {
         Self::new(FieldErrorKind::Required, field, None, detail)
@@ -40,9 +50,18 @@ impl FieldError {
     pub fn invalid(field: impl Into<String>, value: impl Into<Value>, detail: &str) -> Self {
         Self::new(FieldErrorKind::Invalid, field, Some(value.into()), detail)
     }
-    pub fn not_supported(field: impl Into<String>, value: impl Into<Value>, supported: &[&str]) -> Self {
+    pub fn not_supported(
+        field: impl Into<String>,
+        value: impl Into<Value>,
+        supported: &[&str],
+    ) -> Self {
         let supported = supported.iter().map(|s| s.to_string()).collect();
-        Self::new(FieldErrorKind::NotSupported(supported), field, Some(value.into()), "")
+        Self::new(
+            FieldErrorKind::NotSupported(supported),
+            field,
+            Some(value.into()),
+            "",
+        )
     }
     pub fn duplicate(field: impl Into<String>, value: impl Into<Value>) -> Self {
         Self::new(FieldErrorKind::Duplicate, field, Some(value.into()), "")
@@ -78,7 +97,10 @@ impl FieldError {
             FieldErrorKind::Invalid => format!("Invalid value: {value}"),
             FieldErrorKind::NotSupported(valid) => {
                 let quoted: Vec<String> = valid.iter().map(|v| format!("{v:?}")).collect();
-                format!("Unsupported value: {value}: supported values: {}", quoted.join(", "))
+                format!(
+                    "Unsupported value: {value}: supported values: {}",
+                    quoted.join(", ")
+                )
             }
             FieldErrorKind::Duplicate => format!("Duplicate value: {value}"),
             FieldErrorKind::Forbidden => "Forbidden".to_string(),
@@ -106,12 +128,17 @@ fn format_value(v: &Value) -> String {
         Value::String(s) => format!("{s:?}"),
         Value::Null => "null".to_string(),
         Value::Array(items) if items.iter().all(Value::is_string) => {
-            let items: Vec<String> = items.iter().map(|i| format!("{:?}", i.as_str().unwrap_or_default())).collect();
+            let items: Vec<String> = items
+                .iter()
+                .map(|i| format!("{:?}", i.as_str().unwrap_or_default()))
+                .collect();
             format!("[]string{{{}}}", items.join(", "))
         }
         Value::Object(map) if map.values().all(Value::is_string) => {
-            let items: Vec<String> =
-                map.iter().map(|(k, v)| format!("{k:?}:{:?}", v.as_str().unwrap_or_default())).collect();
+            let items: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{k:?}:{:?}", v.as_str().unwrap_or_default()))
+                .collect();
             format!("map[string]string{{{}}}", items.join(", "))
         }
         other => other.to_string(),
@@ -131,7 +158,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, reason, message: message.into(), details: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     fn with_details(mut self, details: Value) -> Self {
@@ -153,24 +185,40 @@ impl ApiError {
 
     /// 404 for an object: `pods "x" not found`.
     pub fn not_found(resource: &Resource, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} {name:?} not found", resource.qualified_resource()))
-            .with_details(json!({"name": name, "group": resource.group, "kind": resource.plural}))
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} {name:?} not found", resource.qualified_resource()),
+        )
+        .with_details(json!({"name": name, "group": resource.group, "kind": resource.plural}))
     }
 
     /// 404 for a path that names nothing.
     pub fn no_route() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
-            .with_details(json!({}))
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .with_details(json!({}))
     }
 
     pub fn method_not_allowed(verb: &str, what: &str) -> Self {
-        Self::new(405, "MethodNotAllowed", format!("{verb} is not supported on resources of kind {what:?}"))
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            format!("{verb} is not supported on resources of kind {what:?}"),
+        )
     }
 
     /// 409 on create of an existing name.
     pub fn already_exists(resource: &Resource, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} {name:?} already exists", resource.qualified_resource()))
-            .with_details(json!({"name": name, "group": resource.group, "kind": resource.plural}))
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} {name:?} already exists", resource.qualified_resource()),
+        )
+        .with_details(json!({"name": name, "group": resource.group, "kind": resource.plural}))
     }
 
     /// 409 on a stale resourceVersion.
@@ -188,7 +236,11 @@ impl ApiError {
 
     /// 410 for a watch or list from a compacted resourceVersion.
     pub fn expired(requested: u64, oldest: u64) -> Self {
-        Self::new(410, "Expired", format!("too old resource version: {requested} ({oldest})"))
+        Self::new(
+            410,
+            "Expired",
+            format!("too old resource version: {requested} ({oldest})"),
+        )
     }
 
     pub fn unsupported_media_type(content_type: &str, accepted: &[&str]) -> Self {
@@ -214,12 +266,25 @@ impl ApiError {
             .iter()
             .map(|e| json!({"reason": e.reason(), "message": e.body(), "field": e.field}))
             .collect();
-        Self::new(422, "Invalid", format!("{} {name:?} is invalid: {summary}", resource.qualified_kind()))
-            .with_details(json!({"name": name, "group": resource.group, "kind": resource.kind, "causes": causes}))
+        Self::new(
+            422,
+            "Invalid",
+            format!(
+                "{} {name:?} is invalid: {summary}",
+                resource.qualified_kind()
+            ),
+        )
+        .with_details(
+            json!({"name": name, "group": resource.group, "kind": resource.kind, "causes": causes}),
+        )
     }
 
     pub fn internal(message: impl std::fmt::Display) -> Self {
-        Self::new(500, "InternalError", format!("Internal error occurred: {message}"))
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {message}"),
+        )
     }
 
     pub fn service_unavailable(message: impl Into<String>) -> Self {
@@ -255,7 +320,11 @@ mod tests {
         let one = ApiError::invalid(
             svc,
             "web",
-            &[FieldError::invalid("spec.ports[0].port", 70000, "must be between 1 and 65535, inclusive")],
+            &[FieldError::invalid(
+                "spec.ports[0].port",
+                70000,
+                "must be between 1 and 65535, inclusive",
+            )],
         );
         assert_eq!(one.code, 422);
         assert_eq!(
@@ -263,8 +332,14 @@ mod tests {
             "Service \"web\" is invalid: spec.ports[0].port: Invalid value: 70000: must be between 1 and 65535, inclusive"
         );
         let status = one.to_status();
-        assert_eq!(status["details"]["causes"][0]["field"], "spec.ports[0].port");
-        assert_eq!(status["details"]["causes"][0]["reason"], "FieldValueInvalid");
+        assert_eq!(
+            status["details"]["causes"][0]["field"],
+            "spec.ports[0].port"
+        );
+        assert_eq!(
+            status["details"]["causes"][0]["reason"],
+            "FieldValueInvalid"
+        );
 
         let deploy = lookup("apps", "v1", "deployments").unwrap();
         let many = ApiError::invalid(
@@ -272,7 +347,11 @@ mod tests {
             "web",
             &[
                 FieldError::required("spec.selector", ""),
-                FieldError::not_supported("spec.strategy.type", "Bogus", &["Recreate", "RollingUpdate"]),
+                FieldError::not_supported(
+                    "spec.strategy.type",
+                    "Bogus",
+                    &["Recreate", "RollingUpdate"],
+                ),
             ],
         );
         assert_eq!(
@@ -283,9 +362,17 @@ mod tests {
 
     #[test]
     fn go_renderings_of_slices_and_maps() {
-        let e = FieldError::invalid("spec.clusterIPs", serde_json::json!(["10.96.0.50"]), "provided IP is already allocated");
+        let e = FieldError::invalid(
+            "spec.clusterIPs",
+            serde_json::json!(["10.96.0.50"]),
+            "provided IP is already allocated",
+        );
         assert_eq!(e.to_string(), "spec.clusterIPs: Invalid value: []string{\"10.96.0.50\"}: provided IP is already allocated");
-        let e = FieldError::invalid("spec.template.metadata.labels", serde_json::json!({"app": "x"}), "`selector` does not match template `labels`");
+        let e = FieldError::invalid(
+            "spec.template.metadata.labels",
+            serde_json::json!({"app": "x"}),
+            "`selector` does not match template `labels`",
+        );
         assert_eq!(e.body(), "Invalid value: map[string]string{\"app\":\"x\"}: `selector` does not match template `labels`");
     }
 

@@ -98,38 +98,176 @@ macro_rules! resource {
 
 /// Every served resource, in discovery order (kubectl's `get all` follows it).
 pub static RESOURCES: &[Resource] = &[
-    resource!("", "Pod", "pods", "pod", Namespaced, short = ["po"], cats = ALL,
-        sub = ["status", "binding", "log", "exec", "attach", "portforward"]),
-    resource!("", "Service", "services", "service", Namespaced, short = ["svc"], cats = ALL,
-        sub = ["status"]),
-    resource!("", "Namespace", "namespaces", "namespace", Cluster, short = ["ns"], cats = NONE,
-        sub = ["status", "finalize"]),
-    resource!("", "Node", "nodes", "node", Cluster, short = ["no"], cats = NONE,
-        sub = ["status"]),
-    resource!("", "Endpoints", "endpoints", "endpoints", Namespaced, short = ["ep"], cats = NONE,
-        sub = []),
-    resource!("", "ConfigMap", "configmaps", "configmap", Namespaced, short = ["cm"], cats = NONE,
-        sub = []),
-    resource!("", "Secret", "secrets", "secret", Namespaced, short = [], cats = NONE, sub = []),
-    resource!("", "ServiceAccount", "serviceaccounts", "serviceaccount", Namespaced,
-        short = ["sa"], cats = NONE, sub = []),
-    resource!("", "Event", "events", "event", Namespaced, short = ["ev"], cats = NONE, sub = []),
-    resource!("apps", "Deployment", "deployments", "deployment", Namespaced, short = ["deploy"],
-        cats = ALL, sub = ["status", "scale"]),
-    resource!("apps", "ReplicaSet", "replicasets", "replicaset", Namespaced, short = ["rs"],
-        cats = ALL, sub = ["status", "scale"]),
-    resource!("apps", "DaemonSet", "daemonsets", "daemonset", Namespaced, short = ["ds"],
-        cats = ALL, sub = ["status"]),
-    resource!("discovery.k8s.io", "EndpointSlice", "endpointslices", "endpointslice", Namespaced,
-        short = [], cats = NONE, sub = []),
-    resource!("coordination.k8s.io", "Lease", "leases", "lease", Namespaced, short = [],
-        cats = NONE, sub = []),
-    resource!("networking.k8s.io", "Ingress", "ingresses", "ingress", Namespaced, short = ["ing"],
-        cats = NONE, sub = ["status"]),
-    resource!("networking.k8s.io", "IngressClass", "ingressclasses", "ingressclass", Cluster,
-        short = [], cats = NONE, sub = []),
-    resource!("networking.k8s.io", "NetworkPolicy", "networkpolicies", "networkpolicy",
-        Namespaced, short = ["netpol"], cats = NONE, sub = []),
+    resource!(
+        "",
+        "Pod",
+        "pods",
+        "pod",
+        Namespaced,
+        short = ["po"],
+        cats = ALL,
+        sub = ["status", "binding", "log", "exec", "attach", "portforward"]
+    ),
+    resource!(
+        "",
+        "Service",
+        "services",
+        "service",
+        Namespaced,
+        short = ["svc"],
+        cats = ALL,
+        sub = ["status"]
+    ),
+    resource!(
+        "",
+        "Namespace",
+        "namespaces",
+        "namespace",
+        Cluster,
+        short = ["ns"],
+        cats = NONE,
+        sub = ["status", "finalize"]
+    ),
+    resource!(
+        "",
+        "Node",
+        "nodes",
+        "node",
+        Cluster,
+        short = ["no"],
+        cats = NONE,
+        sub = ["status"]
+    ),
+    resource!(
+        "",
+        "Endpoints",
+        "endpoints",
+        "endpoints",
+        Namespaced,
+        short = ["ep"],
+        cats = NONE,
+        sub = []
+    ),
+    resource!(
+        "",
+        "ConfigMap",
+        "configmaps",
+        "configmap",
+        Namespaced,
+        short = ["cm"],
+        cats = NONE,
+        sub = []
+    ),
+    resource!(
+        "",
+        "Secret",
+        "secrets",
+        "secret",
+        Namespaced,
+        short = [],
+        cats = NONE,
+        sub = []
+    ),
+    resource!(
+        "",
+        "ServiceAccount",
+        "serviceaccounts",
+        "serviceaccount",
+        Namespaced,
+        short = ["sa"],
+        cats = NONE,
+        sub = []
+    ),
+    resource!(
+        "",
+        "Event",
+        "events",
+        "event",
+        Namespaced,
+        short = ["ev"],
+        cats = NONE,
+        sub = []
+    ),
+    resource!(
+        "apps",
+        "Deployment",
+        "deployments",
+        "deployment",
+        Namespaced,
+        short = ["deploy"],
+        cats = ALL,
+        sub = ["status", "scale"]
+    ),
+    resource!(
+        "apps",
+        "ReplicaSet",
+        "replicasets",
+        "replicaset",
+        Namespaced,
+        short = ["rs"],
+        cats = ALL,
+        sub = ["status", "scale"]
+    ),
+    resource!(
+        "apps",
+        "DaemonSet",
+        "daemonsets",
+        "daemonset",
+        Namespaced,
+        short = ["ds"],
+        cats = ALL,
+        sub = ["status"]
+    ),
+    resource!(
+        "discovery.k8s.io",
+        "EndpointSlice",
+        "endpointslices",
+        "endpointslice",
+        Namespaced,
+        short = [],
+        cats = NONE,
+        sub = []
+    ),
+    resource!(
+        "coordination.k8s.io",
+        "Lease",
+        "leases",
+        "lease",
+        Namespaced,
+        short = [],
+        cats = NONE,
+        sub = []
+    ),
+    resource!(
+        "networking.k8s.io",
+        "Ingress",
+        "ingresses",
+        "ingress",
+        Namespaced,
+        short = ["ing"],
+        cats = NONE,
+        sub = ["status"]
+    ),
+    resource!(
+        "networking.k8s.io",
+        "IngressClass",
+        "ingressclasses",
+        "ingressclass",
+        Cluster,
+        short = [],
+        cats = NONE,
+        sub = []
+    ),
+    resource!(
+        "networking.k8s.io",
+        "NetworkPolicy",
+        "networkpolicies",
+        "networkpolicy",
+        Namespaced,
+        short = ["netpol"],
+        cats = NONE,
+        sub = []
+    ),
 ];
 
 /// The resource served at `/{prefix}/{group}/{version}/{plural}`.
@@ -179,12 +317,21 @@ mod tests {
     fn plurals_are_unique_per_group() {
         for (i, a) in RESOURCES.iter().enumerate() {
             for b in &RESOURCES[i + 1..] {
-                assert!(!(a.group == b.group && a.plural == b.plural), "{}", a.plural);
+                assert!(
+                    !(a.group == b.group && a.plural == b.plural),
+                    "{}",
+                    a.plural
+                );
             }
         }
         assert_eq!(
             groups(),
-            vec!["apps", "discovery.k8s.io", "coordination.k8s.io", "networking.k8s.io"]
+            vec![
+                "apps",
+                "discovery.k8s.io",
+                "coordination.k8s.io",
+                "networking.k8s.io"
+            ]
         );
     }
 }

@@ -18,7 +18,10 @@ pub struct NetworkConfig {
 
 impl Default for NetworkConfig {
     fn default() -> Self {
-        NetworkConfig { service_cidr: (Ipv4Addr::new(10, 96, 0, 0), 12), node_ports: (30000, 32767) }
+        NetworkConfig {
+            service_cidr: (Ipv4Addr::new(10, 96, 0, 0), 12),
+            node_ports: (30000, 32767),
+        }
     }
 }
 
@@ -55,15 +58,25 @@ pub struct Allocators {
 
 impl Allocators {
     pub fn new(network: NetworkConfig) -> Self {
-        Allocators { network, ips: BTreeMap::new(), ports: BTreeMap::new() }
+        Allocators {
+            network,
+            ips: BTreeMap::new(),
+            ports: BTreeMap::new(),
+        }
     }
 
     /// Takes `requested` for `owner`, or a free random address (kube-dns's address is only given
     /// on request).
-    pub fn allocate_ip(&mut self, owner: &str, requested: Option<Ipv4Addr>) -> Result<Ipv4Addr, FieldError> {
+    pub fn allocate_ip(
+        &mut self,
+        owner: &str,
+        requested: Option<Ipv4Addr>,
+    ) -> Result<Ipv4Addr, FieldError> {
         let (lo, hi) = self.network.ip_range();
         if let Some(ip) = requested {
-            let bad = |detail: String| FieldError::invalid("spec.clusterIPs", json!([ip.to_string()]), &detail);
+            let bad = |detail: String| {
+                FieldError::invalid("spec.clusterIPs", json!([ip.to_string()]), &detail)
+            };
             let n = u32::from(ip);
             if n < lo || n > hi {
                 return Err(bad(format!(
@@ -73,7 +86,9 @@ impl Allocators {
             }
             match self.ips.get(&n) {
                 Some(holder) if holder != owner => {
-                    return Err(bad(format!("failed to allocate IP {ip}: provided IP is already allocated")))
+                    return Err(bad(format!(
+                        "failed to allocate IP {ip}: provided IP is already allocated"
+                    )))
                 }
                 _ => {}
             }
@@ -90,7 +105,11 @@ impl Allocators {
                 return Ok(Ipv4Addr::from(n));
             }
         }
-        Err(FieldError::invalid("spec.clusterIPs", json!([]), "failed to allocate a serviceIP: range is full"))
+        Err(FieldError::invalid(
+            "spec.clusterIPs",
+            json!([]),
+            "failed to allocate a serviceIP: range is full",
+        ))
     }
 
     pub fn release_ip(&mut self, owner: &str, ip: Ipv4Addr) {
@@ -101,7 +120,12 @@ impl Allocators {
     }
 
     /// Takes `requested` (field path `field`) or a free random port in the NodePort range.
-    pub fn allocate_port(&mut self, owner: &str, field: &str, requested: Option<u16>) -> Result<u16, FieldError> {
+    pub fn allocate_port(
+        &mut self,
+        owner: &str,
+        field: &str,
+        requested: Option<u16>,
+    ) -> Result<u16, FieldError> {
         let (lo, hi) = self.network.node_ports;
         if let Some(port) = requested {
             if port < lo || port > hi {
@@ -112,7 +136,11 @@ impl Allocators {
                 ));
             }
             if self.ports.get(&port).is_some_and(|holder| holder != owner) {
-                return Err(FieldError::invalid(field, port, "provided port is already allocated"));
+                return Err(FieldError::invalid(
+                    field,
+                    port,
+                    "provided port is already allocated",
+                ));
             }
             self.ports.insert(port, owner.to_string());
             return Ok(port);
@@ -121,8 +149,8 @@ impl Allocators {
         let start = rand::rng().random_range(0..span);
         for i in 0..span {
             let port = lo + ((start + i) % span) as u16;
-            if !self.ports.contains_key(&port) {
-                self.ports.insert(port, owner.to_string());
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.ports.entry(port) {
+                slot.insert(owner.to_string());
                 return Ok(port);
             }
         }
@@ -157,8 +185,12 @@ mod tests {
             err.to_string(),
             "spec.clusterIPs: Invalid value: []string{\"10.96.0.50\"}: failed to allocate IP 10.96.0.50: provided IP is already allocated"
         );
-        let err = a.allocate_ip("svc/b", Some(Ipv4Addr::new(10, 0, 0, 1))).unwrap_err();
-        assert!(err.to_string().contains("is not in the valid range. The range of valid IPs is 10.96.0.0/12"));
+        let err = a
+            .allocate_ip("svc/b", Some(Ipv4Addr::new(10, 0, 0, 1)))
+            .unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("is not in the valid range. The range of valid IPs is 10.96.0.0/12"));
         let ip = a.allocate_ip("svc/b", None).unwrap();
         assert!(u32::from(ip) >> 20 == u32::from(Ipv4Addr::new(10, 96, 0, 0)) >> 20 && ip != want);
         a.release_ip("svc/a", want);
@@ -168,12 +200,26 @@ mod tests {
     #[test]
     fn node_ports() {
         let mut a = Allocators::new(NetworkConfig::default());
-        assert_eq!(a.allocate_port("np", "spec.ports[0].nodePort", Some(30080)), Ok(30080));
-        let err = a.allocate_port("np2", "spec.ports[0].nodePort", Some(30080)).unwrap_err();
-        assert_eq!(err.to_string(), "spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated");
-        let err = a.allocate_port("np2", "spec.ports[0].nodePort", Some(40000)).unwrap_err();
-        assert!(err.to_string().ends_with("provided port is not in the valid range. The range of valid ports is 30000-32767"));
-        let p = a.allocate_port("np2", "spec.ports[0].nodePort", None).unwrap();
+        assert_eq!(
+            a.allocate_port("np", "spec.ports[0].nodePort", Some(30080)),
+            Ok(30080)
+        );
+        let err = a
+            .allocate_port("np2", "spec.ports[0].nodePort", Some(30080))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"
+        );
+        let err = a
+            .allocate_port("np2", "spec.ports[0].nodePort", Some(40000))
+            .unwrap_err();
+        assert!(err.to_string().ends_with(
+            "provided port is not in the valid range. The range of valid ports is 30000-32767"
+        ));
+        let p = a
+            .allocate_port("np2", "spec.ports[0].nodePort", None)
+            .unwrap();
         assert!((30000..=32767).contains(&p) && p != 30080);
         assert!(a.holds_port("np", 30080));
         a.release_port("np", 30080);

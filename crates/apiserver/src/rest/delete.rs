@@ -26,10 +26,13 @@ impl DeleteOptions {
         let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
             json!({})
         } else {
-            serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+            serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
         };
         let q = &call.query;
-        let orphan = v["orphanDependents"].as_bool().or_else(|| q.get("orphanDependents").map(|o| o == "true"));
+        let orphan = v["orphanDependents"]
+            .as_bool()
+            .or_else(|| q.get("orphanDependents").map(|o| o == "true"));
         let policy = v["propagationPolicy"]
             .as_str()
             .or_else(|| q.get("propagationPolicy"))
@@ -40,16 +43,27 @@ impl DeleteOptions {
                 return Err(ApiError::invalid(
                     call.resource(),
                     call.name(),
-                    &[kinet_types::FieldError::not_supported("propagationPolicy", p.as_str(), &["Foreground", "Background", "Orphan"])],
+                    &[kinet_types::FieldError::not_supported(
+                        "propagationPolicy",
+                        p.as_str(),
+                        &["Foreground", "Background", "Orphan"],
+                    )],
                 ));
             }
         }
         Ok(DeleteOptions {
-            grace: v["gracePeriodSeconds"].as_i64().or_else(|| q.get("gracePeriodSeconds").and_then(|g| g.parse().ok())),
+            grace: v["gracePeriodSeconds"]
+                .as_i64()
+                .or_else(|| q.get("gracePeriodSeconds").and_then(|g| g.parse().ok())),
             policy,
             uid: v["preconditions"]["uid"].as_str().map(str::to_string),
-            rv: v["preconditions"]["resourceVersion"].as_str().map(str::to_string),
-            dry_run: v["dryRun"].as_array().is_some_and(|d| d.iter().any(|x| x == "All")) || q.all("dryRun").contains(&"All"),
+            rv: v["preconditions"]["resourceVersion"]
+                .as_str()
+                .map(str::to_string),
+            dry_run: v["dryRun"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|x| x == "All"))
+                || q.all("dryRun").contains(&"All"),
         })
     }
 }
@@ -67,7 +81,11 @@ enum Plan {
 fn finalizers(obj: &Value) -> Vec<String> {
     obj["metadata"]["finalizers"]
         .as_array()
-        .map(|f| f.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .map(|f| {
+            f.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -76,7 +94,9 @@ fn plan(resource: &Resource, obj: &Value, opts: &DeleteOptions) -> Plan {
     let marked = obj["metadata"]["deletionTimestamp"].is_string();
     let mut new = obj.clone();
     if resource.kind == "Namespace" {
-        let spec_finalizers = obj["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+        let spec_finalizers = obj["spec"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
         if marked && !spec_finalizers && finalizers(obj).is_empty() {
             return Plan::Remove;
         }
@@ -102,9 +122,18 @@ fn plan(resource: &Resource, obj: &Value, opts: &DeleteOptions) -> Plan {
     }
     // A pod on a node terminates gracefully: the node agent stops it, then deletes it with grace 0.
     if resource.kind == "Pod" {
-        let bound = obj["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
-        let terminal = matches!(obj["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
-        let grace = opts.grace.or_else(|| obj["spec"]["terminationGracePeriodSeconds"].as_i64()).unwrap_or(30).max(0);
+        let bound = obj["spec"]["nodeName"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty());
+        let terminal = matches!(
+            obj["status"]["phase"].as_str(),
+            Some("Succeeded" | "Failed")
+        );
+        let grace = opts
+            .grace
+            .or_else(|| obj["spec"]["terminationGracePeriodSeconds"].as_i64())
+            .unwrap_or(30)
+            .max(0);
         let current = obj["metadata"]["deletionGracePeriodSeconds"].as_i64();
         if bound && !terminal && grace > 0 {
             if current.is_some_and(|c| c <= grace) {
@@ -112,7 +141,10 @@ fn plan(resource: &Resource, obj: &Value, opts: &DeleteOptions) -> Plan {
             }
             let deadline = chrono::Utc::now() + chrono::Duration::seconds(grace);
             let m = meta::metadata_mut(&mut new);
-            m.insert("deletionTimestamp".into(), json!(deadline.format("%Y-%m-%dT%H:%M:%SZ").to_string()));
+            m.insert(
+                "deletionTimestamp".into(),
+                json!(deadline.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+            );
             m.insert("deletionGracePeriodSeconds".into(), json!(grace));
             if !pending.is_empty() {
                 m.insert("finalizers".into(), json!(pending));
@@ -137,9 +169,18 @@ fn plan(resource: &Resource, obj: &Value, opts: &DeleteOptions) -> Plan {
 
 impl Api {
     /// Deletes (or marks) one object. Returns the object and whether it is gone.
-    async fn delete_one(&self, resource: &'static Resource, key: String, name: &str, opts: &DeleteOptions) -> Result<(Value, bool)> {
+    async fn delete_one(
+        &self,
+        resource: &'static Resource,
+        key: String,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<(Value, bool)> {
         for _ in 0..16 {
-            let current = self.store.get(&key).ok_or_else(|| ApiError::not_found(resource, name))?;
+            let current = self
+                .store
+                .get(&key)
+                .ok_or_else(|| ApiError::not_found(resource, name))?;
             let uid = meta::meta_str(&current.value, "uid").unwrap_or_default();
             if let Some(want) = opts.uid.as_deref().filter(|u| *u != uid) {
                 return Err(ApiError::new(409, "Conflict", format!(
@@ -147,7 +188,11 @@ impl Api {
                     resource.qualified_resource()
                 )));
             }
-            if let Some(want) = opts.rv.as_deref().filter(|rv| *rv != current.rv.to_string()) {
+            if let Some(want) = opts
+                .rv
+                .as_deref()
+                .filter(|rv| *rv != current.rv.to_string())
+            {
                 return Err(ApiError::new(409, "Conflict", format!(
                     "Operation cannot be fulfilled on {} {name:?}: Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {}",
                     resource.qualified_resource(), current.rv
@@ -168,7 +213,9 @@ impl Api {
                 .store
                 .write(&key, move |now| match now {
                     None => Err(ApiError::not_found(resource, &conflict_name)),
-                    Some(now) if meta::resource_version(now) != Some(expected) => Err(ApiError::conflict(resource, &conflict_name)),
+                    Some(now) if meta::resource_version(now) != Some(expected) => {
+                        Err(ApiError::conflict(resource, &conflict_name))
+                    }
                     Some(_) => Ok(mutation),
                 })
                 .await;
@@ -178,7 +225,10 @@ impl Api {
                         let mut alloc = self.alloc.lock().unwrap_or_else(|e| e.into_inner());
                         Holdings::of(&current.value).release(&mut alloc, &key);
                     }
-                    let obj = outcome.object.map(|s| s.value.clone()).unwrap_or_else(|| current.value.clone());
+                    let obj = outcome
+                        .object
+                        .map(|s| s.value.clone())
+                        .unwrap_or_else(|| current.value.clone());
                     return Ok((obj, gone));
                 }
                 Err(e) if e.reason == "Conflict" => continue,
@@ -191,7 +241,9 @@ impl Api {
     pub async fn delete(&self, mut call: Call) -> Result<Reply> {
         let body = call.body().await?;
         let opts = DeleteOptions::parse(&body, &call)?;
-        let (obj, gone) = self.delete_one(call.resource(), call.key(), call.name(), &opts).await?;
+        let (obj, gone) = self
+            .delete_one(call.resource(), call.key(), call.name(), &opts)
+            .await?;
         // 202 tells the client the object is still there, waiting for finalizers or termination.
         Ok(json_reply(if gone { 200 } else { 202 }, &obj))
     }
@@ -201,7 +253,9 @@ impl Api {
         let body = call.body().await?;
         let opts = DeleteOptions::parse(&body, &call)?;
         let filter = Filter::from_call(&call)?;
-        let (all, _) = self.store.list(&collection_prefix(resource, call.namespace()));
+        let (all, _) = self
+            .store
+            .list(&collection_prefix(resource, call.namespace()));
         let mut items = Vec::new();
         for stored in all.iter().filter(|s| filter.matches(&s.value)) {
             let ns = meta::meta_str(&stored.value, "namespace");
@@ -214,7 +268,11 @@ impl Api {
             }
         }
         let list = json!({"kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": {"resourceVersion": self.store.current_rv().to_string()}, "items": items});
-        Ok(bytes_reply(200, "application/json", serde_json::to_vec(&list).map_err(ApiError::internal)?))
+        Ok(bytes_reply(
+            200,
+            "application/json",
+            serde_json::to_vec(&list).map_err(ApiError::internal)?,
+        ))
     }
 }
 
@@ -224,33 +282,62 @@ mod tests {
     use kinet_types::registry::lookup;
 
     fn opts(policy: Option<&str>, grace: Option<i64>) -> DeleteOptions {
-        DeleteOptions { policy: policy.map(str::to_string), grace, ..Default::default() }
+        DeleteOptions {
+            policy: policy.map(str::to_string),
+            grace,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn plans() {
         let cm = lookup("", "v1", "configmaps").unwrap();
         let obj = json!({"metadata": {"name": "a"}});
-        assert!(matches!(plan(cm, &obj, &opts(Some("Background"), None)), Plan::Remove));
-        let Plan::Mark(marked) = plan(cm, &obj, &opts(Some("Foreground"), None)) else { panic!() };
-        assert_eq!(marked["metadata"]["finalizers"], json!(["foregroundDeletion"]));
-        assert!(matches!(plan(cm, &marked, &opts(Some("Foreground"), None)), Plan::Pending));
+        assert!(matches!(
+            plan(cm, &obj, &opts(Some("Background"), None)),
+            Plan::Remove
+        ));
+        let Plan::Mark(marked) = plan(cm, &obj, &opts(Some("Foreground"), None)) else {
+            panic!()
+        };
+        assert_eq!(
+            marked["metadata"]["finalizers"],
+            json!(["foregroundDeletion"])
+        );
+        assert!(matches!(
+            plan(cm, &marked, &opts(Some("Foreground"), None)),
+            Plan::Pending
+        ));
 
         let pod = lookup("", "v1", "pods").unwrap();
-        let unbound = json!({"metadata": {"name": "p"}, "spec": {}, "status": {"phase": "Pending"}});
-        assert!(matches!(plan(pod, &unbound, &opts(None, None)), Plan::Remove));
+        let unbound =
+            json!({"metadata": {"name": "p"}, "spec": {}, "status": {"phase": "Pending"}});
+        assert!(matches!(
+            plan(pod, &unbound, &opts(None, None)),
+            Plan::Remove
+        ));
         let bound = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 30}, "status": {"phase": "Running"}});
-        let Plan::Mark(terminating) = plan(pod, &bound, &opts(None, None)) else { panic!() };
+        let Plan::Mark(terminating) = plan(pod, &bound, &opts(None, None)) else {
+            panic!()
+        };
         assert_eq!(terminating["metadata"]["deletionGracePeriodSeconds"], 30);
-        assert!(matches!(plan(pod, &terminating, &opts(None, Some(0))), Plan::Remove));
+        assert!(matches!(
+            plan(pod, &terminating, &opts(None, Some(0))),
+            Plan::Remove
+        ));
 
         let ns = lookup("", "v1", "namespaces").unwrap();
         let live = json!({"metadata": {"name": "x"}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
-        let Plan::Mark(term) = plan(ns, &live, &opts(None, None)) else { panic!() };
+        let Plan::Mark(term) = plan(ns, &live, &opts(None, None)) else {
+            panic!()
+        };
         assert_eq!(term["status"]["phase"], "Terminating");
         assert!(matches!(plan(ns, &term, &opts(None, None)), Plan::Pending));
         let mut finalized = term.clone();
         finalized["spec"]["finalizers"] = json!([]);
-        assert!(matches!(plan(ns, &finalized, &opts(None, None)), Plan::Remove));
+        assert!(matches!(
+            plan(ns, &finalized, &opts(None, None)),
+            Plan::Remove
+        ));
     }
 }

@@ -19,11 +19,15 @@ pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
     }
-    obj["metadata"].as_object_mut().expect("metadata is an object")
+    obj["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object")
 }
 
 pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
-    metadata(obj).and_then(|m| m.get(field)).and_then(Value::as_str)
+    metadata(obj)
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
 }
 
 pub fn resource_version(obj: &Value) -> Option<u64> {
@@ -32,13 +36,18 @@ pub fn resource_version(obj: &Value) -> Option<u64> {
 
 /// Kinds whose spec changes bump `metadata.generation`.
 pub fn has_generation(resource: &Resource) -> bool {
-    matches!(resource.kind, "Deployment" | "ReplicaSet" | "DaemonSet" | "Ingress" | "NetworkPolicy" | "Pod")
+    matches!(
+        resource.kind,
+        "Deployment" | "ReplicaSet" | "DaemonSet" | "Ingress" | "NetworkPolicy" | "Pod"
+    )
 }
 
 /// Checks apiVersion/kind against the URL and fills them in when absent.
 pub fn check_type(resource: &Resource, obj: &mut Value) -> Result<()> {
     if !obj.is_object() {
-        return Err(ApiError::bad_request("the body of the request is not a JSON object"));
+        return Err(ApiError::bad_request(
+            "the body of the request is not a JSON object",
+        ));
     }
     let api_version = resource.api_version();
     match obj.get("apiVersion").and_then(Value::as_str) {
@@ -64,10 +73,17 @@ pub fn check_type(resource: &Resource, obj: &mut Value) -> Result<()> {
 }
 
 /// Reconciles the body's namespace and name with the URL's.
-pub fn check_identity(resource: &Resource, obj: &mut Value, namespace: Option<&str>, name: Option<&str>) -> Result<()> {
+pub fn check_identity(
+    resource: &Resource,
+    obj: &mut Value,
+    namespace: Option<&str>,
+    name: Option<&str>,
+) -> Result<()> {
     let meta = metadata_mut(obj);
     if resource.namespaced() {
-        let ns = namespace.ok_or_else(|| ApiError::bad_request("a namespace must be given for a namespaced resource"))?;
+        let ns = namespace.ok_or_else(|| {
+            ApiError::bad_request("a namespace must be given for a namespaced resource")
+        })?;
         match meta.get("namespace").and_then(Value::as_str) {
             None | Some("") => {
                 meta.insert("namespace".into(), json!(ns));
@@ -101,14 +117,19 @@ pub fn check_identity(resource: &Resource, obj: &mut Value, namespace: Option<&s
 /// Expands `generateName` into a name with a random five-character suffix.
 pub fn generate_name(obj: &mut Value) {
     let meta = metadata_mut(obj);
-    let has_name = meta.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+    let has_name = meta
+        .get("name")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
     if has_name {
         return;
     }
     if let Some(prefix) = meta.get("generateName").and_then(Value::as_str) {
         const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
         let mut rng = rand::rng();
-        let suffix: String = (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+        let suffix: String = (0..5)
+            .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+            .collect();
         let name = format!("{prefix}{suffix}");
         meta.insert("name".into(), json!(name));
     }
@@ -118,7 +139,13 @@ pub fn generate_name(obj: &mut Value) {
 pub fn stamp_create(resource: &Resource, obj: &mut Value) {
     let generation = has_generation(resource);
     let meta = metadata_mut(obj);
-    for field in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"] {
+    for field in [
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "selfLink",
+        "managedFields",
+    ] {
         meta.remove(field);
     }
     meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
@@ -146,7 +173,13 @@ pub fn carry_system_fields(resource: &Resource, old: &Value, new: &mut Value) {
     };
     let old_meta = metadata(old).cloned().unwrap_or_default();
     let meta = metadata_mut(new);
-    for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
         match old_meta.get(field) {
             Some(v) => meta.insert(field.into(), v.clone()),
             None => meta.remove(field),
@@ -155,7 +188,11 @@ pub fn carry_system_fields(resource: &Resource, old: &Value, new: &mut Value) {
     meta.remove("managedFields");
     meta.remove("selfLink");
     if has_generation(resource) && spec_changed {
-        let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+        let generation = old_meta
+            .get("generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            + 1;
         meta.insert("generation".into(), json!(generation));
     }
 }
@@ -207,7 +244,10 @@ mod tests {
         let err = check_identity(svc, &mut obj, Some("other"), None).unwrap_err();
         assert_eq!(err.code, 400);
         let mut wrong = json!({"apiVersion": "apps/v1", "kind": "Service"});
-        assert!(check_type(svc, &mut wrong).unwrap_err().message.contains("does not match the expected API version (v1)"));
+        assert!(check_type(svc, &mut wrong)
+            .unwrap_err()
+            .message
+            .contains("does not match the expected API version (v1)"));
         let mut gen = json!({"metadata": {"generateName": "web-"}});
         generate_name(&mut gen);
         assert_eq!(gen["metadata"]["name"].as_str().unwrap().len(), 9);

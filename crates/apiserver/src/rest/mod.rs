@@ -57,7 +57,11 @@ impl Format {
         if acceptable {
             Ok(Format::Json)
         } else {
-            Err(ApiError::new(406, "NotAcceptable", "only the following media types are accepted: application/json"))
+            Err(ApiError::new(
+                406,
+                "NotAcceptable",
+                "only the following media types are accepted: application/json",
+            ))
         }
     }
 }
@@ -113,8 +117,20 @@ impl Call {
 }
 
 impl Api {
-    pub async fn handle(self: &Arc<Self>, _user: &crate::auth::User, target: Target, query: Query, req: Request<Incoming>) -> Reply {
-        let header = |name| req.headers().get(name).and_then(|v: &http::HeaderValue| v.to_str().ok()).unwrap_or("").to_string();
+    pub async fn handle(
+        self: &Arc<Self>,
+        _user: &crate::auth::User,
+        target: Target,
+        query: Query,
+        req: Request<Incoming>,
+    ) -> Reply {
+        let header = |name| {
+            req.headers()
+                .get(name)
+                .and_then(|v: &http::HeaderValue| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
         let accept = header(header::ACCEPT);
         let content_type = header(header::CONTENT_TYPE);
         let method = req.method().clone();
@@ -122,7 +138,13 @@ impl Api {
             Ok(f) => f,
             Err(e) => return error_reply(&e),
         };
-        let call = Call { target, query, format, content_type, body: Some(req.into_body()) };
+        let call = Call {
+            target,
+            query,
+            format,
+            content_type,
+            body: Some(req.into_body()),
+        };
         match self.dispatch(method, call).await {
             Ok(reply) => reply,
             Err(e) => error_reply(&e),
@@ -146,7 +168,10 @@ impl Api {
             (Method::PATCH, true, Some("status")) => self.patch(call, strategy::Part::Status).await,
             (Method::DELETE, true, None) => self.delete(call).await,
             (method, true, Some(_)) => self.subresource(call, method).await,
-            (method, _, _) => Err(ApiError::method_not_allowed(method.as_str(), call.resource().kind)),
+            (method, _, _) => Err(ApiError::method_not_allowed(
+                method.as_str(),
+                call.resource().kind,
+            )),
         }
     }
 }

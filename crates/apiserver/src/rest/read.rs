@@ -32,7 +32,11 @@ impl Filter {
             None => LabelSelector::everything(),
         };
         let fields = FieldSelector::parse(resource, query.get("fieldSelector").unwrap_or(""))?;
-        Ok(Filter { labels, fields, name })
+        Ok(Filter {
+            labels,
+            fields,
+            name,
+        })
     }
 
     pub fn is_everything(&self) -> bool {
@@ -40,8 +44,12 @@ impl Filter {
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
-        let labels = meta::metadata(obj).and_then(|m| m.get("labels")).and_then(Value::as_object);
-        self.name.as_deref().is_none_or(|n| meta::meta_str(obj, "name") == Some(n))
+        let labels = meta::metadata(obj)
+            .and_then(|m| m.get("labels"))
+            .and_then(Value::as_object);
+        self.name
+            .as_deref()
+            .is_none_or(|n| meta::meta_str(obj, "name") == Some(n))
             && self.labels.matches(labels)
             && self.fields.matches(obj)
     }
@@ -54,14 +62,22 @@ fn encode_continue(rv: u64, last_key: &str) -> String {
 }
 
 fn decode_continue(token: &str) -> Result<String> {
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let bad = || {
+        ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     v["start"].as_str().map(str::to_string).ok_or_else(bad)
 }
 
 fn key_of(resource: &Resource, obj: &Value) -> String {
-    super::object_key(resource, meta::meta_str(obj, "namespace"), meta::meta_str(obj, "name").unwrap_or_default())
+    super::object_key(
+        resource,
+        meta::meta_str(obj, "namespace"),
+        meta::meta_str(obj, "name").unwrap_or_default(),
+    )
 }
 
 /// One page of a filtered list.
@@ -74,7 +90,10 @@ pub struct Page {
 
 impl Api {
     pub fn get(&self, call: &Call) -> Result<Reply> {
-        let stored = self.store.get(&call.key()).ok_or_else(|| ApiError::not_found(call.resource(), call.name()))?;
+        let stored = self
+            .store
+            .get(&call.key())
+            .ok_or_else(|| ApiError::not_found(call.resource(), call.name()))?;
         Ok(self.render_one(call.resource(), call.format, &stored))
     }
 
@@ -83,7 +102,12 @@ impl Api {
         match format {
             Format::Json => bytes_reply(200, "application/json", stored.json.clone()),
             Format::Table => {
-                let table = kinet_printers::table(resource, &[&stored.value], &stored.rv.to_string(), chrono::Utc::now());
+                let table = kinet_printers::table(
+                    resource,
+                    &[&stored.value],
+                    &stored.rv.to_string(),
+                    chrono::Utc::now(),
+                );
                 json_reply(200, &table)
             }
         }
@@ -93,9 +117,20 @@ impl Api {
     pub fn page(&self, call: &Call) -> Result<Page> {
         let resource = call.resource();
         let filter = Filter::from_call(call)?;
-        let (all, rv) = self.store.list(&collection_prefix(resource, call.namespace()));
-        let start = call.query.get("continue").filter(|c| !c.is_empty()).map(decode_continue).transpose()?;
-        let limit = call.query.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
+        let (all, rv) = self
+            .store
+            .list(&collection_prefix(resource, call.namespace()));
+        let start = call
+            .query
+            .get("continue")
+            .filter(|c| !c.is_empty())
+            .map(decode_continue)
+            .transpose()?;
+        let limit = call
+            .query
+            .get("limit")
+            .and_then(|l| l.parse::<usize>().ok())
+            .filter(|l| *l > 0);
         let mut matching = all.into_iter().filter(|s| filter.matches(&s.value));
         let mut items = Vec::new();
         let mut last_key = None;
@@ -117,7 +152,12 @@ impl Api {
             last_key = Some(key);
             items.push(stored);
         }
-        Ok(Page { items, rv, continue_token: None, remaining: None })
+        Ok(Page {
+            items,
+            rv,
+            continue_token: None,
+            remaining: None,
+        })
     }
 
     pub fn list(&self, call: &Call) -> Result<Reply> {
@@ -133,7 +173,12 @@ impl Api {
         match call.format {
             Format::Table => {
                 let objects: Vec<&Value> = page.items.iter().map(|s| &s.value).collect();
-                let mut table = kinet_printers::table(resource, &objects, &page.rv.to_string(), chrono::Utc::now());
+                let mut table = kinet_printers::table(
+                    resource,
+                    &objects,
+                    &page.rv.to_string(),
+                    chrono::Utc::now(),
+                );
                 table["metadata"] = list_meta;
                 Ok(json_reply(200, &table))
             }

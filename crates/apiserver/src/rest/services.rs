@@ -22,12 +22,27 @@ impl Holdings {
         let spec = &svc["spec"];
         let ips = spec["clusterIPs"]
             .as_array()
-            .map(|ips| ips.iter().filter_map(|ip| ip.as_str()?.parse().ok()).collect())
-            .or_else(|| spec["clusterIP"].as_str().and_then(|ip| ip.parse().ok()).map(|ip| vec![ip]))
+            .map(|ips| {
+                ips.iter()
+                    .filter_map(|ip| ip.as_str()?.parse().ok())
+                    .collect()
+            })
+            .or_else(|| {
+                spec["clusterIP"]
+                    .as_str()
+                    .and_then(|ip| ip.parse().ok())
+                    .map(|ip| vec![ip])
+            })
             .unwrap_or_default();
         let mut ports: Vec<u16> = spec["ports"]
             .as_array()
-            .map(|ports| ports.iter().filter_map(|p| p["nodePort"].as_u64()).map(|p| p as u16).collect())
+            .map(|ports| {
+                ports
+                    .iter()
+                    .filter_map(|p| p["nodePort"].as_u64())
+                    .map(|p| p as u16)
+                    .collect()
+            })
             .unwrap_or_default();
         if let Some(hc) = spec["healthCheckNodePort"].as_u64() {
             ports.push(hc as u16);
@@ -56,8 +71,18 @@ impl Holdings {
     /// What `self` holds that `other` does not.
     pub fn minus(&self, other: &Holdings) -> Holdings {
         Holdings {
-            ips: self.ips.iter().filter(|ip| !other.ips.contains(ip)).copied().collect(),
-            ports: self.ports.iter().filter(|p| !other.ports.contains(p)).copied().collect(),
+            ips: self
+                .ips
+                .iter()
+                .filter(|ip| !other.ips.contains(ip))
+                .copied()
+                .collect(),
+            ports: self
+                .ports
+                .iter()
+                .filter(|p| !other.ports.contains(p))
+                .copied()
+                .collect(),
         }
     }
 }
@@ -68,7 +93,12 @@ fn svc_type(svc: &Value) -> &str {
 
 /// Fills in the ClusterIP and NodePorts of `svc` (new, or an update of `old`), allocating what it
 /// asks for. On error nothing stays allocated.
-pub fn allocate(alloc: &mut Allocators, owner: &str, svc: &mut Value, old: Option<&Value>) -> Result<(), Vec<FieldError>> {
+pub fn allocate(
+    alloc: &mut Allocators,
+    owner: &str,
+    svc: &mut Value,
+    old: Option<&Value>,
+) -> Result<(), Vec<FieldError>> {
     let before = old.map(Holdings::of).unwrap_or_default();
     // Claims made by this call, undone on error.
     let mut taken = Holdings::default();
@@ -88,11 +118,18 @@ fn fill(
     taken: &mut Holdings,
 ) -> Result<(), Vec<FieldError>> {
     let kind = svc_type(svc).to_string();
-    let spec = svc["spec"].as_object_mut().ok_or_else(|| vec![FieldError::required("spec", "")])?;
+    let spec = svc["spec"]
+        .as_object_mut()
+        .ok_or_else(|| vec![FieldError::required("spec", "")])?;
     if kind == "ExternalName" {
         spec.remove("clusterIP");
         spec.remove("clusterIPs");
-        for port in spec.get_mut("ports").and_then(Value::as_array_mut).into_iter().flatten() {
+        for port in spec
+            .get_mut("ports")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
             port.as_object_mut().map(|p| p.remove("nodePort"));
         }
         return Ok(());
@@ -103,7 +140,10 @@ fn fill(
         .filter(|ip| !ip.is_empty())
         .or_else(|| spec.get("clusterIPs")?.get(0)?.as_str())
         .map(str::to_string);
-    let kept = old.and_then(|o| o["spec"]["clusterIP"].as_str()).filter(|ip| !ip.is_empty() && *ip != "None").map(str::to_string);
+    let kept = old
+        .and_then(|o| o["spec"]["clusterIP"].as_str())
+        .filter(|ip| !ip.is_empty() && *ip != "None")
+        .map(str::to_string);
     match requested.or(kept) {
         Some(none) if none == "None" => {
             spec.insert("clusterIP".into(), json!("None"));
@@ -112,7 +152,11 @@ fn fill(
         requested => {
             let wanted = match requested {
                 Some(text) => Some(text.parse::<Ipv4Addr>().map_err(|_| {
-                    vec![FieldError::invalid("spec.clusterIPs[0]", text.as_str(), "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)")]
+                    vec![FieldError::invalid(
+                        "spec.clusterIPs[0]",
+                        text.as_str(),
+                        "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                    )]
                 })?),
                 None => None,
             };
@@ -130,11 +174,26 @@ fn fill(
     }
 
     let wants_node_ports = kind == "NodePort"
-        || (kind == "LoadBalancer" && spec.get("allocateLoadBalancerNodePorts").and_then(Value::as_bool) != Some(false));
-    let old_ports = old.and_then(|o| o["spec"]["ports"].as_array()).cloned().unwrap_or_default();
+        || (kind == "LoadBalancer"
+            && spec
+                .get("allocateLoadBalancerNodePorts")
+                .and_then(Value::as_bool)
+                != Some(false));
+    let old_ports = old
+        .and_then(|o| o["spec"]["ports"].as_array())
+        .cloned()
+        .unwrap_or_default();
     let mut errors = Vec::new();
-    for (i, port) in spec.get_mut("ports").and_then(Value::as_array_mut).into_iter().flatten().enumerate() {
-        let Some(p) = port.as_object_mut() else { continue };
+    for (i, port) in spec
+        .get_mut("ports")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let Some(p) = port.as_object_mut() else {
+            continue;
+        };
         let requested = p.get("nodePort").and_then(Value::as_u64).map(|n| n as u16);
         if !wants_node_ports && requested.is_none() {
             continue;
@@ -167,7 +226,10 @@ fn fill(
             .get("healthCheckNodePort")
             .and_then(Value::as_u64)
             .map(|n| n as u16)
-            .or_else(|| old.and_then(|o| o["spec"]["healthCheckNodePort"].as_u64()).map(|n| n as u16));
+            .or_else(|| {
+                old.and_then(|o| o["spec"]["healthCheckNodePort"].as_u64())
+                    .map(|n| n as u16)
+            });
         match alloc.allocate_port(owner, "spec.healthCheckNodePort", requested) {
             Ok(n) => {
                 taken.ports.push(n);
@@ -199,14 +261,19 @@ mod tests {
         assert!(svc["spec"]["ports"][1]["nodePort"].as_u64().is_some());
         assert_eq!(svc["spec"]["ipFamilies"], json!(["IPv4"]));
 
-        let mut update = json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "protocol": "TCP"}]}});
+        let mut update =
+            json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "protocol": "TCP"}]}});
         allocate(&mut a, "core/services/default/np", &mut update, Some(&svc)).unwrap();
         assert_eq!(update["spec"]["ports"][0]["nodePort"], 30080);
         assert_eq!(update["spec"]["clusterIP"], svc["spec"]["clusterIP"]);
 
-        let mut other = json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}});
+        let mut other =
+            json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}});
         let errs = allocate(&mut a, "core/services/default/np2", &mut other, None).unwrap_err();
-        assert_eq!(errs[0].to_string(), "spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated");
+        assert_eq!(
+            errs[0].to_string(),
+            "spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"
+        );
         // The failed create did not keep its ClusterIP.
         assert_eq!(Holdings::of(&other).ips.len(), 1);
         let leaked = Holdings::of(&other).ips[0];

@@ -19,7 +19,9 @@ pub fn prepare_create(resource: &Resource, obj: &mut Value) {
     let status = match resource.kind {
         "Pod" => json!({"phase": "Pending", "qosClass": qos_class(obj)}),
         "Deployment" | "ReplicaSet" => json!({}),
-        "DaemonSet" => json!({"currentNumberScheduled": 0, "desiredNumberScheduled": 0, "numberMisscheduled": 0, "numberReady": 0}),
+        "DaemonSet" => {
+            json!({"currentNumberScheduled": 0, "desiredNumberScheduled": 0, "numberMisscheduled": 0, "numberReady": 0})
+        }
         "Service" | "Ingress" => json!({"loadBalancer": {}}),
         "Namespace" => json!({"phase": "Active"}),
         _ => return,
@@ -36,7 +38,11 @@ fn qos_class(pod: &Value) -> &'static str {
         .flatten()
         .collect();
     let has_any = containers.iter().any(|c| {
-        ["requests", "limits"].iter().any(|k| c["resources"][*k].as_object().is_some_and(|m| !m.is_empty()))
+        ["requests", "limits"].iter().any(|k| {
+            c["resources"][*k]
+                .as_object()
+                .is_some_and(|m| !m.is_empty())
+        })
     });
     if !has_any {
         return "BestEffort";
@@ -44,7 +50,9 @@ fn qos_class(pod: &Value) -> &'static str {
     let guaranteed = containers.iter().all(|c| {
         ["cpu", "memory"].iter().all(|r| {
             let limit = &c["resources"]["limits"][*r];
-            !limit.is_null() && (c["resources"]["requests"][*r].is_null() || c["resources"]["requests"][*r] == *limit)
+            !limit.is_null()
+                && (c["resources"]["requests"][*r].is_null()
+                    || c["resources"]["requests"][*r] == *limit)
         })
     });
     if guaranteed {
@@ -95,19 +103,32 @@ mod tests {
         let old = json!({"spec": {"replicas": 1}, "status": {"replicas": 1}});
         let new = json!({"spec": {"replicas": 3}, "status": {"replicas": 9}});
         let main = prepare_update(deploy, Part::Main, &old, new.clone());
-        assert_eq!(main, json!({"spec": {"replicas": 3}, "status": {"replicas": 1}}));
+        assert_eq!(
+            main,
+            json!({"spec": {"replicas": 3}, "status": {"replicas": 1}})
+        );
         let status = prepare_update(deploy, Part::Status, &old, new);
-        assert_eq!(status, json!({"spec": {"replicas": 1}, "status": {"replicas": 9}}));
+        assert_eq!(
+            status,
+            json!({"spec": {"replicas": 1}, "status": {"replicas": 9}})
+        );
         let cm = lookup("", "v1", "configmaps").unwrap();
-        assert_eq!(prepare_update(cm, Part::Main, &json!({}), json!({"data": {"a": "b"}})), json!({"data": {"a": "b"}}));
+        assert_eq!(
+            prepare_update(cm, Part::Main, &json!({}), json!({"data": {"a": "b"}})),
+            json!({"data": {"a": "b"}})
+        );
     }
 
     #[test]
     fn new_pods_are_pending_with_a_qos_class() {
         let pod = lookup("", "v1", "pods").unwrap();
-        let mut p = json!({"spec": {"containers": [{"name": "a"}]}, "status": {"phase": "Running"}});
+        let mut p =
+            json!({"spec": {"containers": [{"name": "a"}]}, "status": {"phase": "Running"}});
         prepare_create(pod, &mut p);
-        assert_eq!(p["status"], json!({"phase": "Pending", "qosClass": "BestEffort"}));
+        assert_eq!(
+            p["status"],
+            json!({"phase": "Pending", "qosClass": "BestEffort"})
+        );
         let mut g = json!({"spec": {"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}});
         prepare_create(pod, &mut g);
         assert_eq!(g["status"]["qosClass"], "Guaranteed");

@@ -36,7 +36,10 @@ impl Api {
         let sub = call.target.subresource.clone().unwrap_or_default();
         match (sub.as_str(), method) {
             ("scale", Method::GET) => {
-                let stored = self.store.get(&call.key()).ok_or_else(|| ApiError::not_found(resource, call.name()))?;
+                let stored = self
+                    .store
+                    .get(&call.key())
+                    .ok_or_else(|| ApiError::not_found(resource, call.name()))?;
                 Ok(json_reply(200, &scale_of(&stored.value)))
             }
             ("scale", Method::PUT | Method::PATCH) => {
@@ -53,27 +56,59 @@ impl Api {
                 self.finalize_namespace(&call, &body).await
             }
             ("log" | "exec" | "attach" | "portforward", _) => self.node_stream(&call),
-            (_, method) => Err(ApiError::method_not_allowed(method.as_str(), &format!("{}/{sub}", resource.plural))),
+            (_, method) => Err(ApiError::method_not_allowed(
+                method.as_str(),
+                &format!("{}/{sub}", resource.plural),
+            )),
         }
     }
 
-    async fn scale(&self, call: &Call, patch_type: Option<PatchType>, body: &[u8]) -> Result<Reply> {
+    async fn scale(
+        &self,
+        call: &Call,
+        patch_type: Option<PatchType>,
+        body: &[u8],
+    ) -> Result<Reply> {
         let resource = call.resource();
         let key = call.key();
         let name = call.name().to_string();
-        let current = self.store.get(&key).ok_or_else(|| ApiError::not_found(resource, &name))?;
+        let current = self
+            .store
+            .get(&key)
+            .ok_or_else(|| ApiError::not_found(resource, &name))?;
         let scale = scale_of(&current.value);
         let wanted = match patch_type {
             // PUT carries a whole Scale; PATCH patches the Scale view.
-            None => serde_json::from_slice::<Value>(body).map_err(|e| ApiError::bad_request(e.to_string()))?,
-            Some(PatchType::Apply) => return Err(ApiError::unsupported_media_type("application/apply-patch+yaml", &["application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json"])),
+            None => serde_json::from_slice::<Value>(body)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
+            Some(PatchType::Apply) => {
+                return Err(ApiError::unsupported_media_type(
+                    "application/apply-patch+yaml",
+                    &[
+                        "application/json-patch+json",
+                        "application/merge-patch+json",
+                        "application/strategic-merge-patch+json",
+                    ],
+                ))
+            }
             Some(t) => kinet_patch::apply_patch(scale_resource(), &scale, t, body)?,
         };
         let replicas = wanted["spec"]["replicas"].as_i64().unwrap_or(0);
         if replicas < 0 {
-            return Err(ApiError::invalid(scale_resource(), &name, &[kinet_types::FieldError::invalid("spec.replicas", replicas, "must be greater than or equal to 0")]));
+            return Err(ApiError::invalid(
+                scale_resource(),
+                &name,
+                &[kinet_types::FieldError::invalid(
+                    "spec.replicas",
+                    replicas,
+                    "must be greater than or equal to 0",
+                )],
+            ));
         }
-        if let Some(rv) = wanted["metadata"]["resourceVersion"].as_str().and_then(|r| r.parse::<u64>().ok()) {
+        if let Some(rv) = wanted["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|r| r.parse::<u64>().ok())
+        {
             if rv != current.rv {
                 return Err(ApiError::conflict(resource, &name));
             }
@@ -85,21 +120,34 @@ impl Api {
         let outcome = self
             .store
             .write(&key, move |now| match now {
-                Some(now) if meta::resource_version(now) == Some(expected) => Ok(Mutation::Put(updated)),
+                Some(now) if meta::resource_version(now) == Some(expected) => {
+                    Ok(Mutation::Put(updated))
+                }
                 Some(_) => Err(ApiError::conflict(resource, &name)),
                 None => Err(ApiError::not_found(resource, &name)),
             })
             .await?;
-        let stored = outcome.object.ok_or_else(|| ApiError::internal("no object"))?;
+        let stored = outcome
+            .object
+            .ok_or_else(|| ApiError::internal("no object"))?;
         Ok(json_reply(200, &scale_of(&stored.value)))
     }
 
     async fn bind(&self, call: &Call, body: &[u8]) -> Result<Reply> {
         let resource = call.resource();
-        let binding: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let node = binding["target"]["name"].as_str().filter(|n| !n.is_empty()).map(str::to_string).ok_or_else(|| {
-            ApiError::invalid(binding_resource(), call.name(), &[kinet_types::FieldError::required("target.name", "")])
-        })?;
+        let binding: Value =
+            serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let node = binding["target"]["name"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    binding_resource(),
+                    call.name(),
+                    &[kinet_types::FieldError::required("target.name", "")],
+                )
+            })?;
         let name = call.name().to_string();
         let outcome = self
             .store
@@ -123,34 +171,57 @@ impl Api {
             })
             .await?;
         let _ = outcome;
-        Ok(json_reply(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+        Ok(json_reply(
+            201,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        ))
     }
 
     async fn finalize_namespace(&self, call: &Call, body: &[u8]) -> Result<Reply> {
         let resource = call.resource();
-        let wanted: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let wanted: Value =
+            serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let finalizers = wanted["spec"]["finalizers"].clone();
         let name = call.name().to_string();
         let outcome = self
             .store
             .write(&call.key(), move |current| {
-                let Some(ns) = current else { return Err(ApiError::not_found(resource, &name)) };
+                let Some(ns) = current else {
+                    return Err(ApiError::not_found(resource, &name));
+                };
                 let mut ns = ns.clone();
-                ns["spec"]["finalizers"] = if finalizers.is_null() { json!([]) } else { finalizers };
+                ns["spec"]["finalizers"] = if finalizers.is_null() {
+                    json!([])
+                } else {
+                    finalizers
+                };
                 Ok(Mutation::Put(ns))
             })
             .await?;
-        let stored = outcome.object.ok_or_else(|| ApiError::internal("no object"))?;
+        let stored = outcome
+            .object
+            .ok_or_else(|| ApiError::internal("no object"))?;
         Ok(json_reply(200, &stored.value))
     }
 
     /// log, exec, attach and port-forward are served by the node agent of the pod's node.
     fn node_stream(&self, call: &Call) -> Result<Reply> {
         let resource = call.resource();
-        let pod = self.store.get(&call.key()).ok_or_else(|| ApiError::not_found(resource, call.name()))?;
-        match pod.value["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
-            None => Err(ApiError::bad_request(format!("pod {} does not have a host assigned", call.name()))),
-            Some(node) => Err(ApiError::internal(format!("error dialing backend: no node agent is registered for node {node:?}"))),
+        let pod = self
+            .store
+            .get(&call.key())
+            .ok_or_else(|| ApiError::not_found(resource, call.name()))?;
+        match pod.value["spec"]["nodeName"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+        {
+            None => Err(ApiError::bad_request(format!(
+                "pod {} does not have a host assigned",
+                call.name()
+            ))),
+            Some(node) => Err(ApiError::internal(format!(
+                "error dialing backend: no node agent is registered for node {node:?}"
+            ))),
         }
     }
 }

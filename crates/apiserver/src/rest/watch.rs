@@ -34,7 +34,12 @@ impl Encoder {
         match self.format {
             Format::Json => obj.clone(),
             Format::Table => {
-                let mut table = kinet_printers::table(self.resource, &[obj], &rv.to_string(), chrono::Utc::now());
+                let mut table = kinet_printers::table(
+                    self.resource,
+                    &[obj],
+                    &rv.to_string(),
+                    chrono::Utc::now(),
+                );
                 // Only the first event carries column definitions, as kube-apiserver sends them.
                 if self.sent_columns {
                     table["columnDefinitions"] = json!([]);
@@ -47,13 +52,15 @@ impl Encoder {
 
     fn event(&mut self, kind: &str, obj: &Value, rv: u64) -> Bytes {
         let object = self.object(obj, rv);
-        let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+        let mut line =
+            serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
         line.push(b'\n');
         Bytes::from(line)
     }
 
     fn raw(kind: &str, object: Value) -> Bytes {
-        let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+        let mut line =
+            serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
         line.push(b'\n');
         Bytes::from(line)
     }
@@ -63,12 +70,20 @@ impl Encoder {
         if initial_end {
             metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        Encoder::raw("BOOKMARK", json!({"kind": self.resource.kind, "apiVersion": self.resource.api_version(), "metadata": metadata}))
+        Encoder::raw(
+            "BOOKMARK",
+            json!({"kind": self.resource.kind, "apiVersion": self.resource.api_version(), "metadata": metadata}),
+        )
     }
 }
 
 /// The watch event a filtered watcher sees for a change, if any.
-fn transition(filter: &Filter, kind: EventType, object: &Stored, prev: Option<&Stored>) -> Option<&'static str> {
+fn transition(
+    filter: &Filter,
+    kind: EventType,
+    object: &Stored,
+    prev: Option<&Stored>,
+) -> Option<&'static str> {
     let now = filter.matches(&object.value);
     let before = prev.is_some_and(|p| filter.matches(&p.value));
     match kind {
@@ -88,12 +103,23 @@ impl Api {
         let resource = call.resource();
         let filter = Filter::from_call(&call)?;
         let prefix = collection_prefix(resource, call.namespace());
-        let requested = call.query.get("resourceVersion").filter(|rv| !rv.is_empty() && *rv != "0");
+        let requested = call
+            .query
+            .get("resourceVersion")
+            .filter(|rv| !rv.is_empty() && *rv != "0");
         let send_initial = call.query.flag("sendInitialEvents") || requested.is_none();
         let bookmarks = call.query.flag("allowWatchBookmarks");
         let initial_end_bookmark = call.query.flag("sendInitialEvents");
-        let timeout = call.query.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).map(Duration::from_secs);
-        let mut encoder = Encoder { resource, format: call.format, sent_columns: false };
+        let timeout = call
+            .query
+            .get("timeoutSeconds")
+            .and_then(|t| t.parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let mut encoder = Encoder {
+            resource,
+            format: call.format,
+            sent_columns: false,
+        };
 
         let (tx, rx) = mpsc::channel::<Bytes>(256);
         let (initial, from) = match requested {
@@ -102,7 +128,9 @@ impl Api {
                 (items, rv)
             }
             Some(rv) => {
-                let rv: u64 = rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?;
+                let rv: u64 = rv.parse().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resourceVersion {rv:?}"))
+                })?;
                 (Vec::new(), rv)
             }
         };
@@ -119,11 +147,16 @@ impl Api {
             tokio::spawn(async move {
                 if send_initial {
                     for stored in initial.iter().filter(|s| filter.matches(&s.value)) {
-                        if tx.send(encoder.event("ADDED", &stored.value, stored.rv)).await.is_err() {
+                        if tx
+                            .send(encoder.event("ADDED", &stored.value, stored.rv))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
-                    if initial_end_bookmark && tx.send(encoder.bookmark(from, true)).await.is_err() {
+                    if initial_end_bookmark && tx.send(encoder.bookmark(from, true)).await.is_err()
+                    {
                         return;
                     }
                 }
@@ -156,10 +189,17 @@ impl Api {
                 }
             });
         }
-        let stream = ReceiverStream::new(rx).map(|b| Ok::<_, std::convert::Infallible>(Frame::data(b)));
+        let stream =
+            ReceiverStream::new(rx).map(|b| Ok::<_, std::convert::Infallible>(Frame::data(b)));
         let mut resp = Response::new(BodyExt::boxed(StreamBody::new(stream)));
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        resp.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache, private"),
+        );
         Ok(resp)
     }
 }
@@ -193,19 +233,36 @@ mod tests {
 
     fn stored(labels: Value) -> Stored {
         let value = json!({"metadata": {"name": "a", "namespace": "default", "labels": labels}});
-        Stored { json: serde_json::to_vec(&value).unwrap().into(), value, rv: 1 }
+        Stored {
+            json: serde_json::to_vec(&value).unwrap().into(),
+            value,
+            rv: 1,
+        }
     }
 
     #[test]
     fn selector_transitions() {
         let pods = lookup("", "v1", "pods").unwrap();
-        let filter = Filter::parse(pods, &Query::parse(Some("labelSelector=app%3Dweb")), None).unwrap();
+        let filter =
+            Filter::parse(pods, &Query::parse(Some("labelSelector=app%3Dweb")), None).unwrap();
         let web = stored(json!({"app": "web"}));
         let other = stored(json!({"app": "db"}));
-        assert_eq!(transition(&filter, EventType::Added, &web, None), Some("ADDED"));
+        assert_eq!(
+            transition(&filter, EventType::Added, &web, None),
+            Some("ADDED")
+        );
         assert_eq!(transition(&filter, EventType::Added, &other, None), None);
-        assert_eq!(transition(&filter, EventType::Modified, &other, Some(&web)), Some("DELETED"));
-        assert_eq!(transition(&filter, EventType::Modified, &web, Some(&other)), Some("ADDED"));
-        assert_eq!(transition(&filter, EventType::Deleted, &web, Some(&web)), Some("DELETED"));
+        assert_eq!(
+            transition(&filter, EventType::Modified, &other, Some(&web)),
+            Some("DELETED")
+        );
+        assert_eq!(
+            transition(&filter, EventType::Modified, &web, Some(&other)),
+            Some("ADDED")
+        );
+        assert_eq!(
+            transition(&filter, EventType::Deleted, &web, Some(&web)),
+            Some("DELETED")
+        );
     }
 }

@@ -23,12 +23,19 @@ fn check_json_body(content_type: &str) -> Result<()> {
     let media = content_type.split(';').next().unwrap_or("").trim();
     match media {
         "" | "application/json" | "*/*" => Ok(()),
-        other => Err(ApiError::unsupported_media_type(other, &["application/json"])),
+        other => Err(ApiError::unsupported_media_type(
+            other,
+            &["application/json"],
+        )),
     }
 }
 
 fn parse_object(body: &[u8]) -> Result<Value> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded as JSON: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body of the request could not be decoded as JSON: {e}"
+        ))
+    })
 }
 
 /// Field validation per `fieldValidation` (Strict fails, Warn — the server default — warns,
@@ -38,9 +45,14 @@ fn decode(resource: &Resource, obj: &mut Value, call: &Call) -> Result<Vec<Strin
     kinet_admission::decode_check(resource, obj)?;
     let unknown = kinet_admission::unknown_fields(resource, obj);
     match call.query.get("fieldValidation").unwrap_or("Warn") {
-        "Strict" if !unknown.is_empty() => Err(kinet_admission::strict_decoding_error(resource, &unknown)),
+        "Strict" if !unknown.is_empty() => {
+            Err(kinet_admission::strict_decoding_error(resource, &unknown))
+        }
         "Ignore" => Ok(Vec::new()),
-        "Strict" | "Warn" => Ok(unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect()),
+        "Strict" | "Warn" => Ok(unknown
+            .iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect()),
         other => Err(ApiError::bad_request(format!(
             "fieldValidation must be one of \"Ignore\", \"Warn\", or \"Strict\", got \"{other}\""
         ))),
@@ -48,7 +60,7 @@ fn decode(resource: &Resource, obj: &mut Value, call: &Call) -> Result<Vec<Strin
 }
 
 fn dry_run(call: &Call) -> bool {
-    call.query.all("dryRun").iter().any(|v| *v == "All")
+    call.query.all("dryRun").contains(&"All")
 }
 
 /// A reply carrying `Warning` headers, as kube-apiserver sends for field validation.
@@ -62,7 +74,13 @@ fn with_warnings(mut reply: Reply, warnings: &[String]) -> Reply {
 }
 
 impl Api {
-    fn object_reply(&self, resource: &Resource, format: Format, status: u16, stored: &Stored) -> Reply {
+    fn object_reply(
+        &self,
+        resource: &Resource,
+        format: Format,
+        status: u16,
+        stored: &Stored,
+    ) -> Reply {
         match format {
             Format::Json => bytes_reply(status, "application/json", stored.json.clone()),
             Format::Table => self.render_one(resource, format, stored),
@@ -71,8 +89,11 @@ impl Api {
 
     /// Refuses creates in a namespace that does not exist or is being deleted.
     fn check_namespace(&self, resource: &Resource, namespace: Option<&str>) -> Result<()> {
-        let (Some(ns), true) = (namespace, resource.namespaced()) else { return Ok(()) };
-        let ns_resource = kinet_types::registry::lookup("", "v1", "namespaces").expect("namespaces are served");
+        let (Some(ns), true) = (namespace, resource.namespaced()) else {
+            return Ok(());
+        };
+        let ns_resource =
+            kinet_types::registry::lookup("", "v1", "namespaces").expect("namespaces are served");
         let Some(stored) = self.store.get(&object_key(ns_resource, None, ns)) else {
             return Err(ApiError::not_found(ns_resource, ns));
         };
@@ -87,14 +108,24 @@ impl Api {
     }
 
     /// Allocates a Service's IP and ports (`old` on update). Returns what to release if the write fails.
-    fn allocate(&self, resource: &Resource, key: &str, obj: &mut Value, old: Option<&Value>) -> Result<Option<Holdings>> {
+    fn allocate(
+        &self,
+        resource: &Resource,
+        key: &str,
+        obj: &mut Value,
+        old: Option<&Value>,
+    ) -> Result<Option<Holdings>> {
         if resource.kind != "Service" {
             return Ok(None);
         }
         let before = old.map(Holdings::of).unwrap_or_default();
         let mut alloc = self.alloc.lock().unwrap_or_else(|e| e.into_inner());
         services::allocate(&mut alloc, key, obj, old).map_err(|errors| {
-            ApiError::invalid(resource, meta::meta_str(obj, "name").unwrap_or_default(), &errors)
+            ApiError::invalid(
+                resource,
+                meta::meta_str(obj, "name").unwrap_or_default(),
+                &errors,
+            )
         })?;
         Ok(Some(Holdings::of(obj).minus(&before)))
     }
@@ -105,7 +136,12 @@ impl Api {
     }
 
     /// Turns a client's object into a new stored object: metadata, strategy, defaults, validation.
-    pub fn prepare_new(&self, resource: &Resource, obj: &mut Value, namespace: Option<&str>) -> Result<()> {
+    pub fn prepare_new(
+        &self,
+        resource: &Resource,
+        obj: &mut Value,
+        namespace: Option<&str>,
+    ) -> Result<()> {
         meta::check_identity(resource, obj, namespace, None)?;
         meta::generate_name(obj);
         meta::stamp_create(resource, obj);
@@ -113,13 +149,22 @@ impl Api {
         kinet_admission::default(resource, obj);
         let errors = kinet_admission::validate(resource, obj, None);
         if !errors.is_empty() {
-            return Err(ApiError::invalid(resource, meta::meta_str(obj, "name").unwrap_or_default(), &errors));
+            return Err(ApiError::invalid(
+                resource,
+                meta::meta_str(obj, "name").unwrap_or_default(),
+                &errors,
+            ));
         }
         self.check_namespace(resource, namespace)
     }
 
     /// Stores a prepared new object, allocating what it needs; AlreadyExists if the name is taken.
-    pub async fn insert(&self, resource: &'static Resource, mut obj: Value, dry: bool) -> Result<Arc<Stored>> {
+    pub async fn insert(
+        &self,
+        resource: &'static Resource,
+        mut obj: Value,
+        dry: bool,
+    ) -> Result<Arc<Stored>> {
         let name = meta::meta_str(&obj, "name").unwrap_or_default().to_string();
         let key = object_key(resource, meta::meta_str(&obj, "namespace"), &name);
         if self.store.get(&key).is_some() {
@@ -130,7 +175,11 @@ impl Api {
             if let Some(g) = &granted {
                 self.release(&key, g);
             }
-            return Ok(Arc::new(Stored { json: serde_json::to_vec(&obj).unwrap_or_default().into(), value: obj, rv: 0 }));
+            return Ok(Arc::new(Stored {
+                json: serde_json::to_vec(&obj).unwrap_or_default().into(),
+                value: obj,
+                rv: 0,
+            }));
         }
         let outcome = self
             .store
@@ -140,7 +189,9 @@ impl Api {
             })
             .await;
         match outcome {
-            Ok(outcome) => outcome.object.ok_or_else(|| ApiError::internal("the store returned no object")),
+            Ok(outcome) => outcome
+                .object
+                .ok_or_else(|| ApiError::internal("the store returned no object")),
             Err(e) => {
                 if let Some(g) = &granted {
                     self.release(&key, g);
@@ -158,7 +209,10 @@ impl Api {
         let warnings = decode(resource, &mut obj, &call)?;
         self.prepare_new(resource, &mut obj, call.namespace())?;
         let stored = self.insert(resource, obj, dry_run(&call)).await?;
-        Ok(with_warnings(self.object_reply(resource, call.format, 201, &stored), &warnings))
+        Ok(with_warnings(
+            self.object_reply(resource, call.format, 201, &stored),
+            &warnings,
+        ))
     }
 
     pub async fn update(&self, mut call: Call, part: Part) -> Result<Reply> {
@@ -169,8 +223,13 @@ impl Api {
         let warnings = decode(resource, &mut obj, &call)?;
         meta::check_identity(resource, &mut obj, call.namespace(), Some(call.name()))?;
         let precondition = meta::resource_version(&obj);
-        let stored = self.guaranteed_update(&call, part, precondition, |_| Ok(obj.clone())).await?;
-        Ok(with_warnings(self.object_reply(resource, call.format, 200, &stored), &warnings))
+        let stored = self
+            .guaranteed_update(&call, part, precondition, |_| Ok(obj.clone()))
+            .await?;
+        Ok(with_warnings(
+            self.object_reply(resource, call.format, 200, &stored),
+            &warnings,
+        ))
     }
 
     pub async fn patch(&self, mut call: Call, part: Part) -> Result<Reply> {
@@ -178,7 +237,12 @@ impl Api {
         let patch_type = PatchType::from_content_type(&call.content_type).ok_or_else(|| {
             ApiError::unsupported_media_type(
                 &call.content_type,
-                &["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml", "application/strategic-merge-patch+json"],
+                &[
+                    "application/json-patch+json",
+                    "application/merge-patch+json",
+                    "application/apply-patch+yaml",
+                    "application/strategic-merge-patch+json",
+                ],
             )
         })?;
         let body = call.body().await?;
@@ -189,7 +253,10 @@ impl Api {
             meta::check_identity(resource, &mut obj, call.namespace(), Some(call.name()))?;
             self.prepare_new(resource, &mut obj, call.namespace())?;
             let stored = self.insert(resource, obj, dry_run(&call)).await?;
-            return Ok(with_warnings(self.object_reply(resource, call.format, 201, &stored), &warnings));
+            return Ok(with_warnings(
+                self.object_reply(resource, call.format, 201, &stored),
+                &warnings,
+            ));
         }
         let namespace = call.namespace().map(str::to_string);
         let name = call.name().to_string();
@@ -197,19 +264,26 @@ impl Api {
         let stored = self
             .guaranteed_update(&call, part, None, |current| {
                 let mut obj = match patch_type {
-                    PatchType::Apply => kinet_patch::server_side_apply(resource, Some(current), &body)?,
+                    PatchType::Apply => {
+                        kinet_patch::server_side_apply(resource, Some(current), &body)?
+                    }
                     other => kinet_patch::apply_patch(resource, current, other, &body)?,
                 };
                 warnings = decode(resource, &mut obj, &call)?;
                 meta::check_identity(resource, &mut obj, namespace.as_deref(), Some(&name))?;
                 // A patch may carry a resourceVersion precondition of its own.
                 match meta::resource_version(&obj) {
-                    Some(rv) if Some(rv) != meta::resource_version(current) => Err(ApiError::conflict(resource, &name)),
+                    Some(rv) if Some(rv) != meta::resource_version(current) => {
+                        Err(ApiError::conflict(resource, &name))
+                    }
                     _ => Ok(obj),
                 }
             })
             .await?;
-        Ok(with_warnings(self.object_reply(resource, call.format, 200, &stored), &warnings))
+        Ok(with_warnings(
+            self.object_reply(resource, call.format, 200, &stored),
+            &warnings,
+        ))
     }
 
     /// Read, compute the new object, and write it only if nothing changed in between; a stale
@@ -225,7 +299,10 @@ impl Api {
         let key = call.key();
         let name = call.name().to_string();
         for _ in 0..RETRIES {
-            let current = self.store.get(&key).ok_or_else(|| ApiError::not_found(resource, &name))?;
+            let current = self
+                .store
+                .get(&key)
+                .ok_or_else(|| ApiError::not_found(resource, &name))?;
             if precondition.is_some_and(|rv| rv != current.rv) {
                 return Err(ApiError::conflict(resource, &name));
             }
@@ -249,7 +326,11 @@ impl Api {
                 if let Some(g) = &granted {
                     self.release(&key, g);
                 }
-                return Ok(Arc::new(Stored { json: serde_json::to_vec(&new).unwrap_or_default().into(), value: new, rv: current.rv }));
+                return Ok(Arc::new(Stored {
+                    json: serde_json::to_vec(&new).unwrap_or_default().into(),
+                    value: new,
+                    rv: current.rv,
+                }));
             }
             let expected = current.rv;
             let conflict_name = name.clone();
@@ -257,16 +338,24 @@ impl Api {
                 .store
                 .write(&key, move |now| match now {
                     None => Err(ApiError::not_found(resource, &conflict_name)),
-                    Some(now) if meta::resource_version(now) != Some(expected) => Err(ApiError::conflict(resource, &conflict_name)),
+                    Some(now) if meta::resource_version(now) != Some(expected) => {
+                        Err(ApiError::conflict(resource, &conflict_name))
+                    }
                     Some(_) if finished => Ok(Mutation::Delete),
                     Some(_) => Ok(Mutation::Put(new)),
                 })
                 .await;
             match result {
                 Ok(outcome) => {
-                    let stored = outcome.object.ok_or_else(|| ApiError::internal("the store returned no object"))?;
+                    let stored = outcome
+                        .object
+                        .ok_or_else(|| ApiError::internal("the store returned no object"))?;
                     if resource.kind == "Service" {
-                        let after = if finished { Holdings::default() } else { Holdings::of(&stored.value) };
+                        let after = if finished {
+                            Holdings::default()
+                        } else {
+                            Holdings::of(&stored.value)
+                        };
                         self.release(&key, &Holdings::of(&current.value).minus(&after));
                     }
                     return Ok(stored);
@@ -290,7 +379,8 @@ impl Api {
 /// period left) deletes it, as kube-apiserver's store does.
 fn finalized(old: &Value, new: &Value) -> bool {
     let deleting = meta::metadata(old).is_some_and(|m| {
-        m.get("deletionTimestamp").is_some_and(|t| !t.is_null()) && m.get("deletionGracePeriodSeconds").and_then(Value::as_i64) == Some(0)
+        m.get("deletionTimestamp").is_some_and(|t| !t.is_null())
+            && m.get("deletionGracePeriodSeconds").and_then(Value::as_i64) == Some(0)
     });
     let finalizers_left = meta::metadata(new)
         .and_then(|m| m.get("finalizers"))
@@ -308,13 +398,24 @@ mod tests {
     fn finalizer_removal_completes_deletion() {
         let old = json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z", "deletionGracePeriodSeconds": 0, "finalizers": ["x"]}});
         assert!(finalized(&old, &json!({"metadata": {"finalizers": []}})));
-        assert!(!finalized(&old, &json!({"metadata": {"finalizers": ["x"]}})));
-        assert!(!finalized(&json!({"metadata": {}}), &json!({"metadata": {}})));
+        assert!(!finalized(
+            &old,
+            &json!({"metadata": {"finalizers": ["x"]}})
+        ));
+        assert!(!finalized(
+            &json!({"metadata": {}}),
+            &json!({"metadata": {}})
+        ));
     }
 
     #[test]
     fn media_types() {
         assert!(check_json_body("application/json; charset=utf-8").is_ok());
-        assert_eq!(check_json_body("application/vnd.kubernetes.protobuf").unwrap_err().code, 415);
+        assert_eq!(
+            check_json_body("application/vnd.kubernetes.protobuf")
+                .unwrap_err()
+                .code,
+            415
+        );
     }
 }

@@ -113,15 +113,19 @@ impl Cluster {
         kinet(&self.home, &all)
     }
 
-    /// kubectl against this cluster, with its own discovery cache.
-    pub fn kubectl(&self, args: &[&str]) -> Output {
+    /// A kubectl command against this cluster, with its own discovery cache.
+    pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
         // The global flag goes first so that args after a `--` stay untouched.
-        Command::new("kubectl")
-            .arg(format!("--cache-dir={}", self.cache_dir.display()))
+        let mut cmd = Command::new("kubectl");
+        cmd.arg(format!("--cache-dir={}", self.cache_dir.display()))
             .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .output()
-            .expect("running kubectl")
+            .env("KUBECONFIG", &self.kubeconfig);
+        cmd
+    }
+
+    /// kubectl against this cluster.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_cmd(args).output().expect("running kubectl")
     }
 
     /// kubectl that must succeed; returns its stdout.

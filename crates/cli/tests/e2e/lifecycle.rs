@@ -6,7 +6,6 @@ use std::net::TcpListener;
 use crate::harness::{control_plane_running, kinet, show, stdout, temp_home, Cluster};
 
 #[test]
-#[ignore = "needs the API server"]
 fn up_down_status() {
     let cluster = Cluster::up(1);
     let dir = cluster.state_dir();
@@ -59,7 +58,6 @@ fn up_down_status() {
 }
 
 #[test]
-#[ignore = "needs the API server"]
 fn stopped_cluster_restarts_with_same_port_and_certs() {
     let cluster = Cluster::up(2);
     let dir = cluster.state_dir();

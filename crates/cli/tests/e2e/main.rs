@@ -2,5 +2,6 @@
 //! One test binary so the harness is compiled once.
 
 mod harness;
+mod kubectl_basics;
 mod lifecycle;
 mod stop;
