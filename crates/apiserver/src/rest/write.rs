@@ -18,24 +18,21 @@ use crate::http::{bytes_reply, Reply};
 /// How many times an update computed from a stale read is recomputed before giving up.
 const RETRIES: usize = 16;
 
-/// Media types a create or update body may have.
-fn check_json_body(content_type: &str) -> Result<()> {
+/// Decodes a create or update body: JSON, or the protobuf that kubectl's typed clients send.
+fn parse_object(content_type: &str, body: &[u8]) -> Result<Value> {
     let media = content_type.split(';').next().unwrap_or("").trim();
     match media {
-        "" | "application/json" | "*/*" => Ok(()),
+        "" | "application/json" | "*/*" => serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the body of the request could not be decoded as JSON: {e}"
+            ))
+        }),
+        kinet_protobuf::MEDIA_TYPE => kinet_protobuf::decode(body),
         other => Err(ApiError::unsupported_media_type(
             other,
-            &["application/json"],
+            &["application/json", kinet_protobuf::MEDIA_TYPE],
         )),
     }
-}
-
-fn parse_object(body: &[u8]) -> Result<Value> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "the body of the request could not be decoded as JSON: {e}"
-        ))
-    })
 }
 
 /// Field validation per `fieldValidation` (Strict fails, Warn — the server default — warns,
@@ -203,9 +200,8 @@ impl Api {
 
     pub async fn create(&self, mut call: Call) -> Result<Reply> {
         let resource = call.resource();
-        check_json_body(&call.content_type)?;
         let body = call.body().await?;
-        let mut obj = parse_object(&body)?;
+        let mut obj = parse_object(&call.content_type, &body)?;
         let warnings = decode(resource, &mut obj, &call)?;
         self.prepare_new(resource, &mut obj, call.namespace())?;
         let stored = self.insert(resource, obj, dry_run(&call)).await?;
@@ -217,9 +213,8 @@ impl Api {
 
     pub async fn update(&self, mut call: Call, part: Part) -> Result<Reply> {
         let resource = call.resource();
-        check_json_body(&call.content_type)?;
         let body = call.body().await?;
-        let mut obj = parse_object(&body)?;
+        let mut obj = parse_object(&call.content_type, &body)?;
         let warnings = decode(resource, &mut obj, &call)?;
         meta::check_identity(resource, &mut obj, call.namespace(), Some(call.name()))?;
         let precondition = meta::resource_version(&obj);
@@ -410,12 +405,17 @@ mod tests {
 
     #[test]
     fn media_types() {
-        assert!(check_json_body("application/json; charset=utf-8").is_ok());
+        assert!(parse_object("application/json; charset=utf-8", b"{}").is_ok());
         assert_eq!(
-            check_json_body("application/vnd.kubernetes.protobuf")
+            parse_object("application/json", b"{").unwrap_err().code,
+            400
+        );
+        assert_eq!(
+            parse_object("application/vnd.kubernetes.protobuf", b"{}")
                 .unwrap_err()
                 .code,
-            415
+            400
         );
+        assert_eq!(parse_object("application/cbor", b"").unwrap_err().code, 415);
     }
 }
