@@ -1,0 +1,65 @@
+//! Durability: every create kubectl reported as successful survives a SIGKILL of the control
+//! plane in the middle of a stream of creates, and resourceVersions carry on after the restart.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::harness::{show, Cluster};
+
+const TOTAL: usize = 1000;
+const WORKERS: usize = 4;
+
+#[test]
+fn acknowledged_creates_survive_kill_9() {
+    let c = Arc::new(Cluster::up(1));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let attempted = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|w| {
+            let (c, acked, attempted) = (c.clone(), acked.clone(), attempted.clone());
+            std::thread::spawn(move || {
+                for i in (w..TOTAL).step_by(WORKERS) {
+                    let name = format!("cm-{i}");
+                    let out = c.kubectl(&["create", "configmap", &name, "--from-literal=i=x"]);
+                    attempted.fetch_add(1, Ordering::Relaxed);
+                    if out.status.success() {
+                        acked.lock().unwrap().push(name);
+                    }
+                }
+            })
+        })
+        .collect();
+
+    // Kill the control plane (which this test started, through `kinet up`) a third of the way in.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while attempted.load(Ordering::Relaxed) < TOTAL / 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let rv_before = list_rv(&c);
+    let pid = std::fs::read_to_string(c.state_dir().join("control-plane.pid")).unwrap();
+    let killed = std::process::Command::new("kill").args(["-9", pid.trim()]).status().unwrap();
+    assert!(killed.success());
+    std::thread::sleep(Duration::from_millis(300));
+    let up = c.kinet(&["up"]);
+    assert!(up.status.success(), "restart failed\n{}", show(&up));
+
+    for w in workers {
+        w.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > TOTAL / 2, "too few creates succeeded: {}", acked.len());
+    let stored = c.kubectl_ok(&["get", "configmaps", "-o", "jsonpath={.items[*].metadata.name}"]);
+    let stored: std::collections::HashSet<&str> = stored.split_whitespace().collect();
+    let lost: Vec<&String> = acked.iter().filter(|n| !stored.contains(n.as_str())).collect();
+    assert!(lost.is_empty(), "{} acknowledged creates lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
+    let rv_after = list_rv(&c);
+    assert!(rv_after > rv_before, "resourceVersion went from {rv_before} to {rv_after}");
+}
+
+/// The resourceVersion of a configmap list, read raw (kubectl's own output drops list metadata).
+fn list_rv(c: &Cluster) -> u64 {
+    let raw = c.kubectl_ok(&["get", "--raw", "/api/v1/namespaces/default/configmaps?limit=1"]);
+    let list: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    list["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap()
+}
