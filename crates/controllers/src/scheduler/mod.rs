@@ -1,0 +1,306 @@
+//! The scheduler: binds pending pods to nodes through `pods/binding`.
+//!
+//! Two reflectors (nodes, pods) feed one serial pass that places every pending pod with the pure
+//! [`place`] functions against an in-memory count of pods per node, then binds concurrently.
+//! Pods bound but not yet seen bound in the pod store are remembered (`inflight`), so a pass that
+//! runs before the watch catches up neither binds them twice nor forgets their node's count.
+//! A pod that fits nowhere gets PodScheduled=False/Unschedulable and a FailedScheduling event;
+//! every node or pod change starts a new pass, so it is retried when the cluster changes.
+
+pub mod place;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{stream, StreamExt};
+use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use tokio::sync::{mpsc, Notify};
+
+use crate::events::{object_ref, EventType, Recorder};
+use place::{place, NodeInfo};
+
+/// The `spec.schedulerName` this scheduler serves.
+pub const SCHEDULER_NAME: &str = "default-scheduler";
+/// How many bind calls are in flight at once.
+const CONCURRENCY: usize = 32;
+/// A bind the watch has not confirmed within this long is retried.
+const INFLIGHT_TTL: Duration = Duration::from_secs(30);
+/// A pass also runs this often with no change, as a safety net.
+const RESYNC: Duration = Duration::from_secs(5);
+
+/// An event to publish, queued so binding never waits on event writes.
+type EventMsg = (ObjectReference, EventType, &'static str, String);
+
+/// Runs the scheduler.
+pub async fn run(client: Client) -> anyhow::Result<()> {
+    let wake = Arc::new(Notify::new());
+    let nodes = spawn_reflector(Api::<Node>::all(client.clone()), wake.clone());
+    let pods = spawn_reflector(Api::<Pod>::all(client.clone()), wake.clone());
+    nodes.wait_until_ready().await?;
+    pods.wait_until_ready().await?;
+    let events = spawn_event_writer(Recorder::new(client.clone(), SCHEDULER_NAME));
+    let mut state = Scheduler {
+        client,
+        nodes,
+        pods,
+        events,
+        inflight: HashMap::new(),
+    };
+    loop {
+        state.pass().await;
+        let _ = tokio::time::timeout(RESYNC, wake.notified()).await;
+    }
+}
+
+fn spawn_reflector<K>(api: Api<K>, wake: Arc<Notify>) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).default_backoff(),
+    );
+    tokio::spawn(stream.for_each(move |_| {
+        wake.notify_one();
+        futures::future::ready(())
+    }));
+    reader
+}
+
+fn spawn_event_writer(recorder: Recorder) -> mpsc::UnboundedSender<EventMsg> {
+    let (tx, rx) = mpsc::unbounded_channel::<EventMsg>();
+    let stream = tokio_stream_from(rx);
+    tokio::spawn(
+        stream.for_each_concurrent(8, move |(obj, type_, reason, msg)| {
+            let recorder = recorder.clone();
+            async move { recorder.publish(&obj, type_, reason, &msg).await }
+        }),
+    );
+    tx
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> {
+    stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+struct Scheduler {
+    client: Client,
+    nodes: Store<Node>,
+    pods: Store<Pod>,
+    events: mpsc::UnboundedSender<EventMsg>,
+    /// Pod uid → (node, when bound), until the pod store shows the binding.
+    inflight: HashMap<String, (String, Instant)>,
+}
+
+/// Whether this scheduler should place the pod.
+pub fn is_pending(pod: &Pod) -> bool {
+    let spec = match &pod.spec {
+        Some(s) => s,
+        None => return false,
+    };
+    let phase = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("");
+    spec.node_name.as_deref().unwrap_or("").is_empty()
+        && pod.metadata.deletion_timestamp.is_none()
+        && matches!(
+            spec.scheduler_name.as_deref(),
+            None | Some("") | Some(SCHEDULER_NAME)
+        )
+        && phase != "Succeeded"
+        && phase != "Failed"
+}
+
+impl Scheduler {
+    async fn pass(&mut self) {
+        let mut nodes: Vec<NodeInfo> = self
+            .nodes
+            .state()
+            .iter()
+            .filter(|n| n.metadata.deletion_timestamp.is_none())
+            .map(|n| NodeInfo::from_node(n))
+            .collect();
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        let pods = self.pods.state();
+        let by_uid: HashMap<String, &Arc<Pod>> = pods
+            .iter()
+            .filter_map(|p| Some((p.metadata.uid.clone()?, p)))
+            .collect();
+
+        // Forget binds the store has caught up with, or that went missing for too long.
+        self.inflight.retain(|uid, (_, at)| {
+            by_uid.get(uid).is_some_and(|p| is_pending(p)) && at.elapsed() < INFLIGHT_TTL
+        });
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for p in &pods {
+            let phase = p
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.as_deref())
+                .unwrap_or("");
+            if let Some(node) = p
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .filter(|n| !n.is_empty())
+            {
+                if phase != "Succeeded" && phase != "Failed" {
+                    *counts.entry(node).or_default() += 1;
+                }
+            }
+        }
+        for (node, _) in self.inflight.values() {
+            *counts.entry(node.clone()).or_default() += 1;
+        }
+
+        let mut pending: Vec<&Arc<Pod>> = pods
+            .iter()
+            .filter(|p| {
+                is_pending(p)
+                    && !self
+                        .inflight
+                        .contains_key(p.metadata.uid.as_deref().unwrap_or(""))
+            })
+            .collect();
+        // Oldest first, then by name: a stable FIFO.
+        pending.sort_by_key(|p| {
+            (
+                p.metadata.creation_timestamp.clone().map(|t| t.0),
+                p.namespace(),
+                p.name_any(),
+            )
+        });
+
+        let mut binds = Vec::new();
+        let mut failed = Vec::new();
+        for pod in pending {
+            let spec = pod.spec.as_ref().expect("pending pods have a spec");
+            match place(spec, &nodes, &counts) {
+                Ok(node) => {
+                    *counts.entry(node.clone()).or_default() += 1;
+                    self.inflight.insert(
+                        pod.metadata.uid.clone().unwrap_or_default(),
+                        (node.clone(), Instant::now()),
+                    );
+                    binds.push((pod.clone(), node));
+                }
+                Err(msg) => failed.push((pod.clone(), msg)),
+            }
+        }
+
+        let results: Vec<(String, bool)> = stream::iter(binds)
+            .map(|(pod, node)| self.bind(pod, node))
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        for (uid, ok) in results {
+            if !ok {
+                self.inflight.remove(&uid);
+            }
+        }
+        stream::iter(failed)
+            .for_each_concurrent(CONCURRENCY, |(pod, msg)| {
+                self.report_unschedulable(pod, msg)
+            })
+            .await;
+    }
+
+    /// Binds one pod; returns its uid and whether the bind stands (a 409 means it is bound).
+    async fn bind(&self, pod: Arc<Pod>, node: String) -> (String, bool) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let (ns, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
+        let binding = Binding {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(ns.clone()),
+                uid: pod.metadata.uid.clone(),
+                ..Default::default()
+            },
+            target: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Node".into()),
+                name: Some(node.clone()),
+                ..Default::default()
+            },
+        };
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+        match api
+            .create_subresource::<_, serde_json::Value>(
+                "binding",
+                &name,
+                &PostParams::default(),
+                &binding,
+            )
+            .await
+        {
+            Ok(_) => {
+                let msg = format!("Successfully assigned {ns}/{name} to {node}");
+                let _ = self.events.send((
+                    object_ref(pod.as_ref()),
+                    EventType::Normal,
+                    "Scheduled",
+                    msg,
+                ));
+                (uid, true)
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => (uid, true),
+            Err(e) => {
+                tracing::warn!(pod = %format!("{ns}/{name}"), %node, error = %e, "bind failed");
+                (uid, false)
+            }
+        }
+    }
+
+    /// Sets PodScheduled=False/Unschedulable (unless already so) and records FailedScheduling.
+    async fn report_unschedulable(&self, pod: Arc<Pod>, msg: String) {
+        let current = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"));
+        if current.is_some_and(|c| {
+            c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+                && c.message.as_deref() == Some(msg.as_str())
+        }) {
+            return;
+        }
+        let (ns, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let patch = json!({"status": {"conditions": [{
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": msg,
+            "lastProbeTime": null, "lastTransitionTime": now,
+        }]}});
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+        if let Err(e) = api
+            .patch_status(&name, &PatchParams::default(), &Patch::Strategic(patch))
+            .await
+        {
+            tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "could not set PodScheduled=False");
+        }
+        let _ = self.events.send((
+            object_ref(pod.as_ref()),
+            EventType::Warning,
+            "FailedScheduling",
+            msg,
+        ));
+    }
+}

@@ -1,0 +1,220 @@
+//! Pure placement: which node a pod goes to, or why none fits, worded as kube-scheduler words it.
+//!
+//! Filters run in kube-scheduler's order (NodeUnschedulable, TaintToleration, NodeAffinity) and
+//! a node is charged to the first one that rejects it. Among the nodes left, the one with the
+//! fewest pods wins, ties broken by name, which spreads replicas evenly and deterministically.
+
+use std::collections::{BTreeMap, HashMap};
+
+use k8s_openapi::api::core::v1::{
+    Node, NodeSelectorRequirement, NodeSelectorTerm, PodSpec, Taint, Toleration,
+};
+
+/// The taint a node without a Ready=True condition is treated as carrying.
+pub const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
+/// The taint `spec.unschedulable` stands for.
+pub const UNSCHEDULABLE_TAINT: &str = "node.kubernetes.io/unschedulable";
+
+/// What the scheduler needs to know of a node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeInfo {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// Spec taints, plus `not-ready:NoSchedule` when the node is not Ready.
+    pub taints: Vec<Taint>,
+    pub unschedulable: bool,
+}
+
+impl NodeInfo {
+    /// Reads a Node object.
+    pub fn from_node(node: &Node) -> NodeInfo {
+        let spec = node.spec.clone().unwrap_or_default();
+        let mut taints = spec.taints.unwrap_or_default();
+        if !node_ready(node) && !taints.iter().any(|t| t.key == NOT_READY_TAINT) {
+            taints.push(Taint {
+                key: NOT_READY_TAINT.into(),
+                effect: "NoSchedule".into(),
+                ..Default::default()
+            });
+        }
+        NodeInfo {
+            name: node.metadata.name.clone().unwrap_or_default(),
+            labels: node.metadata.labels.clone().unwrap_or_default(),
+            taints,
+            unschedulable: spec.unschedulable.unwrap_or(false),
+        }
+    }
+}
+
+/// Whether the node's Ready condition is True.
+pub fn node_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Why a node was rejected; the text is kube-scheduler's.
+fn reject_reason(spec: &PodSpec, node: &NodeInfo) -> Option<String> {
+    let tolerations = spec.tolerations.as_deref().unwrap_or_default();
+    if node.unschedulable {
+        let t = Taint {
+            key: UNSCHEDULABLE_TAINT.into(),
+            effect: "NoSchedule".into(),
+            ..Default::default()
+        };
+        if !tolerations.iter().any(|tol| tolerates(tol, &t)) {
+            return Some("node(s) were unschedulable".into());
+        }
+    }
+    let untolerated = node
+        .taints
+        .iter()
+        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+        .find(|t| !tolerations.iter().any(|tol| tolerates(tol, t)));
+    if let Some(t) = untolerated {
+        return Some(format!(
+            "node(s) had untolerated taint {{{}: {}}}",
+            t.key,
+            t.value.as_deref().unwrap_or("")
+        ));
+    }
+    if !matches_node_selector_and_affinity(spec, &node.name, &node.labels) {
+        return Some("node(s) didn't match Pod's node affinity/selector".into());
+    }
+    None
+}
+
+/// Whether a toleration tolerates a taint, as `v1helper.ToleratesTaint`.
+pub fn tolerates(tol: &Toleration, taint: &Taint) -> bool {
+    let effect = tol.effect.as_deref().unwrap_or("");
+    if !effect.is_empty() && effect != taint.effect {
+        return false;
+    }
+    let key = tol.key.as_deref().unwrap_or("");
+    if !key.is_empty() && key != taint.key {
+        return false;
+    }
+    match tol.operator.as_deref().unwrap_or("Equal") {
+        "Exists" => true,
+        "Equal" | "" => {
+            !key.is_empty()
+                && tol.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+        }
+        _ => false,
+    }
+}
+
+/// Whether the pod's nodeSelector and required node affinity admit the node.
+pub fn matches_node_selector_and_affinity(
+    spec: &PodSpec,
+    node_name: &str,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    if let Some(sel) = &spec.node_selector {
+        if !sel.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+            return false;
+        }
+    }
+    let required = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|na| {
+            na.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        });
+    match required {
+        None => true,
+        // Terms are ORed; an empty list matches nothing.
+        Some(sel) => sel
+            .node_selector_terms
+            .iter()
+            .any(|term| term_matches(term, node_name, labels)),
+    }
+}
+
+fn term_matches(
+    term: &NodeSelectorTerm,
+    node_name: &str,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    let exprs = term.match_expressions.as_deref().unwrap_or_default();
+    let fields = term.match_fields.as_deref().unwrap_or_default();
+    // A term with no requirements matches no node (as upstream).
+    if exprs.is_empty() && fields.is_empty() {
+        return false;
+    }
+    let name_map: BTreeMap<String, String> =
+        [("metadata.name".to_string(), node_name.to_string())].into();
+    exprs.iter().all(|r| requirement_matches(r, labels))
+        && fields
+            .iter()
+            .all(|r| r.key == "metadata.name" && requirement_matches(r, &name_map))
+}
+
+fn requirement_matches(r: &NodeSelectorRequirement, labels: &BTreeMap<String, String>) -> bool {
+    let values = r.values.as_deref().unwrap_or_default();
+    let have = labels.get(&r.key);
+    let int = |s: &str| s.parse::<i64>().ok();
+    match r.operator.as_str() {
+        "In" => have.is_some_and(|v| values.contains(v)),
+        "NotIn" => !have.is_some_and(|v| values.contains(v)),
+        "Exists" => have.is_some(),
+        "DoesNotExist" => have.is_none(),
+        "Gt" => {
+            matches!((have.and_then(|v| int(v)), values.first().and_then(|v| int(v))), (Some(a), Some(b)) if a > b)
+        }
+        "Lt" => {
+            matches!((have.and_then(|v| int(v)), values.first().and_then(|v| int(v))), (Some(a), Some(b)) if a < b)
+        }
+        _ => false,
+    }
+}
+
+/// Picks a node for a pod: the feasible node with the fewest pods (`counts`), ties by name.
+/// `Err` carries the FailedScheduling message.
+pub fn place(
+    spec: &PodSpec,
+    nodes: &[NodeInfo],
+    counts: &HashMap<String, usize>,
+) -> Result<String, String> {
+    if nodes.is_empty() {
+        return Err("no nodes available to schedule pods".into());
+    }
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    let mut best: Option<(&NodeInfo, usize)> = None;
+    for node in nodes {
+        match reject_reason(spec, node) {
+            Some(reason) => *reasons.entry(reason).or_default() += 1,
+            None => {
+                let n = counts.get(&node.name).copied().unwrap_or(0);
+                let better = match best {
+                    None => true,
+                    Some((b, bn)) => (n, &node.name) < (bn, &b.name),
+                };
+                if better {
+                    best = Some((node, n));
+                }
+            }
+        }
+    }
+    if let Some((node, _)) = best {
+        return Ok(node.name.clone());
+    }
+    Err(fit_error(nodes.len(), &reasons))
+}
+
+/// `FitError.Error()`: counts per reason, sorted as strings, then the preemption verdict.
+fn fit_error(total: usize, reasons: &BTreeMap<String, usize>) -> String {
+    let mut parts: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    parts.sort();
+    format!(
+        "0/{total} nodes are available: {}. preemption: 0/{total} nodes are available: {total} Preemption is not helpful for scheduling.",
+        parts.join(", ")
+    )
+}
+
+#[cfg(test)]
+#[path = "place_tests.rs"]
+mod tests;
