@@ -1,0 +1,317 @@
+//! The endpoints and endpointslice controllers: every Service with a selector gets Endpoints and
+//! EndpointSlices listing the pods it selects.
+//!
+//! Watch events of Services, Pods, EndpointSlices and Endpoints are mapped to Service keys and
+//! queued; a worker reconciles each key from the reflector stores (pods, services) and a fresh
+//! list of the Service's slices (so its own recent writes are never missed and a slice is never
+//! made twice). The store is updated before a key is queued, so a pod turning Ready is seen by
+//! the reconcile it triggers. The desired content is computed in [`desired`] and [`slices`].
+
+pub mod desired;
+pub mod slices;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+
+pub use desired::desired_endpoints;
+pub use slices::{desired_slices, SliceChanges};
+
+/// A Service by namespace and name.
+type Key = (String, String);
+
+/// How many Services are reconciled at once.
+const PARALLEL: usize = 16;
+
+struct Ctx {
+    client: Client,
+    services: Store<Service>,
+    pods: Store<Pod>,
+}
+
+/// Runs the loop.
+pub async fn run(client: Client) -> anyhow::Result<()> {
+    let (services, svc_writer) = reflector::store::<Service>();
+    let (pods, pod_writer) = reflector::store::<Pod>();
+    let (tx, mut rx) = unbounded_channel::<Key>();
+    let cfg = watcher::Config::default();
+
+    let svc_events = reflector::reflector(
+        svc_writer,
+        watcher(Api::<Service>::all(client.clone()), cfg.clone()),
+    )
+    .default_backoff();
+    let svc_task = {
+        let (tx, client, services) = (tx.clone(), client.clone(), services.clone());
+        svc_events.try_for_each(move |event| {
+            let (tx, client, services) = (tx.clone(), client.clone(), services.clone());
+            async move {
+                match event {
+                    watcher::Event::Apply(s)
+                    | watcher::Event::Delete(s)
+                    | watcher::Event::InitApply(s) => send(&tx, key_of(&s)),
+                    // After a (re)list, Endpoints whose Service vanished meanwhile get cleaned up.
+                    watcher::Event::InitDone => enqueue_leftovers(&client, &services, &tx).await,
+                    watcher::Event::Init => {}
+                }
+                Ok(())
+            }
+        })
+    };
+
+    let pod_events = reflector::reflector(
+        pod_writer,
+        watcher(Api::<Pod>::all(client.clone()), cfg.clone()),
+    )
+    .default_backoff();
+    let pod_task = {
+        let (tx, services) = (tx.clone(), services.clone());
+        // The Services each pod was last seen in, so a relabelled pod leaves its old Service.
+        let mut member_of: HashMap<Key, BTreeSet<Key>> = HashMap::new();
+        let mut listed: BTreeSet<Key> = BTreeSet::new();
+        pod_events.try_for_each(move |event| {
+            match event {
+                watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
+                    let now = selecting(&services, &p);
+                    let before = member_of
+                        .insert(key_of(&p), now.clone())
+                        .unwrap_or_default();
+                    listed.insert(key_of(&p));
+                    now.union(&before).for_each(|k| send(&tx, k.clone()));
+                }
+                watcher::Event::Delete(p) => {
+                    let before = member_of.remove(&key_of(&p)).unwrap_or_default();
+                    before
+                        .union(&selecting(&services, &p))
+                        .for_each(|k| send(&tx, k.clone()));
+                }
+                watcher::Event::Init => listed.clear(),
+                // Pods deleted while the watch was down: forget them and resync everything.
+                watcher::Event::InitDone => {
+                    member_of.retain(|k, _| listed.contains(k));
+                    services
+                        .state()
+                        .iter()
+                        .for_each(|s| send(&tx, key_of(s.as_ref())));
+                }
+            }
+            futures::future::ready(Ok(()))
+        })
+    };
+
+    // Someone else touching a managed slice or an Endpoints object gets it put back.
+    let slice_events =
+        watcher(Api::<EndpointSlice>::all(client.clone()), cfg.clone()).default_backoff();
+    let slice_task = {
+        let tx = tx.clone();
+        slice_events.touched_objects().try_for_each(move |s| {
+            let service = s.labels().get(slices::SERVICE_NAME_LABEL).cloned();
+            if let (Some(ns), Some(name)) = (s.namespace(), service) {
+                if s.labels().get(slices::MANAGED_BY_LABEL).map(String::as_str)
+                    == Some(slices::MANAGED_BY)
+                {
+                    send(&tx, (ns, name));
+                }
+            }
+            futures::future::ready(Ok(()))
+        })
+    };
+    let ctx_services = services.clone();
+    let ep_events = watcher(Api::<Endpoints>::all(client.clone()), cfg).default_backoff();
+    let ep_task = {
+        let (tx, services) = (tx.clone(), ctx_services.clone());
+        ep_events.try_for_each(move |event| {
+            match event {
+                // Endpoints written before their Service are left alone, as upstream does.
+                watcher::Event::Apply(e)
+                    if services
+                        .get(
+                            &ObjectRef::new(&e.name_any())
+                                .within(&e.namespace().unwrap_or_default()),
+                        )
+                        .is_some() =>
+                {
+                    send(&tx, key_of(&e))
+                }
+                watcher::Event::Delete(e) => send(&tx, key_of(&e)),
+                _ => {}
+            }
+            futures::future::ready(Ok(()))
+        })
+    };
+
+    let ctx = Arc::new(Ctx {
+        client,
+        services,
+        pods,
+    });
+    let worker = async move {
+        // Acting on a half-filled store would drop endpoints for pods not yet listed.
+        ctx.services.wait_until_ready().await?;
+        ctx.pods.wait_until_ready().await?;
+        while let Some(first) = rx.recv().await {
+            let mut batch = BTreeSet::from([first]);
+            while let Ok(k) = rx.try_recv() {
+                batch.insert(k);
+            }
+            futures::stream::iter(batch)
+                .for_each_concurrent(PARALLEL, |key| {
+                    let ctx = ctx.clone();
+                    let tx = tx.clone();
+                    async move {
+                        if let Err(e) = reconcile(&ctx, &key).await {
+                            tracing::warn!(service = ?key, error = %e, "endpoints: retrying");
+                            tokio::spawn(async move {
+                                tokio::time::sleep(Duration::from_millis(500)).await;
+                                send(&tx, key);
+                            });
+                        }
+                    }
+                })
+                .await;
+        }
+        anyhow::Ok(())
+    };
+    tokio::try_join!(
+        async { svc_task.await.map_err(anyhow::Error::from) },
+        async { pod_task.await.map_err(anyhow::Error::from) },
+        async { slice_task.await.map_err(anyhow::Error::from) },
+        async { ep_task.await.map_err(anyhow::Error::from) },
+        worker,
+    )?;
+    Ok(())
+}
+
+fn key_of<K: ResourceExt>(obj: &K) -> Key {
+    (obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+fn send(tx: &UnboundedSender<Key>, key: Key) {
+    // The worker only stops when the whole loop does.
+    let _ = tx.send(key);
+}
+
+/// The Services (with selectors) that select `pod` now.
+fn selecting(services: &Store<Service>, pod: &Pod) -> BTreeSet<Key> {
+    let ns = pod.namespace();
+    services
+        .state()
+        .iter()
+        .filter(|s| s.namespace() == ns && desired::selects(s, pod))
+        .map(|s| key_of(s.as_ref()))
+        .collect()
+}
+
+async fn enqueue_leftovers(client: &Client, services: &Store<Service>, tx: &UnboundedSender<Key>) {
+    match Api::<Endpoints>::all(client.clone())
+        .list_metadata(&ListParams::default())
+        .await
+    {
+        Ok(list) => list
+            .items
+            .iter()
+            .map(key_of)
+            .filter(|(ns, name)| services.get(&ObjectRef::new(name).within(ns)).is_none())
+            .for_each(|k| send(tx, k)),
+        Err(e) => tracing::warn!(error = %e, "endpoints: listing leftovers"),
+    }
+}
+
+fn ignore_gone(r: kube::Result<()>) -> kube::Result<()> {
+    match r {
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        // A Terminating namespace takes no new objects; the namespace controller empties it.
+        Err(kube::Error::Api(s)) if s.code == 403 => Ok(()),
+        other => other,
+    }
+}
+
+async fn reconcile(ctx: &Ctx, (ns, name): &Key) -> kube::Result<()> {
+    let svc = ctx.services.get(&ObjectRef::new(name).within(ns));
+    let endpoints: Api<Endpoints> = Api::namespaced(ctx.client.clone(), ns);
+    let slice_api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), ns);
+    let existing_slices = slice_api
+        .list(&ListParams::default().labels(&format!("{}={name}", slices::SERVICE_NAME_LABEL)))
+        .await?
+        .items;
+    let Some(svc) = svc.clone().filter(|s| desired::selector(s).is_some()) else {
+        // No Service: its Endpoints go. A selector-less Service keeps hand-written Endpoints.
+        if svc.is_none() {
+            ignore_gone(
+                endpoints
+                    .delete(name, &DeleteParams::default())
+                    .await
+                    .map(drop),
+            )?;
+        }
+        for s in existing_slices.iter().filter(|s| slices::managed(s, name)) {
+            ignore_gone(
+                slice_api
+                    .delete(&s.name_any(), &DeleteParams::default())
+                    .await
+                    .map(drop),
+            )?;
+        }
+        return Ok(());
+    };
+    let pods: Vec<Arc<Pod>> = ctx
+        .pods
+        .state()
+        .into_iter()
+        .filter(|p| desired::selects(&svc, p))
+        .collect();
+    let pods: Vec<&Pod> = pods.iter().map(Arc::as_ref).collect();
+
+    let want = desired_endpoints(&svc, &pods);
+    match endpoints.get_opt(name).await? {
+        None => ignore_gone(
+            endpoints
+                .create(&PostParams::default(), &want)
+                .await
+                .map(drop),
+        )?,
+        Some(have) if desired::endpoints_differ(&have, &want) => {
+            let mut next = have.clone();
+            next.subsets = want.subsets;
+            next.metadata.labels = want.metadata.labels;
+            endpoints
+                .replace(name, &PostParams::default(), &next)
+                .await?;
+        }
+        Some(_) => {}
+    }
+
+    // A Service being deleted (foreground) must not get slices back while GC removes them.
+    if svc.metadata.deletion_timestamp.is_some() {
+        return Ok(());
+    }
+    let changes = desired_slices(&svc, &pods, &existing_slices);
+    for s in &changes.delete {
+        ignore_gone(
+            slice_api
+                .delete(&s.name_any(), &DeleteParams::default())
+                .await
+                .map(drop),
+        )?;
+    }
+    for s in &changes.update {
+        slice_api
+            .replace(&s.name_any(), &PostParams::default(), s)
+            .await?;
+    }
+    for s in &changes.create {
+        ignore_gone(slice_api.create(&PostParams::default(), s).await.map(drop))?;
+    }
+    Ok(())
+}
