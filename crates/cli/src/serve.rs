@@ -27,7 +27,9 @@ pub async fn serve(name: &str) -> Result<()> {
         pid = std::process::id(),
         "control plane starting"
     );
-    let result = kinet_apiserver::run(ServeConfig {
+    let url = format!("https://127.0.0.1:{}", info.port);
+    let controllers = kinet_controllers::client::connect(&url, &pki.ca_cert_pem, &token)?;
+    let api = kinet_apiserver::run(ServeConfig {
         cluster: info.name.clone(),
         data_dir: dir.data(),
         listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, info.port))],
@@ -39,8 +41,18 @@ pub async fn serve(name: &str) -> Result<()> {
             user: ADMIN_USER.to_string(),
             groups: vec![ADMIN_GROUP.to_string()],
         }],
-    })
-    .await;
+    });
+    // The control loops are clients of the API like any other; they start once it answers.
+    let loops = async {
+        while controllers.apiserver_version().await.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        kinet_controllers::run(controllers.clone(), kinet_controllers::ControllerConfig::default()).await
+    };
+    let result = tokio::select! {
+        r = api => r,
+        r = loops => r.context("control loops"),
+    };
     // A stale PID file would make the next `up` think we still run (until the PID is reused).
     if dir.read_pid() == Some(std::process::id()) {
         let _ = dir.remove_pid();

@@ -8,6 +8,7 @@
 //! - Workloads: [`deployment`], [`replicaset`], [`daemonset`], [`scheduler`], [`nodeipam`].
 //! - [`events`]: the core/v1 Event recorder every loop reports through.
 
+pub mod client;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
@@ -32,22 +33,41 @@ pub struct ControllerConfig {
 
 impl Default for ControllerConfig {
     fn default() -> Self {
-        ControllerConfig { cluster_cidr: "10.244.0.0/16".into(), node_cidr_mask: 24 }
+        ControllerConfig {
+            cluster_cidr: "10.244.0.0/16".into(),
+            node_cidr_mask: 24,
+        }
     }
 }
 
-/// Runs every control loop until one fails fatally.
+/// Runs every control loop; a loop that fails is logged and restarted after a pause, as
+/// kube-controller-manager's process supervisor would, so one bad loop never stops the others.
 pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()> {
-    tokio::try_join!(
-        namespace::run(client.clone()),
-        gc::run(client.clone()),
-        serviceaccounts::run(client.clone()),
-        endpoints::run(client.clone()),
-        deployment::run(client.clone()),
-        replicaset::run(client.clone()),
-        daemonset::run(client.clone()),
-        scheduler::run(client.clone()),
-        nodeipam::run(client.clone(), config.clone()),
-    )?;
+    let c = &client;
+    tokio::join!(
+        supervise("namespace", || namespace::run(c.clone())),
+        supervise("garbage-collector", || gc::run(c.clone())),
+        supervise("serviceaccount", || serviceaccounts::run(c.clone())),
+        supervise("endpoints", || endpoints::run(c.clone())),
+        supervise("deployment", || deployment::run(c.clone())),
+        supervise("replicaset", || replicaset::run(c.clone())),
+        supervise("daemonset", || daemonset::run(c.clone())),
+        supervise("scheduler", || scheduler::run(c.clone())),
+        supervise("nodeipam", || nodeipam::run(c.clone(), config.clone())),
+    );
     Ok(())
+}
+
+async fn supervise<F, Fut>(name: &str, mut start: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    loop {
+        match start().await {
+            Ok(()) => return,
+            Err(e) => tracing::error!(controller = name, "control loop failed, restarting: {e:#}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }

@@ -5,7 +5,6 @@
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::time::Duration;
 
-use anyhow::Context;
 use kinet_apiserver::{ServeConfig, TokenUser};
 use kinet_pki::Pki;
 
@@ -64,11 +63,7 @@ impl TestApi {
 
     /// A kube client for this server.
     pub fn client(&self) -> anyhow::Result<kube::Client> {
-        let mut config = kube::Config::new(self.url.parse().context("server url")?);
-        config.root_cert = Some(vec![pem_to_der(&self.ca_pem)?]);
-        config.auth_info.token = Some(self.token.clone().into());
-        config.read_timeout = Some(Duration::from_secs(295));
-        Ok(kube::Client::try_from(config)?)
+        kinet_controllers::client::connect(&self.url, &self.ca_pem, &self.token)
     }
 }
 
@@ -76,10 +71,4 @@ impl Drop for TestApi {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-fn pem_to_der(pem: &str) -> anyhow::Result<Vec<u8>> {
-    use base64::Engine;
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    Ok(base64::engine::general_purpose::STANDARD.decode(body)?)
 }
