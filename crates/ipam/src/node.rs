@@ -83,6 +83,13 @@ impl NodeCidrs {
         self.cluster.subnet(self.mask, index)
     }
 
+    /// Every (node, block) assignment, lowest block first.
+    pub fn assigned(&self) -> impl Iterator<Item = (&str, Ipv4Cidr)> + '_ {
+        self.by_index
+            .iter()
+            .filter_map(|(&i, n)| Some((n.as_str(), self.cluster.subnet(self.mask, i)?)))
+    }
+
     /// The block `node` holds, if any.
     pub fn get(&self, node: &str) -> Option<Ipv4Cidr> {
         self.by_node
@@ -172,6 +179,11 @@ mod tests {
         );
         assert_eq!(a.owner(c("10.244.1.0/24")), Some("n2"));
         assert_eq!(a.used(), 2);
+        let all: Vec<(&str, Ipv4Cidr)> = a.assigned().collect();
+        assert_eq!(
+            all,
+            vec![("n3", c("10.244.0.0/24")), ("n2", c("10.244.1.0/24"))]
+        );
     }
 
     #[test]
