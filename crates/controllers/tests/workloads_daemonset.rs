@@ -1,0 +1,183 @@
+//! The DaemonSet loop (with the scheduler) against a real in-process API server, with a fake
+//! kubelet that marks bound pods Ready and finishes deletions.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+async fn make_node(client: &Client, name: &str, taints: serde_json::Value) -> anyhow::Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": name}, "spec": {"taints": taints}}),
+            )?,
+        )
+        .await?;
+    let status = json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ok"}]}});
+    nodes
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
+        .await?;
+    Ok(())
+}
+
+async fn fake_kubelet(client: Client) {
+    let pods: Api<Pod> = Api::all(client.clone());
+    loop {
+        if let Ok(list) = pods.list(&ListParams::default()).await {
+            for p in list.items {
+                let api: Api<Pod> =
+                    Api::namespaced(client.clone(), &p.namespace().unwrap_or_default());
+                if p.metadata.deletion_timestamp.is_some() {
+                    let _ = api
+                        .delete(&p.name_any(), &DeleteParams::default().grace_period(0))
+                        .await;
+                    continue;
+                }
+                let bound = p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
+                if bound && p.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Running") {
+                    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+                    let st = json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}});
+                    let _ = api
+                        .patch_status(
+                            &p.name_any(),
+                            &PatchParams::default(),
+                            &Patch::Strategic(st),
+                        )
+                        .await;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_for<F, Fut>(what: &str, secs: u64, mut f: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if f().await? {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn placement(pods: &Api<Pod>) -> anyhow::Result<Vec<(String, String)>> {
+    let mut v: Vec<(String, String)> = pods
+        .list(&ListParams::default().labels("app=agent"))
+        .await?
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| {
+            (
+                p.spec.and_then(|s| s.node_name).unwrap_or_default(),
+                p.metadata
+                    .labels
+                    .unwrap_or_default()
+                    .get("controller-revision-hash")
+                    .cloned()
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+#[tokio::test]
+async fn one_pod_per_eligible_node_and_rolling_update() -> anyhow::Result<()> {
+    let api = kinet_testkit::TestApi::start().await?;
+    let client = api.client()?;
+    make_node(
+        &client,
+        "cp",
+        json!([{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]),
+    )
+    .await?;
+    make_node(&client, "w1", json!([])).await?;
+    make_node(&client, "w2", json!([])).await?;
+    let tasks = vec![
+        tokio::spawn(fake_kubelet(client.clone())),
+        tokio::spawn({
+            let c = client.clone();
+            async move {
+                let _ = kinet_controllers::scheduler::run(c).await;
+            }
+        }),
+        tokio::spawn({
+            let c = client.clone();
+            async move {
+                let _ = kinet_controllers::daemonset::run(c).await;
+            }
+        }),
+    ];
+    let dss: Api<DaemonSet> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let ds: DaemonSet = serde_json::from_value(json!({
+        "metadata": {"name": "agent"},
+        "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": {"metadata": {"labels": {"app": "agent"}}, "spec": {"containers": [{"name": "c", "image": "agent:1"}]}}}
+    }))?;
+    dss.create(&PostParams::default(), &ds).await?;
+    let status_is = |want: (i32, i32, i32, i32, i32)| {
+        let dss = dss.clone();
+        move || {
+            let dss = dss.clone();
+            async move {
+                let d = dss.get("agent").await?;
+                let s = d.status.unwrap_or_default();
+                let got = (
+                    s.desired_number_scheduled,
+                    s.current_number_scheduled,
+                    s.number_ready,
+                    s.number_available.unwrap_or(0),
+                    s.updated_number_scheduled.unwrap_or(0),
+                );
+                Ok(got == want
+                    && s.number_misscheduled == 0
+                    && s.observed_generation == d.metadata.generation)
+            }
+        }
+    };
+    wait_for("2 daemons ready", 20, status_is((2, 2, 2, 2, 2))).await?;
+    let nodes: Vec<String> = placement(&pods)
+        .await?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(nodes, vec!["w1", "w2"], "not on the tainted control plane");
+
+    make_node(&client, "w3", json!([])).await?;
+    wait_for("3 daemons ready", 20, status_is((3, 3, 3, 3, 3))).await?;
+    let before = placement(&pods).await?;
+    assert_eq!(
+        before.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        vec!["w1", "w2", "w3"]
+    );
+
+    dss.patch("agent", &PatchParams::default(), &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "agent:2"}]}}}}))).await?;
+    wait_for("rolled to the new template", 30, || async {
+        let now = placement(&pods).await?;
+        Ok(now.len() == 3
+            && now.iter().all(|(_, h)| *h != before[0].1)
+            && status_is((3, 3, 3, 3, 3))().await?)
+    })
+    .await?;
+    let after = placement(&pods).await?;
+    assert_eq!(
+        after.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        vec!["w1", "w2", "w3"]
+    );
+    tasks.iter().for_each(|t| t.abort());
+    Ok(())
+}
