@@ -107,7 +107,7 @@ async fn one_pod_per_eligible_node_and_rolling_update() -> anyhow::Result<()> {
     .await?;
     make_node(&client, "w1", json!([])).await?;
     make_node(&client, "w2", json!([])).await?;
-    let tasks = vec![
+    let tasks = [
         tokio::spawn(fake_kubelet(client.clone())),
         tokio::spawn({
             let c = client.clone();
