@@ -1,5 +1,6 @@
 //! The kinet command: create, inspect and delete local clusters.
 
+mod bench;
 mod down;
 mod probe;
 mod process;
@@ -58,11 +59,31 @@ enum Command {
         #[arg(long, default_value = DEFAULT_NAME)]
         name: String,
     },
+    /// Run a benchmark and print its figures (see docs/performance.md).
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
     /// Run the control plane in the foreground (started by `up`).
     #[command(hide = true)]
     Serve {
         #[arg(long)]
         name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// The API server: creates with 1 and many clients, large lists, watch fan-out.
+    Api {
+        #[arg(long, default_value_t = 10_000)]
+        objects: usize,
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        #[arg(long, default_value_t = 100)]
+        watchers: usize,
+        #[arg(long, default_value_t = 200)]
+        watch_events: usize,
     },
 }
 
@@ -85,5 +106,22 @@ async fn main() -> anyhow::Result<()> {
         Command::Status { name } => status::status(name.as_deref()).await,
         Command::Kubeconfig { name } => status::kubeconfig(&name),
         Command::Serve { name } => serve::serve(&name).await,
+        Command::Bench {
+            what:
+                BenchCommand::Api {
+                    objects,
+                    clients,
+                    watchers,
+                    watch_events,
+                },
+        } => {
+            bench::api::run(bench::api::Options {
+                objects,
+                clients,
+                watchers,
+                watch_events,
+            })
+            .await
+        }
     }
 }

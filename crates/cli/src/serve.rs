@@ -47,7 +47,11 @@ pub async fn serve(name: &str) -> Result<()> {
         while controllers.apiserver_version().await.is_err() {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        kinet_controllers::run(controllers.clone(), kinet_controllers::ControllerConfig::default()).await
+        kinet_controllers::run(
+            controllers.clone(),
+            kinet_controllers::ControllerConfig::default(),
+        )
+        .await
     };
     let result = tokio::select! {
         r = api => r,

@@ -18,5 +18,7 @@ pub fn connect(url: &str, ca_pem: &str, token: &str) -> anyhow::Result<kube::Cli
 
 fn pem_to_der(pem: &str) -> anyhow::Result<Vec<u8>> {
     let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    Ok(base64::engine::general_purpose::STANDARD.decode(body).context("decoding the CA PEM")?)
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .context("decoding the CA PEM")
 }

@@ -316,7 +316,7 @@ impl Api {
                 Part::Main => self.allocate(resource, &key, &mut new, Some(&current.value))?,
                 Part::Status => None,
             };
-            let finished = finalized(&current.value, &new);
+            let finished = finalized(resource, &current.value, &new);
             if dry_run(call) {
                 if let Some(g) = &granted {
                     self.release(&key, g);
@@ -371,17 +371,20 @@ impl Api {
 }
 
 /// An update that removes the last finalizer of an object already being deleted (with no grace
-/// period left) deletes it, as kube-apiserver's store does.
-fn finalized(old: &Value, new: &Value) -> bool {
+/// period left) deletes it, as kube-apiserver's store does. Namespaces are finished by their own
+/// DELETE once emptied, never by an update.
+fn finalized(resource: &Resource, old: &Value, new: &Value) -> bool {
+    let has_finalizers = |v: &Value| {
+        meta::metadata(v)
+            .and_then(|m| m.get("finalizers"))
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty())
+    };
     let deleting = meta::metadata(old).is_some_and(|m| {
         m.get("deletionTimestamp").is_some_and(|t| !t.is_null())
             && m.get("deletionGracePeriodSeconds").and_then(Value::as_i64) == Some(0)
     });
-    let finalizers_left = meta::metadata(new)
-        .and_then(|m| m.get("finalizers"))
-        .and_then(Value::as_array)
-        .is_some_and(|f| !f.is_empty());
-    deleting && !finalizers_left
+    resource.kind != "Namespace" && deleting && has_finalizers(old) && !has_finalizers(new)
 }
 
 #[cfg(test)]
@@ -391,16 +394,28 @@ mod tests {
 
     #[test]
     fn finalizer_removal_completes_deletion() {
+        let cm = kinet_types::registry::lookup("", "v1", "configmaps").unwrap();
+        let ns = kinet_types::registry::lookup("", "v1", "namespaces").unwrap();
         let old = json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z", "deletionGracePeriodSeconds": 0, "finalizers": ["x"]}});
-        assert!(finalized(&old, &json!({"metadata": {"finalizers": []}})));
+        assert!(finalized(
+            cm,
+            &old,
+            &json!({"metadata": {"finalizers": []}})
+        ));
         assert!(!finalized(
+            cm,
             &old,
             &json!({"metadata": {"finalizers": ["x"]}})
         ));
         assert!(!finalized(
+            cm,
             &json!({"metadata": {}}),
             &json!({"metadata": {}})
         ));
+        // A terminating namespace (no metadata finalizers) survives status and label updates.
+        let terminating = json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z", "deletionGracePeriodSeconds": 0}});
+        assert!(!finalized(ns, &terminating, &terminating));
+        assert!(!finalized(cm, &terminating, &terminating));
     }
 
     #[test]

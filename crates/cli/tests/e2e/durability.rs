@@ -38,7 +38,10 @@ fn acknowledged_creates_survive_kill_9() {
     }
     let rv_before = list_rv(&c);
     let pid = std::fs::read_to_string(c.state_dir().join("control-plane.pid")).unwrap();
-    let killed = std::process::Command::new("kill").args(["-9", pid.trim()]).status().unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
     assert!(killed.success());
     std::thread::sleep(Duration::from_millis(300));
     let up = c.kinet(&["up"]);
@@ -48,18 +51,46 @@ fn acknowledged_creates_survive_kill_9() {
         w.join().unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > TOTAL / 2, "too few creates succeeded: {}", acked.len());
-    let stored = c.kubectl_ok(&["get", "configmaps", "-o", "jsonpath={.items[*].metadata.name}"]);
+    assert!(
+        acked.len() > TOTAL / 2,
+        "too few creates succeeded: {}",
+        acked.len()
+    );
+    let stored = c.kubectl_ok(&[
+        "get",
+        "configmaps",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
     let stored: std::collections::HashSet<&str> = stored.split_whitespace().collect();
-    let lost: Vec<&String> = acked.iter().filter(|n| !stored.contains(n.as_str())).collect();
-    assert!(lost.is_empty(), "{} acknowledged creates lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
+    let lost: Vec<&String> = acked
+        .iter()
+        .filter(|n| !stored.contains(n.as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged creates lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
     let rv_after = list_rv(&c);
-    assert!(rv_after > rv_before, "resourceVersion went from {rv_before} to {rv_after}");
+    assert!(
+        rv_after > rv_before,
+        "resourceVersion went from {rv_before} to {rv_after}"
+    );
 }
 
 /// The resourceVersion of a configmap list, read raw (kubectl's own output drops list metadata).
 fn list_rv(c: &Cluster) -> u64 {
-    let raw = c.kubectl_ok(&["get", "--raw", "/api/v1/namespaces/default/configmaps?limit=1"]);
+    let raw = c.kubectl_ok(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps?limit=1",
+    ]);
     let list: serde_json::Value = serde_json::from_str(&raw).unwrap();
-    list["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap()
+    list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
 }

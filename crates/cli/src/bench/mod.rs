@@ -1,0 +1,5 @@
+//! `kinet bench`: benchmarks whose figures go to docs/performance.md. Each reports its results
+//! as ratios against a baseline measured in the same run, so machines of different speed agree.
+
+pub mod api;
+mod stats;
