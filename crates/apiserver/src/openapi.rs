@@ -1,14 +1,20 @@
-//! OpenAPI v3 documents, enough for kubectl's server-side validation probe: each group/version
-//! document lists, per kind, a `patch` operation that takes `fieldValidation`. kubectl then sends
-//! `fieldValidation=Strict` and leaves validation to the server. Schemas are not served, so
-//! kubectl computes strategic merge patches from its compiled-in types, as it does for
-//! built-in kinds when a schema is missing.
+//! OpenAPI v3 documents. Each group/version document lists, per kind, a `patch` operation that
+//! takes `fieldValidation` (kubectl's probe for server-side validation: it then sends
+//! `fieldValidation=Strict` and leaves validation to the server), and the kinds' schemas under
+//! `components.schemas`, tagged with `x-kubernetes-group-version-kind` as kube-apiserver tags
+//! them, for `kubectl explain`. Schemas come from k8s-openapi's types through schemars, so they
+//! describe exactly what the server decodes.
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use k8s_openapi::api::{apps, coordination, core, discovery, networking};
 use kinet_types::registry::{self, Resource, RESOURCES};
+use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
 /// Changes whenever the served documents change, so kubectl's cache keyed on it stays right.
-const HASH: &str = concat!("kinet-", env!("CARGO_PKG_VERSION"), "-1");
+const HASH: &str = concat!("kinet-", env!("CARGO_PKG_VERSION"), "-2");
 
 fn gv_path(group: &str) -> String {
     if group.is_empty() {
@@ -55,25 +61,87 @@ fn patch_operation(r: &Resource) -> Value {
     })
 }
 
-/// `/openapi/v3/api/v1` or `/openapi/v3/apis/{group}/v1`, if served.
-pub fn group_version(path: &str) -> Option<Value> {
-    let group = match path.trim_matches('/') {
-        "api/v1" => "",
-        other => other.strip_prefix("apis/")?.strip_suffix("/v1")?,
-    };
-    if !group.is_empty() && !registry::groups().contains(&group) {
-        return None;
+/// Registers the schema of a kind's type; returns its definition name.
+fn schema_of<T: JsonSchema>(gen: &mut SchemaGenerator) -> String {
+    let reference = gen.subschema_for::<T>();
+    let reference = reference
+        .get("$ref")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    reference.rsplit('/').next().unwrap_or_default().to_string()
+}
+
+fn register(gen: &mut SchemaGenerator, kind: &str) -> Option<String> {
+    Some(match kind {
+        "Pod" => schema_of::<core::v1::Pod>(gen),
+        "Service" => schema_of::<core::v1::Service>(gen),
+        "Namespace" => schema_of::<core::v1::Namespace>(gen),
+        "Node" => schema_of::<core::v1::Node>(gen),
+        "Endpoints" => schema_of::<core::v1::Endpoints>(gen),
+        "ConfigMap" => schema_of::<core::v1::ConfigMap>(gen),
+        "Secret" => schema_of::<core::v1::Secret>(gen),
+        "ServiceAccount" => schema_of::<core::v1::ServiceAccount>(gen),
+        "Event" => schema_of::<core::v1::Event>(gen),
+        "Deployment" => schema_of::<apps::v1::Deployment>(gen),
+        "ReplicaSet" => schema_of::<apps::v1::ReplicaSet>(gen),
+        "DaemonSet" => schema_of::<apps::v1::DaemonSet>(gen),
+        "EndpointSlice" => schema_of::<discovery::v1::EndpointSlice>(gen),
+        "Lease" => schema_of::<coordination::v1::Lease>(gen),
+        "Ingress" => schema_of::<networking::v1::Ingress>(gen),
+        "IngressClass" => schema_of::<networking::v1::IngressClass>(gen),
+        "NetworkPolicy" => schema_of::<networking::v1::NetworkPolicy>(gen),
+        _ => return None,
+    })
+}
+
+/// The `components.schemas` of a group: every kind's schema and what it references.
+fn schemas(group: &str) -> Map<String, Value> {
+    let mut gen = schemars::generate::SchemaSettings::openapi3().into_generator();
+    let mut roots = Vec::new();
+    for r in RESOURCES.iter().filter(|r| r.group == group) {
+        if let Some(name) = register(&mut gen, r.kind) {
+            roots.push((name, r));
+        }
     }
+    let mut defs: Map<String, Value> = gen.take_definitions(true).into_iter().collect();
+    for (name, r) in roots {
+        if let Some(schema) = defs.get_mut(&name).and_then(Value::as_object_mut) {
+            schema.insert(
+                "x-kubernetes-group-version-kind".into(),
+                json!([{"group": r.group, "version": r.version, "kind": r.kind}]),
+            );
+        }
+    }
+    defs
+}
+
+fn build(group: &str) -> Value {
     let mut paths = Map::new();
     for r in RESOURCES.iter().filter(|r| r.group == group) {
         paths.insert(item_path(r), json!({"patch": patch_operation(r)}));
     }
-    Some(json!({
+    json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": "v1.32.0"},
         "paths": paths,
-        "components": {"schemas": {}},
-    }))
+        "components": {"schemas": schemas(group)},
+    })
+}
+
+/// `/openapi/v3/api/v1` or `/openapi/v3/apis/{group}/v1`, if served; built once, then cached.
+pub fn group_version(path: &str) -> Option<&'static [u8]> {
+    static DOCS: OnceLock<HashMap<&'static str, Vec<u8>>> = OnceLock::new();
+    let group = match path.trim_matches('/') {
+        "api/v1" => "",
+        other => other.strip_prefix("apis/")?.strip_suffix("/v1")?,
+    };
+    let docs = DOCS.get_or_init(|| {
+        std::iter::once("")
+            .chain(registry::groups())
+            .map(|g| (g, serde_json::to_vec(&build(g)).unwrap_or_default()))
+            .collect()
+    });
+    docs.get(group).map(Vec::as_slice)
 }
 
 #[cfg(test)]
@@ -92,7 +160,7 @@ mod tests {
 
     #[test]
     fn documents_offer_field_validation_on_patch() {
-        let doc = group_version("apis/apps/v1").unwrap();
+        let doc: Value = serde_json::from_slice(group_version("apis/apps/v1").unwrap()).unwrap();
         let patch =
             &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
         assert_eq!(
@@ -104,8 +172,26 @@ mod tests {
             .unwrap()
             .iter()
             .any(|p| p["name"] == "fieldValidation"));
-        let core = group_version("api/v1").unwrap();
+        let core: Value = serde_json::from_slice(group_version("api/v1").unwrap()).unwrap();
         assert!(core["paths"].get("/api/v1/nodes/{name}").is_some());
         assert!(group_version("apis/batch/v1").is_none());
+    }
+
+    #[test]
+    fn kinds_carry_their_group_version_kind_for_explain() {
+        let doc: Value = serde_json::from_slice(group_version("api/v1").unwrap()).unwrap();
+        let pod = &doc["components"]["schemas"]["io.k8s.api.core.v1.Pod"];
+        assert_eq!(
+            pod["x-kubernetes-group-version-kind"],
+            json!([{"group": "", "version": "v1", "kind": "Pod"}])
+        );
+        assert_eq!(
+            pod["properties"]["spec"]["allOf"][0]["$ref"],
+            "#/components/schemas/io.k8s.api.core.v1.PodSpec"
+        );
+        assert!(
+            doc["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"]
+                .is_object()
+        );
     }
 }

@@ -93,7 +93,7 @@ async fn route(api: &Arc<Api>, user: &User, req: Request<Incoming>) -> Reply {
     }
     if let Some(gv) = path.strip_prefix("/openapi/v3/") {
         return match openapi::group_version(gv) {
-            Some(doc) if get => json_reply(200, &doc),
+            Some(doc) if get => bytes_reply(200, "application/json", doc),
             _ => error_reply(&ApiError::no_route()),
         };
     }
