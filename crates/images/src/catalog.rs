@@ -1,0 +1,164 @@
+//! The images kinet runs without a registry.
+
+use crate::reference::repository_name;
+
+/// One built-in image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    /// Repository name, as in `nginx` or `agnhost`.
+    pub name: &'static str,
+    /// One line for `kinet images`.
+    pub description: &'static str,
+    /// The ports the image's default process listens on.
+    pub ports: &'static [u16],
+    /// How a container of this image runs.
+    pub kind: ImageKind,
+}
+
+/// How the image's process is provided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageKind {
+    /// kinet serves it in-process (`kinet image-run`).
+    Builtin(Builtin),
+    /// A distribution image: its commands run with the host's binaries; `cmd` is the image's
+    /// default `CMD` (there is no `ENTRYPOINT`).
+    Shell {
+        /// The image's `CMD`, e.g. `["sh"]`.
+        cmd: &'static [&'static str],
+    },
+}
+
+/// The in-process implementations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builtin {
+    /// nginx's default site.
+    Nginx,
+    /// Apache httpd's default site.
+    Httpd,
+    /// Kubernetes' e2e test image (`netexec`, `serve-hostname`, `pause`).
+    Agnhost,
+    /// The pod sandbox image: sleeps until signalled.
+    Pause,
+}
+
+static CATALOG: &[Image] = &[
+    Image {
+        name: "nginx",
+        description: "nginx's default site: the \"Welcome to nginx!\" page, access log on stdout",
+        ports: &[80],
+        kind: ImageKind::Builtin(Builtin::Nginx),
+    },
+    Image {
+        name: "httpd",
+        description: "Apache httpd's default site: \"It works!\", access log on stdout",
+        ports: &[80],
+        kind: ImageKind::Builtin(Builtin::Httpd),
+    },
+    Image {
+        name: "agnhost",
+        description:
+            "Kubernetes e2e test image: netexec (8080/tcp, 8081/udp), serve-hostname (9376), pause",
+        ports: &[8080, 8081, 9376],
+        kind: ImageKind::Builtin(Builtin::Agnhost),
+    },
+    Image {
+        name: "pause",
+        description: "the pod sandbox image: sleeps until SIGTERM or SIGINT",
+        ports: &[],
+        kind: ImageKind::Builtin(Builtin::Pause),
+    },
+    Image {
+        name: "busybox",
+        description: "shell image (sh); commands run with the host's binaries",
+        ports: &[],
+        kind: ImageKind::Shell { cmd: &["sh"] },
+    },
+    Image {
+        name: "alpine",
+        description: "shell image (/bin/sh); commands run with the host's binaries",
+        ports: &[],
+        kind: ImageKind::Shell { cmd: &["/bin/sh"] },
+    },
+    Image {
+        name: "ubuntu",
+        description: "shell image (/bin/bash); commands run with the host's binaries",
+        ports: &[],
+        kind: ImageKind::Shell {
+            cmd: &["/bin/bash"],
+        },
+    },
+    Image {
+        name: "debian",
+        description: "shell image (bash); commands run with the host's binaries",
+        ports: &[],
+        kind: ImageKind::Shell { cmd: &["bash"] },
+    },
+    Image {
+        name: "centos",
+        description: "shell image (/bin/bash); commands run with the host's binaries",
+        ports: &[],
+        kind: ImageKind::Shell {
+            cmd: &["/bin/bash"],
+        },
+    },
+];
+
+/// Every built-in image, for `kinet images`.
+pub fn catalog() -> &'static [Image] {
+    CATALOG
+}
+
+/// The built-in image an `image:` reference names (any tag or digest, with or without a
+/// registry), or `None` when kinet does not know it.
+pub fn lookup(image: &str) -> Option<&'static Image> {
+    let name = repository_name(image)?;
+    CATALOG.iter().find(|known| known.name == name)
+}
+
+/// The known image names, comma-separated, for "image not found" messages.
+pub fn known_names() -> String {
+    CATALOG
+        .iter()
+        .map(|i| i.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn looks_up_by_repository() {
+        let cases = [
+            ("nginx", Some("nginx")),
+            ("nginx:1.27", Some("nginx")),
+            ("docker.io/library/nginx:latest", Some("nginx")),
+            (
+                "registry.k8s.io/e2e-test-images/agnhost:2.39",
+                Some("agnhost"),
+            ),
+            ("busybox:1.36", Some("busybox")),
+            ("httpd:2.4", Some("httpd")),
+            ("registry.k8s.io/pause:3.10", Some("pause")),
+            ("alpine:3.20", Some("alpine")),
+            ("ubuntu:24.04", Some("ubuntu")),
+            ("debian:bookworm", Some("debian")),
+            ("centos:7", Some("centos")),
+            ("redis:7", None),
+            ("bitnami/nginx", None),
+        ];
+        for (image, want) in cases {
+            assert_eq!(lookup(image).map(|i| i.name), want, "{image}");
+        }
+    }
+
+    #[test]
+    fn catalog_names_are_unique() {
+        let mut names: Vec<_> = catalog().iter().map(|i| i.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), catalog().len());
+        assert!(known_names().starts_with("nginx, httpd, agnhost"));
+    }
+}
