@@ -73,5 +73,58 @@ pub fn table(
     })
 }
 
+/// [`table`] serialised straight to JSON bytes, borrowing each object's metadata instead of
+/// copying it into a new value tree: the hot path of `kubectl get` on large lists.
+/// `metadata` is the list metadata (resourceVersion, continue).
+pub fn table_json(
+    resource: &Resource,
+    objects: &[&Value],
+    metadata: &Value,
+    now: DateTime<Utc>,
+) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct PartialObjectMetadata<'a> {
+        kind: &'static str,
+        #[serde(rename = "apiVersion")]
+        api_version: &'static str,
+        metadata: &'a Value,
+    }
+    #[derive(serde::Serialize)]
+    struct Row<'a> {
+        cells: Vec<Value>,
+        object: PartialObjectMetadata<'a>,
+    }
+    #[derive(serde::Serialize)]
+    struct Table<'a> {
+        kind: &'static str,
+        #[serde(rename = "apiVersion")]
+        api_version: &'static str,
+        metadata: &'a Value,
+        #[serde(rename = "columnDefinitions")]
+        column_definitions: Vec<Value>,
+        rows: Vec<Row<'a>>,
+    }
+    static EMPTY: Value = Value::Null;
+    let rows = objects
+        .iter()
+        .map(|obj| Row {
+            cells: cells(resource, obj, now),
+            object: PartialObjectMetadata {
+                kind: "PartialObjectMetadata",
+                api_version: "meta.k8s.io/v1",
+                metadata: obj.get("metadata").unwrap_or(&EMPTY),
+            },
+        })
+        .collect();
+    let table = Table {
+        kind: "Table",
+        api_version: "meta.k8s.io/v1",
+        metadata,
+        column_definitions: columns(resource),
+        rows,
+    };
+    serde_json::to_vec(&table).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests;

@@ -173,14 +173,9 @@ impl Api {
         match call.format {
             Format::Table => {
                 let objects: Vec<&Value> = page.items.iter().map(|s| &s.value).collect();
-                let mut table = kinet_printers::table(
-                    resource,
-                    &objects,
-                    &page.rv.to_string(),
-                    chrono::Utc::now(),
-                );
-                table["metadata"] = list_meta;
-                Ok(json_reply(200, &table))
+                let body =
+                    kinet_printers::table_json(resource, &objects, &list_meta, chrono::Utc::now());
+                Ok(bytes_reply(200, "application/json", body))
             }
             Format::Json => {
                 let head = json!({"kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": list_meta});
