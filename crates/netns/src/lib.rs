@@ -266,7 +266,13 @@ fn ensure_run_dir() -> Result<()> {
     let _held = LOCK.lock().unwrap_or_else(|p| p.into_inner());
     std::fs::create_dir_all(NETNS_RUN_DIR).map_err(io_err(format!("mkdir {NETNS_RUN_DIR}")))?;
     let shared = MsFlags::MS_SHARED | MsFlags::MS_REC;
-    match mount(None::<&str>, NETNS_RUN_DIR, Some("none"), shared, None::<&str>) {
+    match mount(
+        None::<&str>,
+        NETNS_RUN_DIR,
+        Some("none"),
+        shared,
+        None::<&str>,
+    ) {
         Ok(()) => Ok(()),
         // Not a mount point yet: bind it on itself, then retry.
         Err(nix::Error::EINVAL) => {
@@ -278,8 +284,14 @@ fn ensure_run_dir() -> Result<()> {
                 None::<&str>,
             )
             .map_err(sys(format!("bind-mount {NETNS_RUN_DIR}")))?;
-            mount(None::<&str>, NETNS_RUN_DIR, Some("none"), shared, None::<&str>)
-                .map_err(sys(format!("make {NETNS_RUN_DIR} shared")))
+            mount(
+                None::<&str>,
+                NETNS_RUN_DIR,
+                Some("none"),
+                shared,
+                None::<&str>,
+            )
+            .map_err(sys(format!("make {NETNS_RUN_DIR} shared")))
         }
         Err(e) => Err(sys(format!("make {NETNS_RUN_DIR} shared"))(e)),
     }
@@ -292,7 +304,10 @@ mod tests {
     #[test]
     fn names_that_escape_run_netns_are_refused() {
         for bad in ["", "a/b", "..", ".hidden", &"x".repeat(256)] {
-            assert!(matches!(validate(bad), Err(Error::InvalidName(_))), "{bad:?}");
+            assert!(
+                matches!(validate(bad), Err(Error::InvalidName(_))),
+                "{bad:?}"
+            );
         }
         assert!(validate("kinet-demo-worker").is_ok());
     }

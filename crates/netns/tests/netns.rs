@@ -23,7 +23,11 @@ fn name(suffix: &str) -> String {
 
 fn ip(args: &[&str]) -> String {
     let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -36,8 +40,13 @@ fn create_is_visible_to_iproute2_and_delete_removes_it() {
     let n = name("a");
     let _guard = Guard(vec![n.clone()]);
     let ns = NetNs::create(&n).unwrap();
-    assert!(matches!(NetNs::create(&n), Err(kinet_netns::Error::Exists(_))));
-    assert!(ip(&["netns", "list"]).lines().any(|l| l.split_whitespace().next() == Some(&n)));
+    assert!(matches!(
+        NetNs::create(&n),
+        Err(kinet_netns::Error::Exists(_))
+    ));
+    assert!(ip(&["netns", "list"])
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(&n)));
     assert!(kinet_netns::list().unwrap().contains(&n));
 
     // `ip netns exec` enters the same namespace: only lo, and a different netns than ours.
@@ -47,11 +56,17 @@ fn create_is_visible_to_iproute2_and_delete_removes_it() {
     let inside = ns.run(own_netns_inode).unwrap();
     assert_ne!(inside, own_netns_inode());
     // A second open of the same name is the same namespace.
-    assert_eq!(NetNs::open(&n).unwrap().run(own_netns_inode).unwrap(), inside);
+    assert_eq!(
+        NetNs::open(&n).unwrap().run(own_netns_inode).unwrap(),
+        inside
+    );
 
     ns.delete().unwrap();
     assert!(!NetNs::exists(&n));
-    assert!(matches!(NetNs::open(&n), Err(kinet_netns::Error::NotFound(_))));
+    assert!(matches!(
+        NetNs::open(&n),
+        Err(kinet_netns::Error::NotFound(_))
+    ));
     kinet_netns::delete(&n).unwrap(); // missing is success
 }
 
@@ -61,11 +76,20 @@ fn sockets_and_netlink_stay_in_the_namespace_they_were_made_in() {
     let _guard = Guard(vec![a.clone(), b.clone()]);
     let nsa = NetNs::create(&a).unwrap();
     let nsb = NetNs::create(&b).unwrap();
-    Command::new("ip").args(["-n", &a, "link", "set", "lo", "up"]).status().unwrap();
-    Command::new("ip").args(["-n", &b, "link", "set", "lo", "up"]).status().unwrap();
+    Command::new("ip")
+        .args(["-n", &a, "link", "set", "lo", "up"])
+        .status()
+        .unwrap();
+    Command::new("ip")
+        .args(["-n", &b, "link", "set", "lo", "up"])
+        .status()
+        .unwrap();
 
     // A listener made inside `a`, used from this (host-namespace) thread afterwards.
-    let listener = nsa.run(|| TcpListener::bind((Ipv4Addr::LOCALHOST, 0))).unwrap().unwrap();
+    let listener = nsa
+        .run(|| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
+        .unwrap()
+        .unwrap();
     let port = listener.local_addr().unwrap().port();
     let connected_in_a = nsa.run(|| TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok());
     assert!(connected_in_a.unwrap());
@@ -75,7 +99,10 @@ fn sockets_and_netlink_stay_in_the_namespace_they_were_made_in() {
     assert!(refused_in_b.unwrap());
 
     // A netlink handle opened in `a` acts on `a` from a tokio worker.
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let handle = nsa.netlink_handle().unwrap();
         // A bridge: this kernel (like many CI kernels) has no dummy driver.

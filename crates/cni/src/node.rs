@@ -1,0 +1,155 @@
+//! The underlay (one bridge in its own namespace, like kind's docker network) and each node's
+//! base network: `eth0` on the underlay, a default route to its gateway, `cbr0` for pods and
+//! IPv4 forwarding.
+
+use std::net::Ipv4Addr;
+
+use kinet_ipam::Ipv4Cidr;
+use kinet_netns::NetNs;
+use rtnetlink::packet_route::link::{InfoData, InfoVeth};
+use rtnetlink::{LinkBridge, LinkUnspec, LinkVeth};
+
+use crate::desired::{NodeNetwork, POD_BRIDGE, UNDERLAY_DEV};
+use crate::nl::{self, exists_ok};
+use crate::{Error, Result};
+
+/// The underlay network: a bridge in its own namespace whose address is the nodes' gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Underlay {
+    /// Bridge name inside the underlay namespace.
+    pub bridge: String,
+    /// The subnet, e.g. 172.18.0.0/16 (kind's default).
+    pub cidr: Ipv4Cidr,
+    /// The bridge's address and the nodes' default gateway, e.g. 172.18.0.1.
+    pub gateway: Ipv4Addr,
+    /// MTU of the bridge and the node links.
+    pub mtu: u32,
+}
+
+impl Underlay {
+    /// The kind-like default: `br0`, 172.18.0.0/16, gateway .1, MTU 1500.
+    pub fn kind_default() -> Underlay {
+        Underlay::new("172.18.0.0/16".parse().expect("literal CIDR"))
+    }
+
+    /// An underlay on `cidr` with the gateway at its first address.
+    pub fn new(cidr: Ipv4Cidr) -> Underlay {
+        Underlay {
+            bridge: "br0".into(),
+            cidr,
+            gateway: cidr.nth(1).unwrap_or(cidr.network()),
+            mtu: 1500,
+        }
+    }
+}
+
+/// Makes the underlay bridge exist, addressed and up, in `ns`.
+pub async fn ensure_underlay(ns: &NetNs, u: &Underlay) -> Result<()> {
+    let h = ns.netlink_handle()?;
+    nl::lo_up(&h).await?;
+    let add = h
+        .link()
+        .add(LinkBridge::new(&u.bridge).mtu(u.mtu).build())
+        .execute()
+        .await;
+    exists_ok(add, &format!("add bridge {}", u.bridge))?;
+    let br = nl::need_link(&h, &u.bridge).await?;
+    nl::ensure_addr(&h, br.header.index, u.gateway, u.cidr.prefix()).await?;
+    nl::set_link(&h, br.header.index, None, None).await
+}
+
+/// Makes node namespace `node` part of the underlay and ready for pods: a veth
+/// `underlay_veth` (underlay side, on the bridge) <-> `eth0` (node side) with the node's
+/// underlay address, `lo` up, a default route to the gateway, `cbr0` with the bridge address,
+/// and `net.ipv4.ip_forward=1` in the node.
+pub async fn ensure_node(
+    underlay_ns: &NetNs,
+    u: &Underlay,
+    node: &NetNs,
+    underlay_veth: &str,
+    net: &NodeNetwork,
+) -> Result<()> {
+    if !u.cidr.contains(net.underlay_ip) {
+        return Err(Error::Invalid(format!(
+            "{} is not in the underlay {}",
+            net.underlay_ip, u.cidr
+        )));
+    }
+    let uh = underlay_ns.netlink_handle()?;
+    let nh = node.netlink_handle()?;
+
+    if nl::link(&nh, UNDERLAY_DEV).await?.is_none() {
+        // A half-made pair (eth0 gone with the node side) would block the name; clear it.
+        if let Some(stale) = nl::link(&uh, underlay_veth).await? {
+            let _ = uh.link().del(stale.header.index).execute().await;
+        }
+        create_veth_into(&uh, underlay_veth, UNDERLAY_DEV, node, u.mtu).await?;
+    }
+    let br = nl::need_link(&uh, &u.bridge).await?;
+    let outer = nl::need_link(&uh, underlay_veth).await?;
+    nl::set_link(&uh, outer.header.index, Some(u.mtu), Some(br.header.index)).await?;
+
+    nl::lo_up(&nh).await?;
+    let eth0 = nl::need_link(&nh, UNDERLAY_DEV).await?;
+    nl::ensure_addr(&nh, eth0.header.index, net.underlay_ip, u.cidr.prefix()).await?;
+    nl::set_link(&nh, eth0.header.index, Some(u.mtu), None).await?;
+    nl::ensure_default_route(&nh, u.gateway).await?;
+
+    let pod_mtu = net.pod_mtu();
+    let add = nh
+        .link()
+        .add(LinkBridge::new(POD_BRIDGE).mtu(pod_mtu).build())
+        .execute()
+        .await;
+    exists_ok(add, &format!("add bridge {POD_BRIDGE}"))?;
+    let cbr0 = nl::need_link(&nh, POD_BRIDGE).await?;
+    nl::ensure_addr(&nh, cbr0.header.index, net.bridge_ip, net.pod_cidr.prefix()).await?;
+    nl::set_link(&nh, cbr0.header.index, Some(pod_mtu), None).await?;
+
+    set_ip_forward(node)
+}
+
+/// Writes `net.ipv4.ip_forward=1` from a thread inside `ns`: /proc/sys/net is per namespace,
+/// resolved for the thread that opens it.
+pub fn set_ip_forward(ns: &NetNs) -> Result<()> {
+    ns.run(|| std::fs::write("/proc/sys/net/ipv4/ip_forward", "1"))?
+        .map_err(|source| Error::Io {
+            op: format!("ip_forward=1 in {}", ns.name()),
+            source,
+        })
+}
+
+/// Reads `net.ipv4.ip_forward` inside `ns`.
+pub fn ip_forward(ns: &NetNs) -> Result<bool> {
+    let v = ns
+        .run(|| std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward"))?
+        .map_err(|source| Error::Io {
+            op: format!("read ip_forward in {}", ns.name()),
+            source,
+        })?;
+    Ok(v.trim() == "1")
+}
+
+/// Creates veth `name` in `h`'s namespace whose peer `peer` is born directly in `target`
+/// (no rename or move afterwards, so the peer name only has to be free in `target`).
+pub(crate) async fn create_veth_into(
+    h: &rtnetlink::Handle,
+    name: &str,
+    peer: &str,
+    target: &NetNs,
+    mtu: u32,
+) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let peer_msg = LinkUnspec::new_with_name(peer)
+        .mtu(mtu)
+        .setns_by_fd(target.file().as_raw_fd())
+        .build();
+    let msg = LinkVeth::new(name, peer)
+        .mtu(mtu)
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
+        .build();
+    h.link().add(msg).execute().await.map_err(nl::nl(format!(
+        "add veth {name} <-> {}:{peer}",
+        target.name()
+    )))
+}
