@@ -57,6 +57,11 @@ impl Running {
         let _ = self.signals.send(signal);
     }
 
+    /// Whether the image's process has ended.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
     /// Waits for the image's process to end and returns its exit code.
     pub async fn wait(mut self) -> anyhow::Result<i32> {
         (&mut self.task).await.context("built-in image task failed")

@@ -486,17 +486,18 @@ async fn exit(state: &State, code: &str, timeout: &str, wait: &str) -> Resp {
     log(&format!(
         "GET /exit?code={code}&timeout={timeout}&wait={wait}"
     ));
-    let timeout =
-        match (timeout, parse_go_duration(timeout)) {
-            ("", _) => Duration::ZERO,
-            (_, Some(d)) => d,
-            (raw, None) => return text(
+    let timeout = match (timeout, parse_go_duration(timeout)) {
+        ("", _) => Duration::ZERO,
+        (_, Some(d)) => d,
+        (raw, None) => {
+            return text(
                 StatusCode::OK,
                 format!(
                     "argument 'timeout' must be a valid golang duration or empty, got {raw:?}\n"
                 ),
-            ),
-        };
+            )
+        }
+    };
     let wait = match (wait, parse_go_duration(wait)) {
         ("", _) => Duration::ZERO,
         (_, Some(d)) => d,
