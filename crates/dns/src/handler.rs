@@ -1,0 +1,189 @@
+//! One query in, one response out: the cluster zone from the shared view,
+//! everything else from the cache or the upstreams (REFUSED when none).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use kinet_dns_zone::hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use kinet_dns_zone::hickory_proto::rr::RecordType;
+use kinet_dns_zone::{answer, respond, truncate, ClusterView, DEFAULT_UDP_PAYLOAD};
+
+use crate::cache::{Cache, Key};
+use crate::forward;
+use crate::metrics::{Metrics, Proto};
+
+/// The view every query reads; watch events write it in place, so a reader
+/// sees either the state before an event or after it, never a gap.
+pub type SharedView = Arc<RwLock<ClusterView>>;
+
+const HEADER_LEN: usize = 12;
+const CLASSIC_UDP_LIMIT: usize = 512;
+
+/// What the synchronous first step decided.
+pub(crate) enum Step {
+    /// Send these bytes (or nothing, for junk and stray responses).
+    Done(Option<Vec<u8>>),
+    /// Out of the zone with upstreams configured: needs the network.
+    Forward(Message),
+}
+
+pub(crate) struct Handler {
+    view: SharedView,
+    metrics: Arc<Metrics>,
+    upstreams: Vec<SocketAddr>,
+    cache: Mutex<Cache>,
+}
+
+impl Handler {
+    pub(crate) fn new(
+        view: SharedView,
+        metrics: Arc<Metrics>,
+        upstreams: Vec<SocketAddr>,
+        cache_size: usize,
+    ) -> Self {
+        Handler {
+            view,
+            metrics,
+            upstreams,
+            cache: Mutex::new(Cache::new(cache_size)),
+        }
+    }
+
+    /// Answer a query end to end.
+    pub(crate) async fn handle(&self, bytes: &[u8], proto: Proto) -> Option<Vec<u8>> {
+        let started = Instant::now();
+        match self.local(bytes, proto, started) {
+            Step::Done(out) => out,
+            Step::Forward(req) => Some(self.forward(req, proto, started).await),
+        }
+    }
+
+    /// Everything that needs no network: parse, count, answer from the view.
+    pub(crate) fn local(&self, bytes: &[u8], proto: Proto, started: Instant) -> Step {
+        if bytes.len() < HEADER_LEN || bytes[2] & 0x80 != 0 {
+            return Step::Done(None);
+        }
+        let req = match Message::from_vec(bytes) {
+            Ok(m) => m,
+            Err(_) => {
+                self.metrics.request(proto, None);
+                let id = u16::from_be_bytes([bytes[0], bytes[1]]);
+                let op = OpCode::from_u8((bytes[2] >> 3) & 0x0f);
+                let resp = Message::error_msg(id, op, ResponseCode::FormErr);
+                return Step::Done(self.finish(resp, started));
+            }
+        };
+        self.metrics
+            .request(proto, req.queries.first().map(Query::query_type));
+        let max_udp = (proto == Proto::Udp).then_some(usize::from(DEFAULT_UDP_PAYLOAD));
+        let resp = {
+            let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+            let resp = respond(&view, &req, max_udp);
+            let refused = resp.response_code == ResponseCode::Refused && !resp.authoritative;
+            if refused && !self.upstreams.is_empty() && forwardable(&view, &req) {
+                return Step::Forward(req);
+            }
+            resp
+        };
+        Step::Done(self.finish(resp, started))
+    }
+
+    /// Cache, then upstreams; SERVFAIL when none answers.
+    pub(crate) async fn forward(&self, req: Message, proto: Proto, started: Instant) -> Vec<u8> {
+        let query = &req.queries[0];
+        let key = Key::of(query);
+        let cached = self.lock_cache().get(&key, Instant::now());
+        self.metrics.cache_lookup(cached.is_some());
+        let upstream = match cached {
+            Some(m) => Some(m),
+            None => match forward::resolve(&self.upstreams, query).await {
+                Ok(m) => {
+                    self.metrics.forwarded(true);
+                    let mut cache = self.lock_cache();
+                    cache.insert(key, &m, Instant::now());
+                    self.metrics.set_cache_entries(cache.len());
+                    Some(m)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, name = %query.name(), "forwarding failed");
+                    self.metrics.forwarded(false);
+                    None
+                }
+            },
+        };
+        let resp = client_response(&req, upstream, proto);
+        // A forwarded response always encodes unless the upstream sent junk
+        // we could decode but not re-encode; then nothing is sent.
+        self.finish(resp, started).unwrap_or_default()
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn finish(&self, mut resp: Message, started: Instant) -> Option<Vec<u8>> {
+        let mut bytes = resp.to_vec().ok();
+        // Only TCP answers can get here (UDP ones are cut to 1232 already): a
+        // huge headless Service still must fit the 16-bit length prefix.
+        if bytes
+            .as_ref()
+            .is_some_and(|b| b.len() > usize::from(u16::MAX))
+        {
+            truncate(&mut resp, usize::from(u16::MAX));
+            bytes = resp.to_vec().ok();
+        }
+        self.metrics
+            .response(resp.response_code, resp.truncation, started.elapsed());
+        bytes
+    }
+}
+
+/// A plain single-question query for a name we do not serve. Zone transfers
+/// and EDNS versions we reject stay refused.
+fn forwardable(view: &ClusterView, req: &Message) -> bool {
+    if req.message_type != MessageType::Query
+        || req.op_code != OpCode::Query
+        || req.queries.len() != 1
+    {
+        return false;
+    }
+    let q = &req.queries[0];
+    !matches!(q.query_type(), RecordType::AXFR | RecordType::IXFR)
+        && !answer(view, q.name(), q.query_type()).in_zone
+}
+
+/// The upstream's answer under the client's id and question, sized for the
+/// client's transport.
+fn client_response(req: &Message, upstream: Option<Message>, proto: Proto) -> Message {
+    let mut resp = Message::response(req.id, req.op_code);
+    resp.metadata.recursion_desired = req.recursion_desired;
+    resp.metadata.checking_disabled = req.checking_disabled;
+    resp.add_queries(req.queries.iter().cloned());
+    match upstream {
+        Some(up) => {
+            resp.metadata.response_code = up.response_code;
+            resp.metadata.recursion_available = up.recursion_available;
+            resp.metadata.authentic_data = up.authentic_data;
+            resp.answers = up.answers;
+            resp.authorities = up.authorities;
+            resp.additionals = up.additionals;
+        }
+        None => {
+            resp.metadata.response_code = ResponseCode::ServFail;
+            resp.metadata.recursion_available = true;
+        }
+    }
+    if req.edns.is_some() {
+        let mut edns = Edns::new();
+        edns.set_max_payload(DEFAULT_UDP_PAYLOAD);
+        resp.set_edns(edns);
+    }
+    if proto == Proto::Udp {
+        let client = req.edns.as_ref().map_or(CLASSIC_UDP_LIMIT, |e| {
+            usize::from(e.max_payload()).max(CLASSIC_UDP_LIMIT)
+        });
+        truncate(&mut resp, client.min(usize::from(DEFAULT_UDP_PAYLOAD)));
+    }
+    resp
+}

@@ -1,0 +1,271 @@
+//! Sockets: UDP and length-prefixed TCP on one port, plus the HTTP side.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::task::JoinSet;
+
+use crate::handler::{Handler, SharedView, Step};
+use crate::http::{self, Probes};
+use crate::metrics::{Metrics, Proto};
+use crate::DnsConfig;
+
+/// An idle TCP client is closed after this (RFC 7766 suggests seconds).
+const TCP_IDLE: Duration = Duration::from_secs(10);
+/// Receive loops sharing the UDP socket, so in-zone answers use several cores.
+const MAX_UDP_LOOPS: usize = 4;
+/// Largest request we read over UDP; queries are small, EDNS allows up to 64 KiB.
+const UDP_RECV_BUF: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("binding {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{what} stopped: {source}")]
+    Serve {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A running server. Dropping it stops the listeners.
+pub struct DnsServer {
+    dns_addr: SocketAddr,
+    metrics_addr: SocketAddr,
+    ready: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+    tasks: JoinSet<Result<(), Error>>,
+}
+
+impl DnsServer {
+    /// Where UDP and TCP DNS are served (the bound port when `listen` had port 0).
+    pub fn dns_addr(&self) -> SocketAddr {
+        self.dns_addr
+    }
+
+    /// Where `/metrics`, `/health` and `/ready` are served.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Readiness as `/ready` reports it; [`crate::start`] sets it after the first sync.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub(crate) fn ready_flag(&self) -> Arc<AtomicBool> {
+        self.ready.clone()
+    }
+
+    pub(crate) fn spawn<F>(&mut self, task: F)
+    where
+        F: std::future::Future<Output = Result<(), Error>> + Send + 'static,
+    {
+        self.tasks.spawn(task);
+    }
+
+    /// Runs until a listener fails (they do not stop on their own).
+    pub async fn wait(mut self) -> Result<(), Error> {
+        while let Some(done) = self.tasks.join_next().await {
+            match done {
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(())) => {}
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the listeners; queries already being forwarded finish on their own.
+    pub async fn shutdown(mut self) {
+        self.tasks.shutdown().await;
+    }
+}
+
+/// Bind and serve `view`. Readiness starts false unless no watches feed the view
+/// (callers without a client call [`DnsServer::set_ready`] themselves).
+pub async fn serve(view: SharedView, config: &DnsConfig) -> Result<DnsServer, Error> {
+    let (udp, tcp) = bind_dns(config.listen).await?;
+    let dns_addr = udp.local_addr().map_err(|source| Error::Bind {
+        what: "dns",
+        addr: config.listen,
+        source,
+    })?;
+    let metrics_listener =
+        TcpListener::bind(config.metrics)
+            .await
+            .map_err(|source| Error::Bind {
+                what: "metrics",
+                addr: config.metrics,
+                source,
+            })?;
+    let metrics_addr = metrics_listener
+        .local_addr()
+        .map_err(|source| Error::Bind {
+            what: "metrics",
+            addr: config.metrics,
+            source,
+        })?;
+    let metrics = Arc::new(Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+    let handler = Arc::new(Handler::new(
+        view,
+        metrics.clone(),
+        config.upstreams.clone(),
+        config.cache_size,
+    ));
+    let mut tasks = JoinSet::new();
+    let udp = Arc::new(udp);
+    let loops = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_UDP_LOOPS));
+    for _ in 0..loops {
+        tasks.spawn(udp_loop(udp.clone(), handler.clone()));
+    }
+    tasks.spawn(tcp_loop(tcp, handler));
+    let probes = Probes {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    };
+    tasks.spawn(async move {
+        http::serve(metrics_listener, probes)
+            .await
+            .map_err(|source| Error::Serve {
+                what: "metrics listener",
+                source,
+            })
+    });
+    Ok(DnsServer {
+        dns_addr,
+        metrics_addr,
+        ready,
+        metrics,
+        tasks,
+    })
+}
+
+/// UDP and TCP on the same port. With port 0 the kernel picks the UDP port and
+/// TCP follows it; if that TCP port is taken, try another pick.
+async fn bind_dns(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), Error> {
+    let err = |what, source| Error::Bind {
+        what,
+        addr: listen,
+        source,
+    };
+    let attempts = if listen.port() == 0 { 16 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let udp = UdpSocket::bind(listen).await.map_err(|e| err("udp", e))?;
+        let bound = udp.local_addr().map_err(|e| err("udp", e))?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(err(
+        "tcp",
+        last.unwrap_or_else(|| io::Error::other("no attempt")),
+    ))
+}
+
+async fn udp_loop(sock: Arc<UdpSocket>, handler: Arc<Handler>) -> Result<(), Error> {
+    let mut buf = vec![0u8; UDP_RECV_BUF];
+    loop {
+        let (n, peer) = match sock.recv_from(&mut buf).await {
+            Ok(r) => r,
+            // ICMP errors from earlier sends surface here on some systems; not fatal.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+            Err(source) => {
+                return Err(Error::Serve {
+                    what: "udp listener",
+                    source,
+                })
+            }
+        };
+        let started = Instant::now();
+        match handler.local(&buf[..n], Proto::Udp, started) {
+            Step::Done(Some(out)) => send(&sock, &out, peer).await,
+            Step::Done(None) => {}
+            Step::Forward(req) => {
+                let (sock, handler) = (sock.clone(), handler.clone());
+                tokio::spawn(async move {
+                    let out = handler.forward(req, Proto::Udp, started).await;
+                    send(&sock, &out, peer).await;
+                });
+            }
+        }
+    }
+}
+
+async fn send(sock: &UdpSocket, out: &[u8], peer: SocketAddr) {
+    if out.is_empty() {
+        return;
+    }
+    if let Err(e) = sock.send_to(out, peer).await {
+        tracing::debug!(error = %e, %peer, "udp send failed");
+    }
+}
+
+async fn tcp_loop(listener: TcpListener, handler: Arc<Handler>) -> Result<(), Error> {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(a) => a,
+            // Out of descriptors or a client that vanished mid-handshake: keep serving.
+            Err(e) => {
+                tracing::warn!(error = %e, "tcp accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            if let Err(e) = tcp_conn(stream, &handler).await {
+                tracing::debug!(error = %e, %peer, "tcp client ended");
+            }
+        });
+    }
+}
+
+/// Serve length-prefixed queries on one connection in order until it closes or idles.
+async fn tcp_conn(mut stream: TcpStream, handler: &Handler) -> io::Result<()> {
+    let mut buf = Vec::new();
+    loop {
+        let len = match tokio::time::timeout(TCP_IDLE, stream.read_u16()).await {
+            Err(_) => return Ok(()),
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(r) => r?,
+        };
+        buf.resize(usize::from(len), 0);
+        tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut buf))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "partial query"))??;
+        let Some(out) = handler.handle(&buf, Proto::Tcp).await else {
+            continue;
+        };
+        let Ok(out_len) = u16::try_from(out.len()) else {
+            continue;
+        };
+        let mut framed = Vec::with_capacity(out.len() + 2);
+        framed.extend_from_slice(&out_len.to_be_bytes());
+        framed.extend_from_slice(&out);
+        stream.write_all(&framed).await?;
+    }
+}
