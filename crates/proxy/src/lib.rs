@@ -1,0 +1,30 @@
+//! The per-node service proxy's side effects and sync loop.
+//!
+//! `kinet-proxy-rules` computes the desired nftables table as a pure function;
+//! this crate puts it into a node's network namespace and keeps it current:
+//!
+//! - [`Applier`]: one `nsenter --net=<ns> nft -f -` transaction per sync,
+//!   skipping unchanged rulesets, forcing a full load after a failure, timing
+//!   each load, and flushing conntrack entries of removed UDP endpoints when
+//!   the `conntrack` tool exists.
+//! - [`run`]: reflectors on Services, EndpointSlices and the Node; each burst
+//!   of changes becomes one debounced render + apply; periodic full resync;
+//!   [`Metrics`] for sync counts, durations and network programming latency.
+//! - [`rules_for`]: one Service's lines of the loaded ruleset, for
+//!   `kinet proxy rules <ns>/<svc>`.
+
+mod applier;
+mod conntrack;
+mod metrics;
+mod node;
+mod rules_for;
+mod sync;
+
+pub use applier::{Applier, ApplyError, ApplyOutcome};
+pub use conntrack::{udp_endpoints, Conntrack};
+pub use metrics::{Metrics, MetricsSnapshot};
+pub use node::node_info;
+pub use rules_for::rules_for;
+pub use sync::{run, run_with, SyncOptions};
+
+pub use kinet_proxy_rules::{NodeInfo, ProxyConfig, Ruleset};

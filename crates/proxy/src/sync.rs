@@ -1,0 +1,246 @@
+//! The sync loop: reflectors keep Services, EndpointSlices and this Node in
+//! memory; any change wakes one full render + one nft transaction, after a
+//! short debounce that folds a burst of events into one sync (kube-proxy's
+//! minSyncPeriod). A periodic forced resync repairs tampered state, and a
+//! failed sync is retried with the full ruleset.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kinet_proxy_rules::{render, NodeInfo, ProxyConfig, Ruleset};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::applier::{Applier, ApplyOutcome};
+use crate::metrics::Metrics;
+use crate::node::node_info;
+
+/// Knobs of the sync loop.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// A change waits this long before syncing, collecting the changes after it.
+    pub min_sync_period: Duration,
+    /// A full load happens at least this often, changes or not.
+    pub resync_period: Duration,
+    /// Delay before retrying a failed load.
+    pub retry_period: Duration,
+    pub metrics: Arc<Metrics>,
+    /// Receives every ruleset once it is in the kernel (e.g. for `rules_for`).
+    pub applied: Option<watch::Sender<Option<Arc<Ruleset>>>>,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            min_sync_period: Duration::from_millis(10),
+            resync_period: Duration::from_secs(30),
+            retry_period: Duration::from_secs(1),
+            metrics: Arc::new(Metrics::default()),
+            applied: None,
+        }
+    }
+}
+
+/// Runs the proxy for `node` until the task is dropped, with default options.
+pub async fn run(
+    client: Client,
+    node: NodeInfo,
+    config: ProxyConfig,
+    applier: Applier,
+) -> anyhow::Result<()> {
+    run_with(client, node, config, applier, SyncOptions::default()).await
+}
+
+/// `run` with explicit options.
+pub async fn run_with(
+    client: Client,
+    node: NodeInfo,
+    config: ProxyConfig,
+    mut applier: Applier,
+    opts: SyncOptions,
+) -> anyhow::Result<()> {
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("proxy config: {e}"))?;
+    anyhow::ensure!(
+        config.table == applier.table(),
+        "config table {:?} but applier table {:?}",
+        config.table,
+        applier.table()
+    );
+    let changes = Arc::new(Changes::default());
+    let mut tasks = Tasks(Vec::new());
+    let services = spawn_reflector(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+        &changes,
+        &mut tasks,
+    );
+    let slices = spawn_reflector(
+        Api::<EndpointSlice>::all(client.clone()),
+        watcher::Config::default(),
+        &changes,
+        &mut tasks,
+    );
+    let nodes = spawn_reflector(
+        Api::<Node>::all(client),
+        watcher::Config::default().fields(&format!("metadata.name={}", node.name)),
+        &changes,
+        &mut tasks,
+    );
+    services.wait_until_ready().await?;
+    slices.wait_until_ready().await?;
+    tracing::info!(node = %node.name, netns = %applier.netns().display(), "proxy synced caches");
+
+    let mut next_resync = Instant::now() + opts.resync_period;
+    let mut retry_at: Option<Instant> = None;
+    let mut first = true;
+    loop {
+        if !first {
+            if let Some(r) = retry_at {
+                tokio::time::sleep_until(r.min(next_resync).into()).await;
+            } else if changes.pending() {
+                // Events came in during the last sync: still let the burst finish.
+                tokio::time::sleep(opts.min_sync_period).await;
+            } else {
+                tokio::select! {
+                    _ = changes.wake.notified() => {
+                        tokio::time::sleep(opts.min_sync_period).await;
+                    }
+                    _ = tokio::time::sleep_until(next_resync.into()) => {}
+                }
+            }
+        }
+        first = false;
+        if Instant::now() >= next_resync {
+            applier.force_full_sync();
+            next_resync = Instant::now() + opts.resync_period;
+        }
+        // Everything that arrived up to here is covered by this render.
+        let since = changes.take();
+
+        let start = Instant::now();
+        let node_now = node_info(nodes.state().first().map(|n| n.as_ref()), &node);
+        let svcs: Vec<Service> = services.state().iter().map(|s| (**s).clone()).collect();
+        let eps: Vec<EndpointSlice> = slices.state().iter().map(|s| (**s).clone()).collect();
+        let rs = Arc::new(render(&svcs, &eps, &node_now, &config));
+        let render_took = start.elapsed();
+
+        let rs2 = rs.clone();
+        let (back, result) = tokio::task::spawn_blocking(move || {
+            let r = applier.apply(&rs2);
+            (applier, r)
+        })
+        .await?;
+        applier = back;
+        match result {
+            Ok(ApplyOutcome::Applied {
+                duration,
+                flushed_udp,
+            }) => {
+                retry_at = None;
+                opts.metrics
+                    .record_sync(render_took, duration, flushed_udp.len());
+                if let Some(t) = since {
+                    opts.metrics.record_programming_latency(t.elapsed());
+                }
+                tracing::debug!(?duration, rules = rs.rule_count(), "proxy rules loaded");
+                if let Some(tx) = &opts.applied {
+                    tx.send_replace(Some(rs));
+                }
+            }
+            Ok(ApplyOutcome::Unchanged) => {
+                retry_at = None;
+                opts.metrics.record_unchanged();
+            }
+            Err(e) => {
+                opts.metrics.record_failure();
+                tracing::error!(error = %e, "proxy sync failed; retrying with a full load");
+                retry_at = Some(Instant::now() + opts.retry_period);
+                changes.restore(since);
+            }
+        }
+    }
+}
+
+/// What woke the loop, and since when something has been waiting.
+#[derive(Default)]
+struct Changes {
+    wake: Notify,
+    /// Arrival of the oldest watch event no sync has covered yet.
+    oldest: Mutex<Option<Instant>>,
+}
+
+impl Changes {
+    fn mark(&self) {
+        let mut oldest = self.oldest.lock().unwrap_or_else(|e| e.into_inner());
+        oldest.get_or_insert_with(Instant::now);
+        drop(oldest);
+        self.wake.notify_one();
+    }
+
+    fn pending(&self) -> bool {
+        self.oldest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    fn take(&self) -> Option<Instant> {
+        self.oldest.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Puts back the start of changes a failed sync did not program.
+    fn restore(&self, since: Option<Instant>) {
+        let mut oldest = self.oldest.lock().unwrap_or_else(|e| e.into_inner());
+        *oldest = match (*oldest, since) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+/// Reflector tasks, stopped when the loop's future is dropped.
+struct Tasks(Vec<JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+fn spawn_reflector<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    changes: &Arc<Changes>,
+    tasks: &mut Tasks,
+) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
+    let changes = changes.clone();
+    tasks.0.push(tokio::spawn(stream.for_each(move |ev| {
+        match ev {
+            Ok(_) => changes.mark(),
+            Err(e) => tracing::warn!(error = %e, "proxy watch error"),
+        }
+        futures::future::ready(())
+    })));
+    reader
+}

@@ -1,0 +1,10 @@
+//! Root-only tests against the real kernel, all in network namespaces the
+//! tests create and remove: golden rulesets through real `nft`, the applier,
+//! packets through the rules, and the sync loop against an API server.
+
+mod applier;
+mod golden;
+mod objects;
+mod packet;
+mod support;
+mod sync_loop;
