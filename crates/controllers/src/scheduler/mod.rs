@@ -8,6 +8,7 @@
 //! every node or pod change starts a new pass, so it is retried when the cluster changes.
 
 pub mod place;
+pub mod resources;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::events::{object_ref, EventType, Recorder};
 use place::{place, NodeInfo};
+use resources::{pod_requests, Resources};
 
 /// The `spec.schedulerName` this scheduler serves.
 pub const SCHEDULER_NAME: &str = "default-scheduler";
@@ -104,8 +106,8 @@ struct Scheduler {
     nodes: Store<Node>,
     pods: Store<Pod>,
     events: mpsc::UnboundedSender<EventMsg>,
-    /// Pod uid → (node, when bound), until the pod store shows the binding.
-    inflight: HashMap<String, (String, Instant)>,
+    /// Pod uid → (node, its requests, when bound), until the pod store shows the binding.
+    inflight: HashMap<String, (String, Resources, Instant)>,
 }
 
 /// Whether this scheduler should place the pod.
@@ -146,10 +148,11 @@ impl Scheduler {
             .collect();
 
         // Forget binds the store has caught up with, or that went missing for too long.
-        self.inflight.retain(|uid, (_, at)| {
+        self.inflight.retain(|uid, (_, _, at)| {
             by_uid.get(uid).is_some_and(|p| is_pending(p)) && at.elapsed() < INFLIGHT_TTL
         });
-        let mut counts: HashMap<String, usize> = HashMap::new();
+        // What the pods on each node request: NodeResourcesFit's and the spreading's input.
+        let mut used: HashMap<String, Resources> = HashMap::new();
         for p in &pods {
             let phase = p
                 .status
@@ -163,12 +166,14 @@ impl Scheduler {
                 .filter(|n| !n.is_empty())
             {
                 if phase != "Succeeded" && phase != "Failed" {
-                    *counts.entry(node).or_default() += 1;
+                    if let Some(spec) = &p.spec {
+                        *used.entry(node).or_default() += pod_requests(spec);
+                    }
                 }
             }
         }
-        for (node, _) in self.inflight.values() {
-            *counts.entry(node.clone()).or_default() += 1;
+        for (node, request, _) in self.inflight.values() {
+            *used.entry(node.clone()).or_default() += *request;
         }
 
         let mut pending: Vec<&Arc<Pod>> = pods
@@ -193,12 +198,13 @@ impl Scheduler {
         let mut failed = Vec::new();
         for pod in pending {
             let spec = pod.spec.as_ref().expect("pending pods have a spec");
-            match place(spec, &nodes, &counts) {
+            match place(spec, &nodes, &used) {
                 Ok(node) => {
-                    *counts.entry(node.clone()).or_default() += 1;
+                    let request = pod_requests(spec);
+                    *used.entry(node.clone()).or_default() += request;
                     self.inflight.insert(
                         pod.metadata.uid.clone().unwrap_or_default(),
-                        (node.clone(), Instant::now()),
+                        (node.clone(), request, Instant::now()),
                     );
                     binds.push((pod.clone(), node));
                 }

@@ -1,14 +1,17 @@
 //! Pure placement: which node a pod goes to, or why none fits, worded as kube-scheduler words it.
 //!
-//! Filters run in kube-scheduler's order (NodeUnschedulable, TaintToleration, NodeAffinity) and
-//! a node is charged to the first one that rejects it. Among the nodes left, the one with the
-//! fewest pods wins, ties broken by name, which spreads replicas evenly and deterministically.
+//! Filters run in kube-scheduler's order (NodeUnschedulable, TaintToleration, NodeAffinity,
+//! NodeResourcesFit) and a node is charged to the first one that rejects it (NodeResourcesFit
+//! may give several reasons, as upstream). Among the nodes left, the one with the fewest pods
+//! wins, ties broken by name, which spreads replicas evenly and deterministically.
 
 use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{
     Node, NodeSelectorRequirement, NodeSelectorTerm, PodSpec, Taint, Toleration,
 };
+
+use super::resources::{pod_requests, Allocatable, Resources};
 
 /// The taint a node without a Ready=True condition is treated as carrying.
 pub const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
@@ -23,6 +26,7 @@ pub struct NodeInfo {
     /// Spec taints, plus `not-ready:NoSchedule` when the node is not Ready.
     pub taints: Vec<Taint>,
     pub unschedulable: bool,
+    pub allocatable: Allocatable,
 }
 
 impl NodeInfo {
@@ -42,6 +46,7 @@ impl NodeInfo {
             labels: node.metadata.labels.clone().unwrap_or_default(),
             taints,
             unschedulable: spec.unschedulable.unwrap_or(false),
+            allocatable: Allocatable::from_node(node),
         }
     }
 }
@@ -54,8 +59,26 @@ pub fn node_ready(node: &Node) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// Why a node was rejected; the text is kube-scheduler's.
-fn reject_reason(spec: &PodSpec, node: &NodeInfo) -> Option<String> {
+/// Why a node was rejected (empty: it fits); the text is kube-scheduler's.
+fn reject_reasons(
+    spec: &PodSpec,
+    request: &Resources,
+    node: &NodeInfo,
+    used: &Resources,
+) -> Vec<String> {
+    match static_reject(spec, node) {
+        Some(r) => vec![r],
+        None => node
+            .allocatable
+            .misfits(request, used)
+            .into_iter()
+            .map(String::from)
+            .collect(),
+    }
+}
+
+/// The filters that do not depend on what else runs on the node.
+fn static_reject(spec: &PodSpec, node: &NodeInfo) -> Option<String> {
     let tolerations = spec.tolerations.as_deref().unwrap_or_default();
     if node.unschedulable {
         let t = Taint {
@@ -172,46 +195,71 @@ fn requirement_matches(r: &NodeSelectorRequirement, labels: &BTreeMap<String, St
     }
 }
 
-/// Picks a node for a pod: the feasible node with the fewest pods (`counts`), ties by name.
-/// `Err` carries the FailedScheduling message.
+/// Picks a node for a pod: the feasible node with the fewest pods (`used`, what the pods
+/// already bound to each node request), ties by name. `Err` carries the FailedScheduling message.
 pub fn place(
     spec: &PodSpec,
     nodes: &[NodeInfo],
-    counts: &HashMap<String, usize>,
+    used: &HashMap<String, Resources>,
 ) -> Result<String, String> {
     if nodes.is_empty() {
         return Err("no nodes available to schedule pods".into());
     }
+    let request = pod_requests(spec);
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
-    let mut best: Option<(&NodeInfo, usize)> = None;
+    let mut best: Option<(&NodeInfo, u64)> = None;
+    let mut resolvable = 0;
     for node in nodes {
-        match reject_reason(spec, node) {
-            Some(reason) => *reasons.entry(reason).or_default() += 1,
-            None => {
-                let n = counts.get(&node.name).copied().unwrap_or(0);
-                let better = match best {
-                    None => true,
-                    Some((b, bn)) => (n, &node.name) < (bn, &b.name),
-                };
-                if better {
-                    best = Some((node, n));
-                }
+        let on_node = used.get(&node.name).copied().unwrap_or_default();
+        let rejected = reject_reasons(spec, &request, node, &on_node);
+        if !rejected.is_empty() {
+            // Only a lack of room could be solved by evicting someone.
+            if static_reject(spec, node).is_none() {
+                resolvable += 1;
             }
+            for reason in rejected {
+                *reasons.entry(reason).or_default() += 1;
+            }
+            continue;
+        }
+        let n = on_node.pods;
+        let better = match best {
+            None => true,
+            Some((b, bn)) => (n, &node.name) < (bn, &b.name),
+        };
+        if better {
+            best = Some((node, n));
         }
     }
     if let Some((node, _)) = best {
         return Ok(node.name.clone());
     }
-    Err(fit_error(nodes.len(), &reasons))
+    Err(fit_error(nodes.len(), &reasons, resolvable))
 }
 
 /// `FitError.Error()`: counts per reason, sorted as strings, then the preemption verdict.
-fn fit_error(total: usize, reasons: &BTreeMap<String, usize>) -> String {
+/// kinet never preempts, so nodes short of room report no victims, as upstream does when
+/// no lower-priority pod could make room.
+fn fit_error(total: usize, reasons: &BTreeMap<String, usize>, resolvable: usize) -> String {
     let mut parts: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
     parts.sort();
+    let mut preemption = Vec::new();
+    if total > resolvable {
+        preemption.push(format!(
+            "{} Preemption is not helpful for scheduling",
+            total - resolvable
+        ));
+    }
+    if resolvable > 0 {
+        preemption.push(format!(
+            "{resolvable} No preemption victims found for incoming pod"
+        ));
+    }
+    preemption.sort();
     format!(
-        "0/{total} nodes are available: {}. preemption: 0/{total} nodes are available: {total} Preemption is not helpful for scheduling.",
-        parts.join(", ")
+        "0/{total} nodes are available: {}. preemption: 0/{total} nodes are available: {}.",
+        parts.join(", "),
+        preemption.join(", ")
     )
 }
 

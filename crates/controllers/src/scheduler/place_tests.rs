@@ -32,7 +32,12 @@ fn cluster() -> Vec<NodeInfo> {
 
 #[test]
 fn placement_table() {
-    let counts: HashMap<String, usize> = [("w1".to_string(), 3), ("w2".to_string(), 1)].into();
+    let pods = |n| Resources {
+        pods: n,
+        ..Default::default()
+    };
+    let counts: HashMap<String, Resources> =
+        [("w1".to_string(), pods(3)), ("w2".to_string(), pods(1))].into();
     let cases: Vec<(&str, serde_json::Value, Result<&str, &str>)> = vec![
         ("fewest pods wins", json!({}), Ok("w2")),
         ("node selector", json!({"nodeSelector": {"disk": "ssd"}}), Ok("w1")),
@@ -176,4 +181,56 @@ fn toleration_table() {
     for (t, taint, want) in cases {
         assert_eq!(tolerates(&tol(t.clone()), &taint), want, "{t}");
     }
+}
+
+#[test]
+fn resources_fit_and_are_charged_per_node() {
+    let sized = |name: &str, cpu: &str, pods: &str| {
+        let n: Node = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                       "allocatable": {"cpu": cpu, "memory": "8Gi", "pods": pods}}
+        }))
+        .unwrap();
+        NodeInfo::from_node(&n)
+    };
+    let mut nodes = cluster();
+    nodes[1] = sized("w1", "4", "110");
+    nodes[2] = sized("w2", "2", "1");
+    let wants = |cpu: &str| {
+        let mut s = spec(json!({}));
+        s.containers[0].resources = Some(
+            serde_json::from_value(json!({"requests": {"cpu": cpu}})).unwrap(),
+        );
+        s
+    };
+    let used: HashMap<String, Resources> = [(
+        "w1".to_string(),
+        Resources {
+            milli_cpu: 3500,
+            memory: 0,
+            pods: 5,
+        },
+    )]
+    .into();
+    // w2 is emptier, w1 has 500m left: a small pod goes to w2, a 1-cpu pod only fits w2.
+    assert_eq!(place(&wants("100m"), &nodes, &used), Ok("w2".to_string()));
+    assert_eq!(place(&wants("1"), &nodes, &used), Ok("w2".to_string()));
+    let w2_full: HashMap<String, Resources> = [
+        ("w1".to_string(), used["w1"]),
+        (
+            "w2".to_string(),
+            Resources {
+                milli_cpu: 0,
+                memory: 0,
+                pods: 1,
+            },
+        ),
+    ]
+    .into();
+    assert_eq!(place(&wants("500m"), &nodes, &w2_full), Ok("w1".to_string()));
+    assert_eq!(
+        place(&wants("100"), &nodes, &w2_full),
+        Err("0/3 nodes are available: 1 Too many pods, 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, 2 Insufficient cpu. preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod.".to_string())
+    );
 }
