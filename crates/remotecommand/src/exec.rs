@@ -30,7 +30,7 @@ const STDOUT: u8 = 1;
 const STDERR: u8 = 2;
 const ERROR: u8 = 3;
 const RESIZE: u8 = 4;
-/// v5: `[255, channel]` closes a channel.
+/// v5: the client's `[255, channel]` closes a channel (stdin at EOF).
 const CLOSE: u8 = 255;
 
 /// Which streams the client asked for (the exec/attach query's `stdin`, `stdout`, `stderr`, `tty`).
@@ -197,13 +197,13 @@ where
         return Err(Error::NoStreams);
     }
     match protocol {
-        Protocol::WebSocketV5 => Ok(websocket(io, true, opts)),
-        Protocol::WebSocketV4 => Ok(websocket(io, false, opts)),
+        // The versions differ only in the client's close-stdin message, which v4 never sends.
+        Protocol::WebSocketV5 | Protocol::WebSocketV4 => Ok(websocket(io, opts)),
         Protocol::Spdy { version } => spdy(io, version, opts).await,
     }
 }
 
-fn websocket<IO>(io: IO, v5: bool, opts: StreamOptions) -> ExecSession
+fn websocket<IO>(io: IO, opts: StreamOptions) -> ExecSession
 where
     IO: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -219,11 +219,10 @@ where
             move |chunk: Option<Bytes>| {
                 let out = out.clone();
                 async move {
-                    let msg = match chunk {
-                        Some(data) => [&[channel][..], &data].concat(),
-                        None if v5 => vec![CLOSE, channel],
-                        None => return true,
-                    };
+                    // kubectl v1.32 logs "Unknown stream id 255" for a server-sent close, so
+                    // an output's end is not announced: the connection's close ends them all.
+                    let Some(data) = chunk else { return true };
+                    let msg = [&[channel][..], &data].concat();
                     out.send(WsOut::Binary(msg)).await.is_ok()
                 }
             },
