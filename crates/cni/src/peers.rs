@@ -253,3 +253,49 @@ fn ignore_missing(r: Result<(), rtnetlink::Error>, op: &str) -> Result<()> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_messages_map_back_to_routes() {
+        let names = BTreeMap::from([(7, VXLAN_DEV.to_string())]);
+        let mut m = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(Ipv4Addr::new(10, 244, 2, 0), 24)
+            .gateway(Ipv4Addr::new(10, 244, 2, 0))
+            .output_interface(7)
+            .onlink()
+            .build();
+        let r = route_of(&m, &names).unwrap();
+        assert_eq!(r.dst.to_string(), "10.244.2.0/24");
+        assert_eq!(
+            (r.via, r.dev.as_str(), r.onlink),
+            (Ipv4Addr::new(10, 244, 2, 0), VXLAN_DEV, true)
+        );
+        // A route through an unknown device, or without a gateway, is not one of ours.
+        m.attributes
+            .retain(|a| !matches!(a, RouteAttribute::Gateway(_)));
+        assert_eq!(route_of(&m, &names), None);
+    }
+
+    #[test]
+    fn fdb_destinations_decode_from_raw_bytes() {
+        let f = Fdb {
+            mac: Mac([2, 0, 0, 0, 0, 9]),
+            dst: Ipv4Addr::new(172, 18, 0, 3),
+        };
+        let mut m = fdb_msg(7, &f);
+        assert_eq!(neigh_mac(&m), Some(f.mac));
+        assert_eq!(neigh_dst(&m), Some(IpAddr::V4(f.dst)));
+        // What the kernel's AF_BRIDGE dump decodes to.
+        m.attributes = vec![NeighbourAttribute::Destination(NeighbourAddress::Other(
+            vec![172, 18, 0, 3],
+        ))];
+        assert_eq!(neigh_dst(&m), Some(IpAddr::V4(f.dst)));
+        m.attributes = vec![NeighbourAttribute::Destination(NeighbourAddress::Other(
+            vec![1, 2],
+        ))];
+        assert_eq!(neigh_dst(&m), None);
+    }
+}

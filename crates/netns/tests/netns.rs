@@ -55,6 +55,11 @@ fn create_is_visible_to_iproute2_and_delete_removes_it() {
     assert!(links.contains("lo:"));
     let inside = ns.run(own_netns_inode).unwrap();
     assert_ne!(inside, own_netns_inode());
+    // A long-lived thread started inside the namespace is in it too.
+    assert_eq!(
+        ns.spawn(own_netns_inode).unwrap().join().unwrap().unwrap(),
+        inside
+    );
     // A second open of the same name is the same namespace.
     assert_eq!(
         NetNs::open(&n).unwrap().run(own_netns_inode).unwrap(),
