@@ -4,7 +4,8 @@
 //! is rebuilt from the Nodes' own `spec.podCIDR` on start (assignments survive restarts) and
 //! kept between passes, so a block patched onto a node counts as used before the watch shows it.
 //! When the range is exhausted the node gets NetworkUnavailable=True/NoCIDRAvailable and a
-//! CIDRNotAvailable Warning event; it is retried whenever a node changes or goes.
+//! CIDRNotAvailable Warning event; it is retried whenever a node changes or goes, and once it
+//! has a block the condition turns False again (as the cloud CIDR allocator words it).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -84,6 +85,12 @@ async fn pass(client: &Client, recorder: &Recorder, store: &Store<Node>, cidrs: 
     let api: Api<Node> = Api::all(client.clone());
     for node in nodes
         .iter()
+        .filter(|n| node_cidr(n).is_some() && lacks_cidr_condition(n))
+    {
+        clear_network_unavailable(&api, node).await;
+    }
+    for node in nodes
+        .iter()
         .filter(|n| node_cidr(n).is_none() && n.metadata.deletion_timestamp.is_none())
     {
         let name = node.name_any();
@@ -106,6 +113,37 @@ async fn pass(client: &Client, recorder: &Recorder, store: &Store<Node>, cidrs: 
     }
 }
 
+/// Whether the node still says NetworkUnavailable=True because it had no CIDR.
+fn lacks_cidr_condition(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.type_ == "NetworkUnavailable"
+                    && c.status == "True"
+                    && c.reason.as_deref() == Some("NoCIDRAvailable")
+            })
+        })
+}
+
+/// The node got its block: NetworkUnavailable goes False.
+async fn clear_network_unavailable(api: &Api<Node>, node: &Node) {
+    let name = node.name_any();
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let patch = json!({"status": {"conditions": [{
+        "type": "NetworkUnavailable", "status": "False", "reason": "RouteCreated",
+        "message": "NodeController create implicit route",
+        "lastHeartbeatTime": now, "lastTransitionTime": now,
+    }]}});
+    if let Err(e) = api
+        .patch_status(&name, &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+    {
+        tracing::warn!(node = %name, error = %e, "could not clear NetworkUnavailable");
+    }
+}
+
 async fn report_exhausted(api: &Api<Node>, recorder: &Recorder, node: &Node, cidrs: &NodeCidrs) {
     let name = node.name_any();
     let message = format!(
@@ -114,14 +152,7 @@ async fn report_exhausted(api: &Api<Node>, recorder: &Recorder, node: &Node, cid
         cidrs.cluster(),
         cidrs.capacity()
     );
-    let conds = node.status.as_ref().and_then(|s| s.conditions.as_ref());
-    let already = conds.is_some_and(|cs| {
-        cs.iter().any(|c| {
-            c.type_ == "NetworkUnavailable"
-                && c.status == "True"
-                && c.reason.as_deref() == Some("NoCIDRAvailable")
-        })
-    });
+    let already = lacks_cidr_condition(node);
     if !already {
         let now = k8s_openapi::jiff::Timestamp::now().to_string();
         let patch = json!({"status": {"conditions": [{

@@ -113,6 +113,19 @@ async fn assigns_lowest_free_reports_exhaustion_and_survives_restart() -> anyhow
     })
     .await?;
     assert_eq!(cidr(&nodes, "b").await?.0.as_deref(), Some("10.244.1.0/24"));
+    // With its block, c's network is no longer reported unavailable.
+    wait_for("NetworkUnavailable=False on c", 10, || async {
+        let n = nodes.get("c").await?;
+        let conds = n.status.and_then(|s| s.conditions).unwrap_or_default();
+        let net: Vec<_> = conds
+            .iter()
+            .filter(|c| c.type_ == "NetworkUnavailable")
+            .collect();
+        Ok(net.len() == 1
+            && net[0].status == "False"
+            && net[0].reason.as_deref() == Some("RouteCreated"))
+    })
+    .await?;
     task.abort();
     Ok(())
 }

@@ -199,9 +199,8 @@ fn resources_fit_and_are_charged_per_node() {
     nodes[2] = sized("w2", "2", "1");
     let wants = |cpu: &str| {
         let mut s = spec(json!({}));
-        s.containers[0].resources = Some(
-            serde_json::from_value(json!({"requests": {"cpu": cpu}})).unwrap(),
-        );
+        s.containers[0].resources =
+            Some(serde_json::from_value(json!({"requests": {"cpu": cpu}})).unwrap());
         s
     };
     let used: HashMap<String, Resources> = [(
@@ -228,7 +227,10 @@ fn resources_fit_and_are_charged_per_node() {
         ),
     ]
     .into();
-    assert_eq!(place(&wants("500m"), &nodes, &w2_full), Ok("w1".to_string()));
+    assert_eq!(
+        place(&wants("500m"), &nodes, &w2_full),
+        Ok("w1".to_string())
+    );
     assert_eq!(
         place(&wants("100"), &nodes, &w2_full),
         Err("0/3 nodes are available: 1 Too many pods, 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, 2 Insufficient cpu. preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod.".to_string())

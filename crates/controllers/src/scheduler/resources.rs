@@ -34,7 +34,11 @@ pub struct Allocatable {
 impl Allocatable {
     pub fn from_node(node: &Node) -> Allocatable {
         let alloc = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
-        let get = |k: &str| alloc.and_then(|a| a.get(k)).and_then(|q| parse_quantity(&q.0));
+        let get = |k: &str| {
+            alloc
+                .and_then(|a| a.get(k))
+                .and_then(|q| parse_quantity(&q.0))
+        };
         Allocatable {
             milli_cpu: get("cpu").map(|v| (v * 1000.0).ceil() as u64),
             memory: get("memory").map(|v| v.ceil() as u64),
@@ -128,7 +132,11 @@ pub fn parse_quantity(s: &str) -> Option<f64> {
         .find_map(|(suf, f)| s.strip_suffix(suf).map(|n| (n, *f)))
         .unwrap_or((s, 1.0));
     // "1E" is exa, but "1e3" is an exponent: a digit after the letter tells them apart.
-    if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit() || "+-.eE".contains(c)) {
+    if number.is_empty()
+        || !number
+            .chars()
+            .all(|c| c.is_ascii_digit() || "+-.eE".contains(c))
+    {
         return None;
     }
     let v: f64 = number.parse().ok()?;
