@@ -187,3 +187,7 @@ fn client_response(req: &Message, upstream: Option<Message>, proto: Proto) -> Me
     }
     resp
 }
+
+#[cfg(test)]
+#[path = "handler_tests.rs"]
+mod tests;

@@ -15,6 +15,9 @@ mod watch;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
 
 pub use handler::SharedView;
 pub use kinet_dns_zone::ClusterView;
@@ -67,10 +70,19 @@ pub async fn start(client: kube::Client, config: &DnsConfig) -> Result<DnsServer
     Ok(server)
 }
 
-/// [`start`], then serve until a listener fails.
+/// How long a terminating server keeps answering while not ready.
+pub const LAMEDUCK: Duration = Duration::from_secs(5);
+
+/// [`start`], then serve until a listener fails, or until SIGTERM or Ctrl-C,
+/// after which it drains for [`LAMEDUCK`].
 pub async fn run(client: kube::Client, config: DnsConfig) -> anyhow::Result<()> {
-    let server = start(client, &config).await?;
+    let mut server = start(client, &config).await?;
     tracing::info!(dns = %server.dns_addr(), metrics = %server.metrics_addr(), "dns serving");
-    server.wait().await?;
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = server.wait() => r?,
+        _ = term.recv() => server.drain(LAMEDUCK).await,
+        _ = tokio::signal::ctrl_c() => server.drain(LAMEDUCK).await,
+    }
     Ok(())
 }

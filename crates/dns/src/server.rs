@@ -84,7 +84,7 @@ impl DnsServer {
     }
 
     /// Runs until a listener fails (they do not stop on their own).
-    pub async fn wait(mut self) -> Result<(), Error> {
+    pub async fn wait(&mut self) -> Result<(), Error> {
         while let Some(done) = self.tasks.join_next().await {
             match done {
                 Ok(Err(e)) => return Err(e),
@@ -99,6 +99,15 @@ impl DnsServer {
     /// Stops the listeners; queries already being forwarded finish on their own.
     pub async fn shutdown(mut self) {
         self.tasks.shutdown().await;
+    }
+
+    /// Leave gracefully: report not ready (so the Service stops sending us
+    /// clients) but keep answering for `lameduck`, then stop. CoreDNS's
+    /// `health { lameduck }` does the same.
+    pub async fn drain(self, lameduck: Duration) {
+        self.set_ready(false);
+        tokio::time::sleep(lameduck).await;
+        self.shutdown().await;
     }
 }
 

@@ -10,7 +10,7 @@ use kinet_dns_zone::hickory_proto::rr::{Name, RecordType};
 use serde_json::json;
 use tokio::net::UdpSocket;
 
-use crate::common::{http_get, local_config};
+use crate::common::{dig, http_get, local_config};
 
 fn service(name: &str, ip: &str) -> Service {
     serde_json::from_value(json!({
@@ -86,4 +86,31 @@ async fn updates_never_drop_queries() {
     );
     assert_eq!(server.metrics().responses(ResponseCode::NoError), 2000);
     server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_keeps_answering_while_not_ready() {
+    let view = kinet_dns::new_view(&local_config());
+    view.write()
+        .unwrap()
+        .upsert_service(&service("stable", "10.96.9.9"));
+    let server = kinet_dns::serve(view, &local_config()).await.unwrap();
+    server.set_ready(true);
+    let (dns, http) = (server.dns_addr(), server.metrics_addr());
+    let draining = tokio::spawn(server.drain(Duration::from_millis(600)));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        http_get(http, "/ready").await.0,
+        503,
+        "not ready while draining"
+    );
+    let d = dig(dns, &["stable.default.svc.cluster.local"]).await;
+    assert_eq!(d.answers, vec!["10.96.9.9"], "still answering: {}", d.raw);
+    draining.await.unwrap();
+    let d = dig(dns, &["+time=1", "stable.default.svc.cluster.local"]).await;
+    assert!(
+        d.answers.is_empty(),
+        "stopped after the lameduck: {}",
+        d.raw
+    );
 }

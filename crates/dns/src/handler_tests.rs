@@ -1,0 +1,126 @@
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kinet_dns_zone::hickory_proto::op::{Message, Query, ResponseCode};
+use kinet_dns_zone::hickory_proto::rr::{Name, RecordType};
+use kinet_dns_zone::ClusterView;
+use serde_json::json;
+
+use super::{Handler, Step};
+use crate::metrics::{Metrics, Proto};
+
+fn view() -> ClusterView {
+    let mut v = ClusterView::new("cluster.local");
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": {"namespace": "default", "name": "web"},
+        "spec": {"clusterIP": "10.96.0.20"},
+    }))
+    .unwrap();
+    v.upsert_service(&svc);
+    let headless: Service = serde_json::from_value(json!({
+        "metadata": {"namespace": "default", "name": "huge"},
+        "spec": {"clusterIP": "None"},
+    }))
+    .unwrap();
+    v.upsert_service(&headless);
+    // 5000 A records are ~80 KB: more than a TCP message can carry.
+    let endpoints: Vec<_> = (0..5000)
+        .map(|i| json!({"addresses": [format!("10.{}.{}.{}", 100 + i / 62500, (i / 250) % 250, i % 250 + 1)], "conditions": {"ready": true}}))
+        .collect();
+    let slice: EndpointSlice = serde_json::from_value(json!({
+        "metadata": {"namespace": "default", "name": "huge-1",
+                     "labels": {"kubernetes.io/service-name": "huge"}},
+        "addressType": "IPv4",
+        "endpoints": endpoints,
+    }))
+    .unwrap();
+    v.upsert_slice(&slice);
+    v
+}
+
+fn handler(upstreams: &[&str]) -> Handler {
+    Handler::new(
+        Arc::new(RwLock::new(view())),
+        Arc::new(Metrics::new()),
+        upstreams.iter().map(|u| u.parse().unwrap()).collect(),
+        16,
+    )
+}
+
+fn query(name: &str, t: RecordType) -> Vec<u8> {
+    let mut m = Message::query();
+    m.metadata.id = 4242;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), t));
+    m.to_vec().unwrap()
+}
+
+fn local(h: &Handler, bytes: &[u8], proto: Proto) -> Result<Message, &'static str> {
+    match h.local(bytes, proto, Instant::now()) {
+        Step::Done(Some(out)) => Ok(Message::from_vec(&out).unwrap()),
+        Step::Done(None) => Err("dropped"),
+        Step::Forward(_) => Err("forward"),
+    }
+}
+
+#[test]
+fn junk_is_formerr_and_responses_are_dropped() {
+    let h = handler(&[]);
+    let mut junk = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    junk.extend_from_slice(&[0xff; 5]);
+    let resp = local(&h, &junk, Proto::Udp).unwrap();
+    assert_eq!(resp.id, 0x1234);
+    assert_eq!(resp.response_code, ResponseCode::FormErr);
+
+    let mut answer = query("web.default.svc.cluster.local.", RecordType::A);
+    answer[2] |= 0x80;
+    assert_eq!(local(&h, &answer, Proto::Udp), Err("dropped"));
+    assert_eq!(local(&h, &[0; 5], Proto::Udp), Err("dropped"));
+}
+
+#[test]
+fn what_gets_forwarded() {
+    let h = handler(&["127.0.0.1:5353"]);
+    let fwd = |name: &str, t| local(&h, &query(name, t), Proto::Udp).err() == Some("forward");
+    assert!(fwd("example.com.", RecordType::A));
+    assert!(
+        fwd("1.2.0.192.in-addr.arpa.", RecordType::PTR),
+        "reverse names we do not own"
+    );
+    assert!(
+        !fwd("20.0.96.10.in-addr.arpa.", RecordType::PTR),
+        "a cluster IP is ours"
+    );
+    assert!(
+        !fwd("nope.default.svc.cluster.local.", RecordType::A),
+        "NXDOMAIN is ours"
+    );
+    assert!(
+        !fwd("example.com.", RecordType::AXFR),
+        "no zone transfers upstream"
+    );
+
+    let none = handler(&[]);
+    let resp = local(&none, &query("example.com.", RecordType::A), Proto::Udp).unwrap();
+    assert_eq!(resp.response_code, ResponseCode::Refused);
+}
+
+#[test]
+fn tcp_answers_fit_the_length_prefix() {
+    let h = handler(&[]);
+    let q = query("huge.default.svc.cluster.local.", RecordType::A);
+    let out = match h.local(&q, Proto::Tcp, Instant::now()) {
+        Step::Done(Some(out)) => out,
+        _ => panic!("answered locally"),
+    };
+    assert!(out.len() <= usize::from(u16::MAX), "{}", out.len());
+    let resp = Message::from_vec(&out).unwrap();
+    assert!(resp.truncation);
+    // hickory compresses only the first 120 names, so ~1500 of the 5000 fit.
+    assert!(resp.answers.len() > 1000, "{}", resp.answers.len());
+
+    let udp = local(&h, &q, Proto::Udp).unwrap();
+    assert!(udp.truncation);
+    assert!(udp.to_vec().unwrap().len() <= 512, "no EDNS: 512 bytes");
+}
