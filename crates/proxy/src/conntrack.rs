@@ -66,3 +66,44 @@ impl Conntrack {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use kinet_proxy_rules::{render, NodeInfo, ProxyConfig};
+    use serde_json::json;
+
+    #[test]
+    fn only_udp_dnat_targets_are_collected() {
+        let svc: Service = serde_json::from_value(json!({
+            "metadata": {"namespace": "kube-system", "name": "dns"},
+            "spec": {"clusterIP": "10.96.0.10", "ports": [
+                {"name": "dns", "port": 53, "protocol": "UDP"},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP"}
+            ]}
+        }))
+        .unwrap();
+        let slice: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"namespace": "kube-system", "name": "dns-1",
+                         "labels": {"kubernetes.io/service-name": "dns"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "dns", "port": 5353, "protocol": "UDP"},
+                      {"name": "dns-tcp", "port": 5353, "protocol": "TCP"}],
+            "endpoints": [{"addresses": ["10.244.1.9"]}, {"addresses": ["10.244.1.3"]}]
+        }))
+        .unwrap();
+        let node = NodeInfo {
+            name: "n".into(),
+            node_ips: vec![],
+            pod_cidr: None,
+        };
+        let rs = render(&[svc], &[slice], &node, &ProxyConfig::default());
+        let want: Vec<SocketAddrV4> = vec![
+            "10.244.1.3:5353".parse().unwrap(),
+            "10.244.1.9:5353".parse().unwrap(),
+        ];
+        assert_eq!(udp_endpoints(&rs), want);
+    }
+}

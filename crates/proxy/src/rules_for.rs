@@ -65,3 +65,90 @@ pub fn rules_for(ruleset: &Ruleset, ns: &str, svc: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use kinet_proxy_rules::{render, NodeInfo, ProxyConfig};
+    use serde_json::json;
+
+    fn svc(name: &str, ip: &str, affinity: bool) -> Service {
+        let mut spec = json!({"clusterIP": ip, "ports": [{"name": "http", "port": 80}]});
+        if affinity {
+            spec["sessionAffinity"] = json!("ClientIP");
+        }
+        serde_json::from_value(
+            json!({"metadata": {"namespace": "default", "name": name}, "spec": spec}),
+        )
+        .unwrap()
+    }
+
+    fn slice(name: &str, ip: &str) -> EndpointSlice {
+        serde_json::from_value(json!({
+            "metadata": {"namespace": "default", "name": format!("{name}-1"),
+                         "labels": {"kubernetes.io/service-name": name}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}]
+        }))
+        .unwrap()
+    }
+
+    fn ruleset() -> Ruleset {
+        let node = NodeInfo {
+            name: "node-a".into(),
+            node_ips: vec![],
+            pod_cidr: None,
+        };
+        render(
+            &[
+                svc("web", "10.96.0.20", true),
+                svc("api", "10.96.0.21", false),
+                svc("lonely", "10.96.0.22", false),
+            ],
+            &[slice("web", "10.244.1.5"), slice("api", "10.244.1.6")],
+            &node,
+            &ProxyConfig::default(),
+        )
+    }
+
+    #[test]
+    fn only_the_services_own_lines() {
+        let rs = ruleset();
+        let web = rules_for(&rs, "default", "web");
+        let lines: Vec<&str> = web.lines().collect();
+        // Affinity set, service + endpoint chains, their rules, the map element.
+        assert!(lines[0].starts_with("add set ip kinet affinity-"), "{web}");
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("add chain ip kinet service-")));
+        assert!(web.contains("dnat to 10.244.1.5:8080"), "{web}");
+        assert!(web.contains("update @affinity-"), "{web}");
+        assert!(web
+            .contains("add element ip kinet service-ips { 10.96.0.20 . tcp . 80 : goto service-"));
+        assert!(
+            !web.contains("10.244.1.6") && !web.contains("10.96.0.21"),
+            "{web}"
+        );
+        assert!(
+            !web.contains("services ip daddr"),
+            "skeleton rules are not the service's: {web}"
+        );
+        // Every line is one of the loaded lines.
+        let all = rs.to_nft();
+        assert!(web.lines().all(|l| all.lines().any(|a| a == l)));
+    }
+
+    #[test]
+    fn no_endpoint_services_show_their_reject_element() {
+        let rs = ruleset();
+        let lonely = rules_for(&rs, "default", "lonely");
+        assert_eq!(
+            lonely.trim(),
+            "add element ip kinet no-endpoint-services { 10.96.0.22 . tcp . 80 comment \"default/lonely:http\" : goto reject-chain }"
+        );
+        assert_eq!(rules_for(&rs, "default", "missing"), "");
+    }
+}

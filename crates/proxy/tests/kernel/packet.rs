@@ -117,3 +117,71 @@ fn clusterip_reaches_pod_without_snat_and_empty_service_refuses() {
         start.elapsed()
     );
 }
+
+/// A UDP flow DNATed to an endpoint is deleted from conntrack when the
+/// endpoint leaves the service (needs the `conntrack` tool).
+#[test]
+fn udp_flow_to_a_removed_endpoint_is_flushed() {
+    if !root() {
+        return;
+    }
+    let node_ns = Netns::new("unode");
+    let client = Netns::new("ua");
+    let server = Netns::new("ub");
+    node_ns.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    add_pod(&node_ns, &client, 0, CLIENT_IP, GATEWAY);
+    add_pod(&node_ns, &server, 1, SERVER_IP, GATEWAY);
+    let mut applier = Applier::new(node_ns.path(), "kinet");
+    if !applier.conntrack_available() {
+        eprintln!("skipped: the conntrack tool is not installed");
+        return;
+    }
+    let mut svc = service("default", "dns", Some("10.96.0.10"), 53);
+    svc.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].protocol = Some("UDP".into());
+    let rs = |ips: &[&str]| {
+        render(
+            std::slice::from_ref(&svc),
+            &[slice("default", "dns", ips, 5353, "UDP")],
+            &node(),
+            &config(),
+        )
+    };
+    applier.apply(&rs(&[SERVER_IP, "10.244.1.21"])).unwrap();
+
+    let sock = server
+        .spawn(|| std::net::UdpSocket::bind("0.0.0.0:5353").unwrap())
+        .join()
+        .unwrap();
+    let flows = || node_ns.exec(&["conntrack", "-L", "-p", "udp", "--dst-nat", SERVER_IP]);
+    // numgen picks an endpoint at random: send from fresh ports until one
+    // flow lands on the server (each attempt is 1/2).
+    for _ in 0..40 {
+        client
+            .spawn(|| {
+                let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+                s.send_to(b"q", "10.96.0.10:53").unwrap();
+            })
+            .join()
+            .unwrap();
+        if flows().contains("sport=5353") {
+            break;
+        }
+    }
+    // The reply direction of a DNATed flow comes from the endpoint.
+    assert!(
+        flows().contains(&format!("src={SERVER_IP} ")),
+        "{}",
+        flows()
+    );
+    drop(sock);
+
+    let out = applier.apply(&rs(&["10.244.1.21"])).unwrap();
+    let ApplyOutcome::Applied { flushed_udp, .. } = out else {
+        panic!("expected a load, got {out:?}");
+    };
+    assert_eq!(
+        flushed_udp,
+        vec![format!("{SERVER_IP}:5353").parse().unwrap()]
+    );
+    assert!(!flows().contains(SERVER_IP), "{}", flows());
+}
