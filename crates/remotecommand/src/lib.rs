@@ -17,6 +17,8 @@ mod pipe;
 mod portforward;
 pub mod spdy;
 mod status;
+#[cfg(test)]
+mod test_client;
 mod tunnel;
 pub mod ws;
 

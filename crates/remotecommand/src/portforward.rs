@@ -96,3 +96,80 @@ async fn refuse(mut error: DuplexStream, mut data: DuplexStream, port: String) {
     let _ = error.shutdown().await;
     let _ = data.shutdown().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spdy::frame::Frame;
+    use crate::test_client::{stream_data, SpdyClient};
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn pairs_streams_by_request_id_and_refuses_bad_ones() {
+        let (server, client) = tokio::io::duplex(1 << 16);
+        let mut c = SpdyClient::new(client);
+        let mut session = portforward_session(server, PortForwardProtocol::Spdy).await;
+        // No request id: refused. A bad port: the error stream says why.
+        c.open(1, &[("streamtype", "data"), ("port", "80")]).await;
+        c.open(
+            3,
+            &[("streamtype", "error"), ("port", "x"), ("requestid", "9")],
+        )
+        .await;
+        c.open(
+            5,
+            &[("streamtype", "data"), ("port", "x"), ("requestid", "9")],
+        )
+        .await;
+        // Two forwards whose streams interleave.
+        c.open(
+            7,
+            &[("streamtype", "error"), ("port", "80"), ("requestid", "0")],
+        )
+        .await;
+        c.open(
+            9,
+            &[
+                ("streamtype", "error"),
+                ("port", "8080"),
+                ("requestid", "1"),
+            ],
+        )
+        .await;
+        c.open(
+            11,
+            &[("streamtype", "data"), ("port", "8080"), ("requestid", "1")],
+        )
+        .await;
+        c.open(
+            13,
+            &[("streamtype", "data"), ("port", "80"), ("requestid", "0")],
+        )
+        .await;
+        c.data(13, b"ping", true).await;
+
+        let first = session.next().await.unwrap();
+        assert_eq!((first.port, first.request_id.as_str()), (8080, "1"));
+        let mut second = session.next().await.unwrap();
+        assert_eq!((second.port, second.request_id.as_str()), (80, "0"));
+        let mut got = Vec::new();
+        second.data.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"ping");
+        second.data.write_all(b"pong").await.unwrap();
+        second.data.shutdown().await.unwrap();
+        drop((first, second));
+
+        let mut frames = Vec::new();
+        // The refusal runs in its own task, so its frames may come before or after.
+        while !(stream_data(&frames, 3).1 && stream_data(&frames, 13).1) {
+            frames.push(c.recv().await.unwrap());
+        }
+        assert!(frames.contains(&Frame::RstStream {
+            stream_id: 1,
+            status: RST_REFUSED_STREAM
+        }));
+        let (msg, fin) = stream_data(&frames, 3);
+        assert!(fin && String::from_utf8_lossy(&msg).contains("invalid port"));
+        assert_eq!(stream_data(&frames, 13), (b"pong".to_vec(), true));
+    }
+}
