@@ -2,6 +2,7 @@
 //! everything else from the cache or the upstreams (REFUSED when none).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -19,13 +20,38 @@ pub type SharedView = Arc<RwLock<ClusterView>>;
 
 const HEADER_LEN: usize = 12;
 const CLASSIC_UDP_LIMIT: usize = 512;
+/// Forwarded queries waiting on upstreams at once; beyond this new ones are
+/// REFUSED (CoreDNS forward's `max_concurrent`), so a slow upstream cannot
+/// pile up unbounded tasks and memory.
+pub(crate) const MAX_FORWARDS_IN_FLIGHT: usize = 1024;
+
+/// One forwarded query's place under [`MAX_FORWARDS_IN_FLIGHT`]; released on
+/// drop, also when the task carrying it is cancelled.
+pub(crate) struct Permit(Arc<AtomicUsize>);
+
+impl Permit {
+    fn try_take(count: &Arc<AtomicUsize>) -> Option<Permit> {
+        let taken = count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_FORWARDS_IN_FLIGHT).then_some(n + 1)
+            })
+            .is_ok();
+        taken.then(|| Permit(count.clone()))
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// What the synchronous first step decided.
 pub(crate) enum Step {
     /// Send these bytes (or nothing, for junk and stray responses).
     Done(Option<Vec<u8>>),
     /// Out of the zone with upstreams configured: needs the network.
-    Forward(Message),
+    Forward(Message, Permit),
 }
 
 pub(crate) struct Handler {
@@ -33,6 +59,7 @@ pub(crate) struct Handler {
     metrics: Arc<Metrics>,
     upstreams: Vec<SocketAddr>,
     cache: Mutex<Cache>,
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl Handler {
@@ -47,6 +74,7 @@ impl Handler {
             metrics,
             upstreams,
             cache: Mutex::new(Cache::new(cache_size)),
+            in_flight: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -55,7 +83,7 @@ impl Handler {
         let started = Instant::now();
         match self.local(bytes, proto, started) {
             Step::Done(out) => out,
-            Step::Forward(req) => Some(self.forward(req, proto, started).await),
+            Step::Forward(req, permit) => Some(self.forward(req, permit, proto, started).await),
         }
     }
 
@@ -82,7 +110,10 @@ impl Handler {
             let resp = respond(&view, &req, max_udp);
             let refused = resp.response_code == ResponseCode::Refused && !resp.authoritative;
             if refused && !self.upstreams.is_empty() && forwardable(&view, &req) {
-                return Step::Forward(req);
+                if let Some(permit) = Permit::try_take(&self.in_flight) {
+                    return Step::Forward(req, permit);
+                }
+                tracing::debug!("too many forwarded queries in flight; refusing");
             }
             resp
         };
@@ -90,7 +121,13 @@ impl Handler {
     }
 
     /// Cache, then upstreams; SERVFAIL when none answers.
-    pub(crate) async fn forward(&self, req: Message, proto: Proto, started: Instant) -> Vec<u8> {
+    pub(crate) async fn forward(
+        &self,
+        req: Message,
+        _permit: Permit,
+        proto: Proto,
+        started: Instant,
+    ) -> Vec<u8> {
         let query = &req.queries[0];
         let key = Key::of(query);
         let cached = self.lock_cache().get(&key, Instant::now());

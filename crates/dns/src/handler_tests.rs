@@ -8,7 +8,7 @@ use kinet_dns_zone::hickory_proto::rr::{Name, RecordType};
 use kinet_dns_zone::ClusterView;
 use serde_json::json;
 
-use super::{Handler, Step};
+use super::{Handler, Step, MAX_FORWARDS_IN_FLIGHT};
 use crate::metrics::{Metrics, Proto};
 
 fn view() -> ClusterView {
@@ -60,7 +60,7 @@ fn local(h: &Handler, bytes: &[u8], proto: Proto) -> Result<Message, &'static st
     match h.local(bytes, proto, Instant::now()) {
         Step::Done(Some(out)) => Ok(Message::from_vec(&out).unwrap()),
         Step::Done(None) => Err("dropped"),
-        Step::Forward(_) => Err("forward"),
+        Step::Forward(..) => Err("forward"),
     }
 }
 
@@ -123,4 +123,22 @@ fn tcp_answers_fit_the_length_prefix() {
     let udp = local(&h, &q, Proto::Udp).unwrap();
     assert!(udp.truncation);
     assert!(udp.to_vec().unwrap().len() <= 512, "no EDNS: 512 bytes");
+}
+
+#[test]
+fn forwards_in_flight_are_bounded() {
+    let h = handler(&["127.0.0.1:5353"]);
+    let q = query("example.com.", RecordType::A);
+    let mut held: Vec<Step> = (0..MAX_FORWARDS_IN_FLIGHT)
+        .map(|_| h.local(&q, Proto::Udp, Instant::now()))
+        .collect();
+    assert!(held.iter().all(|s| matches!(s, Step::Forward(..))));
+    let over = local(&h, &q, Proto::Udp).unwrap();
+    assert_eq!(over.response_code, ResponseCode::Refused);
+    held.pop();
+    assert_eq!(
+        local(&h, &q, Proto::Udp).err(),
+        Some("forward"),
+        "a finished forward frees its place"
+    );
 }

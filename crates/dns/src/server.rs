@@ -213,10 +213,10 @@ async fn udp_loop(sock: Arc<UdpSocket>, handler: Arc<Handler>) -> Result<(), Err
         match handler.local(&buf[..n], Proto::Udp, started) {
             Step::Done(Some(out)) => send(&sock, &out, peer).await,
             Step::Done(None) => {}
-            Step::Forward(req) => {
+            Step::Forward(req, permit) => {
                 let (sock, handler) = (sock.clone(), handler.clone());
                 tokio::spawn(async move {
-                    let out = handler.forward(req, Proto::Udp, started).await;
+                    let out = handler.forward(req, permit, Proto::Udp, started).await;
                     send(&sock, &out, peer).await;
                 });
             }
