@@ -100,7 +100,7 @@ enum Transport {
     WebSocket {
         out: mpsc::Sender<WsOut>,
         writer: JoinHandle<io::Result<()>>,
-        reader: JoinHandle<()>,
+        reader: AbortOnDrop,
         _stops: Vec<oneshot::Sender<()>>,
     },
     Spdy {
@@ -144,7 +144,7 @@ impl ExecSession {
             Transport::WebSocket {
                 out,
                 writer,
-                reader,
+                mut reader,
                 _stops,
             } => {
                 let mut msg = vec![ERROR];
@@ -154,7 +154,7 @@ impl ExecSession {
                 drop(out);
                 let written = writer.await.map_err(|e| io::Error::other(e.to_string()))?;
                 // Give the client a moment to answer the close frame before the socket drops.
-                let _ = tokio::time::timeout(CLOSE_GRACE, reader).await;
+                let _ = tokio::time::timeout(CLOSE_GRACE, &mut reader.0).await;
                 written?;
                 Ok(())
             }
@@ -245,7 +245,12 @@ where
     } else {
         (None, None)
     };
-    let reader = tokio::spawn(ws_read_loop(rd, out.clone(), stdin_tx, resize_tx));
+    let reader = AbortOnDrop(tokio::spawn(ws_read_loop(
+        rd,
+        out.clone(),
+        stdin_tx,
+        resize_tx,
+    )));
     ExecSession {
         stdin,
         stdout,
@@ -258,6 +263,16 @@ where
             reader,
             _stops: stops,
         },
+    }
+}
+
+/// Stops the websocket reader when a session is dropped unfinished; its sender clone would
+/// otherwise keep the writer, and so the connection, open until the client hangs up.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -22,7 +22,7 @@ mod test_client;
 mod tunnel;
 pub mod ws;
 
-pub use exec::{exec_session, ExecSession, StreamOptions, TerminalSize};
+pub use exec::{exec_session, ExecSession, StreamOptions, TerminalSize, STREAM_CREATION_TIMEOUT};
 pub use negotiate::{
     negotiate_exec, negotiate_portforward, PortForwardProtocol, Protocol, SpdyVersion,
     ACCEPTED_STREAM_PROTOCOL_VERSIONS, STREAM_PROTOCOL_VERSION,

@@ -4,10 +4,12 @@
 use std::collections::HashMap;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, DuplexStream};
+use tokio::time::Instant;
 
+use crate::exec::STREAM_CREATION_TIMEOUT;
 use crate::negotiate::PortForwardProtocol;
 use crate::spdy::conn::{Connection, Stream};
-use crate::spdy::frame::RST_REFUSED_STREAM;
+use crate::spdy::frame::{RST_CANCEL, RST_REFUSED_STREAM};
 use crate::spdy::headers::get;
 use crate::tunnel::websocket_bytes;
 
@@ -24,8 +26,15 @@ pub struct ForwardRequest {
 /// A port-forward connection; call [`next`](PortForwardSession::next) until it returns `None`.
 pub struct PortForwardSession {
     conn: Connection,
-    /// Streams waiting for their partner: request id -> (error, data).
-    pending: HashMap<String, (Option<Stream>, Option<Stream>)>,
+    /// Streams waiting for their partner: request id -> (error, data, since).
+    pending: HashMap<String, Pending>,
+}
+
+#[derive(Default)]
+struct Pending {
+    error: Option<Stream>,
+    data: Option<Stream>,
+    since: Option<Instant>,
 }
 
 /// Starts the session on an upgraded connection, with the protocol from
@@ -45,46 +54,92 @@ where
 }
 
 impl PortForwardSession {
-    /// The next complete error+data pair; `None` when kubectl has gone.
+    /// The next complete error+data pair; `None` when kubectl has gone. A stream whose partner
+    /// does not follow within [`STREAM_CREATION_TIMEOUT`] is reset.
     pub async fn next(&mut self) -> Option<ForwardRequest> {
         loop {
-            let stream = self.conn.accept().await?;
-            let kind = get(&stream.headers, "streamtype").unwrap_or("").to_string();
-            let Some(request_id) = get(&stream.headers, "requestid").map(str::to_string) else {
-                tracing::debug!(id = stream.id, "port-forward stream without requestid");
-                self.conn.reset(stream.id, RST_REFUSED_STREAM).await;
+            let oldest = self.pending.values().filter_map(|p| p.since).min();
+            let stream = match oldest {
+                Some(since) => tokio::select! {
+                    s = self.conn.accept() => s?,
+                    _ = tokio::time::sleep_until(since + STREAM_CREATION_TIMEOUT) => {
+                        self.expire().await;
+                        continue;
+                    }
+                },
+                None => self.conn.accept().await?,
+            };
+            if let Some(request) = self.pair(stream).await {
+                return Some(request);
+            }
+        }
+    }
+
+    /// Files a new stream; returns the request once both of its streams are here.
+    async fn pair(&mut self, stream: Stream) -> Option<ForwardRequest> {
+        let kind = get(&stream.headers, "streamtype").unwrap_or("").to_string();
+        let Some(request_id) = get(&stream.headers, "requestid").map(str::to_string) else {
+            tracing::debug!(id = stream.id, "port-forward stream without requestid");
+            self.conn.reset(stream.id, RST_REFUSED_STREAM).await;
+            return None;
+        };
+        if kind != "error" && kind != "data" {
+            tracing::debug!(stream_type = kind, "unexpected port-forward stream");
+            self.conn.reset(stream.id, RST_REFUSED_STREAM).await;
+            return None;
+        }
+        let entry = self.pending.entry(request_id.clone()).or_default();
+        entry.since.get_or_insert_with(Instant::now);
+        if kind == "error" {
+            entry.error = Some(stream);
+        } else {
+            entry.data = Some(stream);
+        }
+        if entry.error.is_none() || entry.data.is_none() {
+            return None;
+        }
+        let Pending {
+            error: Some(error),
+            data: Some(data),
+            ..
+        } = self.pending.remove(&request_id)?
+        else {
+            return None;
+        };
+        let raw_port = get(&data.headers, "port").unwrap_or("").to_string();
+        match raw_port.parse::<u16>().ok().filter(|p| *p > 0) {
+            Some(port) => Some(ForwardRequest {
+                port,
+                request_id,
+                data: data.io,
+                error: error.io,
+            }),
+            None => {
+                tokio::spawn(refuse(error.io, data.io, raw_port));
+                None
+            }
+        }
+    }
+
+    /// Resets the streams of requests whose partner never came.
+    async fn expire(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.since.is_some_and(|s| now >= s + STREAM_CREATION_TIMEOUT))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            let Some(p) = self.pending.remove(&id) else {
                 continue;
             };
-            let entry = self.pending.entry(request_id.clone()).or_default();
-            match kind.as_str() {
-                "error" => entry.0 = Some(stream),
-                "data" => entry.1 = Some(stream),
-                other => {
-                    tracing::debug!(stream_type = other, "unexpected port-forward stream");
-                    self.conn.reset(stream.id, RST_REFUSED_STREAM).await;
-                    continue;
-                }
-            }
-            if entry.0.is_none() || entry.1.is_none() {
-                continue;
-            }
-            let Some((Some(error), Some(data))) = self.pending.remove(&request_id) else {
-                continue;
-            };
-            let port = get(&data.headers, "port").and_then(|p| p.parse::<u16>().ok());
-            match port.filter(|p| *p > 0) {
-                Some(port) => {
-                    return Some(ForwardRequest {
-                        port,
-                        request_id,
-                        data: data.io,
-                        error: error.io,
-                    })
-                }
-                None => {
-                    let raw = get(&data.headers, "port").unwrap_or("").to_string();
-                    tokio::spawn(refuse(error.io, data.io, raw));
-                }
+            tracing::debug!(
+                request_id = id,
+                "timed out waiting for the other port-forward stream"
+            );
+            for s in [p.error, p.data].into_iter().flatten() {
+                self.conn.reset(s.id, RST_CANCEL).await;
             }
         }
     }
@@ -171,5 +226,45 @@ mod tests {
         let (msg, fin) = stream_data(&frames, 3);
         assert!(fin && String::from_utf8_lossy(&msg).contains("invalid port"));
         assert_eq!(stream_data(&frames, 13), (b"pong".to_vec(), true));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_whose_partner_never_comes_is_reset() {
+        let (server, client) = tokio::io::duplex(1 << 16);
+        let mut c = SpdyClient::new(client);
+        let mut session = portforward_session(server, PortForwardProtocol::Spdy).await;
+        c.open(
+            1,
+            &[("streamtype", "error"), ("port", "80"), ("requestid", "0")],
+        )
+        .await;
+        let next = tokio::spawn(async move {
+            let r = session.next().await.map(|r| r.request_id);
+            (r, session)
+        });
+        assert!(matches!(
+            c.recv().await,
+            Some(Frame::SynReply { stream_id: 1, .. })
+        ));
+        assert_eq!(
+            c.recv().await,
+            Some(Frame::RstStream {
+                stream_id: 1,
+                status: RST_CANCEL
+            })
+        );
+        // The session goes on: a later complete pair is still served.
+        c.open(
+            3,
+            &[("streamtype", "error"), ("port", "80"), ("requestid", "1")],
+        )
+        .await;
+        c.open(
+            5,
+            &[("streamtype", "data"), ("port", "80"), ("requestid", "1")],
+        )
+        .await;
+        let (request_id, _session) = next.await.unwrap();
+        assert_eq!(request_id.as_deref(), Some("1"));
     }
 }

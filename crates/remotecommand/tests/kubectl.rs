@@ -94,33 +94,77 @@ async fn exec_exit_code(websockets: bool) {
     );
 }
 
-async fn port_forward(websockets: bool) {
+async fn attach_stdin(websockets: bool) {
     let server = TestServer::start().await;
     let mut cmd = server.kubectl(websockets);
-    cmd.args(["port-forward", "pod/p", ":80"])
+    cmd.args(["attach", "-i", "p", "-c", "c"]);
+    let out = run(cmd, Some(b"attached\n")).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kubectl failed: {stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "attached\n",
+        "stderr: {stderr}"
+    );
+    assert_eq!(
+        server.seen.lock().unwrap().exec,
+        [expected_exec(websockets)]
+    );
+}
+
+/// Starts `kubectl port-forward pod/p :<port>` and returns it with the local port it chose.
+async fn start_port_forward(
+    server: &TestServer,
+    websockets: bool,
+    pod_port: u16,
+) -> (tokio::process::Child, u16) {
+    let mut cmd = server.kubectl(websockets);
+    cmd.args(["port-forward", "pod/p", &format!(":{pod_port}")])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("kubectl runs");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let prefix = "Forwarding from 127.0.0.1:";
     let local = tokio::time::timeout(TIMEOUT, async {
         while let Some(line) = lines.next_line().await.unwrap() {
             // "Forwarding from 127.0.0.1:41234 -> 80"
-            if let Some(rest) = line.strip_prefix("Forwarding from 127.0.0.1:") {
+            if let Some(rest) = line.strip_prefix(prefix) {
                 return rest.split(' ').next().unwrap().parse::<u16>().unwrap();
             }
         }
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .await
-            .unwrap();
-        panic!("kubectl port-forward ended: {err}");
+        panic!("kubectl port-forward ended before forwarding");
     })
     .await
     .expect("kubectl started forwarding");
+    // Keep draining stdout so kubectl never blocks on it.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, local)
+}
+
+async fn port_forward_error(websockets: bool) {
+    let server = TestServer::start().await;
+    let (mut child, local) = start_port_forward(&server, websockets, 81).await;
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", local))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(TIMEOUT, conn.read_to_end(&mut got)).await;
+    assert!(got.is_empty());
+    // kubectl logs the message from the error stream; give it a moment, then stop it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    child.start_kill().unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("nothing listens on port 81"),
+        "stderr: {stderr}"
+    );
+    assert_eq!(server.seen.lock().unwrap().forwarded_ports, [81]);
+}
+
+async fn port_forward(websockets: bool) {
+    let server = TestServer::start().await;
+    let (mut child, local) = start_port_forward(&server, websockets, 80).await;
 
     // Several connections in turn, one of them large, each echoed back whole.
     for (i, size) in [5usize, 300_000, 11].into_iter().enumerate() {
@@ -196,4 +240,24 @@ async fn port_forward_websocket_tunnel() {
 #[tokio::test(flavor = "multi_thread")]
 async fn port_forward_spdy() {
     port_forward(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attach_stdin_websocket() {
+    attach_stdin(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attach_stdin_spdy() {
+    attach_stdin(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn port_forward_error_websocket_tunnel() {
+    port_forward_error(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn port_forward_error_spdy() {
+    port_forward_error(false).await;
 }

@@ -219,3 +219,60 @@ async fn no_streams_is_refused() {
     .await;
     assert!(matches!(err, Err(Error::NoStreams)));
 }
+
+#[tokio::test]
+async fn dropping_an_unfinished_session_closes_the_connection() {
+    // websocket: a close frame, then EOF.
+    let (server, mut client) = tokio::io::duplex(1 << 16);
+    let mut session = exec_session(server, Protocol::WebSocketV4, opts(true, true, false, true))
+        .await
+        .unwrap();
+    let resize = [&[4u8][..], br#"{"Width":100,"Height":30}"#].concat();
+    client
+        .write_all(&ws_client_frame(2, &resize))
+        .await
+        .unwrap();
+    let size = session.resizes().unwrap().recv().await.unwrap();
+    assert_eq!(
+        size,
+        TerminalSize {
+            width: 100,
+            height: 30
+        }
+    );
+    let stdout = session.stdout().unwrap();
+    drop(session);
+    let frames = ws_read_all(&mut client).await;
+    assert_eq!(frames.last().map(|f| f.opcode), Some(Opcode::Close));
+    drop(stdout);
+
+    // SPDY: GOAWAY, then EOF; the streams handed out stop working.
+    let (server, client) = tokio::io::duplex(1 << 16);
+    let mut c = SpdyClient::new(client);
+    let protocol = Protocol::Spdy {
+        version: SpdyVersion::V5,
+    };
+    let session = tokio::spawn(exec_session(
+        server,
+        protocol,
+        opts(false, true, false, false),
+    ));
+    c.open(1, &[("streamtype", "error")]).await;
+    c.open(3, &[("streamtype", "stdout")]).await;
+    let mut session = session.await.unwrap().unwrap();
+    let mut stdout = session.stdout().unwrap();
+    drop(session);
+    let frames = c.rest().await;
+    assert!(
+        matches!(frames.last(), Some(Frame::GoAway { .. })),
+        "{frames:?}"
+    );
+    let mut failed = false;
+    for _ in 0..100 {
+        if stdout.write_all(&[0; 4096]).await.is_err() {
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed, "writes to a closed session's stdout fail");
+}

@@ -140,12 +140,20 @@ async fn read_loop<R: AsyncRead>(
     out: mpsc::Sender<Out>,
     new_streams: mpsc::Sender<Stream>,
 ) {
-    let streams: Streams = Arc::default();
-    if let Err(e) = read_frames(rd, &out, &new_streams, &streams).await {
+    let streams = ClearOnDrop(Arc::default());
+    if let Err(e) = read_frames(rd, &out, &new_streams, &streams.0).await {
         tracing::debug!(error = %e, "spdy connection ended");
     }
-    // Every stream sees EOF and its writes fail once the connection is gone.
-    streams.lock().unwrap_or_else(|p| p.into_inner()).clear();
+}
+
+/// Every stream sees EOF and its writes fail once the reader ends, even when it is aborted.
+/// (Stream pumps hold the map, so without this their stop signals would never fire.)
+struct ClearOnDrop(Streams);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        lock(&self.0).clear();
+    }
 }
 
 async fn read_frames<R: AsyncRead>(

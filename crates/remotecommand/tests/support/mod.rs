@@ -192,23 +192,30 @@ async fn handle(mut req: Request<Incoming>, state: Arc<State>) -> Result<Reply, 
         ),
         "/api/v1" => json_reply(StatusCode::OK, resources()),
         "/api/v1/namespaces/default/pods/p" => json_reply(StatusCode::OK, pod()),
-        "/api/v1/namespaces/default/pods/p/exec" => match negotiate_exec(req.headers()) {
-            Ok((protocol, reply)) => {
-                state.seen.lock().unwrap().exec.push(protocol);
-                let upgrade = hyper::upgrade::on(&mut req);
-                tokio::spawn(async move {
-                    let Ok(upgraded) = upgrade.await else { return };
-                    let opts = StreamOptions::from_query(&query);
-                    let command = StreamOptions::command_from_query(&query);
-                    match exec_session(TokioIo::new(upgraded), protocol, opts).await {
-                        Ok(session) => run(session, command).await,
-                        Err(e) => eprintln!("exec session: {e}"),
-                    }
-                });
-                reply.body(Full::new(Bytes::new())).unwrap()
+        // Attach joins the container's main process; here that is a fresh `cat`.
+        "/api/v1/namespaces/default/pods/p/exec" | "/api/v1/namespaces/default/pods/p/attach" => {
+            match negotiate_exec(req.headers()) {
+                Ok((protocol, reply)) => {
+                    state.seen.lock().unwrap().exec.push(protocol);
+                    let upgrade = hyper::upgrade::on(&mut req);
+                    tokio::spawn(async move {
+                        let Ok(upgraded) = upgrade.await else { return };
+                        let opts = StreamOptions::from_query(&query);
+                        let command = if path.ends_with("/attach") {
+                            vec!["cat".to_string()]
+                        } else {
+                            StreamOptions::command_from_query(&query)
+                        };
+                        match exec_session(TokioIo::new(upgraded), protocol, opts).await {
+                            Ok(session) => run(session, command).await,
+                            Err(e) => eprintln!("exec session: {e}"),
+                        }
+                    });
+                    reply.body(Full::new(Bytes::new())).unwrap()
+                }
+                Err(e) => status_reply(e.http_status(), "BadRequest", &e.to_string()),
             }
-            Err(e) => status_reply(e.http_status(), "BadRequest", &e.to_string()),
-        },
+        }
         "/api/v1/namespaces/default/pods/p/portforward" => {
             match negotiate_portforward(req.headers()) {
                 Ok((protocol, reply)) => {
