@@ -112,6 +112,34 @@ async fn attach_stdin(websockets: bool) {
     );
 }
 
+/// `kubectl exec -it` under `script`, which gives it a terminal of 80x24: the session is a TTY
+/// one (no stderr stream, a resize stream) and the first size arrives.
+async fn exec_tty(websockets: bool) {
+    let server = TestServer::start().await;
+    let kubectl = server.kubectl(websockets);
+    let mut cmd = tokio::process::Command::new("script");
+    for (k, v) in kubectl.as_std().get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let cache = server.dir.path().join("cache");
+    cmd.args(["-qec"])
+        .arg(format!(
+            "stty rows 24 cols 80; kubectl --cache-dir {} exec -it p -- sh -c 'sleep 0.3; echo tty'",
+            cache.display()
+        ))
+        .arg("/dev/null")
+        .kill_on_drop(true);
+    let out = run(cmd, None).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "script/kubectl failed: {stdout}");
+    assert!(stdout.contains("tty"), "stdout: {stdout}");
+    let seen = server.seen.lock().unwrap();
+    assert_eq!(seen.exec, [expected_exec(websockets)]);
+    assert_eq!(seen.resizes.first(), Some(&(80, 24)), "stdout: {stdout}");
+}
+
 /// Starts `kubectl port-forward pod/p :<port>` and returns it with the local port it chose.
 async fn start_port_forward(
     server: &TestServer,
@@ -260,4 +288,14 @@ async fn port_forward_error_websocket_tunnel() {
 #[tokio::test(flavor = "multi_thread")]
 async fn port_forward_error_spdy() {
     port_forward_error(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_tty_websocket() {
+    exec_tty(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_tty_spdy() {
+    exec_tty(false).await;
 }

@@ -30,6 +30,7 @@ pub struct Seen {
     pub exec: Vec<Protocol>,
     pub portforward: Vec<PortForwardProtocol>,
     pub forwarded_ports: Vec<u16>,
+    pub resizes: Vec<(u16, u16)>,
 }
 
 pub struct TestServer {
@@ -198,6 +199,7 @@ async fn handle(mut req: Request<Incoming>, state: Arc<State>) -> Result<Reply, 
                 Ok((protocol, reply)) => {
                     state.seen.lock().unwrap().exec.push(protocol);
                     let upgrade = hyper::upgrade::on(&mut req);
+                    let state = state.clone();
                     tokio::spawn(async move {
                         let Ok(upgraded) = upgrade.await else { return };
                         let opts = StreamOptions::from_query(&query);
@@ -207,7 +209,17 @@ async fn handle(mut req: Request<Incoming>, state: Arc<State>) -> Result<Reply, 
                             StreamOptions::command_from_query(&query)
                         };
                         match exec_session(TokioIo::new(upgraded), protocol, opts).await {
-                            Ok(session) => run(session, command).await,
+                            Ok(mut session) => {
+                                if let Some(mut sizes) = session.resizes() {
+                                    let seen = state.seen.clone();
+                                    tokio::spawn(async move {
+                                        while let Some(s) = sizes.recv().await {
+                                            seen.lock().unwrap().resizes.push((s.width, s.height));
+                                        }
+                                    });
+                                }
+                                run(session, command).await
+                            }
                             Err(e) => eprintln!("exec session: {e}"),
                         }
                     });
