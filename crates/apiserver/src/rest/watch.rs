@@ -30,14 +30,24 @@ struct Encoder {
 }
 
 impl Encoder {
-    fn object(&mut self, obj: &Value, rv: u64) -> Value {
+    /// One event line. JSON events reuse the object's stored bytes, so fanning an event out to
+    /// many watchers costs a copy per watcher, not a serialisation.
+    fn event(&mut self, kind: &str, stored: &Stored) -> Bytes {
         match self.format {
-            Format::Json => obj.clone(),
+            Format::Json => {
+                let mut line = Vec::with_capacity(stored.json.len() + 32);
+                line.extend_from_slice(b"{\"type\":\"");
+                line.extend_from_slice(kind.as_bytes());
+                line.extend_from_slice(b"\",\"object\":");
+                line.extend_from_slice(&stored.json);
+                line.extend_from_slice(b"}\n");
+                Bytes::from(line)
+            }
             Format::Table => {
                 let mut table = kinet_printers::table(
                     self.resource,
-                    &[obj],
-                    &rv.to_string(),
+                    &[&stored.value],
+                    &stored.rv.to_string(),
                     chrono::Utc::now(),
                 );
                 // Only the first event carries column definitions, as kube-apiserver sends them.
@@ -45,17 +55,9 @@ impl Encoder {
                     table["columnDefinitions"] = json!([]);
                 }
                 self.sent_columns = true;
-                table
+                Encoder::raw(kind, table)
             }
         }
-    }
-
-    fn event(&mut self, kind: &str, obj: &Value, rv: u64) -> Bytes {
-        let object = self.object(obj, rv);
-        let mut line =
-            serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
-        line.push(b'\n');
-        Bytes::from(line)
     }
 
     fn raw(kind: &str, object: Value) -> Bytes {
@@ -147,11 +149,7 @@ impl Api {
             tokio::spawn(async move {
                 if send_initial {
                     for stored in initial.iter().filter(|s| filter.matches(&s.value)) {
-                        if tx
-                            .send(encoder.event("ADDED", &stored.value, stored.rv))
-                            .await
-                            .is_err()
-                        {
+                        if tx.send(encoder.event("ADDED", stored)).await.is_err() {
                             return;
                         }
                     }
@@ -173,7 +171,7 @@ impl Api {
                         event = watch.next() => {
                             let Some(event) = event else { return };
                             if let Some(kind) = transition(&filter, event.kind, &event.object, event.prev.as_deref()) {
-                                if tx.send(encoder.event(kind, &event.object.value, event.rv)).await.is_err() {
+                                if tx.send(encoder.event(kind, &event.object)).await.is_err() {
                                     return;
                                 }
                             }
@@ -238,6 +236,38 @@ mod tests {
             value,
             rv: 1,
         }
+    }
+
+    #[test]
+    fn json_events_reuse_the_stored_bytes() {
+        let pods = lookup("", "v1", "pods").unwrap();
+        let mut enc = Encoder {
+            resource: pods,
+            format: Format::Json,
+            sent_columns: false,
+        };
+        let line = enc.event("MODIFIED", &stored(json!({"app": "web"})));
+        let parsed: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(parsed["type"], "MODIFIED");
+        assert_eq!(parsed["object"]["metadata"]["labels"]["app"], "web");
+        assert!(line.ends_with(b"\n"));
+        let mut tables = Encoder {
+            resource: pods,
+            format: Format::Table,
+            sent_columns: false,
+        };
+        let first: Value =
+            serde_json::from_slice(&tables.event("ADDED", &stored(json!({})))).unwrap();
+        let second: Value =
+            serde_json::from_slice(&tables.event("ADDED", &stored(json!({})))).unwrap();
+        assert!(!first["object"]["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .is_empty());
+        assert!(second["object"]["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
