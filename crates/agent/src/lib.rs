@@ -1,0 +1,104 @@
+//! kinet's node agent: what the kubelet does for a node's registration and liveness.
+//!
+//! - [`node`]: the Node object and its status, pure data;
+//! - [`lease`]: the Lease in `kube-node-lease`, pure data;
+//! - [`host`]: machine facts (CPU, memory, kernel, OS image);
+//! - [`sync`]: the API calls, each idempotent;
+//! - [`run`]: register (retrying until the API answers), then renew the Lease and post the
+//!   Ready heartbeat on their intervals until cancelled.
+//!
+//! The agent runs inside its node's network namespace, so it reaches the API server over the
+//! underlay like a kubelet on a real machine. Pods come in a later part.
+
+pub mod host;
+pub mod lease;
+pub mod node;
+pub mod sync;
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+
+pub use node::{Capacity, NodeConfig, SystemInfo};
+
+/// Why an agent step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API request failed.
+    #[error("{op}: {source}")]
+    Api {
+        /// What was being done.
+        op: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// A local `Result` alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The agent's settings.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The node it registers.
+    pub node: NodeConfig,
+    /// Lease renewal period (the kubelet: 10 s).
+    pub lease_interval: Duration,
+    /// Status heartbeat period (the kubelet's nodeStatusUpdateFrequency: 10 s).
+    pub status_interval: Duration,
+    /// Wait between failed attempts (registration, renewals).
+    pub retry: Duration,
+}
+
+impl AgentConfig {
+    /// The kubelet's periods: lease and status every 10 s, retries after 1 s.
+    pub fn new(node: NodeConfig) -> AgentConfig {
+        AgentConfig {
+            node,
+            lease_interval: Duration::from_secs(10),
+            status_interval: Duration::from_secs(10),
+            retry: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Registers the node and keeps it alive; returns only if cancelled (drop the future).
+/// Failures after registration are logged and retried: the API server may restart.
+pub async fn run(client: Client, cfg: AgentConfig) -> Result<()> {
+    let name = cfg.node.name.clone();
+    let node = loop {
+        match sync::register(&client, &cfg.node).await {
+            Ok(n) => break n,
+            Err(e) => {
+                tracing::warn!(node = %name, "registration failed, retrying: {e}");
+                tokio::time::sleep(cfg.retry).await;
+            }
+        }
+    };
+    let uid = node.metadata.uid.clone();
+    tracing::info!(node = %name, uid = uid.as_deref().unwrap_or(""), "node registered");
+    let mut previous = node.status.filter(|s| s.conditions.is_some());
+    let mut lease_tick = tokio::time::interval(cfg.lease_interval);
+    let mut status_tick = tokio::time::interval(cfg.status_interval);
+    loop {
+        tokio::select! {
+            _ = status_tick.tick() => {
+                match sync::post_status(&client, &cfg.node, Timestamp::now(), previous.as_ref()).await {
+                    Ok(s) => previous = Some(s),
+                    Err(e) => {
+                        tracing::warn!(node = %name, "status update failed: {e}");
+                        status_tick.reset_after(cfg.retry);
+                    }
+                }
+            }
+            _ = lease_tick.tick() => {
+                if let Err(e) = sync::renew_lease(&client, &name, uid.as_deref(), Timestamp::now()).await {
+                    tracing::warn!(node = %name, "lease renewal failed: {e}");
+                    lease_tick.reset_after(cfg.retry);
+                }
+            }
+        }
+    }
+}
