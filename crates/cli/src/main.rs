@@ -85,6 +85,15 @@ enum BenchCommand {
         #[arg(long, default_value_t = 200)]
         watch_events: usize,
     },
+    /// The control loops: a large Deployment until bound, and pod readiness to EndpointSlices.
+    Controllers {
+        #[arg(long, default_value_t = 1000)]
+        replicas: usize,
+        #[arg(long, default_value_t = 1000)]
+        services: usize,
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+    },
 }
 
 #[tokio::main]
@@ -120,6 +129,21 @@ async fn main() -> anyhow::Result<()> {
                 clients,
                 watchers,
                 watch_events,
+            })
+            .await
+        }
+        Command::Bench {
+            what:
+                BenchCommand::Controllers {
+                    replicas,
+                    services,
+                    samples,
+                },
+        } => {
+            bench::controllers::run(bench::controllers::Options {
+                replicas,
+                services,
+                samples,
             })
             .await
         }

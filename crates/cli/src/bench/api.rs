@@ -32,7 +32,7 @@ fn pod(name: &str) -> Pod {
     .expect("a valid pod")
 }
 
-async fn namespace(client: &Client, name: &str) -> anyhow::Result<()> {
+pub(super) async fn namespace(client: &Client, name: &str) -> anyhow::Result<()> {
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
     Api::<Namespace>::all(client.clone())
         .create(&PostParams::default(), &ns)

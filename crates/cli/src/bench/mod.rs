@@ -2,4 +2,5 @@
 //! as ratios against a baseline measured in the same run, so machines of different speed agree.
 
 pub mod api;
+pub mod controllers;
 mod stats;
