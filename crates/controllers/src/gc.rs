@@ -25,6 +25,13 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 pub const FOREGROUND: &str = "foregroundDeletion";
+/// How many objects are acted on at once.
+const CONCURRENCY: usize = 32;
+/// A delete the stores have not shown within this long is issued again.
+const ISSUED_TTL: Duration = Duration::from_secs(10);
+
+/// Owner uid → whether it was found alive, for one pass.
+type OwnerCache = std::sync::Mutex<HashMap<String, bool>>;
 pub const ORPHAN: &str = "orphan";
 
 /// The kinds in the graph: (resource, namespaced).
@@ -84,6 +91,17 @@ pub enum Action {
     RemoveOwners { node: Node, uids: Vec<String> },
     /// Drop a finalizer (the collector's own).
     RemoveFinalizer { node: Node, finalizer: &'static str },
+}
+
+impl Action {
+    /// The object acted on.
+    pub fn node(&self) -> &Node {
+        match self {
+            Action::Delete { node, .. }
+            | Action::RemoveOwners { node, .. }
+            | Action::RemoveFinalizer { node, .. } => node,
+        }
+    }
 }
 
 /// Everything the collector should do, given every object it knows.
@@ -188,13 +206,42 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         for s in &stores {
             s.wait_until_ready().await?;
         }
+        // Deletes issued but not yet seen in the stores: not issued again until seen or stale.
+        let mut issued: HashMap<String, std::time::Instant> = HashMap::new();
         loop {
             let nodes = snapshot(&stores);
+            let standing: std::collections::HashSet<&str> = nodes
+                .iter()
+                .filter(|n| !n.deleting)
+                .map(|n| n.uid.as_str())
+                .collect();
+            issued.retain(|uid, at| at.elapsed() < ISSUED_TTL && standing.contains(uid.as_str()));
+            let mut groups: HashMap<String, Vec<Action>> = HashMap::new();
             for action in plan(&nodes) {
-                if let Err(e) = execute(&client, &kinds, action).await {
-                    tracing::debug!(error = %e, "gc action");
+                let node = action.node();
+                if matches!(action, Action::Delete { .. }) {
+                    if issued.contains_key(&node.uid) {
+                        continue;
+                    }
+                    issued.insert(node.uid.clone(), std::time::Instant::now());
                 }
+                groups.entry(node.uid.clone()).or_default().push(action);
             }
+            // Objects are independent; one object's actions keep their order. Owners are
+            // looked up live once per pass, not once per dependent.
+            let alive: OwnerCache = Default::default();
+            futures::stream::iter(groups.into_values())
+                .for_each_concurrent(CONCURRENCY, |actions| {
+                    let (client, kinds, alive) = (&client, &kinds, &alive);
+                    async move {
+                        for action in actions {
+                            if let Err(e) = execute(client, kinds, alive, action).await {
+                                tracing::debug!(error = %e, "gc action");
+                            }
+                        }
+                    }
+                })
+                .await;
             // Coalesce bursts of events; look again at least every 30 s.
             let _ = tokio::time::timeout(Duration::from_secs(30), dirty.notified()).await;
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -243,9 +290,20 @@ fn api_for(
 async fn any_owner_alive(
     client: &Client,
     kinds: &[(ApiResource, bool)],
+    cache: &OwnerCache,
     node: &Node,
 ) -> kube::Result<bool> {
     for o in &node.owners {
+        let known = cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&o.uid)
+            .copied();
+        match known {
+            Some(true) => return Ok(true),
+            Some(false) => continue,
+            None => {}
+        }
         let Some(kind) = kinds
             .iter()
             .position(|(ar, _)| ar.kind == o.kind && ar.api_version == o.api_version)
@@ -254,11 +312,15 @@ async fn any_owner_alive(
             return Ok(true);
         };
         let api = api_for(client, kinds, kind, node.namespace.as_deref());
-        if api
+        let alive = api
             .get_opt(&o.name)
             .await?
-            .is_some_and(|live| live.uid().as_deref() == Some(o.uid.as_str()))
-        {
+            .is_some_and(|live| live.uid().as_deref() == Some(o.uid.as_str()));
+        cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(o.uid.clone(), alive);
+        if alive {
             return Ok(true);
         }
     }
@@ -268,6 +330,7 @@ async fn any_owner_alive(
 async fn execute(
     client: &Client,
     kinds: &[(ApiResource, bool)],
+    alive: &OwnerCache,
     action: Action,
 ) -> kube::Result<()> {
     let result = match action {
@@ -276,7 +339,7 @@ async fn execute(
             foreground,
             verify,
         } => {
-            if verify && any_owner_alive(client, kinds, &node).await? {
+            if verify && any_owner_alive(client, kinds, alive, &node).await? {
                 return Ok(());
             }
             let api = api_for(client, kinds, node.kind, node.namespace.as_deref());
