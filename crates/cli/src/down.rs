@@ -1,19 +1,34 @@
-//! `kinet down`: stop the control plane and remove the cluster's state.
+//! `kinet down`: stop the node agents and the control plane, remove the nodes' network (the
+//! namespaces, the host link and its route), then the cluster's state.
 
 use std::fs;
 
 use anyhow::{Context, Result};
 
+use crate::nodes;
 use crate::process::{self, Stopped};
 use crate::state::{self, ClusterDir};
 use crate::up::absolute_home;
 
-pub fn down(name: &str, keep_data: bool) -> Result<()> {
+pub async fn down(name: &str, keep_data: bool) -> Result<()> {
     state::validate_name(name)?;
     let dir = ClusterDir::new(&absolute_home()?, name);
     if !dir.root.exists() {
         println!("No cluster named \"{name}\"; nothing to do.");
         return Ok(());
+    }
+    // Agents first: they would only log errors once the API server is gone.
+    match dir.load_info() {
+        Ok(info) => {
+            let plan = nodes::recorded_plan(&info);
+            for (node, pid) in nodes::teardown(&dir, &plan).await? {
+                eprintln!(" ✓ Stopped agent of {node} (pid {pid})");
+            }
+            if info.nodes > 0 {
+                eprintln!(" ✓ Removed the nodes and the underlay");
+            }
+        }
+        Err(e) => eprintln!("   cannot read the cluster's settings, nodes left alone: {e:#}"),
     }
     match dir.read_pid() {
         Some(pid) => match process::stop(pid, name)? {

@@ -1,7 +1,9 @@
 //! The kinet command: create, inspect and delete local clusters.
 
+mod agent;
 mod bench;
 mod down;
+mod nodes;
 mod probe;
 mod process;
 mod progress;
@@ -34,7 +36,8 @@ enum Command {
         /// Cluster name: a DNS label of at most 20 characters.
         #[arg(long, default_value = DEFAULT_NAME)]
         name: String,
-        /// Number of nodes (recorded at creation).
+        /// Number of nodes, recorded at creation: one control plane (which runs pods too)
+        /// and workers. Default 3; 0 starts only the control plane.
         #[arg(long)]
         nodes: Option<usize>,
         /// Cluster configuration file (recorded at creation).
@@ -64,11 +67,38 @@ enum Command {
         #[command(subcommand)]
         what: BenchCommand,
     },
+    /// Nodes of a cluster.
+    Node {
+        #[command(subcommand)]
+        what: NodeCommand,
+    },
     /// Run the control plane in the foreground (started by `up`).
     #[command(hide = true)]
     Serve {
         #[arg(long)]
         name: String,
+    },
+    /// Run a node's agent in the foreground (started by `up` inside the node's namespace).
+    #[command(hide = true)]
+    Agent {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        node: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Run a command inside a node's network namespace: `kinet node exec NODE -- ip -br addr`.
+    Exec {
+        #[arg(long, default_value = DEFAULT_NAME)]
+        name: String,
+        /// The node: its full name (`<cluster>-worker`) or without the cluster prefix.
+        node: String,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
     },
 }
 
@@ -111,10 +141,22 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
-        Command::Down { name, keep_data } => down::down(&name, keep_data),
+        Command::Down { name, keep_data } => down::down(&name, keep_data).await,
         Command::Status { name } => status::status(name.as_deref()).await,
         Command::Kubeconfig { name } => status::kubeconfig(&name),
         Command::Serve { name } => serve::serve(&name).await,
+        Command::Agent { name, node } => agent::agent(&name, &node).await,
+        Command::Node {
+            what:
+                NodeCommand::Exec {
+                    name,
+                    node,
+                    command,
+                },
+        } => {
+            let code = status::node_exec(&name, &node, &command)?;
+            std::process::exit(code)
+        }
         Command::Bench {
             what:
                 BenchCommand::Api {

@@ -8,7 +8,8 @@ use kinet_apiserver::{ServeConfig, TokenUser};
 use kinet_pki::{Pki, ADMIN_GROUP, ADMIN_USER};
 use tracing_subscriber::EnvFilter;
 
-use crate::state::{self, ClusterDir};
+use crate::nodes::Plan;
+use crate::state::{self, ClusterDir, ClusterInfo};
 use crate::up::absolute_home;
 
 pub async fn serve(name: &str) -> Result<()> {
@@ -32,7 +33,7 @@ pub async fn serve(name: &str) -> Result<()> {
     let api = kinet_apiserver::run(ServeConfig {
         cluster: info.name.clone(),
         data_dir: dir.data(),
-        listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, info.port))],
+        listen: listen_addrs(&info),
         ca_cert_pem: pki.ca_cert_pem,
         server_cert_pem: pki.server_cert_pem,
         server_key_pem: pki.server_key_pem,
@@ -68,7 +69,17 @@ pub async fn serve(name: &str) -> Result<()> {
     result
 }
 
-fn init_logging() {
+/// Loopback for the host, and the underlay gateway (the host link) for the node agents.
+fn listen_addrs(info: &ClusterInfo) -> Vec<SocketAddr> {
+    let mut addrs = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, info.port))];
+    if let (Some(cidr), true) = (info.underlay, info.nodes > 0) {
+        let gateway = Plan::new(&info.name, cidr, 0).underlay.gateway;
+        addrs.push(SocketAddr::from((gateway, info.port)));
+    }
+    addrs
+}
+
+pub fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -79,7 +90,7 @@ fn init_logging() {
 
 /// A detached control plane must outlive the terminal that ran `kinet up`: taking
 /// SIGHUP through tokio replaces its default (terminate) action.
-fn ignore_hangup() -> Result<()> {
+pub fn ignore_hangup() -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup())?;
     tokio::spawn(async move {

@@ -8,7 +8,10 @@
 //!   pki/                  ca.crt ca.key apiserver.crt apiserver.key admin.crt admin.key
 //!   data/                 the API server's durable store
 //!   logs/control-plane.log
+//!   logs/<node>.log       each node agent's output
 //!   control-plane.pid     present while `kinet serve` runs
+//!   agents/<node>.pid     present while the node's `kinet agent` runs
+//!   nodes/<node>/kubeconfig  the agent's credentials (CN system:node:<node>, 0600)
 //! ```
 
 use std::fs;
@@ -89,6 +92,21 @@ impl ClusterDir {
     pub fn pid_file(&self) -> PathBuf {
         self.root.join("control-plane.pid")
     }
+    pub fn agents(&self) -> PathBuf {
+        self.root.join("agents")
+    }
+    pub fn agent_pid_file(&self, node: &str) -> PathBuf {
+        self.agents().join(format!("{node}.pid"))
+    }
+    pub fn agent_log(&self, node: &str) -> PathBuf {
+        self.logs().join(format!("{node}.log"))
+    }
+    pub fn node_dir(&self, node: &str) -> PathBuf {
+        self.root.join("nodes").join(node)
+    }
+    pub fn node_kubeconfig(&self, node: &str) -> PathBuf {
+        self.node_dir(node).join("kubeconfig")
+    }
 
     /// A cluster exists once its `cluster.json` has been written (the last step of
     /// preparing state, so a half-prepared folder does not count).
@@ -146,10 +164,13 @@ pub struct ClusterInfo {
     pub port: u16,
     /// RFC 3339 time of the first `up`.
     pub created: String,
-    /// Requested node count (nodes are not created yet).
+    /// Node count, fixed at creation (0: a control plane without nodes).
     pub nodes: usize,
     /// The `--config` file given at creation, made absolute.
     pub config: Option<PathBuf>,
+    /// The underlay subnet claimed at the first `up` with nodes (kept across restarts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub underlay: Option<kinet_ipam::Ipv4Cidr>,
 }
 
 /// Every cluster folder under `home` that has a `cluster.json`, sorted by name.
@@ -226,6 +247,12 @@ mod tests {
             Path::new("/h/c1/logs/control-plane.log")
         );
         assert_eq!(dir.pid_file(), Path::new("/h/c1/control-plane.pid"));
+        assert_eq!(dir.agent_pid_file("w"), Path::new("/h/c1/agents/w.pid"));
+        assert_eq!(dir.agent_log("w"), Path::new("/h/c1/logs/w.log"));
+        assert_eq!(
+            dir.node_kubeconfig("w"),
+            Path::new("/h/c1/nodes/w/kubeconfig")
+        );
     }
 
     #[test]
@@ -242,6 +269,7 @@ mod tests {
             created: "2025-01-01T00:00:00Z".into(),
             nodes: 3,
             config: Some("/etc/kinet.yaml".into()),
+            underlay: Some("172.18.0.0/16".parse().unwrap()),
         };
         dir.save_info(&info).unwrap();
         assert_eq!(dir.load_info().unwrap(), info);

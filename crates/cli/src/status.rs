@@ -1,8 +1,9 @@
 //! `kinet status` and `kinet kubeconfig`.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use kinet_pki::Pki;
 
+use crate::nodes;
 use crate::probe::Probe;
 use crate::process::running_pid;
 use crate::state::{self, ClusterDir};
@@ -40,7 +41,21 @@ pub async fn status(name: Option<&str>) -> Result<()> {
     println!("Name:        {}", info.name);
     println!("Created:     {}", info.created);
     println!("API server:  https://127.0.0.1:{}", info.port);
-    println!("Nodes:       {} requested", info.nodes);
+    println!("Nodes:       {}", info.nodes);
+    if let Some(cidr) = info.underlay {
+        let plan = nodes::Plan::new(&info.name, cidr, info.nodes);
+        println!(
+            "Underlay:    {cidr}, gateway {} on host link {}",
+            plan.underlay.gateway, plan.host_link
+        );
+        for node in &plan.nodes {
+            let agent = match nodes::agents::running(&dir, &node.name) {
+                Some(pid) => format!("agent running (pid {pid})"),
+                None => "agent stopped".to_string(),
+            };
+            println!("  {:<32}{:<16}{agent}", node.name, node.ip.to_string());
+        }
+    }
     if let Some(config) = &info.config {
         println!("Config:      {}", config.display());
     }
@@ -59,6 +74,32 @@ pub async fn status(name: Option<&str>) -> Result<()> {
         None => println!("Status:      stopped"),
     }
     Ok(())
+}
+
+/// `kinet node exec`: runs `command` in the node's network namespace (through `nsenter`,
+/// like `ip netns exec`) and returns its exit code.
+pub fn node_exec(name: &str, node: &str, command: &[String]) -> Result<i32> {
+    let dir = existing(&absolute_home()?, name)?;
+    let info = dir.load_info()?;
+    let plan = nodes::recorded_plan(&info);
+    let prefixed = format!("{name}-{node}");
+    let Some(n) = plan.node(node).or_else(|| plan.node(&prefixed)) else {
+        let names: Vec<&str> = plan.nodes.iter().map(|n| n.name.as_str()).collect();
+        bail!("cluster \"{name}\" has no node {node:?} (nodes: {})", names.join(", "));
+    };
+    if !kinet_netns::NetNs::exists(&n.netns) {
+        bail!(
+            "node {} has no network namespace {} (is the cluster up?)",
+            n.name,
+            n.netns
+        );
+    }
+    let status = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", n.netns))
+        .args(command)
+        .status()
+        .context("running nsenter")?;
+    Ok(status.code().unwrap_or(1))
 }
 
 /// Prints the kubeconfig path as the last line.

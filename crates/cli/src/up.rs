@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use kinet_pki::{default_server_sans, Credentials, Pki};
 use rand::distr::{Alphanumeric, SampleString};
 
+use crate::nodes::{self, Plan};
 use crate::probe::Probe;
 use crate::process::{self, running_pid};
 use crate::progress::Step;
@@ -21,6 +22,8 @@ pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const READY_POLL: Duration = Duration::from_millis(250);
 const LOG_TAIL_LINES: usize = 40;
+/// One control-plane node (which also runs pods) and two workers, as the issue asks.
+pub const DEFAULT_NODES: usize = 3;
 
 pub struct UpArgs {
     pub name: String,
@@ -52,8 +55,21 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let info = prepare_state(&dir, &args)?;
     step.done();
 
+    let plan = if info.nodes > 0 {
+        let step = Step::start("Preparing nodes");
+        let plan = nodes::prepare(&dir, &info).await?;
+        step.done();
+        Some(plan)
+    } else {
+        None
+    };
+    let info = dir.load_info()?;
+
     let step = Step::start("Writing certificates");
-    let pki = ensure_pki(&dir)?;
+    let pki = ensure_pki(&dir, plan.as_ref())?;
+    if let Some(plan) = &plan {
+        nodes::write_credentials(&dir, &pki, plan, info.port)?;
+    }
     let kubeconfig = kinet_pki::kubeconfig(
         &info.name,
         &format!("https://127.0.0.1:{}", info.port),
@@ -77,10 +93,23 @@ pub async fn up(args: UpArgs) -> Result<()> {
     if let Err(e) = wait_ready(&mut child, &probe).await {
         drop(step);
         abandon(&dir, &mut child);
+        if let Some(plan) = &plan {
+            nodes::abandon(&dir, plan).await;
+        }
         print_log_tail(&dir.control_plane_log(), log_start);
         return Err(e);
     }
     step.done();
+
+    if let Some(plan) = &plan {
+        let url = format!("https://127.0.0.1:{}", info.port);
+        let client = kinet_controllers::client::connect(&url, &pki.ca_cert_pem, &dir.read_token()?)?;
+        if let Err(e) = nodes::start_and_wait(&dir, &home, plan, &client).await {
+            abandon(&dir, &mut child);
+            nodes::abandon(&dir, plan).await;
+            return Err(e);
+        }
+    }
 
     println!();
     println!(
@@ -121,22 +150,28 @@ fn prepare_state(dir: &ClusterDir, args: &UpArgs) -> Result<ClusterInfo> {
         name: args.name.clone(),
         port: free_port()?,
         created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        nodes: args.nodes.unwrap_or(1),
+        nodes: args.nodes.unwrap_or(DEFAULT_NODES),
         config,
+        underlay: None,
     };
     dir.save_info(&info)?;
     Ok(info)
 }
 
-/// Loads the cluster's PKI, generating it when any file is missing.
-fn ensure_pki(dir: &ClusterDir) -> Result<Pki> {
+/// Loads the cluster's PKI, generating it when any file is missing. With nodes, the serving
+/// certificate also names the underlay gateway, where the agents reach the API server.
+fn ensure_pki(dir: &ClusterDir, plan: Option<&Plan>) -> Result<Pki> {
     let complete = kinet_pki::FILE_NAMES
         .iter()
         .all(|f| dir.pki().join(f).is_file());
     if complete {
         return Pki::load(&dir.pki()).context("loading the cluster PKI");
     }
-    let pki = Pki::generate(&dir.name, &default_server_sans(KUBERNETES_SERVICE_IP))?;
+    let mut sans = default_server_sans(KUBERNETES_SERVICE_IP);
+    if let Some(plan) = plan {
+        sans.push(plan.underlay.gateway.to_string());
+    }
+    let pki = Pki::generate(&dir.name, &sans)?;
     pki.save(&dir.pki())?;
     Ok(pki)
 }
@@ -178,7 +213,7 @@ fn abandon(dir: &ClusterDir, child: &mut Child) {
     let _ = dir.remove_pid();
 }
 
-fn print_log_tail(log: &Path, from: u64) {
+pub fn print_log_tail(log: &Path, from: u64) {
     let Ok(bytes) = fs::read(log) else { return };
     let start = usize::try_from(from).unwrap_or(0).min(bytes.len());
     let text = String::from_utf8_lossy(&bytes[start..]);

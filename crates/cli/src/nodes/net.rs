@@ -1,0 +1,311 @@
+//! Applies a [`Plan`] with netlink, idempotently ("already exists" is success), and tears it
+//! down. The only host-side changes are the host link and its route; everything else is made
+//! inside the cluster's own namespaces through sockets opened there.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+
+use anyhow::{anyhow, bail, Context, Result};
+use futures::TryStreamExt;
+use kinet_ipam::Ipv4Cidr;
+use kinet_netns::NetNs;
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo};
+use rtnetlink::packet_route::link::LinkMessage;
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteScope};
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use super::{candidate_subnets, overlapping, pick_subnet, Plan, HOST_PEER};
+
+const EEXIST: i32 = 17;
+const MTU: u32 = 1500;
+/// The kernel's local table (addresses of this host), not routes to compare with.
+const RT_TABLE_LOCAL: u8 = 255;
+
+fn errno(e: &rtnetlink::Error) -> Option<i32> {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.to_io().raw_os_error(),
+        _ => None,
+    }
+}
+
+fn exists_ok(r: Result<(), rtnetlink::Error>, op: &str) -> Result<()> {
+    match r {
+        Err(e) if errno(&e) != Some(EEXIST) => Err(anyhow!("{op}: {e}")),
+        _ => Ok(()),
+    }
+}
+
+/// A netlink handle on the host's own namespace (the one `kinet up` runs in).
+fn host_handle() -> Result<Handle> {
+    let (conn, handle, _) = rtnetlink::new_connection().context("netlink socket")?;
+    tokio::spawn(conn);
+    Ok(handle)
+}
+
+fn open_or_create(name: &str) -> Result<NetNs> {
+    match NetNs::create(name) {
+        Ok(ns) => Ok(ns),
+        Err(kinet_netns::Error::Exists(_)) => Ok(NetNs::open(name)?),
+        Err(e) => Err(e).with_context(|| format!("creating network namespace {name}")),
+    }
+}
+
+async fn link(h: &Handle, name: &str) -> Result<Option<LinkMessage>> {
+    let mut links = h.link().get().execute();
+    let mut found = None;
+    while let Some(m) = links.try_next().await.context("listing links")? {
+        let is_it = m
+            .attributes
+            .iter()
+            .any(|a| matches!(a, LinkAttribute::IfName(n) if n == name));
+        if is_it {
+            found = Some(m);
+        }
+    }
+    Ok(found)
+}
+
+async fn need_link(h: &Handle, name: &str) -> Result<u32> {
+    Ok(link(h, name)
+        .await?
+        .ok_or_else(|| anyhow!("link {name} is missing"))?
+        .header
+        .index)
+}
+
+fn is_veth(m: &LinkMessage) -> bool {
+    m.attributes.iter().any(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos
+            .iter()
+            .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth))),
+        _ => false,
+    })
+}
+
+async fn set_up(h: &Handle, index: u32, controller: Option<u32>) -> Result<()> {
+    let mut b = LinkUnspec::new_with_index(index).up().mtu(MTU);
+    if let Some(c) = controller {
+        b = b.controller(c);
+    }
+    h.link()
+        .set(b.build())
+        .execute()
+        .await
+        .with_context(|| format!("setting link {index} up"))
+}
+
+async fn ensure_addr(h: &Handle, index: u32, ip: Ipv4Addr, prefix: u8) -> Result<()> {
+    let r = h
+        .address()
+        .add(index, IpAddr::V4(ip), prefix)
+        .execute()
+        .await;
+    exists_ok(r, &format!("adding {ip}/{prefix}"))
+}
+
+/// Creates veth `name` in `h`'s namespace with its peer born in `target`, unless `name`
+/// exists; a stale peer left alone in `target` is removed first so the name is free.
+async fn ensure_veth(
+    h: &Handle,
+    name: &str,
+    peer: &str,
+    target: &NetNs,
+    target_h: &Handle,
+) -> Result<()> {
+    if link(h, name).await?.is_some() {
+        return Ok(());
+    }
+    if let Some(stale) = link(target_h, peer).await? {
+        let _ = target_h.link().del(stale.header.index).execute().await;
+    }
+    let peer_msg = LinkUnspec::new_with_name(peer)
+        .mtu(MTU)
+        .setns_by_fd(target.file().as_raw_fd())
+        .build();
+    let msg = LinkVeth::new(name, peer)
+        .mtu(MTU)
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
+        .build();
+    h.link()
+        .add(msg)
+        .execute()
+        .await
+        .with_context(|| format!("adding veth {name} <-> {}:{peer}", target.name()))
+}
+
+/// The host's IPv4 routes outside the local table: (destination, output link index).
+async fn host_routes(h: &Handle) -> Result<Vec<(Ipv4Cidr, Option<u32>)>> {
+    let all: Vec<_> = h
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute()
+        .try_collect()
+        .await
+        .context("reading the host's routes")?;
+    Ok(all
+        .iter()
+        .filter(|m| m.header.table != RT_TABLE_LOCAL)
+        .filter_map(|m| {
+            let len = m.header.destination_prefix_length;
+            let dst = m
+                .attributes
+                .iter()
+                .find_map(|a| match a {
+                    RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
+                    _ => None,
+                })
+                .unwrap_or(Ipv4Addr::UNSPECIFIED);
+            let oif = m.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Oif(i) => Some(*i),
+                _ => None,
+            });
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            let net = Ipv4Addr::from(u32::from(dst) & mask);
+            Ipv4Cidr::new(net, len).ok().map(|c| (c, oif))
+        })
+        .collect())
+}
+
+/// Claims an underlay subnet on the host and builds the underlay: namespace, bridge, the host
+/// link and its route. `recorded` is the subnet of an earlier `up` (kept across restarts);
+/// without it the first free candidate is taken. Adding the route is the claim: the kernel
+/// refuses a second identical route, so two concurrent `up`s never share a subnet.
+pub async fn ensure_underlay(cluster: &str, recorded: Option<Ipv4Cidr>) -> Result<Ipv4Cidr> {
+    let probe = Plan::new(cluster, recorded.unwrap_or(candidate_subnets()[0]), 0);
+    let uns = open_or_create(&probe.underlay_netns)?;
+    let uh = uns.netlink_handle()?;
+    let lo = need_link(&uh, "lo").await?;
+    set_up(&uh, lo, None).await?;
+    let bridge = &probe.underlay.bridge;
+    let add = uh
+        .link()
+        .add(LinkBridge::new(bridge).mtu(MTU).build())
+        .execute()
+        .await;
+    exists_ok(add, &format!("adding bridge {bridge}"))?;
+    let br = need_link(&uh, bridge).await?;
+    set_up(&uh, br, None).await?;
+
+    let hh = host_handle()?;
+    ensure_veth(&hh, &probe.host_link, HOST_PEER, &uns, &uh).await?;
+    let peer = need_link(&uh, HOST_PEER).await?;
+    set_up(&uh, peer, Some(br)).await?;
+    let host_link = need_link(&hh, &probe.host_link).await?;
+    set_up(&hh, host_link, None).await?;
+
+    let routes = host_routes(&hh).await?;
+    let ours: Vec<Ipv4Cidr> = routes
+        .iter()
+        .filter(|(_, oif)| *oif == Some(host_link))
+        .map(|(c, _)| *c)
+        .collect();
+    let others: Vec<Ipv4Cidr> = routes
+        .iter()
+        .filter(|(_, oif)| *oif != Some(host_link))
+        .map(|(c, _)| *c)
+        .collect();
+    let candidates = match recorded {
+        Some(c) => {
+            if let Some(r) = overlapping(&c, &others) {
+                bail!(
+                    "the underlay {c} of cluster \"{cluster}\" now overlaps the host route {r}; \
+                     remove that route or recreate the cluster (kinet down, kinet up)"
+                );
+            }
+            vec![c]
+        }
+        None => candidate_subnets(),
+    };
+    let mut tried = Vec::new();
+    let mut left = candidates.clone();
+    while let Some(cidr) = pick_subnet(&left, &others) {
+        left.retain(|c| *c != cidr);
+        tried.push(cidr);
+        let gw = Plan::new(cluster, cidr, 0).underlay.gateway;
+        if !ours.contains(&cidr) {
+            let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(cidr.network(), cidr.prefix())
+                .output_interface(host_link)
+                .scope(RouteScope::Link)
+                .build();
+            match hh.route().add(msg).execute().await {
+                Ok(()) => {}
+                // Taken between our read and our add (another cluster starting): next one.
+                Err(e) if errno(&e) == Some(EEXIST) && recorded.is_none() => continue,
+                Err(e) => return Err(anyhow!("adding the host route {cidr} dev {}: {e}", probe.host_link)),
+            }
+        }
+        // /32: the route above is the only route kinet adds; no kernel prefix route.
+        ensure_addr(&hh, host_link, gw, 32).await?;
+        return Ok(cidr);
+    }
+    let _ = hh.link().del(host_link).execute().await;
+    let _ = kinet_netns::delete(&probe.underlay_netns);
+    match recorded {
+        Some(c) => bail!("the underlay {c} is taken by another route on this host"),
+        None => bail!(
+            "no free underlay subnet: every candidate from {} to {} overlaps a route on this \
+             host (see `ip route`)",
+            candidates[0],
+            candidates[candidates.len() - 1]
+        ),
+    }
+}
+
+/// Creates (or completes) every node's namespace: `eth0` on the underlay bridge with the
+/// node's address, `lo` up, a default route via the gateway (the host link).
+pub async fn ensure_nodes(plan: &Plan) -> Result<()> {
+    let uns = NetNs::open(&plan.underlay_netns)?;
+    let uh = uns.netlink_handle()?;
+    let br = need_link(&uh, &plan.underlay.bridge).await?;
+    let prefix = plan.underlay.cidr.prefix();
+    for node in &plan.nodes {
+        let ns = open_or_create(&node.netns)?;
+        let nh = ns.netlink_handle()?;
+        let lo = need_link(&nh, "lo").await?;
+        set_up(&nh, lo, None).await?;
+        if link(&nh, "eth0").await?.is_none() {
+            if let Some(stale) = link(&uh, &node.underlay_veth).await? {
+                let _ = uh.link().del(stale.header.index).execute().await;
+            }
+            ensure_veth(&uh, &node.underlay_veth, "eth0", &ns, &nh).await?;
+        }
+        let outer = need_link(&uh, &node.underlay_veth).await?;
+        set_up(&uh, outer, Some(br)).await?;
+        let eth0 = need_link(&nh, "eth0").await?;
+        ensure_addr(&nh, eth0, node.ip, prefix).await?;
+        set_up(&nh, eth0, None).await?;
+        let default = RouteMessageBuilder::<Ipv4Addr>::new()
+            .gateway(plan.underlay.gateway)
+            .build();
+        exists_ok(
+            nh.route().add(default).execute().await,
+            &format!("default route via {} in {}", plan.underlay.gateway, node.netns),
+        )?;
+    }
+    Ok(())
+}
+
+/// Removes the node namespaces, the underlay namespace and the host link (its route and
+/// address go with it). Missing pieces are fine.
+pub async fn teardown(plan: &Plan) -> Result<()> {
+    for node in &plan.nodes {
+        kinet_netns::delete(&node.netns)
+            .with_context(|| format!("deleting network namespace {}", node.netns))?;
+    }
+    let hh = host_handle()?;
+    if let Some(l) = link(&hh, &plan.host_link).await? {
+        if !is_veth(&l) {
+            bail!("host link {} is not a veth; not touching it", plan.host_link);
+        }
+        match hh.link().del(l.header.index).execute().await {
+            Ok(()) => {}
+            // Went with the underlay namespace meanwhile.
+            Err(e) if errno(&e) == Some(19) => {}
+            Err(e) => return Err(anyhow!("deleting host link {}: {e}", plan.host_link)),
+        }
+    }
+    kinet_netns::delete(&plan.underlay_netns)
+        .with_context(|| format!("deleting network namespace {}", plan.underlay_netns))?;
+    Ok(())
+}
