@@ -44,55 +44,67 @@ pub fn cells(resource: &Resource, obj: &Value, now: DateTime<Utc>) -> Vec<Value>
     }
 }
 
-/// A whole `meta.k8s.io/v1` Table; each row's object is the object's `PartialObjectMetadata`.
+/// What each row carries in `object`, from the request's `includeObject` parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IncludeObject {
+    None,
+    /// `PartialObjectMetadata`, kube-apiserver's default (kubectl reads namespaces from it).
+    #[default]
+    Metadata,
+    /// The whole object (kubectl asks for it with `--sort-by` and custom columns).
+    Object,
+}
+
+impl IncludeObject {
+    /// Parses the `includeObject` query parameter.
+    pub fn from_param(value: Option<&str>) -> IncludeObject {
+        match value {
+            Some("None") => IncludeObject::None,
+            Some("Object") => IncludeObject::Object,
+            _ => IncludeObject::Metadata,
+        }
+    }
+}
+
+/// A whole Table as a value: `{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":{...},
+/// "columnDefinitions":[..],"rows":[{"cells":[..],"object":<PartialObjectMetadata>}]}`.
 pub fn table(
     resource: &Resource,
     objects: &[&Value],
     resource_version: &str,
     now: DateTime<Utc>,
 ) -> Value {
-    let rows: Vec<Value> = objects
-        .iter()
-        .map(|obj| {
-            json!({
-                "cells": cells(resource, obj, now),
-                "object": {
-                    "kind": "PartialObjectMetadata",
-                    "apiVersion": "meta.k8s.io/v1",
-                    "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
-                },
-            })
-        })
-        .collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": {"resourceVersion": resource_version},
-        "columnDefinitions": columns(resource),
-        "rows": rows,
-    })
+    let metadata = json!({"resourceVersion": resource_version});
+    let bytes = table_json(resource, objects, &metadata, IncludeObject::Metadata, now);
+    serde_json::from_slice(&bytes).unwrap_or(Value::Null)
 }
 
-/// [`table`] serialised straight to JSON bytes, borrowing each object's metadata instead of
-/// copying it into a new value tree: the hot path of `kubectl get` on large lists.
-/// `metadata` is the list metadata (resourceVersion, continue).
+/// A Table serialised straight to JSON bytes, borrowing each object instead of copying it into a
+/// new value tree: the hot path of `kubectl get` on large lists. `metadata` is the list metadata
+/// (resourceVersion, continue).
 pub fn table_json(
     resource: &Resource,
     objects: &[&Value],
     metadata: &Value,
+    include: IncludeObject,
     now: DateTime<Utc>,
 ) -> Vec<u8> {
     #[derive(serde::Serialize)]
-    struct PartialObjectMetadata<'a> {
-        kind: &'static str,
-        #[serde(rename = "apiVersion")]
-        api_version: &'static str,
-        metadata: &'a Value,
+    #[serde(untagged)]
+    enum RowObject<'a> {
+        Partial {
+            kind: &'static str,
+            #[serde(rename = "apiVersion")]
+            api_version: &'static str,
+            metadata: &'a Value,
+        },
+        Full(&'a Value),
     }
     #[derive(serde::Serialize)]
     struct Row<'a> {
         cells: Vec<Value>,
-        object: PartialObjectMetadata<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        object: Option<RowObject<'a>>,
     }
     #[derive(serde::Serialize)]
     struct Table<'a> {
@@ -109,10 +121,14 @@ pub fn table_json(
         .iter()
         .map(|obj| Row {
             cells: cells(resource, obj, now),
-            object: PartialObjectMetadata {
-                kind: "PartialObjectMetadata",
-                api_version: "meta.k8s.io/v1",
-                metadata: obj.get("metadata").unwrap_or(&EMPTY),
+            object: match include {
+                IncludeObject::None => None,
+                IncludeObject::Metadata => Some(RowObject::Partial {
+                    kind: "PartialObjectMetadata",
+                    api_version: "meta.k8s.io/v1",
+                    metadata: obj.get("metadata").unwrap_or(&EMPTY),
+                }),
+                IncludeObject::Object => Some(RowObject::Full(obj)),
             },
         })
         .collect();

@@ -172,9 +172,16 @@ impl Api {
         }
         match call.format {
             Format::Table => {
+                let include =
+                    kinet_printers::IncludeObject::from_param(call.query.get("includeObject"));
                 let objects: Vec<&Value> = page.items.iter().map(|s| &s.value).collect();
-                let body =
-                    kinet_printers::table_json(resource, &objects, &list_meta, chrono::Utc::now());
+                let body = kinet_printers::table_json(
+                    resource,
+                    &objects,
+                    &list_meta,
+                    include,
+                    chrono::Utc::now(),
+                );
                 Ok(bytes_reply(200, "application/json", body))
             }
             Format::Json => {

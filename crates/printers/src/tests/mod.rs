@@ -17,14 +17,34 @@ pub(crate) fn res(group: &str, plural: &str) -> &'static Resource {
 }
 
 #[test]
-fn table_json_is_the_table_serialised() {
+fn include_object_selects_the_row_object() {
     use chrono::TimeZone;
     use kinet_types::registry::lookup;
     use serde_json::json;
     let pods = lookup("", "v1", "pods").unwrap();
     let now = chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 10).unwrap();
-    let pod = json!({"metadata": {"name": "p", "namespace": "default", "creationTimestamp": "2026-01-01T00:00:00Z"}, "spec": {"containers": [{"name": "c"}]}, "status": {"phase": "Pending"}});
-    let bytes = crate::table_json(pods, &[&pod], &json!({"resourceVersion": "7"}), now);
-    let parsed: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-    assert_eq!(parsed, crate::table(pods, &[&pod], "7", now));
+    let pod = json!({"metadata": {"name": "p", "namespace": "default", "creationTimestamp": "2026-01-01T00:00:00Z"}, "spec": {"nodeName": "n1", "containers": [{"name": "c"}]}, "status": {"phase": "Pending"}});
+    let meta = json!({"resourceVersion": "7"});
+    let parse = |include| -> serde_json::Value {
+        serde_json::from_slice(&crate::table_json(pods, &[&pod], &meta, include, now)).unwrap()
+    };
+    let partial = parse(crate::IncludeObject::Metadata);
+    assert_eq!(partial, crate::table(pods, &[&pod], "7", now));
+    assert_eq!(
+        partial["rows"][0]["object"]["kind"],
+        "PartialObjectMetadata"
+    );
+    assert!(partial["rows"][0]["object"].get("spec").is_none());
+    let full = parse(crate::IncludeObject::Object);
+    assert_eq!(full["rows"][0]["object"], pod);
+    let none = parse(crate::IncludeObject::None);
+    assert!(none["rows"][0].get("object").is_none());
+    assert_eq!(
+        crate::IncludeObject::from_param(Some("Object")),
+        crate::IncludeObject::Object
+    );
+    assert_eq!(
+        crate::IncludeObject::from_param(None),
+        crate::IncludeObject::Metadata
+    );
 }
