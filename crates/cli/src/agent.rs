@@ -24,11 +24,12 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
         bail!("cluster \"{name}\" has no node {node}");
     };
     let path = dir.node_kubeconfig(node);
-    let kubeconfig = Kubeconfig::read_from(&path)
-        .with_context(|| format!("reading {}", path.display()))?;
-    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .context("loading the node's kubeconfig")?;
+    let kubeconfig =
+        Kubeconfig::read_from(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .context("loading the node's kubeconfig")?;
     config.read_timeout = Some(Duration::from_secs(295));
     let client = kube::Client::try_from(config)?;
     let cfg = AgentConfig::new(NodeConfig {

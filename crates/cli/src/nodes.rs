@@ -164,10 +164,7 @@ mod tests {
                 "demo-worker3"
             ]
         );
-        assert_eq!(
-            node_netns("demo", "demo-worker"),
-            "kinet-demo-demo-worker"
-        );
+        assert_eq!(node_netns("demo", "demo-worker"), "kinet-demo-demo-worker");
         assert_eq!(underlay_netns("demo"), "kinet-demo-underlay");
     }
 

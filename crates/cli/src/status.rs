@@ -85,7 +85,10 @@ pub fn node_exec(name: &str, node: &str, command: &[String]) -> Result<i32> {
     let prefixed = format!("{name}-{node}");
     let Some(n) = plan.node(node).or_else(|| plan.node(&prefixed)) else {
         let names: Vec<&str> = plan.nodes.iter().map(|n| n.name.as_str()).collect();
-        bail!("cluster \"{name}\" has no node {node:?} (nodes: {})", names.join(", "));
+        bail!(
+            "cluster \"{name}\" has no node {node:?} (nodes: {})",
+            names.join(", ")
+        );
     };
     if !kinet_netns::NetNs::exists(&n.netns) {
         bail!(

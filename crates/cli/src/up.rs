@@ -103,7 +103,8 @@ pub async fn up(args: UpArgs) -> Result<()> {
 
     if let Some(plan) = &plan {
         let url = format!("https://127.0.0.1:{}", info.port);
-        let client = kinet_controllers::client::connect(&url, &pki.ca_cert_pem, &dir.read_token()?)?;
+        let client =
+            kinet_controllers::client::connect(&url, &pki.ca_cert_pem, &dir.read_token()?)?;
         if let Err(e) = nodes::start_and_wait(&dir, &home, plan, &client).await {
             abandon(&dir, &mut child);
             nodes::abandon(&dir, plan).await;

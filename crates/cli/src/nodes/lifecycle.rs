@@ -102,10 +102,11 @@ pub async fn start_and_wait(
             .nodes
             .iter()
             .filter(|n| {
-                let found = list
-                    .as_ref()
-                    .ok()
-                    .and_then(|l| l.items.iter().find(|o| o.metadata.name.as_deref() == Some(&n.name)));
+                let found = list.as_ref().ok().and_then(|l| {
+                    l.items
+                        .iter()
+                        .find(|o| o.metadata.name.as_deref() == Some(&n.name))
+                });
                 !found.is_some_and(|o| ready_since(o, since))
             })
             .map(|n| n.name.as_str())

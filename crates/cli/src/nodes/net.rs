@@ -9,8 +9,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use futures::TryStreamExt;
 use kinet_ipam::Ipv4Cidr;
 use kinet_netns::NetNs;
-use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo};
 use rtnetlink::packet_route::link::LinkMessage;
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteScope};
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
@@ -232,7 +232,12 @@ pub async fn ensure_underlay(cluster: &str, recorded: Option<Ipv4Cidr>) -> Resul
                 Ok(()) => {}
                 // Taken between our read and our add (another cluster starting): next one.
                 Err(e) if errno(&e) == Some(EEXIST) && recorded.is_none() => continue,
-                Err(e) => return Err(anyhow!("adding the host route {cidr} dev {}: {e}", probe.host_link)),
+                Err(e) => {
+                    return Err(anyhow!(
+                        "adding the host route {cidr} dev {}: {e}",
+                        probe.host_link
+                    ))
+                }
             }
         }
         // /32: the route above is the only route kinet adds; no kernel prefix route.
@@ -280,7 +285,10 @@ pub async fn ensure_nodes(plan: &Plan) -> Result<()> {
             .build();
         exists_ok(
             nh.route().add(default).execute().await,
-            &format!("default route via {} in {}", plan.underlay.gateway, node.netns),
+            &format!(
+                "default route via {} in {}",
+                plan.underlay.gateway, node.netns
+            ),
         )?;
     }
     Ok(())
@@ -296,7 +304,10 @@ pub async fn teardown(plan: &Plan) -> Result<()> {
     let hh = host_handle()?;
     if let Some(l) = link(&hh, &plan.host_link).await? {
         if !is_veth(&l) {
-            bail!("host link {} is not a veth; not touching it", plan.host_link);
+            bail!(
+                "host link {} is not a veth; not touching it",
+                plan.host_link
+            );
         }
         match hh.link().del(l.header.index).execute().await {
             Ok(()) => {}

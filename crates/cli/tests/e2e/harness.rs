@@ -156,3 +156,28 @@ impl Drop for Cluster {
         }
     }
 }
+
+/// Whether any process is `kinet agent --name NAME ...` (a zombie has no cmdline).
+pub fn agent_running(name: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.filter_map(|e| e.ok()).any(|e| {
+        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
+            return false;
+        };
+        let argv: Vec<&[u8]> = raw.split(|b| *b == 0).filter(|s| !s.is_empty()).collect();
+        argv.len() == 6
+            && argv[0].ends_with(b"kinet")
+            && argv[1..4] == [b"agent".as_slice(), b"--name", name.as_bytes()]
+    })
+}
+
+impl Cluster {
+    /// `kinet node exec --name <name> <node> -- <cmd...>`.
+    pub fn node_exec(&self, node: &str, cmd: &[&str]) -> Output {
+        let mut all = vec!["node", "exec", "--name", &self.name, node, "--"];
+        all.extend(cmd);
+        kinet(&self.home, &all)
+    }
+}

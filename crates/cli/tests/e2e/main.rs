@@ -6,4 +6,5 @@ mod durability;
 mod harness;
 mod kubectl_basics;
 mod lifecycle;
+mod nodes;
 mod stop;
