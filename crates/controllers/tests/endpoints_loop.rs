@@ -1,6 +1,8 @@
 //! The endpoints loop against a real API server: Endpoints and EndpointSlices follow pods,
 //! quickly; hand-written Endpoints of selector-less Services survive.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
@@ -9,21 +11,13 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Api;
 use serde_json::json;
 
-async fn eventually<F, Fut, T>(what: &str, mut f: F) -> anyhow::Result<T>
+/// Endpoints must follow pods quickly, so poll every 5ms.
+async fn eventually<F, Fut, T>(what: &str, f: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(v) = f().await? {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            anyhow::bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    support::poll(what, Duration::from_secs(10), Duration::from_millis(5), f).await
 }
 
 async fn set_ready(pods: &Api<Pod>, name: &str, ip: &str, ready: bool) -> anyhow::Result<()> {

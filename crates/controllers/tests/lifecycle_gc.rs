@@ -1,5 +1,7 @@
 //! The garbage collector against a real API server: background, foreground and orphan deletion.
 
+mod support;
+
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -7,22 +9,7 @@ use kube::api::{DeleteParams, PostParams};
 use kube::Api;
 use serde_json::json;
 
-async fn eventually<F, Fut, T>(what: &str, mut f: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(v) = f().await? {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            anyhow::bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use support::eventually;
 
 async fn make(
     cms: &Api<ConfigMap>,

@@ -1,27 +1,12 @@
 //! The serviceaccounts loop against a real API server.
 
-use std::time::Duration;
+mod support;
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{DeleteParams, PostParams};
 use kube::Api;
 
-async fn eventually<F, Fut, T>(what: &str, mut f: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(v) = f().await? {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            anyhow::bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use support::eventually;
 
 #[tokio::test]
 async fn every_namespace_gets_a_default_account_again_and_again() -> anyhow::Result<()> {

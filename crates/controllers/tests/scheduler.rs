@@ -1,29 +1,15 @@
 //! The scheduler against a real in-process API server.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Patch, PatchParams, PostParams};
-use kube::{Api, Client, ResourceExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::PostParams;
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
-async fn make_node(
-    client: &Client,
-    name: &str,
-    labels: serde_json::Value,
-    taints: serde_json::Value,
-) -> anyhow::Result<()> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let node: Node = serde_json::from_value(
-        json!({"metadata": {"name": name, "labels": labels}, "spec": {"taints": taints}}),
-    )?;
-    nodes.create(&PostParams::default(), &node).await?;
-    let status = json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ok"}]}});
-    nodes
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
-        .await?;
-    Ok(())
-}
+use support::{make_ready_node, wait_for};
 
 fn pod(name: &str, extra: serde_json::Value) -> Pod {
     let mut spec = json!({"containers": [{"name": "c", "image": "busybox"}]});
@@ -33,34 +19,19 @@ fn pod(name: &str, extra: serde_json::Value) -> Pod {
     serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap()
 }
 
-async fn wait_for<F, Fut>(what: &str, secs: u64, mut f: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if f().await? {
-            return Ok(());
-        }
-        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn binds_spreads_and_reports_unschedulable() -> anyhow::Result<()> {
     let api = kinet_testkit::TestApi::start().await?;
     let client = api.client()?;
-    make_node(
+    make_ready_node(
         &client,
         "cp",
         json!({"node-role.kubernetes.io/control-plane": ""}),
         json!([{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]),
     )
     .await?;
-    make_node(&client, "w1", json!({"zone": "a"}), json!([])).await?;
-    make_node(&client, "w2", json!({"zone": "b"}), json!([])).await?;
+    make_ready_node(&client, "w1", json!({"zone": "a"}), json!([])).await?;
+    make_ready_node(&client, "w2", json!({"zone": "b"}), json!([])).await?;
     let sched = tokio::spawn(kinet_controllers::scheduler::run(client.clone()));
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -125,7 +96,7 @@ async fn binds_spreads_and_reports_unschedulable() -> anyhow::Result<()> {
     .await?;
 
     // A matching node appears: the pod is retried and bound there.
-    make_node(&client, "w3", json!({"zone": "c"}), json!([])).await?;
+    make_ready_node(&client, "w3", json!({"zone": "c"}), json!([])).await?;
     wait_for("pinned bound to w3", 20, || async {
         Ok(pods.get("pinned").await?.spec.unwrap().node_name.as_deref() == Some("w3"))
     })
@@ -147,7 +118,7 @@ async fn restart_does_not_rebind_and_binds_a_thousand_quickly() -> anyhow::Resul
     let api = kinet_testkit::TestApi::start().await?;
     let client = api.client()?;
     for n in ["a", "b", "c", "d"] {
-        make_node(&client, n, json!({}), json!([])).await?;
+        make_ready_node(&client, n, json!({}), json!([])).await?;
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     // Pods created before the scheduler starts, concurrently.

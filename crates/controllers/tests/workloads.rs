@@ -1,76 +1,17 @@
 //! ReplicaSet and Deployment loops (with the scheduler) against a real in-process API server.
 //! No kubelet runs, so a small fake marks bound pods Running/Ready and finishes deletions.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-async fn make_node(client: &Client, name: &str) -> anyhow::Result<()> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    nodes
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": name}}))?,
-        )
-        .await?;
-    let status = json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ok"}]}});
-    nodes
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
-        .await?;
-    Ok(())
-}
-
-/// Marks bound pods Running and Ready, and removes pods being deleted, as a kubelet would.
-async fn fake_kubelet(client: Client) {
-    let pods: Api<Pod> = Api::all(client.clone());
-    loop {
-        if let Ok(list) = pods.list(&ListParams::default()).await {
-            for p in list.items {
-                let api: Api<Pod> =
-                    Api::namespaced(client.clone(), &p.namespace().unwrap_or_default());
-                if p.metadata.deletion_timestamp.is_some() {
-                    let _ = api
-                        .delete(&p.name_any(), &DeleteParams::default().grace_period(0))
-                        .await;
-                    continue;
-                }
-                let bound = p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
-                let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-                if bound && !running {
-                    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-                    let st = json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}});
-                    let _ = api
-                        .patch_status(
-                            &p.name_any(),
-                            &PatchParams::default(),
-                            &Patch::Strategic(st),
-                        )
-                        .await;
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn wait_for<F, Fut>(what: &str, secs: u64, mut f: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if f().await? {
-            return Ok(());
-        }
-        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use support::{fake_kubelet, make_ready_node, wait_for};
 
 fn spawn_all(client: &Client) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
@@ -109,7 +50,7 @@ async fn active_pods(pods: &Api<Pod>, sel: &str) -> anyhow::Result<Vec<Pod>> {
 async fn replicaset_creates_adopts_scales_and_survives_restart() -> anyhow::Result<()> {
     let api = kinet_testkit::TestApi::start().await?;
     let client = api.client()?;
-    make_node(&client, "n1").await?;
+    make_ready_node(&client, "n1", json!({}), json!([])).await?;
     let kubelet = tokio::spawn(fake_kubelet(client.clone()));
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     // An orphan that matches the selector: adopted, not duplicated.
@@ -217,8 +158,8 @@ fn rollout_done(d: &Deployment) -> bool {
 async fn deployment_rolls_out_rolls_back_and_keeps_history() -> anyhow::Result<()> {
     let api = kinet_testkit::TestApi::start().await?;
     let client = api.client()?;
-    make_node(&client, "n1").await?;
-    make_node(&client, "n2").await?;
+    make_ready_node(&client, "n1", json!({}), json!([])).await?;
+    make_ready_node(&client, "n2", json!({}), json!([])).await?;
     let kubelet = tokio::spawn(fake_kubelet(client.clone()));
     let tasks = spawn_all(&client);
     let deps: Api<Deployment> = Api::namespaced(client.clone(), "default");

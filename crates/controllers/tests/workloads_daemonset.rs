@@ -1,76 +1,15 @@
 //! The DaemonSet loop (with the scheduler) against a real in-process API server, with a fake
 //! kubelet that marks bound pods Ready and finishes deletions.
 
-use std::time::{Duration, Instant};
+mod support;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client, ResourceExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::Api;
 use serde_json::json;
 
-async fn make_node(client: &Client, name: &str, taints: serde_json::Value) -> anyhow::Result<()> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    nodes
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(
-                json!({"metadata": {"name": name}, "spec": {"taints": taints}}),
-            )?,
-        )
-        .await?;
-    let status = json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ok"}]}});
-    nodes
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
-        .await?;
-    Ok(())
-}
-
-async fn fake_kubelet(client: Client) {
-    let pods: Api<Pod> = Api::all(client.clone());
-    loop {
-        if let Ok(list) = pods.list(&ListParams::default()).await {
-            for p in list.items {
-                let api: Api<Pod> =
-                    Api::namespaced(client.clone(), &p.namespace().unwrap_or_default());
-                if p.metadata.deletion_timestamp.is_some() {
-                    let _ = api
-                        .delete(&p.name_any(), &DeleteParams::default().grace_period(0))
-                        .await;
-                    continue;
-                }
-                let bound = p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
-                if bound && p.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Running") {
-                    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-                    let st = json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}});
-                    let _ = api
-                        .patch_status(
-                            &p.name_any(),
-                            &PatchParams::default(),
-                            &Patch::Strategic(st),
-                        )
-                        .await;
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn wait_for<F, Fut>(what: &str, secs: u64, mut f: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if f().await? {
-            return Ok(());
-        }
-        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use support::{fake_kubelet, make_ready_node, wait_for};
 
 async fn placement(pods: &Api<Pod>) -> anyhow::Result<Vec<(String, String)>> {
     let mut v: Vec<(String, String)> = pods
@@ -99,14 +38,15 @@ async fn placement(pods: &Api<Pod>) -> anyhow::Result<Vec<(String, String)>> {
 async fn one_pod_per_eligible_node_and_rolling_update() -> anyhow::Result<()> {
     let api = kinet_testkit::TestApi::start().await?;
     let client = api.client()?;
-    make_node(
+    make_ready_node(
         &client,
         "cp",
+        json!({}),
         json!([{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]),
     )
     .await?;
-    make_node(&client, "w1", json!([])).await?;
-    make_node(&client, "w2", json!([])).await?;
+    make_ready_node(&client, "w1", json!({}), json!([])).await?;
+    make_ready_node(&client, "w2", json!({}), json!([])).await?;
     let tasks = [
         tokio::spawn(fake_kubelet(client.clone())),
         tokio::spawn({
@@ -157,7 +97,7 @@ async fn one_pod_per_eligible_node_and_rolling_update() -> anyhow::Result<()> {
         .collect();
     assert_eq!(nodes, vec!["w1", "w2"], "not on the tainted control plane");
 
-    make_node(&client, "w3", json!([])).await?;
+    make_ready_node(&client, "w3", json!({}), json!([])).await?;
     wait_for("3 daemons ready", 20, status_is((3, 3, 3, 3, 3))).await?;
     let before = placement(&pods).await?;
     assert_eq!(

@@ -1,21 +1,13 @@
 //! Node IPAM against a real in-process API server.
 
-use std::time::{Duration, Instant};
+mod support;
 
 use k8s_openapi::api::core::v1::{Event, Node};
-use kube::api::{DeleteParams, PostParams};
-use kube::{Api, Client};
+use kube::api::DeleteParams;
+use kube::Api;
 use serde_json::json;
 
-async fn make_node(client: &Client, name: &str) -> anyhow::Result<()> {
-    Api::<Node>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": name}}))?,
-        )
-        .await?;
-    Ok(())
-}
+use support::{create_node, wait_for};
 
 async fn cidr(
     nodes: &Api<Node>,
@@ -23,21 +15,6 @@ async fn cidr(
 ) -> anyhow::Result<(Option<String>, Option<Vec<String>>)> {
     let spec = nodes.get(name).await?.spec.unwrap_or_default();
     Ok((spec.pod_cidr, spec.pod_cidrs))
-}
-
-async fn wait_for<F, Fut>(what: &str, secs: u64, mut f: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if f().await? {
-            return Ok(());
-        }
-        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn config() -> kinet_controllers::ControllerConfig {
@@ -52,8 +29,8 @@ async fn assigns_lowest_free_reports_exhaustion_and_survives_restart() -> anyhow
     let api = kinet_testkit::TestApi::start().await?;
     let client = api.client()?;
     let nodes: Api<Node> = Api::all(client.clone());
-    make_node(&client, "a").await?;
-    make_node(&client, "b").await?;
+    create_node(&client, "a", json!({}), json!([])).await?;
+    create_node(&client, "b", json!({}), json!([])).await?;
     let task = tokio::spawn(kinet_controllers::nodeipam::run(client.clone(), config()));
     wait_for("two CIDRs", 10, || async {
         Ok(cidr(&nodes, "a").await?.0.is_some() && cidr(&nodes, "b").await?.0.is_some())
@@ -75,7 +52,7 @@ async fn assigns_lowest_free_reports_exhaustion_and_survives_restart() -> anyhow
     );
 
     // Exhausted: condition and event, no CIDR.
-    make_node(&client, "c").await?;
+    create_node(&client, "c", json!({}), json!([])).await?;
     wait_for("NetworkUnavailable", 10, || async {
         let n = nodes.get("c").await?;
         Ok(n.status
