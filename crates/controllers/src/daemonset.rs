@@ -6,12 +6,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{Node, Pod, PodTemplateSpec, Toleration};
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, Controller};
@@ -19,11 +17,12 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use crate::deployment::plan::{scaled_value, template_hash};
-use crate::events::{object_ref, EventType, Recorder};
+use crate::events::{object_ref, EventType};
 use crate::replicaset::{
-    claim_pods, delete_pods, next_available_in, now_secs, owner_ref, pod_available,
-    pod_from_template, pod_ready, Error,
+    claim_pods, delete_pods, now_secs, owner_ref, pod_available, pod_from_template, pod_ready,
+    requeue_for_availability, Error, RETRY,
 };
+use crate::runtime::{patch_status_if_changed, run_controller, Ctx};
 use crate::scheduler::place::{
     matches_node_selector_and_affinity, node_ready, tolerates, NodeInfo,
 };
@@ -31,23 +30,15 @@ use crate::scheduler::place::{
 /// The label holding the template hash of a daemon pod.
 pub const HASH_LABEL: &str = "controller-revision-hash";
 
-struct Ctx {
-    client: Client,
-    recorder: Recorder,
-}
-
 /// Runs the DaemonSet controller.
 pub async fn run(client: Client) -> anyhow::Result<()> {
-    let ctx = Arc::new(Ctx {
-        client: client.clone(),
-        recorder: Recorder::new(client.clone(), "daemonset-controller"),
-    });
+    let ctx = Ctx::new(&client, "daemonset-controller");
     let controller = Controller::new(
         Api::<DaemonSet>::all(client.clone()),
         watcher::Config::default(),
     );
     let store = controller.store();
-    controller
+    let controller = controller
         .owns(Api::<Pod>::all(client.clone()), watcher::Config::default())
         // Any node change may change where every DaemonSet should run.
         .watches(
@@ -60,17 +51,8 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
                     .map(|ds| ObjectRef::from_obj(ds.as_ref()))
                     .collect::<Vec<_>>()
             },
-        )
-        .run(
-            reconcile,
-            |_, e, _| {
-                tracing::warn!(error = %e, "daemonset reconcile failed");
-                Action::requeue(Duration::from_secs(2))
-            },
-            ctx,
-        )
-        .for_each(|_| futures::future::ready(()))
-        .await;
+        );
+    run_controller("daemonset", controller, reconcile, ctx, RETRY).await;
     Ok(())
 }
 
@@ -351,19 +333,8 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         collision_count: None,
         conditions: None,
     };
-    if ds.status.as_ref() != Some(&status) {
-        let api: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &ns);
-        api.patch_status(
-            &ds.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": status})),
-        )
-        .await?;
-    }
-    match next_available_in(&pods, min_ready, now) {
-        Some(secs) => Ok(Action::requeue(Duration::from_secs(secs.max(1) as u64))),
-        None => Ok(Action::requeue(Duration::from_secs(300))),
-    }
+    patch_status_if_changed(&ctx.client, ds.as_ref(), ds.status.as_ref(), &status).await?;
+    Ok(requeue_for_availability(&pods, min_ready, now))
 }
 
 #[cfg(test)]

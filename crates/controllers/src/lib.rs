@@ -17,6 +17,7 @@ pub mod gc;
 pub mod namespace;
 pub mod nodeipam;
 pub mod replicaset;
+mod runtime;
 pub mod scheduler;
 pub mod serviceaccounts;
 

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::{apps, coordination, core, discovery, networking};
 use k8s_openapi::jiff::Timestamp;
@@ -17,6 +16,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
+
+use crate::runtime::run_controller;
 
 /// Every namespaced kind the API server serves.
 fn namespaced_kinds() -> Vec<ApiResource> {
@@ -85,14 +86,15 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         client,
         kinds: namespaced_kinds(),
     });
-    Controller::new(namespaces, watcher::Config::default())
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "namespace reconcile");
-            }
-        })
-        .await;
+    let controller = Controller::new(namespaces, watcher::Config::default());
+    run_controller(
+        "namespace",
+        controller,
+        reconcile,
+        ctx,
+        Duration::from_secs(1),
+    )
+    .await;
     Ok(())
 }
 
@@ -149,11 +151,6 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, kube::Er
         Err(e) => return Err(e),
     }
     Ok(Action::await_change())
-}
-
-fn error_policy(_: Arc<Namespace>, e: &kube::Error, _: Arc<Ctx>) -> Action {
-    tracing::warn!(error = %e, "namespace: retrying");
-    Action::requeue(Duration::from_secs(1))
 }
 
 #[cfg(test)]

@@ -22,6 +22,10 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::events::{object_ref, EventType, Recorder};
+use crate::runtime::{patch_status_if_changed, run_controller, Ctx};
+
+/// How soon a failed reconcile of a workload is retried.
+pub(crate) const RETRY: Duration = Duration::from_secs(2);
 
 /// Why a reconcile failed; the controller retries it.
 #[derive(Debug, thiserror::Error)]
@@ -32,32 +36,15 @@ pub enum Error {
     Selector(String),
 }
 
-struct Ctx {
-    client: Client,
-    recorder: Recorder,
-}
-
 /// Runs the ReplicaSet controller.
 pub async fn run(client: Client) -> anyhow::Result<()> {
-    let ctx = Arc::new(Ctx {
-        client: client.clone(),
-        recorder: Recorder::new(client.clone(), "replicaset-controller"),
-    });
-    Controller::new(
+    let ctx = Ctx::new(&client, "replicaset-controller");
+    let controller = Controller::new(
         Api::<ReplicaSet>::all(client.clone()),
         watcher::Config::default(),
     )
-    .owns(Api::<Pod>::all(client), watcher::Config::default())
-    .run(
-        reconcile,
-        |_, e, _| {
-            tracing::warn!(error = %e, "replicaset reconcile failed");
-            Action::requeue(Duration::from_secs(2))
-        },
-        ctx,
-    )
-    .for_each(|_| futures::future::ready(()))
-    .await;
+    .owns(Api::<Pod>::all(client), watcher::Config::default());
+    run_controller("replicaset", controller, reconcile, ctx, RETRY).await;
     Ok(())
 }
 
@@ -117,20 +104,8 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
         conditions: rs.status.as_ref().and_then(|s| s.conditions.clone()),
         terminating_replicas: None,
     };
-    if rs.status.as_ref() != Some(&status) {
-        let api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
-        api.patch_status(
-            &rs.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": status})),
-        )
-        .await?;
-    }
-    // Ready pods become available minReadySeconds later with no event to say so.
-    match next_available_in(&pods, min_ready, now) {
-        Some(secs) => Ok(Action::requeue(Duration::from_secs(secs.max(1) as u64))),
-        None => Ok(Action::requeue(Duration::from_secs(300))),
-    }
+    patch_status_if_changed(&ctx.client, rs.as_ref(), rs.status.as_ref(), &status).await?;
+    Ok(requeue_for_availability(&pods, min_ready, now))
 }
 
 /// The active pods this object controls, after adopting matching orphans. Pods controlled by
@@ -344,6 +319,15 @@ fn ready_since(pod: &Pod) -> Option<i64> {
 /// Ready for at least `min_ready` seconds at `now`.
 pub(crate) fn pod_available(pod: &Pod, min_ready: i32, now: i64) -> bool {
     ready_since(pod).is_some_and(|since| min_ready <= 0 || since + i64::from(min_ready) <= now)
+}
+
+/// When to look at an object again: when its next ready pod becomes available, since that
+/// happens minReadySeconds after readiness with no event to say so; else in five minutes.
+pub(crate) fn requeue_for_availability(pods: &[Pod], min_ready: i32, now: i64) -> Action {
+    match next_available_in(pods, min_ready, now) {
+        Some(secs) => Action::requeue(Duration::from_secs(secs.max(1) as u64)),
+        None => Action::requeue(Duration::from_secs(300)),
+    }
 }
 
 /// Seconds until the next ready-but-not-yet-available pod becomes available.

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::PostParams;
@@ -12,6 +11,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client, ResourceExt};
+
+use crate::runtime::run_controller;
 
 const DEFAULT: &str = "default";
 
@@ -36,15 +37,20 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
             .then(|| sa.namespace().map(|ns| ObjectRef::<Namespace>::new(&ns)))
             .flatten()
     };
-    Controller::new(namespaces, watcher::Config::default())
-        .watches(accounts, watcher::Config::default(), by_namespace)
-        .run(reconcile, error_policy, Arc::new(Ctx { client }))
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "serviceaccounts reconcile");
-            }
-        })
-        .await;
+    let controller = Controller::new(namespaces, watcher::Config::default()).watches(
+        accounts,
+        watcher::Config::default(),
+        by_namespace,
+    );
+    let ctx = Arc::new(Ctx { client });
+    run_controller(
+        "serviceaccounts",
+        controller,
+        reconcile,
+        ctx,
+        Duration::from_secs(1),
+    )
+    .await;
     Ok(())
 }
 
@@ -70,11 +76,6 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, kube::Er
         Err(e) => return Err(e),
     }
     Ok(Action::await_change())
-}
-
-fn error_policy(_: Arc<Namespace>, e: &kube::Error, _: Arc<Ctx>) -> Action {
-    tracing::warn!(error = %e, "serviceaccounts: retrying");
-    Action::requeue(Duration::from_secs(1))
 }
 
 #[cfg(test)]

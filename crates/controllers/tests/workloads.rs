@@ -11,28 +11,13 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use support::{fake_kubelet, make_ready_node, wait_for};
+use support::{fake_kubelet, make_ready_node, spawn_loop, wait_for};
 
 fn spawn_all(client: &Client) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
-        tokio::spawn({
-            let c = client.clone();
-            async move {
-                let _ = kinet_controllers::scheduler::run(c).await;
-            }
-        }),
-        tokio::spawn({
-            let c = client.clone();
-            async move {
-                let _ = kinet_controllers::replicaset::run(c).await;
-            }
-        }),
-        tokio::spawn({
-            let c = client.clone();
-            async move {
-                let _ = kinet_controllers::deployment::run(c).await;
-            }
-        }),
+        spawn_loop(client, kinet_controllers::scheduler::run),
+        spawn_loop(client, kinet_controllers::replicaset::run),
+        spawn_loop(client, kinet_controllers::deployment::run),
     ]
 }
 

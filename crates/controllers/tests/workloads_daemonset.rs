@@ -9,7 +9,7 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::Api;
 use serde_json::json;
 
-use support::{fake_kubelet, make_ready_node, wait_for};
+use support::{fake_kubelet, make_ready_node, spawn_loop, wait_for};
 
 async fn placement(pods: &Api<Pod>) -> anyhow::Result<Vec<(String, String)>> {
     let mut v: Vec<(String, String)> = pods
@@ -49,18 +49,8 @@ async fn one_pod_per_eligible_node_and_rolling_update() -> anyhow::Result<()> {
     make_ready_node(&client, "w2", json!({}), json!([])).await?;
     let tasks = [
         tokio::spawn(fake_kubelet(client.clone())),
-        tokio::spawn({
-            let c = client.clone();
-            async move {
-                let _ = kinet_controllers::scheduler::run(c).await;
-            }
-        }),
-        tokio::spawn({
-            let c = client.clone();
-            async move {
-                let _ = kinet_controllers::daemonset::run(c).await;
-            }
-        }),
+        spawn_loop(&client, kinet_controllers::scheduler::run),
+        spawn_loop(&client, kinet_controllers::daemonset::run),
     ];
     let dss: Api<DaemonSet> = Api::namespaced(client.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");

@@ -11,7 +11,6 @@ mod status;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -19,8 +18,9 @@ use kube::runtime::{watcher, Controller};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use crate::events::{object_ref, EventType, Recorder};
-use crate::replicaset::{controller_uid, owner_ref, selector_of};
+use crate::events::{object_ref, EventType};
+use crate::replicaset::{controller_uid, owner_ref, selector_of, RETRY};
+use crate::runtime::{run_controller, Ctx};
 use plan::{
     equal_ignore_hash, fenceposts, new_rs_target, old_rs_targets, template_hash, Counts, HASH_LABEL,
 };
@@ -32,32 +32,15 @@ pub const REVISION: &str = "deployment.kubernetes.io/revision";
 /// Earlier revisions a reused ReplicaSet had, comma separated.
 pub const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
 
-struct Ctx {
-    client: Client,
-    recorder: Recorder,
-}
-
 /// Runs the Deployment controller.
 pub async fn run(client: Client) -> anyhow::Result<()> {
-    let ctx = Arc::new(Ctx {
-        client: client.clone(),
-        recorder: Recorder::new(client.clone(), "deployment-controller"),
-    });
-    Controller::new(
+    let ctx = Ctx::new(&client, "deployment-controller");
+    let controller = Controller::new(
         Api::<Deployment>::all(client.clone()),
         watcher::Config::default(),
     )
-    .owns(Api::<ReplicaSet>::all(client), watcher::Config::default())
-    .run(
-        reconcile,
-        |_, e, _| {
-            tracing::warn!(error = %e, "deployment reconcile failed");
-            Action::requeue(Duration::from_secs(2))
-        },
-        ctx,
-    )
-    .for_each(|_| futures::future::ready(()))
-    .await;
+    .owns(Api::<ReplicaSet>::all(client), watcher::Config::default());
+    run_controller("deployment", controller, reconcile, ctx, RETRY).await;
     Ok(())
 }
 

@@ -3,12 +3,11 @@
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
-use kube::{Api, Client, ResourceExt};
-use serde_json::json;
+use kube::{Client, ResourceExt};
 
 use super::plan::fenceposts;
 use super::Error;
+use crate::runtime::write_status;
 
 /// Writes the status if it changed.
 pub(super) async fn update(
@@ -20,14 +19,7 @@ pub(super) async fn update(
 ) -> Result<(), Error> {
     let status = compute(d, new, olds, created, Timestamp::now());
     if !same(d.status.as_ref(), &status) {
-        let api: Api<Deployment> =
-            Api::namespaced(client.clone(), &d.namespace().unwrap_or_default());
-        api.patch_status(
-            &d.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": status})),
-        )
-        .await?;
+        write_status(client, d, &status).await?;
     }
     Ok(())
 }
@@ -217,6 +209,7 @@ fn condition(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn rs(name: &str, replicas: i32, available: i32) -> ReplicaSet {
         serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"replicas": replicas, "selector": {}}, "status": {"replicas": replicas, "readyReplicas": available, "availableReplicas": available}})).unwrap()

@@ -87,6 +87,18 @@ pub async fn make_ready_node(
     Ok(())
 }
 
+/// Runs a control loop on its own task until the test aborts it; how it ends does not matter.
+pub fn spawn_loop<F, Fut>(client: &Client, run: F) -> tokio::task::JoinHandle<()>
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let running = run(client.clone());
+    tokio::spawn(async move {
+        let _ = running.await;
+    })
+}
+
 /// Marks bound pods Running and Ready, and removes pods being deleted, as a kubelet would.
 /// Runs until aborted.
 pub async fn fake_kubelet(client: Client) {

@@ -1,0 +1,103 @@
+//! What the `kube::runtime::Controller` loops share: driving a controller with the common error
+//! policy, the context of the workload loops, and status writes.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::Controller;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::events::Recorder;
+
+/// The context of the workload loops: the API and where they report Events.
+pub(crate) struct Ctx {
+    pub(crate) client: Client,
+    pub(crate) recorder: Recorder,
+}
+
+impl Ctx {
+    /// A context whose Events name `component` as their source.
+    pub(crate) fn new(client: &Client, component: &str) -> Arc<Ctx> {
+        Arc::new(Ctx {
+            client: client.clone(),
+            recorder: Recorder::new(client.clone(), component),
+        })
+    }
+}
+
+/// Drives `controller` until its watches end, reconciling each object with `reconcile`. A
+/// failed reconcile is logged and retried after `retry`.
+pub(crate) async fn run_controller<K, C, Fut, E>(
+    name: &'static str,
+    controller: Controller<K>,
+    reconcile: impl FnMut(Arc<K>, Arc<C>) -> Fut,
+    ctx: Arc<C>,
+    retry: Duration,
+) where
+    K: Clone + Resource + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Debug + Unpin,
+    Fut: Future<Output = Result<Action, E>> + Send + 'static,
+    E: std::error::Error + Send + 'static,
+{
+    controller
+        .run(
+            reconcile,
+            move |_, e, _| {
+                tracing::warn!(controller = name, error = %e, "reconcile failed, retrying");
+                Action::requeue(retry)
+            },
+            ctx,
+        )
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(controller = name, error = %e, "reconcile");
+            }
+        })
+        .await;
+}
+
+/// Merge-patches `status` into the status subresource of `obj`.
+pub(crate) async fn write_status<K, S>(client: &Client, obj: &K, status: &S) -> kube::Result<()>
+where
+    K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+    K::DynamicType: Default,
+    S: Serialize,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": status })),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Writes `status` unless `current` already is exactly that, so a steady object is not
+/// rewritten (and its watchers are not woken) on every reconcile.
+pub(crate) async fn patch_status_if_changed<K, S>(
+    client: &Client,
+    obj: &K,
+    current: Option<&S>,
+    status: &S,
+) -> kube::Result<()>
+where
+    K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+    K::DynamicType: Default,
+    S: Serialize + PartialEq,
+{
+    if current == Some(status) {
+        return Ok(());
+    }
+    write_status(client, obj, status).await
+}
