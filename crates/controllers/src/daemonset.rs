@@ -17,10 +17,10 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use crate::deployment::plan::{scaled_value, template_hash};
-use crate::events::{object_ref, EventType};
+use crate::events::object_ref;
 use crate::replicaset::{
     claim_pods, delete_pods, now_secs, owner_ref, pod_available, pod_from_template, pod_ready,
-    requeue_for_availability, Error, RETRY,
+    report_create, requeue_for_availability, Error, RETRY,
 };
 use crate::runtime::{patch_status_if_changed, run_controller, Ctx};
 use crate::scheduler::place::{
@@ -254,29 +254,8 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             .filter(|t| !tols.contains(t))
             .collect();
         tols.extend(missing);
-        match pods_api.create(&PostParams::default(), &pod).await {
-            Ok(p) => {
-                ctx.recorder
-                    .publish(
-                        &objref,
-                        EventType::Normal,
-                        "SuccessfulCreate",
-                        &format!("Created pod: {}", p.name_any()),
-                    )
-                    .await
-            }
-            Err(e) => {
-                ctx.recorder
-                    .publish(
-                        &objref,
-                        EventType::Warning,
-                        "FailedCreate",
-                        &format!("Error creating: {e}"),
-                    )
-                    .await;
-                return Err(e.into());
-            }
-        }
+        let created = pods_api.create(&PostParams::default(), &pod).await;
+        report_create(&ctx.recorder, &objref, created).await?;
     }
     let doomed: Vec<&Pod> = pods
         .iter()

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures::{stream, StreamExt};
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::Selector;
@@ -176,31 +176,41 @@ pub(crate) async fn create_pods<K: Resource<DynamicType = ()>>(
         .await;
     let objref = object_ref(obj);
     for r in results {
-        match r {
-            Ok(p) => {
-                recorder
-                    .publish(
-                        &objref,
-                        EventType::Normal,
-                        "SuccessfulCreate",
-                        &format!("Created pod: {}", p.name_any()),
-                    )
-                    .await
-            }
-            Err(e) => {
-                recorder
-                    .publish(
-                        &objref,
-                        EventType::Warning,
-                        "FailedCreate",
-                        &format!("Error creating: {e}"),
-                    )
-                    .await;
-                return Err(e.into());
-            }
-        }
+        report_create(recorder, &objref, r).await?;
     }
     Ok(())
+}
+
+/// Reports a pod creation as a SuccessfulCreate or FailedCreate event, passing its error on.
+pub(crate) async fn report_create(
+    recorder: &Recorder,
+    objref: &ObjectReference,
+    created: kube::Result<Pod>,
+) -> Result<(), Error> {
+    match created {
+        Ok(p) => {
+            recorder
+                .publish(
+                    objref,
+                    EventType::Normal,
+                    "SuccessfulCreate",
+                    &format!("Created pod: {}", p.name_any()),
+                )
+                .await;
+            Ok(())
+        }
+        Err(e) => {
+            recorder
+                .publish(
+                    objref,
+                    EventType::Warning,
+                    "FailedCreate",
+                    &format!("Error creating: {e}"),
+                )
+                .await;
+            Err(e.into())
+        }
+    }
 }
 
 /// Deletes the given pods, with SuccessfulDelete events; already-gone pods are fine.
