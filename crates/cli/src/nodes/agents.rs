@@ -6,7 +6,7 @@
 use std::fs::{self, OpenOptions};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -20,8 +20,10 @@ use crate::state::{self, ClusterDir};
 const STOP_GRACE: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(50);
 
-/// Starts the agent for `node`; returns its PID (also written to `agents/<node>.pid`).
-pub fn spawn(dir: &ClusterDir, home: &Path, node: &NodePlan) -> Result<u32> {
+/// Starts the agent for `node` (its PID is written to `agents/<node>.pid`). The child is
+/// returned so the caller can notice an early exit; until `nsenter` has exec'd, the
+/// cmdline is not yet the agent's.
+pub fn spawn(dir: &ClusterDir, home: &Path, node: &NodePlan) -> Result<Child> {
     fs::create_dir_all(dir.logs())?;
     fs::create_dir_all(dir.agents())?;
     let log_path = dir.agent_log(&node.name);
@@ -45,7 +47,7 @@ pub fn spawn(dir: &ClusterDir, home: &Path, node: &NodePlan) -> Result<u32> {
         .with_context(|| format!("starting the agent of {}", node.name))?;
     let pid = child.id();
     state::write_file(&dir.agent_pid_file(&node.name), &format!("{pid}\n"), 0o644)?;
-    Ok(pid)
+    Ok(child)
 }
 
 /// Whether `argv` is the agent of `node` in cluster `name`.

@@ -86,9 +86,10 @@ pub async fn start_and_wait(
     let step = Step::start("Starting agents");
     // Status times are whole seconds.
     let since = Timestamp::now().as_second() - 1;
+    let mut started = Vec::new();
     for node in &plan.nodes {
         if agents::running(dir, &node.name).is_none() {
-            agents::spawn(dir, home, node)?;
+            started.push((node.name.as_str(), agents::spawn(dir, home, node)?));
         }
     }
     step.done();
@@ -115,11 +116,12 @@ pub async fn start_and_wait(
             step.done();
             return Ok(());
         }
-        let dead: Vec<&str> = pending
-            .iter()
-            .copied()
-            .filter(|n| agents::running(dir, n).is_none())
-            .collect();
+        let mut dead = Vec::new();
+        for (name, child) in &mut started {
+            if child.try_wait()?.is_some() {
+                dead.push(*name);
+            }
+        }
         if !dead.is_empty() || Instant::now() >= deadline {
             drop(step);
             for n in &pending {
