@@ -113,6 +113,19 @@ async fn endpoints_and_slices_follow_pods() -> anyhow::Result<()> {
     let took = started.elapsed();
     assert!(took < Duration::from_millis(500), "slice took {took:?}");
 
+    // Endpoints follow the slices (they are written second).
+    eventually("b ready in endpoints", || async {
+        let ep = endpoints.get("web").await?;
+        let ready = ep
+            .subsets
+            .iter()
+            .flatten()
+            .flat_map(|s| s.addresses.iter().flatten())
+            .count();
+        Ok((ready == 2).then_some(()))
+    })
+    .await?;
+
     // Quiet when nothing changes: the resourceVersions stay put.
     let before = (
         endpoints.get("web").await?.metadata.resource_version,

@@ -241,10 +241,12 @@ async fn reconcile(ctx: &Ctx, (ns, name): &Key) -> kube::Result<()> {
     let svc = ctx.services.get(&ObjectRef::new(name).within(ns));
     let endpoints: Api<Endpoints> = Api::namespaced(ctx.client.clone(), ns);
     let slice_api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), ns);
-    let existing_slices = slice_api
-        .list(&ListParams::default().labels(&format!("{}={name}", slices::SERVICE_NAME_LABEL)))
-        .await?
-        .items;
+    let selector = format!("{}={name}", slices::SERVICE_NAME_LABEL);
+    let owned = ListParams::default().labels(&selector);
+    // Both reads at once: the slice write below is what kube-proxy waits for.
+    let (existing_slices, current_endpoints) =
+        tokio::try_join!(slice_api.list(&owned), endpoints.get_opt(name),)?;
+    let existing_slices = existing_slices.items;
     let Some(svc) = svc.clone().filter(|s| desired::selector(s).is_some()) else {
         // No Service: its Endpoints go. A selector-less Service keeps hand-written Endpoints.
         if svc.is_none() {
@@ -273,8 +275,13 @@ async fn reconcile(ctx: &Ctx, (ns, name): &Key) -> kube::Result<()> {
         .collect();
     let pods: Vec<&Pod> = pods.iter().map(Arc::as_ref).collect();
 
+    // Slices first: they are what the proxy and DNS follow; Endpoints are for older clients.
+    // A Service being deleted (foreground) must not get slices back while GC removes them.
+    if svc.metadata.deletion_timestamp.is_none() {
+        write_slices(&slice_api, desired_slices(&svc, &pods, &existing_slices)).await?;
+    }
     let want = desired_endpoints(&svc, &pods);
-    match endpoints.get_opt(name).await? {
+    match current_endpoints {
         None => ignore_gone(
             endpoints
                 .create(&PostParams::default(), &want)
@@ -291,12 +298,13 @@ async fn reconcile(ctx: &Ctx, (ns, name): &Key) -> kube::Result<()> {
         }
         Some(_) => {}
     }
+    Ok(())
+}
 
-    // A Service being deleted (foreground) must not get slices back while GC removes them.
-    if svc.metadata.deletion_timestamp.is_some() {
-        return Ok(());
-    }
-    let changes = desired_slices(&svc, &pods, &existing_slices);
+async fn write_slices(
+    slice_api: &Api<EndpointSlice>,
+    changes: slices::SliceChanges,
+) -> kube::Result<()> {
     for s in &changes.delete {
         ignore_gone(
             slice_api
