@@ -184,6 +184,9 @@ pub fn plan(nodes: &[Node]) -> Vec<Action> {
 }
 
 /// Runs the loop.
+/// How long the collector waits after an event for more before recomputing.
+const COALESCE: Duration = Duration::from_millis(200);
+
 pub async fn run(client: Client) -> anyhow::Result<()> {
     let kinds = Arc::new(kinds());
     let dirty = Arc::new(Notify::new());
@@ -242,9 +245,11 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
                     }
                 })
                 .await;
-            // Coalesce bursts of events; look again at least every 30 s.
+            // Coalesce bursts of events; look again at least every 30 s. Collection is not
+            // latency-critical, and each pass walks the whole graph, so passes stay at most
+            // a few per second and leave the CPU to the loops that are (endpoints, scheduler).
             let _ = tokio::time::timeout(Duration::from_secs(30), dirty.notified()).await;
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(COALESCE).await;
         }
         #[allow(unreachable_code)]
         anyhow::Ok(())
