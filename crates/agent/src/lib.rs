@@ -5,7 +5,8 @@
 //! - [`host`]: machine facts (CPU, memory, kernel, OS image);
 //! - [`sync`]: the API calls, each idempotent;
 //! - [`run`]: register (retrying until the API answers), then renew the Lease and post the
-//!   Ready heartbeat on their intervals until cancelled.
+//!   Ready heartbeat on their intervals until cancelled;
+//! - [`pods`]: until pods run here, confirms the deletion of pods bound to this node.
 //!
 //! The agent runs inside its node's network namespace, so it reaches the API server over the
 //! underlay like a kubelet on a real machine. Pods come in a later part.
@@ -13,6 +14,7 @@
 pub mod host;
 pub mod lease;
 pub mod node;
+pub mod pods;
 pub mod sync;
 
 use std::time::Duration;
@@ -82,8 +84,15 @@ pub async fn run(client: Client, cfg: AgentConfig) -> Result<()> {
     let mut previous = node.status.filter(|s| s.conditions.is_some());
     let mut lease_tick = tokio::time::interval(cfg.lease_interval);
     let mut status_tick = tokio::time::interval(cfg.status_interval);
+    let deletions = pods::confirm_deletions(client.clone(), name.clone());
+    tokio::pin!(deletions);
+    let mut watching = true;
     loop {
         tokio::select! {
+            _ = &mut deletions, if watching => {
+                watching = false;
+                tracing::warn!(node = %name, "pod watch ended");
+            }
             _ = status_tick.tick() => {
                 match sync::post_status(&client, &cfg.node, Timestamp::now(), previous.as_ref()).await {
                     Ok(s) => previous = Some(s),
