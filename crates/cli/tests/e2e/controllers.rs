@@ -262,7 +262,8 @@ fn in_cidr(ip: &str, cidr: &str) -> bool {
 
 #[test]
 fn deployment_spreads_over_nodes_and_endpoints_follow_it() {
-    let c = Cluster::up(1);
+    // Only the control plane: these tests register their own (agentless) nodes.
+    let c = Cluster::up(0);
     let cidrs = register_nodes(&c);
     // Distinct /24s, as the user sees them.
     let printed = c.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[*].spec.podCIDR}"]);
@@ -420,7 +421,8 @@ fn deployment_spreads_over_nodes_and_endpoints_follow_it() {
 
 #[test]
 fn rolling_update_history_and_undo() {
-    let c = Cluster::up(1);
+    // Only the control plane: these tests register their own (agentless) nodes.
+    let c = Cluster::up(0);
     register_nodes(&c);
     c.kubectl_ok(&[
         "create",
@@ -515,7 +517,8 @@ fn rolling_update_history_and_undo() {
 
 #[test]
 fn cascading_deletion_and_namespace_deletion() {
-    let c = Cluster::up(1);
+    // Only the control plane: these tests register their own (agentless) nodes.
+    let c = Cluster::up(0);
     register_nodes(&c);
     let mut next_ip = 0;
     for d in ["bg", "orphan", "fg"] {
@@ -673,7 +676,8 @@ fn cascading_deletion_and_namespace_deletion() {
 
 #[test]
 fn node_ports_and_scheduling_failures() {
-    let c = Cluster::up(1);
+    // Only the control plane: these tests register their own (agentless) nodes.
+    let c = Cluster::up(0);
     register_nodes(&c);
     assert_eq!(
         c.kubectl_ok(&[
