@@ -3,6 +3,7 @@
 mod agent;
 mod bench;
 mod down;
+mod images;
 mod nodes;
 mod probe;
 mod process;
@@ -62,6 +63,8 @@ enum Command {
         #[arg(long, default_value = DEFAULT_NAME)]
         name: String,
     },
+    /// List the well-known images kinet runs without a registry.
+    Images,
     /// Run a benchmark and print its figures (see docs/performance.md).
     Bench {
         #[command(subcommand)]
@@ -143,6 +146,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Down { name, keep_data } => down::down(&name, keep_data).await,
         Command::Status { name } => status::status(name.as_deref()).await,
+        Command::Images => {
+            images::images();
+            Ok(())
+        }
         Command::Kubeconfig { name } => status::kubeconfig(&name),
         Command::Serve { name } => serve::serve(&name).await,
         Command::Agent { name, node } => agent::agent(&name, &node).await,

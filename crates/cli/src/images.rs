@@ -1,0 +1,74 @@
+//! `kinet images`: the well-known images kinet runs without a registry.
+
+use kinet_images::{Image, ImageKind};
+
+/// The catalog as an aligned table, like `kubectl get` prints.
+pub fn table(images: &[Image]) -> String {
+    let rows: Vec<[String; 4]> = images
+        .iter()
+        .map(|i| {
+            let ports = if i.ports.is_empty() {
+                "<none>".to_string()
+            } else {
+                i.ports
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let runs = match i.kind {
+                ImageKind::Builtin(_) => "built in".to_string(),
+                ImageKind::Shell { .. } => "host commands".to_string(),
+            };
+            [i.name.to_string(), ports, runs, i.description.to_string()]
+        })
+        .collect();
+    let header = ["IMAGE", "PORTS", "RUNS AS", "DESCRIPTION"].map(str::to_string);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    std::iter::once(&header)
+        .chain(&rows)
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            cells.join("   ").trim_end().to_string() + "\n"
+        })
+        .collect()
+}
+
+pub fn images() {
+    print!("{}", table(kinet_images::catalog()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_every_image_with_ports() {
+        let out = table(kinet_images::catalog());
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("IMAGE   "), "{out}");
+        assert_eq!(lines.len(), kinet_images::catalog().len() + 1);
+        let nginx = lines
+            .iter()
+            .find(|l| l.starts_with("nginx "))
+            .expect("nginx listed");
+        assert!(
+            nginx.contains("80") && nginx.contains("built in"),
+            "{nginx}"
+        );
+        let busybox = lines
+            .iter()
+            .find(|l| l.starts_with("busybox "))
+            .expect("busybox listed");
+        assert!(busybox.contains("host commands"), "{busybox}");
+    }
+}
