@@ -1,7 +1,5 @@
 //! Shared harness: a cluster in its own temporary KINET_HOME, torn down on drop.
 
-#![allow(dead_code)] // Not every test binary module uses every helper.
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
