@@ -1,9 +1,17 @@
-//! What kube-apiserver creates for itself at start: the system namespaces and the `kubernetes`
-//! Service. Existing objects are left alone, so a restart changes nothing.
+//! What kube-apiserver creates for itself at start: the system namespaces, the `kubernetes`
+//! Service, and its Endpoints and EndpointSlice naming the advertised address (the first listen
+//! address: `kinet serve` lists the underlay gateway first when the cluster has nodes, so pods
+//! reach the API through the Service). Existing namespaces and Service are left alone; the
+//! endpoints are rewritten when the advertised address changed, as kube-apiserver's endpoint
+//! reconciler does.
 
 use kinet_types::registry::lookup;
 use kinet_types::Result;
 use serde_json::{json, Value};
+
+use std::net::SocketAddr;
+
+use kinet_store::Mutation;
 
 use crate::rest::{object_key, Api};
 
@@ -55,5 +63,73 @@ pub async fn run(api: &Api, api_port: u16) -> Result<()> {
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
         "spec": {"type": "ClusterIP", "clusterIP": ip, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": api_port}]},
     });
-    ensure(api, "", "services", Some("default"), svc).await
+    ensure(api, "", "services", Some("default"), svc).await?;
+    match api.server_address.parse::<SocketAddr>() {
+        Ok(addr) => advertise(api, addr).await,
+        Err(_) => Ok(()),
+    }
+}
+
+/// The `kubernetes` Endpoints and EndpointSlice: `addr` only.
+pub fn endpoints(addr: SocketAddr) -> (Value, Value) {
+    let ip = addr.ip().to_string();
+    let port = addr.port();
+    let labels = json!({"kubernetes.io/service-name": "kubernetes", "endpointslice.kubernetes.io/managed-by": "kinet-apiserver"});
+    let eps = json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": ip}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
+    });
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": labels},
+        "addressType": if addr.is_ipv4() { "IPv4" } else { "IPv6" },
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+    });
+    (eps, slice)
+}
+
+async fn advertise(api: &Api, addr: SocketAddr) -> Result<()> {
+    let (eps, slice) = endpoints(addr);
+    reconcile(api, "", "endpoints", eps, &["subsets"]).await?;
+    reconcile(
+        api,
+        "discovery.k8s.io",
+        "endpointslices",
+        slice,
+        &["addressType", "endpoints", "ports"],
+    )
+    .await
+}
+
+/// Creates `obj`, or rewrites the `fields` of the stored one when they differ.
+async fn reconcile(
+    api: &Api,
+    group: &str,
+    plural: &str,
+    obj: Value,
+    fields: &'static [&'static str],
+) -> Result<()> {
+    let resource = lookup(group, "v1", plural).expect("bootstrap kinds are served");
+    let key = object_key(resource, Some("default"), "kubernetes");
+    if api.store.get(&key).is_none() {
+        return ensure(api, group, plural, Some("default"), obj).await;
+    }
+    api.store
+        .write(&key, move |current| {
+            let Some(current) = current else {
+                return Ok(Mutation::Unchanged);
+            };
+            if fields.iter().all(|f| current[*f] == obj[*f]) {
+                return Ok(Mutation::Unchanged);
+            }
+            let mut next = current.clone();
+            for f in fields {
+                next[*f] = obj[*f].clone();
+            }
+            Ok(Mutation::Put(next))
+        })
+        .await
+        .map(drop)
 }

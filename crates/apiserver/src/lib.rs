@@ -13,6 +13,7 @@ pub mod path;
 pub mod rest;
 mod server;
 mod tls;
+pub mod tokenrequest;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -78,6 +79,9 @@ pub fn open_api(config: &ServeConfig) -> anyhow::Result<Arc<Api>> {
         server_address,
         network,
         alloc: Mutex::new(alloc),
+        sa_tokens: tokenrequest::TokenIssuer::load_or_generate(
+            &config.data_dir.join(tokenrequest::KEY_FILE),
+        )?,
     }))
 }
 

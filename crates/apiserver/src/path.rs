@@ -90,9 +90,9 @@ pub fn route(path: &str) -> Option<Route> {
     let name = rest.get(1).map(|s| s.to_string());
     let subresource = rest.get(2).map(|s| s.to_string());
     if rest.len() > 3
-        || subresource
-            .as_deref()
-            .is_some_and(|s| !resource.has_subresource(s))
+        || subresource.as_deref().is_some_and(|s| {
+            !resource.has_subresource(s) && !crate::tokenrequest::serves(resource, s)
+        })
     {
         return Some(Route::Unknown);
     }

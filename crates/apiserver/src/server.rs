@@ -71,7 +71,8 @@ async fn handle(api: Arc<Api>, has_cert: bool, peer: SocketAddr, req: Request<In
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let user = match auth::authenticate(has_cert, authorization, &api.tokens) {
+    let service_account = |token: &str| api.service_account_user(token);
+    let user = match auth::authenticate(has_cert, authorization, &api.tokens, service_account) {
         Some(user) if user.is_authenticated() || auth::is_public(&path) => user,
         _ => return error_reply(&ApiError::unauthorized()),
     };

@@ -35,6 +35,8 @@ pub struct Api {
     pub network: NetworkConfig,
     /// ClusterIP and NodePort allocation, rebuilt from stored Services at start.
     pub alloc: Mutex<Allocators>,
+    /// Signs and verifies service-account tokens (`serviceaccounts/token`).
+    pub sa_tokens: crate::tokenrequest::TokenIssuer,
 }
 
 /// The response representation a client asked for in `Accept`.

@@ -56,6 +56,9 @@ impl Api {
                 self.finalize_namespace(&call, &body).await
             }
             ("log" | "exec" | "attach" | "portforward", _) => self.node_stream(&call),
+            ("token", Method::POST) if crate::tokenrequest::serves(resource, "token") => {
+                self.create_token(&mut call).await
+            }
             (_, method) => Err(ApiError::method_not_allowed(
                 method.as_str(),
                 &format!("{}/{sub}", resource.plural),
