@@ -39,7 +39,15 @@ pub enum Builtin {
     Agnhost,
     /// The pod sandbox image: sleeps until signalled.
     Pause,
+    /// kinet's cluster DNS server (`kinet_dns`), the CoreDNS of a kinet cluster. The kinet
+    /// binary runs it (it needs the API client), not [`crate::run_builtin`].
+    Dns,
 }
+
+/// The cluster DNS image's repository name; `kinet up` deploys [`DNS_IMAGE`].
+pub const DNS_IMAGE_NAME: &str = "kinet-dns";
+/// The reference `kinet up` puts in the `coredns` Deployment.
+pub const DNS_IMAGE: &str = concat!("kinet-dns:", env!("CARGO_PKG_VERSION"));
 
 static CATALOG: &[Image] = &[
     Image {
@@ -66,6 +74,12 @@ static CATALOG: &[Image] = &[
         description: "the pod sandbox image: sleeps until SIGTERM or SIGINT",
         ports: &[],
         kind: ImageKind::Builtin(Builtin::Pause),
+    },
+    Image {
+        name: DNS_IMAGE_NAME,
+        description: "cluster DNS (kube-dns): 53/udp+tcp, metrics and /health, /ready on 9153",
+        ports: &[53, 9153],
+        kind: ImageKind::Builtin(Builtin::Dns),
     },
     Image {
         name: "busybox",
@@ -145,6 +159,8 @@ mod tests {
             ("ubuntu:24.04", Some("ubuntu")),
             ("debian:bookworm", Some("debian")),
             ("centos:7", Some("centos")),
+            ("kinet-dns:0.1.0", Some("kinet-dns")),
+            (DNS_IMAGE, Some("kinet-dns")),
             ("redis:7", None),
             ("bitnami/nginx", None),
         ];

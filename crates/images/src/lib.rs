@@ -23,7 +23,9 @@ mod run;
 mod server;
 pub mod web;
 
-pub use catalog::{catalog, known_names, lookup, Builtin, Image, ImageKind};
+pub use catalog::{
+    catalog, known_names, lookup, Builtin, Image, ImageKind, DNS_IMAGE, DNS_IMAGE_NAME,
+};
 pub use plan::{plan, Error, Plan};
 pub use reference::repository_name;
 pub use run::{run_builtin, start, Running, Signal};

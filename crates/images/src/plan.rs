@@ -57,6 +57,7 @@ pub fn plan(image: &Image, command: &[String], args: &[String]) -> Result<Plan, 
         ImageKind::Builtin(Builtin::Httpd) => (&[], &["httpd-foreground"]),
         ImageKind::Builtin(Builtin::Agnhost) => (&["/agnhost"], &["pause"]),
         ImageKind::Builtin(Builtin::Pause) => (&["/pause"], &[]),
+        ImageKind::Builtin(Builtin::Dns) => (&["/kinet-dns"], &[]),
     };
     let mut argv = effective_argv(entrypoint, cmd, command, args);
     let ImageKind::Builtin(builtin) = image.kind else {
@@ -75,6 +76,7 @@ pub fn plan(image: &Image, command: &[String], args: &[String]) -> Result<Plan, 
         Builtin::Httpd => &["httpd-foreground", "httpd"],
         Builtin::Agnhost => &["agnhost", "agnhost-2"],
         Builtin::Pause => &["pause"],
+        Builtin::Dns => &["kinet-dns"],
     };
     match argv.first() {
         Some(first) if own.contains(&program(first)) => {
@@ -223,6 +225,17 @@ mod tests {
             builtin("pause", &[])
         );
         assert_eq!(plan_for("pause", &["/pause"], &[]), builtin("pause", &[]));
+    }
+
+    #[test]
+    fn cluster_dns() {
+        let args = ["--zone", "cluster.local", "--upstream", "192.0.2.1"];
+        assert_eq!(
+            plan_for("kinet-dns:0.1.0", &[], &args),
+            builtin("kinet-dns", &args)
+        );
+        assert_eq!(plan_for("kinet-dns", &[], &[]), builtin("kinet-dns", &[]));
+        assert_eq!(plan_for("kinet-dns", &["sh"], &[]), exec_of(&["sh"]));
     }
 
     #[test]
