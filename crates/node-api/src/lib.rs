@@ -22,7 +22,7 @@ pub mod tls;
 use std::path::PathBuf;
 
 pub use server::serve;
-pub use tls::{server_config, API_SERVER_CLIENT_CN};
+pub use tls::{client_config, server_config, API_SERVER_CLIENT_CN};
 
 /// The kubelet's port, where the API server finds the agent by default.
 pub const DEFAULT_PORT: u16 = 10250;

@@ -47,13 +47,11 @@ impl LogOptions {
             match key.as_ref() {
                 "follow" => opts.follow = flag(&key, &value)?,
                 "previous" => opts.previous = flag(&key, &value)?,
-                "timestamps" => {
-                    if flag(&key, &value)? {
-                        // The runtime writes raw bytes, so there is no time of each line to show.
-                        return Err("timestamps are not supported: kinet keeps container logs \
-                                    as raw bytes, without the time of each line"
-                            .into());
-                    }
+                // The runtime writes raw bytes, so there is no time of each line to show.
+                "timestamps" if flag(&key, &value)? => {
+                    return Err("timestamps are not supported: kinet keeps container logs \
+                                as raw bytes, without the time of each line"
+                        .into());
                 }
                 "tailLines" => opts.tail_lines = Some(number(&key, &value, 0)?),
                 "limitBytes" => opts.limit_bytes = Some(number(&key, &value, 1)?),

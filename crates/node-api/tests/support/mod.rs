@@ -1,0 +1,258 @@
+//! Test pieces: a sandbox holder process in fresh namespaces (killed by PID on Drop), a fake
+//! `Pods`, the agent on loopback, and a client presenting the API server's certificate.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use kinet_node_api::{ContainerInfo, Pods, API_SERVER_CLIENT_CN};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A process holding new net, uts, ipc and mount namespaces, like a pod's pause process.
+/// Its loopback is up and its hostname is `hostname()`.
+pub struct Sandbox {
+    child: Child,
+}
+
+impl Sandbox {
+    pub fn start() -> Sandbox {
+        let script = format!(
+            "ip link set lo up && hostname {} && echo ready && exec sleep 1000",
+            Self::hostname()
+        );
+        let mut child = Command::new("unshare")
+            .args(["--net", "--uts", "--ipc", "--mount", "sh", "-c", &script])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("unshare runs");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let sandbox = Sandbox { child };
+        assert_eq!(line, "ready\n", "the sandbox did not start");
+        sandbox
+    }
+
+    pub fn hostname() -> String {
+        format!("kinet-t{}-pod", std::process::id())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One pod `default/web` with container `app`, run by the sandbox.
+pub struct FakePods {
+    pub pid: u32,
+    pub running: AtomicBool,
+    pub log: PathBuf,
+    pub previous_log: Option<PathBuf>,
+}
+
+impl Pods for FakePods {
+    fn container(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: Option<&str>,
+    ) -> Result<ContainerInfo, String> {
+        if (namespace, pod) != ("default", "web") {
+            return Err(format!("pod {pod:?} in namespace {namespace:?} not found"));
+        }
+        if !matches!(container, None | Some("app")) {
+            return Err(format!("container {container:?} not found in pod {pod:?}"));
+        }
+        Ok(ContainerInfo {
+            name: "app".into(),
+            sandbox_pid: Some(self.pid),
+            running: self.running.load(Ordering::SeqCst),
+            env: vec![
+                ("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+                ("GREETING".into(), "hello from the pod".into()),
+            ],
+            working_dir: Some("/tmp".into()),
+            log: Some(self.log.clone()),
+            previous_log: self.previous_log.clone(),
+        })
+    }
+}
+
+/// The agent on a loopback port; stops when dropped.
+pub struct Agent {
+    pub addr: std::net::SocketAddr,
+    pub pki: kinet_pki::Pki,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Agent {
+    pub async fn start(pods: Arc<dyn Pods>) -> Agent {
+        let pki = kinet_pki::Pki::generate("t", &[]).unwrap();
+        let tls = kinet_node_api::server_config(&pki.ca_cert_pem, &["127.0.0.1".into()]).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(kinet_node_api::serve(listener, tls, pods, async {
+            let _ = stopped.await;
+        }));
+        Agent {
+            addr,
+            pki,
+            stop: Some(stop),
+        }
+    }
+
+    /// A TLS connection presenting a client certificate with common name `cn`.
+    pub async fn connect_as(&self, cn: &str) -> tokio_rustls::client::TlsStream<TcpStream> {
+        let (cert, key) = self.pki.issue_client(cn, &[]).unwrap();
+        let config = kinet_node_api::client_config(&cert, &key).unwrap();
+        let tcp = TcpStream::connect(self.addr).await.unwrap();
+        tokio_rustls::TlsConnector::from(config)
+            .connect("127.0.0.1".try_into().unwrap(), tcp)
+            .await
+            .unwrap()
+    }
+
+    /// Sends a request as the API server; returns the response (body not yet read).
+    pub async fn request(
+        &self,
+        req: http::Request<Empty<Bytes>>,
+    ) -> http::Response<hyper::body::Incoming> {
+        self.request_as(API_SERVER_CLIENT_CN, req).await
+    }
+
+    pub async fn request_as(
+        &self,
+        cn: &str,
+        req: http::Request<Empty<Bytes>>,
+    ) -> http::Response<hyper::body::Incoming> {
+        let tls = self.connect_as(cn).await;
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(conn.with_upgrades());
+        send.send_request(req).await.unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let req = http::Request::get(path)
+            .header("host", "node")
+            .body(Empty::new())
+            .unwrap();
+        let resp = self.request(req).await;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+/// A websocket exec client on an upgraded connection (client frames are masked).
+pub struct WsClient {
+    io: TokioIo<hyper::upgrade::Upgraded>,
+}
+
+impl WsClient {
+    pub async fn open(agent: &Agent, path: &str) -> WsClient {
+        let req = http::Request::post(path)
+            .header("host", "node")
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("sec-websocket-protocol", "v5.channel.k8s.io")
+            .body(Empty::new())
+            .unwrap();
+        let resp = agent.request(req).await;
+        assert_eq!(resp.status(), 101, "upgrade refused");
+        let upgraded = hyper::upgrade::on(resp).await.unwrap();
+        WsClient {
+            io: TokioIo::new(upgraded),
+        }
+    }
+
+    /// Sends data on a channel (0 stdin, 4 resize, 255 close).
+    pub async fn send(&mut self, channel: u8, data: &[u8]) {
+        let payload = [&[channel][..], data].concat();
+        let mask = [0x12u8, 0x34, 0x56, 0x78];
+        let mut frame = vec![0x82];
+        if payload.len() < 126 {
+            frame.push(0x80 | payload.len() as u8);
+        } else {
+            frame.push(0x80 | 126);
+            frame.extend((payload.len() as u16).to_be_bytes());
+        }
+        frame.extend(mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.io.write_all(&frame).await.unwrap();
+    }
+
+    /// Reads binary messages until the server closes: (channel, data) in order.
+    pub async fn read_all(&mut self) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        loop {
+            let mut head = [0u8; 2];
+            if self.io.read_exact(&mut head).await.is_err() {
+                return out;
+            }
+            let opcode = head[0] & 0x0f;
+            let len = match head[1] & 0x7f {
+                126 => {
+                    let mut b = [0u8; 2];
+                    self.io.read_exact(&mut b).await.unwrap();
+                    u16::from_be_bytes(b) as usize
+                }
+                127 => {
+                    let mut b = [0u8; 8];
+                    self.io.read_exact(&mut b).await.unwrap();
+                    u64::from_be_bytes(b) as usize
+                }
+                n => n as usize,
+            };
+            let mut payload = vec![0u8; len];
+            self.io.read_exact(&mut payload).await.unwrap();
+            match opcode {
+                0x2 if !payload.is_empty() => out.push((payload[0], payload[1..].to_vec())),
+                0x8 => return out,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Everything received on one channel.
+pub fn channel(messages: &[(u8, Vec<u8>)], ch: u8) -> String {
+    let bytes: Vec<u8> = messages
+        .iter()
+        .filter(|(c, _)| *c == ch)
+        .flat_map(|(_, d)| d.clone())
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+pub fn running(pods: &FakePods, on: bool) {
+    pods.running.store(on, Ordering::SeqCst);
+}
