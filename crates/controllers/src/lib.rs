@@ -14,6 +14,7 @@ pub mod deployment;
 pub mod endpoints;
 pub mod events;
 pub mod gc;
+pub mod loadbalancer;
 pub mod namespace;
 pub mod nodeipam;
 pub mod replicaset;
@@ -55,6 +56,7 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
         supervise("daemonset", || daemonset::run(c.clone())),
         supervise("scheduler", || scheduler::run(c.clone())),
         supervise("nodeipam", || nodeipam::run(c.clone(), config.clone())),
+        supervise("service-lb", || loadbalancer::run(c.clone())),
     );
     Ok(())
 }
