@@ -64,9 +64,13 @@ pub async fn run(api: &Api, api_port: u16) -> Result<()> {
         "spec": {"type": "ClusterIP", "clusterIP": ip, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": api_port}]},
     });
     ensure(api, "", "services", Some("default"), svc).await?;
+    // A loopback address is no endpoint (validation refuses it, as it refuses kube-apiserver's
+    // loopback --advertise-address): a cluster without nodes has no pods to reach it anyway.
     match api.server_address.parse::<SocketAddr>() {
-        Ok(addr) => advertise(api, addr).await,
-        Err(_) => Ok(()),
+        Ok(addr) if !addr.ip().is_loopback() && !addr.ip().is_unspecified() => {
+            advertise(api, addr).await
+        }
+        _ => Ok(()),
     }
 }
 
@@ -132,4 +136,69 @@ async fn reconcile(
         })
         .await
         .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ServeConfig;
+
+    fn api_at(dir: &std::path::Path, listen: &str) -> std::sync::Arc<Api> {
+        crate::open_api(&ServeConfig {
+            cluster: "t".into(),
+            data_dir: dir.to_path_buf(),
+            listen: vec![listen.parse().unwrap()],
+            ca_cert_pem: String::new(),
+            server_cert_pem: String::new(),
+            server_key_pem: String::new(),
+            tokens: vec![],
+        })
+        .unwrap()
+    }
+
+    fn stored(api: &Api, group: &str, plural: &str) -> Value {
+        let r = lookup(group, "v1", plural).unwrap();
+        api.store
+            .get(&object_key(r, Some("default"), "kubernetes"))
+            .expect("stored")
+            .value
+            .clone()
+    }
+
+    #[tokio::test]
+    async fn kubernetes_endpoints_follow_the_advertised_address() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        {
+            let api = api_at(&dir, "172.18.0.1:6443");
+            run(&api, 6443).await.unwrap();
+            let eps = stored(&api, "", "endpoints");
+            assert_eq!(eps["subsets"][0]["addresses"][0]["ip"], "172.18.0.1");
+            assert_eq!(eps["subsets"][0]["ports"][0]["port"], 6443);
+            let slice = stored(&api, "discovery.k8s.io", "endpointslices");
+            assert_eq!(slice["endpoints"][0]["addresses"][0], "172.18.0.1");
+            assert_eq!(
+                slice["metadata"]["labels"]["kubernetes.io/service-name"],
+                "kubernetes"
+            );
+            // Idempotent.
+            run(&api, 6443).await.unwrap();
+        }
+        // A restart advertising another address rewrites both.
+        let api = api_at(&dir, "172.19.0.1:7000");
+        run(&api, 7000).await.unwrap();
+        let eps = stored(&api, "", "endpoints");
+        assert_eq!(eps["subsets"][0]["addresses"][0]["ip"], "172.19.0.1");
+        let slice = stored(&api, "discovery.k8s.io", "endpointslices");
+        assert_eq!(slice["ports"][0]["port"], 7000);
+        // Loopback is not advertised.
+        let other = tmp.path().join("other");
+        let api = api_at(&other, "127.0.0.1:7000");
+        run(&api, 7000).await.unwrap();
+        let r = lookup("", "v1", "endpoints").unwrap();
+        assert!(api
+            .store
+            .get(&object_key(r, Some("default"), "kubernetes"))
+            .is_none());
+    }
 }
