@@ -24,7 +24,7 @@ pub use applier::{Applier, ApplyError, ApplyOutcome};
 pub use conntrack::{udp_endpoints, Conntrack};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use node::node_info;
-pub use rules_for::rules_for;
+pub use rules_for::{rules_for, rules_in_listing};
 pub use sync::{run, run_with, SyncOptions};
 
 pub use kinet_proxy_rules::{NodeInfo, ProxyConfig, Ruleset};

@@ -152,3 +152,106 @@ mod tests {
         assert_eq!(rules_for(&rs, "default", "missing"), "");
     }
 }
+
+/// The same cut from a live `nft list table` listing: the blocks of the chains and sets named
+/// after `ns/svc` (sets with their current affinity entries), and from each map only the
+/// elements that lead to those chains or carry the service's no-endpoint comment.
+pub fn rules_in_listing(listing: &str, ns: &str, svc: &str) -> String {
+    let owned = format!("-{ns}/{svc}/");
+    let comment = format!("comment \"{ns}/{svc}:");
+    let mut out = String::new();
+    let mut lines = listing.lines().peekable();
+    while let Some(line) = lines.next() {
+        let head = line.trim();
+        let is_block = ["chain ", "set ", "map "]
+            .iter()
+            .any(|k| head.starts_with(k))
+            && head.ends_with('{');
+        if !is_block {
+            continue;
+        }
+        // Collect the block up to its closing brace.
+        let mut block = vec![line];
+        let mut depth = 1i32;
+        for l in lines.by_ref() {
+            depth += l.matches('{').count() as i32 - l.matches('}').count() as i32;
+            block.push(l);
+            if depth <= 0 {
+                break;
+            }
+        }
+        let name = head.split_whitespace().nth(1).unwrap_or_default();
+        if name.contains(&owned) {
+            for l in block {
+                out.push_str(l);
+                out.push('\n');
+            }
+        } else if head.starts_with("map ") {
+            let text = block.join("\n");
+            let Some((_, rest)) = text.split_once("elements = {") else {
+                continue;
+            };
+            let elements = rest.split('}').next().unwrap_or_default();
+            let mine: Vec<&str> = elements
+                .split(',')
+                .map(str::trim)
+                .filter(|e| e.contains(&owned) || e.contains(&comment))
+                .collect();
+            if !mine.is_empty() {
+                out.push_str(&format!("\tmap {name} {{\n"));
+                for e in mine {
+                    out.push_str(&format!("\t\t{e}\n"));
+                }
+                out.push_str("\t}\n");
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod listing_tests {
+    use super::rules_in_listing;
+
+    const LISTING: &str = "table ip kinet {
+\tset affinity-AAAA-default/web/tcp/http__10.244.1.5/8080 {
+\t\ttype ipv4_addr
+\t\tflags dynamic,timeout
+\t\telements = { 10.244.2.9 timeout 10m expires 9m }
+\t}
+\tmap no-endpoint-services {
+\t\ttype ipv4_addr . inet_proto . inet_service : verdict
+\t\telements = { 10.96.0.22 . tcp . 80 comment \"default/lonely:http\" : goto reject-chain }
+\t}
+\tmap service-ips {
+\t\ttype ipv4_addr . inet_proto . inet_service : verdict
+\t\telements = { 10.96.0.20 . tcp . 80 : goto service-BBBB-default/web/tcp/http,
+\t\t\t     10.96.0.21 . tcp . 80 : goto service-CCCC-default/web2/tcp/http }
+\t}
+\tchain service-BBBB-default/web/tcp/http {
+\t\tnumgen random mod 1 vmap { 0 : goto endpoint-AAAA-default/web/tcp/http__10.244.1.5/8080 }
+\t}
+\tchain service-CCCC-default/web2/tcp/http {
+\t\tjump x
+\t}
+}
+";
+
+    #[test]
+    fn cuts_blocks_and_elements_of_one_service() {
+        let web = rules_in_listing(LISTING, "default", "web");
+        assert!(web.contains("set affinity-AAAA-default/web/tcp/http__10.244.1.5/8080 {"));
+        assert!(web.contains("10.244.2.9 timeout 10m"), "{web}");
+        assert!(web.contains("10.96.0.20 . tcp . 80 : goto service-BBBB-default/web/tcp/http"));
+        assert!(web.contains("chain service-BBBB-default/web/tcp/http {"));
+        assert!(
+            !web.contains("web2") && !web.contains("10.96.0.21"),
+            "{web}"
+        );
+        assert!(!web.contains("no-endpoint"), "{web}");
+        let lonely = rules_in_listing(LISTING, "default", "lonely");
+        assert!(lonely.contains("map no-endpoint-services"), "{lonely}");
+        assert!(lonely.contains("goto reject-chain"), "{lonely}");
+        assert_eq!(rules_in_listing(LISTING, "default", "missing"), "");
+    }
+}
