@@ -26,7 +26,13 @@ fn kubeadm_shaped_objects() {
         c.args.as_deref().unwrap(),
         ["--zone", "cluster.local", "--upstream", "192.0.2.1:53"]
     );
-    let ready = c.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
+    let ready = c
+        .readiness_probe
+        .as_ref()
+        .unwrap()
+        .http_get
+        .as_ref()
+        .unwrap();
     assert_eq!(ready.path.as_deref(), Some("/ready"));
     assert_eq!(
         ready.port,

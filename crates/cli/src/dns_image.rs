@@ -43,7 +43,9 @@ pub fn parse_upstream(s: &str) -> Result<SocketAddr, String> {
 
 /// The server's configuration from the image's arguments.
 pub fn dns_config(args: &[String]) -> Result<DnsConfig> {
-    let flags = Flags::try_parse_from(std::iter::once("kinet-dns".to_string()).chain(args.iter().cloned()))?;
+    let flags = Flags::try_parse_from(
+        std::iter::once("kinet-dns".to_string()).chain(args.iter().cloned()),
+    )?;
     Ok(DnsConfig {
         zone: flags.zone.trim_end_matches('.').to_string(),
         listen: flags.listen,

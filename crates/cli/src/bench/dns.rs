@@ -71,7 +71,8 @@ pub async fn run(opts: Options) -> Result<()> {
             bail!("{tool} is not installed (apt-get install dnsperf knot util-linux)");
         }
     }
-    let scratch = Scratch(std::env::temp_dir().join(format!("kinet-bench-dns-{}", std::process::id())));
+    let scratch =
+        Scratch(std::env::temp_dir().join(format!("kinet-bench-dns-{}", std::process::id())));
     std::fs::create_dir_all(&scratch.0)?;
     let api = kinet_testkit::TestApi::start().await?;
     let client = api.client()?;
@@ -79,10 +80,21 @@ pub async fn run(opts: Options) -> Result<()> {
 
     // Baselines: each server with no Services (kinet's view still holds `kubernetes`).
     let mut kinet0 = servers::kinet(&api.url, &api.ca_pem, &api.token, opts.server_cpu).await?;
-    servers::wait_answers(&mut kinet0, "kubernetes.default.svc.cluster.local", Duration::from_secs(30)).await?;
+    servers::wait_answers(
+        &mut kinet0,
+        "kubernetes.default.svc.cluster.local",
+        Duration::from_secs(30),
+    )
+    .await?;
     let kinet_base = kinet0.rss_kib();
     drop(kinet0);
-    let mut knot0 = servers::knot(&scratch.0.join("knot-0"), ZONE, &zone_text(&[]), opts.server_cpu).await?;
+    let mut knot0 = servers::knot(
+        &scratch.0.join("knot-0"),
+        ZONE,
+        &zone_text(&[]),
+        opts.server_cpu,
+    )
+    .await?;
     servers::wait_answers(&mut knot0, "ns.dns.cluster.local", Duration::from_secs(10)).await?;
     let knot_base = knot0.rss_kib();
     drop(knot0);
@@ -95,7 +107,10 @@ pub async fn run(opts: Options) -> Result<()> {
         let records = records(&client).await?;
         let queries = scratch.0.join(format!("queries-{n}"));
         write_queries(&queries, &records)?;
-        let last = format!("{}.{NS}.svc.{ZONE}", records.last().context("no services")?.0);
+        let last = format!(
+            "{}.{NS}.svc.{ZONE}",
+            records.last().context("no services")?.0
+        );
 
         let mut kinet = servers::kinet(&api.url, &api.ca_pem, &api.token, opts.server_cpu).await?;
         servers::wait_answers(&mut kinet, &last, Duration::from_secs(120)).await?;
@@ -113,7 +128,8 @@ pub async fn run(opts: Options) -> Result<()> {
 }
 
 fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 
 async fn measure(
@@ -127,10 +143,26 @@ async fn measure(
     // A short warm-up, then the peak run with the server's CPU time around it.
     perf::run(server.addr, queries, 1, None, opts.client_cpu, false).await?;
     let cpu0 = server.cpu_time();
-    let peak = perf::run(server.addr, queries, opts.seconds, None, opts.client_cpu, false).await?;
+    let peak = perf::run(
+        server.addr,
+        queries,
+        opts.seconds,
+        None,
+        opts.client_cpu,
+        false,
+    )
+    .await?;
     let cpu = server.cpu_time().saturating_sub(cpu0);
     let half_rate = (peak.qps / 2.0) as u64;
-    let half = perf::run(server.addr, queries, opts.seconds, Some(half_rate), opts.client_cpu, true).await?;
+    let half = perf::run(
+        server.addr,
+        queries,
+        opts.seconds,
+        Some(half_rate),
+        opts.client_cpu,
+        true,
+    )
+    .await?;
     eprintln!(
         "   {name} {services}: {:.0} q/s, server CPU {:.2} s, p99 at {half_rate} q/s {} ms",
         peak.qps,
@@ -216,7 +248,9 @@ fn report(rows: &[Row], opts: &Options) -> String {
     out.push_str("| server | Services | peak q/s (1 CPU) | q/s per CPU-second | p50 / p99 at half peak (ms) | RSS (MiB) | RSS over empty, per 1k Services (MiB) | lost |\n");
     out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in rows {
-        let per_1k = (r.rss_kib.saturating_sub(r.baseline_kib)) as f64 / 1024.0 / (r.services as f64 / 1000.0);
+        let per_1k = (r.rss_kib.saturating_sub(r.baseline_kib)) as f64
+            / 1024.0
+            / (r.services as f64 / 1000.0);
         let _ = writeln!(
             out,
             "| {} | {} | {:.0} | {:.0} | {} / {} (at {} q/s) | {:.1} | {:.2} | {} |",
@@ -243,6 +277,9 @@ mod tests {
     fn zone_file_holds_the_services() {
         let z = zone_text(&[("svc-0".into(), "10.96.0.20".into())]);
         assert!(z.starts_with("$ORIGIN cluster.local.\n"));
-        assert!(z.contains("\nsvc-0.bench-dns.svc 5 IN A 10.96.0.20\n"), "{z}");
+        assert!(
+            z.contains("\nsvc-0.bench-dns.svc 5 IN A 10.96.0.20\n"),
+            "{z}"
+        );
     }
 }

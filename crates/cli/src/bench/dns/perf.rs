@@ -30,10 +30,24 @@ pub async fn run(
 ) -> Result<Run> {
     let mut cmd = tokio::process::Command::new("taskset");
     cmd.args(["-c", &cpu.to_string(), "dnsperf"])
-        .args(["-s", &server.ip().to_string(), "-p", &server.port().to_string()])
+        .args([
+            "-s",
+            &server.ip().to_string(),
+            "-p",
+            &server.port().to_string(),
+        ])
         .arg("-d")
         .arg(data)
-        .args(["-l", &seconds.to_string(), "-c", "8", "-q", "256", "-t", "2"]);
+        .args([
+            "-l",
+            &seconds.to_string(),
+            "-c",
+            "8",
+            "-q",
+            "256",
+            "-t",
+            "2",
+        ]);
     if let Some(q) = max_qps {
         cmd.args(["-Q", &q.to_string()]);
     }
@@ -87,11 +101,7 @@ pub fn parse_summary(text: &str) -> Result<Run> {
 pub fn parse_latencies(text: &str) -> Samples {
     let mut samples = Samples::default();
     for line in text.lines().filter(|l| l.starts_with("> ")) {
-        if let Some(secs) = line
-            .rsplit(' ')
-            .next()
-            .and_then(|s| s.parse::<f64>().ok())
-        {
+        if let Some(secs) = line.rsplit(' ').next().and_then(|s| s.parse::<f64>().ok()) {
             samples.push(Duration::from_secs_f64(secs));
         }
     }

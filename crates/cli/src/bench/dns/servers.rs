@@ -29,8 +29,8 @@ impl Server {
 
     /// Resident memory in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -41,8 +41,8 @@ impl Server {
 
     /// CPU time (user + system) of every thread.
     pub fn cpu_time(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
-            .unwrap_or_default();
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
         let rest = stat.rsplit(')').next().unwrap_or_default();
         let f: Vec<&str> = rest.split_whitespace().collect();
         let ticks: u64 = f.get(11).and_then(|u| u.parse().ok()).unwrap_or(0)
