@@ -6,13 +6,15 @@
 //! - [`sync`]: the API calls, each idempotent;
 //! - [`run`]: register (retrying until the API answers), then renew the Lease and post the
 //!   Ready heartbeat on their intervals until cancelled;
-//! - [`pods`]: until pods run here, confirms the deletion of pods bound to this node.
+//! - [`network`]: the pod network of the node (`cbr0`, `flannel.1`, routes to other nodes);
+//! - [`pods`]: sandboxes, containers, probes and pod status for the pods bound here.
 //!
 //! The agent runs inside its node's network namespace, so it reaches the API server over the
-//! underlay like a kubelet on a real machine. Pods come in a later part.
+//! underlay like a kubelet on a real machine.
 
 pub mod host;
 pub mod lease;
+pub mod network;
 pub mod node;
 pub mod pods;
 pub mod sync;
@@ -84,15 +86,8 @@ pub async fn run(client: Client, cfg: AgentConfig) -> Result<()> {
     let mut previous = node.status.filter(|s| s.conditions.is_some());
     let mut lease_tick = tokio::time::interval(cfg.lease_interval);
     let mut status_tick = tokio::time::interval(cfg.status_interval);
-    let deletions = pods::confirm_deletions(client.clone(), name.clone());
-    tokio::pin!(deletions);
-    let mut watching = true;
     loop {
         tokio::select! {
-            _ = &mut deletions, if watching => {
-                watching = false;
-                tracing::warn!(node = %name, "pod watch ended");
-            }
             _ = status_tick.tick() => {
                 match sync::post_status(&client, &cfg.node, Timestamp::now(), previous.as_ref()).await {
                     Ok(s) => previous = Some(s),

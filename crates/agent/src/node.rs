@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeCondition, NodeStatus, NodeSystemInfo};
+use k8s_openapi::api::core::v1::{
+    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeStatus,
+    NodeSystemInfo,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -13,6 +16,8 @@ use k8s_openapi::jiff::Timestamp;
 pub const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
 /// The version the agent reports as its kubelet.
 pub const KUBELET_VERSION: &str = "v1.32.0-kinet";
+/// The port of the agent's API (logs, exec, attach, port-forward), the kubelet's 10250.
+pub const KUBELET_PORT: i32 = 10250;
 
 /// What the node has to offer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,6 +157,9 @@ pub fn status(cfg: &NodeConfig, now: Timestamp, previous: Option<&NodeStatus>) -
         allocatable: Some(resources.clone()),
         capacity: Some(resources),
         conditions: Some(conditions),
+        daemon_endpoints: Some(NodeDaemonEndpoints {
+            kubelet_endpoint: Some(DaemonEndpoint { port: KUBELET_PORT }),
+        }),
         node_info: Some(NodeSystemInfo {
             architecture: cfg.system.architecture.clone(),
             boot_id: cfg.system.boot_id.clone(),

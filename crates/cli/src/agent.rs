@@ -1,10 +1,16 @@
 //! `kinet agent --name C --node N`: the node agent, started by `up` inside the node's
 //! network namespace, so it reaches the API server over the underlay as a kubelet would.
+//! It runs, side by side: registration and heartbeats, the pod network, the pods, the
+//! service proxy, and the node API that `kubectl logs/exec/port-forward` reach.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use kinet_agent::network::{self, NetworkConfig};
+use kinet_agent::pods::{self, ClusterDns, Runtime};
 use kinet_agent::{host, AgentConfig, NodeConfig};
+use kinet_cni::Backend;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::nodes::Plan;
@@ -26,6 +32,18 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
     let path = dir.node_kubeconfig(node);
     let kubeconfig =
         Kubeconfig::read_from(&path).with_context(|| format!("reading {}", path.display()))?;
+    let ca_pem = kubeconfig
+        .clusters
+        .first()
+        .and_then(|c| c.cluster.as_ref())
+        .and_then(|c| c.certificate_authority_data.as_deref())
+        .map(|b64| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.decode(b64)
+        })
+        .transpose()?
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .context("the node kubeconfig has no CA")?;
     let mut config =
         kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
             .await
@@ -42,9 +60,91 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
     crate::serve::ignore_hangup()?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tracing::info!(node, ip = %me.ip, pid = std::process::id(), "agent starting");
+
+    let net_cfg = NetworkConfig {
+        node: me.name.clone(),
+        netns: me.netns.clone(),
+        underlay_ip: me.ip,
+        mtu: plan.underlay.mtu,
+        backend: Backend::Vxlan,
+        cluster_cidr: kinet_controllers::ControllerConfig::default()
+            .cluster_cidr
+            .parse()
+            .context("the cluster CIDR")?,
+    };
+    let workloads = {
+        let client = client.clone();
+        let node_dir = dir.node_dir(node);
+        let cluster = name.to_string();
+        let netns = me.netns.clone();
+        let ip = me.ip;
+        async move {
+            let net = network::prepare(&client, &net_cfg).await?;
+            let runtime = Runtime::new(
+                client.clone(),
+                pods::Config {
+                    node: net_cfg.node.clone(),
+                    cluster,
+                    host_ip: ip,
+                    node_dir,
+                    exe: std::env::current_exe()?,
+                    dns: ClusterDns::default(),
+                    ca_pem: ca_pem.clone(),
+                },
+                kinet_netns::NetNs::open(&netns)?,
+                net.clone(),
+            );
+            let node_info = kinet_proxy::NodeInfo {
+                name: net_cfg.node.clone(),
+                node_ips: vec![ip],
+                pod_cidr: net.pod_cidr.to_string().parse().ok(),
+            };
+            let applier = kinet_proxy::Applier::new(
+                format!("{}/{netns}", kinet_netns::NETNS_RUN_DIR),
+                "kinet",
+            );
+            let listener =
+                tokio::net::TcpListener::bind((ip, kinet_agent::node::KUBELET_PORT as u16))
+                    .await
+                    .context("binding the node API port")?;
+            let tls =
+                kinet_node_api::server_config(&ca_pem, &[ip.to_string(), net_cfg.node.clone()])?;
+            let streaming: Arc<dyn kinet_node_api::Pods> = Arc::new(Streaming(runtime.clone()));
+            tokio::select! {
+                _ = network::keep_peers(client.clone(), net_cfg.clone(), net) => bail!("the node watch ended"),
+                _ = pods::run(runtime) => bail!("the pod watch ended"),
+                r = kinet_proxy::run(client.clone(), node_info, kinet_proxy::ProxyConfig::default(), applier) => r.context("service proxy"),
+                r = kinet_node_api::serve(listener, tls, streaming, std::future::pending()) => r.context("node API"),
+            }
+        }
+    };
     tokio::select! {
         r = kinet_agent::run(client, cfg) => r?,
+        r = workloads => r?,
         _ = term.recv() => tracing::info!(node, "agent stopping (SIGTERM)"),
     }
     Ok(())
+}
+
+/// The node API's view of the pods: the runtime's streaming view.
+struct Streaming(Arc<Runtime>);
+
+impl kinet_node_api::Pods for Streaming {
+    fn container(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: Option<&str>,
+    ) -> Result<kinet_node_api::ContainerInfo, String> {
+        let (sandbox_pid, c) = self.0.container(namespace, pod, container)?;
+        Ok(kinet_node_api::ContainerInfo {
+            name: c.name,
+            sandbox_pid,
+            running: c.running,
+            env: c.env,
+            working_dir: c.working_dir,
+            log: c.log,
+            previous_log: c.previous_log,
+        })
+    }
 }

@@ -1,4 +1,5 @@
-//! `kinet images`: the well-known images kinet runs without a registry.
+//! `kinet images`: the well-known images kinet runs without a registry, and
+//! `kinet image-run`: the process a container of a built-in image is.
 
 use kinet_images::{Image, ImageKind};
 
@@ -45,6 +46,17 @@ pub fn table(images: &[Image]) -> String {
 
 pub fn images() {
     print!("{}", table(kinet_images::catalog()));
+}
+
+/// Runs a built-in image's program in this process until it ends (the container's process).
+pub async fn image_run(image: &str, args: &[String]) -> anyhow::Result<()> {
+    crate::serve::init_logging();
+    let is_dns = kinet_images::lookup(image)
+        .is_some_and(|i| i.kind == ImageKind::Builtin(kinet_images::Builtin::Dns));
+    if is_dns {
+        return crate::dns_image::run_dns_image(args).await;
+    }
+    kinet_images::run_builtin(image, args).await
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! - [`desired`]: pure data. [`NodeNetwork`] -> the routes, neighbours and FDB entries toward
 //!   the other nodes ([`NodeNetwork::desired`]), and [`plan`] to diff them with what a node has.
 //! - netlink steps over `rtnetlink`, each idempotent ("already exists" is success):
-//!   [`ensure_underlay`], [`ensure_node`], [`ensure_vxlan`], [`sync_peers`], [`add_pod`],
+//!   [`ensure_underlay`], [`ensure_node`] (uplink, then [`ensure_pod_bridge`]), [`ensure_vxlan`], [`sync_peers`], [`add_pod`],
 //!   [`del_pod`], and the CHECK side [`check_node`], [`check_peers`], [`check_pod`].
 //!
 //! Every step takes the namespaces as [`kinet_netns::NetNs`] and opens its netlink socket
@@ -22,7 +22,9 @@ pub use desired::{
     bridge_ip, host_veth_name, plan, vtep_ip, vxlan_mtu, Backend, Desired, Fdb, Mac, Neigh,
     NodeNetwork, Peer, PeerError, Plan, Route,
 };
-pub use node::{ensure_node, ensure_underlay, ip_forward, set_ip_forward, Underlay};
+pub use node::{
+    ensure_node, ensure_pod_bridge, ensure_underlay, ip_forward, set_ip_forward, Underlay,
+};
 pub use peers::{check_peers, sync_peers, ROUTE_PROTO};
 pub use pod::{add_pod, check_pod, del_pod, PodLink, PodSpec};
 pub use vxlan::ensure_vxlan;

@@ -94,7 +94,15 @@ pub async fn ensure_node(
     nl::ensure_addr(&nh, eth0.header.index, net.underlay_ip, u.cidr.prefix()).await?;
     nl::set_link(&nh, eth0.header.index, Some(u.mtu), None).await?;
     nl::ensure_default_route(&nh, u.gateway).await?;
+    ensure_pod_bridge(node, net).await
+}
 
+/// Makes the node ready for pods: `cbr0` with the bridge address and the pod MTU,
+/// `net.ipv4.ip_forward=1`, and bridged IPv4 passed through the ip hooks
+/// (`net.bridge.bridge-nf-call-iptables=1`) so Service DNAT sees pod-to-pod traffic on
+/// one bridge, as kubenet and flannel's bridge require.
+pub async fn ensure_pod_bridge(node: &NetNs, net: &NodeNetwork) -> Result<()> {
+    let nh = node.netlink_handle()?;
     let pod_mtu = net.pod_mtu();
     let add = nh
         .link()
@@ -106,17 +114,25 @@ pub async fn ensure_node(
     nl::ensure_addr(&nh, cbr0.header.index, net.bridge_ip, net.pod_cidr.prefix()).await?;
     nl::set_link(&nh, cbr0.header.index, Some(pod_mtu), None).await?;
 
-    set_ip_forward(node)
+    set_ip_forward(node)?;
+    set_sysctl(node, BRIDGE_NF_CALL_IPTABLES, "1")
+}
+
+const BRIDGE_NF_CALL_IPTABLES: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+
+/// Writes a per-namespace sysctl from a thread inside `ns`.
+fn set_sysctl(ns: &NetNs, path: &'static str, value: &'static str) -> Result<()> {
+    ns.run(move || std::fs::write(path, value))?
+        .map_err(|source| Error::Io {
+            op: format!("{path}={value} in {}", ns.name()),
+            source,
+        })
 }
 
 /// Writes `net.ipv4.ip_forward=1` from a thread inside `ns`: /proc/sys/net is per namespace,
 /// resolved for the thread that opens it.
 pub fn set_ip_forward(ns: &NetNs) -> Result<()> {
-    ns.run(|| std::fs::write("/proc/sys/net/ipv4/ip_forward", "1"))?
-        .map_err(|source| Error::Io {
-            op: format!("ip_forward=1 in {}", ns.name()),
-            source,
-        })
+    set_sysctl(ns, "/proc/sys/net/ipv4/ip_forward", "1")
 }
 
 /// Reads `net.ipv4.ip_forward` inside `ns`.

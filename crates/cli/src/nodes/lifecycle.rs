@@ -48,6 +48,10 @@ pub async fn prepare(dir: &ClusterDir, info: &ClusterInfo) -> Result<Plan> {
         let _ = net::teardown(&plan).await;
         return Err(e.context("preparing the node namespaces"));
     }
+    if let Err(e) = net::ensure_outside(&plan).await {
+        let _ = net::teardown(&plan).await;
+        return Err(e.context("preparing the outside namespace"));
+    }
     Ok(plan)
 }
 
@@ -152,13 +156,16 @@ fn ready_since(node: &Node, since: i64) -> bool {
         })
 }
 
-/// Stops every agent (only processes that are exactly our agents) and removes the network.
+/// Stops every agent (only processes that are exactly our agents) and the pods' processes
+/// (by their recorded PID and start time), and removes the network.
 pub async fn teardown(dir: &ClusterDir, plan: &Plan) -> Result<Vec<(String, u32)>> {
     let mut stopped = Vec::new();
     for node in &plan.nodes {
         if let Some(pid) = agents::stop(dir, &node.name)? {
             stopped.push((node.name.clone(), pid));
         }
+        // Pods outlive their agent (a restarted agent adopts them); the cluster's end is theirs.
+        kinet_agent::pods::kill_all(&dir.node_dir(&node.name));
     }
     net::teardown(plan).await?;
     Ok(stopped)

@@ -1,0 +1,263 @@
+//! The node's pod network, as flannel's daemon keeps it: wait for the podCIDR the node IPAM
+//! controller assigns, make `cbr0` (and `flannel.1` for the vxlan backend), publish this
+//! node's VTEP in flannel's Node annotations, then keep routes, neighbours and FDB entries
+//! toward the other nodes in step with the Node objects.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Node;
+use kinet_cni::{Backend, Mac, NodeNetwork, Peer};
+use kinet_ipam::Ipv4Cidr;
+use kinet_netns::NetNs;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::{reflector, watcher, WatchStreamExt};
+use kube::{Api, Client};
+use serde_json::json;
+
+/// flannel's annotations: which backend, its data (`{"VNI":1,"VtepMAC":"…"}`), and the
+/// node's underlay address.
+pub const BACKEND_TYPE: &str = "flannel.alpha.coreos.com/backend-type";
+/// See [`BACKEND_TYPE`].
+pub const BACKEND_DATA: &str = "flannel.alpha.coreos.com/backend-data";
+/// See [`BACKEND_TYPE`].
+pub const PUBLIC_IP: &str = "flannel.alpha.coreos.com/public-ip";
+
+/// The nftables table holding the node's masquerade rules (apart from the proxy's table).
+pub const MASQ_TABLE: &str = "kinet-podnet";
+
+/// flannel's `ipMasq` rules: pod traffic leaving the pod network (to the host, the API
+/// server, the outside) takes the node's address, since nothing beyond the nodes routes pod
+/// addresses back; traffic between pods is never rewritten. One atomic `nft -f` load.
+pub fn masquerade_ruleset(cluster_cidr: &Ipv4Cidr) -> String {
+    format!(
+        "table ip {MASQ_TABLE}\n\
+         delete table ip {MASQ_TABLE}\n\
+         table ip {MASQ_TABLE} {{\n\
+         \tchain postrouting {{\n\
+         \t\ttype nat hook postrouting priority srcnat + 10; policy accept;\n\
+         \t\tip saddr {cluster_cidr} ip daddr {cluster_cidr} return\n\
+         \t\tip saddr {cluster_cidr} ip daddr != 224.0.0.0/4 masquerade fully-random\n\
+         \t}}\n\
+         }}\n"
+    )
+}
+
+async fn apply_nft(ruleset: &str) -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(ruleset.as_bytes())
+        .await?;
+    let out = child.wait_with_output().await?;
+    if !out.status.success() {
+        anyhow::bail!("nft -f: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// This node's part in the pod network.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    /// The node's name.
+    pub node: String,
+    /// Its network namespace (the agent runs inside it; netlink sockets are opened there).
+    pub netns: String,
+    /// Its underlay address.
+    pub underlay_ip: Ipv4Addr,
+    /// The underlay MTU.
+    pub mtu: u32,
+    /// How pod traffic crosses nodes.
+    pub backend: Backend,
+    /// The whole cluster's pod range (10.244.0.0/16).
+    pub cluster_cidr: Ipv4Cidr,
+}
+
+fn backend_name(b: Backend) -> &'static str {
+    match b {
+        Backend::Vxlan => "vxlan",
+        Backend::HostGw => "host-gw",
+    }
+}
+
+/// The peers a node needs, from the Node objects: every other node with a podCIDR, an
+/// InternalIP and (for vxlan) a published VTEP MAC. Nodes not ready for that yet are skipped.
+pub fn peers(nodes: &[Node], me: &str) -> Vec<Peer> {
+    let mut out: Vec<Peer> = nodes
+        .iter()
+        .filter(|n| n.metadata.name.as_deref() != Some(me))
+        .filter_map(|n| {
+            let name = n.metadata.name.clone()?;
+            let pod_cidr: Ipv4Cidr = n.spec.as_ref()?.pod_cidr.as_deref()?.parse().ok()?;
+            let ann = n.metadata.annotations.as_ref();
+            let underlay_ip = ann
+                .and_then(|a| a.get(PUBLIC_IP))
+                .and_then(|ip| ip.parse().ok())
+                .or_else(|| internal_ip(n))?;
+            let vtep_mac = ann
+                .and_then(|a| a.get(BACKEND_DATA))
+                .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+                .and_then(|d| d["VtepMAC"].as_str().and_then(parse_mac));
+            Some(Peer {
+                node: name,
+                pod_cidr,
+                underlay_ip,
+                vtep_mac,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.node.cmp(&b.node));
+    out
+}
+
+fn internal_ip(n: &Node) -> Option<Ipv4Addr> {
+    n.status
+        .as_ref()?
+        .addresses
+        .as_ref()?
+        .iter()
+        .find(|a| a.type_ == "InternalIP")?
+        .address
+        .parse()
+        .ok()
+}
+
+fn parse_mac(s: &str) -> Option<Mac> {
+    let bytes: Vec<u8> = s
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    Mac::from_slice(&bytes)
+}
+
+/// Waits for the node's podCIDR, then makes `cbr0` (and the VTEP) and publishes the
+/// annotations. Returns the node's network (without peers).
+pub async fn prepare(client: &Client, cfg: &NetworkConfig) -> anyhow::Result<NodeNetwork> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let pod_cidr: Ipv4Cidr = loop {
+        match nodes.get_opt(&cfg.node).await {
+            Ok(Some(n)) => {
+                if let Some(c) = n.spec.and_then(|s| s.pod_cidr).and_then(|c| c.parse().ok()) {
+                    break c;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("reading node {}: {e}", cfg.node),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let ns = NetNs::open(&cfg.netns)?;
+    let net = NodeNetwork::new(pod_cidr, cfg.underlay_ip, cfg.mtu, cfg.backend);
+    kinet_cni::ensure_pod_bridge(&ns, &net).await?;
+    // The agent runs inside the node's namespace, so `nft` here programs the node.
+    apply_nft(&masquerade_ruleset(&cfg.cluster_cidr)).await?;
+    let mut annotations = json!({
+        BACKEND_TYPE: backend_name(cfg.backend),
+        PUBLIC_IP: cfg.underlay_ip.to_string(),
+    });
+    if cfg.backend == Backend::Vxlan {
+        let mac = kinet_cni::ensure_vxlan(&ns, &net).await?;
+        annotations[BACKEND_DATA] =
+            json!(json!({"VNI": 1, "VtepMAC": mac.to_string()}).to_string());
+    }
+    let patch = json!({"metadata": {"annotations": annotations}});
+    nodes
+        .patch(&cfg.node, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    tracing::info!(node = %cfg.node, %pod_cidr, backend = backend_name(cfg.backend), "pod network ready");
+    Ok(net)
+}
+
+/// Keeps the routes toward the other nodes current; runs until cancelled.
+pub async fn keep_peers(client: Client, cfg: NetworkConfig, mut net: NodeNetwork) {
+    let ns = match NetNs::open(&cfg.netns) {
+        Ok(ns) => ns,
+        Err(e) => {
+            tracing::error!("opening {}: {e}", cfg.netns);
+            return;
+        }
+    };
+    let (store, writer) = reflector::store::<Node>();
+    let nodes: Api<Node> = Api::all(client);
+    let mut stream = watcher(nodes, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects()
+        .boxed();
+    loop {
+        match stream.try_next().await {
+            Ok(Some(_)) => {}
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!("node watch: {e}");
+                continue;
+            }
+        }
+        let all: Vec<Node> = store.state().iter().map(|n| (**n).clone()).collect();
+        let mut wanted = peers(&all, &cfg.node);
+        // A vxlan peer is reachable once it has published its VTEP.
+        wanted.retain(|p| cfg.backend != Backend::Vxlan || p.vtep_mac.is_some());
+        if wanted == net.peers {
+            continue;
+        }
+        net.peers = wanted;
+        match kinet_cni::sync_peers(&ns, &net).await {
+            Ok(plan) if !plan.is_empty() => {
+                tracing::info!(node = %cfg.node, peers = net.peers.len(), "routes to other nodes updated")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("syncing routes to other nodes: {e}");
+                // Force a retry on the next event.
+                net.peers.clear();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masquerade_spares_pod_to_pod_traffic() {
+        let text = masquerade_ruleset(&"10.244.0.0/16".parse().unwrap());
+        assert!(text.contains("ip saddr 10.244.0.0/16 ip daddr 10.244.0.0/16 return\n"));
+        assert!(text
+            .contains("ip saddr 10.244.0.0/16 ip daddr != 224.0.0.0/4 masquerade fully-random\n"));
+        assert!(text.starts_with("table ip kinet-podnet\ndelete table ip kinet-podnet\n"));
+    }
+
+    #[test]
+    fn peers_come_from_node_annotations_and_skip_self() {
+        let nodes: Vec<Node> = serde_json::from_value(json!([
+            {"metadata": {"name": "a", "annotations": {PUBLIC_IP: "172.18.0.2",
+                BACKEND_DATA: "{\"VNI\":1,\"VtepMAC\":\"02:00:00:00:00:0a\"}"}},
+             "spec": {"podCIDR": "10.244.0.0/24"}},
+            {"metadata": {"name": "b"}, "spec": {"podCIDR": "10.244.1.0/24"},
+             "status": {"addresses": [{"type": "InternalIP", "address": "172.18.0.3"}]}},
+            {"metadata": {"name": "c"}},
+        ]))
+        .unwrap();
+        let p = peers(&nodes, "b");
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].node, "a");
+        assert_eq!(p[0].underlay_ip, Ipv4Addr::new(172, 18, 0, 2));
+        assert_eq!(
+            p[0].vtep_mac.map(|m| m.to_string()).as_deref(),
+            Some("02:00:00:00:00:0a")
+        );
+        let p = peers(&nodes, "a");
+        assert_eq!(p[0].underlay_ip, Ipv4Addr::new(172, 18, 0, 3));
+        assert_eq!(p[0].vtep_mac, None);
+    }
+}

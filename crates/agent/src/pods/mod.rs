@@ -1,0 +1,258 @@
+//! The kubelet's pod side: every pod bound to this node gets a sandbox (network namespace on
+//! `cbr0`, pause process), its containers run as host processes in it, and its status is
+//! posted back. One worker task per pod (as the kubelet's pod workers), fed the pod's latest
+//! version by the node's pod watch.
+//!
+//! - pure: [`files`] (hosts, resolv.conf, hostname), [`env`] (container environment),
+//!   [`status`] (phase, conditions, container statuses);
+//! - side effects: [`sandbox`], [`pause`] (the pause process itself), [`process`],
+//!   [`probe`], [`record`] (what survives an agent restart), [`worker`].
+
+pub mod env;
+pub mod files;
+pub mod pause;
+pub mod probe;
+pub mod process;
+pub mod record;
+pub mod sandbox;
+pub mod status;
+mod worker;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kinet_cni::NodeNetwork;
+use kinet_controllers::events::Recorder;
+use kinet_ipam::{PodIpState, PodIps};
+use kinet_netns::NetNs;
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::watch;
+
+pub use files::ClusterDns;
+pub use record::{kill_all, PodDirs, PodRecord};
+
+/// What the pod runtime needs to know about its node and cluster.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The node's name.
+    pub node: String,
+    /// The cluster's name (pod network namespaces are `kinet-<cluster>-pod-…`).
+    pub cluster: String,
+    /// The node's InternalIP (status.hostIP).
+    pub host_ip: Ipv4Addr,
+    /// The node's state directory (pods live in `pods/` under it).
+    pub node_dir: PathBuf,
+    /// The kinet binary, for `kinet pause` and `kinet image-run`.
+    pub exe: PathBuf,
+    /// Cluster DNS settings for resolv.conf.
+    pub dns: ClusterDns,
+    /// The cluster CA, written as the service account's `ca.crt`.
+    pub ca_pem: String,
+}
+
+/// A container as the streaming API sees it.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerView {
+    /// Its name.
+    pub name: String,
+    /// Whether it runs now.
+    pub running: bool,
+    /// Its environment.
+    pub env: Vec<(String, String)>,
+    /// Its working directory.
+    pub working_dir: Option<String>,
+    /// The current instance's log.
+    pub log: Option<PathBuf>,
+    /// The previous instance's log.
+    pub previous_log: Option<PathBuf>,
+}
+
+/// A pod as the streaming API sees it.
+#[derive(Debug, Clone, Default)]
+pub struct PodView {
+    /// The pause process, if the sandbox runs.
+    pub sandbox_pid: Option<u32>,
+    /// Containers in spec order.
+    pub containers: Vec<ContainerView>,
+}
+
+/// The node's pod runtime.
+pub struct Runtime {
+    client: Client,
+    cfg: Config,
+    node_ns: NetNs,
+    net: NodeNetwork,
+    dirs: PodDirs,
+    ipam: Mutex<PodIps>,
+    recorder: Recorder,
+    workers: Mutex<HashMap<String, watch::Sender<Option<Pod>>>>,
+    views: Mutex<HashMap<(String, String), PodView>>,
+}
+
+impl Runtime {
+    /// A runtime for the node whose namespace is `node_ns` and whose pod network is `net`
+    /// (its podCIDR decides pod addresses). Reloads persisted IP allocations.
+    pub fn new(client: Client, cfg: Config, node_ns: NetNs, net: NodeNetwork) -> Arc<Runtime> {
+        let dirs = PodDirs::new(&cfg.node_dir);
+        let saved: Option<PodIpState> = std::fs::read(dirs.ipam_file())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .filter(|s: &PodIpState| s.cidr == net.pod_cidr);
+        let ipam = saved
+            .and_then(|s| PodIps::from_state(s).ok())
+            .or_else(|| PodIps::new(net.pod_cidr).ok())
+            .expect("a node podCIDR is at most a /30");
+        let recorder = Recorder::new(client.clone(), "kubelet");
+        Arc::new(Runtime {
+            client,
+            cfg,
+            node_ns,
+            net,
+            dirs,
+            ipam: Mutex::new(ipam),
+            recorder,
+            workers: Mutex::default(),
+            views: Mutex::default(),
+        })
+    }
+
+    /// The streaming view of one container (`None`: the first).
+    pub fn container(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: Option<&str>,
+    ) -> Result<(Option<u32>, ContainerView), String> {
+        let views = self.views.lock().expect("views lock");
+        let view = views
+            .get(&(namespace.to_string(), pod.to_string()))
+            .ok_or_else(|| format!("pod {namespace}/{pod} is not running on this node"))?;
+        let c = match container {
+            None => view.containers.first(),
+            Some(name) => view.containers.iter().find(|c| c.name == name),
+        };
+        let c = c.ok_or_else(|| {
+            format!(
+                "container {} is not valid for pod {pod}",
+                container.unwrap_or("")
+            )
+        })?;
+        Ok((view.sandbox_pid, c.clone()))
+    }
+
+    fn set_view(&self, namespace: &str, pod: &str, view: Option<PodView>) {
+        let key = (namespace.to_string(), pod.to_string());
+        let mut views = self.views.lock().expect("views lock");
+        match view {
+            Some(v) => views.insert(key, v),
+            None => views.remove(&key),
+        };
+    }
+
+    fn allocate_ip(&self, uid: &str) -> anyhow::Result<Ipv4Addr> {
+        let mut ipam = self.ipam.lock().expect("ipam lock");
+        let ip = ipam.allocate(uid)?;
+        self.save_ipam(&ipam)?;
+        Ok(ip)
+    }
+
+    fn release_ip(&self, uid: &str) {
+        let mut ipam = self.ipam.lock().expect("ipam lock");
+        if ipam.release(uid).is_some() {
+            if let Err(e) = self.save_ipam(&ipam) {
+                tracing::warn!("saving IP allocations: {e}");
+            }
+        }
+    }
+
+    fn save_ipam(&self, ipam: &PodIps) -> anyhow::Result<()> {
+        let path = self.dirs.ipam_file();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(ipam.state())?)?;
+        std::fs::rename(tmp, path)?;
+        Ok(())
+    }
+
+    /// Hands a pod's latest version (or its disappearance: `None`) to its worker, starting
+    /// one for a pod not seen before.
+    fn dispatch(self: &Arc<Self>, uid: &str, pod: Option<Pod>, adopt: Option<PodRecord>) {
+        let mut workers = self.workers.lock().expect("workers lock");
+        if let Some(tx) = workers.get(uid) {
+            let _ = tx.send(pod);
+            return;
+        }
+        let Some(pod) = pod else {
+            if let Some(rec) = adopt {
+                tokio::spawn(worker::clean_orphan(self.clone(), rec));
+            }
+            return;
+        };
+        let (tx, rx) = watch::channel(Some(pod.clone()));
+        workers.insert(uid.to_string(), tx);
+        tokio::spawn(worker::run(self.clone(), pod, rx, adopt));
+    }
+
+    fn worker_done(&self, uid: &str) {
+        self.workers.lock().expect("workers lock").remove(uid);
+    }
+}
+
+/// Runs the pods bound to this node until cancelled: adopts what a previous agent left
+/// (records on disk), then follows the node's pods.
+pub async fn run(rt: Arc<Runtime>) {
+    let mut leftovers: HashMap<String, PodRecord> = rt
+        .dirs
+        .load_all()
+        .into_iter()
+        .map(|r| (r.uid.clone(), r))
+        .collect();
+    let pods: Api<Pod> = Api::all(rt.client.clone());
+    let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", rt.cfg.node));
+    let mut events = watcher(pods, cfg).boxed();
+    let mut listed: Option<BTreeSet<String>> = None;
+    loop {
+        match events.try_next().await {
+            Ok(Some(watcher::Event::Init)) => listed = Some(BTreeSet::new()),
+            Ok(Some(watcher::Event::InitApply(pod))) => {
+                let uid = pod.uid().unwrap_or_default();
+                if let Some(seen) = listed.as_mut() {
+                    seen.insert(uid.clone());
+                }
+                let adopt = leftovers.remove(&uid);
+                rt.dispatch(&uid, Some(pod), adopt);
+            }
+            Ok(Some(watcher::Event::InitDone)) => {
+                let seen = listed.take().unwrap_or_default();
+                let running: Vec<String> =
+                    rt.workers.lock().expect("lock").keys().cloned().collect();
+                for uid in running.into_iter().filter(|u| !seen.contains(u)) {
+                    rt.dispatch(&uid, None, None);
+                }
+                for (uid, rec) in leftovers.drain() {
+                    rt.dispatch(&uid, None, Some(rec));
+                }
+            }
+            Ok(Some(watcher::Event::Apply(pod))) => {
+                let uid = pod.uid().unwrap_or_default();
+                rt.dispatch(&uid, Some(pod), None);
+            }
+            Ok(Some(watcher::Event::Delete(pod))) => {
+                let uid = pod.uid().unwrap_or_default();
+                rt.dispatch(&uid, None, None);
+            }
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!("pod watch: {e}");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    }
+}

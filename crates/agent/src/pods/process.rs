@@ -1,0 +1,142 @@
+//! Container processes: started with `nsenter` into the sandbox's namespaces (what runc's
+//! `setns` does for a CRI runtime), each leading its own process group so that stopping it
+//! reaches whatever it forked; stdout and stderr go to the instance's log file.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use super::record::Proc;
+
+/// What to run for one container instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    /// The full argv.
+    pub argv: Vec<String>,
+    /// The whole environment.
+    pub env: Vec<(String, String)>,
+    /// The working directory inside the pod (the image default `/` otherwise).
+    pub working_dir: Option<String>,
+    /// Where stdout and stderr go.
+    pub log: PathBuf,
+}
+
+/// The PATH containers get, as image configs set it.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Finds `program` as execvp would on `DEFAULT_PATH` (or as given, if it has a slash).
+pub fn resolve(program: &str) -> Option<PathBuf> {
+    let is_exec = |p: &Path| p.is_file();
+    if program.contains('/') {
+        return is_exec(Path::new(program)).then(|| PathBuf::from(program));
+    }
+    DEFAULT_PATH
+        .split(':')
+        .map(|d| Path::new(d).join(program))
+        .find(|p| is_exec(p))
+}
+
+/// The `nsenter` argv that runs `argv` in the sandbox of `pause_pid`.
+pub fn nsenter_argv(pause_pid: u32, working_dir: Option<&str>, argv: &[String]) -> Vec<String> {
+    let mut out = vec![
+        "nsenter".to_string(),
+        format!("--target={pause_pid}"),
+        "--net".into(),
+        "--uts".into(),
+        "--ipc".into(),
+        "--mount".into(),
+        format!(
+            "--wd={}",
+            working_dir.filter(|d| !d.is_empty()).unwrap_or("/")
+        ),
+        "--".into(),
+    ];
+    out.extend(argv.iter().cloned());
+    out
+}
+
+/// Starts a container instance.
+pub fn spawn(pause_pid: u32, l: &Launch) -> std::io::Result<(tokio::process::Child, Proc)> {
+    if let Some(parent) = l.log.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&l.log)?;
+    let argv = nsenter_argv(pause_pid, l.working_dir.as_deref(), &l.argv);
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .env_clear()
+        .envs(l.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .kill_on_drop(false);
+    let child = cmd.spawn()?;
+    let pid = child.id().unwrap_or(0);
+    let proc = Proc::of(pid).ok_or_else(|| std::io::Error::other("exited at once"))?;
+    Ok((child, proc))
+}
+
+/// The exit code a runtime reports: the code, or 128 + the signal.
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(255)
+}
+
+/// Waits for a process that is not our child (adopted after an agent restart) to end.
+pub async fn wait_adopted(p: Proc) {
+    while p.alive() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Stops a process group gracefully: SIGTERM, then SIGKILL after `grace`.
+pub async fn stop(p: Proc, grace: Duration) {
+    p.signal_group(Signal::SIGTERM);
+    let deadline = tokio::time::Instant::now() + grace;
+    while p.alive() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    p.signal_group(Signal::SIGKILL);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nsenter_joins_all_sandbox_namespaces() {
+        let argv = nsenter_argv(42, None, &["sh".into(), "-c".into(), "echo hi".into()]);
+        assert_eq!(
+            argv,
+            [
+                "nsenter",
+                "--target=42",
+                "--net",
+                "--uts",
+                "--ipc",
+                "--mount",
+                "--wd=/",
+                "--",
+                "sh",
+                "-c",
+                "echo hi"
+            ]
+        );
+    }
+
+    #[test]
+    fn programs_resolve_on_the_default_path() {
+        assert!(resolve("sh").is_some());
+        assert!(resolve("/bin/sh").is_some());
+        assert!(resolve("no-such-program-kinet").is_none());
+    }
+}

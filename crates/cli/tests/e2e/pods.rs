@@ -1,0 +1,315 @@
+//! Issue 4, part 2: pods for real. Sandboxes on `cbr0`, containers as processes, pod-to-pod
+//! traffic over the bridge and the VXLAN overlay without NAT, identity files, kubectl
+//! streaming, cleanup. Everything is checked with real kubectl, ping, curl and ip.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::{show, stdout, Cluster};
+
+const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.39";
+
+fn json(c: &Cluster, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    serde_json::from_str(&c.kubectl_ok(&all)).unwrap()
+}
+
+fn ready(pod: &Value) -> bool {
+    pod["status"]["phase"] == "Running"
+        && pod["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+}
+
+/// Waits until `selector` matches `count` pods, all Running and Ready; returns them.
+fn wait_ready(c: &Cluster, selector: &str, count: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pods = json(c, &["get", "pods", "-l", selector]);
+        let items = pods["items"].as_array().cloned().unwrap_or_default();
+        if items.len() == count && items.iter().all(ready) {
+            return items;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pods {selector} not ready: {}",
+            serde_json::to_string_pretty(&pods["items"]).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn wait_gone(c: &Cluster, selector: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !json(c, &["get", "pods", "-l", selector])["items"]
+        .as_array()
+        .is_some_and(|i| i.is_empty())
+    {
+        assert!(Instant::now() < deadline, "pods {selector} not deleted");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn exec(c: &Cluster, pod: &str, cmd: &[&str]) -> String {
+    let mut args = vec!["exec", pod, "--"];
+    args.extend(cmd);
+    c.kubectl_ok(&args)
+}
+
+fn ip_in_cidr(ip: &str, cidr: &str) -> bool {
+    let parse = |s: &str| -> u32 {
+        s.split('.')
+            .map(|o| o.parse::<u32>().unwrap())
+            .fold(0, |a, o| a << 8 | o)
+    };
+    let (net, len) = cidr.split_once('/').unwrap();
+    let len: u32 = len.parse().unwrap();
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    parse(ip) & mask == parse(net) & mask
+}
+
+/// The node's veths on `cbr0`.
+fn node_veths(c: &Cluster, node: &str) -> BTreeSet<String> {
+    let out = c.node_exec(node, &["ip", "-br", "link", "show", "type", "veth"]);
+    stdout(&out)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(|n| n.split('@').next().unwrap().to_string())
+        .filter(|n| n.starts_with("veth"))
+        .collect()
+}
+
+fn pod_netns(c: &Cluster) -> usize {
+    let prefix = format!("kinet-{}-pod-", c.name);
+    std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn pods_get_ips_reach_each_other_without_nat_and_clean_up() {
+    let c = Cluster::up(3);
+    c.kubectl_ok(&[
+        "create",
+        "deployment",
+        "netexec",
+        "--image",
+        AGNHOST,
+        "--replicas",
+        "4",
+        "--",
+        "/agnhost",
+        "netexec",
+        "--http-port=8080",
+    ]);
+    let pods = wait_ready(&c, "app=netexec", 4);
+
+    // Placement and addressing: ≥2 nodes, each IP inside its node's podCIDR.
+    let nodes = json(&c, &["get", "nodes"]);
+    let cidr_of = |node: &str| -> String {
+        nodes["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["metadata"]["name"] == node)
+            .and_then(|n| n["spec"]["podCIDR"].as_str())
+            .unwrap()
+            .to_string()
+    };
+    let mut used = BTreeSet::new();
+    let mut peers = Vec::new();
+    for p in &pods {
+        let node = p["spec"]["nodeName"].as_str().unwrap();
+        let ip = p["status"]["podIP"].as_str().unwrap();
+        assert!(
+            ip_in_cidr(ip, &cidr_of(node)),
+            "{ip} not in {node}'s podCIDR"
+        );
+        used.insert(node.to_string());
+        peers.push((
+            p["metadata"]["name"].as_str().unwrap().to_string(),
+            ip.to_string(),
+        ));
+    }
+    assert!(used.len() >= 2, "all pods on {used:?}");
+
+    // Every ordered pair: ping, and /clientip shows the sender's own pod IP (no NAT).
+    for (from, from_ip) in &peers {
+        for (_, to_ip) in peers.iter().filter(|(n, _)| n != from) {
+            exec(&c, from, &["ping", "-c1", "-W2", to_ip]);
+            let seen = exec(
+                &c,
+                from,
+                &[
+                    "curl",
+                    "-s",
+                    "--max-time",
+                    "5",
+                    &format!("http://{to_ip}:8080/clientip"),
+                ],
+            );
+            assert_eq!(
+                seen.split(':').next(),
+                Some(from_ip.as_str()),
+                "{from} -> {to_ip}"
+            );
+        }
+    }
+
+    // The node view: cbr0, the pods' veths and flannel.1.
+    let node = pods[0]["spec"]["nodeName"].as_str().unwrap().to_string();
+    let links = stdout(&c.node_exec(&node, &["ip", "-br", "link"]));
+    for want in ["cbr0", "flannel.1", "veth"] {
+        assert!(links.contains(want), "{want} missing in\n{links}");
+    }
+    // containerID is kinet://<pid>: nsenter into it shows the pod's eth0 address.
+    let id = pods[0]["status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .unwrap();
+    let pid = id.strip_prefix("kinet://").expect("kinet:// container id");
+    let out = std::process::Command::new("nsenter")
+        .args(["-t", pid, "-n", "ip", "-br", "addr", "show", "eth0"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&out).contains(pods[0]["status"]["podIP"].as_str().unwrap()),
+        "{}",
+        show(&out)
+    );
+
+    // Deleting the Deployment removes the pods' veths and namespaces.
+    c.kubectl_ok(&["delete", "deployment", "netexec"]);
+    wait_gone(&c, "app=netexec");
+    for n in &used {
+        let left = node_veths(&c, n);
+        assert!(left.is_empty(), "veths left on {n}: {left:?}");
+    }
+    assert_eq!(pod_netns(&c), 0);
+}
+
+const TWO_CONTAINERS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  hostAliases:
+  - ip: "10.1.2.3"
+    hostnames: ["foo.local"]
+  containers:
+  - name: httpd
+    image: httpd:latest
+  - name: loop
+    image: busybox:1.28.4
+    command: ["sh", "-c", "while true; do curl -s localhost; sleep 1; done"]
+"#;
+
+#[test]
+fn containers_share_localhost_and_identity_files() {
+    let c = Cluster::up(1);
+    let mut apply = c.kubectl_cmd(&["apply", "-f", "-"]);
+    let out = {
+        use std::io::Write;
+        let mut child = apply
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(TWO_CONTAINERS.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    assert!(out.status.success(), "{}", show(&out));
+    let pod = wait_ready(&c, "app=web", 1).remove(0);
+    let ip = pod["status"]["podIP"].as_str().unwrap().to_string();
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let logs = c.kubectl_ok(&["logs", "web", "-c", "loop"]);
+        if logs.contains("It works!") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "loop never reached httpd: {logs}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let page = exec(&c, "web", &["curl", "-s", "http://web"]);
+    assert!(page.contains("It works!"), "{page}");
+    assert_eq!(exec(&c, "web", &["hostname"]).trim(), "web");
+
+    let hosts = exec(&c, "web", &["cat", "/etc/hosts"]);
+    assert!(
+        hosts.starts_with("# Kubernetes-managed hosts file."),
+        "{hosts}"
+    );
+    assert!(hosts.contains("127.0.0.1\tlocalhost"), "{hosts}");
+    assert!(hosts.contains(&format!("{ip}\tweb")), "{hosts}");
+    assert!(hosts.contains("10.1.2.3\tfoo.local"), "{hosts}");
+    assert_eq!(
+        exec(&c, "web", &["cat", "/etc/resolv.conf"]),
+        "search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
+    );
+    let sa = exec(
+        &c,
+        "web",
+        &["ls", "/var/run/secrets/kubernetes.io/serviceaccount"],
+    );
+    for f in ["ca.crt", "namespace", "token"] {
+        assert!(sa.contains(f), "{sa}");
+    }
+
+    let mut cat = c.kubectl_cmd(&["exec", "-i", "web", "-c", "httpd", "--", "cat"]);
+    let out = {
+        use std::io::Write;
+        let mut child = cat
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"hi\n").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    assert_eq!(stdout(&out), "hi\n", "{}", show(&out));
+}
+
+#[test]
+fn a_hundred_pods_come_and_go_without_leaks() {
+    let c = Cluster::up(2);
+    let node = format!("{}-control-plane", c.name);
+    let before = node_veths(&c, &node).len();
+    c.kubectl_ok(&[
+        "create",
+        "deployment",
+        "many",
+        "--image",
+        AGNHOST,
+        "--replicas",
+        "100",
+        "--",
+        "/agnhost",
+        "pause",
+    ]);
+    wait_ready(&c, "app=many", 100);
+    assert_eq!(pod_netns(&c), 100);
+    c.kubectl_ok(&["delete", "deployment", "many"]);
+    wait_gone(&c, "app=many");
+    assert_eq!(pod_netns(&c), 0);
+    assert_eq!(node_veths(&c, &node).len(), before);
+}
