@@ -8,6 +8,7 @@ mod auth;
 mod bootstrap;
 pub mod discovery;
 mod http;
+pub mod nodeproxy;
 pub mod openapi;
 pub mod path;
 pub mod rest;
@@ -22,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use kinet_store::Store;
 
+pub use nodeproxy::KubeletClient;
 use rest::{Allocators, Api, NetworkConfig};
 
 /// Everything the control plane needs to serve one cluster.
@@ -79,6 +81,7 @@ pub fn open_api(config: &ServeConfig) -> anyhow::Result<Arc<Api>> {
         server_address,
         network,
         alloc: Mutex::new(alloc),
+        kubelet: std::sync::OnceLock::new(),
         sa_tokens: tokenrequest::TokenIssuer::load_or_generate(
             &config.data_dir.join(tokenrequest::KEY_FILE),
         )?,
@@ -87,7 +90,20 @@ pub fn open_api(config: &ServeConfig) -> anyhow::Result<Arc<Api>> {
 
 /// Serves until SIGTERM or SIGINT.
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
+    run_with_kubelet_client(config, None).await
+}
+
+/// Like [`run`], reaching node agents with `kubelet` for logs, exec, attach and port-forward.
+pub async fn run_with_kubelet_client(
+    config: ServeConfig,
+    kubelet: Option<KubeletClient>,
+) -> anyhow::Result<()> {
     let api = open_api(&config)?;
+    if let Some(k) = kubelet {
+        let tls = kinet_node_api::client_config(&k.cert_pem, &k.key_pem)
+            .context("loading the kubelet client certificate")?;
+        let _ = api.kubelet.set(tls);
+    }
     let port = config.listen.first().map(SocketAddr::port).unwrap_or(6443);
     bootstrap::run(&api, port)
         .await

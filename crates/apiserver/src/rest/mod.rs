@@ -35,6 +35,9 @@ pub struct Api {
     pub network: NetworkConfig,
     /// ClusterIP and NodePort allocation, rebuilt from stored Services at start.
     pub alloc: Mutex<Allocators>,
+    /// TLS to node agents with the kubelet client certificate; unset: streaming subresources
+    /// (log, exec, attach, portforward) cannot reach nodes.
+    pub kubelet: std::sync::OnceLock<Arc<rustls::ClientConfig>>,
     /// Signs and verifies service-account tokens (`serviceaccounts/token`).
     pub sa_tokens: crate::tokenrequest::TokenIssuer,
 }
@@ -91,6 +94,11 @@ pub struct Call {
     pub format: Format,
     pub content_type: String,
     pub body: Option<Incoming>,
+    /// The request's URI and headers, and its upgrade (exec, attach and port-forward are
+    /// proxied to the node agent as upgrades).
+    pub uri: http::Uri,
+    pub headers: http::HeaderMap,
+    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 impl Call {
@@ -140,12 +148,17 @@ impl Api {
             Ok(f) => f,
             Err(e) => return error_reply(&e),
         };
+        let (mut parts, body) = req.into_parts();
+        let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
         let call = Call {
             target,
             query,
             format,
             content_type,
-            body: Some(req.into_body()),
+            body: Some(body),
+            uri: parts.uri,
+            headers: parts.headers,
+            upgrade,
         };
         match self.dispatch(method, call).await {
             Ok(reply) => reply,

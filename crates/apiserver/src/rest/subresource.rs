@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use super::{meta, Api, Call};
 use crate::http::{json_reply, Reply};
+use crate::nodeproxy;
 
 /// The Scale view of a Deployment or ReplicaSet.
 fn scale_of(obj: &Value) -> Value {
@@ -55,7 +56,9 @@ impl Api {
                 let body = call.body().await?;
                 self.finalize_namespace(&call, &body).await
             }
-            ("log" | "exec" | "attach" | "portforward", _) => self.node_stream(&call),
+            ("log" | "exec" | "attach" | "portforward", method) => {
+                self.node_stream(call, sub, method).await
+            }
             ("token", Method::POST) if crate::tokenrequest::serves(resource, "token") => {
                 self.create_token(&mut call).await
             }
@@ -207,24 +210,63 @@ impl Api {
         Ok(json_reply(200, &stored.value))
     }
 
-    /// log, exec, attach and port-forward are served by the node agent of the pod's node.
-    fn node_stream(&self, call: &Call) -> Result<Reply> {
+    /// log, exec, attach and port-forward are served by the node agent of the pod's node:
+    /// check the pod and container here, then proxy (see [`crate::nodeproxy`]).
+    async fn node_stream(&self, call: Call, sub: String, method: Method) -> Result<Reply> {
         let resource = call.resource();
         let pod = self
             .store
             .get(&call.key())
             .ok_or_else(|| ApiError::not_found(resource, call.name()))?;
-        match pod.value["spec"]["nodeName"]
-            .as_str()
-            .filter(|n| !n.is_empty())
-        {
-            None => Err(ApiError::bad_request(format!(
+        let pod = &pod.value;
+        let container = match sub.as_str() {
+            "portforward" => None,
+            _ => Some(nodeproxy::pick_container(pod, call.query.get("container"))?),
+        };
+        let node = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty());
+        let Some(node) = node else {
+            // kube-apiserver answers an unscheduled pod's log with an empty body.
+            if sub == "log" {
+                return Ok(crate::http::bytes_reply(200, "text/plain", ""));
+            }
+            return Err(ApiError::bad_request(format!(
                 "pod {} does not have a host assigned",
                 call.name()
-            ))),
-            Some(node) => Err(ApiError::internal(format!(
-                "error dialing backend: no node agent is registered for node {node:?}"
-            ))),
+            )));
+        };
+        let nodes = lookup("", "v1", "nodes").expect("nodes are served");
+        let node_obj = self
+            .store
+            .get(&super::object_key(nodes, None, node))
+            .ok_or_else(|| ApiError::not_found(nodes, node))?;
+        let (host, port) = nodeproxy::node_endpoint(&node_obj.value)?;
+        let tls = self.kubelet.get().cloned().ok_or_else(|| {
+            ApiError::new(
+                500,
+                "",
+                "error dialing backend: the API server has no kubelet client certificate",
+            )
+        })?;
+        let path = nodeproxy::kubelet_path(
+            &sub,
+            call.namespace().unwrap_or("default"),
+            call.name(),
+            container.as_deref(),
+            call.uri.query(),
+        );
+        let forward = nodeproxy::Forward {
+            tls,
+            host: &host,
+            port,
+            // Upgrades go on with the client's method (POST from SPDY kubectl, GET for websockets).
+            method: if sub == "log" { Method::GET } else { method },
+            path,
+            headers: &call.headers,
+        };
+        if sub == "log" {
+            forward.log().await
+        } else {
+            forward.upgrade(call.upgrade).await
         }
     }
 }
