@@ -10,11 +10,17 @@
 //! - [`run`]: reflectors on Services, EndpointSlices and the Node; each burst
 //!   of changes becomes one debounced render + apply; periodic full resync;
 //!   [`Metrics`] for sync counts, durations and network programming latency.
-//! - [`rules_for`]: one Service's lines of the loaded ruleset, for
-//!   `kinet proxy rules <ns>/<svc>`.
+//! - [`rules_for`] / [`rules_in_listing`]: one Service's lines of the loaded
+//!   ruleset or of a live `nft list table`, for `kinet proxy rules <ns>/<svc>`.
+//! - [`announce`] + [`LbAddresses`]: which node answers ARP for each
+//!   LoadBalancer address (MetalLB L2 style) and holding it on a dummy link.
+//! - [`health`]: healthCheckNodePort for `externalTrafficPolicy: Local`.
 
+pub mod announce;
 mod applier;
 mod conntrack;
+pub mod health;
+mod lbaddr;
 mod metrics;
 mod node;
 mod rules_for;
@@ -22,9 +28,11 @@ mod sync;
 
 pub use applier::{Applier, ApplyError, ApplyOutcome};
 pub use conntrack::{udp_endpoints, Conntrack};
+pub use health::{health_checks, HealthCheck, HealthServer};
+pub use lbaddr::{LbAddrError, LbAddresses, LB_LINK};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use node::node_info;
 pub use rules_for::{rules_for, rules_in_listing};
 pub use sync::{run, run_with, SyncOptions};
 
-pub use kinet_proxy_rules::{NodeInfo, ProxyConfig, Ruleset};
+pub use kinet_proxy_rules::{render, NodeInfo, ProxyConfig, Ruleset};

@@ -17,7 +17,10 @@ use kube::{Api, Client};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
+use crate::announce;
 use crate::applier::{Applier, ApplyOutcome};
+use crate::health::{health_checks, HealthServer};
+use crate::lbaddr::LbAddresses;
 use crate::metrics::Metrics;
 use crate::node::node_info;
 
@@ -88,12 +91,15 @@ pub async fn run_with(
         &changes,
         &mut tasks,
     );
+    // All nodes: which node announces a LoadBalancer address depends on who is Ready.
     let nodes = spawn_reflector(
         Api::<Node>::all(client),
-        watcher::Config::default().fields(&format!("metadata.name={}", node.name)),
+        watcher::Config::default(),
         &changes,
         &mut tasks,
     );
+    let mut lb_addrs = LbAddresses::new(applier.netns());
+    let mut health = HealthServer::new(applier.netns());
     services.wait_until_ready().await?;
     slices.wait_until_ready().await?;
     tracing::info!(node = %node.name, netns = %applier.netns().display(), "proxy synced caches");
@@ -120,17 +126,41 @@ pub async fn run_with(
         first = false;
         if Instant::now() >= next_resync {
             applier.force_full_sync();
+            lb_addrs.force();
             next_resync = Instant::now() + opts.resync_period;
         }
         // Everything that arrived up to here is covered by this render.
         let since = changes.take();
 
         let start = Instant::now();
-        let node_now = node_info(nodes.state().first().map(|n| n.as_ref()), &node);
+        let all_nodes: Vec<Node> = nodes.state().iter().map(|n| (**n).clone()).collect();
+        let me = all_nodes
+            .iter()
+            .find(|n| n.metadata.name.as_deref() == Some(node.name.as_str()));
+        let node_now = node_info(me, &node);
         let svcs: Vec<Service> = services.state().iter().map(|s| (**s).clone()).collect();
         let eps: Vec<EndpointSlice> = slices.state().iter().map(|s| (**s).clone()).collect();
         let rs = Arc::new(render(&svcs, &eps, &node_now, &config));
         let render_took = start.elapsed();
+
+        // Outside the ruleset: the health-check ports and the announced LB addresses.
+        health.sync(health_checks(&svcs, &eps, &node.name));
+        let ready = announce::ready_nodes(&all_nodes);
+        let held = announce::mine(
+            &announce::announcers(&svcs, &eps, &ready, &node.name),
+            &node.name,
+        );
+        let mut addrs = std::mem::replace(&mut lb_addrs, LbAddresses::new(applier.netns()));
+        let addr_result;
+        (addrs, addr_result) = tokio::task::spawn_blocking(move || {
+            let r = addrs.sync(&held);
+            (addrs, r)
+        })
+        .await?;
+        lb_addrs = addrs;
+        if let Err(e) = &addr_result {
+            tracing::warn!(error = %e, "load balancer addresses not synced; retrying");
+        }
 
         let rs2 = rs.clone();
         let (back, result) = tokio::task::spawn_blocking(move || {
@@ -165,6 +195,10 @@ pub async fn run_with(
                 retry_at = Some(Instant::now() + opts.retry_period);
                 changes.restore(since);
             }
+        }
+        if addr_result.is_err() {
+            lb_addrs.force();
+            retry_at = Some(Instant::now() + opts.retry_period);
         }
     }
 }
