@@ -8,7 +8,7 @@ use rcgen::{
 };
 use time::OffsetDateTime;
 
-use crate::{Pki, PkiError, ADMIN_GROUP, ADMIN_USER};
+use crate::{Pki, PkiError, ADMIN_GROUP, ADMIN_USER, KUBELET_CLIENT_USER};
 
 const DAY: u64 = 24 * 60 * 60;
 const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * DAY);
@@ -55,6 +55,15 @@ impl Pki {
         let ca_key = KeyPair::from_pem(&self.ca_key_pem)?;
         let issuer = Issuer::new(ca_params(CA_VALIDITY)?, &ca_key);
         client_cert(&issuer, user, groups)
+    }
+}
+
+impl Pki {
+    /// The API server's client certificate for node agents (CN [`KUBELET_CLIENT_USER`], no
+    /// group), issued fresh in memory: agents check the CA and the name, not the serial.
+    /// Returns (certificate PEM, key PEM).
+    pub fn issue_kubelet_client(&self) -> Result<(String, String), PkiError> {
+        self.issue_client(KUBELET_CLIENT_USER, &[])
     }
 }
 

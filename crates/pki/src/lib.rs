@@ -50,6 +50,9 @@ pub enum PkiError {
 pub const ADMIN_USER: &str = "kubernetes-admin";
 /// The group that the API server authorises for everything.
 pub const ADMIN_GROUP: &str = "system:masters";
+/// Who the API server is to node agents (kubeadm's name for the kubelet client certificate);
+/// agents accept exec, attach, logs and port-forward only from this name.
+pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 
 /// The SANs a cluster's serving certificate should carry: loopback, the in-cluster
 /// names of the `kubernetes` service, and its ClusterIP.

@@ -92,6 +92,17 @@ fn subjects_carry_user_and_group() {
 }
 
 #[test]
+fn the_kubelet_client_cert_names_the_api_server_and_verifies() {
+    let pki = Pki::generate("demo", &[]).unwrap();
+    let (cert, key) = pki.issue_kubelet_client().unwrap();
+    verify_client(&cert, &pki.ca_cert_pem).unwrap();
+    let der = der(&cert);
+    assert!(contains(&der, b"kube-apiserver-kubelet-client"));
+    assert!(!contains(&der, b"system:masters"));
+    assert!(key.contains("PRIVATE KEY"));
+}
+
+#[test]
 fn more_than_one_group_is_refused() {
     let pki = Pki::generate("demo", &[]).unwrap();
     let err = pki.issue_client("bob", &["a", "b"]).unwrap_err();
