@@ -63,6 +63,21 @@ pub fn node_names(cluster: &str, count: usize) -> Vec<String> {
         .collect()
 }
 
+/// The "outside" namespace: a client on the underlay that is not a node.
+pub fn outside_netns(cluster: &str) -> String {
+    format!("kinet-{cluster}-outside")
+}
+
+/// The outside namespace's underlay veth (inside the underlay namespace) and its address:
+/// just below the default load balancer pool at the top of the underlay.
+pub const OUTSIDE_VETH: &str = "vout";
+
+/// The outside namespace's address on `cidr`.
+pub fn outside_ip(cidr: Ipv4Cidr) -> Ipv4Addr {
+    let (pool_start, _) = kinet_controllers::loadbalancer::default_range(cidr);
+    Ipv4Addr::from(u32::from(pool_start) - 1)
+}
+
 /// The underlay's namespace.
 pub fn underlay_netns(cluster: &str) -> String {
     format!("kinet-{cluster}-underlay")
@@ -113,6 +128,9 @@ pub struct Plan {
     pub underlay_netns: String,
     pub host_link: String,
     pub nodes: Vec<NodePlan>,
+    /// The outside namespace and its address (see [`outside_ip`]).
+    pub outside_netns: String,
+    pub outside_ip: Ipv4Addr,
 }
 
 impl Plan {
@@ -136,6 +154,8 @@ impl Plan {
             underlay_netns: underlay_netns(cluster),
             host_link: host_link_name(cluster),
             nodes,
+            outside_netns: outside_netns(cluster),
+            outside_ip: outside_ip(cidr),
         }
     }
 
@@ -166,6 +186,11 @@ mod tests {
         );
         assert_eq!(node_netns("demo", "demo-worker"), "kinet-demo-demo-worker");
         assert_eq!(underlay_netns("demo"), "kinet-demo-underlay");
+        assert_eq!(outside_netns("demo"), "kinet-demo-outside");
+        assert_eq!(
+            outside_ip(cidr("172.18.0.0/16")),
+            "172.18.255.191".parse::<Ipv4Addr>().unwrap()
+        );
     }
 
     #[test]

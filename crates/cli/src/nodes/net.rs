@@ -14,7 +14,7 @@ use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute,
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteScope};
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
-use super::{candidate_subnets, overlapping, pick_subnet, Plan, HOST_PEER};
+use super::{candidate_subnets, overlapping, pick_subnet, Plan, HOST_PEER, OUTSIDE_VETH};
 
 const EEXIST: i32 = 17;
 const MTU: u32 = 1500;
@@ -294,9 +294,41 @@ pub async fn ensure_nodes(plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-/// Removes the node namespaces, the underlay namespace and the host link (its route and
-/// address go with it). Missing pieces are fine.
+/// Creates (or completes) the outside namespace: a client on the underlay that is no node,
+/// `eth0` with the plan's outside address, a default route via the gateway.
+pub async fn ensure_outside(plan: &Plan) -> Result<()> {
+    let uns = NetNs::open(&plan.underlay_netns)?;
+    let uh = uns.netlink_handle()?;
+    let br = need_link(&uh, &plan.underlay.bridge).await?;
+    let ns = open_or_create(&plan.outside_netns)?;
+    let nh = ns.netlink_handle()?;
+    let lo = need_link(&nh, "lo").await?;
+    set_up(&nh, lo, None).await?;
+    if link(&nh, "eth0").await?.is_none() {
+        if let Some(stale) = link(&uh, OUTSIDE_VETH).await? {
+            let _ = uh.link().del(stale.header.index).execute().await;
+        }
+        ensure_veth(&uh, OUTSIDE_VETH, "eth0", &ns, &nh).await?;
+    }
+    let outer = need_link(&uh, OUTSIDE_VETH).await?;
+    set_up(&uh, outer, Some(br)).await?;
+    let eth0 = need_link(&nh, "eth0").await?;
+    ensure_addr(&nh, eth0, plan.outside_ip, plan.underlay.cidr.prefix()).await?;
+    set_up(&nh, eth0, None).await?;
+    let default = RouteMessageBuilder::<Ipv4Addr>::new()
+        .gateway(plan.underlay.gateway)
+        .build();
+    exists_ok(
+        nh.route().add(default).execute().await,
+        &format!("default route in {}", plan.outside_netns),
+    )
+}
+
+/// Removes the node namespaces, the outside and underlay namespaces and the host link (its
+/// route and address go with it). Missing pieces are fine.
 pub async fn teardown(plan: &Plan) -> Result<()> {
+    kinet_netns::delete(&plan.outside_netns)
+        .with_context(|| format!("deleting network namespace {}", plan.outside_netns))?;
     for node in &plan.nodes {
         kinet_netns::delete(&node.netns)
             .with_context(|| format!("deleting network namespace {}", node.netns))?;
