@@ -15,6 +15,7 @@ pub mod rest;
 mod server;
 mod tls;
 pub mod tokenrequest;
+mod tokenrequest_pb;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -256,8 +256,16 @@ impl Api {
         let ns = call.namespace().unwrap_or("default").to_string();
         let name = call.name().to_string();
         let body = call.body().await?;
-        let request: Value =
-            serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let media = call.content_type.split(';').next().unwrap_or("").trim();
+        let request: Value = if media == "application/vnd.kubernetes.protobuf" {
+            crate::tokenrequest_pb::decode(&body)?
+        } else {
+            serde_json::from_slice(&body).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the body of the request could not be decoded as JSON: {e}"
+                ))
+            })?
+        };
         let spec = parse_spec(&request, &name)?;
         let sa = self
             .store
