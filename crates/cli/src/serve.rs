@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use anyhow::{Context, Result};
-use kinet_apiserver::{ServeConfig, TokenUser};
+use kinet_apiserver::{KubeletClient, ServeConfig, TokenUser};
 use kinet_pki::{Pki, ADMIN_GROUP, ADMIN_USER};
 use tracing_subscriber::EnvFilter;
 
@@ -30,19 +30,27 @@ pub async fn serve(name: &str) -> Result<()> {
     );
     let url = format!("https://127.0.0.1:{}", info.port);
     let controllers = kinet_controllers::client::connect(&url, &pki.ca_cert_pem, &token)?;
-    let api = kinet_apiserver::run(ServeConfig {
-        cluster: info.name.clone(),
-        data_dir: dir.data(),
-        listen: listen_addrs(&info),
-        ca_cert_pem: pki.ca_cert_pem,
-        server_cert_pem: pki.server_cert_pem,
-        server_key_pem: pki.server_key_pem,
-        tokens: vec![TokenUser {
-            token,
-            user: ADMIN_USER.to_string(),
-            groups: vec![ADMIN_GROUP.to_string()],
-        }],
-    });
+    // Node agents take logs, exec, attach and port-forward only from this certificate.
+    let (cert_pem, key_pem) = pki
+        .issue_kubelet_client()
+        .context("issuing the kubelet client certificate")?;
+    let kubelet = KubeletClient { cert_pem, key_pem };
+    let api = kinet_apiserver::run_with_kubelet_client(
+        ServeConfig {
+            cluster: info.name.clone(),
+            data_dir: dir.data(),
+            listen: listen_addrs(&info),
+            ca_cert_pem: pki.ca_cert_pem,
+            server_cert_pem: pki.server_cert_pem,
+            server_key_pem: pki.server_key_pem,
+            tokens: vec![TokenUser {
+                token,
+                user: ADMIN_USER.to_string(),
+                groups: vec![ADMIN_GROUP.to_string()],
+            }],
+        },
+        Some(kubelet),
+    );
     // The control loops are clients of the API like any other; they start once it answers.
     let loops = async {
         while controllers.apiserver_version().await.is_err() {
