@@ -1,10 +1,11 @@
 //! A pod's network, as the CNI bridge plugin makes it: a veth whose host end sits on `cbr0`
 //! in the node namespace and whose other end is the pod's `eth0`, with the pod's address, a
-//! default route via the bridge address, and `lo` up.
+//! default route via the bridge address, and `lo` up; the bridge port in hairpin mode.
 
 use std::net::Ipv4Addr;
 
 use kinet_netns::NetNs;
+use rtnetlink::LinkBridgePort;
 
 use crate::desired::{Mac, POD_BRIDGE};
 use crate::nl;
@@ -63,6 +64,15 @@ pub async fn add_pod(node: &NetNs, pod: &NetNs, spec: &PodSpec) -> Result<PodLin
         Some(bridge.header.index),
     )
     .await?;
+    // Hairpin, as the bridge plugin's hairpinMode and kubenet set it: a pod reaching its own
+    // Service may be DNATed back to itself, out of the bridge port it came in by.
+    // RTM_NEWLINK without create (`ip link set … type bridge_slave`): RTM_SETLINK ignores
+    // port attributes.
+    nh.link()
+        .set_port(LinkBridgePort::new(host.header.index).hairpin(true).build())
+        .execute()
+        .await
+        .map_err(nl::nl(format!("hairpin on {}", spec.host_veth)))?;
 
     nl::lo_up(&ph).await?;
     let inner = nl::need_link(&ph, &spec.ifname).await?;

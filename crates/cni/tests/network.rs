@@ -193,6 +193,18 @@ async fn exercise(c: &Cluster) {
             addrs.contains(&format!("{}/{}", p.spec.ip, p.spec.prefix)),
             "{addrs}"
         );
+        let node_name = node.name();
+        let (_, port) = sh(&[
+            "bridge",
+            "-n",
+            node_name,
+            "-d",
+            "link",
+            "show",
+            "dev",
+            &p.spec.host_veth,
+        ]);
+        assert!(port.contains("hairpin on"), "{port}");
         let (_, routes) = sh(&["ip", "-n", p.ns.name(), "route"]);
         assert!(
             routes.contains(&format!("default via {} dev eth0", p.spec.gateway)),
