@@ -273,7 +273,7 @@ impl Forward<'_> {
         let tcp = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(&addr))
             .await
             .map_err(|_| format!("dial tcp {addr}: i/o timeout"))?
-            .map_err(|e| format!("dial tcp {addr}: connect: {e}"))?;
+            .map_err(|e| format!("dial tcp {addr}: connect: {}", go_errno(&e)))?;
         let _ = tcp.set_nodelay(true);
         let name = rustls::pki_types::ServerName::try_from(self.host.to_string())
             .map_err(|e| format!("{addr}: {e}"))?;
@@ -317,6 +317,18 @@ impl Forward<'_> {
         }
         req.body(Empty::new())
             .map_err(|e| ApiError::internal(format!("building the node request: {e}")))
+    }
+}
+
+/// How Go words the usual connect errors (kubectl users know these), else the OS's text.
+fn go_errno(e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        ConnectionRefused => "connection refused".into(),
+        HostUnreachable => "no route to host".into(),
+        NetworkUnreachable => "network is unreachable".into(),
+        TimedOut => "connection timed out".into(),
+        _ => e.to_string(),
     }
 }
 

@@ -379,7 +379,22 @@ async fn kubectl_logs_exec_and_port_forward_reach_the_node_agent() {
     }
     echo.abort();
 
-    // A follow ends when the container stops.
+    // Attach: what the container writes from now on.
+    let attach = {
+        let mut cmd = cluster.command(true);
+        cmd.args(["attach", "web"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&pods.log)
+        .unwrap();
+    std::io::Write::write_all(&mut file, b"three\n").unwrap();
+
+    // A follow ends when the container stops; so does an attach.
     let follow = {
         let mut cmd = cluster.command(true);
         cmd.args(["logs", "-f", "web"])
@@ -387,12 +402,49 @@ async fn kubectl_logs_exec_and_port_forward_reach_the_node_agent() {
             .stderr(Stdio::piped());
         cmd.spawn().unwrap()
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     pods.running.store(false, Ordering::SeqCst);
     let out = tokio::time::timeout(Duration::from_secs(10), follow.wait_with_output())
         .await
         .expect("logs -f ends when the container stops")
         .unwrap();
-    assert_eq!(text(&out).1, "one\ntwo\n");
+    assert_eq!(text(&out).1, "one\ntwo\nthree\n");
+    let out = tokio::time::timeout(Duration::from_secs(10), attach.wait_with_output())
+        .await
+        .expect("attach ends when the container stops")
+        .unwrap();
+    assert_eq!(text(&out).1, "three\n", "{}", text(&out).2);
+
+    // An agent that does not answer.
+    let closed = free_port();
+    cluster
+        .apply(
+            serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n2"}}),
+            &[],
+        )
+        .await;
+    cluster
+        .patch_status(
+            "node/n2",
+            serde_json::json!({"status": {
+                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": closed}}}}),
+        )
+        .await;
+    cluster
+        .apply(
+            serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "lost"},
+                "spec": {"nodeName": "n2", "containers": [{"name": "app", "image": "busybox"}]}}),
+            &[],
+        )
+        .await;
+    let (ok, _, err) = text(&cluster.kubectl(&["exec", "lost", "--", "true"]).await);
+    assert!(
+        !ok && err.contains("error dialing backend: dial tcp 127.0.0.1:")
+            && err.contains(": connect: connection refused"),
+        "{err}"
+    );
+    let (ok, _, err) = text(&cluster.kubectl(&["logs", "lost"]).await);
+    assert!(!ok && err.contains("connect"), "{err}");
     drop(cluster);
 }
