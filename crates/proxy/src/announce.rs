@@ -1,8 +1,8 @@
 //! LoadBalancer addresses on the underlay, MetalLB L2 style: for each address one node
 //! answers ARP, and every proxy computes the same choice from the same objects, so no
-//! coordination is needed. The chosen node holds the address on a dummy link (`kinet-lb`,
-//! like kube-proxy's `kube-ipvs0`), and the kernel answers ARP for it on `eth0` (arp_ignore 0:
-//! any local address). Packets then arrive at that node, whose prerouting DNAT sends them on.
+//! coordination is needed. The chosen node holds the address as a /32 on `lo` (labelled
+//! `lo:kinet-lb`), and the kernel answers ARP for it on `eth0` (arp_ignore 0: any local
+//! address). Packets then arrive at that node, whose prerouting DNAT sends them on.
 //!
 //! Eligible nodes: for `externalTrafficPolicy: Local`, those with a ready endpoint of the
 //! Service (so the client address is kept and never dropped on a node without endpoints);

@@ -1,14 +1,16 @@
-//! Holds this node's LoadBalancer addresses (see [`crate::announce`]) on a dummy link in the
-//! node's namespace, through `nsenter --net=<ns> ip`. Idempotent: each call makes the link's
-//! /32 addresses exactly the given set.
+//! Holds this node's LoadBalancer addresses (see [`crate::announce`]) as /32s on `lo` under
+//! the label `lo:kinet-lb` in the node's namespace, through `nsenter --net=<ns> ip`. (A dummy
+//! link, as kube-proxy's `kube-ipvs0`, needs a kernel module that is not always there; the
+//! label keeps ours apart from anything else on `lo`.) Idempotent: each call makes the
+//! labelled addresses exactly the given set.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The dummy link that carries announced addresses.
-pub const LB_LINK: &str = "kinet-lb";
+/// The address label that marks announced addresses on `lo`.
+pub const LB_LINK: &str = "lo:kinet-lb";
 
 #[derive(Debug, thiserror::Error)]
 #[error("ip {args}: {message}")]
@@ -37,7 +39,7 @@ impl LbAddresses {
         &self.netns
     }
 
-    /// Makes the link hold exactly `want`. Creates the link the first time something is held.
+    /// Makes `lo` hold exactly `want` under the label.
     pub fn sync(&mut self, want: &BTreeSet<Ipv4Addr>) -> Result<(), LbAddrError> {
         if self.held.as_ref() == Some(want) {
             return Ok(());
@@ -53,20 +55,22 @@ impl LbAddresses {
     }
 
     fn sync_from_kernel(&self, want: &BTreeSet<Ipv4Addr>) -> Result<(), LbAddrError> {
-        let have = match self.ip(&["-4", "-o", "addr", "show", "dev", LB_LINK]) {
-            Ok(out) => parse_addrs(&out),
-            Err(_) if want.is_empty() => return Ok(()),
-            Err(_) => {
-                self.ip(&["link", "add", LB_LINK, "type", "dummy"])?;
-                BTreeSet::new()
-            }
-        };
-        self.ip(&["link", "set", LB_LINK, "up"])?;
+        let out = self.ip(&["-4", "-o", "addr", "show", "dev", "lo", "label", LB_LINK])?;
+        let have = parse_addrs(&out);
         for ip in want.difference(&have) {
-            self.ip(&["addr", "replace", &format!("{ip}/32"), "dev", LB_LINK])?;
+            let cidr = format!("{ip}/32");
+            self.ip(&["addr", "replace", &cidr, "dev", "lo", "label", LB_LINK])?;
         }
         for ip in have.difference(want) {
-            self.ip(&["addr", "del", &format!("{ip}/32"), "dev", LB_LINK])?;
+            self.ip(&[
+                "addr",
+                "del",
+                &format!("{ip}/32"),
+                "dev",
+                "lo",
+                "label",
+                LB_LINK,
+            ])?;
         }
         Ok(())
     }
@@ -106,8 +110,8 @@ mod tests {
 
     #[test]
     fn parses_ip_output() {
-        let out = "7: kinet-lb    inet 172.18.255.192/32 scope global kinet-lb\\       valid_lft forever preferred_lft forever\n\
-                   7: kinet-lb    inet 172.18.255.200/32 scope global kinet-lb\\       valid_lft forever preferred_lft forever\n";
+        let out = "1: lo    inet 172.18.255.192/32 scope global lo:kinet-lb\\       valid_lft forever preferred_lft forever\n\
+                   1: lo    inet 172.18.255.200/32 scope global lo:kinet-lb\\       valid_lft forever preferred_lft forever\n";
         let got: Vec<String> = parse_addrs(out).iter().map(ToString::to_string).collect();
         assert_eq!(got, ["172.18.255.192", "172.18.255.200"]);
         assert!(parse_addrs("").is_empty());

@@ -3,6 +3,7 @@
 //! packets through the rules, and the sync loop against an API server.
 
 mod applier;
+mod bridge;
 mod golden;
 mod objects;
 mod packet;
