@@ -1,5 +1,7 @@
 //! Pods behind a bridge, as on a kinet node: `cbr0` with the pods' veths, bridged traffic
-//! through netfilter (`bridge-nf-call-iptables=1`), hairpin mode on the ports. Real TCP
+//! through netfilter (`bridge-nf-call-iptables=1`), hairpin mode off (the hairpin
+//! connection is masqueraded and routed by the node, so the bridge never sends a frame back
+//! out of the port it came in on). Real TCP
 //! through the applied rules: load spread, ClientIP affinity, a pod reaching itself through
 //! its own Service (hairpin masquerade), refusal without endpoints; and the LoadBalancer
 //! address and health-check port seen from an "outside" namespace on an underlay link.
