@@ -191,10 +191,11 @@ pub async fn keep_peers(client: Client, cfg: NetworkConfig, mut net: NodeNetwork
     let mut stream = watcher(nodes, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
-        .touched_objects()
         .boxed();
     loop {
         match stream.try_next().await {
+            // The store holds a relist only once it is complete.
+            Ok(Some(watcher::Event::Init | watcher::Event::InitApply(_))) => continue,
             Ok(Some(_)) => {}
             Ok(None) => return,
             Err(e) => {

@@ -304,9 +304,12 @@ impl Worker {
         wake
     }
 
+    /// Records an event in the background: a pod's start does not wait for its events.
     async fn event(&self, type_: EventType, reason: &str, message: &str) {
         let r = object_ref(&self.pod);
-        self.rt.recorder.publish(&r, type_, reason, message).await;
+        let recorder = self.rt.recorder.clone();
+        let (reason, message) = (reason.to_string(), message.to_string());
+        tokio::spawn(async move { recorder.publish(&r, type_, &reason, &message).await });
     }
 
     async fn setup_sandbox(&mut self) -> anyhow::Result<()> {
