@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use kinet_remotecommand::{ExecSession, ExitStatus, TerminalSize};
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::net::unix::pipe;
 use tokio::process::Command;
@@ -16,6 +16,8 @@ use tokio::sync::mpsc;
 /// After the command exits, how long its last output may take to come out of the terminal
 /// (a background process that keeps the terminal open would hold it forever).
 const DRAIN: Duration = Duration::from_secs(2);
+/// After a hang-up, how long the command gets to exit before it is killed.
+const HANGUP_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs the command on a new terminal, then finishes the session.
 pub async fn run_tty(mut session: ExecSession, mut command: Command) {
@@ -39,14 +41,36 @@ pub async fn run_tty(mut session: ExecSession, mut command: Command) {
     let resizes = session
         .resizes()
         .map(|r| tokio::spawn(apply_resizes(master.control, r)));
-    let status = child.wait().await;
+    let status = match input {
+        Some(mut input) => tokio::select! {
+            status = child.wait() => {
+                input.abort();
+                status
+            }
+            _ = &mut input => {
+                // A terminal's input only ends with the connection: the client is gone. Closing
+                // every master fd hangs the terminal up (SIGHUP), as when an ssh session drops.
+                for task in [&output, &resizes].into_iter().flatten() {
+                    task.abort();
+                }
+                match tokio::time::timeout(HANGUP_GRACE, child.wait()).await {
+                    Ok(status) => status,
+                    Err(_) => {
+                        let _ = child.start_kill();
+                        child.wait().await
+                    }
+                }
+            }
+        },
+        None => child.wait().await,
+    };
     if let Some(mut output) = output {
         if tokio::time::timeout(DRAIN, &mut output).await.is_err() {
             output.abort();
         }
     }
-    for task in [input, resizes].into_iter().flatten() {
-        task.abort();
+    if let Some(resizes) = resizes {
+        resizes.abort();
     }
     let status = match status {
         Ok(s) => s.into(),
@@ -67,6 +91,11 @@ struct Master {
 
 fn start(command: &mut Command) -> io::Result<(Master, tokio::process::Child)> {
     let pty = nix::pty::openpty(None, None).map_err(io::Error::from)?;
+    // openpty's fds are inheritable: the command must not hold the master (the terminal would
+    // never hang up), nor a stray copy of the slave.
+    for fd in [&pty.master, &pty.slave] {
+        fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(io::Error::from)?;
+    }
     // O_NONBLOCK belongs to the open file, so every duplicate below shares it.
     fcntl(&pty.master, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(io::Error::from)?;
     let master = Master {

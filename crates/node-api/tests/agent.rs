@@ -306,3 +306,36 @@ async fn only_the_api_server_may_call() {
         .await;
     assert!(handshake.is_err());
 }
+
+#[tokio::test]
+async fn a_terminal_session_whose_client_goes_away_is_hung_up() {
+    let sandbox = Sandbox::start();
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(pods(&sandbox, &dir)).await;
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("command", "sh"),
+            ("command", "-c"),
+            ("command", "echo pid=$$; exec sleep 1000"),
+        ])
+        .append_pair("stdin", "true")
+        .append_pair("stdout", "true")
+        .append_pair("tty", "true")
+        .finish();
+    let mut ws = WsClient::open(&agent, &format!("/exec/default/web/app?{query}")).await;
+    let pid = tokio::time::timeout(Duration::from_secs(10), ws.read_pid())
+        .await
+        .expect("the command starts");
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    drop(ws);
+    // Within 3 s: the hang-up ends it, not the kill that follows 5 s later.
+    for _ in 0..30 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Gone, or a zombie the agent has yet to reap.
+        if stat.is_empty() || stat.contains(") Z ") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the command outlived its client");
+}

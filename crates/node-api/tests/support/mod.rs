@@ -210,36 +210,59 @@ impl WsClient {
         self.io.write_all(&frame).await.unwrap();
     }
 
-    /// Reads binary messages until the server closes: (channel, data) in order.
-    pub async fn read_all(&mut self) -> Vec<(u8, Vec<u8>)> {
-        let mut out = Vec::new();
+    /// Reads stdout until a line `pid=N`; returns N.
+    pub async fn read_pid(&mut self) -> u32 {
+        let mut seen = String::new();
+        loop {
+            let (ch, data) = self.next_message().await.expect("a message");
+            if ch != 1 {
+                continue;
+            }
+            seen.push_str(&String::from_utf8_lossy(&data));
+            if let Some(rest) = seen.split("pid=").nth(1) {
+                if let Some(end) = rest.find(['\r', '\n']) {
+                    return rest[..end].parse().unwrap();
+                }
+            }
+        }
+    }
+
+    /// The next binary message, or None at close.
+    pub async fn next_message(&mut self) -> Option<(u8, Vec<u8>)> {
         loop {
             let mut head = [0u8; 2];
-            if self.io.read_exact(&mut head).await.is_err() {
-                return out;
-            }
+            self.io.read_exact(&mut head).await.ok()?;
             let opcode = head[0] & 0x0f;
             let len = match head[1] & 0x7f {
                 126 => {
                     let mut b = [0u8; 2];
-                    self.io.read_exact(&mut b).await.unwrap();
+                    self.io.read_exact(&mut b).await.ok()?;
                     u16::from_be_bytes(b) as usize
                 }
                 127 => {
                     let mut b = [0u8; 8];
-                    self.io.read_exact(&mut b).await.unwrap();
+                    self.io.read_exact(&mut b).await.ok()?;
                     u64::from_be_bytes(b) as usize
                 }
                 n => n as usize,
             };
             let mut payload = vec![0u8; len];
-            self.io.read_exact(&mut payload).await.unwrap();
+            self.io.read_exact(&mut payload).await.ok()?;
             match opcode {
-                0x2 if !payload.is_empty() => out.push((payload[0], payload[1..].to_vec())),
-                0x8 => return out,
+                0x2 if !payload.is_empty() => return Some((payload[0], payload[1..].to_vec())),
+                0x8 => return None,
                 _ => {}
             }
         }
+    }
+
+    /// Reads binary messages until the server closes: (channel, data) in order.
+    pub async fn read_all(&mut self) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        while let Some(m) = self.next_message().await {
+            out.push(m);
+        }
+        out
     }
 }
 
