@@ -4,7 +4,7 @@
 //! in the namespace it was created in, so it is then used from anywhere.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use kinet_remotecommand::{ForwardRequest, PortForwardSession};
@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 /// How long a connect inside the pod may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Connects to `127.0.0.1:port` in the network namespace of process `pid`.
+/// Connects to `127.0.0.1:port` (or `[::1]:port`) in the network namespace of process `pid`.
 pub async fn connect_in_netns(pid: u32, port: u16) -> io::Result<tokio::net::TcpStream> {
     let (tx, rx) = oneshot::channel();
     std::thread::Builder::new()
@@ -34,10 +34,19 @@ pub async fn connect_in_netns(pid: u32, port: u16) -> io::Result<tokio::net::Tcp
 fn connect_on_this_thread(pid: u32, port: u16) -> io::Result<TcpStream> {
     let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
     setns(&ns, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
-    TcpStream::connect_timeout(
+    // IPv4 first, then IPv6, as container runtimes dial "localhost".
+    let v4 = TcpStream::connect_timeout(
         &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
         CONNECT_TIMEOUT,
-    )
+    );
+    match v4 {
+        Ok(stream) => Ok(stream),
+        Err(e) => TcpStream::connect_timeout(
+            &SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
+            CONNECT_TIMEOUT,
+        )
+        .map_err(|_| e),
+    }
 }
 
 /// Serves every forwarded connection of a session until kubectl goes away.

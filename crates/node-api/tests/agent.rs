@@ -269,6 +269,21 @@ async fn port_forward_connects_inside_the_pod_only() {
     tcp.read_exact(&mut got).await.unwrap();
     assert_eq!(&got, b"ping");
 
+    // Only on the pod's IPv6 loopback: found too, as runtimes dial "localhost".
+    let v6 = std::thread::spawn(move || {
+        let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        std::net::TcpListener::bind("[::1]:0")
+    })
+    .join()
+    .unwrap();
+    if let Ok(v6) = v6 {
+        let v6_port = v6.local_addr().unwrap().port();
+        kinet_node_api::portforward::connect_in_netns(pid, v6_port)
+            .await
+            .expect("IPv6 loopback in the pod");
+    }
+
     let host = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let host_port = host.local_addr().unwrap().port();
     let err = kinet_node_api::portforward::connect_in_netns(pid, host_port)
