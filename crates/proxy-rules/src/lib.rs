@@ -7,6 +7,7 @@
 //! rejected or dropped through the `no-endpoint-*` maps in the filter hooks.
 
 mod config;
+mod diff;
 mod input;
 mod model;
 mod names;

@@ -86,7 +86,7 @@ impl Ruleset {
     }
 }
 
-fn hook_name(h: Hook) -> &'static str {
+pub(crate) fn hook_name(h: Hook) -> &'static str {
     match h {
         Hook::Prerouting => "prerouting",
         Hook::Input => "input",
@@ -96,7 +96,7 @@ fn hook_name(h: Hook) -> &'static str {
     }
 }
 
-fn set_spec(set: &Set) -> String {
+pub(crate) fn set_spec(set: &Set) -> String {
     let mut s = String::from("type ipv4_addr ;");
     if let Some(secs) = set.timeout_secs {
         // "dynamic" too: the kernel adds it for sets updated from the packet
@@ -109,7 +109,7 @@ fn set_spec(set: &Set) -> String {
     s
 }
 
-fn map_spec(map: &Map) -> String {
+pub(crate) fn map_spec(map: &Map) -> String {
     let key = match map.key {
         LookupKey::DaddrProtoPort => "ipv4_addr . inet_proto . inet_service",
         LookupKey::ProtoPort => "inet_proto . inet_service",
@@ -121,7 +121,7 @@ fn map_spec(map: &Map) -> String {
     s
 }
 
-fn write_key(out: &mut String, key: &MapKey) {
+pub(crate) fn write_key(out: &mut String, key: &MapKey) {
     let _ = match key {
         MapKey::Addr(ip, proto, port) => write!(out, "{ip} . {proto} . {port}"),
         MapKey::ProtoPort(proto, port) => write!(out, "{proto} . {port}"),

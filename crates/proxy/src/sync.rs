@@ -173,6 +173,7 @@ pub async fn run_with(
             Ok(ApplyOutcome::Applied {
                 duration,
                 flushed_udp,
+                ..
             }) => {
                 retry_at = None;
                 opts.metrics

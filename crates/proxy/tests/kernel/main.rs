@@ -5,6 +5,7 @@
 mod applier;
 mod bridge;
 mod golden;
+mod incremental;
 mod objects;
 mod packet;
 mod support;
