@@ -56,6 +56,9 @@ pub struct ClusterView {
     pub(crate) ns_addrs: Option<Vec<IpAddr>>,
     pub(crate) ttl: u32,
     pub(crate) serial: u32,
+    /// Bumped by every change, including those the serial does not track; answers
+    /// computed at one generation stay valid until it moves.
+    generation: u64,
 }
 
 fn lower(s: &str) -> Arc<str> {
@@ -80,6 +83,7 @@ impl ClusterView {
             ns_addrs: None,
             ttl: DEFAULT_TTL,
             serial: 1,
+            generation: 0,
         }
     }
 
@@ -91,6 +95,7 @@ impl ClusterView {
     /// TTL for cluster records (default 5 s as in CoreDNS).
     pub fn set_ttl(&mut self, ttl: u32) {
         self.ttl = ttl;
+        self.generation += 1;
     }
 
     pub fn ttl(&self) -> u32 {
@@ -105,21 +110,30 @@ impl ClusterView {
 
     pub fn set_serial(&mut self, serial: u32) {
         self.serial = serial;
+        self.generation += 1;
+    }
+
+    /// Changes whenever any answer may have changed (see [`ClusterView`]'s mutators).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Addresses for `ns.dns.<zone>`; default is kube-system/kube-dns's cluster IPs.
     pub fn set_ns_addrs(&mut self, addrs: Vec<IpAddr>) {
         self.ns_addrs = Some(addrs);
+        self.generation += 1;
     }
 
     /// Mark a namespace as existing even if it has no Services, so that
     /// `<ns>.svc.<zone>` is NODATA rather than NXDOMAIN.
     pub fn add_namespace(&mut self, ns: &str) {
         self.known_namespaces.insert(lower(ns));
+        self.generation += 1;
     }
 
     pub fn remove_namespace(&mut self, ns: &str) {
         self.known_namespaces.remove(&*ns.to_ascii_lowercase());
+        self.generation += 1;
     }
 
     pub fn service_count(&self) -> usize {
@@ -158,6 +172,7 @@ impl ClusterView {
 
     fn bump(&mut self) {
         self.serial = self.serial.wrapping_add(1).max(1);
+        self.generation += 1;
     }
 
     pub fn upsert_service(&mut self, svc: &Service) {

@@ -10,6 +10,7 @@ use kinet_dns_zone::hickory_proto::op::{Edns, Message, MessageType, OpCode, Quer
 use kinet_dns_zone::hickory_proto::rr::RecordType;
 use kinet_dns_zone::{answer, respond, truncate, ClusterView, DEFAULT_UDP_PAYLOAD};
 
+use crate::answers::{self, AnswerCache, Cached};
 use crate::cache::{Cache, Key};
 use crate::forward;
 use crate::metrics::{Metrics, Proto};
@@ -24,6 +25,9 @@ const CLASSIC_UDP_LIMIT: usize = 512;
 /// REFUSED (CoreDNS forward's `max_concurrent`), so a slow upstream cannot
 /// pile up unbounded tasks and memory.
 pub(crate) const MAX_FORWARDS_IN_FLIGHT: usize = 1024;
+/// Encoded in-zone responses kept for reuse (about 250 bytes each): the hot set
+/// of a cluster's names, not every record.
+pub(crate) const ANSWER_CACHE_ENTRIES: usize = 4096;
 
 /// One forwarded query's place under [`MAX_FORWARDS_IN_FLIGHT`]; released on
 /// drop, also when the task carrying it is cancelled.
@@ -59,6 +63,7 @@ pub(crate) struct Handler {
     metrics: Arc<Metrics>,
     upstreams: Vec<SocketAddr>,
     cache: Mutex<Cache>,
+    answers: AnswerCache,
     in_flight: Arc<AtomicUsize>,
 }
 
@@ -74,6 +79,7 @@ impl Handler {
             metrics,
             upstreams,
             cache: Mutex::new(Cache::new(cache_size)),
+            answers: AnswerCache::new(ANSWER_CACHE_ENTRIES),
             in_flight: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -92,6 +98,16 @@ impl Handler {
         if bytes.len() < HEADER_LEN || bytes[2] & 0x80 != 0 {
             return Step::Done(None);
         }
+        let key = answers::key(bytes, proto);
+        if let Some(key) = &key {
+            let generation = self.read_view().generation();
+            if let Some(hit) = self.answers.get(key, generation, [bytes[0], bytes[1]]) {
+                self.metrics.request(proto, question_type(bytes));
+                self.metrics
+                    .response(hit.rcode, hit.truncated, started.elapsed());
+                return Step::Done(Some(hit.bytes.into_vec()));
+            }
+        }
         let req = match Message::from_vec(bytes) {
             Ok(m) => m,
             Err(_) => {
@@ -105,19 +121,35 @@ impl Handler {
         self.metrics
             .request(proto, req.queries.first().map(Query::query_type));
         let max_udp = (proto == Proto::Udp).then_some(usize::from(DEFAULT_UDP_PAYLOAD));
-        let resp = {
-            let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+        let (resp, generation, keep) = {
+            let view = self.read_view();
             let resp = respond(&view, &req, max_udp);
             let refused = resp.response_code == ResponseCode::Refused && !resp.authoritative;
-            if refused && !self.upstreams.is_empty() && forwardable(&view, &req) {
+            let forward = refused && !self.upstreams.is_empty() && forwardable(&view, &req);
+            if forward {
                 if let Some(permit) = Permit::try_take(&self.in_flight) {
                     return Step::Forward(req, permit);
                 }
                 tracing::debug!("too many forwarded queries in flight; refusing");
             }
-            resp
+            // A refusal for lack of forwarding capacity is momentary: never reuse it.
+            (resp, view.generation(), !forward)
         };
-        Step::Done(self.finish(resp, started))
+        let rcode = resp.response_code;
+        let out = self.finish(resp, started);
+        if let (Some(key), Some(bytes), true) = (key, &out, keep) {
+            let cached = Cached {
+                rcode,
+                truncated: bytes.get(2).is_some_and(|f| f & 0x02 != 0),
+                bytes: bytes.clone().into_boxed_slice(),
+            };
+            self.answers.insert(key, generation, cached);
+        }
+        Step::Done(out)
+    }
+
+    fn read_view(&self) -> std::sync::RwLockReadGuard<'_, ClusterView> {
+        self.view.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Cache, then upstreams; SERVFAIL when none answers.
@@ -174,6 +206,24 @@ impl Handler {
             .response(resp.response_code, resp.truncation, started.elapsed());
         bytes
     }
+}
+
+/// The type of a query's first question, read from the wire (for metrics on
+/// cache hits, which skip parsing).
+fn question_type(query: &[u8]) -> Option<RecordType> {
+    let mut at = HEADER_LEN;
+    loop {
+        let len = usize::from(*query.get(at)?);
+        if len == 0 {
+            break;
+        }
+        if len & 0xc0 != 0 {
+            return None;
+        }
+        at += len + 1;
+    }
+    let t = query.get(at + 1..at + 3)?;
+    Some(RecordType::from(u16::from_be_bytes([t[0], t[1]])))
 }
 
 /// A plain single-question query for a name we do not serve. Zone transfers

@@ -142,3 +142,42 @@ fn forwards_in_flight_are_bounded() {
         "a finished forward frees its place"
     );
 }
+
+#[test]
+fn reused_answers_follow_the_view_and_the_callers_id() {
+    let view = Arc::new(RwLock::new(view()));
+    let metrics = Arc::new(Metrics::new());
+    let h = Handler::new(view.clone(), metrics.clone(), Vec::new(), 16);
+    let mut q = query("api.default.svc.cluster.local.", RecordType::A);
+    let first = local(&h, &q, Proto::Udp).unwrap();
+    assert_eq!(first.response_code, ResponseCode::NXDomain);
+    // Same question, other ID: answered from the cache, under the new ID.
+    q[..2].copy_from_slice(&7u16.to_be_bytes());
+    let again = local(&h, &q, Proto::Udp).unwrap();
+    assert_eq!(again.id, 7);
+    assert_eq!(again.response_code, ResponseCode::NXDomain);
+    assert_eq!(again.authorities, first.authorities);
+
+    // The Service appears: the next answer sees it at once.
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": {"namespace": "default", "name": "api"},
+        "spec": {"clusterIP": "10.96.0.30"},
+    }))
+    .unwrap();
+    view.write().unwrap().upsert_service(&svc);
+    let now = local(&h, &q, Proto::Udp).unwrap();
+    assert_eq!(now.response_code, ResponseCode::NoError);
+    assert_eq!(now.answers[0].data.to_string(), "10.96.0.30");
+    assert_eq!(local(&h, &q, Proto::Udp).unwrap().answers, now.answers);
+
+    // Every query is counted, hits included.
+    assert_eq!(metrics.responses(ResponseCode::NoError), 2);
+    assert_eq!(metrics.responses(ResponseCode::NXDomain), 2);
+}
+
+#[test]
+fn question_type_from_the_wire() {
+    let q = query("web.default.svc.cluster.local.", RecordType::SRV);
+    assert_eq!(super::question_type(&q), Some(RecordType::SRV));
+    assert_eq!(super::question_type(&q[..20]), None);
+}

@@ -5,6 +5,7 @@
 //! [`serve`] is the socket side over a shared [`ClusterView`]; [`start`] adds
 //! the watches that keep that view current; [`run`] is `start` until failure.
 
+mod answers;
 mod cache;
 mod forward;
 mod handler;
