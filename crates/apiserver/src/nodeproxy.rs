@@ -216,8 +216,16 @@ impl Forward<'_> {
     /// Sends the upgrade request on; on 101 relays the agent's answer and then splices the two
     /// connections, otherwise relays the agent's refusal as it is.
     pub async fn upgrade(self, downstream: Option<OnUpgrade>) -> Result<Reply, ApiError> {
-        let downstream =
-            downstream.ok_or_else(|| ApiError::bad_request("Upgrade request required"))?;
+        let asks_upgrade = self
+            .headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+        let downstream = downstream
+            .filter(|_| asks_upgrade)
+            .ok_or_else(|| ApiError::bad_request("Upgrade request required"))?;
         let mut sender = self
             .dial(true)
             .await

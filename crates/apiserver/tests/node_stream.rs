@@ -326,6 +326,19 @@ async fn kubectl_logs_exec_and_port_forward_reach_the_node_agent() {
         "{err}"
     );
 
+    // Exec is an upgrade or nothing.
+    let out = cluster
+        .kubectl(&[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/web/exec?command=true&stdout=true",
+            "-f",
+            "/dev/null",
+        ])
+        .await;
+    let (ok, _, err) = text(&out);
+    assert!(!ok && err.contains("Upgrade request required"), "{err}");
+
     // Port-forward to a listener on the pod's loopback.
     let pid = sandbox.0.id();
     let listener = std::thread::spawn(move || {
