@@ -9,7 +9,19 @@
 //!   cluster CA and the API server's name ([`API_SERVER_CLIENT_CN`]).
 //! - [`serve`]: the HTTPS server tying them together.
 //!
-//! The agent implements [`Pods`]: what it knows about the containers it runs.
+//! The agent implements [`Pods`]: what it knows about the containers it runs. Then:
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # async fn agent(ca_pem: &str, node_ip: &str, pods: Arc<dyn kinet_node_api::Pods>) -> kinet_node_api::Result<()> {
+//! let tls = kinet_node_api::server_config(ca_pem, &[node_ip.to_string()])?;
+//! let listener = tokio::net::TcpListener::bind(("0.0.0.0", kinet_node_api::DEFAULT_PORT)).await?;
+//! kinet_node_api::serve(listener, tls, pods, std::future::pending()).await
+//! # }
+//! ```
+//!
+//! and publish the port in the Node's `status.daemonEndpoints.kubeletEndpoint.Port`, with the
+//! node's address as an `InternalIP` in `status.addresses`: that is where the API server dials.
 
 pub mod exec;
 pub mod logs;
