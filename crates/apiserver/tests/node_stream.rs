@@ -326,6 +326,35 @@ async fn kubectl_logs_exec_and_port_forward_reach_the_node_agent() {
         "{err}"
     );
 
+    // With a terminal: kubectl under `script` has one, so it asks for a TTY and sends its size.
+    for websockets in [true, false] {
+        let kubectl = format!(
+            "stty cols 123 rows 45; kubectl --cache-dir {} exec -it web -- sh -c 'stty size; tty'",
+            cluster.dir.path().join("cache").display()
+        );
+        let mut cmd = tokio::process::Command::new("script");
+        cmd.args(["-qec", &kubectl, "/dev/null"])
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .env("HOME", cluster.dir.path())
+            .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", websockets.to_string())
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+            .await
+            .expect("kubectl exec -it finished")
+            .unwrap();
+        let (ok, stdout, stderr) = text(&out);
+        assert!(ok, "websockets={websockets}: {stdout} {stderr}");
+        assert!(
+            stdout.contains("45 123"),
+            "websockets={websockets}: {stdout:?}"
+        );
+        assert!(
+            stdout.contains("/dev/pts/"),
+            "websockets={websockets}: {stdout:?}"
+        );
+    }
+
     // Exec is an upgrade or nothing.
     let out = cluster
         .kubectl(&[
