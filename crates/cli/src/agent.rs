@@ -10,7 +10,6 @@ use anyhow::{bail, Context, Result};
 use kinet_agent::network::{self, NetworkConfig};
 use kinet_agent::pods::{self, ClusterDns, Runtime};
 use kinet_agent::{host, AgentConfig, NodeConfig};
-use kinet_cni::Backend;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::nodes::Plan;
@@ -66,7 +65,7 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
         netns: me.netns.clone(),
         underlay_ip: me.ip,
         mtu: plan.underlay.mtu,
-        backend: Backend::Vxlan,
+        backend: info.backend.cni(),
         cluster_cidr: kinet_controllers::ControllerConfig::default()
             .cluster_cidr
             .parse()

@@ -1,13 +1,17 @@
 //! The kinet command: create, inspect and delete local clusters.
 
+mod addons;
 mod agent;
 mod bench;
+mod dns_image;
 mod down;
+mod external;
 mod images;
 mod nodes;
 mod probe;
 mod process;
 mod progress;
+mod proxy_cmd;
 mod serve;
 mod state;
 mod status;
@@ -44,6 +48,15 @@ enum Command {
         /// Cluster configuration file (recorded at creation).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Resolver for names outside cluster.local, IP or IP:port; repeatable. Recorded;
+        /// given again on a restart it replaces the recorded list. None: such names are
+        /// refused, so no query leaves the machine.
+        #[arg(long = "upstream-dns", value_name = "IP[:PORT]", value_parser = dns_image::parse_upstream)]
+        upstream_dns: Vec<std::net::SocketAddr>,
+        /// How pod traffic crosses nodes: a VXLAN overlay (default) or host-gw routes.
+        /// Recorded at creation.
+        #[arg(long, value_enum)]
+        backend: Option<state::PodBackend>,
     },
     /// Stop a cluster and delete its state.
     Down {
@@ -75,6 +88,16 @@ enum Command {
         #[command(subcommand)]
         what: NodeCommand,
     },
+    /// The "outside" namespace: a client on the underlay that is not a node.
+    External {
+        #[command(subcommand)]
+        what: ExternalCommand,
+    },
+    /// The service proxy's rules on the nodes.
+    Proxy {
+        #[command(subcommand)]
+        what: ProxyCommand,
+    },
     /// Run the control plane in the foreground (started by `up`).
     #[command(hide = true)]
     Serve {
@@ -89,6 +112,25 @@ enum Command {
         #[arg(long)]
         node: String,
     },
+    /// Run a built-in image's program in the foreground: what a container of that image runs.
+    #[command(hide = true)]
+    ImageRun {
+        image: String,
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// A pod sandbox's pause process (started by the agent inside the pod's namespaces).
+    #[command(hide = true)]
+    Pause {
+        #[arg(long)]
+        hostname: String,
+        #[arg(long)]
+        hosts: PathBuf,
+        #[arg(long)]
+        resolv: PathBuf,
+        #[arg(long)]
+        service_account: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -102,6 +144,32 @@ enum NodeCommand {
         /// The command and its arguments.
         #[arg(last = true, required = true)]
         command: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExternalCommand {
+    /// Run a command outside the cluster: `kinet external exec -- curl http://<lb-ip>/`.
+    Exec {
+        #[arg(long, default_value = DEFAULT_NAME)]
+        name: String,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProxyCommand {
+    /// Print the chains, sets and map elements a Service has in each node's table (live).
+    Rules {
+        #[arg(long, default_value = DEFAULT_NAME)]
+        name: String,
+        /// Only this node (full name or without the cluster prefix).
+        #[arg(long)]
+        node: Option<String>,
+        /// The Service as <namespace>/<name>.
+        service: String,
     },
 }
 
@@ -127,6 +195,41 @@ enum BenchCommand {
         #[arg(long, default_value_t = 200)]
         samples: usize,
     },
+    /// The service proxy (root): full and incremental syncs, connection rate, throughput.
+    Proxy {
+        /// Service counts for full syncs, ascending; the last is the large table.
+        #[arg(long, value_delimiter = ',', default_values_t = [1000, 10000])]
+        services: Vec<usize>,
+        #[arg(long, default_value_t = 10)]
+        endpoints: usize,
+        /// Incremental samples.
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+        /// Seconds per connection-rate run.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// MiB per throughput run.
+        #[arg(long, default_value_t = 2048)]
+        mib: usize,
+    },
+    /// Cluster DNS: kinet's server and Knot DNS under dnsperf, with 1k and 10k Services.
+    Dns {
+        /// Service counts, ascending.
+        #[arg(long, value_delimiter = ',', default_values_t = [1000, 10000])]
+        services: Vec<usize>,
+        /// Seconds per dnsperf run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// CPU the server under test is pinned to.
+        #[arg(long, default_value_t = 1)]
+        server_cpu: usize,
+        /// CPU dnsperf is pinned to.
+        #[arg(long, default_value_t = 0)]
+        client_cpu: usize,
+        /// Internal: serve DNS from the API at this URL (the benchmark's child process).
+        #[arg(long, hide = true)]
+        serve_api: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -136,11 +239,15 @@ async fn main() -> anyhow::Result<()> {
             name,
             nodes,
             config,
+            upstream_dns,
+            backend,
         } => {
             up::up(up::UpArgs {
                 name,
                 nodes,
                 config,
+                upstream_dns,
+                backend,
             })
             .await
         }
@@ -153,6 +260,18 @@ async fn main() -> anyhow::Result<()> {
         Command::Kubeconfig { name } => status::kubeconfig(&name),
         Command::Serve { name } => serve::serve(&name).await,
         Command::Agent { name, node } => agent::agent(&name, &node).await,
+        Command::ImageRun { image, args } => images::image_run(&image, &args).await,
+        Command::Pause {
+            hostname,
+            hosts,
+            resolv,
+            service_account,
+        } => kinet_agent::pods::pause::run(&kinet_agent::pods::pause::PauseArgs {
+            hostname,
+            hosts,
+            resolv,
+            service_account,
+        }),
         Command::Node {
             what:
                 NodeCommand::Exec {
@@ -164,6 +283,20 @@ async fn main() -> anyhow::Result<()> {
             let code = status::node_exec(&name, &node, &command)?;
             std::process::exit(code)
         }
+        Command::External {
+            what: ExternalCommand::Exec { name, command },
+        } => {
+            let code = external::exec(&name, &command)?;
+            std::process::exit(code)
+        }
+        Command::Proxy {
+            what:
+                ProxyCommand::Rules {
+                    name,
+                    node,
+                    service,
+                },
+        } => proxy_cmd::rules(&name, node.as_deref(), &service),
         Command::Bench {
             what:
                 BenchCommand::Api {
@@ -183,6 +316,25 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Bench {
             what:
+                BenchCommand::Proxy {
+                    services,
+                    endpoints,
+                    samples,
+                    seconds,
+                    mib,
+                },
+        } => {
+            bench::proxy::run_bench(bench::proxy::Options {
+                services,
+                endpoints,
+                samples,
+                seconds,
+                mib,
+            })
+            .await
+        }
+        Command::Bench {
+            what:
                 BenchCommand::Controllers {
                     replicas,
                     services,
@@ -196,5 +348,26 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
+        Command::Bench {
+            what:
+                BenchCommand::Dns {
+                    services,
+                    seconds,
+                    server_cpu,
+                    client_cpu,
+                    serve_api,
+                },
+        } => match serve_api {
+            Some(url) => bench::dns::serve_child(&url).await,
+            None => {
+                bench::dns::run(bench::dns::Options {
+                    services,
+                    seconds,
+                    server_cpu,
+                    client_cpu,
+                })
+                .await
+            }
+        },
     }
 }

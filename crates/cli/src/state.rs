@@ -171,6 +171,31 @@ pub struct ClusterInfo {
     /// The underlay subnet claimed at the first `up` with nodes (kept across restarts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub underlay: Option<kinet_ipam::Ipv4Cidr>,
+    /// `kinet up --backend`: how pod traffic crosses nodes, fixed at creation.
+    #[serde(default)]
+    pub backend: PodBackend,
+    /// `kinet up --upstream-dns`: where cluster DNS forwards names outside the zone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstream_dns: Vec<std::net::SocketAddr>,
+}
+
+/// flannel's backends: the VXLAN overlay (`flannel.1`), or plain routes via the other
+/// nodes' underlay addresses (`host-gw`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum PodBackend {
+    #[default]
+    Vxlan,
+    HostGw,
+}
+
+impl PodBackend {
+    pub fn cni(self) -> kinet_cni::Backend {
+        match self {
+            PodBackend::Vxlan => kinet_cni::Backend::Vxlan,
+            PodBackend::HostGw => kinet_cni::Backend::HostGw,
+        }
+    }
 }
 
 /// Every cluster folder under `home` that has a `cluster.json`, sorted by name.
@@ -270,6 +295,7 @@ mod tests {
             nodes: 3,
             config: Some("/etc/kinet.yaml".into()),
             underlay: Some("172.18.0.0/16".parse().unwrap()),
+            upstream_dns: vec!["192.0.2.1:53".parse().unwrap()],
         };
         dir.save_info(&info).unwrap();
         assert_eq!(dir.load_info().unwrap(), info);

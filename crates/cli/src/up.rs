@@ -29,6 +29,10 @@ pub struct UpArgs {
     pub name: String,
     pub nodes: Option<usize>,
     pub config: Option<PathBuf>,
+    /// `--upstream-dns`: empty keeps what is recorded.
+    pub upstream_dns: Vec<std::net::SocketAddr>,
+    /// `--backend`, recorded at creation.
+    pub backend: Option<state::PodBackend>,
 }
 
 pub async fn up(args: UpArgs) -> Result<()> {
@@ -39,6 +43,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     if existing {
         if let Some(pid) = running_pid(&dir) {
             let info = dir.load_info()?;
+            restart_agents(&dir, &home, &info).await?;
             println!(
                 "Cluster \"{}\" is already running (pid {pid}, https://127.0.0.1:{}).",
                 info.name, info.port
@@ -110,6 +115,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
             nodes::abandon(&dir, plan).await;
             return Err(e);
         }
+        crate::addons::deploy(&client, &info).await?;
     }
 
     println!();
@@ -119,6 +125,26 @@ pub async fn up(args: UpArgs) -> Result<()> {
     );
     print_usage(&dir);
     Ok(())
+}
+
+/// Starts the agents of a running cluster that are not running (a killed agent comes back
+/// and adopts its node's pods).
+async fn restart_agents(dir: &ClusterDir, home: &Path, info: &ClusterInfo) -> Result<()> {
+    if info.nodes == 0 {
+        return Ok(());
+    }
+    let plan = nodes::recorded_plan(info);
+    if plan
+        .nodes
+        .iter()
+        .all(|n| nodes::agents::running(dir, &n.name).is_some())
+    {
+        return Ok(());
+    }
+    let pki = Pki::load(&dir.pki()).context("loading the cluster PKI")?;
+    let url = format!("https://127.0.0.1:{}", info.port);
+    let client = kinet_controllers::client::connect(&url, &pki.ca_cert_pem, &dir.read_token()?)?;
+    nodes::start_and_wait(dir, home, &plan, &client).await
 }
 
 /// Creates the folders, the admin token and, on first start, `cluster.json` with a
@@ -139,6 +165,11 @@ fn prepare_state(dir: &ClusterDir, args: &UpArgs) -> Result<ClusterInfo> {
                 info.name, info.nodes
             );
         }
+        let mut info = info;
+        if !args.upstream_dns.is_empty() && args.upstream_dns != info.upstream_dns {
+            info.upstream_dns = args.upstream_dns.clone();
+            dir.save_info(&info)?;
+        }
         return Ok(info);
     }
     let config = match &args.config {
@@ -154,6 +185,8 @@ fn prepare_state(dir: &ClusterDir, args: &UpArgs) -> Result<ClusterInfo> {
         nodes: args.nodes.unwrap_or(DEFAULT_NODES),
         config,
         underlay: None,
+        backend: args.backend.unwrap_or_default(),
+        upstream_dns: args.upstream_dns.clone(),
     };
     dir.save_info(&info)?;
     Ok(info)

@@ -7,4 +7,5 @@ mod harness;
 mod kubectl_basics;
 mod lifecycle;
 mod nodes;
+mod pods;
 mod stop;

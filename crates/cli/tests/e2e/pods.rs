@@ -27,9 +27,18 @@ fn ready(pod: &Value) -> bool {
 
 /// Waits until `selector` matches `count` pods, all Running and Ready; returns them.
 fn wait_ready(c: &Cluster, selector: &str, count: usize) -> Vec<Value> {
+    wait_ready_in(c, "default", selector, count)
+}
+
+/// The cluster DNS pods that `up` deploys: baselines are taken once they run.
+fn wait_dns(c: &Cluster) {
+    wait_ready_in(c, "kube-system", "k8s-app=kube-dns", 2);
+}
+
+fn wait_ready_in(c: &Cluster, ns: &str, selector: &str, count: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let pods = json(c, &["get", "pods", "-l", selector]);
+        let pods = json(c, &["get", "pods", "-n", ns, "-l", selector]);
         let items = pods["items"].as_array().cloned().unwrap_or_default();
         if items.len() == count && items.iter().all(ready) {
             return items;
@@ -97,6 +106,15 @@ fn pod_netns(c: &Cluster) -> usize {
 #[test]
 fn pods_get_ips_reach_each_other_without_nat_and_clean_up() {
     let c = Cluster::up(3);
+    wait_dns(&c);
+    // The cluster DNS pods have theirs: only what the Deployment adds must go.
+    let node_names: Vec<String> = ["control-plane", "worker", "worker2"]
+        .iter()
+        .map(|n| format!("{}-{n}", c.name))
+        .collect();
+    let veths_before: Vec<BTreeSet<String>> =
+        node_names.iter().map(|n| node_veths(&c, n)).collect();
+    let netns_before = pod_netns(&c);
     c.kubectl_ok(&[
         "create",
         "deployment",
@@ -188,11 +206,10 @@ fn pods_get_ips_reach_each_other_without_nat_and_clean_up() {
     // Deleting the Deployment removes the pods' veths and namespaces.
     c.kubectl_ok(&["delete", "deployment", "netexec"]);
     wait_gone(&c, "app=netexec");
-    for n in &used {
-        let left = node_veths(&c, n);
-        assert!(left.is_empty(), "veths left on {n}: {left:?}");
+    for (n, before) in node_names.iter().zip(&veths_before) {
+        assert_eq!(&node_veths(&c, n), before, "veths left on {n}");
     }
-    assert_eq!(pod_netns(&c), 0);
+    assert_eq!(pod_netns(&c), netns_before);
 }
 
 const TWO_CONTAINERS: &str = r#"
@@ -292,8 +309,10 @@ fn containers_share_localhost_and_identity_files() {
 #[test]
 fn a_hundred_pods_come_and_go_without_leaks() {
     let c = Cluster::up(2);
+    wait_dns(&c);
     let node = format!("{}-control-plane", c.name);
     let before = node_veths(&c, &node).len();
+    let netns_before = pod_netns(&c);
     c.kubectl_ok(&[
         "create",
         "deployment",
@@ -307,9 +326,9 @@ fn a_hundred_pods_come_and_go_without_leaks() {
         "pause",
     ]);
     wait_ready(&c, "app=many", 100);
-    assert_eq!(pod_netns(&c), 100);
+    assert_eq!(pod_netns(&c), netns_before + 100);
     c.kubectl_ok(&["delete", "deployment", "many"]);
     wait_gone(&c, "app=many");
-    assert_eq!(pod_netns(&c), 0);
+    assert_eq!(pod_netns(&c), netns_before);
     assert_eq!(node_veths(&c, &node).len(), before);
 }
