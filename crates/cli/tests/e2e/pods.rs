@@ -304,6 +304,77 @@ fn containers_share_localhost_and_identity_files() {
         child.wait_with_output().unwrap()
     };
     assert_eq!(stdout(&out), "hi\n", "{}", show(&out));
+
+    // port-forward to httpd, from the host's loopback.
+    let mut pf = c
+        .kubectl_cmd(&["port-forward", "pod/web", "18099:80"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let page = loop {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "--max-time", "2", "http://127.0.0.1:18099/"])
+            .output()
+            .unwrap();
+        if out.status.success() || Instant::now() > deadline {
+            break stdout(&out);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = pf.kill();
+    let _ = pf.wait();
+    assert!(page.contains("It works!"), "port-forward gave {page:?}");
+}
+
+#[test]
+fn restarts_previous_logs_and_unknown_images() {
+    let c = Cluster::up(1);
+    c.kubectl_ok(&[
+        "run",
+        "crash",
+        "--image",
+        "busybox",
+        "--restart",
+        "Always",
+        "--",
+        "sh",
+        "-c",
+        "echo run $(date +%N); sleep 1; exit 3",
+    ]);
+    c.kubectl_ok(&["run", "nope", "--image", "hshar/webapp"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let p = json(&c, &["get", "pod", "crash"]);
+        let cs = &p["status"]["containerStatuses"][0];
+        if cs["restartCount"].as_i64().unwrap_or(0) >= 1 {
+            assert_eq!(cs["lastState"]["terminated"]["exitCode"], 3, "{cs}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no restart: {cs}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let previous = c.kubectl_ok(&["logs", "crash", "--previous"]);
+    assert!(previous.starts_with("run "), "{previous}");
+    let current = c.kubectl_ok(&["logs", "crash"]);
+    assert_ne!(previous, current);
+
+    let p = json(&c, &["get", "pod", "nope"]);
+    let waiting = &p["status"]["containerStatuses"][0]["state"]["waiting"];
+    let reason = waiting["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason == "ErrImagePull" || reason == "ImagePullBackOff",
+        "{p}"
+    );
+    assert!(
+        waiting["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("agnhost"),
+        "{waiting}"
+    );
+    assert_eq!(p["status"]["phase"], "Pending");
 }
 
 #[test]
@@ -331,4 +402,20 @@ fn a_hundred_pods_come_and_go_without_leaks() {
     wait_gone(&c, "app=many");
     assert_eq!(pod_netns(&c), netns_before);
     assert_eq!(node_veths(&c, &node).len(), before);
+
+    // After `kinet down`: no pod namespace, mount or process of this cluster is left.
+    let home = c.home.display().to_string();
+    let out = c.kinet(&["down"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(pod_netns(&c), 0);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&format!("kinet-{}-", c.name)), "{mounts}");
+    let leftovers: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+        .filter(|cmd| cmd.contains(&home))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
