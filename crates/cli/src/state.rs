@@ -295,6 +295,7 @@ mod tests {
             nodes: 3,
             config: Some("/etc/kinet.yaml".into()),
             underlay: Some("172.18.0.0/16".parse().unwrap()),
+            backend: PodBackend::HostGw,
             upstream_dns: vec!["192.0.2.1:53".parse().unwrap()],
         };
         dir.save_info(&info).unwrap();
