@@ -2,8 +2,10 @@
 
 use crate::node::{Capacity, SystemInfo};
 
-/// Pods per node, the kubelet's default `maxPods`.
-pub const DEFAULT_MAX_PODS: u32 = 110;
+/// Pods per node. The kubelet's default `maxPods` is 110; kinet nodes have a /24 podCIDR
+/// (253 pod addresses) and processes instead of containers, so they take 250, the largest
+/// `maxPods` managed clusters allow for a /24 (AKS).
+pub const DEFAULT_MAX_PODS: u32 = 250;
 
 /// `MemTotal` from /proc/meminfo, in KiB.
 pub fn parse_meminfo(text: &str) -> Option<u64> {
@@ -110,7 +112,7 @@ mod tests {
     #[test]
     fn detection_reads_this_machine() {
         let c = detect_capacity();
-        assert!(c.cpu >= 1 && c.memory_kib > 0 && c.pods == 110);
+        assert!(c.cpu >= 1 && c.memory_kib > 0 && c.pods == DEFAULT_MAX_PODS);
         let s = detect_system("kinet://test");
         assert!(!s.kernel_version.is_empty());
         assert_eq!(s.container_runtime_version, "kinet://test");

@@ -26,7 +26,7 @@ pub struct Capacity {
     pub cpu: u32,
     /// Memory in KiB (as /proc/meminfo counts it).
     pub memory_kib: u64,
-    /// Pods the node accepts (the kubelet's default is 110).
+    /// Pods the node accepts (see [`crate::host::DEFAULT_MAX_PODS`]).
     pub pods: u32,
 }
 
