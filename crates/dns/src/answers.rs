@@ -21,6 +21,9 @@ const SHARDS: usize = 16;
 const HEADER_LEN: usize = 12;
 /// Longer queries (large EDNS options) are not worth keeping.
 const MAX_KEY: usize = 300;
+/// Larger responses (big headless Services over TCP, up to 64 KiB) are rebuilt each
+/// time, so the cache's memory stays bounded by entries × this.
+const MAX_RESPONSE: usize = 1232;
 
 /// What a hit gives back.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,7 +110,7 @@ impl AnswerCache {
     /// Keeps `value` for `key`, answered at `generation`. Entries of older
     /// generations are dropped first; a full shard evicts one entry.
     pub(crate) fn insert(&self, key: Vec<u8>, generation: u64, value: Cached) {
-        if self.per_shard == 0 || value.bytes.len() < HEADER_LEN {
+        if self.per_shard == 0 || !(HEADER_LEN..=MAX_RESPONSE).contains(&value.bytes.len()) {
             return;
         }
         let mut shard = self.shard(&key);
@@ -202,6 +205,16 @@ mod tests {
         cache.insert(k.clone(), 7, cached(3));
         assert_eq!(cache.get(&k, 7, [0, 1]), None);
         assert!(cache.get(&k, 8, [0, 1]).is_some());
+    }
+
+    #[test]
+    fn large_responses_are_not_kept() {
+        let cache = AnswerCache::new(100);
+        let k = key(&query(1, "huge.b", 0), Proto::Tcp).unwrap();
+        let mut big = cached(1);
+        big.bytes = vec![0; MAX_RESPONSE + 1].into_boxed_slice();
+        cache.insert(k.clone(), 1, big);
+        assert_eq!(cache.get(&k, 1, [0, 0]), None);
     }
 
     #[test]
