@@ -175,7 +175,14 @@ impl Tracker {
     /// Records an attempt's result; returns the verdict if it changed.
     pub fn record(&mut self, ok: bool, now: tokio::time::Instant) -> Option<bool> {
         self.busy = false;
-        self.next = now + self.timing.period;
+        // Until the first verdict, retry within a second: a server that needs a moment to
+        // listen is Ready as soon as it does, not a whole period later (kinet's one
+        // departure from the kubelet's timing; it never makes a pod Ready later).
+        let period = match self.verdict {
+            None => self.timing.period.min(Duration::from_secs(1)),
+            Some(_) => self.timing.period,
+        };
+        self.next = now + period;
         if ok {
             self.successes += 1;
             self.failures = 0;
@@ -207,6 +214,12 @@ mod tests {
         .unwrap();
         let now = tokio::time::Instant::now();
         let mut t = Tracker::new(&p, now);
+        assert_eq!(t.record(false, now), None);
+        assert_eq!(
+            t.next,
+            now + Duration::from_secs(1),
+            "fast retry before a verdict"
+        );
         assert_eq!(t.record(true, now), Some(true));
         assert_eq!(t.record(false, now), None);
         assert_eq!(t.record(false, now), Some(false));
