@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
 
 use crate::model::{Chain, MapEntry, MapVerdict, Ruleset, Set};
-use crate::nft::{set_spec, write_key, write_rule};
+use crate::nft::{set_spec, write_key, write_rule_lines};
 
 impl Ruleset {
     /// Commands that turn `old` (what the kernel has) into `self`, or `None` when only a
@@ -80,10 +80,9 @@ impl Ruleset {
                 }
                 None => {}
             }
+            let prefix = format!("add rule {t} {} ", c.name);
             for rule in &c.rules {
-                let _ = write!(out, "add rule {t} {} ", c.name);
-                write_rule(&mut out, rule);
-                out.push('\n');
+                write_rule_lines(&mut out, &prefix, rule);
             }
         }
         for (m, o) in self.maps.iter().zip(&old.maps) {

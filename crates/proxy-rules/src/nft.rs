@@ -52,10 +52,9 @@ impl Ruleset {
         out.push('\n');
 
         for chain in &self.chains {
+            let prefix = format!("add rule {t} {} ", chain.name);
             for rule in &chain.rules {
-                let _ = write!(out, "add rule {t} {} ", chain.name);
-                write_rule(&mut out, rule);
-                out.push('\n');
+                write_rule_lines(&mut out, &prefix, rule);
             }
         }
         out.push('\n');
@@ -136,7 +135,38 @@ fn lookup_expr(key: LookupKey) -> &'static str {
 }
 
 /// Writes one rule body (everything after `add rule <table> <chain>`).
+/// `rule` as the `nft` lines that load it, each `prefix` + body + newline. A random choice
+/// among N chains becomes a cascade, as kube-proxy's iptables mode does it: "1 in N goto the
+/// first, else 1 in N-1 goto the second, ..., else the last", which is uniform. It is not the
+/// one-rule `numgen random mod N vmap { ... }`: each of those makes an anonymous set, and the
+/// kernel names a new anonymous set by scanning every set of the table, so loading 10,000
+/// Services took minutes (quadratic) instead of seconds. Only a connection's first packet
+/// passes the NAT chains, so the extra rules cost nothing per packet.
+pub(crate) fn write_rule_lines(out: &mut String, prefix: &str, rule: &Rule) {
+    if let Action::NumgenGoto(chains) = &rule.action {
+        let n = chains.len();
+        for (i, c) in chains.iter().enumerate() {
+            out.push_str(prefix);
+            write_matches(out, rule);
+            let _ = if i + 1 < n {
+                writeln!(out, "numgen random mod {} == 0 goto {c}", n - i)
+            } else {
+                writeln!(out, "goto {c}")
+            };
+        }
+        return;
+    }
+    out.push_str(prefix);
+    write_rule(out, rule);
+    out.push('\n');
+}
+
 pub(crate) fn write_rule(out: &mut String, rule: &Rule) {
+    write_matches(out, rule);
+    write_action(out, rule);
+}
+
+fn write_matches(out: &mut String, rule: &Rule) {
     for m in &rule.matches {
         let _ = match m {
             Match::CtStateNew => write!(out, "ct state new "),
@@ -153,6 +183,11 @@ pub(crate) fn write_rule(out: &mut String, rule: &Rule) {
             Match::MarkClear(m) => write!(out, "mark and {m:#x} == 0 "),
         };
     }
+}
+
+/// The action and comment; a NumgenGoto here is the single-rule vmap form (display only:
+/// loads use the cascade of `write_rule_lines`).
+fn write_action(out: &mut String, rule: &Rule) {
     let _ = match &rule.action {
         Action::Jump(c) => write!(out, "jump {c}"),
         Action::Goto(c) => write!(out, "goto {c}"),
@@ -193,6 +228,19 @@ mod tests {
         let mut s = String::new();
         write_rule(&mut s, &rule);
         s
+    }
+
+    #[test]
+    fn random_choice_loads_as_a_uniform_cascade() {
+        let mut out = String::new();
+        let rule = Rule::always(Action::NumgenGoto(vec!["a".into(), "b".into(), "c".into()]));
+        write_rule_lines(&mut out, "add rule ip t s ", &rule);
+        assert_eq!(
+            out,
+            "add rule ip t s numgen random mod 3 == 0 goto a\n\
+             add rule ip t s numgen random mod 2 == 0 goto b\n\
+             add rule ip t s goto c\n"
+        );
     }
 
     #[test]
