@@ -1,0 +1,410 @@
+//! `kinet bench proxy`: the service proxy's nftables table in a namespace of its own (root).
+//!
+//! - Full sync: render + one `nft -f` of the whole table, with N Services × 10 endpoints.
+//! - Incremental: one EndpointSlice changes with the large table loaded; the time from the
+//!   changed objects to nft having committed the difference (render + diff + nft), p50/p99.
+//!   The API watch delay is not in it (see the controllers benchmark).
+//! - Connection rate: new TCP connections per second from a client pod to one ClusterIP,
+//!   with 10 and with the large number of Services loaded (verdict maps: should be flat).
+//! - Throughput: one TCP stream through the ClusterIP against the pod IP directly.
+//!
+//! Everything lives in namespaces `kinet-b<pid>-*`, removed at the end (also on error).
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kinet_netns::NetNs;
+use kinet_proxy::{render, Applier, ApplyOutcome, NodeInfo, ProxyConfig, Ruleset};
+use serde_json::json;
+
+use super::stats::{ms, Samples};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Service counts for the full-sync figures, ascending; the last is the "large" table.
+    pub services: Vec<usize>,
+    pub endpoints: usize,
+    pub samples: usize,
+    /// Seconds per connection-rate run.
+    pub seconds: f64,
+    /// MiB per throughput run.
+    pub mib: usize,
+}
+
+const CLIENT_IP: &str = "10.244.1.10";
+const SERVER_IP: &str = "10.244.1.20";
+const GATEWAY: &str = "10.244.1.1";
+/// Service 0's ClusterIP: the one traffic goes to.
+const TARGET: &str = "10.96.0.10";
+
+fn cluster_ip(i: usize) -> String {
+    let n = 10 + i as u32; // 10.96.0.10 upwards, inside 10.96.0.0/12
+    format!("10.96.{}.{}", (n >> 8) & 0xff, n & 0xff)
+}
+
+fn service(i: usize) -> Service {
+    serde_json::from_value(json!({
+        "metadata": {"namespace": "bench", "name": format!("svc-{i}")},
+        "spec": {"clusterIP": cluster_ip(i), "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
+    }))
+    .expect("static service")
+}
+
+/// Service i's slice; service 0's endpoints include the real server pod.
+fn slice(i: usize, endpoints: usize, skip: Option<usize>) -> EndpointSlice {
+    let eps: Vec<_> = (0..endpoints)
+        .filter(|e| Some(*e) != skip)
+        .map(|e| {
+            let ip = if i == 0 && e == 0 {
+                SERVER_IP.to_string()
+            } else {
+                let n = i * endpoints + e;
+                format!("10.244.{}.{}", 2 + (n / 250) % 250, 1 + n % 250)
+            };
+            json!({"addresses": [ip], "nodeName": "bench-node", "conditions": {"ready": true}})
+        })
+        .collect();
+    // Service 0 has only the server, so every connection reaches it.
+    let eps = if i == 0 { eps[..1].to_vec() } else { eps };
+    serde_json::from_value(json!({
+        "metadata": {"namespace": "bench", "name": format!("svc-{i}-1"),
+                     "labels": {"kubernetes.io/service-name": format!("svc-{i}")}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": eps,
+    }))
+    .expect("static slice")
+}
+
+fn node() -> NodeInfo {
+    NodeInfo {
+        name: "bench-node".into(),
+        node_ips: vec![],
+        pod_cidr: Some("10.244.1.0/24".parse().expect("static cidr")),
+    }
+}
+
+fn objects(n: usize, endpoints: usize) -> (Vec<Service>, Vec<EndpointSlice>) {
+    (
+        (0..n).map(service).collect(),
+        (0..n).map(|i| slice(i, endpoints, None)).collect(),
+    )
+}
+
+/// Namespaces of the benchmark, deleted on Drop.
+struct Spaces(Vec<String>);
+
+impl Spaces {
+    fn add(&mut self, role: &str) -> Result<NetNs> {
+        let name = format!("kinet-b{}-{role}", std::process::id());
+        let ns = NetNs::create(&name).with_context(|| format!("creating {name}"))?;
+        self.0.push(name.clone());
+        ip(&name, &["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+}
+
+impl Drop for Spaces {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = kinet_netns::delete(n);
+        }
+    }
+}
+
+fn ip(ns: &str, args: &[&str]) -> Result<()> {
+    run(&["ip", "-n", ns], args)
+}
+
+fn run(prefix: &[&str], args: &[&str]) -> Result<()> {
+    let out = Command::new(prefix[0])
+        .args(&prefix[1..])
+        .args(args)
+        .output()
+        .with_context(|| format!("{prefix:?} {args:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{prefix:?} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn sysctl(ns: &str, kv: &str) -> Result<()> {
+    run(&["ip", "netns", "exec", ns, "sysctl", "-qw"], &[kv])
+}
+
+/// A pod namespace on a veth from the node, ptp style.
+fn add_pod(node: &str, pod: &str, idx: usize, addr: &str) -> Result<()> {
+    let host_if = format!("kb{idx}");
+    ip(
+        node,
+        &[
+            "link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", pod,
+        ],
+    )?;
+    ip(
+        node,
+        &["addr", "add", &format!("{GATEWAY}/32"), "dev", &host_if],
+    )?;
+    ip(node, &["link", "set", &host_if, "up"])?;
+    ip(
+        node,
+        &["route", "add", &format!("{addr}/32"), "dev", &host_if],
+    )?;
+    ip(pod, &["addr", "add", &format!("{addr}/32"), "dev", "eth0"])?;
+    ip(pod, &["link", "set", "eth0", "up"])?;
+    ip(pod, &["route", "add", GATEWAY, "dev", "eth0"])?;
+    ip(
+        pod,
+        &["route", "add", "default", "via", GATEWAY, "dev", "eth0"],
+    )
+}
+
+fn load(applier: &mut Applier, rs: &Ruleset) -> Result<Duration> {
+    applier.force_full_sync();
+    match applier.apply(rs)? {
+        ApplyOutcome::Applied { duration, .. } => Ok(duration),
+        ApplyOutcome::Unchanged => bail!("a forced load was skipped"),
+    }
+}
+
+pub async fn run_bench(opts: Options) -> Result<()> {
+    tokio::task::spawn_blocking(move || bench(opts)).await?
+}
+
+fn bench(opts: Options) -> Result<()> {
+    let Some(&large) = opts.services.last() else {
+        bail!("give at least one service count");
+    };
+    let mut spaces = Spaces(Vec::new());
+    let node_ns = spaces.add("node")?;
+    let client = spaces.add("client")?;
+    let server = spaces.add("server")?;
+    sysctl(node_ns.name(), "net.ipv4.ip_forward=1")?;
+    sysctl(client.name(), "net.ipv4.ip_local_port_range=1024 65000")?;
+    add_pod(node_ns.name(), client.name(), 0, CLIENT_IP)?;
+    add_pod(node_ns.name(), server.name(), 1, SERVER_IP)?;
+    let config = ProxyConfig::default();
+    let mut applier = Applier::new(node_ns.path(), config.table.clone());
+
+    println!(
+        "# kinet bench proxy ({} endpoints per Service)",
+        opts.endpoints
+    );
+    println!();
+    println!("| Services | rules | render (ms) | nft full load (ms) | full sync (ms) |");
+    println!("|---:|---:|---:|---:|---:|");
+    for &n in &opts.services {
+        let (svcs, slices) = objects(n, opts.endpoints);
+        let start = Instant::now();
+        let rs = render(&svcs, &slices, &node(), &config);
+        let render_took = start.elapsed();
+        let nft = load(&mut applier, &rs)?;
+        println!(
+            "| {n} | {} | {} | {} | {} |",
+            rs.rule_count(),
+            ms(render_took),
+            ms(nft),
+            ms(render_took + nft)
+        );
+    }
+
+    // Incremental: with the large table loaded, one slice changes per sample.
+    let (svcs, mut slices) = objects(large, opts.endpoints);
+    load(&mut applier, &render(&svcs, &slices, &node(), &config))?;
+    let (mut total, mut renders, mut nfts) =
+        (Samples::default(), Samples::default(), Samples::default());
+    for s in 0..opts.samples {
+        let i = 1 + (s * 7919) % (large - 1).max(1);
+        let skip = if slices[i].endpoints.len() == opts.endpoints {
+            Some(s % opts.endpoints)
+        } else {
+            None
+        };
+        slices[i] = slice(i, opts.endpoints, skip);
+        let start = Instant::now();
+        let rs = render(&svcs, &slices, &node(), &config);
+        let rendered = start.elapsed();
+        match applier.apply(&rs)? {
+            ApplyOutcome::Applied {
+                full: false,
+                duration,
+                ..
+            } => nfts.push(duration),
+            other => bail!("expected an incremental load, got {other:?}"),
+        }
+        renders.push(rendered);
+        total.push(start.elapsed());
+    }
+    println!();
+    println!(
+        "EndpointSlice change → rules committed, {large} Services present, {} samples:",
+        total.len()
+    );
+    println!();
+    println!("| | p50 (ms) | p99 (ms) |");
+    println!("|---|---:|---:|");
+    println!(
+        "| render (whole table) + diff | {} | {} |",
+        ms(renders.p50()),
+        ms(renders.p99())
+    );
+    println!(
+        "| nft transaction (difference) | {} | {} |",
+        ms(nfts.p50()),
+        ms(nfts.p99())
+    );
+    println!("| total | {} | {} |", ms(total.p50()), ms(total.p99()));
+
+    // Traffic: a server pod behind service 0.
+    let stop = Arc::new(AtomicBool::new(false));
+    let listener = server.run(|| TcpListener::bind("0.0.0.0:8080"))??;
+    let stopper = StopOnDrop(stop.clone());
+    let stop2 = stop.clone();
+    std::thread::spawn(move || serve(listener, stop2));
+
+    let small = render(&svcs[..10], &slices[..10], &node(), &config);
+    let big = render(&svcs, &slices, &node(), &config);
+    let target = format!("{TARGET}:80");
+    let direct = format!("{SERVER_IP}:8080");
+    let secs = opts.seconds;
+    let mut rate = |rs: &Ruleset, to: &str| -> Result<f64> {
+        load(&mut applier, rs)?;
+        let to: SocketAddr = to.parse()?;
+        client.run(move || connect_rate(to, secs))?
+    };
+    let mut small_rates = Vec::new();
+    let mut big_rates = Vec::new();
+    for _ in 0..3 {
+        small_rates.push(rate(&small, &target)?);
+        big_rates.push(rate(&big, &target)?);
+    }
+    let direct_rate = rate(&small, &direct)?;
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (s, b) = (median(&mut small_rates), median(&mut big_rates));
+    println!();
+    println!("New TCP connections per second to one ClusterIP (one client thread, median of 3 × {secs} s):");
+    println!();
+    println!("| table | conn/s | vs 10 Services |");
+    println!("|---|---:|---:|");
+    println!("| 10 Services | {s:.0} | 1.00 |");
+    println!("| {large} Services | {b:.0} | {:.2} |", b / s);
+    println!(
+        "| pod IP directly (10 Services loaded) | {direct_rate:.0} | {:.2} |",
+        direct_rate / s
+    );
+
+    // Throughput, large table loaded.
+    load(&mut applier, &big)?;
+    let bytes = opts.mib << 20;
+    let through = |to: &str| -> Result<f64> {
+        let to: SocketAddr = to.parse()?;
+        client.run(move || throughput(to, bytes))?
+    };
+    let mut via = Vec::new();
+    let mut dir = Vec::new();
+    for _ in 0..3 {
+        via.push(through(&target)?);
+        dir.push(through(&direct)?);
+    }
+    let (v, d) = (median(&mut via), median(&mut dir));
+    println!();
+    println!(
+        "One TCP stream, {} MiB, median of 3 ({large} Services loaded):",
+        opts.mib
+    );
+    println!();
+    println!("| path | Gbit/s | vs direct |");
+    println!("|---|---:|---:|");
+    println!("| pod IP directly | {d:.2} | 1.00 |");
+    println!("| ClusterIP | {v:.2} | {:.2} |", v / d);
+    drop(stopper);
+    applier.delete()?;
+    Ok(())
+}
+
+struct StopOnDrop(Arc<AtomicBool>);
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Accepts until `stop`. A connection whose first byte is `T` gets a stream of bytes (the
+/// length follows as 8 bytes); any other is closed at once by the server.
+fn serve(listener: TcpListener, stop: Arc<AtomicBool>) {
+    let _ = listener.set_nonblocking(true);
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((mut conn, _)) => {
+                let _ = conn.set_nonblocking(false);
+                let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
+                let mut head = [0u8; 9];
+                if conn.read_exact(&mut head).is_ok() && head[0] == b'T' {
+                    let len = u64::from_be_bytes(head[1..].try_into().unwrap_or_default()) as usize;
+                    std::thread::spawn(move || {
+                        let buf = vec![0x5au8; 1 << 20];
+                        let mut left = len;
+                        while left > 0 {
+                            let n = left.min(buf.len());
+                            if conn.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                            left -= n;
+                        }
+                    });
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_micros(200))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+}
+
+/// Connections per second: connect, send one byte, wait for the server's close.
+fn connect_rate(to: SocketAddr, secs: f64) -> Result<f64> {
+    let start = Instant::now();
+    let mut count = 0u64;
+    while start.elapsed().as_secs_f64() < secs {
+        let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(2))
+            .with_context(|| format!("connecting to {to}"))?;
+        s.write_all(b"C00000000")?;
+        let mut buf = [0u8; 1];
+        let _ = s.read(&mut buf);
+        count += 1;
+    }
+    Ok(count as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Gbit/s of one stream of `bytes` from the server.
+fn throughput(to: SocketAddr, bytes: usize) -> Result<f64> {
+    let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(2))?;
+    let mut head = vec![b'T'];
+    head.extend_from_slice(&(bytes as u64).to_be_bytes());
+    let start = Instant::now();
+    s.write_all(&head)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut got = 0;
+    while got < bytes {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            bail!("stream ended after {got} of {bytes} bytes");
+        }
+        got += n;
+    }
+    Ok(got as f64 * 8.0 / start.elapsed().as_secs_f64() / 1e9)
+}
