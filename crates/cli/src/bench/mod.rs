@@ -4,4 +4,5 @@
 pub mod api;
 pub mod controllers;
 pub mod dns;
+pub mod proxy;
 mod stats;
