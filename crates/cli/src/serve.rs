@@ -56,6 +56,9 @@ pub async fn serve(name: &str) -> Result<()> {
         while controllers.apiserver_version().await.is_err() {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+        if let Some(cidr) = info.underlay.filter(|_| info.nodes > 0) {
+            crate::external::ensure_lb_pool(&controllers, cidr).await;
+        }
         kinet_controllers::run(
             controllers.clone(),
             kinet_controllers::ControllerConfig::default(),
@@ -77,12 +80,14 @@ pub async fn serve(name: &str) -> Result<()> {
     result
 }
 
-/// Loopback for the host, and the underlay gateway (the host link) for the node agents.
+/// Loopback for the host, and the underlay gateway (the host link) for the node agents. The
+/// first is the advertised address (the `kubernetes` Service's endpoint): the gateway when
+/// there are nodes, since pods cannot reach the host's loopback.
 fn listen_addrs(info: &ClusterInfo) -> Vec<SocketAddr> {
     let mut addrs = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, info.port))];
     if let (Some(cidr), true) = (info.underlay, info.nodes > 0) {
         let gateway = Plan::new(&info.name, cidr, 0).underlay.gateway;
-        addrs.push(SocketAddr::from((gateway, info.port)));
+        addrs.insert(0, SocketAddr::from((gateway, info.port)));
     }
     addrs
 }
