@@ -9,15 +9,15 @@ use serde_json::Value;
 
 use crate::harness::{show, stdout, Cluster};
 
-const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.39";
+pub(crate) const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.39";
 
-fn json(c: &Cluster, args: &[&str]) -> Value {
+pub(crate) fn json(c: &Cluster, args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.extend(["-o", "json"]);
     serde_json::from_str(&c.kubectl_ok(&all)).unwrap()
 }
 
-fn ready(pod: &Value) -> bool {
+pub(crate) fn ready(pod: &Value) -> bool {
     pod["status"]["phase"] == "Running"
         && pod["status"]["conditions"].as_array().is_some_and(|cs| {
             cs.iter()
@@ -26,16 +26,16 @@ fn ready(pod: &Value) -> bool {
 }
 
 /// Waits until `selector` matches `count` pods, all Running and Ready; returns them.
-fn wait_ready(c: &Cluster, selector: &str, count: usize) -> Vec<Value> {
+pub(crate) fn wait_ready(c: &Cluster, selector: &str, count: usize) -> Vec<Value> {
     wait_ready_in(c, "default", selector, count)
 }
 
 /// The cluster DNS pods that `up` deploys: baselines are taken once they run.
-fn wait_dns(c: &Cluster) {
+pub(crate) fn wait_dns(c: &Cluster) {
     wait_ready_in(c, "kube-system", "k8s-app=kube-dns", 2);
 }
 
-fn wait_ready_in(c: &Cluster, ns: &str, selector: &str, count: usize) -> Vec<Value> {
+pub(crate) fn wait_ready_in(c: &Cluster, ns: &str, selector: &str, count: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let pods = json(c, &["get", "pods", "-n", ns, "-l", selector]);
@@ -52,7 +52,7 @@ fn wait_ready_in(c: &Cluster, ns: &str, selector: &str, count: usize) -> Vec<Val
     }
 }
 
-fn wait_gone(c: &Cluster, selector: &str) {
+pub(crate) fn wait_gone(c: &Cluster, selector: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !json(c, &["get", "pods", "-l", selector])["items"]
         .as_array()
@@ -63,7 +63,7 @@ fn wait_gone(c: &Cluster, selector: &str) {
     }
 }
 
-fn exec(c: &Cluster, pod: &str, cmd: &[&str]) -> String {
+pub(crate) fn exec(c: &Cluster, pod: &str, cmd: &[&str]) -> String {
     let mut args = vec!["exec", pod, "--"];
     args.extend(cmd);
     c.kubectl_ok(&args)
