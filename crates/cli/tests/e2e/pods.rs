@@ -63,6 +63,21 @@ pub(crate) fn wait_gone(c: &Cluster, selector: &str) {
     }
 }
 
+/// `kubectl apply -f -` with `yaml`, which must succeed.
+pub(crate) fn apply(c: &Cluster, yaml: &str) {
+    use std::io::Write;
+    let mut child = c
+        .kubectl_cmd(&["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+}
+
 pub(crate) fn exec(c: &Cluster, pod: &str, cmd: &[&str]) -> String {
     let mut args = vec!["exec", pod, "--"];
     args.extend(cmd);
@@ -233,24 +248,7 @@ spec:
 #[test]
 fn containers_share_localhost_and_identity_files() {
     let c = Cluster::up(1);
-    let mut apply = c.kubectl_cmd(&["apply", "-f", "-"]);
-    let out = {
-        use std::io::Write;
-        let mut child = apply
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(TWO_CONTAINERS.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    };
-    assert!(out.status.success(), "{}", show(&out));
+    apply(&c, TWO_CONTAINERS);
     let pod = wait_ready(&c, "app=web", 1).remove(0);
     let ip = pod["status"]["podIP"].as_str().unwrap().to_string();
 
