@@ -2,6 +2,7 @@
 //! One test binary so the harness is compiled once.
 
 mod controllers;
+mod dns;
 mod durability;
 mod harness;
 mod kubectl_basics;
