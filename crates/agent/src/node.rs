@@ -127,12 +127,11 @@ pub fn status(cfg: &NodeConfig, now: Timestamp, previous: Option<&NodeStatus>) -
     ]
     .into_iter()
     .map(|(type_, status, reason, message)| {
-        let transition = previous
+        let kept = previous
             .and_then(|p| p.conditions.as_ref())
             .and_then(|cs| cs.iter().find(|c| c.type_ == type_))
-            .filter(|c| c.status == status)
-            .and_then(|c| c.last_transition_time.clone())
-            .unwrap_or(Time(now));
+            .map(|c| (c.status.as_str(), c.last_transition_time.as_ref()));
+        let transition = transition_time(kept, status, now);
         NodeCondition {
             type_: type_.to_string(),
             status: status.to_string(),
@@ -186,6 +185,19 @@ fn resources(c: &Capacity) -> BTreeMap<String, Quantity> {
         ),
         ("pods".to_string(), Quantity(c.pods.to_string())),
     ])
+}
+
+/// A condition's `lastTransitionTime`: kept from the previous (status, time) while the status
+/// stays, `now` when it changes (as the kubelet sets node and pod conditions).
+pub fn transition_time(
+    previous: Option<(&str, Option<&Time>)>,
+    status: &str,
+    now: Timestamp,
+) -> Time {
+    previous
+        .filter(|(s, _)| *s == status)
+        .and_then(|(_, t)| t.cloned())
+        .unwrap_or(Time(now))
 }
 
 /// Whether `node` says Ready=True.

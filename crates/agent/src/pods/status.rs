@@ -215,12 +215,11 @@ fn condition(
     now: Timestamp,
 ) -> PodCondition {
     let status = if ok { "True" } else { "False" };
-    let transition = previous
+    let kept = previous
         .and_then(|p| p.conditions.as_ref())
         .and_then(|cs| cs.iter().find(|c| c.type_ == type_))
-        .filter(|c| c.status == status)
-        .and_then(|c| c.last_transition_time.clone())
-        .unwrap_or(Time(now));
+        .map(|c| (c.status.as_str(), c.last_transition_time.as_ref()));
+    let transition = crate::node::transition_time(kept, status, now);
     PodCondition {
         type_: type_.into(),
         status: status.into(),
