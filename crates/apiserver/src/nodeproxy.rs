@@ -6,16 +6,12 @@
 //!
 //! The pure parts (which container, which address, which kubelet path) come first.
 
-use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper::body::{Body, Frame};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use kinet_types::ApiError;
@@ -206,7 +202,7 @@ impl Forward<'_> {
                 }
             }
         });
-        let mut reply = Response::new(ChannelBody(rx).boxed());
+        let mut reply = Response::new(kinet_node_api::ChannelBody(rx).boxed());
         reply
             .headers_mut()
             .insert(header::CONTENT_TYPE, "text/plain".parse().expect("valid"));
@@ -359,21 +355,6 @@ async fn agent_error(resp: Response<hyper::body::Incoming>) -> ApiError {
         404 => ApiError::new(404, "NotFound", text),
         500 => ApiError::internal(text),
         other => ApiError::new(other, "", text),
-    }
-}
-
-/// A reply body fed by a channel; it ends when the sender is dropped.
-struct ChannelBody(mpsc::Receiver<Bytes>);
-
-impl Body for ChannelBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b))))
     }
 }
 

@@ -33,7 +33,7 @@ pub mod tls;
 
 use std::path::PathBuf;
 
-pub use server::serve;
+pub use server::{serve, ChannelBody};
 pub use tls::{client_config, server_config, API_SERVER_CLIENT_CN};
 
 /// The kubelet's port, where the API server finds the agent by default.

@@ -290,8 +290,9 @@ fn text(status: StatusCode, message: impl Into<String>) -> Reply {
         .expect("valid response")
 }
 
-/// A response body fed by a channel; it ends when the sender is dropped.
-struct ChannelBody(mpsc::Receiver<Bytes>);
+/// A response body fed by a channel; it ends when the sender is dropped. The API server uses
+/// it too, for the log streams it relays.
+pub struct ChannelBody(pub mpsc::Receiver<Bytes>);
 
 impl Body for ChannelBody {
     type Data = Bytes;
