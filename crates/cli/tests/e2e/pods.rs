@@ -73,7 +73,12 @@ pub(crate) fn apply(c: &Cluster, yaml: &str) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", show(&out));
 }
@@ -357,6 +362,44 @@ fn restarts_previous_logs_and_unknown_images() {
     assert!(previous.starts_with("run "), "{previous}");
     let current = c.kubectl_ok(&["logs", "crash"]);
     assert_ne!(previous, current);
+
+    // A killed agent comes back with `kinet up` and adopts the running sandbox: same pause,
+    // same container process, same IP.
+    c.kubectl_ok(&["run", "keep", "--image", "nginx"]);
+    let before = wait_ready(&c, "run=keep", 1).remove(0);
+    let pid_file = c
+        .state_dir()
+        .join(format!("agents/{}-control-plane.pid", c.name));
+    let agent: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(std::process::Command::new("kill")
+        .args(["-9", &agent.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = c.kinet(&["up"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let log = c
+        .state_dir()
+        .join(format!("logs/{}-control-plane.log", c.name));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("adopted the running sandbox")
+    {
+        assert!(Instant::now() < deadline, "the new agent adopted nothing");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = wait_ready(&c, "run=keep", 1).remove(0);
+    let id = |p: &Value| p["status"]["containerStatuses"][0]["containerID"].clone();
+    assert_eq!(id(&after), id(&before));
+    assert_eq!(after["status"]["podIP"], before["status"]["podIP"]);
+    assert_eq!(after["status"]["containerStatuses"][0]["restartCount"], 0);
+    let page = exec(&c, "keep", &["curl", "-s", "http://localhost/"]);
+    assert!(page.contains("Welcome to nginx!"), "{page}");
 
     let p = json(&c, &["get", "pod", "nope"]);
     let waiting = &p["status"]["containerStatuses"][0]["state"]["waiting"];
