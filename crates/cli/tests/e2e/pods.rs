@@ -460,3 +460,59 @@ fn a_hundred_pods_come_and_go_without_leaks() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn host_gw_backend_routes_pods_across_nodes() {
+    let c = Cluster::new();
+    let out = c.kinet(&["up", "--nodes", "2", "--backend", "host-gw"]);
+    assert!(out.status.success(), "{}", show(&out));
+    c.kubectl_ok(&[
+        "create",
+        "deployment",
+        "hg",
+        "--image",
+        AGNHOST,
+        "--replicas",
+        "4",
+        "--",
+        "/agnhost",
+        "netexec",
+        "--http-port=8080",
+    ]);
+    let pods = wait_ready(&c, "app=hg", 4);
+    let nodes: BTreeSet<&str> = pods
+        .iter()
+        .map(|p| p["spec"]["nodeName"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes.len(), 2, "{nodes:?}");
+    let (from, from_ip) = (
+        pods[0]["metadata"]["name"].as_str().unwrap(),
+        pods[0]["status"]["podIP"].as_str().unwrap(),
+    );
+    for p in &pods[1..] {
+        let to = p["status"]["podIP"].as_str().unwrap();
+        let seen = exec(
+            &c,
+            from,
+            &[
+                "curl",
+                "-s",
+                "--max-time",
+                "5",
+                &format!("http://{to}:8080/clientip"),
+            ],
+        );
+        assert_eq!(seen.split(':').next(), Some(from_ip), "{from} -> {to}");
+    }
+    // No overlay: plain routes via the other node's underlay address, no flannel.1.
+    let node = pods[0]["spec"]["nodeName"].as_str().unwrap();
+    let routes = stdout(&c.node_exec(node, &["ip", "route"]));
+    assert!(
+        routes
+            .lines()
+            .any(|l| l.contains(" via 172.") && l.contains("dev eth0")),
+        "{routes}"
+    );
+    let links = stdout(&c.node_exec(node, &["ip", "-br", "link"]));
+    assert!(!links.contains("flannel.1"), "{links}");
+}
