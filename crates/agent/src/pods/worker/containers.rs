@@ -1,0 +1,353 @@
+//! Starting, restarting and accounting for containers: image and argv, environment, the
+//! kubelet's crash-loop back-off, exits.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Secret, Service};
+use k8s_openapi::jiff::Timestamp;
+use kinet_controllers::events::EventType;
+use kube::Api;
+use tokio::time::Instant;
+
+use super::probing::trackers;
+use super::{Event, Kind, Worker, RETRY};
+use crate::pods::env::{self, Objects, Sources};
+use crate::pods::files;
+use crate::pods::process::{self, Launch};
+use crate::pods::status::{Exit, State};
+
+/// The kubelet's crash-loop back-off: 10 s doubling up to 5 min, reset after 10 min of running.
+const BACKOFF_BASE: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
+
+pub(super) fn backoff_delay(n: u32) -> Duration {
+    if n == 0 {
+        return Duration::ZERO;
+    }
+    BACKOFF_BASE
+        .saturating_mul(1 << (n - 1).min(10))
+        .min(BACKOFF_MAX)
+}
+
+impl Worker {
+    pub(super) async fn env_sources(
+        &self,
+        c: &Container,
+    ) -> Result<(Vec<Service>, Objects, Objects), String> {
+        let client = self.rt.client.clone();
+        let ns = self.rec.namespace.clone();
+        let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
+        let mut services = svcs
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items;
+        if ns != "default" {
+            let default: Api<Service> = Api::namespaced(client.clone(), "default");
+            if let Ok(k) = default.get("kubernetes").await {
+                services.push(k);
+            }
+        }
+        let (cm_names, secret_names) = env::references(c);
+        let mut cms = Objects::new();
+        let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        for n in cm_names {
+            if let Some(cm) = cm_api.get_opt(&n).await.map_err(|e| e.to_string())? {
+                cms.insert(n, cm.data.unwrap_or_default());
+            }
+        }
+        let mut secrets = Objects::new();
+        let s_api: Api<Secret> = Api::namespaced(client, &ns);
+        for n in secret_names {
+            if let Some(s) = s_api.get_opt(&n).await.map_err(|e| e.to_string())? {
+                secrets.insert(n, env::secret_data(&s.data.unwrap_or_default()));
+            }
+        }
+        Ok((services, cms, secrets))
+    }
+
+    pub(super) fn set_state(&mut self, idx: usize, state: State) {
+        self.rec.containers[idx].record.state = state;
+    }
+
+    pub(super) fn waiting(&mut self, idx: usize, reason: &str, message: Option<String>) {
+        self.set_state(
+            idx,
+            State::Waiting {
+                reason: reason.into(),
+                message,
+            },
+        );
+    }
+
+    pub(super) async fn start_container(&mut self, idx: usize) {
+        let spec = self.slots[idx].spec.clone();
+        let name = spec.name.clone();
+        let image_ref = spec.image.clone().unwrap_or_default();
+        self.slots[idx].due = None;
+        let Some(image) = kinet_images::lookup(&image_ref) else {
+            let failures = self.slots[idx].image_failures;
+            self.slots[idx].image_failures += 1;
+            self.slots[idx].due = Some(Instant::now() + backoff_delay(failures + 1));
+            if failures == 0 {
+                let msg = format!(
+                    "Failed to pull image \"{}\": kinet runs only its built-in images ({})",
+                    image_ref,
+                    kinet_images::known_names()
+                );
+                self.waiting(idx, "ErrImagePull", Some(msg.clone()));
+                self.event(EventType::Warning, "Failed", &msg).await;
+            } else {
+                let msg = format!("Back-off pulling image \"{image_ref}\"");
+                self.waiting(idx, "ImagePullBackOff", Some(msg.clone()));
+                self.event(EventType::Normal, "BackOff", &msg).await;
+            }
+            return;
+        };
+        let (services, cms, secrets) = match self.env_sources(&spec).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.waiting(idx, "CreateContainerConfigError", Some(e));
+                self.slots[idx].due = Some(Instant::now() + RETRY);
+                return;
+            }
+        };
+        let src = Sources {
+            services: &services,
+            config_maps: &cms,
+            secrets: &secrets,
+            pod_ip: self.rec.ip.to_string(),
+            host_ip: self.rt.cfg.host_ip.to_string(),
+        };
+        let container_env = match env::container_env(&self.pod, &spec, &src) {
+            Ok(e) => e,
+            Err(e) => {
+                self.event(EventType::Warning, "Failed", &format!("Error: {e}"))
+                    .await;
+                self.waiting(idx, "CreateContainerConfigError", Some(e));
+                self.slots[idx].due = Some(Instant::now() + RETRY);
+                return;
+            }
+        };
+        let (hostname, _) = files::hostname(&self.pod, &self.rt.cfg.dns);
+        let mut full = vec![
+            ("PATH".to_string(), process::DEFAULT_PATH.to_string()),
+            ("HOSTNAME".to_string(), hostname),
+        ];
+        for (k, v) in container_env {
+            match full.iter_mut().find(|(n, _)| *n == k) {
+                Some(slot) => slot.1 = v,
+                None => full.push((k, v)),
+            }
+        }
+        if !full.iter().any(|(k, _)| k == "HOME") {
+            full.push(("HOME".into(), "/root".into()));
+        }
+        let expand = |v: &Option<Vec<String>>| -> Vec<String> {
+            v.iter().flatten().map(|s| env::expand(s, &full)).collect()
+        };
+        let (command, args) = (expand(&spec.command), expand(&spec.args));
+        let restarts = self.rec.containers[idx].record.restarts;
+        let log = self.rt.dirs.log(&self.rec.uid, &name, restarts);
+        let argv = match kinet_images::plan(image, &command, &args) {
+            Ok(kinet_images::Plan::Builtin { image, args }) => {
+                let mut argv = vec![
+                    self.rt.cfg.exe.display().to_string(),
+                    "image-run".into(),
+                    image.to_string(),
+                    "--".into(),
+                ];
+                argv.extend(args);
+                argv
+            }
+            Ok(kinet_images::Plan::Exec { argv }) => argv,
+            Err(e) => {
+                // The real image's program would start and exit with its usage error.
+                let _ = std::fs::create_dir_all(log.parent().expect("log dir"));
+                let _ = std::fs::write(&log, format!("{e}\n"));
+                self.exited_now(idx, 1, "Error").await;
+                return;
+            }
+        };
+        if process::resolve(&argv[0]).is_none() {
+            let msg = format!(
+                "failed to create containerd task: exec: \"{}\": executable file not found in $PATH",
+                argv[0]
+            );
+            self.event(EventType::Warning, "Failed", &format!("Error: {msg}"))
+                .await;
+            self.exited_now(idx, 128, "StartError").await;
+            return;
+        }
+        let Some(pause) = self.rec.pause else { return };
+        let launch = Launch {
+            argv,
+            env: full.clone(),
+            working_dir: spec.working_dir.clone(),
+            log,
+        };
+        if self.slots[idx].instance == 0 && restarts == 0 {
+            let msg = format!("Container image \"{image_ref}\" already present on machine");
+            self.event(EventType::Normal, "Pulled", &msg).await;
+        }
+        self.event(
+            EventType::Normal,
+            "Created",
+            &format!("Created container: {name}"),
+        )
+        .await;
+        match process::spawn(pause.pid, &launch) {
+            Ok((mut child, proc)) => {
+                let now = Instant::now();
+                let slot = &mut self.slots[idx];
+                slot.instance += 1;
+                slot.started = Some(now);
+                slot.env = full;
+                slot.probes = trackers(&slot.spec, now);
+                let ready = !slot.probes.iter().any(|(k, _)| *k == Kind::Readiness);
+                let started = !slot.probes.iter().any(|(k, _)| *k == Kind::Startup);
+                let (tx, instance) = (self.tx.clone(), slot.instance);
+                tokio::spawn(async move {
+                    let code = child.wait().await.ok().map(process::exit_code);
+                    let _ = tx.send(Event::Exited {
+                        idx,
+                        instance,
+                        code,
+                    });
+                });
+                let c = &mut self.rec.containers[idx];
+                c.process = Some(proc);
+                c.record.ready = ready;
+                c.record.started = started;
+                c.record.state = State::Running {
+                    pid: proc.pid,
+                    started_at: Timestamp::now(),
+                };
+                self.event(
+                    EventType::Normal,
+                    "Started",
+                    &format!("Started container {name}"),
+                )
+                .await;
+            }
+            Err(e) => {
+                let msg = format!("Error: failed to start container {name:?}: {e}");
+                self.event(EventType::Warning, "Failed", &msg).await;
+                self.exited_now(idx, 128, "StartError").await;
+            }
+        }
+    }
+
+    /// A container that ended before it ran (start errors): recorded as an exit.
+    pub(super) async fn exited_now(&mut self, idx: usize, code: i32, reason: &str) {
+        let now = Timestamp::now();
+        let mut exit = Exit::new(code, now, now, 0);
+        exit.reason = reason.into();
+        self.slots[idx].started = Some(Instant::now());
+        self.after_exit(idx, exit).await;
+    }
+
+    pub(super) async fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Exited {
+                idx,
+                instance,
+                code,
+            } => {
+                if self.slots[idx].instance != instance {
+                    return;
+                }
+                let c = &mut self.rec.containers[idx];
+                let (pid, started_at) = match c.record.state {
+                    State::Running { pid, started_at } => (pid, started_at),
+                    _ => (0, Timestamp::now()),
+                };
+                c.process = None;
+                let exit = match code {
+                    Some(code) => Exit::new(code, started_at, Timestamp::now(), pid),
+                    None => Exit {
+                        code: 137,
+                        reason: "ContainerStatusUnknown".into(),
+                        started_at,
+                        finished_at: Timestamp::now(),
+                        pid,
+                    },
+                };
+                self.after_exit(idx, exit).await;
+            }
+            Event::Probe {
+                idx,
+                instance,
+                kind,
+                result,
+            } => {
+                if self.slots[idx].instance != instance {
+                    return;
+                }
+                self.probe_result(idx, kind, result).await;
+            }
+        }
+    }
+
+    pub(super) async fn after_exit(&mut self, idx: usize, exit: Exit) {
+        let policy = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.clone())
+            .unwrap_or_else(|| "Always".into());
+        let restart = match policy.as_str() {
+            "Never" => false,
+            "OnFailure" => exit.code != 0,
+            _ => true,
+        };
+        let slot = &mut self.slots[idx];
+        slot.probes.clear();
+        if slot.started.is_some_and(|s| s.elapsed() >= BACKOFF_RESET) {
+            slot.backoff = 0;
+        }
+        let c = &mut self.rec.containers[idx];
+        c.record.ready = false;
+        c.record.started = false;
+        if !restart {
+            c.record.state = State::Terminated(exit);
+            return;
+        }
+        let delay = backoff_delay(slot.backoff);
+        slot.backoff += 1;
+        slot.due = Some(Instant::now() + delay);
+        c.record.last = Some(exit);
+        c.record.restarts += 1;
+        let name = c.record.name.clone();
+        if delay.is_zero() {
+            c.record.state = State::Waiting {
+                reason: "ContainerCreating".into(),
+                message: None,
+            };
+        } else {
+            let (pod, ns, uid) = (&self.rec.name, &self.rec.namespace, &self.rec.uid);
+            c.record.state = State::Waiting {
+                reason: "CrashLoopBackOff".into(),
+                message: Some(format!(
+                    "back-off {}s restarting failed container={name} pod={pod}_{ns}({uid})",
+                    delay.as_secs()
+                )),
+            };
+            let msg =
+                format!("Back-off restarting failed container {name} in pod {pod}_{ns}({uid})");
+            self.event(EventType::Warning, "BackOff", &msg).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crash_loop_backoff_doubles_to_five_minutes() {
+        let secs: Vec<u64> = (0..8).map(|n| backoff_delay(n).as_secs()).collect();
+        assert_eq!(secs, [0, 10, 20, 40, 80, 160, 300, 300]);
+    }
+}
