@@ -73,6 +73,9 @@ pub fn prepare_update(resource: &Resource, part: Part, old: &Value, new: Value) 
                     new.as_object_mut().map(|m| m.remove("status"));
                 }
             }
+            if resource.kind == "Service" {
+                drop_type_dependent_fields(old, &mut new);
+            }
             new
         }
         Part::Main => new,
@@ -90,6 +93,67 @@ pub fn prepare_update(resource: &Resource, part: Part, old: &Value, new: Value) 
             merged
         }
     }
+}
+
+/// kube-apiserver's `dropTypeDependentFields`: when a Service changes type, the fields only the
+/// old type used are cleared if the client left them as they were, so `kubectl patch` to
+/// `ClusterIP` works without also nulling node ports and traffic policies.
+fn drop_type_dependent_fields(old: &Value, new: &mut Value) {
+    let kind = |v: &Value| {
+        v["spec"]["type"]
+            .as_str()
+            .unwrap_or("ClusterIP")
+            .to_string()
+    };
+    let (was, now) = (kind(old), kind(new));
+    if was == now {
+        return;
+    }
+    let external = |t: &str| t == "NodePort" || t == "LoadBalancer";
+    let Some(spec) = new["spec"].as_object_mut() else {
+        return;
+    };
+    if external(&was) && !external(&now) {
+        let old_ports = old["spec"]["ports"].as_array().cloned().unwrap_or_default();
+        for port in spec
+            .get_mut("ports")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            let kept = old_ports
+                .iter()
+                .any(|o| o["port"] == port["port"] && o.get("nodePort") == port.get("nodePort"));
+            if kept {
+                port.as_object_mut().map(|p| p.remove("nodePort"));
+            }
+        }
+    }
+    let mut clear = |field: &str, when: bool, spec: &mut serde_json::Map<String, Value>| {
+        if when && old["spec"].get(field) == spec.get(field) {
+            spec.remove(field);
+        }
+    };
+    clear(
+        "externalTrafficPolicy",
+        external(&was) && !external(&now),
+        spec,
+    );
+    clear(
+        "healthCheckNodePort",
+        was == "LoadBalancer" && now != "LoadBalancer",
+        spec,
+    );
+    clear(
+        "allocateLoadBalancerNodePorts",
+        was == "LoadBalancer" && now != "LoadBalancer",
+        spec,
+    );
+    clear(
+        "loadBalancerClass",
+        was == "LoadBalancer" && now != "LoadBalancer",
+        spec,
+    );
 }
 
 #[cfg(test)]
@@ -117,6 +181,27 @@ mod tests {
             prepare_update(cm, Part::Main, &json!({}), json!({"data": {"a": "b"}})),
             json!({"data": {"a": "b"}})
         );
+    }
+
+    #[test]
+    fn a_service_turned_cluster_ip_drops_what_only_its_old_type_used() {
+        let svc = lookup("", "v1", "services").unwrap();
+        let old = json!({"spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+            "healthCheckNodePort": 31000, "allocateLoadBalancerNodePorts": true,
+            "ports": [{"port": 80, "nodePort": 30080}]}, "status": {}});
+        let mut new = old.clone();
+        new["spec"]["type"] = json!("ClusterIP");
+        let merged = prepare_update(svc, Part::Main, &old, new);
+        assert_eq!(
+            merged["spec"],
+            json!({"type": "ClusterIP", "ports": [{"port": 80}]})
+        );
+        // A value the client changed is its own: left for validation to judge.
+        let mut new = old.clone();
+        new["spec"]["type"] = json!("ClusterIP");
+        new["spec"]["ports"][0]["nodePort"] = json!(30081);
+        let merged = prepare_update(svc, Part::Main, &old, new);
+        assert_eq!(merged["spec"]["ports"][0]["nodePort"], 30081);
     }
 
     #[test]
