@@ -129,7 +129,7 @@ fn drop_type_dependent_fields(old: &Value, new: &mut Value) {
             }
         }
     }
-    let mut clear = |field: &str, when: bool, spec: &mut serde_json::Map<String, Value>| {
+    let clear = |field: &str, when: bool, spec: &mut serde_json::Map<String, Value>| {
         if when && old["spec"].get(field) == spec.get(field) {
             spec.remove(field);
         }
