@@ -186,6 +186,15 @@ enum BenchCommand {
         #[arg(long, default_value_t = 200)]
         watch_events: usize,
     },
+    /// Pods on a real 3-node cluster: start latency and throughput, network setup, memory,
+    /// pod-to-pod TCP throughput against a raw veth pair (needs iperf3).
+    Pods {
+        /// Batch sizes (pods created at once).
+        #[arg(long, value_delimiter = ',', default_value = "100,500")]
+        batches: Vec<usize>,
+        #[arg(long, default_value_t = 100)]
+        network_pods: usize,
+    },
     /// The control loops: a large Deployment until bound, and pod readiness to EndpointSlices.
     Controllers {
         #[arg(long, default_value_t = 1000)]
@@ -330,6 +339,19 @@ async fn main() -> anyhow::Result<()> {
                 samples,
                 seconds,
                 mib,
+            })
+            .await
+        }
+        Command::Bench {
+            what:
+                BenchCommand::Pods {
+                    batches,
+                    network_pods,
+                },
+        } => {
+            bench::pods::run(bench::pods::Options {
+                batches,
+                network_pods,
             })
             .await
         }

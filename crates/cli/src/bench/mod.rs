@@ -4,5 +4,6 @@
 pub mod api;
 pub mod controllers;
 pub mod dns;
+pub mod pods;
 pub mod proxy;
 mod stats;
