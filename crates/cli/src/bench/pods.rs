@@ -86,7 +86,8 @@ fn pod(name: &str, app: &str, args: &[&str], node: Option<&str>) -> Result<Pod> 
 
 fn running_with_ip(p: &Pod) -> bool {
     p.status.as_ref().is_some_and(|s| {
-        s.phase.as_deref() == Some("Running") && s.pod_ip.as_deref().is_some_and(|ip| !ip.is_empty())
+        s.phase.as_deref() == Some("Running")
+            && s.pod_ip.as_deref().is_some_and(|ip| !ip.is_empty())
     })
 }
 
@@ -134,9 +135,17 @@ async fn batch(client: &Client, app: &str, count: usize) -> Result<(Duration, Sa
     }
     let wall = start.elapsed();
     creator.await??;
-    pods.delete_collection(&DeleteParams::default(), &ListParams::default().labels(&format!("app={app}")))
-        .await?;
-    while !pods.list(&ListParams::default().labels(&format!("app={app}"))).await?.items.is_empty() {
+    pods.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels(&format!("app={app}")),
+    )
+    .await?;
+    while !pods
+        .list(&ListParams::default().labels(&format!("app={app}")))
+        .await?
+        .items
+        .is_empty()
+    {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok((wall, latencies))
@@ -164,7 +173,11 @@ fn pod_pids(dir: &Path) -> Vec<u32> {
     for node in nodes.flatten() {
         for rec in kinet_agent::pods::PodDirs::new(&node.path()).load_all() {
             pids.extend(rec.pause.map(|p| p.pid));
-            pids.extend(rec.containers.iter().filter_map(|c| c.process.map(|p| p.pid)));
+            pids.extend(
+                rec.containers
+                    .iter()
+                    .filter_map(|c| c.process.map(|p| p.pid)),
+            );
         }
     }
     pids
@@ -175,11 +188,22 @@ async fn memory(c: &BenchCluster, client: &Client, count: usize) -> Result<(f64,
     let before: u64 = pod_pids(&c.dir()).iter().map(|p| pss_kib(*p)).sum();
     let pods_before = pod_pids(&c.dir()).len();
     for i in 0..count {
-        pods.create(&PostParams::default(), &pod(&format!("idle-{i}"), "idle", &["pause"], None)?)
-            .await?;
+        pods.create(
+            &PostParams::default(),
+            &pod(&format!("idle-{i}"), "idle", &["pause"], None)?,
+        )
+        .await?;
     }
     let lp = ListParams::default().labels("app=idle");
-    while pods.list(&lp).await?.items.iter().filter(|p| running_with_ip(p)).count() < count {
+    while pods
+        .list(&lp)
+        .await?
+        .items
+        .iter()
+        .filter(|p| running_with_ip(p))
+        .count()
+        < count
+    {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -190,9 +214,11 @@ async fn memory(c: &BenchCluster, client: &Client, count: usize) -> Result<(f64,
         .flatten()
         .filter_map(|e| std::fs::read_to_string(e.path()).ok()?.trim().parse().ok())
         .collect();
-    let agent_kib = agents.iter().map(|p| pss_kib(*p)).sum::<u64>() as f64 / agents.len().max(1) as f64;
+    let agent_kib =
+        agents.iter().map(|p| pss_kib(*p)).sum::<u64>() as f64 / agents.len().max(1) as f64;
     debug_assert!(pids.len() >= pods_before);
-    pods.delete_collection(&DeleteParams::default(), &lp).await?;
+    pods.delete_collection(&DeleteParams::default(), &lp)
+        .await?;
     while !pods.list(&lp).await?.items.is_empty() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -239,7 +265,9 @@ fn raw_veth() -> Result<f64> {
     let result = (|| {
         sh(&["netns", "add", &a])?;
         sh(&["netns", "add", &b])?;
-        sh(&["-n", &a, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &b])?;
+        sh(&[
+            "-n", &a, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &b,
+        ])?;
         sh(&["-n", &a, "addr", "add", "10.99.0.1/24", "dev", "eth0"])?;
         sh(&["-n", &b, "addr", "add", "10.99.0.2/24", "dev", "eth0"])?;
         for ns in [&a, &b] {
@@ -258,11 +286,18 @@ fn raw_veth() -> Result<f64> {
 }
 
 /// Two pods on given nodes; returns ((server pid, server ip), client pid).
-async fn pair(client: &Client, nodes: (&str, &str), tag: &str) -> Result<((String, String), String)> {
+async fn pair(
+    client: &Client,
+    nodes: (&str, &str),
+    tag: &str,
+) -> Result<((String, String), String)> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     for (i, node) in [nodes.0, nodes.1].iter().enumerate() {
-        pods.create(&PostParams::default(), &pod(&format!("{tag}-{i}"), tag, &["pause"], Some(node))?)
-            .await?;
+        pods.create(
+            &PostParams::default(),
+            &pod(&format!("{tag}-{i}"), tag, &["pause"], Some(node))?,
+        )
+        .await?;
     }
     let lp = ListParams::default().labels(&format!("app={tag}"));
     loop {
@@ -295,7 +330,12 @@ async fn network_setup(count: usize) -> Result<Samples> {
     let node = kinet_netns::NetNs::create(&format!("{tag}-node"))?;
     let mut made = vec![node.name().to_string()];
     let result = async {
-        let net = NodeNetwork::new("10.98.0.0/16".parse()?, "192.0.2.1".parse()?, 1500, Backend::HostGw);
+        let net = NodeNetwork::new(
+            "10.98.0.0/16".parse()?,
+            "192.0.2.1".parse()?,
+            1500,
+            Backend::HostGw,
+        );
         kinet_cni::ensure_pod_bridge(&node, &net).await?;
         let mut samples = Samples::default();
         for i in 0..count {
@@ -324,7 +364,10 @@ async fn network_setup(count: usize) -> Result<Samples> {
 }
 
 pub async fn run(opts: Options) -> Result<()> {
-    println!("pod network setup (netns + veth on cbr0 + address + routes), {} pods:", opts.network_pods);
+    println!(
+        "pod network setup (netns + veth on cbr0 + address + routes), {} pods:",
+        opts.network_pods
+    );
     let setup = network_setup(opts.network_pods).await?;
     println!("  p50 {} ms   p99 {} ms", ms(setup.p50()), ms(setup.p99()));
 
@@ -345,7 +388,10 @@ pub async fn run(opts: Options) -> Result<()> {
         );
     }
     let (per_pod, agent) = memory(&c, &client, 100).await?;
-    println!("memory (PSS): {:.0} KiB per idle pod (pause + agnhost pause), {:.0} KiB per agent", per_pod, agent);
+    println!(
+        "memory (PSS): {:.0} KiB per idle pod (pause + agnhost pause), {:.0} KiB per agent",
+        per_pod, agent
+    );
 
     let raw = raw_veth()?;
     let ((s1, ip1), c1) = pair(&client, (&nodes[1], &nodes[1]), "same").await?;
