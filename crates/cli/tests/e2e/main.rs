@@ -9,4 +9,5 @@ mod kubectl_basics;
 mod lifecycle;
 mod nodes;
 mod pods;
+mod services;
 mod stop;

@@ -89,7 +89,7 @@ pub(crate) fn exec(c: &Cluster, pod: &str, cmd: &[&str]) -> String {
     c.kubectl_ok(&args)
 }
 
-fn ip_in_cidr(ip: &str, cidr: &str) -> bool {
+pub(crate) fn ip_in_cidr(ip: &str, cidr: &str) -> bool {
     let parse = |s: &str| -> u32 {
         s.split('.')
             .map(|o| o.parse::<u32>().unwrap())

@@ -1,0 +1,511 @@
+//! Issue 5: the service proxy, tried as a new user would. A 3-replica agnhost netexec
+//! Deployment behind ClusterIP, UDP, NodePort and LoadBalancer Services; session affinity,
+//! externalTrafficPolicy Local and its health-check port, scaling to 0 and back, and the
+//! rules as `nft` and `kinet proxy rules` show them. Traffic goes only to addresses of the
+//! test's own cluster: pod and Service IPs from its pods, node and LoadBalancer IPs (checked
+//! to lie in its underlay) from the host and from its outside namespace.
+
+use std::collections::BTreeSet;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::{kinet, show, stdout, Cluster};
+use crate::pods::{exec, ip_in_cidr, json, wait_dns, wait_ready, wait_ready_in, AGNHOST};
+
+/// `count` agnhost netexec pods labelled `app=<name>`: `/hostname`, `/clientip`, and
+/// `hostname` over UDP on 8081.
+fn netexec(c: &Cluster, name: &str, replicas: usize) -> BTreeSet<String> {
+    c.kubectl_ok(&[
+        "create",
+        "deployment",
+        name,
+        "--image",
+        AGNHOST,
+        "--replicas",
+        &replicas.to_string(),
+        "--",
+        "/agnhost",
+        "netexec",
+        "--http-port=8080",
+        "--udp-port=8081",
+    ]);
+    names(&wait_ready(c, &format!("app={name}"), replicas))
+}
+
+/// A pod that only waits, to run curl and bash from.
+fn client(c: &Cluster) -> String {
+    c.kubectl_ok(&[
+        "run",
+        "client",
+        "--image",
+        AGNHOST,
+        "--command",
+        "--",
+        "/agnhost",
+        "pause",
+    ]);
+    wait_ready_in(c, "default", "run=client", 1);
+    "client".to_string()
+}
+
+fn names(pods: &[Value]) -> BTreeSet<String> {
+    pods.iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Runs a bash script inside `pod`.
+fn sh(c: &Cluster, pod: &str, script: &str) -> String {
+    exec(c, pod, &["bash", "-c", script])
+}
+
+/// `n` curls from `pod`, one answer per line (an empty line for a failed curl).
+fn curls(c: &Cluster, pod: &str, url: &str, n: usize) -> Vec<String> {
+    let out = sh(
+        c,
+        pod,
+        &format!("for i in $(seq {n}); do curl -s --max-time 2 {url}; echo; done"),
+    );
+    out.lines().map(str::to_string).collect()
+}
+
+/// One curl from `pod`, timed inside the pod: (curl's exit code, milliseconds).
+fn timed_curl(c: &Cluster, pod: &str, url: &str) -> (i32, u64) {
+    let out = sh(
+        c,
+        pod,
+        &format!(
+            "s=$(date +%s%N); curl -s -o /dev/null --max-time 5 {url}; rc=$?; \
+             echo $rc $(( ($(date +%s%N) - s) / 1000000 ))"
+        ),
+    );
+    let mut f = out.split_whitespace();
+    let rc = f.next().and_then(|s| s.parse().ok()).expect(&out);
+    let ms = f.next().and_then(|s| s.parse().ok()).expect(&out);
+    (rc, ms)
+}
+
+/// Polls `f` every 100 ms until it gives a value; panics with `what` after `timeout`.
+fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// curl from the host; Some(body) on success.
+fn host_curl(url: &str) -> Option<String> {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "2", url])
+        .output()
+        .unwrap();
+    out.status.success().then(|| stdout(&out))
+}
+
+/// `kinet external exec --name <cluster> -- <cmd>`.
+fn external(c: &Cluster, cmd: &[&str]) -> Output {
+    let mut all = vec!["external", "exec", "--name", &c.name, "--"];
+    all.extend(cmd);
+    kinet(&c.home, &all)
+}
+
+/// The cluster's underlay subnet, as `kinet up` recorded it.
+fn underlay(c: &Cluster) -> String {
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(c.state_dir().join("cluster.json")).unwrap())
+            .unwrap();
+    info["underlay"].as_str().unwrap().to_string()
+}
+
+fn cluster_ip(c: &Cluster, svc: &str) -> String {
+    json(c, &["get", "svc", svc])["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Whether the Service's EndpointSlices list no endpoint at all.
+fn no_endpoints(c: &Cluster, svc: &str) -> bool {
+    let slices = json(
+        c,
+        &[
+            "get",
+            "endpointslices",
+            "-l",
+            &format!("kubernetes.io/service-name={svc}"),
+        ],
+    );
+    slices["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["endpoints"].as_array().is_none_or(|e| e.is_empty()))
+}
+
+/// The pod name in a `/hostname` answer, checked to be one of `pods`.
+fn one_of(pods: &BTreeSet<String>, answer: &str) -> bool {
+    pods.contains(answer.trim())
+}
+
+#[test]
+fn cluster_ip_spreads_keeps_affinity_answers_udp_and_follows_scaling() {
+    let c = Cluster::up(3);
+    wait_dns(&c);
+    let pods = netexec(&c, "netexec", 3);
+    let client = client(&c);
+    let client_ip = json(&c, &["get", "pod", &client])["status"]["podIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.kubectl_ok(&[
+        "expose",
+        "deployment",
+        "netexec",
+        "--port",
+        "80",
+        "--target-port",
+        "8080",
+    ]);
+    let ip = cluster_ip(&c, "netexec");
+    let url = format!("http://{ip}/hostname");
+    poll("the ClusterIP answers", Duration::from_secs(5), || {
+        curls(&c, &client, &url, 1)
+            .first()
+            .filter(|a| one_of(&pods, a))
+            .cloned()
+    });
+
+    // 30 curls reach all 3 pods.
+    let answers = curls(&c, &client, &url, 30);
+    assert_eq!(answers.len(), 30, "{answers:?}");
+    assert!(answers.iter().all(|a| one_of(&pods, a)), "{answers:?}");
+    let seen: BTreeSet<String> = answers.into_iter().collect();
+    assert_eq!(seen, pods, "30 curls reached only {seen:?}");
+
+    // Pod to pod through a Service keeps the client's address.
+    let seen_ip = curls(&c, &client, &format!("http://{ip}/clientip"), 1).remove(0);
+    assert_eq!(seen_ip.split(':').next(), Some(client_ip.as_str()));
+
+    // Hairpin: a backend reaches the Service, itself included.
+    let me = pods.iter().next().unwrap();
+    let answers = curls(&c, me, &url, 20);
+    assert!(answers.iter().all(|a| one_of(&pods, a)), "{answers:?}");
+    assert!(
+        answers.contains(me),
+        "{me} never reached itself: {answers:?}"
+    );
+
+    // sessionAffinity ClientIP: 15 curls in a row reach one pod. Rules change within
+    // milliseconds of the patch; a round that mixes pods before that is retried.
+    c.kubectl_ok(&[
+        "patch",
+        "svc",
+        "netexec",
+        "-p",
+        r#"{"spec":{"sessionAffinity":"ClientIP"}}"#,
+    ]);
+    poll("15 curls reach one pod", Duration::from_secs(5), || {
+        let answers = curls(&c, &client, &url, 15);
+        assert!(answers.iter().all(|a| one_of(&pods, a)), "{answers:?}");
+        (answers.len() == 15 && answers.iter().all(|a| *a == answers[0])).then_some(())
+    });
+    c.kubectl_ok(&[
+        "patch",
+        "svc",
+        "netexec",
+        "-p",
+        r#"{"spec":{"sessionAffinity":"None"}}"#,
+    ]);
+
+    // A UDP Service answers: netexec replies to `hostname` with the pod's name.
+    c.kubectl_ok(&[
+        "expose",
+        "deployment",
+        "netexec",
+        "--name",
+        "netexec-udp",
+        "--port",
+        "8081",
+        "--protocol",
+        "UDP",
+    ]);
+    let udp_ip = cluster_ip(&c, "netexec-udp");
+    let answer = poll("the UDP Service answers", Duration::from_secs(5), || {
+        // One datagram each way; dd reads it whole (bash would read a byte and lose the rest).
+        let out = c.kubectl(&[
+            "exec",
+            &client,
+            "--",
+            "bash",
+            "-c",
+            &format!(
+                "exec 3<>/dev/udp/{udp_ip}/8081; echo hostname >&3; \
+                 timeout 2 dd bs=2048 count=1 status=none <&3"
+            ),
+        ]);
+        let answer = stdout(&out);
+        one_of(&pods, &answer).then_some(answer)
+    });
+    assert!(one_of(&pods, &answer), "{answer}");
+
+    // Inspectable: chains named after the Service, and `kinet proxy rules`.
+    let node = format!("{}-worker", c.name);
+    let ruleset = stdout(&c.node_exec(&node, &["nft", "list", "ruleset"]));
+    assert!(ruleset.contains("table ip kinet"), "{ruleset}");
+    for want in ["default/netexec/tcp/", "default/netexec-udp/udp/"] {
+        assert!(
+            ruleset
+                .lines()
+                .any(|l| l.trim_start().starts_with("chain ") && l.contains(want)),
+            "no chain {want}* in\n{ruleset}"
+        );
+    }
+    let out = kinet(
+        &c.home,
+        &["proxy", "rules", "--name", &c.name, "default/netexec"],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(stdout(&out).contains("default/netexec"), "{}", show(&out));
+    assert!(stdout(&out).contains(&ip), "{}", show(&out));
+
+    // Scale to 0: once the EndpointSlice is empty, a connection is refused at once (exit 7),
+    // not left to time out (28).
+    c.kubectl_ok(&["scale", "deployment", "netexec", "--replicas", "0"]);
+    poll("the EndpointSlice empties", Duration::from_secs(30), || {
+        no_endpoints(&c, "netexec").then_some(())
+    });
+    let (rc, ms) = timed_curl(&c, &client, &url);
+    assert_eq!(
+        rc, 7,
+        "curl exit {rc} after {ms} ms: want connection refused"
+    );
+    assert!(ms < 1000, "refused only after {ms} ms");
+
+    // Scale back to 3: served again within a few seconds of the command.
+    let scaled = Instant::now();
+    c.kubectl_ok(&["scale", "deployment", "netexec", "--replicas", "3"]);
+    let answer = poll(
+        "served again after scaling up",
+        Duration::from_secs(3),
+        || {
+            curls(&c, &client, &url, 1)
+                .into_iter()
+                .next()
+                .filter(|a| !a.is_empty())
+        },
+    );
+    let back = names(&wait_ready(&c, "app=netexec", 3));
+    assert!(one_of(&back, &answer), "{answer} not in {back:?}");
+    eprintln!("served again {:?} after scaling up", scaled.elapsed());
+}
+
+/// Node and LoadBalancer addresses the test sends to must be its own underlay's.
+fn own(c: &Cluster, ip: &str) -> String {
+    let net = underlay(c);
+    assert!(
+        ip_in_cidr(ip, &net),
+        "{ip} is not in the cluster's underlay {net}"
+    );
+    ip.to_string()
+}
+
+/// Each node's (name, InternalIP).
+fn node_ips(c: &Cluster) -> Vec<(String, String)> {
+    json(c, &["get", "nodes"])["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let ip = n["status"]["addresses"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["type"] == "InternalIP")
+                .and_then(|a| a["address"].as_str())
+                .unwrap();
+            (
+                n["metadata"]["name"].as_str().unwrap().to_string(),
+                own(c, ip),
+            )
+        })
+        .collect()
+}
+
+/// The outside namespace's own IPv4 address (not loopback).
+fn outside_ip(c: &Cluster) -> String {
+    let out = external(c, &["ip", "-4", "-o", "addr"]);
+    assert!(out.status.success(), "{}", show(&out));
+    stdout(&out)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace().skip_while(|w| *w != "inet");
+            f.nth(1)
+        })
+        .map(|a| a.split('/').next().unwrap().to_string())
+        .find(|a| !a.starts_with("127."))
+        .unwrap_or_else(|| panic!("no address in\n{}", show(&out)))
+}
+
+/// `/clientip` through the LoadBalancer from the outside namespace: the address part.
+fn outside_clientip(c: &Cluster, lb: &str) -> Option<String> {
+    let out = external(
+        c,
+        &[
+            "curl",
+            "-s",
+            "--max-time",
+            "2",
+            &format!("http://{lb}/clientip"),
+        ],
+    );
+    out.status
+        .success()
+        .then(|| stdout(&out).split(':').next().unwrap().to_string())
+}
+
+#[test]
+fn node_ports_and_load_balancers_serve_from_outside_the_cluster() {
+    let c = Cluster::up(3);
+    let pods = netexec(&c, "netexec", 3);
+    let nodes = node_ips(&c);
+    assert_eq!(nodes.len(), 3);
+
+    // NodePort: every node's InternalIP serves it, from the host.
+    c.kubectl_ok(&[
+        "expose",
+        "deployment",
+        "netexec",
+        "--name",
+        "np",
+        "--type",
+        "NodePort",
+        "--port",
+        "80",
+        "--target-port",
+        "8080",
+    ]);
+    let node_port = json(&c, &["get", "svc", "np"])["spec"]["ports"][0]["nodePort"]
+        .as_u64()
+        .unwrap();
+    for (name, ip) in &nodes {
+        let url = format!("http://{ip}:{node_port}/hostname");
+        let answer = poll(
+            &format!("NodePort on {name}"),
+            Duration::from_secs(5),
+            || host_curl(&url),
+        );
+        assert!(one_of(&pods, &answer), "{name}: {answer}");
+    }
+
+    // LoadBalancer: the allocator sets an address from the underlay pool.
+    c.kubectl_ok(&[
+        "expose",
+        "deployment",
+        "netexec",
+        "--name",
+        "lb",
+        "--type",
+        "LoadBalancer",
+        "--port",
+        "80",
+        "--target-port",
+        "8080",
+    ]);
+    let lb = poll("an EXTERNAL-IP", Duration::from_secs(10), || {
+        json(&c, &["get", "svc", "lb"])["status"]["loadBalancer"]["ingress"][0]["ip"]
+            .as_str()
+            .map(str::to_string)
+    });
+    let lb = own(&c, &lb);
+    let table = c.kubectl_ok(&["get", "svc", "lb"]);
+    assert!(table.contains(&lb), "EXTERNAL-IP not shown:\n{table}");
+
+    let url = format!("http://{lb}/hostname");
+    let answer = poll(
+        "the LoadBalancer from the host",
+        Duration::from_secs(5),
+        || host_curl(&url),
+    );
+    assert!(one_of(&pods, &answer), "{answer}");
+    let out = external(&c, &["curl", "-s", "--max-time", "2", &url]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(one_of(&pods, &stdout(&out)), "{}", show(&out));
+
+    // Cluster policy masquerades outside clients; Local keeps their address.
+    let outside = own(&c, &outside_ip(&c));
+    let seen = outside_clientip(&c, &lb).expect("/clientip from outside");
+    assert_ne!(seen, outside, "Cluster policy kept the outside address");
+    c.kubectl_ok(&[
+        "patch",
+        "svc",
+        "lb",
+        "-p",
+        r#"{"spec":{"externalTrafficPolicy":"Local"}}"#,
+    ]);
+    poll(
+        "/clientip shows the outside address",
+        Duration::from_secs(5),
+        || (outside_clientip(&c, &lb)? == outside).then_some(()),
+    );
+    // Every later connection keeps it too.
+    for _ in 0..5 {
+        assert_eq!(outside_clientip(&c, &lb).as_deref(), Some(outside.as_str()));
+    }
+
+    // With one replica: the health-check port answers 200 (1 local endpoint) on its node and
+    // 503 on the others, and the Local NodePort serves only there (the others drop).
+    c.kubectl_ok(&["scale", "deployment", "netexec", "--replicas", "1"]);
+    let pod = wait_ready(&c, "app=netexec", 1).remove(0);
+    let home = pod["spec"]["nodeName"].as_str().unwrap().to_string();
+    let svc = json(&c, &["get", "svc", "lb"]);
+    let hc = svc["spec"]["healthCheckNodePort"]
+        .as_u64()
+        .expect("healthCheckNodePort");
+    let lb_node_port = svc["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
+    for (name, ip) in &nodes {
+        let local = usize::from(*name == home);
+        let want = if local > 0 { "200" } else { "503" };
+        let url = format!("http://{ip}:{hc}/");
+        let got = poll(
+            &format!("health check on {name}: want {want}"),
+            Duration::from_secs(5),
+            || {
+                let out = std::process::Command::new("curl")
+                    .args(["-s", "--max-time", "2", "-w", "\n%{http_code}", &url])
+                    .output()
+                    .unwrap();
+                stdout(&out).ends_with(want).then(|| stdout(&out))
+            },
+        );
+        let (body, _) = got.rsplit_once('\n').unwrap();
+        let report: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(report["localEndpoints"], local, "{name}: {body}");
+        assert_eq!(report["service"]["name"], "lb", "{name}: {body}");
+
+        let url = format!("http://{ip}:{lb_node_port}/hostname");
+        if local > 0 {
+            let answer = poll(
+                &format!("Local NodePort on {name}"),
+                Duration::from_secs(5),
+                || host_curl(&url),
+            );
+            assert_eq!(answer, pod["metadata"]["name"].as_str().unwrap());
+        } else {
+            let out = std::process::Command::new("curl")
+                .args(["-s", "--max-time", "1", &url])
+                .output()
+                .unwrap();
+            assert!(
+                !out.status.success(),
+                "{name} has no endpoint of a Local Service but served\n{}",
+                show(&out)
+            );
+        }
+    }
+}
