@@ -153,6 +153,24 @@ fn one_of(pods: &BTreeSet<String>, answer: &str) -> bool {
     pods.contains(answer.trim())
 }
 
+/// One UDP `hostname` request from `pod`, sent from source port `sport`; the answer, or ""
+/// when none came within a second.
+fn udp_from_port(c: &Cluster, pod: &str, ip: &str, port: u16, sport: u16) -> String {
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('', {sport}))\n\
+         s.settimeout(1)\n\
+         s.sendto(b'hostname', ('{ip}', {port}))\n\
+         try:\n    print(s.recv(2048).decode())\n\
+         except socket.timeout:\n    print('')\n"
+    );
+    exec(c, pod, &["/usr/bin/python3", "-c", &script])
+        .trim()
+        .to_string()
+}
+
 #[test]
 fn cluster_ip_spreads_keeps_affinity_answers_udp_and_follows_scaling() {
     let c = Cluster::up(3);
@@ -253,6 +271,24 @@ fn cluster_ip_spreads_keeps_affinity_answers_udp_and_follows_scaling() {
         one_of(&pods, &answer).then_some(answer)
     });
     assert!(one_of(&pods, &answer), "{answer}");
+
+    // UDP conntrack: datagrams from one source port stick to one pod; once that pod is
+    // deleted its entry is flushed, so the same flow reaches another pod instead of vanishing.
+    let ask = || udp_from_port(&c, &client, &udp_ip, 8081, 40_123);
+    let first = poll("UDP from a fixed port", Duration::from_secs(5), || {
+        Some(ask()).filter(|a| one_of(&pods, a))
+    });
+    for _ in 0..3 {
+        assert_eq!(ask(), first, "one UDP flow changed pods");
+    }
+    c.kubectl_ok(&["delete", "pod", &first, "--wait=false"]);
+    let next = poll(
+        "the UDP flow moves off the deleted pod",
+        Duration::from_secs(10),
+        || Some(ask()).filter(|a| !a.is_empty() && *a != first),
+    );
+    let now = names(&wait_ready(&c, "app=netexec", 3));
+    assert!(now.contains(&next), "{next} not in {now:?}");
 
     // Inspectable: chains named after the Service, and `kinet proxy rules`.
     let node = format!("{}-worker", c.name);
