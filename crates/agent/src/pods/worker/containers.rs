@@ -148,6 +148,12 @@ impl Worker {
             v.iter().flatten().map(|s| env::expand(s, &full)).collect()
         };
         let (command, args) = (expand(&spec.command), expand(&spec.args));
+        // restartCount counts new instances, as the kubelet counts containers it creates
+        // again, so it does not move while a crashed container waits out its back-off.
+        let first = self.slots[idx].instance == 0 && self.rec.containers[idx].record.last.is_none();
+        if !first {
+            self.rec.containers[idx].record.restarts += 1;
+        }
         let restarts = self.rec.containers[idx].record.restarts;
         let log = self.rt.dirs.log(&self.rec.uid, &name, restarts);
         let argv = match kinet_images::plan(image, &command, &args) {
@@ -187,7 +193,7 @@ impl Worker {
             working_dir: spec.working_dir.clone(),
             log,
         };
-        if self.slots[idx].instance == 0 && restarts == 0 {
+        if first {
             let msg = format!("Container image \"{image_ref}\" already present on machine");
             self.event(EventType::Normal, "Pulled", &msg).await;
         }
@@ -318,7 +324,6 @@ impl Worker {
         slot.backoff += 1;
         slot.due = Some(Instant::now() + delay);
         c.record.last = Some(exit);
-        c.record.restarts += 1;
         let name = c.record.name.clone();
         if delay.is_zero() {
             c.record.state = State::Waiting {
