@@ -545,3 +545,193 @@ fn node_ports_and_load_balancers_serve_from_outside_the_cluster() {
         }
     }
 }
+
+/// `kubectl apply -f -` with `yaml` on stdin.
+fn apply(c: &Cluster, yaml: &str) {
+    use std::io::Write;
+    let mut child = c
+        .kubectl_cmd(&["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl apply\n{yaml}\n{}",
+        show(&out)
+    );
+}
+
+/// A netexec pod on `node` with named ports `web` (8080/TCP) and `echo-udp` (8081/UDP).
+fn pinned_netexec(c: &Cluster, name: &str, node: &str) {
+    apply(
+        c,
+        &format!(
+            "apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, labels: {{app: srv}}}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: netexec
+    image: {AGNHOST}
+    command: [/agnhost, netexec, --http-port=8080, --udp-port=8081]
+    ports:
+    - {{name: web, containerPort: 8080}}
+    - {{name: echo-udp, containerPort: 8081, protocol: UDP}}
+"
+        ),
+    );
+}
+
+const SHAPES: &str = "apiVersion: v1
+kind: Service
+metadata: {name: multi}
+spec:
+  selector: {app: srv}
+  ports:
+  - {name: http, port: 80, targetPort: web}
+  - {name: echo, port: 5353, targetPort: echo-udp, protocol: UDP}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: local}
+spec:
+  selector: {app: srv}
+  internalTrafficPolicy: Local
+  ports:
+  - {name: http, port: 80, targetPort: web}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: headless}
+spec:
+  clusterIP: None
+  selector: {app: srv}
+  ports:
+  - {name: http, port: 80, targetPort: web}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: elsewhere}
+spec:
+  type: ExternalName
+  externalName: example.invalid
+";
+
+/// Multiple ports with named targetPorts, internalTrafficPolicy Local, headless and
+/// ExternalName Services (no rules), and last: every connection to a Service without
+/// endpoints is refused at once, also the tenth in a row from one client.
+#[test]
+fn named_ports_internal_policy_rule_free_services_and_prompt_refusals() {
+    let c = Cluster::up(2);
+    let (a, b) = (
+        format!("{}-control-plane", c.name),
+        format!("{}-worker", c.name),
+    );
+    pinned_netexec(&c, "srv-a", &a);
+    pinned_netexec(&c, "srv-b", &b);
+    apply(
+        &c,
+        &format!(
+            "apiVersion: v1
+kind: Pod
+metadata: {{name: client, labels: {{run: client}}}}
+spec:
+  nodeName: {a}
+  containers:
+  - {{name: client, image: {AGNHOST}, command: [/agnhost, pause]}}
+"
+        ),
+    );
+    apply(&c, SHAPES);
+    wait_ready(&c, "app=srv", 2);
+    wait_ready(&c, "run=client", 1);
+    let both: BTreeSet<String> = ["srv-a", "srv-b"].map(String::from).into();
+
+    // Two ports, each through its named targetPort.
+    let multi = cluster_ip(&c, "multi");
+    let url = format!("http://{multi}/hostname");
+    poll("multi:80 answers", Duration::from_secs(5), || {
+        curls(&c, "client", &url, 1)
+            .pop()
+            .filter(|a| one_of(&both, a))
+    });
+    let seen: BTreeSet<String> = curls(&c, "client", &url, 20).into_iter().collect();
+    assert_eq!(seen, both, "20 curls to multi:80");
+    let answer = poll("multi:5353/UDP answers", Duration::from_secs(5), || {
+        Some(udp_from_port(&c, "client", &multi, 5353, 40_124)).filter(|a| one_of(&both, a))
+    });
+    assert!(one_of(&both, &answer));
+
+    // internalTrafficPolicy Local: the client on `a` only reaches srv-a.
+    let local_url = format!("http://{}/hostname", cluster_ip(&c, "local"));
+    poll("local answers", Duration::from_secs(5), || {
+        curls(&c, "client", &local_url, 1)
+            .pop()
+            .filter(|a| !a.is_empty())
+    });
+    let answers = curls(&c, "client", &local_url, 10);
+    assert!(answers.iter().all(|a| a == "srv-a"), "{answers:?}");
+
+    // Rules: chains per Service port, named after the port; nothing for headless and
+    // ExternalName Services, on either node.
+    for node in [&a, &b] {
+        let ruleset = stdout(&c.node_exec(node, &["nft", "list", "ruleset"]));
+        for want in [
+            "default/multi/tcp/http",
+            "default/multi/udp/echo",
+            "default/local/tcp/http",
+        ] {
+            assert!(ruleset.contains(want), "{node}: no {want} in\n{ruleset}");
+        }
+        for never in ["default/headless", "default/elsewhere"] {
+            assert!(!ruleset.contains(never), "{node}: {never} in\n{ruleset}");
+        }
+    }
+
+    // Without srv-a, the Local Service has no endpoint on `a`: its traffic is dropped there,
+    // while `multi` still reaches srv-b.
+    c.kubectl_ok(&["delete", "pod", "srv-a", "--wait=false"]);
+    poll("srv-a leaves multi", Duration::from_secs(10), || {
+        let answers = curls(&c, "client", &url, 10);
+        answers.iter().all(|a| a == "srv-b").then_some(())
+    });
+    let answers = curls(&c, "client", &local_url, 1);
+    assert!(answers.iter().all(String::is_empty), "{answers:?}");
+
+    // No endpoints at all: every connection is refused (exit 7) in well under a second.
+    c.kubectl_ok(&["create", "service", "clusterip", "nothing", "--tcp=80:8080"]);
+    let url = format!("http://{}/", cluster_ip(&c, "nothing"));
+    poll("the Service is rejected", Duration::from_secs(5), || {
+        (timed_curl(&c, "client", &url).0 == 7).then_some(())
+    });
+    let out = sh(
+        &c,
+        "client",
+        &format!(
+            "for i in $(seq 10); do s=$(date +%s%N); curl -s -o /dev/null --max-time 5 {url}; \
+             echo $? $(( ($(date +%s%N) - s) / 1000000 )); done"
+        ),
+    );
+    let tries: Vec<(i32, u64)> = out
+        .lines()
+        .map(|l| {
+            let (rc, ms) = l.split_once(' ').unwrap();
+            (rc.parse().unwrap(), ms.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(tries.len(), 10, "{out}");
+    assert!(
+        tries.iter().all(|&(rc, ms)| rc == 7 && ms < 1000),
+        "(curl exit code, ms) per connection: {tries:?}"
+    );
+}
