@@ -405,6 +405,49 @@ fn outside_clientip(c: &Cluster, lb: &str) -> Option<String> {
         .then(|| stdout(&out).split(':').next().unwrap().to_string())
 }
 
+/// Runs kubectl (a `-w` command) until `pick` accepts one of its output lines; kills it.
+fn watch_for(
+    c: &Cluster,
+    args: &[&str],
+    timeout: Duration,
+    mut pick: impl FnMut(&str) -> Option<String>,
+) -> String {
+    use std::io::BufRead;
+    let mut child = c
+        .kubectl_cmd(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // The reader ends at EOF, once the child is killed.
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + timeout;
+    let mut seen = Vec::new();
+    let found = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(v) = pick(&line) {
+                    break Some(v);
+                }
+                seen.push(line);
+            }
+            Err(_) => break None,
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    found.unwrap_or_else(|| panic!("kubectl {args:?} never showed it:\n{}", seen.join("\n")))
+}
+
 #[test]
 fn node_ports_and_load_balancers_serve_from_outside_the_cluster() {
     let c = Cluster::up(3);
@@ -453,14 +496,22 @@ fn node_ports_and_load_balancers_serve_from_outside_the_cluster() {
         "--target-port",
         "8080",
     ]);
-    let lb = poll("an EXTERNAL-IP", Duration::from_secs(10), || {
-        json(&c, &["get", "svc", "lb"])["status"]["loadBalancer"]["ingress"][0]["ip"]
-            .as_str()
-            .map(str::to_string)
-    });
+    // `kubectl get svc -w` shows the EXTERNAL-IP once the allocator has set it.
+    let shown = watch_for(
+        &c,
+        &["get", "svc", "lb", "-w"],
+        Duration::from_secs(10),
+        |l| {
+            let external = l.split_whitespace().nth(3)?;
+            (l.starts_with("lb ") && external != "<pending>").then(|| external.to_string())
+        },
+    );
+    let lb = json(&c, &["get", "svc", "lb"])["status"]["loadBalancer"]["ingress"][0]["ip"]
+        .as_str()
+        .map(str::to_string)
+        .expect("status.loadBalancer.ingress[0].ip");
+    assert_eq!(shown, lb);
     let lb = own(&c, &lb);
-    let table = c.kubectl_ok(&["get", "svc", "lb"]);
-    assert!(table.contains(&lb), "EXTERNAL-IP not shown:\n{table}");
 
     let url = format!("http://{lb}/hostname");
     let answer = poll(
@@ -627,6 +678,19 @@ spec:
   externalName: example.invalid
 ";
 
+/// An address of the cluster's underlay that nothing uses: `.10.10` of its /16 (nodes take
+/// the lowest addresses, the outside namespace and LoadBalancer pool the highest).
+fn unused_underlay_ip(c: &Cluster) -> String {
+    let net = underlay(c);
+    let (base, len) = net.split_once('/').unwrap();
+    assert!(
+        len.parse::<u32>().unwrap() <= 16,
+        "underlay {net} too small"
+    );
+    let o: Vec<&str> = base.split('.').collect();
+    own(c, &format!("{}.{}.10.10", o[0], o[1]))
+}
+
 /// Multiple ports with named targetPorts, internalTrafficPolicy Local, headless and
 /// ExternalName Services (no rules), and last: every connection to a Service without
 /// endpoints is refused at once, also the tenth in a row from one client.
@@ -681,6 +745,30 @@ spec:
     });
     let answers = curls(&c, "client", &local_url, 10);
     assert!(answers.iter().all(|a| a == "srv-a"), "{answers:?}");
+
+    // externalIPs: a pod reaches the Service on an address of the underlay that no node holds
+    // (as in kube-proxy, the rules catch it on the way out of the client's node).
+    let ext_ip = unused_underlay_ip(&c);
+    apply(
+        &c,
+        &format!(
+            "apiVersion: v1
+kind: Service
+metadata: {{name: extip}}
+spec:
+  selector: {{app: srv}}
+  externalIPs: [{ext_ip}]
+  ports:
+  - {{name: http, port: 8088, targetPort: web}}
+"
+        ),
+    );
+    let answer = poll("the externalIP answers", Duration::from_secs(5), || {
+        curls(&c, "client", &format!("http://{ext_ip}:8088/hostname"), 1)
+            .pop()
+            .filter(|a| one_of(&both, a))
+    });
+    assert!(one_of(&both, &answer));
 
     // Rules: chains per Service port, named after the port; nothing for headless and
     // ExternalName Services, on either node.
