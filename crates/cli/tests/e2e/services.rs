@@ -71,20 +71,46 @@ fn curls(c: &Cluster, pod: &str, url: &str, n: usize) -> Vec<String> {
     out.lines().map(str::to_string).collect()
 }
 
-/// One curl from `pod`, timed inside the pod: (curl's exit code, milliseconds).
-fn timed_curl(c: &Cluster, pod: &str, url: &str) -> (i32, u64) {
+/// How one timed curl went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Try {
+    /// curl's exit code: 7 failed to connect, 28 timed out.
+    rc: i32,
+    ms: u64,
+    /// The connect failed with ECONNREFUSED (exit 7 also covers "No route to host").
+    refused: bool,
+}
+
+/// `n` curls in a row from `pod`, each timed inside the pod.
+fn timed_curls(c: &Cluster, pod: &str, url: &str, n: usize) -> Vec<Try> {
     let out = sh(
         c,
         pod,
         &format!(
-            "s=$(date +%s%N); curl -s -o /dev/null --max-time 5 {url}; rc=$?; \
-             echo $rc $(( ($(date +%s%N) - s) / 1000000 ))"
+            "for i in $(seq {n}); do s=$(date +%s%N); \
+             e=$(curl -sv -o /dev/null --max-time 5 {url} 2>&1); rc=$?; \
+             case \"$e\" in *'Connection refused'*) r=1;; *) r=0;; esac; \
+             echo $rc $(( ($(date +%s%N) - s) / 1000000 )) $r; done"
         ),
     );
-    let mut f = out.split_whitespace();
-    let rc = f.next().and_then(|s| s.parse().ok()).expect(&out);
-    let ms = f.next().and_then(|s| s.parse().ok()).expect(&out);
-    (rc, ms)
+    let tries: Vec<Try> = out
+        .lines()
+        .map(|l| {
+            let f: Vec<u64> = l.split(' ').map(|f| f.parse().expect(l)).collect();
+            Try {
+                rc: f[0] as i32,
+                ms: f[1],
+                refused: f[2] == 1,
+            }
+        })
+        .collect();
+    assert_eq!(tries.len(), n, "{out}");
+    tries
+}
+
+/// Whether a try was refused at once: what a Service without endpoints must give.
+fn refused_at_once(t: &Try) -> bool {
+    t.rc == 7 && t.refused && t.ms < 1000
 }
 
 /// Polls `f` every 100 ms until it gives a value; panics with `what` after `timeout`.
@@ -316,12 +342,11 @@ fn cluster_ip_spreads_keeps_affinity_answers_udp_and_follows_scaling() {
     poll("the EndpointSlice empties", Duration::from_secs(30), || {
         no_endpoints(&c, "netexec").then_some(())
     });
-    let (rc, ms) = timed_curl(&c, &client, &url);
-    assert_eq!(
-        rc, 7,
-        "curl exit {rc} after {ms} ms: want connection refused"
+    let tried = timed_curls(&c, &client, &url, 1)[0];
+    assert!(
+        refused_at_once(&tried),
+        "want connection refused at once: {tried:?}"
     );
-    assert!(ms < 1000, "refused only after {ms} ms");
 
     // Scale back to 3: served again within a few seconds of the command.
     let scaled = Instant::now();
@@ -800,26 +825,11 @@ spec:
     c.kubectl_ok(&["create", "service", "clusterip", "nothing", "--tcp=80:8080"]);
     let url = format!("http://{}/", cluster_ip(&c, "nothing"));
     poll("the Service is rejected", Duration::from_secs(5), || {
-        (timed_curl(&c, "client", &url).0 == 7).then_some(())
+        (timed_curls(&c, "client", &url, 1)[0].rc == 7).then_some(())
     });
-    let out = sh(
-        &c,
-        "client",
-        &format!(
-            "for i in $(seq 10); do s=$(date +%s%N); curl -s -o /dev/null --max-time 5 {url}; \
-             echo $? $(( ($(date +%s%N) - s) / 1000000 )); done"
-        ),
-    );
-    let tries: Vec<(i32, u64)> = out
-        .lines()
-        .map(|l| {
-            let (rc, ms) = l.split_once(' ').unwrap();
-            (rc.parse().unwrap(), ms.parse().unwrap())
-        })
-        .collect();
-    assert_eq!(tries.len(), 10, "{out}");
+    let tries = timed_curls(&c, "client", &url, 10);
     assert!(
-        tries.iter().all(|&(rc, ms)| rc == 7 && ms < 1000),
-        "(curl exit code, ms) per connection: {tries:?}"
+        tries.iter().all(refused_at_once),
+        "10 connections in a row, each must be refused at once: {tries:?}"
     );
 }
