@@ -135,6 +135,9 @@ pub enum Action {
     Drop,
     /// `reject`: ICMP port-unreachable (TCP clients see ECONNREFUSED at once).
     Reject,
+    /// `reject with tcp reset`: a TCP client sees ECONNREFUSED at once, and unlike ICMP
+    /// errors, resets are not rate-limited by the kernel (`net.ipv4.icmp_ratelimit`).
+    RejectTcpReset,
     /// `<key> vmap @map`; falls through to the next rule when nothing matches.
     Vmap {
         key: LookupKey,

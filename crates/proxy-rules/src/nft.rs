@@ -195,6 +195,7 @@ fn write_action(out: &mut String, rule: &Rule) {
         Action::Accept => write!(out, "accept"),
         Action::Drop => write!(out, "drop"),
         Action::Reject => write!(out, "reject"),
+        Action::RejectTcpReset => write!(out, "reject with tcp reset"),
         Action::Vmap { key, map } => write!(out, "{} vmap @{map}", lookup_expr(*key)),
         Action::NumgenGoto(chains) => {
             let _ = write!(out, "numgen random mod {} vmap {{ ", chains.len());

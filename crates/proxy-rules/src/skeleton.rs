@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{NodeInfo, ProxyConfig};
 use crate::model::{Action, BaseChain, Hook, LookupKey, Map, Match, Rule, Ruleset, Set};
+use crate::Proto;
 
 pub const SERVICES: &str = "services";
 pub const MARK_MASQ: &str = "mark-for-masquerade";
@@ -169,6 +170,11 @@ pub fn skeleton(node: &NodeInfo, config: &ProxyConfig) -> Ruleset {
                 map: NO_ENDPOINT_NODEPORTS.into(),
             },
         ),
+    );
+    add(
+        &mut rs,
+        REJECT_CHAIN,
+        Rule::new(vec![Match::L4Proto(Proto::Tcp)], Action::RejectTcpReset),
     );
     add(&mut rs, REJECT_CHAIN, Rule::always(Action::Reject));
     add(

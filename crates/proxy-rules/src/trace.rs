@@ -257,7 +257,7 @@ impl Tracer<'_> {
                 Action::Return => return vec![(st, End::Return)],
                 Action::Accept => return vec![(st, End::Accept)],
                 Action::Drop => return vec![(st, End::Drop)],
-                Action::Reject => return vec![(st, End::Reject)],
+                Action::Reject | Action::RejectTcpReset => return vec![(st, End::Reject)],
                 Action::Vmap { key, map } => {
                     self.lookups += 1;
                     let k = match key {
