@@ -480,7 +480,7 @@ fn node_ports_and_load_balancers_serve_from_outside_the_cluster() {
     let nodes = node_ips(&c);
     assert_eq!(nodes.len(), 3);
 
-    // NodePort: every node's InternalIP serves it, from the host.
+    // NodePort: every node's InternalIP serves it, from the host and from outside.
     c.kubectl_ok(&[
         "expose",
         "deployment",
@@ -505,6 +505,10 @@ fn node_ports_and_load_balancers_serve_from_outside_the_cluster() {
             || host_curl(&url),
         );
         assert!(one_of(&pods, &answer), "{name}: {answer}");
+        // And from the outside namespace, another client on the underlay.
+        let out = external(&c, &["curl", "-s", "--max-time", "2", &url]);
+        assert!(out.status.success(), "{name} from outside\n{}", show(&out));
+        assert!(one_of(&pods, &stdout(&out)), "{name}: {}", show(&out));
     }
 
     // LoadBalancer: the allocator sets an address from the underlay pool.
