@@ -1,7 +1,9 @@
 //! Issue 5: the service proxy, tried as a new user would. A 3-replica agnhost netexec
 //! Deployment behind ClusterIP, UDP, NodePort and LoadBalancer Services; session affinity,
 //! externalTrafficPolicy Local and its health-check port, scaling to 0 and back, and the
-//! rules as `nft` and `kinet proxy rules` show them. Traffic goes only to addresses of the
+//! rules as `nft` and `kinet proxy rules` show them; named ports, internalTrafficPolicy Local,
+//! externalIPs, headless and ExternalName Services, and connections refused at once when a
+//! Service has no endpoints. Traffic goes only to addresses of the
 //! test's own cluster: pod and Service IPs from its pods, node and LoadBalancer IPs (checked
 //! to lie in its underlay) from the host and from its outside namespace.
 
@@ -14,7 +16,7 @@ use serde_json::Value;
 use crate::harness::{kinet, show, stdout, Cluster};
 use crate::pods::{exec, ip_in_cidr, json, wait_dns, wait_ready, wait_ready_in, AGNHOST};
 
-/// `count` agnhost netexec pods labelled `app=<name>`: `/hostname`, `/clientip`, and
+/// `replicas` agnhost netexec pods labelled `app=<name>`: `/hostname`, `/clientip`, and
 /// `hostname` over UDP on 8081.
 fn netexec(c: &Cluster, name: &str, replicas: usize) -> BTreeSet<String> {
     c.kubectl_ok(&[
