@@ -3,9 +3,9 @@
 //! externalTrafficPolicy Local and its health-check port, scaling to 0 and back, and the
 //! rules as `nft` and `kinet proxy rules` show them; named ports, internalTrafficPolicy Local,
 //! externalIPs, headless and ExternalName Services, and connections refused at once when a
-//! Service has no endpoints. Traffic goes only to addresses of the
-//! test's own cluster: pod and Service IPs from its pods, node and LoadBalancer IPs (checked
-//! to lie in its underlay) from the host and from its outside namespace.
+//! Service has no endpoints. Traffic goes only to addresses of the test's own cluster: pod
+//! and Service IPs from its pods, node and LoadBalancer IPs (checked to lie in its underlay)
+//! from the host and from its outside namespace.
 
 use std::collections::BTreeSet;
 use std::process::Output;
