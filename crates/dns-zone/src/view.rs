@@ -136,6 +136,31 @@ impl ClusterView {
         self.generation += 1;
     }
 
+    /// `(namespace, name)` of every Service held, lowercased: what a watch's
+    /// relist compares against, so the watch keeps no copy of its own.
+    pub fn service_keys(&self) -> Vec<(String, String)> {
+        self.namespaces
+            .iter()
+            .flat_map(|(ns, n)| n.services.keys().map(|k| (ns.to_string(), k.to_string())))
+            .collect()
+    }
+
+    /// `(namespace, name)` of every EndpointSlice held, lowercased.
+    pub fn slice_keys(&self) -> Vec<(String, String)> {
+        self.namespaces
+            .iter()
+            .flat_map(|(ns, n)| n.slices.keys().map(|k| (ns.to_string(), k.to_string())))
+            .collect()
+    }
+
+    /// Namespaces fed with [`Self::add_namespace`], lowercased.
+    pub fn namespace_names(&self) -> Vec<String> {
+        self.known_namespaces
+            .iter()
+            .map(|n| n.to_string())
+            .collect()
+    }
+
     pub fn service_count(&self) -> usize {
         self.namespaces.values().map(|n| n.services.len()).sum()
     }

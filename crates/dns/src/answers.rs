@@ -48,25 +48,43 @@ pub(crate) struct AnswerCache {
 /// The cache key of a query, or `None` when it is not one we keep: not a
 /// plain one-question query, or too long.
 pub(crate) fn key(query: &[u8], proto: Proto) -> Option<Vec<u8>> {
+    let mut k = KeyBuf::new();
+    k.set(query, proto).map(<[u8]>::to_vec)
+}
+
+/// Room for one key on the stack, so a lookup needs no allocation.
+pub(crate) struct KeyBuf([u8; MAX_KEY]);
+
+impl KeyBuf {
+    pub(crate) fn new() -> Self {
+        KeyBuf([0; MAX_KEY])
+    }
+
+    /// The key of `query` (see [`key`]), borrowed from this buffer.
+    pub(crate) fn set(&mut self, query: &[u8], proto: Proto) -> Option<&[u8]> {
+        if !cacheable(query) {
+            return None;
+        }
+        let n = query.len() - 1;
+        self.0[0] = proto as u8;
+        self.0[1..n].copy_from_slice(&query[2..]);
+        Some(&self.0[..n])
+    }
+}
+
+fn cacheable(query: &[u8]) -> bool {
     if query.len() < HEADER_LEN || query.len() > MAX_KEY {
-        return None;
+        return false;
     }
     let flags = query[2];
     let opcode = (flags >> 3) & 0x0f;
     let counts = &query[4..HEADER_LEN];
     // QR=0, QUERY, one question, no answer/authority records, at most the OPT record.
-    let plain = flags & 0x80 == 0
+    flags & 0x80 == 0
         && opcode == 0
         && counts[..6] == [0, 1, 0, 0, 0, 0]
         && counts[6] == 0
-        && counts[7] <= 1;
-    if !plain {
-        return None;
-    }
-    let mut k = Vec::with_capacity(query.len() - 1);
-    k.push(proto as u8);
-    k.extend_from_slice(&query[2..]);
-    Some(k)
+        && counts[7] <= 1
 }
 
 impl AnswerCache {
@@ -93,7 +111,27 @@ impl AnswerCache {
     }
 
     /// The response kept for `key` at `generation`, with `id` set.
+    #[cfg(test)]
     pub(crate) fn get(&self, key: &[u8], generation: u64, id: [u8; 2]) -> Option<Cached> {
+        let mut out = Vec::new();
+        let (rcode, truncated) = self.get_into(key, generation, id, &mut out)?;
+        Some(Cached {
+            rcode,
+            truncated,
+            bytes: out.into_boxed_slice(),
+        })
+    }
+
+    /// Copies the response kept for `key` at `generation` into `out` (replacing
+    /// what it held) with `id` set; returns its rcode and TC flag. No allocation
+    /// when `out` has room, so a hit costs a hash lookup and a copy.
+    pub(crate) fn get_into(
+        &self,
+        key: &[u8],
+        generation: u64,
+        id: [u8; 2],
+        out: &mut Vec<u8>,
+    ) -> Option<(ResponseCode, bool)> {
         if self.per_shard == 0 {
             return None;
         }
@@ -101,10 +139,11 @@ impl AnswerCache {
         if shard.generation != generation {
             return None;
         }
-        let mut hit = shard.entries.get(key)?.clone();
-        drop(shard);
-        hit.bytes[..2].copy_from_slice(&id);
-        Some(hit)
+        let hit = shard.entries.get(key)?;
+        out.clear();
+        out.extend_from_slice(&hit.bytes);
+        out[..2].copy_from_slice(&id);
+        Some((hit.rcode, hit.truncated))
     }
 
     /// Keeps `value` for `key`, answered at `generation`. Entries of older

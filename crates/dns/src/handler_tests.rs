@@ -176,6 +176,28 @@ fn reused_answers_follow_the_view_and_the_callers_id() {
 }
 
 #[test]
+fn the_fast_path_copies_the_cached_response_into_the_callers_buffer() {
+    let h = handler(&[]);
+    let mut q = query("kubernetes.default.svc.cluster.local.", RecordType::A);
+    let mut out = vec![0xee; 3];
+    assert!(
+        !h.cached(&q, Proto::Udp, Instant::now(), &mut out),
+        "nothing answered yet"
+    );
+    let Step::Done(Some(first)) = h.local(&q, Proto::Udp, Instant::now()) else {
+        panic!("answered locally");
+    };
+    q[..2].copy_from_slice(&[0xab, 0xcd]);
+    assert!(h.cached(&q, Proto::Udp, Instant::now(), &mut out));
+    assert_eq!(&out[..2], &[0xab, 0xcd]);
+    assert_eq!(&out[2..], &first[2..], "same response, only the ID differs");
+    // Another transport, or a response sent to us, never hits.
+    assert!(!h.cached(&q, Proto::Tcp, Instant::now(), &mut out));
+    q[2] |= 0x80;
+    assert!(!h.cached(&q, Proto::Udp, Instant::now(), &mut out));
+}
+
+#[test]
 fn question_type_from_the_wire() {
     let q = query("web.default.svc.cluster.local.", RecordType::SRV);
     assert_eq!(super::question_type(&q), Some(RecordType::SRV));

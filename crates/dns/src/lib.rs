@@ -12,6 +12,7 @@ mod handler;
 mod http;
 mod metrics;
 mod server;
+mod udp;
 mod watch;
 
 use std::net::{Ipv4Addr, SocketAddr};

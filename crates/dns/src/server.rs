@@ -4,23 +4,22 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
-use crate::handler::{Handler, SharedView, Step};
+use crate::handler::{Handler, SharedView};
 use crate::http::{self, Probes};
 use crate::metrics::{Metrics, Proto};
+use crate::udp;
 use crate::DnsConfig;
 
 /// An idle TCP client is closed after this (RFC 7766 suggests seconds).
 const TCP_IDLE: Duration = Duration::from_secs(10);
-/// Receive loops sharing the UDP socket, so in-zone answers use several cores.
-const MAX_UDP_LOOPS: usize = 4;
-/// Largest request we read over UDP; queries are small, EDNS allows up to 64 KiB.
-const UDP_RECV_BUF: usize = 4096;
+/// Threads sharing the UDP socket, so in-zone answers use several cores.
+const MAX_UDP_THREADS: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -46,6 +45,16 @@ pub struct DnsServer {
     ready: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     tasks: JoinSet<Result<(), Error>>,
+    _stop_udp: StopOnDrop,
+}
+
+/// Tells the UDP threads to finish (within [`udp::STOP_POLL`]) when the server goes.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 impl DnsServer {
@@ -145,9 +154,24 @@ pub async fn serve(view: SharedView, config: &DnsConfig) -> Result<DnsServer, Er
     ));
     let mut tasks = JoinSet::new();
     let udp = Arc::new(udp);
-    let loops = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_UDP_LOOPS));
-    for _ in 0..loops {
-        tasks.spawn(udp_loop(udp.clone(), handler.clone()));
+    let stop = Arc::new(AtomicBool::new(false));
+    // `available_parallelism` honours the CPU affinity (taskset, cpusets).
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_UDP_THREADS));
+    for i in 0..threads {
+        let (sock, handler, stop) = (udp.clone(), handler.clone(), stop.clone());
+        let rt = tokio::runtime::Handle::current();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("dns-udp-{i}"))
+            .spawn(move || {
+                let _ = done_tx.send(udp::serve(sock, handler, stop, rt));
+            })
+            .map_err(|source| Error::Serve {
+                what: "udp thread",
+                source,
+            })?;
+        // The thread's end (an error, or a stop) shows in `wait` like a task's.
+        tasks.spawn(async move { done_rx.await.unwrap_or(Ok(())) });
     }
     tasks.spawn(tcp_loop(tcp, handler));
     let probes = Probes {
@@ -168,12 +192,13 @@ pub async fn serve(view: SharedView, config: &DnsConfig) -> Result<DnsServer, Er
         ready,
         metrics,
         tasks,
+        _stop_udp: StopOnDrop(stop),
     })
 }
 
 /// UDP and TCP on the same port. With port 0 the kernel picks the UDP port and
 /// TCP follows it; if that TCP port is taken, try another pick.
-async fn bind_dns(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), Error> {
+async fn bind_dns(listen: SocketAddr) -> Result<(std::net::UdpSocket, TcpListener), Error> {
     let err = |what, source| Error::Bind {
         what,
         addr: listen,
@@ -182,7 +207,10 @@ async fn bind_dns(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), Error>
     let attempts = if listen.port() == 0 { 16 } else { 1 };
     let mut last = None;
     for _ in 0..attempts {
-        let udp = UdpSocket::bind(listen).await.map_err(|e| err("udp", e))?;
+        let udp = std::net::UdpSocket::bind(listen).map_err(|e| err("udp", e))?;
+        // Blocking, for the UDP threads; the timeout lets them notice a stop.
+        udp.set_read_timeout(Some(udp::STOP_POLL))
+            .map_err(|e| err("udp", e))?;
         let bound = udp.local_addr().map_err(|e| err("udp", e))?;
         match TcpListener::bind(bound).await {
             Ok(tcp) => return Ok((udp, tcp)),
@@ -193,44 +221,6 @@ async fn bind_dns(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), Error>
         "tcp",
         last.unwrap_or_else(|| io::Error::other("no attempt")),
     ))
-}
-
-async fn udp_loop(sock: Arc<UdpSocket>, handler: Arc<Handler>) -> Result<(), Error> {
-    let mut buf = vec![0u8; UDP_RECV_BUF];
-    loop {
-        let (n, peer) = match sock.recv_from(&mut buf).await {
-            Ok(r) => r,
-            // ICMP errors from earlier sends surface here on some systems; not fatal.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
-            Err(source) => {
-                return Err(Error::Serve {
-                    what: "udp listener",
-                    source,
-                })
-            }
-        };
-        let started = Instant::now();
-        match handler.local(&buf[..n], Proto::Udp, started) {
-            Step::Done(Some(out)) => send(&sock, &out, peer).await,
-            Step::Done(None) => {}
-            Step::Forward(req, permit) => {
-                let (sock, handler) = (sock.clone(), handler.clone());
-                tokio::spawn(async move {
-                    let out = handler.forward(req, permit, Proto::Udp, started).await;
-                    send(&sock, &out, peer).await;
-                });
-            }
-        }
-    }
-}
-
-async fn send(sock: &UdpSocket, out: &[u8], peer: SocketAddr) {
-    if out.is_empty() {
-        return;
-    }
-    if let Err(e) = sock.send_to(out, peer).await {
-        tracing::debug!(error = %e, %peer, "udp send failed");
-    }
 }
 
 async fn tcp_loop(listener: TcpListener, handler: Arc<Handler>) -> Result<(), Error> {

@@ -28,6 +28,8 @@ type Key = (String, String);
 pub(crate) trait Feed: Resource + ResourceExt {
     fn apply(&self, view: &mut ClusterView);
     fn remove(key: &Key, view: &mut ClusterView);
+    /// Keys of this kind the view holds (lowercased).
+    fn held(view: &ClusterView) -> Vec<Key>;
 }
 
 impl Feed for Service {
@@ -36,6 +38,9 @@ impl Feed for Service {
     }
     fn remove((ns, name): &Key, view: &mut ClusterView) {
         view.remove_service(ns, name);
+    }
+    fn held(view: &ClusterView) -> Vec<Key> {
+        view.service_keys()
     }
 }
 
@@ -46,6 +51,9 @@ impl Feed for EndpointSlice {
     fn remove((ns, name): &Key, view: &mut ClusterView) {
         view.remove_slice(ns, name);
     }
+    fn held(view: &ClusterView) -> Vec<Key> {
+        view.slice_keys()
+    }
 }
 
 impl Feed for Namespace {
@@ -55,17 +63,27 @@ impl Feed for Namespace {
     fn remove((_, name): &Key, view: &mut ClusterView) {
         view.remove_namespace(name);
     }
+    fn held(view: &ClusterView) -> Vec<Key> {
+        view.namespace_names()
+            .into_iter()
+            .map(|n| (String::new(), n))
+            .collect()
+    }
 }
 
+/// Lowercased, as the view keeps names.
 fn key_of<K: ResourceExt>(obj: &K) -> Key {
-    (obj.namespace().unwrap_or_default(), obj.name_any())
+    let ns = obj.namespace().unwrap_or_default();
+    (ns.to_ascii_lowercase(), obj.name_any().to_ascii_lowercase())
 }
 
 /// The watcher state machine's effect on the view. Objects listed during a
-/// relist are applied as they come (they are current); at the end, what was
-/// known before but not listed again is removed.
+/// relist are applied as they come (they are current); at the end, what the
+/// view held but was not listed again is removed. The view itself is the
+/// record of what is known (no second copy of every key); the set of listed
+/// keys lives only while a relist runs, and not at all for the first list
+/// into an empty view.
 pub(crate) struct Mirror<K> {
-    known: HashSet<Key>,
     relisting: Option<HashSet<Key>>,
     synced: bool,
     _kind: std::marker::PhantomData<fn(K)>,
@@ -74,7 +92,6 @@ pub(crate) struct Mirror<K> {
 impl<K: Feed> Mirror<K> {
     pub(crate) fn new() -> Self {
         Mirror {
-            known: HashSet::new(),
             relisting: None,
             synced: false,
             _kind: std::marker::PhantomData,
@@ -84,34 +101,28 @@ impl<K: Feed> Mirror<K> {
     /// Apply one event; true when this completes the first full list.
     pub(crate) fn on_event(&mut self, view: &mut ClusterView, event: Event<K>) -> bool {
         match event {
-            Event::Init => self.relisting = Some(HashSet::new()),
+            Event::Init => {
+                let anything = !K::held(view).is_empty();
+                self.relisting = anything.then(HashSet::new);
+            }
             Event::InitApply(obj) => {
                 obj.apply(view);
-                let key = key_of(&obj);
                 if let Some(seen) = &mut self.relisting {
-                    seen.insert(key.clone());
+                    seen.insert(key_of(&obj));
                 }
-                self.known.insert(key);
             }
             Event::InitDone => {
-                let seen = self.relisting.take().unwrap_or_default();
-                for gone in self.known.difference(&seen) {
-                    K::remove(gone, view);
+                if let Some(seen) = self.relisting.take() {
+                    for gone in K::held(view).iter().filter(|k| !seen.contains(*k)) {
+                        K::remove(gone, view);
+                    }
                 }
-                self.known = seen;
                 let first = !self.synced;
                 self.synced = true;
                 return first;
             }
-            Event::Apply(obj) => {
-                obj.apply(view);
-                self.known.insert(key_of(&obj));
-            }
-            Event::Delete(obj) => {
-                let key = key_of(&obj);
-                K::remove(&key, view);
-                self.known.remove(&key);
-            }
+            Event::Apply(obj) => obj.apply(view),
+            Event::Delete(obj) => K::remove(&key_of(&obj), view),
         }
         false
     }
