@@ -16,6 +16,9 @@ use crate::nodes::Plan;
 use crate::state::{self, ClusterDir};
 use crate::up::absolute_home;
 
+/// Where the service proxy's metrics are served on each node (kube-proxy's port).
+const PROXY_METRICS_PORT: u16 = 10249;
+
 pub async fn agent(name: &str, node: &str) -> Result<()> {
     crate::serve::init_logging();
     state::validate_name(name)?;
@@ -109,10 +112,20 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
             let tls =
                 kinet_node_api::server_config(&ca_pem, &[ip.to_string(), net_cfg.node.clone()])?;
             let streaming: Arc<dyn kinet_node_api::Pods> = Arc::new(Streaming(runtime.clone()));
+            // kube-proxy's metrics port: sync durations and network programming latency.
+            let metrics = Arc::new(kinet_proxy::Metrics::default());
+            let metrics_listener = tokio::net::TcpListener::bind((ip, PROXY_METRICS_PORT))
+                .await
+                .context("binding the proxy metrics port")?;
+            let proxy_opts = kinet_proxy::SyncOptions {
+                metrics: metrics.clone(),
+                ..Default::default()
+            };
             tokio::select! {
                 _ = network::keep_peers(client.clone(), net_cfg.clone(), net) => bail!("the node watch ended"),
                 _ = pods::run(runtime) => bail!("the pod watch ended"),
-                r = kinet_proxy::run(client.clone(), node_info, kinet_proxy::ProxyConfig::default(), applier) => r.context("service proxy"),
+                r = kinet_proxy::run_with(client.clone(), node_info, kinet_proxy::ProxyConfig::default(), applier, proxy_opts) => r.context("service proxy"),
+                _ = kinet_proxy::serve_metrics(metrics_listener, metrics) => bail!("the metrics server ended"),
                 r = kinet_node_api::serve(listener, tls, streaming, std::future::pending()) => r.context("node API"),
             }
         }

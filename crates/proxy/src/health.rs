@@ -13,7 +13,6 @@ use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -171,15 +170,11 @@ fn bind_in(netns: &Path, port: u16) -> std::io::Result<tokio::net::TcpListener> 
 
 async fn serve(listener: tokio::net::TcpListener, port: u16, state: Shared) {
     loop {
-        let Ok((mut conn, _)) = listener.accept().await else {
+        let Ok((conn, _)) = listener.accept().await else {
             continue;
         };
         let state = state.clone();
         tokio::spawn(async move {
-            // The request itself does not matter (kube-proxy answers any path); read its head.
-            let mut buf = [0u8; 1024];
-            let _ =
-                tokio::time::timeout(std::time::Duration::from_secs(2), conn.read(&mut buf)).await;
             let check = state
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
@@ -189,20 +184,11 @@ async fn serve(listener: tokio::net::TcpListener, port: u16, state: Shared) {
                 Some(c) => c.response(),
                 None => (404, String::new()),
             };
-            let reason = match code {
-                200 => "OK",
-                503 => "Service Unavailable",
-                _ => "Not Found",
-            };
-            let weight = check_weight(&body);
-            let reply = format!(
-                "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\n\
-                 X-Content-Type-Options: nosniff\r\nX-Load-Balancing-Endpoint-Weight: {weight}\r\n\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
+            let headers = format!(
+                "X-Content-Type-Options: nosniff\r\nX-Load-Balancing-Endpoint-Weight: {}\r\n",
+                check_weight(&body)
             );
-            let _ = conn.write_all(reply.as_bytes()).await;
-            let _ = conn.shutdown().await;
+            crate::http::answer(conn, code, "application/json", &headers, &body).await;
         });
     }
 }

@@ -82,6 +82,19 @@ impl Metrics {
     }
 }
 
+/// Serves the metrics in Prometheus' text format on every path (kube-proxy's `:10249/metrics`).
+pub async fn serve_metrics(listener: tokio::net::TcpListener, metrics: std::sync::Arc<Metrics>) {
+    loop {
+        let Ok((conn, _)) = listener.accept().await else {
+            continue;
+        };
+        let body = metrics.snapshot().prometheus_text();
+        tokio::spawn(async move {
+            crate::http::answer(conn, 200, "text/plain; version=0.0.4", "", &body).await
+        });
+    }
+}
+
 impl MetricsSnapshot {
     /// Prometheus text exposition, with kube-proxy-like names.
     pub fn prometheus_text(&self) -> String {

@@ -511,6 +511,16 @@ fn node_ports_and_load_balancers_serve_from_outside_the_cluster() {
         let out = external(&c, &["curl", "-s", "--max-time", "2", &url]);
         assert!(out.status.success(), "{name} from outside\n{}", show(&out));
         assert!(one_of(&pods, &stdout(&out)), "{name}: {}", show(&out));
+        // Every node's proxy publishes its sync metrics on kube-proxy's port.
+        let metrics = host_curl(&format!("http://{ip}:10249/metrics")).unwrap_or_default();
+        assert!(
+            metrics.contains("kinet_proxy_sync_total "),
+            "{name}: {metrics}"
+        );
+        assert!(
+            metrics.contains("kinet_proxy_last_network_programming_seconds "),
+            "{metrics}"
+        );
     }
 
     // LoadBalancer: the allocator sets an address from the underlay pool.

@@ -27,6 +27,10 @@ mod setup;
 
 use probing::trackers;
 
+/// How long a deleted pod's network outlives its "not ready" status: time for the EndpointSlice
+/// controller and every node's proxy to drop it.
+const UNREADY_LINGER: Duration = Duration::from_millis(300);
+
 /// Retry delay for a sandbox or container that could not be set up.
 const RETRY: Duration = Duration::from_secs(2);
 
@@ -399,6 +403,16 @@ impl Worker {
             }
         }
         futures::future::join_all(stops).await;
+        if !self.gone {
+            // Report the containers not ready while the pod's address still answers (with
+            // resets, its ports being closed), so Services drop it before the network goes
+            // and clients are refused rather than left waiting for ARP.
+            for c in &mut self.rec.containers {
+                c.record.ready = false;
+            }
+            self.publish().await;
+            tokio::time::sleep(UNREADY_LINGER).await;
+        }
         remove_sandbox(&self.rt, &self.rec).await;
         if self.gone {
             return;
