@@ -73,7 +73,9 @@ pub fn pod_endpoint(svc: &Service, pod: &Pod) -> Option<(Vec<EndpointPort>, Endp
     let ports = pod_ports(svc, pod)
         .into_iter()
         .map(|p| EndpointPort {
-            name: p.name,
+            // Always present, "" for an unnamed port, as upstream writes it: `kubectl describe
+            // svc` dereferences it.
+            name: Some(p.name.unwrap_or_default()),
             port: Some(p.port),
             protocol: p.protocol,
             app_protocol: p.app_protocol,
