@@ -83,6 +83,27 @@ pub(crate) fn apply(c: &Cluster, yaml: &str) {
     assert!(out.status.success(), "{}", show(&out));
 }
 
+/// An agnhost netexec Deployment `<name>` (HTTP on 8080, UDP on 8081) of `replicas`, labelled
+/// `app=<name>`, once all are Ready.
+pub(crate) fn netexec_pods(c: &Cluster, name: &str, replicas: usize) -> Vec<Value> {
+    let replicas_text = replicas.to_string();
+    c.kubectl_ok(&[
+        "create",
+        "deployment",
+        name,
+        "--image",
+        AGNHOST,
+        "--replicas",
+        &replicas_text,
+        "--",
+        "/agnhost",
+        "netexec",
+        "--http-port=8080",
+        "--udp-port=8081",
+    ]);
+    wait_ready(c, &format!("app={name}"), replicas)
+}
+
 pub(crate) fn exec(c: &Cluster, pod: &str, cmd: &[&str]) -> String {
     let mut args = vec!["exec", pod, "--"];
     args.extend(cmd);
@@ -135,20 +156,7 @@ fn pods_get_ips_reach_each_other_without_nat_and_clean_up() {
     let veths_before: Vec<BTreeSet<String>> =
         node_names.iter().map(|n| node_veths(&c, n)).collect();
     let netns_before = pod_netns(&c);
-    c.kubectl_ok(&[
-        "create",
-        "deployment",
-        "netexec",
-        "--image",
-        AGNHOST,
-        "--replicas",
-        "4",
-        "--",
-        "/agnhost",
-        "netexec",
-        "--http-port=8080",
-    ]);
-    let pods = wait_ready(&c, "app=netexec", 4);
+    let pods = netexec_pods(&c, "netexec", 4);
 
     // Placement and addressing: ≥2 nodes, each IP inside its node's podCIDR.
     let nodes = json(&c, &["get", "nodes"]);
@@ -466,20 +474,7 @@ fn host_gw_backend_routes_pods_across_nodes() {
     let c = Cluster::new();
     let out = c.kinet(&["up", "--nodes", "2", "--backend", "host-gw"]);
     assert!(out.status.success(), "{}", show(&out));
-    c.kubectl_ok(&[
-        "create",
-        "deployment",
-        "hg",
-        "--image",
-        AGNHOST,
-        "--replicas",
-        "4",
-        "--",
-        "/agnhost",
-        "netexec",
-        "--http-port=8080",
-    ]);
-    let pods = wait_ready(&c, "app=hg", 4);
+    let pods = netexec_pods(&c, "hg", 4);
     let nodes: BTreeSet<&str> = pods
         .iter()
         .map(|p| p["spec"]["nodeName"].as_str().unwrap())

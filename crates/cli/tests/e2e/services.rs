@@ -14,26 +14,14 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::harness::{kinet, show, stdout, Cluster};
-use crate::pods::{exec, ip_in_cidr, json, wait_dns, wait_ready, wait_ready_in, AGNHOST};
+use crate::pods::{
+    apply, exec, ip_in_cidr, json, netexec_pods, wait_dns, wait_ready, wait_ready_in, AGNHOST,
+};
 
 /// `replicas` agnhost netexec pods labelled `app=<name>`: `/hostname`, `/clientip`, and
 /// `hostname` over UDP on 8081.
 fn netexec(c: &Cluster, name: &str, replicas: usize) -> BTreeSet<String> {
-    c.kubectl_ok(&[
-        "create",
-        "deployment",
-        name,
-        "--image",
-        AGNHOST,
-        "--replicas",
-        &replicas.to_string(),
-        "--",
-        "/agnhost",
-        "netexec",
-        "--http-port=8080",
-        "--udp-port=8081",
-    ]);
-    names(&wait_ready(c, &format!("app={name}"), replicas))
+    names(&netexec_pods(c, name, replicas))
 }
 
 /// A pod that only waits, to run curl and bash from.
@@ -636,30 +624,6 @@ fn node_ports_and_load_balancers_serve_from_outside_the_cluster() {
             );
         }
     }
-}
-
-/// `kubectl apply -f -` with `yaml` on stdin.
-fn apply(c: &Cluster, yaml: &str) {
-    use std::io::Write;
-    let mut child = c
-        .kubectl_cmd(&["apply", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl apply\n{yaml}\n{}",
-        show(&out)
-    );
 }
 
 /// A netexec pod on `node` with named ports `web` (8080/TCP) and `echo-udp` (8081/UDP).
