@@ -18,12 +18,11 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kinet_ipam::Ipv4Cidr;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::Notify;
@@ -190,12 +189,12 @@ fn key(svc: &Service) -> String {
 /// Runs the allocator until it fails.
 pub async fn run(client: Client) -> anyhow::Result<()> {
     let wake = Arc::new(Notify::new());
-    let services = reflect(
+    let services = crate::runtime::reflect_and_wake(
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
         &wake,
     );
-    let pools = reflect(
+    let pools = crate::runtime::reflect_and_wake(
         Api::<ConfigMap>::namespaced(client.clone(), POOL_NAMESPACE),
         watcher::Config::default().fields(&format!("metadata.name={POOL_CONFIGMAP}")),
         &wake,
@@ -207,26 +206,6 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         pass(&client, &recorder, &services, &pools).await;
         let _ = tokio::time::timeout(Duration::from_secs(30), wake.notified()).await;
     }
-}
-
-fn reflect<K>(api: Api<K>, config: watcher::Config, wake: &Arc<Notify>) -> Store<K>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
-    let w = wake.clone();
-    tokio::spawn(stream.for_each(move |_| {
-        w.notify_one();
-        futures::future::ready(())
-    }));
-    store
 }
 
 fn pool_of(pools: &Store<ConfigMap>) -> Pool {

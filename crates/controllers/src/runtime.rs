@@ -101,3 +101,24 @@ where
     }
     write_status(client, obj, status).await
 }
+
+/// A reflector store of `api` that wakes `wake` on every change: the loops that recompute a
+/// whole pass from their stores (scheduler, LoadBalancer allocator) share it.
+pub(crate) fn reflect_and_wake<K>(
+    api: Api<K>,
+    config: kube::runtime::watcher::Config,
+    wake: &Arc<tokio::sync::Notify>,
+) -> kube::runtime::reflector::Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    use kube::runtime::{reflector, watcher, WatchStreamExt};
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
+    let wake = wake.clone();
+    tokio::spawn(stream.for_each(move |_| {
+        wake.notify_one();
+        futures::future::ready(())
+    }));
+    store
+}

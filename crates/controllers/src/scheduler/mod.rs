@@ -18,8 +18,8 @@ use futures::{stream, StreamExt};
 use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::{mpsc, Notify};
@@ -43,8 +43,16 @@ type EventMsg = (ObjectReference, EventType, &'static str, String);
 /// Runs the scheduler.
 pub async fn run(client: Client) -> anyhow::Result<()> {
     let wake = Arc::new(Notify::new());
-    let nodes = spawn_reflector(Api::<Node>::all(client.clone()), wake.clone());
-    let pods = spawn_reflector(Api::<Pod>::all(client.clone()), wake.clone());
+    let nodes = crate::runtime::reflect_and_wake(
+        Api::<Node>::all(client.clone()),
+        watcher::Config::default(),
+        &wake,
+    );
+    let pods = crate::runtime::reflect_and_wake(
+        Api::<Pod>::all(client.clone()),
+        watcher::Config::default(),
+        &wake,
+    );
     nodes.wait_until_ready().await?;
     pods.wait_until_ready().await?;
     let events = spawn_event_writer(Recorder::new(client.clone(), SCHEDULER_NAME));
@@ -59,28 +67,6 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         state.pass().await;
         let _ = tokio::time::timeout(RESYNC, wake.notified()).await;
     }
-}
-
-fn spawn_reflector<K>(api: Api<K>, wake: Arc<Notify>) -> Store<K>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(
-        writer,
-        watcher(api, watcher::Config::default()).default_backoff(),
-    );
-    tokio::spawn(stream.for_each(move |_| {
-        wake.notify_one();
-        futures::future::ready(())
-    }));
-    reader
 }
 
 fn spawn_event_writer(recorder: Recorder) -> mpsc::UnboundedSender<EventMsg> {
