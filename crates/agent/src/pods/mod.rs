@@ -24,12 +24,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kinet_cni::NodeNetwork;
 use kinet_controllers::events::Recorder;
 use kinet_ipam::{PodIpState, PodIps};
 use kinet_netns::NetNs;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 
@@ -90,6 +91,8 @@ pub struct Runtime {
     dirs: PodDirs,
     ipam: Mutex<PodIps>,
     recorder: Recorder,
+    /// Every Service, for the containers' environment (the kubelet's service lister).
+    services: Store<Service>,
     workers: Mutex<HashMap<String, watch::Sender<Option<Pod>>>>,
     views: Mutex<HashMap<(String, String), PodView>>,
 }
@@ -108,6 +111,16 @@ impl Runtime {
             .or_else(|| PodIps::new(net.pod_cidr).ok())
             .expect("a node podCIDR is at most a /30");
         let recorder = Recorder::new(client.clone(), "kubelet");
+        let (services, writer) = reflector::store();
+        let stream = reflector::reflector(
+            writer,
+            watcher(
+                Api::<Service>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff(),
+        );
+        tokio::spawn(stream.for_each(|_| futures::future::ready(())));
         Arc::new(Runtime {
             client,
             cfg,
@@ -116,6 +129,7 @@ impl Runtime {
             dirs,
             ipam: Mutex::new(ipam),
             recorder,
+            services,
             workers: Mutex::default(),
             views: Mutex::default(),
         })
@@ -198,6 +212,22 @@ impl Runtime {
         let (tx, rx) = watch::channel(Some(pod.clone()));
         workers.insert(uid.to_string(), tx);
         tokio::spawn(worker::run(self.clone(), pod, rx, adopt));
+    }
+
+    /// The Services a pod in `namespace` sees in its environment: its namespace's, and
+    /// `default/kubernetes`, as the kubelet's `getServiceEnvVarMap`.
+    async fn services_for(&self, namespace: &str) -> Vec<Service> {
+        let _ = self.services.wait_until_ready().await;
+        self.services
+            .state()
+            .iter()
+            .filter(|s| {
+                let ns = s.metadata.namespace.as_deref();
+                ns == Some(namespace)
+                    || (ns == Some("default") && s.metadata.name.as_deref() == Some("kubernetes"))
+            })
+            .map(|s| (**s).clone())
+            .collect()
     }
 
     fn worker_done(&self, uid: &str) {

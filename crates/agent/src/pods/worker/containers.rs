@@ -37,18 +37,7 @@ impl Worker {
     ) -> Result<(Vec<Service>, Objects, Objects), String> {
         let client = self.rt.client.clone();
         let ns = self.rec.namespace.clone();
-        let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
-        let mut services = svcs
-            .list(&Default::default())
-            .await
-            .map_err(|e| e.to_string())?
-            .items;
-        if ns != "default" {
-            let default: Api<Service> = Api::namespaced(client.clone(), "default");
-            if let Ok(k) = default.get("kubernetes").await {
-                services.push(k);
-            }
-        }
+        let services = self.rt.services_for(&ns).await;
         let (cm_names, secret_names) = env::references(c);
         let mut cms = Objects::new();
         let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
