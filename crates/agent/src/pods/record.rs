@@ -146,9 +146,8 @@ impl PodDirs {
 }
 
 /// Stops every recorded process of a node (SIGKILL, group-wide, ours only) and deletes the
-/// pods' network namespaces: `kinet down` after the agent has stopped. Returns the count of
-/// pods found.
-pub fn kill_all(node_dir: &Path) -> usize {
+/// pods' network namespaces: `kinet down` after the agent has stopped.
+pub fn kill_all(node_dir: &Path) {
     let dirs = PodDirs::new(node_dir);
     let records = dirs.load_all();
     for r in &records {
@@ -162,7 +161,6 @@ pub fn kill_all(node_dir: &Path) -> usize {
         }
         let _ = kinet_netns::delete(&r.netns);
     }
-    records.len()
 }
 
 #[cfg(test)]

@@ -107,19 +107,19 @@ pub async fn start_pause(
     if let Some(sa) = &files.service_account {
         cmd.arg("--service-account").arg(sa);
     }
-    let log = std::fs::OpenOptions::new()
+    let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)?;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(log)
+        .stderr(log_file)
         .process_group(0)
         .kill_on_drop(false);
     let mut child = cmd.spawn()?;
     let pid = child
         .id()
-        .ok_or_else(|| anyhow::anyhow!("pause exited at once"))?;
+        .ok_or_else(|| anyhow::anyhow!("pause exited at once (see {})", log.display()))?;
     let stdout = child.stdout.take().expect("piped");
     let mut line = String::new();
     let read = tokio::time::timeout(PAUSE_READY, BufReader::new(stdout).read_line(&mut line)).await;
@@ -128,7 +128,7 @@ pub async fn start_pause(
         let _ = child.wait().await;
         anyhow::bail!(
             "the pause process did not set up the sandbox (see {})",
-            log_hint(pid)
+            log.display()
         );
     }
     let proc = Proc::of(pid).ok_or_else(|| anyhow::anyhow!("pause exited"))?;
@@ -138,8 +138,4 @@ pub async fn start_pause(
         let _ = child.wait().await;
     });
     Ok(proc)
-}
-
-fn log_hint(pid: u32) -> String {
-    format!("pause.log of pid {pid}")
 }
