@@ -1,7 +1,6 @@
 //! Fixtures shared by the integration tests: a small cluster of three nodes
 //! (node-a 192.168.0.2 / 10.244.1.0/24, node-b .3 / 10.244.2.0/24, node-c .4 /
 //! 10.244.3.0/24) and builders for Services and EndpointSlices.
-#![allow(dead_code)]
 
 use std::net::Ipv4Addr;
 

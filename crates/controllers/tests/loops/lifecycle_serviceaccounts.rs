@@ -1,12 +1,10 @@
 //! The serviceaccounts loop against a real API server.
 
-mod support;
-
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{DeleteParams, PostParams};
 use kube::Api;
 
-use support::eventually;
+use crate::support::eventually;
 
 #[tokio::test]
 async fn every_namespace_gets_a_default_account_again_and_again() -> anyhow::Result<()> {

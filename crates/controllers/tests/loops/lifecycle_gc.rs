@@ -1,7 +1,5 @@
 //! The garbage collector against a real API server: background, foreground and orphan deletion.
 
-mod support;
-
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -9,7 +7,7 @@ use kube::api::{DeleteParams, PostParams};
 use kube::Api;
 use serde_json::json;
 
-use support::eventually;
+use crate::support::eventually;
 
 async fn make(
     cms: &Api<ConfigMap>,

@@ -1,11 +1,9 @@
 //! Rendered rulesets compared with files under tests/golden/.
-//! Regenerate with `UPDATE_GOLDEN=1 cargo test -p kinet-proxy-rules --test golden`.
-
-mod common;
+//! Regenerate with `UPDATE_GOLDEN=1 cargo test -p kinet-proxy-rules --test rules golden`.
 
 use std::path::PathBuf;
 
-use common::*;
+use crate::common::*;
 use kinet_proxy_rules::{render, Ruleset};
 use serde_json::json;
 

@@ -1,8 +1,6 @@
 //! ReplicaSet and Deployment loops (with the scheduler) against a real in-process API server.
 //! No kubelet runs, so a small fake marks bound pods Running/Ready and finishes deletions.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
@@ -11,7 +9,7 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use support::{fake_kubelet, make_ready_node, spawn_loop, wait_for};
+use crate::support::{fake_kubelet, make_ready_node, spawn_loop, wait_for};
 
 fn spawn_all(client: &Client) -> Vec<tokio::task::JoinHandle<()>> {
     vec![

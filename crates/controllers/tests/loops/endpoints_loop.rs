@@ -1,8 +1,6 @@
 //! The endpoints loop against a real API server: Endpoints and EndpointSlices follow pods,
 //! quickly; hand-written Endpoints of selector-less Services survive.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
@@ -17,7 +15,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
 {
-    support::poll(what, Duration::from_secs(10), Duration::from_millis(5), f).await
+    crate::support::poll(what, Duration::from_secs(10), Duration::from_millis(5), f).await
 }
 
 async fn set_ready(pods: &Api<Pod>, name: &str, ip: &str, ready: bool) -> anyhow::Result<()> {

@@ -1,10 +1,8 @@
 //! Packet-level behaviour of rendered rulesets, checked with the tracer.
 
-mod common;
-
 use std::net::SocketAddrV4;
 
-use common::*;
+use crate::common::*;
 use kinet_proxy_rules::{render, trace, trace_detailed, Packet, Proto, Verdict};
 use serde_json::json;
 

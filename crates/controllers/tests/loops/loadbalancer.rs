@@ -1,14 +1,12 @@
 //! The LoadBalancer allocator against a real in-process API server.
 
-mod support;
-
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kinet_controllers::loadbalancer::{self, status_ip};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
-use support::{eventually, spawn_loop, wait_for};
+use crate::support::{eventually, spawn_loop, wait_for};
 
 async fn create_svc(
     client: &Client,

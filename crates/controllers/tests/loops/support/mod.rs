@@ -1,7 +1,5 @@
 //! Helpers the integration tests share: polling until a condition holds, registering nodes,
 //! and a fake kubelet.
-// Each test binary compiles this module and uses only part of it.
-#![allow(dead_code)]
 
 use std::time::Duration;
 

@@ -1,8 +1,6 @@
 //! `Ruleset::to_nft_update`: only the changed parts, in an order nft accepts.
 
-mod common;
-
-use common::{config, ep, node, slice, tcp_port, web};
+use crate::common::{config, ep, node, slice, tcp_port, web};
 use kinet_proxy_rules::render;
 
 #[test]

@@ -1,13 +1,11 @@
 //! Node IPAM against a real in-process API server.
 
-mod support;
-
 use k8s_openapi::api::core::v1::{Event, Node};
 use kube::api::DeleteParams;
 use kube::Api;
 use serde_json::json;
 
-use support::{create_node, wait_for};
+use crate::support::{create_node, wait_for};
 
 async fn cidr(
     nodes: &Api<Node>,

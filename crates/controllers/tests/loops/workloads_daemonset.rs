@@ -1,15 +1,13 @@
 //! The DaemonSet loop (with the scheduler) against a real in-process API server, with a fake
 //! kubelet that marks bound pods Ready and finishes deletions.
 
-mod support;
-
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::Api;
 use serde_json::json;
 
-use support::{fake_kubelet, make_ready_node, spawn_loop, wait_for};
+use crate::support::{fake_kubelet, make_ready_node, spawn_loop, wait_for};
 
 async fn placement(pods: &Api<Pod>) -> anyhow::Result<Vec<(String, String)>> {
     let mut v: Vec<(String, String)> = pods

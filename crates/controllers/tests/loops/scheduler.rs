@@ -1,7 +1,5 @@
 //! The scheduler against a real in-process API server.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -9,7 +7,7 @@ use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use support::{make_ready_node, wait_for};
+use crate::support::{make_ready_node, wait_for};
 
 fn pod(name: &str, extra: serde_json::Value) -> Pod {
     let mut spec = json!({"containers": [{"name": "c", "image": "busybox"}]});

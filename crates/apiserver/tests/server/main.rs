@@ -1,0 +1,5 @@
+//! The API server driven over HTTPS: node streaming and service-account tokens. One test binary,
+//! because each binary links the whole API server.
+
+mod node_stream;
+mod service_account_tokens;
