@@ -10,15 +10,98 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
+use std::net::Ipv4Addr;
 
-use crate::model::{Chain, MapEntry, MapVerdict, Ruleset, Set};
+use crate::model::{Chain, MapEntry, MapKey, MapVerdict, Rule, Ruleset, Set};
 use crate::nft::{set_spec, write_key, write_rule_lines};
 
+/// One step of an incremental update. Set definitions carry no elements: those come as
+/// `AddSetElement`s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    AddSet(Set),
+    AddChain(String),
+    FlushChain(String),
+    AddRule {
+        chain: String,
+        rule: Rule,
+    },
+    DeleteMapElement {
+        map: String,
+        key: MapKey,
+    },
+    AddMapElement {
+        map: String,
+        key: MapKey,
+        entry: MapEntry,
+    },
+    DeleteSetElement {
+        set: String,
+        addr: Ipv4Addr,
+    },
+    AddSetElement {
+        set: String,
+        addr: Ipv4Addr,
+    },
+    DeleteChain(String),
+    DeleteSet(String),
+}
+
+/// The changes that turn one loaded ruleset into another, in an order the kernel accepts
+/// as one transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Update {
+    pub table: String,
+    pub changes: Vec<Change>,
+}
+
+impl Update {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// The update as `nft -f` input (one transaction).
+    pub fn to_nft(&self) -> String {
+        let t = format!("ip {}", self.table);
+        let mut out = String::new();
+        for c in &self.changes {
+            let _ = match c {
+                Change::AddSet(s) => writeln!(out, "add set {t} {} {{ {} }}", s.name, set_spec(s)),
+                Change::AddChain(c) => writeln!(out, "add chain {t} {c}"),
+                Change::FlushChain(c) => writeln!(out, "flush chain {t} {c}"),
+                Change::AddRule { chain, rule } => {
+                    write_rule_lines(&mut out, &format!("add rule {t} {chain} "), rule);
+                    Ok(())
+                }
+                Change::DeleteMapElement { map, key } => {
+                    let _ = write!(out, "delete element {t} {map} {{ ");
+                    write_key(&mut out, key);
+                    writeln!(out, " }}")
+                }
+                Change::AddMapElement { map, key, entry } => {
+                    let _ = write!(out, "add element {t} {map} {{ ");
+                    write_key(&mut out, key);
+                    write_entry(&mut out, entry);
+                    writeln!(out, " }}")
+                }
+                Change::DeleteSetElement { set, addr } => {
+                    writeln!(out, "delete element {t} {set} {{ {addr} }}")
+                }
+                Change::AddSetElement { set, addr } => {
+                    writeln!(out, "add element {t} {set} {{ {addr} }}")
+                }
+                Change::DeleteChain(c) => writeln!(out, "delete chain {t} {c}"),
+                Change::DeleteSet(s) => writeln!(out, "delete set {t} {s}"),
+            };
+        }
+        out
+    }
+}
+
 impl Ruleset {
-    /// Commands that turn `old` (what the kernel has) into `self`, or `None` when only a
+    /// The update that turns `old` (what the kernel has) into `self`, or `None` when only a
     /// full load will do (another table, a changed base chain, map or set definition).
-    /// An empty string means nothing changed.
-    pub fn to_nft_update(&self, old: &Ruleset) -> Option<String> {
+    pub fn update_from(&self, old: &Ruleset) -> Option<Update> {
         if self.table != old.table || self.maps.len() != old.maps.len() {
             return None;
         }
@@ -56,49 +139,53 @@ impl Ruleset {
             }
         }
 
-        let t = format!("ip {}", self.table);
-        let mut out = String::new();
+        let mut out = Vec::new();
         for s in self
             .sets
             .iter()
             .filter(|s| !old_sets.contains_key(s.name.as_str()))
         {
-            let _ = writeln!(out, "add set {t} {} {{ {} }}", s.name, set_spec(s));
+            out.push(Change::AddSet(Set {
+                elements: BTreeSet::new(),
+                ..s.clone()
+            }));
         }
         for c in self
             .chains
             .iter()
             .filter(|c| !old_chains.contains_key(c.name.as_str()))
         {
-            let _ = writeln!(out, "add chain {t} {}", c.name);
+            out.push(Change::AddChain(c.name.clone()));
         }
         for c in &self.chains {
             match old_chains.get(c.name.as_str()) {
                 Some(o) if o.rules == c.rules => continue,
-                Some(_) => {
-                    let _ = writeln!(out, "flush chain {t} {}", c.name);
-                }
+                Some(_) => out.push(Change::FlushChain(c.name.clone())),
                 None => {}
             }
-            let prefix = format!("add rule {t} {} ", c.name);
             for rule in &c.rules {
-                write_rule_lines(&mut out, &prefix, rule);
+                out.push(Change::AddRule {
+                    chain: c.name.clone(),
+                    rule: rule.clone(),
+                });
             }
         }
         for (m, o) in self.maps.iter().zip(&old.maps) {
             for (key, entry) in &o.elements {
                 if m.elements.get(key) != Some(entry) {
-                    let _ = write!(out, "delete element {t} {} {{ ", m.name);
-                    write_key(&mut out, key);
-                    out.push_str(" }\n");
+                    out.push(Change::DeleteMapElement {
+                        map: m.name.clone(),
+                        key: *key,
+                    });
                 }
             }
             for (key, entry) in &m.elements {
                 if o.elements.get(key) != Some(entry) {
-                    let _ = write!(out, "add element {t} {} {{ ", m.name);
-                    write_key(&mut out, key);
-                    write_entry(&mut out, entry);
-                    out.push_str(" }\n");
+                    out.push(Change::AddMapElement {
+                        map: m.name.clone(),
+                        key: *key,
+                        entry: entry.clone(),
+                    });
                 }
             }
         }
@@ -106,10 +193,16 @@ impl Ruleset {
         for s in &self.sets {
             let before = old_sets.get(s.name.as_str()).map_or(&none, |o| &o.elements);
             for ip in before.difference(&s.elements) {
-                let _ = writeln!(out, "delete element {t} {} {{ {ip} }}", s.name);
+                out.push(Change::DeleteSetElement {
+                    set: s.name.clone(),
+                    addr: *ip,
+                });
             }
             for ip in s.elements.difference(before) {
-                let _ = writeln!(out, "add element {t} {} {{ {ip} }}", s.name);
+                out.push(Change::AddSetElement {
+                    set: s.name.clone(),
+                    addr: *ip,
+                });
             }
         }
         let gone: Vec<&Chain> = old
@@ -117,20 +210,19 @@ impl Ruleset {
             .iter()
             .filter(|c| !new_chains.contains_key(c.name.as_str()))
             .collect();
-        for c in &gone {
-            let _ = writeln!(out, "flush chain {t} {}", c.name);
-        }
-        for c in &gone {
-            let _ = writeln!(out, "delete chain {t} {}", c.name);
-        }
+        out.extend(gone.iter().map(|c| Change::FlushChain(c.name.clone())));
+        out.extend(gone.iter().map(|c| Change::DeleteChain(c.name.clone())));
         for s in old
             .sets
             .iter()
             .filter(|s| !new_sets.contains_key(s.name.as_str()))
         {
-            let _ = writeln!(out, "delete set {t} {}", s.name);
+            out.push(Change::DeleteSet(s.name.clone()));
         }
-        Some(out)
+        Some(Update {
+            table: self.table.clone(),
+            changes: out,
+        })
     }
 }
 

@@ -17,6 +17,7 @@ mod skeleton;
 mod trace;
 
 pub use config::{NodeInfo, ProxyConfig};
+pub use diff::{Change, Update};
 pub use model::{
     Action, BaseChain, Chain, Hook, Ipv4Cidr, LookupKey, Map, MapEntry, MapKey, MapVerdict, Match,
     Owner, Proto, Rule, Ruleset, Set,

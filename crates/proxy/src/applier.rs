@@ -4,7 +4,7 @@
 //!
 //! The first load (and any load after a failure or `force_full_sync`) is full:
 //! the text deletes and re-creates the table. After that only the difference
-//! to the last loaded ruleset is sent (`Ruleset::to_nft_update`), so a change
+//! to the last loaded ruleset is sent (`Ruleset::update_from`), so a change
 //! costs the same with 10 or 10,000 Services; an identical ruleset is skipped.
 
 use std::io::Write;
@@ -124,9 +124,9 @@ impl Applier {
     /// Loads `rs` in one transaction, unless it equals the last load.
     pub fn apply(&mut self, rs: &Ruleset) -> Result<ApplyOutcome> {
         self.check_table(rs)?;
-        let (text, full) = match self.last.as_ref().and_then(|old| rs.to_nft_update(old)) {
+        let (text, full) = match self.last.as_ref().and_then(|old| rs.update_from(old)) {
             Some(update) if update.is_empty() => return Ok(ApplyOutcome::Unchanged),
-            Some(update) => (update, false),
+            Some(update) => (update.to_nft(), false),
             None => (rs.to_nft(), true),
         };
         // Until this load succeeds the kernel state is unknown.

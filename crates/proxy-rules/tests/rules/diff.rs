@@ -1,4 +1,4 @@
-//! `Ruleset::to_nft_update`: only the changed parts, in an order nft accepts.
+//! `Ruleset::update_from`: only the changed parts, in an order nft accepts.
 
 use crate::common::{config, ep, node, slice, tcp_port, web};
 use kinet_proxy_rules::render;
@@ -7,7 +7,7 @@ use kinet_proxy_rules::render;
 fn same_ruleset_needs_nothing() {
     let (svcs, slices) = web();
     let rs = render(&svcs, &slices, &node("node-a"), &config());
-    assert_eq!(rs.to_nft_update(&rs).as_deref(), Some(""));
+    assert_eq!(rs.update_from(&rs).map(|u| u.to_nft()).as_deref(), Some(""));
 }
 
 #[test]
@@ -22,7 +22,7 @@ fn an_endpoint_leaving_touches_only_its_service() {
         vec![ep("10.244.1.5", "node-a"), ep("10.244.2.7", "node-b")],
     )];
     let after = render(&svcs, &fewer, &node("node-a"), &config());
-    let update = after.to_nft_update(&before).expect("incremental");
+    let update = after.update_from(&before).expect("incremental").to_nft();
     let lines: Vec<&str> = update.lines().collect();
     assert!(!update.contains("table"), "{update}");
     // The service chain is refilled, the gone endpoint's chain flushed then deleted.
@@ -52,5 +52,5 @@ fn a_changed_skeleton_needs_a_full_load() {
     let mut other = config();
     other.table = "other".into();
     let after = render(&svcs, &slices, &node("node-a"), &other);
-    assert_eq!(after.to_nft_update(&before), None);
+    assert_eq!(after.update_from(&before), None);
 }
