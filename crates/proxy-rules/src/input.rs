@@ -10,7 +10,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use crate::model::Proto;
 
 /// Label that ties an EndpointSlice to its Service.
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+pub(crate) const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// Kubernetes' default ClientIP affinity timeout (3 hours).
 const DEFAULT_AFFINITY_SECS: u32 = 10800;
 
@@ -158,8 +158,8 @@ pub(crate) type PortKey = (String, String, String, Proto);
 
 /// All IPv4 endpoints from all slices, grouped by the service port they back,
 /// deduplicated by ip:port (a ready copy wins) and sorted by ip then port.
-pub(crate) fn endpoints_by_port(
-    slices: &[EndpointSlice],
+pub(crate) fn endpoints_by_port<'a>(
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
     node_name: &str,
 ) -> HashMap<PortKey, Vec<Endpoint>> {
     let mut map: HashMap<PortKey, Vec<Endpoint>> = HashMap::new();

@@ -13,6 +13,7 @@ mod model;
 mod names;
 mod nft;
 mod render;
+mod renderer;
 mod skeleton;
 mod trace;
 
@@ -23,5 +24,5 @@ pub use model::{
     Owner, Proto, Rule, Ruleset, Set,
 };
 pub use names::hash_and_truncate;
-pub use render::render;
+pub use renderer::{render, udp_dnat_targets, Renderer, Synced};
 pub use trace::{trace, trace_detailed, DnatTarget, Origin, Packet, Trace, Verdict};

@@ -5,53 +5,15 @@
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-
-use crate::config::{NodeInfo, ProxyConfig};
-use crate::input::{categorize, endpoints_by_port, service_ports, Endpoint, ServicePort};
+use crate::input::{categorize, Endpoint, ServicePort};
 use crate::model::{
     Action, Ipv4Cidr, MapEntry, MapKey, MapVerdict, Match, Owner, Rule, Ruleset, Set,
 };
 use crate::names::{endpoint_base, hash_and_truncate, service_port_base};
 use crate::skeleton::{
-    skeleton, CLUSTER_IPS, MARK_MASQ, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, REJECT_CHAIN,
-    SERVICE_IPS, SERVICE_NODEPORTS,
+    CLUSTER_IPS, MARK_MASQ, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, REJECT_CHAIN, SERVICE_IPS,
+    SERVICE_NODEPORTS,
 };
-
-/// The node's desired proxy state. Pure: same inputs, same ruleset, whatever
-/// the order of `services` and `slices`.
-pub fn render(
-    services: &[Service],
-    slices: &[EndpointSlice],
-    node: &NodeInfo,
-    config: &ProxyConfig,
-) -> Ruleset {
-    let mut rs = skeleton(node, config);
-    let cluster_cidr = config.cluster_cidr();
-    let mut endpoints = endpoints_by_port(slices, &node.name);
-
-    let mut ports: Vec<ServicePort> = services.iter().flat_map(service_ports).collect();
-    ports.sort_by(|a, b| {
-        (&a.namespace, &a.name, &a.port_name, a.proto).cmp(&(
-            &b.namespace,
-            &b.name,
-            &b.port_name,
-            b.proto,
-        ))
-    });
-    for sp in &ports {
-        let key = (
-            sp.namespace.clone(),
-            sp.name.clone(),
-            sp.port_name.clone(),
-            sp.proto,
-        );
-        let eps = endpoints.remove(&key).unwrap_or_default();
-        render_port(&mut rs, sp, &eps, cluster_cidr);
-    }
-    rs
-}
 
 /// Names of one service port's chains.
 struct Names {
@@ -107,7 +69,7 @@ fn push(rs: &mut Ruleset, chain: &str, rule: Rule) {
     rs.chain_mut(chain).rules.push(rule);
 }
 
-fn render_port(
+pub(crate) fn render_port(
     rs: &mut Ruleset,
     sp: &ServicePort,
     eps: &[Endpoint],

@@ -54,3 +54,75 @@ fn a_changed_skeleton_needs_a_full_load() {
     let after = render(&svcs, &slices, &node("node-a"), &other);
     assert_eq!(after.update_from(&before), None);
 }
+
+/// The lines of an update, sorted: the renderer may order independent changes differently.
+fn sorted(update: &kinet_proxy_rules::Update) -> Vec<String> {
+    let mut lines: Vec<String> = update.to_nft().lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn per_service_updates_equal_whole_table_differences() {
+    use kinet_proxy_rules::Renderer;
+    use serde_json::json;
+
+    let (web, web_slices) = web();
+    let (edge, edge_slices) = crate::common::edge("Local");
+    let mut sticky = edge[0].clone();
+    let spec = sticky.spec.as_mut().unwrap();
+    spec.session_affinity = Some("ClientIP".into());
+    let fewer = slice(
+        "default",
+        "web",
+        "web-abc",
+        tcp_port("http", 8080),
+        vec![ep("10.244.1.5", "node-a")],
+    );
+    // The same ClusterIP and port claimed by two Services: the first in name order wins.
+    let twin = crate::common::service(
+        "default",
+        "aaa-twin",
+        json!({"clusterIP": "10.96.0.20", "ports": [{"name": "http", "port": 80}]}),
+        None,
+    );
+    let steps: Vec<(Vec<_>, Vec<_>)> = vec![
+        (web.clone(), web_slices.clone()),
+        (web.clone(), web_slices.clone()),
+        (
+            [web.clone(), edge.clone()].concat(),
+            [web_slices.clone(), edge_slices.clone()].concat(),
+        ),
+        (
+            [web.clone(), vec![sticky.clone()]].concat(),
+            [vec![fewer.clone()], edge_slices.clone()].concat(),
+        ),
+        (
+            [web.clone(), vec![twin.clone()]].concat(),
+            vec![fewer.clone()],
+        ),
+        (web.clone(), vec![fewer.clone()]),
+        (vec![sticky], edge_slices),
+        (vec![], vec![]),
+    ];
+    let (node, config) = (node("node-a"), config());
+    let mut renderer = Renderer::new(&node, &config);
+    let mut before: Option<kinet_proxy_rules::Ruleset> = None;
+    for (i, (svcs, slices)) in steps.iter().enumerate() {
+        let synced = renderer.sync(svcs, slices);
+        let whole = render(svcs, slices, &node, &config);
+        assert_eq!(renderer.ruleset().to_nft(), whole.to_nft(), "step {i}");
+        match &before {
+            None => assert!(
+                synced.update.is_none(),
+                "step {i}: the first sync loads in full"
+            ),
+            Some(old) => {
+                let want = whole.update_from(old).expect("incremental");
+                let got = synced.update.expect("incremental");
+                assert_eq!(sorted(&got), sorted(&want), "step {i}");
+            }
+        }
+        before = Some(whole);
+    }
+}
