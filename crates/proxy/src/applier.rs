@@ -4,16 +4,17 @@
 //!
 //! The first load (and any load after a failure or `force_full_sync`) is full:
 //! the text deletes and re-creates the table. After that only the difference
-//! to the last loaded ruleset is sent (`Ruleset::update_from`), so a change
-//! costs the same with 10 or 10,000 Services; an identical ruleset is skipped.
+//! is sent (a `Renderer` update, or `Ruleset::update_from` the last ruleset), so
+//! a change costs the same with 10 or 10,000 Services; an empty one is skipped.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kinet_proxy_rules::Ruleset;
+use kinet_proxy_rules::{Renderer, Ruleset, Synced, Update};
 
 use crate::conntrack::{udp_endpoints, Conntrack};
 
@@ -60,7 +61,9 @@ pub struct Applier {
     table: String,
     nsenter: PathBuf,
     nft: PathBuf,
-    /// The last successfully loaded ruleset; `None` forces a full load.
+    /// Whether the kernel holds what was last sent; false forces a full load.
+    loaded: bool,
+    /// The last ruleset `apply` loaded, to diff the next one against.
     last: Option<Ruleset>,
     /// UDP DNAT targets of the last successful load, to find removed ones.
     last_udp: Vec<SocketAddrV4>,
@@ -85,6 +88,7 @@ impl Applier {
             table: table.into(),
             nsenter: "nsenter".into(),
             nft: "nft".into(),
+            loaded: false,
             last: None,
             last_udp: Vec::new(),
             conntrack,
@@ -112,29 +116,23 @@ impl Applier {
 
     /// Whether the next `apply` will load even an unchanged ruleset.
     pub fn needs_full_sync(&self) -> bool {
-        self.last.is_none()
+        !self.loaded
     }
 
     /// Makes the next `apply` load in full (periodic resync: repairs rules
     /// someone else changed or deleted).
     pub fn force_full_sync(&mut self) {
-        self.last = None;
+        self.loaded = false;
     }
 
-    /// Loads `rs` in one transaction, unless it equals the last load.
+    /// Loads `rs` in one transaction, sending only its difference to the last `apply`
+    /// when the kernel holds that; unchanged rules are skipped.
     pub fn apply(&mut self, rs: &Ruleset) -> Result<ApplyOutcome> {
         self.check_table(rs)?;
-        let (text, full) = match self.last.as_ref().and_then(|old| rs.update_from(old)) {
-            Some(update) if update.is_empty() => return Ok(ApplyOutcome::Unchanged),
-            Some(update) => (update.to_nft(), false),
-            None => (rs.to_nft(), true),
+        let update = match (&self.last, self.loaded) {
+            (Some(old), true) => rs.update_from(old),
+            _ => None,
         };
-        // Until this load succeeds the kernel state is unknown.
-        self.last = None;
-        let start = Instant::now();
-        self.nft(&["-f", "-"], Some(&text), "load")?;
-        let duration = start.elapsed();
-
         let udp = udp_endpoints(rs);
         let removed: Vec<SocketAddrV4> = self
             .last_udp
@@ -142,20 +140,63 @@ impl Applier {
             .filter(|e| udp.binary_search(e).is_err())
             .copied()
             .collect();
+        self.last = None;
+        let outcome = self.commit(update, || Cow::Borrowed(rs), &removed)?;
+        self.last = Some(rs.clone());
+        self.last_udp = udp;
+        Ok(outcome)
+    }
+
+    /// Loads what a `Renderer::sync` found: its update when the kernel holds the previous
+    /// state, else the renderer's whole ruleset; then flushes removed UDP flows.
+    pub fn apply_synced(&mut self, renderer: &Renderer, synced: Synced) -> Result<ApplyOutcome> {
+        self.commit(
+            synced.update,
+            || Cow::Owned(renderer.ruleset()),
+            &synced.removed_udp,
+        )
+    }
+
+    fn commit<'a>(
+        &mut self,
+        update: Option<Update>,
+        full: impl FnOnce() -> Cow<'a, Ruleset>,
+        removed_udp: &[SocketAddrV4],
+    ) -> Result<ApplyOutcome> {
+        let update = update.filter(|_| self.loaded);
+        if update.as_ref().is_some_and(Update::is_empty) {
+            return Ok(ApplyOutcome::Unchanged);
+        }
+        // Until this load succeeds the kernel state is unknown.
+        self.loaded = false;
+        let start = Instant::now();
+        let is_full = match update {
+            Some(u) => {
+                self.check_table_name(&u.table)?;
+                self.nft(&["-f", "-"], Some(&u.to_nft()), "update")?;
+                false
+            }
+            None => {
+                let rs = full();
+                self.check_table(&rs)?;
+                self.nft(&["-f", "-"], Some(&rs.to_nft()), "load")?;
+                true
+            }
+        };
+        let duration = start.elapsed();
+        self.loaded = true;
         let mut flushed_udp = Vec::new();
         if let Some(ct) = &self.conntrack {
-            for ep in removed {
-                match ct.flush_udp_to(ep) {
-                    Ok(()) => flushed_udp.push(ep),
+            for ep in removed_udp {
+                match ct.flush_udp_to(*ep) {
+                    Ok(()) => flushed_udp.push(*ep),
                     Err(e) => tracing::warn!(%ep, error = %e, "conntrack flush failed"),
                 }
             }
         }
-        self.last = Some(rs.clone());
-        self.last_udp = udp;
         Ok(ApplyOutcome::Applied {
             duration,
-            full,
+            full: is_full,
             flushed_udp,
         })
     }
@@ -179,6 +220,7 @@ impl Applier {
 
     /// Removes the table (proxy shutdown); absent is fine.
     pub fn delete(&mut self) -> Result<()> {
+        self.loaded = false;
         self.last = None;
         self.last_udp.clear();
         let t = self.table.clone();
@@ -188,10 +230,14 @@ impl Applier {
     }
 
     fn check_table(&self, rs: &Ruleset) -> Result<()> {
-        if rs.table() != self.table {
+        self.check_table_name(rs.table())
+    }
+
+    fn check_table_name(&self, table: &str) -> Result<()> {
+        if table != self.table {
             return Err(ApplyError::TableMismatch {
                 want: self.table.clone(),
-                got: rs.table().to_string(),
+                got: table.to_string(),
             });
         }
         Ok(())

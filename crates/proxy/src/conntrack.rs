@@ -7,19 +7,11 @@ use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kinet_proxy_rules::{Action, Match, Proto, Ruleset};
+use kinet_proxy_rules::{udp_dnat_targets, Ruleset};
 
 /// Every UDP DNAT target in the ruleset, sorted and deduplicated.
 pub fn udp_endpoints(rs: &Ruleset) -> Vec<SocketAddrV4> {
-    let mut out: Vec<SocketAddrV4> = rs
-        .chains()
-        .iter()
-        .flat_map(|c| &c.rules)
-        .filter_map(|r| match r.action {
-            Action::Dnat(to) if r.matches.contains(&Match::L4Proto(Proto::Udp)) => Some(to),
-            _ => None,
-        })
-        .collect();
+    let mut out: Vec<SocketAddrV4> = udp_dnat_targets(rs.chains()).collect();
     out.sort();
     out.dedup();
     out

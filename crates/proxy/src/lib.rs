@@ -36,4 +36,4 @@ pub use node::node_info;
 pub use rules_for::{rules_for, rules_in_listing};
 pub use sync::{run, run_with, SyncOptions};
 
-pub use kinet_proxy_rules::{render, NodeInfo, ProxyConfig, Ruleset};
+pub use kinet_proxy_rules::{render, NodeInfo, ProxyConfig, Renderer, Ruleset};

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kinet_proxy_rules::{render, NodeInfo, ProxyConfig, Ruleset};
+use kinet_proxy_rules::{NodeInfo, ProxyConfig, Renderer, Ruleset};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
@@ -104,6 +104,7 @@ pub async fn run_with(
     slices.wait_until_ready().await?;
     tracing::info!(node = %node.name, netns = %applier.netns().display(), "proxy synced caches");
 
+    let mut renderer = Renderer::new(&node, &config);
     let mut next_resync = Instant::now() + opts.resync_period;
     let mut retry_at: Option<Instant> = None;
     let mut first = true;
@@ -140,7 +141,11 @@ pub async fn run_with(
         let node_now = node_info(me, &node);
         let svcs: Vec<Service> = services.state().iter().map(|s| (**s).clone()).collect();
         let eps: Vec<EndpointSlice> = slices.state().iter().map(|s| (**s).clone()).collect();
-        let rs = Arc::new(render(&svcs, &eps, &node_now, &config));
+        if !renderer.renders_for(&node_now, &config) {
+            renderer = Renderer::new(&node_now, &config);
+            applier.force_full_sync();
+        }
+        let synced = renderer.sync(&svcs, &eps);
         let render_took = start.elapsed();
 
         // Outside the ruleset: the health-check ports and the announced LB addresses.
@@ -162,13 +167,12 @@ pub async fn run_with(
             tracing::warn!(error = %e, "load balancer addresses not synced; retrying");
         }
 
-        let rs2 = rs.clone();
-        let (back, result) = tokio::task::spawn_blocking(move || {
-            let r = applier.apply(&rs2);
-            (applier, r)
+        let result;
+        (applier, renderer, result) = tokio::task::spawn_blocking(move || {
+            let r = applier.apply_synced(&renderer, synced);
+            (applier, renderer, r)
         })
         .await?;
-        applier = back;
         match result {
             Ok(ApplyOutcome::Applied {
                 duration,
@@ -181,9 +185,9 @@ pub async fn run_with(
                 if let Some(t) = since {
                     opts.metrics.record_programming_latency(t.elapsed());
                 }
-                tracing::debug!(?duration, rules = rs.rule_count(), "proxy rules loaded");
+                tracing::debug!(?duration, "proxy rules loaded");
                 if let Some(tx) = &opts.applied {
-                    tx.send_replace(Some(rs));
+                    tx.send_replace(Some(Arc::new(renderer.ruleset())));
                 }
             }
             Ok(ApplyOutcome::Unchanged) => {
