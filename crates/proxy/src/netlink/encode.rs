@@ -1,0 +1,294 @@
+//! An [`Update`] as one nfnetlink batch (pure): BATCH_BEGIN, one nf_tables message
+//! per object change (a random choice's cascade is one message per rule), BATCH_END.
+//! The kernel runs the batch as one transaction: all of it or nothing.
+
+use std::collections::HashMap;
+
+use kinet_proxy_rules::{Action, Change, MapEntry, MapKey, MapVerdict, Rule, Set, Update};
+
+use super::expr::{proto_number, NewSets, RuleExprs, Verdict};
+use super::wire::{
+    msg, udata_comment, Writer, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFNL_SUBSYS_NFTABLES,
+    NFPROTO_IPV4, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST,
+};
+use super::EncodeError;
+
+/// nft's datatype id of `ipv4_addr` and the byte order it records in a set's userdata.
+const TYPE_IPADDR: u32 = 7;
+const BYTEORDER_BIG_ENDIAN: u32 = 2;
+const NFT_SET_TIMEOUT: u32 = 0x10;
+const NFT_SET_EVAL: u32 = 0x20;
+
+/// The bytes of one batch and, for each message in it, where it came from.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Every message, BATCH_BEGIN to BATCH_END, ready for one `send`.
+    pub bytes: Vec<u8>,
+    /// Sequence number of BATCH_BEGIN; message `i` of `origins` has `first_seq + 1 + i`.
+    pub first_seq: u32,
+    /// Per message: the index of its change in the update, and which of that change's
+    /// `nft` lines it is (a random choice loads as several rules).
+    pub origins: Vec<(usize, usize)>,
+}
+
+impl Batch {
+    /// Sequence numbers of the messages the kernel acknowledges, in order.
+    pub fn acked_seqs(&self) -> std::ops::Range<u32> {
+        self.first_seq + 1..self.first_seq + 1 + self.origins.len() as u32
+    }
+
+    /// The `nft` text of the message with sequence number `seq` (for errors).
+    pub fn describe(&self, update: &Update, seq: u32) -> Option<String> {
+        let i = seq.checked_sub(self.first_seq + 1)? as usize;
+        let (change, line) = *self.origins.get(i)?;
+        let one = Update {
+            table: update.table.clone(),
+            changes: vec![update.changes.get(change)?.clone()],
+        };
+        one.to_nft()
+            .lines()
+            .nth(line)
+            .map(|l| l.trim_end().to_string())
+    }
+}
+
+/// Encodes `update` as one batch whose messages are numbered from `first_seq`; every
+/// message between BATCH_BEGIN and BATCH_END asks for an acknowledgement.
+pub fn encode_update(update: &Update, first_seq: u32) -> Result<Batch, EncodeError> {
+    let mut enc = Encoder {
+        w: Writer::default(),
+        table: &update.table,
+        seq: first_seq,
+        new_sets: HashMap::new(),
+        origins: Vec::new(),
+        change: 0,
+    };
+    let start = enc.w.begin_msg(
+        NFNL_MSG_BATCH_BEGIN,
+        NLM_F_REQUEST,
+        first_seq,
+        0,
+        NFNL_SUBSYS_NFTABLES,
+    );
+    enc.w.end_msg(start);
+    for (i, change) in update.changes.iter().enumerate() {
+        enc.change = i;
+        enc.change(change)?;
+    }
+    enc.seq += 1;
+    let start = enc.w.begin_msg(
+        NFNL_MSG_BATCH_END,
+        NLM_F_REQUEST,
+        enc.seq,
+        0,
+        NFNL_SUBSYS_NFTABLES,
+    );
+    enc.w.end_msg(start);
+    Ok(Batch {
+        bytes: enc.w.buf,
+        first_seq,
+        origins: enc.origins,
+    })
+}
+
+struct Encoder<'a> {
+    w: Writer,
+    table: &'a str,
+    seq: u32,
+    /// Sets this batch creates, numbered from 1 like nft's set ids.
+    new_sets: NewSets<'a>,
+    origins: Vec<(usize, usize)>,
+    change: usize,
+}
+
+impl<'a> Encoder<'a> {
+    /// One nf_tables message of the current change: `line` is its line in the change's
+    /// `nft` text; `body` writes the attributes after the table name.
+    fn message(&mut self, ty: u8, flags: u16, line: usize, body: impl FnOnce(&mut Writer)) {
+        self.seq += 1;
+        self.origins.push((self.change, line));
+        let start = self.w.begin_msg(
+            (NFNL_SUBSYS_NFTABLES << 8) | u16::from(ty),
+            NLM_F_REQUEST | NLM_F_ACK | flags,
+            self.seq,
+            NFPROTO_IPV4,
+            0,
+        );
+        self.w.str(1, self.table);
+        body(&mut self.w);
+        self.w.end_msg(start);
+    }
+
+    fn change(&mut self, change: &'a Change) -> Result<(), EncodeError> {
+        match change {
+            Change::AddSet(set) => self.add_set(set),
+            Change::AddChain(name) => {
+                self.message(msg::NEWCHAIN, NLM_F_CREATE, 0, |w| w.str(3, name));
+            }
+            Change::FlushChain(name) => {
+                self.message(msg::DELRULE, 0, 0, |w| w.str(2, name));
+            }
+            Change::AddRule { chain, rule } => self.add_rule(chain, rule)?,
+            Change::DeleteMapElement { map, key } => {
+                self.element(msg::DELSETELEM, map, &map_key(key), None);
+            }
+            Change::AddMapElement { map, key, entry } => {
+                self.element(msg::NEWSETELEM, map, &map_key(key), Some(entry));
+            }
+            Change::DeleteSetElement { set, addr } => {
+                self.element(msg::DELSETELEM, set, &addr.octets(), None);
+            }
+            Change::AddSetElement { set, addr } => {
+                self.element(msg::NEWSETELEM, set, &addr.octets(), None);
+            }
+            Change::DeleteChain(name) => {
+                self.message(msg::DELCHAIN, 0, 0, |w| w.str(3, name));
+            }
+            Change::DeleteSet(name) => {
+                self.message(msg::DELSET, 0, 0, |w| w.str(2, name));
+            }
+        }
+        Ok(())
+    }
+
+    fn add_set(&mut self, set: &'a Set) {
+        let id = self.new_sets.len() as u32 + 1;
+        self.new_sets.insert(&set.name, id);
+        let mut udata = Vec::new();
+        // NFTNL_UDATA_SET_KEYBYTEORDER: a u32 in host order.
+        udata.extend_from_slice(&[0, 4]);
+        udata.extend_from_slice(&BYTEORDER_BIG_ENDIAN.to_ne_bytes());
+        if let Some(c) = &set.comment {
+            udata_comment(&mut udata, 7, c); // NFTNL_UDATA_SET_COMMENT
+        }
+        self.message(msg::NEWSET, NLM_F_CREATE, 0, |w| {
+            w.str(2, &set.name);
+            let flags = if set.timeout_secs.is_some() {
+                NFT_SET_TIMEOUT | NFT_SET_EVAL
+            } else {
+                0
+            };
+            w.be32(3, flags);
+            w.be32(4, TYPE_IPADDR);
+            w.be32(5, 4);
+            w.be32(10, id);
+            if let Some(secs) = set.timeout_secs {
+                w.be64(11, u64::from(secs) * 1000);
+            }
+            w.bytes(13, &udata);
+        });
+    }
+
+    fn add_rule(&mut self, chain: &str, rule: &Rule) -> Result<(), EncodeError> {
+        let mut udata = Vec::new();
+        // A random choice's cascade loads without the comment (`write_rule_lines`).
+        let cascade = matches!(rule.action, Action::NumgenGoto(_));
+        if let Some(c) = rule.comment.filter(|_| !cascade) {
+            udata_comment(&mut udata, 0, c); // NFTNL_UDATA_RULE_COMMENT
+        }
+        let new_sets = std::mem::take(&mut self.new_sets);
+        let result = self.rule_messages(chain, rule, &udata, &new_sets);
+        self.new_sets = new_sets;
+        result
+    }
+
+    fn rule_messages(
+        &mut self,
+        chain: &str,
+        rule: &Rule,
+        udata: &[u8],
+        new_sets: &NewSets<'_>,
+    ) -> Result<(), EncodeError> {
+        let mut failed = None;
+        let mut one = |enc: &mut Self, line: usize, step: Option<(Option<u32>, &str)>| {
+            enc.message(msg::NEWRULE, NLM_F_CREATE | NLM_F_APPEND, line, |w| {
+                w.str(2, chain);
+                w.nest(4, |w| {
+                    let mut r = RuleExprs { w, new_sets };
+                    r.matches(&rule.matches);
+                    match step {
+                        Some((modulus, to)) => r.numgen_step(modulus, to),
+                        None => {
+                            if let Err(e) = r.action(&rule.matches, &rule.action) {
+                                failed = Some(e);
+                            }
+                        }
+                    }
+                });
+                if !udata.is_empty() {
+                    w.bytes(7, udata);
+                }
+            });
+        };
+        match &rule.action {
+            Action::NumgenGoto(chains) => {
+                let n = chains.len();
+                for (i, to) in chains.iter().enumerate() {
+                    let modulus = (i + 1 < n).then_some((n - i) as u32);
+                    one(self, i, Some((modulus, to)));
+                }
+            }
+            _ => one(self, 0, None),
+        }
+        match failed {
+            Some(e) => Err(EncodeError::Rule {
+                chain: chain.to_string(),
+                reason: e.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn element(&mut self, ty: u8, set: &str, key: &[u8], entry: Option<&MapEntry>) {
+        let id = (ty == msg::NEWSETELEM)
+            .then(|| self.new_sets.get(set).copied())
+            .flatten();
+        self.message(
+            ty,
+            if ty == msg::NEWSETELEM {
+                NLM_F_CREATE
+            } else {
+                0
+            },
+            0,
+            |w| {
+                w.str(2, set);
+                if let Some(id) = id {
+                    w.be32(4, id);
+                }
+                w.nest(3, |w| {
+                    w.nest(1, |w| {
+                        w.nest(1, |w| w.bytes(1, key));
+                        if let Some(e) = entry {
+                            w.nest(2, |w| match &e.verdict {
+                                MapVerdict::Goto(c) => Verdict::goto(c).write(w),
+                                MapVerdict::Drop => Verdict::drop().write(w),
+                            });
+                            if let Some(c) = &e.comment {
+                                let mut udata = Vec::new();
+                                udata_comment(&mut udata, 0, c); // NFTNL_UDATA_SET_ELEM_COMMENT
+                                w.bytes(6, &udata);
+                            }
+                        }
+                    });
+                });
+            },
+        );
+    }
+}
+
+/// A concatenated key as nft lays it out: every field padded to 4 bytes.
+fn map_key(key: &MapKey) -> Vec<u8> {
+    let mut out = Vec::with_capacity(12);
+    let (proto, port) = match key {
+        MapKey::Addr(ip, proto, port) => {
+            out.extend_from_slice(&ip.octets());
+            (proto, port)
+        }
+        MapKey::ProtoPort(proto, port) => (proto, port),
+    };
+    out.extend_from_slice(&[proto_number(*proto), 0, 0, 0]);
+    out.extend_from_slice(&port.to_be_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out
+}

@@ -1,0 +1,409 @@
+//! The encoder against what nft 1.0.6 sends. `testdata/update.nft` is
+//! `Update::to_nft()` of the update below; `testdata/update.hex` is every message nft
+//! sent for it (`nft --debug=mnl -f update.nft` in a namespace holding
+//! `testdata/base.nft`): message type, then the bytes after the netlink header. Only
+//! sequence numbers, flags and the set ids nft gives sets it did not create in the
+//! batch (the kernel finds those by name) are left out of the comparison.
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use kinet_proxy_rules::{
+    Action, Change, LookupKey, MapEntry, MapKey, MapVerdict, Match, Proto, Rule, Set, Update,
+};
+
+use super::encode::encode_update;
+use super::wire::NLMSG_HDRLEN;
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+fn rule(matches: Vec<Match>, action: Action) -> Change {
+    Change::AddRule {
+        chain: "svc".into(),
+        rule: Rule::new(matches, action),
+    }
+}
+
+fn commented(chain: &str, matches: Vec<Match>, action: Action, c: &'static str) -> Change {
+    Change::AddRule {
+        chain: chain.into(),
+        rule: Rule::new(matches, action).with_comment(c),
+    }
+}
+
+fn set(name: &str, timeout: Option<u32>, comment: Option<&str>) -> Change {
+    Change::AddSet(Set {
+        name: name.into(),
+        comment: comment.map(String::from),
+        timeout_secs: timeout,
+        elements: BTreeSet::new(),
+    })
+}
+
+fn update() -> Update {
+    use Action::*;
+    use Match::*;
+    let cidr = |s: &str| s.parse().unwrap();
+    let changes = vec![
+        set("affinity-a", Some(600), None),
+        set("affinity-b", Some(10800), Some("sticky")),
+        set("plain", None, Some("Active ClusterIPs")),
+        set("bare", None, None),
+        Change::AddChain("svc".into()),
+        Change::AddChain("ep-1".into()),
+        Change::AddChain("ep-2".into()),
+        Change::AddChain("ep-3".into()),
+        Change::FlushChain("c2".into()),
+        rule(vec![CtStateNew], Jump("c2".into())),
+        rule(vec![SaddrIs(ip("10.244.1.5"))], Jump("c2".into())),
+        commented(
+            "svc",
+            vec![SaddrIn(cidr("10.244.0.0/16"))],
+            Goto("c2".into()),
+            "short-circuit pod traffic",
+        ),
+        rule(vec![SaddrIn(cidr("10.0.0.0/8"))], Accept),
+        rule(vec![SaddrIn(cidr("10.244.1.0/24"))], Accept),
+        rule(vec![SaddrIn(cidr("10.244.1.7/32"))], Accept),
+        rule(vec![SaddrIn(cidr("10.244.16.0/20"))], Accept),
+        rule(vec![SaddrIn(cidr("0.0.0.0/0"))], Accept),
+        rule(vec![SaddrIn(cidr("128.0.0.0/1"))], Accept),
+        rule(
+            vec![DaddrIs(ip("10.96.0.50")), SaddrNotIn(cidr("10.244.0.0/16"))],
+            Jump("c2".into()),
+        ),
+        rule(vec![SaddrNotIn(cidr("10.96.0.0/12"))], Drop),
+        rule(vec![SaddrInSet("affinity-a".into())], Goto("ep-1".into())),
+        commented(
+            "svc",
+            vec![DaddrIn(cidr("10.96.0.0/12"))],
+            Drop,
+            "Drop traffic to unallocated ClusterIPs",
+        ),
+        commented(
+            "svc",
+            vec![DaddrInSet("cluster-ips".into())],
+            Reject,
+            "Reject traffic to invalid ports of ClusterIPs",
+        ),
+        rule(vec![Dport(Proto::Tcp, 80)], Accept),
+        rule(vec![Dport(Proto::Udp, 53)], Accept),
+        rule(vec![Dport(Proto::Sctp, 7001)], Accept),
+        rule(vec![L4Proto(Proto::Udp)], Return),
+        rule(vec![L4Proto(Proto::Sctp)], Return),
+        commented(
+            "svc",
+            vec![FibSaddrLocal],
+            Jump("c2".into()),
+            "masquerade local traffic",
+        ),
+        rule(vec![MarkClear(0x4000)], Return),
+        rule(vec![], MarkOr(0x4000)),
+        rule(vec![], MarkXor(0x4000)),
+        rule(vec![], Masquerade),
+        rule(
+            vec![],
+            Vmap {
+                key: LookupKey::DaddrProtoPort,
+                map: "service-ips".into(),
+            },
+        ),
+        rule(
+            vec![DaddrInSet("cluster-ips".into())],
+            Vmap {
+                key: LookupKey::ProtoPort,
+                map: "no-endpoint-nodeports".into(),
+            },
+        ),
+        rule(vec![L4Proto(Proto::Tcp)], RejectTcpReset),
+        rule(vec![], Reject),
+        rule(vec![], RejectTcpReset),
+        rule(vec![Dport(Proto::Tcp, 443)], RejectTcpReset),
+        rule(
+            vec![],
+            NumgenGoto(vec!["ep-1".into(), "ep-2".into(), "ep-3".into()]),
+        ),
+        // Loaded without its comment, as `Update::to_nft` writes a cascade.
+        commented(
+            "svc",
+            vec![DaddrIs(ip("10.96.0.50"))],
+            NumgenGoto(vec!["ep-1".into(), "ep-2".into()]),
+            "pick",
+        ),
+        rule(vec![], Drop),
+        rule(vec![], Return),
+        rule(vec![], Accept),
+        Change::AddRule {
+            chain: "ep-1".into(),
+            rule: Rule::always(UpdateSaddr("affinity-a".into())),
+        },
+        Change::AddRule {
+            chain: "ep-1".into(),
+            rule: Rule::new(
+                vec![L4Proto(Proto::Tcp)],
+                Dnat(SocketAddrV4::new(ip("10.244.1.5"), 8080)),
+            ),
+        },
+        Change::AddRule {
+            chain: "ep-2".into(),
+            rule: Rule::new(
+                vec![L4Proto(Proto::Udp)],
+                Dnat(SocketAddrV4::new(ip("10.244.2.7"), 53)),
+            ),
+        },
+        Change::AddRule {
+            chain: "ep-3".into(),
+            rule: Rule::new(
+                vec![L4Proto(Proto::Sctp)],
+                Dnat(SocketAddrV4::new(ip("10.244.2.8"), 7001)),
+            ),
+        },
+        Change::DeleteMapElement {
+            map: "service-ips".into(),
+            key: MapKey::Addr(ip("10.96.0.50"), Proto::Tcp, 80),
+        },
+        Change::AddMapElement {
+            map: "service-ips".into(),
+            key: MapKey::Addr(ip("10.96.0.52"), Proto::Tcp, 80),
+            entry: MapEntry {
+                verdict: MapVerdict::Goto("svc".into()),
+                comment: None,
+            },
+        },
+        Change::AddMapElement {
+            map: "service-ips".into(),
+            key: MapKey::Addr(ip("10.96.0.53"), Proto::Udp, 53),
+            entry: MapEntry {
+                verdict: MapVerdict::Drop,
+                comment: Some("default/x:dns has no endpoints".into()),
+            },
+        },
+        Change::DeleteMapElement {
+            map: "no-endpoint-nodeports".into(),
+            key: MapKey::ProtoPort(Proto::Tcp, 30080),
+        },
+        Change::AddMapElement {
+            map: "no-endpoint-nodeports".into(),
+            key: MapKey::ProtoPort(Proto::Sctp, 30082),
+            entry: MapEntry {
+                verdict: MapVerdict::Drop,
+                comment: Some("default/y:z has no endpoints".into()),
+            },
+        },
+        Change::AddMapElement {
+            map: "no-endpoint-nodeports".into(),
+            key: MapKey::ProtoPort(Proto::Udp, 30083),
+            entry: MapEntry {
+                verdict: MapVerdict::Goto("svc".into()),
+                comment: None,
+            },
+        },
+        Change::DeleteSetElement {
+            set: "cluster-ips".into(),
+            addr: ip("10.96.0.50"),
+        },
+        Change::AddSetElement {
+            set: "cluster-ips".into(),
+            addr: ip("10.96.0.52"),
+        },
+        Change::AddSetElement {
+            set: "plain".into(),
+            addr: ip("10.96.0.53"),
+        },
+        Change::FlushChain("c3".into()),
+        Change::FlushChain("c4".into()),
+        Change::DeleteChain("c3".into()),
+        Change::DeleteChain("c4".into()),
+        Change::DeleteSet("aff2".into()),
+    ];
+    Update {
+        table: "kinet".into(),
+        changes,
+    }
+}
+
+/// Attributes of `buf`: (type without flag bits, nested, payload).
+fn attrs(mut buf: &[u8]) -> Vec<(u16, bool, &[u8])> {
+    let mut out = Vec::new();
+    while buf.len() >= 4 {
+        let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
+        let ty = u16::from_ne_bytes([buf[2], buf[3]]);
+        out.push((ty & 0x3fff, ty & 0x8000 != 0, &buf[4..len]));
+        buf = &buf[((len + 3) & !3).min(buf.len())..];
+    }
+    out
+}
+
+fn name(data: &[u8]) -> String {
+    String::from_utf8_lossy(data.strip_suffix(&[0]).unwrap_or(data)).into_owned()
+}
+
+#[derive(Clone, Copy)]
+enum Ctx<'a> {
+    Message(u8),
+    Exprs,
+    Expr,
+    ExprData(&'a str),
+    Other,
+}
+
+/// Re-encodes attributes, dropping the set id of references to sets not created in
+/// the batch: element lists' `SET_ID` (4, next to `SET` 2), `lookup`'s `SET_ID` (4,
+/// next to `SET` 1), `dynset`'s `SET_ID` (2, next to `SET_NAME` 1).
+fn normalize(buf: &[u8], ctx: Ctx<'_>, new: &[&str], out: &mut Vec<u8>) {
+    let list = attrs(buf);
+    let string = |key: u16| {
+        list.iter()
+            .find(|(t, n, _)| *t == key && !n)
+            .map(|(_, _, d)| name(d))
+    };
+    let (id_attr, set) = match ctx {
+        Ctx::Message(12 | 14) => (4, string(2)),
+        Ctx::ExprData("lookup") => (4, string(1)),
+        Ctx::ExprData("dynset") => (2, string(1)),
+        _ => (0, None),
+    };
+    let expr = string(1).unwrap_or_default();
+    for (ty, nested, data) in &list {
+        if *ty == id_attr && set.as_deref().is_some_and(|s| !new.contains(&s)) {
+            continue;
+        }
+        let start = out.len();
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&(ty | if *nested { 0x8000 } else { 0 }).to_ne_bytes());
+        if *nested {
+            let inner = match (ctx, ty) {
+                (Ctx::Message(6), 4) => Ctx::Exprs,
+                (Ctx::Exprs, 1) => Ctx::Expr,
+                (Ctx::Expr, 2) => Ctx::ExprData(&expr),
+                _ => Ctx::Other,
+            };
+            normalize(data, inner, new, out);
+        } else {
+            out.extend_from_slice(data);
+        }
+        let len = (out.len() - start) as u16;
+        out[start..start + 2].copy_from_slice(&len.to_ne_bytes());
+        while out.len() % 4 != 0 {
+            out.push(0);
+        }
+    }
+}
+
+/// (message type, normalized body) of every message between BATCH_BEGIN and END.
+fn messages(batch: &[u8], new: &[&str]) -> Vec<(u8, String)> {
+    let mut out = Vec::new();
+    let mut buf = batch;
+    while buf.len() >= NLMSG_HDRLEN {
+        let len = u32::from_ne_bytes(buf[0..4].try_into().unwrap()) as usize;
+        let ty = u16::from_ne_bytes([buf[4], buf[5]]);
+        if ty >> 8 == 10 {
+            let msg = ty as u8;
+            let body = &buf[NLMSG_HDRLEN..len];
+            let mut norm = body[..4].to_vec();
+            normalize(&body[4..], Ctx::Message(msg), new, &mut norm);
+            out.push((msg, hex(&norm)));
+        }
+        buf = &buf[len..];
+    }
+    out
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// nft's messages in the same form as [`messages`].
+fn recorded(new: &[&str]) -> Vec<(u8, String)> {
+    include_str!("testdata/update.hex")
+        .lines()
+        .map(|l| {
+            let (ty, body) = l.split_once(' ').unwrap();
+            let ty: u8 = ty.parse().unwrap();
+            let body = unhex(body);
+            let mut norm = body[..4].to_vec();
+            normalize(&body[4..], Ctx::Message(ty), new, &mut norm);
+            (ty, hex(&norm))
+        })
+        .collect()
+}
+
+#[test]
+fn the_update_renders_as_the_recorded_nft_input() {
+    assert_eq!(update().to_nft(), include_str!("testdata/update.nft"));
+}
+
+#[test]
+fn every_message_matches_what_nft_sends() {
+    let new = ["affinity-a", "affinity-b", "plain", "bare"];
+    let batch = encode_update(&update(), 100).unwrap();
+    let ours = messages(&batch.bytes, &new);
+    let theirs = recorded(&new);
+    let lines: Vec<&str> = include_str!("testdata/update.nft").lines().collect();
+    assert_eq!(ours.len(), theirs.len(), "message count");
+    for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+        assert_eq!(a, b, "message {i}: {}", lines[i]);
+    }
+}
+
+#[test]
+fn references_to_sets_made_in_the_batch_carry_their_id() {
+    // nft numbers the sets it creates in a batch from 1; the update's elements of
+    // "plain" (the third) and its dynset on "affinity-a" (the first) say so.
+    let batch = encode_update(&update(), 1).unwrap();
+    let all = messages(&batch.bytes, &["affinity-a", "affinity-b", "plain", "bare"]);
+    let theirs = recorded(&["affinity-a", "affinity-b", "plain", "bare"]);
+    assert_eq!(all, theirs);
+    let plain_elem = all
+        .iter()
+        .find(|(t, b)| *t == 12 && b.contains(&hex(b"plain\0")))
+        .unwrap();
+    assert!(plain_elem.1.contains(&hex(&[8, 0, 4, 0, 0, 0, 0, 3])));
+}
+
+#[test]
+fn sequence_numbers_run_from_begin_to_end_and_name_their_lines() {
+    let u = update();
+    let batch = encode_update(&u, 500).unwrap();
+    let mut seqs = Vec::new();
+    let mut buf = &batch.bytes[..];
+    while !buf.is_empty() {
+        let len = u32::from_ne_bytes(buf[0..4].try_into().unwrap()) as usize;
+        seqs.push(u32::from_ne_bytes(buf[8..12].try_into().unwrap()));
+        buf = &buf[len..];
+    }
+    let expected: Vec<u32> = (500..500 + seqs.len() as u32).collect();
+    assert_eq!(seqs, expected);
+    assert_eq!(batch.acked_seqs(), 501..500 + seqs.len() as u32 - 1);
+    let lines: Vec<&str> = include_str!("testdata/update.nft").lines().collect();
+    for (i, seq) in batch.acked_seqs().enumerate() {
+        assert_eq!(batch.describe(&u, seq).as_deref(), Some(lines[i]));
+    }
+    assert_eq!(batch.describe(&u, 500), None);
+}
+
+#[test]
+fn dnat_without_a_protocol_match_is_refused_like_nft_does() {
+    let u = Update {
+        table: "kinet".into(),
+        changes: vec![Change::AddRule {
+            chain: "ep".into(),
+            rule: Rule::always(Action::Dnat(SocketAddrV4::new(ip("10.0.0.1"), 80))),
+        }],
+    };
+    let err = encode_update(&u, 1).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("without a transport protocol match"),
+        "{err}"
+    );
+}
