@@ -23,6 +23,7 @@ pub mod health;
 mod http;
 mod lbaddr;
 mod metrics;
+pub mod netlink;
 mod node;
 mod rules_for;
 mod sync;
