@@ -6,6 +6,7 @@ mod applier;
 mod bridge;
 mod golden;
 mod incremental;
+mod netlink;
 mod objects;
 mod packet;
 mod support;

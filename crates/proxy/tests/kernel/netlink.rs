@@ -1,0 +1,260 @@
+//! Updates sent over nfnetlink (`kinet_proxy::netlink`) end in the same kernel state as
+//! full `nft -f` loads, a refused update changes nothing, and the cost of one endpoint
+//! change is printed next to `nft -f` of the same update.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kinet_proxy::netlink::{NetlinkError, NftSocket};
+use kinet_proxy_rules::{render, Action, Change, Rule, Ruleset, Update};
+use serde_json::json;
+
+use crate::objects::{config, node, service, slice};
+use crate::support::{root, Netns};
+
+static FILES: AtomicUsize = AtomicUsize::new(0);
+
+/// Loads `text` with `nft -f` inside `ns`; returns how long nft took.
+fn nft_load(ns: &Netns, text: &str) -> Duration {
+    let n = FILES.fetch_add(1, Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("kinet-nl-{}-{n}.nft", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    let start = Instant::now();
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns.name, "nft", "-f"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        out.status.success(),
+        "nft -f: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    took
+}
+
+fn listing(ns: &Netns) -> Vec<String> {
+    let mut lines: Vec<String> = ns
+        .exec(&["nft", "list", "table", "ip", "kinet"])
+        .lines()
+        .map(|l| l.trim().trim_end_matches(',').to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn sticky_nodeport(name: &str, ip: &str, node_port: u16) -> Service {
+    serde_json::from_value(json!({
+        "metadata": {"namespace": "default", "name": name},
+        "spec": {"type": "NodePort", "clusterIP": ip, "sessionAffinity": "ClientIP",
+                 "ports": [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": node_port}]},
+    }))
+    .unwrap()
+}
+
+fn udp_service(name: &str, ip: &str) -> Service {
+    serde_json::from_value(json!({
+        "metadata": {"namespace": "default", "name": name},
+        "spec": {"clusterIP": ip, "ports": [{"name": "http", "port": 53, "protocol": "UDP"}]},
+    }))
+    .unwrap()
+}
+
+#[test]
+fn netlink_updates_reach_the_same_state_as_full_loads() {
+    if !root() {
+        return;
+    }
+    let nl_ns = Netns::new("nl");
+    let full_ns = Netns::new("nlfull");
+    let mut sock = NftSocket::open_in(&nl_ns.path()).unwrap();
+
+    let web = service("default", "web", Some("10.96.0.20"), 80);
+    let api = sticky_nodeport("api", "10.96.0.21", 30080);
+    let lonely = service("default", "lonely", Some("10.96.0.22"), 80);
+    let dns = udp_service("dns", "10.96.0.10");
+    let steps: Vec<(Vec<Service>, Vec<EndpointSlice>)> = vec![
+        (
+            vec![web.clone(), lonely.clone()],
+            vec![slice(
+                "default",
+                "web",
+                &["10.244.1.5", "10.244.1.6"],
+                8080,
+                "TCP",
+            )],
+        ),
+        // An endpoint leaves, a service with affinity and a NodePort appears.
+        (
+            vec![web.clone(), lonely.clone(), api.clone()],
+            vec![
+                slice("default", "web", &["10.244.1.5"], 8080, "TCP"),
+                slice("default", "api", &["10.244.1.7", "10.244.1.8"], 9090, "TCP"),
+            ],
+        ),
+        // lonely gets an endpoint, web loses all, api loses one and changes port.
+        (
+            vec![web.clone(), lonely.clone(), api.clone()],
+            vec![
+                slice("default", "lonely", &["10.244.1.9"], 8080, "TCP"),
+                slice("default", "api", &["10.244.1.7"], 9091, "TCP"),
+            ],
+        ),
+        // A UDP service appears.
+        (
+            vec![web.clone(), lonely.clone(), api.clone(), dns.clone()],
+            vec![
+                slice("default", "lonely", &["10.244.1.9"], 8080, "TCP"),
+                slice("default", "api", &["10.244.1.7"], 9091, "TCP"),
+                slice(
+                    "default",
+                    "dns",
+                    &["10.244.1.10", "10.244.1.11"],
+                    5353,
+                    "UDP",
+                ),
+            ],
+        ),
+        // Services vanish; web is back with one endpoint.
+        (
+            vec![web.clone(), dns.clone()],
+            vec![
+                slice("default", "web", &["10.244.1.5"], 8080, "TCP"),
+                slice("default", "dns", &["10.244.1.11"], 5353, "UDP"),
+            ],
+        ),
+    ];
+    let mut loaded: Option<Ruleset> = None;
+    for (i, (svcs, slices)) in steps.iter().enumerate() {
+        let rs = render(svcs, slices, &node(), &config());
+        match &loaded {
+            None => {
+                nft_load(&nl_ns, &rs.to_nft());
+            }
+            Some(old) => {
+                let update = rs
+                    .update_from(old)
+                    .unwrap_or_else(|| panic!("step {i}: no incremental update"));
+                assert!(!update.is_empty(), "step {i}: empty update");
+                sock.apply(&update)
+                    .unwrap_or_else(|e| panic!("step {i}: {e}\n{}", update.to_nft()));
+            }
+        }
+        nft_load(&full_ns, &rs.to_nft());
+        assert_eq!(
+            listing(&nl_ns),
+            listing(&full_ns),
+            "step {i}: netlink and full listings differ"
+        );
+        loaded = Some(rs);
+    }
+}
+
+#[test]
+fn a_refused_update_names_its_line_and_changes_nothing() {
+    if !root() {
+        return;
+    }
+    let ns = Netns::new("nlbad");
+    let web = service("default", "web", Some("10.96.0.20"), 80);
+    let rs = render(
+        &[web],
+        &[slice("default", "web", &["10.244.1.5"], 8080, "TCP")],
+        &node(),
+        &config(),
+    );
+    nft_load(&ns, &rs.to_nft());
+    let before = listing(&ns);
+    let update = Update {
+        table: "kinet".into(),
+        changes: vec![
+            Change::AddChain("fresh".into()),
+            Change::AddSetElement {
+                set: "cluster-ips".into(),
+                addr: Ipv4Addr::new(10, 96, 0, 99),
+            },
+            Change::AddRule {
+                chain: "no-such-chain".into(),
+                rule: Rule::always(Action::Accept),
+            },
+        ],
+    };
+    let mut sock = NftSocket::open_in(&ns.path()).unwrap();
+    let err = sock.apply(&update).unwrap_err();
+    assert!(matches!(err, NetlinkError::Rejected { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("add rule ip kinet no-such-chain accept: No such file or directory"),
+        "{msg}"
+    );
+    assert_eq!(listing(&ns), before, "a refused batch must change nothing");
+
+    // The socket stays usable: the same changes without the bad rule go through.
+    let good = Update {
+        table: "kinet".into(),
+        changes: update.changes[..2].to_vec(),
+    };
+    sock.apply(&good).unwrap();
+    let after = listing(&ns);
+    assert!(after.iter().any(|l| l == "chain fresh {"), "{after:?}");
+    assert_ne!(after, before);
+}
+
+/// `n` ClusterIP services with ten endpoints each (the `scale` test's shape, smaller).
+fn cluster(n: u32, drop_endpoint_of: Option<u32>) -> (Vec<Service>, Vec<EndpointSlice>) {
+    let mut svcs = Vec::new();
+    let mut slices = Vec::new();
+    for i in 0..n {
+        let name = format!("svc-{i}");
+        let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 0, 0)) + 1 + i);
+        svcs.push(service("bench", &name, Some(&ip.to_string()), 80));
+        let eps: Vec<String> = (0..10)
+            .filter(|j| !(drop_endpoint_of == Some(i) && *j == 0))
+            .map(|j| Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 244, 0, 16)) + i * 10 + j))
+            .map(|a| a.to_string())
+            .collect();
+        let eps: Vec<&str> = eps.iter().map(String::as_str).collect();
+        slices.push(slice("bench", &name, &eps, 8080, "TCP"));
+    }
+    (svcs, slices)
+}
+
+#[test]
+fn one_endpoint_change_costs_less_over_netlink_than_with_nft() {
+    if !root() {
+        return;
+    }
+    // KINET_NL_SERVICES=10000 (release build) measures the full scale by hand.
+    let n: u32 = std::env::var("KINET_NL_SERVICES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let nl_ns = Netns::new("nlbench");
+    let nft_ns = Netns::new("nftbench");
+    let (svcs, slices) = cluster(n, None);
+    let old = render(&svcs, &slices, &node(), &config());
+    let full = old.to_nft();
+    let full_took = nft_load(&nl_ns, &full);
+    nft_load(&nft_ns, &full);
+
+    let (svcs, slices) = cluster(n, Some(n / 2));
+    let new = render(&svcs, &slices, &node(), &config());
+    let update = new.update_from(&old).expect("an incremental update");
+    let mut sock = NftSocket::open_in(&nl_ns.path()).unwrap();
+    let start = Instant::now();
+    sock.apply(&update).unwrap();
+    let netlink_took = start.elapsed();
+    let nft_took = nft_load(&nft_ns, &update.to_nft());
+    eprintln!(
+        "{n} services: full nft load {full_took:?}; one endpoint change ({} changes): \
+         netlink {netlink_took:?}, nft -f {nft_took:?}",
+        update.changes.len()
+    );
+    assert_eq!(listing(&nl_ns), listing(&nft_ns));
+}
