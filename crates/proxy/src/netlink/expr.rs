@@ -172,7 +172,7 @@ impl RuleExprs<'_, '_> {
         let p = u32::from(cidr.prefix);
         let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
         let octets = Ipv4Addr::from(u32::from(cidr.addr) & mask).octets();
-        if p % 8 == 0 && p > 0 {
+        if p.is_multiple_of(8) && p > 0 {
             let n = (p / 8) as usize;
             self.payload(PAYLOAD_NETWORK, offset, n as u32, REG_1);
             self.cmp(op, &octets[..n]);

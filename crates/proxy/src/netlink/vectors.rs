@@ -286,7 +286,7 @@ fn normalize(buf: &[u8], ctx: Ctx<'_>, new: &[&str], out: &mut Vec<u8>) {
         }
         let len = (out.len() - start) as u16;
         out[start..start + 2].copy_from_slice(&len.to_ne_bytes());
-        while out.len() % 4 != 0 {
+        while !out.len().is_multiple_of(4) {
             out.push(0);
         }
     }
