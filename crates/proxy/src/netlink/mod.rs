@@ -53,6 +53,10 @@ pub enum NetlinkError {
     /// Every message was accepted but the commit failed.
     #[error("commit: {0}")]
     Commit(#[source] io::Error),
+    /// The socket buffer overflowed with replies: whether the transaction was
+    /// committed is unknown (a full load settles it).
+    #[error("netlink replies lost (receive buffer overrun): outcome unknown")]
+    RepliesLost,
     #[error("malformed netlink reply: {0}")]
     Malformed(String),
 }

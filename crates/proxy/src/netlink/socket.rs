@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use kinet_proxy_rules::Update;
 use netlink_sys::{constants::NETLINK_NETFILTER, Socket};
+use nix::errno::Errno;
 use nix::sched::{setns, CloneFlags};
 use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::time::TimeVal;
@@ -18,8 +19,11 @@ use super::NetlinkError;
 
 /// The kernel may take seconds to commit a large batch; it never takes this long.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
-/// A success ack with NETLINK_CAP_ACK: header, errno, the original header.
-const ACK_LEN: usize = 36;
+/// What the kernel charges the receive buffer per ack: 36 bytes of message, but the
+/// socket buffer's overhead (truesize) dominates.
+const ACK_COST: usize = 1024;
+/// The kernel halves larger SO_RCVBUFFORCE values anyway.
+const MAX_RCVBUF: usize = 1 << 30;
 
 /// An nf_tables netlink socket bound inside one network namespace.
 pub struct NftSocket {
@@ -63,9 +67,7 @@ impl NftSocket {
         .map_err(|e| NetlinkError::Socket(e.into()))?;
         Ok(NftSocket {
             sock: made,
-            seq: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_secs() as u32),
+            seq: 1,
             sndbuf: 0,
             rcvbuf: 0,
         })
@@ -76,11 +78,14 @@ impl NftSocket {
         if update.is_empty() {
             return Ok(());
         }
+        if self.seq > u32::MAX / 2 {
+            self.seq = 1; // far from wrapping inside any batch
+        }
         let batch = encode_update(update, self.seq)?;
         let acked = batch.acked_seqs();
         self.seq = acked.end.wrapping_add(1);
         // The batch is one datagram, and all acks arrive before we read any: make room.
-        self.grow_buffers(batch.bytes.len(), batch.origins.len() * ACK_LEN)?;
+        self.grow_buffers(batch.bytes.len(), batch.origins.len() * ACK_COST)?;
         self.sock
             .send(&batch.bytes, 0)
             .map_err(NetlinkError::Socket)?;
@@ -92,7 +97,13 @@ impl NftSocket {
         let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
         while missing > 0 {
             buf.clear();
-            self.sock.recv(&mut buf, 0).map_err(NetlinkError::Socket)?;
+            self.sock.recv(&mut buf, 0).map_err(|e| {
+                if e.raw_os_error() == Some(Errno::ENOBUFS as i32) {
+                    NetlinkError::RepliesLost
+                } else {
+                    NetlinkError::Socket(e)
+                }
+            })?;
             for (seq, errno) in parse_replies(&buf)? {
                 if seq == batch.first_seq {
                     commit_error = Some(errno);
@@ -132,7 +143,7 @@ impl NftSocket {
                 .map_err(|e| NetlinkError::Socket(e.into()))?;
             self.sndbuf = want_snd;
         }
-        let want_rcv = recv.max(1 << 16) + 4096;
+        let want_rcv = (recv.max(1 << 16) + 4096).min(MAX_RCVBUF);
         if want_rcv > self.rcvbuf {
             setsockopt(&self.sock, sockopt::RcvBufForce, &want_rcv)
                 .map_err(|e| NetlinkError::Socket(e.into()))?;

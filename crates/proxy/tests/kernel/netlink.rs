@@ -258,3 +258,23 @@ fn one_endpoint_change_costs_less_over_netlink_than_with_nft() {
     );
     assert_eq!(listing(&nl_ns), listing(&nft_ns));
 }
+
+#[test]
+fn a_large_update_gets_all_its_acks() {
+    if !root() {
+        return;
+    }
+    // Every service vanishing: thousands of messages, each acknowledged.
+    let nl_ns = Netns::new("nlbig");
+    let full_ns = Netns::new("nlbigfull");
+    let (svcs, slices) = cluster(300, None);
+    let old = render(&svcs, &slices, &node(), &config());
+    nft_load(&nl_ns, &old.to_nft());
+    let new = render(&svcs[..1], &slices[..1], &node(), &config());
+    let update = new.update_from(&old).expect("an incremental update");
+    assert!(update.changes.len() > 5000, "{}", update.changes.len());
+    let mut sock = NftSocket::open_in(&nl_ns.path()).unwrap();
+    sock.apply(&update).unwrap();
+    nft_load(&full_ns, &new.to_nft());
+    assert_eq!(listing(&nl_ns), listing(&full_ns));
+}
