@@ -36,7 +36,9 @@ pub fn ready_nodes(nodes: &[Node]) -> BTreeSet<String> {
 }
 
 /// `(namespace, name)` → nodes that host a ready endpoint of that Service.
-pub fn endpoint_nodes(slices: &[EndpointSlice]) -> BTreeMap<(String, String), BTreeSet<String>> {
+pub fn endpoint_nodes<'a>(
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+) -> BTreeMap<(String, String), BTreeSet<String>> {
     let mut out: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     for s in slices {
         let Some(svc) = s
@@ -98,9 +100,9 @@ fn score(node: &str, ip: Ipv4Addr) -> u64 {
 
 /// Which node announces each LoadBalancer address. `ready` is the set of Ready nodes; if it is
 /// empty (nodes not known yet) `me` stands in for it, so a single node still works.
-pub fn announcers(
-    services: &[Service],
-    slices: &[EndpointSlice],
+pub fn announcers<'a>(
+    services: impl IntoIterator<Item = &'a Service>,
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
     ready: &BTreeSet<String>,
     me: &str,
 ) -> BTreeMap<Ipv4Addr, String> {

@@ -40,9 +40,9 @@ impl HealthCheck {
 }
 
 /// Health-check port → what it reports, for every Local-policy Service that has one. Pure.
-pub fn health_checks(
-    services: &[Service],
-    slices: &[EndpointSlice],
+pub fn health_checks<'a>(
+    services: impl IntoIterator<Item = &'a Service>,
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
     node: &str,
 ) -> BTreeMap<u16, HealthCheck> {
     let mut local: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();

@@ -139,20 +139,22 @@ pub async fn run_with(
             .iter()
             .find(|n| n.metadata.name.as_deref() == Some(node.name.as_str()));
         let node_now = node_info(me, &node);
-        let svcs: Vec<Service> = services.state().iter().map(|s| (**s).clone()).collect();
-        let eps: Vec<EndpointSlice> = slices.state().iter().map(|s| (**s).clone()).collect();
+        // Borrowed from the reflector stores: nothing is cloned per sync.
+        let (svc_store, slice_store) = (services.state(), slices.state());
+        let svcs = || svc_store.iter().map(|s| &**s);
+        let eps = || slice_store.iter().map(|s| &**s);
         if !renderer.renders_for(&node_now, &config) {
             renderer = Renderer::new(&node_now, &config);
             applier.force_full_sync();
         }
-        let synced = renderer.sync(&svcs, &eps);
+        let synced = renderer.sync(svcs(), eps());
         let render_took = start.elapsed();
 
         // Outside the ruleset: the health-check ports and the announced LB addresses.
-        health.sync(health_checks(&svcs, &eps, &node.name));
+        health.sync(health_checks(svcs(), eps(), &node.name));
         let ready = announce::ready_nodes(&all_nodes);
         let held = announce::mine(
-            &announce::announcers(&svcs, &eps, &ready, &node.name),
+            &announce::announcers(svcs(), eps(), &ready, &node.name),
             &node.name,
         );
         let mut addrs = std::mem::replace(&mut lb_addrs, LbAddresses::new(applier.netns()));
