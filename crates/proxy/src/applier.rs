@@ -1,6 +1,7 @@
-//! Loads a rendered ruleset into the node's network namespace: one
-//! `nsenter --net=<ns> nft -f -` per sync, which nft runs as one atomic
-//! transaction.
+//! Loads a rendered ruleset into the node's network namespace, one atomic
+//! transaction per sync: full loads with `nsenter --net=<ns> nft -f -`,
+//! differences as one nfnetlink batch (`crate::netlink`), which skips nft's
+//! dump of the whole table.
 //!
 //! The first load (and any load after a failure or `force_full_sync`) is full:
 //! the text deletes and re-creates the table. After that only the difference
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 use kinet_proxy_rules::{Renderer, Ruleset, Synced, Update};
 
 use crate::conntrack::{udp_endpoints, Conntrack};
+use crate::netlink::{NetlinkError, NftSocket};
 
 /// What can go wrong talking to nft.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +31,8 @@ pub enum ApplyError {
         #[source]
         source: std::io::Error,
     },
+    #[error("netlink update failed: {0}")]
+    Netlink(#[from] NetlinkError),
     #[error("nft {what} failed ({status}): {stderr}")]
     Nft {
         what: &'static str,
@@ -68,6 +72,8 @@ pub struct Applier {
     /// UDP DNAT targets of the last successful load, to find removed ones.
     last_udp: Vec<SocketAddrV4>,
     conntrack: Option<Conntrack>,
+    /// Opened at the first update and kept: it stays in the namespace it was made in.
+    socket: Option<NftSocket>,
 }
 
 impl Applier {
@@ -92,6 +98,7 @@ impl Applier {
             last: None,
             last_udp: Vec::new(),
             conntrack,
+            socket: None,
         }
     }
 
@@ -173,7 +180,15 @@ impl Applier {
         let is_full = match update {
             Some(u) => {
                 self.check_table_name(&u.table)?;
-                self.nft(&["-f", "-"], Some(&u.to_nft()), "update")?;
+                let socket = match &mut self.socket {
+                    Some(s) => s,
+                    None => self.socket.insert(NftSocket::open_in(&self.netns)?),
+                };
+                if let Err(e) = socket.apply(&u) {
+                    // Unread replies may be left in it: the next update starts afresh.
+                    self.socket = None;
+                    return Err(e.into());
+                }
                 false
             }
             None => {

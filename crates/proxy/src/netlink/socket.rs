@@ -26,6 +26,7 @@ const ACK_COST: usize = 1024;
 const MAX_RCVBUF: usize = 1 << 30;
 
 /// An nf_tables netlink socket bound inside one network namespace.
+#[derive(Debug)]
 pub struct NftSocket {
     sock: Socket,
     seq: u32,
