@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use kinet_proxy_rules::{Action, Change, MapEntry, MapKey, MapVerdict, Rule, Set, Update};
 
-use super::expr::{proto_number, NewSets, RuleExprs, Verdict};
+use super::expr::{check_rule, proto_number, NewSets, RuleExprs, Verdict};
 use super::wire::{
     msg, udata_comment, Writer, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFNL_SUBSYS_NFTABLES,
     NFPROTO_IPV4, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST,
@@ -55,53 +55,57 @@ impl Batch {
 /// Encodes `update` as one batch whose messages are numbered from `first_seq`; every
 /// message between BATCH_BEGIN and BATCH_END asks for an acknowledgement.
 pub fn encode_update(update: &Update, first_seq: u32) -> Result<Batch, EncodeError> {
-    let mut enc = Encoder {
+    let mut out = Out {
         w: Writer::default(),
         table: &update.table,
         seq: first_seq,
-        new_sets: HashMap::new(),
         origins: Vec::new(),
         change: 0,
     };
-    let start = enc.w.begin_msg(
+    let start = out.w.begin_msg(
         NFNL_MSG_BATCH_BEGIN,
         NLM_F_REQUEST,
         first_seq,
         0,
         NFNL_SUBSYS_NFTABLES,
     );
-    enc.w.end_msg(start);
+    out.w.end_msg(start);
+    let mut enc = Encoder {
+        out,
+        new_sets: HashMap::new(),
+    };
     for (i, change) in update.changes.iter().enumerate() {
-        enc.change = i;
+        enc.out.change = i;
         enc.change(change)?;
     }
-    enc.seq += 1;
-    let start = enc.w.begin_msg(
+    let mut out = enc.out;
+    out.seq += 1;
+    let start = out.w.begin_msg(
         NFNL_MSG_BATCH_END,
         NLM_F_REQUEST,
-        enc.seq,
+        out.seq,
         0,
         NFNL_SUBSYS_NFTABLES,
     );
-    enc.w.end_msg(start);
+    out.w.end_msg(start);
     Ok(Batch {
-        bytes: enc.w.buf,
+        bytes: out.w.buf,
         first_seq,
-        origins: enc.origins,
+        origins: out.origins,
     })
 }
 
-struct Encoder<'a> {
+/// The batch being written.
+struct Out<'a> {
     w: Writer,
     table: &'a str,
     seq: u32,
-    /// Sets this batch creates, numbered from 1 like nft's set ids.
-    new_sets: NewSets<'a>,
     origins: Vec<(usize, usize)>,
+    /// Index of the change being encoded.
     change: usize,
 }
 
-impl<'a> Encoder<'a> {
+impl Out<'_> {
     /// One nf_tables message of the current change: `line` is its line in the change's
     /// `nft` text; `body` writes the attributes after the table name.
     fn message(&mut self, ty: u8, flags: u16, line: usize, body: impl FnOnce(&mut Writer)) {
@@ -118,40 +122,49 @@ impl<'a> Encoder<'a> {
         body(&mut self.w);
         self.w.end_msg(start);
     }
+}
 
+struct Encoder<'a> {
+    out: Out<'a>,
+    /// Sets this batch creates, numbered from 1 like nft's set ids.
+    new_sets: NewSets<'a>,
+}
+
+impl<'a> Encoder<'a> {
     fn change(&mut self, change: &'a Change) -> Result<(), EncodeError> {
+        let out = &mut self.out;
         match change {
-            Change::AddSet(set) => self.add_set(set),
+            Change::AddSet(set) => self.add_set(set)?,
             Change::AddChain(name) => {
-                self.message(msg::NEWCHAIN, NLM_F_CREATE, 0, |w| w.str(3, name));
+                out.message(msg::NEWCHAIN, NLM_F_CREATE, 0, |w| w.str(3, name));
             }
             Change::FlushChain(name) => {
-                self.message(msg::DELRULE, 0, 0, |w| w.str(2, name));
+                out.message(msg::DELRULE, 0, 0, |w| w.str(2, name));
             }
             Change::AddRule { chain, rule } => self.add_rule(chain, rule)?,
             Change::DeleteMapElement { map, key } => {
-                self.element(msg::DELSETELEM, map, &map_key(key), None);
+                self.element(msg::DELSETELEM, map, &map_key(key), None)?;
             }
             Change::AddMapElement { map, key, entry } => {
-                self.element(msg::NEWSETELEM, map, &map_key(key), Some(entry));
+                self.element(msg::NEWSETELEM, map, &map_key(key), Some(entry))?;
             }
             Change::DeleteSetElement { set, addr } => {
-                self.element(msg::DELSETELEM, set, &addr.octets(), None);
+                self.element(msg::DELSETELEM, set, &addr.octets(), None)?;
             }
             Change::AddSetElement { set, addr } => {
-                self.element(msg::NEWSETELEM, set, &addr.octets(), None);
+                self.element(msg::NEWSETELEM, set, &addr.octets(), None)?;
             }
             Change::DeleteChain(name) => {
-                self.message(msg::DELCHAIN, 0, 0, |w| w.str(3, name));
+                out.message(msg::DELCHAIN, 0, 0, |w| w.str(3, name));
             }
             Change::DeleteSet(name) => {
-                self.message(msg::DELSET, 0, 0, |w| w.str(2, name));
+                out.message(msg::DELSET, 0, 0, |w| w.str(2, name));
             }
         }
         Ok(())
     }
 
-    fn add_set(&mut self, set: &'a Set) {
+    fn add_set(&mut self, set: &'a Set) -> Result<(), EncodeError> {
         let id = self.new_sets.len() as u32 + 1;
         self.new_sets.insert(&set.name, id);
         let mut udata = Vec::new();
@@ -159,9 +172,9 @@ impl<'a> Encoder<'a> {
         udata.extend_from_slice(&[0, 4]);
         udata.extend_from_slice(&BYTEORDER_BIG_ENDIAN.to_ne_bytes());
         if let Some(c) = &set.comment {
-            udata_comment(&mut udata, 7, c); // NFTNL_UDATA_SET_COMMENT
+            udata_comment(&mut udata, 7, c)?; // NFTNL_UDATA_SET_COMMENT
         }
-        self.message(msg::NEWSET, NLM_F_CREATE, 0, |w| {
+        self.out.message(msg::NEWSET, NLM_F_CREATE, 0, |w| {
             w.str(2, &set.name);
             let flags = if set.timeout_secs.is_some() {
                 NFT_SET_TIMEOUT | NFT_SET_EVAL
@@ -177,103 +190,91 @@ impl<'a> Encoder<'a> {
             }
             w.bytes(13, &udata);
         });
+        Ok(())
     }
 
+    /// One message per loaded rule: a random choice is a cascade of rules.
     fn add_rule(&mut self, chain: &str, rule: &Rule) -> Result<(), EncodeError> {
+        check_rule(rule).map_err(|reason| EncodeError::Rule {
+            chain: chain.to_string(),
+            reason,
+        })?;
         let mut udata = Vec::new();
-        // A random choice's cascade loads without the comment (`write_rule_lines`).
+        // A cascade loads without the comment, as `Update::to_nft` writes it.
         let cascade = matches!(rule.action, Action::NumgenGoto(_));
         if let Some(c) = rule.comment.filter(|_| !cascade) {
-            udata_comment(&mut udata, 0, c); // NFTNL_UDATA_RULE_COMMENT
+            udata_comment(&mut udata, 0, c)?; // NFTNL_UDATA_RULE_COMMENT
         }
-        let new_sets = std::mem::take(&mut self.new_sets);
-        let result = self.rule_messages(chain, rule, &udata, &new_sets);
-        self.new_sets = new_sets;
-        result
-    }
-
-    fn rule_messages(
-        &mut self,
-        chain: &str,
-        rule: &Rule,
-        udata: &[u8],
-        new_sets: &NewSets<'_>,
-    ) -> Result<(), EncodeError> {
-        let mut failed = None;
-        let mut one = |enc: &mut Self, line: usize, step: Option<(Option<u32>, &str)>| {
-            enc.message(msg::NEWRULE, NLM_F_CREATE | NLM_F_APPEND, line, |w| {
-                w.str(2, chain);
-                w.nest(4, |w| {
-                    let mut r = RuleExprs { w, new_sets };
-                    r.matches(&rule.matches);
-                    match step {
-                        Some((modulus, to)) => r.numgen_step(modulus, to),
-                        None => {
-                            if let Err(e) = r.action(&rule.matches, &rule.action) {
-                                failed = Some(e);
-                            }
-                        }
-                    }
-                });
-                if !udata.is_empty() {
-                    w.bytes(7, udata);
-                }
-            });
-        };
-        match &rule.action {
+        let steps: Vec<Option<(Option<u32>, &str)>> = match &rule.action {
             Action::NumgenGoto(chains) => {
                 let n = chains.len();
-                for (i, to) in chains.iter().enumerate() {
-                    let modulus = (i + 1 < n).then_some((n - i) as u32);
-                    one(self, i, Some((modulus, to)));
-                }
+                (0..n)
+                    .map(|i| Some(((i + 1 < n).then_some((n - i) as u32), chains[i].as_str())))
+                    .collect()
             }
-            _ => one(self, 0, None),
+            _ => vec![None],
+        };
+        let new_sets = &self.new_sets;
+        for (line, step) in steps.into_iter().enumerate() {
+            self.out
+                .message(msg::NEWRULE, NLM_F_CREATE | NLM_F_APPEND, line, |w| {
+                    w.str(2, chain);
+                    w.nest(4, |w| {
+                        let mut r = RuleExprs { w, new_sets };
+                        r.matches(&rule.matches);
+                        match step {
+                            Some((modulus, to)) => r.numgen_step(modulus, to),
+                            None => r.action(&rule.matches, &rule.action),
+                        }
+                    });
+                    if !udata.is_empty() {
+                        w.bytes(7, &udata);
+                    }
+                });
         }
-        match failed {
-            Some(e) => Err(EncodeError::Rule {
-                chain: chain.to_string(),
-                reason: e.to_string(),
-            }),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
-    fn element(&mut self, ty: u8, set: &str, key: &[u8], entry: Option<&MapEntry>) {
+    fn element(
+        &mut self,
+        ty: u8,
+        set: &str,
+        key: &[u8],
+        entry: Option<&MapEntry>,
+    ) -> Result<(), EncodeError> {
         let id = (ty == msg::NEWSETELEM)
             .then(|| self.new_sets.get(set).copied())
             .flatten();
-        self.message(
-            ty,
-            if ty == msg::NEWSETELEM {
-                NLM_F_CREATE
-            } else {
-                0
-            },
-            0,
-            |w| {
-                w.str(2, set);
-                if let Some(id) = id {
-                    w.be32(4, id);
-                }
-                w.nest(3, |w| {
-                    w.nest(1, |w| {
-                        w.nest(1, |w| w.bytes(1, key));
-                        if let Some(e) = entry {
-                            w.nest(2, |w| match &e.verdict {
-                                MapVerdict::Goto(c) => Verdict::goto(c).write(w),
-                                MapVerdict::Drop => Verdict::drop().write(w),
-                            });
-                            if let Some(c) = &e.comment {
-                                let mut udata = Vec::new();
-                                udata_comment(&mut udata, 0, c); // NFTNL_UDATA_SET_ELEM_COMMENT
-                                w.bytes(6, &udata);
-                            }
-                        }
-                    });
+        let mut udata = Vec::new();
+        if let Some(c) = entry.and_then(|e| e.comment.as_deref()) {
+            udata_comment(&mut udata, 0, c)?; // NFTNL_UDATA_SET_ELEM_COMMENT
+        }
+        let flags = if ty == msg::NEWSETELEM {
+            NLM_F_CREATE
+        } else {
+            0
+        };
+        self.out.message(ty, flags, 0, |w| {
+            w.str(2, set);
+            if let Some(id) = id {
+                w.be32(4, id);
+            }
+            w.nest(3, |w| {
+                w.nest(1, |w| {
+                    w.nest(1, |w| w.bytes(1, key));
+                    if let Some(e) = entry {
+                        w.nest(2, |w| match &e.verdict {
+                            MapVerdict::Goto(c) => Verdict::goto(c).write(w),
+                            MapVerdict::Drop => Verdict::drop().write(w),
+                        });
+                    }
+                    if !udata.is_empty() {
+                        w.bytes(6, &udata);
+                    }
                 });
-            },
-        );
+            });
+        });
+        Ok(())
     }
 }
 

@@ -5,10 +5,9 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use kinet_proxy_rules::{Action, Ipv4Cidr, LookupKey, Match, Proto};
+use kinet_proxy_rules::{Action, Ipv4Cidr, LookupKey, Match, Proto, Rule};
 
 use super::wire::Writer;
-use super::EncodeError;
 
 // Registers: 0 is the verdict, 1 the first 16-byte register; 4-byte registers
 // start at 8 (NFT_REG32_00), so a concatenation's second word is 9, third 10.
@@ -236,15 +235,9 @@ impl RuleExprs<'_, '_> {
         }
     }
 
-    /// The action of a one-rule action (everything but `NumgenGoto`, whose cascade
-    /// [`RuleExprs::numgen_step`] writes rule by rule).
-    pub(crate) fn action(&mut self, matches: &[Match], action: &Action) -> Result<(), EncodeError> {
-        let proto_matched = |p: Option<Proto>| {
-            matches.iter().any(|m| match m {
-                Match::L4Proto(q) | Match::Dport(q, _) => p.is_none_or(|p| p == *q),
-                _ => false,
-            })
-        };
+    /// The action of a rule that [`check_rule`] accepted (a random choice's cascade is
+    /// written rule by rule by [`RuleExprs::numgen_step`]).
+    pub(crate) fn action(&mut self, matches: &[Match], action: &Action) {
         match action {
             Action::Jump(c) => self.verdict(Verdict {
                 code: NFT_JUMP,
@@ -263,7 +256,7 @@ impl RuleExprs<'_, '_> {
             Action::Reject => self.reject(0, 3), // ICMP port unreachable
             Action::RejectTcpReset => {
                 // nft adds the protocol match a TCP reset depends on.
-                if !proto_matched(Some(Proto::Tcp)) {
+                if !proto_matched(matches, Some(Proto::Tcp)) {
                     self.l4proto_is(Proto::Tcp);
                 }
                 self.reject(1, 0)
@@ -280,12 +273,8 @@ impl RuleExprs<'_, '_> {
                 self.payload(PAYLOAD_TRANSPORT, TH_DPORT, 2, next);
                 self.lookup(map, REG_1, Some(REG_VERDICT));
             }
-            Action::NumgenGoto(chains) => {
-                return Err(EncodeError::Unsupported(format!(
-                    "numgen over {} chains outside its cascade",
-                    chains.len()
-                )))
-            }
+            // Written by numgen_step, one rule per chain.
+            Action::NumgenGoto(_) => {}
             Action::MarkOr(m) => self.mark_set(!m, *m),
             Action::MarkXor(m) => self.mark_set(u32::MAX, *m),
             Action::Masquerade => self.expr("masq", |w| w.be32(1, 0x10)), // NF_NAT_RANGE_PROTO_RANDOM_FULLY
@@ -302,11 +291,6 @@ impl RuleExprs<'_, '_> {
                 });
             }
             Action::Dnat(to) => {
-                if !proto_matched(None) {
-                    return Err(EncodeError::Unsupported(format!(
-                        "dnat to {to} without a transport protocol match"
-                    )));
-                }
                 self.immediate(REG_1, &to.ip().octets());
                 self.immediate(REG_2, &to.port().to_be_bytes());
                 self.expr("nat", |w| {
@@ -318,7 +302,6 @@ impl RuleExprs<'_, '_> {
                 });
             }
         }
-        Ok(())
     }
 
     /// One rule of a random choice's cascade: "1 in `modulus` goto `chain`", or the
@@ -350,5 +333,26 @@ impl RuleExprs<'_, '_> {
             w.be32(2, META_MARK);
             w.be32(3, REG_1);
         });
+    }
+}
+
+/// Whether a match of `matches` fixes the transport protocol (to `p`, if given).
+fn proto_matched(matches: &[Match], p: Option<Proto>) -> bool {
+    matches.iter().any(|m| match m {
+        Match::L4Proto(q) | Match::Dport(q, _) => p.is_none_or(|p| p == *q),
+        _ => false,
+    })
+}
+
+/// Refuses what nft refuses too, before anything is written.
+pub(crate) fn check_rule(rule: &Rule) -> Result<(), String> {
+    match &rule.action {
+        Action::Dnat(to) if !proto_matched(&rule.matches, None) => {
+            Err(format!("dnat to {to} without a transport protocol match"))
+        }
+        Action::NumgenGoto(chains) if chains.is_empty() => {
+            Err("a random choice among no chains".into())
+        }
+        _ => Ok(()),
     }
 }

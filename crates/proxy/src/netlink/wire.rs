@@ -2,6 +2,8 @@
 //! `linux/netlink.h`, `linux/netfilter/nfnetlink.h` and `nf_tables.h` this crate
 //! uses, and a writer that lays out messages and (nested) attributes.
 
+use super::EncodeError;
+
 pub(crate) const NLMSG_HDRLEN: usize = 16;
 pub(crate) const NLMSG_ERROR: u16 = 2;
 
@@ -108,11 +110,18 @@ impl Writer {
 
 /// nftnl's userdata TLV for a comment (type 0 for rules, set elements; 7 for sets):
 /// type, length, NUL-terminated text.
-pub(crate) fn udata_comment(out: &mut Vec<u8>, ty: u8, comment: &str) {
+pub(crate) fn udata_comment(out: &mut Vec<u8>, ty: u8, comment: &str) -> Result<(), EncodeError> {
+    if comment.len() > 254 {
+        return Err(EncodeError::Unsupported(format!(
+            "comment of {} bytes (at most 254)",
+            comment.len()
+        )));
+    }
     out.push(ty);
     out.push((comment.len() + 1) as u8);
     out.extend_from_slice(comment.as_bytes());
     out.push(0);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -152,7 +161,8 @@ mod tests {
     #[test]
     fn comment_udata_is_nul_terminated() {
         let mut out = Vec::new();
-        udata_comment(&mut out, 0, "hi");
+        udata_comment(&mut out, 0, "hi").unwrap();
         assert_eq!(out, [0, 3, b'h', b'i', 0]);
+        assert!(udata_comment(&mut out, 0, &"x".repeat(255)).is_err());
     }
 }
