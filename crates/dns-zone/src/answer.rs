@@ -228,20 +228,31 @@ fn ns_answer(view: &ClusterView, qname: &Name) -> Answer {
     Answer::ok(vec![ns], extra)
 }
 
-fn ns_dns(zone: &Name) -> Name {
+pub(crate) fn ns_dns(zone: &Name) -> Name {
     let mut n = Name::from_ascii("ns.dns").expect("static name");
     n = n.append_domain(zone).unwrap_or_else(|_| zone.clone());
     n
 }
 
+pub(crate) fn hostmaster(zone: &Name) -> Name {
+    Name::from_ascii("hostmaster")
+        .expect("static name")
+        .append_domain(zone)
+        .unwrap_or_else(|_| zone.clone())
+}
+
 /// The SOA CoreDNS builds: `ns.dns.<zone> hostmaster.<zone>`, refresh 7200,
 /// retry 1800, expire 86400, minimum and TTL the record TTL (capped at 300).
 pub(crate) fn soa_record(view: &ClusterView, zone: &Name) -> Record {
-    let mbox = Name::from_ascii("hostmaster")
-        .expect("static name")
-        .append_domain(zone)
-        .unwrap_or_else(|_| zone.clone());
-    let soa = SOA::new(ns_dns(zone), mbox, view.serial, 7200, 1800, 86400, view.ttl);
+    let soa = SOA::new(
+        ns_dns(zone),
+        hostmaster(zone),
+        view.serial,
+        7200,
+        1800,
+        86400,
+        view.ttl,
+    );
     Record::from_rdata(zone.clone(), view.ttl.min(300), RData::SOA(soa))
 }
 

@@ -6,12 +6,15 @@
 //! (schema 1.1.0) and CoreDNS's kubernetes plugin where the spec is silent.
 
 mod answer;
+mod fast;
 mod lookup;
 mod model;
 mod qname;
 mod respond;
 mod reverse;
 mod view;
+mod wire_query;
+mod wire_write;
 
 #[cfg(test)]
 mod acceptance_tests;
@@ -19,6 +22,7 @@ mod acceptance_tests;
 mod testutil;
 
 pub use answer::{answer, Answer, SCHEMA_VERSION};
+pub use fast::respond_fast;
 pub use respond::{respond, respond_wire, truncate, DEFAULT_UDP_PAYLOAD};
 pub use view::{ClusterView, DEFAULT_TTL};
 

@@ -9,6 +9,7 @@ use hickory_proto::rr::Name;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
+use crate::answer::{hostmaster, ns_dns};
 use crate::model::{service_rec, slice_rec, ServiceRec, SliceRec, SvcKind};
 
 /// CoreDNS kubernetes plugin default TTL.
@@ -46,6 +47,11 @@ impl Namespace {
 pub struct ClusterView {
     pub(crate) zone: Name,
     pub(crate) zone_str: String,
+    /// The zone, `ns.dns.<zone>` and `hostmaster.<zone>` as wire labels
+    /// (lowercase, no root label), for answers written without hickory.
+    pub(crate) zone_wire: Box<[u8]>,
+    pub(crate) ns_wire: Box<[u8]>,
+    pub(crate) hostmaster_wire: Box<[u8]>,
     pub(crate) namespaces: HashMap<Arc<str>, Namespace>,
     /// Namespaces fed explicitly (they exist even without Services).
     pub(crate) known_namespaces: HashSet<Arc<str>>,
@@ -74,6 +80,9 @@ impl ClusterView {
         let mut name = Name::from_ascii(&zone_str).expect("cluster zone must be a DNS name");
         name.set_fqdn(true);
         ClusterView {
+            zone_wire: wire_labels(&name),
+            ns_wire: wire_labels(&ns_dns(&name)),
+            hostmaster_wire: wire_labels(&hostmaster(&name)),
             zone: name,
             zone_str,
             namespaces: HashMap::new(),
@@ -287,6 +296,16 @@ impl ClusterView {
         }
         self.bump();
     }
+}
+
+/// `name` in wire form without its root label, lowercased.
+fn wire_labels(name: &Name) -> Box<[u8]> {
+    let mut out = Vec::new();
+    for label in name.iter() {
+        out.push(label.len() as u8);
+        out.extend(label.iter().map(u8::to_ascii_lowercase));
+    }
+    out.into()
 }
 
 fn one<T>() -> Vec<T> {

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use kinet_dns_zone::hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use kinet_dns_zone::hickory_proto::rr::RecordType;
-use kinet_dns_zone::{answer, respond, truncate, ClusterView, DEFAULT_UDP_PAYLOAD};
+use kinet_dns_zone::{answer, respond, respond_fast, truncate, ClusterView, DEFAULT_UDP_PAYLOAD};
 
 use crate::answers::{self, AnswerCache, Cached, KeyBuf};
 use crate::cache::{Cache, Key};
@@ -26,7 +26,9 @@ const CLASSIC_UDP_LIMIT: usize = 512;
 /// pile up unbounded tasks and memory.
 pub(crate) const MAX_FORWARDS_IN_FLIGHT: usize = 1024;
 /// Encoded in-zone responses kept for reuse (about 250 bytes each): the hot set
-/// of a cluster's names, not every record.
+/// of a cluster's names, not every record. Plain A/AAAA questions never get
+/// here (they are answered from the wire as cheaply), so this holds SRV, PTR
+/// and other answers that need hickory.
 pub(crate) const ANSWER_CACHE_ENTRIES: usize = 4096;
 
 /// One forwarded query's place under [`MAX_FORWARDS_IN_FLIGHT`]; released on
@@ -99,7 +101,7 @@ impl Handler {
             return Step::Done(None);
         }
         let mut out = Vec::new();
-        if self.cached(bytes, proto, started, &mut out) {
+        if self.quick(bytes, proto, started, &mut out) {
             return Step::Done(Some(out));
         }
         let key = answers::key(bytes, proto);
@@ -143,10 +145,13 @@ impl Handler {
         Step::Done(out)
     }
 
-    /// The fast path: a query answered before at the view's current
-    /// generation is copied into `out` (ID patched, no parse, no allocation
-    /// when `out` has room). False when the caller must go through [`Self::local`].
-    pub(crate) fn cached(
+    /// The fast paths, neither of which parses into a hickory `Message`: a
+    /// plain in-zone question is answered straight from the wire, and other
+    /// queries answered before at the view's current generation are copied
+    /// from the answer cache (ID patched). Both write into `out` without
+    /// allocating when it has room. False when the caller must go through
+    /// [`Self::local`].
+    pub(crate) fn quick(
         &self,
         bytes: &[u8],
         proto: Proto,
@@ -156,11 +161,21 @@ impl Handler {
         if bytes.len() < HEADER_LEN || bytes[2] & 0x80 != 0 {
             return false;
         }
+        let max_udp = (proto == Proto::Udp).then_some(usize::from(DEFAULT_UDP_PAYLOAD));
+        let generation = {
+            let view = self.read_view();
+            if let Some(rcode) = respond_fast(&view, bytes, max_udp, out) {
+                drop(view);
+                self.metrics.request(proto, question_type(bytes));
+                self.metrics.response(rcode, false, started.elapsed());
+                return true;
+            }
+            view.generation()
+        };
         let mut buf = KeyBuf::new();
         let Some(key) = buf.set(bytes, proto) else {
             return false;
         };
-        let generation = self.read_view().generation();
         let Some((rcode, truncated)) =
             self.answers
                 .get_into(key, generation, [bytes[0], bytes[1]], out)

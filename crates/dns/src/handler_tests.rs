@@ -176,25 +176,55 @@ fn reused_answers_follow_the_view_and_the_callers_id() {
 }
 
 #[test]
-fn the_fast_path_copies_the_cached_response_into_the_callers_buffer() {
+fn the_answer_cache_copies_the_response_into_the_callers_buffer() {
     let h = handler(&[]);
-    let mut q = query("kubernetes.default.svc.cluster.local.", RecordType::A);
+    // SRV needs hickory, so it goes through the answer cache.
+    let mut q = query("web.default.svc.cluster.local.", RecordType::SRV);
     let mut out = vec![0xee; 3];
     assert!(
-        !h.cached(&q, Proto::Udp, Instant::now(), &mut out),
+        !h.quick(&q, Proto::Udp, Instant::now(), &mut out),
         "nothing answered yet"
     );
     let Step::Done(Some(first)) = h.local(&q, Proto::Udp, Instant::now()) else {
         panic!("answered locally");
     };
     q[..2].copy_from_slice(&[0xab, 0xcd]);
-    assert!(h.cached(&q, Proto::Udp, Instant::now(), &mut out));
+    assert!(h.quick(&q, Proto::Udp, Instant::now(), &mut out));
     assert_eq!(&out[..2], &[0xab, 0xcd]);
     assert_eq!(&out[2..], &first[2..], "same response, only the ID differs");
     // Another transport, or a response sent to us, never hits.
-    assert!(!h.cached(&q, Proto::Tcp, Instant::now(), &mut out));
+    assert!(!h.quick(&q, Proto::Tcp, Instant::now(), &mut out));
     q[2] |= 0x80;
-    assert!(!h.cached(&q, Proto::Udp, Instant::now(), &mut out));
+    assert!(!h.quick(&q, Proto::Udp, Instant::now(), &mut out));
+}
+
+#[test]
+fn plain_questions_are_answered_from_the_wire_and_counted() {
+    let view = Arc::new(RwLock::new(view()));
+    let metrics = Arc::new(Metrics::new());
+    let h = Handler::new(view.clone(), metrics.clone(), Vec::new(), 16);
+    let q = query("WEB.default.svc.cluster.local.", RecordType::A);
+    let mut out = Vec::new();
+    // Answered on first sight, no answer cache involved.
+    assert!(h.quick(&q, Proto::Udp, Instant::now(), &mut out));
+    let resp = Message::from_vec(&out).unwrap();
+    assert_eq!(resp.id, 4242);
+    assert_eq!(resp.answers[0].data.to_string(), "10.96.0.20");
+    assert_eq!(
+        resp.answers[0].name.to_string(),
+        "WEB.default.svc.cluster.local."
+    );
+    let missing = query("nope.default.svc.cluster.local.", RecordType::AAAA);
+    assert!(h.quick(&missing, Proto::Tcp, Instant::now(), &mut out));
+    assert_eq!(
+        Message::from_vec(&out).unwrap().response_code,
+        ResponseCode::NXDomain
+    );
+    assert_eq!(metrics.responses(ResponseCode::NoError), 1);
+    assert_eq!(metrics.responses(ResponseCode::NXDomain), 1);
+    // Too large for UDP without EDNS: the full path truncates it.
+    let huge = query("huge.default.svc.cluster.local.", RecordType::A);
+    assert!(!h.quick(&huge, Proto::Udp, Instant::now(), &mut out));
 }
 
 #[test]

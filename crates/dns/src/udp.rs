@@ -81,7 +81,7 @@ pub(crate) fn serve(
             let query = &bufs[i][..len.min(RECV_BUF)];
             let started = Instant::now();
             let out = &mut outs[i];
-            if handler.cached(query, Proto::Udp, started, out) {
+            if handler.quick(query, Proto::Udp, started, out) {
                 to_send.push((i, peer));
                 continue;
             }
