@@ -11,6 +11,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kinet_proxy::netlink::{NetlinkError, NftSocket};
 use kinet_proxy_rules::{render, Action, Change, Rule, Ruleset, Update};
 use serde_json::json;
+use serde_json::Value;
 
 use crate::objects::{config, node, service, slice};
 use crate::support::{root, Netns};
@@ -47,6 +48,19 @@ fn listing(ns: &Netns) -> Vec<String> {
         .collect();
     lines.sort();
     lines
+}
+
+/// Asserts two sorted listings are equal, printing only the lines that differ.
+fn assert_same(netlink: &[String], full: &[String], what: &str) {
+    let only = |a: &[String], b: &[String]| -> Vec<String> {
+        a.iter().filter(|l| !b.contains(l)).cloned().collect()
+    };
+    assert!(
+        netlink == full,
+        "{what}: listings differ\nonly after netlink: {:#?}\nonly after nft: {:#?}",
+        only(netlink, full),
+        only(full, netlink)
+    );
 }
 
 fn sticky_nodeport(name: &str, ip: &str, node_port: u16) -> Service {
@@ -147,11 +161,7 @@ fn netlink_updates_reach_the_same_state_as_full_loads() {
             }
         }
         nft_load(&full_ns, &rs.to_nft());
-        assert_eq!(
-            listing(&nl_ns),
-            listing(&full_ns),
-            "step {i}: netlink and full listings differ"
-        );
+        assert_same(&listing(&nl_ns), &listing(&full_ns), &format!("step {i}"));
         loaded = Some(rs);
     }
 }
@@ -193,7 +203,7 @@ fn a_refused_update_names_its_line_and_changes_nothing() {
         msg.starts_with("add rule ip kinet no-such-chain accept: No such file or directory"),
         "{msg}"
     );
-    assert_eq!(listing(&ns), before, "a refused batch must change nothing");
+    assert_same(&listing(&ns), &before, "a refused batch must change nothing");
 
     // The socket stays usable: the same changes without the bad rule go through.
     let good = Update {
@@ -256,7 +266,7 @@ fn one_endpoint_change_costs_less_over_netlink_than_with_nft() {
          netlink {netlink_took:?}, nft -f {nft_took:?}",
         update.changes.len()
     );
-    assert_eq!(listing(&nl_ns), listing(&nft_ns));
+    assert_same(&listing(&nl_ns), &listing(&nft_ns), "endpoint change");
 }
 
 #[test]
@@ -276,5 +286,122 @@ fn a_large_update_gets_all_its_acks() {
     let mut sock = NftSocket::open_in(&nl_ns.path()).unwrap();
     sock.apply(&update).unwrap();
     nft_load(&full_ns, &new.to_nft());
-    assert_eq!(listing(&nl_ns), listing(&full_ns));
+    assert_same(&listing(&nl_ns), &listing(&full_ns), "large update");
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(v: Value) -> T {
+    serde_json::from_value(v).unwrap()
+}
+
+/// Every kind of rule the renderer writes: a LoadBalancer with
+/// `externalTrafficPolicy: Local` and an external IP, affinity, a NodePort, UDP and
+/// SCTP ports, a service without endpoints.
+fn everything() -> Ruleset {
+    let edge: Service = from_json(json!({
+        "metadata": {"namespace": "default", "name": "edge"},
+        "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.30",
+                 "externalIPs": ["198.51.100.5"], "externalTrafficPolicy": "Local",
+                 "ports": [{"name": "http", "port": 80, "nodePort": 30080, "protocol": "TCP"}]},
+        "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.10"}]}},
+    }));
+    let edge_eps: EndpointSlice = from_json(json!({
+        "metadata": {"namespace": "default", "name": "edge-1",
+                     "labels": {"kubernetes.io/service-name": "edge"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": [
+            {"addresses": ["10.244.1.5"], "nodeName": "node-a", "conditions": {"ready": true}},
+            {"addresses": ["10.244.2.7"], "nodeName": "node-b", "conditions": {"ready": true}},
+        ],
+    }));
+    let multi: Service = from_json(json!({
+        "metadata": {"namespace": "default", "name": "multi"},
+        "spec": {"clusterIP": "10.96.0.40", "ports": [
+            {"name": "dns", "port": 53, "protocol": "UDP"},
+            {"name": "ctl", "port": 7000, "protocol": "SCTP"}]},
+    }));
+    let multi_eps: EndpointSlice = from_json(json!({
+        "metadata": {"namespace": "default", "name": "multi-1",
+                     "labels": {"kubernetes.io/service-name": "multi"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "dns", "port": 5353, "protocol": "UDP"},
+                  {"name": "ctl", "port": 7001, "protocol": "SCTP"}],
+        "endpoints": [{"addresses": ["10.244.1.20"], "nodeName": "node-a",
+                       "conditions": {"ready": true}}],
+    }));
+    let svcs = vec![
+        edge,
+        multi,
+        sticky_nodeport("api", "10.96.0.21", 30081),
+        service("default", "lonely", Some("10.96.0.22"), 80),
+    ];
+    let slices = vec![
+        edge_eps,
+        multi_eps,
+        slice("default", "api", &["10.244.1.7", "10.244.1.8"], 9090, "TCP"),
+    ];
+    render(&svcs, &slices, &node(), &config())
+}
+
+#[test]
+fn every_rule_and_element_reloaded_over_netlink_lists_the_same() {
+    if !root() {
+        return;
+    }
+    let nl_ns = Netns::new("nlall");
+    let full_ns = Netns::new("nlallfull");
+    let rs = everything();
+    nft_load(&nl_ns, &rs.to_nft());
+    nft_load(&full_ns, &rs.to_nft());
+    // Flush and refill every chain, delete and re-add every element, in one batch.
+    let mut changes = Vec::new();
+    for c in rs.chains() {
+        changes.push(Change::FlushChain(c.name.clone()));
+        changes.extend(c.rules.iter().map(|r| Change::AddRule {
+            chain: c.name.clone(),
+            rule: r.clone(),
+        }));
+    }
+    for s in rs.sets() {
+        for addr in &s.elements {
+            changes.push(Change::DeleteSetElement {
+                set: s.name.clone(),
+                addr: *addr,
+            });
+            changes.push(Change::AddSetElement {
+                set: s.name.clone(),
+                addr: *addr,
+            });
+        }
+    }
+    for m in rs.maps() {
+        for (key, entry) in &m.elements {
+            changes.push(Change::DeleteMapElement {
+                map: m.name.clone(),
+                key: *key,
+            });
+            changes.push(Change::AddMapElement {
+                map: m.name.clone(),
+                key: *key,
+                entry: entry.clone(),
+            });
+        }
+    }
+    let update = Update {
+        table: rs.table().to_string(),
+        changes,
+    };
+    let text = update.to_nft();
+    for needle in [
+        "fib saddr type local",
+        "sctp",
+        "udp",
+        "update @",
+        "masquerade",
+    ] {
+        assert!(text.contains(needle), "no {needle:?} in\n{text}");
+    }
+    let mut sock = NftSocket::open_in(&nl_ns.path()).unwrap();
+    sock.apply(&update).unwrap();
+    assert_same(&listing(&nl_ns), &listing(&full_ns), "reload");
 }
