@@ -8,6 +8,11 @@
 //! those nft 1.0.6 sends for the same `Update::to_nft()` text, so `nft list` prints the
 //! same table either way. Full loads stay with `nft -f`.
 //!
+//! What remains is the kernel's own commit cost: a batch that adds a rule with a
+//! verdict (or deletes a verdict-map element) makes the kernel re-check the whole jump
+//! graph once per base chain that reaches it, about 90 ms per such base chain at
+//! 10,000 Services with 10 endpoints each (kernel 6.18).
+//!
 //! [`Update`]: kinet_proxy_rules::Update
 
 mod encode;

@@ -203,7 +203,11 @@ fn a_refused_update_names_its_line_and_changes_nothing() {
         msg.starts_with("add rule ip kinet no-such-chain accept: No such file or directory"),
         "{msg}"
     );
-    assert_same(&listing(&ns), &before, "a refused batch must change nothing");
+    assert_same(
+        &listing(&ns),
+        &before,
+        "a refused batch must change nothing",
+    );
 
     // The socket stays usable: the same changes without the bad rule go through.
     let good = Update {
