@@ -118,7 +118,7 @@ fn service<'v>(view: &'v ClusterView, ns: &str, name: &str) -> Option<Found<'v>>
         return Some(Found::NxDomain);
     };
     let addrs = match &rec.kind {
-        SvcKind::ClusterIp(ips) => Addrs::Borrowed(ips),
+        SvcKind::ClusterIp(ips) => Addrs::Borrowed(ips.as_slice()),
         SvcKind::Headless => {
             let mut all = Vec::new();
             for slice in space.slices_of(name) {

@@ -6,6 +6,7 @@
 //! (schema 1.1.0) and CoreDNS's kubernetes plugin where the spec is silent.
 
 mod answer;
+mod compact;
 mod fast;
 mod lookup;
 mod model;

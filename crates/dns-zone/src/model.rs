@@ -7,6 +7,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use hickory_proto::rr::Name;
+
+use crate::compact::IpList;
 use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
@@ -71,7 +73,7 @@ pub(crate) struct PortFilter {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum SvcKind {
     /// Virtual IPs (empty while not yet allocated).
-    ClusterIp(Box<[IpAddr]>),
+    ClusterIp(IpList),
     /// `clusterIP: None`: answers come from the endpoints.
     Headless,
     /// `type: ExternalName` with a valid DNS name target.
@@ -231,16 +233,16 @@ mod tests {
         let cases: Vec<(serde_json::Value, SvcKind)> = vec![
             (
                 json!({"clusterIP": "10.96.0.1", "ports": [{"port": 443}]}),
-                SvcKind::ClusterIp(["10.96.0.1".parse().unwrap()].into()),
+                SvcKind::ClusterIp(vec!["10.96.0.1".parse().unwrap()].into()),
             ),
             (
                 json!({"clusterIP": "10.96.0.5", "clusterIPs": ["10.96.0.5", "fd00::5"]}),
                 SvcKind::ClusterIp(
-                    ["10.96.0.5".parse().unwrap(), "fd00::5".parse().unwrap()].into(),
+                    vec!["10.96.0.5".parse().unwrap(), "fd00::5".parse().unwrap()].into(),
                 ),
             ),
             (json!({"clusterIP": "None"}), SvcKind::Headless),
-            (json!({}), SvcKind::ClusterIp([].into())),
+            (json!({}), SvcKind::ClusterIp(Vec::new().into())),
             (
                 json!({"type": "ExternalName", "externalName": "Example.COM"}),
                 SvcKind::External(Box::new(Name::from_ascii("Example.COM.").unwrap())),

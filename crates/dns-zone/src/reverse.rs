@@ -25,13 +25,18 @@ pub(crate) fn reverse_ip(name: &Name) -> Option<IpAddr> {
 /// published endpoint carrying it.
 pub(crate) fn ptr_names(view: &ClusterView, ip: &IpAddr) -> Vec<Name> {
     let zone = &view.zone_str;
-    if let Some((ns, name)) = view.service_ips.get(ip).and_then(|o| o.first()) {
+    if let Some((ns, name)) = view.service_ips.get(ip).and_then(|o| o.as_slice().first()) {
         return Name::from_ascii(format!("{name}.{ns}.svc.{zone}."))
             .into_iter()
             .collect();
     }
     let mut out: Vec<Name> = Vec::new();
-    for (ns, slice_name) in view.endpoint_ips.get(ip).into_iter().flatten() {
+    for (ns, slice_name) in view
+        .endpoint_ips
+        .get(ip)
+        .into_iter()
+        .flat_map(|o| o.as_slice())
+    {
         let Some(space) = view.namespaces.get(ns) else {
             continue;
         };

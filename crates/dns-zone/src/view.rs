@@ -1,6 +1,7 @@
 //! The cluster as DNS sees it: Services and EndpointSlices per namespace, plus
 //! reverse indexes from IP to owner for PTR answers.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -10,13 +11,11 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::answer::{hostmaster, ns_dns};
+use crate::compact::{Key, Owners};
 use crate::model::{service_rec, slice_rec, ServiceRec, SliceRec, SvcKind};
 
 /// CoreDNS kubernetes plugin default TTL.
 pub const DEFAULT_TTL: u32 = 5;
-
-/// `(namespace, name)`; shares allocations with the namespace maps.
-type Key = (Arc<str>, Arc<str>);
 
 #[derive(Default, Debug)]
 pub(crate) struct Namespace {
@@ -56,9 +55,9 @@ pub struct ClusterView {
     /// Namespaces fed explicitly (they exist even without Services).
     pub(crate) known_namespaces: HashSet<Arc<str>>,
     /// Cluster IP -> Services holding it (normally one).
-    pub(crate) service_ips: HashMap<IpAddr, Vec<Key>>,
+    pub(crate) service_ips: HashMap<IpAddr, Owners>,
     /// Endpoint IP -> slices listing it.
-    pub(crate) endpoint_ips: HashMap<IpAddr, Vec<Key>>,
+    pub(crate) endpoint_ips: HashMap<IpAddr, Owners>,
     pub(crate) ns_addrs: Option<Vec<IpAddr>>,
     pub(crate) ttl: u32,
     pub(crate) serial: u32,
@@ -199,7 +198,7 @@ impl ClusterView {
                     kind: SvcKind::ClusterIp(ips),
                     ..
                 },
-            )) => ips.to_vec(),
+            )) => ips.as_slice().to_vec(),
             _ => Vec::new(),
         }
     }
@@ -218,9 +217,7 @@ impl ClusterView {
         let (ns, name) = (lower(ns), lower(name));
         if let SvcKind::ClusterIp(ips) = &rec.kind {
             for ip in ips.iter() {
-                // Capacity 1: almost every IP has one owner (a default Vec grows to 4).
-                let owners = self.service_ips.entry(*ip).or_insert_with(one);
-                owners.push((ns.clone(), name.clone()));
+                index(&mut self.service_ips, *ip, (ns.clone(), name.clone()));
             }
         }
         let space = self.namespaces.entry(ns).or_default();
@@ -258,8 +255,7 @@ impl ClusterView {
         let (ns, name) = (lower(ns), lower(name));
         for ep in rec.endpoints.iter() {
             for ip in ep.addrs.iter() {
-                let owners = self.endpoint_ips.entry(*ip).or_insert_with(one);
-                owners.push((ns.clone(), name.clone()));
+                index(&mut self.endpoint_ips, *ip, (ns.clone(), name.clone()));
             }
         }
         let space = self.namespaces.entry(ns).or_default();
@@ -312,18 +308,19 @@ fn one<T>() -> Vec<T> {
     Vec::with_capacity(1)
 }
 
+fn index(index: &mut HashMap<IpAddr, Owners>, ip: IpAddr, key: Key) {
+    match index.entry(ip) {
+        Entry::Occupied(mut e) => e.get_mut().push(key),
+        Entry::Vacant(e) => {
+            e.insert(Owners::One(key));
+        }
+    }
+}
+
 /// Drop one `(ns, name)` occurrence for `ip`, and the entry when it empties.
-fn unindex(index: &mut HashMap<IpAddr, Vec<Key>>, ip: &IpAddr, ns: &str, name: &str) {
-    if let Some(owners) = index.get_mut(ip) {
-        if let Some(pos) = owners
-            .iter()
-            .position(|(o_ns, o_name)| **o_ns == *ns && **o_name == *name)
-        {
-            owners.swap_remove(pos);
-        }
-        if owners.is_empty() {
-            index.remove(ip);
-        }
+fn unindex(index: &mut HashMap<IpAddr, Owners>, ip: &IpAddr, ns: &str, name: &str) {
+    if index.get_mut(ip).is_some_and(|o| o.remove(ns, name)) {
+        index.remove(ip);
     }
 }
 
@@ -342,7 +339,7 @@ mod tests {
             "Web",
             json!({"clusterIP": "10.96.0.7"}),
         ));
-        assert_eq!(v.service_ips[&ip].len(), 1);
+        assert_eq!(v.service_ips[&ip].as_slice().len(), 1);
         assert!(v.service("default", "web").is_some());
 
         // Re-upsert with a new IP moves the reverse entry.
@@ -412,7 +409,10 @@ mod tests {
         );
         let mut v = ClusterView::new("cluster.local");
         v.upsert_service(&service("default", "a", json!({"clusterIP": "10.0.0.1"})));
-        assert_eq!(v.service_ips.values().next().unwrap().capacity(), 1);
+        assert!(matches!(
+            v.service_ips.values().next(),
+            Some(Owners::One(_))
+        ));
     }
 
     #[test]
