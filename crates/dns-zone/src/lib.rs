@@ -8,6 +8,7 @@
 mod answer;
 mod compact;
 mod fast;
+mod ip_index;
 mod lookup;
 mod model;
 mod qname;

@@ -1,7 +1,6 @@
 //! The cluster as DNS sees it: Services and EndpointSlices per namespace, plus
 //! reverse indexes from IP to owner for PTR answers.
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,7 +10,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::answer::{hostmaster, ns_dns};
-use crate::compact::{Key, Owners};
+use crate::ip_index::IpIndex;
 use crate::model::{service_rec, slice_rec, ServiceRec, SliceRec, SvcKind};
 
 /// CoreDNS kubernetes plugin default TTL.
@@ -55,9 +54,9 @@ pub struct ClusterView {
     /// Namespaces fed explicitly (they exist even without Services).
     pub(crate) known_namespaces: HashSet<Arc<str>>,
     /// Cluster IP -> Services holding it (normally one).
-    pub(crate) service_ips: HashMap<IpAddr, Owners>,
+    pub(crate) service_ips: IpIndex,
     /// Endpoint IP -> slices listing it.
-    pub(crate) endpoint_ips: HashMap<IpAddr, Owners>,
+    pub(crate) endpoint_ips: IpIndex,
     pub(crate) ns_addrs: Option<Vec<IpAddr>>,
     pub(crate) ttl: u32,
     pub(crate) serial: u32,
@@ -86,8 +85,8 @@ impl ClusterView {
             zone_str,
             namespaces: HashMap::new(),
             known_namespaces: HashSet::new(),
-            service_ips: HashMap::new(),
-            endpoint_ips: HashMap::new(),
+            service_ips: IpIndex::default(),
+            endpoint_ips: IpIndex::default(),
             ns_addrs: None,
             ttl: DEFAULT_TTL,
             serial: 1,
@@ -217,7 +216,7 @@ impl ClusterView {
         let (ns, name) = (lower(ns), lower(name));
         if let SvcKind::ClusterIp(ips) = &rec.kind {
             for ip in ips.iter() {
-                index(&mut self.service_ips, *ip, (ns.clone(), name.clone()));
+                self.service_ips.add(*ip, (ns.clone(), name.clone()));
             }
         }
         let space = self.namespaces.entry(ns).or_default();
@@ -235,7 +234,7 @@ impl ClusterView {
         };
         if let SvcKind::ClusterIp(ips) = &old.kind {
             for ip in ips.iter() {
-                unindex(&mut self.service_ips, ip, &ns, &name);
+                self.service_ips.remove(ip, &ns, &name);
             }
         }
         if space.is_empty() {
@@ -255,7 +254,7 @@ impl ClusterView {
         let (ns, name) = (lower(ns), lower(name));
         for ep in rec.endpoints.iter() {
             for ip in ep.addrs.iter() {
-                index(&mut self.endpoint_ips, *ip, (ns.clone(), name.clone()));
+                self.endpoint_ips.add(*ip, (ns.clone(), name.clone()));
             }
         }
         let space = self.namespaces.entry(ns).or_default();
@@ -284,7 +283,7 @@ impl ClusterView {
         }
         for ep in old.endpoints.iter() {
             for ip in ep.addrs.iter() {
-                unindex(&mut self.endpoint_ips, ip, &ns, &name);
+                self.endpoint_ips.remove(ip, &ns, &name);
             }
         }
         if space.is_empty() {
@@ -308,22 +307,6 @@ fn one<T>() -> Vec<T> {
     Vec::with_capacity(1)
 }
 
-fn index(index: &mut HashMap<IpAddr, Owners>, ip: IpAddr, key: Key) {
-    match index.entry(ip) {
-        Entry::Occupied(mut e) => e.get_mut().push(key),
-        Entry::Vacant(e) => {
-            e.insert(Owners::One(key));
-        }
-    }
-}
-
-/// Drop one `(ns, name)` occurrence for `ip`, and the entry when it empties.
-fn unindex(index: &mut HashMap<IpAddr, Owners>, ip: &IpAddr, ns: &str, name: &str) {
-    if index.get_mut(ip).is_some_and(|o| o.remove(ns, name)) {
-        index.remove(ip);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,7 +322,7 @@ mod tests {
             "Web",
             json!({"clusterIP": "10.96.0.7"}),
         ));
-        assert_eq!(v.service_ips[&ip].as_slice().len(), 1);
+        assert_eq!(v.service_ips.get(&ip).map(|o| o.as_slice().len()), Some(1));
         assert!(v.service("default", "web").is_some());
 
         // Re-upsert with a new IP moves the reverse entry.
@@ -348,7 +331,7 @@ mod tests {
             "web",
             json!({"clusterIP": "10.96.0.8"}),
         ));
-        assert!(!v.service_ips.contains_key(&ip));
+        assert!(v.service_ips.get(&ip).is_none());
         assert_eq!(v.service_ips.len(), 1);
 
         let s = slice(
@@ -409,9 +392,10 @@ mod tests {
         );
         let mut v = ClusterView::new("cluster.local");
         v.upsert_service(&service("default", "a", json!({"clusterIP": "10.0.0.1"})));
+        let ip = "10.0.0.1".parse().unwrap();
         assert!(matches!(
-            v.service_ips.values().next(),
-            Some(Owners::One(_))
+            v.service_ips.get(&ip),
+            Some(crate::compact::Owners::One(_))
         ));
     }
 
