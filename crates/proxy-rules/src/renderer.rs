@@ -10,6 +10,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::config::{NodeInfo, ProxyConfig};
 use crate::diff::{Change, Update};
@@ -34,6 +35,10 @@ pub fn render(
 /// `(namespace, name)` of a Service.
 type ServiceKey = (String, String);
 
+fn namespace(meta: &ObjectMeta) -> &str {
+    meta.namespace.as_deref().unwrap_or("default")
+}
+
 /// What a fragment was rendered from: resource versions when the objects have them (as
 /// everything from the API does), else the objects themselves.
 #[derive(Debug, PartialEq)]
@@ -43,6 +48,25 @@ enum Source {
 }
 
 impl Source {
+    /// Whether `svc` and `slices` are what this was made from (no copies made to tell).
+    fn matches(&self, svc: &Service, slices: &[&EndpointSlice]) -> bool {
+        match self {
+            Source::Versions(v, vs) => {
+                svc.metadata.resource_version.as_ref() == Some(v)
+                    && vs.len() == slices.len()
+                    && vs
+                        .iter()
+                        .zip(slices)
+                        .all(|(v, s)| s.metadata.resource_version.as_ref() == Some(v))
+            }
+            Source::Objects(s, ss) => {
+                **s == *svc
+                    && ss.len() == slices.len()
+                    && ss.iter().zip(slices).all(|(a, b)| a == *b)
+            }
+        }
+    }
+
     fn of(svc: &Service, slices: &[&EndpointSlice]) -> Source {
         let versions: Option<Vec<String>> = slices
             .iter()
@@ -151,51 +175,49 @@ impl Renderer {
         services: impl IntoIterator<Item = &'a Service>,
         slices: impl IntoIterator<Item = &'a EndpointSlice>,
     ) -> Synced {
-        let mut by_service: HashMap<ServiceKey, Vec<&EndpointSlice>> = HashMap::new();
-        for s in slices {
-            if let Some(name) = s
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(SERVICE_NAME_LABEL))
-            {
-                let ns = s
-                    .metadata
-                    .namespace
-                    .clone()
-                    .unwrap_or_else(|| "default".into());
-                by_service.entry((ns, name.clone())).or_default().push(s);
-            }
-        }
-        let mut seen: HashSet<ServiceKey> = HashSet::new();
+        // Everything borrowed and sorted by Service: one merge with the fragments (kept in
+        // the same order) finds what changed, without a lookup or a copy per Service.
+        let mut slices: Vec<(&str, &str, &EndpointSlice)> = slices
+            .into_iter()
+            .filter_map(|s| {
+                let svc = s.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
+                Some((namespace(&s.metadata), svc.as_str(), s))
+            })
+            .collect();
+        slices.sort_unstable_by(|a, b| {
+            (a.0, a.1, &a.2.metadata.name).cmp(&(b.0, b.1, &b.2.metadata.name))
+        });
+        let mut services: Vec<(&str, &str, &Service)> = services
+            .into_iter()
+            .map(|s| {
+                let name = s.metadata.name.as_deref().unwrap_or_default();
+                (namespace(&s.metadata), name, s)
+            })
+            .collect();
+        services.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        services.dedup_by(|a, b| (a.0, a.1) == (b.0, b.1));
+
         let mut changed: Vec<(ServiceKey, Option<(Source, Fragment)>)> = Vec::new();
-        for svc in services {
-            let key = (
-                svc.metadata
-                    .namespace
-                    .clone()
-                    .unwrap_or_else(|| "default".into()),
-                svc.metadata.name.clone().unwrap_or_default(),
-            );
-            let mut slices = by_service.remove(&key).unwrap_or_default();
-            slices.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-            let source = Source::of(svc, &slices);
-            if self.fragments.get(&key).is_some_and(|(s, _)| *s == source) {
-                seen.insert(key);
+        let mut old = self.fragments.iter().peekable();
+        let mut rest = &slices[..];
+        for &(ns, name, svc) in &services {
+            let start = rest.partition_point(|s| (s.0, s.1) < (ns, name));
+            let len = rest[start..].partition_point(|s| (s.0, s.1) == (ns, name));
+            let own: Vec<&EndpointSlice> = rest[start..start + len].iter().map(|s| s.2).collect();
+            rest = &rest[start + len..];
+            while let Some((k, _)) = old.next_if(|(k, _)| (k.0.as_str(), k.1.as_str()) < (ns, name))
+            {
+                changed.push((k.clone(), None));
+            }
+            let current = old.next_if(|(k, _)| (k.0.as_str(), k.1.as_str()) == (ns, name));
+            if current.is_some_and(|(_, (source, _))| source.matches(svc, &own)) {
                 continue;
             }
-            let fragment = self.render_service(svc, &slices);
-            seen.insert(key.clone());
-            changed.push((key, Some((source, fragment))));
+            let fragment = self.render_service(svc, &own);
+            let key = (ns.to_string(), name.to_string());
+            changed.push((key, Some((Source::of(svc, &own), fragment))));
         }
-        changed.extend(
-            self.fragments
-                .keys()
-                .filter(|k| !seen.contains(*k))
-                .map(|k| (k.clone(), None)),
-        );
-        changed.sort_by(|a, b| a.0.cmp(&b.0));
-        changed.dedup_by(|a, b| a.0 == b.0);
+        changed.extend(old.map(|(k, _)| (k.clone(), None)));
 
         let mut delta = Delta::default();
         let mut full = !self.synced;
