@@ -29,7 +29,7 @@ pub fn render(
 ) -> Ruleset {
     let mut r = Renderer::new(node, config);
     r.sync(services, slices);
-    r.ruleset()
+    assemble(r.skeleton, r.fragments.into_values().map(|(_, f)| f))
 }
 
 /// `(namespace, name)` of a Service.
@@ -83,7 +83,7 @@ impl Source {
 }
 
 /// One Service's part of the table.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Fragment {
     chains: Vec<Chain>,
     /// Sets of its own (affinity).
@@ -249,27 +249,10 @@ impl Renderer {
 
     /// The whole table: the skeleton plus every fragment.
     pub fn ruleset(&self) -> Ruleset {
-        let mut rs = self.skeleton.clone();
-        for (_, f) in self.fragments.values() {
-            for c in &f.chains {
-                rs.chain_index.insert(c.name.clone(), rs.chains.len());
-                rs.chains.push(c.clone());
-            }
-            for s in &f.sets {
-                rs.add_set(s.clone());
-            }
-            for (set, ip) in &f.set_elements {
-                if let Some(s) = rs.set_mut(set) {
-                    s.elements.insert(*ip);
-                }
-            }
-            for (map, key, entry) in &f.map_elements {
-                if let Some(m) = rs.map_mut(map) {
-                    m.elements.entry(*key).or_insert_with(|| entry.clone());
-                }
-            }
-        }
-        rs
+        assemble(
+            self.skeleton.clone(),
+            self.fragments.values().map(|(_, f)| f.clone()),
+        )
     }
 
     fn render_service(&self, svc: &Service, slices: &[&EndpointSlice]) -> Fragment {
@@ -359,6 +342,30 @@ impl Shared {
 
 /// A touched map key: its winning entry before and after.
 type MapChange<'a> = (&'a (String, MapKey), Option<MapEntry>, Option<&'a MapEntry>);
+
+/// The skeleton with the fragments added in order (map keys: first claim wins).
+fn assemble(mut rs: Ruleset, fragments: impl Iterator<Item = Fragment>) -> Ruleset {
+    for f in fragments {
+        for c in f.chains {
+            rs.chain_index.insert(c.name.clone(), rs.chains.len());
+            rs.chains.push(c);
+        }
+        for s in f.sets {
+            rs.add_set(s);
+        }
+        for (set, ip) in f.set_elements {
+            if let Some(s) = rs.set_mut(&set) {
+                s.elements.insert(ip);
+            }
+        }
+        for (map, key, entry) in f.map_elements {
+            if let Some(m) = rs.map_mut(&map) {
+                m.elements.entry(key).or_insert(entry);
+            }
+        }
+    }
+    rs
+}
 
 /// Changes collected over the Services of one sync, put in transaction order at the end.
 #[derive(Default)]
