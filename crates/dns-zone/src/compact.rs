@@ -3,6 +3,7 @@
 //! allocation (32–48 bytes with its allocator overhead) per Service, which
 //! at 10k Services is most of the gap to the memory target.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -81,6 +82,39 @@ impl Owners {
     }
 }
 
+/// One shared copy of each port name ("http", "dns", ""), instead of a small
+/// allocation per port of every Service.
+#[derive(Debug, Default)]
+pub(crate) struct Names(HashSet<Arc<str>>);
+
+impl Names {
+    pub(crate) fn intern(&mut self, name: &Arc<str>) -> Arc<str> {
+        if let Some(shared) = self.0.get(name) {
+            return shared.clone();
+        }
+        self.0.insert(name.clone());
+        name.clone()
+    }
+
+    /// Forgets the names no record holds any more; `names` are the ones a
+    /// record just dropped held.
+    pub(crate) fn release(&mut self, mut names: Vec<Arc<str>>) {
+        names.sort();
+        names.dedup();
+        for n in names {
+            // The set's copy and `n` itself.
+            if Arc::strong_count(&n) == 2 {
+                self.0.remove(&n);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +133,21 @@ mod tests {
         assert_eq!(IpList::from(vec![]).as_slice(), &[] as &[IpAddr]);
         let two = IpList::from(vec![ip, "fd00::1".parse().unwrap()]);
         assert_eq!(two.iter().count(), 2);
+    }
+
+    #[test]
+    fn names_are_shared_and_forgotten_with_their_last_holder() {
+        let mut names = Names::default();
+        let a = names.intern(&"http".into());
+        let b = names.intern(&"http".into());
+        assert!(Arc::ptr_eq(&a, &b));
+        let c = names.intern(&"dns".into());
+        names.release(vec![b.clone(), b]);
+        assert_eq!(names.len(), 2, "`a` still holds http");
+        names.release(vec![a]);
+        assert_eq!(names.len(), 1);
+        names.release(vec![c.clone(), c]);
+        assert_eq!(names.len(), 0);
     }
 
     #[test]

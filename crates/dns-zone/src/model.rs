@@ -46,8 +46,9 @@ impl Proto {
 /// A (possibly unnamed) port of a Service or an EndpointSlice.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PortRec {
-    /// Lowercased port name; empty when unnamed.
-    pub name: Box<str>,
+    /// Lowercased port name; empty when unnamed. Shared through the view's
+    /// interner.
+    pub name: Arc<str>,
     pub proto: Proto,
     pub port: u16,
 }

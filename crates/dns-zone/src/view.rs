@@ -10,8 +10,9 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::answer::{hostmaster, ns_dns};
+use crate::compact::Names;
 use crate::ip_index::IpIndex;
-use crate::model::{service_rec, slice_rec, ServiceRec, SliceRec, SvcKind};
+use crate::model::{service_rec, slice_rec, PortRec, ServiceRec, SliceRec, SvcKind};
 
 /// CoreDNS kubernetes plugin default TTL.
 pub const DEFAULT_TTL: u32 = 5;
@@ -60,6 +61,8 @@ pub struct ClusterView {
     pub(crate) ns_addrs: Option<Vec<IpAddr>>,
     pub(crate) ttl: u32,
     pub(crate) serial: u32,
+    /// Port names, shared by all records.
+    port_names: Names,
     /// Bumped by every change, including those the serial does not track; answers
     /// computed at one generation stay valid until it moves.
     generation: u64,
@@ -90,6 +93,7 @@ impl ClusterView {
             ns_addrs: None,
             ttl: DEFAULT_TTL,
             serial: 1,
+            port_names: Names::default(),
             generation: 0,
         }
     }
@@ -202,6 +206,22 @@ impl ClusterView {
         }
     }
 
+    /// The namespace's name as the map already holds it, so the records and
+    /// indexes of its Services share one allocation.
+    fn namespace_key(&self, ns: &str) -> Arc<str> {
+        let ns = ns.to_ascii_lowercase();
+        match self.namespaces.get_key_value(ns.as_str()) {
+            Some((shared, _)) => shared.clone(),
+            None => ns.into(),
+        }
+    }
+
+    fn share_names(&mut self, ports: &mut [PortRec]) {
+        for p in ports {
+            p.name = self.port_names.intern(&p.name);
+        }
+    }
+
     fn bump(&mut self) {
         self.serial = self.serial.wrapping_add(1).max(1);
         self.generation += 1;
@@ -211,9 +231,10 @@ impl ClusterView {
         let (Some(ns), Some(name)) = (&svc.metadata.namespace, &svc.metadata.name) else {
             return;
         };
-        let rec = service_rec(svc);
+        let mut rec = service_rec(svc);
         self.remove_service(ns, name);
-        let (ns, name) = (lower(ns), lower(name));
+        self.share_names(&mut rec.ports);
+        let (ns, name) = (self.namespace_key(ns), lower(name));
         if let SvcKind::ClusterIp(ips) = &rec.kind {
             for ip in ips.iter() {
                 self.service_ips.add(*ip, (ns.clone(), name.clone()));
@@ -237,6 +258,9 @@ impl ClusterView {
                 self.service_ips.remove(ip, &ns, &name);
             }
         }
+        let names = port_names(&old.ports);
+        drop(old);
+        self.port_names.release(names);
         if space.is_empty() {
             self.namespaces.remove(ns.as_str());
         }
@@ -248,10 +272,11 @@ impl ClusterView {
             return;
         };
         self.remove_slice(ns, name);
-        let Some(rec) = slice_rec(slice) else {
+        let Some(mut rec) = slice_rec(slice) else {
             return;
         };
-        let (ns, name) = (lower(ns), lower(name));
+        self.share_names(&mut rec.ports);
+        let (ns, name) = (self.namespace_key(ns), lower(name));
         for ep in rec.endpoints.iter() {
             for ip in ep.addrs.iter() {
                 self.endpoint_ips.add(*ip, (ns.clone(), name.clone()));
@@ -289,6 +314,9 @@ impl ClusterView {
         if space.is_empty() {
             self.namespaces.remove(ns.as_str());
         }
+        let names = port_names(&old.ports);
+        drop(old);
+        self.port_names.release(names);
         self.bump();
     }
 }
@@ -301,6 +329,10 @@ fn wire_labels(name: &Name) -> Box<[u8]> {
         out.extend(label.iter().map(u8::to_ascii_lowercase));
     }
     out.into()
+}
+
+fn port_names(ports: &[PortRec]) -> Vec<Arc<str>> {
+    ports.iter().map(|p| p.name.clone()).collect()
 }
 
 fn one<T>() -> Vec<T> {
@@ -397,6 +429,27 @@ mod tests {
             v.service_ips.get(&ip),
             Some(crate::compact::Owners::One(_))
         ));
+    }
+
+    #[test]
+    fn services_share_namespace_and_port_names() {
+        let mut v = ClusterView::new("cluster.local");
+        for (name, ip, port) in [("b", "10.0.0.2", "http"), ("c", "10.0.0.3", "HTTP")] {
+            let spec = json!({"clusterIP": ip, "ports": [{"name": port, "port": 80}]});
+            v.upsert_service(&service("default", name, spec));
+        }
+        let port = |svc: &str| v.namespaces["default"].services[svc].ports[0].name.clone();
+        assert!(Arc::ptr_eq(&port("b"), &port("c")));
+        let owner_ns = |ip: &str| {
+            v.service_ips.get(&ip.parse().unwrap()).unwrap().as_slice()[0]
+                .0
+                .clone()
+        };
+        assert!(Arc::ptr_eq(&owner_ns("10.0.0.2"), &owner_ns("10.0.0.3")));
+        v.remove_service("default", "b");
+        assert_eq!(v.port_names.len(), 1);
+        v.remove_service("default", "c");
+        assert_eq!(v.port_names.len(), 0, "names go with their last Service");
     }
 
     #[test]
