@@ -179,6 +179,45 @@ fn load(applier: &mut Applier, rs: &Ruleset) -> Result<Duration> {
     }
 }
 
+/// `opts.samples` EndpointSlice changes with `n` Services loaded: [render + diff, kernel
+/// transaction, total] per change.
+fn incremental(
+    applier: &mut Applier,
+    config: &ProxyConfig,
+    n: usize,
+    opts: &Options,
+) -> Result<[Samples; 3]> {
+    let (svcs, mut slices) = objects(n, opts.endpoints);
+    let mut renderer = Renderer::new(&node(), config);
+    let synced = renderer.sync(&svcs, &slices);
+    applier.force_full_sync();
+    applier.apply_synced(&renderer, synced)?;
+    let [mut renders, mut kernel, mut total] = [(); 3].map(|_| Samples::default());
+    for s in 0..opts.samples {
+        let i = 1 + (s * 7919) % (n - 1).max(1);
+        let skip = if slices[i].endpoints.len() == opts.endpoints {
+            Some(s % opts.endpoints)
+        } else {
+            None
+        };
+        slices[i] = slice(i, opts.endpoints, skip, 2 + s);
+        let start = Instant::now();
+        let synced = renderer.sync(&svcs, &slices);
+        let rendered = start.elapsed();
+        match applier.apply_synced(&renderer, synced)? {
+            ApplyOutcome::Applied {
+                full: false,
+                duration,
+                ..
+            } => kernel.push(duration),
+            other => bail!("expected an incremental load, got {other:?}"),
+        }
+        renders.push(rendered);
+        total.push(start.elapsed());
+    }
+    Ok([renders, kernel, total])
+}
+
 pub async fn run_bench(opts: Options) -> Result<()> {
     tokio::task::spawn_blocking(move || bench(opts)).await?
 }
@@ -220,56 +259,29 @@ fn bench(opts: Options) -> Result<()> {
         );
     }
 
-    // Incremental: with the large table loaded, one slice changes per sample; the proxy's
+    // Incremental: with each table loaded, one slice changes per sample; the proxy's
     // Renderer re-renders that Service only, and the applier sends the difference.
-    let (svcs, mut slices) = objects(large, opts.endpoints);
-    let mut renderer = Renderer::new(&node(), &config);
-    let synced = renderer.sync(&svcs, &slices);
-    applier.force_full_sync();
-    applier.apply_synced(&renderer, synced)?;
-    let (mut total, mut renders, mut nfts) =
-        (Samples::default(), Samples::default(), Samples::default());
-    for s in 0..opts.samples {
-        let i = 1 + (s * 7919) % (large - 1).max(1);
-        let skip = if slices[i].endpoints.len() == opts.endpoints {
-            Some(s % opts.endpoints)
-        } else {
-            None
-        };
-        slices[i] = slice(i, opts.endpoints, skip, 2 + s);
-        let start = Instant::now();
-        let synced = renderer.sync(&svcs, &slices);
-        let rendered = start.elapsed();
-        match applier.apply_synced(&renderer, synced)? {
-            ApplyOutcome::Applied {
-                full: false,
-                duration,
-                ..
-            } => nfts.push(duration),
-            other => bail!("expected an incremental load, got {other:?}"),
-        }
-        renders.push(rendered);
-        total.push(start.elapsed());
+    println!();
+    println!(
+        "EndpointSlice change → rules committed, {} samples per size (p50 / p99, ms):",
+        opts.samples
+    );
+    println!();
+    println!(
+        "| Services | render (changed Service) + diff | kernel transaction (difference) | total |"
+    );
+    println!("|---:|---:|---:|---:|");
+    for &n in &opts.services {
+        let [renders, kernel, total] = incremental(&mut applier, &config, n, &opts)?;
+        let cell = |s: &Samples| format!("{} / {}", ms(s.p50()), ms(s.p99()));
+        println!(
+            "| {n} | {} | {} | {} |",
+            cell(&renders),
+            cell(&kernel),
+            cell(&total)
+        );
     }
-    println!();
-    println!(
-        "EndpointSlice change → rules committed, {large} Services present, {} samples:",
-        total.len()
-    );
-    println!();
-    println!("| | p50 (ms) | p99 (ms) |");
-    println!("|---|---:|---:|");
-    println!(
-        "| render (changed Service) + diff | {} | {} |",
-        ms(renders.p50()),
-        ms(renders.p99())
-    );
-    println!(
-        "| kernel transaction (difference) | {} | {} |",
-        ms(nfts.p50()),
-        ms(nfts.p99())
-    );
-    println!("| total | {} | {} |", ms(total.p50()), ms(total.p99()));
+    let (svcs, slices) = objects(large, opts.endpoints);
 
     // Traffic: a server pod behind service 0.
     let stop = Arc::new(AtomicBool::new(false));
