@@ -1,9 +1,10 @@
 //! `kinet bench proxy`: the service proxy's nftables table in a namespace of its own (root).
 //!
 //! - Full sync: render + one `nft -f` of the whole table, with N Services × 10 endpoints.
-//! - Incremental: one EndpointSlice changes with the large table loaded; the time from the
-//!   changed objects to nft having committed the difference (render + diff + nft), p50/p99.
-//!   The API watch delay is not in it (see the controllers benchmark).
+//! - Incremental: one EndpointSlice changes with each table loaded; the time from the
+//!   changed objects to the kernel having committed the difference (the proxy's Renderer
+//!   re-rendering that Service + one nfnetlink transaction), p50/p99. The API watch delay
+//!   is not in it (see the controllers benchmark).
 //! - Connection rate: new TCP connections per second from a client pod to one ClusterIP,
 //!   with 10 and with the large number of Services loaded (verdict maps: should be flat).
 //! - Throughput: one TCP stream through the ClusterIP against the pod IP directly.
