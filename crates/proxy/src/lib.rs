@@ -3,12 +3,14 @@
 //! `kinet-proxy-rules` computes the desired nftables table as a pure function;
 //! this crate puts it into a node's network namespace and keeps it current:
 //!
-//! - [`Applier`]: one `nsenter --net=<ns> nft -f -` transaction per sync,
-//!   skipping unchanged rulesets, forcing a full load after a failure, timing
-//!   each load, and flushing conntrack entries of removed UDP endpoints when
+//! - [`Applier`]: one transaction per sync: a full load with
+//!   `nsenter --net=<ns> nft -f -`, or only the changes as one nfnetlink batch
+//!   ([`netlink`]); empty updates skipped, a full load forced after a failure,
+//!   each load timed, conntrack entries of removed UDP endpoints flushed when
 //!   the `conntrack` tool exists.
 //! - [`run`]: reflectors on Services, EndpointSlices and the Node; each burst
-//!   of changes becomes one debounced render + apply; periodic full resync;
+//!   of changes becomes one debounced sync of a [`Renderer`] (which re-renders
+//!   only the changed Services) + apply; periodic full resync;
 //!   [`Metrics`] for sync counts, durations and network programming latency.
 //! - [`rules_for`] / [`rules_in_listing`]: one Service's lines of the loaded
 //!   ruleset or of a live `nft list table`, for `kinet proxy rules <ns>/<svc>`.

@@ -1,5 +1,6 @@
 //! The sync loop: reflectors keep Services, EndpointSlices and this Node in
-//! memory; any change wakes one full render + one nft transaction, after a
+//! memory; any change wakes one sync of the Renderer (only changed Services are
+//! re-rendered) + one kernel transaction of the difference, after a
 //! short debounce that folds a burst of events into one sync (kube-proxy's
 //! minSyncPeriod). A periodic forced resync repairs tampered state, and a
 //! failed sync is retried with the full ruleset.
