@@ -54,3 +54,80 @@ pub fn slice(ns: &str, svc: &str, ips: &[&str], port: u16, proto: &str) -> Endpo
     }))
     .unwrap()
 }
+
+pub fn sticky_nodeport(name: &str, ip: &str, node_port: u16) -> Service {
+    serde_json::from_value(json!({
+        "metadata": {"namespace": "default", "name": name},
+        "spec": {"type": "NodePort", "clusterIP": ip, "sessionAffinity": "ClientIP",
+                 "ports": [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": node_port}]},
+    }))
+    .unwrap()
+}
+
+fn udp_service(name: &str, ip: &str) -> Service {
+    serde_json::from_value(json!({
+        "metadata": {"namespace": "default", "name": name},
+        "spec": {"clusterIP": ip, "ports": [{"name": "http", "port": 53, "protocol": "UDP"}]},
+    }))
+    .unwrap()
+}
+
+/// A sequence of cluster states: endpoints come and go, a Service with affinity and a
+/// NodePort appears, one loses all endpoints, a UDP Service appears, Services vanish.
+pub fn steps() -> Vec<(Vec<Service>, Vec<EndpointSlice>)> {
+    let web = service("default", "web", Some("10.96.0.20"), 80);
+    let api = sticky_nodeport("api", "10.96.0.21", 30080);
+    let lonely = service("default", "lonely", Some("10.96.0.22"), 80);
+    let dns = udp_service("dns", "10.96.0.10");
+    vec![
+        (
+            vec![web.clone(), lonely.clone()],
+            vec![slice(
+                "default",
+                "web",
+                &["10.244.1.5", "10.244.1.6"],
+                8080,
+                "TCP",
+            )],
+        ),
+        // An endpoint leaves, a service with affinity and a NodePort appears.
+        (
+            vec![web.clone(), lonely.clone(), api.clone()],
+            vec![
+                slice("default", "web", &["10.244.1.5"], 8080, "TCP"),
+                slice("default", "api", &["10.244.1.7", "10.244.1.8"], 9090, "TCP"),
+            ],
+        ),
+        // lonely gets an endpoint, web loses all, api loses one and changes port.
+        (
+            vec![web.clone(), lonely.clone(), api.clone()],
+            vec![
+                slice("default", "lonely", &["10.244.1.9"], 8080, "TCP"),
+                slice("default", "api", &["10.244.1.7"], 9091, "TCP"),
+            ],
+        ),
+        // A UDP service appears.
+        (
+            vec![web.clone(), lonely.clone(), api.clone(), dns.clone()],
+            vec![
+                slice("default", "lonely", &["10.244.1.9"], 8080, "TCP"),
+                slice("default", "api", &["10.244.1.7"], 9091, "TCP"),
+                slice(
+                    "default",
+                    "dns",
+                    &["10.244.1.10", "10.244.1.11"],
+                    5353,
+                    "UDP",
+                ),
+            ],
+        ),
+        // Services vanish; web is back with one endpoint.
+        (
+            vec![web.clone(), dns.clone()],
+            vec![
+                slice("default", "web", &["10.244.1.5"], 8080, "TCP"),
+                slice("default", "dns", &["10.244.1.11"], 5353, "UDP"),
+            ],
+        ),
+    ]
+}

@@ -110,3 +110,15 @@ pub fn add_pod(node: &Netns, pod: &Netns, idx: usize, pod_ip: &str, gw: &str) {
     pod.exec(&["ip", "route", "add", gw, "dev", "eth0"]);
     pod.exec(&["ip", "route", "add", "default", "via", gw, "dev", "eth0"]);
 }
+
+/// An `nft list` output as sorted, trimmed lines, so two listings compare regardless of
+/// element order.
+pub fn sorted_lines(listing: &str) -> Vec<String> {
+    let mut lines: Vec<String> = listing
+        .lines()
+        .map(|l| l.trim().trim_end_matches(',').to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.sort();
+    lines
+}
