@@ -165,7 +165,6 @@ fn write(
     w.bytes(&[0x84 | u8::from(q.rd), 0x80 | if q.cd { 0x10 } else { 0 }]);
     w.bytes(&[0, 1, 0, 0, 0, 0, 0, 0]);
     w.bytes(q.question);
-    w.remember(usize::from(HEADER_LEN), &q.question[..q.question.len() - 5]);
     let mut answers = 0u16;
     if let Some(v6) = want_v6 {
         for (i, ip) in addrs.iter().enumerate() {
@@ -183,7 +182,8 @@ fn write(
     if negative {
         let names = [&*view.zone_wire, &*view.ns_wire, &*view.hostmaster_wire];
         let values = [view.serial, 7200, 1800, 86400, view.ttl];
-        w.soa(names, view.ttl.min(300), values);
+        let question = (usize::from(HEADER_LEN), &q.question[..q.question.len() - 5]);
+        w.soa(question, names, view.ttl.min(300), values);
     }
     if q.edns_payload.is_some() {
         w.opt(payload);
