@@ -241,16 +241,20 @@ pub(crate) fn hostmaster(zone: &Name) -> Name {
         .unwrap_or_else(|_| zone.clone())
 }
 
+/// The SOA's refresh, retry and expire, as CoreDNS sets them.
+pub(crate) const SOA_TIMERS: [i32; 3] = [7200, 1800, 86400];
+
 /// The SOA CoreDNS builds: `ns.dns.<zone> hostmaster.<zone>`, refresh 7200,
 /// retry 1800, expire 86400, minimum and TTL the record TTL (capped at 300).
 pub(crate) fn soa_record(view: &ClusterView, zone: &Name) -> Record {
+    let [refresh, retry, expire] = SOA_TIMERS;
     let soa = SOA::new(
         ns_dns(zone),
         hostmaster(zone),
         view.serial,
-        7200,
-        1800,
-        86400,
+        refresh,
+        retry,
+        expire,
         view.ttl,
     );
     Record::from_rdata(zone.clone(), view.ttl.min(300), RData::SOA(soa))

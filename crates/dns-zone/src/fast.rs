@@ -9,6 +9,7 @@ use std::net::IpAddr;
 
 use hickory_proto::op::ResponseCode;
 
+use crate::answer::SOA_TIMERS;
 use crate::model::SvcKind;
 use crate::qname::pod_ip;
 use crate::view::ClusterView;
@@ -181,7 +182,8 @@ fn write(
     let negative = answers == 0;
     if negative {
         let names = [&*view.zone_wire, &*view.ns_wire, &*view.hostmaster_wire];
-        let values = [view.serial, 7200, 1800, 86400, view.ttl];
+        let [refresh, retry, expire] = SOA_TIMERS.map(|t| t as u32);
+        let values = [view.serial, refresh, retry, expire, view.ttl];
         let question = (usize::from(HEADER_LEN), &q.question[..q.question.len() - 5]);
         w.soa(question, names, view.ttl.min(300), values);
     }
