@@ -8,7 +8,7 @@
 //! Service (so the client address is kept and never dropped on a node without endpoints);
 //! otherwise, and when no node has one, every Ready node. Among them the node with the lowest
 //! hash of `node/ip` wins, which spreads addresses over nodes and moves only the addresses of
-//! a node that comes or goes. Pure; [`crate::lbaddr`] applies the result.
+//! a node that comes or goes. Pure; [`crate::LbAddresses`] applies the result.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
