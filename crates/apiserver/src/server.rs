@@ -4,7 +4,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{header, Method, Request};
 use hyper::body::Incoming;
@@ -12,8 +11,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use kinet_types::ApiError;
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
 
 use crate::auth::{self, User};
 use crate::discovery;
@@ -24,26 +23,9 @@ use crate::rest::Api;
 
 /// Accepts TLS connections on one address until the task is dropped.
 pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, api: Arc<Api>) {
-    let acceptor = TlsAcceptor::from(tls);
-    loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
+    let conn = move |tls: TlsStream<TcpStream>, peer: SocketAddr| {
         let api = api.clone();
-        tokio::spawn(async move {
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                    Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-                };
+        async move {
             let has_cert = tls
                 .get_ref()
                 .1
@@ -59,8 +41,9 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, api: A
             {
                 tracing::debug!(%peer, error = %e, "connection ended");
             }
-        });
-    }
+        }
+    };
+    kinet_tls_server::serve("api", listener, tls, std::future::pending(), conn).await
 }
 
 async fn handle(api: Arc<Api>, has_cert: bool, peer: SocketAddr, req: Request<Incoming>) -> Reply {

@@ -4,10 +4,10 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
@@ -20,9 +20,9 @@ use kinet_remotecommand::{
     ExitStatus, StreamOptions,
 };
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
 use crate::logs::{self, LogOptions};
 use crate::route::{Route, Target};
@@ -38,30 +38,9 @@ pub async fn serve(
     pods: Arc<dyn Pods>,
     shutdown: impl Future<Output = ()>,
 ) -> crate::Result<()> {
-    let acceptor = TlsAcceptor::from(tls);
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "node API accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
+    let conn = move |tls: TlsStream<TcpStream>, peer: SocketAddr| {
         let pods = pods.clone();
-        tokio::spawn(async move {
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                    Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-                };
+        async move {
             let allowed = match tls.get_ref().1.peer_certificates() {
                 Some([cert, ..]) => tls::check_client(cert),
                 _ => Err("no client certificate".to_string()),
@@ -83,8 +62,10 @@ pub async fn serve(
             {
                 tracing::debug!(%peer, error = %e, "node API connection ended");
             }
-        });
-    }
+        }
+    };
+    kinet_tls_server::serve("node-api", listener, tls, shutdown, conn).await;
+    Ok(())
 }
 
 async fn handle(req: Request<Incoming>, pods: Arc<dyn Pods>) -> Reply {
