@@ -104,6 +104,13 @@ pub(crate) fn netexec_pods(c: &Cluster, name: &str, replicas: usize) -> Vec<Valu
     wait_ready(c, &format!("app={name}"), replicas)
 }
 
+/// The client address agnhost netexec at `to_ip:8080` saw for a request from `pod`.
+fn client_ip_seen(c: &Cluster, pod: &str, to_ip: &str) -> String {
+    let url = format!("http://{to_ip}:8080/clientip");
+    let seen = exec(c, pod, &["curl", "-s", "--max-time", "5", &url]);
+    seen.split(':').next().unwrap_or_default().to_string()
+}
+
 pub(crate) fn exec(c: &Cluster, pod: &str, cmd: &[&str]) -> String {
     let mut args = vec!["exec", pod, "--"];
     args.extend(cmd);
@@ -191,20 +198,9 @@ fn pods_get_ips_reach_each_other_without_nat_and_clean_up() {
     for (from, from_ip) in &peers {
         for (_, to_ip) in peers.iter().filter(|(n, _)| n != from) {
             exec(&c, from, &["ping", "-c1", "-W2", to_ip]);
-            let seen = exec(
-                &c,
-                from,
-                &[
-                    "curl",
-                    "-s",
-                    "--max-time",
-                    "5",
-                    &format!("http://{to_ip}:8080/clientip"),
-                ],
-            );
             assert_eq!(
-                seen.split(':').next(),
-                Some(from_ip.as_str()),
+                client_ip_seen(&c, from, to_ip),
+                from_ip.as_str(),
                 "{from} -> {to_ip}"
             );
         }
@@ -486,18 +482,7 @@ fn host_gw_backend_routes_pods_across_nodes() {
     );
     for p in &pods[1..] {
         let to = p["status"]["podIP"].as_str().unwrap();
-        let seen = exec(
-            &c,
-            from,
-            &[
-                "curl",
-                "-s",
-                "--max-time",
-                "5",
-                &format!("http://{to}:8080/clientip"),
-            ],
-        );
-        assert_eq!(seen.split(':').next(), Some(from_ip), "{from} -> {to}");
+        assert_eq!(client_ip_seen(&c, from, to), from_ip, "{from} -> {to}");
     }
     // No overlay: plain routes via the other node's underlay address, no flannel.1.
     let node = pods[0]["spec"]["nodeName"].as_str().unwrap();
