@@ -5,6 +5,7 @@
 //! does. Everything else (SRV, PTR, ANY, the apex, ExternalName aliases,
 //! endpoint names, truncation) is `None`: the caller takes the full path.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use hickory_proto::op::ResponseCode;
@@ -34,21 +35,7 @@ fn quick_type(t: u16) -> bool {
 enum Found<'v> {
     NxDomain,
     /// Exists; these addresses (maybe with duplicates), in answer order.
-    Addrs(Addrs<'v>),
-}
-
-enum Addrs<'v> {
-    Borrowed(&'v [IpAddr]),
-    Owned(Vec<IpAddr>),
-}
-
-impl Addrs<'_> {
-    fn as_slice(&self) -> &[IpAddr] {
-        match self {
-            Addrs::Borrowed(a) => a,
-            Addrs::Owned(a) => a,
-        }
-    }
+    Addrs(Cow<'v, [IpAddr]>),
 }
 
 /// Answer `query` into `out` (cleared first) and return the rcode, or `None`
@@ -87,7 +74,7 @@ pub fn respond_fast(
 fn find<'v>(view: &'v ClusterView, q: &WireQuery<'_>, below: usize) -> Option<Found<'v>> {
     let l = |i: usize| q.name.label(i);
     let exists = |ns: &str, svc: &str| view.service(ns, svc).is_some();
-    let none = || Found::Addrs(Addrs::Borrowed(&[]));
+    let none = || Found::Addrs(Cow::Borrowed(&[]));
     let found = match below {
         // The apex and `dns-version` have records of their own.
         0 => return None,
@@ -100,7 +87,7 @@ fn find<'v>(view: &'v ClusterView, q: &WireQuery<'_>, below: usize) -> Option<Fo
             false => Found::NxDomain,
         },
         3 if l(2) == "pod" => match pod_ip(l(0)) {
-            Some(ip) => Found::Addrs(Addrs::Owned(vec![ip])),
+            Some(ip) => Found::Addrs(Cow::Owned(vec![ip])),
             None => Found::NxDomain,
         },
         3 if l(2) == "svc" => service(view, l(1), l(0))?,
@@ -119,7 +106,7 @@ fn service<'v>(view: &'v ClusterView, ns: &str, name: &str) -> Option<Found<'v>>
         return Some(Found::NxDomain);
     };
     let addrs = match &rec.kind {
-        SvcKind::ClusterIp(ips) => Addrs::Borrowed(ips.as_slice()),
+        SvcKind::ClusterIp(ips) => Cow::Borrowed(ips.as_slice()),
         SvcKind::Headless => {
             let mut all = Vec::new();
             for slice in space.slices_of(name) {
@@ -132,7 +119,7 @@ fn service<'v>(view: &'v ClusterView, ns: &str, name: &str) -> Option<Found<'v>>
             if all.is_empty() {
                 return Some(Found::NxDomain);
             }
-            Addrs::Owned(all)
+            Cow::Owned(all)
         }
         SvcKind::Unanswerable => return Some(Found::NxDomain),
         // A CNAME, maybe chased through the zone.
@@ -155,7 +142,7 @@ fn write(
         _ => None,
     };
     let addrs: &[IpAddr] = match found {
-        Found::Addrs(a) => a.as_slice(),
+        Found::Addrs(a) => &a[..],
         Found::NxDomain => &[],
     };
     if addrs.len() > MAX_ANSWERS {
