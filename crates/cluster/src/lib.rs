@@ -12,6 +12,7 @@ pub mod dns_image;
 pub mod down;
 pub mod external;
 pub mod nodes;
+pub mod prereqs;
 pub mod probe;
 pub mod process;
 pub mod progress;

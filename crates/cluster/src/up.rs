@@ -12,10 +12,11 @@ use kinet_pki::{default_server_sans, Credentials, Pki};
 use rand::distr::{Alphanumeric, SampleString};
 
 use crate::nodes::{self, Plan};
+use crate::prereqs;
 use crate::probe::Probe;
 use crate::process::{self, running_pid};
 use crate::progress::Step;
-use crate::state::{self, absolute_home, ClusterDir, ClusterInfo};
+use crate::state::{self, absolute_home, ClusterDir, ClusterInfo, PodBackend};
 
 /// The ClusterIP of the `kubernetes` service, which the serving certificate must name.
 pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
@@ -64,6 +65,7 @@ pub async fn up(args: UpArgs) -> Result<UpReport> {
     } else {
         eprintln!("Creating cluster \"{}\" ...", args.name);
     }
+    check_prerequisites(&dir, &args)?;
 
     let step = Step::start("Preparing state");
     let info = prepare_state(&dir, &args)?;
@@ -153,6 +155,27 @@ async fn restart_agents(dir: &ClusterDir, home: &Path, info: &ClusterInfo) -> Re
     let url = format!("https://127.0.0.1:{}", info.port);
     let client = kinet_controllers::client::connect(&url, &pki.ca_cert_pem, &dir.read_token()?)?;
     nodes::start_and_wait(dir, home, &plan, &client).await
+}
+
+/// Stops `up` before it creates anything when the host lacks a program or kernel feature
+/// the nodes need (a cluster without nodes runs only the control plane: it needs none).
+fn check_prerequisites(dir: &ClusterDir, args: &UpArgs) -> Result<()> {
+    let (nodes, backend) = if dir.exists() {
+        let info = dir.load_info()?;
+        (info.nodes, info.backend)
+    } else {
+        (
+            args.nodes.unwrap_or(DEFAULT_NODES),
+            args.backend.unwrap_or_default(),
+        )
+    };
+    if nodes == 0 {
+        return Ok(());
+    }
+    let step = Step::start("Checking prerequisites");
+    prereqs::require(&prereqs::HostLookup::new(), backend == PodBackend::Vxlan)?;
+    step.done();
+    Ok(())
 }
 
 /// Creates the folders, the admin token and, on first start, `cluster.json` with a
