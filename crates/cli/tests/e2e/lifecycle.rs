@@ -3,7 +3,9 @@
 use std::fs;
 use std::net::TcpListener;
 
-use crate::harness::{control_plane_running, kinet, show, stdout, temp_home, Cluster};
+use crate::harness::{
+    agent_running, control_plane_running, kinet, show, stdout, temp_home, Cluster,
+};
 
 #[test]
 fn up_down_status() {
@@ -182,4 +184,80 @@ fn status_lists_stopped_and_unreadable_clusters() {
         "{}",
         show(&out)
     );
+}
+
+/// The README's try-it steps on a fresh cluster: `up` returned only once DNS answered, so
+/// the last step works at once, with no retry loop.
+#[test]
+fn readme_try_it_works_right_after_up() {
+    let c = Cluster::up(3);
+    c.kubectl_ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image",
+        "nginx",
+        "--replicas",
+        "3",
+    ]);
+    c.kubectl_ok(&["expose", "deployment", "web", "--port", "80"]);
+    c.kubectl_ok(&["rollout", "status", "deployment", "web", "--timeout=120s"]);
+    let page = c.kubectl_ok(&["exec", "deploy/web", "--", "curl", "-s", "web"]);
+    assert!(page.contains("Welcome to nginx!"), "{page}");
+}
+
+#[test]
+fn up_with_wait_0s_returns_and_the_cluster_still_comes_up() {
+    let c = Cluster::new();
+    let out = c.kinet(&["up", "--nodes", "1", "--wait", "0s"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(" ✓ Starting agents"), "{}", show(&out));
+    assert!(!err.contains("Waiting for nodes"), "{}", show(&out));
+    assert!(stdout(&out).contains("is up"), "{}", show(&out));
+    c.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "nodes",
+        "--all",
+        "--timeout=60s",
+    ]);
+    c.kubectl_ok(&[
+        "-n",
+        "kube-system",
+        "rollout",
+        "status",
+        "deployment",
+        "coredns",
+        "--timeout=60s",
+    ]);
+}
+
+#[test]
+fn up_fails_naming_an_agent_that_dies() {
+    let c = Cluster::up(1);
+    let out = c.kinet(&["down", "--keep-data"]);
+    assert!(out.status.success(), "{}", show(&out));
+    // The agent cannot read its credentials, so it exits at once.
+    let node = format!("{}-control-plane", c.name);
+    let kubeconfig = c.state_dir().join("nodes").join(&node).join("kubeconfig");
+    fs::write(&kubeconfig, "not a kubeconfig").unwrap();
+
+    let out = c.kinet(&["up"]);
+    assert!(!out.status.success(), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("the agent of {node} exited")),
+        "{}",
+        show(&out)
+    );
+    assert!(err.contains(&format!("logs/{node}.log")), "{}", show(&out));
+    assert!(
+        err.contains(" ✗ Waiting for nodes to be Ready"),
+        "{}",
+        show(&out)
+    );
+    assert!(!stdout(&out).contains("is up"), "{}", show(&out));
+    assert!(!control_plane_running(&c.name));
+    assert!(!agent_running(&c.name));
 }
