@@ -109,9 +109,17 @@ enum Command {
         #[arg(long)]
         name: String,
     },
-    /// Run a node's agent in the foreground (started by `up` inside the node's namespace).
+    /// Run a node's agent in the foreground (started by its supervisor inside the node's namespace).
     #[command(hide = true)]
     Agent {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        node: String,
+    },
+    /// Keep a node's agent running, restarting it with back-off (started by `up`).
+    #[command(hide = true)]
+    Supervise {
         #[arg(long)]
         name: String,
         #[arg(long)]
@@ -217,6 +225,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Serve { name } => kinet_cluster::serve::serve(&name).await,
         Command::Agent { name, node } => kinet_cluster::agent::agent(&name, &node).await,
+        Command::Supervise { name, node } => kinet_cluster::supervisor::run(&name, &node).await,
         Command::ImageRun { image, args } => images::image_run(&image, &args).await,
         Command::Pause {
             hostname,

@@ -22,4 +22,5 @@ pub mod ready;
 pub mod serve;
 pub mod state;
 pub mod status;
+pub mod supervisor;
 pub mod up;

@@ -11,6 +11,8 @@
 //!   logs/<node>.log       each node agent's output
 //!   control-plane.pid     present while `kinet serve` runs
 //!   agents/<node>.pid     present while the node's `kinet agent` runs
+//!   agents/<node>.supervisor.pid  present while its `kinet supervise` runs
+//!   agents/<node>.json    the supervisor's record: state, restarts, last error
 //!   nodes/<node>/kubeconfig  the agent's credentials (CN system:node:<node>, 0600)
 //! ```
 
@@ -106,6 +108,13 @@ impl ClusterDir {
     }
     pub fn agent_pid_file(&self, node: &str) -> PathBuf {
         self.agents().join(format!("{node}.pid"))
+    }
+    pub fn supervisor_pid_file(&self, node: &str) -> PathBuf {
+        self.agents().join(format!("{node}.supervisor.pid"))
+    }
+    /// What the agent's supervisor last recorded (`crate::supervisor::Record`).
+    pub fn agent_record(&self, node: &str) -> PathBuf {
+        self.agents().join(format!("{node}.json"))
     }
     pub fn agent_log(&self, node: &str) -> PathBuf {
         self.logs().join(format!("{node}.log"))

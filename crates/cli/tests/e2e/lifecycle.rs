@@ -204,6 +204,64 @@ fn readme_try_it_works_right_after_up() {
     c.kubectl_ok(&["rollout", "status", "deployment", "web", "--timeout=120s"]);
     let page = c.kubectl_ok(&["exec", "deploy/web", "--", "curl", "-s", "web"]);
     assert!(page.contains("Welcome to nginx!"), "{page}");
+
+    // Supervision on the same cluster: an agent that exits is restarted, one killed with
+    // SIGKILL stays dead until `kinet up`.
+    let node = format!("{}-worker", c.name);
+    let first = agent_pid(&c, &node);
+    signal("-TERM", first);
+    let line = wait_for_agent(&c, &node, |l| {
+        l.contains("agent running") && l.contains("1 restarts")
+    });
+    let second = agent_pid(&c, &node);
+    assert_ne!(first, second, "{line}");
+
+    signal("-KILL", second);
+    let line = wait_for_agent(&c, &node, |l| l.contains("agent failed"));
+    assert!(line.contains("killed by SIGKILL"), "{line}");
+    let out = c.kinet(&["up"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(" ✓ Waiting for nodes to be Ready"));
+    wait_for_agent(&c, &node, |l| l.contains("agent running"));
+    let page = c.kubectl_ok(&["exec", "deploy/web", "--", "curl", "-s", "web"]);
+    assert!(page.contains("Welcome to nginx!"), "{page}");
+}
+
+fn agent_pid(c: &Cluster, node: &str) -> u32 {
+    let path = c.state_dir().join("agents").join(format!("{node}.pid"));
+    fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Sends `sig` to one of this test's agents.
+fn signal(sig: &str, pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
+/// Polls `kinet status` until the node's line satisfies `ok`; returns that line.
+fn wait_for_agent(c: &Cluster, node: &str, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = c.kinet(&["status"]);
+        let text = stdout(&out);
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{node} ")))
+            .unwrap_or_default()
+            .to_string();
+        if ok(&line) {
+            return line;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", show(&out));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 #[test]

@@ -13,6 +13,7 @@ use kube::Api;
 use super::{agents, candidate_subnets, net, Plan};
 use crate::progress::Step;
 use crate::state::{self, ClusterDir, ClusterInfo};
+use crate::supervisor::Record;
 
 const READY_POLL: Duration = Duration::from_millis(250);
 /// The group every node's certificate carries, as the kubelet's does.
@@ -79,31 +80,38 @@ pub fn write_credentials(dir: &ClusterDir, pki: &Pki, plan: &Plan, port: u16) ->
     Ok(())
 }
 
-/// The agents `up` watches while it waits: those it started (an early exit shows on the
-/// child before `nsenter` has even exec'd the agent) and those that already ran.
+/// The agents `up` watches while it waits: an agent that exits, even one its supervisor
+/// restarts, or a supervisor that ends, makes `up` fail.
 pub struct AgentWatch {
+    /// Supervisors started by this `up`.
     started: Vec<(String, Child)>,
-    others: Vec<String>,
+    /// Agents that already ran, with the exits their supervisor had recorded.
+    others: Vec<(String, u32)>,
     /// Heartbeats from before this time (whole seconds) are an earlier run's.
     since: i64,
 }
 
+fn exits(dir: &ClusterDir, node: &str) -> u32 {
+    Record::load(dir, node).map_or(0, |r| r.exits)
+}
+
 impl AgentWatch {
-    /// Nodes whose agent is gone.
+    /// Nodes whose agent has exited since the watch began.
     fn dead(&mut self, dir: &ClusterDir) -> Vec<String> {
         let mut dead: Vec<String> = self
             .started
             .iter_mut()
             .filter_map(|(node, child)| {
-                (!matches!(child.try_wait(), Ok(None))).then(|| node.clone())
+                let gone = !matches!(child.try_wait(), Ok(None)) || exits(dir, node) > 0;
+                gone.then(|| node.clone())
             })
             .collect();
-        dead.extend(
-            self.others
-                .iter()
-                .filter(|n| agents::running(dir, n).is_none())
-                .cloned(),
-        );
+        dead.extend(self.others.iter().filter_map(|(node, before)| {
+            let gone = exits(dir, node) > *before
+                || (agents::running(dir, node).is_none()
+                    && agents::supervisor(dir, node).is_none());
+            gone.then(|| node.clone())
+        }));
         dead
     }
 
@@ -121,7 +129,8 @@ impl AgentWatch {
     }
 }
 
-/// Starts the agents that are not running.
+/// Starts the agents that are not running, each under a supervisor (one still waiting out
+/// a back-off is replaced).
 pub fn start_agents(dir: &ClusterDir, home: &Path, plan: &Plan) -> Result<AgentWatch> {
     let step = Step::start("Starting agents");
     // Status times are whole seconds.
@@ -133,11 +142,14 @@ pub fn start_agents(dir: &ClusterDir, home: &Path, plan: &Plan) -> Result<AgentW
     };
     for node in &plan.nodes {
         if agents::running(dir, &node.name).is_none() {
+            agents::stop(dir, &node.name)?;
             watch
                 .started
                 .push((node.name.clone(), agents::spawn(dir, home, node)?));
         } else {
-            watch.others.push(node.name.clone());
+            watch
+                .others
+                .push((node.name.clone(), exits(dir, &node.name)));
         }
     }
     step.done();
