@@ -144,7 +144,7 @@ pub async fn up(args: UpArgs) -> Result<UpReport> {
 }
 
 /// Starts the agents of a running cluster that are not running (a killed agent comes back
-/// and adopts its node's pods) and waits for the nodes as a first `up` does.
+/// and adopts its node's pods) and waits until the cluster is usable, as a first `up` does.
 async fn restart_agents(
     dir: &ClusterDir,
     home: &Path,
@@ -165,12 +165,7 @@ async fn restart_agents(
     let pki = Pki::load(&dir.pki()).context("loading the cluster PKI")?;
     let url = format!("https://127.0.0.1:{}", info.port);
     let client = kinet_controllers::client::connect(&url, &pki.ca_cert_pem, &dir.read_token()?)?;
-    let mut agents = nodes::start_agents(dir, home, &plan)?;
-    if wait.is_zero() {
-        return Ok(());
-    }
-    let deadline = Instant::now() + wait;
-    nodes::wait_ready(dir, &plan, &client, &mut agents, deadline).await
+    start_nodes(dir, home, &plan, &client, info, wait).await
 }
 
 /// Starts the agents and the add-ons, then (unless `wait` is zero) waits until the cluster
