@@ -180,7 +180,10 @@ async fn start_nodes(
     wait: Duration,
 ) -> Result<()> {
     let mut agents = nodes::start_agents(dir, home, plan)?;
-    crate::addons::deploy(client, info).await?;
+    if let Err(e) = crate::addons::deploy(client, info).await {
+        process::print_log_tail(&dir.control_plane_log(), 0);
+        return Err(e);
+    }
     if wait.is_zero() {
         return Ok(());
     }
