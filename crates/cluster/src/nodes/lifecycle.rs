@@ -44,7 +44,7 @@ pub async fn prepare(dir: &ClusterDir, info: &ClusterInfo) -> Result<Plan> {
         updated.underlay = Some(cidr);
         if let Err(e) = dir.save_info(&updated) {
             let _ = net::teardown(&plan).await;
-            return Err(e);
+            return Err(e.into());
         }
     }
     if let Err(e) = net::ensure_nodes(&plan).await {
