@@ -48,6 +48,12 @@ enum Command {
         /// Recorded at creation.
         #[arg(long, value_enum)]
         backend: Option<state::PodBackend>,
+        /// Let pods and nodes reach beyond the cluster, as in kind: a default route via the
+        /// host, which masquerades their traffic in an nftables table of the cluster's own
+        /// (needs `nft` and the host's net.ipv4.ip_forward=1, which kinet does not change).
+        /// Recorded at creation; without it such traffic is dropped inside the cluster.
+        #[arg(long)]
+        egress: bool,
     },
     /// Stop a cluster and delete its state.
     Down {
@@ -173,6 +179,7 @@ async fn main() -> anyhow::Result<()> {
             config,
             upstream_dns,
             backend,
+            egress,
         } => {
             let report = up::up(up::UpArgs {
                 name,
@@ -180,6 +187,7 @@ async fn main() -> anyhow::Result<()> {
                 config,
                 upstream_dns,
                 backend,
+                egress,
             })
             .await?;
             status::print_up(&report);

@@ -48,6 +48,14 @@ fn print_cluster(s: &ClusterStatus) {
             println!("  {:<32}{:<16}{agent}", node.name, node.ip.to_string());
         }
     }
+    if info.egress {
+        println!(
+            "Egress:      on (masqueraded on the host by nftables table ip {})",
+            kinet_cluster::egress::host_table(&info.name)
+        );
+    } else {
+        println!("Egress:      isolated (pods and nodes reach only the cluster)");
+    }
     if let Some(config) = &info.config {
         println!("Config:      {}", config.display());
     }

@@ -10,6 +10,7 @@ pub mod addons;
 pub mod agent;
 pub mod dns_image;
 pub mod down;
+pub mod egress;
 pub mod external;
 pub mod nodes;
 pub mod probe;

@@ -186,6 +186,10 @@ pub struct ClusterInfo {
     /// `kinet up --upstream-dns`: where cluster DNS forwards names outside the zone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upstream_dns: Vec<std::net::SocketAddr>,
+    /// `kinet up --egress`, fixed at creation: pods and nodes may reach beyond the cluster
+    /// through the host (see `crate::egress`). Off: isolated.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub egress: bool,
 }
 
 /// flannel's backends: the VXLAN overlay (`flannel.1`), or plain routes via the other
@@ -306,6 +310,7 @@ mod tests {
             underlay: Some("172.18.0.0/16".parse().unwrap()),
             backend: PodBackend::HostGw,
             upstream_dns: vec!["192.0.2.1:53".parse().unwrap()],
+            egress: true,
         };
         dir.save_info(&info).unwrap();
         assert_eq!(dir.load_info().unwrap(), info);

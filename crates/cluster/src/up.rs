@@ -32,6 +32,8 @@ pub struct UpArgs {
     pub upstream_dns: Vec<std::net::SocketAddr>,
     /// `--backend`, recorded at creation.
     pub backend: Option<state::PodBackend>,
+    /// `--egress`, recorded at creation.
+    pub egress: bool,
 }
 
 /// What `up` did, for the CLI to print.
@@ -73,6 +75,12 @@ pub async fn up(args: UpArgs) -> Result<UpReport> {
         let step = Step::start("Preparing nodes");
         let plan = nodes::prepare(&dir, &info).await?;
         step.done();
+        if plan.egress {
+            let forwarding = fs::read_to_string(crate::egress::IP_FORWARD).unwrap_or_default();
+            if let Some(note) = crate::egress::forwarding_note(&forwarding) {
+                eprintln!("   note: {note}");
+            }
+        }
         Some(plan)
     } else {
         None
@@ -173,6 +181,12 @@ fn prepare_state(dir: &ClusterDir, args: &UpArgs) -> Result<ClusterInfo> {
                 info.name, info.nodes
             );
         }
+        if args.egress && !info.egress {
+            eprintln!(
+                "   note: cluster \"{}\" was created without --egress; it stays isolated",
+                info.name
+            );
+        }
         let mut info = info;
         if !args.upstream_dns.is_empty() && args.upstream_dns != info.upstream_dns {
             info.upstream_dns = args.upstream_dns.clone();
@@ -195,6 +209,7 @@ fn prepare_state(dir: &ClusterDir, args: &UpArgs) -> Result<ClusterInfo> {
         underlay: None,
         backend: args.backend.unwrap_or_default(),
         upstream_dns: args.upstream_dns.clone(),
+        egress: args.egress,
     };
     dir.save_info(&info)?;
     Ok(info)
