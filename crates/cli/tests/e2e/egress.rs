@@ -10,7 +10,8 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use crate::harness::{show, stdout, Cluster};
-use crate::pods::{wait_dns, wait_ready, AGNHOST};
+use crate::pods::wait_dns;
+use crate::services::client;
 
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 
@@ -154,22 +155,6 @@ impl Drop for Remote {
             }
         }
     }
-}
-
-/// A pod that only waits, to connect from.
-fn client(c: &Cluster) -> String {
-    c.kubectl_ok(&[
-        "run",
-        "client",
-        "--image",
-        AGNHOST,
-        "--command",
-        "--",
-        "/agnhost",
-        "pause",
-    ]);
-    wait_ready(c, "run=client", 1);
-    "client".to_string()
 }
 
 fn pod_sh(c: &Cluster, pod: &str, script: &str) -> Output {

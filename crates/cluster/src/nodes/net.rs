@@ -289,8 +289,8 @@ pub async fn ensure_nodes(plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-/// Makes `routes` the namespace's, each replacing any route to the same destination (as a
-/// default route via the gateway that an older kinet or another `--egress` choice left).
+/// Makes `routes` the namespace's, each replacing any route to the same destination (such as
+/// the default route via the gateway that kinet made before egress was isolated).
 async fn ensure_routes(h: &Handle, routes: &[Route], netns: &str) -> Result<()> {
     for route in routes {
         let dst = route.destination;
@@ -373,7 +373,8 @@ pub async fn ensure_host_egress(plan: &Plan) -> Result<()> {
 /// underlay namespaces and the host link (its route and address go with it). Missing pieces
 /// are fine.
 pub async fn teardown(plan: &Plan) -> Result<()> {
-    if plan.egress {
+    // A failure here must not keep the namespaces and the link: reported after them.
+    let host_table = if plan.egress {
         host_nft(&egress::host_ruleset_removal(&plan.cluster))
             .await
             .with_context(|| {
@@ -381,8 +382,10 @@ pub async fn teardown(plan: &Plan) -> Result<()> {
                     "deleting the host's table ip {}",
                     egress::host_table(&plan.cluster)
                 )
-            })?;
-    }
+            })
+    } else {
+        Ok(())
+    };
     kinet_netns::delete(&plan.outside_netns)
         .with_context(|| format!("deleting network namespace {}", plan.outside_netns))?;
     for node in &plan.nodes {
@@ -406,5 +409,5 @@ pub async fn teardown(plan: &Plan) -> Result<()> {
     }
     kinet_netns::delete(&plan.underlay_netns)
         .with_context(|| format!("deleting network namespace {}", plan.underlay_netns))?;
-    Ok(())
+    host_table
 }
