@@ -12,7 +12,10 @@
 //! (`-s <net> ! -o <bridge> -j MASQUERADE`), in an nftables table of the cluster's own
 //! ([`host_table`]) that `down` deletes. kinet never changes the host's sysctls: the host
 //! forwards only if `net.ipv4.ip_forward` is on, and `up` says so when it is off
-//! ([`forwarding_note`]).
+//! ([`forwarding_note`]). Without `--upstream-dns`, cluster DNS then forwards other names to
+//! the host's resolvers ([`host_resolvers`]), as kind's does.
+
+use std::net::{Ipv4Addr, SocketAddr};
 
 use crate::nodes::Plan;
 
@@ -45,6 +48,29 @@ pub fn host_ruleset(plan: &Plan) -> String {
 pub fn host_ruleset_removal(cluster: &str) -> String {
     let table = host_table(cluster);
     format!("table ip {table}\ndelete table ip {table}\n")
+}
+
+/// Where the host's resolvers are listed: the usual file, then systemd-resolved's list of
+/// its upstreams for when the first names only its local stub (Docker reads them so too).
+pub const RESOLV_CONFS: [&str; 2] = ["/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"];
+
+/// The upstreams an `--egress` cluster's DNS forwards to when `--upstream-dns` is not given,
+/// as kind's CoreDNS forwards to its node's resolvers: the `nameserver`s of `resolv_conf`
+/// that a pod can reach through the host. Loopback addresses (a local stub such as
+/// systemd-resolved's 127.0.0.53) are the host's own and IPv6 ones have no route from a
+/// pod, so both are left out.
+pub fn host_resolvers(resolv_conf: &str) -> Vec<SocketAddr> {
+    resolv_conf
+        .lines()
+        .filter_map(
+            |line| match line.split_whitespace().collect::<Vec<_>>()[..] {
+                ["nameserver", ip, ..] => ip.parse::<Ipv4Addr>().ok(),
+                _ => None,
+            },
+        )
+        .filter(|ip| !ip.is_loopback())
+        .map(|ip| SocketAddr::from((ip, 53)))
+        .collect()
 }
 
 /// What `up --egress` tells the user, given `/proc/sys/net/ipv4/ip_forward`.
@@ -80,6 +106,21 @@ mod tests {
             host_ruleset_removal("demo"),
             "table ip kinet-demo-egress\ndelete table ip kinet-demo-egress\n"
         );
+    }
+
+    #[test]
+    fn dns_forwards_to_the_host_resolvers_a_pod_can_reach() {
+        let conf = "# generated\nsearch example.com\nnameserver 192.0.2.53\n\
+                    nameserver 127.0.0.53\nnameserver 2001:db8::53\n  nameserver 198.51.100.1 # x\n\
+                    options edns0\n";
+        assert_eq!(
+            host_resolvers(conf),
+            [
+                "192.0.2.53:53".parse::<SocketAddr>().unwrap(),
+                "198.51.100.1:53".parse().unwrap()
+            ]
+        );
+        assert!(host_resolvers("nameserver 127.0.0.53\noptions edns0\n").is_empty());
     }
 
     #[test]

@@ -208,11 +208,37 @@ fn prepare_state(dir: &ClusterDir, args: &UpArgs) -> Result<ClusterInfo> {
         config,
         underlay: None,
         backend: args.backend.unwrap_or_default(),
-        upstream_dns: args.upstream_dns.clone(),
+        upstream_dns: if args.egress && args.upstream_dns.is_empty() {
+            host_upstreams()
+        } else {
+            args.upstream_dns.clone()
+        },
         egress: args.egress,
     };
     dir.save_info(&info)?;
     Ok(info)
+}
+
+/// The host's resolvers, for an `--egress` cluster created without `--upstream-dns`.
+fn host_upstreams() -> Vec<std::net::SocketAddr> {
+    let found = crate::egress::RESOLV_CONFS
+        .iter()
+        .map(|path| crate::egress::host_resolvers(&fs::read_to_string(path).unwrap_or_default()))
+        .find(|resolvers| !resolvers.is_empty())
+        .unwrap_or_default();
+    match found.as_slice() {
+        [] => eprintln!(
+            "   note: the host lists no resolver a pod can reach; names outside cluster.local \
+             are refused (see --upstream-dns)"
+        ),
+        list => {
+            eprintln!(
+            "   note: cluster DNS forwards names outside cluster.local to the host's resolvers {}",
+            list.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+        )
+        }
+    }
+    found
 }
 
 /// Loads the cluster's PKI, generating it when any file is missing. With nodes, the serving
