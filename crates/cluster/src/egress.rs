@@ -85,14 +85,10 @@ pub fn forwarding_note(ip_forward: &str) -> Option<&'static str> {
 mod tests {
     use super::*;
 
-    fn plan(egress: bool) -> Plan {
-        Plan::new("demo", "172.18.0.0/16".parse().unwrap(), 1).with_egress(egress)
-    }
-
     #[test]
     fn the_host_masquerades_what_leaves_the_underlay_elsewhere_than_its_link() {
         assert_eq!(
-            host_ruleset(&plan(true)),
+            host_ruleset(&Plan::new("demo", "172.18.0.0/16".parse().unwrap(), 1).with_egress(true)),
             "table ip kinet-demo-egress\n\
              delete table ip kinet-demo-egress\n\
              table ip kinet-demo-egress {\n\
