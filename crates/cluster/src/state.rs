@@ -229,6 +229,10 @@ pub struct ClusterInfo {
     /// admission adds to pods, fixed at creation (kube-apiserver's default 300).
     #[serde(default = "default_toleration_seconds")]
     pub default_toleration_seconds: u64,
+    /// `kinet up --egress`, fixed at creation: pods and nodes may reach beyond the cluster
+    /// through the host (see `crate::egress`). Off: isolated.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub egress: bool,
 }
 
 pub const DEFAULT_NODE_MONITOR_GRACE_PERIOD_SECS: u64 = 40;
@@ -363,6 +367,7 @@ mod tests {
             upstream_dns: vec!["192.0.2.1:53".parse().unwrap()],
             node_monitor_grace_period_secs: 5,
             default_toleration_seconds: 10,
+            egress: true,
         };
         dir.save_info(&info).unwrap();
         assert_eq!(dir.load_info().unwrap(), info);

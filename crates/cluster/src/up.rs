@@ -40,6 +40,8 @@ pub struct UpArgs {
     pub node_monitor_grace_period: Option<Duration>,
     /// `--default-toleration-seconds`, recorded at creation.
     pub default_toleration_seconds: Option<u64>,
+    /// `--egress`, recorded at creation.
+    pub egress: bool,
 }
 
 /// What `up` did, for the CLI to print.
@@ -82,6 +84,12 @@ pub async fn up(args: UpArgs) -> Result<UpReport> {
         let step = Step::start("Preparing nodes");
         let plan = nodes::prepare(&dir, &info).await?;
         step.done();
+        if plan.egress {
+            let forwarding = fs::read_to_string(crate::egress::IP_FORWARD).unwrap_or_default();
+            if let Some(note) = crate::egress::forwarding_note(&forwarding) {
+                eprintln!("   note: {note}");
+            }
+        }
         Some(plan)
     } else {
         None
@@ -232,6 +240,12 @@ fn prepare_state(dir: &ClusterDir, args: &UpArgs) -> Result<ClusterInfo> {
                 info.name, info.nodes
             );
         }
+        if args.egress && !info.egress {
+            eprintln!(
+                "   note: cluster \"{}\" was created without --egress; it stays isolated",
+                info.name
+            );
+        }
         let mut info = info;
         if !args.upstream_dns.is_empty() && args.upstream_dns != info.upstream_dns {
             info.upstream_dns = args.upstream_dns.clone();
@@ -253,7 +267,6 @@ fn prepare_state(dir: &ClusterDir, args: &UpArgs) -> Result<ClusterInfo> {
         config,
         underlay: None,
         backend: args.backend.unwrap_or_default(),
-        upstream_dns: args.upstream_dns.clone(),
         node_monitor_grace_period_secs: args
             .node_monitor_grace_period
             .map_or(state::DEFAULT_NODE_MONITOR_GRACE_PERIOD_SECS, |d| {
@@ -262,9 +275,37 @@ fn prepare_state(dir: &ClusterDir, args: &UpArgs) -> Result<ClusterInfo> {
         default_toleration_seconds: args
             .default_toleration_seconds
             .unwrap_or(state::DEFAULT_TOLERATION_SECONDS),
+        upstream_dns: if args.egress && args.upstream_dns.is_empty() {
+            host_upstreams()
+        } else {
+            args.upstream_dns.clone()
+        },
+        egress: args.egress,
     };
     dir.save_info(&info)?;
     Ok(info)
+}
+
+/// The host's resolvers, for an `--egress` cluster created without `--upstream-dns`.
+fn host_upstreams() -> Vec<std::net::SocketAddr> {
+    let found = crate::egress::RESOLV_CONFS
+        .iter()
+        .map(|path| crate::egress::host_resolvers(&fs::read_to_string(path).unwrap_or_default()))
+        .find(|resolvers| !resolvers.is_empty())
+        .unwrap_or_default();
+    match found.as_slice() {
+        [] => eprintln!(
+            "   note: the host lists no resolver a pod can reach; names outside cluster.local \
+             are refused (see --upstream-dns)"
+        ),
+        list => {
+            eprintln!(
+            "   note: cluster DNS forwards names outside cluster.local to the host's resolvers {}",
+            list.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+        )
+        }
+    }
+    found
 }
 
 /// Loads the cluster's PKI, generating it when any file is missing. With nodes, the serving

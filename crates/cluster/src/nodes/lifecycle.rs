@@ -25,7 +25,7 @@ const NODES_GROUP: &str = "system:nodes";
 /// that never claimed one can still be torn down).
 pub fn recorded_plan(info: &ClusterInfo) -> Plan {
     let cidr = info.underlay.unwrap_or(candidate_subnets()[0]);
-    Plan::new(&info.name, cidr, info.nodes)
+    Plan::new(&info.name, cidr, info.nodes).with_egress(info.egress)
 }
 
 /// Claims (or re-claims) the underlay, records it, and makes every node's namespace.
@@ -38,7 +38,7 @@ pub async fn prepare(dir: &ClusterDir, info: &ClusterInfo) -> Result<Plan> {
             return Err(e);
         }
     };
-    let plan = Plan::new(&info.name, cidr, info.nodes);
+    let plan = Plan::new(&info.name, cidr, info.nodes).with_egress(info.egress);
     if info.underlay != Some(cidr) {
         let mut updated = info.clone();
         updated.underlay = Some(cidr);
@@ -54,6 +54,10 @@ pub async fn prepare(dir: &ClusterDir, info: &ClusterInfo) -> Result<Plan> {
     if let Err(e) = net::ensure_outside(&plan).await {
         let _ = net::teardown(&plan).await;
         return Err(e.context("preparing the outside namespace"));
+    }
+    if let Err(e) = net::ensure_host_egress(&plan).await {
+        let _ = net::teardown(&plan).await;
+        return Err(e);
     }
     Ok(plan)
 }
