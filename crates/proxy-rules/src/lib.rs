@@ -14,6 +14,7 @@ mod names;
 mod nft;
 mod render;
 mod renderer;
+mod repair;
 mod skeleton;
 mod trace;
 
@@ -25,4 +26,5 @@ pub use model::{
 };
 pub use names::hash_and_truncate;
 pub use renderer::{render, udp_dnat_targets, Renderer, Synced};
+pub use repair::{Loaded, LoadedBase, LoadedChain};
 pub use trace::{trace, trace_detailed, DnatTarget, Origin, Packet, Trace, Verdict};
