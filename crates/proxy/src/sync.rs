@@ -127,7 +127,7 @@ pub async fn run_with(
         }
         first = false;
         if Instant::now() >= next_resync {
-            applier.force_full_sync();
+            applier.force_resync();
             lb_addrs.force();
             next_resync = Instant::now() + opts.resync_period;
         }
@@ -146,7 +146,7 @@ pub async fn run_with(
         let eps = || slice_store.iter().map(|s| &**s);
         if !renderer.renders_for(&node_now, &config) {
             renderer = Renderer::new(&node_now, &config);
-            applier.force_full_sync();
+            applier.force_resync();
         }
         let synced = renderer.sync(svcs(), eps());
         let render_took = start.elapsed();

@@ -17,13 +17,15 @@
 
 mod encode;
 mod expr;
+mod read;
 mod socket;
 mod wire;
 
 #[cfg(test)]
 mod vectors;
 
-pub use encode::{encode_update, Batch};
+pub use encode::{encode_update, loaded_forms, Batch};
+pub use read::{loaded_table, Dumps, LoadedRule};
 pub use socket::NftSocket;
 
 use std::io;
@@ -64,4 +66,7 @@ pub enum NetlinkError {
     RepliesLost,
     #[error("malformed netlink reply: {0}")]
     Malformed(String),
+    /// The table changed while it was being read, every time it was tried.
+    #[error("the table kept changing while it was read")]
+    Interrupted,
 }
