@@ -6,7 +6,8 @@
 //! ([`Applier::force_resync`]) and any load after a failure instead verify and repair: the
 //! table is read back from the kernel and only what differs from the desired ruleset is
 //! sent (`Ruleset::repair`). The elements of dynamic sets (ClientIP affinity) are never
-//! read nor touched, so a resync keeps every client's endpoint.
+//! read nor touched, so a resync keeps every client's endpoint. Conntrack entries of UDP
+//! endpoints that left are deleted over the same socket.
 
 use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use kinet_proxy_rules::{Change, Renderer, Ruleset, Synced, Update};
 
-use crate::conntrack::Conntrack;
 use crate::netlink::{loaded_forms, NetlinkError, NftSocket};
 
 /// What can go wrong loading or listing the table.
@@ -70,7 +70,6 @@ pub struct Applier {
     /// Whether the kernel holds what was last sent; false makes the next load read the
     /// table back and repair it.
     loaded: bool,
-    conntrack: Option<Conntrack>,
     /// Opened at the first load and kept: it stays in the namespace it was made in.
     socket: Option<NftSocket>,
 }
@@ -78,23 +77,13 @@ pub struct Applier {
 impl Applier {
     /// An applier for table `ip <table>` in the namespace at `netns`
     /// (e.g. `/run/netns/kinet-node-1` or `/proc/<pid>/ns/net`).
-    /// Looks for the `conntrack` tool once; without it stale UDP flows are
-    /// left to expire (see `conntrack_available`).
     pub fn new(netns: impl Into<PathBuf>, table: impl Into<String>) -> Applier {
-        let netns = netns.into();
-        let conntrack = Conntrack::detect(&netns);
-        if conntrack.is_none() {
-            tracing::warn!(
-                "conntrack tool not found: stale UDP flows to removed endpoints are not flushed"
-            );
-        }
         Applier {
-            netns,
+            netns: netns.into(),
             table: table.into(),
             nsenter: "nsenter".into(),
             nft: "nft".into(),
             loaded: false,
-            conntrack,
             socket: None,
         }
     }
@@ -111,11 +100,6 @@ impl Applier {
 
     pub fn table(&self) -> &str {
         &self.table
-    }
-
-    /// Whether removed UDP endpoints get their conntrack entries flushed.
-    pub fn conntrack_available(&self) -> bool {
-        self.conntrack.is_some()
     }
 
     /// Whether the next load will read the table back and repair it.
@@ -196,19 +180,23 @@ impl Applier {
         Ok(())
     }
 
+    /// The outcome of a load that took from `start`, after flushing the conntrack entries
+    /// of `removed_udp` (a failed flush only leaves flows to expire).
     fn applied(
-        &self,
+        &mut self,
         (start, full, changes): (Instant, bool, usize),
         removed_udp: &[SocketAddrV4],
     ) -> ApplyOutcome {
         let duration = start.elapsed();
         let mut flushed_udp = Vec::new();
-        if let Some(ct) = &self.conntrack {
-            for ep in removed_udp {
-                match ct.flush_udp_to(*ep) {
-                    Ok(()) => flushed_udp.push(*ep),
-                    Err(e) => tracing::warn!(%ep, error = %e, "conntrack flush failed"),
-                }
+        for ep in removed_udp {
+            let flushed = match self.socket() {
+                Ok(s) => s.flush_udp_to(*ep).map_err(ApplyError::from),
+                Err(e) => Err(e),
+            };
+            match flushed {
+                Ok(_) => flushed_udp.push(*ep),
+                Err(e) => tracing::warn!(%ep, error = %e, "conntrack flush failed"),
             }
         }
         ApplyOutcome::Applied {

@@ -46,7 +46,7 @@ fn malformed(what: impl Into<String>) -> NetlinkError {
     NetlinkError::Malformed(what.into())
 }
 
-fn get<'a>(a: &[(u16, &'a [u8])], ty: u16) -> Option<&'a [u8]> {
+pub(crate) fn get<'a>(a: &[(u16, &'a [u8])], ty: u16) -> Option<&'a [u8]> {
     a.iter().find(|(t, _)| *t == ty).map(|(_, v)| *v)
 }
 

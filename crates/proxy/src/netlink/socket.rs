@@ -212,11 +212,23 @@ impl NftSocket {
         loaded_table(&d).map(Some)
     }
 
-    /// Sends one get request (a dump if `dump`) and collects the replies' attributes;
-    /// `Missing` when the kernel answers ENOENT.
+    /// Sends one nf_tables request (a dump if `dump`) and collects the replies'
+    /// attributes; `Missing` when the kernel answers ENOENT.
     fn request(
         &mut self,
         ty: u8,
+        dump: bool,
+        body: impl FnOnce(&mut Writer),
+    ) -> Result<Reply, NetlinkError> {
+        let ty = (NFNL_SUBSYS_NFTABLES << 8) | u16::from(ty);
+        self.request_in(ty, NFPROTO_IPV4, dump, body)
+    }
+
+    /// [`NftSocket::request`] for any nfnetlink subsystem: `ty` is the whole message type.
+    pub(crate) fn request_in(
+        &mut self,
+        ty: u16,
+        family: u8,
         dump: bool,
         body: impl FnOnce(&mut Writer),
     ) -> Result<Reply, NetlinkError> {
@@ -225,13 +237,7 @@ impl NftSocket {
         let mut w = Writer::default();
         // A dump ends with DONE; a single reply is followed by the ack asked for.
         let flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { NLM_F_ACK };
-        let start = w.begin_msg(
-            (NFNL_SUBSYS_NFTABLES << 8) | u16::from(ty),
-            flags,
-            seq,
-            NFPROTO_IPV4,
-            0,
-        );
+        let start = w.begin_msg(ty, flags, seq, family, 0);
         body(&mut w);
         w.end_msg(start);
         self.sock.send(&w.buf, 0).map_err(NetlinkError::Socket)?;
@@ -284,7 +290,7 @@ impl NftSocket {
 
 /// What a get request found.
 #[derive(Debug, PartialEq)]
-enum Reply {
+pub(crate) enum Reply {
     Messages(Vec<Vec<u8>>),
     Missing,
 }

@@ -86,6 +86,11 @@ impl Writer {
         self.pad();
     }
 
+    /// Bytes that already are attributes (copied from a reply), inside a nest.
+    pub(crate) fn raw(&mut self, attrs: &[u8]) {
+        self.buf.extend_from_slice(attrs);
+    }
+
     /// A NUL-terminated string, as the kernel's NLA_STRING policies expect.
     pub(crate) fn str(&mut self, ty: u16, s: &str) {
         let len = (4 + s.len() + 1) as u16;

@@ -189,7 +189,7 @@ fn a_refused_load_reports_the_kernel_error_and_resyncs_next() {
 }
 
 #[test]
-fn removed_udp_endpoints_are_flushed_when_conntrack_exists() {
+fn removed_udp_endpoints_are_flushed() {
     if !root() {
         return;
     }
@@ -215,6 +215,5 @@ fn removed_udp_endpoints_are_flushed_when_conntrack_exists() {
     let ApplyOutcome::Applied { flushed_udp, .. } = outcome else {
         panic!("expected a load, got {outcome:?}");
     };
-    assert!(proxy.applier.conntrack_available(), "conntrack is needed");
     assert_eq!(flushed_udp, vec!["10.244.1.6:5353".parse().unwrap()]);
 }

@@ -358,3 +358,52 @@ fn a_whole_table_loaded_over_netlink_lists_the_same_and_reads_back_as_its_model(
         assert_eq!(rs.repair(Some(&got), loaded_forms).changes, []);
     }
 }
+
+#[test]
+fn another_owners_table_loads_like_nft() {
+    if !root() {
+        return;
+    }
+    use kinet_proxy::Applier;
+    use kinet_proxy_rules::{BaseChain, Hook, Match};
+    // The agent's masquerade table: no comment, a priority by name, `daddr !=`.
+    let pods = "10.244.0.0/16".parse().unwrap();
+    let mut rs = Ruleset::empty("podnet", None);
+    rs.add_base_chain(
+        "postrouting",
+        BaseChain {
+            kind: "nat",
+            hook: Hook::Postrouting,
+            priority: "srcnat + 10",
+        },
+    );
+    rs.add_rule(
+        "postrouting",
+        Rule::new(
+            vec![Match::SaddrIn(pods), Match::DaddrIn(pods)],
+            Action::Return,
+        ),
+    );
+    rs.add_rule(
+        "postrouting",
+        Rule::new(
+            vec![
+                Match::SaddrIn(pods),
+                Match::DaddrNotIn("224.0.0.0/4".parse().unwrap()),
+            ],
+            Action::Masquerade,
+        ),
+    );
+    let nl_ns = Netns::new("own");
+    let nft_ns = Netns::new("ownnft");
+    let mut applier = Applier::new(nl_ns.path(), "podnet");
+    applier.reconcile(&rs).unwrap();
+    nft_load(&nft_ns, &rs.to_nft());
+    let list = |ns: &Netns| sorted_lines(&ns.exec(&["nft", "list", "table", "ip", "podnet"]));
+    assert_same(&list(&nl_ns), &list(&nft_ns), "masquerade table");
+    let again = applier.reconcile(&rs).unwrap();
+    assert!(
+        matches!(again, kinet_proxy::ApplyOutcome::Applied { changes: 0, .. }),
+        "{again:?}"
+    );
+}

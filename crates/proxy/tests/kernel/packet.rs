@@ -108,7 +108,7 @@ fn clusterip_reaches_pod_without_snat_and_empty_service_refuses() {
 }
 
 /// A UDP flow DNATed to an endpoint is deleted from conntrack when the
-/// endpoint leaves the service (needs the `conntrack` tool).
+/// endpoint leaves the service (the `conntrack` tool only looks).
 #[test]
 fn udp_flow_to_a_removed_endpoint_is_flushed() {
     if !root() {
@@ -121,10 +121,6 @@ fn udp_flow_to_a_removed_endpoint_is_flushed() {
     add_pod(&node_ns, &client, 0, CLIENT_IP, GATEWAY);
     add_pod(&node_ns, &server, 1, SERVER_IP, GATEWAY);
     let mut proxy = Proxy::new(&node_ns);
-    if !proxy.applier.conntrack_available() {
-        eprintln!("skipped: the conntrack tool is not installed");
-        return;
-    }
     let mut svc = service("default", "dns", Some("10.96.0.10"), 53);
     svc.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].protocol = Some("UDP".into());
     let slices = |ips: &[&str]| [slice("default", "dns", ips, 5353, "UDP")];
