@@ -199,25 +199,25 @@ impl Ruleset {
 
     /// Whether every object both sides have is defined alike (its contents aside).
     fn definitions_match<R>(&self, k: &Loaded<R>) -> bool {
+        let k_chains: HashMap<&str, &LoadedChain<R>> =
+            k.chains.iter().map(|c| (c.name.as_str(), c)).collect();
+        let k_sets: HashMap<&str, &Set> = k.sets.iter().map(|s| (s.name.as_str(), s)).collect();
+        let k_maps: HashMap<&str, &Map> = k.maps.iter().map(|m| (m.name.as_str(), m)).collect();
         let chains = self.chains.iter().all(|c| {
-            k.chains
-                .iter()
-                .find(|kc| kc.name == c.name)
+            k_chains
+                .get(&*c.name)
                 .is_none_or(|kc| loaded_base(c) == Some(kc.base.clone()))
         });
         let sets = self.sets.iter().all(|s| {
-            k.sets
-                .iter()
-                .find(|o| o.name == s.name)
-                .is_none_or(|o| (o.timeout_secs, &o.comment) == (s.timeout_secs, &s.comment))
-                && !k.maps.iter().any(|m| m.name == s.name)
+            k_sets.get(&*s.name).is_none_or(|o| {
+                (o.timeout_secs, &o.comment) == (s.timeout_secs, &s.comment)
+            }) && !k_maps.contains_key(&*s.name)
         });
         let maps = self.maps.iter().all(|m| {
-            k.maps
-                .iter()
-                .find(|o| o.name == m.name)
+            k_maps
+                .get(&*m.name)
                 .is_none_or(|o| (o.key, &o.comment) == (m.key, &m.comment))
-                && !k.sets.iter().any(|s| s.name == m.name)
+                && !k_sets.contains_key(&*m.name)
         });
         chains && sets && maps
     }

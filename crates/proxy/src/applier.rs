@@ -3,9 +3,10 @@
 //!
 //! Normally only the `Renderer`'s difference is sent, so a change costs the same with 10
 //! or 10,000 Services; an empty one is skipped. The first load, a periodic resync
-//! ([`Applier::force_resync`]) and any load after a failure instead verify and repair: the
-//! table is read back from the kernel and only what differs from the desired ruleset is
-//! sent (`Ruleset::repair`). The elements of dynamic sets (ClientIP affinity) are never
+//! ([`Applier::force_resync`]) and any load after a failure instead verify and repair:
+//! unless the namespace's ruleset generation shows that nothing was committed since our
+//! own last transaction, the table is read back from the kernel and only what differs
+//! from the desired ruleset is sent (`Ruleset::repair`). The elements of dynamic sets (ClientIP affinity) are never
 //! read nor touched, so a resync keeps every client's endpoint. Conntrack entries of UDP
 //! endpoints that left are deleted over the same socket.
 
@@ -48,8 +49,8 @@ pub enum ApplyOutcome {
     /// and the transaction.
     Applied {
         duration: Duration,
-        /// Whether the table was read back and repaired (else only the Renderer's
-        /// difference was sent).
+        /// Whether the kernel's table was verified first (read back and repaired, or
+        /// found untouched by its generation), else only the Renderer's difference sent.
         full: bool,
         /// How many object changes were sent (0: the kernel already held it all).
         changes: usize,
@@ -72,6 +73,10 @@ pub struct Applier {
     loaded: bool,
     /// Opened at the first load and kept: it stays in the namespace it was made in.
     socket: Option<NftSocket>,
+    /// The namespace's ruleset generation right after our last successful transaction,
+    /// when no one else committed around it: while the kernel still reports it, the
+    /// kernel holds exactly what we sent.
+    generation: Option<u32>,
 }
 
 impl Applier {
@@ -85,6 +90,7 @@ impl Applier {
             nft: "nft".into(),
             loaded: false,
             socket: None,
+            generation: None,
         }
     }
 
@@ -116,18 +122,37 @@ impl Applier {
     /// Loads what a `Renderer::sync` found: its update when the kernel holds the previous
     /// state, else a repair of the table towards the renderer's whole ruleset; then
     /// flushes removed UDP flows.
+    ///
+    /// A resync first asks for the ruleset generation: if nothing was committed since our
+    /// last transaction, the kernel holds what we sent and reading it back would find
+    /// nothing; otherwise (a hand edit, another table's load, a failed sync) the table is
+    /// read back and repaired.
     pub fn apply_synced(&mut self, renderer: &Renderer, synced: Synced) -> Result<ApplyOutcome> {
-        let outcome = match synced.update.filter(|_| self.loaded) {
-            Some(u) if u.is_empty() => return Ok(ApplyOutcome::Unchanged),
+        let start = Instant::now();
+        let resync = !self.loaded;
+        let intact = self.loaded || self.untouched()?;
+        let outcome = match synced.update.filter(|_| intact) {
+            Some(u) if u.is_empty() && !resync => return Ok(ApplyOutcome::Unchanged),
             Some(u) => {
                 self.check_table(&u.table)?;
-                let start = Instant::now();
-                self.send(&u)?;
-                (start, false, u.changes.len())
+                if u.is_empty() {
+                    self.loaded = true;
+                } else {
+                    self.send(&u, None)?;
+                }
+                (start, resync, u.changes.len())
             }
             None => self.repair(&renderer.ruleset())?,
         };
         Ok(self.applied(outcome, &synced.removed_udp))
+    }
+
+    /// Whether no transaction was committed in the namespace since our last one.
+    fn untouched(&mut self) -> Result<bool> {
+        let Some(ours) = self.generation else {
+            return Ok(false);
+        };
+        Ok(self.socket()?.generation()? == ours)
     }
 
     /// Reads the table back and sends only what differs from `rs` (all of it if the
@@ -141,8 +166,12 @@ impl Applier {
         self.check_table(rs.table())?;
         let start = Instant::now();
         self.loaded = false;
+        self.generation = None;
         let table = self.table.clone();
-        let read = self.socket()?.read_table(&table);
+        let socket = self.socket()?;
+        // Taken first: a commit by anyone while we read shows as a later generation.
+        let before = socket.generation()?;
+        let read = socket.read_table(&table);
         let update = match read {
             Ok(kernel) => rs.repair(kernel.as_ref(), loaded_forms),
             // A table holding what kinet never loads, or one that kept changing: start over.
@@ -157,7 +186,12 @@ impl Applier {
                 return Err(e.into());
             }
         };
-        self.send(&update)?;
+        if update.is_empty() {
+            self.generation = Some(before);
+            self.loaded = true;
+        } else {
+            self.send(&update, Some(before))?;
+        }
         Ok((start, true, update.changes.len()))
     }
 
@@ -168,14 +202,28 @@ impl Applier {
         Ok(self.socket.as_mut().expect("just opened"))
     }
 
-    /// Sends one transaction; until it succeeds the kernel state is unknown.
-    fn send(&mut self, update: &Update) -> Result<()> {
+    /// Sends one transaction; until it succeeds the kernel state is unknown. `before` is
+    /// the generation the update was computed against (else read now).
+    fn send(&mut self, update: &Update, before: Option<u32>) -> Result<()> {
         self.loaded = false;
-        if let Err(e) = self.socket()?.apply(update) {
-            // Unread replies may be left in it: the next load starts afresh.
-            self.socket = None;
-            return Err(e.into());
-        }
+        self.generation = None;
+        let socket = self.socket()?;
+        let result = before
+            .map_or_else(|| socket.generation(), Ok)
+            .and_then(|before| {
+                socket.apply(update)?;
+                Ok((before, socket.generation()?))
+            });
+        let (before, after) = match result {
+            Ok(gens) => gens,
+            Err(e) => {
+                // Unread replies may be left in it: the next load starts afresh.
+                self.socket = None;
+                return Err(e.into());
+            }
+        };
+        // Exactly one commit in between: ours. Else someone else's too, unseen.
+        self.generation = (after == before.wrapping_add(1)).then_some(after);
         self.loaded = true;
         Ok(())
     }
@@ -225,8 +273,9 @@ impl Applier {
             table: self.table.clone(),
             changes: vec![Change::DeleteTable],
         };
-        self.send(&update)?;
+        self.send(&update, None)?;
         self.loaded = false;
+        self.generation = None;
         Ok(())
     }
 

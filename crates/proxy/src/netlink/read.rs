@@ -7,7 +7,7 @@
 //! and offsets, and a NAT range's upper register equal to its lower one. Those are dropped
 //! on both sides, and attributes are ordered by type.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 use kinet_proxy_rules::{
@@ -282,16 +282,19 @@ pub fn loaded_table(d: &Dumps) -> Result<Loaded<LoadedRule>, NetlinkError> {
             rules: Vec::new(),
         });
     }
+    let index: HashMap<String, usize> = chains
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.clone(), i))
+        .collect();
     for m in &d.rules {
         let a = attrs(m)?;
         let chain = string(get(&a, 2).unwrap_or_default());
         let rule = canonical_rule(get(&a, 4).unwrap_or_default(), get(&a, 7))?;
-        chains
-            .iter_mut()
-            .find(|c| c.name == chain)
-            .ok_or_else(|| malformed(format!("rule of unknown chain {chain}")))?
-            .rules
-            .push(rule);
+        let i = index
+            .get(&chain)
+            .ok_or_else(|| malformed(format!("rule of unknown chain {chain}")))?;
+        chains[*i].rules.push(rule);
     }
     let (mut sets, mut maps) = (Vec::new(), Vec::new());
     for m in &d.sets {

@@ -152,6 +152,24 @@ impl NftSocket {
         }
     }
 
+    /// The ruleset generation of the namespace: the kernel counts every committed
+    /// transaction (by anyone), while the packet path's set updates are not commits.
+    pub fn generation(&mut self) -> Result<u32, NetlinkError> {
+        let ty = (NFNL_SUBSYS_NFTABLES << 8) | u16::from(msg::GETGEN);
+        let reply = match self.request_in(ty, 0, false, |_| {})? {
+            Reply::Messages(m) => m,
+            Reply::Missing => Vec::new(),
+        };
+        reply
+            .iter()
+            .find_map(|m| {
+                let a = super::read::attrs(m).ok()?;
+                let id = super::read::get(&a, 1)?; // NFTA_GEN_ID
+                Some(u32::from_be_bytes(id.get(..4)?.try_into().ok()?))
+            })
+            .ok_or_else(|| NetlinkError::Malformed("no generation in the reply".into()))
+    }
+
     /// What the kernel holds for table `ip <table>`, or `None` if there is no such table.
     /// Dynamic sets' elements are not read: they belong to the packet path.
     pub fn read_table(&mut self, table: &str) -> Result<Option<Loaded<LoadedRule>>, NetlinkError> {

@@ -35,6 +35,7 @@ pub(crate) mod msg {
     pub const NEWSETELEM: u8 = 12;
     pub const GETSETELEM: u8 = 13;
     pub const DELSETELEM: u8 = 14;
+    pub const GETGEN: u8 = 16;
 }
 
 pub(crate) const NFPROTO_IPV4: u8 = 2;

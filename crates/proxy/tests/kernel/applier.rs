@@ -42,7 +42,7 @@ fn loads_skips_unchanged_and_resyncs() {
         ApplyOutcome::Unchanged
     );
 
-    // A resync of an intact table reads it back and sends nothing.
+    // A resync of an untouched table sends nothing.
     proxy.applier.force_resync();
     let out = proxy.load(std::slice::from_ref(&svc), &two);
     assert!(

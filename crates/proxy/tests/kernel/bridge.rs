@@ -215,24 +215,30 @@ fn bridged_pods_spread_stick_hairpin_and_refuse() {
     let remembered = affinity().expect("the affinity set remembers the client");
     assert!(remembered.contains(POD_B), "{remembered}");
 
-    // A forced resync reads the table back, finds nothing to change, and keeps the
-    // affinity set's contents: the client stays on its endpoint.
-    proxy.applier.force_resync();
-    let out = proxy.load(std::slice::from_ref(&sticky), &both);
-    assert!(
-        matches!(
-            out,
-            ApplyOutcome::Applied {
-                full: true,
-                changes: 0,
-                ..
-            }
-        ),
-        "{out:?}"
-    );
-    // Checked before any new connection could re-add it.
-    let kept = affinity();
-    assert!(kept.as_ref().is_some_and(|l| l.contains(POD_B)), "{kept:?}");
+    // A resync keeps the affinity set's contents: the client stays on its endpoint. The
+    // first finds the table untouched by its generation; the second, after another
+    // table's commit, reads the whole table back and finds nothing to change.
+    for commit_elsewhere in [false, true] {
+        if commit_elsewhere {
+            b.node.exec(&["nft", "add", "table", "ip", "scratch"]);
+        }
+        proxy.applier.force_resync();
+        let out = proxy.load(std::slice::from_ref(&sticky), &both);
+        assert!(
+            matches!(
+                out,
+                ApplyOutcome::Applied {
+                    full: true,
+                    changes: 0,
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
+        // Checked before any new connection could re-add it.
+        let kept = affinity();
+        assert!(kept.as_ref().is_some_and(|l| l.contains(POD_B)), "{kept:?}");
+    }
     sticks("after a resync");
 
     // Hairpin only: pod b is the sole endpoint and reaches itself.
