@@ -12,7 +12,6 @@ use kinet_cni::{Backend, Mac, NodeNetwork, Peer};
 use kinet_ipam::Ipv4Cidr;
 use kinet_netns::NetNs;
 use kinet_proxy::Applier;
-use kinet_proxy_rules::{Action, BaseChain, Hook, Match, Rule, Ruleset};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::{Api, Client};
@@ -29,46 +28,14 @@ pub const PUBLIC_IP: &str = "flannel.alpha.coreos.com/public-ip";
 /// The nftables table holding the node's masquerade rules (apart from the proxy's table).
 pub const MASQ_TABLE: &str = "kinet-podnet";
 
-/// flannel's `ipMasq` rules: pod traffic leaving the pod network (to the host, the API
-/// server, the outside) takes the node's address, since nothing beyond the nodes routes pod
-/// addresses back; traffic between pods is never rewritten. Loaded like the proxy's table,
-/// over netlink (no `nft` needed).
-pub fn masquerade_ruleset(cluster_cidr: &Ipv4Cidr) -> anyhow::Result<Ruleset> {
-    let pods: kinet_proxy_rules::Ipv4Cidr = cluster_cidr
+/// Loads (or repairs) flannel's `ipMasq` rules in the node's namespace, over netlink like
+/// the proxy's table (no `nft` needed).
+async fn apply_masquerade(netns: &str, cluster_cidr: &Ipv4Cidr) -> anyhow::Result<()> {
+    let pods = cluster_cidr
         .to_string()
         .parse()
         .map_err(|e: String| anyhow::anyhow!("cluster CIDR: {e}"))?;
-    let multicast =
-        kinet_proxy_rules::Ipv4Cidr::new(Ipv4Addr::new(224, 0, 0, 0), 4).expect("a valid prefix");
-    let mut rs = Ruleset::empty(MASQ_TABLE, None);
-    rs.add_base_chain(
-        "postrouting",
-        BaseChain {
-            kind: "nat",
-            hook: Hook::Postrouting,
-            priority: "srcnat + 10",
-        },
-    );
-    rs.add_rule(
-        "postrouting",
-        Rule::new(
-            vec![Match::SaddrIn(pods), Match::DaddrIn(pods)],
-            Action::Return,
-        ),
-    );
-    rs.add_rule(
-        "postrouting",
-        Rule::new(
-            vec![Match::SaddrIn(pods), Match::DaddrNotIn(multicast)],
-            Action::Masquerade,
-        ),
-    );
-    Ok(rs)
-}
-
-/// Loads (or repairs) the masquerade table in the node's namespace.
-async fn apply_masquerade(netns: &str, cluster_cidr: &Ipv4Cidr) -> anyhow::Result<()> {
-    let rs = masquerade_ruleset(cluster_cidr)?;
+    let rs = kinet_proxy_rules::pod_masquerade(MASQ_TABLE, pods);
     let path = format!("{}/{netns}", kinet_netns::NETNS_RUN_DIR);
     tokio::task::spawn_blocking(move || Applier::new(path, MASQ_TABLE).reconcile(&rs)).await??;
     Ok(())
@@ -237,22 +204,6 @@ pub async fn keep_peers(client: Client, cfg: NetworkConfig, mut net: NodeNetwork
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn masquerade_spares_pod_to_pod_traffic() {
-        let text = masquerade_ruleset(&"10.244.0.0/16".parse().unwrap())
-            .unwrap()
-            .to_nft();
-        assert!(text.contains(
-            "add chain ip kinet-podnet postrouting { type nat hook postrouting priority srcnat + 10 ; }\n"
-        ));
-        assert!(text.contains(
-            "add rule ip kinet-podnet postrouting ip saddr 10.244.0.0/16 ip daddr 10.244.0.0/16 return\n"
-        ));
-        assert!(text.contains(
-            "add rule ip kinet-podnet postrouting ip saddr 10.244.0.0/16 ip daddr != 224.0.0.0/4 masquerade fully-random\n"
-        ));
-    }
 
     #[test]
     fn peers_come_from_node_annotations_and_skip_self() {

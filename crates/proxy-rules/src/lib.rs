@@ -9,6 +9,7 @@
 mod config;
 mod diff;
 mod input;
+mod masquerade;
 mod model;
 mod names;
 mod nft;
@@ -20,6 +21,7 @@ mod trace;
 
 pub use config::{NodeInfo, ProxyConfig};
 pub use diff::{Change, Update};
+pub use masquerade::pod_masquerade;
 pub use model::{
     Action, BaseChain, Chain, Hook, Ipv4Cidr, LookupKey, Map, MapEntry, MapKey, MapVerdict, Match,
     Owner, Proto, Rule, Ruleset, Set,

@@ -209,9 +209,10 @@ impl Ruleset {
                 .is_none_or(|kc| loaded_base(c) == Some(kc.base.clone()))
         });
         let sets = self.sets.iter().all(|s| {
-            k_sets.get(&*s.name).is_none_or(|o| {
-                (o.timeout_secs, &o.comment) == (s.timeout_secs, &s.comment)
-            }) && !k_maps.contains_key(&*s.name)
+            k_sets
+                .get(&*s.name)
+                .is_none_or(|o| (o.timeout_secs, &o.comment) == (s.timeout_secs, &s.comment))
+                && !k_maps.contains_key(&*s.name)
         });
         let maps = self.maps.iter().all(|m| {
             k_maps

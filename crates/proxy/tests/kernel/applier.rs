@@ -43,19 +43,7 @@ fn loads_skips_unchanged_and_resyncs() {
     );
 
     // A resync of an untouched table sends nothing.
-    proxy.applier.force_resync();
-    let out = proxy.load(std::slice::from_ref(&svc), &two);
-    assert!(
-        matches!(
-            out,
-            ApplyOutcome::Applied {
-                full: true,
-                changes: 0,
-                ..
-            }
-        ),
-        "{out:?}"
-    );
+    assert_eq!(proxy.resync(std::slice::from_ref(&svc), &two), 0);
 
     // Someone deletes our table: a resync puts it back.
     ns.exec(&["nft", "delete", "table", "ip", "kinet"]);
@@ -139,16 +127,7 @@ fn a_resync_repairs_changes_made_by_hand() {
     ]);
     assert_ne!(proxy.applier.list().unwrap().unwrap(), want);
 
-    proxy.applier.force_resync();
-    let out = proxy.load(std::slice::from_ref(&svc), &eps);
-    let ApplyOutcome::Applied {
-        full: true,
-        changes,
-        ..
-    } = out
-    else {
-        panic!("expected a repair, got {out:?}");
-    };
+    let changes = proxy.resync(std::slice::from_ref(&svc), &eps);
     // Flush and refill one chain (2 rules), one set element, one map element, flush and
     // delete the stray chain.
     assert_eq!(changes, 7, "only the differences are sent");

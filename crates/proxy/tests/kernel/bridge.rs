@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kinet_proxy::{health_checks, ApplyOutcome, HealthServer, LbAddresses};
+use kinet_proxy::{health_checks, HealthServer, LbAddresses};
 use serde_json::json;
 
 use crate::objects::{service, slice, Proxy};
@@ -222,19 +222,7 @@ fn bridged_pods_spread_stick_hairpin_and_refuse() {
         if commit_elsewhere {
             b.node.exec(&["nft", "add", "table", "ip", "scratch"]);
         }
-        proxy.applier.force_resync();
-        let out = proxy.load(std::slice::from_ref(&sticky), &both);
-        assert!(
-            matches!(
-                out,
-                ApplyOutcome::Applied {
-                    full: true,
-                    changes: 0,
-                    ..
-                }
-            ),
-            "{out:?}"
-        );
+        assert_eq!(proxy.resync(std::slice::from_ref(&sticky), &both), 0);
         // Checked before any new connection could re-add it.
         let kept = affinity();
         assert!(kept.as_ref().is_some_and(|l| l.contains(POD_B)), "{kept:?}");

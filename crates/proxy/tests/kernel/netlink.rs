@@ -365,35 +365,8 @@ fn another_owners_table_loads_like_nft() {
         return;
     }
     use kinet_proxy::Applier;
-    use kinet_proxy_rules::{BaseChain, Hook, Match};
     // The agent's masquerade table: no comment, a priority by name, `daddr !=`.
-    let pods = "10.244.0.0/16".parse().unwrap();
-    let mut rs = Ruleset::empty("podnet", None);
-    rs.add_base_chain(
-        "postrouting",
-        BaseChain {
-            kind: "nat",
-            hook: Hook::Postrouting,
-            priority: "srcnat + 10",
-        },
-    );
-    rs.add_rule(
-        "postrouting",
-        Rule::new(
-            vec![Match::SaddrIn(pods), Match::DaddrIn(pods)],
-            Action::Return,
-        ),
-    );
-    rs.add_rule(
-        "postrouting",
-        Rule::new(
-            vec![
-                Match::SaddrIn(pods),
-                Match::DaddrNotIn("224.0.0.0/4".parse().unwrap()),
-            ],
-            Action::Masquerade,
-        ),
-    );
+    let rs = kinet_proxy_rules::pod_masquerade("podnet", "10.244.0.0/16".parse().unwrap());
     let nl_ns = Netns::new("own");
     let nft_ns = Netns::new("ownnft");
     let mut applier = Applier::new(nl_ns.path(), "podnet");

@@ -45,6 +45,21 @@ impl Proxy {
     }
 }
 
+impl Proxy {
+    /// A forced resync with `services` and `slices`: how many changes it sent.
+    pub fn resync(&mut self, services: &[Service], slices: &[EndpointSlice]) -> usize {
+        self.applier.force_resync();
+        match self.load(services, slices) {
+            ApplyOutcome::Applied {
+                full: true,
+                changes,
+                ..
+            } => changes,
+            other => panic!("expected a verified load, got {other:?}"),
+        }
+    }
+}
+
 /// A ClusterIP Service with one TCP port named "http".
 pub fn service(ns: &str, name: &str, cluster_ip: Option<&str>, port: u16) -> Service {
     let mut spec = json!({"ports": [{"name": "http", "port": port, "protocol": "TCP"}]});
