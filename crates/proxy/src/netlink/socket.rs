@@ -196,7 +196,7 @@ impl NftSocket {
         };
         let mut d = Dumps {
             chains: dump(self, msg::GETCHAIN)?,
-            rules: dump(self, msg::GETRULE)?,
+            rules: Vec::new(),
             sets: dump(self, msg::GETSET)?,
             elements: Vec::new(),
         };
@@ -208,8 +208,28 @@ impl NftSocket {
             })
         };
         d.chains.retain(ours);
-        d.rules.retain(ours);
         d.sets.retain(ours);
+        // Rules chain by chain: the kernel finds a named chain by hash, while one dump of
+        // the whole table re-walks every rule before the resume point at each of its
+        // thousands of parts, quadratic at 10,000 Services.
+        let names: Vec<String> = d
+            .chains
+            .iter()
+            .filter_map(|m| {
+                let a = super::read::attrs(m).ok()?;
+                let name = super::read::get(&a, 3)?;
+                Some(String::from_utf8_lossy(name.split(|b| *b == 0).next()?).into_owned())
+            })
+            .collect();
+        for chain in names {
+            let r = self.request(msg::GETRULE, true, |w| {
+                w.str(1, table);
+                w.str(2, &chain);
+            })?;
+            if let Reply::Messages(m) = r {
+                d.rules.extend(m);
+            }
+        }
         let mut wanted = Vec::new();
         for m in &d.sets {
             match set_info(m)? {
