@@ -1,6 +1,6 @@
 //! The sync loop against an in-process API server: a Service and its
 //! EndpointSlice created through the kube client reach the node namespace's
-//! table within a second; deleting them removes the rules again.
+//! table; deleting them removes the rules again.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
