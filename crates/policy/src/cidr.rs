@@ -99,7 +99,10 @@ mod tests {
     fn parse_masks_host_bits_and_rejects_garbage() {
         let c = Cidr4::parse("10.244.1.7/16").unwrap().unwrap();
         assert_eq!(c.range(), (0x0af4_0000, 0x0af4_ffff));
-        assert_eq!(Cidr4::parse("0.0.0.0/0").unwrap().unwrap().range(), (0, u32::MAX));
+        assert_eq!(
+            Cidr4::parse("0.0.0.0/0").unwrap().unwrap().range(),
+            (0, u32::MAX)
+        );
         assert_eq!(Cidr4::parse("fd00::/64").unwrap(), None);
         for bad in ["10.0.0.0", "10.0.0.0/33", "x/8", "10.0.0/8"] {
             assert!(Cidr4::parse(bad).is_err(), "{bad}");

@@ -137,12 +137,15 @@ fn add_sets(rs: &mut Ruleset, cluster: &Cluster, p: &Policy, dir: Direction) {
         let numeric: BTreeSet<Element> = ports
             .iter()
             .filter_map(|m| match *m {
-                PortMatch::Numbers { proto, from, to } => Some(Element::ProtoPorts(proto, from, to)),
+                PortMatch::Numbers { proto, from, to } => {
+                    Some(Element::ProtoPorts(proto, from, to))
+                }
                 PortMatch::Any { proto } => Some(Element::ProtoPorts(proto, 0, u16::MAX)),
                 PortMatch::Named { .. } => None,
             })
             .collect();
-        // A named port resolves per destination pod: list every pod's own number for it.
+        // A named port resolves per destination pod: list each possible destination's own
+        // number for it (for ingress, the pods this policy selects).
         let named: BTreeSet<Element> = ports
             .iter()
             .filter_map(|m| match m {
@@ -150,19 +153,34 @@ fn add_sets(rs: &mut Ruleset, cluster: &Cluster, p: &Policy, dir: Direction) {
                 _ => None,
             })
             .flat_map(|(proto, name)| {
-                cluster.pods().iter().filter_map(move |pod| {
+                let dsts = cluster
+                    .pods()
+                    .iter()
+                    .filter(move |pod| dir == Direction::Egress || p.selects(pod, dir));
+                dsts.filter_map(move |pod| {
                     pod.named_port(name, proto)
                         .map(|n| Element::AddrProtoPort(pod.ip, proto, n))
                 })
             })
             .collect();
-        if ports.iter().any(|m| !matches!(m, PortMatch::Named { .. })) {
+        let (has_numeric, has_named) = port_kinds(ports);
+        if has_numeric {
             add("ports", SetKind::ProtoPort, numeric);
         }
-        if ports.iter().any(|m| matches!(m, PortMatch::Named { .. })) {
+        if has_named {
             add("named-ports", SetKind::AddrProtoPort, named);
         }
     }
+}
+
+/// Whether a rule's ports include numeric (or protocol-only) entries, and named ones: each kind
+/// has its own set and chain line.
+fn port_kinds(ports: &[PortMatch]) -> (bool, bool) {
+    let named = |m: &&PortMatch| matches!(m, PortMatch::Named { .. });
+    (
+        ports.iter().any(|m| !named(&m)),
+        ports.iter().any(|m| named(&m)),
+    )
 }
 
 /// The addresses a rule's peers select, merged into disjoint ranges.
@@ -210,11 +228,12 @@ fn policy_rules(p: &Policy, dir: Direction) -> Vec<Rule> {
         let port_matches = match &rule.ports {
             None => vec![None],
             Some(ports) => {
+                let (has_numeric, has_named) = port_kinds(ports);
                 let mut m = Vec::new();
-                if ports.iter().any(|m| !matches!(m, PortMatch::Named { .. })) {
+                if has_numeric {
                     m.push(Some(Match::ProtoPortInSet(set_name(p, dir, i, "ports"))));
                 }
-                if ports.iter().any(|m| matches!(m, PortMatch::Named { .. })) {
+                if has_named {
                     m.push(Some(Match::DaddrProtoPortInSet(set_name(
                         p,
                         dir,

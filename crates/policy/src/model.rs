@@ -16,7 +16,10 @@ use crate::policy::{Direction, PolicyId, RuleId};
 pub enum Endpoint<'a> {
     Pod(&'a Pod),
     /// A node's own network namespace (kubelet, host processes), with its address.
-    Host { node: &'a str, ip: Ipv4Addr },
+    Host {
+        node: &'a str,
+        ip: Ipv4Addr,
+    },
     /// Anything else: another host, or a client outside the cluster.
     External(Ipv4Addr),
 }
@@ -43,7 +46,10 @@ pub enum Allow {
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum Verdict {
-    Allowed { egress: Allow, ingress: Allow },
+    Allowed {
+        egress: Allow,
+        ingress: Allow,
+    },
     /// The first direction that refuses (egress is checked first), and the policies that
     /// isolate that end, none of which has a matching rule.
     Denied {

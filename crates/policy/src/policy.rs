@@ -53,7 +53,13 @@ pub struct RuleId {
 
 impl fmt::Display for RuleId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}[{}]", self.policy, self.direction.as_str(), self.index)
+        write!(
+            f,
+            "{} {}[{}]",
+            self.policy,
+            self.direction.as_str(),
+            self.index
+        )
     }
 }
 
@@ -84,7 +90,9 @@ impl PortMatch {
     /// Whether a packet to `dst` (a pod, if it is one) on `port`/`proto` matches.
     pub(crate) fn matches(&self, dst: Option<&Pod>, port: u16, proto: Proto) -> bool {
         match self {
-            PortMatch::Numbers { proto: p, from, to } => *p == proto && (*from..=*to).contains(&port),
+            PortMatch::Numbers { proto: p, from, to } => {
+                *p == proto && (*from..=*to).contains(&port)
+            }
             PortMatch::Named { proto: p, name } => {
                 *p == proto && dst.and_then(|d| d.named_port(name, proto)) == Some(port)
             }
@@ -134,7 +142,11 @@ fn peer(p: &NetworkPolicyPeer) -> Result<Peer, PolicyError> {
         return Err(PolicyError::EmptyPeer);
     }
     Ok(Peer::Pods {
-        pods: p.pod_selector.as_ref().map(|s| selector(Some(s))).transpose()?,
+        pods: p
+            .pod_selector
+            .as_ref()
+            .map(|s| selector(Some(s)))
+            .transpose()?,
         namespaces: p
             .namespace_selector
             .as_ref()
@@ -192,24 +204,30 @@ impl Policy {
         let has = |t: &str| types.iter().any(|x| x == t);
         let ingress = has("Ingress")
             .then(|| {
-                spec.ingress.iter().flatten().map(|r| {
-                    Ok(Rule {
-                        peers: nonempty(r.from.as_ref(), peer)?,
-                        ports: nonempty(r.ports.as_ref(), port)?,
+                spec.ingress
+                    .iter()
+                    .flatten()
+                    .map(|r| {
+                        Ok(Rule {
+                            peers: nonempty(r.from.as_ref(), peer)?,
+                            ports: nonempty(r.ports.as_ref(), port)?,
+                        })
                     })
-                })
-                .collect::<Result<Vec<_>, PolicyError>>()
+                    .collect::<Result<Vec<_>, PolicyError>>()
             })
             .transpose()?;
         let egress = has("Egress")
             .then(|| {
-                spec.egress.iter().flatten().map(|r| {
-                    Ok(Rule {
-                        peers: nonempty(r.to.as_ref(), peer)?,
-                        ports: nonempty(r.ports.as_ref(), port)?,
+                spec.egress
+                    .iter()
+                    .flatten()
+                    .map(|r| {
+                        Ok(Rule {
+                            peers: nonempty(r.to.as_ref(), peer)?,
+                            ports: nonempty(r.ports.as_ref(), port)?,
+                        })
                     })
-                })
-                .collect::<Result<Vec<_>, PolicyError>>()
+                    .collect::<Result<Vec<_>, PolicyError>>()
             })
             .transpose()?;
         Ok(Policy {

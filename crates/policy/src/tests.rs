@@ -10,7 +10,9 @@ use std::net::Ipv4Addr;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::serde_json::{self, json, Value};
 
-use crate::{compile, trace, Allow, Cluster, ContainerPort, Endpoint, Namespace, Packet, Pod, Proto, Verdict};
+use crate::{
+    compile, trace, Allow, Cluster, ContainerPort, Endpoint, Namespace, Packet, Pod, Proto, Verdict,
+};
 
 const NAMESPACES: [&str; 3] = ["x", "y", "z"];
 const PODS: [&str; 3] = ["a", "b", "c"];
@@ -26,7 +28,10 @@ fn node_ip(node: &str) -> Ipv4Addr {
 }
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// The 9-pod model, spread over two nodes so cells cover one-node and cross-node paths.
@@ -69,7 +74,8 @@ pub(crate) fn policy(ns: &str, name: &str, spec: Value) -> NetworkPolicy {
 }
 
 fn apply(c: &mut Cluster, ns: &str, name: &str, spec: Value) {
-    c.set_policy(&policy(ns, name, spec)).expect("policy parses");
+    c.set_policy(&policy(ns, name, spec))
+        .expect("policy parses");
 }
 
 fn ip_of(c: &Cluster, ns: &str, pod: &str) -> Ipv4Addr {
@@ -88,7 +94,11 @@ fn pod_names() -> Vec<String> {
 }
 
 fn matches(pattern: &str, pod: &str) -> bool {
-    pattern == "*" || pattern == pod || pattern.strip_suffix("/*").is_some_and(|ns| pod.starts_with(&format!("{ns}/")))
+    pattern == "*"
+        || pattern == pod
+        || pattern
+            .strip_suffix("/*")
+            .is_some_and(|ns| pod.starts_with(&format!("{ns}/")))
 }
 
 impl Reach {
@@ -172,4 +182,6 @@ fn ns_not_in(ns: &str) -> Value {
     json!({"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": [ns]}]})
 }
 
+mod golden;
+mod semantics;
 mod upstream;

@@ -17,7 +17,9 @@ fn a_from_y_on(port: Value) -> Value {
            "ingress": [{"from": [{"namespaceSelector": ns_is("y")}], "ports": [port]}]})
 }
 fn only_from_y_to_xa() -> Reach {
-    Reach::all().peer("x/*", "x/a", false).peer("z/*", "x/a", false)
+    Reach::all()
+        .peer("x/*", "x/a", false)
+        .peer("z/*", "x/a", false)
 }
 fn xa_to_ya() -> Value {
     json!({"podSelector": pod_is("a"), "policyTypes": ["Egress"],
@@ -50,7 +52,12 @@ fn c02_default_deny_all() {
 #[test]
 fn c03_pod_selector_within_namespace() {
     let mut c = model();
-    apply(&mut c, "x", "x-a-allows-x-b", a_from(json!([{"podSelector": pod_is("b")}])));
+    apply(
+        &mut c,
+        "x",
+        "x-a-allows-x-b",
+        a_from(json!([{"podSelector": pod_is("b")}])),
+    );
     tcp80(&c, Reach::all().to("x/a", false).peer("x/b", "x/a", true));
 }
 
@@ -58,21 +65,36 @@ fn c03_pod_selector_within_namespace() {
 fn c04_allow_ingress_for_a_target() {
     let mut c = model();
     apply(&mut c, "x", "deny-all", deny_ingress());
-    apply(&mut c, "x", "allow-all-to-a", a_from(json!([{"podSelector": {}, "namespaceSelector": {}}])));
+    apply(
+        &mut c,
+        "x",
+        "allow-all-to-a",
+        a_from(json!([{"podSelector": {}, "namespaceSelector": {}}])),
+    );
     tcp80(&c, Reach::all().to("x/b", false).to("x/c", false));
 }
 
 #[test]
 fn c05_from_all_namespaces() {
     let mut c = model();
-    apply(&mut c, "x", "allow-from-another-ns", a_from(json!([{"namespaceSelector": {"matchLabels": {}}}])));
+    apply(
+        &mut c,
+        "x",
+        "allow-from-another-ns",
+        a_from(json!([{"namespaceSelector": {"matchLabels": {}}}])),
+    );
     tcp80(&c, Reach::all());
 }
 
 #[test]
 fn c06_only_from_another_namespace() {
     let mut c = model();
-    apply(&mut c, "x", "allow-client-a-via-ns-selector", a_from(json!([{"namespaceSelector": ns_is("y")}])));
+    apply(
+        &mut c,
+        "x",
+        "allow-client-a-via-ns-selector",
+        a_from(json!([{"namespaceSelector": ns_is("y")}])),
+    );
     tcp80(&c, only_from_y_to_xa());
 }
 
@@ -80,7 +102,12 @@ fn c06_only_from_another_namespace() {
 fn c07_pod_selector_match_expressions() {
     let mut c = model();
     let sel = json!({"matchExpressions": [{"key": "pod", "operator": "In", "values": ["b"]}]});
-    apply(&mut c, "x", "x-a-allows-x-b", a_from(json!([{"podSelector": sel}])));
+    apply(
+        &mut c,
+        "x",
+        "x-a-allows-x-b",
+        a_from(json!([{"podSelector": sel}])),
+    );
     tcp80(&c, Reach::all().to("x/a", false).peer("x/b", "x/a", true));
 }
 
@@ -88,7 +115,12 @@ fn c07_pod_selector_match_expressions() {
 fn c08_namespace_selector_match_expressions() {
     let mut c = model();
     let sel = json!({"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["y"]}]});
-    apply(&mut c, "x", "allow-ns-y-match-selector", a_from(json!([{"namespaceSelector": sel}])));
+    apply(
+        &mut c,
+        "x",
+        "allow-ns-y-match-selector",
+        a_from(json!([{"namespaceSelector": sel}])),
+    );
     tcp80(&c, only_from_y_to_xa());
 }
 
@@ -104,15 +136,32 @@ fn c09_pod_selector_or_namespace_selector() {
 fn c10_pod_selector_and_namespace_selector() {
     let mut c = model();
     let peers = json!([{"namespaceSelector": ns_not_in("x"), "podSelector": pod_is("b")}]);
-    apply(&mut c, "x", "allow-ns-y-podselector-and-nsselector", a_from(peers));
-    tcp80(&c, Reach::all().to("x/a", false).peer("y/b", "x/a", true).peer("z/b", "x/a", true));
+    apply(
+        &mut c,
+        "x",
+        "allow-ns-y-podselector-and-nsselector",
+        a_from(peers),
+    );
+    tcp80(
+        &c,
+        Reach::all()
+            .to("x/a", false)
+            .peer("y/b", "x/a", true)
+            .peer("z/b", "x/a", true),
+    );
 }
 
 #[test]
 fn c11_multiple_pod_and_namespace_selectors() {
     let mut c = model();
-    let pods = json!({"matchExpressions": [{"key": "pod", "operator": "In", "values": ["b", "c"]}]});
-    apply(&mut c, "x", "allow-ns-y-z-pod-b-c", a_from(json!([{"namespaceSelector": ns_not_in("x"), "podSelector": pods}])));
+    let pods =
+        json!({"matchExpressions": [{"key": "pod", "operator": "In", "values": ["b", "c"]}]});
+    apply(
+        &mut c,
+        "x",
+        "allow-ns-y-z-pod-b-c",
+        a_from(json!([{"namespaceSelector": ns_not_in("x"), "podSelector": pods}])),
+    );
     let want = Reach::all()
         .peer("x/*", "x/a", false)
         .peer("y/a", "x/a", false)
@@ -123,39 +172,75 @@ fn c11_multiple_pod_and_namespace_selectors() {
 #[test]
 fn c12_any_pod_selectors() {
     let mut c = model();
-    apply(&mut c, "x", "allow-ns-x-pod-b-c", a_from(json!([{"podSelector": pod_is("b")}, {"podSelector": pod_is("c")}])));
-    tcp80(&c, Reach::all().to("x/a", false).peer("x/b", "x/a", true).peer("x/c", "x/a", true));
+    apply(
+        &mut c,
+        "x",
+        "allow-ns-x-pod-b-c",
+        a_from(json!([{"podSelector": pod_is("b")}, {"podSelector": pod_is("c")}])),
+    );
+    tcp80(
+        &c,
+        Reach::all()
+            .to("x/a", false)
+            .peer("x/b", "x/a", true)
+            .peer("x/c", "x/a", true),
+    );
 }
 
 #[test]
 fn c13_pod_in_another_namespace() {
     let mut c = model();
     let peers = json!([{"namespaceSelector": ns_is("y"), "podSelector": pod_is("a")}]);
-    apply(&mut c, "x", "allow-ns-y-pod-a-via-namespace-pod-selector", a_from(peers));
+    apply(
+        &mut c,
+        "x",
+        "allow-ns-y-pod-a-via-namespace-pod-selector",
+        a_from(peers),
+    );
     tcp80(&c, from_ya_to_xa());
 }
 
 #[test]
 fn c14_ports() {
     let mut c = model();
-    apply(&mut c, "x", "allow-client-a-via-ns-selector", a_from_y_on(json!({"protocol": "TCP", "port": 81})));
+    apply(
+        &mut c,
+        "x",
+        "allow-client-a-via-ns-selector",
+        a_from_y_on(json!({"protocol": "TCP", "port": 81})),
+    );
     check(&c, 81, Tcp, &only_from_y_to_xa());
 }
 
 #[test]
 fn c15_stacked_policies() {
     let mut c = model();
-    apply(&mut c, "x", "allow-client-a-via-ns-selector", a_from_y_on(json!({"protocol": "TCP", "port": 81})));
+    apply(
+        &mut c,
+        "x",
+        "allow-client-a-via-ns-selector",
+        a_from_y_on(json!({"protocol": "TCP", "port": 81})),
+    );
     check(&c, 81, Tcp, &only_from_y_to_xa());
     tcp80(&c, Reach::all().to("x/a", false));
-    apply(&mut c, "x", "allow-client-a-via-ns-selector-80", a_from_y_on(json!({"protocol": "TCP", "port": 80})));
+    apply(
+        &mut c,
+        "x",
+        "allow-client-a-via-ns-selector-80",
+        a_from_y_on(json!({"protocol": "TCP", "port": 80})),
+    );
     tcp80(&c, only_from_y_to_xa());
 }
 
 #[test]
 fn c16_allow_all() {
     let mut c = model();
-    apply(&mut c, "x", "allow-all", json!({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{}]}));
+    apply(
+        &mut c,
+        "x",
+        "allow-all",
+        json!({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{}]}),
+    );
     tcp80(&c, Reach::all());
     check(&c, 81, Tcp, &Reach::all());
 }
@@ -163,8 +248,13 @@ fn c16_allow_all() {
 #[test]
 fn c17_ingress_on_one_named_port() {
     let mut c = model();
-    apply(&mut c, "x", "allow-all", json!({"podSelector": {}, "policyTypes": ["Ingress"],
-                                            "ingress": [{"ports": [{"port": "serve-81-tcp"}]}]}));
+    apply(
+        &mut c,
+        "x",
+        "allow-all",
+        json!({"podSelector": {}, "policyTypes": ["Ingress"],
+                                            "ingress": [{"ports": [{"port": "serve-81-tcp"}]}]}),
+    );
     check(&c, 81, Tcp, &Reach::all());
     tcp80(&c, Reach::all().to("x/*", false));
 }
@@ -172,7 +262,12 @@ fn c17_ingress_on_one_named_port() {
 #[test]
 fn c18_from_namespace_on_one_named_port() {
     let mut c = model();
-    apply(&mut c, "x", "allow-client-a-via-ns-selector-80", a_from_y_on(json!({"protocol": "TCP", "port": "serve-80-tcp"})));
+    apply(
+        &mut c,
+        "x",
+        "allow-client-a-via-ns-selector-80",
+        a_from_y_on(json!({"protocol": "TCP", "port": "serve-80-tcp"})),
+    );
     tcp80(&c, only_from_y_to_xa());
     check(&c, 81, Tcp, &Reach::all().to("x/a", false));
 }
@@ -180,8 +275,13 @@ fn c18_from_namespace_on_one_named_port() {
 #[test]
 fn c19_egress_on_one_named_port() {
     let mut c = model();
-    apply(&mut c, "x", "allow-egress", json!({"podSelector": {}, "policyTypes": ["Egress"],
-                                               "egress": [{"ports": [{"port": "serve-80-tcp"}]}]}));
+    apply(
+        &mut c,
+        "x",
+        "allow-egress",
+        json!({"podSelector": {}, "policyTypes": ["Egress"],
+                                               "egress": [{"ports": [{"port": "serve-80-tcp"}]}]}),
+    );
     tcp80(&c, Reach::all());
     check(&c, 81, Tcp, &Reach::all().from("x/*", false));
 }
@@ -190,7 +290,12 @@ fn c19_egress_on_one_named_port() {
 fn c20_updated_policy() {
     let mut c = model();
     let name = "allow-all-mutate-to-deny-all";
-    apply(&mut c, "x", name, json!({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{}]}));
+    apply(
+        &mut c,
+        "x",
+        name,
+        json!({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{}]}),
+    );
     check(&c, 81, Tcp, &Reach::all());
     apply(&mut c, "x", name, deny_ingress());
     check(&c, 81, Tcp, &Reach::all().to("x/*", false));
@@ -199,12 +304,20 @@ fn c20_updated_policy() {
 #[test]
 fn c21_updated_namespace() {
     let mut c = model();
-    apply(&mut c, "x", "allow-client-a-via-ns-selector",
-          a_from(json!([{"namespaceSelector": {"matchLabels": {"ns2": "updated"}}}])));
+    apply(
+        &mut c,
+        "x",
+        "allow-client-a-via-ns-selector",
+        a_from(json!([{"namespaceSelector": {"matchLabels": {"ns2": "updated"}}}])),
+    );
     tcp80(&c, Reach::all().to("x/a", false));
     c.set_namespace(Namespace {
         name: "y".into(),
-        labels: labels(&[("kubernetes.io/metadata.name", "y"), ("ns", "y"), ("ns2", "updated")]),
+        labels: labels(&[
+            ("kubernetes.io/metadata.name", "y"),
+            ("ns", "y"),
+            ("ns2", "updated"),
+        ]),
     });
     tcp80(&c, Reach::all().to("x/a", false).peer("y/*", "x/a", true));
 }
@@ -212,8 +325,12 @@ fn c21_updated_namespace() {
 #[test]
 fn c22_updated_pod() {
     let mut c = model();
-    apply(&mut c, "x", "allow-client-a-via-pod-selector",
-          a_from(json!([{"podSelector": {"matchLabels": {"pod": "b", "pod2": "updated"}}}])));
+    apply(
+        &mut c,
+        "x",
+        "allow-client-a-via-pod-selector",
+        a_from(json!([{"podSelector": {"matchLabels": {"pod": "b", "pod2": "updated"}}}])),
+    );
     tcp80(&c, Reach::all().to("x/a", false));
     let mut b = c.pod("x", "b").unwrap().clone();
     b.labels = labels(&[("pod", "b"), ("pod2", "updated")]);
@@ -224,16 +341,29 @@ fn c22_updated_pod() {
 #[test]
 fn c23_deny_from_other_namespaces() {
     let mut c = model();
-    apply(&mut c, "x", "deny-empty-policy",
-          json!({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": [{"podSelector": {"matchLabels": {}}}]}]}));
-    tcp80(&c, Reach::all().peer("y/*", "x/*", false).peer("z/*", "x/*", false));
+    apply(
+        &mut c,
+        "x",
+        "deny-empty-policy",
+        json!({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": [{"podSelector": {"matchLabels": {}}}]}]}),
+    );
+    tcp80(
+        &c,
+        Reach::all()
+            .peer("y/*", "x/*", false)
+            .peer("z/*", "x/*", false),
+    );
 }
 
 #[test]
 fn c24_deny_to_updated_pod() {
     let mut c = model();
-    apply(&mut c, "x", "deny-ingress-via-label-selector",
-          json!({"podSelector": {"matchLabels": {"target": "isolated"}}, "policyTypes": ["Ingress"], "ingress": []}));
+    apply(
+        &mut c,
+        "x",
+        "deny-ingress-via-label-selector",
+        json!({"podSelector": {"matchLabels": {"target": "isolated"}}, "policyTypes": ["Ingress"], "ingress": []}),
+    );
     tcp80(&c, Reach::all());
     let mut a = c.pod("x", "a").unwrap().clone();
     a.labels.insert("target".into(), "isolated".into());
@@ -244,26 +374,43 @@ fn c24_deny_to_updated_pod() {
 #[test]
 fn c25_deny_egress_by_pod_selector() {
     let mut c = model();
-    apply(&mut c, "x", "deny-egress-pod-a", json!({"podSelector": pod_is("a"), "policyTypes": ["Egress"], "egress": []}));
+    apply(
+        &mut c,
+        "x",
+        "deny-egress-pod-a",
+        json!({"podSelector": pod_is("a"), "policyTypes": ["Egress"], "egress": []}),
+    );
     tcp80(&c, Reach::all().from("x/a", false));
 }
 
 #[test]
 fn c26_deny_egress_from_namespace() {
     let mut c = model();
-    apply(&mut c, "x", "deny-egress-ns-x", json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": []}));
+    apply(
+        &mut c,
+        "x",
+        "deny-egress-ns-x",
+        json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": []}),
+    );
     tcp80(&c, Reach::all().from("x/*", false));
 }
 
 #[test]
 fn c27_ingress_and_egress_together() {
     let mut c = model();
-    apply(&mut c, "x", "allow-client-a-via-pod-selector",
-          json!({"podSelector": pod_is("a"), "policyTypes": ["Egress", "Ingress"],
+    apply(
+        &mut c,
+        "x",
+        "allow-client-a-via-pod-selector",
+        json!({"podSelector": pod_is("a"), "policyTypes": ["Egress", "Ingress"],
                  "ingress": [{"from": [{"podSelector": pod_is("b")}]}],
-                 "egress": [{"ports": [{"port": 80}]}]}));
+                 "egress": [{"ports": [{"port": 80}]}]}),
+    );
     tcp80(&c, Reach::all().to("x/a", false).peer("x/b", "x/a", true));
-    let want81 = Reach::all().to("x/a", false).from("x/a", false).peer("x/b", "x/a", true);
+    let want81 = Reach::all()
+        .to("x/a", false)
+        .from("x/a", false)
+        .peer("x/b", "x/a", true);
     check(&c, 81, Tcp, &want81);
 }
 
@@ -271,10 +418,22 @@ fn c27_ingress_and_egress_together() {
 fn c28_egress_denied_at_the_client_though_the_server_allows() {
     let mut c = model();
     apply(&mut c, "x", "allow-to-ns-y-pod-a", xa_to_ya());
-    let from_xa = |sel: &str| json!({"podSelector": pod_is(sel), "policyTypes": ["Ingress"],
-        "ingress": [{"from": [{"namespaceSelector": ns_is("x"), "podSelector": pod_is("a")}]}]});
-    apply(&mut c, "y", "allow-from-xa-on-ya-match-selector", from_xa("a"));
-    apply(&mut c, "y", "allow-from-xa-on-yb-match-selector", from_xa("b"));
+    let from_xa = |sel: &str| {
+        json!({"podSelector": pod_is(sel), "policyTypes": ["Ingress"],
+        "ingress": [{"from": [{"namespaceSelector": ns_is("x"), "podSelector": pod_is("a")}]}]})
+    };
+    apply(
+        &mut c,
+        "y",
+        "allow-from-xa-on-ya-match-selector",
+        from_xa("a"),
+    );
+    apply(
+        &mut c,
+        "y",
+        "allow-from-xa-on-yb-match-selector",
+        from_xa("b"),
+    );
     let want = Reach::all()
         .from("x/a", false)
         .to("y/a", false)
@@ -293,7 +452,12 @@ fn c29_egress_to_pod_in_another_namespace() {
 #[test]
 fn c30_any_port_of_one_protocol() {
     let mut c = model();
-    apply(&mut c, "x", "allow-ingress-by-proto", a_ingress_ports(json!([{"protocol": "TCP"}])));
+    apply(
+        &mut c,
+        "x",
+        "allow-ingress-by-proto",
+        a_ingress_ports(json!([{"protocol": "TCP"}])),
+    );
     tcp80(&c, Reach::all());
     check(&c, 80, Udp, &Reach::all().to("x/a", false));
 }
@@ -301,18 +465,38 @@ fn c30_any_port_of_one_protocol() {
 #[test]
 fn c31_ingress_allow_all_takes_precedence() {
     let mut c = model();
-    apply(&mut c, "x", "allow-ingress-port-80", json!({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"ports": [{"port": 80}]}]}));
+    apply(
+        &mut c,
+        "x",
+        "allow-ingress-port-80",
+        json!({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"ports": [{"port": 80}]}]}),
+    );
     check(&c, 81, Tcp, &Reach::all().to("x/*", false));
-    apply(&mut c, "x", "allow-ingress", json!({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{}]}));
+    apply(
+        &mut c,
+        "x",
+        "allow-ingress",
+        json!({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{}]}),
+    );
     check(&c, 81, Tcp, &Reach::all());
 }
 
 #[test]
 fn c32_egress_allow_all_takes_precedence() {
     let mut c = model();
-    apply(&mut c, "x", "allow-egress-port-80", json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"ports": [{"port": 80}]}]}));
+    apply(
+        &mut c,
+        "x",
+        "allow-egress-port-80",
+        json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"ports": [{"port": 80}]}]}),
+    );
     check(&c, 81, Tcp, &Reach::all().from("x/*", false));
-    apply(&mut c, "x", "allow-egress", json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{}]}));
+    apply(
+        &mut c,
+        "x",
+        "allow-egress",
+        json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{}]}),
+    );
     check(&c, 81, Tcp, &Reach::all());
 }
 
@@ -329,7 +513,12 @@ fn c33_deleted_policies_stop_applying() {
 fn c34_egress_to_cidr_block() {
     let mut c = model();
     let cidr = format!("{}/32", ip_of(&c, "y", "b"));
-    apply(&mut c, "x", "allow-client-a-via-cidr-egress-rule", a_egress_to(json!({"cidr": cidr})));
+    apply(
+        &mut c,
+        "x",
+        "allow-client-a-via-cidr-egress-rule",
+        a_egress_to(json!({"cidr": cidr})),
+    );
     tcp80(&c, Reach::all().from("x/a", false).peer("x/a", "y/b", true));
 }
 
@@ -343,7 +532,12 @@ fn xb_slash4(c: &Cluster) -> String {
 fn c35_except_inside_egress_cidr() {
     let mut c = model();
     let block = json!({"cidr": xb_slash4(&c), "except": [format!("{}/32", ip_of(&c, "x", "b"))]});
-    apply(&mut c, "x", "allow-client-a-via-cidr-egress-rule", a_egress_to(block));
+    apply(
+        &mut c,
+        "x",
+        "allow-client-a-via-cidr-egress-rule",
+        a_egress_to(block),
+    );
     tcp80(&c, Reach::all().peer("x/a", "x/b", false));
 }
 
@@ -352,7 +546,12 @@ fn c36_cidr_and_except_overlap_updated() {
     let mut c = model();
     let name = "allow-client-a-via-cidr-egress-rule";
     let (wide, xb) = (xb_slash4(&c), format!("{}/32", ip_of(&c, "x", "b")));
-    apply(&mut c, "x", name, a_egress_to(json!({"cidr": wide, "except": [xb]})));
+    apply(
+        &mut c,
+        "x",
+        name,
+        a_egress_to(json!({"cidr": wide, "except": [xb]})),
+    );
     tcp80(&c, Reach::all().peer("x/a", "x/b", false));
     apply(&mut c, "x", name, a_egress_to(json!({"cidr": xb})));
     tcp80(&c, Reach::all().from("x/a", false).peer("x/a", "x/b", true));
@@ -361,9 +560,19 @@ fn c36_cidr_and_except_overlap_updated() {
 #[test]
 fn c37_ingress_and_egress_independent() {
     let mut c = model();
-    apply(&mut c, "x", "allow-egress-for-target", json!({"podSelector": pod_is("a"), "policyTypes": ["Egress"], "egress": [{}]}));
+    apply(
+        &mut c,
+        "x",
+        "allow-egress-for-target",
+        json!({"podSelector": pod_is("a"), "policyTypes": ["Egress"], "egress": [{}]}),
+    );
     tcp80(&c, Reach::all());
-    apply(&mut c, "x", "deny-ingress-via-label-selector", json!({"podSelector": pod_is("a"), "policyTypes": ["Ingress"], "ingress": []}));
+    apply(
+        &mut c,
+        "x",
+        "deny-ingress-via-label-selector",
+        json!({"podSelector": pod_is("a"), "policyTypes": ["Ingress"], "ingress": []}),
+    );
     tcp80(&c, Reach::all().to("x/a", false));
 }
 
@@ -371,36 +580,60 @@ fn c37_ingress_and_egress_independent() {
 fn c38_sctp_is_not_tcp() {
     let mut c = model();
     apply(&mut c, "x", "deny-ingress", deny_ingress());
-    apply(&mut c, "x", "allow-only-sctp-ingress-on-port-81", a_ingress_ports(json!([{"protocol": "SCTP", "port": 81}])));
+    apply(
+        &mut c,
+        "x",
+        "allow-only-sctp-ingress-on-port-81",
+        a_ingress_ports(json!([{"protocol": "SCTP", "port": 81}])),
+    );
     check(&c, 81, Tcp, &Reach::all().to("x/*", false));
 }
 
 #[test]
 fn c39_sctp_policy_isolates() {
     let mut c = model();
-    apply(&mut c, "x", "allow-only-sctp-ingress-on-port-80", a_ingress_ports(json!([{"protocol": "SCTP", "port": 80}])));
+    apply(
+        &mut c,
+        "x",
+        "allow-only-sctp-ingress-on-port-80",
+        a_ingress_ports(json!([{"protocol": "SCTP", "port": 80}])),
+    );
     check(&c, 81, Tcp, &Reach::all().to("x/a", false));
 }
 
 #[test]
 fn c40_udp_only_refuses_tcp() {
     let mut c = model();
-    apply(&mut c, "x", "allow-only-udp-ingress-on-port-81", a_ingress_ports(json!([{"protocol": "UDP", "port": 81}])));
+    apply(
+        &mut c,
+        "x",
+        "allow-only-udp-ingress-on-port-81",
+        a_ingress_ports(json!([{"protocol": "UDP", "port": 81}])),
+    );
     check(&c, 81, Tcp, &Reach::all().to("x/a", false));
 }
 
 #[test]
 fn c41_default_namespace_label_match_labels() {
     let mut c = model();
-    apply(&mut c, "x", "allow-client-a-via-ns-selector-for-immutable-ns-label", a_from(json!([{"namespaceSelector": ns_is("y")}])));
+    apply(
+        &mut c,
+        "x",
+        "allow-client-a-via-ns-selector-for-immutable-ns-label",
+        a_from(json!([{"namespaceSelector": ns_is("y")}])),
+    );
     tcp80(&c, only_from_y_to_xa());
 }
 
 #[test]
 fn c42_default_namespace_label_match_expressions_egress() {
     let mut c = model();
-    apply(&mut c, "x", "allow-ns-y-match-selector-for-immutable-ns-label",
-          json!({"podSelector": pod_is("a"), "policyTypes": ["Egress"], "egress": [{"to": [{"namespaceSelector": ns_not_in("y")}]}]}));
+    apply(
+        &mut c,
+        "x",
+        "allow-ns-y-match-selector-for-immutable-ns-label",
+        json!({"podSelector": pod_is("a"), "policyTypes": ["Egress"], "egress": [{"to": [{"namespaceSelector": ns_not_in("y")}]}]}),
+    );
     tcp80(&c, Reach::all().peer("x/a", "y/*", false));
 }
 
@@ -415,14 +648,24 @@ fn datagram_cases(proto: Proto) {
     check(&c, 80, proto, &Reach::all().to("x/*", false));
 
     let mut c = model();
-    apply(&mut c, "x", "allow-ingress-on-port-81-ns-x", a_from_y_on(json!({"protocol": name, "port": 81})));
+    apply(
+        &mut c,
+        "x",
+        "allow-ingress-on-port-81-ns-x",
+        a_from_y_on(json!({"protocol": name, "port": 81})),
+    );
     check(&c, 81, proto, &only_from_y_to_xa());
     // The port is of `proto` only: TCP 81 to x/a is refused to everyone.
     check(&c, 81, Tcp, &Reach::all().to("x/a", false));
 
     let mut c = model();
     let peers = json!([{"namespaceSelector": ns_is("y"), "podSelector": pod_is("a")}]);
-    apply(&mut c, "x", "allow-ns-y-pod-a-via-namespace-pod-selector", a_from(peers));
+    apply(
+        &mut c,
+        "x",
+        "allow-ns-y-pod-a-via-namespace-pod-selector",
+        a_from(peers),
+    );
     check(&c, 80, proto, &from_ya_to_xa());
 }
 
