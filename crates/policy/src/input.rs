@@ -1,50 +1,15 @@
 //! The cluster as the model sees it: pods, namespaces and parsed policies.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::serde_json::{Map, Value};
+pub use kinet_proxy_rules::Proto;
 
 use crate::policy::Policy;
 use crate::PolicyError;
-
-/// L4 protocol of a packet or a policy port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-pub enum Proto {
-    Tcp,
-    Udp,
-    Sctp,
-}
-
-impl Proto {
-    /// From a Kubernetes protocol string; absent means TCP, as the API defaults it.
-    pub fn from_k8s(p: Option<&str>) -> Result<Proto, PolicyError> {
-        match p.unwrap_or("TCP") {
-            "TCP" => Ok(Proto::Tcp),
-            "UDP" => Ok(Proto::Udp),
-            "SCTP" => Ok(Proto::Sctp),
-            other => Err(PolicyError::Protocol(other.to_string())),
-        }
-    }
-
-    /// The lower-case name nft uses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-            Proto::Sctp => "sctp",
-        }
-    }
-}
-
-impl fmt::Display for Proto {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A named container port, what a policy's named `port` resolves against.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +47,7 @@ impl Pod {
                 Some(ContainerPort {
                     name: p.name.clone()?,
                     port: u16::try_from(p.container_port).ok()?,
-                    proto: Proto::from_k8s(p.protocol.as_deref()).ok()?,
+                    proto: Proto::from_k8s(p.protocol.as_deref())?,
                 })
             })
             .collect();

@@ -156,7 +156,8 @@ fn peer(p: &NetworkPolicyPeer) -> Result<Peer, PolicyError> {
 }
 
 fn port(p: &NetworkPolicyPort) -> Result<PortMatch, PolicyError> {
-    let proto = Proto::from_k8s(p.protocol.as_deref())?;
+    let proto = Proto::from_k8s(p.protocol.as_deref())
+        .ok_or_else(|| PolicyError::Protocol(p.protocol.clone().unwrap_or_default()))?;
     let number = |n: i32| u16::try_from(n).map_err(|_| PolicyError::Port(n.to_string()));
     Ok(match &p.port {
         None => PortMatch::Any { proto },
@@ -183,6 +184,23 @@ fn nonempty<T, U>(
     }
 }
 
+type RuleParts<'a> = (
+    Option<&'a Vec<NetworkPolicyPeer>>,
+    Option<&'a Vec<NetworkPolicyPort>>,
+);
+
+/// Parses the (peers, ports) of each ingress or egress rule.
+fn rules<'a>(parts: impl Iterator<Item = RuleParts<'a>>) -> Result<Vec<Rule>, PolicyError> {
+    parts
+        .map(|(peers, ports)| {
+            Ok(Rule {
+                peers: nonempty(peers, peer)?,
+                ports: nonempty(ports, port)?,
+            })
+        })
+        .collect()
+}
+
 impl Policy {
     pub(crate) fn parse(np: &NetworkPolicy) -> Result<Policy, PolicyError> {
         let id = PolicyId {
@@ -202,34 +220,18 @@ impl Policy {
             }
         };
         let has = |t: &str| types.iter().any(|x| x == t);
-        let ingress = has("Ingress")
-            .then(|| {
-                spec.ingress
-                    .iter()
-                    .flatten()
-                    .map(|r| {
-                        Ok(Rule {
-                            peers: nonempty(r.from.as_ref(), peer)?,
-                            ports: nonempty(r.ports.as_ref(), port)?,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, PolicyError>>()
-            })
-            .transpose()?;
-        let egress = has("Egress")
-            .then(|| {
-                spec.egress
-                    .iter()
-                    .flatten()
-                    .map(|r| {
-                        Ok(Rule {
-                            peers: nonempty(r.to.as_ref(), peer)?,
-                            ports: nonempty(r.ports.as_ref(), port)?,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, PolicyError>>()
-            })
-            .transpose()?;
+        let ingress = spec
+            .ingress
+            .iter()
+            .flatten()
+            .map(|r| (r.from.as_ref(), r.ports.as_ref()));
+        let egress = spec
+            .egress
+            .iter()
+            .flatten()
+            .map(|r| (r.to.as_ref(), r.ports.as_ref()));
+        let ingress = has("Ingress").then(|| rules(ingress)).transpose()?;
+        let egress = has("Egress").then(|| rules(egress)).transpose()?;
         Ok(Policy {
             pod_selector: selector(spec.pod_selector.as_ref())?,
             id,

@@ -3,39 +3,9 @@
 
 use std::net::Ipv4Addr;
 
-use crate::input::Proto;
 use crate::policy::Direction;
 use crate::ruleset::{Action, AddrField, Chain, Hook, Match, Ruleset};
-
-/// Where a packet enters the node's stack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    /// From an interface (a pod, another node, outside): forward or input hook.
-    Network,
-    /// From the node's own network namespace: output hook, which the table leaves alone.
-    Host,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Packet {
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
-    pub proto: Proto,
-    pub dport: u16,
-    pub origin: Origin,
-}
-
-impl Packet {
-    pub fn new(proto: Proto, src: Ipv4Addr, dst: Ipv4Addr, dport: u16) -> Packet {
-        Packet {
-            src,
-            dst,
-            proto,
-            dport,
-            origin: Origin::Network,
-        }
-    }
-}
+pub use kinet_proxy_rules::{Origin, Packet};
 
 /// What happened to a new connection's first packet.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -35,67 +35,83 @@ fn from_ya_to_xa() -> Reach {
     Reach::all().to("x/a", false).peer("y/a", "x/a", true)
 }
 
+/// Applies `policies` in namespace x of a fresh model, in order, then checks each
+/// (port, protocol, expected table).
+fn case(policies: &[(&str, Value)], expect: Vec<(u16, Proto, Reach)>) {
+    let mut c = model();
+    for (name, spec) in policies {
+        apply(&mut c, "x", name, spec.clone());
+    }
+    for (port, proto, want) in expect {
+        check(&c, port, proto, &want);
+    }
+}
+
 #[test]
 fn c01_default_deny_ingress() {
-    let mut c = model();
-    apply(&mut c, "x", "deny-ingress", deny_ingress());
-    tcp80(&c, Reach::all().to("x/*", false));
+    case(
+        &[("deny-ingress", deny_ingress())],
+        vec![(80, Tcp, Reach::all().to("x/*", false))],
+    );
 }
 
 #[test]
 fn c02_default_deny_all() {
-    let mut c = model();
-    apply(&mut c, "x", "deny-all", deny_all());
-    tcp80(&c, Reach::all().to("x/*", false).from("x/*", false));
+    case(
+        &[("deny-all", deny_all())],
+        vec![(80, Tcp, Reach::all().to("x/*", false).from("x/*", false))],
+    );
 }
 
 #[test]
 fn c03_pod_selector_within_namespace() {
-    let mut c = model();
-    apply(
-        &mut c,
-        "x",
-        "x-a-allows-x-b",
-        a_from(json!([{"podSelector": pod_is("b")}])),
+    case(
+        &[(
+            "x-a-allows-x-b",
+            a_from(json!([{"podSelector": pod_is("b")}])),
+        )],
+        vec![(
+            80,
+            Tcp,
+            Reach::all().to("x/a", false).peer("x/b", "x/a", true),
+        )],
     );
-    tcp80(&c, Reach::all().to("x/a", false).peer("x/b", "x/a", true));
 }
 
 #[test]
 fn c04_allow_ingress_for_a_target() {
-    let mut c = model();
-    apply(&mut c, "x", "deny-all", deny_ingress());
-    apply(
-        &mut c,
-        "x",
-        "allow-all-to-a",
-        a_from(json!([{"podSelector": {}, "namespaceSelector": {}}])),
+    case(
+        &[
+            ("deny-all", deny_ingress()),
+            (
+                "allow-all-to-a",
+                a_from(json!([{"podSelector": {}, "namespaceSelector": {}}])),
+            ),
+        ],
+        vec![(80, Tcp, Reach::all().to("x/b", false).to("x/c", false))],
     );
-    tcp80(&c, Reach::all().to("x/b", false).to("x/c", false));
 }
 
 #[test]
 fn c05_from_all_namespaces() {
-    let mut c = model();
-    apply(
-        &mut c,
-        "x",
-        "allow-from-another-ns",
-        a_from(json!([{"namespaceSelector": {"matchLabels": {}}}])),
+    case(
+        &[(
+            "allow-from-another-ns",
+            a_from(json!([{"namespaceSelector": {"matchLabels": {}}}])),
+        )],
+        vec![(80, Tcp, Reach::all())],
     );
-    tcp80(&c, Reach::all());
 }
 
 #[test]
 fn c06_only_from_another_namespace() {
-    let mut c = model();
-    apply(
-        &mut c,
-        "x",
-        "allow-client-a-via-ns-selector",
-        a_from(json!([{"namespaceSelector": ns_is("y")}])),
+    case(
+        &[(
+            "allow-client-a-via-ns-selector",
+            a_from(json!([{"namespaceSelector": ns_is("y")}])),
+        )],
+        vec![(80, Tcp, only_from_y_to_xa())],
     );
-    tcp80(&c, only_from_y_to_xa());
 }
 
 #[test]
@@ -171,19 +187,19 @@ fn c11_multiple_pod_and_namespace_selectors() {
 
 #[test]
 fn c12_any_pod_selectors() {
-    let mut c = model();
-    apply(
-        &mut c,
-        "x",
-        "allow-ns-x-pod-b-c",
-        a_from(json!([{"podSelector": pod_is("b")}, {"podSelector": pod_is("c")}])),
-    );
-    tcp80(
-        &c,
-        Reach::all()
-            .to("x/a", false)
-            .peer("x/b", "x/a", true)
-            .peer("x/c", "x/a", true),
+    case(
+        &[(
+            "allow-ns-x-pod-b-c",
+            a_from(json!([{"podSelector": pod_is("b")}, {"podSelector": pod_is("c")}])),
+        )],
+        vec![(
+            80,
+            Tcp,
+            Reach::all()
+                .to("x/a", false)
+                .peer("x/b", "x/a", true)
+                .peer("x/c", "x/a", true),
+        )],
     );
 }
 
@@ -202,14 +218,13 @@ fn c13_pod_in_another_namespace() {
 
 #[test]
 fn c14_ports() {
-    let mut c = model();
-    apply(
-        &mut c,
-        "x",
-        "allow-client-a-via-ns-selector",
-        a_from_y_on(json!({"protocol": "TCP", "port": 81})),
+    case(
+        &[(
+            "allow-client-a-via-ns-selector",
+            a_from_y_on(json!({"protocol": "TCP", "port": 81})),
+        )],
+        vec![(81, Tcp, only_from_y_to_xa())],
     );
-    check(&c, 81, Tcp, &only_from_y_to_xa());
 }
 
 #[test]
@@ -234,56 +249,57 @@ fn c15_stacked_policies() {
 
 #[test]
 fn c16_allow_all() {
-    let mut c = model();
-    apply(
-        &mut c,
-        "x",
-        "allow-all",
-        json!({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{}]}),
+    case(
+        &[(
+            "allow-all",
+            json!({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{}]}),
+        )],
+        vec![(80, Tcp, Reach::all()), (81, Tcp, Reach::all())],
     );
-    tcp80(&c, Reach::all());
-    check(&c, 81, Tcp, &Reach::all());
 }
 
 #[test]
 fn c17_ingress_on_one_named_port() {
-    let mut c = model();
-    apply(
-        &mut c,
-        "x",
-        "allow-all",
-        json!({"podSelector": {}, "policyTypes": ["Ingress"],
+    case(
+        &[(
+            "allow-all",
+            json!({"podSelector": {}, "policyTypes": ["Ingress"],
                                             "ingress": [{"ports": [{"port": "serve-81-tcp"}]}]}),
+        )],
+        vec![
+            (81, Tcp, Reach::all()),
+            (80, Tcp, Reach::all().to("x/*", false)),
+        ],
     );
-    check(&c, 81, Tcp, &Reach::all());
-    tcp80(&c, Reach::all().to("x/*", false));
 }
 
 #[test]
 fn c18_from_namespace_on_one_named_port() {
-    let mut c = model();
-    apply(
-        &mut c,
-        "x",
-        "allow-client-a-via-ns-selector-80",
-        a_from_y_on(json!({"protocol": "TCP", "port": "serve-80-tcp"})),
+    case(
+        &[(
+            "allow-client-a-via-ns-selector-80",
+            a_from_y_on(json!({"protocol": "TCP", "port": "serve-80-tcp"})),
+        )],
+        vec![
+            (80, Tcp, only_from_y_to_xa()),
+            (81, Tcp, Reach::all().to("x/a", false)),
+        ],
     );
-    tcp80(&c, only_from_y_to_xa());
-    check(&c, 81, Tcp, &Reach::all().to("x/a", false));
 }
 
 #[test]
 fn c19_egress_on_one_named_port() {
-    let mut c = model();
-    apply(
-        &mut c,
-        "x",
-        "allow-egress",
-        json!({"podSelector": {}, "policyTypes": ["Egress"],
+    case(
+        &[(
+            "allow-egress",
+            json!({"podSelector": {}, "policyTypes": ["Egress"],
                                                "egress": [{"ports": [{"port": "serve-80-tcp"}]}]}),
+        )],
+        vec![
+            (80, Tcp, Reach::all()),
+            (81, Tcp, Reach::all().from("x/*", false)),
+        ],
     );
-    tcp80(&c, Reach::all());
-    check(&c, 81, Tcp, &Reach::all().from("x/*", false));
 }
 
 #[test]
@@ -340,18 +356,18 @@ fn c22_updated_pod() {
 
 #[test]
 fn c23_deny_from_other_namespaces() {
-    let mut c = model();
-    apply(
-        &mut c,
-        "x",
-        "deny-empty-policy",
-        json!({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": [{"podSelector": {"matchLabels": {}}}]}]}),
-    );
-    tcp80(
-        &c,
-        Reach::all()
-            .peer("y/*", "x/*", false)
-            .peer("z/*", "x/*", false),
+    case(
+        &[(
+            "deny-empty-policy",
+            json!({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": [{"podSelector": {"matchLabels": {}}}]}]}),
+        )],
+        vec![(
+            80,
+            Tcp,
+            Reach::all()
+                .peer("y/*", "x/*", false)
+                .peer("z/*", "x/*", false),
+        )],
     );
 }
 
@@ -373,26 +389,24 @@ fn c24_deny_to_updated_pod() {
 
 #[test]
 fn c25_deny_egress_by_pod_selector() {
-    let mut c = model();
-    apply(
-        &mut c,
-        "x",
-        "deny-egress-pod-a",
-        json!({"podSelector": pod_is("a"), "policyTypes": ["Egress"], "egress": []}),
+    case(
+        &[(
+            "deny-egress-pod-a",
+            json!({"podSelector": pod_is("a"), "policyTypes": ["Egress"], "egress": []}),
+        )],
+        vec![(80, Tcp, Reach::all().from("x/a", false))],
     );
-    tcp80(&c, Reach::all().from("x/a", false));
 }
 
 #[test]
 fn c26_deny_egress_from_namespace() {
-    let mut c = model();
-    apply(
-        &mut c,
-        "x",
-        "deny-egress-ns-x",
-        json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": []}),
+    case(
+        &[(
+            "deny-egress-ns-x",
+            json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": []}),
+        )],
+        vec![(80, Tcp, Reach::all().from("x/*", false))],
     );
-    tcp80(&c, Reach::all().from("x/*", false));
 }
 
 #[test]
@@ -444,22 +458,28 @@ fn c28_egress_denied_at_the_client_though_the_server_allows() {
 
 #[test]
 fn c29_egress_to_pod_in_another_namespace() {
-    let mut c = model();
-    apply(&mut c, "x", "allow-to-ns-y-pod-a", xa_to_ya());
-    tcp80(&c, Reach::all().from("x/a", false).peer("x/a", "y/a", true));
+    case(
+        &[("allow-to-ns-y-pod-a", xa_to_ya())],
+        vec![(
+            80,
+            Tcp,
+            Reach::all().from("x/a", false).peer("x/a", "y/a", true),
+        )],
+    );
 }
 
 #[test]
 fn c30_any_port_of_one_protocol() {
-    let mut c = model();
-    apply(
-        &mut c,
-        "x",
-        "allow-ingress-by-proto",
-        a_ingress_ports(json!([{"protocol": "TCP"}])),
+    case(
+        &[(
+            "allow-ingress-by-proto",
+            a_ingress_ports(json!([{"protocol": "TCP"}])),
+        )],
+        vec![
+            (80, Tcp, Reach::all()),
+            (80, Udp, Reach::all().to("x/a", false)),
+        ],
     );
-    tcp80(&c, Reach::all());
-    check(&c, 80, Udp, &Reach::all().to("x/a", false));
 }
 
 #[test]
@@ -578,63 +598,60 @@ fn c37_ingress_and_egress_independent() {
 
 #[test]
 fn c38_sctp_is_not_tcp() {
-    let mut c = model();
-    apply(&mut c, "x", "deny-ingress", deny_ingress());
-    apply(
-        &mut c,
-        "x",
-        "allow-only-sctp-ingress-on-port-81",
-        a_ingress_ports(json!([{"protocol": "SCTP", "port": 81}])),
+    case(
+        &[
+            ("deny-ingress", deny_ingress()),
+            (
+                "allow-only-sctp-ingress-on-port-81",
+                a_ingress_ports(json!([{"protocol": "SCTP", "port": 81}])),
+            ),
+        ],
+        vec![(81, Tcp, Reach::all().to("x/*", false))],
     );
-    check(&c, 81, Tcp, &Reach::all().to("x/*", false));
 }
 
 #[test]
 fn c39_sctp_policy_isolates() {
-    let mut c = model();
-    apply(
-        &mut c,
-        "x",
-        "allow-only-sctp-ingress-on-port-80",
-        a_ingress_ports(json!([{"protocol": "SCTP", "port": 80}])),
+    case(
+        &[(
+            "allow-only-sctp-ingress-on-port-80",
+            a_ingress_ports(json!([{"protocol": "SCTP", "port": 80}])),
+        )],
+        vec![(81, Tcp, Reach::all().to("x/a", false))],
     );
-    check(&c, 81, Tcp, &Reach::all().to("x/a", false));
 }
 
 #[test]
 fn c40_udp_only_refuses_tcp() {
-    let mut c = model();
-    apply(
-        &mut c,
-        "x",
-        "allow-only-udp-ingress-on-port-81",
-        a_ingress_ports(json!([{"protocol": "UDP", "port": 81}])),
+    case(
+        &[(
+            "allow-only-udp-ingress-on-port-81",
+            a_ingress_ports(json!([{"protocol": "UDP", "port": 81}])),
+        )],
+        vec![(81, Tcp, Reach::all().to("x/a", false))],
     );
-    check(&c, 81, Tcp, &Reach::all().to("x/a", false));
 }
 
 #[test]
 fn c41_default_namespace_label_match_labels() {
-    let mut c = model();
-    apply(
-        &mut c,
-        "x",
-        "allow-client-a-via-ns-selector-for-immutable-ns-label",
-        a_from(json!([{"namespaceSelector": ns_is("y")}])),
+    case(
+        &[(
+            "allow-client-a-via-ns-selector-for-immutable-ns-label",
+            a_from(json!([{"namespaceSelector": ns_is("y")}])),
+        )],
+        vec![(80, Tcp, only_from_y_to_xa())],
     );
-    tcp80(&c, only_from_y_to_xa());
 }
 
 #[test]
 fn c42_default_namespace_label_match_expressions_egress() {
-    let mut c = model();
-    apply(
-        &mut c,
-        "x",
-        "allow-ns-y-match-selector-for-immutable-ns-label",
-        json!({"podSelector": pod_is("a"), "policyTypes": ["Egress"], "egress": [{"to": [{"namespaceSelector": ns_not_in("y")}]}]}),
+    case(
+        &[(
+            "allow-ns-y-match-selector-for-immutable-ns-label",
+            json!({"podSelector": pod_is("a"), "policyTypes": ["Egress"], "egress": [{"to": [{"namespaceSelector": ns_not_in("y")}]}]}),
+        )],
+        vec![(80, Tcp, Reach::all().peer("x/a", "y/*", false))],
     );
-    tcp80(&c, Reach::all().peer("x/a", "y/*", false));
 }
 
 /// Cases 43–48: default deny, ports, and namespace+pod selectors on UDP, then SCTP.
