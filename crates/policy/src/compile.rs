@@ -17,7 +17,9 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use crate::input::{Cluster, Pod};
-use crate::policy::{Direction, Peer, Policy, PortMatch};
+use kinet_proxy_rules::hash_and_truncate;
+
+use crate::policy::{Direction, Peer, Policy, PolicyId, PortMatch};
 use crate::ruleset::{Action, AddrField, Chain, Element, Hook, Match, Rule, Ruleset, Set, SetKind};
 
 /// The table the compiled rules live in (`table inet kinet-policy`), beside the proxy's.
@@ -81,7 +83,7 @@ pub fn compile(cluster: &Cluster, node: &str, local_addrs: &[Ipv4Addr]) -> Rules
                 rules.extend(policy_rules(p, dir));
             }
             for p in &isolating {
-                let counter = format!("drops-{}", p.id);
+                let counter = drop_counter_name(&p.id);
                 rs.counters.insert(counter.clone());
                 rules.push(Rule {
                     matches: Vec::new(),
@@ -94,7 +96,7 @@ pub fn compile(cluster: &Cluster, node: &str, local_addrs: &[Ipv4Addr]) -> Rules
                 action: Action::Drop,
                 comment: None,
             });
-            let name = format!("pod-{}-{}/{}", dir.as_str(), pod.namespace, pod.name);
+            let name = pod_chain_name(dir, &pod.namespace, &pod.name);
             let map = match dir {
                 Direction::Ingress => INGRESS_MAP,
                 Direction::Egress => EGRESS_MAP,
@@ -114,8 +116,23 @@ pub fn compile(cluster: &Cluster, node: &str, local_addrs: &[Ipv4Addr]) -> Rules
     rs
 }
 
+// Names as kube-proxy builds them: a short kind, then a hash that keeps them unique and
+// within nft's 256 bytes, then the readable identity (truncated if long).
+
 fn set_name(p: &Policy, dir: Direction, index: usize, what: &str) -> String {
-    format!("{}-{}-{index}-{what}", dir.as_str(), p.id)
+    let id = format!("{}/{}/{index}", p.id, dir.as_str());
+    format!("{what}-{}", hash_and_truncate(&id))
+}
+
+/// The chain enforcing `dir` for one local pod.
+pub(crate) fn pod_chain_name(dir: Direction, namespace: &str, pod: &str) -> String {
+    let id = format!("{namespace}/{pod}");
+    format!("pod-{}-{}", dir.as_str(), hash_and_truncate(&id))
+}
+
+/// The named counter of the packets a policy dropped (its isolated pods refused them).
+pub fn drop_counter_name(policy: &PolicyId) -> String {
+    format!("drops-{}", hash_and_truncate(&policy.to_string()))
 }
 
 /// Creates the peer and port sets of every rule of `p` in `dir`.

@@ -18,7 +18,7 @@ mod trace;
 #[cfg(test)]
 mod tests;
 
-pub use compile::{compile, TABLE};
+pub use compile::{compile, drop_counter_name, TABLE};
 pub use input::{Cluster, ContainerPort, Namespace, Pod, Proto};
 pub use model::{Allow, Endpoint, Verdict};
 pub use policy::{Direction, PolicyId, RuleId};

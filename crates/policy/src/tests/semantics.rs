@@ -4,6 +4,13 @@
 use super::*;
 use crate::{Direction, PolicyError, PolicyId};
 
+fn drop_counter(policy: &str) -> String {
+    crate::drop_counter_name(&PolicyId {
+        namespace: "x".into(),
+        name: policy.into(),
+    })
+}
+
 fn xa(c: &Cluster) -> &Pod {
     c.pod("x", "a").unwrap()
 }
@@ -139,7 +146,7 @@ fn own_node_reaches_an_isolated_pod_and_other_nodes_do_not() {
     );
     let t = trace(&rs, &Packet::new(Tcp, node_ip(other), a.ip, 80));
     assert!(!t.accepted);
-    assert_eq!(t.counters, vec!["drops-x/deny-ingress".to_string()]);
+    assert_eq!(t.counters, vec![drop_counter("deny-ingress")]);
 }
 
 #[test]
@@ -179,10 +186,7 @@ fn drops_are_counted_once_per_isolating_policy() {
     let (a, yb) = (xa(&c), c.pod("y", "b").unwrap());
     let rs = compile(&c, &a.node, &[]);
     let t = trace(&rs, &Packet::new(Tcp, yb.ip, a.ip, 80));
-    assert_eq!(
-        t.counters,
-        vec!["drops-x/p1".to_string(), "drops-x/p2".to_string()]
-    );
+    assert_eq!(t.counters, vec![drop_counter("p1"), drop_counter("p2")]);
     assert_eq!(
         trace(&rs, &Packet::new(Tcp, yb.ip, a.ip, 82))
             .ingress
@@ -203,11 +207,34 @@ fn chains_exist_only_for_local_isolated_pods() {
     let a = xa(&c);
     let other = NODES.iter().find(|n| **n != a.node).unwrap();
     let here = compile(&c, &a.node, &[]);
-    assert!(here.chain("pod-ingress-x/a").is_some());
+    let chain = crate::compile::pod_chain_name(Direction::Ingress, "x", "a");
+    assert!(here.chain(&chain).is_some());
     assert_eq!(here.maps["ingress-pods"].len(), 1);
     let there = compile(&c, other, &[]);
     assert!(there.maps.values().all(|m| m.is_empty()));
     assert_eq!(there.chains.len(), 2, "only the base chains");
+}
+
+#[test]
+fn long_names_stay_within_nft_limits() {
+    let mut c = model();
+    let long = "p".repeat(253);
+    apply(
+        &mut c,
+        "x",
+        &long,
+        json!({"podSelector": {}, "ingress": [{"from": [{"podSelector": {}}], "ports": [{"port": "serve-80-tcp"}]}]}),
+    );
+    let rs = compile(&c, NODES[0], &[]);
+    let names = rs
+        .sets
+        .iter()
+        .map(|s| &s.name)
+        .chain(rs.chains.iter().map(|c| &c.name))
+        .chain(&rs.counters);
+    for n in names {
+        assert!(n.len() <= 256, "{n}");
+    }
 }
 
 #[test]
