@@ -264,7 +264,7 @@ fn c17_ingress_on_one_named_port() {
         &[(
             "allow-all",
             json!({"podSelector": {}, "policyTypes": ["Ingress"],
-                                            "ingress": [{"ports": [{"port": "serve-81-tcp"}]}]}),
+                   "ingress": [{"ports": [{"port": "serve-81-tcp"}]}]}),
         )],
         vec![
             (81, Tcp, Reach::all()),
@@ -293,7 +293,7 @@ fn c19_egress_on_one_named_port() {
         &[(
             "allow-egress",
             json!({"podSelector": {}, "policyTypes": ["Egress"],
-                                               "egress": [{"ports": [{"port": "serve-80-tcp"}]}]}),
+                   "egress": [{"ports": [{"port": "serve-80-tcp"}]}]}),
         )],
         vec![
             (80, Tcp, Reach::all()),
@@ -482,42 +482,33 @@ fn c30_any_port_of_one_protocol() {
     );
 }
 
-#[test]
-fn c31_ingress_allow_all_takes_precedence() {
+/// Cases 31 and 32: a policy allowing only port 80 in `dir`, then an allow-all one beside it.
+fn allow_all_takes_precedence(dir: &str, closed: Reach) {
+    let spec = |rules: Value| {
+        let mut v = json!({"podSelector": {}, "policyTypes": [dir]});
+        v[dir.to_lowercase()] = rules;
+        v
+    };
     let mut c = model();
     apply(
         &mut c,
         "x",
-        "allow-ingress-port-80",
-        json!({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"ports": [{"port": 80}]}]}),
+        "allow-port-80",
+        spec(json!([{"ports": [{"port": 80}]}])),
     );
-    check(&c, 81, Tcp, &Reach::all().to("x/*", false));
-    apply(
-        &mut c,
-        "x",
-        "allow-ingress",
-        json!({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{}]}),
-    );
+    check(&c, 81, Tcp, &closed);
+    apply(&mut c, "x", "allow-all", spec(json!([{}])));
     check(&c, 81, Tcp, &Reach::all());
 }
 
 #[test]
+fn c31_ingress_allow_all_takes_precedence() {
+    allow_all_takes_precedence("Ingress", Reach::all().to("x/*", false));
+}
+
+#[test]
 fn c32_egress_allow_all_takes_precedence() {
-    let mut c = model();
-    apply(
-        &mut c,
-        "x",
-        "allow-egress-port-80",
-        json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"ports": [{"port": 80}]}]}),
-    );
-    check(&c, 81, Tcp, &Reach::all().from("x/*", false));
-    apply(
-        &mut c,
-        "x",
-        "allow-egress",
-        json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{}]}),
-    );
-    check(&c, 81, Tcp, &Reach::all());
+    allow_all_takes_precedence("Egress", Reach::all().from("x/*", false));
 }
 
 #[test]
@@ -610,26 +601,19 @@ fn c38_sctp_is_not_tcp() {
     );
 }
 
+/// Cases 39 and 40: a policy allowing only another protocol's port isolates x/a for TCP.
 #[test]
-fn c39_sctp_policy_isolates() {
-    case(
-        &[(
-            "allow-only-sctp-ingress-on-port-80",
-            a_ingress_ports(json!([{"protocol": "SCTP", "port": 80}])),
-        )],
-        vec![(81, Tcp, Reach::all().to("x/a", false))],
-    );
-}
-
-#[test]
-fn c40_udp_only_refuses_tcp() {
-    case(
-        &[(
-            "allow-only-udp-ingress-on-port-81",
-            a_ingress_ports(json!([{"protocol": "UDP", "port": 81}])),
-        )],
-        vec![(81, Tcp, Reach::all().to("x/a", false))],
-    );
+fn c39_c40_a_port_of_another_protocol_isolates() {
+    for (name, proto, port) in [
+        ("allow-only-sctp-ingress-on-port-80", "SCTP", 80),
+        ("allow-only-udp-ingress-on-port-81", "UDP", 81),
+    ] {
+        let ports = a_ingress_ports(json!([{"protocol": proto, "port": port}]));
+        case(
+            &[(name, ports)],
+            vec![(81, Tcp, Reach::all().to("x/a", false))],
+        );
+    }
 }
 
 #[test]
