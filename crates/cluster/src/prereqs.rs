@@ -1,6 +1,8 @@
 //! What kinet needs from the host before `up` creates anything: the programs it runs and the
-//! kernel features its network uses. The lists are data: a requirement that goes away (say,
-//! `nft` once the proxy loads everything over netlink) is one line removed.
+//! kernel features its network uses. The lists are data: a requirement that goes away is one
+//! entry removed. The service proxy and the nodes' masquerade load nftables over netlink and
+//! delete stale conntrack entries the same way, so `nft` and `conntrack` are tools to look
+//! with, not to run a cluster (only `--egress` loads the host's table with `nft`).
 //!
 //! [`check`] is pure over a [`Lookup`]; [`HostLookup`] answers from `PATH`, `/proc`, `/sys`
 //! and `/lib/modules` without loading anything (no `modprobe`).
@@ -17,6 +19,8 @@ pub struct Program {
     pub why: &'static str,
     /// The Debian/Ubuntu package that ships it.
     pub package: &'static str,
+    /// Only a cluster made with `--egress` runs it.
+    pub egress_only: bool,
 }
 
 /// Every program a cluster with nodes runs (`Command::new` across the workspace).
@@ -25,31 +29,31 @@ pub const PROGRAMS: &[Program] = &[
         name: "nsenter",
         why: "starts node agents, pod sandboxes and `kubectl exec` inside their namespaces",
         package: "util-linux",
+        egress_only: false,
     },
     Program {
         name: "unshare",
         why: "gives each pod sandbox its own UTS, IPC and mount namespaces",
         package: "util-linux",
+        egress_only: false,
     },
     Program {
         name: "setsid",
         why: "gives `kubectl exec -t` a controlling terminal",
         package: "util-linux",
+        egress_only: false,
     },
     Program {
         name: "ip",
         why: "puts LoadBalancer addresses on each node's kinet-lb link",
         package: "iproute2",
+        egress_only: false,
     },
     Program {
         name: "nft",
-        why: "loads the service proxy's rules, each node's masquerade table and the host's --egress table",
+        why: "loads the host's masquerade table for --egress",
         package: "nftables",
-    },
-    Program {
-        name: "conntrack",
-        why: "drops stale UDP conntrack entries when a Service endpoint goes away",
-        package: "conntrack",
+        egress_only: true,
     },
 ];
 
@@ -159,11 +163,20 @@ fn list(missing: &[Missing]) -> String {
         .join("\n")
 }
 
-/// Everything in the lists the host lacks, programs first. `vxlan` says whether the
-/// cluster's pod backend is VXLAN.
-pub fn check(lookup: &impl Lookup, vxlan: bool) -> Vec<Missing> {
+/// What the cluster being started uses beyond what every cluster with nodes needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    /// The pod backend is VXLAN.
+    pub vxlan: bool,
+    /// `--egress`: the host masquerades pod traffic.
+    pub egress: bool,
+}
+
+/// Everything in the lists the host lacks for a cluster that `needs` this, programs first.
+pub fn check(lookup: &impl Lookup, needs: Needs) -> Vec<Missing> {
     let mut missing: Vec<Missing> = PROGRAMS
         .iter()
+        .filter(|p| needs.egress || !p.egress_only)
         .filter(|p| !lookup.program(p.name))
         .map(|p| Missing {
             what: format!("program {}", p.name),
@@ -172,7 +185,10 @@ pub fn check(lookup: &impl Lookup, vxlan: bool) -> Vec<Missing> {
         })
         .collect();
     let kernel = KernelFacts::gather(lookup);
-    for feature in KERNEL_FEATURES.iter().filter(|f| vxlan || !f.vxlan_only) {
+    for feature in KERNEL_FEATURES
+        .iter()
+        .filter(|f| needs.vxlan || !f.vxlan_only)
+    {
         if let Some(fix) = kernel.lacks(lookup, feature) {
             missing.push(Missing {
                 what: format!("kernel feature {} ({})", feature.module, feature.config),
@@ -185,8 +201,8 @@ pub fn check(lookup: &impl Lookup, vxlan: bool) -> Vec<Missing> {
 }
 
 /// `check` as an error for `up`.
-pub fn require(lookup: &impl Lookup, vxlan: bool) -> Result<(), MissingPrerequisites> {
-    let missing = check(lookup, vxlan);
+pub fn require(lookup: &impl Lookup, needs: Needs) -> Result<(), MissingPrerequisites> {
+    let missing = check(lookup, needs);
     if missing.is_empty() {
         Ok(())
     } else {

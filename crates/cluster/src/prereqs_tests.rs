@@ -28,6 +28,15 @@ impl Lookup for Fake {
     }
 }
 
+const VXLAN: Needs = Needs {
+    vxlan: true,
+    egress: false,
+};
+const HOST_GW: Needs = Needs {
+    vxlan: false,
+    egress: false,
+};
+
 fn all_programs() -> Vec<&'static str> {
     PROGRAMS.iter().map(|p| p.name).collect()
 }
@@ -53,27 +62,41 @@ fn whats(missing: &[Missing]) -> Vec<&str> {
 
 #[test]
 fn a_complete_host_lacks_nothing() {
-    assert_eq!(check(&complete(), true), []);
-    assert!(require(&complete(), true).is_ok());
+    assert_eq!(check(&complete(), VXLAN), []);
+    assert!(require(&complete(), VXLAN).is_ok());
 }
 
 #[test]
 fn each_missing_program_names_its_package() {
     let mut host = complete();
-    host.programs.retain(|p| *p != "conntrack" && *p != "ip");
-    let missing = check(&host, true);
-    assert_eq!(whats(&missing), ["program ip", "program conntrack"]);
+    host.programs.retain(|p| *p != "unshare" && *p != "ip");
+    let missing = check(&host, VXLAN);
+    assert_eq!(whats(&missing), ["program unshare", "program ip"]);
+    assert!(missing[0].fix.contains("apt-get install util-linux"));
     assert!(
-        missing[0].fix.contains("apt-get install iproute2"),
+        missing[1].fix.contains("apt-get install iproute2"),
         "{missing:?}"
     );
-    assert!(missing[1].fix.contains("apt-get install conntrack"));
-    let err = require(&host, true).unwrap_err().to_string();
+    let err = require(&host, VXLAN).unwrap_err().to_string();
     assert!(
         err.contains("program ip is missing: kinet puts LoadBalancer"),
         "{err}"
     );
-    assert!(err.contains("program conntrack is missing"), "{err}");
+    assert!(err.contains("program unshare is missing"), "{err}");
+}
+
+#[test]
+fn nft_is_needed_only_for_egress() {
+    let mut host = complete();
+    host.programs.retain(|p| *p != "nft");
+    assert_eq!(check(&host, VXLAN), []);
+    let egress = Needs {
+        egress: true,
+        ..VXLAN
+    };
+    let missing = check(&host, egress);
+    assert_eq!(whats(&missing), ["program nft"]);
+    assert!(missing[0].fix.contains("apt-get install nftables"));
 }
 
 #[test]
@@ -95,11 +118,11 @@ fn a_feature_the_config_lacks_is_missing() {
             .unwrap()
             .replace("CONFIG_VXLAN=y", "# CONFIG_VXLAN is not set"),
     );
-    let missing = check(&host, true);
+    let missing = check(&host, VXLAN);
     assert_eq!(whats(&missing), ["kernel feature vxlan (CONFIG_VXLAN)"]);
     assert!(missing[0].fix.contains("built without CONFIG_VXLAN"));
     // host-gw does not need VXLAN.
-    assert_eq!(check(&host, false), []);
+    assert_eq!(check(&host, HOST_GW), []);
 }
 
 #[test]
@@ -107,7 +130,7 @@ fn a_loadable_module_counts_unless_it_must_already_be_loaded() {
     let mut host = complete();
     host.config = Some(host.config.unwrap().replace("=y", "=m"));
     host.paths.clear();
-    let missing = check(&host, true);
+    let missing = check(&host, VXLAN);
     assert_eq!(
         whats(&missing),
         ["kernel feature br_netfilter (CONFIG_BRIDGE_NETFILTER)"]
@@ -134,7 +157,7 @@ fn loaded_modules_count_without_a_config() {
         )),
         ..Fake::default()
     };
-    assert_eq!(check(&host, true), []);
+    assert_eq!(check(&host, VXLAN), []);
 }
 
 #[test]
@@ -149,7 +172,7 @@ fn the_module_index_decides_when_there_is_no_config() {
         ..Fake::default()
     };
     assert_eq!(
-        whats(&check(&host, true)),
+        whats(&check(&host, VXLAN)),
         [
             "kernel feature nft_nat (CONFIG_NFT_NAT)",
             "kernel feature vxlan (CONFIG_VXLAN)"
@@ -164,5 +187,5 @@ fn an_opaque_kernel_gets_the_benefit_of_the_doubt() {
         paths: vec!["/proc/sys/net/bridge/bridge-nf-call-iptables".into()],
         ..Fake::default()
     };
-    assert_eq!(check(&host, true), []);
+    assert_eq!(check(&host, VXLAN), []);
 }

@@ -204,20 +204,25 @@ async fn start_nodes(
 /// Stops `up` before it creates anything when the host lacks a program or kernel feature
 /// the nodes need (a cluster without nodes runs only the control plane: it needs none).
 fn check_prerequisites(dir: &ClusterDir, args: &UpArgs) -> Result<()> {
-    let (nodes, backend) = if dir.exists() {
+    let (nodes, backend, egress) = if dir.exists() {
         let info = dir.load_info()?;
-        (info.nodes, info.backend)
+        (info.nodes, info.backend, info.egress)
     } else {
         (
             args.nodes.unwrap_or(DEFAULT_NODES),
             args.backend.unwrap_or_default(),
+            args.egress,
         )
     };
     if nodes == 0 {
         return Ok(());
     }
     let step = Step::start("Checking prerequisites");
-    prereqs::require(&prereqs::HostLookup::new(), backend == PodBackend::Vxlan)?;
+    let needs = prereqs::Needs {
+        vxlan: backend == PodBackend::Vxlan,
+        egress,
+    };
+    prereqs::require(&prereqs::HostLookup::new(), needs)?;
     step.done();
     Ok(())
 }

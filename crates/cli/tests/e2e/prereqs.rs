@@ -16,10 +16,12 @@ fn which(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("{name} is not installed on this machine"))
 }
 
-/// A PATH directory with every program kinet needs except `without`.
+/// A PATH directory with every program a cluster without `--egress` needs, except `without`:
+/// no `nft` and no `conntrack`, which are tools to look with.
 fn path_without(without: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for p in PROGRAMS.iter().filter(|p| p.name != without) {
+    let needed = PROGRAMS.iter().filter(|p| !p.egress_only);
+    for p in needed.filter(|p| p.name != without) {
         std::os::unix::fs::symlink(which(p.name), dir.path().join(p.name)).unwrap();
     }
     dir
@@ -36,9 +38,9 @@ fn entries(dir: &Path) -> Vec<String> {
 }
 
 #[test]
-fn lifecycle_up_without_conntrack_names_the_package_and_leaves_nothing() {
+fn lifecycle_up_without_ip_names_the_package_and_leaves_nothing() {
     let cluster = Cluster::new();
-    let bin = path_without("conntrack");
+    let bin = path_without("ip");
     let out = Command::new(env!("CARGO_BIN_EXE_kinet"))
         .args(["up", "--name", &cluster.name])
         .env("KINET_HOME", &cluster.home)
@@ -49,7 +51,7 @@ fn lifecycle_up_without_conntrack_names_the_package_and_leaves_nothing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(" ✗ Checking prerequisites"), "{}", show(&out));
     assert!(
-        err.contains("program conntrack is missing") && err.contains("apt-get install conntrack"),
+        err.contains("program ip is missing") && err.contains("apt-get install iproute2"),
         "{}",
         show(&out)
     );
@@ -74,4 +76,32 @@ fn lifecycle_up_without_conntrack_names_the_package_and_leaves_nothing() {
     assert!(!Path::new(&host_link).exists(), "{host_link} left");
     assert!(!control_plane_running(&cluster.name));
     assert!(!agent_running(&cluster.name));
+}
+
+/// With only the programs the check asks for on PATH (no `nft`, no `conntrack`), `up` brings
+/// a cluster to usable: Service rules and the pod masquerade load over netlink, and DNS
+/// answers through the kube-dns ClusterIP before `up` returns.
+#[test]
+fn lifecycle_up_runs_without_nft_or_conntrack() {
+    let cluster = Cluster::new();
+    let bin = path_without("");
+    let out = Command::new(env!("CARGO_BIN_EXE_kinet"))
+        .args(["up", "--nodes", "2", "--name", &cluster.name])
+        .env("KINET_HOME", &cluster.home)
+        .env("PATH", bin.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    // Looked at with the host's nft: the proxy's and the masquerade's tables are on every node.
+    for node in ["control-plane", "worker"] {
+        let node = format!("{}-{node}", cluster.name);
+        let listing = cluster.kinet(&["node", "exec", &node, "--", "nft", "list", "tables"]);
+        let tables = crate::harness::stdout(&listing);
+        let tables: Vec<&str> = tables.lines().collect();
+        assert!(
+            tables.contains(&"table ip kinet") && tables.contains(&"table ip kinet-podnet"),
+            "{}",
+            show(&listing)
+        );
+    }
 }
