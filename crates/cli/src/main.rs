@@ -131,6 +131,22 @@ enum Command {
         #[arg(long)]
         service_account: Option<PathBuf>,
     },
+    /// A container's shim: holds its stdio, writes its log (started by the agent).
+    #[command(hide = true)]
+    Shim {
+        #[arg(long)]
+        log: PathBuf,
+        #[arg(long)]
+        io_dir: PathBuf,
+        #[arg(long)]
+        stdin: bool,
+        #[arg(long)]
+        stdin_once: bool,
+        #[arg(long)]
+        tty: bool,
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -241,9 +257,36 @@ enum BenchCommand {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() -> anyhow::Result<()> {
+    let command = Cli::parse().command;
+    // The shim blocks signals for the whole process, so it runs before any runtime thread
+    // exists (and needs none).
+    if let Command::Shim {
+        log,
+        io_dir,
+        stdin,
+        stdin_once,
+        tty,
+        argv,
+    } = command
+    {
+        return kinet_agent::pods::shim::run(&kinet_agent::pods::shim::ShimArgs {
+            log,
+            io_dir,
+            stdin,
+            stdin_once,
+            tty,
+            argv,
+        });
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(command))
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Up {
             name,
             nodes,
@@ -281,6 +324,7 @@ async fn main() -> anyhow::Result<()> {
             resolv,
             service_account,
         }),
+        Command::Shim { .. } => unreachable!("the shim runs without a runtime"),
         Command::Node {
             what:
                 NodeCommand::Exec {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
+use kinet_node_api::logs::{cri, Stream};
 use support::{channel, running, Agent, FakePods, Sandbox, WsClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -27,7 +28,16 @@ async fn logs_tail_limit_and_kubelet_errors() {
     let sandbox = Sandbox::start();
     let dir = tempfile::tempdir().unwrap();
     let pods = pods(&sandbox, &dir);
-    std::fs::write(&pods.log, "one\ntwo\nthree\n").unwrap();
+    // Written as the shim writes: "one" an hour ago, the rest now.
+    let now = std::time::SystemTime::now();
+    let hour_ago = now - Duration::from_secs(3600);
+    let log = [
+        cri::encode(hour_ago, Stream::Stdout, b"one\n"),
+        cri::encode(now, Stream::Stderr, b"two\n"),
+        cri::encode(now, Stream::Stdout, b"three\n"),
+    ]
+    .concat();
+    std::fs::write(&pods.log, log).unwrap();
     let agent = Agent::start(pods.clone()).await;
 
     let base = "/containerLogs/default/web/app";
@@ -41,18 +51,21 @@ async fn logs_tail_limit_and_kubelet_errors() {
         (200, "two\nt".into())
     );
     assert_eq!(
-        agent.get(&format!("{base}?sinceSeconds=3600")).await,
-        (200, "one\ntwo\nthree\n".into())
+        agent.get(&format!("{base}?sinceSeconds=60")).await,
+        (200, "two\nthree\n".into())
     );
+    let (status, stamped) = agent
+        .get(&format!("{base}?timestamps=true&tailLines=2"))
+        .await;
+    assert_eq!(status, 200);
+    let stamp = cri::rfc3339_nano(now.into());
+    assert_eq!(stamped, format!("{stamp} two\n{stamp} three\n"));
     let (status, msg) = agent.get(&format!("{base}?previous=true")).await;
     assert_eq!(status, 400);
     assert_eq!(
         msg,
         r#"previous terminated container "app" in pod "web" not found"#
     );
-    let (status, msg) = agent.get(&format!("{base}?timestamps=true")).await;
-    assert_eq!(status, 400);
-    assert!(msg.contains("timestamps"), "{msg}");
     let (status, msg) = agent.get("/containerLogs/default/nope/app").await;
     assert_eq!(status, 404);
     assert!(msg.contains("nope"), "{msg}");

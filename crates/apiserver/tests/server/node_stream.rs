@@ -73,6 +73,8 @@ impl Pods for OnePod {
             working_dir: None,
             log: Some(self.log.clone()),
             previous_log: None,
+            stdin: None,
+            tty: None,
         })
     }
 }

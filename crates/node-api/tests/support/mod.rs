@@ -90,6 +90,8 @@ impl Pods for FakePods {
             working_dir: Some("/tmp".into()),
             log: Some(self.log.clone()),
             previous_log: self.previous_log.clone(),
+            stdin: None,
+            tty: None,
         })
     }
 }

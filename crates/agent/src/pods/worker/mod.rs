@@ -18,6 +18,7 @@ use super::probe::Tracker;
 use super::process;
 use super::record::{ContainerRecord, PodRecord};
 use super::sandbox;
+use super::shim::IoPaths;
 use super::status::{self, Record, State};
 use super::{ContainerView, PodView, Runtime};
 
@@ -321,14 +322,20 @@ impl Worker {
         Duration::from_secs(secs.max(0) as u64)
     }
 
-    /// Saves the record, refreshes the streaming view and posts the status when changed.
-    async fn publish(&mut self) {
+    /// Saves the record if it changed (and the sandbox exists to be recorded).
+    fn persist(&mut self) {
         if self.saved.as_ref() != Some(&self.rec) && !self.rec.netns.is_empty() {
             match self.rt.dirs.save(&self.rec) {
                 Ok(()) => self.saved = Some(self.rec.clone()),
                 Err(e) => tracing::warn!(pod = %self.key(), "saving the pod record: {e}"),
             }
         }
+    }
+
+    /// Saves the record, refreshes the streaming view and posts the status when changed.
+    async fn publish(&mut self) {
+        self.persist();
+        let io = |name: &str| IoPaths::in_dir(&self.rt.dirs.io(&self.rec.uid, name));
         let view = PodView {
             sandbox_pid: self.rec.pause.filter(|_| self.sandbox_ready).map(|p| p.pid),
             containers: self
@@ -353,6 +360,8 @@ impl Worker {
                                 .log(&self.rec.uid, &s.spec.name, c.record.restarts - 1)
                         })
                         .filter(|p| p.exists()),
+                    stdin: (s.spec.stdin == Some(true)).then(|| io(&s.spec.name).stdin),
+                    tty: (s.spec.tty == Some(true)).then(|| io(&s.spec.name).tty),
                 })
                 .collect(),
         };
