@@ -10,7 +10,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use super::record::Proc;
-use super::shim::ShimArgs;
+use super::shim::{make_fifo, IoPaths, ShimArgs};
 
 /// What to run for one container instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +79,9 @@ pub fn spawn(
         .create(true)
         .append(true)
         .open(&l.log)?;
+    if l.stdin {
+        make_fifo(&IoPaths::in_dir(&l.io_dir).stdin).map_err(std::io::Error::other)?;
+    }
     let shim = ShimArgs {
         log: l.log.clone(),
         io_dir: l.io_dir.clone(),

@@ -138,10 +138,8 @@ pub fn run(args: &ShimArgs) -> Result<()> {
         .open(&args.log)
         .with_context(|| format!("opening {}", args.log.display()))?;
     let log = Log(Arc::new(Mutex::new(log)));
-    if args.stdin {
-        let _ = std::fs::remove_file(&paths.stdin);
-        nix::unistd::mkfifo(&paths.stdin, Mode::S_IRUSR | Mode::S_IWUSR)
-            .with_context(|| format!("creating {}", paths.stdin.display()))?;
+    if args.stdin && !paths.stdin.exists() {
+        make_fifo(&paths.stdin)?;
     }
     let argv = args.command();
     let mut cmd = Command::new(&argv[0]);
@@ -201,6 +199,17 @@ pub fn run(args: &ShimArgs) -> Result<()> {
         }
     }
     exit_as(status)
+}
+
+/// A fresh FIFO for a container's stdin. The agent makes it before it starts the shim, so an
+/// attach that comes as soon as the container is reported running finds it.
+pub fn make_fifo(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let _ = std::fs::remove_file(path);
+    nix::unistd::mkfifo(path, Mode::S_IRUSR | Mode::S_IWUSR)
+        .with_context(|| format!("creating {}", path.display()))
 }
 
 fn spawn(cmd: &mut Command) -> Result<Child> {

@@ -299,11 +299,12 @@ impl Worker {
             .as_ref()
             .and_then(|s| s.restart_policy.clone())
             .unwrap_or_else(|| "Always".into());
-        let restart = match policy.as_str() {
-            "Never" => false,
-            "OnFailure" => exit.code != 0,
-            _ => true,
-        };
+        let restart = !self.slots[idx].ephemeral
+            && match policy.as_str() {
+                "Never" => false,
+                "OnFailure" => exit.code != 0,
+                _ => true,
+            };
         let slot = &mut self.slots[idx];
         slot.probes.clear();
         if slot.started.is_some_and(|s| s.elapsed() >= BACKOFF_RESET) {
