@@ -27,6 +27,13 @@ pub(crate) async fn run(
     target: Target,
     info: ContainerInfo,
 ) {
+    let from_now = LogOptions {
+        follow: true,
+        tail_lines: Some(0),
+        ..LogOptions::default()
+    };
+    // The output is taken from here on before any input goes in, so no answer to it is missed.
+    let output = logs::open(pods, &target, from_now).await;
     let input = match (session.stdin(), info.stdin.clone()) {
         (Some(from), Some(fifo)) => Some(tokio::spawn(feed_stdin(from, fifo))),
         _ => None,
@@ -39,12 +46,7 @@ pub(crate) async fn run(
         }
         _ => None,
     };
-    let from_now = LogOptions {
-        follow: true,
-        tail_lines: Some(0),
-        ..LogOptions::default()
-    };
-    let status = match logs::open(pods, &target, from_now).await {
+    let status = match output {
         Ok(mut rx) => {
             let mut stdout = session.stdout();
             let mut stderr = session.stderr();
