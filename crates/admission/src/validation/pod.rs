@@ -215,7 +215,10 @@ fn ephemeral_container(c: &Value, path: &str, regular: &[String], errs: &mut Vec
             Some(_) => true,
         };
         if set {
-            errs.push(FieldError::forbidden(format!("{path}.{key}"), EPHEMERAL_MSG));
+            errs.push(FieldError::forbidden(
+                format!("{path}.{key}"),
+                EPHEMERAL_MSG,
+            ));
         }
     }
     for (i, m) in arr(c, "volumeMounts").iter().enumerate() {

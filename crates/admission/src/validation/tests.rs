@@ -271,15 +271,19 @@ fn ephemeral_containers_as_kube_apiserver_judges_them() {
     assert!(check(&added, &old).is_empty(), "{:?}", check(&added, &old));
     assert_eq!(
         check(&old, &added),
-        [r#"spec.ephemeralContainers: Forbidden: existing ephemeral containers "debugger" may not be removed
-"#]
+        [
+            r#"spec.ephemeralContainers: Forbidden: existing ephemeral containers "debugger" may not be removed
+"#
+        ]
     );
     let mut changed = debugger.clone();
     changed["image"] = json!("alpine");
     assert_eq!(
         check(&spec(json!([changed])), &added),
-        [r#"spec.ephemeralContainers[debugger]: Forbidden: existing ephemeral containers "debugger" may not be changed
-"#]
+        [
+            r#"spec.ephemeralContainers[debugger]: Forbidden: existing ephemeral containers "debugger" may not be changed
+"#
+        ]
     );
     let bad = json!({"name": "web", "image": "busybox", "targetContainerName": "nope",
                      "ports": [{"containerPort": 80}], "readinessProbe": {"tcpSocket": {"port": 80}}});

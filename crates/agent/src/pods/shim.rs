@@ -166,7 +166,9 @@ pub fn run(args: &ShimArgs) -> Result<()> {
         } else {
             Stdio::null()
         };
-        cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = spawn(&mut cmd)?;
         let out = child.stdout.take().expect("piped stdout");
         let err = child.stderr.take().expect("piped stderr");
@@ -218,7 +220,12 @@ fn spawn(cmd: &mut Command) -> Result<Child> {
 }
 
 /// Copies one output of the container into the log until it ends; says so on `done`.
-fn copy_out(mut from: impl Read + Send + 'static, stream: Stream, log: Log, done: mpsc::Sender<()>) {
+fn copy_out(
+    mut from: impl Read + Send + 'static,
+    stream: Stream,
+    log: Log,
+    done: mpsc::Sender<()>,
+) {
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 16 * 1024];
         // EIO from a terminal's master: no process has its slave side open any more.
@@ -283,7 +290,12 @@ mod tests {
             stdin,
             stdin_once: stdin,
             tty,
-            argv: vec!["nsenter".into(), "--target=7".into(), "--".into(), "sh".into()],
+            argv: vec![
+                "nsenter".into(),
+                "--target=7".into(),
+                "--".into(),
+                "sh".into(),
+            ],
         }
     }
 
@@ -314,7 +326,16 @@ mod tests {
     fn the_container_dies_with_its_shim_and_gets_a_session_with_a_terminal() {
         assert_eq!(
             args(false, false).command(),
-            ["setpriv", "--pdeathsig", "KILL", "--", "nsenter", "--target=7", "--", "sh"]
+            [
+                "setpriv",
+                "--pdeathsig",
+                "KILL",
+                "--",
+                "nsenter",
+                "--target=7",
+                "--",
+                "sh"
+            ]
         );
         assert_eq!(
             args(true, true).command()[4..7],

@@ -491,7 +491,13 @@ mod tests {
             ready: true,
             ..Sandbox::default()
         };
-        let s = pod_status(&pod, &sandbox, &[running], &[debugger], Timestamp::UNIX_EPOCH);
+        let s = pod_status(
+            &pod,
+            &sandbox,
+            &[running],
+            &[debugger],
+            Timestamp::UNIX_EPOCH,
+        );
         assert_eq!(s.phase.as_deref(), Some("Running"));
         assert_eq!(s.container_statuses.unwrap().len(), 1);
         let eph = s.ephemeral_container_statuses.unwrap();

@@ -195,9 +195,15 @@ spec:
         c.kubectl_ok(&["logs", "talker", &format!("--since-time={late_time}")]),
         "late\n"
     );
-    assert_eq!(c.kubectl_ok(&["logs", "talker", "--since=1h"]), "early\nearly-err\nlate\n");
+    assert_eq!(
+        c.kubectl_ok(&["logs", "talker", "--since=1h"]),
+        "early\nearly-err\nlate\n"
+    );
     assert_eq!(c.kubectl_ok(&["logs", "talker", "--tail=1"]), "late\n");
-    assert_eq!(c.kubectl_ok(&["logs", "talker", "--limit-bytes=8"]), "early\nea");
+    assert_eq!(
+        c.kubectl_ok(&["logs", "talker", "--limit-bytes=8"]),
+        "early\nea"
+    );
 }
 
 /// Runs in `talker` (see `logs_with_times`).
@@ -263,13 +269,12 @@ spec:
         "",
     );
     assert!(out.status.success(), "{}", show(&out));
-    assert!(
-        stdout(&out).contains("Welcome to nginx!"),
-        "{}",
-        show(&out)
-    );
+    assert!(stdout(&out).contains("Welcome to nginx!"), "{}", show(&out));
     let pod = json(c, &["get", "pod", "web"]);
-    assert_eq!(pod["spec"]["ephemeralContainers"][0]["targetContainerName"], "nginx");
+    assert_eq!(
+        pod["spec"]["ephemeralContainers"][0]["targetContainerName"],
+        "nginx"
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let pod = json(c, &["get", "pod", "web"]);
@@ -282,8 +287,13 @@ spec:
         std::thread::sleep(Duration::from_millis(200));
     }
     // Still Running: an ephemeral container's end is not the pod's.
-    assert_eq!(json(c, &["get", "pod", "web"])["status"]["phase"], "Running");
-    assert!(c.kubectl_ok(&["logs", "web", "-c", "dbg"]).contains("Welcome to nginx!"));
+    assert_eq!(
+        json(c, &["get", "pod", "web"])["status"]["phase"],
+        "Running"
+    );
+    assert!(c
+        .kubectl_ok(&["logs", "web", "-c", "dbg"])
+        .contains("Welcome to nginx!"));
 
     // Ephemeral containers are only ever added, through the subresource only.
     let mut pod = json(c, &["get", "pod", "web"]);
@@ -321,9 +331,10 @@ fn pids_running(prefix: &[&str]) -> Vec<u32> {
             let raw = std::fs::read(e.path().join("cmdline")).ok()?;
             let args: Vec<&[u8]> = raw.split(|b| *b == 0).filter(|s| !s.is_empty()).collect();
             let same = args.len() >= prefix.len()
-                && args.iter().zip(prefix).all(|(a, b)| {
-                    *a == b.as_bytes() || a.ends_with(format!("/{b}").as_bytes())
-                });
+                && args
+                    .iter()
+                    .zip(prefix)
+                    .all(|(a, b)| *a == b.as_bytes() || a.ends_with(format!("/{b}").as_bytes()));
             same.then_some(pid)
         })
         .collect()
@@ -331,7 +342,11 @@ fn pids_running(prefix: &[&str]) -> Vec<u32> {
 
 fn process_group(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 2..].split_whitespace().nth(2)?.parse().ok()
+    stat[stat.rfind(')')? + 2..]
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
 }
 
 /// Issue 11 item 6: the agent is SIGKILLed the moment a container's process exists (while
@@ -375,7 +390,9 @@ fn a_container_is_on_record_as_soon_as_it_runs() {
     let group = process_group(sleeper).expect("the container still runs");
     let records = find_pod_records(&c.state_dir());
     assert!(
-        records.iter().any(|r| r.contains(&format!("\"pid\": {group}"))),
+        records
+            .iter()
+            .any(|r| r.contains(&format!("\"pid\": {group}"))),
         "the container's process group {group} is not on record: {records:?}"
     );
     let out = c.kinet(&["down"]);

@@ -163,7 +163,10 @@ mod tests {
         assert!(e.partial);
         assert_eq!(e.content, b"a b ");
         assert_eq!(e.time, DateTime::<Utc>::from(at(500_000_000)));
-        assert_eq!(parse(b"2026-01-02T03:04:05Z stdout F").unwrap().content, b"");
+        assert_eq!(
+            parse(b"2026-01-02T03:04:05Z stdout F").unwrap().content,
+            b""
+        );
         for bad in [
             &b"hello world"[..],
             b"2026-01-02T03:04:05Z stdin F x",

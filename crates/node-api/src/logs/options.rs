@@ -135,7 +135,11 @@ mod tests {
         ] {
             assert!(LogOptions::from_query(q).is_err(), "{q}");
         }
-        assert!(!LogOptions::from_query("timestamps=false").unwrap().timestamps);
+        assert!(
+            !LogOptions::from_query("timestamps=false")
+                .unwrap()
+                .timestamps
+        );
     }
 
     #[test]

@@ -97,7 +97,11 @@ impl Slot {
 
 fn new_record(c: &Container) -> ContainerRecord {
     ContainerRecord {
-        record: Record::waiting(&c.name, c.image.as_deref().unwrap_or(""), "ContainerCreating"),
+        record: Record::waiting(
+            &c.name,
+            c.image.as_deref().unwrap_or(""),
+            "ContainerCreating",
+        ),
         process: None,
     }
 }
