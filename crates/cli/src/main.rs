@@ -133,20 +133,37 @@ enum Command {
     },
     /// A container's shim: holds its stdio, writes its log (started by the agent).
     #[command(hide = true)]
-    Shim {
-        #[arg(long)]
-        log: PathBuf,
-        #[arg(long)]
-        io_dir: PathBuf,
-        #[arg(long)]
-        stdin: bool,
-        #[arg(long)]
-        stdin_once: bool,
-        #[arg(long)]
-        tty: bool,
-        #[arg(last = true, required = true)]
-        argv: Vec<String>,
-    },
+    Shim(Shim),
+}
+
+/// `kinet shim`'s arguments, as `ShimArgs::argv` writes them.
+#[derive(clap::Args)]
+struct Shim {
+    #[arg(long)]
+    log: PathBuf,
+    #[arg(long)]
+    io_dir: PathBuf,
+    #[arg(long)]
+    stdin: bool,
+    #[arg(long)]
+    stdin_once: bool,
+    #[arg(long)]
+    tty: bool,
+    #[arg(last = true, required = true)]
+    argv: Vec<String>,
+}
+
+impl From<Shim> for kinet_agent::pods::shim::ShimArgs {
+    fn from(s: Shim) -> Self {
+        Self {
+            log: s.log,
+            io_dir: s.io_dir,
+            stdin: s.stdin,
+            stdin_once: s.stdin_once,
+            tty: s.tty,
+            argv: s.argv,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -261,23 +278,8 @@ fn main() -> anyhow::Result<()> {
     let command = Cli::parse().command;
     // The shim blocks signals for the whole process, so it runs before any runtime thread
     // exists (and needs none).
-    if let Command::Shim {
-        log,
-        io_dir,
-        stdin,
-        stdin_once,
-        tty,
-        argv,
-    } = command
-    {
-        return kinet_agent::pods::shim::run(&kinet_agent::pods::shim::ShimArgs {
-            log,
-            io_dir,
-            stdin,
-            stdin_once,
-            tty,
-            argv,
-        });
+    if let Command::Shim(shim) = command {
+        return kinet_agent::pods::shim::run(&shim.into());
     }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -324,7 +326,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             resolv,
             service_account,
         }),
-        Command::Shim { .. } => unreachable!("the shim runs without a runtime"),
+        Command::Shim(_) => unreachable!("the shim runs without a runtime"),
         Command::Node {
             what:
                 NodeCommand::Exec {

@@ -12,7 +12,7 @@ use tokio::io::{AsyncWriteExt, DuplexStream};
 use tokio::net::unix::pipe;
 
 use crate::exec::copy_flushing;
-use crate::logs::{self, LogOptions, Stream};
+use crate::logs::{self, Chunk, LogOptions, Stream};
 use crate::route::Target;
 use crate::{pty, ContainerInfo, Pods};
 
@@ -50,7 +50,7 @@ pub(crate) async fn run(
         Ok(mut rx) => {
             let mut stdout = session.stdout();
             let mut stderr = session.stderr();
-            while let Some((stream, bytes)) = rx.recv().await {
+            while let Some(Chunk { stream, bytes }) = rx.recv().await {
                 let out = match stream {
                     Stream::Stdout => stdout.as_mut(),
                     Stream::Stderr => stderr.as_mut(),

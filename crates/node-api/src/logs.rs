@@ -188,7 +188,17 @@ async fn pump(
 }
 
 /// One piece of a container's output, from the stream that wrote it.
-pub type Chunk = (Stream, Bytes);
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    pub stream: Stream,
+    pub bytes: Bytes,
+}
+
+impl From<Chunk> for Bytes {
+    fn from(c: Chunk) -> Bytes {
+        c.bytes
+    }
+}
 
 /// Log lines in, the container's output out: parsed, filtered and formatted as asked, up to
 /// `limitBytes`.
@@ -233,7 +243,11 @@ impl Output {
             }
             text.truncate(room);
             self.sent += text.len() as u64;
-            if tx.send((stream, Bytes::from(text))).await.is_err() {
+            let chunk = Chunk {
+                stream,
+                bytes: Bytes::from(text),
+            };
+            if tx.send(chunk).await.is_err() {
                 return false;
             }
         }

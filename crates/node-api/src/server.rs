@@ -93,7 +93,7 @@ async fn container_logs(pods: Arc<dyn Pods>, target: &Target, query: &str) -> Ha
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/plain")
-        .body(LogBody(rx).boxed())
+        .body(ChannelBody(rx).boxed())
         .expect("valid response"))
 }
 
@@ -255,25 +255,11 @@ fn text(status: StatusCode, message: impl Into<String>) -> Reply {
 }
 
 /// A response body fed by a channel; it ends when the sender is dropped. The API server uses
-/// it too, for the log streams it relays.
-pub struct ChannelBody(pub mpsc::Receiver<Bytes>);
+/// it too, for the log streams it relays; the agent's logs send [`logs::Chunk`]s (both
+/// streams, in the order they were written).
+pub struct ChannelBody<T = Bytes>(pub mpsc::Receiver<T>);
 
-impl Body for ChannelBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b))))
-    }
-}
-
-/// A log's output as a response body: both streams, in the order they were written.
-struct LogBody(mpsc::Receiver<logs::Chunk>);
-
-impl Body for LogBody {
+impl<T: Into<Bytes>> Body for ChannelBody<T> {
     type Data = Bytes;
     type Error = Infallible;
 
@@ -283,6 +269,6 @@ impl Body for LogBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         self.0
             .poll_recv(cx)
-            .map(|c| c.map(|(_, b)| Ok(Frame::data(b))))
+            .map(|c| c.map(|b| Ok(Frame::data(b.into()))))
     }
 }
