@@ -1,7 +1,7 @@
-//! Container processes: started with `nsenter` into the sandbox's namespaces (what runc's
-//! `setns` does for a CRI runtime) under a [`shim`](super::shim) that holds their stdio and
-//! writes their log. The shim leads its own process group, so that stopping it reaches the
-//! container and whatever it forked.
+//! Container processes: a [`shim`](super::shim) that holds their stdio and writes their log,
+//! started with `nsenter` into the sandbox's namespaces (what runc's `setns` does for a CRI
+//! runtime), starts them. The shim leads its own process group, so that stopping it reaches
+//! the container and whatever it forked.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -88,9 +88,10 @@ pub fn spawn(
         stdin: l.stdin,
         stdin_once: l.stdin_once,
         tty: l.tty,
-        argv: nsenter_argv(pause_pid, l.working_dir.as_deref(), &l.argv),
+        argv: l.argv.clone(),
     };
-    let argv = shim.argv(exe);
+    // The shim runs inside the sandbox, so its PID (the containerID) is in the pod's network.
+    let argv = nsenter_argv(pause_pid, l.working_dir.as_deref(), &shim.argv(exe));
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .env_clear()

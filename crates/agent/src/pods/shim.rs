@@ -46,7 +46,7 @@ pub struct ShimArgs {
     pub stdin: bool,
     pub stdin_once: bool,
     pub tty: bool,
-    /// The container's command (nsenter into the sandbox, then its program).
+    /// The container's command (the shim already runs in the sandbox's namespaces).
     pub argv: Vec<String>,
 }
 
@@ -290,12 +290,7 @@ mod tests {
             stdin,
             stdin_once: stdin,
             tty,
-            argv: vec![
-                "nsenter".into(),
-                "--target=7".into(),
-                "--".into(),
-                "sh".into(),
-            ],
+            argv: vec!["sh".into(), "-i".into()],
         }
     }
 
@@ -312,10 +307,8 @@ mod tests {
                 "--stdin-once",
                 "--tty",
                 "--",
-                "nsenter",
-                "--target=7",
-                "--",
-                "sh"
+                "sh",
+                "-i"
             ]
         );
         let plain = args(false, false).argv(Path::new("/bin/kinet"));
@@ -326,20 +319,11 @@ mod tests {
     fn the_container_dies_with_its_shim_and_gets_a_session_with_a_terminal() {
         assert_eq!(
             args(false, false).command(),
-            [
-                "setpriv",
-                "--pdeathsig",
-                "KILL",
-                "--",
-                "nsenter",
-                "--target=7",
-                "--",
-                "sh"
-            ]
+            ["setpriv", "--pdeathsig", "KILL", "--", "sh", "-i"]
         );
         assert_eq!(
             args(true, true).command()[4..7],
-            ["setsid", "--ctty", "nsenter"]
+            ["setsid", "--ctty", "sh"]
         );
     }
 
