@@ -20,6 +20,8 @@ fn pods(sandbox: &Sandbox, dir: &tempfile::TempDir) -> Arc<FakePods> {
         running: AtomicBool::new(true),
         log: dir.path().join("app.log"),
         previous_log: None,
+        stdin: None,
+        tty: None,
     })
 }
 
@@ -367,4 +369,56 @@ async fn a_terminal_session_whose_client_goes_away_is_hung_up() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the command outlived its client");
+}
+
+#[tokio::test]
+async fn attach_feeds_the_stdin_fifo_and_resizes_the_terminal() {
+    let sandbox = Sandbox::start();
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("stdin");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let tty_name = dir.path().join("tty");
+    std::fs::write(
+        &tty_name,
+        nix::unistd::ttyname(&pty.slave)
+            .unwrap()
+            .as_os_str()
+            .as_encoded_bytes(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("app.log"), "").unwrap();
+    let pods = Arc::new(FakePods {
+        pid: sandbox.pid(),
+        running: AtomicBool::new(true),
+        log: dir.path().join("app.log"),
+        previous_log: None,
+        stdin: Some(fifo.clone()),
+        tty: Some(tty_name),
+    });
+    // What the shim does: read the FIFO (until its writer, the attach, is gone).
+    let reader = std::thread::spawn(move || std::fs::read(&fifo).unwrap());
+    let agent = Agent::start(pods.clone()).await;
+    let mut ws = WsClient::open(
+        &agent,
+        "/attach/default/web/app?stdin=true&stdout=true&tty=true",
+    )
+    .await;
+    ws.send(0, b"hello\n").await;
+    ws.send(4, br#"{"Width":91,"Height":37}"#).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let size = rustix::termios::tcgetwinsize(&pty.master).unwrap();
+        if (size.ws_col, size.ws_row) == (91, 37) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never resized");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The container stops: the attach ends and lets go of its stdin.
+    running(&pods, false);
+    tokio::time::timeout(Duration::from_secs(10), ws.read_all())
+        .await
+        .expect("attach ends when the container stops");
+    assert_eq!(reader.join().unwrap(), b"hello\n");
 }

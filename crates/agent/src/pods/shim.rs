@@ -321,10 +321,7 @@ mod tests {
             args(false, false).command(),
             ["setpriv", "--pdeathsig", "KILL", "--", "sh", "-i"]
         );
-        assert_eq!(
-            args(true, true).command()[4..7],
-            ["setsid", "--ctty", "sh"]
-        );
+        assert_eq!(args(true, true).command()[4..7], ["setsid", "--ctty", "sh"]);
     }
 
     #[test]
