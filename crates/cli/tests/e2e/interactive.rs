@@ -38,6 +38,20 @@ fn pod_exists(c: &Cluster, name: &str) -> bool {
     !stdout(&out).trim().is_empty()
 }
 
+/// Applies pod `name` (label `app=<name>`) with one container, `container` as a YAML flow
+/// mapping without the name (it is `name` too), and waits until it is Ready.
+fn one_container_pod(c: &Cluster, name: &str, restart: &str, container: &str) {
+    let container = container.replacen('{', &format!("{{name: {name}, "), 1);
+    apply(
+        c,
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: {name}}}}}\n\
+             spec:\n  restartPolicy: {restart}\n  containers:\n  - {container}\n"
+        ),
+    );
+    wait_ready(c, &format!("app={name}"), 1);
+}
+
 fn wait_phase(c: &Cluster, name: &str, phase: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -131,22 +145,12 @@ fn run_on_a_terminal(c: &Cluster) {
 
 fn attach_with_stdin(c: &Cluster) {
     // attach -i to a running container whose stdin stays open.
-    apply(
+    one_container_pod(
         c,
-        r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: reader, labels: {app: reader}}
-spec:
-  restartPolicy: Never
-  containers:
-  - name: reader
-    image: busybox
-    stdin: true
-    command: ["sh", "-c", "echo started; while read l; do [ \"$l\" = quit ] && exit 0; echo got:$l; done"]
-"#,
+        "reader",
+        "Never",
+        r#"{image: busybox, stdin: true, command: ["sh", "-c", "echo started; while read l; do [ \"$l\" = quit ] && exit 0; echo got:$l; done"]}"#,
     );
-    wait_ready(c, "app=reader", 1);
     let out = kubectl_with_input(c, &["attach", "-i", "reader"], "hello\nquit\n");
     assert!(out.status.success(), "{}", show(&out));
     assert!(stdout(&out).contains("got:hello"), "{}", show(&out));
@@ -155,20 +159,12 @@ spec:
 
 fn logs_with_times(c: &Cluster) {
     // logs: per-line times, --since-time by them, and the raw bytes without.
-    apply(
+    one_container_pod(
         c,
-        r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: talker, labels: {app: talker}}
-spec:
-  containers:
-  - name: talker
-    image: busybox
-    command: ["sh", "-c", "echo early; echo early-err >&2; sleep 2; echo late; sleep 3600"]
-"#,
+        "talker",
+        "Always",
+        r#"{image: busybox, command: ["sh", "-c", "echo early; echo early-err >&2; sleep 2; echo late; sleep 3600"]}"#,
     );
-    wait_ready(c, "app=talker", 1);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !c.kubectl_ok(&["logs", "talker"]).contains("late") {
         assert!(Instant::now() < deadline, "talker never said late");
@@ -230,18 +226,7 @@ fn cp_both_ways(c: &Cluster) {
 }
 
 fn debug_with_an_ephemeral_container(c: &Cluster) {
-    apply(
-        c,
-        r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: web, labels: {app: web}}
-spec:
-  containers:
-  - {name: nginx, image: nginx}
-"#,
-    );
-    wait_ready(c, "app=web", 1);
+    one_container_pod(c, "web", "Always", "{image: nginx}");
     // The subresource reads as the pod.
     let raw = c.kubectl_ok(&[
         "get",
@@ -259,7 +244,7 @@ spec:
             "-i",
             "web",
             "--image=busybox",
-            "--target=nginx",
+            "--target=web",
             "--container=dbg",
             "--",
             "wget",
@@ -273,7 +258,7 @@ spec:
     let pod = json(c, &["get", "pod", "web"]);
     assert_eq!(
         pod["spec"]["ephemeralContainers"][0]["targetContainerName"],
-        "nginx"
+        "web"
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
