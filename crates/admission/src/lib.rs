@@ -15,4 +15,4 @@ mod json;
 mod validation;
 
 pub use defaults::{default, image_tag};
-pub use validation::{selector_matches, validate};
+pub use validation::{selector_matches, validate, validate_ephemeral_containers_update};

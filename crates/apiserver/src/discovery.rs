@@ -36,7 +36,7 @@ const VERBS: &[&str] = &[
 
 fn subresource_verbs(sub: &str) -> &'static [&'static str] {
     match sub {
-        "status" | "scale" => &["get", "patch", "update"],
+        "status" | "scale" | "ephemeralcontainers" => &["get", "patch", "update"],
         "binding" => &["create"],
         "log" => &["get"],
         "finalize" => &["update"],

@@ -151,6 +151,39 @@ enum Command {
         #[arg(long)]
         service_account: Option<PathBuf>,
     },
+    /// A container's shim: holds its stdio, writes its log (started by the agent).
+    #[command(hide = true)]
+    Shim(Shim),
+}
+
+/// `kinet shim`'s arguments, as `ShimArgs::argv` writes them.
+#[derive(clap::Args)]
+struct Shim {
+    #[arg(long)]
+    log: PathBuf,
+    #[arg(long)]
+    io_dir: PathBuf,
+    #[arg(long)]
+    stdin: bool,
+    #[arg(long)]
+    stdin_once: bool,
+    #[arg(long)]
+    tty: bool,
+    #[arg(last = true, required = true)]
+    argv: Vec<String>,
+}
+
+impl From<Shim> for kinet_agent::pods::shim::ShimArgs {
+    fn from(s: Shim) -> Self {
+        Self {
+            log: s.log,
+            io_dir: s.io_dir,
+            stdin: s.stdin,
+            stdin_once: s.stdin_once,
+            tty: s.tty,
+            argv: s.argv,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -193,9 +226,21 @@ enum ProxyCommand {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() -> anyhow::Result<()> {
+    let command = Cli::parse().command;
+    // The shim blocks signals for the whole process, so it runs before any runtime thread
+    // exists (and needs none).
+    if let Command::Shim(shim) = command {
+        return kinet_agent::pods::shim::run(&shim.into());
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(command))
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Up {
             name,
             nodes,
@@ -247,6 +292,7 @@ async fn main() -> anyhow::Result<()> {
             resolv,
             service_account,
         }),
+        Command::Shim(_) => unreachable!("the shim runs without a runtime"),
         Command::Node {
             what:
                 NodeCommand::Exec {

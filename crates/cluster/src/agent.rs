@@ -156,6 +156,8 @@ impl kinet_node_api::Pods for Streaming {
             working_dir: c.working_dir,
             log: c.log,
             previous_log: c.previous_log,
+            stdin: c.stdin,
+            tty: c.tty,
         })
     }
 }

@@ -44,6 +44,12 @@ pub const PROGRAMS: &[Program] = &[
         egress_only: false,
     },
     Program {
+        name: "setpriv",
+        why: "ties each container's life to its shim (parent-death signal)",
+        package: "util-linux",
+        egress_only: false,
+    },
+    Program {
         name: "ip",
         why: "puts LoadBalancer addresses on each node's kinet-lb link",
         package: "iproute2",

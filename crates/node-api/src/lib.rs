@@ -3,6 +3,8 @@
 //!
 //! - [`route`]: kubelet paths to requests (pure).
 //! - [`logs`]: `containerLogs` options, tail/limit/since over a log file, and following it.
+//! - attach: the container's own output (from its log), stdin (a FIFO its shim reads) and
+//!   terminal.
 //! - [`exec`]: commands run in the pod's namespaces with `nsenter`, over pipes or a terminal.
 //! - [`portforward`]: connections to `127.0.0.1:port` inside the pod's network namespace.
 //! - [`tls`]: a self-signed serving certificate, and client certificates checked against the
@@ -23,6 +25,7 @@
 //! and publish the port in the Node's `status.daemonEndpoints.kubeletEndpoint.Port`, with the
 //! node's address as an `InternalIP` in `status.addresses`: that is where the API server dials.
 
+mod attach;
 pub mod exec;
 pub mod logs;
 pub mod portforward;
@@ -66,6 +69,10 @@ pub struct ContainerInfo {
     /// Log file of the current instance, and of the previous one (after a restart), if any.
     pub log: Option<PathBuf>,
     pub previous_log: Option<PathBuf>,
+    /// The FIFO the container's stdin is read from, if its spec has `stdin: true`.
+    pub stdin: Option<PathBuf>,
+    /// With `tty: true`: the file holding the path of the container's terminal device.
+    pub tty: Option<PathBuf>,
 }
 
 /// What can go wrong starting the server.

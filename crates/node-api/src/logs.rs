@@ -1,6 +1,7 @@
 //! `GET /containerLogs/...`: the container's log file, from a start offset (tail, since), up to
 //! a byte limit, and with `follow` what is appended until the container stops.
 
+pub mod cri;
 pub mod options;
 pub mod window;
 
@@ -13,7 +14,10 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
 
+pub use cri::Stream;
 pub use options::{LogOptions, Since};
+
+use cri::Formatter;
 
 use crate::route::Target;
 use crate::Pods;
@@ -38,13 +42,14 @@ impl LogError {
     }
 }
 
-/// Picks the file and start offset and starts sending; chunks arrive on the receiver, which
-/// closes at the end. Dropping the receiver (the client went away) stops the follow.
+/// Picks the file and start offset and starts sending; the container's output arrives on the
+/// receiver, which closes at the end. Dropping the receiver (the client went away) stops the
+/// follow.
 pub async fn open(
     pods: Arc<dyn Pods>,
     target: &Target,
     opts: LogOptions,
-) -> Result<mpsc::Receiver<Bytes>, LogError> {
+) -> Result<mpsc::Receiver<Chunk>, LogError> {
     let container = target.container.as_deref();
     let info = pods
         .container(&target.namespace, &target.pod, container)
@@ -107,7 +112,7 @@ pub async fn open(
         path: path.clone(),
     };
     tokio::spawn(async move {
-        if let Err(e) = pump(file, start, opts.limit_bytes, follow, &watch, &tx).await {
+        if let Err(e) = pump(file, start, &opts, follow, &watch, &tx).await {
             tracing::debug!(path = %watch.path.display(), error = %e, "log stream ended");
         }
     });
@@ -138,27 +143,22 @@ impl Watch {
 async fn pump(
     mut file: tokio::fs::File,
     mut pos: u64,
-    limit: Option<u64>,
+    opts: &LogOptions,
     follow: bool,
     watch: &Watch,
-    tx: &mpsc::Sender<Bytes>,
+    tx: &mpsc::Sender<Chunk>,
 ) -> std::io::Result<()> {
-    let mut sent = 0u64;
+    let mut out = Output::new(opts);
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
         // Send everything there is now.
         loop {
-            let room = window::allowance(limit, sent, buf.len() as u64) as usize;
-            if room == 0 {
-                return Ok(());
-            }
-            let n = file.read(&mut buf[..room]).await?;
+            let n = file.read(&mut buf).await?;
             if n == 0 {
                 break;
             }
             pos += n as u64;
-            sent += n as u64;
-            if tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+            if !out.feed(&buf[..n], tx).await {
                 return Ok(());
             }
         }
@@ -166,9 +166,13 @@ async fn pump(
             return Ok(());
         }
         // At the end: if the container stopped, one more pass picks up its last bytes.
-        let running = watch.still_writing();
-        if !running {
-            return drain(&mut file, limit, sent, tx).await;
+        if !watch.still_writing() {
+            loop {
+                let n = file.read(&mut buf).await?;
+                if n == 0 || !out.feed(&buf[..n], tx).await {
+                    return Ok(());
+                }
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
@@ -178,27 +182,76 @@ async fn pump(
         if file_len(&watch.path).await.is_some_and(|len| len < pos) {
             file.seek(SeekFrom::Start(0)).await?;
             pos = 0;
+            out.pending.clear();
         }
     }
 }
 
-async fn drain(
-    file: &mut tokio::fs::File,
+/// One piece of a container's output, from the stream that wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    pub stream: Stream,
+    pub bytes: Bytes,
+}
+
+impl From<Chunk> for Bytes {
+    fn from(c: Chunk) -> Bytes {
+        c.bytes
+    }
+}
+
+/// Log lines in, the container's output out: parsed, filtered and formatted as asked, up to
+/// `limitBytes`.
+struct Output {
+    formatter: Formatter,
     limit: Option<u64>,
-    mut sent: u64,
-    tx: &mpsc::Sender<Bytes>,
-) -> std::io::Result<()> {
-    let mut buf = vec![0u8; READ_CHUNK];
-    loop {
-        let room = window::allowance(limit, sent, buf.len() as u64) as usize;
-        if room == 0 {
-            return Ok(());
+    sent: u64,
+    /// The start of a line whose end is not in the file yet.
+    pending: Vec<u8>,
+}
+
+impl Output {
+    fn new(opts: &LogOptions) -> Output {
+        let since = opts.since.map(|s| s.cutoff(SystemTime::now()));
+        Output {
+            formatter: Formatter::new(opts.timestamps, since),
+            limit: opts.limit_bytes,
+            sent: 0,
+            pending: Vec::new(),
         }
-        let n = file.read(&mut buf[..room]).await?;
-        if n == 0 || tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
-            return Ok(());
+    }
+
+    /// Sends what `bytes` completes; false once nothing more may or can be sent.
+    async fn feed(&mut self, bytes: &[u8], tx: &mpsc::Sender<Chunk>) -> bool {
+        self.pending.extend_from_slice(bytes);
+        let Some(end) = self.pending.iter().rposition(|b| *b == b'\n') else {
+            return true;
+        };
+        let lines: Vec<u8> = self.pending.drain(..=end).collect();
+        for line in lines[..end].split(|b| *b == b'\n') {
+            let (stream, mut text) = match cri::parse(line) {
+                Some(e) => match self.formatter.format(&e) {
+                    Some(text) => (e.stream, text),
+                    None => continue,
+                },
+                // Not an entry (a log written before the CRI format): passed on as it is.
+                None => (Stream::Stdout, [line, b"\n"].concat()),
+            };
+            let room = window::allowance(self.limit, self.sent, text.len() as u64) as usize;
+            if room == 0 {
+                return false;
+            }
+            text.truncate(room);
+            self.sent += text.len() as u64;
+            let chunk = Chunk {
+                stream,
+                bytes: Bytes::from(text),
+            };
+            if tx.send(chunk).await.is_err() {
+                return false;
+            }
         }
-        sent += n as u64;
+        window::allowance(self.limit, self.sent, 1) > 0
     }
 }
 

@@ -138,7 +138,8 @@ async fn relay_in(mut master: pipe::Sender, mut input: DuplexStream) {
     }
 }
 
-async fn apply_resizes(master: OwnedFd, mut sizes: mpsc::Receiver<TerminalSize>) {
+/// Sets the size of the terminal behind `terminal` (either side of it) at each resize.
+pub(crate) async fn apply_resizes(terminal: OwnedFd, mut sizes: mpsc::Receiver<TerminalSize>) {
     while let Some(size) = sizes.recv().await {
         let winsize = rustix::termios::Winsize {
             ws_row: size.height,
@@ -146,7 +147,7 @@ async fn apply_resizes(master: OwnedFd, mut sizes: mpsc::Receiver<TerminalSize>)
             ws_xpixel: 0,
             ws_ypixel: 0,
         };
-        if let Err(e) = rustix::termios::tcsetwinsize(master.as_fd(), winsize) {
+        if let Err(e) = rustix::termios::tcsetwinsize(terminal.as_fd(), winsize) {
             tracing::debug!(error = %e, "setting the terminal size");
         }
     }

@@ -17,16 +17,15 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use kinet_remotecommand::{
     exec_session, negotiate_exec, negotiate_portforward, portforward_session, ExecSession,
-    ExitStatus, StreamOptions,
+    StreamOptions,
 };
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 
 use crate::logs::{self, LogOptions};
 use crate::route::{Route, Target};
-use crate::{exec, portforward, pty, tls, ContainerInfo, Pods};
+use crate::{attach, exec, portforward, pty, tls, ContainerInfo, Pods};
 
 type Reply = Response<BoxBody<Bytes, Infallible>>;
 
@@ -143,25 +142,30 @@ fn exec(mut req: Request<Incoming>, pods: Arc<dyn Pods>, target: &Target, query:
     Ok(reply.body(empty()).expect("valid 101"))
 }
 
-/// Attach joins the container's output as it is written (its log from now on). The agent
-/// keeps no handle on a container's stdin, so attaching stdin is refused.
+/// Attach joins the container's output as it is written (its log from now on, each stream to
+/// its own channel) and, when the container takes stdin, writes the client's input to the
+/// container's stdin FIFO; terminal resizes go to its terminal.
 fn attach(
     mut req: Request<Incoming>,
     pods: Arc<dyn Pods>,
     target: &Target,
     query: &str,
 ) -> Handled {
-    let opts = StreamOptions::from_query(query);
-    if opts.stdin {
-        return Err((
-            StatusCode::BAD_REQUEST,
-            "attaching stdin is not supported: kinet containers read no input \
-             (attach without -i, or use exec)"
-                .into(),
-        ));
-    }
+    let mut opts = StreamOptions::from_query(query);
     no_streams(&opts)?;
     let (info, _) = running(pods.as_ref(), target)?;
+    if opts.stdin && info.stdin.is_none() {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!(
+                "container {:?} does not take stdin (its spec has no stdin: true)",
+                info.name
+            ),
+        ));
+    }
+    // Whether there is a terminal was decided when the container started, as the kubelet
+    // takes it from the container's spec.
+    opts.tty = info.tty.is_some();
     let (protocol, reply) = negotiate_exec(req.headers()).map_err(refused)?;
     let upgrade = hyper::upgrade::on(&mut req);
     let target = Target {
@@ -169,31 +173,10 @@ fn attach(
         ..target.clone()
     };
     tokio::spawn(async move {
-        let Some(mut session) = start_session(upgrade, protocol, opts).await else {
+        let Some(session) = start_session(upgrade, protocol, opts).await else {
             return;
         };
-        let follow = LogOptions {
-            follow: true,
-            tail_lines: Some(0),
-            ..LogOptions::default()
-        };
-        let status = match logs::open(pods, &target, follow).await {
-            Ok(mut rx) => {
-                // stdout and stderr share one log, so everything goes to the first requested.
-                let out = session.stdout().or_else(|| session.stderr());
-                if let Some(mut out) = out {
-                    while let Some(chunk) = rx.recv().await {
-                        if out.write_all(&chunk).await.is_err() {
-                            break;
-                        }
-                    }
-                    let _ = out.shutdown().await;
-                }
-                ExitStatus::Success
-            }
-            Err(e) => ExitStatus::Error(e.message),
-        };
-        let _ = session.finish(status).await;
+        attach::run(session, pods, target, info).await;
     });
     Ok(reply.body(empty()).expect("valid 101"))
 }
@@ -272,10 +255,11 @@ fn text(status: StatusCode, message: impl Into<String>) -> Reply {
 }
 
 /// A response body fed by a channel; it ends when the sender is dropped. The API server uses
-/// it too, for the log streams it relays.
-pub struct ChannelBody(pub mpsc::Receiver<Bytes>);
+/// it too, for the log streams it relays; the agent's logs send [`logs::Chunk`]s (both
+/// streams, in the order they were written).
+pub struct ChannelBody<T = Bytes>(pub mpsc::Receiver<T>);
 
-impl Body for ChannelBody {
+impl<T: Into<Bytes>> Body for ChannelBody<T> {
     type Data = Bytes;
     type Error = Infallible;
 
@@ -283,6 +267,8 @@ impl Body for ChannelBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b))))
+        self.0
+            .poll_recv(cx)
+            .map(|c| c.map(|b| Ok(Frame::data(b.into()))))
     }
 }

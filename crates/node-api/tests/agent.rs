@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
+use kinet_node_api::logs::{cri, Stream};
 use support::{channel, running, Agent, FakePods, Sandbox, WsClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -19,6 +20,8 @@ fn pods(sandbox: &Sandbox, dir: &tempfile::TempDir) -> Arc<FakePods> {
         running: AtomicBool::new(true),
         log: dir.path().join("app.log"),
         previous_log: None,
+        stdin: None,
+        tty: None,
     })
 }
 
@@ -27,7 +30,16 @@ async fn logs_tail_limit_and_kubelet_errors() {
     let sandbox = Sandbox::start();
     let dir = tempfile::tempdir().unwrap();
     let pods = pods(&sandbox, &dir);
-    std::fs::write(&pods.log, "one\ntwo\nthree\n").unwrap();
+    // Written as the shim writes: "one" an hour ago, the rest now.
+    let now = std::time::SystemTime::now();
+    let hour_ago = now - Duration::from_secs(3600);
+    let log = [
+        cri::encode(hour_ago, Stream::Stdout, b"one\n"),
+        cri::encode(now, Stream::Stderr, b"two\n"),
+        cri::encode(now, Stream::Stdout, b"three\n"),
+    ]
+    .concat();
+    std::fs::write(&pods.log, log).unwrap();
     let agent = Agent::start(pods.clone()).await;
 
     let base = "/containerLogs/default/web/app";
@@ -41,18 +53,21 @@ async fn logs_tail_limit_and_kubelet_errors() {
         (200, "two\nt".into())
     );
     assert_eq!(
-        agent.get(&format!("{base}?sinceSeconds=3600")).await,
-        (200, "one\ntwo\nthree\n".into())
+        agent.get(&format!("{base}?sinceSeconds=60")).await,
+        (200, "two\nthree\n".into())
     );
+    let (status, stamped) = agent
+        .get(&format!("{base}?timestamps=true&tailLines=2"))
+        .await;
+    assert_eq!(status, 200);
+    let stamp = cri::rfc3339_nano(now.into());
+    assert_eq!(stamped, format!("{stamp} two\n{stamp} three\n"));
     let (status, msg) = agent.get(&format!("{base}?previous=true")).await;
     assert_eq!(status, 400);
     assert_eq!(
         msg,
         r#"previous terminated container "app" in pod "web" not found"#
     );
-    let (status, msg) = agent.get(&format!("{base}?timestamps=true")).await;
-    assert_eq!(status, 400);
-    assert!(msg.contains("timestamps"), "{msg}");
     let (status, msg) = agent.get("/containerLogs/default/nope/app").await;
     assert_eq!(status, 404);
     assert!(msg.contains("nope"), "{msg}");
@@ -354,4 +369,56 @@ async fn a_terminal_session_whose_client_goes_away_is_hung_up() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the command outlived its client");
+}
+
+#[tokio::test]
+async fn attach_feeds_the_stdin_fifo_and_resizes_the_terminal() {
+    let sandbox = Sandbox::start();
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("stdin");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let tty_name = dir.path().join("tty");
+    std::fs::write(
+        &tty_name,
+        nix::unistd::ttyname(&pty.slave)
+            .unwrap()
+            .as_os_str()
+            .as_encoded_bytes(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("app.log"), "").unwrap();
+    let pods = Arc::new(FakePods {
+        pid: sandbox.pid(),
+        running: AtomicBool::new(true),
+        log: dir.path().join("app.log"),
+        previous_log: None,
+        stdin: Some(fifo.clone()),
+        tty: Some(tty_name),
+    });
+    // What the shim does: read the FIFO (until its writer, the attach, is gone).
+    let reader = std::thread::spawn(move || std::fs::read(&fifo).unwrap());
+    let agent = Agent::start(pods.clone()).await;
+    let mut ws = WsClient::open(
+        &agent,
+        "/attach/default/web/app?stdin=true&stdout=true&tty=true",
+    )
+    .await;
+    ws.send(0, b"hello\n").await;
+    ws.send(4, br#"{"Width":91,"Height":37}"#).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let size = rustix::termios::tcgetwinsize(&pty.master).unwrap();
+        if (size.ws_col, size.ws_row) == (91, 37) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never resized");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The container stops: the attach ends and lets go of its stdin.
+    running(&pods, false);
+    tokio::time::timeout(Duration::from_secs(10), ws.read_all())
+        .await
+        .expect("attach ends when the container stops");
+    assert_eq!(reader.join().unwrap(), b"hello\n");
 }

@@ -106,7 +106,15 @@ pub static RESOURCES: &[Resource] = &[
         Namespaced,
         short = ["po"],
         cats = ALL,
-        sub = ["status", "binding", "log", "exec", "attach", "portforward"]
+        sub = [
+            "status",
+            "binding",
+            "log",
+            "exec",
+            "attach",
+            "portforward",
+            "ephemeralcontainers"
+        ]
     ),
     resource!(
         "",

@@ -61,5 +61,21 @@ pub fn validate(resource: &Resource, obj: &Value, old: Option<&Value>) -> Vec<Fi
     errs
 }
 
+/// Every error in an update of a pod's `ephemeralcontainers` subresource (which changes
+/// nothing else): `ValidatePodEphemeralContainersUpdate`.
+pub fn validate_ephemeral_containers_update(
+    resource: &Resource,
+    new: &Value,
+    old: &Value,
+) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    meta::object_meta(resource, new, &mut errs);
+    meta::object_meta_update(new, old, &mut errs);
+    let empty = Value::Object(Default::default());
+    pod::pod_spec(new.get("spec").unwrap_or(&empty), "spec", &mut errs);
+    pod::ephemeral_containers_update(new, old, &mut errs);
+    errs
+}
+
 #[cfg(test)]
 mod tests;

@@ -64,6 +64,12 @@ pub fn pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
             container(c, &format!("{path}.{key}[{i}]"), &volumes, &mut names, errs);
         }
     }
+    let regular = names.clone();
+    for (i, c) in arr(spec, "ephemeralContainers").iter().enumerate() {
+        let p = format!("{path}.ephemeralContainers[{i}]");
+        container(c, &p, &volumes, &mut names, errs);
+        ephemeral_container(c, &p, &regular, errs);
+    }
     enum_field(spec, "restartPolicy", path, RESTART_POLICIES, errs);
     enum_field(spec, "dnsPolicy", path, DNS_POLICIES, errs);
     if let Some(sel) = spec.get("nodeSelector") {
@@ -172,6 +178,74 @@ fn container(
     for key in ["livenessProbe", "readinessProbe", "startupProbe"] {
         if let Some(p) = c.get(key).filter(|p| p.is_object()) {
             probe(p, key, &format!("{path}.{key}"), errs);
+        }
+    }
+}
+
+/// Fields an ephemeral container may not set, in the order of the Container type
+/// (`allowedEphemeralContainerFields` is the complement).
+const NOT_FOR_EPHEMERAL: &[&str] = &[
+    "ports",
+    "resources",
+    "resizePolicy",
+    "restartPolicy",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "lifecycle",
+];
+const EPHEMERAL_MSG: &str = "cannot be set for an Ephemeral Container";
+
+/// `validateEphemeralContainers` beyond what every container gets: its target must be one of
+/// the pod's other containers, and it runs no workload (no ports, probes, resources...).
+fn ephemeral_container(c: &Value, path: &str, regular: &[String], errs: &mut Vec<FieldError>) {
+    let target = str_of(c, "targetContainerName");
+    if !target.is_empty() && !regular.iter().any(|n| n == target) {
+        errs.push(FieldError::not_found(
+            format!("{path}.targetContainerName"),
+            target,
+        ));
+    }
+    for key in NOT_FOR_EPHEMERAL {
+        let set = match c.get(*key) {
+            None | Some(Value::Null) => false,
+            Some(Value::Object(m)) => !m.is_empty(),
+            Some(Value::Array(a)) => !a.is_empty(),
+            Some(Value::String(s)) => !s.is_empty(),
+            Some(_) => true,
+        };
+        if set {
+            errs.push(FieldError::forbidden(
+                format!("{path}.{key}"),
+                EPHEMERAL_MSG,
+            ));
+        }
+    }
+    for (i, m) in arr(c, "volumeMounts").iter().enumerate() {
+        if !str_of(m, "subPath").is_empty() {
+            let p = format!("{path}.volumeMounts[{i}].subPath");
+            errs.push(FieldError::forbidden(p, EPHEMERAL_MSG));
+        }
+    }
+}
+
+/// `ValidatePodEphemeralContainersUpdate`, part 2: ephemeral containers are only ever added;
+/// the ones there may be neither removed nor changed.
+pub fn ephemeral_containers_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+    let path = "spec.ephemeralContainers";
+    let now = arr(&new["spec"], "ephemeralContainers");
+    for before in arr(&old["spec"], "ephemeralContainers") {
+        let name = str_of(before, "name");
+        match now.iter().find(|c| str_of(c, "name") == name) {
+            None => errs.push(FieldError::forbidden(
+                path,
+                &format!("existing ephemeral containers {name:?} may not be removed\n"),
+            )),
+            Some(after) if after != before => errs.push(FieldError::forbidden(
+                format!("{path}[{name}]"),
+                &format!("existing ephemeral containers {name:?} may not be changed\n"),
+            )),
+            Some(_) => {}
         }
     }
 }

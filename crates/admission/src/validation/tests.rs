@@ -247,3 +247,59 @@ fn invalid_status_message() {
         "Service \"web\" is invalid: spec.ports[0].port: Invalid value: 70000: must be between 1 and 65535, inclusive"
     );
 }
+
+#[test]
+fn ephemeral_containers_as_kube_apiserver_judges_them() {
+    let spec = |ephemeral: Value| {
+        pod(json!({"containers": [{"name": "web", "image": "nginx"}],
+                   "ephemeralContainers": ephemeral}))
+    };
+    let debugger = json!({"name": "debugger", "image": "busybox", "targetContainerName": "web",
+                          "stdin": true, "tty": true});
+    let old = spec(json!([]));
+    let added = spec(json!([debugger.clone()]));
+    let check = |new: &Value, old: &Value| -> Vec<String> {
+        let r = res("", "pods");
+        let (mut new, mut old) = (new.clone(), old.clone());
+        default(r, &mut new);
+        default(r, &mut old);
+        super::validate_ephemeral_containers_update(r, &new, &old)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert!(check(&added, &old).is_empty(), "{:?}", check(&added, &old));
+    assert_eq!(
+        check(&old, &added),
+        [
+            r#"spec.ephemeralContainers: Forbidden: existing ephemeral containers "debugger" may not be removed
+"#
+        ]
+    );
+    let mut changed = debugger.clone();
+    changed["image"] = json!("alpine");
+    assert_eq!(
+        check(&spec(json!([changed])), &added),
+        [
+            r#"spec.ephemeralContainers[debugger]: Forbidden: existing ephemeral containers "debugger" may not be changed
+"#
+        ]
+    );
+    let bad = json!({"name": "web", "image": "busybox", "targetContainerName": "nope",
+                     "ports": [{"containerPort": 80}], "readinessProbe": {"tcpSocket": {"port": 80}}});
+    assert_eq!(
+        check(&spec(json!([bad])), &old),
+        [
+            r#"spec.ephemeralContainers[0].name: Duplicate value: "web""#,
+            r#"spec.ephemeralContainers[0].targetContainerName: Not found: "nope""#,
+            "spec.ephemeralContainers[0].ports: Forbidden: cannot be set for an Ephemeral Container",
+            "spec.ephemeralContainers[0].readinessProbe: Forbidden: cannot be set for an Ephemeral Container",
+        ]
+    );
+    // Through the pod itself, ephemeral containers cannot be added.
+    assert_eq!(
+        errors("", "pods", added, Some(old)).len(),
+        1,
+        "a pod update may not add ephemeral containers"
+    );
+}

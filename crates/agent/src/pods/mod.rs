@@ -5,7 +5,8 @@
 //!
 //! - pure: [`files`] (hosts, resolv.conf, hostname), [`env`] (container environment),
 //!   [`status`] (phase, conditions, container statuses);
-//! - side effects: [`sandbox`], [`pause`] (the pause process itself), [`process`],
+//! - side effects: [`sandbox`], [`pause`] (the pause process itself), [`shim`] (the
+//!   process holding a container's stdio and writing its log), [`process`],
 //!   [`probe`], [`record`] (what survives an agent restart), [`worker`].
 
 pub mod env;
@@ -15,6 +16,7 @@ pub mod probe;
 pub mod process;
 pub mod record;
 pub mod sandbox;
+pub mod shim;
 pub mod status;
 mod worker;
 
@@ -71,6 +73,10 @@ pub struct ContainerView {
     pub log: Option<PathBuf>,
     /// The previous instance's log.
     pub previous_log: Option<PathBuf>,
+    /// The running instance's stdin FIFO, if it takes stdin.
+    pub stdin: Option<PathBuf>,
+    /// The file naming the running instance's terminal, if it has one.
+    pub tty: Option<PathBuf>,
 }
 
 /// A pod as the streaming API sees it.

@@ -1,6 +1,7 @@
-//! Container processes: started with `nsenter` into the sandbox's namespaces (what runc's
-//! `setns` does for a CRI runtime), each leading its own process group so that stopping it
-//! reaches whatever it forked; stdout and stderr go to the instance's log file.
+//! Container processes: a [`shim`](super::shim) that holds their stdio and writes their log,
+//! started with `nsenter` into the sandbox's namespaces (what runc's `setns` does for a CRI
+//! runtime), starts them. The shim leads its own process group, so that stopping it reaches
+//! the container and whatever it forked.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use super::record::Proc;
+use super::shim::{make_fifo, IoPaths, ShimArgs};
 
 /// What to run for one container instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +23,12 @@ pub struct Launch {
     pub working_dir: Option<String>,
     /// Where stdout and stderr go.
     pub log: PathBuf,
+    /// Where the shim puts the stdin FIFO and the terminal's name.
+    pub io_dir: PathBuf,
+    /// The spec's `stdin`, `stdinOnce` and `tty`.
+    pub stdin: bool,
+    pub stdin_once: bool,
+    pub tty: bool,
 }
 
 /// The PATH containers get, as image configs set it.
@@ -57,22 +65,39 @@ pub fn nsenter_argv(pause_pid: u32, working_dir: Option<&str>, argv: &[String]) 
     out
 }
 
-/// Starts a container instance.
-pub fn spawn(pause_pid: u32, l: &Launch) -> std::io::Result<(tokio::process::Child, Proc)> {
+/// Starts a container instance under its shim (`exe shim …`; `exe` is the kinet binary).
+pub fn spawn(
+    exe: &Path,
+    pause_pid: u32,
+    l: &Launch,
+) -> std::io::Result<(tokio::process::Child, Proc)> {
     if let Some(parent) = l.log.parent() {
         std::fs::create_dir_all(parent)?;
     }
+    // The shim's own complaints (it could not start the container) go to the log too.
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&l.log)?;
-    let argv = nsenter_argv(pause_pid, l.working_dir.as_deref(), &l.argv);
+    if l.stdin {
+        make_fifo(&IoPaths::in_dir(&l.io_dir).stdin).map_err(std::io::Error::other)?;
+    }
+    let shim = ShimArgs {
+        log: l.log.clone(),
+        io_dir: l.io_dir.clone(),
+        stdin: l.stdin,
+        stdin_once: l.stdin_once,
+        tty: l.tty,
+        argv: l.argv.clone(),
+    };
+    // The shim runs inside the sandbox, so its PID (the containerID) is in the pod's network.
+    let argv = nsenter_argv(pause_pid, l.working_dir.as_deref(), &shim.argv(exe));
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .env_clear()
         .envs(l.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
+        .stdout(Stdio::null())
         .stderr(log)
         .process_group(0)
         .kill_on_drop(false);

@@ -113,6 +113,11 @@ impl PodDirs {
             .join(format!("{restart}.log"))
     }
 
+    /// Where a container's shim keeps its stdin FIFO and terminal name.
+    pub fn io(&self, uid: &str, container: &str) -> PathBuf {
+        self.dir(uid).join("io").join(container)
+    }
+
     /// Saves a record atomically (write, then rename).
     pub fn save(&self, r: &PodRecord) -> std::io::Result<()> {
         let dir = self.dir(&r.uid);

@@ -233,7 +233,15 @@ fn condition(
 
 /// The pod's whole status: phase, conditions (keeping the scheduler's `PodScheduled`),
 /// addresses and container statuses. `now` is the transition time of changed conditions.
-pub fn pod_status(pod: &Pod, sandbox: &Sandbox, records: &[Record], now: Timestamp) -> PodStatus {
+/// The pod's status; `ephemeral` are its ephemeral containers, which count for nothing but
+/// their own statuses.
+pub fn pod_status(
+    pod: &Pod,
+    sandbox: &Sandbox,
+    records: &[Record],
+    ephemeral: &[Record],
+    now: Timestamp,
+) -> PodStatus {
     let previous = pod.status.as_ref();
     let policy = pod
         .spec
@@ -303,6 +311,8 @@ pub fn pod_status(pod: &Pod, sandbox: &Sandbox, records: &[Record], now: Timesta
         pod_ips: sandbox.pod_ip.clone().map(|ip| vec![PodIP { ip }]),
         start_time: sandbox.start_time.and_then(time),
         container_statuses: Some(records.iter().map(container_status).collect()),
+        ephemeral_container_statuses: (!ephemeral.is_empty())
+            .then(|| ephemeral.iter().map(container_status).collect()),
         qos_class: previous
             .and_then(|p| p.qos_class.clone())
             .or_else(|| Some(qos_class(pod).into())),
@@ -429,7 +439,7 @@ mod tests {
             start_time: Some(Timestamp::UNIX_EPOCH),
             ready: true,
         };
-        let s = pod_status(&pod, &sandbox, &[c, d], Timestamp::UNIX_EPOCH);
+        let s = pod_status(&pod, &sandbox, &[c, d], &[], Timestamp::UNIX_EPOCH);
         assert_eq!(s.phase.as_deref(), Some("Running"));
         let conds = s.conditions.unwrap();
         let types: Vec<&str> = conds.iter().map(|c| c.type_.as_str()).collect();
@@ -453,5 +463,46 @@ mod tests {
         assert!(cs[0].ready && !cs[1].ready);
         assert_eq!(s.pod_ip.as_deref(), Some("10.244.1.5"));
         assert_eq!(s.qos_class.as_deref(), Some("BestEffort"));
+        assert_eq!(s.ephemeral_container_statuses, None);
+    }
+
+    #[test]
+    fn ephemeral_containers_have_statuses_of_their_own_and_no_say_in_the_pod_s() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c"}], "restartPolicy": "Always"}
+        }))
+        .unwrap();
+        let running = rec(
+            State::Running {
+                pid: 41,
+                started_at: Timestamp::UNIX_EPOCH,
+            },
+            None,
+        );
+        let mut debugger = Record::waiting("debugger", "busybox", "ContainerCreating");
+        debugger.state = State::Terminated(Exit::new(
+            1,
+            Timestamp::UNIX_EPOCH,
+            Timestamp::UNIX_EPOCH,
+            43,
+        ));
+        let sandbox = Sandbox {
+            ready: true,
+            ..Sandbox::default()
+        };
+        let s = pod_status(
+            &pod,
+            &sandbox,
+            &[running],
+            &[debugger],
+            Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+        assert_eq!(s.container_statuses.unwrap().len(), 1);
+        let eph = s.ephemeral_container_statuses.unwrap();
+        assert_eq!(eph[0].name, "debugger");
+        let ended = eph[0].state.as_ref().unwrap().terminated.as_ref().unwrap();
+        assert_eq!(ended.exit_code, 1);
     }
 }

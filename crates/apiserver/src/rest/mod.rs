@@ -177,6 +177,13 @@ impl Api {
             (Method::POST, false, None) => self.create(call).await,
             (Method::DELETE, false, None) => self.delete_collection(call).await,
             (Method::GET, true, None | Some("status")) => self.get(&call),
+            (Method::GET, true, Some("ephemeralcontainers")) if is_pod(&call) => self.get(&call),
+            (Method::PUT, true, Some("ephemeralcontainers")) if is_pod(&call) => {
+                self.update(call, strategy::Part::EphemeralContainers).await
+            }
+            (Method::PATCH, true, Some("ephemeralcontainers")) if is_pod(&call) => {
+                self.patch(call, strategy::Part::EphemeralContainers).await
+            }
             (Method::PUT, true, None) => self.update(call, strategy::Part::Main).await,
             (Method::PUT, true, Some("status")) => self.update(call, strategy::Part::Status).await,
             (Method::PATCH, true, None) => self.patch(call, strategy::Part::Main).await,
@@ -189,4 +196,9 @@ impl Api {
             )),
         }
     }
+}
+
+fn is_pod(call: &Call) -> bool {
+    let r = call.resource();
+    (r.group, r.kind) == ("", "Pod")
 }

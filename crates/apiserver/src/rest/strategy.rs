@@ -11,6 +11,8 @@ pub enum Part {
     Main,
     /// `/status`: only status changes are kept.
     Status,
+    /// A pod's `/ephemeralcontainers`: only `spec.ephemeralContainers` changes are kept.
+    EphemeralContainers,
 }
 
 /// The status a new object starts with (clients cannot create objects with a status, except Nodes
@@ -88,6 +90,19 @@ pub fn prepare_update(resource: &Resource, part: Part, old: &Value, new: Value) 
             for field in ["labels", "annotations"] {
                 if let Some(v) = new["metadata"].get(field) {
                     merged["metadata"][field] = v.clone();
+                }
+            }
+            merged
+        }
+        Part::EphemeralContainers => {
+            // kube-apiserver's dropNonEphemeralContainerUpdates.
+            let mut merged = old.clone();
+            match new["spec"].get("ephemeralContainers") {
+                Some(ec) => merged["spec"]["ephemeralContainers"] = ec.clone(),
+                None => {
+                    merged["spec"]
+                        .as_object_mut()
+                        .map(|s| s.remove("ephemeralContainers"));
                 }
             }
             merged
@@ -181,6 +196,20 @@ mod tests {
             prepare_update(cm, Part::Main, &json!({}), json!({"data": {"a": "b"}})),
             json!({"data": {"a": "b"}})
         );
+    }
+
+    #[test]
+    fn the_ephemeral_containers_subresource_changes_only_them() {
+        let pod = lookup("", "v1", "pods").unwrap();
+        let old = json!({"metadata": {"labels": {"a": "1"}},
+            "spec": {"containers": [{"name": "web"}]}, "status": {"phase": "Running"}});
+        let new = json!({"metadata": {"labels": {"a": "2"}},
+            "spec": {"containers": [{"name": "other"}], "ephemeralContainers": [{"name": "d"}]},
+            "status": {"phase": "Failed"}});
+        let merged = prepare_update(pod, Part::EphemeralContainers, &old, new);
+        let mut want = old.clone();
+        want["spec"]["ephemeralContainers"] = json!([{"name": "d"}]);
+        assert_eq!(merged, want);
     }
 
     #[test]

@@ -305,7 +305,14 @@ impl Api {
             let mut new = strategy::prepare_update(resource, part, &current.value, candidate);
             meta::carry_system_fields(resource, &current.value, &mut new);
             kinet_admission::default(resource, &mut new);
-            let errors = kinet_admission::validate(resource, &new, Some(&current.value));
+            let errors = match part {
+                Part::EphemeralContainers => kinet_admission::validate_ephemeral_containers_update(
+                    resource,
+                    &new,
+                    &current.value,
+                ),
+                _ => kinet_admission::validate(resource, &new, Some(&current.value)),
+            };
             if !errors.is_empty() {
                 return Err(ApiError::invalid(resource, &name, &errors));
             }
@@ -314,7 +321,7 @@ impl Api {
             }
             let granted = match part {
                 Part::Main => self.allocate(resource, &key, &mut new, Some(&current.value))?,
-                Part::Status => None,
+                Part::Status | Part::EphemeralContainers => None,
             };
             let finished = finalized(resource, &current.value, &new);
             if dry_run(call) {

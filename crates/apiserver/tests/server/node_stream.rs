@@ -73,6 +73,8 @@ impl Pods for OnePod {
             working_dir: None,
             log: Some(self.log.clone()),
             previous_log: None,
+            stdin: None,
+            tty: None,
         })
     }
 }
@@ -242,7 +244,17 @@ async fn kubectl_logs_exec_and_port_forward_reach_the_node_agent() {
         running: AtomicBool::new(true),
         log: logs.path().join("app.log"),
     });
-    std::fs::write(&pods.log, "one\ntwo\n").unwrap();
+    // As the shim writes it: the CRI format, with each line's time.
+    let written = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_323_045);
+    std::fs::write(
+        &pods.log,
+        kinet_node_api::logs::cri::encode(
+            written,
+            kinet_node_api::logs::Stream::Stdout,
+            b"one\ntwo\n",
+        ),
+    )
+    .unwrap();
     let (cluster, agent_port) = Cluster::start(pods.clone()).await;
 
     cluster
@@ -288,8 +300,10 @@ async fn kubectl_logs_exec_and_port_forward_reach_the_node_agent() {
         !ok && err.contains("container nope is not valid for pod web"),
         "{err}"
     );
-    let (ok, _, err) = text(&cluster.kubectl(&["logs", "web", "--timestamps"]).await);
-    assert!(!ok && err.contains("timestamps are not supported"), "{err}");
+    assert_eq!(
+        text(&cluster.kubectl(&["logs", "web", "--timestamps"]).await).1,
+        "2026-01-02T03:04:05Z one\n2026-01-02T03:04:05Z two\n"
+    );
 
     // Exec over websockets and over SPDY: in the pod's namespaces, with its environment.
     for websockets in [true, false] {

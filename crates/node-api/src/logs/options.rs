@@ -15,6 +15,8 @@ pub struct LogOptions {
     pub limit_bytes: Option<u64>,
     /// Only what was written since then.
     pub since: Option<Since>,
+    /// Each line prefixed with the time it was written.
+    pub timestamps: bool,
 }
 
 /// `sinceSeconds` (relative to the request) or `sinceTime` (absolute).
@@ -47,12 +49,7 @@ impl LogOptions {
             match key.as_ref() {
                 "follow" => opts.follow = flag(&key, &value)?,
                 "previous" => opts.previous = flag(&key, &value)?,
-                // The runtime writes raw bytes, so there is no time of each line to show.
-                "timestamps" if flag(&key, &value)? => {
-                    return Err("timestamps are not supported: kinet keeps container logs \
-                                as raw bytes, without the time of each line"
-                        .into());
-                }
+                "timestamps" => opts.timestamps = flag(&key, &value)?,
                 "tailLines" => opts.tail_lines = Some(number(&key, &value, 0)?),
                 "limitBytes" => opts.limit_bytes = Some(number(&key, &value, 1)?),
                 "sinceSeconds" => since_seconds = Some(number(&key, &value, 1)?),
@@ -100,7 +97,7 @@ mod tests {
     #[test]
     fn what_kube_apiserver_sends() {
         let o = LogOptions::from_query(
-            "follow=true&previous=false&tailLines=10&limitBytes=500&sinceSeconds=60",
+            "follow=true&previous=false&tailLines=10&limitBytes=500&sinceSeconds=60&timestamps=true",
         )
         .unwrap();
         assert_eq!(
@@ -111,6 +108,7 @@ mod tests {
                 tail_lines: Some(10),
                 limit_bytes: Some(500),
                 since: Some(Since::Seconds(60)),
+                timestamps: true,
             }
         );
         assert_eq!(LogOptions::from_query("").unwrap(), LogOptions::default());
@@ -133,11 +131,15 @@ mod tests {
             "sinceTime=yesterday",
             "follow=maybe",
             "sinceSeconds=5&sinceTime=2026-01-02T03:04:05Z",
-            "timestamps=true",
+            "timestamps=maybe",
         ] {
             assert!(LogOptions::from_query(q).is_err(), "{q}");
         }
-        assert!(LogOptions::from_query("timestamps=false").is_ok());
+        assert!(
+            !LogOptions::from_query("timestamps=false")
+                .unwrap()
+                .timestamps
+        );
     }
 
     #[test]

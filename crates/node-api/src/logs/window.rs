@@ -11,9 +11,8 @@ const CHUNK: u64 = 8192;
 
 /// The byte offset to start sending from.
 ///
-/// The log has no time per line, so `since` is honoured at file granularity: a file last
-/// written before the cutoff has nothing to send; otherwise every line qualifies (the
-/// API's answer may then hold older lines too). `tailLines` applies after that.
+/// A file last written before the `since` cutoff has nothing to send (each line's own time is
+/// checked as it is sent); otherwise `tailLines` picks the start, as the kubelet does.
 pub fn start_offset<R: Read + Seek>(
     file: &mut R,
     len: u64,
@@ -114,7 +113,7 @@ mod tests {
     }
 
     #[test]
-    fn since_is_per_file() {
+    fn a_file_older_than_since_is_skipped_whole() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(10_000);
         let text = b"a\nb\n".to_vec();
         let opts = LogOptions {

@@ -64,6 +64,9 @@ pub struct FakePods {
     pub running: AtomicBool,
     pub log: PathBuf,
     pub previous_log: Option<PathBuf>,
+    /// The container's stdin FIFO and terminal-name file, if it has them.
+    pub stdin: Option<PathBuf>,
+    pub tty: Option<PathBuf>,
 }
 
 impl Pods for FakePods {
@@ -90,6 +93,8 @@ impl Pods for FakePods {
             working_dir: Some("/tmp".into()),
             log: Some(self.log.clone()),
             previous_log: self.previous_log.clone(),
+            stdin: self.stdin.clone(),
+            tty: self.tty.clone(),
         })
     }
 }

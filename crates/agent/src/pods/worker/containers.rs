@@ -181,6 +181,10 @@ impl Worker {
             env: full.clone(),
             working_dir: spec.working_dir.clone(),
             log,
+            io_dir: self.rt.dirs.io(&self.rec.uid, &name),
+            stdin: spec.stdin == Some(true),
+            stdin_once: spec.stdin_once == Some(true),
+            tty: spec.tty == Some(true),
         };
         if first {
             let msg = format!("Container image \"{image_ref}\" already present on machine");
@@ -192,7 +196,7 @@ impl Worker {
             &format!("Created container: {name}"),
         )
         .await;
-        match process::spawn(pause.pid, &launch) {
+        match process::spawn(&self.rt.cfg.exe, pause.pid, &launch) {
             Ok((mut child, proc)) => {
                 let now = Instant::now();
                 let slot = &mut self.slots[idx];
@@ -219,6 +223,9 @@ impl Worker {
                     pid: proc.pid,
                     started_at: Timestamp::now(),
                 };
+                // On disk before anything else can fail or wait: an agent killed from here on
+                // leaves a record through which `kinet down` still finds the process.
+                self.persist();
                 self.event(
                     EventType::Normal,
                     "Started",
@@ -292,11 +299,12 @@ impl Worker {
             .as_ref()
             .and_then(|s| s.restart_policy.clone())
             .unwrap_or_else(|| "Always".into());
-        let restart = match policy.as_str() {
-            "Never" => false,
-            "OnFailure" => exit.code != 0,
-            _ => true,
-        };
+        let restart = !self.slots[idx].ephemeral
+            && match policy.as_str() {
+                "Never" => false,
+                "OnFailure" => exit.code != 0,
+                _ => true,
+            };
         let slot = &mut self.slots[idx];
         slot.probes.clear();
         if slot.started.is_some_and(|s| s.elapsed() >= BACKOFF_RESET) {

@@ -18,6 +18,7 @@ use super::probe::Tracker;
 use super::process;
 use super::record::{ContainerRecord, PodRecord};
 use super::sandbox;
+use super::shim::IoPaths;
 use super::status::{self, Record, State};
 use super::{ContainerView, PodView, Runtime};
 
@@ -67,6 +68,8 @@ enum Event {
 
 struct Slot {
     spec: Container,
+    /// An ephemeral container: started once, never restarted, reported apart.
+    ephemeral: bool,
     instance: u64,
     due: Option<Instant>,
     backoff: u32,
@@ -74,6 +77,53 @@ struct Slot {
     env: Vec<(String, String)>,
     probes: Vec<(Kind, Tracker)>,
     image_failures: u32,
+}
+
+impl Slot {
+    fn new(spec: Container, ephemeral: bool) -> Slot {
+        Slot {
+            spec,
+            ephemeral,
+            instance: 0,
+            due: Some(Instant::now()),
+            backoff: 0,
+            started: None,
+            env: Vec::new(),
+            probes: Vec::new(),
+            image_failures: 0,
+        }
+    }
+}
+
+fn new_record(c: &Container) -> ContainerRecord {
+    ContainerRecord {
+        record: Record::waiting(
+            &c.name,
+            c.image.as_deref().unwrap_or(""),
+            "ContainerCreating",
+        ),
+        process: None,
+    }
+}
+
+/// The pod's containers, then its ephemeral containers (read as Containers: the same fields
+/// but the target), each with whether it is ephemeral.
+fn containers_of(pod: &Pod) -> Vec<(Container, bool)> {
+    let Some(spec) = pod.spec.as_ref() else {
+        return Vec::new();
+    };
+    let ephemeral = spec
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .filter_map(|e| serde_json::to_value(e).ok())
+        .filter_map(|v| serde_json::from_value::<Container>(v).ok());
+    spec.containers
+        .iter()
+        .cloned()
+        .map(|c| (c, false))
+        .chain(ephemeral.map(|c| (c, true)))
+        .collect()
 }
 
 struct Worker {
@@ -111,7 +161,10 @@ pub(super) async fn run(
         tokio::select! {
             changed = rx.changed() => match changed {
                 Ok(()) => match rx.borrow_and_update().clone() {
-                    Some(p) => w.pod = p,
+                    Some(p) => {
+                        w.pod = p;
+                        w.add_ephemeral();
+                    }
                     None => w.gone = true,
                 },
                 Err(_) => w.gone = true,
@@ -155,7 +208,7 @@ impl Worker {
         adopt: Option<PodRecord>,
         tx: mpsc::UnboundedSender<Event>,
     ) -> Worker {
-        let spec_containers = pod.spec.clone().map(|s| s.containers).unwrap_or_default();
+        let spec_containers = containers_of(&pod);
         let uid = pod.uid().unwrap_or_default();
         let mut rec = adopt.clone().unwrap_or_else(|| PodRecord {
             uid: uid.clone(),
@@ -170,32 +223,24 @@ impl Worker {
         // Keep what was recorded for containers that are still in the spec.
         rec.containers = spec_containers
             .iter()
-            .map(|c| {
+            .map(|(c, _)| {
                 rec.containers
                     .iter()
                     .find(|r| r.record.name == c.name)
                     .cloned()
-                    .unwrap_or_else(|| ContainerRecord {
-                        record: Record::waiting(
-                            &c.name,
-                            c.image.as_deref().unwrap_or(""),
-                            "ContainerCreating",
-                        ),
-                        process: None,
-                    })
+                    .unwrap_or_else(|| new_record(c))
             })
             .collect();
         let slots = spec_containers
             .into_iter()
-            .map(|spec| Slot {
-                spec,
-                instance: 0,
-                due: Some(Instant::now()),
-                backoff: 0,
-                started: None,
-                env: Vec::new(),
-                probes: Vec::new(),
-                image_failures: 0,
+            .zip(&rec.containers)
+            .map(|((spec, ephemeral), r)| {
+                let mut slot = Slot::new(spec, ephemeral);
+                // An ephemeral container runs once: one that already ran stays as it ended.
+                if ephemeral && !matches!(r.record.state, State::Waiting { .. }) {
+                    slot.due = None;
+                }
+                slot
             })
             .collect();
         let start_time = pod
@@ -216,6 +261,16 @@ impl Worker {
             slots,
             tx,
             last_status: None,
+        }
+    }
+
+    /// Takes on the ephemeral containers added to the pod since it was last seen.
+    fn add_ephemeral(&mut self) {
+        for (spec, ephemeral) in containers_of(&self.pod) {
+            if ephemeral && !self.slots.iter().any(|s| s.spec.name == spec.name) {
+                self.rec.containers.push(new_record(&spec));
+                self.slots.push(Slot::new(spec, true));
+            }
         }
     }
 
@@ -321,14 +376,20 @@ impl Worker {
         Duration::from_secs(secs.max(0) as u64)
     }
 
-    /// Saves the record, refreshes the streaming view and posts the status when changed.
-    async fn publish(&mut self) {
+    /// Saves the record if it changed (and the sandbox exists to be recorded).
+    fn persist(&mut self) {
         if self.saved.as_ref() != Some(&self.rec) && !self.rec.netns.is_empty() {
             match self.rt.dirs.save(&self.rec) {
                 Ok(()) => self.saved = Some(self.rec.clone()),
                 Err(e) => tracing::warn!(pod = %self.key(), "saving the pod record: {e}"),
             }
         }
+    }
+
+    /// Saves the record, refreshes the streaming view and posts the status when changed.
+    async fn publish(&mut self) {
+        self.persist();
+        let io = |name: &str| IoPaths::in_dir(&self.rt.dirs.io(&self.rec.uid, name));
         let view = PodView {
             sandbox_pid: self.rec.pause.filter(|_| self.sandbox_ready).map(|p| p.pid),
             containers: self
@@ -353,6 +414,8 @@ impl Worker {
                                 .log(&self.rec.uid, &s.spec.name, c.record.restarts - 1)
                         })
                         .filter(|p| p.exists()),
+                    stdin: (s.spec.stdin == Some(true)).then(|| io(&s.spec.name).stdin),
+                    tty: (s.spec.tty == Some(true)).then(|| io(&s.spec.name).tty),
                 })
                 .collect(),
         };
@@ -365,13 +428,16 @@ impl Worker {
             start_time: Some(self.start_time),
             ready: self.sandbox_ready,
         };
-        let records: Vec<Record> = self
-            .rec
-            .containers
-            .iter()
-            .map(|c| c.record.clone())
-            .collect();
-        let st = status::pod_status(&self.pod, &sandbox, &records, Timestamp::now());
+        let (mut records, mut ephemeral) = (Vec::new(), Vec::new());
+        for (s, c) in self.slots.iter().zip(&self.rec.containers) {
+            let list = if s.ephemeral {
+                &mut ephemeral
+            } else {
+                &mut records
+            };
+            list.push(c.record.clone());
+        }
+        let st = status::pod_status(&self.pod, &sandbox, &records, &ephemeral, Timestamp::now());
         let value = serde_json::to_value(&st).unwrap_or_default();
         if self.last_status.as_ref() == Some(&value) {
             return;
