@@ -95,7 +95,7 @@ fn lifecycle_up_runs_without_nft_or_conntrack() {
     // Looked at with the host's nft: the proxy's and the masquerade's tables are on every node.
     for node in ["control-plane", "worker"] {
         let node = format!("{}-{node}", cluster.name);
-        let listing = cluster.kinet(&["node", "exec", &node, "--", "nft", "list", "tables"]);
+        let listing = cluster.node_exec(&node, &["nft", "list", "tables"]);
         let tables = crate::harness::stdout(&listing);
         let tables: Vec<&str> = tables.lines().collect();
         assert!(
