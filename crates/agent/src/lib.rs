@@ -2,10 +2,11 @@
 //!
 //! - [`node`]: the Node object and its status, pure data;
 //! - [`lease`]: the Lease in `kube-node-lease`, pure data;
+//! - [`readiness`]: what the Ready condition says, from the pod network and the proxy;
 //! - [`host`]: machine facts (CPU, memory, kernel, OS image);
 //! - [`sync`]: the API calls, each idempotent;
 //! - [`run`]: register (retrying until the API answers), then renew the Lease and post the
-//!   Ready heartbeat on their intervals until cancelled;
+//!   status heartbeat on their intervals, and at once when readiness changes, until cancelled;
 //! - [`network`]: the pod network of the node (`cbr0`, `flannel.1`, routes to other nodes);
 //! - [`pods`]: sandboxes, containers, probes and pod status for the pods bound here.
 //!
@@ -17,14 +18,17 @@ pub mod lease;
 pub mod network;
 pub mod node;
 pub mod pods;
+pub mod readiness;
 pub mod sync;
 
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
+use tokio::sync::watch;
 
 pub use node::{Capacity, NodeConfig, SystemInfo};
+pub use readiness::{Check, Readiness};
 
 /// Why an agent step failed.
 #[derive(Debug, thiserror::Error)]
@@ -68,9 +72,14 @@ impl AgentConfig {
     }
 }
 
-/// Registers the node and keeps it alive; returns only if cancelled (drop the future).
-/// Failures after registration are logged and retried: the API server may restart.
-pub async fn run(client: Client, cfg: AgentConfig) -> Result<()> {
+/// Registers the node and keeps it alive, Ready as `readiness` says; returns only if
+/// cancelled (drop the future). Failures after registration are logged and retried: the API
+/// server may restart.
+pub async fn run(
+    client: Client,
+    cfg: AgentConfig,
+    mut readiness: watch::Receiver<Readiness>,
+) -> Result<()> {
     let name = cfg.node.name.clone();
     let node = loop {
         match sync::register(&client, &cfg.node).await {
@@ -86,23 +95,59 @@ pub async fn run(client: Client, cfg: AgentConfig) -> Result<()> {
     let mut previous = node.status.filter(|s| s.conditions.is_some());
     let mut lease_tick = tokio::time::interval(cfg.lease_interval);
     let mut status_tick = tokio::time::interval(cfg.status_interval);
+    let mut reported: Option<readiness::Verdict> = None;
+    let mut watching = true;
     loop {
         tokio::select! {
-            _ = status_tick.tick() => {
-                match sync::post_status(&client, &cfg.node, Timestamp::now(), previous.as_ref()).await {
-                    Ok(s) => previous = Some(s),
-                    Err(e) => {
-                        tracing::warn!(node = %name, "status update failed: {e}");
-                        status_tick.reset_after(cfg.retry);
-                    }
-                }
+            _ = status_tick.tick() => {}
+            changed = readiness.changed(), if watching => {
+                // A closed channel leaves the last word standing; the heartbeat goes on.
+                watching = changed.is_ok();
             }
             _ = lease_tick.tick() => {
                 if let Err(e) = sync::renew_lease(&client, &name, uid.as_deref(), Timestamp::now()).await {
                     tracing::warn!(node = %name, "lease renewal failed: {e}");
                     lease_tick.reset_after(cfg.retry);
                 }
+                continue;
             }
         }
+        let verdict = readiness.borrow_and_update().verdict();
+        if reported.as_ref() != Some(&verdict) {
+            log_verdict(&name, &verdict);
+        }
+        match sync::post_status(
+            &client,
+            &cfg.node,
+            Timestamp::now(),
+            previous.as_ref(),
+            &verdict,
+        )
+        .await
+        {
+            Ok(s) => {
+                previous = Some(s);
+                reported = Some(verdict);
+                status_tick.reset();
+            }
+            Err(e) => {
+                tracing::warn!(node = %name, "status update failed: {e}");
+                status_tick.reset_after(cfg.retry);
+            }
+        }
+    }
+}
+
+/// The agent's log says what its Node's Ready condition says, when that changes.
+fn log_verdict(node: &str, verdict: &readiness::Verdict) {
+    if verdict.status == "True" {
+        tracing::info!(node, "node is Ready");
+    } else {
+        tracing::warn!(
+            node,
+            reason = verdict.reason,
+            "node is not Ready: {}",
+            verdict.message
+        );
     }
 }
