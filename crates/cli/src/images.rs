@@ -50,11 +50,11 @@ pub fn images() {
 
 /// Runs a built-in image's program in this process until it ends (the container's process).
 pub async fn image_run(image: &str, args: &[String]) -> anyhow::Result<()> {
-    crate::serve::init_logging();
+    kinet_cluster::serve::init_logging();
     let is_dns = kinet_images::lookup(image)
         .is_some_and(|i| i.kind == ImageKind::Builtin(kinet_images::Builtin::Dns));
     if is_dns {
-        return crate::dns_image::run_dns_image(args).await;
+        return kinet_cluster::dns_image::run_dns_image(args).await;
     }
     kinet_images::run_builtin(image, args).await
 }

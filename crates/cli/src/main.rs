@@ -1,25 +1,16 @@
 //! The kinet command: create, inspect and delete local clusters.
 
-mod addons;
-mod agent;
+//!
+//! This crate parses arguments and prints; the work is in kinet-cluster and kinet-bench.
+
 mod bench;
-mod dns_image;
-mod down;
-mod external;
 mod images;
-mod nodes;
-mod probe;
-mod process;
-mod progress;
-mod proxy_cmd;
-mod serve;
-mod state;
 mod status;
-mod up;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use kinet_cluster::{dns_image, state, up};
 
 const DEFAULT_NAME: &str = "kinet";
 
@@ -81,7 +72,7 @@ enum Command {
     /// Run a benchmark and print its figures (see docs/performance.md).
     Bench {
         #[command(subcommand)]
-        what: BenchCommand,
+        what: bench::BenchCommand,
     },
     /// Nodes of a cluster.
     Node {
@@ -173,74 +164,6 @@ enum ProxyCommand {
     },
 }
 
-#[derive(Subcommand)]
-enum BenchCommand {
-    /// The API server: creates with 1 and many clients, large lists, watch fan-out.
-    Api {
-        #[arg(long, default_value_t = 10_000)]
-        objects: usize,
-        #[arg(long, default_value_t = 32)]
-        clients: usize,
-        #[arg(long, default_value_t = 100)]
-        watchers: usize,
-        #[arg(long, default_value_t = 200)]
-        watch_events: usize,
-    },
-    /// Pods on a real 3-node cluster: start latency and throughput, network setup, memory,
-    /// pod-to-pod TCP throughput against a raw veth pair (needs iperf3).
-    Pods {
-        /// Batch sizes (pods created at once).
-        #[arg(long, value_delimiter = ',', default_value = "100,500")]
-        batches: Vec<usize>,
-        #[arg(long, default_value_t = 100)]
-        network_pods: usize,
-    },
-    /// The control loops: a large Deployment until bound, and pod readiness to EndpointSlices.
-    Controllers {
-        #[arg(long, default_value_t = 1000)]
-        replicas: usize,
-        #[arg(long, default_value_t = 1000)]
-        services: usize,
-        #[arg(long, default_value_t = 200)]
-        samples: usize,
-    },
-    /// The service proxy (root): full and incremental syncs, connection rate, throughput.
-    Proxy {
-        /// Service counts for full syncs, ascending; the last is the large table.
-        #[arg(long, value_delimiter = ',', default_values_t = [1000, 10000])]
-        services: Vec<usize>,
-        #[arg(long, default_value_t = 10)]
-        endpoints: usize,
-        /// Incremental samples.
-        #[arg(long, default_value_t = 200)]
-        samples: usize,
-        /// Seconds per connection-rate run.
-        #[arg(long, default_value_t = 2.0)]
-        seconds: f64,
-        /// MiB per throughput run.
-        #[arg(long, default_value_t = 2048)]
-        mib: usize,
-    },
-    /// Cluster DNS: kinet's server and Knot DNS under dnsperf, with 1k and 10k Services.
-    Dns {
-        /// Service counts, ascending.
-        #[arg(long, value_delimiter = ',', default_values_t = [1000, 10000])]
-        services: Vec<usize>,
-        /// Seconds per dnsperf run.
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
-        /// CPU the server under test is pinned to.
-        #[arg(long, default_value_t = 1)]
-        server_cpu: usize,
-        /// CPU dnsperf is pinned to.
-        #[arg(long, default_value_t = 0)]
-        client_cpu: usize,
-        /// Internal: serve DNS from the API at this URL (the benchmark's child process).
-        #[arg(long, hide = true)]
-        serve_api: Option<String>,
-    },
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
@@ -251,24 +174,29 @@ async fn main() -> anyhow::Result<()> {
             upstream_dns,
             backend,
         } => {
-            up::up(up::UpArgs {
+            let report = up::up(up::UpArgs {
                 name,
                 nodes,
                 config,
                 upstream_dns,
                 backend,
             })
-            .await
+            .await?;
+            status::print_up(&report);
+            Ok(())
         }
-        Command::Down { name, keep_data } => down::down(&name, keep_data).await,
+        Command::Down { name, keep_data } => kinet_cluster::down::down(&name, keep_data).await,
         Command::Status { name } => status::status(name.as_deref()).await,
         Command::Images => {
             images::images();
             Ok(())
         }
-        Command::Kubeconfig { name } => status::kubeconfig(&name),
-        Command::Serve { name } => serve::serve(&name).await,
-        Command::Agent { name, node } => agent::agent(&name, &node).await,
+        Command::Kubeconfig { name } => {
+            println!("{}", kinet_cluster::status::kubeconfig(&name)?.display());
+            Ok(())
+        }
+        Command::Serve { name } => kinet_cluster::serve::serve(&name).await,
+        Command::Agent { name, node } => kinet_cluster::agent::agent(&name, &node).await,
         Command::ImageRun { image, args } => images::image_run(&image, &args).await,
         Command::Pause {
             hostname,
@@ -289,13 +217,13 @@ async fn main() -> anyhow::Result<()> {
                     command,
                 },
         } => {
-            let code = status::node_exec(&name, &node, &command)?;
+            let code = kinet_cluster::status::node_exec(&name, &node, &command)?;
             std::process::exit(code)
         }
         Command::External {
             what: ExternalCommand::Exec { name, command },
         } => {
-            let code = external::exec(&name, &command)?;
+            let code = kinet_cluster::external::exec(&name, &command)?;
             std::process::exit(code)
         }
         Command::Proxy {
@@ -305,91 +233,13 @@ async fn main() -> anyhow::Result<()> {
                     node,
                     service,
                 },
-        } => proxy_cmd::rules(&name, node.as_deref(), &service),
-        Command::Bench {
-            what:
-                BenchCommand::Api {
-                    objects,
-                    clients,
-                    watchers,
-                    watch_events,
-                },
         } => {
-            bench::api::run(bench::api::Options {
-                objects,
-                clients,
-                watchers,
-                watch_events,
-            })
-            .await
+            print!(
+                "{}",
+                kinet_cluster::proxy_rules::rules(&name, node.as_deref(), &service)?
+            );
+            Ok(())
         }
-        Command::Bench {
-            what:
-                BenchCommand::Proxy {
-                    services,
-                    endpoints,
-                    samples,
-                    seconds,
-                    mib,
-                },
-        } => {
-            bench::proxy::run_bench(bench::proxy::Options {
-                services,
-                endpoints,
-                samples,
-                seconds,
-                mib,
-            })
-            .await
-        }
-        Command::Bench {
-            what:
-                BenchCommand::Pods {
-                    batches,
-                    network_pods,
-                },
-        } => {
-            bench::pods::run(bench::pods::Options {
-                batches,
-                network_pods,
-            })
-            .await
-        }
-        Command::Bench {
-            what:
-                BenchCommand::Controllers {
-                    replicas,
-                    services,
-                    samples,
-                },
-        } => {
-            bench::controllers::run(bench::controllers::Options {
-                replicas,
-                services,
-                samples,
-            })
-            .await
-        }
-        Command::Bench {
-            what:
-                BenchCommand::Dns {
-                    services,
-                    seconds,
-                    server_cpu,
-                    client_cpu,
-                    serve_api,
-                },
-        } => match serve_api {
-            Some(url) => bench::dns::serve_child(&url).await,
-            None => {
-                bench::dns::run(bench::dns::Options {
-                    services,
-                    seconds,
-                    server_cpu,
-                    client_cpu,
-                })
-                .await
-            }
-        },
+        Command::Bench { what } => bench::run(what).await,
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::bench::stats::Samples;
+use crate::stats::Samples;
 
 /// What one dnsperf run measured.
 #[derive(Debug, Clone, Default)]

@@ -15,13 +15,12 @@ use crate::nodes::{self, Plan};
 use crate::probe::Probe;
 use crate::process::{self, running_pid};
 use crate::progress::Step;
-use crate::state::{self, ClusterDir, ClusterInfo};
+use crate::state::{self, absolute_home, ClusterDir, ClusterInfo};
 
 /// The ClusterIP of the `kubernetes` service, which the serving certificate must name.
 pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const READY_POLL: Duration = Duration::from_millis(250);
-const LOG_TAIL_LINES: usize = 40;
 /// One control-plane node (which also runs pods) and two workers, as the issue asks.
 pub const DEFAULT_NODES: usize = 3;
 
@@ -35,7 +34,17 @@ pub struct UpArgs {
     pub backend: Option<state::PodBackend>,
 }
 
-pub async fn up(args: UpArgs) -> Result<()> {
+/// What `up` did, for the CLI to print.
+#[derive(Debug)]
+pub struct UpReport {
+    pub name: String,
+    pub port: u16,
+    pub kubeconfig: PathBuf,
+    /// `Some(pid)` when the control plane was already running (only dead agents restarted).
+    pub already_running: Option<u32>,
+}
+
+pub async fn up(args: UpArgs) -> Result<UpReport> {
     state::validate_name(&args.name)?;
     let home = absolute_home()?;
     let dir = ClusterDir::new(&home, &args.name);
@@ -44,12 +53,12 @@ pub async fn up(args: UpArgs) -> Result<()> {
         if let Some(pid) = running_pid(&dir) {
             let info = dir.load_info()?;
             restart_agents(&dir, &home, &info).await?;
-            println!(
-                "Cluster \"{}\" is already running (pid {pid}, https://127.0.0.1:{}).",
-                info.name, info.port
-            );
-            print_usage(&dir);
-            return Ok(());
+            return Ok(UpReport {
+                name: info.name,
+                port: info.port,
+                kubeconfig: dir.kubeconfig(),
+                already_running: Some(pid),
+            });
         }
         eprintln!("Starting cluster \"{}\" ...", args.name);
     } else {
@@ -101,7 +110,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         if let Some(plan) = &plan {
             nodes::abandon(&dir, plan).await;
         }
-        print_log_tail(&dir.control_plane_log(), log_start);
+        process::print_log_tail(&dir.control_plane_log(), log_start);
         return Err(e);
     }
     step.done();
@@ -118,13 +127,12 @@ pub async fn up(args: UpArgs) -> Result<()> {
         crate::addons::deploy(&client, &info).await?;
     }
 
-    println!();
-    println!(
-        "Cluster \"{}\" is up: API server at https://127.0.0.1:{}",
-        info.name, info.port
-    );
-    print_usage(&dir);
-    Ok(())
+    Ok(UpReport {
+        name: info.name,
+        port: info.port,
+        kubeconfig: dir.kubeconfig(),
+        already_running: None,
+    })
 }
 
 /// Starts the agents of a running cluster that are not running (a killed agent comes back
@@ -245,34 +253,4 @@ fn abandon(dir: &ClusterDir, child: &mut Child) {
     }
     let _ = child.wait();
     let _ = dir.remove_pid();
-}
-
-pub fn print_log_tail(log: &Path, from: u64) {
-    let Ok(bytes) = fs::read(log) else { return };
-    let start = usize::try_from(from).unwrap_or(0).min(bytes.len());
-    let text = String::from_utf8_lossy(&bytes[start..]);
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
-    eprintln!("\nLast lines of {}:", log.display());
-    for line in tail {
-        eprintln!("  {line}");
-    }
-}
-
-fn print_usage(dir: &ClusterDir) {
-    let path = dir.kubeconfig();
-    println!("Kubeconfig: {}", path.display());
-    println!("Use it with:");
-    println!();
-    println!("  export KUBECONFIG={}", path.display());
-    println!("  kubectl get ns");
-}
-
-/// `KINET_HOME` made absolute, since the control plane runs from `/`.
-pub fn absolute_home() -> Result<PathBuf> {
-    let home = state::kinet_home();
-    if home.is_absolute() {
-        return Ok(home);
-    }
-    Ok(std::env::current_dir()?.join(home))
 }

@@ -13,8 +13,7 @@ use kinet_agent::{host, AgentConfig, NodeConfig};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::nodes::Plan;
-use crate::state::{self, ClusterDir};
-use crate::up::absolute_home;
+use crate::state::{self, absolute_home, ClusterDir};
 
 /// Where the service proxy's metrics are served on each node (kube-proxy's port).
 const PROXY_METRICS_PORT: u16 = 10249;

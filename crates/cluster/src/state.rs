@@ -35,6 +35,15 @@ pub fn kinet_home() -> PathBuf {
     }
 }
 
+/// `KINET_HOME` made absolute, since the control plane runs from `/`.
+pub fn absolute_home() -> Result<PathBuf> {
+    let home = kinet_home();
+    if home.is_absolute() {
+        return Ok(home);
+    }
+    Ok(std::env::current_dir()?.join(home))
+}
+
 /// A cluster name must be a short DNS label starting with a letter.
 pub fn validate_name(name: &str) -> Result<()> {
     let ok_chars = name

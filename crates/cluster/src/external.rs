@@ -11,8 +11,7 @@ use kube::Api;
 use serde_json::json;
 
 use crate::nodes;
-use crate::state::{self, ClusterDir};
-use crate::up::absolute_home;
+use crate::state::{self, absolute_home, ClusterDir};
 
 /// `kinet external exec`: runs `command` in the outside namespace and returns its exit code.
 pub fn exec(name: &str, command: &[String]) -> Result<i32> {

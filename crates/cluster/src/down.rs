@@ -7,8 +7,7 @@ use anyhow::{Context, Result};
 
 use crate::nodes;
 use crate::process::{self, Stopped};
-use crate::state::{self, ClusterDir};
-use crate::up::absolute_home;
+use crate::state::{self, absolute_home, ClusterDir};
 
 pub async fn down(name: &str, keep_data: bool) -> Result<()> {
     state::validate_name(name)?;

@@ -9,8 +9,7 @@ use kinet_pki::{Pki, ADMIN_GROUP, ADMIN_USER};
 use tracing_subscriber::EnvFilter;
 
 use crate::nodes::Plan;
-use crate::state::{self, ClusterDir, ClusterInfo};
-use crate::up::absolute_home;
+use crate::state::{self, absolute_home, ClusterDir, ClusterInfo};
 
 pub async fn serve(name: &str) -> Result<()> {
     init_logging();

@@ -7,16 +7,16 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use crate::nodes;
-use crate::state::{self, ClusterDir};
-use crate::up::absolute_home;
+use crate::state::{self, absolute_home, ClusterDir};
 
 /// The table every node's proxy owns (`ProxyConfig::default().table`).
 fn table() -> String {
     kinet_proxy::ProxyConfig::default().table
 }
 
-/// Prints the Service's chains, sets and map elements on `node` (or on every node).
-pub fn rules(name: &str, node: Option<&str>, service: &str) -> Result<()> {
+/// The Service's chains, sets and map elements on `node` (or on every node), with a
+/// `# node …` header line per node.
+pub fn rules(name: &str, node: Option<&str>, service: &str) -> Result<String> {
     let Some((ns, svc)) = service.split_once('/') else {
         bail!("give the Service as <namespace>/<name>, e.g. default/web");
     };
@@ -40,21 +40,22 @@ pub fn rules(name: &str, node: Option<&str>, service: &str) -> Result<()> {
     if chosen.is_empty() {
         bail!("cluster \"{name}\" has no nodes, so no proxy rules");
     }
+    let mut out = String::new();
     for n in chosen {
-        println!("# node {} (netns {})", n.name, n.netns);
+        out += &format!("# node {} (netns {})\n", n.name, n.netns);
         match list_table(&n.netns)? {
-            None => println!("# no table ip {} (is the proxy running?)", table()),
+            None => out += &format!("# no table ip {} (is the proxy running?)\n", table()),
             Some(listing) => {
                 let cut = kinet_proxy::rules_in_listing(&listing, ns, svc);
                 if cut.is_empty() {
-                    println!("# no rules for {ns}/{svc}");
+                    out += &format!("# no rules for {ns}/{svc}\n");
                 } else {
-                    print!("{cut}");
+                    out += &cut;
                 }
             }
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// `nft list table ip <table>` inside `netns`; `None` if the table is absent.

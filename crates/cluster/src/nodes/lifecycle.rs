@@ -129,7 +129,7 @@ pub async fn start_and_wait(
         if !dead.is_empty() || Instant::now() >= deadline {
             drop(step);
             for n in &pending {
-                crate::up::print_log_tail(&dir.agent_log(n), 0);
+                crate::process::print_log_tail(&dir.agent_log(n), 0);
             }
             if !dead.is_empty() {
                 bail!("the agent of {} exited", dead.join(", "));

@@ -16,6 +16,8 @@ use nix::unistd::Pid;
 
 use crate::state::ClusterDir;
 
+/// Lines of a log shown when a step fails.
+const LOG_TAIL_LINES: usize = 40;
 const STOP_GRACE: Duration = Duration::from_secs(10);
 const KILL_WAIT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(100);
@@ -118,6 +120,19 @@ fn wait_gone(pid: u32, name: &str, limit: Duration) -> bool {
         sleep(POLL);
     }
     !is_control_plane(pid, name)
+}
+
+/// Prints the last lines `log` got since byte `from` (what explains a failure).
+pub fn print_log_tail(log: &Path, from: u64) {
+    let Ok(bytes) = fs::read(log) else { return };
+    let start = usize::try_from(from).unwrap_or(0).min(bytes.len());
+    let text = String::from_utf8_lossy(&bytes[start..]);
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+    eprintln!("\nLast lines of {}:", log.display());
+    for line in tail {
+        eprintln!("  {line}");
+    }
 }
 
 #[cfg(test)]

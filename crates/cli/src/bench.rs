@@ -1,0 +1,146 @@
+//! `kinet bench …`: the benchmarks' flags; kinet-bench runs them and prints their figures.
+
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// The API server: creates with 1 and many clients, large lists, watch fan-out.
+    Api {
+        #[arg(long, default_value_t = 10_000)]
+        objects: usize,
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        #[arg(long, default_value_t = 100)]
+        watchers: usize,
+        #[arg(long, default_value_t = 200)]
+        watch_events: usize,
+    },
+    /// Pods on a real 3-node cluster: start latency and throughput, network setup, memory,
+    /// pod-to-pod TCP throughput against a raw veth pair (needs iperf3).
+    Pods {
+        /// Batch sizes (pods created at once).
+        #[arg(long, value_delimiter = ',', default_value = "100,500")]
+        batches: Vec<usize>,
+        #[arg(long, default_value_t = 100)]
+        network_pods: usize,
+    },
+    /// The control loops: a large Deployment until bound, and pod readiness to EndpointSlices.
+    Controllers {
+        #[arg(long, default_value_t = 1000)]
+        replicas: usize,
+        #[arg(long, default_value_t = 1000)]
+        services: usize,
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+    },
+    /// The service proxy (root): full and incremental syncs, connection rate, throughput.
+    Proxy {
+        /// Service counts for full syncs, ascending; the last is the large table.
+        #[arg(long, value_delimiter = ',', default_values_t = [1000, 10000])]
+        services: Vec<usize>,
+        #[arg(long, default_value_t = 10)]
+        endpoints: usize,
+        /// Incremental samples.
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+        /// Seconds per connection-rate run.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// MiB per throughput run.
+        #[arg(long, default_value_t = 2048)]
+        mib: usize,
+    },
+    /// Cluster DNS: kinet's server and Knot DNS under dnsperf, with 1k and 10k Services.
+    Dns {
+        /// Service counts, ascending.
+        #[arg(long, value_delimiter = ',', default_values_t = [1000, 10000])]
+        services: Vec<usize>,
+        /// Seconds per dnsperf run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// CPU the server under test is pinned to.
+        #[arg(long, default_value_t = 1)]
+        server_cpu: usize,
+        /// CPU dnsperf is pinned to.
+        #[arg(long, default_value_t = 0)]
+        client_cpu: usize,
+        /// Internal: serve DNS from the API at this URL (the benchmark's child process).
+        #[arg(long, hide = true)]
+        serve_api: Option<String>,
+    },
+}
+
+pub async fn run(what: BenchCommand) -> anyhow::Result<()> {
+    match what {
+        BenchCommand::Api {
+            objects,
+            clients,
+            watchers,
+            watch_events,
+        } => {
+            kinet_bench::api::run(kinet_bench::api::Options {
+                objects,
+                clients,
+                watchers,
+                watch_events,
+            })
+            .await
+        }
+        BenchCommand::Proxy {
+            services,
+            endpoints,
+            samples,
+            seconds,
+            mib,
+        } => {
+            kinet_bench::proxy::run_bench(kinet_bench::proxy::Options {
+                services,
+                endpoints,
+                samples,
+                seconds,
+                mib,
+            })
+            .await
+        }
+        BenchCommand::Pods {
+            batches,
+            network_pods,
+        } => {
+            kinet_bench::pods::run(kinet_bench::pods::Options {
+                batches,
+                network_pods,
+            })
+            .await
+        }
+        BenchCommand::Controllers {
+            replicas,
+            services,
+            samples,
+        } => {
+            kinet_bench::controllers::run(kinet_bench::controllers::Options {
+                replicas,
+                services,
+                samples,
+            })
+            .await
+        }
+        BenchCommand::Dns {
+            services,
+            seconds,
+            server_cpu,
+            client_cpu,
+            serve_api,
+        } => match serve_api {
+            Some(url) => kinet_bench::dns::serve_child(&url).await,
+            None => {
+                kinet_bench::dns::run(kinet_bench::dns::Options {
+                    services,
+                    seconds,
+                    server_cpu,
+                    client_cpu,
+                })
+                .await
+            }
+        },
+    }
+}
