@@ -8,9 +8,10 @@ mod images;
 mod status;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use kinet_cluster::{dns_image, state, up};
+use kinet_cluster::{dns_image, duration, state, up};
 
 const DEFAULT_NAME: &str = "kinet";
 
@@ -27,7 +28,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create a cluster, or restart a stopped one, and wait until its API server is ready.
+    /// Create a cluster, or restart a stopped one, and wait until it is usable.
     Up {
         /// Cluster name: a DNS label of at most 20 characters.
         #[arg(long, default_value = DEFAULT_NAME)]
@@ -48,6 +49,19 @@ enum Command {
         /// Recorded at creation.
         #[arg(long, value_enum)]
         backend: Option<state::PodBackend>,
+        /// Wait until the cluster is usable (nodes Ready, add-ons Available, cluster DNS
+        /// answering), at most this long (kind's flag). `0s` returns once the control plane
+        /// answers; the rest comes up in the background.
+        #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration::parse_duration)]
+        wait: Duration,
+        /// How long a node may go without a heartbeat before it is NotReady (default 40s).
+        /// Recorded at creation.
+        #[arg(long, value_name = "DURATION", value_parser = duration::parse_duration)]
+        node_monitor_grace_period: Option<Duration>,
+        /// How long pods stay bound to a NotReady or unreachable node before they are
+        /// evicted (default 300). Recorded at creation.
+        #[arg(long, value_name = "SECONDS")]
+        default_toleration_seconds: Option<u64>,
     },
     /// Stop a cluster and delete its state.
     Down {
@@ -95,9 +109,17 @@ enum Command {
         #[arg(long)]
         name: String,
     },
-    /// Run a node's agent in the foreground (started by `up` inside the node's namespace).
+    /// Run a node's agent in the foreground (started by its supervisor inside the node's namespace).
     #[command(hide = true)]
     Agent {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        node: String,
+    },
+    /// Keep a node's agent running, restarting it with back-off (started by `up`).
+    #[command(hide = true)]
+    Supervise {
         #[arg(long)]
         name: String,
         #[arg(long)]
@@ -173,6 +195,9 @@ async fn main() -> anyhow::Result<()> {
             config,
             upstream_dns,
             backend,
+            wait,
+            node_monitor_grace_period,
+            default_toleration_seconds,
         } => {
             let report = up::up(up::UpArgs {
                 name,
@@ -180,6 +205,9 @@ async fn main() -> anyhow::Result<()> {
                 config,
                 upstream_dns,
                 backend,
+                wait,
+                node_monitor_grace_period,
+                default_toleration_seconds,
             })
             .await?;
             status::print_up(&report);
@@ -197,6 +225,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Serve { name } => kinet_cluster::serve::serve(&name).await,
         Command::Agent { name, node } => kinet_cluster::agent::agent(&name, &node).await,
+        Command::Supervise { name, node } => kinet_cluster::supervisor::run(&name, &node).await,
         Command::ImageRun { image, args } => images::image_run(&image, &args).await,
         Command::Pause {
             hostname,

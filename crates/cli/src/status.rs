@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use kinet_cluster::status::{self, ClusterStatus, Readiness};
+use kinet_cluster::supervisor::AgentStatus;
 use kinet_cluster::up::UpReport;
 
 /// `kinet status`: all clusters as a table, or one in detail.
@@ -41,11 +42,15 @@ fn print_cluster(s: &ClusterStatus) {
             u.gateway, u.host_link
         );
         for node in &u.nodes {
-            let agent = match node.agent {
-                Some(pid) => format!("agent running (pid {pid})"),
-                None => "agent stopped".to_string(),
-            };
-            println!("  {:<32}{:<16}{agent}", node.name, node.ip.to_string());
+            println!(
+                "  {:<32}{:<16}{}",
+                node.name,
+                node.ip.to_string(),
+                agent_line(&node.agent)
+            );
+            if let Some(error) = &node.agent.last_error {
+                println!("      last error: {error}");
+            }
         }
     }
     if let Some(config) = &info.config {
@@ -61,6 +66,25 @@ fn print_cluster(s: &ClusterStatus) {
         Some(Readiness::Code(code)) => println!("Ready:       no (/readyz {code})"),
         Some(Readiness::Unreachable(e)) => println!("Ready:       no ({e})"),
         None => {}
+    }
+}
+
+/// `agent running (pid 7, 2 restarts)`, `agent failed (killed by SIGKILL)`.
+fn agent_line(a: &AgentStatus) -> String {
+    let mut details = Vec::new();
+    if let Some(pid) = a.pid {
+        details.push(format!("pid {pid}"));
+    }
+    if a.restarts > 0 {
+        details.push(format!("{} restarts", a.restarts));
+    }
+    if a.pid.is_none() {
+        details.extend(a.last_exit.clone());
+    }
+    if details.is_empty() {
+        format!("agent {}", a.state)
+    } else {
+        format!("agent {} ({})", a.state, details.join(", "))
     }
 }
 

@@ -23,6 +23,8 @@ pub const NAMESPACE: &str = "kube-system";
 pub const DEPLOYMENT: &str = "coredns";
 pub const SERVICE: &str = "kube-dns";
 pub const SERVICE_ACCOUNT: &str = "coredns";
+/// The add-ons' Deployments, `(namespace, name)`: `up` returns once each is Available.
+pub const DEPLOYMENTS: &[(&str, &str)] = &[(NAMESPACE, DEPLOYMENT)];
 /// `/metrics`, `/health` and `/ready` of the DNS server.
 pub const METRICS_PORT: i32 = 9153;
 

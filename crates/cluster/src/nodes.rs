@@ -19,7 +19,10 @@ pub mod agents;
 mod lifecycle;
 pub mod net;
 
-pub use lifecycle::{abandon, prepare, recorded_plan, start_and_wait, teardown, write_credentials};
+pub use lifecycle::{
+    abandon, prepare, recorded_plan, start_agents, teardown, wait_ready, write_credentials,
+    AgentWatch,
+};
 
 use std::net::Ipv4Addr;
 

@@ -45,17 +45,17 @@ pub fn spawn_control_plane(dir: &ClusterDir, home: &Path) -> Result<Child> {
         .context("starting the control plane")
 }
 
-/// Whether `argv` is our control plane for cluster `name`.
-pub fn is_serve_cmdline(argv: &[String], name: &str) -> bool {
+/// Whether `argv` is the kinet binary run with exactly `args`.
+pub fn is_kinet_cmdline(argv: &[String], args: &[&str]) -> bool {
     let [exe, rest @ ..] = argv else {
         return false;
     };
     let exe_name = Path::new(exe).file_name().and_then(|n| n.to_str());
-    exe_name == Some("kinet") && rest == ["serve", "--name", name]
+    exe_name == Some("kinet") && rest == args
 }
 
-/// Whether `pid` is alive and is `kinet serve --name NAME` (a zombie has no cmdline).
-pub fn is_control_plane(pid: u32, name: &str) -> bool {
+/// Whether `pid` is alive and is `kinet <args>` (a zombie has no cmdline).
+pub fn is_kinet(pid: u32, args: &[&str]) -> bool {
     let Ok(raw) = fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };
@@ -64,7 +64,16 @@ pub fn is_control_plane(pid: u32, name: &str) -> bool {
         .filter(|s| !s.is_empty())
         .map(|s| String::from_utf8_lossy(s).into_owned())
         .collect();
-    is_serve_cmdline(&argv, name)
+    is_kinet_cmdline(&argv, args)
+}
+
+fn serve_args(name: &str) -> [&str; 3] {
+    ["serve", "--name", name]
+}
+
+/// Whether `pid` is alive and is `kinet serve --name NAME`.
+pub fn is_control_plane(pid: u32, name: &str) -> bool {
+    is_kinet(pid, &serve_args(name))
 }
 
 /// The PID of the cluster's running control plane, if any.
@@ -84,23 +93,32 @@ pub enum Stopped {
     NotRunning,
 }
 
-/// SIGTERM, up to 10 s for it to exit, then SIGKILL.
+/// Stops the control plane: SIGTERM, up to 10 s for it to exit, then SIGKILL.
 pub fn stop(pid: u32, name: &str) -> Result<Stopped> {
-    if !is_control_plane(pid, name) {
+    stop_kinet(pid, &serve_args(name), STOP_GRACE)
+}
+
+/// Stops `kinet <args>` running as `pid`: SIGTERM, up to `grace` for it to exit, then
+/// SIGKILL. A PID that is not exactly that process is never signalled.
+pub fn stop_kinet(pid: u32, args: &[&str], grace: Duration) -> Result<Stopped> {
+    if !is_kinet(pid, args) {
         return Ok(Stopped::NotRunning);
     }
     let target = Pid::from_raw(i32::try_from(pid).context("pid out of range")?);
     signal(target, Signal::SIGTERM)?;
-    if wait_gone(pid, name, STOP_GRACE) {
+    if wait_gone(pid, args, grace) {
         return Ok(Stopped::Terminated);
     }
-    if is_control_plane(pid, name) {
+    if is_kinet(pid, args) {
         signal(target, Signal::SIGKILL)?;
     }
-    if wait_gone(pid, name, KILL_WAIT) {
+    if wait_gone(pid, args, KILL_WAIT) {
         return Ok(Stopped::Killed);
     }
-    bail!("control plane (pid {pid}) is still running after SIGKILL")
+    bail!(
+        "kinet {} (pid {pid}) is still running after SIGKILL",
+        args.join(" ")
+    )
 }
 
 fn signal(pid: Pid, sig: Signal) -> Result<()> {
@@ -111,26 +129,38 @@ fn signal(pid: Pid, sig: Signal) -> Result<()> {
     }
 }
 
-fn wait_gone(pid: u32, name: &str, limit: Duration) -> bool {
+fn wait_gone(pid: u32, args: &[&str], limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        if !is_control_plane(pid, name) {
+        if !is_kinet(pid, args) {
             return true;
         }
         sleep(POLL);
     }
-    !is_control_plane(pid, name)
+    !is_kinet(pid, args)
+}
+
+/// The last `lines` lines `log` got since byte `from`.
+pub fn log_tail(log: &Path, from: u64, lines: usize) -> Vec<String> {
+    let Ok(bytes) = fs::read(log) else {
+        return Vec::new();
+    };
+    let start = usize::try_from(from).unwrap_or(0).min(bytes.len());
+    let text = String::from_utf8_lossy(&bytes[start..]);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
 }
 
 /// Prints the last lines `log` got since byte `from` (what explains a failure).
 pub fn print_log_tail(log: &Path, from: u64) {
-    let Ok(bytes) = fs::read(log) else { return };
-    let start = usize::try_from(from).unwrap_or(0).min(bytes.len());
-    let text = String::from_utf8_lossy(&bytes[start..]);
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+    if !log.exists() {
+        return;
+    }
     eprintln!("\nLast lines of {}:", log.display());
-    for line in tail {
+    for line in log_tail(log, from, LOG_TAIL_LINES) {
         eprintln!("  {line}");
     }
 }
@@ -141,6 +171,10 @@ mod tests {
 
     fn argv(parts: &[&str]) -> Vec<String> {
         parts.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn is_serve_cmdline(argv: &[String], name: &str) -> bool {
+        is_kinet_cmdline(argv, &serve_args(name))
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //!   logs/<node>.log       each node agent's output
 //!   control-plane.pid     present while `kinet serve` runs
 //!   agents/<node>.pid     present while the node's `kinet agent` runs
+//!   agents/<node>.supervisor.pid  present while its `kinet supervise` runs
+//!   agents/<node>.json    the supervisor's record: state, restarts, last error
 //!   nodes/<node>/kubeconfig  the agent's credentials (CN system:node:<node>, 0600)
 //! ```
 
@@ -107,6 +109,13 @@ impl ClusterDir {
     pub fn agent_pid_file(&self, node: &str) -> PathBuf {
         self.agents().join(format!("{node}.pid"))
     }
+    pub fn supervisor_pid_file(&self, node: &str) -> PathBuf {
+        self.agents().join(format!("{node}.supervisor.pid"))
+    }
+    /// What the agent's supervisor last recorded (`crate::supervisor::Record`).
+    pub fn agent_record(&self, node: &str) -> PathBuf {
+        self.agents().join(format!("{node}.json"))
+    }
     pub fn agent_log(&self, node: &str) -> PathBuf {
         self.logs().join(format!("{node}.log"))
     }
@@ -186,6 +195,25 @@ pub struct ClusterInfo {
     /// `kinet up --upstream-dns`: where cluster DNS forwards names outside the zone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upstream_dns: Vec<std::net::SocketAddr>,
+    /// `kinet up --node-monitor-grace-period`: seconds a node may go without a heartbeat
+    /// before it is NotReady, fixed at creation (kube-controller-manager's default 40).
+    #[serde(default = "default_node_monitor_grace_period_secs")]
+    pub node_monitor_grace_period_secs: u64,
+    /// `kinet up --default-toleration-seconds`: the not-ready/unreachable tolerations
+    /// admission adds to pods, fixed at creation (kube-apiserver's default 300).
+    #[serde(default = "default_toleration_seconds")]
+    pub default_toleration_seconds: u64,
+}
+
+pub const DEFAULT_NODE_MONITOR_GRACE_PERIOD_SECS: u64 = 40;
+pub const DEFAULT_TOLERATION_SECONDS: u64 = 300;
+
+fn default_node_monitor_grace_period_secs() -> u64 {
+    DEFAULT_NODE_MONITOR_GRACE_PERIOD_SECS
+}
+
+fn default_toleration_seconds() -> u64 {
+    DEFAULT_TOLERATION_SECONDS
 }
 
 /// flannel's backends: the VXLAN overlay (`flannel.1`), or plain routes via the other
@@ -306,6 +334,8 @@ mod tests {
             underlay: Some("172.18.0.0/16".parse().unwrap()),
             backend: PodBackend::HostGw,
             upstream_dns: vec!["192.0.2.1:53".parse().unwrap()],
+            node_monitor_grace_period_secs: 5,
+            default_toleration_seconds: 10,
         };
         dir.save_info(&info).unwrap();
         assert_eq!(dir.load_info().unwrap(), info);
@@ -316,6 +346,16 @@ mod tests {
             .map(|d| d.name)
             .collect();
         assert_eq!(names, ["one"]);
+    }
+
+    #[test]
+    fn old_cluster_json_gets_the_node_lifecycle_defaults() {
+        let info: ClusterInfo = serde_json::from_str(
+            r#"{"name":"o","port":1,"created":"2025-01-01T00:00:00Z","nodes":1,"config":null}"#,
+        )
+        .unwrap();
+        assert_eq!(info.node_monitor_grace_period_secs, 40);
+        assert_eq!(info.default_toleration_seconds, 300);
     }
 
     #[test]

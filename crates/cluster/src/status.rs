@@ -9,6 +9,7 @@ use crate::nodes;
 use crate::probe::Probe;
 use crate::process::running_pid;
 use crate::state::{self, absolute_home, ClusterDir, ClusterInfo};
+use crate::supervisor::{agent_status, AgentStatus, Record};
 
 /// One line of `kinet status`: a cluster under the state root.
 #[derive(Debug)]
@@ -59,8 +60,8 @@ pub struct UnderlayStatus {
 pub struct NodeStatus {
     pub name: String,
     pub ip: std::net::Ipv4Addr,
-    /// The agent's PID while it runs.
-    pub agent: Option<u32>,
+    /// The agent: running, restarting or failed, its PID and restarts, and its last error.
+    pub agent: AgentStatus,
 }
 
 /// What `/readyz` said.
@@ -85,7 +86,11 @@ pub async fn describe(name: &str) -> Result<ClusterStatus> {
                 .map(|n| NodeStatus {
                     name: n.name.clone(),
                     ip: n.ip,
-                    agent: nodes::agents::running(&dir, &n.name),
+                    agent: agent_status(
+                        Record::load(&dir, &n.name),
+                        nodes::agents::running(&dir, &n.name),
+                        nodes::agents::supervisor(&dir, &n.name).is_some(),
+                    ),
                 })
                 .collect(),
         }

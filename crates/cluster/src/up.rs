@@ -15,7 +15,8 @@ use crate::nodes::{self, Plan};
 use crate::probe::Probe;
 use crate::process::{self, running_pid};
 use crate::progress::Step;
-use crate::state::{self, absolute_home, ClusterDir, ClusterInfo};
+use crate::state::{self, absolute_home, ClusterDir, ClusterInfo, PodBackend};
+use crate::{prereqs, ready};
 
 /// The ClusterIP of the `kubernetes` service, which the serving certificate must name.
 pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
@@ -32,6 +33,13 @@ pub struct UpArgs {
     pub upstream_dns: Vec<std::net::SocketAddr>,
     /// `--backend`, recorded at creation.
     pub backend: Option<state::PodBackend>,
+    /// `--wait`: how long to wait for the cluster to be usable; zero returns once the
+    /// control plane answers (the nodes and add-ons then come up in the background).
+    pub wait: Duration,
+    /// `--node-monitor-grace-period`, recorded at creation.
+    pub node_monitor_grace_period: Option<Duration>,
+    /// `--default-toleration-seconds`, recorded at creation.
+    pub default_toleration_seconds: Option<u64>,
 }
 
 /// What `up` did, for the CLI to print.
@@ -52,7 +60,7 @@ pub async fn up(args: UpArgs) -> Result<UpReport> {
     if existing {
         if let Some(pid) = running_pid(&dir) {
             let info = dir.load_info()?;
-            restart_agents(&dir, &home, &info).await?;
+            restart_agents(&dir, &home, &info, args.wait).await?;
             return Ok(UpReport {
                 name: info.name,
                 port: info.port,
@@ -64,6 +72,7 @@ pub async fn up(args: UpArgs) -> Result<UpReport> {
     } else {
         eprintln!("Creating cluster \"{}\" ...", args.name);
     }
+    check_prerequisites(&dir, &args)?;
 
     let step = Step::start("Preparing state");
     let info = prepare_state(&dir, &args)?;
@@ -119,12 +128,11 @@ pub async fn up(args: UpArgs) -> Result<UpReport> {
         let url = format!("https://127.0.0.1:{}", info.port);
         let client =
             kinet_controllers::client::connect(&url, &pki.ca_cert_pem, &dir.read_token()?)?;
-        if let Err(e) = nodes::start_and_wait(&dir, &home, plan, &client).await {
+        if let Err(e) = start_nodes(&dir, &home, plan, &client, &info, args.wait).await {
             abandon(&dir, &mut child);
             nodes::abandon(&dir, plan).await;
             return Err(e);
         }
-        crate::addons::deploy(&client, &info).await?;
     }
 
     Ok(UpReport {
@@ -136,8 +144,13 @@ pub async fn up(args: UpArgs) -> Result<UpReport> {
 }
 
 /// Starts the agents of a running cluster that are not running (a killed agent comes back
-/// and adopts its node's pods).
-async fn restart_agents(dir: &ClusterDir, home: &Path, info: &ClusterInfo) -> Result<()> {
+/// and adopts its node's pods) and waits for the nodes as a first `up` does.
+async fn restart_agents(
+    dir: &ClusterDir,
+    home: &Path,
+    info: &ClusterInfo,
+    wait: Duration,
+) -> Result<()> {
     if info.nodes == 0 {
         return Ok(());
     }
@@ -152,7 +165,55 @@ async fn restart_agents(dir: &ClusterDir, home: &Path, info: &ClusterInfo) -> Re
     let pki = Pki::load(&dir.pki()).context("loading the cluster PKI")?;
     let url = format!("https://127.0.0.1:{}", info.port);
     let client = kinet_controllers::client::connect(&url, &pki.ca_cert_pem, &dir.read_token()?)?;
-    nodes::start_and_wait(dir, home, &plan, &client).await
+    let mut agents = nodes::start_agents(dir, home, &plan)?;
+    if wait.is_zero() {
+        return Ok(());
+    }
+    let deadline = Instant::now() + wait;
+    nodes::wait_ready(dir, &plan, &client, &mut agents, deadline).await
+}
+
+/// Starts the agents and the add-ons, then (unless `wait` is zero) waits until the cluster
+/// is usable: nodes Ready, add-ons Available, cluster DNS answering from a node. A dead agent
+/// fails every wait at once.
+async fn start_nodes(
+    dir: &ClusterDir,
+    home: &Path,
+    plan: &Plan,
+    client: &kube::Client,
+    info: &ClusterInfo,
+    wait: Duration,
+) -> Result<()> {
+    let mut agents = nodes::start_agents(dir, home, plan)?;
+    crate::addons::deploy(client, info).await?;
+    if wait.is_zero() {
+        return Ok(());
+    }
+    let deadline = Instant::now() + wait;
+    nodes::wait_ready(dir, plan, client, &mut agents, deadline).await?;
+    ready::wait_addons(dir, client, &mut agents, deadline).await?;
+    ready::wait_dns(dir, client, plan, &mut agents, deadline).await
+}
+
+/// Stops `up` before it creates anything when the host lacks a program or kernel feature
+/// the nodes need (a cluster without nodes runs only the control plane: it needs none).
+fn check_prerequisites(dir: &ClusterDir, args: &UpArgs) -> Result<()> {
+    let (nodes, backend) = if dir.exists() {
+        let info = dir.load_info()?;
+        (info.nodes, info.backend)
+    } else {
+        (
+            args.nodes.unwrap_or(DEFAULT_NODES),
+            args.backend.unwrap_or_default(),
+        )
+    };
+    if nodes == 0 {
+        return Ok(());
+    }
+    let step = Step::start("Checking prerequisites");
+    prereqs::require(&prereqs::HostLookup::new(), backend == PodBackend::Vxlan)?;
+    step.done();
+    Ok(())
 }
 
 /// Creates the folders, the admin token and, on first start, `cluster.json` with a
@@ -195,6 +256,14 @@ fn prepare_state(dir: &ClusterDir, args: &UpArgs) -> Result<ClusterInfo> {
         underlay: None,
         backend: args.backend.unwrap_or_default(),
         upstream_dns: args.upstream_dns.clone(),
+        node_monitor_grace_period_secs: args
+            .node_monitor_grace_period
+            .map_or(state::DEFAULT_NODE_MONITOR_GRACE_PERIOD_SECS, |d| {
+                d.as_secs()
+            }),
+        default_toleration_seconds: args
+            .default_toleration_seconds
+            .unwrap_or(state::DEFAULT_TOLERATION_SECONDS),
     };
     dir.save_info(&info)?;
     Ok(info)

@@ -3,7 +3,9 @@
 use std::fs;
 use std::net::TcpListener;
 
-use crate::harness::{control_plane_running, kinet, show, stdout, temp_home, Cluster};
+use crate::harness::{
+    agent_running, control_plane_running, kinet, show, stdout, temp_home, Cluster,
+};
 
 #[test]
 fn up_down_status() {
@@ -182,4 +184,138 @@ fn status_lists_stopped_and_unreadable_clusters() {
         "{}",
         show(&out)
     );
+}
+
+/// The README's try-it steps on a fresh cluster: `up` returned only once DNS answered, so
+/// the last step works at once, with no retry loop.
+#[test]
+fn readme_try_it_works_right_after_up() {
+    let c = Cluster::up(3);
+    c.kubectl_ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image",
+        "nginx",
+        "--replicas",
+        "3",
+    ]);
+    c.kubectl_ok(&["expose", "deployment", "web", "--port", "80"]);
+    c.kubectl_ok(&["rollout", "status", "deployment", "web", "--timeout=120s"]);
+    let page = c.kubectl_ok(&["exec", "deploy/web", "--", "curl", "-s", "web"]);
+    assert!(page.contains("Welcome to nginx!"), "{page}");
+
+    // Supervision on the same cluster: an agent that exits is restarted, one killed with
+    // SIGKILL stays dead until `kinet up`.
+    let node = format!("{}-worker", c.name);
+    let first = agent_pid(&c, &node);
+    signal("-TERM", first);
+    let line = wait_for_agent(&c, &node, |l| {
+        l.contains("agent running") && l.contains("1 restarts")
+    });
+    let second = agent_pid(&c, &node);
+    assert_ne!(first, second, "{line}");
+
+    signal("-KILL", second);
+    let line = wait_for_agent(&c, &node, |l| l.contains("agent failed"));
+    assert!(line.contains("killed by SIGKILL"), "{line}");
+    let out = c.kinet(&["up"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(" ✓ Waiting for nodes to be Ready"));
+    wait_for_agent(&c, &node, |l| l.contains("agent running"));
+    let page = c.kubectl_ok(&["exec", "deploy/web", "--", "curl", "-s", "web"]);
+    assert!(page.contains("Welcome to nginx!"), "{page}");
+}
+
+fn agent_pid(c: &Cluster, node: &str) -> u32 {
+    let path = c.state_dir().join("agents").join(format!("{node}.pid"));
+    fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Sends `sig` to one of this test's agents.
+fn signal(sig: &str, pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
+/// Polls `kinet status` until the node's line satisfies `ok`; returns that line.
+fn wait_for_agent(c: &Cluster, node: &str, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = c.kinet(&["status"]);
+        let text = stdout(&out);
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{node} ")))
+            .unwrap_or_default()
+            .to_string();
+        if ok(&line) {
+            return line;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", show(&out));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn up_with_wait_0s_returns_and_the_cluster_still_comes_up() {
+    let c = Cluster::new();
+    let out = c.kinet(&["up", "--nodes", "1", "--wait", "0s"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(" ✓ Starting agents"), "{}", show(&out));
+    assert!(!err.contains("Waiting for nodes"), "{}", show(&out));
+    assert!(stdout(&out).contains("is up"), "{}", show(&out));
+    c.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "nodes",
+        "--all",
+        "--timeout=60s",
+    ]);
+    c.kubectl_ok(&[
+        "-n",
+        "kube-system",
+        "rollout",
+        "status",
+        "deployment",
+        "coredns",
+        "--timeout=60s",
+    ]);
+}
+
+#[test]
+fn up_fails_naming_an_agent_that_dies() {
+    let c = Cluster::up(1);
+    let out = c.kinet(&["down", "--keep-data"]);
+    assert!(out.status.success(), "{}", show(&out));
+    // The agent cannot read its credentials, so it exits at once.
+    let node = format!("{}-control-plane", c.name);
+    let kubeconfig = c.state_dir().join("nodes").join(&node).join("kubeconfig");
+    fs::write(&kubeconfig, "not a kubeconfig").unwrap();
+
+    let out = c.kinet(&["up"]);
+    assert!(!out.status.success(), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("the agent of {node} exited")),
+        "{}",
+        show(&out)
+    );
+    assert!(err.contains(&format!("logs/{node}.log")), "{}", show(&out));
+    assert!(
+        err.contains(" ✗ Waiting for nodes to be Ready"),
+        "{}",
+        show(&out)
+    );
+    assert!(!stdout(&out).contains("is up"), "{}", show(&out));
+    assert!(!control_plane_running(&c.name));
+    assert!(!agent_running(&c.name));
 }

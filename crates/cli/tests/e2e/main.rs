@@ -9,5 +9,6 @@ mod kubectl_basics;
 mod lifecycle;
 mod nodes;
 mod pods;
+mod prereqs;
 mod services;
 mod stop;

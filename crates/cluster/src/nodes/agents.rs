@@ -1,42 +1,58 @@
-//! The node agents' processes: `kinet agent --name C --node N` started inside the node's
-//! namespace by `nsenter` (which execs it, so the PID is the agent's), detached in its own
-//! process group. As for the control plane, a PID is signalled only after
-//! `/proc/<pid>/cmdline` shows it is exactly that agent.
+//! The node agents' processes. Each agent runs under a small supervisor,
+//! `kinet supervise --name C --node N` (host namespace, its own process group, detached),
+//! which starts `kinet agent --name C --node N` inside the node's namespace through
+//! `nsenter` (which execs it, so the PID is the agent's), restarts it with back-off when it
+//! exits, and records what happened (see [`crate::supervisor`]). As for the control plane, a
+//! PID is signalled only after `/proc/<pid>/cmdline` shows it is exactly that process.
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use anyhow::{Context, Result};
 
 use super::NodePlan;
+use crate::process::{is_kinet, is_kinet_cmdline, stop_kinet};
 use crate::state::{self, ClusterDir};
 
-const STOP_GRACE: Duration = Duration::from_secs(5);
-const POLL: Duration = Duration::from_millis(50);
+/// How long an agent gets to stop after SIGTERM.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+/// The supervisor stops its agent first, so it gets the agent's grace and then some.
+const SUPERVISOR_STOP_GRACE: Duration = Duration::from_secs(8);
 
-/// Starts the agent for `node` (its PID is written to `agents/<node>.pid`). The child is
-/// returned so the caller can notice an early exit; until `nsenter` has exec'd, the
-/// cmdline is not yet the agent's.
-pub fn spawn(dir: &ClusterDir, home: &Path, node: &NodePlan) -> Result<Child> {
+fn agent_args<'a>(name: &'a str, node: &'a str) -> [&'a str; 5] {
+    ["agent", "--name", name, "--node", node]
+}
+
+fn supervisor_args<'a>(name: &'a str, node: &'a str) -> [&'a str; 5] {
+    ["supervise", "--name", name, "--node", node]
+}
+
+fn log_file(dir: &ClusterDir, node: &str) -> Result<fs::File> {
     fs::create_dir_all(dir.logs())?;
-    fs::create_dir_all(dir.agents())?;
-    let log_path = dir.agent_log(&node.name);
-    let log = OpenOptions::new()
+    let path = dir.agent_log(node);
+    OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&log_path)
-        .with_context(|| format!("opening {}", log_path.display()))?;
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
+/// Starts the supervisor of `node`'s agent (its PID is written to
+/// `agents/<node>.supervisor.pid`; the record of an earlier supervisor is removed). The child
+/// is returned so the caller notices if the supervisor itself ends.
+pub fn spawn(dir: &ClusterDir, home: &Path, node: &NodePlan) -> Result<Child> {
+    fs::create_dir_all(dir.agents())?;
+    match fs::remove_file(dir.agent_record(&node.name)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e)?,
+        _ => {}
+    }
+    let log = log_file(dir, &node.name)?;
     let exe = std::env::current_exe().context("locating the kinet binary")?;
-    let child = Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", node.netns))
-        .arg(exe)
-        .args(["agent", "--name", &dir.name, "--node", &node.name])
+    let child = Command::new(exe)
+        .args(supervisor_args(&dir.name, &node.name))
         .env("KINET_HOME", home)
         .current_dir("/")
         .stdin(Stdio::null())
@@ -44,89 +60,79 @@ pub fn spawn(dir: &ClusterDir, home: &Path, node: &NodePlan) -> Result<Child> {
         .stderr(log)
         .process_group(0)
         .spawn()
-        .with_context(|| format!("starting the agent of {}", node.name))?;
+        .with_context(|| format!("starting the agent supervisor of {}", node.name))?;
     let pid = child.id();
-    state::write_file(&dir.agent_pid_file(&node.name), &format!("{pid}\n"), 0o644)?;
+    state::write_file(
+        &dir.supervisor_pid_file(&node.name),
+        &format!("{pid}\n"),
+        0o644,
+    )?;
     Ok(child)
+}
+
+/// The agent's command: `nsenter --net=<node netns> kinet agent ...`, output appended to the
+/// node's log. The supervisor runs it (in its own process group).
+pub fn agent_command(dir: &ClusterDir, home: &Path, node: &NodePlan) -> Result<Command> {
+    let log = log_file(dir, &node.name)?;
+    let exe = std::env::current_exe().context("locating the kinet binary")?;
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net=/run/netns/{}", node.netns))
+        .arg(exe)
+        .args(agent_args(&dir.name, &node.name))
+        .env("KINET_HOME", home)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    Ok(cmd)
 }
 
 /// Whether `argv` is the agent of `node` in cluster `name`.
 pub fn is_agent_cmdline(argv: &[String], name: &str, node: &str) -> bool {
-    let [exe, rest @ ..] = argv else {
-        return false;
-    };
-    let exe_name = Path::new(exe).file_name().and_then(|n| n.to_str());
-    exe_name == Some("kinet") && rest == ["agent", "--name", name, "--node", node]
-}
-
-fn cmdline(pid: u32) -> Vec<String> {
-    fs::read(format!("/proc/{pid}/cmdline"))
-        .unwrap_or_default()
-        .split(|b| *b == 0)
-        .filter(|s| !s.is_empty())
-        .map(|s| String::from_utf8_lossy(s).into_owned())
-        .collect()
+    is_kinet_cmdline(argv, &agent_args(name, node))
 }
 
 /// Whether `pid` is alive and is that agent (a zombie has no cmdline).
 pub fn is_agent(pid: u32, name: &str, node: &str) -> bool {
-    is_agent_cmdline(&cmdline(pid), name, node)
+    is_kinet(pid, &agent_args(name, node))
 }
 
-fn read_pid(dir: &ClusterDir, node: &str) -> Option<u32> {
-    fs::read_to_string(dir.agent_pid_file(node))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+fn read_pid(path: &Path) -> Option<u32> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 /// The PID of the node's running agent, if any.
 pub fn running(dir: &ClusterDir, node: &str) -> Option<u32> {
-    read_pid(dir, node).filter(|pid| is_agent(*pid, &dir.name, node))
+    read_pid(&dir.agent_pid_file(node)).filter(|pid| is_agent(*pid, &dir.name, node))
 }
 
-/// Stops the node's agent if it runs (SIGTERM, then SIGKILL after 5 s) and removes its PID
-/// file. Returns the PID it stopped.
+/// The PID of the node's running supervisor, if any.
+pub fn supervisor(dir: &ClusterDir, node: &str) -> Option<u32> {
+    read_pid(&dir.supervisor_pid_file(node))
+        .filter(|pid| is_kinet(*pid, &supervisor_args(&dir.name, node)))
+}
+
+/// Stops the node's supervisor (which stops its agent) and then the agent, should it have
+/// outlived its supervisor, and removes both PID files. Returns the agent PID it stopped.
 pub fn stop(dir: &ClusterDir, node: &str) -> Result<Option<u32>> {
-    let stopped = match running(dir, node) {
-        Some(pid) => {
-            let target = Pid::from_raw(i32::try_from(pid).context("pid out of range")?);
-            signal(target, Signal::SIGTERM)?;
-            if !wait_gone(pid, &dir.name, node, STOP_GRACE) {
-                if is_agent(pid, &dir.name, node) {
-                    signal(target, Signal::SIGKILL)?;
-                }
-                if !wait_gone(pid, &dir.name, node, STOP_GRACE) {
-                    bail!("agent of {node} (pid {pid}) still runs after SIGKILL");
-                }
-            }
-            Some(pid)
+    let agent = running(dir, node);
+    if let Some(pid) = read_pid(&dir.supervisor_pid_file(node)) {
+        stop_kinet(
+            pid,
+            &supervisor_args(&dir.name, node),
+            SUPERVISOR_STOP_GRACE,
+        )?;
+    }
+    if let Some(pid) = running(dir, node) {
+        stop_kinet(pid, &agent_args(&dir.name, node), STOP_GRACE)?;
+    }
+    for file in [dir.supervisor_pid_file(node), dir.agent_pid_file(node)] {
+        match fs::remove_file(file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e)?,
+            _ => {}
         }
-        None => None,
-    };
-    match fs::remove_file(dir.agent_pid_file(node)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e)?,
-        _ => Ok(stopped),
     }
-}
-
-fn signal(pid: Pid, sig: Signal) -> Result<()> {
-    match kill(pid, sig) {
-        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("sending {sig} to {pid}")),
-    }
-}
-
-fn wait_gone(pid: u32, name: &str, node: &str, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if !is_agent(pid, name, node) {
-            return true;
-        }
-        sleep(POLL);
-    }
-    !is_agent(pid, name, node)
+    Ok(agent)
 }
 
 #[cfg(test)]
@@ -161,10 +167,13 @@ mod tests {
         let mut child = Command::new("sleep").arg("30").spawn().unwrap();
         let pid = child.id();
         fs::write(dir.agent_pid_file("c-worker"), format!("{pid}\n")).unwrap();
+        fs::write(dir.supervisor_pid_file("c-worker"), format!("{pid}\n")).unwrap();
         assert_eq!(running(&dir, "c-worker"), None);
+        assert_eq!(supervisor(&dir, "c-worker"), None);
         assert_eq!(stop(&dir, "c-worker").unwrap(), None);
         assert!(child.try_wait().unwrap().is_none(), "sleep was signalled");
         assert!(!dir.agent_pid_file("c-worker").exists());
+        assert!(!dir.supervisor_pid_file("c-worker").exists());
         child.kill().unwrap();
         child.wait().unwrap();
     }

@@ -1,6 +1,7 @@
 //! The node steps of `up` and `down`: network, credentials, agents, readiness, teardown.
 
 use std::path::Path;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -12,8 +13,8 @@ use kube::Api;
 use super::{agents, candidate_subnets, net, Plan};
 use crate::progress::Step;
 use crate::state::{self, ClusterDir, ClusterInfo};
+use crate::supervisor::Record;
 
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const READY_POLL: Duration = Duration::from_millis(250);
 /// The group every node's certificate carries, as the kubelet's does.
 const NODES_GROUP: &str = "system:nodes";
@@ -79,28 +80,93 @@ pub fn write_credentials(dir: &ClusterDir, pki: &Pki, plan: &Plan, port: u16) ->
     Ok(())
 }
 
-/// Starts the agents that are not running and waits until every node is Ready with a
-/// heartbeat from this start (a Node left Ready by an earlier run does not count).
-pub async fn start_and_wait(
-    dir: &ClusterDir,
-    home: &Path,
-    plan: &Plan,
-    client: &kube::Client,
-) -> Result<()> {
+/// The agents `up` watches while it waits: an agent that exits, even one its supervisor
+/// restarts, or a supervisor that ends, makes `up` fail.
+pub struct AgentWatch {
+    /// Supervisors started by this `up`.
+    started: Vec<(String, Child)>,
+    /// Agents that already ran, with the exits their supervisor had recorded.
+    others: Vec<(String, u32)>,
+    /// Heartbeats from before this time (whole seconds) are an earlier run's.
+    since: i64,
+}
+
+fn exits(dir: &ClusterDir, node: &str) -> u32 {
+    Record::load(dir, node).map_or(0, |r| r.exits)
+}
+
+impl AgentWatch {
+    /// Nodes whose agent has exited since the watch began.
+    fn dead(&mut self, dir: &ClusterDir) -> Vec<String> {
+        let mut dead: Vec<String> = self
+            .started
+            .iter_mut()
+            .filter_map(|(node, child)| {
+                let gone = !matches!(child.try_wait(), Ok(None)) || exits(dir, node) > 0;
+                gone.then(|| node.clone())
+            })
+            .collect();
+        dead.extend(self.others.iter().filter_map(|(node, before)| {
+            let gone = exits(dir, node) > *before
+                || (agents::running(dir, node).is_none()
+                    && agents::supervisor(dir, node).is_none());
+            gone.then(|| node.clone())
+        }));
+        dead
+    }
+
+    /// Fails, with the dead agents' log tails, if any agent has exited: `up` never reports
+    /// a cluster whose agent is dead.
+    pub fn check(&mut self, dir: &ClusterDir) -> Result<()> {
+        let dead = self.dead(dir);
+        if dead.is_empty() {
+            return Ok(());
+        }
+        for n in &dead {
+            crate::process::print_log_tail(&dir.agent_log(n), 0);
+        }
+        bail!("the agent of {} exited", dead.join(", "))
+    }
+}
+
+/// Starts the agents that are not running, each under a supervisor (one still waiting out
+/// a back-off is replaced).
+pub fn start_agents(dir: &ClusterDir, home: &Path, plan: &Plan) -> Result<AgentWatch> {
     let step = Step::start("Starting agents");
     // Status times are whole seconds.
     let since = Timestamp::now().as_second() - 1;
-    let mut started = Vec::new();
+    let mut watch = AgentWatch {
+        started: Vec::new(),
+        others: Vec::new(),
+        since,
+    };
     for node in &plan.nodes {
         if agents::running(dir, &node.name).is_none() {
-            started.push((node.name.as_str(), agents::spawn(dir, home, node)?));
+            agents::stop(dir, &node.name)?;
+            watch
+                .started
+                .push((node.name.clone(), agents::spawn(dir, home, node)?));
+        } else {
+            watch
+                .others
+                .push((node.name.clone(), exits(dir, &node.name)));
         }
     }
     step.done();
+    Ok(watch)
+}
 
+/// Waits until every node is Ready with a heartbeat from after the agents started (a Node
+/// left Ready by an earlier run does not count).
+pub async fn wait_ready(
+    dir: &ClusterDir,
+    plan: &Plan,
+    client: &kube::Client,
+    agents: &mut AgentWatch,
+    deadline: Instant,
+) -> Result<()> {
     let step = Step::start("Waiting for nodes to be Ready");
     let nodes: Api<Node> = Api::all(client.clone());
-    let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         let list = nodes.list(&Default::default()).await;
         let pending: Vec<&str> = plan
@@ -112,7 +178,7 @@ pub async fn start_and_wait(
                         .iter()
                         .find(|o| o.metadata.name.as_deref() == Some(&n.name))
                 });
-                !found.is_some_and(|o| ready_since(o, since))
+                !found.is_some_and(|o| ready_since(o, agents.since))
             })
             .map(|n| n.name.as_str())
             .collect();
@@ -120,24 +186,13 @@ pub async fn start_and_wait(
             step.done();
             return Ok(());
         }
-        let mut dead = Vec::new();
-        for (name, child) in &mut started {
-            if child.try_wait()?.is_some() {
-                dead.push(*name);
-            }
-        }
-        if !dead.is_empty() || Instant::now() >= deadline {
+        agents.check(dir)?;
+        if Instant::now() >= deadline {
             drop(step);
             for n in &pending {
                 crate::process::print_log_tail(&dir.agent_log(n), 0);
             }
-            if !dead.is_empty() {
-                bail!("the agent of {} exited", dead.join(", "));
-            }
-            bail!(
-                "nodes not Ready within {READY_TIMEOUT:?}: {}",
-                pending.join(", ")
-            );
+            bail!("nodes not Ready in time: {}", pending.join(", "));
         }
         tokio::time::sleep(READY_POLL).await;
     }
