@@ -70,6 +70,15 @@ impl AgentConfig {
             retry: Duration::from_secs(1),
         }
     }
+
+    /// Lease renewals a quarter of the cluster's node-monitor grace period apart (the
+    /// kubelet renews every 10 s of the 40 s default), so one late renewal never makes the
+    /// node look dead when the grace is shortened.
+    pub fn with_grace_period(mut self, grace: Duration) -> AgentConfig {
+        self.lease_interval =
+            (grace / 4).clamp(Duration::from_millis(100), Duration::from_secs(10));
+        self
+    }
 }
 
 /// Registers the node and keeps it alive, Ready as `readiness` says; returns only if
@@ -149,5 +158,32 @@ fn log_verdict(node: &str, verdict: &readiness::Verdict) {
             "node is not Ready: {}",
             verdict.message
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_renewals_fit_four_times_in_the_grace_period() {
+        let cfg = |grace| {
+            AgentConfig::new(NodeConfig {
+                name: "n".into(),
+                internal_ip: std::net::Ipv4Addr::LOCALHOST,
+                control_plane: false,
+                capacity: Capacity {
+                    cpu: 1,
+                    memory_kib: 1,
+                    pods: 1,
+                },
+                system: SystemInfo::default(),
+            })
+            .with_grace_period(Duration::from_secs(grace))
+            .lease_interval
+        };
+        assert_eq!(cfg(40), Duration::from_secs(10));
+        assert_eq!(cfg(5), Duration::from_millis(1250));
+        assert_eq!(cfg(400), Duration::from_secs(10));
     }
 }

@@ -57,28 +57,27 @@ impl Default for ControllerConfig {
 
 /// Starts every control loop on a task of its own, each restarted with back-off after an
 /// error or a panic (as kube-controller-manager's controllers are independent goroutines),
-/// so one bad loop never stops the others or the API server. Returns their restart counts.
-pub fn start(client: Client, config: ControllerConfig) -> Arc<LoopMetrics> {
-    let m = Arc::new(LoopMetrics::default());
-    let c = &client;
-    spawn_loop("namespace", c, &m, namespace::run);
-    spawn_loop("garbage-collector", c, &m, gc::run);
-    spawn_loop("serviceaccount", c, &m, serviceaccounts::run);
-    spawn_loop("endpoints", c, &m, endpoints::run);
-    spawn_loop("deployment", c, &m, deployment::run);
-    spawn_loop("replicaset", c, &m, replicaset::run);
-    spawn_loop("daemonset", c, &m, daemonset::run);
-    spawn_loop("scheduler", c, &m, scheduler::run);
+/// so one bad loop never stops the others or the API server. Their restarts are counted
+/// in `metrics`.
+pub fn start(client: Client, config: ControllerConfig, metrics: &Arc<LoopMetrics>) {
+    let (c, m) = (&client, metrics);
+    spawn_loop("namespace", c, m, namespace::run);
+    spawn_loop("garbage-collector", c, m, gc::run);
+    spawn_loop("serviceaccount", c, m, serviceaccounts::run);
+    spawn_loop("endpoints", c, m, endpoints::run);
+    spawn_loop("deployment", c, m, deployment::run);
+    spawn_loop("replicaset", c, m, replicaset::run);
+    spawn_loop("daemonset", c, m, daemonset::run);
+    spawn_loop("scheduler", c, m, scheduler::run);
     let ipam = config.clone();
-    spawn_loop("nodeipam", c, &m, move |c| nodeipam::run(c, ipam.clone()));
-    spawn_loop("service-lb", c, &m, loadbalancer::run);
+    spawn_loop("nodeipam", c, m, move |c| nodeipam::run(c, ipam.clone()));
+    spawn_loop("service-lb", c, m, loadbalancer::run);
     let lifecycle = nodelifecycle::Settings {
         node_monitor_grace_period: config.node_monitor_grace_period,
     };
-    spawn_loop("nodelifecycle", c, &m, move |c| {
+    spawn_loop("nodelifecycle", c, m, move |c| {
         nodelifecycle::run(c, lifecycle)
     });
-    m
 }
 
 fn spawn_loop<Fut>(

@@ -16,7 +16,8 @@ use crate::support::wait_for;
 async fn a_panicking_loop_leaves_the_others_and_the_api_running() -> anyhow::Result<()> {
     let api = kinet_testkit::TestApi::start().await?;
     let client = api.client()?;
-    let metrics = kinet_controllers::start(client.clone(), Default::default());
+    let metrics = Arc::new(kinet_controllers::LoopMetrics::default());
+    kinet_controllers::start(client.clone(), Default::default(), &metrics);
     let quick = Backoff {
         initial: Duration::from_millis(50),
         max: Duration::from_millis(200),
