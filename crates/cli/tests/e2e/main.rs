@@ -5,6 +5,7 @@ mod controllers;
 mod dns;
 mod durability;
 mod harness;
+mod health;
 mod kubectl_basics;
 mod lifecycle;
 mod nodes;

@@ -113,7 +113,7 @@ fn taint(key: &str, effect: &str, added: Option<i64>) -> Taint {
 fn taints_follow_the_ready_status() {
     let user = taint("dedicated", "NoSchedule", None);
     assert_eq!(
-        desired_taints(&[user.clone()], "Unknown", ts(7)),
+        desired_taints(std::slice::from_ref(&user), "Unknown", ts(7)),
         vec![
             user.clone(),
             taint(UNREACHABLE_TAINT, "NoSchedule", None),
@@ -128,7 +128,7 @@ fn taints_follow_the_ready_status() {
         ]
     );
     // Unreachable → not-ready swaps the pair; a steady status keeps the time added.
-    let unreachable = desired_taints(&[user.clone()], "Unknown", ts(7));
+    let unreachable = desired_taints(std::slice::from_ref(&user), "Unknown", ts(7));
     assert_eq!(desired_taints(&unreachable, "Unknown", ts(99)), unreachable);
     let swapped = desired_taints(&unreachable, "False", ts(9));
     assert_eq!(swapped[2], taint(NOT_READY_TAINT, "NoExecute", Some(9)));
