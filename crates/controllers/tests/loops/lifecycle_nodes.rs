@@ -146,12 +146,17 @@ async fn a_silent_node_is_tainted_its_pods_evicted_and_replaced() -> anyhow::Res
         )
     })
     .await?;
-    // Its pods lost readiness (or are already evicted); w2 and its pods are untouched.
-    for name in &on_w1 {
-        if let Some(p) = pods.get_opt(name).await? {
-            assert!(!pod_ready(&p), "{name} on the silent node is still Ready");
+    // Its pods lose readiness (the same pass marks them, after the taints); w2 and its pods
+    // are untouched.
+    wait_for("w1's pods not Ready (or evicted)", 20, || async {
+        for name in &on_w1 {
+            if pods.get_opt(name).await?.is_some_and(|p| pod_ready(&p)) {
+                return Ok(false);
+            }
         }
-    }
+        Ok(true)
+    })
+    .await?;
     let w2 = nodes.get("w2").await?;
     assert_eq!(ready_of(&w2).0, "True");
     assert!(taint_keys(&w2).is_empty());
