@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::controllers::endpoint_ips;
 use crate::harness::{show, stdout, Cluster};
 use crate::pods::{json, netexec_pods, ready};
 
@@ -69,18 +70,6 @@ fn name_of(p: &Value) -> String {
         .to_string()
 }
 
-/// The addresses the Service's Endpoints list as ready.
-fn endpoint_ips(c: &Cluster) -> BTreeSet<String> {
-    let ep = json(c, &["get", "endpoints", "web"]);
-    ep["subsets"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|s| s["addresses"].as_array().cloned().unwrap_or_default())
-        .filter_map(|a| a["ip"].as_str().map(String::from))
-        .collect()
-}
-
 /// This cluster's agent of `node`: the PID its state folder records, checked in /proc to be
 /// `kinet agent --name <cluster> --node <node>`.
 fn agent_pid(c: &Cluster, node: &str) -> u32 {
@@ -128,15 +117,7 @@ fn a_killed_agent_makes_its_node_unknown_and_its_pods_move_elsewhere() {
                 && t["tolerationSeconds"] == 10),
         "{tolerations:?}"
     );
-    c.kubectl_ok(&[
-        "expose",
-        "deployment",
-        "web",
-        "--port",
-        "80",
-        "--target-port",
-        "8080",
-    ]);
+    c.kubectl_ok(&["expose", "deploy/web", "--port=80", "--target-port=8080"]);
     let ip = json(&c, &["get", "service", "web"])["spec"]["clusterIP"]
         .as_str()
         .unwrap()
@@ -160,7 +141,7 @@ fn a_killed_agent_makes_its_node_unknown_and_its_pods_move_elsewhere() {
         .iter()
         .map(|p| p["status"]["podIP"].as_str().unwrap().to_string())
         .collect();
-    assert!(endpoint_ips(&c).is_superset(&doomed_ips));
+    assert!(endpoint_ips(&c, "web").is_superset(&doomed_ips));
 
     let pid = agent_pid(&c, &victim);
     let status = std::process::Command::new("kill")
@@ -186,7 +167,9 @@ fn a_killed_agent_makes_its_node_unknown_and_its_pods_move_elsewhere() {
     });
     assert!(tainted.contains(&("node.kubernetes.io/unreachable".into(), "NoSchedule".into())));
     until("the node's pods out of the endpoints", 30, || {
-        endpoint_ips(&c).is_disjoint(&doomed_ips).then_some(())
+        endpoint_ips(&c, "web")
+            .is_disjoint(&doomed_ips)
+            .then_some(())
     });
     let endpoints_after = killed.elapsed();
     // Its pods are not Ready (unless already evicted).
@@ -226,6 +209,12 @@ fn a_killed_agent_makes_its_node_unknown_and_its_pods_move_elsewhere() {
         let n = json(&c, &["get", "node", &victim]);
         (ready_condition(&n).0 == "True" && taints(&n).is_empty()).then_some(())
     });
+    // The control loops ran throughout without a restart, as the API server's /metrics says.
+    let metrics = c.kubectl_ok(&["get", "--raw", "/metrics"]);
+    assert!(
+        metrics.contains("kinet_controller_loop_restarts_total{loop=\"nodelifecycle\"} 0\n"),
+        "{metrics}"
+    );
     eprintln!(
         "node health timings (grace 5 s, toleration 10 s): agent killed → node NotReady {:.1} s, \
          → endpoints removed {:.1} s, → replicas replaced {:.1} s",

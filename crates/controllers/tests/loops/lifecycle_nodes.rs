@@ -38,15 +38,13 @@ async fn heartbeat(client: &Client, node: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn ready_of(node: &Node) -> (String, String) {
-    let c = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-        .cloned()
-        .unwrap_or_default();
-    (c.status, c.reason.unwrap_or_default())
+fn ready_reason(node: &Node) -> Option<String> {
+    let conditions = node.status.as_ref()?.conditions.as_ref()?;
+    conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")?
+        .reason
+        .clone()
 }
 
 fn taint_keys(node: &Node) -> Vec<(String, String)> {
@@ -136,14 +134,13 @@ async fn a_silent_node_is_tainted_its_pods_evicted_and_replaced() -> anyhow::Res
 
     wait_for("w1 Unknown and unreachable-tainted", 20, || async {
         let n = nodes.get("w1").await?;
-        Ok(
-            ready_of(&n) == ("Unknown".into(), "NodeStatusUnknown".into())
-                && taint_keys(&n)
-                    == [
-                        (health::UNREACHABLE_TAINT.into(), "NoSchedule".into()),
-                        (health::UNREACHABLE_TAINT.into(), "NoExecute".into()),
-                    ],
-        )
+        Ok(health::ready_status(&n) == "Unknown"
+            && ready_reason(&n).as_deref() == Some("NodeStatusUnknown")
+            && taint_keys(&n)
+                == [
+                    (health::UNREACHABLE_TAINT.into(), "NoSchedule".into()),
+                    (health::UNREACHABLE_TAINT.into(), "NoExecute".into()),
+                ])
     })
     .await?;
     // Its pods lose readiness (the same pass marks them, after the taints); w2 and its pods
@@ -158,7 +155,7 @@ async fn a_silent_node_is_tainted_its_pods_evicted_and_replaced() -> anyhow::Res
     })
     .await?;
     let w2 = nodes.get("w2").await?;
-    assert_eq!(ready_of(&w2).0, "True");
+    assert_eq!(health::ready_status(&w2), "True");
     assert!(taint_keys(&w2).is_empty());
 
     wait_for("the replicas replaced on w2", 20, || async {
@@ -175,7 +172,7 @@ async fn a_silent_node_is_tainted_its_pods_evicted_and_replaced() -> anyhow::Res
     heartbeat(&client, "w1").await?;
     wait_for("w1 Ready and untainted", 20, || async {
         let n = nodes.get("w1").await?;
-        Ok(ready_of(&n).0 == "True" && taint_keys(&n).is_empty())
+        Ok(health::ready_status(&n) == "True" && taint_keys(&n).is_empty())
     })
     .await?;
     beat.abort();
