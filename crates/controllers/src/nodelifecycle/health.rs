@@ -52,23 +52,39 @@ pub fn last_heartbeat(node: &Node, lease: Option<&Lease>) -> Option<Timestamp> {
         .or_else(|| node.metadata.creation_timestamp.as_ref().map(|t| t.0))
 }
 
-/// When a node that is heard from at `heartbeat` goes stale.
-pub fn stale_at(heartbeat: Timestamp, grace: Duration) -> Timestamp {
-    let grace = SignedDuration::try_from(grace).unwrap_or(SignedDuration::MAX);
-    heartbeat.saturating_add(grace).unwrap_or(Timestamp::MAX)
+/// How silence is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Monitor {
+    /// `--node-monitor-grace-period`.
+    pub grace: Duration,
+    /// When the controller started watching. A heartbeat older than that counts from it, as
+    /// upstream's probe timestamps start at first observation: a restarted control plane
+    /// gives every node the full grace period before calling it silent.
+    pub since: Timestamp,
 }
 
-/// The conditions to write when the node has been silent longer than `grace` at `now`:
-/// every kubelet condition Unknown (`NodeStatusUnknown`, or `NodeStatusNeverUpdated` for
-/// one never posted), heartbeats kept, transitions at `now`. `None` when nothing changes.
+impl Monitor {
+    /// When a node last heard from at `heartbeat` goes stale.
+    pub fn stale_at(&self, heartbeat: Timestamp) -> Timestamp {
+        let grace = SignedDuration::try_from(self.grace).unwrap_or(SignedDuration::MAX);
+        heartbeat
+            .max(self.since)
+            .saturating_add(grace)
+            .unwrap_or(Timestamp::MAX)
+    }
+}
+
+/// The conditions to write when the node has been silent longer than the grace period at
+/// `now`: every kubelet condition Unknown (`NodeStatusUnknown`, or `NodeStatusNeverUpdated`
+/// for one never posted), heartbeats kept, transitions at `now`. `None` when nothing changes.
 pub fn stale_conditions(
     node: &Node,
     lease: Option<&Lease>,
     now: Timestamp,
-    grace: Duration,
+    monitor: &Monitor,
 ) -> Option<Vec<NodeCondition>> {
     let heartbeat = last_heartbeat(node, lease)?;
-    if now <= stale_at(heartbeat, grace) {
+    if now <= monitor.stale_at(heartbeat) {
         return None;
     }
     let mut out: Vec<NodeCondition> = conditions(node).to_vec();
@@ -157,7 +173,9 @@ pub enum Eviction {
 /// The pod's eviction time under the node's taints, as the taint-eviction controller
 /// computes it: an untolerated NoExecute taint evicts at once (at the taint's addition); a
 /// tolerated one after the smallest `tolerationSeconds` among the tolerations that match it.
-pub fn eviction(pod: &Pod, taints: &[Taint], now: Timestamp) -> Eviction {
+/// The time counts from the taint's addition, or from `since` (the controller's start) if
+/// that is later, so a control plane that was down evicts nobody before its nodes can report.
+pub fn eviction(pod: &Pod, taints: &[Taint], since: Timestamp, now: Timestamp) -> Eviction {
     let tolerations: &[Toleration] = pod
         .spec
         .as_ref()
@@ -165,7 +183,7 @@ pub fn eviction(pod: &Pod, taints: &[Taint], now: Timestamp) -> Eviction {
         .unwrap_or_default();
     let mut at: Option<Timestamp> = None;
     for taint in taints.iter().filter(|t| t.effect == "NoExecute") {
-        let added = taint.time_added.as_ref().map_or(now, |t| t.0);
+        let added = taint.time_added.as_ref().map_or(now, |t| t.0).max(since);
         let matching: Vec<&Toleration> =
             tolerations.iter().filter(|t| tolerates(t, taint)).collect();
         let seconds = if matching.is_empty() {

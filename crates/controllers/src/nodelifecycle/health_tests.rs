@@ -1,7 +1,12 @@
 use super::*;
 use serde_json::json;
 
-const GRACE: Duration = Duration::from_secs(40);
+fn grace() -> Monitor {
+    Monitor {
+        grace: Duration::from_secs(40),
+        since: ts(-1000),
+    }
+}
 
 fn ts(s: i64) -> Timestamp {
     Timestamp::from_second(1_700_000_000 + s).unwrap()
@@ -53,17 +58,28 @@ fn a_node_renewing_its_lease_stays_as_it_is() {
     // The status heartbeat is old, but the lease is fresh: upstream's lease-based health.
     let n = posted("True", 0);
     assert_eq!(
-        stale_conditions(&n, Some(&lease(100)), ts(120), GRACE),
+        stale_conditions(&n, Some(&lease(100)), ts(120), &grace()),
         None
     );
     // Exactly at the grace period it is still fresh; one second later it is not.
-    assert_eq!(stale_conditions(&n, None, ts(40), GRACE), None);
-    assert!(stale_conditions(&n, None, ts(41), GRACE).is_some());
+    assert_eq!(stale_conditions(&n, None, ts(40), &grace()), None);
+    assert!(stale_conditions(&n, None, ts(41), &grace()).is_some());
+}
+
+#[test]
+fn a_restarted_controller_gives_every_node_the_full_grace() {
+    let just_started = Monitor {
+        since: ts(100),
+        ..grace()
+    };
+    let n = posted("True", 0);
+    assert_eq!(stale_conditions(&n, None, ts(140), &just_started), None);
+    assert!(stale_conditions(&n, None, ts(141), &just_started).is_some());
 }
 
 #[test]
 fn a_silent_node_turns_every_kubelet_condition_unknown() {
-    let cs = stale_conditions(&posted("True", 0), Some(&lease(5)), ts(50), GRACE).unwrap();
+    let cs = stale_conditions(&posted("True", 0), Some(&lease(5)), ts(50), &grace()).unwrap();
     let ready = find(&cs, "Ready");
     assert_eq!(ready.status, "Unknown");
     assert_eq!(ready.reason.as_deref(), Some("NodeStatusUnknown"));
@@ -84,14 +100,14 @@ fn a_silent_node_turns_every_kubelet_condition_unknown() {
     assert_eq!(cs.len(), 4);
     // Already all Unknown: nothing more to write.
     assert_eq!(
-        stale_conditions(&node(json!(cs)), None, ts(90), GRACE),
+        stale_conditions(&node(json!(cs)), None, ts(90), &grace()),
         None
     );
 }
 
 #[test]
 fn a_node_that_never_posted_is_unknown_after_the_grace() {
-    let cs = stale_conditions(&node(json!([])), None, ts(41), GRACE).unwrap();
+    let cs = stale_conditions(&node(json!([])), None, ts(41), &grace()).unwrap();
     let ready = find(&cs, "Ready");
     assert_eq!(ready.reason.as_deref(), Some("NodeStatusNeverUpdated"));
     assert_eq!(
@@ -188,14 +204,23 @@ fn eviction_waits_for_the_shortest_matching_toleration() {
     ];
     for (what, tolerations, want) in cases {
         assert_eq!(
-            eviction(&pod(tolerations, "True"), &unreachable, ts(200)),
+            eviction(&pod(tolerations, "True"), &unreachable, ts(0), ts(200)),
             want,
             "{what}"
         );
     }
     // Only NoExecute taints evict.
     assert_eq!(
-        eviction(&pod(json!([]), "True"), &unreachable[..1], ts(200)),
+        eviction(&pod(json!([]), "True"), &unreachable[..1], ts(0), ts(200)),
         Eviction::Never
+    );
+    // A controller started after the taint counts from its start.
+    let tolerant = pod(
+        json!([{"key": UNREACHABLE_TAINT, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}]),
+        "True",
+    );
+    assert_eq!(
+        eviction(&tolerant, &unreachable, ts(1000), ts(1000)),
+        Eviction::At(ts(1300))
     );
 }

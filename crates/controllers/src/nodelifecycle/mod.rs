@@ -69,7 +69,10 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
     let pass = Pass {
         client: client.clone(),
         recorder: Recorder::new(client, "node-controller"),
-        settings,
+        monitor: health::Monitor {
+            grace: settings.node_monitor_grace_period,
+            since: Timestamp::now(),
+        },
     };
     loop {
         let next = pass.run(&nodes, &leases, &pods).await;
@@ -85,7 +88,7 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
 struct Pass {
     client: Client,
     recorder: Recorder,
-    settings: Settings,
+    monitor: health::Monitor,
 }
 
 impl Pass {
@@ -117,7 +120,7 @@ impl Pass {
             let node = self.monitor_health(&node, lease, now).await;
             if health::ready_status(&node) != "Unknown" {
                 if let Some(h) = health::last_heartbeat(&node, lease) {
-                    due(health::stale_at(h, self.settings.node_monitor_grace_period));
+                    due(self.monitor.stale_at(h));
                 }
             }
             let taints = self.update_taints(&node, now).await;
@@ -129,7 +132,7 @@ impl Pass {
                 .iter()
                 .filter(|p| p.metadata.deletion_timestamp.is_none())
             {
-                match health::eviction(pod, &taints, now) {
+                match health::eviction(pod, &taints, self.monitor.since, now) {
                     Eviction::At(t) if t <= now => self.evict(pod).await,
                     Eviction::At(t) => due(t),
                     Eviction::Never => {}
@@ -141,8 +144,7 @@ impl Pass {
 
     /// Marks a silent node's conditions Unknown; returns the node as it now stands.
     async fn monitor_health(&self, node: &Node, lease: Option<&Lease>, now: Timestamp) -> Node {
-        let grace = self.settings.node_monitor_grace_period;
-        let Some(conditions) = health::stale_conditions(node, lease, now, grace) else {
+        let Some(conditions) = health::stale_conditions(node, lease, now, &self.monitor) else {
             return node.clone();
         };
         let name = node.name_any();
