@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::controllers::endpoint_ips;
 use crate::harness::{show, stdout, Cluster};
-use crate::pods::{json, netexec_pods, ready};
+use crate::pods::{json, netexec_pods, ready, AGNHOST};
 
 /// Polls `f` every 200 ms until it yields a value; panics after `secs` seconds.
 fn until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
@@ -143,6 +143,24 @@ fn a_killed_agent_makes_its_node_unknown_and_its_pods_move_elsewhere() {
         .collect();
     assert!(endpoint_ips(&c, "web").is_superset(&doomed_ips));
 
+    // A pod that tolerates the unreachable taint forever stays through the outage.
+    let overrides = serde_json::json!({"spec": {"nodeName": victim, "tolerations": [
+        {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}]}});
+    c.kubectl_ok(&[
+        "run",
+        "stay",
+        "--image",
+        AGNHOST,
+        "--overrides",
+        &overrides.to_string(),
+        "--command",
+        "--",
+        "/agnhost",
+        "pause",
+    ]);
+    let stay_ready = || ready(&json(&c, &["get", "pod", "stay"]));
+    until("the tolerant pod Ready", 60, || stay_ready().then_some(()));
+
     let pid = agent_pid(&c, &victim);
     let status = std::process::Command::new("kill")
         .args(["-KILL", &pid.to_string()])
@@ -178,6 +196,10 @@ fn a_killed_agent_makes_its_node_unknown_and_its_pods_move_elsewhere() {
             assert!(!ready(&p), "{} on the dead node is Ready", name_of(&p));
         }
     }
+    assert!(
+        !stay_ready(),
+        "the tolerant pod on the dead node is still Ready"
+    );
     // Every curl to the Service succeeds, from another node.
     for i in 0..20 {
         assert!(curl().is_some(), "curl {i} to the Service failed");
@@ -208,6 +230,9 @@ fn a_killed_agent_makes_its_node_unknown_and_its_pods_move_elsewhere() {
     until("the node Ready and untainted", 60, || {
         let n = json(&c, &["get", "node", &victim]);
         (ready_condition(&n).0 == "True" && taints(&n).is_empty()).then_some(())
+    });
+    until("the tolerant pod Ready again", 60, || {
+        stay_ready().then_some(())
     });
     // The control loops ran throughout without a restart, as the API server's /metrics says.
     let metrics = c.kubectl_ok(&["get", "--raw", "/metrics"]);

@@ -1,7 +1,7 @@
 //! The node lifecycle controller: kube-controller-manager's `nodelifecycle` plus its
 //! taint-eviction controller. It watches Nodes, their Leases in `kube-node-lease` and Pods;
 //! a node silent for the grace period gets Unknown conditions, the controller's taints
-//! follow every node's Ready status, pods on a node that is not Ready lose readiness (so
+//! follow every node's Ready status, pods on a silent node lose readiness (so
 //! EndpointSlices drop them), and pods whose NoExecute tolerations ran out are deleted, for
 //! their ReplicaSet to replace elsewhere. The decisions are in [`health`].
 
@@ -125,7 +125,9 @@ impl Pass {
             }
             let taints = self.update_taints(&node, now).await;
             let pods = by_node.remove(&name).unwrap_or_default();
-            if health::ready_status(&node) != "True" {
+            // Only a silent node's pods: a live agent that reports its node NotReady still
+            // reports its pods itself, and both writing them would take turns forever.
+            if health::ready_status(&node) == "Unknown" {
                 self.mark_pods_not_ready(&name, &pods, now).await;
             }
             for pod in pods
