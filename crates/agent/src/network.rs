@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::Node;
 use kinet_cni::{Backend, Mac, NodeNetwork, Peer};
 use kinet_ipam::Ipv4Cidr;
 use kinet_netns::NetNs;
+use kinet_proxy::Applier;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::{Api, Client};
@@ -31,40 +32,16 @@ pub const PUBLIC_IP: &str = "flannel.alpha.coreos.com/public-ip";
 /// The nftables table holding the node's masquerade rules (apart from the proxy's table).
 pub const MASQ_TABLE: &str = "kinet-podnet";
 
-/// flannel's `ipMasq` rules: pod traffic leaving the pod network (to the host, the API
-/// server, the outside) takes the node's address, since nothing beyond the nodes routes pod
-/// addresses back; traffic between pods is never rewritten. One atomic `nft -f` load.
-pub fn masquerade_ruleset(cluster_cidr: &Ipv4Cidr) -> String {
-    format!(
-        "table ip {MASQ_TABLE}\n\
-         delete table ip {MASQ_TABLE}\n\
-         table ip {MASQ_TABLE} {{\n\
-         \tchain postrouting {{\n\
-         \t\ttype nat hook postrouting priority srcnat + 10; policy accept;\n\
-         \t\tip saddr {cluster_cidr} ip daddr {cluster_cidr} return\n\
-         \t\tip saddr {cluster_cidr} ip daddr != 224.0.0.0/4 masquerade fully-random\n\
-         \t}}\n\
-         }}\n"
-    )
-}
-
-async fn apply_nft(ruleset: &str) -> anyhow::Result<()> {
-    use tokio::io::AsyncWriteExt;
-    let mut child = tokio::process::Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(ruleset.as_bytes())
-        .await?;
-    let out = child.wait_with_output().await?;
-    if !out.status.success() {
-        anyhow::bail!("nft -f: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
+/// Loads (or repairs) flannel's `ipMasq` rules in the node's namespace, over netlink like
+/// the proxy's table (no `nft` needed).
+async fn apply_masquerade(netns: &str, cluster_cidr: &Ipv4Cidr) -> anyhow::Result<()> {
+    let pods = cluster_cidr
+        .to_string()
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("cluster CIDR: {e}"))?;
+    let rs = kinet_proxy_rules::pod_masquerade(MASQ_TABLE, pods);
+    let path = format!("{}/{netns}", kinet_netns::NETNS_RUN_DIR);
+    tokio::task::spawn_blocking(move || Applier::new(path, MASQ_TABLE).reconcile(&rs)).await??;
     Ok(())
 }
 
@@ -162,8 +139,7 @@ pub async fn prepare(client: &Client, cfg: &NetworkConfig) -> anyhow::Result<Nod
     let ns = NetNs::open(&cfg.netns)?;
     let net = NodeNetwork::new(pod_cidr, cfg.underlay_ip, cfg.mtu, cfg.backend);
     kinet_cni::ensure_pod_bridge(&ns, &net).await?;
-    // The agent runs inside the node's namespace, so `nft` here programs the node.
-    apply_nft(&masquerade_ruleset(&cfg.cluster_cidr))
+    apply_masquerade(&cfg.netns, &cfg.cluster_cidr)
         .await
         .context("loading the masquerade rules")?;
     let mut annotations = json!({
@@ -271,15 +247,6 @@ pub async fn keep_peers(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn masquerade_spares_pod_to_pod_traffic() {
-        let text = masquerade_ruleset(&"10.244.0.0/16".parse().unwrap());
-        assert!(text.contains("ip saddr 10.244.0.0/16 ip daddr 10.244.0.0/16 return\n"));
-        assert!(text
-            .contains("ip saddr 10.244.0.0/16 ip daddr != 224.0.0.0/4 masquerade fully-random\n"));
-        assert!(text.starts_with("table ip kinet-podnet\ndelete table ip kinet-podnet\n"));
-    }
 
     #[test]
     fn peers_come_from_node_annotations_and_skip_self() {

@@ -1,9 +1,12 @@
-//! `kinet bench`: benchmarks whose figures go to docs/performance.md. Each reports its results
-//! as ratios against a baseline measured in the same run, so machines of different speed agree.
+//! `kinet bench`: benchmarks whose figures go to docs/performance.md. Most report their results
+//! as ratios against a baseline measured in the same run, so machines of different speed agree;
+//! `up` reports absolute times (its comparisons, kind and k3s, do not run here).
 
 pub mod api;
+mod cluster;
 pub mod controllers;
 pub mod dns;
 pub mod pods;
 pub mod proxy;
 mod stats;
+pub mod up;

@@ -5,7 +5,7 @@
 //! with iperf3 on one node and across nodes against a veth pair made by hand in the same run.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
 use serde_json::json;
 
+use super::cluster::BenchCluster;
 use super::stats::{ms, Samples};
 
 #[derive(Debug, Clone)]
@@ -25,52 +26,6 @@ pub struct Options {
     pub batches: Vec<usize>,
     /// Pods for the network setup measurement.
     pub network_pods: usize,
-}
-
-/// A cluster of this benchmark's own, removed on drop.
-struct BenchCluster {
-    exe: PathBuf,
-    home: tempfile::TempDir,
-    name: String,
-}
-
-impl BenchCluster {
-    fn up(nodes: usize) -> Result<BenchCluster> {
-        let c = BenchCluster {
-            exe: std::env::current_exe()?,
-            home: tempfile::tempdir()?,
-            name: format!("bench{}", std::process::id() % 100_000),
-        };
-        let out = c.kinet(&["up", "--nodes", &nodes.to_string()])?;
-        if !out.status.success() {
-            bail!("kinet up failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(c)
-    }
-
-    fn kinet(&self, args: &[&str]) -> Result<std::process::Output> {
-        Ok(Command::new(&self.exe)
-            .args(args)
-            .args(["--name", &self.name])
-            .env("KINET_HOME", self.home.path())
-            .output()?)
-    }
-
-    fn dir(&self) -> PathBuf {
-        self.home.path().join(&self.name)
-    }
-
-    async fn client(&self) -> Result<Client> {
-        let kc = kube::config::Kubeconfig::read_from(self.dir().join("kubeconfig"))?;
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-        Ok(Client::try_from(cfg)?)
-    }
-}
-
-impl Drop for BenchCluster {
-    fn drop(&mut self) {
-        let _ = self.kinet(&["down"]);
-    }
 }
 
 fn pod(name: &str, app: &str, args: &[&str], node: Option<&str>) -> Result<Pod> {

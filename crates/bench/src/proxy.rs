@@ -1,6 +1,10 @@
 //! `kinet bench proxy`: the service proxy's nftables table in a namespace of its own (root).
 //!
-//! - Full sync: render + one `nft -f` of the whole table, with N Services × 10 endpoints.
+//! - Whole table, with N Services × 10 endpoints: render; one nfnetlink transaction into
+//!   an empty namespace (how the proxy loads) against `nft -f` of the same table (how it
+//!   used to; skipped without `nft`); a resync that reads the intact table back (after
+//!   anyone else's commit in the namespace); and the proxy's usual resync every 30 s (no
+//!   change, ruleset generation untouched), as a share of one core.
 //! - Incremental: one EndpointSlice changes with each table loaded; the time from the
 //!   changed objects to the kernel having committed the difference (the proxy's Renderer
 //!   re-rendering that Service + one nfnetlink transaction), p50/p99. The API watch delay
@@ -172,12 +176,40 @@ fn add_pod(node: &str, pod: &str, idx: usize, addr: &str) -> Result<()> {
     )
 }
 
-fn load(applier: &mut Applier, rs: &Ruleset) -> Result<Duration> {
-    applier.force_full_sync();
-    match applier.apply(rs)? {
-        ApplyOutcome::Applied { duration, .. } => Ok(duration),
-        ApplyOutcome::Unchanged => bail!("a forced load was skipped"),
+/// Reads the table back and repairs it towards `rs`; returns the time and the number of
+/// changes sent.
+fn load(applier: &mut Applier, rs: &Ruleset) -> Result<(Duration, usize)> {
+    match applier.reconcile(rs)? {
+        ApplyOutcome::Applied {
+            duration, changes, ..
+        } => Ok((duration, changes)),
+        ApplyOutcome::Unchanged => bail!("a reconcile was skipped"),
     }
+}
+
+/// `nft -f` of the whole table inside `ns`; `None` without the `nft` program.
+fn nft_load(ns: &str, rs: &Ruleset) -> Result<Option<Duration>> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if !std::env::split_paths(&path).any(|d| d.join("nft").is_file()) {
+        return Ok(None);
+    }
+    let start = Instant::now();
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = child.context("ip netns exec … nft")?;
+    child
+        .stdin
+        .take()
+        .context("nft stdin")?
+        .write_all(rs.to_nft().as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("nft -f: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(Some(start.elapsed()))
 }
 
 /// `opts.samples` EndpointSlice changes with `n` Services loaded: [render + diff, kernel
@@ -191,7 +223,7 @@ fn incremental(
     let (svcs, mut slices) = objects(n, opts.endpoints);
     let mut renderer = Renderer::new(&node(), config);
     let synced = renderer.sync(&svcs, &slices);
-    applier.force_full_sync();
+    applier.force_resync();
     applier.apply_synced(&renderer, synced)?;
     let [mut renders, mut kernel, mut total] = [(); 3].map(|_| Samples::default());
     for s in 0..opts.samples {
@@ -243,20 +275,41 @@ fn bench(opts: Options) -> Result<()> {
         opts.endpoints
     );
     println!();
-    println!("| Services | rules | render (ms) | nft full load (ms) | full sync (ms) |");
-    println!("|---:|---:|---:|---:|---:|");
+    println!("| Services | rules | render (ms) | netlink whole load (ms) | nft -f whole load (ms) | resync, read back (ms) | resync, untouched (ms) | idle CPU, resync every 30 s |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &n in &opts.services {
         let (svcs, slices) = objects(n, opts.endpoints);
         let start = Instant::now();
         let rs = render(&svcs, &slices, &node(), &config);
         let render_took = start.elapsed();
-        let nft = load(&mut applier, &rs)?;
+        applier.delete()?;
+        let nft = nft_load(node_ns.name(), &rs)?;
+        applier.delete()?;
+        let (netlink, _) = load(&mut applier, &rs)?;
+        let (read_back, changes) = load(&mut applier, &rs)?;
+        if changes != 0 {
+            bail!("a resync of an intact table sent {changes} changes");
+        }
+        // The proxy's own resync: the Renderer finds no change, and the kernel's ruleset
+        // generation shows nothing was committed since our last transaction.
+        let mut renderer = Renderer::new(&node(), &config);
+        let synced = renderer.sync(&svcs, &slices);
+        applier.apply_synced(&renderer, synced)?;
+        applier.force_resync();
+        let start = Instant::now();
+        let synced = renderer.sync(&svcs, &slices);
+        applier.apply_synced(&renderer, synced)?;
+        let untouched = start.elapsed();
+        // Wall time over the resync period: an upper bound of the CPU share.
+        let idle = untouched.as_secs_f64() / 30.0 * 100.0;
         println!(
-            "| {n} | {} | {} | {} | {} |",
+            "| {n} | {} | {} | {} | {} | {} | {} | {idle:.3}% |",
             rs.rule_count(),
             ms(render_took),
-            ms(nft),
-            ms(render_took + nft)
+            ms(netlink),
+            nft.map_or("-".into(), ms),
+            ms(read_back),
+            ms(untouched),
         );
     }
 

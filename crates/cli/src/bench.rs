@@ -24,6 +24,15 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 100)]
         network_pods: usize,
     },
+    /// `kinet up` until the cluster is usable, and `kinet down`, per node count (root).
+    Up {
+        /// Node counts.
+        #[arg(long, value_delimiter = ',', default_value = "1,3")]
+        nodes: Vec<usize>,
+        /// Clusters made per node count.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// The control loops: a large Deployment until bound, and pod readiness to EndpointSlices.
     Controllers {
         #[arg(long, default_value_t = 1000)]
@@ -72,6 +81,9 @@ pub enum BenchCommand {
 
 pub async fn run(what: BenchCommand) -> anyhow::Result<()> {
     match what {
+        BenchCommand::Up { nodes, runs } => {
+            kinet_bench::up::run(kinet_bench::up::Options { nodes, runs })
+        }
         BenchCommand::Api {
             objects,
             clients,

@@ -42,7 +42,7 @@ enum Command {
         config: Option<PathBuf>,
         /// Resolver for names outside cluster.local, IP or IP:port; repeatable. Recorded;
         /// given again on a restart it replaces the recorded list. None: such names are
-        /// refused, so no query leaves the machine.
+        /// refused, so no query leaves the machine (with --egress: the host's resolvers).
         #[arg(long = "upstream-dns", value_name = "IP[:PORT]", value_parser = dns_image::parse_upstream)]
         upstream_dns: Vec<std::net::SocketAddr>,
         /// How pod traffic crosses nodes: a VXLAN overlay (default) or host-gw routes.
@@ -62,6 +62,13 @@ enum Command {
         /// evicted (default 300). Recorded at creation.
         #[arg(long, value_name = "SECONDS")]
         default_toleration_seconds: Option<u64>,
+        /// Let pods and nodes reach beyond the cluster, as in kind: a default route via the
+        /// host, which masquerades their traffic in an nftables table of the cluster's own
+        /// (needs `nft` and the host's net.ipv4.ip_forward=1, which kinet does not change);
+        /// cluster DNS forwards to the host's resolvers unless --upstream-dns says otherwise.
+        /// Recorded at creation; without it such traffic is dropped inside the cluster.
+        #[arg(long)]
+        egress: bool,
     },
     /// Stop a cluster and delete its state.
     Down {
@@ -198,6 +205,7 @@ async fn main() -> anyhow::Result<()> {
             wait,
             node_monitor_grace_period,
             default_toleration_seconds,
+            egress,
         } => {
             let report = up::up(up::UpArgs {
                 name,
@@ -208,6 +216,7 @@ async fn main() -> anyhow::Result<()> {
                 wait,
                 node_monitor_grace_period,
                 default_toleration_seconds,
+                egress,
             })
             .await?;
             status::print_up(&report);

@@ -53,6 +53,14 @@ fn print_cluster(s: &ClusterStatus) {
             }
         }
     }
+    if info.egress {
+        println!(
+            "Egress:      on (masqueraded on the host by nftables table ip {})",
+            kinet_cluster::egress::host_table(&info.name)
+        );
+    } else {
+        println!("Egress:      isolated (pods and nodes reach only the cluster)");
+    }
     if let Some(config) = &info.config {
         println!("Config:      {}", config.display());
     }

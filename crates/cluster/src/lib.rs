@@ -11,6 +11,7 @@ pub mod agent;
 pub mod dns_image;
 pub mod down;
 pub mod duration;
+pub mod egress;
 pub mod external;
 pub mod nodes;
 pub mod prereqs;

@@ -5,7 +5,8 @@
 //!               |
 //! kinet-<cluster>-underlay:  host0 --- br0 --- veth0, veth1, ...
 //!                                                |
-//! kinet-<cluster>-<node>:                       eth0 (.2, .3, ...; default via .1)
+//! kinet-<cluster>-<node>:                       eth0 (.2, .3, ...; 10.96.0.0/12 via .1;
+//!                                                     unreachable default, or via .1 with --egress)
 //! ```
 //!
 //! The host end of the one host link carries the gateway address, so agents in the nodes
@@ -134,6 +135,27 @@ pub struct Plan {
     /// The outside namespace and its address (see [`outside_ip`]).
     pub outside_netns: String,
     pub outside_ip: Ipv4Addr,
+    /// `kinet up --egress`: a default route via the host instead of an unreachable one
+    /// (see [`crate::egress`]).
+    pub egress: bool,
+}
+
+/// Where a route sends its packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// To the host through the underlay gateway.
+    Via(Ipv4Addr),
+    /// Nowhere: dropped in the namespace, the sender told at once (`EHOSTUNREACH`, or ICMP
+    /// host unreachable for a forwarded pod packet).
+    Unreachable,
+}
+
+/// A route kinet keeps in a node or the outside namespace, beyond the underlay's own
+/// (connected) route and the pod network's routes the agent adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub destination: Ipv4Cidr,
+    pub exit: Exit,
 }
 
 impl Plan {
@@ -159,7 +181,45 @@ impl Plan {
             nodes,
             outside_netns: outside_netns(cluster),
             outside_ip: outside_ip(cidr),
+            egress: false,
         }
+    }
+
+    /// The plan with the cluster's recorded `--egress`.
+    pub fn with_egress(self, egress: bool) -> Plan {
+        Plan { egress, ..self }
+    }
+
+    /// The default route of every node and of the outside namespace: via the host only with
+    /// `--egress`. Everything else in the cluster is reached without it: the underlay is
+    /// connected, pod ranges have routes of their own, Services are rewritten on the node.
+    pub fn default_route(&self) -> Route {
+        Route {
+            destination: Ipv4Cidr::new(Ipv4Addr::UNSPECIFIED, 0).expect("prefix 0 is valid"),
+            exit: if self.egress {
+                Exit::Via(self.underlay.gateway)
+            } else {
+                Exit::Unreachable
+            },
+        }
+    }
+
+    /// A node's routes: the default route, and one for the Service range. A socket on the
+    /// node needs a route for a ClusterIP before the proxy's output DNAT rewrites it to an
+    /// endpoint (which the kernel then routes anew); a ClusterIP nobody allocated is dropped
+    /// by the proxy, so this range never reaches the host.
+    pub fn node_routes(&self) -> Vec<Route> {
+        let services = kinet_proxy::ProxyConfig::default()
+            .service_cidr
+            .parse()
+            .expect("the proxy's default Service range is a valid CIDR");
+        vec![
+            Route {
+                destination: services,
+                exit: Exit::Via(self.underlay.gateway),
+            },
+            self.default_route(),
+        ]
     }
 
     /// The node called `name`.
@@ -238,5 +298,33 @@ mod tests {
         assert!(p.nodes[0].control_plane && !p.nodes[1].control_plane);
         assert_eq!(p.nodes[2].underlay_veth, "veth2");
         assert_eq!(p.node("demo-worker").unwrap().ip.to_string(), "172.18.0.3");
+    }
+
+    #[test]
+    fn nodes_reach_beyond_the_cluster_only_with_egress() {
+        let gateway = Ipv4Addr::new(172, 18, 0, 1);
+        let isolated = Plan::new("demo", cidr("172.18.0.0/16"), 1);
+        assert_eq!(
+            isolated.node_routes(),
+            [
+                Route {
+                    destination: cidr("10.96.0.0/12"),
+                    exit: Exit::Via(gateway)
+                },
+                Route {
+                    destination: cidr("0.0.0.0/0"),
+                    exit: Exit::Unreachable
+                },
+            ]
+        );
+        let open = isolated.with_egress(true);
+        assert_eq!(
+            open.default_route(),
+            Route {
+                destination: cidr("0.0.0.0/0"),
+                exit: Exit::Via(gateway)
+            }
+        );
+        assert_eq!(open.node_routes()[1], open.default_route());
     }
 }

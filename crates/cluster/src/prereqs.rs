@@ -43,7 +43,7 @@ pub const PROGRAMS: &[Program] = &[
     },
     Program {
         name: "nft",
-        why: "loads the service proxy's rules and each node's masquerade table",
+        why: "loads the service proxy's rules, each node's masquerade table and the host's --egress table",
         package: "nftables",
     },
     Program {

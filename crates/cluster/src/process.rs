@@ -1,7 +1,9 @@
-//! The control-plane process: spawning it detached, recognising it, stopping it.
+//! kinet's own processes: spawning the control plane detached, recognising a `kinet …`
+//! process (control plane, agent supervisor, agent), stopping one, and reading their logs.
 //!
 //! A PID file can outlive its process and the PID can be reused, so every signal is
-//! preceded by a check that `/proc/<pid>/cmdline` is exactly `kinet serve --name NAME`.
+//! preceded by a check that `/proc/<pid>/cmdline` is exactly that command, e.g.
+//! `kinet serve --name NAME`.
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::process::CommandExt;
@@ -10,11 +12,37 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::state::ClusterDir;
+
+/// What can go wrong starting or stopping a kinet process.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("sending {signal} to pid {pid}")]
+    Signal {
+        pid: u32,
+        signal: Signal,
+        #[source]
+        source: nix::errno::Errno,
+    },
+    #[error("kinet {command} (pid {pid}) is still running after SIGKILL")]
+    StillRunning { command: String, pid: u32 },
+}
+
+pub type Result<T, E = ProcessError> = std::result::Result<T, E>;
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ProcessError {
+    let what = what.into();
+    move |source| ProcessError::Io { what, source }
+}
 
 /// Lines of a log shown when a step fails.
 const LOG_TAIL_LINES: usize = 40;
@@ -25,24 +53,24 @@ const POLL: Duration = Duration::from_millis(100);
 /// Starts `kinet serve --name NAME` in its own process group (so ^C on `kinet up` does
 /// not reach it), stdin closed, output appended to the control-plane log.
 pub fn spawn_control_plane(dir: &ClusterDir, home: &Path) -> Result<Child> {
-    fs::create_dir_all(dir.logs())?;
     let log_path = dir.control_plane_log();
+    fs::create_dir_all(dir.logs()).map_err(io(format!("creating {}", dir.logs().display())))?;
     let log = OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log_path)
-        .with_context(|| format!("opening {}", log_path.display()))?;
-    let exe = std::env::current_exe().context("locating the kinet binary")?;
+        .map_err(io(format!("opening {}", log_path.display())))?;
+    let exe = std::env::current_exe().map_err(io("locating the kinet binary"))?;
     Command::new(exe)
         .args(["serve", "--name", &dir.name])
         .env("KINET_HOME", home)
         .current_dir("/")
         .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
+        .stdout(log.try_clone().map_err(io("duplicating the log file"))?)
         .stderr(log)
         .process_group(0)
         .spawn()
-        .context("starting the control plane")
+        .map_err(io("starting the control plane"))
 }
 
 /// Whether `argv` is the kinet binary run with exactly `args`.
@@ -104,28 +132,35 @@ pub fn stop_kinet(pid: u32, args: &[&str], grace: Duration) -> Result<Stopped> {
     if !is_kinet(pid, args) {
         return Ok(Stopped::NotRunning);
     }
-    let target = Pid::from_raw(i32::try_from(pid).context("pid out of range")?);
-    signal(target, Signal::SIGTERM)?;
+    signal(pid, Signal::SIGTERM)?;
     if wait_gone(pid, args, grace) {
         return Ok(Stopped::Terminated);
     }
     if is_kinet(pid, args) {
-        signal(target, Signal::SIGKILL)?;
+        signal(pid, Signal::SIGKILL)?;
     }
     if wait_gone(pid, args, KILL_WAIT) {
         return Ok(Stopped::Killed);
     }
-    bail!(
-        "kinet {} (pid {pid}) is still running after SIGKILL",
-        args.join(" ")
-    )
+    Err(ProcessError::StillRunning {
+        command: args.join(" "),
+        pid,
+    })
 }
 
-fn signal(pid: Pid, sig: Signal) -> Result<()> {
-    match kill(pid, sig) {
+fn signal(pid: u32, sig: Signal) -> Result<()> {
+    // /proc just showed this PID, so it fits a pid_t; one that did not could not exist.
+    let Ok(raw) = i32::try_from(pid) else {
+        return Ok(());
+    };
+    match kill(Pid::from_raw(raw), sig) {
         // It exited between the check and the signal.
         Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("sending {sig} to {pid}")),
+        Err(source) => Err(ProcessError::Signal {
+            pid,
+            signal: sig,
+            source,
+        }),
     }
 }
 

@@ -21,13 +21,43 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 /// Default state root when `KINET_HOME` is unset.
 pub const DEFAULT_HOME: &str = "/var/lib/kinet";
 /// Cluster names prefix network namespace and link names (15-char limit on links).
 pub const MAX_NAME_LEN: usize = 20;
+
+/// What can go wrong with a cluster's state folder.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(
+        "invalid cluster name {0:?}: use 1-{MAX_NAME_LEN} lowercase letters, digits and '-', \
+         starting with a letter and ending with a letter or digit"
+    )]
+    InvalidName(String),
+    #[error("{op} {}", path.display())]
+    Io {
+        /// `reading`, `writing`, `removing`.
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("parsing {}", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+pub type Result<T, E = StateError> = std::result::Result<T, E>;
+
+fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StateError {
+    let path = path.to_path_buf();
+    move |source| StateError::Io { op, path, source }
+}
 
 /// The state root: `$KINET_HOME`, or `/var/lib/kinet`.
 pub fn kinet_home() -> PathBuf {
@@ -43,7 +73,8 @@ pub fn absolute_home() -> Result<PathBuf> {
     if home.is_absolute() {
         return Ok(home);
     }
-    Ok(std::env::current_dir()?.join(home))
+    let cwd = std::env::current_dir().map_err(io("reading", Path::new(".")))?;
+    Ok(cwd.join(home))
 }
 
 /// A cluster name must be a short DNS label starting with a letter.
@@ -57,10 +88,7 @@ pub fn validate_name(name: &str) -> Result<()> {
         .last()
         .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     if name.is_empty() || name.len() > MAX_NAME_LEN || !ok_chars || !starts || !ends {
-        bail!(
-            "invalid cluster name {name:?}: use 1-{MAX_NAME_LEN} lowercase letters, digits \
-             and '-', starting with a letter and ending with a letter or digit"
-        );
+        return Err(StateError::InvalidName(name.to_string()));
     }
     Ok(())
 }
@@ -134,13 +162,12 @@ impl ClusterDir {
 
     pub fn load_info(&self) -> Result<ClusterInfo> {
         let path = self.cluster_json();
-        let text =
-            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+        let text = fs::read_to_string(&path).map_err(io("reading", &path))?;
+        serde_json::from_str(&text).map_err(|source| StateError::Parse { path, source })
     }
 
     pub fn save_info(&self, info: &ClusterInfo) -> Result<()> {
-        let text = serde_json::to_string_pretty(info)? + "\n";
+        let text = serde_json::to_string_pretty(info).expect("ClusterInfo is plain data") + "\n";
         write_file(&self.cluster_json(), &text, 0o644)
     }
 
@@ -160,7 +187,7 @@ impl ClusterDir {
     pub fn remove_pid(&self) -> Result<()> {
         match fs::remove_file(self.pid_file()) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(e).with_context(|| format!("removing {}", self.pid_file().display()))
+                Err(io("removing", &self.pid_file())(e))
             }
             _ => Ok(()),
         }
@@ -168,8 +195,7 @@ impl ClusterDir {
 
     pub fn read_token(&self) -> Result<String> {
         let path = self.token();
-        let text =
-            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text = fs::read_to_string(&path).map_err(io("reading", &path))?;
         Ok(text.trim().to_string())
     }
 }
@@ -203,6 +229,10 @@ pub struct ClusterInfo {
     /// admission adds to pods, fixed at creation (kube-apiserver's default 300).
     #[serde(default = "default_toleration_seconds")]
     pub default_toleration_seconds: u64,
+    /// `kinet up --egress`, fixed at creation: pods and nodes may reach beyond the cluster
+    /// through the host (see `crate::egress`). Off: isolated.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub egress: bool,
 }
 
 pub const DEFAULT_NODE_MONITOR_GRACE_PERIOD_SECS: u64 = 40;
@@ -240,7 +270,7 @@ pub fn list_clusters(home: &Path) -> Result<Vec<ClusterDir>> {
     let entries = match fs::read_dir(home) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", home.display())),
+        Err(e) => return Err(io("reading", home)(e)),
     };
     let mut dirs: Vec<ClusterDir> = entries
         .filter_map(|e| e.ok())
@@ -261,10 +291,11 @@ pub fn write_file(path: &Path, contents: &str, mode: u32) -> Result<()> {
         .truncate(true)
         .mode(mode)
         .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.set_permissions(fs::Permissions::from_mode(mode))?;
+        .map_err(io("writing", path))?;
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(io("writing", path))?;
     file.write_all(contents.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
+        .map_err(io("writing", path))
 }
 
 #[cfg(test)]
@@ -336,6 +367,7 @@ mod tests {
             upstream_dns: vec!["192.0.2.1:53".parse().unwrap()],
             node_monitor_grace_period_secs: 5,
             default_toleration_seconds: 10,
+            egress: true,
         };
         dir.save_info(&info).unwrap();
         assert_eq!(dir.load_info().unwrap(), info);
@@ -346,6 +378,28 @@ mod tests {
             .map(|d| d.name)
             .collect();
         assert_eq!(names, ["one"]);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_keep_the_cause() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = ClusterDir::new(home.path(), "e");
+        match dir.load_info().unwrap_err() {
+            StateError::Io { op, path, source } => {
+                assert_eq!((op, path), ("reading", dir.cluster_json()));
+                assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            }
+            e => panic!("{e:?}"),
+        }
+        fs::create_dir_all(&dir.root).unwrap();
+        fs::write(dir.cluster_json(), "{not json").unwrap();
+        let e = dir.load_info().unwrap_err();
+        assert!(matches!(e, StateError::Parse { .. }), "{e:?}");
+        let chain = format!("{:#}", anyhow::Error::from(e));
+        assert!(
+            chain.starts_with("parsing ") && chain.contains("key must be a string"),
+            "{chain}"
+        );
     }
 
     #[test]

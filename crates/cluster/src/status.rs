@@ -29,7 +29,9 @@ pub fn list() -> Result<(PathBuf, Vec<ClusterSummary>)> {
         .into_iter()
         .map(|dir| ClusterSummary {
             running: running_pid(&dir).is_some(),
-            info: dir.load_info().map_err(|e| format!("{e:#}")),
+            info: dir
+                .load_info()
+                .map_err(|e| format!("{:#}", anyhow::Error::from(e))),
             name: dir.name,
         })
         .collect();

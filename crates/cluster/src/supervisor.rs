@@ -81,7 +81,11 @@ impl Record {
 
     fn save(&self, dir: &ClusterDir, node: &str) -> Result<()> {
         let json = serde_json::to_string_pretty(self)?;
-        state::write_file(&dir.agent_record(node), &format!("{json}\n"), 0o644)
+        Ok(state::write_file(
+            &dir.agent_record(node),
+            &format!("{json}\n"),
+            0o644,
+        )?)
     }
 }
 

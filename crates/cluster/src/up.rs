@@ -40,6 +40,8 @@ pub struct UpArgs {
     pub node_monitor_grace_period: Option<Duration>,
     /// `--default-toleration-seconds`, recorded at creation.
     pub default_toleration_seconds: Option<u64>,
+    /// `--egress`, recorded at creation.
+    pub egress: bool,
 }
 
 /// What `up` did, for the CLI to print.
@@ -82,6 +84,12 @@ pub async fn up(args: UpArgs) -> Result<UpReport> {
         let step = Step::start("Preparing nodes");
         let plan = nodes::prepare(&dir, &info).await?;
         step.done();
+        if plan.egress {
+            let forwarding = fs::read_to_string(crate::egress::IP_FORWARD).unwrap_or_default();
+            if let Some(note) = crate::egress::forwarding_note(&forwarding) {
+                eprintln!("   note: {note}");
+            }
+        }
         Some(plan)
     } else {
         None
@@ -144,7 +152,7 @@ pub async fn up(args: UpArgs) -> Result<UpReport> {
 }
 
 /// Starts the agents of a running cluster that are not running (a killed agent comes back
-/// and adopts its node's pods) and waits for the nodes as a first `up` does.
+/// and adopts its node's pods) and waits until the cluster is usable, as a first `up` does.
 async fn restart_agents(
     dir: &ClusterDir,
     home: &Path,
@@ -165,12 +173,7 @@ async fn restart_agents(
     let pki = Pki::load(&dir.pki()).context("loading the cluster PKI")?;
     let url = format!("https://127.0.0.1:{}", info.port);
     let client = kinet_controllers::client::connect(&url, &pki.ca_cert_pem, &dir.read_token()?)?;
-    let mut agents = nodes::start_agents(dir, home, &plan)?;
-    if wait.is_zero() {
-        return Ok(());
-    }
-    let deadline = Instant::now() + wait;
-    nodes::wait_ready(dir, &plan, &client, &mut agents, deadline).await
+    start_nodes(dir, home, &plan, &client, info, wait).await
 }
 
 /// Starts the agents and the add-ons, then (unless `wait` is zero) waits until the cluster
@@ -185,7 +188,10 @@ async fn start_nodes(
     wait: Duration,
 ) -> Result<()> {
     let mut agents = nodes::start_agents(dir, home, plan)?;
-    crate::addons::deploy(client, info).await?;
+    if let Err(e) = crate::addons::deploy(client, info).await {
+        process::print_log_tail(&dir.control_plane_log(), 0);
+        return Err(e);
+    }
     if wait.is_zero() {
         return Ok(());
     }
@@ -234,6 +240,12 @@ fn prepare_state(dir: &ClusterDir, args: &UpArgs) -> Result<ClusterInfo> {
                 info.name, info.nodes
             );
         }
+        if args.egress && !info.egress {
+            eprintln!(
+                "   note: cluster \"{}\" was created without --egress; it stays isolated",
+                info.name
+            );
+        }
         let mut info = info;
         if !args.upstream_dns.is_empty() && args.upstream_dns != info.upstream_dns {
             info.upstream_dns = args.upstream_dns.clone();
@@ -255,7 +267,6 @@ fn prepare_state(dir: &ClusterDir, args: &UpArgs) -> Result<ClusterInfo> {
         config,
         underlay: None,
         backend: args.backend.unwrap_or_default(),
-        upstream_dns: args.upstream_dns.clone(),
         node_monitor_grace_period_secs: args
             .node_monitor_grace_period
             .map_or(state::DEFAULT_NODE_MONITOR_GRACE_PERIOD_SECS, |d| {
@@ -264,9 +275,37 @@ fn prepare_state(dir: &ClusterDir, args: &UpArgs) -> Result<ClusterInfo> {
         default_toleration_seconds: args
             .default_toleration_seconds
             .unwrap_or(state::DEFAULT_TOLERATION_SECONDS),
+        upstream_dns: if args.egress && args.upstream_dns.is_empty() {
+            host_upstreams()
+        } else {
+            args.upstream_dns.clone()
+        },
+        egress: args.egress,
     };
     dir.save_info(&info)?;
     Ok(info)
+}
+
+/// The host's resolvers, for an `--egress` cluster created without `--upstream-dns`.
+fn host_upstreams() -> Vec<std::net::SocketAddr> {
+    let found = crate::egress::RESOLV_CONFS
+        .iter()
+        .map(|path| crate::egress::host_resolvers(&fs::read_to_string(path).unwrap_or_default()))
+        .find(|resolvers| !resolvers.is_empty())
+        .unwrap_or_default();
+    match found.as_slice() {
+        [] => eprintln!(
+            "   note: the host lists no resolver a pod can reach; names outside cluster.local \
+             are refused (see --upstream-dns)"
+        ),
+        list => {
+            eprintln!(
+            "   note: cluster DNS forwards names outside cluster.local to the host's resolvers {}",
+            list.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+        )
+        }
+    }
+    found
 }
 
 /// Loads the cluster's PKI, generating it when any file is missing. With nodes, the serving

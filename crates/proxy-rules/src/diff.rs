@@ -3,24 +3,37 @@
 //! cost of an EndpointSlice change does not grow with the number of Services, and the
 //! affinity sets of untouched services keep their entries.
 //!
-//! Order inside the one transaction: new sets and chains are declared; changed chains are
-//! flushed and refilled, new chains filled; map and set elements are deleted and added;
-//! removed chains are flushed and then deleted (they can reference each other), and removed
-//! sets deleted last, once nothing refers to them.
+//! Order inside the one transaction: the table, new sets, maps and chains are declared;
+//! changed chains are flushed and refilled, new chains filled; map and set elements are
+//! deleted and added; removed chains are flushed and then deleted (they can reference each
+//! other), and removed sets deleted last, once nothing refers to them. `Renderer::sync`
+//! computes such updates from the Services that changed, `Ruleset::repair` from what the
+//! kernel holds.
 
-use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 
-use crate::model::{Chain, MapEntry, MapKey, MapVerdict, Rule, Ruleset, Set};
-use crate::nft::{set_spec, write_key, write_rule_lines};
+use crate::model::{BaseChain, Map, MapEntry, MapKey, MapVerdict, Rule, Set};
+use crate::nft::{
+    map_spec, set_spec, write_add_table, write_base_chain, write_key, write_rule_lines,
+};
 
 /// One step of an incremental update. Set definitions carry no elements: those come as
 /// `AddSetElement`s.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
+    /// Creates the table (with its comment) if it does not exist.
+    AddTable(Option<String>),
+    /// Removes the table and everything in it (absent is fine).
+    DeleteTable,
     AddSet(Set),
+    /// A verdict map's definition; its elements come as `AddMapElement`s.
+    AddMap(Map),
     AddChain(String),
+    AddBaseChain {
+        name: String,
+        base: BaseChain,
+    },
     FlushChain(String),
     AddRule {
         chain: String,
@@ -66,8 +79,19 @@ impl Update {
         let mut out = String::new();
         for c in &self.changes {
             let _ = match c {
+                Change::AddTable(comment) => {
+                    write_add_table(&mut out, &t, comment.as_deref());
+                    Ok(())
+                }
+                // `add` first makes the delete succeed when the table is absent.
+                Change::DeleteTable => writeln!(out, "add table {t}\ndelete table {t}"),
                 Change::AddSet(s) => writeln!(out, "add set {t} {} {{ {} }}", s.name, set_spec(s)),
+                Change::AddMap(m) => writeln!(out, "add map {t} {} {{ {} }}", m.name, map_spec(m)),
                 Change::AddChain(c) => writeln!(out, "add chain {t} {c}"),
+                Change::AddBaseChain { name, base } => {
+                    write_base_chain(&mut out, &t, name, base);
+                    Ok(())
+                }
                 Change::FlushChain(c) => writeln!(out, "flush chain {t} {c}"),
                 Change::AddRule { chain, rule } => {
                     write_rule_lines(&mut out, &format!("add rule {t} {chain} "), rule);
@@ -95,134 +119,6 @@ impl Update {
             };
         }
         out
-    }
-}
-
-impl Ruleset {
-    /// The update that turns `old` (what the kernel has) into `self`, or `None` when only a
-    /// full load will do (another table, a changed base chain, map or set definition).
-    pub fn update_from(&self, old: &Ruleset) -> Option<Update> {
-        if self.table != old.table || self.maps.len() != old.maps.len() {
-            return None;
-        }
-        for (m, o) in self.maps.iter().zip(&old.maps) {
-            if (&m.name, m.key, &m.comment) != (&o.name, o.key, &o.comment) {
-                return None;
-            }
-        }
-        let old_chains: HashMap<&str, &Chain> =
-            old.chains.iter().map(|c| (c.name.as_str(), c)).collect();
-        let new_chains: HashMap<&str, &Chain> =
-            self.chains.iter().map(|c| (c.name.as_str(), c)).collect();
-        let old_sets: HashMap<&str, &Set> = old.sets.iter().map(|s| (s.name.as_str(), s)).collect();
-        let new_sets: HashMap<&str, &Set> =
-            self.sets.iter().map(|s| (s.name.as_str(), s)).collect();
-        for c in &self.chains {
-            match old_chains.get(c.name.as_str()) {
-                Some(o) if o.base != c.base => return None,
-                None if c.base.is_some() => return None,
-                _ => {}
-            }
-        }
-        if old
-            .chains
-            .iter()
-            .any(|c| c.base.is_some() && !new_chains.contains_key(c.name.as_str()))
-        {
-            return None;
-        }
-        for s in &self.sets {
-            if let Some(o) = old_sets.get(s.name.as_str()) {
-                if (o.timeout_secs, &o.comment) != (s.timeout_secs, &s.comment) {
-                    return None;
-                }
-            }
-        }
-
-        let mut out = Vec::new();
-        for s in self
-            .sets
-            .iter()
-            .filter(|s| !old_sets.contains_key(s.name.as_str()))
-        {
-            out.push(Change::AddSet(Set {
-                elements: BTreeSet::new(),
-                ..s.clone()
-            }));
-        }
-        for c in self
-            .chains
-            .iter()
-            .filter(|c| !old_chains.contains_key(c.name.as_str()))
-        {
-            out.push(Change::AddChain(c.name.clone()));
-        }
-        for c in &self.chains {
-            match old_chains.get(c.name.as_str()) {
-                Some(o) if o.rules == c.rules => continue,
-                Some(_) => out.push(Change::FlushChain(c.name.clone())),
-                None => {}
-            }
-            for rule in &c.rules {
-                out.push(Change::AddRule {
-                    chain: c.name.clone(),
-                    rule: rule.clone(),
-                });
-            }
-        }
-        for (m, o) in self.maps.iter().zip(&old.maps) {
-            for (key, entry) in &o.elements {
-                if m.elements.get(key) != Some(entry) {
-                    out.push(Change::DeleteMapElement {
-                        map: m.name.clone(),
-                        key: *key,
-                    });
-                }
-            }
-            for (key, entry) in &m.elements {
-                if o.elements.get(key) != Some(entry) {
-                    out.push(Change::AddMapElement {
-                        map: m.name.clone(),
-                        key: *key,
-                        entry: entry.clone(),
-                    });
-                }
-            }
-        }
-        let none = BTreeSet::new();
-        for s in &self.sets {
-            let before = old_sets.get(s.name.as_str()).map_or(&none, |o| &o.elements);
-            for ip in before.difference(&s.elements) {
-                out.push(Change::DeleteSetElement {
-                    set: s.name.clone(),
-                    addr: *ip,
-                });
-            }
-            for ip in s.elements.difference(before) {
-                out.push(Change::AddSetElement {
-                    set: s.name.clone(),
-                    addr: *ip,
-                });
-            }
-        }
-        let gone: Vec<&Chain> = old
-            .chains
-            .iter()
-            .filter(|c| !new_chains.contains_key(c.name.as_str()))
-            .collect();
-        out.extend(gone.iter().map(|c| Change::FlushChain(c.name.clone())));
-        out.extend(gone.iter().map(|c| Change::DeleteChain(c.name.clone())));
-        for s in old
-            .sets
-            .iter()
-            .filter(|s| !new_sets.contains_key(s.name.as_str()))
-        {
-            out.push(Change::DeleteSet(s.name.clone()));
-        }
-        Some(Update {
-            table: self.table.clone(),
-            changes: out,
-        })
     }
 }
 

@@ -9,20 +9,24 @@
 mod config;
 mod diff;
 mod input;
+mod masquerade;
 mod model;
 mod names;
 mod nft;
 mod render;
 mod renderer;
+mod repair;
 mod skeleton;
 mod trace;
 
 pub use config::{NodeInfo, ProxyConfig};
 pub use diff::{Change, Update};
+pub use masquerade::pod_masquerade;
 pub use model::{
     Action, BaseChain, Chain, Hook, Ipv4Cidr, LookupKey, Map, MapEntry, MapKey, MapVerdict, Match,
     Owner, Proto, Rule, Ruleset, Set,
 };
 pub use names::hash_and_truncate;
 pub use renderer::{render, udp_dnat_targets, Renderer, Synced};
+pub use repair::{Loaded, LoadedBase, LoadedChain};
 pub use trace::{trace, trace_detailed, DnatTarget, Origin, Packet, Trace, Verdict};

@@ -104,6 +104,8 @@ pub enum Match {
     DaddrIs(Ipv4Addr),
     /// `ip daddr 10.96.0.0/12`
     DaddrIn(Ipv4Cidr),
+    /// `ip daddr != 224.0.0.0/4`
+    DaddrNotIn(Ipv4Cidr),
     /// `ip daddr @set`
     DaddrInSet(String),
     /// `tcp dport 80`
@@ -198,8 +200,32 @@ pub struct BaseChain {
     /// `filter` or `nat`.
     pub kind: &'static str,
     pub hook: Hook,
-    /// nft priority expression, e.g. `dstnat - 10`.
+    /// nft priority expression, e.g. `-100` or `srcnat + 10`.
     pub priority: &'static str,
+}
+
+impl BaseChain {
+    /// The priority as the number the kernel holds: a number, or one of nft's standard
+    /// names with an optional `+ n` / `- n` (`None` for anything else).
+    pub fn priority_value(&self) -> Option<i32> {
+        let mut words = self.priority.split_whitespace();
+        let first = words.next()?;
+        let base = match first {
+            "raw" => -300,
+            "mangle" => -150,
+            "dstnat" => -100,
+            "filter" => 0,
+            "security" => 50,
+            "srcnat" => 100,
+            n => n.parse().ok()?,
+        };
+        match (words.next(), words.next(), words.next()) {
+            (None, _, _) => Some(base),
+            (Some("+"), Some(n), None) => base.checked_add(n.parse().ok()?),
+            (Some("-"), Some(n), None) => base.checked_sub(n.parse().ok()?),
+            _ => None,
+        }
+    }
 }
 
 /// The service port a chain belongs to, for `Ruleset::chains_for`.
@@ -260,6 +286,8 @@ pub struct Map {
 #[derive(Debug, Clone, Default)]
 pub struct Ruleset {
     pub(crate) table: String,
+    /// The table's comment.
+    pub(crate) comment: Option<String>,
     pub(crate) chains: Vec<Chain>,
     pub(crate) chain_index: HashMap<String, usize>,
     pub(crate) sets: Vec<Set>,
@@ -273,9 +301,30 @@ impl Ruleset {
     pub(crate) fn new(table: &str, local_addrs: Vec<Ipv4Addr>) -> Ruleset {
         Ruleset {
             table: table.to_string(),
+            comment: Some("rules for kinet service proxy".into()),
             local_addrs,
             ..Ruleset::default()
         }
+    }
+
+    /// An empty table of another owner (e.g. the agent's masquerade rules), to fill with
+    /// [`Ruleset::add_base_chain`] and [`Ruleset::add_rule`].
+    pub fn empty(table: &str, comment: Option<&str>) -> Ruleset {
+        Ruleset {
+            table: table.to_string(),
+            comment: comment.map(String::from),
+            ..Ruleset::default()
+        }
+    }
+
+    /// Adds a base chain (or attaches an existing chain of that name to `base`).
+    pub fn add_base_chain(&mut self, name: &str, base: BaseChain) {
+        self.chain_mut(name).base = Some(base);
+    }
+
+    /// Appends `rule` to chain `name`, adding the chain if needed.
+    pub fn add_rule(&mut self, chain: &str, rule: Rule) {
+        self.chain_mut(chain).rules.push(rule);
     }
 
     /// Adds a chain (or returns the existing one of that name) for appending rules.
@@ -319,6 +368,9 @@ impl Ruleset {
 
     pub fn table(&self) -> &str {
         &self.table
+    }
+    pub fn comment(&self) -> Option<&str> {
+        self.comment.as_deref()
     }
     pub fn chains(&self) -> &[Chain] {
         &self.chains
@@ -371,6 +423,24 @@ mod tests {
         assert!("10.0.0.0".parse::<Ipv4Cidr>().is_err());
         let all: Ipv4Cidr = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains(Ipv4Addr::new(8, 8, 8, 8)));
+    }
+
+    #[test]
+    fn priorities_are_numbers_or_standard_names() {
+        let prio = |priority| {
+            BaseChain {
+                kind: "nat",
+                hook: Hook::Postrouting,
+                priority,
+            }
+            .priority_value()
+        };
+        assert_eq!(prio("-100"), Some(-100));
+        assert_eq!(prio("srcnat + 10"), Some(110));
+        assert_eq!(prio("dstnat - 10"), Some(-110));
+        assert_eq!(prio("filter"), Some(0));
+        assert_eq!(prio("srcnat +"), None);
+        assert_eq!(prio("late"), None);
     }
 
     #[test]

@@ -8,7 +8,9 @@
 
 use std::fmt::Write;
 
-use crate::model::{Action, Hook, LookupKey, Map, MapKey, MapVerdict, Match, Rule, Ruleset, Set};
+use crate::model::{
+    Action, BaseChain, Hook, LookupKey, Map, MapKey, MapVerdict, Match, Rule, Ruleset, Set,
+};
 
 impl Ruleset {
     /// The ruleset as `nft -f` input (one transaction).
@@ -18,10 +20,7 @@ impl Ruleset {
         let mut out = String::with_capacity(128 * (self.rule_count() + self.chains.len()));
         let _ = writeln!(out, "add table {t}");
         let _ = writeln!(out, "delete table {t}");
-        let _ = writeln!(
-            out,
-            "add table {t} {{ comment \"rules for kinet service proxy\" ; }}"
-        );
+        write_add_table(&mut out, &t, self.comment.as_deref());
         out.push('\n');
 
         for set in &self.sets {
@@ -34,16 +33,7 @@ impl Ruleset {
 
         for chain in &self.chains {
             match &chain.base {
-                Some(b) => {
-                    let _ = writeln!(
-                        out,
-                        "add chain {t} {} {{ type {} hook {} priority {} ; }}",
-                        chain.name,
-                        b.kind,
-                        hook_name(b.hook),
-                        b.priority
-                    );
-                }
+                Some(b) => write_base_chain(&mut out, &t, &chain.name, b),
                 None => {
                     let _ = writeln!(out, "add chain {t} {}", chain.name);
                 }
@@ -83,6 +73,24 @@ impl Ruleset {
         }
         out
     }
+}
+
+/// `add table <t>`, with the table's comment if any.
+pub(crate) fn write_add_table(out: &mut String, t: &str, comment: Option<&str>) {
+    let _ = match comment {
+        Some(c) => writeln!(out, "add table {t} {{ comment \"{c}\" ; }}"),
+        None => writeln!(out, "add table {t}"),
+    };
+}
+
+pub(crate) fn write_base_chain(out: &mut String, t: &str, name: &str, b: &BaseChain) {
+    let _ = writeln!(
+        out,
+        "add chain {t} {name} {{ type {} hook {} priority {} ; }}",
+        b.kind,
+        hook_name(b.hook),
+        b.priority
+    );
 }
 
 pub(crate) fn hook_name(h: Hook) -> &'static str {
@@ -161,6 +169,16 @@ pub(crate) fn write_rule_lines(out: &mut String, prefix: &str, rule: &Rule) {
     out.push('\n');
 }
 
+impl Rule {
+    /// The rules the kernel holds for this one, as `nft` text after `add rule <t> <chain> `:
+    /// one line, or a cascade's several.
+    pub fn loaded_lines(&self) -> Vec<String> {
+        let mut out = String::new();
+        write_rule_lines(&mut out, "", self);
+        out.lines().map(String::from).collect()
+    }
+}
+
 pub(crate) fn write_rule(out: &mut String, rule: &Rule) {
     write_matches(out, rule);
     write_action(out, rule);
@@ -176,6 +194,7 @@ fn write_matches(out: &mut String, rule: &Rule) {
             Match::SaddrInSet(s) => write!(out, "ip saddr @{s} "),
             Match::DaddrIs(ip) => write!(out, "ip daddr {ip} "),
             Match::DaddrIn(c) => write!(out, "ip daddr {c} "),
+            Match::DaddrNotIn(c) => write!(out, "ip daddr != {c} "),
             Match::DaddrInSet(s) => write!(out, "ip daddr @{s} "),
             Match::Dport(p, port) => write!(out, "{p} dport {port} "),
             Match::L4Proto(p) => write!(out, "meta l4proto {p} "),

@@ -308,6 +308,7 @@ impl Tracer<'_> {
             Match::SaddrInSet(s) => in_set(s, p.src),
             Match::DaddrIs(ip) => p.dst == *ip,
             Match::DaddrIn(c) => c.contains(p.dst),
+            Match::DaddrNotIn(c) => !c.contains(p.dst),
             Match::DaddrInSet(s) => in_set(s, p.dst),
             Match::Dport(proto, port) => p.proto == *proto && p.dport == *port,
             Match::L4Proto(proto) => p.proto == *proto,

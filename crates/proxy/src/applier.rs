@@ -1,26 +1,25 @@
-//! Loads a rendered ruleset into the node's network namespace, one atomic
-//! transaction per sync: full loads with `nsenter --net=<ns> nft -f -`,
-//! differences as one nfnetlink batch (`crate::netlink`), which skips nft's
-//! dump of the whole table.
+//! Loads a rendered ruleset into the node's network namespace over nfnetlink, one atomic
+//! transaction per sync; `nft` is needed only to look ([`Applier::list`]).
 //!
-//! The first load (and any load after a failure or `force_full_sync`) is full:
-//! the text deletes and re-creates the table. After that only the difference
-//! is sent (a `Renderer` update, or `Ruleset::update_from` the last ruleset), so
-//! a change costs the same with 10 or 10,000 Services; an empty one is skipped.
+//! Normally only the `Renderer`'s difference is sent, so a change costs the same with 10
+//! or 10,000 Services; an empty one is skipped. The first load, a periodic resync
+//! ([`Applier::force_resync`]) and any load after a failure instead verify and repair:
+//! unless the namespace's ruleset generation shows that nothing was committed since our
+//! own last transaction, the table is read back from the kernel and only what differs
+//! from the desired ruleset is sent (`Ruleset::repair`). The elements of dynamic sets (ClientIP affinity) are never
+//! read nor touched, so a resync keeps every client's endpoint. Conntrack entries of UDP
+//! endpoints that left are deleted over the same socket.
 
-use std::borrow::Cow;
-use std::io::Write;
 use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kinet_proxy_rules::{Renderer, Ruleset, Synced, Update};
+use kinet_proxy_rules::{Change, Renderer, Ruleset, Synced, Update};
 
-use crate::conntrack::{udp_endpoints, Conntrack};
-use crate::netlink::{NetlinkError, NftSocket};
+use crate::netlink::{loaded_forms, NetlinkError, NftSocket};
 
-/// What can go wrong talking to nft.
+/// What can go wrong loading or listing the table.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     #[error("ruleset is for table {got:?}, this applier owns {want:?}")]
@@ -31,7 +30,7 @@ pub enum ApplyError {
         #[source]
         source: std::io::Error,
     },
-    #[error("netlink update failed: {0}")]
+    #[error("netlink: {0}")]
     Netlink(#[from] NetlinkError),
     #[error("nft {what} failed ({status}): {stderr}")]
     Nft {
@@ -43,66 +42,59 @@ pub enum ApplyError {
 
 pub type Result<T, E = ApplyError> = std::result::Result<T, E>;
 
-/// The result of one `apply`.
+/// The result of one `apply_synced` or `reconcile`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApplyOutcome {
-    /// The transaction was loaded; `duration` covers spawning nft until it exited.
+    /// The kernel holds the desired table; `duration` covers reading it back (if done)
+    /// and the transaction.
     Applied {
         duration: Duration,
-        /// Whether the whole table was reloaded (else only the difference).
+        /// Whether the kernel's table was verified first (read back and repaired, or
+        /// found untouched by its generation), else only the Renderer's difference sent.
         full: bool,
+        /// How many object changes were sent (0: the kernel already held it all).
+        changes: usize,
         /// UDP endpoints that left the ruleset whose conntrack entries were flushed.
         flushed_udp: Vec<SocketAddrV4>,
     },
-    /// Same text as the last successful load: nothing to do.
+    /// The Renderer found nothing to change.
     Unchanged,
 }
 
-/// Runs nft for one table inside one network namespace.
+/// Loads one table inside one network namespace.
 #[derive(Debug)]
 pub struct Applier {
     netns: PathBuf,
     table: String,
     nsenter: PathBuf,
     nft: PathBuf,
-    /// Whether the kernel holds what was last sent; false forces a full load.
+    /// Whether the kernel holds what was last sent; false makes the next load read the
+    /// table back and repair it.
     loaded: bool,
-    /// The last ruleset `apply` loaded, to diff the next one against.
-    last: Option<Ruleset>,
-    /// UDP DNAT targets of the last successful load, to find removed ones.
-    last_udp: Vec<SocketAddrV4>,
-    conntrack: Option<Conntrack>,
-    /// Opened at the first update and kept: it stays in the namespace it was made in.
+    /// Opened at the first load and kept: it stays in the namespace it was made in.
     socket: Option<NftSocket>,
+    /// The namespace's ruleset generation right after our last successful transaction,
+    /// when no one else committed around it: while the kernel still reports it, the
+    /// kernel holds exactly what we sent.
+    generation: Option<u32>,
 }
 
 impl Applier {
     /// An applier for table `ip <table>` in the namespace at `netns`
     /// (e.g. `/run/netns/kinet-node-1` or `/proc/<pid>/ns/net`).
-    /// Looks for the `conntrack` tool once; without it stale UDP flows are
-    /// left to expire (see `conntrack_available`).
     pub fn new(netns: impl Into<PathBuf>, table: impl Into<String>) -> Applier {
-        let netns = netns.into();
-        let conntrack = Conntrack::detect(&netns);
-        if conntrack.is_none() {
-            tracing::warn!(
-                "conntrack tool not found: stale UDP flows to removed endpoints are not flushed"
-            );
-        }
         Applier {
-            netns,
+            netns: netns.into(),
             table: table.into(),
             nsenter: "nsenter".into(),
             nft: "nft".into(),
             loaded: false,
-            last: None,
-            last_udp: Vec::new(),
-            conntrack,
             socket: None,
+            generation: None,
         }
     }
 
-    /// Uses another `nft` binary (tests, unusual installs).
+    /// Uses another `nft` binary for [`Applier::list`] (tests, unusual installs).
     pub fn with_nft(mut self, nft: impl Into<PathBuf>) -> Applier {
         self.nft = nft.into();
         self
@@ -116,117 +108,158 @@ impl Applier {
         &self.table
     }
 
-    /// Whether removed UDP endpoints get their conntrack entries flushed.
-    pub fn conntrack_available(&self) -> bool {
-        self.conntrack.is_some()
-    }
-
-    /// Whether the next `apply` will load even an unchanged ruleset.
-    pub fn needs_full_sync(&self) -> bool {
+    /// Whether the next load will read the table back and repair it.
+    pub fn needs_resync(&self) -> bool {
         !self.loaded
     }
 
-    /// Makes the next `apply` load in full (periodic resync: repairs rules
-    /// someone else changed or deleted).
-    pub fn force_full_sync(&mut self) {
+    /// Makes the next load read the table back and repair it (periodic resync: repairs
+    /// rules someone else changed or deleted).
+    pub fn force_resync(&mut self) {
         self.loaded = false;
-    }
-
-    /// Loads `rs` in one transaction, sending only its difference to the last `apply`
-    /// when the kernel holds that; unchanged rules are skipped.
-    pub fn apply(&mut self, rs: &Ruleset) -> Result<ApplyOutcome> {
-        self.check_table(rs)?;
-        let update = match (&self.last, self.loaded) {
-            (Some(old), true) => rs.update_from(old),
-            _ => None,
-        };
-        let udp = udp_endpoints(rs);
-        let removed: Vec<SocketAddrV4> = self
-            .last_udp
-            .iter()
-            .filter(|e| udp.binary_search(e).is_err())
-            .copied()
-            .collect();
-        self.last = None;
-        let outcome = self.commit(update, || Cow::Borrowed(rs), &removed)?;
-        self.last = Some(rs.clone());
-        self.last_udp = udp;
-        Ok(outcome)
     }
 
     /// Loads what a `Renderer::sync` found: its update when the kernel holds the previous
-    /// state, else the renderer's whole ruleset; then flushes removed UDP flows.
+    /// state, else a repair of the table towards the renderer's whole ruleset; then
+    /// flushes removed UDP flows.
+    ///
+    /// A resync first asks for the ruleset generation: if nothing was committed since our
+    /// last transaction, the kernel holds what we sent and reading it back would find
+    /// nothing; otherwise (a hand edit, another table's load, a failed sync) the table is
+    /// read back and repaired.
     pub fn apply_synced(&mut self, renderer: &Renderer, synced: Synced) -> Result<ApplyOutcome> {
-        self.commit(
-            synced.update,
-            || Cow::Owned(renderer.ruleset()),
-            &synced.removed_udp,
-        )
+        let start = Instant::now();
+        let resync = !self.loaded;
+        let intact = self.loaded || self.untouched()?;
+        let outcome = match synced.update.filter(|_| intact) {
+            Some(u) if u.is_empty() && !resync => return Ok(ApplyOutcome::Unchanged),
+            Some(u) => {
+                self.check_table(&u.table)?;
+                if u.is_empty() {
+                    self.loaded = true;
+                } else {
+                    self.send(&u, None)?;
+                }
+                (start, resync, u.changes.len())
+            }
+            None => self.repair(&renderer.ruleset())?,
+        };
+        Ok(self.applied(outcome, &synced.removed_udp))
     }
 
-    fn commit<'a>(
-        &mut self,
-        update: Option<Update>,
-        full: impl FnOnce() -> Cow<'a, Ruleset>,
-        removed_udp: &[SocketAddrV4],
-    ) -> Result<ApplyOutcome> {
-        let update = update.filter(|_| self.loaded);
-        if update.as_ref().is_some_and(Update::is_empty) {
-            return Ok(ApplyOutcome::Unchanged);
-        }
-        // Until this load succeeds the kernel state is unknown.
-        self.loaded = false;
+    /// Whether no transaction was committed in the namespace since our last one.
+    fn untouched(&mut self) -> Result<bool> {
+        let Some(ours) = self.generation else {
+            return Ok(false);
+        };
+        Ok(self.socket()?.generation()? == ours)
+    }
+
+    /// Reads the table back and sends only what differs from `rs` (all of it if the
+    /// table is absent), leaving dynamic sets' elements alone.
+    pub fn reconcile(&mut self, rs: &Ruleset) -> Result<ApplyOutcome> {
+        let outcome = self.repair(rs)?;
+        Ok(self.applied(outcome, &[]))
+    }
+
+    fn repair(&mut self, rs: &Ruleset) -> Result<(Instant, bool, usize)> {
+        self.check_table(rs.table())?;
         let start = Instant::now();
-        let is_full = match update {
-            Some(u) => {
-                self.check_table_name(&u.table)?;
-                let socket = match &mut self.socket {
-                    Some(s) => s,
-                    None => self.socket.insert(NftSocket::open_in(&self.netns)?),
-                };
-                if let Err(e) = socket.apply(&u) {
-                    // Unread replies may be left in it: the next update starts afresh.
-                    self.socket = None;
-                    return Err(e.into());
-                }
-                false
+        self.loaded = false;
+        self.generation = None;
+        let table = self.table.clone();
+        let socket = self.socket()?;
+        // Taken first: a commit by anyone while we read shows as a later generation.
+        let before = socket.generation()?;
+        let read = socket.read_table(&table);
+        let update = match read {
+            Ok(kernel) => rs.repair(kernel.as_ref(), loaded_forms),
+            // A table holding what kinet never loads, or one that kept changing: start over.
+            Err(e @ (NetlinkError::Malformed(_) | NetlinkError::Interrupted)) => {
+                tracing::warn!(table = %self.table, error = %e, "replacing the table");
+                let mut u = rs.repair(None, loaded_forms);
+                u.changes.insert(0, Change::DeleteTable);
+                u
             }
-            None => {
-                let rs = full();
-                self.check_table(&rs)?;
-                self.nft(&["-f", "-"], Some(&rs.to_nft()), "load")?;
-                true
+            Err(e) => {
+                self.socket = None;
+                return Err(e.into());
             }
         };
-        let duration = start.elapsed();
+        if update.is_empty() {
+            self.generation = Some(before);
+            self.loaded = true;
+        } else {
+            self.send(&update, Some(before))?;
+        }
+        Ok((start, true, update.changes.len()))
+    }
+
+    fn socket(&mut self) -> Result<&mut NftSocket> {
+        if self.socket.is_none() {
+            self.socket = Some(NftSocket::open_in(&self.netns)?);
+        }
+        Ok(self.socket.as_mut().expect("just opened"))
+    }
+
+    /// Sends one transaction; until it succeeds the kernel state is unknown. `before` is
+    /// the generation the update was computed against (else read now).
+    fn send(&mut self, update: &Update, before: Option<u32>) -> Result<()> {
+        self.loaded = false;
+        self.generation = None;
+        let socket = self.socket()?;
+        let result = before
+            .map_or_else(|| socket.generation(), Ok)
+            .and_then(|before| {
+                socket.apply(update)?;
+                Ok((before, socket.generation()?))
+            });
+        let (before, after) = match result {
+            Ok(gens) => gens,
+            Err(e) => {
+                // Unread replies may be left in it: the next load starts afresh.
+                self.socket = None;
+                return Err(e.into());
+            }
+        };
+        // Exactly one commit in between: ours. Else someone else's too, unseen.
+        self.generation = (after == before.wrapping_add(1)).then_some(after);
         self.loaded = true;
+        Ok(())
+    }
+
+    /// The outcome of a load that took from `start`, after flushing the conntrack entries
+    /// of `removed_udp` (a failed flush only leaves flows to expire).
+    fn applied(
+        &mut self,
+        (start, full, changes): (Instant, bool, usize),
+        removed_udp: &[SocketAddrV4],
+    ) -> ApplyOutcome {
+        let duration = start.elapsed();
         let mut flushed_udp = Vec::new();
-        if let Some(ct) = &self.conntrack {
-            for ep in removed_udp {
-                match ct.flush_udp_to(*ep) {
-                    Ok(()) => flushed_udp.push(*ep),
-                    Err(e) => tracing::warn!(%ep, error = %e, "conntrack flush failed"),
-                }
+        for ep in removed_udp {
+            let flushed = match self.socket() {
+                Ok(s) => s.flush_udp_to(*ep).map_err(ApplyError::from),
+                Err(e) => Err(e),
+            };
+            match flushed {
+                Ok(_) => flushed_udp.push(*ep),
+                Err(e) => tracing::warn!(%ep, error = %e, "conntrack flush failed"),
             }
         }
-        Ok(ApplyOutcome::Applied {
+        ApplyOutcome::Applied {
             duration,
-            full: is_full,
+            full,
+            changes,
             flushed_udp,
-        })
+        }
     }
 
-    /// Asks the kernel whether `rs` would load (`nft -c`), changing nothing.
-    pub fn check(&self, rs: &Ruleset) -> Result<()> {
-        self.check_table(rs)?;
-        self.nft(&["-c", "-f", "-"], Some(&rs.to_nft()), "check")
-            .map(drop)
-    }
-
-    /// The table as the kernel has it (`nft list table`), or `None` if absent.
+    /// The table as the kernel has it (`nft list table`), or `None` if absent. Only for
+    /// people and tests to look at: loading never runs `nft`.
     pub fn list(&self) -> Result<Option<String>> {
         let t = self.table.clone();
-        match self.nft(&["list", "table", "ip", &t], None, "list") {
+        match self.nft(&["list", "table", "ip", &t], "list") {
             Ok(out) => Ok(Some(out)),
             Err(ApplyError::Nft { stderr, .. }) if stderr.contains("No such file") => Ok(None),
             Err(e) => Err(e),
@@ -236,19 +269,17 @@ impl Applier {
     /// Removes the table (proxy shutdown); absent is fine.
     pub fn delete(&mut self) -> Result<()> {
         self.loaded = false;
-        self.last = None;
-        self.last_udp.clear();
-        let t = self.table.clone();
-        // `add` first makes the delete idempotent, in one transaction.
-        let text = format!("add table ip {t}\ndelete table ip {t}\n");
-        self.nft(&["-f", "-"], Some(&text), "delete").map(drop)
+        let update = Update {
+            table: self.table.clone(),
+            changes: vec![Change::DeleteTable],
+        };
+        self.send(&update, None)?;
+        self.loaded = false;
+        self.generation = None;
+        Ok(())
     }
 
-    fn check_table(&self, rs: &Ruleset) -> Result<()> {
-        self.check_table_name(rs.table())
-    }
-
-    fn check_table_name(&self, table: &str) -> Result<()> {
+    fn check_table(&self, table: &str) -> Result<()> {
         if table != self.table {
             return Err(ApplyError::TableMismatch {
                 want: self.table.clone(),
@@ -258,29 +289,18 @@ impl Applier {
         Ok(())
     }
 
-    /// Runs `nsenter --net=<ns> nft <args>` with `stdin`, returning stdout.
-    fn nft(&self, args: &[&str], stdin: Option<&str>, what: &'static str) -> Result<String> {
-        let mut cmd = Command::new(&self.nsenter);
-        cmd.arg(format!("--net={}", self.netns.display()))
+    /// Runs `nsenter --net=<ns> nft <args>`, returning stdout.
+    fn nft(&self, args: &[&str], what: &'static str) -> Result<String> {
+        let out = Command::new(&self.nsenter)
+            .arg(format!("--net={}", self.netns.display()))
             .arg(&self.nft)
             .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let spawn_err = |source| ApplyError::Spawn {
-            program: format!("{} {}", self.nsenter.display(), self.nft.display()),
-            source,
-        };
-        let mut child = cmd.spawn().map_err(spawn_err)?;
-        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            // A write error means nft exited early; its stderr says why.
-            let _ = pipe.write_all(text.as_bytes());
-        }
-        let out = child.wait_with_output().map_err(spawn_err)?;
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| ApplyError::Spawn {
+                program: format!("{} {}", self.nsenter.display(), self.nft.display()),
+                source,
+            })?;
         if !out.status.success() {
             return Err(ApplyError::Nft {
                 what,

@@ -3,14 +3,15 @@
 //! `kinet-proxy-rules` computes the desired nftables table as a pure function;
 //! this crate puts it into a node's network namespace and keeps it current:
 //!
-//! - [`Applier`]: one transaction per sync: a full load with
-//!   `nsenter --net=<ns> nft -f -`, or only the changes as one nfnetlink batch
-//!   ([`netlink`]); empty updates skipped, a full load forced after a failure,
-//!   each load timed, conntrack entries of removed UDP endpoints flushed when
-//!   the `conntrack` tool exists.
+//! - [`Applier`]: one nfnetlink transaction per sync ([`netlink`]): the
+//!   Renderer's changes, or (first load, periodic resync, after a failure) a
+//!   repair: the table read back from the kernel and only the difference sent,
+//!   dynamic affinity sets untouched; empty updates skipped, each load timed,
+//!   conntrack entries of removed UDP endpoints deleted over ctnetlink. `nft`
+//!   is run only to list the table.
 //! - [`run`]: reflectors on Services, EndpointSlices and the Node; each burst
 //!   of changes becomes one debounced sync of a [`Renderer`] (which re-renders
-//!   only the changed Services) + apply; periodic full resync;
+//!   only the changed Services) + apply; a resync every 30 s;
 //!   [`Metrics`] for sync counts, durations and network programming latency.
 //! - [`rules_for`] / [`rules_in_listing`]: one Service's lines of the loaded
 //!   ruleset or of a live `nft list table`, for `kinet proxy rules <ns>/<svc>`.
@@ -20,7 +21,6 @@
 
 pub mod announce;
 mod applier;
-mod conntrack;
 pub mod health;
 mod http;
 mod lbaddr;
@@ -31,7 +31,6 @@ mod rules_for;
 mod sync;
 
 pub use applier::{Applier, ApplyError, ApplyOutcome};
-pub use conntrack::{udp_endpoints, Conntrack};
 pub use health::{health_checks, HealthCheck, HealthServer};
 pub use lbaddr::{LbAddrError, LbAddresses, LB_LINK};
 pub use metrics::{serve_metrics, Metrics, MetricsSnapshot};

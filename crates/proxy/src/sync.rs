@@ -2,8 +2,9 @@
 //! memory; any change wakes one sync of the Renderer (only changed Services are
 //! re-rendered) + one kernel transaction of the difference, after a
 //! short debounce that folds a burst of events into one sync (kube-proxy's
-//! minSyncPeriod). A periodic forced resync repairs tampered state, and a
-//! failed sync is retried with the full ruleset.
+//! minSyncPeriod). A periodic resync reads the table back and repairs what
+//! differs (tampered state) without touching affinity sets, and a failed sync
+//! is retried the same way.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,7 +31,7 @@ use crate::node::node_info;
 pub struct SyncOptions {
     /// A change waits this long before syncing, collecting the changes after it.
     pub min_sync_period: Duration,
-    /// A full load happens at least this often, changes or not.
+    /// The table is read back and repaired at least this often, changes or not.
     pub resync_period: Duration,
     /// Delay before retrying a failed load.
     pub retry_period: Duration,
@@ -144,7 +145,7 @@ pub async fn run_with(
         }
         first = false;
         if Instant::now() >= next_resync {
-            applier.force_full_sync();
+            applier.force_resync();
             lb_addrs.force();
             next_resync = Instant::now() + opts.resync_period;
         }
@@ -163,7 +164,7 @@ pub async fn run_with(
         let eps = || slice_store.iter().map(|s| &**s);
         if !renderer.renders_for(&node_now, &config) {
             renderer = Renderer::new(&node_now, &config);
-            applier.force_full_sync();
+            applier.force_resync();
         }
         let synced = renderer.sync(svcs(), eps());
         let render_took = start.elapsed();
@@ -219,7 +220,7 @@ pub async fn run_with(
             Err(e) => {
                 opts.metrics.record_failure();
                 report(&opts.health, Err(format!("{e:#}")));
-                tracing::error!(error = %e, "proxy sync failed; retrying with a full load");
+                tracing::error!(error = %e, "proxy sync failed; retrying with a repair");
                 retry_at = Some(Instant::now() + opts.retry_period);
                 changes.restore(since);
             }

@@ -4,6 +4,7 @@
 mod controllers;
 mod dns;
 mod durability;
+mod egress;
 mod harness;
 mod health;
 mod kubectl_basics;

@@ -25,7 +25,7 @@ fn netexec(c: &Cluster, name: &str, replicas: usize) -> BTreeSet<String> {
 }
 
 /// A pod that only waits, to run curl and bash from.
-fn client(c: &Cluster) -> String {
+pub(crate) fn client(c: &Cluster) -> String {
     c.kubectl_ok(&[
         "run",
         "client",

@@ -5,7 +5,9 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kinet_pki::{Credentials, Pki};
 use kube::Api;
@@ -23,7 +25,7 @@ const NODES_GROUP: &str = "system:nodes";
 /// that never claimed one can still be torn down).
 pub fn recorded_plan(info: &ClusterInfo) -> Plan {
     let cidr = info.underlay.unwrap_or(candidate_subnets()[0]);
-    Plan::new(&info.name, cidr, info.nodes)
+    Plan::new(&info.name, cidr, info.nodes).with_egress(info.egress)
 }
 
 /// Claims (or re-claims) the underlay, records it, and makes every node's namespace.
@@ -36,13 +38,13 @@ pub async fn prepare(dir: &ClusterDir, info: &ClusterInfo) -> Result<Plan> {
             return Err(e);
         }
     };
-    let plan = Plan::new(&info.name, cidr, info.nodes);
+    let plan = Plan::new(&info.name, cidr, info.nodes).with_egress(info.egress);
     if info.underlay != Some(cidr) {
         let mut updated = info.clone();
         updated.underlay = Some(cidr);
         if let Err(e) = dir.save_info(&updated) {
             let _ = net::teardown(&plan).await;
-            return Err(e);
+            return Err(e.into());
         }
     }
     if let Err(e) = net::ensure_nodes(&plan).await {
@@ -52,6 +54,10 @@ pub async fn prepare(dir: &ClusterDir, info: &ClusterInfo) -> Result<Plan> {
     if let Err(e) = net::ensure_outside(&plan).await {
         let _ = net::teardown(&plan).await;
         return Err(e.context("preparing the outside namespace"));
+    }
+    if let Err(e) = net::ensure_host_egress(&plan).await {
+        let _ = net::teardown(&plan).await;
+        return Err(e);
     }
     Ok(plan)
 }
@@ -87,8 +93,8 @@ pub struct AgentWatch {
     started: Vec<(String, Child)>,
     /// Agents that already ran, with the exits their supervisor had recorded.
     others: Vec<(String, u32)>,
-    /// Heartbeats from before this time (whole seconds) are an earlier run's.
-    since: i64,
+    /// When the agents were started: a Node status or Lease from before is an earlier run's.
+    since: Timestamp,
 }
 
 fn exits(dir: &ClusterDir, node: &str) -> u32 {
@@ -133,8 +139,7 @@ impl AgentWatch {
 /// a back-off is replaced).
 pub fn start_agents(dir: &ClusterDir, home: &Path, plan: &Plan) -> Result<AgentWatch> {
     let step = Step::start("Starting agents");
-    // Status times are whole seconds.
-    let since = Timestamp::now().as_second() - 1;
+    let since = Timestamp::now();
     let mut watch = AgentWatch {
         started: Vec::new(),
         others: Vec::new(),
@@ -167,18 +172,18 @@ pub async fn wait_ready(
 ) -> Result<()> {
     let step = Step::start("Waiting for nodes to be Ready");
     let nodes: Api<Node> = Api::all(client.clone());
+    let leases: Api<Lease> = Api::namespaced(client.clone(), kinet_agent::lease::NAMESPACE);
     loop {
-        let list = nodes.list(&Default::default()).await;
+        let nodes = nodes.list(&Default::default()).await.map(|l| l.items);
+        let leases = leases.list(&Default::default()).await.map(|l| l.items);
         let pending: Vec<&str> = plan
             .nodes
             .iter()
             .filter(|n| {
-                let found = list.as_ref().ok().and_then(|l| {
-                    l.items
-                        .iter()
-                        .find(|o| o.metadata.name.as_deref() == Some(&n.name))
-                });
-                !found.is_some_and(|o| ready_since(o, agents.since))
+                let named = |m: &ObjectMeta| m.name.as_deref() == Some(&n.name);
+                let node = nodes.iter().flatten().find(|o| named(&o.metadata));
+                let lease = leases.iter().flatten().find(|l| named(&l.metadata));
+                !node.is_some_and(|o| ready_since(o, lease, agents.since))
             })
             .map(|n| n.name.as_str())
             .collect();
@@ -198,17 +203,26 @@ pub async fn wait_ready(
     }
 }
 
-fn ready_since(node: &Node, since: i64) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| {
-            c.status == "True"
-                && c.last_heartbeat_time
-                    .as_ref()
-                    .is_some_and(|t| t.0.as_second() >= since)
-        })
+/// Whether `node` is Ready as posted by an agent started at `since`. Status times are whole
+/// seconds, so an agent stopped in the same second as its successor started could pass for
+/// it; the Lease's microseconds tell the two apart.
+pub fn ready_since(node: &Node, lease: Option<&Lease>, since: Timestamp) -> bool {
+    let renewed = lease
+        .and_then(|l| l.spec.as_ref())
+        .and_then(|s| s.renew_time.as_ref())
+        .is_some_and(|t| t.0 >= since);
+    renewed
+        && node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|c| {
+                c.status == "True"
+                    && c.last_heartbeat_time
+                        .as_ref()
+                        .is_some_and(|t| t.0.as_second() >= since.as_second())
+            })
 }
 
 /// Stops every agent (only processes that are exactly our agents) and the pods' processes
@@ -230,5 +244,52 @@ pub async fn teardown(dir: &ClusterDir, plan: &Plan) -> Result<Vec<(String, u32)
 pub async fn abandon(dir: &ClusterDir, plan: &Plan) {
     if let Err(e) = teardown(dir, plan).await {
         eprintln!("   could not remove the nodes: {e:#}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn node(ready: &str, heartbeat: &str) -> Node {
+        serde_json::from_value(json!({
+            "metadata": {"name": "n"},
+            "status": {"conditions": [
+                {"type": "Ready", "status": ready, "lastHeartbeatTime": heartbeat},
+            ]},
+        }))
+        .unwrap()
+    }
+
+    fn lease(renewed: &str) -> Lease {
+        serde_json::from_value(json!({
+            "metadata": {"name": "n", "namespace": "kube-node-lease"},
+            "spec": {"holderIdentity": "n", "renewTime": renewed},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn ready_counts_only_from_the_agent_started_since() {
+        let since: Timestamp = "2026-01-01T00:00:10.500Z".parse().unwrap();
+        let fresh = lease("2026-01-01T00:00:10.600000Z");
+        let ok = node("True", "2026-01-01T00:00:10Z");
+        assert!(ready_since(&ok, Some(&fresh), since));
+        assert!(!ready_since(
+            &node("False", "2026-01-01T00:00:11Z"),
+            Some(&fresh),
+            since
+        ));
+        // The previous run's status, a second earlier.
+        assert!(!ready_since(
+            &node("True", "2026-01-01T00:00:09Z"),
+            Some(&fresh),
+            since
+        ));
+        // Same second, but the Lease is the stopped agent's: no word from the new one yet.
+        let stale = lease("2026-01-01T00:00:10.100000Z");
+        assert!(!ready_since(&ok, Some(&stale), since));
+        assert!(!ready_since(&ok, None, since));
     }
 }

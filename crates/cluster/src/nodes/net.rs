@@ -1,6 +1,7 @@
 //! Applies a [`Plan`] with netlink, idempotently ("already exists" is success), and tears it
-//! down. The only host-side changes are the host link and its route; everything else is made
-//! inside the cluster's own namespaces through sockets opened there.
+//! down. The only host-side changes are the host link and its route, plus, for an `--egress`
+//! cluster only, its masquerade table (loaded with `nft`); everything else is made inside the
+//! cluster's own namespaces through sockets opened there.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
@@ -11,10 +12,13 @@ use kinet_ipam::Ipv4Cidr;
 use kinet_netns::NetNs;
 use rtnetlink::packet_route::link::LinkMessage;
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo};
-use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteScope};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteScope, RouteType};
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
-use super::{candidate_subnets, overlapping, pick_subnet, Plan, HOST_PEER, OUTSIDE_VETH};
+use super::{
+    candidate_subnets, overlapping, pick_subnet, Exit, Plan, Route, HOST_PEER, OUTSIDE_VETH,
+};
+use crate::egress;
 
 const EEXIST: i32 = 17;
 const MTU: u32 = 1500;
@@ -280,16 +284,28 @@ pub async fn ensure_nodes(plan: &Plan) -> Result<()> {
         let eth0 = need_link(&nh, "eth0").await?;
         ensure_addr(&nh, eth0, node.ip, prefix).await?;
         set_up(&nh, eth0, None).await?;
-        let default = RouteMessageBuilder::<Ipv4Addr>::new()
-            .gateway(plan.underlay.gateway)
-            .build();
-        exists_ok(
-            nh.route().add(default).execute().await,
-            &format!(
-                "default route via {} in {}",
-                plan.underlay.gateway, node.netns
-            ),
-        )?;
+        ensure_routes(&nh, &plan.node_routes(), &node.netns).await?;
+    }
+    Ok(())
+}
+
+/// Makes `routes` the namespace's, each replacing any route to the same destination (such as
+/// the default route via the gateway that kinet made before egress was isolated).
+async fn ensure_routes(h: &Handle, routes: &[Route], netns: &str) -> Result<()> {
+    for route in routes {
+        let dst = route.destination;
+        let msg =
+            RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(dst.network(), dst.prefix());
+        let msg = match route.exit {
+            Exit::Via(gateway) => msg.gateway(gateway),
+            Exit::Unreachable => msg.kind(RouteType::Unreachable),
+        };
+        h.route()
+            .add(msg.build())
+            .replace()
+            .execute()
+            .await
+            .with_context(|| format!("route to {dst} ({:?}) in {netns}", route.exit))?;
     }
     Ok(())
 }
@@ -315,18 +331,61 @@ pub async fn ensure_outside(plan: &Plan) -> Result<()> {
     let eth0 = need_link(&nh, "eth0").await?;
     ensure_addr(&nh, eth0, plan.outside_ip, plan.underlay.cidr.prefix()).await?;
     set_up(&nh, eth0, None).await?;
-    let default = RouteMessageBuilder::<Ipv4Addr>::new()
-        .gateway(plan.underlay.gateway)
-        .build();
-    exists_ok(
-        nh.route().add(default).execute().await,
-        &format!("default route in {}", plan.outside_netns),
-    )
+    ensure_routes(&nh, &[plan.default_route()], &plan.outside_netns).await
 }
 
-/// Removes the node namespaces, the outside and underlay namespaces and the host link (its
-/// route and address go with it). Missing pieces are fine.
+/// Loads `script` with `nft -f -` in the host's namespace (where `kinet up` runs).
+async fn host_nft(script: &str) -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut nft = tokio::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("running nft (Debian/Ubuntu package nftables), which --egress needs")?;
+    let mut stdin = nft.stdin.take().expect("stdin is piped");
+    stdin.write_all(script.as_bytes()).await?;
+    drop(stdin);
+    let done = nft.wait_with_output().await?;
+    if !done.status.success() {
+        bail!("nft -f: {}", String::from_utf8_lossy(&done.stderr).trim());
+    }
+    Ok(())
+}
+
+/// With `--egress`, loads the host's masquerade table (again: the load replaces it whole).
+pub async fn ensure_host_egress(plan: &Plan) -> Result<()> {
+    if !plan.egress {
+        return Ok(());
+    }
+    host_nft(&egress::host_ruleset(plan))
+        .await
+        .with_context(|| {
+            format!(
+                "loading the host's table ip {}",
+                egress::host_table(&plan.cluster)
+            )
+        })
+}
+
+/// Removes the host's egress table (if `--egress`), the node namespaces, the outside and
+/// underlay namespaces and the host link (its route and address go with it). Missing pieces
+/// are fine.
 pub async fn teardown(plan: &Plan) -> Result<()> {
+    // A failure here must not keep the namespaces and the link: reported after them.
+    let host_table = if plan.egress {
+        host_nft(&egress::host_ruleset_removal(&plan.cluster))
+            .await
+            .with_context(|| {
+                format!(
+                    "deleting the host's table ip {}",
+                    egress::host_table(&plan.cluster)
+                )
+            })
+    } else {
+        Ok(())
+    };
     kinet_netns::delete(&plan.outside_netns)
         .with_context(|| format!("deleting network namespace {}", plan.outside_netns))?;
     for node in &plan.nodes {
@@ -350,5 +409,5 @@ pub async fn teardown(plan: &Plan) -> Result<()> {
     }
     kinet_netns::delete(&plan.underlay_netns)
         .with_context(|| format!("deleting network namespace {}", plan.underlay_netns))?;
-    Ok(())
+    host_table
 }

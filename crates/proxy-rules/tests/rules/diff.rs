@@ -1,13 +1,19 @@
-//! `Ruleset::update_from`: only the changed parts, in an order nft accepts.
+//! `Ruleset::repair` against a table loaded from another ruleset: only the changed parts,
+//! in an order nft accepts, and the same changes as the Renderer's own updates.
 
 use crate::common::{config, ep, node, slice, tcp_port, web};
-use kinet_proxy_rules::render;
+use kinet_proxy_rules::{render, Change, Rule, Ruleset, Update};
+
+/// The update that turns a kernel holding `old` into `new`.
+fn repair(new: &Ruleset, old: &Ruleset) -> Update {
+    new.repair(Some(&old.as_loaded(Rule::loaded_lines)), Rule::loaded_lines)
+}
 
 #[test]
 fn same_ruleset_needs_nothing() {
     let (svcs, slices) = web();
     let rs = render(&svcs, &slices, &node("node-a"), &config());
-    assert_eq!(rs.update_from(&rs).map(|u| u.to_nft()).as_deref(), Some(""));
+    assert_eq!(repair(&rs, &rs).to_nft(), "");
 }
 
 #[test]
@@ -22,7 +28,7 @@ fn an_endpoint_leaving_touches_only_its_service() {
         vec![ep("10.244.1.5", "node-a"), ep("10.244.2.7", "node-b")],
     )];
     let after = render(&svcs, &fewer, &node("node-a"), &config());
-    let update = after.update_from(&before).expect("incremental").to_nft();
+    let update = repair(&after, &before).to_nft();
     let lines: Vec<&str> = update.lines().collect();
     assert!(!update.contains("table"), "{update}");
     // The service chain is refilled, the gone endpoint's chain flushed then deleted.
@@ -45,18 +51,8 @@ fn an_endpoint_leaving_touches_only_its_service() {
     assert!(!update.contains("add chain"), "{update}");
 }
 
-#[test]
-fn a_changed_skeleton_needs_a_full_load() {
-    let (svcs, slices) = web();
-    let before = render(&svcs, &slices, &node("node-a"), &config());
-    let mut other = config();
-    other.table = "other".into();
-    let after = render(&svcs, &slices, &node("node-a"), &other);
-    assert_eq!(after.update_from(&before), None);
-}
-
 /// The lines of an update, sorted: the renderer may order independent changes differently.
-fn sorted(update: &kinet_proxy_rules::Update) -> Vec<String> {
+fn sorted(update: &Update) -> Vec<String> {
     let mut lines: Vec<String> = update.to_nft().lines().map(str::to_string).collect();
     lines.sort();
     lines
@@ -118,9 +114,12 @@ fn per_service_updates_equal_whole_table_differences() {
                 "step {i}: the first sync loads in full"
             ),
             Some(old) => {
-                let want = whole.update_from(old).expect("incremental");
-                let got = synced.update.expect("incremental");
-                assert_eq!(sorted(&got), sorted(&want), "step {i}");
+                let want = repair(&whole, old);
+                match synced.update {
+                    Some(got) => assert_eq!(sorted(&got), sorted(&want), "step {i}"),
+                    // A changed set definition: both replace the table.
+                    None => assert_eq!(want.changes[0], Change::DeleteTable, "step {i}"),
+                }
             }
         }
         before = Some(whole);

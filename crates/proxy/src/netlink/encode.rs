@@ -4,9 +4,13 @@
 
 use std::collections::HashMap;
 
-use kinet_proxy_rules::{Action, Change, MapEntry, MapKey, MapVerdict, Rule, Set, Update};
+use kinet_proxy_rules::{
+    Action, BaseChain, Change, Hook, LookupKey, Map, MapEntry, MapKey, MapVerdict, Rule, Set,
+    Update,
+};
 
 use super::expr::{check_rule, proto_number, NewSets, RuleExprs, Verdict};
+use super::read::{canonical_rule, LoadedRule};
 use super::wire::{
     msg, udata_comment, Writer, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFNL_SUBSYS_NFTABLES,
     NFPROTO_IPV4, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST,
@@ -16,8 +20,20 @@ use super::EncodeError;
 /// nft's datatype id of `ipv4_addr` and the byte order it records in a set's userdata.
 const TYPE_IPADDR: u32 = 7;
 const BYTEORDER_BIG_ENDIAN: u32 = 2;
-const NFT_SET_TIMEOUT: u32 = 0x10;
+pub(crate) const NFT_SET_MAP: u32 = 0x08;
+pub(crate) const NFT_SET_TIMEOUT: u32 = 0x10;
 const NFT_SET_EVAL: u32 = 0x20;
+/// `NFT_DATA_VERDICT`: the data type of a verdict map.
+const DATA_VERDICT: u32 = 0xffff_ff00;
+/// nft's concatenated datatypes (6 bits per field): `ipv4_addr . inet_proto .
+/// inet_service` and `inet_proto . inet_service`.
+pub(crate) const TYPE_ADDR_PROTO_PORT: u32 = (((7 << 6) | 12) << 6) | 13;
+pub(crate) const TYPE_PROTO_PORT: u32 = (12 << 6) | 13;
+/// The userdata nft 1.0.6 gives a verdict map with a concatenated key: key and data
+/// byte order (none), the key's field types, and "data is not an interval".
+const MAP_UDATA: [u8; 28] = [
+    0, 4, 0, 0, 0, 0, 1, 4, 0, 0, 0, 0, 3, 8, 0, 4, 13, 0, 0, 0, 1, 0, 6, 4, 0, 0, 0, 0,
+];
 
 /// The bytes of one batch and, for each message in it, where it came from.
 #[derive(Debug, Clone)]
@@ -134,9 +150,39 @@ impl<'a> Encoder<'a> {
     fn change(&mut self, change: &'a Change) -> Result<(), EncodeError> {
         let out = &mut self.out;
         match change {
+            Change::AddTable(comment) => {
+                let mut udata = Vec::new();
+                if let Some(c) = comment {
+                    udata_comment(&mut udata, 0, c)?; // NFTNL_UDATA_TABLE_COMMENT
+                }
+                out.message(msg::NEWTABLE, NLM_F_CREATE, 0, |w| {
+                    w.be32(2, 0);
+                    if !udata.is_empty() {
+                        w.bytes(6, &udata);
+                    }
+                });
+            }
+            Change::DeleteTable => {
+                out.message(msg::NEWTABLE, NLM_F_CREATE, 0, |w| w.be32(2, 0));
+                out.message(msg::DELTABLE, 0, 1, |_| {});
+            }
             Change::AddSet(set) => self.add_set(set)?,
+            Change::AddMap(map) => self.add_map(map)?,
             Change::AddChain(name) => {
                 out.message(msg::NEWCHAIN, NLM_F_CREATE, 0, |w| w.str(3, name));
+            }
+            Change::AddBaseChain { name, base } => {
+                let prio = base.priority_value().ok_or_else(|| {
+                    EncodeError::Unsupported(format!("chain priority {:?}", base.priority))
+                })?;
+                out.message(msg::NEWCHAIN, NLM_F_CREATE, 0, |w| {
+                    w.str(3, name);
+                    w.str(7, base.kind);
+                    w.nest(4, |w| {
+                        w.be32(1, hook_number(base));
+                        w.be32(2, prio as u32);
+                    });
+                });
             }
             Change::FlushChain(name) => {
                 out.message(msg::DELRULE, 0, 0, |w| w.str(2, name));
@@ -193,40 +239,43 @@ impl<'a> Encoder<'a> {
         Ok(())
     }
 
+    fn add_map(&mut self, map: &'a Map) -> Result<(), EncodeError> {
+        let id = self.new_sets.len() as u32 + 1;
+        self.new_sets.insert(&map.name, id);
+        let mut udata = MAP_UDATA.to_vec();
+        if let Some(c) = &map.comment {
+            udata_comment(&mut udata, 7, c)?; // NFTNL_UDATA_SET_COMMENT
+        }
+        let (key_type, key_len) = match map.key {
+            LookupKey::DaddrProtoPort => (TYPE_ADDR_PROTO_PORT, 12),
+            LookupKey::ProtoPort => (TYPE_PROTO_PORT, 8),
+        };
+        self.out.message(msg::NEWSET, NLM_F_CREATE, 0, |w| {
+            w.str(2, &map.name);
+            w.be32(3, NFT_SET_MAP);
+            w.be32(4, key_type);
+            w.be32(5, key_len);
+            w.be32(6, DATA_VERDICT);
+            w.be32(7, 0);
+            w.be32(10, id);
+            w.bytes(13, &udata);
+        });
+        Ok(())
+    }
+
     /// One message per loaded rule: a random choice is a cascade of rules.
     fn add_rule(&mut self, chain: &str, rule: &Rule) -> Result<(), EncodeError> {
         check_rule(rule).map_err(|reason| EncodeError::Rule {
             chain: chain.to_string(),
             reason,
         })?;
-        let mut udata = Vec::new();
-        // A cascade loads without the comment, as `Update::to_nft` writes it.
-        let cascade = matches!(rule.action, Action::NumgenGoto(_));
-        if let Some(c) = rule.comment.filter(|_| !cascade) {
-            udata_comment(&mut udata, 0, c)?; // NFTNL_UDATA_RULE_COMMENT
-        }
-        let steps: Vec<Option<(Option<u32>, &str)>> = match &rule.action {
-            Action::NumgenGoto(chains) => {
-                let n = chains.len();
-                (0..n)
-                    .map(|i| Some(((i + 1 < n).then_some((n - i) as u32), chains[i].as_str())))
-                    .collect()
-            }
-            _ => vec![None],
-        };
+        let udata = rule_udata(rule)?;
         let new_sets = &self.new_sets;
-        for (line, step) in steps.into_iter().enumerate() {
+        for (line, step) in steps(rule).into_iter().enumerate() {
             self.out
                 .message(msg::NEWRULE, NLM_F_CREATE | NLM_F_APPEND, line, |w| {
                     w.str(2, chain);
-                    w.nest(4, |w| {
-                        let mut r = RuleExprs { w, new_sets };
-                        r.matches(&rule.matches);
-                        match step {
-                            Some((modulus, to)) => r.numgen_step(modulus, to),
-                            None => r.action(&rule.matches, &rule.action),
-                        }
-                    });
+                    w.nest(4, |w| write_step(w, rule, step, new_sets));
                     if !udata.is_empty() {
                         w.bytes(7, &udata);
                     }
@@ -275,6 +324,71 @@ impl<'a> Encoder<'a> {
             });
         });
         Ok(())
+    }
+}
+
+/// One loaded rule of a random choice's cascade: "1 in `modulus` goto `chain`"; `None`
+/// for a rule that loads as itself.
+type Step<'a> = Option<(Option<u32>, &'a str)>;
+
+fn steps(rule: &Rule) -> Vec<Step<'_>> {
+    match &rule.action {
+        Action::NumgenGoto(chains) => {
+            let n = chains.len();
+            (0..n)
+                .map(|i| Some(((i + 1 < n).then_some((n - i) as u32), chains[i].as_str())))
+                .collect()
+        }
+        _ => vec![None],
+    }
+}
+
+/// A rule's userdata: its comment (a cascade loads without it, as `Update::to_nft`
+/// writes it).
+fn rule_udata(rule: &Rule) -> Result<Vec<u8>, EncodeError> {
+    let mut udata = Vec::new();
+    let cascade = matches!(rule.action, Action::NumgenGoto(_));
+    if let Some(c) = rule.comment.filter(|_| !cascade) {
+        udata_comment(&mut udata, 0, c)?; // NFTNL_UDATA_RULE_COMMENT
+    }
+    Ok(udata)
+}
+
+fn write_step(w: &mut Writer, rule: &Rule, step: Step<'_>, new_sets: &NewSets<'_>) {
+    let mut r = RuleExprs { w, new_sets };
+    r.matches(&rule.matches);
+    match step {
+        Some((modulus, to)) => r.numgen_step(modulus, to),
+        None => r.action(&rule.matches, &rule.action),
+    }
+}
+
+/// The rules the kernel holds for `rule` once loaded, in the canonical form the table
+/// reader gives them (for `Ruleset::repair`). A rule nft would refuse has none, so its
+/// chain never matches what the kernel holds and loading it reports the error.
+pub fn loaded_forms(rule: &Rule) -> Vec<LoadedRule> {
+    let (Ok(()), Ok(udata)) = (check_rule(rule), rule_udata(rule)) else {
+        return Vec::new();
+    };
+    let none = NewSets::new();
+    steps(rule)
+        .into_iter()
+        .filter_map(|step| {
+            let mut w = Writer::default();
+            write_step(&mut w, rule, step, &none);
+            canonical_rule(&w.buf, (!udata.is_empty()).then_some(&udata[..])).ok()
+        })
+        .collect()
+}
+
+/// `NF_INET_*` of a base chain's hook.
+fn hook_number(base: &BaseChain) -> u32 {
+    match base.hook {
+        Hook::Prerouting => 0,
+        Hook::Input => 1,
+        Hook::Forward => 2,
+        Hook::Output => 3,
+        Hook::Postrouting => 4,
     }
 }
 

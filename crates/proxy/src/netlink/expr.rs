@@ -30,10 +30,10 @@ const META_L4PROTO: u32 = 16;
 const CT_STATE: u32 = 0;
 const CT_STATE_NEW: u32 = 1 << 3;
 
-const NFT_CONTINUE_GOTO: i32 = -4;
+pub(crate) const NFT_CONTINUE_GOTO: i32 = -4;
 const NFT_JUMP: i32 = -3;
 const NFT_RETURN: i32 = -5;
-const NF_DROP: i32 = 0;
+pub(crate) const NF_DROP: i32 = 0;
 const NF_ACCEPT: i32 = 1;
 
 /// A kernel verdict: code (`NF_*` / `NFT_*`) and, for jump/goto, the chain.
@@ -204,6 +204,7 @@ impl RuleExprs<'_, '_> {
                 Match::SaddrIn(c) => self.prefix(IP_SADDR, *c, CMP_EQ),
                 Match::SaddrNotIn(c) => self.prefix(IP_SADDR, *c, CMP_NEQ),
                 Match::DaddrIn(c) => self.prefix(IP_DADDR, *c, CMP_EQ),
+                Match::DaddrNotIn(c) => self.prefix(IP_DADDR, *c, CMP_NEQ),
                 Match::SaddrInSet(s) => {
                     self.payload(PAYLOAD_NETWORK, IP_SADDR, 4, REG_1);
                     self.lookup(s, REG_1, None);

@@ -1,12 +1,18 @@
-//! Incremental updates over nfnetlink, without `nft`.
+//! Loads, updates and read-backs over nfnetlink, without `nft`.
 //!
 //! `nft -f` of a few lines first dumps every chain of the table (its cache), which at
-//! 10,000 Services costs over a second per update. Here an [`Update`] becomes one
-//! nfnetlink batch ([`encode_update`], pure) that an [`NftSocket`] opened in the node's
-//! network namespace sends and checks: one atomic transaction, every message
-//! acknowledged, and a kernel error names the `nft` line it came from. The bytes are
-//! those nft 1.0.6 sends for the same `Update::to_nft()` text, so `nft list` prints the
-//! same table either way. Full loads stay with `nft -f`.
+//! 10,000 Services costs over a second per update. Here an [`Update`] (a Renderer's
+//! changes, a repair, or a whole table) becomes one nfnetlink batch ([`encode_update`],
+//! pure) that an [`NftSocket`] opened in the node's network namespace sends and checks:
+//! one atomic transaction, every message acknowledged, and a kernel error names the `nft`
+//! line it came from. The bytes are those nft 1.0.6 sends for the same `Update::to_nft()`
+//! text, so `nft list` prints the same table either way.
+//!
+//! [`NftSocket::read_table`] dumps a table's chains, rules, sets, maps and elements;
+//! [`loaded_table`] (pure) turns the replies into the model `Ruleset::repair` compares
+//! with, each rule in the canonical form [`loaded_forms`] also gives a desired rule.
+//!
+//! The same socket deletes stale UDP conntrack entries ([`NftSocket::flush_udp_to`]).
 //!
 //! What remains is the kernel's own commit cost: a batch that adds a rule with a
 //! verdict (or deletes a verdict-map element) makes the kernel re-check the whole jump
@@ -15,15 +21,18 @@
 //!
 //! [`Update`]: kinet_proxy_rules::Update
 
+mod conntrack;
 mod encode;
 mod expr;
+mod read;
 mod socket;
 mod wire;
 
 #[cfg(test)]
 mod vectors;
 
-pub use encode::{encode_update, Batch};
+pub use encode::{encode_update, loaded_forms, Batch};
+pub use read::{loaded_table, Dumps, LoadedRule};
 pub use socket::NftSocket;
 
 use std::io;
@@ -64,4 +73,7 @@ pub enum NetlinkError {
     RepliesLost,
     #[error("malformed netlink reply: {0}")]
     Malformed(String),
+    /// The table changed while it was being read, every time it was tried.
+    #[error("the table kept changing while it was read")]
+    Interrupted,
 }

@@ -13,9 +13,24 @@ use nix::sched::{setns, CloneFlags};
 use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::time::TimeVal;
 
+use kinet_proxy_rules::Loaded;
+
 use super::encode::encode_update;
-use super::wire::{NLMSG_ERROR, NLMSG_HDRLEN};
+use super::read::{loaded_table, set_info, Dumps, LoadedRule, SetInfo};
+use super::wire::{
+    msg, Writer, NFNL_SUBSYS_NFTABLES, NFPROTO_IPV4, NLMSG_ERROR, NLMSG_HDRLEN, NLM_F_ACK,
+    NLM_F_REQUEST,
+};
 use super::NetlinkError;
+
+const NLMSG_DONE: u16 = 3;
+const NLM_F_DUMP: u16 = 0x300;
+/// Set on a dump's messages when the ruleset changed while it ran.
+const NLM_F_DUMP_INTR: u16 = 0x10;
+/// Tries at reading a table that keeps changing under the dump.
+const READ_TRIES: usize = 3;
+/// The nfgenmsg header after the netlink header.
+const NFGENMSG_LEN: usize = 4;
 
 /// The kernel may take seconds to commit a large batch; it never takes this long.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -137,6 +152,163 @@ impl NftSocket {
         }
     }
 
+    /// The ruleset generation of the namespace: the kernel counts every committed
+    /// transaction (by anyone), while the packet path's set updates are not commits.
+    pub fn generation(&mut self) -> Result<u32, NetlinkError> {
+        let ty = (NFNL_SUBSYS_NFTABLES << 8) | u16::from(msg::GETGEN);
+        let reply = match self.request_in(ty, 0, false, |_| {})? {
+            Reply::Messages(m) => m,
+            Reply::Missing => Vec::new(),
+        };
+        reply
+            .iter()
+            .find_map(|m| {
+                let a = super::read::attrs(m).ok()?;
+                let id = super::read::get(&a, 1)?; // NFTA_GEN_ID
+                Some(u32::from_be_bytes(id.get(..4)?.try_into().ok()?))
+            })
+            .ok_or_else(|| NetlinkError::Malformed("no generation in the reply".into()))
+    }
+
+    /// What the kernel holds for table `ip <table>`, or `None` if there is no such table.
+    /// Dynamic sets' elements are not read: they belong to the packet path.
+    pub fn read_table(&mut self, table: &str) -> Result<Option<Loaded<LoadedRule>>, NetlinkError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.read_once(table) {
+                Err(NetlinkError::Interrupted) if tries < READ_TRIES => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn read_once(&mut self, table: &str) -> Result<Option<Loaded<LoadedRule>>, NetlinkError> {
+        let name = |w: &mut Writer| w.str(1, table);
+        if self.request(msg::GETTABLE, false, name)? == Reply::Missing {
+            return Ok(None);
+        }
+        let dump = |me: &mut Self, ty| -> Result<Vec<Vec<u8>>, NetlinkError> {
+            match me.request(ty, true, name)? {
+                Reply::Messages(m) => Ok(m),
+                Reply::Missing => Ok(Vec::new()),
+            }
+        };
+        let mut d = Dumps {
+            chains: dump(self, msg::GETCHAIN)?,
+            rules: Vec::new(),
+            sets: dump(self, msg::GETSET)?,
+            elements: Vec::new(),
+        };
+        // Chains and sets are dumped for every table: keep this one's.
+        let ours = |m: &Vec<u8>| {
+            super::read::attrs(m).is_ok_and(|a| {
+                a.iter()
+                    .any(|(t, v)| *t == 1 && v.split(|b| *b == 0).next() == Some(table.as_bytes()))
+            })
+        };
+        d.chains.retain(ours);
+        d.sets.retain(ours);
+        // Rules chain by chain: the kernel finds a named chain by hash, while one dump of
+        // the whole table re-walks every rule before the resume point at each of its
+        // thousands of parts, quadratic at 10,000 Services.
+        let names: Vec<String> = d
+            .chains
+            .iter()
+            .filter_map(|m| {
+                let a = super::read::attrs(m).ok()?;
+                let name = super::read::get(&a, 3)?;
+                Some(String::from_utf8_lossy(name.split(|b| *b == 0).next()?).into_owned())
+            })
+            .collect();
+        for chain in names {
+            let r = self.request(msg::GETRULE, true, |w| {
+                w.str(1, table);
+                w.str(2, &chain);
+            })?;
+            if let Reply::Messages(m) = r {
+                d.rules.extend(m);
+            }
+        }
+        let mut wanted = Vec::new();
+        for m in &d.sets {
+            match set_info(m)? {
+                SetInfo::Set(s) if s.timeout_secs.is_none() => wanted.push(s.name),
+                SetInfo::Map(m) => wanted.push(m.name),
+                _ => {}
+            }
+        }
+        for set in wanted {
+            let r = self.request(msg::GETSETELEM, true, |w| {
+                w.str(1, table);
+                w.str(2, &set);
+            })?;
+            if let Reply::Messages(m) = r {
+                d.elements.push((set, m));
+            }
+        }
+        loaded_table(&d).map(Some)
+    }
+
+    /// Sends one nf_tables request (a dump if `dump`) and collects the replies'
+    /// attributes; `Missing` when the kernel answers ENOENT.
+    fn request(
+        &mut self,
+        ty: u8,
+        dump: bool,
+        body: impl FnOnce(&mut Writer),
+    ) -> Result<Reply, NetlinkError> {
+        let ty = (NFNL_SUBSYS_NFTABLES << 8) | u16::from(ty);
+        self.request_in(ty, NFPROTO_IPV4, dump, body)
+    }
+
+    /// [`NftSocket::request`] for any nfnetlink subsystem: `ty` is the whole message type.
+    pub(crate) fn request_in(
+        &mut self,
+        ty: u16,
+        family: u8,
+        dump: bool,
+        body: impl FnOnce(&mut Writer),
+    ) -> Result<Reply, NetlinkError> {
+        self.seq = self.seq.wrapping_add(1).max(1);
+        let seq = self.seq;
+        let mut w = Writer::default();
+        // A dump ends with DONE; a single reply is followed by the ack asked for.
+        let flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { NLM_F_ACK };
+        let start = w.begin_msg(ty, flags, seq, family, 0);
+        body(&mut w);
+        w.end_msg(start);
+        self.sock.send(&w.buf, 0).map_err(NetlinkError::Socket)?;
+        let mut out = Vec::new();
+        let mut interrupted = false;
+        let mut buf: Vec<u8> = Vec::with_capacity(1 << 17);
+        loop {
+            buf.clear();
+            self.sock.recv(&mut buf, 0).map_err(NetlinkError::Socket)?;
+            for m in messages(&buf)? {
+                if m.seq != seq {
+                    continue; // a late reply to an earlier request
+                }
+                interrupted |= m.flags & NLM_F_DUMP_INTR != 0;
+                match m.ty {
+                    NLMSG_ERROR | NLMSG_DONE => {
+                        let errno = m
+                            .body
+                            .get(0..4)
+                            .map_or(0, |c| -i32::from_ne_bytes(c.try_into().expect("4 bytes")));
+                        return match errno {
+                            0 if interrupted => Err(NetlinkError::Interrupted),
+                            0 => Ok(Reply::Messages(out)),
+                            e if e == Errno::ENOENT as i32 => Ok(Reply::Missing),
+                            e => Err(NetlinkError::Socket(io::Error::from_raw_os_error(e))),
+                        };
+                    }
+                    _ => out.push(m.body.get(NFGENMSG_LEN..).unwrap_or_default().to_vec()),
+                }
+            }
+        }
+    }
+
     fn grow_buffers(&mut self, send: usize, recv: usize) -> Result<(), NetlinkError> {
         let want_snd = send + 4096;
         if want_snd > self.sndbuf {
@@ -154,8 +326,23 @@ impl NftSocket {
     }
 }
 
-/// The (sequence number, errno) of every NLMSG_ERROR in one datagram; errno 0 is an ack.
-fn parse_replies(mut buf: &[u8]) -> Result<Vec<(u32, i32)>, NetlinkError> {
+/// What a get request found.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Reply {
+    Messages(Vec<Vec<u8>>),
+    Missing,
+}
+
+/// One netlink message of a datagram.
+struct Message<'a> {
+    ty: u16,
+    flags: u16,
+    seq: u32,
+    body: &'a [u8],
+}
+
+/// The messages of one datagram.
+fn messages(mut buf: &[u8]) -> Result<Vec<Message<'_>>, NetlinkError> {
     let mut out = Vec::new();
     while buf.len() >= NLMSG_HDRLEN {
         let len = u32::from_ne_bytes(buf[0..4].try_into().expect("4 bytes")) as usize;
@@ -165,18 +352,32 @@ fn parse_replies(mut buf: &[u8]) -> Result<Vec<(u32, i32)>, NetlinkError> {
                 buf.len()
             )));
         }
-        let ty = u16::from_ne_bytes(buf[4..6].try_into().expect("2 bytes"));
-        let seq = u32::from_ne_bytes(buf[8..12].try_into().expect("4 bytes"));
-        if ty == NLMSG_ERROR {
-            let body = &buf[NLMSG_HDRLEN..len];
-            let code = body
-                .get(0..4)
-                .ok_or_else(|| NetlinkError::Malformed("short error message".into()))?;
-            let errno = -i32::from_ne_bytes(code.try_into().expect("4 bytes"));
-            out.push((seq, errno));
-        }
+        out.push(Message {
+            ty: u16::from_ne_bytes(buf[4..6].try_into().expect("2 bytes")),
+            flags: u16::from_ne_bytes(buf[6..8].try_into().expect("2 bytes")),
+            seq: u32::from_ne_bytes(buf[8..12].try_into().expect("4 bytes")),
+            body: &buf[NLMSG_HDRLEN..len],
+        });
         let next = ((len + 3) & !3).min(buf.len());
         buf = &buf[next..];
+    }
+    Ok(out)
+}
+
+/// The (sequence number, errno) of every NLMSG_ERROR in one datagram; errno 0 is an ack.
+fn parse_replies(buf: &[u8]) -> Result<Vec<(u32, i32)>, NetlinkError> {
+    let mut out = Vec::new();
+    for m in messages(buf)? {
+        if m.ty == NLMSG_ERROR {
+            let code = m
+                .body
+                .get(0..4)
+                .ok_or_else(|| NetlinkError::Malformed("short error message".into()))?;
+            out.push((
+                m.seq,
+                -i32::from_ne_bytes(code.try_into().expect("4 bytes")),
+            ));
+        }
     }
     Ok(out)
 }

@@ -20,14 +20,22 @@ pub(crate) const NFNL_MSG_BATCH_END: u16 = 17;
 
 /// `enum nf_tables_msg_types`.
 pub(crate) mod msg {
+    pub const NEWTABLE: u8 = 0;
+    pub const GETTABLE: u8 = 1;
+    pub const DELTABLE: u8 = 2;
     pub const NEWCHAIN: u8 = 3;
+    pub const GETCHAIN: u8 = 4;
     pub const DELCHAIN: u8 = 5;
     pub const NEWRULE: u8 = 6;
+    pub const GETRULE: u8 = 7;
     pub const DELRULE: u8 = 8;
     pub const NEWSET: u8 = 9;
+    pub const GETSET: u8 = 10;
     pub const DELSET: u8 = 11;
     pub const NEWSETELEM: u8 = 12;
+    pub const GETSETELEM: u8 = 13;
     pub const DELSETELEM: u8 = 14;
+    pub const GETGEN: u8 = 16;
 }
 
 pub(crate) const NFPROTO_IPV4: u8 = 2;
@@ -77,6 +85,11 @@ impl Writer {
         self.buf.extend_from_slice(&ty.to_ne_bytes());
         self.buf.extend_from_slice(data);
         self.pad();
+    }
+
+    /// Bytes that already are attributes (copied from a reply), inside a nest.
+    pub(crate) fn raw(&mut self, attrs: &[u8]) {
+        self.buf.extend_from_slice(attrs);
     }
 
     /// A NUL-terminated string, as the kernel's NLA_STRING policies expect.

@@ -11,12 +11,12 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use kinet_proxy::{health_checks, render, Applier, HealthServer, LbAddresses};
+use kinet_proxy::{health_checks, HealthServer, LbAddresses};
 use serde_json::json;
 
-use crate::objects::{config, node, service, slice};
+use crate::objects::{service, slice, Proxy};
 use crate::support::{root, Netns};
 
 const GATEWAY: &str = "10.244.1.1";
@@ -162,17 +162,10 @@ fn bridged_pods_spread_stick_hairpin_and_refuse() {
     let stop = Stop(Arc::new(AtomicBool::new(false)));
     serve(&b.pods[0], 8080, "a", stop.0.clone());
     serve(&b.pods[1], 8080, "b", stop.0.clone());
-    let mut applier = Applier::new(b.node.path(), "kinet");
+    let mut proxy = Proxy::new(&b.node);
     let svc = service("default", "web", Some(CLUSTER_IP), 80);
     let both = [slice("default", "web", &[POD_A, POD_B], 8080, "TCP")];
-    applier
-        .apply(&render(
-            std::slice::from_ref(&svc),
-            &both,
-            &node(),
-            &config(),
-        ))
-        .unwrap();
+    proxy.load(std::slice::from_ref(&svc), &both);
 
     // Random choice: 40 connections from pod a reach both pods, keeping a's address
     // (and a reaching itself is masqueraded: the reply must come back through the node).
@@ -198,49 +191,54 @@ fn bridged_pods_spread_stick_hairpin_and_refuse() {
 
     // ClientIP affinity: every connection from one client goes to the first choice.
     let sticky = with_affinity(svc.clone());
-    applier
-        .apply(&render(
-            std::slice::from_ref(&sticky),
-            &both,
-            &node(),
-            &config(),
-        ))
-        .unwrap();
+    proxy.load(std::slice::from_ref(&sticky), &both);
     let first = fetch(&b.pods[1], &format!("{CLUSTER_IP}:80")).unwrap();
-    for _ in 0..15 {
-        let again = fetch(&b.pods[1], &format!("{CLUSTER_IP}:80")).unwrap();
-        assert_eq!(
-            again.split(' ').next(),
-            first.split(' ').next(),
-            "affinity broken"
-        );
+    let sticks = |when: &str| {
+        for _ in 0..15 {
+            let again = fetch(&b.pods[1], &format!("{CLUSTER_IP}:80")).unwrap();
+            assert_eq!(
+                again.split(' ').next(),
+                first.split(' ').next(),
+                "affinity broken {when}"
+            );
+        }
+    };
+    sticks("before a resync");
+    let affinity = || {
+        let listing = b.node.exec(&["nft", "list", "table", "ip", "kinet"]);
+        listing
+            .lines()
+            .skip_while(|l| !l.contains("set affinity-"))
+            .find(|l| l.contains("elements"))
+            .map(str::to_string)
+    };
+    let remembered = affinity().expect("the affinity set remembers the client");
+    assert!(remembered.contains(POD_B), "{remembered}");
+
+    // A resync keeps the affinity set's contents: the client stays on its endpoint. The
+    // first finds the table untouched by its generation; the second, after another
+    // table's commit, reads the whole table back and finds nothing to change.
+    for commit_elsewhere in [false, true] {
+        if commit_elsewhere {
+            b.node.exec(&["nft", "add", "table", "ip", "scratch"]);
+        }
+        assert_eq!(proxy.resync(std::slice::from_ref(&sticky), &both), 0);
+        // Checked before any new connection could re-add it.
+        let kept = affinity();
+        assert!(kept.as_ref().is_some_and(|l| l.contains(POD_B)), "{kept:?}");
     }
+    sticks("after a resync");
 
     // Hairpin only: pod b is the sole endpoint and reaches itself.
     let only_b = [slice("default", "web", &[POD_B], 8080, "TCP")];
-    applier
-        .apply(&render(
-            std::slice::from_ref(&svc),
-            &only_b,
-            &node(),
-            &config(),
-        ))
-        .unwrap();
+    proxy.load(std::slice::from_ref(&svc), &only_b);
     let reply = fetch(&b.pods[1], &format!("{CLUSTER_IP}:80")).expect("hairpin");
     assert_eq!(reply, format!("b {GATEWAY}"));
 
     // No endpoints: refused at once.
-    applier
-        .apply(&render(std::slice::from_ref(&svc), &[], &node(), &config()))
-        .unwrap();
-    let start = Instant::now();
+    proxy.load(std::slice::from_ref(&svc), &[]);
     let err = fetch(&b.pods[0], &format!("{CLUSTER_IP}:80")).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
-    assert!(
-        start.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        start.elapsed()
-    );
 }
 
 fn lb_service(local: bool) -> k8s_openapi::api::core::v1::Service {
@@ -263,17 +261,10 @@ async fn lb_address_answers_arp_and_health_check_counts_local_endpoints() {
     let b = bridged();
     let stop = Stop(Arc::new(AtomicBool::new(false)));
     serve(&b.pods[0], 8080, "a", stop.0.clone());
-    let mut applier = Applier::new(b.node.path(), "kinet");
+    let mut proxy = Proxy::new(&b.node);
     let svc = lb_service(true);
     let eps = [slice("default", "web", &[POD_A], 8080, "TCP")];
-    applier
-        .apply(&render(
-            std::slice::from_ref(&svc),
-            &eps,
-            &node(),
-            &config(),
-        ))
-        .unwrap();
+    proxy.load(std::slice::from_ref(&svc), &eps);
 
     // The node holds the LB address; the outside client's ARP finds it, DNAT does the rest,
     // and Local policy keeps the client's address.

@@ -1,12 +1,13 @@
-//! Updates sent over nfnetlink (`kinet_proxy::netlink`) end in the same kernel state as
-//! full `nft -f` loads, and a refused update changes nothing.
+//! Loads and updates sent over nfnetlink (`kinet_proxy::netlink`) end in the same kernel
+//! state as `nft -f` loads, a table read back is the model it was loaded from, and a
+//! refused update changes nothing.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kinet_proxy::netlink::{NetlinkError, NftSocket};
+use kinet_proxy::netlink::{loaded_forms, NetlinkError, NftSocket};
 use kinet_proxy_rules::{render, Action, Change, Rule, Ruleset, Update};
 use serde_json::json;
 use serde_json::Value;
@@ -32,6 +33,11 @@ fn nft_load(ns: &Netns, text: &str) {
         "nft -f: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The update that turns a kernel holding `old` into `new`.
+fn diff(new: &Ruleset, old: &Ruleset) -> Update {
+    new.repair(Some(&old.as_loaded(loaded_forms)), loaded_forms)
 }
 
 fn listing(ns: &Netns) -> Vec<String> {
@@ -64,19 +70,18 @@ fn netlink_updates_reach_the_same_state_as_full_loads() {
     let mut loaded: Option<Ruleset> = None;
     for (i, (svcs, slices)) in steps.iter().enumerate() {
         let rs = render(svcs, slices, &node(), &config());
-        match &loaded {
-            None => {
-                nft_load(&nl_ns, &rs.to_nft());
-            }
-            Some(old) => {
-                let update = rs
-                    .update_from(old)
-                    .unwrap_or_else(|| panic!("step {i}: no incremental update"));
-                assert!(!update.is_empty(), "step {i}: empty update");
-                sock.apply(&update)
-                    .unwrap_or_else(|e| panic!("step {i}: {e}\n{}", update.to_nft()));
-            }
-        }
+        // The first load is the whole table, over netlink too.
+        let update = match &loaded {
+            None => rs.repair(None, loaded_forms),
+            Some(old) => diff(&rs, old),
+        };
+        assert!(!update.is_empty(), "step {i}: empty update");
+        assert!(
+            !update.changes.contains(&Change::DeleteTable),
+            "step {i}: the table is replaced"
+        );
+        sock.apply(&update)
+            .unwrap_or_else(|e| panic!("step {i}: {e}\n{}", update.to_nft()));
         nft_load(&full_ns, &rs.to_nft());
         assert_same(&listing(&nl_ns), &listing(&full_ns), &format!("step {i}"));
         loaded = Some(rs);
@@ -172,7 +177,7 @@ fn one_endpoint_change_among_hundreds_lists_the_same_as_nft() {
 
     let (svcs, slices) = cluster(n, Some(n / 2));
     let new = render(&svcs, &slices, &node(), &config());
-    let update = new.update_from(&old).expect("an incremental update");
+    let update = diff(&new, &old);
     let mut sock = NftSocket::open_in(&nl_ns.path()).unwrap();
     sock.apply(&update).unwrap();
     nft_load(&nft_ns, &update.to_nft());
@@ -191,7 +196,7 @@ fn a_large_update_gets_all_its_acks() {
     let old = render(&svcs, &slices, &node(), &config());
     nft_load(&nl_ns, &old.to_nft());
     let new = render(&svcs[..1], &slices[..1], &node(), &config());
-    let update = new.update_from(&old).expect("an incremental update");
+    let update = diff(&new, &old);
     assert!(update.changes.len() > 5000, "{}", update.changes.len());
     let mut sock = NftSocket::open_in(&nl_ns.path()).unwrap();
     sock.apply(&update).unwrap();
@@ -314,4 +319,64 @@ fn every_rule_and_element_reloaded_over_netlink_lists_the_same() {
     let mut sock = NftSocket::open_in(&nl_ns.path()).unwrap();
     sock.apply(&update).unwrap();
     assert_same(&listing(&nl_ns), &listing(&full_ns), "reload");
+}
+
+#[test]
+fn a_whole_table_loaded_over_netlink_lists_the_same_and_reads_back_as_its_model() {
+    if !root() {
+        return;
+    }
+    let nl_ns = Netns::new("nlwhole");
+    let nft_ns = Netns::new("nlwholenft");
+    let rs = everything();
+    let mut sock = NftSocket::open_in(&nl_ns.path()).unwrap();
+    assert_eq!(sock.read_table("kinet").unwrap(), None, "no table yet");
+    sock.apply(&rs.repair(None, loaded_forms)).unwrap();
+    nft_load(&nft_ns, &rs.to_nft());
+    assert_same(&listing(&nl_ns), &listing(&nft_ns), "whole table");
+
+    // Read back from the kernel: the model it was loaded from, whoever loaded it.
+    let want = rs.as_loaded(loaded_forms);
+    for (ns, who) in [(&nl_ns, "netlink"), (&nft_ns, "nft")] {
+        let got = NftSocket::open_in(&ns.path())
+            .unwrap()
+            .read_table("kinet")
+            .unwrap()
+            .expect("the table");
+        assert_eq!(got.sets, want.sets, "{who}: sets");
+        assert_eq!(got.maps, want.maps, "{who}: maps");
+        assert_eq!(got.chains.len(), want.chains.len(), "{who}: chains");
+        for (g, w) in got.chains.iter().zip(&want.chains) {
+            assert_eq!((&g.name, &g.base), (&w.name, &w.base), "{who}");
+            assert!(
+                g.rules == w.rules,
+                "{who}: rules of chain {} differ",
+                w.name
+            );
+        }
+        // So repairing it needs nothing.
+        assert_eq!(rs.repair(Some(&got), loaded_forms).changes, []);
+    }
+}
+
+#[test]
+fn another_owners_table_loads_like_nft() {
+    if !root() {
+        return;
+    }
+    use kinet_proxy::Applier;
+    // The agent's masquerade table: no comment, a priority by name, `daddr !=`.
+    let rs = kinet_proxy_rules::pod_masquerade("podnet", "10.244.0.0/16".parse().unwrap());
+    let nl_ns = Netns::new("own");
+    let nft_ns = Netns::new("ownnft");
+    let mut applier = Applier::new(nl_ns.path(), "podnet");
+    applier.reconcile(&rs).unwrap();
+    nft_load(&nft_ns, &rs.to_nft());
+    let list = |ns: &Netns| sorted_lines(&ns.exec(&["nft", "list", "table", "ip", "podnet"]));
+    assert_same(&list(&nl_ns), &list(&nft_ns), "masquerade table");
+    let again = applier.reconcile(&rs).unwrap();
+    assert!(
+        matches!(again, kinet_proxy::ApplyOutcome::Applied { changes: 0, .. }),
+        "{again:?}"
+    );
 }

@@ -4,7 +4,9 @@ use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kinet_proxy::{NodeInfo, ProxyConfig};
+use kinet_proxy::{Applier, ApplyOutcome, NodeInfo, ProxyConfig, Renderer};
+
+use crate::support::Netns;
 use serde_json::json;
 
 pub fn node() -> NodeInfo {
@@ -17,6 +19,45 @@ pub fn node() -> NodeInfo {
 
 pub fn config() -> ProxyConfig {
     ProxyConfig::default()
+}
+
+/// The proxy's own path, as its sync loop takes it: a Renderer's syncs (node-a's, default
+/// config) loaded by an Applier into `ns`.
+pub struct Proxy {
+    pub renderer: Renderer,
+    pub applier: Applier,
+}
+
+impl Proxy {
+    pub fn new(ns: &Netns) -> Proxy {
+        Proxy {
+            renderer: Renderer::new(&node(), &config()),
+            applier: Applier::new(ns.path(), "kinet"),
+        }
+    }
+
+    /// Syncs the Renderer to `services` and `slices` and loads the result.
+    pub fn load(&mut self, services: &[Service], slices: &[EndpointSlice]) -> ApplyOutcome {
+        let synced = self.renderer.sync(services, slices);
+        self.applier
+            .apply_synced(&self.renderer, synced)
+            .unwrap_or_else(|e| panic!("load: {e}"))
+    }
+}
+
+impl Proxy {
+    /// A forced resync with `services` and `slices`: how many changes it sent.
+    pub fn resync(&mut self, services: &[Service], slices: &[EndpointSlice]) -> usize {
+        self.applier.force_resync();
+        match self.load(services, slices) {
+            ApplyOutcome::Applied {
+                full: true,
+                changes,
+                ..
+            } => changes,
+            other => panic!("expected a verified load, got {other:?}"),
+        }
+    }
 }
 
 /// A ClusterIP Service with one TCP port named "http".

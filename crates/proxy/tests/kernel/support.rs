@@ -10,16 +10,25 @@ use nix::sched::{setns, CloneFlags};
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
-/// These tests change kernel state and need root; say so instead of failing
-/// with permission errors when run unprivileged.
+/// Set to skip these tests (they need root) instead of failing them.
+pub const SKIP_VAR: &str = "KINET_SKIP_ROOT_TESTS";
+
+/// These tests change kernel state and need root. Without it they fail, so a run that
+/// could not test says so, unless `KINET_SKIP_ROOT_TESTS=1` asks to skip them.
 pub fn root() -> bool {
     let ok = std::fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
         .unwrap_or(false);
-    if !ok {
-        eprintln!("skipped: needs root (network namespaces and nft)");
+    if ok {
+        return true;
     }
-    ok
+    let skip = std::env::var(SKIP_VAR).is_ok_and(|v| v == "1");
+    assert!(
+        skip,
+        "needs root (network namespaces and nftables); set {SKIP_VAR}=1 to skip"
+    );
+    eprintln!("skipped: needs root ({SKIP_VAR}=1)");
+    false
 }
 
 /// Runs a command, panicking with its stderr if it fails.

@@ -1,0 +1,81 @@
+//! A cluster of a benchmark's own: made with the `kinet` binary running the benchmark, in a
+//! temporary state folder, removed on drop.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{bail, Result};
+use kube::Client;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+pub struct BenchCluster {
+    exe: PathBuf,
+    home: tempfile::TempDir,
+    pub name: String,
+    /// `down` already ran.
+    down: bool,
+}
+
+impl BenchCluster {
+    /// `kinet up --nodes N`; it returns once the cluster is usable.
+    pub fn up(nodes: usize) -> Result<BenchCluster> {
+        let mut c = BenchCluster {
+            exe: std::env::current_exe()?,
+            home: tempfile::tempdir()?,
+            name: format!(
+                "bench{}x{}",
+                std::process::id() % 100_000,
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            ),
+            down: false,
+        };
+        let out = c.kinet(&["up", "--nodes", &nodes.to_string()])?;
+        if !out.status.success() {
+            // Nothing is left running, but `down` removes whatever state was written.
+            let _ = c.down();
+            bail!("kinet up failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(c)
+    }
+
+    fn kinet(&self, args: &[&str]) -> Result<std::process::Output> {
+        Ok(Command::new(&self.exe)
+            .args(args)
+            .args(["--name", &self.name])
+            .env("KINET_HOME", self.home.path())
+            .output()?)
+    }
+
+    /// `kinet down`.
+    pub fn down(&mut self) -> Result<()> {
+        self.down = true;
+        let out = self.kinet(&["down"])?;
+        if !out.status.success() {
+            bail!(
+                "kinet down failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.home.path().join(&self.name)
+    }
+
+    pub async fn client(&self) -> Result<Client> {
+        let kc = kube::config::Kubeconfig::read_from(self.dir().join("kubeconfig"))?;
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+        Ok(Client::try_from(cfg)?)
+    }
+}
+
+impl Drop for BenchCluster {
+    fn drop(&mut self) {
+        if !self.down {
+            let _ = self.kinet(&["down"]);
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! The compiler: (policies, pods, namespaces, this node) → the node's policy table.
+//!
+//! Layout, in the style of kube-proxy's nftables mode:
+//! - base chains `forward` and `input` accept established/related packets first, then look the
+//!   source up in `egress-pods` and the destination in `ingress-pods`: verdict maps from a local
+//!   isolated pod's address to its chain. Locally generated packets (the output hook: kubelet
+//!   probes from this node) are not filtered.
+//! - a per-pod chain holds the rules of every policy isolating that pod, in (namespace, name)
+//!   order; a matching rule `return`s (this direction allows), and the end counts the drop once
+//!   per isolating policy and drops.
+//! - each policy rule's peers are one interval set of addresses (selected pods and ipBlocks),
+//!   its numeric ports one `protocol . port` interval set, its named ports one
+//!   `address . protocol . port` set: the per-packet cost is a few set lookups per rule of the
+//!   pod's own policies, whatever the number of pods and policies elsewhere.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use crate::input::{Cluster, Pod};
+use kinet_proxy_rules::hash_and_truncate;
+
+use crate::policy::{Direction, Peer, Policy, PolicyId, PortMatch};
+use crate::ruleset::{Action, AddrField, Chain, Element, Hook, Match, Rule, Ruleset, Set, SetKind};
+
+/// The table the compiled rules live in (`table inet kinet-policy`), beside the proxy's.
+pub const TABLE: &str = "kinet-policy";
+
+const INGRESS_MAP: &str = "ingress-pods";
+const EGRESS_MAP: &str = "egress-pods";
+
+/// The desired policy table of `node`, whose own addresses are `local_addrs`.
+pub fn compile(cluster: &Cluster, node: &str, local_addrs: &[Ipv4Addr]) -> Ruleset {
+    let mut rs = Ruleset {
+        table: TABLE.to_string(),
+        local_addrs: local_addrs.to_vec(),
+        ..Ruleset::default()
+    };
+    rs.maps.insert(INGRESS_MAP.to_string(), Default::default());
+    rs.maps.insert(EGRESS_MAP.to_string(), Default::default());
+    let established = Rule {
+        matches: vec![Match::CtEstablishedRelated],
+        action: Action::Accept,
+        comment: None,
+    };
+    let lookup = |f, m: &str| Rule {
+        matches: Vec::new(),
+        action: Action::Vmap(f, m.to_string()),
+        comment: None,
+    };
+    rs.chains.push(Chain {
+        name: "forward".into(),
+        hook: Some(Hook::Forward),
+        direction: None,
+        rules: vec![
+            established.clone(),
+            lookup(AddrField::Saddr, EGRESS_MAP),
+            lookup(AddrField::Daddr, INGRESS_MAP),
+        ],
+    });
+    // Pod → this node's own addresses: only the source's egress applies.
+    rs.chains.push(Chain {
+        name: "input".into(),
+        hook: Some(Hook::Input),
+        direction: None,
+        rules: vec![established, lookup(AddrField::Saddr, EGRESS_MAP)],
+    });
+
+    let mut local: Vec<&Pod> = cluster.pods().iter().filter(|p| p.node == node).collect();
+    local.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    let mut compiled = BTreeSet::new();
+    for dir in [Direction::Ingress, Direction::Egress] {
+        for pod in &local {
+            let isolating: Vec<&Policy> =
+                cluster.policies().filter(|p| p.selects(pod, dir)).collect();
+            if isolating.is_empty() {
+                continue;
+            }
+            let mut rules = Vec::new();
+            for p in &isolating {
+                if compiled.insert((p.id.clone(), dir)) {
+                    add_sets(&mut rs, cluster, p, dir);
+                }
+                rules.extend(policy_rules(p, dir));
+            }
+            for p in &isolating {
+                let counter = drop_counter_name(&p.id);
+                rs.counters.insert(counter.clone());
+                rules.push(Rule {
+                    matches: Vec::new(),
+                    action: Action::Count(counter),
+                    comment: None,
+                });
+            }
+            rules.push(Rule {
+                matches: Vec::new(),
+                action: Action::Drop,
+                comment: None,
+            });
+            let name = pod_chain_name(dir, &pod.namespace, &pod.name);
+            let map = match dir {
+                Direction::Ingress => INGRESS_MAP,
+                Direction::Egress => EGRESS_MAP,
+            };
+            rs.maps
+                .get_mut(map)
+                .expect("both maps are created above")
+                .insert(pod.ip, name.clone());
+            rs.chains.push(Chain {
+                name,
+                hook: None,
+                direction: Some(dir),
+                rules,
+            });
+        }
+    }
+    rs
+}
+
+// Names as kube-proxy builds them: a short kind, then a hash that keeps them unique and
+// within nft's 256 bytes, then the readable identity (truncated if long).
+
+fn set_name(p: &Policy, dir: Direction, index: usize, what: &str) -> String {
+    let id = format!("{}/{}/{index}", p.id, dir.as_str());
+    format!("{what}-{}", hash_and_truncate(&id))
+}
+
+/// The chain enforcing `dir` for one local pod.
+pub(crate) fn pod_chain_name(dir: Direction, namespace: &str, pod: &str) -> String {
+    let id = format!("{namespace}/{pod}");
+    format!("pod-{}-{}", dir.as_str(), hash_and_truncate(&id))
+}
+
+/// The named counter of the packets a policy dropped (its isolated pods refused them).
+pub fn drop_counter_name(policy: &PolicyId) -> String {
+    format!("drops-{}", hash_and_truncate(&policy.to_string()))
+}
+
+/// Creates the peer and port sets of every rule of `p` in `dir`.
+fn add_sets(rs: &mut Ruleset, cluster: &Cluster, p: &Policy, dir: Direction) {
+    for (i, rule) in p.rules(dir).unwrap_or_default().iter().enumerate() {
+        let comment = p.rule_id(dir, i).to_string();
+        let mut add = |what, kind, elements| {
+            rs.sets.push(Set {
+                name: set_name(p, dir, i, what),
+                kind,
+                comment: comment.clone(),
+                elements,
+            })
+        };
+        if let Some(peers) = &rule.peers {
+            add("peers", SetKind::Addr, peer_ranges(cluster, p, peers));
+        }
+        let Some(ports) = &rule.ports else { continue };
+        let numeric: BTreeSet<Element> = ports
+            .iter()
+            .filter_map(|m| match *m {
+                PortMatch::Numbers { proto, from, to } => {
+                    Some(Element::ProtoPorts(proto, from, to))
+                }
+                PortMatch::Any { proto } => Some(Element::ProtoPorts(proto, 0, u16::MAX)),
+                PortMatch::Named { .. } => None,
+            })
+            .collect();
+        // A named port resolves per destination pod: list each possible destination's own
+        // number for it (for ingress, the pods this policy selects).
+        let named: BTreeSet<Element> = ports
+            .iter()
+            .filter_map(|m| match m {
+                PortMatch::Named { proto, name } => Some((*proto, name)),
+                _ => None,
+            })
+            .flat_map(|(proto, name)| {
+                let dsts = cluster
+                    .pods()
+                    .iter()
+                    .filter(move |pod| dir == Direction::Egress || p.selects(pod, dir));
+                dsts.filter_map(move |pod| {
+                    pod.named_port(name, proto)
+                        .map(|n| Element::AddrProtoPort(pod.ip, proto, n))
+                })
+            })
+            .collect();
+        let (has_numeric, has_named) = port_kinds(ports);
+        if has_numeric {
+            add("ports", SetKind::ProtoPort, numeric);
+        }
+        if has_named {
+            add("named-ports", SetKind::AddrProtoPort, named);
+        }
+    }
+}
+
+/// Whether a rule's ports include numeric (or protocol-only) entries, and named ones: each kind
+/// has its own set and chain line.
+fn port_kinds(ports: &[PortMatch]) -> (bool, bool) {
+    let named = |m: &&PortMatch| matches!(m, PortMatch::Named { .. });
+    (
+        ports.iter().any(|m| !named(&m)),
+        ports.iter().any(|m| named(&m)),
+    )
+}
+
+/// The addresses a rule's peers select, merged into disjoint ranges.
+fn peer_ranges(cluster: &Cluster, p: &Policy, peers: &[Peer]) -> BTreeSet<Element> {
+    let mut ranges: Vec<(u32, u32)> = Vec::new();
+    for peer in peers {
+        match peer {
+            Peer::Block(b) => ranges.extend(b.ranges()),
+            Peer::Pods { .. } => ranges.extend(
+                cluster
+                    .pods()
+                    .iter()
+                    .filter(|pod| peer.selects_pod(cluster, &p.id.namespace, pod))
+                    .map(|pod| (u32::from(pod.ip), u32::from(pod.ip))),
+            ),
+        }
+    }
+    ranges.sort_unstable();
+    let mut merged: Vec<(u32, u32)> = Vec::new();
+    for (a, b) in ranges {
+        match merged.last_mut() {
+            Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(a, b)| Element::Range(a.into(), b.into()))
+        .collect()
+}
+
+/// The chain rules of `p` in `dir`: per policy rule, one line per kind of port (numeric,
+/// named), or one line when the rule has no ports; each returns when it matches.
+fn policy_rules(p: &Policy, dir: Direction) -> Vec<Rule> {
+    let peer_field = match dir {
+        Direction::Ingress => AddrField::Saddr,
+        Direction::Egress => AddrField::Daddr,
+    };
+    let mut out = Vec::new();
+    for (i, rule) in p.rules(dir).unwrap_or_default().iter().enumerate() {
+        let mut base = Vec::new();
+        if rule.peers.is_some() {
+            base.push(Match::AddrInSet(peer_field, set_name(p, dir, i, "peers")));
+        }
+        let port_matches = match &rule.ports {
+            None => vec![None],
+            Some(ports) => {
+                let (has_numeric, has_named) = port_kinds(ports);
+                let mut m = Vec::new();
+                if has_numeric {
+                    m.push(Some(Match::ProtoPortInSet(set_name(p, dir, i, "ports"))));
+                }
+                if has_named {
+                    m.push(Some(Match::DaddrProtoPortInSet(set_name(
+                        p,
+                        dir,
+                        i,
+                        "named-ports",
+                    ))));
+                }
+                m
+            }
+        };
+        for pm in port_matches {
+            out.push(Rule {
+                matches: base.iter().cloned().chain(pm).collect(),
+                action: Action::Return,
+                comment: Some(p.rule_id(dir, i).to_string()),
+            });
+        }
+    }
+    out
+}

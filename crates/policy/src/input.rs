@@ -1,0 +1,160 @@
+//! The cluster as the model sees it: pods, namespaces and parsed policies.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::serde_json::{Map, Value};
+pub use kinet_proxy_rules::Proto;
+
+use crate::policy::Policy;
+use crate::PolicyError;
+
+/// A named container port, what a policy's named `port` resolves against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerPort {
+    pub name: String,
+    pub port: u16,
+    pub proto: Proto,
+}
+
+/// A pod with an address: what policies select and what packets come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pod {
+    pub namespace: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub ip: Ipv4Addr,
+    pub node: String,
+    pub ports: Vec<ContainerPort>,
+}
+
+impl Pod {
+    /// From the API object; `None` while the pod has no IPv4 address yet, or when it uses the
+    /// host's network (its traffic carries the node's address, which policies do not select).
+    pub fn from_k8s(pod: &core::Pod) -> Option<Pod> {
+        let spec = pod.spec.as_ref()?;
+        if spec.host_network == Some(true) {
+            return None;
+        }
+        let ip = pod.status.as_ref()?.pod_ip.as_ref()?.parse().ok()?;
+        let ports = spec
+            .containers
+            .iter()
+            .flat_map(|c| c.ports.iter().flatten())
+            .filter_map(|p| {
+                Some(ContainerPort {
+                    name: p.name.clone()?,
+                    port: u16::try_from(p.container_port).ok()?,
+                    proto: Proto::from_k8s(p.protocol.as_deref())?,
+                })
+            })
+            .collect();
+        Some(Pod {
+            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            labels: pod.metadata.labels.clone().unwrap_or_default(),
+            ip,
+            node: spec.node_name.clone().unwrap_or_default(),
+            ports,
+        })
+    }
+
+    /// The port number a named port has on this pod, for this protocol.
+    pub(crate) fn named_port(&self, name: &str, proto: Proto) -> Option<u16> {
+        self.ports
+            .iter()
+            .find(|p| p.name == name && p.proto == proto)
+            .map(|p| p.port)
+    }
+}
+
+/// A namespace's labels, what namespace selectors match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Namespace {
+    pub fn from_k8s(ns: &core::Namespace) -> Namespace {
+        Namespace {
+            name: ns.metadata.name.clone().unwrap_or_default(),
+            labels: ns.metadata.labels.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// Labels in the form the selector crate matches.
+pub(crate) fn label_map(labels: &BTreeMap<String, String>) -> Map<String, Value> {
+    labels
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect()
+}
+
+/// Everything a verdict depends on. Policies are kept sorted by namespace and name, the
+/// order in which both the model and the compiled ruleset try their rules.
+#[derive(Debug, Clone, Default)]
+pub struct Cluster {
+    pub(crate) pods: Vec<Pod>,
+    pub(crate) namespaces: BTreeMap<String, Namespace>,
+    pub(crate) policies: BTreeMap<(String, String), Policy>,
+}
+
+impl Cluster {
+    pub fn new() -> Cluster {
+        Cluster::default()
+    }
+
+    /// Adds or replaces (same namespace and name) a pod.
+    pub fn set_pod(&mut self, pod: Pod) {
+        self.pods
+            .retain(|p| (&p.namespace, &p.name) != (&pod.namespace, &pod.name));
+        self.pods.push(pod);
+    }
+
+    pub fn set_namespace(&mut self, ns: Namespace) {
+        self.namespaces.insert(ns.name.clone(), ns);
+    }
+
+    /// Adds or replaces a policy. A policy that cannot be parsed is refused and changes
+    /// nothing (the caller reports it); the API server's validation makes that rare.
+    pub fn set_policy(&mut self, np: &NetworkPolicy) -> Result<(), PolicyError> {
+        let p = Policy::parse(np)?;
+        self.policies
+            .insert((p.id.namespace.clone(), p.id.name.clone()), p);
+        Ok(())
+    }
+
+    pub fn remove_policy(&mut self, namespace: &str, name: &str) {
+        self.policies
+            .remove(&(namespace.to_string(), name.to_string()));
+    }
+
+    pub fn pods(&self) -> &[Pod] {
+        &self.pods
+    }
+
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<&Pod> {
+        self.pods
+            .iter()
+            .find(|p| p.namespace == namespace && p.name == name)
+    }
+
+    pub(crate) fn pod_by_ip(&self, ip: Ipv4Addr) -> Option<&Pod> {
+        self.pods.iter().find(|p| p.ip == ip)
+    }
+
+    pub(crate) fn namespace_labels(&self, ns: &str) -> Map<String, Value> {
+        self.namespaces
+            .get(ns)
+            .map(|n| label_map(&n.labels))
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn policies(&self) -> impl Iterator<Item = &Policy> {
+        self.policies.values()
+    }
+}
