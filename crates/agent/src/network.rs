@@ -6,6 +6,7 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use anyhow::Context;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Node;
 use kinet_cni::{Backend, Mac, NodeNetwork, Peer};
@@ -16,6 +17,9 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::{Api, Client};
 use serde_json::json;
+use tokio::sync::watch;
+
+use crate::readiness::{self, Check, Readiness};
 
 /// flannel's annotations: which backend, its data (`{"VNI":1,"VtepMAC":"…"}`), and the
 /// node's underlay address.
@@ -135,7 +139,9 @@ pub async fn prepare(client: &Client, cfg: &NetworkConfig) -> anyhow::Result<Nod
     let ns = NetNs::open(&cfg.netns)?;
     let net = NodeNetwork::new(pod_cidr, cfg.underlay_ip, cfg.mtu, cfg.backend);
     kinet_cni::ensure_pod_bridge(&ns, &net).await?;
-    apply_masquerade(&cfg.netns, &cfg.cluster_cidr).await?;
+    apply_masquerade(&cfg.netns, &cfg.cluster_cidr)
+        .await
+        .context("loading the masquerade rules")?;
     let mut annotations = json!({
         BACKEND_TYPE: backend_name(cfg.backend),
         PUBLIC_IP: cfg.underlay_ip.to_string(),
@@ -153,12 +159,45 @@ pub async fn prepare(client: &Client, cfg: &NetworkConfig) -> anyhow::Result<Nod
     Ok(net)
 }
 
-/// Keeps the routes toward the other nodes current; runs until cancelled.
-pub async fn keep_peers(client: Client, cfg: NetworkConfig, mut net: NodeNetwork) {
+/// [`prepare`], retried with back-off until it succeeds. Each failure is logged and becomes
+/// the network part of the node's readiness, so the Node says why it is not Ready.
+pub async fn prepare_until_ready(
+    client: &Client,
+    cfg: &NetworkConfig,
+    readiness: &watch::Sender<Readiness>,
+) -> NodeNetwork {
+    let mut wait = Duration::from_secs(1);
+    loop {
+        match prepare(client, cfg).await {
+            Ok(net) => {
+                readiness::report(readiness, |r| &mut r.network, Check::Ok);
+                return net;
+            }
+            Err(e) => {
+                let why = format!("{e:#}");
+                tracing::error!(node = %cfg.node, retry_in = ?wait, "setting up the pod network failed: {why}");
+                readiness::report(readiness, |r| &mut r.network, Check::Failed(why));
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// Keeps the routes toward the other nodes current, reporting failures in the node's
+/// readiness; runs until cancelled.
+pub async fn keep_peers(
+    client: Client,
+    cfg: NetworkConfig,
+    mut net: NodeNetwork,
+    readiness: watch::Sender<Readiness>,
+) {
     let ns = match NetNs::open(&cfg.netns) {
         Ok(ns) => ns,
         Err(e) => {
             tracing::error!("opening {}: {e}", cfg.netns);
+            let why = format!("opening {}: {e}", cfg.netns);
+            readiness::report(&readiness, |r| &mut r.network, Check::Failed(why));
             return;
         }
     };
@@ -188,13 +227,17 @@ pub async fn keep_peers(client: Client, cfg: NetworkConfig, mut net: NodeNetwork
         }
         net.peers = wanted;
         match kinet_cni::sync_peers(&ns, &net).await {
-            Ok(plan) if !plan.is_empty() => {
-                tracing::info!(node = %cfg.node, peers = net.peers.len(), "routes to other nodes updated")
+            Ok(plan) => {
+                if !plan.is_empty() {
+                    tracing::info!(node = %cfg.node, peers = net.peers.len(), "routes to other nodes updated");
+                }
+                readiness::report(&readiness, |r| &mut r.network, Check::Ok);
             }
-            Ok(_) => {}
             Err(e) => {
                 tracing::warn!("syncing routes to other nodes: {e}");
-                // Force a retry on the next event.
+                let why = format!("syncing routes to other nodes: {e}");
+                readiness::report(&readiness, |r| &mut r.network, Check::Failed(why));
+                // Force a retry on the next event (every node heartbeat is one).
                 net.peers.clear();
             }
         }

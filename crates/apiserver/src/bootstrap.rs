@@ -152,6 +152,8 @@ mod tests {
             server_cert_pem: String::new(),
             server_key_pem: String::new(),
             tokens: vec![],
+            admission: Default::default(),
+            metrics: None,
         })
         .unwrap()
     }

@@ -43,6 +43,21 @@ pub struct ServeConfig {
     pub server_key_pem: String,
     /// Bearer tokens accepted, with the user they authenticate.
     pub tokens: Vec<TokenUser>,
+    /// The admission plugins' cluster-wide settings.
+    pub admission: kinet_admission::Settings,
+    /// Prometheus text of the control plane's other parts, served at `/metrics`.
+    pub metrics: Option<MetricsText>,
+}
+
+/// Renders Prometheus text on demand (the supervised control loops' counters, which run in
+/// the same process as kube-controller-manager's would beside kube-apiserver).
+#[derive(Clone)]
+pub struct MetricsText(pub Arc<dyn Fn() -> String + Send + Sync>);
+
+impl std::fmt::Debug for MetricsText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsText")
+    }
 }
 
 /// A bearer token and who it authenticates as.
@@ -79,6 +94,8 @@ pub fn open_api(config: &ServeConfig) -> anyhow::Result<Arc<Api>> {
     Ok(Arc::new(Api {
         store,
         tokens: config.tokens.clone(),
+        admission: config.admission,
+        metrics: config.metrics.clone(),
         server_address,
         network,
         alloc: Mutex::new(alloc),

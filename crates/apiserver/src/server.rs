@@ -72,6 +72,10 @@ async fn route(api: &Arc<Api>, user: &User, req: Request<Incoming>) -> Reply {
             return bytes_reply(200, "text/plain; charset=utf-8", "ok")
         }
         "/version" | "/version/" if get => return json_reply(200, &discovery::version()),
+        "/metrics" if get => {
+            let text = api.metrics.as_ref().map(|m| (m.0)()).unwrap_or_default();
+            return bytes_reply(200, "text/plain; version=0.0.4; charset=utf-8", text);
+        }
         "/openapi/v3" | "/openapi/v3/" if get => return json_reply(200, &openapi::index()),
         _ => {}
     }

@@ -39,6 +39,8 @@ impl TestApi {
                 user: "kubernetes-admin".into(),
                 groups: vec!["system:masters".into()],
             }],
+            admission: Default::default(),
+            metrics: None,
         };
         let task = tokio::spawn(kinet_apiserver::run(config));
         let api = TestApi {

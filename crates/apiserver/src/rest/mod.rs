@@ -30,6 +30,10 @@ pub use services::Holdings;
 pub struct Api {
     pub store: Store,
     pub tokens: Vec<TokenUser>,
+    /// The admission plugins' settings.
+    pub admission: kinet_admission::Settings,
+    /// What `/metrics` serves.
+    pub metrics: Option<crate::MetricsText>,
     /// `host:port` advertised in legacy discovery.
     pub server_address: String,
     pub network: NetworkConfig,

@@ -143,7 +143,7 @@ impl Api {
         meta::generate_name(obj);
         meta::stamp_create(resource, obj);
         strategy::prepare_create(resource, obj);
-        kinet_admission::default(resource, obj);
+        kinet_admission::default_with(resource, obj, &self.admission);
         let errors = kinet_admission::validate(resource, obj, None);
         if !errors.is_empty() {
             return Err(ApiError::invalid(
@@ -304,7 +304,7 @@ impl Api {
             let candidate = compute(&current.value)?;
             let mut new = strategy::prepare_update(resource, part, &current.value, candidate);
             meta::carry_system_fields(resource, &current.value, &mut new);
-            kinet_admission::default(resource, &mut new);
+            kinet_admission::default_with(resource, &mut new, &self.admission);
             let errors = match part {
                 Part::EphemeralContainers => kinet_admission::validate_ephemeral_containers_update(
                     resource,

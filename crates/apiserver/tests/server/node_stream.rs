@@ -127,6 +127,8 @@ impl Cluster {
                 user: "kubernetes-admin".into(),
                 groups: vec!["system:masters".into()],
             }],
+            admission: Default::default(),
+            metrics: None,
         };
         let api_task = tokio::spawn(async move {
             let kubelet = KubeletClient { cert_pem, key_pem };

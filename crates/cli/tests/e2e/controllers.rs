@@ -232,7 +232,7 @@ fn live_images(c: &Cluster, selector: &str) -> BTreeSet<String> {
         .collect()
 }
 
-fn endpoint_ips(c: &Cluster, svc: &str) -> BTreeSet<String> {
+pub(crate) fn endpoint_ips(c: &Cluster, svc: &str) -> BTreeSet<String> {
     let ep = get_json(c, &["endpoints", svc]);
     ep["subsets"]
         .as_array()

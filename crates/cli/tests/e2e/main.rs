@@ -6,6 +6,7 @@ mod dns;
 mod durability;
 mod egress;
 mod harness;
+mod health;
 mod interactive;
 mod kubectl_basics;
 mod lifecycle;
