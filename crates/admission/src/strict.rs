@@ -3,18 +3,11 @@
 use kinet_types::{ApiError, Resource};
 use serde_json::Value;
 
-use crate::typed;
-
-/// Dotted paths (`spec.foo`, `spec.containers[0].bogus`) of input fields that do not survive a
-/// decode/encode round trip through the kind's typed struct. A body that does not decode at all
-/// has no unknown fields to report here: [`crate::decode_check`] reports it.
-pub fn unknown_fields(resource: &Resource, obj: &Value) -> Vec<String> {
-    let input = typed::prepare(resource, obj);
-    let Some(Ok(output)) = typed::round_trip_kind(resource.kind, input.clone()) else {
-        return Vec::new();
-    };
+/// Dotted paths (`spec.foo`, `spec.containers[0].bogus`) of `input` fields that did not survive
+/// the decode/encode round trip that made `output`.
+pub(crate) fn unknown_fields(input: &Value, output: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    diff(&input, &output, "", &mut out);
+    diff(input, output, "", &mut out);
     out
 }
 
@@ -44,18 +37,22 @@ fn diff(input: &Value, output: &Value, path: &str, out: &mut Vec<String>) {
     }
 }
 
-/// kube-apiserver's 400 for unknown fields under fieldValidation=Strict.
-pub fn strict_decoding_error(resource: &Resource, unknown: &[String]) -> ApiError {
-    let fields: Vec<String> = unknown
-        .iter()
-        .map(|f| format!("unknown field {f:?}"))
-        .collect();
+/// What kube-apiserver's strict decoder says about duplicate and unknown fields: the `Warning`
+/// texts under fieldValidation=Warn, and the parts of the Strict error.
+pub fn field_problems(duplicates: &[String], unknown: &[String]) -> Vec<String> {
+    let dup = duplicates.iter().map(|f| format!("duplicate field {f:?}"));
+    dup.chain(unknown.iter().map(|f| format!("unknown field {f:?}")))
+        .collect()
+}
+
+/// kube-apiserver's 400 for [`field_problems`] under fieldValidation=Strict.
+pub fn strict_decoding_error(resource: &Resource, problems: &[String]) -> ApiError {
     ApiError::bad_request(format!(
         "{} in version {:?} cannot be handled as a {}: strict decoding error: {}",
         resource.kind,
         resource.version,
         resource.kind,
-        fields.join(", ")
+        problems.join(", ")
     ))
 }
 
@@ -110,7 +107,8 @@ mod tests {
         ];
         for (plural, body, want) in cases {
             let r = lookup(lookup_group(plural), "v1", plural).unwrap();
-            assert_eq!(unknown_fields(r, &body), want, "{plural} {body}");
+            let unknown = crate::canonicalize(r, body.clone()).unwrap().unknown;
+            assert_eq!(unknown, want, "{plural} {body}");
         }
     }
 
@@ -125,17 +123,20 @@ mod tests {
     #[test]
     fn strict_error_text() {
         let svc = lookup("", "v1", "services").unwrap();
-        let e = strict_decoding_error(svc, &["spec.foo".into()]);
+        let e = strict_decoding_error(svc, &field_problems(&[], &["spec.foo".into()]));
         assert_eq!(e.code, 400);
         assert_eq!(
             e.message,
             "Service in version \"v1\" cannot be handled as a Service: strict decoding error: unknown field \"spec.foo\""
         );
         let d = lookup("apps", "v1", "deployments").unwrap();
-        let e = strict_decoding_error(d, &["spec.a".into(), "spec.b".into()]);
+        let e = strict_decoding_error(
+            d,
+            &field_problems(&["spec.replicas".into()], &["spec.a".into(), "spec.b".into()]),
+        );
         assert_eq!(
             e.message,
-            "Deployment in version \"v1\" cannot be handled as a Deployment: strict decoding error: unknown field \"spec.a\", unknown field \"spec.b\""
+            "Deployment in version \"v1\" cannot be handled as a Deployment: strict decoding error: duplicate field \"spec.replicas\", unknown field \"spec.a\", unknown field \"spec.b\""
         );
     }
 }

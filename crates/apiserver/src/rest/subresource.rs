@@ -122,6 +122,7 @@ impl Api {
         let mut updated = current.value.clone();
         updated["spec"]["replicas"] = json!(replicas);
         meta::carry_system_fields(resource, &current.value, &mut updated);
+        let updated = super::write::stored_form(resource, updated)?;
         let expected = current.rv;
         let outcome = self
             .store
