@@ -122,7 +122,7 @@ impl Api {
         let mut updated = current.value.clone();
         updated["spec"]["replicas"] = json!(replicas);
         meta::carry_system_fields(resource, &current.value, &mut updated);
-        let updated = super::write::stored_form(resource, updated)?;
+        let updated = super::stored_form(resource, updated)?;
         let expected = current.rv;
         let outcome = self
             .store
@@ -174,7 +174,7 @@ impl Api {
                 conditions.retain(|c| c["type"] != "PodScheduled");
                 conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": meta::now()}));
                 pod["status"]["conditions"] = json!(conditions);
-                Ok(Mutation::Put(pod))
+                Ok(Mutation::Put(super::stored_form(resource, pod)?))
             })
             .await?;
         let _ = outcome;
@@ -202,7 +202,7 @@ impl Api {
                 } else {
                     finalizers
                 };
-                Ok(Mutation::Put(ns))
+                Ok(Mutation::Put(super::stored_form(resource, ns)?))
             })
             .await?;
         let stored = outcome

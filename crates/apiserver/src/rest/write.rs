@@ -72,7 +72,7 @@ fn decode(
 /// The last step before an object is stored: the form its typed struct encodes. Server-side
 /// steps (strategy, defaults, system fields) only add what the schema knows, so a failure here
 /// is a server bug, answered 500 instead of storing something typed clients cannot read.
-pub(super) fn stored_form(resource: &Resource, obj: Value) -> Result<Value> {
+pub(crate) fn stored_form(resource: &Resource, obj: Value) -> Result<Value> {
     kinet_admission::canonicalize(resource, obj)
         .map(|c| c.object)
         .map_err(|e| {
