@@ -383,14 +383,19 @@ async fn mutated_writes_never_store_what_typed_clients_cannot_read() -> anyhow::
     let mut answered = std::collections::BTreeMap::<u16, usize>::new();
     for i in 0..CASES {
         let c = strategy.new_tree(&mut runner).unwrap().current();
-        // Half the cases aim at one object per kind that a clean create made first.
-        let name = if i % 2 == 0 { "base" } else { "other" };
+        // Creates get fresh names; half the other cases aim at an object a clean create made
+        // first, the rest at one that may not exist.
+        let name = match c.verb {
+            Verb::Create(_) => format!("c{i}"),
+            _ if i % 2 == 0 => "base".to_string(),
+            _ => "other".to_string(),
+        };
         let r = &RESOURCES[c.kind];
         if name == "base" {
             let body = serde_json::to_vec(&valid(r.kind, "base")).unwrap();
             send(&client, http::Method::POST, &collection(r), "application/json", body).await;
         }
-        let (method, url, ct, body) = request(&c, name);
+        let (method, url, ct, body) = request(&c, &name);
         let (status, text) = send(&client, method, &url, ct, body).await;
         *answered.entry(status).or_default() += 1;
         let smp_500 = status == 500 && ct == "application/strategic-merge-patch+json";
