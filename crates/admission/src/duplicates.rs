@@ -129,7 +129,8 @@ mod tests {
 
     #[test]
     fn duplicates_are_found_with_their_paths() {
-        let body = br#"{"kind": "Pod", "spec": {"containers": [{"name": "a", "image": "x", "name": "b"}]},
+        let body =
+            br#"{"kind": "Pod", "spec": {"containers": [{"name": "a", "image": "x", "name": "b"}]},
             "metadata": {"labels": {"a": "1", "a": "2"}}, "kind": "Pod"}"#;
         let (v, dups) = parse_json_with_duplicates(body).unwrap();
         assert_eq!(v["spec"]["containers"][0]["name"], "b");

@@ -6,7 +6,9 @@
 //! struct is expected. This wrapper gives the typed decoder Go's answers: `None` for optional
 //! fields and the zero value (`""`, `0`, `false`, empty list or object) everywhere else.
 
-use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor,
+};
 use serde_json::{Error, Map, Value};
 
 /// A JSON value decoded with Go's null rules.
@@ -44,7 +46,10 @@ impl<'de> SeqAccess<'de> for Seq<'de> {
 
 impl<'de> MapAccess<'de> for Fields<'de> {
     type Error = Error;
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
         let Some((k, v)) = self.iter.next() else {
             return Ok(None);
         };
@@ -154,7 +159,11 @@ impl<'de> Deserializer<'de> for GoValue<'de> {
         visitor.visit_newtype_struct(self)
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, Error> {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
         self.deserialize_seq(visitor)
     }
 
@@ -207,8 +216,9 @@ mod tests {
 
     #[test]
     fn null_map_values_and_required_fields_become_zero() {
-        let svc: Service = decode(json!({"spec": {"selector": {"a": null, "b": "x"}, "clusterIP": null}}))
-            .unwrap();
+        let svc: Service =
+            decode(json!({"spec": {"selector": {"a": null, "b": "x"}, "clusterIP": null}}))
+                .unwrap();
         let spec = svc.spec.unwrap();
         let selector = spec.selector.unwrap();
         assert_eq!(selector["a"], "");

@@ -132,7 +132,10 @@ mod tests {
         let d = lookup("apps", "v1", "deployments").unwrap();
         let e = strict_decoding_error(
             d,
-            &field_problems(&["spec.replicas".into()], &["spec.a".into(), "spec.b".into()]),
+            &field_problems(
+                &["spec.replicas".into()],
+                &["spec.a".into(), "spec.b".into()],
+            ),
         );
         assert_eq!(
             e.message,

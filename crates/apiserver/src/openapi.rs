@@ -157,7 +157,8 @@ pub fn v2_document(protobuf: bool) -> Vec<u8> {
     const TITLE: &str = "Kubernetes";
     const VERSION: &str = "v1.32.0";
     if !protobuf {
-        let doc = json!({"swagger": "2.0", "info": {"title": TITLE, "version": VERSION}, "paths": {}});
+        let doc =
+            json!({"swagger": "2.0", "info": {"title": TITLE, "version": VERSION}, "paths": {}});
         return serde_json::to_vec(&doc).unwrap_or_default();
     }
     // Length-delimited fields only: tag byte (field << 3 | 2), length, bytes.

@@ -97,9 +97,9 @@ pub fn readyz_line(findings: &[Finding]) -> String {
     let count = |reason| findings.iter().filter(|f| f.reason == reason).count();
     match (count("Repaired"), count("Quarantined")) {
         (0, 0) => "[+]stored-objects ok".to_string(),
-        (r, q) => format!(
-            "[+]stored-objects ok ({r} repaired, {q} quarantined at start; see the events)"
-        ),
+        (r, q) => {
+            format!("[+]stored-objects ok ({r} repaired, {q} quarantined at start; see the events)")
+        }
     }
 }
 

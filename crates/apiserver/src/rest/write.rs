@@ -32,14 +32,16 @@ fn parse_object(content_type: &str, body: &[u8]) -> Result<(Value, Vec<String>)>
         "application/yaml" => serde_yaml_ng::from_slice(body)
             .map(|v| (v, Vec::new()))
             .map_err(|e| {
-                ApiError::bad_request(format!(
-                    "error converting YAML to JSON: yaml: {e}"
-                ))
+                ApiError::bad_request(format!("error converting YAML to JSON: yaml: {e}"))
             }),
         kinet_protobuf::MEDIA_TYPE => Ok((kinet_protobuf::decode(body)?, Vec::new())),
         other => Err(ApiError::unsupported_media_type(
             other,
-            &["application/json", "application/yaml", kinet_protobuf::MEDIA_TYPE],
+            &[
+                "application/json",
+                "application/yaml",
+                kinet_protobuf::MEDIA_TYPE,
+            ],
         )),
     }
 }
@@ -451,7 +453,9 @@ mod tests {
     fn media_types() {
         assert!(parse_object("application/json; charset=utf-8", b"{}").is_ok());
         assert_eq!(
-            parse_object("application/yaml", b"kind: Pod\nspec: {}\n").unwrap().0,
+            parse_object("application/yaml", b"kind: Pod\nspec: {}\n")
+                .unwrap()
+                .0,
             json!({"kind": "Pod", "spec": {}})
         );
         assert_eq!(

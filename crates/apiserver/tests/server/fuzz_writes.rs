@@ -31,10 +31,14 @@ fn valid(kind: &str, name: &str) -> Value {
     let selector = json!({"matchLabels": {"app": "fuzz"}});
     let body = match kind {
         "Pod" => json!({"spec": pod_spec}),
-        "Service" => json!({"spec": {"selector": {"app": "fuzz"}, "ports": [{"port": 80, "targetPort": 8080}]}}),
+        "Service" => {
+            json!({"spec": {"selector": {"app": "fuzz"}, "ports": [{"port": 80, "targetPort": 8080}]}})
+        }
         "Namespace" | "ServiceAccount" => json!({}),
         "Node" => json!({"spec": {"podCIDR": "10.244.200.0/24"}}),
-        "Endpoints" => json!({"subsets": [{"addresses": [{"ip": "10.244.0.9"}], "ports": [{"port": 80}]}]}),
+        "Endpoints" => {
+            json!({"subsets": [{"addresses": [{"ip": "10.244.0.9"}], "ports": [{"port": 80}]}]})
+        }
         "ConfigMap" => json!({"data": {"k": "v"}}),
         "Secret" => json!({"data": {"k": "aGk="}, "type": "Opaque"}),
         "Event" => json!({"involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
@@ -43,13 +47,19 @@ fn valid(kind: &str, name: &str) -> Value {
             json!({"spec": {"replicas": 0, "selector": selector, "template": template}})
         }
         "DaemonSet" => json!({"spec": {"selector": selector, "template": template}}),
-        "EndpointSlice" => json!({"addressType": "IPv4", "endpoints": [{"addresses": ["10.244.0.9"]}],
-            "ports": [{"port": 80, "protocol": "TCP"}]}),
+        "EndpointSlice" => {
+            json!({"addressType": "IPv4", "endpoints": [{"addresses": ["10.244.0.9"]}],
+            "ports": [{"port": 80, "protocol": "TCP"}]})
+        }
         "Lease" => json!({"spec": {"holderIdentity": "x", "leaseDurationSeconds": 40}}),
-        "Ingress" => json!({"spec": {"rules": [{"host": "a.example", "http": {"paths": [{"path": "/",
-            "pathType": "Prefix", "backend": {"service": {"name": "s", "port": {"number": 80}}}}]}}]}}),
+        "Ingress" => {
+            json!({"spec": {"rules": [{"host": "a.example", "http": {"paths": [{"path": "/",
+            "pathType": "Prefix", "backend": {"service": {"name": "s", "port": {"number": 80}}}}]}}]}})
+        }
         "IngressClass" => json!({"spec": {"controller": "example.com/x"}}),
-        "NetworkPolicy" => json!({"spec": {"podSelector": selector, "ingress": [{"from": [{"podSelector": {}}]}]}}),
+        "NetworkPolicy" => {
+            json!({"spec": {"podSelector": selector, "ingress": [{"from": [{"podSelector": {}}]}]}})
+        }
         other => panic!("no valid object for {other}"),
     };
     let mut obj = body;
@@ -100,7 +110,8 @@ fn junk() -> impl Strategy<Value = Junk> {
     prop_oneof![
         Just(Junk::Null),
         any::<bool>().prop_map(Junk::Bool),
-        prop_oneof![Just(0i64), Just(-1), Just(80), Just(i64::MAX), any::<i64>()].prop_map(Junk::Int),
+        prop_oneof![Just(0i64), Just(-1), Just(80), Just(i64::MAX), any::<i64>()]
+            .prop_map(Junk::Int),
         prop_oneof![Just(1.5f64), Just(-0.25), Just(1e300)].prop_map(Junk::Float),
         prop_oneof![
             Just(String::new()),
@@ -306,7 +317,12 @@ fn request(c: &Case, name: &str) -> (http::Method, String, &'static str, Vec<u8>
             };
             (http::Method::POST, url, ct, body)
         }
-        Verb::Update => (http::Method::PUT, format!("{item}{q}"), "application/json", json_body),
+        Verb::Update => (
+            http::Method::PUT,
+            format!("{item}{q}"),
+            "application/json",
+            json_body,
+        ),
         Verb::Patch("application/json-patch+json") => {
             let ops: Vec<Value> = obj
                 .as_object()
@@ -316,13 +332,23 @@ fn request(c: &Case, name: &str) -> (http::Method, String, &'static str, Vec<u8>
                 .map(|(k, v)| json!({"op": "add", "path": format!("/{k}"), "value": v}))
                 .collect();
             let body = serde_json::to_vec(&ops).unwrap();
-            (http::Method::PATCH, format!("{item}{q}"), "application/json-patch+json", body)
+            (
+                http::Method::PATCH,
+                format!("{item}{q}"),
+                "application/json-patch+json",
+                body,
+            )
         }
         Verb::Patch(ct) => {
             let url = format!("{item}{q}&fieldManager=fuzz&force=true");
             (http::Method::PATCH, url, ct, json_body)
         }
-        Verb::Status(true) => (http::Method::PUT, format!("{item}/status{q}"), "application/json", json_body),
+        Verb::Status(true) => (
+            http::Method::PUT,
+            format!("{item}/status{q}"),
+            "application/json",
+            json_body,
+        ),
         Verb::Status(false) => (
             http::Method::PATCH,
             format!("{item}/status{q}"),
@@ -332,7 +358,12 @@ fn request(c: &Case, name: &str) -> (http::Method, String, &'static str, Vec<u8>
         Verb::Scale => {
             let scale = json!({"spec": {"replicas": obj["spec"]["replicas"].clone()}});
             let body = serde_json::to_vec(&scale).unwrap();
-            (http::Method::PATCH, format!("{item}/scale"), "application/merge-patch+json", body)
+            (
+                http::Method::PATCH,
+                format!("{item}/scale"),
+                "application/merge-patch+json",
+                body,
+            )
         }
     }
 }
@@ -393,7 +424,14 @@ async fn mutated_writes_never_store_what_typed_clients_cannot_read() -> anyhow::
         let r = &RESOURCES[c.kind];
         if name == "base" {
             let body = serde_json::to_vec(&valid(r.kind, "base")).unwrap();
-            send(&client, http::Method::POST, &collection(r), "application/json", body).await;
+            send(
+                &client,
+                http::Method::POST,
+                &collection(r),
+                "application/json",
+                body,
+            )
+            .await;
         }
         let (method, url, ct, body) = request(&c, &name);
         let (status, text) = send(&client, method, &url, ct, body).await;
@@ -424,7 +462,10 @@ async fn mutated_writes_never_store_what_typed_clients_cannot_read() -> anyhow::
     stored += decodes::<networking::v1::Ingress>(&client).await;
     stored += decodes::<networking::v1::IngressClass>(&client).await;
     stored += decodes::<networking::v1::NetworkPolicy>(&client).await;
-    assert!(stored > RESOURCES.len(), "the run stored objects ({stored})");
+    assert!(
+        stored > RESOURCES.len(),
+        "the run stored objects ({stored})"
+    );
 
     // A new Service over a ready pod still gets its Endpoints.
     let svc = json!({"metadata": {"name": "after"}, "spec": {"selector": {"app": "after"}, "ports": [{"port": 80}]}});
@@ -435,18 +476,32 @@ async fn mutated_writes_never_store_what_typed_clients_cannot_read() -> anyhow::
     let services = collection(kinet_types::registry::lookup("", "v1", "services").unwrap());
     let pods = collection(kinet_types::registry::lookup("", "v1", "pods").unwrap());
     for (url, body) in [(&services, &svc), (&pods, &pod)] {
-        let (code, text) = send(&client, http::Method::POST, url, "application/json", serde_json::to_vec(body)?).await;
+        let (code, text) = send(
+            &client,
+            http::Method::POST,
+            url,
+            "application/json",
+            serde_json::to_vec(body)?,
+        )
+        .await;
         assert_eq!(code, 201, "{text}");
     }
-    let (code, text) = send(&client, http::Method::PATCH, &format!("{pods}/after/status"),
-        "application/merge-patch+json", serde_json::to_vec(&status)?).await;
+    let (code, text) = send(
+        &client,
+        http::Method::PATCH,
+        &format!("{pods}/after/status"),
+        "application/merge-patch+json",
+        serde_json::to_vec(&status)?,
+    )
+    .await;
     assert_eq!(code, 200, "{text}");
     let eps: Api<core::v1::Endpoints> = Api::namespaced(client.clone(), "default");
     let mut ip = None;
     for _ in 0..400 {
-        ip = eps.get_opt("after").await?.and_then(|e| {
-            Some(e.subsets?.first()?.addresses.as_ref()?.first()?.ip.clone())
-        });
+        ip = eps
+            .get_opt("after")
+            .await?
+            .and_then(|e| Some(e.subsets?.first()?.addresses.as_ref()?.first()?.ip.clone()));
         if ip.is_some() {
             break;
         }

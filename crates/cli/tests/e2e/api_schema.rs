@@ -61,7 +61,12 @@ fn removed_api_versions_answer_no_matches_for_kind() {
         for args in [&["apply"][..], &["apply", "--validate=false"], &["create"]] {
             let out = kubectl_stdin(&c, args, &manifest);
             let err = stderr(&out);
-            assert_eq!(out.status.code(), Some(1), "{args:?} {kind}\n{}", show(&out));
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{args:?} {kind}\n{}",
+                show(&out)
+            );
             assert!(
                 err.contains(&format!(
                     "no matches for kind \"{kind}\" in version \"{api_version}\""
@@ -141,7 +146,11 @@ fn writes_store_what_the_schema_allows_and_endpoints_keep_working() {
         if ep["subsets"][0]["addresses"][0]["ip"] == "10.244.9.9" {
             break;
         }
-        assert!(Instant::now() < deadline, "no endpoints for web: {ep}\n{}", c.log());
+        assert!(
+            Instant::now() < deadline,
+            "no endpoints for web: {ep}\n{}",
+            c.log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

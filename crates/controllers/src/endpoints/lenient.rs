@@ -179,9 +179,15 @@ mod tests {
     fn one_bad_object_costs_only_itself() {
         let good = raw(json!({"metadata": {"name": "a", "resourceVersion": "5"},
             "spec": {"selector": {"app": "x"}}}));
-        let bad = raw(json!({"metadata": {"name": "b", "namespace": "default", "uid": "u",
-            "labels": {"l": null}}, "spec": {"selector": {"a": null}}}));
-        assert_eq!(bad.meta.name.as_deref(), Some("b"), "identity survives bad metadata");
+        let bad = raw(
+            json!({"metadata": {"name": "b", "namespace": "default", "uid": "u",
+            "labels": {"l": null}}, "spec": {"selector": {"a": null}}}),
+        );
+        assert_eq!(
+            bad.meta.name.as_deref(),
+            Some("b"),
+            "identity survives bad metadata"
+        );
         let Ok(watcher::Event::InitApply(svc)) =
             decode_event::<Service>(watcher::Event::InitApply(good))
         else {
@@ -190,7 +196,11 @@ mod tests {
         assert_eq!(svc.metadata.resource_version.as_deref(), Some("5"));
         let err = decode_event::<Service>(watcher::Event::Apply(bad)).unwrap_err();
         assert_eq!(
-            (err.namespace.as_deref(), err.name.as_deref(), err.uid.as_deref()),
+            (
+                err.namespace.as_deref(),
+                err.name.as_deref(),
+                err.uid.as_deref()
+            ),
             (Some("default"), Some("b"), Some("u"))
         );
         assert!(err.error.contains("invalid type: null"), "{}", err.error);
