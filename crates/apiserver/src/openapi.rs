@@ -144,8 +144,13 @@ pub fn group_version(path: &str) -> Option<&'static [u8]> {
     docs.get(group).map(Vec::as_slice)
 }
 
-/// The media type kubectl asks `/openapi/v2` for (gnostic's `openapi.v2.Document`).
-pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+/// What kubectl's `Accept` for `/openapi/v2` names (gnostic's `openapi.v2.Document`), in the
+/// `@v1.0` form it sends and the `.v1.0` form.
+pub const V2_PROTOBUF_ACCEPT: &str = "com.github.proto-openapi.spec.v2";
+
+/// The `Content-Type` of the protobuf answer: kube-apiserver's, without the `@` that Go's
+/// `mime.ParseMediaType` refuses (kubectl then fails with "mime: unexpected content").
+pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
 /// `/openapi/v2`: a Swagger 2.0 document without definitions, as protobuf when `protobuf`, JSON
 /// otherwise. kubectl learns server-side validation from v3 and reads v2 only for kinds v3 does

@@ -85,7 +85,7 @@ async fn route(api: &Arc<Api>, user: &User, req: Request<Incoming>) -> Reply {
                 .headers()
                 .get(header::ACCEPT)
                 .and_then(|v| v.to_str().ok())
-                .is_some_and(|a| a.contains(openapi::V2_PROTOBUF));
+                .is_some_and(|a| a.contains(openapi::V2_PROTOBUF_ACCEPT));
             let media = if protobuf {
                 openapi::V2_PROTOBUF
             } else {
