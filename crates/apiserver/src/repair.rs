@@ -74,7 +74,9 @@ pub async fn run(store: &Store, data_dir: &Path) -> anyhow::Result<Vec<Finding>>
             let rv = stored.rv;
             store
                 .write(&key, move |now| match now {
-                    Some(now) if now["metadata"]["resourceVersion"] == rv.to_string() => {
+                    Some(now)
+                        if now["metadata"]["resourceVersion"].as_str() == Some(&rv.to_string()) =>
+                    {
                         Ok(mutation)
                     }
                     _ => Err(ApiError::conflict(resource, "changed during the check")),
