@@ -20,7 +20,7 @@ pub struct Canonical {
 /// does not decode. apiVersion and kind become the resource's own.
 pub fn canonicalize(resource: &Resource, mut obj: Value) -> Result<Canonical, ApiError> {
     typed::prepare(resource, &mut obj);
-    match typed::round_trip_kind(resource.kind, &obj) {
+    match typed::round_trip_kind(resource.kind, typed::Input::Go(&obj)) {
         None => Ok(Canonical {
             object: obj,
             unknown: Vec::new(),
@@ -31,6 +31,19 @@ pub fn canonicalize(resource: &Resource, mut obj: Value) -> Result<Canonical, Ap
         }),
         Some(Err(_)) => Err(decode::decode_error(resource, &obj)),
     }
+}
+
+/// The stored form of an object the server built from stored-form parts (strategy, defaults,
+/// system fields): re-encoded by moving its values through the typed struct, without the
+/// unknown-field report. An error means the server built something the schema does not allow.
+pub fn reencode(resource: &Resource, obj: Value) -> Result<Value, serde_json::Error> {
+    typed::round_trip_kind(resource.kind, typed::Input::Owned(obj)).unwrap_or_else(|| {
+        // Every served kind has one (typed.rs tests it).
+        Err(serde::de::Error::custom(format!(
+            "{} has no typed struct",
+            resource.kind
+        )))
+    })
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ pub fn decode_error(resource: &Resource, doc: &Value) -> ApiError {
 }
 
 fn decode_err(kind: &str, v: &Value) -> Option<String> {
-    match typed::round_trip_kind(kind, v) {
+    match typed::round_trip_kind(kind, typed::Input::Go(v)) {
         Some(Err(e)) => Some(e.to_string()),
         _ => None,
     }

@@ -6,10 +6,7 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-enum Seg {
-    Key(String),
-    Index(usize),
-}
+use crate::strict::{render, Seg};
 
 /// Parses one JSON value (the last of duplicate keys wins, as in Go), with the dotted paths of
 /// every duplicate key, in the paths' `spec.containers[0].name` form.
@@ -26,23 +23,8 @@ pub fn parse_json_with_duplicates(body: &[u8]) -> Result<(Value, Vec<String>), s
     Ok((value, duplicates))
 }
 
-fn render(path: &[Seg]) -> String {
-    let mut out = String::new();
-    for seg in path {
-        match seg {
-            Seg::Key(k) if out.is_empty() => out.push_str(k),
-            Seg::Key(k) => {
-                out.push('.');
-                out.push_str(k);
-            }
-            Seg::Index(i) => out.push_str(&format!("[{i}]")),
-        }
-    }
-    out
-}
-
 struct Node<'a> {
-    path: &'a mut Vec<Seg>,
+    path: &'a mut Vec<Seg<String>>,
     duplicates: &'a mut Vec<String>,
 }
 

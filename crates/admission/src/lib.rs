@@ -10,7 +10,7 @@ mod go_null;
 mod strict;
 mod typed;
 
-pub use canonical::{canonicalize, Canonical};
+pub use canonical::{canonicalize, reencode, Canonical};
 pub use duplicates::parse_json_with_duplicates;
 pub use strict::{field_problems, strict_decoding_error};
 

@@ -7,34 +7,56 @@ use serde_json::Value;
 /// the decode/encode round trip that made `output`.
 pub(crate) fn unknown_fields(input: &Value, output: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    diff(input, output, "", &mut out);
+    diff(input, output, &mut Vec::new(), &mut out);
     out
 }
 
-fn diff(input: &Value, output: &Value, path: &str, out: &mut Vec<String>) {
+/// One step of a field path: an object key or an array index.
+pub(crate) enum Seg<K> {
+    Key(K),
+    Index(usize),
+}
+
+/// The path is kept as borrowed segments and only rendered for an unknown field.
+fn diff<'a>(input: &'a Value, output: &Value, path: &mut Vec<Seg<&'a str>>, out: &mut Vec<String>) {
     match (input, output) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in a {
-                let child = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
+                path.push(Seg::Key(k.as_str()));
                 match b.get(k) {
-                    Some(w) => diff(v, w, &child, out),
-                    None if !v.is_null() => out.push(child),
+                    Some(w) => diff(v, w, path, out),
+                    None if !v.is_null() => out.push(render(path)),
                     None => {}
                 }
+                path.pop();
             }
         }
         (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
             for (i, (v, w)) in a.iter().zip(b).enumerate() {
-                diff(v, w, &format!("{path}[{i}]"), out);
+                path.push(Seg::Index(i));
+                diff(v, w, path, out);
+                path.pop();
             }
         }
         // Scalars (and IntOrString, Quantity, times) may be re-rendered; they are known.
         _ => {}
     }
+}
+
+/// The path as kube-apiserver's strict decoder prints it: `spec.containers[0].name`.
+pub(crate) fn render<K: AsRef<str>>(path: &[Seg<K>]) -> String {
+    let mut s = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) if s.is_empty() => s.push_str(k.as_ref()),
+            Seg::Key(k) => {
+                s.push('.');
+                s.push_str(k.as_ref());
+            }
+            Seg::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
 }
 
 /// What kube-apiserver's strict decoder says about duplicate and unknown fields: the `Warning`

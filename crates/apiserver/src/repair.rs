@@ -137,4 +137,42 @@ mod tests {
         };
         assert!(why.contains("cannot unmarshal string"), "{why}");
     }
+
+    #[tokio::test]
+    async fn run_rewrites_the_repairable_and_quarantines_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store.db")).unwrap();
+        let objects = [
+            (
+                "core/services/default/nulls",
+                json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "nulls", "namespace": "default"}, "spec": {"selector": {"a": null}}}),
+            ),
+            (
+                "core/services/default/broken",
+                json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "broken", "namespace": "default"}, "spec": {"ports": "eighty"}}),
+            ),
+        ];
+        for (key, obj) in objects {
+            store
+                .write(key, move |_| Ok(Mutation::Put(obj)))
+                .await
+                .unwrap();
+        }
+        let findings = run(&store, dir.path()).await.unwrap();
+        let reasons: Vec<&str> = findings.iter().map(|f| f.reason).collect();
+        assert_eq!(reasons, ["Quarantined", "Repaired"]);
+        let fixed = store.get("core/services/default/nulls").unwrap();
+        assert_eq!(fixed.value["spec"]["selector"], json!({"a": ""}));
+        assert!(store.get("core/services/default/broken").is_none());
+        let kept = dir
+            .path()
+            .join("quarantine/core_services_default_broken.json");
+        let kept: Value = serde_json::from_slice(&std::fs::read(kept).unwrap()).unwrap();
+        assert_eq!(kept["spec"]["ports"], "eighty");
+        assert!(readyz_line(&findings).contains("1 repaired, 1 quarantined"));
+        // A second start finds nothing left to do.
+        assert!(run(&store, dir.path()).await.unwrap().is_empty());
+    }
 }

@@ -75,14 +75,11 @@ fn decode(
 /// steps (strategy, defaults, system fields) only add what the schema knows, so a failure here
 /// is a server bug, answered 500 instead of storing something typed clients cannot read.
 pub(crate) fn stored_form(resource: &Resource, obj: Value) -> Result<Value> {
-    kinet_admission::canonicalize(resource, obj)
-        .map(|c| c.object)
-        .map_err(|e| {
-            ApiError::internal(format!(
-                "refusing to store an object that does not decode: {}",
-                e.message
-            ))
-        })
+    kinet_admission::reencode(resource, obj).map_err(|e| {
+        ApiError::internal(format!(
+            "refusing to store an object that does not decode: {e}"
+        ))
+    })
 }
 
 fn dry_run(call: &Call) -> bool {
