@@ -117,6 +117,8 @@ async fn reconcile(
 ) -> Result<()> {
     let resource = lookup(group, "v1", plural).expect("bootstrap kinds are served");
     let key = object_key(resource, Some("default"), "kubernetes");
+    // Compared with what is stored, so in the stored form.
+    let obj = crate::rest::stored_form(resource, obj)?;
     if api.store.get(&key).is_none() {
         return ensure(api, group, plural, Some("default"), obj).await;
     }

@@ -11,6 +11,7 @@ mod http;
 pub mod nodeproxy;
 pub mod openapi;
 pub mod path;
+pub mod repair;
 pub mod rest;
 mod server;
 mod tls;
@@ -103,7 +104,35 @@ pub fn open_api(config: &ServeConfig) -> anyhow::Result<Arc<Api>> {
         sa_tokens: tokenrequest::TokenIssuer::load_or_generate(
             &config.data_dir.join(tokenrequest::KEY_FILE),
         )?,
+        stored_objects: std::sync::OnceLock::new(),
     }))
+}
+
+/// Records the start-up check's findings: an Event on each object, and the `/readyz?verbose` line.
+async fn report_findings(api: &Api, findings: &[repair::Finding]) {
+    let events = kinet_types::registry::lookup("", "v1", "events").expect("events are served");
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for f in findings {
+        let meta = &f.object["metadata"];
+        let namespace = meta["namespace"].as_str().unwrap_or("default").to_string();
+        let name = meta["name"].as_str().unwrap_or(f.resource.plural);
+        let mut event = serde_json::json!({
+            "metadata": {"name": format!("{name}.{:016x}", rand::random::<u64>()), "namespace": namespace},
+            "involvedObject": {"kind": f.resource.kind, "apiVersion": f.resource.api_version(),
+                "name": name, "namespace": meta["namespace"], "uid": meta["uid"]},
+            "reason": f.reason, "message": f.message, "type": "Warning", "count": 1,
+            "firstTimestamp": now, "lastTimestamp": now,
+            "source": {"component": "kube-apiserver"}, "reportingComponent": "kube-apiserver",
+        });
+        let stored = match api.prepare_new(events, &mut event, Some(&namespace)) {
+            Ok(()) => api.insert(events, event, false).await.map(drop),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stored {
+            tracing::warn!(error = %e.message, "could not record the start-up check's event");
+        }
+    }
+    let _ = api.stored_objects.set(repair::readyz_line(findings));
 }
 
 /// Serves until SIGTERM or SIGINT.
@@ -123,9 +152,13 @@ pub async fn run_with_kubelet_client(
         let _ = api.kubelet.set(tls);
     }
     let port = config.listen.first().map(SocketAddr::port).unwrap_or(6443);
+    let findings = repair::run(&api.store, &config.data_dir)
+        .await
+        .context("checking stored objects")?;
     bootstrap::run(&api, port)
         .await
         .map_err(|e| anyhow::anyhow!("bootstrapping: {e}"))?;
+    report_findings(&api, &findings).await;
     let tls = tls::server_config(
         &config.ca_cert_pem,
         &config.server_cert_pem,

@@ -69,7 +69,14 @@ async fn route(api: &Arc<Api>, user: &User, req: Request<Incoming>) -> Reply {
     let get = req.method() == Method::GET;
     match path.as_str() {
         "/healthz" | "/livez" | "/readyz" if get => {
-            return bytes_reply(200, "text/plain; charset=utf-8", "ok")
+            let verbose = Query::parse(req.uri().query()).get("verbose").is_some();
+            let body = match api.stored_objects.get() {
+                Some(line) if verbose && path == "/readyz" => {
+                    format!("[+]ping ok\n{line}\nreadyz check passed\n")
+                }
+                _ => "ok".to_string(),
+            };
+            return bytes_reply(200, "text/plain; charset=utf-8", body);
         }
         "/version" | "/version/" if get => return json_reply(200, &discovery::version()),
         "/metrics" if get => {
@@ -77,6 +84,19 @@ async fn route(api: &Arc<Api>, user: &User, req: Request<Incoming>) -> Reply {
             return bytes_reply(200, "text/plain; version=0.0.4; charset=utf-8", text);
         }
         "/openapi/v3" | "/openapi/v3/" if get => return json_reply(200, &openapi::index()),
+        "/openapi/v2" | "/openapi/v2/" if get => {
+            let protobuf = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains(openapi::V2_PROTOBUF_ACCEPT));
+            let media = if protobuf {
+                openapi::V2_PROTOBUF
+            } else {
+                "application/json"
+            };
+            return bytes_reply(200, media, openapi::v2_document(protobuf));
+        }
         _ => {}
     }
     if let Some(gv) = path.strip_prefix("/openapi/v3/") {

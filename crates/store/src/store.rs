@@ -143,6 +143,17 @@ impl Store {
         (items, rv)
     }
 
+    /// Every object under `prefix` with its key, in key order.
+    pub fn entries(&self, prefix: &str) -> Vec<(String, Arc<Stored>)> {
+        let state = self.inner.shared.read();
+        state
+            .objects
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect()
+    }
+
     /// At most `limit` objects under `prefix` with keys after `after` (0 = no limit), the
     /// snapshot rv, and whether more remain.
     pub fn list_page(

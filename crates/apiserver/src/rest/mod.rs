@@ -25,6 +25,7 @@ use crate::TokenUser;
 
 pub use alloc::{Allocators, NetworkConfig};
 pub use services::Holdings;
+pub(crate) use write::stored_form;
 
 /// Shared state of the API server.
 pub struct Api {
@@ -44,6 +45,8 @@ pub struct Api {
     pub kubelet: std::sync::OnceLock<Arc<rustls::ClientConfig>>,
     /// Signs and verifies service-account tokens (`serviceaccounts/token`).
     pub sa_tokens: crate::tokenrequest::TokenIssuer,
+    /// The start-up check of stored objects, as `/readyz?verbose` shows it; unset until done.
+    pub stored_objects: std::sync::OnceLock<String>,
 }
 
 /// The response representation a client asked for in `Accept`.
