@@ -357,6 +357,9 @@ impl kinet_store::Backend for Flaky {
         self.committed.lock().unwrap().push(batch.clone());
         Ok(())
     }
+    fn probe(&mut self) -> Result<(), kinet_store::StoreError> {
+        Ok(())
+    }
 }
 
 #[tokio::test]
@@ -380,6 +383,8 @@ async fn failed_commit_changes_nothing_visible() {
     assert_eq!(store.current_rv(), 10);
     assert_eq!(store.stats().commits, 0);
     assert!(nothing_ready(&mut w).await);
+    let unhealthy = store.probe().await.unwrap_err();
+    assert!(unhealthy.contains("disk full"), "{unhealthy}");
 
     fail.store(false, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(
@@ -392,6 +397,16 @@ async fn failed_commit_changes_nothing_visible() {
         Some((EventType::Added, "k/a".into(), 11))
     );
     assert_eq!(committed.lock().unwrap().len(), 1);
+    assert_eq!(store.probe().await, Ok(()), "a good commit clears it");
+}
+
+#[tokio::test]
+async fn health_checks_pass_on_a_working_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    put(&store, "k/a", 1).await;
+    assert_eq!(store.probe().await, Ok(()));
+    assert_eq!(store.watch_cache_synced(), Ok(()));
 }
 
 #[tokio::test]
