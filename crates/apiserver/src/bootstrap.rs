@@ -152,6 +152,7 @@ mod tests {
             server_cert_pem: String::new(),
             server_key_pem: String::new(),
             tokens: vec![],
+            health: Default::default(),
         })
         .unwrap()
     }

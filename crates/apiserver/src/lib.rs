@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+pub use kinet_health::{Checks, Endpoint};
 use kinet_store::Store;
 
 pub use nodeproxy::KubeletClient;
@@ -43,6 +44,9 @@ pub struct ServeConfig {
     pub server_key_pem: String,
     /// Bearer tokens accepted, with the user they authenticate.
     pub tokens: Vec<TokenUser>,
+    /// Checks behind `/livez`, `/readyz` and `/healthz`. The server adds its own (`ping`,
+    /// `etcd`, `watch-cache`); the process's other parts (the control loops) add theirs.
+    pub health: Checks,
 }
 
 /// A bearer token and who it authenticates as.
@@ -71,6 +75,7 @@ pub fn open_api(config: &ServeConfig) -> anyhow::Result<Arc<Api>> {
         );
         rest::Holdings::of(&svc.value).claim(&mut alloc, &key);
     }
+    register_checks(&config.health, &store);
     let server_address = config
         .listen
         .first()
@@ -83,10 +88,33 @@ pub fn open_api(config: &ServeConfig) -> anyhow::Result<Arc<Api>> {
         network,
         alloc: Mutex::new(alloc),
         kubelet: std::sync::OnceLock::new(),
+        health: config.health.clone(),
         sa_tokens: tokenrequest::TokenIssuer::load_or_generate(
             &config.data_dir.join(tokenrequest::KEY_FILE),
         )?,
     }))
+}
+
+/// kube-apiserver's storage check waits this long for etcd (`--etcd-healthcheck-timeout`).
+const STORE_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The server's own checks, under kube-apiserver's names: `etcd` is its storage check.
+fn register_checks(checks: &Checks, store: &Store) {
+    checks.add("ping", Endpoint::Live, || Box::pin(async { Ok(()) }));
+    let s = store.clone();
+    checks.add("etcd", Endpoint::Live, move || {
+        let s = s.clone();
+        Box::pin(async move {
+            tokio::time::timeout(STORE_PROBE_TIMEOUT, s.probe())
+                .await
+                .map_err(|_| format!("the store did not answer within {STORE_PROBE_TIMEOUT:?}"))?
+        })
+    });
+    let s = store.clone();
+    checks.add("watch-cache", Endpoint::Ready, move || {
+        let r = s.watch_cache_synced();
+        Box::pin(async move { r })
+    });
 }
 
 /// Serves until SIGTERM or SIGINT.

@@ -4,7 +4,10 @@ use std::io::IsTerminal;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use anyhow::{Context, Result};
-use kinet_apiserver::{KubeletClient, ServeConfig, TokenUser};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use kinet_apiserver::{Checks, Endpoint, KubeletClient, ServeConfig, TokenUser};
 use kinet_pki::{Pki, ADMIN_GROUP, ADMIN_USER};
 use tracing_subscriber::EnvFilter;
 
@@ -34,6 +37,17 @@ pub async fn serve(name: &str) -> Result<()> {
         .issue_kubelet_client()
         .context("issuing the kubelet client certificate")?;
     let kubelet = KubeletClient { cert_pem, key_pem };
+    // Ready only once the control loops run; a loop future that ends stops the process.
+    let health = Checks::default();
+    let loops_started = Arc::new(AtomicBool::new(false));
+    let started = loops_started.clone();
+    health.add("controllers", Endpoint::Ready, move || {
+        let r = match started.load(Ordering::Acquire) {
+            true => Ok(()),
+            false => Err("the control loops have not started".to_string()),
+        };
+        Box::pin(async move { r })
+    });
     let api = kinet_apiserver::run_with_kubelet_client(
         ServeConfig {
             cluster: info.name.clone(),
@@ -47,6 +61,7 @@ pub async fn serve(name: &str) -> Result<()> {
                 user: ADMIN_USER.to_string(),
                 groups: vec![ADMIN_GROUP.to_string()],
             }],
+            health,
         },
         Some(kubelet),
     );
@@ -58,6 +73,7 @@ pub async fn serve(name: &str) -> Result<()> {
         if let Some(cidr) = info.underlay.filter(|_| info.nodes > 0) {
             crate::external::ensure_lb_pool(&controllers, cidr).await;
         }
+        loops_started.store(true, Ordering::Release);
         kinet_controllers::run(
             controllers.clone(),
             kinet_controllers::ControllerConfig::default(),

@@ -40,6 +40,8 @@ pub struct Api {
     pub kubelet: std::sync::OnceLock<Arc<rustls::ClientConfig>>,
     /// Signs and verifies service-account tokens (`serviceaccounts/token`).
     pub sa_tokens: crate::tokenrequest::TokenIssuer,
+    /// What `/livez`, `/readyz` and `/healthz` check.
+    pub health: kinet_health::Checks,
 }
 
 /// The response representation a client asked for in `Accept`.

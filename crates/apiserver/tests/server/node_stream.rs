@@ -125,6 +125,7 @@ impl Cluster {
                 user: "kubernetes-admin".into(),
                 groups: vec!["system:masters".into()],
             }],
+            health: Default::default(),
         };
         let api_task = tokio::spawn(async move {
             let kubelet = KubeletClient { cert_pem, key_pem };
