@@ -2,11 +2,10 @@
 
 use std::io::IsTerminal;
 use std::net::{Ipv4Addr, SocketAddr};
-
-use anyhow::{Context, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use anyhow::{Context, Result};
 use kinet_apiserver::{Checks, Endpoint, KubeletClient, ServeConfig, TokenUser};
 use kinet_pki::{Pki, ADMIN_GROUP, ADMIN_USER};
 use tracing_subscriber::EnvFilter;
