@@ -58,15 +58,15 @@ impl Default for DnsConfig {
 }
 
 /// A fresh, empty view for `config.zone`, ready to share with [`serve`].
-pub fn new_view(config: &DnsConfig) -> SharedView {
-    Arc::new(RwLock::new(ClusterView::new(&config.zone)))
+pub fn new_view(config: &DnsConfig) -> Result<SharedView, Error> {
+    Ok(Arc::new(RwLock::new(ClusterView::new(&config.zone)?)))
 }
 
 /// Serve DNS with the view kept current by watches on Services,
 /// EndpointSlices and Namespaces. Returns once the sockets are bound; `/ready`
 /// turns 200 when every watch has listed once.
 pub async fn start(client: kube::Client, config: &DnsConfig) -> Result<DnsServer, Error> {
-    let view = new_view(config);
+    let view = new_view(config)?;
     let mut server = serve(view.clone(), config).await?;
     watch::spawn(&mut server, client, view);
     Ok(server)
