@@ -15,9 +15,6 @@ use super::strategy::{self, Part};
 use super::{meta, object_key, Api, Call, Format};
 use crate::http::{bytes_reply, Reply};
 
-/// How many times an update computed from a stale read is recomputed before giving up.
-const RETRIES: usize = 16;
-
 /// Decodes a create or update body: JSON, or the protobuf that kubectl's typed clients send.
 fn parse_object(content_type: &str, body: &[u8]) -> Result<Value> {
     let media = content_type.split(';').next().unwrap_or("").trim();
@@ -282,7 +279,9 @@ impl Api {
     }
 
     /// Read, compute the new object, and write it only if nothing changed in between; a stale
-    /// computation is redone unless the client gave a resourceVersion precondition.
+    /// computation is redone unless the client gave a resourceVersion precondition. Like
+    /// kube-apiserver's GuaranteedUpdate, without a cap: every lost round means another
+    /// writer's update went in, and a capped retry handed busy objects' writers 409s.
     async fn guaranteed_update(
         &self,
         call: &Call,
@@ -293,7 +292,7 @@ impl Api {
         let resource = call.resource();
         let key = call.key();
         let name = call.name().to_string();
-        for _ in 0..RETRIES {
+        loop {
             let current = self
                 .store
                 .get(&key)
@@ -366,7 +365,6 @@ impl Api {
                 }
             }
         }
-        Err(ApiError::conflict(resource, &name))
     }
 }
 
