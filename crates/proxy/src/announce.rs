@@ -16,7 +16,7 @@ use std::net::Ipv4Addr;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+use kinet_types::wellknown::SERVICE_NAME_LABEL;
 
 /// Names of Ready nodes (a node without a Ready condition counts: it has not reported yet).
 pub fn ready_nodes(nodes: &[Node]) -> BTreeSet<String> {

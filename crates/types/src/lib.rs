@@ -2,6 +2,7 @@
 //!
 //! - [`registry`]: which resources exist, their group/version/kind, scope, short names and
 //!   subresources. Discovery, routing, validation and printing all read this one table.
+//! - [`wellknown`]: well-known labels, the cluster's address ranges and ports.
 //! - [`error`]: API errors rendered as `metav1.Status` with kube-apiserver's codes, reasons and
 //!   message formats.
 //!
@@ -9,6 +10,7 @@
 
 pub mod error;
 pub mod registry;
+pub mod wellknown;
 
 pub use error::{ApiError, FieldError, FieldErrorKind, Result};
 pub use registry::{Resource, Scope, RESOURCES};
