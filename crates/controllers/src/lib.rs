@@ -36,7 +36,7 @@ pub struct ControllerConfig {
 impl Default for ControllerConfig {
     fn default() -> Self {
         ControllerConfig {
-            cluster_cidr: "10.244.0.0/16".into(),
+            cluster_cidr: kinet_types::wellknown::CLUSTER_CIDR.into(),
             node_cidr_mask: 24,
         }
     }

@@ -19,6 +19,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use kinet_types::wellknown::DNS_METRICS_PORT;
 use tokio::signal::unix::{signal, SignalKind};
 
 pub use handler::SharedView;
@@ -50,7 +51,7 @@ impl Default for DnsConfig {
         DnsConfig {
             zone: "cluster.local".into(),
             listen: (Ipv4Addr::UNSPECIFIED, 53).into(),
-            metrics: (Ipv4Addr::UNSPECIFIED, 9153).into(),
+            metrics: (Ipv4Addr::UNSPECIFIED, DNS_METRICS_PORT).into(),
             upstreams: Vec::new(),
             cache_size: DEFAULT_CACHE_SIZE,
         }
