@@ -19,7 +19,7 @@ pub const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
 /// The version the agent reports as its kubelet.
 pub const KUBELET_VERSION: &str = "v1.32.0-kinet";
 /// The port of the agent's API (logs, exec, attach, port-forward), the kubelet's 10250.
-pub const KUBELET_PORT: i32 = 10250;
+pub const KUBELET_PORT: i32 = kinet_types::wellknown::KUBELET_PORT as i32;
 
 /// What the node has to offer.
 #[derive(Debug, Clone, PartialEq, Eq)]

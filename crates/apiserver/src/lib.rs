@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+pub use kinet_health::{Checks, Endpoint};
 use kinet_store::Store;
 
 pub use nodeproxy::KubeletClient;
@@ -48,6 +49,9 @@ pub struct ServeConfig {
     pub admission: kinet_admission::Settings,
     /// Prometheus text of the control plane's other parts, served at `/metrics`.
     pub metrics: Option<MetricsText>,
+    /// Checks behind `/livez`, `/readyz` and `/healthz`. The server adds its own (`ping`,
+    /// `etcd`, `watch-cache`); the process's other parts (the control loops) add theirs.
+    pub health: Checks,
 }
 
 /// Renders Prometheus text on demand (the supervised control loops' counters, which run in
@@ -87,6 +91,7 @@ pub fn open_api(config: &ServeConfig) -> anyhow::Result<Arc<Api>> {
         );
         rest::Holdings::of(&svc.value).claim(&mut alloc, &key);
     }
+    register_checks(&config.health, &store);
     let server_address = config
         .listen
         .first()
@@ -101,15 +106,16 @@ pub fn open_api(config: &ServeConfig) -> anyhow::Result<Arc<Api>> {
         network,
         alloc: Mutex::new(alloc),
         kubelet: std::sync::OnceLock::new(),
+        health: config.health.clone(),
         sa_tokens: tokenrequest::TokenIssuer::load_or_generate(
             &config.data_dir.join(tokenrequest::KEY_FILE),
         )?,
-        stored_objects: std::sync::OnceLock::new(),
     }))
 }
 
-/// Records the start-up check's findings: an Event on each object, and the `/readyz?verbose` line.
+/// Records the start-up check's findings: an Event on each object, and a log line.
 async fn report_findings(api: &Api, findings: &[repair::Finding]) {
+    tracing::info!("{}", repair::summary(findings));
     let events = kinet_types::registry::lookup("", "v1", "events").expect("events are served");
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     for f in findings {
@@ -132,7 +138,28 @@ async fn report_findings(api: &Api, findings: &[repair::Finding]) {
             tracing::warn!(error = %e.message, "could not record the start-up check's event");
         }
     }
-    let _ = api.stored_objects.set(repair::readyz_line(findings));
+}
+
+/// kube-apiserver's storage check waits this long for etcd (`--etcd-healthcheck-timeout`).
+const STORE_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The server's own checks, under kube-apiserver's names: `etcd` is its storage check.
+fn register_checks(checks: &Checks, store: &Store) {
+    checks.add("ping", Endpoint::Live, || Box::pin(async { Ok(()) }));
+    let s = store.clone();
+    checks.add("etcd", Endpoint::Live, move || {
+        let s = s.clone();
+        Box::pin(async move {
+            tokio::time::timeout(STORE_PROBE_TIMEOUT, s.probe())
+                .await
+                .map_err(|_| format!("the store did not answer within {STORE_PROBE_TIMEOUT:?}"))?
+        })
+    });
+    let s = store.clone();
+    checks.add("watch-cache", Endpoint::Ready, move || {
+        let r = s.watch_cache_synced();
+        Box::pin(async move { r })
+    });
 }
 
 /// Serves until SIGTERM or SIGINT.

@@ -94,14 +94,12 @@ pub async fn run(store: &Store, data_dir: &Path) -> anyhow::Result<Vec<Finding>>
     Ok(findings)
 }
 
-/// The line `/readyz?verbose` shows for the check.
-pub fn readyz_line(findings: &[Finding]) -> String {
+/// The start-up check in one log line.
+pub fn summary(findings: &[Finding]) -> String {
     let count = |reason| findings.iter().filter(|f| f.reason == reason).count();
     match (count("Repaired"), count("Quarantined")) {
-        (0, 0) => "[+]stored-objects ok".to_string(),
-        (r, q) => {
-            format!("[+]stored-objects ok ({r} repaired, {q} quarantined at start; see the events)")
-        }
+        (0, 0) => "stored objects checked: all in their schema's form".to_string(),
+        (r, q) => format!("stored objects checked: {r} repaired, {q} quarantined (see the events)"),
     }
 }
 
@@ -171,7 +169,7 @@ mod tests {
             .join("quarantine/core_services_default_broken.json");
         let kept: Value = serde_json::from_slice(&std::fs::read(kept).unwrap()).unwrap();
         assert_eq!(kept["spec"]["ports"], "eighty");
-        assert!(readyz_line(&findings).contains("1 repaired, 1 quarantined"));
+        assert!(summary(&findings).contains("1 repaired, 1 quarantined"));
         // A second start finds nothing left to do.
         assert!(run(&store, dir.path()).await.unwrap().is_empty());
     }

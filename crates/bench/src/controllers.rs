@@ -157,7 +157,7 @@ async fn endpoint_latency(
                 .metadata
                 .labels
                 .as_ref()
-                .and_then(|l| l.get("kubernetes.io/service-name"))
+                .and_then(|l| l.get(kinet_controllers::endpoints::slices::SERVICE_NAME_LABEL))
                 == Some(&service);
             let ready = slice.endpoints.iter().any(|e| {
                 e.addresses.contains(&ip)

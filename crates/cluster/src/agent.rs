@@ -10,13 +10,11 @@ use anyhow::{bail, Context, Result};
 use kinet_agent::network::{self, NetworkConfig};
 use kinet_agent::pods::{self, ClusterDns, Runtime};
 use kinet_agent::{host, AgentConfig, NodeConfig};
+use kinet_types::wellknown::PROXY_METRICS_PORT;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::nodes::Plan;
 use crate::state::{self, absolute_home, ClusterDir};
-
-/// Where the service proxy's metrics are served on each node (kube-proxy's port).
-const PROXY_METRICS_PORT: u16 = 10249;
 
 pub async fn agent(name: &str, node: &str) -> Result<()> {
     crate::serve::init_logging();

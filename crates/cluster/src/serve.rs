@@ -2,11 +2,12 @@
 
 use std::io::IsTerminal;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use kinet_apiserver::{KubeletClient, MetricsText, ServeConfig, TokenUser};
+use kinet_apiserver::{Checks, Endpoint, KubeletClient, MetricsText, ServeConfig, TokenUser};
 use kinet_pki::{Pki, ADMIN_GROUP, ADMIN_USER};
 use tracing_subscriber::EnvFilter;
 
@@ -38,6 +39,17 @@ pub async fn serve(name: &str) -> Result<()> {
     let kubelet = KubeletClient { cert_pem, key_pem };
     let loops = Arc::new(kinet_controllers::LoopMetrics::default());
     let loop_metrics = loops.clone();
+    // Ready only once the control loops run (each is then supervised on its own task).
+    let health = Checks::default();
+    let loops_started = Arc::new(AtomicBool::new(false));
+    let started = loops_started.clone();
+    health.add("controllers", Endpoint::Ready, move || {
+        let r = match started.load(Ordering::Acquire) {
+            true => Ok(()),
+            false => Err("the control loops have not started".to_string()),
+        };
+        Box::pin(async move { r })
+    });
     let api = kinet_apiserver::run_with_kubelet_client(
         ServeConfig {
             cluster: info.name.clone(),
@@ -55,6 +67,7 @@ pub async fn serve(name: &str) -> Result<()> {
                 default_toleration_seconds: info.default_toleration_seconds,
             },
             metrics: Some(MetricsText(Arc::new(move || loop_metrics.render()))),
+            health,
         },
         Some(kubelet),
     );
@@ -73,6 +86,7 @@ pub async fn serve(name: &str) -> Result<()> {
             crate::external::ensure_lb_pool(&controllers, cidr).await;
         }
         kinet_controllers::start(controllers, config, &loops);
+        loops_started.store(true, Ordering::Release);
     });
     let result = api.await;
     // A stale PID file would make the next `up` think we still run (until the PID is reused).

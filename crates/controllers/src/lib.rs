@@ -48,7 +48,7 @@ pub struct ControllerConfig {
 impl Default for ControllerConfig {
     fn default() -> Self {
         ControllerConfig {
-            cluster_cidr: "10.244.0.0/16".into(),
+            cluster_cidr: kinet_types::wellknown::CLUSTER_CIDR.into(),
             node_cidr_mask: 24,
             node_monitor_grace_period: nodelifecycle::Settings::default().node_monitor_grace_period,
         }

@@ -45,8 +45,8 @@ pub struct Api {
     pub kubelet: std::sync::OnceLock<Arc<rustls::ClientConfig>>,
     /// Signs and verifies service-account tokens (`serviceaccounts/token`).
     pub sa_tokens: crate::tokenrequest::TokenIssuer,
-    /// The start-up check of stored objects, as `/readyz?verbose` shows it; unset until done.
-    pub stored_objects: std::sync::OnceLock<String>,
+    /// What `/livez`, `/readyz` and `/healthz` check.
+    pub health: kinet_health::Checks,
 }
 
 /// The response representation a client asked for in `Accept`.

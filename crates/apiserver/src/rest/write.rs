@@ -15,9 +15,6 @@ use super::strategy::{self, Part};
 use super::{meta, object_key, Api, Call, Format};
 use crate::http::{bytes_reply, Reply};
 
-/// How many times an update computed from a stale read is recomputed before giving up.
-const RETRIES: usize = 16;
-
 /// A create or update body and its duplicate keys: JSON, YAML, or the protobuf that typed
 /// clients send.
 fn parse_object(content_type: &str, body: &[u8]) -> Result<(Value, Vec<String>)> {
@@ -309,7 +306,9 @@ impl Api {
     }
 
     /// Read, compute the new object, and write it only if nothing changed in between; a stale
-    /// computation is redone unless the client gave a resourceVersion precondition.
+    /// computation is redone unless the client gave a resourceVersion precondition. Like
+    /// kube-apiserver's GuaranteedUpdate, without a cap: every lost round means another
+    /// writer's update went in, and a capped retry handed busy objects' writers 409s.
     async fn guaranteed_update(
         &self,
         call: &Call,
@@ -320,7 +319,7 @@ impl Api {
         let resource = call.resource();
         let key = call.key();
         let name = call.name().to_string();
-        for _ in 0..RETRIES {
+        loop {
             let current = self
                 .store
                 .get(&key)
@@ -401,7 +400,6 @@ impl Api {
                 }
             }
         }
-        Err(ApiError::conflict(resource, &name))
     }
 }
 

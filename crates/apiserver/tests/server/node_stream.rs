@@ -129,6 +129,7 @@ impl Cluster {
             }],
             admission: Default::default(),
             metrics: None,
+            health: Default::default(),
         };
         let api_task = tokio::spawn(async move {
             let kubelet = KubeletClient { cert_pem, key_pem };
