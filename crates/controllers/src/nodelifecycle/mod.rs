@@ -196,9 +196,14 @@ impl Pass {
         let name = node.name_any();
         // The resourceVersion makes the write conditional: a taint someone added meanwhile
         // is not lost; the next pass recomputes from the newer node.
+        // No taints left: the field goes, as kube-apiserver stores an empty list (omitempty).
+        let taints = match wanted.is_empty() {
+            true => serde_json::Value::Null,
+            false => json!(wanted),
+        };
         let patch = json!({
             "metadata": {"resourceVersion": node.resource_version()},
-            "spec": {"taints": wanted},
+            "spec": {"taints": taints},
         });
         let api: Api<Node> = Api::all(self.client.clone());
         match api
