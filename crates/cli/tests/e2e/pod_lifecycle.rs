@@ -15,85 +15,77 @@ use crate::pods::{apply, json, AGNHOST};
 /// Long enough for a loaded 2-core machine; a healthy run needs a fraction of it.
 const WAIT: u64 = 120;
 
-/// Every case's pod. Probes run every second and give up after one failure where the case is
-/// a failure, so that restarts come quickly.
+/// Every case's pod, each with one container `c`. Probes run every second and give up after
+/// one failure where the case is a failure, so that restarts come quickly.
 fn pods(marker: &str) -> String {
-    format!(
-        r#"
-apiVersion: v1
-kind: Pod
-metadata: {{name: healthy}}
-spec:
-  containers:
-  - name: c
-    image: {AGNHOST}
-    args: [netexec, --http-port=8080, --udp-port=8081]
-    startupProbe: {{exec: {{command: ["true"]}}, periodSeconds: 1}}
-    readinessProbe: {{httpGet: {{path: /readyz, port: 8080}}, periodSeconds: 1}}
-    livenessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: unready}}
-spec:
-  containers:
-  - name: c
-    image: {AGNHOST}
-    args: [netexec, --http-port=8080, --udp-port=8081]
-    readinessProbe: {{httpGet: {{path: "/echo?code=503", port: 8080}}, periodSeconds: 1}}
-    livenessProbe: {{exec: {{command: ["true"]}}, periodSeconds: 1}}
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: live-exec}}
-spec:
-  containers:
-  - name: c
-    image: busybox
-    command: [sleep, "1000"]
-    livenessProbe: {{exec: {{command: ["false"]}}, periodSeconds: 1, failureThreshold: 1}}
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: live-http}}
-spec:
-  containers:
-  - name: c
-    image: busybox
-    command: [sleep, "1000"]
-    livenessProbe: {{httpGet: {{path: /, port: 8080}}, periodSeconds: 1, failureThreshold: 1}}
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: startup-tcp}}
-spec:
-  containers:
-  - name: c
-    image: busybox
-    command: [sleep, "1000"]
-    startupProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1, failureThreshold: 1}}
-    readinessProbe: {{exec: {{command: ["true"]}}, periodSeconds: 1}}
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: crash}}
-spec:
-  containers:
-  - name: c
-    image: busybox
-    command: [sh, -c, "exit 1"]
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: stubborn}}
-spec:
-  terminationGracePeriodSeconds: 2
-  containers:
-  - name: c
-    image: busybox
-    command: [sh, -c, 'trap "" TERM; sleep 1000; : {marker}']
-"#
-    )
+    let netexec =
+        format!("image: {AGNHOST}\n    args: [netexec, --http-port=8080, --udp-port=8081]");
+    let sleeper = "image: busybox\n    command: [sleep, \"1000\"]";
+    let every_second = "periodSeconds: 1";
+    let once = "periodSeconds: 1, failureThreshold: 1";
+    let cases = [
+        (
+            "healthy",
+            "",
+            format!(
+                "{netexec}
+    startupProbe: {{exec: {{command: [\"true\"]}}, {every_second}}}
+    readinessProbe: {{httpGet: {{path: /readyz, port: 8080}}, {every_second}}}
+    livenessProbe: {{tcpSocket: {{port: 8080}}, {every_second}}}"
+            ),
+        ),
+        (
+            "unready",
+            "",
+            format!(
+                "{netexec}
+    readinessProbe: {{httpGet: {{path: \"/echo?code=503\", port: 8080}}, {every_second}}}
+    livenessProbe: {{exec: {{command: [\"true\"]}}, {every_second}}}"
+            ),
+        ),
+        (
+            "live-exec",
+            "",
+            format!(
+                "{sleeper}
+    livenessProbe: {{exec: {{command: [\"false\"]}}, {once}}}"
+            ),
+        ),
+        (
+            "live-http",
+            "",
+            format!(
+                "{sleeper}
+    livenessProbe: {{httpGet: {{path: /, port: 8080}}, {once}}}"
+            ),
+        ),
+        (
+            "startup-tcp",
+            "",
+            format!(
+                "{sleeper}
+    startupProbe: {{tcpSocket: {{port: 8080}}, {once}}}
+    readinessProbe: {{exec: {{command: [\"true\"]}}, {every_second}}}"
+            ),
+        ),
+        (
+            "crash",
+            "",
+            "image: busybox\n    command: [sh, -c, \"exit 1\"]".to_string(),
+        ),
+        (
+            "stubborn",
+            "  terminationGracePeriodSeconds: 2\n",
+            format!(
+                "image: busybox\n    command: [sh, -c, 'trap \"\" TERM; sleep 1000; : {marker}']"
+            ),
+        ),
+    ];
+    cases
+        .map(|(name, spec, container)| {
+            format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n{spec}  containers:\n  - name: c\n    {container}\n")
+        })
+        .join("---\n")
 }
 
 fn pod(c: &Cluster, name: &str) -> Value {
