@@ -1,5 +1,6 @@
 //! Issue 11 item 4: the pod lifecycle, end to end with real kubectl. One one-node cluster runs
-//! every case at once: probes of each kind in each role, liveness and startup restarts, the
+//! every case at once: probes of each kind in each role (grpc only failing: no built-in image
+//! serves the gRPC health protocol), liveness and startup restarts, the
 //! crash-loop back-off, the container events, and SIGKILL after the grace period for a process
 //! that ignores SIGTERM. No timing assertions: only generous deadlines to wait for a state.
 
@@ -41,6 +42,14 @@ fn pods(marker: &str) -> String {
                 "{netexec}
     readinessProbe: {{httpGet: {{path: \"/echo?code=503\", port: 8080}}, {every_second}}}
     livenessProbe: {{exec: {{command: [\"true\"]}}, {every_second}}}"
+            ),
+        ),
+        (
+            "grpc-unready",
+            "",
+            format!(
+                "{netexec}
+    readinessProbe: {{grpc: {{port: 8080}}, {every_second}}}"
             ),
         ),
         (
@@ -223,6 +232,15 @@ fn failing_readiness_keeps_a_running_pod_unready(c: &Cluster) {
         "Unhealthy",
         "Readiness probe failed: HTTP probe failed with statuscode: 503",
     );
+    // gRPC probes run too, over HTTP/2 to the pod IP: netexec speaks only HTTP/1.
+    wait_event(
+        c,
+        "grpc-unready",
+        "Unhealthy",
+        "Readiness probe failed: error: health rpc probe failed: rpc error: code = Unknown",
+    );
+    let p = pod(c, "grpc-unready");
+    assert_eq!(condition(&p, "Ready"), "False", "{}", p["status"]);
     let p = pod(c, "unready");
     assert_eq!(p["status"]["phase"], "Running", "{}", p["status"]);
     assert_eq!(condition(&p, "Ready"), "False", "{}", p["status"]);
