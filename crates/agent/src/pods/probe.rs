@@ -1,6 +1,6 @@
 //! Readiness, liveness and startup probes as the kubelet runs them: httpGet and tcpSocket
 //! from the node to the pod's IP (the agent sits in the node namespace, on `cbr0`'s side),
-//! exec through `nsenter` into the sandbox.
+//! exec through `nsenter` into the sandbox, grpc with the gRPC health-checking protocol.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -79,8 +79,16 @@ pub async fn attempt(
                 .map_err(|e| format!("dial tcp {addr}: connect: {e}"))
         } else if let Some(e) = &p.exec {
             exec(pause_pid, e.command.as_deref().unwrap_or(&[])).await
+        } else if let Some(g) = &p.grpc {
+            let port = u16::try_from(g.port).map_err(|_| format!("invalid port {}", g.port))?;
+            grpc_health(
+                SocketAddr::from((pod_ip, port)),
+                g.service.as_deref().unwrap_or(""),
+                timeout,
+            )
+            .await
         } else {
-            Err("probe has no handler kinet supports (grpc is not implemented)".into())
+            Err("probe has no handler".into())
         }
     };
     match tokio::time::timeout(timeout, run).await {
@@ -118,6 +126,49 @@ async fn http_get(addr: SocketAddr, path: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("HTTP probe failed with statuscode: {code}"))
+    }
+}
+
+/// `grpc.health.v1.Health/Check` over plaintext HTTP/2, with the kubelet's messages.
+async fn grpc_health(addr: SocketAddr, service: &str, timeout: Duration) -> Result<(), String> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+
+    let secs = timeout.as_secs();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| e.to_string())?
+        .connect()
+        .await
+        .map_err(|e| {
+            format!("timeout: failed to connect service \"{addr}\" within {secs}s: {e}")
+        })?;
+    let request = HealthCheckRequest {
+        service: service.to_string(),
+    };
+    let reply = HealthClient::new(channel)
+        .check(request)
+        .await
+        .map_err(|status| match status.code() {
+            tonic::Code::Unimplemented => format!(
+                "this server does not implement the grpc health protocol (grpc.health.v1.Health): {}",
+                status.message()
+            ),
+            tonic::Code::DeadlineExceeded => {
+                format!("timeout: health rpc did not complete within {secs}s")
+            }
+            // As grpc-go prints a status.
+            code => format!(
+                "error: health rpc probe failed: rpc error: code = {code:?} desc = {}",
+                status.message()
+            ),
+        })?
+        .into_inner();
+    match reply.status() {
+        ServingStatus::Serving => Ok(()),
+        other => Err(format!(
+            "service unhealthy (responded with \"{}\")",
+            other.as_str_name()
+        )),
     }
 }
 
@@ -224,6 +275,53 @@ mod tests {
         assert_eq!(t.record(false, now), None);
         assert_eq!(t.record(false, now), Some(false));
         assert_eq!(t.record(true, now), Some(true));
+    }
+
+    #[tokio::test]
+    async fn grpc_probes_ask_the_health_service() {
+        use tonic_health::ServingStatus;
+        let (reporter, service) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("up", ServingStatus::Serving)
+            .await;
+        reporter
+            .set_service_status("down", ServingStatus::NotServing)
+            .await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
+        let server = tokio::spawn(server);
+        let second = Duration::from_secs(5);
+
+        // The empty service name is the server as a whole, which tonic-health reports SERVING.
+        assert_eq!(grpc_health(addr, "", second).await, Ok(()));
+        assert_eq!(grpc_health(addr, "up", second).await, Ok(()));
+        let down = grpc_health(addr, "down", second).await.unwrap_err();
+        assert_eq!(down, "service unhealthy (responded with \"NOT_SERVING\")");
+        let unknown = grpc_health(addr, "nope", second).await.unwrap_err();
+        assert_eq!(
+            unknown,
+            "error: health rpc probe failed: rpc error: code = NotFound desc = service not registered"
+        );
+
+        server.abort();
+        let _ = server.await;
+        let closed = grpc_health(addr, "", second).await.unwrap_err();
+        assert!(closed.starts_with("timeout: failed to connect"), "{closed}");
+    }
+
+    #[tokio::test]
+    async fn grpc_probes_go_to_the_pod_ip_and_port() {
+        let p: Probe = serde_json::from_value(serde_json::json!({
+            "grpc": {"port": 1, "service": "x"}}))
+        .unwrap();
+        let c = Container::default();
+        let err = attempt(&p, &c, Ipv4Addr::LOCALHOST, 0, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(err.contains("127.0.0.1:1"), "{err}");
     }
 
     #[test]

@@ -126,9 +126,6 @@ pub fn run(args: &ShimArgs) -> Result<()> {
     for s in FORWARDED {
         blocked.add(s);
     }
-    // Blocked here, so in every thread: one thread takes them with sigwait. Children start
-    // with an empty mask (the standard library resets it).
-    blocked.thread_block().context("blocking signals")?;
     std::fs::create_dir_all(&args.io_dir)
         .with_context(|| format!("creating {}", args.io_dir.display()))?;
     let paths = IoPaths::in_dir(&args.io_dir);
@@ -154,7 +151,7 @@ pub fn run(args: &ShimArgs) -> Result<()> {
         cmd.stdin(Stdio::from(pty.slave.try_clone()?))
             .stdout(Stdio::from(pty.slave.try_clone()?))
             .stderr(Stdio::from(pty.slave));
-        let child = spawn(&mut cmd)?;
+        let child = spawn(&mut cmd, &blocked)?;
         let master = File::from(pty.master);
         let writer: Box<dyn Write + Send> = Box::new(master.try_clone()?);
         // The terminal's output (stderr included) is the container's stdout, as runtimes log it.
@@ -169,7 +166,7 @@ pub fn run(args: &ShimArgs) -> Result<()> {
         cmd.stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = spawn(&mut cmd)?;
+        let mut child = spawn(&mut cmd, &blocked)?;
         let out = child.stdout.take().expect("piped stdout");
         let err = child.stderr.take().expect("piped stderr");
         copy_out(out, Stream::Stdout, log.clone(), done_tx.clone());
@@ -214,9 +211,17 @@ pub fn make_fifo(path: &Path) -> Result<()> {
         .with_context(|| format!("creating {}", path.display()))
 }
 
-fn spawn(cmd: &mut Command) -> Result<Child> {
-    cmd.spawn()
-        .with_context(|| format!("starting {:?}", cmd.get_program()))
+/// Starts the container, then blocks `blocked` in the shim, before it starts any thread, so
+/// that in every thread: one thread takes them with sigwait. In that order because a child
+/// inherits its parent's signal mask through fork and exec: a container started with SIGTERM
+/// blocked would sit out every grace period until SIGKILL. A signal in between kills the shim,
+/// and with it (`--pdeathsig`) the container, which was sent the same signal as its group.
+fn spawn(cmd: &mut Command, blocked: &SigSet) -> Result<Child> {
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {:?}", cmd.get_program()))?;
+    blocked.thread_block().context("blocking signals")?;
+    Ok(child)
 }
 
 /// Copies one output of the container into the log until it ends; says so on `done`.
@@ -282,6 +287,31 @@ fn exit_as(status: std::process::ExitStatus) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A process's blocked-signal mask, from `/proc/<pid>/status`.
+    fn blocked_mask(pid: u32) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let mask = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigBlk:"))
+            .unwrap();
+        u64::from_str_radix(mask.trim(), 16).unwrap()
+    }
+
+    #[test]
+    fn the_container_starts_with_no_signal_blocked_and_the_shim_blocks_them() {
+        let mut blocked = SigSet::empty();
+        blocked.add(Signal::SIGTERM);
+        let mut child = spawn(Command::new("sleep").arg("30"), &blocked).unwrap();
+        let term = 1 << (Signal::SIGTERM as i32 - 1);
+        let child_mask = blocked_mask(child.id());
+        // This test's own thread now blocks SIGTERM, as the shim's threads do.
+        let thread_mask = SigSet::thread_get_mask().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(child_mask & term, 0, "child mask {child_mask:x}");
+        assert!(thread_mask.contains(Signal::SIGTERM));
+    }
 
     fn args(stdin: bool, tty: bool) -> ShimArgs {
         ShimArgs {

@@ -51,7 +51,12 @@ status:
 
 /// Polls `f` every 200ms until it returns `Some`, for at most `secs`; on timeout panics with
 /// `what`, the last state `f` described, and the control plane's log tail.
-fn until<T>(c: &Cluster, what: &str, secs: u64, mut f: impl FnMut() -> Result<T, String>) -> T {
+pub(crate) fn until<T>(
+    c: &Cluster,
+    what: &str,
+    secs: u64,
+    mut f: impl FnMut() -> Result<T, String>,
+) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         match f() {

@@ -12,6 +12,7 @@ mod interactive;
 mod kubectl_basics;
 mod lifecycle;
 mod nodes;
+mod pod_lifecycle;
 mod pods;
 mod prereqs;
 mod services;
