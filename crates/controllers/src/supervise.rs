@@ -93,6 +93,13 @@ impl LoopMetrics {
                 u8::from(s.running)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP kinet_endpoints_decode_failures_total Objects the endpoints loop skipped because they did not decode.\n\
+             # TYPE kinet_endpoints_decode_failures_total counter\n\
+             kinet_endpoints_decode_failures_total {}",
+            crate::endpoints::lenient::decode_failures()
+        );
         out
     }
 }

@@ -240,7 +240,9 @@ fn debug_with_an_ephemeral_container(c: &Cluster) {
     let pod: serde_json::Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(pod["kind"], "Pod");
 
-    // The acceptance line, driven without a terminal: busybox's wget in nginx's pod.
+    // The acceptance line, driven without a terminal: busybox's wget in nginx's pod. Attach
+    // shows output from when it connects: the pause lets it connect before wget prints (a
+    // container that ends first is seen only through `kubectl logs`).
     let out = kubectl_with_input(
         c,
         &[
@@ -251,9 +253,9 @@ fn debug_with_an_ephemeral_container(c: &Cluster) {
             "--target=web",
             "--container=dbg",
             "--",
-            "wget",
-            "-qO-",
-            "localhost",
+            "sh",
+            "-c",
+            "sleep 1; wget -qO- localhost",
         ],
         "",
     );
