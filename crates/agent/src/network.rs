@@ -28,13 +28,30 @@ pub const PUBLIC_IP: &str = "flannel.alpha.coreos.com/public-ip";
 /// The nftables table holding the node's masquerade rules (apart from the proxy's table).
 pub const MASQ_TABLE: &str = "kinet-podnet";
 
+/// Why the node's pod network could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("cluster CIDR: {0}")]
+    ClusterCidr(String),
+    #[error(transparent)]
+    Netns(#[from] kinet_netns::Error),
+    #[error(transparent)]
+    Cni(#[from] kinet_cni::Error),
+    #[error(transparent)]
+    Masquerade(#[from] kinet_proxy::ApplyError),
+    #[error(transparent)]
+    Join(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+}
+
 /// Loads (or repairs) flannel's `ipMasq` rules in the node's namespace, over netlink like
 /// the proxy's table (no `nft` needed).
-async fn apply_masquerade(netns: &str, cluster_cidr: &Ipv4Cidr) -> anyhow::Result<()> {
+async fn apply_masquerade(netns: &str, cluster_cidr: &Ipv4Cidr) -> Result<(), NetworkError> {
     let pods = cluster_cidr
         .to_string()
         .parse()
-        .map_err(|e: String| anyhow::anyhow!("cluster CIDR: {e}"))?;
+        .map_err(NetworkError::ClusterCidr)?;
     let rs = kinet_proxy_rules::pod_masquerade(MASQ_TABLE, pods);
     let path = format!("{}/{netns}", kinet_netns::NETNS_RUN_DIR);
     tokio::task::spawn_blocking(move || Applier::new(path, MASQ_TABLE).reconcile(&rs)).await??;
@@ -118,7 +135,7 @@ fn parse_mac(s: &str) -> Option<Mac> {
 
 /// Waits for the node's podCIDR, then makes `cbr0` (and the VTEP) and publishes the
 /// annotations. Returns the node's network (without peers).
-pub async fn prepare(client: &Client, cfg: &NetworkConfig) -> anyhow::Result<NodeNetwork> {
+pub async fn prepare(client: &Client, cfg: &NetworkConfig) -> Result<NodeNetwork, NetworkError> {
     let nodes: Api<Node> = Api::all(client.clone());
     let pod_cidr: Ipv4Cidr = loop {
         match nodes.get_opt(&cfg.node).await {
