@@ -5,7 +5,7 @@
 use std::io;
 use std::net::SocketAddrV4;
 
-use kinet_proxy_rules::{Change, Loaded, LoadedBase, LoadedChain, Update};
+use kinet_proxy_rules::{Change, Loaded, LoadedBase, LoadedChain, Map, Set, Update};
 use nix::errno::Errno;
 
 use super::backend::NftBackend;
@@ -46,8 +46,35 @@ fn refused(change: &Change, errno: i32) -> NetlinkError {
     }
 }
 
-fn chain<'a>(t: &'a mut Loaded<LoadedRule>, name: &str) -> Option<&'a mut LoadedChain<LoadedRule>> {
-    t.chains.iter_mut().find(|c| c.name == name)
+/// The kernel finds objects by name.
+trait Named {
+    fn name(&self) -> &str;
+}
+
+impl Named for LoadedChain<LoadedRule> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Named for Set {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Named for Map {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+fn index<T: Named>(objects: &[T], name: &str) -> Option<usize> {
+    objects.iter().position(|o| o.name() == name)
+}
+
+fn find<'a, T: Named>(objects: &'a mut [T], name: &str) -> Option<&'a mut T> {
+    objects.iter_mut().find(|o| o.name() == name)
 }
 
 /// One change as the kernel applies it to `table`.
@@ -66,20 +93,20 @@ fn change(table: &mut Option<Loaded<LoadedRule>>, c: &Change) -> Result<(), Netl
         return Ok(());
     }
     let t = table.as_mut().ok_or_else(enoent)?;
+    let einval = || refused(c, Errno::EINVAL as i32);
     match c {
         Change::AddTable(_) | Change::DeleteTable => unreachable!("handled above"),
-        Change::AddSet(s) if !t.sets.iter().any(|x| x.name == s.name) => t.sets.push(s.clone()),
-        Change::AddMap(m) if !t.maps.iter().any(|x| x.name == m.name) => t.maps.push(m.clone()),
-        Change::AddChain(name) if chain(t, name).is_none() => t.chains.push(LoadedChain {
+        Change::AddSet(s) if index(&t.sets, &s.name).is_none() => t.sets.push(s.clone()),
+        Change::AddMap(m) if index(&t.maps, &m.name).is_none() => t.maps.push(m.clone()),
+        Change::AddChain(name) if index(&t.chains, name).is_none() => t.chains.push(LoadedChain {
             name: name.clone(),
             base: None,
             rules: Vec::new(),
         }),
-        Change::AddBaseChain { name, base } if chain(t, name).is_none() => {
-            let base = LoadedBase::of(base).ok_or_else(|| refused(c, Errno::EINVAL as i32))?;
+        Change::AddBaseChain { name, base } if index(&t.chains, name).is_none() => {
             t.chains.push(LoadedChain {
                 name: name.clone(),
-                base: Some(base),
+                base: Some(LoadedBase::of(base).ok_or_else(einval)?),
                 rules: Vec::new(),
             })
         }
@@ -87,66 +114,44 @@ fn change(table: &mut Option<Loaded<LoadedRule>>, c: &Change) -> Result<(), Netl
         | Change::AddMap(_)
         | Change::AddChain(_)
         | Change::AddBaseChain { .. } => {}
-        Change::FlushChain(name) => chain(t, name).ok_or_else(enoent)?.rules.clear(),
-        Change::AddRule { chain: name, rule } => {
+        Change::FlushChain(name) => find(&mut t.chains, name).ok_or_else(enoent)?.rules.clear(),
+        Change::AddRule { chain, rule } => {
             let forms = loaded_forms(rule);
             if forms.is_empty() {
-                return Err(refused(c, Errno::EINVAL as i32));
+                return Err(einval());
             }
-            chain(t, name).ok_or_else(enoent)?.rules.extend(forms);
+            find(&mut t.chains, chain)
+                .ok_or_else(enoent)?
+                .rules
+                .extend(forms);
         }
         Change::DeleteChain(name) => {
-            let i = t
-                .chains
-                .iter()
-                .position(|x| x.name == *name)
-                .ok_or_else(enoent)?;
+            let i = index(&t.chains, name).ok_or_else(enoent)?;
             if !t.chains[i].rules.is_empty() {
                 return Err(refused(c, Errno::EBUSY as i32));
             }
             t.chains.remove(i);
         }
         Change::DeleteSet(name) => {
-            let i = t
-                .sets
-                .iter()
-                .position(|x| x.name == *name)
-                .ok_or_else(enoent)?;
-            t.sets.remove(i);
+            t.sets.remove(index(&t.sets, name).ok_or_else(enoent)?);
         }
         Change::AddMapElement { map, key, entry } => {
-            let m = t
-                .maps
-                .iter_mut()
-                .find(|x| x.name == *map)
-                .ok_or_else(enoent)?;
+            let m = find(&mut t.maps, map).ok_or_else(enoent)?;
             m.elements.insert(*key, entry.clone());
         }
         Change::DeleteMapElement { map, key } => {
-            let m = t
-                .maps
-                .iter_mut()
-                .find(|x| x.name == *map)
-                .ok_or_else(enoent)?;
+            let m = find(&mut t.maps, map).ok_or_else(enoent)?;
             m.elements.remove(key).ok_or_else(enoent)?;
         }
+        // Dynamic sets' elements are the packet path's: never read back.
         Change::AddSetElement { set, addr } => {
-            let s = t
-                .sets
-                .iter_mut()
-                .find(|x| x.name == *set)
-                .ok_or_else(enoent)?;
-            // Dynamic sets' elements are the packet path's: never read back.
+            let s = find(&mut t.sets, set).ok_or_else(enoent)?;
             if s.timeout_secs.is_none() {
                 s.elements.insert(*addr);
             }
         }
         Change::DeleteSetElement { set, addr } => {
-            let s = t
-                .sets
-                .iter_mut()
-                .find(|x| x.name == *set)
-                .ok_or_else(enoent)?;
+            let s = find(&mut t.sets, set).ok_or_else(enoent)?;
             if s.timeout_secs.is_none() && !s.elements.remove(addr) {
                 return Err(enoent());
             }

@@ -207,12 +207,19 @@ fn a_refused_load_resets_the_connection_and_the_next_load_repairs() {
     assert!(p.holds_desired());
 }
 
+/// A first load whose read-back fails with `e`.
+fn load_unreadable(e: NetlinkError) -> (Proxy, super::Result<ApplyOutcome>) {
+    let mut p = Proxy::new();
+    p.kernel().fail_read = Some(e);
+    let (svcs, slices) = web();
+    let out = p.load(&svcs, &slices);
+    (p, out)
+}
+
 #[test]
 fn a_table_that_cannot_be_read_is_replaced() {
-    let mut p = Proxy::new();
-    let (svcs, slices) = web();
-    p.kernel().fail_read = Some(NetlinkError::Malformed("unknown expression".into()));
-    let (full, _) = changes(&p.load(&svcs, &slices).unwrap());
+    let (mut p, out) = load_unreadable(NetlinkError::Malformed("unknown expression".into()));
+    let (full, _) = changes(&out.unwrap());
     assert!(full);
     assert_eq!(p.kernel().batches[0].changes[0], Change::DeleteTable);
     assert_eq!(p.kernel().resets, 0);
@@ -221,12 +228,11 @@ fn a_table_that_cannot_be_read_is_replaced() {
 
 #[test]
 fn a_failed_read_fails_the_load_and_resets() {
-    let mut p = Proxy::new();
-    let (svcs, slices) = web();
-    p.kernel().fail_read = Some(NetlinkError::Socket(io::Error::from_raw_os_error(105)));
-    assert!(p.load(&svcs, &slices).is_err());
+    let (mut p, out) = load_unreadable(NetlinkError::Socket(io::Error::from_raw_os_error(105)));
+    assert!(out.is_err());
     assert_eq!((p.kernel().resets, p.kernel().batches.len()), (1, 0));
     assert!(p.applier.needs_resync());
+    let (svcs, slices) = web();
     p.load(&svcs, &slices).unwrap();
     assert!(p.holds_desired());
 }
