@@ -73,6 +73,26 @@ pub(super) fn restart_plan(
     }
 }
 
+/// How an instance's end is reported: its exit code, or, for an adopted process whose
+/// status no one can read (`code` None), 137 `ContainerStatusUnknown` as the kubelet reports
+/// a container it lost track of. `state` is the container's state while it ran.
+pub(super) fn exit_of(state: &State, code: Option<i32>, now: Timestamp) -> Exit {
+    let (pid, started_at) = match *state {
+        State::Running { pid, started_at } => (pid, started_at),
+        _ => (0, now),
+    };
+    match code {
+        Some(code) => Exit::new(code, started_at, now, pid),
+        None => Exit {
+            code: 137,
+            reason: "ContainerStatusUnknown".into(),
+            started_at,
+            finished_at: now,
+            pid,
+        },
+    }
+}
+
 impl Worker {
     pub(super) async fn env_sources(
         &self,
@@ -304,21 +324,8 @@ impl Worker {
                     return;
                 }
                 let c = &mut self.rec.containers[idx];
-                let (pid, started_at) = match c.record.state {
-                    State::Running { pid, started_at } => (pid, started_at),
-                    _ => (0, Timestamp::now()),
-                };
                 c.process = None;
-                let exit = match code {
-                    Some(code) => Exit::new(code, started_at, Timestamp::now(), pid),
-                    None => Exit {
-                        code: 137,
-                        reason: "ContainerStatusUnknown".into(),
-                        started_at,
-                        finished_at: Timestamp::now(),
-                        pid,
-                    },
-                };
+                let exit = exit_of(&c.record.state, code, Timestamp::now());
                 self.after_exit(idx, exit).await;
             }
             Event::Probe {
@@ -393,6 +400,39 @@ mod tests {
     }
 
     const SEC: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn exits_are_reported_with_the_instance_that_ran() {
+        let started_at: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let now: Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
+        let running = State::Running {
+            pid: 42,
+            started_at,
+        };
+        // (code, reported code, reason)
+        let cases = [
+            (Some(0), 0, "Completed"),
+            (Some(1), 1, "Error"),
+            (Some(143), 143, "Error"),
+            (None, 137, "ContainerStatusUnknown"),
+        ];
+        for (code, want, reason) in cases {
+            let exit = exit_of(&running, code, now);
+            assert_eq!(
+                (exit.code, exit.reason.as_str(), exit.pid),
+                (want, reason, 42),
+                "{code:?}"
+            );
+            assert_eq!((exit.started_at, exit.finished_at), (started_at, now));
+        }
+        // Not seen running (it ended before its state was recorded): no pid, no run time.
+        let waiting = State::Waiting {
+            reason: "ContainerCreating".into(),
+            message: None,
+        };
+        let exit = exit_of(&waiting, Some(1), now);
+        assert_eq!((exit.pid, exit.started_at, exit.finished_at), (0, now, now));
+    }
 
     #[test]
     fn restart_policy_decides_whether_an_exit_restarts() {
