@@ -14,21 +14,18 @@ enum Seg {
     Index(usize),
 }
 
-/// `Ok` if `obj` decodes into the kind's type; otherwise kube-apiserver's 400.
-pub fn decode_check(resource: &Resource, obj: &Value) -> Result<(), ApiError> {
-    let doc = typed::prepare(resource, obj);
-    let Some(Err(_)) = typed::round_trip_kind(resource.kind, doc.clone()) else {
-        return Ok(());
-    };
-    let detail = describe(resource.kind, &doc);
-    Err(ApiError::bad_request(format!(
+/// kube-apiserver's 400 for `doc` (apiVersion and kind already the resource's), which does not
+/// decode into the kind's type.
+pub fn decode_error(resource: &Resource, doc: &Value) -> ApiError {
+    let detail = describe(resource.kind, doc);
+    ApiError::bad_request(format!(
         "{} in version {:?} cannot be handled as a {}: {detail}",
         resource.kind, resource.version, resource.kind
-    )))
+    ))
 }
 
 fn decode_err(kind: &str, v: &Value) -> Option<String> {
-    match typed::round_trip_kind(kind, v.clone()) {
+    match typed::round_trip_kind(kind, typed::Input::Go(v)) {
         Some(Err(e)) => Some(e.to_string()),
         _ => None,
     }
@@ -179,7 +176,7 @@ mod tests {
 
     fn check(group: &str, plural: &str, body: Value) -> Result<(), String> {
         let r = lookup(group, "v1", plural).unwrap();
-        decode_check(r, &body).map_err(|e| {
+        crate::canonicalize(r, body).map(drop).map_err(|e| {
             assert_eq!(e.code, 400);
             assert_eq!(e.reason, "BadRequest");
             e.message

@@ -1,4 +1,4 @@
-//! Small helpers over `serde_json` objects. Bodies have passed `decode_check` before they are
+//! Small helpers over `serde_json` objects. Bodies have passed `canonicalize` before they are
 //! defaulted or validated, so a field of the wrong JSON type is treated as absent.
 
 use serde_json::{Map, Value};

@@ -1,18 +1,22 @@
 //! Defaulting, validation and strict decoding of API objects, as kube-apiserver does them. No I/O.
 //!
-//! The API server calls, in order: [`decode_check`], [`unknown_fields`] (for
+//! The API server calls, in order: [`canonicalize`] (the typed decode; its unknown fields feed
 //! fieldValidation=Strict/Warn), [`default`], then [`validate`].
 
+mod canonical;
 mod decode;
+mod duplicates;
+mod go_null;
 mod strict;
 mod typed;
 
-pub use decode::decode_check;
-pub use strict::{strict_decoding_error, unknown_fields};
+pub use canonical::{canonicalize, reencode, Canonical};
+pub use duplicates::parse_json_with_duplicates;
+pub use strict::{field_problems, strict_decoding_error};
 
 mod defaults;
 mod json;
 mod validation;
 
-pub use defaults::{default, image_tag};
+pub use defaults::{default, default_with, image_tag, Settings};
 pub use validation::{selector_matches, validate, validate_ephemeral_containers_update};

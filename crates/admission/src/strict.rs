@@ -3,40 +3,39 @@
 use kinet_types::{ApiError, Resource};
 use serde_json::Value;
 
-use crate::typed;
-
-/// Dotted paths (`spec.foo`, `spec.containers[0].bogus`) of input fields that do not survive a
-/// decode/encode round trip through the kind's typed struct. A body that does not decode at all
-/// has no unknown fields to report here: [`crate::decode_check`] reports it.
-pub fn unknown_fields(resource: &Resource, obj: &Value) -> Vec<String> {
-    let input = typed::prepare(resource, obj);
-    let Some(Ok(output)) = typed::round_trip_kind(resource.kind, input.clone()) else {
-        return Vec::new();
-    };
+/// Dotted paths (`spec.foo`, `spec.containers[0].bogus`) of `input` fields that did not survive
+/// the decode/encode round trip that made `output`.
+pub(crate) fn unknown_fields(input: &Value, output: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    diff(&input, &output, "", &mut out);
+    diff(input, output, &mut Vec::new(), &mut out);
     out
 }
 
-fn diff(input: &Value, output: &Value, path: &str, out: &mut Vec<String>) {
+/// One step of a field path: an object key or an array index.
+pub(crate) enum Seg<K> {
+    Key(K),
+    Index(usize),
+}
+
+/// The path is kept as borrowed segments and only rendered for an unknown field.
+fn diff<'a>(input: &'a Value, output: &Value, path: &mut Vec<Seg<&'a str>>, out: &mut Vec<String>) {
     match (input, output) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in a {
-                let child = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
+                path.push(Seg::Key(k.as_str()));
                 match b.get(k) {
-                    Some(w) => diff(v, w, &child, out),
-                    None if !v.is_null() => out.push(child),
+                    Some(w) => diff(v, w, path, out),
+                    None if !v.is_null() => out.push(render(path)),
                     None => {}
                 }
+                path.pop();
             }
         }
         (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
             for (i, (v, w)) in a.iter().zip(b).enumerate() {
-                diff(v, w, &format!("{path}[{i}]"), out);
+                path.push(Seg::Index(i));
+                diff(v, w, path, out);
+                path.pop();
             }
         }
         // Scalars (and IntOrString, Quantity, times) may be re-rendered; they are known.
@@ -44,18 +43,38 @@ fn diff(input: &Value, output: &Value, path: &str, out: &mut Vec<String>) {
     }
 }
 
-/// kube-apiserver's 400 for unknown fields under fieldValidation=Strict.
-pub fn strict_decoding_error(resource: &Resource, unknown: &[String]) -> ApiError {
-    let fields: Vec<String> = unknown
-        .iter()
-        .map(|f| format!("unknown field {f:?}"))
-        .collect();
+/// The path as kube-apiserver's strict decoder prints it: `spec.containers[0].name`.
+pub(crate) fn render<K: AsRef<str>>(path: &[Seg<K>]) -> String {
+    let mut s = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) if s.is_empty() => s.push_str(k.as_ref()),
+            Seg::Key(k) => {
+                s.push('.');
+                s.push_str(k.as_ref());
+            }
+            Seg::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+/// What kube-apiserver's strict decoder says about duplicate and unknown fields: the `Warning`
+/// texts under fieldValidation=Warn, and the parts of the Strict error.
+pub fn field_problems(duplicates: &[String], unknown: &[String]) -> Vec<String> {
+    let dup = duplicates.iter().map(|f| format!("duplicate field {f:?}"));
+    dup.chain(unknown.iter().map(|f| format!("unknown field {f:?}")))
+        .collect()
+}
+
+/// kube-apiserver's 400 for [`field_problems`] under fieldValidation=Strict.
+pub fn strict_decoding_error(resource: &Resource, problems: &[String]) -> ApiError {
     ApiError::bad_request(format!(
         "{} in version {:?} cannot be handled as a {}: strict decoding error: {}",
         resource.kind,
         resource.version,
         resource.kind,
-        fields.join(", ")
+        problems.join(", ")
     ))
 }
 
@@ -110,7 +129,8 @@ mod tests {
         ];
         for (plural, body, want) in cases {
             let r = lookup(lookup_group(plural), "v1", plural).unwrap();
-            assert_eq!(unknown_fields(r, &body), want, "{plural} {body}");
+            let unknown = crate::canonicalize(r, body.clone()).unwrap().unknown;
+            assert_eq!(unknown, want, "{plural} {body}");
         }
     }
 
@@ -125,17 +145,23 @@ mod tests {
     #[test]
     fn strict_error_text() {
         let svc = lookup("", "v1", "services").unwrap();
-        let e = strict_decoding_error(svc, &["spec.foo".into()]);
+        let e = strict_decoding_error(svc, &field_problems(&[], &["spec.foo".into()]));
         assert_eq!(e.code, 400);
         assert_eq!(
             e.message,
             "Service in version \"v1\" cannot be handled as a Service: strict decoding error: unknown field \"spec.foo\""
         );
         let d = lookup("apps", "v1", "deployments").unwrap();
-        let e = strict_decoding_error(d, &["spec.a".into(), "spec.b".into()]);
+        let e = strict_decoding_error(
+            d,
+            &field_problems(
+                &["spec.replicas".into()],
+                &["spec.a".into(), "spec.b".into()],
+            ),
+        );
         assert_eq!(
             e.message,
-            "Deployment in version \"v1\" cannot be handled as a Deployment: strict decoding error: unknown field \"spec.a\", unknown field \"spec.b\""
+            "Deployment in version \"v1\" cannot be handled as a Deployment: strict decoding error: duplicate field \"spec.replicas\", unknown field \"spec.a\", unknown field \"spec.b\""
         );
     }
 }

@@ -2,10 +2,11 @@
 //!
 //! - [`node`]: the Node object and its status, pure data;
 //! - [`lease`]: the Lease in `kube-node-lease`, pure data;
+//! - [`readiness`]: what the Ready condition says, from the pod network and the proxy;
 //! - [`host`]: machine facts (CPU, memory, kernel, OS image);
 //! - [`sync`]: the API calls, each idempotent;
 //! - [`run`]: register (retrying until the API answers), then renew the Lease and post the
-//!   Ready heartbeat on their intervals until cancelled;
+//!   status heartbeat on their intervals, and at once when readiness changes, until cancelled;
 //! - [`network`]: the pod network of the node (`cbr0`, `flannel.1`, routes to other nodes);
 //! - [`pods`]: sandboxes, containers, probes and pod status for the pods bound here.
 //!
@@ -17,14 +18,17 @@ pub mod lease;
 pub mod network;
 pub mod node;
 pub mod pods;
+pub mod readiness;
 pub mod sync;
 
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
+use tokio::sync::watch;
 
 pub use node::{Capacity, NodeConfig, SystemInfo};
+pub use readiness::{Check, Readiness};
 
 /// Why an agent step failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,11 +70,25 @@ impl AgentConfig {
             retry: Duration::from_secs(1),
         }
     }
+
+    /// Lease renewals a quarter of the cluster's node-monitor grace period apart (the
+    /// kubelet renews every 10 s of the 40 s default), so one late renewal never makes the
+    /// node look dead when the grace is shortened.
+    pub fn with_grace_period(mut self, grace: Duration) -> AgentConfig {
+        self.lease_interval =
+            (grace / 4).clamp(Duration::from_millis(100), Duration::from_secs(10));
+        self
+    }
 }
 
-/// Registers the node and keeps it alive; returns only if cancelled (drop the future).
-/// Failures after registration are logged and retried: the API server may restart.
-pub async fn run(client: Client, cfg: AgentConfig) -> Result<()> {
+/// Registers the node and keeps it alive, Ready as `readiness` says; returns only if
+/// cancelled (drop the future). Failures after registration are logged and retried: the API
+/// server may restart.
+pub async fn run(
+    client: Client,
+    cfg: AgentConfig,
+    mut readiness: watch::Receiver<Readiness>,
+) -> Result<()> {
     let name = cfg.node.name.clone();
     let node = loop {
         match sync::register(&client, &cfg.node).await {
@@ -86,23 +104,86 @@ pub async fn run(client: Client, cfg: AgentConfig) -> Result<()> {
     let mut previous = node.status.filter(|s| s.conditions.is_some());
     let mut lease_tick = tokio::time::interval(cfg.lease_interval);
     let mut status_tick = tokio::time::interval(cfg.status_interval);
+    let mut reported: Option<readiness::Verdict> = None;
+    let mut watching = true;
     loop {
         tokio::select! {
-            _ = status_tick.tick() => {
-                match sync::post_status(&client, &cfg.node, Timestamp::now(), previous.as_ref()).await {
-                    Ok(s) => previous = Some(s),
-                    Err(e) => {
-                        tracing::warn!(node = %name, "status update failed: {e}");
-                        status_tick.reset_after(cfg.retry);
-                    }
-                }
+            _ = status_tick.tick() => {}
+            changed = readiness.changed(), if watching => {
+                // A closed channel leaves the last word standing; the heartbeat goes on.
+                watching = changed.is_ok();
             }
             _ = lease_tick.tick() => {
                 if let Err(e) = sync::renew_lease(&client, &name, uid.as_deref(), Timestamp::now()).await {
                     tracing::warn!(node = %name, "lease renewal failed: {e}");
                     lease_tick.reset_after(cfg.retry);
                 }
+                continue;
             }
         }
+        let verdict = readiness.borrow_and_update().verdict();
+        if reported.as_ref() != Some(&verdict) {
+            log_verdict(&name, &verdict);
+        }
+        match sync::post_status(
+            &client,
+            &cfg.node,
+            Timestamp::now(),
+            previous.as_ref(),
+            &verdict,
+        )
+        .await
+        {
+            Ok(s) => {
+                previous = Some(s);
+                reported = Some(verdict);
+                status_tick.reset();
+            }
+            Err(e) => {
+                tracing::warn!(node = %name, "status update failed: {e}");
+                status_tick.reset_after(cfg.retry);
+            }
+        }
+    }
+}
+
+/// The agent's log says what its Node's Ready condition says, when that changes.
+fn log_verdict(node: &str, verdict: &readiness::Verdict) {
+    if verdict.status == "True" {
+        tracing::info!(node, "node is Ready");
+    } else {
+        tracing::warn!(
+            node,
+            reason = verdict.reason,
+            "node is not Ready: {}",
+            verdict.message
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_renewals_fit_four_times_in_the_grace_period() {
+        let cfg = |grace| {
+            AgentConfig::new(NodeConfig {
+                name: "n".into(),
+                internal_ip: std::net::Ipv4Addr::LOCALHOST,
+                control_plane: false,
+                capacity: Capacity {
+                    cpu: 1,
+                    memory_kib: 1,
+                    pods: 1,
+                },
+                system: SystemInfo::default(),
+            })
+            .with_grace_period(Duration::from_secs(grace))
+            .lease_interval
+        };
+        assert_eq!(cfg(40), Duration::from_secs(10));
+        assert_eq!(cfg(5), Duration::from_millis(1250));
+        assert_eq!(cfg(400), Duration::from_secs(10));
     }
 }

@@ -16,6 +16,9 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::{Api, Client};
 use serde_json::json;
+use tokio::sync::watch;
+
+use crate::readiness::{self, Check, Readiness};
 
 /// flannel's annotations: which backend, its data (`{"VNI":1,"VtepMAC":"…"}`), and the
 /// node's underlay address.
@@ -28,30 +31,38 @@ pub const PUBLIC_IP: &str = "flannel.alpha.coreos.com/public-ip";
 /// The nftables table holding the node's masquerade rules (apart from the proxy's table).
 pub const MASQ_TABLE: &str = "kinet-podnet";
 
-/// Why the node's pod network could not be prepared.
+/// Why the node's pod network could not be prepared. Each message carries its causes:
+/// the readiness condition shows it as it is.
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
-    #[error("cluster CIDR: {0}")]
-    ClusterCidr(String),
     #[error(transparent)]
     Netns(#[from] kinet_netns::Error),
     #[error(transparent)]
     Cni(#[from] kinet_cni::Error),
-    #[error(transparent)]
-    Masquerade(#[from] kinet_proxy::ApplyError),
-    #[error(transparent)]
-    Join(#[from] tokio::task::JoinError),
+    #[error("loading the masquerade rules: {0}")]
+    Masquerade(#[from] MasqueradeError),
     #[error(transparent)]
     Api(#[from] kube::Error),
 }
 
+/// Why the masquerade rules could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum MasqueradeError {
+    #[error("cluster CIDR: {0}")]
+    ClusterCidr(String),
+    #[error(transparent)]
+    Apply(#[from] kinet_proxy::ApplyError),
+    #[error(transparent)]
+    Join(#[from] tokio::task::JoinError),
+}
+
 /// Loads (or repairs) flannel's `ipMasq` rules in the node's namespace, over netlink like
 /// the proxy's table (no `nft` needed).
-async fn apply_masquerade(netns: &str, cluster_cidr: &Ipv4Cidr) -> Result<(), NetworkError> {
+async fn apply_masquerade(netns: &str, cluster_cidr: &Ipv4Cidr) -> Result<(), MasqueradeError> {
     let pods = cluster_cidr
         .to_string()
         .parse()
-        .map_err(NetworkError::ClusterCidr)?;
+        .map_err(MasqueradeError::ClusterCidr)?;
     let rs = kinet_proxy_rules::pod_masquerade(MASQ_TABLE, pods);
     let path = format!("{}/{netns}", kinet_netns::NETNS_RUN_DIR);
     tokio::task::spawn_blocking(move || Applier::new(path, MASQ_TABLE).reconcile(&rs)).await??;
@@ -170,12 +181,45 @@ pub async fn prepare(client: &Client, cfg: &NetworkConfig) -> Result<NodeNetwork
     Ok(net)
 }
 
-/// Keeps the routes toward the other nodes current; runs until cancelled.
-pub async fn keep_peers(client: Client, cfg: NetworkConfig, mut net: NodeNetwork) {
+/// [`prepare`], retried with back-off until it succeeds. Each failure is logged and becomes
+/// the network part of the node's readiness, so the Node says why it is not Ready.
+pub async fn prepare_until_ready(
+    client: &Client,
+    cfg: &NetworkConfig,
+    readiness: &watch::Sender<Readiness>,
+) -> NodeNetwork {
+    let mut wait = Duration::from_secs(1);
+    loop {
+        match prepare(client, cfg).await {
+            Ok(net) => {
+                readiness::report(readiness, |r| &mut r.network, Check::Ok);
+                return net;
+            }
+            Err(e) => {
+                let why = format!("{e:#}");
+                tracing::error!(node = %cfg.node, retry_in = ?wait, "setting up the pod network failed: {why}");
+                readiness::report(readiness, |r| &mut r.network, Check::Failed(why));
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// Keeps the routes toward the other nodes current, reporting failures in the node's
+/// readiness; runs until cancelled.
+pub async fn keep_peers(
+    client: Client,
+    cfg: NetworkConfig,
+    mut net: NodeNetwork,
+    readiness: watch::Sender<Readiness>,
+) {
     let ns = match NetNs::open(&cfg.netns) {
         Ok(ns) => ns,
         Err(e) => {
             tracing::error!("opening {}: {e}", cfg.netns);
+            let why = format!("opening {}: {e}", cfg.netns);
+            readiness::report(&readiness, |r| &mut r.network, Check::Failed(why));
             return;
         }
     };
@@ -205,13 +249,17 @@ pub async fn keep_peers(client: Client, cfg: NetworkConfig, mut net: NodeNetwork
         }
         net.peers = wanted;
         match kinet_cni::sync_peers(&ns, &net).await {
-            Ok(plan) if !plan.is_empty() => {
-                tracing::info!(node = %cfg.node, peers = net.peers.len(), "routes to other nodes updated")
+            Ok(plan) => {
+                if !plan.is_empty() {
+                    tracing::info!(node = %cfg.node, peers = net.peers.len(), "routes to other nodes updated");
+                }
+                readiness::report(&readiness, |r| &mut r.network, Check::Ok);
             }
-            Ok(_) => {}
             Err(e) => {
                 tracing::warn!("syncing routes to other nodes: {e}");
-                // Force a retry on the next event.
+                let why = format!("syncing routes to other nodes: {e}");
+                readiness::report(&readiness, |r| &mut r.network, Check::Failed(why));
+                // Force a retry on the next event (every node heartbeat is one).
                 net.peers.clear();
             }
         }

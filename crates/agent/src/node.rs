@@ -12,12 +12,14 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 
+use crate::readiness::Verdict;
+
 /// The label kind and kubeadm put on control-plane nodes (value empty).
 pub const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
 /// The version the agent reports as its kubelet.
 pub const KUBELET_VERSION: &str = "v1.32.0-kinet";
 /// The port of the agent's API (logs, exec, attach, port-forward), the kubelet's 10250.
-pub const KUBELET_PORT: i32 = 10250;
+pub const KUBELET_PORT: i32 = kinet_types::wellknown::KUBELET_PORT as i32;
 
 /// What the node has to offer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,9 +97,14 @@ pub fn node_object(cfg: &NodeConfig) -> Node {
     }
 }
 
-/// The node's status at `now`. A condition that keeps its status keeps its
-/// `lastTransitionTime` from `previous`, so only the heartbeat time moves.
-pub fn status(cfg: &NodeConfig, now: Timestamp, previous: Option<&NodeStatus>) -> NodeStatus {
+/// The node's status at `now`, Ready as `ready` says. A condition that keeps its status
+/// keeps its `lastTransitionTime` from `previous`, so only the heartbeat time moves.
+pub fn status(
+    cfg: &NodeConfig,
+    now: Timestamp,
+    previous: Option<&NodeStatus>,
+    ready: &Verdict,
+) -> NodeStatus {
     let resources = resources(&cfg.capacity);
     let conditions = [
         (
@@ -118,12 +125,7 @@ pub fn status(cfg: &NodeConfig, now: Timestamp, previous: Option<&NodeStatus>) -
             "KubeletHasSufficientPID",
             "kubelet has sufficient PID available",
         ),
-        (
-            "Ready",
-            "True",
-            "KubeletReady",
-            "kubelet is posting ready status",
-        ),
+        ("Ready", ready.status, ready.reason, ready.message.as_str()),
     ]
     .into_iter()
     .map(|(type_, status, reason, message)| {
@@ -237,6 +239,14 @@ mod tests {
         Timestamp::from_second(s).unwrap()
     }
 
+    fn ready() -> Verdict {
+        crate::readiness::Readiness {
+            network: crate::readiness::Check::Ok,
+            proxy: crate::readiness::Check::Ok,
+        }
+        .verdict()
+    }
+
     #[test]
     fn control_plane_is_labelled_not_tainted() {
         let node = node_object(&cfg(true));
@@ -253,7 +263,7 @@ mod tests {
 
     #[test]
     fn status_reports_address_capacity_and_versions() {
-        let s = status(&cfg(false), ts(1000), None);
+        let s = status(&cfg(false), ts(1000), None, &ready());
         let addrs = s.addresses.unwrap();
         assert_eq!(addrs[0].type_, "InternalIP");
         assert_eq!(addrs[0].address, "172.18.0.2");
@@ -278,8 +288,8 @@ mod tests {
 
     #[test]
     fn heartbeat_moves_but_transition_stays() {
-        let first = status(&cfg(false), ts(1000), None);
-        let second = status(&cfg(false), ts(1010), Some(&first));
+        let first = status(&cfg(false), ts(1000), None, &ready());
+        let second = status(&cfg(false), ts(1010), Some(&first), &ready());
         for c in second.conditions.as_ref().unwrap() {
             assert_eq!(c.last_heartbeat_time, Some(Time(ts(1010))), "{}", c.type_);
             assert_eq!(c.last_transition_time, Some(Time(ts(1000))), "{}", c.type_);
@@ -291,7 +301,7 @@ mod tests {
                 c.status = "False".into();
             }
         }
-        let third = status(&cfg(false), ts(1020), Some(&not_ready));
+        let third = status(&cfg(false), ts(1020), Some(&not_ready), &ready());
         let ready = third
             .conditions
             .unwrap()
@@ -302,10 +312,40 @@ mod tests {
     }
 
     #[test]
+    fn a_node_not_ready_says_why() {
+        let verdict = crate::readiness::Readiness::starting().verdict();
+        let first = status(&cfg(false), ts(1000), None, &verdict);
+        let ready_of = |s: &NodeStatus| {
+            s.conditions
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .cloned()
+                .unwrap()
+        };
+        let c = ready_of(&first);
+        assert_eq!(c.status, "False");
+        assert_eq!(c.reason.as_deref(), Some("KubeletNotReady"));
+        assert_eq!(c.message, Some(verdict.message.clone()));
+        // Turning Ready is a transition; the pressure conditions keep theirs.
+        let second = status(&cfg(false), ts(1005), Some(&first), &ready());
+        assert_eq!(ready_of(&second).last_transition_time, Some(Time(ts(1005))));
+        let memory = second
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == "MemoryPressure")
+            .unwrap();
+        assert_eq!(memory.last_transition_time, Some(Time(ts(1000))));
+    }
+
+    #[test]
     fn readiness_is_read_from_conditions() {
         let mut node = node_object(&cfg(false));
         assert!(!is_ready(&node));
-        node.status = Some(status(&cfg(false), ts(1), None));
+        node.status = Some(status(&cfg(false), ts(1), None, &ready()));
         assert!(is_ready(&node));
     }
 }

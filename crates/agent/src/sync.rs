@@ -9,6 +9,7 @@ use kube::{Api, Client};
 use serde_json::json;
 
 use crate::node::{self, NodeConfig};
+use crate::readiness::Verdict;
 use crate::{lease, Error, Result};
 
 fn status_code(e: &kube::Error) -> Option<u16> {
@@ -44,16 +45,18 @@ pub async fn register(client: &Client, cfg: &NodeConfig) -> Result<Node> {
     }
 }
 
-/// Posts the node's status at `now` (a merge patch of `/status`; lists are replaced whole,
-/// so the conditions are exactly ours). `previous` keeps transition times.
+/// Posts the node's status at `now`, Ready as `ready` says (a merge patch of `/status`;
+/// lists are replaced whole, so the conditions are exactly ours). `previous` keeps
+/// transition times.
 pub async fn post_status(
     client: &Client,
     cfg: &NodeConfig,
     now: Timestamp,
     previous: Option<&NodeStatus>,
+    ready: &Verdict,
 ) -> Result<NodeStatus> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let status = node::status(cfg, now, previous);
+    let status = node::status(cfg, now, previous, ready);
     let patch = json!({"status": status});
     nodes
         .patch_status(&cfg.name, &PatchParams::default(), &Patch::Merge(&patch))

@@ -7,7 +7,9 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::jiff::Timestamp;
-use kinet_agent::{lease, node, sync, AgentConfig, Capacity, NodeConfig, SystemInfo};
+use kinet_agent::{
+    lease, node, sync, AgentConfig, Capacity, Check, NodeConfig, Readiness, SystemInfo,
+};
 use kube::api::{Patch, PatchParams};
 use kube::Api;
 use serde_json::json;
@@ -42,7 +44,11 @@ async fn registers_posts_status_and_adopts_after_restart() -> anyhow::Result<()>
 
     let created = sync::register(&client, &c).await?;
     let uid = created.metadata.uid.clone().unwrap();
-    sync::post_status(&client, &c, Timestamp::now(), None).await?;
+    let all_ok = Readiness {
+        network: Check::Ok,
+        proxy: Check::Ok,
+    };
+    sync::post_status(&client, &c, Timestamp::now(), None, &all_ok.verdict()).await?;
     let got = nodes.get("n-control-plane").await?;
     assert!(node::is_ready(&got));
     let labels = got.metadata.labels.clone().unwrap();
@@ -93,25 +99,67 @@ async fn lease_is_created_then_renewed() -> anyhow::Result<()> {
     Ok(())
 }
 
+fn ready_condition(n: &Node) -> (String, String, String) {
+    let c = n
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .cloned()
+        .unwrap_or_default();
+    (
+        c.status,
+        c.reason.unwrap_or_default(),
+        c.message.unwrap_or_default(),
+    )
+}
+
 #[tokio::test]
-async fn run_keeps_the_node_ready_and_the_lease_fresh() -> anyhow::Result<()> {
+async fn run_reports_readiness_honestly_and_keeps_the_lease_fresh() -> anyhow::Result<()> {
     let api = kinet_testkit::TestApi::start().await?;
     let client = api.client()?;
     let mut config = AgentConfig::new(cfg("w2", false));
     config.lease_interval = Duration::from_millis(200);
-    config.status_interval = Duration::from_millis(200);
-    let agent = tokio::spawn(kinet_agent::run(client.clone(), config));
+    // Long: readiness changes must be posted at once, not on the next heartbeat.
+    config.status_interval = Duration::from_secs(3600);
+    let (tx, rx) = tokio::sync::watch::channel(Readiness::starting());
+    let agent = tokio::spawn(kinet_agent::run(client.clone(), config, rx));
     let nodes: Api<Node> = Api::all(client.clone());
     let leases: Api<Lease> = Api::namespaced(client.clone(), lease::NAMESPACE);
+    let condition =
+        || async { anyhow::Ok(nodes.get_opt("w2").await?.map(|n| ready_condition(&n))) };
+    let wait = |want: &'static str, why: &'static str| async move {
+        for _ in 0..200 {
+            if let Some(c) = condition().await? {
+                if c.0 == want && c.2.contains(why) {
+                    return anyhow::Ok(c);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::bail!(
+            "node never turned Ready={want} ({why}): {:?}",
+            condition().await?
+        )
+    };
+
+    // Registered before its pod network exists: not Ready, saying why.
+    let c = wait("False", "Network plugin returns error").await?;
+    assert_eq!(c.1, "KubeletNotReady");
+    assert!(c.2.contains("NetworkReady=false"), "{}", c.2);
+    tx.send_modify(|r| r.network = Check::Ok);
+    wait("False", "service proxy not ready").await?;
+    tx.send_modify(|r| r.proxy = Check::Ok);
+    assert_eq!(wait("True", "").await?.1, "KubeletReady");
+    // The proxy fails: NotReady with its error; it recovers: Ready again.
+    tx.send_modify(|r| r.proxy = Check::Failed("nft: table busy".into()));
+    wait("False", "service proxy not ready: nft: table busy").await?;
+    tx.send_modify(|r| r.proxy = Check::Ok);
+    wait("True", "kubelet is posting ready status").await?;
 
     let mut renewals = Vec::new();
     for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let ready = nodes
-            .get_opt("w2")
-            .await?
-            .is_some_and(|n| node::is_ready(&n));
-        if let (true, Some(l)) = (ready, leases.get_opt("w2").await?) {
+        if let Some(l) = leases.get_opt("w2").await? {
             let t = l.spec.unwrap().renew_time.unwrap().0;
             if renewals.last() != Some(&t) {
                 renewals.push(t);
@@ -120,6 +168,7 @@ async fn run_keeps_the_node_ready_and_the_lease_fresh() -> anyhow::Result<()> {
                 break;
             }
         }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     agent.abort();
     assert!(renewals.len() >= 3, "lease renewals seen: {renewals:?}");

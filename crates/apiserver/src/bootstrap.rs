@@ -6,6 +6,7 @@
 //! reconciler does.
 
 use kinet_types::registry::lookup;
+use kinet_types::wellknown::SERVICE_NAME_LABEL;
 use kinet_types::Result;
 use serde_json::{json, Value};
 
@@ -78,7 +79,7 @@ pub async fn run(api: &Api, api_port: u16) -> Result<()> {
 pub fn endpoints(addr: SocketAddr) -> (Value, Value) {
     let ip = addr.ip().to_string();
     let port = addr.port();
-    let labels = json!({"kubernetes.io/service-name": "kubernetes", "endpointslice.kubernetes.io/managed-by": "kinet-apiserver"});
+    let labels = json!({SERVICE_NAME_LABEL: "kubernetes", "endpointslice.kubernetes.io/managed-by": "kinet-apiserver"});
     let eps = json!({
         "apiVersion": "v1", "kind": "Endpoints",
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
@@ -117,6 +118,8 @@ async fn reconcile(
 ) -> Result<()> {
     let resource = lookup(group, "v1", plural).expect("bootstrap kinds are served");
     let key = object_key(resource, Some("default"), "kubernetes");
+    // Compared with what is stored, so in the stored form.
+    let obj = crate::rest::stored_form(resource, obj)?;
     if api.store.get(&key).is_none() {
         return ensure(api, group, plural, Some("default"), obj).await;
     }
@@ -152,6 +155,9 @@ mod tests {
             server_cert_pem: String::new(),
             server_key_pem: String::new(),
             tokens: vec![],
+            admission: Default::default(),
+            metrics: None,
+            health: Default::default(),
         })
         .unwrap()
     }

@@ -11,6 +11,7 @@ mod http;
 pub mod nodeproxy;
 pub mod openapi;
 pub mod path;
+pub mod repair;
 pub mod rest;
 mod server;
 mod tls;
@@ -22,6 +23,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+pub use kinet_health::{Checks, Endpoint};
 use kinet_store::Store;
 
 pub use nodeproxy::KubeletClient;
@@ -43,6 +45,24 @@ pub struct ServeConfig {
     pub server_key_pem: String,
     /// Bearer tokens accepted, with the user they authenticate.
     pub tokens: Vec<TokenUser>,
+    /// The admission plugins' cluster-wide settings.
+    pub admission: kinet_admission::Settings,
+    /// Prometheus text of the control plane's other parts, served at `/metrics`.
+    pub metrics: Option<MetricsText>,
+    /// Checks behind `/livez`, `/readyz` and `/healthz`. The server adds its own (`ping`,
+    /// `etcd`, `watch-cache`); the process's other parts (the control loops) add theirs.
+    pub health: Checks,
+}
+
+/// Renders Prometheus text on demand (the supervised control loops' counters, which run in
+/// the same process as kube-controller-manager's would beside kube-apiserver).
+#[derive(Clone)]
+pub struct MetricsText(pub Arc<dyn Fn() -> String + Send + Sync>);
+
+impl std::fmt::Debug for MetricsText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsText")
+    }
 }
 
 /// A bearer token and who it authenticates as.
@@ -71,6 +91,7 @@ pub fn open_api(config: &ServeConfig) -> anyhow::Result<Arc<Api>> {
         );
         rest::Holdings::of(&svc.value).claim(&mut alloc, &key);
     }
+    register_checks(&config.health, &store);
     let server_address = config
         .listen
         .first()
@@ -79,14 +100,66 @@ pub fn open_api(config: &ServeConfig) -> anyhow::Result<Arc<Api>> {
     Ok(Arc::new(Api {
         store,
         tokens: config.tokens.clone(),
+        admission: config.admission,
+        metrics: config.metrics.clone(),
         server_address,
         network,
         alloc: Mutex::new(alloc),
         kubelet: std::sync::OnceLock::new(),
+        health: config.health.clone(),
         sa_tokens: tokenrequest::TokenIssuer::load_or_generate(
             &config.data_dir.join(tokenrequest::KEY_FILE),
         )?,
     }))
+}
+
+/// Records the start-up check's findings: an Event on each object, and a log line.
+async fn report_findings(api: &Api, findings: &[repair::Finding]) {
+    tracing::info!("{}", repair::summary(findings));
+    let events = kinet_types::registry::lookup("", "v1", "events").expect("events are served");
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for f in findings {
+        let meta = &f.object["metadata"];
+        let namespace = meta["namespace"].as_str().unwrap_or("default").to_string();
+        let name = meta["name"].as_str().unwrap_or(f.resource.plural);
+        let mut event = serde_json::json!({
+            "metadata": {"name": format!("{name}.{:016x}", rand::random::<u64>()), "namespace": namespace},
+            "involvedObject": {"kind": f.resource.kind, "apiVersion": f.resource.api_version(),
+                "name": name, "namespace": meta["namespace"], "uid": meta["uid"]},
+            "reason": f.reason, "message": f.message, "type": "Warning", "count": 1,
+            "firstTimestamp": now, "lastTimestamp": now,
+            "source": {"component": "kube-apiserver"}, "reportingComponent": "kube-apiserver",
+        });
+        let stored = match api.prepare_new(events, &mut event, Some(&namespace)) {
+            Ok(()) => api.insert(events, event, false).await.map(drop),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stored {
+            tracing::warn!(error = %e.message, "could not record the start-up check's event");
+        }
+    }
+}
+
+/// kube-apiserver's storage check waits this long for etcd (`--etcd-healthcheck-timeout`).
+const STORE_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The server's own checks, under kube-apiserver's names: `etcd` is its storage check.
+fn register_checks(checks: &Checks, store: &Store) {
+    checks.add("ping", Endpoint::Live, || Box::pin(async { Ok(()) }));
+    let s = store.clone();
+    checks.add("etcd", Endpoint::Live, move || {
+        let s = s.clone();
+        Box::pin(async move {
+            tokio::time::timeout(STORE_PROBE_TIMEOUT, s.probe())
+                .await
+                .map_err(|_| format!("the store did not answer within {STORE_PROBE_TIMEOUT:?}"))?
+        })
+    });
+    let s = store.clone();
+    checks.add("watch-cache", Endpoint::Ready, move || {
+        let r = s.watch_cache_synced();
+        Box::pin(async move { r })
+    });
 }
 
 /// Serves until SIGTERM or SIGINT.
@@ -106,9 +179,13 @@ pub async fn run_with_kubelet_client(
         let _ = api.kubelet.set(tls);
     }
     let port = config.listen.first().map(SocketAddr::port).unwrap_or(6443);
+    let findings = repair::run(&api.store, &config.data_dir)
+        .await
+        .context("checking stored objects")?;
     bootstrap::run(&api, port)
         .await
         .map_err(|e| anyhow::anyhow!("bootstrapping: {e}"))?;
+    report_findings(&api, &findings).await;
     let tls = tls::server_config(
         &config.ca_cert_pem,
         &config.server_cert_pem,

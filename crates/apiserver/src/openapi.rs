@@ -144,9 +144,62 @@ pub fn group_version(path: &str) -> Option<&'static [u8]> {
     docs.get(group).map(Vec::as_slice)
 }
 
+/// What kubectl's `Accept` for `/openapi/v2` names (gnostic's `openapi.v2.Document`), in the
+/// `@v1.0` form it sends and the `.v1.0` form.
+pub const V2_PROTOBUF_ACCEPT: &str = "com.github.proto-openapi.spec.v2";
+
+/// The `Content-Type` of the protobuf answer: kube-apiserver's, without the `@` that Go's
+/// `mime.ParseMediaType` refuses (kubectl then fails with "mime: unexpected content").
+pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// `/openapi/v2`: a Swagger 2.0 document without definitions, as protobuf when `protobuf`, JSON
+/// otherwise. kubectl learns server-side validation from v3 and reads v2 only for kinds v3 does
+/// not list, such as removed API versions (`extensions/v1beta1` Ingress). It skips validating a
+/// kind v2 does not define, so discovery then answers `no matches for kind`, as it does against
+/// kube-apiserver, whose v2 lacks those versions too. Without v2 kubectl stops at "failed to
+/// download openapi" instead.
+pub fn v2_document(protobuf: bool) -> Vec<u8> {
+    const TITLE: &str = "Kubernetes";
+    const VERSION: &str = "v1.32.0";
+    if !protobuf {
+        let doc =
+            json!({"swagger": "2.0", "info": {"title": TITLE, "version": VERSION}, "paths": {}});
+        return serde_json::to_vec(&doc).unwrap_or_default();
+    }
+    // Length-delimited fields only: tag byte (field << 3 | 2), length, bytes.
+    fn field(out: &mut Vec<u8>, number: u8, bytes: &[u8]) {
+        out.push(number << 3 | 2);
+        let mut len = bytes.len();
+        while len >= 0x80 {
+            out.push((len as u8 & 0x7f) | 0x80);
+            len >>= 7;
+        }
+        out.push(len as u8);
+        out.extend_from_slice(bytes);
+    }
+    let mut info = Vec::new();
+    field(&mut info, 1, TITLE.as_bytes()); // Info.title
+    field(&mut info, 2, VERSION.as_bytes()); // Info.version
+    let mut doc = Vec::new();
+    field(&mut doc, 1, b"2.0"); // Document.swagger
+    field(&mut doc, 2, &info); // Document.info
+    field(&mut doc, 8, &[]); // Document.paths, empty
+    doc
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn v2_is_an_empty_swagger_document() {
+        let mut want = b"\x0a\x032.0\x12\x15".to_vec();
+        want.extend_from_slice(b"\x0a\x0aKubernetes\x12\x07v1.32.0\x42\x00");
+        assert_eq!(v2_document(true), want);
+        let json: Value = serde_json::from_slice(&v2_document(false)).unwrap();
+        assert_eq!(json["swagger"], "2.0");
+        assert_eq!(json["paths"], json!({}));
+    }
 
     #[test]
     fn index_points_at_every_group_version() {

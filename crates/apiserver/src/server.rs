@@ -67,12 +67,33 @@ async fn handle(api: Arc<Api>, has_cert: bool, peer: SocketAddr, req: Request<In
 async fn route(api: &Arc<Api>, user: &User, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_string();
     let get = req.method() == Method::GET;
+    if let Some((endpoint, check)) = health_path(&path).filter(|_| get) {
+        let query = kinet_health::Query::parse(req.uri().query());
+        return match api.health.report(endpoint, check, &query).await {
+            Some(r) => bytes_reply(r.status, "text/plain; charset=utf-8", r.body),
+            None => error_reply(&ApiError::no_route()),
+        };
+    }
     match path.as_str() {
-        "/healthz" | "/livez" | "/readyz" if get => {
-            return bytes_reply(200, "text/plain; charset=utf-8", "ok")
-        }
         "/version" | "/version/" if get => return json_reply(200, &discovery::version()),
+        "/metrics" if get => {
+            let text = api.metrics.as_ref().map(|m| (m.0)()).unwrap_or_default();
+            return bytes_reply(200, "text/plain; version=0.0.4; charset=utf-8", text);
+        }
         "/openapi/v3" | "/openapi/v3/" if get => return json_reply(200, &openapi::index()),
+        "/openapi/v2" | "/openapi/v2/" if get => {
+            let protobuf = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains(openapi::V2_PROTOBUF_ACCEPT));
+            let media = if protobuf {
+                openapi::V2_PROTOBUF
+            } else {
+                "application/json"
+            };
+            return bytes_reply(200, media, openapi::v2_document(protobuf));
+        }
         _ => {}
     }
     if let Some(gv) = path.strip_prefix("/openapi/v3/") {
@@ -121,5 +142,34 @@ async fn route(api: &Arc<Api>, user: &User, req: Request<Incoming>) -> Reply {
             error_reply(&ApiError::method_not_allowed(req.method().as_str(), &path))
         }
         Route::Unknown => error_reply(&ApiError::no_route()),
+    }
+}
+
+/// `/readyz` is `("readyz", None)`, `/readyz/etcd` is `("readyz", Some("etcd"))`; check names
+/// may contain `/` (kube-apiserver's `poststarthook/...`).
+fn health_path(path: &str) -> Option<(&str, Option<&str>)> {
+    let rest = path.strip_prefix('/')?;
+    let (endpoint, check) = match rest.split_once('/') {
+        Some((endpoint, check)) => (endpoint, Some(check)),
+        None => (rest, None),
+    };
+    matches!(endpoint, "healthz" | "livez" | "readyz").then_some((endpoint, check))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::health_path;
+
+    #[test]
+    fn health_paths() {
+        assert_eq!(health_path("/readyz"), Some(("readyz", None)));
+        assert_eq!(health_path("/livez/etcd"), Some(("livez", Some("etcd"))));
+        assert_eq!(
+            health_path("/healthz/poststarthook/x"),
+            Some(("healthz", Some("poststarthook/x")))
+        );
+        assert_eq!(health_path("/readyz/"), Some(("readyz", Some(""))));
+        assert_eq!(health_path("/api"), None);
+        assert_eq!(health_path("/readyzz"), None);
     }
 }

@@ -21,6 +21,11 @@ pub struct BenchCluster {
 impl BenchCluster {
     /// `kinet up --nodes N`; it returns once the cluster is usable.
     pub fn up(nodes: usize) -> Result<BenchCluster> {
+        Self::up_with(nodes, &[])
+    }
+
+    /// `kinet up --nodes N` with more of `up`'s flags.
+    pub fn up_with(nodes: usize, flags: &[&str]) -> Result<BenchCluster> {
         let mut c = BenchCluster {
             exe: std::env::current_exe()?,
             home: tempfile::tempdir()?,
@@ -31,7 +36,10 @@ impl BenchCluster {
             ),
             down: false,
         };
-        let out = c.kinet(&["up", "--nodes", &nodes.to_string()])?;
+        let nodes = nodes.to_string();
+        let mut args = vec!["up", "--nodes", &nodes];
+        args.extend(flags);
+        let out = c.kinet(&args)?;
         if !out.status.success() {
             // Nothing is left running, but `down` removes whatever state was written.
             let _ = c.down();
@@ -63,6 +71,11 @@ impl BenchCluster {
 
     pub fn dir(&self) -> PathBuf {
         self.home.path().join(&self.name)
+    }
+
+    /// The cluster's state folder as kinet-cluster reads it.
+    pub fn cluster_dir(&self) -> kinet_cluster::state::ClusterDir {
+        kinet_cluster::state::ClusterDir::new(self.home.path(), &self.name)
     }
 
     pub async fn client(&self) -> Result<Client> {

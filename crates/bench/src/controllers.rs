@@ -157,7 +157,7 @@ async fn endpoint_latency(
                 .metadata
                 .labels
                 .as_ref()
-                .and_then(|l| l.get("kubernetes.io/service-name"))
+                .and_then(|l| l.get(kinet_controllers::endpoints::slices::SERVICE_NAME_LABEL))
                 == Some(&service);
             let ready = slice.endpoints.iter().any(|e| {
                 e.addresses.contains(&ip)
@@ -175,10 +175,13 @@ async fn endpoint_latency(
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     let server = kinet_testkit::TestApi::start().await?;
     let client = server.client()?;
-    let loops = tokio::spawn(kinet_controllers::run(
-        client.clone(),
-        kinet_controllers::ControllerConfig::default(),
-    ));
+    // The bench's nodes have no agent to heartbeat: a day's grace keeps them Ready.
+    let config = kinet_controllers::ControllerConfig {
+        node_monitor_grace_period: std::time::Duration::from_secs(86_400),
+        ..Default::default()
+    };
+    let loops = std::sync::Arc::new(kinet_controllers::LoopMetrics::default());
+    kinet_controllers::start(client.clone(), config, &loops);
     register_nodes(&client, 3).await?;
     println!(
         "kinet bench controllers: {} replicas, {} services, {} readiness samples\n",
@@ -188,7 +191,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let direct = direct_pods(&client, opts.replicas).await?;
     let (rollout, cpu) = deployment_to_bound(&client, opts.replicas).await?;
     let (latency, rtt) = endpoint_latency(&client, opts.services, opts.samples).await?;
-    loops.abort();
+    let restarts = loops.render();
+    anyhow::ensure!(
+        !restarts
+            .lines()
+            .any(|l| l.starts_with("kinet_controller_loop_restarts_total") && !l.ends_with(" 0")),
+        "a control loop failed during the bench:\n{restarts}"
+    );
 
     println!("| measurement | value | baseline | ratio |");
     println!("|---|---|---|---|");

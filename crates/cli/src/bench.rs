@@ -32,6 +32,13 @@ pub enum BenchCommand {
         /// Clusters made per node count.
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// Node failures measured (a worker's agent killed), each on a 3-node cluster of
+        /// its own; 0 skips them.
+        #[arg(long, default_value_t = 3)]
+        failures: usize,
+        /// The failure clusters' --node-monitor-grace-period, in seconds.
+        #[arg(long, default_value_t = 5)]
+        grace_seconds: u64,
     },
     /// The control loops: a large Deployment until bound, and pod readiness to EndpointSlices.
     Controllers {
@@ -81,8 +88,19 @@ pub enum BenchCommand {
 
 pub async fn run(what: BenchCommand) -> anyhow::Result<()> {
     match what {
-        BenchCommand::Up { nodes, runs } => {
-            kinet_bench::up::run(kinet_bench::up::Options { nodes, runs })
+        BenchCommand::Up {
+            nodes,
+            runs,
+            failures,
+            grace_seconds,
+        } => {
+            kinet_bench::up::run(kinet_bench::up::Options {
+                nodes,
+                runs,
+                failures,
+                grace: std::time::Duration::from_secs(grace_seconds),
+            })
+            .await
         }
         BenchCommand::Api {
             objects,

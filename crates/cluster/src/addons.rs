@@ -16,8 +16,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
-/// The DNS Service's ClusterIP, the tenth address of the default Service range.
-pub const DNS_SERVICE_IP: &str = "10.96.0.10";
+pub use kinet_types::wellknown::DNS_SERVICE_IP;
 pub const NAMESPACE: &str = "kube-system";
 /// kubeadm's names.
 pub const DEPLOYMENT: &str = "coredns";
@@ -25,8 +24,8 @@ pub const SERVICE: &str = "kube-dns";
 pub const SERVICE_ACCOUNT: &str = "coredns";
 /// The add-ons' Deployments, `(namespace, name)`: `up` returns once each is Available.
 pub const DEPLOYMENTS: &[(&str, &str)] = &[(NAMESPACE, DEPLOYMENT)];
-/// `/metrics`, `/health` and `/ready` of the DNS server.
-pub const METRICS_PORT: i32 = 9153;
+/// `/metrics`, `/health` and `/ready` of the DNS server, as the API's int32 port.
+pub const METRICS_PORT: i32 = kinet_types::wellknown::DNS_METRICS_PORT as i32;
 
 /// What the cluster DNS add-on is configured with.
 #[derive(Debug, Clone, PartialEq, Eq)]

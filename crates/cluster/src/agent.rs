@@ -10,13 +10,11 @@ use anyhow::{bail, Context, Result};
 use kinet_agent::network::{self, NetworkConfig};
 use kinet_agent::pods::{self, ClusterDns, Runtime};
 use kinet_agent::{host, AgentConfig, NodeConfig};
+use kinet_types::wellknown::PROXY_METRICS_PORT;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::nodes::Plan;
 use crate::state::{self, absolute_home, ClusterDir};
-
-/// Where the service proxy's metrics are served on each node (kube-proxy's port).
-const PROXY_METRICS_PORT: u16 = 10249;
 
 pub async fn agent(name: &str, node: &str) -> Result<()> {
     crate::serve::init_logging();
@@ -57,7 +55,8 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
         control_plane: me.control_plane,
         capacity: host::detect_capacity(),
         system: host::detect_system(&format!("kinet://{}", env!("CARGO_PKG_VERSION"))),
-    });
+    })
+    .with_grace_period(Duration::from_secs(info.node_monitor_grace_period_secs));
     crate::serve::ignore_hangup()?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tracing::info!(node, ip = %me.ip, pid = std::process::id(), "agent starting");
@@ -73,6 +72,8 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
             .parse()
             .context("the cluster CIDR")?,
     };
+    // What the Node's Ready condition says: the pod network and the proxy report into it.
+    let (readiness, ready_rx) = tokio::sync::watch::channel(kinet_agent::Readiness::starting());
     let workloads = {
         let client = client.clone();
         let node_dir = dir.node_dir(node);
@@ -80,7 +81,7 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
         let netns = me.netns.clone();
         let ip = me.ip;
         async move {
-            let net = network::prepare(&client, &net_cfg).await?;
+            let net = network::prepare_until_ready(&client, &net_cfg, &readiness).await;
             let runtime = Runtime::new(
                 client.clone(),
                 pods::Config {
@@ -116,12 +117,17 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
             let metrics_listener = tokio::net::TcpListener::bind((ip, PROXY_METRICS_PORT))
                 .await
                 .context("binding the proxy metrics port")?;
+            let (proxy_health, proxy_outcomes) = tokio::sync::watch::channel(None);
             let proxy_opts = kinet_proxy::SyncOptions {
                 metrics: metrics.clone(),
+                health: Some(proxy_health),
                 ..Default::default()
             };
+            let proxy_ready =
+                kinet_agent::readiness::follow(proxy_outcomes, readiness.clone(), |r| &mut r.proxy);
             tokio::select! {
-                _ = network::keep_peers(client.clone(), net_cfg.clone(), net) => bail!("the node watch ended"),
+                _ = network::keep_peers(client.clone(), net_cfg.clone(), net, readiness) => bail!("the node watch ended"),
+                _ = proxy_ready => bail!("the service proxy ended"),
                 _ = pods::run(runtime) => bail!("the pod watch ended"),
                 r = kinet_proxy::run_with(client.clone(), node_info, kinet_proxy::ProxyConfig::default(), applier, proxy_opts) => r.context("service proxy"),
                 _ = kinet_proxy::serve_metrics(metrics_listener, metrics) => bail!("the metrics server ended"),
@@ -130,7 +136,7 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
         }
     };
     tokio::select! {
-        r = kinet_agent::run(client, cfg) => r?,
+        r = kinet_agent::run(client, cfg, ready_rx) => r?,
         r = workloads => r?,
         _ = term.recv() => tracing::info!(node, "agent stopping (SIGTERM)"),
     }

@@ -99,10 +99,7 @@ pub fn host_link_name(cluster: &str) -> String {
     if full.len() <= MAX {
         return full;
     }
-    // FNV-1a: stable across runs and builds (std's hasher is not).
-    let hash = cluster.bytes().fold(0x811c_9dc5u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    });
+    let hash = kinet_types::hash::fnv1a_32(cluster);
     format!("kn-{}{:05x}", &cluster[..7], hash & 0xf_ffff)
 }
 

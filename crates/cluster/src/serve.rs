@@ -2,9 +2,12 @@
 
 use std::io::IsTerminal;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use kinet_apiserver::{KubeletClient, ServeConfig, TokenUser};
+use kinet_apiserver::{Checks, Endpoint, KubeletClient, MetricsText, ServeConfig, TokenUser};
 use kinet_pki::{Pki, ADMIN_GROUP, ADMIN_USER};
 use tracing_subscriber::EnvFilter;
 
@@ -34,6 +37,19 @@ pub async fn serve(name: &str) -> Result<()> {
         .issue_kubelet_client()
         .context("issuing the kubelet client certificate")?;
     let kubelet = KubeletClient { cert_pem, key_pem };
+    let loops = Arc::new(kinet_controllers::LoopMetrics::default());
+    let loop_metrics = loops.clone();
+    // Ready only once the control loops run (each is then supervised on its own task).
+    let health = Checks::default();
+    let loops_started = Arc::new(AtomicBool::new(false));
+    let started = loops_started.clone();
+    health.add("controllers", Endpoint::Ready, move || {
+        let r = match started.load(Ordering::Acquire) {
+            true => Ok(()),
+            false => Err("the control loops have not started".to_string()),
+        };
+        Box::pin(async move { r })
+    });
     let api = kinet_apiserver::run_with_kubelet_client(
         ServeConfig {
             cluster: info.name.clone(),
@@ -47,27 +63,32 @@ pub async fn serve(name: &str) -> Result<()> {
                 user: ADMIN_USER.to_string(),
                 groups: vec![ADMIN_GROUP.to_string()],
             }],
+            admission: kinet_admission::Settings {
+                default_toleration_seconds: info.default_toleration_seconds,
+            },
+            metrics: Some(MetricsText(Arc::new(move || loop_metrics.render()))),
+            health,
         },
         Some(kubelet),
     );
-    // The control loops are clients of the API like any other; they start once it answers.
-    let loops = async {
+    // The control loops are clients of the API like any other; they start once it answers,
+    // each on a supervised task of its own, so none can stop the API server.
+    let config = kinet_controllers::ControllerConfig {
+        node_monitor_grace_period: Duration::from_secs(info.node_monitor_grace_period_secs),
+        ..Default::default()
+    };
+    let lb_pool = info.underlay.filter(|_| info.nodes > 0);
+    tokio::spawn(async move {
         while controllers.apiserver_version().await.is_err() {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if let Some(cidr) = info.underlay.filter(|_| info.nodes > 0) {
+        if let Some(cidr) = lb_pool {
             crate::external::ensure_lb_pool(&controllers, cidr).await;
         }
-        kinet_controllers::run(
-            controllers.clone(),
-            kinet_controllers::ControllerConfig::default(),
-        )
-        .await
-    };
-    let result = tokio::select! {
-        r = api => r,
-        r = loops => r.context("control loops"),
-    };
+        kinet_controllers::start(controllers, config, &loops);
+        loops_started.store(true, Ordering::Release);
+    });
+    let result = api.await;
     // A stale PID file would make the next `up` think we still run (until the PID is reused).
     if dir.read_pid() == Some(std::process::id()) {
         let _ = dir.remove_pid();

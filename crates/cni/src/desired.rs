@@ -270,13 +270,7 @@ pub fn plan(actual: &Desired, desired: &Desired) -> Plan {
 /// The host-side veth name for a pod: `veth` + 8 hex digits of a stable hash of its key
 /// (e.g. the pod's netns name or sandbox id), 12 characters, under IFNAMSIZ's 15.
 pub fn host_veth_name(key: &str) -> String {
-    // FNV-1a: stable across releases and platforms, unlike std's DefaultHasher.
-    let mut h: u32 = 0x811c_9dc5;
-    for b in key.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    format!("veth{h:08x}")
+    format!("veth{:08x}", kinet_types::hash::fnv1a_32(key))
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use serde_json::json;
 
 use crate::deployment::plan::{scaled_value, template_hash};
 use crate::events::object_ref;
+use crate::nodelifecycle::health::{NOT_READY_TAINT, UNREACHABLE_TAINT};
 use crate::replicaset::{
     claim_pods, delete_pods, now_secs, owner_ref, pod_available, pod_from_template, pod_ready,
     report_create, requeue_for_availability, Error, RETRY,
@@ -60,8 +61,8 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
 /// keep their daemons.
 fn daemon_tolerations() -> Vec<Toleration> {
     [
-        ("node.kubernetes.io/not-ready", "NoExecute"),
-        ("node.kubernetes.io/unreachable", "NoExecute"),
+        (NOT_READY_TAINT, "NoExecute"),
+        (UNREACHABLE_TAINT, "NoExecute"),
         ("node.kubernetes.io/unschedulable", "NoSchedule"),
     ]
     .into_iter()

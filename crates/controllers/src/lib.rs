@@ -6,7 +6,9 @@
 //!   [`serviceaccounts`] (the `default` account of each namespace).
 //! - Service discovery: [`endpoints`] (Endpoints and EndpointSlices from selectors).
 //! - Workloads: [`deployment`], [`replicaset`], [`daemonset`], [`scheduler`], [`nodeipam`].
+//! - Node health: [`nodelifecycle`] (silent nodes turn Unknown, taints, pod eviction).
 //! - [`events`]: the core/v1 Event recorder every loop reports through.
+//! - [`start`] runs each loop as its own supervised task.
 
 pub mod client;
 pub mod daemonset;
@@ -17,12 +19,20 @@ pub mod gc;
 pub mod loadbalancer;
 pub mod namespace;
 pub mod nodeipam;
+pub mod nodelifecycle;
 pub mod replicaset;
 mod runtime;
 pub mod scheduler;
 pub mod serviceaccounts;
 
+mod supervise;
+
+use std::sync::Arc;
+use std::time::Duration;
+
 use kube::Client;
+
+pub use supervise::{supervise, Backoff, LoopMetrics};
 
 /// Cluster-wide settings the loops need.
 #[derive(Debug, Clone)]
@@ -31,46 +41,55 @@ pub struct ControllerConfig {
     pub cluster_cidr: String,
     /// The prefix length of each node's podCIDR.
     pub node_cidr_mask: u8,
+    /// How long a node may stay silent before it is Unknown (`--node-monitor-grace-period`).
+    pub node_monitor_grace_period: Duration,
 }
 
 impl Default for ControllerConfig {
     fn default() -> Self {
         ControllerConfig {
-            cluster_cidr: "10.244.0.0/16".into(),
+            cluster_cidr: kinet_types::wellknown::CLUSTER_CIDR.into(),
             node_cidr_mask: 24,
+            node_monitor_grace_period: nodelifecycle::Settings::default().node_monitor_grace_period,
         }
     }
 }
 
-/// Runs every control loop; a loop that fails is logged and restarted after a pause, as
-/// kube-controller-manager's process supervisor would, so one bad loop never stops the others.
-pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()> {
-    let c = &client;
-    tokio::join!(
-        supervise("namespace", || namespace::run(c.clone())),
-        supervise("garbage-collector", || gc::run(c.clone())),
-        supervise("serviceaccount", || serviceaccounts::run(c.clone())),
-        supervise("endpoints", || endpoints::run(c.clone())),
-        supervise("deployment", || deployment::run(c.clone())),
-        supervise("replicaset", || replicaset::run(c.clone())),
-        supervise("daemonset", || daemonset::run(c.clone())),
-        supervise("scheduler", || scheduler::run(c.clone())),
-        supervise("nodeipam", || nodeipam::run(c.clone(), config.clone())),
-        supervise("service-lb", || loadbalancer::run(c.clone())),
-    );
-    Ok(())
+/// Starts every control loop on a task of its own, each restarted with back-off after an
+/// error or a panic (as kube-controller-manager's controllers are independent goroutines),
+/// so one bad loop never stops the others or the API server. Their restarts are counted
+/// in `metrics`.
+pub fn start(client: Client, config: ControllerConfig, metrics: &Arc<LoopMetrics>) {
+    let (c, m) = (&client, metrics);
+    spawn_loop("namespace", c, m, namespace::run);
+    spawn_loop("garbage-collector", c, m, gc::run);
+    spawn_loop("serviceaccount", c, m, serviceaccounts::run);
+    spawn_loop("endpoints", c, m, endpoints::run);
+    spawn_loop("deployment", c, m, deployment::run);
+    spawn_loop("replicaset", c, m, replicaset::run);
+    spawn_loop("daemonset", c, m, daemonset::run);
+    spawn_loop("scheduler", c, m, scheduler::run);
+    let ipam = config.clone();
+    spawn_loop("nodeipam", c, m, move |c| nodeipam::run(c, ipam.clone()));
+    spawn_loop("service-lb", c, m, loadbalancer::run);
+    let lifecycle = nodelifecycle::Settings {
+        node_monitor_grace_period: config.node_monitor_grace_period,
+    };
+    spawn_loop("nodelifecycle", c, m, move |c| {
+        nodelifecycle::run(c, lifecycle)
+    });
 }
 
-async fn supervise<F, Fut>(name: &str, mut start: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
+fn spawn_loop<Fut>(
+    name: &'static str,
+    client: &Client,
+    metrics: &Arc<LoopMetrics>,
+    run: impl Fn(Client) -> Fut + Send + 'static,
+) where
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
 {
-    loop {
-        match start().await {
-            Ok(()) => return,
-            Err(e) => tracing::error!(controller = name, "control loop failed, restarting: {e:#}"),
-        }
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    }
+    let client = client.clone();
+    supervise(name, metrics.clone(), Backoff::default(), move || {
+        run(client.clone())
+    });
 }

@@ -115,10 +115,16 @@ where
     use kube::runtime::{reflector, watcher, WatchStreamExt};
     let (store, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
-    let wake = wake.clone();
-    tokio::spawn(stream.for_each(move |_| {
-        wake.notify_one();
-        futures::future::ready(())
-    }));
+    // Held weakly: once the loop that owns `wake` is gone (a supervised restart), the watch
+    // ends at its next event instead of outliving it.
+    let wake = Arc::downgrade(wake);
+    tokio::spawn(
+        stream
+            .take_while(move |_| {
+                let alive = wake.upgrade().map(|w| w.notify_one()).is_some();
+                futures::future::ready(alive)
+            })
+            .for_each(|_| futures::future::ready(())),
+    );
     store
 }

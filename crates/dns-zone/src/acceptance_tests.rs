@@ -21,7 +21,7 @@ fn a_records(v: &ClusterView, q: &str, t: RecordType) -> (ResponseCode, Vec<Stri
 }
 
 fn base_cluster() -> ClusterView {
-    let mut v = ClusterView::new("cluster.local");
+    let mut v = ClusterView::new("cluster.local").unwrap();
     v.upsert_service(&service(
         "default",
         "kubernetes",
@@ -130,7 +130,7 @@ fn acceptance_list() {
 /// 10k Services across 100 namespaces answer correctly and quickly.
 #[test]
 fn ten_thousand_services() {
-    let mut v = ClusterView::new("cluster.local");
+    let mut v = ClusterView::new("cluster.local").unwrap();
     let ip = |i: usize| format!("10.96.{}.{}", 1 + i / 250, i % 250 + 1);
     for i in 0..10_000 {
         v.upsert_service(&service(

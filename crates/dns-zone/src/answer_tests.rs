@@ -6,7 +6,7 @@ use serde_json::json;
 
 /// A cluster like a fresh kinet one plus a few workloads.
 pub(crate) fn cluster() -> ClusterView {
-    let mut v = ClusterView::new("cluster.local");
+    let mut v = ClusterView::new("cluster.local").unwrap();
     let svcs = [
         (
             "default",
@@ -357,7 +357,7 @@ fn ttl_is_configurable() {
 
 #[test]
 fn other_zone_name() {
-    let mut v = ClusterView::new("kinet.test");
+    let mut v = ClusterView::new("kinet.test").unwrap();
     v.upsert_service(&service(
         "default",
         "kubernetes",

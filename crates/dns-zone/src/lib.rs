@@ -26,7 +26,7 @@ mod testutil;
 pub use answer::{answer, Answer, SCHEMA_VERSION};
 pub use fast::respond_fast;
 pub use respond::{respond, respond_wire, truncate, DEFAULT_UDP_PAYLOAD};
-pub use view::{ClusterView, DEFAULT_TTL};
+pub use view::{ClusterView, ZoneError, DEFAULT_TTL};
 
 /// Re-exported so callers use the same hickory-proto version.
 pub use hickory_proto;

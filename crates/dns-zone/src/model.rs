@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 /// The label the EndpointSlice controller puts on every slice it owns.
-pub(crate) const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+pub(crate) use kinet_types::wellknown::SERVICE_NAME_LABEL;
 
 /// Transport protocol of a port; Kubernetes defaults it to TCP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -100,7 +100,7 @@ mod tests {
     use serde_json::json;
 
     fn view() -> ClusterView {
-        let mut v = ClusterView::new("cluster.local");
+        let mut v = ClusterView::new("cluster.local").unwrap();
         v.upsert_service(&service(
             "default",
             "kubernetes",

@@ -68,19 +68,32 @@ pub struct ClusterView {
     generation: u64,
 }
 
+/// The cluster zone given is not a DNS name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the cluster zone {zone:?} is not a DNS name: {reason}")]
+pub struct ZoneError {
+    pub zone: String,
+    pub reason: String,
+}
+
 fn lower(s: &str) -> Arc<str> {
     s.to_ascii_lowercase().into()
 }
 
 impl ClusterView {
-    /// A view for `zone` (e.g. `"cluster.local"`), empty.
-    ///
-    /// Panics if `zone` is not a valid DNS name: that is a configuration bug.
-    pub fn new(zone: &str) -> Self {
+    /// A view for `zone` (e.g. `"cluster.local"`), empty; an error if `zone` is not a DNS name.
+    pub fn new(zone: &str) -> Result<Self, ZoneError> {
         let zone_str = zone.trim_end_matches('.').to_ascii_lowercase();
-        let mut name = Name::from_ascii(&zone_str).expect("cluster zone must be a DNS name");
+        let invalid = |reason: String| ZoneError {
+            zone: zone.to_string(),
+            reason,
+        };
+        if zone_str.is_empty() {
+            return Err(invalid("it is empty".into()));
+        }
+        let mut name = Name::from_ascii(&zone_str).map_err(|e| invalid(e.to_string()))?;
         name.set_fqdn(true);
-        ClusterView {
+        Ok(ClusterView {
             zone_wire: wire_labels(&name),
             ns_wire: wire_labels(&ns_dns(&name)),
             hostmaster_wire: wire_labels(&hostmaster(&name)),
@@ -95,7 +108,7 @@ impl ClusterView {
             serial: 1,
             port_names: Names::default(),
             generation: 0,
-        }
+        })
     }
 
     /// The zone apex, lowercase and fully qualified.
@@ -346,8 +359,16 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn a_bad_zone_is_an_error_not_a_panic() {
+        for zone in ["", ".", "a..b", "bad zone", &"x".repeat(64)] {
+            let err = ClusterView::new(zone).unwrap_err();
+            assert_eq!(err.zone, zone);
+        }
+    }
+
+    #[test]
     fn upsert_replace_and_remove_keep_indexes_clean() {
-        let mut v = ClusterView::new("cluster.local");
+        let mut v = ClusterView::new("cluster.local").unwrap();
         let ip: IpAddr = "10.96.0.7".parse().unwrap();
         v.upsert_service(&service(
             "Default",
@@ -388,7 +409,7 @@ mod tests {
 
     #[test]
     fn namespace_existence() {
-        let mut v = ClusterView::new("cluster.local.");
+        let mut v = ClusterView::new("cluster.local.").unwrap();
         assert_eq!(v.zone().to_ascii(), "cluster.local.");
         assert!(!v.namespace_exists("default"));
         v.upsert_service(&service("default", "a", json!({"clusterIP": "10.0.0.1"})));
@@ -401,7 +422,7 @@ mod tests {
 
     #[test]
     fn serial_moves_on_change() {
-        let mut v = ClusterView::new("cluster.local");
+        let mut v = ClusterView::new("cluster.local").unwrap();
         let s0 = v.serial();
         v.upsert_service(&service("default", "a", json!({"clusterIP": "10.0.0.1"})));
         assert!(v.serial() > s0);
@@ -422,7 +443,7 @@ mod tests {
             "{}",
             size_of::<EndpointRec>()
         );
-        let mut v = ClusterView::new("cluster.local");
+        let mut v = ClusterView::new("cluster.local").unwrap();
         v.upsert_service(&service("default", "a", json!({"clusterIP": "10.0.0.1"})));
         let ip = "10.0.0.1".parse().unwrap();
         assert!(matches!(
@@ -433,7 +454,7 @@ mod tests {
 
     #[test]
     fn services_share_namespace_and_port_names() {
-        let mut v = ClusterView::new("cluster.local");
+        let mut v = ClusterView::new("cluster.local").unwrap();
         for (name, ip, port) in [("b", "10.0.0.2", "http"), ("c", "10.0.0.3", "HTTP")] {
             let spec = json!({"clusterIP": ip, "ports": [{"name": port, "port": 80}]});
             v.upsert_service(&service("default", name, spec));
@@ -454,7 +475,7 @@ mod tests {
 
     #[test]
     fn nameserver_addrs_default_to_kube_dns() {
-        let mut v = ClusterView::new("cluster.local");
+        let mut v = ClusterView::new("cluster.local").unwrap();
         assert!(v.nameserver_addrs().is_empty());
         v.upsert_service(&service(
             "kube-system",

@@ -12,7 +12,7 @@ use super::{Handler, Step, MAX_FORWARDS_IN_FLIGHT};
 use crate::metrics::{Metrics, Proto};
 
 fn view() -> ClusterView {
-    let mut v = ClusterView::new("cluster.local");
+    let mut v = ClusterView::new("cluster.local").unwrap();
     let svc: Service = serde_json::from_value(json!({
         "metadata": {"namespace": "default", "name": "web"},
         "spec": {"clusterIP": "10.96.0.20"},

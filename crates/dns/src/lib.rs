@@ -19,6 +19,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use kinet_types::wellknown::DNS_METRICS_PORT;
 use tokio::signal::unix::{signal, SignalKind};
 
 pub use handler::SharedView;
@@ -50,7 +51,7 @@ impl Default for DnsConfig {
         DnsConfig {
             zone: "cluster.local".into(),
             listen: (Ipv4Addr::UNSPECIFIED, 53).into(),
-            metrics: (Ipv4Addr::UNSPECIFIED, 9153).into(),
+            metrics: (Ipv4Addr::UNSPECIFIED, DNS_METRICS_PORT).into(),
             upstreams: Vec::new(),
             cache_size: DEFAULT_CACHE_SIZE,
         }
@@ -58,15 +59,15 @@ impl Default for DnsConfig {
 }
 
 /// A fresh, empty view for `config.zone`, ready to share with [`serve`].
-pub fn new_view(config: &DnsConfig) -> SharedView {
-    Arc::new(RwLock::new(ClusterView::new(&config.zone)))
+pub fn new_view(config: &DnsConfig) -> Result<SharedView, Error> {
+    Ok(Arc::new(RwLock::new(ClusterView::new(&config.zone)?)))
 }
 
 /// Serve DNS with the view kept current by watches on Services,
 /// EndpointSlices and Namespaces. Returns once the sockets are bound; `/ready`
 /// turns 200 when every watch has listed once.
 pub async fn start(client: kube::Client, config: &DnsConfig) -> Result<DnsServer, Error> {
-    let view = new_view(config);
+    let view = new_view(config)?;
     let mut server = serve(view.clone(), config).await?;
     watch::spawn(&mut server, client, view);
     Ok(server)

@@ -23,6 +23,8 @@ const MAX_UDP_THREADS: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error(transparent)]
+    Zone(#[from] kinet_dns_zone::ZoneError),
     #[error("binding {what} on {addr}: {source}")]
     Bind {
         what: &'static str,

@@ -26,7 +26,7 @@ fn lookup(view: &ClusterView, q: &str) -> (ResponseCode, Vec<IpAddr>) {
 
 #[test]
 fn relist_removes_what_was_not_listed_again() {
-    let mut view = ClusterView::new("cluster.local");
+    let mut view = ClusterView::new("cluster.local").unwrap();
     let mut m = Mirror::<Service>::new();
     assert!(!m.on_event(&mut view, Event::Init));
     m.on_event(
@@ -77,7 +77,7 @@ fn relist_removes_what_was_not_listed_again() {
 
 #[test]
 fn deletes_and_slices() {
-    let mut view = ClusterView::new("cluster.local");
+    let mut view = ClusterView::new("cluster.local").unwrap();
     let mut svcs = Mirror::<Service>::new();
     let mut slices = Mirror::<EndpointSlice>::new();
     svcs.on_event(&mut view, Event::Apply(service("default", "db", "None")));

@@ -40,7 +40,7 @@ pub use server::{serve, ChannelBody};
 pub use tls::{client_config, server_config, API_SERVER_CLIENT_CN};
 
 /// The kubelet's port, where the API server finds the agent by default.
-pub const DEFAULT_PORT: u16 = 10250;
+pub const DEFAULT_PORT: u16 = kinet_types::wellknown::KUBELET_PORT;
 
 /// What the agent knows about its pods, for streaming.
 pub trait Pods: Send + Sync + 'static {

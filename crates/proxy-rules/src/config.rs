@@ -35,7 +35,7 @@ impl Default for ProxyConfig {
         ProxyConfig {
             table: "kinet".into(),
             cluster_cidr: "10.244.0.0/16".into(),
-            service_cidr: "10.96.0.0/12".into(),
+            service_cidr: kinet_types::wellknown::SERVICE_CIDR.into(),
             masquerade_mark: 0x4000,
         }
     }

@@ -10,7 +10,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use crate::model::Proto;
 
 /// Label that ties an EndpointSlice to its Service.
-pub(crate) const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+pub(crate) use kinet_types::wellknown::SERVICE_NAME_LABEL;
 /// Kubernetes' default ClientIP affinity timeout (3 hours).
 const DEFAULT_AFFINITY_SECS: u32 = 10800;
 

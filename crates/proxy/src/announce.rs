@@ -16,7 +16,7 @@ use std::net::Ipv4Addr;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+use kinet_types::wellknown::SERVICE_NAME_LABEL;
 
 /// Names of Ready nodes (a node without a Ready condition counts: it has not reported yet).
 pub fn ready_nodes(nodes: &[Node]) -> BTreeSet<String> {
@@ -87,11 +87,7 @@ fn external_local(svc: &Service) -> bool {
 /// nearly the same way for every address): stable across processes and builds, so every
 /// node computes the same winner.
 fn score(node: &str, ip: Ipv4Addr) -> u64 {
-    let h = format!("{ip}/{node}")
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
+    let h = kinet_types::hash::fnv1a_64(format!("{ip}/{node}"));
     let mut z = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

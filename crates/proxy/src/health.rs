@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use tokio::task::JoinHandle;
 
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+use kinet_types::wellknown::SERVICE_NAME_LABEL;
 
 /// What one health-check port reports.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -36,6 +36,6 @@ pub use lbaddr::{LbAddrError, LbAddresses, LB_LINK};
 pub use metrics::{serve_metrics, Metrics, MetricsSnapshot};
 pub use node::node_info;
 pub use rules_for::{rules_for, rules_in_listing};
-pub use sync::{run, run_with, SyncOptions};
+pub use sync::{run, run_with, SyncHealth, SyncOptions};
 
 pub use kinet_proxy_rules::{render, NodeInfo, ProxyConfig, Renderer, Ruleset};

@@ -38,6 +38,22 @@ pub struct SyncOptions {
     pub metrics: Arc<Metrics>,
     /// Receives every ruleset once it is in the kernel (e.g. for `rules_for`).
     pub applied: Option<watch::Sender<Option<Arc<Ruleset>>>>,
+    /// Receives how each sync went (the node agent's readiness reads it).
+    pub health: Option<watch::Sender<SyncHealth>>,
+}
+
+/// How the last sync went: `None` before the first, then `Ok` or why the rules are not in
+/// the kernel.
+pub type SyncHealth = Option<Result<(), String>>;
+
+fn report(health: &Option<watch::Sender<SyncHealth>>, now: Result<(), String>) {
+    if let Some(tx) = health {
+        tx.send_if_modified(|h| {
+            let changed = h.as_ref() != Some(&now);
+            *h = Some(now);
+            changed
+        });
+    }
 }
 
 impl Default for SyncOptions {
@@ -48,6 +64,7 @@ impl Default for SyncOptions {
             retry_period: Duration::from_secs(1),
             metrics: Arc::new(Metrics::default()),
             applied: None,
+            health: None,
         }
     }
 }
@@ -193,13 +210,16 @@ pub async fn run_with(
                 if let Some(tx) = &opts.applied {
                     tx.send_replace(Some(Arc::new(renderer.ruleset())));
                 }
+                report(&opts.health, Ok(()));
             }
             Ok(ApplyOutcome::Unchanged) => {
                 retry_at = None;
                 opts.metrics.record_unchanged();
+                report(&opts.health, Ok(()));
             }
             Err(e) => {
                 opts.metrics.record_failure();
+                report(&opts.health, Err(format!("{e:#}")));
                 tracing::error!(error = %e, "proxy sync failed; retrying with a repair");
                 retry_at = Some(Instant::now() + opts.retry_period);
                 changes.restore(since);

@@ -42,4 +42,6 @@ pub trait Backend: Send + 'static {
     fn load_all(&mut self) -> Result<Loaded, StoreError>;
     /// Applies the batch atomically and durably; returns only once it survives a crash.
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError>;
+    /// A cheap round trip to the storage (a health check); fails when it cannot answer.
+    fn probe(&mut self) -> Result<(), StoreError>;
 }

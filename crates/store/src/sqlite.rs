@@ -105,6 +105,12 @@ impl Backend for SqliteBackend {
         tx.commit()?;
         Ok(())
     }
+
+    fn probe(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("SELECT count(*) FROM meta", [], |r| r.get::<_, i64>(0))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -180,5 +186,6 @@ mod tests {
         })
         .unwrap();
         assert_eq!(b.load_all().unwrap().rows, vec![row("a", 1)]);
+        b.probe().unwrap();
     }
 }

@@ -123,13 +123,39 @@ impl Store {
     {
         let (reply, rx) = oneshot::channel();
         let tx = self.inner.tx.as_ref().ok_or_else(closed)?;
-        tx.send(Request {
+        tx.send(Request::Write {
             key: key.to_string(),
             f: Box::new(f),
             reply,
         })
         .map_err(|_| closed())?;
         rx.await.map_err(|_| closed())?
+    }
+
+    /// The storage health check: the writer thread is alive, its last commit succeeded and the
+    /// backend answers a query. Queued behind pending writes, so a wedged writer never answers:
+    /// callers bound the wait.
+    pub async fn probe(&self) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        let tx = self.inner.tx.as_ref().ok_or("storage is shut down")?;
+        tx.send(Request::Probe(reply))
+            .map_err(|_| "the storage writer thread has stopped")?;
+        rx.await
+            .map_err(|_| "the storage writer thread has stopped")?
+    }
+
+    /// The watch cache's health check: it has published every committed change, so a watch
+    /// from the current resourceVersion misses nothing.
+    pub fn watch_cache_synced(&self) -> Result<(), String> {
+        // The writer updates the state while holding the hub, so both are read consistently.
+        let hub = self.inner.shared.hub();
+        let committed = self.inner.shared.read().rv;
+        match hub.rv() {
+            rv if rv == committed => Ok(()),
+            rv => Err(format!(
+                "the watch cache is at resourceVersion {rv}, the store at {committed}"
+            )),
+        }
     }
 
     pub fn get(&self, key: &str) -> Option<Arc<Stored>> {
@@ -141,6 +167,17 @@ impl Store {
     pub fn list(&self, prefix: &str) -> (Vec<Arc<Stored>>, u64) {
         let (items, rv, _) = self.list_page(prefix, None, 0);
         (items, rv)
+    }
+
+    /// Every object under `prefix` with its key, in key order.
+    pub fn entries(&self, prefix: &str) -> Vec<(String, Arc<Stored>)> {
+        let state = self.inner.shared.read();
+        state
+            .objects
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect()
     }
 
     /// At most `limit` objects under `prefix` with keys after `after` (0 = no limit), the

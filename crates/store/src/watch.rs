@@ -77,6 +77,11 @@ impl Hub {
         })
     }
 
+    /// The rv of the last published event.
+    pub(crate) fn rv(&self) -> u64 {
+        self.rv
+    }
+
     /// The oldest rv a watch may still resume from.
     pub(crate) fn oldest(&self) -> u64 {
         self.covered

@@ -45,11 +45,15 @@ impl Shared {
     }
 }
 
-/// One queued write.
-pub(crate) struct Request {
-    pub key: String,
-    pub f: WriteFn,
-    pub reply: oneshot::Sender<Result<WriteOutcome, ApiError>>,
+/// One queued request to the writer thread.
+pub(crate) enum Request {
+    Write {
+        key: String,
+        f: WriteFn,
+        reply: oneshot::Sender<Result<WriteOutcome, ApiError>>,
+    },
+    /// A health probe, answered after the batch it arrived with.
+    Probe(oneshot::Sender<Result<(), String>>),
 }
 
 /// The writer loop; returns when every sender is gone.
@@ -59,6 +63,8 @@ pub(crate) fn run(
     rx: mpsc::Receiver<Request>,
     max_batch: usize,
 ) {
+    // Why the last commit failed, until one succeeds: the probe reports it.
+    let mut commit_error: Option<String> = None;
     while let Ok(first) = rx.recv() {
         let mut queued = vec![first];
         while queued.len() < max_batch.max(1) {
@@ -68,19 +74,24 @@ pub(crate) fn run(
             }
         }
         let mut replies = Vec::with_capacity(queued.len());
-        let requests: Vec<_> = queued
-            .into_iter()
-            .map(|r| {
-                replies.push(r.reply);
-                (r.key, r.f)
-            })
-            .collect();
+        let mut probes = Vec::new();
+        let mut requests = Vec::with_capacity(queued.len());
+        for r in queued {
+            match r {
+                Request::Write { key, f, reply } => {
+                    replies.push(reply);
+                    requests.push((key, f));
+                }
+                Request::Probe(reply) => probes.push(reply),
+            }
+        }
         let base_rv = shared.read().rv;
         let applied = apply(|k| shared.read().objects.get(k).cloned(), base_rv, requests);
         let mut results = applied.results;
 
         if !applied.batch.changes.is_empty() {
             if let Err(e) = backend.commit(&applied.batch) {
+                commit_error = Some(format!("the last commit failed: {e}"));
                 // Nothing became visible; every request in the batch may have seen uncommitted
                 // state, so all of them fail.
                 let err = ApiError::internal(format!("storage commit failed: {e}"));
@@ -90,6 +101,7 @@ pub(crate) fn run(
                     }
                 }
             } else {
+                commit_error = None;
                 shared.commits.fetch_add(1, Ordering::Relaxed);
                 let n = applied.batch.changes.len() as u64;
                 shared.writes.fetch_add(n, Ordering::Relaxed);
@@ -110,6 +122,13 @@ pub(crate) fn run(
         }
         for (reply, result) in replies.into_iter().zip(results) {
             // The caller may have gone away; the write stands regardless.
+            let _ = reply.send(result);
+        }
+        for reply in probes {
+            let result = match &commit_error {
+                Some(e) => Err(e.clone()),
+                None => backend.probe().map_err(|e| e.to_string()),
+            };
             let _ = reply.send(result);
         }
     }

@@ -1,5 +1,6 @@
 //! The public storage API against a real SQLite file.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -357,6 +358,9 @@ impl kinet_store::Backend for Flaky {
         self.committed.lock().unwrap().push(batch.clone());
         Ok(())
     }
+    fn probe(&mut self) -> Result<(), kinet_store::StoreError> {
+        Ok(())
+    }
 }
 
 #[tokio::test]
@@ -380,6 +384,8 @@ async fn failed_commit_changes_nothing_visible() {
     assert_eq!(store.current_rv(), 10);
     assert_eq!(store.stats().commits, 0);
     assert!(nothing_ready(&mut w).await);
+    let unhealthy = store.probe().await.unwrap_err();
+    assert!(unhealthy.contains("disk full"), "{unhealthy}");
 
     fail.store(false, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(
@@ -392,6 +398,16 @@ async fn failed_commit_changes_nothing_visible() {
         Some((EventType::Added, "k/a".into(), 11))
     );
     assert_eq!(committed.lock().unwrap().len(), 1);
+    assert_eq!(store.probe().await, Ok(()), "a good commit clears it");
+}
+
+#[tokio::test]
+async fn health_checks_pass_on_a_working_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    put(&store, "k/a", 1).await;
+    assert_eq!(store.probe().await, Ok(()));
+    assert_eq!(store.watch_cache_synced(), Ok(()));
 }
 
 #[tokio::test]
@@ -399,4 +415,63 @@ async fn in_memory_store() {
     let store = Store::open(std::path::Path::new(":memory:")).unwrap();
     assert_eq!(put(&store, "k/a", 1).await, 1);
     assert_eq!(store.list("k/").0.len(), 1);
+}
+
+/// A memory backend whose commit stops until the test lets it finish, as a commit does while
+/// SQLite waits for the WAL's fsync.
+struct Gated {
+    entered: std::sync::mpsc::Sender<()>,
+    release: std::sync::mpsc::Receiver<()>,
+}
+
+impl kinet_store::Backend for Gated {
+    fn load_all(&mut self) -> Result<kinet_store::Loaded, kinet_store::StoreError> {
+        Ok(kinet_store::Loaded::default())
+    }
+    fn commit(&mut self, _: &kinet_store::Batch) -> Result<(), kinet_store::StoreError> {
+        self.entered.send(()).unwrap();
+        self.release.recv().unwrap();
+        Ok(())
+    }
+    fn probe(&mut self) -> Result<(), kinet_store::StoreError> {
+        Ok(())
+    }
+}
+
+/// The store's half of "acknowledged only after the fsync": no caller, reader or watcher learns
+/// of a write while the backend's commit has not returned. (SQLite's half, that a WAL commit
+/// with `synchronous=FULL` returns only after the WAL is fsynced, is its documented contract,
+/// checked by the backend's `uses_wal_and_full_sync`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_acknowledged_before_the_commit_returns() {
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    let backend = Gated {
+        entered: entered_tx,
+        release: release_rx,
+    };
+    let store = Store::with_backend(backend, Options::default()).unwrap();
+    let mut w = store.watch("", None).unwrap();
+    let mut write = Box::pin(store.write("k/a", |_| Ok(Mutation::Put(json!({})))));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    // The first poll queues the write; the writer then enters the commit and stays there.
+    assert!(write.as_mut().poll(&mut cx).is_pending());
+    tokio::task::spawn_blocking(move || entered.recv().unwrap())
+        .await
+        .unwrap();
+    // Had the writer answered before committing, the answer would be waiting now.
+    assert!(
+        write.as_mut().poll(&mut cx).is_pending(),
+        "acknowledged before the commit returned"
+    );
+    assert!(store.get("k/a").is_none());
+    assert_eq!(store.current_rv(), 0);
+    assert!(nothing_ready(&mut w).await);
+
+    release.send(()).unwrap();
+    assert_eq!(write.await.unwrap().rv, 1);
+    assert_eq!(
+        next(&mut w).await,
+        Some((EventType::Added, "k/a".into(), 1))
+    );
 }

@@ -5,7 +5,7 @@
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::time::Duration;
 
-use kinet_apiserver::{ServeConfig, TokenUser};
+use kinet_apiserver::{Checks, ServeConfig, TokenUser};
 use kinet_pki::Pki;
 
 const TOKEN: &str = "kinet-testkit-admin-token";
@@ -22,6 +22,11 @@ pub struct TestApi {
 impl TestApi {
     /// Starts a server on a free loopback port and waits until it answers.
     pub async fn start() -> anyhow::Result<TestApi> {
+        TestApi::start_with(Checks::default()).await
+    }
+
+    /// Like [`TestApi::start`], with `health` holding checks beside the server's own.
+    pub async fn start_with(health: Checks) -> anyhow::Result<TestApi> {
         let dir = tempfile::tempdir()?;
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
             .local_addr()?
@@ -39,6 +44,9 @@ impl TestApi {
                 user: "kubernetes-admin".into(),
                 groups: vec!["system:masters".into()],
             }],
+            admission: Default::default(),
+            metrics: None,
+            health,
         };
         let task = tokio::spawn(kinet_apiserver::run(config));
         let api = TestApi {

@@ -2,13 +2,17 @@
 //!
 //! - [`registry`]: which resources exist, their group/version/kind, scope, short names and
 //!   subresources. Discovery, routing, validation and printing all read this one table.
+//! - [`hash`]: FNV-1a, for names that must be stable across processes and releases.
+//! - [`wellknown`]: well-known labels, the cluster's address ranges and ports.
 //! - [`error`]: API errors rendered as `metav1.Status` with kube-apiserver's codes, reasons and
 //!   message formats.
 //!
 //! Nothing here does I/O.
 
 pub mod error;
+pub mod hash;
 pub mod registry;
+pub mod wellknown;
 
 pub use error::{ApiError, FieldError, FieldErrorKind, Result};
 pub use registry::{Resource, Scope, RESOURCES};

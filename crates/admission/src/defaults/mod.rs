@@ -12,15 +12,36 @@ use serde_json::Value;
 
 pub use pod::image_tag;
 
-/// Fills in every defaulted field of `obj` in place. Idempotent.
+/// The cluster-wide settings of the admission plugins (kube-apiserver flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// DefaultTolerationSeconds' `--default-not-ready-toleration-seconds` and
+    /// `--default-unreachable-toleration-seconds` (both 300 upstream; one value here).
+    pub default_toleration_seconds: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            default_toleration_seconds: 300,
+        }
+    }
+}
+
+/// Fills in every defaulted field of `obj` in place, with the default [`Settings`]. Idempotent.
 pub fn default(resource: &Resource, obj: &mut Value) {
+    default_with(resource, obj, &Settings::default())
+}
+
+/// [`default`] with the cluster's admission settings.
+pub fn default_with(resource: &Resource, obj: &mut Value, settings: &Settings) {
     let Some(obj) = obj.as_object_mut() else {
         return;
     };
     match (resource.group, resource.kind) {
         ("", "Pod") => {
             pod::pod(obj);
-            plugins::pod(obj);
+            plugins::pod(obj, settings);
         }
         ("", "Service") => service::service(obj),
         ("", "Endpoints") => service::endpoints(obj),

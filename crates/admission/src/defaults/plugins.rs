@@ -6,15 +6,15 @@ use serde_json::{json, Value};
 
 use crate::json::{default_str, default_to, ensure, Obj};
 
+use super::Settings;
+
 const NOT_READY: &str = "node.kubernetes.io/not-ready";
 const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
-/// DefaultTolerationSeconds' --default-not-ready-toleration-seconds and unreachable default.
-const TOLERATION_SECONDS: i64 = 300;
 
-pub fn pod(obj: &mut Obj) {
+pub fn pod(obj: &mut Obj, settings: &Settings) {
     let spec = ensure(obj, "spec");
     service_account(spec);
-    default_toleration_seconds(spec);
+    default_toleration_seconds(spec, settings.default_toleration_seconds);
     priority(spec);
 }
 
@@ -34,8 +34,9 @@ fn service_account(spec: &mut Obj) {
     spec.insert("serviceAccount".into(), name);
 }
 
-/// Tolerate not-ready and unreachable nodes for 300s unless the pod already tolerates them.
-fn default_toleration_seconds(spec: &mut Obj) {
+/// Tolerate not-ready and unreachable nodes for `seconds` unless the pod already tolerates
+/// them (a toleration with that key, or no key, and the NoExecute effect, or none).
+fn default_toleration_seconds(spec: &mut Obj, seconds: u64) {
     let tolerates = |tols: &[Value], key: &str| {
         tols.iter().any(|t| {
             let k = t.get("key").and_then(Value::as_str).unwrap_or("");
@@ -51,7 +52,7 @@ fn default_toleration_seconds(spec: &mut Obj) {
     let mut added = Vec::new();
     for key in [NOT_READY, UNREACHABLE] {
         if !tolerates(&existing, key) {
-            added.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": TOLERATION_SECONDS}));
+            added.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}));
         }
     }
     if !added.is_empty() {

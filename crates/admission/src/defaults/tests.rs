@@ -305,3 +305,30 @@ fn explicit_values_are_kept() {
     );
     assert!(svc["spec"].get("sessionAffinityConfig").is_none());
 }
+
+#[test]
+fn default_toleration_seconds_is_the_cluster_setting() {
+    let r = lookup("", "v1", "pods").unwrap();
+    let short = super::Settings {
+        default_toleration_seconds: 10,
+    };
+    let mut pod = json!({"spec": {"containers": [{"name": "c", "image": "x"}],
+        "tolerations": [{"operator": "Exists", "effect": "NoSchedule"}]}});
+    super::default_with(r, &mut pod, &short);
+    assert_eq!(
+        pod["spec"]["tolerations"],
+        json!([
+            {"operator": "Exists", "effect": "NoSchedule"},
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 10},
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 10}
+        ])
+    );
+    // A keyless NoExecute toleration already covers both keys.
+    let mut tolerant = json!({"spec": {"containers": [{"name": "c", "image": "x"}],
+        "tolerations": [{"operator": "Exists", "effect": "NoExecute"}]}});
+    super::default_with(r, &mut tolerant, &short);
+    assert_eq!(
+        tolerant["spec"]["tolerations"],
+        json!([{"operator": "Exists", "effect": "NoExecute"}])
+    );
+}

@@ -345,9 +345,39 @@ pub fn qos_class(pod: &Pod) -> &'static str {
     }
 }
 
+/// Whether the stored status shows the conditions as `ours` has them (type and status).
+/// Another writer may change them under the agent (the node lifecycle controller marks the
+/// pods of a node that is not Ready as not Ready), and the agent then writes its own again.
+pub fn conditions_agree(stored: Option<&PodStatus>, ours: &PodStatus) -> bool {
+    let states = |s: Option<&PodStatus>| -> Vec<(String, String)> {
+        s.and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|c| (c.type_.clone(), c.status.clone()))
+            .collect()
+    };
+    states(stored) == states(Some(ours))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conditions_changed_by_another_writer_disagree() {
+        let with_ready = |status: &str| PodStatus {
+            conditions: Some(vec![PodCondition {
+                type_: "Ready".into(),
+                status: status.into(),
+                ..PodCondition::default()
+            }]),
+            ..PodStatus::default()
+        };
+        let ours = with_ready("True");
+        assert!(conditions_agree(Some(&with_ready("True")), &ours));
+        assert!(!conditions_agree(Some(&with_ready("False")), &ours));
+        assert!(!conditions_agree(None, &ours));
+    }
 
     fn rec(state: State, last: Option<Exit>) -> Record {
         Record {

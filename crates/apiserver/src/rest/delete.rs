@@ -202,7 +202,7 @@ impl Api {
             let (mutation, gone) = match plan {
                 Plan::Pending => return Ok((current.value.clone(), false)),
                 Plan::Remove => (Mutation::Delete, true),
-                Plan::Mark(new) => (Mutation::Put(new), false),
+                Plan::Mark(new) => (Mutation::Put(super::stored_form(resource, new)?), false),
             };
             if opts.dry_run {
                 return Ok((current.value.clone(), gone));

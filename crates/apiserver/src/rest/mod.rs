@@ -25,11 +25,16 @@ use crate::TokenUser;
 
 pub use alloc::{Allocators, NetworkConfig};
 pub use services::Holdings;
+pub(crate) use write::stored_form;
 
 /// Shared state of the API server.
 pub struct Api {
     pub store: Store,
     pub tokens: Vec<TokenUser>,
+    /// The admission plugins' settings.
+    pub admission: kinet_admission::Settings,
+    /// What `/metrics` serves.
+    pub metrics: Option<crate::MetricsText>,
     /// `host:port` advertised in legacy discovery.
     pub server_address: String,
     pub network: NetworkConfig,
@@ -40,6 +45,8 @@ pub struct Api {
     pub kubelet: std::sync::OnceLock<Arc<rustls::ClientConfig>>,
     /// Signs and verifies service-account tokens (`serviceaccounts/token`).
     pub sa_tokens: crate::tokenrequest::TokenIssuer,
+    /// What `/livez`, `/readyz` and `/healthz` check.
+    pub health: kinet_health::Checks,
 }
 
 /// The response representation a client asked for in `Accept`.

@@ -122,6 +122,7 @@ impl Api {
         let mut updated = current.value.clone();
         updated["spec"]["replicas"] = json!(replicas);
         meta::carry_system_fields(resource, &current.value, &mut updated);
+        let updated = super::stored_form(resource, updated)?;
         let expected = current.rv;
         let outcome = self
             .store
@@ -173,7 +174,7 @@ impl Api {
                 conditions.retain(|c| c["type"] != "PodScheduled");
                 conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": meta::now()}));
                 pod["status"]["conditions"] = json!(conditions);
-                Ok(Mutation::Put(pod))
+                Ok(Mutation::Put(super::stored_form(resource, pod)?))
             })
             .await?;
         let _ = outcome;
@@ -188,6 +189,21 @@ impl Api {
         let wanted: Value =
             serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let finalizers = wanted["spec"]["finalizers"].clone();
+        // A finalizer list that is not one of strings is refused as Go's decoder refuses it.
+        let wrong = match &finalizers {
+            Value::Null => None,
+            Value::Array(items) => items
+                .iter()
+                .find(|f| !f.is_string())
+                .map(|f| (f, "v1.FinalizerName")),
+            other => Some((other, "[]v1.FinalizerName")),
+        };
+        if let Some((value, go_type)) = wrong {
+            return Err(ApiError::bad_request(format!(
+                "Namespace in version \"v1\" cannot be handled as a Namespace: json: cannot unmarshal {} into Go struct field NamespaceSpec.spec.finalizers of type {go_type}",
+                kinet_patch::decode::go_type_name(value)
+            )));
+        }
         let name = call.name().to_string();
         let outcome = self
             .store
@@ -201,7 +217,7 @@ impl Api {
                 } else {
                     finalizers
                 };
-                Ok(Mutation::Put(ns))
+                Ok(Mutation::Put(super::stored_form(resource, ns)?))
             })
             .await?;
         let stored = outcome

@@ -15,45 +15,68 @@ use super::strategy::{self, Part};
 use super::{meta, object_key, Api, Call, Format};
 use crate::http::{bytes_reply, Reply};
 
-/// How many times an update computed from a stale read is recomputed before giving up.
-const RETRIES: usize = 16;
-
-/// Decodes a create or update body: JSON, or the protobuf that kubectl's typed clients send.
-fn parse_object(content_type: &str, body: &[u8]) -> Result<Value> {
+/// A create or update body and its duplicate keys: JSON, YAML, or the protobuf that typed
+/// clients send.
+fn parse_object(content_type: &str, body: &[u8]) -> Result<(Value, Vec<String>)> {
     let media = content_type.split(';').next().unwrap_or("").trim();
     match media {
-        "" | "application/json" | "*/*" => serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(format!(
-                "the body of the request could not be decoded as JSON: {e}"
-            ))
-        }),
-        kinet_protobuf::MEDIA_TYPE => kinet_protobuf::decode(body),
+        "" | "application/json" | "*/*" => kinet_admission::parse_json_with_duplicates(body)
+            .map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the body of the request could not be decoded as JSON: {e}"
+                ))
+            }),
+        "application/yaml" => serde_yaml_ng::from_slice(body)
+            .map(|v| (v, Vec::new()))
+            .map_err(|e| {
+                ApiError::bad_request(format!("error converting YAML to JSON: yaml: {e}"))
+            }),
+        kinet_protobuf::MEDIA_TYPE => Ok((kinet_protobuf::decode(body)?, Vec::new())),
         other => Err(ApiError::unsupported_media_type(
             other,
-            &["application/json", kinet_protobuf::MEDIA_TYPE],
+            &[
+                "application/json",
+                "application/yaml",
+                kinet_protobuf::MEDIA_TYPE,
+            ],
         )),
     }
 }
 
-/// Field validation per `fieldValidation` (Strict fails, Warn — the server default — warns,
-/// Ignore does neither); also refuses bodies that do not decode into the kind's type.
-fn decode(resource: &Resource, obj: &mut Value, call: &Call) -> Result<Vec<String>> {
+/// Replaces `obj` with its stored form (decoded into the kind's type and encoded again), and
+/// applies `fieldValidation` to its duplicate and unknown fields: Strict fails, Warn (the
+/// server default) returns the `Warning` texts, Ignore neither. Refuses bodies that do not decode.
+fn decode(
+    resource: &Resource,
+    obj: &mut Value,
+    duplicates: &[String],
+    call: &Call,
+) -> Result<Vec<String>> {
     meta::check_type(resource, obj)?;
-    kinet_admission::decode_check(resource, obj)?;
-    let unknown = kinet_admission::unknown_fields(resource, obj);
+    let canonical = kinet_admission::canonicalize(resource, std::mem::take(obj))?;
+    *obj = canonical.object;
+    let problems = kinet_admission::field_problems(duplicates, &canonical.unknown);
     match call.query.get("fieldValidation").unwrap_or("Warn") {
-        "Strict" if !unknown.is_empty() => {
-            Err(kinet_admission::strict_decoding_error(resource, &unknown))
+        "Strict" if !problems.is_empty() => {
+            Err(kinet_admission::strict_decoding_error(resource, &problems))
         }
         "Ignore" => Ok(Vec::new()),
-        "Strict" | "Warn" => Ok(unknown
-            .iter()
-            .map(|f| format!("unknown field \"{f}\""))
-            .collect()),
+        "Strict" | "Warn" => Ok(problems),
         other => Err(ApiError::bad_request(format!(
             "fieldValidation must be one of \"Ignore\", \"Warn\", or \"Strict\", got \"{other}\""
         ))),
     }
+}
+
+/// The last step before an object is stored: the form its typed struct encodes. Server-side
+/// steps (strategy, defaults, system fields) only add what the schema knows, so a failure here
+/// is a server bug, answered 500 instead of storing something typed clients cannot read.
+pub(crate) fn stored_form(resource: &Resource, obj: Value) -> Result<Value> {
+    kinet_admission::reencode(resource, obj).map_err(|e| {
+        ApiError::internal(format!(
+            "refusing to store an object that does not decode: {e}"
+        ))
+    })
 }
 
 fn dry_run(call: &Call) -> bool {
@@ -143,7 +166,7 @@ impl Api {
         meta::generate_name(obj);
         meta::stamp_create(resource, obj);
         strategy::prepare_create(resource, obj);
-        kinet_admission::default(resource, obj);
+        kinet_admission::default_with(resource, obj, &self.admission);
         let errors = kinet_admission::validate(resource, obj, None);
         if !errors.is_empty() {
             return Err(ApiError::invalid(
@@ -159,11 +182,12 @@ impl Api {
     pub async fn insert(
         &self,
         resource: &'static Resource,
-        mut obj: Value,
+        obj: Value,
         dry: bool,
     ) -> Result<Arc<Stored>> {
         let name = meta::meta_str(&obj, "name").unwrap_or_default().to_string();
         let key = object_key(resource, meta::meta_str(&obj, "namespace"), &name);
+        let mut obj = stored_form(resource, obj)?;
         if self.store.get(&key).is_some() {
             return Err(ApiError::already_exists(resource, &name));
         }
@@ -201,8 +225,8 @@ impl Api {
     pub async fn create(&self, mut call: Call) -> Result<Reply> {
         let resource = call.resource();
         let body = call.body().await?;
-        let mut obj = parse_object(&call.content_type, &body)?;
-        let warnings = decode(resource, &mut obj, &call)?;
+        let (mut obj, duplicates) = parse_object(&call.content_type, &body)?;
+        let warnings = decode(resource, &mut obj, &duplicates, &call)?;
         self.prepare_new(resource, &mut obj, call.namespace())?;
         let stored = self.insert(resource, obj, dry_run(&call)).await?;
         Ok(with_warnings(
@@ -214,8 +238,8 @@ impl Api {
     pub async fn update(&self, mut call: Call, part: Part) -> Result<Reply> {
         let resource = call.resource();
         let body = call.body().await?;
-        let mut obj = parse_object(&call.content_type, &body)?;
-        let warnings = decode(resource, &mut obj, &call)?;
+        let (mut obj, duplicates) = parse_object(&call.content_type, &body)?;
+        let warnings = decode(resource, &mut obj, &duplicates, &call)?;
         meta::check_identity(resource, &mut obj, call.namespace(), Some(call.name()))?;
         let precondition = meta::resource_version(&obj);
         let stored = self
@@ -244,7 +268,7 @@ impl Api {
         if patch_type == PatchType::Apply && self.store.get(&call.key()).is_none() {
             // Server-side apply of an object that does not exist yet creates it.
             let mut obj = kinet_patch::server_side_apply(resource, None, &body)?;
-            let warnings = decode(resource, &mut obj, &call)?;
+            let warnings = decode(resource, &mut obj, &[], &call)?;
             meta::check_identity(resource, &mut obj, call.namespace(), Some(call.name()))?;
             self.prepare_new(resource, &mut obj, call.namespace())?;
             let stored = self.insert(resource, obj, dry_run(&call)).await?;
@@ -264,7 +288,7 @@ impl Api {
                     }
                     other => kinet_patch::apply_patch(resource, current, other, &body)?,
                 };
-                warnings = decode(resource, &mut obj, &call)?;
+                warnings = decode(resource, &mut obj, &[], &call)?;
                 meta::check_identity(resource, &mut obj, namespace.as_deref(), Some(&name))?;
                 // A patch may carry a resourceVersion precondition of its own.
                 match meta::resource_version(&obj) {
@@ -282,7 +306,9 @@ impl Api {
     }
 
     /// Read, compute the new object, and write it only if nothing changed in between; a stale
-    /// computation is redone unless the client gave a resourceVersion precondition.
+    /// computation is redone unless the client gave a resourceVersion precondition. Like
+    /// kube-apiserver's GuaranteedUpdate, without a cap: every lost round means another
+    /// writer's update went in, and a capped retry handed busy objects' writers 409s.
     async fn guaranteed_update(
         &self,
         call: &Call,
@@ -293,7 +319,7 @@ impl Api {
         let resource = call.resource();
         let key = call.key();
         let name = call.name().to_string();
-        for _ in 0..RETRIES {
+        loop {
             let current = self
                 .store
                 .get(&key)
@@ -304,7 +330,7 @@ impl Api {
             let candidate = compute(&current.value)?;
             let mut new = strategy::prepare_update(resource, part, &current.value, candidate);
             meta::carry_system_fields(resource, &current.value, &mut new);
-            kinet_admission::default(resource, &mut new);
+            kinet_admission::default_with(resource, &mut new, &self.admission);
             let errors = match part {
                 Part::EphemeralContainers => kinet_admission::validate_ephemeral_containers_update(
                     resource,
@@ -316,6 +342,7 @@ impl Api {
             if !errors.is_empty() {
                 return Err(ApiError::invalid(resource, &name, &errors));
             }
+            let mut new = stored_form(resource, new)?;
             if meta::same_content(&new, &current.value) {
                 return Ok(current);
             }
@@ -373,7 +400,6 @@ impl Api {
                 }
             }
         }
-        Err(ApiError::conflict(resource, &name))
     }
 }
 
@@ -428,6 +454,16 @@ mod tests {
     #[test]
     fn media_types() {
         assert!(parse_object("application/json; charset=utf-8", b"{}").is_ok());
+        assert_eq!(
+            parse_object("application/yaml", b"kind: Pod\nspec: {}\n")
+                .unwrap()
+                .0,
+            json!({"kind": "Pod", "spec": {}})
+        );
+        assert_eq!(
+            parse_object("application/json", br#"{"a": 1, "a": 2}"#).unwrap(),
+            (json!({"a": 2}), vec!["a".to_string()])
+        );
         assert_eq!(
             parse_object("application/json", b"{").unwrap_err().code,
             400

@@ -1,5 +1,8 @@
-//! The API server driven over HTTPS: node streaming and service-account tokens. One test binary,
-//! because each binary links the whole API server.
+//! The API server driven over HTTPS: node streaming, service-account tokens and mutated writes.
+//! One test binary, because each binary links the whole API server.
 
+mod conflicts;
+mod fuzz_writes;
+mod health;
 mod node_stream;
 mod service_account_tokens;

@@ -127,6 +127,9 @@ impl Cluster {
                 user: "kubernetes-admin".into(),
                 groups: vec!["system:masters".into()],
             }],
+            admission: Default::default(),
+            metrics: None,
+            health: Default::default(),
         };
         let api_task = tokio::spawn(async move {
             let kubelet = KubeletClient { cert_pem, key_pem };
@@ -340,10 +343,13 @@ async fn kubectl_logs_exec_and_port_forward_reach_the_node_agent() {
         "{err}"
     );
 
-    // With a terminal: kubectl under `script` has one, so it asks for a TTY and sends its size.
+    // With a terminal: kubectl under `script` has one, so it asks for a TTY and sends its size
+    // (beside the command's start, as on a real cluster: the command waits for it).
     for websockets in [true, false] {
         let kubectl = format!(
-            "stty cols 123 rows 45; kubectl --cache-dir {} exec -it web -- sh -c 'stty size; tty'",
+            "stty cols 123 rows 45; kubectl --cache-dir {} exec -it web -- sh -c \
+             'for i in $(seq 30); do [ \"$(stty size)\" != \"0 0\" ] && break; sleep 0.1; done; \
+             stty size; tty'",
             cluster.dir.path().join("cache").display()
         );
         let mut cmd = tokio::process::Command::new("script");

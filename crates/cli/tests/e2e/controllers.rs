@@ -1,8 +1,8 @@
 //! Issue 3's acceptance, as a new user tries it with the real kubectl: the control loops that run
 //! inside `kinet serve` (scheduler, deployment, replicaset, node IPAM, endpoints, garbage
-//! collector, namespace, events). There are no node agents yet, so the tests register the Node
-//! objects themselves and play the kubelet: they report bound pods Running and Ready with an IP
-//! from their node's podCIDR, and finish graceful deletions.
+//! collector, namespace, events). The clusters have no nodes (`Cluster::up(0)`), so no agent
+//! runs: the tests register the Node objects themselves and play the kubelet, reporting bound
+//! pods Running and Ready with an IP from their node's podCIDR and finishing graceful deletions.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -232,7 +232,7 @@ fn live_images(c: &Cluster, selector: &str) -> BTreeSet<String> {
         .collect()
 }
 
-fn endpoint_ips(c: &Cluster, svc: &str) -> BTreeSet<String> {
+pub(crate) fn endpoint_ips(c: &Cluster, svc: &str) -> BTreeSet<String> {
     let ep = get_json(c, &["endpoints", svc]);
     ep["subsets"]
         .as_array()

@@ -1,5 +1,6 @@
 //! Durability: every create kubectl reported as successful survives a SIGKILL of the control
-//! plane in the middle of a stream of creates, and resourceVersions carry on after the restart.
+//! plane in the middle of a stream of creates, and resourceVersions carry on after the restart
+//! from at least the largest one acknowledged.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,10 +22,18 @@ fn acknowledged_creates_survive_kill_9() {
             std::thread::spawn(move || {
                 for i in (w..TOTAL).step_by(WORKERS) {
                     let name = format!("cm-{i}");
-                    let out = c.kubectl(&["create", "configmap", &name, "--from-literal=i=x"]);
+                    let out = c.kubectl(&[
+                        "create",
+                        "configmap",
+                        &name,
+                        "--from-literal=i=x",
+                        "-o",
+                        "jsonpath={.metadata.resourceVersion}",
+                    ]);
                     attempted.fetch_add(1, Ordering::Relaxed);
                     if out.status.success() {
-                        acked.lock().unwrap().push(name);
+                        let rv: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+                        acked.lock().unwrap().push((name, rv));
                     }
                 }
             })
@@ -36,7 +45,6 @@ fn acknowledged_creates_survive_kill_9() {
     while attempted.load(Ordering::Relaxed) < TOTAL / 3 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let rv_before = list_rv(&c);
     let pid = std::fs::read_to_string(c.state_dir().join("control-plane.pid")).unwrap();
     let killed = std::process::Command::new("kill")
         .args(["-9", pid.trim()])
@@ -63,9 +71,10 @@ fn acknowledged_creates_survive_kill_9() {
         "jsonpath={.items[*].metadata.name}",
     ]);
     let stored: std::collections::HashSet<&str> = stored.split_whitespace().collect();
-    let lost: Vec<&String> = acked
+    let lost: Vec<&str> = acked
         .iter()
-        .filter(|n| !stored.contains(n.as_str()))
+        .map(|(n, _)| n.as_str())
+        .filter(|n| !stored.contains(n))
         .collect();
     assert!(
         lost.is_empty(),
@@ -73,10 +82,27 @@ fn acknowledged_creates_survive_kill_9() {
         lost.len(),
         &lost[..lost.len().min(5)]
     );
+    // No acknowledged resourceVersion is handed out again after the restart.
+    let largest_acked = acked.iter().map(|(_, rv)| *rv).max().unwrap();
     let rv_after = list_rv(&c);
     assert!(
-        rv_after > rv_before,
-        "resourceVersion went from {rv_before} to {rv_after}"
+        rv_after >= largest_acked,
+        "the list is at resourceVersion {rv_after}, below the acknowledged {largest_acked}"
+    );
+    let next: u64 = c
+        .kubectl_ok(&[
+            "create",
+            "configmap",
+            "after-restart",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        next > largest_acked,
+        "a create after the restart got resourceVersion {next}, not above the acknowledged {largest_acked}"
     );
 }
 

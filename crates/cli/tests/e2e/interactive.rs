@@ -134,7 +134,10 @@ fn run_on_a_terminal(c: &Cluster) {
         .env("KUBECONFIG", &c.kubeconfig);
     let out = run_with_input(
         &mut script,
-        "test -t 0 && echo ON-A-TTY; stty size | tr ' ' x; exit 5\n",
+        // kubectl sends the size beside the input, as on a real cluster: the shell may read
+        // its first line before the size arrives, so it asks for a few seconds.
+        "test -t 0 && echo ON-A-TTY; for i in $(seq 30); do [ \"$(stty size)\" != '0 0' ] && break; \
+         sleep 0.1; done; stty size | tr ' ' x; exit 5\n",
     );
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(5), "{}", show(&out));
@@ -163,7 +166,8 @@ fn logs_with_times(c: &Cluster) {
         c,
         "talker",
         "Always",
-        r#"{image: busybox, command: ["sh", "-c", "echo early; echo early-err >&2; sleep 2; echo late; sleep 3600"]}"#,
+        // The streams are read apart, as a runtime's are: a pause keeps their lines in order.
+        r#"{image: busybox, command: ["sh", "-c", "echo early; sleep 1; echo early-err >&2; sleep 2; echo late; sleep 3600"]}"#,
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     while !c.kubectl_ok(&["logs", "talker"]).contains("late") {

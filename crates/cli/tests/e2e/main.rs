@@ -1,11 +1,13 @@
 //! End-to-end tests: the real `kinet` binary, real processes, real kubectl.
 //! One test binary so the harness is compiled once.
 
+mod api_schema;
 mod controllers;
 mod dns;
 mod durability;
 mod egress;
 mod harness;
+mod health;
 mod interactive;
 mod kubectl_basics;
 mod lifecycle;

@@ -8,6 +8,7 @@
 //! the reconcile it triggers. The desired content is computed in [`desired`] and [`slices`].
 
 pub mod desired;
+pub mod lenient;
 pub mod slices;
 #[cfg(test)]
 mod tests;
@@ -22,6 +23,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
+
+use crate::events::Recorder;
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
@@ -46,10 +49,13 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
     let (pods, pod_writer) = reflector::store::<Pod>();
     let (tx, mut rx) = unbounded_channel::<Key>();
     let cfg = watcher::Config::default();
+    // Each object is decoded on its own, so one that a typed client cannot read does not stop
+    // Endpoints for every other Service.
+    let recorder = Recorder::new(client.clone(), "endpoint-controller");
 
     let svc_events = reflector::reflector(
         svc_writer,
-        watcher(Api::<Service>::all(client.clone()), cfg.clone()),
+        lenient::watch::<Service>(&client, cfg.clone(), recorder.clone()),
     )
     .default_backoff();
     let svc_task = {
@@ -72,7 +78,7 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
 
     let pod_events = reflector::reflector(
         pod_writer,
-        watcher(Api::<Pod>::all(client.clone()), cfg.clone()),
+        lenient::watch::<Pod>(&client, cfg.clone(), recorder.clone()),
     )
     .default_backoff();
     let pod_task = {
@@ -112,7 +118,7 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
 
     // Someone else touching a managed slice or an Endpoints object gets it put back.
     let slice_events =
-        watcher(Api::<EndpointSlice>::all(client.clone()), cfg.clone()).default_backoff();
+        lenient::watch::<EndpointSlice>(&client, cfg.clone(), recorder.clone()).default_backoff();
     let slice_task = {
         let tx = tx.clone();
         slice_events.touched_objects().try_for_each(move |s| {
@@ -128,7 +134,7 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         })
     };
     let ctx_services = services.clone();
-    let ep_events = watcher(Api::<Endpoints>::all(client.clone()), cfg).default_backoff();
+    let ep_events = lenient::watch::<Endpoints>(&client, cfg, recorder).default_backoff();
     let ep_task = {
         let (tx, services) = (tx.clone(), ctx_services.clone());
         ep_events.try_for_each(move |event| {

@@ -15,7 +15,7 @@ use super::desired::{
     endpoint_ip, endpoints_labels, hostname, pod_ports, pod_ready, selects, target_ref,
 };
 
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+pub use kinet_types::wellknown::SERVICE_NAME_LABEL;
 pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
 pub const MAX_ENDPOINTS: usize = 100;

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{
 use super::resources::{pod_requests, Allocatable, Resources};
 
 /// The taint a node without a Ready=True condition is treated as carrying.
-pub const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
+pub use crate::nodelifecycle::health::NOT_READY_TAINT;
 /// The taint `spec.unschedulable` stands for.
 pub const UNSCHEDULABLE_TAINT: &str = "node.kubernetes.io/unschedulable";
 

@@ -19,6 +19,7 @@ fn config() -> kinet_controllers::ControllerConfig {
     kinet_controllers::ControllerConfig {
         cluster_cidr: "10.244.0.0/23".into(),
         node_cidr_mask: 24,
+        ..Default::default()
     }
 }
 

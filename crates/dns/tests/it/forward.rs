@@ -101,7 +101,7 @@ fn config(upstreams: Vec<SocketAddr>) -> DnsConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwards_caches_and_falls_back_to_tcp() {
     let up = fake_upstream().await;
-    let view = kinet_dns::new_view(&local_config());
+    let view = kinet_dns::new_view(&local_config()).unwrap();
     {
         let svc = serde_json::from_value(json!({
             "metadata": {"namespace": "default", "name": "web"},
@@ -167,9 +167,12 @@ async fn dead_upstream_is_servfail_and_next_upstream_is_tried() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let server = kinet_dns::serve(kinet_dns::new_view(&local_config()), &config(vec![dead]))
-        .await
-        .unwrap();
+    let server = kinet_dns::serve(
+        kinet_dns::new_view(&local_config()).unwrap(),
+        &config(vec![dead]),
+    )
+    .await
+    .unwrap();
     let d = dig(server.dns_addr(), &["www.example."]).await;
     assert_eq!(d.status, "SERVFAIL", "{}", d.raw);
     assert_eq!(server.metrics().responses(ResponseCode::ServFail), 1);
@@ -177,7 +180,7 @@ async fn dead_upstream_is_servfail_and_next_upstream_is_tried() {
 
     let up = fake_upstream().await;
     let server = kinet_dns::serve(
-        kinet_dns::new_view(&local_config()),
+        kinet_dns::new_view(&local_config()).unwrap(),
         &config(vec![dead, up.addr]),
     )
     .await

@@ -22,7 +22,7 @@ fn service(name: &str, ip: &str) -> Service {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updates_never_drop_queries() {
-    let view = kinet_dns::new_view(&local_config());
+    let view = kinet_dns::new_view(&local_config()).unwrap();
     view.write()
         .unwrap()
         .upsert_service(&service("stable", "10.96.9.9"));
@@ -90,7 +90,7 @@ async fn updates_never_drop_queries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_keeps_answering_while_not_ready() {
-    let view = kinet_dns::new_view(&local_config());
+    let view = kinet_dns::new_view(&local_config()).unwrap();
     view.write()
         .unwrap()
         .upsert_service(&service("stable", "10.96.9.9"));

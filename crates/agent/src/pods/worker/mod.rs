@@ -439,7 +439,8 @@ impl Worker {
         }
         let st = status::pod_status(&self.pod, &sandbox, &records, &ephemeral, Timestamp::now());
         let value = serde_json::to_value(&st).unwrap_or_default();
-        if self.last_status.as_ref() == Some(&value) {
+        let stored = self.pod.status.as_ref();
+        if self.last_status.as_ref() == Some(&value) && status::conditions_agree(stored, &st) {
             return;
         }
         let pods: Api<Pod> = Api::namespaced(self.rt.client.clone(), &self.rec.namespace);

@@ -1,0 +1,206 @@
+//! Supervision of the control loops: each runs as its own task and is restarted with
+//! exponential back-off when it returns an error or panics, its restarts counted.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Waits between restarts: doubling from `initial` up to `max`, and back to `initial` once
+/// a run lasted longer than `max` (it was healthy for a while).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The first wait.
+    pub initial: Duration,
+    /// The longest wait.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait after a run that lasted `ran`, when the previous wait was `previous`.
+    pub fn next(&self, previous: Option<Duration>, ran: Duration) -> Duration {
+        match previous {
+            Some(p) if ran <= self.max => (p * 2).min(self.max),
+            _ => self.initial,
+        }
+    }
+}
+
+/// What the supervisor knows of one loop.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoopState {
+    /// Whether it is running now (false while waiting to restart).
+    pub running: bool,
+    /// How often it was restarted.
+    pub restarts: u64,
+    /// Why it last stopped.
+    pub last_error: Option<String>,
+}
+
+/// The state of every supervised loop, shared with whoever reports it (`/metrics`).
+#[derive(Debug, Default)]
+pub struct LoopMetrics {
+    loops: Mutex<BTreeMap<&'static str, LoopState>>,
+}
+
+impl LoopMetrics {
+    fn update(&self, name: &'static str, f: impl FnOnce(&mut LoopState)) {
+        let mut loops = self.loops.lock().unwrap_or_else(|e| e.into_inner());
+        f(loops.entry(name).or_default());
+    }
+
+    /// A copy of one loop's state.
+    pub fn get(&self, name: &str) -> Option<LoopState> {
+        let loops = self.loops.lock().unwrap_or_else(|e| e.into_inner());
+        loops.get(name).cloned()
+    }
+
+    /// The Prometheus text exposition of the restart counts and running states.
+    pub fn render(&self) -> String {
+        let loops = self.loops.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = String::from(
+            "# HELP kinet_controller_loop_restarts_total Restarts of a control loop after an error or a panic.\n\
+             # TYPE kinet_controller_loop_restarts_total counter\n",
+        );
+        for (name, s) in loops.iter() {
+            let _ = writeln!(
+                out,
+                "kinet_controller_loop_restarts_total{{loop=\"{name}\"}} {}",
+                s.restarts
+            );
+        }
+        out.push_str(
+            "# HELP kinet_controller_loop_running Whether a control loop is running (0 while it waits to restart).\n\
+             # TYPE kinet_controller_loop_running gauge\n",
+        );
+        for (name, s) in loops.iter() {
+            let _ = writeln!(
+                out,
+                "kinet_controller_loop_running{{loop=\"{name}\"}} {}",
+                u8::from(s.running)
+            );
+        }
+        out
+    }
+}
+
+/// Runs `start()` on a task of its own, again and again after each error or panic (with
+/// `backoff` between), until a run returns `Ok`. The supervising task is returned.
+pub fn supervise<F, Fut>(
+    name: &'static str,
+    metrics: Arc<LoopMetrics>,
+    backoff: Backoff,
+    mut start: F,
+) -> JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    metrics.update(name, |s| s.running = true);
+    tokio::spawn(async move {
+        let mut wait = None;
+        loop {
+            let began = Instant::now();
+            metrics.update(name, |s| s.running = true);
+            // A task of its own: a panic ends only this run, and the loop may use another core.
+            let why = match tokio::spawn(start()).await {
+                Ok(Ok(())) => {
+                    metrics.update(name, |s| s.running = false);
+                    tracing::info!(controller = name, "control loop finished");
+                    return;
+                }
+                Ok(Err(e)) => format!("{e:#}"),
+                Err(e) if e.is_panic() => format!("panicked: {}", panic_text(e.into_panic())),
+                Err(e) => e.to_string(),
+            };
+            let delay = backoff.next(wait, began.elapsed());
+            wait = Some(delay);
+            metrics.update(name, |s| {
+                s.running = false;
+                s.restarts += 1;
+                s.last_error = Some(why.clone());
+            });
+            tracing::error!(controller = name, error = %why, retry_in = ?delay, "control loop failed, restarting");
+            tokio::time::sleep(delay).await;
+        }
+    })
+}
+
+fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_and_resets_after_a_long_run() {
+        let b = Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(8),
+        };
+        let short = Duration::from_millis(10);
+        let mut wait = None;
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            let w = b.next(wait, short);
+            seen.push(w.as_secs());
+            wait = Some(w);
+        }
+        assert_eq!(seen, [1, 2, 4, 8, 8]);
+        assert_eq!(b.next(wait, Duration::from_secs(9)), Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_loop_is_restarted_and_counted() {
+        let metrics = Arc::new(LoopMetrics::default());
+        let quick = Backoff {
+            initial: Duration::from_millis(1),
+            max: Duration::from_millis(2),
+        };
+        let runs = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let r = runs.clone();
+        let handle = supervise("flaky", metrics.clone(), quick, move || {
+            let n = r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                match n {
+                    0 => panic!("boom"),
+                    1 => anyhow::bail!("broken"),
+                    _ => Ok(()),
+                }
+            }
+        });
+        handle.await.unwrap();
+        let state = metrics.get("flaky").unwrap();
+        assert_eq!(state.restarts, 2);
+        assert!(!state.running);
+        assert_eq!(state.last_error.as_deref(), Some("broken"));
+        let text = metrics.render();
+        assert!(
+            text.contains("kinet_controller_loop_restarts_total{loop=\"flaky\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kinet_controller_loop_running{loop=\"flaky\"} 0\n"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,23 @@
+//! Facts every crate shares about a kinet cluster: well-known labels, address ranges and ports.
+//! Each is written here once; the crates that need one read it from here.
+
+/// The EndpointSlice label naming the Service a slice belongs to.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// The whole cluster's pod range (kube-controller-manager's `--cluster-cidr`, kind's default).
+pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
+
+/// The ClusterIP range (kube-apiserver's `--service-cluster-ip-range`).
+pub const SERVICE_CIDR: &str = "10.96.0.0/12";
+
+/// The kube-dns Service's ClusterIP, the tenth address of [`SERVICE_CIDR`] as in kubeadm.
+pub const DNS_SERVICE_IP: &str = "10.96.0.10";
+
+/// The node agent's API (logs, exec, attach, port-forward): the kubelet's port.
+pub const KUBELET_PORT: u16 = 10250;
+
+/// The proxy's metrics server: kube-proxy's `--metrics-bind-address` port.
+pub const PROXY_METRICS_PORT: u16 = 10249;
+
+/// Cluster DNS's metrics, `/health` and `/ready`: CoreDNS's port.
+pub const DNS_METRICS_PORT: u16 = 9153;
