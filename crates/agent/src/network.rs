@@ -6,7 +6,6 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use anyhow::Context;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Node;
 use kinet_cni::{Backend, Mac, NodeNetwork, Peer};
@@ -32,13 +31,38 @@ pub const PUBLIC_IP: &str = "flannel.alpha.coreos.com/public-ip";
 /// The nftables table holding the node's masquerade rules (apart from the proxy's table).
 pub const MASQ_TABLE: &str = "kinet-podnet";
 
+/// Why the node's pod network could not be prepared. Each message carries its causes:
+/// the readiness condition shows it as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error(transparent)]
+    Netns(#[from] kinet_netns::Error),
+    #[error(transparent)]
+    Cni(#[from] kinet_cni::Error),
+    #[error("loading the masquerade rules: {0}")]
+    Masquerade(#[from] MasqueradeError),
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+}
+
+/// Why the masquerade rules could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum MasqueradeError {
+    #[error("cluster CIDR: {0}")]
+    ClusterCidr(String),
+    #[error(transparent)]
+    Apply(#[from] kinet_proxy::ApplyError),
+    #[error(transparent)]
+    Join(#[from] tokio::task::JoinError),
+}
+
 /// Loads (or repairs) flannel's `ipMasq` rules in the node's namespace, over netlink like
 /// the proxy's table (no `nft` needed).
-async fn apply_masquerade(netns: &str, cluster_cidr: &Ipv4Cidr) -> anyhow::Result<()> {
+async fn apply_masquerade(netns: &str, cluster_cidr: &Ipv4Cidr) -> Result<(), MasqueradeError> {
     let pods = cluster_cidr
         .to_string()
         .parse()
-        .map_err(|e: String| anyhow::anyhow!("cluster CIDR: {e}"))?;
+        .map_err(MasqueradeError::ClusterCidr)?;
     let rs = kinet_proxy_rules::pod_masquerade(MASQ_TABLE, pods);
     let path = format!("{}/{netns}", kinet_netns::NETNS_RUN_DIR);
     tokio::task::spawn_blocking(move || Applier::new(path, MASQ_TABLE).reconcile(&rs)).await??;
@@ -122,7 +146,7 @@ fn parse_mac(s: &str) -> Option<Mac> {
 
 /// Waits for the node's podCIDR, then makes `cbr0` (and the VTEP) and publishes the
 /// annotations. Returns the node's network (without peers).
-pub async fn prepare(client: &Client, cfg: &NetworkConfig) -> anyhow::Result<NodeNetwork> {
+pub async fn prepare(client: &Client, cfg: &NetworkConfig) -> Result<NodeNetwork, NetworkError> {
     let nodes: Api<Node> = Api::all(client.clone());
     let pod_cidr: Ipv4Cidr = loop {
         match nodes.get_opt(&cfg.node).await {
@@ -139,9 +163,7 @@ pub async fn prepare(client: &Client, cfg: &NetworkConfig) -> anyhow::Result<Nod
     let ns = NetNs::open(&cfg.netns)?;
     let net = NodeNetwork::new(pod_cidr, cfg.underlay_ip, cfg.mtu, cfg.backend);
     kinet_cni::ensure_pod_bridge(&ns, &net).await?;
-    apply_masquerade(&cfg.netns, &cfg.cluster_cidr)
-        .await
-        .context("loading the masquerade rules")?;
+    apply_masquerade(&cfg.netns, &cfg.cluster_cidr).await?;
     let mut annotations = json!({
         BACKEND_TYPE: backend_name(cfg.backend),
         PUBLIC_IP: cfg.underlay_ip.to_string(),

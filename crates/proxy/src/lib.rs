@@ -30,7 +30,7 @@ mod node;
 mod rules_for;
 mod sync;
 
-pub use applier::{Applier, ApplyError, ApplyOutcome};
+pub use applier::{Applier, ApplyError, ApplyOutcome, NetnsNft, NftBackend};
 pub use health::{health_checks, HealthCheck, HealthServer};
 pub use lbaddr::{LbAddrError, LbAddresses, LB_LINK};
 pub use metrics::{serve_metrics, Metrics, MetricsSnapshot};

@@ -123,14 +123,42 @@ pub async fn wait_adopted(p: Proc) {
     }
 }
 
+/// The process control that stopping needs: the seam between the termination sequence
+/// and the kernel, so the sequence is tested against a recording fake.
+pub trait Signals {
+    fn alive(&self, p: Proc) -> bool;
+    /// Signals `p`'s process group, if `p` is still the process it was.
+    fn signal_group(&self, p: Proc, sig: Signal);
+}
+
+/// The host's processes.
+#[derive(Debug, Clone, Copy)]
+pub struct Host;
+
+impl Signals for Host {
+    fn alive(&self, p: Proc) -> bool {
+        p.alive()
+    }
+
+    fn signal_group(&self, p: Proc, sig: Signal) {
+        p.signal_group(sig)
+    }
+}
+
 /// Stops a process group gracefully: SIGTERM, then SIGKILL after `grace`.
 pub async fn stop(p: Proc, grace: Duration) {
-    p.signal_group(Signal::SIGTERM);
+    stop_with(&Host, p, grace).await
+}
+
+/// [`stop`] through `sys`. SIGKILL goes to the group even when its leader left in time:
+/// what it forked must not outlive the container.
+pub async fn stop_with(sys: &impl Signals, p: Proc, grace: Duration) {
+    sys.signal_group(p, Signal::SIGTERM);
     let deadline = tokio::time::Instant::now() + grace;
-    while p.alive() && tokio::time::Instant::now() < deadline {
+    while sys.alive(p) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    p.signal_group(Signal::SIGKILL);
+    sys.signal_group(p, Signal::SIGKILL);
 }
 
 #[cfg(test)]
@@ -156,6 +184,77 @@ mod tests {
                 "echo hi"
             ]
         );
+    }
+
+    /// A process that leaves after `survives` more liveness checks once it got a signal
+    /// in `leaves_on` (none: it ignores signals), recording what it was sent.
+    struct Fake {
+        leaves_on: Option<Signal>,
+        survives: std::cell::Cell<usize>,
+        dead: std::cell::Cell<bool>,
+        sent: std::cell::RefCell<Vec<Signal>>,
+    }
+
+    impl Fake {
+        fn new(leaves_on: Option<Signal>, survives: usize) -> Fake {
+            Fake {
+                leaves_on,
+                survives: survives.into(),
+                dead: false.into(),
+                sent: Vec::new().into(),
+            }
+        }
+    }
+
+    impl Signals for Fake {
+        fn alive(&self, _: Proc) -> bool {
+            let told = self
+                .sent
+                .borrow()
+                .iter()
+                .any(|s| Some(*s) == self.leaves_on);
+            if told && !self.dead.get() {
+                match self.survives.get() {
+                    0 => self.dead.set(true),
+                    n => self.survives.set(n - 1),
+                }
+            }
+            !self.dead.get()
+        }
+
+        fn signal_group(&self, p: Proc, sig: Signal) {
+            // As the real one: a process that left is not signalled.
+            if self.alive(p) {
+                self.sent.borrow_mut().push(sig);
+            }
+        }
+    }
+
+    const P: Proc = Proc {
+        pid: 4242,
+        start: 1,
+    };
+
+    #[tokio::test]
+    async fn a_process_that_leaves_on_term_is_not_killed() {
+        let fake = Fake::new(Some(Signal::SIGTERM), 2);
+        stop_with(&fake, P, Duration::from_secs(3600)).await;
+        assert_eq!(*fake.sent.borrow(), [Signal::SIGTERM]);
+    }
+
+    #[tokio::test]
+    async fn a_process_that_ignores_term_is_killed_after_the_grace_period() {
+        let fake = Fake::new(None, 0);
+        stop_with(&fake, P, Duration::from_millis(120)).await;
+        assert_eq!(*fake.sent.borrow(), [Signal::SIGTERM, Signal::SIGKILL]);
+    }
+
+    #[tokio::test]
+    async fn no_grace_sends_term_then_kill_at_once() {
+        let fake = Fake::new(Some(Signal::SIGKILL), 0);
+        stop_with(&fake, P, Duration::ZERO).await;
+        assert_eq!(*fake.sent.borrow(), [Signal::SIGTERM, Signal::SIGKILL]);
+        assert!(!fake.alive(P));
     }
 
     #[test]

@@ -38,6 +38,23 @@ impl Files {
     }
 }
 
+/// Why a sandbox could not be made or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(transparent)]
+    Netns(#[from] kinet_netns::Error),
+    #[error(transparent)]
+    Cni(#[from] kinet_cni::Error),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("pause exited at once (see {})", .log.display())]
+    PauseExited { log: std::path::PathBuf },
+    #[error("the pause process did not set up the sandbox (see {})", .log.display())]
+    PauseNotReady { log: std::path::PathBuf },
+    #[error("pause exited")]
+    PauseGone,
+}
+
 /// The pod's network namespace name: kinet-owned, unique per pod uid.
 pub fn netns_name(cluster: &str, uid: &str) -> String {
     let short: String = uid.chars().filter(|c| *c != '-').take(12).collect();
@@ -50,7 +67,7 @@ pub async fn network(
     net: &NodeNetwork,
     netns: &str,
     ip: std::net::Ipv4Addr,
-) -> anyhow::Result<String> {
+) -> Result<String, SandboxError> {
     let pod_ns = match NetNs::create(netns) {
         Ok(ns) => ns,
         Err(kinet_netns::Error::Exists(_)) => NetNs::open(netns)?,
@@ -70,7 +87,11 @@ pub async fn network(
 }
 
 /// Removes the pod's network: the veth (both ends) and the namespace. Missing is success.
-pub async fn remove_network(node: &NetNs, netns: &str, host_veth: &str) -> anyhow::Result<()> {
+pub async fn remove_network(
+    node: &NetNs,
+    netns: &str,
+    host_veth: &str,
+) -> Result<(), SandboxError> {
     kinet_cni::del_pod(node, host_veth).await?;
     match kinet_netns::delete(netns) {
         Ok(()) | Err(kinet_netns::Error::NotFound(_)) => Ok(()),
@@ -86,7 +107,7 @@ pub async fn start_pause(
     hostname: &str,
     files: &Files,
     log: &Path,
-) -> anyhow::Result<Proc> {
+) -> Result<Proc, SandboxError> {
     let mut cmd = tokio::process::Command::new("nsenter");
     cmd.arg(format!("--net={}/{netns}", kinet_netns::NETNS_RUN_DIR))
         .args([
@@ -117,21 +138,20 @@ pub async fn start_pause(
         .process_group(0)
         .kill_on_drop(false);
     let mut child = cmd.spawn()?;
-    let pid = child
-        .id()
-        .ok_or_else(|| anyhow::anyhow!("pause exited at once (see {})", log.display()))?;
+    let pid = child.id().ok_or_else(|| SandboxError::PauseExited {
+        log: log.to_path_buf(),
+    })?;
     let stdout = child.stdout.take().expect("piped");
     let mut line = String::new();
     let read = tokio::time::timeout(PAUSE_READY, BufReader::new(stdout).read_line(&mut line)).await;
     if !matches!(read, Ok(Ok(_))) || line.trim() != super::pause::READY {
         let _ = child.start_kill();
         let _ = child.wait().await;
-        anyhow::bail!(
-            "the pause process did not set up the sandbox (see {})",
-            log.display()
-        );
+        return Err(SandboxError::PauseNotReady {
+            log: log.to_path_buf(),
+        });
     }
-    let proc = Proc::of(pid).ok_or_else(|| anyhow::anyhow!("pause exited"))?;
+    let proc = Proc::of(pid).ok_or(SandboxError::PauseGone)?;
     // The agent does not wait on it: a restarted agent adopts it by PID. Reap it if it ends
     // while this agent runs, so it does not stay a zombie.
     tokio::spawn(async move {

@@ -30,6 +30,69 @@ pub(super) fn backoff_delay(n: u32) -> Duration {
         .min(BACKOFF_MAX)
 }
 
+/// What follows a container's exit, as the kubelet decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct RestartPlan {
+    /// When to start it again (zero: at once); `None`: it stays terminated.
+    pub delay: Option<Duration>,
+    /// The slot's crash-loop count from now on.
+    pub backoff: u32,
+}
+
+/// The restart decision for a container that exited with `code` after running `ran_for`
+/// (`None`: it never started), its crash-loop count at `backoff`: the pod's `restartPolicy`
+/// (default Always; ephemeral containers never restart), then the back-off, which a run
+/// of 10 minutes resets.
+pub(super) fn restart_plan(
+    policy: Option<&str>,
+    ephemeral: bool,
+    code: i32,
+    backoff: u32,
+    ran_for: Option<Duration>,
+) -> RestartPlan {
+    let restart = !ephemeral
+        && match policy.unwrap_or("Always") {
+            "Never" => false,
+            "OnFailure" => code != 0,
+            _ => true,
+        };
+    let backoff = if ran_for.is_some_and(|d| d >= BACKOFF_RESET) {
+        0
+    } else {
+        backoff
+    };
+    if !restart {
+        return RestartPlan {
+            delay: None,
+            backoff,
+        };
+    }
+    RestartPlan {
+        delay: Some(backoff_delay(backoff)),
+        backoff: backoff + 1,
+    }
+}
+
+/// How an instance's end is reported: its exit code, or, for an adopted process whose
+/// status no one can read (`code` None), 137 `ContainerStatusUnknown` as the kubelet reports
+/// a container it lost track of. `state` is the container's state while it ran.
+pub(super) fn exit_of(state: &State, code: Option<i32>, now: Timestamp) -> Exit {
+    let (pid, started_at) = match *state {
+        State::Running { pid, started_at } => (pid, started_at),
+        _ => (0, now),
+    };
+    match code {
+        Some(code) => Exit::new(code, started_at, now, pid),
+        None => Exit {
+            code: 137,
+            reason: "ContainerStatusUnknown".into(),
+            started_at,
+            finished_at: now,
+            pid,
+        },
+    }
+}
+
 impl Worker {
     pub(super) async fn env_sources(
         &self,
@@ -261,21 +324,8 @@ impl Worker {
                     return;
                 }
                 let c = &mut self.rec.containers[idx];
-                let (pid, started_at) = match c.record.state {
-                    State::Running { pid, started_at } => (pid, started_at),
-                    _ => (0, Timestamp::now()),
-                };
                 c.process = None;
-                let exit = match code {
-                    Some(code) => Exit::new(code, started_at, Timestamp::now(), pid),
-                    None => Exit {
-                        code: 137,
-                        reason: "ContainerStatusUnknown".into(),
-                        started_at,
-                        finished_at: Timestamp::now(),
-                        pid,
-                    },
-                };
+                let exit = exit_of(&c.record.state, code, Timestamp::now());
                 self.after_exit(idx, exit).await;
             }
             Event::Probe {
@@ -297,28 +347,24 @@ impl Worker {
             .pod
             .spec
             .as_ref()
-            .and_then(|s| s.restart_policy.clone())
-            .unwrap_or_else(|| "Always".into());
-        let restart = !self.slots[idx].ephemeral
-            && match policy.as_str() {
-                "Never" => false,
-                "OnFailure" => exit.code != 0,
-                _ => true,
-            };
+            .and_then(|s| s.restart_policy.as_deref());
         let slot = &mut self.slots[idx];
+        let next = restart_plan(
+            policy,
+            slot.ephemeral,
+            exit.code,
+            slot.backoff,
+            slot.started.map(|s| s.elapsed()),
+        );
         slot.probes.clear();
-        if slot.started.is_some_and(|s| s.elapsed() >= BACKOFF_RESET) {
-            slot.backoff = 0;
-        }
+        slot.backoff = next.backoff;
         let c = &mut self.rec.containers[idx];
         c.record.ready = false;
         c.record.started = false;
-        if !restart {
+        let Some(delay) = next.delay else {
             c.record.state = State::Terminated(exit);
             return;
-        }
-        let delay = backoff_delay(slot.backoff);
-        slot.backoff += 1;
+        };
         slot.due = Some(Instant::now() + delay);
         c.record.last = Some(exit);
         let name = c.record.name.clone();
@@ -351,5 +397,104 @@ mod tests {
     fn crash_loop_backoff_doubles_to_five_minutes() {
         let secs: Vec<u64> = (0..8).map(|n| backoff_delay(n).as_secs()).collect();
         assert_eq!(secs, [0, 10, 20, 40, 80, 160, 300, 300]);
+    }
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn exits_are_reported_with_the_instance_that_ran() {
+        let started_at: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let now: Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
+        let running = State::Running {
+            pid: 42,
+            started_at,
+        };
+        // (code, reported code, reason)
+        let cases = [
+            (Some(0), 0, "Completed"),
+            (Some(1), 1, "Error"),
+            (Some(143), 143, "Error"),
+            (None, 137, "ContainerStatusUnknown"),
+        ];
+        for (code, want, reason) in cases {
+            let exit = exit_of(&running, code, now);
+            assert_eq!(
+                (exit.code, exit.reason.as_str(), exit.pid),
+                (want, reason, 42),
+                "{code:?}"
+            );
+            assert_eq!((exit.started_at, exit.finished_at), (started_at, now));
+        }
+        // Not seen running (it ended before its state was recorded): no pid, no run time.
+        let waiting = State::Waiting {
+            reason: "ContainerCreating".into(),
+            message: None,
+        };
+        let exit = exit_of(&waiting, Some(1), now);
+        assert_eq!((exit.pid, exit.started_at, exit.finished_at), (0, now, now));
+    }
+
+    #[test]
+    fn restart_policy_decides_whether_an_exit_restarts() {
+        // (policy, ephemeral, exit code, restarts)
+        let cases = [
+            (None, false, 0, true),
+            (None, false, 1, true),
+            (Some("Always"), false, 0, true),
+            (Some("OnFailure"), false, 0, false),
+            (Some("OnFailure"), false, 137, true),
+            (Some("Never"), false, 1, false),
+            (Some("Never"), false, 0, false),
+            (None, true, 1, false),
+            (Some("OnFailure"), true, 1, false),
+        ];
+        for (policy, ephemeral, code, restarts) in cases {
+            let next = restart_plan(policy, ephemeral, code, 0, Some(SEC));
+            assert_eq!(
+                next.delay.is_some(),
+                restarts,
+                "{policy:?} ephemeral={ephemeral} code={code}"
+            );
+        }
+    }
+
+    #[test]
+    fn crash_loops_back_off_and_a_long_run_resets_the_count() {
+        let mut backoff = 0;
+        let mut delays = Vec::new();
+        for _ in 0..4 {
+            let next = restart_plan(None, false, 1, backoff, Some(SEC));
+            delays.push(next.delay.unwrap().as_secs());
+            backoff = next.backoff;
+        }
+        assert_eq!(delays, [0, 10, 20, 40]);
+        // Ten minutes of running forgives the crash loop.
+        let next = restart_plan(None, false, 1, backoff, Some(600 * SEC));
+        assert_eq!(
+            next,
+            RestartPlan {
+                delay: Some(Duration::ZERO),
+                backoff: 1
+            }
+        );
+        let next = restart_plan(None, false, 1, backoff, Some(599 * SEC));
+        assert_eq!(next.delay, Some(80 * SEC));
+        // A start error (it never ran) keeps counting.
+        assert_eq!(
+            restart_plan(None, false, 128, 2, None).delay,
+            Some(20 * SEC)
+        );
+    }
+
+    #[test]
+    fn a_container_that_stays_terminated_keeps_no_pending_restart() {
+        let next = restart_plan(Some("Never"), false, 1, 3, Some(SEC));
+        assert_eq!(
+            next,
+            RestartPlan {
+                delay: None,
+                backoff: 3
+            }
+        );
     }
 }

@@ -9,6 +9,15 @@
 //! from the desired ruleset is sent (`Ruleset::repair`). The elements of dynamic sets (ClientIP affinity) are never
 //! read nor touched, so a resync keeps every client's endpoint. Conntrack entries of UDP
 //! endpoints that left are deleted over the same socket.
+//!
+//! All of that goes through [`NftBackend`]; the real one is [`NetnsNft`], the tests' a
+//! recording fake of the kernel's table.
+
+mod backend;
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
@@ -17,7 +26,9 @@ use std::time::{Duration, Instant};
 
 use kinet_proxy_rules::{Change, Renderer, Ruleset, Synced, Update};
 
-use crate::netlink::{loaded_forms, NetlinkError, NftSocket};
+use crate::netlink::{loaded_forms, NetlinkError};
+
+pub use backend::{NetnsNft, NftBackend};
 
 /// What can go wrong loading or listing the table.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +74,7 @@ pub enum ApplyOutcome {
 
 /// Loads one table inside one network namespace.
 #[derive(Debug)]
-pub struct Applier {
+pub struct Applier<B = NetnsNft> {
     netns: PathBuf,
     table: String,
     nsenter: PathBuf,
@@ -71,8 +82,7 @@ pub struct Applier {
     /// Whether the kernel holds what was last sent; false makes the next load read the
     /// table back and repair it.
     loaded: bool,
-    /// Opened at the first load and kept: it stays in the namespace it was made in.
-    socket: Option<NftSocket>,
+    backend: B,
     /// The namespace's ruleset generation right after our last successful transaction,
     /// when no one else committed around it: while the kernel still reports it, the
     /// kernel holds exactly what we sent.
@@ -83,19 +93,27 @@ impl Applier {
     /// An applier for table `ip <table>` in the namespace at `netns`
     /// (e.g. `/run/netns/kinet-node-1` or `/proc/<pid>/ns/net`).
     pub fn new(netns: impl Into<PathBuf>, table: impl Into<String>) -> Applier {
+        let netns = netns.into();
+        Applier::with_backend(netns.clone(), table, NetnsNft::new(netns))
+    }
+}
+
+impl<B: NftBackend> Applier<B> {
+    /// An applier that reaches the kernel through `backend`.
+    pub fn with_backend(netns: impl Into<PathBuf>, table: impl Into<String>, backend: B) -> Self {
         Applier {
             netns: netns.into(),
             table: table.into(),
             nsenter: "nsenter".into(),
             nft: "nft".into(),
             loaded: false,
-            socket: None,
+            backend,
             generation: None,
         }
     }
 
     /// Uses another `nft` binary for [`Applier::list`] (tests, unusual installs).
-    pub fn with_nft(mut self, nft: impl Into<PathBuf>) -> Applier {
+    pub fn with_nft(mut self, nft: impl Into<PathBuf>) -> Self {
         self.nft = nft.into();
         self
     }
@@ -152,7 +170,7 @@ impl Applier {
         let Some(ours) = self.generation else {
             return Ok(false);
         };
-        Ok(self.socket()?.generation()? == ours)
+        Ok(self.backend.generation()? == ours)
     }
 
     /// Reads the table back and sends only what differs from `rs` (all of it if the
@@ -167,11 +185,9 @@ impl Applier {
         let start = Instant::now();
         self.loaded = false;
         self.generation = None;
-        let table = self.table.clone();
-        let socket = self.socket()?;
         // Taken first: a commit by anyone while we read shows as a later generation.
-        let before = socket.generation()?;
-        let read = socket.read_table(&table);
+        let before = self.backend.generation()?;
+        let read = self.backend.read_table(&self.table);
         let update = match read {
             Ok(kernel) => rs.repair(kernel.as_ref(), loaded_forms),
             // A table holding what kinet never loads, or one that kept changing: start over.
@@ -182,7 +198,7 @@ impl Applier {
                 u
             }
             Err(e) => {
-                self.socket = None;
+                self.backend.reset();
                 return Err(e.into());
             }
         };
@@ -195,30 +211,23 @@ impl Applier {
         Ok((start, true, update.changes.len()))
     }
 
-    fn socket(&mut self) -> Result<&mut NftSocket> {
-        if self.socket.is_none() {
-            self.socket = Some(NftSocket::open_in(&self.netns)?);
-        }
-        Ok(self.socket.as_mut().expect("just opened"))
-    }
-
     /// Sends one transaction; until it succeeds the kernel state is unknown. `before` is
     /// the generation the update was computed against (else read now).
     fn send(&mut self, update: &Update, before: Option<u32>) -> Result<()> {
         self.loaded = false;
         self.generation = None;
-        let socket = self.socket()?;
+        let backend = &mut self.backend;
         let result = before
-            .map_or_else(|| socket.generation(), Ok)
+            .map_or_else(|| backend.generation(), Ok)
             .and_then(|before| {
-                socket.apply(update)?;
-                Ok((before, socket.generation()?))
+                backend.apply(update)?;
+                Ok((before, backend.generation()?))
             });
         let (before, after) = match result {
             Ok(gens) => gens,
             Err(e) => {
                 // Unread replies may be left in it: the next load starts afresh.
-                self.socket = None;
+                self.backend.reset();
                 return Err(e.into());
             }
         };
@@ -238,11 +247,7 @@ impl Applier {
         let duration = start.elapsed();
         let mut flushed_udp = Vec::new();
         for ep in removed_udp {
-            let flushed = match self.socket() {
-                Ok(s) => s.flush_udp_to(*ep).map_err(ApplyError::from),
-                Err(e) => Err(e),
-            };
-            match flushed {
+            match self.backend.flush_udp_to(*ep) {
                 Ok(_) => flushed_udp.push(*ep),
                 Err(e) => tracing::warn!(%ep, error = %e, "conntrack flush failed"),
             }
