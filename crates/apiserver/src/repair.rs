@@ -2,7 +2,8 @@
 //! put into the database by other means) are decoded with their kind's schema: one stored in
 //! another form is rewritten in canonical form, and one that does not decode at all is moved
 //! out of the store into `data_dir/quarantine/`, so list and watch never hand it to a typed
-//! client. Both are logged, and reported as Events on the object and in `/readyz?verbose`.
+//! client. Both are logged and reported as Events on the object; `kinet status` lists the
+//! quarantined ones.
 
 use std::path::Path;
 
@@ -10,6 +11,9 @@ use kinet_store::{Mutation, Store};
 use kinet_types::registry::{Resource, RESOURCES};
 use kinet_types::ApiError;
 use serde_json::Value;
+
+/// The folder of the data directory that keeps objects taken out of the store.
+pub const QUARANTINE: &str = "quarantine";
 
 /// What to do with one stored object.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,7 +60,7 @@ pub async fn run(store: &Store, data_dir: &Path) -> anyhow::Result<Vec<Finding>>
                     "was stored with fields or nulls its schema does not allow; rewritten in the form the API server stores".to_string(),
                 ),
                 Verdict::Quarantine(error) => {
-                    let dir = data_dir.join("quarantine");
+                    let dir = data_dir.join(QUARANTINE);
                     std::fs::create_dir_all(&dir)?;
                     let file = dir.join(format!("{}.json", key.replace('/', "_")));
                     std::fs::write(&file, &stored.json)?;

@@ -75,6 +75,15 @@ fn print_cluster(s: &ClusterStatus) {
         Some(Readiness::Unreachable(e)) => println!("Ready:       no ({e})"),
         None => {}
     }
+    if !s.quarantined.is_empty() {
+        println!(
+            "Quarantined: {} object(s) that did not decode at start, taken out of the store:",
+            s.quarantined.len()
+        );
+        for file in &s.quarantined {
+            println!("               {}", file.display());
+        }
+    }
 }
 
 /// `agent running (pid 7, 2 restarts)`, `agent failed (killed by SIGKILL)`.

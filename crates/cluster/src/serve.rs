@@ -39,13 +39,15 @@ pub async fn serve(name: &str) -> Result<()> {
     let kubelet = KubeletClient { cert_pem, key_pem };
     let loops = Arc::new(kinet_controllers::LoopMetrics::default());
     let loop_metrics = loops.clone();
-    // Ready only once the control loops run (each is then supervised on its own task).
+    // Ready once the control loops run (each then supervised on its own task), and not while
+    // one waits to restart or the endpoints loop leaves objects out.
     let health = Checks::default();
     let loops_started = Arc::new(AtomicBool::new(false));
     let started = loops_started.clone();
+    let loop_states = loops.clone();
     health.add("controllers", Endpoint::Ready, move || {
         let r = match started.load(Ordering::Acquire) {
-            true => Ok(()),
+            true => controllers_ready(&loop_states),
             false => Err("the control loops have not started".to_string()),
         };
         Box::pin(async move { r })
@@ -98,6 +100,23 @@ pub async fn serve(name: &str) -> Result<()> {
         Err(e) => tracing::error!("control plane failed: {e:#}"),
     }
     result
+}
+
+/// The `controllers` readiness check: every loop running, no object left out by the
+/// endpoints loop because it does not decode.
+fn controllers_ready(loops: &kinet_controllers::LoopMetrics) -> Result<(), String> {
+    let failing = loops
+        .failing()
+        .into_iter()
+        .map(|(name, why)| format!("loop {name} is waiting to restart ({why})"));
+    let skipped = kinet_controllers::endpoints::lenient::skipped()
+        .into_iter()
+        .map(|(object, error)| format!("the endpoints loop leaves out {object}: {error}"));
+    let problems: Vec<String> = failing.chain(skipped).collect();
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(problems.join("; ")),
+    }
 }
 
 /// Loopback for the host, and the underlay gateway (the host link) for the node agents. The

@@ -49,6 +49,9 @@ pub struct ClusterStatus {
     pub control_plane: Option<u32>,
     /// The readiness probe's answer, when the control plane runs.
     pub ready: Option<Readiness>,
+    /// Objects the API server took out of the store at start because they did not decode
+    /// into their schema (each reported by a Warning event too).
+    pub quarantined: Vec<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -109,12 +112,16 @@ pub async fn describe(name: &str) -> Result<ClusterStatus> {
         }
         None => None,
     };
+    let quarantined = std::fs::read_dir(dir.data().join(kinet_apiserver::repair::QUARANTINE))
+        .map(|entries| entries.filter_map(|e| Some(e.ok()?.path())).collect())
+        .unwrap_or_default();
     Ok(ClusterStatus {
         info,
         underlay,
         kubeconfig: dir.kubeconfig(),
         control_plane,
         ready,
+        quarantined,
     })
 }
 

@@ -48,6 +48,8 @@ pub struct LoopState {
     pub restarts: u64,
     /// Why it last stopped.
     pub last_error: Option<String>,
+    /// It returned `Ok`: done, not waiting to restart.
+    pub finished: bool,
 }
 
 /// The state of every supervised loop, shared with whoever reports it (`/metrics`).
@@ -66,6 +68,16 @@ impl LoopMetrics {
     pub fn get(&self, name: &str) -> Option<LoopState> {
         let loops = self.loops.lock().unwrap_or_else(|e| e.into_inner());
         loops.get(name).cloned()
+    }
+
+    /// The loops that failed and wait to restart, with why (what `/readyz` reports).
+    pub fn failing(&self) -> Vec<(&'static str, String)> {
+        let loops = self.loops.lock().unwrap_or_else(|e| e.into_inner());
+        loops
+            .iter()
+            .filter(|(_, s)| !s.running && !s.finished)
+            .filter_map(|(name, s)| Some((*name, s.last_error.clone()?)))
+            .collect()
     }
 
     /// The Prometheus text exposition of the restart counts and running states.
@@ -100,6 +112,13 @@ impl LoopMetrics {
              kinet_endpoints_decode_failures_total {}",
             crate::endpoints::lenient::decode_failures()
         );
+        let _ = writeln!(
+            out,
+            "# HELP kinet_endpoints_objects_skipped Objects the endpoints loop leaves out now because they do not decode.\n\
+             # TYPE kinet_endpoints_objects_skipped gauge\n\
+             kinet_endpoints_objects_skipped {}",
+            crate::endpoints::lenient::skipped().len()
+        );
         out
     }
 }
@@ -125,7 +144,10 @@ where
             // A task of its own: a panic ends only this run, and the loop may use another core.
             let why = match tokio::spawn(start()).await {
                 Ok(Ok(())) => {
-                    metrics.update(name, |s| s.running = false);
+                    metrics.update(name, |s| {
+                        s.running = false;
+                        s.finished = true;
+                    });
                     tracing::info!(controller = name, "control loop finished");
                     return;
                 }
@@ -200,6 +222,10 @@ mod tests {
         assert_eq!(state.restarts, 2);
         assert!(!state.running);
         assert_eq!(state.last_error.as_deref(), Some("broken"));
+        assert!(
+            state.finished && metrics.failing().is_empty(),
+            "done, not failing"
+        );
         let text = metrics.render();
         assert!(
             text.contains("kinet_controller_loop_restarts_total{loop=\"flaky\"} 2\n"),
@@ -209,5 +235,22 @@ mod tests {
             text.contains("kinet_controller_loop_running{loop=\"flaky\"} 0\n"),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_failed_loop_waiting_to_restart_is_failing() {
+        let metrics = Arc::new(LoopMetrics::default());
+        let slow = Backoff {
+            initial: Duration::from_secs(600),
+            max: Duration::from_secs(600),
+        };
+        let handle = supervise("down", metrics.clone(), slow, || async {
+            anyhow::bail!("no watch")
+        });
+        while metrics.get("down").is_none_or(|s| s.restarts == 0) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(metrics.failing(), [("down", "no watch".to_string())]);
+        handle.abort();
     }
 }

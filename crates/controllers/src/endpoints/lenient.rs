@@ -4,7 +4,9 @@
 //! decode is left out, counted, logged and reported in an Event naming it, and the others flow.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -22,6 +24,54 @@ static DECODE_FAILURES: AtomicU64 = AtomicU64::new(0);
 /// Objects the endpoints loop could not decode since the process started (a metric).
 pub fn decode_failures() -> u64 {
     DECODE_FAILURES.load(Ordering::Relaxed)
+}
+
+/// The objects left out now (`Kind namespace/name` → why), until a version of them decodes,
+/// they go, or a relist no longer finds them bad.
+static SKIPPED: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
+
+/// The objects the endpoints loop leaves out now, with why (what `/readyz` reports).
+pub fn skipped() -> Vec<(String, String)> {
+    let skipped = SKIPPED.lock().unwrap_or_else(|e| e.into_inner());
+    skipped
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The object an event is about, `Kind namespace/name`, and whether it went; a relist's
+/// start clears what was left out of `kind` (it is judged again).
+fn identify(kind: &str, event: &watcher::Event<Raw>) -> Option<(String, bool)> {
+    let key = |o: &Raw| {
+        let ns = o.meta.namespace.as_deref().unwrap_or_default();
+        let name = o.meta.name.as_deref().unwrap_or_default();
+        format!("{kind} {ns}/{name}")
+    };
+    match event {
+        watcher::Event::Apply(o) | watcher::Event::InitApply(o) => Some((key(o), false)),
+        watcher::Event::Delete(o) => Some((key(o), true)),
+        watcher::Event::Init => {
+            let prefix = format!("{kind} ");
+            let mut skipped = SKIPPED.lock().unwrap_or_else(|e| e.into_inner());
+            skipped.retain(|k, _| !k.starts_with(&prefix));
+            None
+        }
+        watcher::Event::InitDone => None,
+    }
+}
+
+/// Records whether the object `seen` is left out now: `bad` is its decode error, if any.
+fn track(seen: Option<(String, bool)>, bad: Option<&str>) {
+    let Some((key, gone)) = seen else { return };
+    let mut skipped = SKIPPED.lock().unwrap_or_else(|e| e.into_inner());
+    match bad {
+        Some(e) if !gone => {
+            skipped.insert(key, e.to_string());
+        }
+        _ => {
+            skipped.remove(&key);
+        }
+    }
 }
 
 /// Any object, as JSON, with as much of its metadata as decodes (the watcher needs the
@@ -131,11 +181,20 @@ where
     let api_version = resource.api_version.clone();
     watcher::watcher(Api::<Raw>::all_with(client.clone(), &resource), config).filter_map(
         move |event| {
-            let out = match event.map(decode_event::<K>) {
-                Ok(Ok(event)) => Some(Ok(event)),
-                Ok(Err(bad)) => {
-                    report(&recorder, &kind, &api_version, bad);
-                    None
+            let out = match event {
+                Ok(raw) => {
+                    let seen = identify(&kind, &raw);
+                    match decode_event::<K>(raw) {
+                        Ok(event) => {
+                            track(seen, None);
+                            Some(Ok(event))
+                        }
+                        Err(bad) => {
+                            track(seen, Some(&bad.error));
+                            report(&recorder, &kind, &api_version, bad);
+                            None
+                        }
+                    }
                 }
                 Err(e) => Some(Err(e)),
             };
@@ -208,5 +267,32 @@ mod tests {
             decode_event::<Service>(watcher::Event::InitDone),
             Ok(watcher::Event::InitDone)
         ));
+    }
+
+    #[test]
+    fn an_object_is_left_out_until_it_decodes_goes_or_a_relist_clears_it() {
+        // A kind of this test's own: the registry is process-wide.
+        let kind = "LenientTestKind";
+        let mine = || -> Vec<String> {
+            skipped()
+                .into_iter()
+                .map(|(k, _)| k)
+                .filter(|k| k.starts_with(kind))
+                .collect()
+        };
+        let obj = |name: &str| raw(json!({"metadata": {"name": name, "namespace": "n"}}));
+        let see = |event: watcher::Event<Raw>, bad: Option<&str>| {
+            track(identify(kind, &event), bad);
+        };
+        see(watcher::Event::Apply(obj("a")), Some("invalid type: null"));
+        see(watcher::Event::Apply(obj("b")), Some("invalid type: null"));
+        assert_eq!(mine(), [format!("{kind} n/a"), format!("{kind} n/b")]);
+        see(watcher::Event::Apply(obj("a")), None);
+        assert_eq!(mine(), [format!("{kind} n/b")]);
+        see(watcher::Event::Delete(obj("b")), Some("still bad"));
+        assert!(mine().is_empty());
+        see(watcher::Event::InitApply(obj("c")), Some("bad"));
+        see(watcher::Event::Init, None);
+        assert!(mine().is_empty(), "a relist judges again");
     }
 }
