@@ -166,6 +166,36 @@ pub fn kill_all(node_dir: &Path) {
         }
         let _ = kinet_netns::delete(&r.netns);
     }
+    // A shim whose PID never reached a record (the agent died between spawn and save).
+    for p in unrecorded_shims(&dirs.root) {
+        p.signal_group(Signal::SIGKILL);
+    }
+}
+
+/// Shims running for pods under `pods_root`: `kinet shim` processes whose `--io-dir` lies in
+/// this node's pod folders, which no other cluster's processes name.
+fn unrecorded_shims(pods_root: &Path) -> Vec<Proc> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|raw| is_shim_for(&raw, pods_root))
+        })
+        .filter_map(Proc::of)
+        .collect()
+}
+
+/// Whether a NUL-separated command line is a `kinet shim` of a pod under `pods_root`.
+fn is_shim_for(cmdline: &[u8], pods_root: &Path) -> bool {
+    let argv: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let Some(prefix) = pods_root.to_str().map(|r| format!("--io-dir={r}/")) else {
+        return false;
+    };
+    argv.get(1) == Some(&b"shim".as_slice())
+        && argv.iter().any(|a| a.starts_with(prefix.as_bytes()))
 }
 
 #[cfg(test)]
@@ -181,6 +211,18 @@ mod tests {
             start: me.start + 1,
         };
         assert!(!other.alive());
+    }
+
+    #[test]
+    fn shims_are_known_by_their_pod_folders() {
+        let root = Path::new("/state/c/nodes/n/pods");
+        let shim = b"/usr/bin/kinet\0shim\0--log=/state/c/nodes/n/pods/u/logs/c/0.log\0--io-dir=/state/c/nodes/n/pods/u/io/c\0--\0sleep\0";
+        assert!(is_shim_for(shim, root));
+        let other_node =
+            b"/usr/bin/kinet\0shim\0--io-dir=/state/c/nodes/n2/pods/u/io/c\0--\0sleep\0";
+        assert!(!is_shim_for(other_node, root));
+        let not_a_shim = b"/usr/bin/kinet\0agent\0--io-dir=/state/c/nodes/n/pods/u/io/c\0";
+        assert!(!is_shim_for(not_a_shim, root));
     }
 
     #[test]

@@ -392,6 +392,17 @@ fn a_container_is_on_record_as_soon_as_it_runs() {
         pids_running(&["sleep", &marker]).is_empty(),
         "the container outlived kinet down"
     );
+    // Nor does any other: a shim the agent started but could not record in time is found by
+    // its pod folder.
+    let state = c.state_dir().display().to_string();
+    let shims: Vec<u32> = pids_running(&["kinet", "shim"])
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|raw| String::from_utf8_lossy(&raw).contains(&state))
+        })
+        .collect();
+    assert!(shims.is_empty(), "shims outlived kinet down: {shims:?}");
 }
 
 fn find_pod_records(dir: &std::path::Path) -> Vec<String> {
