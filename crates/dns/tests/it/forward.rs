@@ -57,10 +57,21 @@ fn reply(req: &Message, over_tcp: bool) -> Vec<u8> {
     resp.to_vec().unwrap()
 }
 
+/// A UDP socket and a TCP listener on one loopback port: the kernel picks the UDP port, which
+/// another process may hold for TCP, so a few picks are tried.
+async fn same_port() -> (UdpSocket, TcpListener) {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        if let Ok(tcp) = TcpListener::bind(udp.local_addr().unwrap()).await {
+            return (udp, tcp);
+        }
+    }
+    panic!("no loopback port free for both UDP and TCP in 50 tries");
+}
+
 async fn fake_upstream() -> FakeUpstream {
-    let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let (udp, tcp) = same_port().await;
     let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.expect("same port over TCP");
     let (udp_queries, tcp_queries) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let count = udp_queries.clone();
     let udp_task = tokio::spawn(async move {
