@@ -22,7 +22,7 @@ use kinet_proxy_rules::hash_and_truncate;
 use crate::policy::{Direction, Peer, Policy, PolicyId, PortMatch};
 use crate::ruleset::{Action, AddrField, Chain, Element, Hook, Match, Rule, Ruleset, Set, SetKind};
 
-/// The table the compiled rules live in (`table inet kinet-policy`), beside the proxy's.
+/// The table the compiled rules live in (`table ip kinet-policy`), beside the proxy's.
 pub const TABLE: &str = "kinet-policy";
 
 const INGRESS_MAP: &str = "ingress-pods";

@@ -3,7 +3,7 @@
 //!
 //! - [`Cluster::verdict`] answers "is src → dst:port/proto allowed, and by which rule" from the
 //!   API semantics alone.
-//! - [`compile`] turns the same cluster view into the desired `table inet kinet-policy` of one
+//! - [`compile`] turns the same cluster view into the desired `table ip kinet-policy` of one
 //!   node; [`trace`] runs a packet through it. Tests hold the two to the same answers on the
 //!   upstream e2e truth tables.
 
@@ -11,6 +11,7 @@ mod cidr;
 mod compile;
 mod input;
 mod model;
+mod plan;
 mod policy;
 mod ruleset;
 mod trace;
@@ -21,6 +22,7 @@ mod tests;
 pub use compile::{compile, drop_counter_name, TABLE};
 pub use input::{Cluster, ContainerPort, Namespace, Pod, Proto};
 pub use model::{Allow, Endpoint, Verdict};
+pub use plan::{plan, ElementChange, Update};
 pub use policy::{Direction, PolicyId, RuleId};
 pub use ruleset::{Action, AddrField, Chain, Element, Hook, Match, Rule, Ruleset, Set, SetKind};
 pub use trace::{trace, Origin, Packet, Trace};

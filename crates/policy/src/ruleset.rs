@@ -2,7 +2,7 @@
 //! rendered to `nft -f` text and interpreted by the tracer.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write;
+use std::fmt::{self, Write};
 use std::net::Ipv4Addr;
 
 use crate::input::Proto;
@@ -108,7 +108,7 @@ pub struct Chain {
     pub rules: Vec<Rule>,
 }
 
-/// The desired `table inet kinet-policy` of one node.
+/// The desired `table ip kinet-policy` of one node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ruleset {
     pub table: String,
@@ -133,7 +133,7 @@ impl Ruleset {
 
     /// The ruleset as `nft -f` input: one transaction that replaces the whole table.
     pub fn to_nft(&self) -> String {
-        let t = format!("inet {}", self.table);
+        let t = format!("ip {}", self.table);
         let mut out = String::new();
         let _ = writeln!(out, "add table {t}");
         let _ = writeln!(out, "delete table {t}");
@@ -177,23 +177,13 @@ impl Ruleset {
         out.push('\n');
         for c in &self.chains {
             for r in &c.rules {
-                let _ = write!(out, "add rule {t} {} ", c.name);
-                write_rule(&mut out, r);
-                out.push('\n');
+                let _ = writeln!(out, "add rule {t} {} {}", c.name, r.to_nft());
             }
         }
         out.push('\n');
         for s in &self.sets {
             for e in &s.elements {
-                let _ = write!(out, "add element {t} {} {{ ", s.name);
-                let _ = match e {
-                    Element::Range(a, b) if a == b => write!(out, "{a}"),
-                    Element::Range(a, b) => write!(out, "{a}-{b}"),
-                    Element::ProtoPorts(p, a, b) if a == b => write!(out, "{p} . {a}"),
-                    Element::ProtoPorts(p, a, b) => write!(out, "{p} . {a}-{b}"),
-                    Element::AddrProtoPort(i, p, n) => write!(out, "{i} . {p} . {n}"),
-                };
-                out.push_str(" }\n");
+                let _ = writeln!(out, "add element {t} {} {{ {e} }}", s.name);
             }
         }
         for (m, elements) in &self.maps {
@@ -203,27 +193,59 @@ impl Ruleset {
         }
         out
     }
+
+    /// The same table with every set and map emptied: two rulesets with the same skeleton
+    /// differ only in elements, which the kernel can change one by one.
+    pub fn skeleton(&self) -> Ruleset {
+        let mut s = self.clone();
+        s.local_addrs.clear();
+        for set in &mut s.sets {
+            set.elements.clear();
+        }
+        for m in s.maps.values_mut() {
+            m.clear();
+        }
+        s
+    }
 }
 
-fn write_rule(out: &mut String, r: &Rule) {
-    for m in &r.matches {
-        let _ = match m {
-            Match::CtEstablishedRelated => write!(out, "ct state established,related "),
-            Match::AddrInSet(f, s) => write!(out, "{} @{s} ", f.nft()),
-            Match::ProtoPortInSet(s) => write!(out, "meta l4proto . th dport @{s} "),
-            Match::DaddrProtoPortInSet(s) => {
-                write!(out, "ip daddr . meta l4proto . th dport @{s} ")
-            }
-        };
+impl fmt::Display for Element {
+    /// As `nft` writes it inside `{ }`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Element::Range(a, b) if a == b => write!(f, "{a}"),
+            Element::Range(a, b) => write!(f, "{a}-{b}"),
+            Element::ProtoPorts(p, a, b) if a == b => write!(f, "{p} . {a}"),
+            Element::ProtoPorts(p, a, b) => write!(f, "{p} . {a}-{b}"),
+            Element::AddrProtoPort(i, p, n) => write!(f, "{i} . {p} . {n}"),
+        }
     }
-    let _ = match &r.action {
-        Action::Accept => write!(out, "accept"),
-        Action::Drop => write!(out, "drop"),
-        Action::Return => write!(out, "return"),
-        Action::Count(c) => write!(out, "counter name \"{c}\""),
-        Action::Vmap(f, m) => write!(out, "{} vmap @{m}", f.nft()),
-    };
-    if let Some(c) = &r.comment {
-        let _ = write!(out, " comment \"{c}\"");
+}
+
+impl Rule {
+    /// The rule as `nft add rule` writes it after the chain name.
+    pub fn to_nft(&self) -> String {
+        let mut out = String::new();
+        for m in &self.matches {
+            let _ = match m {
+                Match::CtEstablishedRelated => write!(out, "ct state established,related "),
+                Match::AddrInSet(f, s) => write!(out, "{} @{s} ", f.nft()),
+                Match::ProtoPortInSet(s) => write!(out, "meta l4proto . th dport @{s} "),
+                Match::DaddrProtoPortInSet(s) => {
+                    write!(out, "ip daddr . meta l4proto . th dport @{s} ")
+                }
+            };
+        }
+        let _ = match &self.action {
+            Action::Accept => write!(out, "accept"),
+            Action::Drop => write!(out, "drop"),
+            Action::Return => write!(out, "return"),
+            Action::Count(c) => write!(out, "counter name \"{c}\""),
+            Action::Vmap(f, m) => write!(out, "{} vmap @{m}", f.nft()),
+        };
+        if let Some(c) = &self.comment {
+            let _ = write!(out, " comment \"{c}\"");
+        }
+        out
     }
 }

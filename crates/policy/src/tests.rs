@@ -183,5 +183,6 @@ fn ns_not_in(ns: &str) -> Value {
 }
 
 mod golden;
+mod plan;
 mod semantics;
 mod upstream;

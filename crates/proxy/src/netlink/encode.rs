@@ -18,13 +18,13 @@ use super::wire::{
 use super::EncodeError;
 
 /// nft's datatype id of `ipv4_addr` and the byte order it records in a set's userdata.
-const TYPE_IPADDR: u32 = 7;
-const BYTEORDER_BIG_ENDIAN: u32 = 2;
+pub(super) const TYPE_IPADDR: u32 = 7;
+pub(super) const BYTEORDER_BIG_ENDIAN: u32 = 2;
 pub(crate) const NFT_SET_MAP: u32 = 0x08;
 pub(crate) const NFT_SET_TIMEOUT: u32 = 0x10;
 const NFT_SET_EVAL: u32 = 0x20;
 /// `NFT_DATA_VERDICT`: the data type of a verdict map.
-const DATA_VERDICT: u32 = 0xffff_ff00;
+pub(super) const DATA_VERDICT: u32 = 0xffff_ff00;
 /// nft's concatenated datatypes (6 bits per field): `ipv4_addr . inet_proto .
 /// inet_service` and `inet_proto . inet_service`.
 pub(crate) const TYPE_ADDR_PROTO_PORT: u32 = (((7 << 6) | 12) << 6) | 13;
@@ -71,60 +71,77 @@ impl Batch {
 /// Encodes `update` as one batch whose messages are numbered from `first_seq`; every
 /// message between BATCH_BEGIN and BATCH_END asks for an acknowledgement.
 pub fn encode_update(update: &Update, first_seq: u32) -> Result<Batch, EncodeError> {
-    let mut out = Out {
-        w: Writer::default(),
-        table: &update.table,
-        seq: first_seq,
-        origins: Vec::new(),
-        change: 0,
-    };
-    let start = out.w.begin_msg(
-        NFNL_MSG_BATCH_BEGIN,
-        NLM_F_REQUEST,
-        first_seq,
-        0,
-        NFNL_SUBSYS_NFTABLES,
-    );
-    out.w.end_msg(start);
     let mut enc = Encoder {
-        out,
+        out: Out::begin(&update.table, first_seq),
         new_sets: HashMap::new(),
     };
     for (i, change) in update.changes.iter().enumerate() {
         enc.out.change = i;
         enc.change(change)?;
     }
-    let mut out = enc.out;
-    out.seq += 1;
-    let start = out.w.begin_msg(
-        NFNL_MSG_BATCH_END,
-        NLM_F_REQUEST,
-        out.seq,
-        0,
-        NFNL_SUBSYS_NFTABLES,
-    );
-    out.w.end_msg(start);
-    Ok(Batch {
-        bytes: out.w.buf,
-        first_seq,
-        origins: out.origins,
-    })
+    Ok(enc.out.finish())
 }
 
-/// The batch being written.
-struct Out<'a> {
-    w: Writer,
+/// The batch being written: BATCH_BEGIN, then nf_tables messages on table `ip <table>`.
+pub(super) struct Out<'a> {
+    pub(super) w: Writer,
     table: &'a str,
     seq: u32,
+    first_seq: u32,
     origins: Vec<(usize, usize)>,
     /// Index of the change being encoded.
-    change: usize,
+    pub(super) change: usize,
 }
 
-impl Out<'_> {
+impl<'a> Out<'a> {
+    /// Starts a batch whose messages are numbered from `first_seq`.
+    pub(super) fn begin(table: &'a str, first_seq: u32) -> Out<'a> {
+        let mut w = Writer::default();
+        let start = w.begin_msg(
+            NFNL_MSG_BATCH_BEGIN,
+            NLM_F_REQUEST,
+            first_seq,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+        );
+        w.end_msg(start);
+        Out {
+            w,
+            table,
+            seq: first_seq,
+            first_seq,
+            origins: Vec::new(),
+            change: 0,
+        }
+    }
+
+    /// Ends the batch with BATCH_END.
+    pub(super) fn finish(mut self) -> Batch {
+        self.seq += 1;
+        let start = self.w.begin_msg(
+            NFNL_MSG_BATCH_END,
+            NLM_F_REQUEST,
+            self.seq,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+        );
+        self.w.end_msg(start);
+        Batch {
+            bytes: self.w.buf,
+            first_seq: self.first_seq,
+            origins: self.origins,
+        }
+    }
+
     /// One nf_tables message of the current change: `line` is its line in the change's
     /// `nft` text; `body` writes the attributes after the table name.
-    fn message(&mut self, ty: u8, flags: u16, line: usize, body: impl FnOnce(&mut Writer)) {
+    pub(super) fn message(
+        &mut self,
+        ty: u8,
+        flags: u16,
+        line: usize,
+        body: impl FnOnce(&mut Writer),
+    ) {
         self.seq += 1;
         self.origins.push((self.change, line));
         let start = self.w.begin_msg(
@@ -140,6 +157,28 @@ impl Out<'_> {
     }
 }
 
+impl Out<'_> {
+    pub(super) fn add_table(&mut self, comment: Option<&str>) -> Result<(), EncodeError> {
+        let mut udata = Vec::new();
+        if let Some(c) = comment {
+            udata_comment(&mut udata, 0, c)?; // NFTNL_UDATA_TABLE_COMMENT
+        }
+        self.message(msg::NEWTABLE, NLM_F_CREATE, 0, |w| {
+            w.be32(2, 0);
+            if !udata.is_empty() {
+                w.bytes(6, &udata);
+            }
+        });
+        Ok(())
+    }
+
+    /// `add table` then `delete table`: deletes it whether or not it exists.
+    pub(super) fn delete_table(&mut self) {
+        self.message(msg::NEWTABLE, NLM_F_CREATE, 0, |w| w.be32(2, 0));
+        self.message(msg::DELTABLE, 0, 1, |_| {});
+    }
+}
+
 struct Encoder<'a> {
     out: Out<'a>,
     /// Sets this batch creates, numbered from 1 like nft's set ids.
@@ -150,22 +189,8 @@ impl<'a> Encoder<'a> {
     fn change(&mut self, change: &'a Change) -> Result<(), EncodeError> {
         let out = &mut self.out;
         match change {
-            Change::AddTable(comment) => {
-                let mut udata = Vec::new();
-                if let Some(c) = comment {
-                    udata_comment(&mut udata, 0, c)?; // NFTNL_UDATA_TABLE_COMMENT
-                }
-                out.message(msg::NEWTABLE, NLM_F_CREATE, 0, |w| {
-                    w.be32(2, 0);
-                    if !udata.is_empty() {
-                        w.bytes(6, &udata);
-                    }
-                });
-            }
-            Change::DeleteTable => {
-                out.message(msg::NEWTABLE, NLM_F_CREATE, 0, |w| w.be32(2, 0));
-                out.message(msg::DELTABLE, 0, 1, |_| {});
-            }
+            Change::AddTable(comment) => out.add_table(comment.as_deref())?,
+            Change::DeleteTable => out.delete_table(),
             Change::AddSet(set) => self.add_set(set)?,
             Change::AddMap(map) => self.add_map(map)?,
             Change::AddChain(name) => {

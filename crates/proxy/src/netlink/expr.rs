@@ -11,30 +11,30 @@ use super::wire::Writer;
 
 // Registers: 0 is the verdict, 1 the first 16-byte register; 4-byte registers
 // start at 8 (NFT_REG32_00), so a concatenation's second word is 9, third 10.
-const REG_VERDICT: u32 = 0;
-const REG_1: u32 = 1;
+pub(super) const REG_VERDICT: u32 = 0;
+pub(super) const REG_1: u32 = 1;
 const REG_2: u32 = 2;
-const REG32_00: u32 = 8;
+pub(super) const REG32_00: u32 = 8;
 
-const PAYLOAD_NETWORK: u32 = 1;
-const PAYLOAD_TRANSPORT: u32 = 2;
-const IP_SADDR: u32 = 12;
-const IP_DADDR: u32 = 16;
-const TH_DPORT: u32 = 2;
+pub(super) const PAYLOAD_NETWORK: u32 = 1;
+pub(super) const PAYLOAD_TRANSPORT: u32 = 2;
+pub(super) const IP_SADDR: u32 = 12;
+pub(super) const IP_DADDR: u32 = 16;
+pub(super) const TH_DPORT: u32 = 2;
 
-const CMP_EQ: u32 = 0;
+pub(super) const CMP_EQ: u32 = 0;
 const CMP_NEQ: u32 = 1;
 
 const META_MARK: u32 = 3;
-const META_L4PROTO: u32 = 16;
+pub(super) const META_L4PROTO: u32 = 16;
 const CT_STATE: u32 = 0;
 const CT_STATE_NEW: u32 = 1 << 3;
 
 pub(crate) const NFT_CONTINUE_GOTO: i32 = -4;
-const NFT_JUMP: i32 = -3;
-const NFT_RETURN: i32 = -5;
+pub(super) const NFT_JUMP: i32 = -3;
+pub(super) const NFT_RETURN: i32 = -5;
 pub(crate) const NF_DROP: i32 = 0;
-const NF_ACCEPT: i32 = 1;
+pub(super) const NF_ACCEPT: i32 = 1;
 
 /// A kernel verdict: code (`NF_*` / `NFT_*`) and, for jump/goto, the chain.
 pub(crate) struct Verdict<'a> {
@@ -86,14 +86,14 @@ pub(crate) struct RuleExprs<'a, 'w> {
 }
 
 impl RuleExprs<'_, '_> {
-    fn expr(&mut self, name: &str, f: impl FnOnce(&mut Writer)) {
+    pub(super) fn expr(&mut self, name: &str, f: impl FnOnce(&mut Writer)) {
         self.w.nest(1, |w| {
             w.str(1, name);
             w.nest(2, f);
         });
     }
 
-    fn payload(&mut self, base: u32, offset: u32, len: u32, dreg: u32) {
+    pub(super) fn payload(&mut self, base: u32, offset: u32, len: u32, dreg: u32) {
         self.expr("payload", |w| {
             w.be32(1, dreg);
             w.be32(2, base);
@@ -125,14 +125,14 @@ impl RuleExprs<'_, '_> {
         });
     }
 
-    fn meta_load(&mut self, key: u32, dreg: u32) {
+    pub(super) fn meta_load(&mut self, key: u32, dreg: u32) {
         self.expr("meta", |w| {
             w.be32(2, key);
             w.be32(1, dreg);
         });
     }
 
-    fn lookup(&mut self, set: &str, sreg: u32, dreg: Option<u32>) {
+    pub(super) fn lookup(&mut self, set: &str, sreg: u32, dreg: Option<u32>) {
         let id = self.new_sets.get(set).copied();
         self.expr("lookup", |w| {
             w.be32(2, sreg);
@@ -146,7 +146,7 @@ impl RuleExprs<'_, '_> {
         });
     }
 
-    fn verdict(&mut self, v: Verdict<'_>) {
+    pub(super) fn verdict(&mut self, v: Verdict<'_>) {
         self.expr("immediate", |w| {
             w.be32(1, REG_VERDICT);
             w.nest(2, |w| v.write(w));
@@ -182,17 +182,20 @@ impl RuleExprs<'_, '_> {
         }
     }
 
+    /// `ct state <states>`: any of the `NF_CT_STATE_*` bits in `mask`.
+    pub(super) fn ct_state_in(&mut self, mask: u32) {
+        self.expr("ct", |w| {
+            w.be32(2, CT_STATE);
+            w.be32(1, REG_1);
+        });
+        self.bitwise(&mask.to_ne_bytes(), &[0; 4], false);
+        self.cmp(CMP_NEQ, &[0; 4]);
+    }
+
     pub(crate) fn matches(&mut self, matches: &[Match]) {
         for m in matches {
             match m {
-                Match::CtStateNew => {
-                    self.expr("ct", |w| {
-                        w.be32(2, CT_STATE);
-                        w.be32(1, REG_1);
-                    });
-                    self.bitwise(&CT_STATE_NEW.to_ne_bytes(), &[0; 4], false);
-                    self.cmp(CMP_NEQ, &[0; 4]);
-                }
+                Match::CtStateNew => self.ct_state_in(CT_STATE_NEW),
                 Match::SaddrIs(ip) => {
                     self.payload(PAYLOAD_NETWORK, IP_SADDR, 4, REG_1);
                     self.cmp(CMP_EQ, &ip.octets());

@@ -24,6 +24,7 @@
 mod conntrack;
 mod encode;
 mod expr;
+mod policy;
 mod read;
 mod socket;
 mod wire;
@@ -32,6 +33,7 @@ mod wire;
 mod vectors;
 
 pub use encode::{encode_update, loaded_forms, Batch};
+pub use policy::encode_policy;
 pub use read::{loaded_table, Dumps, LoadedRule};
 pub use socket::NftSocket;
 

@@ -15,7 +15,8 @@ use nix::sys::time::TimeVal;
 
 use kinet_proxy_rules::Loaded;
 
-use super::encode::encode_update;
+use super::encode::{encode_update, Batch};
+use super::policy::encode_policy;
 use super::read::{loaded_table, set_info, Dumps, LoadedRule, SetInfo};
 use super::wire::{
     msg, Writer, NFNL_SUBSYS_NFTABLES, NFPROTO_IPV4, NLMSG_ERROR, NLMSG_HDRLEN, NLM_F_ACK,
@@ -98,6 +99,29 @@ impl NftSocket {
             self.seq = 1; // far from wrapping inside any batch
         }
         let batch = encode_update(update, self.seq)?;
+        self.send_batch(&batch, |seq| batch.describe(update, seq))
+    }
+
+    /// Applies a NetworkPolicy table update as one transaction; on error the kernel changed
+    /// nothing.
+    pub fn apply_policy(&mut self, update: &kinet_policy::Update) -> Result<(), NetlinkError> {
+        if self.seq > u32::MAX / 2 {
+            self.seq = 1;
+        }
+        let (batch, lines) = encode_policy(update, self.seq)?;
+        self.send_batch(&batch, |seq| {
+            let i = seq.checked_sub(batch.first_seq + 1)? as usize;
+            lines.get(batch.origins.get(i)?.0).cloned()
+        })
+    }
+
+    /// Sends `batch` and waits for every acknowledgement; `describe` names a refused
+    /// message by its sequence number.
+    fn send_batch(
+        &mut self,
+        batch: &Batch,
+        describe: impl Fn(u32) -> Option<String>,
+    ) -> Result<(), NetlinkError> {
         let acked = batch.acked_seqs();
         self.seq = acked.end.wrapping_add(1);
         // The batch is one datagram, and all acks arrive before we read any: make room.
@@ -137,9 +161,7 @@ impl NftSocket {
         }
         if let Some(&(seq, errno)) = errors.iter().min() {
             return Err(NetlinkError::Rejected {
-                what: batch
-                    .describe(update, seq)
-                    .unwrap_or_else(|| format!("message {seq}")),
+                what: describe(seq).unwrap_or_else(|| format!("message {seq}")),
                 source: io::Error::from_raw_os_error(errno),
                 more: errors.len() - 1,
             });

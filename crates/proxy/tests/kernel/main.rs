@@ -9,5 +9,6 @@ mod incremental;
 mod netlink;
 mod objects;
 mod packet;
+mod policy;
 mod support;
 mod sync_loop;

@@ -18,7 +18,7 @@ use crate::support::{root, sorted_lines, Netns};
 static FILES: AtomicUsize = AtomicUsize::new(0);
 
 /// Loads `text` with `nft -f` inside `ns`.
-fn nft_load(ns: &Netns, text: &str) {
+pub(crate) fn nft_load(ns: &Netns, text: &str) {
     let n = FILES.fetch_add(1, Ordering::Relaxed);
     let path = std::env::temp_dir().join(format!("kinet-nl-{}-{n}.nft", std::process::id()));
     std::fs::write(&path, text).unwrap();
