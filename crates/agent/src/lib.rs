@@ -8,7 +8,8 @@
 //! - [`run`]: register (retrying until the API answers), then renew the Lease and post the
 //!   status heartbeat on their intervals, and at once when readiness changes, until cancelled;
 //! - [`network`]: the pod network of the node (`cbr0`, `flannel.1`, routes to other nodes);
-//! - [`pods`]: sandboxes, containers, probes and pod status for the pods bound here.
+//! - [`pods`]: sandboxes, containers, probes and pod status for the pods bound here;
+//! - [`policy`]: NetworkPolicy enforced in the node's kernel.
 //!
 //! The agent runs inside its node's network namespace, so it reaches the API server over the
 //! underlay like a kubelet on a real machine.
@@ -18,6 +19,7 @@ pub mod lease;
 pub mod network;
 pub mod node;
 pub mod pods;
+pub mod policy;
 pub mod readiness;
 pub mod sync;
 

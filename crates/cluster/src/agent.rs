@@ -101,9 +101,12 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
                 node_ips: vec![ip],
                 pod_cidr: net.pod_cidr.to_string().parse().ok(),
             };
-            let applier = kinet_proxy::Applier::new(
-                format!("{}/{netns}", kinet_netns::NETNS_RUN_DIR),
-                "kinet",
+            let netns_path = format!("{}/{netns}", kinet_netns::NETNS_RUN_DIR);
+            let applier = kinet_proxy::Applier::new(netns_path.clone(), "kinet");
+            let policy_cfg = kinet_agent::policy::PolicyConfig::new(
+                net_cfg.node.clone(),
+                vec![ip],
+                netns_path.into(),
             );
             let listener =
                 tokio::net::TcpListener::bind((ip, kinet_agent::node::KUBELET_PORT as u16))
@@ -130,15 +133,22 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
                 _ = proxy_ready => bail!("the service proxy ended"),
                 _ = pods::run(runtime) => bail!("the pod watch ended"),
                 r = kinet_proxy::run_with(client.clone(), node_info, kinet_proxy::ProxyConfig::default(), applier, proxy_opts) => r.context("service proxy"),
+                r = kinet_agent::policy::run(client.clone(), policy_cfg) => r.context("network policy"),
                 _ = kinet_proxy::serve_metrics(metrics_listener, metrics) => bail!("the metrics server ended"),
                 r = kinet_node_api::serve(listener, tls, streaming, std::future::pending()) => r.context("node API"),
             }
         }
     };
+    let netns_path =
+        std::path::PathBuf::from(format!("{}/{}", kinet_netns::NETNS_RUN_DIR, me.netns));
     tokio::select! {
         r = kinet_agent::run(client, cfg, ready_rx) => r?,
         r = workloads => r?,
         _ = term.recv() => tracing::info!(node, "agent stopping (SIGTERM)"),
+    }
+    // Policies are enforced only while an agent keeps them current.
+    if let Err(e) = kinet_agent::policy::remove_table(&netns_path) {
+        tracing::warn!(node, error = %e, "removing the network policy table");
     }
     Ok(())
 }

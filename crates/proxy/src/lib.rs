@@ -27,6 +27,7 @@ mod lbaddr;
 mod metrics;
 pub mod netlink;
 mod node;
+pub mod reflect;
 mod rules_for;
 mod sync;
 

@@ -6,18 +6,15 @@
 //! differs (tampered state) without touching affinity sets, and a failed sync
 //! is retried the same way.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kinet_proxy_rules::{NodeInfo, ProxyConfig, Renderer, Ruleset};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::watcher;
 use kube::{Api, Client};
-use tokio::sync::{watch, Notify};
-use tokio::task::JoinHandle;
+use tokio::sync::watch;
 
 use crate::announce;
 use crate::applier::{Applier, ApplyOutcome};
@@ -25,6 +22,7 @@ use crate::health::{health_checks, HealthServer};
 use crate::lbaddr::LbAddresses;
 use crate::metrics::Metrics;
 use crate::node::node_info;
+use crate::reflect::{spawn_reflector, Changes, Tasks};
 
 /// Knobs of the sync loop.
 #[derive(Debug, Clone)]
@@ -97,7 +95,7 @@ pub async fn run_with(
         applier.table()
     );
     let changes = Arc::new(Changes::default());
-    let mut tasks = Tasks(Vec::new());
+    let mut tasks = Tasks::default();
     let services = spawn_reflector(
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
@@ -230,80 +228,4 @@ pub async fn run_with(
             retry_at = Some(Instant::now() + opts.retry_period);
         }
     }
-}
-
-/// What woke the loop, and since when something has been waiting.
-#[derive(Default)]
-struct Changes {
-    wake: Notify,
-    /// Arrival of the oldest watch event no sync has covered yet.
-    oldest: Mutex<Option<Instant>>,
-}
-
-impl Changes {
-    fn mark(&self) {
-        let mut oldest = self.oldest.lock().unwrap_or_else(|e| e.into_inner());
-        oldest.get_or_insert_with(Instant::now);
-        drop(oldest);
-        self.wake.notify_one();
-    }
-
-    fn pending(&self) -> bool {
-        self.oldest
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
-    }
-
-    fn take(&self) -> Option<Instant> {
-        self.oldest.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
-
-    /// Puts back the start of changes a failed sync did not program.
-    fn restore(&self, since: Option<Instant>) {
-        let mut oldest = self.oldest.lock().unwrap_or_else(|e| e.into_inner());
-        *oldest = match (*oldest, since) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-    }
-}
-
-/// Reflector tasks, stopped when the loop's future is dropped.
-struct Tasks(Vec<JoinHandle<()>>);
-
-impl Drop for Tasks {
-    fn drop(&mut self) {
-        for t in &self.0 {
-            t.abort();
-        }
-    }
-}
-
-fn spawn_reflector<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    changes: &Arc<Changes>,
-    tasks: &mut Tasks,
-) -> Store<K>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
-    let changes = changes.clone();
-    tasks.0.push(tokio::spawn(stream.for_each(move |ev| {
-        match ev {
-            Ok(_) => changes.mark(),
-            Err(e) => tracing::warn!(error = %e, "proxy watch error"),
-        }
-        futures::future::ready(())
-    })));
-    reader
 }
