@@ -110,6 +110,11 @@ enum Command {
         #[command(subcommand)]
         what: ProxyCommand,
     },
+    /// NetworkPolicy: the probe truth table and one verdict explained.
+    Policy {
+        #[command(subcommand)]
+        what: PolicyCommand,
+    },
     /// Run the control plane in the foreground (started by `up`).
     #[command(hide = true)]
     Serve {
@@ -226,6 +231,35 @@ enum ProxyCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Probe every pod to every other pod from inside the source pod, and print the truth
+    /// table beside the NetworkPolicy model's, differing cells marked.
+    Matrix {
+        #[arg(long, default_value = DEFAULT_NAME)]
+        name: String,
+        /// Only pods of this namespace (repeatable; default: all but kube-system).
+        #[arg(long = "namespace", short = 'n')]
+        namespaces: Vec<String>,
+        /// The port probed, as PORT[/tcp|udp].
+        #[arg(long, default_value = "80/tcp")]
+        port: String,
+    },
+    /// Whether a new connection from one pod to another is allowed, and which policy and
+    /// rule decided it (the model; `matrix` probes the kernel).
+    Why {
+        #[arg(long, default_value = DEFAULT_NAME)]
+        name: String,
+        /// The client pod, as <namespace>/<pod>.
+        from: String,
+        /// The server pod, as <namespace>/<pod>.
+        to: String,
+        /// PORT[/tcp|udp|sctp].
+        #[arg(long, default_value = "80/tcp")]
+        port: String,
+    },
+}
+
 fn main() -> anyhow::Result<()> {
     let command = Cli::parse().command;
     // The shim blocks signals for the whole process, so it runs before any runtime thread
@@ -321,6 +355,36 @@ async fn run(command: Command) -> anyhow::Result<()> {
             print!(
                 "{}",
                 kinet_cluster::proxy_rules::rules(&name, node.as_deref(), &service)?
+            );
+            Ok(())
+        }
+        Command::Policy {
+            what:
+                PolicyCommand::Matrix {
+                    name,
+                    namespaces,
+                    port,
+                },
+        } => {
+            let m = kinet_cluster::policy::matrix(&name, &namespaces, &port).await?;
+            print!("{}", m.render());
+            if !m.mismatches().is_empty() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Policy {
+            what:
+                PolicyCommand::Why {
+                    name,
+                    from,
+                    to,
+                    port,
+                },
+        } => {
+            print!(
+                "{}",
+                kinet_cluster::policy::why(&name, &from, &to, &port).await?
             );
             Ok(())
         }

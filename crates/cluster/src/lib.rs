@@ -14,6 +14,7 @@ pub mod duration;
 pub mod egress;
 pub mod external;
 pub mod nodes;
+pub mod policy;
 pub mod prereqs;
 pub mod probe;
 pub mod process;

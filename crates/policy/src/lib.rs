@@ -10,6 +10,7 @@
 mod cidr;
 mod compile;
 mod input;
+mod matrix;
 mod model;
 mod plan;
 mod policy;
@@ -21,6 +22,7 @@ mod tests;
 
 pub use compile::{compile, drop_counter_name, TABLE};
 pub use input::{Cluster, ContainerPort, Namespace, Pod, Proto};
+pub use matrix::{explain, Matrix};
 pub use model::{Allow, Endpoint, Verdict};
 pub use plan::{plan, ElementChange, Update};
 pub use policy::{Direction, PolicyId, RuleId};

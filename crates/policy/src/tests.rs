@@ -183,6 +183,7 @@ fn ns_not_in(ns: &str) -> Value {
 }
 
 mod golden;
+mod matrix;
 mod plan;
 mod semantics;
 mod upstream;
