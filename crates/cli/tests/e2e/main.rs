@@ -11,6 +11,7 @@ mod health;
 mod interactive;
 mod kubectl_basics;
 mod lifecycle;
+mod netpol;
 mod nodes;
 mod pod_lifecycle;
 mod pods;

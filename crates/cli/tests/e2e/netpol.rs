@@ -1,0 +1,356 @@
+//! Issue 13: NetworkPolicy enforced in the kernel, on one shared 2-node cluster. The upstream
+//! e2e model (namespaces x, y, z with pods a, b, c serving TCP and UDP on 80 and 81, ports
+//! named `serve-<port>-<proto>`, one Service per pod), policies applied with real kubectl,
+//! and `kinet policy matrix` probing every pair from inside the source pods: its expected
+//! table must equal the upstream case's, and the observed one the expected.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::harness::{show, stdout, Cluster};
+use crate::pods::{apply, wait_dns, wait_ready_in, AGNHOST};
+
+const NAMESPACES: [&str; 3] = ["x", "y", "z"];
+const PODS: [&str; 3] = ["a", "b", "c"];
+
+fn model_yaml() -> String {
+    let mut docs = Vec::new();
+    for ns in NAMESPACES {
+        docs.push(format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: \"{ns}\"}}"
+        ));
+        for pod in PODS {
+            let container = |port: u16| {
+                format!(
+                    "  - name: cont-{port}\n    image: {AGNHOST}\n    command: [/agnhost, serve-hostname, --tcp, --udp, --http=false, --port, \"{port}\"]\n    ports: [{{containerPort: {port}, name: serve-{port}-tcp}}, {{containerPort: {port}, name: serve-{port}-udp, protocol: UDP}}]\n"
+                )
+            };
+            docs.push(format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {pod}, namespace: \"{ns}\", labels: {{pod: {pod}}}}}\nspec:\n  containers:\n{}{}",
+                container(80),
+                container(81)
+            ));
+            docs.push(format!(
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: s-{ns}-{pod}, namespace: \"{ns}\"}}\nspec:\n  selector: {{pod: {pod}}}\n  ports: [{{name: service-port-tcp-80, port: 80}}, {{name: service-port-tcp-81, port: 81}}, {{name: service-port-udp-80, port: 80, protocol: UDP}}]"
+            ));
+        }
+    }
+    docs.join("\n---\n")
+}
+
+/// An expected truth table, all allowed to start with; later settings override earlier
+/// ones, as upstream's `Reachability` does. Patterns: `*`, `ns/*`, `ns/pod`.
+struct Reach(BTreeMap<(String, String), bool>);
+
+fn matches(pattern: &str, pod: &str) -> bool {
+    pattern == "*"
+        || pattern == pod
+        || pattern
+            .strip_suffix("/*")
+            .is_some_and(|ns| pod.starts_with(&format!("{ns}/")))
+}
+
+impl Reach {
+    fn all() -> Reach {
+        let pods: Vec<String> = NAMESPACES
+            .iter()
+            .flat_map(|n| PODS.iter().map(move |p| format!("{n}/{p}")))
+            .collect();
+        Reach(
+            pods.iter()
+                .flat_map(|f| pods.iter().map(move |t| ((f.clone(), t.clone()), true)))
+                .collect(),
+        )
+    }
+    fn peer(mut self, from: &str, to: &str, v: bool) -> Reach {
+        for ((f, t), cell) in self.0.iter_mut() {
+            if f != t && matches(from, f) && matches(to, t) {
+                *cell = v;
+            }
+        }
+        self
+    }
+}
+
+/// One table of `kinet policy matrix` output, as cells.
+fn table(out: &str, title: &str) -> BTreeMap<(String, String), char> {
+    let mut lines = out.lines().skip_while(|l| !l.starts_with(title)).skip(1);
+    let header: Vec<String> = lines
+        .next()
+        .unwrap_or_default()
+        .split('\t')
+        .skip(1)
+        .map(String::from)
+        .collect();
+    let mut cells = BTreeMap::new();
+    for l in lines.take_while(|l| !l.is_empty()) {
+        let mut it = l.split('\t');
+        let from = it.next().unwrap().trim().to_string();
+        for (to, c) in header.iter().zip(it) {
+            cells.insert((from.clone(), to.clone()), c.chars().next().unwrap());
+        }
+    }
+    cells
+}
+
+/// Runs the matrix on `port` until observed equals expected (policies take a moment to
+/// reach every node; upstream probes for up to 10 s too), and checks the expected table is
+/// `want`.
+fn check(c: &Cluster, case: &str, port: &str, want: &Reach) {
+    let mut last = String::new();
+    for _ in 0..5 {
+        let out = c.kinet(&[
+            "policy", "matrix", "-n", "x", "-n", "y", "-n", "z", "--port", port,
+        ]);
+        last = show(&out);
+        let text = stdout(&out);
+        let expected = table(&text, "Expected");
+        let differs: Vec<_> = want
+            .0
+            .iter()
+            .filter(|((f, t), v)| {
+                f != t
+                    && expected.get(&(f.clone(), t.clone())) != Some(&if **v { '.' } else { 'X' })
+            })
+            .collect();
+        assert!(
+            differs.is_empty(),
+            "{case}: the model's table is not upstream's at {differs:?}\n{text}"
+        );
+        if out.status.success() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("{case}: the kernel does not do what the model says\n{last}");
+}
+
+fn policy(c: &Cluster, yaml: &str) {
+    apply(c, yaml);
+}
+
+fn delete_policies(c: &Cluster) {
+    for ns in NAMESPACES {
+        c.kubectl_ok(&["delete", "networkpolicy", "--all", "-n", ns]);
+    }
+}
+
+/// `host:port` answers over TCP from inside `ns/pod` (serve-hostname sends its name).
+fn tcp_from(c: &Cluster, ns: &str, pod: &str, target: &str) -> bool {
+    let (host, port) = target.split_once(':').unwrap();
+    let out = c.kubectl(&[
+        "exec",
+        "-n",
+        ns,
+        pod,
+        "-c",
+        "cont-80",
+        "--",
+        "bash",
+        "-c",
+        &format!("timeout 2 bash -c 'cat </dev/tcp/{host}/{port}'"),
+    ]);
+    out.status.success() && !stdout(&out).is_empty()
+}
+
+fn cluster_ip(c: &Cluster, ns: &str, svc: &str) -> String {
+    c.kubectl_ok(&[
+        "get",
+        "svc",
+        "-n",
+        ns,
+        svc,
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ])
+}
+
+#[test]
+fn network_policy_is_enforced_in_the_kernel_as_upstream_expects() {
+    let c = Cluster::up(2);
+    wait_dns(&c);
+    apply(&c, &model_yaml());
+    for ns in NAMESPACES {
+        wait_ready_in(&c, ns, "pod", 3);
+    }
+    let nodes: std::collections::BTreeSet<String> = c
+        .kubectl_ok(&[
+            "get",
+            "pods",
+            "-A",
+            "-l",
+            "pod",
+            "-o",
+            "jsonpath={.items[*].spec.nodeName}",
+        ])
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert_eq!(nodes.len(), 2, "the model spans both nodes: {nodes:?}");
+    check(&c, "no policy", "80/tcp", &Reach::all());
+
+    // Default deny ingress: x unreachable, and deleting the policy restores it.
+    policy(&c, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-ingress, namespace: \"x\"}\nspec: {podSelector: {}, policyTypes: [Ingress]}");
+    check(
+        &c,
+        "default-deny-ingress",
+        "80/tcp",
+        &Reach::all().peer("*", "x/*", false),
+    );
+    // Through a ClusterIP, and across nodes: the policy sees the pod address after DNAT.
+    let svc = cluster_ip(&c, "x", "s-x-a");
+    assert!(
+        !tcp_from(&c, "y", "a", &format!("{svc}:80")),
+        "ClusterIP of x/a reachable under deny-ingress"
+    );
+    delete_policies(&c);
+    check(&c, "deny-ingress deleted", "80/tcp", &Reach::all());
+    assert!(tcp_from(&c, "y", "a", &format!("{svc}:80")));
+
+    // Default deny all (ingress and egress).
+    policy(&c, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-all, namespace: \"x\"}\nspec: {podSelector: {}, policyTypes: [Ingress, Egress]}");
+    check(
+        &c,
+        "default-deny-all",
+        "80/tcp",
+        &Reach::all().peer("*", "x/*", false).peer("x/*", "*", false),
+    );
+    delete_policies(&c);
+
+    // namespaceSelector AND podSelector in one peer: only y/b reaches x/a.
+    policy(&c, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: and, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: \"y\"}}, podSelector: {matchLabels: {pod: b}}}]}]");
+    check(
+        &c,
+        "ns AND pod selector",
+        "80/tcp",
+        &Reach::all()
+            .peer("*", "x/a", false)
+            .peer("y/b", "x/a", true),
+    );
+    delete_policies(&c);
+
+    // The same selectors as two peers (OR): all of y, and every b in x.
+    policy(&c, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: or, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: \"y\"}}}, {podSelector: {matchLabels: {pod: b}}}]}]");
+    check(
+        &c,
+        "ns OR pod selector",
+        "80/tcp",
+        &Reach::all()
+            .peer("*", "x/a", false)
+            .peer("y/*", "x/a", true)
+            .peer("x/b", "x/a", true),
+    );
+    delete_policies(&c);
+
+    // ipBlock with except: the pod network but not y/a's address.
+    let ya = c.kubectl_ok(&[
+        "get",
+        "pod",
+        "-n",
+        "y",
+        "a",
+        "-o",
+        "jsonpath={.status.podIP}",
+    ]);
+    policy(&c, &format!("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: cidr, namespace: \"x\"}}\nspec:\n  podSelector: {{matchLabels: {{pod: a}}}}\n  ingress: [{{from: [{{ipBlock: {{cidr: 10.244.0.0/16, except: [{ya}/32]}}}}]}}]"));
+    check(
+        &c,
+        "ipBlock except",
+        "80/tcp",
+        &Reach::all().peer("y/a", "x/a", false),
+    );
+    delete_policies(&c);
+
+    // Named port: only serve-81-tcp is allowed into x/a.
+    policy(&c, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: named, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{ports: [{port: serve-81-tcp}]}]");
+    check(
+        &c,
+        "named port, 80",
+        "80/tcp",
+        &Reach::all().peer("*", "x/a", false),
+    );
+    check(&c, "named port, 81", "81/tcp", &Reach::all());
+    delete_policies(&c);
+
+    // endPort: 81-90 allowed into x/a, 80 not.
+    policy(&c, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: range, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{ports: [{port: 81, endPort: 90}]}]");
+    check(
+        &c,
+        "endPort, 80",
+        "80/tcp",
+        &Reach::all().peer("*", "x/a", false),
+    );
+    check(&c, "endPort, 81", "81/tcp", &Reach::all());
+    delete_policies(&c);
+
+    // UDP: deny UDP ingress to x/b except from z; TCP stays open.
+    policy(&c, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: udp, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: b}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: z}}}], ports: [{protocol: UDP, port: 80}]}]");
+    check(
+        &c,
+        "UDP",
+        "80/udp",
+        &Reach::all()
+            .peer("*", "x/b", false)
+            .peer("z/*", "x/b", true),
+    );
+    delete_policies(&c);
+
+    // Egress denied except DNS: x/a resolves names but reaches no pod. Replies of the
+    // connections others make to x/a still pass (conntrack), since its ingress is open.
+    policy(&c, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: dns-only, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  policyTypes: [Egress]\n  egress: [{ports: [{port: 53, protocol: UDP}, {port: 53, protocol: TCP}]}]");
+    check(
+        &c,
+        "egress DNS only",
+        "80/tcp",
+        &Reach::all().peer("x/a", "*", false),
+    );
+    let out = c.kubectl(&[
+        "exec",
+        "-n",
+        "x",
+        "a",
+        "-c",
+        "cont-80",
+        "--",
+        "nslookup",
+        "s-y-b.y.svc.cluster.local",
+    ]);
+    assert!(
+        out.status.success(),
+        "DNS from x/a under egress deny\n{}",
+        show(&out)
+    );
+    assert!(!tcp_from(
+        &c,
+        "x",
+        "a",
+        &format!("{}:80", cluster_ip(&c, "y", "s-y-b"))
+    ));
+    delete_policies(&c);
+
+    // The tutorial's case: only the ingress controller's pods reach the workload, on one port.
+    policy(&c, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: only-ingress, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: c}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: z}}, podSelector: {matchLabels: {pod: a}}}], ports: [{port: 81}]}]");
+    check(
+        &c,
+        "only the ingress controller, 80",
+        "80/tcp",
+        &Reach::all().peer("*", "x/c", false),
+    );
+    check(
+        &c,
+        "only the ingress controller, 81",
+        "81/tcp",
+        &Reach::all()
+            .peer("*", "x/c", false)
+            .peer("z/a", "x/c", true),
+    );
+    let why = stdout(&c.kinet(&["policy", "why", "z/a", "x/c", "--port", "81"]));
+    assert!(
+        why.contains("ALLOWED") && why.contains("x/only-ingress ingress[0]"),
+        "{why}"
+    );
+    delete_policies(&c);
+    // The table goes with the agents.
+    let out = c.kinet(&["down"]);
+    assert!(out.status.success(), "{}", show(&out));
+}
