@@ -328,6 +328,101 @@ fn network_policy_is_enforced_in_the_kernel_as_upstream_expects() {
     ));
     delete_policies(&c);
 
+    // Within the namespace by podSelector (upstream case 3).
+    policy(&c, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: x-a-allows-x-b, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{podSelector: {matchLabels: {pod: b}}}]}]");
+    check(
+        &c,
+        "pod selector within the namespace",
+        "80/tcp",
+        &Reach::all()
+            .peer("*", "x/a", false)
+            .peer("x/b", "x/a", true),
+    );
+    // An updated pod label moves x/c into the selector, and back out.
+    c.kubectl_ok(&["label", "pod", "-n", "x", "c", "pod=b", "--overwrite"]);
+    check(
+        &c,
+        "pod relabelled into the selector",
+        "80/tcp",
+        &Reach::all()
+            .peer("*", "x/a", false)
+            .peer("x/b", "x/a", true)
+            .peer("x/c", "x/a", true),
+    );
+    c.kubectl_ok(&["label", "pod", "-n", "x", "c", "pod=c", "--overwrite"]);
+    check(
+        &c,
+        "pod relabelled out again",
+        "80/tcp",
+        &Reach::all()
+            .peer("*", "x/a", false)
+            .peer("x/b", "x/a", true),
+    );
+    // Stacked: a second policy selecting x/a adds its rules (union).
+    policy(&c, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: from-z, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: z}}}]}]");
+    check(
+        &c,
+        "stacked policies",
+        "80/tcp",
+        &Reach::all()
+            .peer("*", "x/a", false)
+            .peer("x/b", "x/a", true)
+            .peer("z/*", "x/a", true),
+    );
+    delete_policies(&c);
+
+    // matchExpressions on namespaces, and a namespace label update (upstream cases 10, 23).
+    policy(&c, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: not-x, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchExpressions: [{key: kubernetes.io/metadata.name, operator: NotIn, values: [\"x\"]}]}}]}]");
+    check(
+        &c,
+        "namespace matchExpressions",
+        "80/tcp",
+        &Reach::all().peer("x/*", "x/a", false),
+    );
+    delete_policies(&c);
+    policy(&c, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: updated-ns, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {ns2: updated}}}]}]");
+    check(
+        &c,
+        "namespace label absent",
+        "80/tcp",
+        &Reach::all().peer("*", "x/a", false),
+    );
+    c.kubectl_ok(&["label", "namespace", "y", "ns2=updated"]);
+    check(
+        &c,
+        "namespace labelled",
+        "80/tcp",
+        &Reach::all()
+            .peer("*", "x/a", false)
+            .peer("y/*", "x/a", true),
+    );
+    c.kubectl_ok(&["label", "namespace", "y", "ns2-"]);
+    delete_policies(&c);
+
+    // Egress by pod and namespace selector, probed through the ClusterIPs (upstream case 25).
+    policy(&c, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: to-y-b, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  policyTypes: [Egress]\n  egress: [{to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: \"y\"}}, podSelector: {matchLabels: {pod: b}}}]}]");
+    check(
+        &c,
+        "egress to y/b",
+        "80/tcp",
+        &Reach::all()
+            .peer("x/a", "*", false)
+            .peer("x/a", "y/b", true),
+    );
+    assert!(tcp_from(
+        &c,
+        "x",
+        "a",
+        &format!("{}:80", cluster_ip(&c, "y", "s-y-b"))
+    ));
+    assert!(!tcp_from(
+        &c,
+        "x",
+        "a",
+        &format!("{}:80", cluster_ip(&c, "y", "s-y-c"))
+    ));
+    delete_policies(&c);
+
     // The tutorial's case: only the ingress controller's pods reach the workload, on one port.
     policy(&c, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: only-ingress, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: c}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: z}}, podSelector: {matchLabels: {pod: a}}}], ports: [{port: 81}]}]");
     check(
