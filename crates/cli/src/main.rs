@@ -245,6 +245,11 @@ enum PolicyCommand {
         #[arg(long, default_value = "80/tcp")]
         port: String,
     },
+    /// Packets dropped per policy on each node (the policy table's counters).
+    Drops {
+        #[arg(long, default_value = DEFAULT_NAME)]
+        name: String,
+    },
     /// Whether a new connection from one pod to another is allowed, and which policy and
     /// rule decided it (the model; `matrix` probes the kernel).
     Why {
@@ -371,6 +376,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             if !m.mismatches().is_empty() {
                 std::process::exit(1);
             }
+            Ok(())
+        }
+        Command::Policy {
+            what: PolicyCommand::Drops { name },
+        } => {
+            print!("{}", kinet_cluster::policy::drops(&name).await?);
             Ok(())
         }
         Command::Policy {

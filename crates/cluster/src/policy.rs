@@ -65,6 +65,35 @@ pub async fn why(name: &str, from: &str, to: &str, port: &str) -> Result<String>
     Ok(explain(src, dst, port, proto, &v))
 }
 
+/// `kinet policy drops`: per node, the packets each policy's isolated pods refused (the
+/// table's named counters, read over netlink).
+pub async fn drops(name: &str) -> Result<String> {
+    let (cluster, _) = snapshot(name).await?;
+    let by_counter: std::collections::BTreeMap<String, String> = cluster
+        .policy_ids()
+        .map(|id| (kinet_policy::drop_counter_name(id), id.to_string()))
+        .collect();
+    let dir = crate::state::ClusterDir::new(&crate::state::absolute_home()?, name);
+    let plan = crate::nodes::recorded_plan(&dir.load_info()?);
+    let mut out = format!(
+        "{:<24} {:<40} {:>10} {:>12}\n",
+        "NODE", "POLICY", "PACKETS", "BYTES"
+    );
+    for node in &plan.nodes {
+        let path =
+            std::path::PathBuf::from(format!("{}/{}", kinet_netns::NETNS_RUN_DIR, node.netns));
+        let counters = tokio::task::spawn_blocking(move || {
+            kinet_proxy::netlink::NftSocket::open_in(&path)?.counters(kinet_policy::TABLE)
+        })
+        .await??;
+        for (counter, packets, bytes) in counters {
+            let policy = by_counter.get(&counter).cloned().unwrap_or(counter);
+            out += &format!("{:<24} {policy:<40} {packets:>10} {bytes:>12}\n", node.name);
+        }
+    }
+    Ok(out)
+}
+
 /// `kinet policy matrix`: every pod of `namespaces` (all but kube-system when empty) to
 /// every other, on `port`, probed and compared with the model.
 pub async fn matrix(name: &str, namespaces: &[String], port: &str) -> Result<Matrix> {

@@ -154,6 +154,11 @@ impl Cluster {
             .unwrap_or_default()
     }
 
+    /// The policies in use, in (namespace, name) order.
+    pub fn policy_ids(&self) -> impl Iterator<Item = &crate::PolicyId> {
+        self.policies.values().map(|p| &p.id)
+    }
+
     pub(crate) fn policies(&self) -> impl Iterator<Item = &Policy> {
         self.policies.values()
     }

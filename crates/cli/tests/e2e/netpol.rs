@@ -203,6 +203,13 @@ fn network_policy_is_enforced_in_the_kernel_as_upstream_expects() {
         !tcp_from(&c, "y", "a", &format!("{svc}:80")),
         "ClusterIP of x/a reachable under deny-ingress"
     );
+    let drops = stdout(&c.kinet(&["policy", "drops"]));
+    let counted = drops
+        .lines()
+        .filter(|l| l.contains(" x/deny-ingress "))
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
+        .sum::<u64>();
+    assert!(counted > 0, "no drops counted for x/deny-ingress\n{drops}");
     delete_policies(&c);
     check(&c, "deny-ingress deleted", "80/tcp", &Reach::all());
     assert!(tcp_from(&c, "y", "a", &format!("{svc}:80")));

@@ -272,6 +272,48 @@ impl NftSocket {
         loaded_table(&d).map(Some)
     }
 
+    /// The named counters of table `ip <table>` as `(name, packets, bytes)`, sorted by name;
+    /// none when the table is absent.
+    pub fn counters(&mut self, table: &str) -> Result<Vec<(String, u64, u64)>, NetlinkError> {
+        const GETOBJ: u8 = 19;
+        let reply = self.request(GETOBJ, true, |w| {
+            w.str(1, table); // NFTA_OBJ_TABLE
+            w.be32(3, 1); // NFTA_OBJ_TYPE: NFT_OBJECT_COUNTER
+        })?;
+        let Reply::Messages(messages) = reply else {
+            return Ok(Vec::new());
+        };
+        let text = |b: &[u8]| {
+            String::from_utf8_lossy(b.split(|c| *c == 0).next().unwrap_or_default()).into_owned()
+        };
+        let be64 = |b: Option<&[u8]>| {
+            b.and_then(|b| b.get(..8)?.try_into().ok())
+                .map_or(0, u64::from_be_bytes)
+        };
+        let mut out = Vec::new();
+        for m in &messages {
+            let a = super::read::attrs(m)?;
+            if super::read::get(&a, 1).map(text).as_deref() != Some(table) {
+                continue;
+            }
+            let (Some(name), Some(data)) = (super::read::get(&a, 2), super::read::get(&a, 4))
+            else {
+                return Err(NetlinkError::Malformed(
+                    "a counter without name or data".into(),
+                ));
+            };
+            let d = super::read::attrs(data)?;
+            // NFTA_COUNTER_BYTES, NFTA_COUNTER_PACKETS
+            out.push((
+                text(name),
+                be64(super::read::get(&d, 2)),
+                be64(super::read::get(&d, 1)),
+            ));
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Sends one nf_tables request (a dump if `dump`) and collects the replies'
     /// attributes; `Missing` when the kernel answers ENOENT.
     fn request(

@@ -88,6 +88,16 @@ fn a_whole_policy_table_loads_as_nft_loads_it() {
     let ns = Netns::new("pol");
     apply(&ns, Update::Load(rs.clone()));
     assert_eq!(listing(&ns), nft_listing(&rs));
+    let counters = NftSocket::open_in(&ns.path())
+        .and_then(|mut s| s.counters(&rs.table))
+        .unwrap();
+    let names: Vec<&str> = counters.iter().map(|c| c.0.as_str()).collect();
+    let want: Vec<&str> = rs.counters.iter().map(String::as_str).collect();
+    assert_eq!(names, want);
+    assert!(
+        counters.iter().all(|c| (c.1, c.2) == (0, 0)),
+        "{counters:?}"
+    );
     // Loading again replaces the table in one transaction.
     apply(&ns, Update::Load(rs.clone()));
     assert_eq!(listing(&ns), nft_listing(&rs));
