@@ -7,6 +7,7 @@ mod cluster;
 pub mod controllers;
 pub mod dns;
 pub mod pods;
+pub mod policy;
 pub mod proxy;
 mod stats;
 pub mod up;

@@ -43,8 +43,8 @@ pub struct Options {
     pub mib: usize,
 }
 
-const CLIENT_IP: &str = "10.244.1.10";
-const SERVER_IP: &str = "10.244.1.20";
+pub(crate) const CLIENT_IP: &str = "10.244.1.10";
+pub(crate) const SERVER_IP: &str = "10.244.1.20";
 const GATEWAY: &str = "10.244.1.1";
 /// Service 0's ClusterIP: the one traffic goes to.
 const TARGET: &str = "10.96.0.10";
@@ -106,10 +106,10 @@ fn objects(n: usize, endpoints: usize) -> (Vec<Service>, Vec<EndpointSlice>) {
 }
 
 /// Namespaces of the benchmark, deleted on Drop.
-struct Spaces(Vec<String>);
+pub(crate) struct Spaces(pub(crate) Vec<String>);
 
 impl Spaces {
-    fn add(&mut self, role: &str) -> Result<NetNs> {
+    pub(crate) fn add(&mut self, role: &str) -> Result<NetNs> {
         let name = format!("kinet-b{}-{role}", std::process::id());
         let ns = NetNs::create(&name).with_context(|| format!("creating {name}"))?;
         self.0.push(name.clone());
@@ -145,12 +145,12 @@ fn run(prefix: &[&str], args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn sysctl(ns: &str, kv: &str) -> Result<()> {
+pub(crate) fn sysctl(ns: &str, kv: &str) -> Result<()> {
     run(&["ip", "netns", "exec", ns, "sysctl", "-qw"], &[kv])
 }
 
 /// A pod namespace on a veth from the node, ptp style.
-fn add_pod(node: &str, pod: &str, idx: usize, addr: &str) -> Result<()> {
+pub(crate) fn add_pod(node: &str, pod: &str, idx: usize, addr: &str) -> Result<()> {
     let host_if = format!("kb{idx}");
     ip(
         node,
@@ -407,7 +407,7 @@ fn bench(opts: Options) -> Result<()> {
     Ok(())
 }
 
-struct StopOnDrop(Arc<AtomicBool>);
+pub(crate) struct StopOnDrop(pub(crate) Arc<AtomicBool>);
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Relaxed);
@@ -416,7 +416,7 @@ impl Drop for StopOnDrop {
 
 /// Accepts until `stop`. A connection whose first byte is `T` gets a stream of bytes (the
 /// length follows as 8 bytes); any other is closed at once by the server.
-fn serve(listener: TcpListener, stop: Arc<AtomicBool>) {
+pub(crate) fn serve(listener: TcpListener, stop: Arc<AtomicBool>) {
     let _ = listener.set_nonblocking(true);
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
@@ -448,7 +448,7 @@ fn serve(listener: TcpListener, stop: Arc<AtomicBool>) {
 }
 
 /// Connections per second: connect, send one byte, wait for the server's close.
-fn connect_rate(to: SocketAddr, secs: f64) -> Result<f64> {
+pub(crate) fn connect_rate(to: SocketAddr, secs: f64) -> Result<f64> {
     let start = Instant::now();
     let mut count = 0u64;
     while start.elapsed().as_secs_f64() < secs {
@@ -463,7 +463,7 @@ fn connect_rate(to: SocketAddr, secs: f64) -> Result<f64> {
 }
 
 /// Gbit/s of one stream of `bytes` from the server.
-fn throughput(to: SocketAddr, bytes: usize) -> Result<f64> {
+pub(crate) fn throughput(to: SocketAddr, bytes: usize) -> Result<f64> {
     let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(2))?;
     let mut head = vec![b'T'];
     head.extend_from_slice(&(bytes as u64).to_be_bytes());

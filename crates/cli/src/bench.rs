@@ -66,6 +66,22 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 2048)]
         mib: usize,
     },
+    /// NetworkPolicy (root): change → enforced p50/p99, connection rate and throughput with
+    /// policies against none.
+    Policy {
+        #[arg(long, default_value_t = 1000)]
+        pods: usize,
+        #[arg(long, default_value_t = 500)]
+        policies: usize,
+        #[arg(long, default_value_t = 100)]
+        samples: usize,
+        /// Seconds per connection-rate run.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// MiB per throughput run.
+        #[arg(long, default_value_t = 2048)]
+        mib: usize,
+    },
     /// Cluster DNS: kinet's server and Knot DNS under dnsperf, with 1k and 10k Services.
     Dns {
         /// Service counts, ascending.
@@ -126,6 +142,22 @@ pub async fn run(what: BenchCommand) -> anyhow::Result<()> {
             kinet_bench::proxy::run_bench(kinet_bench::proxy::Options {
                 services,
                 endpoints,
+                samples,
+                seconds,
+                mib,
+            })
+            .await
+        }
+        BenchCommand::Policy {
+            pods,
+            policies,
+            samples,
+            seconds,
+            mib,
+        } => {
+            kinet_bench::policy::run_bench(kinet_bench::policy::Options {
+                pods,
+                policies,
                 samples,
                 seconds,
                 mib,

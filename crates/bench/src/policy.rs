@@ -1,0 +1,318 @@
+//! `kinet bench policy`: the NetworkPolicy table in a node namespace of its own (root), as the
+//! agent's enforcer programs it (compile, plan, one nfnetlink transaction).
+//!
+//! - Programming: with N pods (half on the benchmark's node) and P policies, the time from a
+//!   changed cluster view to the kernel having committed it, p50/p99: a policy created (the
+//!   table's shape changes: a whole load) and a pod label changed (set elements only). The API
+//!   watch delay is not in it.
+//! - Connection rate: new TCP connections per second from a client pod to a server pod with
+//!   no policy, and with P policies loaded, one of them isolating the server and allowing the
+//!   client (the verdict maps and sets should keep it flat).
+//! - Throughput: one TCP stream through that allowing policy against no policy.
+//!
+//! Everything lives in namespaces `kinet-b<pid>-*`, removed at the end (also on error).
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kinet_policy::{compile, plan, Cluster, ContainerPort, Namespace, Pod, Proto, Ruleset, Update};
+use kinet_proxy::netlink::NftSocket;
+use serde_json::json;
+
+use super::proxy::{
+    add_pod, connect_rate, serve, sysctl, throughput, Spaces, StopOnDrop, CLIENT_IP, SERVER_IP,
+};
+use super::stats::{ms, Samples};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub pods: usize,
+    pub policies: usize,
+    pub samples: usize,
+    /// Seconds per connection-rate run.
+    pub seconds: f64,
+    /// MiB per throughput run.
+    pub mib: usize,
+}
+
+const NODE: &str = "bench-node";
+const NAMESPACES: usize = 10;
+
+fn np(ns: &str, name: &str, spec: serde_json::Value) -> NetworkPolicy {
+    serde_json::from_value(json!({"metadata": {"namespace": ns, "name": name}, "spec": spec}))
+        .expect("static policy")
+}
+
+fn labels(pairs: &[(&str, String)]) -> std::collections::BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+fn pod(ns: &str, name: &str, ip: Ipv4Addr, node: &str, l: &[(&str, String)]) -> Pod {
+    Pod {
+        namespace: ns.into(),
+        name: name.into(),
+        labels: labels(l),
+        ip,
+        node: node.into(),
+        ports: vec![ContainerPort {
+            name: "http".into(),
+            port: 8080,
+            proto: Proto::Tcp,
+        }],
+    }
+}
+
+/// Policy `k`: pods `app=app-k` accept one tier of their namespace and a neighbouring
+/// namespace, on 8080 and the named port.
+fn policy(k: usize) -> NetworkPolicy {
+    np(
+        &format!("bench-{}", k % NAMESPACES),
+        &format!("np-{k}"),
+        json!({"podSelector": {"matchLabels": {"app": format!("app-{k}")}},
+               "ingress": [{"from": [{"podSelector": {"matchLabels": {"tier": format!("t-{}", k % 3)}}},
+                                     {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": format!("bench-{}", (k + 1) % NAMESPACES)}}}],
+                            "ports": [{"port": 8080}, {"port": "http"}]}]}),
+    )
+}
+
+/// `pods` pods (client and server on this node, half the rest too) and `policies` policies;
+/// with any policy, the server is isolated and allows the client.
+fn model(pods: usize, policies: usize) -> Cluster {
+    let mut c = Cluster::new();
+    for n in 0..NAMESPACES {
+        let name = format!("bench-{n}");
+        c.set_namespace(Namespace {
+            labels: labels(&[("kubernetes.io/metadata.name", name.clone())]),
+            name,
+        });
+    }
+    let ip = |s: &str| s.parse().expect("static address");
+    c.set_pod(pod(
+        "bench-0",
+        "client",
+        ip(CLIENT_IP),
+        NODE,
+        &[("role", "client".into())],
+    ));
+    c.set_pod(pod(
+        "bench-0",
+        "server",
+        ip(SERVER_IP),
+        NODE,
+        &[("app", "server".into())],
+    ));
+    for i in 0..pods.saturating_sub(2) {
+        // Runs of ten per node, so each node holds pods of every namespace, app and tier.
+        let node = if (i / 10) % 2 == 0 {
+            NODE
+        } else {
+            "other-node"
+        };
+        let addr = Ipv4Addr::new(10, 245, (i / 250) as u8, 1 + (i % 250) as u8);
+        let app = format!("app-{}", i % policies.max(1));
+        let tier = format!("t-{}", i % 3);
+        let l = [("app", app), ("tier", tier)];
+        c.set_pod(pod(
+            &format!("bench-{}", i % NAMESPACES),
+            &format!("p-{i}"),
+            addr,
+            node,
+            &l,
+        ));
+    }
+    if policies > 0 {
+        let server = np(
+            "bench-0",
+            "server-from-client",
+            json!({"podSelector": {"matchLabels": {"app": "server"}},
+                   "ingress": [{"from": [{"podSelector": {"matchLabels": {"role": "client"}}}], "ports": [{"port": 8080}]}]}),
+        );
+        c.set_policy(&server).expect("static policy");
+    }
+    for k in 1..policies {
+        c.set_policy(&policy(k)).expect("static policy");
+    }
+    c
+}
+
+/// Compiles `c`, plans from `loaded` and commits: the time of compile + plan, and of the
+/// kernel transaction.
+fn program(
+    sock: &mut NftSocket,
+    loaded: &mut Option<Ruleset>,
+    c: &Cluster,
+    whole: bool,
+) -> Result<(Duration, Duration)> {
+    let start = Instant::now();
+    let desired = compile(c, NODE, &[]);
+    let Some(update) = plan(loaded.as_ref(), &desired) else {
+        bail!("nothing changed");
+    };
+    if whole != matches!(update, Update::Load(_)) {
+        bail!(
+            "expected a {} update",
+            if whole { "whole" } else { "element" }
+        );
+    }
+    let planned = start.elapsed();
+    let start = Instant::now();
+    sock.apply_policy(&update)?;
+    let kernel = start.elapsed();
+    *loaded = Some(desired);
+    Ok((planned, kernel))
+}
+
+/// Compile + plan, kernel, and total samples of one kind of change.
+#[derive(Default)]
+struct Figures([Samples; 3]);
+
+impl Figures {
+    fn push(&mut self, (planned, kernel): (Duration, Duration)) {
+        self.0[0].push(planned);
+        self.0[1].push(kernel);
+        self.0[2].push(planned + kernel);
+    }
+
+    fn row(&self, what: &str) -> String {
+        let cell = |s: &Samples| format!("{} / {}", ms(s.p50()), ms(s.p99()));
+        format!(
+            "| {what} | {} | {} | {} |",
+            cell(&self.0[0]),
+            cell(&self.0[1]),
+            cell(&self.0[2])
+        )
+    }
+}
+
+pub async fn run_bench(opts: Options) -> Result<()> {
+    tokio::task::spawn_blocking(move || bench(opts)).await?
+}
+
+fn bench(opts: Options) -> Result<()> {
+    let mut spaces = Spaces(Vec::new());
+    let node_ns = spaces.add("node")?;
+    let client = spaces.add("client")?;
+    let server = spaces.add("server")?;
+    sysctl(node_ns.name(), "net.ipv4.ip_forward=1")?;
+    sysctl(client.name(), "net.ipv4.ip_local_port_range=1024 65000")?;
+    add_pod(node_ns.name(), client.name(), 0, CLIENT_IP)?;
+    add_pod(node_ns.name(), server.name(), 1, SERVER_IP)?;
+    let mut sock = NftSocket::open_in(&node_ns.path())?;
+
+    println!(
+        "# kinet bench policy ({} pods, {} policies)",
+        opts.pods, opts.policies
+    );
+    let mut c = model(opts.pods, opts.policies);
+    let mut loaded = None;
+    let (planned, kernel) = program(&mut sock, &mut loaded, &c, true)?;
+    let rs = loaded.as_ref().expect("loaded");
+    println!();
+    println!(
+        "Whole table: {} sets, {} chains, {} pod-map elements; first load: compile {} ms, kernel {} ms.",
+        rs.sets.len(),
+        rs.chains.len(),
+        rs.maps.values().map(|m| m.len()).sum::<usize>(),
+        ms(planned),
+        ms(kernel)
+    );
+    let others = |local: bool| -> Vec<(String, String)> {
+        c.pods()
+            .iter()
+            .filter(|p| p.name.starts_with("p-") && (p.node == NODE) == local)
+            .map(|p| (p.namespace.clone(), p.name.clone()))
+            .collect()
+    };
+    let (local, remote) = (others(true), others(false));
+    let (mut created, mut relabelled) = (Figures::default(), Figures::default());
+    for s in 0..opts.samples {
+        let k = opts.policies + s;
+        c.set_policy(&policy(k))?;
+        // The new policy selects a pod of this node, so the table's shape changes.
+        let (ns, name) = &local[s % local.len()];
+        let mut p = c.pod(ns, name).expect("pod").clone();
+        p.labels.insert("app".into(), format!("app-{k}"));
+        c.set_pod(p);
+        created.push(program(&mut sock, &mut loaded, &c, true)?);
+        // A peer on the other node moves between tiers: set elements only.
+        let (ns, name) = &remote[s % remote.len()];
+        let mut q = c.pod(ns, name).expect("pod").clone();
+        let tier = q.labels["tier"].clone();
+        q.labels.insert(
+            "tier".into(),
+            if tier == "t-0" { "t-1" } else { "t-0" }.into(),
+        );
+        c.set_pod(q);
+        relabelled.push(program(&mut sock, &mut loaded, &c, false)?);
+    }
+    println!();
+    println!(
+        "Change → committed in the kernel (compile + plan + one transaction), {} samples:",
+        opts.samples
+    );
+    println!();
+    println!("| change | compile + plan, p50 / p99 (ms) | kernel transaction | total |");
+    println!("|---|---:|---:|---:|");
+    println!("{}", created.row("policy created (whole table)"));
+    println!("{}", relabelled.row("pod label changed (set elements)"));
+
+    // Traffic: a server pod; no policy, then all of them.
+    let stop = Arc::new(AtomicBool::new(false));
+    let listener = server.run(|| TcpListener::bind("0.0.0.0:8080"))??;
+    let stopper = StopOnDrop(stop.clone());
+    let stop2 = stop.clone();
+    std::thread::spawn(move || serve(listener, stop2));
+    let none = model(opts.pods, 0);
+    let all = c;
+    let to: SocketAddr = format!("{SERVER_IP}:8080").parse()?;
+    let secs = opts.seconds;
+    let mut load = |cluster: &Cluster| -> Result<()> {
+        sock.apply_policy(&Update::Load(compile(cluster, NODE, &[])))?;
+        Ok(())
+    };
+    let (mut r0, mut r1, mut t0, mut t1) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let bytes = opts.mib << 20;
+    for _ in 0..3 {
+        load(&none)?;
+        r0.push(client.run(move || connect_rate(to, secs))??);
+        t0.push(client.run(move || throughput(to, bytes))??);
+        load(&all)?;
+        r1.push(client.run(move || connect_rate(to, secs))??);
+        t1.push(client.run(move || throughput(to, bytes))??);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (r0, r1, t0, t1) = (
+        median(&mut r0),
+        median(&mut r1),
+        median(&mut t0),
+        median(&mut t1),
+    );
+    let n = opts.policies;
+    println!();
+    println!(
+        "Client pod → server pod, median of 3 (one client thread, {secs} s; one stream of {} MiB):",
+        opts.mib
+    );
+    println!();
+    println!("| policies | conn/s | vs none | Gbit/s | vs none |");
+    println!("|---|---:|---:|---:|---:|");
+    println!("| none | {r0:.0} | 1.00 | {t0:.2} | 1.00 |");
+    println!(
+        "| {n}, one allowing the client | {r1:.0} | {:.2} | {t1:.2} | {:.2} |",
+        r1 / r0,
+        t1 / t0
+    );
+    drop(stopper);
+    sock.apply_policy(&Update::Delete(kinet_policy::TABLE.into()))?;
+    Ok(())
+}
