@@ -70,8 +70,10 @@ pub fn compile(cluster: &Cluster, node: &str, local_addrs: &[Ipv4Addr]) -> Rules
     let mut compiled = BTreeSet::new();
     for dir in [Direction::Ingress, Direction::Egress] {
         for pod in &local {
-            let isolating: Vec<&Policy> =
-                cluster.policies().filter(|p| p.selects(pod, dir)).collect();
+            let isolating: Vec<&Policy> = cluster
+                .policies()
+                .filter(|p| p.selects(cluster, pod, dir))
+                .collect();
             if isolating.is_empty() {
                 continue;
             }
@@ -173,7 +175,7 @@ fn add_sets(rs: &mut Ruleset, cluster: &Cluster, p: &Policy, dir: Direction) {
                 let dsts = cluster
                     .pods()
                     .iter()
-                    .filter(move |pod| dir == Direction::Egress || p.selects(pod, dir));
+                    .filter(move |pod| dir == Direction::Egress || p.selects(cluster, pod, dir));
                 dsts.filter_map(move |pod| {
                     pod.named_port(name, proto)
                         .map(|n| Element::AddrProtoPort(pod.ip, proto, n))

@@ -1,5 +1,6 @@
 //! The cluster as the model sees it: pods, namespaces and parsed policies.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
@@ -87,7 +88,7 @@ impl Namespace {
 }
 
 /// Labels in the form the selector crate matches.
-pub(crate) fn label_map(labels: &BTreeMap<String, String>) -> Map<String, Value> {
+fn label_map(labels: &BTreeMap<String, String>) -> Map<String, Value> {
     labels
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
@@ -99,7 +100,11 @@ pub(crate) fn label_map(labels: &BTreeMap<String, String>) -> Map<String, Value>
 #[derive(Debug, Clone, Default)]
 pub struct Cluster {
     pub(crate) pods: Vec<Pod>,
+    /// Each pod's labels in the selector crate's form, at the pod's index: selectors run
+    /// pods × policies times per compile.
+    pod_labels: Vec<Map<String, Value>>,
     pub(crate) namespaces: BTreeMap<String, Namespace>,
+    namespace_labels: BTreeMap<String, Map<String, Value>>,
     pub(crate) policies: BTreeMap<(String, String), Policy>,
 }
 
@@ -110,13 +115,41 @@ impl Cluster {
 
     /// Adds or replaces (same namespace and name) a pod.
     pub fn set_pod(&mut self, pod: Pod) {
-        self.pods
-            .retain(|p| (&p.namespace, &p.name) != (&pod.namespace, &pod.name));
-        self.pods.push(pod);
+        let labels = label_map(&pod.labels);
+        match self
+            .pods
+            .iter()
+            .position(|p| (&p.namespace, &p.name) == (&pod.namespace, &pod.name))
+        {
+            Some(i) => {
+                self.pods[i] = pod;
+                self.pod_labels[i] = labels;
+            }
+            None => {
+                self.pods.push(pod);
+                self.pod_labels.push(labels);
+            }
+        }
     }
 
     pub fn set_namespace(&mut self, ns: Namespace) {
+        self.namespace_labels
+            .insert(ns.name.clone(), label_map(&ns.labels));
         self.namespaces.insert(ns.name.clone(), ns);
+    }
+
+    /// `pod`'s labels for selectors: the cached map when `pod` is one of this cluster's
+    /// (found by its address in `pods`), else built.
+    pub(crate) fn pod_labels(&self, pod: &Pod) -> Cow<'_, Map<String, Value>> {
+        let start = self.pods.as_ptr() as usize;
+        let at = pod as *const Pod as usize;
+        let size = std::mem::size_of::<Pod>();
+        match at.checked_sub(start).map(|off| off / size) {
+            Some(i) if i < self.pods.len() && std::ptr::eq(&self.pods[i], pod) => {
+                Cow::Borrowed(&self.pod_labels[i])
+            }
+            _ => Cow::Owned(label_map(&pod.labels)),
+        }
     }
 
     /// Adds or replaces a policy. A policy that cannot be parsed is refused and changes
@@ -147,11 +180,9 @@ impl Cluster {
         self.pods.iter().find(|p| p.ip == ip)
     }
 
-    pub(crate) fn namespace_labels(&self, ns: &str) -> Map<String, Value> {
-        self.namespaces
-            .get(ns)
-            .map(|n| label_map(&n.labels))
-            .unwrap_or_default()
+    /// A namespace's labels for selectors (none for an unknown namespace).
+    pub(crate) fn namespace_labels(&self, ns: &str) -> Option<&Map<String, Value>> {
+        self.namespace_labels.get(ns)
     }
 
     /// The policies in use, in (namespace, name) order.

@@ -11,7 +11,7 @@ use k8s_openapi::serde_json;
 use kinet_selectors::LabelSelector;
 
 use crate::cidr::{Cidr4, IpBlock};
-use crate::input::{label_map, Cluster, Pod, Proto};
+use crate::input::{Cluster, Pod, Proto};
 use crate::PolicyError;
 
 /// Which way a rule applies, seen from the pod the policy selects.
@@ -248,10 +248,10 @@ impl Policy {
     }
 
     /// Whether this policy isolates `pod` in direction `dir`.
-    pub(crate) fn selects(&self, pod: &Pod, dir: Direction) -> bool {
+    pub(crate) fn selects(&self, cluster: &Cluster, pod: &Pod, dir: Direction) -> bool {
         self.rules(dir).is_some()
             && pod.namespace == self.id.namespace
-            && self.pod_selector.matches(Some(&label_map(&pod.labels)))
+            && self.pod_selector.matches(Some(&cluster.pod_labels(pod)))
     }
 
     pub(crate) fn rule_id(&self, dir: Direction, index: usize) -> RuleId {
@@ -271,12 +271,17 @@ impl Peer {
             Peer::Pods { pods, namespaces } => {
                 let ns_ok = match namespaces {
                     None => pod.namespace == policy_ns,
-                    Some(sel) => sel.matches(Some(&cluster.namespace_labels(&pod.namespace))),
+                    // An unknown namespace has no labels, as an empty map.
+                    Some(sel) => sel.matches(Some(
+                        cluster
+                            .namespace_labels(&pod.namespace)
+                            .unwrap_or(&Default::default()),
+                    )),
                 };
                 ns_ok
                     && pods
                         .as_ref()
-                        .is_none_or(|sel| sel.matches(Some(&label_map(&pod.labels))))
+                        .is_none_or(|sel| sel.matches(Some(&cluster.pod_labels(pod))))
             }
         }
     }
