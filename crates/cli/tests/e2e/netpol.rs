@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::harness::{show, stdout, Cluster};
 use crate::pods::{apply, wait_dns, wait_ready_in, AGNHOST};
+use crate::services::{external, outside_ip, own};
 
 const NAMESPACES: [&str; 3] = ["x", "y", "z"];
 const PODS: [&str; 3] = ["a", "b", "c"];
@@ -123,6 +124,17 @@ fn check(c: &Cluster, case: &str, port: &str, want: &Reach) {
         std::thread::sleep(Duration::from_millis(500));
     }
     panic!("{case}: the kernel does not do what the model says\n{last}");
+}
+
+/// Whether `probe` gives `want` within a few tries (policies take a moment to reach nodes).
+fn eventually(probe: impl Fn() -> bool, want: bool) -> bool {
+    (0..10).any(|_| {
+        let ok = probe() == want;
+        if !ok {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        ok
+    })
 }
 
 fn policy(c: &Cluster, yaml: &str) {
@@ -428,6 +440,66 @@ fn network_policy_is_enforced_in_the_kernel_as_upstream_expects() {
         "a",
         &format!("{}:80", cluster_ip(&c, "y", "s-y-c"))
     ));
+    delete_policies(&c);
+
+    // From outside the cluster: a NodePort with externalTrafficPolicy Local keeps the client's
+    // address, which ipBlock matches.
+    c.kubectl_ok(&[
+        "patch",
+        "svc",
+        "-n",
+        "x",
+        "s-x-a",
+        "-p",
+        r#"{"spec":{"type":"NodePort","externalTrafficPolicy":"Local"}}"#,
+    ]);
+    let node_port = c.kubectl_ok(&[
+        "get",
+        "svc",
+        "-n",
+        "x",
+        "s-x-a",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
+    let host = own(
+        &c,
+        &c.kubectl_ok(&[
+            "get",
+            "pod",
+            "-n",
+            "x",
+            "a",
+            "-o",
+            "jsonpath={.status.hostIP}",
+        ]),
+    );
+    let outside = outside_ip(&c);
+    let from_outside = || {
+        let out = external(
+            &c,
+            &[
+                "bash",
+                "-c",
+                &format!("timeout 2 bash -c 'cat </dev/tcp/{host}/{node_port}'"),
+            ],
+        );
+        out.status.success() && !stdout(&out).is_empty()
+    };
+    assert!(
+        eventually(from_outside, true),
+        "NodePort of x/a unreachable from outside"
+    );
+    policy(&c, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: pods-only, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{ipBlock: {cidr: 10.244.0.0/16}}]}]");
+    assert!(
+        eventually(from_outside, false),
+        "outside reached x/a though only pod addresses may"
+    );
+    policy(&c, &format!("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: outside, namespace: \"x\"}}\nspec:\n  podSelector: {{matchLabels: {{pod: a}}}}\n  ingress: [{{from: [{{ipBlock: {{cidr: {outside}/32}}}}]}}]"));
+    assert!(
+        eventually(from_outside, true),
+        "outside ({outside}) allowed by ipBlock but not reaching x/a"
+    );
     delete_policies(&c);
 
     // The tutorial's case: only the ingress controller's pods reach the workload, on one port.

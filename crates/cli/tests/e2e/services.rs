@@ -125,7 +125,7 @@ fn host_curl(url: &str) -> Option<String> {
 }
 
 /// `kinet external exec --name <cluster> -- <cmd>`.
-fn external(c: &Cluster, cmd: &[&str]) -> Output {
+pub(crate) fn external(c: &Cluster, cmd: &[&str]) -> Output {
     let mut all = vec!["external", "exec", "--name", &c.name, "--"];
     all.extend(cmd);
     kinet(&c.home, &all)
@@ -357,7 +357,7 @@ fn cluster_ip_spreads_keeps_affinity_answers_udp_and_follows_scaling() {
 }
 
 /// Node and LoadBalancer addresses the test sends to must be its own underlay's.
-fn own(c: &Cluster, ip: &str) -> String {
+pub(crate) fn own(c: &Cluster, ip: &str) -> String {
     let net = underlay(c);
     assert!(
         ip_in_cidr(ip, &net),
@@ -389,7 +389,7 @@ fn node_ips(c: &Cluster) -> Vec<(String, String)> {
 }
 
 /// The outside namespace's own IPv4 address (not loopback).
-fn outside_ip(c: &Cluster) -> String {
+pub(crate) fn outside_ip(c: &Cluster) -> String {
     let out = external(c, &["ip", "-4", "-o", "addr"]);
     assert!(out.status.success(), "{}", show(&out));
     stdout(&out)
