@@ -1,8 +1,9 @@
 //! The node's NetworkPolicy enforcer: reflectors on NetworkPolicies, Pods and Namespaces;
 //! every burst of changes compiles this node's `table ip kinet-policy` (`kinet_policy`) and
-//! sends the kernel one transaction over nfnetlink: only set and map elements when the
-//! table's shape is unchanged (a pod came, went or was relabelled), else the whole table.
-//! A resync reloads the whole table periodically, and after any failure.
+//! sends the kernel one transaction over nfnetlink with what changed (`kinet_policy::plan`:
+//! set and map elements when a pod came, went or was relabelled; sets, chains and counters
+//! added or removed in place when policies were). A resync reloads the whole table
+//! periodically, and after any failure.
 //!
 //! The table filters the forward and input hooks at priority `filter`, after the proxy's
 //! DNAT (`dstnat`), so policies see the pod addresses behind a Service. Packets the node
@@ -153,7 +154,7 @@ pub async fn run(client: Client, cfg: PolicyConfig) -> anyhow::Result<()> {
             Ok(update) => {
                 tracing::debug!(
                     node = %cfg.node,
-                    elements_only = matches!(update, Update::Elements { .. }),
+                    whole = matches!(update, Update::Load(_)),
                     took = ?start.elapsed(),
                     waited = ?since.map(|t| t.elapsed()),
                     "network policy rules loaded"

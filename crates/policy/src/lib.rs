@@ -24,7 +24,7 @@ pub use compile::{compile, drop_counter_name, TABLE};
 pub use input::{Cluster, ContainerPort, Namespace, Pod, Proto};
 pub use matrix::{explain, Matrix};
 pub use model::{Allow, Endpoint, Verdict};
-pub use plan::{plan, ElementChange, Update};
+pub use plan::{plan, Change, Update};
 pub use policy::{Direction, PolicyId, RuleId};
 pub use ruleset::{Action, AddrField, Chain, Element, Hook, Match, Rule, Ruleset, Set, SetKind};
 pub use trace::{trace, Origin, Packet, Trace};

@@ -52,6 +52,19 @@ pub struct Set {
 }
 
 impl Set {
+    /// `add set …` of this set (without its elements), in table `ip <table>`.
+    pub fn declaration(&self, table: &str) -> String {
+        let spec = match self.kind {
+            SetKind::Addr => "type ipv4_addr ; flags interval ;",
+            SetKind::ProtoPort => "type inet_proto . inet_service ; flags interval ;",
+            SetKind::AddrProtoPort => "type ipv4_addr . inet_proto . inet_service ;",
+        };
+        format!(
+            "add set ip {table} {} {{ {spec} comment \"{}\" ; }}",
+            self.name, self.comment
+        )
+    }
+
     pub(crate) fn contains(&self, ip: Ipv4Addr, proto: Proto, port: u16) -> bool {
         self.elements.iter().any(|e| match *e {
             Element::Range(a, b) => (a..=b).contains(&ip),
@@ -142,16 +155,7 @@ impl Ruleset {
             "add table {t} {{ comment \"rules for kinet network policy\" ; }}\n"
         );
         for s in &self.sets {
-            let spec = match s.kind {
-                SetKind::Addr => "type ipv4_addr ; flags interval ;",
-                SetKind::ProtoPort => "type inet_proto . inet_service ; flags interval ;",
-                SetKind::AddrProtoPort => "type ipv4_addr . inet_proto . inet_service ;",
-            };
-            let _ = writeln!(
-                out,
-                "add set {t} {} {{ {spec} comment \"{}\" ; }}",
-                s.name, s.comment
-            );
+            let _ = writeln!(out, "{}", s.declaration(&self.table));
         }
         for m in self.maps.keys() {
             let _ = writeln!(out, "add map {t} {m} {{ type ipv4_addr : verdict ; }}");

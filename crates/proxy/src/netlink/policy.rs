@@ -1,4 +1,5 @@
-//! The NetworkPolicy table (`kinet_policy::Update`) as one nfnetlink batch (pure), laid out
+//! A NetworkPolicy table update (`kinet_policy::Update`: a whole load, changes in place, a
+//! removal) as one nfnetlink batch (pure), laid out
 //! as nft 1.0.6 sends the same `Update::to_nft()` text, so `nft list` prints what it would
 //! after `nft -f`. Messages are numbered in the order of the text's lines, which name a
 //! refused message in errors.
@@ -7,8 +8,8 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use kinet_policy::{
-    Action, AddrField, Chain, Element, ElementChange, Hook, Match, Proto, Rule, Ruleset, Set,
-    SetKind, Update,
+    Action, AddrField, Chain, Change, Element, Hook, Match, Proto, Rule, Ruleset, Set, SetKind,
+    Update,
 };
 
 use super::encode::{
@@ -27,6 +28,7 @@ const NFT_SET_INTERVAL: u32 = 0x04;
 const NFT_SET_CONCAT: u32 = 0x80;
 const NFT_SET_ELEM_INTERVAL_END: u32 = 0x01;
 const NFT_MSG_NEWOBJ: u8 = 18;
+const NFT_MSG_DELOBJ: u8 = 20;
 const NFT_OBJECT_COUNTER: u32 = 1;
 /// `NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED)`.
 const CT_ESTABLISHED_RELATED: u32 = 0x2 | 0x4;
@@ -42,7 +44,7 @@ const ADDR_MAP_UDATA: [u8; 18] = [0, 4, 2, 0, 0, 0, 1, 4, 0, 0, 0, 0, 6, 4, 0, 0
 pub fn encode_policy(update: &Update, first_seq: u32) -> Result<(Batch, Vec<String>), EncodeError> {
     let table = match update {
         Update::Load(rs) => rs.table.as_str(),
-        Update::Elements { table, .. } | Update::Delete(table) => table.as_str(),
+        Update::Changes { table, .. } | Update::Delete(table) => table.as_str(),
     };
     let mut enc = PolicyEncoder {
         out: Out::begin(table, first_seq),
@@ -51,9 +53,9 @@ pub fn encode_policy(update: &Update, first_seq: u32) -> Result<(Batch, Vec<Stri
     };
     match update {
         Update::Load(rs) => enc.load(rs)?,
-        Update::Elements { table, changes } => {
+        Update::Changes { table, changes } => {
             for c in changes {
-                enc.element_change(table, c)?;
+                enc.change(table, c)?;
             }
         }
         Update::Delete(table) => {
@@ -90,15 +92,7 @@ impl<'a> PolicyEncoder<'a> {
             self.add_map(t, m);
         }
         for c in &rs.counters {
-            self.line(format!("add counter ip {t} {c}"));
-            self.out.message(NFT_MSG_NEWOBJ, NLM_F_CREATE, 0, |w| {
-                w.str(2, c);
-                w.be32(3, NFT_OBJECT_COUNTER);
-                w.nest(4, |w| {
-                    w.be64(1, 0); // bytes
-                    w.be64(2, 0); // packets
-                });
-            });
+            self.add_counter(t, c);
         }
         for c in &rs.chains {
             self.add_chain(t, c);
@@ -121,18 +115,57 @@ impl<'a> PolicyEncoder<'a> {
         Ok(())
     }
 
-    fn element_change(&mut self, t: &str, c: &ElementChange) -> Result<(), EncodeError> {
+    fn change(&mut self, t: &str, c: &'a Change) -> Result<(), EncodeError> {
         match c {
-            ElementChange::DeleteFromSet { set, element } => {
-                self.set_element(t, set, element, false)
+            Change::AddSet(s) => self.add_set(t, s)?,
+            Change::AddCounter(name) => self.add_counter(t, name),
+            Change::AddChain(name) => self.add_regular_chain(t, name),
+            Change::DeleteFromSet { set, element } => self.set_element(t, set, element, false),
+            Change::AddToSet { set, element } => self.set_element(t, set, element, true),
+            Change::FlushChain(name) => {
+                self.line(format!("flush chain ip {t} {name}"));
+                self.out.message(msg::DELRULE, 0, 0, |w| w.str(2, name));
             }
-            ElementChange::AddToSet { set, element } => self.set_element(t, set, element, true),
-            ElementChange::DeleteFromMap { map, addr } => self.map_element(t, map, *addr, None)?,
-            ElementChange::AddToMap { map, addr, chain } => {
+            Change::AddRule { chain, rule } => self.add_rule(t, chain, rule)?,
+            Change::DeleteFromMap { map, addr } => self.map_element(t, map, *addr, None)?,
+            Change::AddToMap { map, addr, chain } => {
                 self.map_element(t, map, *addr, Some(chain))?
+            }
+            Change::DeleteChain(name) => {
+                self.line(format!("delete chain ip {t} {name}"));
+                self.out.message(msg::DELCHAIN, 0, 0, |w| w.str(3, name));
+            }
+            Change::DeleteSet(name) => {
+                self.line(format!("delete set ip {t} {name}"));
+                self.out.message(msg::DELSET, 0, 0, |w| w.str(2, name));
+            }
+            Change::DeleteCounter(name) => {
+                self.line(format!("delete counter ip {t} {name}"));
+                self.out.message(NFT_MSG_DELOBJ, 0, 0, |w| {
+                    w.str(2, name);
+                    w.be32(3, NFT_OBJECT_COUNTER);
+                });
             }
         }
         Ok(())
+    }
+
+    fn add_counter(&mut self, t: &str, name: &str) {
+        self.line(format!("add counter ip {t} {name}"));
+        self.out.message(NFT_MSG_NEWOBJ, NLM_F_CREATE, 0, |w| {
+            w.str(2, name);
+            w.be32(3, NFT_OBJECT_COUNTER);
+            w.nest(4, |w| {
+                w.be64(1, 0); // bytes
+                w.be64(2, 0); // packets
+            });
+        });
+    }
+
+    fn add_regular_chain(&mut self, t: &str, name: &str) {
+        self.line(format!("add chain ip {t} {name}"));
+        self.out
+            .message(msg::NEWCHAIN, NLM_F_CREATE, 0, |w| w.str(3, name));
     }
 
     fn add_set(&mut self, t: &str, s: &'a Set) -> Result<(), EncodeError> {
@@ -211,10 +244,7 @@ impl<'a> PolicyEncoder<'a> {
 
     fn add_chain(&mut self, t: &str, c: &Chain) {
         let Some(hook) = c.hook else {
-            self.line(format!("add chain ip {t} {}", c.name));
-            self.out
-                .message(msg::NEWCHAIN, NLM_F_CREATE, 0, |w| w.str(3, &c.name));
-            return;
+            return self.add_regular_chain(t, &c.name);
         };
         let (name, number) = match hook {
             Hook::Input => ("input", 1),

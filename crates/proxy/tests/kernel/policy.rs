@@ -104,7 +104,7 @@ fn a_whole_policy_table_loads_as_nft_loads_it() {
 }
 
 #[test]
-fn element_updates_reach_the_desired_table_and_removal_leaves_none() {
+fn changes_in_place_reach_the_desired_table_and_removal_leaves_none() {
     if !root() {
         return;
     }
@@ -117,10 +117,29 @@ fn element_updates_reach_the_desired_table_and_removal_leaves_none() {
     c.set_pod(client);
     let new = compile(&c, NODE, &[]);
     let update = plan(Some(&old), &new).expect("a change");
-    assert!(matches!(update, Update::Elements { .. }), "{update:?}");
+    assert!(matches!(update, Update::Changes { .. }), "{update:?}");
     let ns = Netns::new("pol");
     apply(&ns, Update::Load(old));
     apply(&ns, update);
+    assert_eq!(listing(&ns), nft_listing(&new));
+
+    // A policy deleted and another created: their objects go and come in place.
+    let mut c2 = c.clone();
+    c2.remove_policy("x", "web-egress");
+    c2.set_policy(&serde_json::from_value(json!({
+        "metadata": {"namespace": "x", "name": "web-from-y"},
+        "spec": {"podSelector": {"matchLabels": {"app": "web"}},
+                 "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "y"}}}]}]}
+    }))
+    .unwrap())
+    .unwrap();
+    let newer = compile(&c2, NODE, &[]);
+    let update = plan(Some(&new), &newer).expect("a change");
+    assert!(matches!(update, Update::Changes { .. }), "{update:?}");
+    apply(&ns, update);
+    assert_eq!(listing(&ns), nft_listing(&newer));
+    // And back.
+    apply(&ns, plan(Some(&newer), &new).expect("a change"));
     assert_eq!(listing(&ns), nft_listing(&new));
 
     apply(&ns, Update::Delete(new.table.clone()));
