@@ -24,7 +24,7 @@ use kinet_proxy::netlink::NftSocket;
 use serde_json::json;
 
 use super::proxy::{
-    add_pod, connect_rate, serve, sysctl, throughput, Spaces, StopOnDrop, CLIENT_IP, SERVER_IP,
+    client_and_server, connect_rate, serve, throughput, Spaces, StopOnDrop, CLIENT_IP, SERVER_IP,
 };
 use super::stats::{ms, Samples};
 
@@ -193,13 +193,7 @@ pub async fn run_bench(opts: Options) -> Result<()> {
 
 fn bench(opts: Options) -> Result<()> {
     let mut spaces = Spaces(Vec::new());
-    let node_ns = spaces.add("node")?;
-    let client = spaces.add("client")?;
-    let server = spaces.add("server")?;
-    sysctl(node_ns.name(), "net.ipv4.ip_forward=1")?;
-    sysctl(client.name(), "net.ipv4.ip_local_port_range=1024 65000")?;
-    add_pod(node_ns.name(), client.name(), 0, CLIENT_IP)?;
-    add_pod(node_ns.name(), server.name(), 1, SERVER_IP)?;
+    let [node_ns, client, server] = client_and_server(&mut spaces)?;
     let mut sock = NftSocket::open_in(&node_ns.path())?;
 
     println!(

@@ -145,12 +145,12 @@ fn run(prefix: &[&str], args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn sysctl(ns: &str, kv: &str) -> Result<()> {
+fn sysctl(ns: &str, kv: &str) -> Result<()> {
     run(&["ip", "netns", "exec", ns, "sysctl", "-qw"], &[kv])
 }
 
 /// A pod namespace on a veth from the node, ptp style.
-pub(crate) fn add_pod(node: &str, pod: &str, idx: usize, addr: &str) -> Result<()> {
+fn add_pod(node: &str, pod: &str, idx: usize, addr: &str) -> Result<()> {
     let host_if = format!("kb{idx}");
     ip(
         node,
@@ -174,6 +174,19 @@ pub(crate) fn add_pod(node: &str, pod: &str, idx: usize, addr: &str) -> Result<(
         pod,
         &["route", "add", "default", "via", GATEWAY, "dev", "eth0"],
     )
+}
+
+/// A forwarding node namespace with a client pod (`CLIENT_IP`) and a server pod
+/// (`SERVER_IP`) on veths: `[node, client, server]`.
+pub(crate) fn client_and_server(spaces: &mut Spaces) -> Result<[NetNs; 3]> {
+    let node_ns = spaces.add("node")?;
+    let client = spaces.add("client")?;
+    let server = spaces.add("server")?;
+    sysctl(node_ns.name(), "net.ipv4.ip_forward=1")?;
+    sysctl(client.name(), "net.ipv4.ip_local_port_range=1024 65000")?;
+    add_pod(node_ns.name(), client.name(), 0, CLIENT_IP)?;
+    add_pod(node_ns.name(), server.name(), 1, SERVER_IP)?;
+    Ok([node_ns, client, server])
 }
 
 /// Reads the table back and repairs it towards `rs`; returns the time and the number of
@@ -260,13 +273,7 @@ fn bench(opts: Options) -> Result<()> {
         bail!("give at least one service count");
     };
     let mut spaces = Spaces(Vec::new());
-    let node_ns = spaces.add("node")?;
-    let client = spaces.add("client")?;
-    let server = spaces.add("server")?;
-    sysctl(node_ns.name(), "net.ipv4.ip_forward=1")?;
-    sysctl(client.name(), "net.ipv4.ip_local_port_range=1024 65000")?;
-    add_pod(node_ns.name(), client.name(), 0, CLIENT_IP)?;
-    add_pod(node_ns.name(), server.name(), 1, SERVER_IP)?;
+    let [node_ns, client, server] = client_and_server(&mut spaces)?;
     let config = ProxyConfig::default();
     let mut applier = Applier::new(node_ns.path(), config.table.clone());
 
