@@ -12,6 +12,8 @@
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -21,6 +23,78 @@ use kinet_proxy::netlink::{NetlinkError, NftSocket};
 use kinet_proxy::reflect::{spawn_reflector, Changes, Tasks};
 use kube::runtime::watcher;
 use kube::{Api, Client};
+
+/// The enforcer's counters, served beside the proxy's. Durations in microseconds.
+#[derive(Debug, Default)]
+pub struct PolicyMetrics {
+    syncs: AtomicU64,
+    failures: AtomicU64,
+    whole_loads: AtomicU64,
+    last_sync_micros: AtomicU64,
+    last_programming_micros: AtomicU64,
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+impl PolicyMetrics {
+    fn record(&self, whole: bool, sync: Duration, programming: Option<Duration>) {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        if whole {
+            self.whole_loads.fetch_add(1, Ordering::Relaxed);
+        }
+        self.last_sync_micros.store(micros(sync), Ordering::Relaxed);
+        if let Some(p) = programming {
+            self.last_programming_micros
+                .store(micros(p), Ordering::Relaxed);
+        }
+    }
+}
+
+impl kinet_proxy::MetricsSource for PolicyMetrics {
+    fn prometheus_text(&self) -> String {
+        let mut out = String::new();
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let secs = |a: &AtomicU64| (get(a) as f64 / 1e6).to_string();
+        let lines = [
+            (
+                "kinet_policy_sync_total",
+                "counter",
+                "Policy table transactions committed.",
+                get(&self.syncs).to_string(),
+            ),
+            (
+                "kinet_policy_sync_failures_total",
+                "counter",
+                "Policy table transactions that failed.",
+                get(&self.failures).to_string(),
+            ),
+            (
+                "kinet_policy_whole_loads_total",
+                "counter",
+                "Transactions that replaced the whole policy table.",
+                get(&self.whole_loads).to_string(),
+            ),
+            (
+                "kinet_policy_last_sync_duration_seconds",
+                "gauge",
+                "Compile, plan and commit of the last sync.",
+                secs(&self.last_sync_micros),
+            ),
+            (
+                "kinet_policy_last_network_programming_seconds",
+                "gauge",
+                "From a watch event to its policy rules being committed, last sync.",
+                secs(&self.last_programming_micros),
+            ),
+        ];
+        for (name, kind, help, value) in lines {
+            kinet_proxy::metric_line(&mut out, name, kind, help, value);
+        }
+        out
+    }
+}
 
 /// The enforcer of one node.
 #[derive(Debug, Clone)]
@@ -34,6 +108,7 @@ pub struct PolicyConfig {
     /// The whole table is reloaded at least this often.
     pub resync_period: Duration,
     pub retry_period: Duration,
+    pub metrics: Arc<PolicyMetrics>,
 }
 
 impl PolicyConfig {
@@ -42,6 +117,7 @@ impl PolicyConfig {
             node,
             node_ips,
             netns,
+            metrics: Arc::default(),
             min_sync_period: Duration::from_millis(10),
             resync_period: Duration::from_secs(30),
             retry_period: Duration::from_secs(1),
@@ -83,7 +159,7 @@ pub fn cluster_view<'a>(
 
 /// Enforces NetworkPolicy on this node until the future is dropped.
 pub async fn run(client: Client, cfg: PolicyConfig) -> anyhow::Result<()> {
-    let changes = std::sync::Arc::new(Changes::default());
+    let changes = Arc::new(Changes::default());
     let mut tasks = Tasks::default();
     let all = watcher::Config::default();
     let policies = spawn_reflector(
@@ -152,16 +228,14 @@ pub async fn run(client: Client, cfg: PolicyConfig) -> anyhow::Result<()> {
         .await?;
         match result {
             Ok(update) => {
-                tracing::debug!(
-                    node = %cfg.node,
-                    whole = matches!(update, Update::Load(_)),
-                    took = ?start.elapsed(),
-                    waited = ?since.map(|t| t.elapsed()),
-                    "network policy rules loaded"
-                );
+                let whole = matches!(update, Update::Load(_));
+                let programming = since.map(|t| t.elapsed());
+                cfg.metrics.record(whole, start.elapsed(), programming);
+                tracing::debug!(node = %cfg.node, whole, took = ?start.elapsed(), ?programming, "network policy rules loaded");
                 loaded = Some(desired);
             }
             Err(e) => {
+                cfg.metrics.failures.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(node = %cfg.node, error = %e, "network policy rules not loaded; retrying with a whole load");
                 socket = None;
                 loaded = None;
@@ -191,7 +265,29 @@ pub fn remove_table(netns: &std::path::Path) -> Result<(), NetlinkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kinet_proxy::MetricsSource;
     use serde_json::json;
+
+    #[test]
+    fn syncs_whole_loads_and_latency_are_exposed() {
+        let m = PolicyMetrics::default();
+        m.record(
+            true,
+            Duration::from_millis(3),
+            Some(Duration::from_millis(12)),
+        );
+        m.record(false, Duration::from_micros(500), None);
+        let text = m.prometheus_text();
+        for want in [
+            "kinet_policy_sync_total 2\n",
+            "kinet_policy_whole_loads_total 1\n",
+            "kinet_policy_last_sync_duration_seconds 0.0005\n",
+            "kinet_policy_last_network_programming_seconds 0.012\n",
+            "# TYPE kinet_policy_sync_failures_total counter\n",
+        ] {
+            assert!(text.contains(want), "{want:?} not in\n{text}");
+        }
+    }
 
     #[test]
     fn finished_pods_and_unparsable_policies_stay_out_of_the_view() {

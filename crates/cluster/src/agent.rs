@@ -108,6 +108,7 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
                 vec![ip],
                 netns_path.into(),
             );
+            let policy_metrics = policy_cfg.metrics.clone();
             let listener =
                 tokio::net::TcpListener::bind((ip, kinet_agent::node::KUBELET_PORT as u16))
                     .await
@@ -115,7 +116,8 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
             let tls =
                 kinet_node_api::server_config(&ca_pem, &[ip.to_string(), net_cfg.node.clone()])?;
             let streaming: Arc<dyn kinet_node_api::Pods> = Arc::new(Streaming(runtime.clone()));
-            // kube-proxy's metrics port: sync durations and network programming latency.
+            // kube-proxy's metrics port: sync durations and network programming latency, the
+            // proxy's and the policy enforcer's.
             let metrics = Arc::new(kinet_proxy::Metrics::default());
             let metrics_listener = tokio::net::TcpListener::bind((ip, PROXY_METRICS_PORT))
                 .await
@@ -134,7 +136,7 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
                 _ = pods::run(runtime) => bail!("the pod watch ended"),
                 r = kinet_proxy::run_with(client.clone(), node_info, kinet_proxy::ProxyConfig::default(), applier, proxy_opts) => r.context("service proxy"),
                 r = kinet_agent::policy::run(client.clone(), policy_cfg) => r.context("network policy"),
-                _ = kinet_proxy::serve_metrics(metrics_listener, metrics) => bail!("the metrics server ended"),
+                _ = kinet_proxy::serve_metrics(metrics_listener, vec![metrics, policy_metrics]) => bail!("the metrics server ended"),
                 r = kinet_node_api::serve(listener, tls, streaming, std::future::pending()) => r.context("node API"),
             }
         }

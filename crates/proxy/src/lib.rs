@@ -34,7 +34,7 @@ mod sync;
 pub use applier::{Applier, ApplyError, ApplyOutcome, NetnsNft, NftBackend};
 pub use health::{health_checks, HealthCheck, HealthServer};
 pub use lbaddr::{LbAddrError, LbAddresses, LB_LINK};
-pub use metrics::{serve_metrics, Metrics, MetricsSnapshot};
+pub use metrics::{metric_line, serve_metrics, Metrics, MetricsSnapshot, MetricsSource};
 pub use node::node_info;
 pub use rules_for::{rules_for, rules_in_listing};
 pub use sync::{run, run_with, SyncHealth, SyncOptions};

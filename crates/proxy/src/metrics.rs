@@ -82,13 +82,37 @@ impl Metrics {
     }
 }
 
-/// Serves the metrics in Prometheus' text format on every path (kube-proxy's `:10249/metrics`).
-pub async fn serve_metrics(listener: tokio::net::TcpListener, metrics: std::sync::Arc<Metrics>) {
+/// Anything with metrics to serve beside the proxy's (the node's NetworkPolicy enforcer).
+pub trait MetricsSource: Send + Sync {
+    /// Prometheus text exposition.
+    fn prometheus_text(&self) -> String;
+}
+
+impl MetricsSource for Metrics {
+    fn prometheus_text(&self) -> String {
+        self.snapshot().prometheus_text()
+    }
+}
+
+/// One metric in Prometheus text exposition: help, type and value.
+pub fn metric_line(out: &mut String, name: &str, kind: &str, help: &str, value: String) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
+}
+
+/// Serves the metrics of every source in Prometheus' text format on every path (kube-proxy's
+/// `:10249/metrics`).
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    sources: Vec<std::sync::Arc<dyn MetricsSource>>,
+) {
     loop {
         let Ok((conn, _)) = listener.accept().await else {
             continue;
         };
-        let body = metrics.snapshot().prometheus_text();
+        let body: String = sources.iter().map(|s| s.prometheus_text()).collect();
         tokio::spawn(async move {
             crate::http::answer(conn, 200, "text/plain; version=0.0.4", "", &body).await
         });
@@ -100,10 +124,7 @@ impl MetricsSnapshot {
     pub fn prometheus_text(&self) -> String {
         let mut out = String::new();
         let mut line = |name: &str, kind: &str, help: &str, value: String| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
+            metric_line(&mut out, name, kind, help, value)
         };
         line(
             "kinet_proxy_sync_total",

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::harness::{show, stdout, Cluster};
 use crate::pods::{apply, wait_dns, wait_ready_in, AGNHOST};
-use crate::services::{external, outside_ip, own};
+use crate::services::{external, host_curl, outside_ip, own};
 
 const NAMESPACES: [&str; 3] = ["x", "y", "z"];
 const PODS: [&str; 3] = ["a", "b", "c"];
@@ -222,6 +222,27 @@ fn network_policy_is_enforced_in_the_kernel_as_upstream_expects() {
         .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
         .sum::<u64>();
     assert!(counted > 0, "no drops counted for x/deny-ingress\n{drops}");
+    // The enforcer's syncs are on the node's metrics port, beside the proxy's.
+    let metrics = host_curl(&format!(
+        "http://{}:10249/metrics",
+        own(
+            &c,
+            &c.kubectl_ok(&[
+                "get",
+                "pod",
+                "-n",
+                "x",
+                "a",
+                "-o",
+                "jsonpath={.status.hostIP}"
+            ])
+        )
+    ))
+    .unwrap_or_default();
+    assert!(
+        metrics.contains("kinet_policy_sync_total ") && metrics.contains("kinet_proxy_sync_total "),
+        "{metrics}"
+    );
     delete_policies(&c);
     check(&c, "deny-ingress deleted", "80/tcp", &Reach::all());
     assert!(tcp_from(&c, "y", "a", &format!("{svc}:80")));

@@ -116,7 +116,7 @@ fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T
 }
 
 /// curl from the host; Some(body) on success.
-fn host_curl(url: &str) -> Option<String> {
+pub(crate) fn host_curl(url: &str) -> Option<String> {
     let out = std::process::Command::new("curl")
         .args(["-s", "--max-time", "2", url])
         .output()
