@@ -13,7 +13,7 @@
 //!   `address . protocol . port` set: the per-packet cost is a few set lookups per rule of the
 //!   pod's own policies, whatever the number of pods and policies elsewhere.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use crate::input::{Cluster, Pod};
@@ -68,10 +68,11 @@ pub fn compile(cluster: &Cluster, node: &str, local_addrs: &[Ipv4Addr]) -> Rules
     let mut local: Vec<&Pod> = cluster.pods().iter().filter(|p| p.node == node).collect();
     local.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     let mut compiled = BTreeSet::new();
+    let by_ns = cluster.pods_by_namespace();
     for dir in [Direction::Ingress, Direction::Egress] {
         for pod in &local {
             let isolating: Vec<&Policy> = cluster
-                .policies()
+                .policies_in(&pod.namespace)
                 .filter(|p| p.selects(cluster, pod, dir))
                 .collect();
             if isolating.is_empty() {
@@ -80,7 +81,7 @@ pub fn compile(cluster: &Cluster, node: &str, local_addrs: &[Ipv4Addr]) -> Rules
             let mut rules = Vec::new();
             for p in &isolating {
                 if compiled.insert((p.id.clone(), dir)) {
-                    add_sets(&mut rs, cluster, p, dir);
+                    add_sets(&mut rs, cluster, &by_ns, p, dir);
                 }
                 rules.extend(policy_rules(p, dir));
             }
@@ -138,7 +139,13 @@ pub fn drop_counter_name(policy: &PolicyId) -> String {
 }
 
 /// Creates the peer and port sets of every rule of `p` in `dir`.
-fn add_sets(rs: &mut Ruleset, cluster: &Cluster, p: &Policy, dir: Direction) {
+fn add_sets(
+    rs: &mut Ruleset,
+    cluster: &Cluster,
+    by_ns: &BTreeMap<&str, Vec<&Pod>>,
+    p: &Policy,
+    dir: Direction,
+) {
     for (i, rule) in p.rules(dir).unwrap_or_default().iter().enumerate() {
         let comment = p.rule_id(dir, i).to_string();
         let mut add = |what, kind, elements| {
@@ -150,7 +157,11 @@ fn add_sets(rs: &mut Ruleset, cluster: &Cluster, p: &Policy, dir: Direction) {
             })
         };
         if let Some(peers) = &rule.peers {
-            add("peers", SetKind::Addr, peer_ranges(cluster, p, peers));
+            add(
+                "peers",
+                SetKind::Addr,
+                peer_ranges(cluster, by_ns, p, peers),
+            );
         }
         let Some(ports) = &rule.ports else { continue };
         let numeric: BTreeSet<Element> = ports
@@ -203,16 +214,23 @@ fn port_kinds(ports: &[PortMatch]) -> (bool, bool) {
 }
 
 /// The addresses a rule's peers select, merged into disjoint ranges.
-fn peer_ranges(cluster: &Cluster, p: &Policy, peers: &[Peer]) -> BTreeSet<Element> {
+fn peer_ranges(
+    cluster: &Cluster,
+    by_ns: &BTreeMap<&str, Vec<&Pod>>,
+    p: &Policy,
+    peers: &[Peer],
+) -> BTreeSet<Element> {
     let mut ranges: Vec<(u32, u32)> = Vec::new();
     for peer in peers {
         match peer {
             Peer::Block(b) => ranges.extend(b.ranges()),
+            // Namespaces first: most are ruled out before any pod's labels are looked at.
             Peer::Pods { .. } => ranges.extend(
-                cluster
-                    .pods()
+                by_ns
                     .iter()
-                    .filter(|pod| peer.selects_pod(cluster, &p.id.namespace, pod))
+                    .filter(|(ns, _)| peer.covers_namespace(cluster, &p.id.namespace, ns))
+                    .flat_map(|(_, pods)| pods)
+                    .filter(|pod| peer.selects_labels(cluster, pod))
                     .map(|pod| (u32::from(pod.ip), u32::from(pod.ip))),
             ),
         }

@@ -190,7 +190,20 @@ impl Cluster {
         self.policies.values().map(|p| &p.id)
     }
 
-    pub(crate) fn policies(&self) -> impl Iterator<Item = &Policy> {
-        self.policies.values()
+    /// The policies of namespace `ns` (the only ones that can select its pods), in name order.
+    pub(crate) fn policies_in<'a>(&'a self, ns: &'a str) -> impl Iterator<Item = &'a Policy> {
+        self.policies
+            .range((ns.to_string(), String::new())..)
+            .take_while(move |((n, _), _)| n == ns)
+            .map(|(_, p)| p)
+    }
+
+    /// Pods grouped by namespace.
+    pub(crate) fn pods_by_namespace(&self) -> BTreeMap<&str, Vec<&Pod>> {
+        let mut out: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
+        for p in &self.pods {
+            out.entry(p.namespace.as_str()).or_default().push(p);
+        }
+        out
     }
 }

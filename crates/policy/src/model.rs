@@ -110,7 +110,10 @@ impl Cluster {
         proto: Proto,
     ) -> Result<Allow, Vec<PolicyId>> {
         let mut isolated_by = Vec::new();
-        for p in self.policies().filter(|p| p.selects(self, subject, dir)) {
+        for p in self
+            .policies_in(&subject.namespace)
+            .filter(|p| p.selects(self, subject, dir))
+        {
             for (i, rule) in p.rules(dir).unwrap_or_default().iter().enumerate() {
                 let peer_ok = rule.peers.as_ref().is_none_or(|peers| {
                     peers.iter().any(|x| match peer {

@@ -107,31 +107,30 @@ pub fn plan(loaded: Option<&Ruleset>, desired: &Ruleset) -> Option<Update> {
         return Some(Update::Load(desired.clone()));
     };
     let mut out = Vec::new();
-    let by_name = |rs: &Ruleset| -> BTreeMap<String, Set> {
-        rs.sets
-            .iter()
-            .map(|s| (s.name.clone(), s.clone()))
-            .collect()
-    };
-    let (old_sets, new_sets) = (by_name(old), by_name(desired));
-    let regular = |rs: &Ruleset| -> BTreeMap<String, Chain> {
+    fn by_name(rs: &Ruleset) -> BTreeMap<&str, &Set> {
+        rs.sets.iter().map(|s| (s.name.as_str(), s)).collect()
+    }
+    fn regular(rs: &Ruleset) -> BTreeMap<&str, &Chain> {
         rs.chains
             .iter()
             .filter(|c| c.hook.is_none())
-            .map(|c| (c.name.clone(), c.clone()))
+            .map(|c| (c.name.as_str(), c))
             .collect()
-    };
+    }
+    let (old_sets, new_sets) = (by_name(old), by_name(desired));
     let (old_chains, new_chains) = (regular(old), regular(desired));
 
     // New objects first, so rules and elements can refer to them.
     for (name, set) in &new_sets {
         if !old_sets.contains_key(name) {
             out.push(Change::AddSet(Set {
+                name: set.name.to_string(),
+                kind: set.kind,
+                comment: set.comment.clone(),
                 elements: BTreeSet::new(),
-                ..set.clone()
             }));
             out.extend(set.elements.iter().map(|e| Change::AddToSet {
-                set: name.clone(),
+                set: name.to_string(),
                 element: e.clone(),
             }));
         }
@@ -143,7 +142,7 @@ pub fn plan(loaded: Option<&Ruleset>, desired: &Ruleset) -> Option<Update> {
             .map(|c| Change::AddCounter(c.clone())),
     );
     for name in new_chains.keys().filter(|c| !old_chains.contains_key(*c)) {
-        out.push(Change::AddChain(name.clone()));
+        out.push(Change::AddChain(name.to_string()));
     }
     // Memberships of the sets both have.
     let mut adds = Vec::new();
@@ -152,7 +151,7 @@ pub fn plan(loaded: Option<&Ruleset>, desired: &Ruleset) -> Option<Update> {
             continue;
         };
         let change = |e: &Element, add: bool| {
-            let (set, element) = (name.clone(), e.clone());
+            let (set, element) = (name.to_string(), e.clone());
             if add {
                 Change::AddToSet { set, element }
             } else {
@@ -175,22 +174,22 @@ pub fn plan(loaded: Option<&Ruleset>, desired: &Ruleset) -> Option<Update> {
     for (name, chain) in &new_chains {
         match old_chains.get(name) {
             Some(was) if was.rules == chain.rules => continue,
-            Some(_) => out.push(Change::FlushChain(name.clone())),
+            Some(_) => out.push(Change::FlushChain(name.to_string())),
             None => {}
         }
         out.extend(chain.rules.iter().map(|r| Change::AddRule {
-            chain: name.clone(),
+            chain: name.to_string(),
             rule: r.clone(),
         }));
     }
     map_changes(old, desired, &mut out);
     // What is gone, once nothing refers to it.
     for name in old_chains.keys().filter(|c| !new_chains.contains_key(*c)) {
-        out.push(Change::FlushChain(name.clone()));
-        out.push(Change::DeleteChain(name.clone()));
+        out.push(Change::FlushChain(name.to_string()));
+        out.push(Change::DeleteChain(name.to_string()));
     }
     for name in old_sets.keys().filter(|s| !new_sets.contains_key(*s)) {
-        out.push(Change::DeleteSet(name.clone()));
+        out.push(Change::DeleteSet(name.to_string()));
     }
     out.extend(
         old.counters

@@ -268,21 +268,37 @@ impl Peer {
     pub(crate) fn selects_pod(&self, cluster: &Cluster, policy_ns: &str, pod: &Pod) -> bool {
         match self {
             Peer::Block(b) => b.contains(pod.ip),
-            Peer::Pods { pods, namespaces } => {
-                let ns_ok = match namespaces {
-                    None => pod.namespace == policy_ns,
-                    // An unknown namespace has no labels, as an empty map.
-                    Some(sel) => sel.matches(Some(
-                        cluster
-                            .namespace_labels(&pod.namespace)
-                            .unwrap_or(&Default::default()),
-                    )),
-                };
-                ns_ok
-                    && pods
-                        .as_ref()
-                        .is_none_or(|sel| sel.matches(Some(&cluster.pod_labels(pod))))
+            Peer::Pods { .. } => {
+                self.covers_namespace(cluster, policy_ns, &pod.namespace)
+                    && self.selects_labels(cluster, pod)
             }
+        }
+    }
+
+    /// The namespace half of a pod peer: whether pods of `ns` may be selected.
+    pub(crate) fn covers_namespace(&self, cluster: &Cluster, policy_ns: &str, ns: &str) -> bool {
+        match self {
+            Peer::Block(_) => true,
+            Peer::Pods {
+                namespaces: None, ..
+            } => ns == policy_ns,
+            // An unknown namespace has no labels, as an empty map.
+            Peer::Pods {
+                namespaces: Some(sel),
+                ..
+            } => sel.matches(Some(
+                cluster.namespace_labels(ns).unwrap_or(&Default::default()),
+            )),
+        }
+    }
+
+    /// The pod half of a pod peer: whether `pod`'s labels match.
+    pub(crate) fn selects_labels(&self, cluster: &Cluster, pod: &Pod) -> bool {
+        match self {
+            Peer::Block(b) => b.contains(pod.ip),
+            Peer::Pods { pods, .. } => pods
+                .as_ref()
+                .is_none_or(|sel| sel.matches(Some(&cluster.pod_labels(pod)))),
         }
     }
 
