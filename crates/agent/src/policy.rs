@@ -2,8 +2,9 @@
 //! every burst of changes compiles this node's `table ip kinet-policy` (`kinet_policy`) and
 //! sends the kernel one transaction over nfnetlink with what changed (`kinet_policy::plan`:
 //! set and map elements when a pod came, went or was relabelled; sets, chains and counters
-//! added or removed in place when policies were). A resync reloads the whole table
-//! periodically, and after any failure.
+//! added or removed in place when policies were). Every 30 s a resync reloads the whole
+//! table if anyone else committed in the namespace since (the ruleset generation says so);
+//! a failure is followed by a whole load.
 //!
 //! The table filters the forward and input hooks at priority `filter`, after the proxy's
 //! DNAT (`dstnat`), so policies see the pod addresses behind a Service. Packets the node
@@ -183,6 +184,8 @@ pub async fn run(client: Client, cfg: PolicyConfig) -> anyhow::Result<()> {
     let mut socket: Option<NftSocket> = None;
     // What the kernel holds, as far as we know (`None`: reload the whole table).
     let mut loaded: Option<Ruleset> = None;
+    // The namespace's ruleset generation right after our last commit.
+    let mut committed: Option<u32> = None;
     let mut refused_before: Vec<String> = Vec::new();
     let mut next_resync = Instant::now() + cfg.resync_period;
     let mut first = true;
@@ -200,8 +203,19 @@ pub async fn run(client: Client, cfg: PolicyConfig) -> anyhow::Result<()> {
         }
         first = false;
         if Instant::now() >= next_resync {
-            loaded = None;
             next_resync = Instant::now() + cfg.resync_period;
+            // Reload only after someone else's commit in the namespace (the proxy's, a hand
+            // edit): the kernel counts every committed transaction.
+            let netns = cfg.netns.clone();
+            let now;
+            (socket, now) = tokio::task::spawn_blocking(move || {
+                let g = open(&mut socket, &netns).and_then(|s| s.generation());
+                (socket, g)
+            })
+            .await?;
+            if now.ok() != committed {
+                loaded = None;
+            }
         }
         let since = changes.take();
         let start = Instant::now();
@@ -223,11 +237,12 @@ pub async fn run(client: Client, cfg: PolicyConfig) -> anyhow::Result<()> {
         let result;
         (socket, result) = tokio::task::spawn_blocking(move || {
             let r = apply(&mut socket, &netns, &update);
-            (socket, r.map(|()| update))
+            (socket, r.map(|generation| (update, generation)))
         })
         .await?;
         match result {
-            Ok(update) => {
+            Ok((update, generation)) => {
+                committed = Some(generation);
                 let whole = matches!(update, Update::Load(_));
                 let programming = since.map(|t| t.elapsed());
                 cfg.metrics.record(whole, start.elapsed(), programming);
@@ -239,22 +254,33 @@ pub async fn run(client: Client, cfg: PolicyConfig) -> anyhow::Result<()> {
                 tracing::error!(node = %cfg.node, error = %e, "network policy rules not loaded; retrying with a whole load");
                 socket = None;
                 loaded = None;
+                committed = None;
                 changes.restore(since);
             }
         }
     }
 }
 
-/// Sends `update` over the kept socket, opening it in `netns` first if needed.
+/// The kept socket, opened in `netns` first if needed.
+fn open<'a>(
+    socket: &'a mut Option<NftSocket>,
+    netns: &std::path::Path,
+) -> Result<&'a mut NftSocket, NetlinkError> {
+    if socket.is_none() {
+        *socket = Some(NftSocket::open_in(netns)?);
+    }
+    Ok(socket.as_mut().expect("opened above"))
+}
+
+/// Sends `update` in one transaction; the ruleset generation after it.
 fn apply(
     socket: &mut Option<NftSocket>,
     netns: &std::path::Path,
     update: &Update,
-) -> Result<(), NetlinkError> {
-    if socket.is_none() {
-        *socket = Some(NftSocket::open_in(netns)?);
-    }
-    socket.as_mut().expect("opened above").apply_policy(update)
+) -> Result<u32, NetlinkError> {
+    let s = open(socket, netns)?;
+    s.apply_policy(update)?;
+    s.generation()
 }
 
 /// Removes the node's policy table (the agent stopping); absent is fine.
