@@ -137,6 +137,15 @@ fn eventually(probe: impl Fn() -> bool, want: bool) -> bool {
     })
 }
 
+/// Applies `yaml`, checks each `(case, port, expected table)`, then deletes the policies.
+fn case(c: &Cluster, yaml: &str, checks: &[(&str, &str, Reach)]) {
+    policy(c, yaml);
+    for (name, port, want) in checks {
+        check(c, name, port, want);
+    }
+    delete_policies(c);
+}
+
 fn policy(c: &Cluster, yaml: &str) {
     apply(c, yaml);
 }
@@ -248,39 +257,31 @@ fn network_policy_is_enforced_in_the_kernel_as_upstream_expects() {
     assert!(tcp_from(&c, "y", "a", &format!("{svc}:80")));
 
     // Default deny all (ingress and egress).
-    policy(&c, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-all, namespace: \"x\"}\nspec: {podSelector: {}, policyTypes: [Ingress, Egress]}");
-    check(
+    case(
         &c,
-        "default-deny-all",
-        "80/tcp",
-        &Reach::all().peer("*", "x/*", false).peer("x/*", "*", false),
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-all, namespace: \"x\"}\nspec: {podSelector: {}, policyTypes: [Ingress, Egress]}",
+        &[
+            ("default-deny-all", "80/tcp", Reach::all().peer("*", "x/*", false).peer("x/*", "*", false)),
+        ],
     );
-    delete_policies(&c);
 
     // namespaceSelector AND podSelector in one peer: only y/b reaches x/a.
-    policy(&c, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: and, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: \"y\"}}, podSelector: {matchLabels: {pod: b}}}]}]");
-    check(
+    case(
         &c,
-        "ns AND pod selector",
-        "80/tcp",
-        &Reach::all()
-            .peer("*", "x/a", false)
-            .peer("y/b", "x/a", true),
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: and, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: \"y\"}}, podSelector: {matchLabels: {pod: b}}}]}]",
+        &[
+            ("ns AND pod selector", "80/tcp", Reach::all().peer("*", "x/a", false).peer("y/b", "x/a", true)),
+        ],
     );
-    delete_policies(&c);
 
     // The same selectors as two peers (OR): all of y, and every b in x.
-    policy(&c, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: or, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: \"y\"}}}, {podSelector: {matchLabels: {pod: b}}}]}]");
-    check(
+    case(
         &c,
-        "ns OR pod selector",
-        "80/tcp",
-        &Reach::all()
-            .peer("*", "x/a", false)
-            .peer("y/*", "x/a", true)
-            .peer("x/b", "x/a", true),
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: or, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: \"y\"}}}, {podSelector: {matchLabels: {pod: b}}}]}]",
+        &[
+            ("ns OR pod selector", "80/tcp", Reach::all().peer("*", "x/a", false).peer("y/*", "x/a", true).peer("x/b", "x/a", true)),
+        ],
     );
-    delete_policies(&c);
 
     // ipBlock with except: the pod network but not y/a's address.
     let ya = c.kubectl_ok(&[
@@ -302,38 +303,33 @@ fn network_policy_is_enforced_in_the_kernel_as_upstream_expects() {
     delete_policies(&c);
 
     // Named port: only serve-81-tcp is allowed into x/a.
-    policy(&c, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: named, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{ports: [{port: serve-81-tcp}]}]");
-    check(
+    case(
         &c,
-        "named port, 80",
-        "80/tcp",
-        &Reach::all().peer("*", "x/a", false),
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: named, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{ports: [{port: serve-81-tcp}]}]",
+        &[
+            ("named port, 80", "80/tcp", Reach::all().peer("*", "x/a", false)),
+            ("named port, 81", "81/tcp", Reach::all()),
+        ],
     );
-    check(&c, "named port, 81", "81/tcp", &Reach::all());
-    delete_policies(&c);
 
     // endPort: 81-90 allowed into x/a, 80 not.
-    policy(&c, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: range, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{ports: [{port: 81, endPort: 90}]}]");
-    check(
+    case(
         &c,
-        "endPort, 80",
-        "80/tcp",
-        &Reach::all().peer("*", "x/a", false),
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: range, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{ports: [{port: 81, endPort: 90}]}]",
+        &[
+            ("endPort, 80", "80/tcp", Reach::all().peer("*", "x/a", false)),
+            ("endPort, 81", "81/tcp", Reach::all()),
+        ],
     );
-    check(&c, "endPort, 81", "81/tcp", &Reach::all());
-    delete_policies(&c);
 
     // UDP: deny UDP ingress to x/b except from z; TCP stays open.
-    policy(&c, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: udp, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: b}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: z}}}], ports: [{protocol: UDP, port: 80}]}]");
-    check(
+    case(
         &c,
-        "UDP",
-        "80/udp",
-        &Reach::all()
-            .peer("*", "x/b", false)
-            .peer("z/*", "x/b", true),
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: udp, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: b}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: z}}}], ports: [{protocol: UDP, port: 80}]}]",
+        &[
+            ("UDP", "80/udp", Reach::all().peer("*", "x/b", false).peer("z/*", "x/b", true)),
+        ],
     );
-    delete_policies(&c);
 
     // Egress denied except DNS: x/a resolves names but reaches no pod. Replies of the
     // connections others make to x/a still pass (conntrack), since its ingress is open.
@@ -399,27 +395,22 @@ fn network_policy_is_enforced_in_the_kernel_as_upstream_expects() {
             .peer("x/b", "x/a", true),
     );
     // Stacked: a second policy selecting x/a adds its rules (union).
-    policy(&c, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: from-z, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: z}}}]}]");
-    check(
+    case(
         &c,
-        "stacked policies",
-        "80/tcp",
-        &Reach::all()
-            .peer("*", "x/a", false)
-            .peer("x/b", "x/a", true)
-            .peer("z/*", "x/a", true),
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: from-z, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: z}}}]}]",
+        &[
+            ("stacked policies", "80/tcp", Reach::all().peer("*", "x/a", false).peer("x/b", "x/a", true).peer("z/*", "x/a", true)),
+        ],
     );
-    delete_policies(&c);
 
     // matchExpressions on namespaces, and a namespace label update (upstream cases 10, 23).
-    policy(&c, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: not-x, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchExpressions: [{key: kubernetes.io/metadata.name, operator: NotIn, values: [\"x\"]}]}}]}]");
-    check(
+    case(
         &c,
-        "namespace matchExpressions",
-        "80/tcp",
-        &Reach::all().peer("x/*", "x/a", false),
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: not-x, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchExpressions: [{key: kubernetes.io/metadata.name, operator: NotIn, values: [\"x\"]}]}}]}]",
+        &[
+            ("namespace matchExpressions", "80/tcp", Reach::all().peer("x/*", "x/a", false)),
+        ],
     );
-    delete_policies(&c);
     policy(&c, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: updated-ns, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {ns2: updated}}}]}]");
     check(
         &c,
