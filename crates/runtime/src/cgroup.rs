@@ -176,11 +176,14 @@ fn enable_controllers(root: &Path, dir: &Path) {
     let _ = std::fs::write(at.join("cgroup.subtree_control"), "+memory +cpu");
 }
 
-/// Removes every cgroup under `rel` (a pod's, or a cluster's), deepest first.
-pub fn remove_tree(root: &Path, version: Version, rel: &Path) {
-    for c in controllers(version) {
-        remove_dirs(&root.join(c).join(rel));
-    }
+/// Removes every cgroup under `rel` (a pod's, or a cluster's), deepest first; true when
+/// none is left (one still holding a process stays).
+pub fn remove_tree(root: &Path, version: Version, rel: &Path) -> bool {
+    controllers(version).iter().all(|c| {
+        let dir = root.join(c).join(rel);
+        remove_dirs(&dir);
+        !dir.exists()
+    })
 }
 
 fn remove_dirs(dir: &Path) {

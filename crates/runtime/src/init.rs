@@ -60,9 +60,30 @@ fn open_ns(pid: u32, name: &str) -> Result<File> {
     File::open(&path).what(|| format!("opening {path}"))
 }
 
+/// The caller's own PID namespace, to go back to once the container's first process is
+/// started: a process whose children's PID namespace is not its own cannot start threads.
+#[derive(Debug)]
+pub struct OwnPids(File);
+
+impl OwnPids {
+    /// The caller's PID namespace.
+    pub fn current() -> Result<OwnPids> {
+        let f = File::open("/proc/self/ns/pid").what(|| "opening /proc/self/ns/pid".into())?;
+        Ok(OwnPids(f))
+    }
+
+    /// Children (and threads) are in the caller's PID namespace again.
+    pub fn restore(self) -> Result<()> {
+        setns(&self.0, CloneFlags::CLONE_NEWPID)
+            .what(|| "returning to the shim's PID namespace".into())
+    }
+}
+
 /// In the shim: enters the sandbox's namespaces so that the next child it starts is the
-/// container's first process. Call it with one thread only.
-pub fn join_sandbox(spec: &ContainerSpec) -> Result<()> {
+/// container's first process; [`OwnPids::restore`] after starting it. Call it with one
+/// thread only.
+pub fn join_sandbox(spec: &ContainerSpec) -> Result<OwnPids> {
+    let own = OwnPids::current()?;
     let pid_ns = match spec.pid_namespace {
         PidNamespace::Own => None,
         // The pause process's children live in the pod's PID namespace.
@@ -79,10 +100,11 @@ pub fn join_sandbox(spec: &ContainerSpec) -> Result<()> {
     }
     match pid_ns {
         Some(ns) => {
-            setns(&ns, CloneFlags::CLONE_NEWPID).what(|| "joining the PID namespace".into())
+            setns(&ns, CloneFlags::CLONE_NEWPID).what(|| "joining the PID namespace".into())?
         }
-        None => unshare(CloneFlags::CLONE_NEWPID).what(|| "unsharing a PID namespace".into()),
+        None => unshare(CloneFlags::CLONE_NEWPID).what(|| "unsharing a PID namespace".into())?,
     }
+    Ok(own)
 }
 
 /// In the container's first process: sets up its root and credentials and executes its

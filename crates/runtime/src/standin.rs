@@ -7,6 +7,7 @@
 use std::hash::{Hash, Hasher};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::spec::{HostBind, ImageRoot};
 
@@ -241,11 +242,13 @@ pub fn materialize(images_dir: &Path, kinet_exe: Option<&Path>) -> std::io::Resu
     })
 }
 
-/// Builds in a private directory, then renames: another agent building at the same time
-/// either wins or finds the finished root.
+/// Builds in a private directory, then renames: another builder (agent or thread) at the
+/// same time either wins or finds the finished root.
 fn build(dir: &Path, entries: &[Entry]) -> std::io::Result<()> {
+    static BUILDS: AtomicUsize = AtomicUsize::new(0);
     std::fs::create_dir_all(dir)?;
-    let tmp: PathBuf = dir.join(format!("rootfs.tmp-{}", std::process::id()));
+    let n = BUILDS.fetch_add(1, Ordering::Relaxed);
+    let tmp: PathBuf = dir.join(format!("rootfs.tmp-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp)?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
@@ -308,5 +311,20 @@ mod tests {
         let again = materialize(dir.path(), None).unwrap();
         assert!(again.rootfs.join("marker").exists());
         assert_eq!(again.host_binds.len(), 1);
+    }
+
+    #[test]
+    fn concurrent_builds_end_with_one_whole_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let roots: Vec<ImageRoot> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| materialize(dir.path(), None).unwrap()))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for r in roots {
+            assert!(r.rootfs.join("etc/passwd").is_file());
+            assert!(r.rootfs.join("etc/nsswitch.conf").is_file());
+        }
     }
 }
