@@ -23,7 +23,8 @@ fn pods(marker: &str) -> String {
         format!("image: {AGNHOST}\n    args: [netexec, --http-port=8080, --udp-port=8081]");
     // As PID 1 of its container, a plain `sleep` would ignore SIGTERM (the kernel's rule for
     // a namespace's init); this shell takes it, as a well-behaved server does.
-    let sleeper = "image: busybox\n    command: [sh, -c, 'trap \"exit 143\" TERM; sleep 1000 & wait']";
+    let sleeper =
+        "image: busybox\n    command: [sh, -c, 'trap \"exit 143\" TERM; sleep 1000 & wait']";
     let every_second = "periodSeconds: 1";
     let once = "periodSeconds: 1, failureThreshold: 1";
     let cases = [
