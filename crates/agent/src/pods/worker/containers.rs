@@ -13,6 +13,7 @@ use super::probing::trackers;
 use super::{Event, Kind, Worker, RETRY};
 use crate::pods::env::{self, Objects, Sources};
 use crate::pods::files;
+use crate::pods::kernel::Started;
 use crate::pods::process::{self, Launch};
 use crate::pods::runspec::{self, Inputs};
 use crate::pods::sandbox::Files;
@@ -265,8 +266,11 @@ impl Worker {
             &format!("Created container: {name}"),
         )
         .await;
-        match process::spawn(&self.rt.cfg.exe, &launch) {
-            Ok((mut child, proc)) => {
+        match self.rt.kernel.start(&launch) {
+            Ok(Started {
+                process: proc,
+                exit,
+            }) => {
                 let now = Instant::now();
                 let slot = &mut self.slots[idx];
                 slot.instance += 1;
@@ -277,7 +281,7 @@ impl Worker {
                 let started = !slot.probes.iter().any(|(k, _)| *k == Kind::Startup);
                 let (tx, instance) = (self.tx.clone(), slot.instance);
                 tokio::spawn(async move {
-                    let code = child.wait().await.ok().map(process::exit_code);
+                    let code = exit.await;
                     let _ = tx.send(Event::Exited {
                         idx,
                         instance,
@@ -328,11 +332,14 @@ impl Worker {
             .target
             .as_deref()
             .and_then(|t| process::container_pid(&self.rt.dirs.io(&uid, t)));
-        let cgroup = self.rt.cgroup(&uid, &name);
-        if let Some((cg, root)) = &cgroup {
-            cg.create(root, runspec::limits(&spec))
-                .map_err(|e| format!("creating the container's cgroup: {e}"))?;
-        }
+        let cgroups = self
+            .rt
+            .kernel
+            .limit(
+                &self.rt.pod_cgroup(&uid).join(&name),
+                runspec::limits(&spec),
+            )
+            .map_err(|e| format!("creating the container's cgroup: {e}"))?;
         let inputs = Inputs {
             image,
             image_user: String::new(),
@@ -342,12 +349,9 @@ impl Worker {
             target_pid,
             dir: pod_dir.join("containers").join(&name),
             mounts: files.mounts(),
-            cgroups: cgroup
-                .as_ref()
-                .map(|(cg, _)| cg.dirs().to_vec())
-                .unwrap_or_default(),
+            cgroups,
         };
-        self.slots[idx].cgroup = cgroup.map(|(cg, _)| cg);
+        self.slots[idx].cgroup = true;
         Ok(Launch {
             spec: runspec::container_spec(&self.pod, &spec, inputs)?,
             log,
@@ -379,11 +383,12 @@ impl Worker {
                 let c = &mut self.rec.containers[idx];
                 c.process = None;
                 let mut exit = exit_of(&c.record.state, code, Timestamp::now());
-                if let Some(cg) = self.slots[idx].cgroup.take() {
-                    if cg.oom_killed() {
+                if std::mem::take(&mut self.slots[idx].cgroup) {
+                    let rel = self.rt.pod_cgroup(&self.rec.uid).join(&c.record.name);
+                    if self.rt.kernel.oom_killed(&rel) {
                         exit.reason = "OOMKilled".into();
                     }
-                    cg.remove();
+                    self.rt.kernel.remove_cgroups(&rel);
                 }
                 self.after_exit(idx, exit).await;
             }
