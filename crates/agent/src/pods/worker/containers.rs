@@ -178,13 +178,7 @@ impl Worker {
         };
         let container_env = match env::container_env(&self.pod, &spec, &src) {
             Ok(e) => e,
-            Err(e) => {
-                self.event(EventType::Warning, "Failed", &format!("Error: {e}"))
-                    .await;
-                self.waiting(idx, "CreateContainerConfigError", Some(e));
-                self.slots[idx].due = Some(Instant::now() + RETRY);
-                return;
-            }
+            Err(e) => return self.config_error(idx, e).await,
         };
         let (hostname, _) = files::hostname(&self.pod, &self.rt.cfg.dns);
         let full = config::env(&[], &hostname, container_env);
@@ -248,13 +242,7 @@ impl Worker {
         let Some(pause) = self.rec.pause else { return };
         let launch = match self.launch(idx, root, argv, full.clone(), pause.pid, log) {
             Ok(l) => l,
-            Err(e) => {
-                self.event(EventType::Warning, "Failed", &format!("Error: {e}"))
-                    .await;
-                self.waiting(idx, "CreateContainerConfigError", Some(e));
-                self.slots[idx].due = Some(Instant::now() + RETRY);
-                return;
-            }
+            Err(e) => return self.config_error(idx, e).await,
         };
         if first {
             let msg = format!("Container image \"{image_ref}\" already present on machine");
@@ -312,6 +300,15 @@ impl Worker {
                 self.exited_now(idx, 128, "StartError").await;
             }
         }
+    }
+
+    /// A container that cannot be configured (yet): CreateContainerConfigError, tried again
+    /// shortly.
+    async fn config_error(&mut self, idx: usize, e: String) {
+        self.event(EventType::Warning, "Failed", &format!("Error: {e}"))
+            .await;
+        self.waiting(idx, "CreateContainerConfigError", Some(e));
+        self.slots[idx].due = Some(Instant::now() + RETRY);
     }
 
     /// The runtime's spec of the instance about to start, with its cgroup made.
