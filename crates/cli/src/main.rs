@@ -149,6 +149,16 @@ enum Command {
     /// program (started by the shim inside the pod's namespaces).
     #[command(hide = true)]
     ContainerInit { spec: PathBuf },
+    /// Run a command as one of a running container's processes (`kubectl exec`, probes).
+    #[command(hide = true)]
+    ContainerExec {
+        #[arg(long)]
+        pid: u32,
+        #[arg(long)]
+        spec: PathBuf,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// A container's shim: holds its stdio, writes its log (started by the agent).
     #[command(hide = true)]
     Shim(Shim),
@@ -235,6 +245,9 @@ fn main() -> anyhow::Result<()> {
     if let Command::ContainerInit { spec } = command {
         return kinet_agent::pods::container_init(&spec);
     }
+    if let Command::ContainerExec { pid, spec, command } = command {
+        return kinet_agent::pods::container_exec(pid, &spec, &command);
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
@@ -286,7 +299,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Pause { hostname } => {
             kinet_agent::pods::pause::run(&kinet_agent::pods::pause::PauseArgs { hostname })
         }
-        Command::Shim(_) | Command::ContainerInit { .. } => {
+        Command::Shim(_) | Command::ContainerInit { .. } | Command::ContainerExec { .. } => {
             unreachable!("the shim and the container's init run without a runtime")
         }
         Command::Node {

@@ -159,14 +159,12 @@ impl kinet_node_api::Pods for Streaming {
         container: Option<&str>,
     ) -> Result<kinet_node_api::ContainerInfo, String> {
         let (sandbox_pid, c) = self.0.container(namespace, pod, container)?;
-        let pid = c.pid();
         Ok(kinet_node_api::ContainerInfo {
             name: c.name,
             sandbox_pid,
             running: c.running,
             env: c.env,
-            working_dir: c.working_dir,
-            pid,
+            enter: c.enter,
             log: c.log,
             previous_log: c.previous_log,
             stdin: c.stdin,

@@ -107,6 +107,28 @@ pub fn join_sandbox(spec: &ContainerSpec) -> Result<OwnPids> {
     Ok(own)
 }
 
+/// For `kubectl exec` and exec probes: joins the namespaces of the container whose first
+/// process is `pid`, goes to its working directory and takes its credentials, so that the
+/// next child runs as the container's own processes do. Call it with one thread only.
+pub fn enter(pid: u32, spec: &ContainerSpec) -> Result<()> {
+    // All opened first: once in the container's mounts, /proc is the container's.
+    let namespaces = [
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("pid", CloneFlags::CLONE_NEWPID),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+    ]
+    .map(|(name, flag)| open_ns(pid, name).map(|f| (name, f, flag)));
+    for ns in namespaces {
+        let (name, file, flag) = ns?;
+        setns(&file, flag).what(|| format!("joining the container's {name} namespace"))?;
+    }
+    std::env::set_current_dir(&spec.process.cwd)
+        .what(|| format!("chdir to {}", spec.process.cwd))?;
+    set_credentials(spec)
+}
+
 /// In the container's first process: sets up its root and credentials and executes its
 /// program. Returns only on failure.
 pub fn start(spec: &ContainerSpec) -> Result<Infallible> {

@@ -72,10 +72,12 @@ pub struct ContainerView {
     pub running: bool,
     /// Its environment.
     pub env: Vec<(String, String)>,
-    /// Its working directory.
-    pub working_dir: Option<String>,
     /// While it runs: the file its shim writes its first process's host PID to.
     pub pid_file: Option<PathBuf>,
+    /// The running instance's spec.
+    pub spec_file: PathBuf,
+    /// Filled in by [`Runtime::container`]: the argv prefix that runs a command in it.
+    pub enter: Option<Vec<String>>,
     /// The current instance's log.
     pub log: Option<PathBuf>,
     /// The previous instance's log.
@@ -84,13 +86,6 @@ pub struct ContainerView {
     pub stdin: Option<PathBuf>,
     /// The file naming the running instance's terminal, if it has one.
     pub tty: Option<PathBuf>,
-}
-
-impl ContainerView {
-    /// The host PID of the running instance's first process, once its shim has started it.
-    pub fn pid(&self) -> Option<u32> {
-        process::read_pid(self.pid_file.as_deref()?)
-    }
 }
 
 /// A pod as the streaming API sees it.
@@ -179,7 +174,11 @@ impl Runtime {
                 container.unwrap_or("")
             )
         })?;
-        Ok((view.sandbox_pid, c.clone()))
+        let mut c = c.clone();
+        // Read now: the shim writes the PID just after the container is reported running.
+        let pid = c.pid_file.as_deref().and_then(process::read_pid);
+        c.enter = pid.map(|pid| process::enter_argv(&self.cfg.exe, pid, &c.spec_file));
+        Ok((view.sandbox_pid, c))
     }
 
     fn set_view(&self, namespace: &str, pod: &str, view: Option<PodView>) {
@@ -332,6 +331,21 @@ pub async fn remove_cluster_cgroups(cluster: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     tracing::warn!("cgroups of cluster {cluster} still hold processes");
+}
+
+/// `kinet container-exec --pid PID --spec SPEC -- CMD…`: runs `command` as one of the
+/// processes of the container (its namespaces, working directory, user and capabilities)
+/// and exits as it did. Must run with one thread.
+pub fn container_exec(pid: u32, spec: &std::path::Path, command: &[String]) -> anyhow::Result<()> {
+    let text = std::fs::read(spec)?;
+    let spec: kinet_runtime::ContainerSpec = serde_json::from_slice(&text)?;
+    kinet_runtime::init::enter(pid, &spec)?;
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| anyhow::anyhow!("no command"))?;
+    // Spawned, not executed: only a child lands in the container's PID namespace.
+    let status = std::process::Command::new(program).args(args).status()?;
+    shim::exit_as(status)
 }
 
 /// `kinet container-init SPEC`: becomes the container whose spec is in the file (see

@@ -57,7 +57,7 @@ pub async fn attempt(
     p: &Probe,
     c: &Container,
     pod_ip: Ipv4Addr,
-    container_pid: Option<u32>,
+    enter: Option<Vec<String>>,
     timeout: Duration,
 ) -> Result<(), String> {
     let run = async {
@@ -78,7 +78,7 @@ pub async fn attempt(
                 .map(|_| ())
                 .map_err(|e| format!("dial tcp {addr}: connect: {e}"))
         } else if let Some(e) = &p.exec {
-            exec(container_pid, e.command.as_deref().unwrap_or(&[])).await
+            exec(enter, e.command.as_deref().unwrap_or(&[])).await
         } else if let Some(g) = &p.grpc {
             let port = u16::try_from(g.port).map_err(|_| format!("invalid port {}", g.port))?;
             grpc_health(
@@ -172,14 +172,14 @@ async fn grpc_health(addr: SocketAddr, service: &str, timeout: Duration) -> Resu
     }
 }
 
-/// Runs the probe's command in the container's namespaces, as `kubectl exec` does.
-async fn exec(container_pid: Option<u32>, command: &[String]) -> Result<(), String> {
+/// Runs the probe's command as one of the container's processes (`enter` is how), as
+/// `kubectl exec` does.
+async fn exec(enter: Option<Vec<String>>, command: &[String]) -> Result<(), String> {
     if command.is_empty() {
         return Err("exec probe has an empty command".into());
     }
-    let pid = container_pid.ok_or("the container has not started")?;
-    let nsenter = kinet_node_api::exec::host_program("nsenter");
-    let argv = kinet_node_api::exec::argv(&nsenter.to_string_lossy(), None, pid, None, command);
+    let enter = enter.ok_or("the container has not started")?;
+    let argv = kinet_node_api::exec::argv(None, &enter, command);
     let out = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
         .env_clear()

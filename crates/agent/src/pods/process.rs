@@ -47,7 +47,7 @@ pub fn spawn(exe: &Path, l: &Launch) -> std::io::Result<(tokio::process::Child, 
         _ => {}
     }
     std::fs::create_dir_all(&l.spec.dir)?;
-    let spec_file = l.spec.dir.join("spec.json");
+    let spec_file = spec_file(&l.spec.dir);
     std::fs::write(&spec_file, serde_json::to_vec(&l.spec)?)?;
     let shim = ShimArgs {
         log: l.log.clone(),
@@ -75,6 +75,23 @@ pub fn spawn(exe: &Path, l: &Launch) -> std::io::Result<(tokio::process::Child, 
 /// The host PID of a running container's first process, as its shim recorded it.
 pub fn container_pid(io_dir: &Path) -> Option<u32> {
     read_pid(&IoPaths::in_dir(io_dir).pid)
+}
+
+/// The argv prefix that runs a command as one of the processes of the container whose
+/// first process is `pid` and whose spec is `spec`: `kinet container-exec`.
+pub fn enter_argv(exe: &Path, pid: u32, spec: &Path) -> Vec<String> {
+    vec![
+        exe.display().to_string(),
+        "container-exec".into(),
+        format!("--pid={pid}"),
+        format!("--spec={}", spec.display()),
+        "--".into(),
+    ]
+}
+
+/// The spec file of a container instance in `dir` (see [`spawn`]).
+pub fn spec_file(dir: &Path) -> PathBuf {
+    dir.join("spec.json")
 }
 
 /// The PID in a shim's PID file.

@@ -268,7 +268,7 @@ fn feed_stdin(fifo: PathBuf, mut to: Box<dyn Write + Send>, once: bool, tty: boo
 }
 
 /// Leaves as the container did: its exit code, or killed by its signal.
-fn exit_as(status: std::process::ExitStatus) -> ! {
+pub fn exit_as(status: std::process::ExitStatus) -> ! {
     if let Some(code) = status.code() {
         std::process::exit(code);
     }

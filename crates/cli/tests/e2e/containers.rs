@@ -42,6 +42,19 @@ spec:
   containers:
   - {{name: sleeper, image: busybox, command: [sleep, '3600']}}
   - {{name: web, image: nginx}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: nonroot}}
+spec:
+  securityContext: {{runAsUser: 1000, runAsGroup: 1000}}
+  containers:
+  - name: c
+    image: busybox
+    command: [sleep, '3600']
+    workingDir: /tmp
+    securityContext: {{capabilities: {{drop: [ALL]}}}}
+    livenessProbe: {{exec: {{command: [sh, -c, 'test $(id -u) = 1000']}}, periodSeconds: 1}}
 "
     )
 }
@@ -67,7 +80,7 @@ fn containers_are_isolated_by_the_runtime() {
     let c = Cluster::up(1);
     let marker = format!("kinet-e2e-{}", c.name);
     apply(&c, &pods(&marker));
-    for pod in ["iso", "shared"] {
+    for pod in ["iso", "shared", "nonroot"] {
         until(&c, &format!("{pod} running"), WAIT, || running(&c, pod, 0));
     }
 
@@ -106,6 +119,20 @@ fn containers_are_isolated_by_the_runtime() {
         show(&out)
     );
 
+    // exec (and exec probes: the liveness probe checks the user) runs as the container's
+    // processes do: its user, working directory and capabilities.
+    let who = exec(
+        &c,
+        "nonroot",
+        &["sh", "-c", "id -u; pwd; grep CapEff /proc/self/status"],
+    );
+    assert_eq!(
+        who.lines().take(2).collect::<Vec<_>>(),
+        ["1000", "/tmp"],
+        "{who}"
+    );
+    assert!(who.trim().ends_with("0000000000000000"), "{who}");
+
     // shareProcessNamespace: the pause process is PID 1, the sibling is visible.
     let ps = c.kubectl_ok(&[
         "exec", "shared", "-c", "sleeper", "--", "ps", "-e", "-o", "args=",
@@ -124,6 +151,7 @@ fn containers_are_isolated_by_the_runtime() {
             .ok_or_else(|| p["status"].to_string())
     });
     assert_eq!(reason, "OOMKilled");
+    running(&c, "nonroot", 0).expect("the liveness probe passed all along");
 
     // Nothing stays on the host: no mount of the cluster's, no cgroup.
     let home = c.home.display().to_string();

@@ -344,7 +344,7 @@ impl Worker {
             env,
             sandbox_pid,
             target_pid,
-            dir: pod_dir.join("containers").join(&name),
+            dir: self.rt.dirs.container(&uid, &name),
             mounts: files.mounts(),
             cgroups,
         };

@@ -407,9 +407,12 @@ impl Worker {
                     name: s.spec.name.clone(),
                     running: matches!(c.record.state, State::Running { .. }),
                     env: s.env.clone(),
-                    working_dir: s.spec.working_dir.clone(),
                     pid_file: matches!(c.record.state, State::Running { .. })
                         .then(|| io(&s.spec.name).pid),
+                    spec_file: super::process::spec_file(
+                        &self.rt.dirs.container(&self.rec.uid, &s.spec.name),
+                    ),
+                    enter: None,
                     log: Some(
                         self.rt
                             .dirs

@@ -9,6 +9,9 @@ use crate::pods::probe::{self, Tracker};
 use crate::pods::process;
 use crate::pods::status::State;
 
+/// How soon an exec probe is tried again when its container's PID is not known yet.
+const EXEC_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl Worker {
     pub(super) fn launch_probes(&mut self) {
         let now = Instant::now();
@@ -23,7 +26,6 @@ impl Worker {
                 if t.busy || t.next > now || gated {
                     continue;
                 }
-                t.busy = true;
                 let probe = match kind {
                     Kind::Startup => slot.spec.startup_probe.clone(),
                     Kind::Readiness => slot.spec.readiness_probe.clone(),
@@ -31,7 +33,16 @@ impl Worker {
                 };
                 let Some(probe) = probe else { continue };
                 let io = self.rt.dirs.io(&self.rec.uid, &slot.spec.name);
-                let pid = process::container_pid(&io);
+                let spec =
+                    process::spec_file(&self.rt.dirs.container(&self.rec.uid, &slot.spec.name));
+                let enter = process::container_pid(&io)
+                    .map(|pid| process::enter_argv(&self.rt.cfg.exe, pid, &spec));
+                if probe.exec.is_some() && enter.is_none() {
+                    // Its shim has not said the container's PID yet: soon, not a failure.
+                    t.next = now + EXEC_WAIT;
+                    continue;
+                }
+                t.busy = true;
                 let (tx, c, kind, instance, timeout) = (
                     self.tx.clone(),
                     slot.spec.clone(),
@@ -40,7 +51,7 @@ impl Worker {
                     t.timing.timeout,
                 );
                 tokio::spawn(async move {
-                    let result = probe::attempt(&probe, &c, ip, pid, timeout).await;
+                    let result = probe::attempt(&probe, &c, ip, enter, timeout).await;
                     let _ = tx.send(Event::Probe {
                         idx,
                         instance,
