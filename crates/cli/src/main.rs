@@ -149,12 +149,20 @@ enum Command {
     Pause {
         #[arg(long)]
         hostname: String,
+    },
+    /// A container's first process: sets up its root and credentials, then executes its
+    /// program (started by the shim inside the pod's namespaces).
+    #[command(hide = true)]
+    ContainerInit { spec: PathBuf },
+    /// Run a command as one of a running container's processes (`kubectl exec`, probes).
+    #[command(hide = true)]
+    ContainerExec {
         #[arg(long)]
-        hosts: PathBuf,
+        pid: u32,
         #[arg(long)]
-        resolv: PathBuf,
-        #[arg(long)]
-        service_account: Option<PathBuf>,
+        spec: PathBuf,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
     },
     /// A container's shim: holds its stdio, writes its log (started by the agent).
     #[command(hide = true)]
@@ -174,8 +182,8 @@ struct Shim {
     stdin_once: bool,
     #[arg(long)]
     tty: bool,
-    #[arg(last = true, required = true)]
-    argv: Vec<String>,
+    #[arg(long)]
+    spec: PathBuf,
 }
 
 impl From<Shim> for kinet_agent::pods::shim::ShimArgs {
@@ -186,7 +194,7 @@ impl From<Shim> for kinet_agent::pods::shim::ShimArgs {
             stdin: s.stdin,
             stdin_once: s.stdin_once,
             tty: s.tty,
-            argv: s.argv,
+            spec: s.spec,
         }
     }
 }
@@ -272,6 +280,13 @@ fn main() -> anyhow::Result<()> {
     if let Command::Shim(shim) = command {
         return kinet_agent::pods::shim::run(&shim.into());
     }
+    // setns and unshare want a process with one thread.
+    if let Command::ContainerInit { spec } = command {
+        return kinet_agent::pods::container_init(&spec);
+    }
+    if let Command::ContainerExec { pid, spec, command } = command {
+        return kinet_agent::pods::container_exec(pid, &spec, &command);
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
@@ -320,18 +335,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Agent { name, node } => kinet_cluster::agent::agent(&name, &node).await,
         Command::Supervise { name, node } => kinet_cluster::supervisor::run(&name, &node).await,
         Command::ImageRun { image, args } => images::image_run(&image, &args).await,
-        Command::Pause {
-            hostname,
-            hosts,
-            resolv,
-            service_account,
-        } => kinet_agent::pods::pause::run(&kinet_agent::pods::pause::PauseArgs {
-            hostname,
-            hosts,
-            resolv,
-            service_account,
-        }),
-        Command::Shim(_) => unreachable!("the shim runs without a runtime"),
+        Command::Pause { hostname } => {
+            kinet_agent::pods::pause::run(&kinet_agent::pods::pause::PauseArgs { hostname })
+        }
+        Command::Shim(_) | Command::ContainerInit { .. } | Command::ContainerExec { .. } => {
+            unreachable!("the shim and the container's init run without a runtime")
+        }
         Command::Node {
             what:
                 NodeCommand::Exec {

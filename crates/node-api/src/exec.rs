@@ -1,6 +1,8 @@
-//! `exec`: a command in the pod's namespaces (`nsenter --target <pause pid>`), with the
-//! container's environment and working directory, over pipes or a terminal; its exit status
-//! goes back on the session's error channel.
+//! `exec`: a command run as one of the container's processes (the agent says how to enter
+//! it: `kinet container-exec`, into its root filesystem, processes, network, hostname and
+//! IPC, with its working directory, user and capabilities), with the container's
+//! environment, over pipes or a terminal; its exit status goes back on the session's error
+//! channel.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -11,33 +13,15 @@ use tokio::process::Command;
 
 use crate::ContainerInfo;
 
-/// The namespaces the pause process holds, which a container (and so an exec) shares.
-const NAMESPACES: [&str; 4] = ["--net", "--uts", "--ipc", "--mount"];
-
-/// The full argv: `[setsid --ctty] nsenter --target PID --net --uts --ipc --mount [--wd=DIR] -- cmd…`.
-/// With a terminal, `setsid --ctty` makes it the command's controlling terminal (so a shell
-/// gets job control and ^C), before nsenter enters the namespaces.
-pub fn argv(
-    nsenter: &str,
-    setsid: Option<&str>,
-    sandbox_pid: u32,
-    working_dir: Option<&str>,
-    command: &[String],
-) -> Vec<String> {
+/// The full argv: `[setsid --ctty] <enter…> cmd…`, where `enter` runs what follows as one of
+/// the container's processes. With a terminal, `setsid --ctty` makes it the command's
+/// controlling terminal (so a shell gets job control and ^C).
+pub fn argv(setsid: Option<&str>, enter: &[String], command: &[String]) -> Vec<String> {
     let mut argv = Vec::new();
     if let Some(setsid) = setsid {
         argv.extend([setsid.to_string(), "--ctty".to_string()]);
     }
-    argv.extend([
-        nsenter.to_string(),
-        "--target".to_string(),
-        sandbox_pid.to_string(),
-    ]);
-    argv.extend(NAMESPACES.iter().map(|s| s.to_string()));
-    if let Some(dir) = working_dir.filter(|d| !d.is_empty()) {
-        argv.push(format!("--wd={dir}"));
-    }
-    argv.push("--".to_string());
+    argv.extend(enter.iter().cloned());
     argv.extend(command.iter().cloned());
     argv
 }
@@ -52,15 +36,13 @@ pub fn host_program(name: &str) -> PathBuf {
         .unwrap_or_else(|| Path::new("/usr/bin").join(name))
 }
 
-/// The command for `info`'s container: environment replaced by the container's.
-pub fn command(info: &ContainerInfo, sandbox_pid: u32, cmd: &[String], tty: bool) -> Command {
-    let nsenter = host_program("nsenter");
+/// The command for `info`'s container, entered with `enter`: environment replaced by the
+/// container's.
+pub fn command(info: &ContainerInfo, enter: &[String], cmd: &[String], tty: bool) -> Command {
     let setsid = tty.then(|| host_program("setsid"));
     let argv = argv(
-        &nsenter.to_string_lossy(),
         setsid.as_deref().map(|p| p.to_string_lossy()).as_deref(),
-        sandbox_pid,
-        info.working_dir.as_deref(),
+        enter,
         cmd,
     );
     let mut command = Command::new(&argv[0]);
@@ -159,24 +141,21 @@ mod tests {
     }
 
     #[test]
-    fn argv_without_terminal() {
+    fn the_command_follows_the_enter_prefix_and_a_terminal_gets_a_session() {
+        let enter = s(&[
+            "/bin/kinet",
+            "container-exec",
+            "--pid=7",
+            "--spec=/s.json",
+            "--",
+        ]);
         assert_eq!(
-            argv(
-                "nsenter",
-                None,
-                42,
-                Some("/srv"),
-                &s(&["sh", "-c", "echo hi"])
-            ),
+            argv(None, &enter, &s(&["sh", "-c", "echo hi"])),
             s(&[
-                "nsenter",
-                "--target",
-                "42",
-                "--net",
-                "--uts",
-                "--ipc",
-                "--mount",
-                "--wd=/srv",
+                "/bin/kinet",
+                "container-exec",
+                "--pid=7",
+                "--spec=/s.json",
                 "--",
                 "sh",
                 "-c",
@@ -184,34 +163,8 @@ mod tests {
             ])
         );
         assert_eq!(
-            argv("nsenter", None, 7, Some(""), &s(&["ls"])),
-            s(&["nsenter", "--target", "7", "--net", "--uts", "--ipc", "--mount", "--", "ls"])
-        );
-    }
-
-    #[test]
-    fn argv_with_terminal() {
-        assert_eq!(
-            argv(
-                "/usr/bin/nsenter",
-                Some("/usr/bin/setsid"),
-                7,
-                None,
-                &s(&["sh"])
-            ),
-            s(&[
-                "/usr/bin/setsid",
-                "--ctty",
-                "/usr/bin/nsenter",
-                "--target",
-                "7",
-                "--net",
-                "--uts",
-                "--ipc",
-                "--mount",
-                "--",
-                "sh"
-            ])
+            argv(Some("/usr/bin/setsid"), &enter, &s(&["sh"]))[..3],
+            s(&["/usr/bin/setsid", "--ctty", "/bin/kinet"])
         );
     }
 

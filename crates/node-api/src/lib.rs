@@ -58,14 +58,17 @@ pub trait Pods: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct ContainerInfo {
     pub name: String,
-    /// PID of the pod's pause process (holds net, uts, ipc and mount namespaces).
+    /// PID of the pod's pause process (holds the pod's net, uts and ipc namespaces).
     /// None: the sandbox is not running.
     pub sandbox_pid: Option<u32>,
+    /// While it runs: the argv prefix that runs a command as one of the container's processes
+    /// (its namespaces, working directory, user and capabilities), e.g. `kinet
+    /// container-exec …  --`.
+    pub enter: Option<Vec<String>>,
     /// Whether the container is running now (exec needs it; a follow ends when it stops).
     pub running: bool,
-    /// Environment of the container (exec gets it, as in a real runtime), and its working dir.
+    /// Environment of the container (exec gets it, as in a real runtime).
     pub env: Vec<(String, String)>,
-    pub working_dir: Option<String>,
     /// Log file of the current instance, and of the previous one (after a restart), if any.
     pub log: Option<PathBuf>,
     pub previous_log: Option<PathBuf>,

@@ -97,13 +97,17 @@ async fn container_logs(pods: Arc<dyn Pods>, target: &Target, query: &str) -> Ha
         .expect("valid response"))
 }
 
-/// The container, which must be running in a running sandbox (the kubelet's wording otherwise).
-fn running(pods: &dyn Pods, target: &Target) -> Result<(ContainerInfo, u32), (StatusCode, String)> {
+/// The container, which must be running in a running sandbox (the kubelet's wording
+/// otherwise), with the argv prefix that enters it.
+fn running(
+    pods: &dyn Pods,
+    target: &Target,
+) -> Result<(ContainerInfo, Vec<String>), (StatusCode, String)> {
     let info = pods
         .container(&target.namespace, &target.pod, target.container.as_deref())
         .map_err(|m| (StatusCode::NOT_FOUND, m))?;
-    match (info.running, info.sandbox_pid) {
-        (true, Some(pid)) => Ok((info, pid)),
+    match (info.running, info.sandbox_pid.and(info.enter.clone())) {
+        (true, Some(enter)) => Ok((info, enter)),
         _ => Err((
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("container not found ({:?})", info.name),
@@ -121,7 +125,7 @@ fn exec(mut req: Request<Incoming>, pods: Arc<dyn Pods>, target: &Target, query:
         ));
     }
     no_streams(&opts)?;
-    let (mut info, pid) = running(pods.as_ref(), target)?;
+    let (mut info, enter) = running(pods.as_ref(), target)?;
     let (protocol, reply) = negotiate_exec(req.headers()).map_err(refused)?;
     if opts.tty && !info.env.iter().any(|(k, _)| k == "TERM") {
         // What container runtimes give a terminal session.
@@ -132,7 +136,7 @@ fn exec(mut req: Request<Incoming>, pods: Arc<dyn Pods>, target: &Target, query:
         let Some(session) = start_session(upgrade, protocol, opts).await else {
             return;
         };
-        let command = exec::command(&info, pid, &command, opts.tty);
+        let command = exec::command(&info, &enter, &command, opts.tty);
         if opts.tty {
             pty::run_tty(session, command).await;
         } else {

@@ -118,6 +118,11 @@ impl PodDirs {
         self.dir(uid).join("io").join(container)
     }
 
+    /// A container instance's own directory: its layer, root mount point and spec.
+    pub fn container(&self, uid: &str, container: &str) -> PathBuf {
+        self.dir(uid).join("containers").join(container)
+    }
+
     /// Saves a record atomically (write, then rename).
     pub fn save(&self, r: &PodRecord) -> std::io::Result<()> {
         let dir = self.dir(&r.uid);

@@ -70,7 +70,19 @@ impl Pods for OnePod {
                 ("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into()),
                 ("GREETING".into(), "hi from web".into()),
             ],
-            working_dir: None,
+            enter: Some(
+                [
+                    "nsenter".to_string(),
+                    format!("--target={}", self.pid),
+                    "--net".into(),
+                    "--uts".into(),
+                    "--ipc".into(),
+                    "--mount".into(),
+                    "--wd=/".into(),
+                    "--".into(),
+                ]
+                .to_vec(),
+            ),
             log: Some(self.log.clone()),
             previous_log: None,
             stdin: None,

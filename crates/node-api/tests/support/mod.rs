@@ -90,7 +90,19 @@ impl Pods for FakePods {
                 ("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into()),
                 ("GREETING".into(), "hello from the pod".into()),
             ],
-            working_dir: Some("/tmp".into()),
+            enter: Some(
+                [
+                    "nsenter".to_string(),
+                    format!("--target={}", self.pid),
+                    "--net".into(),
+                    "--uts".into(),
+                    "--ipc".into(),
+                    "--mount".into(),
+                    "--wd=/tmp".into(),
+                    "--".into(),
+                ]
+                .to_vec(),
+            ),
             log: Some(self.log.clone()),
             previous_log: self.previous_log.clone(),
             stdin: self.stdin.clone(),

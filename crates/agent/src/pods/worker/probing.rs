@@ -9,10 +9,12 @@ use crate::pods::probe::{self, Tracker};
 use crate::pods::process;
 use crate::pods::status::State;
 
+/// How soon an exec probe is tried again when its container's PID is not known yet.
+const EXEC_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl Worker {
     pub(super) fn launch_probes(&mut self) {
         let now = Instant::now();
-        let pause = self.rec.pause.map(|p| p.pid).unwrap_or(0);
         let ip = self.rec.ip;
         for (idx, slot) in self.slots.iter_mut().enumerate() {
             if !matches!(self.rec.containers[idx].record.state, State::Running { .. }) {
@@ -24,13 +26,23 @@ impl Worker {
                 if t.busy || t.next > now || gated {
                     continue;
                 }
-                t.busy = true;
                 let probe = match kind {
                     Kind::Startup => slot.spec.startup_probe.clone(),
                     Kind::Readiness => slot.spec.readiness_probe.clone(),
                     Kind::Liveness => slot.spec.liveness_probe.clone(),
                 };
                 let Some(probe) = probe else { continue };
+                let io = self.rt.dirs.io(&self.rec.uid, &slot.spec.name);
+                let spec =
+                    process::spec_file(&self.rt.dirs.container(&self.rec.uid, &slot.spec.name));
+                let enter = process::container_pid(&io)
+                    .map(|pid| process::enter_argv(&self.rt.cfg.exe, pid, &spec));
+                if probe.exec.is_some() && enter.is_none() {
+                    // Its shim has not said the container's PID yet: soon, not a failure.
+                    t.next = now + EXEC_WAIT;
+                    continue;
+                }
+                t.busy = true;
                 let (tx, c, kind, instance, timeout) = (
                     self.tx.clone(),
                     slot.spec.clone(),
@@ -39,7 +51,7 @@ impl Worker {
                     t.timing.timeout,
                 );
                 tokio::spawn(async move {
-                    let result = probe::attempt(&probe, &c, ip, pause, timeout).await;
+                    let result = probe::attempt(&probe, &c, ip, enter, timeout).await;
                     let _ = tx.send(Event::Probe {
                         idx,
                         instance,
@@ -85,7 +97,7 @@ impl Worker {
                 let msg = format!("Container {name} failed {what} probe, will be restarted");
                 self.event(EventType::Normal, "Killing", &msg).await;
                 if let Some(p) = self.rec.containers[idx].process {
-                    tokio::spawn(process::stop(p, self.grace()));
+                    tokio::spawn(self.rt.kernel.stop(p, self.grace()));
                 }
             }
         }
