@@ -4,7 +4,7 @@
 //! version by the node's pod watch.
 //!
 //! - pure: [`files`] (hosts, resolv.conf, hostname), [`env`] (container environment),
-//!   [`status`] (phase, conditions, container statuses);
+//!   [`status`] (phase, conditions, container statuses), [`volumes`]' payloads and mount plan;
 //! - side effects: [`sandbox`], [`pause`] (the pause process itself), [`shim`] (the
 //!   process holding a container's stdio and writing its log), [`process`],
 //!   [`probe`], [`record`] (what survives an agent restart), [`worker`].
@@ -18,6 +18,7 @@ pub mod record;
 pub mod sandbox;
 pub mod shim;
 pub mod status;
+pub mod volumes;
 mod worker;
 
 use std::collections::{BTreeSet, HashMap};
