@@ -1,6 +1,10 @@
-//! An in-process API server for tests: its own temp state folder, PKI and loopback port, and a
-//! kube client authenticated with a bearer token. Dropping it stops the server and removes the
-//! folder.
+//! Test support. The crate root: an in-process API server with its own temp state folder, PKI
+//! and loopback port, and a kube client authenticated with a bearer token; dropping it stops
+//! the server and removes the folder. [`oci`]: images tests build; [`registry`]: a registry
+//! on loopback serving them.
+
+pub mod oci;
+pub mod registry;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::time::Duration;
