@@ -77,13 +77,19 @@ struct Slot {
     env: Vec<(String, String)>,
     probes: Vec<(Kind, Tracker)>,
     image_failures: u32,
+    /// An ephemeral container's `targetContainerName`, whose PID namespace it shares.
+    target: Option<String>,
+    /// The running instance's cgroup.
+    cgroup: Option<kinet_runtime::cgroup::Cgroup>,
 }
 
 impl Slot {
-    fn new(spec: Container, ephemeral: bool) -> Slot {
+    fn new((spec, ephemeral, target): Spec) -> Slot {
         Slot {
             spec,
             ephemeral,
+            target,
+            cgroup: None,
             instance: 0,
             due: Some(Instant::now()),
             backoff: 0,
@@ -106,23 +112,24 @@ fn new_record(c: &Container) -> ContainerRecord {
     }
 }
 
+/// A container, whether it is ephemeral, and an ephemeral container's target.
+type Spec = (Container, bool, Option<String>);
+
 /// The pod's containers, then its ephemeral containers (read as Containers: the same fields
-/// but the target), each with whether it is ephemeral.
-fn containers_of(pod: &Pod) -> Vec<(Container, bool)> {
+/// but the target, kept apart).
+fn containers_of(pod: &Pod) -> Vec<Spec> {
     let Some(spec) = pod.spec.as_ref() else {
         return Vec::new();
     };
-    let ephemeral = spec
-        .ephemeral_containers
-        .iter()
-        .flatten()
-        .filter_map(|e| serde_json::to_value(e).ok())
-        .filter_map(|v| serde_json::from_value::<Container>(v).ok());
+    let ephemeral = spec.ephemeral_containers.iter().flatten().filter_map(|e| {
+        let c = serde_json::from_value::<Container>(serde_json::to_value(e).ok()?).ok()?;
+        Some((c, true, e.target_container_name.clone()))
+    });
     spec.containers
         .iter()
         .cloned()
-        .map(|c| (c, false))
-        .chain(ephemeral.map(|c| (c, true)))
+        .map(|c| (c, false, None))
+        .chain(ephemeral)
         .collect()
 }
 
@@ -197,6 +204,7 @@ async fn remove_sandbox(rt: &Runtime, rec: &PodRecord) {
         }
     }
     rt.release_ip(&rec.uid);
+    rt.remove_cgroups(&rec.uid);
     rt.dirs.remove(&rec.uid);
     rt.set_view(&rec.namespace, &rec.name, None);
 }
@@ -223,7 +231,7 @@ impl Worker {
         // Keep what was recorded for containers that are still in the spec.
         rec.containers = spec_containers
             .iter()
-            .map(|(c, _)| {
+            .map(|(c, _, _)| {
                 rec.containers
                     .iter()
                     .find(|r| r.record.name == c.name)
@@ -234,10 +242,10 @@ impl Worker {
         let slots = spec_containers
             .into_iter()
             .zip(&rec.containers)
-            .map(|((spec, ephemeral), r)| {
-                let mut slot = Slot::new(spec, ephemeral);
+            .map(|(spec, r)| {
+                let mut slot = Slot::new(spec);
                 // An ephemeral container runs once: one that already ran stays as it ended.
-                if ephemeral && !matches!(r.record.state, State::Waiting { .. }) {
+                if slot.ephemeral && !matches!(r.record.state, State::Waiting { .. }) {
                     slot.due = None;
                 }
                 slot
@@ -266,10 +274,10 @@ impl Worker {
 
     /// Takes on the ephemeral containers added to the pod since it was last seen.
     fn add_ephemeral(&mut self) {
-        for (spec, ephemeral) in containers_of(&self.pod) {
-            if ephemeral && !self.slots.iter().any(|s| s.spec.name == spec.name) {
-                self.rec.containers.push(new_record(&spec));
-                self.slots.push(Slot::new(spec, true));
+        for spec in containers_of(&self.pod) {
+            if spec.1 && !self.slots.iter().any(|s| s.spec.name == spec.0.name) {
+                self.rec.containers.push(new_record(&spec.0));
+                self.slots.push(Slot::new(spec));
             }
         }
     }
@@ -401,6 +409,8 @@ impl Worker {
                     running: matches!(c.record.state, State::Running { .. }),
                     env: s.env.clone(),
                     working_dir: s.spec.working_dir.clone(),
+                    pid_file: matches!(c.record.state, State::Running { .. })
+                        .then(|| io(&s.spec.name).pid),
                     log: Some(
                         self.rt
                             .dirs

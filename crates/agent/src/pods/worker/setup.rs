@@ -43,14 +43,9 @@ impl Worker {
             files::resolv_conf(&self.pod, &rt.cfg.dns, &host_resolv),
         )?;
         let (hostname, _) = files::hostname(&self.pod, &rt.cfg.dns);
-        let pause = sandbox::start_pause(
-            &rt.cfg.exe,
-            &netns,
-            &hostname,
-            &files,
-            &dir.join("pause.log"),
-        )
-        .await?;
+        std::fs::write(&files.hostname, format!("{hostname}\n"))?;
+        let pause =
+            sandbox::start_pause(&rt.cfg.exe, &netns, &hostname, &dir.join("pause.log")).await?;
         self.rec.pause = Some(pause);
         rt.dirs.save(&self.rec)?;
         self.sandbox_ready = true;
