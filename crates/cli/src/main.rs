@@ -4,6 +4,7 @@
 //! This crate parses arguments and prints; the work is in kinet-cluster and kinet-bench.
 
 mod bench;
+mod image;
 mod images;
 mod status;
 
@@ -131,6 +132,11 @@ enum Command {
         name: String,
         #[arg(long)]
         node: String,
+    },
+    /// The image store all clusters share: pull, load tarballs, list, remove.
+    Image {
+        #[command(subcommand)]
+        what: image::ImageCommand,
     },
     /// Run a built-in image's program in the foreground: what a container of that image runs.
     #[command(hide = true)]
@@ -282,6 +288,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve { name } => kinet_cluster::serve::serve(&name).await,
         Command::Agent { name, node } => kinet_cluster::agent::agent(&name, &node).await,
         Command::Supervise { name, node } => kinet_cluster::supervisor::run(&name, &node).await,
+        Command::Image { what } => image::run(what).await,
         Command::ImageRun { image, args } => images::image_run(&image, &args).await,
         Command::Pause { hostname } => {
             kinet_agent::pods::pause::run(&kinet_agent::pods::pause::PauseArgs { hostname })

@@ -30,11 +30,15 @@ pub struct Settings {
     pub insecure: Vec<String>,
 }
 
-/// Everything a pull needs besides the reference.
-#[derive(Debug, Clone)]
+/// Everything a pull needs besides the reference (what the agent hands `kinet image pull`
+/// on its standard input).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PullOptions {
+    #[serde(default)]
     pub settings: Settings,
+    #[serde(default)]
     pub credentials: Credentials,
+    #[serde(skip, default = "Platform::host")]
     pub platform: Platform,
 }
 

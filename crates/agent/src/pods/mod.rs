@@ -12,6 +12,7 @@
 
 pub mod env;
 pub mod files;
+pub mod image;
 pub mod pause;
 pub mod probe;
 pub mod process;

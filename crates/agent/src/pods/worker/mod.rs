@@ -14,6 +14,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::image;
 use super::probe::Tracker;
 use super::process;
 use super::record::{ContainerRecord, PodRecord};
@@ -24,6 +25,7 @@ use super::{ContainerView, PodView, Runtime};
 
 mod containers;
 mod probing;
+mod pulling;
 mod setup;
 
 use probing::trackers;
@@ -76,7 +78,6 @@ struct Slot {
     started: Option<Instant>,
     env: Vec<(String, String)>,
     probes: Vec<(Kind, Tracker)>,
-    image_failures: u32,
     /// An ephemeral container's `targetContainerName`, whose PID namespace it shares.
     target: Option<String>,
     /// The running instance's cgroup.
@@ -96,7 +97,6 @@ impl Slot {
             started: None,
             env: Vec::new(),
             probes: Vec::new(),
-            image_failures: 0,
         }
     }
 }
@@ -145,6 +145,8 @@ struct Worker {
     slots: Vec<Slot>,
     tx: mpsc::UnboundedSender<Event>,
     last_status: Option<serde_json::Value>,
+    /// The image pull back-off of this pod's images.
+    pulls: image::Backoff,
 }
 
 /// Runs one pod until it is deleted and cleaned up.
@@ -269,6 +271,7 @@ impl Worker {
             slots,
             tx,
             last_status: None,
+            pulls: image::Backoff::default(),
         }
     }
 
