@@ -3,8 +3,9 @@
 //!
 //! Pulls run in the host's network namespace: the agent lives in its node's namespace,
 //! which has no way out, so it runs `kinet image pull` through `nsenter` into the network
-//! namespace of PID 1, with the credentials on its standard input (never on a command
-//! line), and reads JSON lines back. The store under `$KINET_HOME/images` is shared with
+//! namespace of its parent, the agent's supervisor, which runs in the host's (PID 1's
+//! namespace files may be out of reach, as in containers), with the credentials on its
+//! standard input (never on a command line), and reads JSON lines back. The store under `$KINET_HOME/images` is shared with
 //! every other agent and `kinet image`; its locks make concurrent pulls safe.
 
 use std::collections::HashMap;
@@ -166,7 +167,10 @@ pub enum PullLine {
 /// message the pull failed with.
 pub async fn pull(exe: &Path, image: &str, opts: &PullOptions) -> Result<Record, String> {
     let mut child = tokio::process::Command::new("nsenter")
-        .arg("--net=/proc/1/ns/net")
+        .arg(format!(
+            "--net=/proc/{}/ns/net",
+            std::os::unix::process::parent_id()
+        ))
         .arg(exe)
         .args([
             "image",

@@ -9,6 +9,7 @@ mod durability;
 mod egress;
 mod harness;
 mod health;
+mod images;
 mod interactive;
 mod kubectl_basics;
 mod lifecycle;
