@@ -8,7 +8,43 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Subcommand;
 use kinet_agent::pods::image::PullLine;
-use kinet_oci_store::{import, pull, PullOptions, Record, Store};
+use kinet_oci_store::{import, pull, PullOptions, Record, Settings, Store};
+
+/// `kinet up`'s registry settings, recorded at creation.
+#[derive(clap::Args)]
+pub struct RegistryArgs {
+    /// Pull REGISTRY's images from MIRROR first (`docker.io=127.0.0.1:5000`); repeatable.
+    #[arg(long = "registry-mirror", value_name = "REGISTRY=MIRROR")]
+    mirrors: Vec<String>,
+    /// Speak plain HTTP to this registry (loopback registries always do); repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure: Vec<String>,
+    /// Pull only from loopback registries and mirrors, never beyond this host.
+    #[arg(long)]
+    offline_images: bool,
+}
+
+impl RegistryArgs {
+    pub fn settings(self) -> anyhow::Result<Settings> {
+        let mut settings = Settings {
+            insecure: self.insecure,
+            offline: self.offline_images,
+            ..Settings::default()
+        };
+        for m in self.mirrors {
+            let (registry, mirror) = m
+                .split_once('=')
+                .filter(|(r, m)| !r.is_empty() && !m.is_empty())
+                .with_context(|| format!("--registry-mirror {m:?}: expected REGISTRY=MIRROR"))?;
+            settings
+                .mirrors
+                .entry(registry.to_string())
+                .or_default()
+                .push(mirror.to_string());
+        }
+        Ok(settings)
+    }
+}
 
 #[derive(Subcommand)]
 pub enum ImageCommand {

@@ -70,6 +70,8 @@ enum Command {
         /// Recorded at creation; without it such traffic is dropped inside the cluster.
         #[arg(long)]
         egress: bool,
+        #[command(flatten)]
+        registries: image::RegistryArgs,
     },
     /// Stop a cluster and delete its state.
     Down {
@@ -259,6 +261,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             node_monitor_grace_period,
             default_toleration_seconds,
             egress,
+            registries,
         } => {
             let report = up::up(up::UpArgs {
                 name,
@@ -270,6 +273,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 node_monitor_grace_period,
                 default_toleration_seconds,
                 egress,
+                registries: registries.settings()?,
             })
             .await?;
             status::print_up(&report);

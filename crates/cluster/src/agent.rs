@@ -94,6 +94,7 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
                     images_dir: crate::state::absolute_home()?.join("images"),
                     dns: ClusterDns::default(),
                     ca_pem: ca_pem.clone(),
+                    registries: info.registries.clone(),
                 },
                 kinet_netns::NetNs::open(&netns)?,
                 net.clone(),

@@ -28,6 +28,16 @@ pub struct Settings {
     /// Registry hosts spoken to over plain HTTP (loopback ones always are).
     #[serde(default)]
     pub insecure: Vec<String>,
+    /// Pull only from loopback registries and mirrors, never from a registry beyond the
+    /// host (air-gapped machines, and tests, which must not reach the internet).
+    #[serde(default)]
+    pub offline: bool,
+}
+
+impl Settings {
+    pub fn is_empty(&self) -> bool {
+        *self == Settings::default()
+    }
 }
 
 /// Everything a pull needs besides the reference (what the agent hands `kinet image pull`
@@ -81,6 +91,9 @@ fn sources(reference: &Reference, settings: &Settings) -> Vec<Reference> {
             }
         })
         .chain([reference.clone()])
+        .filter(|r| {
+            !settings.offline || is_loopback(r.registry()) || r.registry() != reference.registry()
+        })
         .collect()
 }
 
@@ -110,7 +123,18 @@ pub async fn pull(
     let key = format!("pull {name}");
     let _locks = blocking(move || Ok((s.writer_lock()?, s.lock(&key, true)?))).await?;
     let mut failure = None;
-    for source in sources(&reference, &opts.settings) {
+    let sources = sources(&reference, &opts.settings);
+    if sources.is_empty() {
+        return Err(Error::Registry {
+            image: name.clone(),
+            context: format!("failed to resolve reference {name:?}"),
+            message: format!(
+                "{} is beyond this host and the cluster pulls offline (kinet up --offline-images): load the image with kinet image load, or give the registry a mirror",
+                reference.registry()
+            ),
+        });
+    }
+    for source in sources {
         let puller = Puller::new(store, &name, &source, opts);
         match puller.pull(progress).await {
             Ok(record) => return Ok(record),
@@ -403,5 +427,11 @@ mod tests {
         );
         let other = normalize("quay.io/x/y:1").unwrap();
         assert_eq!(sources(&other, &settings).len(), 1);
+        settings.offline = true;
+        let s: Vec<String> = sources(&r, &settings).iter().map(|r| r.whole()).collect();
+        assert_eq!(s, ["127.0.0.1:5001/library/busybox:1.36"]);
+        assert!(sources(&other, &settings).is_empty());
+        let local = normalize("127.0.0.1:5000/demo:1").unwrap();
+        assert_eq!(sources(&local, &settings).len(), 1);
     }
 }

@@ -63,6 +63,8 @@ pub struct Config {
     pub dns: ClusterDns,
     /// The cluster CA, written as the service account's `ca.crt`.
     pub ca_pem: String,
+    /// Registry mirrors, insecure registries and offline pulls (`kinet up` settings).
+    pub registries: kinet_oci_store::Settings,
 }
 
 /// A container as the streaming API sees it.

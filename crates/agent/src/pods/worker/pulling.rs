@@ -102,6 +102,7 @@ impl Worker {
             .await;
         let opts = PullOptions {
             credentials: self.pull_credentials().await,
+            settings: self.rt.cfg.registries.clone(),
             ..PullOptions::default()
         };
         let started = Instant::now();
