@@ -201,24 +201,7 @@ fn table(records: &[Record]) -> String {
             [repo, tag, r.short_id().to_string(), human_size(r.size())]
         })
         .collect();
-    let header = ["IMAGE", "TAG", "IMAGE ID", "SIZE"].map(str::to_string);
-    let mut widths = header.clone().map(|h| h.len());
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    std::iter::once(&header)
-        .chain(&rows)
-        .map(|row| {
-            let cells: Vec<String> = row
-                .iter()
-                .zip(widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
-            cells.join("   ").trim_end().to_string() + "\n"
-        })
-        .collect()
+    crate::images::aligned(["IMAGE", "TAG", "IMAGE ID", "SIZE"], &rows)
 }
 
 #[cfg(test)]

@@ -147,6 +147,15 @@ impl Worker {
         );
     }
 
+    /// A container that cannot be created now: the kubelet's `Error: …` event, waiting with
+    /// `reason`, another try after [`RETRY`].
+    async fn not_created(&mut self, idx: usize, reason: &str, message: String) {
+        self.event(EventType::Warning, "Failed", &format!("Error: {message}"))
+            .await;
+        self.waiting(idx, reason, Some(message));
+        self.slots[idx].due = Some(Instant::now() + RETRY);
+    }
+
     pub(super) async fn start_container(&mut self, idx: usize) {
         let spec = self.slots[idx].spec.clone();
         let name = spec.name.clone();
@@ -182,10 +191,7 @@ impl Worker {
         let container_env = match env::container_env(&self.pod, &spec, &src) {
             Ok(e) => e,
             Err(e) => {
-                self.event(EventType::Warning, "Failed", &format!("Error: {e}"))
-                    .await;
-                self.waiting(idx, "CreateContainerConfigError", Some(e));
-                self.slots[idx].due = Some(Instant::now() + RETRY);
+                self.not_created(idx, "CreateContainerConfigError", e).await;
                 return;
             }
         };
@@ -214,10 +220,8 @@ impl Worker {
                 let argv = config::argv(&defaults.entrypoint, &defaults.cmd, &command, &args);
                 if argv.is_empty() {
                     let msg = "failed to generate container spec: no command specified";
-                    self.event(EventType::Warning, "Failed", &format!("Error: {msg}"))
+                    self.not_created(idx, "CreateContainerError", msg.into())
                         .await;
-                    self.waiting(idx, "CreateContainerError", Some(msg.into()));
-                    self.slots[idx].due = Some(Instant::now() + RETRY);
                     return;
                 }
                 let root = ImageRoot {
@@ -246,10 +250,7 @@ impl Worker {
         let launch = match self.launch(idx, root, &defaults, argv, full.clone(), log) {
             Ok(l) => l,
             Err(e) => {
-                self.event(EventType::Warning, "Failed", &format!("Error: {e}"))
-                    .await;
-                self.waiting(idx, "CreateContainerConfigError", Some(e));
-                self.slots[idx].due = Some(Instant::now() + RETRY);
+                self.not_created(idx, "CreateContainerConfigError", e).await;
                 return;
             }
         };
