@@ -132,30 +132,20 @@ fn images_from_a_registry_and_from_tarballs() {
         let out = kinet(&c.home, &["image", "load", tar.to_str().unwrap()]);
         assert!(out.status.success(), "{}", show(&out));
     }
-    apply(
-        &c,
-        "apiVersion: v1
-kind: Pod
-metadata: {name: from-docker}
-spec:
-  containers:
-  - {name: c, image: 'offline/docker:1', imagePullPolicy: Never}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: from-oci}
-spec:
-  containers:
-  - {name: c, image: 'example.com/offline/oci:1', imagePullPolicy: Never}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: never}
-spec:
-  containers:
-  - {name: c, image: 'offline/absent:1', imagePullPolicy: Never}
-",
-    );
+    let never_pulled: Vec<String> = [
+        ("from-docker", "offline/docker:1"),
+        ("from-oci", "example.com/offline/oci:1"),
+        ("never", "offline/absent:1"),
+    ]
+    .iter()
+    .map(|(pod, image)| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {pod}}}\nspec:\n  containers:\n  \
+             - {{name: c, image: '{image}', imagePullPolicy: Never}}\n"
+        )
+    })
+    .collect();
+    apply(&c, &never_pulled.join("---\n"));
     for (pod, page) in [
         ("from-docker", "from a docker archive"),
         ("from-oci", "from an OCI layout"),
