@@ -96,8 +96,12 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
                     ca_pem: ca_pem.clone(),
                     registries: info.registries.clone(),
                 },
-                kinet_netns::NetNs::open(&netns)?,
-                net.clone(),
+                std::sync::Arc::new(pods::Linux {
+                    node_ns: kinet_netns::NetNs::open(&netns)?,
+                    net: net.clone(),
+                    exe: std::env::current_exe()?,
+                }),
+                net.pod_cidr,
             );
             let node_info = kinet_proxy::NodeInfo {
                 name: net_cfg.node.clone(),

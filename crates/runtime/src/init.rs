@@ -345,7 +345,9 @@ fn set_credentials(spec: &ContainerSpec) -> Result<()> {
     let p = &spec.process;
     let wanted: CapabilitySet = caps::set_of(&p.capabilities)?;
     for (name, cap) in caps::all().iter_names() {
-        if !wanted.contains(cap) {
+        // A capability newer than the running kernel is in no set already.
+        let known = rustix::thread::capability_is_in_bounding_set(cap).unwrap_or(false);
+        if known && !wanted.contains(cap) {
             rustix::thread::remove_capability_from_bounding_set(cap)
                 .what(|| format!("dropping CAP_{name} from the bounding set"))?;
         }

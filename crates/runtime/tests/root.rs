@@ -31,7 +31,7 @@ fn main() {
         println!("root tests skipped: not root");
         return;
     }
-    let cases: [(&str, fn(&Sandbox)); 3] = [
+    let cases: [(&str, Case); 3] = [
         (
             "the container sees its image and its own processes only",
             isolation,
@@ -48,6 +48,8 @@ fn main() {
         println!("test {name} ... ok");
     }
 }
+
+type Case = fn(&Sandbox);
 
 fn read(path: &str) -> ContainerSpec {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()

@@ -13,6 +13,7 @@
 pub mod env;
 pub mod files;
 pub mod image;
+pub mod kernel;
 pub mod pause;
 pub mod probe;
 pub mod process;
@@ -31,17 +32,16 @@ use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kinet_cni::NodeNetwork;
 use kinet_controllers::events::Recorder;
+use kinet_ipam::Ipv4Cidr;
 use kinet_ipam::{PodIpState, PodIps};
-use kinet_netns::NetNs;
-use kinet_runtime::cgroup::{self, Cgroup};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 
 pub use files::ClusterDns;
+pub use kernel::{Kernel, Linux};
 pub use record::{kill_all, PodDirs, PodRecord};
 
 /// What the pod runtime needs to know about its node and cluster.
@@ -110,8 +110,7 @@ pub struct PodView {
 pub struct Runtime {
     client: Client,
     cfg: Config,
-    node_ns: NetNs,
-    net: NodeNetwork,
+    kernel: Arc<dyn Kernel>,
     dirs: PodDirs,
     ipam: Mutex<PodIps>,
     recorder: Recorder,
@@ -122,17 +121,22 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// A runtime for the node whose namespace is `node_ns` and whose pod network is `net`
-    /// (its podCIDR decides pod addresses). Reloads persisted IP allocations.
-    pub fn new(client: Client, cfg: Config, node_ns: NetNs, net: NodeNetwork) -> Arc<Runtime> {
+    /// A runtime for the node whose pod addresses come from `pod_cidr`, acting on the
+    /// machine through `kernel`. Reloads persisted IP allocations.
+    pub fn new(
+        client: Client,
+        cfg: Config,
+        kernel: Arc<dyn Kernel>,
+        pod_cidr: Ipv4Cidr,
+    ) -> Arc<Runtime> {
         let dirs = PodDirs::new(&cfg.node_dir);
         let saved: Option<PodIpState> = std::fs::read(dirs.ipam_file())
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .filter(|s: &PodIpState| s.cidr == net.pod_cidr);
+            .filter(|s: &PodIpState| s.cidr == pod_cidr);
         let ipam = saved
             .and_then(|s| PodIps::from_state(s).ok())
-            .or_else(|| PodIps::new(net.pod_cidr).ok())
+            .or_else(|| PodIps::new(pod_cidr).ok())
             .expect("a node podCIDR is at most a /30");
         let recorder = Recorder::new(client.clone(), "kubelet");
         let (services, writer) = reflector::store();
@@ -148,8 +152,7 @@ impl Runtime {
         Arc::new(Runtime {
             client,
             cfg,
-            node_ns,
-            net,
+            kernel,
             dirs,
             ipam: Mutex::new(ipam),
             recorder,
@@ -254,22 +257,10 @@ impl Runtime {
             .collect()
     }
 
-    /// A container's cgroup (`kinet/<cluster>/<pod uid>/<container>`) and the hierarchy's
-    /// root, on hosts with cgroups.
-    fn cgroup(&self, uid: &str, container: &str) -> Option<(Cgroup, PathBuf)> {
-        let root = PathBuf::from(cgroup::CGROUP_ROOT);
-        let version = cgroup::detect(&root)?;
-        let rel = self.pod_cgroup(uid).join(container);
-        Some((Cgroup::at(&root, version, &rel), root))
-    }
-
+    /// A pod's cgroup, `kinet/<cluster>/<pod uid>`, relative to each hierarchy's root; its
+    /// containers' are under it.
     fn pod_cgroup(&self, uid: &str) -> PathBuf {
         cluster_cgroup(&self.cfg.cluster).join(uid)
-    }
-
-    /// Removes what is left of a pod's cgroups (its processes are gone).
-    fn remove_cgroups(&self, uid: &str) {
-        remove_cgroup_tree(&self.pod_cgroup(uid));
     }
 
     fn worker_done(&self, uid: &str) {
@@ -334,17 +325,12 @@ fn cluster_cgroup(cluster: &str) -> PathBuf {
     PathBuf::from("kinet").join(cluster)
 }
 
-fn remove_cgroup_tree(rel: &std::path::Path) -> bool {
-    let root = PathBuf::from(cgroup::CGROUP_ROOT);
-    cgroup::detect(&root).is_none_or(|v| cgroup::remove_tree(&root, v, rel))
-}
-
 /// Removes a stopped cluster's cgroups (`kinet down`), giving killed containers two seconds
 /// to leave them.
 pub async fn remove_cluster_cgroups(cluster: &str) {
     let rel = cluster_cgroup(cluster);
     for _ in 0..20 {
-        if remove_cgroup_tree(&rel) {
+        if kernel::remove_cgroup_tree(&rel) {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

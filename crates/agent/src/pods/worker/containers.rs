@@ -14,6 +14,7 @@ use super::probing::trackers;
 use super::{Event, Kind, Worker, RETRY};
 use crate::pods::env::{self, Objects, Sources};
 use crate::pods::files;
+use crate::pods::kernel::Started;
 use crate::pods::process::{self, Launch};
 use crate::pods::runspec::{self, Inputs};
 use crate::pods::sandbox::Files;
@@ -190,10 +191,7 @@ impl Worker {
         };
         let container_env = match env::container_env(&self.pod, &spec, &src) {
             Ok(e) => e,
-            Err(e) => {
-                self.not_created(idx, "CreateContainerConfigError", e).await;
-                return;
-            }
+            Err(e) => return self.config_error(idx, e).await,
         };
         let (hostname, _) = files::hostname(&self.pod, &self.rt.cfg.dns);
         let full = config::env(&defaults.env, &hostname, container_env);
@@ -249,10 +247,7 @@ impl Worker {
         let Some(pause) = self.rec.pause else { return };
         let launch = match self.launch(idx, root, &defaults, argv, full.clone(), log) {
             Ok(l) => l,
-            Err(e) => {
-                self.not_created(idx, "CreateContainerConfigError", e).await;
-                return;
-            }
+            Err(e) => return self.config_error(idx, e).await,
         };
         if first && matches!(source, Source::Builtin(_)) {
             let msg = format!("Container image \"{image_ref}\" already present on machine");
@@ -276,8 +271,11 @@ impl Worker {
             &format!("Created container: {name}"),
         )
         .await;
-        match process::spawn(&self.rt.cfg.exe, &launch) {
-            Ok((mut child, proc)) => {
+        match self.rt.kernel.start(&launch) {
+            Ok(Started {
+                process: proc,
+                exit,
+            }) => {
                 let now = Instant::now();
                 let slot = &mut self.slots[idx];
                 slot.instance += 1;
@@ -288,7 +286,7 @@ impl Worker {
                 let started = !slot.probes.iter().any(|(k, _)| *k == Kind::Startup);
                 let (tx, instance) = (self.tx.clone(), slot.instance);
                 tokio::spawn(async move {
-                    let code = child.wait().await.ok().map(process::exit_code);
+                    let code = exit.await;
                     let _ = tx.send(Event::Exited {
                         idx,
                         instance,
@@ -363,6 +361,12 @@ impl Worker {
         }
     }
 
+    /// A container that cannot be configured (yet): CreateContainerConfigError, tried again
+    /// shortly.
+    async fn config_error(&mut self, idx: usize, e: String) {
+        self.not_created(idx, "CreateContainerConfigError", e).await;
+    }
+
     /// The runtime's spec of the instance about to start, with its cgroup made.
     fn launch(
         &mut self,
@@ -383,11 +387,14 @@ impl Worker {
             .target
             .as_deref()
             .and_then(|t| process::container_pid(&self.rt.dirs.io(&uid, t)));
-        let cgroup = self.rt.cgroup(&uid, &name);
-        if let Some((cg, root)) = &cgroup {
-            cg.create(root, runspec::limits(&spec))
-                .map_err(|e| format!("creating the container's cgroup: {e}"))?;
-        }
+        let cgroups = self
+            .rt
+            .kernel
+            .limit(
+                &self.rt.pod_cgroup(&uid).join(&name),
+                runspec::limits(&spec),
+            )
+            .map_err(|e| format!("creating the container's cgroup: {e}"))?;
         let inputs = Inputs {
             image,
             image_user: defaults.user.clone(),
@@ -397,12 +404,9 @@ impl Worker {
             target_pid,
             dir: pod_dir.join("containers").join(&name),
             mounts: files.mounts(),
-            cgroups: cgroup
-                .as_ref()
-                .map(|(cg, _)| cg.dirs().to_vec())
-                .unwrap_or_default(),
+            cgroups,
         };
-        self.slots[idx].cgroup = cgroup.map(|(cg, _)| cg);
+        self.slots[idx].cgroup = true;
         Ok(Launch {
             spec: runspec::container_spec(&self.pod, &spec, inputs)?,
             log,
@@ -434,11 +438,12 @@ impl Worker {
                 let c = &mut self.rec.containers[idx];
                 c.process = None;
                 let mut exit = exit_of(&c.record.state, code, Timestamp::now());
-                if let Some(cg) = self.slots[idx].cgroup.take() {
-                    if cg.oom_killed() {
+                if std::mem::take(&mut self.slots[idx].cgroup) {
+                    let rel = self.rt.pod_cgroup(&self.rec.uid).join(&c.record.name);
+                    if self.rt.kernel.oom_killed(&rel) {
                         exit.reason = "OOMKilled".into();
                     }
-                    cg.remove();
+                    self.rt.kernel.remove_cgroups(&rel);
                 }
                 self.after_exit(idx, exit).await;
             }

@@ -16,9 +16,7 @@ use tokio::time::Instant;
 
 use super::image;
 use super::probe::Tracker;
-use super::process;
 use super::record::{ContainerRecord, PodRecord};
-use super::sandbox;
 use super::shim::IoPaths;
 use super::status::{self, Record, State};
 use super::{ContainerView, PodView, Runtime};
@@ -80,8 +78,8 @@ struct Slot {
     probes: Vec<(Kind, Tracker)>,
     /// An ephemeral container's `targetContainerName`, whose PID namespace it shares.
     target: Option<String>,
-    /// The running instance's cgroup.
-    cgroup: Option<kinet_runtime::cgroup::Cgroup>,
+    /// Whether the running instance has a cgroup.
+    cgroup: bool,
 }
 
 impl Slot {
@@ -90,7 +88,7 @@ impl Slot {
             spec,
             ephemeral,
             target,
-            cgroup: None,
+            cgroup: false,
             instance: 0,
             due: Some(Instant::now()),
             backoff: 0,
@@ -190,7 +188,7 @@ pub(super) async fn clean_orphan(rt: Arc<Runtime>, rec: PodRecord) {
     tracing::info!(pod = %format!("{}/{}", rec.namespace, rec.name), "removing the sandbox of a pod that is gone");
     for c in &rec.containers {
         if let Some(p) = c.process {
-            process::stop(p, Duration::from_secs(2)).await;
+            rt.kernel.stop(p, Duration::from_secs(2)).await;
         }
     }
     remove_sandbox(&rt, &rec).await;
@@ -198,15 +196,15 @@ pub(super) async fn clean_orphan(rt: Arc<Runtime>, rec: PodRecord) {
 
 async fn remove_sandbox(rt: &Runtime, rec: &PodRecord) {
     if let Some(p) = rec.pause {
-        process::stop(p, Duration::from_secs(1)).await;
+        rt.kernel.stop(p, Duration::from_secs(1)).await;
     }
     if !rec.netns.is_empty() {
-        if let Err(e) = sandbox::remove_network(&rt.node_ns, &rec.netns, &rec.host_veth).await {
+        if let Err(e) = rt.kernel.remove_network(&rec.netns, &rec.host_veth).await {
             tracing::warn!(pod = %rec.name, "removing the pod network: {e:#}");
         }
     }
     rt.release_ip(&rec.uid);
-    rt.remove_cgroups(&rec.uid);
+    rt.kernel.remove_cgroups(&rt.pod_cgroup(&rec.uid));
     rt.dirs.remove(&rec.uid);
     rt.set_view(&rec.namespace, &rec.name, None);
 }
@@ -292,7 +290,7 @@ impl Worker {
     /// Takes over a sandbox and containers that a previous agent started, if still alive.
     fn adopt(&mut self) {
         let Some(pause) = self.rec.pause else { return };
-        if !pause.alive() {
+        if !self.rt.kernel.alive(pause) {
             return;
         }
         self.sandbox_ready = true;
@@ -302,7 +300,7 @@ impl Worker {
             let (Some(p), State::Running { .. }) = (cr.process, &cr.record.state) else {
                 continue;
             };
-            if !p.alive() {
+            if !self.rt.kernel.alive(p) {
                 continue;
             }
             let slot = &mut self.slots[idx];
@@ -311,8 +309,9 @@ impl Worker {
             slot.started = Some(Instant::now());
             slot.probes = trackers(&slot.spec, Instant::now());
             let (tx, instance) = (self.tx.clone(), slot.instance);
+            let ended = self.rt.kernel.wait_adopted(p);
             tokio::spawn(async move {
-                process::wait_adopted(p).await;
+                ended.await;
                 let _ = tx.send(Event::Exited {
                     idx,
                     instance,
@@ -476,10 +475,10 @@ impl Worker {
         let grace = self.grace();
         let mut stops = Vec::new();
         for c in &self.rec.containers {
-            if let Some(p) = c.process.filter(|p| p.alive()) {
+            if let Some(p) = c.process.filter(|p| self.rt.kernel.alive(*p)) {
                 let msg = format!("Stopping container {}", c.record.name);
                 self.event(EventType::Normal, "Killing", &msg).await;
-                stops.push(process::stop(p, grace));
+                stops.push(self.rt.kernel.stop(p, grace));
             }
         }
         futures::future::join_all(stops).await;

@@ -86,7 +86,7 @@ impl Worker {
                 let msg = format!("Container {name} failed {what} probe, will be restarted");
                 self.event(EventType::Normal, "Killing", &msg).await;
                 if let Some(p) = self.rec.containers[idx].process {
-                    tokio::spawn(process::stop(p, self.grace()));
+                    tokio::spawn(self.rt.kernel.stop(p, self.grace()));
                 }
             }
         }
