@@ -17,3 +17,4 @@ mod pods;
 mod prereqs;
 mod services;
 mod stop;
+mod volumes;

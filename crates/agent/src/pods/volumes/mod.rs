@@ -25,7 +25,10 @@ use k8s_openapi::api::core::v1::Volume;
 use kinet_controllers::scheduler::resources::parse_quantity;
 
 pub use mounts::{container_mounts, resolve_sub_path, BindMount, MountError, Mountable};
-pub use payload::{references, token_requests, File, Payload, PayloadError, Sources, TokenRequest};
+pub use payload::{
+    any, needs_allocatable, references, token_requests, File, Payload, PayloadError, Sources,
+    TokenRequest,
+};
 
 /// A volume that could not be set up, worded as the kubelet's FailedMount event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

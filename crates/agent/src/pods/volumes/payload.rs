@@ -94,6 +94,28 @@ pub fn token_requests(pod: &Pod) -> Vec<TokenRequest> {
     out
 }
 
+/// Whether the pod has volumes at all.
+pub fn any(pod: &Pod) -> bool {
+    volumes(pod).next().is_some()
+}
+
+/// Whether a downwardAPI file reads a container resource (whose limits default to the
+/// node's allocatable).
+pub fn needs_allocatable(pod: &Pod) -> bool {
+    volumes(pod).any(|v| {
+        let projected = v.projected.iter().flat_map(|p| p.sources.iter().flatten());
+        let mut items = v
+            .downward_api
+            .iter()
+            .flat_map(|d| d.items.iter().flatten())
+            .chain(
+                projected
+                    .flat_map(|s| s.downward_api.iter().flat_map(|d| d.items.iter().flatten())),
+            );
+        items.any(|i| i.resource_field_ref.is_some())
+    })
+}
+
 fn volumes(pod: &Pod) -> impl Iterator<Item = &Volume> {
     pod.spec.iter().flat_map(|s| s.volumes.iter().flatten())
 }

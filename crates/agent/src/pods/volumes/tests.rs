@@ -156,7 +156,7 @@ fn downward_api_fields_and_resources() {
         {"path": "cpu", "resourceFieldRef": {"resource": "requests.cpu"}}
     ]}});
     assert_eq!(
-        w.files(v).unwrap(),
+        w.files(v.clone()).unwrap(),
         files(&[
             ("annotations", "note=\"say \\\"hi\\\"\"", 0o644),
             ("cpu", "1", 0o644),
@@ -169,6 +169,7 @@ fn downward_api_fields_and_resources() {
             ("tier", "front", 0o400),
         ])
     );
+    assert!(needs_allocatable(&pod(json!([v.clone()]))));
     let bad = json!({"name": "v", "downwardAPI": {"items": [{"path": "x", "fieldRef": {"fieldPath": "spec.nodeName"}}]}});
     assert_eq!(
         w.files(bad).unwrap_err().to_string(),
@@ -195,6 +196,8 @@ fn projected_sources_merge_in_order_with_the_volume_default_mode() {
         ])
     );
     let p = pod(json!([v]));
+    assert!(any(&p) && !needs_allocatable(&p));
+    assert!(!any(&pod(json!([]))));
     assert_eq!(
         token_requests(&p),
         [TokenRequest {
