@@ -281,12 +281,7 @@ fn set_up_lays_volumes_out_like_the_kubelet_and_follows_updates() {
 
 #[test]
 fn memory_empty_dir_is_a_tmpfs_of_its_size_limit() {
-    if !rustix::process::geteuid().is_root() {
-        let skip = std::env::var("KINET_SKIP_ROOT_TESTS").is_ok_and(|v| v == "1");
-        assert!(
-            skip,
-            "needs root (tmpfs); set KINET_SKIP_ROOT_TESTS=1 to skip"
-        );
+    if !kinet_testkit::root("tmpfs") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
