@@ -99,6 +99,9 @@ spec:
     );
     let password = vol("secret", "creds").join("password");
     assert_eq!(read(&password), "s3cret");
+    let mounts = || read(Path::new("/proc/self/mounts"));
+    let secret_tmpfs = format!("tmpfs {} tmpfs", vol("secret", "creds").display());
+    assert!(mounts().contains(&secret_tmpfs), "the secret is on a tmpfs");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&password).unwrap().permissions().mode() & 0o777,
@@ -129,5 +132,9 @@ spec:
     wait_for("the pod's volumes to go", || {
         !pod_dir.join("volumes").exists()
     });
+    assert!(
+        !mounts().contains(&secret_tmpfs),
+        "the secret's tmpfs is unmounted"
+    );
     assert!(host_dir.is_dir(), "hostPath data stays on the host");
 }
