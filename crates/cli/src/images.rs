@@ -19,7 +19,7 @@ pub fn table(images: &[Image]) -> String {
             };
             let runs = match i.kind {
                 ImageKind::Builtin(_) => "built in".to_string(),
-                ImageKind::Shell { .. } => "host commands".to_string(),
+                ImageKind::Shell { .. } => "shell".to_string(),
             };
             [i.name.to_string(), ports, runs, i.description.to_string()]
         })
@@ -44,8 +44,17 @@ pub fn table(images: &[Image]) -> String {
         .collect()
 }
 
+/// How these images run, under the table.
+const NOTE: &str = "
+These names are served by kinet itself, offline, from any registry and tag. Each runs on
+kinet's stand-in root filesystem ($KINET_HOME/images/kinet-standin-*): a few files kinet
+writes (/etc/passwd, /etc/group, nsswitch.conf, ld.so.cache, /tmp), the host's /usr shown
+read-only (writes stay in the container's own layer) and, for built-in servers, the kinet
+binary at /kinet. Nothing else of the host is visible in a container.
+";
+
 pub fn images() {
-    print!("{}", table(kinet_images::catalog()));
+    print!("{}{NOTE}", table(kinet_images::catalog()));
 }
 
 /// Runs a built-in image's program in this process until it ends (the container's process).
@@ -81,6 +90,7 @@ mod tests {
             .iter()
             .find(|l| l.starts_with("busybox "))
             .expect("busybox listed");
-        assert!(busybox.contains("host commands"), "{busybox}");
+        assert!(busybox.contains("shell"), "{busybox}");
+        assert!(NOTE.contains("/usr") && NOTE.contains("/kinet"));
     }
 }

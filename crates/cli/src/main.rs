@@ -144,13 +144,11 @@ enum Command {
     Pause {
         #[arg(long)]
         hostname: String,
-        #[arg(long)]
-        hosts: PathBuf,
-        #[arg(long)]
-        resolv: PathBuf,
-        #[arg(long)]
-        service_account: Option<PathBuf>,
     },
+    /// A container's first process: sets up its root and credentials, then executes its
+    /// program (started by the shim inside the pod's namespaces).
+    #[command(hide = true)]
+    ContainerInit { spec: PathBuf },
     /// A container's shim: holds its stdio, writes its log (started by the agent).
     #[command(hide = true)]
     Shim(Shim),
@@ -169,8 +167,8 @@ struct Shim {
     stdin_once: bool,
     #[arg(long)]
     tty: bool,
-    #[arg(last = true, required = true)]
-    argv: Vec<String>,
+    #[arg(long)]
+    spec: PathBuf,
 }
 
 impl From<Shim> for kinet_agent::pods::shim::ShimArgs {
@@ -181,7 +179,7 @@ impl From<Shim> for kinet_agent::pods::shim::ShimArgs {
             stdin: s.stdin,
             stdin_once: s.stdin_once,
             tty: s.tty,
-            argv: s.argv,
+            spec: s.spec,
         }
     }
 }
@@ -233,6 +231,10 @@ fn main() -> anyhow::Result<()> {
     if let Command::Shim(shim) = command {
         return kinet_agent::pods::shim::run(&shim.into());
     }
+    // setns and unshare want a process with one thread.
+    if let Command::ContainerInit { spec } = command {
+        return kinet_agent::pods::container_init(&spec);
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
@@ -281,18 +283,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Agent { name, node } => kinet_cluster::agent::agent(&name, &node).await,
         Command::Supervise { name, node } => kinet_cluster::supervisor::run(&name, &node).await,
         Command::ImageRun { image, args } => images::image_run(&image, &args).await,
-        Command::Pause {
-            hostname,
-            hosts,
-            resolv,
-            service_account,
-        } => kinet_agent::pods::pause::run(&kinet_agent::pods::pause::PauseArgs {
-            hostname,
-            hosts,
-            resolv,
-            service_account,
-        }),
-        Command::Shim(_) => unreachable!("the shim runs without a runtime"),
+        Command::Pause { hostname } => {
+            kinet_agent::pods::pause::run(&kinet_agent::pods::pause::PauseArgs { hostname })
+        }
+        Command::Shim(_) | Command::ContainerInit { .. } => {
+            unreachable!("the shim and the container's init run without a runtime")
+        }
         Command::Node {
             what:
                 NodeCommand::Exec {

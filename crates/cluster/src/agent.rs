@@ -90,11 +90,16 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
                     host_ip: ip,
                     node_dir,
                     exe: std::env::current_exe()?,
+                    images_dir: crate::state::absolute_home()?.join("images"),
                     dns: ClusterDns::default(),
                     ca_pem: ca_pem.clone(),
                 },
-                kinet_netns::NetNs::open(&netns)?,
-                net.clone(),
+                std::sync::Arc::new(pods::Linux {
+                    node_ns: kinet_netns::NetNs::open(&netns)?,
+                    net: net.clone(),
+                    exe: std::env::current_exe()?,
+                }),
+                net.pod_cidr,
             );
             let node_info = kinet_proxy::NodeInfo {
                 name: net_cfg.node.clone(),
@@ -154,12 +159,14 @@ impl kinet_node_api::Pods for Streaming {
         container: Option<&str>,
     ) -> Result<kinet_node_api::ContainerInfo, String> {
         let (sandbox_pid, c) = self.0.container(namespace, pod, container)?;
+        let pid = c.pid();
         Ok(kinet_node_api::ContainerInfo {
             name: c.name,
             sandbox_pid,
             running: c.running,
             env: c.env,
             working_dir: c.working_dir,
+            pid,
             log: c.log,
             previous_log: c.previous_log,
             stdin: c.stdin,

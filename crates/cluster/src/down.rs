@@ -26,6 +26,7 @@ pub async fn down(name: &str, keep_data: bool) -> Result<()> {
             if info.nodes > 0 {
                 eprintln!(" ✓ Removed the nodes and the underlay");
             }
+            kinet_agent::pods::remove_cluster_cgroups(name).await;
         }
         Err(e) => eprintln!("   cannot read the cluster's settings, nodes left alone: {e:#}"),
     }

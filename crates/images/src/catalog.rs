@@ -20,7 +20,8 @@ pub struct Image {
 pub enum ImageKind {
     /// kinet serves it in-process (`kinet image-run`).
     Builtin(Builtin),
-    /// A distribution image: its commands run with the host's binaries; `cmd` is the image's
+    /// A distribution image: kinet's stand-in root with the host's `/usr` read-only (see
+    /// `kinet_runtime::standin`) runs its commands; `cmd` is the image's
     /// default `CMD` (there is no `ENTRYPOINT`).
     Shell {
         /// The image's `CMD`, e.g. `["sh"]`.
@@ -83,19 +84,19 @@ static CATALOG: &[Image] = &[
     },
     Image {
         name: "busybox",
-        description: "shell image (sh); commands run with the host's binaries",
+        description: "shell image (sh); stand-in root, the host's /usr read-only",
         ports: &[],
         kind: ImageKind::Shell { cmd: &["sh"] },
     },
     Image {
         name: "alpine",
-        description: "shell image (/bin/sh); commands run with the host's binaries",
+        description: "shell image (/bin/sh); stand-in root, the host's /usr read-only",
         ports: &[],
         kind: ImageKind::Shell { cmd: &["/bin/sh"] },
     },
     Image {
         name: "ubuntu",
-        description: "shell image (/bin/bash); commands run with the host's binaries",
+        description: "shell image (/bin/bash); stand-in root, the host's /usr read-only",
         ports: &[],
         kind: ImageKind::Shell {
             cmd: &["/bin/bash"],
@@ -103,13 +104,13 @@ static CATALOG: &[Image] = &[
     },
     Image {
         name: "debian",
-        description: "shell image (bash); commands run with the host's binaries",
+        description: "shell image (bash); stand-in root, the host's /usr read-only",
         ports: &[],
         kind: ImageKind::Shell { cmd: &["bash"] },
     },
     Image {
         name: "centos",
-        description: "shell image (/bin/bash); commands run with the host's binaries",
+        description: "shell image (/bin/bash); stand-in root, the host's /usr read-only",
         ports: &[],
         kind: ImageKind::Shell {
             cmd: &["/bin/bash"],

@@ -1,7 +1,8 @@
 //! The well-known container images, built into kinet.
 //!
-//! kinet has no image registry: a container runs as a host process inside its pod's
-//! namespaces. For the images tutorials and Kubernetes' e2e tests use, [`lookup`] finds the
+//! kinet has no image registry yet: every container of these images runs on kinet's stand-in
+//! root filesystem (`kinet_runtime::standin`: a few files kinet writes, the host's `/usr`
+//! read-only, the kinet binary at `/kinet` for built-in servers). For the images tutorials and Kubernetes' e2e tests use, [`lookup`] finds the
 //! image, [`plan`] decides from the pod's `command`/`args` whether the process is kinet's
 //! in-process implementation ([`Plan::Builtin`], served by [`run_builtin`] behind
 //! `kinet image-run`) or a host command ([`Plan::Exec`], for shell images and entrypoint
@@ -32,7 +33,7 @@ pub use run::{run_builtin, start, Running, Signal};
 pub use server::Bind;
 
 /// The host programs shell images and `Plan::Exec` rely on (the images' own binaries are
-/// not there: a container sees the host's `/bin` and `/usr/bin`).
+/// not there: the stand-in root shows the host's `/usr`).
 pub const HOST_TOOLS: &[&str] = &[
     "sh", "bash", "sleep", "wget", "nslookup", "cat", "echo", "env",
 ];

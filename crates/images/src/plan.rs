@@ -59,7 +59,8 @@ pub fn plan(image: &Image, command: &[String], args: &[String]) -> Result<Plan, 
         ImageKind::Builtin(Builtin::Pause) => (&["/pause"], &[]),
         ImageKind::Builtin(Builtin::Dns) => (&["/kinet-dns"], &[]),
     };
-    let mut argv = effective_argv(entrypoint, cmd, command, args);
+    let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut argv = kinet_runtime::config::argv(&owned(entrypoint), &owned(cmd), command, args);
     let ImageKind::Builtin(builtin) = image.kind else {
         return exec(argv);
     };
@@ -91,27 +92,6 @@ pub fn plan(image: &Image, command: &[String], args: &[String]) -> Result<Plan, 
         }
         _ => exec(argv),
     }
-}
-
-fn effective_argv(
-    entrypoint: &[&str],
-    cmd: &[&str],
-    command: &[String],
-    args: &[String],
-) -> Vec<String> {
-    if !command.is_empty() {
-        return command.iter().chain(args).cloned().collect();
-    }
-    let tail: Vec<String> = if args.is_empty() {
-        cmd.iter().map(|s| s.to_string()).collect()
-    } else {
-        args.to_vec()
-    };
-    entrypoint
-        .iter()
-        .map(|s| s.to_string())
-        .chain(tail)
-        .collect()
 }
 
 fn exec(argv: Vec<String>) -> Result<Plan, Error> {

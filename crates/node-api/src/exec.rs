@@ -1,5 +1,6 @@
-//! `exec`: a command in the pod's namespaces (`nsenter --target <pause pid>`), with the
-//! container's environment and working directory, over pipes or a terminal; its exit status
+//! `exec`: a command in the container's namespaces (`nsenter --target <container pid>`: its
+//! root filesystem, processes, network, hostname and IPC), with the container's environment
+//! and working directory, over pipes or a terminal; its exit status
 //! goes back on the session's error channel.
 
 use std::path::{Path, PathBuf};
@@ -11,16 +12,16 @@ use tokio::process::Command;
 
 use crate::ContainerInfo;
 
-/// The namespaces the pause process holds, which a container (and so an exec) shares.
-const NAMESPACES: [&str; 4] = ["--net", "--uts", "--ipc", "--mount"];
+/// The container's namespaces an exec joins; with `--pid`, nsenter forks into its PIDs.
+const NAMESPACES: [&str; 5] = ["--net", "--uts", "--ipc", "--mount", "--pid"];
 
-/// The full argv: `[setsid --ctty] nsenter --target PID --net --uts --ipc --mount [--wd=DIR] -- cmd…`.
+/// The full argv: `[setsid --ctty] nsenter --target PID --net --uts --ipc --mount --pid [--wd=DIR] -- cmd…`.
 /// With a terminal, `setsid --ctty` makes it the command's controlling terminal (so a shell
 /// gets job control and ^C), before nsenter enters the namespaces.
 pub fn argv(
     nsenter: &str,
     setsid: Option<&str>,
-    sandbox_pid: u32,
+    container_pid: u32,
     working_dir: Option<&str>,
     command: &[String],
 ) -> Vec<String> {
@@ -31,7 +32,7 @@ pub fn argv(
     argv.extend([
         nsenter.to_string(),
         "--target".to_string(),
-        sandbox_pid.to_string(),
+        container_pid.to_string(),
     ]);
     argv.extend(NAMESPACES.iter().map(|s| s.to_string()));
     if let Some(dir) = working_dir.filter(|d| !d.is_empty()) {
@@ -53,13 +54,13 @@ pub fn host_program(name: &str) -> PathBuf {
 }
 
 /// The command for `info`'s container: environment replaced by the container's.
-pub fn command(info: &ContainerInfo, sandbox_pid: u32, cmd: &[String], tty: bool) -> Command {
+pub fn command(info: &ContainerInfo, container_pid: u32, cmd: &[String], tty: bool) -> Command {
     let nsenter = host_program("nsenter");
     let setsid = tty.then(|| host_program("setsid"));
     let argv = argv(
         &nsenter.to_string_lossy(),
         setsid.as_deref().map(|p| p.to_string_lossy()).as_deref(),
-        sandbox_pid,
+        container_pid,
         info.working_dir.as_deref(),
         cmd,
     );
@@ -176,6 +177,7 @@ mod tests {
                 "--uts",
                 "--ipc",
                 "--mount",
+                "--pid",
                 "--wd=/srv",
                 "--",
                 "sh",
@@ -185,7 +187,10 @@ mod tests {
         );
         assert_eq!(
             argv("nsenter", None, 7, Some(""), &s(&["ls"])),
-            s(&["nsenter", "--target", "7", "--net", "--uts", "--ipc", "--mount", "--", "ls"])
+            s(&[
+                "nsenter", "--target", "7", "--net", "--uts", "--ipc", "--mount", "--pid", "--",
+                "ls"
+            ])
         );
     }
 
@@ -209,6 +214,7 @@ mod tests {
                 "--uts",
                 "--ipc",
                 "--mount",
+                "--pid",
                 "--",
                 "sh"
             ])

@@ -58,9 +58,11 @@ pub trait Pods: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct ContainerInfo {
     pub name: String,
-    /// PID of the pod's pause process (holds net, uts, ipc and mount namespaces).
+    /// PID of the pod's pause process (holds the pod's net, uts and ipc namespaces).
     /// None: the sandbox is not running.
     pub sandbox_pid: Option<u32>,
+    /// Host PID of the running container's first process: exec enters its namespaces.
+    pub pid: Option<u32>,
     /// Whether the container is running now (exec needs it; a follow ends when it stops).
     pub running: bool,
     /// Environment of the container (exec gets it, as in a real runtime), and its working dir.

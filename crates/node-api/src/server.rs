@@ -97,12 +97,13 @@ async fn container_logs(pods: Arc<dyn Pods>, target: &Target, query: &str) -> Ha
         .expect("valid response"))
 }
 
-/// The container, which must be running in a running sandbox (the kubelet's wording otherwise).
+/// The container, which must be running in a running sandbox (the kubelet's wording
+/// otherwise), with its first process's host PID.
 fn running(pods: &dyn Pods, target: &Target) -> Result<(ContainerInfo, u32), (StatusCode, String)> {
     let info = pods
         .container(&target.namespace, &target.pod, target.container.as_deref())
         .map_err(|m| (StatusCode::NOT_FOUND, m))?;
-    match (info.running, info.sandbox_pid) {
+    match (info.running, info.sandbox_pid.and(info.pid)) {
         (true, Some(pid)) => Ok((info, pid)),
         _ => Err((
             StatusCode::INTERNAL_SERVER_ERROR,

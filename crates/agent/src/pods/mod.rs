@@ -1,9 +1,10 @@
 //! The kubelet's pod side: every pod bound to this node gets a sandbox (network namespace on
-//! `cbr0`, pause process), its containers run as host processes in it, and its status is
-//! posted back. One worker task per pod (as the kubelet's pod workers), fed the pod's latest
+//! `cbr0`, pause process), its containers run in it through `kinet_runtime` (each on its own
+//! root filesystem), and its status is posted back. One worker task per pod (as the kubelet's pod workers), fed the pod's latest
 //! version by the node's pod watch.
 //!
 //! - pure: [`files`] (hosts, resolv.conf, hostname), [`env`] (container environment),
+//!   [`runspec`] (the runtime spec from the pod),
 //!   [`status`] (phase, conditions, container statuses), [`volumes`]' payloads and mount plan;
 //! - side effects: [`sandbox`], [`pause`] (the pause process itself), [`shim`] (the
 //!   process holding a container's stdio and writing its log), [`process`],
@@ -11,10 +12,12 @@
 
 pub mod env;
 pub mod files;
+pub mod kernel;
 pub mod pause;
 pub mod probe;
 pub mod process;
 pub mod record;
+pub mod runspec;
 pub mod sandbox;
 pub mod shim;
 pub mod status;
@@ -28,16 +31,16 @@ use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kinet_cni::NodeNetwork;
 use kinet_controllers::events::Recorder;
+use kinet_ipam::Ipv4Cidr;
 use kinet_ipam::{PodIpState, PodIps};
-use kinet_netns::NetNs;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 
 pub use files::ClusterDns;
+pub use kernel::{Kernel, Linux};
 pub use record::{kill_all, PodDirs, PodRecord};
 
 /// What the pod runtime needs to know about its node and cluster.
@@ -51,8 +54,10 @@ pub struct Config {
     pub host_ip: Ipv4Addr,
     /// The node's state directory (pods live in `pods/` under it).
     pub node_dir: PathBuf,
-    /// The kinet binary, for `kinet pause` and `kinet image-run`.
+    /// The kinet binary, for `kinet pause`, the shim and built-in images.
     pub exe: PathBuf,
+    /// Where kinet-made image roots live (`$KINET_HOME/images`, shared by clusters).
+    pub images_dir: PathBuf,
     /// Cluster DNS settings for resolv.conf.
     pub dns: ClusterDns,
     /// The cluster CA, written as the service account's `ca.crt`.
@@ -70,6 +75,8 @@ pub struct ContainerView {
     pub env: Vec<(String, String)>,
     /// Its working directory.
     pub working_dir: Option<String>,
+    /// While it runs: the file its shim writes its first process's host PID to.
+    pub pid_file: Option<PathBuf>,
     /// The current instance's log.
     pub log: Option<PathBuf>,
     /// The previous instance's log.
@@ -78,6 +85,13 @@ pub struct ContainerView {
     pub stdin: Option<PathBuf>,
     /// The file naming the running instance's terminal, if it has one.
     pub tty: Option<PathBuf>,
+}
+
+impl ContainerView {
+    /// The host PID of the running instance's first process, once its shim has started it.
+    pub fn pid(&self) -> Option<u32> {
+        process::read_pid(self.pid_file.as_deref()?)
+    }
 }
 
 /// A pod as the streaming API sees it.
@@ -93,8 +107,7 @@ pub struct PodView {
 pub struct Runtime {
     client: Client,
     cfg: Config,
-    node_ns: NetNs,
-    net: NodeNetwork,
+    kernel: Arc<dyn Kernel>,
     dirs: PodDirs,
     ipam: Mutex<PodIps>,
     recorder: Recorder,
@@ -105,17 +118,22 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// A runtime for the node whose namespace is `node_ns` and whose pod network is `net`
-    /// (its podCIDR decides pod addresses). Reloads persisted IP allocations.
-    pub fn new(client: Client, cfg: Config, node_ns: NetNs, net: NodeNetwork) -> Arc<Runtime> {
+    /// A runtime for the node whose pod addresses come from `pod_cidr`, acting on the
+    /// machine through `kernel`. Reloads persisted IP allocations.
+    pub fn new(
+        client: Client,
+        cfg: Config,
+        kernel: Arc<dyn Kernel>,
+        pod_cidr: Ipv4Cidr,
+    ) -> Arc<Runtime> {
         let dirs = PodDirs::new(&cfg.node_dir);
         let saved: Option<PodIpState> = std::fs::read(dirs.ipam_file())
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .filter(|s: &PodIpState| s.cidr == net.pod_cidr);
+            .filter(|s: &PodIpState| s.cidr == pod_cidr);
         let ipam = saved
             .and_then(|s| PodIps::from_state(s).ok())
-            .or_else(|| PodIps::new(net.pod_cidr).ok())
+            .or_else(|| PodIps::new(pod_cidr).ok())
             .expect("a node podCIDR is at most a /30");
         let recorder = Recorder::new(client.clone(), "kubelet");
         let (services, writer) = reflector::store();
@@ -131,8 +149,7 @@ impl Runtime {
         Arc::new(Runtime {
             client,
             cfg,
-            node_ns,
-            net,
+            kernel,
             dirs,
             ipam: Mutex::new(ipam),
             recorder,
@@ -237,6 +254,12 @@ impl Runtime {
             .collect()
     }
 
+    /// A pod's cgroup, `kinet/<cluster>/<pod uid>`, relative to each hierarchy's root; its
+    /// containers' are under it.
+    fn pod_cgroup(&self, uid: &str) -> PathBuf {
+        cluster_cgroup(&self.cfg.cluster).join(uid)
+    }
+
     fn worker_done(&self, uid: &str) {
         self.workers.lock().expect("workers lock").remove(uid);
     }
@@ -292,4 +315,31 @@ pub async fn run(rt: Arc<Runtime>) {
             }
         }
     }
+}
+
+/// A cluster's cgroups' parent, relative to each hierarchy's root.
+fn cluster_cgroup(cluster: &str) -> PathBuf {
+    PathBuf::from("kinet").join(cluster)
+}
+
+/// Removes a stopped cluster's cgroups (`kinet down`), giving killed containers two seconds
+/// to leave them.
+pub async fn remove_cluster_cgroups(cluster: &str) {
+    let rel = cluster_cgroup(cluster);
+    for _ in 0..20 {
+        if kernel::remove_cgroup_tree(&rel) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tracing::warn!("cgroups of cluster {cluster} still hold processes");
+}
+
+/// `kinet container-init SPEC`: becomes the container whose spec is in the file (see
+/// `kinet_runtime::init::start`); returns only if it could not.
+pub fn container_init(spec: &std::path::Path) -> anyhow::Result<()> {
+    let text = std::fs::read(spec)?;
+    let spec: kinet_runtime::ContainerSpec = serde_json::from_slice(&text)?;
+    let never = kinet_runtime::init::start(&spec)?;
+    match never {}
 }

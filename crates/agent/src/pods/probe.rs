@@ -1,6 +1,6 @@
 //! Readiness, liveness and startup probes as the kubelet runs them: httpGet and tcpSocket
 //! from the node to the pod's IP (the agent sits in the node namespace, on `cbr0`'s side),
-//! exec through `nsenter` into the sandbox, grpc with the gRPC health-checking protocol.
+//! exec through `nsenter` into the container's namespaces, grpc with the gRPC health-checking protocol.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -57,7 +57,7 @@ pub async fn attempt(
     p: &Probe,
     c: &Container,
     pod_ip: Ipv4Addr,
-    pause_pid: u32,
+    container_pid: Option<u32>,
     timeout: Duration,
 ) -> Result<(), String> {
     let run = async {
@@ -78,7 +78,7 @@ pub async fn attempt(
                 .map(|_| ())
                 .map_err(|e| format!("dial tcp {addr}: connect: {e}"))
         } else if let Some(e) = &p.exec {
-            exec(pause_pid, e.command.as_deref().unwrap_or(&[])).await
+            exec(container_pid, e.command.as_deref().unwrap_or(&[])).await
         } else if let Some(g) = &p.grpc {
             let port = u16::try_from(g.port).map_err(|_| format!("invalid port {}", g.port))?;
             grpc_health(
@@ -172,15 +172,18 @@ async fn grpc_health(addr: SocketAddr, service: &str, timeout: Duration) -> Resu
     }
 }
 
-async fn exec(pause_pid: u32, command: &[String]) -> Result<(), String> {
+/// Runs the probe's command in the container's namespaces, as `kubectl exec` does.
+async fn exec(container_pid: Option<u32>, command: &[String]) -> Result<(), String> {
     if command.is_empty() {
         return Err("exec probe has an empty command".into());
     }
-    let argv = super::process::nsenter_argv(pause_pid, None, command);
+    let pid = container_pid.ok_or("the container has not started")?;
+    let nsenter = kinet_node_api::exec::host_program("nsenter");
+    let argv = kinet_node_api::exec::argv(&nsenter.to_string_lossy(), None, pid, None, command);
     let out = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
         .env_clear()
-        .env("PATH", super::process::DEFAULT_PATH)
+        .env("PATH", kinet_runtime::config::DEFAULT_PATH)
         .kill_on_drop(true)
         .output()
         .await
@@ -318,7 +321,7 @@ mod tests {
             "grpc": {"port": 1, "service": "x"}}))
         .unwrap();
         let c = Container::default();
-        let err = attempt(&p, &c, Ipv4Addr::LOCALHOST, 0, Duration::from_secs(5))
+        let err = attempt(&p, &c, Ipv4Addr::LOCALHOST, None, Duration::from_secs(5))
             .await
             .unwrap_err();
         assert!(err.contains("127.0.0.1:1"), "{err}");

@@ -1,12 +1,13 @@
-//! Container processes: a [`shim`](super::shim) that holds their stdio and writes their log,
-//! started with `nsenter` into the sandbox's namespaces (what runc's `setns` does for a CRI
-//! runtime), starts them. The shim leads its own process group, so that stopping it reaches
-//! the container and whatever it forked.
+//! Container processes: a [`shim`](super::shim), which holds their stdio and writes their
+//! log, starts them through the runtime (`kinet_runtime`) in the sandbox's namespaces. The
+//! shim leads its own process group, so that stopping it reaches the container and whatever
+//! it forked.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use kinet_runtime::ContainerSpec;
 use nix::sys::signal::Signal;
 
 use super::record::Proc;
@@ -15,62 +16,20 @@ use super::shim::{make_fifo, IoPaths, ShimArgs};
 /// What to run for one container instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Launch {
-    /// The full argv.
-    pub argv: Vec<String>,
-    /// The whole environment.
-    pub env: Vec<(String, String)>,
-    /// The working directory inside the pod (the image default `/` otherwise).
-    pub working_dir: Option<String>,
+    /// The container, as the runtime takes it.
+    pub spec: ContainerSpec,
     /// Where stdout and stderr go.
     pub log: PathBuf,
-    /// Where the shim puts the stdin FIFO and the terminal's name.
+    /// Where the shim puts the stdin FIFO, the terminal's name and the container's PID.
     pub io_dir: PathBuf,
-    /// The spec's `stdin`, `stdinOnce` and `tty`.
+    /// The spec's `stdin` and `stdinOnce` (`tty` is the spec's `process.terminal`).
     pub stdin: bool,
     pub stdin_once: bool,
-    pub tty: bool,
 }
 
-/// The PATH containers get, as image configs set it.
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// Finds `program` as execvp would on `DEFAULT_PATH` (or as given, if it has a slash).
-pub fn resolve(program: &str) -> Option<PathBuf> {
-    let is_exec = |p: &Path| p.is_file();
-    if program.contains('/') {
-        return is_exec(Path::new(program)).then(|| PathBuf::from(program));
-    }
-    DEFAULT_PATH
-        .split(':')
-        .map(|d| Path::new(d).join(program))
-        .find(|p| is_exec(p))
-}
-
-/// The `nsenter` argv that runs `argv` in the sandbox of `pause_pid`.
-pub fn nsenter_argv(pause_pid: u32, working_dir: Option<&str>, argv: &[String]) -> Vec<String> {
-    let mut out = vec![
-        "nsenter".to_string(),
-        format!("--target={pause_pid}"),
-        "--net".into(),
-        "--uts".into(),
-        "--ipc".into(),
-        "--mount".into(),
-        format!(
-            "--wd={}",
-            working_dir.filter(|d| !d.is_empty()).unwrap_or("/")
-        ),
-        "--".into(),
-    ];
-    out.extend(argv.iter().cloned());
-    out
-}
-
-/// Starts a container instance under its shim (`exe shim …`; `exe` is the kinet binary).
-pub fn spawn(
-    exe: &Path,
-    pause_pid: u32,
-    l: &Launch,
-) -> std::io::Result<(tokio::process::Child, Proc)> {
+/// Starts a container instance under its shim (`exe shim …`; `exe` is the kinet binary),
+/// on a fresh writable layer: the instance's directory is emptied first.
+pub fn spawn(exe: &Path, l: &Launch) -> std::io::Result<(tokio::process::Child, Proc)> {
     if let Some(parent) = l.log.parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -82,20 +41,26 @@ pub fn spawn(
     if l.stdin {
         make_fifo(&IoPaths::in_dir(&l.io_dir).stdin).map_err(std::io::Error::other)?;
     }
+    let _ = std::fs::remove_file(IoPaths::in_dir(&l.io_dir).pid);
+    match std::fs::remove_dir_all(&l.spec.dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    std::fs::create_dir_all(&l.spec.dir)?;
+    let spec_file = l.spec.dir.join("spec.json");
+    std::fs::write(&spec_file, serde_json::to_vec(&l.spec)?)?;
     let shim = ShimArgs {
         log: l.log.clone(),
         io_dir: l.io_dir.clone(),
         stdin: l.stdin,
         stdin_once: l.stdin_once,
-        tty: l.tty,
-        argv: l.argv.clone(),
+        tty: l.spec.process.terminal,
+        spec: spec_file,
     };
-    // The shim runs inside the sandbox, so its PID (the containerID) is in the pod's network.
-    let argv = nsenter_argv(pause_pid, l.working_dir.as_deref(), &shim.argv(exe));
+    let argv = shim.argv(exe);
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .env_clear()
-        .envs(l.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -105,6 +70,16 @@ pub fn spawn(
     let pid = child.id().unwrap_or(0);
     let proc = Proc::of(pid).ok_or_else(|| std::io::Error::other("exited at once"))?;
     Ok((child, proc))
+}
+
+/// The host PID of a running container's first process, as its shim recorded it.
+pub fn container_pid(io_dir: &Path) -> Option<u32> {
+    read_pid(&IoPaths::in_dir(io_dir).pid)
+}
+
+/// The PID in a shim's PID file.
+pub fn read_pid(file: &Path) -> Option<u32> {
+    std::fs::read_to_string(file).ok()?.trim().parse().ok()
 }
 
 /// The exit code a runtime reports: the code, or 128 + the signal.
@@ -164,27 +139,6 @@ pub async fn stop_with(sys: &impl Signals, p: Proc, grace: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nsenter_joins_all_sandbox_namespaces() {
-        let argv = nsenter_argv(42, None, &["sh".into(), "-c".into(), "echo hi".into()]);
-        assert_eq!(
-            argv,
-            [
-                "nsenter",
-                "--target=42",
-                "--net",
-                "--uts",
-                "--ipc",
-                "--mount",
-                "--wd=/",
-                "--",
-                "sh",
-                "-c",
-                "echo hi"
-            ]
-        );
-    }
 
     /// A process that leaves after `survives` more liveness checks once it got a signal
     /// in `leaves_on` (none: it ignores signals), recording what it was sent.
@@ -255,12 +209,5 @@ mod tests {
         stop_with(&fake, P, Duration::ZERO).await;
         assert_eq!(*fake.sent.borrow(), [Signal::SIGTERM, Signal::SIGKILL]);
         assert!(!fake.alive(P));
-    }
-
-    #[test]
-    fn programs_resolve_on_the_default_path() {
-        assert!(resolve("sh").is_some());
-        assert!(resolve("/bin/sh").is_some());
-        assert!(resolve("no-such-program-kinet").is_none());
     }
 }

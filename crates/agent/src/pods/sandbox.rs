@@ -1,7 +1,7 @@
 //! A pod's sandbox, as a CRI runtime makes one: a network namespace wired to `cbr0` by the
-//! CNI steps, and a pause process holding that network namespace plus its own UTS, IPC and
-//! mount namespaces, in which the pod's hostname is set and its managed files are
-//! bind-mounted (see [`super::pause`]).
+//! CNI steps, and a pause process holding that network namespace plus the pod's UTS, IPC
+//! and PID namespaces, in which the pod's hostname is set (see [`super::pause`]); and the
+//! managed files the runtime mounts into each container.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use kinet_cni::{NodeNetwork, PodSpec};
 use kinet_netns::NetNs;
+use kinet_runtime::BindMount;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::record::Proc;
@@ -16,13 +17,15 @@ use super::record::Proc;
 /// How long the pause process may take to set up its mounts.
 const PAUSE_READY: Duration = Duration::from_secs(10);
 
-/// The files a sandbox mounts, all in the pod's directory.
+/// The files every container of a pod gets, all in the pod's directory.
 #[derive(Debug, Clone)]
 pub struct Files {
     /// Written for `/etc/hosts`.
     pub hosts: PathBuf,
     /// Written for `/etc/resolv.conf`.
     pub resolv: PathBuf,
+    /// Written for `/etc/hostname`.
+    pub hostname: PathBuf,
     /// The service-account directory (token, ca.crt, namespace), if mounted.
     pub service_account: Option<PathBuf>,
 }
@@ -33,8 +36,31 @@ impl Files {
         Files {
             hosts: pod_dir.join("etc-hosts"),
             resolv: pod_dir.join("resolv.conf"),
+            hostname: pod_dir.join("hostname"),
             service_account: service_account.then(|| pod_dir.join("serviceaccount")),
         }
+    }
+
+    /// The bind mounts that show them in a container, as the kubelet mounts them.
+    pub fn mounts(&self) -> Vec<BindMount> {
+        let file = |source: &PathBuf, target: &str| BindMount {
+            source: source.clone(),
+            target: target.into(),
+            read_only: false,
+        };
+        let mut v = vec![
+            file(&self.hosts, "/etc/hosts"),
+            file(&self.hostname, "/etc/hostname"),
+            file(&self.resolv, "/etc/resolv.conf"),
+        ];
+        if let Some(sa) = &self.service_account {
+            v.push(BindMount {
+                source: sa.clone(),
+                target: super::pause::SERVICE_ACCOUNT_DIR.into(),
+                read_only: true,
+            });
+        }
+        v
     }
 }
 
@@ -99,13 +125,13 @@ pub async fn remove_network(
     }
 }
 
-/// Starts the pause process in the pod's namespaces and waits until it has set the hostname
-/// and mounted the files. `exe` is the kinet binary.
+/// Starts the pause process in the pod's namespaces and waits until it has set the hostname.
+/// `exe` is the kinet binary. The process recorded is `unshare`, which holds the pod's
+/// namespaces too (its children's PID namespace is the pod's) and takes the pause with it.
 pub async fn start_pause(
     exe: &Path,
     netns: &str,
     hostname: &str,
-    files: &Files,
     log: &Path,
 ) -> Result<Proc, SandboxError> {
     let mut cmd = tokio::process::Command::new("nsenter");
@@ -115,19 +141,12 @@ pub async fn start_pause(
             "unshare",
             "--uts",
             "--ipc",
-            "--mount",
-            "--propagation",
-            "private",
+            "--pid",
+            "--kill-child",
             "--",
         ])
         .arg(exe)
-        .args(["pause", "--hostname", hostname, "--hosts"])
-        .arg(&files.hosts)
-        .arg("--resolv")
-        .arg(&files.resolv);
-    if let Some(sa) = &files.service_account {
-        cmd.arg("--service-account").arg(sa);
-    }
+        .args(["pause", "--hostname", hostname]);
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -4,8 +4,11 @@
 //! is fed from a FIFO that attaches write to, and with `tty` it runs on a fresh terminal. It
 //! exits as the container did (same code, or killed by the same signal).
 //!
-//! The agent starts it leading its own process group, so stopping the group stops the
-//! container too. The shim itself survives SIGTERM to drain the container's last output; a
+//! It starts the container through the runtime: it joins the sandbox's namespaces itself
+//! (`kinet_runtime::init::join_sandbox`), so its child, `kinet container-init`, is the
+//! container's PID 1 and makes the container's root and credentials before it executes the
+//! container's program. The agent starts the shim leading its own process group, so stopping
+//! the group stops the container too. The shim itself survives SIGTERM to drain the container's last output; a
 //! container on a terminal is in a session of its own, so the shim passes signals on to it.
 
 use std::fs::File;
@@ -19,6 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use kinet_node_api::logs::cri::{self, Stream};
+use kinet_runtime::init::OwnPids;
 use nix::sys::signal::{kill, raise, SigSet, Signal};
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
@@ -46,8 +50,8 @@ pub struct ShimArgs {
     pub stdin: bool,
     pub stdin_once: bool,
     pub tty: bool,
-    /// The container's command (the shim already runs in the sandbox's namespaces).
-    pub argv: Vec<String>,
+    /// The container's spec (a JSON `kinet_runtime::ContainerSpec`).
+    pub spec: PathBuf,
 }
 
 /// The files through which the agent reaches a running container's stdio.
@@ -57,6 +61,9 @@ pub struct IoPaths {
     pub stdin: PathBuf,
     /// A file holding the path of the container's terminal (for resizes).
     pub tty: PathBuf,
+    /// A file holding the host PID of the container's first process (exec enters its
+    /// namespaces).
+    pub pid: PathBuf,
 }
 
 impl IoPaths {
@@ -64,6 +71,7 @@ impl IoPaths {
         IoPaths {
             stdin: dir.join("stdin"),
             tty: dir.join("tty"),
+            pid: dir.join("pid"),
         }
     }
 }
@@ -86,22 +94,7 @@ impl ShimArgs {
                 argv.push(flag.into());
             }
         }
-        argv.push("--".into());
-        argv.extend(self.argv.iter().cloned());
-        argv
-    }
-
-    /// The container's command as the shim starts it: killed if the shim dies (`setpriv
-    /// --pdeathsig`), and with a terminal, leading a session whose controlling terminal it is
-    /// (`setsid --ctty`), so a shell gets job control and ^C.
-    pub fn command(&self) -> Vec<String> {
-        let mut argv: Vec<String> = ["setpriv", "--pdeathsig", "KILL", "--"]
-            .map(String::from)
-            .to_vec();
-        if self.tty {
-            argv.extend(["setsid".to_string(), "--ctty".to_string()]);
-        }
-        argv.extend(self.argv.iter().cloned());
+        argv.push(format!("--spec={}", self.spec.display()));
         argv
     }
 }
@@ -138,9 +131,13 @@ pub fn run(args: &ShimArgs) -> Result<()> {
     if args.stdin && !paths.stdin.exists() {
         make_fifo(&paths.stdin)?;
     }
-    let argv = args.command();
-    let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..]);
+    let text =
+        std::fs::read(&args.spec).with_context(|| format!("reading {}", args.spec.display()))?;
+    let spec: kinet_runtime::ContainerSpec = serde_json::from_slice(&text)?;
+    // Still one thread here, as setns and unshare want.
+    let own_pids = kinet_runtime::init::join_sandbox(&spec)?;
+    let mut cmd = Command::new(std::env::current_exe().context("finding the kinet binary")?);
+    cmd.arg("container-init").arg(&args.spec);
     let (done_tx, done_rx) = mpsc::channel();
     let (mut child, outputs, stdin_to) = if args.tty {
         let pty = nix::pty::openpty(None, None).context("opening a terminal")?;
@@ -151,7 +148,7 @@ pub fn run(args: &ShimArgs) -> Result<()> {
         cmd.stdin(Stdio::from(pty.slave.try_clone()?))
             .stdout(Stdio::from(pty.slave.try_clone()?))
             .stderr(Stdio::from(pty.slave));
-        let child = spawn(&mut cmd, &blocked)?;
+        let child = spawn(&mut cmd, &blocked, own_pids)?;
         let master = File::from(pty.master);
         let writer: Box<dyn Write + Send> = Box::new(master.try_clone()?);
         // The terminal's output (stderr included) is the container's stdout, as runtimes log it.
@@ -166,7 +163,7 @@ pub fn run(args: &ShimArgs) -> Result<()> {
         cmd.stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = spawn(&mut cmd, &blocked)?;
+        let mut child = spawn(&mut cmd, &blocked, own_pids)?;
         let out = child.stdout.take().expect("piped stdout");
         let err = child.stderr.take().expect("piped stderr");
         copy_out(out, Stream::Stdout, log.clone(), done_tx.clone());
@@ -180,6 +177,7 @@ pub fn run(args: &ShimArgs) -> Result<()> {
     // The parent's copies of the terminal's slave side are gone with `cmd`: reading the master
     // ends once the container's processes have all closed it.
     drop(cmd);
+    std::fs::write(&paths.pid, child.id().to_string())?;
     if let (true, Some(to)) = (args.stdin, stdin_to) {
         feed_stdin(paths.stdin.clone(), to, args.stdin_once, args.tty);
     }
@@ -216,10 +214,11 @@ pub fn make_fifo(path: &Path) -> Result<()> {
 /// inherits its parent's signal mask through fork and exec: a container started with SIGTERM
 /// blocked would sit out every grace period until SIGKILL. A signal in between kills the shim,
 /// and with it (`--pdeathsig`) the container, which was sent the same signal as its group.
-fn spawn(cmd: &mut Command, blocked: &SigSet) -> Result<Child> {
+fn spawn(cmd: &mut Command, blocked: &SigSet, own_pids: OwnPids) -> Result<Child> {
     let child = cmd
         .spawn()
         .with_context(|| format!("starting {:?}", cmd.get_program()))?;
+    own_pids.restore()?;
     blocked.thread_block().context("blocking signals")?;
     Ok(child)
 }
@@ -302,7 +301,12 @@ mod tests {
     fn the_container_starts_with_no_signal_blocked_and_the_shim_blocks_them() {
         let mut blocked = SigSet::empty();
         blocked.add(Signal::SIGTERM);
-        let mut child = spawn(Command::new("sleep").arg("30"), &blocked).unwrap();
+        let mut child = spawn(
+            Command::new("sleep").arg("30"),
+            &blocked,
+            OwnPids::current().unwrap(),
+        )
+        .unwrap();
         let term = 1 << (Signal::SIGTERM as i32 - 1);
         let child_mask = blocked_mask(child.id());
         // This test's own thread now blocks SIGTERM, as the shim's threads do.
@@ -320,7 +324,7 @@ mod tests {
             stdin,
             stdin_once: stdin,
             tty,
-            argv: vec!["sh".into(), "-i".into()],
+            spec: "/state/pods/u/containers/c/spec.json".into(),
         }
     }
 
@@ -336,9 +340,7 @@ mod tests {
                 "--stdin",
                 "--stdin-once",
                 "--tty",
-                "--",
-                "sh",
-                "-i"
+                "--spec=/state/pods/u/containers/c/spec.json"
             ]
         );
         let plain = args(false, false).argv(Path::new("/bin/kinet"));
@@ -346,18 +348,10 @@ mod tests {
     }
 
     #[test]
-    fn the_container_dies_with_its_shim_and_gets_a_session_with_a_terminal() {
-        assert_eq!(
-            args(false, false).command(),
-            ["setpriv", "--pdeathsig", "KILL", "--", "sh", "-i"]
-        );
-        assert_eq!(args(true, true).command()[4..7], ["setsid", "--ctty", "sh"]);
-    }
-
-    #[test]
     fn io_files_live_in_the_instance_s_dir() {
         let p = IoPaths::in_dir(Path::new("/d"));
         assert_eq!(p.stdin, Path::new("/d/stdin"));
         assert_eq!(p.tty, Path::new("/d/tty"));
+        assert_eq!(p.pid, Path::new("/d/pid"));
     }
 }

@@ -2,6 +2,7 @@
 //! One test binary so the harness is compiled once.
 
 mod api_schema;
+mod containers;
 mod controllers;
 mod dns;
 mod durability;

@@ -21,7 +21,10 @@ const WAIT: u64 = 120;
 fn pods(marker: &str) -> String {
     let netexec =
         format!("image: {AGNHOST}\n    args: [netexec, --http-port=8080, --udp-port=8081]");
-    let sleeper = "image: busybox\n    command: [sleep, \"1000\"]";
+    // As PID 1 of its container, a plain `sleep` would ignore SIGTERM (the kernel's rule for
+    // a namespace's init); this shell takes it, as a well-behaved server does.
+    let sleeper =
+        "image: busybox\n    command: [sh, -c, 'trap \"exit 143\" TERM; sleep 1000 & wait']";
     let every_second = "periodSeconds: 1";
     let once = "periodSeconds: 1, failureThreshold: 1";
     let cases = [
@@ -268,7 +271,7 @@ fn failing_liveness_and_startup_probes_restart_the_container(c: &Cluster) {
     ] {
         let p = wait_restarted(c, name);
         let last = &container(&p)["lastState"]["terminated"];
-        // SIGTERM ends `sleep`: 128 + 15.
+        // SIGTERM ends it: 128 + 15.
         assert_eq!(last["exitCode"], 143, "{last}");
         assert_eq!(last["reason"], "Error", "{last}");
         assert!(last["finishedAt"].is_string(), "{last}");

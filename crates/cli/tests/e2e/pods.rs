@@ -455,6 +455,11 @@ fn a_hundred_pods_come_and_go_without_leaks() {
     assert_eq!(pod_netns(&c), 0);
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&format!("kinet-{}-", c.name)), "{mounts}");
+    assert!(!mounts.contains(&home), "{mounts}");
+    assert_eq!(
+        crate::containers::cgroups_left(&c.name),
+        Vec::<String>::new()
+    );
     let leftovers: Vec<String> = std::fs::read_dir("/proc")
         .unwrap()
         .flatten()

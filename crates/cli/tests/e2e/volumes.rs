@@ -1,7 +1,7 @@
 //! Issue 12 item 5: pod volumes set up as the kubelet does, before the sandbox, under the
 //! pod's folder: FailedMount while a ConfigMap is missing, then configMap, secret,
 //! downwardAPI, emptyDir and hostPath volumes, and a ConfigMap update that reaches the file.
-//! (Binding them into containers comes with the per-container root filesystems.)
+//! Containers see them at their mount paths, read with `kubectl exec … cat`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -34,6 +34,13 @@ spec:
   containers:
   - name: web
     image: nginx
+    volumeMounts:
+    - {{name: config, mountPath: /etc/app}}
+    - {{name: config, mountPath: /etc/app.conf, subPath: app.conf}}
+    - {{name: creds, mountPath: /etc/creds}}
+    - {{name: scratch, mountPath: /scratch}}
+    - {{name: info, mountPath: /etc/podinfo}}
+    - {{name: data, mountPath: /data}}
   volumes:
   - {{name: config, configMap: {{name: cfg}}}}
   - {{name: creds, secret: {{secretName: sec, defaultMode: 0400}}}}
@@ -117,6 +124,17 @@ spec:
         "hostPath DirectoryOrCreate makes the directory"
     );
 
+    let exec = |cmd: &str| c.kubectl_ok(&["exec", "vol", "--", "sh", "-c", cmd]);
+    assert_eq!(exec("cat /etc/app/app.conf /etc/app.conf"), "v1v1");
+    assert_eq!(exec("cat /etc/creds/password"), "s3cret");
+    assert_eq!(exec("cat /etc/podinfo/labels"), "app=\"vol\"");
+    // API data is read-only in the container; emptyDir and hostPath are writable.
+    let write_config = c.kubectl(&["exec", "vol", "--", "sh", "-c", "echo x > /etc/app/new"]);
+    assert!(!write_config.status.success());
+    exec("echo kept > /scratch/f && echo from-pod > /data/hello");
+    assert_eq!(read(&host_dir.join("hello")), "from-pod\n");
+    assert_eq!(read(&vol("empty-dir", "scratch").join("f")), "kept\n");
+
     c.kubectl_ok(&[
         "patch",
         "configmap",
@@ -127,6 +145,11 @@ spec:
     wait_for("the updated ConfigMap in its volume", || {
         read(&conf) == "v2"
     });
+    wait_for("the update inside the container", || {
+        exec("cat /etc/app/app.conf") == "v2"
+    });
+    // A subPath mount keeps the file it was made from, as upstream.
+    assert_eq!(exec("cat /etc/app.conf"), "v1");
 
     c.kubectl_ok(&["delete", "pod", "vol", "--wait=true"]);
     wait_for("the pod's volumes to go", || {

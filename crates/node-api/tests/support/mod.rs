@@ -85,6 +85,7 @@ impl Pods for FakePods {
         Ok(ContainerInfo {
             name: "app".into(),
             sandbox_pid: Some(self.pid),
+            pid: Some(self.pid),
             running: self.running.load(Ordering::SeqCst),
             env: vec![
                 ("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into()),

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::Volume;
 use kinet_controllers::scheduler::resources::parse_quantity;
 
-pub use mounts::{container_mounts, resolve_sub_path, BindMount, MountError, Mountable};
+pub use mounts::{container_mounts, resolve_sub_path, MountError, Mountable};
 pub use payload::{
     any, needs_allocatable, references, token_requests, File, Payload, PayloadError, Sources,
     TokenRequest,

@@ -13,8 +13,12 @@ use super::probing::trackers;
 use super::{Event, Kind, Worker, RETRY};
 use crate::pods::env::{self, Objects, Sources};
 use crate::pods::files;
+use crate::pods::kernel::Started;
 use crate::pods::process::{self, Launch};
+use crate::pods::runspec::{self, Inputs};
+use crate::pods::sandbox::Files;
 use crate::pods::status::{Exit, State};
+use kinet_runtime::{config, standin, ImageRoot};
 
 /// The kubelet's crash-loop back-off: 10 s doubling up to 5 min, reset after 10 min of running.
 const BACKOFF_BASE: Duration = Duration::from_secs(10);
@@ -183,19 +187,7 @@ impl Worker {
             }
         };
         let (hostname, _) = files::hostname(&self.pod, &self.rt.cfg.dns);
-        let mut full = vec![
-            ("PATH".to_string(), process::DEFAULT_PATH.to_string()),
-            ("HOSTNAME".to_string(), hostname),
-        ];
-        for (k, v) in container_env {
-            match full.iter_mut().find(|(n, _)| *n == k) {
-                Some(slot) => slot.1 = v,
-                None => full.push((k, v)),
-            }
-        }
-        if !full.iter().any(|(k, _)| k == "HOME") {
-            full.push(("HOME".into(), "/root".into()));
-        }
+        let full = config::env(&[], &hostname, container_env);
         let expand = |v: &Option<Vec<String>>| -> Vec<String> {
             v.iter().flatten().map(|s| env::expand(s, &full)).collect()
         };
@@ -208,18 +200,18 @@ impl Worker {
         }
         let restarts = self.rec.containers[idx].record.restarts;
         let log = self.rt.dirs.log(&self.rec.uid, &name, restarts);
-        let argv = match kinet_images::plan(image, &command, &args) {
+        let (argv, builtin) = match kinet_images::plan(image, &command, &args) {
             Ok(kinet_images::Plan::Builtin { image, args }) => {
                 let mut argv = vec![
-                    self.rt.cfg.exe.display().to_string(),
+                    standin::KINET_PATH.to_string(),
                     "image-run".into(),
                     image.to_string(),
                     "--".into(),
                 ];
                 argv.extend(args);
-                argv
+                (argv, true)
             }
-            Ok(kinet_images::Plan::Exec { argv }) => argv,
+            Ok(kinet_images::Plan::Exec { argv }) => (argv, false),
             Err(e) => {
                 // The real image's program would start and exit with its usage error.
                 let _ = std::fs::create_dir_all(log.parent().expect("log dir"));
@@ -228,7 +220,22 @@ impl Worker {
                 return;
             }
         };
-        if process::resolve(&argv[0]).is_none() {
+        let kinet = builtin.then_some(self.rt.cfg.exe.as_path());
+        let root = match standin::materialize(&self.rt.cfg.images_dir, kinet) {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = format!("Error: making the image's root filesystem: {e}");
+                self.event(EventType::Warning, "Failed", &msg).await;
+                self.exited_now(idx, 128, "StartError").await;
+                return;
+            }
+        };
+        let path = full
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        if !kinet_runtime::paths::finds_program(&root, path, &argv[0]) {
             let msg = format!(
                 "failed to create containerd task: exec: \"{}\": executable file not found in $PATH",
                 argv[0]
@@ -239,15 +246,15 @@ impl Worker {
             return;
         }
         let Some(pause) = self.rec.pause else { return };
-        let launch = Launch {
-            argv,
-            env: full.clone(),
-            working_dir: spec.working_dir.clone(),
-            log,
-            io_dir: self.rt.dirs.io(&self.rec.uid, &name),
-            stdin: spec.stdin == Some(true),
-            stdin_once: spec.stdin_once == Some(true),
-            tty: spec.tty == Some(true),
+        let launch = match self.launch(idx, root, argv, full.clone(), pause.pid, log) {
+            Ok(l) => l,
+            Err(e) => {
+                self.event(EventType::Warning, "Failed", &format!("Error: {e}"))
+                    .await;
+                self.waiting(idx, "CreateContainerConfigError", Some(e));
+                self.slots[idx].due = Some(Instant::now() + RETRY);
+                return;
+            }
         };
         if first {
             let msg = format!("Container image \"{image_ref}\" already present on machine");
@@ -259,8 +266,11 @@ impl Worker {
             &format!("Created container: {name}"),
         )
         .await;
-        match process::spawn(&self.rt.cfg.exe, pause.pid, &launch) {
-            Ok((mut child, proc)) => {
+        match self.rt.kernel.start(&launch) {
+            Ok(Started {
+                process: proc,
+                exit,
+            }) => {
                 let now = Instant::now();
                 let slot = &mut self.slots[idx];
                 slot.instance += 1;
@@ -271,7 +281,7 @@ impl Worker {
                 let started = !slot.probes.iter().any(|(k, _)| *k == Kind::Startup);
                 let (tx, instance) = (self.tx.clone(), slot.instance);
                 tokio::spawn(async move {
-                    let code = child.wait().await.ok().map(process::exit_code);
+                    let code = exit.await;
                     let _ = tx.send(Event::Exited {
                         idx,
                         instance,
@@ -304,6 +314,58 @@ impl Worker {
         }
     }
 
+    /// The runtime's spec of the instance about to start, with its cgroup made.
+    fn launch(
+        &mut self,
+        idx: usize,
+        image: ImageRoot,
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        sandbox_pid: u32,
+        log: std::path::PathBuf,
+    ) -> Result<Launch, String> {
+        let spec = self.slots[idx].spec.clone();
+        let (uid, name) = (self.rec.uid.clone(), spec.name.clone());
+        let pod_dir = self.rt.dirs.dir(&uid);
+        let files = Files::under(&pod_dir, pod_dir.join("serviceaccount").is_dir());
+        let target_pid = self.slots[idx]
+            .target
+            .as_deref()
+            .and_then(|t| process::container_pid(&self.rt.dirs.io(&uid, t)));
+        // Volumes first, then the pod's files over them, as the kubelet orders its mounts.
+        let volume = |name: &str| self.volumes.get(name).cloned();
+        let mut mounts = crate::pods::volumes::container_mounts(&spec, &env, volume)
+            .map_err(|e| format!("failed to prepare volume mounts of container {name:?}: {e}"))?;
+        mounts.extend(files.mounts());
+        let cgroups = self
+            .rt
+            .kernel
+            .limit(
+                &self.rt.pod_cgroup(&uid).join(&name),
+                runspec::limits(&spec),
+            )
+            .map_err(|e| format!("creating the container's cgroup: {e}"))?;
+        let inputs = Inputs {
+            image,
+            image_user: String::new(),
+            argv,
+            env,
+            sandbox_pid,
+            target_pid,
+            dir: pod_dir.join("containers").join(&name),
+            mounts,
+            cgroups,
+        };
+        self.slots[idx].cgroup = true;
+        Ok(Launch {
+            spec: runspec::container_spec(&self.pod, &spec, inputs)?,
+            log,
+            io_dir: self.rt.dirs.io(&uid, &name),
+            stdin: spec.stdin == Some(true),
+            stdin_once: spec.stdin_once == Some(true),
+        })
+    }
+
     /// A container that ended before it ran (start errors): recorded as an exit.
     pub(super) async fn exited_now(&mut self, idx: usize, code: i32, reason: &str) {
         let now = Timestamp::now();
@@ -325,7 +387,14 @@ impl Worker {
                 }
                 let c = &mut self.rec.containers[idx];
                 c.process = None;
-                let exit = exit_of(&c.record.state, code, Timestamp::now());
+                let mut exit = exit_of(&c.record.state, code, Timestamp::now());
+                if std::mem::take(&mut self.slots[idx].cgroup) {
+                    let rel = self.rt.pod_cgroup(&self.rec.uid).join(&c.record.name);
+                    if self.rt.kernel.oom_killed(&rel) {
+                        exit.reason = "OOMKilled".into();
+                    }
+                    self.rt.kernel.remove_cgroups(&rel);
+                }
                 self.after_exit(idx, exit).await;
             }
             Event::Probe {

@@ -15,9 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::probe::Tracker;
-use super::process;
 use super::record::{ContainerRecord, PodRecord};
-use super::sandbox;
 use super::shim::IoPaths;
 use super::status::{self, Record, State};
 use super::{ContainerView, PodView, Runtime};
@@ -78,13 +76,19 @@ struct Slot {
     env: Vec<(String, String)>,
     probes: Vec<(Kind, Tracker)>,
     image_failures: u32,
+    /// An ephemeral container's `targetContainerName`, whose PID namespace it shares.
+    target: Option<String>,
+    /// Whether the running instance has a cgroup.
+    cgroup: bool,
 }
 
 impl Slot {
-    fn new(spec: Container, ephemeral: bool) -> Slot {
+    fn new((spec, ephemeral, target): Spec) -> Slot {
         Slot {
             spec,
             ephemeral,
+            target,
+            cgroup: false,
             instance: 0,
             due: Some(Instant::now()),
             backoff: 0,
@@ -107,23 +111,24 @@ fn new_record(c: &Container) -> ContainerRecord {
     }
 }
 
+/// A container, whether it is ephemeral, and an ephemeral container's target.
+type Spec = (Container, bool, Option<String>);
+
 /// The pod's containers, then its ephemeral containers (read as Containers: the same fields
-/// but the target), each with whether it is ephemeral.
-fn containers_of(pod: &Pod) -> Vec<(Container, bool)> {
+/// but the target, kept apart).
+fn containers_of(pod: &Pod) -> Vec<Spec> {
     let Some(spec) = pod.spec.as_ref() else {
         return Vec::new();
     };
-    let ephemeral = spec
-        .ephemeral_containers
-        .iter()
-        .flatten()
-        .filter_map(|e| serde_json::to_value(e).ok())
-        .filter_map(|v| serde_json::from_value::<Container>(v).ok());
+    let ephemeral = spec.ephemeral_containers.iter().flatten().filter_map(|e| {
+        let c = serde_json::from_value::<Container>(serde_json::to_value(e).ok()?).ok()?;
+        Some((c, true, e.target_container_name.clone()))
+    });
     spec.containers
         .iter()
         .cloned()
-        .map(|c| (c, false))
-        .chain(ephemeral.map(|c| (c, true)))
+        .map(|c| (c, false, None))
+        .chain(ephemeral)
         .collect()
 }
 
@@ -139,6 +144,8 @@ struct Worker {
     volumes_due: Instant,
     /// Service-account tokens of projected volumes, with when to renew them.
     volume_tokens: volumes::Tokens,
+    /// What each volume mounts from, once set up.
+    volumes: std::collections::BTreeMap<String, crate::pods::volumes::Mountable>,
     start_time: Timestamp,
     slots: Vec<Slot>,
     tx: mpsc::UnboundedSender<Event>,
@@ -186,7 +193,7 @@ pub(super) async fn clean_orphan(rt: Arc<Runtime>, rec: PodRecord) {
     tracing::info!(pod = %format!("{}/{}", rec.namespace, rec.name), "removing the sandbox of a pod that is gone");
     for c in &rec.containers {
         if let Some(p) = c.process {
-            process::stop(p, Duration::from_secs(2)).await;
+            rt.kernel.stop(p, Duration::from_secs(2)).await;
         }
     }
     remove_sandbox(&rt, &rec).await;
@@ -194,14 +201,15 @@ pub(super) async fn clean_orphan(rt: Arc<Runtime>, rec: PodRecord) {
 
 async fn remove_sandbox(rt: &Runtime, rec: &PodRecord) {
     if let Some(p) = rec.pause {
-        process::stop(p, Duration::from_secs(1)).await;
+        rt.kernel.stop(p, Duration::from_secs(1)).await;
     }
     if !rec.netns.is_empty() {
-        if let Err(e) = sandbox::remove_network(&rt.node_ns, &rec.netns, &rec.host_veth).await {
+        if let Err(e) = rt.kernel.remove_network(&rec.netns, &rec.host_veth).await {
             tracing::warn!(pod = %rec.name, "removing the pod network: {e:#}");
         }
     }
     rt.release_ip(&rec.uid);
+    rt.kernel.remove_cgroups(&rt.pod_cgroup(&rec.uid));
     if let Err(e) = crate::pods::volumes::tear_down(&rt.dirs.dir(&rec.uid)) {
         tracing::warn!(pod = %rec.name, "removing the pod's volumes: {e}");
     }
@@ -231,7 +239,7 @@ impl Worker {
         // Keep what was recorded for containers that are still in the spec.
         rec.containers = spec_containers
             .iter()
-            .map(|(c, _)| {
+            .map(|(c, _, _)| {
                 rec.containers
                     .iter()
                     .find(|r| r.record.name == c.name)
@@ -242,10 +250,10 @@ impl Worker {
         let slots = spec_containers
             .into_iter()
             .zip(&rec.containers)
-            .map(|((spec, ephemeral), r)| {
-                let mut slot = Slot::new(spec, ephemeral);
+            .map(|(spec, r)| {
+                let mut slot = Slot::new(spec);
                 // An ephemeral container runs once: one that already ran stays as it ended.
-                if ephemeral && !matches!(r.record.state, State::Waiting { .. }) {
+                if slot.ephemeral && !matches!(r.record.state, State::Waiting { .. }) {
                     slot.due = None;
                 }
                 slot
@@ -267,6 +275,7 @@ impl Worker {
             sandbox_due: Instant::now(),
             volumes_due: Instant::now(),
             volume_tokens: volumes::Tokens::new(),
+            volumes: std::collections::BTreeMap::new(),
             start_time,
             slots,
             tx,
@@ -276,10 +285,10 @@ impl Worker {
 
     /// Takes on the ephemeral containers added to the pod since it was last seen.
     fn add_ephemeral(&mut self) {
-        for (spec, ephemeral) in containers_of(&self.pod) {
-            if ephemeral && !self.slots.iter().any(|s| s.spec.name == spec.name) {
-                self.rec.containers.push(new_record(&spec));
-                self.slots.push(Slot::new(spec, true));
+        for spec in containers_of(&self.pod) {
+            if spec.1 && !self.slots.iter().any(|s| s.spec.name == spec.0.name) {
+                self.rec.containers.push(new_record(&spec.0));
+                self.slots.push(Slot::new(spec));
             }
         }
     }
@@ -291,7 +300,7 @@ impl Worker {
     /// Takes over a sandbox and containers that a previous agent started, if still alive.
     fn adopt(&mut self) {
         let Some(pause) = self.rec.pause else { return };
-        if !pause.alive() {
+        if !self.rt.kernel.alive(pause) {
             return;
         }
         self.sandbox_ready = true;
@@ -301,7 +310,7 @@ impl Worker {
             let (Some(p), State::Running { .. }) = (cr.process, &cr.record.state) else {
                 continue;
             };
-            if !p.alive() {
+            if !self.rt.kernel.alive(p) {
                 continue;
             }
             let slot = &mut self.slots[idx];
@@ -310,8 +319,9 @@ impl Worker {
             slot.started = Some(Instant::now());
             slot.probes = trackers(&slot.spec, Instant::now());
             let (tx, instance) = (self.tx.clone(), slot.instance);
+            let ended = self.rt.kernel.wait_adopted(p);
             tokio::spawn(async move {
-                process::wait_adopted(p).await;
+                ended.await;
                 let _ = tx.send(Event::Exited {
                     idx,
                     instance,
@@ -419,6 +429,8 @@ impl Worker {
                     running: matches!(c.record.state, State::Running { .. }),
                     env: s.env.clone(),
                     working_dir: s.spec.working_dir.clone(),
+                    pid_file: matches!(c.record.state, State::Running { .. })
+                        .then(|| io(&s.spec.name).pid),
                     log: Some(
                         self.rt
                             .dirs
@@ -481,10 +493,10 @@ impl Worker {
         let grace = self.grace();
         let mut stops = Vec::new();
         for c in &self.rec.containers {
-            if let Some(p) = c.process.filter(|p| p.alive()) {
+            if let Some(p) = c.process.filter(|p| self.rt.kernel.alive(*p)) {
                 let msg = format!("Stopping container {}", c.record.name);
                 self.event(EventType::Normal, "Killing", &msg).await;
-                stops.push(process::stop(p, grace));
+                stops.push(self.rt.kernel.stop(p, grace));
             }
         }
         futures::future::join_all(stops).await;

@@ -12,7 +12,6 @@ use crate::pods::status::State;
 impl Worker {
     pub(super) fn launch_probes(&mut self) {
         let now = Instant::now();
-        let pause = self.rec.pause.map(|p| p.pid).unwrap_or(0);
         let ip = self.rec.ip;
         for (idx, slot) in self.slots.iter_mut().enumerate() {
             if !matches!(self.rec.containers[idx].record.state, State::Running { .. }) {
@@ -31,6 +30,8 @@ impl Worker {
                     Kind::Liveness => slot.spec.liveness_probe.clone(),
                 };
                 let Some(probe) = probe else { continue };
+                let io = self.rt.dirs.io(&self.rec.uid, &slot.spec.name);
+                let pid = process::container_pid(&io);
                 let (tx, c, kind, instance, timeout) = (
                     self.tx.clone(),
                     slot.spec.clone(),
@@ -39,7 +40,7 @@ impl Worker {
                     t.timing.timeout,
                 );
                 tokio::spawn(async move {
-                    let result = probe::attempt(&probe, &c, ip, pause, timeout).await;
+                    let result = probe::attempt(&probe, &c, ip, pid, timeout).await;
                     let _ = tx.send(Event::Probe {
                         idx,
                         instance,
@@ -85,7 +86,7 @@ impl Worker {
                 let msg = format!("Container {name} failed {what} probe, will be restarted");
                 self.event(EventType::Normal, "Killing", &msg).await;
                 if let Some(p) = self.rec.containers[idx].process {
-                    tokio::spawn(process::stop(p, self.grace()));
+                    tokio::spawn(self.rt.kernel.stop(p, self.grace()));
                 }
             }
         }

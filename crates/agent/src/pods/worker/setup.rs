@@ -9,7 +9,6 @@ use kube::Api;
 
 use super::Worker;
 use crate::pods::files;
-use crate::pods::process;
 use crate::pods::sandbox::{self, Files};
 
 impl Worker {
@@ -19,10 +18,10 @@ impl Worker {
             // A previous sandbox died: its containers go with it.
             for c in &mut self.rec.containers {
                 if let Some(p) = c.process.take() {
-                    process::stop(p, Duration::ZERO).await;
+                    rt.kernel.stop(p, Duration::ZERO).await;
                 }
             }
-            process::stop(old, Duration::ZERO).await;
+            rt.kernel.stop(old, Duration::ZERO).await;
         }
         let uid = self.rec.uid.clone();
         let ip = rt.allocate_ip(&uid)?;
@@ -31,7 +30,7 @@ impl Worker {
         self.rec.netns = netns.clone();
         self.rec.host_veth = kinet_cni::host_veth_name(&netns);
         rt.dirs.save(&self.rec)?;
-        sandbox::network(&rt.node_ns, &rt.net, &netns, ip).await?;
+        rt.kernel.network(&netns, ip).await?;
 
         let dir = rt.dirs.dir(&uid);
         let sa = self.service_account_files(&dir).await?;
@@ -43,14 +42,11 @@ impl Worker {
             files::resolv_conf(&self.pod, &rt.cfg.dns, &host_resolv),
         )?;
         let (hostname, _) = files::hostname(&self.pod, &rt.cfg.dns);
-        let pause = sandbox::start_pause(
-            &rt.cfg.exe,
-            &netns,
-            &hostname,
-            &files,
-            &dir.join("pause.log"),
-        )
-        .await?;
+        std::fs::write(&files.hostname, format!("{hostname}\n"))?;
+        let pause = rt
+            .kernel
+            .start_pause(&netns, &hostname, &dir.join("pause.log"))
+            .await?;
         self.rec.pause = Some(pause);
         rt.dirs.save(&self.rec)?;
         self.sandbox_ready = true;

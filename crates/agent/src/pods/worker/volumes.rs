@@ -11,7 +11,7 @@ use kube::Api;
 use tokio::time::Instant;
 
 use super::Worker;
-use crate::pods::volumes::{self, Sources};
+use crate::pods::volumes::{self, Mountable, Sources};
 
 /// How often volumes are refreshed (the kubelet's sync period is a minute; kinet is quicker
 /// because a refresh that finds nothing changed writes nothing).
@@ -26,7 +26,10 @@ impl Worker {
     pub(super) async fn sync_volumes(&mut self) -> bool {
         self.volumes_due = Instant::now() + VOLUME_SYNC;
         let message = match self.set_up_volumes().await {
-            Ok(()) => return true,
+            Ok(volumes) => {
+                self.volumes = volumes;
+                return true;
+            }
             Err(e) => e,
         };
         tracing::warn!(pod = %self.key(), "{message}");
@@ -35,9 +38,9 @@ impl Worker {
         false
     }
 
-    async fn set_up_volumes(&mut self) -> Result<(), String> {
+    async fn set_up_volumes(&mut self) -> Result<BTreeMap<String, Mountable>, String> {
         if !volumes::any(&self.pod) {
-            return Ok(());
+            return Ok(BTreeMap::new());
         }
         let tokens = self.volume_tokens().await?;
         let pod = &self.pod;
@@ -76,9 +79,7 @@ impl Worker {
             allocatable: &allocatable,
         };
         let dir = self.rt.dirs.dir(&self.rec.uid);
-        volumes::set_up(&dir, &src)
-            .map(drop)
-            .map_err(|e| e.to_string())
+        volumes::set_up(&dir, &src).map_err(|e| e.to_string())
     }
 
     /// The service-account tokens projected volumes ask for, bound to this pod, renewed
