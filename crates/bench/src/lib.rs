@@ -9,4 +9,5 @@ pub mod dns;
 pub mod pods;
 pub mod proxy;
 mod stats;
+pub mod unpack;
 pub mod up;

@@ -10,6 +10,7 @@ mod compression;
 mod digest;
 mod error;
 mod paths;
+mod read_ahead;
 mod root;
 mod unpack;
 
@@ -23,12 +24,28 @@ use std::path::Path;
 /// sha256 of the uncompressed tar stream.
 ///
 /// Ownership is kept (numeric ids) when running as root, as `tar` does; otherwise files
-/// belong to the caller.
-pub fn apply(root: &Path, layer: impl std::io::Read) -> Result<Digest, Error> {
+/// belong to the caller. Decompression and hashing run on a second thread, ahead of the
+/// filesystem work.
+pub fn apply(root: &Path, layer: impl std::io::Read + Send) -> Result<Digest, Error> {
     let root = root::Root::open(root)?;
-    let mut stream = digest::Hashing::new(compression::decompress(layer).map_err(Error::Read)?);
-    unpack::Unpacker::new(&root).run(&mut stream)?;
-    // The diff_id covers the whole stream, including padding after the end-of-archive blocks.
-    std::io::copy(&mut stream, &mut std::io::sink()).map_err(Error::Read)?;
-    Ok(stream.finish())
+    std::thread::scope(|scope| {
+        let (tx, rx) = read_ahead::channel();
+        let producer = scope.spawn(move || -> std::io::Result<Digest> {
+            let mut stream = digest::Hashing::new(compression::decompress(layer)?);
+            read_ahead::produce(&mut stream, tx);
+            Ok(stream.finish())
+        });
+        let mut chunks = read_ahead::Chunks::new(rx);
+        let unpacked = unpack::Unpacker::new(&root).run(&mut chunks);
+        // The diff_id covers the whole stream, including padding after the end-of-archive
+        // blocks; a failed unpack stops the producer by dropping the channel instead.
+        let drained = match unpacked {
+            Ok(()) => std::io::copy(&mut chunks, &mut std::io::sink()).map_err(Error::Read),
+            Err(e) => Err(e),
+        };
+        drop(chunks);
+        let digest = producer.join().expect("the layer reader panicked");
+        drained?;
+        digest.map_err(Error::Read)
+    })
 }

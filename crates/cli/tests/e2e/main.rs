@@ -19,3 +19,4 @@ mod pods;
 mod prereqs;
 mod services;
 mod stop;
+mod volumes;

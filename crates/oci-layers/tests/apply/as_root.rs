@@ -6,21 +6,8 @@ use tar::{EntryType, Header};
 
 use crate::support::{Layer, Scene, MTIME};
 
-const SKIP_VAR: &str = "KINET_SKIP_ROOT_TESTS";
-
-/// These tests need root. Without it they fail, so a run that could not test says so,
-/// unless `KINET_SKIP_ROOT_TESTS=1` asks to skip them.
 fn root() -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    let skip = std::env::var(SKIP_VAR).is_ok_and(|v| v == "1");
-    assert!(
-        skip,
-        "needs root (ownership, device nodes); set {SKIP_VAR}=1 to skip"
-    );
-    eprintln!("skipped: needs root ({SKIP_VAR}=1)");
-    false
+    kinet_testkit::root("ownership, device nodes, trusted xattrs")
 }
 
 fn header(kind: EntryType, mode: u32, uid: u64, gid: u64) -> Header {

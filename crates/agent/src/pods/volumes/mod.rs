@@ -5,7 +5,8 @@
 //! - pure: [`payload`] (configMap, secret, downwardAPI and projected files, with the
 //!   kubelet's messages), the mount plan in [`mounts`];
 //! - side effects: [`atomic`] (the kubelet's AtomicWriter layout, so updates are atomic),
-//!   [`host_path`] (type checks), and [`set_up`]/[`tear_down`] here (emptyDir, tmpfs).
+//!   [`host_path`] (type checks), and [`set_up`]/[`tear_down`] here (emptyDir; tmpfs for
+//!   `medium: Memory` and, as the kubelet does, for secret and projected volumes).
 //!
 //! Calling [`set_up`] again rewrites projections whose objects changed (a no-op
 //! otherwise), as the kubelet's periodic sync does; subPath mounts keep the old file.
@@ -24,8 +25,11 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::Volume;
 use kinet_controllers::scheduler::resources::parse_quantity;
 
-pub use mounts::{container_mounts, resolve_sub_path, BindMount, MountError, Mountable};
-pub use payload::{references, token_requests, File, Payload, PayloadError, Sources, TokenRequest};
+pub use mounts::{container_mounts, resolve_sub_path, MountError, Mountable};
+pub use payload::{
+    any, needs_allocatable, references, token_requests, File, Payload, PayloadError, Sources,
+    TokenRequest,
+};
 
 /// A volume that could not be set up, worded as the kubelet's FailedMount event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,8 +92,14 @@ fn set_up_one(pod_dir: &Path, v: &Volume, src: &Sources<'_>) -> Result<Mountable
     let Some(files) = payload::payload(v, src) else {
         return Err("volume type not supported by kinet (emptyDir, hostPath, configMap, secret, downwardAPI and projected are)".into());
     };
+    let files = files.map_err(|e| e.to_string())?;
     let dir = volume_dir(pod_dir, plugin, &v.name);
-    atomic::write(&dir, &files.map_err(|e| e.to_string())?).map_err(io)?;
+    if matches!(plugin, "secret" | "projected") {
+        // Secrets and tokens live in memory, never on the node's disk, as with the kubelet.
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        mount_tmpfs(&dir, None).map_err(io)?;
+    }
+    atomic::write(&dir, &files).map_err(io)?;
     Ok(Mountable {
         path: dir,
         read_only: true,

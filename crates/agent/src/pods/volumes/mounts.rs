@@ -9,17 +9,9 @@ use k8s_openapi::api::core::v1::{Container, VolumeMount};
 use rustix::fs::{openat, openat2, Mode, OFlags, ResolveFlags, CWD};
 use rustix::io::Errno;
 
-use crate::pods::env::expand;
+use kinet_runtime::BindMount;
 
-/// A bind mount into one container's root filesystem, as the runtime takes them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BindMount {
-    /// On the host.
-    pub source: PathBuf,
-    /// In the container.
-    pub target: String,
-    pub read_only: bool,
-}
+use crate::pods::env::expand;
 
 /// A volume ready to mount: its directory (or host path) and whether the kubelet forces
 /// it read-only (API data: configMap, secret, downwardAPI, projected).

@@ -94,6 +94,28 @@ pub fn token_requests(pod: &Pod) -> Vec<TokenRequest> {
     out
 }
 
+/// Whether the pod has volumes at all.
+pub fn any(pod: &Pod) -> bool {
+    volumes(pod).next().is_some()
+}
+
+/// Whether a downwardAPI file reads a container resource (whose limits default to the
+/// node's allocatable).
+pub fn needs_allocatable(pod: &Pod) -> bool {
+    volumes(pod).any(|v| {
+        let projected = v.projected.iter().flat_map(|p| p.sources.iter().flatten());
+        let mut items = v
+            .downward_api
+            .iter()
+            .flat_map(|d| d.items.iter().flatten())
+            .chain(
+                projected
+                    .flat_map(|s| s.downward_api.iter().flat_map(|d| d.items.iter().flatten())),
+            );
+        items.any(|i| i.resource_field_ref.is_some())
+    })
+}
+
 fn volumes(pod: &Pod) -> impl Iterator<Item = &Volume> {
     pod.spec.iter().flat_map(|s| s.volumes.iter().flatten())
 }
@@ -102,25 +124,22 @@ fn volumes(pod: &Pod) -> impl Iterator<Item = &Volume> {
 pub fn payload(volume: &Volume, src: &Sources<'_>) -> Option<Result<Payload, PayloadError>> {
     let mode = |m: Option<i32>| m.map_or(DEFAULT_MODE, |m| m as u32);
     if let Some(cm) = &volume.config_map {
-        let optional = cm.optional == Some(true);
-        return Some(config_map(
-            src,
-            &cm.name,
-            cm.items.as_deref(),
-            mode(cm.default_mode),
-            optional,
-        ));
+        let r = KeyRef {
+            name: &cm.name,
+            items: cm.items.as_deref(),
+            default_mode: mode(cm.default_mode),
+            optional: cm.optional == Some(true),
+        };
+        return Some(config_map(src, r));
     }
     if let Some(s) = &volume.secret {
-        let name = s.secret_name.clone().unwrap_or_default();
-        let optional = s.optional == Some(true);
-        return Some(secret(
-            src,
-            &name,
-            s.items.as_deref(),
-            mode(s.default_mode),
-            optional,
-        ));
+        let r = KeyRef {
+            name: s.secret_name.as_deref().unwrap_or_default(),
+            items: s.items.as_deref(),
+            default_mode: mode(s.default_mode),
+            optional: s.optional == Some(true),
+        };
+        return Some(secret(src, r));
     }
     if let Some(d) = &volume.downward_api {
         let items = d.items.as_deref().unwrap_or_default();
@@ -139,22 +158,16 @@ fn projected_payload(
     let mut out = Payload::new();
     // Later sources win on the same path, as the kubelet's map assignment does.
     for s in projected.sources.iter().flatten() {
+        let key_ref = |name, items, optional: Option<bool>| KeyRef {
+            name,
+            items,
+            default_mode,
+            optional: optional == Some(true),
+        };
         let part = if let Some(cm) = &s.config_map {
-            config_map(
-                src,
-                &cm.name,
-                cm.items.as_deref(),
-                default_mode,
-                cm.optional == Some(true),
-            )?
+            config_map(src, key_ref(&cm.name, cm.items.as_deref(), cm.optional))?
         } else if let Some(sec) = &s.secret {
-            secret(
-                src,
-                &sec.name,
-                sec.items.as_deref(),
-                default_mode,
-                sec.optional == Some(true),
-            )?
+            secret(src, key_ref(&sec.name, sec.items.as_deref(), sec.optional))?
         } else if let Some(d) = &s.downward_api {
             downward::collect(d.items.as_deref().unwrap_or_default(), src, default_mode)?
         } else if let Some(t) = &s.service_account_token {
@@ -179,95 +192,84 @@ fn projected_payload(
     Ok(out)
 }
 
-fn config_map(
-    src: &Sources<'_>,
-    name: &str,
-    items: Option<&[KeyToPath]>,
+/// A configMap or secret reference: which object, which keys, which modes.
+struct KeyRef<'a> {
+    name: &'a str,
+    items: Option<&'a [KeyToPath]>,
     default_mode: u32,
     optional: bool,
-) -> Result<Payload, PayloadError> {
-    let Some(cm) = src.config_maps.get(name) else {
-        return if optional {
-            Ok(Payload::new())
-        } else {
-            Err(PayloadError::ConfigMapNotFound(name.into()))
-        };
-    };
-    let mut data: BTreeMap<String, Vec<u8>> = cm
-        .data
-        .iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
-        .collect();
-    data.extend(
-        cm.binary_data
+}
+
+fn config_map(src: &Sources<'_>, r: KeyRef<'_>) -> Result<Payload, PayloadError> {
+    let data = src.config_maps.get(r.name).map(|cm| {
+        let text = cm
+            .data
             .iter()
             .flatten()
-            .map(|(k, v)| (k.clone(), v.0.clone())),
-    );
+            .map(|(k, v)| (k.clone(), v.clone().into_bytes()));
+        let binary = cm
+            .binary_data
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.0.clone()));
+        text.chain(binary).collect()
+    });
     project(
         data,
-        items,
-        default_mode,
-        optional,
+        r,
+        PayloadError::ConfigMapNotFound,
         PayloadError::MissingConfigKey,
     )
 }
 
-fn secret(
-    src: &Sources<'_>,
-    name: &str,
-    items: Option<&[KeyToPath]>,
-    default_mode: u32,
-    optional: bool,
-) -> Result<Payload, PayloadError> {
-    let Some(s) = src.secrets.get(name) else {
-        return if optional {
-            Ok(Payload::new())
-        } else {
-            Err(PayloadError::SecretNotFound(name.into()))
-        };
-    };
-    let data = s
-        .data
-        .iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.0.clone()))
-        .collect();
+fn secret(src: &Sources<'_>, r: KeyRef<'_>) -> Result<Payload, PayloadError> {
+    let data = src.secrets.get(r.name).map(|s| {
+        s.data
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect()
+    });
     project(
         data,
-        items,
-        default_mode,
-        optional,
+        r,
+        PayloadError::SecretNotFound,
         PayloadError::MissingSecretKey,
     )
 }
 
-/// Every key as a file, or only `items` (each at its path, with its own mode if set).
+/// Every key as a file, or only `items` (each at its path, with its own mode if set). A
+/// missing object or key is an error unless the reference is optional.
 fn project(
-    data: BTreeMap<String, Vec<u8>>,
-    items: Option<&[KeyToPath]>,
-    default_mode: u32,
-    optional: bool,
-    missing: fn(String) -> PayloadError,
+    data: Option<BTreeMap<String, Vec<u8>>>,
+    r: KeyRef<'_>,
+    not_found: fn(String) -> PayloadError,
+    missing_key: fn(String) -> PayloadError,
 ) -> Result<Payload, PayloadError> {
-    let items = items.unwrap_or_default();
+    let Some(data) = data else {
+        return if r.optional {
+            Ok(Payload::new())
+        } else {
+            Err(not_found(r.name.into()))
+        };
+    };
+    let items = r.items.unwrap_or_default();
     if items.is_empty() {
         let file = |data| File {
             data,
-            mode: default_mode,
+            mode: r.default_mode,
         };
         return Ok(data.into_iter().map(|(k, v)| (k, file(v))).collect());
     }
     let mut out = Payload::new();
     for item in items {
         let Some(content) = data.get(&item.key).cloned() else {
-            if optional {
+            if r.optional {
                 continue;
             }
-            return Err(missing(item.key.clone()));
+            return Err(missing_key(item.key.clone()));
         };
-        let mode = item.mode.map_or(default_mode, |m| m as u32);
+        let mode = item.mode.map_or(r.default_mode, |m| m as u32);
         out.insert(
             item.path.clone(),
             File {

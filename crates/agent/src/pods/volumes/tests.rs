@@ -156,7 +156,7 @@ fn downward_api_fields_and_resources() {
         {"path": "cpu", "resourceFieldRef": {"resource": "requests.cpu"}}
     ]}});
     assert_eq!(
-        w.files(v).unwrap(),
+        w.files(v.clone()).unwrap(),
         files(&[
             ("annotations", "note=\"say \\\"hi\\\"\"", 0o644),
             ("cpu", "1", 0o644),
@@ -169,6 +169,7 @@ fn downward_api_fields_and_resources() {
             ("tier", "front", 0o400),
         ])
     );
+    assert!(needs_allocatable(&pod(json!([v.clone()]))));
     let bad = json!({"name": "v", "downwardAPI": {"items": [{"path": "x", "fieldRef": {"fieldPath": "spec.nodeName"}}]}});
     assert_eq!(
         w.files(bad).unwrap_err().to_string(),
@@ -195,6 +196,8 @@ fn projected_sources_merge_in_order_with_the_volume_default_mode() {
         ])
     );
     let p = pod(json!([v]));
+    assert!(any(&p) && !needs_allocatable(&p));
+    assert!(!any(&pod(json!([]))));
     assert_eq!(
         token_requests(&p),
         [TokenRequest {
@@ -277,42 +280,46 @@ fn set_up_lays_volumes_out_like_the_kubelet_and_follows_updates() {
 }
 
 #[test]
-fn memory_empty_dir_is_a_tmpfs_of_its_size_limit() {
-    if !rustix::process::geteuid().is_root() {
-        let skip = std::env::var("KINET_SKIP_ROOT_TESTS").is_ok_and(|v| v == "1");
-        assert!(
-            skip,
-            "needs root (tmpfs); set KINET_SKIP_ROOT_TESTS=1 to skip"
-        );
+fn memory_volumes_are_tmpfs_mounts_removed_at_tear_down() {
+    if !kinet_testkit::root("tmpfs") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let p = pod(json!([{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}]));
+    let p = pod(json!([
+        {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+        {"name": "creds", "secret": {"secretName": "db"}}
+    ]));
     let w = World::new();
     let got = set_up(tmp.path(), &w.sources(&p)).unwrap();
-    let dir = &got["shm"].path;
-    // Twice: the second finds the tmpfs there and leaves it.
+    // Twice: the second finds the tmpfs mounts there and leaves them.
     set_up(tmp.path(), &w.sources(&p)).unwrap();
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-    let line = mounts
-        .lines()
-        .find(|l| l.contains(dir.to_str().unwrap()))
-        .expect("mounted");
+    let mount_of = |dir: &std::path::Path| {
+        let lines: Vec<&str> = mounts
+            .lines()
+            .filter(|l| l.contains(dir.to_str().unwrap()))
+            .collect();
+        assert_eq!(lines.len(), 1, "mounted once: {lines:?}");
+        lines[0].to_string()
+    };
+    let shm = &got["shm"].path;
+    let line = mount_of(shm);
     assert!(
         line.starts_with("tmpfs ") && line.contains("size=1024k"),
         "{line}"
     );
-    assert_eq!(
-        mounts.matches(dir.to_str().unwrap()).count(),
-        1,
-        "mounted once"
-    );
     assert!(
-        std::fs::write(dir.join("big"), vec![0u8; 2 << 20]).is_err(),
+        std::fs::write(shm.join("big"), vec![0u8; 2 << 20]).is_err(),
         "size limit"
     );
+    // Secrets stay in memory, never on the node's disk.
+    let creds = &got["creds"].path;
+    assert!(mount_of(creds).starts_with("tmpfs "));
+    assert_eq!(
+        std::fs::read_to_string(creds.join("password")).unwrap(),
+        "s3cret"
+    );
     tear_down(tmp.path()).unwrap();
-    assert!(!std::fs::read_to_string("/proc/self/mounts")
-        .unwrap()
-        .contains(dir.to_str().unwrap()));
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(!mounts.contains(tmp.path().to_str().unwrap()), "{mounts}");
 }

@@ -387,6 +387,11 @@ impl Worker {
             .target
             .as_deref()
             .and_then(|t| process::container_pid(&self.rt.dirs.io(&uid, t)));
+        // Volumes first, then the pod's files over them, as the kubelet orders its mounts.
+        let volume = |name: &str| self.volumes.get(name).cloned();
+        let mut mounts = crate::pods::volumes::container_mounts(&spec, &env, volume)
+            .map_err(|e| format!("failed to prepare volume mounts of container {name:?}: {e}"))?;
+        mounts.extend(files.mounts());
         let cgroups = self
             .rt
             .kernel
@@ -403,7 +408,7 @@ impl Worker {
             sandbox_pid,
             target_pid,
             dir: pod_dir.join("containers").join(&name),
-            mounts: files.mounts(),
+            mounts,
             cgroups,
         };
         self.slots[idx].cgroup = true;
