@@ -60,6 +60,8 @@ pub struct AgentConfig {
     pub status_interval: Duration,
     /// Wait between failed attempts (registration, renewals).
     pub retry: Duration,
+    /// The image store whose images the Node's `status.images` lists.
+    pub images_dir: Option<std::path::PathBuf>,
 }
 
 impl AgentConfig {
@@ -70,7 +72,14 @@ impl AgentConfig {
             lease_interval: Duration::from_secs(10),
             status_interval: Duration::from_secs(10),
             retry: Duration::from_secs(1),
+            images_dir: None,
         }
+    }
+
+    /// Reports the images of the store at `dir` in the Node's status.
+    pub fn with_images(mut self, dir: std::path::PathBuf) -> AgentConfig {
+        self.images_dir = Some(dir);
+        self
     }
 
     /// Lease renewals a quarter of the cluster's node-monitor grace period apart (the
@@ -127,12 +136,14 @@ pub async fn run(
         if reported.as_ref() != Some(&verdict) {
             log_verdict(&name, &verdict);
         }
+        let images = cfg.images_dir.as_deref().map(node_images);
         match sync::post_status(
             &client,
             &cfg.node,
             Timestamp::now(),
             previous.as_ref(),
             &verdict,
+            images,
         )
         .await
         {
@@ -145,6 +156,18 @@ pub async fn run(
                 tracing::warn!(node = %name, "status update failed: {e}");
                 status_tick.reset_after(cfg.retry);
             }
+        }
+    }
+}
+
+/// What the node holds, for `status.images` (an unreadable store lists nothing).
+fn node_images(dir: &std::path::Path) -> Vec<k8s_openapi::api::core::v1::ContainerImage> {
+    let records = kinet_oci_store::Store::open(dir).and_then(|s| s.list());
+    match records {
+        Ok(records) => pods::image::node_images(&records),
+        Err(e) => {
+            tracing::warn!("listing the node's images: {e}");
+            Vec::new()
         }
     }
 }

@@ -47,16 +47,18 @@ pub async fn register(client: &Client, cfg: &NodeConfig) -> Result<Node> {
 
 /// Posts the node's status at `now`, Ready as `ready` says (a merge patch of `/status`;
 /// lists are replaced whole, so the conditions are exactly ours). `previous` keeps
-/// transition times.
+/// transition times. `images`, when given, is the Node's `status.images`.
 pub async fn post_status(
     client: &Client,
     cfg: &NodeConfig,
     now: Timestamp,
     previous: Option<&NodeStatus>,
     ready: &Verdict,
+    images: Option<Vec<k8s_openapi::api::core::v1::ContainerImage>>,
 ) -> Result<NodeStatus> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let status = node::status(cfg, now, previous, ready);
+    let mut status = node::status(cfg, now, previous, ready);
+    status.images = images;
     let patch = json!({"status": status});
     nodes
         .patch_status(&cfg.name, &PatchParams::default(), &Patch::Merge(&patch))

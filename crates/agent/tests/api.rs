@@ -48,7 +48,7 @@ async fn registers_posts_status_and_adopts_after_restart() -> anyhow::Result<()>
         network: Check::Ok,
         proxy: Check::Ok,
     };
-    sync::post_status(&client, &c, Timestamp::now(), None, &all_ok.verdict()).await?;
+    sync::post_status(&client, &c, Timestamp::now(), None, &all_ok.verdict(), None).await?;
     let got = nodes.get("n-control-plane").await?;
     assert!(node::is_ready(&got));
     let labels = got.metadata.labels.clone().unwrap();

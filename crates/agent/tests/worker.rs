@@ -158,6 +158,7 @@ async fn a_pod_runs_crash_loops_and_goes_through_the_kernel_seam() -> anyhow::Re
         images_dir: dir.path().join("images"),
         dns: ClusterDns::default(),
         ca_pem: String::new(),
+        registries: Default::default(),
     };
     let rt = Runtime::new(client.clone(), cfg, fake.clone(), "10.244.0.0/24".parse()?);
     let agent = tokio::spawn(pods::run(rt));

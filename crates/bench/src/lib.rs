@@ -10,4 +10,5 @@ pub mod pods;
 pub mod policy;
 pub mod proxy;
 mod stats;
+pub mod unpack;
 pub mod up;

@@ -82,6 +82,15 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 2048)]
         mib: usize,
     },
+    /// Image layers: kinet's unpacker against `tar -x` of the same layer, plain and gzip.
+    Unpack {
+        /// Uncompressed layer size in MiB.
+        #[arg(long, default_value_t = 50)]
+        mib: usize,
+        /// Extractions per tool and format.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Cluster DNS: kinet's server and Knot DNS under dnsperf, with 1k and 10k Services.
     Dns {
         /// Service counts, ascending.
@@ -185,6 +194,9 @@ pub async fn run(what: BenchCommand) -> anyhow::Result<()> {
                 samples,
             })
             .await
+        }
+        BenchCommand::Unpack { mib, runs } => {
+            kinet_bench::unpack::run(kinet_bench::unpack::Options { mib, runs }).await
         }
         BenchCommand::Dns {
             services,

@@ -24,15 +24,20 @@ pub fn table(images: &[Image]) -> String {
             [i.name.to_string(), ports, runs, i.description.to_string()]
         })
         .collect();
-    let header = ["IMAGE", "PORTS", "RUNS AS", "DESCRIPTION"].map(str::to_string);
+    aligned(["IMAGE", "PORTS", "RUNS AS", "DESCRIPTION"], &rows)
+}
+
+/// Rows under a header, columns padded to their widest cell, as `kubectl get` prints.
+pub fn aligned<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let header = header.map(str::to_string);
     let mut widths = header.clone().map(|h| h.len());
-    for row in &rows {
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.len());
         }
     }
     std::iter::once(&header)
-        .chain(&rows)
+        .chain(rows)
         .map(|row| {
             let cells: Vec<String> = row
                 .iter()

@@ -4,6 +4,7 @@
 //! This crate parses arguments and prints; the work is in kinet-cluster and kinet-bench.
 
 mod bench;
+mod image;
 mod images;
 mod status;
 
@@ -69,6 +70,8 @@ enum Command {
         /// Recorded at creation; without it such traffic is dropped inside the cluster.
         #[arg(long)]
         egress: bool,
+        #[command(flatten)]
+        registries: image::RegistryArgs,
     },
     /// Stop a cluster and delete its state.
     Down {
@@ -136,6 +139,11 @@ enum Command {
         name: String,
         #[arg(long)]
         node: String,
+    },
+    /// The image store all clusters share: pull, load tarballs, list, remove.
+    Image {
+        #[command(subcommand)]
+        what: image::ImageCommand,
     },
     /// Run a built-in image's program in the foreground: what a container of that image runs.
     #[command(hide = true)]
@@ -305,6 +313,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             node_monitor_grace_period,
             default_toleration_seconds,
             egress,
+            registries,
         } => {
             let report = up::up(up::UpArgs {
                 name,
@@ -316,6 +325,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 node_monitor_grace_period,
                 default_toleration_seconds,
                 egress,
+                registries: registries.settings()?,
             })
             .await?;
             status::print_up(&report);
@@ -334,6 +344,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve { name } => kinet_cluster::serve::serve(&name).await,
         Command::Agent { name, node } => kinet_cluster::agent::agent(&name, &node).await,
         Command::Supervise { name, node } => kinet_cluster::supervisor::run(&name, &node).await,
+        Command::Image { what } => image::run(what).await,
         Command::ImageRun { image, args } => images::image_run(&image, &args).await,
         Command::Pause { hostname } => {
             kinet_agent::pods::pause::run(&kinet_agent::pods::pause::PauseArgs { hostname })

@@ -56,7 +56,8 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
         capacity: host::detect_capacity(),
         system: host::detect_system(&format!("kinet://{}", env!("CARGO_PKG_VERSION"))),
     })
-    .with_grace_period(Duration::from_secs(info.node_monitor_grace_period_secs));
+    .with_grace_period(Duration::from_secs(info.node_monitor_grace_period_secs))
+    .with_images(crate::state::absolute_home()?.join("images"));
     crate::serve::ignore_hangup()?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tracing::info!(node, ip = %me.ip, pid = std::process::id(), "agent starting");
@@ -93,6 +94,7 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
                     images_dir: crate::state::absolute_home()?.join("images"),
                     dns: ClusterDns::default(),
                     ca_pem: ca_pem.clone(),
+                    registries: info.registries.clone(),
                 },
                 std::sync::Arc::new(pods::Linux {
                     node_ns: kinet_netns::NetNs::open(&netns)?,

@@ -233,6 +233,10 @@ pub struct ClusterInfo {
     /// through the host (see `crate::egress`). Off: isolated.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub egress: bool,
+    /// `kinet up --registry-mirror`, `--insecure-registry`, `--offline-images`, fixed at
+    /// creation: where the nodes pull images from.
+    #[serde(default, skip_serializing_if = "kinet_oci_store::Settings::is_empty")]
+    pub registries: kinet_oci_store::Settings,
 }
 
 pub const DEFAULT_NODE_MONITOR_GRACE_PERIOD_SECS: u64 = 40;
@@ -368,6 +372,7 @@ mod tests {
             node_monitor_grace_period_secs: 5,
             default_toleration_seconds: 10,
             egress: true,
+            registries: kinet_oci_store::Settings::default(),
         };
         dir.save_info(&info).unwrap();
         assert_eq!(dir.load_info().unwrap(), info);

@@ -42,6 +42,8 @@ pub struct UpArgs {
     pub default_toleration_seconds: Option<u64>,
     /// `--egress`, recorded at creation.
     pub egress: bool,
+    /// `--registry-mirror`, `--insecure-registry`, `--offline-images`, recorded at creation.
+    pub registries: kinet_oci_store::Settings,
 }
 
 /// What `up` did, for the CLI to print.
@@ -286,6 +288,7 @@ fn prepare_state(dir: &ClusterDir, args: &UpArgs) -> Result<ClusterInfo> {
             args.upstream_dns.clone()
         },
         egress: args.egress,
+        registries: args.registries.clone(),
     };
     dir.save_info(&info)?;
     Ok(info)

@@ -1,6 +1,10 @@
-//! An in-process API server for tests: its own temp state folder, PKI and loopback port, and a
-//! kube client authenticated with a bearer token. Dropping it stops the server and removes the
-//! folder.
+//! Test support. The crate root: an in-process API server with its own temp state folder, PKI
+//! and loopback port, and a kube client authenticated with a bearer token; dropping it stops
+//! the server and removes the folder. [`oci`]: images tests build; [`registry`]: a registry
+//! on loopback serving them.
+
+pub mod oci;
+pub mod registry;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::time::Duration;
@@ -79,4 +83,21 @@ impl Drop for TestApi {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Set to skip tests that need root instead of failing them.
+pub const SKIP_ROOT_VAR: &str = "KINET_SKIP_ROOT_TESTS";
+
+/// Whether a test that needs root (for `what`) can run. Without root it fails, so a run
+/// that could not test says so, unless `KINET_SKIP_ROOT_TESTS=1` asks to skip it.
+pub fn root(what: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let ok = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    if ok {
+        return true;
+    }
+    let skip = std::env::var(SKIP_ROOT_VAR).is_ok_and(|v| v == "1");
+    assert!(skip, "needs root ({what}); set {SKIP_ROOT_VAR}=1 to skip");
+    eprintln!("skipped: needs root ({SKIP_ROOT_VAR}=1)");
+    false
 }

@@ -5,13 +5,14 @@
 //!
 //! - pure: [`files`] (hosts, resolv.conf, hostname), [`env`] (container environment),
 //!   [`runspec`] (the runtime spec from the pod),
-//!   [`status`] (phase, conditions, container statuses);
+//!   [`status`] (phase, conditions, container statuses), [`volumes`]' payloads and mount plan;
 //! - side effects: [`sandbox`], [`pause`] (the pause process itself), [`shim`] (the
 //!   process holding a container's stdio and writing its log), [`process`],
 //!   [`probe`], [`record`] (what survives an agent restart), [`worker`].
 
 pub mod env;
 pub mod files;
+pub mod image;
 pub mod kernel;
 pub mod pause;
 pub mod probe;
@@ -21,6 +22,7 @@ pub mod runspec;
 pub mod sandbox;
 pub mod shim;
 pub mod status;
+pub mod volumes;
 mod worker;
 
 use std::collections::{BTreeSet, HashMap};
@@ -61,6 +63,8 @@ pub struct Config {
     pub dns: ClusterDns,
     /// The cluster CA, written as the service account's `ca.crt`.
     pub ca_pem: String,
+    /// Registry mirrors, insecure registries and offline pulls (`kinet up` settings).
+    pub registries: kinet_oci_store::Settings,
 }
 
 /// A container as the streaming API sees it.

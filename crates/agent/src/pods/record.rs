@@ -170,6 +170,8 @@ pub fn kill_all(node_dir: &Path) {
             p.signal_group(Signal::SIGKILL);
         }
         let _ = kinet_netns::delete(&r.netns);
+        // Unmounts tmpfs volumes, which would outlive the state folder's removal.
+        let _ = super::volumes::tear_down(&dirs.dir(&r.uid));
     }
     // A shim whose PID never reached a record (the agent died between spawn and save).
     for p in unrecorded_shims(&dirs.root) {

@@ -66,6 +66,9 @@ pub struct Record {
     pub name: String,
     /// The image as the spec gives it.
     pub image: String,
+    /// The digest reference of the image it runs (empty for built-in images).
+    #[serde(default)]
+    pub image_id: String,
     /// Now.
     pub state: State,
     /// The previous instance's end.
@@ -84,6 +87,7 @@ impl Record {
         Record {
             name: name.into(),
             image: image.into(),
+            image_id: String::new(),
             state: State::Waiting {
                 reason: reason.into(),
                 message: None,
@@ -155,7 +159,7 @@ pub fn container_status(r: &Record) -> ContainerStatus {
     ContainerStatus {
         name: r.name.clone(),
         image: r.image.clone(),
-        image_id: String::new(),
+        image_id: r.image_id.clone(),
         container_id: id,
         ready: running && r.ready,
         started: Some(running && r.started),
@@ -383,6 +387,7 @@ mod tests {
         Record {
             name: "c".into(),
             image: "nginx".into(),
+            image_id: String::new(),
             state,
             last,
             restarts: 0,

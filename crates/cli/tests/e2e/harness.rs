@@ -91,10 +91,11 @@ impl Cluster {
         }
     }
 
-    /// `kinet up --nodes N`; panics (after cleaning up) if it fails.
+    /// `kinet up --nodes N --offline-images` (tests never pull from the internet); panics
+    /// (after cleaning up) if it fails.
     pub fn up(nodes: usize) -> Cluster {
         let cluster = Cluster::new();
-        let out = cluster.kinet(&["up", "--nodes", &nodes.to_string()]);
+        let out = cluster.kinet(&["up", "--nodes", &nodes.to_string(), "--offline-images"]);
         assert!(out.status.success(), "kinet up failed\n{}", show(&out));
         cluster
     }

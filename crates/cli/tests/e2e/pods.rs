@@ -416,7 +416,7 @@ fn restarts_previous_logs_and_unknown_images() {
         waiting["message"]
             .as_str()
             .unwrap_or_default()
-            .contains("agnhost"),
+            .contains("the cluster pulls offline"),
         "{waiting}"
     );
     assert_eq!(p["status"]["phase"], "Pending");

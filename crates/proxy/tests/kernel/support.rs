@@ -1,7 +1,6 @@
 //! Network namespaces made (and removed on Drop) by the tests, and threads
 //! that run inside them. Everything is named `kinet-t<pid>-<n>`.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,25 +9,9 @@ use nix::sched::{setns, CloneFlags};
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
-/// Set to skip these tests (they need root) instead of failing them.
-pub const SKIP_VAR: &str = "KINET_SKIP_ROOT_TESTS";
-
-/// These tests change kernel state and need root. Without it they fail, so a run that
-/// could not test says so, unless `KINET_SKIP_ROOT_TESTS=1` asks to skip them.
+/// These tests change kernel state and need root.
 pub fn root() -> bool {
-    let ok = std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false);
-    if ok {
-        return true;
-    }
-    let skip = std::env::var(SKIP_VAR).is_ok_and(|v| v == "1");
-    assert!(
-        skip,
-        "needs root (network namespaces and nftables); set {SKIP_VAR}=1 to skip"
-    );
-    eprintln!("skipped: needs root ({SKIP_VAR}=1)");
-    false
+    kinet_testkit::root("network namespaces and nftables")
 }
 
 /// Runs a command, panicking with its stderr if it fails.

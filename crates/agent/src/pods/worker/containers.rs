@@ -1,6 +1,7 @@
 //! Starting, restarting and accounting for containers: image and argv, environment, the
 //! kubelet's crash-loop back-off, exits.
 
+use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Secret, Service};
@@ -18,7 +19,17 @@ use crate::pods::process::{self, Launch};
 use crate::pods::runspec::{self, Inputs};
 use crate::pods::sandbox::Files;
 use crate::pods::status::{Exit, State};
-use kinet_runtime::{config, standin, ImageRoot};
+use kinet_oci_store::{Lease, Resolved, Store};
+use kinet_runtime::config::{self, ImageDefaults};
+use kinet_runtime::{standin, ImageRoot};
+
+/// Where a container's image comes from.
+enum Source {
+    /// A name kinet serves itself.
+    Builtin(&'static kinet_images::Image),
+    /// An image of the store, pulled or loaded.
+    Pulled(Box<Resolved>),
+}
 
 /// The kubelet's crash-loop back-off: 10 s doubling up to 5 min, reset after 10 min of running.
 const BACKOFF_BASE: Duration = Duration::from_secs(10);
@@ -137,29 +148,31 @@ impl Worker {
         );
     }
 
+    /// A container that cannot be created now: the kubelet's `Error: …` event, waiting with
+    /// `reason`, another try after [`RETRY`].
+    async fn not_created(&mut self, idx: usize, reason: &str, message: String) {
+        self.event(EventType::Warning, "Failed", &format!("Error: {message}"))
+            .await;
+        self.waiting(idx, reason, Some(message));
+        self.slots[idx].due = Some(Instant::now() + RETRY);
+    }
+
     pub(super) async fn start_container(&mut self, idx: usize) {
         let spec = self.slots[idx].spec.clone();
         let name = spec.name.clone();
         let image_ref = spec.image.clone().unwrap_or_default();
         self.slots[idx].due = None;
-        let Some(image) = kinet_images::lookup(&image_ref) else {
-            let failures = self.slots[idx].image_failures;
-            self.slots[idx].image_failures += 1;
-            self.slots[idx].due = Some(Instant::now() + backoff_delay(failures + 1));
-            if failures == 0 {
-                let msg = format!(
-                    "Failed to pull image \"{}\": kinet runs only its built-in images ({})",
-                    image_ref,
-                    kinet_images::known_names()
-                );
-                self.waiting(idx, "ErrImagePull", Some(msg.clone()));
-                self.event(EventType::Warning, "Failed", &msg).await;
-            } else {
-                let msg = format!("Back-off pulling image \"{image_ref}\"");
-                self.waiting(idx, "ImagePullBackOff", Some(msg.clone()));
-                self.event(EventType::Normal, "BackOff", &msg).await;
-            }
-            return;
+        // Built-in names run kinet-made roots; any other image comes from the store.
+        let source = match kinet_images::lookup(&image_ref) {
+            Some(builtin) => Source::Builtin(builtin),
+            None => match self.ensure_image(idx).await {
+                Some(pulled) => Source::Pulled(Box::new(pulled)),
+                None => return,
+            },
+        };
+        let defaults = match &source {
+            Source::Builtin(_) => ImageDefaults::default(),
+            Source::Pulled(p) => ImageDefaults::from_oci(&p.config),
         };
         let (services, cms, secrets) = match self.env_sources(&spec).await {
             Ok(s) => s,
@@ -181,7 +194,7 @@ impl Worker {
             Err(e) => return self.config_error(idx, e).await,
         };
         let (hostname, _) = files::hostname(&self.pod, &self.rt.cfg.dns);
-        let full = config::env(&[], &hostname, container_env);
+        let full = config::env(&defaults.env, &hostname, container_env);
         let expand = |v: &Option<Vec<String>>| -> Vec<String> {
             v.iter().flatten().map(|s| env::expand(s, &full)).collect()
         };
@@ -194,34 +207,26 @@ impl Worker {
         }
         let restarts = self.rec.containers[idx].record.restarts;
         let log = self.rt.dirs.log(&self.rec.uid, &name, restarts);
-        let (argv, builtin) = match kinet_images::plan(image, &command, &args) {
-            Ok(kinet_images::Plan::Builtin { image, args }) => {
-                let mut argv = vec![
-                    standin::KINET_PATH.to_string(),
-                    "image-run".into(),
-                    image.to_string(),
-                    "--".into(),
-                ];
-                argv.extend(args);
-                (argv, true)
+        let (argv, root) = match &source {
+            Source::Builtin(image) => {
+                match self.builtin_launch(idx, image, &command, &args, &log).await {
+                    Some(launch) => launch,
+                    None => return,
+                }
             }
-            Ok(kinet_images::Plan::Exec { argv }) => (argv, false),
-            Err(e) => {
-                // The real image's program would start and exit with its usage error.
-                let _ = std::fs::create_dir_all(log.parent().expect("log dir"));
-                let _ = std::fs::write(&log, format!("{e}\n"));
-                self.exited_now(idx, 1, "Error").await;
-                return;
-            }
-        };
-        let kinet = builtin.then_some(self.rt.cfg.exe.as_path());
-        let root = match standin::materialize(&self.rt.cfg.images_dir, kinet) {
-            Ok(r) => r,
-            Err(e) => {
-                let msg = format!("Error: making the image's root filesystem: {e}");
-                self.event(EventType::Warning, "Failed", &msg).await;
-                self.exited_now(idx, 128, "StartError").await;
-                return;
+            Source::Pulled(p) => {
+                let argv = config::argv(&defaults.entrypoint, &defaults.cmd, &command, &args);
+                if argv.is_empty() {
+                    let msg = "failed to generate container spec: no command specified";
+                    self.not_created(idx, "CreateContainerError", msg.into())
+                        .await;
+                    return;
+                }
+                let root = ImageRoot {
+                    rootfs: p.rootfs.clone(),
+                    host_binds: Vec::new(),
+                };
+                (argv, root)
             }
         };
         let path = full
@@ -240,13 +245,25 @@ impl Worker {
             return;
         }
         let Some(pause) = self.rec.pause else { return };
-        let launch = match self.launch(idx, root, argv, full.clone(), pause.pid, log) {
+        let launch = match self.launch(idx, root, &defaults, argv, full.clone(), log) {
             Ok(l) => l,
             Err(e) => return self.config_error(idx, e).await,
         };
-        if first {
+        if first && matches!(source, Source::Builtin(_)) {
             let msg = format!("Container image \"{image_ref}\" already present on machine");
             self.event(EventType::Normal, "Pulled", &msg).await;
+        }
+        if let Source::Pulled(p) = &source {
+            self.rec.containers[idx].record.image_id = p.image_id.clone();
+            // The sandbox process keeps the lease: once it is gone, the image may go.
+            let lease = Lease {
+                holder: format!("{}/{}/{}", self.rt.cfg.cluster, self.rec.uid, name),
+                image: p.record.config.clone(),
+                pid: pause.pid,
+            };
+            if let Err(e) = Store::open(&self.rt.cfg.images_dir).and_then(|s| s.lease(&lease)) {
+                tracing::warn!(error = %e, "recording the image lease");
+            }
         }
         self.event(
             EventType::Normal,
@@ -302,13 +319,52 @@ impl Worker {
         }
     }
 
+    /// A built-in image's argv and kinet-made root; `None` when the container already
+    /// ended (its program's usage error, or no root could be made).
+    async fn builtin_launch(
+        &mut self,
+        idx: usize,
+        image: &'static kinet_images::Image,
+        command: &[String],
+        args: &[String],
+        log: &Path,
+    ) -> Option<(Vec<String>, ImageRoot)> {
+        let (argv, builtin) = match kinet_images::plan(image, command, args) {
+            Ok(kinet_images::Plan::Builtin { image, args }) => {
+                let mut argv = vec![
+                    standin::KINET_PATH.to_string(),
+                    "image-run".into(),
+                    image.to_string(),
+                    "--".into(),
+                ];
+                argv.extend(args);
+                (argv, true)
+            }
+            Ok(kinet_images::Plan::Exec { argv }) => (argv, false),
+            Err(e) => {
+                // The real image's program would start and exit with its usage error.
+                let _ = std::fs::create_dir_all(log.parent().expect("log dir"));
+                let _ = std::fs::write(log, format!("{e}\n"));
+                self.exited_now(idx, 1, "Error").await;
+                return None;
+            }
+        };
+        let kinet = builtin.then_some(self.rt.cfg.exe.as_path());
+        match standin::materialize(&self.rt.cfg.images_dir, kinet) {
+            Ok(root) => Some((argv, root)),
+            Err(e) => {
+                let msg = format!("Error: making the image's root filesystem: {e}");
+                self.event(EventType::Warning, "Failed", &msg).await;
+                self.exited_now(idx, 128, "StartError").await;
+                None
+            }
+        }
+    }
+
     /// A container that cannot be configured (yet): CreateContainerConfigError, tried again
     /// shortly.
     async fn config_error(&mut self, idx: usize, e: String) {
-        self.event(EventType::Warning, "Failed", &format!("Error: {e}"))
-            .await;
-        self.waiting(idx, "CreateContainerConfigError", Some(e));
-        self.slots[idx].due = Some(Instant::now() + RETRY);
+        self.not_created(idx, "CreateContainerConfigError", e).await;
     }
 
     /// The runtime's spec of the instance about to start, with its cgroup made.
@@ -316,12 +372,14 @@ impl Worker {
         &mut self,
         idx: usize,
         image: ImageRoot,
+        defaults: &ImageDefaults,
         argv: Vec<String>,
         env: Vec<(String, String)>,
-        sandbox_pid: u32,
         log: std::path::PathBuf,
     ) -> Result<Launch, String> {
-        let spec = self.slots[idx].spec.clone();
+        let sandbox_pid = self.rec.pause.ok_or("the pod's sandbox is gone")?.pid;
+        let mut spec = self.slots[idx].spec.clone();
+        spec.working_dir = Some(config::cwd(spec.working_dir.as_deref(), defaults));
         let (uid, name) = (self.rec.uid.clone(), spec.name.clone());
         let pod_dir = self.rt.dirs.dir(&uid);
         let files = Files::under(&pod_dir, pod_dir.join("serviceaccount").is_dir());
@@ -329,6 +387,11 @@ impl Worker {
             .target
             .as_deref()
             .and_then(|t| process::container_pid(&self.rt.dirs.io(&uid, t)));
+        // Volumes first, then the pod's files over them, as the kubelet orders its mounts.
+        let volume = |name: &str| self.volumes.get(name).cloned();
+        let mut mounts = crate::pods::volumes::container_mounts(&spec, &env, volume)
+            .map_err(|e| format!("failed to prepare volume mounts of container {name:?}: {e}"))?;
+        mounts.extend(files.mounts());
         let cgroups = self
             .rt
             .kernel
@@ -339,13 +402,13 @@ impl Worker {
             .map_err(|e| format!("creating the container's cgroup: {e}"))?;
         let inputs = Inputs {
             image,
-            image_user: String::new(),
+            image_user: defaults.user.clone(),
             argv,
             env,
             sandbox_pid,
             target_pid,
             dir: self.rt.dirs.container(&uid, &name),
-            mounts: files.mounts(),
+            mounts,
             cgroups,
         };
         self.slots[idx].cgroup = true;

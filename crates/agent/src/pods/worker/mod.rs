@@ -14,6 +14,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::image;
 use super::probe::Tracker;
 use super::record::{ContainerRecord, PodRecord};
 use super::shim::IoPaths;
@@ -22,7 +23,9 @@ use super::{ContainerView, PodView, Runtime};
 
 mod containers;
 mod probing;
+mod pulling;
 mod setup;
+mod volumes;
 
 use probing::trackers;
 
@@ -74,7 +77,6 @@ struct Slot {
     started: Option<Instant>,
     env: Vec<(String, String)>,
     probes: Vec<(Kind, Tracker)>,
-    image_failures: u32,
     /// An ephemeral container's `targetContainerName`, whose PID namespace it shares.
     target: Option<String>,
     /// Whether the running instance has a cgroup.
@@ -94,7 +96,6 @@ impl Slot {
             started: None,
             env: Vec::new(),
             probes: Vec::new(),
-            image_failures: 0,
         }
     }
 }
@@ -139,10 +140,18 @@ struct Worker {
     saved: Option<PodRecord>,
     sandbox_ready: bool,
     sandbox_due: Instant,
+    /// When the volumes are next refreshed (configMap, secret and projected updates).
+    volumes_due: Instant,
+    /// Service-account tokens of projected volumes, with when to renew them.
+    volume_tokens: volumes::Tokens,
+    /// What each volume mounts from, once set up.
+    volumes: std::collections::BTreeMap<String, crate::pods::volumes::Mountable>,
     start_time: Timestamp,
     slots: Vec<Slot>,
     tx: mpsc::UnboundedSender<Event>,
     last_status: Option<serde_json::Value>,
+    /// The image pull back-off of this pod's images.
+    pulls: image::Backoff,
 }
 
 /// Runs one pod until it is deleted and cleaned up.
@@ -203,6 +212,9 @@ async fn remove_sandbox(rt: &Runtime, rec: &PodRecord) {
     }
     rt.release_ip(&rec.uid);
     rt.kernel.remove_cgroups(&rt.pod_cgroup(&rec.uid));
+    if let Err(e) = crate::pods::volumes::tear_down(&rt.dirs.dir(&rec.uid)) {
+        tracing::warn!(pod = %rec.name, "removing the pod's volumes: {e}");
+    }
     rt.dirs.remove(&rec.uid);
     rt.set_view(&rec.namespace, &rec.name, None);
 }
@@ -263,10 +275,14 @@ impl Worker {
             rec,
             sandbox_ready: false,
             sandbox_due: Instant::now(),
+            volumes_due: Instant::now(),
+            volume_tokens: volumes::Tokens::new(),
+            volumes: std::collections::BTreeMap::new(),
             start_time,
             slots,
             tx,
             last_status: None,
+            pulls: image::Backoff::default(),
         }
     }
 
@@ -321,13 +337,19 @@ impl Worker {
     async fn step(&mut self) {
         let now = Instant::now();
         if !self.sandbox_ready && now >= self.sandbox_due {
-            if let Err(e) = self.setup_sandbox().await {
+            // Volumes come first, as the kubelet waits for them before the sandbox.
+            if !self.sync_volumes().await {
+                self.sandbox_due = Instant::now() + RETRY;
+            } else if let Err(e) = self.setup_sandbox().await {
                 let msg = format!("Failed to create pod sandbox: {e:#}");
                 tracing::warn!(pod = %self.key(), "{msg}");
                 self.event(EventType::Warning, "FailedCreatePodSandBox", &msg)
                     .await;
                 self.sandbox_due = Instant::now() + RETRY;
             }
+        }
+        if self.sandbox_ready && now >= self.volumes_due && crate::pods::volumes::any(&self.pod) {
+            self.sync_volumes().await;
         }
         if self.sandbox_ready {
             for idx in 0..self.slots.len() {
@@ -342,10 +364,12 @@ impl Worker {
 
     fn next_wake(&self) -> Instant {
         let far = Instant::now() + Duration::from_secs(3600);
-        let mut wake = if self.sandbox_ready {
-            far
-        } else {
+        let mut wake = if !self.sandbox_ready {
             self.sandbox_due
+        } else if crate::pods::volumes::any(&self.pod) {
+            self.volumes_due
+        } else {
+            far
         };
         for s in &self.slots {
             if let Some(d) = s.due {

@@ -76,10 +76,30 @@ impl Worker {
         if !automount {
             return Ok(false);
         }
+        let token = self
+            .request_token(&sa_name, Vec::new(), 3607)
+            .await
+            .map_err(|e| anyhow::anyhow!("failed to fetch token for {ns}/{sa_name}: {e}"))?;
+        let sa_dir = dir.join("serviceaccount");
+        std::fs::create_dir_all(&sa_dir)?;
+        std::fs::write(sa_dir.join("token"), token)?;
+        std::fs::write(sa_dir.join("ca.crt"), &self.rt.cfg.ca_pem)?;
+        std::fs::write(sa_dir.join("namespace"), &ns)?;
+        Ok(true)
+    }
+
+    /// A token of the service account `sa_name`, bound to this pod (a TokenRequest).
+    pub(super) async fn request_token(
+        &self,
+        sa_name: &str,
+        audiences: Vec<String>,
+        expiration_seconds: i64,
+    ) -> Result<String, kube::Error> {
+        let sas: Api<ServiceAccount> = Api::namespaced(self.rt.client.clone(), &self.rec.namespace);
         let req = TokenRequest {
             spec: TokenRequestSpec {
-                audiences: Vec::new(),
-                expiration_seconds: Some(3607),
+                audiences,
+                expiration_seconds: Some(expiration_seconds),
                 bound_object_ref: Some(BoundObjectReference {
                     api_version: Some("v1".into()),
                     kind: Some("Pod".into()),
@@ -89,18 +109,10 @@ impl Worker {
             },
             ..TokenRequest::default()
         };
-        let token = sas
-            .create_token_request(&sa_name, &PostParams::default(), &req)
-            .await
-            .map_err(|e| anyhow::anyhow!("failed to fetch token for {ns}/{sa_name}: {e}"))?
-            .status
-            .map(|s| s.token)
-            .unwrap_or_default();
-        let sa_dir = dir.join("serviceaccount");
-        std::fs::create_dir_all(&sa_dir)?;
-        std::fs::write(sa_dir.join("token"), token)?;
-        std::fs::write(sa_dir.join("ca.crt"), &self.rt.cfg.ca_pem)?;
-        std::fs::write(sa_dir.join("namespace"), &ns)?;
-        Ok(true)
+        let status = sas
+            .create_token_request(sa_name, &PostParams::default(), &req)
+            .await?
+            .status;
+        Ok(status.map(|s| s.token).unwrap_or_default())
     }
 }

@@ -1,0 +1,353 @@
+//! The kubelet's image manager: pull policy, the pull itself, its events and messages, and
+//! the image pull back-off (key `<pod uid>_<image>`, 10 s doubling to 5 min).
+//!
+//! Pulls run in the host's network namespace: the agent lives in its node's namespace,
+//! which has no way out, so it runs `kinet image pull` through `nsenter` into the network
+//! namespace of its parent, the agent's supervisor, which runs in the host's (PID 1's
+//! namespace files may be out of reach, as in containers), with the credentials on its
+//! standard input (never on a command line), and reads JSON lines back. The store under `$KINET_HOME/images` is shared with
+//! every other agent and `kinet image`; its locks make concurrent pulls safe.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, ContainerImage};
+use kinet_oci_store::{PullOptions, Record};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::time::Instant;
+
+/// `imagePullPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+/// The container's policy; unset, it defaults as the API server does: Always for `:latest`
+/// or no tag (and no digest), otherwise IfNotPresent.
+pub fn policy(c: &Container) -> Policy {
+    match c.image_pull_policy.as_deref() {
+        Some("Always") => Policy::Always,
+        Some("Never") => Policy::Never,
+        Some("IfNotPresent") => Policy::IfNotPresent,
+        _ => {
+            let image = c.image.as_deref().unwrap_or("");
+            match kinet_oci_store::normalize(image) {
+                Ok(r) if r.digest().is_none() && r.tag() == Some("latest") => Policy::Always,
+                _ => Policy::IfNotPresent,
+            }
+        }
+    }
+}
+
+/// What to do about a container's image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Use the image the node holds.
+    Use,
+    Pull,
+    /// Never and absent: ErrImageNeverPull.
+    Refuse,
+}
+
+/// The kubelet's decision (`shouldPullImage`): Always pulls without looking.
+pub fn action(policy: Policy, present: bool) -> Action {
+    match (policy, present) {
+        (Policy::Always, _) | (Policy::IfNotPresent, false) => Action::Pull,
+        (Policy::Never, false) => Action::Refuse,
+        (_, true) => Action::Use,
+    }
+}
+
+/// The kubelet's event and status messages, word for word.
+pub mod messages {
+    use std::time::Duration;
+
+    pub fn pulling(image: &str) -> String {
+        format!("Pulling image {image:?}")
+    }
+
+    pub fn pulled(image: &str, took: Duration, with_waiting: Duration, size: u64) -> String {
+        format!(
+            "Successfully pulled image {image:?} in {:?} ({:?} including waiting). Image size: {size} bytes.",
+            round(took),
+            round(with_waiting)
+        )
+    }
+
+    /// Go prints durations to the millisecond the kubelet rounds them to.
+    fn round(d: Duration) -> Duration {
+        Duration::from_millis(d.as_millis() as u64)
+    }
+
+    pub fn present(image: &str) -> String {
+        format!("Container image {image:?} already present on machine")
+    }
+
+    pub fn never_pull(image: &str) -> String {
+        format!("Container image {image:?} is not present with pull policy of Never")
+    }
+
+    pub fn failed(image: &str, error: &str) -> String {
+        format!("Failed to pull image {image:?}: {error}")
+    }
+
+    pub fn back_off(image: &str) -> String {
+        format!("Back-off pulling image {image:?}")
+    }
+
+    pub fn invalid(image: &str, error: &str) -> String {
+        format!("Failed to apply default image tag {image:?}: {error}")
+    }
+}
+
+const BACKOFF_BASE: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// The kubelet's flowcontrol back-off for image pulls, with each key's last failure.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    entries: HashMap<String, Entry>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    delay: Duration,
+    at: Instant,
+    error: String,
+}
+
+impl Backoff {
+    pub fn key(pod_uid: &str, image: &str) -> String {
+        format!("{pod_uid}_{image}")
+    }
+
+    /// Until when `key` backs off at `now`, and the failure it backs off from.
+    pub fn until(&self, key: &str, now: Instant) -> Option<(Instant, &str)> {
+        let e = self.entries.get(key)?;
+        let until = e.at + e.delay;
+        (now < until).then_some((until, e.error.as_str()))
+    }
+
+    /// A failed pull: the next back-off is 10 s, then twice the last, at most 5 min.
+    pub fn failed(&mut self, key: &str, now: Instant, error: String) -> Duration {
+        let delay = match self.entries.get(key) {
+            Some(e) => (e.delay * 2).min(BACKOFF_MAX),
+            None => BACKOFF_BASE,
+        };
+        self.entries.insert(
+            key.to_string(),
+            Entry {
+                delay,
+                at: now,
+                error,
+            },
+        );
+        delay
+    }
+
+    pub fn succeeded(&mut self, key: &str) {
+        self.entries.remove(key);
+    }
+}
+
+/// One line `kinet image pull --progress json` writes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PullLine {
+    Progress(kinet_oci_store::Progress),
+    Pulled(Record),
+}
+
+/// Pulls `image` with `kinet image pull` in the host's network namespace; `Err` is the
+/// message the pull failed with.
+pub async fn pull(exe: &Path, image: &str, opts: &PullOptions) -> Result<Record, String> {
+    let mut child = tokio::process::Command::new("nsenter")
+        .arg(format!(
+            "--net=/proc/{}/ns/net",
+            std::os::unix::process::parent_id()
+        ))
+        .arg(exe)
+        .args([
+            "image",
+            "pull",
+            "--progress",
+            "json",
+            "--options-stdin",
+            image,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("starting the pull: {e}"))?;
+    let request = serde_json::to_vec(opts).expect("options serialize");
+    let mut stdin = child.stdin.take().expect("piped");
+    stdin
+        .write_all(&request)
+        .await
+        .map_err(|e| format!("starting the pull: {e}"))?;
+    drop(stdin);
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let mut pulled = None;
+    while let Ok(Some(line)) = lines.next_line().await {
+        match serde_json::from_str(&line) {
+            Ok(PullLine::Pulled(record)) => pulled = Some(record),
+            Ok(PullLine::Progress(p)) => {
+                tracing::debug!(image, done = p.done, total = p.total, "pulling")
+            }
+            Err(_) => tracing::warn!(image, line, "unexpected output of kinet image pull"),
+        }
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| format!("waiting for the pull: {e}"))?;
+    match pulled {
+        Some(record) if out.status.success() => Ok(record),
+        _ => {
+            let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            Err(err.strip_prefix("Error: ").unwrap_or(&err).to_string())
+        }
+    }
+}
+
+/// Node `status.images`: what the node holds, largest first, at most 50, as the kubelet
+/// reports them (digest references, then names).
+pub fn node_images(records: &[Record]) -> Vec<ContainerImage> {
+    let mut by_id: Vec<(String, Vec<String>, u64)> = Vec::new();
+    for r in records {
+        match by_id.iter_mut().find(|(id, _, _)| *id == r.config) {
+            Some((_, names, _)) => names.push(r.name.clone()),
+            None => by_id.push((
+                r.config.clone(),
+                vec![r.digest_reference(), r.name.clone()],
+                r.size(),
+            )),
+        }
+    }
+    by_id.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.1.cmp(&b.1)));
+    by_id.truncate(50);
+    by_id
+        .into_iter()
+        .map(|(_, mut names, size)| {
+            names.dedup();
+            ContainerImage {
+                names: Some(names),
+                size_bytes: i64::try_from(size).ok(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(image: &str, policy: Option<&str>) -> Container {
+        Container {
+            name: "c".into(),
+            image: Some(image.into()),
+            image_pull_policy: policy.map(str::to_string),
+            ..Container::default()
+        }
+    }
+
+    #[test]
+    fn policy_defaults_by_tag() {
+        let digest = format!("nginx@sha256:{}", "a".repeat(64));
+        let cases = [
+            ("nginx", None, Policy::Always),
+            ("nginx:latest", None, Policy::Always),
+            ("127.0.0.1:5000/demo", None, Policy::Always),
+            ("nginx:1.7.9", None, Policy::IfNotPresent),
+            (digest.as_str(), None, Policy::IfNotPresent),
+            ("nginx", Some("Never"), Policy::Never),
+            ("nginx:1.7.9", Some("Always"), Policy::Always),
+            ("nginx", Some("IfNotPresent"), Policy::IfNotPresent),
+        ];
+        for (image, p, want) in cases {
+            assert_eq!(policy(&container(image, p)), want, "{image} {p:?}");
+        }
+    }
+
+    #[test]
+    fn pull_decisions() {
+        assert_eq!(action(Policy::Always, true), Action::Pull);
+        assert_eq!(action(Policy::IfNotPresent, true), Action::Use);
+        assert_eq!(action(Policy::IfNotPresent, false), Action::Pull);
+        assert_eq!(action(Policy::Never, true), Action::Use);
+        assert_eq!(action(Policy::Never, false), Action::Refuse);
+    }
+
+    #[test]
+    fn kubelet_messages() {
+        assert_eq!(
+            messages::pulled("demo:1", Duration::from_millis(1234), Duration::from_millis(1500), 42),
+            "Successfully pulled image \"demo:1\" in 1.234s (1.5s including waiting). Image size: 42 bytes."
+        );
+        assert_eq!(
+            messages::never_pull("x:1"),
+            "Container image \"x:1\" is not present with pull policy of Never"
+        );
+        assert_eq!(messages::back_off("x"), "Back-off pulling image \"x\"");
+    }
+
+    #[test]
+    fn back_off_doubles_to_five_minutes() {
+        let mut b = Backoff::default();
+        let key = Backoff::key("uid", "x");
+        let t0 = Instant::now();
+        assert_eq!(b.until(&key, t0), None);
+        let delays: Vec<u64> = (0..7)
+            .map(|n| b.failed(&key, t0, format!("failure {n}")).as_secs())
+            .collect();
+        assert_eq!(delays, [10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(b.until(&key, t0), Some((t0 + BACKOFF_MAX, "failure 6")));
+        assert_eq!(b.until(&key, t0 + BACKOFF_MAX), None);
+        b.succeeded(&key);
+        assert_eq!(b.failed(&key, t0, String::new()).as_secs(), 10);
+    }
+
+    #[test]
+    fn node_images_largest_first() {
+        let record = |name: &str, config: char, size: u64| Record {
+            name: name.into(),
+            digest: format!("sha256:{}", "d".repeat(64)),
+            manifest: String::new(),
+            config: format!("sha256:{}", config.to_string().repeat(64)),
+            layers: vec![kinet_oci_store::Layer {
+                digest: String::new(),
+                size,
+                media_type: String::new(),
+            }],
+        };
+        let images = node_images(&[
+            record("docker.io/library/small:1", 'a', 10),
+            record("docker.io/library/big:1", 'b', 99),
+            record("docker.io/library/big:latest", 'b', 99),
+        ]);
+        let names: Vec<Vec<String>> = images.iter().map(|i| i.names.clone().unwrap()).collect();
+        let d = "d".repeat(64);
+        assert_eq!(
+            names,
+            [
+                vec![
+                    format!("docker.io/library/big@sha256:{d}"),
+                    "docker.io/library/big:1".into(),
+                    "docker.io/library/big:latest".into()
+                ],
+                vec![
+                    format!("docker.io/library/small@sha256:{d}"),
+                    "docker.io/library/small:1".into()
+                ],
+            ]
+        );
+        assert_eq!(images[0].size_bytes, Some(99));
+    }
+}
