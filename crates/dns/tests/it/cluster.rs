@@ -68,16 +68,25 @@ async fn answers_from_api_watches() {
     let dns = server.dns_addr();
     assert_ne!(dns.port(), 0, "the bound port is exposed");
 
-    let (code, _) = http_get(server.metrics_addr(), "/health").await;
-    assert_eq!(code, 200);
+    let http = server.metrics_addr();
+    assert_eq!(
+        http_get(http, "/health?verbose").await,
+        (200, "[+]udp ok\nhealth check passed\n".into())
+    );
     let started = Instant::now();
-    while !server.is_ready() && started.elapsed() < Duration::from_secs(10) {
+    while !server.is_ready() && started.elapsed() < PROPAGATION {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(
-        http_get(server.metrics_addr(), "/ready").await,
-        (200, "OK".into())
+        http_get(http, "/ready?verbose").await,
+        (
+            200,
+            "[+]udp ok\n[+]informer-sync ok\n[+]zone ok\n[+]shutdown ok\nready check passed\n"
+                .into()
+        )
     );
+    assert_eq!(http_get(http, "/ready/zone").await, (200, "ok".into()));
+    assert_eq!(http_get(http, "/ready/nope").await.0, 404);
 
     // The API server's own Service.
     let d = dig(dns, &["kubernetes.default.svc.cluster.local", "A"]).await;
