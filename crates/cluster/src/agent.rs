@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use kinet_agent::network::{self, NetworkConfig};
 use kinet_agent::pods::{self, ClusterDns, Runtime};
 use kinet_agent::{host, AgentConfig, NodeConfig};
-use kinet_types::wellknown::PROXY_METRICS_PORT;
+use kinet_types::wellknown::{PROXY_HEALTHZ_PORT, PROXY_METRICS_PORT};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::nodes::Plan;
@@ -117,10 +117,16 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
             let metrics_listener = tokio::net::TcpListener::bind((ip, PROXY_METRICS_PORT))
                 .await
                 .context("binding the proxy metrics port")?;
+            // kube-proxy's healthz port: 503 once a change has waited too long for its sync.
+            let healthz = Arc::new(kinet_proxy::ProxyHealthz::default());
+            let healthz_listener = tokio::net::TcpListener::bind((ip, PROXY_HEALTHZ_PORT))
+                .await
+                .context("binding the proxy healthz port")?;
             let (proxy_health, proxy_outcomes) = tokio::sync::watch::channel(None);
             let proxy_opts = kinet_proxy::SyncOptions {
                 metrics: metrics.clone(),
                 health: Some(proxy_health),
+                healthz: healthz.clone(),
                 ..Default::default()
             };
             let proxy_ready =
@@ -131,6 +137,7 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
                 _ = pods::run(runtime) => bail!("the pod watch ended"),
                 r = kinet_proxy::run_with(client.clone(), node_info, kinet_proxy::ProxyConfig::default(), applier, proxy_opts) => r.context("service proxy"),
                 _ = kinet_proxy::serve_metrics(metrics_listener, metrics) => bail!("the metrics server ended"),
+                _ = kinet_proxy::serve_healthz(healthz_listener, healthz) => bail!("the proxy healthz server ended"),
                 r = kinet_node_api::serve(listener, tls, streaming, std::future::pending()) => r.context("node API"),
             }
         }

@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use crate::announce;
 use crate::applier::{Applier, ApplyOutcome};
 use crate::health::{health_checks, HealthServer};
+use crate::healthz::{node_eligible, ProxyHealthz};
 use crate::lbaddr::LbAddresses;
 use crate::metrics::Metrics;
 use crate::node::node_info;
@@ -40,6 +41,9 @@ pub struct SyncOptions {
     pub applied: Option<watch::Sender<Option<Arc<Ruleset>>>>,
     /// Receives how each sync went (the node agent's readiness reads it).
     pub health: Option<watch::Sender<SyncHealth>>,
+    /// Records changes and successful syncs for `/healthz`; its timeout is set to twice
+    /// `resync_period`, as kube-proxy's is to twice its sync period.
+    pub healthz: Arc<ProxyHealthz>,
 }
 
 /// How the last sync went: `None` before the first, then `Ok` or why the rules are not in
@@ -65,6 +69,7 @@ impl Default for SyncOptions {
             metrics: Arc::new(Metrics::default()),
             applied: None,
             health: None,
+            healthz: Arc::default(),
         }
     }
 }
@@ -96,7 +101,8 @@ pub async fn run_with(
         config.table,
         applier.table()
     );
-    let changes = Arc::new(Changes::default());
+    opts.healthz.set_timeout(opts.resync_period * 2);
+    let changes = Arc::new(Changes::new(opts.healthz.clone()));
     let mut tasks = Tasks(Vec::new());
     let services = spawn_reflector(
         Api::<Service>::all(client.clone()),
@@ -158,6 +164,7 @@ pub async fn run_with(
             .iter()
             .find(|n| n.metadata.name.as_deref() == Some(node.name.as_str()));
         let node_now = node_info(me, &node);
+        opts.healthz.set_node_eligible(node_eligible(me));
         // Borrowed from the reflector stores: nothing is cloned per sync.
         let (svc_store, slice_store) = (services.state(), slices.state());
         let svcs = || svc_store.iter().map(|s| &**s);
@@ -211,11 +218,13 @@ pub async fn run_with(
                     tx.send_replace(Some(Arc::new(renderer.ruleset())));
                 }
                 report(&opts.health, Ok(()));
+                opts.healthz.updated();
             }
             Ok(ApplyOutcome::Unchanged) => {
                 retry_at = None;
                 opts.metrics.record_unchanged();
                 report(&opts.health, Ok(()));
+                opts.healthz.updated();
             }
             Err(e) => {
                 opts.metrics.record_failure();
@@ -233,18 +242,28 @@ pub async fn run_with(
 }
 
 /// What woke the loop, and since when something has been waiting.
-#[derive(Default)]
 struct Changes {
     wake: Notify,
     /// Arrival of the oldest watch event no sync has covered yet.
     oldest: Mutex<Option<Instant>>,
+    /// Told of every change too, until a sync succeeds.
+    healthz: Arc<ProxyHealthz>,
 }
 
 impl Changes {
+    fn new(healthz: Arc<ProxyHealthz>) -> Changes {
+        Changes {
+            wake: Notify::new(),
+            oldest: Mutex::new(None),
+            healthz,
+        }
+    }
+
     fn mark(&self) {
         let mut oldest = self.oldest.lock().unwrap_or_else(|e| e.into_inner());
         oldest.get_or_insert_with(Instant::now);
         drop(oldest);
+        self.healthz.queued();
         self.wake.notify_one();
     }
 

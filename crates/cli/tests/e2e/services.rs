@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use kinet_types::wellknown::PROXY_HEALTHZ_PORT;
 use serde_json::Value;
 
 use crate::harness::{kinet, show, stdout, Cluster};
@@ -567,6 +568,16 @@ fn node_ports_and_load_balancers_serve_from_outside_the_cluster() {
         .expect("healthCheckNodePort");
     let lb_node_port = svc["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
     for (name, ip) in &nodes {
+        // The proxy's own health, where kube-proxy serves it: 200 once its syncs keep up.
+        let url = format!("http://{ip}:{PROXY_HEALTHZ_PORT}/healthz");
+        let out = std::process::Command::new("curl")
+            .args(["-sf", "--max-time", "2", &url])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {}", show(&out));
+        let healthz: Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(healthz["nodeEligible"], true, "{name}: {healthz}");
+
         let local = usize::from(*name == home);
         let want = if local > 0 { "200" } else { "503" };
         let url = format!("http://{ip}:{hc}/");
