@@ -99,7 +99,7 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
             let node_info = kinet_proxy::NodeInfo {
                 name: net_cfg.node.clone(),
                 node_ips: vec![ip],
-                pod_cidr: net.pod_cidr.to_string().parse().ok(),
+                pod_cidr: Some(net.pod_cidr),
             };
             let applier = kinet_proxy::Applier::new(
                 format!("{}/{netns}", kinet_netns::NETNS_RUN_DIR),

@@ -163,9 +163,7 @@ async fn host_routes(h: &Handle) -> Result<Vec<(Ipv4Cidr, Option<u32>)>> {
                 RouteAttribute::Oif(i) => Some(*i),
                 _ => None,
             });
-            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-            let net = Ipv4Addr::from(u32::from(dst) & mask);
-            Ipv4Cidr::new(net, len).ok().map(|c| (c, oif))
+            Ipv4Cidr::new(dst, len).ok().map(|c| (c, oif))
         })
         .collect())
 }
