@@ -6,7 +6,7 @@ use kinet_types::ApiError;
 use serde_json::{Map, Value};
 
 use crate::label_parse;
-use crate::validation::{label_value_errors, qualified_name_errors};
+use kinet_types::validation::{is_label_value, is_qualified_name};
 
 /// A requirement operator (`selection.Operator`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +55,7 @@ impl Requirement {
     /// aggregated message.
     pub(crate) fn new(key: &str, op: Op, values: Vec<String>) -> Result<Requirement, String> {
         let mut errs = Vec::new();
-        let key_errs = qualified_name_errors(key);
+        let key_errs = is_qualified_name(key);
         if !key_errs.is_empty() {
             errs.push(format!(
                 "key: Invalid value: {key:?}: {}",
@@ -93,7 +93,7 @@ impl Requirement {
             }
         }
         for (i, v) in values.iter().enumerate() {
-            let v_errs = label_value_errors(v);
+            let v_errs = is_label_value(v);
             if !v_errs.is_empty() {
                 errs.push(format!(
                     "values[{i}][{key}]: Invalid value: {v:?}: {}",

@@ -10,7 +10,6 @@ mod field;
 mod field_attrs;
 mod label;
 mod label_parse;
-mod validation;
 
 pub use field::FieldSelector;
 pub use label::LabelSelector;
