@@ -154,17 +154,12 @@ impl Drop for HealthServer {
 
 /// A listener on `0.0.0.0:port` made by a short-lived thread inside `netns`.
 fn bind_in(netns: &Path, port: u16) -> std::io::Result<tokio::net::TcpListener> {
-    let netns = netns.to_path_buf();
-    let std_listener = std::thread::spawn(move || -> std::io::Result<std::net::TcpListener> {
-        let ns = std::fs::File::open(&netns)?;
-        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(std::io::Error::from)?;
+    let std_listener = kinet_netns::run_in(netns, || {
         let l = std::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))?;
         l.set_nonblocking(true)?;
-        Ok(l)
+        Ok::<_, std::io::Error>(l)
     })
-    .join()
-    .map_err(|_| std::io::Error::other("bind thread panicked"))??;
+    .map_err(std::io::Error::other)??;
     tokio::net::TcpListener::from_std(std_listener)
 }
 
