@@ -15,7 +15,7 @@ pub struct TestApi {
     pub url: String,
     pub ca_pem: String,
     pub token: String,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    task: tokio::task::JoinHandle<Result<(), kinet_apiserver::ServeError>>,
     _dir: tempfile::TempDir,
 }
 
