@@ -37,7 +37,7 @@ pub enum Error {
 }
 
 /// Runs the ReplicaSet controller.
-pub async fn run(client: Client) -> anyhow::Result<()> {
+pub async fn run(client: Client) -> Result<(), crate::LoopError> {
     let ctx = Ctx::new(&client, "replicaset-controller");
     let controller = Controller::new(
         Api::<ReplicaSet>::all(client.clone()),
