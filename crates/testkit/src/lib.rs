@@ -71,7 +71,11 @@ impl TestApi {
 
     /// A kube client for this server.
     pub fn client(&self) -> anyhow::Result<kube::Client> {
-        Ok(kinet_controllers::client::connect(&self.url, &self.ca_pem, &self.token)?)
+        Ok(kinet_controllers::client::connect(
+            &self.url,
+            &self.ca_pem,
+            &self.token,
+        )?)
     }
 }
 
