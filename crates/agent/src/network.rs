@@ -48,8 +48,6 @@ pub enum NetworkError {
 /// Why the masquerade rules could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum MasqueradeError {
-    #[error("cluster CIDR: {0}")]
-    ClusterCidr(String),
     #[error(transparent)]
     Apply(#[from] kinet_proxy::ApplyError),
     #[error(transparent)]
@@ -59,11 +57,7 @@ pub enum MasqueradeError {
 /// Loads (or repairs) flannel's `ipMasq` rules in the node's namespace, over netlink like
 /// the proxy's table (no `nft` needed).
 async fn apply_masquerade(netns: &str, cluster_cidr: &Ipv4Cidr) -> Result<(), MasqueradeError> {
-    let pods = cluster_cidr
-        .to_string()
-        .parse()
-        .map_err(MasqueradeError::ClusterCidr)?;
-    let rs = kinet_proxy_rules::pod_masquerade(MASQ_TABLE, pods);
+    let rs = kinet_proxy_rules::pod_masquerade(MASQ_TABLE, *cluster_cidr);
     let path = format!("{}/{netns}", kinet_netns::NETNS_RUN_DIR);
     tokio::task::spawn_blocking(move || Applier::new(path, MASQ_TABLE).reconcile(&rs)).await??;
     Ok(())

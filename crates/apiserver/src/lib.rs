@@ -7,6 +7,7 @@
 mod auth;
 mod bootstrap;
 pub mod discovery;
+mod error;
 mod http;
 pub mod nodeproxy;
 pub mod openapi;
@@ -22,10 +23,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context;
 pub use kinet_health::{Checks, Endpoint};
 use kinet_store::Store;
 
+pub use error::ServeError;
 pub use nodeproxy::KubeletClient;
 use rest::{Allocators, Api, NetworkConfig};
 
@@ -74,10 +75,10 @@ pub struct TokenUser {
 }
 
 /// Opens the store and builds the API state, with allocations rebuilt from stored Services.
-pub fn open_api(config: &ServeConfig) -> anyhow::Result<Arc<Api>> {
+pub fn open_api(config: &ServeConfig) -> Result<Arc<Api>, ServeError> {
     std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating {}", config.data_dir.display()))?;
-    let store = Store::open(&config.data_dir.join("store.db")).context("opening the store")?;
+        .map_err(ServeError::io("creating", &config.data_dir))?;
+    let store = Store::open(&config.data_dir.join("store.db"))?;
     let network = NetworkConfig::default();
     let mut alloc = Allocators::new(network.clone());
     let services =
@@ -163,7 +164,7 @@ fn register_checks(checks: &Checks, store: &Store) {
 }
 
 /// Serves until SIGTERM or SIGINT.
-pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
+pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     run_with_kubelet_client(config, None).await
 }
 
@@ -171,20 +172,17 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
 pub async fn run_with_kubelet_client(
     config: ServeConfig,
     kubelet: Option<KubeletClient>,
-) -> anyhow::Result<()> {
+) -> Result<(), ServeError> {
     let api = open_api(&config)?;
     if let Some(k) = kubelet {
-        let tls = kinet_node_api::client_config(&k.cert_pem, &k.key_pem)
-            .context("loading the kubelet client certificate")?;
+        let tls = kinet_node_api::client_config(&k.cert_pem, &k.key_pem)?;
         let _ = api.kubelet.set(tls);
     }
     let port = config.listen.first().map(SocketAddr::port).unwrap_or(6443);
-    let findings = repair::run(&api.store, &config.data_dir)
-        .await
-        .context("checking stored objects")?;
+    let findings = repair::run(&api.store, &config.data_dir).await?;
     bootstrap::run(&api, port)
         .await
-        .map_err(|e| anyhow::anyhow!("bootstrapping: {e}"))?;
+        .map_err(ServeError::api("bootstrapping"))?;
     report_findings(&api, &findings).await;
     let tls = tls::server_config(
         &config.ca_cert_pem,
@@ -195,7 +193,10 @@ pub async fn run_with_kubelet_client(
     for addr in &config.listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .with_context(|| format!("listening on {addr}"))?;
+            .map_err(|source| ServeError::Listen {
+                addr: *addr,
+                source,
+            })?;
         tracing::info!(%addr, cluster = %config.cluster, "serving the Kubernetes API");
         servers.push(tokio::spawn(server::serve(
             listener,
@@ -203,7 +204,8 @@ pub async fn run_with_kubelet_client(
             api.clone(),
         )));
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(ServeError::Signal)?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: stopping"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),

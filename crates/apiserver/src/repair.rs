@@ -7,6 +7,8 @@
 
 use std::path::Path;
 
+use crate::ServeError;
+
 use kinet_store::{Mutation, Store};
 use kinet_types::registry::{Resource, RESOURCES};
 use kinet_types::ApiError;
@@ -47,7 +49,7 @@ pub struct Finding {
 }
 
 /// Checks every stored object, rewriting or quarantining it as [`check`] says.
-pub async fn run(store: &Store, data_dir: &Path) -> anyhow::Result<Vec<Finding>> {
+pub async fn run(store: &Store, data_dir: &Path) -> Result<Vec<Finding>, ServeError> {
     let mut findings = Vec::new();
     for resource in RESOURCES {
         let prefix = format!("{}/", resource.key_prefix());
@@ -61,9 +63,10 @@ pub async fn run(store: &Store, data_dir: &Path) -> anyhow::Result<Vec<Finding>>
                 ),
                 Verdict::Quarantine(error) => {
                     let dir = data_dir.join(QUARANTINE);
-                    std::fs::create_dir_all(&dir)?;
+                    std::fs::create_dir_all(&dir).map_err(ServeError::io("creating", &dir))?;
                     let file = dir.join(format!("{}.json", key.replace('/', "_")));
-                    std::fs::write(&file, &stored.json)?;
+                    std::fs::write(&file, &stored.json)
+                        .map_err(ServeError::io("writing", &file))?;
                     (
                         Mutation::Delete,
                         "Quarantined",
@@ -86,7 +89,7 @@ pub async fn run(store: &Store, data_dir: &Path) -> anyhow::Result<Vec<Finding>>
                     _ => Err(ApiError::conflict(resource, "changed during the check")),
                 })
                 .await
-                .map_err(|e| anyhow::anyhow!("rewriting {key}: {}", e.message))?;
+                .map_err(ServeError::api(format!("rewriting {key}")))?;
             findings.push(Finding {
                 resource,
                 object: stored.value.clone(),

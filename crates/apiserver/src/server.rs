@@ -67,7 +67,9 @@ async fn handle(api: Arc<Api>, has_cert: bool, peer: SocketAddr, req: Request<In
 async fn route(api: &Arc<Api>, user: &User, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_string();
     let get = req.method() == Method::GET;
-    if let Some((endpoint, check)) = health_path(&path).filter(|_| get) {
+    if let Some((endpoint, check)) =
+        kinet_health::split_path(&path, &["healthz", "livez", "readyz"]).filter(|_| get)
+    {
         let query = kinet_health::Query::parse(req.uri().query());
         return match api.health.report(endpoint, check, &query).await {
             Some(r) => bytes_reply(r.status, "text/plain; charset=utf-8", r.body),
@@ -142,34 +144,5 @@ async fn route(api: &Arc<Api>, user: &User, req: Request<Incoming>) -> Reply {
             error_reply(&ApiError::method_not_allowed(req.method().as_str(), &path))
         }
         Route::Unknown => error_reply(&ApiError::no_route()),
-    }
-}
-
-/// `/readyz` is `("readyz", None)`, `/readyz/etcd` is `("readyz", Some("etcd"))`; check names
-/// may contain `/` (kube-apiserver's `poststarthook/...`).
-fn health_path(path: &str) -> Option<(&str, Option<&str>)> {
-    let rest = path.strip_prefix('/')?;
-    let (endpoint, check) = match rest.split_once('/') {
-        Some((endpoint, check)) => (endpoint, Some(check)),
-        None => (rest, None),
-    };
-    matches!(endpoint, "healthz" | "livez" | "readyz").then_some((endpoint, check))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::health_path;
-
-    #[test]
-    fn health_paths() {
-        assert_eq!(health_path("/readyz"), Some(("readyz", None)));
-        assert_eq!(health_path("/livez/etcd"), Some(("livez", Some("etcd"))));
-        assert_eq!(
-            health_path("/healthz/poststarthook/x"),
-            Some(("healthz", Some("poststarthook/x")))
-        );
-        assert_eq!(health_path("/readyz/"), Some(("readyz", Some(""))));
-        assert_eq!(health_path("/api"), None);
-        assert_eq!(health_path("/readyzz"), None);
     }
 }

@@ -7,7 +7,8 @@
 
 use std::path::Path;
 
-use anyhow::Context;
+use crate::ServeError;
+
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use kinet_types::registry::{lookup, Resource};
 use kinet_types::{ApiError, FieldError, Result};
@@ -84,23 +85,21 @@ impl std::fmt::Debug for TokenIssuer {
 
 impl TokenIssuer {
     /// Reads the key at `path`, or generates a P-256 key there (mode 0600) when it is absent.
-    pub fn load_or_generate(path: &Path) -> anyhow::Result<TokenIssuer> {
+    pub fn load_or_generate(path: &Path) -> Result<TokenIssuer, ServeError> {
         let pem = match std::fs::read_to_string(path) {
             Ok(pem) => pem,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let pem = rcgen::KeyPair::generate()
-                    .context("generating the service-account key")?
-                    .serialize_pem();
+                let pem = rcgen::KeyPair::generate()?.serialize_pem();
                 write_private(path, &pem)?;
                 pem
             }
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            Err(e) => return Err(ServeError::io("reading", path)(e)),
         };
-        TokenIssuer::from_pem(&pem).with_context(|| format!("loading {}", path.display()))
+        TokenIssuer::from_pem(&pem)
     }
 
     /// A signer over a PKCS#8 PEM P-256 private key.
-    pub fn from_pem(private_pem: &str) -> anyhow::Result<TokenIssuer> {
+    pub fn from_pem(private_pem: &str) -> Result<TokenIssuer, ServeError> {
         let pair = rcgen::KeyPair::from_pem(private_pem)?;
         let public = pair.public_key_pem();
         // kube-apiserver's key ID is a hash of the public key; clients only compare it.
@@ -118,10 +117,10 @@ impl TokenIssuer {
         })
     }
 
-    pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
+    pub fn sign(&self, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());
-        Ok(jsonwebtoken::encode(&header, claims, &self.encoding)?)
+        jsonwebtoken::encode(&header, claims, &self.encoding)
     }
 
     /// Checks signature, issuer, audience (one of `audiences`), expiry and not-before.
@@ -138,20 +137,20 @@ impl TokenIssuer {
     }
 }
 
-fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
+fn write_private(path: &Path, pem: &str) -> Result<(), ServeError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir).map_err(ServeError::io("creating", dir))?;
     }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(pem.as_bytes())?;
-    Ok(())
+        .map_err(ServeError::io("creating", path))?;
+    file.write_all(pem.as_bytes())
+        .map_err(ServeError::io("writing", path))
 }
 
 /// The parts of a TokenRequest's spec the server acts on.

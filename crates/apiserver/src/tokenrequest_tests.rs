@@ -135,3 +135,23 @@ fn serves_only_the_service_account_token_subresource() {
     assert!(!serves(core("serviceaccounts"), "status"));
     assert!(!serves(core("pods"), "token"));
 }
+
+#[test]
+fn a_key_that_cannot_be_read_or_made_is_a_typed_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the key's folder should be.
+    let blocker = dir.path().join("data");
+    std::fs::write(&blocker, "").unwrap();
+    let key = blocker.join(KEY_FILE);
+    let err = TokenIssuer::load_or_generate(&key).unwrap_err();
+    assert!(
+        matches!(&err, ServeError::Io { op: "reading", path, .. } if *path == key),
+        "{err:?}"
+    );
+    let garbage = dir.path().join("garbage.key");
+    std::fs::write(&garbage, "not a key").unwrap();
+    assert!(matches!(
+        TokenIssuer::load_or_generate(&garbage),
+        Err(ServeError::Key(_))
+    ));
+}

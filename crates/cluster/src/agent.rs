@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use kinet_agent::network::{self, NetworkConfig};
 use kinet_agent::pods::{self, ClusterDns, Runtime};
 use kinet_agent::{host, AgentConfig, NodeConfig};
-use kinet_types::wellknown::PROXY_METRICS_PORT;
+use kinet_types::wellknown::{PROXY_HEALTHZ_PORT, PROXY_METRICS_PORT};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::nodes::Plan;
@@ -106,7 +106,7 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
             let node_info = kinet_proxy::NodeInfo {
                 name: net_cfg.node.clone(),
                 node_ips: vec![ip],
-                pod_cidr: net.pod_cidr.to_string().parse().ok(),
+                pod_cidr: Some(net.pod_cidr),
             };
             let netns_path = format!("{}/{netns}", kinet_netns::NETNS_RUN_DIR);
             let applier = kinet_proxy::Applier::new(netns_path.clone(), "kinet");
@@ -129,10 +129,16 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
             let metrics_listener = tokio::net::TcpListener::bind((ip, PROXY_METRICS_PORT))
                 .await
                 .context("binding the proxy metrics port")?;
+            // kube-proxy's healthz port: 503 once a change has waited too long for its sync.
+            let healthz = Arc::new(kinet_proxy::ProxyHealthz::default());
+            let healthz_listener = tokio::net::TcpListener::bind((ip, PROXY_HEALTHZ_PORT))
+                .await
+                .context("binding the proxy healthz port")?;
             let (proxy_health, proxy_outcomes) = tokio::sync::watch::channel(None);
             let proxy_opts = kinet_proxy::SyncOptions {
                 metrics: metrics.clone(),
                 health: Some(proxy_health),
+                healthz: healthz.clone(),
                 ..Default::default()
             };
             let proxy_ready =
@@ -144,6 +150,7 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
                 r = kinet_proxy::run_with(client.clone(), node_info, kinet_proxy::ProxyConfig::default(), applier, proxy_opts) => r.context("service proxy"),
                 r = kinet_agent::policy::run(client.clone(), policy_cfg) => r.context("network policy"),
                 _ = kinet_proxy::serve_metrics(metrics_listener, vec![metrics, policy_metrics]) => bail!("the metrics server ended"),
+                _ = kinet_proxy::serve_healthz(healthz_listener, healthz) => bail!("the proxy healthz server ended"),
                 r = kinet_node_api::serve(listener, tls, streaming, std::future::pending()) => r.context("node API"),
             }
         }

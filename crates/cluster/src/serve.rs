@@ -97,9 +97,9 @@ pub async fn serve(name: &str) -> Result<()> {
     }
     match &result {
         Ok(()) => tracing::info!("control plane stopped"),
-        Err(e) => tracing::error!("control plane failed: {e:#}"),
+        Err(e) => tracing::error!("control plane failed: {e}"),
     }
-    result
+    Ok(result?)
 }
 
 /// The `controllers` readiness check: every loop running, no object left out by the

@@ -17,8 +17,6 @@
 //! ```
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -289,17 +287,7 @@ pub fn list_clusters(home: &Path) -> Result<Vec<ClusterDir>> {
 
 /// Writes a file with `mode`, also when it already existed with a looser one.
 pub fn write_file(path: &Path, contents: &str, mode: u32) -> Result<()> {
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(path)
-        .map_err(io("writing", path))?;
-    file.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(io("writing", path))?;
-    file.write_all(contents.as_bytes())
-        .map_err(io("writing", path))
+    kinet_pki::write_file(path, contents, mode).map_err(io("writing", path))
 }
 
 #[cfg(test)]

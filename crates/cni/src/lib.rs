@@ -3,7 +3,8 @@
 //! - [`desired`]: pure data. [`NodeNetwork`] -> the routes, neighbours and FDB entries toward
 //!   the other nodes ([`NodeNetwork::desired`]), and [`plan`] to diff them with what a node has.
 //! - netlink steps over `rtnetlink`, each idempotent ("already exists" is success):
-//!   [`ensure_underlay`], [`ensure_node`] (uplink, then [`ensure_pod_bridge`]), [`ensure_vxlan`], [`sync_peers`], [`add_pod`],
+//!   [`ensure_underlay`] ([`ensure_underlay_bridge`] + its gateway), [`ensure_node`]
+//!   ([`attach_to_underlay`], then [`ensure_pod_bridge`]), [`ensure_vxlan`], [`sync_peers`], [`add_pod`],
 //!   [`del_pod`], and the CHECK side [`check_node`], [`check_peers`], [`check_pod`].
 //!
 //! Every step takes the namespaces as [`kinet_netns::NetNs`] and opens its netlink socket
@@ -11,7 +12,7 @@
 
 mod check;
 pub mod desired;
-mod nl;
+pub mod nl;
 mod node;
 mod peers;
 mod pod;
@@ -23,7 +24,8 @@ pub use desired::{
     NodeNetwork, Peer, PeerError, Plan, Route,
 };
 pub use node::{
-    ensure_node, ensure_pod_bridge, ensure_underlay, ip_forward, set_ip_forward, Underlay,
+    attach_to_underlay, ensure_node, ensure_pod_bridge, ensure_underlay, ensure_underlay_bridge,
+    ip_forward, set_ip_forward, Underlay,
 };
 pub use peers::{check_peers, sync_peers, ROUTE_PROTO};
 pub use pod::{add_pod, check_pod, del_pod, PodLink, PodSpec};

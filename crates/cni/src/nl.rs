@@ -1,5 +1,6 @@
-//! Small idempotent netlink steps shared by the node, vxlan and pod code. Every `ensure_*`
-//! treats "already exists" as success, as the CNI bridge plugin does.
+//! Small idempotent netlink steps shared by the node, vxlan and pod code, and by the cluster's
+//! underlay and host link. Every `ensure_*` treats "already exists" as success, as the CNI
+//! bridge plugin does.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -7,6 +8,10 @@ use futures::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
+
+use kinet_netns::NetNs;
+use rtnetlink::packet_route::link::{InfoData, InfoVeth};
+use rtnetlink::LinkVeth;
 
 use crate::desired::Mac;
 use crate::{Error, Result};
@@ -17,29 +22,29 @@ const ESRCH: i32 = 3;
 const ENODEV: i32 = 19;
 
 /// The errno of a netlink NACK, if that is what the error is.
-pub(crate) fn errno(e: &rtnetlink::Error) -> Option<i32> {
+pub fn errno(e: &rtnetlink::Error) -> Option<i32> {
     match e {
         rtnetlink::Error::NetlinkError(m) => m.to_io().raw_os_error(),
         _ => None,
     }
 }
 
-pub(crate) fn is_exists(e: &rtnetlink::Error) -> bool {
+pub fn is_exists(e: &rtnetlink::Error) -> bool {
     errno(e) == Some(EEXIST)
 }
 
-pub(crate) fn is_missing(e: &rtnetlink::Error) -> bool {
+pub fn is_missing(e: &rtnetlink::Error) -> bool {
     matches!(errno(e), Some(ENOENT | ESRCH | ENODEV))
 }
 
 /// Wraps a netlink error with what was being done.
-pub(crate) fn nl(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> Error {
+pub fn nl(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> Error {
     let op = op.into();
     move |source| Error::Netlink { op, source }
 }
 
 /// Accepts "already exists".
-pub(crate) fn exists_ok(r: Result<(), rtnetlink::Error>, op: &str) -> Result<()> {
+pub fn exists_ok(r: Result<(), rtnetlink::Error>, op: &str) -> Result<()> {
     match r {
         Err(e) if !is_exists(&e) => Err(nl(op)(e)),
         _ => Ok(()),
@@ -47,7 +52,7 @@ pub(crate) fn exists_ok(r: Result<(), rtnetlink::Error>, op: &str) -> Result<()>
 }
 
 /// The link called `name`, if any.
-pub(crate) async fn link(h: &Handle, name: &str) -> Result<Option<LinkMessage>> {
+pub async fn link(h: &Handle, name: &str) -> Result<Option<LinkMessage>> {
     match h
         .link()
         .get()
@@ -63,14 +68,14 @@ pub(crate) async fn link(h: &Handle, name: &str) -> Result<Option<LinkMessage>> 
 }
 
 /// The link called `name`; missing is an error.
-pub(crate) async fn need_link(h: &Handle, name: &str) -> Result<LinkMessage> {
+pub async fn need_link(h: &Handle, name: &str) -> Result<LinkMessage> {
     link(h, name)
         .await?
         .ok_or_else(|| Error::Missing(format!("link {name}")))
 }
 
 /// Every link: (index, name).
-pub(crate) async fn links(h: &Handle) -> Result<Vec<(u32, String)>> {
+pub async fn links(h: &Handle) -> Result<Vec<(u32, String)>> {
     let all: Vec<LinkMessage> = h
         .link()
         .get()
@@ -84,40 +89,40 @@ pub(crate) async fn links(h: &Handle) -> Result<Vec<(u32, String)>> {
         .collect())
 }
 
-pub(crate) fn link_name(m: &LinkMessage) -> Option<String> {
+pub fn link_name(m: &LinkMessage) -> Option<String> {
     m.attributes.iter().find_map(|a| match a {
         LinkAttribute::IfName(n) => Some(n.clone()),
         _ => None,
     })
 }
 
-pub(crate) fn link_mac(m: &LinkMessage) -> Option<Mac> {
+pub fn link_mac(m: &LinkMessage) -> Option<Mac> {
     m.attributes.iter().find_map(|a| match a {
         LinkAttribute::Address(b) => Mac::from_slice(b),
         _ => None,
     })
 }
 
-pub(crate) fn link_mtu(m: &LinkMessage) -> Option<u32> {
+pub fn link_mtu(m: &LinkMessage) -> Option<u32> {
     m.attributes.iter().find_map(|a| match a {
         LinkAttribute::Mtu(v) => Some(*v),
         _ => None,
     })
 }
 
-pub(crate) fn link_controller(m: &LinkMessage) -> Option<u32> {
+pub fn link_controller(m: &LinkMessage) -> Option<u32> {
     m.attributes.iter().find_map(|a| match a {
         LinkAttribute::Controller(v) => Some(*v),
         _ => None,
     })
 }
 
-pub(crate) fn is_up(m: &LinkMessage) -> bool {
+pub fn is_up(m: &LinkMessage) -> bool {
     m.header.flags.contains(LinkFlags::Up)
 }
 
 /// Sets up, and optionally MTU and bridge, on a link by index.
-pub(crate) async fn set_link(
+pub async fn set_link(
     h: &Handle,
     index: u32,
     mtu: Option<u32>,
@@ -138,7 +143,7 @@ pub(crate) async fn set_link(
 }
 
 /// Brings `lo` up (fresh namespaces have it down).
-pub(crate) async fn lo_up(h: &Handle) -> Result<()> {
+pub async fn lo_up(h: &Handle) -> Result<()> {
     let lo = need_link(h, "lo").await?;
     if !is_up(&lo) {
         set_link(h, lo.header.index, None, None).await?;
@@ -147,7 +152,7 @@ pub(crate) async fn lo_up(h: &Handle) -> Result<()> {
 }
 
 /// The IPv4 addresses on a link, with prefix lengths.
-pub(crate) async fn addrs(h: &Handle, index: u32) -> Result<Vec<(Ipv4Addr, u8)>> {
+pub async fn addrs(h: &Handle, index: u32) -> Result<Vec<(Ipv4Addr, u8)>> {
     let all: Vec<_> = h
         .address()
         .get()
@@ -169,7 +174,7 @@ pub(crate) async fn addrs(h: &Handle, index: u32) -> Result<Vec<(Ipv4Addr, u8)>>
 }
 
 /// `ip addr add ip/prefix dev <index>`, unless present.
-pub(crate) async fn ensure_addr(h: &Handle, index: u32, ip: Ipv4Addr, prefix: u8) -> Result<()> {
+pub async fn ensure_addr(h: &Handle, index: u32, ip: Ipv4Addr, prefix: u8) -> Result<()> {
     let r = h
         .address()
         .add(index, IpAddr::V4(ip), prefix)
@@ -179,7 +184,7 @@ pub(crate) async fn ensure_addr(h: &Handle, index: u32, ip: Ipv4Addr, prefix: u8
 }
 
 /// `ip route add default via gw`, unless a default route exists.
-pub(crate) async fn ensure_default_route(h: &Handle, gw: Ipv4Addr) -> Result<()> {
+pub async fn ensure_default_route(h: &Handle, gw: Ipv4Addr) -> Result<()> {
     let msg = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build();
     exists_ok(
         h.route().add(msg).execute().await,
@@ -188,7 +193,7 @@ pub(crate) async fn ensure_default_route(h: &Handle, gw: Ipv4Addr) -> Result<()>
 }
 
 /// The gateway of the main table's IPv4 default route, if any.
-pub(crate) async fn default_gateway(h: &Handle) -> Result<Option<Ipv4Addr>> {
+pub async fn default_gateway(h: &Handle) -> Result<Option<Ipv4Addr>> {
     use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader};
     let routes: Vec<_> = h
         .route()
@@ -207,4 +212,48 @@ pub(crate) async fn default_gateway(h: &Handle) -> Result<Option<Ipv4Addr>> {
                 _ => None,
             })
         }))
+}
+
+/// Creates veth `name` in `h`'s namespace whose peer `peer` is born directly in `target`
+/// (no rename or move afterwards, so the peer name only has to be free in `target`).
+pub async fn create_veth_into(
+    h: &Handle,
+    name: &str,
+    peer: &str,
+    target: &NetNs,
+    mtu: u32,
+) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let peer_msg = LinkUnspec::new_with_name(peer)
+        .mtu(mtu)
+        .setns_by_fd(target.file().as_raw_fd())
+        .build();
+    let msg = LinkVeth::new(name, peer)
+        .mtu(mtu)
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
+        .build();
+    h.link()
+        .add(msg)
+        .execute()
+        .await
+        .map_err(nl(format!("add veth {name} <-> {}:{peer}", target.name())))
+}
+
+/// [`create_veth_into`] unless `peer` is already in `target` (`target_h` is a handle there).
+/// A `name` left alone by a half-made pair would block the name, so it is removed first.
+pub async fn ensure_veth_into(
+    h: &Handle,
+    name: &str,
+    peer: &str,
+    target: &NetNs,
+    target_h: &Handle,
+    mtu: u32,
+) -> Result<()> {
+    if link(target_h, peer).await?.is_some() {
+        return Ok(());
+    }
+    if let Some(stale) = link(h, name).await? {
+        let _ = h.link().del(stale.header.index).execute().await;
+    }
+    create_veth_into(h, name, peer, target, mtu).await
 }

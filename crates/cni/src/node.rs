@@ -6,8 +6,7 @@ use std::net::Ipv4Addr;
 
 use kinet_ipam::Ipv4Cidr;
 use kinet_netns::NetNs;
-use rtnetlink::packet_route::link::{InfoData, InfoVeth};
-use rtnetlink::{LinkBridge, LinkUnspec, LinkVeth};
+use rtnetlink::LinkBridge;
 
 use crate::desired::{NodeNetwork, POD_BRIDGE, UNDERLAY_DEV};
 use crate::nl::{self, exists_ok};
@@ -43,8 +42,10 @@ impl Underlay {
     }
 }
 
-/// Makes the underlay bridge exist, addressed and up, in `ns`.
-pub async fn ensure_underlay(ns: &NetNs, u: &Underlay) -> Result<()> {
+/// Makes the underlay bridge exist and up in `ns`, with `lo` up; returns the bridge's index.
+/// The gateway address is the caller's: on the bridge ([`ensure_underlay`]), or on a host
+/// link as `kinet up` does.
+pub async fn ensure_underlay_bridge(ns: &NetNs, u: &Underlay) -> Result<u32> {
     let h = ns.netlink_handle()?;
     nl::lo_up(&h).await?;
     let add = h
@@ -53,9 +54,44 @@ pub async fn ensure_underlay(ns: &NetNs, u: &Underlay) -> Result<()> {
         .execute()
         .await;
     exists_ok(add, &format!("add bridge {}", u.bridge))?;
-    let br = nl::need_link(&h, &u.bridge).await?;
-    nl::ensure_addr(&h, br.header.index, u.gateway, u.cidr.prefix()).await?;
-    nl::set_link(&h, br.header.index, None, None).await
+    let br = nl::need_link(&h, &u.bridge).await?.header.index;
+    nl::set_link(&h, br, Some(u.mtu), None).await?;
+    Ok(br)
+}
+
+/// Makes the underlay bridge exist, addressed with the gateway and up, in `ns`: an underlay
+/// whose namespace is its own gateway.
+pub async fn ensure_underlay(ns: &NetNs, u: &Underlay) -> Result<()> {
+    let br = ensure_underlay_bridge(ns, u).await?;
+    let h = ns.netlink_handle()?;
+    nl::ensure_addr(&h, br, u.gateway, u.cidr.prefix()).await
+}
+
+/// Puts namespace `ns` on the underlay: a veth `underlay_veth` (underlay side, on the bridge)
+/// <-> `eth0` (in `ns`) with address `ip`, both up, and `lo` up. Routes are the caller's.
+pub async fn attach_to_underlay(
+    underlay_ns: &NetNs,
+    u: &Underlay,
+    ns: &NetNs,
+    underlay_veth: &str,
+    ip: Ipv4Addr,
+) -> Result<()> {
+    if !u.cidr.contains(ip) {
+        return Err(Error::Invalid(format!(
+            "{ip} is not in the underlay {}",
+            u.cidr
+        )));
+    }
+    let uh = underlay_ns.netlink_handle()?;
+    let nh = ns.netlink_handle()?;
+    nl::ensure_veth_into(&uh, underlay_veth, UNDERLAY_DEV, ns, &nh, u.mtu).await?;
+    let br = nl::need_link(&uh, &u.bridge).await?;
+    let outer = nl::need_link(&uh, underlay_veth).await?;
+    nl::set_link(&uh, outer.header.index, Some(u.mtu), Some(br.header.index)).await?;
+    nl::lo_up(&nh).await?;
+    let eth0 = nl::need_link(&nh, UNDERLAY_DEV).await?;
+    nl::ensure_addr(&nh, eth0.header.index, ip, u.cidr.prefix()).await?;
+    nl::set_link(&nh, eth0.header.index, Some(u.mtu), None).await
 }
 
 /// Makes node namespace `node` part of the underlay and ready for pods: a veth
@@ -69,30 +105,8 @@ pub async fn ensure_node(
     underlay_veth: &str,
     net: &NodeNetwork,
 ) -> Result<()> {
-    if !u.cidr.contains(net.underlay_ip) {
-        return Err(Error::Invalid(format!(
-            "{} is not in the underlay {}",
-            net.underlay_ip, u.cidr
-        )));
-    }
-    let uh = underlay_ns.netlink_handle()?;
+    attach_to_underlay(underlay_ns, u, node, underlay_veth, net.underlay_ip).await?;
     let nh = node.netlink_handle()?;
-
-    if nl::link(&nh, UNDERLAY_DEV).await?.is_none() {
-        // A half-made pair (eth0 gone with the node side) would block the name; clear it.
-        if let Some(stale) = nl::link(&uh, underlay_veth).await? {
-            let _ = uh.link().del(stale.header.index).execute().await;
-        }
-        create_veth_into(&uh, underlay_veth, UNDERLAY_DEV, node, u.mtu).await?;
-    }
-    let br = nl::need_link(&uh, &u.bridge).await?;
-    let outer = nl::need_link(&uh, underlay_veth).await?;
-    nl::set_link(&uh, outer.header.index, Some(u.mtu), Some(br.header.index)).await?;
-
-    nl::lo_up(&nh).await?;
-    let eth0 = nl::need_link(&nh, UNDERLAY_DEV).await?;
-    nl::ensure_addr(&nh, eth0.header.index, net.underlay_ip, u.cidr.prefix()).await?;
-    nl::set_link(&nh, eth0.header.index, Some(u.mtu), None).await?;
     nl::ensure_default_route(&nh, u.gateway).await?;
     ensure_pod_bridge(node, net).await
 }
@@ -144,28 +158,4 @@ pub fn ip_forward(ns: &NetNs) -> Result<bool> {
             source,
         })?;
     Ok(v.trim() == "1")
-}
-
-/// Creates veth `name` in `h`'s namespace whose peer `peer` is born directly in `target`
-/// (no rename or move afterwards, so the peer name only has to be free in `target`).
-pub(crate) async fn create_veth_into(
-    h: &rtnetlink::Handle,
-    name: &str,
-    peer: &str,
-    target: &NetNs,
-    mtu: u32,
-) -> Result<()> {
-    use std::os::fd::AsRawFd;
-    let peer_msg = LinkUnspec::new_with_name(peer)
-        .mtu(mtu)
-        .setns_by_fd(target.file().as_raw_fd())
-        .build();
-    let msg = LinkVeth::new(name, peer)
-        .mtu(mtu)
-        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
-        .build();
-    h.link().add(msg).execute().await.map_err(nl::nl(format!(
-        "add veth {name} <-> {}:{peer}",
-        target.name()
-    )))
 }

@@ -9,7 +9,7 @@ use rtnetlink::LinkBridgePort;
 
 use crate::desired::{Mac, POD_BRIDGE};
 use crate::nl;
-use crate::node::create_veth_into;
+use crate::nl::create_veth_into;
 use crate::{Error, Result};
 
 /// One pod interface to set up.

@@ -32,7 +32,7 @@ use crate::scheduler::place::{
 pub const HASH_LABEL: &str = "controller-revision-hash";
 
 /// Runs the DaemonSet controller.
-pub async fn run(client: Client) -> anyhow::Result<()> {
+pub async fn run(client: Client) -> Result<(), crate::LoopError> {
     let ctx = Ctx::new(&client, "daemonset-controller");
     let controller = Controller::new(
         Api::<DaemonSet>::all(client.clone()),

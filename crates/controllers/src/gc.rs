@@ -187,7 +187,7 @@ pub fn plan(nodes: &[Node]) -> Vec<Action> {
 /// How long the collector waits after an event for more before recomputing.
 const COALESCE: Duration = Duration::from_millis(200);
 
-pub async fn run(client: Client) -> anyhow::Result<()> {
+pub async fn run(client: Client) -> Result<(), crate::LoopError> {
     let kinds = Arc::new(kinds());
     let dirty = Arc::new(Notify::new());
     let mut stores = Vec::new();
@@ -252,10 +252,10 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
             tokio::time::sleep(COALESCE).await;
         }
         #[allow(unreachable_code)]
-        anyhow::Ok(())
+        Ok::<(), crate::LoopError>(())
     };
     tokio::select! {
-        _ = futures::future::join_all(watches) => anyhow::bail!("gc watches ended"),
+        _ = futures::future::join_all(watches) => Err(crate::LoopError::Ended("the gc watches")),
         r = worker => r,
     }
 }

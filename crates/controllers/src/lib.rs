@@ -14,6 +14,7 @@ pub mod client;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
+mod error;
 pub mod events;
 pub mod gc;
 pub mod loadbalancer;
@@ -32,6 +33,7 @@ use std::time::Duration;
 
 use kube::Client;
 
+pub use error::LoopError;
 pub use supervise::{supervise, Backoff, LoopMetrics};
 
 /// Cluster-wide settings the loops need.
@@ -86,7 +88,7 @@ fn spawn_loop<Fut>(
     metrics: &Arc<LoopMetrics>,
     run: impl Fn(Client) -> Fut + Send + 'static,
 ) where
-    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), LoopError>> + Send + 'static,
 {
     let client = client.clone();
     supervise(name, metrics.clone(), Backoff::default(), move || {

@@ -187,7 +187,7 @@ fn key(svc: &Service) -> String {
 }
 
 /// Runs the allocator until it fails.
-pub async fn run(client: Client) -> anyhow::Result<()> {
+pub async fn run(client: Client) -> Result<(), crate::LoopError> {
     let wake = Arc::new(Notify::new());
     let services = crate::runtime::reflect_and_wake(
         Api::<Service>::all(client.clone()),

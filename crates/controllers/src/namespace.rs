@@ -80,7 +80,7 @@ struct Ctx {
 }
 
 /// Runs the loop.
-pub async fn run(client: Client) -> anyhow::Result<()> {
+pub async fn run(client: Client) -> Result<(), crate::LoopError> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ctx = Arc::new(Ctx {
         client,

@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 use crate::events::{object_ref, EventType, Recorder};
 
 /// Runs the node IPAM loop.
-pub async fn run(client: Client, config: crate::ControllerConfig) -> anyhow::Result<()> {
+pub async fn run(client: Client, config: crate::ControllerConfig) -> Result<(), crate::LoopError> {
     let cluster: Ipv4Cidr = config.cluster_cidr.parse()?;
     let mut cidrs = NodeCidrs::new(cluster, config.node_cidr_mask)?;
     let wake = Arc::new(Notify::new());

@@ -37,7 +37,7 @@ pub enum Error {
 }
 
 /// Runs the ReplicaSet controller.
-pub async fn run(client: Client) -> anyhow::Result<()> {
+pub async fn run(client: Client) -> Result<(), crate::LoopError> {
     let ctx = Ctx::new(&client, "replicaset-controller");
     let controller = Controller::new(
         Api::<ReplicaSet>::all(client.clone()),
@@ -87,11 +87,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
         replicas: pods.len() as i32,
         fully_labeled_replicas: Some(
             pods.iter()
-                .filter(|p| {
-                    template_labels
-                        .iter()
-                        .all(|(k, v)| p.labels().get(k) == Some(v))
-                })
+                .filter(|p| kinet_selectors::set_matches(&template_labels, p.labels()))
                 .count() as i32,
         ),
         ready_replicas: Some(pods.iter().filter(|p| pod_ready(p)).count() as i32),

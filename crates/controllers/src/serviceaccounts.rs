@@ -28,7 +28,7 @@ pub fn wants_default(ns: &Namespace) -> bool {
 }
 
 /// Runs the loop.
-pub async fn run(client: Client) -> anyhow::Result<()> {
+pub async fn run(client: Client) -> Result<(), crate::LoopError> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let accounts: Api<ServiceAccount> = Api::all(client.clone());
     // Only the `default` account matters; its namespace is the key to reconcile.

@@ -133,7 +133,7 @@ pub fn supervise<F, Fut>(
 ) -> JoinHandle<()>
 where
     F: FnMut() -> Fut + Send + 'static,
-    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    Fut: Future<Output = Result<(), crate::LoopError>> + Send + 'static,
 {
     metrics.update(name, |s| s.running = true);
     tokio::spawn(async move {
@@ -212,7 +212,7 @@ mod tests {
             async move {
                 match n {
                     0 => panic!("boom"),
-                    1 => anyhow::bail!("broken"),
+                    1 => Err(crate::LoopError::Ended("the watch")),
                     _ => Ok(()),
                 }
             }
@@ -221,7 +221,7 @@ mod tests {
         let state = metrics.get("flaky").unwrap();
         assert_eq!(state.restarts, 2);
         assert!(!state.running);
-        assert_eq!(state.last_error.as_deref(), Some("broken"));
+        assert_eq!(state.last_error.as_deref(), Some("the watch ended"));
         assert!(
             state.finished && metrics.failing().is_empty(),
             "done, not failing"
@@ -245,12 +245,12 @@ mod tests {
             max: Duration::from_secs(600),
         };
         let handle = supervise("down", metrics.clone(), slow, || async {
-            anyhow::bail!("no watch")
+            Err(crate::LoopError::Ended("the watch"))
         });
         while metrics.get("down").is_none_or(|s| s.restarts == 0) {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        assert_eq!(metrics.failing(), [("down", "no watch".to_string())]);
+        assert_eq!(metrics.failing(), [("down", "the watch ended".to_string())]);
         handle.abort();
     }
 }

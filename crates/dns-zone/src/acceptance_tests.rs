@@ -1,7 +1,5 @@
 //! The acceptance list, plus scale.
 
-use std::time::Instant;
-
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RecordType};
 use serde_json::json;
@@ -140,7 +138,7 @@ fn ten_thousand_services() {
         ));
     }
     assert_eq!(v.service_count(), 10_000);
-    let start = Instant::now();
+    // Answers at this size (their speed is `kinet bench dns`'s to measure).
     for i in (0..10_000).step_by(7) {
         let q = format!("svc-{i}.ns-{}.svc.cluster.local.", i % 100);
         let a = answer(&v, &name(&q), RecordType::A);
@@ -161,8 +159,6 @@ fn ten_thousand_services() {
             format!("svc-{i}.ns-{}.svc.cluster.local.", i % 100)
         );
     }
-    // Lookups are map hits, not scans: ~4.3k questions well under a second even unoptimised.
-    assert!(start.elapsed().as_secs() < 5, "took {:?}", start.elapsed());
 
     for i in 0..10_000 {
         v.remove_service(&format!("ns-{}", i % 100), &format!("svc-{i}"));

@@ -1,8 +1,7 @@
-//! The pod's HTTP side: `/metrics` for Prometheus, `/health` for liveness and
-//! `/ready` for readiness (true once every watch has listed once).
+//! The pod's HTTP side: `/metrics` for Prometheus, `/health` for liveness and `/ready` for
+//! readiness, each with its named checks ([`crate::health`]) and a path per check.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -18,7 +17,7 @@ use crate::metrics::Metrics;
 #[derive(Clone)]
 pub(crate) struct Probes {
     pub metrics: Arc<Metrics>,
-    pub ready: Arc<AtomicBool>,
+    pub checks: kinet_health::Checks,
 }
 
 /// Accept connections forever; each is served on its own task.
@@ -28,8 +27,8 @@ pub(crate) async fn serve(listener: TcpListener, probes: Probes) -> std::io::Res
         let probes = probes.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let resp = route(&probes, &req);
-                async move { Ok::<_, Infallible>(resp) }
+                let probes = probes.clone();
+                async move { Ok::<_, Infallible>(route(&probes, &req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc);
@@ -40,7 +39,7 @@ pub(crate) async fn serve(listener: TcpListener, probes: Probes) -> std::io::Res
     }
 }
 
-fn route(probes: &Probes, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(probes: &Probes, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
     }
@@ -53,13 +52,22 @@ fn route(probes: &Probes, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             );
             resp
         }
-        "/health" => text(StatusCode::OK, "OK"),
-        "/ready" if probes.ready.load(Ordering::Acquire) => text(StatusCode::OK, "OK"),
-        "/ready" => text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: watches not synced\n",
-        ),
-        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        path => {
+            let report = match kinet_health::split_path(path, &["health", "ready"]) {
+                Some((endpoint, check)) => {
+                    let query = kinet_health::Query::parse(req.uri().query());
+                    probes.checks.report(endpoint, check, &query).await
+                }
+                None => None,
+            };
+            match report {
+                Some(r) => text(
+                    StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    r.body,
+                ),
+                None => text(StatusCode::NOT_FOUND, "not found\n"),
+            }
+        }
     }
 }
 

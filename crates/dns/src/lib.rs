@@ -9,6 +9,7 @@ mod answers;
 mod cache;
 mod forward;
 mod handler;
+mod health;
 mod http;
 mod metrics;
 mod server;

@@ -11,6 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 use crate::handler::{Handler, SharedView};
+use crate::health::{self, Heartbeats};
 use crate::http::{self, Probes};
 use crate::metrics::{Metrics, Proto};
 use crate::udp;
@@ -44,7 +45,7 @@ pub enum Error {
 pub struct DnsServer {
     dns_addr: SocketAddr,
     metrics_addr: SocketAddr,
-    ready: Arc<AtomicBool>,
+    health: Arc<health::State>,
     metrics: Arc<Metrics>,
     tasks: JoinSet<Result<(), Error>>,
     _stop_udp: StopOnDrop,
@@ -74,17 +75,20 @@ impl DnsServer {
         &self.metrics
     }
 
+    /// Whether the watches have synced and the server is not draining (`/ready` also checks
+    /// that the zone answers).
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.health.synced.load(Ordering::Acquire) && !self.health.draining.load(Ordering::Acquire)
     }
 
-    /// Readiness as `/ready` reports it; [`crate::start`] sets it after the first sync.
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Release);
+    /// Marks the view as synced (its `informer-sync` check); [`crate::start`]'s watches set it
+    /// after their first lists, callers that fill the view themselves call it.
+    pub fn set_synced(&self, synced: bool) {
+        self.health.synced.store(synced, Ordering::Release);
     }
 
-    pub(crate) fn ready_flag(&self) -> Arc<AtomicBool> {
-        self.ready.clone()
+    pub(crate) fn health(&self) -> Arc<health::State> {
+        self.health.clone()
     }
 
     pub(crate) fn spawn<F>(&mut self, task: F)
@@ -116,14 +120,15 @@ impl DnsServer {
     /// clients) but keep answering for `lameduck`, then stop. CoreDNS's
     /// `health { lameduck }` does the same.
     pub async fn drain(self, lameduck: Duration) {
-        self.set_ready(false);
+        self.health.draining.store(true, Ordering::Release);
         tokio::time::sleep(lameduck).await;
         self.shutdown().await;
     }
 }
 
-/// Bind and serve `view`. Readiness starts false unless no watches feed the view
-/// (callers without a client call [`DnsServer::set_ready`] themselves).
+/// Bind and serve `view`. The `informer-sync` readiness check fails until
+/// [`DnsServer::set_synced`] (the watches of [`crate::start`] call it; callers without a
+/// client call it themselves).
 pub async fn serve(view: SharedView, config: &DnsConfig) -> Result<DnsServer, Error> {
     let (udp, tcp) = bind_dns(config.listen).await?;
     let dns_addr = udp.local_addr().map_err(|source| Error::Bind {
@@ -147,9 +152,8 @@ pub async fn serve(view: SharedView, config: &DnsConfig) -> Result<DnsServer, Er
             source,
         })?;
     let metrics = Arc::new(Metrics::new());
-    let ready = Arc::new(AtomicBool::new(false));
     let handler = Arc::new(Handler::new(
-        view,
+        view.clone(),
         metrics.clone(),
         config.upstreams.clone(),
         config.cache_size,
@@ -159,14 +163,23 @@ pub async fn serve(view: SharedView, config: &DnsConfig) -> Result<DnsServer, Er
     let stop = Arc::new(AtomicBool::new(false));
     // `available_parallelism` honours the CPU affinity (taskset, cpusets).
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_UDP_THREADS));
+    let health = Arc::new(health::State {
+        synced: AtomicBool::new(false),
+        draining: AtomicBool::new(false),
+        udp: Heartbeats::new(threads),
+    });
     for i in 0..threads {
         let (sock, handler, stop) = (udp.clone(), handler.clone(), stop.clone());
         let rt = tokio::runtime::Handle::current();
+        let state = health.clone();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name(format!("dns-udp-{i}"))
             .spawn(move || {
-                let _ = done_tx.send(udp::serve(sock, handler, stop, rt));
+                let beat = || state.udp.beat(i);
+                let done = udp::serve(sock, handler, stop, rt, beat);
+                state.udp.stopped(i);
+                let _ = done_tx.send(done);
             })
             .map_err(|source| Error::Serve {
                 what: "udp thread",
@@ -178,7 +191,7 @@ pub async fn serve(view: SharedView, config: &DnsConfig) -> Result<DnsServer, Er
     tasks.spawn(tcp_loop(tcp, handler));
     let probes = Probes {
         metrics: metrics.clone(),
-        ready: ready.clone(),
+        checks: health::checks(&health, &view),
     };
     tasks.spawn(async move {
         http::serve(metrics_listener, probes)
@@ -191,7 +204,7 @@ pub async fn serve(view: SharedView, config: &DnsConfig) -> Result<DnsServer, Er
     Ok(DnsServer {
         dns_addr,
         metrics_addr,
-        ready,
+        health,
         metrics,
         tasks,
         _stop_udp: StopOnDrop(stop),

@@ -28,13 +28,15 @@ const RECV_BUF: usize = 4096;
 /// How often a thread blocked on an idle socket checks whether to stop.
 pub(crate) const STOP_POLL: Duration = Duration::from_millis(100);
 
-/// Serve `sock` on this thread until `stop` is set or the socket fails.
+/// Serve `sock` on this thread until `stop` is set or the socket fails, calling `beat` at
+/// every turn of the loop (for the `udp` health check).
 /// `sock` must be blocking with a read timeout of [`STOP_POLL`].
 pub(crate) fn serve(
     sock: Arc<UdpSocket>,
     handler: Arc<Handler>,
     stop: Arc<AtomicBool>,
     rt: tokio::runtime::Handle,
+    beat: impl Fn(),
 ) -> Result<(), Error> {
     let fd = sock.as_raw_fd();
     let mut bufs = vec![[0u8; RECV_BUF]; BATCH];
@@ -44,6 +46,7 @@ pub(crate) fn serve(
     let mut send_hdrs = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
     let mut to_send: Vec<(usize, SockaddrStorage)> = Vec::with_capacity(BATCH);
     while !stop.load(Ordering::Acquire) {
+        beat();
         received.clear();
         {
             let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs

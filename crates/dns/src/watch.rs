@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::fmt::Debug;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -135,7 +135,7 @@ impl<K: Feed> Mirror<K> {
 pub(crate) fn spawn(server: &mut DnsServer, client: Client, view: SharedView) {
     let sync = Sync {
         pending: Arc::new(AtomicUsize::new(3)),
-        ready: server.ready_flag(),
+        health: server.health(),
     };
     let (c, v, s) = (client.clone(), view.clone(), sync.clone());
     server.spawn(watch::<Service>(Api::all(c), v, s));
@@ -147,13 +147,13 @@ pub(crate) fn spawn(server: &mut DnsServer, client: Client, view: SharedView) {
 #[derive(Clone)]
 struct Sync {
     pending: Arc<AtomicUsize>,
-    ready: Arc<AtomicBool>,
+    health: Arc<crate::health::State>,
 }
 
 impl Sync {
     fn one_synced(&self) {
         if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.ready.store(true, Ordering::Release);
+            self.health.synced.store(true, Ordering::Release);
             tracing::info!("dns: all watches synced");
         }
     }

@@ -14,4 +14,4 @@ mod registry;
 mod report;
 
 pub use registry::{CheckFuture, Checks, Endpoint};
-pub use report::{render, render_one, Outcome, Query, Report};
+pub use report::{render, render_one, split_path, Outcome, Query, Report};

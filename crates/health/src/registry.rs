@@ -14,15 +14,19 @@ type CheckFn = Arc<dyn Fn() -> CheckFuture + Send + Sync>;
 /// Which endpoints a check belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
-    /// `/livez`, `/readyz` and `/healthz`: failing means the process should be restarted.
+    /// Every endpoint (kube-apiserver's `/livez`, `/readyz` and `/healthz`, CoreDNS's
+    /// `/health` and `/ready`): failing means the process should be restarted.
     Live,
-    /// `/readyz` only: failing means it should not be sent traffic yet.
+    /// The readiness endpoint only: failing means it should not be sent traffic yet.
     Ready,
 }
 
+/// The readiness endpoints' names: kube-apiserver's `/readyz` and CoreDNS's `/ready`.
+const READINESS: [&str; 2] = ["readyz", "ready"];
+
 impl Endpoint {
     fn serves(self, endpoint: &str) -> bool {
-        self == Endpoint::Live || endpoint == "readyz"
+        self == Endpoint::Live || READINESS.contains(&endpoint)
     }
 }
 
@@ -162,6 +166,28 @@ mod tests {
                 .unwrap()
                 .status,
             200
+        );
+    }
+
+    #[test]
+    fn coredns_ready_is_a_readiness_endpoint_and_health_a_liveness_one() {
+        let checks = Checks::default();
+        checks.add("udp", Endpoint::Live, ok);
+        checks.add("informer-sync", Endpoint::Ready, || {
+            Box::pin(async { Err("not synced".into()) })
+        });
+        let q = Query::default();
+        assert_eq!(
+            block_on(checks.report("ready", None, &q)).unwrap().status,
+            500
+        );
+        assert_eq!(
+            block_on(checks.report("health", None, &q)).unwrap().status,
+            200
+        );
+        assert_eq!(
+            block_on(checks.report("health", Some("informer-sync"), &q)),
+            None
         );
     }
 

@@ -34,6 +34,18 @@ impl Query {
     }
 }
 
+/// `/readyz` is `("readyz", None)`, `/readyz/etcd` is `("readyz", Some("etcd"))` when
+/// `endpoints` has `readyz`; check names may contain `/` (kube-apiserver's
+/// `poststarthook/...`).
+pub fn split_path<'a>(path: &'a str, endpoints: &[&str]) -> Option<(&'a str, Option<&'a str>)> {
+    let rest = path.strip_prefix('/')?;
+    let (endpoint, check) = match rest.split_once('/') {
+        Some((endpoint, check)) => (endpoint, Some(check)),
+        None => (rest, None),
+    };
+    endpoints.contains(&endpoint).then_some((endpoint, check))
+}
+
 /// An HTTP answer: status and `text/plain` body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
@@ -166,6 +178,20 @@ mod tests {
                 body: "internal server error: no commit\n".into()
             }
         );
+    }
+
+    #[test]
+    fn health_paths() {
+        let e = ["healthz", "livez", "readyz"];
+        assert_eq!(split_path("/readyz", &e), Some(("readyz", None)));
+        assert_eq!(split_path("/livez/etcd", &e), Some(("livez", Some("etcd"))));
+        assert_eq!(
+            split_path("/healthz/poststarthook/x", &e),
+            Some(("healthz", Some("poststarthook/x")))
+        );
+        assert_eq!(split_path("/readyz/", &e), Some(("readyz", Some(""))));
+        assert_eq!(split_path("/api", &e), None);
+        assert_eq!(split_path("/readyzz", &e), None);
     }
 
     #[test]

@@ -37,6 +37,11 @@ impl Ipv4Cidr {
         self.prefix
     }
 
+    /// The network mask, `255.255.0.0` for a `/16`.
+    pub fn netmask(&self) -> Ipv4Addr {
+        Ipv4Addr::from(mask(self.prefix))
+    }
+
     /// The last address of the range.
     pub fn broadcast(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.network | !mask(self.prefix))
@@ -173,6 +178,8 @@ mod tests {
     fn arithmetic() {
         let n = c("10.244.0.0/16");
         assert_eq!(n.broadcast(), Ipv4Addr::new(10, 244, 255, 255));
+        assert_eq!(n.netmask(), Ipv4Addr::new(255, 255, 0, 0));
+        assert_eq!(c("0.0.0.0/0").netmask(), Ipv4Addr::UNSPECIFIED);
         assert_eq!(n.size(), 65536);
         assert!(n.contains(Ipv4Addr::new(10, 244, 9, 9)));
         assert!(!n.contains(Ipv4Addr::new(10, 245, 0, 0)));

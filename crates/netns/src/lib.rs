@@ -5,7 +5,8 @@
 //! may run anything on any thread, so this crate never switches a shared thread (see
 //! containernetworking's `pkg/ns` README). Two safe ways in:
 //! - [`NetNs::run`] runs a closure on a fresh OS thread that entered the namespace and exits
-//!   afterwards, so no thread ever leaks back into the pool in the wrong namespace;
+//!   afterwards, so no thread ever leaks back into the pool in the wrong namespace ([`run_in`]
+//!   does the same for a namespace known by path, such as `/proc/<pid>/ns/net`);
 //! - sockets stay in the namespace they were created in, so [`NetNs::netlink_handle`] (and any
 //!   socket made inside [`NetNs::run`]) can be used from any thread afterwards.
 
@@ -159,15 +160,7 @@ impl NetNs {
         F: FnOnce() -> R + Send,
         R: Send,
     {
-        std::thread::scope(|s| {
-            s.spawn(|| -> Result<R> {
-                setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET)
-                    .map_err(sys(format!("setns into {}", self.name)))?;
-                Ok(f())
-            })
-            .join()
-            .map_err(|_| Error::Panicked(self.name.clone()))?
-        })
+        run_on_thread_in(&self.file, &self.name, f)
     }
 
     /// Starts `f` on a new OS thread inside this namespace and returns at once: for servers
@@ -210,6 +203,35 @@ impl NetNs {
         rt.spawn(conn);
         Ok(handle)
     }
+}
+
+/// [`NetNs::run`] for the namespace at `path` (`/run/netns/<name>`, `/proc/<pid>/ns/net`):
+/// `f` runs on a fresh OS thread that entered it and ends with `f`. A socket made in `f` stays
+/// in that namespace wherever it is used afterwards.
+pub fn run_in<F, R>(path: &Path, f: F) -> Result<R>
+where
+    F: FnOnce() -> R + Send,
+    R: Send,
+{
+    let shown = path.display().to_string();
+    let file = File::open(path).map_err(io_err(format!("opening {shown}")))?;
+    run_on_thread_in(&file, &shown, f)
+}
+
+fn run_on_thread_in<F, R>(ns: &File, name: &str, f: F) -> Result<R>
+where
+    F: FnOnce() -> R + Send,
+    R: Send,
+{
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<R> {
+            setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
+                .map_err(sys(format!("setns into {name}")))?;
+            Ok(f())
+        })
+        .join()
+        .map_err(|_| Error::Panicked(name.to_string()))?
+    })
 }
 
 /// Unmounts and removes `/run/netns/<name>` (what `ip netns del` does). Missing is success,

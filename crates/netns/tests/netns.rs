@@ -60,6 +60,12 @@ fn create_is_visible_to_iproute2_and_delete_removes_it() {
         ns.spawn(own_netns_inode).unwrap().join().unwrap().unwrap(),
         inside
     );
+    // So is a thread entering it by path.
+    assert_eq!(
+        kinet_netns::run_in(&ns.path(), own_netns_inode).unwrap(),
+        inside
+    );
+    assert!(kinet_netns::run_in(std::path::Path::new("/run/netns/none"), || ()).is_err());
     // A second open of the same name is the same namespace.
     assert_eq!(
         NetNs::open(&n).unwrap().run(own_netns_inode).unwrap(),

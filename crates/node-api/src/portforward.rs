@@ -5,36 +5,29 @@
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use kinet_remotecommand::{ForwardRequest, PortForwardSession};
-use nix::sched::{setns, CloneFlags};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::oneshot;
 
 /// How long a connect inside the pod may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connects to `127.0.0.1:port` (or `[::1]:port`) in the network namespace of process `pid`.
 pub async fn connect_in_netns(pid: u32, port: u16) -> io::Result<tokio::net::TcpStream> {
-    let (tx, rx) = oneshot::channel();
-    std::thread::Builder::new()
-        .name(format!("portforward-{pid}-{port}"))
-        .spawn(move || {
-            let _ = tx.send(connect_on_this_thread(pid, port));
-        })?;
-    let stream = rx
+    let netns = PathBuf::from(format!("/proc/{pid}/ns/net"));
+    // A blocking connect on a thread of its own, off the runtime's workers.
+    let stream = tokio::task::spawn_blocking(move || kinet_netns::run_in(&netns, || connect(port)))
         .await
-        .map_err(|_| io::Error::other("the namespace thread died"))??;
+        .map_err(io::Error::other)?
+        .map_err(io::Error::other)??;
     stream.set_nonblocking(true)?;
     tokio::net::TcpStream::from_std(stream)
 }
 
-/// Enters the namespace and connects. Only for a thread that exits afterwards.
-fn connect_on_this_thread(pid: u32, port: u16) -> io::Result<TcpStream> {
-    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
-    setns(&ns, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
-    // IPv4 first, then IPv6, as container runtimes dial "localhost".
+/// IPv4 first, then IPv6, as container runtimes dial "localhost".
+fn connect(port: u16) -> io::Result<TcpStream> {
     let v4 = TcpStream::connect_timeout(
         &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
         CONNECT_TIMEOUT,

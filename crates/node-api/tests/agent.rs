@@ -258,13 +258,10 @@ async fn port_forward_connects_inside_the_pod_only() {
     let sandbox = Sandbox::start();
     // An echo server on the pod's loopback, and a decoy on the host's, on one port.
     let pid = sandbox.pid();
-    let listener = std::thread::spawn(move || {
-        let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
-        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap()
-    })
-    .join()
-    .unwrap();
+    let netns = std::path::PathBuf::from(format!("/proc/{pid}/ns/net"));
+    let listener = kinet_netns::run_in(&netns, || std::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap()
+        .unwrap();
     let port = listener.local_addr().unwrap().port();
     listener.set_nonblocking(true).unwrap();
     let listener = tokio::net::TcpListener::from_std(listener).unwrap();
@@ -285,13 +282,7 @@ async fn port_forward_connects_inside_the_pod_only() {
     assert_eq!(&got, b"ping");
 
     // Only on the pod's IPv6 loopback: found too, as runtimes dial "localhost".
-    let v6 = std::thread::spawn(move || {
-        let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
-        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        std::net::TcpListener::bind("[::1]:0")
-    })
-    .join()
-    .unwrap();
+    let v6 = kinet_netns::run_in(&netns, || std::net::TcpListener::bind("[::1]:0")).unwrap();
     if let Ok(v6) = v6 {
         let v6_port = v6.local_addr().unwrap().port();
         kinet_node_api::portforward::connect_in_netns(pid, v6_port)

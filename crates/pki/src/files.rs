@@ -23,7 +23,8 @@ impl Pki {
         fs::create_dir_all(dir).map_err(|source| io(dir, source))?;
         for (name, pem) in FILE_NAMES.iter().zip(self.pems()) {
             let mode = if name.ends_with(".key") { 0o600 } else { 0o644 };
-            write_file(&dir.join(name), pem, mode)?;
+            let path = dir.join(name);
+            write_file(&path, pem, mode).map_err(|source| io(&path, source))?;
         }
         Ok(())
     }
@@ -57,19 +58,17 @@ impl Pki {
 }
 
 /// Writes `contents` with `mode`, also tightening the mode of a file that already existed
-/// (`OpenOptions::mode` only applies on creation).
-pub(crate) fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
+/// (`OpenOptions::mode` only applies on creation). Keys, tokens and kubeconfigs all go
+/// through here.
+pub fn write_file(path: &Path, contents: &str, mode: u32) -> std::io::Result<()> {
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(mode)
-        .open(path)
-        .map_err(|source| io(path, source))?;
-    file.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(|source| io(path, source))?;
+        .open(path)?;
+    file.set_permissions(fs::Permissions::from_mode(mode))?;
     file.write_all(contents.as_bytes())
-        .map_err(|source| io(path, source))
 }
 
 fn io(path: &Path, source: std::io::Error) -> PkiError {

@@ -7,7 +7,7 @@ mod certs;
 mod files;
 mod kubeconfig;
 
-pub use files::FILE_NAMES;
+pub use files::{write_file, FILE_NAMES};
 pub use kubeconfig::{context_name, kubeconfig, Credentials};
 
 /// The cluster's certificates and keys, all PEM.

@@ -2,52 +2,33 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use kinet_ipam::Ipv4Cidr;
+
 use crate::PolicyError;
 
-/// An IPv4 prefix, stored as its network address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Cidr4 {
-    net: u32,
-    prefix: u8,
-}
-
-impl Cidr4 {
-    /// Parses `a.b.c.d/p`. An IPv6 prefix is valid but can match nothing in this IPv4
-    /// cluster, so it gives `None`.
-    pub(crate) fn parse(s: &str) -> Result<Option<Cidr4>, PolicyError> {
-        let bad = || PolicyError::Cidr(s.to_string());
-        let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
+/// Parses an `ipBlock` prefix. An IPv6 prefix is valid but can match nothing in this IPv4
+/// cluster, so it gives `None`.
+pub(crate) fn parse_cidr(s: &str) -> Result<Option<Ipv4Cidr>, PolicyError> {
+    let bad = || PolicyError::Cidr(s.to_string());
+    let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
+    if let Ok(IpAddr::V6(_)) = addr.parse::<IpAddr>() {
         let prefix: u8 = prefix.parse().map_err(|_| bad())?;
-        match addr.parse::<IpAddr>().map_err(|_| bad())? {
-            IpAddr::V6(_) if prefix <= 128 => Ok(None),
-            IpAddr::V4(a) if prefix <= 32 => {
-                let net = u32::from(a) & mask(prefix);
-                Ok(Some(Cidr4 { net, prefix }))
-            }
-            _ => Err(bad()),
-        }
+        return if prefix <= 128 { Ok(None) } else { Err(bad()) };
     }
-
-    /// The first and last address, inclusive.
-    pub(crate) fn range(self) -> (u32, u32) {
-        (self.net, self.net | !mask(self.prefix))
-    }
-
-    pub(crate) fn contains(self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & mask(self.prefix) == self.net
-    }
+    s.parse::<Ipv4Cidr>().map(Some).map_err(|_| bad())
 }
 
-fn mask(prefix: u8) -> u32 {
-    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
+/// The first and last address, inclusive.
+fn range(c: &Ipv4Cidr) -> (u32, u32) {
+    (u32::from(c.network()), u32::from(c.broadcast()))
 }
 
 /// An `ipBlock`: addresses in `cidr` and in none of `except`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct IpBlock {
     /// `None` for an IPv6 block.
-    pub(crate) cidr: Option<Cidr4>,
-    pub(crate) except: Vec<Cidr4>,
+    pub(crate) cidr: Option<Ipv4Cidr>,
+    pub(crate) except: Vec<Ipv4Cidr>,
 }
 
 impl IpBlock {
@@ -57,9 +38,9 @@ impl IpBlock {
 
     /// The block as sorted, disjoint, inclusive ranges (the elements of an nft interval set).
     pub(crate) fn ranges(&self) -> Vec<(u32, u32)> {
-        let mut out: Vec<(u32, u32)> = self.cidr.iter().map(|c| c.range()).collect();
+        let mut out: Vec<(u32, u32)> = self.cidr.iter().map(range).collect();
         for e in &self.except {
-            let (lo, hi) = e.range();
+            let (lo, hi) = range(e);
             out = out
                 .into_iter()
                 .flat_map(|(a, b)| {
@@ -87,25 +68,25 @@ mod tests {
 
     fn block(cidr: &str, except: &[&str]) -> IpBlock {
         IpBlock {
-            cidr: Cidr4::parse(cidr).unwrap(),
+            cidr: parse_cidr(cidr).unwrap(),
             except: except
                 .iter()
-                .map(|e| Cidr4::parse(e).unwrap().unwrap())
+                .map(|e| parse_cidr(e).unwrap().unwrap())
                 .collect(),
         }
     }
 
     #[test]
     fn parse_masks_host_bits_and_rejects_garbage() {
-        let c = Cidr4::parse("10.244.1.7/16").unwrap().unwrap();
-        assert_eq!(c.range(), (0x0af4_0000, 0x0af4_ffff));
+        let c = parse_cidr("10.244.1.7/16").unwrap().unwrap();
+        assert_eq!(range(&c), (0x0af4_0000, 0x0af4_ffff));
         assert_eq!(
-            Cidr4::parse("0.0.0.0/0").unwrap().unwrap().range(),
+            range(&parse_cidr("0.0.0.0/0").unwrap().unwrap()),
             (0, u32::MAX)
         );
-        assert_eq!(Cidr4::parse("fd00::/64").unwrap(), None);
-        for bad in ["10.0.0.0", "10.0.0.0/33", "x/8", "10.0.0/8"] {
-            assert!(Cidr4::parse(bad).is_err(), "{bad}");
+        assert_eq!(parse_cidr("fd00::/64").unwrap(), None);
+        for bad in ["10.0.0.0", "10.0.0.0/33", "x/8", "10.0.0/8", "fd00::/129"] {
+            assert!(parse_cidr(bad).is_err(), "{bad}");
         }
     }
 

@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::serde_json;
 use kinet_selectors::LabelSelector;
 
-use crate::cidr::{Cidr4, IpBlock};
+use crate::cidr::{parse_cidr, IpBlock};
 use crate::input::{Cluster, Pod, Proto};
 use crate::PolicyError;
 
@@ -130,10 +130,10 @@ fn peer(p: &NetworkPolicyPeer) -> Result<Peer, PolicyError> {
     if let Some(b) = &p.ip_block {
         let except = b.except.iter().flatten();
         return Ok(Peer::Block(IpBlock {
-            cidr: Cidr4::parse(&b.cidr)?,
+            cidr: parse_cidr(&b.cidr)?,
             // IPv6 excepts (inside an IPv6 block) exclude nothing here.
             except: except
-                .map(|e| Cidr4::parse(e))
+                .map(|e| parse_cidr(e))
                 .filter_map(Result::transpose)
                 .collect::<Result<_, _>>()?,
         }));

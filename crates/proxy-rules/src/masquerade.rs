@@ -9,10 +9,7 @@ use crate::model::{Action, BaseChain, Hook, Ipv4Cidr, Match, Rule, Ruleset};
 
 /// Table `ip <table>` masquerading traffic from `pods` to anywhere outside it.
 pub fn pod_masquerade(table: &str, pods: Ipv4Cidr) -> Ruleset {
-    let multicast = Ipv4Cidr {
-        addr: Ipv4Addr::new(224, 0, 0, 0),
-        prefix: 4,
-    };
+    let multicast = Ipv4Cidr::new(Ipv4Addr::new(224, 0, 0, 0), 4).expect("a prefix of 4 is valid");
     let mut rs = Ruleset::empty(table, None);
     rs.add_base_chain(
         "postrouting",

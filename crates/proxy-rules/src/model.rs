@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::str::FromStr;
 
 /// L4 protocol of a service port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -42,50 +41,8 @@ impl fmt::Display for Proto {
     }
 }
 
-/// An IPv4 prefix such as `10.244.0.0/16`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Ipv4Cidr {
-    pub addr: Ipv4Addr,
-    pub prefix: u8,
-}
-
-impl Ipv4Cidr {
-    pub fn new(addr: Ipv4Addr, prefix: u8) -> Option<Ipv4Cidr> {
-        (prefix <= 32).then_some(Ipv4Cidr { addr, prefix })
-    }
-
-    fn mask(&self) -> u32 {
-        if self.prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(self.prefix))
-        }
-    }
-
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        (u32::from(ip) & self.mask()) == (u32::from(self.addr) & self.mask())
-    }
-}
-
-impl FromStr for Ipv4Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (a, p) = s
-            .split_once('/')
-            .ok_or_else(|| format!("{s:?}: missing /prefix"))?;
-        let addr: Ipv4Addr = a.parse().map_err(|e| format!("{s:?}: {e}"))?;
-        let prefix: u8 = p.parse().map_err(|e| format!("{s:?}: {e}"))?;
-        Ipv4Cidr::new(addr, prefix).ok_or_else(|| format!("{s:?}: prefix > 32"))
-    }
-}
-
-impl fmt::Display for Ipv4Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Render the network address so nft never sees host bits.
-        let net = Ipv4Addr::from(u32::from(self.addr) & self.mask());
-        write!(f, "{net}/{}", self.prefix)
-    }
-}
+/// IPv4 prefixes are IPAM's: one type for every CIDR in kinet.
+pub use kinet_ipam::Ipv4Cidr;
 
 /// One condition of a rule; all matches of a rule must hold.
 #[derive(Debug, Clone, PartialEq, Eq)]

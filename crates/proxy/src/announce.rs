@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1::{Node, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 
 use kinet_types::wellknown::SERVICE_NAME_LABEL;
 
@@ -35,27 +35,38 @@ pub fn ready_nodes(nodes: &[Node]) -> BTreeSet<String> {
         .collect()
 }
 
+/// Each ready endpoint of `slices` with its Service's `(namespace, name)`; slices without the
+/// service-name label belong to no Service. No `ready` condition means ready, as upstream.
+pub(crate) fn ready_endpoints<'a>(
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+) -> impl Iterator<Item = ((String, String), &'a Endpoint)> {
+    slices.into_iter().flat_map(|s| {
+        let svc = s
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SERVICE_NAME_LABEL));
+        let key = svc.map(|svc| {
+            (
+                s.metadata.namespace.clone().unwrap_or_default(),
+                svc.clone(),
+            )
+        });
+        s.endpoints
+            .iter()
+            .filter(|ep| ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+            .filter_map(move |ep| Some((key.clone()?, ep)))
+    })
+}
+
 /// `(namespace, name)` → nodes that host a ready endpoint of that Service.
 pub fn endpoint_nodes<'a>(
     slices: impl IntoIterator<Item = &'a EndpointSlice>,
 ) -> BTreeMap<(String, String), BTreeSet<String>> {
     let mut out: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
-    for s in slices {
-        let Some(svc) = s
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(SERVICE_NAME_LABEL))
-        else {
-            continue;
-        };
-        let ns = s.metadata.namespace.clone().unwrap_or_default();
-        let entry = out.entry((ns, svc.clone())).or_default();
-        for ep in &s.endpoints {
-            let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
-            if let (true, Some(n)) = (ready, &ep.node_name) {
-                entry.insert(n.clone());
-            }
+    for (key, ep) in ready_endpoints(slices) {
+        if let Some(n) = &ep.node_name {
+            out.entry(key).or_default().insert(n.clone());
         }
     }
     out

@@ -15,8 +15,6 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use tokio::task::JoinHandle;
 
-use kinet_types::wellknown::SERVICE_NAME_LABEL;
-
 /// What one health-check port reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheck {
@@ -46,25 +44,12 @@ pub fn health_checks<'a>(
     node: &str,
 ) -> BTreeMap<u16, HealthCheck> {
     let mut local: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
-    for s in slices {
-        let Some(svc) = s
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(SERVICE_NAME_LABEL))
-        else {
-            continue;
-        };
-        let key = (
-            s.metadata.namespace.clone().unwrap_or_default(),
-            svc.clone(),
-        );
-        let set = local.entry(key).or_default();
-        for ep in &s.endpoints {
-            let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
-            if ready && ep.node_name.as_deref() == Some(node) {
-                set.extend(ep.addresses.iter().cloned());
-            }
+    for (key, ep) in crate::announce::ready_endpoints(slices) {
+        if ep.node_name.as_deref() == Some(node) {
+            local
+                .entry(key)
+                .or_default()
+                .extend(ep.addresses.iter().cloned());
         }
     }
     let mut out = BTreeMap::new();
@@ -154,17 +139,12 @@ impl Drop for HealthServer {
 
 /// A listener on `0.0.0.0:port` made by a short-lived thread inside `netns`.
 fn bind_in(netns: &Path, port: u16) -> std::io::Result<tokio::net::TcpListener> {
-    let netns = netns.to_path_buf();
-    let std_listener = std::thread::spawn(move || -> std::io::Result<std::net::TcpListener> {
-        let ns = std::fs::File::open(&netns)?;
-        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(std::io::Error::from)?;
+    let std_listener = kinet_netns::run_in(netns, || {
         let l = std::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))?;
         l.set_nonblocking(true)?;
-        Ok(l)
+        Ok::<_, std::io::Error>(l)
     })
-    .join()
-    .map_err(|_| std::io::Error::other("bind thread panicked"))??;
+    .map_err(std::io::Error::other)??;
     tokio::net::TcpListener::from_std(std_listener)
 }
 
@@ -203,6 +183,7 @@ fn check_weight(body: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kinet_types::wellknown::SERVICE_NAME_LABEL;
     use serde_json::json;
 
     fn svc(name: &str, policy: &str, hc: Option<i32>) -> Service {

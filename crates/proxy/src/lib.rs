@@ -18,10 +18,13 @@
 //! - [`announce`] + [`LbAddresses`]: which node answers ARP for each
 //!   LoadBalancer address (MetalLB L2 style) and holding it on a dummy link.
 //! - [`health`]: healthCheckNodePort for `externalTrafficPolicy: Local`.
+//! - [`healthz`]: the proxy's own `/healthz` and `/livez` (kube-proxy's port 10256): 503 once
+//!   a change has waited for its sync too long.
 
 pub mod announce;
 mod applier;
 pub mod health;
+pub mod healthz;
 mod http;
 mod lbaddr;
 mod metrics;
@@ -33,6 +36,7 @@ mod sync;
 
 pub use applier::{Applier, ApplyError, ApplyOutcome, NetnsNft, NftBackend};
 pub use health::{health_checks, HealthCheck, HealthServer};
+pub use healthz::{serve_healthz, ProxyHealthz};
 pub use lbaddr::{LbAddrError, LbAddresses, LB_LINK};
 pub use metrics::{metric_line, serve_metrics, Metrics, MetricsSnapshot, MetricsSource};
 pub use node::node_info;

@@ -12,19 +12,34 @@ use kube::Api;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::healthz::ProxyHealthz;
+
 /// What woke the loop, and since when something has been waiting.
 #[derive(Default)]
 pub struct Changes {
     pub wake: Notify,
     /// Arrival of the oldest watch event no sync has covered yet.
     oldest: Mutex<Option<Instant>>,
+    /// The proxy's healthz, told of every change too, until a sync succeeds.
+    healthz: Option<Arc<ProxyHealthz>>,
 }
 
 impl Changes {
+    /// Changes that also keep `healthz` current.
+    pub fn with_healthz(healthz: Arc<ProxyHealthz>) -> Changes {
+        Changes {
+            healthz: Some(healthz),
+            ..Changes::default()
+        }
+    }
+
     pub fn mark(&self) {
         let mut oldest = self.oldest.lock().unwrap_or_else(|e| e.into_inner());
         oldest.get_or_insert_with(Instant::now);
         drop(oldest);
+        if let Some(h) = &self.healthz {
+            h.queued();
+        }
         self.wake.notify_one();
     }
 

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::announce;
 use crate::applier::{Applier, ApplyOutcome};
 use crate::health::{health_checks, HealthServer};
+use crate::healthz::{node_eligible, ProxyHealthz};
 use crate::lbaddr::LbAddresses;
 use crate::metrics::Metrics;
 use crate::node::node_info;
@@ -38,6 +39,9 @@ pub struct SyncOptions {
     pub applied: Option<watch::Sender<Option<Arc<Ruleset>>>>,
     /// Receives how each sync went (the node agent's readiness reads it).
     pub health: Option<watch::Sender<SyncHealth>>,
+    /// Records changes and successful syncs for `/healthz`; its timeout is set to twice
+    /// `resync_period`, as kube-proxy's is to twice its sync period.
+    pub healthz: Arc<ProxyHealthz>,
 }
 
 /// How the last sync went: `None` before the first, then `Ok` or why the rules are not in
@@ -63,6 +67,7 @@ impl Default for SyncOptions {
             metrics: Arc::new(Metrics::default()),
             applied: None,
             health: None,
+            healthz: Arc::default(),
         }
     }
 }
@@ -94,7 +99,8 @@ pub async fn run_with(
         config.table,
         applier.table()
     );
-    let changes = Arc::new(Changes::default());
+    opts.healthz.set_timeout(opts.resync_period * 2);
+    let changes = Arc::new(Changes::with_healthz(opts.healthz.clone()));
     let mut tasks = Tasks::default();
     let services = spawn_reflector(
         Api::<Service>::all(client.clone()),
@@ -156,6 +162,7 @@ pub async fn run_with(
             .iter()
             .find(|n| n.metadata.name.as_deref() == Some(node.name.as_str()));
         let node_now = node_info(me, &node);
+        opts.healthz.set_node_eligible(node_eligible(me));
         // Borrowed from the reflector stores: nothing is cloned per sync.
         let (svc_store, slice_store) = (services.state(), slices.state());
         let svcs = || svc_store.iter().map(|s| &**s);
@@ -209,11 +216,13 @@ pub async fn run_with(
                     tx.send_replace(Some(Arc::new(renderer.ruleset())));
                 }
                 report(&opts.health, Ok(()));
+                opts.healthz.updated();
             }
             Ok(ApplyOutcome::Unchanged) => {
                 retry_at = None;
                 opts.metrics.record_unchanged();
                 report(&opts.health, Ok(()));
+                opts.healthz.updated();
             }
             Err(e) => {
                 opts.metrics.record_failure();

@@ -1,12 +1,48 @@
 //! Label selectors: requirements, matching, canonical text and `metav1.LabelSelector` objects.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use kinet_types::ApiError;
 use serde_json::{Map, Value};
 
 use crate::label_parse;
-use crate::validation::{label_value_errors, qualified_name_errors};
+use kinet_types::validation::{is_label_value, is_qualified_name};
+
+/// An object's labels, as a selector reads them (`labels.Labels`).
+pub trait Labels {
+    /// The value of `key`, if the label is set.
+    fn label(&self, key: &str) -> Option<&str>;
+}
+
+/// `metadata.labels` as JSON; a value that is not a string reads as `""`.
+impl Labels for Map<String, Value> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key).map(|v| v.as_str().unwrap_or_default())
+    }
+}
+
+/// `metadata.labels` as k8s-openapi types hold them.
+impl Labels for BTreeMap<String, String> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+}
+
+/// No labels at all.
+struct NoLabels;
+
+impl Labels for NoLabels {
+    fn label(&self, _: &str) -> Option<&str> {
+        None
+    }
+}
+
+/// `labels.SelectorFromSet(set).Matches(labels)`: every label of `set`, with its value (a
+/// Service's selector, a nodeSelector, a template's labels). An empty set selects everything.
+pub fn set_matches<L: Labels + ?Sized>(set: &BTreeMap<String, String>, labels: &L) -> bool {
+    set.iter().all(|(k, v)| labels.label(k) == Some(v.as_str()))
+}
 
 /// A requirement operator (`selection.Operator`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +91,7 @@ impl Requirement {
     /// aggregated message.
     pub(crate) fn new(key: &str, op: Op, values: Vec<String>) -> Result<Requirement, String> {
         let mut errs = Vec::new();
-        let key_errs = qualified_name_errors(key);
+        let key_errs = is_qualified_name(key);
         if !key_errs.is_empty() {
             errs.push(format!(
                 "key: Invalid value: {key:?}: {}",
@@ -93,7 +129,7 @@ impl Requirement {
             }
         }
         for (i, v) in values.iter().enumerate() {
-            let v_errs = label_value_errors(v);
+            let v_errs = is_label_value(v);
             if !v_errs.is_empty() {
                 errs.push(format!(
                     "values[{i}][{key}]: Invalid value: {v:?}: {}",
@@ -112,10 +148,8 @@ impl Requirement {
         }
     }
 
-    fn matches(&self, labels: Option<&Map<String, Value>>) -> bool {
-        let got = labels
-            .and_then(|l| l.get(&self.key))
-            .map(|v| v.as_str().unwrap_or_default());
+    fn matches<L: Labels + ?Sized>(&self, labels: &L) -> bool {
+        let got = labels.label(&self.key);
         let has = |v: &str| self.values.iter().any(|x| x == v);
         match (self.op, got) {
             (Op::In | Op::Equals | Op::DoubleEquals, Some(v)) => has(v),
@@ -140,6 +174,19 @@ impl Requirement {
             (Op::GreaterThan | Op::LessThan, None) => false,
         }
     }
+}
+
+/// The operators of `matchExpressions` and node selector terms, by their API names.
+fn set_based_op(name: &str) -> Option<Op> {
+    Some(match name {
+        "In" => Op::In,
+        "NotIn" => Op::NotIn,
+        "Exists" => Op::Exists,
+        "DoesNotExist" => Op::DoesNotExist,
+        "Gt" => Op::GreaterThan,
+        "Lt" => Op::LessThan,
+        _ => return None,
+    })
 }
 
 impl fmt::Display for Requirement {
@@ -216,14 +263,11 @@ impl LabelSelector {
                 .get("operator")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let op = match op_name {
-                "In" => Op::In,
-                "NotIn" => Op::NotIn,
-                "Exists" => Op::Exists,
-                "DoesNotExist" => Op::DoesNotExist,
-                other => {
+            let op = match set_based_op(op_name) {
+                Some(op @ (Op::In | Op::NotIn | Op::Exists | Op::DoesNotExist)) => op,
+                _ => {
                     return Err(bad(format!(
-                        "{other:?} is not a valid label selector operator"
+                        "{op_name:?} is not a valid label selector operator"
                     )))
                 }
             };
@@ -246,6 +290,25 @@ impl LabelSelector {
         })
     }
 
+    /// The AND of `(key, operator, values)` requirements with the operators of a node
+    /// selector term (`In`, `NotIn`, `Exists`, `DoesNotExist`, `Gt`, `Lt`), as the scheduler's
+    /// `nodeSelectorRequirementsAsSelector` builds it. `Err` names what is invalid.
+    pub fn from_requirements<'a>(
+        reqs: impl IntoIterator<Item = (&'a str, &'a str, &'a [String])>,
+    ) -> Result<LabelSelector, String> {
+        let mut out = Vec::new();
+        for (key, op_name, values) in reqs {
+            let op = set_based_op(op_name)
+                .ok_or_else(|| format!("{op_name:?} is not a valid node selector operator"))?;
+            out.push(Requirement::new(key, op, values.to_vec())?);
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(LabelSelector {
+            reqs: out,
+            nothing: false,
+        })
+    }
+
     /// Selects every object.
     pub fn everything() -> LabelSelector {
         LabelSelector::default()
@@ -256,8 +319,16 @@ impl LabelSelector {
         !self.nothing && self.reqs.is_empty()
     }
 
-    /// Whether an object with these `metadata.labels` is selected.
+    /// Whether an object with these `metadata.labels` (JSON) is selected.
     pub fn matches(&self, labels: Option<&Map<String, Value>>) -> bool {
+        match labels {
+            Some(l) => self.matches_labels(l),
+            None => self.matches_labels(&NoLabels),
+        }
+    }
+
+    /// Whether an object with these labels is selected.
+    pub fn matches_labels<L: Labels + ?Sized>(&self, labels: &L) -> bool {
         !self.nothing && self.reqs.iter().all(|r| r.matches(labels))
     }
 }
@@ -278,6 +349,49 @@ impl fmt::Display for LabelSelector {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn set(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn label_sets_select_objects_carrying_every_pair() {
+        let l = set(&[("app", "web"), ("tier", "front")]);
+        assert!(set_matches(&set(&[("app", "web")]), &l));
+        assert!(set_matches(&set(&[]), &l));
+        assert!(!set_matches(&set(&[("app", "db")]), &l));
+        assert!(!set_matches(&set(&[("app", "web"), ("zone", "a")]), &l));
+        let json = labels(json!({"app": "web"}));
+        assert!(set_matches(&set(&[("app", "web")]), &json));
+    }
+
+    #[test]
+    fn node_selector_requirements_with_gt_and_lt() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let (zones, cores, none) = (v(&["a", "b"]), v(&["4"]), v(&[]));
+        let sel = LabelSelector::from_requirements([
+            ("zone", "In", zones.as_slice()),
+            ("cores", "Gt", cores.as_slice()),
+            ("gpu", "DoesNotExist", none.as_slice()),
+        ])
+        .unwrap();
+        assert!(sel.matches_labels(&set(&[("zone", "a"), ("cores", "8")])));
+        assert!(!sel.matches_labels(&set(&[("zone", "a"), ("cores", "4")])));
+        assert!(!sel.matches_labels(&set(&[("zone", "c"), ("cores", "8")])));
+        assert!(!sel.matches_labels(&set(&[("zone", "a"), ("cores", "8"), ("gpu", "1")])));
+        let err = LabelSelector::from_requirements([("zone", "Near", none.as_slice())]);
+        assert_eq!(
+            err,
+            Err("\"Near\" is not a valid node selector operator".into())
+        );
+        assert!(LabelSelector::from_requirements([("cores", "Lt", zones.as_slice())]).is_err());
+        // Gt and Lt are node selector operators, not metav1.LabelSelector ones.
+        let gt = json!({"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["4"]}]});
+        assert!(LabelSelector::from_label_selector(&gt).is_err());
+    }
 
     fn labels(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap_or_default()

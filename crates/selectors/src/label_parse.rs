@@ -2,7 +2,7 @@
 //! reproduced closely so that the same inputs fail with the same messages.
 
 use crate::label::{Op, Requirement};
-use crate::validation::qualified_name_errors;
+use kinet_types::validation::is_qualified_name;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tok {
@@ -162,7 +162,7 @@ impl Parser {
         if tok != Tok::Ident {
             return Err(format!("found '{lit}', expected: identifier"));
         }
-        let errs = qualified_name_errors(&lit);
+        let errs = is_qualified_name(&lit);
         if !errs.is_empty() {
             // apimachinery validates with a nil field path here, which prints as `<nil>`.
             return Err(format!(

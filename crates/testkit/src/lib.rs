@@ -19,7 +19,7 @@ pub struct TestApi {
     pub url: String,
     pub ca_pem: String,
     pub token: String,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    task: tokio::task::JoinHandle<Result<(), kinet_apiserver::ServeError>>,
     _dir: tempfile::TempDir,
 }
 
@@ -75,7 +75,11 @@ impl TestApi {
 
     /// A kube client for this server.
     pub fn client(&self) -> anyhow::Result<kube::Client> {
-        kinet_controllers::client::connect(&self.url, &self.ca_pem, &self.token)
+        Ok(kinet_controllers::client::connect(
+            &self.url,
+            &self.ca_pem,
+            &self.token,
+        )?)
     }
 }
 

@@ -4,6 +4,8 @@
 //!   subresources. Discovery, routing, validation and printing all read this one table.
 //! - [`hash`]: FNV-1a, for names that must be stable across processes and releases.
 //! - [`wellknown`]: well-known labels, the cluster's address ranges and ports.
+//! - [`validation`]: the string formats of `k8s.io/apimachinery/pkg/util/validation` (names,
+//!   label keys and values, ports, IPs) with kube-apiserver's exact messages.
 //! - [`error`]: API errors rendered as `metav1.Status` with kube-apiserver's codes, reasons and
 //!   message formats.
 //!
@@ -12,6 +14,7 @@
 pub mod error;
 pub mod hash;
 pub mod registry;
+pub mod validation;
 pub mod wellknown;
 
 pub use error::{ApiError, FieldError, FieldErrorKind, Result};

@@ -19,5 +19,8 @@ pub const KUBELET_PORT: u16 = 10250;
 /// The proxy's metrics server: kube-proxy's `--metrics-bind-address` port.
 pub const PROXY_METRICS_PORT: u16 = 10249;
 
+/// The proxy's `/healthz` and `/livez`: kube-proxy's `--healthz-bind-address` port.
+pub const PROXY_HEALTHZ_PORT: u16 = 10256;
+
 /// Cluster DNS's metrics, `/health` and `/ready`: CoreDNS's port.
 pub const DNS_METRICS_PORT: u16 = 9153;

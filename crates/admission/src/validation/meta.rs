@@ -1,6 +1,7 @@
 //! ObjectMeta and label selectors (apimachinery/pkg/api/validation/objectmeta.go and
 //! apimachinery/pkg/apis/meta/v1/validation).
 
+use kinet_selectors::LabelSelector;
 use kinet_types::{FieldError, Resource};
 use serde_json::Value;
 
@@ -188,38 +189,10 @@ pub fn label_selector(sel: &Value, path: &str, errs: &mut Vec<FieldError>) {
     }
 }
 
-/// Whether a metav1.LabelSelector selects `labels`. An empty selector selects everything.
+/// Whether a metav1.LabelSelector selects `labels`. An empty selector selects everything; an
+/// invalid one nothing.
 pub fn selector_matches(sel: &Value, labels: &Value) -> bool {
-    let get = |k: &str| labels.get(k).and_then(Value::as_str);
-    let ml_ok = sel
-        .get("matchLabels")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .all(|(k, v)| get(k) == v.as_str());
-    let exprs_ok = sel
-        .get("matchExpressions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .all(|req| {
-            let value = get(str_of(req, "key"));
-            let values: Vec<&str> = req
-                .get("values")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            match str_of(req, "operator") {
-                "In" => value.is_some_and(|v| values.contains(&v)),
-                "NotIn" => value.is_none_or(|v| !values.contains(&v)),
-                "Exists" => value.is_some(),
-                "DoesNotExist" => value.is_none(),
-                _ => false,
-            }
-        });
-    ml_ok && exprs_ok
+    LabelSelector::from_label_selector(sel).is_ok_and(|s| s.matches(labels.as_object()))
 }
 
 /// Whether a selector has no requirements at all.

@@ -2,7 +2,8 @@
 
 mod meta;
 mod misc;
-mod names;
+// apimachinery's string formats live with the rest of the API vocabulary.
+use kinet_types::validation as names;
 mod networking;
 mod pod;
 mod service;

@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+use kinet_ipam::Ipv4Cidr;
+use kinet_types::wellknown::SERVICE_CIDR;
 use kinet_types::FieldError;
 use rand::Rng;
 use serde_json::json;
@@ -12,14 +14,16 @@ use serde_json::json;
 /// The service network of a cluster.
 #[derive(Debug, Clone)]
 pub struct NetworkConfig {
-    pub service_cidr: (Ipv4Addr, u8),
+    pub service_cidr: Ipv4Cidr,
     pub node_ports: (u16, u16),
 }
 
 impl Default for NetworkConfig {
     fn default() -> Self {
         NetworkConfig {
-            service_cidr: (Ipv4Addr::new(10, 96, 0, 0), 12),
+            service_cidr: SERVICE_CIDR
+                .parse()
+                .expect("the well-known Service CIDR parses"),
             node_ports: (30000, 32767),
         }
     }
@@ -27,14 +31,15 @@ impl Default for NetworkConfig {
 
 impl NetworkConfig {
     fn cidr_text(&self) -> String {
-        format!("{}/{}", self.service_cidr.0, self.service_cidr.1)
+        self.service_cidr.to_string()
     }
 
     /// The range usable for ClusterIPs: the CIDR without its network and broadcast addresses.
     fn ip_range(&self) -> (u32, u32) {
-        let base = u32::from(self.service_cidr.0);
-        let size = 1u32 << (32 - self.service_cidr.1);
-        (base + 1, base + size - 2)
+        (
+            u32::from(self.service_cidr.network()) + 1,
+            u32::from(self.service_cidr.broadcast()) - 1,
+        )
     }
 
     /// The first address of the range: the `kubernetes` Service.
@@ -44,7 +49,9 @@ impl NetworkConfig {
 
     /// The tenth address: kube-dns, by convention.
     pub fn dns_ip(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.service_cidr.0) + 10)
+        self.service_cidr
+            .nth(10)
+            .unwrap_or(self.service_cidr.network())
     }
 }
 

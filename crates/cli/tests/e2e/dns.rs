@@ -185,15 +185,10 @@ fn cluster_dns_answers_the_kubernetes_records() {
     let missing = exec(&c, "client", &["dig", "nothere.default.svc.cluster.local"]);
     assert!(missing.contains("status: NXDOMAIN"), "{missing}");
 
-    // Outside the zone with no upstream: refused at once, nothing leaves the machine.
-    let t = Instant::now();
+    // Outside the zone with no upstream: refused, nothing leaves the machine. dig has one try,
+    // so a status at all means the server answered rather than dropped the query.
     let outside = exec(&c, "client", &["dig", "+time=2", "+tries=1", "example.com"]);
     assert!(outside.contains("status: REFUSED"), "{outside}");
-    assert!(
-        t.elapsed() < Duration::from_secs(2),
-        "took {:?}",
-        t.elapsed()
-    );
 
     // dnsPolicy None with a dnsConfig: exactly that resolv.conf.
     wait_ready(&c, "run!=client,app!=db", 1);

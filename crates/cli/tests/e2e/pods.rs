@@ -118,15 +118,8 @@ pub(crate) fn exec(c: &Cluster, pod: &str, cmd: &[&str]) -> String {
 }
 
 pub(crate) fn ip_in_cidr(ip: &str, cidr: &str) -> bool {
-    let parse = |s: &str| -> u32 {
-        s.split('.')
-            .map(|o| o.parse::<u32>().unwrap())
-            .fold(0, |a, o| a << 8 | o)
-    };
-    let (net, len) = cidr.split_once('/').unwrap();
-    let len: u32 = len.parse().unwrap();
-    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-    parse(ip) & mask == parse(net) & mask
+    let cidr: kinet_ipam::Ipv4Cidr = cidr.parse().unwrap();
+    cidr.contains(ip.parse().unwrap())
 }
 
 /// The node's veths on `cbr0`.

@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use kinet_types::wellknown::PROXY_HEALTHZ_PORT;
 use serde_json::Value;
 
 use crate::harness::{kinet, show, stdout, Cluster};
@@ -66,21 +67,20 @@ fn curls(c: &Cluster, pod: &str, url: &str, n: usize) -> Vec<String> {
 struct Try {
     /// curl's exit code: 7 failed to connect, 28 timed out.
     rc: i32,
-    ms: u64,
     /// The connect failed with ECONNREFUSED (exit 7 also covers "No route to host").
     refused: bool,
 }
 
-/// `n` curls in a row from `pod`, each timed inside the pod.
-fn timed_curls(c: &Cluster, pod: &str, url: &str, n: usize) -> Vec<Try> {
+/// `n` curls in a row from `pod`: how each ended.
+fn curl_tries(c: &Cluster, pod: &str, url: &str, n: usize) -> Vec<Try> {
     let out = sh(
         c,
         pod,
         &format!(
-            "for i in $(seq {n}); do s=$(date +%s%N); \
+            "for i in $(seq {n}); do \
              e=$(curl -sv -o /dev/null --max-time 5 {url} 2>&1); rc=$?; \
              case \"$e\" in *'Connection refused'*) r=1;; *) r=0;; esac; \
-             echo $rc $(( ($(date +%s%N) - s) / 1000000 )) $r; done"
+             echo $rc $r; done"
         ),
     );
     let tries: Vec<Try> = out
@@ -89,8 +89,7 @@ fn timed_curls(c: &Cluster, pod: &str, url: &str, n: usize) -> Vec<Try> {
             let f: Vec<u64> = l.split(' ').map(|f| f.parse().expect(l)).collect();
             Try {
                 rc: f[0] as i32,
-                ms: f[1],
-                refused: f[2] == 1,
+                refused: f[1] == 1,
             }
         })
         .collect();
@@ -98,14 +97,19 @@ fn timed_curls(c: &Cluster, pod: &str, url: &str, n: usize) -> Vec<Try> {
     tries
 }
 
-/// Whether a try was refused at once: what a Service without endpoints must give.
-fn refused_at_once(t: &Try) -> bool {
-    t.rc == 7 && t.refused && t.ms < 1000
+/// Whether a try was refused (a REJECT answered, where a drop would time out with 28): what a
+/// Service without endpoints must give.
+fn refused(t: &Try) -> bool {
+    t.rc == 7 && t.refused
 }
 
-/// Polls `f` every 100 ms until it gives a value; panics with `what` after `timeout`.
-fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
+/// How long a change may take to show: a bound for a loaded 2-core CI, not a target (polls
+/// return as soon as it shows; `kinet bench` measures how fast).
+const SETTLE: Duration = Duration::from_secs(60);
+
+/// Polls `f` every 100 ms until it gives a value; panics with `what` after [`SETTLE`].
+fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + SETTLE;
     loop {
         if let Some(v) = f() {
             return v;
@@ -208,7 +212,7 @@ fn cluster_ip_spreads_keeps_affinity_answers_udp_and_follows_scaling() {
     ]);
     let ip = cluster_ip(&c, "netexec");
     let url = format!("http://{ip}/hostname");
-    poll("the ClusterIP answers", Duration::from_secs(5), || {
+    poll("the ClusterIP answers", || {
         curls(&c, &client, &url, 1)
             .first()
             .filter(|a| one_of(&pods, a))
@@ -244,7 +248,7 @@ fn cluster_ip_spreads_keeps_affinity_answers_udp_and_follows_scaling() {
         "-p",
         r#"{"spec":{"sessionAffinity":"ClientIP"}}"#,
     ]);
-    poll("15 curls reach one pod", Duration::from_secs(5), || {
+    poll("15 curls reach one pod", || {
         let answers = curls(&c, &client, &url, 15);
         assert!(answers.iter().all(|a| one_of(&pods, a)), "{answers:?}");
         (answers.len() == 15 && answers.iter().all(|a| *a == answers[0])).then_some(())
@@ -270,7 +274,7 @@ fn cluster_ip_spreads_keeps_affinity_answers_udp_and_follows_scaling() {
         "UDP",
     ]);
     let udp_ip = cluster_ip(&c, "netexec-udp");
-    let answer = poll("the UDP Service answers", Duration::from_secs(5), || {
+    let answer = poll("the UDP Service answers", || {
         // One datagram each way; dd reads it whole (bash would read a byte and lose the rest).
         let out = c.kubectl(&[
             "exec",
@@ -291,18 +295,16 @@ fn cluster_ip_spreads_keeps_affinity_answers_udp_and_follows_scaling() {
     // UDP conntrack: datagrams from one source port stick to one pod; once that pod is
     // deleted its entry is flushed, so the same flow reaches another pod instead of vanishing.
     let ask = || udp_from_port(&c, &client, &udp_ip, 8081, 40_123);
-    let first = poll("UDP from a fixed port", Duration::from_secs(5), || {
+    let first = poll("UDP from a fixed port", || {
         Some(ask()).filter(|a| one_of(&pods, a))
     });
     for _ in 0..3 {
         assert_eq!(ask(), first, "one UDP flow changed pods");
     }
     c.kubectl_ok(&["delete", "pod", &first, "--wait=false"]);
-    let next = poll(
-        "the UDP flow moves off the deleted pod",
-        Duration::from_secs(10),
-        || Some(ask()).filter(|a| !a.is_empty() && *a != first),
-    );
+    let next = poll("the UDP flow moves off the deleted pod", || {
+        Some(ask()).filter(|a| !a.is_empty() && *a != first)
+    });
     let now = names(&wait_ready(&c, "app=netexec", 3));
     assert!(now.contains(&next), "{next} not in {now:?}");
 
@@ -329,28 +331,24 @@ fn cluster_ip_spreads_keeps_affinity_answers_udp_and_follows_scaling() {
     // Scale to 0: once the EndpointSlice is empty, a connection is refused at once (exit 7),
     // not left to time out (28).
     c.kubectl_ok(&["scale", "deployment", "netexec", "--replicas", "0"]);
-    poll("the EndpointSlice empties", Duration::from_secs(30), || {
+    poll("the EndpointSlice empties", || {
         no_endpoints(&c, "netexec").then_some(())
     });
-    let tried = timed_curls(&c, &client, &url, 1)[0];
+    let tried = curl_tries(&c, &client, &url, 1)[0];
     assert!(
-        refused_at_once(&tried),
+        refused(&tried),
         "want connection refused at once: {tried:?}"
     );
 
-    // Scale back to 3: served again within a few seconds of the command.
+    // Scale back to 3: served again.
     let scaled = Instant::now();
     c.kubectl_ok(&["scale", "deployment", "netexec", "--replicas", "3"]);
-    let answer = poll(
-        "served again after scaling up",
-        Duration::from_secs(3),
-        || {
-            curls(&c, &client, &url, 1)
-                .into_iter()
-                .next()
-                .filter(|a| !a.is_empty())
-        },
-    );
+    let answer = poll("served again after scaling up", || {
+        curls(&c, &client, &url, 1)
+            .into_iter()
+            .next()
+            .filter(|a| !a.is_empty())
+    });
     let back = names(&wait_ready(&c, "app=netexec", 3));
     assert!(one_of(&back, &answer), "{answer} not in {back:?}");
     eprintln!("served again {:?} after scaling up", scaled.elapsed());
@@ -489,11 +487,7 @@ fn node_ports_and_load_balancers_serve_from_outside_the_cluster() {
         .unwrap();
     for (name, ip) in &nodes {
         let url = format!("http://{ip}:{node_port}/hostname");
-        let answer = poll(
-            &format!("NodePort on {name}"),
-            Duration::from_secs(5),
-            || host_curl(&url),
-        );
+        let answer = poll(&format!("NodePort on {name}"), || host_curl(&url));
         assert!(one_of(&pods, &answer), "{name}: {answer}");
         // And from the outside namespace, another client on the underlay.
         let out = external(&c, &["curl", "-s", "--max-time", "2", &url]);
@@ -526,15 +520,10 @@ fn node_ports_and_load_balancers_serve_from_outside_the_cluster() {
         "8080",
     ]);
     // `kubectl get svc -w` shows the EXTERNAL-IP once the allocator has set it.
-    let shown = watch_for(
-        &c,
-        &["get", "svc", "lb", "-w"],
-        Duration::from_secs(10),
-        |l| {
-            let external = l.split_whitespace().nth(3)?;
-            (l.starts_with("lb ") && external != "<pending>").then(|| external.to_string())
-        },
-    );
+    let shown = watch_for(&c, &["get", "svc", "lb", "-w"], SETTLE, |l| {
+        let external = l.split_whitespace().nth(3)?;
+        (l.starts_with("lb ") && external != "<pending>").then(|| external.to_string())
+    });
     let lb = json(&c, &["get", "svc", "lb"])["status"]["loadBalancer"]["ingress"][0]["ip"]
         .as_str()
         .map(str::to_string)
@@ -543,11 +532,7 @@ fn node_ports_and_load_balancers_serve_from_outside_the_cluster() {
     let lb = own(&c, &lb);
 
     let url = format!("http://{lb}/hostname");
-    let answer = poll(
-        "the LoadBalancer from the host",
-        Duration::from_secs(5),
-        || host_curl(&url),
-    );
+    let answer = poll("the LoadBalancer from the host", || host_curl(&url));
     assert!(one_of(&pods, &answer), "{answer}");
     let out = external(&c, &["curl", "-s", "--max-time", "2", &url]);
     assert!(out.status.success(), "{}", show(&out));
@@ -564,11 +549,9 @@ fn node_ports_and_load_balancers_serve_from_outside_the_cluster() {
         "-p",
         r#"{"spec":{"externalTrafficPolicy":"Local"}}"#,
     ]);
-    poll(
-        "/clientip shows the outside address",
-        Duration::from_secs(5),
-        || (outside_clientip(&c, &lb)? == outside).then_some(()),
-    );
+    poll("/clientip shows the outside address", || {
+        (outside_clientip(&c, &lb)? == outside).then_some(())
+    });
     // Every later connection keeps it too.
     for _ in 0..5 {
         assert_eq!(outside_clientip(&c, &lb).as_deref(), Some(outside.as_str()));
@@ -585,20 +568,26 @@ fn node_ports_and_load_balancers_serve_from_outside_the_cluster() {
         .expect("healthCheckNodePort");
     let lb_node_port = svc["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
     for (name, ip) in &nodes {
+        // The proxy's own health, where kube-proxy serves it: 200 once its syncs keep up.
+        let url = format!("http://{ip}:{PROXY_HEALTHZ_PORT}/healthz");
+        let out = std::process::Command::new("curl")
+            .args(["-sf", "--max-time", "2", &url])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {}", show(&out));
+        let healthz: Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(healthz["nodeEligible"], true, "{name}: {healthz}");
+
         let local = usize::from(*name == home);
         let want = if local > 0 { "200" } else { "503" };
         let url = format!("http://{ip}:{hc}/");
-        let got = poll(
-            &format!("health check on {name}: want {want}"),
-            Duration::from_secs(5),
-            || {
-                let out = std::process::Command::new("curl")
-                    .args(["-s", "--max-time", "2", "-w", "\n%{http_code}", &url])
-                    .output()
-                    .unwrap();
-                stdout(&out).ends_with(want).then(|| stdout(&out))
-            },
-        );
+        let got = poll(&format!("health check on {name}: want {want}"), || {
+            let out = std::process::Command::new("curl")
+                .args(["-s", "--max-time", "2", "-w", "\n%{http_code}", &url])
+                .output()
+                .unwrap();
+            stdout(&out).ends_with(want).then(|| stdout(&out))
+        });
         let (body, _) = got.rsplit_once('\n').unwrap();
         let report: Value = serde_json::from_str(body).unwrap();
         assert_eq!(report["localEndpoints"], local, "{name}: {body}");
@@ -606,11 +595,7 @@ fn node_ports_and_load_balancers_serve_from_outside_the_cluster() {
 
         let url = format!("http://{ip}:{lb_node_port}/hostname");
         if local > 0 {
-            let answer = poll(
-                &format!("Local NodePort on {name}"),
-                Duration::from_secs(5),
-                || host_curl(&url),
-            );
+            let answer = poll(&format!("Local NodePort on {name}"), || host_curl(&url));
             assert_eq!(answer, pod["metadata"]["name"].as_str().unwrap());
         } else {
             let out = std::process::Command::new("curl")
@@ -729,21 +714,21 @@ spec:
     // Two ports, each through its named targetPort.
     let multi = cluster_ip(&c, "multi");
     let url = format!("http://{multi}/hostname");
-    poll("multi:80 answers", Duration::from_secs(5), || {
+    poll("multi:80 answers", || {
         curls(&c, "client", &url, 1)
             .pop()
             .filter(|a| one_of(&both, a))
     });
     let seen: BTreeSet<String> = curls(&c, "client", &url, 20).into_iter().collect();
     assert_eq!(seen, both, "20 curls to multi:80");
-    let answer = poll("multi:5353/UDP answers", Duration::from_secs(5), || {
+    let answer = poll("multi:5353/UDP answers", || {
         Some(udp_from_port(&c, "client", &multi, 5353, 40_124)).filter(|a| one_of(&both, a))
     });
     assert!(one_of(&both, &answer));
 
     // internalTrafficPolicy Local: the client on `a` only reaches srv-a.
     let local_url = format!("http://{}/hostname", cluster_ip(&c, "local"));
-    poll("local answers", Duration::from_secs(5), || {
+    poll("local answers", || {
         curls(&c, "client", &local_url, 1)
             .pop()
             .filter(|a| !a.is_empty())
@@ -768,7 +753,7 @@ spec:
 "
         ),
     );
-    let answer = poll("the externalIP answers", Duration::from_secs(5), || {
+    let answer = poll("the externalIP answers", || {
         curls(&c, "client", &format!("http://{ext_ip}:8088/hostname"), 1)
             .pop()
             .filter(|a| one_of(&both, a))
@@ -794,22 +779,22 @@ spec:
     // Without srv-a, the Local Service has no endpoint on `a`: its traffic is dropped there,
     // while `multi` still reaches srv-b.
     c.kubectl_ok(&["delete", "pod", "srv-a", "--wait=false"]);
-    poll("srv-a leaves multi", Duration::from_secs(10), || {
+    poll("srv-a leaves multi", || {
         let answers = curls(&c, "client", &url, 10);
         answers.iter().all(|a| a == "srv-b").then_some(())
     });
     let answers = curls(&c, "client", &local_url, 1);
     assert!(answers.iter().all(String::is_empty), "{answers:?}");
 
-    // No endpoints at all: every connection is refused (exit 7) in well under a second.
+    // No endpoints at all: every connection is refused (exit 7), none left to time out.
     c.kubectl_ok(&["create", "service", "clusterip", "nothing", "--tcp=80:8080"]);
     let url = format!("http://{}/", cluster_ip(&c, "nothing"));
-    poll("the Service is rejected", Duration::from_secs(5), || {
-        (timed_curls(&c, "client", &url, 1)[0].rc == 7).then_some(())
+    poll("the Service is rejected", || {
+        (curl_tries(&c, "client", &url, 1)[0].rc == 7).then_some(())
     });
-    let tries = timed_curls(&c, "client", &url, 10);
+    let tries = curl_tries(&c, "client", &url, 10);
     assert!(
-        tries.iter().all(refused_at_once),
+        tries.iter().all(refused),
         "10 connections in a row, each must be refused at once: {tries:?}"
     );
 }

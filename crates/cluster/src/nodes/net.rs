@@ -3,41 +3,26 @@
 //! cluster only, its masquerade table (loaded with `nft`); everything else is made inside the
 //! cluster's own namespaces through sockets opened there.
 
-use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::AsRawFd;
+use std::net::Ipv4Addr;
 
 use anyhow::{anyhow, bail, Context, Result};
 use futures::TryStreamExt;
+use kinet_cni::nl;
 use kinet_ipam::Ipv4Cidr;
 use kinet_netns::NetNs;
 use rtnetlink::packet_route::link::LinkMessage;
-use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo};
+use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteScope, RouteType};
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, RouteMessageBuilder};
 
 use super::{
     candidate_subnets, overlapping, pick_subnet, Exit, Plan, Route, HOST_PEER, OUTSIDE_VETH,
 };
 use crate::egress;
 
-const EEXIST: i32 = 17;
 const MTU: u32 = 1500;
 /// The kernel's local table (addresses of this host), not routes to compare with.
 const RT_TABLE_LOCAL: u8 = 255;
-
-fn errno(e: &rtnetlink::Error) -> Option<i32> {
-    match e {
-        rtnetlink::Error::NetlinkError(m) => m.to_io().raw_os_error(),
-        _ => None,
-    }
-}
-
-fn exists_ok(r: Result<(), rtnetlink::Error>, op: &str) -> Result<()> {
-    match r {
-        Err(e) if errno(&e) != Some(EEXIST) => Err(anyhow!("{op}: {e}")),
-        _ => Ok(()),
-    }
-}
 
 /// A netlink handle on the host's own namespace (the one `kinet up` runs in).
 fn host_handle() -> Result<Handle> {
@@ -54,29 +39,6 @@ fn open_or_create(name: &str) -> Result<NetNs> {
     }
 }
 
-async fn link(h: &Handle, name: &str) -> Result<Option<LinkMessage>> {
-    let mut links = h.link().get().execute();
-    let mut found = None;
-    while let Some(m) = links.try_next().await.context("listing links")? {
-        let is_it = m
-            .attributes
-            .iter()
-            .any(|a| matches!(a, LinkAttribute::IfName(n) if n == name));
-        if is_it {
-            found = Some(m);
-        }
-    }
-    Ok(found)
-}
-
-async fn need_link(h: &Handle, name: &str) -> Result<u32> {
-    Ok(link(h, name)
-        .await?
-        .ok_or_else(|| anyhow!("link {name} is missing"))?
-        .header
-        .index)
-}
-
 fn is_veth(m: &LinkMessage) -> bool {
     m.attributes.iter().any(|a| match a {
         LinkAttribute::LinkInfo(infos) => infos
@@ -84,57 +46,6 @@ fn is_veth(m: &LinkMessage) -> bool {
             .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth))),
         _ => false,
     })
-}
-
-async fn set_up(h: &Handle, index: u32, controller: Option<u32>) -> Result<()> {
-    let mut b = LinkUnspec::new_with_index(index).up().mtu(MTU);
-    if let Some(c) = controller {
-        b = b.controller(c);
-    }
-    h.link()
-        .set(b.build())
-        .execute()
-        .await
-        .with_context(|| format!("setting link {index} up"))
-}
-
-async fn ensure_addr(h: &Handle, index: u32, ip: Ipv4Addr, prefix: u8) -> Result<()> {
-    let r = h
-        .address()
-        .add(index, IpAddr::V4(ip), prefix)
-        .execute()
-        .await;
-    exists_ok(r, &format!("adding {ip}/{prefix}"))
-}
-
-/// Creates veth `name` in `h`'s namespace with its peer born in `target`, unless `name`
-/// exists; a stale peer left alone in `target` is removed first so the name is free.
-async fn ensure_veth(
-    h: &Handle,
-    name: &str,
-    peer: &str,
-    target: &NetNs,
-    target_h: &Handle,
-) -> Result<()> {
-    if link(h, name).await?.is_some() {
-        return Ok(());
-    }
-    if let Some(stale) = link(target_h, peer).await? {
-        let _ = target_h.link().del(stale.header.index).execute().await;
-    }
-    let peer_msg = LinkUnspec::new_with_name(peer)
-        .mtu(MTU)
-        .setns_by_fd(target.file().as_raw_fd())
-        .build();
-    let msg = LinkVeth::new(name, peer)
-        .mtu(MTU)
-        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
-        .build();
-    h.link()
-        .add(msg)
-        .execute()
-        .await
-        .with_context(|| format!("adding veth {name} <-> {}:{peer}", target.name()))
 }
 
 /// The host's IPv4 routes outside the local table: (destination, output link index).
@@ -163,9 +74,7 @@ async fn host_routes(h: &Handle) -> Result<Vec<(Ipv4Cidr, Option<u32>)>> {
                 RouteAttribute::Oif(i) => Some(*i),
                 _ => None,
             });
-            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-            let net = Ipv4Addr::from(u32::from(dst) & mask);
-            Ipv4Cidr::new(net, len).ok().map(|c| (c, oif))
+            Ipv4Cidr::new(dst, len).ok().map(|c| (c, oif))
         })
         .collect())
 }
@@ -177,25 +86,16 @@ async fn host_routes(h: &Handle) -> Result<Vec<(Ipv4Cidr, Option<u32>)>> {
 pub async fn ensure_underlay(cluster: &str, recorded: Option<Ipv4Cidr>) -> Result<Ipv4Cidr> {
     let probe = Plan::new(cluster, recorded.unwrap_or(candidate_subnets()[0]), 0);
     let uns = open_or_create(&probe.underlay_netns)?;
+    // The bridge has no address: the host link holds the gateway.
+    let br = kinet_cni::ensure_underlay_bridge(&uns, &probe.underlay).await?;
     let uh = uns.netlink_handle()?;
-    let lo = need_link(&uh, "lo").await?;
-    set_up(&uh, lo, None).await?;
-    let bridge = &probe.underlay.bridge;
-    let add = uh
-        .link()
-        .add(LinkBridge::new(bridge).mtu(MTU).build())
-        .execute()
-        .await;
-    exists_ok(add, &format!("adding bridge {bridge}"))?;
-    let br = need_link(&uh, bridge).await?;
-    set_up(&uh, br, None).await?;
 
     let hh = host_handle()?;
-    ensure_veth(&hh, &probe.host_link, HOST_PEER, &uns, &uh).await?;
-    let peer = need_link(&uh, HOST_PEER).await?;
-    set_up(&uh, peer, Some(br)).await?;
-    let host_link = need_link(&hh, &probe.host_link).await?;
-    set_up(&hh, host_link, None).await?;
+    nl::ensure_veth_into(&hh, &probe.host_link, HOST_PEER, &uns, &uh, MTU).await?;
+    let peer = nl::need_link(&uh, HOST_PEER).await?.header.index;
+    nl::set_link(&uh, peer, Some(MTU), Some(br)).await?;
+    let host_link = nl::need_link(&hh, &probe.host_link).await?.header.index;
+    nl::set_link(&hh, host_link, Some(MTU), None).await?;
 
     let routes = host_routes(&hh).await?;
     let ours: Vec<Ipv4Cidr> = routes
@@ -235,7 +135,7 @@ pub async fn ensure_underlay(cluster: &str, recorded: Option<Ipv4Cidr>) -> Resul
             match hh.route().add(msg).execute().await {
                 Ok(()) => {}
                 // Taken between our read and our add (another cluster starting): next one.
-                Err(e) if errno(&e) == Some(EEXIST) && recorded.is_none() => continue,
+                Err(e) if nl::is_exists(&e) && recorded.is_none() => continue,
                 Err(e) => {
                     return Err(anyhow!(
                         "adding the host route {cidr} dev {}: {e}",
@@ -245,7 +145,7 @@ pub async fn ensure_underlay(cluster: &str, recorded: Option<Ipv4Cidr>) -> Resul
             }
         }
         // /32: the route above is the only route kinet adds; no kernel prefix route.
-        ensure_addr(&hh, host_link, gw, 32).await?;
+        nl::ensure_addr(&hh, host_link, gw, 32).await?;
         return Ok(cidr);
     }
     let _ = hh.link().del(host_link).execute().await;
@@ -265,26 +165,11 @@ pub async fn ensure_underlay(cluster: &str, recorded: Option<Ipv4Cidr>) -> Resul
 /// node's address, `lo` up, a default route via the gateway (the host link).
 pub async fn ensure_nodes(plan: &Plan) -> Result<()> {
     let uns = NetNs::open(&plan.underlay_netns)?;
-    let uh = uns.netlink_handle()?;
-    let br = need_link(&uh, &plan.underlay.bridge).await?;
-    let prefix = plan.underlay.cidr.prefix();
     for node in &plan.nodes {
         let ns = open_or_create(&node.netns)?;
-        let nh = ns.netlink_handle()?;
-        let lo = need_link(&nh, "lo").await?;
-        set_up(&nh, lo, None).await?;
-        if link(&nh, "eth0").await?.is_none() {
-            if let Some(stale) = link(&uh, &node.underlay_veth).await? {
-                let _ = uh.link().del(stale.header.index).execute().await;
-            }
-            ensure_veth(&uh, &node.underlay_veth, "eth0", &ns, &nh).await?;
-        }
-        let outer = need_link(&uh, &node.underlay_veth).await?;
-        set_up(&uh, outer, Some(br)).await?;
-        let eth0 = need_link(&nh, "eth0").await?;
-        ensure_addr(&nh, eth0, node.ip, prefix).await?;
-        set_up(&nh, eth0, None).await?;
-        ensure_routes(&nh, &plan.node_routes(), &node.netns).await?;
+        kinet_cni::attach_to_underlay(&uns, &plan.underlay, &ns, &node.underlay_veth, node.ip)
+            .await?;
+        ensure_routes(&ns.netlink_handle()?, &plan.node_routes(), &node.netns).await?;
     }
     Ok(())
 }
@@ -314,23 +199,9 @@ async fn ensure_routes(h: &Handle, routes: &[Route], netns: &str) -> Result<()> 
 /// `eth0` with the plan's outside address, a default route via the gateway.
 pub async fn ensure_outside(plan: &Plan) -> Result<()> {
     let uns = NetNs::open(&plan.underlay_netns)?;
-    let uh = uns.netlink_handle()?;
-    let br = need_link(&uh, &plan.underlay.bridge).await?;
     let ns = open_or_create(&plan.outside_netns)?;
+    kinet_cni::attach_to_underlay(&uns, &plan.underlay, &ns, OUTSIDE_VETH, plan.outside_ip).await?;
     let nh = ns.netlink_handle()?;
-    let lo = need_link(&nh, "lo").await?;
-    set_up(&nh, lo, None).await?;
-    if link(&nh, "eth0").await?.is_none() {
-        if let Some(stale) = link(&uh, OUTSIDE_VETH).await? {
-            let _ = uh.link().del(stale.header.index).execute().await;
-        }
-        ensure_veth(&uh, OUTSIDE_VETH, "eth0", &ns, &nh).await?;
-    }
-    let outer = need_link(&uh, OUTSIDE_VETH).await?;
-    set_up(&uh, outer, Some(br)).await?;
-    let eth0 = need_link(&nh, "eth0").await?;
-    ensure_addr(&nh, eth0, plan.outside_ip, plan.underlay.cidr.prefix()).await?;
-    set_up(&nh, eth0, None).await?;
     ensure_routes(&nh, &[plan.default_route()], &plan.outside_netns).await
 }
 
@@ -393,7 +264,7 @@ pub async fn teardown(plan: &Plan) -> Result<()> {
             .with_context(|| format!("deleting network namespace {}", node.netns))?;
     }
     let hh = host_handle()?;
-    if let Some(l) = link(&hh, &plan.host_link).await? {
+    if let Some(l) = nl::link(&hh, &plan.host_link).await? {
         if !is_veth(&l) {
             bail!(
                 "host link {} is not a veth; not touching it",
@@ -403,7 +274,7 @@ pub async fn teardown(plan: &Plan) -> Result<()> {
         match hh.link().del(l.header.index).execute().await {
             Ok(()) => {}
             // Went with the underlay namespace meanwhile.
-            Err(e) if errno(&e) == Some(19) => {}
+            Err(e) if nl::is_missing(&e) => {}
             Err(e) => return Err(anyhow!("deleting host link {}: {e}", plan.host_link)),
         }
     }

@@ -33,7 +33,7 @@ pub const REVISION: &str = "deployment.kubernetes.io/revision";
 pub const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
 
 /// Runs the Deployment controller.
-pub async fn run(client: Client) -> anyhow::Result<()> {
+pub async fn run(client: Client) -> Result<(), crate::LoopError> {
     let ctx = Ctx::new(&client, "deployment-controller");
     let controller = Controller::new(
         Api::<Deployment>::all(client.clone()),

@@ -29,8 +29,7 @@ pub fn selects(svc: &Service, pod: &Pod) -> bool {
     let Some(sel) = selector(svc) else {
         return false;
     };
-    let labels = pod.labels();
-    pod.namespace() == svc.namespace() && sel.iter().all(|(k, v)| labels.get(k) == Some(v))
+    pod.namespace() == svc.namespace() && kinet_selectors::set_matches(sel, pod.labels())
 }
 
 /// The pod's Ready condition is True.

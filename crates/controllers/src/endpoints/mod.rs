@@ -44,7 +44,7 @@ struct Ctx {
 }
 
 /// Runs the loop.
-pub async fn run(client: Client) -> anyhow::Result<()> {
+pub async fn run(client: Client) -> Result<(), crate::LoopError> {
     let (services, svc_writer) = reflector::store::<Service>();
     let (pods, pod_writer) = reflector::store::<Pod>();
     let (tx, mut rx) = unbounded_channel::<Key>();
@@ -187,13 +187,13 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
                 })
                 .await;
         }
-        anyhow::Ok(())
+        Ok::<(), crate::LoopError>(())
     };
     tokio::try_join!(
-        async { svc_task.await.map_err(anyhow::Error::from) },
-        async { pod_task.await.map_err(anyhow::Error::from) },
-        async { slice_task.await.map_err(anyhow::Error::from) },
-        async { ep_task.await.map_err(anyhow::Error::from) },
+        async { svc_task.await.map_err(crate::LoopError::from) },
+        async { pod_task.await.map_err(crate::LoopError::from) },
+        async { slice_task.await.map_err(crate::LoopError::from) },
+        async { ep_task.await.map_err(crate::LoopError::from) },
         worker,
     )?;
     Ok(())

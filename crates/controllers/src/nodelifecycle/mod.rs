@@ -45,7 +45,7 @@ impl Default for Settings {
 }
 
 /// Runs the controller until its watches end.
-pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
+pub async fn run(client: Client, settings: Settings) -> Result<(), crate::LoopError> {
     let wake = Arc::new(Notify::new());
     use crate::runtime::reflect_and_wake as reflect;
     let nodes = reflect(

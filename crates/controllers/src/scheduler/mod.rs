@@ -41,7 +41,7 @@ const RESYNC: Duration = Duration::from_secs(5);
 type EventMsg = (ObjectReference, EventType, &'static str, String);
 
 /// Runs the scheduler.
-pub async fn run(client: Client) -> anyhow::Result<()> {
+pub async fn run(client: Client) -> Result<(), crate::LoopError> {
     let wake = Arc::new(Notify::new());
     let nodes = crate::runtime::reflect_and_wake(
         Api::<Node>::all(client.clone()),

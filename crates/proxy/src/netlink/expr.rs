@@ -3,7 +3,6 @@
 //! back exactly what a full `nft -f` load prints.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
 
 use kinet_proxy_rules::{Action, Ipv4Cidr, LookupKey, Match, Proto, Rule};
 
@@ -168,9 +167,9 @@ impl RuleExprs<'_, '_> {
     /// An address field against a prefix: a whole-byte prefix loads just those
     /// bytes, any other needs the full address masked.
     fn prefix(&mut self, offset: u32, cidr: Ipv4Cidr, op: u32) {
-        let p = u32::from(cidr.prefix);
-        let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
-        let octets = Ipv4Addr::from(u32::from(cidr.addr) & mask).octets();
+        let p = u32::from(cidr.prefix());
+        let mask = u32::from(cidr.netmask());
+        let octets = cidr.network().octets();
         if p.is_multiple_of(8) && p > 0 {
             let n = (p / 8) as usize;
             self.payload(PAYLOAD_NETWORK, offset, n as u32, REG_1);

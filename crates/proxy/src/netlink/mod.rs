@@ -51,8 +51,8 @@ pub enum EncodeError {
 /// Why applying an update over netlink failed.
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
-    #[error("enter network namespace {path}: {source}")]
-    Netns { path: String, source: io::Error },
+    #[error("network namespace: {0}")]
+    Netns(#[from] kinet_netns::Error),
     #[error("netlink socket: {0}")]
     Socket(#[source] io::Error),
     #[error(transparent)]

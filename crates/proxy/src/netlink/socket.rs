@@ -1,7 +1,6 @@
 //! The I/O half: a NETLINK_NETFILTER socket living in a node's network namespace,
 //! sending one batch per update and collecting an ack or error for every message.
 
-use std::fs::File;
 use std::io;
 use std::path::Path;
 use std::time::Duration;
@@ -9,7 +8,6 @@ use std::time::Duration;
 use kinet_proxy_rules::Update;
 use netlink_sys::{constants::NETLINK_NETFILTER, Socket};
 use nix::errno::Errno;
-use nix::sched::{setns, CloneFlags};
 use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::time::TimeVal;
 
@@ -56,23 +54,10 @@ impl NftSocket {
     /// made on a short-lived thread that entered the namespace, and no other thread
     /// ever switches.
     pub fn open_in(netns: &Path) -> Result<NftSocket, NetlinkError> {
-        let path = netns.to_path_buf();
-        let shown = path.display().to_string();
-        let made = std::thread::spawn(move || -> Result<Socket, NetlinkError> {
-            let ns_err = |source: io::Error| NetlinkError::Netns {
-                path: path.display().to_string(),
-                source,
-            };
-            let file = File::open(&path).map_err(ns_err)?;
-            setns(&file, CloneFlags::CLONE_NEWNET).map_err(|e| ns_err(e.into()))?;
+        let made = kinet_netns::run_in(netns, || -> Result<Socket, NetlinkError> {
             let mut sock = Socket::new(NETLINK_NETFILTER).map_err(NetlinkError::Socket)?;
             sock.bind_auto().map_err(NetlinkError::Socket)?;
             Ok(sock)
-        })
-        .join()
-        .map_err(|_| NetlinkError::Netns {
-            path: shown,
-            source: io::Error::other("thread panicked"),
         })??;
         // Errors carry only the failed message's header, not the whole message.
         made.set_cap_ack(true).map_err(NetlinkError::Socket)?;

@@ -89,7 +89,7 @@ pub async fn make_ready_node(
 pub fn spawn_loop<F, Fut>(client: &Client, run: F) -> tokio::task::JoinHandle<()>
 where
     F: FnOnce(Client) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), kinet_controllers::LoopError>> + Send + 'static,
 {
     let running = run(client.clone());
     tokio::spawn(async move {

@@ -305,6 +305,18 @@ mod tests {
     }
 
     #[test]
+    fn label_keys_with_a_bad_prefix_or_too_many_slashes() {
+        assert!(
+            is_qualified_name("Bad.Prefix/a")[0].starts_with("prefix part a lowercase RFC 1123")
+        );
+        assert!(is_qualified_name("a/b/c")[0].starts_with("a qualified name must consist"));
+        assert_eq!(
+            is_qualified_name(&"x".repeat(64)),
+            vec!["name part must be no more than 63 characters"]
+        );
+    }
+
+    #[test]
     fn cidrs() {
         let c = |s| parse_cidr(s).unwrap();
         assert!(cidr_strict_subset(c("10.1.0.0/16"), c("10.0.0.0/8")));
