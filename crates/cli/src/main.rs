@@ -69,6 +69,9 @@ enum Command {
         /// Recorded at creation; without it such traffic is dropped inside the cluster.
         #[arg(long)]
         egress: bool,
+        /// Leave out the ingress controller add-on (IngressClass `kinet`). Recorded at creation.
+        #[arg(long)]
+        no_ingress: bool,
     },
     /// Stop a cluster and delete its state.
     Down {
@@ -251,6 +254,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             node_monitor_grace_period,
             default_toleration_seconds,
             egress,
+            no_ingress,
         } => {
             let report = up::up(up::UpArgs {
                 name,
@@ -262,6 +266,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 node_monitor_grace_period,
                 default_toleration_seconds,
                 egress,
+                no_ingress,
             })
             .await?;
             status::print_up(&report);

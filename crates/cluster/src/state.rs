@@ -233,6 +233,9 @@ pub struct ClusterInfo {
     /// through the host (see `crate::egress`). Off: isolated.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub egress: bool,
+    /// `kinet up --no-ingress`, fixed at creation: no ingress controller add-on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_ingress: bool,
 }
 
 pub const DEFAULT_NODE_MONITOR_GRACE_PERIOD_SECS: u64 = 40;
@@ -368,6 +371,7 @@ mod tests {
             node_monitor_grace_period_secs: 5,
             default_toleration_seconds: 10,
             egress: true,
+            no_ingress: true,
         };
         dir.save_info(&info).unwrap();
         assert_eq!(dir.load_info().unwrap(), info);

@@ -42,6 +42,8 @@ pub struct UpArgs {
     pub default_toleration_seconds: Option<u64>,
     /// `--egress`, recorded at creation.
     pub egress: bool,
+    /// `--no-ingress`, recorded at creation.
+    pub no_ingress: bool,
 }
 
 /// What `up` did, for the CLI to print.
@@ -197,7 +199,8 @@ async fn start_nodes(
     }
     let deadline = Instant::now() + wait;
     nodes::wait_ready(dir, plan, client, &mut agents, deadline).await?;
-    ready::wait_addons(dir, client, &mut agents, deadline).await?;
+    let addons = crate::addons::deployments(info);
+    ready::wait_addons(dir, client, &addons, &mut agents, deadline).await?;
     ready::wait_dns(dir, client, plan, &mut agents, deadline).await
 }
 
@@ -286,6 +289,7 @@ fn prepare_state(dir: &ClusterDir, args: &UpArgs) -> Result<ClusterInfo> {
             args.upstream_dns.clone()
         },
         egress: args.egress,
+        no_ingress: args.no_ingress,
     };
     dir.save_info(&info)?;
     Ok(info)

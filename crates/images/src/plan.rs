@@ -58,6 +58,7 @@ pub fn plan(image: &Image, command: &[String], args: &[String]) -> Result<Plan, 
         ImageKind::Builtin(Builtin::Agnhost) => (&["/agnhost"], &["pause"]),
         ImageKind::Builtin(Builtin::Pause) => (&["/pause"], &[]),
         ImageKind::Builtin(Builtin::Dns) => (&["/kinet-dns"], &[]),
+        ImageKind::Builtin(Builtin::Ingress) => (&["/kinet-ingress"], &[]),
     };
     let mut argv = effective_argv(entrypoint, cmd, command, args);
     let ImageKind::Builtin(builtin) = image.kind else {
@@ -77,6 +78,7 @@ pub fn plan(image: &Image, command: &[String], args: &[String]) -> Result<Plan, 
         Builtin::Agnhost => &["agnhost", "agnhost-2"],
         Builtin::Pause => &["pause"],
         Builtin::Dns => &["kinet-dns"],
+        Builtin::Ingress => &["kinet-ingress"],
     };
     match argv.first() {
         Some(first) if own.contains(&program(first)) => {

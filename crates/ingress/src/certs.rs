@@ -47,8 +47,8 @@ pub fn certified_key(secret: &Secret) -> Result<CertifiedKey, Error> {
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key.as_slice())
         .map_err(|e| invalid(e.to_string()))?
         .ok_or_else(|| invalid("tls.key holds no private key".into()))?;
-    let signer = rustls::crypto::ring::sign::any_supported_type(&key)
-        .map_err(|e| invalid(e.to_string()))?;
+    let signer =
+        rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| invalid(e.to_string()))?;
     Ok(CertifiedKey::new(chain, signer))
 }
 
@@ -60,7 +60,8 @@ pub fn fallback() -> Result<CertifiedKey, rcgen::Error> {
         .distinguished_name
         .push(rcgen::DnType::CommonName, FALLBACK_CN);
     let cert = params.self_signed(&key)?;
-    let der = PrivateKeyDer::try_from(key.serialize_der()).map_err(|_| rcgen::Error::CouldNotParseKeyPair)?;
+    let der = PrivateKeyDer::try_from(key.serialize_der())
+        .map_err(|_| rcgen::Error::CouldNotParseKeyPair)?;
     let signer = rustls::crypto::ring::sign::any_supported_type(&der)
         .map_err(|_| rcgen::Error::CouldNotParseKeyPair)?;
     Ok(CertifiedKey::new(vec![cert.der().clone()], signer))
@@ -99,7 +100,10 @@ impl CertStore {
             });
             let key = match found {
                 Some(s) => certified_key(s),
-                None => Err(Error::MissingKey(format!("{}/{}", r.namespace, r.name), "object")),
+                None => Err(Error::MissingKey(
+                    format!("{}/{}", r.namespace, r.name),
+                    "object",
+                )),
             };
             match key {
                 Ok(k) => {
@@ -115,7 +119,11 @@ impl CertStore {
     }
 
     fn lookup(&self, server_name: &str) -> Arc<CertifiedKey> {
-        let map = self.by_host.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let map = self
+            .by_host
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let name = server_name.to_ascii_lowercase();
         map.get(&name)
             .or_else(|| {

@@ -69,7 +69,8 @@ pub fn forward(headers: &mut HeaderMap, host: &str, arrival: Arrival) {
             headers.insert(HeaderName::from_static(original), v);
         }
     }
-    let client = HeaderValue::from_str(&arrival.client.to_string()).expect("an IP is a header value");
+    let client =
+        HeaderValue::from_str(&arrival.client.to_string()).expect("an IP is a header value");
     let proto = HeaderValue::from_static(if arrival.https { "https" } else { "http" });
     let set = |headers: &mut HeaderMap, name: &'static str, v: HeaderValue| {
         headers.insert(HeaderName::from_static(name), v);
@@ -92,7 +93,10 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         h
     }
@@ -133,7 +137,15 @@ mod tests {
             ("te", "trailers"),
             ("accept", "*/*"),
         ]);
-        forward(&mut h, "h", Arrival { https: true, port: 443, ..FROM });
+        forward(
+            &mut h,
+            "h",
+            Arrival {
+                https: true,
+                port: 443,
+                ..FROM
+            },
+        );
         for gone in ["connection", "x-secret", "keep-alive", "proxy", "te"] {
             assert!(!h.contains_key(gone), "{gone} kept");
         }

@@ -64,7 +64,11 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     let tasks = [
         tokio::spawn(server::serve_http(http, proxy.clone())),
         tokio::spawn(server::serve_https(https, proxy.clone(), tls)),
-        tokio::spawn(server::serve_metrics(metrics, proxy.clone(), synced.clone())),
+        tokio::spawn(server::serve_metrics(
+            metrics,
+            proxy.clone(),
+            synced.clone(),
+        )),
         tokio::spawn(
             watch::Controller {
                 client,

@@ -48,7 +48,10 @@ impl Metrics {
 
     /// Counts a failed connection to one of `backend`'s endpoints.
     pub fn connect_error(&self, backend: &str) {
-        let mut all = self.connect_errors.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = self
+            .connect_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         *all.entry(backend.to_string()).or_default() += 1;
     }
 
@@ -71,17 +74,39 @@ impl Metrics {
         for ((ing, be), s) in all.iter() {
             let labels = format!("ingress=\"{}\",backend=\"{}\"", escape(ing), escape(be));
             for (le, n) in BUCKETS.iter().zip(s.buckets) {
-                let _ = writeln!(out, "kinet_ingress_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "kinet_ingress_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {n}"
+                );
             }
-            let _ = writeln!(out, "kinet_ingress_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", s.count);
-            let _ = writeln!(out, "kinet_ingress_request_duration_seconds_sum{{{labels}}} {}", s.sum);
-            let _ = writeln!(out, "kinet_ingress_request_duration_seconds_count{{{labels}}} {}", s.count);
+            let _ = writeln!(
+                out,
+                "kinet_ingress_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                s.count
+            );
+            let _ = writeln!(
+                out,
+                "kinet_ingress_request_duration_seconds_sum{{{labels}}} {}",
+                s.sum
+            );
+            let _ = writeln!(
+                out,
+                "kinet_ingress_request_duration_seconds_count{{{labels}}} {}",
+                s.count
+            );
         }
         drop(all);
         out.push_str("# HELP kinet_ingress_upstream_connect_errors_total Failed connections to endpoints, by backend.\n# TYPE kinet_ingress_upstream_connect_errors_total counter\n");
-        let errors = self.connect_errors.lock().unwrap_or_else(|p| p.into_inner());
+        let errors = self
+            .connect_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         for (be, n) in errors.iter() {
-            let _ = writeln!(out, "kinet_ingress_upstream_connect_errors_total{{backend=\"{}\"}} {n}", escape(be));
+            let _ = writeln!(
+                out,
+                "kinet_ingress_upstream_connect_errors_total{{backend=\"{}\"}} {n}",
+                escape(be)
+            );
         }
         out
     }
@@ -94,9 +119,24 @@ mod tests {
     #[test]
     fn renders_counters_and_histograms() {
         let m = Metrics::default();
-        m.request("default/web", "default/nginx:80", 200, Duration::from_millis(3));
-        m.request("default/web", "default/nginx:80", 200, Duration::from_millis(30));
-        m.request("default/web", "default/nginx:80", 503, Duration::from_millis(0));
+        m.request(
+            "default/web",
+            "default/nginx:80",
+            200,
+            Duration::from_millis(3),
+        );
+        m.request(
+            "default/web",
+            "default/nginx:80",
+            200,
+            Duration::from_millis(30),
+        );
+        m.request(
+            "default/web",
+            "default/nginx:80",
+            503,
+            Duration::from_millis(0),
+        );
         m.connect_error("default/nginx:80");
         let text = m.render();
         for line in [

@@ -117,7 +117,12 @@ impl Proxy {
             .path_and_query()
             .map_or("/".to_string(), |p| p.to_string());
         let version = req.version();
-        let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let header = |name| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
         let (referer, agent) = (header(REFERER), header(USER_AGENT));
         let mut out = self.route(req, arrival).await;
         let took = start.elapsed();
@@ -144,11 +149,16 @@ impl Proxy {
                 referer: referer.as_deref(),
                 user_agent: agent.as_deref(),
                 took,
-                backend: if out.backend.is_empty() { "-" } else { &out.backend },
+                backend: if out.backend.is_empty() {
+                    "-"
+                } else {
+                    &out.backend
+                },
                 upstream: out.upstream,
             })
         );
-        self.metrics.request(&out.ingress, &out.backend, status, took);
+        self.metrics
+            .request(&out.ingress, &out.backend, status, took);
         Ok(out.response)
     }
 
@@ -162,7 +172,9 @@ impl Proxy {
             .to_string();
         let table = self.table();
         let route = match table.resolve(&host, req.uri().path()) {
-            Verdict::NotFound => return Outcome::local("", "", page(StatusCode::NOT_FOUND, "Not Found")),
+            Verdict::NotFound => {
+                return Outcome::local("", "", page(StatusCode::NOT_FOUND, "Not Found"))
+            }
             Verdict::Route(r) => r.clone(),
         };
         let (ingress, backend) = (route.ingress.as_str(), route.backend.name.as_str());
@@ -180,7 +192,10 @@ impl Proxy {
             return Outcome::local(
                 ingress,
                 backend,
-                page(StatusCode::SERVICE_UNAVAILABLE, "Service Temporarily Unavailable"),
+                page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service Temporarily Unavailable",
+                ),
             );
         }
         let too_large = req
@@ -195,7 +210,11 @@ impl Proxy {
                 page(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
             );
         }
-        let mut out = Outcome::local(ingress, backend, page(StatusCode::BAD_GATEWAY, "Bad Gateway"));
+        let mut out = Outcome::local(
+            ingress,
+            backend,
+            page(StatusCode::BAD_GATEWAY, "Bad Gateway"),
+        );
         let Some(conn) = self.connect(&route.backend).await else {
             return out;
         };
@@ -226,7 +245,8 @@ impl Proxy {
         host: &str,
         arrival: Arrival,
     ) -> Response<ProxyBody> {
-        let upgrade = headers::upgrade_protocol(req.headers()).map(|_| hyper::upgrade::on(&mut req));
+        let upgrade =
+            headers::upgrade_protocol(req.headers()).map(|_| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         headers::forward(&mut parts.headers, host, arrival);
         parts.version = Version::HTTP_11;

@@ -63,8 +63,14 @@ pub async fn serve_http(listener: TcpListener, proxy: Arc<Proxy>) {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let Ok(local) = stream.local_addr() else { continue };
-        tokio::spawn(serve_conn(stream, proxy.clone(), arrival(peer, local, false)));
+        let Ok(local) = stream.local_addr() else {
+            continue;
+        };
+        tokio::spawn(serve_conn(
+            stream,
+            proxy.clone(),
+            arrival(peer, local, false),
+        ));
     }
 }
 
@@ -89,7 +95,9 @@ pub async fn serve_https(listener: TcpListener, proxy: Arc<Proxy>, tls: Arc<rust
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let Ok(local) = stream.local_addr() else { continue };
+        let Ok(local) = stream.local_addr() else {
+            continue;
+        };
         let (acceptor, proxy) = (acceptor.clone(), proxy.clone());
         tokio::spawn(async move {
             match tokio::time::timeout(TLS_TIMEOUT, acceptor.accept(stream)).await {
@@ -125,7 +133,9 @@ pub async fn serve_metrics(listener: TcpListener, proxy: Arc<Proxy>, synced: Arc
             async move { Ok::<_, std::convert::Infallible>(resp) }
         });
         tokio::spawn(async move {
-            let _ = builder().serve_connection(TokioIo::new(stream), service).await;
+            let _ = builder()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }

@@ -65,7 +65,10 @@ pub async fn publish(
                 ingress: (!want.is_empty()).then(|| want.to_vec()),
             }),
         });
-        match api.replace_status(name, &PostParams::default(), &fresh).await {
+        match api
+            .replace_status(name, &PostParams::default(), &fresh)
+            .await
+        {
             Err(kube::Error::Api(e)) if e.code == 409 => continue,
             other => return other.map(|_| ()),
         }

@@ -42,8 +42,11 @@ where
     K::DynamicType: Default + Eq + Hash + Clone,
 {
     let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(Api::<K>::all(client.clone()), watcher::Config::default()))
-        .default_backoff();
+    let stream = reflector::reflector(
+        writer,
+        watcher(Api::<K>::all(client.clone()), watcher::Config::default()),
+    )
+    .default_backoff();
     let changed = changed.clone();
     tokio::spawn(async move {
         futures::pin_mut!(stream);
@@ -100,8 +103,14 @@ impl Controller {
             if !self.synced.swap(true, Ordering::AcqRel) {
                 tracing::info!(ingresses = table.served().len(), "ingress: routes live");
             }
-            self.after_sync(&stores, &ingresses, &table, &recorder, &mut synced_generations)
-                .await;
+            self.after_sync(
+                &stores,
+                &ingresses,
+                &table,
+                &recorder,
+                &mut synced_generations,
+            )
+            .await;
             changed.notified().await;
         }
     }
@@ -114,8 +123,12 @@ impl Controller {
             stores.secrets.state(),
         );
         let ingresses = refs(ingresses);
-        let (classes, services, slices, secrets) =
-            (refs(&classes), refs(&services), refs(&slices), refs(&secrets));
+        let (classes, services, slices, secrets) = (
+            refs(&classes),
+            refs(&services),
+            refs(&slices),
+            refs(&secrets),
+        );
         let table = Arc::new(RouteTable::build(
             &Objects {
                 ingresses: &ingresses,
@@ -159,13 +172,19 @@ impl Controller {
             if synced.get(key) != Some(&generation) {
                 synced.insert(key.clone(), generation);
                 recorder
-                    .publish(&object_ref(ing.as_ref()), EventType::Normal, "Sync", "Scheduled for sync")
+                    .publish(
+                        &object_ref(ing.as_ref()),
+                        EventType::Normal,
+                        "Sync",
+                        "Scheduled for sync",
+                    )
                     .await;
             }
             if let Some(want) = &address {
                 if status::differs(ing, want) {
                     let ns = ing.namespace().unwrap_or_default();
-                    if let Err(e) = status::publish(&self.client, &ns, &ing.name_any(), want).await {
+                    if let Err(e) = status::publish(&self.client, &ns, &ing.name_any(), want).await
+                    {
                         tracing::warn!(ingress = %key, error = %e, "could not write the Ingress status");
                     }
                 }
