@@ -8,6 +8,7 @@ mod durability;
 mod egress;
 mod harness;
 mod health;
+mod ingress;
 mod interactive;
 mod kubectl_basics;
 mod lifecycle;

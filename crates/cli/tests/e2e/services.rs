@@ -104,7 +104,7 @@ fn refused_at_once(t: &Try) -> bool {
 }
 
 /// Polls `f` every 100 ms until it gives a value; panics with `what` after `timeout`.
-fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
@@ -125,7 +125,7 @@ fn host_curl(url: &str) -> Option<String> {
 }
 
 /// `kinet external exec --name <cluster> -- <cmd>`.
-fn external(c: &Cluster, cmd: &[&str]) -> Output {
+pub(crate) fn external(c: &Cluster, cmd: &[&str]) -> Output {
     let mut all = vec!["external", "exec", "--name", &c.name, "--"];
     all.extend(cmd);
     kinet(&c.home, &all)
@@ -357,7 +357,7 @@ fn cluster_ip_spreads_keeps_affinity_answers_udp_and_follows_scaling() {
 }
 
 /// Node and LoadBalancer addresses the test sends to must be its own underlay's.
-fn own(c: &Cluster, ip: &str) -> String {
+pub(crate) fn own(c: &Cluster, ip: &str) -> String {
     let net = underlay(c);
     assert!(
         ip_in_cidr(ip, &net),
