@@ -143,3 +143,102 @@ impl ResolvesServerCert for CertStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+
+    /// A `kubernetes.io/tls` Secret with a self-signed certificate for `names`.
+    fn tls_secret(name: &str, names: &[&str]) -> Secret {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let mut s = Secret::default();
+        s.metadata.name = Some(name.into());
+        s.metadata.namespace = Some("default".into());
+        s.type_ = Some("kubernetes.io/tls".into());
+        s.data = Some(
+            [
+                ("tls.crt".to_string(), ByteString(cert.pem().into_bytes())),
+                (
+                    "tls.key".to_string(),
+                    ByteString(key.serialize_pem().into_bytes()),
+                ),
+            ]
+            .into(),
+        );
+        s
+    }
+
+    fn table(tls: &[(&str, &str)]) -> RouteTable {
+        let tls: Vec<serde_json::Value> = tls
+            .iter()
+            .map(|(host, secret)| serde_json::json!({"hosts": [host], "secretName": secret}))
+            .collect();
+        let ing: k8s_openapi::api::networking::v1::Ingress =
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "web", "namespace": "default"},
+                "spec": {"tls": tls},
+            }))
+            .unwrap();
+        let class: k8s_openapi::api::networking::v1::IngressClass = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "kinet", "annotations": {crate::class::DEFAULT_CLASS_ANNOTATION: "true"}},
+            "spec": {"controller": crate::CONTROLLER},
+        }))
+        .unwrap();
+        RouteTable::build(
+            &crate::Objects {
+                ingresses: &[&ing],
+                classes: &[&class],
+                services: &[],
+                slices: &[],
+            },
+            crate::CONTROLLER,
+        )
+    }
+
+    #[test]
+    fn certificates_by_exact_and_wildcard_name_else_fallback() {
+        let store = CertStore::new(fallback().unwrap());
+        let exact = tls_secret("exact", &["foo.bar.com"]);
+        let wild = tls_secret("wild", &["*.foo.com"]);
+        let t = table(&[
+            ("foo.bar.com", "exact"),
+            ("*.foo.com", "wild"),
+            ("gone.example.com", "missing"),
+        ]);
+        let problems = store.update(&t, &[&exact, &wild]);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].0, "gone.example.com");
+        let der = |name: &str| store.lookup(name).cert[0].clone();
+        let first = |s: &Secret| {
+            let pem = &s.data.as_ref().unwrap()["tls.crt"].0;
+            rustls_pemfile::certs(&mut pem.as_slice())
+                .next()
+                .unwrap()
+                .unwrap()
+        };
+        assert_eq!(der("FOO.bar.com"), first(&exact));
+        assert_eq!(der("x.foo.com"), first(&wild));
+        assert_eq!(der("a.b.foo.com"), store.fallback.cert[0]);
+        assert_eq!(der("gone.example.com"), store.fallback.cert[0]);
+    }
+
+    #[test]
+    fn broken_secrets_are_reported() {
+        let mut s = tls_secret("web", &["a.example.com"]);
+        s.data.as_mut().unwrap().remove("tls.key");
+        assert!(matches!(
+            certified_key(&s),
+            Err(Error::MissingKey(_, "tls.key"))
+        ));
+        s.data
+            .as_mut()
+            .unwrap()
+            .insert("tls.key".into(), ByteString(b"not pem".to_vec()));
+        assert!(matches!(certified_key(&s), Err(Error::Invalid(..))));
+    }
+}

@@ -203,15 +203,6 @@ impl RouteTable {
         }
     }
 
-    /// The Secret holding the certificate for an SNI name: an exact host, then `*.domain`.
-    pub fn tls_secret(&self, server_name: &str) -> Option<&SecretRef> {
-        let name = server_name.to_ascii_lowercase();
-        self.tls.get(&name).or_else(|| {
-            let (_, domain) = name.split_once('.')?;
-            self.tls.get(&format!("*.{domain}"))
-        })
-    }
-
     /// Every `(host, Secret)` of `spec.tls`.
     pub fn tls_secrets(&self) -> impl Iterator<Item = (&String, &SecretRef)> {
         self.tls.iter()
