@@ -4,6 +4,7 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -17,7 +18,7 @@ const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 pub struct Backend {
     /// `namespace/service:port` (or `namespace/Kind/name` of a resource backend), for logs,
     /// metrics and the table's text form.
-    pub name: String,
+    pub name: Arc<str>,
     pub state: BackendState,
     next: AtomicUsize,
 }
@@ -33,19 +34,20 @@ pub enum BackendState {
 impl Backend {
     fn new(name: String, state: BackendState) -> Backend {
         Backend {
-            name,
+            name: name.into(),
             state,
             next: AtomicUsize::new(0),
         }
     }
 
     /// The endpoints to try, starting with the next in round-robin order.
-    pub fn endpoints(&self) -> Vec<SocketAddr> {
-        let BackendState::Ready(all) = &self.state else {
-            return Vec::new();
+    pub fn endpoints(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        let all: &[SocketAddr] = match &self.state {
+            BackendState::Ready(all) => all,
+            BackendState::Unavailable(_) => &[],
         };
         let start = self.next.fetch_add(1, Ordering::Relaxed) % all.len().max(1);
-        all[start..].iter().chain(&all[..start]).copied().collect()
+        all[start..].iter().chain(&all[..start]).copied()
     }
 }
 

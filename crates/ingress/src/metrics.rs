@@ -1,9 +1,9 @@
 //! Prometheus metrics per Ingress and backend: requests by status code and a latency
 //! histogram, in the text exposition format.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -21,7 +21,7 @@ struct Series {
 #[derive(Default)]
 pub struct Metrics {
     /// By (ingress, backend); requests no rule matched have empty labels.
-    series: Mutex<BTreeMap<(String, String), Series>>,
+    series: Mutex<HashMap<(Arc<str>, Arc<str>), Series>>,
     connect_errors: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -31,9 +31,9 @@ fn escape(v: &str) -> String {
 
 impl Metrics {
     /// Counts one answered request.
-    pub fn request(&self, ingress: &str, backend: &str, code: u16, took: Duration) {
+    pub fn request(&self, ingress: &Arc<str>, backend: &Arc<str>, code: u16, took: Duration) {
         let mut all = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (ingress.to_string(), backend.to_string());
+        let key = (ingress.clone(), backend.clone());
         let s = all.entry(key).or_default();
         *s.by_code.entry(code).or_default() += 1;
         let secs = took.as_secs_f64();
@@ -58,9 +58,11 @@ impl Metrics {
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let all = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = guard.iter().collect();
+        all.sort_by(|a, b| a.0.cmp(b.0));
         out.push_str("# HELP kinet_ingress_requests_total Requests answered, by Ingress, backend and status code.\n# TYPE kinet_ingress_requests_total counter\n");
-        for ((ing, be), s) in all.iter() {
+        for ((ing, be), s) in &all {
             for (code, n) in &s.by_code {
                 let _ = writeln!(
                     out,
@@ -71,7 +73,7 @@ impl Metrics {
             }
         }
         out.push_str("# HELP kinet_ingress_request_duration_seconds Time to the response headers.\n# TYPE kinet_ingress_request_duration_seconds histogram\n");
-        for ((ing, be), s) in all.iter() {
+        for ((ing, be), s) in &all {
             let labels = format!("ingress=\"{}\",backend=\"{}\"", escape(ing), escape(be));
             for (le, n) in BUCKETS.iter().zip(s.buckets) {
                 let _ = writeln!(
@@ -96,6 +98,7 @@ impl Metrics {
             );
         }
         drop(all);
+        drop(guard);
         out.push_str("# HELP kinet_ingress_upstream_connect_errors_total Failed connections to endpoints, by backend.\n# TYPE kinet_ingress_upstream_connect_errors_total counter\n");
         let errors = self
             .connect_errors
@@ -119,24 +122,10 @@ mod tests {
     #[test]
     fn renders_counters_and_histograms() {
         let m = Metrics::default();
-        m.request(
-            "default/web",
-            "default/nginx:80",
-            200,
-            Duration::from_millis(3),
-        );
-        m.request(
-            "default/web",
-            "default/nginx:80",
-            200,
-            Duration::from_millis(30),
-        );
-        m.request(
-            "default/web",
-            "default/nginx:80",
-            503,
-            Duration::from_millis(0),
-        );
+        let (ing, be): (Arc<str>, Arc<str>) = ("default/web".into(), "default/nginx:80".into());
+        for (code, ms) in [(200, 3), (200, 30), (503, 0)] {
+            m.request(&ing, &be, code, Duration::from_millis(ms));
+        }
         m.connect_error("default/nginx:80");
         let text = m.render();
         for line in [

@@ -67,17 +67,17 @@ fn page(status: StatusCode, text: &str) -> Response<ProxyBody> {
 
 /// What a request became, for the log and metrics.
 struct Outcome {
-    ingress: String,
-    backend: String,
+    ingress: Arc<str>,
+    backend: Arc<str>,
     upstream: Option<SocketAddr>,
     response: Response<ProxyBody>,
 }
 
 impl Outcome {
-    fn local(ingress: &str, backend: &str, response: Response<ProxyBody>) -> Outcome {
+    fn local(ingress: &Arc<str>, backend: &Arc<str>, response: Response<ProxyBody>) -> Outcome {
         Outcome {
-            ingress: ingress.to_string(),
-            backend: backend.to_string(),
+            ingress: ingress.clone(),
+            backend: backend.clone(),
             upstream: None,
             response,
         }
@@ -152,7 +152,7 @@ impl Proxy {
                 backend: if out.backend.is_empty() {
                     "-"
                 } else {
-                    &out.backend
+                    out.backend.as_ref()
                 },
                 upstream: out.upstream,
             })
@@ -173,11 +173,12 @@ impl Proxy {
         let table = self.table();
         let route = match table.resolve(&host, req.uri().path()) {
             Verdict::NotFound => {
-                return Outcome::local("", "", page(StatusCode::NOT_FOUND, "Not Found"))
+                let none: Arc<str> = Arc::from("");
+                return Outcome::local(&none, &none, page(StatusCode::NOT_FOUND, "Not Found"));
             }
             Verdict::Route(r) => r.clone(),
         };
-        let (ingress, backend) = (route.ingress.as_str(), route.backend.name.as_str());
+        let (ingress, backend) = (&route.ingress, &route.backend.name);
         if route.redirect_https && !arrival.https {
             let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
             let location = format!("https://{}{target}", normalize_host(&host));

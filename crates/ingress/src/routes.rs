@@ -32,7 +32,7 @@ pub struct Objects<'a> {
 #[derive(Debug)]
 pub struct Route {
     /// The Ingress, `namespace/name`.
-    pub ingress: String,
+    pub ingress: Arc<str>,
     pub backend: Backend,
     /// Plain HTTP gets a 308 to HTTPS (the host has TLS in this route's Ingress).
     pub redirect_https: bool,
@@ -138,7 +138,7 @@ impl RouteTable {
         }
         if let (Some(b), None) = (&spec.default_backend, &self.default) {
             self.default = Some(Arc::new(Route {
-                ingress: key.clone(),
+                ingress: key.as_str().into(),
                 backend: catalog.resolve(&ns, b),
                 redirect_https: false,
             }));
@@ -163,7 +163,7 @@ impl RouteTable {
                     kind: PathKind::from_api(&p.path_type),
                     path: p.path.clone().unwrap_or_else(|| "/".into()),
                     route: Arc::new(Route {
-                        ingress: key.clone(),
+                        ingress: key.as_str().into(),
                         backend: catalog.resolve(&ns, &p.backend),
                         redirect_https,
                     }),

@@ -337,7 +337,7 @@ fn round_robin_over_ready_endpoints() {
         panic!("routed")
     };
     let firsts: Vec<String> = (0..3)
-        .map(|_| r.backend.endpoints()[0].to_string())
+        .map(|_| r.backend.endpoints().next().unwrap().to_string())
         .collect();
     assert_eq!(
         firsts,
