@@ -17,11 +17,14 @@ struct Series {
     sum: f64,
 }
 
+/// `(ingress, backend)`.
+type SeriesKey = (Arc<str>, Arc<str>);
+
 /// The controller's metrics.
 #[derive(Default)]
 pub struct Metrics {
     /// By (ingress, backend); requests no rule matched have empty labels.
-    series: Mutex<HashMap<(Arc<str>, Arc<str>), Series>>,
+    series: Mutex<HashMap<SeriesKey, Series>>,
     connect_errors: Mutex<BTreeMap<String, u64>>,
 }
 
