@@ -185,20 +185,30 @@ pub async fn ensure_cluster_dns(client: &kube::Client, addon: &DnsAddon) -> Resu
     let have = ensure(&deploys, &want)
         .await
         .context("Deployment kube-system/coredns")?;
-    let want_c = container(addon);
-    let have_c = have
+    ensure_container(&deploys, &have, container(addon))
+        .await
+        .context("updating Deployment kube-system/coredns")
+}
+
+/// Brings an add-on Deployment's container back to `want` when its image or arguments differ.
+pub(crate) async fn ensure_container(
+    deploys: &Api<Deployment>,
+    have: &Deployment,
+    want: Container,
+) -> Result<()> {
+    let current = have
         .spec
         .as_ref()
         .and_then(|s| s.template.spec.as_ref())
-        .and_then(|s| s.containers.iter().find(|c| c.name == want_c.name));
-    let current = have_c.is_some_and(|c| c.image == want_c.image && c.args == want_c.args);
+        .and_then(|s| s.containers.iter().find(|c| c.name == want.name))
+        .is_some_and(|c| c.image == want.image && c.args == want.args);
     if !current {
         // A merge patch replaces the container list: the add-on owns it.
-        let patch = json!({"spec": {"template": {"spec": {"containers": [want_c]}}}});
+        let patch = json!({"spec": {"template": {"spec": {"containers": [want]}}}});
+        let name = have.metadata.name.as_deref().unwrap_or_default();
         deploys
-            .patch(DEPLOYMENT, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .context("updating Deployment kube-system/coredns")?;
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
     }
     Ok(())
 }

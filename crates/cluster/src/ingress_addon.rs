@@ -8,10 +8,10 @@ use anyhow::{Context, Result};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, Namespace, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::IngressClass;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use serde_json::{json, Value};
 
-use crate::addons::{ensure, typed};
+use crate::addons::{ensure, ensure_container, typed};
 
 pub const NAMESPACE: &str = "kinet-ingress";
 /// The Deployment, Service and ServiceAccount share it.
@@ -133,21 +133,9 @@ pub async fn ensure_ingress(client: &kube::Client) -> Result<()> {
     let have = ensure(&deploys, &deployment())
         .await
         .context("Deployment kinet-ingress/kinet-ingress")?;
-    let want = container();
-    let current = have
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref())
-        .and_then(|s| s.containers.iter().find(|c| c.name == want.name))
-        .is_some_and(|c| c.image == want.image && c.args == want.args);
-    if !current {
-        let patch = json!({"spec": {"template": {"spec": {"containers": [want]}}}});
-        deploys
-            .patch(NAME, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .context("updating Deployment kinet-ingress/kinet-ingress")?;
-    }
-    Ok(())
+    ensure_container(&deploys, &have, container())
+        .await
+        .context("updating Deployment kinet-ingress/kinet-ingress")
 }
 
 #[cfg(test)]
@@ -196,5 +184,47 @@ mod tests {
             };
             assert!(names.contains(&t), "{t}");
         }
+    }
+
+    #[tokio::test]
+    async fn deploys_once_and_restores_the_container() {
+        let api = kinet_testkit::TestApi::start().await.unwrap();
+        let client = api.client().unwrap();
+        ensure_ingress(&client).await.unwrap();
+        let deploys: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
+        let rv = deploys.get(NAME).await.unwrap().metadata.resource_version;
+        Api::<Service>::namespaced(client.clone(), NAMESPACE)
+            .get(NAME)
+            .await
+            .unwrap();
+        Api::<ServiceAccount>::namespaced(client.clone(), NAMESPACE)
+            .get(NAME)
+            .await
+            .unwrap();
+        Api::<IngressClass>::all(client.clone())
+            .get(CLASS)
+            .await
+            .unwrap();
+        // Unchanged: no write.
+        ensure_ingress(&client).await.unwrap();
+        assert_eq!(
+            deploys.get(NAME).await.unwrap().metadata.resource_version,
+            rv
+        );
+        // An edited container comes back.
+        let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "controller", "image": "nginx"}]}}}});
+        deploys
+            .patch(
+                NAME,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .unwrap();
+        ensure_ingress(&client).await.unwrap();
+        let d = deploys.get(NAME).await.unwrap();
+        let c = &d.spec.unwrap().template.spec.unwrap().containers[0];
+        assert_eq!(c.image.as_deref(), Some(kinet_images::INGRESS_IMAGE));
     }
 }
