@@ -2,7 +2,7 @@
 //! Secret; every change rebuilds the route table and certificates and swaps them in (bursts
 //! coalesce into one rebuild), then publishes the Ingresses' address and Sync events.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +17,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use crate::certs::CertStore;
 use crate::proxy::Proxy;
@@ -64,6 +64,7 @@ fn refs<K>(all: &[Arc<K>]) -> Vec<&K> {
     all.iter().map(Arc::as_ref).collect()
 }
 
+#[derive(Clone)]
 struct Stores {
     ingresses: Store<Ingress>,
     classes: Store<IngressClass>,
@@ -95,22 +96,22 @@ impl Controller {
                 return;
             }
         }
-        let recorder = Recorder::new(self.client.clone(), "kinet-ingress");
-        let mut synced_generations: HashMap<String, i64> = HashMap::new();
+        // Status and events go out from their own task, so API writes never delay a table.
+        let (live, published) = watch::channel(None);
+        let publisher = Publisher {
+            client: self.client.clone(),
+            publish_service: self.publish_service.clone(),
+            recorder: Recorder::new(self.client.clone(), "kinet-ingress"),
+            synced: HashMap::new(),
+        };
+        tokio::spawn(publisher.run(published, stores.clone()));
         loop {
             let ingresses = stores.ingresses.state();
             let table = self.rebuild(&stores, &ingresses);
             if !self.synced.swap(true, Ordering::AcqRel) {
                 tracing::info!(ingresses = table.served().len(), "ingress: routes live");
             }
-            self.after_sync(
-                &stores,
-                &ingresses,
-                &table,
-                &recorder,
-                &mut synced_generations,
-            )
-            .await;
+            let _ = live.send(Some((table, ingresses)));
             changed.notified().await;
         }
     }
@@ -144,15 +145,37 @@ impl Controller {
         self.proxy.swap(table.clone());
         table
     }
+}
+
+/// A table that went live, with the Ingresses it was built from.
+type Live = Option<(Arc<RouteTable>, Vec<Arc<Ingress>>)>;
+
+/// Writes the served Ingresses' status and Sync events after each table goes live; a burst of
+/// tables collapses to the latest.
+struct Publisher {
+    client: Client,
+    publish_service: Option<(String, String)>,
+    recorder: Recorder,
+    /// The generation each served Ingress last got a Sync event for.
+    synced: HashMap<String, i64>,
+}
+
+impl Publisher {
+    async fn run(mut self, mut live: watch::Receiver<Live>, stores: Stores) {
+        while live.changed().await.is_ok() {
+            let latest = live.borrow_and_update().clone();
+            if let Some((table, ingresses)) = latest {
+                self.after_sync(&stores, &ingresses, &table).await;
+            }
+        }
+    }
 
     /// Status and events of the served Ingresses, once their routes are live.
     async fn after_sync(
-        &self,
+        &mut self,
         stores: &Stores,
         ingresses: &[Arc<Ingress>],
         table: &RouteTable,
-        recorder: &Recorder,
-        synced: &mut HashMap<String, i64>,
     ) {
         let address = self.publish_service.as_ref().and_then(|(ns, name)| {
             stores
@@ -162,16 +185,23 @@ impl Controller {
                 .find(|s| s.namespace().as_deref() == Some(ns) && &s.name_any() == name)
                 .map(|s| status::addresses(&s))
         });
+        let by_key: HashMap<String, &Arc<Ingress>> = ingresses
+            .iter()
+            .map(|i| {
+                (
+                    format!("{}/{}", i.namespace().unwrap_or_default(), i.name_any()),
+                    i,
+                )
+            })
+            .collect();
         for key in table.served() {
-            let Some(ing) = ingresses.iter().find(|i| {
-                format!("{}/{}", i.namespace().unwrap_or_default(), i.name_any()) == *key
-            }) else {
+            let Some(ing) = by_key.get(key) else {
                 continue;
             };
             let generation = ing.metadata.generation.unwrap_or_default();
-            if synced.get(key) != Some(&generation) {
-                synced.insert(key.clone(), generation);
-                recorder
+            if self.synced.get(key) != Some(&generation) {
+                self.synced.insert(key.clone(), generation);
+                self.recorder
                     .publish(
                         &object_ref(ing.as_ref()),
                         EventType::Normal,
@@ -190,6 +220,7 @@ impl Controller {
                 }
             }
         }
-        synced.retain(|k, _| table.served().contains(k));
+        let served: HashSet<&String> = table.served().iter().collect();
+        self.synced.retain(|k, _| served.contains(k));
     }
 }
