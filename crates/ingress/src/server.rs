@@ -48,6 +48,19 @@ where
     }
 }
 
+/// The next connection; on an error (out of file descriptors) a short pause, so the loop
+/// does not spin.
+async fn accept(listener: &TcpListener) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    match listener.accept().await {
+        Ok(conn) => Some(conn),
+        Err(e) => {
+            tracing::warn!(error = %e, "accept failed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            None
+        }
+    }
+}
+
 fn arrival(peer: SocketAddr, local: SocketAddr, https: bool) -> Arrival {
     Arrival {
         client: peer.ip().to_canonical(),
@@ -59,7 +72,7 @@ fn arrival(peer: SocketAddr, local: SocketAddr, https: bool) -> Arrival {
 /// Serves plain HTTP on `listener` until the task is dropped.
 pub async fn serve_http(listener: TcpListener, proxy: Arc<Proxy>) {
     loop {
-        let Ok((stream, peer)) = listener.accept().await else {
+        let Some((stream, peer)) = accept(&listener).await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -91,7 +104,7 @@ pub fn tls_config(certs: Arc<CertStore>) -> rustls::ServerConfig {
 pub async fn serve_https(listener: TcpListener, proxy: Arc<Proxy>, tls: Arc<rustls::ServerConfig>) {
     let acceptor = TlsAcceptor::from(tls);
     loop {
-        let Ok((stream, peer)) = listener.accept().await else {
+        let Some((stream, peer)) = accept(&listener).await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -119,7 +132,7 @@ fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
 /// only when it routes what the API holds).
 pub async fn serve_metrics(listener: TcpListener, proxy: Arc<Proxy>, synced: Arc<AtomicBool>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Some((stream, _)) = accept(&listener).await else {
             continue;
         };
         let (proxy, synced) = (proxy.clone(), synced.clone());
