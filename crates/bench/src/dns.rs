@@ -8,7 +8,7 @@
 //! empty-zone baseline.
 
 mod perf;
-mod servers;
+pub(crate) mod servers;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -127,7 +127,7 @@ pub async fn run(opts: Options) -> Result<()> {
     Ok(())
 }
 
-fn on_path(tool: &str) -> bool {
+pub(crate) fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }

@@ -6,6 +6,7 @@ pub mod api;
 mod cluster;
 pub mod controllers;
 pub mod dns;
+pub mod ingress;
 pub mod pods;
 pub mod policy;
 pub mod proxy;

@@ -109,6 +109,31 @@ pub enum BenchCommand {
         #[arg(long, hide = true)]
         serve_api: Option<String>,
     },
+    /// The ingress controller against nginx as a reverse proxy on the same route (needs wrk
+    /// and nginx-light): requests/s and latency, change → served, memory per Ingress.
+    Ingress {
+        /// Seconds per wrk run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Ingress changes timed until served.
+        #[arg(long, default_value_t = 100)]
+        changes: usize,
+        /// Ingresses created for the memory figure.
+        #[arg(long, default_value_t = 1000)]
+        ingresses: usize,
+        /// CPU both proxies are pinned to.
+        #[arg(long, default_value_t = 1)]
+        proxy_cpu: usize,
+        /// CPU wrk and the endpoints are pinned to.
+        #[arg(long, default_value_t = 0)]
+        client_cpu: usize,
+        /// Internal: serve Ingresses from the API at this URL (the benchmark's child process).
+        #[arg(long, hide = true)]
+        serve_api: Option<String>,
+        /// Internal: the child's HTTP and HTTPS ports.
+        #[arg(long, hide = true, default_value = "0,0")]
+        serve_ports: String,
+    },
 }
 
 pub async fn run(what: BenchCommand) -> anyhow::Result<()> {
@@ -211,6 +236,27 @@ pub async fn run(what: BenchCommand) -> anyhow::Result<()> {
                     services,
                     seconds,
                     server_cpu,
+                    client_cpu,
+                })
+                .await
+            }
+        },
+        BenchCommand::Ingress {
+            seconds,
+            changes,
+            ingresses,
+            proxy_cpu,
+            client_cpu,
+            serve_api,
+            serve_ports,
+        } => match serve_api {
+            Some(url) => kinet_bench::ingress::serve_child(&url, &serve_ports).await,
+            None => {
+                kinet_bench::ingress::run(kinet_bench::ingress::Options {
+                    seconds,
+                    changes,
+                    ingresses,
+                    proxy_cpu,
                     client_cpu,
                 })
                 .await

@@ -1,7 +1,7 @@
 //! `kinet images`: the well-known images kinet runs without a registry, and
 //! `kinet image-run`: the process a container of a built-in image is.
 
-use kinet_images::{Image, ImageKind};
+use kinet_images::{Builtin, Image, ImageKind};
 
 /// The catalog as an aligned table, like `kubectl get` prints.
 pub fn table(images: &[Image]) -> String {
@@ -65,12 +65,15 @@ pub fn images() {
 /// Runs a built-in image's program in this process until it ends (the container's process).
 pub async fn image_run(image: &str, args: &[String]) -> anyhow::Result<()> {
     kinet_cluster::serve::init_logging();
-    let is_dns = kinet_images::lookup(image)
-        .is_some_and(|i| i.kind == ImageKind::Builtin(kinet_images::Builtin::Dns));
-    if is_dns {
-        return kinet_cluster::dns_image::run_dns_image(args).await;
+    match kinet_images::lookup(image).map(|i| i.kind) {
+        Some(ImageKind::Builtin(Builtin::Dns)) => {
+            kinet_cluster::dns_image::run_dns_image(args).await
+        }
+        Some(ImageKind::Builtin(Builtin::Ingress)) => {
+            kinet_cluster::ingress_image::run_ingress_image(args).await
+        }
+        _ => kinet_images::run_builtin(image, args).await,
     }
-    kinet_images::run_builtin(image, args).await
 }
 
 #[cfg(test)]

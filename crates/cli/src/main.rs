@@ -72,6 +72,9 @@ enum Command {
         egress: bool,
         #[command(flatten)]
         registries: image::RegistryArgs,
+        /// Leave out the ingress controller add-on (IngressClass `kinet`). Recorded at creation.
+        #[arg(long)]
+        no_ingress: bool,
     },
     /// Stop a cluster and delete its state.
     Down {
@@ -314,6 +317,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             default_toleration_seconds,
             egress,
             registries,
+            no_ingress,
         } => {
             let report = up::up(up::UpArgs {
                 name,
@@ -326,6 +330,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 default_toleration_seconds,
                 egress,
                 registries: registries.settings()?,
+                no_ingress,
             })
             .await?;
             status::print_up(&report);

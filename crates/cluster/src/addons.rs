@@ -23,7 +23,14 @@ pub const DEPLOYMENT: &str = "coredns";
 pub const SERVICE: &str = "kube-dns";
 pub const SERVICE_ACCOUNT: &str = "coredns";
 /// The add-ons' Deployments, `(namespace, name)`: `up` returns once each is Available.
-pub const DEPLOYMENTS: &[(&str, &str)] = &[(NAMESPACE, DEPLOYMENT)];
+/// Cluster DNS comes first.
+pub fn deployments(info: &crate::state::ClusterInfo) -> Vec<(&'static str, &'static str)> {
+    let mut all = vec![(NAMESPACE, DEPLOYMENT)];
+    if !info.no_ingress {
+        all.push((crate::ingress_addon::NAMESPACE, crate::ingress_addon::NAME));
+    }
+    all
+}
 /// `/metrics`, `/health` and `/ready` of the DNS server, as the API's int32 port.
 pub const METRICS_PORT: i32 = kinet_types::wellknown::DNS_METRICS_PORT as i32;
 
@@ -61,7 +68,7 @@ fn labels() -> Value {
     json!({"k8s-app": "kube-dns"})
 }
 
-fn typed<T: DeserializeOwned>(v: Value) -> T {
+pub(crate) fn typed<T: DeserializeOwned>(v: Value) -> T {
     serde_json::from_value(v).expect("add-on objects are well-formed")
 }
 
@@ -147,7 +154,7 @@ pub fn service() -> Service {
 }
 
 /// Creates `obj` unless an object of that name exists; returns the stored object.
-async fn ensure<K>(api: &Api<K>, obj: &K) -> Result<K>
+pub(crate) async fn ensure<K>(api: &Api<K>, obj: &K) -> Result<K>
 where
     K: kube::Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
 {
@@ -178,20 +185,30 @@ pub async fn ensure_cluster_dns(client: &kube::Client, addon: &DnsAddon) -> Resu
     let have = ensure(&deploys, &want)
         .await
         .context("Deployment kube-system/coredns")?;
-    let want_c = container(addon);
-    let have_c = have
+    ensure_container(&deploys, &have, container(addon))
+        .await
+        .context("updating Deployment kube-system/coredns")
+}
+
+/// Brings an add-on Deployment's container back to `want` when its image or arguments differ.
+pub(crate) async fn ensure_container(
+    deploys: &Api<Deployment>,
+    have: &Deployment,
+    want: Container,
+) -> Result<()> {
+    let current = have
         .spec
         .as_ref()
         .and_then(|s| s.template.spec.as_ref())
-        .and_then(|s| s.containers.iter().find(|c| c.name == want_c.name));
-    let current = have_c.is_some_and(|c| c.image == want_c.image && c.args == want_c.args);
+        .and_then(|s| s.containers.iter().find(|c| c.name == want.name))
+        .is_some_and(|c| c.image == want.image && c.args == want.args);
     if !current {
         // A merge patch replaces the container list: the add-on owns it.
-        let patch = json!({"spec": {"template": {"spec": {"containers": [want_c]}}}});
+        let patch = json!({"spec": {"template": {"spec": {"containers": [want]}}}});
+        let name = have.metadata.name.as_deref().unwrap_or_default();
         deploys
-            .patch(DEPLOYMENT, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .context("updating Deployment kube-system/coredns")?;
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
     }
     Ok(())
 }
@@ -201,6 +218,11 @@ pub async fn deploy(client: &kube::Client, info: &crate::state::ClusterInfo) -> 
     let step = crate::progress::Step::start("Deploying cluster DNS");
     ensure_cluster_dns(client, &DnsAddon::new(info.upstream_dns.clone())).await?;
     step.done();
+    if !info.no_ingress {
+        let step = crate::progress::Step::start("Deploying the ingress controller");
+        crate::ingress_addon::ensure_ingress(client).await?;
+        step.done();
+    }
     Ok(())
 }
 

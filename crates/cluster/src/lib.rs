@@ -1,7 +1,7 @@
 //! A kinet cluster's lifecycle, as library calls the `kinet` command makes: the state folder,
 //! the detached control plane and node agents, the nodes' network, the add-ons, and
 //! `up`/`down`/`status`. Also the process entry points the binary re-executes itself as
-//! (`serve`, `agent`, the DNS image).
+//! (`serve`, `agent`, the DNS and ingress images).
 //!
 //! Commands that run for a while report progress steps on stderr (kind's style); results a
 //! person asks for are returned as values the CLI prints.
@@ -13,6 +13,8 @@ pub mod down;
 pub mod duration;
 pub mod egress;
 pub mod external;
+pub mod ingress_addon;
+pub mod ingress_image;
 pub mod nodes;
 pub mod policy;
 pub mod prereqs;

@@ -15,7 +15,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams};
 
-use crate::addons::{DEPLOYMENTS, DNS_SERVICE_IP};
+use crate::addons::{DEPLOYMENT, DNS_SERVICE_IP, NAMESPACE};
 use crate::nodes::{AgentWatch, Plan};
 use crate::progress::Step;
 use crate::state::ClusterDir;
@@ -127,11 +127,12 @@ pub fn a_answers(id: u16, response: &[u8]) -> Result<Vec<Ipv4Addr>> {
 pub async fn wait_addons(
     dir: &ClusterDir,
     client: &kube::Client,
+    deployments: &[(&str, &str)],
     agents: &mut AgentWatch,
     deadline: Instant,
 ) -> Result<()> {
     let step = Step::start("Waiting for add-ons to be Available");
-    for (ns, name) in DEPLOYMENTS {
+    for &(ns, name) in deployments {
         let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
         loop {
             let d = api.get_opt(name).await;
@@ -177,7 +178,7 @@ pub async fn wait_dns(
         agents.check(dir)?;
         if Instant::now() >= deadline {
             drop(step);
-            let (ns, name) = DEPLOYMENTS[0];
+            let (ns, name) = (NAMESPACE, DEPLOYMENT);
             let d = Api::<Deployment>::namespaced(client.clone(), ns)
                 .get_opt(name)
                 .await

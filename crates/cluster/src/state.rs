@@ -235,6 +235,9 @@ pub struct ClusterInfo {
     /// creation: where the nodes pull images from.
     #[serde(default, skip_serializing_if = "kinet_oci_store::Settings::is_empty")]
     pub registries: kinet_oci_store::Settings,
+    /// `kinet up --no-ingress`, fixed at creation: no ingress controller add-on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_ingress: bool,
 }
 
 pub const DEFAULT_NODE_MONITOR_GRACE_PERIOD_SECS: u64 = 40;
@@ -361,6 +364,7 @@ mod tests {
             default_toleration_seconds: 10,
             egress: true,
             registries: kinet_oci_store::Settings::default(),
+            no_ingress: true,
         };
         dir.save_info(&info).unwrap();
         assert_eq!(dir.load_info().unwrap(), info);

@@ -44,6 +44,8 @@ pub struct UpArgs {
     pub egress: bool,
     /// `--registry-mirror`, `--insecure-registry`, `--offline-images`, recorded at creation.
     pub registries: kinet_oci_store::Settings,
+    /// `--no-ingress`, recorded at creation.
+    pub no_ingress: bool,
 }
 
 /// What `up` did, for the CLI to print.
@@ -199,7 +201,8 @@ async fn start_nodes(
     }
     let deadline = Instant::now() + wait;
     nodes::wait_ready(dir, plan, client, &mut agents, deadline).await?;
-    ready::wait_addons(dir, client, &mut agents, deadline).await?;
+    let addons = crate::addons::deployments(info);
+    ready::wait_addons(dir, client, &addons, &mut agents, deadline).await?;
     ready::wait_dns(dir, client, plan, &mut agents, deadline).await
 }
 
@@ -289,6 +292,7 @@ fn prepare_state(dir: &ClusterDir, args: &UpArgs) -> Result<ClusterInfo> {
         },
         egress: args.egress,
         registries: args.registries.clone(),
+        no_ingress: args.no_ingress,
     };
     dir.save_info(&info)?;
     Ok(info)

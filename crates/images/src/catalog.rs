@@ -43,12 +43,20 @@ pub enum Builtin {
     /// kinet's cluster DNS server (`kinet_dns`), the CoreDNS of a kinet cluster. The kinet
     /// binary runs it (it needs the API client), not [`crate::run_builtin`].
     Dns,
+    /// kinet's ingress controller (`kinet_ingress`); like [`Builtin::Dns`], the kinet binary
+    /// runs it.
+    Ingress,
 }
 
 /// The cluster DNS image's repository name; `kinet up` deploys [`DNS_IMAGE`].
 pub const DNS_IMAGE_NAME: &str = "kinet-dns";
 /// The reference `kinet up` puts in the `coredns` Deployment.
 pub const DNS_IMAGE: &str = concat!("kinet-dns:", env!("CARGO_PKG_VERSION"));
+
+/// The ingress controller image's repository name; `kinet up` deploys [`INGRESS_IMAGE`].
+pub const INGRESS_IMAGE_NAME: &str = "kinet-ingress";
+/// The reference `kinet up` puts in the ingress controller's Deployment.
+pub const INGRESS_IMAGE: &str = concat!("kinet-ingress:", env!("CARGO_PKG_VERSION"));
 
 static CATALOG: &[Image] = &[
     Image {
@@ -81,6 +89,13 @@ static CATALOG: &[Image] = &[
         description: "cluster DNS (kube-dns): 53/udp+tcp, metrics and /health, /ready on 9153",
         ports: &[53, 9153],
         kind: ImageKind::Builtin(Builtin::Dns),
+    },
+    Image {
+        name: INGRESS_IMAGE_NAME,
+        description:
+            "ingress controller (class kinet): HTTP 80, HTTPS 443, metrics and /healthz on 10254",
+        ports: &[80, 443, 10254],
+        kind: ImageKind::Builtin(Builtin::Ingress),
     },
     Image {
         name: "busybox",
@@ -162,6 +177,7 @@ mod tests {
             ("centos:7", Some("centos")),
             ("kinet-dns:0.1.0", Some("kinet-dns")),
             (DNS_IMAGE, Some("kinet-dns")),
+            (INGRESS_IMAGE, Some("kinet-ingress")),
             ("redis:7", None),
             ("bitnami/nginx", None),
         ];

@@ -26,6 +26,7 @@ pub mod web;
 
 pub use catalog::{
     catalog, known_names, lookup, Builtin, Image, ImageKind, DNS_IMAGE, DNS_IMAGE_NAME,
+    INGRESS_IMAGE, INGRESS_IMAGE_NAME,
 };
 pub use plan::{plan, Error, Plan};
 pub use reference::repository_name;

@@ -58,6 +58,7 @@ pub fn plan(image: &Image, command: &[String], args: &[String]) -> Result<Plan, 
         ImageKind::Builtin(Builtin::Agnhost) => (&["/agnhost"], &["pause"]),
         ImageKind::Builtin(Builtin::Pause) => (&["/pause"], &[]),
         ImageKind::Builtin(Builtin::Dns) => (&["/kinet-dns"], &[]),
+        ImageKind::Builtin(Builtin::Ingress) => (&["/kinet-ingress"], &[]),
     };
     let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let mut argv = kinet_runtime::config::argv(&owned(entrypoint), &owned(cmd), command, args);
@@ -78,6 +79,7 @@ pub fn plan(image: &Image, command: &[String], args: &[String]) -> Result<Plan, 
         Builtin::Agnhost => &["agnhost", "agnhost-2"],
         Builtin::Pause => &["pause"],
         Builtin::Dns => &["kinet-dns"],
+        Builtin::Ingress => &["kinet-ingress"],
     };
     match argv.first() {
         Some(first) if own.contains(&program(first)) => {

@@ -89,8 +89,8 @@ pub async fn start(image: &str, args: &[String], bind: Bind) -> anyhow::Result<R
         Builtin::Nginx => web::start(Site::Nginx, bind, signals).await,
         Builtin::Httpd => web::start(Site::Httpd, bind, signals).await,
         Builtin::Pause => Ok(only_main(Box::pin(crate::pause::sandbox_pause(signals)))),
-        Builtin::Dns => bail!(
-            "{}: the kinet binary serves it (`kinet image-run` dispatches it to the DNS server)",
+        Builtin::Dns | Builtin::Ingress => bail!(
+            "{}: the kinet binary serves it (`kinet image-run` dispatches it to the add-on)",
             known.name
         ),
         Builtin::Agnhost => match agnhost::Command::parse(args)? {

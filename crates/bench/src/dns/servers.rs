@@ -23,6 +23,11 @@ pub struct Server {
 }
 
 impl Server {
+    /// Takes charge of `child`, which serves at `addr`.
+    pub fn new(child: Child, addr: SocketAddr) -> Server {
+        Server { child, addr }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id().unwrap_or(0)
     }

@@ -49,7 +49,10 @@ fn write(cluster: &Cluster, name: &str, text: &str) -> String {
 fn discovery_and_defaults() {
     let c = Cluster::up(1);
     let ns = c.kubectl_ok(&["get", "ns", "-o", "jsonpath={.items[*].metadata.name}"]);
-    assert_eq!(ns, "default kube-node-lease kube-public kube-system");
+    assert_eq!(
+        ns,
+        "default kinet-ingress kube-node-lease kube-public kube-system"
+    );
     let version = c.kubectl_ok(&["version"]);
     assert!(version.contains("Server Version: v1.32"), "{version}");
     let resources = c.kubectl_ok(&["api-resources", "--no-headers"]);

@@ -10,6 +10,7 @@ mod egress;
 mod harness;
 mod health;
 mod images;
+mod ingress;
 mod interactive;
 mod kubectl_basics;
 mod lifecycle;

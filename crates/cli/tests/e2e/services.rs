@@ -108,7 +108,7 @@ fn refused(t: &Try) -> bool {
 const SETTLE: Duration = Duration::from_secs(60);
 
 /// Polls `f` every 100 ms until it gives a value; panics with `what` after [`SETTLE`].
-fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + SETTLE;
     loop {
         if let Some(v) = f() {

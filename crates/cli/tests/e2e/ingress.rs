@@ -1,0 +1,453 @@
+//! The ingress add-on on one shared cluster, driven by kubectl and curl from the host (and
+//! from the outside namespace): the tutorial's three-rule Ingress, edits and deletion taking
+//! effect, `kubectl describe ingress`, the ingress-controller-conformance scenarios (path
+//! rules, host rules with a wildcard and TLS by SNI, ingress class, load balancing over 10
+//! pods, every method to the default backend), forwarded headers, scaling to 0 and back, and
+//! the metrics. Requests go only to the cluster's own LoadBalancer address (checked to lie in
+//! its underlay); host names are given with `Host:` or `curl --resolve`, never /etc/hosts.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use crate::harness::{show, stdout, Cluster};
+use crate::pods::{apply, json, wait_ready, AGNHOST};
+use crate::services::{external, own, poll};
+
+/// netexec: `/hostname`, `/echo`, `/header` and more.
+const NETEXEC: &str = "netexec, --http-port=8080";
+/// serve-hostname: the pod's name for any path, so a response names the route's Service.
+const SERVE_HOSTNAME: &str = "serve-hostname, --port=8080";
+
+/// `(status, body)` of `curl` from the host with `Host: host`; status 0 when it failed.
+fn get(addr: &str, host: &str, path: &str, extra: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "3", "-w", "\n%{http_code}", "-H"])
+        .arg(format!("Host: {host}"))
+        .args(extra)
+        .arg(format!("http://{addr}{path}"))
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// Polls until `host` + `path` answers `code` with a body containing `needle`.
+fn wait_for(addr: &str, host: &str, path: &str, code: u16, needle: &str) {
+    poll(&format!("{host}{path} → {code} {needle:?}"), || {
+        let (got, body) = get(addr, host, path, &[]);
+        (got == code && body.contains(needle)).then_some(())
+    });
+}
+
+/// One agnhost Deployment (running `args`, serving 8080) and Service (port 8080 named
+/// `http`) per name.
+fn backends(c: &Cluster, names: &[&str], args: &str) {
+    let yaml: String = names
+        .iter()
+        .map(|n| {
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {n}}}\nspec:\n  selector: {{matchLabels: {{app: {n}}}}}\n  template:\n    metadata: {{labels: {{app: {n}}}}}\n    spec:\n      containers:\n      - {{name: echo, image: \"{AGNHOST}\", args: [{args}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: {n}}}\nspec:\n  selector: {{app: {n}}}\n  ports: [{{name: http, port: 8080, targetPort: 8080}}]\n---\n"
+            )
+        })
+        .collect();
+    apply(c, &yaml);
+    for n in names {
+        wait_ready(c, &format!("app={n}"), 1);
+    }
+}
+
+/// The Deployment a request reached, or `404` when the ingress found no route.
+fn served(addr: &str, host: &str, path: &str) -> String {
+    match get(addr, host, path, &[]) {
+        (404, body) if body.contains("kinet-ingress") => "404".into(),
+        (200, body) => served_by(&body),
+        (code, body) => format!("{code} {body}"),
+    }
+}
+
+/// The pod's Deployment name, from netexec's `/hostname` (`<deploy>-<rs hash>-<pod hash>`).
+fn served_by(body: &str) -> String {
+    let parts: Vec<&str> = body.trim().rsplitn(3, '-').collect();
+    parts.last().unwrap_or(&"").to_string()
+}
+
+#[test]
+fn ingress_routes_tutorial_and_conformance_scenarios() {
+    let c = Cluster::up(2);
+    let lb = poll("the ingress Service's address", || {
+        let svc = json(&c, &["get", "svc", "-n", "kinet-ingress", "kinet-ingress"]);
+        svc["status"]["loadBalancer"]["ingress"][0]["ip"]
+            .as_str()
+            .map(str::to_string)
+    });
+    let lb = own(&c, &lb);
+    let class = c.kubectl_ok(&["get", "ingressclass", "kinet", "-o", "yaml"]);
+    assert!(class.contains("controller: kinet.dev/ingress"), "{class}");
+    assert!(class.contains("is-default-class: \"true\""), "{class}");
+    // Nothing served yet: everything is 404.
+    assert_eq!(get(&lb, "app.example.com", "/", &[]).0, 404);
+
+    tutorial(&c, &lb);
+    conformance_paths_hosts_and_tls(&c, &lb);
+    class_methods_and_balancing(&c, &lb);
+}
+
+/// kubeserve.example.com → kubeserve2, app.example.com → nginx, anything else → httpd.
+fn tutorial(c: &Cluster, lb: &str) {
+    c.kubectl_ok(&["create", "deployment", "nginx", "--image", "nginx"]);
+    c.kubectl_ok(&["create", "deployment", "httpd", "--image", "httpd"]);
+    c.kubectl_ok(&["expose", "deployment", "nginx", "--port", "80"]);
+    c.kubectl_ok(&["expose", "deployment", "httpd", "--port", "80"]);
+    backends(c, &["kubeserve2"], NETEXEC);
+    apply(
+        c,
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: service-ingress}
+spec:
+  defaultBackend: {service: {name: httpd, port: {number: 80}}}
+  rules:
+  - host: kubeserve.example.com
+    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: kubeserve2, port: {number: 8080}}}}]}
+  - host: app.example.com
+    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: nginx, port: {number: 80}}}}]}
+"#,
+    );
+    wait_ready(c, "app=nginx", 1);
+    wait_ready(c, "app=httpd", 1);
+    wait_for(lb, "app.example.com", "/", 200, "Welcome to nginx!");
+    wait_for(lb, "anything.example.org", "/", 200, "It works!");
+    let (code, body) = get(lb, "kubeserve.example.com", "/hostname", &[]);
+    assert_eq!(
+        (code, served_by(&body).as_str()),
+        (200, "kubeserve2"),
+        "{body}"
+    );
+    // The same from the outside namespace.
+    let out = external(
+        c,
+        &[
+            "curl",
+            "-s",
+            "--max-time",
+            "3",
+            "-H",
+            "Host: app.example.com",
+            &format!("http://{lb}/"),
+        ],
+    );
+    assert!(stdout(&out).contains("Welcome to nginx!"), "{}", show(&out));
+
+    // Forwarded headers: the client's own X-Forwarded-For is not trusted.
+    let header = |key: &str| {
+        get(
+            lb,
+            "kubeserve.example.com",
+            &format!("/header?key={key}"),
+            &["-H", "X-Forwarded-For: 1.2.3.4"],
+        )
+        .1
+    };
+    let xff = header("X-Forwarded-For");
+    assert!(
+        xff.trim().parse::<std::net::IpAddr>().is_ok() && !xff.contains("1.2.3.4"),
+        "{xff}"
+    );
+    assert_eq!(header("X-Original-Forwarded-For").trim(), "1.2.3.4");
+    assert_eq!(header("X-Forwarded-Proto").trim(), "http");
+    assert_eq!(header("X-Forwarded-Host").trim(), "kubeserve.example.com");
+
+    // ADDRESS, rules and backends, and the Sync event.
+    poll("the Ingress's ADDRESS", || {
+        c.kubectl_ok(&["get", "ingress", "service-ingress"])
+            .contains(lb)
+            .then_some(())
+    });
+    let described = c.kubectl_ok(&["describe", "ingress", "service-ingress"]);
+    for want in [
+        lb,
+        "kubeserve.example.com",
+        "kubeserve2:8080",
+        "app.example.com",
+        "nginx:80",
+        "httpd:80",
+        "Sync",
+    ] {
+        assert!(described.contains(want), "{want} missing from\n{described}");
+    }
+
+    // kubectl edit: app.example.com now goes to httpd.
+    let out = c
+        .kubectl_cmd(&["edit", "ingress", "service-ingress"])
+        .env("KUBE_EDITOR", "sed -i s/name:\\ nginx/name:\\ httpd/")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    wait_for(lb, "app.example.com", "/", 200, "It works!");
+
+    // Scale to 0 → 503, back → 200.
+    c.kubectl_ok(&["scale", "deployment", "kubeserve2", "--replicas", "0"]);
+    wait_for(
+        lb,
+        "kubeserve.example.com",
+        "/hostname",
+        503,
+        "Service Temporarily Unavailable",
+    );
+    c.kubectl_ok(&["scale", "deployment", "kubeserve2", "--replicas", "1"]);
+    wait_for(lb, "kubeserve.example.com", "/hostname", 200, "kubeserve2");
+
+    // Deleting the Ingress makes its hosts 404.
+    c.kubectl_ok(&["delete", "ingress", "service-ingress"]);
+    wait_for(lb, "kubeserve.example.com", "/", 404, "404 Not Found");
+    wait_for(lb, "app.example.com", "/", 404, "404 Not Found");
+}
+
+/// The conformance features' path-rules table, host rules with a one-label wildcard, TLS by
+/// SNI with a Secret from `kubectl create secret tls`, and the 308 redirect to HTTPS.
+fn conformance_paths_hosts_and_tls(c: &Cluster, lb: &str) {
+    backends(
+        c,
+        &[
+            "foo-exact",
+            "foo-prefix",
+            "aaa-slash-bbb-prefix",
+            "aaa-prefix",
+            "wildcard-foo-com",
+            "foo-bar-com",
+        ],
+        SERVE_HOSTNAME,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=foo.bar.com",
+        ])
+        .args(["-addext", "subjectAltName=DNS:foo.bar.com", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    c.kubectl_ok(&[
+        "create",
+        "secret",
+        "tls",
+        "conformance-tls",
+        &format!("--cert={}", crt.display()),
+        &format!("--key={}", key.display()),
+    ]);
+    let rule = |host: &str, paths: &[(&str, &str, &str)]| {
+        let paths: String = paths
+            .iter()
+            .map(|(p, t, svc)| format!("      - {{path: {p}, pathType: {t}, backend: {{service: {{name: {svc}, port: {{name: http}}}}}}}}\n"))
+            .collect();
+        format!("  - host: \"{host}\"\n    http:\n      paths:\n{paths}")
+    };
+    let rules = [
+        rule("exact-path-rules", &[("/foo", "Exact", "foo-exact")]),
+        rule(
+            "prefix-path-rules",
+            &[
+                ("/foo", "Prefix", "foo-prefix"),
+                ("/aaa/bbb", "Prefix", "aaa-slash-bbb-prefix"),
+                ("/aaa", "Prefix", "aaa-prefix"),
+            ],
+        ),
+        rule(
+            "mixed-path-rules",
+            &[
+                ("/foo", "Prefix", "foo-prefix"),
+                ("/foo", "Exact", "foo-exact"),
+            ],
+        ),
+        rule(
+            "trailing-slash-path-rules",
+            &[
+                ("/aaa/bbb/", "Prefix", "aaa-slash-bbb-prefix"),
+                ("/foo/", "Exact", "foo-exact"),
+            ],
+        ),
+        rule("*.foo.com", &[("/", "Prefix", "wildcard-foo-com")]),
+        rule("foo.bar.com", &[("/", "Prefix", "foo-bar-com")]),
+    ]
+    .concat();
+    apply(
+        c,
+        &format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: conformance}}\nspec:\n  tls: [{{hosts: [foo.bar.com], secretName: conformance-tls}}]\n  rules:\n{rules}"
+        ),
+    );
+    poll("the conformance Ingress's routes", || {
+        (served(lb, "exact-path-rules", "/foo") == "foo-exact").then_some(())
+    });
+    let table = [
+        ("exact-path-rules", "/foo", "foo-exact"),
+        ("exact-path-rules", "/foo/", "404"),
+        ("exact-path-rules", "/FOO", "404"),
+        ("exact-path-rules", "/bar", "404"),
+        ("prefix-path-rules", "/foo", "foo-prefix"),
+        ("prefix-path-rules", "/foo/", "foo-prefix"),
+        ("prefix-path-rules", "/FOO", "404"),
+        ("prefix-path-rules", "/aaa/bbb", "aaa-slash-bbb-prefix"),
+        ("prefix-path-rules", "/aaa/bbb/ccc", "aaa-slash-bbb-prefix"),
+        ("prefix-path-rules", "/aaa/ccc", "aaa-prefix"),
+        ("prefix-path-rules", "/aaaccc", "404"),
+        ("mixed-path-rules", "/foo", "foo-exact"),
+        ("mixed-path-rules", "/foo/bar", "foo-prefix"),
+        (
+            "trailing-slash-path-rules",
+            "/aaa/bbb",
+            "aaa-slash-bbb-prefix",
+        ),
+        (
+            "trailing-slash-path-rules",
+            "/aaa/bbb/",
+            "aaa-slash-bbb-prefix",
+        ),
+        ("trailing-slash-path-rules", "/foo", "404"),
+        ("trailing-slash-path-rules", "/foo/", "foo-exact"),
+        ("bar.foo.com", "/", "wildcard-foo-com"),
+        ("subdomain.bar.com", "/", "404"),
+        ("baz.bar.foo.com", "/", "404"),
+        ("foo.com", "/", "404"),
+    ];
+    for (host, path, want) in table {
+        assert_eq!(served(lb, host, path), want, "{host}{path}");
+    }
+    // TLS host: plain HTTP gets a 308 to https, and HTTPS serves the Secret's certificate by SNI.
+    let (code, _) = get(
+        lb,
+        "foo.bar.com",
+        "/hostname",
+        &["-o", "/dev/null", "-D", "-"],
+    );
+    assert_eq!(code, 308);
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "3", "--cacert"])
+        .arg(&crt)
+        .args([
+            "--resolve",
+            &format!("foo.bar.com:443:{lb}"),
+            "https://foo.bar.com/",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(served_by(&stdout(&out)), "foo-bar-com", "{}", show(&out));
+    let sni = |name: &str| {
+        let out = Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &format!("{lb}:443"),
+                "-servername",
+                name,
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        stdout(&out)
+    };
+    assert!(sni("foo.bar.com").contains("subject=CN = foo.bar.com"));
+    assert!(sni("unknown.example.com").contains("Fake Certificate"));
+    c.kubectl_ok(&["delete", "ingress", "conformance"]);
+}
+
+/// An Ingress of another class is left alone; every method reaches the default backend;
+/// requests spread over 10 endpoints; the metrics count them.
+fn class_methods_and_balancing(c: &Cluster, lb: &str) {
+    apply(
+        c,
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: other-class}
+spec:
+  ingressClassName: some-invalid-class-name
+  rules:
+  - host: ingress-class
+    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: kubeserve2, port: {number: 8080}}}}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: own-class}
+spec:
+  ingressClassName: kinet
+  rules:
+  - host: kinet-class
+    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: kubeserve2, port: {number: 8080}}}}]}
+"#,
+    );
+    // Watch events come in order: once the later Ingress routes, the earlier one was seen.
+    wait_for(lb, "kinet-class", "/hostname", 200, "kubeserve2");
+    assert_eq!(get(lb, "ingress-class", "/hostname", &[]).0, 404);
+    apply(
+        c,
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: default-backend}
+spec:
+  defaultBackend: {service: {name: kubeserve2, port: {name: http}}}
+"#,
+    );
+    wait_for(lb, "my-host", "/hostname", 200, "kubeserve2");
+    let other = json(c, &["get", "ingress", "other-class"]);
+    assert!(
+        other["status"]["loadBalancer"]["ingress"].is_null(),
+        "{other}"
+    );
+    for method in ["POST", "PUT", "DELETE", "PATCH"] {
+        let (code, body) = get(lb, "some-host", "/echo?msg=ok", &["-X", method]);
+        assert_eq!((code, body.trim()), (200, "ok"), "{method}");
+    }
+    c.kubectl_ok(&["scale", "deployment", "kubeserve2", "--replicas", "10"]);
+    wait_ready(c, "app=kubeserve2", 10);
+    let seen: BTreeSet<String> = poll("10 endpoints behind the default backend", || {
+        let seen: BTreeSet<String> = (0..20).map(|_| get(lb, "h", "/hostname", &[]).1).collect();
+        (seen.len() == 10).then_some(seen)
+    });
+    assert!(
+        seen.iter().all(|h| served_by(h) == "kubeserve2"),
+        "{seen:?}"
+    );
+    let pod = json(c, &["get", "pods", "-n", "kinet-ingress", "-o", "json"]);
+    let (ip, node) = (
+        pod["items"][0]["status"]["podIP"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        pod["items"][0]["spec"]["nodeName"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
+    let out = c.node_exec(
+        &node,
+        &[
+            "curl",
+            "-s",
+            "--max-time",
+            "3",
+            &format!("http://{ip}:10254/metrics"),
+        ],
+    );
+    let metrics = stdout(&out);
+    assert!(
+        metrics.lines().any(|l| l.starts_with("kinet_ingress_requests_total{ingress=\"default/default-backend\",backend=\"default/kubeserve2:http\",code=\"200\"}")),
+        "{}",
+        show(&out)
+    );
+}

@@ -1,0 +1,290 @@
+//! One request through the proxy: resolve it in the current table, answer 404, 308 or 503
+//! where the table says so, else stream it to an endpoint (the next one when a connect
+//! fails) and stream the answer back; `Upgrade` requests (WebSocket) become a tunnel.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, REFERER, SERVER, USER_AGENT};
+use http::{HeaderValue, Request, Response, StatusCode, Version};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use crate::accesslog;
+use crate::backends::BackendState;
+use crate::headers::{self, Arrival};
+use crate::metrics::Metrics;
+use crate::routes::{normalize_host, RouteTable, Verdict};
+use crate::upstream::{Conn, Pool, UpstreamBody};
+
+pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// Limits with ingress-nginx-like defaults, more generous on body size (its 1 MiB default
+/// surprises people uploading anything).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request body, bytes: more gets 413.
+    pub max_body: u64,
+    /// How long an endpoint may take to send its response headers: then 504.
+    pub response_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body: 100 << 20,
+            response_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The proxy's shared state.
+pub struct Proxy {
+    table: RwLock<Arc<RouteTable>>,
+    pub metrics: Metrics,
+    pool: Arc<Pool>,
+    limits: Limits,
+}
+
+const SERVER_NAME: &str = "kinet-ingress";
+
+fn page(status: StatusCode, text: &str) -> Response<ProxyBody> {
+    let body = format!(
+        "<html>\r\n<head><title>{code} {text}</title></head>\r\n<body>\r\n<center><h1>{code} {text}</h1></center>\r\n<hr><center>{SERVER_NAME}</center>\r\n</body>\r\n</html>\r\n",
+        code = status.as_u16()
+    );
+    let mut resp = Response::new(Full::new(Bytes::from(body)).map_err(|n| match n {}).boxed());
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    resp
+}
+
+/// What a request became, for the log and metrics.
+struct Outcome {
+    ingress: Arc<str>,
+    backend: Arc<str>,
+    upstream: Option<SocketAddr>,
+    response: Response<ProxyBody>,
+}
+
+impl Outcome {
+    fn local(ingress: &Arc<str>, backend: &Arc<str>, response: Response<ProxyBody>) -> Outcome {
+        Outcome {
+            ingress: ingress.clone(),
+            backend: backend.clone(),
+            upstream: None,
+            response,
+        }
+    }
+}
+
+impl Proxy {
+    pub fn new(limits: Limits) -> Proxy {
+        Proxy {
+            table: RwLock::default(),
+            metrics: Metrics::default(),
+            pool: Arc::default(),
+            limits,
+        }
+    }
+
+    /// Serves `table` from the next request on; requests in flight keep the one they had.
+    pub fn swap(&self, table: Arc<RouteTable>) {
+        *self.table.write().unwrap_or_else(|p| p.into_inner()) = table;
+    }
+
+    pub fn table(&self) -> Arc<RouteTable> {
+        self.table.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Answers one request, logs it on stdout and counts it.
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        arrival: Arrival,
+    ) -> Result<Response<ProxyBody>, Infallible> {
+        let start = Instant::now();
+        let time = chrono::Utc::now();
+        let method = req.method().to_string();
+        let target = req
+            .uri()
+            .path_and_query()
+            .map_or("/".to_string(), |p| p.to_string());
+        let version = req.version();
+        let header = |name| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let (referer, agent) = (header(REFERER), header(USER_AGENT));
+        let mut out = self.route(req, arrival).await;
+        let took = start.elapsed();
+        let status = out.response.status().as_u16();
+        out.response
+            .headers_mut()
+            .entry(SERVER)
+            .or_insert(HeaderValue::from_static(SERVER_NAME));
+        let bytes = out
+            .response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        println!(
+            "{}",
+            accesslog::line(&accesslog::Entry {
+                client: arrival.client,
+                time,
+                method: &method,
+                target: &target,
+                version,
+                status,
+                bytes,
+                referer: referer.as_deref(),
+                user_agent: agent.as_deref(),
+                took,
+                backend: if out.backend.is_empty() {
+                    "-"
+                } else {
+                    out.backend.as_ref()
+                },
+                upstream: out.upstream,
+            })
+        );
+        self.metrics
+            .request(&out.ingress, &out.backend, status, took);
+        Ok(out.response)
+    }
+
+    async fn route(&self, req: Request<Incoming>, arrival: Arrival) -> Outcome {
+        let host = req
+            .headers()
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()))
+            .unwrap_or_default()
+            .to_string();
+        let table = self.table();
+        let route = match table.resolve(&host, req.uri().path()) {
+            Verdict::NotFound => {
+                let none: Arc<str> = Arc::from("");
+                return Outcome::local(&none, &none, page(StatusCode::NOT_FOUND, "Not Found"));
+            }
+            Verdict::Route(r) => r.clone(),
+        };
+        let (ingress, backend) = (&route.ingress, &route.backend.name);
+        if route.redirect_https && !arrival.https {
+            let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            let location = format!("https://{}{target}", normalize_host(&host));
+            let mut resp = page(StatusCode::PERMANENT_REDIRECT, "Permanent Redirect");
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(LOCATION, v);
+            }
+            return Outcome::local(ingress, backend, resp);
+        }
+        if let BackendState::Unavailable(why) = &route.backend.state {
+            tracing::debug!(%backend, why, "no endpoint to serve the request");
+            return Outcome::local(
+                ingress,
+                backend,
+                page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service Temporarily Unavailable",
+                ),
+            );
+        }
+        let too_large = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .is_some_and(|n| n > self.limits.max_body);
+        if too_large {
+            return Outcome::local(
+                ingress,
+                backend,
+                page(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+            );
+        }
+        let mut out = Outcome::local(
+            ingress,
+            backend,
+            page(StatusCode::BAD_GATEWAY, "Bad Gateway"),
+        );
+        let Some(conn) = self.connect(&route.backend).await else {
+            return out;
+        };
+        out.upstream = Some(conn.endpoint);
+        out.response = self.exchange(conn, req, &host, arrival).await;
+        out
+    }
+
+    /// A connection to the first endpoint that accepts one, in round-robin order.
+    async fn connect(&self, backend: &crate::backends::Backend) -> Option<Conn> {
+        for endpoint in backend.endpoints() {
+            match self.pool.checkout(endpoint).await {
+                Ok(conn) => return Some(conn),
+                Err(e) => {
+                    self.metrics.connect_error(&backend.name);
+                    tracing::warn!(backend = %backend.name, error = %e, "endpoint unreachable; trying the next");
+                }
+            }
+        }
+        None
+    }
+
+    /// Sends the request on `conn` and returns the response (or a 502/504 page).
+    async fn exchange(
+        &self,
+        mut conn: Conn,
+        mut req: Request<Incoming>,
+        host: &str,
+        arrival: Arrival,
+    ) -> Response<ProxyBody> {
+        let upgrade =
+            headers::upgrade_protocol(req.headers()).map(|_| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        headers::forward(&mut parts.headers, host, arrival);
+        parts.version = Version::HTTP_11;
+        parts.uri = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse()
+            .unwrap_or_default();
+        let body: UpstreamBody = Limited::new(body, self.limits.max_body as usize).boxed();
+        let sent = conn.sender.send_request(Request::from_parts(parts, body));
+        let mut resp = match tokio::time::timeout(self.limits.response_timeout, sent).await {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) => {
+                tracing::warn!(endpoint = %conn.endpoint, error = %e, "upstream request failed");
+                return page(StatusCode::BAD_GATEWAY, "Bad Gateway");
+            }
+            Err(_) => return page(StatusCode::GATEWAY_TIMEOUT, "Gateway Time-out"),
+        };
+        match upgrade {
+            Some(client) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                let server = hyper::upgrade::on(&mut resp);
+                tokio::spawn(tunnel(client, server));
+            }
+            _ => self.pool.checkin(conn),
+        }
+        resp.map(|b| b.boxed())
+    }
+}
+
+/// Copies bytes both ways between the upgraded client and endpoint connections.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, server: hyper::upgrade::OnUpgrade) {
+    let (Ok(client), Ok(server)) = (client.await, server.await) else {
+        return;
+    };
+    let (mut c, mut s) = (TokioIo::new(client), TokioIo::new(server));
+    if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut s).await {
+        tracing::debug!(error = %e, "upgraded connection ended");
+    }
+}
