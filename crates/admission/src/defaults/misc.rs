@@ -21,7 +21,18 @@ pub fn namespace(obj: &mut Obj) {
     default_str(ensure(obj, "status"), "phase", "Active");
 }
 
+/// SetDefaults_Secret, after the v1 → internal conversion that folds `stringData` into
+/// `data` (base64, overriding keys `data` already has), so it is validated and stored as data.
 pub fn secret(obj: &mut Obj) {
+    use base64::Engine;
+    if let Some(Value::Object(strings)) = obj.remove("stringData") {
+        let data = ensure(obj, "data");
+        for (k, v) in strings {
+            let text = v.as_str().unwrap_or_default();
+            let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+            data.insert(k, json!(encoded));
+        }
+    }
     default_str(obj, "type", "Opaque");
 }
 

@@ -117,6 +117,22 @@ pub fn is_pending(pod: &Pod) -> bool {
         && phase != "Failed"
 }
 
+/// The uid of the pod's controller (its ReplicaSet, DaemonSet, Job…), if any.
+fn controller_uid(pod: &Pod) -> Option<String> {
+    pod.metadata
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.uid.clone())
+}
+
+/// A pod that still occupies its node: not Succeeded or Failed.
+fn is_active(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    !matches!(phase, Some("Succeeded" | "Failed"))
+}
+
 impl Scheduler {
     async fn pass(&mut self) {
         let mut nodes: Vec<NodeInfo> = self
@@ -139,27 +155,27 @@ impl Scheduler {
         });
         // What the pods on each node request: NodeResourcesFit's and the spreading's input.
         let mut used: HashMap<String, Resources> = HashMap::new();
-        for p in &pods {
-            let phase = p
-                .status
-                .as_ref()
-                .and_then(|s| s.phase.as_deref())
-                .unwrap_or("");
-            if let Some(node) = p
-                .spec
-                .as_ref()
-                .and_then(|s| s.node_name.clone())
-                .filter(|n| !n.is_empty())
-            {
-                if phase != "Succeeded" && phase != "Failed" {
-                    if let Some(spec) = &p.spec {
-                        *used.entry(node).or_default() += pod_requests(spec);
-                    }
+        for p in pods.iter().filter(|p| is_active(p)) {
+            if let Some(spec) = &p.spec {
+                if let Some(node) = spec.node_name.clone().filter(|n| !n.is_empty()) {
+                    *used.entry(node).or_default() += pod_requests(spec);
                 }
             }
         }
         for (node, request, _) in self.inflight.values() {
             *used.entry(node.clone()).or_default() += *request;
+        }
+        // Replicas of one controller per node, bound or being bound: the spreading's input.
+        let mut siblings: HashMap<String, HashMap<String, u64>> = HashMap::new();
+        for p in &pods {
+            let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
+            let node = node.filter(|n| !n.is_empty()).or_else(|| {
+                let uid = p.metadata.uid.as_deref()?;
+                self.inflight.get(uid).map(|(n, _, _)| n.clone())
+            });
+            if let (Some(owner), Some(node), true) = (controller_uid(p), node, is_active(p)) {
+                *siblings.entry(owner).or_default().entry(node).or_default() += 1;
+            }
         }
 
         let mut pending: Vec<&Arc<Pod>> = pods
@@ -184,8 +200,21 @@ impl Scheduler {
         let mut failed = Vec::new();
         for pod in pending {
             let spec = pod.spec.as_ref().expect("pending pods have a spec");
-            match place(spec, &nodes, &used) {
+            let owner = controller_uid(pod);
+            let no_siblings = HashMap::new();
+            let spread = owner
+                .as_ref()
+                .and_then(|o| siblings.get(o))
+                .unwrap_or(&no_siblings);
+            match place(spec, &nodes, &used, spread) {
                 Ok(node) => {
+                    if let Some(owner) = owner {
+                        *siblings
+                            .entry(owner)
+                            .or_default()
+                            .entry(node.clone())
+                            .or_default() += 1;
+                    }
                     let request = pod_requests(spec);
                     *used.entry(node.clone()).or_default() += request;
                     self.inflight.insert(

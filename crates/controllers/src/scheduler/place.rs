@@ -194,19 +194,23 @@ fn requirements_match(reqs: &[NodeSelectorRequirement], labels: &BTreeMap<String
     LabelSelector::from_requirements(reqs).is_ok_and(|sel| sel.matches_labels(labels))
 }
 
-/// Picks a node for a pod: the feasible node with the fewest pods (`used`, what the pods
-/// already bound to each node request), ties by name. `Err` carries the FailedScheduling message.
+/// Picks a node for a pod: among the feasible nodes, the one with the fewest of the pod's
+/// siblings (`siblings`: pods of the same controller per node, the spreading upstream's
+/// default topology-spread constraint gives replicas), then the fewest pods (`used`, what the
+/// pods already bound to each node request), ties by name. `Err` carries the FailedScheduling
+/// message.
 pub fn place(
     spec: &PodSpec,
     nodes: &[NodeInfo],
     used: &HashMap<String, Resources>,
+    siblings: &HashMap<String, u64>,
 ) -> Result<String, String> {
     if nodes.is_empty() {
         return Err("no nodes available to schedule pods".into());
     }
     let request = pod_requests(spec);
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
-    let mut best: Option<(&NodeInfo, u64)> = None;
+    let mut best: Option<(&NodeInfo, (u64, u64))> = None;
     let mut resolvable = 0;
     for node in nodes {
         let on_node = used.get(&node.name).copied().unwrap_or_default();
@@ -221,7 +225,7 @@ pub fn place(
             }
             continue;
         }
-        let n = on_node.pods;
+        let n = (siblings.get(&node.name).copied().unwrap_or(0), on_node.pods);
         let better = match best {
             None => true,
             Some((b, bn)) => (n, &node.name) < (bn, &b.name),

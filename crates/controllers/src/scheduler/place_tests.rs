@@ -86,7 +86,7 @@ fn placement_table() {
         ),
     ];
     for (name, s, want) in cases {
-        let got = place(&spec(s), &cluster(), &counts);
+        let got = place(&spec(s), &cluster(), &counts, &HashMap::new());
         assert_eq!(got.as_deref().map_err(String::as_str), want, "{name}");
     }
 }
@@ -99,21 +99,21 @@ fn ties_break_by_name_and_not_ready_is_a_taint() {
         node("c", &[], json!([]), false),
     ];
     assert_eq!(
-        place(&spec(json!({})), &nodes, &HashMap::new()),
+        place(&spec(json!({})), &nodes, &HashMap::new(), &HashMap::new()),
         Ok("a".to_string())
     );
     let only_c = vec![nodes[2].clone()];
     assert_eq!(
-        place(&spec(json!({})), &only_c, &HashMap::new()),
+        place(&spec(json!({})), &only_c, &HashMap::new(), &HashMap::new()),
         Err("0/1 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.".to_string())
     );
     let tolerant = spec(json!({"tolerations": [{"key": NOT_READY_TAINT, "operator": "Exists"}]}));
     assert_eq!(
-        place(&tolerant, &only_c, &HashMap::new()),
+        place(&tolerant, &only_c, &HashMap::new(), &HashMap::new()),
         Ok("c".to_string())
     );
     assert_eq!(
-        place(&spec(json!({})), &[], &HashMap::new()),
+        place(&spec(json!({})), &[], &HashMap::new(), &HashMap::new()),
         Err("no nodes available to schedule pods".to_string())
     );
 }
@@ -130,11 +130,14 @@ fn unschedulable_and_noexecute() {
     );
     let nodes = vec![cordoned, tainted];
     assert_eq!(
-        place(&spec(json!({})), &nodes, &HashMap::new()),
+        place(&spec(json!({})), &nodes, &HashMap::new(), &HashMap::new()),
         Err("0/2 nodes are available: 1 node(s) had untolerated taint {k: v}, 1 node(s) were unschedulable. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.".to_string())
     );
     let tol = spec(json!({"tolerations": [{"key": "k", "value": "v", "effect": "NoExecute"}]}));
-    assert_eq!(place(&tol, &nodes, &HashMap::new()), Ok("y".to_string()));
+    assert_eq!(
+        place(&tol, &nodes, &HashMap::new(), &HashMap::new()),
+        Ok("y".to_string())
+    );
 }
 
 #[test]
@@ -213,8 +216,14 @@ fn resources_fit_and_are_charged_per_node() {
     )]
     .into();
     // w2 is emptier, w1 has 500m left: a small pod goes to w2, a 1-cpu pod only fits w2.
-    assert_eq!(place(&wants("100m"), &nodes, &used), Ok("w2".to_string()));
-    assert_eq!(place(&wants("1"), &nodes, &used), Ok("w2".to_string()));
+    assert_eq!(
+        place(&wants("100m"), &nodes, &used, &HashMap::new()),
+        Ok("w2".to_string())
+    );
+    assert_eq!(
+        place(&wants("1"), &nodes, &used, &HashMap::new()),
+        Ok("w2".to_string())
+    );
     let w2_full: HashMap<String, Resources> = [
         ("w1".to_string(), used["w1"]),
         (
@@ -228,11 +237,33 @@ fn resources_fit_and_are_charged_per_node() {
     ]
     .into();
     assert_eq!(
-        place(&wants("500m"), &nodes, &w2_full),
+        place(&wants("500m"), &nodes, &w2_full, &HashMap::new()),
         Ok("w1".to_string())
     );
     assert_eq!(
-        place(&wants("100"), &nodes, &w2_full),
+        place(&wants("100"), &nodes, &w2_full, &HashMap::new()),
         Err("0/3 nodes are available: 1 Too many pods, 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, 2 Insufficient cpu. preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod.".to_string())
+    );
+}
+
+#[test]
+fn replicas_spread_before_fewest_pods() {
+    let nodes = vec![
+        node("a", &[], json!([]), true),
+        node("b", &[], json!([]), true),
+    ];
+    // `b` runs three other pods, `a` two replicas of this pod's controller.
+    let mut used: HashMap<String, Resources> = HashMap::new();
+    used.entry("a".into()).or_default().pods = 2;
+    used.entry("b".into()).or_default().pods = 3;
+    let siblings = HashMap::from([("a".to_string(), 2)]);
+    assert_eq!(
+        place(&spec(json!({})), &nodes, &used, &siblings),
+        Ok("b".to_string())
+    );
+    // Without siblings the fewest pods still decide.
+    assert_eq!(
+        place(&spec(json!({})), &nodes, &used, &HashMap::new()),
+        Ok("a".to_string())
     );
 }
