@@ -177,13 +177,35 @@ fn enable_controllers(root: &Path, dir: &Path) {
 }
 
 /// Removes every cgroup under `rel` (a pod's, or a cluster's), deepest first; true when
-/// none is left (one still holding a process stays).
+/// none is left. Removal comes after the containers were stopped, so a process still in one
+/// escaped its shim (which died first): it is killed, as the kubelet kills what is left in a
+/// pod's cgroup, and the cgroup goes once it has exited (a later call).
 pub fn remove_tree(root: &Path, version: Version, rel: &Path) -> bool {
     controllers(version).iter().all(|c| {
         let dir = root.join(c).join(rel);
+        kill_procs(&dir);
         remove_dirs(&dir);
         !dir.exists()
     })
+}
+
+/// SIGKILLs the processes of `dir` and the cgroups below it.
+fn kill_procs(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            kill_procs(&e.path());
+        }
+    }
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
 }
 
 fn remove_dirs(dir: &Path) {
