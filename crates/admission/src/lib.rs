@@ -18,5 +18,5 @@ mod defaults;
 mod json;
 mod validation;
 
-pub use defaults::{default, default_with, image_tag, Settings};
+pub use defaults::{default, default_ingress_class, default_with, image_tag, Settings};
 pub use validation::{selector_matches, validate, validate_ephemeral_containers_update};

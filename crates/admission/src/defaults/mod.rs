@@ -10,6 +10,7 @@ mod workloads;
 use kinet_types::Resource;
 use serde_json::Value;
 
+pub use plugins::default_ingress_class;
 pub use pod::image_tag;
 
 /// The cluster-wide settings of the admission plugins (kube-apiserver flags).

@@ -78,3 +78,82 @@ fn priority(spec: &mut Obj) {
     default_to(spec, "priority", json!(value));
     default_to(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
 }
+
+/// The IngressClass annotation that marks the cluster's default class.
+pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
+
+/// DefaultIngressClass: an Ingress created without a class (neither `spec.ingressClassName`
+/// nor the deprecated `kubernetes.io/ingress.class` annotation) gets the default IngressClass,
+/// the newest when several are marked default, as upstream since 1.28. `classes` are the
+/// stored IngressClasses.
+pub fn default_ingress_class(ingress: &mut Value, classes: &[&Value]) {
+    let has_class = ingress
+        .pointer("/spec/ingressClassName")
+        .is_some_and(|c| !c.is_null())
+        || ingress
+            .pointer("/metadata/annotations/kubernetes.io~1ingress.class")
+            .is_some();
+    if has_class {
+        return;
+    }
+    let default = classes
+        .iter()
+        .filter(|c| {
+            c.pointer("/metadata/annotations")
+                .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION))
+                .and_then(Value::as_str)
+                == Some("true")
+        })
+        .max_by_key(|c| {
+            (
+                c.pointer("/metadata/creationTimestamp")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                c.pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        });
+    let name = default.and_then(|c| c.pointer("/metadata/name")).cloned();
+    if let (Some(name), Some(obj)) = (name, ingress.as_object_mut()) {
+        ensure(obj, "spec").insert("ingressClassName".into(), name);
+    }
+}
+
+#[cfg(test)]
+mod ingress_class_tests {
+    use super::*;
+
+    fn class(name: &str, default: bool, created: &str) -> Value {
+        let mut c = json!({"metadata": {"name": name, "creationTimestamp": created}});
+        if default {
+            c["metadata"]["annotations"] = json!({DEFAULT_CLASS_ANNOTATION: "true"});
+        }
+        c
+    }
+
+    #[test]
+    fn classless_ingresses_get_the_newest_default_class() {
+        let old = class("old", true, "2026-01-01T00:00:00Z");
+        let new = class("new", true, "2026-02-01T00:00:00Z");
+        let other = class("other", false, "2026-03-01T00:00:00Z");
+        let classes = [&old, &other, &new];
+        let mut ing = json!({"spec": {}});
+        default_ingress_class(&mut ing, &classes);
+        assert_eq!(ing["spec"]["ingressClassName"], "new");
+        // A class named, by field or by the old annotation, stays as it is.
+        let mut named = json!({"spec": {"ingressClassName": "other"}});
+        default_ingress_class(&mut named, &classes);
+        assert_eq!(named["spec"]["ingressClassName"], "other");
+        let mut annotated =
+            json!({"metadata": {"annotations": {"kubernetes.io/ingress.class": "nginx"}}});
+        default_ingress_class(&mut annotated, &classes);
+        assert!(annotated.pointer("/spec/ingressClassName").is_none());
+        // No default class: nothing is filled in.
+        let mut plain = json!({"spec": {}});
+        default_ingress_class(&mut plain, &[&other]);
+        assert!(plain.pointer("/spec/ingressClassName").is_none());
+    }
+}

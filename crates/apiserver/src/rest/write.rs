@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::services::{self, Holdings};
 use super::strategy::{self, Part};
-use super::{meta, object_key, Api, Call, Format};
+use super::{collection_prefix, meta, object_key, Api, Call, Format};
 use crate::http::{bytes_reply, Reply};
 
 /// A create or update body and its duplicate keys: JSON, YAML, or the protobuf that typed
@@ -167,6 +167,9 @@ impl Api {
         meta::stamp_create(resource, obj);
         strategy::prepare_create(resource, obj);
         kinet_admission::default_with(resource, obj, &self.admission);
+        if (resource.group, resource.kind) == ("networking.k8s.io", "Ingress") {
+            self.default_ingress_class(obj);
+        }
         let errors = kinet_admission::validate(resource, obj, None);
         if !errors.is_empty() {
             return Err(ApiError::invalid(
@@ -176,6 +179,15 @@ impl Api {
             ));
         }
         self.check_namespace(resource, namespace)
+    }
+
+    /// The DefaultIngressClass admission plugin, over the stored IngressClasses.
+    fn default_ingress_class(&self, ingress: &mut Value) {
+        let classes = kinet_types::registry::lookup("networking.k8s.io", "v1", "ingressclasses")
+            .expect("ingressclasses are served");
+        let (stored, _) = self.store.list(&collection_prefix(classes, None));
+        let values: Vec<&Value> = stored.iter().map(|s| &s.value).collect();
+        kinet_admission::default_ingress_class(ingress, &values);
     }
 
     /// Stores a prepared new object, allocating what it needs; AlreadyExists if the name is taken.

@@ -159,6 +159,16 @@ spec:
     assert_eq!(header("X-Forwarded-Proto").trim(), "http");
     assert_eq!(header("X-Forwarded-Host").trim(), "kubeserve.example.com");
 
+    // Created without a class, it got the default one (DefaultIngressClass admission).
+    let class = c.kubectl_ok(&[
+        "get",
+        "ingress",
+        "service-ingress",
+        "-o",
+        "jsonpath={.spec.ingressClassName}",
+    ]);
+    assert_eq!(class.trim(), "kinet");
+
     // ADDRESS, rules and backends, and the Sync event.
     poll("the Ingress's ADDRESS", || {
         c.kubectl_ok(&["get", "ingress", "service-ingress"])
