@@ -22,13 +22,28 @@ pub struct RegistryArgs {
     /// Pull only from loopback registries and mirrors, never beyond this host.
     #[arg(long)]
     offline_images: bool,
+    /// Pull the registry's image of this built-in name (`busybox`, `nginx`…, see `kinet
+    /// images`) instead of running kinet's own; repeatable.
+    #[arg(long = "pull-real", value_name = "NAME")]
+    pull_real: Vec<String>,
 }
 
 impl RegistryArgs {
     pub fn settings(self) -> anyhow::Result<Settings> {
+        for name in &self.pull_real {
+            // kinet's own add-on images exist nowhere else.
+            let pullable = kinet_images::lookup(name)
+                .is_some_and(|i| i.name == name.as_str() && !i.name.starts_with("kinet-"));
+            anyhow::ensure!(
+                pullable,
+                "--pull-real {name:?}: not a built-in image name with a registry image \
+                 (see `kinet images`)"
+            );
+        }
         let mut settings = Settings {
             insecure: self.insecure,
             offline: self.offline_images,
+            pull_real: self.pull_real,
             ..Settings::default()
         };
         for m in self.mirrors {
@@ -207,6 +222,23 @@ fn table(records: &[Record]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pull_real_takes_built_in_names_only() {
+        let args = |names: &[&str]| RegistryArgs {
+            mirrors: vec![],
+            insecure: vec![],
+            offline_images: false,
+            pull_real: names.iter().map(|n| n.to_string()).collect(),
+        };
+        let s = args(&["busybox", "nginx"]).settings().unwrap();
+        assert!(!s.serves_builtin("busybox") && !s.serves_builtin("nginx"));
+        assert!(s.serves_builtin("httpd"));
+        for bad in ["kinet-dns", "nosuch", "busybox:1.36"] {
+            let err = args(&[bad]).settings().unwrap_err().to_string();
+            assert!(err.contains("--pull-real"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn sizes_as_crictl() {

@@ -55,7 +55,9 @@ These names are served by kinet itself, offline, from any registry and tag. Each
 kinet's stand-in root filesystem ($KINET_HOME/images/kinet-standin-*): a few files kinet
 writes (/etc/passwd, /etc/group, nsswitch.conf, ld.so.cache, /tmp), the host's /usr shown
 read-only (writes stay in the container's own layer) and, for built-in servers, the kinet
-binary at /kinet. Nothing else of the host is visible in a container.
+binary at /kinet. Nothing else of the host is visible in a container. To run the registry's
+image of one of these names instead, create the cluster with `kinet up --pull-real NAME`
+(repeatable; with `--registry-mirror docker.io=MIRROR` on machines without internet).
 ";
 
 pub fn images() {

@@ -32,11 +32,20 @@ pub struct Settings {
     /// host (air-gapped machines, and tests, which must not reach the internet).
     #[serde(default)]
     pub offline: bool,
+    /// Built-in image names (`busybox`, `nginx`…) pulled from their registry like any other
+    /// image instead of run as kinet's own root filesystem (`kinet up --pull-real`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pull_real: Vec<String>,
 }
 
 impl Settings {
     pub fn is_empty(&self) -> bool {
         *self == Settings::default()
+    }
+
+    /// Whether the built-in image `name` runs as kinet's own root (not pulled).
+    pub fn serves_builtin(&self, name: &str) -> bool {
+        !self.pull_real.iter().any(|n| n == name)
     }
 }
 

@@ -190,3 +190,48 @@ fn images_from_a_registry_and_from_tarballs() {
         assert!(described.contains(&line), "{line}\n{described}");
     }
 }
+
+/// `kinet up --pull-real busybox`: the built-in name is pulled like any image (here from a
+/// loopback mirror of docker.io), while other built-in names stay kinet's own.
+#[test]
+fn a_built_in_name_pulled_for_real() {
+    let registry = Registry::start_blocking();
+    registry.push(
+        "library/busybox",
+        "latest",
+        &web_image("the registry's busybox"),
+    );
+    let c = Cluster::new();
+    let mirror = format!("docker.io={}", registry.host());
+    let out = c.kinet(&[
+        "up",
+        "--nodes",
+        "1",
+        "--offline-images",
+        "--pull-real",
+        "busybox",
+        "--registry-mirror",
+        &mirror,
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+    c.kubectl_ok(&["run", "real", "--image", "busybox"]);
+    let status = until(&c, "the pulled busybox running", WAIT, || {
+        running(&c, &["-l", "run=real"])
+    });
+    assert!(
+        status["imageID"]
+            .as_str()
+            .is_some_and(|id| id.contains("busybox@sha256:")),
+        "{status}"
+    );
+    let page = c.kubectl_ok(&["exec", "real", "--", "cat", "/www/index.html"]);
+    assert_eq!(page.trim(), "the registry's busybox");
+    // kinet's own add-on images have no registry image.
+    let refused = c.kinet(&["up", "--pull-real", "kinet-dns"]);
+    assert!(
+        !refused.status.success() && stdout(&refused).is_empty(),
+        "{}",
+        show(&refused)
+    );
+    assert!(show(&refused).contains("--pull-real \"kinet-dns\""));
+}

@@ -162,8 +162,11 @@ impl Worker {
         let name = spec.name.clone();
         let image_ref = spec.image.clone().unwrap_or_default();
         self.slots[idx].due = None;
-        // Built-in names run kinet-made roots; any other image comes from the store.
-        let source = match kinet_images::lookup(&image_ref) {
+        // Built-in names run kinet-made roots (unless the cluster pulls that name for real);
+        // any other image comes from the store.
+        let builtin = kinet_images::lookup(&image_ref)
+            .filter(|b| self.rt.cfg.registries.serves_builtin(b.name));
+        let source = match builtin {
             Some(builtin) => Source::Builtin(builtin),
             None => match self.ensure_image(idx).await {
                 Some(pulled) => Source::Pulled(Box::new(pulled)),
