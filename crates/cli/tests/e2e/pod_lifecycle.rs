@@ -26,7 +26,9 @@ fn pods(marker: &str) -> String {
     let sleeper =
         "image: busybox\n    command: [sh, -c, 'trap \"exit 143\" TERM; sleep 1000 & wait']";
     let every_second = "periodSeconds: 1";
-    let once = "periodSeconds: 1, failureThreshold: 1";
+    // Failing probes wait until the sleeper's shell has set its trap: a SIGTERM that reaches a
+    // namespace's init before it has a handler is dropped (then only SIGKILL ends it, 137).
+    let once_trapped = "initialDelaySeconds: 3, periodSeconds: 1, failureThreshold: 1";
     let cases = [
         (
             "healthy",
@@ -60,7 +62,7 @@ fn pods(marker: &str) -> String {
             "",
             format!(
                 "{sleeper}
-    livenessProbe: {{exec: {{command: [\"false\"]}}, {once}}}"
+    livenessProbe: {{exec: {{command: [\"false\"]}}, {once_trapped}}}"
             ),
         ),
         (
@@ -68,7 +70,7 @@ fn pods(marker: &str) -> String {
             "",
             format!(
                 "{sleeper}
-    livenessProbe: {{httpGet: {{path: /, port: 8080}}, {once}}}"
+    livenessProbe: {{httpGet: {{path: /, port: 8080}}, {once_trapped}}}"
             ),
         ),
         (
@@ -76,7 +78,7 @@ fn pods(marker: &str) -> String {
             "",
             format!(
                 "{sleeper}
-    startupProbe: {{tcpSocket: {{port: 8080}}, {once}}}
+    startupProbe: {{tcpSocket: {{port: 8080}}, {once_trapped}}}
     readinessProbe: {{exec: {{command: [\"true\"]}}, {every_second}}}"
             ),
         ),
