@@ -42,7 +42,8 @@ pub struct Record {
 }
 
 impl Record {
-    /// Bytes the image takes in the store's content (config and layers, as pulled).
+    /// Bytes of the image's layers in the store's content, as pulled (what `crictl images`
+    /// shows as SIZE; the small config blob is not counted).
     pub fn size(&self) -> u64 {
         self.layers.iter().map(|l| l.size).sum()
     }
@@ -255,7 +256,10 @@ impl Store {
                 let ids: BTreeSet<&str> = records
                     .iter()
                     .map(|r| r.config.as_str())
-                    .filter(|c| !hex.is_empty() && c[7..].starts_with(hex))
+                    .filter(|c| {
+                        let id = c.strip_prefix("sha256:").unwrap_or(c);
+                        !hex.is_empty() && id.starts_with(hex)
+                    })
                     .collect();
                 match ids.len() {
                     0 => return Err(Error::NotFound(image.to_string())),

@@ -15,9 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Node;
-
-/// The cluster autoscaler's taint on a node it is about to remove.
-const TO_BE_DELETED_TAINT: &str = "ToBeDeletedByClusterAutoscaler";
+use kinet_types::wellknown::TO_BE_DELETED_TAINT;
 
 /// What the sync loop has done, as the health answers need it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

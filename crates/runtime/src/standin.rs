@@ -4,7 +4,7 @@
 //! (writes go to the container's own layer) and, for built-in servers, the kinet binary at
 //! [`KINET_PATH`]. Nothing else of the host is visible.
 
-use std::hash::{Hash, Hasher};
+use std::hash::Hash;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -226,12 +226,9 @@ fn make(root: &Path, e: &Entry) -> std::io::Result<()> {
 /// container; containers only ever see it through an overlay).
 pub fn materialize(images_dir: &Path, kinet_exe: Option<&Path>) -> std::io::Result<ImageRoot> {
     let entries = plan();
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    entries.hash(&mut h);
-    let dir = images_dir.join(format!(
-        "kinet-standin-{:012x}",
-        h.finish() & 0xffff_ffff_ffff
-    ));
+    // A hash stable across toolchains (DefaultHasher's is not), so the root is made once.
+    let hash = kinet_types::hash::fnv1a_64(format!("{entries:?}"));
+    let dir = images_dir.join(format!("kinet-standin-{:012x}", hash & 0xffff_ffff_ffff));
     let rootfs = dir.join("rootfs");
     if !rootfs.is_dir() {
         build(&dir, &entries)?;

@@ -27,8 +27,7 @@ fn main() {
         }
         _ => {}
     }
-    if !nix::unistd::Uid::effective().is_root() {
-        println!("root tests skipped: not root");
+    if !kinet_testkit::root("the container runtime's root tests") {
         return;
     }
     let cases: [(&str, Case); 3] = [

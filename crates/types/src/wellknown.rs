@@ -24,3 +24,10 @@ pub const PROXY_HEALTHZ_PORT: u16 = 10256;
 
 /// Cluster DNS's metrics, `/health` and `/ready`: CoreDNS's port.
 pub const DNS_METRICS_PORT: u16 = 9153;
+
+/// The taint of a node whose Ready condition is False.
+pub const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
+/// The taint of a node whose Ready condition is Unknown (it stopped heartbeating).
+pub const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
+/// The cluster autoscaler's taint on a node it is about to delete.
+pub const TO_BE_DELETED_TAINT: &str = "ToBeDeletedByClusterAutoscaler";

@@ -8,8 +8,7 @@ use crate::json::{default_str, default_to, ensure, Obj};
 
 use super::Settings;
 
-const NOT_READY: &str = "node.kubernetes.io/not-ready";
-const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+use kinet_types::wellknown::{NOT_READY_TAINT as NOT_READY, UNREACHABLE_TAINT as UNREACHABLE};
 
 pub fn pod(obj: &mut Obj, settings: &Settings) {
     let spec = ensure(obj, "spec");

@@ -12,10 +12,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::scheduler::place::tolerates;
 
-/// The taint of a node whose Ready condition is False.
-pub const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
-/// The taint of a node whose Ready condition is Unknown (it stopped heartbeating).
-pub const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
+pub use kinet_types::wellknown::{NOT_READY_TAINT, UNREACHABLE_TAINT};
 
 /// The conditions a kubelet posts; all turn Unknown when it stops posting.
 const KUBELET_CONDITIONS: [&str; 4] = ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"];
