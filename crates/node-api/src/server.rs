@@ -75,8 +75,8 @@ async fn handle(req: Request<Incoming>, pods: Arc<dyn Pods>) -> Reply {
     let result = match route {
         Route::Healthz => Ok(text(StatusCode::OK, "ok")),
         Route::ContainerLogs(target) => container_logs(pods, &target, &query).await,
-        Route::Exec(target) => exec(req, pods, &target, &query),
-        Route::Attach(target) => attach(req, pods, &target, &query),
+        Route::Exec(target) => exec(req, pods, &target, &query).await,
+        Route::Attach(target) => attach(req, pods, &target, &query).await,
         Route::PortForward(target) => port_forward(req, pods, &target),
     };
     result.unwrap_or_else(|(status, message)| text(status, message))
@@ -98,24 +98,42 @@ async fn container_logs(pods: Arc<dyn Pods>, target: &Target, query: &str) -> Ha
 }
 
 /// The container, which must be running in a running sandbox (the kubelet's wording
-/// otherwise), with the argv prefix that enters it.
-fn running(
+/// otherwise), with the argv prefix that enters it. A container reported running has its
+/// PID written by its shim a moment later, so a client that acts on the report at once
+/// (`kubectl run -it`) waits for it briefly instead of being refused.
+async fn running(
     pods: &dyn Pods,
     target: &Target,
 ) -> Result<(ContainerInfo, Vec<String>), (StatusCode, String)> {
-    let info = pods
-        .container(&target.namespace, &target.pod, target.container.as_deref())
-        .map_err(|m| (StatusCode::NOT_FOUND, m))?;
-    match (info.running, info.sandbox_pid.and(info.enter.clone())) {
-        (true, Some(enter)) => Ok((info, enter)),
-        _ => Err((
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("container not found ({:?})", info.name),
-        )),
+    let deadline = tokio::time::Instant::now() + PID_GRACE;
+    loop {
+        let info = pods
+            .container(&target.namespace, &target.pod, target.container.as_deref())
+            .map_err(|m| (StatusCode::NOT_FOUND, m))?;
+        match (info.running, info.sandbox_pid.and(info.enter.clone())) {
+            (true, Some(enter)) => return Ok((info, enter)),
+            (true, None) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await
+            }
+            _ => {
+                return Err((
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("container not found ({:?})", info.name),
+                ))
+            }
+        }
     }
 }
 
-fn exec(mut req: Request<Incoming>, pods: Arc<dyn Pods>, target: &Target, query: &str) -> Handled {
+/// How long a running container's PID may take to appear.
+const PID_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn exec(
+    mut req: Request<Incoming>,
+    pods: Arc<dyn Pods>,
+    target: &Target,
+    query: &str,
+) -> Handled {
     let opts = StreamOptions::from_query(query);
     let command = StreamOptions::command_from_query(query);
     if command.is_empty() {
@@ -125,7 +143,7 @@ fn exec(mut req: Request<Incoming>, pods: Arc<dyn Pods>, target: &Target, query:
         ));
     }
     no_streams(&opts)?;
-    let (mut info, enter) = running(pods.as_ref(), target)?;
+    let (mut info, enter) = running(pods.as_ref(), target).await?;
     let (protocol, reply) = negotiate_exec(req.headers()).map_err(refused)?;
     if opts.tty && !info.env.iter().any(|(k, _)| k == "TERM") {
         // What container runtimes give a terminal session.
@@ -149,7 +167,7 @@ fn exec(mut req: Request<Incoming>, pods: Arc<dyn Pods>, target: &Target, query:
 /// Attach joins the container's output as it is written (its log from now on, each stream to
 /// its own channel) and, when the container takes stdin, writes the client's input to the
 /// container's stdin FIFO; terminal resizes go to its terminal.
-fn attach(
+async fn attach(
     mut req: Request<Incoming>,
     pods: Arc<dyn Pods>,
     target: &Target,
@@ -157,7 +175,7 @@ fn attach(
 ) -> Handled {
     let mut opts = StreamOptions::from_query(query);
     no_streams(&opts)?;
-    let (info, _) = running(pods.as_ref(), target)?;
+    let (info, _) = running(pods.as_ref(), target).await?;
     if opts.stdin && info.stdin.is_none() {
         return Err((
             StatusCode::BAD_REQUEST,

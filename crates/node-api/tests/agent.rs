@@ -4,7 +4,7 @@
 mod support;
 
 use std::io::Write;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ fn pods(sandbox: &Sandbox, dir: &tempfile::TempDir) -> Arc<FakePods> {
     Arc::new(FakePods {
         pid: sandbox.pid(),
         running: AtomicBool::new(true),
+        pid_written: AtomicBool::new(true),
         log: dir.path().join("app.log"),
         previous_log: None,
         stdin: None,
@@ -159,6 +160,27 @@ async fn exec_with_stdin() {
     assert_eq!(channel(&messages, 1), "SHOUT\n");
     let status: serde_json::Value = serde_json::from_str(&channel(&messages, 3)).unwrap();
     assert_eq!(status["status"], "Success");
+}
+
+#[tokio::test]
+async fn exec_waits_for_the_pid_of_a_container_just_reported_running() {
+    // `kubectl run -it` attaches the moment the pod is Running; the shim writes the PID a
+    // moment later.
+    let sandbox = Sandbox::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pods = pods(&sandbox, &dir);
+    pods.pid_written.store(false, Ordering::SeqCst);
+    let agent = Agent::start(pods.clone()).await;
+    let later = pods.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        later.pid_written.store(true, Ordering::SeqCst);
+    });
+    let mut ws = WsClient::open(&agent, "/exec/default/web/app?command=hostname&stdout=true").await;
+    let messages = tokio::time::timeout(Duration::from_secs(10), ws.read_all())
+        .await
+        .expect("exec ends");
+    assert_eq!(channel(&messages, 1), format!("{}\n", Sandbox::hostname()));
 }
 
 #[tokio::test]
@@ -382,6 +404,7 @@ async fn attach_feeds_the_stdin_fifo_and_resizes_the_terminal() {
     let pods = Arc::new(FakePods {
         pid: sandbox.pid(),
         running: AtomicBool::new(true),
+        pid_written: AtomicBool::new(true),
         log: dir.path().join("app.log"),
         previous_log: None,
         stdin: Some(fifo.clone()),

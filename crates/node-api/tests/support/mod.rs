@@ -62,6 +62,8 @@ impl Drop for Sandbox {
 pub struct FakePods {
     pub pid: u32,
     pub running: AtomicBool,
+    /// Whether the shim has written the container's PID yet (it may lag the running report).
+    pub pid_written: AtomicBool,
     pub log: PathBuf,
     pub previous_log: Option<PathBuf>,
     /// The container's stdin FIFO and terminal-name file, if it has them.
@@ -90,7 +92,7 @@ impl Pods for FakePods {
                 ("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into()),
                 ("GREETING".into(), "hello from the pod".into()),
             ],
-            enter: Some(
+            enter: self.pid_written.load(Ordering::SeqCst).then(|| {
                 [
                     "nsenter".to_string(),
                     format!("--target={}", self.pid),
@@ -101,8 +103,8 @@ impl Pods for FakePods {
                     "--wd=/tmp".into(),
                     "--".into(),
                 ]
-                .to_vec(),
-            ),
+                .to_vec()
+            }),
             log: Some(self.log.clone()),
             previous_log: self.previous_log.clone(),
             stdin: self.stdin.clone(),
