@@ -2,7 +2,7 @@
 //! kubelet running. `up` starts one supervisor per node; `down` stops it, and it stops its
 //! agent first.
 //!
-//! The policy ([`restarts`], [`next_backoff`]):
+//! The policy ([`restarts`], [`BACKOFF`]):
 //! - an agent that exits, with any code or signal but SIGKILL, is restarted after a back-off
 //!   that doubles from 1 s up to 30 s, and starts again from 1 s once an agent ran 60 s;
 //! - an agent killed with SIGKILL is left dead and the supervisor ends: that is how a node is
@@ -18,16 +18,20 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use kinet_controllers::Backoff;
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
 use crate::nodes::{self, agents};
 use crate::state::{self, absolute_home, ClusterDir};
 
-pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
-pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// An agent that ran this long was healthy: the next back-off starts again from the first.
-pub const RESET_AFTER: Duration = Duration::from_secs(60);
+/// Restarts wait 1 s doubling to 30 s; an agent that ran 60 s was healthy, and the next
+/// back-off starts again from 1 s.
+pub const BACKOFF: Backoff = Backoff {
+    initial: Duration::from_secs(1),
+    max: Duration::from_secs(30),
+    reset_after: Duration::from_secs(60),
+};
 /// Log lines searched for an exit's "last error".
 const TAIL_LINES: usize = 30;
 
@@ -124,15 +128,6 @@ pub fn restarts(exit: Exit) -> bool {
     exit != Exit::Signal(Signal::SIGKILL as i32)
 }
 
-/// The wait before the next start: double the previous one up to [`MAX_BACKOFF`], or the
-/// first again after an agent that ran [`RESET_AFTER`].
-pub fn next_backoff(previous: Option<Duration>, ran_for: Duration) -> Duration {
-    match previous {
-        Some(prev) if ran_for < RESET_AFTER => (prev * 2).min(MAX_BACKOFF),
-        _ => INITIAL_BACKOFF,
-    }
-}
-
 /// What explains an exit, from the end of the agent's log: the last error line (`Error: …`
 /// as the agent prints its fatal error, or a tracing ERROR), else the last line.
 pub fn last_error(tail: &[String]) -> Option<String> {
@@ -222,7 +217,7 @@ pub async fn run(name: &str, node: &str) -> Result<()> {
             remove_if_ours(&dir.supervisor_pid_file(node), std::process::id());
             return Ok(());
         }
-        let wait = next_backoff(backoff, started.elapsed());
+        let wait = BACKOFF.next(backoff, started.elapsed());
         backoff = Some(wait);
         tracing::warn!(node, %exit, ?wait, "agent ended; restarting after back-off");
         record.state = AgentState::Restarting;

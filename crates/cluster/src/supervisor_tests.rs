@@ -23,16 +23,16 @@ fn exits_read_as_a_person_says_them() {
 fn backoff_doubles_to_a_cap_and_resets_after_a_healthy_run() {
     let s = Duration::from_secs;
     let quick = s(2);
-    assert_eq!(next_backoff(None, quick), s(1));
+    assert_eq!(BACKOFF.next(None, quick), s(1));
     let mut b = None;
     let mut seen = Vec::new();
     for _ in 0..7 {
-        let next = next_backoff(b, quick);
+        let next = BACKOFF.next(b, quick);
         seen.push(next.as_secs());
         b = Some(next);
     }
     assert_eq!(seen, [1, 2, 4, 8, 16, 30, 30]);
-    assert_eq!(next_backoff(Some(s(30)), RESET_AFTER), s(1));
+    assert_eq!(BACKOFF.next(Some(s(30)), BACKOFF.reset_after), s(1));
 }
 
 fn record(state: AgentState) -> Record {

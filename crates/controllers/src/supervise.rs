@@ -11,29 +11,38 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// Waits between restarts: doubling from `initial` up to `max`, and back to `initial` once
-/// a run lasted longer than `max` (it was healthy for a while).
+/// a run lasted `reset_after` (it was healthy for a while). The control loops and the node
+/// agents' supervisors both restart this way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
     /// The first wait.
     pub initial: Duration,
     /// The longest wait.
     pub max: Duration,
+    /// A run at least this long resets the wait to `initial`.
+    pub reset_after: Duration,
 }
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(30),
-        }
+        Backoff::new(Duration::from_secs(1), Duration::from_secs(30))
     }
 }
 
 impl Backoff {
+    /// Doubling from `initial` to `max`, reset by a run longer than `max`.
+    pub const fn new(initial: Duration, max: Duration) -> Backoff {
+        Backoff {
+            initial,
+            max,
+            reset_after: max,
+        }
+    }
+
     /// The wait after a run that lasted `ran`, when the previous wait was `previous`.
     pub fn next(&self, previous: Option<Duration>, ran: Duration) -> Duration {
         match previous {
-            Some(p) if ran <= self.max => (p * 2).min(self.max),
+            Some(p) if ran < self.reset_after => (p * 2).min(self.max),
             _ => self.initial,
         }
     }
@@ -182,10 +191,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_the_cap_and_resets_after_a_long_run() {
-        let b = Backoff {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(8),
-        };
+        let b = Backoff::new(Duration::from_secs(1), Duration::from_secs(8));
         let short = Duration::from_millis(10);
         let mut wait = None;
         let mut seen = Vec::new();
@@ -201,10 +207,7 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_loop_is_restarted_and_counted() {
         let metrics = Arc::new(LoopMetrics::default());
-        let quick = Backoff {
-            initial: Duration::from_millis(1),
-            max: Duration::from_millis(2),
-        };
+        let quick = Backoff::new(Duration::from_millis(1), Duration::from_millis(2));
         let runs = Arc::new(std::sync::atomic::AtomicU32::new(0));
         let r = runs.clone();
         let handle = supervise("flaky", metrics.clone(), quick, move || {
@@ -240,10 +243,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_loop_waiting_to_restart_is_failing() {
         let metrics = Arc::new(LoopMetrics::default());
-        let slow = Backoff {
-            initial: Duration::from_secs(600),
-            max: Duration::from_secs(600),
-        };
+        let slow = Backoff::new(Duration::from_secs(600), Duration::from_secs(600));
         let handle = supervise("down", metrics.clone(), slow, || async {
             Err(crate::LoopError::Ended("the watch"))
         });

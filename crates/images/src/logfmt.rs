@@ -102,19 +102,12 @@ pub fn go_log_prefix(time: DateTime<Utc>) -> String {
     time.format("%Y/%m/%d %H:%M:%S ").to_string()
 }
 
-/// Go's `time.Now().String()`: wall clock with trimmed nanoseconds, zone, and the
-/// monotonic reading since the process started (`m=+1.500000000`).
+/// Go's `time.Now().String()`: wall clock as [`kinet_types::gotime::go_time`] prints it,
+/// then the monotonic reading since the process started (`m=+1.500000000`).
 pub fn go_time_string(time: DateTime<Utc>, since_start: Duration) -> String {
-    let nanos = time.timestamp_subsec_nanos();
-    let fraction = if nanos == 0 {
-        String::new()
-    } else {
-        format!(".{nanos:09}").trim_end_matches('0').to_string()
-    };
     format!(
-        "{}{} +0000 UTC m=+{}.{:09}",
-        time.format("%Y-%m-%d %H:%M:%S"),
-        fraction,
+        "{} m=+{}.{:09}",
+        kinet_types::gotime::go_time(time),
         since_start.as_secs(),
         since_start.subsec_nanos()
     )

@@ -11,10 +11,10 @@
 //! [`Health`] and [`answer`] are pure; [`ProxyHealthz`] records what the sync loop does.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Node;
+use kinet_types::gotime;
 use kinet_types::wellknown::TO_BE_DELETED_TAINT;
 
 /// What the sync loop has done, as the health answers need it.
@@ -81,24 +81,9 @@ pub fn answer(health: &Health, path: &str, now: SystemTime) -> Option<(u16, Stri
     Some((if healthy { 200 } else { 503 }, body))
 }
 
-/// Go's `time.Time.String()` in UTC, `0001-01-01 00:00:00 +0000 UTC` for the zero time.
+/// Go's `time.Time.String()` in UTC; the zero time for never.
 fn go_time(t: Option<SystemTime>) -> String {
-    let Some(t) = t else {
-        return "0001-01-01 00:00:00 +0000 UTC".into();
-    };
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let dt: DateTime<Utc> = DateTime::from_timestamp(
-        i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
-        since.subsec_nanos(),
-    )
-    .unwrap_or_default();
-    let nanos = format!("{:09}", since.subsec_nanos());
-    let fraction = nanos.trim_end_matches('0');
-    let dot = if fraction.is_empty() { "" } else { "." };
-    format!(
-        "{}{dot}{fraction} +0000 UTC",
-        dt.format("%Y-%m-%d %H:%M:%S")
-    )
+    t.map_or_else(gotime::go_zero_time, |t| gotime::go_time(t.into()))
 }
 
 /// Whether `node` is staying: not being deleted and not marked for removal by the autoscaler.
@@ -186,6 +171,7 @@ pub async fn serve_healthz(listener: tokio::net::TcpListener, healthz: Arc<Proxy
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::time::UNIX_EPOCH;
 
     const MIN: Duration = Duration::from_secs(60);
 

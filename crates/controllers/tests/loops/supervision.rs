@@ -18,10 +18,7 @@ async fn a_panicking_loop_leaves_the_others_and_the_api_running() -> anyhow::Res
     let client = api.client()?;
     let metrics = Arc::new(kinet_controllers::LoopMetrics::default());
     kinet_controllers::start(client.clone(), Default::default(), &metrics);
-    let quick = Backoff {
-        initial: Duration::from_millis(50),
-        max: Duration::from_millis(200),
-    };
+    let quick = Backoff::new(Duration::from_millis(50), Duration::from_millis(200));
     supervise("injected", Arc::clone(&metrics), quick, || async {
         panic!("injected failure")
     });
