@@ -4,7 +4,7 @@
 mod support;
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,15 +15,7 @@ use support::{channel, running, Agent, FakePods, Sandbox, WsClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn pods(sandbox: &Sandbox, dir: &tempfile::TempDir) -> Arc<FakePods> {
-    Arc::new(FakePods {
-        pid: sandbox.pid(),
-        running: AtomicBool::new(true),
-        pid_written: AtomicBool::new(true),
-        log: dir.path().join("app.log"),
-        previous_log: None,
-        stdin: None,
-        tty: None,
-    })
+    Arc::new(FakePods::new(sandbox, dir.path().join("app.log")))
 }
 
 #[tokio::test]
@@ -402,13 +394,9 @@ async fn attach_feeds_the_stdin_fifo_and_resizes_the_terminal() {
     .unwrap();
     std::fs::write(dir.path().join("app.log"), "").unwrap();
     let pods = Arc::new(FakePods {
-        pid: sandbox.pid(),
-        running: AtomicBool::new(true),
-        pid_written: AtomicBool::new(true),
-        log: dir.path().join("app.log"),
-        previous_log: None,
         stdin: Some(fifo.clone()),
         tty: Some(tty_name),
+        ..FakePods::new(&sandbox, dir.path().join("app.log"))
     });
     // What the shim does: read the FIFO (until its writer, the attach, is gone).
     let reader = std::thread::spawn(move || std::fs::read(&fifo).unwrap());

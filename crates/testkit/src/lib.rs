@@ -1,9 +1,10 @@
 //! Test support. The crate root: an in-process API server with its own temp state folder, PKI
 //! and loopback port, and a kube client authenticated with a bearer token; dropping it stops
 //! the server and removes the folder. [`oci`]: images tests build; [`registry`]: a registry
-//! on loopback serving them.
+//! on loopback serving them; [`pod`]: a sandbox process and a node agent's view of it.
 
 pub mod oci;
+pub mod pod;
 pub mod registry;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};

@@ -2,94 +2,19 @@
 //! exec and port-forward to a node agent (kinet-node-api) whose one pod is a real sandbox
 //! process in fresh namespaces (killed by PID on Drop).
 
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::{Output, Stdio};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kinet_apiserver::{KubeletClient, ServeConfig, TokenUser};
-use kinet_node_api::{ContainerInfo, Pods, API_SERVER_CLIENT_CN};
+use kinet_node_api::API_SERVER_CLIENT_CN;
+use kinet_testkit::pod::{FakePods, Sandbox};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 const TOKEN: &str = "node-stream-test-token";
-
-/// A pause-like process holding new net, uts, ipc and mount namespaces.
-struct Sandbox(Child);
-
-impl Sandbox {
-    fn start() -> Sandbox {
-        let script = format!(
-            "ip link set lo up && hostname {} && echo ready && exec sleep 1000",
-            hostname()
-        );
-        let mut child = Command::new("unshare")
-            .args(["--net", "--uts", "--ipc", "--mount", "sh", "-c", &script])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("unshare runs");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let sandbox = Sandbox(child);
-        assert_eq!(line, "ready\n");
-        sandbox
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn hostname() -> String {
-    format!("kinet-t{}-web", std::process::id())
-}
-
-struct OnePod {
-    pid: u32,
-    running: AtomicBool,
-    log: PathBuf,
-}
-
-impl Pods for OnePod {
-    fn container(&self, ns: &str, pod: &str, c: Option<&str>) -> Result<ContainerInfo, String> {
-        if (ns, pod) != ("default", "web") || !matches!(c, None | Some("app")) {
-            return Err(format!("pod {ns}/{pod} container {c:?} not found"));
-        }
-        Ok(ContainerInfo {
-            name: "app".into(),
-            sandbox_pid: Some(self.pid),
-            running: self.running.load(Ordering::SeqCst),
-            env: vec![
-                ("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into()),
-                ("GREETING".into(), "hi from web".into()),
-            ],
-            enter: Some(
-                [
-                    "nsenter".to_string(),
-                    format!("--target={}", self.pid),
-                    "--net".into(),
-                    "--uts".into(),
-                    "--ipc".into(),
-                    "--mount".into(),
-                    "--wd=/".into(),
-                    "--".into(),
-                ]
-                .to_vec(),
-            ),
-            log: Some(self.log.clone()),
-            previous_log: None,
-            stdin: None,
-            tty: None,
-        })
-    }
-}
 
 struct Cluster {
     dir: tempfile::TempDir,
@@ -112,7 +37,7 @@ fn free_port() -> u16 {
 }
 
 impl Cluster {
-    async fn start(pods: Arc<OnePod>) -> (Cluster, u16) {
+    async fn start(pods: Arc<FakePods>) -> (Cluster, u16) {
         let dir = tempfile::tempdir().unwrap();
         let pki =
             kinet_pki::Pki::generate("ns", &kinet_pki::default_server_sans("10.96.0.1")).unwrap();
@@ -254,11 +179,7 @@ fn text(out: &Output) -> (bool, String, String) {
 async fn kubectl_logs_exec_and_port_forward_reach_the_node_agent() {
     let sandbox = Sandbox::start();
     let logs = tempfile::tempdir().unwrap();
-    let pods = Arc::new(OnePod {
-        pid: sandbox.0.id(),
-        running: AtomicBool::new(true),
-        log: logs.path().join("app.log"),
-    });
+    let pods = Arc::new(FakePods::new(&sandbox, logs.path().join("app.log")));
     // As the shim writes it: the CRI format, with each line's time.
     let written = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_323_045);
     std::fs::write(
@@ -331,7 +252,10 @@ async fn kubectl_logs_exec_and_port_forward_reach_the_node_agent() {
             .await;
         let (ok, stdout, stderr) = text(&out);
         assert!(ok, "websockets={websockets}: {stderr}");
-        assert_eq!(stdout, format!("{}\nhi from web\n", hostname()));
+        assert_eq!(
+            stdout,
+            format!("{}\nhello from the pod\n", Sandbox::hostname())
+        );
         let out = cluster
             .kubectl_with(
                 websockets,
@@ -401,7 +325,7 @@ async fn kubectl_logs_exec_and_port_forward_reach_the_node_agent() {
     assert!(!ok && err.contains("Upgrade request required"), "{err}");
 
     // Port-forward to a listener on the pod's loopback.
-    let pid = sandbox.0.id();
+    let pid = sandbox.pid();
     let listener = std::thread::spawn(move || {
         let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
         nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
