@@ -11,7 +11,7 @@ mod perf;
 pub(crate) mod servers;
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -56,24 +56,15 @@ struct Row {
     baseline_kib: u64,
 }
 
-/// Removes the scratch folder however the run ends.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 pub async fn run(opts: Options) -> Result<()> {
     for tool in ["dnsperf", "knotd", "taskset"] {
         if !on_path(tool) {
             bail!("{tool} is not installed (apt-get install dnsperf knot util-linux)");
         }
     }
-    let scratch =
-        Scratch(std::env::temp_dir().join(format!("kinet-bench-dns-{}", std::process::id())));
-    std::fs::create_dir_all(&scratch.0)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("kinet-bench-dns-")
+        .tempdir()?;
     let api = kinet_testkit::TestApi::start().await?;
     let client = api.client()?;
     super::api::namespace(&client, NS).await?;
@@ -89,7 +80,7 @@ pub async fn run(opts: Options) -> Result<()> {
     let kinet_base = kinet0.rss_kib();
     drop(kinet0);
     let mut knot0 = servers::knot(
-        &scratch.0.join("knot-0"),
+        &scratch.path().join("knot-0"),
         ZONE,
         &zone_text(&[]),
         opts.server_cpu,
@@ -105,7 +96,7 @@ pub async fn run(opts: Options) -> Result<()> {
         create_services(&client, created, n).await?;
         created = created.max(n);
         let records = records(&client).await?;
-        let queries = scratch.0.join(format!("queries-{n}"));
+        let queries = scratch.path().join(format!("queries-{n}"));
         write_queries(&queries, &records)?;
         let last = format!(
             "{}.{NS}.svc.{ZONE}",
@@ -117,7 +108,7 @@ pub async fn run(opts: Options) -> Result<()> {
         rows.push(measure("kinet", n, &kinet, kinet_base, &queries, &opts).await?);
         drop(kinet);
 
-        let dir = scratch.0.join(format!("knot-{n}"));
+        let dir = scratch.path().join(format!("knot-{n}"));
         let mut knot = servers::knot(&dir, ZONE, &zone_text(&records), opts.server_cpu).await?;
         servers::wait_answers(&mut knot, &last, Duration::from_secs(60)).await?;
         rows.push(measure("knot", n, &knot, knot_base, &queries, &opts).await?);

@@ -15,7 +15,7 @@ mod wrk;
 
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -50,15 +50,6 @@ pub struct Options {
     pub client_cpu: usize,
 }
 
-/// Removes the scratch folder however the run ends.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A free loopback port (the kernel's pick; the proxy binds it next).
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
@@ -79,9 +70,9 @@ pub async fn run(opts: Options) -> Result<()> {
             bail!("{tool} is not installed (apt-get install wrk nginx-light util-linux)");
         }
     }
-    let scratch =
-        Scratch(std::env::temp_dir().join(format!("kinet-bench-ingress-{}", std::process::id())));
-    std::fs::create_dir_all(&scratch.0)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("kinet-bench-ingress-")
+        .tempdir()?;
     // This process serves the endpoints, on the client's CPU.
     let pin = Command::new("taskset")
         .args([
@@ -103,7 +94,7 @@ pub async fn run(opts: Options) -> Result<()> {
     let api = kinet_testkit::TestApi::start().await?;
     let client = api.client()?;
     super::api::namespace(&client, NS).await?;
-    let (crt, key) = write_certificate(&scratch.0)?;
+    let (crt, key) = write_certificate(scratch.path())?;
     objects(&client, &endpoint_addrs, &crt, &key).await?;
 
     let kinet_ports = Ports {
@@ -116,7 +107,7 @@ pub async fn run(opts: Options) -> Result<()> {
         http: free_port()?,
         https: free_port()?,
     };
-    let _nginx = nginx(&scratch.0, nginx_ports, &endpoint_addrs, opts.proxy_cpu).await?;
+    let _nginx = nginx(scratch.path(), nginx_ports, &endpoint_addrs, opts.proxy_cpu).await?;
     wait_served(nginx_ports.http, HOST, Duration::from_secs(10)).await?;
 
     let mut report = String::new();

@@ -4,7 +4,7 @@
 //! symlinks and hardlinks.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -21,26 +21,17 @@ pub struct Options {
     pub runs: usize,
 }
 
-/// Removes the scratch folder however the run ends.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 pub async fn run(opts: Options) -> Result<()> {
     tokio::task::spawn_blocking(move || run_blocking(&opts)).await?
 }
 
 fn run_blocking(opts: &Options) -> Result<()> {
-    let scratch =
-        Scratch(std::env::temp_dir().join(format!("kinet-bench-unpack-{}", std::process::id())));
-    std::fs::create_dir_all(&scratch.0)?;
-    let plain = scratch.0.join("layer.tar");
+    let scratch = tempfile::Builder::new()
+        .prefix("kinet-bench-unpack-")
+        .tempdir()?;
+    let plain = scratch.path().join("layer.tar");
     let files = write_layer(&plain, opts.mib << 20)?;
-    let gzip = scratch.0.join("layer.tar.gz");
+    let gzip = scratch.path().join("layer.tar.gz");
     let mut enc = flate2::write::GzEncoder::new(
         std::fs::File::create(&gzip)?,
         flate2::Compression::default(),
@@ -59,12 +50,12 @@ fn run_blocking(opts: &Options) -> Result<()> {
     for (name, layer, tar_flag) in [("tar", &plain, "-xf"), ("tar.gz", &gzip, "-xzf")] {
         let (mut ours, mut theirs) = (Samples::default(), Samples::default());
         for i in 0..opts.runs {
-            let dir = scratch.0.join(format!("kinet-{name}-{i}"));
+            let dir = scratch.path().join(format!("kinet-{name}-{i}"));
             ours.push(timed(&dir, |d| {
                 kinet_oci_layers::apply(d, std::fs::File::open(layer)?)?;
                 Ok(())
             })?);
-            let dir = scratch.0.join(format!("tar-{name}-{i}"));
+            let dir = scratch.path().join(format!("tar-{name}-{i}"));
             theirs.push(timed(&dir, |d| {
                 let out = Command::new("tar")
                     .arg(tar_flag)
