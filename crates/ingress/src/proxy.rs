@@ -207,17 +207,17 @@ impl Proxy {
                 page(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
             );
         }
-        let mut out = Outcome::local(
-            ingress,
-            backend,
-            page(StatusCode::BAD_GATEWAY, "Bad Gateway"),
-        );
         let Some(conn) = self.connect(&route.backend).await else {
-            return out;
+            let resp = page(StatusCode::BAD_GATEWAY, "Bad Gateway");
+            return Outcome::local(ingress, backend, resp);
         };
-        out.upstream = Some(conn.endpoint);
-        out.response = self.exchange(conn, req, host, arrival).await;
-        out
+        let upstream = Some(conn.endpoint);
+        Outcome {
+            ingress: ingress.clone(),
+            backend: backend.clone(),
+            upstream,
+            response: self.exchange(conn, req, host, arrival).await,
+        }
     }
 
     /// A connection to the first endpoint that accepts one, in round-robin order.

@@ -1,6 +1,7 @@
 //! The proxy in process, on loopback only: a request reaches its endpoint with forwarded
 //! headers, a refused endpoint is skipped, an Upgrade becomes a tunnel, a table swap keeps an
-//! established keep-alive connection, and HTTPS serves the Secret's certificate by SNI with h2.
+//! established keep-alive connection, HTTPS serves the Secret's certificate by SNI with h2, a
+//! chunked body over the limit gets 413, and a drain lets a request in flight finish.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -140,7 +141,7 @@ async fn proxy_with(endpoints: &[SocketAddr], limits: Limits) -> (Arc<Proxy>, So
     proxy.swap(table(endpoints));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(server::serve_http(listener, proxy.clone()));
+    tokio::spawn(server::serve_http(listener, proxy.clone(), Arc::default()));
     (proxy, addr)
 }
 
@@ -291,6 +292,7 @@ async fn https_by_sni_with_h2() {
         listener,
         proxy,
         Arc::new(server::tls_config(certs)),
+        Arc::default(),
     ));
 
     let mut roots = rustls::RootCertStore::empty();
@@ -332,4 +334,84 @@ async fn https_by_sni_with_h2() {
     let stream = TcpStream::connect(addr).await.unwrap();
     let other = rustls::pki_types::ServerName::try_from("other.test").unwrap();
     assert!(connector.connect(other, stream).await.is_err());
+}
+
+/// An endpoint that reports each request's arrival on `arrived`, and answers it only once
+/// `release` fires.
+async fn held_backend() -> (
+    SocketAddr,
+    tokio::sync::mpsc::Receiver<()>,
+    Arc<tokio::sync::Notify>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (arrived, rx) = tokio::sync::mpsc::channel(8);
+    let release = Arc::new(tokio::sync::Notify::new());
+    let held = release.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (arrived, held) = (arrived.clone(), held.clone());
+            let service = service_fn(move |_req: Request<Incoming>| {
+                let (arrived, held) = (arrived.clone(), held.clone());
+                async move {
+                    arrived.send(()).await.unwrap();
+                    held.notified().await;
+                    Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from("finished"))))
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    (addr, rx, release)
+}
+
+#[tokio::test]
+async fn a_drain_closes_the_listener_and_finishes_requests_in_flight() {
+    let (endpoint, mut arrived, release) = held_backend().await;
+    let proxy = Arc::new(Proxy::new(Limits::default()));
+    proxy.swap(table(&[endpoint]));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let drain = Arc::new(kinet_ingress::drain::Drain::default());
+    tokio::spawn(server::serve_http(listener, proxy, drain.clone()));
+    let idle = connect(addr).await;
+    let mut busy = connect(addr).await;
+    let in_flight = tokio::spawn(async move { get(&mut busy, "app.test", "/").await });
+    arrived.recv().await.unwrap();
+
+    let draining = drain.clone();
+    let drained = tokio::spawn(async move {
+        draining
+            .drain(kinet_ingress::drain::Timing {
+                delay: std::time::Duration::ZERO,
+                grace: std::time::Duration::from_secs(30),
+            })
+            .await
+    });
+    // The listener closes: new connections are refused.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while TcpStream::connect(addr).await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "still accepting");
+        tokio::task::yield_now().await;
+    }
+    assert!(drain.draining());
+    // The idle keep-alive connection is closed; the busy one finishes its request.
+    while !idle.is_closed() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "idle connection kept"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert!(!drained.is_finished());
+    release.notify_one();
+    assert_eq!(
+        in_flight.await.unwrap(),
+        (StatusCode::OK, "finished".to_string())
+    );
+    assert!(drained.await.unwrap(), "every connection finished in time");
 }

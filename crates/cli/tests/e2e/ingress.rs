@@ -110,6 +110,7 @@ fn ingress_routes_tutorial_and_conformance_scenarios() {
     tutorial(&c, &lb);
     conformance_paths_hosts_and_tls(&c, &lb);
     class_methods_and_balancing(&c, &lb);
+    websocket_echo(&c, &lb);
 }
 
 /// kubeserve.example.com → kubeserve2, app.example.com → nginx, anything else → httpd.
@@ -435,4 +436,75 @@ spec:
         "{}",
         show(&out)
     );
+}
+
+/// A WebSocket echo server (RFC 6455, small frames) on :8080, in Python's standard library
+/// from the debian image.
+const WS_ECHO: &str = r#"
+import base64, hashlib, socketserver
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+class Echo(socketserver.StreamRequestHandler):
+    def handle(self):
+        self.rfile.readline()
+        head = dict(l.split(b":", 1) for l in iter(lambda: self.rfile.readline().strip(), b""))
+        head = {k.strip().lower(): v.strip() for k, v in head.items()}
+        accept = base64.b64encode(hashlib.sha1(head[b"sec-websocket-key"] + GUID).digest())
+        self.wfile.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+        while True:
+            b = self.rfile.read(2)
+            if len(b) < 2 or b[0] & 15 == 8:
+                return
+            n, mask = b[1] & 127, self.rfile.read(4)
+            data = bytes(c ^ mask[i % 4] for i, c in enumerate(self.rfile.read(n)))
+            self.wfile.write(bytes([b[0], n]) + data)
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+socketserver.ThreadingTCPServer(("", 8080), Echo).serve_forever()
+"#;
+
+/// A WebSocket client: the handshake through `argv[1]:80` with `Host: argv[2]`, the accept
+/// key checked, one masked text frame sent; prints the echoed frame.
+const WS_CLIENT: &str = r#"
+import base64, hashlib, os, socket, sys
+key = base64.b64encode(os.urandom(16))
+s = socket.create_connection((sys.argv[1], 80), timeout=3)
+s.sendall(b"GET /chat HTTP/1.1\r\nHost: " + sys.argv[2].encode() + b"\r\nUpgrade: websocket\r\n"
+          b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+f = s.makefile("rb")
+status = f.readline()
+head = dict(l.split(b":", 1) for l in iter(lambda: f.readline().strip(), b""))
+head = {k.strip().lower(): v.strip() for k, v in head.items()}
+want = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+assert status.split()[1] == b"101", status
+assert head.get(b"sec-websocket-accept") == want, head
+msg, mask = b"hello through the ingress", os.urandom(4)
+s.sendall(bytes([0x81, 0x80 | len(msg)]) + mask + bytes(c ^ mask[i % 4] for i, c in enumerate(msg)))
+b = f.read(2)
+print(f.read(b[1] & 127).decode())
+"#;
+
+/// A WebSocket echo behind an Ingress: the Upgrade handshake and a message both ways.
+fn websocket_echo(c: &Cluster, lb: &str) {
+    let objects = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "ws-echo"},
+         "spec": {"selector": {"matchLabels": {"app": "ws-echo"}},
+                  "template": {"metadata": {"labels": {"app": "ws-echo"}},
+                               "spec": {"containers": [{"name": "echo", "image": "debian",
+                                   "command": ["python3", "-c", WS_ECHO]}]}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ws-echo"},
+         "spec": {"selector": {"app": "ws-echo"}, "ports": [{"port": 8080}]}},
+        {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "ws"},
+         "spec": {"rules": [{"host": "ws.example.com", "http": {"paths": [{"path": "/",
+             "pathType": "Prefix", "backend": {"service": {"name": "ws-echo", "port": {"number": 8080}}}}]}}]}},
+    ]});
+    apply(c, &objects.to_string());
+    wait_ready(c, "app=ws-echo", 1);
+    let echoed = poll("a WebSocket echo through the ingress", || {
+        let out = Command::new("python3")
+            .args(["-c", WS_CLIENT, lb, "ws.example.com"])
+            .output()
+            .unwrap();
+        out.status.success().then(|| stdout(&out))
+    });
+    assert_eq!(echoed.trim(), "hello through the ingress");
 }
