@@ -297,6 +297,7 @@ pub async fn serve_child(url: &str, ports: &str) -> Result<()> {
         controller: kinet_ingress::CONTROLLER.into(),
         publish_service: None,
         limits: kinet_ingress::Limits::default(),
+        drain: kinet_ingress::drain::Timing::default(),
     };
     let ca = std::env::var(ENV_CA).context(ENV_CA)?;
     let token = std::env::var(ENV_TOKEN).context(ENV_TOKEN)?;

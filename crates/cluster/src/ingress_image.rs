@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use kinet_ingress::drain::Timing;
 use kinet_ingress::{Config, Limits};
 
 /// The image's flags; everything has a default, so a bare `kinet-ingress` serves class
@@ -33,6 +34,12 @@ struct Flags {
     /// Seconds an endpoint may take to start its response (then 504).
     #[arg(long, default_value_t = Limits::default().response_timeout.as_secs())]
     upstream_timeout: u64,
+    /// Seconds from SIGTERM (readiness failing) until the listeners close.
+    #[arg(long, default_value_t = Timing::default().delay.as_secs())]
+    shutdown_delay: u64,
+    /// Seconds requests in flight then get to finish.
+    #[arg(long, default_value_t = Timing::default().grace.as_secs())]
+    shutdown_grace_period: u64,
 }
 
 fn parse_service(s: &str) -> Result<(String, String), String> {
@@ -57,6 +64,10 @@ pub fn ingress_config(args: &[String]) -> Result<Config> {
             max_body: flags.max_body_size,
             response_timeout: Duration::from_secs(flags.upstream_timeout),
         },
+        drain: Timing {
+            delay: Duration::from_secs(flags.shutdown_delay),
+            grace: Duration::from_secs(flags.shutdown_grace_period),
+        },
     })
 }
 
@@ -79,6 +90,7 @@ mod tests {
         assert_eq!(c.http, "0.0.0.0:80".parse().unwrap());
         assert_eq!(c.controller, "kinet.dev/ingress");
         assert!(c.publish_service.is_none());
+        assert_eq!(c.drain.delay, Duration::from_secs(2));
         let args: Vec<String> = [
             "--publish-service",
             "kinet-ingress/kinet-ingress",

@@ -22,7 +22,7 @@ pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod replicaset;
-mod runtime;
+pub mod runtime;
 pub mod scheduler;
 pub mod serviceaccounts;
 

@@ -1,5 +1,6 @@
 //! What the `kube::runtime::Controller` loops share: driving a controller with the common error
-//! policy, the context of the workload loops, and status writes.
+//! policy, the context of the workload loops, status writes, and the watch-and-wake reflector
+//! that add-ons outside this crate (the ingress controller) use too.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -103,8 +104,9 @@ where
 }
 
 /// A reflector store of `api` that wakes `wake` on every change: the loops that recompute a
-/// whole pass from their stores (scheduler, LoadBalancer allocator) share it.
-pub(crate) fn reflect_and_wake<K>(
+/// whole pass from their stores (scheduler, LoadBalancer allocator, the ingress controller)
+/// share it. Watch errors are logged and retried with backoff.
+pub fn reflect_and_wake<K>(
     api: Api<K>,
     config: kube::runtime::watcher::Config,
     wake: &Arc<tokio::sync::Notify>,
@@ -120,7 +122,10 @@ where
     let wake = Arc::downgrade(wake);
     tokio::spawn(
         stream
-            .take_while(move |_| {
+            .take_while(move |event| {
+                if let Err(e) = event {
+                    tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying");
+                }
                 let alive = wake.upgrade().map(|w| w.notify_one()).is_some();
                 futures::future::ready(alive)
             })

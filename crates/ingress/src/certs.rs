@@ -1,9 +1,10 @@
-//! Server certificates by SNI from `spec.tls` Secrets (`tls.crt`/`tls.key`; the type is not
-//! checked, as ingress-nginx accepts an Opaque Secret with both keys), with a self-signed
-//! fallback for names no Secret covers, as ingress-nginx's "Fake Certificate".
+//! Server certificates by SNI from the `kubernetes.io/tls` Secrets `spec.tls` names
+//! (`tls.crt`/`tls.key`), with a self-signed fallback for names no Secret covers, as
+//! ingress-nginx's "Fake Certificate". A Secret is parsed again only when its
+//! resourceVersion changes.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use k8s_openapi::api::core::v1::Secret;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -67,11 +68,17 @@ pub fn fallback() -> Result<CertifiedKey, rcgen::Error> {
     Ok(CertifiedKey::new(vec![cert.der().clone()], signer))
 }
 
+/// `(namespace, name)` of a Secret.
+type SecretId = (String, String);
+
 /// The certificates by host, swapped whole when the table or a Secret changes.
 #[derive(Debug)]
 pub struct CertStore {
     by_host: RwLock<Arc<HashMap<String, Arc<CertifiedKey>>>>,
     fallback: Arc<CertifiedKey>,
+    /// Keys parsed from Secrets, by the resourceVersion they were parsed at: a rebuild for
+    /// any other change reuses them instead of parsing PEM and keys again.
+    parsed: Mutex<HashMap<SecretId, (String, Arc<CertifiedKey>)>>,
 }
 
 impl CertStore {
@@ -79,6 +86,7 @@ impl CertStore {
         CertStore {
             by_host: RwLock::default(),
             fallback: Arc::new(fallback),
+            parsed: Mutex::default(),
         }
     }
 
@@ -87,33 +95,40 @@ impl CertStore {
     pub fn update(&self, table: &RouteTable, secrets: &[&Secret]) -> Vec<(String, Error)> {
         let mut problems = Vec::new();
         let mut by_host = HashMap::new();
-        let mut loaded: HashMap<(String, String), Arc<CertifiedKey>> = HashMap::new();
+        let mut parsed = self.parsed.lock().unwrap_or_else(|p| p.into_inner());
+        let mut used: HashMap<SecretId, (String, Arc<CertifiedKey>)> = HashMap::new();
         for (host, r) in table.tls_secrets() {
             let id = (r.namespace.clone(), r.name.clone());
-            if let Some(k) = loaded.get(&id) {
-                by_host.insert(host.clone(), k.clone());
-                continue;
-            }
             let found = secrets.iter().find(|s| {
                 s.metadata.namespace.as_deref() == Some(&r.namespace)
                     && s.metadata.name.as_deref() == Some(&r.name)
             });
-            let key = match found {
-                Some(s) => certified_key(s),
-                None => Err(Error::MissingKey(
-                    format!("{}/{}", r.namespace, r.name),
-                    "object",
-                )),
+            let Some(secret) = found else {
+                let name = format!("{}/{}", r.namespace, r.name);
+                problems.push((host.clone(), Error::MissingKey(name, "object")));
+                continue;
             };
-            match key {
-                Ok(k) => {
-                    let k = Arc::new(k);
-                    loaded.insert(id, k.clone());
-                    by_host.insert(host.clone(), k);
-                }
-                Err(e) => problems.push((host.clone(), e)),
-            }
+            let version = secret.metadata.resource_version.clone().unwrap_or_default();
+            let cached = [used.get(&id), parsed.get(&id)]
+                .into_iter()
+                .flatten()
+                .find(|(v, _)| !version.is_empty() && *v == version)
+                .map(|(_, k)| k.clone());
+            let key = match cached {
+                Some(k) => k,
+                None => match certified_key(secret) {
+                    Ok(k) => Arc::new(k),
+                    Err(e) => {
+                        problems.push((host.clone(), e));
+                        continue;
+                    }
+                },
+            };
+            used.insert(id, (version, key.clone()));
+            by_host.insert(host.clone(), key);
         }
+        // Only the Secrets in use stay parsed.
+        *parsed = used;
         *self.by_host.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(by_host);
         problems
     }
@@ -225,6 +240,27 @@ mod tests {
         assert_eq!(der("x.foo.com"), first(&wild));
         assert_eq!(der("a.b.foo.com"), store.fallback.cert[0]);
         assert_eq!(der("gone.example.com"), store.fallback.cert[0]);
+    }
+
+    #[test]
+    fn keys_are_parsed_again_only_for_a_new_resource_version() {
+        let store = CertStore::new(fallback().unwrap());
+        let t = table(&[("a.example.com", "web"), ("b.example.com", "web")]);
+        let mut s = tls_secret("web", &["a.example.com", "b.example.com"]);
+        s.metadata.resource_version = Some("7".into());
+        assert!(store.update(&t, &[&s]).is_empty());
+        let first = store.lookup("a.example.com");
+        assert!(Arc::ptr_eq(&first, &store.lookup("b.example.com")));
+        assert!(store.update(&t, &[&s]).is_empty());
+        assert!(Arc::ptr_eq(&first, &store.lookup("a.example.com")));
+        // A new version with other data is parsed: the new certificate is served.
+        let renewed = tls_secret("web", &["a.example.com"]);
+        s.data = renewed.data.clone();
+        s.metadata.resource_version = Some("8".into());
+        assert!(store.update(&t, &[&s]).is_empty());
+        let now = store.lookup("a.example.com");
+        assert!(!Arc::ptr_eq(&first, &now));
+        assert_ne!(now.cert[0], first.cert[0]);
     }
 
     #[test]

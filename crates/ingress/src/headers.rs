@@ -4,6 +4,7 @@
 //! `X-Original-Forwarded-For`), `X-Forwarded-Host`, `-Port`, `-Proto` and `-Scheme` from the
 //! connection, and `Proxy` removed (httpoxy).
 
+use std::io::Write;
 use std::net::IpAddr;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST, UPGRADE};
@@ -42,7 +43,7 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// Rewrites `headers` of a request to `host` for the upstream.
-pub fn forward(headers: &mut HeaderMap, host: &str, arrival: Arrival) {
+pub fn forward(headers: &mut HeaderMap, host: HeaderValue, arrival: Arrival) {
     let upgrade = upgrade_protocol(headers);
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
@@ -69,8 +70,14 @@ pub fn forward(headers: &mut HeaderMap, host: &str, arrival: Arrival) {
             headers.insert(HeaderName::from_static(original), v);
         }
     }
-    let client =
-        HeaderValue::from_str(&arrival.client.to_string()).expect("an IP is a header value");
+    // Formatted on the stack: an IP is at most 39 bytes.
+    let mut ip = [0u8; 48];
+    let len = {
+        let mut cursor = std::io::Cursor::new(&mut ip[..]);
+        let _ = write!(cursor, "{}", arrival.client);
+        cursor.position() as usize
+    };
+    let client = HeaderValue::from_bytes(&ip[..len]).expect("an IP is a header value");
     let proto = HeaderValue::from_static(if arrival.https { "https" } else { "http" });
     let set = |headers: &mut HeaderMap, name: &'static str, v: HeaderValue| {
         headers.insert(HeaderName::from_static(name), v);
@@ -80,10 +87,8 @@ pub fn forward(headers: &mut HeaderMap, host: &str, arrival: Arrival) {
     set(headers, "x-forwarded-proto", proto.clone());
     set(headers, "x-forwarded-scheme", proto);
     set(headers, "x-forwarded-port", HeaderValue::from(arrival.port));
-    if let Ok(h) = HeaderValue::from_str(host) {
-        set(headers, "x-forwarded-host", h.clone());
-        headers.insert(HOST, h);
-    }
+    set(headers, "x-forwarded-host", host.clone());
+    headers.insert(HOST, host);
 }
 
 #[cfg(test)]
@@ -116,7 +121,7 @@ mod tests {
             ("x-forwarded-port", "1234"),
             ("host", "app.example.com"),
         ]);
-        forward(&mut h, "app.example.com", FROM);
+        forward(&mut h, HeaderValue::from_static("app.example.com"), FROM);
         assert_eq!(h["x-forwarded-for"], "192.0.2.7");
         assert_eq!(h["x-real-ip"], "192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "http");
@@ -139,7 +144,7 @@ mod tests {
         ]);
         forward(
             &mut h,
-            "h",
+            HeaderValue::from_static("h"),
             Arrival {
                 https: true,
                 port: 443,
@@ -155,7 +160,7 @@ mod tests {
 
         let mut ws = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
         assert_eq!(upgrade_protocol(&ws).unwrap(), "websocket");
-        forward(&mut ws, "h", FROM);
+        forward(&mut ws, HeaderValue::from_static("h"), FROM);
         assert_eq!(ws["connection"], "upgrade");
         assert_eq!(ws["upgrade"], "websocket");
         assert!(upgrade_protocol(&map(&[("upgrade", "websocket")])).is_none());

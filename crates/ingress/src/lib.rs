@@ -7,6 +7,7 @@ pub mod accesslog;
 pub mod backends;
 pub mod certs;
 pub mod class;
+pub mod drain;
 pub mod headers;
 pub mod metrics;
 pub mod paths;
@@ -43,9 +44,11 @@ pub struct Config {
     /// The LoadBalancer Service whose address goes into the Ingresses' status.
     pub publish_service: Option<(String, String)>,
     pub limits: Limits,
+    /// The shutdown on SIGTERM.
+    pub drain: drain::Timing,
 }
 
-/// Binds the listeners, then serves and follows the API until SIGTERM or Ctrl-C.
+/// Binds the listeners, then serves and follows the API until SIGTERM or Ctrl-C, then drains.
 pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)
@@ -60,14 +63,21 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     let proxy = Arc::new(proxy::Proxy::new(config.limits));
     let certs = Arc::new(certs::CertStore::new(certs::fallback()?));
     let synced = Arc::new(AtomicBool::new(false));
+    let drain = Arc::new(drain::Drain::default());
     let tls = Arc::new(server::tls_config(certs.clone()));
     let tasks = [
-        tokio::spawn(server::serve_http(http, proxy.clone())),
-        tokio::spawn(server::serve_https(https, proxy.clone(), tls)),
+        tokio::spawn(server::serve_http(http, proxy.clone(), drain.clone())),
+        tokio::spawn(server::serve_https(
+            https,
+            proxy.clone(),
+            tls,
+            drain.clone(),
+        )),
         tokio::spawn(server::serve_metrics(
             metrics,
             proxy.clone(),
             synced.clone(),
+            drain.clone(),
         )),
         tokio::spawn(
             watch::Controller {
@@ -86,6 +96,10 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!(delay = ?config.drain.delay, "ingress: shutting down; readiness fails");
+    if !drain.drain(config.drain).await {
+        tracing::warn!(grace = ?config.drain.grace, "ingress: requests still in flight after the grace period");
     }
     for t in tasks {
         t.abort();

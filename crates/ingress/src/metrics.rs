@@ -3,28 +3,59 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+/// Status codes are counted from 100 to 599.
+const FIRST_CODE: u16 = 100;
+const CODES: usize = 500;
 
-#[derive(Default)]
+/// One (Ingress, backend)'s counters: atomics, so requests on every thread count without a
+/// lock.
 struct Series {
-    by_code: BTreeMap<u16, u64>,
-    buckets: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+    by_code: [AtomicU64; CODES],
+    /// Per bucket (not cumulative: the exposition adds them up), then one for "+Inf".
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl Default for Series {
+    fn default() -> Self {
+        Series {
+            by_code: std::array::from_fn(|_| AtomicU64::new(0)),
+            buckets: Default::default(),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Series {
+    fn record(&self, code: u16, took: Duration) {
+        if let Some(n) = self.by_code.get(code.wrapping_sub(FIRST_CODE) as usize) {
+            n.fetch_add(1, Relaxed);
+        }
+        let secs = took.as_secs_f64();
+        let bucket = BUCKETS.iter().position(|le| secs <= *le);
+        self.buckets[bucket.unwrap_or(BUCKETS.len())].fetch_add(1, Relaxed);
+        self.sum_micros
+            .fetch_add(took.as_micros().try_into().unwrap_or(u64::MAX), Relaxed);
+    }
 }
 
 /// `(ingress, backend)`.
 type SeriesKey = (Arc<str>, Arc<str>);
+/// One Ingress's series, by backend.
+type ByBackend = HashMap<Arc<str>, Arc<Series>>;
 
 /// The controller's metrics.
 #[derive(Default)]
 pub struct Metrics {
-    /// By (ingress, backend); requests no rule matched have empty labels.
-    series: Mutex<HashMap<SeriesKey, Series>>,
+    /// By Ingress, then backend; requests no rule matched have empty labels. Written only
+    /// when a pair answers its first request.
+    series: RwLock<HashMap<Arc<str>, ByBackend>>,
     connect_errors: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -35,18 +66,19 @@ fn escape(v: &str) -> String {
 impl Metrics {
     /// Counts one answered request.
     pub fn request(&self, ingress: &Arc<str>, backend: &Arc<str>, code: u16, took: Duration) {
-        let mut all = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (ingress.clone(), backend.clone());
-        let s = all.entry(key).or_default();
-        *s.by_code.entry(code).or_default() += 1;
-        let secs = took.as_secs_f64();
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                s.buckets[i] += 1;
-            }
-        }
-        s.count += 1;
-        s.sum += secs;
+        let found = {
+            let all = self.series.read().unwrap_or_else(|p| p.into_inner());
+            all.get(ingress).and_then(|b| b.get(backend)).cloned()
+        };
+        let series = found.unwrap_or_else(|| {
+            let mut all = self.series.write().unwrap_or_else(|p| p.into_inner());
+            all.entry(ingress.clone())
+                .or_default()
+                .entry(backend.clone())
+                .or_default()
+                .clone()
+        });
+        series.record(code, took);
     }
 
     /// Counts a failed connection to one of `backend`'s endpoints.
@@ -61,47 +93,58 @@ impl Metrics {
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let guard = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        let mut all: Vec<_> = guard.iter().collect();
-        all.sort_by(|a, b| a.0.cmp(b.0));
+        let all: Vec<(SeriesKey, Arc<Series>)> = {
+            let guard = self.series.read().unwrap_or_else(|p| p.into_inner());
+            let mut all: Vec<_> = guard
+                .iter()
+                .flat_map(|(ing, by_backend)| {
+                    by_backend
+                        .iter()
+                        .map(|(be, s)| ((ing.clone(), be.clone()), s.clone()))
+                })
+                .collect();
+            all.sort_by(|a, b| a.0.cmp(&b.0));
+            all
+        };
+        let labels = |(ing, be): &SeriesKey| {
+            format!("ingress=\"{}\",backend=\"{}\"", escape(ing), escape(be))
+        };
         out.push_str("# HELP kinet_ingress_requests_total Requests answered, by Ingress, backend and status code.\n# TYPE kinet_ingress_requests_total counter\n");
-        for ((ing, be), s) in &all {
-            for (code, n) in &s.by_code {
-                let _ = writeln!(
-                    out,
-                    "kinet_ingress_requests_total{{ingress=\"{}\",backend=\"{}\",code=\"{code}\"}} {n}",
-                    escape(ing),
-                    escape(be)
-                );
+        for (key, s) in &all {
+            let labels = labels(key);
+            for (i, n) in s.by_code.iter().enumerate() {
+                let n = n.load(Relaxed);
+                if n > 0 {
+                    let code = i + usize::from(FIRST_CODE);
+                    let _ = writeln!(
+                        out,
+                        "kinet_ingress_requests_total{{{labels},code=\"{code}\"}} {n}"
+                    );
+                }
             }
         }
         out.push_str("# HELP kinet_ingress_request_duration_seconds Time to the response headers.\n# TYPE kinet_ingress_request_duration_seconds histogram\n");
-        for ((ing, be), s) in &all {
-            let labels = format!("ingress=\"{}\",backend=\"{}\"", escape(ing), escape(be));
-            for (le, n) in BUCKETS.iter().zip(s.buckets) {
+        for (key, s) in &all {
+            let labels = labels(key);
+            let mut count = 0;
+            for (i, n) in s.buckets.iter().enumerate() {
+                count += n.load(Relaxed);
+                let le = BUCKETS.get(i).map_or("+Inf".to_string(), f64::to_string);
                 let _ = writeln!(
                     out,
-                    "kinet_ingress_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {n}"
+                    "kinet_ingress_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {count}"
                 );
             }
+            let sum = s.sum_micros.load(Relaxed) as f64 / 1e6;
             let _ = writeln!(
                 out,
-                "kinet_ingress_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                s.count
+                "kinet_ingress_request_duration_seconds_sum{{{labels}}} {sum}"
             );
             let _ = writeln!(
                 out,
-                "kinet_ingress_request_duration_seconds_sum{{{labels}}} {}",
-                s.sum
-            );
-            let _ = writeln!(
-                out,
-                "kinet_ingress_request_duration_seconds_count{{{labels}}} {}",
-                s.count
+                "kinet_ingress_request_duration_seconds_count{{{labels}}} {count}"
             );
         }
-        drop(all);
-        drop(guard);
         out.push_str("# HELP kinet_ingress_upstream_connect_errors_total Failed connections to endpoints, by backend.\n# TYPE kinet_ingress_upstream_connect_errors_total counter\n");
         let errors = self
             .connect_errors

@@ -4,7 +4,7 @@
 //! ingress-nginx.
 
 /// How a rule's path matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PathKind {
     Exact,
     Prefix,

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, REFERER, SERVER, USER_AGENT};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
@@ -20,7 +20,7 @@ use crate::backends::BackendState;
 use crate::headers::{self, Arrival};
 use crate::metrics::Metrics;
 use crate::routes::{normalize_host, RouteTable, Verdict};
-use crate::upstream::{Conn, Pool, UpstreamBody};
+use crate::upstream::{Conn, Pool};
 
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
@@ -47,8 +47,11 @@ impl Default for Limits {
 pub struct Proxy {
     table: RwLock<Arc<RouteTable>>,
     pub metrics: Metrics,
+    log: accesslog::Log,
     pool: Arc<Pool>,
     limits: Limits,
+    /// The (empty) Ingress and backend labels of requests no rule matched.
+    unmatched: Arc<str>,
 }
 
 const SERVER_NAME: &str = "kinet-ingress";
@@ -85,12 +88,15 @@ impl Outcome {
 }
 
 impl Proxy {
+    /// A proxy with no routes yet, logging to stdout.
     pub fn new(limits: Limits) -> Proxy {
         Proxy {
             table: RwLock::default(),
             metrics: Metrics::default(),
+            log: accesslog::Log::stdout(),
             pool: Arc::default(),
             limits,
+            unmatched: Arc::from(""),
         }
     }
 
@@ -103,7 +109,7 @@ impl Proxy {
         self.table.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Answers one request, logs it on stdout and counts it.
+    /// Answers one request, logs it and counts it.
     pub async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
@@ -111,19 +117,10 @@ impl Proxy {
     ) -> Result<Response<ProxyBody>, Infallible> {
         let start = Instant::now();
         let time = chrono::Utc::now();
-        let method = req.method().to_string();
-        let target = req
-            .uri()
-            .path_and_query()
-            .map_or("/".to_string(), |p| p.to_string());
-        let version = req.version();
-        let header = |name| {
-            req.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let (referer, agent) = (header(REFERER), header(USER_AGENT));
+        // Cheap clones (shared buffers): the request itself moves on to the endpoint.
+        let (method, target, version) = (req.method().clone(), req.uri().clone(), req.version());
+        let header = |name| req.headers().get(name).cloned();
+        let (referer, user_agent) = (header(REFERER), header(USER_AGENT));
         let mut out = self.route(req, arrival).await;
         let took = start.elapsed();
         let status = out.response.status().as_u16();
@@ -136,52 +133,51 @@ impl Proxy {
             .headers()
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse().ok());
-        println!(
-            "{}",
-            accesslog::line(&accesslog::Entry {
-                client: arrival.client,
-                time,
-                method: &method,
-                target: &target,
-                version,
-                status,
-                bytes,
-                referer: referer.as_deref(),
-                user_agent: agent.as_deref(),
-                took,
-                backend: if out.backend.is_empty() {
-                    "-"
-                } else {
-                    out.backend.as_ref()
-                },
-                upstream: out.upstream,
-            })
-        );
         self.metrics
             .request(&out.ingress, &out.backend, status, took);
+        self.log.record(accesslog::Entry {
+            client: arrival.client,
+            time,
+            method,
+            target,
+            version,
+            status,
+            bytes,
+            referer,
+            user_agent,
+            took,
+            backend: out.backend,
+            upstream: out.upstream,
+        });
         Ok(out.response)
     }
 
     async fn route(&self, req: Request<Incoming>, arrival: Arrival) -> Outcome {
-        let host = req
-            .headers()
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri().authority().map(|a| a.as_str()))
-            .unwrap_or_default()
-            .to_string();
+        let host = match req.headers().get(HOST) {
+            Some(h) => h.clone(),
+            // HTTP/2 names the host in the `:authority` pseudo-header.
+            None => req
+                .uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                .unwrap_or(HeaderValue::from_static("")),
+        };
+        let host_name = host.to_str().unwrap_or_default();
         let table = self.table();
-        let route = match table.resolve(&host, req.uri().path()) {
+        let route = match table.resolve(host_name, req.uri().path()) {
             Verdict::NotFound => {
-                let none: Arc<str> = Arc::from("");
-                return Outcome::local(&none, &none, page(StatusCode::NOT_FOUND, "Not Found"));
+                return Outcome::local(
+                    &self.unmatched,
+                    &self.unmatched,
+                    page(StatusCode::NOT_FOUND, "Not Found"),
+                );
             }
             Verdict::Route(r) => r.clone(),
         };
         let (ingress, backend) = (&route.ingress, &route.backend.name);
         if route.redirect_https && !arrival.https {
             let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-            let location = format!("https://{}{target}", normalize_host(&host));
+            let location = format!("https://{}{target}", normalize_host(host_name));
             let mut resp = page(StatusCode::PERMANENT_REDIRECT, "Permanent Redirect");
             if let Ok(v) = HeaderValue::from_str(&location) {
                 resp.headers_mut().insert(LOCATION, v);
@@ -211,17 +207,17 @@ impl Proxy {
                 page(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
             );
         }
-        let mut out = Outcome::local(
-            ingress,
-            backend,
-            page(StatusCode::BAD_GATEWAY, "Bad Gateway"),
-        );
         let Some(conn) = self.connect(&route.backend).await else {
-            return out;
+            let resp = page(StatusCode::BAD_GATEWAY, "Bad Gateway");
+            return Outcome::local(ingress, backend, resp);
         };
-        out.upstream = Some(conn.endpoint);
-        out.response = self.exchange(conn, req, &host, arrival).await;
-        out
+        let upstream = Some(conn.endpoint);
+        Outcome {
+            ingress: ingress.clone(),
+            backend: backend.clone(),
+            upstream,
+            response: self.exchange(conn, req, host, arrival).await,
+        }
     }
 
     /// A connection to the first endpoint that accepts one, in round-robin order.
@@ -238,12 +234,12 @@ impl Proxy {
         None
     }
 
-    /// Sends the request on `conn` and returns the response (or a 502/504 page).
+    /// Sends the request on `conn` and returns the response (or a 413/502/504 page).
     async fn exchange(
         &self,
         mut conn: Conn,
         mut req: Request<Incoming>,
-        host: &str,
+        host: HeaderValue,
         arrival: Arrival,
     ) -> Response<ProxyBody> {
         let upgrade =
@@ -251,31 +247,45 @@ impl Proxy {
         let (mut parts, body) = req.into_parts();
         headers::forward(&mut parts.headers, host, arrival);
         parts.version = Version::HTTP_11;
-        parts.uri = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .parse()
-            .unwrap_or_default();
-        let body: UpstreamBody = Limited::new(body, self.limits.max_body as usize).boxed();
+        if parts.uri.authority().is_some() {
+            // Absolute-form (HTTP/2 or a proxy-style request): origin-form upstream.
+            let mut origin = http::uri::Parts::default();
+            origin.path_and_query = parts.uri.path_and_query().cloned();
+            parts.uri = http::Uri::from_parts(origin).unwrap_or_default();
+        }
+        let body = Limited::new(body, self.limits.max_body as usize);
         let sent = conn.sender.send_request(Request::from_parts(parts, body));
         let mut resp = match tokio::time::timeout(self.limits.response_timeout, sent).await {
             Ok(Ok(resp)) => resp,
+            Ok(Err(e)) if body_too_large(&e) => {
+                return page(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
+            }
             Ok(Err(e)) => {
                 tracing::warn!(endpoint = %conn.endpoint, error = %e, "upstream request failed");
                 return page(StatusCode::BAD_GATEWAY, "Bad Gateway");
             }
             Err(_) => return page(StatusCode::GATEWAY_TIMEOUT, "Gateway Time-out"),
         };
-        match upgrade {
-            Some(client) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
-                let server = hyper::upgrade::on(&mut resp);
-                tokio::spawn(tunnel(client, server));
-            }
-            _ => self.pool.checkin(conn),
+        if let Some(client) = upgrade.filter(|_| resp.status() == StatusCode::SWITCHING_PROTOCOLS) {
+            let server = hyper::upgrade::on(&mut resp);
+            tokio::spawn(tunnel(client, server));
+            return resp.map(|b| b.boxed());
         }
-        resp.map(|b| b.boxed())
+        resp.map(|b| self.pool.returning(conn, b).boxed())
     }
+}
+
+/// Whether a request failed because its body (chunked, so not refused up front) went over
+/// the size limit while it streamed upstream.
+fn body_too_large(e: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// Copies bytes both ways between the upgraded client and endpoint connections.

@@ -4,7 +4,8 @@
 //! served Ingress's `defaultBackend`, else 404. When Ingresses repeat a host and path, the
 //! oldest wins.
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -43,6 +44,16 @@ struct PathRule {
     kind: PathKind,
     path: String,
     route: Arc<Route>,
+}
+
+impl PathRule {
+    /// The resolution order: the longest path first, counted without a trailing slash (Prefix
+    /// `/foo/` and `/foo` match the same requests), then Exact before Prefix, then the longer
+    /// as written. The sort is stable, so the oldest Ingress stays first on a full tie.
+    fn rank(&self) -> (Reverse<usize>, PathKind, Reverse<usize>) {
+        let trimmed = self.path.trim_end_matches('/').len();
+        (Reverse(trimmed), self.kind, Reverse(self.path.len()))
+    }
 }
 
 /// A `kubernetes.io/tls` Secret named by `spec.tls`.
@@ -105,9 +116,10 @@ impl RouteTable {
             .chain(table.wildcard.values_mut())
             .chain(std::iter::once(&mut table.any_host))
         {
-            // Longest first, Exact before Prefix on a tie; stable, so the oldest stays first.
-            rules.sort_by(|a, b| b.path.len().cmp(&a.path.len()).then(a.kind.cmp(&b.kind)));
-            rules.dedup_by(|b, a| a.path == b.path && a.kind == b.kind);
+            rules.sort_by_key(PathRule::rank);
+            // A repeated (kind, path) keeps its first rule: the oldest Ingress's.
+            let mut seen = HashSet::new();
+            rules.retain(|r| seen.insert((r.kind, r.path.clone())));
         }
         table
     }

@@ -5,6 +5,7 @@
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::json;
 
 use super::*;
@@ -58,41 +59,31 @@ const SERVICES: &[&str] = &[
     "foo-bar-com",
 ];
 
-const PATH_RULES: &str = r#"
-metadata: {name: path-rules, namespace: default, creationTimestamp: "2026-01-01T00:00:00Z"}
-spec:
-  ingressClassName: kinet
-  rules:
-  - host: exact-path-rules
-    http: {paths: [{path: /foo, pathType: Exact, backend: {service: {name: foo-exact, port: {number: 8080}}}}]}
-  - host: prefix-path-rules
-    http:
-      paths:
-      - {path: /foo, pathType: Prefix, backend: {service: {name: foo-prefix, port: {number: 8080}}}}
-      - {path: /aaa/bbb, pathType: Prefix, backend: {service: {name: aaa-slash-bbb-prefix, port: {number: 8080}}}}
-      - {path: /aaa, pathType: ImplementationSpecific, backend: {service: {name: aaa-prefix, port: {number: 8080}}}}
-  - host: mixed-path-rules
-    http:
-      paths:
-      - {path: /foo, pathType: Prefix, backend: {service: {name: foo-prefix, port: {number: 8080}}}}
-      - {path: /foo, pathType: Exact, backend: {service: {name: foo-exact, port: {number: 8080}}}}
-  - host: trailing-slash-path-rules
-    http:
-      paths:
-      - {path: /aaa/bbb/, pathType: Prefix, backend: {service: {name: aaa-slash-bbb-slash-prefix, port: {number: 8080}}}}
-      - {path: /foo/, pathType: Exact, backend: {service: {name: foo-slash-exact, port: {number: 8080}}}}
-"#;
+/// A conformance feature's Ingress and request rows, from the shared files the e2e test
+/// reads too.
+#[derive(serde::Deserialize)]
+struct Feature {
+    ingress: Ingress,
+    cases: Vec<(String, String, String)>,
+}
 
-const HOST_RULES: &str = r#"
-metadata: {name: host-rules, namespace: default, creationTimestamp: "2026-01-01T00:00:01Z"}
-spec:
-  tls: [{hosts: [foo.bar.com], secretName: conformance-tls}]
-  rules:
-  - host: "*.foo.com"
-    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: wildcard-foo-com, port: {number: 8080}}}}]}
-  - host: foo.bar.com
-    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: foo-bar-com, port: {name: http}}}}]}
-"#;
+fn feature(yaml: &str, created: &str) -> Feature {
+    let mut f: Feature = serde_yaml_ng::from_str(yaml).expect("feature file");
+    f.ingress.metadata.namespace = Some("default".into());
+    f.ingress.metadata.creation_timestamp = Some(Time(created.parse().unwrap()));
+    f
+}
+
+const PATH_RULES: &str = include_str!("../tests/conformance/path-rules.yaml");
+const HOST_RULES: &str = include_str!("../tests/conformance/host-rules.yaml");
+
+fn path_rules() -> Feature {
+    feature(PATH_RULES, "2026-01-01T00:00:00Z")
+}
+
+fn host_rules() -> Feature {
+    feature(HOST_RULES, "2026-01-01T00:00:01Z")
+}
 
 struct Fixture {
     ingresses: Vec<Ingress>,
@@ -102,14 +93,14 @@ struct Fixture {
 }
 
 impl Fixture {
-    fn new(ingresses: &[&str]) -> Fixture {
+    fn new(ingresses: Vec<Ingress>) -> Fixture {
         let (services, slices) = SERVICES
             .iter()
             .enumerate()
             .map(|(i, name)| echo(name, i as u8 + 1))
             .unzip();
         Fixture {
-            ingresses: ingresses.iter().map(|y| ingress(y)).collect(),
+            ingresses,
             classes: vec![class("kinet", CONTROLLER, true, "2026-01-01T00:00:00Z")],
             services,
             slices,
@@ -144,62 +135,82 @@ fn service(table: &RouteTable, host: &str, path: &str) -> String {
     }
 }
 
-fn check(table: &RouteTable, cases: &[(&str, &str, &str)]) {
+fn check(table: &RouteTable, cases: &[(String, String, String)]) {
     for (host, path, want) in cases {
         assert_eq!(service(table, host, path), *want, "{host}{path}");
     }
 }
 
 #[test]
-fn path_rules() {
-    let t = Fixture::new(&[PATH_RULES]).table();
+fn path_rules_table() {
+    let f = path_rules();
+    check(&Fixture::new(vec![f.ingress]).table(), &f.cases);
+}
+
+#[test]
+fn longest_path_without_its_trailing_slash_then_exact() {
+    let f = Fixture::new(vec![ingress(
+        r#"
+metadata: {name: ranks, namespace: default}
+spec:
+  rules:
+  - host: h
+    http:
+      paths:
+      - {path: /foo/, pathType: Prefix, backend: {service: {name: foo-prefix, port: {number: 8080}}}}
+      - {path: /foo, pathType: Exact, backend: {service: {name: foo-exact, port: {number: 8080}}}}
+      - {path: /aaa/, pathType: Exact, backend: {service: {name: aaa-prefix, port: {number: 8080}}}}
+      - {path: /aaa, pathType: Prefix, backend: {service: {name: aaa-slash-bbb-prefix, port: {number: 8080}}}}
+"#,
+    )]);
+    let cases = [
+        ("h", "/foo", "foo-exact"),
+        ("h", "/foo/", "foo-prefix"),
+        ("h", "/foo/x", "foo-prefix"),
+        ("h", "/aaa/", "aaa-prefix"),
+        ("h", "/aaa", "aaa-slash-bbb-prefix"),
+    ];
     check(
-        &t,
-        &[
-            ("exact-path-rules", "/foo", "foo-exact"),
-            ("exact-path-rules", "/foo/", "404"),
-            ("exact-path-rules", "/FOO", "404"),
-            ("exact-path-rules", "/bar", "404"),
-            ("prefix-path-rules", "/foo", "foo-prefix"),
-            ("prefix-path-rules", "/foo/", "foo-prefix"),
-            ("prefix-path-rules", "/FOO", "404"),
-            ("prefix-path-rules", "/aaa/bbb", "aaa-slash-bbb-prefix"),
-            ("prefix-path-rules", "/aaa/bbb/ccc", "aaa-slash-bbb-prefix"),
-            ("prefix-path-rules", "/aaa/ccc", "aaa-prefix"),
-            ("prefix-path-rules", "/aaaccc", "404"),
-            ("mixed-path-rules", "/foo", "foo-exact"),
-            ("mixed-path-rules", "/foo/bar", "foo-prefix"),
-            (
-                "trailing-slash-path-rules",
-                "/aaa/bbb",
-                "aaa-slash-bbb-slash-prefix",
-            ),
-            (
-                "trailing-slash-path-rules",
-                "/aaa/bbb/",
-                "aaa-slash-bbb-slash-prefix",
-            ),
-            ("trailing-slash-path-rules", "/foo", "404"),
-            ("trailing-slash-path-rules", "/foo/", "foo-slash-exact"),
-            ("unknown-host", "/foo", "404"),
-        ],
+        &f.table(),
+        &cases.map(|(h, p, w)| (h.into(), p.into(), w.into())),
+    );
+}
+
+#[test]
+fn repeated_paths_keep_the_oldest_even_when_not_adjacent() {
+    let rules = |name: &str, created: &str, svc: &str| {
+        ingress(&format!(
+            r#"
+metadata: {{name: {name}, namespace: default, creationTimestamp: "{created}"}}
+spec:
+  rules:
+  - host: h
+    http:
+      paths:
+      - {{path: /foo, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 8080}}}}}}}}
+      - {{path: /bar, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 8080}}}}}}}}
+"#
+        ))
+    };
+    let t = Fixture::new(vec![
+        rules("newer", "2026-01-02T00:00:00Z", "foo-prefix"),
+        rules("older", "2026-01-01T00:00:00Z", "foo-exact"),
+    ])
+    .table();
+    let text = t.to_string();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.lines().all(|l| l.ends_with("from default/older")),
+        "{text}"
     );
 }
 
 #[test]
 fn host_rules_wildcards_and_tls() {
-    let t = Fixture::new(&[HOST_RULES]).table();
-    check(
-        &t,
-        &[
-            ("foo.bar.com", "/", "foo-bar-com"),
-            ("FOO.bar.com:80", "/x", "foo-bar-com"),
-            ("subdomain.bar.com", "/", "404"),
-            ("bar.foo.com", "/", "wildcard-foo-com"),
-            ("baz.bar.foo.com", "/", "404"),
-            ("foo.com", "/", "404"),
-        ],
-    );
+    let f = host_rules();
+    let t = Fixture::new(vec![f.ingress]).table();
+    check(&t, &f.cases);
+    assert_eq!(service(&t, "FOO.bar.com:80", "/x"), "foo-bar-com");
     let Verdict::Route(r) = t.resolve("foo.bar.com", "/") else {
         panic!("foo.bar.com is routed")
     };
@@ -218,11 +229,9 @@ fn host_rules_wildcards_and_tls() {
 
 #[test]
 fn redirect_can_be_switched_off() {
-    let yaml = HOST_RULES.replace(
-        "creationTimestamp",
-        "annotations: {nginx.ingress.kubernetes.io/ssl-redirect: \"false\"}, creationTimestamp",
-    );
-    let t = Fixture::new(&[&yaml]).table();
+    let mut ing = host_rules().ingress;
+    ing.metadata.annotations = Some([(SSL_REDIRECT_ANNOTATION.into(), "false".into())].into());
+    let t = Fixture::new(vec![ing]).table();
     let Verdict::Route(r) = t.resolve("foo.bar.com", "/") else {
         panic!("foo.bar.com is routed")
     };
@@ -237,17 +246,15 @@ spec:
 
 #[test]
 fn default_backend_takes_everything_unmatched() {
-    let t = Fixture::new(&[DEFAULT_BACKEND, PATH_RULES]).table();
-    check(
-        &t,
-        &[
-            ("my-host", "/", "echo-service"),
-            ("my-host", "/sub-path", "echo-service"),
-            ("", "/resource", "echo-service"),
-            ("exact-path-rules", "/bar", "echo-service"),
-            ("exact-path-rules", "/foo", "foo-exact"),
-        ],
-    );
+    let t = Fixture::new(vec![ingress(DEFAULT_BACKEND), path_rules().ingress]).table();
+    let cases = [
+        ("my-host", "/", "echo-service"),
+        ("my-host", "/sub-path", "echo-service"),
+        ("", "/resource", "echo-service"),
+        ("exact-path-rules", "/bar", "echo-service"),
+        ("exact-path-rules", "/foo", "foo-exact"),
+    ];
+    check(&t, &cases.map(|(h, p, w)| (h.into(), p.into(), w.into())));
 }
 
 #[test]
@@ -256,7 +263,7 @@ fn only_own_class_or_classless_when_default() {
         "spec:",
         "spec:\n  ingressClassName: some-invalid-class-name",
     );
-    let mut f = Fixture::new(&[&other]);
+    let mut f = Fixture::new(vec![ingress(&other)]);
     assert!(matches!(f.table().resolve("h", "/"), Verdict::NotFound));
     // Class-less: served while kinet's class is the default...
     f.ingresses = vec![ingress(DEFAULT_BACKEND)];
@@ -300,7 +307,7 @@ spec:
       - {path: /badname, pathType: Prefix, backend: {service: {name: foo-exact, port: {name: grpc}}}}
       - {path: /bucket, pathType: Prefix, backend: {resource: {apiGroup: k8s.example.com, kind: StorageBucket, name: icons}}}
 "#;
-    let mut f = Fixture::new(&[yaml]);
+    let mut f = Fixture::new(vec![ingress(yaml)]);
     f.slices
         .retain(|s| s.metadata.name.as_deref() != Some("foo-exact-abc"));
     let t = f.table();
@@ -319,18 +326,19 @@ spec:
 
 #[test]
 fn oldest_ingress_wins_a_repeated_path() {
-    let newer = PATH_RULES
-        .replace("name: path-rules", "name: newer")
-        .replace("00:00:00Z", "00:00:09Z")
-        .replace("name: foo-exact", "name: echo-service");
-    let t = Fixture::new(&[&newer, PATH_RULES]).table();
+    let newer = serde_json::to_string(&feature(PATH_RULES, "2026-01-01T00:00:09Z").ingress)
+        .unwrap()
+        .replace("\"path-rules\"", "\"newer\"")
+        .replace("\"foo-exact\"", "\"echo-service\"");
+    let newer = serde_json::from_str(&newer).unwrap();
+    let t = Fixture::new(vec![newer, path_rules().ingress]).table();
     assert_eq!(service(&t, "exact-path-rules", "/foo"), "foo-exact");
     assert_eq!(t.served(), ["default/path-rules", "default/newer"]);
 }
 
 #[test]
 fn round_robin_over_ready_endpoints() {
-    let mut f = Fixture::new(&[DEFAULT_BACKEND]);
+    let mut f = Fixture::new(vec![ingress(DEFAULT_BACKEND)]);
     f.slices[0].endpoints[1].conditions.as_mut().unwrap().ready = None;
     let t = f.table();
     let Verdict::Route(r) = t.resolve("h", "/") else {
@@ -347,7 +355,12 @@ fn round_robin_over_ready_endpoints() {
 
 #[test]
 fn golden_text() {
-    let t = Fixture::new(&[PATH_RULES, HOST_RULES, DEFAULT_BACKEND]).table();
+    let t = Fixture::new(vec![
+        path_rules().ingress,
+        host_rules().ingress,
+        ingress(DEFAULT_BACKEND),
+    ])
+    .table();
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/conformance.txt");
     let got = t.to_string();
     if std::env::var_os("KINET_BLESS").is_some() {

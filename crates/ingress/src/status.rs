@@ -1,7 +1,8 @@
 //! `status.loadBalancer.ingress` of the served Ingresses: the address of the controller's own
 //! LoadBalancer Service (`--publish-service`, as in ingress-nginx). Written only when it
 //! differs, from a fresh read with its resourceVersion, retried on conflict, so the
-//! controller never fights another writer; Ingresses of other classes are never touched.
+//! controller never fights another writer. Of an Ingress it no longer serves, it only
+//! removes its own address.
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::{
@@ -52,17 +53,38 @@ pub async fn publish(
     name: &str,
     want: &[IngressLoadBalancerIngress],
 ) -> kube::Result<()> {
+    rewrite(client, ns, name, |_| Some(want.to_vec())).await
+}
+
+/// Empties the status of the Ingress `ns/name` if it still holds `ours` (and nothing else).
+pub async fn clear(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    ours: &[IngressLoadBalancerIngress],
+) -> kube::Result<()> {
+    rewrite(client, ns, name, |current| (current == ours).then(Vec::new)).await
+}
+
+/// Writes the addresses `next` picks from the stored ones (`None`: leave them), from a
+/// fresh read, retried on conflict.
+async fn rewrite(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    next: impl Fn(&[IngressLoadBalancerIngress]) -> Option<Vec<IngressLoadBalancerIngress>>,
+) -> kube::Result<()> {
     let api: Api<Ingress> = Api::namespaced(client.clone(), ns);
     for _ in 0..CONFLICT_RETRIES {
         let Some(mut fresh) = api.get_opt(name).await? else {
             return Ok(());
         };
-        if !differs(&fresh, want) {
+        let Some(want) = next(&current(&fresh)).filter(|w| differs(&fresh, w)) else {
             return Ok(());
-        }
+        };
         fresh.status = Some(IngressStatus {
             load_balancer: Some(IngressLoadBalancerStatus {
-                ingress: (!want.is_empty()).then(|| want.to_vec()),
+                ingress: (!want.is_empty()).then_some(want),
             }),
         });
         match api

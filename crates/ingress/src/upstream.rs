@@ -1,19 +1,23 @@
 //! Connections to endpoints: HTTP/1.1 keep-alive connections kept per endpoint and reused,
-//! a connect timeout, and the next endpoint tried when a connect fails.
+//! a connect timeout, and the next endpoint tried when a connect fails. A connection goes
+//! back to the pool when its response body ends (no task per request to watch it).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
+use http_body_util::Limited;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-/// The body sent upstream: the client's, streamed.
-pub type UpstreamBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+/// The body sent upstream: the client's, streamed, cut off at the size limit.
+pub type UpstreamBody = Limited<Incoming>;
 
 /// How long a connect may take before the next endpoint is tried.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -47,7 +51,7 @@ impl Pool {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(&endpoint)?;
         while let Some(s) = list.pop() {
-            if s.is_ready() {
+            if !s.is_closed() {
                 return Some(s);
             }
         }
@@ -56,8 +60,12 @@ impl Pool {
 
     /// An idle connection to `endpoint`, or a new one.
     pub async fn checkout(&self, endpoint: SocketAddr) -> Result<Conn, Error> {
-        if let Some(sender) = self.take_idle(endpoint) {
-            return Ok(Conn { endpoint, sender });
+        while let Some(mut sender) = self.take_idle(endpoint) {
+            // Checked in as its last response ended; it turns ready as soon as its
+            // connection task has seen that end, or fails if the endpoint closed it.
+            if sender.ready().await.is_ok() {
+                return Ok(Conn { endpoint, sender });
+            }
         }
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(endpoint))
             .await
@@ -76,18 +84,70 @@ impl Pool {
         Ok(Conn { endpoint, sender })
     }
 
-    /// Puts `conn` back once its response has been read to the end (dropped if it closes).
-    pub fn checkin(self: &Arc<Self>, mut conn: Conn) {
-        let pool = self.clone();
-        tokio::spawn(async move {
-            if conn.sender.ready().await.is_err() {
-                return;
+    /// Keeps `conn` for the next request (its response has been read to the end).
+    fn checkin(&self, conn: Conn) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.entry(conn.endpoint).or_default();
+        if list.len() < IDLE_PER_ENDPOINT {
+            list.push(conn.sender);
+        }
+    }
+
+    /// `body` of a response on `conn`, which returns to the pool when the body ends; if the
+    /// body is dropped before (the client left), the connection closes with it.
+    pub fn returning(self: &Arc<Self>, conn: Conn, body: Incoming) -> Returning {
+        let mut body = Returning {
+            body,
+            conn: Some((self.clone(), conn)),
+        };
+        body.check_end();
+        body
+    }
+}
+
+/// A response body that checks its connection back in at its end.
+pub struct Returning {
+    body: Incoming,
+    conn: Option<(Arc<Pool>, Conn)>,
+}
+
+impl Returning {
+    fn check_end(&mut self) {
+        if self.body.is_end_stream() {
+            if let Some((pool, conn)) = self.conn.take() {
+                pool.checkin(conn);
             }
-            let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
-            let list = idle.entry(conn.endpoint).or_default();
-            if list.len() < IDLE_PER_ENDPOINT {
-                list.push(conn.sender);
+        }
+    }
+}
+
+impl Body for Returning {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let frame = Pin::new(&mut self.body).poll_frame(cx);
+        match &frame {
+            Poll::Ready(None) => {
+                if let Some((pool, conn)) = self.conn.take() {
+                    pool.checkin(conn);
+                }
             }
-        });
+            Poll::Ready(Some(Ok(_))) => self.check_end(),
+            // An error: the connection is dropped with the body.
+            _ => {}
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }

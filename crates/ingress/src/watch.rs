@@ -3,26 +3,26 @@
 //! coalesce into one rebuild), then publishes the Ingresses' address and Sync events.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Debug;
-use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kinet_controllers::events::{object_ref, EventType, Recorder};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Api, Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
+use kinet_controllers::runtime::reflect_and_wake;
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
 use tokio::sync::{watch, Notify};
 
 use crate::certs::CertStore;
 use crate::proxy::Proxy;
 use crate::routes::{Objects, RouteTable};
 use crate::status;
+
+/// The Secrets `spec.tls` may name (the type the API validates to hold `tls.crt`/`tls.key`).
+const TLS_SECRETS: &str = "type=kubernetes.io/tls";
 
 /// What the loop works on.
 pub struct Controller {
@@ -34,30 +34,6 @@ pub struct Controller {
     pub certs: Arc<CertStore>,
     /// Set once the first table is live.
     pub synced: Arc<AtomicBool>,
-}
-
-fn reflect<K>(client: &Client, changed: &Arc<Notify>) -> Store<K>
-where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone,
-{
-    let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(
-        writer,
-        watcher(Api::<K>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff();
-    let changed = changed.clone();
-    tokio::spawn(async move {
-        futures::pin_mut!(stream);
-        while let Some(ev) = stream.next().await {
-            match ev {
-                Ok(_) => changed.notify_one(),
-                Err(e) => tracing::warn!(error = %e, "ingress watch error; retrying"),
-            }
-        }
-    });
-    reader
 }
 
 fn refs<K>(all: &[Arc<K>]) -> Vec<&K> {
@@ -76,13 +52,20 @@ struct Stores {
 impl Controller {
     /// Runs until the task is dropped.
     pub async fn run(self) {
+        // The watches hold it weakly: when this loop is dropped, they end.
         let changed = Arc::new(Notify::new());
+        let all = watcher::Config::default;
         let stores = Stores {
-            ingresses: reflect(&self.client, &changed),
-            classes: reflect(&self.client, &changed),
-            services: reflect(&self.client, &changed),
-            slices: reflect(&self.client, &changed),
-            secrets: reflect(&self.client, &changed),
+            ingresses: reflect_and_wake(Api::all(self.client.clone()), all(), &changed),
+            classes: reflect_and_wake(Api::all(self.client.clone()), all(), &changed),
+            services: reflect_and_wake(Api::all(self.client.clone()), all(), &changed),
+            slices: reflect_and_wake(Api::all(self.client.clone()), all(), &changed),
+            // Only TLS Secrets: no other Secret's data is held, nor wakes the loop.
+            secrets: reflect_and_wake(
+                Api::all(self.client.clone()),
+                all().fields(TLS_SECRETS),
+                &changed,
+            ),
         };
         for ready in [
             stores.ingresses.wait_until_ready().await,
@@ -222,5 +205,19 @@ impl Publisher {
         }
         let served: HashSet<&String> = table.served().iter().collect();
         self.synced.retain(|k, _| served.contains(k));
+        // An Ingress that left this controller (another class now) loses the address it got
+        // here; another controller's address, or one written by hand, stays.
+        let Some(ours) = address.filter(|a| !a.is_empty()) else {
+            return;
+        };
+        for (key, ing) in &by_key {
+            if served.contains(key) || status::differs(ing, &ours) {
+                continue;
+            }
+            let ns = ing.namespace().unwrap_or_default();
+            if let Err(e) = status::clear(&self.client, &ns, &ing.name_any(), &ours).await {
+                tracing::warn!(ingress = %key, error = %e, "could not clear the Ingress status");
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The proxy in process, on loopback only: a request reaches its endpoint with forwarded
 //! headers, a refused endpoint is skipped, an Upgrade becomes a tunnel, a table swap keeps an
-//! established keep-alive connection, and HTTPS serves the Secret's certificate by SNI with h2.
+//! established keep-alive connection, HTTPS serves the Secret's certificate by SNI with h2, a
+//! chunked body over the limit gets 413, and a drain lets a request in flight finish.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,6 +46,14 @@ async fn backend() -> SocketAddr {
                         .body(Full::new(Bytes::new()))
                         .unwrap();
                     return Ok::<_, hyper::Error>(resp);
+                }
+                if req.method() == http::Method::POST {
+                    // Answers once the whole body is in, so a body cut short never gets a 200.
+                    let body = req.into_body().collect().await?.to_bytes();
+                    return Ok(Response::new(Full::new(Bytes::from(format!(
+                        "{} bytes",
+                        body.len()
+                    )))));
                 }
                 let h = |n: &str| {
                     req.headers()
@@ -124,11 +133,15 @@ fn table(endpoints: &[SocketAddr]) -> Arc<RouteTable> {
 }
 
 async fn proxy(endpoints: &[SocketAddr]) -> (Arc<Proxy>, SocketAddr) {
-    let proxy = Arc::new(Proxy::new(Limits::default()));
+    proxy_with(endpoints, Limits::default()).await
+}
+
+async fn proxy_with(endpoints: &[SocketAddr], limits: Limits) -> (Arc<Proxy>, SocketAddr) {
+    let proxy = Arc::new(Proxy::new(limits));
     proxy.swap(table(endpoints));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(server::serve_http(listener, proxy.clone()));
+    tokio::spawn(server::serve_http(listener, proxy.clone(), Arc::default()));
     (proxy, addr)
 }
 
@@ -211,6 +224,36 @@ async fn upgrades_become_tunnels() {
     assert_eq!(&buf, b"ping");
 }
 
+/// The status line's code of a chunked POST of `len` bytes (two chunks), on a new connection.
+async fn chunked_post(addr: SocketAddr, len: usize) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let head = "POST /upload HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    s.write_all(head.as_bytes()).await.unwrap();
+    for part in [len / 2, len - len / 2] {
+        let chunk = format!("{part:x}\r\n{}\r\n", "x".repeat(part));
+        // The proxy may stop reading once over the limit; what it answers is what counts.
+        if s.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let _ = s.write_all(b"0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    answer.get(9..12).unwrap_or(&answer).to_string()
+}
+
+#[tokio::test]
+async fn chunked_bodies_over_the_limit_get_413() {
+    let limits = Limits {
+        max_body: 1000,
+        ..Limits::default()
+    };
+    let (_proxy, addr) = proxy_with(&[backend().await], limits).await;
+    assert_eq!(chunked_post(addr, 1000).await, "200");
+    assert_eq!(chunked_post(addr, 5000).await, "413");
+}
+
 fn tls_secret(names: &[&str]) -> (Secret, rustls::pki_types::CertificateDer<'static>) {
     let key = rcgen::KeyPair::generate().unwrap();
     let params =
@@ -249,6 +292,7 @@ async fn https_by_sni_with_h2() {
         listener,
         proxy,
         Arc::new(server::tls_config(certs)),
+        Arc::default(),
     ));
 
     let mut roots = rustls::RootCertStore::empty();
@@ -290,4 +334,84 @@ async fn https_by_sni_with_h2() {
     let stream = TcpStream::connect(addr).await.unwrap();
     let other = rustls::pki_types::ServerName::try_from("other.test").unwrap();
     assert!(connector.connect(other, stream).await.is_err());
+}
+
+/// An endpoint that reports each request's arrival on `arrived`, and answers it only once
+/// `release` fires.
+async fn held_backend() -> (
+    SocketAddr,
+    tokio::sync::mpsc::Receiver<()>,
+    Arc<tokio::sync::Notify>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (arrived, rx) = tokio::sync::mpsc::channel(8);
+    let release = Arc::new(tokio::sync::Notify::new());
+    let held = release.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (arrived, held) = (arrived.clone(), held.clone());
+            let service = service_fn(move |_req: Request<Incoming>| {
+                let (arrived, held) = (arrived.clone(), held.clone());
+                async move {
+                    arrived.send(()).await.unwrap();
+                    held.notified().await;
+                    Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from("finished"))))
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    (addr, rx, release)
+}
+
+#[tokio::test]
+async fn a_drain_closes_the_listener_and_finishes_requests_in_flight() {
+    let (endpoint, mut arrived, release) = held_backend().await;
+    let proxy = Arc::new(Proxy::new(Limits::default()));
+    proxy.swap(table(&[endpoint]));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let drain = Arc::new(kinet_ingress::drain::Drain::default());
+    tokio::spawn(server::serve_http(listener, proxy, drain.clone()));
+    let idle = connect(addr).await;
+    let mut busy = connect(addr).await;
+    let in_flight = tokio::spawn(async move { get(&mut busy, "app.test", "/").await });
+    arrived.recv().await.unwrap();
+
+    let draining = drain.clone();
+    let drained = tokio::spawn(async move {
+        draining
+            .drain(kinet_ingress::drain::Timing {
+                delay: std::time::Duration::ZERO,
+                grace: std::time::Duration::from_secs(30),
+            })
+            .await
+    });
+    // The listener closes: new connections are refused.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while TcpStream::connect(addr).await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "still accepting");
+        tokio::task::yield_now().await;
+    }
+    assert!(drain.draining());
+    // The idle keep-alive connection is closed; the busy one finishes its request.
+    while !idle.is_closed() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "idle connection kept"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert!(!drained.is_finished());
+    release.notify_one();
+    assert_eq!(
+        in_flight.await.unwrap(),
+        (StatusCode::OK, "finished".to_string())
+    );
+    assert!(drained.await.unwrap(), "every connection finished in time");
 }

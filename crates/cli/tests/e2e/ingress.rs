@@ -57,13 +57,32 @@ fn backends(c: &Cluster, names: &[&str], args: &str) {
     }
 }
 
-/// The Deployment a request reached, or `404` when the ingress found no route.
+/// The Deployment that answers `host` + `path` as the conformance suite's client sees it
+/// (the name resolved to the ingress address, redirects to HTTPS followed, any certificate),
+/// or `404` when the ingress found no route.
 fn served(addr: &str, host: &str, path: &str) -> String {
-    match get(addr, host, path, &[]) {
-        (404, body) if body.contains("kinet-ingress") => "404".into(),
-        (200, body) => served_by(&body),
-        (code, body) => format!("{code} {body}"),
+    let resolve = |port: u16| format!("{host}:{port}:{addr}");
+    let out = Command::new("curl")
+        .args(["-s", "-L", "-k", "--max-time", "3", "-w", "\n%{http_code}"])
+        .args(["--resolve", &resolve(80), "--resolve", &resolve(443)])
+        .arg(format!("http://{host}{path}"))
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    match text.rsplit_once('\n') {
+        Some((body, "404")) if body.contains("kinet-ingress") => "404".into(),
+        Some((body, "200")) => served_by(body),
+        _ => text,
     }
+}
+
+/// A conformance feature file of crates/ingress/tests/conformance (shared with the routing
+/// table's unit tests): the Ingress as JSON, and its `(host, path, Service or 404)` rows.
+fn feature(yaml: &str) -> (String, Vec<(String, String, String)>) {
+    let file: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml).unwrap();
+    let ingress = serde_json::to_string(&file["ingress"]).unwrap();
+    let cases = serde_yaml_ng::from_value(file["cases"].clone()).unwrap();
+    (ingress, cases)
 }
 
 /// The pod's Deployment name, from netexec's `/hostname` (`<deploy>-<rs hash>-<pod hash>`).
@@ -91,6 +110,7 @@ fn ingress_routes_tutorial_and_conformance_scenarios() {
     tutorial(&c, &lb);
     conformance_paths_hosts_and_tls(&c, &lb);
     class_methods_and_balancing(&c, &lb);
+    websocket_echo(&c, &lb);
 }
 
 /// kubeserve.example.com → kubeserve2, app.example.com → nginx, anything else → httpd.
@@ -215,21 +235,23 @@ spec:
     wait_for(lb, "app.example.com", "/", 404, "404 Not Found");
 }
 
-/// The conformance features' path-rules table, host rules with a one-label wildcard, TLS by
-/// SNI with a Secret from `kubectl create secret tls`, and the 308 redirect to HTTPS.
+/// The conformance features' path-rules and host-rules tables (one-label wildcards, TLS by
+/// SNI with a Secret from `kubectl create secret tls`), and the 308 redirect to HTTPS.
 fn conformance_paths_hosts_and_tls(c: &Cluster, lb: &str) {
-    backends(
-        c,
-        &[
-            "foo-exact",
-            "foo-prefix",
-            "aaa-slash-bbb-prefix",
-            "aaa-prefix",
-            "wildcard-foo-com",
-            "foo-bar-com",
-        ],
-        SERVE_HOSTNAME,
-    );
+    let features = [
+        feature(include_str!(
+            "../../../ingress/tests/conformance/path-rules.yaml"
+        )),
+        feature(include_str!(
+            "../../../ingress/tests/conformance/host-rules.yaml"
+        )),
+    ];
+    let services: BTreeSet<&str> = features
+        .iter()
+        .flat_map(|(_, cases)| cases.iter().map(|(_, _, want)| want.as_str()))
+        .filter(|s| *s != "404")
+        .collect();
+    backends(c, &Vec::from_iter(services), SERVE_HOSTNAME);
     let dir = tempfile::tempdir().unwrap();
     let (crt, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
     let out = Command::new("openssl")
@@ -259,83 +281,16 @@ fn conformance_paths_hosts_and_tls(c: &Cluster, lb: &str) {
         &format!("--cert={}", crt.display()),
         &format!("--key={}", key.display()),
     ]);
-    let rule = |host: &str, paths: &[(&str, &str, &str)]| {
-        let paths: String = paths
-            .iter()
-            .map(|(p, t, svc)| format!("      - {{path: {p}, pathType: {t}, backend: {{service: {{name: {svc}, port: {{name: http}}}}}}}}\n"))
-            .collect();
-        format!("  - host: \"{host}\"\n    http:\n      paths:\n{paths}")
-    };
-    let rules = [
-        rule("exact-path-rules", &[("/foo", "Exact", "foo-exact")]),
-        rule(
-            "prefix-path-rules",
-            &[
-                ("/foo", "Prefix", "foo-prefix"),
-                ("/aaa/bbb", "Prefix", "aaa-slash-bbb-prefix"),
-                ("/aaa", "Prefix", "aaa-prefix"),
-            ],
-        ),
-        rule(
-            "mixed-path-rules",
-            &[
-                ("/foo", "Prefix", "foo-prefix"),
-                ("/foo", "Exact", "foo-exact"),
-            ],
-        ),
-        rule(
-            "trailing-slash-path-rules",
-            &[
-                ("/aaa/bbb/", "Prefix", "aaa-slash-bbb-prefix"),
-                ("/foo/", "Exact", "foo-exact"),
-            ],
-        ),
-        rule("*.foo.com", &[("/", "Prefix", "wildcard-foo-com")]),
-        rule("foo.bar.com", &[("/", "Prefix", "foo-bar-com")]),
-    ]
-    .concat();
-    apply(
-        c,
-        &format!(
-            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: conformance}}\nspec:\n  tls: [{{hosts: [foo.bar.com], secretName: conformance-tls}}]\n  rules:\n{rules}"
-        ),
-    );
-    poll("the conformance Ingress's routes", || {
-        (served(lb, "exact-path-rules", "/foo") == "foo-exact").then_some(())
+    for (ingress, _) in &features {
+        apply(c, ingress);
+    }
+    poll("the conformance Ingresses' routes", || {
+        (served(lb, "exact-path-rules", "/foo") == "foo-exact"
+            && served(lb, "bar.foo.com", "/") == "wildcard-foo-com")
+            .then_some(())
     });
-    let table = [
-        ("exact-path-rules", "/foo", "foo-exact"),
-        ("exact-path-rules", "/foo/", "404"),
-        ("exact-path-rules", "/FOO", "404"),
-        ("exact-path-rules", "/bar", "404"),
-        ("prefix-path-rules", "/foo", "foo-prefix"),
-        ("prefix-path-rules", "/foo/", "foo-prefix"),
-        ("prefix-path-rules", "/FOO", "404"),
-        ("prefix-path-rules", "/aaa/bbb", "aaa-slash-bbb-prefix"),
-        ("prefix-path-rules", "/aaa/bbb/ccc", "aaa-slash-bbb-prefix"),
-        ("prefix-path-rules", "/aaa/ccc", "aaa-prefix"),
-        ("prefix-path-rules", "/aaaccc", "404"),
-        ("mixed-path-rules", "/foo", "foo-exact"),
-        ("mixed-path-rules", "/foo/bar", "foo-prefix"),
-        (
-            "trailing-slash-path-rules",
-            "/aaa/bbb",
-            "aaa-slash-bbb-prefix",
-        ),
-        (
-            "trailing-slash-path-rules",
-            "/aaa/bbb/",
-            "aaa-slash-bbb-prefix",
-        ),
-        ("trailing-slash-path-rules", "/foo", "404"),
-        ("trailing-slash-path-rules", "/foo/", "foo-exact"),
-        ("bar.foo.com", "/", "wildcard-foo-com"),
-        ("subdomain.bar.com", "/", "404"),
-        ("baz.bar.foo.com", "/", "404"),
-        ("foo.com", "/", "404"),
-    ];
-    for (host, path, want) in table {
-        assert_eq!(served(lb, host, path), want, "{host}{path}");
+    for (host, path, want) in features.iter().flat_map(|(_, cases)| cases) {
+        assert_eq!(served(lb, host, path), *want, "{host}{path}");
     }
     // TLS host: plain HTTP gets a 308 to https, and HTTPS serves the Secret's certificate by SNI.
     let (code, _) = get(
@@ -372,7 +327,7 @@ fn conformance_paths_hosts_and_tls(c: &Cluster, lb: &str) {
     };
     assert!(sni("foo.bar.com").contains("subject=CN = foo.bar.com"));
     assert!(sni("unknown.example.com").contains("Fake Certificate"));
-    c.kubectl_ok(&["delete", "ingress", "conformance"]);
+    c.kubectl_ok(&["delete", "ingress", "path-rules", "host-rules"]);
 }
 
 /// An Ingress of another class is left alone; every method reaches the default backend;
@@ -419,6 +374,27 @@ spec:
         other["status"]["loadBalancer"]["ingress"].is_null(),
         "{other}"
     );
+    // Moved to another class, an Ingress stops routing and loses kinet's address.
+    let address = |name: &str| {
+        json(c, &["get", "ingress", name])["status"]["loadBalancer"]["ingress"][0]["ip"]
+            .as_str()
+            .map(str::to_string)
+    };
+    poll("own-class's ADDRESS", || {
+        (address("own-class").as_deref() == Some(lb)).then_some(())
+    });
+    c.kubectl_ok(&[
+        "patch",
+        "ingress",
+        "own-class",
+        "--type=merge",
+        "-p",
+        r#"{"spec": {"ingressClassName": "some-invalid-class-name"}}"#,
+    ]);
+    wait_for(lb, "kinet-class", "/hostname", 404, "404 Not Found");
+    poll("own-class's ADDRESS cleared", || {
+        address("own-class").is_none().then_some(())
+    });
     for method in ["POST", "PUT", "DELETE", "PATCH"] {
         let (code, body) = get(lb, "some-host", "/echo?msg=ok", &["-X", method]);
         assert_eq!((code, body.trim()), (200, "ok"), "{method}");
@@ -460,4 +436,75 @@ spec:
         "{}",
         show(&out)
     );
+}
+
+/// A WebSocket echo server (RFC 6455, small frames) on :8080, in Python's standard library
+/// from the debian image.
+const WS_ECHO: &str = r#"
+import base64, hashlib, socketserver
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+class Echo(socketserver.StreamRequestHandler):
+    def handle(self):
+        self.rfile.readline()
+        head = dict(l.split(b":", 1) for l in iter(lambda: self.rfile.readline().strip(), b""))
+        head = {k.strip().lower(): v.strip() for k, v in head.items()}
+        accept = base64.b64encode(hashlib.sha1(head[b"sec-websocket-key"] + GUID).digest())
+        self.wfile.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+        while True:
+            b = self.rfile.read(2)
+            if len(b) < 2 or b[0] & 15 == 8:
+                return
+            n, mask = b[1] & 127, self.rfile.read(4)
+            data = bytes(c ^ mask[i % 4] for i, c in enumerate(self.rfile.read(n)))
+            self.wfile.write(bytes([b[0], n]) + data)
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+socketserver.ThreadingTCPServer(("", 8080), Echo).serve_forever()
+"#;
+
+/// A WebSocket client: the handshake through `argv[1]:80` with `Host: argv[2]`, the accept
+/// key checked, one masked text frame sent; prints the echoed frame.
+const WS_CLIENT: &str = r#"
+import base64, hashlib, os, socket, sys
+key = base64.b64encode(os.urandom(16))
+s = socket.create_connection((sys.argv[1], 80), timeout=3)
+s.sendall(b"GET /chat HTTP/1.1\r\nHost: " + sys.argv[2].encode() + b"\r\nUpgrade: websocket\r\n"
+          b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+f = s.makefile("rb")
+status = f.readline()
+head = dict(l.split(b":", 1) for l in iter(lambda: f.readline().strip(), b""))
+head = {k.strip().lower(): v.strip() for k, v in head.items()}
+want = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+assert status.split()[1] == b"101", status
+assert head.get(b"sec-websocket-accept") == want, head
+msg, mask = b"hello through the ingress", os.urandom(4)
+s.sendall(bytes([0x81, 0x80 | len(msg)]) + mask + bytes(c ^ mask[i % 4] for i, c in enumerate(msg)))
+b = f.read(2)
+print(f.read(b[1] & 127).decode())
+"#;
+
+/// A WebSocket echo behind an Ingress: the Upgrade handshake and a message both ways.
+fn websocket_echo(c: &Cluster, lb: &str) {
+    let objects = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "ws-echo"},
+         "spec": {"selector": {"matchLabels": {"app": "ws-echo"}},
+                  "template": {"metadata": {"labels": {"app": "ws-echo"}},
+                               "spec": {"containers": [{"name": "echo", "image": "debian",
+                                   "command": ["python3", "-c", WS_ECHO]}]}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ws-echo"},
+         "spec": {"selector": {"app": "ws-echo"}, "ports": [{"port": 8080}]}},
+        {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "ws"},
+         "spec": {"rules": [{"host": "ws.example.com", "http": {"paths": [{"path": "/",
+             "pathType": "Prefix", "backend": {"service": {"name": "ws-echo", "port": {"number": 8080}}}}]}}]}},
+    ]});
+    apply(c, &objects.to_string());
+    wait_ready(c, "app=ws-echo", 1);
+    let echoed = poll("a WebSocket echo through the ingress", || {
+        let out = Command::new("python3")
+            .args(["-c", WS_CLIENT, lb, "ws.example.com"])
+            .output()
+            .unwrap();
+        out.status.success().then(|| stdout(&out))
+    });
+    assert_eq!(echoed.trim(), "hello through the ingress");
 }
