@@ -109,7 +109,9 @@ fn controllers_ready(loops: &kinet_controllers::LoopMetrics) -> Result<(), Strin
         .failing()
         .into_iter()
         .map(|(name, why)| format!("loop {name} is waiting to restart ({why})"));
-    let skipped = kinet_controllers::endpoints::lenient::skipped()
+    let skipped = loops
+        .endpoint_skips
+        .skipped()
         .into_iter()
         .map(|(object, error)| format!("the endpoints loop leaves out {object}: {error}"));
     let problems: Vec<String> = failing.chain(skipped).collect();

@@ -66,7 +66,10 @@ pub fn start(client: Client, config: ControllerConfig, metrics: &Arc<LoopMetrics
     spawn_loop("namespace", c, m, namespace::run);
     spawn_loop("garbage-collector", c, m, gc::run);
     spawn_loop("serviceaccount", c, m, serviceaccounts::run);
-    spawn_loop("endpoints", c, m, endpoints::run);
+    let skips = m.endpoint_skips.clone();
+    spawn_loop("endpoints", c, m, move |c| {
+        endpoints::run_with(c, skips.clone())
+    });
     spawn_loop("deployment", c, m, deployment::run);
     spawn_loop("replicaset", c, m, replicaset::run);
     spawn_loop("daemonset", c, m, daemonset::run);

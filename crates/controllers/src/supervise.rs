@@ -65,6 +65,8 @@ pub struct LoopState {
 #[derive(Debug, Default)]
 pub struct LoopMetrics {
     loops: Mutex<BTreeMap<&'static str, LoopState>>,
+    /// What the endpoints loop started with these metrics leaves out.
+    pub endpoint_skips: Arc<crate::endpoints::lenient::Skips>,
 }
 
 impl LoopMetrics {
@@ -119,14 +121,14 @@ impl LoopMetrics {
             "# HELP kinet_endpoints_decode_failures_total Objects the endpoints loop skipped because they did not decode.\n\
              # TYPE kinet_endpoints_decode_failures_total counter\n\
              kinet_endpoints_decode_failures_total {}",
-            crate::endpoints::lenient::decode_failures()
+            self.endpoint_skips.decode_failures()
         );
         let _ = writeln!(
             out,
             "# HELP kinet_endpoints_objects_skipped Objects the endpoints loop leaves out now because they do not decode.\n\
              # TYPE kinet_endpoints_objects_skipped gauge\n\
              kinet_endpoints_objects_skipped {}",
-            crate::endpoints::lenient::skipped().len()
+            self.endpoint_skips.skipped().len()
         );
         out
     }

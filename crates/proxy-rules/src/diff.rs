@@ -13,9 +13,10 @@
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 
-use crate::model::{BaseChain, Map, MapEntry, MapKey, MapVerdict, Rule, Set};
+use crate::model::{BaseChain, Map, MapEntry, MapKey, Rule, Set, SetKey};
 use crate::nft::{
-    map_spec, set_spec, write_add_table, write_base_chain, write_key, write_rule_lines,
+    map_spec, set_spec, write_add_table, write_base_chain, write_entry, write_key,
+    write_rule_lines, write_set_element,
 };
 
 /// One step of an incremental update. Set definitions carry no elements: those come as
@@ -50,10 +51,12 @@ pub enum Change {
     },
     DeleteSetElement {
         set: String,
+        key: SetKey,
         addr: Ipv4Addr,
     },
     AddSetElement {
         set: String,
+        key: SetKey,
         addr: Ipv4Addr,
     },
     DeleteChain(String),
@@ -108,29 +111,20 @@ impl Update {
                     write_entry(&mut out, entry);
                     writeln!(out, " }}")
                 }
-                Change::DeleteSetElement { set, addr } => {
-                    writeln!(out, "delete element {t} {set} {{ {addr} }}")
+                Change::DeleteSetElement { set, key, addr } => {
+                    let _ = write!(out, "delete element {t} {set} {{ ");
+                    write_set_element(&mut out, *key, *addr);
+                    writeln!(out, " }}")
                 }
-                Change::AddSetElement { set, addr } => {
-                    writeln!(out, "add element {t} {set} {{ {addr} }}")
+                Change::AddSetElement { set, key, addr } => {
+                    let _ = write!(out, "add element {t} {set} {{ ");
+                    write_set_element(&mut out, *key, *addr);
+                    writeln!(out, " }}")
                 }
                 Change::DeleteChain(c) => writeln!(out, "delete chain {t} {c}"),
                 Change::DeleteSet(s) => writeln!(out, "delete set {t} {s}"),
             };
         }
         out
-    }
-}
-
-fn write_entry(out: &mut String, entry: &MapEntry) {
-    if let Some(c) = &entry.comment {
-        let _ = write!(out, " comment \"{c}\"");
-    }
-    out.push_str(" : ");
-    match &entry.verdict {
-        MapVerdict::Goto(c) => {
-            let _ = write!(out, "goto {c}");
-        }
-        MapVerdict::Drop => out.push_str("drop"),
     }
 }

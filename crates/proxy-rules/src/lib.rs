@@ -24,7 +24,7 @@ pub use diff::{Change, Update};
 pub use masquerade::pod_masquerade;
 pub use model::{
     Action, BaseChain, Chain, Hook, Ipv4Cidr, LookupKey, Map, MapEntry, MapKey, MapVerdict, Match,
-    Owner, Proto, Rule, Ruleset, Set,
+    Owner, Proto, Rule, Ruleset, Set, SetKey, RANDOM_MODULUS,
 };
 pub use names::hash_and_truncate;
 pub use renderer::{render, udp_dnat_targets, Renderer, Synced};

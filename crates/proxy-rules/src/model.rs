@@ -73,6 +73,9 @@ pub enum Match {
     FibSaddrLocal,
     /// `mark and 0x4000 == 0`
     MarkClear(u32),
+    /// `ip saddr . ip daddr @set`: a packet between two addresses of a self-pair set, i.e.
+    /// sent back to its own source (hairpin).
+    SaddrDaddrInSet(String),
 }
 
 /// Which packet fields a verdict-map lookup concatenates.
@@ -82,7 +85,14 @@ pub enum LookupKey {
     DaddrProtoPort,
     /// `meta l4proto . th dport`
     ProtoPort,
+    /// `numgen random mod 65536` to `ip daddr . <proto> dport`: one service port's
+    /// endpoints, each owning a range of the modulus as wide as its weight.
+    Random(Proto),
 }
+
+/// The modulus of an endpoint map's random key: fixed, so re-weighting endpoints only
+/// re-splits its ranges (map elements), never changes a rule.
+pub const RANDOM_MODULUS: u32 = 65536;
 
 /// What a rule does once its matches hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +114,10 @@ pub enum Action {
     },
     /// `numgen random mod N vmap { 0 : goto c0, ... }`
     NumgenGoto(Vec<String>),
+    /// `meta l4proto P dnat ip to numgen random mod 65536 map @map` (always paired with an
+    /// `L4Proto` match): the endpoint is chosen by an element of `map`, so endpoint changes
+    /// are element changes.
+    DnatRandom(String),
     /// `mark set mark or M`
     MarkOr(u32),
     /// `mark set mark xor M`
@@ -200,10 +214,20 @@ pub struct Chain {
     pub rules: Vec<Rule>,
 }
 
-/// An `ipv4_addr` set.
+/// What a set's elements are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetKey {
+    /// `ipv4_addr`
+    Addr,
+    /// `ipv4_addr . ipv4_addr`, every element an address paired with itself.
+    SelfPair,
+}
+
+/// A set of addresses (`key` says how they are held).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Set {
     pub name: String,
+    pub key: SetKey,
     pub comment: Option<String>,
     /// Element lifetime in seconds; makes the set `dynamic,timeout` (affinity).
     pub timeout_secs: Option<u32>,
@@ -215,13 +239,17 @@ pub struct Set {
 pub enum MapKey {
     Addr(Ipv4Addr, Proto, u16),
     ProtoPort(Proto, u16),
+    /// `lo-hi`, a range of random numbers (inclusive).
+    Range(u32, u32),
 }
 
-/// Verdict of a verdict-map element.
+/// What a map element gives: a verdict, or (endpoint maps) where to DNAT.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MapVerdict {
     Goto(String),
     Drop,
+    /// `ip . port`
+    Endpoint(SocketAddrV4),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,7 +258,7 @@ pub struct MapEntry {
     pub comment: Option<String>,
 }
 
-/// A verdict map, kept sorted so rendering is deterministic and lookups are cheap.
+/// A map (a verdict map, or an endpoint map of `LookupKey::Random`), kept sorted so rendering is deterministic and lookups are cheap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Map {
     pub name: String,

@@ -8,8 +8,11 @@
 
 use std::fmt::Write;
 
+use std::net::Ipv4Addr;
+
 use crate::model::{
-    Action, BaseChain, Hook, LookupKey, Map, MapKey, MapVerdict, Match, Rule, Ruleset, Set,
+    Action, BaseChain, Hook, LookupKey, Map, MapEntry, MapKey, MapVerdict, Match, Rule, Ruleset,
+    Set, SetKey, RANDOM_MODULUS,
 };
 
 impl Ruleset {
@@ -51,23 +54,16 @@ impl Ruleset {
 
         for set in &self.sets {
             for ip in &set.elements {
-                let _ = writeln!(out, "add element {t} {} {{ {ip} }}", set.name);
+                let _ = write!(out, "add element {t} {} {{ ", set.name);
+                write_set_element(&mut out, set.key, *ip);
+                out.push_str(" }\n");
             }
         }
         for map in &self.maps {
             for (key, entry) in &map.elements {
                 let _ = write!(out, "add element {t} {} {{ ", map.name);
                 write_key(&mut out, key);
-                if let Some(c) = &entry.comment {
-                    let _ = write!(out, " comment \"{c}\"");
-                }
-                out.push_str(" : ");
-                match &entry.verdict {
-                    MapVerdict::Goto(c) => {
-                        let _ = write!(out, "goto {c}");
-                    }
-                    MapVerdict::Drop => out.push_str("drop"),
-                }
+                write_entry(&mut out, entry);
                 out.push_str(" }\n");
             }
         }
@@ -103,8 +99,32 @@ pub(crate) fn hook_name(h: Hook) -> &'static str {
     }
 }
 
+/// A set element as nft writes it.
+pub(crate) fn write_set_element(out: &mut String, key: SetKey, ip: Ipv4Addr) {
+    let _ = match key {
+        SetKey::Addr => write!(out, "{ip}"),
+        SetKey::SelfPair => write!(out, "{ip} . {ip}"),
+    };
+}
+
+/// A map element's comment and data, after its key.
+pub(crate) fn write_entry(out: &mut String, entry: &MapEntry) {
+    if let Some(c) = &entry.comment {
+        let _ = write!(out, " comment \"{c}\"");
+    }
+    out.push_str(" : ");
+    let _ = match &entry.verdict {
+        MapVerdict::Goto(c) => write!(out, "goto {c}"),
+        MapVerdict::Drop => write!(out, "drop"),
+        MapVerdict::Endpoint(to) => write!(out, "{} . {}", to.ip(), to.port()),
+    };
+}
+
 pub(crate) fn set_spec(set: &Set) -> String {
-    let mut s = String::from("type ipv4_addr ;");
+    let mut s = String::from(match set.key {
+        SetKey::Addr => "type ipv4_addr ;",
+        SetKey::SelfPair => "type ipv4_addr . ipv4_addr ;",
+    });
     if let Some(secs) = set.timeout_secs {
         // "dynamic" too: the kernel adds it for sets updated from the packet
         // path, and a later re-add without it would be a flags change.
@@ -117,11 +137,15 @@ pub(crate) fn set_spec(set: &Set) -> String {
 }
 
 pub(crate) fn map_spec(map: &Map) -> String {
-    let key = match map.key {
-        LookupKey::DaddrProtoPort => "ipv4_addr . inet_proto . inet_service",
-        LookupKey::ProtoPort => "inet_proto . inet_service",
+    let mut s = match map.key {
+        LookupKey::DaddrProtoPort => {
+            "type ipv4_addr . inet_proto . inet_service : verdict ;".into()
+        }
+        LookupKey::ProtoPort => "type inet_proto . inet_service : verdict ;".into(),
+        LookupKey::Random(p) => format!(
+            "typeof numgen random mod {RANDOM_MODULUS} : ip daddr . {p} dport ; flags interval ;"
+        ),
     };
-    let mut s = format!("type {key} : verdict ;");
     if let Some(c) = &map.comment {
         let _ = write!(s, " comment \"{c}\" ;");
     }
@@ -132,6 +156,7 @@ pub(crate) fn write_key(out: &mut String, key: &MapKey) {
     let _ = match key {
         MapKey::Addr(ip, proto, port) => write!(out, "{ip} . {proto} . {port}"),
         MapKey::ProtoPort(proto, port) => write!(out, "{proto} . {port}"),
+        MapKey::Range(lo, hi) => write!(out, "{lo}-{hi}"),
     };
 }
 
@@ -139,6 +164,8 @@ fn lookup_expr(key: LookupKey) -> &'static str {
     match key {
         LookupKey::DaddrProtoPort => "ip daddr . meta l4proto . th dport",
         LookupKey::ProtoPort => "meta l4proto . th dport",
+        // Not a lookup a verdict map is keyed by.
+        LookupKey::Random(_) => "numgen random",
     }
 }
 
@@ -200,6 +227,7 @@ fn write_matches(out: &mut String, rule: &Rule) {
             Match::L4Proto(p) => write!(out, "meta l4proto {p} "),
             Match::FibSaddrLocal => write!(out, "fib saddr type local "),
             Match::MarkClear(m) => write!(out, "mark and {m:#x} == 0 "),
+            Match::SaddrDaddrInSet(s) => write!(out, "ip saddr . ip daddr @{s} "),
         };
     }
 }
@@ -232,6 +260,10 @@ fn write_action(out: &mut String, rule: &Rule) {
         Action::Masquerade => write!(out, "masquerade fully-random"),
         Action::UpdateSaddr(s) => write!(out, "update @{s} {{ ip saddr }}"),
         Action::Dnat(to) => write!(out, "dnat to {to}"),
+        Action::DnatRandom(m) => write!(
+            out,
+            "dnat ip to numgen random mod {RANDOM_MODULUS} map @{m}"
+        ),
     };
     if let Some(c) = rule.comment {
         let _ = write!(out, " comment \"{c}\"");

@@ -7,12 +7,13 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::input::{categorize, Endpoint, ServicePort};
 use crate::model::{
-    Action, Ipv4Cidr, MapEntry, MapKey, MapVerdict, Match, Owner, Rule, Ruleset, Set,
+    Action, Ipv4Cidr, LookupKey, Map, MapEntry, MapKey, MapVerdict, Match, Owner, Rule, Ruleset,
+    Set, SetKey, RANDOM_MODULUS,
 };
 use crate::names::{endpoint_base, hash_and_truncate, service_port_base};
 use crate::skeleton::{
-    CLUSTER_IPS, MARK_MASQ, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, REJECT_CHAIN, SERVICE_IPS,
-    SERVICE_NODEPORTS,
+    CLUSTER_IPS, HAIRPIN, MARK_MASQ, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, REJECT_CHAIN,
+    SERVICE_IPS, SERVICE_NODEPORTS,
 };
 
 /// Names of one service port's chains.
@@ -21,6 +22,7 @@ struct Names {
     cluster: String,
     local: String,
     external: String,
+    hashed: String,
 }
 
 impl Names {
@@ -32,7 +34,18 @@ impl Names {
             local: format!("local-{hashed}"),
             external: format!("external-{hashed}"),
             base,
+            hashed,
         }
+    }
+
+    /// The endpoint map a policy chain picks from.
+    fn endpoint_map(&self, chain: &str) -> String {
+        let prefix = if chain == self.local {
+            "local-endpoints"
+        } else {
+            "endpoints"
+        };
+        format!("{prefix}-{}", self.hashed)
     }
 
     /// (endpoint chain, affinity set) for one endpoint.
@@ -101,7 +114,7 @@ pub(crate) fn render_port(
         MapVerdict::Goto(REJECT_CHAIN.into())
     };
 
-    // Endpoint chains are shared by both policy chains.
+    // Endpoints either policy chain may pick.
     let reachable: BTreeSet<usize> = (if uses_cluster_chain {
         &cat.cluster[..]
     } else {
@@ -115,9 +128,6 @@ pub(crate) fn render_port(
     })
     .copied()
     .collect();
-    let ep_names: Vec<Option<(String, String)>> = (0..eps.len())
-        .map(|i| reachable.contains(&i).then(|| names.endpoint(&eps[i])))
-        .collect();
 
     if uses_cluster_chain {
         new_chain(rs, &names.cluster, sp);
@@ -221,36 +231,45 @@ pub(crate) fn render_port(
         }
     }
 
-    if let Some(secs) = sp.affinity_secs {
-        for (_, set) in ep_names.iter().flatten() {
-            rs.add_set(Set {
-                name: set.clone(),
-                comment: None,
-                timeout_secs: Some(secs),
-                elements: BTreeSet::new(),
-            });
+    // Hairpin: a pod reaching itself through the service would otherwise get a reply from
+    // its own address and drop it; postrouting masquerades such packets, found in a set.
+    if let Some(s) = rs.set_mut(HAIRPIN) {
+        s.elements.extend(reachable.iter().map(|i| eps[*i].ip));
+    }
+    let Some(secs) = sp.affinity_secs else {
+        // Endpoints in a map keyed by a random number: any endpoint change is a change of
+        // map elements, which the kernel commits without re-validating the jump graph.
+        if uses_cluster_chain {
+            dnat_random(rs, sp, &names, &names.cluster, &cat.cluster, eps);
         }
+        if uses_local_chain {
+            dnat_random(rs, sp, &names, &names.local, &cat.local, eps);
+        }
+        return;
+    };
+    // ClientIP affinity remembers the client per endpoint: a chain and a set per endpoint.
+    let ep_names: Vec<Option<(String, String)>> = (0..eps.len())
+        .map(|i| reachable.contains(&i).then(|| names.endpoint(&eps[i])))
+        .collect();
+    for (_, set) in ep_names.iter().flatten() {
+        rs.add_set(Set {
+            name: set.clone(),
+            key: SetKey::Addr,
+            comment: None,
+            timeout_secs: Some(secs),
+            elements: BTreeSet::new(),
+        });
     }
     if uses_cluster_chain {
-        dispatch_rules(rs, sp, &names.cluster, &cat.cluster, &ep_names);
+        dispatch_rules(rs, &names.cluster, &cat.cluster, &ep_names);
     }
     if uses_local_chain {
-        dispatch_rules(rs, sp, &names.local, &cat.local, &ep_names);
+        dispatch_rules(rs, &names.local, &cat.local, &ep_names);
     }
-
     for (ep, name) in eps.iter().zip(&ep_names) {
         let Some((chain, set)) = name else { continue };
         new_chain(rs, chain, sp);
-        // Hairpin: a pod reaching itself through the service would otherwise
-        // get a reply from its own address and drop it.
-        push(
-            rs,
-            chain,
-            Rule::new(vec![Match::SaddrIs(ep.ip)], Action::Jump(MARK_MASQ.into())),
-        );
-        if sp.affinity_secs.is_some() {
-            push(rs, chain, Rule::always(Action::UpdateSaddr(set.clone())));
-        }
+        push(rs, chain, Rule::always(Action::UpdateSaddr(set.clone())));
         push(
             rs,
             chain,
@@ -260,6 +279,53 @@ pub(crate) fn render_port(
             ),
         );
     }
+}
+
+/// `chain` DNATs to one of the `chosen` endpoints through its endpoint map, each endpoint
+/// owning an equal range of the random number (the first ranges one wider when the
+/// modulus does not divide evenly).
+fn dnat_random(
+    rs: &mut Ruleset,
+    sp: &ServicePort,
+    names: &Names,
+    chain: &str,
+    chosen: &[usize],
+    eps: &[Endpoint],
+) {
+    let map = names.endpoint_map(chain);
+    let elements = weight_ranges(chosen.len())
+        .zip(chosen)
+        .map(|((lo, hi), i)| {
+            let entry = MapEntry {
+                verdict: MapVerdict::Endpoint(SocketAddrV4::new(eps[*i].ip, eps[*i].port)),
+                comment: None,
+            };
+            (MapKey::Range(lo, hi), entry)
+        })
+        .collect();
+    rs.maps.push(Map {
+        name: map.clone(),
+        key: LookupKey::Random(sp.proto),
+        comment: None,
+        elements,
+    });
+    push(
+        rs,
+        chain,
+        Rule::new(vec![Match::L4Proto(sp.proto)], Action::DnatRandom(map)),
+    );
+}
+
+/// `n` adjacent inclusive ranges covering `0..RANDOM_MODULUS`, as equal as can be.
+pub(crate) fn weight_ranges(n: usize) -> impl Iterator<Item = (u32, u32)> {
+    let n = n.max(1) as u32;
+    let (width, extra) = (RANDOM_MODULUS / n, RANDOM_MODULUS % n);
+    (0..n).scan(0u32, move |lo, i| {
+        let len = width + u32::from(i < extra);
+        let range = (*lo, *lo + len - 1);
+        *lo += len;
+        Some(range)
+    })
 }
 
 /// The external chain's special cases, before it hands over to the policy chain.
@@ -308,10 +374,9 @@ fn external_rules(
     );
 }
 
-/// Affinity lookups, then random choice among `chosen` endpoints.
+/// Affinity lookups, then random choice among `chosen` endpoints' chains.
 fn dispatch_rules(
     rs: &mut Ruleset,
-    sp: &ServicePort,
     chain: &str,
     chosen: &[usize],
     ep_names: &[Option<(String, String)>],
@@ -320,18 +385,35 @@ fn dispatch_rules(
         .iter()
         .filter_map(|i| ep_names[*i].as_ref())
         .collect();
-    if sp.affinity_secs.is_some() {
-        for (ep_chain, set) in &picked {
-            push(
-                rs,
-                chain,
-                Rule::new(
-                    vec![Match::SaddrInSet(set.clone())],
-                    Action::Goto(ep_chain.clone()),
-                ),
-            );
-        }
+    for (ep_chain, set) in &picked {
+        push(
+            rs,
+            chain,
+            Rule::new(
+                vec![Match::SaddrInSet(set.clone())],
+                Action::Goto(ep_chain.clone()),
+            ),
+        );
     }
     let targets = picked.iter().map(|(c, _)| c.clone()).collect();
     push(rs, chain, Rule::always(Action::NumgenGoto(targets)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::weight_ranges;
+    use crate::model::RANDOM_MODULUS;
+
+    #[test]
+    fn ranges_cover_the_modulus_evenly() {
+        for n in [1, 2, 3, 7, 10, 1000] {
+            let ranges: Vec<(u32, u32)> = weight_ranges(n).collect();
+            assert_eq!(ranges.len(), n);
+            assert_eq!(ranges[0].0, 0);
+            assert_eq!(ranges[n - 1].1, RANDOM_MODULUS - 1);
+            assert!(ranges.windows(2).all(|w| w[1].0 == w[0].1 + 1));
+            let widths: Vec<u32> = ranges.iter().map(|(lo, hi)| hi - lo + 1).collect();
+            assert!(widths.iter().max().unwrap() - widths.iter().min().unwrap() <= 1);
+        }
+    }
 }

@@ -15,7 +15,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use crate::config::{NodeInfo, ProxyConfig};
 use crate::diff::{Change, Update};
 use crate::input::{endpoints_by_port, service_ports, SERVICE_NAME_LABEL};
-use crate::model::{Action, Chain, MapEntry, MapKey, Match, Proto, Ruleset, Set};
+use crate::model::{
+    Action, Chain, LookupKey, Map, MapEntry, MapKey, MapVerdict, Match, Proto, Ruleset, Set, SetKey,
+};
 use crate::render::render_port;
 use crate::skeleton::skeleton;
 
@@ -88,6 +90,8 @@ struct Fragment {
     chains: Vec<Chain>,
     /// Sets of its own (affinity).
     sets: Vec<Set>,
+    /// Maps of its own (endpoints), without elements: those are in `map_elements`.
+    maps: Vec<Map>,
     /// Elements it adds to the skeleton's sets (its ClusterIPs).
     set_elements: Vec<(String, Ipv4Addr)>,
     /// Elements it claims in the skeleton's maps.
@@ -95,8 +99,22 @@ struct Fragment {
 }
 
 impl Fragment {
+    /// Where its chains and endpoint maps send UDP.
     fn udp_targets(&self) -> HashSet<SocketAddrV4> {
-        udp_dnat_targets(&self.chains).collect()
+        let udp_maps: HashSet<&str> = self
+            .maps
+            .iter()
+            .filter(|m| m.key == LookupKey::Random(Proto::Udp))
+            .map(|m| m.name.as_str())
+            .collect();
+        let in_maps = self.map_elements.iter().filter_map(|(map, _, e)| match e {
+            MapEntry {
+                verdict: MapVerdict::Endpoint(to),
+                ..
+            } if udp_maps.contains(map.as_str()) => Some(*to),
+            _ => None,
+        });
+        udp_dnat_targets(&self.chains).chain(in_maps).collect()
     }
 }
 
@@ -242,7 +260,7 @@ impl Renderer {
         let mut removed_udp: Vec<SocketAddrV4> = removed_udp.into_iter().collect();
         removed_udp.sort();
         Synced {
-            update: (!full).then(|| delta.into_update(&self.config.table, &self.shared)),
+            update: (!full).then(|| delta.into_update(&self.skeleton, &self.shared)),
             removed_udp,
         }
     }
@@ -272,9 +290,17 @@ impl Renderer {
             render_port(&mut rs, sp, &eps, cluster_cidr);
         }
         let own_sets = rs.sets.split_off(self.shell.sets.len());
+        let own_maps: Vec<Map> = rs.maps[self.shell.maps.len()..]
+            .iter()
+            .map(|m| Map {
+                elements: BTreeMap::new(),
+                ..m.clone()
+            })
+            .collect();
         Fragment {
             chains: rs.chains,
             sets: own_sets,
+            maps: own_maps,
             set_elements: rs
                 .sets
                 .iter()
@@ -353,6 +379,7 @@ fn assemble(mut rs: Ruleset, fragments: impl Iterator<Item = Fragment>) -> Rules
         for s in f.sets {
             rs.add_set(s);
         }
+        rs.maps.extend(f.maps);
         for (set, ip) in f.set_elements {
             if let Some(s) = rs.set_mut(&set) {
                 s.elements.insert(ip);
@@ -420,10 +447,27 @@ impl Delta {
                 .filter(|s| !new_sets.contains(s.name.as_str()))
                 .map(|s| Change::DeleteSet(s.name.clone())),
         );
+        let old_maps: HashMap<&str, &Map> = old.maps.iter().map(|m| (m.name.as_str(), m)).collect();
+        let new_maps: HashSet<&str> = new.maps.iter().map(|m| m.name.as_str()).collect();
+        for m in &new.maps {
+            match old_maps.get(m.name.as_str()) {
+                Some(o) if *o == m => {}
+                Some(_) => return true,
+                None => self.add_sets.push(Change::AddMap(m.clone())),
+            }
+        }
+        self.del_sets.extend(
+            old.maps
+                .iter()
+                .filter(|m| !new_maps.contains(m.name.as_str()))
+                .map(|m| Change::DeleteSet(m.name.clone())),
+        );
         false
     }
 
-    fn into_update(self, table: &str, r: &Shared) -> Update {
+    /// The update, in transaction order; `skeleton` says how its sets hold elements.
+    fn into_update(self, skeleton: &Ruleset, r: &Shared) -> Update {
+        let table = skeleton.table();
         let mut changes = self.add_sets;
         changes.extend(self.add_chains);
         changes.extend(self.rules);
@@ -434,8 +478,17 @@ impl Delta {
             .filter(|(_, before, after)| before.as_ref() != *after)
             .collect();
         map_changes.sort_by(|a, b| a.0.cmp(b.0));
+        // A map deleted whole takes its elements with it.
+        let gone_maps: HashSet<&str> = self
+            .del_sets
+            .iter()
+            .filter_map(|c| match c {
+                Change::DeleteSet(name) => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
         for ((map, key), before, _) in &map_changes {
-            if before.is_some() {
+            if before.is_some() && !gone_maps.contains(map.as_str()) {
                 changes.push(Change::DeleteMapElement {
                     map: map.clone(),
                     key: *key,
@@ -459,11 +512,12 @@ impl Delta {
             .collect();
         set_changes.sort();
         changes.extend(set_changes.into_iter().map(|((set, addr), before)| {
+            let key = skeleton.set(set).map_or(SetKey::Addr, |s| s.key);
             let (set, addr) = (set.clone(), *addr);
             if before {
-                Change::DeleteSetElement { set, addr }
+                Change::DeleteSetElement { set, key, addr }
             } else {
-                Change::AddSetElement { set, addr }
+                Change::AddSetElement { set, key, addr }
             }
         }));
         changes.extend(self.gone_chains.iter().cloned().map(Change::FlushChain));

@@ -156,6 +156,7 @@ impl Ruleset {
                     .difference(&s.elements)
                     .map(|ip| Change::DeleteSetElement {
                         set: s.name.clone(),
+                        key: s.key,
                         addr: *ip,
                     }),
             );
@@ -164,6 +165,7 @@ impl Ruleset {
                     .difference(before)
                     .map(|ip| Change::AddSetElement {
                         set: s.name.clone(),
+                        key: s.key,
                         addr: *ip,
                     }),
             );
@@ -209,10 +211,9 @@ impl Ruleset {
                 .is_none_or(|kc| loaded_base(c) == Some(kc.base.clone()))
         });
         let sets = self.sets.iter().all(|s| {
-            k_sets
-                .get(&*s.name)
-                .is_none_or(|o| (o.timeout_secs, &o.comment) == (s.timeout_secs, &s.comment))
-                && !k_maps.contains_key(&*s.name)
+            k_sets.get(&*s.name).is_none_or(|o| {
+                (o.key, o.timeout_secs, &o.comment) == (s.key, s.timeout_secs, &s.comment)
+            }) && !k_maps.contains_key(&*s.name)
         });
         let maps = self.maps.iter().all(|m| {
             k_maps
@@ -248,6 +249,7 @@ impl Ruleset {
         for s in &self.sets {
             out.extend(s.elements.iter().map(|ip| Change::AddSetElement {
                 set: s.name.clone(),
+                key: s.key,
                 addr: *ip,
             }));
         }
@@ -353,12 +355,14 @@ mod tests {
         rs.add_rule("ep2", Rule::always(Action::Accept));
         rs.add_set(Set {
             name: "ips".into(),
+            key: crate::SetKey::Addr,
             comment: None,
             timeout_secs: None,
             elements: [Ipv4Addr::new(10, 96, 0, 1)].into(),
         });
         rs.add_set(Set {
             name: "aff".into(),
+            key: crate::SetKey::Addr,
             comment: None,
             timeout_secs: Some(600),
             elements: BTreeSet::new(),

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{NodeInfo, ProxyConfig};
-use crate::model::{Action, BaseChain, Hook, LookupKey, Map, Match, Rule, Ruleset, Set};
+use crate::model::{Action, BaseChain, Hook, LookupKey, Map, Match, Rule, Ruleset, Set, SetKey};
 use crate::Proto;
 
 pub const SERVICES: &str = "services";
@@ -23,6 +23,7 @@ pub const NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
 
 pub const CLUSTER_IPS: &str = "cluster-ips";
 pub const NODEPORT_IPS: &str = "nodeport-ips";
+pub const HAIRPIN: &str = "hairpin";
 
 /// Base chains: (name, type, hook, priority). NAT at dstnat (-100) / srcnat
 /// (100); filtering at 0, i.e. after DNAT, so a packet still addressed to a
@@ -60,15 +61,24 @@ pub fn skeleton(node: &NodeInfo, config: &ProxyConfig) -> Ruleset {
 
     rs.add_set(Set {
         name: CLUSTER_IPS.into(),
+        key: SetKey::Addr,
         comment: Some("Active ClusterIPs".into()),
         timeout_secs: None,
         elements: BTreeSet::new(),
     });
     rs.add_set(Set {
         name: NODEPORT_IPS.into(),
+        key: SetKey::Addr,
         comment: Some("IPs that accept NodePort traffic".into()),
         timeout_secs: None,
         elements: node.node_ips.iter().copied().collect(),
+    });
+    rs.add_set(Set {
+        name: HAIRPIN.into(),
+        key: SetKey::SelfPair,
+        comment: Some("Endpoints that reach themselves through a Service".into()),
+        timeout_secs: None,
+        elements: BTreeSet::new(),
     });
     rs.maps.push(map(
         NO_ENDPOINT_NODEPORTS,
@@ -152,6 +162,15 @@ pub fn skeleton(node: &NodeInfo, config: &ProxyConfig) -> Ruleset {
         );
     }
     add(&mut rs, MARK_MASQ, Rule::always(Action::MarkOr(mark)));
+    add(
+        &mut rs,
+        MASQUERADING,
+        Rule::new(
+            vec![Match::SaddrDaddrInSet(HAIRPIN.into())],
+            Action::Jump(MARK_MASQ.into()),
+        )
+        .with_comment("hairpin"),
+    );
     add(
         &mut rs,
         MASQUERADING,

@@ -1,11 +1,14 @@
 //! A small interpreter of a `Ruleset`: follows a packet's first (ct state
 //! new) pass through the hooks in kernel order and reports every possible
-//! outcome. `numgen random` is expanded into all its branches; dynamic
-//! affinity sets are treated as empty (no remembered clients).
+//! outcome. `numgen random` is expanded into all its branches, unless the packet
+//! carries the number drawn ([`Packet::drawn`]); dynamic affinity sets are treated as
+//! empty (no remembered clients).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::model::{Action, Chain, LookupKey, MapKey, MapVerdict, Match, Proto, Rule, Ruleset};
+use crate::model::{
+    Action, Chain, LookupKey, MapKey, MapVerdict, Match, Proto, Rule, Ruleset, RANDOM_MODULUS,
+};
 
 /// Where a packet enters this node's stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +27,8 @@ pub struct Packet {
     pub proto: Proto,
     pub dport: u16,
     pub origin: Origin,
+    /// The number `numgen random mod 65536` gives this packet; `None`: every branch.
+    pub random: Option<u32>,
 }
 
 impl Packet {
@@ -34,6 +39,7 @@ impl Packet {
             proto,
             dport,
             origin: Origin::Network,
+            random: None,
         }
     }
     pub fn tcp(src: Ipv4Addr, dst: Ipv4Addr, dport: u16) -> Packet {
@@ -41,6 +47,11 @@ impl Packet {
     }
     pub fn udp(src: Ipv4Addr, dst: Ipv4Addr, dport: u16) -> Packet {
         Packet::new(Proto::Udp, src, dst, dport)
+    }
+    /// The same packet with `numgen random mod 65536` drawing `n`: one branch is taken.
+    pub fn drawn(mut self, n: u32) -> Packet {
+        self.random = Some(n % RANDOM_MODULUS);
+        self
     }
     /// The same packet, sent by the node itself.
     pub fn from_host(mut self) -> Packet {
@@ -263,6 +274,8 @@ impl Tracer<'_> {
                     let k = match key {
                         LookupKey::DaddrProtoPort => MapKey::Addr(p.dst, p.proto, p.dport),
                         LookupKey::ProtoPort => MapKey::ProtoPort(p.proto, p.dport),
+                        // An endpoint map holds no verdicts.
+                        LookupKey::Random(_) => continue,
                     };
                     let hit = self.rs.map(map).and_then(|m| m.elements.get(&k));
                     match hit.map(|e| &e.verdict) {
@@ -270,15 +283,45 @@ impl Tracer<'_> {
                             return self.run_chain(target, p, st, depth + 1)
                         }
                         Some(MapVerdict::Drop) => return vec![(st, End::Drop)],
-                        None => {}
+                        Some(MapVerdict::Endpoint(_)) | None => {}
                     }
                 }
                 Action::NumgenGoto(targets) => {
                     let mut out = Vec::new();
-                    for target in targets {
-                        out.extend(self.run_chain(target, p, st, depth + 1));
+                    // A drawn number picks the n-th of n equal shares of the modulus.
+                    let picked = p
+                        .random
+                        .map(|r| (r as usize * targets.len()) / RANDOM_MODULUS as usize);
+                    for (i, target) in targets.iter().enumerate() {
+                        if picked.is_none_or(|k| k == i) {
+                            out.extend(self.run_chain(target, p, st, depth + 1));
+                        }
                     }
                     return out;
+                }
+                Action::DnatRandom(map) => {
+                    self.lookups += 1;
+                    let targets = self.rs.map(map).into_iter().flat_map(|m| &m.elements);
+                    let out: Vec<(State, End)> = targets
+                        .filter_map(|(k, e)| match (k, &e.verdict) {
+                            (MapKey::Range(lo, hi), MapVerdict::Endpoint(to))
+                                if p.random.is_none_or(|r| (*lo..=*hi).contains(&r)) =>
+                            {
+                                Some((
+                                    State {
+                                        dnat: Some(*to),
+                                        ..st
+                                    },
+                                    End::Accept,
+                                ))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    // No element for the number: the rule does not match.
+                    if !out.is_empty() {
+                        return out;
+                    }
                 }
                 Action::MarkOr(m) => st.mark |= m,
                 Action::MarkXor(m) => st.mark ^= m,
@@ -314,6 +357,7 @@ impl Tracer<'_> {
             Match::L4Proto(proto) => p.proto == *proto,
             Match::FibSaddrLocal => self.rs.local_addrs.contains(&p.src) || p.src.is_loopback(),
             Match::MarkClear(m) => st.mark & m == 0,
+            Match::SaddrDaddrInSet(s) => p.src == p.dst && in_set(s, p.src),
         })
     }
 }

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use kinet_proxy_rules::Ruleset;
 
 /// The `nft` lines that belong to `ns/svc`: its chains and their rules, the
-/// affinity sets they use, and the map elements that lead to them (or that
-/// drop/reject its traffic when it has no endpoints). Empty if the service
+/// affinity sets and endpoint maps they use with their elements, and the map elements
+/// that lead to them (or that drop/reject its traffic when it has no endpoints). Empty if the service
 /// has no rules on this node.
 pub fn rules_for(ruleset: &Ruleset, ns: &str, svc: &str) -> String {
     let chains: HashSet<&str> = ruleset
@@ -20,6 +20,7 @@ pub fn rules_for(ruleset: &Ruleset, ns: &str, svc: &str) -> String {
     let element_prefix = format!("add element ip {} ", ruleset.table());
     let chain_prefix = format!("add chain ip {} ", ruleset.table());
     let set_prefix = format!("add set ip {} ", ruleset.table());
+    let map_prefix = format!("add map ip {} ", ruleset.table());
     // No-endpoint elements carry the service's display name `ns/svc:port`.
     let comment = format!("comment \"{ns}/{svc}:");
 
@@ -36,14 +37,18 @@ pub fn rules_for(ruleset: &Ruleset, ns: &str, svc: &str) -> String {
                 sets.extend(
                     rest.split(' ')
                         .filter_map(|w| w.strip_prefix('@'))
-                        .filter(|s| s.starts_with("affinity-")),
+                        .filter(|s| s.starts_with("affinity-") || s.contains("endpoints-")),
                 );
             }
         } else if let Some(rest) = line.strip_prefix(&chain_prefix) {
             if chains.contains(rest) {
                 decls.push(line);
             }
-        } else if line.starts_with(&element_prefix) {
+        } else if let Some(rest) = line.strip_prefix(&element_prefix) {
+            if sets.contains(rest.split(' ').next().unwrap_or_default()) {
+                elements.push(line);
+                continue;
+            }
             let target = line
                 .rsplit_once(" goto ")
                 .map(|(_, t)| t.trim_end_matches(" }"));
@@ -54,6 +59,7 @@ pub fn rules_for(ruleset: &Ruleset, ns: &str, svc: &str) -> String {
     }
     let set_decls = text.lines().filter(|l| {
         l.strip_prefix(&set_prefix)
+            .or_else(|| l.strip_prefix(&map_prefix))
             .and_then(|r| r.split(' ').next())
             .is_some_and(|name| sets.contains(name))
     });

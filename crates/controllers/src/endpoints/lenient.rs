@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -19,28 +19,60 @@ use serde_json::Value;
 
 use crate::events::{EventType, Recorder};
 
-static DECODE_FAILURES: AtomicU64 = AtomicU64::new(0);
-
-/// Objects the endpoints loop could not decode since the process started (a metric).
-pub fn decode_failures() -> u64 {
-    DECODE_FAILURES.load(Ordering::Relaxed)
+/// What one endpoints loop left out: a count of objects that did not decode (a metric), and
+/// the objects left out now (`Kind namespace/name` → why), until a version of them decodes,
+/// they go, or a relist no longer finds them bad. One per loop, so two loops in one process
+/// (tests, several clusters) do not see each other's.
+#[derive(Debug, Default)]
+pub struct Skips {
+    failures: AtomicU64,
+    skipped: Mutex<BTreeMap<String, String>>,
 }
 
-/// The objects left out now (`Kind namespace/name` → why), until a version of them decodes,
-/// they go, or a relist no longer finds them bad.
-static SKIPPED: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
+impl Skips {
+    /// Objects this loop could not decode since it started.
+    pub fn decode_failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
 
-/// The objects the endpoints loop leaves out now, with why (what `/readyz` reports).
-pub fn skipped() -> Vec<(String, String)> {
-    let skipped = SKIPPED.lock().unwrap_or_else(|e| e.into_inner());
-    skipped
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
+    /// The objects this loop leaves out now, with why (what `/readyz` reports).
+    pub fn skipped(&self) -> Vec<(String, String)> {
+        self.lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
+        self.skipped.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Notes the object an event is about; a relist's start clears what was left out of
+    /// `kind` (it is judged again).
+    fn identify(&self, kind: &str, event: &watcher::Event<Raw>) -> Option<(String, bool)> {
+        if let watcher::Event::Init = event {
+            let prefix = format!("{kind} ");
+            self.lock().retain(|k, _| !k.starts_with(&prefix));
+        }
+        identify(kind, event)
+    }
+
+    /// Records whether the object `seen` is left out now: `bad` is its decode error, if any.
+    fn track(&self, seen: Option<(String, bool)>, bad: Option<&str>) {
+        let Some((key, gone)) = seen else { return };
+        let mut skipped = self.lock();
+        match bad {
+            Some(e) if !gone => {
+                skipped.insert(key, e.to_string());
+            }
+            _ => {
+                skipped.remove(&key);
+            }
+        }
+    }
 }
 
-/// The object an event is about, `Kind namespace/name`, and whether it went; a relist's
-/// start clears what was left out of `kind` (it is judged again).
+/// The object an event is about, `Kind namespace/name`, and whether it went.
 fn identify(kind: &str, event: &watcher::Event<Raw>) -> Option<(String, bool)> {
     let key = |o: &Raw| {
         let ns = o.meta.namespace.as_deref().unwrap_or_default();
@@ -50,27 +82,7 @@ fn identify(kind: &str, event: &watcher::Event<Raw>) -> Option<(String, bool)> {
     match event {
         watcher::Event::Apply(o) | watcher::Event::InitApply(o) => Some((key(o), false)),
         watcher::Event::Delete(o) => Some((key(o), true)),
-        watcher::Event::Init => {
-            let prefix = format!("{kind} ");
-            let mut skipped = SKIPPED.lock().unwrap_or_else(|e| e.into_inner());
-            skipped.retain(|k, _| !k.starts_with(&prefix));
-            None
-        }
-        watcher::Event::InitDone => None,
-    }
-}
-
-/// Records whether the object `seen` is left out now: `bad` is its decode error, if any.
-fn track(seen: Option<(String, bool)>, bad: Option<&str>) {
-    let Some((key, gone)) = seen else { return };
-    let mut skipped = SKIPPED.lock().unwrap_or_else(|e| e.into_inner());
-    match bad {
-        Some(e) if !gone => {
-            skipped.insert(key, e.to_string());
-        }
-        _ => {
-            skipped.remove(&key);
-        }
+        watcher::Event::Init | watcher::Event::InitDone => None,
     }
 }
 
@@ -172,6 +184,7 @@ pub fn watch<K>(
     client: &Client,
     config: watcher::Config,
     recorder: Recorder,
+    skips: Arc<Skips>,
 ) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
 where
     K: Resource<DynamicType = ()> + DeserializeOwned + Send + 'static,
@@ -183,14 +196,15 @@ where
         move |event| {
             let out = match event {
                 Ok(raw) => {
-                    let seen = identify(&kind, &raw);
+                    let seen = skips.identify(&kind, &raw);
                     match decode_event::<K>(raw) {
                         Ok(event) => {
-                            track(seen, None);
+                            skips.track(seen, None);
                             Some(Ok(event))
                         }
                         Err(bad) => {
-                            track(seen, Some(&bad.error));
+                            skips.track(seen, Some(&bad.error));
+                            skips.failures.fetch_add(1, Ordering::Relaxed);
                             report(&recorder, &kind, &api_version, bad);
                             None
                         }
@@ -204,7 +218,6 @@ where
 }
 
 fn report(recorder: &Recorder, kind: &str, api_version: &str, bad: Undecodable) {
-    DECODE_FAILURES.fetch_add(1, Ordering::Relaxed);
     tracing::error!(kind, namespace = ?bad.namespace, name = ?bad.name, error = %bad.error,
         "endpoints: skipping an object that does not decode");
     let object = k8s_openapi::api::core::v1::ObjectReference {
@@ -271,19 +284,15 @@ mod tests {
 
     #[test]
     fn an_object_is_left_out_until_it_decodes_goes_or_a_relist_clears_it() {
-        // A kind of this test's own: the registry is process-wide.
-        let kind = "LenientTestKind";
-        let mine = || -> Vec<String> {
-            skipped()
-                .into_iter()
-                .map(|(k, _)| k)
-                .filter(|k| k.starts_with(kind))
-                .collect()
-        };
+        let kind = "Service";
+        let skips = Skips::default();
+        let other = Skips::default();
+        let mine = || -> Vec<String> { skips.skipped().into_iter().map(|(k, _)| k).collect() };
         let obj = |name: &str| raw(json!({"metadata": {"name": name, "namespace": "n"}}));
         let see = |event: watcher::Event<Raw>, bad: Option<&str>| {
-            track(identify(kind, &event), bad);
+            skips.track(skips.identify(kind, &event), bad);
         };
+        other.track(Some(("Service n/x".into(), false)), Some("bad"));
         see(watcher::Event::Apply(obj("a")), Some("invalid type: null"));
         see(watcher::Event::Apply(obj("b")), Some("invalid type: null"));
         assert_eq!(mine(), [format!("{kind} n/a"), format!("{kind} n/b")]);
@@ -294,5 +303,6 @@ mod tests {
         see(watcher::Event::InitApply(obj("c")), Some("bad"));
         see(watcher::Event::Init, None);
         assert!(mine().is_empty(), "a relist judges again");
+        assert_eq!(other.skipped().len(), 1, "another loop's list is its own");
     }
 }

@@ -43,8 +43,13 @@ struct Ctx {
     pods: Store<Pod>,
 }
 
-/// Runs the loop.
+/// Runs the loop, with a skip list of its own.
 pub async fn run(client: Client) -> Result<(), crate::LoopError> {
+    run_with(client, Arc::default()).await
+}
+
+/// Runs the loop, recording what it leaves out in `skips`.
+pub async fn run_with(client: Client, skips: Arc<lenient::Skips>) -> Result<(), crate::LoopError> {
     let (services, svc_writer) = reflector::store::<Service>();
     let (pods, pod_writer) = reflector::store::<Pod>();
     let (tx, mut rx) = unbounded_channel::<Key>();
@@ -55,7 +60,7 @@ pub async fn run(client: Client) -> Result<(), crate::LoopError> {
 
     let svc_events = reflector::reflector(
         svc_writer,
-        lenient::watch::<Service>(&client, cfg.clone(), recorder.clone()),
+        lenient::watch::<Service>(&client, cfg.clone(), recorder.clone(), skips.clone()),
     )
     .default_backoff();
     let svc_task = {
@@ -78,7 +83,7 @@ pub async fn run(client: Client) -> Result<(), crate::LoopError> {
 
     let pod_events = reflector::reflector(
         pod_writer,
-        lenient::watch::<Pod>(&client, cfg.clone(), recorder.clone()),
+        lenient::watch::<Pod>(&client, cfg.clone(), recorder.clone(), skips.clone()),
     )
     .default_backoff();
     let pod_task = {
@@ -118,7 +123,8 @@ pub async fn run(client: Client) -> Result<(), crate::LoopError> {
 
     // Someone else touching a managed slice or an Endpoints object gets it put back.
     let slice_events =
-        lenient::watch::<EndpointSlice>(&client, cfg.clone(), recorder.clone()).default_backoff();
+        lenient::watch::<EndpointSlice>(&client, cfg.clone(), recorder.clone(), skips.clone())
+            .default_backoff();
     let slice_task = {
         let tx = tx.clone();
         slice_events.touched_objects().try_for_each(move |s| {
@@ -134,7 +140,7 @@ pub async fn run(client: Client) -> Result<(), crate::LoopError> {
         })
     };
     let ctx_services = services.clone();
-    let ep_events = lenient::watch::<Endpoints>(&client, cfg, recorder).default_backoff();
+    let ep_events = lenient::watch::<Endpoints>(&client, cfg, recorder, skips).default_backoff();
     let ep_task = {
         let (tx, services) = (tx.clone(), ctx_services.clone());
         ep_events.try_for_each(move |event| {

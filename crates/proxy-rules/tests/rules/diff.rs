@@ -29,26 +29,14 @@ fn an_endpoint_leaving_touches_only_its_service() {
     )];
     let after = render(&svcs, &fewer, &node("node-a"), &config());
     let update = repair(&after, &before).to_nft();
-    let lines: Vec<&str> = update.lines().collect();
-    assert!(!update.contains("table"), "{update}");
-    // The service chain is refilled, the gone endpoint's chain flushed then deleted.
-    let flush_svc = lines
-        .iter()
-        .position(|l| l.starts_with("flush chain ip kinet service-"))
-        .expect(&update);
-    let gone = lines
-        .iter()
-        .position(|l| l.starts_with("delete chain ip kinet endpoint-") && l.contains("10.244.2.8"))
-        .expect(&update);
-    let gone_flush = lines
-        .iter()
-        .position(|l| l.starts_with("flush chain ip kinet endpoint-") && l.contains("10.244.2.8"))
-        .expect(&update);
-    assert!(flush_svc < gone_flush && gone_flush < gone, "{update}");
-    // Nothing else: no map element changed, the other endpoints untouched.
-    assert!(!update.contains("element"), "{update}");
-    assert!(!update.contains("add rule ip kinet endpoint-"), "{update}");
-    assert!(!update.contains("add chain"), "{update}");
+    // Element-only: the gone endpoint's range is given to the others, no rule changes.
+    assert!(update.lines().all(|l| l.contains(" element ")), "{update}");
+    assert!(
+        update.contains("hairpin { 10.244.2.8 . 10.244.2.8 }"),
+        "{update}"
+    );
+    assert!(update.contains(": 10.244.2.7 . 8080 }"), "{update}");
+    assert!(!update.contains("10.244.2.8 . 8080"), "{update}");
 }
 
 /// The lines of an update, sorted: the renderer may order independent changes differently.

@@ -292,8 +292,8 @@ fn named_ports_map_to_their_own_target_ports() {
     );
     let sctp = Packet::new(Proto::Sctp, pod, cip, 7000);
     assert_eq!(trace(&rs, &sctp).endpoints(), eps(&["10.244.2.10:7001"]));
-    // Four service ports, each with its own service chain and one endpoint chain.
-    assert_eq!(rs.chains_for("shop", "api").len(), 8);
+    // Four service ports, each with its own service chain (endpoints are map elements).
+    assert_eq!(rs.chains_for("shop", "api").len(), 4);
 }
 
 #[test]
@@ -348,4 +348,31 @@ fn render_is_independent_of_input_order() {
     slices.reverse();
     let b = render(&svcs, &slices, &node("node-a"), &config()).to_nft();
     assert_eq!(a, b);
+}
+
+#[test]
+fn random_endpoint_choice_is_uniform_over_ten_thousand_draws() {
+    let (svcs, slices) = web();
+    let rs = render(&svcs, &slices, &node("node-a"), &config());
+    let want = eps(&["10.244.1.5:8080", "10.244.2.7:8080", "10.244.2.8:8080"]);
+    let mut counts = [0u32; 3];
+    // xorshift32: the draws are fixed, so the verdict is too.
+    let mut x: u32 = 2_463_534_242;
+    let draws = 10_000;
+    for _ in 0..draws {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        let packet = Packet::tcp(ip("10.244.1.9"), ip("10.96.0.20"), 80).drawn(x);
+        let got = trace(&rs, &packet).endpoints();
+        assert_eq!(got.len(), 1, "one draw, one endpoint: {got:?}");
+        counts[want.iter().position(|w| *w == got[0]).unwrap()] += 1;
+    }
+    let expected = f64::from(draws) / 3.0;
+    let chi2: f64 = counts
+        .iter()
+        .map(|c| (f64::from(*c) - expected).powi(2) / expected)
+        .sum();
+    // Two degrees of freedom: 13.82 is the 0.1 % critical value (the draws are fixed).
+    assert!(chi2 < 13.82, "chi-square {chi2:.2} for {counts:?}");
 }

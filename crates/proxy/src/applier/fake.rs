@@ -144,13 +144,13 @@ fn change(table: &mut Option<Loaded<LoadedRule>>, c: &Change) -> Result<(), Netl
             m.elements.remove(key).ok_or_else(enoent)?;
         }
         // Dynamic sets' elements are the packet path's: never read back.
-        Change::AddSetElement { set, addr } => {
+        Change::AddSetElement { set, addr, .. } => {
             let s = find(&mut t.sets, set).ok_or_else(enoent)?;
             if s.timeout_secs.is_none() {
                 s.elements.insert(*addr);
             }
         }
-        Change::DeleteSetElement { set, addr } => {
+        Change::DeleteSetElement { set, addr, .. } => {
             let s = find(&mut t.sets, set).ok_or_else(enoent)?;
             if s.timeout_secs.is_none() && !s.elements.remove(addr) {
                 return Err(enoent());

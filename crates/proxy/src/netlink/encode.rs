@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use kinet_proxy_rules::{
-    Action, BaseChain, Change, Hook, LookupKey, Map, MapEntry, MapKey, MapVerdict, Rule, Set,
-    Update,
+    Action, BaseChain, Change, Hook, LookupKey, Map, MapEntry, MapKey, MapVerdict, Proto, Rule,
+    Set, SetKey, Update,
 };
 
 use super::expr::{check_rule, proto_number, NewSets, RuleExprs, Verdict};
@@ -23,6 +23,35 @@ pub(super) const BYTEORDER_BIG_ENDIAN: u32 = 2;
 pub(crate) const NFT_SET_MAP: u32 = 0x08;
 pub(crate) const NFT_SET_TIMEOUT: u32 = 0x10;
 const NFT_SET_EVAL: u32 = 0x20;
+const NFT_SET_INTERVAL: u32 = 0x04;
+/// `NFT_SET_ELEM_INTERVAL_END`: the element closing an interval.
+const ELEM_INTERVAL_END: u32 = 0x01;
+/// nft's `integer` datatype: the key of an endpoint map (`numgen`).
+const TYPE_INTEGER: u32 = 4;
+/// `ipv4_addr . inet_service` (an endpoint) and `ipv4_addr . ipv4_addr` (hairpin pairs).
+pub(crate) const TYPE_ADDR_PORT: u32 = (7 << 6) | 13;
+pub(crate) const TYPE_ADDR_ADDR: u32 = (7 << 6) | 7;
+/// The userdata nft 1.0.6 gives a `ipv4_addr . ipv4_addr` set: key byte order (none) and
+/// its field types.
+const PAIR_SET_UDATA: [u8; 16] = [0, 4, 0, 0, 0, 0, 3, 8, 0, 4, 13, 0, 0, 0, 1, 0];
+/// The userdata nft 1.0.6 gives `typeof numgen random mod 65536 : ip daddr . tcp dport`
+/// (the `typeof` expressions); byte `RANDOM_MAP_PROTO_AT` names the transport protocol.
+pub(crate) const RANDOM_MAP_UDATA: [u8; 100] = [
+    0, 4, 1, 0, 0, 0, 1, 4, 0, 0, 0, 0, 3, 26, 0, 4, 23, 0, 0, 0, 1, 18, 0, 4, 1, 0, 0, 0, 1, 4, 0,
+    0, 1, 0, 2, 4, 0, 0, 0, 0, 4, 52, 0, 4, 13, 0, 0, 0, 1, 44, 0, 20, 0, 4, 7, 0, 0, 0, 1, 12, 0,
+    4, 12, 0, 0, 0, 1, 4, 12, 0, 0, 0, 1, 20, 0, 4, 7, 0, 0, 0, 1, 12, 0, 4, 8, 0, 0, 0, 1, 4, 2,
+    0, 0, 0, 6, 4, 0, 0, 0, 0,
+];
+pub(crate) const RANDOM_MAP_PROTO_AT: usize = 84;
+
+/// nft's own number for a transport header in `typeof` userdata.
+pub(crate) fn typeof_proto(p: Proto) -> u8 {
+    match p {
+        Proto::Tcp => 8,
+        Proto::Udp => 6,
+        Proto::Sctp => 10,
+    }
+}
 /// `NFT_DATA_VERDICT`: the data type of a verdict map.
 pub(super) const DATA_VERDICT: u32 = 0xffff_ff00;
 /// nft's concatenated datatypes (6 bits per field): `ipv4_addr . inet_proto .
@@ -214,16 +243,16 @@ impl<'a> Encoder<'a> {
             }
             Change::AddRule { chain, rule } => self.add_rule(chain, rule)?,
             Change::DeleteMapElement { map, key } => {
-                self.element(msg::DELSETELEM, map, &map_key(key), None)?;
+                self.element(msg::DELSETELEM, map, key_bytes(key), None)?;
             }
             Change::AddMapElement { map, key, entry } => {
-                self.element(msg::NEWSETELEM, map, &map_key(key), Some(entry))?;
+                self.element(msg::NEWSETELEM, map, key_bytes(key), Some(entry))?;
             }
-            Change::DeleteSetElement { set, addr } => {
-                self.element(msg::DELSETELEM, set, &addr.octets(), None)?;
+            Change::DeleteSetElement { set, key, addr } => {
+                self.element(msg::DELSETELEM, set, set_key(*key, addr), None)?;
             }
-            Change::AddSetElement { set, addr } => {
-                self.element(msg::NEWSETELEM, set, &addr.octets(), None)?;
+            Change::AddSetElement { set, key, addr } => {
+                self.element(msg::NEWSETELEM, set, set_key(*key, addr), None)?;
             }
             Change::DeleteChain(name) => {
                 out.message(msg::DELCHAIN, 0, 0, |w| w.str(3, name));
@@ -239,9 +268,18 @@ impl<'a> Encoder<'a> {
         let id = self.new_sets.len() as u32 + 1;
         self.new_sets.insert(&set.name, id);
         let mut udata = Vec::new();
-        // NFTNL_UDATA_SET_KEYBYTEORDER: a u32 in host order.
-        udata.extend_from_slice(&[0, 4]);
-        udata.extend_from_slice(&BYTEORDER_BIG_ENDIAN.to_ne_bytes());
+        let (key_type, key_len) = match set.key {
+            SetKey::Addr => {
+                // NFTNL_UDATA_SET_KEYBYTEORDER: a u32 in host order.
+                udata.extend_from_slice(&[0, 4]);
+                udata.extend_from_slice(&BYTEORDER_BIG_ENDIAN.to_ne_bytes());
+                (TYPE_IPADDR, 4)
+            }
+            SetKey::SelfPair => {
+                udata.extend_from_slice(&PAIR_SET_UDATA);
+                (TYPE_ADDR_ADDR, 8)
+            }
+        };
         if let Some(c) = &set.comment {
             udata_comment(&mut udata, 7, c)?; // NFTNL_UDATA_SET_COMMENT
         }
@@ -253,8 +291,8 @@ impl<'a> Encoder<'a> {
                 0
             };
             w.be32(3, flags);
-            w.be32(4, TYPE_IPADDR);
-            w.be32(5, 4);
+            w.be32(4, key_type);
+            w.be32(5, key_len);
             w.be32(10, id);
             if let Some(secs) = set.timeout_secs {
                 w.be64(11, u64::from(secs) * 1000);
@@ -268,20 +306,26 @@ impl<'a> Encoder<'a> {
         let id = self.new_sets.len() as u32 + 1;
         self.new_sets.insert(&map.name, id);
         let mut udata = MAP_UDATA.to_vec();
+        // (key type, key length, data type, data length, flags)
+        let (key_type, key_len, data_type, data_len, flags) = match map.key {
+            LookupKey::DaddrProtoPort => (TYPE_ADDR_PROTO_PORT, 12, DATA_VERDICT, 0, 0),
+            LookupKey::ProtoPort => (TYPE_PROTO_PORT, 8, DATA_VERDICT, 0, 0),
+            LookupKey::Random(p) => {
+                udata = RANDOM_MAP_UDATA.to_vec();
+                udata[RANDOM_MAP_PROTO_AT] = typeof_proto(p);
+                (TYPE_INTEGER, 4, TYPE_ADDR_PORT, 8, NFT_SET_INTERVAL)
+            }
+        };
         if let Some(c) = &map.comment {
             udata_comment(&mut udata, 7, c)?; // NFTNL_UDATA_SET_COMMENT
         }
-        let (key_type, key_len) = match map.key {
-            LookupKey::DaddrProtoPort => (TYPE_ADDR_PROTO_PORT, 12),
-            LookupKey::ProtoPort => (TYPE_PROTO_PORT, 8),
-        };
         self.out.message(msg::NEWSET, NLM_F_CREATE, 0, |w| {
             w.str(2, &map.name);
-            w.be32(3, NFT_SET_MAP);
+            w.be32(3, NFT_SET_MAP | flags);
             w.be32(4, key_type);
             w.be32(5, key_len);
-            w.be32(6, DATA_VERDICT);
-            w.be32(7, 0);
+            w.be32(6, data_type);
+            w.be32(7, data_len);
             w.be32(10, id);
             w.bytes(13, &udata);
         });
@@ -309,13 +353,15 @@ impl<'a> Encoder<'a> {
         Ok(())
     }
 
+    /// One element; an interval's (`key.1`: the end's key) is its start and its end.
     fn element(
         &mut self,
         ty: u8,
         set: &str,
-        key: &[u8],
+        key: (Vec<u8>, Option<[u8; 4]>),
         entry: Option<&MapEntry>,
     ) -> Result<(), EncodeError> {
+        let (key, end) = key;
         let id = (ty == msg::NEWSETELEM)
             .then(|| self.new_sets.get(set).copied())
             .flatten();
@@ -335,17 +381,29 @@ impl<'a> Encoder<'a> {
             }
             w.nest(3, |w| {
                 w.nest(1, |w| {
-                    w.nest(1, |w| w.bytes(1, key));
+                    w.nest(1, |w| w.bytes(1, &key));
                     if let Some(e) = entry {
                         w.nest(2, |w| match &e.verdict {
                             MapVerdict::Goto(c) => Verdict::goto(c).write(w),
                             MapVerdict::Drop => Verdict::drop().write(w),
+                            MapVerdict::Endpoint(to) => {
+                                let mut data = to.ip().octets().to_vec();
+                                data.extend_from_slice(&to.port().to_be_bytes());
+                                data.extend_from_slice(&[0, 0]);
+                                w.bytes(1, &data);
+                            }
                         });
                     }
                     if !udata.is_empty() {
                         w.bytes(6, &udata);
                     }
                 });
+                if let Some(end) = end {
+                    w.nest(2, |w| {
+                        w.be32(3, ELEM_INTERVAL_END);
+                        w.nest(1, |w| w.bytes(1, &end));
+                    });
+                }
             });
         });
         Ok(())
@@ -417,10 +475,28 @@ fn hook_number(base: &BaseChain) -> u32 {
     }
 }
 
+/// A set element's key: an address, or an address paired with itself.
+fn set_key(key: SetKey, addr: &std::net::Ipv4Addr) -> (Vec<u8>, Option<[u8; 4]>) {
+    let mut out = addr.octets().to_vec();
+    if key == SetKey::SelfPair {
+        out.extend_from_slice(&addr.octets());
+    }
+    (out, None)
+}
+
+/// A map element's key, and for a range the key of the element that ends it (one past).
+fn key_bytes(key: &MapKey) -> (Vec<u8>, Option<[u8; 4]>) {
+    match key {
+        MapKey::Range(lo, hi) => (lo.to_be_bytes().to_vec(), Some((hi + 1).to_be_bytes())),
+        _ => (map_key(key), None),
+    }
+}
+
 /// A concatenated key as nft lays it out: every field padded to 4 bytes.
 fn map_key(key: &MapKey) -> Vec<u8> {
     let mut out = Vec::with_capacity(12);
     let (proto, port) = match key {
+        MapKey::Range(lo, _) => return lo.to_be_bytes().to_vec(),
         MapKey::Addr(ip, proto, port) => {
             out.extend_from_slice(&ip.octets());
             (proto, port)

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use kinet_proxy_rules::{Action, Ipv4Cidr, LookupKey, Match, Proto, Rule};
+use kinet_proxy_rules::{Action, Ipv4Cidr, LookupKey, Match, Proto, Rule, RANDOM_MODULUS};
 
 use super::wire::Writer;
 
@@ -229,6 +229,11 @@ impl RuleExprs<'_, '_> {
                     });
                     self.cmp(CMP_EQ, &2u32.to_ne_bytes()); // RTN_LOCAL
                 }
+                Match::SaddrDaddrInSet(s) => {
+                    self.payload(PAYLOAD_NETWORK, IP_SADDR, 4, REG_1);
+                    self.payload(PAYLOAD_NETWORK, IP_DADDR, 4, REG32_00 + 1);
+                    self.lookup(s, REG_1, None);
+                }
                 Match::MarkClear(m) => {
                     self.meta_load(META_MARK, REG_1);
                     self.bitwise(&m.to_ne_bytes(), &[0; 4], true);
@@ -293,6 +298,7 @@ impl RuleExprs<'_, '_> {
                     }
                 });
             }
+            Action::DnatRandom(map) => self.dnat_random(map),
             Action::Dnat(to) => {
                 self.immediate(REG_1, &to.ip().octets());
                 self.immediate(REG_2, &to.port().to_be_bytes());
@@ -305,6 +311,31 @@ impl RuleExprs<'_, '_> {
                 });
             }
         }
+    }
+
+    /// `dnat ip to numgen random mod 65536 map @map`: the number, in network order, looks
+    /// up `ip . port` into registers 1 and 1's second word, as nft 1.0.6 writes it.
+    fn dnat_random(&mut self, map: &str) {
+        self.expr("numgen", |w| {
+            w.be32(1, REG_1);
+            w.be32(2, RANDOM_MODULUS);
+            w.be32(3, 1); // NFT_NG_RANDOM
+            w.be32(4, 0);
+        });
+        self.expr("byteorder", |w| {
+            w.be32(1, REG_1);
+            w.be32(2, REG_1);
+            w.be32(3, 1); // NFT_BYTEORDER_HTON
+            w.be32(4, 4);
+            w.be32(5, 4);
+        });
+        self.lookup(map, REG_1, Some(REG_1));
+        self.expr("nat", |w| {
+            w.be32(1, 1); // NFT_NAT_DNAT
+            w.be32(2, u32::from(super::wire::NFPROTO_IPV4));
+            w.be32(3, REG_1);
+            w.be32(5, REG32_00 + 1);
+        });
     }
 
     /// One rule of a random choice's cascade: "1 in `modulus` goto `chain`", or the
@@ -353,6 +384,9 @@ pub(crate) fn check_rule(rule: &Rule) -> Result<(), String> {
         Action::Dnat(to) if !proto_matched(&rule.matches, None) => {
             Err(format!("dnat to {to} without a transport protocol match"))
         }
+        Action::DnatRandom(map) if !proto_matched(&rule.matches, None) => Err(format!(
+            "dnat through @{map} without a transport protocol match"
+        )),
         Action::NumgenGoto(chains) if chains.is_empty() => {
             Err("a random choice among no chains".into())
         }

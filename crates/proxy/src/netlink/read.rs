@@ -11,10 +11,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 use kinet_proxy_rules::{
-    Hook, Loaded, LoadedBase, LoadedChain, LookupKey, Map, MapEntry, MapKey, MapVerdict, Proto, Set,
+    Hook, Loaded, LoadedBase, LoadedChain, LookupKey, Map, MapEntry, MapKey, MapVerdict, Proto,
+    Set, SetKey,
 };
 
-use super::encode::{NFT_SET_MAP, NFT_SET_TIMEOUT, TYPE_ADDR_PROTO_PORT, TYPE_PROTO_PORT};
+use super::encode::{
+    typeof_proto, NFT_SET_MAP, NFT_SET_TIMEOUT, RANDOM_MAP_PROTO_AT, TYPE_ADDR_ADDR,
+    TYPE_ADDR_PORT, TYPE_ADDR_PROTO_PORT, TYPE_PROTO_PORT,
+};
 use super::expr::{NFT_CONTINUE_GOTO, NF_DROP};
 use super::NetlinkError;
 
@@ -130,9 +134,11 @@ pub(crate) fn canonical_rule(
                     data.retain(|(t, _)| *t != max);
                 }
             }
-            // NFTA_NAT_FLAGS: the kernel adds NF_NAT_RANGE_MAP_IPS when an address is given.
+            // NFTA_NAT_FLAGS: the kernel adds NF_NAT_RANGE_MAP_IPS when an address is given,
+            // NF_NAT_RANGE_PROTO_SPECIFIED when a port is.
             if get(&data, 3).is_some() {
-                nat_flags = (be32(get(&data, 7)).unwrap_or(0) | 1).to_be_bytes();
+                let port = if get(&data, 5).is_some() { 2 } else { 0 };
+                nat_flags = (be32(get(&data, 7)).unwrap_or(0) | 1 | port).to_be_bytes();
                 data.retain(|(t, _)| *t != 7);
                 data.push((7, &nat_flags));
             }
@@ -173,10 +179,19 @@ pub(crate) fn set_info(msg: &[u8]) -> Result<SetInfo, NetlinkError> {
     }
     let udata = get(&a, 13);
     if flags & NFT_SET_MAP != 0 {
-        let key = match be32(get(&a, 4)) {
-            Some(TYPE_ADDR_PROTO_PORT) => LookupKey::DaddrProtoPort,
-            Some(TYPE_PROTO_PORT) => LookupKey::ProtoPort,
-            other => return Err(malformed(format!("map {name}: key type {other:?}"))),
+        let key = match (be32(get(&a, 4)), be32(get(&a, 6))) {
+            (Some(TYPE_ADDR_PROTO_PORT), _) => LookupKey::DaddrProtoPort,
+            (Some(TYPE_PROTO_PORT), _) => LookupKey::ProtoPort,
+            // An endpoint map: the protocol is only in the `typeof` userdata.
+            (_, Some(TYPE_ADDR_PORT)) => {
+                let named = udata.and_then(|u| u.get(RANDOM_MAP_PROTO_AT)).copied();
+                [Proto::Tcp, Proto::Udp, Proto::Sctp]
+                    .into_iter()
+                    .find(|p| Some(typeof_proto(*p)) == named)
+                    .map(LookupKey::Random)
+                    .ok_or_else(|| malformed(format!("map {name}: typeof {named:?}")))?
+            }
+            other => return Err(malformed(format!("map {name}: key and data {other:?}"))),
         };
         return Ok(SetInfo::Map(Map {
             name,
@@ -187,16 +202,23 @@ pub(crate) fn set_info(msg: &[u8]) -> Result<SetInfo, NetlinkError> {
     }
     let timeout_secs = (flags & NFT_SET_TIMEOUT != 0)
         .then(|| be64(get(&a, 11)).map_or(0, |ms| (ms / 1000) as u32));
+    let key = if be32(get(&a, 4)) == Some(TYPE_ADDR_ADDR) {
+        SetKey::SelfPair
+    } else {
+        SetKey::Addr
+    };
     Ok(SetInfo::Set(Set {
         name,
+        key,
         comment: udata_text(udata, 7),
         timeout_secs,
         elements: BTreeSet::new(),
     }))
 }
 
-/// Every element of one `NEWSETELEM` reply: key bytes, verdict data, userdata.
-type Element<'a> = (&'a [u8], Option<&'a [u8]>, Option<&'a [u8]>);
+/// Every element of one `NEWSETELEM` reply: key bytes, data, userdata, and whether it
+/// ends an interval.
+type Element<'a> = (&'a [u8], Option<&'a [u8]>, Option<&'a [u8]>, bool);
 
 fn elements(msg: &[u8]) -> Result<Vec<Element<'_>>, NetlinkError> {
     let a = attrs(msg)?;
@@ -205,9 +227,59 @@ fn elements(msg: &[u8]) -> Result<Vec<Element<'_>>, NetlinkError> {
         let e = attrs(e)?;
         let key = get(&attrs(get(&e, 1).unwrap_or_default())?, 1)
             .ok_or_else(|| malformed("set element without a key"))?;
-        out.push((key, get(&e, 2), get(&e, 6)));
+        let end = be32(get(&e, 3)).unwrap_or(0) & 1 != 0; // NFT_SET_ELEM_INTERVAL_END
+        out.push((key, get(&e, 2), get(&e, 6), end));
     }
     Ok(out)
+}
+
+/// The address a set element holds (a self-pair's two halves must agree).
+fn set_element(key: SetKey, b: &[u8]) -> Option<Ipv4Addr> {
+    let ip = Ipv4Addr::from(<[u8; 4]>::try_from(b.get(..4)?).ok()?);
+    let whole = match key {
+        SetKey::Addr => b.len() == 4,
+        SetKey::SelfPair => b.len() == 8 && b[..4] == b[4..],
+    };
+    whole.then_some(ip)
+}
+
+/// An endpoint map's elements from its interval starts (with data) and ends (one past the
+/// last number, flagged); the kernel may list them in any order.
+fn ranges(mut elems: Vec<Element<'_>>) -> Option<BTreeMap<MapKey, MapEntry>> {
+    let n = |k: &[u8]| Some(u32::from_be_bytes(k.try_into().ok()?));
+    elems.sort_by_key(|(k, _, _, end)| (n(k), !*end));
+    let mut out = BTreeMap::new();
+    let mut open: Option<(u32, MapVerdict)> = None;
+    for (key, data, _, end) in elems {
+        let at = n(key)?;
+        if let Some((lo, to)) = open.take() {
+            // An interval ends where the next one starts, or at its end element.
+            let entry = MapEntry {
+                verdict: to,
+                comment: None,
+            };
+            out.insert(MapKey::Range(lo, at.checked_sub(1)?), entry);
+        }
+        if !end {
+            let d = attrs(data?).ok()?;
+            let v = get(&d, 1)?;
+            let ip = Ipv4Addr::from(<[u8; 4]>::try_from(v.get(..4)?).ok()?);
+            let port = u16::from_be_bytes(v.get(4..6)?.try_into().ok()?);
+            open = Some((
+                at,
+                MapVerdict::Endpoint(std::net::SocketAddrV4::new(ip, port)),
+            ));
+        }
+    }
+    // The last interval may run to the end of the key space, with no end element.
+    if let Some((lo, to)) = open {
+        let entry = MapEntry {
+            verdict: to,
+            comment: None,
+        };
+        out.insert(MapKey::Range(lo, u32::MAX), entry);
+    }
+    Some(out)
 }
 
 fn proto(n: u8) -> Option<Proto> {
@@ -311,14 +383,18 @@ pub fn loaded_table(d: &Dumps) -> Result<Loaded<LoadedRule>, NetlinkError> {
             .collect::<Result<Vec<_>, _>>()?;
         let elems = elems.iter().flatten();
         if let Some(s) = sets.iter_mut().find(|s| s.name == *name) {
-            for (key, _, _) in elems {
-                let ip: [u8; 4] = (*key)
-                    .try_into()
-                    .map_err(|_| malformed(format!("set {name}: key of {} bytes", key.len())))?;
-                s.elements.insert(Ipv4Addr::from(ip));
+            for (key, _, _, _) in elems {
+                let ip = set_element(s.key, key)
+                    .ok_or_else(|| malformed(format!("set {name}: key {key:?}")))?;
+                s.elements.insert(ip);
             }
         } else if let Some(m) = maps.iter_mut().find(|m| m.name == *name) {
-            for (key, data, udata) in elems {
+            if let LookupKey::Random(_) = m.key {
+                m.elements = ranges(elems.copied().collect())
+                    .ok_or_else(|| malformed(format!("map {name}: intervals")))?;
+                continue;
+            }
+            for (key, data, udata, _) in elems {
                 let k = map_key(m.key, key)
                     .ok_or_else(|| malformed(format!("map {name}: key {key:?}")))?;
                 let entry = MapEntry {

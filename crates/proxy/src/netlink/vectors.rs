@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use kinet_proxy_rules::{
-    Action, Change, LookupKey, MapEntry, MapKey, MapVerdict, Match, Proto, Rule, Set, Update,
+    Action, Change, LookupKey, MapEntry, MapKey, MapVerdict, Match, Proto, Rule, Set, SetKey,
+    Update,
 };
 
 use super::encode::encode_update;
@@ -36,6 +37,7 @@ fn commented(chain: &str, matches: Vec<Match>, action: Action, c: &'static str) 
 fn set(name: &str, timeout: Option<u32>, comment: Option<&str>) -> Change {
     Change::AddSet(Set {
         name: name.into(),
+        key: SetKey::Addr,
         comment: comment.map(String::from),
         timeout_secs: timeout,
         elements: BTreeSet::new(),
@@ -202,14 +204,17 @@ fn update() -> Update {
         },
         Change::DeleteSetElement {
             set: "cluster-ips".into(),
+            key: SetKey::Addr,
             addr: ip("10.96.0.50"),
         },
         Change::AddSetElement {
             set: "cluster-ips".into(),
+            key: SetKey::Addr,
             addr: ip("10.96.0.52"),
         },
         Change::AddSetElement {
             set: "plain".into(),
+            key: SetKey::Addr,
             addr: ip("10.96.0.53"),
         },
         Change::FlushChain("c3".into()),

@@ -305,3 +305,51 @@ async fn lb_address_answers_arp_and_health_check_counts_local_endpoints() {
         .exec(&["ip", "-4", "-o", "addr", "show", "dev", "lo"]);
     assert!(!addrs.contains(LB_IP), "{addrs}");
 }
+
+#[test]
+fn random_choice_over_real_connections_is_uniform() {
+    if !root() {
+        return;
+    }
+    let b = bridged();
+    let stop = Stop(Arc::new(AtomicBool::new(false)));
+    // Three endpoints: pod a on two ports, pod b on one.
+    serve(&b.pods[0], 8080, "a", stop.0.clone());
+    serve(&b.pods[0], 8081, "c", stop.0.clone());
+    serve(&b.pods[1], 8080, "b", stop.0.clone());
+    let mut proxy = Proxy::new(&b.node);
+    let svc = service("default", "web", Some(CLUSTER_IP), 80);
+    let mut second = slice("default", "web", &[POD_A], 8081, "TCP");
+    second.metadata.name = Some("web-2".into());
+    let slices = [
+        slice("default", "web", &[POD_A, POD_B], 8080, "TCP"),
+        second,
+    ];
+    proxy.load(std::slice::from_ref(&svc), &slices);
+
+    // Each connection is one draw of the kernel's numgen; 3,000 of them from pod b.
+    let to: SocketAddr = format!("{CLUSTER_IP}:80").parse().unwrap();
+    let counts = b.pods[1]
+        .spawn(move || {
+            let mut counts = [0u32; 3];
+            for _ in 0..3000 {
+                let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(3)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                let mut buf = String::new();
+                s.read_to_string(&mut buf).unwrap();
+                let i = ["a", "b", "c"].iter().position(|n| buf.starts_with(n));
+                counts[i.unwrap_or_else(|| panic!("unexpected reply {buf:?}"))] += 1;
+            }
+            counts
+        })
+        .join()
+        .unwrap();
+    let expected = 1000.0;
+    let chi2: f64 = counts
+        .iter()
+        .map(|c| (f64::from(*c) - expected).powi(2) / expected)
+        .sum();
+    // Two degrees of freedom: P(chi2 > x) = exp(-x/2), so a uniform choice fails this once
+    // in a million runs, while one endpoint taking half the draws scores about 375.
+    assert!(chi2 < 27.63, "chi-square {chi2:.2} for {counts:?}");
+}

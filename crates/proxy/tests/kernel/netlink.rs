@@ -109,6 +109,7 @@ fn a_refused_update_names_its_line_and_changes_nothing() {
             Change::AddChain("fresh".into()),
             Change::AddSetElement {
                 set: "cluster-ips".into(),
+                key: kinet_proxy_rules::SetKey::Addr,
                 addr: Ipv4Addr::new(10, 96, 0, 99),
             },
             Change::AddRule {
@@ -197,7 +198,7 @@ fn a_large_update_gets_all_its_acks() {
     nft_load(&nl_ns, &old.to_nft());
     let new = render(&svcs[..1], &slices[..1], &node(), &config());
     let update = diff(&new, &old);
-    assert!(update.changes.len() > 5000, "{}", update.changes.len());
+    assert!(update.changes.len() > 4000, "{}", update.changes.len());
     let mut sock = NftSocket::open_in(&nl_ns.path()).unwrap();
     sock.apply(&update).unwrap();
     nft_load(&full_ns, &new.to_nft());
@@ -281,10 +282,12 @@ fn every_rule_and_element_reloaded_over_netlink_lists_the_same() {
         for addr in &s.elements {
             changes.push(Change::DeleteSetElement {
                 set: s.name.clone(),
+                key: s.key,
                 addr: *addr,
             });
             changes.push(Change::AddSetElement {
                 set: s.name.clone(),
+                key: s.key,
                 addr: *addr,
             });
         }
@@ -379,4 +382,43 @@ fn another_owners_table_loads_like_nft() {
         matches!(again, kinet_proxy::ApplyOutcome::Applied { changes: 0, .. }),
         "{again:?}"
     );
+}
+
+#[test]
+fn an_endpoint_change_among_ten_thousand_services_is_element_only() {
+    if !root() {
+        return;
+    }
+    let ns = Netns::new("nl10k");
+    let (svcs, slices) = cluster(10_000, None);
+    let mut renderer = kinet_proxy_rules::Renderer::new(&node(), &config());
+    assert!(renderer.sync(&svcs, &slices).update.is_none());
+    let mut sock = NftSocket::open_in(&ns.path()).unwrap();
+    sock.apply(&renderer.ruleset().repair(None, loaded_forms))
+        .unwrap();
+    let terse = |ns: &Netns| ns.exec(&["nft", "-t", "list", "table", "ip", "kinet"]);
+    let (before_terse, before) = (terse(&ns), listing(&ns));
+
+    let (svcs, slices) = cluster(10_000, Some(5_000));
+    let update = renderer.sync(&svcs, &slices).update.expect("incremental");
+    assert!(
+        update.changes.iter().all(|c| matches!(
+            c,
+            Change::AddMapElement { .. }
+                | Change::DeleteMapElement { .. }
+                | Change::AddSetElement { .. }
+                | Change::DeleteSetElement { .. }
+        )),
+        "{}",
+        update.to_nft()
+    );
+    sock.apply(&update).unwrap();
+    // The kernel took it, and only elements differ: chains, rules and definitions agree.
+    assert_eq!(terse(&ns), before_terse);
+    let after = listing(&ns);
+    assert_ne!(after, before);
+    let want = renderer.ruleset();
+    let full_ns = Netns::new("nl10kfull");
+    nft_load(&full_ns, &want.to_nft());
+    assert_same(&after, &listing(&full_ns), "element-only change at 10k");
 }

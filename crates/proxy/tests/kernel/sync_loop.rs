@@ -91,7 +91,7 @@ async fn services_and_slices_become_rules_and_go_away() -> anyhow::Result<()> {
         )
         .await?;
     wait_for(&node_ns, "the endpoint", |t| {
-        t.contains("dnat to 10.244.1.20:8080")
+        t.contains(": 10.244.1.20 . 8080")
     })
     .await;
     assert!(!proxy.0.is_finished(), "the loop must keep running");
@@ -103,7 +103,7 @@ async fn services_and_slices_become_rules_and_go_away() -> anyhow::Result<()> {
         .clone()
         .expect("a ruleset was published");
     let own = rules_for(&rs, "default", "web");
-    assert!(own.contains("dnat to 10.244.1.20:8080"), "{own}");
+    assert!(own.contains(": 10.244.1.20 . 8080"), "{own}");
     assert!(
         own.contains(&format!("{cluster_ip} . tcp . 80 : goto service-")),
         "{own}"
