@@ -24,10 +24,19 @@ fn loads_changes_only_what_changed_and_hands_over_both_ways() {
     let ns = Netns::new("ipt");
     let svc = [service("default", "web", Some("10.96.0.20"), 80)];
     let one = [slice("default", "web", &["10.244.1.5"], 8080, "TCP")];
-    let two = [slice("default", "web", &["10.244.1.5", "10.244.1.6"], 8080, "TCP")];
+    let two = [slice(
+        "default",
+        "web",
+        &["10.244.1.5", "10.244.1.6"],
+        8080,
+        "TCP",
+    )];
     let mut ipt = IptablesApplier::new(ns.path());
     let out = ipt.apply(render(&svc, &one, &node(), &config())).unwrap();
-    assert!(matches!(out, ApplyOutcome::Applied { full: true, .. }), "{out:?}");
+    assert!(
+        matches!(out, ApplyOutcome::Applied { full: true, .. }),
+        "{out:?}"
+    );
     let lines = kube_lines(&ns);
     assert!(
         lines.iter().any(|l| l.starts_with("-A KUBE-SERVICES")
@@ -35,10 +44,22 @@ fn loads_changes_only_what_changed_and_hands_over_both_ways() {
             && l.contains("-d 10.96.0.20/32")),
         "{lines:#?}"
     );
-    assert!(lines.iter().any(|l| l.starts_with("-A PREROUTING") && l.contains("KUBE-SERVICES")));
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("-A PREROUTING") && l.contains("KUBE-SERVICES")));
 
     let out = ipt.apply(render(&svc, &two, &node(), &config())).unwrap();
-    assert!(matches!(out, ApplyOutcome::Applied { full: false, changes: 2, .. }), "{out:?}");
+    assert!(
+        matches!(
+            out,
+            ApplyOutcome::Applied {
+                full: false,
+                changes: 2,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
     let dnat = |lines: &[String]| lines.iter().filter(|l| l.contains("DNAT")).count();
     assert_eq!(dnat(&kube_lines(&ns)), 2);
     let out = ipt.apply(render(&svc, &two, &node(), &config())).unwrap();
@@ -46,11 +67,16 @@ fn loads_changes_only_what_changed_and_hands_over_both_ways() {
 
     // A restarted proxy (nothing remembered) replaces what it finds, stale chains included.
     let mut restarted = IptablesApplier::new(ns.path());
-    restarted.apply(render(&svc, &one, &node(), &config())).unwrap();
+    restarted
+        .apply(render(&svc, &one, &node(), &config()))
+        .unwrap();
     let lines = kube_lines(&ns);
     assert_eq!(dnat(&lines), 1, "{lines:#?}");
     assert_eq!(
-        lines.iter().filter(|l| l.starts_with("-A PREROUTING")).count(),
+        lines
+            .iter()
+            .filter(|l| l.starts_with("-A PREROUTING"))
+            .count(),
         1,
         "the jump is not duplicated"
     );
