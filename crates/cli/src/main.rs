@@ -75,6 +75,11 @@ enum Command {
         /// Leave out the ingress controller add-on (IngressClass `kinet`). Recorded at creation.
         #[arg(long)]
         no_ingress: bool,
+        /// How Services become kernel rules: kube-proxy's `nftables` layout (default) or its
+        /// `iptables` layout (`iptables-save | grep KUBE`). Recorded; given to a running or
+        /// stopped cluster it switches, removing the old mode's rules. `ipvs` is refused.
+        #[arg(long, value_name = "MODE", value_parser = kinet_cluster::proxy_mode::parse)]
+        proxy_mode: Option<kinet_cluster::proxy_mode::ProxyMode>,
     },
     /// Stop a cluster and delete its state.
     Down {
@@ -318,6 +323,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             egress,
             registries,
             no_ingress,
+            proxy_mode,
         } => {
             let report = up::up(up::UpArgs {
                 name,
@@ -331,6 +337,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 egress,
                 registries: registries.settings()?,
                 no_ingress,
+                proxy_mode,
             })
             .await?;
             status::print_up(&report);

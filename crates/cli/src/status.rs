@@ -61,6 +61,7 @@ fn print_cluster(s: &ClusterStatus) {
     } else {
         println!("Egress:      isolated (pods and nodes reach only the cluster)");
     }
+    println!("Proxy mode:  {}", info.proxy_mode);
     if let Some(config) = &info.config {
         println!("Config:      {}", config.display());
     }

@@ -139,6 +139,7 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
                 metrics: metrics.clone(),
                 health: Some(proxy_health),
                 healthz: healthz.clone(),
+                mode: info.proxy_mode,
                 ..Default::default()
             };
             let proxy_ready =

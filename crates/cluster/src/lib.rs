@@ -21,6 +21,7 @@ pub mod prereqs;
 pub mod probe;
 pub mod process;
 pub mod progress;
+pub mod proxy_mode;
 pub mod proxy_rules;
 pub mod ready;
 pub mod serve;

@@ -63,6 +63,22 @@ pub const PROGRAMS: &[Program] = &[
     },
 ];
 
+/// What `--proxy-mode iptables` runs in each node (the iptables-nft backend).
+pub const IPTABLES_PROGRAMS: &[Program] = &[
+    Program {
+        name: "iptables-restore",
+        why: "loads the service proxy's chains in --proxy-mode iptables",
+        package: "iptables",
+        egress_only: false,
+    },
+    Program {
+        name: "iptables-save",
+        why: "reads back the service proxy's chains in --proxy-mode iptables",
+        package: "iptables",
+        egress_only: false,
+    },
+];
+
 /// A kernel feature the cluster's network uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KernelFeature {
@@ -123,6 +139,16 @@ pub const KERNEL_FEATURES: &[KernelFeature] = &[
     },
 ];
 
+/// IPVS: kube-proxy's ipvs mode balances Services with it. kinet does not build that mode
+/// (it could not be tested here); `--proxy-mode ipvs` is refused naming this module.
+pub const IP_VS: KernelFeature = KernelFeature {
+    module: "ip_vs",
+    config: "CONFIG_IP_VS",
+    why: "kube-proxy's ipvs mode balances Services with it",
+    loaded_path: Some("/proc/net/ip_vs"),
+    vxlan_only: false,
+};
+
 /// Read-only questions about the host.
 pub trait Lookup {
     /// Whether `name` is an executable file in a `PATH` directory.
@@ -176,12 +202,20 @@ pub struct Needs {
     pub vxlan: bool,
     /// `--egress`: the host masquerades pod traffic.
     pub egress: bool,
+    /// `--proxy-mode iptables`: the nodes run iptables-restore.
+    pub iptables: bool,
 }
 
 /// Everything in the lists the host lacks for a cluster that `needs` this, programs first.
 pub fn check(lookup: &impl Lookup, needs: Needs) -> Vec<Missing> {
+    let iptables = if needs.iptables {
+        IPTABLES_PROGRAMS
+    } else {
+        &[]
+    };
     let mut missing: Vec<Missing> = PROGRAMS
         .iter()
+        .chain(iptables)
         .filter(|p| needs.egress || !p.egress_only)
         .filter(|p| !lookup.program(p.name))
         .map(|p| Missing {
@@ -204,6 +238,14 @@ pub fn check(lookup: &impl Lookup, needs: Needs) -> Vec<Missing> {
         }
     }
     missing
+}
+
+/// Whether the kernel has `feature` loaded, built in or as a module (what `modprobe -n`
+/// tells), strictly: unknowable counts as absent.
+pub fn kernel_has(lookup: &impl Lookup, feature: &KernelFeature) -> bool {
+    let kernel = KernelFacts::gather(lookup);
+    kernel.loaded(lookup, feature)
+        || matches!(kernel.built(feature), Some(Built::In | Built::Module))
 }
 
 /// `check` as an error for `up`.
@@ -277,6 +319,12 @@ impl KernelFacts {
         })
     }
 
+    fn loaded(&self, lookup: &impl Lookup, feature: &KernelFeature) -> bool {
+        self.loaded.iter().any(|m| m == feature.module)
+            || lookup.exists(&format!("/sys/module/{}", feature.module))
+            || feature.loaded_path.is_some_and(|p| lookup.exists(p))
+    }
+
     /// Why `feature` is missing (how to get it), or `None` if present or unknowable. A host
     /// that shows neither its configuration nor its module index gets the benefit of the
     /// doubt: a built-in feature need not appear under /sys/module.
@@ -291,9 +339,7 @@ impl KernelFacts {
                 _ => format!("{load} (and add it to /etc/modules-load.d to keep it)"),
             });
         }
-        let loaded = self.loaded.iter().any(|m| m == feature.module)
-            || lookup.exists(&format!("/sys/module/{}", feature.module));
-        if loaded {
+        if self.loaded(lookup, feature) {
             return None;
         }
         match self.built(feature)? {

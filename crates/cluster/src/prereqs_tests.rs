@@ -31,10 +31,12 @@ impl Lookup for Fake {
 const VXLAN: Needs = Needs {
     vxlan: true,
     egress: false,
+    iptables: false,
 };
 const HOST_GW: Needs = Needs {
     vxlan: false,
     egress: false,
+    iptables: false,
 };
 
 fn all_programs() -> Vec<&'static str> {
@@ -97,6 +99,40 @@ fn nft_is_needed_only_for_egress() {
     let missing = check(&host, egress);
     assert_eq!(whats(&missing), ["program nft"]);
     assert!(missing[0].fix.contains("apt-get install nftables"));
+}
+
+#[test]
+fn iptables_is_needed_only_in_iptables_mode() {
+    let host = complete();
+    assert_eq!(check(&host, VXLAN), []);
+    let iptables = Needs {
+        iptables: true,
+        ..VXLAN
+    };
+    let missing = check(&host, iptables);
+    assert_eq!(
+        whats(&missing),
+        ["program iptables-restore", "program iptables-save"]
+    );
+    assert!(missing[0].fix.contains("apt-get install iptables"));
+}
+
+#[test]
+fn ip_vs_counts_only_when_the_kernel_shows_it() {
+    let mut host = complete();
+    assert!(!kernel_has(&host, &IP_VS), "not in the configuration");
+    host.config = None;
+    assert!(!kernel_has(&host, &IP_VS), "unknowable is absent");
+    host.index = Some((
+        String::new(),
+        "kernel/net/netfilter/ipvs/ip_vs.ko.zst: kernel/net/netfilter/nf_conntrack.ko.zst\n".into(),
+    ));
+    assert!(kernel_has(&host, &IP_VS), "a loadable module");
+    let loaded = Fake {
+        paths: vec!["/sys/module/ip_vs".into()],
+        ..Fake::default()
+    };
+    assert!(kernel_has(&loaded, &IP_VS));
 }
 
 #[test]

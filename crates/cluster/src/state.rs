@@ -238,6 +238,9 @@ pub struct ClusterInfo {
     /// `kinet up --no-ingress`, fixed at creation: no ingress controller add-on.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_ingress: bool,
+    /// `kinet up --proxy-mode`: nftables (default) or iptables; a later `up` may switch it.
+    #[serde(default)]
+    pub proxy_mode: kinet_proxy::ProxyMode,
 }
 
 pub const DEFAULT_NODE_MONITOR_GRACE_PERIOD_SECS: u64 = 40;
@@ -365,6 +368,7 @@ mod tests {
             egress: true,
             registries: kinet_oci_store::Settings::default(),
             no_ingress: true,
+            proxy_mode: kinet_proxy::ProxyMode::Iptables,
         };
         dir.save_info(&info).unwrap();
         assert_eq!(dir.load_info().unwrap(), info);

@@ -46,6 +46,8 @@ pub struct UpArgs {
     pub registries: kinet_oci_store::Settings,
     /// `--no-ingress`, recorded at creation.
     pub no_ingress: bool,
+    /// `--proxy-mode`, recorded; given again it switches the mode.
+    pub proxy_mode: Option<kinet_proxy::ProxyMode>,
 }
 
 /// What `up` did, for the CLI to print.
@@ -65,7 +67,13 @@ pub async fn up(args: UpArgs) -> Result<UpReport> {
     let existing = dir.exists();
     if existing {
         if let Some(pid) = running_pid(&dir) {
-            let info = dir.load_info()?;
+            let mut info = dir.load_info()?;
+            if args.proxy_mode.is_some_and(|m| m != info.proxy_mode) {
+                check_prerequisites(&dir, &args)?;
+            }
+            if crate::proxy_mode::record(&dir, &mut info, args.proxy_mode)? {
+                crate::proxy_mode::stop_agents(&dir, &info)?;
+            }
             restart_agents(&dir, &home, &info, args.wait).await?;
             return Ok(UpReport {
                 name: info.name,
@@ -209,14 +217,16 @@ async fn start_nodes(
 /// Stops `up` before it creates anything when the host lacks a program or kernel feature
 /// the nodes need (a cluster without nodes runs only the control plane: it needs none).
 fn check_prerequisites(dir: &ClusterDir, args: &UpArgs) -> Result<()> {
-    let (nodes, backend, egress) = if dir.exists() {
+    let (nodes, backend, egress, proxy_mode) = if dir.exists() {
         let info = dir.load_info()?;
-        (info.nodes, info.backend, info.egress)
+        let mode = args.proxy_mode.unwrap_or(info.proxy_mode);
+        (info.nodes, info.backend, info.egress, mode)
     } else {
         (
             args.nodes.unwrap_or(DEFAULT_NODES),
             args.backend.unwrap_or_default(),
             args.egress,
+            args.proxy_mode.unwrap_or_default(),
         )
     };
     if nodes == 0 {
@@ -226,6 +236,7 @@ fn check_prerequisites(dir: &ClusterDir, args: &UpArgs) -> Result<()> {
     let needs = prereqs::Needs {
         vxlan: backend == PodBackend::Vxlan,
         egress,
+        iptables: proxy_mode == kinet_proxy::ProxyMode::Iptables,
     };
     prereqs::require(&prereqs::HostLookup::new(), needs)?;
     step.done();
@@ -257,6 +268,7 @@ fn prepare_state(dir: &ClusterDir, args: &UpArgs) -> Result<ClusterInfo> {
             );
         }
         let mut info = info;
+        crate::proxy_mode::record(dir, &mut info, args.proxy_mode)?;
         if !args.upstream_dns.is_empty() && args.upstream_dns != info.upstream_dns {
             info.upstream_dns = args.upstream_dns.clone();
             dir.save_info(&info)?;
@@ -293,6 +305,7 @@ fn prepare_state(dir: &ClusterDir, args: &UpArgs) -> Result<ClusterInfo> {
         egress: args.egress,
         registries: args.registries.clone(),
         no_ingress: args.no_ingress,
+        proxy_mode: args.proxy_mode.unwrap_or_default(),
     };
     dir.save_info(&info)?;
     Ok(info)

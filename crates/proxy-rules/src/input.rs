@@ -16,7 +16,7 @@ const DEFAULT_AFFINITY_SECS: u32 = 10800;
 
 /// One port of one Service, with everything the renderer needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ServicePort {
+pub struct ServicePort {
     pub namespace: String,
     pub name: String,
     /// Port name, "" when the port is unnamed.
@@ -54,7 +54,7 @@ impl ServicePort {
 
 /// One backend of a service port.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Endpoint {
+pub struct Endpoint {
     pub ip: Ipv4Addr,
     pub port: u16,
     pub local: bool,
@@ -69,7 +69,7 @@ fn parse_v4(s: &str) -> Option<Ipv4Addr> {
 
 /// The ports of a Service the proxy handles; empty for headless (clusterIP
 /// None), ExternalName, and non-IPv4 services.
-pub(crate) fn service_ports(svc: &Service) -> Vec<ServicePort> {
+pub fn service_ports(svc: &Service) -> Vec<ServicePort> {
     let Some(spec) = &svc.spec else {
         return Vec::new();
     };
@@ -154,11 +154,11 @@ pub(crate) fn service_ports(svc: &Service) -> Vec<ServicePort> {
 }
 
 /// Key grouping endpoints: (namespace, service, port name, protocol).
-pub(crate) type PortKey = (String, String, String, Proto);
+pub type PortKey = (String, String, String, Proto);
 
 /// All IPv4 endpoints from all slices, grouped by the service port they back,
 /// deduplicated by ip:port (a ready copy wins) and sorted by ip then port.
-pub(crate) fn endpoints_by_port<'a>(
+pub fn endpoints_by_port<'a>(
     slices: impl IntoIterator<Item = &'a EndpointSlice>,
     node_name: &str,
 ) -> HashMap<PortKey, Vec<Endpoint>> {
@@ -224,7 +224,7 @@ pub(crate) fn endpoints_by_port<'a>(
 /// Endpoints chosen for each traffic policy, as kube-proxy's CategorizeEndpoints.
 /// Lists hold indices into the service port's endpoint slice.
 #[derive(Debug, Default)]
-pub(crate) struct Categorized {
+pub struct Categorized {
     pub cluster: Vec<usize>,
     pub local: Vec<usize>,
     /// Whether any usable endpoint exists anywhere in the cluster.
@@ -239,7 +239,7 @@ fn pick(eps: &[Endpoint], f: impl Fn(&Endpoint) -> bool) -> Vec<usize> {
         .collect()
 }
 
-pub(crate) fn categorize(sp: &ServicePort, eps: &[Endpoint]) -> Categorized {
+pub fn categorize(sp: &ServicePort, eps: &[Endpoint]) -> Categorized {
     let mut c = Categorized::default();
     if sp.uses_cluster_endpoints() {
         c.cluster = pick(eps, |e| e.ready);

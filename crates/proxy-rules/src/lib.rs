@@ -21,12 +21,16 @@ mod trace;
 
 pub use config::{NodeInfo, ProxyConfig};
 pub use diff::{Change, Update};
+/// The proxy's view of Services and endpoints, shared with the iptables renderer.
+pub use input::{
+    categorize, endpoints_by_port, service_ports, Categorized, Endpoint, PortKey, ServicePort,
+};
 pub use masquerade::pod_masquerade;
 pub use model::{
     Action, BaseChain, Chain, Hook, Ipv4Cidr, LookupKey, Map, MapEntry, MapKey, MapVerdict, Match,
     Owner, Proto, Rule, Ruleset, Set, SetKey, RANDOM_MODULUS,
 };
-pub use names::hash_and_truncate;
+pub use names::{hash_and_truncate, sha256};
 pub use renderer::{render, udp_dnat_targets, Renderer, Synced};
 pub use repair::{Loaded, LoadedBase, LoadedChain};
 pub use trace::{trace, trace_detailed, DnatTarget, Origin, Packet, Trace, Verdict};

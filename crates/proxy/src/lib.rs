@@ -13,6 +13,9 @@
 //!   of changes becomes one debounced sync of a [`Renderer`] (which re-renders
 //!   only the changed Services) + apply; a resync every 30 s;
 //!   [`Metrics`] for sync counts, durations and network programming latency.
+//! - [`iptables`]: kube-proxy's iptables mode instead ([`ProxyMode`]): chains rendered by
+//!   `kinet-proxy-iptables`, loaded with `iptables-restore --noflush`, only changed
+//!   chains after the first sync.
 //! - [`rules_for`] / [`rules_in_listing`]: one Service's lines of the loaded
 //!   ruleset or of a live `nft list table`, for `kinet proxy rules <ns>/<svc>`.
 //! - [`announce`] + [`LbAddresses`]: which node answers ARP for each
@@ -26,6 +29,7 @@ mod applier;
 pub mod health;
 pub mod healthz;
 mod http;
+pub mod iptables;
 mod lbaddr;
 mod metrics;
 pub mod netlink;
@@ -37,6 +41,7 @@ mod sync;
 pub use applier::{Applier, ApplyError, ApplyOutcome, NetnsNft, NftBackend};
 pub use health::{health_checks, HealthCheck, HealthServer};
 pub use healthz::{serve_healthz, ProxyHealthz};
+pub use iptables::{hand_over, IptablesApplier, ProxyMode};
 pub use lbaddr::{LbAddrError, LbAddresses, LB_LINK};
 pub use metrics::{metric_line, serve_metrics, Metrics, MetricsSnapshot, MetricsSource};
 pub use node::node_info;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kinet_proxy_rules::{NodeInfo, ProxyConfig, Renderer, Ruleset};
+use kinet_proxy_rules::{NodeInfo, ProxyConfig, Renderer, Ruleset, Synced};
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::sync::watch;
@@ -20,6 +20,7 @@ use crate::announce;
 use crate::applier::{Applier, ApplyOutcome};
 use crate::health::{health_checks, HealthServer};
 use crate::healthz::{node_eligible, ProxyHealthz};
+use crate::iptables::{hand_over, IptablesApplier, ProxyMode};
 use crate::lbaddr::LbAddresses;
 use crate::metrics::Metrics;
 use crate::node::node_info;
@@ -42,6 +43,15 @@ pub struct SyncOptions {
     /// Records changes and successful syncs for `/healthz`; its timeout is set to twice
     /// `resync_period`, as kube-proxy's is to twice its sync period.
     pub healthz: Arc<ProxyHealthz>,
+    /// nftables (`config.table`) or kube-proxy's iptables chains; the other mode's rules
+    /// are removed once this mode's are loaded.
+    pub mode: ProxyMode,
+}
+
+/// What one sync rendered, for the mode's applier.
+enum Rendered {
+    Nftables(Synced),
+    Iptables(kinet_proxy_iptables::Tables),
 }
 
 /// How the last sync went: `None` before the first, then `Ok` or why the rules are not in
@@ -68,6 +78,7 @@ impl Default for SyncOptions {
             applied: None,
             health: None,
             healthz: Arc::default(),
+            mode: ProxyMode::default(),
         }
     }
 }
@@ -128,6 +139,9 @@ pub async fn run_with(
     tracing::info!(node = %node.name, netns = %applier.netns().display(), "proxy synced caches");
 
     let mut renderer = Renderer::new(&node, &config);
+    let mut iptables =
+        (opts.mode == ProxyMode::Iptables).then(|| IptablesApplier::new(applier.netns()));
+    let mut handed_over = false;
     let mut next_resync = Instant::now() + opts.resync_period;
     let mut retry_at: Option<Instant> = None;
     let mut first = true;
@@ -150,6 +164,7 @@ pub async fn run_with(
         first = false;
         if Instant::now() >= next_resync {
             applier.force_resync();
+            iptables.as_mut().map(IptablesApplier::force_resync);
             lb_addrs.force();
             next_resync = Instant::now() + opts.resync_period;
         }
@@ -167,11 +182,21 @@ pub async fn run_with(
         let (svc_store, slice_store) = (services.state(), slices.state());
         let svcs = || svc_store.iter().map(|s| &**s);
         let eps = || slice_store.iter().map(|s| &**s);
-        if !renderer.renders_for(&node_now, &config) {
-            renderer = Renderer::new(&node_now, &config);
-            applier.force_resync();
-        }
-        let synced = renderer.sync(svcs(), eps());
+        let rendered = match &iptables {
+            Some(_) => Rendered::Iptables(kinet_proxy_iptables::render(
+                svcs(),
+                eps(),
+                &node_now,
+                &config,
+            )),
+            None => {
+                if !renderer.renders_for(&node_now, &config) {
+                    renderer = Renderer::new(&node_now, &config);
+                    applier.force_resync();
+                }
+                Rendered::Nftables(renderer.sync(svcs(), eps()))
+            }
+        };
         let render_took = start.elapsed();
 
         // Outside the ruleset: the health-check ports and the announced LB addresses.
@@ -194,11 +219,26 @@ pub async fn run_with(
         }
 
         let result;
-        (applier, renderer, result) = tokio::task::spawn_blocking(move || {
-            let r = applier.apply_synced(&renderer, synced);
-            (applier, renderer, r)
+        (applier, renderer, iptables, result) = tokio::task::spawn_blocking(move || {
+            let r = match rendered {
+                Rendered::Nftables(synced) => applier.apply_synced(&renderer, synced),
+                Rendered::Iptables(tables) => iptables
+                    .as_mut()
+                    .expect("rendered for iptables only in iptables mode")
+                    .apply(tables),
+            };
+            (applier, renderer, iptables, r)
         })
         .await?;
+        if result.is_ok() && !handed_over {
+            // This mode's rules are in: the other mode's can go without a gap in service.
+            let (mode, netns, table) =
+                (opts.mode, applier.netns().to_owned(), config.table.clone());
+            match tokio::task::spawn_blocking(move || hand_over(mode, &netns, &table)).await? {
+                Ok(()) => handed_over = true,
+                Err(e) => tracing::warn!(error = %e, "removing the other proxy mode's rules"),
+            }
+        }
         match result {
             Ok(ApplyOutcome::Applied {
                 duration,
@@ -212,7 +252,7 @@ pub async fn run_with(
                     opts.metrics.record_programming_latency(t.elapsed());
                 }
                 tracing::debug!(?duration, "proxy rules loaded");
-                if let Some(tx) = &opts.applied {
+                if let Some(tx) = opts.applied.as_ref().filter(|_| iptables.is_none()) {
                     tx.send_replace(Some(Arc::new(renderer.ruleset())));
                 }
                 report(&opts.health, Ok(()));

@@ -94,8 +94,16 @@ impl Cluster {
     /// `kinet up --nodes N --offline-images` (tests never pull from the internet); panics
     /// (after cleaning up) if it fails.
     pub fn up(nodes: usize) -> Cluster {
+        Cluster::up_with(nodes, &[])
+    }
+
+    /// [`Cluster::up`] with more `kinet up` flags.
+    pub fn up_with(nodes: usize, flags: &[&str]) -> Cluster {
         let cluster = Cluster::new();
-        let out = cluster.kinet(&["up", "--nodes", &nodes.to_string(), "--offline-images"]);
+        let nodes = nodes.to_string();
+        let mut args = vec!["up", "--nodes", &nodes, "--offline-images"];
+        args.extend(flags);
+        let out = cluster.kinet(&args);
         assert!(out.status.success(), "kinet up failed\n{}", show(&out));
         cluster
     }

@@ -365,7 +365,7 @@ pub(crate) fn own(c: &Cluster, ip: &str) -> String {
 }
 
 /// Each node's (name, InternalIP).
-fn node_ips(c: &Cluster) -> Vec<(String, String)> {
+pub(crate) fn node_ips(c: &Cluster) -> Vec<(String, String)> {
     json(c, &["get", "nodes"])["items"]
         .as_array()
         .unwrap()

@@ -43,6 +43,12 @@ pub enum ApplyError {
     },
     #[error("netlink: {0}")]
     Netlink(#[from] NetlinkError),
+    #[error("{program} failed ({status}): {stderr}")]
+    Iptables {
+        program: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
     #[error("nft {what} failed ({status}): {stderr}")]
     Nft {
         what: &'static str,

@@ -6,6 +6,7 @@ mod applier;
 mod bridge;
 mod golden;
 mod incremental;
+mod iptables;
 mod netlink;
 mod objects;
 mod packet;
