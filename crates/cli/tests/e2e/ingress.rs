@@ -358,22 +358,6 @@ spec:
     // Watch events come in order: once the later Ingress routes, the earlier one was seen.
     wait_for(lb, "kinet-class", "/hostname", 200, "kubeserve2");
     assert_eq!(get(lb, "ingress-class", "/hostname", &[]).0, 404);
-    apply(
-        c,
-        r#"
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {name: default-backend}
-spec:
-  defaultBackend: {service: {name: kubeserve2, port: {name: http}}}
-"#,
-    );
-    wait_for(lb, "my-host", "/hostname", 200, "kubeserve2");
-    let other = json(c, &["get", "ingress", "other-class"]);
-    assert!(
-        other["status"]["loadBalancer"]["ingress"].is_null(),
-        "{other}"
-    );
     // Moved to another class, an Ingress stops routing and loses kinet's address.
     let address = |name: &str| {
         json(c, &["get", "ingress", name])["status"]["loadBalancer"]["ingress"][0]["ip"]
@@ -395,6 +379,22 @@ spec:
     poll("own-class's ADDRESS cleared", || {
         address("own-class").is_none().then_some(())
     });
+    apply(
+        c,
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: default-backend}
+spec:
+  defaultBackend: {service: {name: kubeserve2, port: {name: http}}}
+"#,
+    );
+    wait_for(lb, "my-host", "/hostname", 200, "kubeserve2");
+    let other = json(c, &["get", "ingress", "other-class"]);
+    assert!(
+        other["status"]["loadBalancer"]["ingress"].is_null(),
+        "{other}"
+    );
     for method in ["POST", "PUT", "DELETE", "PATCH"] {
         let (code, body) = get(lb, "some-host", "/echo?msg=ok", &["-X", method]);
         assert_eq!((code, body.trim()), (200, "ok"), "{method}");
