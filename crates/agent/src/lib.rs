@@ -116,6 +116,16 @@ pub async fn run(
     let mut lease_tick = tokio::time::interval(cfg.lease_interval);
     let mut status_tick = tokio::time::interval(cfg.status_interval);
     let mut reported: Option<readiness::Verdict> = None;
+    let store = cfg
+        .images_dir
+        .as_deref()
+        .map(kinet_oci_store::Store::open)
+        .transpose()
+        .unwrap_or_else(|e| {
+            tracing::warn!("opening the image store: {e}");
+            None
+        });
+    let mut images_cache = pods::image::NodeImages::default();
     let mut watching = true;
     loop {
         tokio::select! {
@@ -136,7 +146,10 @@ pub async fn run(
         if reported.as_ref() != Some(&verdict) {
             log_verdict(&name, &verdict);
         }
-        let images = cfg.images_dir.as_deref().map(node_images);
+        let images = match &store {
+            Some(store) => Some(images_cache.get(store).await),
+            None => None,
+        };
         match sync::post_status(
             &client,
             &cfg.node,
@@ -156,18 +169,6 @@ pub async fn run(
                 tracing::warn!(node = %name, "status update failed: {e}");
                 status_tick.reset_after(cfg.retry);
             }
-        }
-    }
-}
-
-/// What the node holds, for `status.images` (an unreadable store lists nothing).
-fn node_images(dir: &std::path::Path) -> Vec<k8s_openapi::api::core::v1::ContainerImage> {
-    let records = kinet_oci_store::Store::open(dir).and_then(|s| s.list());
-    match records {
-        Ok(records) => pods::image::node_images(&records),
-        Err(e) => {
-            tracing::warn!("listing the node's images: {e}");
-            Vec::new()
         }
     }
 }

@@ -11,22 +11,42 @@ const ZSTD: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 /// Larger than a tar record and a typical file, so entries copy in few reads.
 const BUFFER: usize = 256 * 1024;
 
-/// The uncompressed tar stream of `layer`.
-pub(crate) fn decompress<'a>(mut layer: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
+/// How a stream is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Gzip,
+    Zstd,
+    None,
+}
+
+impl Compression {
+    /// The compression whose magic bytes start `head` (at least 4 bytes of the stream).
+    pub fn detect(head: &[u8]) -> Compression {
+        if head.starts_with(GZIP) {
+            Compression::Gzip
+        } else if head.starts_with(ZSTD) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+}
+
+/// The uncompressed stream of `input`, gzip, zstd or plain as its first bytes say.
+pub fn decompress<'a>(mut input: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
     let mut head = Vec::with_capacity(ZSTD.len());
-    (&mut layer)
+    (&mut input)
         .take(ZSTD.len() as u64)
         .read_to_end(&mut head)?;
-    let source = BufReader::with_capacity(BUFFER, Cursor::new(head.clone()).chain(layer));
-    Ok(if head.starts_with(GZIP) {
-        Box::new(BufReader::with_capacity(
+    let compression = Compression::detect(&head);
+    let source = BufReader::with_capacity(BUFFER, Cursor::new(head).chain(input));
+    Ok(match compression {
+        Compression::Gzip => Box::new(BufReader::with_capacity(
             BUFFER,
             flate2::bufread::MultiGzDecoder::new(source),
-        ))
-    } else if head.starts_with(ZSTD) {
-        Box::new(BufReader::with_capacity(BUFFER, ZstdFrames::new(source)))
-    } else {
-        Box::new(source)
+        )),
+        Compression::Zstd => Box::new(BufReader::with_capacity(BUFFER, ZstdFrames::new(source))),
+        Compression::None => Box::new(source),
     })
 }
 

@@ -60,31 +60,60 @@ impl FromStr for Digest {
     }
 }
 
+/// A sha256 computed piece by piece.
+#[derive(Clone)]
+pub struct Hasher(ring::digest::Context);
+
+impl Default for Hasher {
+    fn default() -> Self {
+        Hasher(ring::digest::Context::new(&ring::digest::SHA256))
+    }
+}
+
+impl Hasher {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub fn finish(self) -> Digest {
+        let mut bytes = [0; 32];
+        bytes.copy_from_slice(self.0.finish().as_ref());
+        Digest(bytes)
+    }
+}
+
+impl Digest {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Digest {
+        let mut h = Hasher::default();
+        h.update(bytes);
+        h.finish()
+    }
+}
+
 /// A reader that hashes everything read through it.
 pub(crate) struct Hashing<R> {
     inner: R,
-    context: ring::digest::Context,
+    hasher: Hasher,
 }
 
 impl<R: Read> Hashing<R> {
     pub(crate) fn new(inner: R) -> Self {
         Hashing {
             inner,
-            context: ring::digest::Context::new(&ring::digest::SHA256),
+            hasher: Hasher::default(),
         }
     }
 
     pub(crate) fn finish(self) -> Digest {
-        let mut bytes = [0; 32];
-        bytes.copy_from_slice(self.context.finish().as_ref());
-        Digest(bytes)
+        self.hasher.finish()
     }
 }
 
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.context.update(&buf[..n]);
+        self.hasher.update(&buf[..n]);
         Ok(n)
     }
 }
@@ -102,10 +131,9 @@ mod tests {
         assert_eq!(r.finish().to_string(), EMPTY);
         let mut r = Hashing::new(&b"abc"[..]);
         io::copy(&mut r, &mut io::sink()).unwrap();
-        assert_eq!(
-            r.finish().to_string(),
-            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        let abc = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(r.finish().to_string(), abc);
+        assert_eq!(Digest::of(b"abc").to_string(), abc);
     }
 
     #[test]

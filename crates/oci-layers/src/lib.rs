@@ -14,8 +14,10 @@ mod read_ahead;
 mod root;
 mod unpack;
 
-pub use digest::{Digest, ParseDigestError};
+pub use compression::{decompress, Compression};
+pub use digest::{Digest, Hasher, ParseDigestError};
 pub use error::Error;
+pub use paths::clean;
 
 use std::path::Path;
 

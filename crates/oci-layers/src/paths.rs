@@ -12,7 +12,7 @@ const AUFS_META: &[u8] = b".wh..wh.";
 
 /// `path` made relative to the root: `/`, `.` and empty parts dropped and `..` applied
 /// lexically, stopping at the root (as `filepath.Clean("/" + name)` in containerd).
-pub(crate) fn clean(path: &Path) -> PathBuf {
+pub fn clean(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in path.components() {
         match c {

@@ -8,12 +8,12 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::io::{self, BufReader, Write};
+use std::path::{Path, PathBuf};
 
+use kinet_oci_layers::{Compression, Hasher};
 use oci_spec::image::{Descriptor, ImageIndex};
 use serde::Deserialize;
-use sha2::{Digest as _, Sha256};
 
 use crate::fsutil::TempDir;
 use crate::manifest::{self, Fetched, Platform};
@@ -43,7 +43,7 @@ struct Archive {
 /// Copies into a file while hashing and keeping the first bytes.
 struct Hashing {
     out: File,
-    hasher: Sha256,
+    hasher: Hasher,
     size: u64,
     magic: [u8; 4],
 }
@@ -67,23 +67,9 @@ impl Write for Hashing {
     }
 }
 
-/// `a/./b/../c` → `a/c`; `None` for paths that climb out of the archive.
-fn clean(path: &Path) -> Option<String> {
-    let mut parts: Vec<String> = Vec::new();
-    for c in path.components() {
-        match c {
-            Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
-            Component::ParentDir => {
-                parts.pop()?;
-            }
-            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
-        }
-    }
-    Some(parts.join("/"))
-}
-
-fn is_gzip(magic: &[u8]) -> bool {
-    magic.starts_with(&[0x1f, 0x8b])
+/// `a/./b/../c` → `a/c`, `..` stopping at the archive's root.
+fn clean(path: &Path) -> String {
+    kinet_oci_layers::clean(path).to_string_lossy().into_owned()
 }
 
 impl Archive {
@@ -93,21 +79,14 @@ impl Archive {
             path: path.to_path_buf(),
             message,
         };
-        let mut file = BufReader::new(File::open(path).map_err(Error::io(path))?);
-        let head = io::BufRead::fill_buf(&mut file).map_err(Error::io(path))?;
-        let reader: Box<dyn Read> = if is_gzip(head) {
-            Box::new(flate2::read::GzDecoder::new(file))
-        } else {
-            Box::new(file)
-        };
+        let file = BufReader::new(File::open(path).map_err(Error::io(path))?);
+        let reader = kinet_oci_layers::decompress(file).map_err(Error::io(path))?;
         let mut tar = tar::Archive::new(reader);
         let mut nodes = BTreeMap::new();
         for (n, entry) in tar.entries().map_err(|e| bad(e.to_string()))?.enumerate() {
             let mut entry = entry.map_err(|e| bad(e.to_string()))?;
             let entry_path = entry.path().map_err(|e| bad(e.to_string()))?;
-            let Some(name) = clean(&entry_path) else {
-                return Err(bad(format!("{} leaves the archive", entry_path.display())));
-            };
+            let name = clean(&entry_path);
             let kind = entry.header().entry_type();
             if kind.is_symlink() || kind.is_hard_link() {
                 let target = entry
@@ -127,7 +106,7 @@ impl Archive {
                 let out = File::create(&file).map_err(Error::io(&file))?;
                 let mut h = Hashing {
                     out,
-                    hasher: Sha256::new(),
+                    hasher: Hasher::default(),
                     size: 0,
                     magic: [0; 4],
                 };
@@ -136,7 +115,7 @@ impl Archive {
                     name,
                     Node::File(Staged {
                         file,
-                        digest: format!("sha256:{}", hex::encode(h.hasher.finalize())),
+                        digest: h.hasher.finish().to_string(),
                         size: h.size,
                         magic: h.magic,
                     }),
@@ -159,7 +138,7 @@ impl Archive {
 
     /// The file at `name`, following symlinks inside the archive.
     fn file(&self, name: &str) -> Result<&Staged, Error> {
-        let mut current = clean(Path::new(name)).unwrap_or_default();
+        let mut current = clean(Path::new(name));
         for _ in 0..32 {
             match self.nodes.get(&current) {
                 Some(Node::File(f)) => return Ok(f),
@@ -170,8 +149,7 @@ impl Archive {
                     } else {
                         base.join(target)
                     };
-                    current = clean(&joined)
-                        .ok_or_else(|| self.error(format!("{name}: a link out of the archive")))?;
+                    current = clean(&joined);
                 }
                 None => return Err(self.error(format!("{name}: not in the archive"))),
             }
@@ -341,12 +319,10 @@ fn docker_archive(store: &Store, archive: &Archive) -> Result<Vec<Record>, Error
         for path in &entry.layers {
             let staged = archive.file(path)?;
             keep(store, staged)?;
-            let media_type = if is_gzip(&staged.magic) {
-                "application/vnd.docker.image.rootfs.diff.tar.gzip"
-            } else if staged.magic == [0x28, 0xb5, 0x2f, 0xfd] {
-                "application/vnd.oci.image.layer.v1.tar+zstd"
-            } else {
-                "application/vnd.docker.image.rootfs.diff.tar"
+            let media_type = match Compression::detect(&staged.magic) {
+                Compression::Gzip => "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+                Compression::None => "application/vnd.docker.image.rootfs.diff.tar",
             };
             layers.push(Layer {
                 digest: staged.digest.clone(),

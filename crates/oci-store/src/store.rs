@@ -1,11 +1,11 @@
 //! The store's layout on disk and its records (see the crate docs).
 
+use kinet_oci_layers::Digest;
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
 use crate::fsutil::{self, FileLock};
 use crate::reference::{self, digest_reference};
@@ -90,7 +90,7 @@ fn digest_hex(digest: &str) -> Result<&str, Error> {
 }
 
 pub(crate) fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    Digest::of(bytes).to_string()
 }
 
 impl Store {
@@ -164,17 +164,16 @@ impl Store {
     }
 
     fn record_path(&self, name: &str) -> PathBuf {
-        self.root.join("names").join(format!(
-            "{}.json",
-            hex::encode(Sha256::digest(name.as_bytes()))
-        ))
+        self.root
+            .join("names")
+            .join(format!("{}.json", Digest::of(name.as_bytes()).hex()))
     }
 
     pub(crate) fn lock(&self, key: &str, exclusive: bool) -> Result<FileLock, Error> {
         let path = self
             .root
             .join("locks")
-            .join(hex::encode(Sha256::digest(key.as_bytes())));
+            .join(Digest::of(key.as_bytes()).hex());
         fsutil::lock(&path, exclusive)
     }
 
@@ -200,6 +199,15 @@ impl Store {
     pub(crate) fn put_record(&self, record: &Record) -> Result<(), Error> {
         let bytes = serde_json::to_vec_pretty(record).expect("records serialize");
         fsutil::write_atomic(&self.tmp(), &self.record_path(&record.name), &bytes)
+    }
+
+    /// When an image name was last added, replaced or removed: every change renames a
+    /// record into `names/` or removes one, which sets the directory's mtime.
+    pub fn names_changed(&self) -> Result<std::time::SystemTime, Error> {
+        let dir = self.root.join("names");
+        fs::metadata(&dir)
+            .and_then(|m| m.modified())
+            .map_err(Error::io(&dir))
     }
 
     /// Every image name in the store, sorted.

@@ -19,6 +19,7 @@ use nix::unistd::{Gid, Uid};
 use rustix::thread::{CapabilitySet, CapabilitySets};
 
 use crate::caps;
+use crate::devices;
 use crate::mounts::{self, Step, MASKED_PATHS, READONLY_PATHS};
 use crate::paths::secure_join;
 use crate::spec::{ContainerSpec, PidNamespace};
@@ -38,6 +39,8 @@ pub enum InitError {
     NotFound(String),
     #[error("no command specified")]
     NoCommand,
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
 }
 
 type Result<T> = std::result::Result<T, InitError>;
@@ -151,7 +154,11 @@ pub fn start(spec: &ContainerSpec) -> Result<Infallible> {
     )
     .what(|| "making / a slave mount".into())?;
     let root = spec.rootfs();
-    for step in mounts::plan(spec) {
+    let host_devices = match spec.privileged {
+        true => devices::host()?,
+        false => Vec::new(),
+    };
+    for step in mounts::plan(spec, &host_devices) {
         apply(&root, &step)?;
     }
     // Made while host paths are reachable: a missing working directory appears, as in runc.
@@ -282,18 +289,25 @@ fn apply(root: &Path, step: &Step) -> Result<()> {
             mount(Some(*fstype), &dest, Some(*fstype), *flags, Some(*data))
                 .what(|| format!("mounting {fstype} on {target}"))
         }
-        Step::Device { path, major, minor } => {
-            let dest = at(path)?;
+        Step::Device(d) => {
+            let dest = at(&d.path)?;
+            if let Some(parent) = dest.parent() {
+                mkdirs(parent)?;
+            }
+            let kind = match d.block {
+                true => SFlag::S_IFBLK,
+                false => SFlag::S_IFCHR,
+            };
             mknod(
                 &dest,
-                SFlag::S_IFCHR,
-                Mode::from_bits_truncate(0o666),
-                makedev(*major, *minor),
+                kind,
+                Mode::from_bits_truncate(d.mode),
+                makedev(d.major, d.minor),
             )
-            .what(|| format!("creating {path}"))?;
-            // mknod obeys the umask; the devices are for everyone.
-            std::fs::set_permissions(&dest, std::os::unix::fs::PermissionsExt::from_mode(0o666))
-                .what(|| format!("chmod {path}"))
+            .what(|| format!("creating {}", d.path))?;
+            // mknod obeys the umask; the modes are the planned ones.
+            std::fs::set_permissions(&dest, std::os::unix::fs::PermissionsExt::from_mode(d.mode))
+                .what(|| format!("chmod {}", d.path))
         }
         Step::Symlink { path, to } => {
             std::os::unix::fs::symlink(to, at(path)?).what(|| format!("linking {path}"))
@@ -342,11 +356,6 @@ fn mask_paths() -> Result<()> {
 
 /// `program` as execvp finds it on the container's PATH (now that `/` is the container's).
 fn lookup(program: &str, env: &[(String, String)]) -> Result<PathBuf> {
-    let executable = |p: &Path| {
-        std::fs::metadata(p).is_ok_and(|m| {
-            m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
-        })
-    };
     if program.contains('/') {
         return Ok(PathBuf::from(program));
     }
@@ -355,21 +364,22 @@ fn lookup(program: &str, env: &[(String, String)]) -> Result<PathBuf> {
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.as_str())
         .unwrap_or(crate::config::DEFAULT_PATH);
-    path.split(':')
-        .map(|d| Path::new(d).join(program))
-        .find(|p| executable(p))
+    crate::paths::search_path(program, path, |p| Ok(PathBuf::from(p)))
         .ok_or_else(|| InitError::NotFound(program.to_string()))
 }
 
 /// Groups, user and capabilities: the bounding set is cut while still root, capabilities
-/// kept across the change of user, then set as planned; no_new_privs last.
+/// kept across the change of user, then set as planned; no_new_privs and seccomp last.
 fn set_credentials(spec: &ContainerSpec) -> Result<()> {
     let p = &spec.process;
-    let wanted: CapabilitySet = caps::set_of(&p.capabilities)?;
+    let mut wanted: CapabilitySet = caps::set_of(&p.capabilities)?;
     for (name, cap) in caps::all().iter_names() {
-        // A capability newer than the running kernel is in no set already.
+        // A capability newer than the running kernel, or one that kinet itself was started
+        // without (privileged asks for all), is in no set already.
         let known = rustix::thread::capability_is_in_bounding_set(cap).unwrap_or(false);
-        if known && !wanted.contains(cap) {
+        if !known {
+            wanted.remove(cap);
+        } else if !wanted.contains(cap) {
             rustix::thread::remove_capability_from_bounding_set(cap)
                 .what(|| format!("dropping CAP_{name} from the bounding set"))?;
         }
@@ -392,6 +402,8 @@ fn set_credentials(spec: &ContainerSpec) -> Result<()> {
     if p.no_new_privileges {
         rustix::thread::set_no_new_privs(true).what(|| "no_new_privs".into())?;
     }
+    // Last: the filter refuses calls made above (setns for exec, for one).
+    crate::seccomp::install(p.seccomp, &p.capabilities)?;
     // After the change of user, which would clear it: the container dies with its shim.
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
         .what(|| "setting the parent-death signal".into())

@@ -4,9 +4,10 @@
 //! - pure plans, tested without root: [`mounts`] (the ordered mount list, masked and
 //!   read-only paths), [`caps`] (the capability set), [`config`] (argv, environment and
 //!   working directory from the image config and the Kubernetes container), [`user`]
-//!   (users and groups from the image's own files), [`standin`]'s plan, [`cgroup`] settings;
+//!   (users and groups from the image's own files), [`standin`]'s plan, [`cgroup`] settings,
+//!   [`seccomp`]'s refused calls;
 //! - side effects, as root: [`init`] (namespaces, overlayfs, `pivot_root`, credentials,
-//!   exec), [`cgroup::Cgroup`], [`standin::materialize`].
+//!   seccomp, exec), [`cgroup::Cgroup`], [`standin::materialize`].
 //!
 //! The input is a [`ContainerSpec`]; images come as an [`ImageRoot`] (a read-only root
 //! directory plus [`HostBind`]s, which only kinet-made images have).
@@ -14,9 +15,11 @@
 pub mod caps;
 pub mod cgroup;
 pub mod config;
+pub mod devices;
 pub mod init;
 pub mod mounts;
 pub mod paths;
+pub mod seccomp;
 pub mod spec;
 pub mod standin;
 pub mod user;

@@ -32,16 +32,24 @@ pub enum Step {
         flags: MsFlags,
         data: &'static str,
     },
-    /// A character device made with mknod.
-    Device {
-        path: &'static str,
-        major: u64,
-        minor: u64,
-    },
+    /// A device node made with mknod.
+    Device(Device),
     Symlink {
         path: &'static str,
         to: &'static str,
     },
+}
+
+/// A device node inside the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub path: String,
+    /// A block device (else a character device).
+    pub block: bool,
+    pub major: u64,
+    pub minor: u64,
+    /// Permission bits.
+    pub mode: u32,
 }
 
 /// containerd's masked paths: hidden under an empty read-only tmpfs (directories) or
@@ -96,9 +104,14 @@ fn fs(fstype: &'static str, target: &'static str, flags: MsFlags, data: &'static
     }
 }
 
-/// The set-up of `spec`'s root, in order.
-pub fn plan(spec: &ContainerSpec) -> Vec<Step> {
+/// The set-up of `spec`'s root, in order. A privileged container also gets `host_devices`
+/// (the host's `/dev`, as containerd gives it) and a writable `/sys`, as runc does.
+pub fn plan(spec: &ContainerSpec, host_devices: &[Device]) -> Vec<Step> {
     let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    let sys_flags = match spec.privileged {
+        true => hardened,
+        false => hardened | MsFlags::MS_RDONLY,
+    };
     let mut steps = vec![Step::Overlay {
         lower: spec.image.rootfs.clone(),
         upper: spec.dir.join("upper"),
@@ -132,11 +145,27 @@ pub fn plan(spec: &ContainerSpec) -> Vec<Step> {
             "mode=755,size=65536k",
         ),
     ]);
-    steps.extend(
-        DEVICES
-            .iter()
-            .map(|&(path, major, minor)| Step::Device { path, major, minor }),
-    );
+    let minimal = DEVICES.iter().map(|&(path, major, minor)| Device {
+        path: path.into(),
+        block: false,
+        major,
+        minor,
+        mode: 0o666,
+    });
+    steps.extend(minimal.map(Step::Device));
+    if spec.privileged {
+        let taken = |d: &Device| {
+            DEVICES.iter().any(|(p, _, _)| *p == d.path)
+                || DEV_LINKS.iter().any(|(p, _)| *p == d.path)
+        };
+        steps.extend(
+            host_devices
+                .iter()
+                .filter(|d| !taken(d))
+                .cloned()
+                .map(Step::Device),
+        );
+    }
     steps.extend(
         DEV_LINKS
             .iter()
@@ -152,7 +181,7 @@ pub fn plan(spec: &ContainerSpec) -> Vec<Step> {
         fs("tmpfs", "/dev/shm", hardened, "mode=1777,size=65536k"),
         fs("mqueue", "/dev/mqueue", hardened, ""),
         // After joining the pod's network namespace: /sys/class/net lists the pod's links.
-        fs("sysfs", "/sys", hardened | MsFlags::MS_RDONLY, ""),
+        fs("sysfs", "/sys", sys_flags, ""),
     ]);
     steps.extend(spec.mounts.iter().map(|m| Step::Bind {
         source: m.source.clone(),
@@ -190,6 +219,7 @@ mod tests {
                 groups: Vec::new(),
                 capabilities: Vec::new(),
                 no_new_privileges: false,
+                seccomp: Default::default(),
                 terminal: false,
             },
             read_only_root: false,
@@ -204,7 +234,8 @@ mod tests {
             .map(|s| match s {
                 Step::Overlay { target, .. } | Step::Bind { target, .. } => target.clone(),
                 Step::Fs { target, .. } => target.to_string(),
-                Step::Device { path, .. } | Step::Symlink { path, .. } => path.to_string(),
+                Step::Device(d) => d.path.clone(),
+                Step::Symlink { path, .. } => path.to_string(),
             })
             .collect()
     }
@@ -215,7 +246,7 @@ mod tests {
             source: std::env::temp_dir(),
             target: "/usr".into(),
         };
-        let steps = plan(&spec(vec![usr]));
+        let steps = plan(&spec(vec![usr]), &[]);
         let t = targets(&steps);
         assert_eq!(t[..4], ["/", "/usr", "/proc", "/dev"]);
         assert_eq!(
@@ -262,6 +293,47 @@ mod tests {
         assert!(flags.contains(MsFlags::MS_RDONLY));
     }
 
+    fn sys_flags(steps: &[Step]) -> MsFlags {
+        steps
+            .iter()
+            .find_map(|s| match s {
+                Step::Fs {
+                    target: "/sys",
+                    flags,
+                    ..
+                } => Some(*flags),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn privileged_containers_get_the_host_devices_and_a_writable_sys() {
+        let tun = Device {
+            path: "/dev/net/tun".into(),
+            block: false,
+            major: 10,
+            minor: 200,
+            mode: 0o666,
+        };
+        let null = Device {
+            path: "/dev/null".into(),
+            ..tun.clone()
+        };
+        let host = [tun.clone(), null];
+        let plain = plan(&spec(Vec::new()), &host);
+        assert!(!plain.contains(&Step::Device(tun.clone())));
+        assert!(sys_flags(&plain).contains(MsFlags::MS_RDONLY));
+        let mut privileged = spec(Vec::new());
+        privileged.privileged = true;
+        let steps = plan(&privileged, &host);
+        assert!(steps.contains(&Step::Device(tun)));
+        // The minimal /dev/null is made once.
+        let nulls = targets(&steps).iter().filter(|t| *t == "/dev/null").count();
+        assert_eq!(nulls, 1);
+        assert!(!sys_flags(&steps).contains(MsFlags::MS_RDONLY));
+    }
+
     #[test]
     fn host_files_and_read_only_roots_get_read_only_binds() {
         let kinet = HostBind {
@@ -272,7 +344,7 @@ mod tests {
             source: std::env::temp_dir(),
             target: "/usr".into(),
         };
-        let steps = plan(&spec(vec![kinet.clone()]));
+        let steps = plan(&spec(vec![kinet.clone()]), &[]);
         assert_eq!(
             steps[1],
             Step::Bind {
@@ -284,7 +356,7 @@ mod tests {
         let mut ro = spec(vec![usr]);
         ro.read_only_root = true;
         assert!(matches!(
-            plan(&ro)[1],
+            plan(&ro, &[])[1],
             Step::Bind {
                 read_only: true,
                 ..

@@ -38,17 +38,31 @@ pub fn image_path(image: &ImageRoot, path: &str) -> std::io::Result<PathBuf> {
 /// Whether `program` is an executable file a container of `image` finds on `path_env`
 /// (execvp's search), so a missing one is a start error as containerd reports it.
 pub fn finds_program(image: &ImageRoot, path_env: &str, program: &str) -> bool {
+    search_path(program, path_env, |p| image_path(image, p)).is_some()
+}
+
+/// Where execvp finds `program` on `path_env`, `host` giving each container path's host
+/// path (the identity once the container's root is `/`).
+pub fn search_path(
+    program: &str,
+    path_env: &str,
+    host: impl Fn(&str) -> std::io::Result<PathBuf>,
+) -> Option<PathBuf> {
     let executable = |p: &str| {
-        image_path(image, p)
-            .and_then(std::fs::metadata)
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        host(p)
+            .ok()
+            .filter(|h| {
+                std::fs::metadata(h)
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            })
+            .map(|_| PathBuf::from(p))
     };
     if program.contains('/') {
         return executable(program);
     }
     path_env
         .split(':')
-        .any(|d| executable(&format!("{}/{program}", d.trim_end_matches('/'))))
+        .find_map(|d| executable(&format!("{}/{program}", d.trim_end_matches('/'))))
 }
 
 /// `path` resolved component by component, `host` giving each container path's host path.

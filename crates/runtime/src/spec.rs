@@ -61,6 +61,9 @@ pub struct Process {
     pub capabilities: Vec<String>,
     /// `allowPrivilegeEscalation: false`.
     pub no_new_privileges: bool,
+    /// The seccomp profile (older spec files have none: unconfined).
+    #[serde(default)]
+    pub seccomp: crate::seccomp::Profile,
     /// Whether stdin is a terminal the process should have as its controlling terminal.
     pub terminal: bool,
 }

@@ -30,7 +30,7 @@ fn main() {
     if !kinet_testkit::root("the container runtime's root tests") {
         return;
     }
-    let cases: [(&str, Case); 3] = [
+    let cases: [(&str, Case); 5] = [
         (
             "the container sees its image and its own processes only",
             isolation,
@@ -40,6 +40,14 @@ fn main() {
             writes_stay_in_the_layer,
         ),
         ("capabilities and user are dropped as planned", credentials),
+        (
+            "RuntimeDefault refuses user namespaces, Unconfined allows them",
+            seccomp,
+        ),
+        (
+            "privileged containers get the host's devices and a writable /sys",
+            privileged,
+        ),
     ];
     let sandbox = Sandbox::new();
     for (name, case) in cases {
@@ -99,6 +107,7 @@ impl Sandbox {
                 groups: Vec::new(),
                 capabilities: caps::capabilities(&[], &[], false).unwrap(),
                 no_new_privileges: false,
+                seccomp: Default::default(),
                 terminal: false,
             },
             read_only_root: false,
@@ -207,4 +216,40 @@ fn credentials(s: &Sandbox) {
     assert!(lines[4].ends_with("0000000000000400"), "{out}");
     let root = text(&s.run(&s.spec("rootcaps", "grep CapEff /proc/self/status")));
     assert!(root.trim().ends_with("00000000a80425fb"), "{root}");
+}
+
+fn seccomp(s: &Sandbox) {
+    let script = "unshare -U true 2>&1 && echo ALLOWED; grep Seccomp: /proc/self/status";
+    let mut spec = s.spec("confined", script);
+    spec.process.seccomp = kinet_runtime::seccomp::Profile::RuntimeDefault;
+    let out = text(&s.run(&spec));
+    assert!(
+        out.contains("Operation not permitted") && !out.contains("ALLOWED"),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.ends_with("\t2")),
+        "filter mode: {out}"
+    );
+    let out = text(&s.run(&s.spec("unconfined", script)));
+    assert!(out.contains("ALLOWED"), "{out}");
+}
+
+fn privileged(s: &Sandbox) {
+    let device = kinet_runtime::devices::host()
+        .unwrap()
+        .into_iter()
+        .find(|d| d.path.starts_with("/dev/") && !d.block && d.path != "/dev/null")
+        .expect("the host has a character device");
+    let script = format!(
+        "test -c {} && echo DEVICE; grep ' /sys sysfs ' /proc/mounts",
+        device.path
+    );
+    let out = text(&s.run(&s.spec("plain", &script)));
+    assert!(!out.contains("DEVICE") && out.contains(" ro,"), "{out}");
+    let mut spec = s.spec("privileged", &script);
+    spec.privileged = true;
+    spec.process.capabilities = caps::capabilities(&[], &[], true).unwrap();
+    let out = text(&s.run(&spec));
+    assert!(out.contains("DEVICE") && out.contains(" rw,"), "{out}");
 }

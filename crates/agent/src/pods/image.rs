@@ -11,10 +11,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::{Container, ContainerImage};
-use kinet_oci_store::{PullOptions, Record};
+use kinet_oci_store::{PullOptions, Record, Store};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::time::Instant;
@@ -245,6 +245,52 @@ pub fn node_images(records: &[Record]) -> Vec<ContainerImage> {
         .collect()
 }
 
+/// A directory mtime this close to now may be followed by another change within the same
+/// timestamp tick, so a listing made then is not trusted to be the last one.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// The node's images for `status.images`, listed again only when the store's names change
+/// (a pull, a load or a removal, by any agent or `kinet image`), never on the runtime's
+/// threads.
+#[derive(Debug, Default)]
+pub struct NodeImages {
+    /// The names directory's mtime the listing is current for; `None`: list again.
+    current_for: Option<SystemTime>,
+    images: Vec<ContainerImage>,
+}
+
+impl NodeImages {
+    /// The images of `store`, from the last listing if nothing changed since.
+    pub async fn get(&mut self, store: &Store) -> Vec<ContainerImage> {
+        let (store, current_for) = (store.clone(), self.current_for);
+        let listed = tokio::task::spawn_blocking(move || -> Result<_, kinet_oci_store::Error> {
+            let changed = store.names_changed()?;
+            if current_for == Some(changed) {
+                return Ok(None);
+            }
+            Ok(Some((changed, node_images(&store.list()?))))
+        })
+        .await;
+        match listed {
+            Ok(Ok(Some((changed, images)))) => {
+                self.current_for = settled(changed, SystemTime::now());
+                self.images = images;
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::warn!("listing the node's images: {e}"),
+            Err(e) => tracing::warn!("listing the node's images: {e}"),
+        }
+        self.images.clone()
+    }
+}
+
+/// `changed` if it is old enough that no later change can share its timestamp.
+fn settled(changed: SystemTime, now: SystemTime) -> Option<SystemTime> {
+    now.duration_since(changed)
+        .is_ok_and(|age| age >= SETTLE)
+        .then_some(changed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,6 +358,37 @@ mod tests {
         assert_eq!(b.until(&key, t0 + BACKOFF_MAX), None);
         b.succeeded(&key);
         assert_eq!(b.failed(&key, t0, String::new()).as_secs(), 10);
+    }
+
+    #[test]
+    fn a_listing_is_trusted_once_the_store_has_settled() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        assert_eq!(settled(t, t + SETTLE), Some(t));
+        assert_eq!(settled(t, t + Duration::from_millis(10)), None);
+        // A clock that went back: list again.
+        assert_eq!(settled(t, t - Duration::from_secs(5)), None);
+    }
+
+    #[tokio::test]
+    async fn node_images_follow_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut cache = NodeImages::default();
+        assert!(cache.get(&store).await.is_empty());
+        let layer = kinet_testkit::oci::LayerBuilder::default()
+            .file("hello", b"hi", 0o644)
+            .build();
+        let archive = kinet_testkit::oci::Image::new(vec![layer], serde_json::json!({}))
+            .docker_archive_tar("demo:1");
+        let tar = dir.path().join("demo.tar");
+        std::fs::write(&tar, archive).unwrap();
+        kinet_oci_store::import::import(&store, &tar).unwrap();
+        let names = |images: Vec<ContainerImage>| -> Vec<String> {
+            images.into_iter().flat_map(|i| i.names.unwrap()).collect()
+        };
+        assert!(names(cache.get(&store).await).contains(&"docker.io/library/demo:1".to_string()));
+        store.remove("demo:1").unwrap();
+        assert!(cache.get(&store).await.is_empty());
     }
 
     #[test]

@@ -68,9 +68,13 @@ pub struct Linux {
     pub exe: PathBuf,
 }
 
-fn hierarchy() -> Option<(PathBuf, cgroup::Version)> {
-    let root = PathBuf::from(cgroup::CGROUP_ROOT);
-    cgroup::detect(&root).map(|v| (root, v))
+/// The host's cgroup hierarchy, detected once: the host does not change it under us.
+fn hierarchy() -> Option<(&'static Path, cgroup::Version)> {
+    static HIERARCHY: std::sync::OnceLock<Option<cgroup::Version>> = std::sync::OnceLock::new();
+    let root = Path::new(cgroup::CGROUP_ROOT);
+    HIERARCHY
+        .get_or_init(|| cgroup::detect(root))
+        .map(|v| (root, v))
 }
 
 impl Kernel for Linux {
@@ -123,13 +127,13 @@ impl Kernel for Linux {
         let Some((root, version)) = hierarchy() else {
             return Ok(Vec::new());
         };
-        let cg = Cgroup::at(&root, version, rel);
-        cg.create(&root, limits)?;
+        let cg = Cgroup::at(root, version, rel);
+        cg.create(root, limits)?;
         Ok(cg.dirs().to_vec())
     }
 
     fn oom_killed(&self, rel: &Path) -> bool {
-        hierarchy().is_some_and(|(root, v)| Cgroup::at(&root, v, rel).oom_killed())
+        hierarchy().is_some_and(|(root, v)| Cgroup::at(root, v, rel).oom_killed())
     }
 
     fn remove_cgroups(&self, rel: &Path) {
@@ -139,5 +143,5 @@ impl Kernel for Linux {
 
 /// Removes cgroup `rel` and those under it; true when none is left.
 pub fn remove_cgroup_tree(rel: &Path) -> bool {
-    hierarchy().is_none_or(|(root, v)| cgroup::remove_tree(&root, v, rel))
+    hierarchy().is_none_or(|(root, v)| cgroup::remove_tree(root, v, rel))
 }

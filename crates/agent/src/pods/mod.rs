@@ -14,6 +14,7 @@ pub mod env;
 pub mod files;
 pub mod image;
 pub mod kernel;
+pub mod objects;
 pub mod pause;
 pub mod probe;
 pub mod process;
@@ -111,8 +112,12 @@ pub struct Runtime {
     recorder: Recorder,
     /// Every Service, for the containers' environment (the kubelet's service lister).
     services: Store<Service>,
+    /// The ConfigMaps and Secrets pods read (volumes and environment).
+    objects: objects::Objects,
     workers: Mutex<HashMap<String, watch::Sender<Option<Pod>>>>,
     views: Mutex<HashMap<(String, String), PodView>>,
+    /// The image store, opened on first use.
+    store: std::sync::OnceLock<kinet_oci_store::Store>,
 }
 
 impl Runtime {
@@ -144,6 +149,7 @@ impl Runtime {
             .default_backoff(),
         );
         tokio::spawn(stream.for_each(|_| futures::future::ready(())));
+        let objects = objects::Objects::watch(&client);
         Arc::new(Runtime {
             client,
             cfg,
@@ -152,8 +158,10 @@ impl Runtime {
             ipam: Mutex::new(ipam),
             recorder,
             services,
+            objects,
             workers: Mutex::default(),
             views: Mutex::default(),
+            store: std::sync::OnceLock::new(),
         })
     }
 
@@ -183,6 +191,15 @@ impl Runtime {
         let pid = c.pid_file.as_deref().and_then(process::read_pid);
         c.enter = pid.map(|pid| process::enter_argv(&self.cfg.exe, pid, &c.spec_file));
         Ok((view.sandbox_pid, c))
+    }
+
+    /// The image store (opened once; a failure is tried again next time).
+    fn store(&self) -> Result<&kinet_oci_store::Store, kinet_oci_store::Error> {
+        if let Some(store) = self.store.get() {
+            return Ok(store);
+        }
+        let store = kinet_oci_store::Store::open(&self.cfg.images_dir)?;
+        Ok(self.store.get_or_init(|| store))
     }
 
     fn set_view(&self, namespace: &str, pod: &str, view: Option<PodView>) {

@@ -4,9 +4,10 @@
 
 use std::path::PathBuf;
 
-use k8s_openapi::api::core::v1::{Container, Pod, SecurityContext};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSecurityContext, SecurityContext};
 use kinet_controllers::scheduler::resources::parse_quantity;
 use kinet_runtime::cgroup::Limits;
+use kinet_runtime::seccomp::Profile;
 use kinet_runtime::user::{self, Overrides};
 use kinet_runtime::{BindMount, ContainerSpec, ImageRoot, PidNamespace, Process};
 
@@ -45,10 +46,12 @@ pub fn container_spec(pod: &Pod, c: &Container, i: Inputs) -> Result<ContainerSp
     let overrides = Overrides {
         run_as_user: id(csc.run_as_user.or(pod_sc.run_as_user)),
         run_as_group: id(csc.run_as_group.or(pod_sc.run_as_group)),
+        // The kubelet adds fsGroup, so the container's processes reach its volumes.
         supplemental_groups: pod_sc
             .supplemental_groups
             .iter()
             .flatten()
+            .chain(&pod_sc.fs_group)
             .filter_map(|g| id(Some(*g)))
             .collect(),
     };
@@ -81,6 +84,7 @@ pub fn container_spec(pod: &Pod, c: &Container, i: Inputs) -> Result<ContainerSp
             user.home.clone().unwrap_or_else(|| "/".into()),
         ));
     }
+    let seccomp = seccomp_profile(&pod_sc, &csc, privileged)?;
     let share = pod.spec.as_ref().and_then(|s| s.share_process_namespace) == Some(true);
     let pid_namespace = match (i.target_pid, share) {
         (Some(pid), _) => PidNamespace::Container(pid),
@@ -106,12 +110,37 @@ pub fn container_spec(pod: &Pod, c: &Container, i: Inputs) -> Result<ContainerSp
             groups: user.groups,
             capabilities,
             no_new_privileges: csc.allow_privilege_escalation == Some(false),
+            seccomp,
             terminal: c.tty == Some(true),
         },
         read_only_root: csc.read_only_root_filesystem == Some(true),
         privileged,
         cgroups: i.cgroups,
     })
+}
+
+/// The container's seccomp profile: its own `seccompProfile`, else the pod's, else
+/// `RuntimeDefault` (the kubelet's `--seccomp-default`); privileged containers run
+/// unconfined unless they ask, as containerd runs them.
+fn seccomp_profile(
+    pod: &PodSecurityContext,
+    c: &SecurityContext,
+    privileged: bool,
+) -> Result<Profile, String> {
+    let asked = c
+        .seccomp_profile
+        .as_ref()
+        .or(pod.seccomp_profile.as_ref())
+        .map(|p| p.type_.as_str());
+    match asked {
+        Some("Unconfined") => Ok(Profile::Unconfined),
+        Some("RuntimeDefault") => Ok(Profile::RuntimeDefault),
+        None if privileged => Ok(Profile::Unconfined),
+        None => Ok(Profile::RuntimeDefault),
+        Some(other) => Err(format!(
+            "failed to generate seccomp spec opts: seccomp profile type {other:?} is not supported by kinet (RuntimeDefault and Unconfined are)"
+        )),
+    }
 }
 
 /// The container's `resources.limits` as cgroup limits.
@@ -173,13 +202,38 @@ mod tests {
         assert!(!s.privileged && !s.read_only_root && !s.process.no_new_privileges);
         assert!(s.process.env.contains(&("HOME".into(), "/root".into())));
         assert_eq!(s.process.cwd, "/");
+        assert_eq!(s.process.seccomp, Profile::RuntimeDefault);
+    }
+
+    #[test]
+    fn seccomp_profiles_from_the_container_then_the_pod() {
+        let spec = |yaml: &str| {
+            let (p, c) = pod(yaml);
+            container_spec(&p, &c, inputs()).map(|s| s.process.seccomp)
+        };
+        let pod_level = "spec:
+  securityContext: {seccompProfile: {type: Unconfined}}
+  containers: [{name: c, image: busybox}]";
+        assert_eq!(spec(pod_level), Ok(Profile::Unconfined));
+        let container_wins = "spec:
+  securityContext: {seccompProfile: {type: Unconfined}}
+  containers:
+  - {name: c, image: busybox, securityContext: {seccompProfile: {type: RuntimeDefault}}}";
+        assert_eq!(spec(container_wins), Ok(Profile::RuntimeDefault));
+        let privileged = "spec:
+  containers: [{name: c, image: busybox, securityContext: {privileged: true}}]";
+        assert_eq!(spec(privileged), Ok(Profile::Unconfined));
+        let localhost = "spec:
+  containers:
+  - {name: c, image: busybox, securityContext: {seccompProfile: {type: Localhost, localhostProfile: p.json}}}";
+        assert!(spec(localhost).unwrap_err().contains("Localhost"));
     }
 
     #[test]
     fn security_context_and_shared_pids() {
         let (p, c) = pod("spec:
   shareProcessNamespace: true
-  securityContext: {runAsUser: 1000, supplementalGroups: [3000]}
+  securityContext: {runAsUser: 1000, supplementalGroups: [3000], fsGroup: 4000}
   containers:
   - name: c
     image: busybox
@@ -192,7 +246,7 @@ mod tests {
         let s = container_spec(&p, &c, inputs()).unwrap();
         assert_eq!(
             (s.process.uid, s.process.gid, s.process.groups.clone()),
-            (1000, 1000, vec![3000])
+            (1000, 1000, vec![3000, 4000])
         );
         assert!(s.process.env.contains(&("HOME".into(), "/home/app".into())));
         assert_eq!(s.process.capabilities, ["NET_BIND_SERVICE"]);

@@ -1,7 +1,8 @@
 //! Issue 12: containers are isolated by the runtime, checked with real kubectl. One one-node
 //! cluster runs every case: a pod's root is its image's (a kinet-made stand-in), writes stay
 //! in the container's layer and go with a restart, a container sees only its own processes
-//! (or the pod's with `shareProcessNamespace`), Docker's capabilities, an OOM kill reported
+//! (or the pod's with `shareProcessNamespace`), Docker's capabilities, containerd's seccomp
+//! profile unless Unconfined, privileged devices and /sys, an OOM kill reported
 //! as `OOMKilled`, and nothing left on the host once the cluster is down.
 
 use std::path::Path;
@@ -55,6 +56,21 @@ spec:
     workingDir: /tmp
     securityContext: {{capabilities: {{drop: [ALL]}}}}
     livenessProbe: {{exec: {{command: [sh, -c, 'test $(id -u) = 1000']}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: unconfined}}
+spec:
+  securityContext: {{seccompProfile: {{type: Unconfined}}}}
+  containers:
+  - {{name: c, image: busybox, command: [sleep, '3600']}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: privileged}}
+spec:
+  containers:
+  - {{name: c, image: busybox, command: [sleep, '3600'], securityContext: {{privileged: true}}}}
 "
     )
 }
@@ -80,7 +96,7 @@ fn containers_are_isolated_by_the_runtime() {
     let c = Cluster::up(1);
     let marker = format!("kinet-e2e-{}", c.name);
     apply(&c, &pods(&marker));
-    for pod in ["iso", "shared", "nonroot"] {
+    for pod in ["iso", "shared", "nonroot", "unconfined", "privileged"] {
         until(&c, &format!("{pod} running"), WAIT, || running(&c, pod, 0));
     }
 
@@ -133,6 +149,32 @@ fn containers_are_isolated_by_the_runtime() {
     );
     assert!(who.trim().ends_with("0000000000000000"), "{who}");
 
+    // seccomp: RuntimeDefault (the default) refuses a new user namespace, which a container
+    // without CAP_SYS_ADMIN may otherwise make; Unconfined allows it.
+    let unshare = |pod: &str| c.kubectl(&["exec", pod, "--", "unshare", "-U", "true"]);
+    let confined = unshare("iso");
+    assert!(
+        !confined.status.success()
+            && String::from_utf8_lossy(&confined.stderr).contains("Operation not permitted"),
+        "{}",
+        show(&confined)
+    );
+    let free = unshare("unconfined");
+    assert!(free.status.success(), "{}", show(&free));
+    let mode = exec(&c, "iso", &["grep", "Seccomp:", "/proc/1/status"]);
+    assert!(mode.trim().ends_with('2'), "filter mode: {mode}");
+
+    // privileged: the host's devices and a writable /sys, as runc gives them; not otherwise.
+    let device = host_device();
+    exec(&c, "privileged", &["test", "-c", &device]);
+    assert!(!c
+        .kubectl(&["exec", "iso", "--", "test", "-e", &device])
+        .status
+        .success());
+    let sys = |pod: &str| exec(&c, pod, &["grep", " /sys sysfs ", "/proc/mounts"]);
+    assert!(sys("privileged").contains(" rw,"), "{}", sys("privileged"));
+    assert!(sys("iso").contains(" ro,"), "{}", sys("iso"));
+
     // shareProcessNamespace: the pause process is PID 1, the sibling is visible.
     let ps = c.kubectl_ok(&[
         "exec", "shared", "-c", "sleeper", "--", "ps", "-e", "-o", "args=",
@@ -160,6 +202,22 @@ fn containers_are_isolated_by_the_runtime() {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&home), "mounts left:\n{mounts}");
     assert_eq!(cgroups_left(&c.name), Vec::<String>::new());
+}
+
+/// A character device of the host's beyond the minimal /dev every container gets.
+fn host_device() -> String {
+    use std::os::unix::fs::FileTypeExt;
+    let minimal = [
+        "null", "zero", "full", "random", "urandom", "tty", "console", "ptmx",
+    ];
+    std::fs::read_dir("/dev")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_char_device()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| !minimal.contains(&n.as_str()))
+        .map(|n| format!("/dev/{n}"))
+        .expect("the host has a character device beyond the minimal set")
 }
 
 /// The cgroup directories of cluster `name` that exist (v1 controllers or v2).

@@ -6,7 +6,8 @@
 //!   kubelet's messages), the mount plan in [`mounts`];
 //! - side effects: [`atomic`] (the kubelet's AtomicWriter layout, so updates are atomic),
 //!   [`host_path`] (type checks), and [`set_up`]/[`tear_down`] here (emptyDir; tmpfs for
-//!   `medium: Memory` and, as the kubelet does, for secret and projected volumes).
+//!   `medium: Memory` and, as the kubelet does, for secret and projected volumes),
+//!   [`ownership`] (`fsGroup`).
 //!
 //! Calling [`set_up`] again rewrites projections whose objects changed (a no-op
 //! otherwise), as the kubelet's periodic sync does; subPath mounts keep the old file.
@@ -15,6 +16,7 @@ mod atomic;
 mod downward;
 mod host_path;
 mod mounts;
+pub mod ownership;
 mod payload;
 
 use std::collections::BTreeMap;
@@ -52,9 +54,20 @@ pub fn set_up(
             message,
         };
         let mountable = set_up_one(pod_dir, v, src).map_err(fail)?;
+        // hostPath belongs to the host: the kubelet never re-owns it.
+        if let Some(gid) = fs_group(src.pod).filter(|_| v.host_path.is_none()) {
+            ownership::apply(&mountable.path, gid, mountable.read_only)
+                .map_err(|e| fail(format!("applying fsGroup {gid}: {e}")))?;
+        }
         out.insert(v.name.clone(), mountable);
     }
     Ok(out)
+}
+
+/// The pod's `securityContext.fsGroup`.
+pub fn fs_group(pod: &k8s_openapi::api::core::v1::Pod) -> Option<u32> {
+    let sc = pod.spec.as_ref()?.security_context.as_ref()?;
+    sc.fs_group.and_then(|g| u32::try_from(g).ok())
 }
 
 fn set_up_one(pod_dir: &Path, v: &Volume, src: &Sources<'_>) -> Result<Mountable, String> {
@@ -92,7 +105,13 @@ fn set_up_one(pod_dir: &Path, v: &Volume, src: &Sources<'_>) -> Result<Mountable
     let Some(files) = payload::payload(v, src) else {
         return Err("volume type not supported by kinet (emptyDir, hostPath, configMap, secret, downwardAPI and projected are)".into());
     };
-    let files = files.map_err(|e| e.to_string())?;
+    let mut files = files.map_err(|e| e.to_string())?;
+    if fs_group(src.pod).is_some() {
+        // The modes fsGroup will give them, so an unchanged volume compares equal.
+        for f in files.values_mut() {
+            f.mode = ownership::mode(f.mode, false, true);
+        }
+    }
     let dir = volume_dir(pod_dir, plugin, &v.name);
     if matches!(plugin, "secret" | "projected") {
         // Secrets and tokens live in memory, never on the node's disk, as with the kubelet.

@@ -323,3 +323,41 @@ fn memory_volumes_are_tmpfs_mounts_removed_at_tear_down() {
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
     assert!(!mounts.contains(tmp.path().to_str().unwrap()), "{mounts}");
 }
+
+#[test]
+fn fs_group_modes_follow_the_kubelet() {
+    assert_eq!(ownership::mode(0o644, false, true), 0o644);
+    assert_eq!(ownership::mode(0o600, false, false), 0o660);
+    assert_eq!(ownership::mode(0o400, false, true), 0o440);
+    assert_eq!(ownership::mode(0o755, true, true), 0o2755);
+    assert_eq!(ownership::mode(0o777, true, false), 0o2777);
+    assert_eq!(ownership::mode(0o700, true, false), 0o2770);
+}
+
+#[test]
+fn fs_group_owns_volume_files_but_not_host_paths() {
+    if !kinet_testkit::root("chown") {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let host = tmp.path().join("host-data");
+    let mut p = pod(json!([
+        {"name": "cache", "emptyDir": {}},
+        {"name": "config", "configMap": {"name": "cfg", "defaultMode": 0o600}},
+        {"name": "data", "hostPath": {"path": host.to_str().unwrap(), "type": "DirectoryOrCreate"}}
+    ]));
+    p.spec.as_mut().unwrap().security_context =
+        Some(k8s_openapi::api::core::v1::PodSecurityContext {
+            fs_group: Some(2345),
+            ..Default::default()
+        });
+    let w = World::new();
+    let got = set_up(tmp.path(), &w.sources(&p)).unwrap();
+    let cache = std::fs::metadata(&got["cache"].path).unwrap();
+    assert_eq!((cache.gid(), cache.mode() & 0o7777), (2345, 0o2777));
+    let conf = std::fs::metadata(got["config"].path.join("mode")).unwrap();
+    assert_eq!((conf.gid(), conf.mode() & 0o777), (2345, 0o640));
+    assert_ne!(std::fs::metadata(&host).unwrap().gid(), 2345);
+    tear_down(tmp.path()).unwrap();
+}

@@ -4,10 +4,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Secret, Service};
+use k8s_openapi::api::core::v1::{Container, Service};
 use k8s_openapi::jiff::Timestamp;
 use kinet_controllers::events::EventType;
-use kube::Api;
 use tokio::time::Instant;
 
 use super::probing::trackers;
@@ -19,7 +18,7 @@ use crate::pods::process::{self, Launch};
 use crate::pods::runspec::{self, Inputs};
 use crate::pods::sandbox::Files;
 use crate::pods::status::{Exit, State};
-use kinet_oci_store::{Lease, Resolved, Store};
+use kinet_oci_store::{Lease, Resolved};
 use kinet_runtime::config::{self, ImageDefaults};
 use kinet_runtime::{standin, ImageRoot};
 
@@ -113,24 +112,26 @@ impl Worker {
         &self,
         c: &Container,
     ) -> Result<(Vec<Service>, Objects, Objects), String> {
-        let client = self.rt.client.clone();
-        let ns = self.rec.namespace.clone();
-        let services = self.rt.services_for(&ns).await;
+        let client = &self.rt.client;
+        let ns = &self.rec.namespace;
+        let services = self.rt.services_for(ns).await;
         let (cm_names, secret_names) = env::references(c);
-        let mut cms = Objects::new();
-        let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-        for n in cm_names {
-            if let Some(cm) = cm_api.get_opt(&n).await.map_err(|e| e.to_string())? {
-                cms.insert(n, cm.data.unwrap_or_default());
-            }
-        }
-        let mut secrets = Objects::new();
-        let s_api: Api<Secret> = Api::namespaced(client, &ns);
-        for n in secret_names {
-            if let Some(s) = s_api.get_opt(&n).await.map_err(|e| e.to_string())? {
-                secrets.insert(n, env::secret_data(&s.data.unwrap_or_default()));
-            }
-        }
+        let err = |e: kube::Error| e.to_string();
+        let objects = &self.rt.objects;
+        let cms: Objects = objects
+            .config_maps(client, ns, &cm_names)
+            .await
+            .map_err(err)?
+            .into_iter()
+            .map(|(n, cm)| (n, cm.data.unwrap_or_default()))
+            .collect();
+        let secrets: Objects = objects
+            .secrets(client, ns, &secret_names)
+            .await
+            .map_err(err)?
+            .into_iter()
+            .map(|(n, s)| (n, env::secret_data(&s.data.unwrap_or_default())))
+            .collect();
         Ok((services, cms, secrets))
     }
 
@@ -264,7 +265,7 @@ impl Worker {
                 image: p.record.config.clone(),
                 pid: pause.pid,
             };
-            if let Err(e) = Store::open(&self.rt.cfg.images_dir).and_then(|s| s.lease(&lease)) {
+            if let Err(e) = self.rt.store().and_then(|s| s.lease(&lease)) {
                 tracing::warn!(error = %e, "recording the image lease");
             }
         }

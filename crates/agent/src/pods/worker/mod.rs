@@ -11,7 +11,7 @@ use kinet_controllers::events::{object_ref, EventType};
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Api, ResourceExt};
 use serde_json::json;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
 use super::image;
@@ -142,6 +142,8 @@ struct Worker {
     sandbox_due: Instant,
     /// When the volumes are next refreshed (configMap, secret and projected updates).
     volumes_due: Instant,
+    /// Failed mounts in a row, for the retry back-off.
+    mount_failures: u32,
     /// Service-account tokens of projected volumes, with when to renew them.
     volume_tokens: volumes::Tokens,
     /// What each volume mounts from, once set up.
@@ -163,6 +165,7 @@ pub(super) async fn run(
 ) {
     let uid = pod.uid().unwrap_or_default();
     let (tx, mut events) = mpsc::unbounded_channel();
+    let mut changes = rt.objects.subscribe();
     let mut w = Worker::new(rt.clone(), pod, adopt, tx);
     w.adopt();
     loop {
@@ -176,6 +179,12 @@ pub(super) async fn run(
             changed = rx.changed() => match changed {
                 Ok(()) => match rx.borrow_and_update().clone() {
                     Some(p) => {
+                        // downwardAPI files show labels and annotations.
+                        if p.metadata.labels != w.pod.metadata.labels
+                            || p.metadata.annotations != w.pod.metadata.annotations
+                        {
+                            w.volumes_due = Instant::now();
+                        }
                         w.pod = p;
                         w.add_ephemeral();
                     }
@@ -184,6 +193,13 @@ pub(super) async fn run(
                 Err(_) => w.gone = true,
             },
             Some(ev) = events.recv() => w.handle(ev).await,
+            changed = changes.recv() => match changed {
+                Ok(c) if w.projects(&c) => w.volumes_due = Instant::now(),
+                Ok(_) => {}
+                // Changes were missed: refresh from the cache.
+                Err(broadcast::error::RecvError::Lagged(_)) => w.volumes_due = Instant::now(),
+                Err(broadcast::error::RecvError::Closed) => changes = rt.objects.subscribe(),
+            },
             _ = tokio::time::sleep_until(wake) => {}
         }
     }
@@ -276,6 +292,7 @@ impl Worker {
             sandbox_ready: false,
             sandbox_due: Instant::now(),
             volumes_due: Instant::now(),
+            mount_failures: 0,
             volume_tokens: volumes::Tokens::new(),
             volumes: std::collections::BTreeMap::new(),
             start_time,
@@ -339,7 +356,7 @@ impl Worker {
         if !self.sandbox_ready && now >= self.sandbox_due {
             // Volumes come first, as the kubelet waits for them before the sandbox.
             if !self.sync_volumes().await {
-                self.sandbox_due = Instant::now() + RETRY;
+                self.sandbox_due = self.volumes_due;
             } else if let Err(e) = self.setup_sandbox().await {
                 let msg = format!("Failed to create pod sandbox: {e:#}");
                 tracing::warn!(pod = %self.key(), "{msg}");

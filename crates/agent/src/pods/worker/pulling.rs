@@ -4,7 +4,7 @@
 
 use k8s_openapi::api::core::v1::Secret;
 use kinet_controllers::events::EventType;
-use kinet_oci_store::{Credentials, PullOptions, Resolved, Store};
+use kinet_oci_store::{Credentials, PullOptions, Resolved};
 use kube::Api;
 use tokio::time::Instant;
 
@@ -65,7 +65,8 @@ impl Worker {
             self.image_error(idx, "InvalidImageName", msg, retry).await;
             return None;
         }
-        let store = match Store::open(&self.rt.cfg.images_dir) {
+        let rt = self.rt.clone();
+        let store = match rt.store() {
             Ok(s) => s,
             Err(e) => {
                 self.image_error(idx, "ErrImagePull", e.to_string(), retry)

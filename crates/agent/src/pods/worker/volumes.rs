@@ -1,37 +1,51 @@
 //! The pod's volumes, set up before its sandbox as the kubelet's volume manager does, and
-//! set up again every [`VOLUME_SYNC`] so configMap, secret and projected files follow
-//! their objects.
+//! set up again when an object they project changes (the node's watch tells), when the
+//! pod's labels or annotations change (downwardAPI), and every [`VOLUME_SYNC`] (tokens).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret};
+use k8s_openapi::api::core::v1::Node;
 use kinet_controllers::events::EventType;
 use kube::Api;
 use tokio::time::Instant;
 
 use super::Worker;
+use crate::pods::objects::Changed;
 use crate::pods::volumes::{self, Mountable, Sources};
 
-/// How often volumes are refreshed (the kubelet's sync period is a minute; kinet is quicker
-/// because a refresh that finds nothing changed writes nothing).
-pub(super) const VOLUME_SYNC: Duration = Duration::from_secs(5);
+/// How often volumes are refreshed without a change being heard (the kubelet's sync period).
+pub(super) const VOLUME_SYNC: Duration = Duration::from_secs(60);
+
+/// The kubelet's retry of a failed mount: 500 ms, doubling up to 2 min 2 s.
+const MOUNT_RETRY_FIRST: Duration = Duration::from_millis(500);
+const MOUNT_RETRY_MAX: Duration = Duration::from_millis(122_000);
+
+/// The wait after the `failures`-th failed mount in a row (counting from 1).
+pub(super) fn mount_retry(failures: u32) -> Duration {
+    MOUNT_RETRY_FIRST
+        .saturating_mul(1 << failures.saturating_sub(1).min(16))
+        .min(MOUNT_RETRY_MAX)
+}
 
 /// Tokens by request, with when each is renewed.
 pub(super) type Tokens = BTreeMap<volumes::TokenRequest, (String, Instant)>;
 
 impl Worker {
-    /// Sets up or refreshes the volumes; on failure posts the kubelet's FailedMount event
-    /// and returns false.
+    /// Sets up or refreshes the volumes; on failure posts the kubelet's FailedMount event,
+    /// schedules the next try with back-off and returns false.
     pub(super) async fn sync_volumes(&mut self) -> bool {
-        self.volumes_due = Instant::now() + VOLUME_SYNC;
         let message = match self.set_up_volumes().await {
             Ok(volumes) => {
                 self.volumes = volumes;
+                self.mount_failures = 0;
+                self.volumes_due = Instant::now() + VOLUME_SYNC;
                 return true;
             }
             Err(e) => e,
         };
+        self.mount_failures += 1;
+        self.volumes_due = Instant::now() + mount_retry(self.mount_failures);
         tracing::warn!(pod = %self.key(), "{message}");
         self.event(EventType::Warning, "FailedMount", &message)
             .await;
@@ -48,20 +62,15 @@ impl Worker {
         let ns = self.rec.namespace.clone();
         let err = |e: kube::Error| e.to_string();
         let (cm_names, secret_names) = volumes::references(pod);
-        let mut config_maps = BTreeMap::new();
-        let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-        for n in cm_names {
-            if let Some(cm) = cm_api.get_opt(&n).await.map_err(err)? {
-                config_maps.insert(n, cm);
-            }
-        }
-        let mut secrets = BTreeMap::new();
-        let s_api: Api<Secret> = Api::namespaced(client.clone(), &ns);
-        for n in secret_names {
-            if let Some(s) = s_api.get_opt(&n).await.map_err(err)? {
-                secrets.insert(n, s);
-            }
-        }
+        let objects = &self.rt.objects;
+        let config_maps = objects
+            .config_maps(&client, &ns, &cm_names)
+            .await
+            .map_err(err)?;
+        let secrets = objects
+            .secrets(&client, &ns, &secret_names)
+            .await
+            .map_err(err)?;
         let allocatable = if volumes::needs_allocatable(pod) {
             let node = Api::<Node>::all(client)
                 .get(&self.rt.cfg.node)
@@ -80,6 +89,16 @@ impl Worker {
         };
         let dir = self.rt.dirs.dir(&self.rec.uid);
         volumes::set_up(&dir, &src).map_err(|e| e.to_string())
+    }
+
+    /// Whether the pod's volumes project `changed`.
+    pub(super) fn projects(&self, changed: &Changed) -> bool {
+        let (maps, secrets) = volumes::references(&self.pod);
+        let (namespace, name, names) = match changed {
+            Changed::ConfigMap { namespace, name } => (namespace, name, maps),
+            Changed::Secret { namespace, name } => (namespace, name, secrets),
+        };
+        *namespace == self.rec.namespace && names.contains(name)
     }
 
     /// The service-account tokens projected volumes ask for, bound to this pod, renewed
@@ -118,5 +137,20 @@ impl Worker {
             .iter()
             .map(|(k, (t, _))| (k.clone(), t.clone()))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_retries_double_from_half_a_second_to_two_minutes() {
+        let waits: Vec<u128> = (1..=10).map(|n| mount_retry(n).as_millis()).collect();
+        assert_eq!(
+            waits,
+            [500, 1000, 2000, 4000, 8000, 16000, 32000, 64000, 122000, 122000]
+        );
+        assert_eq!(mount_retry(u32::MAX), MOUNT_RETRY_MAX);
     }
 }
