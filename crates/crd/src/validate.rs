@@ -188,7 +188,7 @@ pub fn format_ok(format: &str, s: &str) -> bool {
                 .is_ok_and(|re| re.is_match(s))
         }
         "byte" => {
-            s.len() % 4 == 0
+            s.len().is_multiple_of(4)
                 && s.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
         }
