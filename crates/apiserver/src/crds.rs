@@ -43,8 +43,13 @@ impl Served {
             map.insert("kind".into(), json!(self.resource.kind));
         }
         let unknown = kinet_crd::prune::prune(&self.version.schema, obj);
-        kinet_crd::defaults::apply(&self.version.schema, obj);
+        self.default(obj);
         unknown
+    }
+
+    /// Applies the schema's defaults.
+    pub fn default(&self, obj: &mut Value) {
+        kinet_crd::defaults::apply(&self.version.schema, obj);
     }
 
     pub fn validate(&self, obj: &Value) -> Vec<FieldError> {
@@ -65,7 +70,7 @@ impl Served {
         }
         let mut value = stored.value.clone();
         value["apiVersion"] = json!(api_version);
-        kinet_crd::defaults::apply(&self.version.schema, &mut value);
+        self.default(&mut value);
         Cow::Owned(Stored {
             json: serde_json::to_vec(&value).unwrap_or_default().into(),
             value,
@@ -169,9 +174,9 @@ impl Registry {
         all.insert(name.to_string(), (definition, served));
     }
 
-    fn remove(&self, name: &str) -> Option<Definition> {
+    fn remove(&self, name: &str) {
         let mut all = self.definitions.write().unwrap_or_else(|e| e.into_inner());
-        all.remove(name).map(|(d, _)| d)
+        all.remove(name);
     }
 
     fn mark_seen(&self, rv: u64) {
@@ -415,17 +420,17 @@ fn status_for(d: &Definition, old: &Value, conflict: Option<&str>) -> Value {
 
 /// Stops serving a deleted definition and deletes its objects, as the finalizer of
 /// kube-apiextensions-apiserver does.
+/// The objects go first, so once the resource is no longer served none of them is left.
 async fn remove(api: &Api, crd: &Value) {
     let name = crd_name(crd);
-    let Some(definition) = api.crds.remove(name) else {
-        return;
-    };
+    let definition = Definition::from_object(crd);
     let prefix = format!("{}/{}/", definition.group, definition.plural);
     for (key, _) in api.store.entries(&prefix) {
         if let Err(e) = api.store.write(&key, |_| Ok(Mutation::Delete)).await {
             tracing::warn!(%key, error = %e.message, "could not delete a custom resource");
         }
     }
+    api.crds.remove(name);
 }
 
 #[cfg(test)]

@@ -120,7 +120,7 @@ impl Api {
 
     /// The form an object is stored in: built-ins through their typed struct, custom resources
     /// in their storage version.
-    fn to_stored(&self, resource: &Resource, obj: Value) -> Result<Value> {
+    pub(super) fn to_stored(&self, resource: &Resource, obj: Value) -> Result<Value> {
         match self.crds.served(resource) {
             Some(served) => Ok(served.to_storage(obj)),
             None => stored_form(resource, obj),
@@ -195,9 +195,11 @@ impl Api {
         meta::stamp_create(resource, obj);
         let custom = self.crds.served(resource);
         match &custom {
-            // A custom resource with a status subresource starts without one.
-            Some(_) if resource.has_status() => {
+            // A custom resource with a status subresource starts without one, but for what
+            // its schema defaults (kube-apiserver defaults again when reading it back).
+            Some(served) if resource.has_status() => {
                 obj.as_object_mut().map(|o| o.remove("status"));
+                served.default(obj);
             }
             Some(_) => {}
             None => {

@@ -3,6 +3,7 @@
 
 mod api_schema;
 mod containers;
+mod crds;
 mod controllers;
 mod dns;
 mod durability;
