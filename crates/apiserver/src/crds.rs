@@ -97,11 +97,14 @@ impl Served {
     }
 }
 
+/// Each definition, by name, with what it serves.
+type Definitions = BTreeMap<String, (Definition, Vec<Arc<Served>>)>;
+
 /// What every established definition serves, and how far the controller has caught up.
 #[derive(Default)]
 pub struct Registry {
     /// By CRD name.
-    definitions: RwLock<BTreeMap<String, (Definition, Vec<Arc<Served>>)>>,
+    definitions: RwLock<Definitions>,
     /// The store revision whose CRD changes are all served.
     seen: Mutex<u64>,
     caught_up: tokio::sync::Notify,
@@ -200,17 +203,6 @@ impl Registry {
                 return;
             }
         }
-    }
-
-    /// A hash of what is served, for discovery and OpenAPI cache validators.
-    pub fn fingerprint(&self) -> u64 {
-        let all = self.read();
-        let text: Vec<String> = all
-            .values()
-            .flat_map(|(_, served)| served.iter())
-            .map(|s| format!("{:?}{:?}", s.resource, s.version))
-            .collect();
-        kinet_types::hash::fnv1a_64(text.join("\n"))
     }
 }
 

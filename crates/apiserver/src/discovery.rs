@@ -310,4 +310,42 @@ mod tests {
             "v1"
         );
     }
+
+    static ROUTE_V1: Resource = Resource {
+        group: "gateway.networking.k8s.io",
+        version: "v1",
+        kind: "HTTPRoute",
+        plural: "httproutes",
+        singular: "httproute",
+        short_names: &[],
+        scope: Scope::Namespaced,
+        categories: &["gateway-api"],
+        subresources: &["status"],
+    };
+    static ROUTE_BETA: Resource = Resource {
+        version: "v1beta1",
+        ..ROUTE_V1
+    };
+
+    #[test]
+    fn custom_groups_list_their_versions_preferred_first() {
+        let custom = [&ROUTE_V1, &ROUTE_BETA];
+        let g = group("gateway.networking.k8s.io", &custom).unwrap();
+        assert_eq!(g["preferredVersion"]["version"], "v1");
+        assert_eq!(
+            g["versions"][1]["groupVersion"],
+            "gateway.networking.k8s.io/v1beta1"
+        );
+        let list = resource_list("gateway.networking.k8s.io", "v1beta1", &custom).unwrap();
+        assert_eq!(list["resources"][0]["name"], "httproutes");
+        assert_eq!(list["resources"][1]["name"], "httproutes/status");
+        let agg = aggregated(false, &custom);
+        let last = agg["items"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["metadata"]["name"], "gateway.networking.k8s.io");
+        assert_eq!(
+            last["versions"][0]["resources"][0]["categories"],
+            json!(["gateway-api"])
+        );
+        assert!(resource_list("gateway.networking.k8s.io", "v2", &custom).is_none());
+    }
 }

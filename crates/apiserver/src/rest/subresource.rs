@@ -10,14 +10,19 @@ use kinet_types::{ApiError, Result};
 use serde_json::{json, Value};
 
 use super::{meta, Api, Call};
-use kinet_crd::definition::ScalePaths;
 use crate::http::{json_reply, Reply};
 use crate::nodeproxy;
+use kinet_crd::definition::ScalePaths;
 
 /// The Scale view of a Deployment or ReplicaSet, or of a custom resource through its
 /// definition's replica and selector paths (`custom`).
 fn scale_of(obj: &Value, custom: Option<&ScalePaths>) -> Value {
-    let at = |path: &str| kinet_crd::columns::find(obj, path).first().copied().cloned();
+    let at = |path: &str| {
+        kinet_crd::columns::find(obj, path)
+            .first()
+            .copied()
+            .cloned()
+    };
     let (spec, status, selector) = match custom {
         Some(paths) => (
             at(&paths.spec_replicas),
@@ -142,7 +147,9 @@ impl Api {
             }
         }
         let mut updated = current.value.clone();
-        let spec_path = custom.as_ref().map_or(".spec.replicas", |p| &p.spec_replicas);
+        let spec_path = custom
+            .as_ref()
+            .map_or(".spec.replicas", |p| &p.spec_replicas);
         set_path(&mut updated, spec_path, json!(replicas));
         meta::carry_system_fields(resource, &current.value, &mut updated);
         let updated = self.to_stored(resource, updated)?;
@@ -373,11 +380,16 @@ mod tests {
         };
         let mut w = json!({"metadata": {"name": "w"}, "spec": {"size": 4}, "status": {"ready": 1, "selector": "app=w"}});
         let s = scale_of(&w, Some(&paths));
-        assert_eq!((s["spec"]["replicas"].as_i64(), s["status"]["replicas"].as_i64()), (Some(4), Some(1)));
+        assert_eq!(
+            (
+                s["spec"]["replicas"].as_i64(),
+                s["status"]["replicas"].as_i64()
+            ),
+            (Some(4), Some(1))
+        );
         assert_eq!(s["status"]["selector"], "app=w");
         set_path(&mut w, ".spec.size", json!(6));
         set_path(&mut w, ".spec.deep.replicas", json!(2));
         assert_eq!(w["spec"], json!({"size": 6, "deep": {"replicas": 2}}));
     }
 }
-

@@ -3,8 +3,8 @@
 
 mod api_schema;
 mod containers;
-mod crds;
 mod controllers;
+mod crds;
 mod dns;
 mod durability;
 mod egress;
