@@ -117,9 +117,7 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    fn read(
-        &self,
-    ) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, (Definition, Vec<Arc<Served>>)>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Definitions> {
         self.definitions.read().unwrap_or_else(|e| e.into_inner())
     }
 
