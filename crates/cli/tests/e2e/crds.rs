@@ -66,8 +66,7 @@ fn crds() -> String {
     let route_columns = r#"
     - {name: Hostnames, type: string, jsonPath: .spec.hostnames}
     - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}"#;
-    let route_schema = format!(
-        r#"
+    let route_schema = r#"
           spec:
             type: object
             description: The desired state of the route.
@@ -80,43 +79,43 @@ fn crds() -> String {
                   type: object
                   required: [name]
                   properties:
-                    name: {{type: string, minLength: 1, maxLength: 253}}
-                    sectionName: {{type: string}}
-                    port: {{type: integer, format: int32, minimum: 1, maximum: 65535}}
+                    name: {type: string, minLength: 1, maxLength: 253}
+                    sectionName: {type: string}
+                    port: {type: integer, format: int32, minimum: 1, maximum: 65535}
               hostnames:
                 type: array
                 maxItems: 16
-                items: {{type: string, format: hostname}}
+                items: {type: string, format: hostname}
               rules:
                 type: array
-                default: [{{matches: [{{path: {{type: PathPrefix, value: /}}}}]}}]
+                default: [{matches: [{path: {type: PathPrefix, value: /}}]}]
                 items:
                   type: object
                   properties:
                     matches:
                       type: array
-                      default: [{{path: {{type: PathPrefix, value: /}}}}]
+                      default: [{path: {type: PathPrefix, value: /}}]
                       items:
                         type: object
                         properties:
                           path:
                             type: object
-                            default: {{type: PathPrefix, value: /}}
+                            default: {type: PathPrefix, value: /}
                             properties:
                               type:
                                 type: string
                                 default: PathPrefix
                                 enum: [Exact, PathPrefix, RegularExpression]
-                              value: {{type: string, default: /, maxLength: 1024}}
+                              value: {type: string, default: /, maxLength: 1024}
                     backendRefs:
                       type: array
                       items:
                         type: object
                         required: [name]
                         properties:
-                          name: {{type: string}}
-                          port: {{type: integer, minimum: 1, maximum: 65535}}
-                          weight: {{type: integer, default: 1, minimum: 0, maximum: 1000000}}
+                          name: {type: string}
+                          port: {type: integer, minimum: 1, maximum: 65535}
+                          weight: {type: integer, default: 1, minimum: 0, maximum: 1000000}
           status:
             type: object
             properties:
@@ -124,8 +123,7 @@ fn crds() -> String {
                 type: array
                 items:
                   type: object
-                  x-kubernetes-preserve-unknown-fields: true"#
-    );
+                  x-kubernetes-preserve-unknown-fields: true"#;
     let crd = |plural: &str, kind: &str, scope: &str, short: &str, versions: String| {
         format!(
             r#"---
@@ -150,8 +148,8 @@ spec:
     };
     let class_versions = version("v1", true, &class_schema, class_columns)
         + &version("v1beta1", false, &class_schema, class_columns);
-    let route_versions = version("v1", true, &route_schema, route_columns)
-        + &version("v1beta1", false, &route_schema, route_columns);
+    let route_versions = version("v1", true, route_schema, route_columns)
+        + &version("v1beta1", false, route_schema, route_columns);
     crd(
         "gatewayclasses",
         "GatewayClass",
