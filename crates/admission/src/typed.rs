@@ -2,6 +2,7 @@
 //! decode/encode round trip is what kube-apiserver's Go types know.
 
 use k8s_openapi::api::{apps, coordination, core, discovery, networking};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as crd;
 use kinet_types::Resource;
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -46,6 +47,7 @@ pub fn round_trip_kind(kind: &str, v: Input) -> Option<Result<Value, serde_json:
         "Ingress" => round_trip::<networking::v1::Ingress>,
         "IngressClass" => round_trip::<networking::v1::IngressClass>,
         "NetworkPolicy" => round_trip::<networking::v1::NetworkPolicy>,
+        "CustomResourceDefinition" => round_trip::<crd::CustomResourceDefinition>,
         _ => return None,
     };
     Some(f(v))

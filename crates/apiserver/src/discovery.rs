@@ -1,5 +1,6 @@
 //! Discovery documents: `/version`, legacy `/api` + `/apis` + resource lists, and aggregated
-//! discovery (`apidiscovery.k8s.io/v2`), all built from the resource registry.
+//! discovery (`apidiscovery.k8s.io/v2`), all built from the resource registry and the custom
+//! resources CustomResourceDefinitions serve (`custom`, in preferred-version order).
 
 use kinet_types::registry::{self, Resource, Scope, RESOURCES};
 use serde_json::{json, Value};
@@ -64,8 +65,37 @@ fn scope_name(scope: Scope) -> &'static str {
     }
 }
 
-fn resources_in(group: &str) -> impl Iterator<Item = &'static Resource> + '_ {
-    RESOURCES.iter().filter(move |r| r.group == group)
+fn resources_in<'a>(
+    group: &'a str,
+    version: &'a str,
+    custom: &'a [&'static Resource],
+) -> impl Iterator<Item = &'static Resource> + 'a {
+    RESOURCES
+        .iter()
+        .chain(custom.iter().copied())
+        .filter(move |r| r.group == group && r.version == version)
+}
+
+/// The API groups other than core, built-in first.
+fn groups(custom: &[&'static Resource]) -> Vec<&'static str> {
+    let mut out = registry::groups();
+    for r in custom {
+        if !out.contains(&r.group) {
+            out.push(r.group);
+        }
+    }
+    out
+}
+
+/// A group's versions, preferred first.
+fn versions(group: &str, custom: &[&'static Resource]) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for r in RESOURCES.iter().chain(custom.iter().copied()) {
+        if r.group == group && !out.contains(&r.version) {
+            out.push(r.version);
+        }
+    }
+    out
 }
 
 fn aggregated_resource(r: &Resource) -> Value {
@@ -100,26 +130,31 @@ fn aggregated_resource(r: &Resource) -> Value {
     out
 }
 
-fn aggregated_group(group: &str) -> Value {
-    let resources: Vec<Value> = resources_in(group).map(aggregated_resource).collect();
+fn aggregated_group(group: &str, custom: &[&'static Resource]) -> Value {
+    let versions: Vec<Value> = versions(group, custom)
+        .into_iter()
+        .map(|version| {
+            let resources: Vec<Value> = resources_in(group, version, custom)
+                .map(aggregated_resource)
+                .collect();
+            json!({"version": version, "resources": resources, "freshness": "Current"})
+        })
+        .collect();
     let mut metadata = json!({"creationTimestamp": null});
     if !group.is_empty() {
         metadata["name"] = json!(group);
     }
-    json!({
-        "metadata": metadata,
-        "versions": [{"version": "v1", "resources": resources, "freshness": "Current"}],
-    })
+    json!({"metadata": metadata, "versions": versions})
 }
 
 /// `/api` (legacy = true) or `/apis` as an `APIGroupDiscoveryList`.
-pub fn aggregated(legacy: bool) -> Value {
+pub fn aggregated(legacy: bool, custom: &[&'static Resource]) -> Value {
     let items: Vec<Value> = if legacy {
-        vec![aggregated_group("")]
+        vec![aggregated_group("", custom)]
     } else {
-        registry::groups()
+        groups(custom)
             .into_iter()
-            .map(aggregated_group)
+            .map(|g| aggregated_group(g, custom))
             .collect()
     };
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
@@ -134,25 +169,27 @@ pub fn api_versions(server_address: &str) -> Value {
     })
 }
 
-fn api_group(group: &str) -> Value {
-    let gv = format!("{group}/v1");
-    json!({
-        "name": group,
-        "versions": [{"groupVersion": gv, "version": "v1"}],
-        "preferredVersion": {"groupVersion": gv, "version": "v1"},
-    })
+fn api_group(group: &str, custom: &[&'static Resource]) -> Value {
+    let versions: Vec<Value> = versions(group, custom)
+        .into_iter()
+        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+        .collect();
+    json!({"name": group, "preferredVersion": versions[0], "versions": versions})
 }
 
 /// Legacy `/apis`.
-pub fn api_group_list() -> Value {
-    let groups: Vec<Value> = registry::groups().into_iter().map(api_group).collect();
+pub fn api_group_list(custom: &[&'static Resource]) -> Value {
+    let groups: Vec<Value> = groups(custom)
+        .into_iter()
+        .map(|g| api_group(g, custom))
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// Legacy `/apis/{group}`, if served.
-pub fn group(name: &str) -> Option<Value> {
-    registry::groups().contains(&name).then(|| {
-        let mut g = api_group(name);
+pub fn group(name: &str, custom: &[&'static Resource]) -> Option<Value> {
+    groups(custom).contains(&name).then(|| {
+        let mut g = api_group(name, custom);
         g["kind"] = json!("APIGroup");
         g["apiVersion"] = json!("v1");
         g
@@ -160,12 +197,12 @@ pub fn group(name: &str) -> Option<Value> {
 }
 
 /// `/api/v1` or `/apis/{group}/{version}` as an `APIResourceList`, if served.
-pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    if version != "v1" || !(group.is_empty() || registry::groups().contains(&group)) {
+pub fn resource_list(group: &str, version: &str, custom: &[&'static Resource]) -> Option<Value> {
+    if !versions(group, custom).contains(&version) {
         return None;
     }
     let mut resources = Vec::new();
-    for r in resources_in(group) {
+    for r in resources_in(group, version, custom) {
         let mut entry = json!({
             "name": r.plural,
             "singularName": r.singular,
@@ -212,7 +249,7 @@ mod tests {
 
     #[test]
     fn aggregated_core_lists_pods_with_subresources() {
-        let doc = aggregated(true);
+        let doc = aggregated(true, &[]);
         let core = &doc["items"][0];
         assert!(core["metadata"].get("name").is_none());
         let pods = core["versions"][0]["resources"]
@@ -234,7 +271,7 @@ mod tests {
 
     #[test]
     fn aggregated_groups_and_scale() {
-        let doc = aggregated(false);
+        let doc = aggregated(false, &[]);
         let names: Vec<&str> = doc["items"]
             .as_array()
             .unwrap()
@@ -247,7 +284,8 @@ mod tests {
                 "apps",
                 "discovery.k8s.io",
                 "coordination.k8s.io",
-                "networking.k8s.io"
+                "networking.k8s.io",
+                "apiextensions.k8s.io"
             ]
         );
         let deploy = &doc["items"][0]["versions"][0]["resources"][0];
@@ -257,7 +295,7 @@ mod tests {
 
     #[test]
     fn legacy_resource_lists() {
-        let list = resource_list("apps", "v1").unwrap();
+        let list = resource_list("apps", "v1", &[]).unwrap();
         let names: Vec<&str> = list["resources"]
             .as_array()
             .unwrap()
@@ -265,8 +303,49 @@ mod tests {
             .map(|r| r["name"].as_str().unwrap())
             .collect();
         assert!(names.contains(&"deployments/scale"));
-        assert!(resource_list("apps", "v2").is_none());
-        assert!(resource_list("batch", "v1").is_none());
-        assert_eq!(group("apps").unwrap()["preferredVersion"]["version"], "v1");
+        assert!(resource_list("apps", "v2", &[]).is_none());
+        assert!(resource_list("batch", "v1", &[]).is_none());
+        assert_eq!(
+            group("apps", &[]).unwrap()["preferredVersion"]["version"],
+            "v1"
+        );
+    }
+
+    static ROUTE_V1: Resource = Resource {
+        group: "gateway.networking.k8s.io",
+        version: "v1",
+        kind: "HTTPRoute",
+        plural: "httproutes",
+        singular: "httproute",
+        short_names: &[],
+        scope: Scope::Namespaced,
+        categories: &["gateway-api"],
+        subresources: &["status"],
+    };
+    static ROUTE_BETA: Resource = Resource {
+        version: "v1beta1",
+        ..ROUTE_V1
+    };
+
+    #[test]
+    fn custom_groups_list_their_versions_preferred_first() {
+        let custom = [&ROUTE_V1, &ROUTE_BETA];
+        let g = group("gateway.networking.k8s.io", &custom).unwrap();
+        assert_eq!(g["preferredVersion"]["version"], "v1");
+        assert_eq!(
+            g["versions"][1]["groupVersion"],
+            "gateway.networking.k8s.io/v1beta1"
+        );
+        let list = resource_list("gateway.networking.k8s.io", "v1beta1", &custom).unwrap();
+        assert_eq!(list["resources"][0]["name"], "httproutes");
+        assert_eq!(list["resources"][1]["name"], "httproutes/status");
+        let agg = aggregated(false, &custom);
+        let last = agg["items"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["metadata"]["name"], "gateway.networking.k8s.io");
+        assert_eq!(
+            last["versions"][0]["resources"][0]["categories"],
+            json!(["gateway-api"])
+        );
+        assert!(resource_list("gateway.networking.k8s.io", "v2", &custom).is_none());
     }
 }

@@ -6,6 +6,7 @@
 
 mod auth;
 mod bootstrap;
+pub mod crds;
 pub mod discovery;
 mod error;
 mod http;
@@ -107,6 +108,7 @@ pub fn open_api(config: &ServeConfig) -> Result<Arc<Api>, ServeError> {
         network,
         alloc: Mutex::new(alloc),
         kubelet: std::sync::OnceLock::new(),
+        crds: crds::Registry::default(),
         health: config.health.clone(),
         sa_tokens: tokenrequest::TokenIssuer::load_or_generate(
             &config.data_dir.join(tokenrequest::KEY_FILE),
@@ -180,6 +182,7 @@ pub async fn run_with_kubelet_client(
     }
     let port = config.listen.first().map(SocketAddr::port).unwrap_or(6443);
     let findings = repair::run(&api.store, &config.data_dir).await?;
+    let crd_controller = tokio::spawn(crds::run(api.clone()));
     bootstrap::run(&api, port)
         .await
         .map_err(ServeError::api("bootstrapping"))?;
@@ -213,5 +216,6 @@ pub async fn run_with_kubelet_client(
     for s in servers {
         s.abort();
     }
+    crd_controller.abort();
     Ok(())
 }

@@ -9,12 +9,13 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use k8s_openapi::api::{apps, coordination, core, discovery, networking};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 use kinet_types::registry::{self, Resource, RESOURCES};
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
 /// Changes whenever the served documents change, so kubectl's cache keyed on it stays right.
-const HASH: &str = concat!("kinet-", env!("CARGO_PKG_VERSION"), "-2");
+const HASH: &str = concat!("kinet-", env!("CARGO_PKG_VERSION"), "-3");
 
 fn gv_path(group: &str) -> String {
     if group.is_empty() {
@@ -24,8 +25,10 @@ fn gv_path(group: &str) -> String {
     }
 }
 
-/// `/openapi/v3`: the index of group/version documents.
-pub fn index() -> Value {
+/// `/openapi/v3`: the index of group/version documents; `custom` lists the custom resources'
+/// documents (`apis/{group}/{version}`) with their hash, so kubectl's cache, keyed on the URL,
+/// refetches one when its definition changes.
+pub fn index(custom: &[(String, String)]) -> Value {
     let mut paths = Map::new();
     for group in std::iter::once("").chain(registry::groups()) {
         let path = gv_path(group);
@@ -34,7 +37,55 @@ pub fn index() -> Value {
             json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={HASH}")}),
         );
     }
+    for (path, hash) in custom {
+        paths.insert(
+            path.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")}),
+        );
+    }
     json!({"paths": paths})
+}
+
+/// The name kube-apiserver gives a custom kind's schema: `io.k8s.networking.gateway.v1.HTTPRoute`
+/// for `gateway.networking.k8s.io/v1`.
+fn custom_schema_name(r: &Resource) -> String {
+    let reversed: Vec<&str> = r.group.split('.').rev().collect();
+    format!("{}.{}.{}", reversed.join("."), r.version, r.kind)
+}
+
+/// The document of one custom group/version: each kind's structural schema with the standard
+/// apiVersion, kind and metadata fields, and its patch operation.
+pub fn custom_document(kinds: &[(&Resource, &Value)]) -> Value {
+    let mut gen = schemars::generate::SchemaSettings::openapi3().into_generator();
+    let meta = schema_of::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>(&mut gen);
+    let mut defs: Map<String, Value> = gen.take_definitions(true).into_iter().collect();
+    let mut paths = Map::new();
+    for (r, schema) in kinds {
+        let mut schema = (*schema).clone();
+        if let Some(props) = schema
+            .as_object_mut()
+            .map(|o| o.entry("properties").or_insert_with(|| json!({})))
+            .and_then(Value::as_object_mut)
+        {
+            props.insert("apiVersion".into(), json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."}));
+            props.insert("kind".into(), json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents."}));
+            props.insert(
+                "metadata".into(),
+                json!({"allOf": [{"$ref": format!("#/components/schemas/{meta}")}],
+                "description": "Standard object's metadata."}),
+            );
+        }
+        schema["x-kubernetes-group-version-kind"] =
+            json!([{"group": r.group, "version": r.version, "kind": r.kind}]);
+        defs.insert(custom_schema_name(r), schema);
+        paths.insert(item_path(r), json!({"patch": patch_operation(r)}));
+    }
+    json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes CRD Swagger", "version": "v0.1.0"},
+        "paths": paths,
+        "components": {"schemas": defs},
+    })
 }
 
 fn item_path(r: &Resource) -> String {
@@ -90,6 +141,7 @@ fn register(gen: &mut SchemaGenerator, kind: &str) -> Option<String> {
         "Ingress" => schema_of::<networking::v1::Ingress>(gen),
         "IngressClass" => schema_of::<networking::v1::IngressClass>(gen),
         "NetworkPolicy" => schema_of::<networking::v1::NetworkPolicy>(gen),
+        "CustomResourceDefinition" => schema_of::<apiextensions::CustomResourceDefinition>(gen),
         _ => return None,
     })
 }
@@ -203,7 +255,11 @@ mod tests {
 
     #[test]
     fn index_points_at_every_group_version() {
-        let idx = index();
+        let idx = index(&[("apis/example.com/v1beta1".into(), "h1".into())]);
+        assert_eq!(
+            idx["paths"]["apis/example.com/v1beta1"]["serverRelativeURL"],
+            "/openapi/v3/apis/example.com/v1beta1?hash=h1"
+        );
         assert!(idx["paths"]["api/v1"]["serverRelativeURL"]
             .as_str()
             .unwrap()

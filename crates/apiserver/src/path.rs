@@ -2,6 +2,9 @@
 
 use kinet_types::registry::{self, Resource};
 
+/// Finds a custom resource by group, version and plural.
+pub type Custom<'a> = dyn Fn(&str, &str, &str) -> Option<&'static Resource> + 'a;
+
 /// What a resource request path names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -34,8 +37,14 @@ pub enum Route {
     Unknown,
 }
 
-/// Splits `/api/...` and `/apis/...` paths. Returns None for other paths.
+/// Splits `/api/...` and `/apis/...` paths of built-in resources. Returns None for other paths.
 pub fn route(path: &str) -> Option<Route> {
+    route_with(path, &|_, _, _| None)
+}
+
+/// Like [`route`], with `custom` naming the resources served beyond the built-in ones
+/// (group, version, plural), as CustomResourceDefinitions add them.
+pub fn route_with(path: &str, custom: &Custom<'_>) -> Option<Route> {
     let parts: Vec<&str> = path
         .trim_matches('/')
         .split('/')
@@ -78,10 +87,9 @@ pub fn route(path: &str) -> Option<Route> {
         }
         _ => (None, rest.to_vec()),
     };
-    let Some(resource) = rest
-        .first()
-        .and_then(|plural| registry::lookup(group, version, plural))
-    else {
+    let Some(resource) = rest.first().and_then(|plural| {
+        registry::lookup(group, version, plural).or_else(|| custom(group, version, plural))
+    }) else {
         return Some(Route::Unknown);
     };
     if namespace.is_some() && !resource.namespaced() {

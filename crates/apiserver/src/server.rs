@@ -82,7 +82,13 @@ async fn route(api: &Arc<Api>, user: &User, req: Request<Incoming>) -> Reply {
             let text = api.metrics.as_ref().map(|m| (m.0)()).unwrap_or_default();
             return bytes_reply(200, "text/plain; version=0.0.4; charset=utf-8", text);
         }
-        "/openapi/v3" | "/openapi/v3/" if get => return json_reply(200, &openapi::index()),
+        "/openapi/v3" | "/openapi/v3/" if get => {
+            let custom: Vec<(String, String)> = custom_documents(api)
+                .into_iter()
+                .map(|(path, doc)| (path, format!("{:016X}", kinet_types::hash::fnv1a_64(doc))))
+                .collect();
+            return json_reply(200, &openapi::index(&custom));
+        }
         "/openapi/v2" | "/openapi/v2/" if get => {
             let protobuf = req
                 .headers()
@@ -99,12 +105,19 @@ async fn route(api: &Arc<Api>, user: &User, req: Request<Incoming>) -> Reply {
         _ => {}
     }
     if let Some(gv) = path.strip_prefix("/openapi/v3/") {
-        return match openapi::group_version(gv) {
-            Some(doc) if get => bytes_reply(200, "application/json", doc),
+        if let Some(doc) = openapi::group_version(gv).filter(|_| get) {
+            return bytes_reply(200, "application/json", doc);
+        }
+        return match custom_documents(api)
+            .into_iter()
+            .find(|(p, _)| p == gv.trim_matches('/'))
+        {
+            Some((_, doc)) if get => bytes_reply(200, "application/json", doc),
             _ => error_reply(&ApiError::no_route()),
         };
     }
-    let Some(route) = path::route(&path) else {
+    let lookup = |g: &str, v: &str, p: &str| api.crds.lookup(g, v, p);
+    let Some(route) = path::route_with(&path, &lookup) else {
         return error_reply(&ApiError::no_route());
     };
     let accept = req
@@ -112,26 +125,27 @@ async fn route(api: &Arc<Api>, user: &User, req: Request<Incoming>) -> Reply {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    let custom = api.crds.resources();
     match route {
         Route::Root { legacy } if get => {
             if accept.contains("as=APIGroupDiscoveryList") {
                 bytes_reply(
                     200,
                     discovery::AGGREGATED_V2,
-                    serde_json::to_vec(&discovery::aggregated(legacy)).unwrap_or_default(),
+                    serde_json::to_vec(&discovery::aggregated(legacy, &custom)).unwrap_or_default(),
                 )
             } else if legacy {
                 json_reply(200, &discovery::api_versions(&api.server_address))
             } else {
-                json_reply(200, &discovery::api_group_list())
+                json_reply(200, &discovery::api_group_list(&custom))
             }
         }
-        Route::Group { group } if get => match discovery::group(&group) {
+        Route::Group { group } if get => match discovery::group(&group, &custom) {
             Some(doc) => json_reply(200, &doc),
             None => error_reply(&ApiError::no_route()),
         },
         Route::GroupVersion { group, version } if get => {
-            match discovery::resource_list(&group, &version) {
+            match discovery::resource_list(&group, &version, &custom) {
                 Some(doc) => json_reply(200, &doc),
                 None => error_reply(&ApiError::no_route()),
             }
@@ -145,4 +159,33 @@ async fn route(api: &Arc<Api>, user: &User, req: Request<Incoming>) -> Reply {
         }
         Route::Unknown => error_reply(&ApiError::no_route()),
     }
+}
+
+/// The OpenAPI v3 documents of the custom group/versions, by index path (`apis/{group}/{version}`).
+fn custom_documents(api: &Api) -> Vec<(String, Vec<u8>)> {
+    let served: Vec<_> = api
+        .crds
+        .resources()
+        .into_iter()
+        .filter_map(|r| api.crds.served(r))
+        .collect();
+    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut gvs: Vec<(&str, &str)> = served
+        .iter()
+        .map(|s| (s.resource.group, s.resource.version))
+        .collect();
+    gvs.dedup();
+    for (group, version) in gvs {
+        let kinds: Vec<_> = served
+            .iter()
+            .filter(|s| (s.resource.group, s.resource.version) == (group, version))
+            .map(|s| (s.resource, &s.version.schema))
+            .collect();
+        let doc = openapi::custom_document(&kinds);
+        out.push((
+            format!("apis/{group}/{version}"),
+            serde_json::to_vec(&doc).unwrap_or_default(),
+        ));
+    }
+    out
 }

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use kinet_types::Resource;
 use serde_json::{json, Value};
 
-pub use columns::columns;
+pub use columns::{columns, NAME_DOC};
 pub use duration::{human_age, human_duration};
 
 /// The cells of one object's row, in column order, as kube-apiserver computes them.
@@ -89,6 +89,23 @@ pub fn table_json(
     include: IncludeObject,
     now: DateTime<Utc>,
 ) -> Vec<u8> {
+    table_json_with(
+        columns(resource),
+        &|obj| cells(resource, obj, now),
+        objects,
+        metadata,
+        include,
+    )
+}
+
+/// Like [`table_json`], with the columns and cells given (custom resources declare theirs).
+pub fn table_json_with(
+    column_definitions: Vec<Value>,
+    cells: &dyn Fn(&Value) -> Vec<Value>,
+    objects: &[&Value],
+    metadata: &Value,
+    include: IncludeObject,
+) -> Vec<u8> {
     #[derive(serde::Serialize)]
     #[serde(untagged)]
     enum RowObject<'a> {
@@ -120,7 +137,7 @@ pub fn table_json(
     let rows = objects
         .iter()
         .map(|obj| Row {
-            cells: cells(resource, obj, now),
+            cells: cells(obj),
             object: match include {
                 IncludeObject::None => None,
                 IncludeObject::Metadata => Some(RowObject::Partial {
@@ -136,7 +153,7 @@ pub fn table_json(
         kind: "Table",
         api_version: "meta.k8s.io/v1",
         metadata,
-        column_definitions: columns(resource),
+        column_definitions,
         rows,
     };
     serde_json::to_vec(&table).unwrap_or_default()

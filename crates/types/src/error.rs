@@ -17,6 +17,8 @@ pub enum FieldErrorKind {
     Duplicate,
     Forbidden,
     TooLong(usize),
+    /// A list longer than its maximum: (actual, maximum).
+    TooMany(usize, usize),
     NotFound,
 }
 
@@ -72,6 +74,9 @@ impl FieldError {
     pub fn too_long(field: impl Into<String>, max: usize) -> Self {
         Self::new(FieldErrorKind::TooLong(max), field, None, "")
     }
+    pub fn too_many(field: impl Into<String>, actual: usize, max: usize) -> Self {
+        Self::new(FieldErrorKind::TooMany(actual, max), field, None, "")
+    }
     pub fn not_found(field: impl Into<String>, value: impl Into<Value>) -> Self {
         Self::new(FieldErrorKind::NotFound, field, Some(value.into()), "")
     }
@@ -85,6 +90,7 @@ impl FieldError {
             FieldErrorKind::Duplicate => "FieldValueDuplicate",
             FieldErrorKind::Forbidden => "FieldValueForbidden",
             FieldErrorKind::TooLong(_) => "FieldValueTooLong",
+            FieldErrorKind::TooMany(..) => "FieldValueTooMany",
             FieldErrorKind::NotFound => "FieldValueNotFound",
         }
     }
@@ -105,6 +111,9 @@ impl FieldError {
             FieldErrorKind::Duplicate => format!("Duplicate value: {value}"),
             FieldErrorKind::Forbidden => "Forbidden".to_string(),
             FieldErrorKind::TooLong(max) => format!("Too long: may not be more than {max} bytes"),
+            FieldErrorKind::TooMany(actual, max) => {
+                format!("Too many: {actual}: must have at most {max} items")
+            }
             FieldErrorKind::NotFound => format!("Not found: {value}"),
         };
         if self.detail.is_empty() {

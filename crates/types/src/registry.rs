@@ -78,6 +78,7 @@ fn qualify(name: &str, group: &str) -> String {
 
 const ALL: &[&str] = &["all"];
 const NONE: &[&str] = &[];
+const API_EXTENSIONS: &[&str] = &["api-extensions"];
 
 macro_rules! resource {
     ($group:literal, $kind:literal, $plural:literal, $singular:literal, $scope:ident,
@@ -276,6 +277,16 @@ pub static RESOURCES: &[Resource] = &[
         cats = NONE,
         sub = []
     ),
+    resource!(
+        "apiextensions.k8s.io",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        "customresourcedefinition",
+        Cluster,
+        short = ["crd", "crds"],
+        cats = API_EXTENSIONS,
+        sub = ["status"]
+    ),
 ];
 
 /// The resource served at `/{prefix}/{group}/{version}/{plural}`.
@@ -338,7 +349,8 @@ mod tests {
                 "apps",
                 "discovery.k8s.io",
                 "coordination.k8s.io",
-                "networking.k8s.io"
+                "networking.k8s.io",
+                "apiextensions.k8s.io"
             ]
         );
     }

@@ -46,6 +46,9 @@ pub fn validate(resource: &Resource, obj: &Value, old: Option<&Value>) -> Vec<Fi
         ("coordination.k8s.io", "Lease") => misc::lease(obj, e),
         ("networking.k8s.io", "Ingress") => networking::ingress(obj, e),
         ("networking.k8s.io", "IngressClass") => networking::ingress_class(obj, e),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            e.extend(kinet_crd::validate_definition(obj))
+        }
         ("networking.k8s.io", "NetworkPolicy") => networking::network_policy(obj, e),
         ("apps", kind @ ("Deployment" | "ReplicaSet" | "DaemonSet")) => {
             match kind {

@@ -34,12 +34,23 @@ pub fn resource_version(obj: &Value) -> Option<u64> {
     meta_str(obj, "resourceVersion").and_then(|rv| rv.parse().ok())
 }
 
-/// Kinds whose spec changes bump `metadata.generation`.
+/// Kinds whose spec changes bump `metadata.generation`: some built-ins, CRDs and every
+/// custom resource (a resource outside the static registry).
 pub fn has_generation(resource: &Resource) -> bool {
-    matches!(
-        resource.kind,
-        "Deployment" | "ReplicaSet" | "DaemonSet" | "Ingress" | "NetworkPolicy" | "Pod"
-    )
+    let custom = !kinet_types::registry::RESOURCES
+        .iter()
+        .any(|r| std::ptr::eq(r, resource));
+    custom
+        || matches!(
+            resource.kind,
+            "Deployment"
+                | "ReplicaSet"
+                | "DaemonSet"
+                | "Ingress"
+                | "NetworkPolicy"
+                | "Pod"
+                | "CustomResourceDefinition"
+        )
 }
 
 /// Checks apiVersion/kind against the URL and fills them in when absent.

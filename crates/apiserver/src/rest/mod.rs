@@ -47,6 +47,8 @@ pub struct Api {
     pub sa_tokens: crate::tokenrequest::TokenIssuer,
     /// What `/livez`, `/readyz` and `/healthz` check.
     pub health: kinet_health::Checks,
+    /// The resources CustomResourceDefinitions serve.
+    pub crds: crate::crds::Registry,
 }
 
 /// The response representation a client asked for in `Accept`.

@@ -1,6 +1,7 @@
 //! GET and LIST: served from the store's in-memory cache, as JSON (concatenated from the stored
 //! bytes, so a large list costs a copy, not a re-serialisation) or as a server-side Table.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -99,8 +100,19 @@ impl Api {
 
     /// One object as the client asked for it.
     pub fn render_one(&self, resource: &Resource, format: Format, stored: &Stored) -> Reply {
+        let stored = self.served_form(resource, stored);
         match format {
             Format::Json => bytes_reply(200, "application/json", stored.json.clone()),
+            Format::Table if self.crds.served(resource).is_some() => {
+                let metadata = json!({"resourceVersion": stored.rv.to_string()});
+                let body = self.custom_table(
+                    resource,
+                    &[&stored.value],
+                    &metadata,
+                    kinet_printers::IncludeObject::Metadata,
+                );
+                bytes_reply(200, "application/json", body.unwrap_or_default())
+            }
             Format::Table => {
                 let table = kinet_printers::table(
                     resource,
@@ -111,6 +123,27 @@ impl Api {
                 json_reply(200, &table)
             }
         }
+    }
+
+    /// A stored object as the requested version serves it (custom resources are stored in
+    /// their storage version; the None conversion rewrites apiVersion).
+    pub fn served_form<'a>(&self, resource: &Resource, stored: &'a Stored) -> Cow<'a, Stored> {
+        match self.crds.served(resource) {
+            Some(served) => served.convert(stored),
+            None => Cow::Borrowed(stored),
+        }
+    }
+
+    /// A Table with a custom resource's printer columns; None for built-ins.
+    pub fn custom_table(
+        &self,
+        resource: &Resource,
+        objects: &[&Value],
+        metadata: &Value,
+        include: kinet_printers::IncludeObject,
+    ) -> Option<Vec<u8>> {
+        let served = self.crds.served(resource)?;
+        Some(served.table(objects, metadata, include))
     }
 
     /// Lists a collection with the call's filters, `limit` and `continue`.
@@ -170,28 +203,41 @@ impl Api {
         if let Some(n) = page.remaining {
             list_meta["remainingItemCount"] = json!(n);
         }
+        let items: Vec<Cow<Stored>> = page
+            .items
+            .iter()
+            .map(|s| self.served_form(resource, s))
+            .collect();
         match call.format {
             Format::Table => {
                 let include =
                     kinet_printers::IncludeObject::from_param(call.query.get("includeObject"));
-                let objects: Vec<&Value> = page.items.iter().map(|s| &s.value).collect();
-                let body = kinet_printers::table_json(
-                    resource,
-                    &objects,
-                    &list_meta,
-                    include,
-                    chrono::Utc::now(),
-                );
+                let objects: Vec<&Value> = items.iter().map(|s| &s.value).collect();
+                let body = self
+                    .custom_table(resource, &objects, &list_meta, include)
+                    .unwrap_or_else(|| {
+                        kinet_printers::table_json(
+                            resource,
+                            &objects,
+                            &list_meta,
+                            include,
+                            chrono::Utc::now(),
+                        )
+                    });
                 Ok(bytes_reply(200, "application/json", body))
             }
             Format::Json => {
-                let head = json!({"kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": list_meta});
+                let list_kind = match self.crds.served(resource) {
+                    Some(served) => served.list_kind.clone(),
+                    None => format!("{}List", resource.kind),
+                };
+                let head = json!({"kind": list_kind, "apiVersion": resource.api_version(), "metadata": list_meta});
                 let head = serde_json::to_string(&head).map_err(ApiError::internal)?;
-                let size: usize = page.items.iter().map(|s| s.json.len() + 1).sum();
+                let size: usize = items.iter().map(|s| s.json.len() + 1).sum();
                 let mut body = BytesMut::with_capacity(head.len() + size + 16);
                 body.put_slice(&head.as_bytes()[..head.len() - 1]);
                 body.put_slice(b",\"items\":[");
-                for (i, stored) in page.items.iter().enumerate() {
+                for (i, stored) in items.iter().enumerate() {
                     if i > 0 {
                         body.put_u8(b',');
                     }

@@ -12,12 +12,37 @@ use serde_json::{json, Value};
 use super::{meta, Api, Call};
 use crate::http::{json_reply, Reply};
 use crate::nodeproxy;
+use kinet_crd::definition::ScalePaths;
 
-/// The Scale view of a Deployment or ReplicaSet.
-fn scale_of(obj: &Value) -> Value {
-    let selector = kinet_selectors::LabelSelector::from_label_selector(&obj["spec"]["selector"])
-        .map(|s| s.to_string())
-        .unwrap_or_default();
+/// The Scale view of a Deployment or ReplicaSet, or of a custom resource through its
+/// definition's replica and selector paths (`custom`).
+fn scale_of(obj: &Value, custom: Option<&ScalePaths>) -> Value {
+    let at = |path: &str| {
+        kinet_crd::columns::find(obj, path)
+            .first()
+            .copied()
+            .cloned()
+    };
+    let (spec, status, selector) = match custom {
+        Some(paths) => (
+            at(&paths.spec_replicas),
+            at(&paths.status_replicas),
+            paths
+                .label_selector
+                .as_deref()
+                .and_then(at)
+                .and_then(|s| s.as_str().map(str::to_string))
+                .unwrap_or_default(),
+        ),
+        None => (
+            Some(obj["spec"]["replicas"].clone()),
+            Some(obj["status"]["replicas"].clone()),
+            kinet_selectors::LabelSelector::from_label_selector(&obj["spec"]["selector"])
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+        ),
+    };
+    let default_spec = if custom.is_some() { 0 } else { 1 };
     let m = &obj["metadata"];
     json!({
         "kind": "Scale",
@@ -26,8 +51,8 @@ fn scale_of(obj: &Value) -> Value {
             "name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
             "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"],
         },
-        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(1)},
-        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+        "spec": {"replicas": spec.and_then(|v| v.as_i64()).unwrap_or(default_spec)},
+        "status": {"replicas": status.and_then(|v| v.as_i64()).unwrap_or(0), "selector": selector},
     })
 }
 
@@ -41,7 +66,8 @@ impl Api {
                     .store
                     .get(&call.key())
                     .ok_or_else(|| ApiError::not_found(resource, call.name()))?;
-                Ok(json_reply(200, &scale_of(&stored.value)))
+                let custom = self.scale_paths(resource);
+                Ok(json_reply(200, &scale_of(&stored.value, custom.as_ref())))
             }
             ("scale", Method::PUT | Method::PATCH) => {
                 let body = call.body().await?;
@@ -82,7 +108,8 @@ impl Api {
             .store
             .get(&key)
             .ok_or_else(|| ApiError::not_found(resource, &name))?;
-        let scale = scale_of(&current.value);
+        let custom = self.scale_paths(resource);
+        let scale = scale_of(&current.value, custom.as_ref());
         let wanted = match patch_type {
             // PUT carries a whole Scale; PATCH patches the Scale view.
             None => serde_json::from_slice::<Value>(body)
@@ -120,9 +147,12 @@ impl Api {
             }
         }
         let mut updated = current.value.clone();
-        updated["spec"]["replicas"] = json!(replicas);
+        let spec_path = custom
+            .as_ref()
+            .map_or(".spec.replicas", |p| &p.spec_replicas);
+        set_path(&mut updated, spec_path, json!(replicas));
         meta::carry_system_fields(resource, &current.value, &mut updated);
-        let updated = super::stored_form(resource, updated)?;
+        let updated = self.to_stored(resource, updated)?;
         let expected = current.rv;
         let outcome = self
             .store
@@ -137,7 +167,12 @@ impl Api {
         let stored = outcome
             .object
             .ok_or_else(|| ApiError::internal("no object"))?;
-        Ok(json_reply(200, &scale_of(&stored.value)))
+        Ok(json_reply(200, &scale_of(&stored.value, custom.as_ref())))
+    }
+
+    /// A custom resource's scale paths; None for built-ins.
+    fn scale_paths(&self, resource: &Resource) -> Option<ScalePaths> {
+        self.crds.served(resource)?.version.scale.clone()
     }
 
     async fn bind(&self, call: &Call, body: &[u8]) -> Result<Reply> {
@@ -306,6 +341,22 @@ fn binding_resource() -> &'static Resource {
     lookup("", "v1", "pods").expect("pods are served")
 }
 
+/// Sets the field at a simple `.a.b.c` path, making the objects on the way.
+fn set_path(obj: &mut Value, path: &str, value: Value) {
+    let mut at = obj;
+    let fields: Vec<&str> = path.split('.').filter(|f| !f.is_empty()).collect();
+    for (i, field) in fields.iter().enumerate() {
+        if !at.is_object() {
+            *at = json!({});
+        }
+        if i + 1 == fields.len() {
+            at[*field] = value;
+            return;
+        }
+        at = &mut at[*field];
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,10 +364,32 @@ mod tests {
     #[test]
     fn scale_view() {
         let d = json!({"metadata": {"name": "web", "namespace": "default", "resourceVersion": "7"}, "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}}, "status": {"replicas": 2}});
-        let s = scale_of(&d);
+        let s = scale_of(&d, None);
         assert_eq!(s["spec"]["replicas"], 3);
         assert_eq!(s["status"]["replicas"], 2);
         assert_eq!(s["status"]["selector"], "app=web");
         assert_eq!(s["metadata"]["resourceVersion"], "7");
+    }
+
+    #[test]
+    fn custom_scale_follows_the_definition_paths() {
+        let paths = ScalePaths {
+            spec_replicas: ".spec.size".into(),
+            status_replicas: ".status.ready".into(),
+            label_selector: Some(".status.selector".into()),
+        };
+        let mut w = json!({"metadata": {"name": "w"}, "spec": {"size": 4}, "status": {"ready": 1, "selector": "app=w"}});
+        let s = scale_of(&w, Some(&paths));
+        assert_eq!(
+            (
+                s["spec"]["replicas"].as_i64(),
+                s["status"]["replicas"].as_i64()
+            ),
+            (Some(4), Some(1))
+        );
+        assert_eq!(s["status"]["selector"], "app=w");
+        set_path(&mut w, ".spec.size", json!(6));
+        set_path(&mut w, ".spec.deep.replicas", json!(2));
+        assert_eq!(w["spec"], json!({"size": 6, "deep": {"replicas": 2}}));
     }
 }

@@ -2,6 +2,7 @@
 //! selector transitions (an object that stops matching is DELETED for this watcher), bookmarks,
 //! `sendInitialEvents`, and 410 Expired as an ERROR event when the requested version is gone.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,12 +28,18 @@ struct Encoder {
     resource: &'static Resource,
     format: Format,
     sent_columns: bool,
+    /// The served version of a custom resource: converts objects and prints its columns.
+    custom: Option<Arc<crate::crds::Served>>,
 }
 
 impl Encoder {
     /// One event line. JSON events reuse the object's stored bytes, so fanning an event out to
     /// many watchers costs a copy per watcher, not a serialisation.
     fn event(&mut self, kind: &str, stored: &Stored) -> Bytes {
+        let stored = match &self.custom {
+            Some(served) => served.convert(stored),
+            None => std::borrow::Cow::Borrowed(stored),
+        };
         match self.format {
             Format::Json => {
                 let mut line = Vec::with_capacity(stored.json.len() + 32);
@@ -44,12 +51,23 @@ impl Encoder {
                 Bytes::from(line)
             }
             Format::Table => {
-                let mut table = kinet_printers::table(
-                    self.resource,
-                    &[&stored.value],
-                    &stored.rv.to_string(),
-                    chrono::Utc::now(),
-                );
+                let mut table = match &self.custom {
+                    Some(served) => {
+                        let metadata = json!({"resourceVersion": stored.rv.to_string()});
+                        let body = served.table(
+                            &[&stored.value],
+                            &metadata,
+                            kinet_printers::IncludeObject::Metadata,
+                        );
+                        serde_json::from_slice(&body).unwrap_or_default()
+                    }
+                    None => kinet_printers::table(
+                        self.resource,
+                        &[&stored.value],
+                        &stored.rv.to_string(),
+                        chrono::Utc::now(),
+                    ),
+                };
                 // Only the first event carries column definitions, as kube-apiserver sends them.
                 if self.sent_columns {
                     table["columnDefinitions"] = json!([]);
@@ -121,6 +139,7 @@ impl Api {
             resource,
             format: call.format,
             sent_columns: false,
+            custom: self.crds.served(resource),
         };
 
         let (tx, rx) = mpsc::channel::<Bytes>(256);
@@ -245,6 +264,7 @@ mod tests {
             resource: pods,
             format: Format::Json,
             sent_columns: false,
+            custom: None,
         };
         let line = enc.event("MODIFIED", &stored(json!({"app": "web"})));
         let parsed: Value = serde_json::from_slice(&line).unwrap();
@@ -255,6 +275,7 @@ mod tests {
             resource: pods,
             format: Format::Table,
             sent_columns: false,
+            custom: None,
         };
         let first: Value =
             serde_json::from_slice(&tables.event("ADDED", &stored(json!({})))).unwrap();

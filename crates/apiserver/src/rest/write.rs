@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::services::{self, Holdings};
 use super::strategy::{self, Part};
 use super::{collection_prefix, meta, object_key, Api, Call, Format};
+use crate::crds::Served;
 use crate::http::{bytes_reply, Reply};
 
 /// A create or update body and its duplicate keys: JSON, YAML, or the protobuf that typed
@@ -51,11 +52,18 @@ fn decode(
     obj: &mut Value,
     duplicates: &[String],
     call: &Call,
+    custom: Option<&Served>,
 ) -> Result<Vec<String>> {
     meta::check_type(resource, obj)?;
-    let canonical = kinet_admission::canonicalize(resource, std::mem::take(obj))?;
-    *obj = canonical.object;
-    let problems = kinet_admission::field_problems(duplicates, &canonical.unknown);
+    let unknown = match custom {
+        Some(served) => served.decode(obj),
+        None => {
+            let canonical = kinet_admission::canonicalize(resource, std::mem::take(obj))?;
+            *obj = canonical.object;
+            canonical.unknown
+        }
+    };
+    let problems = kinet_admission::field_problems(duplicates, &unknown);
     match call.query.get("fieldValidation").unwrap_or("Warn") {
         "Strict" if !problems.is_empty() => {
             Err(kinet_admission::strict_decoding_error(resource, &problems))
@@ -102,8 +110,28 @@ impl Api {
         stored: &Stored,
     ) -> Reply {
         match format {
-            Format::Json => bytes_reply(status, "application/json", stored.json.clone()),
+            Format::Json => {
+                let stored = self.served_form(resource, stored);
+                bytes_reply(status, "application/json", stored.json.clone())
+            }
             Format::Table => self.render_one(resource, format, stored),
+        }
+    }
+
+    /// The form an object is stored in: built-ins through their typed struct, custom resources
+    /// in their storage version.
+    pub(super) fn to_stored(&self, resource: &Resource, obj: Value) -> Result<Value> {
+        match self.crds.served(resource) {
+            Some(served) => Ok(served.to_storage(obj)),
+            None => stored_form(resource, obj),
+        }
+    }
+
+    /// A CRD write returns once the definition is served, so the client's next request finds
+    /// the new resource.
+    async fn settle(&self, resource: &Resource, stored: &Stored, dry: bool) {
+        if !dry && std::ptr::eq(resource, crate::crds::crd_resource()) {
+            self.crds.wait_for(stored.rv).await;
         }
     }
 
@@ -165,12 +193,27 @@ impl Api {
         meta::check_identity(resource, obj, namespace, None)?;
         meta::generate_name(obj);
         meta::stamp_create(resource, obj);
-        strategy::prepare_create(resource, obj);
-        kinet_admission::default_with(resource, obj, &self.admission);
+        let custom = self.crds.served(resource);
+        match &custom {
+            // A custom resource with a status subresource starts without one, but for what
+            // its schema defaults (kube-apiserver defaults again when reading it back).
+            Some(served) if resource.has_status() => {
+                obj.as_object_mut().map(|o| o.remove("status"));
+                served.default(obj);
+            }
+            Some(_) => {}
+            None => {
+                strategy::prepare_create(resource, obj);
+                kinet_admission::default_with(resource, obj, &self.admission);
+            }
+        }
         if (resource.group, resource.kind) == ("networking.k8s.io", "Ingress") {
             self.default_ingress_class(obj);
         }
-        let errors = kinet_admission::validate(resource, obj, None);
+        let mut errors = kinet_admission::validate(resource, obj, None);
+        if let Some(served) = &custom {
+            errors.extend(served.validate(obj));
+        }
         if !errors.is_empty() {
             return Err(ApiError::invalid(
                 resource,
@@ -199,7 +242,7 @@ impl Api {
     ) -> Result<Arc<Stored>> {
         let name = meta::meta_str(&obj, "name").unwrap_or_default().to_string();
         let key = object_key(resource, meta::meta_str(&obj, "namespace"), &name);
-        let mut obj = stored_form(resource, obj)?;
+        let mut obj = self.to_stored(resource, obj)?;
         if self.store.get(&key).is_some() {
             return Err(ApiError::already_exists(resource, &name));
         }
@@ -238,9 +281,11 @@ impl Api {
         let resource = call.resource();
         let body = call.body().await?;
         let (mut obj, duplicates) = parse_object(&call.content_type, &body)?;
-        let warnings = decode(resource, &mut obj, &duplicates, &call)?;
+        let custom = self.crds.served(resource);
+        let warnings = decode(resource, &mut obj, &duplicates, &call, custom.as_deref())?;
         self.prepare_new(resource, &mut obj, call.namespace())?;
         let stored = self.insert(resource, obj, dry_run(&call)).await?;
+        self.settle(resource, &stored, dry_run(&call)).await;
         Ok(with_warnings(
             self.object_reply(resource, call.format, 201, &stored),
             &warnings,
@@ -251,12 +296,14 @@ impl Api {
         let resource = call.resource();
         let body = call.body().await?;
         let (mut obj, duplicates) = parse_object(&call.content_type, &body)?;
-        let warnings = decode(resource, &mut obj, &duplicates, &call)?;
+        let custom = self.crds.served(resource);
+        let warnings = decode(resource, &mut obj, &duplicates, &call, custom.as_deref())?;
         meta::check_identity(resource, &mut obj, call.namespace(), Some(call.name()))?;
         let precondition = meta::resource_version(&obj);
         let stored = self
             .guaranteed_update(&call, part, precondition, |_| Ok(obj.clone()))
             .await?;
+        self.settle(resource, &stored, dry_run(&call)).await;
         Ok(with_warnings(
             self.object_reply(resource, call.format, 200, &stored),
             &warnings,
@@ -276,14 +323,27 @@ impl Api {
                 ],
             )
         })?;
+        let custom = self.crds.served(resource);
+        if custom.is_some() && patch_type == PatchType::Strategic {
+            // Custom resources have no patch strategies, as upstream answers.
+            return Err(ApiError::unsupported_media_type(
+                &call.content_type,
+                &[
+                    "application/json-patch+json",
+                    "application/merge-patch+json",
+                    "application/apply-patch+yaml",
+                ],
+            ));
+        }
         let body = call.body().await?;
         if patch_type == PatchType::Apply && self.store.get(&call.key()).is_none() {
             // Server-side apply of an object that does not exist yet creates it.
             let mut obj = kinet_patch::server_side_apply(resource, None, &body)?;
-            let warnings = decode(resource, &mut obj, &[], &call)?;
+            let warnings = decode(resource, &mut obj, &[], &call, custom.as_deref())?;
             meta::check_identity(resource, &mut obj, call.namespace(), Some(call.name()))?;
             self.prepare_new(resource, &mut obj, call.namespace())?;
             let stored = self.insert(resource, obj, dry_run(&call)).await?;
+            self.settle(resource, &stored, dry_run(&call)).await;
             return Ok(with_warnings(
                 self.object_reply(resource, call.format, 201, &stored),
                 &warnings,
@@ -300,7 +360,7 @@ impl Api {
                     }
                     other => kinet_patch::apply_patch(resource, current, other, &body)?,
                 };
-                warnings = decode(resource, &mut obj, &[], &call)?;
+                warnings = decode(resource, &mut obj, &[], &call, custom.as_deref())?;
                 meta::check_identity(resource, &mut obj, namespace.as_deref(), Some(&name))?;
                 // A patch may carry a resourceVersion precondition of its own.
                 match meta::resource_version(&obj) {
@@ -311,6 +371,7 @@ impl Api {
                 }
             })
             .await?;
+        self.settle(resource, &stored, dry_run(&call)).await;
         Ok(with_warnings(
             self.object_reply(resource, call.format, 200, &stored),
             &warnings,
@@ -331,6 +392,7 @@ impl Api {
         let resource = call.resource();
         let key = call.key();
         let name = call.name().to_string();
+        let custom = self.crds.served(resource);
         loop {
             let current = self
                 .store
@@ -342,8 +404,10 @@ impl Api {
             let candidate = compute(&current.value)?;
             let mut new = strategy::prepare_update(resource, part, &current.value, candidate);
             meta::carry_system_fields(resource, &current.value, &mut new);
-            kinet_admission::default_with(resource, &mut new, &self.admission);
-            let errors = match part {
+            if custom.is_none() {
+                kinet_admission::default_with(resource, &mut new, &self.admission);
+            }
+            let mut errors = match part {
                 Part::EphemeralContainers => kinet_admission::validate_ephemeral_containers_update(
                     resource,
                     &new,
@@ -351,10 +415,13 @@ impl Api {
                 ),
                 _ => kinet_admission::validate(resource, &new, Some(&current.value)),
             };
+            if let Some(served) = &custom {
+                errors.extend(served.validate(&new));
+            }
             if !errors.is_empty() {
                 return Err(ApiError::invalid(resource, &name, &errors));
             }
-            let mut new = stored_form(resource, new)?;
+            let mut new = self.to_stored(resource, new)?;
             if meta::same_content(&new, &current.value) {
                 return Ok(current);
             }

@@ -60,6 +60,13 @@ fn valid(kind: &str, name: &str) -> Value {
         "NetworkPolicy" => {
             json!({"spec": {"podSelector": selector, "ingress": [{"from": [{"podSelector": {}}]}]}})
         }
+        // Valid but for its name, which must be `<plural>.<group>`: refused with 422.
+        "CustomResourceDefinition" => {
+            json!({"spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "kind": "Widget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object"}}}]}})
+        }
         other => panic!("no valid object for {other}"),
     };
     let mut obj = body;

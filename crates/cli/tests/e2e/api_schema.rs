@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::harness::{show, Cluster};
 
 /// `kubectl <args> -f -` with `manifest` on stdin.
-fn kubectl_stdin(c: &Cluster, args: &[&str], manifest: &str) -> Output {
+pub(crate) fn kubectl_stdin(c: &Cluster, args: &[&str], manifest: &str) -> Output {
     let mut all = args.to_vec();
     all.extend(["-f", "-"]);
     let mut child = c

@@ -4,6 +4,7 @@
 mod api_schema;
 mod containers;
 mod controllers;
+mod crds;
 mod dns;
 mod durability;
 mod egress;
