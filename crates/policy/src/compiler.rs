@@ -17,7 +17,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use crate::compile::{drop_counter_name, frame, map_name, pod_chain, policy_sets};
 use crate::input::{Cluster, Namespace, Pod};
 use crate::plan::{plan, Update};
-use crate::policy::{Direction, Peer, Policy, PolicyId, PortMatch};
+use crate::policy::{Direction, Peer, Policy, PolicyId, PortMatch, Rule};
 use crate::ruleset::{Chain, Ruleset, Set};
 use crate::PolicyError;
 
@@ -87,41 +87,63 @@ impl Compiler {
     /// Adds or replaces a pod.
     pub fn set_pod(&mut self, pod: Pod) {
         let key = (pod.namespace.clone(), pod.name.clone());
-        self.forget_pod(&key);
-        if pod.node == self.node {
+        let old = self.cluster.pod(&key.0, &key.1);
+        let same = old.is_some_and(|o| (o.ip, &o.ports) == (pod.ip, &pod.ports));
+        if old.is_some_and(|o| o.node == self.node) || pod.node == self.node {
             self.dirty_pods.insert(key.clone());
         }
+        let before = self.holds(&key);
         self.cluster.set_pod(pod);
-        self.mark_policies_matching(&key);
+        let after = self.holds(&key);
+        self.mark_holders(before, after, same);
     }
 
     /// Removes a pod (absent is fine).
     pub fn remove_pod(&mut self, namespace: &str, name: &str) {
         let key = (namespace.to_string(), name.to_string());
-        self.forget_pod(&key);
-        self.cluster.remove_pod(namespace, name);
-    }
-
-    /// Marks what depends on the pod as it is now, before it changes or goes.
-    fn forget_pod(&mut self, key: &PodKey) {
-        if let Some(old) = self.cluster.pod(&key.0, &key.1) {
-            if old.node == self.node {
-                self.dirty_pods.insert(key.clone());
-            }
-            self.mark_policies_matching(key);
+        if self
+            .cluster
+            .pod(namespace, name)
+            .is_some_and(|o| o.node == self.node)
+        {
+            self.dirty_pods.insert(key.clone());
         }
+        let before = self.holds(&key);
+        self.cluster.remove_pod(namespace, name);
+        let after = self.holds(&key);
+        self.mark_holders(before, after, false);
     }
 
-    /// Marks the compiled policies whose sets hold the pod `key` (as the cluster has it).
-    fn mark_policies_matching(&mut self, key: &PodKey) {
-        let Some(pod) = self.cluster.pod(&key.0, &key.1) else {
-            return;
-        };
-        for (dir, id) in self.parts.keys() {
-            let Some(policy) = self.cluster.policies.get(id) else {
-                continue;
-            };
-            if sets_hold(&self.cluster, policy, *dir, pod) {
+    /// Per compiled part, per rule: whether a peer selects the pod `key` and whether a named
+    /// port may resolve on it (all false when there is no such pod).
+    fn holds(&self, key: &PodKey) -> Vec<Vec<bool>> {
+        let c = &self.cluster;
+        let pod = c.pod(&key.0, &key.1);
+        self.parts
+            .keys()
+            .map(|(dir, id)| {
+                let Some(policy) = c.policies.get(id) else {
+                    return Vec::new();
+                };
+                let rules = policy.rules(*dir).unwrap_or_default();
+                rules
+                    .iter()
+                    .flat_map(|r| {
+                        let (peer, named) =
+                            pod.map_or((false, false), |pod| rule_holds(c, policy, *dir, r, pod));
+                        [peer, named]
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Marks the compiled policies whose sets held or hold the pod, where that changed or
+    /// the pod's address or ports did (`same` false).
+    fn mark_holders(&mut self, before: Vec<Vec<bool>>, after: Vec<Vec<bool>>, same: bool) {
+        for (((_, id), b), a) in self.parts.keys().zip(before).zip(after) {
+            let held = b.iter().chain(&a).any(|h| *h);
+            if held && (b != a || !same) {
                 self.dirty_policies.insert(id.clone());
             }
         }
@@ -347,22 +369,26 @@ fn add_chain(rs: &mut Ruleset, dir: Direction, c: Option<&PodChain>) {
     rs.chains.push(c.chain.clone());
 }
 
-/// Whether `pod` can be an element of a set of `policy` in `dir`: a peer selects it, or a
-/// named port may resolve on it.
-fn sets_hold(cluster: &Cluster, policy: &Policy, dir: Direction, pod: &Pod) -> bool {
-    policy.rules(dir).unwrap_or_default().iter().any(|r| {
-        let peer = r.peers.iter().flatten().any(|p| {
-            matches!(p, Peer::Pods { .. }) && p.selects_pod(cluster, &policy.id.namespace, pod)
-        });
-        let named = r
-            .ports
-            .iter()
-            .flatten()
-            .any(|m| matches!(m, PortMatch::Named { .. }));
-        let resolves_on = || match dir {
-            Direction::Egress => !pod.ports.is_empty(),
-            Direction::Ingress => policy.selects(cluster, pod, dir),
-        };
-        peer || (named && resolves_on())
-    })
+/// Whether `pod` can be an element of the sets of rule `r` of `policy` in `dir`: as a peer a
+/// pod selector selects, and as a destination a named port may resolve on.
+fn rule_holds(
+    cluster: &Cluster,
+    policy: &Policy,
+    dir: Direction,
+    r: &Rule,
+    pod: &Pod,
+) -> (bool, bool) {
+    let peer = r.peers.iter().flatten().any(|p| {
+        matches!(p, Peer::Pods { .. }) && p.selects_pod(cluster, &policy.id.namespace, pod)
+    });
+    let named = r
+        .ports
+        .iter()
+        .flatten()
+        .any(|m| matches!(m, PortMatch::Named { .. }));
+    let resolves_on = || match dir {
+        Direction::Egress => !pod.ports.is_empty(),
+        Direction::Ingress => policy.selects(cluster, pod, dir),
+    };
+    (peer, named && resolves_on())
 }
