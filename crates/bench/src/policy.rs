@@ -19,14 +19,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kinet_policy::{compile, Cluster, Compiler, ContainerPort, Namespace, Pod, Proto, Update};
+use kinet_policy::{
+    compile, plan, Cluster, Compiler, ContainerPort, Namespace, Pod, Proto, Update,
+};
 use kinet_proxy::netlink::NftSocket;
 use serde_json::json;
 
 use super::proxy::{
     client_and_server, connect_rate, serve, throughput, Spaces, StopOnDrop, CLIENT_IP, SERVER_IP,
 };
-use super::stats::{ms, Samples};
+use super::stats::{ms, ratio, Samples};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -261,6 +263,17 @@ fn bench(opts: Options) -> Result<()> {
     };
     let (local, remote) = (others(true), others(false));
     let (mut created, mut relabelled) = (Figures::default(), Figures::default());
+    // The baseline, in the same run: the same change compiled from nothing and diffed whole,
+    // as the enforcer did before it compiled incrementally.
+    let (mut created_full, mut relabelled_full) = (Samples::default(), Samples::default());
+    let mut full = compile(comp.cluster(), NODE, &[]);
+    let mut baseline = |comp: &Compiler, into: &mut Samples| {
+        let start = Instant::now();
+        let now = compile(comp.cluster(), NODE, &[]);
+        std::hint::black_box(plan(Some(&full), &now));
+        into.push(start.elapsed());
+        full = now;
+    };
     for s in 0..opts.samples {
         let k = opts.policies + s;
         comp.set_policy(&policy(k))?;
@@ -269,6 +282,7 @@ fn bench(opts: Options) -> Result<()> {
         let mut p = comp.cluster().pod(ns, name).expect("pod").clone();
         p.labels.insert("app".into(), format!("app-{k}"));
         comp.set_pod(p);
+        baseline(&comp, &mut created_full);
         created.push(program(&mut sock, &mut loaded, &mut comp)?);
         // A peer on the other node moves between tiers: set elements only.
         let (ns, name) = &remote[s % remote.len()];
@@ -279,6 +293,7 @@ fn bench(opts: Options) -> Result<()> {
             if tier == "t-0" { "t-1" } else { "t-0" }.into(),
         );
         comp.set_pod(q);
+        baseline(&comp, &mut relabelled_full);
         relabelled.push(program(&mut sock, &mut loaded, &mut comp)?);
     }
     println!();
@@ -294,6 +309,24 @@ fn bench(opts: Options) -> Result<()> {
         created.row("policy created (its sets, counter and chain added)")
     );
     println!("{}", relabelled.row("pod label changed (set elements)"));
+    println!();
+    println!("Baseline in the same run: the same changes compiled from nothing and diffed whole:");
+    println!();
+    println!("| change | full compile + plan, p50 / p99 (ms) | incremental is faster, p50 / p99 |");
+    println!("|---|---:|---:|");
+    for (what, full, incremental) in [
+        ("policy created", &created_full, &created),
+        ("pod label changed", &relabelled_full, &relabelled),
+    ] {
+        let (inc50, inc99) = (incremental.0[0].p50(), incremental.0[0].p99());
+        println!(
+            "| {what} | {} / {} | {}× / {}× |",
+            ms(full.p50()),
+            ms(full.p99()),
+            ratio(full.p50(), inc50),
+            ratio(full.p99(), inc99)
+        );
+    }
 
     let all = comp.cluster().clone();
     memory_per_thousand(comp, opts.policies)?;
