@@ -5,7 +5,8 @@
 //! elements when a pod came, went or was relabelled; sets, chains and counters added or
 //! removed in place when policies were). Every 30 s a resync reloads the whole
 //! table if anyone else committed in the namespace since (the ruleset generation says so);
-//! a failure is followed by a whole load.
+//! a failure is followed by a whole load. A refused policy is a Warning Event on it, a
+//! refused transaction one on the Node.
 //!
 //! The table filters the forward and input hooks at priority `filter`, after the proxy's
 //! DNAT (`dstnat`), so policies see the pod addresses behind a Service. Packets the node
