@@ -1,29 +1,33 @@
 //! The node's NetworkPolicy enforcer: reflectors on NetworkPolicies, Pods and Namespaces;
-//! every burst of changes compiles this node's `table ip kinet-policy` (`kinet_policy`) and
-//! sends the kernel one transaction over nfnetlink with what changed (`kinet_policy::plan`:
-//! set and map elements when a pod came, went or was relabelled; sets, chains and counters
-//! added or removed in place when policies were). Every 30 s a resync reloads the whole
+//! every burst of changes hands the objects whose resource version moved to this node's
+//! incremental compiler (`kinet_policy::Compiler`), which recompiles only what they touch,
+//! and sends the kernel one transaction over nfnetlink with what changed (set and map
+//! elements when a pod came, went or was relabelled; sets, chains and counters added or
+//! removed in place when policies were). Every 30 s a resync reloads the whole
 //! table if anyone else committed in the namespace since (the ruleset generation says so);
-//! a failure is followed by a whole load.
+//! a failure is followed by a whole load. A refused policy is a Warning Event on it, a
+//! refused transaction one on the Node.
 //!
 //! The table filters the forward and input hooks at priority `filter`, after the proxy's
 //! DNAT (`dstnat`), so policies see the pod addresses behind a Service. Packets the node
 //! sends itself (kubelet probes) take the output hook and are never filtered, as upstream
 //! plugins allow them.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kinet_policy::{compile, plan, Cluster, Ruleset, Update};
+use kinet_controllers::events::{object_ref, EventType, Recorder};
+use kinet_policy::{Cluster, Compiler, Update};
 use kinet_proxy::netlink::{NetlinkError, NftSocket};
 use kinet_proxy::reflect::{spawn_reflector, Changes, Tasks};
 use kube::runtime::watcher;
-use kube::{Api, Client};
+use kube::{Api, Client, Resource};
 
 /// The enforcer's counters, served beside the proxy's. Durations in microseconds.
 #[derive(Debug, Default)]
@@ -137,25 +141,145 @@ pub fn cluster_view<'a>(
     for ns in namespaces {
         c.set_namespace(kinet_policy::Namespace::from_k8s(ns));
     }
-    // A finished pod's address may already belong to another pod.
-    let running = |p: &&Pod| {
-        !matches!(
-            p.status.as_ref().and_then(|s| s.phase.as_deref()),
-            Some("Succeeded" | "Failed")
-        )
-    };
-    for p in pods.filter(running).filter_map(kinet_policy::Pod::from_k8s) {
+    for p in pods.filter_map(model_pod) {
         c.set_pod(p);
     }
     let mut refused = Vec::new();
     for np in policies {
         if let Err(e) = c.set_policy(np) {
-            let ns = np.metadata.namespace.as_deref().unwrap_or_default();
-            let name = np.metadata.name.as_deref().unwrap_or_default();
-            refused.push(format!("{ns}/{name}: {e}"));
+            refused.push(format!("{}: {e}", key_text(&key(np))));
         }
     }
     (c, refused)
+}
+
+/// The pod as policies see it; `None` when it has no address yet or has finished (a
+/// finished pod's address may already belong to another pod).
+fn model_pod(p: &Pod) -> Option<kinet_policy::Pod> {
+    let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+    if matches!(phase, Some("Succeeded" | "Failed")) {
+        return None;
+    }
+    kinet_policy::Pod::from_k8s(p)
+}
+
+/// An object's namespace (empty when cluster-scoped) and name.
+type Key = (String, String);
+
+fn key<K: Resource>(o: &K) -> Key {
+    let m = o.meta();
+    (
+        m.namespace.clone().unwrap_or_default(),
+        m.name.clone().unwrap_or_default(),
+    )
+}
+
+fn key_text((ns, name): &Key) -> String {
+    if ns.is_empty() {
+        name.clone()
+    } else {
+        format!("{ns}/{name}")
+    }
+}
+
+/// The resource versions of the objects of one kind the compiler was last given: each sync
+/// hands it only the objects that changed or went.
+#[derive(Default)]
+struct Seen(HashMap<Key, String>);
+
+impl Seen {
+    /// Calls `set` for each object new or changed since the last call, `gone` for each
+    /// object no longer there.
+    fn diff<K: Resource>(
+        &mut self,
+        objects: &[Arc<K>],
+        mut set: impl FnMut(&K),
+        mut gone: impl FnMut(&Key),
+    ) {
+        let mut before = std::mem::take(&mut self.0);
+        for o in objects {
+            let k = key(&**o);
+            let version = o.meta().resource_version.clone().unwrap_or_default();
+            if before.remove(&k).as_ref() != Some(&version) {
+                set(o);
+            }
+            self.0.insert(k, version);
+        }
+        before.keys().for_each(&mut gone);
+    }
+}
+
+/// Hands the compiler what changed in the reflectors' stores since the last call.
+#[derive(Default)]
+struct Feed {
+    namespaces: Seen,
+    pods: Seen,
+    policies: Seen,
+}
+
+impl Feed {
+    /// The policies refused (they cannot be parsed), with why.
+    fn update(
+        &mut self,
+        compiler: &mut Compiler,
+        namespaces: &[Arc<Namespace>],
+        pods: &[Arc<Pod>],
+        policies: &[Arc<NetworkPolicy>],
+    ) -> Vec<(ObjectReference, String)> {
+        let c = std::cell::RefCell::new(compiler);
+        let mut refused = Vec::new();
+        self.namespaces.diff(
+            namespaces,
+            |n| {
+                c.borrow_mut()
+                    .set_namespace(kinet_policy::Namespace::from_k8s(n))
+            },
+            |(_, name)| c.borrow_mut().remove_namespace(name),
+        );
+        self.pods.diff(
+            pods,
+            |p| match model_pod(p) {
+                Some(p) => c.borrow_mut().set_pod(p),
+                None => {
+                    let (ns, name) = key(p);
+                    c.borrow_mut().remove_pod(&ns, &name)
+                }
+            },
+            |(ns, name)| c.borrow_mut().remove_pod(ns, name),
+        );
+        self.policies.diff(
+            policies,
+            |np| {
+                if let Err(e) = c.borrow_mut().set_policy(np) {
+                    refused.push((object_ref(np), e.to_string()));
+                }
+            },
+            |(ns, name)| c.borrow_mut().remove_policy(ns, name),
+        );
+        refused
+    }
+}
+
+/// The Node, as an event's object.
+fn node_ref(node: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Node".into()),
+        name: Some(node.into()),
+        ..ObjectReference::default()
+    }
+}
+
+/// Logs a warning and records it as an Event on `obj`, in the background.
+fn warn(recorder: &Recorder, obj: ObjectReference, reason: &'static str, message: String) {
+    let name = obj.name.clone().unwrap_or_default();
+    tracing::warn!(object = %name, reason, "{message}");
+    let recorder = recorder.clone();
+    tokio::spawn(async move {
+        recorder
+            .publish(&obj, EventType::Warning, reason, &message)
+            .await
+    });
 }
 
 /// Enforces NetworkPolicy on this node until the future is dropped.
@@ -175,26 +299,33 @@ pub async fn run(client: Client, cfg: PolicyConfig) -> anyhow::Result<()> {
         &changes,
         &mut tasks,
     );
-    let namespaces = spawn_reflector(Api::<Namespace>::all(client), all, &changes, &mut tasks);
+    let namespaces = spawn_reflector(
+        Api::<Namespace>::all(client.clone()),
+        all,
+        &changes,
+        &mut tasks,
+    );
+    let recorder = Recorder::new(client, "kinet-policy");
     policies.wait_until_ready().await?;
     pods.wait_until_ready().await?;
     namespaces.wait_until_ready().await?;
     tracing::info!(node = %cfg.node, "network policy enforcer synced caches");
 
     let mut socket: Option<NftSocket> = None;
-    // What the kernel holds, as far as we know (`None`: reload the whole table).
-    let mut loaded: Option<Ruleset> = None;
+    let mut compiler = Compiler::new(Cluster::new(), &cfg.node, &cfg.node_ips);
+    let mut feed = Feed::default();
+    // Whether the kernel holds the compiler's table (else: load it whole).
+    let mut loaded = false;
     // The namespace's ruleset generation right after our last commit.
     let mut committed: Option<u32> = None;
-    let mut refused_before: Vec<String> = Vec::new();
     let mut next_resync = Instant::now() + cfg.resync_period;
     let mut first = true;
     loop {
         if !first {
-            let deadline = if loaded.is_none() {
-                (Instant::now() + cfg.retry_period).min(next_resync)
-            } else {
+            let deadline = if loaded {
                 next_resync
+            } else {
+                (Instant::now() + cfg.retry_period).min(next_resync)
             };
             tokio::select! {
                 _ = changes.wake.notified() => tokio::time::sleep(cfg.min_sync_period).await,
@@ -214,23 +345,27 @@ pub async fn run(client: Client, cfg: PolicyConfig) -> anyhow::Result<()> {
             })
             .await?;
             if now.ok() != committed {
-                loaded = None;
+                loaded = false;
             }
         }
         let since = changes.take();
         let start = Instant::now();
-        let (ns_store, pod_store, np_store) = (namespaces.state(), pods.state(), policies.state());
-        let (cluster, refused) = cluster_view(
-            ns_store.iter().map(|n| &**n),
-            pod_store.iter().map(|p| &**p),
-            np_store.iter().map(|p| &**p),
+        let refused = feed.update(
+            &mut compiler,
+            &namespaces.state(),
+            &pods.state(),
+            &policies.state(),
         );
-        for r in refused.iter().filter(|r| !refused_before.contains(r)) {
-            tracing::warn!(node = %cfg.node, "network policy not enforced: {r}");
+        for (obj, e) in refused {
+            let message = format!("not enforced on node {}: {e}", cfg.node);
+            warn(&recorder, obj, "InvalidNetworkPolicy", message);
         }
-        refused_before = refused;
-        let desired = compile(&cluster, &cfg.node, &cfg.node_ips);
-        let Some(update) = plan(loaded.as_ref(), &desired) else {
+        let update = if loaded {
+            compiler.sync()
+        } else {
+            Some(Update::Load(compiler.ruleset()))
+        };
+        let Some(update) = update else {
             continue;
         };
         let netns = cfg.netns.clone();
@@ -247,13 +382,20 @@ pub async fn run(client: Client, cfg: PolicyConfig) -> anyhow::Result<()> {
                 let programming = since.map(|t| t.elapsed());
                 cfg.metrics.record(whole, start.elapsed(), programming);
                 tracing::debug!(node = %cfg.node, whole, took = ?start.elapsed(), ?programming, "network policy rules loaded");
-                loaded = Some(desired);
+                loaded = true;
             }
             Err(e) => {
                 cfg.metrics.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(node = %cfg.node, error = %e, "network policy rules not loaded; retrying with a whole load");
+                let message =
+                    format!("network policy rules not loaded, retrying with a whole load: {e}");
+                warn(
+                    &recorder,
+                    node_ref(&cfg.node),
+                    "NetworkPolicyNotApplied",
+                    message,
+                );
                 socket = None;
-                loaded = None;
+                loaded = false;
                 committed = None;
                 changes.restore(since);
             }
@@ -313,6 +455,51 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want:?} not in\n{text}");
         }
+    }
+
+    fn object<K: serde::de::DeserializeOwned>(v: serde_json::Value) -> Arc<K> {
+        Arc::new(serde_json::from_value(v).unwrap())
+    }
+
+    fn pod_at(name: &str, version: &str, tier: &str) -> Arc<Pod> {
+        object(json!({
+            "metadata": {"namespace": "x", "name": name, "resourceVersion": version,
+                         "labels": {"tier": tier}},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c"}]},
+            "status": {"phase": "Running", "podIP": format!("10.244.1.{}", name.len())}
+        }))
+    }
+
+    #[test]
+    fn the_feed_hands_over_changes_and_removals_and_names_refused_policies() {
+        let mut comp = Compiler::new(Cluster::new(), "n1", &[]);
+        let mut feed = Feed::default();
+        let deny: Arc<NetworkPolicy> = object(json!({
+            "metadata": {"namespace": "x", "name": "web", "resourceVersion": "1"},
+            "spec": {"podSelector": {"matchLabels": {"tier": "web"}}}
+        }));
+        let bad: Arc<NetworkPolicy> = object(json!({
+            "metadata": {"namespace": "x", "name": "bad", "resourceVersion": "1"},
+            "spec": {"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "nope"}}]}]}
+        }));
+        let pods = [pod_at("a", "1", "web"), pod_at("bb", "1", "db")];
+        let refused = feed.update(&mut comp, &[], &pods, &[deny.clone(), bad.clone()]);
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].0.name.as_deref(), Some("bad"));
+        assert_eq!(refused[0].0.kind.as_deref(), Some("NetworkPolicy"));
+        let Some(Update::Changes { .. }) = comp.sync() else {
+            panic!("the first sync compiles x/a's chain in place");
+        };
+        // Unchanged versions hand nothing over; a relabel and a removal do.
+        assert!(feed
+            .update(&mut comp, &[], &pods, &[deny.clone(), bad.clone()])
+            .is_empty());
+        assert_eq!(comp.sync(), None);
+        let moved = [pod_at("a", "2", "db")];
+        feed.update(&mut comp, &[], &moved, &[deny]);
+        assert!(comp.sync().is_some());
+        assert!(comp.ruleset().chains.iter().all(|c| c.hook.is_some()));
+        assert_eq!(comp.cluster().pods().len(), 1);
     }
 
     #[test]

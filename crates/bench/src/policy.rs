@@ -19,14 +19,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kinet_policy::{compile, plan, Cluster, ContainerPort, Namespace, Pod, Proto, Ruleset, Update};
+use kinet_policy::{
+    compile, plan, Cluster, Compiler, ContainerPort, Namespace, Pod, Proto, Update,
+};
 use kinet_proxy::netlink::NftSocket;
 use serde_json::json;
 
 use super::proxy::{
     client_and_server, connect_rate, serve, throughput, Spaces, StopOnDrop, CLIENT_IP, SERVER_IP,
 };
-use super::stats::{ms, Samples};
+use super::stats::{ms, ratio, Samples};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -142,27 +144,65 @@ fn model(pods: usize, policies: usize) -> Cluster {
     c
 }
 
-/// Compiles `c`, plans from `loaded` and commits: the time of compile + plan, and of the
-/// kernel transaction.
+/// Syncs the compiler (the whole table when `loaded` is false) and commits: the time of
+/// compile + plan, and of the kernel transaction.
 fn program(
     sock: &mut NftSocket,
-    loaded: &mut Option<Ruleset>,
-    c: &Cluster,
+    loaded: &mut bool,
+    comp: &mut Compiler,
 ) -> Result<(Duration, Duration)> {
     let start = Instant::now();
-    let desired = compile(c, NODE, &[]);
-    let Some(update) = plan(loaded.as_ref(), &desired) else {
+    let update = if *loaded {
+        comp.sync()
+    } else {
+        Some(Update::Load(comp.ruleset()))
+    };
+    let Some(update) = update else {
         bail!("nothing changed");
     };
-    if loaded.is_some() && matches!(update, Update::Load(_)) {
+    if *loaded && matches!(update, Update::Load(_)) {
         bail!("a change replaced the whole table");
     }
     let planned = start.elapsed();
     let start = Instant::now();
     sock.apply_policy(&update)?;
     let kernel = start.elapsed();
-    *loaded = Some(desired);
+    *loaded = true;
     Ok((planned, kernel))
+}
+
+/// The agent's resident memory, in KiB.
+fn rss_kib() -> Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"));
+    let kib = line.and_then(|l| l.split_whitespace().nth(1)?.parse().ok());
+    kib.ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc/self/status"))
+}
+
+/// What 1,000 more policies cost the enforcer: the API objects (as its reflector holds
+/// them) and the compiler's state once they are synced, each selecting pods as the first
+/// `policies` do. Measured as this process's resident growth.
+fn memory_per_thousand(mut comp: Compiler, policies: usize) -> Result<()> {
+    let before = rss_kib()?;
+    let objects: Vec<NetworkPolicy> = (0..1000)
+        .map(|k| {
+            let mut np = policy(k % policies.max(1));
+            np.metadata.name = Some(format!("more-{k}"));
+            np
+        })
+        .collect();
+    for np in &objects {
+        comp.set_policy(np)?;
+    }
+    // Kept until measured, as the enforcer keeps its last update until committed.
+    let _update = comp.sync();
+    let after = rss_kib()?;
+    println!();
+    println!(
+        "Enforcer memory per 1,000 policies (API objects + compiled state, resident growth): {:.1} MiB.",
+        after.saturating_sub(before) as f64 / 1024.0
+    );
+    Ok(())
 }
 
 /// Compile + plan, kernel, and total samples of one kind of change.
@@ -200,10 +240,10 @@ fn bench(opts: Options) -> Result<()> {
         "# kinet bench policy ({} pods, {} policies)",
         opts.pods, opts.policies
     );
-    let mut c = model(opts.pods, opts.policies);
-    let mut loaded = None;
-    let (planned, kernel) = program(&mut sock, &mut loaded, &c)?;
-    let rs = loaded.as_ref().expect("loaded");
+    let mut comp = Compiler::new(model(opts.pods, opts.policies), NODE, &[]);
+    let mut loaded = false;
+    let (planned, kernel) = program(&mut sock, &mut loaded, &mut comp)?;
+    let rs = comp.ruleset();
     println!();
     println!(
         "Whole table: {} sets, {} chains, {} pod-map elements; first load: compile {} ms, kernel {} ms.",
@@ -214,7 +254,8 @@ fn bench(opts: Options) -> Result<()> {
         ms(kernel)
     );
     let others = |local: bool| -> Vec<(String, String)> {
-        c.pods()
+        comp.cluster()
+            .pods()
             .iter()
             .filter(|p| p.name.starts_with("p-") && (p.node == NODE) == local)
             .map(|p| (p.namespace.clone(), p.name.clone()))
@@ -222,25 +263,38 @@ fn bench(opts: Options) -> Result<()> {
     };
     let (local, remote) = (others(true), others(false));
     let (mut created, mut relabelled) = (Figures::default(), Figures::default());
+    // The baseline, in the same run: the same change compiled from nothing and diffed whole,
+    // as the enforcer did before it compiled incrementally.
+    let (mut created_full, mut relabelled_full) = (Samples::default(), Samples::default());
+    let mut full = compile(comp.cluster(), NODE, &[]);
+    let mut baseline = |comp: &Compiler, into: &mut Samples| {
+        let start = Instant::now();
+        let now = compile(comp.cluster(), NODE, &[]);
+        std::hint::black_box(plan(Some(&full), &now));
+        into.push(start.elapsed());
+        full = now;
+    };
     for s in 0..opts.samples {
         let k = opts.policies + s;
-        c.set_policy(&policy(k))?;
+        comp.set_policy(&policy(k))?;
         // The new policy selects a pod of this node: new sets, counter and chain.
         let (ns, name) = &local[s % local.len()];
-        let mut p = c.pod(ns, name).expect("pod").clone();
+        let mut p = comp.cluster().pod(ns, name).expect("pod").clone();
         p.labels.insert("app".into(), format!("app-{k}"));
-        c.set_pod(p);
-        created.push(program(&mut sock, &mut loaded, &c)?);
+        comp.set_pod(p);
+        baseline(&comp, &mut created_full);
+        created.push(program(&mut sock, &mut loaded, &mut comp)?);
         // A peer on the other node moves between tiers: set elements only.
         let (ns, name) = &remote[s % remote.len()];
-        let mut q = c.pod(ns, name).expect("pod").clone();
+        let mut q = comp.cluster().pod(ns, name).expect("pod").clone();
         let tier = q.labels["tier"].clone();
         q.labels.insert(
             "tier".into(),
             if tier == "t-0" { "t-1" } else { "t-0" }.into(),
         );
-        c.set_pod(q);
-        relabelled.push(program(&mut sock, &mut loaded, &c)?);
+        comp.set_pod(q);
+        baseline(&comp, &mut relabelled_full);
+        relabelled.push(program(&mut sock, &mut loaded, &mut comp)?);
     }
     println!();
     println!(
@@ -255,6 +309,27 @@ fn bench(opts: Options) -> Result<()> {
         created.row("policy created (its sets, counter and chain added)")
     );
     println!("{}", relabelled.row("pod label changed (set elements)"));
+    println!();
+    println!("Baseline in the same run: the same changes compiled from nothing and diffed whole:");
+    println!();
+    println!("| change | full compile + plan, p50 / p99 (ms) | incremental is faster, p50 / p99 |");
+    println!("|---|---:|---:|");
+    for (what, full, incremental) in [
+        ("policy created", &created_full, &created),
+        ("pod label changed", &relabelled_full, &relabelled),
+    ] {
+        let (inc50, inc99) = (incremental.0[0].p50(), incremental.0[0].p99());
+        println!(
+            "| {what} | {} / {} | {}× / {}× |",
+            ms(full.p50()),
+            ms(full.p99()),
+            ratio(full.p50(), inc50),
+            ratio(full.p99(), inc99)
+        );
+    }
+
+    let all = comp.cluster().clone();
+    memory_per_thousand(comp, opts.policies)?;
 
     // Traffic: a server pod; no policy, then all of them.
     let stop = Arc::new(AtomicBool::new(false));
@@ -263,7 +338,6 @@ fn bench(opts: Options) -> Result<()> {
     let stop2 = stop.clone();
     std::thread::spawn(move || serve(listener, stop2));
     let none = model(opts.pods, 0);
-    let all = c;
     let to: SocketAddr = format!("{SERVER_IP}:8080").parse()?;
     let secs = opts.seconds;
     let mut load = |cluster: &Cluster| -> Result<()> {

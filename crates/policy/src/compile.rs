@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
+use crate::compiler::Compiler;
 use crate::input::{Cluster, Pod};
 use kinet_proxy_rules::hash_and_truncate;
 
@@ -28,8 +29,14 @@ pub const TABLE: &str = "kinet-policy";
 const INGRESS_MAP: &str = "ingress-pods";
 const EGRESS_MAP: &str = "egress-pods";
 
-/// The desired policy table of `node`, whose own addresses are `local_addrs`.
+/// The desired policy table of `node`, whose own addresses are `local_addrs`: what
+/// [`Compiler`] keeps up to date change by change, built from nothing.
 pub fn compile(cluster: &Cluster, node: &str, local_addrs: &[Ipv4Addr]) -> Ruleset {
+    Compiler::new(cluster.clone(), node, local_addrs).ruleset()
+}
+
+/// The table with its maps and base chains, no set, counter or per-pod chain.
+pub(crate) fn frame(local_addrs: &[Ipv4Addr]) -> Ruleset {
     let mut rs = Ruleset {
         table: TABLE.to_string(),
         local_addrs: local_addrs.to_vec(),
@@ -64,59 +71,40 @@ pub fn compile(cluster: &Cluster, node: &str, local_addrs: &[Ipv4Addr]) -> Rules
         direction: None,
         rules: vec![established, lookup(AddrField::Saddr, EGRESS_MAP)],
     });
-
-    let mut local: Vec<&Pod> = cluster.pods().iter().filter(|p| p.node == node).collect();
-    local.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    let mut compiled = BTreeSet::new();
-    let by_ns = cluster.pods_by_namespace();
-    for dir in [Direction::Ingress, Direction::Egress] {
-        for pod in &local {
-            let isolating: Vec<&Policy> = cluster
-                .policies_in(&pod.namespace)
-                .filter(|p| p.selects(cluster, pod, dir))
-                .collect();
-            if isolating.is_empty() {
-                continue;
-            }
-            let mut rules = Vec::new();
-            for p in &isolating {
-                if compiled.insert((p.id.clone(), dir)) {
-                    add_sets(&mut rs, cluster, &by_ns, p, dir);
-                }
-                rules.extend(policy_rules(p, dir));
-            }
-            for p in &isolating {
-                let counter = drop_counter_name(&p.id);
-                rs.counters.insert(counter.clone());
-                rules.push(Rule {
-                    matches: Vec::new(),
-                    action: Action::Count(counter),
-                    comment: None,
-                });
-            }
-            rules.push(Rule {
-                matches: Vec::new(),
-                action: Action::Drop,
-                comment: None,
-            });
-            let name = pod_chain_name(dir, &pod.namespace, &pod.name);
-            let map = match dir {
-                Direction::Ingress => INGRESS_MAP,
-                Direction::Egress => EGRESS_MAP,
-            };
-            rs.maps
-                .get_mut(map)
-                .expect("both maps are created above")
-                .insert(pod.ip, name.clone());
-            rs.chains.push(Chain {
-                name,
-                hook: None,
-                direction: Some(dir),
-                rules,
-            });
-        }
-    }
     rs
+}
+
+/// The verdict map of the pods isolated in `dir`.
+pub(crate) fn map_name(dir: Direction) -> &'static str {
+    match dir {
+        Direction::Ingress => INGRESS_MAP,
+        Direction::Egress => EGRESS_MAP,
+    }
+}
+
+/// The chain of a local pod isolated in `dir` by `isolating` (in name order): their rules,
+/// then one drop count per policy, then the drop.
+pub(crate) fn pod_chain(pod: &Pod, dir: Direction, isolating: &[&Policy]) -> Chain {
+    let mut rules: Vec<Rule> = isolating
+        .iter()
+        .flat_map(|p| policy_rules(p, dir))
+        .collect();
+    rules.extend(isolating.iter().map(|p| Rule {
+        matches: Vec::new(),
+        action: Action::Count(drop_counter_name(&p.id)),
+        comment: None,
+    }));
+    rules.push(Rule {
+        matches: Vec::new(),
+        action: Action::Drop,
+        comment: None,
+    });
+    Chain {
+        name: pod_chain_name(dir, &pod.namespace, &pod.name),
+        hook: None,
+        direction: Some(dir),
+        rules,
+    }
 }
 
 // Names as kube-proxy builds them: a short kind, then a hash that keeps them unique and
@@ -138,18 +126,18 @@ pub fn drop_counter_name(policy: &PolicyId) -> String {
     format!("drops-{}", hash_and_truncate(&policy.to_string()))
 }
 
-/// Creates the peer and port sets of every rule of `p` in `dir`.
-fn add_sets(
-    rs: &mut Ruleset,
+/// The peer and port sets of every rule of `p` in `dir`.
+pub(crate) fn policy_sets(
     cluster: &Cluster,
     by_ns: &BTreeMap<&str, Vec<&Pod>>,
     p: &Policy,
     dir: Direction,
-) {
+) -> Vec<Set> {
+    let mut sets = Vec::new();
     for (i, rule) in p.rules(dir).unwrap_or_default().iter().enumerate() {
         let comment = p.rule_id(dir, i).to_string();
         let mut add = |what, kind, elements| {
-            rs.sets.push(Set {
+            sets.push(Set {
                 name: set_name(p, dir, i, what),
                 kind,
                 comment: comment.clone(),
@@ -175,7 +163,7 @@ fn add_sets(
             })
             .collect();
         // A named port resolves per destination pod: list each possible destination's own
-        // number for it (for ingress, the pods this policy selects).
+        // number for it (for ingress, the pods this policy selects, all in its namespace).
         let named: BTreeSet<Element> = ports
             .iter()
             .filter_map(|m| match m {
@@ -183,11 +171,17 @@ fn add_sets(
                 _ => None,
             })
             .flat_map(|(proto, name)| {
-                let dsts = cluster
-                    .pods()
-                    .iter()
-                    .filter(move |pod| dir == Direction::Egress || p.selects(cluster, pod, dir));
-                dsts.filter_map(move |pod| {
+                let dsts: Vec<&Pod> = match dir {
+                    Direction::Egress => cluster.pods().iter().collect(),
+                    Direction::Ingress => by_ns
+                        .get(p.id.namespace.as_str())
+                        .into_iter()
+                        .flatten()
+                        .copied()
+                        .filter(|pod| p.selects(cluster, pod, dir))
+                        .collect(),
+                };
+                dsts.into_iter().filter_map(move |pod| {
                     pod.named_port(name, proto)
                         .map(|n| Element::AddrProtoPort(pod.ip, proto, n))
                 })
@@ -201,6 +195,7 @@ fn add_sets(
             add("named-ports", SetKind::AddrProtoPort, named);
         }
     }
+    sets
 }
 
 /// Whether a rule's ports include numeric (or protocol-only) entries, and named ones: each kind

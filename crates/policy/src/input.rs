@@ -1,7 +1,7 @@
 //! The cluster as the model sees it: pods, namespaces and parsed policies.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1 as core;
@@ -9,7 +9,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::serde_json::{Map, Value};
 pub use kinet_proxy_rules::Proto;
 
-use crate::policy::Policy;
+use crate::policy::{Policy, PolicyId};
 use crate::PolicyError;
 
 /// A named container port, what a policy's named `port` resolves against.
@@ -103,9 +103,11 @@ pub struct Cluster {
     /// Each pod's labels in the selector crate's form, at the pod's index: selectors run
     /// pods × policies times per compile.
     pod_labels: Vec<Map<String, Value>>,
+    /// A pod's index in `pods`, by (namespace, name).
+    pod_index: HashMap<(String, String), usize>,
     pub(crate) namespaces: BTreeMap<String, Namespace>,
     namespace_labels: BTreeMap<String, Map<String, Value>>,
-    pub(crate) policies: BTreeMap<(String, String), Policy>,
+    pub(crate) policies: BTreeMap<PolicyId, Policy>,
 }
 
 impl Cluster {
@@ -117,18 +119,35 @@ impl Cluster {
     pub fn set_pod(&mut self, pod: Pod) {
         let labels = label_map(&pod.labels);
         match self
-            .pods
-            .iter()
-            .position(|p| (&p.namespace, &p.name) == (&pod.namespace, &pod.name))
+            .pod_index
+            .get(&(pod.namespace.clone(), pod.name.clone()))
         {
-            Some(i) => {
+            Some(&i) => {
                 self.pods[i] = pod;
                 self.pod_labels[i] = labels;
             }
             None => {
+                self.pod_index
+                    .insert((pod.namespace.clone(), pod.name.clone()), self.pods.len());
                 self.pods.push(pod);
                 self.pod_labels.push(labels);
             }
+        }
+    }
+
+    /// Removes a pod (absent is fine); the last pod takes its index.
+    pub fn remove_pod(&mut self, namespace: &str, name: &str) {
+        let Some(i) = self
+            .pod_index
+            .remove(&(namespace.to_string(), name.to_string()))
+        else {
+            return;
+        };
+        self.pods.swap_remove(i);
+        self.pod_labels.swap_remove(i);
+        if let Some(moved) = self.pods.get(i) {
+            self.pod_index
+                .insert((moved.namespace.clone(), moved.name.clone()), i);
         }
     }
 
@@ -136,6 +155,11 @@ impl Cluster {
         self.namespace_labels
             .insert(ns.name.clone(), label_map(&ns.labels));
         self.namespaces.insert(ns.name.clone(), ns);
+    }
+
+    pub fn remove_namespace(&mut self, name: &str) {
+        self.namespace_labels.remove(name);
+        self.namespaces.remove(name);
     }
 
     /// `pod`'s labels for selectors: the cached map when `pod` is one of this cluster's
@@ -156,14 +180,15 @@ impl Cluster {
     /// nothing (the caller reports it); the API server's validation makes that rare.
     pub fn set_policy(&mut self, np: &NetworkPolicy) -> Result<(), PolicyError> {
         let p = Policy::parse(np)?;
-        self.policies
-            .insert((p.id.namespace.clone(), p.id.name.clone()), p);
+        self.policies.insert(p.id.clone(), p);
         Ok(())
     }
 
     pub fn remove_policy(&mut self, namespace: &str, name: &str) {
-        self.policies
-            .remove(&(namespace.to_string(), name.to_string()));
+        self.policies.remove(&PolicyId {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        });
     }
 
     pub fn pods(&self) -> &[Pod] {
@@ -171,9 +196,10 @@ impl Cluster {
     }
 
     pub fn pod(&self, namespace: &str, name: &str) -> Option<&Pod> {
-        self.pods
-            .iter()
-            .find(|p| p.namespace == namespace && p.name == name)
+        let i = self
+            .pod_index
+            .get(&(namespace.to_string(), name.to_string()))?;
+        Some(&self.pods[*i])
     }
 
     pub(crate) fn pod_by_ip(&self, ip: Ipv4Addr) -> Option<&Pod> {
@@ -192,9 +218,13 @@ impl Cluster {
 
     /// The policies of namespace `ns` (the only ones that can select its pods), in name order.
     pub(crate) fn policies_in<'a>(&'a self, ns: &'a str) -> impl Iterator<Item = &'a Policy> {
+        let first = PolicyId {
+            namespace: ns.to_string(),
+            name: String::new(),
+        };
         self.policies
-            .range((ns.to_string(), String::new())..)
-            .take_while(move |((n, _), _)| n == ns)
+            .range(first..)
+            .take_while(move |(id, _)| id.namespace == ns)
             .map(|(_, p)| p)
     }
 

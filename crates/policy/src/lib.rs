@@ -9,6 +9,7 @@
 
 mod cidr;
 mod compile;
+mod compiler;
 mod input;
 mod matrix;
 mod model;
@@ -21,6 +22,7 @@ mod trace;
 mod tests;
 
 pub use compile::{compile, drop_counter_name, TABLE};
+pub use compiler::Compiler;
 pub use input::{Cluster, ContainerPort, Namespace, Pod, Proto};
 pub use matrix::{explain, Matrix};
 pub use model::{Allow, Endpoint, Verdict};

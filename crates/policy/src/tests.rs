@@ -182,6 +182,7 @@ fn ns_not_in(ns: &str) -> Value {
     json!({"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": [ns]}]})
 }
 
+mod compiler;
 mod golden;
 mod matrix;
 mod plan;

@@ -322,6 +322,38 @@ fn network_policy_is_enforced_in_the_kernel_as_upstream_expects() {
         ],
     );
 
+    // Any pod of the namespace (upstream case 12): an empty podSelector as the peer.
+    case(
+        &c,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: any-pod, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{podSelector: {}}]}]",
+        &[
+            ("any pod selector", "80/tcp", Reach::all().peer("*", "x/a", false).peer("x/*", "x/a", true)),
+        ],
+    );
+
+    // Allow-all stacked on deny-all (upstream cases 16 and 31): the union allows everything,
+    // on every port.
+    case(
+        &c,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: \"x\"}\nspec: {podSelector: {}}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: allow-all, namespace: \"x\"}\nspec: {podSelector: {}, ingress: [{}]}",
+        &[
+            ("allow-all over deny-all, 80", "80/tcp", Reach::all()),
+            ("allow-all over deny-all, 81", "81/udp", Reach::all()),
+        ],
+    );
+
+    // Several ports of one rule (upstream case 14 with a second port): TCP 81 and UDP 80
+    // from y only.
+    case(
+        &c,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: ports, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchExpressions: [{key: kubernetes.io/metadata.name, operator: In, values: [\"y\"]}]}}], ports: [{port: 81}, {port: 80, protocol: UDP}]}]",
+        &[
+            ("ports from y, 81/tcp", "81/tcp", Reach::all().peer("*", "x/a", false).peer("y/*", "x/a", true)),
+            ("ports from y, 80/udp", "80/udp", Reach::all().peer("*", "x/a", false).peer("y/*", "x/a", true)),
+            ("ports from y, 80/tcp", "80/tcp", Reach::all().peer("*", "x/a", false)),
+        ],
+    );
+
     // UDP: deny UDP ingress to x/b except from z; TCP stays open.
     case(
         &c,

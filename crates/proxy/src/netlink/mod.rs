@@ -33,7 +33,7 @@ mod wire;
 mod vectors;
 
 pub use encode::{encode_update, loaded_forms, Batch};
-pub use policy::encode_policy;
+pub use policy::{encode_policy, Lines};
 pub use read::{loaded_table, Dumps, LoadedRule};
 pub use socket::NftSocket;
 

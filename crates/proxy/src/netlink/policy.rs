@@ -2,7 +2,7 @@
 //! removal) as one nfnetlink batch (pure), laid out
 //! as nft 1.0.6 sends the same `Update::to_nft()` text, so `nft list` prints what it would
 //! after `nft -f`. Messages are numbered in the order of the text's lines, which name a
-//! refused message in errors.
+//! refused message in errors; a line is only written out for such an error.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -39,9 +39,76 @@ const NFT_BYTEORDER_HTON: u32 = 1;
 const CONCAT_UDATA: [u8; 16] = [0, 4, 0, 0, 0, 0, 3, 8, 0, 4, 13, 0, 0, 0, 1, 0];
 const ADDR_MAP_UDATA: [u8; 18] = [0, 4, 2, 0, 0, 0, 1, 4, 0, 0, 0, 0, 6, 4, 0, 0, 0, 0];
 
+/// Where one `nft` line of an update comes from, written out on demand.
+#[derive(Debug, Clone, Copy)]
+enum Line<'a> {
+    Change(&'a Change),
+    DeleteTable,
+    AddTable,
+    Set(&'a Set),
+    Map(&'a str),
+    Counter(&'a str),
+    Chain(&'a Chain),
+    Rule(&'a str, &'a Rule),
+    Element(&'a str, &'a Element),
+    MapElement(&'a str, Ipv4Addr, &'a str),
+}
+
+/// The `nft` lines of an encoded update (message `i` of the batch is line
+/// `batch.origins[i].0`).
+#[derive(Debug)]
+pub struct Lines<'a> {
+    table: &'a str,
+    lines: Vec<Line<'a>>,
+}
+
+impl Lines<'_> {
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// Line `i` as `nft -f` reads it.
+    pub fn text(&self, i: usize) -> Option<String> {
+        let t = self.table;
+        Some(match *self.lines.get(i)? {
+            Line::Change(c) => c.to_nft(t),
+            Line::DeleteTable => format!("delete table ip {t}"),
+            Line::AddTable => format!("add table ip {t}"),
+            Line::Set(s) => s.declaration(t),
+            Line::Map(m) => format!("add map ip {t} {m} {{ type ipv4_addr : verdict ; }}"),
+            Line::Counter(c) => format!("add counter ip {t} {c}"),
+            Line::Chain(c) => match c.hook {
+                None => format!("add chain ip {t} {}", c.name),
+                Some(h) => format!(
+                    "add chain ip {t} {} {{ type filter hook {} priority filter ; }}",
+                    c.name,
+                    hook_name(h).0
+                ),
+            },
+            Line::Rule(chain, r) => format!("add rule ip {t} {chain} {}", r.to_nft()),
+            Line::Element(set, e) => format!("add element ip {t} {set} {{ {e} }}"),
+            Line::MapElement(map, addr, chain) => {
+                format!("add element ip {t} {map} {{ {addr} : jump {chain} }}")
+            }
+        })
+    }
+}
+
+/// The hook's name and number.
+fn hook_name(h: Hook) -> (&'static str, u32) {
+    match h {
+        Hook::Input => ("input", 1),
+        Hook::Forward => ("forward", 2),
+    }
+}
+
 /// Encodes `update` as one batch numbered from `first_seq`, with each message's `nft` line
-/// for error reports (message `i` of the batch is `lines[batch.origins[i].0]`).
-pub fn encode_policy(update: &Update, first_seq: u32) -> Result<(Batch, Vec<String>), EncodeError> {
+/// for error reports.
+pub fn encode_policy(update: &Update, first_seq: u32) -> Result<(Batch, Lines<'_>), EncodeError> {
     let table = match update {
         Update::Load(rs) => rs.table.as_str(),
         Update::Changes { table, .. } | Update::Delete(table) => table.as_str(),
@@ -53,94 +120,99 @@ pub fn encode_policy(update: &Update, first_seq: u32) -> Result<(Batch, Vec<Stri
     };
     match update {
         Update::Load(rs) => enc.load(rs)?,
-        Update::Changes { table, changes } => {
+        Update::Changes { changes, .. } => {
             for c in changes {
-                enc.change(table, c)?;
+                enc.change(c)?;
             }
         }
-        Update::Delete(table) => {
-            enc.line(format!("delete table ip {table}"));
+        Update::Delete(_) => {
+            enc.line(Line::DeleteTable);
             enc.out.delete_table();
         }
     }
-    Ok((enc.out.finish(), enc.lines))
+    let lines = Lines {
+        table,
+        lines: enc.lines,
+    };
+    Ok((enc.out.finish(), lines))
 }
 
 struct PolicyEncoder<'a> {
     out: Out<'a>,
-    lines: Vec<String>,
+    lines: Vec<Line<'a>>,
     new_sets: NewSets<'a>,
 }
 
 impl<'a> PolicyEncoder<'a> {
     /// The `nft` line the next messages come from.
-    fn line(&mut self, text: String) {
+    fn line(&mut self, line: Line<'a>) {
         self.out.change = self.lines.len();
-        self.lines.push(text);
+        self.lines.push(line);
     }
 
     fn load(&mut self, rs: &'a Ruleset) -> Result<(), EncodeError> {
-        let t = &rs.table;
-        self.line(format!("delete table ip {t}"));
+        self.line(Line::DeleteTable);
         self.out.delete_table();
-        self.line(format!("add table ip {t}"));
+        self.line(Line::AddTable);
         self.out.add_table(Some("rules for kinet network policy"))?;
         for s in &rs.sets {
-            self.add_set(t, s)?;
+            self.line(Line::Set(s));
+            self.add_set(s)?;
         }
         for m in rs.maps.keys() {
-            self.add_map(t, m);
+            self.line(Line::Map(m));
+            self.add_map(m);
         }
         for c in &rs.counters {
-            self.add_counter(t, c);
+            self.line(Line::Counter(c));
+            self.add_counter(c);
         }
         for c in &rs.chains {
-            self.add_chain(t, c);
+            self.line(Line::Chain(c));
+            self.add_chain(c);
         }
         for c in &rs.chains {
             for r in &c.rules {
-                self.add_rule(t, &c.name, r)?;
+                self.line(Line::Rule(&c.name, r));
+                self.add_rule(&c.name, r)?;
             }
         }
         for s in &rs.sets {
             for e in &s.elements {
-                self.set_element(t, &s.name, e, true);
+                self.line(Line::Element(&s.name, e));
+                self.set_element(&s.name, e, true);
             }
         }
         for (m, elements) in &rs.maps {
             for (ip, chain) in elements {
-                self.map_element(t, m, *ip, Some(chain))?;
+                self.line(Line::MapElement(m, *ip, chain));
+                self.map_element(m, *ip, Some(chain));
             }
         }
         Ok(())
     }
 
-    fn change(&mut self, t: &str, c: &'a Change) -> Result<(), EncodeError> {
+    fn change(&mut self, c: &'a Change) -> Result<(), EncodeError> {
+        self.line(Line::Change(c));
         match c {
-            Change::AddSet(s) => self.add_set(t, s)?,
-            Change::AddCounter(name) => self.add_counter(t, name),
-            Change::AddChain(name) => self.add_regular_chain(t, name),
-            Change::DeleteFromSet { set, element } => self.set_element(t, set, element, false),
-            Change::AddToSet { set, element } => self.set_element(t, set, element, true),
+            Change::AddSet(s) => self.add_set(s)?,
+            Change::AddCounter(name) => self.add_counter(name),
+            Change::AddChain(name) => self.add_regular_chain(name),
+            Change::DeleteFromSet { set, element } => self.set_element(set, element, false),
+            Change::AddToSet { set, element } => self.set_element(set, element, true),
             Change::FlushChain(name) => {
-                self.line(format!("flush chain ip {t} {name}"));
                 self.out.message(msg::DELRULE, 0, 0, |w| w.str(2, name));
             }
-            Change::AddRule { chain, rule } => self.add_rule(t, chain, rule)?,
-            Change::DeleteFromMap { map, addr } => self.map_element(t, map, *addr, None)?,
-            Change::AddToMap { map, addr, chain } => {
-                self.map_element(t, map, *addr, Some(chain))?
-            }
+            Change::AddRule { chain, rule } => self.add_rule(chain, rule)?,
+            Change::DeleteFromMap { map, addr } => self.map_element(map, *addr, None),
+            Change::AddToMap { map, addr, chain } => self.map_element(map, *addr, Some(chain)),
             Change::DeleteChain(name) => {
-                self.line(format!("delete chain ip {t} {name}"));
                 self.out.message(msg::DELCHAIN, 0, 0, |w| w.str(3, name));
             }
             Change::DeleteSet(name) => {
-                self.line(format!("delete set ip {t} {name}"));
                 self.out.message(msg::DELSET, 0, 0, |w| w.str(2, name));
             }
             Change::DeleteCounter(name) => {
-                self.line(format!("delete counter ip {t} {name}"));
                 self.out.message(NFT_MSG_DELOBJ, 0, 0, |w| {
                     w.str(2, name);
                     w.be32(3, NFT_OBJECT_COUNTER);
@@ -150,8 +222,7 @@ impl<'a> PolicyEncoder<'a> {
         Ok(())
     }
 
-    fn add_counter(&mut self, t: &str, name: &str) {
-        self.line(format!("add counter ip {t} {name}"));
+    fn add_counter(&mut self, name: &str) {
         self.out.message(NFT_MSG_NEWOBJ, NLM_F_CREATE, 0, |w| {
             w.str(2, name);
             w.be32(3, NFT_OBJECT_COUNTER);
@@ -162,39 +233,19 @@ impl<'a> PolicyEncoder<'a> {
         });
     }
 
-    fn add_regular_chain(&mut self, t: &str, name: &str) {
-        self.line(format!("add chain ip {t} {name}"));
+    fn add_regular_chain(&mut self, name: &str) {
         self.out
             .message(msg::NEWCHAIN, NLM_F_CREATE, 0, |w| w.str(3, name));
     }
 
-    fn add_set(&mut self, t: &str, s: &'a Set) -> Result<(), EncodeError> {
+    fn add_set(&mut self, s: &'a Set) -> Result<(), EncodeError> {
         let id = self.new_sets.len() as u32 + 1;
         self.new_sets.insert(&s.name, id);
-        let (spec, flags, key_type, key_len) = match s.kind {
-            SetKind::Addr => (
-                "type ipv4_addr ; flags interval ;",
-                NFT_SET_INTERVAL,
-                TYPE_IPADDR,
-                4,
-            ),
-            SetKind::ProtoPort => (
-                "type inet_proto . inet_service ; flags interval ;",
-                NFT_SET_INTERVAL | NFT_SET_CONCAT,
-                TYPE_PROTO_PORT,
-                8,
-            ),
-            SetKind::AddrProtoPort => (
-                "type ipv4_addr . inet_proto . inet_service ;",
-                0,
-                TYPE_ADDR_PROTO_PORT,
-                12,
-            ),
+        let (flags, key_type, key_len) = match s.kind {
+            SetKind::Addr => (NFT_SET_INTERVAL, TYPE_IPADDR, 4),
+            SetKind::ProtoPort => (NFT_SET_INTERVAL | NFT_SET_CONCAT, TYPE_PROTO_PORT, 8),
+            SetKind::AddrProtoPort => (0, TYPE_ADDR_PROTO_PORT, 12),
         };
-        self.line(format!(
-            "add set ip {t} {} {{ {spec} comment \"{}\" ; }}",
-            s.name, s.comment
-        ));
         let mut udata = match s.kind {
             SetKind::Addr => {
                 let mut u = vec![0, 4]; // NFTNL_UDATA_SET_KEYBYTEORDER
@@ -224,12 +275,9 @@ impl<'a> PolicyEncoder<'a> {
         Ok(())
     }
 
-    fn add_map(&mut self, t: &str, name: &'a str) {
+    fn add_map(&mut self, name: &'a str) {
         let id = self.new_sets.len() as u32 + 1;
         self.new_sets.insert(name, id);
-        self.line(format!(
-            "add map ip {t} {name} {{ type ipv4_addr : verdict ; }}"
-        ));
         self.out.message(msg::NEWSET, NLM_F_CREATE, 0, |w| {
             w.str(2, name);
             w.be32(3, NFT_SET_MAP);
@@ -242,18 +290,11 @@ impl<'a> PolicyEncoder<'a> {
         });
     }
 
-    fn add_chain(&mut self, t: &str, c: &Chain) {
+    fn add_chain(&mut self, c: &Chain) {
         let Some(hook) = c.hook else {
-            return self.add_regular_chain(t, &c.name);
+            return self.add_regular_chain(&c.name);
         };
-        let (name, number) = match hook {
-            Hook::Input => ("input", 1),
-            Hook::Forward => ("forward", 2),
-        };
-        self.line(format!(
-            "add chain ip {t} {} {{ type filter hook {name} priority filter ; }}",
-            c.name
-        ));
+        let number = hook_name(hook).1;
         self.out.message(msg::NEWCHAIN, NLM_F_CREATE, 0, |w| {
             w.str(3, &c.name);
             w.str(7, "filter");
@@ -264,8 +305,7 @@ impl<'a> PolicyEncoder<'a> {
         });
     }
 
-    fn add_rule(&mut self, t: &str, chain: &str, r: &Rule) -> Result<(), EncodeError> {
-        self.line(format!("add rule ip {t} {chain} {}", r.to_nft()));
+    fn add_rule(&mut self, chain: &str, r: &Rule) -> Result<(), EncodeError> {
         let mut udata = Vec::new();
         if let Some(c) = &r.comment {
             udata_comment(&mut udata, 0, c)?; // NFTNL_UDATA_RULE_COMMENT
@@ -284,9 +324,7 @@ impl<'a> PolicyEncoder<'a> {
 
     /// An interval set holds a range as its start and, unless it runs to the last address,
     /// an interval-end element just past it; a concatenated interval as key and key end.
-    fn set_element(&mut self, t: &str, set: &str, e: &Element, add: bool) {
-        let verb = if add { "add" } else { "delete" };
-        self.line(format!("{verb} element ip {t} {set} {{ {e} }}"));
+    fn set_element(&mut self, set: &str, e: &Element, add: bool) {
         let mut elems: Vec<(Vec<u8>, Option<Vec<u8>>, u32)> = Vec::new();
         match e {
             Element::Range(a, b) => {
@@ -329,17 +367,7 @@ impl<'a> PolicyEncoder<'a> {
     }
 
     /// `addr : jump chain` added, or (without a chain) `addr` deleted.
-    fn map_element(
-        &mut self,
-        t: &str,
-        map: &str,
-        addr: Ipv4Addr,
-        chain: Option<&str>,
-    ) -> Result<(), EncodeError> {
-        self.line(match chain {
-            Some(c) => format!("add element ip {t} {map} {{ {addr} : jump {c} }}"),
-            None => format!("delete element ip {t} {map} {{ {addr} }}"),
-        });
+    fn map_element(&mut self, map: &str, addr: Ipv4Addr, chain: Option<&str>) {
         let id = self.created(map, chain.is_some());
         let (ty, flags) = element_msg(chain.is_some());
         self.out.message(ty, flags, 0, |w| {
@@ -362,7 +390,6 @@ impl<'a> PolicyEncoder<'a> {
                 });
             });
         });
-        Ok(())
     }
 
     /// The batch id of a set this batch created, for additions to it.

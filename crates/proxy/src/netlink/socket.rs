@@ -96,7 +96,7 @@ impl NftSocket {
         let (batch, lines) = encode_policy(update, self.seq)?;
         self.send_batch(&batch, |seq| {
             let i = seq.checked_sub(batch.first_seq + 1)? as usize;
-            lines.get(batch.origins.get(i)?.0).cloned()
+            lines.text(batch.origins.get(i)?.0)
         })
     }
 
