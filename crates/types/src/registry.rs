@@ -78,6 +78,8 @@ fn qualify(name: &str, group: &str) -> String {
 
 const ALL: &[&str] = &["all"];
 const NONE: &[&str] = &[];
+/// kube-apiserver puts the webhook configurations in `api-extensions`.
+const ALL_API: &[&str] = &["api-extensions"];
 
 macro_rules! resource {
     ($group:literal, $kind:literal, $plural:literal, $singular:literal, $scope:ident,
@@ -218,6 +220,16 @@ pub static RESOURCES: &[Resource] = &[
     ),
     resource!(
         "apps",
+        "StatefulSet",
+        "statefulsets",
+        "statefulset",
+        Namespaced,
+        short = ["sts"],
+        cats = ALL,
+        sub = ["status", "scale"]
+    ),
+    resource!(
+        "apps",
         "DaemonSet",
         "daemonsets",
         "daemonset",
@@ -274,6 +286,106 @@ pub static RESOURCES: &[Resource] = &[
         Namespaced,
         short = ["netpol"],
         cats = NONE,
+        sub = []
+    ),
+    resource!(
+        "apps",
+        "ControllerRevision",
+        "controllerrevisions",
+        "controllerrevision",
+        Namespaced,
+        short = [],
+        cats = NONE,
+        sub = []
+    ),
+    resource!(
+        "batch",
+        "Job",
+        "jobs",
+        "job",
+        Namespaced,
+        short = [],
+        cats = ALL,
+        sub = ["status"]
+    ),
+    resource!(
+        "batch",
+        "CronJob",
+        "cronjobs",
+        "cronjob",
+        Namespaced,
+        short = ["cj"],
+        cats = ALL,
+        sub = ["status"]
+    ),
+    resource!(
+        "",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        "persistentvolumeclaim",
+        Namespaced,
+        short = ["pvc"],
+        cats = NONE,
+        sub = ["status"]
+    ),
+    resource!(
+        "",
+        "ResourceQuota",
+        "resourcequotas",
+        "resourcequota",
+        Namespaced,
+        short = ["quota"],
+        cats = NONE,
+        sub = ["status"]
+    ),
+    resource!(
+        "",
+        "LimitRange",
+        "limitranges",
+        "limitrange",
+        Namespaced,
+        short = ["limits"],
+        cats = NONE,
+        sub = []
+    ),
+    resource!(
+        "policy",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        "poddisruptionbudget",
+        Namespaced,
+        short = ["pdb"],
+        cats = NONE,
+        sub = ["status"]
+    ),
+    resource!(
+        "scheduling.k8s.io",
+        "PriorityClass",
+        "priorityclasses",
+        "priorityclass",
+        Cluster,
+        short = ["pc"],
+        cats = NONE,
+        sub = []
+    ),
+    resource!(
+        "admissionregistration.k8s.io",
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        "validatingwebhookconfiguration",
+        Cluster,
+        short = [],
+        cats = ALL_API,
+        sub = []
+    ),
+    resource!(
+        "admissionregistration.k8s.io",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
+        "mutatingwebhookconfiguration",
+        Cluster,
+        short = [],
+        cats = ALL_API,
         sub = []
     ),
 ];
@@ -338,7 +450,11 @@ mod tests {
                 "apps",
                 "discovery.k8s.io",
                 "coordination.k8s.io",
-                "networking.k8s.io"
+                "networking.k8s.io",
+                "batch",
+                "policy",
+                "scheduling.k8s.io",
+                "admissionregistration.k8s.io"
             ]
         );
     }

@@ -38,7 +38,16 @@ pub fn resource_version(obj: &Value) -> Option<u64> {
 pub fn has_generation(resource: &Resource) -> bool {
     matches!(
         resource.kind,
-        "Deployment" | "ReplicaSet" | "DaemonSet" | "Ingress" | "NetworkPolicy" | "Pod"
+        "Deployment"
+            | "ReplicaSet"
+            | "DaemonSet"
+            | "StatefulSet"
+            | "Job"
+            | "CronJob"
+            | "PodDisruptionBudget"
+            | "Ingress"
+            | "NetworkPolicy"
+            | "Pod"
     )
 }
 

@@ -22,3 +22,4 @@ mod prereqs;
 mod services;
 mod stop;
 mod volumes;
+mod workloads;
