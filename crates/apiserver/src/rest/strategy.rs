@@ -267,6 +267,26 @@ mod tests {
     }
 
     #[test]
+    fn a_new_job_selects_its_pods_by_its_uid() {
+        let jobs = lookup("batch", "v1", "jobs").unwrap();
+        let mut job = json!({"metadata": {"name": "pi", "uid": "u1"}, "spec": {"template": {"spec": {}}}});
+        prepare_create(jobs, &mut job);
+        assert_eq!(
+            job["spec"]["selector"],
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": "u1"}})
+        );
+        assert_eq!(
+            job["spec"]["template"]["metadata"]["labels"],
+            json!({"batch.kubernetes.io/controller-uid": "u1", "controller-uid": "u1",
+                "batch.kubernetes.io/job-name": "pi", "job-name": "pi"})
+        );
+        let mut manual = json!({"metadata": {"name": "m", "uid": "u2"}, "spec": {"manualSelector": true,
+            "selector": {"matchLabels": {"a": "b"}}}});
+        prepare_create(jobs, &mut manual);
+        assert_eq!(manual["spec"]["selector"], json!({"matchLabels": {"a": "b"}}));
+    }
+
+    #[test]
     fn new_pods_are_pending_with_a_qos_class() {
         let pod = lookup("", "v1", "pods").unwrap();
         let mut p =
