@@ -2,7 +2,8 @@
 //! decode/encode round trip is what kube-apiserver's Go types know.
 
 use k8s_openapi::api::{
-    admissionregistration, apps, batch, coordination, core, discovery, networking, policy, scheduling,
+    admissionregistration, apps, batch, coordination, core, discovery, networking, policy,
+    scheduling,
 };
 use kinet_types::Resource;
 use serde::{de::DeserializeOwned, Serialize};
@@ -57,8 +58,12 @@ pub fn round_trip_kind(kind: &str, v: Input) -> Option<Result<Value, serde_json:
         "LimitRange" => round_trip::<core::v1::LimitRange>,
         "PodDisruptionBudget" => round_trip::<policy::v1::PodDisruptionBudget>,
         "PriorityClass" => round_trip::<scheduling::v1::PriorityClass>,
-        "ValidatingWebhookConfiguration" => round_trip::<admissionregistration::v1::ValidatingWebhookConfiguration>,
-        "MutatingWebhookConfiguration" => round_trip::<admissionregistration::v1::MutatingWebhookConfiguration>,
+        "ValidatingWebhookConfiguration" => {
+            round_trip::<admissionregistration::v1::ValidatingWebhookConfiguration>
+        }
+        "MutatingWebhookConfiguration" => {
+            round_trip::<admissionregistration::v1::MutatingWebhookConfiguration>
+        }
         _ => return None,
     };
     Some(f(v))

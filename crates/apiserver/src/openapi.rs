@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use k8s_openapi::api::{
-    admissionregistration, apps, batch, coordination, core, discovery, networking, policy, scheduling,
+    admissionregistration, apps, batch, coordination, core, discovery, networking, policy,
+    scheduling,
 };
 use kinet_types::registry::{self, Resource, RESOURCES};
 use schemars::{JsonSchema, SchemaGenerator};
@@ -101,8 +102,12 @@ fn register(gen: &mut SchemaGenerator, kind: &str) -> Option<String> {
         "LimitRange" => schema_of::<core::v1::LimitRange>(gen),
         "PodDisruptionBudget" => schema_of::<policy::v1::PodDisruptionBudget>(gen),
         "PriorityClass" => schema_of::<scheduling::v1::PriorityClass>(gen),
-        "ValidatingWebhookConfiguration" => schema_of::<admissionregistration::v1::ValidatingWebhookConfiguration>(gen),
-        "MutatingWebhookConfiguration" => schema_of::<admissionregistration::v1::MutatingWebhookConfiguration>(gen),
+        "ValidatingWebhookConfiguration" => {
+            schema_of::<admissionregistration::v1::ValidatingWebhookConfiguration>(gen)
+        }
+        "MutatingWebhookConfiguration" => {
+            schema_of::<admissionregistration::v1::MutatingWebhookConfiguration>(gen)
+        }
         _ => return None,
     })
 }

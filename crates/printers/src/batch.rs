@@ -6,7 +6,9 @@ use serde_json::{json, Value};
 
 use crate::core::template_containers;
 use crate::duration::{human_age, human_duration, parse_time, since};
-use crate::util::{arr_at, at, container_cells, created, format_label_selector, int_at, name, str_at};
+use crate::util::{
+    arr_at, at, container_cells, created, format_label_selector, int_at, name, str_at,
+};
 
 pub(crate) fn stateful_set(sts: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let (names, images) = template_containers(sts);
@@ -15,7 +17,10 @@ pub(crate) fn stateful_set(sts: &Value, now: DateTime<Utc>) -> Vec<Value> {
         .unwrap_or(1);
     vec![
         json!(name(sts)),
-        json!(format!("{}/{desired}", int_at(sts, &["status", "readyReplicas"]))),
+        json!(format!(
+            "{}/{desired}",
+            int_at(sts, &["status", "readyReplicas"])
+        )),
         json!(human_age(created(sts), now)),
         json!(names),
         json!(images),

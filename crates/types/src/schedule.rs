@@ -38,7 +38,11 @@ impl Schedule {
 
     /// The latest scheduled time in `(after, now]`, and how many there were (the controller
     /// runs only the latest and warns when many were missed).
-    pub fn latest_due(&self, after: DateTime<Utc>, now: DateTime<Utc>) -> (Option<DateTime<Utc>>, usize) {
+    pub fn latest_due(
+        &self,
+        after: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> (Option<DateTime<Utc>>, usize) {
         let mut latest = None;
         let mut count = 0;
         for t in self.0.iter_after(after) {
@@ -67,10 +71,22 @@ mod tests {
 
     #[test]
     fn five_fields_and_descriptors_parse() {
-        for ok in ["*/1 * * * *", "0 3 * * 1-5", "@hourly", "@daily", "15,45 */2 1 JAN-MAR SUN"] {
+        for ok in [
+            "*/1 * * * *",
+            "0 3 * * 1-5",
+            "@hourly",
+            "@daily",
+            "15,45 */2 1 JAN-MAR SUN",
+        ] {
             assert!(Schedule::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["* * * *", "0 0 * * * *", "61 * * * *", "TZ=UTC * * * * *", "hello"] {
+        for bad in [
+            "* * * *",
+            "0 0 * * * *",
+            "61 * * * *",
+            "TZ=UTC * * * * *",
+            "hello",
+        ] {
             assert!(Schedule::parse(bad).is_err(), "{bad}");
         }
     }
@@ -81,13 +97,19 @@ mod tests {
         assert_eq!(s.next_after(at(10, 0, 0)), Some(at(10, 1, 0)));
         assert_eq!(s.next_after(at(10, 0, 30)), Some(at(10, 1, 0)));
         assert_eq!(s.latest_due(at(10, 0, 30), at(10, 0, 59)), (None, 0));
-        assert_eq!(s.latest_due(at(10, 0, 30), at(10, 3, 10)), (Some(at(10, 3, 0)), 3));
+        assert_eq!(
+            s.latest_due(at(10, 0, 30), at(10, 3, 10)),
+            (Some(at(10, 3, 0)), 3)
+        );
     }
 
     #[test]
     fn day_of_month_or_day_of_week_as_vixie_cron() {
         // 2026-01-05 is a Monday: "the 1st, or any Monday".
         let s = Schedule::parse("0 0 1 * 1").unwrap();
-        assert_eq!(s.next_after(at(0, 0, 0) - chrono::Duration::days(1)), Some(at(0, 0, 0)));
+        assert_eq!(
+            s.next_after(at(0, 0, 0) - chrono::Duration::days(1)),
+            Some(at(0, 0, 0))
+        );
     }
 }

@@ -67,7 +67,10 @@ pub fn job(obj: &mut Obj) {
         .and_then(|m| m.get("labels"))
         .cloned();
     let meta = ensure(obj, "metadata");
-    if meta.get("labels").is_none_or(|l| l.as_object().is_none_or(|m| m.is_empty())) {
+    if meta
+        .get("labels")
+        .is_none_or(|l| l.as_object().is_none_or(|m| m.is_empty()))
+    {
         if let Some(l) = labels.filter(|l| l.as_object().is_some_and(|m| !m.is_empty())) {
             meta.insert("labels".into(), l);
         }

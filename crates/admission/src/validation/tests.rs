@@ -307,7 +307,10 @@ fn ephemeral_containers_as_kube_apiserver_judges_them() {
 #[test]
 fn stateful_sets_jobs_and_cron_jobs() {
     let sts = |policy: &str| {
-        let mut s = deploy(json!({"matchLabels": {"app": "web"}}), json!({"app": "web"}));
+        let mut s = deploy(
+            json!({"matchLabels": {"app": "web"}}),
+            json!({"app": "web"}),
+        );
         s["spec"]["serviceName"] = json!("nginx");
         s["spec"]["podManagementPolicy"] = json!(policy);
         s
@@ -353,5 +356,8 @@ fn stateful_sets_jobs_and_cron_jobs() {
     assert!(errors("batch", "cronjobs", cron("*/1 * * * *"), None).is_empty());
     let errs = errors("batch", "cronjobs", cron("* * *"), None);
     assert_eq!(errs.len(), 1);
-    assert!(errs[0].starts_with("spec.schedule: Invalid value: \"* * *\""), "{errs:?}");
+    assert!(
+        errs[0].starts_with("spec.schedule: Invalid value: \"* * *\""),
+        "{errs:?}"
+    );
 }

@@ -221,7 +221,22 @@ pub fn stateful_set(obj: &Value, errs: &mut Vec<FieldError>) {
     nonnegative(spec, "replicas", errs);
     nonnegative(spec, "minReadySeconds", errs);
     nonnegative(spec, "revisionHistoryLimit", errs);
-    selector_and_template(spec, "statefulset", errs);
+    // Each claim template is a volume the containers may mount, as upstream validates it.
+    let mut with_claims = spec.clone();
+    for claim in spec
+        .get("volumeClaimTemplates")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = claim["metadata"]["name"].clone();
+        let volume = json!({"name": name, "persistentVolumeClaim": {"claimName": name}});
+        match with_claims["template"]["spec"]["volumes"].as_array_mut() {
+            Some(v) => v.push(volume),
+            None => with_claims["template"]["spec"]["volumes"] = json!([volume]),
+        }
+    }
+    selector_and_template(&with_claims, "statefulset", errs);
     let policy = str_of(spec, "podManagementPolicy");
     if !matches!(policy, "OrderedReady" | "Parallel") {
         errs.push(FieldError::not_supported(
@@ -295,7 +310,11 @@ fn job_counts(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
         "ttlSecondsAfterFinished",
     ] {
         if let Some(n) = spec.get(key).and_then(Value::as_i64).filter(|n| *n < 0) {
-            errs.push(FieldError::invalid(format!("{path}.{key}"), n, NEGATIVE_MSG));
+            errs.push(FieldError::invalid(
+                format!("{path}.{key}"),
+                n,
+                NEGATIVE_MSG,
+            ));
         }
     }
     if let Some(n) = spec

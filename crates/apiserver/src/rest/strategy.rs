@@ -269,7 +269,8 @@ mod tests {
     #[test]
     fn a_new_job_selects_its_pods_by_its_uid() {
         let jobs = lookup("batch", "v1", "jobs").unwrap();
-        let mut job = json!({"metadata": {"name": "pi", "uid": "u1"}, "spec": {"template": {"spec": {}}}});
+        let mut job =
+            json!({"metadata": {"name": "pi", "uid": "u1"}, "spec": {"template": {"spec": {}}}});
         prepare_create(jobs, &mut job);
         assert_eq!(
             job["spec"]["selector"],
@@ -283,7 +284,10 @@ mod tests {
         let mut manual = json!({"metadata": {"name": "m", "uid": "u2"}, "spec": {"manualSelector": true,
             "selector": {"matchLabels": {"a": "b"}}}});
         prepare_create(jobs, &mut manual);
-        assert_eq!(manual["spec"]["selector"], json!({"matchLabels": {"a": "b"}}));
+        assert_eq!(
+            manual["spec"]["selector"],
+            json!({"matchLabels": {"a": "b"}})
+        );
     }
 
     #[test]

@@ -64,7 +64,11 @@ spec:
 
 /// web-<i>'s address from inside `client`, as `nslookup web-<i>.nginx` answers it.
 fn lookup(c: &Cluster, name: &str) -> Option<String> {
-    let out = exec(c, "client", &["sh", "-c", &format!("nslookup {name} || true")]);
+    let out = exec(
+        c,
+        "client",
+        &["sh", "-c", &format!("nslookup {name} || true")],
+    );
     out.lines()
         .skip_while(|l| !l.starts_with("Name:"))
         .find_map(|l| l.strip_prefix("Address: "))
@@ -102,16 +106,29 @@ fn stateful_sets_jobs_and_cron_jobs() {
             .as_str()
             .unwrap()
             .to_string();
-        (p["metadata"]["creationTimestamp"].as_str().unwrap().to_string(), ready)
+        (
+            p["metadata"]["creationTimestamp"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            ready,
+        )
     };
     for i in 1..3 {
         let (made, _) = created(i);
         let (_, before_ready) = created(i - 1);
-        assert!(made >= before_ready, "web-{i} made at {made}, web-{} ready at {before_ready}", i - 1);
+        assert!(
+            made >= before_ready,
+            "web-{i} made at {made}, web-{} ready at {before_ready}",
+            i - 1
+        );
     }
     assert_eq!(exec(&c, "web-0", &["hostname"]).trim(), "web-0");
     let sts = c.kubectl_ok(&["get", "statefulset", "web"]);
-    let rows: Vec<Vec<&str>> = sts.lines().map(|l| l.split_whitespace().collect()).collect();
+    let rows: Vec<Vec<&str>> = sts
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert_eq!(rows[0], ["NAME", "READY", "AGE"], "{sts}");
     assert_eq!(rows[1][..2], ["web", "3/3"], "{sts}");
 
@@ -150,8 +167,15 @@ fn stateful_sets_jobs_and_cron_jobs() {
         .then_some(())
     });
     let jobs = c.kubectl_ok(&["get", "job", "three"]);
-    let rows: Vec<Vec<&str>> = jobs.lines().map(|l| l.split_whitespace().collect()).collect();
-    assert_eq!(rows[0], ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"], "{jobs}");
+    let rows: Vec<Vec<&str>> = jobs
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"],
+        "{jobs}"
+    );
     assert_eq!(rows[1][..3], ["three", "Complete", "3/3"], "{jobs}");
 
     // The CronJob started a Job at a minute boundary and recorded it.
@@ -161,10 +185,17 @@ fn stateful_sets_jobs_and_cron_jobs() {
             .as_array()?
             .iter()
             .find(|j| j["metadata"]["ownerReferences"][0]["name"] == "tick")
-            .map(|j| j["metadata"]["name"].as_str().unwrap_or_default().to_string())
+            .map(|j| {
+                j["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
     });
     assert!(job.starts_with("tick-"), "{job}");
     let cj = json(&c, &["get", "cronjob", "tick"]);
-    let last = cj["status"]["lastScheduleTime"].as_str().unwrap_or_default();
+    let last = cj["status"]["lastScheduleTime"]
+        .as_str()
+        .unwrap_or_default();
     assert!(last.ends_with(":00Z"), "{cj}");
 }

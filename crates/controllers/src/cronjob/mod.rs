@@ -12,11 +12,11 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::{CronJob, CronJobStatus, Job};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
+use kinet_types::schedule::Schedule;
 use kube::api::{DeleteParams, ListParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::Action;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client, ResourceExt};
-use kinet_types::schedule::Schedule;
 
 use crate::events::{object_ref, EventType};
 use crate::job::finished_at;
@@ -89,7 +89,12 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     for name in doomed {
         delete_job(&jobs_api, &name).await?;
         ctx.recorder
-            .publish(&objref, EventType::Normal, "SuccessfulDelete", &format!("Deleted job {name}"))
+            .publish(
+                &objref,
+                EventType::Normal,
+                "SuccessfulDelete",
+                &format!("Deleted job {name}"),
+            )
             .await;
     }
 
@@ -146,7 +151,12 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 Err(kube::Error::Api(e)) if e.code == 409 => {}
                 Err(e) => {
                     ctx.recorder
-                        .publish(&objref, EventType::Warning, "FailedCreate", &format!("Error creating job: {e}"))
+                        .publish(
+                            &objref,
+                            EventType::Warning,
+                            "FailedCreate",
+                            &format!("Error creating job: {e}"),
+                        )
                         .await;
                     return Err(e.into());
                 }
@@ -169,7 +179,10 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                     &objref,
                     EventType::Warning,
                     "MissSchedule",
-                    &format!("Missed scheduled time to start a job: {}", scheduled.to_rfc3339()),
+                    &format!(
+                        "Missed scheduled time to start a job: {}",
+                        scheduled.to_rfc3339()
+                    ),
                 )
                 .await;
             status.last_schedule_time = Some(jiff_of(scheduled));

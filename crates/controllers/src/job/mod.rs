@@ -77,7 +77,11 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         .collect();
     let on_failure_restarts: i64 = active
         .iter()
-        .flat_map(|p| p.status.iter().flat_map(|s| s.container_statuses.iter().flatten()))
+        .flat_map(|p| {
+            p.status
+                .iter()
+                .flat_map(|s| s.container_statuses.iter().flatten())
+        })
         .map(|c| i64::from(c.restart_count))
         .sum();
     let counts = Counts {
@@ -131,8 +135,20 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         Verdict::Complete => {
             status.completion_time = Some(Time(now));
             status.active = Some(0);
-            push_condition(&mut status, "SuccessCriteriaMet", "CompletionsReached", "Reached expected number of succeeded pods", now);
-            push_condition(&mut status, "Complete", "CompletionsReached", "Reached expected number of succeeded pods", now);
+            push_condition(
+                &mut status,
+                "SuccessCriteriaMet",
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+                now,
+            );
+            push_condition(
+                &mut status,
+                "Complete",
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+                now,
+            );
             ctx.recorder
                 .publish(&objref, EventType::Normal, "Completed", "Job completed")
                 .await;
@@ -170,7 +186,12 @@ fn push_condition(status: &mut JobStatus, kind: &str, reason: &str, message: &st
 
 /// Deletes a finished Job (and, in the background, its pods) once `ttlSecondsAfterFinished`
 /// has passed since it finished; until then looks again when it will have.
-async fn expire(client: &Client, job: &Job, finished: Timestamp, now: Timestamp) -> Result<Action, Error> {
+async fn expire(
+    client: &Client,
+    job: &Job,
+    finished: Timestamp,
+    now: Timestamp,
+) -> Result<Action, Error> {
     let Some(ttl) = job.spec.as_ref().and_then(|s| s.ttl_seconds_after_finished) else {
         return Ok(Action::await_change());
     };

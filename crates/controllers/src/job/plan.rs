@@ -44,7 +44,10 @@ pub fn verdict(spec: &Spec, counts: &Counts, elapsed: i64) -> Verdict {
         .active_deadline_seconds
         .is_some_and(|d| elapsed >= d && !spec.suspend)
     {
-        return Verdict::Failed("DeadlineExceeded", "Job was active longer than specified deadline");
+        return Verdict::Failed(
+            "DeadlineExceeded",
+            "Job was active longer than specified deadline",
+        );
     }
     let wanted = match spec.completions {
         Some(c) if counts.succeeded >= c => return Verdict::Complete,

@@ -18,11 +18,11 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetSta
 use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, Pod, PodTemplateSpec, Volume};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
+use kinet_types::wellknown::{CONTROLLER_REVISION_HASH, POD_INDEX, STATEFULSET_POD_NAME};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client, ResourceExt};
-use kinet_types::wellknown::{CONTROLLER_REVISION_HASH, POD_INDEX, STATEFULSET_POD_NAME};
 use serde_json::json;
 
 use crate::deployment::plan::template_hash;
@@ -57,7 +57,8 @@ async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let owner = owner_ref(sts.as_ref());
 
-    let update = template_hash(&spec.template, status.collision_count);
+    // No collisions yet hashes the same whether the count is unset or 0.
+    let update = template_hash(&spec.template, status.collision_count.filter(|c| *c > 0));
     let revisions = sync_revisions(&ctx.client, &sts, &owner, &update).await?;
     let current = status
         .current_revision
@@ -70,10 +71,8 @@ async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
         .iter()
         .filter_map(|p| Some((plan::ordinal(&name, &p.name_any())?, p)))
         .collect();
-    let states: BTreeMap<usize, PodState> = by_ordinal
-        .iter()
-        .map(|(i, p)| (*i, pod_state(p)))
-        .collect();
+    let states: BTreeMap<usize, PodState> =
+        by_ordinal.iter().map(|(i, p)| (*i, pod_state(p))).collect();
     let strategy = spec.update_strategy.clone().unwrap_or_default();
     let plan_spec = Spec {
         replicas: spec.replicas.unwrap_or(1).max(0) as usize,
@@ -239,7 +238,9 @@ async fn sync_revisions(
             // Rolled back to an older template: it becomes the newest revision again.
             let mut cr = revisions.remove(i);
             cr.revision = newest + 1;
-            let cr = api.replace(&cr.name_any(), &PostParams::default(), &cr).await?;
+            let cr = api
+                .replace(&cr.name_any(), &PostParams::default(), &cr)
+                .await?;
             revisions.push(cr);
         }
         None => {

@@ -87,9 +87,7 @@ pub fn plan(
         return vec![];
     };
     // A rolling update waits until every pod is up, then replaces the highest stale one.
-    let settled = pods
-        .values()
-        .all(|p| !p.terminating && p.running_and_ready);
+    let settled = pods.values().all(|p| !p.terminating && p.running_and_ready);
     if !settled {
         return vec![];
     }

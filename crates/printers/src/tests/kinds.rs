@@ -388,7 +388,16 @@ fn cells_per_kind() {
             "template": {"spec": {"containers": [{"name": "pi", "image": "busybox"}]}}},
             "status": {"succeeded": 3, "startTime": "2025-01-10T11:55:10Z", "completionTime": "2025-01-10T11:55:40Z",
             "conditions": [{"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}]}}),
-            json!(["pi", "Complete", "3/3", "30s", "5m", "pi", "busybox", "batch.kubernetes.io/controller-uid=u1"]),
+            json!([
+                "pi",
+                "Complete",
+                "3/3",
+                "30s",
+                "5m",
+                "pi",
+                "busybox",
+                "batch.kubernetes.io/controller-uid=u1"
+            ]),
         ),
         (
             "batch",
@@ -403,7 +412,18 @@ fn cells_per_kind() {
             json!({"metadata": meta("hello", t2d), "spec": {"schedule": "*/1 * * * *", "suspend": false,
             "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "hello", "image": "busybox"}]}}}}},
             "status": {"active": [{"name": "hello-1"}], "lastScheduleTime": "2025-01-10T11:59:00Z"}}),
-            json!(["hello", "*/1 * * * *", "<none>", "False", 1, "60s", "2d3h", "hello", "busybox", "<none>"]),
+            json!([
+                "hello",
+                "*/1 * * * *",
+                "<none>",
+                "False",
+                1,
+                "60s",
+                "2d3h",
+                "hello",
+                "busybox",
+                "<none>"
+            ]),
         ),
     ];
     for (group, plural, obj, want) in cases {
