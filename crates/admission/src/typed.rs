@@ -1,7 +1,10 @@
 //! The kind -> typed-struct table. k8s-openapi's structs are the schema: what survives a
 //! decode/encode round trip is what kube-apiserver's Go types know.
 
-use k8s_openapi::api::{apps, coordination, core, discovery, networking};
+use k8s_openapi::api::{
+    admissionregistration, apps, batch, coordination, core, discovery, networking, policy,
+    scheduling,
+};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as crd;
 use kinet_types::Resource;
 use serde::{de::DeserializeOwned, Serialize};
@@ -48,6 +51,21 @@ pub fn round_trip_kind(kind: &str, v: Input) -> Option<Result<Value, serde_json:
         "IngressClass" => round_trip::<networking::v1::IngressClass>,
         "NetworkPolicy" => round_trip::<networking::v1::NetworkPolicy>,
         "CustomResourceDefinition" => round_trip::<crd::CustomResourceDefinition>,
+        "StatefulSet" => round_trip::<apps::v1::StatefulSet>,
+        "ControllerRevision" => round_trip::<apps::v1::ControllerRevision>,
+        "Job" => round_trip::<batch::v1::Job>,
+        "CronJob" => round_trip::<batch::v1::CronJob>,
+        "PersistentVolumeClaim" => round_trip::<core::v1::PersistentVolumeClaim>,
+        "ResourceQuota" => round_trip::<core::v1::ResourceQuota>,
+        "LimitRange" => round_trip::<core::v1::LimitRange>,
+        "PodDisruptionBudget" => round_trip::<policy::v1::PodDisruptionBudget>,
+        "PriorityClass" => round_trip::<scheduling::v1::PriorityClass>,
+        "ValidatingWebhookConfiguration" => {
+            round_trip::<admissionregistration::v1::ValidatingWebhookConfiguration>
+        }
+        "MutatingWebhookConfiguration" => {
+            round_trip::<admissionregistration::v1::MutatingWebhookConfiguration>
+        }
         _ => return None,
     };
     Some(f(v))

@@ -8,7 +8,10 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use k8s_openapi::api::{apps, coordination, core, discovery, networking};
+use k8s_openapi::api::{
+    admissionregistration, apps, batch, coordination, core, discovery, networking, policy,
+    scheduling,
+};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 use kinet_types::registry::{self, Resource, RESOURCES};
 use schemars::{JsonSchema, SchemaGenerator};
@@ -142,6 +145,21 @@ fn register(gen: &mut SchemaGenerator, kind: &str) -> Option<String> {
         "IngressClass" => schema_of::<networking::v1::IngressClass>(gen),
         "NetworkPolicy" => schema_of::<networking::v1::NetworkPolicy>(gen),
         "CustomResourceDefinition" => schema_of::<apiextensions::CustomResourceDefinition>(gen),
+        "StatefulSet" => schema_of::<apps::v1::StatefulSet>(gen),
+        "ControllerRevision" => schema_of::<apps::v1::ControllerRevision>(gen),
+        "Job" => schema_of::<batch::v1::Job>(gen),
+        "CronJob" => schema_of::<batch::v1::CronJob>(gen),
+        "PersistentVolumeClaim" => schema_of::<core::v1::PersistentVolumeClaim>(gen),
+        "ResourceQuota" => schema_of::<core::v1::ResourceQuota>(gen),
+        "LimitRange" => schema_of::<core::v1::LimitRange>(gen),
+        "PodDisruptionBudget" => schema_of::<policy::v1::PodDisruptionBudget>(gen),
+        "PriorityClass" => schema_of::<scheduling::v1::PriorityClass>(gen),
+        "ValidatingWebhookConfiguration" => {
+            schema_of::<admissionregistration::v1::ValidatingWebhookConfiguration>(gen)
+        }
+        "MutatingWebhookConfiguration" => {
+            schema_of::<admissionregistration::v1::MutatingWebhookConfiguration>(gen)
+        }
         _ => return None,
     })
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::{apps, coordination, core, discovery, networking};
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, networking};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
@@ -43,6 +43,10 @@ fn kinds() -> Vec<(ApiResource, bool)> {
         k::<apps::v1::Deployment>(true),
         k::<apps::v1::ReplicaSet>(true),
         k::<apps::v1::DaemonSet>(true),
+        k::<apps::v1::StatefulSet>(true),
+        k::<apps::v1::ControllerRevision>(true),
+        k::<batch::v1::CronJob>(true),
+        k::<batch::v1::Job>(true),
         k::<core::v1::Pod>(true),
         k::<core::v1::Service>(true),
         k::<core::v1::Endpoints>(true),

@@ -5,18 +5,21 @@
 //! - Lifecycle: [`namespace`] (deleting a namespace empties it), [`gc`] (ownerReferences),
 //!   [`serviceaccounts`] (the `default` account of each namespace).
 //! - Service discovery: [`endpoints`] (Endpoints and EndpointSlices from selectors).
-//! - Workloads: [`deployment`], [`replicaset`], [`daemonset`], [`scheduler`], [`nodeipam`].
+//! - Workloads: [`deployment`], [`replicaset`], [`daemonset`], [`statefulset`], [`job`], [`cronjob`],
+//!   [`scheduler`], [`nodeipam`].
 //! - Node health: [`nodelifecycle`] (silent nodes turn Unknown, taints, pod eviction).
 //! - [`events`]: the core/v1 Event recorder every loop reports through.
 //! - [`start`] runs each loop as its own supervised task.
 
 pub mod client;
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 mod error;
 pub mod events;
 pub mod gc;
+pub mod job;
 pub mod loadbalancer;
 pub mod namespace;
 pub mod nodeipam;
@@ -25,6 +28,7 @@ pub mod replicaset;
 pub mod runtime;
 pub mod scheduler;
 pub mod serviceaccounts;
+pub mod statefulset;
 
 mod supervise;
 
@@ -73,6 +77,9 @@ pub fn start(client: Client, config: ControllerConfig, metrics: &Arc<LoopMetrics
     spawn_loop("deployment", c, m, deployment::run);
     spawn_loop("replicaset", c, m, replicaset::run);
     spawn_loop("daemonset", c, m, daemonset::run);
+    spawn_loop("statefulset", c, m, statefulset::run);
+    spawn_loop("job", c, m, job::run);
+    spawn_loop("cronjob", c, m, cronjob::run);
     spawn_loop("scheduler", c, m, scheduler::run);
     let ipam = config.clone();
     spawn_loop("nodeipam", c, m, move |c| nodeipam::run(c, ipam.clone()));

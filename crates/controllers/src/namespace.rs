@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::{apps, coordination, core, discovery, networking};
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, networking, policy};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::runtime::controller::Action;
@@ -27,6 +27,14 @@ fn namespaced_kinds() -> Vec<ApiResource> {
     vec![
         k::<apps::v1::Deployment>(),
         k::<apps::v1::DaemonSet>(),
+        k::<apps::v1::StatefulSet>(),
+        k::<apps::v1::ControllerRevision>(),
+        k::<batch::v1::CronJob>(),
+        k::<batch::v1::Job>(),
+        k::<core::v1::PersistentVolumeClaim>(),
+        k::<core::v1::ResourceQuota>(),
+        k::<core::v1::LimitRange>(),
+        k::<policy::v1::PodDisruptionBudget>(),
         k::<apps::v1::ReplicaSet>(),
         k::<core::v1::Pod>(),
         k::<core::v1::Service>(),

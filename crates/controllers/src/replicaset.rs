@@ -111,6 +111,17 @@ pub(crate) async fn claim_pods(
     selector: &LabelSelector,
     owner: &OwnerReference,
 ) -> Result<Vec<Pod>, Error> {
+    claim_pods_where(api, selector, owner, pod_active).await
+}
+
+/// [`claim_pods`] keeping the pods `keep` accepts (a StatefulSet must see its terminating and
+/// finished pods too, since their names are not free yet).
+pub(crate) async fn claim_pods_where(
+    api: &Api<Pod>,
+    selector: &LabelSelector,
+    owner: &OwnerReference,
+    keep: fn(&Pod) -> bool,
+) -> Result<Vec<Pod>, Error> {
     let sel = selector_of(selector)?;
     if sel.selects_all() {
         // An empty selector would claim every pod in the namespace; upstream rejects it too.
@@ -121,7 +132,7 @@ pub(crate) async fn claim_pods(
         .await?
         .items;
     let mut pods = Vec::new();
-    for mut pod in listed.into_iter().filter(pod_active) {
+    for mut pod in listed.into_iter().filter(|p| keep(p)) {
         match controller_uid(&pod.metadata) {
             Some(uid) if uid == owner.uid => pods.push(pod),
             Some(_) => {}

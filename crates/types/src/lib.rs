@@ -3,6 +3,7 @@
 //! - [`registry`]: which resources exist, their group/version/kind, scope, short names and
 //!   subresources. Discovery, routing, validation and printing all read this one table.
 //! - [`gotime`]: Go's `time.Time.String()`, which Kubernetes components print.
+//! - [`schedule`]: CronJob schedules.
 //! - [`hash`]: FNV-1a, for names that must be stable across processes and releases.
 //! - [`wellknown`]: well-known labels, the cluster's address ranges and ports.
 //! - [`validation`]: the string formats of `k8s.io/apimachinery/pkg/util/validation` (names,
@@ -16,6 +17,7 @@ pub mod error;
 pub mod gotime;
 pub mod hash;
 pub mod registry;
+pub mod schedule;
 pub mod validation;
 pub mod wellknown;
 

@@ -78,6 +78,7 @@ fn qualify(name: &str, group: &str) -> String {
 
 const ALL: &[&str] = &["all"];
 const NONE: &[&str] = &[];
+/// kube-apiserver puts CRDs and the webhook configurations in `api-extensions`.
 const API_EXTENSIONS: &[&str] = &["api-extensions"];
 
 macro_rules! resource {
@@ -219,6 +220,16 @@ pub static RESOURCES: &[Resource] = &[
     ),
     resource!(
         "apps",
+        "StatefulSet",
+        "statefulsets",
+        "statefulset",
+        Namespaced,
+        short = ["sts"],
+        cats = ALL,
+        sub = ["status", "scale"]
+    ),
+    resource!(
+        "apps",
         "DaemonSet",
         "daemonsets",
         "daemonset",
@@ -287,6 +298,106 @@ pub static RESOURCES: &[Resource] = &[
         cats = API_EXTENSIONS,
         sub = ["status"]
     ),
+    resource!(
+        "apps",
+        "ControllerRevision",
+        "controllerrevisions",
+        "controllerrevision",
+        Namespaced,
+        short = [],
+        cats = NONE,
+        sub = []
+    ),
+    resource!(
+        "batch",
+        "Job",
+        "jobs",
+        "job",
+        Namespaced,
+        short = [],
+        cats = ALL,
+        sub = ["status"]
+    ),
+    resource!(
+        "batch",
+        "CronJob",
+        "cronjobs",
+        "cronjob",
+        Namespaced,
+        short = ["cj"],
+        cats = ALL,
+        sub = ["status"]
+    ),
+    resource!(
+        "",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        "persistentvolumeclaim",
+        Namespaced,
+        short = ["pvc"],
+        cats = NONE,
+        sub = ["status"]
+    ),
+    resource!(
+        "",
+        "ResourceQuota",
+        "resourcequotas",
+        "resourcequota",
+        Namespaced,
+        short = ["quota"],
+        cats = NONE,
+        sub = ["status"]
+    ),
+    resource!(
+        "",
+        "LimitRange",
+        "limitranges",
+        "limitrange",
+        Namespaced,
+        short = ["limits"],
+        cats = NONE,
+        sub = []
+    ),
+    resource!(
+        "policy",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        "poddisruptionbudget",
+        Namespaced,
+        short = ["pdb"],
+        cats = NONE,
+        sub = ["status"]
+    ),
+    resource!(
+        "scheduling.k8s.io",
+        "PriorityClass",
+        "priorityclasses",
+        "priorityclass",
+        Cluster,
+        short = ["pc"],
+        cats = NONE,
+        sub = []
+    ),
+    resource!(
+        "admissionregistration.k8s.io",
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        "validatingwebhookconfiguration",
+        Cluster,
+        short = [],
+        cats = API_EXTENSIONS,
+        sub = []
+    ),
+    resource!(
+        "admissionregistration.k8s.io",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
+        "mutatingwebhookconfiguration",
+        Cluster,
+        short = [],
+        cats = API_EXTENSIONS,
+        sub = []
+    ),
 ];
 
 /// The resource served at `/{prefix}/{group}/{version}/{plural}`.
@@ -350,7 +461,11 @@ mod tests {
                 "discovery.k8s.io",
                 "coordination.k8s.io",
                 "networking.k8s.io",
-                "apiextensions.k8s.io"
+                "apiextensions.k8s.io",
+                "batch",
+                "policy",
+                "scheduling.k8s.io",
+                "admissionregistration.k8s.io"
             ]
         );
     }

@@ -31,3 +31,18 @@ pub const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
 pub const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
 /// The cluster autoscaler's taint on a node it is about to delete.
 pub const TO_BE_DELETED_TAINT: &str = "ToBeDeletedByClusterAutoscaler";
+
+/// The label selecting a Job's pods by the Job's uid.
+pub const JOB_CONTROLLER_UID: &str = "batch.kubernetes.io/controller-uid";
+/// The same, as Kubernetes before 1.27 spelled it (still set for compatibility).
+pub const LEGACY_CONTROLLER_UID: &str = "controller-uid";
+/// The label naming a pod's Job.
+pub const JOB_NAME: &str = "batch.kubernetes.io/job-name";
+/// The same, older spelling.
+pub const LEGACY_JOB_NAME: &str = "job-name";
+/// The label naming the revision of a StatefulSet (or DaemonSet) a pod was made from.
+pub const CONTROLLER_REVISION_HASH: &str = "controller-revision-hash";
+/// The label giving a StatefulSet pod its own name, so a Service can select one pod.
+pub const STATEFULSET_POD_NAME: &str = "statefulset.kubernetes.io/pod-name";
+/// The label giving a StatefulSet pod its ordinal.
+pub const POD_INDEX: &str = "apps.kubernetes.io/pod-index";

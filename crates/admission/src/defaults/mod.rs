@@ -52,6 +52,9 @@ pub fn default_with(resource: &Resource, obj: &mut Value, settings: &Settings) {
         ("apps", "Deployment") => workloads::deployment(obj),
         ("apps", "ReplicaSet") => workloads::replica_set(obj),
         ("apps", "DaemonSet") => workloads::daemon_set(obj),
+        ("apps", "StatefulSet") => workloads::stateful_set(obj),
+        ("batch", "Job") => workloads::job(obj),
+        ("batch", "CronJob") => workloads::cron_job(obj),
         ("discovery.k8s.io", "EndpointSlice") => service::endpoint_slice(obj),
         ("networking.k8s.io", "NetworkPolicy") => misc::network_policy(obj),
         _ => {}

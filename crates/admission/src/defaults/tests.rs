@@ -188,6 +188,50 @@ fn cases() -> Vec<Case> {
         ),
         (
             "apps",
+            "statefulsets",
+            template_body(),
+            vec![
+                ("/spec/replicas", json!(1)),
+                ("/spec/podManagementPolicy", json!("OrderedReady")),
+                (
+                    "/spec/updateStrategy",
+                    json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+                ),
+                (
+                    "/spec/persistentVolumeClaimRetentionPolicy",
+                    json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+                ),
+            ],
+        ),
+        (
+            "batch",
+            "jobs",
+            template_body(),
+            vec![
+                ("/spec/completions", json!(1)),
+                ("/spec/parallelism", json!(1)),
+                ("/spec/backoffLimit", json!(6)),
+                ("/spec/completionMode", json!("NonIndexed")),
+                ("/spec/suspend", json!(false)),
+                ("/metadata/labels", json!({"a": "b"})),
+            ],
+        ),
+        (
+            "batch",
+            "cronjobs",
+            json!({"metadata": {"name": "c"}, "spec": {"schedule": "@hourly", "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}}}),
+            vec![
+                ("/spec/concurrencyPolicy", json!("Allow")),
+                ("/spec/successfulJobsHistoryLimit", json!(3)),
+                ("/spec/failedJobsHistoryLimit", json!(1)),
+                (
+                    "/spec/jobTemplate/spec/template/spec/dnsPolicy",
+                    json!("ClusterFirst"),
+                ),
+            ],
+        ),
+        (
+            "apps",
             "daemonsets",
             template_body(),
             vec![

@@ -60,6 +60,19 @@ pub fn validate(resource: &Resource, obj: &Value, old: Option<&Value>) -> Vec<Fi
                 workloads::selector_update(obj, old, e);
             }
         }
+        ("apps", "StatefulSet") => {
+            workloads::stateful_set(obj, e);
+            if let Some(old) = old {
+                workloads::stateful_set_update(obj, old, e);
+            }
+        }
+        ("batch", "Job") => {
+            workloads::job(obj, e);
+            if let Some(old) = old {
+                workloads::job_update(obj, old, e);
+            }
+        }
+        ("batch", "CronJob") => workloads::cron_job(obj, e),
         _ => {}
     }
     errs

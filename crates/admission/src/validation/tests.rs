@@ -303,3 +303,61 @@ fn ephemeral_containers_as_kube_apiserver_judges_them() {
         "a pod update may not add ephemeral containers"
     );
 }
+
+#[test]
+fn stateful_sets_jobs_and_cron_jobs() {
+    let sts = |policy: &str| {
+        let mut s = deploy(
+            json!({"matchLabels": {"app": "web"}}),
+            json!({"app": "web"}),
+        );
+        s["spec"]["serviceName"] = json!("nginx");
+        s["spec"]["podManagementPolicy"] = json!(policy);
+        s
+    };
+    assert!(errors("apps", "statefulsets", sts("Parallel"), None).is_empty());
+    assert_eq!(
+        errors("apps", "statefulsets", sts("Random"), None),
+        vec!["spec.podManagementPolicy: Unsupported value: \"Random\": supported values: \"OrderedReady\", \"Parallel\""]
+    );
+    let mut renamed = sts("Parallel");
+    renamed["spec"]["serviceName"] = json!("other");
+    assert_eq!(
+        errors("apps", "statefulsets", renamed, Some(sts("Parallel"))),
+        vec!["spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"]
+    );
+    let mut scaled = sts("Parallel");
+    scaled["spec"]["replicas"] = json!(5);
+    assert!(errors("apps", "statefulsets", scaled, Some(sts("Parallel"))).is_empty());
+
+    let job = |restart: &str| {
+        json!({"metadata": {"name": "pi", "namespace": "default"}, "spec": {
+            "selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": "u"}},
+            "template": {"metadata": {"labels": {"batch.kubernetes.io/controller-uid": "u"}},
+                "spec": {"restartPolicy": restart, "containers": [{"name": "c", "image": "busybox"}]}}}})
+    };
+    assert!(errors("batch", "jobs", job("Never"), None).is_empty());
+    assert_eq!(
+        errors("batch", "jobs", job("Always"), None),
+        vec!["spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\""]
+    );
+    let mut negative = job("OnFailure");
+    negative["spec"]["backoffLimit"] = json!(-1);
+    assert_eq!(
+        errors("batch", "jobs", negative, None),
+        vec!["spec.backoffLimit: Invalid value: -1: must be greater than or equal to 0"]
+    );
+
+    let cron = |schedule: &str| {
+        json!({"metadata": {"name": "tick", "namespace": "default"}, "spec": {"schedule": schedule,
+            "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "OnFailure",
+                "containers": [{"name": "c", "image": "busybox"}]}}}}}})
+    };
+    assert!(errors("batch", "cronjobs", cron("*/1 * * * *"), None).is_empty());
+    let errs = errors("batch", "cronjobs", cron("* * *"), None);
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].starts_with("spec.schedule: Invalid value: \"* * *\""),
+        "{errs:?}"
+    );
+}

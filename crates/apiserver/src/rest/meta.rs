@@ -48,6 +48,10 @@ pub fn has_generation(resource: &Resource) -> bool {
                 | "DaemonSet"
                 | "Ingress"
                 | "NetworkPolicy"
+                | "StatefulSet"
+                | "Job"
+                | "CronJob"
+                | "PodDisruptionBudget"
                 | "Pod"
                 | "CustomResourceDefinition"
         )

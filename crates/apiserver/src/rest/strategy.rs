@@ -2,6 +2,7 @@
 //! and which part of the object an update of the main resource or of `/status` may change.
 
 use kinet_types::registry::Resource;
+use kinet_types::wellknown;
 use serde_json::{json, Value};
 
 /// Which part of an object a write targets.
@@ -20,7 +21,16 @@ pub enum Part {
 pub fn prepare_create(resource: &Resource, obj: &mut Value) {
     let status = match resource.kind {
         "Pod" => json!({"phase": "Pending", "qosClass": qos_class(obj)}),
-        "Deployment" | "ReplicaSet" => json!({}),
+        "Deployment" | "ReplicaSet" | "CronJob" => json!({}),
+        "StatefulSet" => json!({"replicas": 0, "availableReplicas": 0}),
+        "Job" => {
+            generate_job_selector(obj);
+            json!({})
+        }
+        "PersistentVolumeClaim" => json!({"phase": "Pending"}),
+        "PodDisruptionBudget" => {
+            json!({"currentHealthy": 0, "desiredHealthy": 0, "disruptionsAllowed": 0, "expectedPods": 0})
+        }
         "DaemonSet" => {
             json!({"currentNumberScheduled": 0, "desiredNumberScheduled": 0, "numberMisscheduled": 0, "numberReady": 0})
         }
@@ -29,6 +39,29 @@ pub fn prepare_create(resource: &Resource, obj: &mut Value) {
         _ => return,
     };
     obj["status"] = status;
+}
+
+/// The Job strategy's generateSelector: unless `spec.manualSelector`, the pods are selected by the
+/// Job's uid, and the template carries the uid and the Job's name under both label spellings.
+fn generate_job_selector(job: &mut Value) {
+    if job["spec"]["manualSelector"] == json!(true) {
+        return;
+    }
+    let uid = job["metadata"]["uid"].clone();
+    let name = job["metadata"]["name"].clone();
+    let labels = &mut job["spec"]["template"]["metadata"]["labels"];
+    if !labels.is_object() {
+        *labels = json!({});
+    }
+    for (key, value) in [
+        (wellknown::JOB_CONTROLLER_UID, &uid),
+        (wellknown::LEGACY_CONTROLLER_UID, &uid),
+        (wellknown::JOB_NAME, &name),
+        (wellknown::LEGACY_JOB_NAME, &name),
+    ] {
+        labels[key] = value.clone();
+    }
+    job["spec"]["selector"] = json!({"matchLabels": {wellknown::JOB_CONTROLLER_UID: uid}});
 }
 
 /// Guaranteed for containers with requests equal to limits for cpu and memory, BestEffort with
@@ -231,6 +264,30 @@ mod tests {
         new["spec"]["ports"][0]["nodePort"] = json!(30081);
         let merged = prepare_update(svc, Part::Main, &old, new);
         assert_eq!(merged["spec"]["ports"][0]["nodePort"], 30081);
+    }
+
+    #[test]
+    fn a_new_job_selects_its_pods_by_its_uid() {
+        let jobs = lookup("batch", "v1", "jobs").unwrap();
+        let mut job =
+            json!({"metadata": {"name": "pi", "uid": "u1"}, "spec": {"template": {"spec": {}}}});
+        prepare_create(jobs, &mut job);
+        assert_eq!(
+            job["spec"]["selector"],
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": "u1"}})
+        );
+        assert_eq!(
+            job["spec"]["template"]["metadata"]["labels"],
+            json!({"batch.kubernetes.io/controller-uid": "u1", "controller-uid": "u1",
+                "batch.kubernetes.io/job-name": "pi", "job-name": "pi"})
+        );
+        let mut manual = json!({"metadata": {"name": "m", "uid": "u2"}, "spec": {"manualSelector": true,
+            "selector": {"matchLabels": {"a": "b"}}}});
+        prepare_create(jobs, &mut manual);
+        assert_eq!(
+            manual["spec"]["selector"],
+            json!({"matchLabels": {"a": "b"}})
+        );
     }
 
     #[test]

@@ -24,3 +24,4 @@ mod proxy_mode;
 mod services;
 mod stop;
 mod volumes;
+mod workloads;

@@ -374,6 +374,57 @@ fn cells_per_kind() {
             json!({"metadata": meta("deny-all", t5m), "spec": {"podSelector": {}}}),
             json!(["deny-all", "<none>", "5m"]),
         ),
+        (
+            "apps",
+            "statefulsets",
+            json!({"metadata": meta("web", t2d), "spec": {"replicas": 3, "template": {"spec": {"containers": [{"name": "nginx", "image": "nginx"}]}}},
+            "status": {"readyReplicas": 2}}),
+            json!(["web", "2/3", "2d3h", "nginx", "nginx"]),
+        ),
+        (
+            "batch",
+            "jobs",
+            json!({"metadata": meta("pi", t5m), "spec": {"completions": 3, "selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": "u1"}},
+            "template": {"spec": {"containers": [{"name": "pi", "image": "busybox"}]}}},
+            "status": {"succeeded": 3, "startTime": "2025-01-10T11:55:10Z", "completionTime": "2025-01-10T11:55:40Z",
+            "conditions": [{"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}]}}),
+            json!([
+                "pi",
+                "Complete",
+                "3/3",
+                "30s",
+                "5m",
+                "pi",
+                "busybox",
+                "batch.kubernetes.io/controller-uid=u1"
+            ]),
+        ),
+        (
+            "batch",
+            "jobs",
+            json!({"metadata": meta("work", t5m), "spec": {"parallelism": 2, "template": {"spec": {"containers": []}}},
+            "status": {"succeeded": 0, "startTime": "2025-01-10T11:58:00Z"}}),
+            json!(["work", "Running", "0/1 of 2", "2m", "5m", "", "", "<none>"]),
+        ),
+        (
+            "batch",
+            "cronjobs",
+            json!({"metadata": meta("hello", t2d), "spec": {"schedule": "*/1 * * * *", "suspend": false,
+            "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "hello", "image": "busybox"}]}}}}},
+            "status": {"active": [{"name": "hello-1"}], "lastScheduleTime": "2025-01-10T11:59:00Z"}}),
+            json!([
+                "hello",
+                "*/1 * * * *",
+                "<none>",
+                "False",
+                1,
+                "60s",
+                "2d3h",
+                "hello",
+                "busybox",
+                "<none>"
+            ]),
+        ),
     ];
     for (group, plural, obj, want) in cases {
         let got = cells(res(group, plural), &obj, now());

@@ -7,6 +7,8 @@
 #[rustfmt::skip]
 mod apps;
 #[rustfmt::skip]
+mod batch;
+#[rustfmt::skip]
 mod coordination;
 #[rustfmt::skip]
 mod core;
@@ -19,6 +21,7 @@ mod networking;
 
 pub use self::core::*;
 pub use apps::*;
+pub use batch::*;
 pub use coordination::*;
 pub use discovery::*;
 pub use meta::*;
@@ -122,6 +125,8 @@ static KINDS: &[(&str, &str, &Message)] = &[
     ("apps/v1", "ReplicaSet", &APPS_REPLICA_SET),
     ("apps/v1", "DaemonSet", &APPS_DAEMON_SET),
     ("apps/v1", "StatefulSet", &APPS_STATEFUL_SET),
+    ("batch/v1", "Job", &BATCH_JOB),
+    ("batch/v1", "CronJob", &BATCH_CRON_JOB),
     ("networking.k8s.io/v1", "Ingress", &NET_INGRESS),
     ("networking.k8s.io/v1", "IngressClass", &NET_INGRESS_CLASS),
     ("networking.k8s.io/v1", "NetworkPolicy", &NET_NETWORK_POLICY),

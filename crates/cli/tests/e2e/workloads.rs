@@ -1,0 +1,201 @@
+//! Issue 16, workloads: a StatefulSet with its headless Service (ordered pods, stable names,
+//! hostnames and DNS records that survive a pod's deletion), a Job run to its completions and
+//! a CronJob that starts a Job on its one-minute schedule, all on one cluster.
+
+use crate::harness::Cluster;
+use crate::pods::{apply, exec, json, wait_dns, wait_ready, AGNHOST};
+use crate::services::poll;
+
+const WEB: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: nginx, labels: {app: nginx}}
+spec:
+  clusterIP: None
+  selector: {app: nginx}
+  ports: [{name: web, port: 80}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web}
+spec:
+  serviceName: nginx
+  replicas: 3
+  selector: {matchLabels: {app: nginx}}
+  template:
+    metadata: {labels: {app: nginx}}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx
+        ports: [{name: web, containerPort: 80}]
+        volumeMounts: [{name: www, mountPath: /usr/share/nginx/html}]
+  volumeClaimTemplates:
+  - metadata: {name: www}
+    spec:
+      accessModes: ["ReadWriteOnce"]
+      resources: {requests: {storage: 1Gi}}
+"#;
+
+const BATCH: &str = r#"
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: tick}
+spec:
+  schedule: "*/1 * * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers: [{name: c, image: busybox, command: ["true"]}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: three}
+spec:
+  completions: 3
+  parallelism: 2
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: busybox, command: ["sh", "-c", "echo done"]}]
+"#;
+
+/// web-<i>'s address from inside `client`, as `nslookup web-<i>.nginx` answers it.
+fn lookup(c: &Cluster, name: &str) -> Option<String> {
+    let out = exec(
+        c,
+        "client",
+        &["sh", "-c", &format!("nslookup {name} || true")],
+    );
+    out.lines()
+        .skip_while(|l| !l.starts_with("Name:"))
+        .find_map(|l| l.strip_prefix("Address: "))
+        .map(str::to_string)
+}
+
+fn pod_ip(c: &Cluster, pod: &str) -> String {
+    poll(&format!("{pod} has an IP"), || {
+        let p = json(c, &["get", "pod", pod]);
+        p["status"]["podIP"].as_str().map(str::to_string)
+    })
+}
+
+#[test]
+fn stateful_sets_jobs_and_cron_jobs() {
+    let c = Cluster::up(2);
+    // The CronJob goes first: its first run is up to a minute away, and waits with the rest.
+    apply(&c, BATCH);
+    wait_dns(&c);
+    c.kubectl_ok(&["run", "client", "--image", AGNHOST, "--", "pause"]);
+    apply(&c, WEB);
+
+    let pods = wait_ready(&c, "app=nginx", 3);
+    // OrderedReady: each pod was created after the one before it was Ready.
+    let created = |i: usize| {
+        let name = format!("web-{i}");
+        let p = pods.iter().find(|p| p["metadata"]["name"] == name.as_str());
+        let p = p.unwrap_or_else(|| panic!("{name} missing"));
+        let ready = p["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap()["lastTransitionTime"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (
+            p["metadata"]["creationTimestamp"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            ready,
+        )
+    };
+    for i in 1..3 {
+        let (made, _) = created(i);
+        let (_, before_ready) = created(i - 1);
+        assert!(
+            made >= before_ready,
+            "web-{i} made at {made}, web-{} ready at {before_ready}",
+            i - 1
+        );
+    }
+    assert_eq!(exec(&c, "web-0", &["hostname"]).trim(), "web-0");
+    let sts = c.kubectl_ok(&["get", "statefulset", "web"]);
+    let rows: Vec<Vec<&str>> = sts
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["NAME", "READY", "AGE"], "{sts}");
+    assert_eq!(rows[1][..2], ["web", "3/3"], "{sts}");
+
+    wait_ready(&c, "run=client", 1);
+    let ip0 = pod_ip(&c, "web-0");
+    poll("web-0.nginx resolves to web-0", || {
+        (lookup(&c, "web-0.nginx").as_deref() == Some(ip0.as_str())).then_some(())
+    });
+
+    // A deleted pod comes back with the same name, and DNS follows its new address.
+    let old_uid = json(&c, &["get", "pod", "web-1"])["metadata"]["uid"].clone();
+    c.kubectl_ok(&["delete", "pod", "web-1"]);
+    poll("web-1 is made again", || {
+        let p = json(&c, &["get", "pods", "-l", "app=nginx"]);
+        p["items"]
+            .as_array()?
+            .iter()
+            .find(|p| p["metadata"]["name"] == "web-1" && p["metadata"]["uid"] != old_uid)
+            .map(|_| ())
+    });
+    wait_ready(&c, "app=nginx", 3);
+    let ip1 = pod_ip(&c, "web-1");
+    poll("web-1.nginx resolves to the new web-1", || {
+        (lookup(&c, "web-1.nginx.default.svc.cluster.local").as_deref() == Some(ip1.as_str()))
+            .then_some(())
+    });
+
+    // The Job runs its three completions, two at a time.
+    poll("job three completes", || {
+        let j = json(&c, &["get", "job", "three"]);
+        (j["status"]["succeeded"] == 3
+            && j["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .any(|c| c["type"] == "Complete" && c["status"] == "True"))
+        .then_some(())
+    });
+    let jobs = c.kubectl_ok(&["get", "job", "three"]);
+    let rows: Vec<Vec<&str>> = jobs
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"],
+        "{jobs}"
+    );
+    assert_eq!(rows[1][..3], ["three", "Complete", "3/3"], "{jobs}");
+
+    // The CronJob started a Job at a minute boundary and recorded it.
+    let job = poll("the cron job starts a job", || {
+        let j = json(&c, &["get", "jobs"]);
+        j["items"]
+            .as_array()?
+            .iter()
+            .find(|j| j["metadata"]["ownerReferences"][0]["name"] == "tick")
+            .map(|j| {
+                j["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+    });
+    assert!(job.starts_with("tick-"), "{job}");
+    let cj = json(&c, &["get", "cronjob", "tick"]);
+    let last = cj["status"]["lastScheduleTime"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(last.ends_with(":00Z"), "{cj}");
+}
