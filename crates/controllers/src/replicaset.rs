@@ -132,7 +132,7 @@ pub(crate) async fn claim_pods_where(
         .await?
         .items;
     let mut pods = Vec::new();
-    for mut pod in listed.into_iter().filter(|p| keep(p)) {
+    for mut pod in listed.into_iter().filter(keep) {
         match controller_uid(&pod.metadata) {
             Some(uid) if uid == owner.uid => pods.push(pod),
             Some(_) => {}

@@ -70,7 +70,7 @@ fn pod_template(template: &Value, path: &str, restart: &[&str], errs: &mut Vec<F
     let spec = template.get("spec").unwrap_or(&empty);
     pod_spec(spec, &format!("{path}.spec"), errs);
     let policy = str_of(spec, "restartPolicy");
-    if !restart.contains(&policy) && !(policy.is_empty() && restart == ["Always"]) {
+    if !(restart.contains(&policy) || (policy.is_empty() && restart == ["Always"])) {
         errs.push(FieldError::not_supported(
             format!("{path}.spec.restartPolicy"),
             policy,
