@@ -285,7 +285,11 @@ mod tests {
                 "discovery.k8s.io",
                 "coordination.k8s.io",
                 "networking.k8s.io",
-                "apiextensions.k8s.io"
+                "apiextensions.k8s.io",
+                "batch",
+                "policy",
+                "scheduling.k8s.io",
+                "admissionregistration.k8s.io"
             ]
         );
         let deploy = &doc["items"][0]["versions"][0]["resources"][0];
@@ -304,7 +308,7 @@ mod tests {
             .collect();
         assert!(names.contains(&"deployments/scale"));
         assert!(resource_list("apps", "v2", &[]).is_none());
-        assert!(resource_list("batch", "v1", &[]).is_none());
+        assert!(resource_list("autoscaling", "v2", &[]).is_none());
         assert_eq!(
             group("apps", &[]).unwrap()["preferredVersion"]["version"],
             "v1"
