@@ -10,7 +10,10 @@
 use std::time::Duration;
 
 use http_body_util::BodyExt;
-use k8s_openapi::api::{apps, coordination, core, discovery, networking};
+use k8s_openapi::api::{
+    admissionregistration, apps, batch, coordination, core, discovery, networking, policy,
+    scheduling,
+};
 use kinet_types::registry::{Resource, RESOURCES};
 use kube::api::ListParams;
 use kube::Api;
@@ -29,6 +32,9 @@ fn valid(kind: &str, name: &str) -> Value {
         "resources": {"limits": {"cpu": "1"}}, "env": [{"name": "E", "value": "v"}]}]});
     let template = json!({"metadata": {"labels": {"app": "fuzz"}}, "spec": pod_spec});
     let selector = json!({"matchLabels": {"app": "fuzz"}});
+    // Jobs refuse the pods' default restartPolicy (Always).
+    let mut run_once = template.clone();
+    run_once["spec"]["restartPolicy"] = json!("Never");
     let body = match kind {
         "Pod" => json!({"spec": pod_spec}),
         "Service" => {
@@ -67,6 +73,26 @@ fn valid(kind: &str, name: &str) -> Value {
             "versions": [{"name": "v1", "served": true, "storage": true,
                 "schema": {"openAPIV3Schema": {"type": "object"}}}]}})
         }
+        "StatefulSet" => {
+            json!({"spec": {"replicas": 0, "serviceName": "s", "selector": selector,
+            "template": template}})
+        }
+        "ControllerRevision" => json!({"revision": 1, "data": {"spec": {}}}),
+        "Job" => json!({"spec": {"template": run_once}}),
+        "CronJob" => {
+            json!({"spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": run_once}}}})
+        }
+        "PersistentVolumeClaim" => {
+            json!({"spec": {"accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}}}})
+        }
+        "ResourceQuota" => json!({"spec": {"hard": {"pods": "10"}}}),
+        "LimitRange" => {
+            json!({"spec": {"limits": [{"type": "Container", "default": {"cpu": "100m"}}]}})
+        }
+        "PodDisruptionBudget" => json!({"spec": {"minAvailable": 1, "selector": selector}}),
+        "PriorityClass" => json!({"value": 1000, "description": "d"}),
+        "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" => json!({}),
         other => panic!("no valid object for {other}"),
     };
     let mut obj = body;
@@ -469,6 +495,17 @@ async fn mutated_writes_never_store_what_typed_clients_cannot_read() -> anyhow::
     stored += decodes::<networking::v1::Ingress>(&client).await;
     stored += decodes::<networking::v1::IngressClass>(&client).await;
     stored += decodes::<networking::v1::NetworkPolicy>(&client).await;
+    stored += decodes::<apps::v1::StatefulSet>(&client).await;
+    stored += decodes::<apps::v1::ControllerRevision>(&client).await;
+    stored += decodes::<batch::v1::Job>(&client).await;
+    stored += decodes::<batch::v1::CronJob>(&client).await;
+    stored += decodes::<core::v1::PersistentVolumeClaim>(&client).await;
+    stored += decodes::<core::v1::ResourceQuota>(&client).await;
+    stored += decodes::<core::v1::LimitRange>(&client).await;
+    stored += decodes::<policy::v1::PodDisruptionBudget>(&client).await;
+    stored += decodes::<scheduling::v1::PriorityClass>(&client).await;
+    stored += decodes::<admissionregistration::v1::ValidatingWebhookConfiguration>(&client).await;
+    stored += decodes::<admissionregistration::v1::MutatingWebhookConfiguration>(&client).await;
     assert!(
         stored > RESOURCES.len(),
         "the run stored objects ({stored})"
