@@ -4,28 +4,13 @@
 //! modes can be checked against each other. `-m statistic` is expanded into both of its
 //! branches; `-m recent` lists are treated as empty (no remembered clients).
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 
-use kinet_proxy_rules::{DnatTarget, Origin, Packet, Verdict};
+use kinet_proxy_rules::trace::{combine, End, State};
+use kinet_proxy_rules::{Origin, Packet, Verdict};
 
 use crate::rule::{Match, Rule, Target};
 use crate::tables::{jumps, Jump, Table, Tables};
-
-#[derive(Debug, Clone, Copy, Default)]
-struct State {
-    mark: u32,
-    dnat: Option<SocketAddrV4>,
-    masquerade: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
-    /// Fell off the end or hit RETURN: continue in the caller.
-    Return,
-    Accept,
-    Drop,
-    Reject,
-}
 
 /// iptables refuses loops; anything this deep is one.
 const MAX_DEPTH: usize = 32;
@@ -75,31 +60,6 @@ pub fn trace(tables: &Tables, packet: &Packet) -> Verdict {
         }
     }
     combine(&outcomes)
-}
-
-fn combine(outcomes: &[(State, End)]) -> Verdict {
-    let mut targets: Vec<DnatTarget> = outcomes
-        .iter()
-        .filter(|(_, e)| matches!(e, End::Accept | End::Return))
-        .filter_map(|(s, _)| {
-            s.dnat.map(|to| DnatTarget {
-                to,
-                masquerade: s.masquerade,
-            })
-        })
-        .collect();
-    if !targets.is_empty() {
-        targets.sort();
-        targets.dedup();
-        return Verdict::Dnat(targets);
-    }
-    if outcomes.iter().any(|(_, e)| *e == End::Reject) {
-        Verdict::Reject
-    } else if outcomes.iter().any(|(_, e)| *e == End::Drop) {
-        Verdict::Drop
-    } else {
-        Verdict::Accept
-    }
 }
 
 impl Tracer<'_> {

@@ -17,7 +17,7 @@ mod render;
 mod renderer;
 mod repair;
 mod skeleton;
-mod trace;
+pub mod trace;
 
 pub use config::{NodeInfo, ProxyConfig};
 pub use diff::{Change, Update};

@@ -111,15 +111,18 @@ pub fn trace(ruleset: &Ruleset, packet: &Packet) -> Verdict {
     trace_detailed(ruleset, packet).verdict
 }
 
+/// What a packet carries along one branch of a trace: its mark, where it was DNATed to,
+/// whether it is to be masqueraded. Shared with the iptables-mode tracer.
 #[derive(Debug, Clone, Copy, Default)]
-struct State {
-    mark: u32,
-    dnat: Option<SocketAddrV4>,
-    masquerade: bool,
+pub struct State {
+    pub mark: u32,
+    pub dnat: Option<SocketAddrV4>,
+    pub masquerade: bool,
 }
 
+/// How one branch of a trace ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
+pub enum End {
     /// Fell off the end or hit `return`: continue in the caller.
     Return,
     Accept,
@@ -191,7 +194,9 @@ fn effective(p: &Packet, st: &State) -> Packet {
     }
 }
 
-fn combine(outcomes: &[(State, End)]) -> Verdict {
+/// The verdict of all branches: the DNAT targets of those that got through, else a reject,
+/// else a drop, else accept.
+pub fn combine(outcomes: &[(State, End)]) -> Verdict {
     let mut targets: Vec<DnatTarget> = outcomes
         .iter()
         .filter(|(_, e)| matches!(e, End::Accept | End::Return))
