@@ -84,23 +84,29 @@ pub(crate) fn apply(c: &Cluster, yaml: &str) {
 }
 
 /// An agnhost netexec Deployment `<name>` (HTTP on 8080, UDP on 8081) of `replicas`, labelled
-/// `app=<name>`, once all are Ready.
+/// `app=<name>`, once all are Ready. Its readiness probe makes Ready mean serving: without one a
+/// replacement pod is Ready (and an endpoint) the moment it starts, before it listens, as upstream.
 pub(crate) fn netexec_pods(c: &Cluster, name: &str, replicas: usize) -> Vec<Value> {
-    let replicas_text = replicas.to_string();
-    c.kubectl_ok(&[
-        "create",
-        "deployment",
-        name,
-        "--image",
-        AGNHOST,
-        "--replicas",
-        &replicas_text,
-        "--",
-        "/agnhost",
-        "netexec",
-        "--http-port=8080",
-        "--udp-port=8081",
-    ]);
+    apply(
+        c,
+        &format!(
+            "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}, labels: {{app: {name}}}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      containers:
+      - name: agnhost
+        image: {AGNHOST}
+        command: [/agnhost, netexec, --http-port=8080, --udp-port=8081]
+        readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}
+"
+        ),
+    );
     wait_ready(c, &format!("app={name}"), replicas)
 }
 
