@@ -16,7 +16,11 @@ pub use strict::{field_problems, strict_decoding_error};
 
 mod defaults;
 mod json;
+pub mod limits;
+pub mod quota;
+mod resources;
 mod validation;
 
 pub use defaults::{default, default_ingress_class, default_with, image_tag, Settings};
+pub use resources::ResourceList;
 pub use validation::{selector_matches, validate, validate_ephemeral_containers_update};

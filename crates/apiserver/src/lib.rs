@@ -13,6 +13,7 @@ mod http;
 pub mod nodeproxy;
 pub mod openapi;
 pub mod path;
+mod quota;
 pub mod repair;
 pub mod rest;
 mod server;
@@ -109,6 +110,7 @@ pub fn open_api(config: &ServeConfig) -> Result<Arc<Api>, ServeError> {
         alloc: Mutex::new(alloc),
         kubelet: std::sync::OnceLock::new(),
         crds: crds::Registry::default(),
+        quota_lock: tokio::sync::Mutex::new(()),
         health: config.health.clone(),
         sa_tokens: tokenrequest::TokenIssuer::load_or_generate(
             &config.data_dir.join(tokenrequest::KEY_FILE),
@@ -183,6 +185,7 @@ pub async fn run_with_kubelet_client(
     let port = config.listen.first().map(SocketAddr::port).unwrap_or(6443);
     let findings = repair::run(&api.store, &config.data_dir).await?;
     let crd_controller = tokio::spawn(crds::run(api.clone()));
+    let quota_controller = tokio::spawn(quota::run(api.clone()));
     bootstrap::run(&api, port)
         .await
         .map_err(ServeError::api("bootstrapping"))?;
@@ -217,5 +220,6 @@ pub async fn run_with_kubelet_client(
         s.abort();
     }
     crd_controller.abort();
+    quota_controller.abort();
     Ok(())
 }

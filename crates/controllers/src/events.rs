@@ -70,6 +70,15 @@ pub struct Recorder {
     seen: Arc<Mutex<HashMap<Key, Seen>>>,
 }
 
+/// An error as an Event message shows it: the API's own message for a refused request, as
+/// client-go's errors print, rather than the client's debug form.
+pub fn error_text(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// The reference to put in `involvedObject` for any typed object (kind, apiVersion, name,
 /// namespace, uid, resourceVersion).
 pub fn object_ref<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectReference {

@@ -8,6 +8,7 @@
 //! - Workloads: [`deployment`], [`replicaset`], [`daemonset`], [`statefulset`], [`job`], [`cronjob`],
 //!   [`scheduler`], [`nodeipam`].
 //! - Node health: [`nodelifecycle`] (silent nodes turn Unknown, taints, pod eviction).
+//! - Storage: [`persistentvolume`] (claims stay Pending and say why: kinet has no volumes).
 //! - [`events`]: the core/v1 Event recorder every loop reports through.
 //! - [`start`] runs each loop as its own supervised task.
 
@@ -24,6 +25,7 @@ pub mod loadbalancer;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod persistentvolume;
 pub mod replicaset;
 pub mod runtime;
 pub mod scheduler;
@@ -84,6 +86,7 @@ pub fn start(client: Client, config: ControllerConfig, metrics: &Arc<LoopMetrics
     let ipam = config.clone();
     spawn_loop("nodeipam", c, m, move |c| nodeipam::run(c, ipam.clone()));
     spawn_loop("service-lb", c, m, loadbalancer::run);
+    spawn_loop("persistentvolume", c, m, persistentvolume::run);
     let lifecycle = nodelifecycle::Settings {
         node_monitor_grace_period: config.node_monitor_grace_period,
     };

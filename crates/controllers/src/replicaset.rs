@@ -207,12 +207,13 @@ pub(crate) async fn report_create(
             Ok(())
         }
         Err(e) => {
+            let why = crate::events::error_text(&e);
             recorder
                 .publish(
                     objref,
                     EventType::Warning,
                     "FailedCreate",
-                    &format!("Error creating: {e}"),
+                    &format!("Error creating: {why}"),
                 )
                 .await;
             Err(e.into())

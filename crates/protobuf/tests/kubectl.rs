@@ -581,3 +581,86 @@ fn ingress_default_backend_and_named_port() {
 }"#,
     );
 }
+
+fn quantity(q: &str) -> k8s_pb::apimachinery::pkg::api::resource::Quantity {
+    k8s_pb::apimachinery::pkg::api::resource::Quantity {
+        string: Some(q.into()),
+    }
+}
+
+#[test]
+fn resource_quota() {
+    // kubectl create quota compute --hard=pods=2,requests.cpu=1
+    let quota = core::ResourceQuota {
+        metadata: Some(go_meta("compute", &[])),
+        spec: Some(core::ResourceQuotaSpec {
+            hard: [("pods", "2"), ("requests.cpu", "1")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), quantity(v)))
+                .collect(),
+            ..Default::default()
+        }),
+        status: Some(core::ResourceQuotaStatus::default()),
+    };
+    check(
+        &envelope("v1", "ResourceQuota", &quota),
+        r#"{"kind": "ResourceQuota", "apiVersion": "v1",
+            "metadata": {"name": "compute", "creationTimestamp": null},
+            "spec": {"hard": {"pods": "2", "requests.cpu": "1"}}, "status": {}}"#,
+    );
+}
+
+#[test]
+fn priority_class() {
+    // kubectl create priorityclass high --value=1000 --description=hi
+    let class = k8s_pb::api::scheduling::v1::PriorityClass {
+        metadata: Some(go_meta("high", &[])),
+        value: Some(1000),
+        global_default: Some(false),
+        description: Some("hi".into()),
+        preemption_policy: Some("PreemptLowerPriority".into()),
+    };
+    check(
+        &envelope("scheduling.k8s.io/v1", "PriorityClass", &class),
+        r#"{"kind": "PriorityClass", "apiVersion": "scheduling.k8s.io/v1",
+            "metadata": {"name": "high", "creationTimestamp": null},
+            "value": 1000, "description": "hi", "preemptionPolicy": "PreemptLowerPriority"}"#,
+    );
+}
+
+#[test]
+fn pod_disruption_budget() {
+    // kubectl create pdb web --selector=app=web --min-available=1
+    use k8s_pb::api::policy::v1 as policy;
+    let pdb = policy::PodDisruptionBudget {
+        metadata: Some(go_meta("web", &[])),
+        spec: Some(policy::PodDisruptionBudgetSpec {
+            min_available: Some(IntOrString {
+                r#type: Some(0),
+                int_val: Some(1),
+                str_val: Some(String::new()),
+            }),
+            selector: Some(LabelSelector {
+                match_labels: labels(&[("app", "web")]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        status: Some(policy::PodDisruptionBudgetStatus {
+            observed_generation: Some(0),
+            disruptions_allowed: Some(0),
+            current_healthy: Some(0),
+            desired_healthy: Some(0),
+            expected_pods: Some(0),
+            ..Default::default()
+        }),
+    };
+    check(
+        &envelope("policy/v1", "PodDisruptionBudget", &pdb),
+        r#"{"kind": "PodDisruptionBudget", "apiVersion": "policy/v1",
+            "metadata": {"name": "web", "creationTimestamp": null},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}},
+            "status": {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0,
+                       "expectedPods": 0}}"#,
+    );
+}

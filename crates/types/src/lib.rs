@@ -4,6 +4,7 @@
 //!   subresources. Discovery, routing, validation and printing all read this one table.
 //! - [`gotime`]: Go's `time.Time.String()`, which Kubernetes components print.
 //! - [`schedule`]: CronJob schedules.
+//! - [`quantity`]: `resource.Quantity`, exact, with Go's canonical text.
 //! - [`hash`]: FNV-1a, for names that must be stable across processes and releases.
 //! - [`wellknown`]: well-known labels, the cluster's address ranges and ports.
 //! - [`validation`]: the string formats of `k8s.io/apimachinery/pkg/util/validation` (names,
@@ -16,6 +17,7 @@
 pub mod error;
 pub mod gotime;
 pub mod hash;
+pub mod quantity;
 pub mod registry;
 pub mod schedule;
 pub mod validation;

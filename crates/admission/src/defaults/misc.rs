@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::json::{default_str, default_to, ensure, items, Obj};
+use crate::json::{child, default_str, default_to, ensure, items, Obj};
 
 /// SetDefaults_Namespace, SetDefaults_NamespaceStatus, and the `kubernetes` finalizer the
 /// namespace strategy adds on create (update keeps the stored finalizers).
@@ -34,6 +34,39 @@ pub fn secret(obj: &mut Obj) {
         }
     }
     default_str(obj, "type", "Opaque");
+}
+
+/// SetDefaults_LimitRangeItem: a Container item's default limit falls back to its max, and its
+/// default request to its default limit, then to its min.
+pub fn limit_range(obj: &mut Obj) {
+    let Some(items) = child(obj, "spec").and_then(|s| s.get_mut("limits")) else {
+        return;
+    };
+    for item in items.as_array_mut().into_iter().flatten() {
+        let Some(item) = item
+            .as_object_mut()
+            .filter(|i| i.get("type") == Some(&json!("Container")))
+        else {
+            continue;
+        };
+        let copy = |item: &mut Obj, from: &str, to: &str| {
+            let source = item
+                .get(from)
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            if source.is_empty() {
+                return;
+            }
+            let target = ensure(item, to);
+            for (k, v) in source {
+                target.entry(k).or_insert(v);
+            }
+        };
+        copy(item, "max", "default");
+        copy(item, "default", "defaultRequest");
+        copy(item, "min", "defaultRequest");
+    }
 }
 
 /// Allocatable defaults to capacity.

@@ -49,6 +49,7 @@ pub fn default_with(resource: &Resource, obj: &mut Value, settings: &Settings) {
         ("", "Namespace") => misc::namespace(obj),
         ("", "Secret") => misc::secret(obj),
         ("", "Node") => misc::node(obj),
+        ("", "LimitRange") => misc::limit_range(obj),
         ("apps", "Deployment") => workloads::deployment(obj),
         ("apps", "ReplicaSet") => workloads::replica_set(obj),
         ("apps", "DaemonSet") => workloads::daemon_set(obj),

@@ -3,7 +3,7 @@
 
 mod alloc;
 mod delete;
-mod meta;
+pub(crate) mod meta;
 mod read;
 mod services;
 mod strategy;
@@ -49,6 +49,8 @@ pub struct Api {
     pub health: kinet_health::Checks,
     /// The resources CustomResourceDefinitions serve.
     pub crds: crate::crds::Registry,
+    /// Held from quota admission until the admitted object is stored.
+    pub quota_lock: tokio::sync::Mutex<()>,
 }
 
 /// The response representation a client asked for in `Accept`.

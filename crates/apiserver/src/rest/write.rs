@@ -205,6 +205,9 @@ impl Api {
             None => {
                 strategy::prepare_create(resource, obj);
                 kinet_admission::default_with(resource, obj, &self.admission);
+                if let Some(ns) = namespace {
+                    self.default_limits(resource, obj, ns);
+                }
             }
         }
         if (resource.group, resource.kind) == ("networking.k8s.io", "Ingress") {
@@ -221,7 +224,11 @@ impl Api {
                 &errors,
             ));
         }
-        self.check_namespace(resource, namespace)
+        self.check_namespace(resource, namespace)?;
+        match namespace {
+            Some(ns) => self.check_limits(resource, obj, ns),
+            None => Ok(()),
+        }
     }
 
     /// The DefaultIngressClass admission plugin, over the stored IngressClasses.
@@ -246,6 +253,7 @@ impl Api {
         if self.store.get(&key).is_some() {
             return Err(ApiError::already_exists(resource, &name));
         }
+        let admitted = self.admit_quota(resource, &obj).await?;
         let granted = self.allocate(resource, &key, &mut obj, None)?;
         if dry {
             if let Some(g) = &granted {
@@ -264,6 +272,7 @@ impl Api {
                 None => Ok(Mutation::Put(obj)),
             })
             .await;
+        drop(admitted);
         match outcome {
             Ok(outcome) => outcome
                 .object

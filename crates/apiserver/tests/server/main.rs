@@ -5,4 +5,5 @@ mod conflicts;
 mod fuzz_writes;
 mod health;
 mod node_stream;
+mod quotas;
 mod service_account_tokens;

@@ -1,6 +1,7 @@
 //! Issue 16, workloads: a StatefulSet with its headless Service (ordered pods, stable names,
 //! hostnames and DNS records that survive a pod's deletion), a Job run to its completions and
-//! a CronJob that starts a Job on its one-minute schedule, all on one cluster.
+//! a CronJob that starts a Job on its one-minute schedule, and a namespace bounded by a
+//! LimitRange and a ResourceQuota (with a claim that stays Pending), all on one cluster.
 
 use crate::harness::Cluster;
 use crate::pods::{apply, exec, json, wait_dns, wait_ready, AGNHOST};
@@ -61,6 +62,123 @@ spec:
       restartPolicy: Never
       containers: [{name: c, image: busybox, command: ["sh", "-c", "echo done"]}]
 "#;
+
+const BOUNDED: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: bounded}
+---
+apiVersion: v1
+kind: LimitRange
+metadata: {name: cpu, namespace: bounded}
+spec:
+  limits: [{type: Container, default: {cpu: 300m}, max: {cpu: "1"}}]
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data, namespace: bounded}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+"#;
+
+const BIG: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: big, namespace: bounded}
+spec:
+  containers: [{name: c, image: busybox, command: [sleep, "3600"], resources: {limits: {cpu: "2"}}}]
+"#;
+
+/// `kubectl create -f -` of `yaml`, which must fail: its stderr.
+fn create_refused(c: &Cluster, yaml: &str) -> String {
+    use std::io::Write;
+    let mut child = c
+        .kubectl_cmd(&["create", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "{yaml} was created");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Issue 16's enforced kinds, through kubectl: the LimitRange fills in and bounds containers'
+/// CPU, the quota stops a Deployment at its pod count (the ReplicaSet says why), and a claim
+/// stays Pending with the persistent-volume controller's reason.
+fn limits_and_quotas(c: &Cluster) {
+    apply(c, BOUNDED);
+    c.kubectl_ok(&[
+        "-n",
+        "bounded",
+        "create",
+        "quota",
+        "compute",
+        "--hard=pods=2,requests.cpu=1",
+    ]);
+    c.kubectl_ok(&[
+        "-n",
+        "bounded",
+        "create",
+        "deployment",
+        "busy",
+        "--image",
+        "busybox",
+        "--replicas",
+        "3",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    poll("the quota counts two pods", || {
+        let q = json(c, &["-n", "bounded", "get", "quota", "compute"]);
+        (q["status"]["used"]["pods"] == "2" && q["status"]["used"]["requests.cpu"] == "600m")
+            .then_some(())
+    });
+    let pods = json(c, &["-n", "bounded", "get", "pods"]);
+    let pods = pods["items"].as_array().unwrap();
+    assert_eq!(pods.len(), 2, "{pods:?}");
+    let p = &pods[0];
+    assert_eq!(
+        p["spec"]["containers"][0]["resources"]["limits"]["cpu"],
+        "300m"
+    );
+    assert_eq!(
+        p["metadata"]["annotations"]["kubernetes.io/limit-ranger"],
+        "LimitRanger plugin set: cpu request for container busybox; cpu limit for container busybox"
+    );
+    poll("the ReplicaSet reports the quota", || {
+        let events = c.kubectl_ok(&["-n", "bounded", "get", "events"]);
+        events
+            .lines()
+            .find(|l| l.contains("FailedCreate") && l.contains("exceeded quota: compute"))
+            .map(|l| assert!(l.contains("Error creating: pods \"busy-") && l.contains("is forbidden: exceeded quota: compute, requested: pods=1, used: pods=2, limited: pods=2"), "{l}"))
+    });
+    let refused = create_refused(c, BIG);
+    assert!(
+        refused.contains(
+            "pods \"big\" is forbidden: maximum cpu usage per Container is 1, but limit is 2"
+        ),
+        "{refused}"
+    );
+    poll("the claim says why it is Pending", || {
+        let d = c.kubectl_ok(&["-n", "bounded", "describe", "pvc", "data"]);
+        (d.contains("Pending")
+            && d.contains("FailedBinding")
+            && d.contains(
+                "no persistent volumes available for this claim and no storage class is set",
+            ))
+        .then_some(())
+    });
+}
 
 /// web-<i>'s address from inside `client`, as `nslookup web-<i>.nginx` answers it.
 fn lookup(c: &Cluster, name: &str) -> Option<String> {
@@ -177,6 +295,8 @@ fn stateful_sets_jobs_and_cron_jobs() {
         "{jobs}"
     );
     assert_eq!(rows[1][..3], ["three", "Complete", "3/3"], "{jobs}");
+
+    limits_and_quotas(&c);
 
     // The CronJob started a Job at a minute boundary and recorded it.
     let job = poll("the cron job starts a job", || {

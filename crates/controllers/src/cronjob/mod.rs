@@ -155,7 +155,7 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                             &objref,
                             EventType::Warning,
                             "FailedCreate",
-                            &format!("Error creating job: {e}"),
+                            &format!("Error creating job: {}", crate::events::error_text(&e)),
                         )
                         .await;
                     return Err(e.into());

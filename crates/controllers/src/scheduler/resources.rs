@@ -106,41 +106,12 @@ fn from_list(list: &BTreeMap<String, Quantity>) -> Resources {
     }
 }
 
-/// A resource.Quantity's value ("100m", "1.5", "8Gi", "1e3", "2k"); `None` if malformed.
-/// Floating point is exact enough for fitting pods onto nodes.
+/// A resource.Quantity's value ("100m", "1.5", "8Gi", "1e3", "2k"); `None` if malformed or
+/// negative. Floating point is exact enough for fitting pods onto nodes.
 pub fn parse_quantity(s: &str) -> Option<f64> {
-    const SUFFIXES: [(&str, f64); 15] = [
-        ("Ki", 1024.0),
-        ("Mi", 1048576.0),
-        ("Gi", 1073741824.0),
-        ("Ti", 1099511627776.0),
-        ("Pi", 1125899906842624.0),
-        ("Ei", 1152921504606846976.0),
-        ("n", 1e-9),
-        ("u", 1e-6),
-        ("m", 1e-3),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-        ("P", 1e15),
-        ("E", 1e18),
-    ];
-    let s = s.trim();
-    let (number, factor) = SUFFIXES
-        .iter()
-        .find_map(|(suf, f)| s.strip_suffix(suf).map(|n| (n, *f)))
-        .unwrap_or((s, 1.0));
-    // "1E" is exa, but "1e3" is an exponent: a digit after the letter tells them apart.
-    if number.is_empty()
-        || !number
-            .chars()
-            .all(|c| c.is_ascii_digit() || "+-.eE".contains(c))
-    {
-        return None;
-    }
-    let v: f64 = number.parse().ok()?;
-    (v.is_finite() && v >= 0.0).then_some(v * factor)
+    kinet_types::quantity::Quantity::parse(s.trim())
+        .filter(|q| !q.is_negative())
+        .map(|q| q.as_f64())
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 
 // Generated data: one row per line reads better than rustfmt's layout.
 #[rustfmt::skip]
+mod admin;
+#[rustfmt::skip]
 mod apps;
 #[rustfmt::skip]
 mod batch;
@@ -20,6 +22,7 @@ mod meta;
 mod networking;
 
 pub use self::core::*;
+pub use admin::*;
 pub use apps::*;
 pub use batch::*;
 pub use coordination::*;
@@ -121,6 +124,17 @@ static KINDS: &[(&str, &str, &Message)] = &[
     ("v1", "Node", &CORE_NODE),
     ("v1", "Endpoints", &CORE_ENDPOINTS),
     ("v1", "Event", &CORE_EVENT),
+    ("v1", "ResourceQuota", &CORE_RESOURCE_QUOTA),
+    (
+        "policy/v1",
+        "PodDisruptionBudget",
+        &POLICY_POD_DISRUPTION_BUDGET,
+    ),
+    (
+        "scheduling.k8s.io/v1",
+        "PriorityClass",
+        &SCHED_PRIORITY_CLASS,
+    ),
     ("apps/v1", "Deployment", &APPS_DEPLOYMENT),
     ("apps/v1", "ReplicaSet", &APPS_REPLICA_SET),
     ("apps/v1", "DaemonSet", &APPS_DAEMON_SET),
