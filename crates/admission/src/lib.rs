@@ -17,6 +17,7 @@ pub use strict::{field_problems, strict_decoding_error};
 mod defaults;
 mod json;
 pub mod limits;
+pub mod priority;
 pub mod quota;
 mod resources;
 mod validation;

@@ -57,6 +57,9 @@ pub async fn run(api: &Api, api_port: u16) -> Result<()> {
         )
         .await?;
     }
+    for class in kinet_admission::priority::system_classes() {
+        ensure(api, "scheduling.k8s.io", "priorityclasses", None, class).await?;
+    }
     let ip = api.network.kubernetes_ip().to_string();
     let svc = json!({
         "apiVersion": "v1",

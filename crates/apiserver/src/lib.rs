@@ -13,7 +13,7 @@ mod http;
 pub mod nodeproxy;
 pub mod openapi;
 pub mod path;
-mod quota;
+mod plugins;
 pub mod repair;
 pub mod rest;
 mod server;
@@ -185,7 +185,7 @@ pub async fn run_with_kubelet_client(
     let port = config.listen.first().map(SocketAddr::port).unwrap_or(6443);
     let findings = repair::run(&api.store, &config.data_dir).await?;
     let crd_controller = tokio::spawn(crds::run(api.clone()));
-    let quota_controller = tokio::spawn(quota::run(api.clone()));
+    let quota_controller = tokio::spawn(plugins::run_quota_status(api.clone()));
     bootstrap::run(&api, port)
         .await
         .map_err(ServeError::api("bootstrapping"))?;

@@ -1,10 +1,11 @@
-//! What kube-apiserver's default admission plugins add to a Pod on create: ServiceAccount,
-//! DefaultTolerationSeconds and Priority. They only fill fields that are absent, so applying
-//! them again on update (where these fields are immutable and already stored) changes nothing.
+//! What kube-apiserver's default admission plugins add to a Pod on create: ServiceAccount and
+//! DefaultTolerationSeconds (Priority reads stored classes: [`crate::priority`]). They only fill
+//! fields that are absent, so applying them again on update (where these fields are immutable
+//! and already stored) changes nothing.
 
 use serde_json::{json, Value};
 
-use crate::json::{default_str, default_to, ensure, Obj};
+use crate::json::{default_str, ensure, Obj};
 
 use super::Settings;
 
@@ -14,7 +15,6 @@ pub fn pod(obj: &mut Obj, settings: &Settings) {
     let spec = ensure(obj, "spec");
     service_account(spec);
     default_toleration_seconds(spec, settings.default_toleration_seconds);
-    priority(spec);
 }
 
 /// ServiceAccount: pods run as `default` unless told otherwise; the deprecated
@@ -59,23 +59,6 @@ fn default_toleration_seconds(spec: &mut Obj, seconds: u64) {
         all.extend(added);
         spec.insert("tolerations".into(), Value::Array(all));
     }
-}
-
-/// Priority: no PriorityClass objects exist besides the two built-in system classes, so a
-/// pod without a class gets 0. Unknown class names are left for the server to reject.
-fn priority(spec: &mut Obj) {
-    let class = spec
-        .get("priorityClassName")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let value = match class {
-        "" => 0,
-        "system-cluster-critical" => 2_000_000_000,
-        "system-node-critical" => 2_000_001_000,
-        _ => return,
-    };
-    default_to(spec, "priority", json!(value));
-    default_to(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
 }
 
 /// The IngressClass annotation that marks the cluster's default class.

@@ -90,8 +90,6 @@ fn cases() -> Vec<Case> {
                 // admission plugins
                 ("/spec/serviceAccountName", json!("default")),
                 ("/spec/serviceAccount", json!("default")),
-                ("/spec/priority", json!(0)),
-                ("/spec/preemptionPolicy", json!("PreemptLowerPriority")),
                 (
                     "/spec/tolerations",
                     json!([
@@ -110,7 +108,6 @@ fn cases() -> Vec<Case> {
             vec![
                 ("/spec/containers/0/ports/0/hostPort", json!(53)),
                 ("/spec/serviceAccount", json!("robot")),
-                ("/spec/priority", json!(2000001000)),
                 (
                     "/spec/tolerations",
                     json!([

@@ -208,6 +208,7 @@ impl Api {
                 if let Some(ns) = namespace {
                     self.default_limits(resource, obj, ns);
                 }
+                self.admit_priority(resource, obj)?;
             }
         }
         if (resource.group, resource.kind) == ("networking.k8s.io", "Ingress") {

@@ -1,9 +1,9 @@
 //! The API server driven over HTTPS: node streaming, service-account tokens and mutated writes.
 //! One test binary, because each binary links the whole API server.
 
+mod admission_plugins;
 mod conflicts;
 mod fuzz_writes;
 mod health;
 mod node_stream;
-mod quotas;
 mod service_account_tokens;

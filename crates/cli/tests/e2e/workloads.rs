@@ -162,6 +162,21 @@ fn limits_and_quotas(c: &Cluster) {
             .find(|l| l.contains("FailedCreate") && l.contains("exceeded quota: compute"))
             .map(|l| assert!(l.contains("Error creating: pods \"busy-") && l.contains("is forbidden: exceeded quota: compute, requested: pods=1, used: pods=2, limited: pods=2"), "{l}"))
     });
+    // The built-in PriorityClasses exist, and kubectl's generator (protobuf) makes another.
+    c.kubectl_ok(&[
+        "get",
+        "priorityclass",
+        "system-node-critical",
+        "system-cluster-critical",
+    ]);
+    c.kubectl_ok(&[
+        "create",
+        "priorityclass",
+        "low",
+        "--value=-5",
+        "--description=batch",
+    ]);
+    assert_eq!(json(c, &["get", "priorityclass", "low"])["value"], -5);
     let refused = create_refused(c, BIG);
     assert!(
         refused.contains(

@@ -1,5 +1,6 @@
-//! The LimitRanger and ResourceQuota admission plugins over the stored LimitRanges and
-//! ResourceQuotas, and the quota controller's part that keeps each quota's `status.used`.
+//! The admission plugins that read stored objects (LimitRanger, ResourceQuota and Priority, over
+//! the stored LimitRanges, ResourceQuotas and PriorityClasses), and the quota controller's part
+//! that keeps each quota's `status.used`.
 //!
 //! Quota admission counts what the namespace holds now, under one lock held until the new
 //! object is stored, so two creates cannot both take the last unit. kube-apiserver instead
@@ -9,7 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use futures::FutureExt;
-use kinet_admission::{limits, quota};
+use kinet_admission::{limits, priority, quota};
 use kinet_store::{Mutation, Stored};
 use kinet_types::registry::{self, Resource};
 use kinet_types::{ApiError, Result};
@@ -46,6 +47,18 @@ impl Api {
             let ranges: Vec<&Value> = ranges.iter().map(|r| &r.value).collect();
             limits::default_pod(obj, &ranges);
         }
+    }
+
+    /// Priority: a new pod's priority from its PriorityClass; 403 for a class that does not exist.
+    pub(crate) fn admit_priority(&self, resource: &Resource, obj: &mut Value) -> Result<()> {
+        if (resource.group, resource.plural) != ("", "pods") {
+            return Ok(());
+        }
+        let classes = registry::lookup("scheduling.k8s.io", "v1", "priorityclasses")
+            .expect("priorityclasses are served");
+        let (stored, _) = self.store.list(&collection_prefix(classes, None));
+        let stored: Vec<&Value> = stored.iter().map(|s| &s.value).collect();
+        priority::admit(obj, &stored).map_err(|why| forbidden(resource, obj, &why))
     }
 
     /// LimitRanger's bounds on a new pod or claim: 403 naming the first range it breaks.
@@ -162,7 +175,7 @@ fn namespace_of(key: &str) -> Option<&str> {
 
 /// Keeps every quota's status current: after each batch of changes, recomputes the quotas of
 /// the namespaces the batch touched. Runs until the store closes.
-pub async fn run(api: Arc<Api>) {
+pub async fn run_quota_status(api: Arc<Api>) {
     loop {
         let rv = api.store.current_rv();
         let (all, _) = api

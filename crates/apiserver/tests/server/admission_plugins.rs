@@ -1,10 +1,12 @@
-//! LimitRanger and ResourceQuota admission through kube-rs: defaults land on new pods, bounds
-//! and quotas refuse with kube-apiserver's 403 texts, concurrent creates never overshoot a
-//! quota, and each quota's status follows what its namespace holds.
+//! The admission plugins that read stored objects, through kube-rs: LimitRanger's defaults land
+//! on new pods, bounds and quotas refuse with kube-apiserver's 403 texts, concurrent creates
+//! never overshoot a quota, each quota's status follows what its namespace holds, and Priority
+//! resolves PriorityClasses, the two built-in ones included.
 
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, Pod, ResourceQuota};
+use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kinet_testkit::TestApi;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{json, Value};
@@ -159,4 +161,37 @@ async fn quotas_refuse_what_goes_over_and_track_usage() {
          used: count/configmaps=2, limited: count/configmaps=2"
     );
     used(&quotas, "compute", "count/configmaps", "2").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn priority_classes_decide_pod_priority() {
+    let api = TestApi::start().await.unwrap();
+    let client = api.client().unwrap();
+    let classes: Api<PriorityClass> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let builtin = classes.get("system-node-critical").await.unwrap();
+    assert_eq!(builtin.value, 2_000_001_000);
+    let mut critical = pod("critical", json!({}));
+    critical.spec.as_mut().unwrap().priority_class_name = Some("system-cluster-critical".into());
+    let made = pods
+        .create(&PostParams::default(), &critical)
+        .await
+        .unwrap();
+    assert_eq!(made.spec.unwrap().priority, Some(2_000_000_000));
+
+    let mut unknown = pod("unknown", json!({}));
+    unknown.spec.as_mut().unwrap().priority_class_name = Some("gold".into());
+    assert_eq!(
+        forbidden(
+            pods.create(&PostParams::default(), &unknown)
+                .await
+                .unwrap_err()
+        ),
+        "pods \"unknown\" is forbidden: no PriorityClass with name gold was found"
+    );
+    let plain = pods
+        .create(&PostParams::default(), &pod("plain", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(plain.spec.unwrap().priority, Some(0));
 }
