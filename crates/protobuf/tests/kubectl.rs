@@ -664,3 +664,72 @@ fn pod_disruption_budget() {
                        "expectedPods": 0}}"#,
     );
 }
+
+#[test]
+fn rbac_kinds() {
+    use k8s_pb::api::rbac::v1 as rbac;
+    // kubectl create rolebinding rb --role=r --serviceaccount=default:x --user=alice
+    let binding = rbac::RoleBinding {
+        metadata: Some(go_meta("rb", &[])),
+        subjects: vec![
+            rbac::Subject {
+                kind: Some("User".into()),
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                name: Some("alice".into()),
+                namespace: Some(String::new()),
+            },
+            rbac::Subject {
+                kind: Some("ServiceAccount".into()),
+                api_group: Some(String::new()),
+                name: Some("x".into()),
+                namespace: Some("default".into()),
+            },
+        ],
+        role_ref: Some(rbac::RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: Some("Role".into()),
+            name: Some("r".into()),
+        }),
+    };
+    check(
+        &envelope("rbac.authorization.k8s.io/v1", "RoleBinding", &binding),
+        r#"{"kind": "RoleBinding", "apiVersion": "rbac.authorization.k8s.io/v1",
+            "metadata": {"name": "rb", "creationTimestamp": null},
+            "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "alice"},
+                         {"kind": "ServiceAccount", "name": "x", "namespace": "default"}],
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"}}"#,
+    );
+    // kubectl create clusterrole cr --verb=get --non-resource-url=/logs
+    let role = rbac::ClusterRole {
+        metadata: Some(go_meta("cr", &[])),
+        rules: vec![rbac::PolicyRule {
+            verbs: vec!["get".into()],
+            non_resource_ur_ls: vec!["/logs".into()],
+            ..Default::default()
+        }],
+        aggregation_rule: None,
+    };
+    check(
+        &envelope("rbac.authorization.k8s.io/v1", "ClusterRole", &role),
+        r#"{"kind": "ClusterRole", "apiVersion": "rbac.authorization.k8s.io/v1",
+            "metadata": {"name": "cr", "creationTimestamp": null},
+            "rules": [{"verbs": ["get"], "nonResourceURLs": ["/logs"]}]}"#,
+    );
+    // kubectl create clusterrole agg --aggregation-rule=a=b
+    let aggregated = rbac::ClusterRole {
+        metadata: Some(go_meta("agg", &[])),
+        rules: vec![],
+        aggregation_rule: Some(rbac::AggregationRule {
+            cluster_role_selectors: vec![LabelSelector {
+                match_labels: labels(&[("a", "b")]),
+                ..Default::default()
+            }],
+        }),
+    };
+    check(
+        &envelope("rbac.authorization.k8s.io/v1", "ClusterRole", &aggregated),
+        r#"{"kind": "ClusterRole", "apiVersion": "rbac.authorization.k8s.io/v1",
+            "metadata": {"name": "agg", "creationTimestamp": null}, "rules": null,
+            "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"a": "b"}}]}}"#,
+    );
+}

@@ -135,6 +135,22 @@ static KINDS: &[(&str, &str, &Message)] = &[
         "PriorityClass",
         &SCHED_PRIORITY_CLASS,
     ),
+    ("rbac.authorization.k8s.io/v1", "Role", &RBAC_ROLE),
+    (
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRole",
+        &RBAC_CLUSTER_ROLE,
+    ),
+    (
+        "rbac.authorization.k8s.io/v1",
+        "RoleBinding",
+        &RBAC_ROLE_BINDING,
+    ),
+    (
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRoleBinding",
+        &RBAC_CLUSTER_ROLE_BINDING,
+    ),
     ("apps/v1", "Deployment", &APPS_DEPLOYMENT),
     ("apps/v1", "ReplicaSet", &APPS_REPLICA_SET),
     ("apps/v1", "DaemonSet", &APPS_DAEMON_SET),
