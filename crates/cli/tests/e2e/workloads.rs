@@ -257,6 +257,17 @@ fn stateful_sets_jobs_and_cron_jobs() {
         );
     }
     assert_eq!(exec(&c, "web-0", &["hostname"]).trim(), "web-0");
+    // kubectl's rollout commands read the StatefulSet's status and revisions.
+    let status = c.kubectl_ok(&["rollout", "status", "statefulset/web", "--timeout=60s"]);
+    assert!(
+        status.contains("partitioned roll out complete") || status.contains("roll out complete"),
+        "{status}"
+    );
+    let history = c.kubectl_ok(&["rollout", "history", "statefulset/web"]);
+    assert!(
+        history.lines().any(|l| l.trim_start().starts_with('1')),
+        "{history}"
+    );
     let sts = c.kubectl_ok(&["get", "statefulset", "web"]);
     let rows: Vec<Vec<&str>> = sts
         .lines()
@@ -333,4 +344,11 @@ fn stateful_sets_jobs_and_cron_jobs() {
         .as_str()
         .unwrap_or_default();
     assert!(last.ends_with(":00Z"), "{cj}");
+
+    // A Job made by hand from the CronJob's template, as `kubectl create job --from` does.
+    c.kubectl_ok(&["create", "job", "by-hand", "--from=cronjob/tick"]);
+    poll("the job made from the cron job completes", || {
+        let j = json(&c, &["get", "job", "by-hand"]);
+        (j["status"]["succeeded"] == 1).then_some(())
+    });
 }
