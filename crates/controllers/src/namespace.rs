@@ -1,5 +1,6 @@
 //! The namespace controller: a Namespace with a deletionTimestamp is emptied (every namespaced
-//! kind listed and deleted), then finalized and deleted, so `kubectl delete ns` returns.
+//! resource discovery lists, custom resources included, listed and deleted), then finalized
+//! and deleted, so `kubectl delete ns` returns.
 //!
 //! Pods on a node terminate gracefully; if no node agent removes one by the end of its grace
 //! period, it is deleted with grace 0, as upstream's controller does once the kubelet is gone.
@@ -9,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, networking, policy};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, PostParams};
+use kube::discovery::{verbs, Discovery, Scope};
 use kube::runtime::controller::Action;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client, ResourceExt};
@@ -19,35 +20,20 @@ use serde_json::json;
 
 use crate::runtime::run_controller;
 
-/// Every namespaced kind the API server serves.
-fn namespaced_kinds() -> Vec<ApiResource> {
-    fn k<K: kube::Resource<DynamicType = ()>>() -> ApiResource {
-        ApiResource::erase::<K>(&())
-    }
-    vec![
-        k::<apps::v1::Deployment>(),
-        k::<apps::v1::DaemonSet>(),
-        k::<apps::v1::StatefulSet>(),
-        k::<apps::v1::ControllerRevision>(),
-        k::<batch::v1::CronJob>(),
-        k::<batch::v1::Job>(),
-        k::<core::v1::PersistentVolumeClaim>(),
-        k::<core::v1::ResourceQuota>(),
-        k::<core::v1::LimitRange>(),
-        k::<policy::v1::PodDisruptionBudget>(),
-        k::<apps::v1::ReplicaSet>(),
-        k::<core::v1::Pod>(),
-        k::<core::v1::Service>(),
-        k::<core::v1::Endpoints>(),
-        k::<discovery::v1::EndpointSlice>(),
-        k::<core::v1::ConfigMap>(),
-        k::<core::v1::Secret>(),
-        k::<core::v1::ServiceAccount>(),
-        k::<coordination::v1::Lease>(),
-        k::<networking::v1::Ingress>(),
-        k::<networking::v1::NetworkPolicy>(),
-        k::<core::v1::Event>(),
-    ]
+/// Every namespaced resource the API server serves that can be listed and deleted, custom
+/// resources included, read from discovery as upstream's namespace controller does.
+async fn namespaced_kinds(client: &Client) -> Result<Vec<ApiResource>, kube::Error> {
+    let discovery = Discovery::new(client.clone()).run().await?;
+    Ok(discovery
+        .groups()
+        .flat_map(|g| g.recommended_resources())
+        .filter(|(_, caps)| {
+            caps.scope == Scope::Namespaced
+                && caps.supports_operation(verbs::LIST)
+                && caps.supports_operation(verbs::DELETE)
+        })
+        .map(|(ar, _)| ar)
+        .collect())
 }
 
 /// What the controller knows of one object in a terminating namespace.
@@ -84,16 +70,12 @@ pub fn step(item: &Item, now: Timestamp) -> Step {
 
 struct Ctx {
     client: Client,
-    kinds: Vec<ApiResource>,
 }
 
 /// Runs the loop.
 pub async fn run(client: Client) -> Result<(), crate::LoopError> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ctx = Arc::new(Ctx {
-        client,
-        kinds: namespaced_kinds(),
-    });
+    let ctx = Arc::new(Ctx { client });
     let controller = Controller::new(namespaces, watcher::Config::default());
     run_controller(
         "namespace",
@@ -113,7 +95,7 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, kube::Er
     let name = ns.name_any();
     let now = Timestamp::now();
     let mut remaining = 0;
-    for ar in &ctx.kinds {
+    for ar in &namespaced_kinds(&ctx.client).await? {
         let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &name, ar);
         for obj in api.list(&ListParams::default()).await?.items {
             remaining += 1;

@@ -370,6 +370,18 @@ fn gateway_api_shaped_definitions_serve_their_resources() {
         show(&smp)
     );
 
+    // Deleting a namespace deletes the custom resources in it, found through discovery.
+    c.kubectl_ok(&["create", "namespace", "routes"]);
+    let route = OBJECTS.split("---").nth(2).unwrap();
+    run_ok(&c, &["apply", "-n", "routes"], route);
+    c.kubectl_ok(&["delete", "namespace", "routes", "--timeout=60s"]);
+    let left = c.kubectl_ok(&[
+        "get",
+        "--raw",
+        "/apis/gateway.networking.k8s.io/v1/namespaces/routes/httproutes",
+    ]);
+    assert!(left.contains(r#""items":[]"#), "{left}");
+
     // Deleting a definition deletes its objects.
     c.kubectl_ok(&["delete", "crd", "httproutes.gateway.networking.k8s.io"]);
     poll("the HTTPRoute resource to go", || {
