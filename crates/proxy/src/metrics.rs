@@ -16,6 +16,63 @@ pub struct Metrics {
     last_programming_latency_micros: AtomicU64,
     max_programming_latency_micros: AtomicU64,
     udp_flows_flushed: AtomicU64,
+    programming: ProgrammingHistogram,
+}
+
+/// kube-proxy's `network_programming_duration_seconds`: from the change that triggered an
+/// EndpointSlice write (its `endpoints.kubernetes.io/last-change-trigger-time`) to the rules
+/// being in the kernel, with kube-proxy's buckets.
+#[derive(Debug)]
+struct ProgrammingHistogram {
+    /// Observations per bucket (not cumulative), the last one past every bound.
+    counts: Vec<AtomicU64>,
+    sum_micros: AtomicU64,
+}
+
+/// 0.25 s and 0.5 s, then every second to 59 s, every 5 s to 115 s, every 30 s to 300 s.
+fn programming_bounds() -> Vec<f64> {
+    let mut b = vec![0.25, 0.5];
+    b.extend((1..60).map(f64::from));
+    b.extend((0..12).map(|i| 60.0 + 5.0 * f64::from(i)));
+    b.extend((0..7).map(|i| 120.0 + 30.0 * f64::from(i)));
+    b
+}
+
+impl Default for ProgrammingHistogram {
+    fn default() -> Self {
+        ProgrammingHistogram {
+            counts: (0..=programming_bounds().len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+}
+
+impl ProgrammingHistogram {
+    fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let bucket = programming_bounds()
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(self.counts.len() - 1);
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(micros(d), Ordering::Relaxed);
+    }
+
+    fn prometheus_text(&self, out: &mut String) {
+        let name = "kubeproxy_network_programming_duration_seconds";
+        let _ = writeln!(out, "# HELP {name} In Cluster Network Programming Latency in seconds\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        let bounds = programming_bounds();
+        for (i, count) in self.counts.iter().enumerate() {
+            cumulative += count.load(Ordering::Relaxed);
+            let le = bounds.get(i).map_or("+Inf".to_string(), |b| b.to_string());
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}");
+    }
 }
 
 /// A copy of the metrics at one moment.
@@ -60,6 +117,11 @@ impl Metrics {
         self.sync_failures.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// One EndpointSlice change programmed, `d` after the change that triggered it.
+    pub(crate) fn record_network_programming(&self, d: Duration) {
+        self.programming.observe(d);
+    }
+
     pub(crate) fn record_programming_latency(&self, d: Duration) {
         self.last_programming_latency_micros
             .store(micros(d), Ordering::Relaxed);
@@ -90,7 +152,9 @@ pub trait MetricsSource: Send + Sync {
 
 impl MetricsSource for Metrics {
     fn prometheus_text(&self) -> String {
-        self.snapshot().prometheus_text()
+        let mut text = self.snapshot().prometheus_text();
+        self.programming.prometheus_text(&mut text);
+        text
     }
 }
 
@@ -192,5 +256,26 @@ mod tests {
             text.contains("kinet_proxy_last_sync_duration_seconds 0.003\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn network_programming_is_a_histogram_with_kube_proxys_buckets() {
+        let m = Metrics::default();
+        m.record_network_programming(Duration::from_millis(300));
+        m.record_network_programming(Duration::from_millis(1500));
+        m.record_network_programming(Duration::from_secs(400));
+        let text = MetricsSource::prometheus_text(&m);
+        let name = "kubeproxy_network_programming_duration_seconds";
+        for line in [
+            format!("{name}_bucket{{le=\"0.25\"}} 0\n"),
+            format!("{name}_bucket{{le=\"0.5\"}} 1\n"),
+            format!("{name}_bucket{{le=\"2\"}} 2\n"),
+            format!("{name}_bucket{{le=\"300\"}} 2\n"),
+            format!("{name}_bucket{{le=\"+Inf\"}} 3\n"),
+            format!("{name}_sum 401.8\n{name}_count 3\n"),
+        ] {
+            assert!(text.contains(&line), "{line} missing from\n{text}");
+        }
+        assert_eq!(programming_bounds().len(), 80);
     }
 }

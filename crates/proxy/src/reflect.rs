@@ -8,7 +8,7 @@ use std::time::Instant;
 use futures::StreamExt;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::Api;
+use kube::{Api, ResourceExt};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -22,7 +22,12 @@ pub struct Changes {
     oldest: Mutex<Option<Instant>>,
     /// The proxy's healthz, told of every change too, until a sync succeeds.
     healthz: Option<Arc<ProxyHealthz>>,
+    /// The trigger times of the EndpointSlice changes no sync has covered yet.
+    triggers: Mutex<Vec<k8s_openapi::jiff::Timestamp>>,
 }
+
+/// What an EndpointSlice's controller says started the change that wrote it.
+pub const TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 
 impl Changes {
     /// Changes that also keep `healthz` current.
@@ -52,6 +57,27 @@ impl Changes {
 
     pub fn take(&self) -> Option<Instant> {
         self.oldest.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    fn note_trigger(&self, annotations: &std::collections::BTreeMap<String, String>) {
+        if let Some(t) = annotations.get(TRIGGER_TIME).and_then(|t| t.parse().ok()) {
+            self.triggers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(t);
+        }
+    }
+
+    /// The trigger times of the changes up to now; put back with [`Changes::restore_triggers`]
+    /// if the sync fails.
+    pub fn take_triggers(&self) -> Vec<k8s_openapi::jiff::Timestamp> {
+        std::mem::take(&mut *self.triggers.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn restore_triggers(&self, mut earlier: Vec<k8s_openapi::jiff::Timestamp>) {
+        let mut triggers = self.triggers.lock().unwrap_or_else(|e| e.into_inner());
+        earlier.append(&mut triggers);
+        *triggers = earlier;
     }
 
     /// Puts back the start of changes a failed sync did not program.
@@ -96,7 +122,13 @@ where
     let changes = changes.clone();
     tasks.0.push(tokio::spawn(stream.for_each(move |ev| {
         match ev {
-            Ok(_) => changes.mark(),
+            Ok(ev) => {
+                // Changes, not the initial list, are what network programming latency times.
+                if let watcher::Event::Apply(obj) = &ev {
+                    changes.note_trigger(obj.annotations());
+                }
+                changes.mark()
+            }
             Err(e) => tracing::warn!(error = %e, "watch error"),
         }
         futures::future::ready(())

@@ -83,6 +83,21 @@ impl Default for SyncOptions {
     }
 }
 
+/// Observes, for each EndpointSlice change a sync has just put in effect, the time since the
+/// change that triggered it (a trigger stamped later by a skewed clock counts as zero).
+fn record_triggers(metrics: &Metrics, triggers: &[k8s_openapi::jiff::Timestamp]) {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    for t in triggers {
+        let waited = now.duration_since(*t);
+        let waited = if waited.is_negative() {
+            Duration::ZERO
+        } else {
+            waited.unsigned_abs()
+        };
+        metrics.record_network_programming(waited);
+    }
+}
+
 /// Runs the proxy for `node` until the task is dropped, with default options.
 pub async fn run(
     client: Client,
@@ -170,6 +185,7 @@ pub async fn run_with(
         }
         // Everything that arrived up to here is covered by this render.
         let since = changes.take();
+        let triggers = changes.take_triggers();
 
         let start = Instant::now();
         let all_nodes: Vec<Node> = nodes.state().iter().map(|n| (**n).clone()).collect();
@@ -251,6 +267,7 @@ pub async fn run_with(
                 if let Some(t) = since {
                     opts.metrics.record_programming_latency(t.elapsed());
                 }
+                record_triggers(&opts.metrics, &triggers);
                 tracing::debug!(?duration, "proxy rules loaded");
                 if let Some(tx) = opts.applied.as_ref().filter(|_| iptables.is_none()) {
                     tx.send_replace(Some(Arc::new(renderer.ruleset())));
@@ -261,6 +278,8 @@ pub async fn run_with(
             Ok(ApplyOutcome::Unchanged) => {
                 retry_at = None;
                 opts.metrics.record_unchanged();
+                // Already in the kernel: programmed as of now.
+                record_triggers(&opts.metrics, &triggers);
                 report(&opts.health, Ok(()));
                 opts.healthz.updated();
             }
@@ -270,6 +289,7 @@ pub async fn run_with(
                 tracing::error!(error = %e, "proxy sync failed; retrying with a repair");
                 retry_at = Some(Instant::now() + opts.retry_period);
                 changes.restore(since);
+                changes.restore_triggers(triggers);
             }
         }
         if addr_result.is_err() {

@@ -503,7 +503,28 @@ fn node_ports_and_load_balancers_serve_from_outside_the_cluster() {
             metrics.contains("kinet_proxy_last_network_programming_seconds "),
             "{metrics}"
         );
+        // kube-proxy's histogram, fed by the slices' trigger times: `np`'s slice counted.
+        let count = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("kubeproxy_network_programming_duration_seconds_count "))
+            .and_then(|n| n.parse::<u64>().ok());
+        assert!(count.is_some_and(|n| n > 0), "{name}: {metrics}");
     }
+    let slice = json(
+        &c,
+        &[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=np",
+        ],
+    );
+    let stamped = &slice["items"][0]["metadata"]["annotations"]
+        ["endpoints.kubernetes.io/last-change-trigger-time"];
+    assert!(
+        stamped.as_str().is_some_and(|t| t.ends_with('Z')),
+        "{slice}"
+    );
 
     // LoadBalancer: the allocator sets an address from the underlay pool.
     c.kubectl_ok(&[

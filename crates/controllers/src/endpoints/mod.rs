@@ -12,6 +12,7 @@ pub mod lenient;
 pub mod slices;
 #[cfg(test)]
 mod tests;
+pub mod trigger;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -41,6 +42,7 @@ struct Ctx {
     client: Client,
     services: Store<Service>,
     pods: Store<Pod>,
+    triggers: trigger::TriggerTimes,
 }
 
 /// Runs the loop, with a skip list of its own.
@@ -167,6 +169,7 @@ pub async fn run_with(client: Client, skips: Arc<lenient::Skips>) -> Result<(), 
         client,
         services,
         pods,
+        triggers: trigger::TriggerTimes::default(),
     });
     let worker = async move {
         // Acting on a half-filled store would drop endpoints for pods not yet listed.
@@ -260,6 +263,7 @@ async fn reconcile(ctx: &Ctx, (ns, name): &Key) -> kube::Result<()> {
         tokio::try_join!(slice_api.list(&owned), endpoints.get_opt(name),)?;
     let existing_slices = existing_slices.items;
     let Some(svc) = svc.clone().filter(|s| desired::selector(s).is_some()) else {
+        ctx.triggers.forget(&(ns.clone(), name.clone()));
         // No Service: its Endpoints go. A selector-less Service keeps hand-written Endpoints.
         if svc.is_none() {
             ignore_gone(
@@ -287,12 +291,20 @@ async fn reconcile(ctx: &Ctx, (ns, name): &Key) -> kube::Result<()> {
         .collect();
     let pods: Vec<&Pod> = pods.iter().map(Arc::as_ref).collect();
 
+    let triggered = ctx
+        .triggers
+        .compute(&(ns.clone(), name.clone()), &svc, &pods);
     // Slices first: they are what the proxy and DNS follow; Endpoints are for older clients.
     // A Service being deleted (foreground) must not get slices back while GC removes them.
     if svc.metadata.deletion_timestamp.is_none() {
-        write_slices(&slice_api, desired_slices(&svc, &pods, &existing_slices)).await?;
+        let mut changes = desired_slices(&svc, &pods, &existing_slices);
+        for s in changes.update.iter_mut().chain(changes.create.iter_mut()) {
+            trigger::stamp(&mut s.metadata.annotations, triggered);
+        }
+        write_slices(&slice_api, changes).await?;
     }
-    let want = desired_endpoints(&svc, &pods);
+    let mut want = desired_endpoints(&svc, &pods);
+    trigger::stamp(&mut want.metadata.annotations, triggered);
     match current_endpoints {
         None => ignore_gone(
             endpoints
@@ -304,6 +316,7 @@ async fn reconcile(ctx: &Ctx, (ns, name): &Key) -> kube::Result<()> {
             let mut next = have.clone();
             next.subsets = want.subsets;
             next.metadata.labels = want.metadata.labels;
+            trigger::stamp(&mut next.metadata.annotations, triggered);
             endpoints
                 .replace(name, &PostParams::default(), &next)
                 .await?;
