@@ -345,19 +345,7 @@ async fn establish(api: &Api, stored: &Stored) {
         return;
     }
     let key = crate::rest::object_key(crd_resource(), None, &name);
-    let rv = stored.rv.to_string();
-    let written = api
-        .store
-        .write(&key, move |current| match current {
-            // Written only over the revision it was computed from; a newer one gets its own turn.
-            Some(c) if c["metadata"]["resourceVersion"].as_str() == Some(rv.as_str()) => {
-                let mut next = c.clone();
-                next["status"] = status;
-                Ok(Mutation::Put(next))
-            }
-            _ => Ok(Mutation::Unchanged),
-        })
-        .await;
+    let written = api.write_status_over(&key, stored.rv, status).await;
     if let Err(e) = written {
         tracing::warn!(crd = %name, error = %e.message, "could not write the definition's status");
     }

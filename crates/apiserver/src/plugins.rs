@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use kinet_admission::{limits, priority, quota};
-use kinet_store::{Mutation, Stored};
+use kinet_store::Stored;
 use kinet_types::registry::{self, Resource};
 use kinet_types::{ApiError, Result};
 use serde_json::{json, Value};
@@ -147,19 +147,7 @@ async fn refresh(api: &Api, namespace: &str) {
             .unwrap_or_default()
             .to_string();
         let key = object_key(core("resourcequotas"), Some(namespace), &name);
-        let rv = q.rv;
-        let written = api
-            .store
-            .write(&key, move |current| match current {
-                // Only over the revision it was computed from; a newer one gets its own turn.
-                Some(c) if meta::resource_version(c) == Some(rv) => {
-                    let mut next = c.clone();
-                    next["status"] = status;
-                    Ok(Mutation::Put(next))
-                }
-                _ => Ok(Mutation::Unchanged),
-            })
-            .await;
+        let written = api.write_status_over(&key, q.rv, status).await;
         if let Err(e) = written {
             tracing::warn!(quota = %name, namespace, error = %e.message, "could not write the quota's status");
         }

@@ -138,6 +138,28 @@ impl Call {
 }
 
 impl Api {
+    /// Writes `status` into the object at `key` only if it is still at revision `rv`, the one
+    /// the status was computed from (a newer revision gets its own turn), as the API server's
+    /// own controllers do.
+    pub(crate) async fn write_status_over(
+        &self,
+        key: &str,
+        rv: u64,
+        status: serde_json::Value,
+    ) -> Result<()> {
+        self.store
+            .write(key, move |current| match current {
+                Some(c) if meta::resource_version(c) == Some(rv) => {
+                    let mut next = c.clone();
+                    next["status"] = status;
+                    Ok(kinet_store::Mutation::Put(next))
+                }
+                _ => Ok(kinet_store::Mutation::Unchanged),
+            })
+            .await
+            .map(drop)
+    }
+
     pub async fn handle(
         self: &Arc<Self>,
         _user: &crate::auth::User,

@@ -65,21 +65,7 @@ pub(crate) fn wait_gone(c: &Cluster, selector: &str) {
 
 /// `kubectl apply -f -` with `yaml`, which must succeed.
 pub(crate) fn apply(c: &Cluster, yaml: &str) {
-    use std::io::Write;
-    let mut child = c
-        .kubectl_cmd(&["apply", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = crate::api_schema::kubectl_stdin(c, &["apply"], yaml);
     assert!(out.status.success(), "{}", show(&out));
 }
 

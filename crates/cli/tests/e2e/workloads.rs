@@ -92,21 +92,7 @@ spec:
 
 /// `kubectl create -f -` of `yaml`, which must fail: its stderr.
 fn create_refused(c: &Cluster, yaml: &str) -> String {
-    use std::io::Write;
-    let mut child = c
-        .kubectl_cmd(&["create", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = crate::api_schema::kubectl_stdin(c, &["create"], yaml);
     assert!(!out.status.success(), "{yaml} was created");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
