@@ -123,6 +123,37 @@ fn kind_columns(kind: &str) -> Vec<Col> {
             CONTAINERS,
             IMAGES,
         ],
+        "ResourceQuota" => vec![
+            NAME,
+            AGE,
+            Col("Request", "string", 0, "Request represents a minimum amount of cpu/memory that a container may consume."),
+            Col("Limit", "string", 0, "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node."),
+        ],
+        "PodDisruptionBudget" => vec![
+            NAME,
+            Col("Min Available", "string", 0, "The minimum number of pods that must be available."),
+            Col("Max Unavailable", "string", 0, "The maximum number of pods that may be unavailable."),
+            Col("Allowed Disruptions", "integer", 0, "Calculated number of pods that may be disrupted at this time."),
+            AGE,
+        ],
+        "PriorityClass" => vec![
+            NAME,
+            Col("Value", "integer", 0, "value represents the integer value of this priority class. This is the actual priority that pods receive when they have the name of this class in their pod spec."),
+            Col("Global-Default", "boolean", 0, "globalDefault specifies whether this PriorityClass should be considered as the default priority for pods that do not have any priority class. Only one PriorityClass can be marked as `globalDefault`. However, if more than one PriorityClasses exists with their `globalDefault` field set to true, the smallest value of such global default PriorityClasses will be used as the default priority."),
+            AGE,
+            Col("PreemptionPolicy", "string", 0, "preemptionPolicy is the Policy for preempting pods with lower priority. One of Never, PreemptLowerPriority. Defaults to PreemptLowerPriority if unset."),
+        ],
+        "ControllerRevision" => vec![
+            NAME,
+            Col("Controller", "string", 0, "Controller of the object"),
+            Col("Revision", "string", 0, "Revision indicates the revision of the state represented by Data."),
+            AGE,
+        ],
+        "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" => vec![
+            NAME,
+            Col("Webhooks", "integer", 0, "Webhooks indicates the number of webhooks registered in this configuration"),
+            AGE,
+        ],
         "Job" => vec![
             NAME,
             Col("Status", "string", 0, "Status of the job."),
@@ -199,18 +230,9 @@ mod tests {
 
     #[test]
     fn every_kind_has_named_columns() {
-        // Stored so manifests apply; their kubectl columns are still to be written, so they
-        // get the apiserver's default NAME / CREATED AT table.
-        const DEFAULT_TABLE: &[&str] = &[
-            "ControllerRevision",
-            "PersistentVolumeClaim",
-            "ResourceQuota",
-            "LimitRange",
-            "PodDisruptionBudget",
-            "PriorityClass",
-            "ValidatingWebhookConfiguration",
-            "MutatingWebhookConfiguration",
-        ];
+        // LimitRanges have no printer upstream either; claims' columns are still to be written.
+        // Both get the apiserver's default NAME / CREATED AT table.
+        const DEFAULT_TABLE: &[&str] = &["PersistentVolumeClaim", "LimitRange"];
         for r in RESOURCES
             .iter()
             .filter(|r| !DEFAULT_TABLE.contains(&r.kind))

@@ -10,6 +10,7 @@ mod columns;
 mod core;
 mod duration;
 mod pod;
+mod policy;
 mod util;
 mod workloads;
 
@@ -43,6 +44,13 @@ pub fn cells(resource: &Resource, obj: &Value, now: DateTime<Utc>) -> Vec<Value>
         "Ingress" => workloads::ingress(obj, now),
         "IngressClass" => workloads::ingress_class(obj, now),
         "NetworkPolicy" => workloads::network_policy(obj, now),
+        "ResourceQuota" => policy::resource_quota(obj, now),
+        "PodDisruptionBudget" => policy::pod_disruption_budget(obj, now),
+        "PriorityClass" => policy::priority_class(obj, now),
+        "ControllerRevision" => policy::controller_revision(obj, now),
+        "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" => {
+            policy::webhook_configuration(obj, now)
+        }
         // The apiserver's default table: name and creation time.
         _ => vec![json!(util::name(obj)), json!(util::created(obj))],
     }

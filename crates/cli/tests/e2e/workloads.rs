@@ -129,6 +129,12 @@ fn limits_and_quotas(c: &Cluster) {
         (q["status"]["used"]["pods"] == "2" && q["status"]["used"]["requests.cpu"] == "600m")
             .then_some(())
     });
+    let table = c.kubectl_ok(&["-n", "bounded", "get", "quota"]);
+    assert!(
+        table.starts_with("NAME") && table.contains("REQUEST"),
+        "{table}"
+    );
+    assert!(table.contains("pods: 2/2, requests.cpu: 600m/1"), "{table}");
     let pods = json(c, &["-n", "bounded", "get", "pods"]);
     let pods = pods["items"].as_array().unwrap();
     assert_eq!(pods.len(), 2, "{pods:?}");
