@@ -7,6 +7,7 @@
 //! - Service discovery: [`endpoints`] (Endpoints and EndpointSlices from selectors).
 //! - Workloads: [`deployment`], [`replicaset`], [`daemonset`], [`statefulset`], [`job`], [`cronjob`],
 //!   [`scheduler`], [`nodeipam`].
+//! - Availability: [`disruption`] (PodDisruptionBudget status).
 //! - Node health: [`nodelifecycle`] (silent nodes turn Unknown, taints, pod eviction).
 //! - Storage: [`persistentvolume`] (claims stay Pending and say why: kinet has no volumes).
 //! - [`events`]: the core/v1 Event recorder every loop reports through.
@@ -16,6 +17,7 @@ pub mod client;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 mod error;
 pub mod events;
@@ -87,6 +89,7 @@ pub fn start(client: Client, config: ControllerConfig, metrics: &Arc<LoopMetrics
     spawn_loop("nodeipam", c, m, move |c| nodeipam::run(c, ipam.clone()));
     spawn_loop("service-lb", c, m, loadbalancer::run);
     spawn_loop("persistentvolume", c, m, persistentvolume::run);
+    spawn_loop("disruption", c, m, disruption::run);
     let lifecycle = nodelifecycle::Settings {
         node_monitor_grace_period: config.node_monitor_grace_period,
     };

@@ -130,13 +130,18 @@ fn a_killed_agent_makes_its_node_unknown_and_its_pods_move_elsewhere() {
     };
     until("the Service answers", 30, &curl);
 
-    let victim = format!("{}-worker", c.name);
+    // The victim is a worker holding web pods: under load a slow heartbeat can keep the
+    // scheduler off one worker for a moment, so which one is not fixed.
+    let victim = ["worker", "worker2"]
+        .iter()
+        .map(|w| format!("{}-{w}", c.name))
+        .find(|n| pods.iter().any(|p| node_of(p) == *n))
+        .unwrap_or_else(|| panic!("no web pod on either worker: {pods:?}"));
     let doomed: Vec<Value> = pods
         .iter()
         .filter(|p| node_of(p) == victim)
         .cloned()
         .collect();
-    assert!(!doomed.is_empty(), "no web pod on {victim}");
     let doomed_ips: BTreeSet<String> = doomed
         .iter()
         .map(|p| p["status"]["podIP"].as_str().unwrap().to_string())

@@ -260,6 +260,24 @@ fn stateful_sets_jobs_and_cron_jobs() {
         history.lines().any(|l| l.trim_start().starts_with('1')),
         "{history}"
     );
+    // A budget of 2 over the 3 Ready pods allows one disruption (kubectl create pdb: protobuf).
+    c.kubectl_ok(&[
+        "create",
+        "pdb",
+        "web",
+        "--selector=app=nginx",
+        "--min-available=2",
+    ]);
+    poll("the budget allows one disruption", || {
+        let b = json(&c, &["get", "pdb", "web"]);
+        (b["status"]["disruptionsAllowed"] == 1 && b["status"]["currentHealthy"] == 3).then_some(())
+    });
+    let table = c.kubectl_ok(&["get", "pdb", "web"]);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[1][..4], ["web", "2", "N/A", "1"], "{table}");
     let sts = c.kubectl_ok(&["get", "statefulset", "web"]);
     let rows: Vec<Vec<&str>> = sts
         .lines()

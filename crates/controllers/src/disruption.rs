@@ -1,0 +1,337 @@
+//! The disruption controller: each PodDisruptionBudget's status says how many of its pods are
+//! healthy, how many must stay so, and so how many may be disrupted now, as
+//! kube-controller-manager's does (`kubectl get pdb` shows ALLOWED DISRUPTIONS from it).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::ListParams;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{watcher, Controller};
+use kube::{Api, Client, ResourceExt};
+
+use crate::deployment::plan::scaled_value;
+use crate::events::{object_ref, EventType};
+use crate::replicaset::{pod_ready, selector_of, Error};
+use crate::runtime::{patch_status_if_changed, run_controller, Ctx};
+
+/// How many pods a budget expects, and how many of them must stay healthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Need {
+    pub expected: i32,
+    pub desired_healthy: i32,
+}
+
+/// The budget's need given its `pods` and, when it is a percentage or maxUnavailable, the
+/// replicas its pods' controllers ask for (`scale`).
+pub fn need(
+    pdb: &PodDisruptionBudget,
+    pods: usize,
+    scale: impl FnOnce() -> Result<i32, String>,
+) -> Result<Need, String> {
+    let spec = pdb.spec.clone().unwrap_or_default();
+    if let Some(max_unavailable) = &spec.max_unavailable {
+        let expected = scale()?;
+        let unavailable = scaled_value(max_unavailable, expected, true)?;
+        return Ok(Need {
+            expected,
+            desired_healthy: (expected - unavailable).max(0),
+        });
+    }
+    match &spec.min_available {
+        Some(IntOrString::Int(n)) => Ok(Need {
+            expected: pods as i32,
+            desired_healthy: *n,
+        }),
+        Some(pct @ IntOrString::String(_)) => {
+            let expected = scale()?;
+            Ok(Need {
+                expected,
+                desired_healthy: scaled_value(pct, expected, true)?,
+            })
+        }
+        None => Ok(Need {
+            expected: pods as i32,
+            desired_healthy: 0,
+        }),
+    }
+}
+
+/// The status for `healthy` pods against `need` (or the failure that kept it from being
+/// computed), keeping the condition's transition time when its status does not change.
+pub fn status_for(
+    pdb: &PodDisruptionBudget,
+    healthy: i32,
+    need: Result<Need, String>,
+    now: Timestamp,
+) -> PodDisruptionBudgetStatus {
+    let old = pdb.status.clone().unwrap_or_default();
+    let (need, allowed, reason, message) = match need {
+        Ok(need) => {
+            let allowed = if need.expected <= 0 {
+                0
+            } else {
+                (healthy - need.desired_healthy).max(0)
+            };
+            let reason = if allowed > 0 {
+                "SufficientPods"
+            } else {
+                "InsufficientPods"
+            };
+            (need, allowed, reason, String::new())
+        }
+        Err(e) => (
+            Need {
+                expected: 0,
+                desired_healthy: 0,
+            },
+            0,
+            "SyncFailed",
+            e,
+        ),
+    };
+    let status = if allowed > 0 { "True" } else { "False" };
+    let since = old
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "DisruptionAllowed" && c.status == status)
+        .map_or(Time(now), |c| c.last_transition_time.clone());
+    PodDisruptionBudgetStatus {
+        observed_generation: pdb.metadata.generation,
+        disrupted_pods: old.disrupted_pods,
+        disruptions_allowed: allowed,
+        current_healthy: healthy,
+        desired_healthy: need.desired_healthy,
+        expected_pods: need.expected,
+        conditions: Some(vec![Condition {
+            type_: "DisruptionAllowed".into(),
+            status: status.into(),
+            reason: reason.into(),
+            message,
+            last_transition_time: since,
+            observed_generation: pdb.metadata.generation,
+        }]),
+    }
+}
+
+/// Runs the loop.
+pub async fn run(client: Client) -> Result<(), crate::LoopError> {
+    let ctx = Ctx::new(&client, "controllermanager");
+    let controller = Controller::new(
+        Api::<PodDisruptionBudget>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let store = controller.store();
+    // A pod's change may move any budget of its namespace.
+    let controller = controller.watches(
+        Api::<Pod>::all(client),
+        watcher::Config::default(),
+        move |pod| {
+            store
+                .state()
+                .iter()
+                .filter(|b| b.namespace() == pod.namespace())
+                .map(|b| ObjectRef::from_obj(b.as_ref()))
+                .collect::<Vec<_>>()
+        },
+    );
+    run_controller(
+        "disruption",
+        controller,
+        reconcile,
+        ctx,
+        Duration::from_secs(1),
+    )
+    .await;
+    Ok(())
+}
+
+/// The replicas the controllers of `pods` ask for, as upstream's scale finders read them.
+async fn expected_scale(client: &Client, ns: &str, pods: &[&Pod]) -> Result<i32, String> {
+    let mut total = 0;
+    let mut seen = std::collections::BTreeSet::new();
+    for pod in pods {
+        let owner = pod
+            .owner_references()
+            .iter()
+            .find(|o| o.controller == Some(true))
+            .ok_or_else(|| format!("found no controller ref for pod {:?}", pod.name_any()))?;
+        if !seen.insert(owner.uid.clone()) {
+            continue;
+        }
+        let failed = |e: kube::Error| e.to_string();
+        total += match owner.kind.as_str() {
+            "ReplicaSet" => {
+                let rs = Api::<ReplicaSet>::namespaced(client.clone(), ns)
+                    .get(&owner.name)
+                    .await
+                    .map_err(failed)?;
+                let deployment = rs
+                    .owner_references()
+                    .iter()
+                    .find(|o| o.controller == Some(true) && o.kind == "Deployment");
+                match deployment {
+                    Some(d) if seen.insert(d.uid.clone()) => {
+                        let d = Api::<Deployment>::namespaced(client.clone(), ns)
+                            .get(&d.name)
+                            .await
+                            .map_err(failed)?;
+                        d.spec.and_then(|s| s.replicas).unwrap_or(1)
+                    }
+                    Some(_) => 0,
+                    None => rs.spec.and_then(|s| s.replicas).unwrap_or(1),
+                }
+            }
+            "StatefulSet" => Api::<StatefulSet>::namespaced(client.clone(), ns)
+                .get(&owner.name)
+                .await
+                .map_err(failed)?
+                .spec
+                .and_then(|s| s.replicas)
+                .unwrap_or(1),
+            _ => return Err(format!("found no controllers for pod {:?}", pod.name_any())),
+        };
+    }
+    Ok(total)
+}
+
+async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let ns = pdb.namespace().unwrap_or_default();
+    // policy/v1: an empty selector selects every pod of the namespace, a missing one none.
+    let listed = match pdb.spec.as_ref().and_then(|s| s.selector.as_ref()) {
+        Some(s) => {
+            let params = ListParams::default().labels_from(&selector_of(s)?);
+            Api::<Pod>::namespaced(ctx.client.clone(), &ns)
+                .list(&params)
+                .await?
+                .items
+        }
+        None => Vec::new(),
+    };
+    let pods: Vec<&Pod> = listed.iter().collect();
+    let healthy = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p))
+        .count() as i32;
+    let scale = if pods.is_empty() {
+        Ok(0)
+    } else {
+        expected_scale(&ctx.client, &ns, &pods).await
+    };
+    let need = need(&pdb, pods.len(), || scale.clone());
+    if let Err(e) = &need {
+        ctx.recorder
+            .publish(
+                &object_ref(pdb.as_ref()),
+                EventType::Warning,
+                "CalculateExpectedPodCountFailed",
+                e,
+            )
+            .await;
+    }
+    let status = status_for(&pdb, healthy, need, Timestamp::now());
+    patch_status_if_changed(&ctx.client, pdb.as_ref(), pdb.status.as_ref(), &status).await?;
+    Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pdb(spec: serde_json::Value) -> PodDisruptionBudget {
+        serde_json::from_value(json!({"metadata": {"name": "web", "generation": 2}, "spec": spec}))
+            .unwrap()
+    }
+
+    #[test]
+    fn the_need_follows_min_available_or_max_unavailable() {
+        let n = |spec, pods, scale: i32| need(&pdb(spec), pods, || Ok(scale)).unwrap();
+        assert_eq!(
+            n(json!({"minAvailable": 2}), 3, 9),
+            Need {
+                expected: 3,
+                desired_healthy: 2
+            }
+        );
+        assert_eq!(
+            n(json!({"minAvailable": "50%"}), 3, 5),
+            Need {
+                expected: 5,
+                desired_healthy: 3
+            }
+        );
+        assert_eq!(
+            n(json!({"maxUnavailable": 1}), 3, 4),
+            Need {
+                expected: 4,
+                desired_healthy: 3
+            }
+        );
+        assert_eq!(
+            n(json!({"maxUnavailable": "30%"}), 3, 10),
+            Need {
+                expected: 10,
+                desired_healthy: 7
+            }
+        );
+        assert_eq!(
+            need(&pdb(json!({"maxUnavailable": 1})), 1, || Err(
+                "found no controller ref for pod \"p\"".into()
+            )),
+            Err("found no controller ref for pod \"p\"".into())
+        );
+    }
+
+    #[test]
+    fn disruptions_allowed_and_the_condition() {
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let b = pdb(json!({"minAvailable": 2}));
+        let s = status_for(
+            &b,
+            3,
+            Ok(Need {
+                expected: 3,
+                desired_healthy: 2,
+            }),
+            now,
+        );
+        assert_eq!(
+            (
+                s.disruptions_allowed,
+                s.current_healthy,
+                s.desired_healthy,
+                s.expected_pods
+            ),
+            (1, 3, 2, 3)
+        );
+        assert_eq!(s.observed_generation, Some(2));
+        let c = &s.conditions.as_ref().unwrap()[0];
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("True", "SufficientPods")
+        );
+        let s = status_for(
+            &b,
+            2,
+            Ok(Need {
+                expected: 3,
+                desired_healthy: 2,
+            }),
+            now,
+        );
+        assert_eq!(s.disruptions_allowed, 0);
+        assert_eq!(s.conditions.unwrap()[0].reason, "InsufficientPods");
+        let failed = status_for(&b, 3, Err("no controller".into()), now);
+        assert_eq!(failed.disruptions_allowed, 0);
+        assert_eq!(failed.conditions.unwrap()[0].reason, "SyncFailed");
+    }
+}
