@@ -81,7 +81,7 @@ fn run_blocking(opts: &Options) -> Result<()> {
 
 /// Times `extract` into a fresh `dir`, then removes it. Earlier runs' writes are flushed
 /// first, so each run pays for its own work only: the unpacking, into the page cache.
-fn timed(dir: &Path, extract: impl FnOnce(&Path) -> Result<()>) -> Result<Duration> {
+pub(crate) fn timed(dir: &Path, extract: impl FnOnce(&Path) -> Result<()>) -> Result<Duration> {
     std::fs::create_dir_all(dir)?;
     rustix::fs::syncfs(std::fs::File::open(dir)?)?;
     let start = Instant::now();
@@ -92,7 +92,7 @@ fn timed(dir: &Path, extract: impl FnOnce(&Path) -> Result<()>) -> Result<Durati
 }
 
 /// Writes a tar of about `bytes` and returns its entry count.
-fn write_layer(path: &Path, bytes: usize) -> Result<usize> {
+pub(crate) fn write_layer(path: &Path, bytes: usize) -> Result<usize> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(12);
     let mut tar = tar::Builder::new(std::io::BufWriter::new(std::fs::File::create(path)?));
     let (mut written, mut entries) = (0, 0);
