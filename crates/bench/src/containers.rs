@@ -13,7 +13,6 @@
 //!   the disk and memory each running pod takes.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -34,8 +33,8 @@ use serde_json::json;
 use super::cluster::BenchCluster;
 use super::pods::running_with_ip;
 use super::procs::{disk_bytes, pod_processes, pod_records, pss_kib};
-use super::stats::{ms, ratio, Samples};
-use super::unpack::{timed, write_layer};
+use super::stats::{medians_row, ms, ratio, Samples};
+use super::unpack::{tar_x, timed, write_layer};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -117,26 +116,10 @@ fn imports(dir: &Path, files: &Tarballs, runs: usize) -> Result<()> {
                 Ok(())
             })?);
             theirs.push(timed(&dir.join(format!("tar-{i}")), |d| {
-                for layer in layers {
-                    let out = Command::new("tar")
-                        .arg(flag)
-                        .arg(layer)
-                        .arg("-C")
-                        .arg(d)
-                        .output()?;
-                    if !out.status.success() {
-                        bail!("tar: {}", String::from_utf8_lossy(&out.stderr));
-                    }
-                }
-                Ok(())
+                layers.iter().try_for_each(|layer| tar_x(flag, layer, d))
             })?);
         }
-        println!(
-            "| {name} | {} | {} | {} |",
-            ms(ours.p50()),
-            ms(theirs.p50()),
-            ratio(ours.p50(), theirs.p50())
-        );
+        println!("{}", medians_row(name, &ours, &theirs));
     }
     Ok(())
 }

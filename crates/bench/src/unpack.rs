@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
 
-use super::stats::{ms, ratio, Samples};
+use super::stats::{medians_row, Samples};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -56,25 +56,23 @@ fn run_blocking(opts: &Options) -> Result<()> {
                 Ok(())
             })?);
             let dir = scratch.path().join(format!("tar-{name}-{i}"));
-            theirs.push(timed(&dir, |d| {
-                let out = Command::new("tar")
-                    .arg(tar_flag)
-                    .arg(layer)
-                    .arg("-C")
-                    .arg(d)
-                    .output()?;
-                if !out.status.success() {
-                    bail!("tar: {}", String::from_utf8_lossy(&out.stderr));
-                }
-                Ok(())
-            })?);
+            theirs.push(timed(&dir, |d| tar_x(tar_flag, layer, d))?);
         }
-        println!(
-            "| {name} | {} | {} | {} |",
-            ms(ours.p50()),
-            ms(theirs.p50()),
-            ratio(ours.p50(), theirs.p50())
-        );
+        println!("{}", medians_row(name, &ours, &theirs));
+    }
+    Ok(())
+}
+
+/// GNU `tar` extracting `layer` into `into`; `flag` is `-xf` or `-xzf`.
+pub(crate) fn tar_x(flag: &str, layer: &Path, into: &Path) -> Result<()> {
+    let out = Command::new("tar")
+        .arg(flag)
+        .arg(layer)
+        .arg("-C")
+        .arg(into)
+        .output()?;
+    if !out.status.success() {
+        bail!("tar: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(())
 }
