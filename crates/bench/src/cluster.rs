@@ -69,6 +69,11 @@ impl BenchCluster {
         Ok(())
     }
 
+    /// The cluster's `KINET_HOME` (its image store is under it).
+    pub fn home(&self) -> &std::path::Path {
+        self.home.path()
+    }
+
     pub fn dir(&self) -> PathBuf {
         self.home.path().join(&self.name)
     }

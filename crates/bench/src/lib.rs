@@ -4,11 +4,13 @@
 
 pub mod api;
 mod cluster;
+pub mod containers;
 pub mod controllers;
 pub mod dns;
 pub mod ingress;
 pub mod pods;
 pub mod policy;
+mod procs;
 pub mod proxy;
 mod stats;
 pub mod unpack;

@@ -5,19 +5,20 @@
 //! with iperf3 on one node and across nodes against a veth pair made by hand in the same run.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
+use kinet_agent::pods::PodRecord;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
 use serde_json::json;
 
 use super::cluster::BenchCluster;
+use super::procs::{pod_processes, pss_kib};
 use super::stats::{ms, Samples};
 
 #[derive(Debug, Clone)]
@@ -39,7 +40,7 @@ fn pod(name: &str, app: &str, args: &[&str], node: Option<&str>) -> Result<Pod> 
     }))?)
 }
 
-fn running_with_ip(p: &Pod) -> bool {
+pub(crate) fn running_with_ip(p: &Pod) -> bool {
     p.status.as_ref().is_some_and(|s| {
         s.phase.as_deref() == Some("Running")
             && s.pod_ip.as_deref().is_some_and(|ip| !ip.is_empty())
@@ -106,41 +107,10 @@ async fn batch(client: &Client, app: &str, count: usize) -> Result<(Duration, Sa
     Ok((wall, latencies))
 }
 
-/// Proportional set size of a process in KiB (shared pages split among their users).
-fn pss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("Pss:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// Every process recorded for the cluster's pods (pause and containers), from the agents'
-/// pod records.
-fn pod_pids(dir: &Path) -> Vec<u32> {
-    let mut pids = Vec::new();
-    let Ok(nodes) = std::fs::read_dir(dir.join("nodes")) else {
-        return pids;
-    };
-    for node in nodes.flatten() {
-        for rec in kinet_agent::pods::PodDirs::new(&node.path()).load_all() {
-            pids.extend(rec.pause.map(|p| p.pid));
-            pids.extend(
-                rec.containers
-                    .iter()
-                    .filter_map(|c| c.process.map(|p| p.pid)),
-            );
-        }
-    }
-    pids
-}
-
 async fn memory(c: &BenchCluster, client: &Client, count: usize) -> Result<(f64, f64)> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let before: u64 = pod_pids(&c.dir()).iter().map(|p| pss_kib(*p)).sum();
+    let all = |_: &PodRecord| true;
+    let before: u64 = pod_processes(&c.dir(), all).into_iter().map(pss_kib).sum();
     for i in 0..count {
         pods.create(
             &PostParams::default(),
@@ -161,8 +131,7 @@ async fn memory(c: &BenchCluster, client: &Client, count: usize) -> Result<(f64,
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let pids = pod_pids(&c.dir());
-    let after: u64 = pids.iter().map(|p| pss_kib(*p)).sum();
+    let after: u64 = pod_processes(&c.dir(), all).into_iter().map(pss_kib).sum();
     let per_pod = (after.saturating_sub(before)) as f64 / count as f64;
     let agents: Vec<u32> = std::fs::read_dir(c.dir().join("agents"))?
         .flatten()
@@ -342,7 +311,7 @@ pub async fn run(opts: Options) -> Result<()> {
     }
     let (per_pod, agent) = memory(&c, &client, 100).await?;
     println!(
-        "memory (PSS): {:.0} KiB per idle pod (pause + agnhost pause), {:.0} KiB per agent",
+        "memory (PSS): {:.0} KiB per idle pod (its whole process trees: pause, shim, agnhost pause), {:.0} KiB per agent",
         per_pod, agent
     );
 

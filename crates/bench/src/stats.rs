@@ -52,6 +52,12 @@ pub fn ratio(a: Duration, b: Duration) -> String {
     format!("{:.2}", a.as_secs_f64() / b.as_secs_f64())
 }
 
+/// A table row: `name`, the medians of `ours` and of `theirs` in ms, and their ratio.
+pub fn medians_row(name: &str, ours: &Samples, theirs: &Samples) -> String {
+    let (a, b) = (ours.p50(), theirs.p50());
+    format!("| {name} | {} | {} | {} |", ms(a), ms(b), ratio(a, b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

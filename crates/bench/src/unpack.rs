@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
 
-use super::stats::{ms, ratio, Samples};
+use super::stats::{medians_row, Samples};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -56,32 +56,30 @@ fn run_blocking(opts: &Options) -> Result<()> {
                 Ok(())
             })?);
             let dir = scratch.path().join(format!("tar-{name}-{i}"));
-            theirs.push(timed(&dir, |d| {
-                let out = Command::new("tar")
-                    .arg(tar_flag)
-                    .arg(layer)
-                    .arg("-C")
-                    .arg(d)
-                    .output()?;
-                if !out.status.success() {
-                    bail!("tar: {}", String::from_utf8_lossy(&out.stderr));
-                }
-                Ok(())
-            })?);
+            theirs.push(timed(&dir, |d| tar_x(tar_flag, layer, d))?);
         }
-        println!(
-            "| {name} | {} | {} | {} |",
-            ms(ours.p50()),
-            ms(theirs.p50()),
-            ratio(ours.p50(), theirs.p50())
-        );
+        println!("{}", medians_row(name, &ours, &theirs));
+    }
+    Ok(())
+}
+
+/// GNU `tar` extracting `layer` into `into`; `flag` is `-xf` or `-xzf`.
+pub(crate) fn tar_x(flag: &str, layer: &Path, into: &Path) -> Result<()> {
+    let out = Command::new("tar")
+        .arg(flag)
+        .arg(layer)
+        .arg("-C")
+        .arg(into)
+        .output()?;
+    if !out.status.success() {
+        bail!("tar: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(())
 }
 
 /// Times `extract` into a fresh `dir`, then removes it. Earlier runs' writes are flushed
 /// first, so each run pays for its own work only: the unpacking, into the page cache.
-fn timed(dir: &Path, extract: impl FnOnce(&Path) -> Result<()>) -> Result<Duration> {
+pub(crate) fn timed(dir: &Path, extract: impl FnOnce(&Path) -> Result<()>) -> Result<Duration> {
     std::fs::create_dir_all(dir)?;
     rustix::fs::syncfs(std::fs::File::open(dir)?)?;
     let start = Instant::now();
@@ -92,7 +90,7 @@ fn timed(dir: &Path, extract: impl FnOnce(&Path) -> Result<()>) -> Result<Durati
 }
 
 /// Writes a tar of about `bytes` and returns its entry count.
-fn write_layer(path: &Path, bytes: usize) -> Result<usize> {
+pub(crate) fn write_layer(path: &Path, bytes: usize) -> Result<usize> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(12);
     let mut tar = tar::Builder::new(std::io::BufWriter::new(std::fs::File::create(path)?));
     let (mut written, mut entries) = (0, 0);

@@ -91,6 +91,19 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Containers (root): image load against `tar -x`, container start through the runtime
+    /// against a host process in the same sandbox, pod start, disk and memory per pod.
+    Containers {
+        /// The large image's synthetic layer, uncompressed, in MiB.
+        #[arg(long, default_value_t = 50)]
+        mib: usize,
+        /// Imports and container starts per variant.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Pods started one at a time per image.
+        #[arg(long, default_value_t = 20)]
+        pods: usize,
+    },
     /// Cluster DNS: kinet's server and Knot DNS under dnsperf, with 1k and 10k Services.
     Dns {
         /// Service counts, ascending.
@@ -222,6 +235,9 @@ pub async fn run(what: BenchCommand) -> anyhow::Result<()> {
         }
         BenchCommand::Unpack { mib, runs } => {
             kinet_bench::unpack::run(kinet_bench::unpack::Options { mib, runs }).await
+        }
+        BenchCommand::Containers { mib, runs, pods } => {
+            kinet_bench::containers::run(kinet_bench::containers::Options { mib, runs, pods }).await
         }
         BenchCommand::Dns {
             services,
