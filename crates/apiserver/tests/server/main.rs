@@ -2,6 +2,7 @@
 //! One test binary, because each binary links the whole API server.
 
 mod conflicts;
+mod crds;
 mod fuzz_writes;
 mod health;
 mod node_stream;
