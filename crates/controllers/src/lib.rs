@@ -24,6 +24,7 @@ pub mod loadbalancer;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
+mod owners;
 pub mod replicaset;
 pub mod runtime;
 pub mod scheduler;
