@@ -53,6 +53,24 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn a_string_data_value_that_is_not_a_string_is_refused() {
+        let secrets = lookup("", "v1", "secrets").unwrap();
+        let err = canonicalize(
+            secrets,
+            json!({"metadata": {"name": "s"}, "stringData": {"a": 1}}),
+        )
+        .unwrap_err();
+        assert_eq!(err.code, 400);
+        assert!(
+            err.message.ends_with(
+                "cannot unmarshal number into Go struct field Secret.stringData of type string"
+            ),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
     fn null_selector_value_is_stored_as_empty_string() {
         let svc = lookup("", "v1", "services").unwrap();
         let c = canonicalize(

@@ -31,7 +31,7 @@ fn gv_path(group: &str) -> String {
 /// `/openapi/v3`: the index of group/version documents; `custom` lists the custom resources'
 /// documents (`apis/{group}/{version}`) with their hash, so kubectl's cache, keyed on the URL,
 /// refetches one when its definition changes.
-pub fn index(custom: &[(String, String)]) -> Value {
+pub fn index(custom: &[(&str, &str)]) -> Value {
     let mut paths = Map::new();
     for group in std::iter::once("").chain(registry::groups()) {
         let path = gv_path(group);
@@ -42,7 +42,7 @@ pub fn index(custom: &[(String, String)]) -> Value {
     }
     for (path, hash) in custom {
         paths.insert(
-            path.clone(),
+            path.to_string(),
             json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")}),
         );
     }
@@ -273,7 +273,7 @@ mod tests {
 
     #[test]
     fn index_points_at_every_group_version() {
-        let idx = index(&[("apis/example.com/v1beta1".into(), "h1".into())]);
+        let idx = index(&[("apis/example.com/v1beta1", "h1")]);
         assert_eq!(
             idx["paths"]["apis/example.com/v1beta1"]["serverRelativeURL"],
             "/openapi/v3/apis/example.com/v1beta1?hash=h1"

@@ -83,9 +83,10 @@ async fn route(api: &Arc<Api>, user: &User, req: Request<Incoming>) -> Reply {
             return bytes_reply(200, "text/plain; version=0.0.4; charset=utf-8", text);
         }
         "/openapi/v3" | "/openapi/v3/" if get => {
-            let custom: Vec<(String, String)> = custom_documents(api)
-                .into_iter()
-                .map(|(path, doc)| (path, format!("{:016X}", kinet_types::hash::fnv1a_64(doc))))
+            let docs = api.crds.documents();
+            let custom: Vec<(&str, &str)> = docs
+                .iter()
+                .map(|d| (d.path.as_str(), d.hash.as_str()))
                 .collect();
             return json_reply(200, &openapi::index(&custom));
         }
@@ -108,11 +109,9 @@ async fn route(api: &Arc<Api>, user: &User, req: Request<Incoming>) -> Reply {
         if let Some(doc) = openapi::group_version(gv).filter(|_| get) {
             return bytes_reply(200, "application/json", doc);
         }
-        return match custom_documents(api)
-            .into_iter()
-            .find(|(p, _)| p == gv.trim_matches('/'))
-        {
-            Some((_, doc)) if get => bytes_reply(200, "application/json", doc),
+        let docs = api.crds.documents();
+        return match docs.iter().find(|d| d.path == gv.trim_matches('/')) {
+            Some(doc) if get => bytes_reply(200, "application/json", doc.body.clone()),
             _ => error_reply(&ApiError::no_route()),
         };
     }
@@ -159,33 +158,4 @@ async fn route(api: &Arc<Api>, user: &User, req: Request<Incoming>) -> Reply {
         }
         Route::Unknown => error_reply(&ApiError::no_route()),
     }
-}
-
-/// The OpenAPI v3 documents of the custom group/versions, by index path (`apis/{group}/{version}`).
-fn custom_documents(api: &Api) -> Vec<(String, Vec<u8>)> {
-    let served: Vec<_> = api
-        .crds
-        .resources()
-        .into_iter()
-        .filter_map(|r| api.crds.served(r))
-        .collect();
-    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut gvs: Vec<(&str, &str)> = served
-        .iter()
-        .map(|s| (s.resource.group, s.resource.version))
-        .collect();
-    gvs.dedup();
-    for (group, version) in gvs {
-        let kinds: Vec<_> = served
-            .iter()
-            .filter(|s| (s.resource.group, s.resource.version) == (group, version))
-            .map(|s| (s.resource, &s.version.schema))
-            .collect();
-        let doc = openapi::custom_document(&kinds);
-        out.push((
-            format!("apis/{group}/{version}"),
-            serde_json::to_vec(&doc).unwrap_or_default(),
-        ));
-    }
-    out
 }

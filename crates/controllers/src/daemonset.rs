@@ -19,9 +19,10 @@ use serde_json::json;
 use crate::deployment::plan::{scaled_value, template_hash};
 use crate::events::object_ref;
 use crate::nodelifecycle::health::{NOT_READY_TAINT, UNREACHABLE_TAINT};
+use crate::owners::owner_ref;
 use crate::replicaset::{
-    claim_pods, delete_pods, now_secs, owner_ref, pod_available, pod_from_template, pod_ready,
-    report_create, requeue_for_availability, Error, RETRY,
+    claim_pods, delete_pods, now_secs, pod_available, pod_from_template, pod_ready, report_create,
+    requeue_for_availability, Error, RETRY,
 };
 use crate::runtime::{patch_status_if_changed, run_controller, Ctx};
 use crate::scheduler::place::{

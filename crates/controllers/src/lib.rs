@@ -27,6 +27,7 @@ pub mod loadbalancer;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
+mod owners;
 pub mod persistentvolume;
 pub mod replicaset;
 pub mod runtime;

@@ -22,6 +22,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::events::{object_ref, EventType, Recorder};
+use crate::owners::{controller_uid, owner_ref, pod_active};
 use crate::runtime::{patch_status_if_changed, run_controller, Ctx};
 
 /// How soon a failed reconcile of a workload is retried.
@@ -279,37 +280,6 @@ pub(crate) fn pod_from_template(
         spec: template.spec.clone(),
         status: None,
     }
-}
-
-/// The controller ownerReference children get (controller and blockOwnerDeletion true).
-pub(crate) fn owner_ref<K: Resource<DynamicType = ()>>(obj: &K) -> OwnerReference {
-    OwnerReference {
-        api_version: K::api_version(&()).into_owned(),
-        kind: K::kind(&()).into_owned(),
-        name: obj.meta().name.clone().unwrap_or_default(),
-        uid: obj.meta().uid.clone().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
-
-/// The uid of the object's controller, if it has one.
-pub(crate) fn controller_uid(meta: &ObjectMeta) -> Option<&str> {
-    meta.owner_references
-        .as_deref()?
-        .iter()
-        .find(|r| r.controller == Some(true))
-        .map(|r| r.uid.as_str())
-}
-
-/// Not terminating and not finished.
-pub(crate) fn pod_active(pod: &Pod) -> bool {
-    let phase = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("");
-    pod.metadata.deletion_timestamp.is_none() && phase != "Succeeded" && phase != "Failed"
 }
 
 /// The Ready condition is True.

@@ -1,7 +1,9 @@
 //! The access log line, in nginx's combined format followed by ingress-nginx's upstream
 //! fields, so log tools that read ingress-nginx read it too. Requests hand their entry to a
-//! writer thread over a channel; it formats them and writes them to stdout in batches, so a
-//! request never waits on a write or on the pipe behind `kubectl logs`.
+//! writer thread over a bounded channel; it formats them and writes them to stdout in
+//! batches, so a request never waits on a write or on the pipe behind `kubectl logs`. When
+//! the writer falls behind by a whole queue, entries are dropped and counted, rather than
+//! held in memory without end.
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -69,14 +71,22 @@ pub fn write_line(out: &mut impl Write, e: &Entry) -> std::io::Result<()> {
     }
 }
 
+/// The entries a stuck writer may have waiting before new ones are dropped.
+const QUEUE: usize = 16 << 10;
+
 /// Where requests send their entries.
 #[derive(Clone)]
-pub struct Log(mpsc::Sender<Entry>);
+pub struct Log(mpsc::SyncSender<Entry>);
 
 impl Log {
+    fn channel(capacity: usize) -> (Log, mpsc::Receiver<Entry>) {
+        let (tx, rx) = mpsc::sync_channel(capacity);
+        (Log(tx), rx)
+    }
+
     /// Starts the writer thread on `out`; it ends when the last `Log` is dropped.
     pub fn start(out: impl Write + Send + 'static) -> Log {
-        let (tx, rx) = mpsc::channel::<Entry>();
+        let (log, rx) = Log::channel(QUEUE);
         std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || {
@@ -92,15 +102,16 @@ impl Log {
                 }
             })
             .expect("starting the access log thread");
-        Log(tx)
+        log
     }
 
     pub fn stdout() -> Log {
         Log::start(std::io::stdout())
     }
 
-    pub fn record(&self, entry: Entry) {
-        let _ = self.0.send(entry);
+    /// Queues `entry` for the writer; `false` when the queue is full and it was dropped.
+    pub fn record(&self, entry: Entry) -> bool {
+        self.0.try_send(entry).is_ok()
     }
 }
 
@@ -133,6 +144,15 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "192.0.2.7 - - [05/Dec/2026:03:04:05 +0000] \"GET /index.html?q=1 HTTP/1.1\" 200 615 \"-\" \"curl/8.5 \\\"x\\\"\" 0.002 [default/nginx:80] 10.244.1.5:80\n"
         );
+    }
+
+    #[test]
+    fn a_full_queue_drops_entries_instead_of_growing() {
+        let (log, queue) = Log::channel(2);
+        let taken: Vec<bool> = (0..3).map(|_| log.record(entry())).collect();
+        assert_eq!(taken, [true, true, false]);
+        drop(queue.recv().unwrap());
+        assert!(log.record(entry()), "room again once the writer takes one");
     }
 
     /// A `Write` the test reads back.

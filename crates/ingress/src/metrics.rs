@@ -57,6 +57,7 @@ pub struct Metrics {
     /// when a pair answers its first request.
     series: RwLock<HashMap<Arc<str>, ByBackend>>,
     connect_errors: Mutex<BTreeMap<String, u64>>,
+    access_log_dropped: AtomicU64,
 }
 
 fn escape(v: &str) -> String {
@@ -88,6 +89,11 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         *all.entry(backend.to_string()).or_default() += 1;
+    }
+
+    /// Counts an access log entry dropped because the log writer was behind.
+    pub fn access_log_dropped(&self) {
+        self.access_log_dropped.fetch_add(1, Relaxed);
     }
 
     /// The text exposition format.
@@ -157,6 +163,11 @@ impl Metrics {
                 escape(be)
             );
         }
+        let _ = write!(
+            out,
+            "# HELP kinet_ingress_access_log_dropped_total Access log entries dropped because the log writer fell behind.\n# TYPE kinet_ingress_access_log_dropped_total counter\nkinet_ingress_access_log_dropped_total {}\n",
+            self.access_log_dropped.load(Relaxed)
+        );
         out
     }
 }
@@ -173,6 +184,7 @@ mod tests {
             m.request(&ing, &be, code, Duration::from_millis(ms));
         }
         m.connect_error("default/nginx:80");
+        m.access_log_dropped();
         let text = m.render();
         for line in [
             "kinet_ingress_requests_total{ingress=\"default/web\",backend=\"default/nginx:80\",code=\"200\"} 2",
@@ -181,6 +193,7 @@ mod tests {
             "kinet_ingress_request_duration_seconds_bucket{ingress=\"default/web\",backend=\"default/nginx:80\",le=\"+Inf\"} 3",
             "kinet_ingress_request_duration_seconds_count{ingress=\"default/web\",backend=\"default/nginx:80\"} 3",
             "kinet_ingress_upstream_connect_errors_total{backend=\"default/nginx:80\"} 1",
+            "kinet_ingress_access_log_dropped_total 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
         }

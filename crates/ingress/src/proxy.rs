@@ -135,7 +135,7 @@ impl Proxy {
             .and_then(|v| v.to_str().ok()?.parse().ok());
         self.metrics
             .request(&out.ingress, &out.backend, status, took);
-        self.log.record(accesslog::Entry {
+        let logged = self.log.record(accesslog::Entry {
             client: arrival.client,
             time,
             method,
@@ -149,6 +149,9 @@ impl Proxy {
             backend: out.backend,
             upstream: out.upstream,
         });
+        if !logged {
+            self.metrics.access_log_dropped();
+        }
         Ok(out.response)
     }
 

@@ -39,8 +39,14 @@ fn alive(pid: u32) -> bool {
 }
 
 impl Store {
-    /// Records that `lease.holder` uses `lease.image` (replacing its earlier lease).
+    /// Records that `lease.holder` uses `lease.image` (replacing its earlier lease). Refused
+    /// once the image's root filesystem is gone: a removal got there first.
     pub fn lease(&self, lease: &Lease) -> Result<(), Error> {
+        // Never between a removal's lease check and its collection, which hold it alone.
+        let _writer = self.writer_lock()?;
+        if !self.rootfs(&lease.image)?.is_dir() {
+            return Err(Error::NotFound(lease.image.clone()));
+        }
         let bytes = serde_json::to_vec(lease).expect("leases serialize");
         fsutil::write_atomic(&self.tmp(), &path(self, &lease.holder), &bytes)
     }

@@ -78,15 +78,11 @@ pub struct Resolved {
 
 /// A digest the store accepts: `sha256:` and 64 lowercase hex digits (anything else
 /// could name a path outside `blobs/`).
-fn digest_hex(digest: &str) -> Result<&str, Error> {
-    match digest.strip_prefix("sha256:") {
-        Some(hex)
-            if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
-        {
-            Ok(hex)
-        }
-        _ => Err(Error::Manifest(format!("unsupported digest {digest:?}"))),
-    }
+fn digest_hex(digest: &str) -> Result<String, Error> {
+    digest
+        .parse::<Digest>()
+        .map(|d| d.hex())
+        .map_err(|_| Error::Manifest(format!("unsupported digest {digest:?}")))
 }
 
 pub(crate) fn sha256(bytes: &[u8]) -> String {
@@ -232,9 +228,15 @@ impl Store {
 
     /// The image `image` names, ready to run, if the store has it and its root filesystem.
     pub fn resolve(&self, image: &str) -> Result<Option<Resolved>, Error> {
-        let Some(record) = self.record(image)? else {
-            return Ok(None);
-        };
+        match self.record(image)? {
+            Some(record) => self.resolve_record(record),
+            None => Ok(None),
+        }
+    }
+
+    /// The image `record` describes (as a pull returns it), ready to run, if the store still
+    /// has its root filesystem.
+    pub fn resolve_record(&self, record: Record) -> Result<Option<Resolved>, Error> {
         let rootfs = self.rootfs(&record.config)?;
         if !rootfs.is_dir() {
             return Ok(None);
@@ -252,6 +254,9 @@ impl Store {
     /// a prefix of it (every name of that image). An image a running container uses
     /// cannot lose its last name. Returns the names removed; unused content is collected.
     pub fn remove(&self, image: &str) -> Result<Vec<String>, Error> {
+        // Alone in the store from the lease check to the collection, so no container can
+        // lease the image in between (leases are taken under the shared writer lock).
+        let _alone = self.lock("store", true)?;
         let records = self.list()?;
         let by_name = reference::normalize(image)
             .ok()
@@ -301,13 +306,18 @@ impl Store {
             let path = self.record_path(&r.name);
             fs::remove_file(&path).map_err(Error::io(&path))?;
         }
-        self.collect_garbage()?;
+        self.collect_garbage_alone()?;
         Ok(doomed.iter().map(|r| r.name.clone()).collect())
     }
 
     /// Deletes blobs and root filesystems no name refers to and no container uses.
     pub fn collect_garbage(&self) -> Result<(), Error> {
         let _alone = self.lock("store", true)?;
+        self.collect_garbage_alone()
+    }
+
+    /// [`Store::collect_garbage`] with the store's lock already held alone.
+    fn collect_garbage_alone(&self) -> Result<(), Error> {
         let records = self.list()?;
         let mut blobs = BTreeSet::new();
         let mut roots = BTreeSet::new();

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::PathBuf;
 
-use crate::fsutil::TempDir;
+use crate::fsutil::{FileLock, TempDir};
 use crate::{Error, Layer, Store};
 
 /// Applies `layers` to a fresh temporary directory; returns it and the layers' diff_ids.
@@ -30,7 +30,7 @@ pub(crate) fn unpack(store: &Store, layers: &[Layer]) -> Result<(TempDir, Vec<St
 /// writer got there first (then `root` is dropped, and removed).
 pub(crate) fn install(store: &Store, config: &str, root: TempDir) -> Result<PathBuf, Error> {
     let dest = store.rootfs(config)?;
-    let _lock = store.lock(&format!("root {config}"), true)?;
+    let _lock = root_lock(store, config)?;
     if !dest.is_dir() {
         root.persist(&dest)?;
     }
@@ -46,7 +46,7 @@ pub(crate) fn ensure_root(
     layers: &[Layer],
 ) -> Result<PathBuf, Error> {
     let dest = store.rootfs(config)?;
-    let _lock = store.lock(&format!("unpack {config}"), true)?;
+    let _lock = root_lock(store, config)?;
     if dest.is_dir() {
         return Ok(dest);
     }
@@ -67,5 +67,11 @@ pub(crate) fn ensure_root(
             });
         }
     }
-    install(store, config, root)
+    root.persist(&dest)?;
+    Ok(dest)
+}
+
+/// Held while image `config`'s root is checked for and put in place.
+fn root_lock(store: &Store, config: &str) -> Result<FileLock, Error> {
+    store.lock(&format!("root {config}"), true)
 }

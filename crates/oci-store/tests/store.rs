@@ -339,4 +339,10 @@ fn removes_unused_images_and_refuses_used_ones() {
         .count();
     assert_eq!(blobs, 0);
     assert!(matches!(store.remove("app:1"), Err(Error::NotFound(_))));
+    let late = store.lease(&Lease {
+        holder: "test/pod/late".into(),
+        image: image.config.digest.clone(),
+        pid: std::process::id(),
+    });
+    assert!(matches!(late, Err(Error::NotFound(_))), "{late:?}");
 }

@@ -8,8 +8,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kinet_proxy_rules::{
-    categorize, endpoints_by_port, service_ports, Endpoint, Ipv4Cidr, NodeInfo, ProxyConfig,
-    ServicePort,
+    categorize, ports_with_endpoints, Endpoint, Ipv4Cidr, NodeInfo, ProxyConfig, ServicePort,
 };
 
 use crate::names::{endpoint_chain, service_port_name, PortChains};
@@ -30,25 +29,8 @@ pub fn render<'a>(
     let mask = config.masquerade_mark;
     let mut t = skeleton(node, mask);
     let cluster_cidr: Option<Ipv4Cidr> = config.cluster_cidr.parse().ok();
-    let mut endpoints = endpoints_by_port(slices, &node.name);
-    let mut ports: Vec<ServicePort> = services.into_iter().flat_map(service_ports).collect();
-    ports.sort_by(|a, b| {
-        (&a.namespace, &a.name, &a.port_name, a.proto).cmp(&(
-            &b.namespace,
-            &b.name,
-            &b.port_name,
-            b.proto,
-        ))
-    });
-    for sp in &ports {
-        let key = (
-            sp.namespace.clone(),
-            sp.name.clone(),
-            sp.port_name.clone(),
-            sp.proto,
-        );
-        let eps = endpoints.remove(&key).unwrap_or_default();
-        render_port(&mut t, sp, &eps, cluster_cidr);
+    for (sp, eps) in ports_with_endpoints(services, slices, &node.name) {
+        render_port(&mut t, &sp, &eps, cluster_cidr);
     }
     for ip in &node.node_ips {
         t.push(

@@ -50,6 +50,15 @@ impl ServicePort {
     pub fn display(&self) -> String {
         format!("{}/{}:{}", self.namespace, self.name, self.port_name)
     }
+    /// The key its endpoints are grouped by in EndpointSlices.
+    pub fn key(&self) -> PortKey {
+        (
+            self.namespace.clone(),
+            self.name.clone(),
+            self.port_name.clone(),
+            self.proto,
+        )
+    }
 }
 
 /// One backend of a service port.
@@ -156,9 +165,28 @@ pub fn service_ports(svc: &Service) -> Vec<ServicePort> {
 /// Key grouping endpoints: (namespace, service, port name, protocol).
 pub type PortKey = (String, String, String, Proto);
 
+/// Every port of `services`, sorted by namespace, name, port name and protocol,
+/// each with the endpoints that back it in `slices`.
+pub fn ports_with_endpoints<'a>(
+    services: impl IntoIterator<Item = &'a Service>,
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    node_name: &str,
+) -> Vec<(ServicePort, Vec<Endpoint>)> {
+    let mut endpoints = endpoints_by_port(slices, node_name);
+    let mut ports: Vec<ServicePort> = services.into_iter().flat_map(service_ports).collect();
+    ports.sort_by_cached_key(ServicePort::key);
+    ports
+        .into_iter()
+        .map(|sp| {
+            let eps = endpoints.remove(&sp.key()).unwrap_or_default();
+            (sp, eps)
+        })
+        .collect()
+}
+
 /// All IPv4 endpoints from all slices, grouped by the service port they back,
 /// deduplicated by ip:port (a ready copy wins) and sorted by ip then port.
-pub fn endpoints_by_port<'a>(
+fn endpoints_by_port<'a>(
     slices: impl IntoIterator<Item = &'a EndpointSlice>,
     node_name: &str,
 ) -> HashMap<PortKey, Vec<Endpoint>> {
@@ -338,5 +366,54 @@ mod tests {
         assert_eq!(c.local.len(), 1);
         assert_eq!(c.local, vec![1]);
         assert!(c.has_any);
+    }
+
+    fn service(name: &str, ports: serde_json::Value) -> Service {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": "ns", "name": name},
+            "spec": {"clusterIP": "10.96.0.9", "ports": ports},
+        }))
+        .unwrap()
+    }
+
+    fn slice(svc: &str, port_name: &str, ip: &str) -> EndpointSlice {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": "ns", "name": format!("{svc}-{port_name}"),
+                "labels": {SERVICE_NAME_LABEL: svc}},
+            "addressType": "IPv4",
+            "ports": [{"name": port_name, "port": 8080, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [ip], "nodeName": "n1"}],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn ports_come_sorted_with_their_own_endpoints() {
+        let b = service("b", serde_json::json!([{"name": "x", "port": 80}]));
+        let a = service(
+            "a",
+            serde_json::json!([{"name": "y", "port": 81}, {"name": "x", "port": 80}]),
+        );
+        let slices = [
+            slice("a", "y", "10.0.0.2"),
+            slice("b", "x", "10.0.0.3"),
+            slice("a", "x", "10.0.0.1"),
+        ];
+        let got: Vec<(String, Vec<Ipv4Addr>, bool)> = ports_with_endpoints([&b, &a], &slices, "n1")
+            .into_iter()
+            .map(|(sp, eps)| {
+                let local = eps.iter().all(|e| e.local);
+                (sp.display(), eps.iter().map(|e| e.ip).collect(), local)
+            })
+            .collect();
+        let ip = |last| vec![Ipv4Addr::new(10, 0, 0, last)];
+        assert_eq!(
+            got,
+            [
+                ("ns/a:x".to_string(), ip(1), true),
+                ("ns/a:y".to_string(), ip(2), true),
+                ("ns/b:x".to_string(), ip(3), true),
+            ]
+        );
     }
 }

@@ -23,7 +23,7 @@ pub use config::{NodeInfo, ProxyConfig};
 pub use diff::{Change, Update};
 /// The proxy's view of Services and endpoints, shared with the iptables renderer.
 pub use input::{
-    categorize, endpoints_by_port, service_ports, Categorized, Endpoint, PortKey, ServicePort,
+    categorize, ports_with_endpoints, service_ports, Categorized, Endpoint, PortKey, ServicePort,
 };
 pub use masquerade::pod_masquerade;
 pub use model::{

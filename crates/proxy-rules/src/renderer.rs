@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::config::{NodeInfo, ProxyConfig};
 use crate::diff::{Change, Update};
-use crate::input::{endpoints_by_port, service_ports, SERVICE_NAME_LABEL};
+use crate::input::{ports_with_endpoints, SERVICE_NAME_LABEL};
 use crate::model::{
     Action, Chain, LookupKey, Map, MapEntry, MapKey, MapVerdict, Match, Proto, Ruleset, Set, SetKey,
 };
@@ -276,18 +276,8 @@ impl Renderer {
     fn render_service(&self, svc: &Service, slices: &[&EndpointSlice]) -> Fragment {
         let mut rs = self.shell.clone();
         let cluster_cidr = self.config.cluster_cidr();
-        let mut endpoints = endpoints_by_port(slices.iter().copied(), &self.node.name);
-        let mut ports = service_ports(svc);
-        ports.sort_by(|a, b| (&a.port_name, a.proto).cmp(&(&b.port_name, b.proto)));
-        for sp in &ports {
-            let key = (
-                sp.namespace.clone(),
-                sp.name.clone(),
-                sp.port_name.clone(),
-                sp.proto,
-            );
-            let eps = endpoints.remove(&key).unwrap_or_default();
-            render_port(&mut rs, sp, &eps, cluster_cidr);
+        for (sp, eps) in ports_with_endpoints([svc], slices.iter().copied(), &self.node.name) {
+            render_port(&mut rs, &sp, &eps, cluster_cidr);
         }
         let own_sets = rs.sets.split_off(self.shell.sets.len());
         let own_maps: Vec<Map> = rs.maps[self.shell.maps.len()..]

@@ -23,12 +23,14 @@ pub fn namespace(obj: &mut Obj) {
 
 /// SetDefaults_Secret, after the v1 → internal conversion that folds `stringData` into
 /// `data` (base64, overriding keys `data` already has), so it is validated and stored as data.
+/// The body was decoded into the typed Secret first (`canonicalize`), which refuses a value
+/// that is not a string, so there is no other kind of value to fold.
 pub fn secret(obj: &mut Obj) {
     use base64::Engine;
     if let Some(Value::Object(strings)) = obj.remove("stringData") {
         let data = ensure(obj, "data");
         for (k, v) in strings {
-            let text = v.as_str().unwrap_or_default();
+            let Value::String(text) = v else { continue };
             let encoded = base64::engine::general_purpose::STANDARD.encode(text);
             data.insert(k, json!(encoded));
         }

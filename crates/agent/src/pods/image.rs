@@ -16,7 +16,8 @@ use std::time::{Duration, SystemTime};
 use k8s_openapi::api::core::v1::{Container, ContainerImage};
 use kinet_oci_store::{PullOptions, Record, Store};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{ChildStdout, Command};
 use tokio::time::Instant;
 
 /// `imagePullPolicy`.
@@ -166,20 +167,28 @@ pub enum PullLine {
 /// Pulls `image` with `kinet image pull` in the host's network namespace; `Err` is the
 /// message the pull failed with.
 pub async fn pull(exe: &Path, image: &str, opts: &PullOptions) -> Result<Record, String> {
-    let mut child = tokio::process::Command::new("nsenter")
-        .arg(format!(
-            "--net=/proc/{}/ns/net",
-            std::os::unix::process::parent_id()
-        ))
-        .arg(exe)
-        .args([
-            "image",
-            "pull",
-            "--progress",
-            "json",
-            "--options-stdin",
-            image,
-        ])
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!(
+        "--net=/proc/{}/ns/net",
+        std::os::unix::process::parent_id()
+    ))
+    .arg(exe)
+    .args([
+        "image",
+        "pull",
+        "--progress",
+        "json",
+        "--options-stdin",
+        image,
+    ]);
+    run_pull(cmd, image, opts).await
+}
+
+/// Runs a pull command: `opts` on its standard input, its JSON lines read back. Standard
+/// error is read at the same time: a child blocked on a full stderr pipe would never close
+/// its standard output.
+async fn run_pull(mut cmd: Command, image: &str, opts: &PullOptions) -> Result<Record, String> {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -193,7 +202,29 @@ pub async fn pull(exe: &Path, image: &str, opts: &PullOptions) -> Result<Record,
         .await
         .map_err(|e| format!("starting the pull: {e}"))?;
     drop(stdin);
-    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let errors = async {
+        let mut text = Vec::new();
+        if let Err(e) = stderr.read_to_end(&mut text).await {
+            tracing::warn!(image, "reading the pull's errors: {e}");
+        }
+        text
+    };
+    let (pulled, errors) = tokio::join!(read_pulled(stdout, image), errors);
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| format!("waiting for the pull: {e}"))?;
+    match pulled {
+        Some(record) if status.success() => Ok(record),
+        _ => Err(failure(&String::from_utf8_lossy(&errors))),
+    }
+}
+
+/// The record of the pull's last `Pulled` line, logging its progress on the way.
+async fn read_pulled(stdout: ChildStdout, image: &str) -> Option<Record> {
+    let mut lines = BufReader::new(stdout).lines();
     let mut pulled = None;
     while let Ok(Some(line)) = lines.next_line().await {
         match serde_json::from_str(&line) {
@@ -204,17 +235,15 @@ pub async fn pull(exe: &Path, image: &str, opts: &PullOptions) -> Result<Record,
             Err(_) => tracing::warn!(image, line, "unexpected output of kinet image pull"),
         }
     }
-    let out = child
-        .wait_with_output()
-        .await
-        .map_err(|e| format!("waiting for the pull: {e}"))?;
-    match pulled {
-        Some(record) if out.status.success() => Ok(record),
-        _ => {
-            let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-            Err(err.strip_prefix("Error: ").unwrap_or(&err).to_string())
-        }
-    }
+    pulled
+}
+
+/// The error a failed `kinet image pull` printed: from its last `Error: ` line on (log
+/// lines before it are not part of the message).
+fn failure(stderr: &str) -> String {
+    let from = stderr.rfind("\nError: ").map_or(0, |i| i + 1);
+    let err = stderr[from..].trim();
+    err.strip_prefix("Error: ").unwrap_or(err).to_string()
 }
 
 /// Node `status.images`: what the node holds, largest first, at most 50, as the kubelet
@@ -342,6 +371,53 @@ mod tests {
             "Container image \"x:1\" is not present with pull policy of Never"
         );
         assert_eq!(messages::back_off("x"), "Back-off pulling image \"x\"");
+    }
+
+    /// A shell standing in for `kinet image pull`: it reads the options, writes 100 kB of
+    /// log lines to stderr (more than a pipe holds), then runs `then`.
+    fn noisy_pull(then: &str) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            &format!("cat >/dev/null; yes warning | head -c 100000 >&2; {then}"),
+        ]);
+        cmd
+    }
+
+    /// Fails the test instead of hanging it when the pull never finishes.
+    async fn finished<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(120), f)
+            .await
+            .expect("the pull never finished")
+    }
+
+    #[tokio::test]
+    async fn a_pull_with_a_full_stderr_pipe_still_finishes() {
+        let record = Record {
+            name: "docker.io/library/demo:1".into(),
+            digest: format!("sha256:{}", "d".repeat(64)),
+            manifest: String::new(),
+            config: String::new(),
+            layers: Vec::new(),
+        };
+        let line = serde_json::to_string(&PullLine::Pulled(record.clone())).unwrap();
+        let ok = noisy_pull(&format!("echo '{line}'"));
+        let got = finished(run_pull(ok, "demo:1", &PullOptions::default())).await;
+        assert_eq!(got.unwrap().name, record.name);
+
+        let failing = noisy_pull("echo 'Error: manifest unknown' >&2; exit 1");
+        let got = finished(run_pull(failing, "demo:1", &PullOptions::default())).await;
+        assert_eq!(got.unwrap_err(), "manifest unknown");
+    }
+
+    #[test]
+    fn the_failure_is_the_last_error_line_on() {
+        assert_eq!(failure("Error: no such host\n"), "no such host");
+        assert_eq!(
+            failure("WARN retrying\nError: denied\n\nCaused by:\n    401\n"),
+            "denied\n\nCaused by:\n    401"
+        );
+        assert_eq!(failure("killed\n"), "killed");
     }
 
     #[test]

@@ -110,6 +110,10 @@ fn plan(resource: &Resource, obj: &Value, opts: &DeleteOptions) -> Plan {
         return Plan::Mark(new);
     }
     let mut pending = finalizers(obj);
+    if std::ptr::eq(resource, crate::crds::crd_resource()) && !marked {
+        pending.push(crate::crds::CLEANUP_FINALIZER.to_string());
+        crate::crds::mark_terminating(&mut new);
+    }
     let extra = match opts.policy.as_deref() {
         Some("Foreground") => Some("foregroundDeletion"),
         Some("Orphan") => Some("orphan"),
@@ -202,7 +206,7 @@ impl Api {
             let (mutation, gone) = match plan {
                 Plan::Pending => return Ok((current.value.clone(), false)),
                 Plan::Remove => (Mutation::Delete, true),
-                Plan::Mark(new) => (Mutation::Put(super::stored_form(resource, new)?), false),
+                Plan::Mark(new) => (Mutation::Put(self.to_stored(resource, new)?), false),
             };
             if opts.dry_run {
                 return Ok((current.value.clone(), gone));
@@ -236,6 +240,17 @@ impl Api {
             }
         }
         Err(ApiError::conflict(resource, name))
+    }
+
+    /// Deletes one object as a client's plain DELETE would (its finalizers honoured).
+    pub(crate) async fn delete_object(
+        &self,
+        resource: &'static Resource,
+        key: String,
+        name: &str,
+    ) -> Result<(Value, bool)> {
+        self.delete_one(resource, key, name, &DeleteOptions::default())
+            .await
     }
 
     pub async fn delete(&self, mut call: Call) -> Result<Reply> {

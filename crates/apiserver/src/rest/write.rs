@@ -194,6 +194,13 @@ impl Api {
         meta::generate_name(obj);
         meta::stamp_create(resource, obj);
         let custom = self.crds.served(resource);
+        if custom.as_ref().is_some_and(|s| s.terminating) {
+            return Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "create not allowed while custom resource definition is terminating",
+            ));
+        }
         match &custom {
             // A custom resource with a status subresource starts without one, but for what
             // its schema defaults (kube-apiserver defaults again when reading it back).

@@ -3,6 +3,7 @@
 
 mod admission_plugins;
 mod conflicts;
+mod crds;
 mod fuzz_writes;
 mod health;
 mod node_stream;

@@ -9,18 +9,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use k8s_openapi::api::batch::v1::{CronJob, CronJobStatus, Job};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kinet_types::schedule::Schedule;
-use kube::api::{DeleteParams, ListParams, PostParams, PropagationPolicy};
+use kube::api::{DeleteParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::Action;
-use kube::runtime::{watcher, Controller};
+use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 
 use crate::events::{object_ref, EventType};
 use crate::job::finished_at;
-use crate::replicaset::{controller_uid, owner_ref, Error, RETRY};
+use crate::owners::{owner_ref, ByOwner};
+use crate::replicaset::{Error, RETRY};
 use crate::runtime::{patch_status_if_changed, run_controller, Ctx};
 use plan::Decision;
 
@@ -30,11 +32,20 @@ const SCHEDULED_AT: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
 /// Runs the CronJob controller.
 pub async fn run(client: Client) -> Result<(), crate::LoopError> {
     let ctx = Ctx::new(&client, "cronjob-controller");
-    let controller = Controller::new(
-        Api::<CronJob>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(Api::<Job>::all(client), watcher::Config::default());
+    // One watch of Jobs both keeps the index and wakes their CronJob, the index first, so a
+    // reconcile sees the change that woke it.
+    let jobs = ByOwner::<Job>::default();
+    let index = jobs.clone();
+    let job_events = watcher(Api::<Job>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .map_ok(move |event| {
+            index.apply(&event);
+            event
+        })
+        .touched_objects();
+    let controller = Controller::new(Api::<CronJob>::all(client), watcher::Config::default())
+        .owns_stream(job_events);
+    let reconcile = move |cj, ctx| reconcile(cj, ctx, jobs.clone());
     run_controller("cronjob", controller, reconcile, ctx, RETRY).await;
     Ok(())
 }
@@ -47,7 +58,7 @@ fn jiff_of(t: DateTime<Utc>) -> Time {
     Time(Timestamp::from_second(t.timestamp()).unwrap_or(Timestamp::UNIX_EPOCH))
 }
 
-async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>, jobs: ByOwner<Job>) -> Result<Action, Error> {
     if cj.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -59,18 +70,12 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     };
     let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
     let owner = owner_ref(cj.as_ref());
-    let jobs: Vec<Job> = jobs_api
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|j| controller_uid(&j.metadata) == Some(owner.uid.as_str()))
-        .collect();
+    let jobs = jobs.owned_by(&owner.uid);
     let objref = object_ref(cj.as_ref());
 
     let mut active: Vec<&Job> = Vec::new();
     let (mut succeeded, mut failed) = (Vec::new(), Vec::new());
-    for j in &jobs {
+    for j in jobs.iter().map(Arc::as_ref) {
         match finished_at(j.status.as_ref()) {
             None => active.push(j),
             Some((ok, at)) => {

@@ -19,7 +19,8 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use crate::events::{object_ref, EventType};
-use crate::replicaset::{controller_uid, owner_ref, selector_of, RETRY};
+use crate::owners::{controller_uid, owner_ref};
+use crate::replicaset::{selector_of, RETRY};
 use crate::runtime::{run_controller, Ctx};
 use plan::{
     equal_ignore_hash, fenceposts, new_rs_target, old_rs_targets, template_hash, Counts, HASH_LABEL,

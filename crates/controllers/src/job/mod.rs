@@ -19,8 +19,9 @@ use kube::runtime::{watcher, Controller};
 use kube::{Api, Client, ResourceExt};
 
 use crate::events::{object_ref, EventType};
+use crate::owners::owner_ref;
 use crate::replicaset::{
-    claim_pods_where, create_pods, delete_pods, owner_ref, pod_ready, pods_to_delete, Error, RETRY,
+    claim_pods_where, create_pods, delete_pods, pod_ready, pods_to_delete, Error, RETRY,
 };
 use crate::runtime::{patch_status_if_changed, run_controller, Ctx};
 use plan::{Counts, Verdict};

@@ -25,6 +25,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, Notify};
 
 use crate::events::{object_ref, EventType, Recorder};
+use crate::owners::{controller_uid, pod_finished};
 use place::{place, NodeInfo};
 use resources::{pod_requests, Resources};
 
@@ -117,22 +118,6 @@ pub fn is_pending(pod: &Pod) -> bool {
         && phase != "Failed"
 }
 
-/// The uid of the pod's controller (its ReplicaSet, DaemonSet, Job…), if any.
-fn controller_uid(pod: &Pod) -> Option<String> {
-    pod.metadata
-        .owner_references
-        .as_ref()?
-        .iter()
-        .find(|o| o.controller == Some(true))
-        .map(|o| o.uid.clone())
-}
-
-/// A pod that still occupies its node: not Succeeded or Failed.
-fn is_active(pod: &Pod) -> bool {
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    !matches!(phase, Some("Succeeded" | "Failed"))
-}
-
 impl Scheduler {
     async fn pass(&mut self) {
         let mut nodes: Vec<NodeInfo> = self
@@ -155,7 +140,7 @@ impl Scheduler {
         });
         // What the pods on each node request: NodeResourcesFit's and the spreading's input.
         let mut used: HashMap<String, Resources> = HashMap::new();
-        for p in pods.iter().filter(|p| is_active(p)) {
+        for p in pods.iter().filter(|p| !pod_finished(p)) {
             if let Some(spec) = &p.spec {
                 if let Some(node) = spec.node_name.clone().filter(|n| !n.is_empty()) {
                     *used.entry(node).or_default() += pod_requests(spec);
@@ -173,8 +158,14 @@ impl Scheduler {
                 let uid = p.metadata.uid.as_deref()?;
                 self.inflight.get(uid).map(|(n, _, _)| n.clone())
             });
-            if let (Some(owner), Some(node), true) = (controller_uid(p), node, is_active(p)) {
-                *siblings.entry(owner).or_default().entry(node).or_default() += 1;
+            if let (Some(owner), Some(node), true) =
+                (controller_uid(&p.metadata), node, !pod_finished(p))
+            {
+                *siblings
+                    .entry(owner.to_string())
+                    .or_default()
+                    .entry(node)
+                    .or_default() += 1;
             }
         }
 
@@ -200,7 +191,7 @@ impl Scheduler {
         let mut failed = Vec::new();
         for pod in pending {
             let spec = pod.spec.as_ref().expect("pending pods have a spec");
-            let owner = controller_uid(pod);
+            let owner = controller_uid(&pod.metadata).map(str::to_string);
             let no_siblings = HashMap::new();
             let spread = owner
                 .as_ref()

@@ -27,9 +27,10 @@ use serde_json::json;
 
 use crate::deployment::plan::template_hash;
 use crate::events::object_ref;
+use crate::owners::{controller_uid, owner_ref};
 use crate::replicaset::{
-    claim_pods_where, delete_pods, now_secs, owner_ref, pod_available, pod_from_template,
-    pod_ready, report_create, requeue_for_availability, selector_of, Error, RETRY,
+    claim_pods_where, delete_pods, now_secs, pod_available, pod_from_template, pod_ready,
+    report_create, requeue_for_availability, selector_of, Error, RETRY,
 };
 use crate::runtime::{patch_status_if_changed, run_controller, Ctx};
 use plan::{PodState, Spec, Step};
@@ -225,7 +226,7 @@ async fn sync_revisions(
         .await?
         .items
         .into_iter()
-        .filter(|cr| crate::replicaset::controller_uid(&cr.metadata) == Some(owner.uid.as_str()))
+        .filter(|cr| controller_uid(&cr.metadata) == Some(owner.uid.as_str()))
         .collect();
     revisions.sort_by_key(|cr| cr.revision);
     let newest = revisions.last().map(|cr| cr.revision).unwrap_or(0);

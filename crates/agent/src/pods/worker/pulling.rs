@@ -11,6 +11,16 @@ use tokio::time::Instant;
 use super::{Worker, RETRY};
 use crate::pods::image::{self, messages, Action, Backoff};
 
+/// Store reads touch the disk: off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, kinet_oci_store::Error> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("reading the image store: {e}")),
+    }
+}
+
 impl Worker {
     /// The credentials of the pod's `imagePullSecrets`; a secret that cannot be read gets
     /// the kubelet's warning and is skipped.
@@ -74,7 +84,10 @@ impl Worker {
                 return None;
             }
         };
-        let present = store.resolve(&image).ok().flatten();
+        let present = {
+            let (store, image) = (store.clone(), image.clone());
+            blocking(move || store.resolve(&image)).await.ok().flatten()
+        };
         match image::action(image::policy(&spec), present.is_some()) {
             Action::Use => {
                 self.event(EventType::Normal, "Pulled", &messages::present(&image))
@@ -107,12 +120,15 @@ impl Worker {
             ..PullOptions::default()
         };
         let started = Instant::now();
-        let pulled = image::pull(&self.rt.cfg.exe, &image, &opts)
-            .await
-            .and_then(|record| {
-                let resolved = store.resolve(&image).map_err(|e| e.to_string())?;
-                resolved.ok_or_else(|| format!("{:?} vanished from the store", record.name))
-            });
+        let pulled = match image::pull(&self.rt.cfg.exe, &image, &opts).await {
+            Ok(record) => {
+                let (name, store) = (record.name.clone(), store.clone());
+                blocking(move || store.resolve_record(record))
+                    .await
+                    .and_then(|r| r.ok_or_else(|| format!("{name:?} vanished from the store")))
+            }
+            Err(e) => Err(e),
+        };
         match pulled {
             Ok(resolved) => {
                 self.pulls.succeeded(&key);
