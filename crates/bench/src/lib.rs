@@ -10,6 +10,7 @@ pub mod ingress;
 pub mod pods;
 pub mod policy;
 pub mod proxy;
+mod proxy_iptables;
 mod stats;
 pub mod unpack;
 pub mod up;
