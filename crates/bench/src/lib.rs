@@ -12,6 +12,7 @@ pub mod pods;
 pub mod policy;
 mod procs;
 pub mod proxy;
+mod proxy_iptables;
 mod stats;
 pub mod unpack;
 pub mod up;

@@ -13,6 +13,10 @@
 //!   with 10 and with the large number of Services loaded (verdict maps: should be flat).
 //! - Throughput: one TCP stream through the ClusterIP against the pod IP directly.
 //!
+//! `--mode iptables|both` measures kube-proxy's iptables mode too ([`super::proxy_iptables`]):
+//! its whole and incremental loads, and the connection rate and throughput with its chains
+//! loaded instead of the table, in the same run.
+//!
 //! Everything lives in namespaces `kinet-b<pid>-*`, removed at the end (also on error).
 
 use std::io::{ErrorKind, Read, Write};
@@ -26,7 +30,10 @@ use anyhow::{bail, Context, Result};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kinet_netns::NetNs;
-use kinet_proxy::{render, Applier, ApplyOutcome, NodeInfo, ProxyConfig, Renderer, Ruleset};
+use kinet_proxy::{
+    render, Applier, ApplyOutcome, IptablesApplier, NodeInfo, ProxyConfig, ProxyMode, Renderer,
+    Ruleset,
+};
 use serde_json::json;
 
 use super::stats::{ms, Samples};
@@ -41,6 +48,8 @@ pub struct Options {
     pub seconds: f64,
     /// MiB per throughput run.
     pub mib: usize,
+    /// The proxy modes measured, side by side.
+    pub modes: Vec<ProxyMode>,
 }
 
 pub(crate) const CLIENT_IP: &str = "10.244.1.10";
@@ -64,7 +73,12 @@ fn service(i: usize) -> Service {
 
 /// Service i's slice; service 0's endpoints include the real server pod.
 /// `version` is its resourceVersion: the proxy re-renders a Service when it changes.
-fn slice(i: usize, endpoints: usize, skip: Option<usize>, version: usize) -> EndpointSlice {
+pub(crate) fn slice(
+    i: usize,
+    endpoints: usize,
+    skip: Option<usize>,
+    version: usize,
+) -> EndpointSlice {
     let eps: Vec<_> = (0..endpoints)
         .filter(|e| Some(*e) != skip)
         .map(|e| {
@@ -90,7 +104,7 @@ fn slice(i: usize, endpoints: usize, skip: Option<usize>, version: usize) -> End
     .expect("static slice")
 }
 
-fn node() -> NodeInfo {
+pub(crate) fn node() -> NodeInfo {
     NodeInfo {
         name: "bench-node".into(),
         node_ips: vec![],
@@ -98,7 +112,7 @@ fn node() -> NodeInfo {
     }
 }
 
-fn objects(n: usize, endpoints: usize) -> (Vec<Service>, Vec<EndpointSlice>) {
+pub(crate) fn objects(n: usize, endpoints: usize) -> (Vec<Service>, Vec<EndpointSlice>) {
     (
         (0..n).map(service).collect(),
         (0..n).map(|i| slice(i, endpoints, None, 1)).collect(),
@@ -225,43 +239,88 @@ fn nft_load(ns: &str, rs: &Ruleset) -> Result<Option<Duration>> {
     Ok(Some(start.elapsed()))
 }
 
-/// `opts.samples` EndpointSlice changes with `n` Services loaded: [render + diff, kernel
-/// transaction, total] per change.
-fn incremental(
-    applier: &mut Applier,
-    config: &ProxyConfig,
-    n: usize,
-    opts: &Options,
-) -> Result<[Samples; 3]> {
-    let (svcs, mut slices) = objects(n, opts.endpoints);
-    let mut renderer = Renderer::new(&node(), config);
-    let synced = renderer.sync(&svcs, &slices);
-    applier.force_resync();
-    applier.apply_synced(&renderer, synced)?;
-    let [mut renders, mut kernel, mut total] = [(); 3].map(|_| Samples::default());
-    for s in 0..opts.samples {
-        let i = 1 + (s * 7919) % (n - 1).max(1);
-        let skip = if slices[i].endpoints.len() == opts.endpoints {
-            Some(s % opts.endpoints)
-        } else {
-            None
-        };
-        slices[i] = slice(i, opts.endpoints, skip, 2 + s);
+/// One proxy mode's loads, for the incremental benchmark.
+pub(crate) trait Syncer {
+    /// Loads the objects whole.
+    fn load(&mut self, svcs: &[Service], slices: &[EndpointSlice]) -> Result<()>;
+    /// Loads a change as the mode's proxy does: (render time, kernel time).
+    fn sync(&mut self, svcs: &[Service], slices: &[EndpointSlice]) -> Result<(Duration, Duration)>;
+}
+
+/// The nftables proxy: its Renderer re-renders the changed Service only, and the applier
+/// sends the difference.
+struct NftSyncer<'a> {
+    applier: &'a mut Applier,
+    renderer: Renderer,
+}
+
+impl Syncer for NftSyncer<'_> {
+    fn load(&mut self, svcs: &[Service], slices: &[EndpointSlice]) -> Result<()> {
+        let synced = self.renderer.sync(svcs, slices);
+        self.applier.force_resync();
+        self.applier.apply_synced(&self.renderer, synced)?;
+        Ok(())
+    }
+
+    fn sync(&mut self, svcs: &[Service], slices: &[EndpointSlice]) -> Result<(Duration, Duration)> {
         let start = Instant::now();
-        let synced = renderer.sync(&svcs, &slices);
+        let synced = self.renderer.sync(svcs, slices);
         let rendered = start.elapsed();
-        match applier.apply_synced(&renderer, synced)? {
+        match self.applier.apply_synced(&self.renderer, synced)? {
             ApplyOutcome::Applied {
                 full: false,
                 duration,
                 ..
-            } => kernel.push(duration),
+            } => Ok((rendered, duration)),
             other => bail!("expected an incremental load, got {other:?}"),
         }
-        renders.push(rendered);
-        total.push(start.elapsed());
     }
-    Ok([renders, kernel, total])
+}
+
+/// For each size of `opts.services`: `opts.samples` EndpointSlice changes (one endpoint of
+/// one Service leaves or comes back) with that many Services loaded, printed as a table of
+/// render, kernel and total time (p50 / p99).
+pub(crate) fn incremental(
+    syncer: &mut impl Syncer,
+    title: &str,
+    columns: [&str; 2],
+    opts: &Options,
+) -> Result<()> {
+    println!();
+    println!(
+        "{title}, EndpointSlice change → rules committed, {} samples per size (p50 / p99, ms):",
+        opts.samples
+    );
+    println!();
+    println!("| Services | {} | {} | total |", columns[0], columns[1]);
+    println!("|---:|---:|---:|---:|");
+    for &n in &opts.services {
+        let (svcs, mut slices) = objects(n, opts.endpoints);
+        syncer.load(&svcs, &slices)?;
+        let [mut renders, mut kernel, mut total] = [(); 3].map(|_| Samples::default());
+        for s in 0..opts.samples {
+            let i = 1 + (s * 7919) % (n - 1).max(1);
+            let skip = if slices[i].endpoints.len() == opts.endpoints {
+                Some(s % opts.endpoints)
+            } else {
+                None
+            };
+            slices[i] = slice(i, opts.endpoints, skip, 2 + s);
+            let start = Instant::now();
+            let (r, k) = syncer.sync(&svcs, &slices)?;
+            total.push(start.elapsed());
+            renders.push(r);
+            kernel.push(k);
+        }
+        let cell = |s: &Samples| format!("{} / {}", ms(s.p50()), ms(s.p99()));
+        println!(
+            "| {n} | {} | {} | {} |",
+            cell(&renders),
+            cell(&kernel),
+            cell(&total)
+        );
+    }
+    Ok(())
 }
 
 pub async fn run_bench(opts: Options) -> Result<()> {
@@ -272,34 +331,163 @@ fn bench(opts: Options) -> Result<()> {
     let Some(&large) = opts.services.last() else {
         bail!("give at least one service count");
     };
+    if opts.modes.is_empty() {
+        bail!("give at least one proxy mode");
+    }
     let mut spaces = Spaces(Vec::new());
     let [node_ns, client, server] = client_and_server(&mut spaces)?;
     let config = ProxyConfig::default();
     let mut applier = Applier::new(node_ns.path(), config.table.clone());
+    let mut iptables = IptablesApplier::new(node_ns.path());
 
+    let modes: Vec<&str> = opts.modes.iter().map(|m| m.as_str()).collect();
     println!(
-        "# kinet bench proxy ({} endpoints per Service)",
-        opts.endpoints
+        "# kinet bench proxy ({} endpoints per Service; {})",
+        opts.endpoints,
+        modes.join(" and ")
     );
+    if opts.modes.contains(&ProxyMode::Nftables) {
+        nft_syncs(&mut applier, node_ns.name(), &config, &opts)?;
+    }
+    if opts.modes.contains(&ProxyMode::Iptables) {
+        applier.delete()?;
+        super::proxy_iptables::syncs(&node_ns.path(), &config, &opts)?;
+    }
+    let (svcs, slices) = objects(large, opts.endpoints);
+
+    // Traffic: a server pod behind service 0.
+    let stop = Arc::new(AtomicBool::new(false));
+    let listener = server.run(|| TcpListener::bind("0.0.0.0:8080"))??;
+    let stopper = StopOnDrop(stop.clone());
+    let stop2 = stop.clone();
+    std::thread::spawn(move || serve(listener, stop2));
+
+    // Each mode's rules for 10 and for all Services; loading one removes the other mode's.
+    let (small, big) = (&svcs[..10], &slices[..10]);
+    let nft_tables = [
+        render(small, big, &node(), &config),
+        render(&svcs, &slices, &node(), &config),
+    ];
+    let ipt_tables = [
+        super::proxy_iptables::tables(small, big, &config),
+        super::proxy_iptables::tables(&svcs, &slices, &config),
+    ];
+    let mut load_as = |mode: ProxyMode, all: bool| -> Result<()> {
+        let i = usize::from(all);
+        match mode {
+            ProxyMode::Nftables => {
+                iptables.remove_all()?;
+                applier.reconcile(&nft_tables[i])?;
+            }
+            ProxyMode::Iptables => {
+                applier.delete()?;
+                super::proxy_iptables::load_whole(&mut iptables, ipt_tables[i].clone())?;
+            }
+        }
+        Ok(())
+    };
+    let target: SocketAddr = format!("{TARGET}:80").parse()?;
+    let direct: SocketAddr = format!("{SERVER_IP}:8080").parse()?;
+    let secs = opts.seconds;
+    let rate = |to: SocketAddr| -> Result<f64> { client.run(move || connect_rate(to, secs))? };
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    // Per mode: (10 Services, all Services).
+    let mut rates = Vec::new();
+    for &mode in &opts.modes {
+        let (mut s, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            load_as(mode, false)?;
+            s.push(rate(target)?);
+            load_as(mode, true)?;
+            b.push(rate(target)?);
+        }
+        rates.push((median(s), median(b)));
+    }
+    load_as(opts.modes[0], false)?;
+    let direct_rate = rate(direct)?;
+    println!();
+    println!("New TCP connections per second to one ClusterIP (one client thread, median of 3 × {secs} s):");
+    println!();
+    println!(
+        "| Services loaded | {} |",
+        modes.join(" (conn/s) | ") + " (conn/s)"
+    );
+    println!("|---|{}", "---:|".repeat(modes.len()));
+    let row = |label: &str, cell: &dyn Fn(&(f64, f64)) -> String| {
+        let cells: Vec<String> = rates.iter().map(cell).collect();
+        println!("| {label} | {} |", cells.join(" | "));
+    };
+    row("10", &|(s, _)| format!("{s:.0}"));
+    row(&large.to_string(), &|(_, b)| format!("{b:.0}"));
+    row(&format!("{large} vs 10"), &|(s, b)| format!("{:.2}", b / s));
+    println!();
+    println!("The pod IP directly (no Service): {direct_rate:.0} conn/s.");
+
+    // Throughput, all Services loaded.
+    let bytes = opts.mib << 20;
+    let through = |to: SocketAddr| -> Result<f64> { client.run(move || throughput(to, bytes))? };
+    let mut streams = Vec::new();
+    for &mode in &opts.modes {
+        load_as(mode, true)?;
+        let (mut via, mut dir) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            via.push(through(target)?);
+            dir.push(through(direct)?);
+        }
+        streams.push((median(via), median(dir)));
+    }
+    println!();
+    println!(
+        "One TCP stream, {} MiB, median of 3 ({large} Services loaded):",
+        opts.mib
+    );
+    println!();
+    println!("| path | {} |", modes.join(" (Gbit/s) | ") + " (Gbit/s)");
+    println!("|---|{}", "---:|".repeat(modes.len()));
+    let cells = |f: &dyn Fn(&(f64, f64)) -> String| -> String {
+        streams.iter().map(f).collect::<Vec<_>>().join(" | ")
+    };
+    println!(
+        "| pod IP directly | {} |",
+        cells(&|(_, d)| format!("{d:.2}"))
+    );
+    println!("| ClusterIP | {} |", cells(&|(v, _)| format!("{v:.2}")));
+    println!(
+        "| ClusterIP vs direct | {} |",
+        cells(&|(v, d)| format!("{:.2}", v / d))
+    );
+    drop(stopper);
+    applier.delete()?;
+    iptables.remove_all()?;
+    Ok(())
+}
+
+/// The nftables mode's whole-load and incremental tables.
+fn nft_syncs(applier: &mut Applier, ns: &str, config: &ProxyConfig, opts: &Options) -> Result<()> {
+    println!();
+    println!("nftables mode (nfnetlink):");
     println!();
     println!("| Services | rules | render (ms) | netlink whole load (ms) | nft -f whole load (ms) | resync, read back (ms) | resync, untouched (ms) | idle CPU, resync every 30 s |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &n in &opts.services {
         let (svcs, slices) = objects(n, opts.endpoints);
         let start = Instant::now();
-        let rs = render(&svcs, &slices, &node(), &config);
+        let rs = render(&svcs, &slices, &node(), config);
         let render_took = start.elapsed();
         applier.delete()?;
-        let nft = nft_load(node_ns.name(), &rs)?;
+        let nft = nft_load(ns, &rs)?;
         applier.delete()?;
-        let (netlink, _) = load(&mut applier, &rs)?;
-        let (read_back, changes) = load(&mut applier, &rs)?;
+        let (netlink, _) = load(applier, &rs)?;
+        let (read_back, changes) = load(applier, &rs)?;
         if changes != 0 {
             bail!("a resync of an intact table sent {changes} changes");
         }
         // The proxy's own resync: the Renderer finds no change, and the kernel's ruleset
         // generation shows nothing was committed since our last transaction.
-        let mut renderer = Renderer::new(&node(), &config);
+        let mut renderer = Renderer::new(&node(), config);
         let synced = renderer.sync(&svcs, &slices);
         applier.apply_synced(&renderer, synced)?;
         applier.force_resync();
@@ -320,97 +508,19 @@ fn bench(opts: Options) -> Result<()> {
         );
     }
 
-    // Incremental: with each table loaded, one slice changes per sample; the proxy's
-    // Renderer re-renders that Service only, and the applier sends the difference.
-    println!();
-    println!(
-        "EndpointSlice change → rules committed, {} samples per size (p50 / p99, ms):",
-        opts.samples
-    );
-    println!();
-    println!(
-        "| Services | render (changed Service) + diff | kernel transaction (difference) | total |"
-    );
-    println!("|---:|---:|---:|---:|");
-    for &n in &opts.services {
-        let [renders, kernel, total] = incremental(&mut applier, &config, n, &opts)?;
-        let cell = |s: &Samples| format!("{} / {}", ms(s.p50()), ms(s.p99()));
-        println!(
-            "| {n} | {} | {} | {} |",
-            cell(&renders),
-            cell(&kernel),
-            cell(&total)
-        );
-    }
-    let (svcs, slices) = objects(large, opts.endpoints);
-
-    // Traffic: a server pod behind service 0.
-    let stop = Arc::new(AtomicBool::new(false));
-    let listener = server.run(|| TcpListener::bind("0.0.0.0:8080"))??;
-    let stopper = StopOnDrop(stop.clone());
-    let stop2 = stop.clone();
-    std::thread::spawn(move || serve(listener, stop2));
-
-    let small = render(&svcs[..10], &slices[..10], &node(), &config);
-    let big = render(&svcs, &slices, &node(), &config);
-    let target = format!("{TARGET}:80");
-    let direct = format!("{SERVER_IP}:8080");
-    let secs = opts.seconds;
-    let mut rate = |rs: &Ruleset, to: &str| -> Result<f64> {
-        load(&mut applier, rs)?;
-        let to: SocketAddr = to.parse()?;
-        client.run(move || connect_rate(to, secs))?
+    let mut syncer = NftSyncer {
+        applier,
+        renderer: Renderer::new(&node(), config),
     };
-    let mut small_rates = Vec::new();
-    let mut big_rates = Vec::new();
-    for _ in 0..3 {
-        small_rates.push(rate(&small, &target)?);
-        big_rates.push(rate(&big, &target)?);
-    }
-    let direct_rate = rate(&small, &direct)?;
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (s, b) = (median(&mut small_rates), median(&mut big_rates));
-    println!();
-    println!("New TCP connections per second to one ClusterIP (one client thread, median of 3 × {secs} s):");
-    println!();
-    println!("| table | conn/s | vs 10 Services |");
-    println!("|---|---:|---:|");
-    println!("| 10 Services | {s:.0} | 1.00 |");
-    println!("| {large} Services | {b:.0} | {:.2} |", b / s);
-    println!(
-        "| pod IP directly (10 Services loaded) | {direct_rate:.0} | {:.2} |",
-        direct_rate / s
-    );
-
-    // Throughput, large table loaded.
-    load(&mut applier, &big)?;
-    let bytes = opts.mib << 20;
-    let through = |to: &str| -> Result<f64> {
-        let to: SocketAddr = to.parse()?;
-        client.run(move || throughput(to, bytes))?
-    };
-    let mut via = Vec::new();
-    let mut dir = Vec::new();
-    for _ in 0..3 {
-        via.push(through(&target)?);
-        dir.push(through(&direct)?);
-    }
-    let (v, d) = (median(&mut via), median(&mut dir));
-    println!();
-    println!(
-        "One TCP stream, {} MiB, median of 3 ({large} Services loaded):",
-        opts.mib
-    );
-    println!();
-    println!("| path | Gbit/s | vs direct |");
-    println!("|---|---:|---:|");
-    println!("| pod IP directly | {d:.2} | 1.00 |");
-    println!("| ClusterIP | {v:.2} | {:.2} |", v / d);
-    drop(stopper);
-    applier.delete()?;
+    incremental(
+        &mut syncer,
+        "nftables mode",
+        [
+            "render (changed Service) + diff",
+            "kernel transaction (difference)",
+        ],
+        opts,
+    )?;
     Ok(())
 }
 

@@ -65,6 +65,9 @@ pub enum BenchCommand {
         /// MiB per throughput run.
         #[arg(long, default_value_t = 2048)]
         mib: usize,
+        /// The proxy modes measured side by side: nftables, iptables, or both.
+        #[arg(long, default_value = "nftables", value_parser = proxy_modes)]
+        mode: ProxyModes,
     },
     /// NetworkPolicy (root): change → enforced p50/p99, connection rate and throughput with
     /// policies against none.
@@ -185,6 +188,7 @@ pub async fn run(what: BenchCommand) -> anyhow::Result<()> {
             samples,
             seconds,
             mib,
+            mode,
         } => {
             kinet_bench::proxy::run_bench(kinet_bench::proxy::Options {
                 services,
@@ -192,6 +196,7 @@ pub async fn run(what: BenchCommand) -> anyhow::Result<()> {
                 samples,
                 seconds,
                 mib,
+                modes: mode.0,
             })
             .await
         }
@@ -278,5 +283,17 @@ pub async fn run(what: BenchCommand) -> anyhow::Result<()> {
                 .await
             }
         },
+    }
+}
+
+/// `kinet bench proxy --mode`: one proxy mode, or `both`.
+#[derive(Debug, Clone)]
+pub struct ProxyModes(Vec<kinet_cluster::proxy_mode::ProxyMode>);
+
+fn proxy_modes(s: &str) -> Result<ProxyModes, String> {
+    use kinet_cluster::proxy_mode::ProxyMode;
+    match s {
+        "both" => Ok(ProxyModes(vec![ProxyMode::Nftables, ProxyMode::Iptables])),
+        one => Ok(ProxyModes(vec![one.parse()?])),
     }
 }

@@ -1,12 +1,14 @@
 //! `kinet proxy rules <ns>/<svc>`: what one Service produced in the proxy's nftables table,
 //! read live from each node's namespace (`nft list table ip kinet`), so it shows what the
-//! kernel has, affinity entries and all, not what the proxy meant to load.
+//! kernel has, affinity entries and all, not what the proxy meant to load. In iptables mode,
+//! the Service's lines of `iptables-save`.
 
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
 use crate::nodes;
+use crate::proxy_mode::ProxyMode;
 use crate::state::{self, absolute_home, ClusterDir};
 
 /// The table every node's proxy owns (`ProxyConfig::default().table`).
@@ -26,7 +28,8 @@ pub fn rules(name: &str, node: Option<&str>, service: &str) -> Result<String> {
     if !dir.exists() {
         bail!("no cluster named \"{name}\" under {}", home.display());
     }
-    let plan = nodes::recorded_plan(&dir.load_info()?);
+    let info = dir.load_info()?;
+    let plan = nodes::recorded_plan(&info);
     let chosen: Vec<&nodes::NodePlan> = match node {
         Some(n) => {
             let prefixed = format!("{name}-{n}");
@@ -43,31 +46,41 @@ pub fn rules(name: &str, node: Option<&str>, service: &str) -> Result<String> {
     let mut out = String::new();
     for n in chosen {
         out += &format!("# node {} (netns {})\n", n.name, n.netns);
-        match list_table(&n.netns)? {
-            None => out += &format!("# no table ip {} (is the proxy running?)\n", table()),
-            Some(listing) => {
-                let cut = kinet_proxy::rules_in_listing(&listing, ns, svc);
-                if cut.is_empty() {
-                    out += &format!("# no rules for {ns}/{svc}\n");
-                } else {
-                    out += &cut;
+        let cut = match info.proxy_mode {
+            ProxyMode::Nftables => {
+                match in_netns(&n.netns, &["nft", "list", "table", "ip", &table()])? {
+                    None => {
+                        out += &format!("# no table ip {} (is the proxy running?)\n", table());
+                        continue;
+                    }
+                    Some(listing) => kinet_proxy::rules_in_listing(&listing, ns, svc),
                 }
             }
+            ProxyMode::Iptables => {
+                let save = in_netns(&n.netns, &["iptables-save"])?.unwrap_or_default();
+                kinet_proxy::rules_in_save(&save, ns, svc)
+            }
+        };
+        if cut.is_empty() {
+            out += &format!("# no rules for {ns}/{svc}\n");
+        } else {
+            out += &cut;
         }
     }
     Ok(out)
 }
 
-/// `nft list table ip <table>` inside `netns`; `None` if the table is absent.
-fn list_table(netns: &str) -> Result<Option<String>> {
+/// `cmd`'s output inside `netns`; `None` if it names something absent (`nft list table`
+/// of a table that is not there).
+fn in_netns(netns: &str, cmd: &[&str]) -> Result<Option<String>> {
     if !kinet_netns::NetNs::exists(netns) {
         bail!("network namespace {netns} does not exist (is the cluster up?)");
     }
     let out = Command::new("nsenter")
         .arg(format!("--net=/run/netns/{netns}"))
-        .args(["nft", "list", "table", "ip", &table()])
+        .args(cmd)
         .output()
-        .context("running nsenter nft")?;
+        .with_context(|| format!("running nsenter {}", cmd[0]))?;
     if out.status.success() {
         return Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()));
     }
@@ -75,5 +88,5 @@ fn list_table(netns: &str) -> Result<Option<String>> {
     if err.contains("No such file") {
         return Ok(None);
     }
-    bail!("nft list table in {netns}: {}", err.trim())
+    bail!("{} in {netns}: {}", cmd.join(" "), err.trim())
 }

@@ -43,8 +43,11 @@ pub struct PortChains {
     pub cluster: String,
     /// `KUBE-SVL-`: this node's endpoints only (Local traffic policy).
     pub local: String,
-    /// `KUBE-EXT-`: NodePort, external and load-balancer traffic.
+    /// `KUBE-EXT-`: NodePort, external and load-balancer traffic (kube-proxy before 1.24
+    /// called it `KUBE-XLB-`, and used it only for `externalTrafficPolicy: Local`).
     pub external: String,
+    /// `KUBE-FW-`: load-balancer traffic checked against loadBalancerSourceRanges.
+    pub firewall: String,
 }
 
 impl PortChains {
@@ -54,6 +57,7 @@ impl PortChains {
             cluster: format!("KUBE-SVC-{hash}"),
             local: format!("KUBE-SVL-{hash}"),
             external: format!("KUBE-EXT-{hash}"),
+            firewall: format!("KUBE-FW-{hash}"),
         }
     }
 }
@@ -84,6 +88,7 @@ mod tests {
             node_port: None,
             external_ips: Vec::new(),
             lb_ips: Vec::new(),
+            source_ranges: Vec::new(),
             external_local: false,
             internal_local: false,
             affinity_secs: None,

@@ -15,7 +15,7 @@ use crate::names::{endpoint_chain, service_port_name, PortChains};
 use crate::rule::{Match, Rule, Target};
 use crate::tables::{
     Table, Tables, KUBE_EXTERNAL_SERVICES, KUBE_FORWARD, KUBE_MARK_MASQ, KUBE_NODEPORTS,
-    KUBE_POSTROUTING, KUBE_SERVICES,
+    KUBE_POSTROUTING, KUBE_PROXY_FIREWALL, KUBE_SERVICES,
 };
 
 /// The node's desired kube-proxy chains. Pure: the same inputs in any order give the
@@ -55,7 +55,7 @@ fn skeleton(node: &NodeInfo, mask: u32) -> Tables {
         local_addrs: node.node_ips.clone(),
         ..Tables::default()
     };
-    for chain in [KUBE_SERVICES, KUBE_EXTERNAL_SERVICES] {
+    for chain in [KUBE_SERVICES, KUBE_EXTERNAL_SERVICES, KUBE_PROXY_FIREWALL] {
         t.chain_mut(Table::Filter, chain);
     }
     for chain in [KUBE_SERVICES, KUBE_NODEPORTS] {
@@ -139,6 +139,10 @@ fn render_port(t: &mut Tables, sp: &ServicePort, eps: &[Endpoint], cluster_cidr:
     let (internal_chain, has_internal) = policy(sp.internal_local);
     let (external_policy_chain, has_external) = policy(sp.external_local);
     let uses_external_chain = cat.has_any && sp.externally_accessible();
+    // loadBalancerSourceRanges: load-balancer traffic passes KUBE-FW- first; what it lets
+    // through is DNATed, so KUBE-PROXY-FIREWALL drops what is still addressed to the LB.
+    let uses_firewall_chain =
+        uses_external_chain && !sp.lb_ips.is_empty() && !sp.source_ranges.is_empty();
     // No endpoints anywhere: reject so clients fail at once. Endpoints exist but none
     // usable by this policy on this node: drop, as kube-proxy does.
     let (refuse, refuse_comment) = if cat.has_any {
@@ -152,6 +156,7 @@ fn render_port(t: &mut Tables, sp: &ServicePort, eps: &[Endpoint], cluster_cidr:
         (uses_cluster_chain, &chains.cluster),
         (uses_local_chain, &chains.local),
         (uses_external_chain, &chains.external),
+        (uses_firewall_chain, &chains.firewall),
     ] {
         if used {
             t.chain_mut(Table::Nat, chain);
@@ -186,19 +191,31 @@ fn render_port(t: &mut Tables, sp: &ServicePort, eps: &[Endpoint], cluster_cidr:
     }
 
     // External IPs, load-balancer IPs and the NodePort.
-    let external = sp.external_ips.iter().map(|ip| (*ip, "external IP"));
-    let lb = sp.lb_ips.iter().map(|ip| (*ip, "loadbalancer IP"));
-    for (ip, what) in external.chain(lb) {
+    let lb_chain = if uses_firewall_chain {
+        &chains.firewall
+    } else {
+        &chains.external
+    };
+    let external = (sp.external_ips.iter()).map(|ip| (*ip, "external IP", &chains.external));
+    let lb = sp
+        .lb_ips
+        .iter()
+        .map(|ip| (*ip, "loadbalancer IP", lb_chain));
+    for (ip, what, to) in external.chain(lb) {
         let m = port_matches(sp, Some(ip), sp.port);
         if cat.has_any {
             t.push(
                 Table::Nat,
                 KUBE_SERVICES,
-                Rule::new(
-                    Some(format!("{name} {what}")),
-                    m.clone(),
-                    jump(&chains.external),
-                ),
+                Rule::new(Some(format!("{name} {what}")), m.clone(), jump(to)),
+            );
+        }
+        if uses_firewall_chain && to == &chains.firewall {
+            let comment = format!("{name} traffic not accepted by {}", chains.firewall);
+            t.push(
+                Table::Filter,
+                KUBE_PROXY_FIREWALL,
+                Rule::new(Some(comment), m.clone(), Target::Drop),
             );
         }
         if !has_external {
@@ -224,6 +241,9 @@ fn render_port(t: &mut Tables, sp: &ServicePort, eps: &[Endpoint], cluster_cidr:
         }
     }
 
+    if uses_firewall_chain {
+        firewall_rules(t, sp, &name, &chains);
+    }
     if uses_external_chain {
         external_rules(t, sp, &name, &chains, cluster_cidr);
         if has_external {
@@ -250,6 +270,24 @@ fn render_port(t: &mut Tables, sp: &ServicePort, eps: &[Endpoint], cluster_cidr:
     }
     for i in reachable {
         endpoint_rules(t, sp, &name, &eps[i]);
+    }
+}
+
+/// `KUBE-FW-`: clients in loadBalancerSourceRanges go on to `KUBE-EXT-`; the rest fall
+/// through undNATed. When a range holds this node's address, the load-balancer addresses
+/// count as sources too (the node's own requests to an address it holds).
+fn firewall_rules(t: &mut Tables, sp: &ServicePort, name: &str, chains: &PortChains) {
+    let comment = Some(format!("{name} loadbalancer IP"));
+    let pass = |m| Rule::new(comment.clone(), vec![m], jump(&chains.external));
+    for cidr in &sp.source_ranges {
+        t.push(Table::Nat, &chains.firewall, pass(Match::SrcIn(*cidr)));
+    }
+    let from_node =
+        (sp.source_ranges.iter()).any(|cidr| t.local_addrs.iter().any(|ip| cidr.contains(*ip)));
+    if from_node {
+        for ip in &sp.lb_ips {
+            t.push(Table::Nat, &chains.firewall, pass(Match::Src(*ip)));
+        }
     }
 }
 

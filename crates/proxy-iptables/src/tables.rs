@@ -1,9 +1,11 @@
 //! The chains kube-proxy owns in the `filter` and `nat` tables, and the jumps into them
 //! from the built-in chains.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use kinet_proxy_rules::Proto;
 
 use crate::rule::{Match, Rule, Target};
 
@@ -36,6 +38,7 @@ pub const KUBE_NODEPORTS: &str = "KUBE-NODEPORTS";
 pub const KUBE_FORWARD: &str = "KUBE-FORWARD";
 pub const KUBE_POSTROUTING: &str = "KUBE-POSTROUTING";
 pub const KUBE_MARK_MASQ: &str = "KUBE-MARK-MASQ";
+pub const KUBE_PROXY_FIREWALL: &str = "KUBE-PROXY-FIREWALL";
 
 /// Chains of one table by name; rules in order.
 pub type Chains = BTreeMap<String, Vec<Rule>>;
@@ -81,6 +84,18 @@ impl Tables {
         chains.get_mut(chain).expect("just inserted")
     }
 
+    /// Where UDP is DNATed to: the endpoints whose conntrack entries must go once they
+    /// leave (a UDP flow would otherwise stick to a gone endpoint until it idles out).
+    pub fn udp_targets(&self) -> BTreeSet<SocketAddrV4> {
+        (self.nat.values().flatten())
+            .filter(|r| r.matches.contains(&Match::Proto(Proto::Udp)))
+            .filter_map(|r| match r.target {
+                Target::Dnat(to) => Some(to),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Total rules in kube-proxy's chains (built-in jumps not counted).
     pub fn rule_count(&self) -> usize {
         self.filter
@@ -91,9 +106,9 @@ impl Tables {
     }
 }
 
-/// kube-proxy's `iptablesJumpChains` (less the load-balancer firewall and health-check
-/// chains, which kinet's model has no use for), in the order they end up in the
-/// built-in chains.
+/// kube-proxy's `iptablesJumpChains` (less the health-check chain: kinet's health-check
+/// servers need no rule), in the order they end up in the built-in chains: the
+/// load-balancer firewall first, as kube-proxy's last prepended jump.
 pub fn jumps() -> Vec<Jump> {
     let jump = |table, builtin, comment: &str, new_only: bool, to: &str| Jump {
         table,
@@ -110,7 +125,17 @@ pub fn jumps() -> Vec<Jump> {
     };
     let ext = "kubernetes externally-visible service portals";
     let portals = "kubernetes service portals";
+    let firewall = "kubernetes load balancer firewall";
     vec![
+        jump(Table::Filter, "INPUT", firewall, true, KUBE_PROXY_FIREWALL),
+        jump(
+            Table::Filter,
+            "FORWARD",
+            firewall,
+            true,
+            KUBE_PROXY_FIREWALL,
+        ),
+        jump(Table::Filter, "OUTPUT", firewall, true, KUBE_PROXY_FIREWALL),
         jump(Table::Filter, "INPUT", ext, true, KUBE_EXTERNAL_SERVICES),
         jump(Table::Filter, "FORWARD", ext, true, KUBE_EXTERNAL_SERVICES),
         jump(Table::Filter, "FORWARD", portals, true, KUBE_SERVICES),

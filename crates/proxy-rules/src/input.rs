@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use crate::model::Proto;
+use crate::model::{Ipv4Cidr, Proto};
 
 /// Label that ties an EndpointSlice to its Service.
 pub(crate) use kinet_types::wellknown::SERVICE_NAME_LABEL;
@@ -27,6 +27,8 @@ pub struct ServicePort {
     pub node_port: Option<u16>,
     pub external_ips: Vec<Ipv4Addr>,
     pub lb_ips: Vec<Ipv4Addr>,
+    /// loadBalancerSourceRanges: when not empty, only these clients reach `lb_ips`.
+    pub source_ranges: Vec<Ipv4Cidr>,
     /// externalTrafficPolicy: Local (only meaningful when externally accessible).
     pub external_local: bool,
     /// internalTrafficPolicy: Local.
@@ -114,6 +116,16 @@ pub fn service_ports(svc: &Service) -> Vec<ServicePort> {
     } else {
         Vec::new()
     };
+    // As kube-proxy does, ranges that do not parse (or are IPv6) are left out.
+    let source_ranges: Vec<Ipv4Cidr> = if lb_ips.is_empty() {
+        Vec::new()
+    } else {
+        spec.load_balancer_source_ranges
+            .iter()
+            .flatten()
+            .filter_map(|r| r.trim().parse().ok())
+            .collect()
+    };
     let external_local = spec.external_traffic_policy.as_deref() == Some("Local");
     let internal_local = spec.internal_traffic_policy.as_deref() == Some("Local");
     let affinity_secs = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
@@ -151,6 +163,7 @@ pub fn service_ports(svc: &Service) -> Vec<ServicePort> {
             node_port,
             external_ips: external_ips.clone(),
             lb_ips: lb_ips.clone(),
+            source_ranges: source_ranges.clone(),
             external_local,
             internal_local,
             affinity_secs,
@@ -316,6 +329,7 @@ mod tests {
             node_port: None,
             external_ips: vec![],
             lb_ips: vec![],
+            source_ranges: vec![],
             external_local: false,
             internal_local: false,
             affinity_secs: None,

@@ -22,6 +22,7 @@ struct Names {
     cluster: String,
     local: String,
     external: String,
+    firewall: String,
     hashed: String,
 }
 
@@ -33,6 +34,7 @@ impl Names {
             cluster: format!("service-{hashed}"),
             local: format!("local-{hashed}"),
             external: format!("external-{hashed}"),
+            firewall: format!("firewall-{hashed}"),
             base,
             hashed,
         }
@@ -106,6 +108,14 @@ pub(crate) fn render_port(
     // Needed even without usable external endpoints: it short-circuits pod and
     // host traffic to the cluster-wide endpoints.
     let uses_external_chain = cat.has_any && sp.externally_accessible();
+    // loadBalancerSourceRanges: load-balancer traffic passes a firewall chain first.
+    let uses_firewall_chain =
+        uses_external_chain && !sp.lb_ips.is_empty() && !sp.source_ranges.is_empty();
+    let lb_chain = if uses_firewall_chain {
+        &names.firewall
+    } else {
+        &names.external
+    };
     // No endpoints anywhere: reject so clients fail at once. Endpoints exist
     // but none usable by this policy on this node: drop, as kube-proxy does.
     let no_ep_verdict = if cat.has_any {
@@ -137,6 +147,9 @@ pub(crate) fn render_port(
     }
     if uses_external_chain {
         new_chain(rs, &names.external, sp);
+    }
+    if uses_firewall_chain {
+        new_chain(rs, &names.firewall, sp);
     }
 
     // Capture the ClusterIP.
@@ -175,17 +188,14 @@ pub(crate) fn render_port(
     }
 
     // Capture external IPs and load-balancer IPs.
-    let external: Vec<Ipv4Addr> = sp.external_ips.iter().chain(&sp.lb_ips).copied().collect();
-    for ip in external {
+    let external: Vec<(Ipv4Addr, &String)> = (sp.external_ips.iter())
+        .map(|ip| (*ip, &names.external))
+        .chain(sp.lb_ips.iter().map(|ip| (*ip, lb_chain)))
+        .collect();
+    for (ip, chain) in external {
         let key = MapKey::Addr(ip, sp.proto, sp.port);
         if cat.has_any {
-            add_element(
-                rs,
-                SERVICE_IPS,
-                key,
-                MapVerdict::Goto(names.external.clone()),
-                None,
-            );
+            add_element(rs, SERVICE_IPS, key, MapVerdict::Goto(chain.clone()), None);
         }
         if !has_external {
             add_element(
@@ -220,6 +230,9 @@ pub(crate) fn render_port(
         }
     }
 
+    if uses_firewall_chain {
+        firewall_rules(rs, sp, &names);
+    }
     if uses_external_chain {
         external_rules(rs, sp, &names, cluster_cidr);
         if has_external {
@@ -326,6 +339,29 @@ pub(crate) fn weight_ranges(n: usize) -> impl Iterator<Item = (u32, u32)> {
         *lo += len;
         Some(range)
     })
+}
+
+/// kube-proxy's load-balancer firewall: clients in loadBalancerSourceRanges go on to the
+/// external chain, the rest are dropped. When a range holds this node's address, the
+/// load-balancer addresses count as sources too: the node's own requests to an address it
+/// holds leave with that address as their source.
+fn firewall_rules(rs: &mut Ruleset, sp: &ServicePort, names: &Names) {
+    let pass = |m| Rule::new(vec![m], Action::Goto(names.external.clone()));
+    for cidr in &sp.source_ranges {
+        push(rs, &names.firewall, pass(Match::SaddrIn(*cidr)));
+    }
+    let from_node =
+        (sp.source_ranges.iter()).any(|cidr| rs.local_addrs.iter().any(|ip| cidr.contains(*ip)));
+    if from_node {
+        for ip in &sp.lb_ips {
+            push(rs, &names.firewall, pass(Match::SaddrIs(*ip)));
+        }
+    }
+    push(
+        rs,
+        &names.firewall,
+        Rule::always(Action::Drop).with_comment("not in loadBalancerSourceRanges"),
+    );
 }
 
 /// The external chain's special cases, before it hands over to the policy chain.

@@ -17,7 +17,8 @@
 //!   `kinet-proxy-iptables`, loaded with `iptables-restore --noflush`, only changed
 //!   chains after the first sync.
 //! - [`rules_for`] / [`rules_in_listing`]: one Service's lines of the loaded
-//!   ruleset or of a live `nft list table`, for `kinet proxy rules <ns>/<svc>`.
+//!   ruleset or of a live `nft list table`, for `kinet proxy rules <ns>/<svc>`
+//!   ([`rules_in_save`]: of a live `iptables-save`, in iptables mode).
 //! - [`announce`] + [`LbAddresses`]: which node answers ARP for each
 //!   LoadBalancer address (MetalLB L2 style) and holding it on a dummy link.
 //! - [`health`]: healthCheckNodePort for `externalTrafficPolicy: Local`.
@@ -42,6 +43,7 @@ pub use applier::{Applier, ApplyError, ApplyOutcome, NetnsNft, NftBackend};
 pub use health::{health_checks, HealthCheck, HealthServer};
 pub use healthz::{serve_healthz, ProxyHealthz};
 pub use iptables::{hand_over, IptablesApplier, ProxyMode};
+pub use kinet_proxy_iptables::rules_in_save;
 pub use lbaddr::{LbAddrError, LbAddresses, LB_LINK};
 pub use metrics::{metric_line, serve_metrics, Metrics, MetricsSnapshot, MetricsSource};
 pub use node::node_info;

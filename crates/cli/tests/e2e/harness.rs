@@ -188,3 +188,84 @@ impl Cluster {
         kinet(&self.home, &all)
     }
 }
+
+pub use kinet_cluster::proxy_mode::ProxyMode;
+
+/// Defines, for each named case `fn case(mode: ProxyMode)`, a module of two tests,
+/// `case::nftables` and `case::iptables`: Services and policies must behave the same
+/// with either of kube-proxy's layouts.
+macro_rules! in_both_proxy_modes {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            use crate::harness::ProxyMode;
+            #[test]
+            fn nftables() {
+                super::$case(ProxyMode::Nftables)
+            }
+            #[test]
+            fn iptables() {
+                super::$case(ProxyMode::Iptables)
+            }
+        }
+    )*};
+}
+pub(crate) use in_both_proxy_modes;
+
+impl Cluster {
+    /// [`Cluster::up`] with the service proxy in `mode`.
+    pub fn up_in(mode: ProxyMode, nodes: usize) -> Cluster {
+        Cluster::up_with(nodes, &["--proxy-mode", mode.as_str()])
+    }
+
+    /// The proxy mode `kinet up` recorded for this cluster.
+    pub fn proxy_mode(&self) -> ProxyMode {
+        let info: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(self.state_dir().join("cluster.json")).unwrap(),
+        )
+        .unwrap();
+        serde_json::from_value(info["proxy_mode"].clone()).expect("cluster.json proxy_mode")
+    }
+
+    /// The service rules on `node` as its proxy mode keeps them: `nft list table ip kinet`,
+    /// or `iptables-save`.
+    pub fn proxy_rules(&self, node: &str) -> String {
+        let cmd: &[&str] = match self.proxy_mode() {
+            ProxyMode::Nftables => &["nft", "list", "table", "ip", "kinet"],
+            ProxyMode::Iptables => &["iptables-save"],
+        };
+        let out = self.node_exec(node, cmd);
+        assert!(out.status.success(), "{node}: {}", show(&out));
+        stdout(&out)
+    }
+}
+
+/// Whether `rules` (from [`Cluster::proxy_rules`]) dispatch a Service port's ClusterIP: an
+/// nftables chain named `ns/svc/proto/port`, or a KUBE-SERVICES rule commented
+/// `ns/svc:port cluster IP` (kube-proxy leaves out `:port` for an unnamed port).
+pub fn rules_name_port(
+    mode: ProxyMode,
+    rules: &str,
+    (ns, svc): (&str, &str),
+    proto: &str,
+    port: &str,
+) -> bool {
+    match mode {
+        ProxyMode::Nftables => {
+            let name = format!("{ns}/{svc}/{proto}/{port}");
+            rules
+                .lines()
+                .any(|l| l.trim_start().starts_with("chain ") && l.contains(&name))
+        }
+        ProxyMode::Iptables => {
+            let port = if port.is_empty() {
+                String::new()
+            } else {
+                format!(":{port}")
+            };
+            let comment = format!("\"{ns}/{svc}{port} cluster IP\"");
+            rules
+                .lines()
+                .any(|l| l.starts_with("-A KUBE-SERVICES ") && l.contains(&comment))
+        }
+    }
+}

@@ -2,12 +2,13 @@
 //! e2e model (namespaces x, y, z with pods a, b, c serving TCP and UDP on 80 and 81, ports
 //! named `serve-<port>-<proto>`, one Service per pod), policies applied with real kubectl,
 //! and `kinet policy matrix` probing every pair from inside the source pods: its expected
-//! table must equal the upstream case's, and the observed one the expected.
+//! table must equal the upstream case's, and the observed one the expected. Policies must
+//! hold whichever proxy mode translates the Services: the case runs in both.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::harness::{show, stdout, Cluster};
+use crate::harness::{in_both_proxy_modes, show, stdout, Cluster, ProxyMode};
 use crate::pods::{apply, wait_dns, wait_ready_in, AGNHOST};
 use crate::services::{external, host_curl, outside_ip, own};
 
@@ -186,9 +187,10 @@ fn cluster_ip(c: &Cluster, ns: &str, svc: &str) -> String {
     ])
 }
 
-#[test]
-fn network_policy_is_enforced_in_the_kernel_as_upstream_expects() {
-    let c = Cluster::up(2);
+in_both_proxy_modes!(network_policy_is_enforced_in_the_kernel_as_upstream_expects);
+
+fn network_policy_is_enforced_in_the_kernel_as_upstream_expects(mode: ProxyMode) {
+    let c = Cluster::up_in(mode, 2);
     wait_dns(&c);
     apply(&c, &model_yaml());
     for ns in NAMESPACES {

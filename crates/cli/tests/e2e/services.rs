@@ -5,7 +5,8 @@
 //! externalIPs, headless and ExternalName Services, and connections refused at once when a
 //! Service has no endpoints. Traffic goes only to addresses of the test's own cluster: pod
 //! and Service IPs from its pods, node and LoadBalancer IPs (checked to lie in its underlay)
-//! from the host and from its outside namespace.
+//! from the host and from its outside namespace. Every case runs once per proxy mode
+//! (`<case>::nftables`, `<case>::iptables`).
 
 use std::collections::BTreeSet;
 use std::process::Output;
@@ -14,7 +15,9 @@ use std::time::{Duration, Instant};
 use kinet_types::wellknown::PROXY_HEALTHZ_PORT;
 use serde_json::Value;
 
-use crate::harness::{kinet, show, stdout, Cluster};
+use crate::harness::{
+    in_both_proxy_modes, kinet, rules_name_port, show, stdout, Cluster, ProxyMode,
+};
 use crate::pods::{
     apply, exec, ip_in_cidr, json, netexec_pods, wait_dns, wait_ready, wait_ready_in, AGNHOST,
 };
@@ -191,9 +194,14 @@ fn udp_from_port(c: &Cluster, pod: &str, ip: &str, port: u16, sport: u16) -> Str
         .to_string()
 }
 
-#[test]
-fn cluster_ip_spreads_keeps_affinity_answers_udp_and_follows_scaling() {
-    let c = Cluster::up(3);
+in_both_proxy_modes!(
+    cluster_ip_spreads_keeps_affinity_answers_udp_and_follows_scaling,
+    node_ports_and_load_balancers_serve_from_outside_the_cluster,
+    named_ports_internal_policy_rule_free_services_and_prompt_refusals,
+);
+
+fn cluster_ip_spreads_keeps_affinity_answers_udp_and_follows_scaling(mode: ProxyMode) {
+    let c = Cluster::up_in(mode, 3);
     wait_dns(&c);
     let pods = netexec(&c, "netexec", 3);
     let client = client(&c);
@@ -308,16 +316,13 @@ fn cluster_ip_spreads_keeps_affinity_answers_udp_and_follows_scaling() {
     let now = names(&wait_ready(&c, "app=netexec", 3));
     assert!(now.contains(&next), "{next} not in {now:?}");
 
-    // Inspectable: chains named after the Service, and `kinet proxy rules`.
+    // Inspectable: rules named after the Service, and `kinet proxy rules`.
     let node = format!("{}-worker", c.name);
-    let ruleset = stdout(&c.node_exec(&node, &["nft", "list", "ruleset"]));
-    assert!(ruleset.contains("table ip kinet"), "{ruleset}");
-    for want in ["default/netexec/tcp/", "default/netexec-udp/udp/"] {
+    let rules = c.proxy_rules(&node);
+    for (svc, proto) in [("netexec", "tcp"), ("netexec-udp", "udp")] {
         assert!(
-            ruleset
-                .lines()
-                .any(|l| l.trim_start().starts_with("chain ") && l.contains(want)),
-            "no chain {want}* in\n{ruleset}"
+            rules_name_port(mode, &rules, ("default", svc), proto, ""),
+            "no rules for default/{svc} in\n{rules}"
         );
     }
     let out = kinet(
@@ -461,9 +466,8 @@ fn watch_for(
     found.unwrap_or_else(|| panic!("kubectl {args:?} never showed it:\n{}", seen.join("\n")))
 }
 
-#[test]
-fn node_ports_and_load_balancers_serve_from_outside_the_cluster() {
-    let c = Cluster::up(3);
+fn node_ports_and_load_balancers_serve_from_outside_the_cluster(mode: ProxyMode) {
+    let c = Cluster::up_in(mode, 3);
     let pods = netexec(&c, "netexec", 3);
     let nodes = node_ips(&c);
     assert_eq!(nodes.len(), 3);
@@ -563,6 +567,30 @@ fn node_ports_and_load_balancers_serve_from_outside_the_cluster() {
     let outside = own(&c, &outside_ip(&c));
     let seen = outside_clientip(&c, &lb).expect("/clientip from outside");
     assert_ne!(seen, outside, "Cluster policy kept the outside address");
+
+    // loadBalancerSourceRanges holding only the outside namespace: the host's connections
+    // are dropped (curl times out, exit 28, where a refusal would be 7), the outside's
+    // still served; without the ranges the host is served again.
+    let ranges = |v: &str| {
+        let patch = format!(r#"{{"spec":{{"loadBalancerSourceRanges":{v}}}}}"#);
+        c.kubectl_ok(&["patch", "svc", "lb", "--type", "merge", "-p", &patch]);
+    };
+    ranges(&format!(r#"["{outside}/32"]"#));
+    poll("the host, outside the ranges, is dropped", || {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "--max-time", "2", &url])
+            .output()
+            .unwrap();
+        (out.status.code() == Some(28)).then_some(())
+    });
+    for _ in 0..3 {
+        assert!(
+            outside_clientip(&c, &lb).is_some(),
+            "outside, in the ranges"
+        );
+    }
+    ranges("null");
+    poll("the host is served again", || host_curl(&url));
     c.kubectl_ok(&[
         "patch",
         "svc",
@@ -705,9 +733,8 @@ fn unused_underlay_ip(c: &Cluster) -> String {
 /// Multiple ports with named targetPorts, internalTrafficPolicy Local, headless and
 /// ExternalName Services (no rules), and last: every connection to a Service without
 /// endpoints is refused at once, also the tenth in a row from one client.
-#[test]
-fn named_ports_internal_policy_rule_free_services_and_prompt_refusals() {
-    let c = Cluster::up(2);
+fn named_ports_internal_policy_rule_free_services_and_prompt_refusals(mode: ProxyMode) {
+    let c = Cluster::up_in(mode, 2);
     let (a, b) = (
         format!("{}-control-plane", c.name),
         format!("{}-worker", c.name),
@@ -784,16 +811,19 @@ spec:
     // Rules: chains per Service port, named after the port; nothing for headless and
     // ExternalName Services, on either node.
     for node in [&a, &b] {
-        let ruleset = stdout(&c.node_exec(node, &["nft", "list", "ruleset"]));
-        for want in [
-            "default/multi/tcp/http",
-            "default/multi/udp/echo",
-            "default/local/tcp/http",
+        let rules = c.proxy_rules(node);
+        for (svc, proto, port) in [
+            ("multi", "tcp", "http"),
+            ("multi", "udp", "echo"),
+            ("local", "tcp", "http"),
         ] {
-            assert!(ruleset.contains(want), "{node}: no {want} in\n{ruleset}");
+            assert!(
+                rules_name_port(mode, &rules, ("default", svc), proto, port),
+                "{node}: no rules for default/{svc}:{port}/{proto} in\n{rules}"
+            );
         }
         for never in ["default/headless", "default/elsewhere"] {
-            assert!(!ruleset.contains(never), "{node}: {never} in\n{ruleset}");
+            assert!(!rules.contains(never), "{node}: {never} in\n{rules}");
         }
     }
 

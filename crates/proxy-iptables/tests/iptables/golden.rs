@@ -53,6 +53,11 @@ fn lb_local_with_local_endpoint() {
 }
 
 #[test]
+fn lb_source_ranges() {
+    check("lb_source_ranges", guarded());
+}
+
+#[test]
 fn session_affinity() {
     check("session_affinity", sticky());
 }

@@ -38,6 +38,9 @@ fn packets() -> Vec<Packet> {
         ("10.96.0.80", 80),
         ("10.96.0.81", 80),
         ("10.244.2.7", 8080),
+        ("203.0.113.70", 80),
+        ("10.96.0.70", 80),
+        ("192.168.0.2", 30070),
     ];
     let mut out = Vec::new();
     let mut add = |packet: fn(_, _, _) -> Packet, dst, port| {
@@ -58,7 +61,14 @@ fn packets() -> Vec<Packet> {
 /// externalTrafficPolicy for `default/edge`.
 fn cluster(policy: &str) -> (Vec<Service>, Vec<EndpointSlice>) {
     let (mut svcs, mut slices) = (Vec::new(), Vec::new());
-    for (s, e) in [web(), edge(policy), sticky(), empty(), tutorial()] {
+    for (s, e) in [
+        web(),
+        edge(policy),
+        sticky(),
+        empty(),
+        tutorial(),
+        guarded(),
+    ] {
         svcs.extend(s);
         slices.extend(e);
     }
@@ -159,6 +169,32 @@ fn local_policy_keeps_the_source_and_uses_local_endpoints() {
             "10.244.1.5:8080".parse().unwrap(),
             "10.244.2.7:8080".parse().unwrap()
         ]
+    );
+}
+
+#[test]
+fn load_balancer_source_ranges_pass_through_kube_fw_or_are_dropped_by_the_firewall() {
+    let (svcs, slices) = guarded();
+    let t = render(&svcs, &slices, &node("node-c"), &config());
+    let lb = |src: &str| Packet::tcp(ip(src), ip("203.0.113.70"), 80);
+    assert_eq!(
+        trace(&t, &lb("172.16.0.50")),
+        Verdict::Dnat(vec![
+            to("10.244.1.5:8080", true),
+            to("10.244.2.7:8080", true)
+        ])
+    );
+    // Not DNATed by KUBE-FW-, so still addressed to the load balancer: KUBE-PROXY-FIREWALL.
+    assert_eq!(trace(&t, &lb("172.16.1.50")), Verdict::Drop);
+    let fw = &t.filter["KUBE-PROXY-FIREWALL"];
+    assert_eq!(fw.len(), 1);
+    let kube_fw = t.nat.keys().find(|c| c.starts_with("KUBE-FW-")).unwrap();
+    assert!(
+        fw[0]
+            .args()
+            .contains(&format!("traffic not accepted by {kube_fw}")),
+        "{}",
+        fw[0].args()
     );
 }
 

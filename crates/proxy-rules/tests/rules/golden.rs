@@ -105,6 +105,15 @@ fn nodeport_cluster_policy() {
 }
 
 #[test]
+fn lb_source_ranges() {
+    let (svcs, slices) = guarded();
+    check(
+        "lb_source_ranges",
+        &render(&svcs, &slices, &node("node-a"), &config()),
+    );
+}
+
+#[test]
 fn session_affinity() {
     let svc = service(
         "default",

@@ -138,6 +138,34 @@ fn nodeport_cluster_policy_from_outside_is_masqueraded() {
 }
 
 #[test]
+fn load_balancer_source_ranges_drop_other_clients() {
+    let (svcs, slices) = guarded();
+    let lb = |src: &str| Packet::tcp(ip(src), ip("203.0.113.70"), 80);
+    for name in ["node-a", "node-c"] {
+        let rs = render(&svcs, &slices, &node(name), &config());
+        let v = trace(&rs, &lb("172.16.0.50"));
+        assert_eq!(v.endpoints(), eps(&["10.244.1.5:8080", "10.244.2.7:8080"]));
+        assert!(v.masqueraded());
+        // Outside the ranges: dropped, pods included; the NodePort and the ClusterIP are
+        // not load-balancer traffic, so the ranges do not apply to them.
+        for src in ["172.16.1.50", "10.244.1.9"] {
+            assert_eq!(trace(&rs, &lb(src)), Verdict::Drop, "{name}: {src}");
+        }
+        let np = Packet::tcp(ip("172.16.1.50"), node(name).node_ips[0], 30070);
+        assert_eq!(trace(&rs, &np).endpoints().len(), 2, "{name}");
+        let cip = Packet::tcp(ip("10.244.1.9"), ip("10.96.0.70"), 80);
+        assert_eq!(trace(&rs, &cip).endpoints().len(), 2, "{name}");
+    }
+    // A range holds node-a's address, so node-a's own requests to the address it holds
+    // (with that address as their source) pass; node-c's range is not its own.
+    let from_lb = Packet::tcp(ip("203.0.113.70"), ip("203.0.113.70"), 80).from_host();
+    let on_a = render(&svcs, &slices, &node("node-a"), &config());
+    assert_eq!(trace(&on_a, &from_lb).endpoints().len(), 2);
+    let on_c = render(&svcs, &slices, &node("node-c"), &config());
+    assert_eq!(trace(&on_c, &from_lb), Verdict::Drop);
+}
+
+#[test]
 fn local_policy_uses_only_local_endpoints_and_keeps_source() {
     let (svcs, slices) = edge("Local");
     let rs = render(&svcs, &slices, &node("node-a"), &config());

@@ -5,8 +5,10 @@
 //! [`ProxyMode`] picks the mode; [`hand_over`] removes the other mode's rules once this
 //! mode's are loaded, so Services keep answering through a switch.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::io::Write;
+use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
@@ -15,6 +17,7 @@ use std::time::Instant;
 use kinet_proxy_iptables::{cleanup_restore, full_restore, partial_restore, Saved, Tables};
 
 use crate::applier::{ApplyError, ApplyOutcome, Result};
+use crate::netlink::NftSocket;
 use crate::Applier;
 
 /// How Services become kernel rules (`kinet up --proxy-mode`).
@@ -56,24 +59,29 @@ impl FromStr for ProxyMode {
     }
 }
 
-/// The two programs the applier runs; the real ones are [`NetnsIptables`].
+/// The two programs the applier runs, and conntrack; the real ones are [`NetnsIptables`].
 pub trait IptablesBackend {
     /// `iptables-save` of the `filter` and `nat` tables.
     fn save(&mut self) -> Result<String>;
     /// `iptables-restore --noflush` of `text`: one transaction.
     fn restore(&mut self, text: &str) -> Result<()>;
+    /// Deletes the conntrack entries of UDP flows to `ep`; how many.
+    fn flush_udp_to(&mut self, ep: SocketAddrV4) -> Result<usize>;
 }
 
-/// `iptables-save` / `iptables-restore` run in the namespace at `netns` via `nsenter`.
-#[derive(Debug, Clone)]
+/// `iptables-save` / `iptables-restore` run in the namespace at `netns` via `nsenter`;
+/// conntrack over a netlink socket opened there at first use.
+#[derive(Debug)]
 pub struct NetnsIptables {
     netns: PathBuf,
+    conntrack: Option<NftSocket>,
 }
 
 impl NetnsIptables {
     pub fn new(netns: impl Into<PathBuf>) -> NetnsIptables {
         NetnsIptables {
             netns: netns.into(),
+            conntrack: None,
         }
     }
 
@@ -121,6 +129,17 @@ impl IptablesBackend for NetnsIptables {
         self.run("iptables-restore", &["--noflush"], Some(text))
             .map(drop)
     }
+
+    fn flush_udp_to(&mut self, ep: SocketAddrV4) -> Result<usize> {
+        let socket = match &mut self.conntrack {
+            Some(s) => s,
+            None => self.conntrack.insert(NftSocket::open_in(&self.netns)?),
+        };
+        socket.flush_udp_to(ep).map_err(|e| {
+            self.conntrack = None;
+            e.into()
+        })
+    }
 }
 
 /// Loads one node's kube-proxy chains, remembering what the kernel holds.
@@ -130,6 +149,8 @@ pub struct IptablesApplier<B = NetnsIptables> {
     /// What the last successful transaction left; `None`: unknown, so the next sync
     /// reads the kernel back and rewrites everything.
     loaded: Option<Tables>,
+    /// Where the last successful transaction sends UDP (kept through a forced resync).
+    udp_targets: BTreeSet<SocketAddrV4>,
 }
 
 impl IptablesApplier {
@@ -143,6 +164,7 @@ impl<B: IptablesBackend> IptablesApplier<B> {
         IptablesApplier {
             backend,
             loaded: None,
+            udp_targets: BTreeSet::new(),
         }
     }
 
@@ -169,18 +191,35 @@ impl<B: IptablesBackend> IptablesApplier<B> {
             }
         };
         self.backend.restore(&text)?;
+        let duration = start.elapsed();
+        let udp_targets = desired.udp_targets();
+        let gone = std::mem::replace(&mut self.udp_targets, udp_targets);
         self.loaded = Some(desired);
         Ok(ApplyOutcome::Applied {
-            duration: start.elapsed(),
+            duration,
             full,
             changes: text.lines().filter(|l| l.starts_with(':')).count(),
-            flushed_udp: Vec::new(),
+            flushed_udp: self.flush(gone.difference(&self.udp_targets).copied().collect()),
         })
+    }
+
+    /// Deletes the conntrack entries of UDP endpoints that left; a failed flush only
+    /// leaves their flows to idle out. Those flushed.
+    fn flush(&mut self, gone: Vec<SocketAddrV4>) -> Vec<SocketAddrV4> {
+        let mut flushed = Vec::new();
+        for ep in gone {
+            match self.backend.flush_udp_to(ep) {
+                Ok(_) => flushed.push(ep),
+                Err(e) => tracing::warn!(%ep, error = %e, "conntrack flush failed"),
+            }
+        }
+        flushed
     }
 
     /// Removes every chain and jump of kube-proxy's; whether there was any.
     pub fn remove_all(&mut self) -> Result<bool> {
         self.loaded = None;
+        self.udp_targets.clear();
         match cleanup_restore(&Saved::parse(&self.backend.save()?)) {
             Some(text) => self.backend.restore(&text).map(|()| true),
             None => Ok(false),

@@ -1,6 +1,7 @@
 //! The applier's decisions against a recording fake of the two programs.
 
 use std::collections::VecDeque;
+use std::net::SocketAddrV4;
 use std::os::unix::process::ExitStatusExt;
 
 use k8s_openapi::api::core::v1::Service;
@@ -17,6 +18,7 @@ struct Fake {
     saves: VecDeque<String>,
     restored: Vec<String>,
     fail_restore: bool,
+    flushed: Vec<SocketAddrV4>,
 }
 
 impl IptablesBackend for Fake {
@@ -34,19 +36,27 @@ impl IptablesBackend for Fake {
         }
         Ok(())
     }
+    fn flush_udp_to(&mut self, ep: SocketAddrV4) -> Result<usize> {
+        self.flushed.push(ep);
+        Ok(1)
+    }
 }
 
 fn tables(endpoints: &[&str]) -> Tables {
+    with_proto(endpoints, "TCP")
+}
+
+fn with_proto(endpoints: &[&str], proto: &str) -> Tables {
     let svc: Service = serde_json::from_value(json!({
         "metadata": {"namespace": "default", "name": "web"},
-        "spec": {"clusterIP": "10.96.0.20", "ports": [{"port": 80}]}
+        "spec": {"clusterIP": "10.96.0.20", "ports": [{"port": 80, "protocol": proto}]}
     }))
     .unwrap();
     let slice: EndpointSlice = serde_json::from_value(json!({
         "metadata": {"namespace": "default", "name": "web-1",
                      "labels": {"kubernetes.io/service-name": "web"}},
         "addressType": "IPv4",
-        "ports": [{"port": 8080, "protocol": "TCP"}],
+        "ports": [{"port": 8080, "protocol": proto}],
         "endpoints": endpoints.iter().map(|ip| json!({"addresses": [ip]})).collect::<Vec<_>>()
     }))
     .unwrap();
@@ -109,6 +119,29 @@ fn a_failed_or_forced_sync_rewrites_everything_against_what_the_kernel_holds() {
     assert!(a.backend.restored[2].contains("-X KUBE-SEP-STALE\n"));
     a.force_resync();
     assert!(full(&a.apply(tables(&[])).unwrap()));
+}
+
+#[test]
+fn udp_endpoints_that_leave_have_their_flows_flushed_also_across_a_resync() {
+    let mut a = IptablesApplier::with_backend(Fake::default());
+    a.apply(with_proto(&["10.244.1.5", "10.244.1.6"], "UDP"))
+        .unwrap();
+    assert!(a.backend.flushed.is_empty());
+    let out = a.apply(with_proto(&["10.244.1.6"], "UDP")).unwrap();
+    let gone: SocketAddrV4 = "10.244.1.5:8080".parse().unwrap();
+    assert!(
+        matches!(&out, ApplyOutcome::Applied { flushed_udp, .. } if *flushed_udp == [gone]),
+        "{out:?}"
+    );
+    // A forced resync rewrites everything, and still knows what left.
+    a.force_resync();
+    a.apply(with_proto(&[], "UDP")).unwrap();
+    let other: SocketAddrV4 = "10.244.1.6:8080".parse().unwrap();
+    assert_eq!(a.backend.flushed, [gone, other]);
+    // TCP endpoints need no flush.
+    a.apply(tables(&["10.244.1.5"])).unwrap();
+    a.apply(tables(&[])).unwrap();
+    assert_eq!(a.backend.flushed.len(), 2);
 }
 
 #[test]

@@ -97,3 +97,46 @@ fn loads_changes_only_what_changed_and_hands_over_both_ways() {
     assert_eq!(nft.list().unwrap(), None);
     assert!(!kube_lines(&ns).is_empty());
 }
+
+/// Every golden file of kinet-proxy-iptables, loaded by the real `iptables-restore` into a
+/// fresh namespace: each chain it declares and each rule it appends is then in
+/// `iptables-save` (the load-balancer firewall's `KUBE-FW-` and `KUBE-PROXY-FIREWALL`
+/// included).
+#[test]
+fn every_golden_file_loads_with_iptables_restore() {
+    if !root() {
+        return;
+    }
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../proxy-iptables/tests/golden");
+    let mut loaded = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let ns = Netns::new("iptg");
+        ns.exec(&["iptables-restore", "--noflush", path.to_str().unwrap()]);
+        let saved = kube_lines(&ns);
+        let declared = text
+            .lines()
+            .filter_map(|l| l.strip_prefix(':'))
+            .map(|d| format!(":{} ", d.split(' ').next().unwrap()));
+        for chain in declared {
+            assert!(
+                saved.iter().any(|l| l.starts_with(&chain)),
+                "{}: {chain} not loaded\n{saved:#?}",
+                path.display()
+            );
+        }
+        let rules = |lines: &mut dyn Iterator<Item = &str>| {
+            lines.filter(|l| l.starts_with("-A KUBE-")).count()
+        };
+        assert_eq!(
+            rules(&mut saved.iter().map(String::as_str)),
+            rules(&mut text.lines()),
+            "{}",
+            path.display()
+        );
+        loaded += 1;
+    }
+    assert!(loaded >= 7, "only {loaded} golden files");
+}

@@ -142,3 +142,29 @@ pub fn edge(policy: &str) -> (Vec<Service>, Vec<EndpointSlice>) {
     );
     (vec![svc], vec![sl])
 }
+
+/// `default/guarded`: LoadBalancer 203.0.113.70:80 (NodePort 30070, ClusterIP 10.96.0.70)
+/// open only to loadBalancerSourceRanges 172.16.0.0/24 and 192.168.0.0/30 (which holds
+/// node-a and node-b, not node-c); endpoints 10.244.1.5:8080 (node-a) and 10.244.2.7:8080
+/// (node-b).
+pub fn guarded() -> (Vec<Service>, Vec<EndpointSlice>) {
+    let svc = service(
+        "default",
+        "guarded",
+        json!({
+            "type": "LoadBalancer",
+            "clusterIP": "10.96.0.70",
+            "loadBalancerSourceRanges": ["172.16.0.0/24", " 192.168.0.0/30 "],
+            "ports": [{"name": "http", "port": 80, "nodePort": 30070, "protocol": "TCP"}]
+        }),
+        Some(json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.70"}]}})),
+    );
+    let sl = slice(
+        "default",
+        "guarded",
+        "guarded-1",
+        tcp_port("http", 8080),
+        vec![ep("10.244.1.5", "node-a"), ep("10.244.2.7", "node-b")],
+    );
+    (vec![svc], vec![sl])
+}
