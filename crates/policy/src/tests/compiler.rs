@@ -46,7 +46,7 @@ fn pod_is(name: &str) -> Value {
 /// One random change, to both the compiler and a plain cluster.
 fn change(rng: &mut Rng, comp: &mut Compiler, ips: &mut u8) {
     let c = comp.cluster().clone();
-    let pods = c.pods();
+    let pods: Vec<&Pod> = c.pods().collect();
     let ns = *rng.pick(&NAMESPACES);
     match rng.below(8) {
         0 | 1 => {
@@ -57,7 +57,7 @@ fn change(rng: &mut Rng, comp: &mut Compiler, ips: &mut u8) {
         }
         2 => comp.remove_policy(ns, &format!("p{}", rng.below(specs().len()))),
         3 | 4 if !pods.is_empty() => {
-            let mut p = rng.pick(pods).clone();
+            let mut p = (*rng.pick(&pods)).clone();
             let tier = *rng.pick(&["web", "db", "none"]);
             if tier == "none" {
                 p.labels.remove("tier");
@@ -70,7 +70,7 @@ fn change(rng: &mut Rng, comp: &mut Compiler, ips: &mut u8) {
             comp.set_pod(p);
         }
         5 if !pods.is_empty() => {
-            let p = rng.pick(pods);
+            let p = rng.pick(&pods);
             comp.remove_pod(&p.namespace, &p.name);
         }
         6 => {
@@ -82,11 +82,7 @@ fn change(rng: &mut Rng, comp: &mut Compiler, ips: &mut u8) {
                 labels: labels(&[("pod", PODS[rng.below(3)])]),
                 ip: Ipv4Addr::new(10, 244, 3, *ips),
                 node: rng.pick(&NODES).to_string(),
-                ports: c
-                    .pods()
-                    .first()
-                    .map(|p| p.ports.clone())
-                    .unwrap_or_default(),
+                ports: pods.first().map(|p| p.ports.clone()).unwrap_or_default(),
             });
         }
         _ => {
