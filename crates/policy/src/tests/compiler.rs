@@ -129,3 +129,31 @@ fn a_policy_refused_on_update_stops_applying() {
     assert!(comp.set_policy(&policy("x", "p", bad)).is_err());
     assert_eq!(comp.ruleset(), compile(&model(), node, &[]));
 }
+
+#[test]
+fn a_peer_relabelled_changes_set_elements_only_and_an_unchanged_namespace_nothing() {
+    let node = NODES[0];
+    let mut comp = Compiler::new(model(), node, &[]);
+    let from_b =
+        json!({"podSelector": pod_is("a"), "ingress": [{"from": [{"podSelector": pod_is("b")}]}]});
+    comp.set_policy(&policy("x", "p", from_b)).unwrap();
+    comp.sync();
+    // x/c (on either node) moves into the peer selector: its address joins the set.
+    let mut c = comp.cluster().pod("x", "c").unwrap().clone();
+    c.labels.insert("pod".into(), "b".into());
+    comp.set_pod(c);
+    let Some(crate::Update::Changes { changes, .. }) = comp.sync() else {
+        panic!("an update in place");
+    };
+    assert!(
+        changes.iter().all(|ch| matches!(
+            ch,
+            crate::Change::AddToSet { .. } | crate::Change::DeleteFromSet { .. }
+        )),
+        "{changes:?}"
+    );
+    // A namespace written again with the same labels changes nothing.
+    let x = comp.cluster().namespaces["x"].clone();
+    comp.set_namespace(x);
+    assert_eq!(comp.sync(), None);
+}
