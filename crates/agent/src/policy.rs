@@ -1,19 +1,20 @@
-//! The node's NetworkPolicy enforcer: reflectors on NetworkPolicies, Pods and Namespaces;
-//! every burst of changes hands the objects whose resource version moved to this node's
-//! incremental compiler (`kinet_policy::Compiler`), which recompiles only what they touch,
-//! and sends the kernel one transaction over nfnetlink with what changed (set and map
-//! elements when a pod came, went or was relabelled; sets, chains and counters added or
-//! removed in place when policies were). Every 30 s a resync reloads the whole
-//! table if anyone else committed in the namespace since (the ruleset generation says so);
-//! a failure is followed by a whole load. A refused policy is a Warning Event on it, a
-//! refused transaction one on the Node.
+//! The node's NetworkPolicy enforcer: reflectors on NetworkPolicies, Pods and Namespaces
+//! that record the keys their events touch; every burst of changes hands the touched objects
+//! whose resource version moved to this node's incremental compiler
+//! (`kinet_policy::Compiler`), which recompiles only what they touch, and sends the kernel
+//! one transaction over nfnetlink with what changed (set and map elements when a pod came,
+//! went or was relabelled; sets, chains and counters added or removed in place when policies
+//! were). Every 30 s a resync reloads the whole table if anyone else committed in the
+//! namespace since (the ruleset generation says so; the proxy's commits do); a failure is
+//! followed by a whole load. A refused policy is a Warning Event on it, a refused
+//! transaction one on the Node.
 //!
 //! The table filters the forward and input hooks at priority `filter`, after the proxy's
 //! DNAT (`dstnat`), so policies see the pod addresses behind a Service. Packets the node
 //! sends itself (kubelet probes) take the output hook and are never filtered, as upstream
 //! plugins allow them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,8 +25,12 @@ use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kinet_controllers::events::{object_ref, EventType, Recorder};
 use kinet_policy::{Cluster, Compiler, Update};
+use kinet_proxy::micros;
 use kinet_proxy::netlink::{NetlinkError, NftSocket};
-use kinet_proxy::reflect::{spawn_reflector, Changes, Tasks};
+use kinet_proxy::reflect::{
+    spawn_touching_reflector, Changes, Key, Tasks, Touch, Touched, Watchable,
+};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 
@@ -37,10 +42,6 @@ pub struct PolicyMetrics {
     whole_loads: AtomicU64,
     last_sync_micros: AtomicU64,
     last_programming_micros: AtomicU64,
-}
-
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 impl PolicyMetrics {
@@ -163,9 +164,6 @@ fn model_pod(p: &Pod) -> Option<kinet_policy::Pod> {
     kinet_policy::Pod::from_k8s(p)
 }
 
-/// An object's namespace (empty when cluster-scoped) and name.
-type Key = (String, String);
-
 fn key<K: Resource>(o: &K) -> Key {
     let m = o.meta();
     (
@@ -182,82 +180,134 @@ fn key_text((ns, name): &Key) -> String {
     }
 }
 
+/// A change of one object for the compiler.
+enum Changed<K> {
+    Set(Arc<K>),
+    Gone(Key),
+}
+
 /// The resource versions of the objects of one kind the compiler was last given: each sync
-/// hands it only the objects that changed or went.
+/// hands it only the objects the watch touched whose version moved, and those gone.
 #[derive(Default)]
 struct Seen(HashMap<Key, String>);
 
 impl Seen {
-    /// Calls `set` for each object new or changed since the last call, `gone` for each
-    /// object no longer there.
-    fn diff<K: Resource>(
-        &mut self,
-        objects: &[Arc<K>],
-        mut set: impl FnMut(&K),
-        mut gone: impl FnMut(&Key),
-    ) {
-        let mut before = std::mem::take(&mut self.0);
-        for o in objects {
-            let k = key(&**o);
-            let version = o.meta().resource_version.clone().unwrap_or_default();
-            if before.remove(&k).as_ref() != Some(&version) {
-                set(o);
+    /// What changed among the `touched` objects of `store`, in key order.
+    fn changes<K>(&mut self, store: &Store<K>, touched: Touch) -> Vec<Changed<K>>
+    where
+        K: Resource<DynamicType = ()> + Clone,
+    {
+        let (present, gone): (Vec<Arc<K>>, Vec<Key>) = match touched {
+            Touch::All => {
+                let present = store.state();
+                let mut gone: HashSet<Key> = self.0.keys().cloned().collect();
+                for o in &present {
+                    gone.remove(&key(&**o));
+                }
+                (present, gone.into_iter().collect())
             }
-            self.0.insert(k, version);
+            Touch::Keys(keys) => {
+                let mut present = Vec::new();
+                let mut gone = Vec::new();
+                for k in keys {
+                    let mut r = ObjectRef::new(&k.1);
+                    if !k.0.is_empty() {
+                        r = r.within(&k.0);
+                    }
+                    match store.get(&r) {
+                        Some(o) => present.push(o),
+                        None => gone.push(k),
+                    }
+                }
+                (present, gone)
+            }
+        };
+        let mut out: Vec<(Key, Changed<K>)> = Vec::new();
+        for k in gone {
+            if self.0.remove(&k).is_some() {
+                out.push((k.clone(), Changed::Gone(k)));
+            }
         }
-        before.keys().for_each(&mut gone);
+        for o in present {
+            let k = key(&*o);
+            let version = o.meta().resource_version.clone().unwrap_or_default();
+            if self.0.get(&k) != Some(&version) {
+                self.0.insert(k.clone(), version);
+                out.push((k, Changed::Set(o)));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.into_iter().map(|(_, c)| c).collect()
     }
 }
 
-/// Hands the compiler what changed in the reflectors' stores since the last call.
-#[derive(Default)]
-struct Feed {
-    namespaces: Seen,
-    pods: Seen,
-    policies: Seen,
+/// The watched objects, and what their events touched since the last sync.
+struct Watched<K: Watchable> {
+    store: Store<K>,
+    touched: Arc<Touched>,
+    seen: Seen,
 }
 
-impl Feed {
-    /// The policies refused (they cannot be parsed), with why.
-    fn update(
-        &mut self,
-        compiler: &mut Compiler,
-        namespaces: &[Arc<Namespace>],
-        pods: &[Arc<Pod>],
-        policies: &[Arc<NetworkPolicy>],
-    ) -> Vec<(ObjectReference, String)> {
-        let c = std::cell::RefCell::new(compiler);
-        let mut refused = Vec::new();
-        self.namespaces.diff(
-            namespaces,
-            |n| {
-                c.borrow_mut()
-                    .set_namespace(kinet_policy::Namespace::from_k8s(n))
-            },
-            |(_, name)| c.borrow_mut().remove_namespace(name),
+impl<K: Watchable> Watched<K> {
+    fn spawn(client: &Client, changes: &Arc<Changes>, tasks: &mut Tasks) -> Watched<K> {
+        let touched = Arc::new(Touched::default());
+        let store = spawn_touching_reflector(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            changes,
+            tasks,
+            touched.clone(),
         );
-        self.pods.diff(
-            pods,
-            |p| match model_pod(p) {
-                Some(p) => c.borrow_mut().set_pod(p),
+        Watched {
+            store,
+            touched,
+            seen: Seen::default(),
+        }
+    }
+
+    fn changes(&mut self) -> Vec<Changed<K>> {
+        self.seen.changes(&self.store, self.touched.take())
+    }
+}
+
+/// Hands the compiler what changed in the watched objects since the last call; the
+/// policies refused (they cannot be parsed), with why.
+fn feed(
+    compiler: &mut Compiler,
+    namespaces: Vec<Changed<Namespace>>,
+    pods: Vec<Changed<Pod>>,
+    policies: Vec<Changed<NetworkPolicy>>,
+) -> Vec<(ObjectReference, String)> {
+    for c in namespaces {
+        match c {
+            Changed::Set(n) => compiler.set_namespace(kinet_policy::Namespace::from_k8s(&n)),
+            Changed::Gone((_, name)) => compiler.remove_namespace(&name),
+        }
+    }
+    for c in pods {
+        match c {
+            Changed::Set(p) => match model_pod(&p) {
+                Some(p) => compiler.set_pod(p),
                 None => {
-                    let (ns, name) = key(p);
-                    c.borrow_mut().remove_pod(&ns, &name)
+                    let (ns, name) = key(&*p);
+                    compiler.remove_pod(&ns, &name)
                 }
             },
-            |(ns, name)| c.borrow_mut().remove_pod(ns, name),
-        );
-        self.policies.diff(
-            policies,
-            |np| {
-                if let Err(e) = c.borrow_mut().set_policy(np) {
-                    refused.push((object_ref(np), e.to_string()));
-                }
-            },
-            |(ns, name)| c.borrow_mut().remove_policy(ns, name),
-        );
-        refused
+            Changed::Gone((ns, name)) => compiler.remove_pod(&ns, &name),
+        }
     }
+    let mut refused = Vec::new();
+    for c in policies {
+        match c {
+            Changed::Set(np) => {
+                if let Err(e) = compiler.set_policy(&np) {
+                    refused.push((object_ref(&*np), e.to_string()));
+                }
+            }
+            Changed::Gone((ns, name)) => compiler.remove_policy(&ns, &name),
+        }
+    }
+    refused
 }
 
 /// The Node, as an event's object.
@@ -286,34 +336,17 @@ fn warn(recorder: &Recorder, obj: ObjectReference, reason: &'static str, message
 pub async fn run(client: Client, cfg: PolicyConfig) -> anyhow::Result<()> {
     let changes = Arc::new(Changes::default());
     let mut tasks = Tasks::default();
-    let all = watcher::Config::default();
-    let policies = spawn_reflector(
-        Api::<NetworkPolicy>::all(client.clone()),
-        all.clone(),
-        &changes,
-        &mut tasks,
-    );
-    let pods = spawn_reflector(
-        Api::<Pod>::all(client.clone()),
-        all.clone(),
-        &changes,
-        &mut tasks,
-    );
-    let namespaces = spawn_reflector(
-        Api::<Namespace>::all(client.clone()),
-        all,
-        &changes,
-        &mut tasks,
-    );
+    let mut policies = Watched::<NetworkPolicy>::spawn(&client, &changes, &mut tasks);
+    let mut pods = Watched::<Pod>::spawn(&client, &changes, &mut tasks);
+    let mut namespaces = Watched::<Namespace>::spawn(&client, &changes, &mut tasks);
     let recorder = Recorder::new(client, "kinet-policy");
-    policies.wait_until_ready().await?;
-    pods.wait_until_ready().await?;
-    namespaces.wait_until_ready().await?;
+    policies.store.wait_until_ready().await?;
+    pods.store.wait_until_ready().await?;
+    namespaces.store.wait_until_ready().await?;
     tracing::info!(node = %cfg.node, "network policy enforcer synced caches");
 
     let mut socket: Option<NftSocket> = None;
     let mut compiler = Compiler::new(Cluster::new(), &cfg.node, &cfg.node_ips);
-    let mut feed = Feed::default();
     // Whether the kernel holds the compiler's table (else: load it whole).
     let mut loaded = false;
     // The namespace's ruleset generation right after our last commit.
@@ -350,11 +383,11 @@ pub async fn run(client: Client, cfg: PolicyConfig) -> anyhow::Result<()> {
         }
         let since = changes.take();
         let start = Instant::now();
-        let refused = feed.update(
+        let refused = feed(
             &mut compiler,
-            &namespaces.state(),
-            &pods.state(),
-            &policies.state(),
+            namespaces.changes(),
+            pods.changes(),
+            policies.changes(),
         );
         for (obj, e) in refused {
             let message = format!("not enforced on node {}: {e}", cfg.node);
@@ -434,6 +467,7 @@ pub fn remove_table(netns: &std::path::Path) -> Result<(), NetlinkError> {
 mod tests {
     use super::*;
     use kinet_proxy::MetricsSource;
+    use kube::runtime::reflector;
     use serde_json::json;
 
     #[test]
@@ -470,10 +504,30 @@ mod tests {
         }))
     }
 
+    /// A store with `objects`, as a reflector holds them.
+    fn store<K>(objects: &[Arc<K>]) -> (Store<K>, reflector::store::Writer<K>)
+    where
+        K: Resource<DynamicType = ()> + Clone,
+    {
+        let (reader, mut writer) = reflector::store();
+        for o in objects {
+            writer.apply_watcher_event(&watcher::Event::Apply((**o).clone()));
+        }
+        (reader, writer)
+    }
+
+    fn keys(keys: &[(&str, &str)]) -> Touch {
+        Touch::Keys(
+            keys.iter()
+                .map(|(ns, n)| (ns.to_string(), n.to_string()))
+                .collect(),
+        )
+    }
+
     #[test]
-    fn the_feed_hands_over_changes_and_removals_and_names_refused_policies() {
+    fn the_feed_hands_over_touched_changes_and_removals_and_names_refused_policies() {
         let mut comp = Compiler::new(Cluster::new(), "n1", &[]);
-        let mut feed = Feed::default();
+        let (mut seen_pods, mut seen_policies) = (Seen::default(), Seen::default());
         let deny: Arc<NetworkPolicy> = object(json!({
             "metadata": {"namespace": "x", "name": "web", "resourceVersion": "1"},
             "spec": {"podSelector": {"matchLabels": {"tier": "web"}}}
@@ -482,24 +536,59 @@ mod tests {
             "metadata": {"namespace": "x", "name": "bad", "resourceVersion": "1"},
             "spec": {"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "nope"}}]}]}
         }));
-        let pods = [pod_at("a", "1", "web"), pod_at("bb", "1", "db")];
-        let refused = feed.update(&mut comp, &[], &pods, &[deny.clone(), bad.clone()]);
+        let (pods, mut pod_writer) = store(&[pod_at("a", "1", "web"), pod_at("bb", "1", "db")]);
+        let (policies, _w) = store(&[deny, bad]);
+        let refused = feed(
+            &mut comp,
+            Vec::new(),
+            seen_pods.changes(&pods, Touch::All),
+            seen_policies.changes(&policies, Touch::All),
+        );
         assert_eq!(refused.len(), 1);
         assert_eq!(refused[0].0.name.as_deref(), Some("bad"));
         assert_eq!(refused[0].0.kind.as_deref(), Some("NetworkPolicy"));
         let Some(Update::Changes { .. }) = comp.sync() else {
             panic!("the first sync compiles x/a's chain in place");
         };
-        // Unchanged versions hand nothing over; a relabel and a removal do.
-        assert!(feed
-            .update(&mut comp, &[], &pods, &[deny.clone(), bad.clone()])
+        // A relist with unchanged versions, and a touched key whose version did not move,
+        // hand nothing over.
+        assert!(seen_pods.changes(&pods, Touch::All).is_empty());
+        assert!(seen_policies
+            .changes(&policies, keys(&[("x", "web")]))
             .is_empty());
-        assert_eq!(comp.sync(), None);
-        let moved = [pod_at("a", "2", "db")];
-        feed.update(&mut comp, &[], &moved, &[deny]);
+        // A relabel and a removal do, for the touched keys only.
+        pod_writer.apply_watcher_event(&watcher::Event::Apply((*pod_at("a", "2", "db")).clone()));
+        pod_writer.apply_watcher_event(&watcher::Event::Delete((*pod_at("bb", "1", "db")).clone()));
+        assert_eq!(seen_pods.changes(&pods, keys(&[("x", "a")])).len(), 1);
+        let gone = seen_pods.changes(&pods, keys(&[("x", "bb"), ("x", "zz")]));
+        assert!(matches!(&gone[..], [Changed::Gone(k)] if k.1 == "bb"));
+        feed(
+            &mut comp,
+            Vec::new(),
+            vec![
+                Changed::Set(pod_at("a", "2", "db")),
+                Changed::Gone(("x".into(), "bb".into())),
+            ],
+            Vec::new(),
+        );
         assert!(comp.sync().is_some());
         assert!(comp.ruleset().chains.iter().all(|c| c.hook.is_some()));
         assert_eq!(comp.cluster().pods().len(), 1);
+    }
+
+    #[test]
+    fn a_relist_finds_the_objects_deleted_while_the_watch_was_down() {
+        let mut seen = Seen::default();
+        let (pods, mut w) = store(&[pod_at("a", "1", "web"), pod_at("bb", "1", "db")]);
+        assert_eq!(seen.changes(&pods, Touch::All).len(), 2);
+        // The watch restarts; the relist no longer has bb and no event named it.
+        w.apply_watcher_event(&watcher::Event::Init);
+        w.apply_watcher_event(&watcher::Event::InitApply(
+            (*pod_at("a", "1", "web")).clone(),
+        ));
+        w.apply_watcher_event(&watcher::Event::InitDone);
+        let changes = seen.changes(&pods, Touch::All);
+        assert!(matches!(&changes[..], [Changed::Gone(k)] if k.1 == "bb"));
     }
 
     #[test]
@@ -522,7 +611,7 @@ mod tests {
         }))
         .unwrap();
         let (c, refused) = cluster_view(std::iter::empty(), pods.iter(), [&bad].into_iter());
-        let names: Vec<_> = c.pods().iter().map(|p| p.name.as_str()).collect();
+        let names: Vec<_> = c.pods().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["web"]);
         assert_eq!(refused.len(), 1);
         assert!(refused[0].starts_with("x/bad: "), "{refused:?}");

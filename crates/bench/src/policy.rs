@@ -256,7 +256,6 @@ fn bench(opts: Options) -> Result<()> {
     let others = |local: bool| -> Vec<(String, String)> {
         comp.cluster()
             .pods()
-            .iter()
             .filter(|p| p.name.starts_with("p-") && (p.node == NODE) == local)
             .map(|p| (p.namespace.clone(), p.name.clone()))
             .collect()

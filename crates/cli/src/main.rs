@@ -268,6 +268,10 @@ enum PolicyCommand {
         /// The port probed, as PORT[/tcp|udp].
         #[arg(long, default_value = "80/tcp")]
         port: String,
+        /// Probe each pod through the ClusterIP of its own Service (one selecting only it,
+        /// with that port), as the upstream e2e suite does, instead of its pod address.
+        #[arg(long)]
+        via_service: bool,
     },
     /// Packets dropped per policy on each node (the policy table's counters).
     Drops {
@@ -401,9 +405,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     name,
                     namespaces,
                     port,
+                    via_service,
                 },
         } => {
-            let m = kinet_cluster::policy::matrix(&name, &namespaces, &port).await?;
+            let m = kinet_cluster::policy::matrix(&name, &namespaces, &port, via_service).await?;
             print!("{}", m.render());
             if !m.mismatches().is_empty() {
                 std::process::exit(1);

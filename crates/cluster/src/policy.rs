@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kinet_policy::{explain, Cluster, Endpoint, Matrix, Proto};
 use kube::api::ListParams;
@@ -32,12 +32,16 @@ pub fn parse_port(s: &str) -> Result<(u16, Proto)> {
     Ok((port, proto))
 }
 
-/// The live cluster as the model sees it, and the pods with their uids.
-async fn snapshot(name: &str) -> Result<(Cluster, Vec<Pod>)> {
+async fn client(name: &str) -> Result<Client> {
     let path = kubeconfig(name)?;
     let kc = Kubeconfig::read_from(&path).with_context(|| format!("reading {}", path.display()))?;
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
-    let client = Client::try_from(config).context("API client")?;
+    Client::try_from(config).context("API client")
+}
+
+/// The live cluster as the model sees it, and the pods with their uids.
+async fn snapshot(name: &str) -> Result<(Cluster, Vec<Pod>)> {
+    let client = client(name).await?;
     let lp = ListParams::default();
     let namespaces = Api::<Namespace>::all(client.clone()).list(&lp).await?.items;
     let pods = Api::<Pod>::all(client.clone()).list(&lp).await?.items;
@@ -94,9 +98,69 @@ pub async fn drops(name: &str) -> Result<String> {
     Ok(out)
 }
 
+/// The ClusterIP through which to reach each pod of `pods` on `port`/`proto`.
+async fn service_ips(
+    name: &str,
+    cluster: &Cluster,
+    pods: &[&kinet_policy::Pod],
+    port: u16,
+    proto: Proto,
+) -> Result<Vec<Ipv4Addr>> {
+    let services = Api::<Service>::all(client(name).await?)
+        .list(&ListParams::default())
+        .await?
+        .items;
+    pods.iter()
+        .map(|pod| {
+            own_service_ip(&services, cluster, pod, port, proto).with_context(|| {
+                format!(
+                    "no Service with a ClusterIP selects only {}/{} on {port}/{proto}",
+                    pod.namespace, pod.name
+                )
+            })
+        })
+        .collect()
+}
+
+/// The ClusterIP of the Service of `pod`'s namespace that selects it and no other pod, and
+/// has `port`/`proto` (a probe through it can only reach that pod).
+fn own_service_ip(
+    services: &[Service],
+    cluster: &Cluster,
+    pod: &kinet_policy::Pod,
+    port: u16,
+    proto: Proto,
+) -> Option<Ipv4Addr> {
+    let only_this = |sel: &std::collections::BTreeMap<String, String>| {
+        let selects = |p: &kinet_policy::Pod| {
+            p.namespace == pod.namespace
+                && !sel.is_empty()
+                && sel.iter().all(|(k, v)| p.labels.get(k) == Some(v))
+        };
+        selects(pod) && cluster.pods().filter(|p| selects(p)).count() == 1
+    };
+    services
+        .iter()
+        .filter(|s| s.metadata.namespace.as_deref() == Some(&pod.namespace))
+        .filter_map(|s| s.spec.as_ref())
+        .filter(|spec| spec.selector.as_ref().is_some_and(only_this))
+        .filter(|spec| {
+            spec.ports.iter().flatten().any(|p| {
+                p.port == i32::from(port) && Proto::from_k8s(p.protocol.as_deref()) == Some(proto)
+            })
+        })
+        .find_map(|spec| spec.cluster_ip.as_deref()?.parse().ok())
+}
+
 /// `kinet policy matrix`: every pod of `namespaces` (all but kube-system when empty) to
-/// every other, on `port`, probed and compared with the model.
-pub async fn matrix(name: &str, namespaces: &[String], port: &str) -> Result<Matrix> {
+/// every other, on `port`, probed (at its address, or through its own Service's ClusterIP
+/// with `via_service`) and compared with the model.
+pub async fn matrix(
+    name: &str,
+    namespaces: &[String],
+    port: &str,
+    via_service: bool,
+) -> Result<Matrix> {
     let (port, proto) = parse_port(port)?;
     if proto == Proto::Sctp {
         bail!("the matrix probes TCP and UDP; SCTP is enforced but not probed");
@@ -104,7 +168,6 @@ pub async fn matrix(name: &str, namespaces: &[String], port: &str) -> Result<Mat
     let (cluster, api_pods) = snapshot(name).await?;
     let mut pods: Vec<&kinet_policy::Pod> = cluster
         .pods()
-        .iter()
         .filter(|p| {
             if namespaces.is_empty() {
                 p.namespace != "kube-system"
@@ -129,7 +192,11 @@ pub async fn matrix(name: &str, namespaces: &[String], port: &str) -> Result<Mat
             .with_context(|| format!("pod {}/{} has no uid", p.namespace, p.name))?;
         Ok(kinet_agent::pods::sandbox::netns_name(name, uid))
     };
-    let targets: Vec<Ipv4Addr> = pods.iter().map(|p| p.ip).collect();
+    let targets: Vec<Ipv4Addr> = if via_service {
+        service_ips(name, &cluster, &pods, port, proto).await?
+    } else {
+        pods.iter().map(|p| p.ip).collect()
+    };
     // Every source pod probes every other pod at once, from a thread in its namespace.
     let mut rows = Vec::new();
     for (i, src) in pods.iter().enumerate() {
@@ -180,6 +247,55 @@ fn udp_answers(addr: SocketAddr) -> std::io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pod(ns: &str, name: &str, app: &str, ip: [u8; 4]) -> kinet_policy::Pod {
+        kinet_policy::Pod {
+            namespace: ns.into(),
+            name: name.into(),
+            labels: [("app".to_string(), app.to_string())].into(),
+            ip: ip.into(),
+            node: "n1".into(),
+            ports: Vec::new(),
+        }
+    }
+
+    fn service(ns: &str, app: &str, ip: &str, ports: serde_json::Value) -> Service {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": ns, "name": format!("s-{app}")},
+            "spec": {"selector": {"app": app}, "clusterIP": ip, "ports": ports}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_pod_is_probed_through_the_service_that_selects_only_it() {
+        let mut c = Cluster::new();
+        c.set_pod(pod("x", "a", "a", [10, 244, 1, 2]));
+        c.set_pod(pod("x", "b", "web", [10, 244, 1, 3]));
+        c.set_pod(pod("x", "c", "web", [10, 244, 1, 4]));
+        c.set_pod(pod("y", "a", "a", [10, 244, 1, 5]));
+        let tcp80 = serde_json::json!([{"port": 80}]);
+        let services = [
+            service(
+                "x",
+                "a",
+                "10.96.0.10",
+                serde_json::json!([{"port": 80, "protocol": "UDP"}]),
+            ),
+            service("x", "a", "10.96.0.11", tcp80.clone()),
+            service("x", "web", "10.96.0.12", tcp80.clone()),
+            service("y", "a", "10.96.0.13", tcp80),
+        ];
+        let ip = |ns, name, proto| {
+            let p = c.pod(ns, name).unwrap();
+            own_service_ip(&services, &c, p, 80, proto)
+        };
+        assert_eq!(ip("x", "a", Proto::Tcp), Some([10, 96, 0, 11].into()));
+        assert_eq!(ip("x", "a", Proto::Udp), Some([10, 96, 0, 10].into()));
+        assert_eq!(ip("y", "a", Proto::Tcp), Some([10, 96, 0, 13].into()));
+        // x/b shares its Service with x/c: a probe through it could reach either.
+        assert_eq!(ip("x", "b", Proto::Tcp), None);
+    }
 
     #[test]
     fn ports_parse_with_a_default_protocol() {

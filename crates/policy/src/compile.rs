@@ -17,10 +17,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use crate::compiler::Compiler;
-use crate::input::{Cluster, Pod};
+use crate::input::{Cluster, Pod, PodKey};
 use kinet_proxy_rules::hash_and_truncate;
 
-use crate::policy::{Direction, Peer, Policy, PolicyId, PortMatch};
+use crate::policy::{Direction, Peer, Policy, PolicyId, PortMatch, Rule as PolicyRule};
 use crate::ruleset::{Action, AddrField, Chain, Element, Hook, Match, Rule, Ruleset, Set, SetKind};
 
 /// The table the compiled rules live in (`table ip kinet-policy`), beside the proxy's.
@@ -126,15 +126,141 @@ pub fn drop_counter_name(policy: &PolicyId) -> String {
     format!("drops-{}", hash_and_truncate(&policy.to_string()))
 }
 
-/// The peer and port sets of every rule of `p` in `dir`.
-pub(crate) fn policy_sets(
-    cluster: &Cluster,
-    by_ns: &BTreeMap<&str, Vec<&Pod>>,
-    p: &Policy,
-    dir: Direction,
-) -> Vec<Set> {
+/// What one rule's sets hold because of pods, by the pod that put it there: a pod's change
+/// adds or removes its own elements only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RuleMembers {
+    /// The pods a pod peer selects, at their addresses (`None`: the rule has no peers).
+    pub(crate) peers: Option<BTreeMap<PodKey, Ipv4Addr>>,
+    /// Each destination pod's elements of the named-port set.
+    pub(crate) named: BTreeMap<PodKey, Vec<Element>>,
+}
+
+impl RuleMembers {
+    /// Puts `pod` (absent: gone) where `rule` of `p` in `dir` wants it; whether that
+    /// changed anything.
+    pub(crate) fn update(
+        &mut self,
+        cluster: &Cluster,
+        p: &Policy,
+        dir: Direction,
+        rule: &PolicyRule,
+        key: &PodKey,
+        pod: Option<&Pod>,
+    ) -> bool {
+        let mut changed = false;
+        if let (Some(members), Some(peers)) = (&mut self.peers, &rule.peers) {
+            let now = pod
+                .filter(|pod| selects(cluster, p, peers, pod))
+                .map(|pod| pod.ip);
+            changed |= replace(members, key, now);
+        }
+        let named = pod
+            .map(|pod| named_elements(p, dir, rule, pod))
+            .filter(|e| !e.is_empty());
+        changed | replace(&mut self.named, key, named)
+    }
+}
+
+/// Sets `map[key]` to `value` (absent when `None`); whether that changed it.
+fn replace<V: PartialEq>(map: &mut BTreeMap<PodKey, V>, key: &PodKey, value: Option<V>) -> bool {
+    match value {
+        Some(v) if map.get(key) != Some(&v) => {
+            map.insert(key.clone(), v);
+            true
+        }
+        Some(_) => false,
+        None => map.remove(key).is_some(),
+    }
+}
+
+/// The members of every rule of `p` in `dir`, from the whole cluster.
+pub(crate) fn policy_members(cluster: &Cluster, p: &Policy, dir: Direction) -> Vec<RuleMembers> {
+    // A named port resolves per destination pod: for ingress, the pods this policy selects
+    // (all in its namespace); for egress, any pod.
+    let dsts = || -> Box<dyn Iterator<Item = &Pod>> {
+        match dir {
+            Direction::Ingress => Box::new(cluster.pods_in(&p.id.namespace)),
+            Direction::Egress => Box::new(cluster.pods()),
+        }
+    };
+    let rules = p.rules(dir).unwrap_or_default();
+    rules
+        .iter()
+        .map(|rule| RuleMembers {
+            peers: rule.peers.as_ref().map(|peers| selected(cluster, p, peers)),
+            named: dsts()
+                .map(|pod| (pod, named_elements(p, dir, rule, pod)))
+                .filter(|(_, e)| !e.is_empty())
+                .map(|(pod, e)| ((pod.namespace.clone(), pod.name.clone()), e))
+                .collect(),
+        })
+        .collect()
+}
+
+/// Whether a pod peer of `peers` (of policy `p`) selects `pod`.
+fn selects(cluster: &Cluster, p: &Policy, peers: &[Peer], pod: &Pod) -> bool {
+    peers.iter().any(|peer| {
+        matches!(peer, Peer::Pods { .. }) && peer.selects_pod(cluster, &p.id.namespace, pod)
+    })
+}
+
+/// The pods the pod peers of `peers` select, at their addresses.
+fn selected(cluster: &Cluster, p: &Policy, peers: &[Peer]) -> BTreeMap<PodKey, Ipv4Addr> {
+    let mut out = BTreeMap::new();
+    for peer in peers {
+        let candidates: Box<dyn Iterator<Item = &Pod>> = match peer {
+            Peer::Block(_) => continue,
+            Peer::Pods {
+                namespaces: None, ..
+            } => Box::new(cluster.pods_in(&p.id.namespace)),
+            Peer::Pods { .. } => Box::new(cluster.pods()),
+        };
+        // Pods come namespace by namespace: each namespace's selector is matched once.
+        let mut covered: Option<(&str, bool)> = None;
+        for pod in candidates {
+            let ns_ok = match covered {
+                Some((ns, ok)) if ns == pod.namespace => ok,
+                _ => {
+                    let ok = peer.covers_namespace(cluster, &p.id.namespace, &pod.namespace);
+                    covered = Some((&pod.namespace, ok));
+                    ok
+                }
+            };
+            if ns_ok && peer.selects_labels(pod) {
+                out.insert((pod.namespace.clone(), pod.name.clone()), pod.ip);
+            }
+        }
+    }
+    out
+}
+
+/// `pod`'s elements in the named-port set of `rule`, as a destination: its own number for
+/// each named port of the rule (for ingress, only when `p` selects it).
+fn named_elements(p: &Policy, dir: Direction, rule: &PolicyRule, pod: &Pod) -> Vec<Element> {
+    let named = rule.ports.iter().flatten().filter_map(|m| match m {
+        PortMatch::Named { proto, name } => Some((*proto, name)),
+        _ => None,
+    });
+    if dir == Direction::Ingress && !p.selects(pod, dir) {
+        return Vec::new();
+    }
+    let mut out: Vec<Element> = named
+        .filter_map(|(proto, name)| {
+            pod.named_port(name, proto)
+                .map(|n| Element::AddrProtoPort(pod.ip, proto, n))
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The peer and port sets of every rule of `p` in `dir`, holding `members`.
+pub(crate) fn policy_sets(p: &Policy, dir: Direction, members: &[RuleMembers]) -> Vec<Set> {
     let mut sets = Vec::new();
-    for (i, rule) in p.rules(dir).unwrap_or_default().iter().enumerate() {
+    let rules = p.rules(dir).unwrap_or_default();
+    for (i, (rule, m)) in rules.iter().zip(members).enumerate() {
         let comment = p.rule_id(dir, i).to_string();
         let mut add = |what, kind, elements| {
             sets.push(Set {
@@ -144,54 +270,26 @@ pub(crate) fn policy_sets(
                 elements,
             })
         };
-        if let Some(peers) = &rule.peers {
-            add(
-                "peers",
-                SetKind::Addr,
-                peer_ranges(cluster, by_ns, p, peers),
-            );
+        if let (Some(peers), Some(pods)) = (&rule.peers, &m.peers) {
+            add("peers", SetKind::Addr, peer_ranges(peers, pods));
         }
         let Some(ports) = &rule.ports else { continue };
-        let numeric: BTreeSet<Element> = ports
-            .iter()
-            .filter_map(|m| match *m {
-                PortMatch::Numbers { proto, from, to } => {
-                    Some(Element::ProtoPorts(proto, from, to))
-                }
-                PortMatch::Any { proto } => Some(Element::ProtoPorts(proto, 0, u16::MAX)),
-                PortMatch::Named { .. } => None,
-            })
-            .collect();
-        // A named port resolves per destination pod: list each possible destination's own
-        // number for it (for ingress, the pods this policy selects, all in its namespace).
-        let named: BTreeSet<Element> = ports
-            .iter()
-            .filter_map(|m| match m {
-                PortMatch::Named { proto, name } => Some((*proto, name)),
-                _ => None,
-            })
-            .flat_map(|(proto, name)| {
-                let dsts: Vec<&Pod> = match dir {
-                    Direction::Egress => cluster.pods().iter().collect(),
-                    Direction::Ingress => by_ns
-                        .get(p.id.namespace.as_str())
-                        .into_iter()
-                        .flatten()
-                        .copied()
-                        .filter(|pod| p.selects(cluster, pod, dir))
-                        .collect(),
-                };
-                dsts.into_iter().filter_map(move |pod| {
-                    pod.named_port(name, proto)
-                        .map(|n| Element::AddrProtoPort(pod.ip, proto, n))
-                })
-            })
-            .collect();
         let (has_numeric, has_named) = port_kinds(ports);
         if has_numeric {
+            let numeric = ports
+                .iter()
+                .filter_map(|m| match *m {
+                    PortMatch::Numbers { proto, from, to } => {
+                        Some(Element::ProtoPorts(proto, from, to))
+                    }
+                    PortMatch::Any { proto } => Some(Element::ProtoPorts(proto, 0, u16::MAX)),
+                    PortMatch::Named { .. } => None,
+                })
+                .collect();
             add("ports", SetKind::ProtoPort, numeric);
         }
         if has_named {
+            let named = m.named.values().flatten().cloned().collect();
             add("named-ports", SetKind::AddrProtoPort, named);
         }
     }
@@ -208,26 +306,15 @@ fn port_kinds(ports: &[PortMatch]) -> (bool, bool) {
     )
 }
 
-/// The addresses a rule's peers select, merged into disjoint ranges.
-fn peer_ranges(
-    cluster: &Cluster,
-    by_ns: &BTreeMap<&str, Vec<&Pod>>,
-    p: &Policy,
-    peers: &[Peer],
-) -> BTreeSet<Element> {
-    let mut ranges: Vec<(u32, u32)> = Vec::new();
+/// The addresses of a rule's blocks and selected pods, merged into disjoint ranges.
+fn peer_ranges(peers: &[Peer], pods: &BTreeMap<PodKey, Ipv4Addr>) -> BTreeSet<Element> {
+    let mut ranges: Vec<(u32, u32)> = pods
+        .values()
+        .map(|ip| (u32::from(*ip), u32::from(*ip)))
+        .collect();
     for peer in peers {
-        match peer {
-            Peer::Block(b) => ranges.extend(b.ranges()),
-            // Namespaces first: most are ruled out before any pod's labels are looked at.
-            Peer::Pods { .. } => ranges.extend(
-                by_ns
-                    .iter()
-                    .filter(|(ns, _)| peer.covers_namespace(cluster, &p.id.namespace, ns))
-                    .flat_map(|(_, pods)| pods)
-                    .filter(|pod| peer.selects_labels(cluster, pod))
-                    .map(|pod| (u32::from(pod.ip), u32::from(pod.ip))),
-            ),
+        if let Peer::Block(b) = peer {
+            ranges.extend(b.ranges());
         }
     }
     ranges.sort_unstable();

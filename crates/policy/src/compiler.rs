@@ -1,9 +1,10 @@
-//! The compiler kept up to date change by change. Each change marks what it can affect: a
-//! pod (re)computes its own chains when it is on this node, and the sets of the policies
-//! whose peers or named ports it matched before or matches now; a namespace the sets of the
-//! policies with namespace selectors; a policy its own sets and the chains of the local pods
-//! it selected or selects. [`Compiler::sync`] recomputes only those, and plans the kernel's
-//! changes from them alone, with the same [`plan`] a whole diff uses.
+//! The compiler kept up to date change by change. A pod's change moves its own address and
+//! named ports in or out of each compiled policy's sets at once (element by element: no
+//! set is recomputed from the cluster), and marks its chains when it is on this node; a
+//! namespace whose labels changed marks the policies with namespace selectors; a policy its
+//! own sets and the chains of the local pods it selected or selects. [`Compiler::sync`]
+//! recomputes what is marked, and plans the kernel's changes from the touched parts alone,
+//! with the same [`plan`] a whole diff uses.
 //!
 //! The table it holds always equals [`crate::compile`] of the same cluster (a full compile is
 //! this compiler with every local pod marked); tests hold the two and their plans equal over
@@ -14,21 +15,23 @@ use std::net::Ipv4Addr;
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 
-use crate::compile::{drop_counter_name, frame, map_name, pod_chain, policy_sets};
-use crate::input::{Cluster, Namespace, Pod};
+use crate::compile::{
+    drop_counter_name, frame, map_name, pod_chain, policy_members, policy_sets, RuleMembers,
+};
+use crate::input::{Cluster, Namespace, Pod, PodKey};
 use crate::plan::{plan, Update};
-use crate::policy::{Direction, Peer, Policy, PolicyId, PortMatch, Rule};
+use crate::policy::{Direction, Peer, Policy, PolicyId};
 use crate::ruleset::{Chain, Ruleset, Set};
 use crate::PolicyError;
 
 const DIRECTIONS: [Direction; 2] = [Direction::Ingress, Direction::Egress];
 
-type PodKey = (String, String);
-
-/// A policy isolating local pods in one direction: those pods, and the policy's sets.
+/// A policy isolating local pods in one direction: those pods, what its rules' sets hold
+/// per pod, and the sets.
 #[derive(Debug, Clone)]
 struct Part {
     pods: BTreeSet<PodKey>,
+    members: Vec<RuleMembers>,
     sets: Vec<Set>,
 }
 
@@ -40,8 +43,8 @@ struct PodChain {
     chain: Chain,
 }
 
-/// The parts and chains a sync changed, as they were before it (`None`: absent).
-#[derive(Default)]
+/// The parts and chains changed since the last sync, as they were before (`None`: absent).
+#[derive(Debug, Clone, Default)]
 struct Before {
     parts: BTreeMap<(Direction, PolicyId), Option<Vec<Set>>>,
     chains: BTreeMap<(Direction, PodKey), Option<PodChain>>,
@@ -57,6 +60,7 @@ pub struct Compiler {
     chains: BTreeMap<(Direction, PodKey), PodChain>,
     dirty_pods: BTreeSet<PodKey>,
     dirty_policies: BTreeSet<PolicyId>,
+    before: Before,
 }
 
 impl Compiler {
@@ -65,7 +69,6 @@ impl Compiler {
     pub fn new(cluster: Cluster, node: &str, local_addrs: &[Ipv4Addr]) -> Compiler {
         let dirty_pods = cluster
             .pods()
-            .iter()
             .filter(|p| p.node == node)
             .map(|p| (p.namespace.clone(), p.name.clone()))
             .collect();
@@ -77,6 +80,7 @@ impl Compiler {
             chains: BTreeMap::new(),
             dirty_pods,
             dirty_policies: BTreeSet::new(),
+            before: Before::default(),
         }
     }
 
@@ -88,75 +92,77 @@ impl Compiler {
     pub fn set_pod(&mut self, pod: Pod) {
         let key = (pod.namespace.clone(), pod.name.clone());
         let old = self.cluster.pod(&key.0, &key.1);
-        let same = old.is_some_and(|o| (o.ip, &o.ports) == (pod.ip, &pod.ports));
         if old.is_some_and(|o| o.node == self.node) || pod.node == self.node {
             self.dirty_pods.insert(key.clone());
         }
-        let before = self.holds(&key);
         self.cluster.set_pod(pod);
-        let after = self.holds(&key);
-        self.mark_holders(before, after, same);
+        self.place(&key);
     }
 
     /// Removes a pod (absent is fine).
     pub fn remove_pod(&mut self, namespace: &str, name: &str) {
         let key = (namespace.to_string(), name.to_string());
-        if self
-            .cluster
-            .pod(namespace, name)
-            .is_some_and(|o| o.node == self.node)
-        {
+        let Some(old) = self.cluster.pod(namespace, name) else {
+            return;
+        };
+        if old.node == self.node {
             self.dirty_pods.insert(key.clone());
         }
-        let before = self.holds(&key);
         self.cluster.remove_pod(namespace, name);
-        let after = self.holds(&key);
-        self.mark_holders(before, after, false);
+        self.place(&key);
     }
 
-    /// Per compiled part, per rule: whether a peer selects the pod `key` and whether a named
-    /// port may resolve on it (all false when there is no such pod).
-    fn holds(&self, key: &PodKey) -> Vec<Vec<bool>> {
+    /// Puts pod `key`, as the cluster now has it (or gone), in or out of the sets of every
+    /// compiled part whose policy is unchanged (a changed one is recomputed whole).
+    fn place(&mut self, key: &PodKey) {
         let c = &self.cluster;
         let pod = c.pod(&key.0, &key.1);
-        self.parts
-            .keys()
-            .map(|(dir, id)| {
-                let Some(policy) = c.policies.get(id) else {
-                    return Vec::new();
-                };
-                let rules = policy.rules(*dir).unwrap_or_default();
-                rules
-                    .iter()
-                    .flat_map(|r| {
-                        let (peer, named) =
-                            pod.map_or((false, false), |pod| rule_holds(c, policy, *dir, r, pod));
-                        [peer, named]
-                    })
-                    .collect()
-            })
-            .collect()
-    }
-
-    /// Marks the compiled policies whose sets held or hold the pod, where that changed or
-    /// the pod's address or ports did (`same` false).
-    fn mark_holders(&mut self, before: Vec<Vec<bool>>, after: Vec<Vec<bool>>, same: bool) {
-        for (((_, id), b), a) in self.parts.keys().zip(before).zip(after) {
-            let held = b.iter().chain(&a).any(|h| *h);
-            if held && (b != a || !same) {
-                self.dirty_policies.insert(id.clone());
+        for ((dir, id), part) in &mut self.parts {
+            let Some(policy) = c
+                .policies
+                .get(id)
+                .filter(|_| !self.dirty_policies.contains(id))
+            else {
+                continue;
+            };
+            let rules = policy.rules(*dir).unwrap_or_default();
+            let mut changed = false;
+            for (rule, members) in rules.iter().zip(&mut part.members) {
+                changed |= members.update(c, policy, *dir, rule, key, pod);
+            }
+            if changed {
+                self.before
+                    .parts
+                    .entry((*dir, id.clone()))
+                    .or_insert_with(|| Some(part.sets.clone()));
+                part.sets = policy_sets(policy, *dir, &part.members);
             }
         }
     }
 
+    /// Adds or replaces a namespace; only a change of its labels matters.
     pub fn set_namespace(&mut self, ns: Namespace) {
+        let same = self.namespace_labels(&ns.name) == ns.labels;
         self.cluster.set_namespace(ns);
-        self.mark_namespace_selectors();
+        if !same {
+            self.mark_namespace_selectors();
+        }
     }
 
     pub fn remove_namespace(&mut self, name: &str) {
+        let had_labels = !self.namespace_labels(name).is_empty();
         self.cluster.remove_namespace(name);
-        self.mark_namespace_selectors();
+        if had_labels {
+            self.mark_namespace_selectors();
+        }
+    }
+
+    /// A namespace's labels as selectors see them: an unknown one has none.
+    fn namespace_labels(&self, name: &str) -> BTreeMap<String, String> {
+        self.cluster
+            .namespace_labels(name)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Namespace labels only matter to peers with a namespace selector.
@@ -207,12 +213,10 @@ impl Compiler {
 
     /// Marks the local pods `policy` selects (in either direction).
     fn mark_selected(&mut self, policy: &Policy) {
-        let c = &self.cluster;
-        let selected = c
-            .pods()
-            .iter()
-            .filter(|p| p.node == self.node && p.namespace == policy.id.namespace)
-            .filter(|p| policy.pod_selector.matches(Some(&c.pod_labels(p))))
+        let selected = self
+            .cluster
+            .pods_in(&policy.id.namespace)
+            .filter(|p| p.node == self.node && policy.pod_selector.matches_labels(&p.labels))
             .map(|p| (p.namespace.clone(), p.name.clone()));
         self.dirty_pods.extend(selected);
     }
@@ -268,18 +272,14 @@ impl Compiler {
         rs
     }
 
-    /// Recomputes the marked chains, then the marked and new policies' sets.
+    /// Recomputes the marked chains, then the marked and new policies' sets; what they and
+    /// the pods' changes since the last sync replaced.
     fn refresh(&mut self) -> Before {
-        let mut before = Before::default();
         for key in std::mem::take(&mut self.dirty_pods) {
             for dir in DIRECTIONS {
-                self.refresh_chain(&mut before, dir, &key);
+                self.refresh_chain(dir, &key);
             }
         }
-        if self.dirty_policies.is_empty() {
-            return before;
-        }
-        let by_ns = self.cluster.pods_by_namespace();
         for id in std::mem::take(&mut self.dirty_policies) {
             // A deleted policy's parts went with its pods' chains above.
             let Some(policy) = self.cluster.policies.get(&id) else {
@@ -288,8 +288,9 @@ impl Compiler {
             for dir in DIRECTIONS {
                 let key = (dir, id.clone());
                 if let Some(part) = self.parts.get_mut(&key) {
-                    let sets = policy_sets(&self.cluster, &by_ns, policy, dir);
-                    before
+                    part.members = policy_members(&self.cluster, policy, dir);
+                    let sets = policy_sets(policy, dir, &part.members);
+                    self.before
                         .parts
                         .entry(key)
                         .or_insert_with(|| Some(part.sets.clone()));
@@ -297,18 +298,19 @@ impl Compiler {
                 }
             }
         }
-        before
+        std::mem::take(&mut self.before)
     }
 
     /// The chain of local pod `key` in `dir`, and its membership in the parts of its
     /// isolating policies (a new part's sets are computed after).
-    fn refresh_chain(&mut self, before: &mut Before, dir: Direction, key: &PodKey) {
+    fn refresh_chain(&mut self, dir: Direction, key: &PodKey) {
+        let before = &mut self.before;
         let c = &self.cluster;
         let pod = c.pod(&key.0, &key.1).filter(|p| p.node == self.node);
         let isolating: Vec<&Policy> = pod
             .map(|pod| {
                 c.policies_in(&pod.namespace)
-                    .filter(|p| p.selects(c, pod, dir))
+                    .filter(|p| p.selects(pod, dir))
                     .collect()
             })
             .unwrap_or_default();
@@ -351,6 +353,7 @@ impl Compiler {
                 self.dirty_policies.insert(part_key.1.clone());
                 Part {
                     pods: BTreeSet::new(),
+                    members: Vec::new(),
                     sets: Vec::new(),
                 }
             });
@@ -367,28 +370,4 @@ fn add_chain(rs: &mut Ruleset, dir: Direction, c: Option<&PodChain>) {
         .expect("the frame has both maps")
         .insert(c.ip, c.chain.name.clone());
     rs.chains.push(c.chain.clone());
-}
-
-/// Whether `pod` can be an element of the sets of rule `r` of `policy` in `dir`: as a peer a
-/// pod selector selects, and as a destination a named port may resolve on.
-fn rule_holds(
-    cluster: &Cluster,
-    policy: &Policy,
-    dir: Direction,
-    r: &Rule,
-    pod: &Pod,
-) -> (bool, bool) {
-    let peer = r.peers.iter().flatten().any(|p| {
-        matches!(p, Peer::Pods { .. }) && p.selects_pod(cluster, &policy.id.namespace, pod)
-    });
-    let named = r
-        .ports
-        .iter()
-        .flatten()
-        .any(|m| matches!(m, PortMatch::Named { .. }));
-    let resolves_on = || match dir {
-        Direction::Egress => !pod.ports.is_empty(),
-        Direction::Ingress => policy.selects(cluster, pod, dir),
-    };
-    (peer, named && resolves_on())
 }

@@ -1,12 +1,10 @@
 //! The cluster as the model sees it: pods, namespaces and parsed policies.
 
-use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::serde_json::{Map, Value};
 pub use kinet_proxy_rules::Proto;
 
 use crate::policy::{Policy, PolicyId};
@@ -87,26 +85,19 @@ impl Namespace {
     }
 }
 
-/// Labels in the form the selector crate matches.
-fn label_map(labels: &BTreeMap<String, String>) -> Map<String, Value> {
-    labels
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect()
-}
+/// A pod's namespace and name.
+pub(crate) type PodKey = (String, String);
 
-/// Everything a verdict depends on. Policies are kept sorted by namespace and name, the
-/// order in which both the model and the compiled ruleset try their rules.
+/// Everything a verdict depends on. Pods are kept in (namespace, name) order, so a
+/// namespace's pods are one range; policies sorted by namespace and name, the order in which
+/// both the model and the compiled ruleset try their rules.
 #[derive(Debug, Clone, Default)]
 pub struct Cluster {
-    pub(crate) pods: Vec<Pod>,
-    /// Each pod's labels in the selector crate's form, at the pod's index: selectors run
-    /// pods × policies times per compile.
-    pod_labels: Vec<Map<String, Value>>,
-    /// A pod's index in `pods`, by (namespace, name).
-    pod_index: HashMap<(String, String), usize>,
+    pods: BTreeMap<PodKey, Pod>,
+    /// The pods holding each address (more than one only while a pod that went is still
+    /// listed).
+    by_ip: HashMap<Ipv4Addr, BTreeSet<PodKey>>,
     pub(crate) namespaces: BTreeMap<String, Namespace>,
-    namespace_labels: BTreeMap<String, Map<String, Value>>,
     pub(crate) policies: BTreeMap<PolicyId, Policy>,
 }
 
@@ -117,63 +108,38 @@ impl Cluster {
 
     /// Adds or replaces (same namespace and name) a pod.
     pub fn set_pod(&mut self, pod: Pod) {
-        let labels = label_map(&pod.labels);
-        match self
-            .pod_index
-            .get(&(pod.namespace.clone(), pod.name.clone()))
-        {
-            Some(&i) => {
-                self.pods[i] = pod;
-                self.pod_labels[i] = labels;
-            }
-            None => {
-                self.pod_index
-                    .insert((pod.namespace.clone(), pod.name.clone()), self.pods.len());
-                self.pods.push(pod);
-                self.pod_labels.push(labels);
-            }
-        }
+        let key = (pod.namespace.clone(), pod.name.clone());
+        self.unindex(&key);
+        self.by_ip.entry(pod.ip).or_default().insert(key.clone());
+        self.pods.insert(key, pod);
     }
 
-    /// Removes a pod (absent is fine); the last pod takes its index.
+    /// Removes a pod (absent is fine).
     pub fn remove_pod(&mut self, namespace: &str, name: &str) {
-        let Some(i) = self
-            .pod_index
-            .remove(&(namespace.to_string(), name.to_string()))
-        else {
+        let key = (namespace.to_string(), name.to_string());
+        self.unindex(&key);
+        self.pods.remove(&key);
+    }
+
+    /// Drops pod `key`'s address from the address index.
+    fn unindex(&mut self, key: &PodKey) {
+        let Some(old) = self.pods.get(key) else {
             return;
         };
-        self.pods.swap_remove(i);
-        self.pod_labels.swap_remove(i);
-        if let Some(moved) = self.pods.get(i) {
-            self.pod_index
-                .insert((moved.namespace.clone(), moved.name.clone()), i);
+        if let Some(holders) = self.by_ip.get_mut(&old.ip) {
+            holders.remove(key);
+            if holders.is_empty() {
+                self.by_ip.remove(&old.ip);
+            }
         }
     }
 
     pub fn set_namespace(&mut self, ns: Namespace) {
-        self.namespace_labels
-            .insert(ns.name.clone(), label_map(&ns.labels));
         self.namespaces.insert(ns.name.clone(), ns);
     }
 
     pub fn remove_namespace(&mut self, name: &str) {
-        self.namespace_labels.remove(name);
         self.namespaces.remove(name);
-    }
-
-    /// `pod`'s labels for selectors: the cached map when `pod` is one of this cluster's
-    /// (found by its address in `pods`), else built.
-    pub(crate) fn pod_labels(&self, pod: &Pod) -> Cow<'_, Map<String, Value>> {
-        let start = self.pods.as_ptr() as usize;
-        let at = pod as *const Pod as usize;
-        let size = std::mem::size_of::<Pod>();
-        match at.checked_sub(start).map(|off| off / size) {
-            Some(i) if i < self.pods.len() && std::ptr::eq(&self.pods[i], pod) => {
-                Cow::Borrowed(&self.pod_labels[i])
-            }
-            _ => Cow::Owned(label_map(&pod.labels)),
-        }
     }
 
     /// Adds or replaces a policy. A policy that cannot be parsed is refused and changes
@@ -191,24 +157,31 @@ impl Cluster {
         });
     }
 
-    pub fn pods(&self) -> &[Pod] {
-        &self.pods
+    /// Every pod, in (namespace, name) order.
+    pub fn pods(&self) -> impl ExactSizeIterator<Item = &Pod> + Clone {
+        self.pods.values()
     }
 
     pub fn pod(&self, namespace: &str, name: &str) -> Option<&Pod> {
-        let i = self
-            .pod_index
-            .get(&(namespace.to_string(), name.to_string()))?;
-        Some(&self.pods[*i])
+        self.pods.get(&(namespace.to_string(), name.to_string()))
+    }
+
+    /// The pods of namespace `ns`, in name order.
+    pub(crate) fn pods_in<'a>(&'a self, ns: &'a str) -> impl Iterator<Item = &'a Pod> {
+        self.pods
+            .range((ns.to_string(), String::new())..)
+            .take_while(move |((n, _), _)| n == ns)
+            .map(|(_, p)| p)
     }
 
     pub(crate) fn pod_by_ip(&self, ip: Ipv4Addr) -> Option<&Pod> {
-        self.pods.iter().find(|p| p.ip == ip)
+        let key = self.by_ip.get(&ip)?.first()?;
+        self.pods.get(key)
     }
 
     /// A namespace's labels for selectors (none for an unknown namespace).
-    pub(crate) fn namespace_labels(&self, ns: &str) -> Option<&Map<String, Value>> {
-        self.namespace_labels.get(ns)
+    pub(crate) fn namespace_labels(&self, ns: &str) -> Option<&BTreeMap<String, String>> {
+        self.namespaces.get(ns).map(|n| &n.labels)
     }
 
     /// The policies in use, in (namespace, name) order.
@@ -226,14 +199,5 @@ impl Cluster {
             .range(first..)
             .take_while(move |(id, _)| id.namespace == ns)
             .map(|(_, p)| p)
-    }
-
-    /// Pods grouped by namespace.
-    pub(crate) fn pods_by_namespace(&self) -> BTreeMap<&str, Vec<&Pod>> {
-        let mut out: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
-        for p in &self.pods {
-            out.entry(p.namespace.as_str()).or_default().push(p);
-        }
-        out
     }
 }

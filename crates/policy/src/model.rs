@@ -112,7 +112,7 @@ impl Cluster {
         let mut isolated_by = Vec::new();
         for p in self
             .policies_in(&subject.namespace)
-            .filter(|p| p.selects(self, subject, dir))
+            .filter(|p| p.selects(subject, dir))
         {
             for (i, rule) in p.rules(dir).unwrap_or_default().iter().enumerate() {
                 let peer_ok = rule.peers.as_ref().is_none_or(|peers| {

@@ -1,6 +1,7 @@
 //! A NetworkPolicy parsed once into selectors, address blocks and port matchers, with
 //! the API's defaults applied (`policyTypes`, protocol TCP, empty lists meaning "any").
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv4Addr;
 
@@ -248,10 +249,10 @@ impl Policy {
     }
 
     /// Whether this policy isolates `pod` in direction `dir`.
-    pub(crate) fn selects(&self, cluster: &Cluster, pod: &Pod, dir: Direction) -> bool {
+    pub(crate) fn selects(&self, pod: &Pod, dir: Direction) -> bool {
         self.rules(dir).is_some()
             && pod.namespace == self.id.namespace
-            && self.pod_selector.matches(Some(&cluster.pod_labels(pod)))
+            && self.pod_selector.matches_labels(&pod.labels)
     }
 
     pub(crate) fn rule_id(&self, dir: Direction, index: usize) -> RuleId {
@@ -270,7 +271,7 @@ impl Peer {
             Peer::Block(b) => b.contains(pod.ip),
             Peer::Pods { .. } => {
                 self.covers_namespace(cluster, policy_ns, &pod.namespace)
-                    && self.selects_labels(cluster, pod)
+                    && self.selects_labels(pod)
             }
         }
     }
@@ -286,19 +287,17 @@ impl Peer {
             Peer::Pods {
                 namespaces: Some(sel),
                 ..
-            } => sel.matches(Some(
-                cluster.namespace_labels(ns).unwrap_or(&Default::default()),
-            )),
+            } => sel.matches_labels(cluster.namespace_labels(ns).unwrap_or(&BTreeMap::new())),
         }
     }
 
     /// The pod half of a pod peer: whether `pod`'s labels match.
-    pub(crate) fn selects_labels(&self, cluster: &Cluster, pod: &Pod) -> bool {
+    pub(crate) fn selects_labels(&self, pod: &Pod) -> bool {
         match self {
             Peer::Block(b) => b.contains(pod.ip),
             Peer::Pods { pods, .. } => pods
                 .as_ref()
-                .is_none_or(|sel| sel.matches(Some(&cluster.pod_labels(pod)))),
+                .is_none_or(|sel| sel.matches_labels(&pod.labels)),
         }
     }
 

@@ -45,7 +45,7 @@ pub use healthz::{serve_healthz, ProxyHealthz};
 pub use iptables::{hand_over, IptablesApplier, ProxyMode};
 pub use kinet_proxy_iptables::rules_in_save;
 pub use lbaddr::{LbAddrError, LbAddresses, LB_LINK};
-pub use metrics::{metric_line, serve_metrics, Metrics, MetricsSnapshot, MetricsSource};
+pub use metrics::{metric_line, micros, serve_metrics, Metrics, MetricsSnapshot, MetricsSource};
 pub use node::node_info;
 pub use rules_for::{rules_for, rules_in_listing};
 pub use sync::{run, run_with, SyncHealth, SyncOptions};

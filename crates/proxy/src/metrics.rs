@@ -95,7 +95,8 @@ pub struct MetricsSnapshot {
     pub udp_flows_flushed: u64,
 }
 
-fn micros(d: Duration) -> u64 {
+/// A duration in whole microseconds, as the metrics' atomics keep them (saturating).
+pub fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 

@@ -2,6 +2,7 @@
 //! long a change has waited (network programming latency). The service proxy and the
 //! NetworkPolicy enforcer share it.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -102,6 +103,77 @@ impl Drop for Tasks {
     }
 }
 
+/// An object's namespace (empty when cluster-scoped) and name.
+pub type Key = (String, String);
+
+/// What the events of one reflector named since the loop last looked: the keys of the
+/// objects applied or deleted, or that the watch relisted (so anything may have gone).
+#[derive(Debug)]
+pub struct Touched(Mutex<Touch>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touch {
+    Keys(HashSet<Key>),
+    /// Compare everything: the first list, or a relist after the watch restarted.
+    All,
+}
+
+impl Default for Touched {
+    fn default() -> Touched {
+        Touched(Mutex::new(Touch::All))
+    }
+}
+
+impl Touched {
+    fn record<K: kube::Resource>(&self, ev: &watcher::Event<K>) {
+        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let o = match ev {
+            watcher::Event::Apply(o) | watcher::Event::Delete(o) => o,
+            watcher::Event::Init => {
+                *t = Touch::All;
+                return;
+            }
+            watcher::Event::InitApply(_) | watcher::Event::InitDone => return,
+        };
+        if let Touch::Keys(keys) = &mut *t {
+            let m = o.meta();
+            keys.insert((
+                m.namespace.clone().unwrap_or_default(),
+                m.name.clone().unwrap_or_default(),
+            ));
+        }
+    }
+
+    /// What was touched since the last take.
+    pub fn take(&self) -> Touch {
+        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *t, Touch::Keys(HashSet::new()))
+    }
+}
+
+/// What a reflector can watch: a kind with static type information.
+pub trait Watchable:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Watchable for K where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 pub fn spawn_reflector<K>(
     api: Api<K>,
     config: watcher::Config,
@@ -109,13 +181,35 @@ pub fn spawn_reflector<K>(
     tasks: &mut Tasks,
 ) -> Store<K>
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watchable,
+{
+    spawn(api, config, changes, tasks, None)
+}
+
+/// A reflector that also records the keys its events touch in `touched`, for a loop that
+/// hands on only what changed.
+pub fn spawn_touching_reflector<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    changes: &Arc<Changes>,
+    tasks: &mut Tasks,
+    touched: Arc<Touched>,
+) -> Store<K>
+where
+    K: Watchable,
+{
+    spawn(api, config, changes, tasks, Some(touched))
+}
+
+fn spawn<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    changes: &Arc<Changes>,
+    tasks: &mut Tasks,
+    touched: Option<Arc<Touched>>,
+) -> Store<K>
+where
+    K: Watchable,
 {
     let (reader, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
@@ -123,6 +217,9 @@ where
     tasks.0.push(tokio::spawn(stream.for_each(move |ev| {
         match ev {
             Ok(ev) => {
+                if let Some(t) = &touched {
+                    t.record(&ev);
+                }
                 // Changes, not the initial list, are what network programming latency times.
                 if let watcher::Event::Apply(obj) = &ev {
                     changes.note_trigger(obj.annotations());
@@ -134,4 +231,37 @@ where
         futures::future::ready(())
     })));
     reader
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Pod;
+
+    fn pod(ns: &str, name: &str) -> Pod {
+        let mut p = Pod::default();
+        p.metadata.namespace = Some(ns.into());
+        p.metadata.name = Some(name.into());
+        p
+    }
+
+    #[test]
+    fn touched_keys_are_recorded_until_taken_and_a_relist_means_all() {
+        let t = Touched::default();
+        assert_eq!(t.take(), Touch::All, "the first list is compared whole");
+        t.record(&watcher::Event::Apply(pod("x", "a")));
+        t.record(&watcher::Event::Delete(pod("y", "b")));
+        let want: HashSet<Key> = [("x", "a"), ("y", "b")]
+            .iter()
+            .map(|(n, p)| (n.to_string(), p.to_string()))
+            .collect();
+        assert_eq!(t.take(), Touch::Keys(want));
+        assert_eq!(t.take(), Touch::Keys(HashSet::new()));
+        t.record(&watcher::Event::Apply(pod("x", "a")));
+        t.record(&watcher::Event::<Pod>::Init);
+        t.record(&watcher::Event::InitApply(pod("x", "c")));
+        t.record(&watcher::Event::<Pod>::InitDone);
+        t.record(&watcher::Event::Apply(pod("x", "d")));
+        assert_eq!(t.take(), Touch::All);
+    }
 }

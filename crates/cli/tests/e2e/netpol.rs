@@ -1,9 +1,11 @@
 //! Issue 13: NetworkPolicy enforced in the kernel, on one shared 2-node cluster. The upstream
 //! e2e model (namespaces x, y, z with pods a, b, c serving TCP and UDP on 80 and 81, ports
 //! named `serve-<port>-<proto>`, one Service per pod), policies applied with real kubectl,
-//! and `kinet policy matrix` probing every pair from inside the source pods: its expected
-//! table must equal the upstream case's, and the observed one the expected. Policies must
-//! hold whichever proxy mode translates the Services: the case runs in both.
+//! and `kinet policy matrix --via-service` probing every pair from inside the source pods
+//! through the destination's Service ClusterIP, as upstream does: its expected table must
+//! equal the upstream case's, and the observed one the expected. The cases not written out
+//! here run from the table in `netpol/upstream.rs`. Policies must hold whichever proxy mode
+//! translates the Services: the case runs in both.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,6 +13,8 @@ use std::time::Duration;
 use crate::harness::{in_both_proxy_modes, show, stdout, Cluster, ProxyMode};
 use crate::pods::{apply, wait_dns, wait_ready_in, AGNHOST};
 use crate::services::{external, host_curl, outside_ip, own};
+
+mod upstream;
 
 const NAMESPACES: [&str; 3] = ["x", "y", "z"];
 const PODS: [&str; 3] = ["a", "b", "c"];
@@ -33,7 +37,7 @@ fn model_yaml() -> String {
                 container(81)
             ));
             docs.push(format!(
-                "apiVersion: v1\nkind: Service\nmetadata: {{name: s-{ns}-{pod}, namespace: \"{ns}\"}}\nspec:\n  selector: {{pod: {pod}}}\n  ports: [{{name: service-port-tcp-80, port: 80}}, {{name: service-port-tcp-81, port: 81}}, {{name: service-port-udp-80, port: 80, protocol: UDP}}]"
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: s-{ns}-{pod}, namespace: \"{ns}\"}}\nspec:\n  selector: {{pod: {pod}}}\n  ports: [{{name: service-port-tcp-80, port: 80}}, {{name: service-port-tcp-81, port: 81}}, {{name: service-port-udp-80, port: 80, protocol: UDP}}, {{name: service-port-udp-81, port: 81, protocol: UDP}}]"
             ));
         }
     }
@@ -102,7 +106,17 @@ fn check(c: &Cluster, case: &str, port: &str, want: &Reach) {
     let mut last = String::new();
     for _ in 0..5 {
         let out = c.kinet(&[
-            "policy", "matrix", "-n", "x", "-n", "y", "-n", "z", "--port", port,
+            "policy",
+            "matrix",
+            "-n",
+            "x",
+            "-n",
+            "y",
+            "-n",
+            "z",
+            "--port",
+            port,
+            "--via-service",
         ]);
         last = show(&out);
         let text = stdout(&out);
@@ -408,8 +422,10 @@ fn network_policy_is_enforced_in_the_kernel_as_upstream_expects(mode: ProxyMode)
             .peer("*", "x/a", false)
             .peer("x/b", "x/a", true),
     );
-    // An updated pod label moves x/c into the selector, and back out.
-    c.kubectl_ok(&["label", "pod", "-n", "x", "c", "pod=b", "--overwrite"]);
+    // An updated pod label moves x/c into a selector, and back out (upstream case 22; the
+    // `pod` label stays, so that each Service keeps selecting its one pod).
+    policy(&c, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: from-updated, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{podSelector: {matchLabels: {pod2: updated}}}]}]");
+    c.kubectl_ok(&["label", "pod", "-n", "x", "c", "pod2=updated"]);
     check(
         &c,
         "pod relabelled into the selector",
@@ -419,7 +435,7 @@ fn network_policy_is_enforced_in_the_kernel_as_upstream_expects(mode: ProxyMode)
             .peer("x/b", "x/a", true)
             .peer("x/c", "x/a", true),
     );
-    c.kubectl_ok(&["label", "pod", "-n", "x", "c", "pod=c", "--overwrite"]);
+    c.kubectl_ok(&["label", "pod", "-n", "x", "c", "pod2-"]);
     check(
         &c,
         "pod relabelled out again",
@@ -487,6 +503,8 @@ fn network_policy_is_enforced_in_the_kernel_as_upstream_expects(mode: ProxyMode)
         &format!("{}:80", cluster_ip(&c, "y", "s-y-c"))
     ));
     delete_policies(&c);
+
+    upstream::run_all(&c);
 
     // From outside the cluster: a NodePort with externalTrafficPolicy Local keeps the client's
     // address, which ipBlock matches.

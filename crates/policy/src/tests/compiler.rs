@@ -46,7 +46,7 @@ fn pod_is(name: &str) -> Value {
 /// One random change, to both the compiler and a plain cluster.
 fn change(rng: &mut Rng, comp: &mut Compiler, ips: &mut u8) {
     let c = comp.cluster().clone();
-    let pods = c.pods();
+    let pods: Vec<&Pod> = c.pods().collect();
     let ns = *rng.pick(&NAMESPACES);
     match rng.below(8) {
         0 | 1 => {
@@ -57,7 +57,7 @@ fn change(rng: &mut Rng, comp: &mut Compiler, ips: &mut u8) {
         }
         2 => comp.remove_policy(ns, &format!("p{}", rng.below(specs().len()))),
         3 | 4 if !pods.is_empty() => {
-            let mut p = rng.pick(pods).clone();
+            let mut p = (*rng.pick(&pods)).clone();
             let tier = *rng.pick(&["web", "db", "none"]);
             if tier == "none" {
                 p.labels.remove("tier");
@@ -70,7 +70,7 @@ fn change(rng: &mut Rng, comp: &mut Compiler, ips: &mut u8) {
             comp.set_pod(p);
         }
         5 if !pods.is_empty() => {
-            let p = rng.pick(pods);
+            let p = rng.pick(&pods);
             comp.remove_pod(&p.namespace, &p.name);
         }
         6 => {
@@ -82,11 +82,7 @@ fn change(rng: &mut Rng, comp: &mut Compiler, ips: &mut u8) {
                 labels: labels(&[("pod", PODS[rng.below(3)])]),
                 ip: Ipv4Addr::new(10, 244, 3, *ips),
                 node: rng.pick(&NODES).to_string(),
-                ports: c
-                    .pods()
-                    .first()
-                    .map(|p| p.ports.clone())
-                    .unwrap_or_default(),
+                ports: pods.first().map(|p| p.ports.clone()).unwrap_or_default(),
             });
         }
         _ => {
@@ -132,4 +128,32 @@ fn a_policy_refused_on_update_stops_applying() {
     let bad = json!({"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "nope"}}]}]});
     assert!(comp.set_policy(&policy("x", "p", bad)).is_err());
     assert_eq!(comp.ruleset(), compile(&model(), node, &[]));
+}
+
+#[test]
+fn a_peer_relabelled_changes_set_elements_only_and_an_unchanged_namespace_nothing() {
+    let node = NODES[0];
+    let mut comp = Compiler::new(model(), node, &[]);
+    let from_b =
+        json!({"podSelector": pod_is("a"), "ingress": [{"from": [{"podSelector": pod_is("b")}]}]});
+    comp.set_policy(&policy("x", "p", from_b)).unwrap();
+    comp.sync();
+    // x/c (on either node) moves into the peer selector: its address joins the set.
+    let mut c = comp.cluster().pod("x", "c").unwrap().clone();
+    c.labels.insert("pod".into(), "b".into());
+    comp.set_pod(c);
+    let Some(crate::Update::Changes { changes, .. }) = comp.sync() else {
+        panic!("an update in place");
+    };
+    assert!(
+        changes.iter().all(|ch| matches!(
+            ch,
+            crate::Change::AddToSet { .. } | crate::Change::DeleteFromSet { .. }
+        )),
+        "{changes:?}"
+    );
+    // A namespace written again with the same labels changes nothing.
+    let x = comp.cluster().namespaces["x"].clone();
+    comp.set_namespace(x);
+    assert_eq!(comp.sync(), None);
 }

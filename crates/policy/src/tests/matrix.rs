@@ -4,7 +4,7 @@ use super::*;
 use crate::{explain, Matrix};
 
 fn nine(c: &Cluster) -> Vec<&Pod> {
-    c.pods().iter().collect()
+    c.pods().collect()
 }
 
 #[test]
