@@ -1,7 +1,7 @@
 //! The kind -> typed-struct table. k8s-openapi's structs are the schema: what survives a
 //! decode/encode round trip is what kube-apiserver's Go types know.
 
-use k8s_openapi::api::{apps, coordination, core, discovery, networking};
+use k8s_openapi::api::{apps, coordination, core, discovery, networking, rbac};
 use kinet_types::Resource;
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -46,6 +46,10 @@ pub fn round_trip_kind(kind: &str, v: Input) -> Option<Result<Value, serde_json:
         "Ingress" => round_trip::<networking::v1::Ingress>,
         "IngressClass" => round_trip::<networking::v1::IngressClass>,
         "NetworkPolicy" => round_trip::<networking::v1::NetworkPolicy>,
+        "Role" => round_trip::<rbac::v1::Role>,
+        "ClusterRole" => round_trip::<rbac::v1::ClusterRole>,
+        "RoleBinding" => round_trip::<rbac::v1::RoleBinding>,
+        "ClusterRoleBinding" => round_trip::<rbac::v1::ClusterRoleBinding>,
         _ => return None,
     };
     Some(f(v))

@@ -247,7 +247,8 @@ mod tests {
                 "apps",
                 "discovery.k8s.io",
                 "coordination.k8s.io",
-                "networking.k8s.io"
+                "networking.k8s.io",
+                "rbac.authorization.k8s.io"
             ]
         );
         let deploy = &doc["items"][0]["versions"][0]["resources"][0];

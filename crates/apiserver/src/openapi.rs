@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use k8s_openapi::api::{apps, coordination, core, discovery, networking};
+use k8s_openapi::api::{apps, coordination, core, discovery, networking, rbac};
 use kinet_types::registry::{self, Resource, RESOURCES};
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{json, Map, Value};
@@ -90,6 +90,10 @@ fn register(gen: &mut SchemaGenerator, kind: &str) -> Option<String> {
         "Ingress" => schema_of::<networking::v1::Ingress>(gen),
         "IngressClass" => schema_of::<networking::v1::IngressClass>(gen),
         "NetworkPolicy" => schema_of::<networking::v1::NetworkPolicy>(gen),
+        "Role" => schema_of::<rbac::v1::Role>(gen),
+        "ClusterRole" => schema_of::<rbac::v1::ClusterRole>(gen),
+        "RoleBinding" => schema_of::<rbac::v1::RoleBinding>(gen),
+        "ClusterRoleBinding" => schema_of::<rbac::v1::ClusterRoleBinding>(gen),
         _ => return None,
     })
 }

@@ -37,6 +37,7 @@ impl TestApi {
             .port();
         let pki = Pki::generate("testkit", &kinet_pki::default_server_sans("10.96.0.1"))?;
         let config = ServeConfig {
+            authorization: true,
             cluster: "testkit".into(),
             data_dir: dir.path().join("data"),
             listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))],

@@ -276,6 +276,46 @@ pub static RESOURCES: &[Resource] = &[
         cats = NONE,
         sub = []
     ),
+    resource!(
+        "rbac.authorization.k8s.io",
+        "Role",
+        "roles",
+        "role",
+        Namespaced,
+        short = [],
+        cats = NONE,
+        sub = []
+    ),
+    resource!(
+        "rbac.authorization.k8s.io",
+        "ClusterRole",
+        "clusterroles",
+        "clusterrole",
+        Cluster,
+        short = [],
+        cats = NONE,
+        sub = []
+    ),
+    resource!(
+        "rbac.authorization.k8s.io",
+        "RoleBinding",
+        "rolebindings",
+        "rolebinding",
+        Namespaced,
+        short = [],
+        cats = NONE,
+        sub = []
+    ),
+    resource!(
+        "rbac.authorization.k8s.io",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        Cluster,
+        short = [],
+        cats = NONE,
+        sub = []
+    ),
 ];
 
 /// The resource served at `/{prefix}/{group}/{version}/{plural}`.
@@ -338,7 +378,8 @@ mod tests {
                 "apps",
                 "discovery.k8s.io",
                 "coordination.k8s.io",
-                "networking.k8s.io"
+                "networking.k8s.io",
+                "rbac.authorization.k8s.io"
             ]
         );
     }

@@ -240,6 +240,7 @@ impl Api {
         let (mut obj, duplicates) = parse_object(&call.content_type, &body)?;
         let warnings = decode(resource, &mut obj, &duplicates, &call)?;
         self.prepare_new(resource, &mut obj, call.namespace())?;
+        self.check_escalation(&call.user, resource, &obj)?;
         let stored = self.insert(resource, obj, dry_run(&call)).await?;
         Ok(with_warnings(
             self.object_reply(resource, call.format, 201, &stored),
@@ -283,6 +284,7 @@ impl Api {
             let warnings = decode(resource, &mut obj, &[], &call)?;
             meta::check_identity(resource, &mut obj, call.namespace(), Some(call.name()))?;
             self.prepare_new(resource, &mut obj, call.namespace())?;
+            self.check_escalation(&call.user, resource, &obj)?;
             let stored = self.insert(resource, obj, dry_run(&call)).await?;
             return Ok(with_warnings(
                 self.object_reply(resource, call.format, 201, &stored),
@@ -354,6 +356,7 @@ impl Api {
             if !errors.is_empty() {
                 return Err(ApiError::invalid(resource, &name, &errors));
             }
+            self.check_escalation(&call.user, resource, &new)?;
             let mut new = stored_form(resource, new)?;
             if meta::same_content(&new, &current.value) {
                 return Ok(current);
