@@ -19,6 +19,7 @@ mod nodes;
 mod pod_lifecycle;
 mod pods;
 mod prereqs;
+mod rbac;
 mod services;
 mod stop;
 mod volumes;

@@ -131,6 +131,25 @@ fn secrets_and_config_maps_of_its_own_pods_only() {
 #[test]
 fn own_node_lease_and_pods() {
     let n1 = node("n1");
+    assert!(ask(&n1, "create", "", "nodes", "", "", ""));
+    assert!(ask(
+        &n1,
+        "create",
+        "coordination.k8s.io",
+        "leases",
+        "",
+        "kube-node-lease",
+        ""
+    ));
+    assert!(!ask(
+        &n1,
+        "create",
+        "coordination.k8s.io",
+        "leases",
+        "",
+        "default",
+        ""
+    ));
     assert!(ask(&n1, "patch", "", "nodes", "status", "", "n1"));
     assert!(!ask(&n1, "patch", "", "nodes", "status", "", "n2"));
     assert!(!ask(&n1, "delete", "", "nodes", "", "", "n2"));
