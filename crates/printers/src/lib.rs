@@ -10,6 +10,7 @@ mod columns;
 mod core;
 mod duration;
 mod pod;
+mod rbac;
 mod util;
 mod workloads;
 
@@ -43,6 +44,7 @@ pub fn cells(resource: &Resource, obj: &Value, now: DateTime<Utc>) -> Vec<Value>
         "Ingress" => workloads::ingress(obj, now),
         "IngressClass" => workloads::ingress_class(obj, now),
         "NetworkPolicy" => workloads::network_policy(obj, now),
+        "RoleBinding" | "ClusterRoleBinding" => rbac::binding(obj, now),
         // The apiserver's default table: name and creation time.
         _ => vec![json!(util::name(obj)), json!(util::created(obj))],
     }

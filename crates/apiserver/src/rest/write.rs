@@ -284,6 +284,7 @@ impl Api {
         let custom = self.crds.served(resource);
         let warnings = decode(resource, &mut obj, &duplicates, &call, custom.as_deref())?;
         self.prepare_new(resource, &mut obj, call.namespace())?;
+        self.check_escalation(&call.user, resource, &obj)?;
         let stored = self.insert(resource, obj, dry_run(&call)).await?;
         self.settle(resource, &stored, dry_run(&call)).await;
         Ok(with_warnings(
@@ -342,6 +343,7 @@ impl Api {
             let warnings = decode(resource, &mut obj, &[], &call, custom.as_deref())?;
             meta::check_identity(resource, &mut obj, call.namespace(), Some(call.name()))?;
             self.prepare_new(resource, &mut obj, call.namespace())?;
+            self.check_escalation(&call.user, resource, &obj)?;
             let stored = self.insert(resource, obj, dry_run(&call)).await?;
             self.settle(resource, &stored, dry_run(&call)).await;
             return Ok(with_warnings(
@@ -421,6 +423,7 @@ impl Api {
             if !errors.is_empty() {
                 return Err(ApiError::invalid(resource, &name, &errors));
             }
+            self.check_escalation(&call.user, resource, &new)?;
             let mut new = self.to_stored(resource, new)?;
             if meta::same_content(&new, &current.value) {
                 return Ok(current);
