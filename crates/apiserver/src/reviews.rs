@@ -9,7 +9,7 @@ use kinet_types::ApiError;
 use serde_json::{json, Value};
 
 use crate::http::{error_reply, json_reply, read_body, Reply};
-use crate::rest::Api;
+use crate::rest::{parse_object, Api};
 
 /// One of the review resources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,13 +66,20 @@ impl Review {
                 "review",
             ));
         }
+        let content_type = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
         let body = match read_body(req.into_body()).await {
             Ok(b) => b,
             Err(e) => return error_reply(&e),
         };
-        let mut review: Value = match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(e) => return error_reply(&ApiError::bad_request(e.to_string())),
+        // kubectl's typed client sends reviews as protobuf.
+        let mut review = match parse_object(&content_type, &body) {
+            Ok((v, _)) => v,
+            Err(e) => return error_reply(&e),
         };
         let spec = review["spec"].clone();
         let status = match self {

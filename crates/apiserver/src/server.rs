@@ -92,6 +92,10 @@ async fn route(api: &Arc<Api>, user: &UserInfo, req: Request<Incoming>) -> Reply
         _ => authz::path_attributes(req.method(), &path),
     };
     if !api.authz.authorize(&api.store, user, &attributes).allowed() {
+        // Refusals are rare and usually a missing rule; say who was refused what.
+        tracing::warn!(user = %user.name, groups = ?user.groups, verb = %attributes.verb,
+            resource = %attributes.combined_resource(), group = %attributes.api_group,
+            namespace = %attributes.namespace, name = %attributes.name, path = %path, "forbidden");
         return error_reply(&authz::forbidden(user, &attributes));
     }
     if let Some(review) = review {

@@ -67,11 +67,18 @@ pub fn authorize(
             a.verb == "create" && referenced(Reference::ServiceAccount)
         }
         ("", "serviceaccounts", "") => a.verb == "get" && referenced(Reference::ServiceAccount),
-        ("", "nodes", _) if !reads => a.name == node && allowed_by(node_rules, a),
+        // A create names no object: `admit_create` checks the name in the body, as the
+        // NodeRestriction admission plugin does.
+        ("", "nodes", _) if !reads => {
+            (a.name == node || a.verb == "create") && allowed_by(node_rules, a)
+        }
         ("coordination.k8s.io", "leases", "") => {
             a.namespace == LEASE_NAMESPACE
-                && a.name == node
-                && !matches!(a.verb.as_str(), "list" | "watch")
+                && (a.name == node || a.verb == "create")
+                && matches!(
+                    a.verb.as_str(),
+                    "get" | "create" | "update" | "patch" | "delete"
+                )
         }
         ("", "pods", "status") | ("", "pods", "") if a.verb != "create" && !reads => {
             bound_here(pods, node, a) && allowed_by(node_rules, a)
@@ -86,6 +93,28 @@ pub fn authorize(
         ))
     } else {
         Decision::NoOpinion
+    }
+}
+
+/// The NodeRestriction admission plugin's check of what a node creates: only its own Node
+/// and its own Lease. `Err` holds the reason, for a 403.
+pub fn admit_create(
+    user: &UserInfo,
+    group: &str,
+    resource: &str,
+    name: &str,
+) -> Result<(), String> {
+    let Some(node) = node_name(user) else {
+        return Ok(());
+    };
+    match (group, resource) {
+        ("", "nodes") if name != node => Err(format!(
+            "node {node:?} is not allowed to modify node {name:?}"
+        )),
+        ("coordination.k8s.io", "leases") if name != node => {
+            Err("can only access node lease with the same name as the requesting node".to_string())
+        }
+        _ => Ok(()),
     }
 }
 

@@ -11,6 +11,7 @@ mod strategy;
 mod subresource;
 mod watch;
 mod write;
+pub(crate) use write::parse_object;
 
 use std::sync::{Arc, Mutex};
 

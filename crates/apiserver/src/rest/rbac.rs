@@ -76,6 +76,24 @@ impl Api {
         Err(err)
     }
 
+    /// The NodeRestriction admission plugin's check of a node agent's create, whose name the
+    /// Node authorizer could not see.
+    pub(super) fn check_node_restriction(
+        user: &UserInfo,
+        resource: &Resource,
+        obj: &Value,
+    ) -> Result<()> {
+        let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+        kinet_rbac::node::admit_create(user, resource.group, resource.plural, name).map_err(
+            |reason| {
+                ApiError::forbidden(format!(
+                    "{} {name:?} is forbidden: {reason}",
+                    resource.qualified_resource()
+                ))
+            },
+        )
+    }
+
     fn referenced_rules(&self, kind: &str, namespace: &str, name: &str) -> Vec<PolicyRule> {
         let plural = if kind == "Role" {
             "roles"

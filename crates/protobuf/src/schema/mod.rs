@@ -18,6 +18,8 @@ mod discovery;
 mod meta;
 #[rustfmt::skip]
 mod networking;
+#[rustfmt::skip]
+mod rbac;
 
 pub use self::core::*;
 pub use apps::*;
@@ -26,6 +28,7 @@ pub use coordination::*;
 pub use discovery::*;
 pub use meta::*;
 pub use networking::*;
+pub use rbac::*;
 
 /// A field's value type.
 #[derive(Debug, Clone, Copy)]
@@ -132,6 +135,47 @@ static KINDS: &[(&str, &str, &Message)] = &[
     ("networking.k8s.io/v1", "NetworkPolicy", &NET_NETWORK_POLICY),
     ("discovery.k8s.io/v1", "EndpointSlice", &DISC_ENDPOINT_SLICE),
     ("coordination.k8s.io/v1", "Lease", &COORD_LEASE),
+    ("rbac.authorization.k8s.io/v1", "Role", &RBAC_ROLE),
+    (
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRole",
+        &RBAC_CLUSTER_ROLE,
+    ),
+    (
+        "rbac.authorization.k8s.io/v1",
+        "RoleBinding",
+        &RBAC_ROLE_BINDING,
+    ),
+    (
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRoleBinding",
+        &RBAC_ROLE_BINDING,
+    ),
+    (
+        "authorization.k8s.io/v1",
+        "SelfSubjectAccessReview",
+        &AUTHZ_SELF_SUBJECT_ACCESS_REVIEW,
+    ),
+    (
+        "authorization.k8s.io/v1",
+        "SubjectAccessReview",
+        &AUTHZ_SUBJECT_ACCESS_REVIEW,
+    ),
+    (
+        "authorization.k8s.io/v1",
+        "LocalSubjectAccessReview",
+        &AUTHZ_SUBJECT_ACCESS_REVIEW,
+    ),
+    (
+        "authorization.k8s.io/v1",
+        "SelfSubjectRulesReview",
+        &AUTHZ_SELF_SUBJECT_RULES_REVIEW,
+    ),
+    (
+        "authentication.k8s.io/v1",
+        "TokenReview",
+        &AUTHN_TOKEN_REVIEW,
+    ),
 ];
 
 /// The root message for an object's `apiVersion` and `kind`.

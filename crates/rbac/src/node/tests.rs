@@ -208,6 +208,24 @@ fn own_node_lease_and_pods() {
 }
 
 #[test]
+fn a_node_creates_only_its_own_node_and_lease() {
+    let n1 = node("n1");
+    assert_eq!(admit_create(&n1, "", "nodes", "n1"), Ok(()));
+    assert_eq!(
+        admit_create(&n1, "", "nodes", "n2"),
+        Err(r#"node "n1" is not allowed to modify node "n2""#.to_string())
+    );
+    assert_eq!(
+        admit_create(&n1, "coordination.k8s.io", "leases", "n1"),
+        Ok(())
+    );
+    assert!(admit_create(&n1, "coordination.k8s.io", "leases", "n2").is_err());
+    assert_eq!(admit_create(&n1, "", "events", "n2.17f"), Ok(()));
+    let admin = UserInfo::new("kubernetes-admin", &["system:masters"]);
+    assert_eq!(admit_create(&admin, "", "nodes", "n2"), Ok(()));
+}
+
+#[test]
 fn other_users_get_no_opinion() {
     let not_in_group = UserInfo::new("system:node:n1", &["system:authenticated"]);
     assert!(!ask(&not_in_group, "list", "", "nodes", "", "", ""));
