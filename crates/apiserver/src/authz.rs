@@ -3,8 +3,8 @@
 //! decides from a cached graph of the stored roles and bindings. The graph is rebuilt on the
 //! first request after any RBAC object changes (writes through this server mark it stale).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use http::Method;
 use k8s_openapi::api::rbac::v1::PolicyRule;
@@ -22,8 +22,11 @@ use crate::rest::collection_prefix;
 pub struct Authorizer {
     /// Off only for `kinet bench api`'s baseline.
     enabled: bool,
-    stale: AtomicBool,
-    graph: RwLock<Arc<Graph>>,
+    /// Counts RBAC changes; the cached graph records the count it was built at.
+    changes: AtomicU64,
+    graph: RwLock<(u64, Arc<Graph>)>,
+    /// One rebuild at a time: the requests that wait for it then find it built.
+    rebuilding: Mutex<()>,
     node_rules: Vec<PolicyRule>,
 }
 
@@ -31,24 +34,41 @@ impl Authorizer {
     pub fn new(enabled: bool) -> Authorizer {
         Authorizer {
             enabled,
-            stale: AtomicBool::new(true),
-            graph: RwLock::new(Arc::new(Graph::default())),
+            changes: AtomicU64::new(1),
+            graph: RwLock::new((0, Arc::new(Graph::default()))),
+            rebuilding: Mutex::new(()),
             node_rules: bootstrap::node_rules(),
         }
     }
 
     /// An RBAC object changed: the next request rebuilds the graph.
     pub fn invalidate(&self) {
-        self.stale.store(true, Ordering::Release);
+        self.changes.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// The graph of every change counted so far. A graph is only ever replaced by one built
+    /// later, so a slow rebuild can never put back rules a newer one removed.
     fn graph(&self, store: &Store) -> Arc<Graph> {
-        if self.stale.swap(false, Ordering::AcqRel) {
-            let graph = Arc::new(build(store));
-            *self.graph.write().unwrap_or_else(|e| e.into_inner()) = graph.clone();
+        let cached = || {
+            let wanted = self.changes.load(Ordering::Acquire);
+            let (built, graph) = &*self.graph.read().unwrap_or_else(|e| e.into_inner());
+            (*built >= wanted).then(|| graph.clone()).ok_or(wanted)
+        };
+        let wanted = match cached() {
+            Ok(graph) => return graph,
+            Err(wanted) => wanted,
+        };
+        let _one = self.rebuilding.lock().unwrap_or_else(|e| e.into_inner());
+        if let Ok(graph) = cached() {
             return graph;
         }
-        self.graph.read().unwrap_or_else(|e| e.into_inner()).clone()
+        // Read after `wanted` was loaded, so the store holds at least those changes.
+        let graph = Arc::new(build(store));
+        let mut slot = self.graph.write().unwrap_or_else(|e| e.into_inner());
+        if slot.0 < wanted {
+            *slot = (wanted, graph.clone());
+        }
+        graph
     }
 
     /// Every rule `user` holds in `namespace`.
