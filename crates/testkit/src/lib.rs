@@ -76,7 +76,7 @@ impl TestApi {
             health,
         };
         let task = tokio::spawn(kinet_apiserver::run(config));
-        let api = TestApi {
+        let mut api = TestApi {
             url: format!("https://127.0.0.1:{port}"),
             ca_pem: pki.ca_cert_pem,
             token: TOKEN.into(),
@@ -89,7 +89,12 @@ impl TestApi {
                 return Ok(api);
             }
             if api.task.is_finished() {
-                anyhow::bail!("the API server exited during start");
+                let why = match (&mut api.task).await {
+                    Ok(Err(e)) => format!("{e:#}"),
+                    Ok(Ok(())) => "stopped".into(),
+                    Err(e) => e.to_string(),
+                };
+                anyhow::bail!("the API server exited during start: {why}");
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
