@@ -2,7 +2,7 @@
 //! decode/encode round trip is what kube-apiserver's Go types know.
 
 use k8s_openapi::api::{
-    admissionregistration, apps, batch, coordination, core, discovery, networking, policy,
+    admissionregistration, apps, batch, coordination, core, discovery, networking, policy, rbac,
     scheduling,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as crd;
@@ -66,6 +66,10 @@ pub fn round_trip_kind(kind: &str, v: Input) -> Option<Result<Value, serde_json:
         "MutatingWebhookConfiguration" => {
             round_trip::<admissionregistration::v1::MutatingWebhookConfiguration>
         }
+        "Role" => round_trip::<rbac::v1::Role>,
+        "ClusterRole" => round_trip::<rbac::v1::ClusterRole>,
+        "RoleBinding" => round_trip::<rbac::v1::RoleBinding>,
+        "ClusterRoleBinding" => round_trip::<rbac::v1::ClusterRoleBinding>,
         _ => return None,
     };
     Some(f(v))

@@ -1,7 +1,9 @@
 //! Authentication: a client certificate signed by the cluster CA (checked during the TLS
-//! handshake), a known bearer token, or a service-account token this server signed
-//! ([`crate::tokenrequest`]). Anything else is anonymous, which may only read the health and
-//! version endpoints, as kube-apiserver's public-info-viewer role allows.
+//! handshake; CN is the user, O the groups), a known bearer token, or a service-account token
+//! this server signed ([`crate::tokenrequest`]). Anything else is anonymous, which may only
+//! read the health and version endpoints, as kube-apiserver's public-info-viewer role allows.
+
+use kinet_rbac::{UserInfo, AUTHENTICATED, UNAUTHENTICATED};
 
 use crate::TokenUser;
 
@@ -9,9 +11,10 @@ use crate::TokenUser;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum User {
     /// Presented a client certificate the CA signed.
-    Certificate,
+    Certificate(UserInfo),
     Token {
         user: String,
+        groups: Vec<String>,
     },
     /// Presented a service-account token (TokenRequest) that is still valid.
     ServiceAccount {
@@ -24,6 +27,26 @@ pub enum User {
 impl User {
     pub fn is_authenticated(&self) -> bool {
         !matches!(self, User::Anonymous)
+    }
+
+    /// The name and groups authorizers see; every authenticated user is in
+    /// `system:authenticated`, anonymous requests are `system:anonymous`.
+    pub fn info(&self) -> UserInfo {
+        let (name, mut groups) = match self {
+            User::Certificate(u) => (u.name.clone(), u.groups.clone()),
+            User::Token { user, groups } => (user.clone(), groups.clone()),
+            User::ServiceAccount { .. } => (
+                self.service_account_name().unwrap_or_default(),
+                self.service_account_groups(),
+            ),
+            User::Anonymous => {
+                return UserInfo::new("system:anonymous", &[UNAUTHENTICATED]);
+            }
+        };
+        if !groups.iter().any(|g| g == AUTHENTICATED) {
+            groups.push(AUTHENTICATED.into());
+        }
+        UserInfo { name, groups }
     }
 
     /// The user name kube-apiserver reports for service accounts, `None` for other users.
@@ -57,10 +80,27 @@ pub fn is_public(path: &str) -> bool {
     )
 }
 
+/// The user of a verified client certificate: CN is the name, each O a group.
+pub fn certificate_user(der: &[u8]) -> Option<UserInfo> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject();
+    let name = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    let groups = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_string))
+        .collect();
+    Some(UserInfo { name, groups })
+}
+
 /// Resolves the request's identity from the connection and its `Authorization` header.
 /// `service_account` is asked about bearer tokens that are not in `tokens`.
 pub fn authenticate(
-    has_client_cert: bool,
+    client_cert: Option<&UserInfo>,
     authorization: Option<&str>,
     tokens: &[TokenUser],
     service_account: impl FnOnce(&str) -> Option<User>,
@@ -71,16 +111,16 @@ pub fn authenticate(
         return match tokens.iter().find(|t| t.token == token) {
             Some(t) => Some(User::Token {
                 user: t.user.clone(),
+                groups: t.groups.clone(),
             }),
             // JWTs have three dot-separated parts; skip the signature check for anything else.
             None if token.split('.').count() == 3 => service_account(token),
             None => None,
         };
     }
-    Some(if has_client_cert {
-        User::Certificate
-    } else {
-        User::Anonymous
+    Some(match client_cert {
+        Some(u) => User::Certificate(u.clone()),
+        None => User::Anonymous,
     })
 }
 
@@ -102,24 +142,31 @@ mod tests {
 
     #[test]
     fn tokens_and_certificates() {
+        let node = UserInfo::new("system:node:n1", &["system:nodes"]);
         assert_eq!(
-            authenticate(false, Some("Bearer abc"), &tokens(), no_sa),
+            authenticate(None, Some("Bearer abc"), &tokens(), no_sa),
             Some(User::Token {
-                user: "admin".into()
+                user: "admin".into(),
+                groups: vec![],
             })
         );
         assert_eq!(
-            authenticate(true, Some("Bearer nope"), &tokens(), no_sa),
+            authenticate(Some(&node), Some("Bearer nope"), &tokens(), no_sa),
             None
         );
-        assert_eq!(authenticate(false, Some("Basic x"), &tokens(), no_sa), None);
+        assert_eq!(authenticate(None, Some("Basic x"), &tokens(), no_sa), None);
+        let by_cert = authenticate(Some(&node), None, &tokens(), no_sa).unwrap();
         assert_eq!(
-            authenticate(true, None, &tokens(), no_sa),
-            Some(User::Certificate)
+            by_cert.info(),
+            UserInfo::new("system:node:n1", &["system:nodes", "system:authenticated"])
         );
         assert_eq!(
-            authenticate(false, None, &tokens(), no_sa),
+            authenticate(None, None, &tokens(), no_sa),
             Some(User::Anonymous)
+        );
+        assert_eq!(
+            User::Anonymous.info(),
+            UserInfo::new("system:anonymous", &["system:unauthenticated"])
         );
         assert!(is_public("/readyz") && !is_public("/api"));
     }
@@ -132,17 +179,17 @@ mod tests {
         };
         let found = |t: &str| (t == "a.b.c").then(|| sa.clone());
         assert_eq!(
-            authenticate(false, Some("Bearer a.b.c"), &tokens(), found),
+            authenticate(None, Some("Bearer a.b.c"), &tokens(), found),
             Some(sa.clone())
         );
         assert_eq!(
-            authenticate(true, Some("Bearer a.b.d"), &tokens(), found),
+            authenticate(None, Some("Bearer a.b.d"), &tokens(), found),
             None
         );
         // Not JWT-shaped: never reaches the (costly) signature check.
         let never = |_: &str| -> Option<User> { panic!("checked a non-JWT") };
         assert_eq!(
-            authenticate(false, Some("Bearer ab"), &tokens(), never),
+            authenticate(None, Some("Bearer ab"), &tokens(), never),
             None
         );
         assert_eq!(
@@ -157,5 +204,27 @@ mod tests {
                 "system:authenticated"
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod certificate_tests {
+    use super::*;
+
+    #[test]
+    fn certificate_subjects_name_user_and_group() {
+        let pki = kinet_pki::Pki::generate("c", &["127.0.0.1".into()]).unwrap();
+        let (pem, _) = pki
+            .issue_client("system:node:n1", &["system:nodes"])
+            .unwrap();
+        let der = rustls_pemfile::certs(&mut pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            certificate_user(&der),
+            Some(UserInfo::new("system:node:n1", &["system:nodes"]))
+        );
+        assert_eq!(certificate_user(b"junk"), None);
     }
 }

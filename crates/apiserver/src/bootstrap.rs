@@ -60,6 +60,14 @@ pub async fn run(api: &Api, api_port: u16) -> Result<()> {
     for class in kinet_admission::priority::system_classes() {
         ensure(api, "scheduling.k8s.io", "priorityclasses", None, class).await?;
     }
+    // kube-apiserver's bootstrap policy; aggregation then fills admin, edit and view.
+    for role in kinet_rbac::bootstrap::cluster_roles() {
+        ensure(api, kinet_rbac::GROUP, "clusterroles", None, role).await?;
+    }
+    for binding in kinet_rbac::bootstrap::cluster_role_bindings() {
+        ensure(api, kinet_rbac::GROUP, "clusterrolebindings", None, binding).await?;
+    }
+    api.rbac_changed().await;
     let ip = api.network.kubernetes_ip().to_string();
     let svc = json!({
         "apiVersion": "v1",
@@ -151,6 +159,7 @@ mod tests {
 
     fn api_at(dir: &std::path::Path, listen: &str) -> std::sync::Arc<Api> {
         crate::open_api(&ServeConfig {
+            authorization: true,
             cluster: "t".into(),
             data_dir: dir.to_path_buf(),
             listen: vec![listen.parse().unwrap()],

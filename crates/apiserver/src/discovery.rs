@@ -289,7 +289,8 @@ mod tests {
                 "batch",
                 "policy",
                 "scheduling.k8s.io",
-                "admissionregistration.k8s.io"
+                "admissionregistration.k8s.io",
+                "rbac.authorization.k8s.io"
             ]
         );
         let deploy = &doc["items"][0]["versions"][0]["resources"][0];

@@ -5,17 +5,20 @@
 //! - [`rest`]: the verbs over the store, with kube-apiserver's semantics.
 
 mod auth;
+mod authz;
 mod bootstrap;
 pub mod crds;
 pub mod discovery;
 mod error;
 mod http;
+mod impersonate;
 pub mod nodeproxy;
 pub mod openapi;
 pub mod path;
 mod plugins;
 pub mod repair;
 pub mod rest;
+mod reviews;
 mod server;
 mod tls;
 pub mod tokenrequest;
@@ -52,6 +55,8 @@ pub struct ServeConfig {
     pub admission: kinet_admission::Settings,
     /// Prometheus text of the control plane's other parts, served at `/metrics`.
     pub metrics: Option<MetricsText>,
+    /// Authorize requests (Node and RBAC); off only for the benchmark's baseline.
+    pub authorization: bool,
     /// Checks behind `/livez`, `/readyz` and `/healthz`. The server adds its own (`ping`,
     /// `etcd`, `watch-cache`); the process's other parts (the control loops) add theirs.
     pub health: Checks,
@@ -112,6 +117,7 @@ pub fn open_api(config: &ServeConfig) -> Result<Arc<Api>, ServeError> {
         crds: crds::Registry::default(),
         quota_lock: tokio::sync::Mutex::new(()),
         health: config.health.clone(),
+        authz: authz::Authorizer::new(config.authorization),
         sa_tokens: tokenrequest::TokenIssuer::load_or_generate(
             &config.data_dir.join(tokenrequest::KEY_FILE),
         )?,

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use k8s_openapi::api::{
-    admissionregistration, apps, batch, coordination, core, discovery, networking, policy,
+    admissionregistration, apps, batch, coordination, core, discovery, networking, policy, rbac,
     scheduling,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
@@ -160,6 +160,10 @@ fn register(gen: &mut SchemaGenerator, kind: &str) -> Option<String> {
         "MutatingWebhookConfiguration" => {
             schema_of::<admissionregistration::v1::MutatingWebhookConfiguration>(gen)
         }
+        "Role" => schema_of::<rbac::v1::Role>(gen),
+        "ClusterRole" => schema_of::<rbac::v1::ClusterRole>(gen),
+        "RoleBinding" => schema_of::<rbac::v1::RoleBinding>(gen),
+        "ClusterRoleBinding" => schema_of::<rbac::v1::ClusterRoleBinding>(gen),
         _ => return None,
     })
 }

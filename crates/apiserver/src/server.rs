@@ -14,26 +14,31 @@ use kinet_types::ApiError;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 
-use crate::auth::{self, User};
+use kinet_rbac::UserInfo;
+
+use crate::auth;
+use crate::authz;
 use crate::discovery;
 use crate::http::{bytes_reply, error_reply, json_reply, Query, Reply};
+use crate::impersonate;
 use crate::openapi;
 use crate::path::{self, Route};
 use crate::rest::Api;
+use crate::reviews;
 
 /// Accepts TLS connections on one address until the task is dropped.
 pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, api: Arc<Api>) {
     let conn = move |tls: TlsStream<TcpStream>, peer: SocketAddr| {
         let api = api.clone();
         async move {
-            let has_cert = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .is_some_and(|c| !c.is_empty());
+            let cert_user = match tls.get_ref().1.peer_certificates() {
+                Some([cert, ..]) => auth::certificate_user(cert).map(Arc::new),
+                _ => None,
+            };
             let service = service_fn(move |req| {
                 let api = api.clone();
-                async move { Ok::<_, Infallible>(handle(api, has_cert, peer, req).await) }
+                let cert_user = cert_user.clone();
+                async move { Ok::<_, Infallible>(handle(api, cert_user.as_deref(), peer, req).await) }
             });
             if let Err(e) = auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(tls), service)
@@ -46,7 +51,12 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, api: A
     kinet_tls_server::serve("api", listener, tls, std::future::pending(), conn).await
 }
 
-async fn handle(api: Arc<Api>, has_cert: bool, peer: SocketAddr, req: Request<Incoming>) -> Reply {
+async fn handle(
+    api: Arc<Api>,
+    cert_user: Option<&UserInfo>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Reply {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let started = std::time::Instant::now();
@@ -55,18 +65,42 @@ async fn handle(api: Arc<Api>, has_cert: bool, peer: SocketAddr, req: Request<In
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let service_account = |token: &str| api.service_account_user(token);
-    let user = match auth::authenticate(has_cert, authorization, &api.tokens, service_account) {
+    let user = match auth::authenticate(cert_user, authorization, &api.tokens, service_account) {
         Some(user) if user.is_authenticated() || auth::is_public(&path) => user,
         _ => return error_reply(&ApiError::unauthorized()),
+    };
+    let user = match impersonate::apply(&api, user.info(), req.headers()) {
+        Ok(user) => user,
+        Err(e) => return error_reply(&e),
     };
     let reply = route(&api, &user, req).await;
     tracing::debug!(%peer, %method, %path, status = reply.status().as_u16(), elapsed = ?started.elapsed(), "request");
     reply
 }
 
-async fn route(api: &Arc<Api>, user: &User, req: Request<Incoming>) -> Reply {
+async fn route(api: &Arc<Api>, user: &UserInfo, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_string();
     let get = req.method() == Method::GET;
+    let review = reviews::route(&path);
+    let lookup = |g: &str, v: &str, p: &str| api.crds.lookup(g, v, p);
+    let resource = path::route_with(&path, &lookup);
+    let attributes = match (&review, &resource) {
+        (Some(r), _) => r.attributes(),
+        (None, Some(Route::Resource(target))) => {
+            authz::resource_attributes(req.method(), target, &Query::parse(req.uri().query()))
+        }
+        _ => authz::path_attributes(req.method(), &path),
+    };
+    if !api.authz.authorize(&api.store, user, &attributes).allowed() {
+        // Refusals are rare and usually a missing rule; say who was refused what.
+        tracing::warn!(user = %user.name, groups = ?user.groups, verb = %attributes.verb,
+            resource = %attributes.combined_resource(), group = %attributes.api_group,
+            namespace = %attributes.namespace, name = %attributes.name, path = %path, "forbidden");
+        return error_reply(&authz::forbidden(user, &attributes));
+    }
+    if let Some(review) = review {
+        return review.serve(api, user, req).await;
+    }
     if let Some((endpoint, check)) =
         kinet_health::split_path(&path, &["healthz", "livez", "readyz"]).filter(|_| get)
     {
@@ -115,8 +149,7 @@ async fn route(api: &Arc<Api>, user: &User, req: Request<Incoming>) -> Reply {
             _ => error_reply(&ApiError::no_route()),
         };
     }
-    let lookup = |g: &str, v: &str, p: &str| api.crds.lookup(g, v, p);
-    let Some(route) = path::route_with(&path, &lookup) else {
+    let Some(route) = resource else {
         return error_reply(&ApiError::no_route());
     };
     let accept = req

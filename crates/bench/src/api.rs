@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, PostParams, WatchEvent, WatchParams};
 use kube::Client;
 use serde_json::json;
@@ -153,6 +154,39 @@ async fn watch_fanout(
     Ok(samples)
 }
 
+/// Creates with RBAC authorization on against off, same run: a user outside
+/// `system:masters`, bound to `edit`, creates `count` pods over `clients` clients on each
+/// server. Returns (off, on) latencies and wall times.
+async fn authorization_overhead(
+    count: usize,
+    clients: usize,
+) -> anyhow::Result<[(Samples, Duration); 2]> {
+    let mut out = Vec::new();
+    for authorization in [false, true] {
+        let server = match authorization {
+            true => kinet_testkit::TestApi::start().await?,
+            false => kinet_testkit::TestApi::without_authorization().await?,
+        };
+        let admin = server.client()?;
+        namespace(&admin, "bench-authz").await?;
+        let binding = serde_json::from_value(json!({
+            "metadata": {"name": "bench-edit"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": kinet_testkit::USER}],
+        }))?;
+        Api::<ClusterRoleBinding>::all(admin)
+            .create(&PostParams::default(), &binding)
+            .await?;
+        let users: Vec<Client> = (0..clients)
+            .map(|_| server.user_client())
+            .collect::<anyhow::Result<_>>()?;
+        out.push(create_pods(&users, "bench-authz", count).await?);
+    }
+    let on = out.pop().context("two runs")?;
+    let off = out.pop().context("two runs")?;
+    Ok([off, on])
+}
+
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     let server = kinet_testkit::TestApi::start().await?;
     let client = server.client()?;
@@ -204,6 +238,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     )
     .await?;
     let fanout = watch_fanout(&clients, "bench-wn", opts.watchers, opts.watch_events).await?;
+    let [(off, off_wall), (on, on_wall)] =
+        authorization_overhead(opts.objects, opts.clients).await?;
 
     println!("| measurement | value | baseline | ratio |");
     println!("|---|---|---|---|");
@@ -237,6 +273,20 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         rate(many.len(), many_wall),
         rate(one.len(), one_wall),
         rate(many.len(), many_wall) / rate(one.len(), one_wall)
+    );
+    println!(
+        "| create as an RBAC user, {} clients: objects/s | {:.0} | authorization off {:.0} | {:.2} |",
+        opts.clients,
+        rate(on.len(), on_wall),
+        rate(off.len(), off_wall),
+        rate(on.len(), on_wall) / rate(off.len(), off_wall)
+    );
+    println!(
+        "| create as an RBAC user, {} clients: p99 (ms) | {} | authorization off {} | {} |",
+        opts.clients,
+        ms(on.p99()),
+        ms(off.p99()),
+        ratio(on.p99(), off.p99())
     );
     println!(
         "| list {} pods as JSON (ms) | {} | in-memory serialise {} | {} |",

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use anyhow::{Context, Result};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -77,6 +78,50 @@ pub fn service_account() -> ServiceAccount {
         "apiVersion": "v1", "kind": "ServiceAccount",
         "metadata": {"name": SERVICE_ACCOUNT, "namespace": NAMESPACE},
     }))
+}
+
+/// A least-privilege ClusterRole and its ClusterRoleBinding to one service account.
+pub(crate) fn cluster_role_and_binding(
+    name: &str,
+    rules: Value,
+    namespace: &str,
+    service_account: &str,
+) -> (ClusterRole, ClusterRoleBinding) {
+    let role = typed(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": name}, "rules": rules,
+    }));
+    let binding = typed(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}],
+    }));
+    (role, binding)
+}
+
+/// Creates an add-on's ClusterRole and ClusterRoleBinding unless present.
+pub(crate) async fn ensure_rbac(
+    client: &kube::Client,
+    rbac: (ClusterRole, ClusterRoleBinding),
+) -> Result<()> {
+    let name = rbac.0.metadata.name.clone().unwrap_or_default();
+    ensure(&Api::<ClusterRole>::all(client.clone()), &rbac.0)
+        .await
+        .with_context(|| format!("ClusterRole {name}"))?;
+    ensure(&Api::<ClusterRoleBinding>::all(client.clone()), &rbac.1)
+        .await
+        .with_context(|| format!("ClusterRoleBinding {name}"))?;
+    Ok(())
+}
+
+/// What the DNS server reads, as upstream CoreDNS's `system:coredns` ClusterRole allows.
+pub fn rbac() -> (ClusterRole, ClusterRoleBinding) {
+    let rules = json!([
+        {"apiGroups": [""], "resources": ["endpoints", "services", "pods", "namespaces"], "verbs": ["list", "watch"]},
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
+    ]);
+    cluster_role_and_binding("system:coredns", rules, NAMESPACE, SERVICE_ACCOUNT)
 }
 
 /// The DNS server container.
@@ -176,6 +221,7 @@ pub async fn ensure_cluster_dns(client: &kube::Client, addon: &DnsAddon) -> Resu
     ensure(&sas, &service_account())
         .await
         .context("ServiceAccount kube-system/coredns")?;
+    ensure_rbac(client, rbac()).await?;
     let svcs: Api<Service> = Api::namespaced(client.clone(), NAMESPACE);
     ensure(&svcs, &service())
         .await

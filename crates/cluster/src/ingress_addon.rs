@@ -8,10 +8,11 @@ use anyhow::{Context, Result};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, Namespace, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::IngressClass;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::Api;
 use serde_json::{json, Value};
 
-use crate::addons::{ensure, ensure_container, typed};
+use crate::addons::{cluster_role_and_binding, ensure, ensure_container, ensure_rbac, typed};
 
 pub const NAMESPACE: &str = "kinet-ingress";
 /// The Deployment, Service and ServiceAccount share it.
@@ -108,6 +109,19 @@ pub fn ingress_class() -> IngressClass {
     }))
 }
 
+/// What the controller reads and writes, and nothing more: ingress-nginx's ClusterRole,
+/// less what kinet's controller does not use (leader election, ConfigMaps, nodes).
+pub fn rbac() -> (ClusterRole, ClusterRoleBinding) {
+    let rules = json!([
+        {"apiGroups": [""], "resources": ["services", "secrets"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "ingressclasses"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses/status"], "verbs": ["update"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+    ]);
+    cluster_role_and_binding(NAME, rules, NAMESPACE, NAME)
+}
+
 /// Deploys the ingress add-on; existing objects are kept, and the Deployment's container is
 /// patched back when its image or arguments differ.
 pub async fn ensure_ingress(client: &kube::Client) -> Result<()> {
@@ -120,6 +134,7 @@ pub async fn ensure_ingress(client: &kube::Client) -> Result<()> {
     )
     .await
     .context("ServiceAccount kinet-ingress/kinet-ingress")?;
+    ensure_rbac(client, rbac()).await?;
     ensure(
         &Api::<Service>::namespaced(client.clone(), NAMESPACE),
         &service(),

@@ -54,6 +54,7 @@ pub async fn serve(name: &str) -> Result<()> {
     });
     let api = kinet_apiserver::run_with_kubelet_client(
         ServeConfig {
+            authorization: true,
             cluster: info.name.clone(),
             data_dir: dir.data(),
             listen: listen_addrs(&info),

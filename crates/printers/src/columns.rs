@@ -207,6 +207,14 @@ fn kind_columns(kind: &str) -> Vec<Col> {
             Col("Pod-Selector", "string", 0, "podSelector selects the pods to which this NetworkPolicy object applies."),
             AGE,
         ],
+        "RoleBinding" | "ClusterRoleBinding" => vec![
+            NAME,
+            Col("Role", "string", 0, "RoleRef can only reference a ClusterRole in the global namespace. If the RoleRef cannot be resolved, the Authorizer must return an error. This field is immutable."),
+            AGE,
+            Col("Users", "string", 1, "Users in the roleBinding"),
+            Col("Groups", "string", 1, "Groups in the roleBinding"),
+            Col("ServiceAccounts", "string", 1, "ServiceAccounts in the roleBinding"),
+        ],
         // The apiserver's default table for kinds without a printer.
         _ => vec![NAME, Col("Created At", "date", 0, AGE_DOC)],
     }
@@ -247,8 +255,9 @@ mod tests {
             assert_eq!(cols[0]["name"], first, "{}", r.kind);
             let names: Vec<&str> = cols.iter().filter_map(|c| c["name"].as_str()).collect();
             assert!(names.contains(&"Name"), "{}", r.kind);
-            // kube-apiserver prints CRDs with its default table too.
-            if r.kind == "CustomResourceDefinition" {
+            // kube-apiserver prints CRDs with its default table too; Roles' own printer has the
+            // default's columns (`roleColumnDefinitions`).
+            if matches!(r.kind, "CustomResourceDefinition" | "Role" | "ClusterRole") {
                 continue;
             }
             assert_ne!(

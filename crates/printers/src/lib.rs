@@ -11,6 +11,7 @@ mod core;
 mod duration;
 mod pod;
 mod policy;
+mod rbac;
 mod util;
 mod workloads;
 
@@ -51,6 +52,7 @@ pub fn cells(resource: &Resource, obj: &Value, now: DateTime<Utc>) -> Vec<Value>
         "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" => {
             policy::webhook_configuration(obj, now)
         }
+        "RoleBinding" | "ClusterRoleBinding" => rbac::binding(obj, now),
         // The apiserver's default table: name and creation time.
         _ => vec![json!(util::name(obj)), json!(util::created(obj))],
     }

@@ -10,7 +10,7 @@ use crate::util::{
     arr_at, at, created, format_label_selector, format_labels, int_at, list_with_more, name, str_at,
 };
 
-fn age(obj: &Value, now: DateTime<Utc>) -> Value {
+pub(crate) fn age(obj: &Value, now: DateTime<Utc>) -> Value {
     json!(human_age(created(obj), now))
 }
 

@@ -49,6 +49,23 @@ captured! {
     ingress: "ingress",
     // kubectl create ingress ing2 --default-backend=def:http --rule=/path*=svc:http --annotation=a=b
     ingress_default_backend: "ingress-default-backend",
+    // kubectl create role pod-reader --verb=get,list,watch --resource=pods,pods/log --resource-name=web
+    role: "role",
+    // kubectl create clusterrole widget-view --verb=get --resource=deployments.apps --non-resource-url=/logs/*
+    clusterrole: "clusterrole",
+    // kubectl create clusterrole monitoring --aggregation-rule=rbac.example.com/aggregate-to-monitoring=true
+    clusterrole_aggregated: "clusterrole-aggregated",
+    // kubectl create rolebinding x-view --clusterrole=view --serviceaccount=default:x --user=alice --group=devs
+    rolebinding: "rolebinding",
+    // kubectl create clusterrolebinding x-admin --clusterrole=admin --serviceaccount=default:x
+    clusterrolebinding: "clusterrolebinding",
+    // kubectl auth can-i list pods (no dry run prints these: the JSON is Go's encoding of the
+    // review kubectl builds)
+    selfsubjectaccessreview: "selfsubjectaccessreview",
+    // kubectl auth can-i get /logs
+    selfsubjectaccessreview_path: "selfsubjectaccessreview-path",
+    // kubectl auth can-i --list -n default
+    selfsubjectrulesreview: "selfsubjectrulesreview",
 }
 
 #[test]

@@ -14,6 +14,10 @@ use kinet_apiserver::{Checks, ServeConfig, TokenUser};
 use kinet_pki::Pki;
 
 const TOKEN: &str = "kinet-testkit-admin-token";
+/// A user outside `system:masters`: RBAC decides what it may do.
+const USER_TOKEN: &str = "kinet-testkit-user-token";
+/// The name [`TestApi::user_client`] authenticates as.
+pub const USER: &str = "testkit-user";
 
 /// A running API server.
 pub struct TestApi {
@@ -32,29 +36,47 @@ impl TestApi {
 
     /// Like [`TestApi::start`], with `health` holding checks beside the server's own.
     pub async fn start_with(health: Checks) -> anyhow::Result<TestApi> {
+        TestApi::start_inner(health, true).await
+    }
+
+    /// A server that authorizes nothing (every authenticated request is allowed): the
+    /// baseline of `kinet bench api`'s authorization figures.
+    pub async fn without_authorization() -> anyhow::Result<TestApi> {
+        TestApi::start_inner(Checks::default(), false).await
+    }
+
+    async fn start_inner(health: Checks, authorization: bool) -> anyhow::Result<TestApi> {
         let dir = tempfile::tempdir()?;
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
             .local_addr()?
             .port();
         let pki = Pki::generate("testkit", &kinet_pki::default_server_sans("10.96.0.1"))?;
         let config = ServeConfig {
+            authorization,
             cluster: "testkit".into(),
             data_dir: dir.path().join("data"),
             listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))],
             ca_cert_pem: pki.ca_cert_pem.clone(),
             server_cert_pem: pki.server_cert_pem.clone(),
             server_key_pem: pki.server_key_pem.clone(),
-            tokens: vec![TokenUser {
-                token: TOKEN.into(),
-                user: "kubernetes-admin".into(),
-                groups: vec!["system:masters".into()],
-            }],
+            tokens: vec![
+                TokenUser {
+                    token: TOKEN.into(),
+                    user: "kubernetes-admin".into(),
+                    groups: vec!["system:masters".into()],
+                },
+                TokenUser {
+                    token: USER_TOKEN.into(),
+                    user: USER.into(),
+                    groups: vec![],
+                },
+            ],
             admission: Default::default(),
             metrics: None,
             health,
         };
         let task = tokio::spawn(kinet_apiserver::run(config));
-        let api = TestApi {
+        let mut api = TestApi {
             url: format!("https://127.0.0.1:{port}"),
             ca_pem: pki.ca_cert_pem,
             token: TOKEN.into(),
@@ -67,19 +89,33 @@ impl TestApi {
                 return Ok(api);
             }
             if api.task.is_finished() {
-                anyhow::bail!("the API server exited during start");
+                let why = match (&mut api.task).await {
+                    Ok(Err(e)) => format!("{e:#}"),
+                    Ok(Ok(())) => "stopped".into(),
+                    Err(e) => e.to_string(),
+                };
+                anyhow::bail!("the API server exited during start: {why}");
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         anyhow::bail!("the API server did not answer within 5 s")
     }
 
-    /// A kube client for this server.
+    /// A kube client for this server, as the administrator (`system:masters`).
     pub fn client(&self) -> anyhow::Result<kube::Client> {
         Ok(kinet_controllers::client::connect(
             &self.url,
             &self.ca_pem,
             &self.token,
+        )?)
+    }
+
+    /// A kube client as [`USER`], who may do only what RBAC grants.
+    pub fn user_client(&self) -> anyhow::Result<kube::Client> {
+        Ok(kinet_controllers::client::connect(
+            &self.url,
+            &self.ca_pem,
+            USER_TOKEN,
         )?)
     }
 }

@@ -398,6 +398,46 @@ pub static RESOURCES: &[Resource] = &[
         cats = API_EXTENSIONS,
         sub = []
     ),
+    resource!(
+        "rbac.authorization.k8s.io",
+        "Role",
+        "roles",
+        "role",
+        Namespaced,
+        short = [],
+        cats = NONE,
+        sub = []
+    ),
+    resource!(
+        "rbac.authorization.k8s.io",
+        "ClusterRole",
+        "clusterroles",
+        "clusterrole",
+        Cluster,
+        short = [],
+        cats = NONE,
+        sub = []
+    ),
+    resource!(
+        "rbac.authorization.k8s.io",
+        "RoleBinding",
+        "rolebindings",
+        "rolebinding",
+        Namespaced,
+        short = [],
+        cats = NONE,
+        sub = []
+    ),
+    resource!(
+        "rbac.authorization.k8s.io",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        Cluster,
+        short = [],
+        cats = NONE,
+        sub = []
+    ),
 ];
 
 /// The resource served at `/{prefix}/{group}/{version}/{plural}`.
@@ -465,7 +505,8 @@ mod tests {
                 "batch",
                 "policy",
                 "scheduling.k8s.io",
-                "admissionregistration.k8s.io"
+                "admissionregistration.k8s.io",
+                "rbac.authorization.k8s.io"
             ]
         );
     }

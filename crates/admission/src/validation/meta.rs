@@ -19,12 +19,15 @@ pub enum NameRule {
     Label,
     /// DNS-1035 label: Service.
     Dns1035,
+    /// Any path segment (`path.IsValidPathSegmentName`): RBAC objects, e.g. `system:node`.
+    PathSegment,
 }
 
 pub fn name_rule(kind: &str) -> NameRule {
     match kind {
         "Service" => NameRule::Dns1035,
         "Namespace" => NameRule::Label,
+        "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => NameRule::PathSegment,
         _ => NameRule::Subdomain,
     }
 }
@@ -42,7 +45,21 @@ pub fn check_name(rule: NameRule, name: &str, prefix: bool) -> Vec<String> {
         NameRule::Subdomain => names::is_dns1123_subdomain(name),
         NameRule::Label => names::is_dns1123_label(name),
         NameRule::Dns1035 => names::is_dns1035_label(name),
+        NameRule::PathSegment => path_segment(name),
     }
+}
+
+fn path_segment(name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if name == "." || name == ".." {
+        out.push(format!("may not be '{name}'"));
+    }
+    for c in ['/', '%'] {
+        if name.contains(c) {
+            out.push(format!("may not contain '{c}'"));
+        }
+    }
+    out
 }
 
 pub fn invalid_each(

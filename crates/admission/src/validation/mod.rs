@@ -6,6 +6,7 @@ mod misc;
 use kinet_types::validation as names;
 mod networking;
 mod pod;
+mod rbac;
 mod service;
 mod workloads;
 
@@ -50,6 +51,7 @@ pub fn validate(resource: &Resource, obj: &Value, old: Option<&Value>) -> Vec<Fi
             e.extend(kinet_crd::validate_definition(obj))
         }
         ("networking.k8s.io", "NetworkPolicy") => networking::network_policy(obj, e),
+        ("rbac.authorization.k8s.io", kind) => rbac::validate(kind, obj, old, e),
         ("apps", kind @ ("Deployment" | "ReplicaSet" | "DaemonSet")) => {
             match kind {
                 "Deployment" => workloads::deployment(obj, e),

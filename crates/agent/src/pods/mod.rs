@@ -149,7 +149,7 @@ impl Runtime {
             .default_backoff(),
         );
         tokio::spawn(stream.for_each(|_| futures::future::ready(())));
-        let objects = objects::Objects::watch(&client);
+        let objects = objects::Objects::new(client.clone());
         Arc::new(Runtime {
             client,
             cfg,

@@ -4,12 +4,14 @@
 mod alloc;
 mod delete;
 pub(crate) mod meta;
+mod rbac;
 mod read;
 mod services;
 mod strategy;
 mod subresource;
 mod watch;
 mod write;
+pub(crate) use write::parse_object;
 
 use std::sync::{Arc, Mutex};
 
@@ -51,6 +53,8 @@ pub struct Api {
     pub crds: crate::crds::Registry,
     /// Held from quota admission until the admitted object is stored.
     pub quota_lock: tokio::sync::Mutex<()>,
+    /// Decides every request; caches the RBAC graph.
+    pub authz: crate::authz::Authorizer,
 }
 
 /// The response representation a client asked for in `Accept`.
@@ -104,6 +108,8 @@ pub struct Call {
     pub query: Query,
     pub format: Format,
     pub content_type: String,
+    /// Who asks (after impersonation): the escalation checks of RBAC writes need it.
+    pub user: kinet_rbac::UserInfo,
     pub body: Option<Incoming>,
     /// The request's URI and headers, and its upgrade (exec, attach and port-forward are
     /// proxied to the node agent as upgrades).
@@ -162,7 +168,7 @@ impl Api {
 
     pub async fn handle(
         self: &Arc<Self>,
-        _user: &crate::auth::User,
+        user: &kinet_rbac::UserInfo,
         target: Target,
         query: Query,
         req: Request<Incoming>,
@@ -177,6 +183,7 @@ impl Api {
         let accept = header(header::ACCEPT);
         let content_type = header(header::CONTENT_TYPE);
         let method = req.method().clone();
+        let rbac_write = target.resource.group == kinet_rbac::GROUP && method != Method::GET;
         let format = match Format::from_accept(&accept) {
             Ok(f) => f,
             Err(e) => return error_reply(&e),
@@ -188,12 +195,17 @@ impl Api {
             query,
             format,
             content_type,
+            user: user.clone(),
             body: Some(body),
             uri: parts.uri,
             headers: parts.headers,
             upgrade,
         };
-        match self.dispatch(method, call).await {
+        let reply = self.dispatch(method, call).await;
+        if rbac_write {
+            self.rbac_changed().await;
+        }
+        match reply {
             Ok(reply) => reply,
             Err(e) => error_reply(&e),
         }

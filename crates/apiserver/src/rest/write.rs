@@ -18,7 +18,7 @@ use crate::http::{bytes_reply, Reply};
 
 /// A create or update body and its duplicate keys: JSON, YAML, or the protobuf that typed
 /// clients send.
-fn parse_object(content_type: &str, body: &[u8]) -> Result<(Value, Vec<String>)> {
+pub(crate) fn parse_object(content_type: &str, body: &[u8]) -> Result<(Value, Vec<String>)> {
     let media = content_type.split(';').next().unwrap_or("").trim();
     match media {
         "" | "application/json" | "*/*" => kinet_admission::parse_json_with_duplicates(body)
@@ -301,6 +301,8 @@ impl Api {
         let custom = self.crds.served(resource);
         let warnings = decode(resource, &mut obj, &duplicates, &call, custom.as_deref())?;
         self.prepare_new(resource, &mut obj, call.namespace())?;
+        self.check_escalation(&call.user, resource, &obj)?;
+        Api::check_node_restriction(&call.user, resource, &obj)?;
         let stored = self.insert(resource, obj, dry_run(&call)).await?;
         self.settle(resource, &stored, dry_run(&call)).await;
         Ok(with_warnings(
@@ -359,6 +361,7 @@ impl Api {
             let warnings = decode(resource, &mut obj, &[], &call, custom.as_deref())?;
             meta::check_identity(resource, &mut obj, call.namespace(), Some(call.name()))?;
             self.prepare_new(resource, &mut obj, call.namespace())?;
+            self.check_escalation(&call.user, resource, &obj)?;
             let stored = self.insert(resource, obj, dry_run(&call)).await?;
             self.settle(resource, &stored, dry_run(&call)).await;
             return Ok(with_warnings(
@@ -438,6 +441,7 @@ impl Api {
             if !errors.is_empty() {
                 return Err(ApiError::invalid(resource, &name, &errors));
             }
+            self.check_escalation(&call.user, resource, &new)?;
             let mut new = self.to_stored(resource, new)?;
             if meta::same_content(&new, &current.value) {
                 return Ok(current);

@@ -63,6 +63,13 @@ fn valid(kind: &str, name: &str) -> Value {
             "pathType": "Prefix", "backend": {"service": {"name": "s", "port": {"number": 80}}}}]}}]}})
         }
         "IngressClass" => json!({"spec": {"controller": "example.com/x"}}),
+        "Role" | "ClusterRole" => {
+            json!({"rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]})
+        }
+        "RoleBinding" | "ClusterRoleBinding" => {
+            json!({"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+            "subjects": [{"kind": "ServiceAccount", "name": "x", "namespace": "default"}]})
+        }
         "NetworkPolicy" => {
             json!({"spec": {"podSelector": selector, "ingress": [{"from": [{"podSelector": {}}]}]}})
         }

@@ -53,6 +53,7 @@ impl Cluster {
         let port = free_port();
         let (cert_pem, key_pem) = pki.issue_client(API_SERVER_CLIENT_CN, &[]).unwrap();
         let config = ServeConfig {
+            authorization: true,
             cluster: "ns".into(),
             data_dir: dir.path().join("data"),
             listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))],

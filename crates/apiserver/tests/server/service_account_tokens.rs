@@ -4,6 +4,7 @@
 use base64::Engine;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kinet_testkit::TestApi;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
@@ -34,6 +35,18 @@ async fn create_sa(admin: &kube::Client, ns: &str, name: &str) -> ServiceAccount
     let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), ns);
     let sa = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
     sas.create(&PostParams::default(), &sa).await.unwrap()
+}
+
+/// Binds the bootstrap `view` ClusterRole to a service account, cluster-wide.
+async fn bind_view(admin: &kube::Client, ns: &str, name: &str) {
+    let crbs: Api<ClusterRoleBinding> = Api::all(admin.clone());
+    let binding = serde_json::from_value(json!({
+        "metadata": {"name": format!("{ns}-{name}-view")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
+    }))
+    .unwrap();
+    crbs.create(&PostParams::default(), &binding).await.unwrap();
 }
 
 fn is_status(err: &kube::Error, code: u16) -> bool {
@@ -91,9 +104,17 @@ async fn issued_tokens_authenticate_as_the_service_account() {
     assert_eq!(lifetime, 3600);
     assert_eq!(issued.spec.expiration_seconds, Some(3600));
 
-    // The token authenticates: the service account reads Services.
+    // The token authenticates as the service account, which may do nothing until bound.
     let as_sa = client_with_token(&api, &status.token);
     let svcs: Api<k8s_openapi::api::core::v1::Service> = Api::all(as_sa.clone());
+    let err = svcs.list(&ListParams::default()).await.unwrap_err();
+    assert!(
+        err.to_string().contains(
+            r#"services is forbidden: User "system:serviceaccount:kube-system:coredns" cannot list resource "services" in API group "" at the cluster scope"#
+        ),
+        "{err}"
+    );
+    bind_view(&admin, "kube-system", "coredns").await;
     let listed = svcs.list(&ListParams::default()).await.unwrap();
     assert!(listed
         .items
@@ -140,6 +161,11 @@ async fn unbound_tokens_default_and_die_with_the_account() {
     assert!(c["kubernetes.io"].get("pod").is_none());
     let as_sa = client_with_token(&api, &token);
     let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(as_sa.clone());
+    assert!(is_status(
+        &ns.list(&ListParams::default()).await.unwrap_err(),
+        403
+    ));
+    bind_view(&admin, "default", "robot").await;
     ns.list(&ListParams::default()).await.unwrap();
 
     // Below the 10-minute minimum: 422.

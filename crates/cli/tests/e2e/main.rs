@@ -21,6 +21,7 @@ mod pod_lifecycle;
 mod pods;
 mod prereqs;
 mod proxy_mode;
+mod rbac;
 mod services;
 mod stop;
 mod volumes;

@@ -15,6 +15,39 @@ fn cells_per_kind() {
     let t2d = "2025-01-08T09:00:00Z";
     let cases: Vec<(&str, &str, Value, Value)> = vec![
         (
+            "rbac.authorization.k8s.io",
+            "rolebindings",
+            json!({"metadata": meta("ingress-nginx", t5m),
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "ingress-nginx"},
+                "subjects": [{"kind": "ServiceAccount", "name": "ingress-nginx", "namespace": "ingress-nginx"},
+                             {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "alice"},
+                             {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "bob"},
+                             {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "devs"}]}),
+            json!([
+                "ingress-nginx",
+                "Role/ingress-nginx",
+                "5m",
+                "alice, bob",
+                "devs",
+                "ingress-nginx:ingress-nginx"
+            ]),
+        ),
+        (
+            "rbac.authorization.k8s.io",
+            "clusterrolebindings",
+            json!({"metadata": meta("cluster-admin", t2d),
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+                "subjects": [{"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "system:masters"}]}),
+            json!([
+                "cluster-admin",
+                "ClusterRole/cluster-admin",
+                "2d3h",
+                "",
+                "system:masters",
+                ""
+            ]),
+        ),
+        (
             "",
             "services",
             json!({"metadata": meta("web", t5m), "spec": {"type": "ClusterIP", "clusterIP": "10.96.12.34",

@@ -1,7 +1,6 @@
-//! Written by hand, in the generated files' row format, from core/v1, policy/v1, scheduling/v1
-//! and rbac/v1 types.go and generated.proto (Kubernetes v0.32.9): the kinds that
-//! `kubectl create quota|pdb|priorityclass|role|clusterrole|rolebinding|clusterrolebinding`
-//! send as protobuf.
+//! Written by hand, in the generated files' row format, from core/v1, policy/v1 and
+//! scheduling/v1 types.go and generated.proto (Kubernetes v0.32.9): the kinds that
+//! `kubectl create quota|pdb|priorityclass` send as protobuf.
 use super::*;
 
 pub static CORE_RESOURCE_QUOTA: Message = Message {
@@ -86,77 +85,5 @@ pub static SCHED_PRIORITY_CLASS: Message = Message {
         f(3, "globalDefault", Ty::Bool, One, Omit),
         f(4, "description", Ty::Str, One, Omit),
         f(5, "preemptionPolicy", Ty::Str, One, Ptr),
-    ],
-};
-
-pub static RBAC_ROLE: Message = Message {
-    name: "Role",
-    fields: &[
-        f(1, "metadata", Ty::Msg(&META_OBJECT_META), One, Omit),
-        f(2, "rules", Ty::Msg(&RBAC_POLICY_RULE), List, Always),
-    ],
-};
-
-pub static RBAC_CLUSTER_ROLE: Message = Message {
-    name: "ClusterRole",
-    fields: &[
-        f(1, "metadata", Ty::Msg(&META_OBJECT_META), One, Omit),
-        f(2, "rules", Ty::Msg(&RBAC_POLICY_RULE), List, Always),
-        f(3, "aggregationRule", Ty::Msg(&RBAC_AGGREGATION_RULE), One, Ptr),
-    ],
-};
-
-pub static RBAC_AGGREGATION_RULE: Message = Message {
-    name: "AggregationRule",
-    fields: &[
-        f(1, "clusterRoleSelectors", Ty::Msg(&META_LABEL_SELECTOR), List, Omit),
-    ],
-};
-
-pub static RBAC_POLICY_RULE: Message = Message {
-    name: "PolicyRule",
-    fields: &[
-        f(1, "verbs", Ty::Str, List, Always),
-        f(2, "apiGroups", Ty::Str, List, Omit),
-        f(3, "resources", Ty::Str, List, Omit),
-        f(4, "resourceNames", Ty::Str, List, Omit),
-        f(5, "nonResourceURLs", Ty::Str, List, Omit),
-    ],
-};
-
-pub static RBAC_ROLE_BINDING: Message = Message {
-    name: "RoleBinding",
-    fields: &[
-        f(1, "metadata", Ty::Msg(&META_OBJECT_META), One, Omit),
-        f(2, "subjects", Ty::Msg(&RBAC_SUBJECT), List, Omit),
-        f(3, "roleRef", Ty::Msg(&RBAC_ROLE_REF), One, Always),
-    ],
-};
-
-pub static RBAC_CLUSTER_ROLE_BINDING: Message = Message {
-    name: "ClusterRoleBinding",
-    fields: &[
-        f(1, "metadata", Ty::Msg(&META_OBJECT_META), One, Omit),
-        f(2, "subjects", Ty::Msg(&RBAC_SUBJECT), List, Omit),
-        f(3, "roleRef", Ty::Msg(&RBAC_ROLE_REF), One, Always),
-    ],
-};
-
-pub static RBAC_SUBJECT: Message = Message {
-    name: "Subject",
-    fields: &[
-        f(1, "kind", Ty::Str, One, Always),
-        f(2, "apiGroup", Ty::Str, One, Omit),
-        f(3, "name", Ty::Str, One, Always),
-        f(4, "namespace", Ty::Str, One, Omit),
-    ],
-};
-
-pub static RBAC_ROLE_REF: Message = Message {
-    name: "RoleRef",
-    fields: &[
-        f(1, "apiGroup", Ty::Str, One, Always),
-        f(2, "kind", Ty::Str, One, Always),
-        f(3, "name", Ty::Str, One, Always),
     ],
 };

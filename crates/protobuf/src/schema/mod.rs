@@ -20,6 +20,8 @@ mod discovery;
 mod meta;
 #[rustfmt::skip]
 mod networking;
+#[rustfmt::skip]
+mod rbac;
 
 pub use self::core::*;
 pub use admin::*;
@@ -29,6 +31,7 @@ pub use coordination::*;
 pub use discovery::*;
 pub use meta::*;
 pub use networking::*;
+pub use rbac::*;
 
 /// A field's value type.
 #[derive(Debug, Clone, Copy)]
@@ -135,6 +138,17 @@ static KINDS: &[(&str, &str, &Message)] = &[
         "PriorityClass",
         &SCHED_PRIORITY_CLASS,
     ),
+    ("apps/v1", "Deployment", &APPS_DEPLOYMENT),
+    ("apps/v1", "ReplicaSet", &APPS_REPLICA_SET),
+    ("apps/v1", "DaemonSet", &APPS_DAEMON_SET),
+    ("apps/v1", "StatefulSet", &APPS_STATEFUL_SET),
+    ("batch/v1", "Job", &BATCH_JOB),
+    ("batch/v1", "CronJob", &BATCH_CRON_JOB),
+    ("networking.k8s.io/v1", "Ingress", &NET_INGRESS),
+    ("networking.k8s.io/v1", "IngressClass", &NET_INGRESS_CLASS),
+    ("networking.k8s.io/v1", "NetworkPolicy", &NET_NETWORK_POLICY),
+    ("discovery.k8s.io/v1", "EndpointSlice", &DISC_ENDPOINT_SLICE),
+    ("coordination.k8s.io/v1", "Lease", &COORD_LEASE),
     ("rbac.authorization.k8s.io/v1", "Role", &RBAC_ROLE),
     (
         "rbac.authorization.k8s.io/v1",
@@ -149,19 +163,33 @@ static KINDS: &[(&str, &str, &Message)] = &[
     (
         "rbac.authorization.k8s.io/v1",
         "ClusterRoleBinding",
-        &RBAC_CLUSTER_ROLE_BINDING,
+        &RBAC_ROLE_BINDING,
     ),
-    ("apps/v1", "Deployment", &APPS_DEPLOYMENT),
-    ("apps/v1", "ReplicaSet", &APPS_REPLICA_SET),
-    ("apps/v1", "DaemonSet", &APPS_DAEMON_SET),
-    ("apps/v1", "StatefulSet", &APPS_STATEFUL_SET),
-    ("batch/v1", "Job", &BATCH_JOB),
-    ("batch/v1", "CronJob", &BATCH_CRON_JOB),
-    ("networking.k8s.io/v1", "Ingress", &NET_INGRESS),
-    ("networking.k8s.io/v1", "IngressClass", &NET_INGRESS_CLASS),
-    ("networking.k8s.io/v1", "NetworkPolicy", &NET_NETWORK_POLICY),
-    ("discovery.k8s.io/v1", "EndpointSlice", &DISC_ENDPOINT_SLICE),
-    ("coordination.k8s.io/v1", "Lease", &COORD_LEASE),
+    (
+        "authorization.k8s.io/v1",
+        "SelfSubjectAccessReview",
+        &AUTHZ_SELF_SUBJECT_ACCESS_REVIEW,
+    ),
+    (
+        "authorization.k8s.io/v1",
+        "SubjectAccessReview",
+        &AUTHZ_SUBJECT_ACCESS_REVIEW,
+    ),
+    (
+        "authorization.k8s.io/v1",
+        "LocalSubjectAccessReview",
+        &AUTHZ_SUBJECT_ACCESS_REVIEW,
+    ),
+    (
+        "authorization.k8s.io/v1",
+        "SelfSubjectRulesReview",
+        &AUTHZ_SELF_SUBJECT_RULES_REVIEW,
+    ),
+    (
+        "authentication.k8s.io/v1",
+        "TokenReview",
+        &AUTHN_TOKEN_REVIEW,
+    ),
 ];
 
 /// The root message for an object's `apiVersion` and `kind`.

@@ -112,21 +112,20 @@ impl Worker {
         &self,
         c: &Container,
     ) -> Result<(Vec<Service>, Objects, Objects), String> {
-        let client = &self.rt.client;
         let ns = &self.rec.namespace;
         let services = self.rt.services_for(ns).await;
         let (cm_names, secret_names) = env::references(c);
         let err = |e: kube::Error| e.to_string();
         let objects = &self.rt.objects;
         let cms: Objects = objects
-            .config_maps(client, ns, &cm_names)
+            .config_maps(ns, &cm_names)
             .await
             .map_err(err)?
             .into_iter()
             .map(|(n, cm)| (n, cm.data.unwrap_or_default()))
             .collect();
         let secrets: Objects = objects
-            .secrets(client, ns, &secret_names)
+            .secrets(ns, &secret_names)
             .await
             .map_err(err)?
             .into_iter()

@@ -168,6 +168,7 @@ pub(super) async fn run(
     let mut changes = rt.objects.subscribe();
     let mut w = Worker::new(rt.clone(), pod, adopt, tx);
     w.adopt();
+    rt.objects.refer(&uid, w.references());
     loop {
         if w.pod.metadata.deletion_timestamp.is_some() || w.gone {
             w.terminate().await;
@@ -187,6 +188,7 @@ pub(super) async fn run(
                         }
                         w.pod = p;
                         w.add_ephemeral();
+                        rt.objects.refer(&uid, w.references());
                     }
                     None => w.gone = true,
                 },
@@ -203,6 +205,7 @@ pub(super) async fn run(
             _ = tokio::time::sleep_until(wake) => {}
         }
     }
+    rt.objects.refer(&uid, Default::default());
     rt.worker_done(&uid);
 }
 

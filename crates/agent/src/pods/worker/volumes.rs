@@ -2,7 +2,7 @@
 //! set up again when an object they project changes (the node's watch tells), when the
 //! pod's labels or annotations change (downwardAPI), and every [`VOLUME_SYNC`] (tokens).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
@@ -11,6 +11,7 @@ use kube::Api;
 use tokio::time::Instant;
 
 use super::Worker;
+use crate::pods::env;
 use crate::pods::objects::Changed;
 use crate::pods::volumes::{self, Mountable, Sources};
 
@@ -63,14 +64,8 @@ impl Worker {
         let err = |e: kube::Error| e.to_string();
         let (cm_names, secret_names) = volumes::references(pod);
         let objects = &self.rt.objects;
-        let config_maps = objects
-            .config_maps(&client, &ns, &cm_names)
-            .await
-            .map_err(err)?;
-        let secrets = objects
-            .secrets(&client, &ns, &secret_names)
-            .await
-            .map_err(err)?;
+        let config_maps = objects.config_maps(&ns, &cm_names).await.map_err(err)?;
+        let secrets = objects.secrets(&ns, &secret_names).await.map_err(err)?;
         let allocatable = if volumes::needs_allocatable(pod) {
             let node = Api::<Node>::all(client)
                 .get(&self.rt.cfg.node)
@@ -89,6 +84,26 @@ impl Worker {
         };
         let dir = self.rt.dirs.dir(&self.rec.uid);
         volumes::set_up(&dir, &src).map_err(|e| e.to_string())
+    }
+
+    /// Every ConfigMap and Secret the pod's volumes and its containers' environment name.
+    pub(super) fn references(&self) -> BTreeSet<Changed> {
+        let (mut maps, mut secrets) = volumes::references(&self.pod);
+        for slot in &self.slots {
+            let (m, s) = env::references(&slot.spec);
+            maps.extend(m);
+            secrets.extend(s);
+        }
+        let namespace = &self.rec.namespace;
+        let maps = maps.into_iter().map(|name| Changed::ConfigMap {
+            namespace: namespace.clone(),
+            name,
+        });
+        let secrets = secrets.into_iter().map(|name| Changed::Secret {
+            namespace: namespace.clone(),
+            name,
+        });
+        maps.chain(secrets).collect()
     }
 
     /// Whether the pod's volumes project `changed`.
