@@ -1,6 +1,6 @@
 //! Authentication: a client certificate signed by the cluster CA (checked during the TLS
 //! handshake), a known bearer token, or a service-account token this server signed
-//! ([`crate::tokenrequest`]). Anything else is anonymous, which may only read the health and
+//! ([`crate::tokenrequest`]), or a bootstrap token ([`crate::join`]). Anything else is anonymous, which may only read the health and
 //! version endpoints, as kube-apiserver's public-info-viewer role allows.
 
 use crate::TokenUser;
@@ -18,12 +18,40 @@ pub enum User {
         namespace: String,
         name: String,
     },
+    /// Presented a bootstrap token (`system:bootstrap:<id>`, in `system:bootstrappers`).
+    Bootstrap {
+        name: String,
+        groups: Vec<String>,
+    },
     Anonymous,
 }
 
 impl User {
     pub fn is_authenticated(&self) -> bool {
         !matches!(self, User::Anonymous)
+    }
+
+    /// The name and groups recorded as a request's author (a CSR's requestor). Certificate
+    /// users are not named here yet: the subject is read once authorization needs it.
+    pub fn identity(&self) -> (String, Vec<String>) {
+        let authenticated = "system:authenticated".to_string();
+        match self {
+            User::Bootstrap { name, groups } => {
+                let mut groups = groups.clone();
+                groups.push(authenticated);
+                (name.clone(), groups)
+            }
+            User::ServiceAccount { .. } => (
+                self.service_account_name().unwrap_or_default(),
+                self.service_account_groups(),
+            ),
+            User::Token { user } => (user.clone(), vec![authenticated]),
+            User::Certificate => (String::new(), vec![authenticated]),
+            User::Anonymous => (
+                "system:anonymous".into(),
+                vec!["system:unauthenticated".into()],
+            ),
+        }
     }
 
     /// The user name kube-apiserver reports for service accounts, `None` for other users.
@@ -53,7 +81,7 @@ impl User {
 pub fn is_public(path: &str) -> bool {
     matches!(
         path,
-        "/healthz" | "/livez" | "/readyz" | "/version" | "/version/"
+        "/healthz" | "/livez" | "/readyz" | "/version" | "/version/" | crate::join::CACERTS_PATH
     )
 }
 

@@ -10,6 +10,7 @@ pub mod crds;
 pub mod discovery;
 mod error;
 mod http;
+pub mod join;
 pub mod nodeproxy;
 pub mod openapi;
 pub mod path;
@@ -110,6 +111,7 @@ pub fn open_api(config: &ServeConfig) -> Result<Arc<Api>, ServeError> {
         kubelet: std::sync::OnceLock::new(),
         crds: crds::Registry::default(),
         health: config.health.clone(),
+        ca_pem: config.ca_cert_pem.clone(),
         sa_tokens: tokenrequest::TokenIssuer::load_or_generate(
             &config.data_dir.join(tokenrequest::KEY_FILE),
         )?,

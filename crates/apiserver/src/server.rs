@@ -17,6 +17,7 @@ use tokio_rustls::server::TlsStream;
 use crate::auth::{self, User};
 use crate::discovery;
 use crate::http::{bytes_reply, error_reply, json_reply, Query, Reply};
+use crate::join;
 use crate::openapi;
 use crate::path::{self, Route};
 use crate::rest::Api;
@@ -26,14 +27,17 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, api: A
     let conn = move |tls: TlsStream<TcpStream>, peer: SocketAddr| {
         let api = api.clone();
         async move {
-            let has_cert = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .is_some_and(|c| !c.is_empty());
+            // The serial is read once per connection; revocation is checked on every request.
+            let cert_serial: Option<Arc<str>> = match tls.get_ref().1.peer_certificates() {
+                Some([cert, ..]) => {
+                    Some(kinet_pki::csr::serial_of(cert).unwrap_or_default().into())
+                }
+                _ => None,
+            };
             let service = service_fn(move |req| {
                 let api = api.clone();
-                async move { Ok::<_, Infallible>(handle(api, has_cert, peer, req).await) }
+                let serial = cert_serial.clone();
+                async move { Ok::<_, Infallible>(handle(api, serial.as_deref(), peer, req).await) }
             });
             if let Err(e) = auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(tls), service)
@@ -46,7 +50,12 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, api: A
     kinet_tls_server::serve("api", listener, tls, std::future::pending(), conn).await
 }
 
-async fn handle(api: Arc<Api>, has_cert: bool, peer: SocketAddr, req: Request<Incoming>) -> Reply {
+async fn handle(
+    api: Arc<Api>,
+    cert_serial: Option<&str>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Reply {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let started = std::time::Instant::now();
@@ -55,7 +64,23 @@ async fn handle(api: Arc<Api>, has_cert: bool, peer: SocketAddr, req: Request<In
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let service_account = |token: &str| api.service_account_user(token);
-    let user = match auth::authenticate(has_cert, authorization, &api.tokens, service_account) {
+    // Bootstrap tokens are looked up only when no static token matches (a union authenticator).
+    let bearer = authorization
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !api.tokens.iter().any(|u| u.token == *t));
+    let bootstrap = match bearer.map(|t| join::authenticate(&api.store, t)) {
+        Some(Err(e)) => return error_reply(&e),
+        Some(Ok(user)) => user,
+        None => None,
+    };
+    let has_cert = cert_serial.is_some();
+    let user = match bootstrap
+        .or_else(|| auth::authenticate(has_cert, authorization, &api.tokens, service_account))
+    {
+        Some(User::Certificate) if cert_serial.is_some_and(|s| join::revoked(&api.store, s)) => {
+            return error_reply(&ApiError::unauthorized())
+        }
         Some(user) if user.is_authenticated() || auth::is_public(&path) => user,
         _ => return error_reply(&ApiError::unauthorized()),
     };
@@ -78,7 +103,14 @@ async fn route(api: &Arc<Api>, user: &User, req: Request<Incoming>) -> Reply {
     }
     match path.as_str() {
         "/version" | "/version/" if get => return json_reply(200, &discovery::version()),
-        "/metrics" if get => {
+        join::CACERTS_PATH if get => {
+            return bytes_reply(
+                200,
+                "text/plain; charset=utf-8",
+                api.ca_pem.clone().into_bytes(),
+            )
+        }
+        "/metrics" if get && !matches!(user, User::Bootstrap { .. }) => {
             let text = api.metrics.as_ref().map(|m| (m.0)()).unwrap_or_default();
             return bytes_reply(200, "text/plain; version=0.0.4; charset=utf-8", text);
         }
@@ -151,6 +183,9 @@ async fn route(api: &Arc<Api>, user: &User, req: Request<Incoming>) -> Reply {
             }
         }
         Route::Resource(target) => {
+            if let Some(e) = join::bootstrapper_refusal(user, req.method(), Some(&target)) {
+                return error_reply(&e);
+            }
             let query = Query::parse(req.uri().query());
             api.handle(user, target, query, req).await
         }

@@ -36,9 +36,14 @@ pub struct Issued {
 /// A fresh key and a CSR for node `node` (CN `system:node:<node>`, O `system:nodes`).
 /// Returns (CSR PEM, key PEM).
 pub fn node_request(node: &str) -> Result<(String, String), PkiError> {
+    client_request(&format!("{NODE_USER_PREFIX}{node}"), NODES_GROUP)
+}
+
+/// A fresh key and a CSR for CN `user`, O `group`. Returns (CSR PEM, key PEM).
+pub fn client_request(user: &str, group: &str) -> Result<(String, String), PkiError> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.distinguished_name = dn(&format!("{NODE_USER_PREFIX}{node}"), Some(NODES_GROUP));
+    params.distinguished_name = dn(user, Some(group));
     let csr = params.serialize_request(&key)?;
     Ok((csr.pem()?, key.serialize_pem()))
 }

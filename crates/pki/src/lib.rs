@@ -1,7 +1,8 @@
 //! Cluster PKI and kubeconfig: CA, serving and client certificates (rcgen), kubeconfig files.
 //!
 //! One self-signed CA per cluster signs the API server's serving certificate and every
-//! client certificate (admin, and later node agents). Keys are ECDSA P-256.
+//! client certificate (admin, and nodes through CSRs: [`csr`]). Keys are ECDSA P-256.
+//! [`token`]: join tokens that pin the CA.
 
 mod certs;
 pub mod csr;

@@ -202,6 +202,11 @@ impl StoredToken {
         })
     }
 
+    /// The token's secret half (`kinet token list` prints whole tokens, as `kubeadm token list`).
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
     pub fn expired(&self, now: DateTime<Utc>) -> bool {
         self.expires.is_some_and(|at| at <= now)
     }

@@ -43,6 +43,8 @@ pub struct Api {
     /// TLS to node agents with the kubelet client certificate; unset: streaming subresources
     /// (log, exec, attach, portforward) cannot reach nodes.
     pub kubelet: std::sync::OnceLock<Arc<rustls::ClientConfig>>,
+    /// The cluster CA's PEM, served at `/cacerts`.
+    pub ca_pem: String,
     /// Signs and verifies service-account tokens (`serviceaccounts/token`).
     pub sa_tokens: crate::tokenrequest::TokenIssuer,
     /// What `/livez`, `/readyz` and `/healthz` check.
@@ -108,6 +110,8 @@ pub struct Call {
     pub uri: http::Uri,
     pub headers: http::HeaderMap,
     pub upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// Who sent it (recorded as a CSR's requestor).
+    pub user: crate::auth::User,
 }
 
 impl Call {
@@ -138,7 +142,7 @@ impl Call {
 impl Api {
     pub async fn handle(
         self: &Arc<Self>,
-        _user: &crate::auth::User,
+        user: &crate::auth::User,
         target: Target,
         query: Query,
         req: Request<Incoming>,
@@ -168,6 +172,7 @@ impl Api {
             uri: parts.uri,
             headers: parts.headers,
             upgrade,
+            user: user.clone(),
         };
         match self.dispatch(method, call).await {
             Ok(reply) => reply,
@@ -197,6 +202,13 @@ impl Api {
             (Method::PUT, true, Some("status")) => self.update(call, strategy::Part::Status).await,
             (Method::PATCH, true, None) => self.patch(call, strategy::Part::Main).await,
             (Method::PATCH, true, Some("status")) => self.patch(call, strategy::Part::Status).await,
+            (Method::GET, true, Some("approval")) if is_csr(&call) => self.get(&call),
+            (Method::PUT, true, Some("approval")) if is_csr(&call) => {
+                self.update(call, strategy::Part::Approval).await
+            }
+            (Method::PATCH, true, Some("approval")) if is_csr(&call) => {
+                self.patch(call, strategy::Part::Approval).await
+            }
             (Method::DELETE, true, None) => self.delete(call).await,
             (method, true, Some(_)) => self.subresource(call, method).await,
             (method, _, _) => Err(ApiError::method_not_allowed(
@@ -205,6 +217,10 @@ impl Api {
             )),
         }
     }
+}
+
+fn is_csr(call: &Call) -> bool {
+    call.resource().kind == "CertificateSigningRequest"
 }
 
 fn is_pod(call: &Call) -> bool {

@@ -211,6 +211,7 @@ impl Api {
             self.default_ingress_class(obj);
         }
         let mut errors = kinet_admission::validate(resource, obj, None);
+        errors.extend(crate::join::validate(resource, obj));
         if let Some(served) = &custom {
             errors.extend(served.validate(obj));
         }
@@ -283,6 +284,9 @@ impl Api {
         let (mut obj, duplicates) = parse_object(&call.content_type, &body)?;
         let custom = self.crds.served(resource);
         let warnings = decode(resource, &mut obj, &duplicates, &call, custom.as_deref())?;
+        if resource.kind == "CertificateSigningRequest" {
+            crate::join::stamp_requestor(&mut obj, &call.user);
+        }
         self.prepare_new(resource, &mut obj, call.namespace())?;
         let stored = self.insert(resource, obj, dry_run(&call)).await?;
         self.settle(resource, &stored, dry_run(&call)).await;
@@ -341,6 +345,9 @@ impl Api {
             let mut obj = kinet_patch::server_side_apply(resource, None, &body)?;
             let warnings = decode(resource, &mut obj, &[], &call, custom.as_deref())?;
             meta::check_identity(resource, &mut obj, call.namespace(), Some(call.name()))?;
+            if resource.kind == "CertificateSigningRequest" {
+                crate::join::stamp_requestor(&mut obj, &call.user);
+            }
             self.prepare_new(resource, &mut obj, call.namespace())?;
             let stored = self.insert(resource, obj, dry_run(&call)).await?;
             self.settle(resource, &stored, dry_run(&call)).await;
@@ -427,7 +434,7 @@ impl Api {
             }
             let granted = match part {
                 Part::Main => self.allocate(resource, &key, &mut new, Some(&current.value))?,
-                Part::Status | Part::EphemeralContainers => None,
+                Part::Status | Part::EphemeralContainers | Part::Approval => None,
             };
             let finished = finalized(resource, &current.value, &new);
             if dry_run(call) {
