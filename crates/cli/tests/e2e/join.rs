@@ -116,12 +116,12 @@ fn a_host_joins_with_only_the_url_and_a_token_and_its_node_can_be_revoked() {
 
     // An expired token is refused, and the token cleaner deletes it.
     let expired = "abcdef.0123456789abcdef";
-    let secret = format!(
-        "{{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"type\":\"bootstrap.kubernetes.io/token\",\
-         \"metadata\":{{\"name\":\"bootstrap-token-abcdef\",\"namespace\":\"kube-system\"}},\
-         \"stringData\":{{\"token-id\":\"abcdef\",\"token-secret\":\"0123456789abcdef\",\
-         \"usage-bootstrap-authentication\":\"true\",\"expiration\":\"2020-01-01T00:00:00Z\"}}}}"
-    );
+    let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+        "type": "bootstrap.kubernetes.io/token",
+        "metadata": {"name": "bootstrap-token-abcdef", "namespace": "kube-system"},
+        "stringData": {"token-id": "abcdef", "token-secret": "0123456789abcdef",
+            "usage-bootstrap-authentication": "true", "expiration": "2020-01-01T00:00:00Z"}})
+    .to_string();
     let mut apply = c.kubectl_cmd(&["create", "-f", "-"]);
     apply
         .stdin(std::process::Stdio::piped())
