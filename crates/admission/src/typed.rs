@@ -2,8 +2,8 @@
 //! decode/encode round trip is what kube-apiserver's Go types know.
 
 use k8s_openapi::api::{
-    admissionregistration, apps, batch, coordination, core, discovery, networking, policy, rbac,
-    scheduling,
+    admissionregistration, apps, batch, certificates, coordination, core, discovery, networking,
+    policy, rbac, scheduling,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as crd;
 use kinet_types::Resource;
@@ -47,6 +47,7 @@ pub fn round_trip_kind(kind: &str, v: Input) -> Option<Result<Value, serde_json:
         "DaemonSet" => round_trip::<apps::v1::DaemonSet>,
         "EndpointSlice" => round_trip::<discovery::v1::EndpointSlice>,
         "Lease" => round_trip::<coordination::v1::Lease>,
+        "CertificateSigningRequest" => round_trip::<certificates::v1::CertificateSigningRequest>,
         "Ingress" => round_trip::<networking::v1::Ingress>,
         "IngressClass" => round_trip::<networking::v1::IngressClass>,
         "NetworkPolicy" => round_trip::<networking::v1::NetworkPolicy>,

@@ -1,7 +1,8 @@
 //! Authentication: a client certificate signed by the cluster CA (checked during the TLS
-//! handshake; CN is the user, O the groups), a known bearer token, or a service-account token
-//! this server signed ([`crate::tokenrequest`]). Anything else is anonymous, which may only
-//! read the health and version endpoints, as kube-apiserver's public-info-viewer role allows.
+//! handshake; CN is the user, O the groups), a known bearer token, a service-account token
+//! this server signed ([`crate::tokenrequest`]), or a bootstrap token ([`crate::join`]).
+//! Anything else is anonymous, which may only read the health and version endpoints, as
+//! kube-apiserver's public-info-viewer role allows.
 
 use kinet_rbac::{UserInfo, AUTHENTICATED, UNAUTHENTICATED};
 
@@ -21,6 +22,11 @@ pub enum User {
         namespace: String,
         name: String,
     },
+    /// Presented a bootstrap token (`system:bootstrap:<id>`, in `system:bootstrappers`).
+    Bootstrap {
+        name: String,
+        groups: Vec<String>,
+    },
     Anonymous,
 }
 
@@ -35,6 +41,7 @@ impl User {
         let (name, mut groups) = match self {
             User::Certificate(u) => (u.name.clone(), u.groups.clone()),
             User::Token { user, groups } => (user.clone(), groups.clone()),
+            User::Bootstrap { name, groups } => (name.clone(), groups.clone()),
             User::ServiceAccount { .. } => (
                 self.service_account_name().unwrap_or_default(),
                 self.service_account_groups(),
@@ -76,7 +83,7 @@ impl User {
 pub fn is_public(path: &str) -> bool {
     matches!(
         path,
-        "/healthz" | "/livez" | "/readyz" | "/version" | "/version/"
+        "/healthz" | "/livez" | "/readyz" | "/version" | "/version/" | crate::join::CACERTS_PATH
     )
 }
 

@@ -284,6 +284,7 @@ mod tests {
                 "apps",
                 "discovery.k8s.io",
                 "coordination.k8s.io",
+                "certificates.k8s.io",
                 "networking.k8s.io",
                 "apiextensions.k8s.io",
                 "batch",

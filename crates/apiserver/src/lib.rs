@@ -12,6 +12,7 @@ pub mod discovery;
 mod error;
 mod http;
 mod impersonate;
+pub mod join;
 pub mod nodeproxy;
 pub mod openapi;
 pub mod path;
@@ -118,6 +119,7 @@ pub fn open_api(config: &ServeConfig) -> Result<Arc<Api>, ServeError> {
         quota_lock: tokio::sync::Mutex::new(()),
         health: config.health.clone(),
         authz: authz::Authorizer::new(config.authorization),
+        ca_pem: config.ca_cert_pem.clone(),
         sa_tokens: tokenrequest::TokenIssuer::load_or_generate(
             &config.data_dir.join(tokenrequest::KEY_FILE),
         )?,

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use k8s_openapi::api::{
-    admissionregistration, apps, batch, coordination, core, discovery, networking, policy, rbac,
-    scheduling,
+    admissionregistration, apps, batch, certificates, coordination, core, discovery, networking,
+    policy, rbac, scheduling,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 use kinet_types::registry::{self, Resource, RESOURCES};
@@ -141,6 +141,9 @@ fn register(gen: &mut SchemaGenerator, kind: &str) -> Option<String> {
         "DaemonSet" => schema_of::<apps::v1::DaemonSet>(gen),
         "EndpointSlice" => schema_of::<discovery::v1::EndpointSlice>(gen),
         "Lease" => schema_of::<coordination::v1::Lease>(gen),
+        "CertificateSigningRequest" => {
+            schema_of::<certificates::v1::CertificateSigningRequest>(gen)
+        }
         "Ingress" => schema_of::<networking::v1::Ingress>(gen),
         "IngressClass" => schema_of::<networking::v1::IngressClass>(gen),
         "NetworkPolicy" => schema_of::<networking::v1::NetworkPolicy>(gen),

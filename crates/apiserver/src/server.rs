@@ -21,6 +21,7 @@ use crate::authz;
 use crate::discovery;
 use crate::http::{bytes_reply, error_reply, json_reply, Query, Reply};
 use crate::impersonate;
+use crate::join;
 use crate::openapi;
 use crate::path::{self, Route};
 use crate::rest::Api;
@@ -31,14 +32,24 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, api: A
     let conn = move |tls: TlsStream<TcpStream>, peer: SocketAddr| {
         let api = api.clone();
         async move {
-            let cert_user = match tls.get_ref().1.peer_certificates() {
-                Some([cert, ..]) => auth::certificate_user(cert).map(Arc::new),
-                _ => None,
+            // Read once per connection: the user for authorization, the serial for revocation,
+            // which is checked on every request.
+            let (cert_user, cert_serial) = match tls.get_ref().1.peer_certificates() {
+                Some([cert, ..]) => (
+                    auth::certificate_user(cert).map(Arc::new),
+                    Some(Arc::<str>::from(
+                        kinet_pki::csr::serial_of(cert).unwrap_or_default(),
+                    )),
+                ),
+                _ => (None, None),
             };
             let service = service_fn(move |req| {
                 let api = api.clone();
-                let cert_user = cert_user.clone();
-                async move { Ok::<_, Infallible>(handle(api, cert_user.as_deref(), peer, req).await) }
+                let (cert_user, serial) = (cert_user.clone(), cert_serial.clone());
+                async move {
+                    let cert = cert_user.as_deref().zip(serial.as_deref());
+                    Ok::<_, Infallible>(handle(api, cert, peer, req).await)
+                }
             });
             if let Err(e) = auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(tls), service)
@@ -53,7 +64,7 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, api: A
 
 async fn handle(
     api: Arc<Api>,
-    cert_user: Option<&UserInfo>,
+    cert: Option<(&UserInfo, &str)>,
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Reply {
@@ -65,7 +76,25 @@ async fn handle(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let service_account = |token: &str| api.service_account_user(token);
-    let user = match auth::authenticate(cert_user, authorization, &api.tokens, service_account) {
+    // Bootstrap tokens are looked up only when no static token matches (a union authenticator).
+    let bearer = authorization
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !api.tokens.iter().any(|u| u.token == *t));
+    let bootstrap = match bearer.map(|t| join::authenticate(&api.store, t)) {
+        Some(Err(e)) => return error_reply(&e),
+        Some(Ok(user)) => user,
+        None => None,
+    };
+    let cert_user = cert.map(|(user, _)| user);
+    let user = match bootstrap
+        .or_else(|| auth::authenticate(cert_user, authorization, &api.tokens, service_account))
+    {
+        Some(auth::User::Certificate(_))
+            if cert.is_some_and(|(_, serial)| join::revoked(&api.store, serial)) =>
+        {
+            return error_reply(&ApiError::unauthorized())
+        }
         Some(user) if user.is_authenticated() || auth::is_public(&path) => user,
         _ => return error_reply(&ApiError::unauthorized()),
     };
@@ -112,6 +141,13 @@ async fn route(api: &Arc<Api>, user: &UserInfo, req: Request<Incoming>) -> Reply
     }
     match path.as_str() {
         "/version" | "/version/" if get => return json_reply(200, &discovery::version()),
+        join::CACERTS_PATH if get => {
+            return bytes_reply(
+                200,
+                "text/plain; charset=utf-8",
+                api.ca_pem.clone().into_bytes(),
+            )
+        }
         "/metrics" if get => {
             let text = api.metrics.as_ref().map(|m| (m.0)()).unwrap_or_default();
             return bytes_reply(200, "text/plain; version=0.0.4; charset=utf-8", text);

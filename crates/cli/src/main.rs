@@ -111,6 +111,28 @@ enum Command {
         #[command(subcommand)]
         what: NodeCommand,
     },
+    /// On another host: trust the cluster's CA as the token pins it, and obtain this node's
+    /// client certificate through a CertificateSigningRequest (the kubelet's TLS bootstrap).
+    /// Writes <state-dir>/kubeconfig. Starting the node agent there is not done yet.
+    Join {
+        /// The API server, as https://HOST:PORT.
+        #[arg(long)]
+        server: String,
+        /// A token from `kinet token create`: K10<sha256 of the CA>::<id>.<secret>.
+        #[arg(long)]
+        token: String,
+        /// The node's name (default: this host's name).
+        #[arg(long)]
+        node_name: Option<String>,
+        /// Where this host's node state goes.
+        #[arg(long, default_value = "/var/lib/kinet/agent")]
+        state_dir: PathBuf,
+    },
+    /// Bootstrap tokens that let nodes on other hosts join (`kinet join`).
+    Token {
+        #[command(subcommand)]
+        what: TokenCommand,
+    },
     /// The "outside" namespace: a client on the underlay that is not a node.
     External {
         #[command(subcommand)]
@@ -227,6 +249,39 @@ enum NodeCommand {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Make a joined node's certificates useless (the API server refuses their serials) and
+    /// delete its Node.
+    Revoke {
+        #[arg(long, default_value = DEFAULT_NAME)]
+        name: String,
+        node: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it as K10<sha256 of the cluster CA>::<id>.<secret>.
+    Create {
+        #[arg(long, default_value = DEFAULT_NAME)]
+        name: String,
+        /// How long the token is valid; 0 never expires.
+        #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = duration::parse_duration)]
+        ttl: Duration,
+        /// A note shown by `kinet token list`.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List the tokens with their time to live.
+    List {
+        #[arg(long, default_value = DEFAULT_NAME)]
+        name: String,
+    },
+    /// Delete a token (its id, or the whole token).
+    Delete {
+        #[arg(long, default_value = DEFAULT_NAME)]
+        name: String,
+        token: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -291,6 +346,12 @@ enum PolicyCommand {
         #[arg(long, default_value = "80/tcp")]
         port: String,
     },
+}
+
+/// This host's name, the default node name (as the kubelet's `--hostname-override` default).
+fn host_name() -> anyhow::Result<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")?;
+    Ok(name.trim().to_lowercase())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -379,6 +440,54 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let code = kinet_cluster::status::node_exec(&name, &node, &command)?;
             std::process::exit(code)
         }
+        Command::Node {
+            what: NodeCommand::Revoke { name, node },
+        } => {
+            let serials = kinet_cluster::tokens::revoke_node(&name, &node).await?;
+            println!(
+                "node {node:?} revoked: certificate serials {}",
+                serials.join(", ")
+            );
+            Ok(())
+        }
+        Command::Join {
+            server,
+            token,
+            node_name,
+            state_dir,
+        } => {
+            let node = match node_name {
+                Some(n) => n,
+                None => host_name()?,
+            };
+            let joined = kinet_cluster::join::join(&server, &token, &node, &state_dir).await?;
+            println!(
+                "node {node} has its client certificate (CertificateSigningRequest {}); kubeconfig: {}",
+                joined.request,
+                joined.kubeconfig.display()
+            );
+            Ok(())
+        }
+        Command::Token { what } => match what {
+            TokenCommand::Create {
+                name,
+                ttl,
+                description,
+            } => {
+                println!(
+                    "{}",
+                    kinet_cluster::tokens::create(&name, ttl, description.as_deref()).await?
+                );
+                Ok(())
+            }
+            TokenCommand::List { name } => {
+                print!("{}", kinet_cluster::tokens::list(&name).await?);
+                Ok(())
+            }
+            TokenCommand::Delete { name, token } => {
+                kinet_cluster::tokens::delete(&name, &token).await
+            }
+        },
         Command::External {
             what: ExternalCommand::Exec { name, command },
         } => {

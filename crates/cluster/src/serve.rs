@@ -37,6 +37,8 @@ pub async fn serve(name: &str) -> Result<()> {
         .issue_kubelet_client()
         .context("issuing the kubelet client certificate")?;
     let kubelet = KubeletClient { cert_pem, key_pem };
+    // kube-controller-manager's `--cluster-signing-*`: node client CSRs are signed here.
+    let signing_ca = pki.clone();
     let loops = Arc::new(kinet_controllers::LoopMetrics::default());
     let loop_metrics = loops.clone();
     // Ready once the control loops run (each then supervised on its own task), and not while
@@ -78,6 +80,7 @@ pub async fn serve(name: &str) -> Result<()> {
     // each on a supervised task of its own, so none can stop the API server.
     let config = kinet_controllers::ControllerConfig {
         node_monitor_grace_period: Duration::from_secs(info.node_monitor_grace_period_secs),
+        signing_ca: Some(signing_ca),
         ..Default::default()
     };
     let lb_pool = info.underlay.filter(|_| info.nodes > 0);

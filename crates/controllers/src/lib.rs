@@ -10,9 +10,12 @@
 //! - Availability: [`disruption`] (PodDisruptionBudget status).
 //! - Node health: [`nodelifecycle`] (silent nodes turn Unknown, taints, pod eviction).
 //! - Storage: [`persistentvolume`] (claims stay Pending and say why: kinet has no volumes).
+//! - Nodes joining: [`certificates`] (approve and sign node client CSRs), [`tokencleaner`]
+//!   (expired bootstrap tokens).
 //! - [`events`]: the core/v1 Event recorder every loop reports through.
 //! - [`start`] runs each loop as its own supervised task.
 
+pub mod certificates;
 pub mod client;
 pub mod cronjob;
 pub mod daemonset;
@@ -34,6 +37,7 @@ pub mod runtime;
 pub mod scheduler;
 pub mod serviceaccounts;
 pub mod statefulset;
+pub mod tokencleaner;
 
 mod supervise;
 
@@ -54,6 +58,8 @@ pub struct ControllerConfig {
     pub node_cidr_mask: u8,
     /// How long a node may stay silent before it is Unknown (`--node-monitor-grace-period`).
     pub node_monitor_grace_period: Duration,
+    /// The cluster CA that signs approved node client CSRs; `None`: no signer runs.
+    pub signing_ca: Option<kinet_pki::Pki>,
 }
 
 impl Default for ControllerConfig {
@@ -62,6 +68,7 @@ impl Default for ControllerConfig {
             cluster_cidr: kinet_types::wellknown::CLUSTER_CIDR.into(),
             node_cidr_mask: 24,
             node_monitor_grace_period: nodelifecycle::Settings::default().node_monitor_grace_period,
+            signing_ca: None,
         }
     }
 }
@@ -97,6 +104,10 @@ pub fn start(client: Client, config: ControllerConfig, metrics: &Arc<LoopMetrics
     spawn_loop("nodelifecycle", c, m, move |c| {
         nodelifecycle::run(c, lifecycle)
     });
+    spawn_loop("tokencleaner", c, m, tokencleaner::run);
+    if let Some(ca) = config.signing_ca {
+        spawn_loop("csr", c, m, move |c| certificates::run(c, ca.clone()));
+    }
 }
 
 fn spawn_loop<Fut>(

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use crate::{Pki, PkiError, ADMIN_GROUP, ADMIN_USER, KUBELET_CLIENT_USER};
 
 const DAY: u64 = 24 * 60 * 60;
-const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * DAY);
+pub(crate) const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * DAY);
 const LEAF_VALIDITY: Duration = Duration::from_secs(365 * DAY);
 /// Certificates start an hour in the past so small clock differences don't reject them.
 const BACKDATE: Duration = Duration::from_secs(60 * 60);
@@ -87,7 +87,7 @@ fn client_cert(
     Ok((cert.pem(), key.serialize_pem()))
 }
 
-fn ca_params(validity: Duration) -> Result<CertificateParams, PkiError> {
+pub(crate) fn ca_params(validity: Duration) -> Result<CertificateParams, PkiError> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name = dn(CA_COMMON_NAME, None);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -118,7 +118,7 @@ fn leaf_params(sans: Vec<String>) -> Result<CertificateParams, PkiError> {
     Ok(params)
 }
 
-fn dn(common_name: &str, organization: Option<&str>) -> DistinguishedName {
+pub(crate) fn dn(common_name: &str, organization: Option<&str>) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     if let Some(org) = organization {
         dn.push(DnType::OrganizationName, org);
@@ -127,7 +127,10 @@ fn dn(common_name: &str, organization: Option<&str>) -> DistinguishedName {
     dn
 }
 
-fn set_validity(params: &mut CertificateParams, validity: Duration) -> Result<(), PkiError> {
+pub(crate) fn set_validity(
+    params: &mut CertificateParams,
+    validity: Duration,
+) -> Result<(), PkiError> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -143,4 +146,4 @@ fn unix_time(since_epoch: Duration) -> Result<OffsetDateTime, PkiError> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

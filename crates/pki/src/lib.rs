@@ -1,11 +1,14 @@
 //! Cluster PKI and kubeconfig: CA, serving and client certificates (rcgen), kubeconfig files.
 //!
 //! One self-signed CA per cluster signs the API server's serving certificate and every
-//! client certificate (admin, and later node agents). Keys are ECDSA P-256.
+//! client certificate (admin, and nodes through CSRs: [`csr`]). Keys are ECDSA P-256.
+//! [`token`]: join tokens that pin the CA.
 
 mod certs;
+pub mod csr;
 mod files;
 mod kubeconfig;
+pub mod token;
 
 pub use files::{write_file, FILE_NAMES};
 pub use kubeconfig::{context_name, kubeconfig, Credentials};
@@ -40,6 +43,8 @@ pub enum PkiError {
     },
     #[error("invalid subject alternative name {0:?}")]
     InvalidSan(String),
+    #[error("invalid certificate signing request: {0}")]
+    BadRequest(String),
     #[error(
         "a client certificate carries at most one group (rcgen writes one O attribute), got {0}"
     )]

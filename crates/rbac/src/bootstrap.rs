@@ -128,8 +128,25 @@ pub fn cluster_roles() -> Vec<Value> {
             "system:public-info-viewer",
             json!({}),
             vec![urls(
-                &["/healthz", "/livez", "/readyz", "/version", "/version/"],
+                // `/cacerts` is kinet's (as k3s's): a joining host checks the CA it pinned.
+                &[
+                    "/cacerts",
+                    "/healthz",
+                    "/livez",
+                    "/readyz",
+                    "/version",
+                    "/version/",
+                ],
                 &["get"],
+            )],
+        ),
+        cluster_role(
+            "system:node-bootstrapper",
+            json!({}),
+            vec![rule(
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests"],
+                &["create", "get", "list", "watch"],
             )],
         ),
         cluster_role(
@@ -361,6 +378,8 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             &[AUTHENTICATED, UNAUTHENTICATED],
         ),
         bind_groups("system:monitoring", &["system:monitoring"]),
+        // kubeadm binds its bootstrap tokens' group the same way (kubeadm:kubelet-bootstrap).
+        bind_groups("system:node-bootstrapper", &["system:bootstrappers"]),
     ]
 }
 
@@ -435,6 +454,47 @@ mod tests {
             .allowed());
         assert!(!g
             .authorize(&anonymous, &Attributes::non_resource("get", "/api"))
+            .allowed());
+    }
+
+    #[test]
+    fn bootstrap_tokens_only_ask_for_certificates() {
+        let g = graph();
+        let joiner = UserInfo::new(
+            "system:bootstrap:abcdef",
+            &["system:bootstrappers", AUTHENTICATED],
+        );
+        let csr = |verb| {
+            Attributes::resource(
+                verb,
+                "certificates.k8s.io",
+                "certificatesigningrequests",
+                "",
+                "",
+                "",
+            )
+        };
+        assert!(g.authorize(&joiner, &csr("create")).allowed());
+        assert!(g.authorize(&joiner, &csr("watch")).allowed());
+        assert!(!g.authorize(&joiner, &csr("delete")).allowed());
+        let approval = Attributes::resource(
+            "update",
+            "certificates.k8s.io",
+            "certificatesigningrequests",
+            "approval",
+            "",
+            "n",
+        );
+        assert!(!g.authorize(&joiner, &approval).allowed());
+        assert!(!g
+            .authorize(
+                &joiner,
+                &Attributes::resource("get", "", "pods", "", "default", "")
+            )
+            .allowed());
+        let anonymous = UserInfo::new("system:anonymous", &[UNAUTHENTICATED]);
+        assert!(g
+            .authorize(&anonymous, &Attributes::non_resource("get", "/cacerts"))
             .allowed());
     }
 

@@ -259,6 +259,16 @@ pub static RESOURCES: &[Resource] = &[
         sub = []
     ),
     resource!(
+        "certificates.k8s.io",
+        "CertificateSigningRequest",
+        "certificatesigningrequests",
+        "certificatesigningrequest",
+        Cluster,
+        short = ["csr"],
+        cats = NONE,
+        sub = ["status", "approval"]
+    ),
+    resource!(
         "networking.k8s.io",
         "Ingress",
         "ingresses",
@@ -500,6 +510,7 @@ mod tests {
                 "apps",
                 "discovery.k8s.io",
                 "coordination.k8s.io",
+                "certificates.k8s.io",
                 "networking.k8s.io",
                 "apiextensions.k8s.io",
                 "batch",

@@ -45,6 +45,8 @@ pub struct Api {
     /// TLS to node agents with the kubelet client certificate; unset: streaming subresources
     /// (log, exec, attach, portforward) cannot reach nodes.
     pub kubelet: std::sync::OnceLock<Arc<rustls::ClientConfig>>,
+    /// The cluster CA's PEM, served at `/cacerts`.
+    pub ca_pem: String,
     /// Signs and verifies service-account tokens (`serviceaccounts/token`).
     pub sa_tokens: crate::tokenrequest::TokenIssuer,
     /// What `/livez`, `/readyz` and `/healthz` check.
@@ -108,7 +110,8 @@ pub struct Call {
     pub query: Query,
     pub format: Format,
     pub content_type: String,
-    /// Who asks (after impersonation): the escalation checks of RBAC writes need it.
+    /// Who asks (after impersonation): the escalation checks of RBAC writes and a CSR's
+    /// requestor need it.
     pub user: kinet_rbac::UserInfo,
     pub body: Option<Incoming>,
     /// The request's URI and headers, and its upgrade (exec, attach and port-forward are
@@ -233,6 +236,13 @@ impl Api {
             (Method::PUT, true, Some("status")) => self.update(call, strategy::Part::Status).await,
             (Method::PATCH, true, None) => self.patch(call, strategy::Part::Main).await,
             (Method::PATCH, true, Some("status")) => self.patch(call, strategy::Part::Status).await,
+            (Method::GET, true, Some("approval")) if is_csr(&call) => self.get(&call),
+            (Method::PUT, true, Some("approval")) if is_csr(&call) => {
+                self.update(call, strategy::Part::Approval).await
+            }
+            (Method::PATCH, true, Some("approval")) if is_csr(&call) => {
+                self.patch(call, strategy::Part::Approval).await
+            }
             (Method::DELETE, true, None) => self.delete(call).await,
             (method, true, Some(_)) => self.subresource(call, method).await,
             (method, _, _) => Err(ApiError::method_not_allowed(
@@ -241,6 +251,10 @@ impl Api {
             )),
         }
     }
+}
+
+fn is_csr(call: &Call) -> bool {
+    call.resource().kind == "CertificateSigningRequest"
 }
 
 fn is_pod(call: &Call) -> bool {

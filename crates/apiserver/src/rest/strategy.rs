@@ -14,6 +14,8 @@ pub enum Part {
     Status,
     /// A pod's `/ephemeralcontainers`: only `spec.ephemeralContainers` changes are kept.
     EphemeralContainers,
+    /// A CertificateSigningRequest's `/approval`: only `status.conditions` changes are kept.
+    Approval,
 }
 
 /// The status a new object starts with (clients cannot create objects with a status, except Nodes
@@ -36,6 +38,7 @@ pub fn prepare_create(resource: &Resource, obj: &mut Value) {
         }
         "Service" | "Ingress" => json!({"loadBalancer": {}}),
         "Namespace" => json!({"phase": "Active"}),
+        "CertificateSigningRequest" => json!({}),
         _ => return,
     };
     obj["status"] = status;
@@ -111,9 +114,18 @@ pub fn prepare_update(resource: &Resource, part: Part, old: &Value, new: Value) 
             if resource.kind == "Service" {
                 drop_type_dependent_fields(old, &mut new);
             }
+            if resource.kind == "CertificateSigningRequest" {
+                // kube-apiserver's csrStrategy: the request and its requestor never change.
+                new["spec"] = old["spec"].clone();
+            }
             new
         }
         Part::Main => new,
+        Part::Approval => {
+            let mut merged = old.clone();
+            merged["status"]["conditions"] = new["status"]["conditions"].clone();
+            merged
+        }
         Part::Status => {
             // Everything but status and the metadata a status writer may touch comes from `old`.
             let mut merged = old.clone();
@@ -228,6 +240,20 @@ mod tests {
         assert_eq!(
             prepare_update(cm, Part::Main, &json!({}), json!({"data": {"a": "b"}})),
             json!({"data": {"a": "b"}})
+        );
+    }
+
+    #[test]
+    fn a_request_keeps_its_spec_and_approval_changes_only_conditions() {
+        let csr = lookup("certificates.k8s.io", "v1", "certificatesigningrequests").unwrap();
+        let old = json!({"spec": {"username": "a"}, "status": {"certificate": "c"}});
+        let new = json!({"spec": {"username": "b"}, "status": {"certificate": "d",
+            "conditions": [{"type": "Approved", "status": "True"}]}});
+        assert_eq!(prepare_update(csr, Part::Main, &old, new.clone()), old);
+        assert_eq!(
+            prepare_update(csr, Part::Approval, &old, new),
+            json!({"spec": {"username": "a"}, "status": {"certificate": "c",
+                "conditions": [{"type": "Approved", "status": "True"}]}})
         );
     }
 

@@ -222,6 +222,7 @@ impl Api {
             self.default_ingress_class(obj);
         }
         let mut errors = kinet_admission::validate(resource, obj, None);
+        errors.extend(crate::join::validate(resource, obj));
         if let Some(served) = &custom {
             errors.extend(served.validate(obj));
         }
@@ -300,6 +301,9 @@ impl Api {
         let (mut obj, duplicates) = parse_object(&call.content_type, &body)?;
         let custom = self.crds.served(resource);
         let warnings = decode(resource, &mut obj, &duplicates, &call, custom.as_deref())?;
+        if resource.kind == "CertificateSigningRequest" {
+            crate::join::stamp_requestor(&mut obj, &call.user);
+        }
         self.prepare_new(resource, &mut obj, call.namespace())?;
         self.check_escalation(&call.user, resource, &obj)?;
         Api::check_node_restriction(&call.user, resource, &obj)?;
@@ -360,6 +364,9 @@ impl Api {
             let mut obj = kinet_patch::server_side_apply(resource, None, &body)?;
             let warnings = decode(resource, &mut obj, &[], &call, custom.as_deref())?;
             meta::check_identity(resource, &mut obj, call.namespace(), Some(call.name()))?;
+            if resource.kind == "CertificateSigningRequest" {
+                crate::join::stamp_requestor(&mut obj, &call.user);
+            }
             self.prepare_new(resource, &mut obj, call.namespace())?;
             self.check_escalation(&call.user, resource, &obj)?;
             let stored = self.insert(resource, obj, dry_run(&call)).await?;
@@ -448,7 +455,7 @@ impl Api {
             }
             let granted = match part {
                 Part::Main => self.allocate(resource, &key, &mut new, Some(&current.value))?,
-                Part::Status | Part::EphemeralContainers => None,
+                Part::Status | Part::EphemeralContainers | Part::Approval => None,
             };
             let finished = finalized(resource, &current.value, &new);
             if dry_run(call) {

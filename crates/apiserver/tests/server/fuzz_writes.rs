@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use http_body_util::BodyExt;
 use k8s_openapi::api::{
-    admissionregistration, apps, batch, coordination, core, discovery, networking, policy,
-    scheduling,
+    admissionregistration, apps, batch, certificates, coordination, core, discovery, networking,
+    policy, scheduling,
 };
 use kinet_types::registry::{Resource, RESOURCES};
 use kube::api::ListParams;
@@ -58,6 +58,12 @@ fn valid(kind: &str, name: &str) -> Value {
             "ports": [{"port": 80, "protocol": "TCP"}]})
         }
         "Lease" => json!({"spec": {"holderIdentity": "x", "leaseDurationSeconds": 40}}),
+        "CertificateSigningRequest" => {
+            use base64::Engine;
+            let (pem, _) = kinet_pki::csr::node_request("fuzz").unwrap();
+            json!({"spec": {"request": base64::engine::general_purpose::STANDARD.encode(pem),
+            "signerName": "kubernetes.io/kube-apiserver-client-kubelet", "usages": ["client auth"]}})
+        }
         "Ingress" => {
             json!({"spec": {"rules": [{"host": "a.example", "http": {"paths": [{"path": "/",
             "pathType": "Prefix", "backend": {"service": {"name": "s", "port": {"number": 80}}}}]}}]}})
@@ -499,6 +505,7 @@ async fn mutated_writes_never_store_what_typed_clients_cannot_read() -> anyhow::
     stored += decodes::<apps::v1::DaemonSet>(&client).await;
     stored += decodes::<discovery::v1::EndpointSlice>(&client).await;
     stored += decodes::<coordination::v1::Lease>(&client).await;
+    stored += decodes::<certificates::v1::CertificateSigningRequest>(&client).await;
     stored += decodes::<networking::v1::Ingress>(&client).await;
     stored += decodes::<networking::v1::IngressClass>(&client).await;
     stored += decodes::<networking::v1::NetworkPolicy>(&client).await;

@@ -13,6 +13,7 @@ mod health;
 mod images;
 mod ingress;
 mod interactive;
+mod join;
 mod kubectl_basics;
 mod lifecycle;
 mod netpol;

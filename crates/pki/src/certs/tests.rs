@@ -34,7 +34,7 @@ fn verify_server(pki: &Pki, ca_pem: &str, name: &str) -> Result<(), rustls::Erro
         .map(|_| ())
 }
 
-fn verify_client(cert_pem: &str, ca_pem: &str) -> Result<(), rustls::Error> {
+pub(crate) fn verify_client(cert_pem: &str, ca_pem: &str) -> Result<(), rustls::Error> {
     let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca_pem), provider())
         .build()
         .unwrap();
