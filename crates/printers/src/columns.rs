@@ -123,6 +123,15 @@ fn kind_columns(kind: &str) -> Vec<Col> {
             CONTAINERS,
             IMAGES,
         ],
+        // Descriptions: the first paragraph of each field's API documentation.
+        "CertificateSigningRequest" => vec![
+            NAME,
+            AGE,
+            Col("SignerName", "string", 0, "signerName indicates the requested signer, and is a qualified name."),
+            Col("Requestor", "string", 0, "request contains an x509 certificate signing request encoded in a \"CERTIFICATE REQUEST\" PEM block. When serialized as JSON or YAML, the data is additionally base64-encoded."),
+            Col("RequestedDuration", "string", 0, "expirationSeconds is the requested duration of validity of the issued certificate. The certificate signer may issue a certificate with a different validity duration so a client must check the delta between the notBefore and and notAfter fields in the issued certificate to determine the actual duration."),
+            Col("Condition", "string", 0, "conditions applied to the request. Known conditions are \"Approved\", \"Denied\", and \"Failed\"."),
+        ],
         "ResourceQuota" => vec![
             NAME,
             AGE,

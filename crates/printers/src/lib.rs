@@ -6,6 +6,7 @@
 //! (k8s 1.32).
 
 mod batch;
+mod certificates;
 mod columns;
 mod core;
 mod duration;
@@ -46,6 +47,7 @@ pub fn cells(resource: &Resource, obj: &Value, now: DateTime<Utc>) -> Vec<Value>
         "IngressClass" => workloads::ingress_class(obj, now),
         "NetworkPolicy" => workloads::network_policy(obj, now),
         "ResourceQuota" => policy::resource_quota(obj, now),
+        "CertificateSigningRequest" => certificates::certificate_signing_request(obj, now),
         "PodDisruptionBudget" => policy::pod_disruption_budget(obj, now),
         "PriorityClass" => policy::priority_class(obj, now),
         "ControllerRevision" => policy::controller_revision(obj, now),
