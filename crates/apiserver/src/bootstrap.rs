@@ -150,6 +150,7 @@ mod tests {
         crate::open_api(&ServeConfig {
             cluster: "t".into(),
             data_dir: dir.to_path_buf(),
+            etcd: None,
             listen: vec![listen.parse().unwrap()],
             ca_cert_pem: String::new(),
             server_cert_pem: String::new(),

@@ -4,6 +4,7 @@
 //! This crate parses arguments and prints; the work is in kinet-cluster and kinet-bench.
 
 mod bench;
+mod datastore;
 mod image;
 mod images;
 mod status;
@@ -80,6 +81,8 @@ enum Command {
         /// stopped cluster it switches, removing the old mode's rules. `ipvs` is refused.
         #[arg(long, value_name = "MODE", value_parser = kinet_cluster::proxy_mode::parse)]
         proxy_mode: Option<kinet_cluster::proxy_mode::ProxyMode>,
+        #[command(flatten)]
+        datastore: datastore::DatastoreArgs,
     },
     /// Stop a cluster and delete its state.
     Down {
@@ -324,6 +327,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             registries,
             no_ingress,
             proxy_mode,
+            datastore,
         } => {
             let report = up::up(up::UpArgs {
                 name,
@@ -338,6 +342,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 registries: registries.settings()?,
                 no_ingress,
                 proxy_mode,
+                datastore: datastore.config()?,
             })
             .await?;
             status::print_up(&report);
