@@ -82,7 +82,7 @@ enum Command {
         #[arg(long, value_name = "MODE", value_parser = kinet_cluster::proxy_mode::parse)]
         proxy_mode: Option<kinet_cluster::proxy_mode::ProxyMode>,
         #[command(flatten)]
-        datastore: datastore::DatastoreArgs,
+        datastore: Box<datastore::DatastoreArgs>,
     },
     /// Stop a cluster and delete its state.
     Down {
@@ -342,7 +342,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 registries: registries.settings()?,
                 no_ingress,
                 proxy_mode,
-                datastore: datastore.config()?,
+                datastore: (*datastore).config()?,
             })
             .await?;
             status::print_up(&report);
