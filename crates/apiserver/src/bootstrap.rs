@@ -162,6 +162,7 @@ mod tests {
             authorization: true,
             cluster: "t".into(),
             data_dir: dir.to_path_buf(),
+            etcd: None,
             listen: vec![listen.parse().unwrap()],
             ca_cert_pem: String::new(),
             server_cert_pem: String::new(),

@@ -41,8 +41,10 @@ use rest::{Allocators, Api, NetworkConfig};
 pub struct ServeConfig {
     /// The cluster's name, as in `kinet up --name`.
     pub cluster: String,
-    /// Where durable state lives (the store is `data_dir/store.db`).
+    /// Where durable state lives (the store is `data_dir/store.db` unless `etcd` is set).
     pub data_dir: PathBuf,
+    /// The etcd cluster holding the objects instead of SQLite (`kinet up --datastore`).
+    pub etcd: Option<kinet_store::EtcdConfig>,
     /// Addresses to serve HTTPS on.
     pub listen: Vec<SocketAddr>,
     /// PEM of the cluster CA; client certificates are verified against it.
@@ -86,7 +88,10 @@ pub struct TokenUser {
 pub fn open_api(config: &ServeConfig) -> Result<Arc<Api>, ServeError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(ServeError::io("creating", &config.data_dir))?;
-    let store = Store::open(&config.data_dir.join("store.db"))?;
+    let store = match &config.etcd {
+        Some(etcd) => Store::etcd(etcd, kinet_store::Options::default())?,
+        None => Store::open(&config.data_dir.join("store.db"))?,
+    };
     let network = NetworkConfig::default();
     let mut alloc = Allocators::new(network.clone());
     let services =

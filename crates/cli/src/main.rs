@@ -4,6 +4,7 @@
 //! This crate parses arguments and prints; the work is in kinet-cluster and kinet-bench.
 
 mod bench;
+mod datastore;
 mod image;
 mod images;
 mod status;
@@ -80,6 +81,8 @@ enum Command {
         /// stopped cluster it switches, removing the old mode's rules. `ipvs` is refused.
         #[arg(long, value_name = "MODE", value_parser = kinet_cluster::proxy_mode::parse)]
         proxy_mode: Option<kinet_cluster::proxy_mode::ProxyMode>,
+        #[command(flatten)]
+        datastore: Box<datastore::DatastoreArgs>,
     },
     /// Stop a cluster and delete its state.
     Down {
@@ -389,6 +392,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             registries,
             no_ingress,
             proxy_mode,
+            datastore,
         } => {
             let report = up::up(up::UpArgs {
                 name,
@@ -403,6 +407,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 registries: registries.settings()?,
                 no_ingress,
                 proxy_mode,
+                datastore: (*datastore).config()?,
             })
             .await?;
             status::print_up(&report);

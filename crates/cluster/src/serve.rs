@@ -59,6 +59,7 @@ pub async fn serve(name: &str) -> Result<()> {
             authorization: true,
             cluster: info.name.clone(),
             data_dir: dir.data(),
+            etcd: info.datastore.clone(),
             listen: listen_addrs(&info),
             ca_cert_pem: pki.ca_cert_pem,
             server_cert_pem: pki.server_cert_pem,

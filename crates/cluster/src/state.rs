@@ -241,6 +241,10 @@ pub struct ClusterInfo {
     /// `kinet up --proxy-mode`: nftables (default) or iptables; a later `up` may switch it.
     #[serde(default)]
     pub proxy_mode: kinet_proxy::ProxyMode,
+    /// `kinet up --datastore etcd://…` and its TLS files, fixed at creation: the etcd cluster
+    /// holding the objects. None: SQLite in the cluster's folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datastore: Option<kinet_store::EtcdConfig>,
 }
 
 pub const DEFAULT_NODE_MONITOR_GRACE_PERIOD_SECS: u64 = 40;
@@ -369,6 +373,11 @@ mod tests {
             registries: kinet_oci_store::Settings::default(),
             no_ingress: true,
             proxy_mode: kinet_proxy::ProxyMode::Iptables,
+            datastore: Some(kinet_store::EtcdConfig {
+                endpoints: vec!["127.0.0.1:2379".into()],
+                ca_file: Some("/etc/etcd/ca.pem".into()),
+                ..Default::default()
+            }),
         };
         dir.save_info(&info).unwrap();
         assert_eq!(dir.load_info().unwrap(), info);

@@ -48,6 +48,8 @@ pub struct UpArgs {
     pub no_ingress: bool,
     /// `--proxy-mode`, recorded; given again it switches the mode.
     pub proxy_mode: Option<kinet_proxy::ProxyMode>,
+    /// `--datastore` with its TLS files, recorded at creation.
+    pub datastore: Option<kinet_store::EtcdConfig>,
 }
 
 /// What `up` did, for the CLI to print.
@@ -267,6 +269,15 @@ fn prepare_state(dir: &ClusterDir, args: &UpArgs) -> Result<ClusterInfo> {
                 info.name
             );
         }
+        if args.datastore.is_some()
+            && args.datastore.as_ref().map(|d| &d.endpoints)
+                != info.datastore.as_ref().map(|d| &d.endpoints)
+        {
+            bail!(
+                "cluster \"{}\" was created with another datastore; it cannot move",
+                info.name
+            );
+        }
         let mut info = info;
         crate::proxy_mode::record(dir, &mut info, args.proxy_mode)?;
         if !args.upstream_dns.is_empty() && args.upstream_dns != info.upstream_dns {
@@ -306,9 +317,25 @@ fn prepare_state(dir: &ClusterDir, args: &UpArgs) -> Result<ClusterInfo> {
         registries: args.registries.clone(),
         no_ingress: args.no_ingress,
         proxy_mode: args.proxy_mode.unwrap_or_default(),
+        datastore: args.datastore.as_ref().map(absolute_files).transpose()?,
     };
     dir.save_info(&info)?;
     Ok(info)
+}
+
+/// The datastore's TLS files as absolute paths (`kinet serve` runs from another folder).
+fn absolute_files(etcd: &kinet_store::EtcdConfig) -> Result<kinet_store::EtcdConfig> {
+    let absolute = |file: &Option<PathBuf>| -> Result<Option<PathBuf>> {
+        file.as_ref()
+            .map(|f| fs::canonicalize(f).with_context(|| format!("etcd TLS file {}", f.display())))
+            .transpose()
+    };
+    Ok(kinet_store::EtcdConfig {
+        endpoints: etcd.endpoints.clone(),
+        ca_file: absolute(&etcd.ca_file)?,
+        cert_file: absolute(&etcd.cert_file)?,
+        key_file: absolute(&etcd.key_file)?,
+    })
 }
 
 /// The host's resolvers, for an `--egress` cluster created without `--upstream-dns`.

@@ -1,9 +1,12 @@
 //! The values the store hands out: stored objects, mutations, events, outcomes and options.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::Value;
+
+use crate::StoreError;
 
 /// One stored object: the parsed value and its exact JSON bytes, so a LIST body can be built by
 /// concatenation without re-serialising every item.
@@ -33,6 +36,16 @@ impl Stored {
         meta["resourceVersion"] = Value::String(rv.to_string());
         let json = Bytes::from(serde_json::to_vec(&value).map_err(|_| "unserialisable value")?);
         Ok(Stored { value, json, rv })
+    }
+
+    /// A backend's stored bytes at revision `rv`.
+    pub(crate) fn decode(key: &str, bytes: &[u8], rv: u64) -> Result<Stored, StoreError> {
+        let value: Value = serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+            key: key.to_string(),
+            source,
+        })?;
+        Stored::stamp(value, rv)
+            .map_err(|e| StoreError::Backend(format!("stored object {key:?}: {e}")))
     }
 }
 
@@ -100,6 +113,9 @@ pub struct Options {
     pub max_batch: usize,
     /// Live events a watcher may fall behind by before its watch ends (it then relists).
     pub watch_buffer: usize,
+    /// How often the backend's history is compacted, at the revision of the previous tick (as
+    /// kube-apiserver's compactor does every 5 minutes). Watches from before it get 410.
+    pub compaction_interval: Duration,
 }
 
 impl Default for Options {
@@ -108,6 +124,7 @@ impl Default for Options {
             history: 100_000,
             max_batch: 1024,
             watch_buffer: 16_384,
+            compaction_interval: Duration::from_secs(300),
         }
     }
 }

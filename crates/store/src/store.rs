@@ -1,10 +1,9 @@
 //! The storage API the API server calls: reads from memory, writes through the writer thread.
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 
 use kinet_types::ApiError;
@@ -12,11 +11,12 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::backend::Backend;
+use crate::feed;
 use crate::model::{Mutation, Options, Stats, Stored, WriteOutcome};
 use crate::sqlite::SqliteBackend;
-use crate::watch::{Hub, Watch};
+use crate::watch::Watch;
 use crate::writer::{self, Request, Shared, State};
-use crate::StoreError;
+use crate::{EtcdConfig, StoreError};
 
 /// A handle to the store; cheap to clone. The writer thread stops (after finishing queued writes)
 /// when the last handle is dropped.
@@ -28,15 +28,25 @@ pub struct Store {
 struct Inner {
     tx: Option<mpsc::Sender<Request>>,
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    writer: Option<JoinHandle<()>>,
+    feeder: Option<JoinHandle<()>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.tx.take();
-        if let Some(handle) = self.thread.take() {
-            // A write closure holding the last handle is dropped on the writer thread itself.
-            if handle.thread().id() != thread::current().id() {
+        // A write closure holding the last handle is dropped on the writer thread itself: then
+        // both threads end on their own once that batch is done.
+        let on_writer = self
+            .writer
+            .as_ref()
+            .is_some_and(|h| h.thread().id() == thread::current().id());
+        if !on_writer {
+            // The writer closes the backend when it ends, which ends the feeder.
+            for handle in [self.writer.take(), self.feeder.take()]
+                .into_iter()
+                .flatten()
+            {
                 let _ = handle.join();
             }
         }
@@ -67,45 +77,55 @@ impl Store {
         Store::with_backend(SqliteBackend::open(path)?, opts)
     }
 
-    /// Puts the cache and watch layer in front of any durable backend.
-    pub fn with_backend(mut backend: impl Backend, opts: Options) -> Result<Store, StoreError> {
-        let loaded = backend.load_all()?;
-        let mut objects = BTreeMap::new();
-        for row in loaded.rows {
-            let value: Value =
-                serde_json::from_slice(&row.json).map_err(|source| StoreError::Corrupt {
-                    key: row.key.clone(),
-                    source,
-                })?;
-            objects.insert(
-                row.key,
-                Arc::new(Stored {
-                    value,
-                    json: row.json,
-                    rv: row.rv,
-                }),
-            );
+    /// Connects to an etcd cluster and serves what it holds under `/registry/`.
+    pub fn etcd(config: &EtcdConfig, opts: Options) -> Result<Store, StoreError> {
+        #[cfg(feature = "etcd")]
+        return Store::with_backend(crate::EtcdBackend::connect(config)?, opts);
+        #[cfg(not(feature = "etcd"))]
+        {
+            let _ = (config, opts);
+            Err(StoreError::Backend(
+                "this kinet was built without etcd support (cargo feature `etcd`)".into(),
+            ))
         }
-        let shared = Arc::new(Shared {
-            state: RwLock::new(State {
-                objects,
-                rv: loaded.rv,
-            }),
-            hub: Mutex::new(Hub::new(loaded.rv, opts.history, opts.watch_buffer)),
-            commits: AtomicU64::new(0),
-            writes: AtomicU64::new(0),
-        });
+    }
+
+    /// Puts the cache and watch layer in front of any durable backend: loads a snapshot, then
+    /// follows the backend's changes from its revision.
+    pub fn with_backend(backend: impl Backend, opts: Options) -> Result<Store, StoreError> {
+        let backend: Arc<dyn Backend> = Arc::new(backend);
+        let loaded = backend.load_all()?;
+        let changes = backend.watch(loaded.rev)?;
+        let state = State {
+            objects: feed::objects(loaded.rows)?,
+            rv: loaded.rev,
+        };
+        let shared = Arc::new(Shared::new(state, opts.history, opts.watch_buffer));
+        let feeder = {
+            let (backend, shared) = (Arc::clone(&backend), Arc::clone(&shared));
+            thread::Builder::new()
+                .name("kinet-store-feed".into())
+                .spawn(move || feed::run(backend, shared, changes))?
+        };
         let (tx, rx) = mpsc::channel();
         let thread_shared = Arc::clone(&shared);
-        let max_batch = opts.max_batch;
-        let thread = thread::Builder::new()
+        let writer = thread::Builder::new()
             .name("kinet-store-writer".into())
-            .spawn(move || writer::run(Box::new(backend), thread_shared, rx, max_batch))?;
+            .spawn(move || {
+                writer::run(
+                    backend,
+                    thread_shared,
+                    rx,
+                    opts.max_batch,
+                    opts.compaction_interval,
+                )
+            })?;
         Ok(Store {
             inner: Arc::new(Inner {
                 tx: Some(tx),
                 shared,
-                thread: Some(thread),
+                writer: Some(writer),
+                feeder: Some(feeder),
             }),
         })
     }
@@ -113,9 +133,10 @@ impl Store {
     /// Read-modify-write of one key, serialised with every other write.
     ///
     /// `f` sees the current value (including writes earlier in the same uncommitted batch) and
-    /// decides; its `ApiError` is returned unchanged and writes nothing. Put values get
-    /// `metadata.resourceVersion` set to the new global rv. Returns once the change is durable
-    /// and its event published. `f` runs on the writer thread: keep it short and never block
+    /// decides; its `ApiError` is returned unchanged and writes nothing. The change is committed
+    /// as a compare-and-swap on the key's revision and put values get `metadata.resourceVersion`
+    /// set to the new revision. When another API server changed the key first, the answer is
+    /// 409 Conflict. Returns once the change is durable and the cache shows it. `f` runs on the writer thread: keep it short and never block
     /// on another write from inside it. Dropping the returned future does not cancel the write.
     pub async fn write<F>(&self, key: &str, f: F) -> Result<WriteOutcome, ApiError>
     where
@@ -148,14 +169,25 @@ impl Store {
     /// from the current resourceVersion misses nothing.
     pub fn watch_cache_synced(&self) -> Result<(), String> {
         // The writer updates the state while holding the hub, so both are read consistently.
-        let hub = self.inner.shared.hub();
-        let committed = self.inner.shared.read().rv;
-        match hub.rv() {
-            rv if rv == committed => Ok(()),
+        let committed = self.inner.shared.committed.load(Ordering::Relaxed);
+        match self.inner.shared.hub().rv() {
+            rv if rv >= committed => Ok(()),
             rv => Err(format!(
-                "the watch cache is at resourceVersion {rv}, the store at {committed}"
+                "the watch cache is at resourceVersion {rv}, this server's writes at {committed}"
             )),
         }
+    }
+
+    /// Compacts the history at and before `rev`, in the backend and in the watch cache: a
+    /// watch from an older resourceVersion then gets 410 Expired. (It also runs on its own
+    /// every [`Options::compaction_interval`].)
+    pub async fn compact(&self, rev: u64) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        let tx = self.inner.tx.as_ref().ok_or("storage is shut down")?;
+        tx.send(Request::Compact(rev, reply))
+            .map_err(|_| "the storage writer thread has stopped")?;
+        rx.await
+            .map_err(|_| "the storage writer thread has stopped")?
     }
 
     pub fn get(&self, key: &str) -> Option<Arc<Stored>> {

@@ -35,10 +35,11 @@ impl Hub {
         }
     }
 
-    /// Records committed events (in rv order) and sends them to live watchers.
-    pub(crate) fn publish(&mut self, events: Vec<Arc<Event>>) {
+    /// Records committed events (in rv order) and sends them to live watchers; `rv` is the
+    /// revision the cache is at afterwards.
+    pub(crate) fn publish(&mut self, events: Vec<Arc<Event>>, rv: u64) {
+        self.rv = self.rv.max(rv);
         for event in events {
-            self.rv = event.rv;
             // No receivers is fine: nobody is watching.
             let _ = self.tx.send(Arc::clone(&event));
             self.history.push_back(event);
@@ -77,7 +78,17 @@ impl Hub {
         })
     }
 
-    /// The rv of the last published event.
+    /// Forgets the events at and before `rev` (the backend compacted them): a watch from there
+    /// gets 410 Expired.
+    pub(crate) fn compact(&mut self, rev: u64) {
+        let rev = rev.min(self.rv);
+        while self.history.front().is_some_and(|e| e.rv <= rev) {
+            self.history.pop_front();
+        }
+        self.covered = self.covered.max(rev);
+    }
+
+    /// The revision the cache is at.
     pub(crate) fn rv(&self) -> u64 {
         self.rv
     }
@@ -168,7 +179,7 @@ mod tests {
     #[test]
     fn replay_filters_by_rv_and_prefix() {
         let mut hub = Hub::new(10, 100, 16);
-        hub.publish(vec![ev("p/a/1", 11), ev("p/b/1", 12), ev("p/a/2", 13)]);
+        hub.publish(vec![ev("p/a/1", 11), ev("p/b/1", 12), ev("p/a/2", 13)], 13);
         type Case<'a> = (&'a str, u64, &'a [(&'a str, u64)]);
         let cases: &[Case] = &[
             ("p/a/", 10, &[("p/a/1", 11), ("p/a/2", 13)]),
@@ -188,7 +199,7 @@ mod tests {
     #[test]
     fn eviction_moves_the_expiry_horizon() {
         let mut hub = Hub::new(0, 2, 16);
-        hub.publish(vec![ev("k", 1), ev("k", 2), ev("k", 3)]);
+        hub.publish(vec![ev("k", 1), ev("k", 2), ev("k", 3)], 3);
         assert_eq!(hub.oldest(), 1);
         assert!(hub.watch("", Some(1)).is_ok());
         assert!(hub.watch("", Some(3)).is_ok());
@@ -198,12 +209,26 @@ mod tests {
     }
 
     #[test]
+    fn compaction_moves_the_expiry_horizon() {
+        let mut hub = Hub::new(0, 100, 16);
+        hub.publish((1..=4).map(|rv| ev("k", rv)).collect(), 6);
+        hub.compact(2);
+        assert_eq!(hub.oldest(), 2);
+        let err = hub.watch("", Some(1)).err().unwrap();
+        assert_eq!((err.code, err.reason), (410, "Expired"));
+        let mut w = hub.watch("", Some(2)).unwrap();
+        assert_eq!(drain_ready(&mut w), vec![("k".into(), 3), ("k".into(), 4)]);
+        hub.compact(9);
+        assert_eq!(hub.oldest(), 6, "never past the cache's own revision");
+    }
+
+    #[test]
     fn live_events_follow_replay_without_duplicates() {
         let mut hub = Hub::new(0, 100, 16);
-        hub.publish(vec![ev("k", 1)]);
+        hub.publish(vec![ev("k", 1)], 1);
         let mut w = hub.watch("", Some(0)).unwrap();
         let mut fresh = hub.watch("", None).unwrap();
-        hub.publish(vec![ev("k", 2)]);
+        hub.publish(vec![ev("k", 2)], 2);
         assert_eq!(w.last_rv(), 0);
         assert_eq!(drain_ready(&mut w), vec![("k".into(), 1), ("k".into(), 2)]);
         assert_eq!(w.last_rv(), 2);
@@ -214,7 +239,7 @@ mod tests {
     fn future_rv_skips_events_up_to_it() {
         let mut hub = Hub::new(0, 100, 16);
         let mut w = hub.watch("", Some(2)).unwrap();
-        hub.publish(vec![ev("k", 1), ev("k", 2), ev("k", 3)]);
+        hub.publish(vec![ev("k", 1), ev("k", 2), ev("k", 3)], 3);
         assert_eq!(drain_ready(&mut w), vec![("k".into(), 3)]);
     }
 
@@ -222,7 +247,7 @@ mod tests {
     fn lagging_watcher_ends() {
         let mut hub = Hub::new(0, 100, 2);
         let mut w = hub.watch("", None).unwrap();
-        hub.publish((1..=5).map(|rv| ev("k", rv)).collect());
+        hub.publish((1..=5).map(|rv| ev("k", rv)).collect(), 5);
         assert_eq!(drain_ready(&mut w), vec![]);
     }
 }

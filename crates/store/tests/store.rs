@@ -4,7 +4,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kinet_store::{EventType, Mutation, Options, Store, Watch};
+use kinet_store::{
+    Backend, Change, Changes, EventType, Loaded, Mutation, Op, Options, Outcome, Store, StoreError,
+    Watch,
+};
 use kinet_types::ApiError;
 use serde_json::{json, Value};
 
@@ -338,40 +341,116 @@ async fn watch_ends_when_store_closes() {
     assert!(w.next().await.is_none());
 }
 
-/// A memory backend whose commits can be made to fail.
-struct Flaky {
-    fail: Arc<std::sync::atomic::AtomicBool>,
-    committed: Arc<std::sync::Mutex<Vec<kinet_store::Batch>>>,
+/// A memory backend whose commits can be made to fail or to wait for the test.
+#[derive(Default)]
+struct Memory {
+    rev: std::sync::Mutex<u64>,
+    fail: std::sync::atomic::AtomicBool,
+    commits: std::sync::atomic::AtomicUsize,
+    /// Told when a commit starts; the commit then waits for the second channel.
+    gate: Option<(
+        std::sync::mpsc::Sender<()>,
+        std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    )>,
+    subscriber: std::sync::Mutex<Option<std::sync::mpsc::Sender<Vec<Change>>>>,
 }
 
-impl kinet_store::Backend for Flaky {
-    fn load_all(&mut self) -> Result<kinet_store::Loaded, kinet_store::StoreError> {
-        Ok(kinet_store::Loaded {
+struct Live(std::sync::mpsc::Receiver<Vec<Change>>);
+
+impl Changes for Live {
+    fn next(&mut self) -> Result<Vec<Change>, StoreError> {
+        self.0.recv().map_err(|_| StoreError::Closed)
+    }
+}
+
+impl Backend for Memory {
+    fn load_all(&self) -> Result<Loaded, StoreError> {
+        Ok(Loaded {
             rows: vec![],
-            rv: 10,
+            rev: *self.rev.lock().unwrap(),
         })
     }
-    fn commit(&mut self, batch: &kinet_store::Batch) -> Result<(), kinet_store::StoreError> {
-        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(kinet_store::StoreError::Backend("disk full".into()));
+    fn commit(&self, ops: &[Op]) -> Result<Vec<Outcome>, StoreError> {
+        if let Some((entered, release)) = &self.gate {
+            entered.send(()).unwrap();
+            release.lock().unwrap().recv().unwrap();
         }
-        self.committed.lock().unwrap().push(batch.clone());
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Backend("disk full".into()));
+        }
+        self.commits
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut rev = self.rev.lock().unwrap();
+        let changes: Vec<Change> = ops
+            .iter()
+            .map(|op| {
+                *rev += 1;
+                let value = match op {
+                    Op::Put { value, .. } => Some(value.clone()),
+                    Op::Delete { .. } => None,
+                };
+                Change {
+                    rev: *rev,
+                    key: op.key().to_string(),
+                    value,
+                    prev: None,
+                }
+            })
+            .collect();
+        let outcomes = changes.iter().map(|c| Outcome::Done(c.rev)).collect();
+        if let Some(tx) = &*self.subscriber.lock().unwrap() {
+            let _ = tx.send(changes);
+        }
+        Ok(outcomes)
+    }
+    fn watch(&self, _after: u64) -> Result<Box<dyn Changes>, StoreError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        *self.subscriber.lock().unwrap() = Some(tx);
+        Ok(Box::new(Live(rx)))
+    }
+    fn compact(&self, _rev: u64) -> Result<(), StoreError> {
         Ok(())
     }
-    fn probe(&mut self) -> Result<(), kinet_store::StoreError> {
+    fn probe(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+    fn close(&self) {
+        self.subscriber.lock().unwrap().take();
+    }
+}
+
+/// A shared handle, so the test keeps control of a backend the store owns.
+struct Shared(Arc<Memory>);
+
+impl Backend for Shared {
+    fn load_all(&self) -> Result<Loaded, StoreError> {
+        self.0.load_all()
+    }
+    fn commit(&self, ops: &[Op]) -> Result<Vec<Outcome>, StoreError> {
+        self.0.commit(ops)
+    }
+    fn watch(&self, after: u64) -> Result<Box<dyn Changes>, StoreError> {
+        self.0.watch(after)
+    }
+    fn compact(&self, rev: u64) -> Result<(), StoreError> {
+        self.0.compact(rev)
+    }
+    fn probe(&self) -> Result<(), StoreError> {
+        self.0.probe()
+    }
+    fn close(&self) {
+        self.0.close()
     }
 }
 
 #[tokio::test]
 async fn failed_commit_changes_nothing_visible() {
-    let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let committed = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let backend = Flaky {
-        fail: fail.clone(),
-        committed: committed.clone(),
-    };
-    let store = Store::with_backend(backend, Options::default()).unwrap();
+    let backend = Arc::new(Memory {
+        rev: std::sync::Mutex::new(10),
+        fail: true.into(),
+        ..Default::default()
+    });
+    let store = Store::with_backend(Shared(backend.clone()), Options::default()).unwrap();
     let mut w = store.watch("", None).unwrap();
 
     let err = store
@@ -387,7 +466,9 @@ async fn failed_commit_changes_nothing_visible() {
     let unhealthy = store.probe().await.unwrap_err();
     assert!(unhealthy.contains("disk full"), "{unhealthy}");
 
-    fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    backend
+        .fail
+        .store(false, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(
         put(&store, "k/a", 1).await,
         11,
@@ -397,7 +478,7 @@ async fn failed_commit_changes_nothing_visible() {
         next(&mut w).await,
         Some((EventType::Added, "k/a".into(), 11))
     );
-    assert_eq!(committed.lock().unwrap().len(), 1);
+    assert_eq!(backend.commits.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert_eq!(store.probe().await, Ok(()), "a good commit clears it");
 }
 
@@ -417,27 +498,6 @@ async fn in_memory_store() {
     assert_eq!(store.list("k/").0.len(), 1);
 }
 
-/// A memory backend whose commit stops until the test lets it finish, as a commit does while
-/// SQLite waits for the WAL's fsync.
-struct Gated {
-    entered: std::sync::mpsc::Sender<()>,
-    release: std::sync::mpsc::Receiver<()>,
-}
-
-impl kinet_store::Backend for Gated {
-    fn load_all(&mut self) -> Result<kinet_store::Loaded, kinet_store::StoreError> {
-        Ok(kinet_store::Loaded::default())
-    }
-    fn commit(&mut self, _: &kinet_store::Batch) -> Result<(), kinet_store::StoreError> {
-        self.entered.send(()).unwrap();
-        self.release.recv().unwrap();
-        Ok(())
-    }
-    fn probe(&mut self) -> Result<(), kinet_store::StoreError> {
-        Ok(())
-    }
-}
-
 /// The store's half of "acknowledged only after the fsync": no caller, reader or watcher learns
 /// of a write while the backend's commit has not returned. (SQLite's half, that a WAL commit
 /// with `synchronous=FULL` returns only after the WAL is fsynced, is its documented contract,
@@ -446,9 +506,9 @@ impl kinet_store::Backend for Gated {
 async fn nothing_is_acknowledged_before_the_commit_returns() {
     let (entered_tx, entered) = std::sync::mpsc::channel();
     let (release, release_rx) = std::sync::mpsc::channel();
-    let backend = Gated {
-        entered: entered_tx,
-        release: release_rx,
+    let backend = Memory {
+        gate: Some((entered_tx, std::sync::Mutex::new(release_rx))),
+        ..Default::default()
     };
     let store = Store::with_backend(backend, Options::default()).unwrap();
     let mut w = store.watch("", None).unwrap();

@@ -1,8 +1,10 @@
 //! Test support. The crate root: an in-process API server with its own temp state folder, PKI
 //! and loopback port, and a kube client authenticated with a bearer token; dropping it stops
 //! the server and removes the folder. [`oci`]: images tests build; [`registry`]: a registry
-//! on loopback serving them; [`pod`]: a sandbox process and a node agent's view of it.
+//! on loopback serving them; [`pod`]: a sandbox process and a node agent's view of it;
+//! [`etcd`]: a real etcd cluster on loopback.
 
+pub mod etcd;
 pub mod oci;
 pub mod pod;
 pub mod registry;
@@ -55,6 +57,7 @@ impl TestApi {
             authorization,
             cluster: "testkit".into(),
             data_dir: dir.path().join("data"),
+            etcd: None,
             listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))],
             ca_cert_pem: pki.ca_cert_pem.clone(),
             server_cert_pem: pki.server_cert_pem.clone(),

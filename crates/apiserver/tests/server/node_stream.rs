@@ -56,6 +56,7 @@ impl Cluster {
             authorization: true,
             cluster: "ns".into(),
             data_dir: dir.path().join("data"),
+            etcd: None,
             listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))],
             ca_cert_pem: pki.ca_cert_pem.clone(),
             server_cert_pem: pki.server_cert_pem.clone(),

@@ -79,27 +79,31 @@ fn dig_until(c: &Cluster, pod: &str, args: &[&str], ok: impl Fn(&str) -> bool) -
 
 #[test]
 fn cluster_dns_answers_the_kubernetes_records() {
-    let c = Cluster::up(2);
-    wait_dns(&c);
+    cluster_dns_answers_the_kubernetes_records_on(&Cluster::up(2));
+}
+
+/// The case on any cluster with at least 2 node(s); `etcd.rs` runs it on an etcd-backed one.
+pub(crate) fn cluster_dns_answers_the_kubernetes_records_on(c: &Cluster) {
+    wait_dns(c);
     let system = json(
-        &c,
+        c,
         &["get", "pods", "-n", "kube-system", "-l", "k8s-app=kube-dns"],
     );
     assert_eq!(system["items"].as_array().unwrap().len(), 2);
 
     c.kubectl_ok(&["run", "client", "--image", AGNHOST, "--", "pause"]);
-    apply(&c, OBJECTS);
-    wait_ready(&c, "run=client", 1);
-    let db = wait_ready(&c, "app=db", 3);
+    apply(c, OBJECTS);
+    wait_ready(c, "run=client", 1);
+    let db = wait_ready(c, "app=db", 3);
 
-    let out = exec(&c, "client", &["nslookup", "kubernetes"]);
+    let out = exec(c, "client", &["nslookup", "kubernetes"]);
     assert!(
         out.contains("Name:\tkubernetes.default.svc.cluster.local")
             && out.contains("Address: 10.96.0.1"),
         "{out}"
     );
     let out = exec(
-        &c,
+        c,
         "client",
         &["nslookup", "kube-dns.kube-system.svc.cluster.local"],
     );
@@ -117,14 +121,14 @@ fn cluster_dns_answers_the_kubernetes_records() {
         "--target-port",
         "8080",
     ]);
-    let ip = json(&c, &["get", "svc", "web"])["spec"]["clusterIP"]
+    let ip = json(c, &["get", "svc", "web"])["spec"]["clusterIP"]
         .as_str()
         .unwrap()
         .to_string();
-    let out = exec(&c, "client", &["nslookup", "web"]);
+    let out = exec(c, "client", &["nslookup", "web"]);
     assert!(out.contains(&format!("Address: {ip}")), "{out}");
     let host = exec(
-        &c,
+        c,
         "client",
         &["curl", "-s", "--max-time", "5", "http://web/hostname"],
     );
@@ -136,12 +140,12 @@ fn cluster_dns_answers_the_kubernetes_records() {
         .map(|p| p["status"]["podIP"].as_str().unwrap().to_string())
         .collect();
     want.sort();
-    let got = dig_until(&c, "client", &["db.default.svc.cluster.local"], |o| {
+    let got = dig_until(c, "client", &["db.default.svc.cluster.local"], |o| {
         sorted_lines(o) == want
     });
     assert_eq!(sorted_lines(&got), want);
     let srv = exec(
-        &c,
+        c,
         "client",
         &[
             "dig",
@@ -153,25 +157,25 @@ fn cluster_dns_answers_the_kubernetes_records() {
     assert_eq!(srv.lines().count(), 3, "{srv}");
     assert!(srv.lines().all(|l| l.contains(" 8080 ")), "{srv}");
     c.kubectl_ok(&["scale", "deployment", "db", "--replicas", "2"]);
-    let got = dig_until(&c, "client", &["db.default.svc.cluster.local"], |o| {
+    let got = dig_until(c, "client", &["db.default.svc.cluster.local"], |o| {
         sorted_lines(o).len() == 2
     });
     assert_eq!(sorted_lines(&got).len(), 2, "{got}");
 
     // ExternalName, pod names, reverse lookups, missing names.
     let cname = exec(
-        &c,
+        c,
         "client",
         &["dig", "+short", "docs.default.svc.cluster.local"],
     );
     assert_eq!(cname.lines().next(), Some("docs.example.org."), "{cname}");
-    let client_ip = json(&c, &["get", "pod", "client"])["status"]["podIP"]
+    let client_ip = json(c, &["get", "pod", "client"])["status"]["podIP"]
         .as_str()
         .unwrap()
         .to_string();
     let dashed = client_ip.replace('.', "-");
     let a = exec(
-        &c,
+        c,
         "client",
         &[
             "dig",
@@ -180,20 +184,20 @@ fn cluster_dns_answers_the_kubernetes_records() {
         ],
     );
     assert_eq!(a.trim(), client_ip);
-    let ptr = exec(&c, "client", &["dig", "+short", "-x", &ip]);
+    let ptr = exec(c, "client", &["dig", "+short", "-x", &ip]);
     assert_eq!(ptr.trim(), "web.default.svc.cluster.local.");
-    let missing = exec(&c, "client", &["dig", "nothere.default.svc.cluster.local"]);
+    let missing = exec(c, "client", &["dig", "nothere.default.svc.cluster.local"]);
     assert!(missing.contains("status: NXDOMAIN"), "{missing}");
 
     // Outside the zone with no upstream: refused, nothing leaves the machine. dig has one try,
     // so a status at all means the server answered rather than dropped the query.
-    let outside = exec(&c, "client", &["dig", "+time=2", "+tries=1", "example.com"]);
+    let outside = exec(c, "client", &["dig", "+time=2", "+tries=1", "example.com"]);
     assert!(outside.contains("status: REFUSED"), "{outside}");
 
     // dnsPolicy None with a dnsConfig: exactly that resolv.conf.
-    wait_ready(&c, "run!=client,app!=db", 1);
+    wait_ready(c, "run!=client,app!=db", 1);
     assert_eq!(
-        exec(&c, "custom", &["cat", "/etc/resolv.conf"]),
+        exec(c, "custom", &["cat", "/etc/resolv.conf"]),
         "search a.example b.example\nnameserver 10.96.0.10\noptions ndots:2 edns0\n"
     );
 }

@@ -13,7 +13,12 @@ const WORKERS: usize = 4;
 
 #[test]
 fn acknowledged_creates_survive_kill_9() {
-    let c = Arc::new(Cluster::up(1));
+    acknowledged_creates_survive_kill_9_on(Arc::new(Cluster::up(1)));
+}
+
+/// The case on a cluster of its own (its control plane is killed); `etcd.rs` runs it on an
+/// etcd-backed one.
+pub(crate) fn acknowledged_creates_survive_kill_9_on(c: Arc<Cluster>) {
     let acked = Arc::new(Mutex::new(Vec::new()));
     let attempted = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..WORKERS)

@@ -94,8 +94,12 @@ fn discovery_and_defaults() {
 
 #[test]
 fn apply_get_and_change_with_kubectl() {
-    let c = Cluster::up(1);
-    let file = write(&c, "web.yaml", WEB);
+    apply_get_and_change_with_kubectl_on(&Cluster::up(1));
+}
+
+/// The case on any cluster with at least 1 node(s); `etcd.rs` runs it on an etcd-backed one.
+pub(crate) fn apply_get_and_change_with_kubectl_on(c: &Cluster) {
+    let file = write(c, "web.yaml", WEB);
     let first = c.kubectl_ok(&["apply", "-f", &file]);
     assert_eq!(first, "deployment.apps/web created\nservice/web created\n");
     let again = c.kubectl_ok(&["apply", "-f", &file]);
@@ -104,7 +108,7 @@ fn apply_get_and_change_with_kubectl() {
         "deployment.apps/web unchanged\nservice/web unchanged\n"
     );
     let changed = write(
-        &c,
+        c,
         "web2.yaml",
         &WEB.replace("replicas: 3", "replicas: 4")
             .replace("nginx:1.27", "nginx:1.28"),
@@ -230,8 +234,12 @@ fn apply_get_and_change_with_kubectl() {
 
 #[test]
 fn watch_shows_changes_from_another_client() {
-    let c = Cluster::up(1);
-    let file = write(&c, "web.yaml", WEB);
+    watch_shows_changes_from_another_client_on(&Cluster::up(1));
+}
+
+/// The case on any cluster with at least 1 node(s); `etcd.rs` runs it on an etcd-backed one.
+pub(crate) fn watch_shows_changes_from_another_client_on(c: &Cluster) {
+    let file = write(c, "web.yaml", WEB);
     c.kubectl_ok(&["apply", "-f", &file]);
     let mut watch = c
         .kubectl_cmd(&["get", "svc", "--watch"])

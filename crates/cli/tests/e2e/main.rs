@@ -8,6 +8,7 @@ mod crds;
 mod dns;
 mod durability;
 mod egress;
+mod etcd;
 mod harness;
 mod health;
 mod images;

@@ -138,20 +138,23 @@ fn pod_netns(c: &Cluster) -> usize {
 
 #[test]
 fn pods_get_ips_reach_each_other_without_nat_and_clean_up() {
-    let c = Cluster::up(3);
-    wait_dns(&c);
+    pods_get_ips_reach_each_other_without_nat_and_clean_up_on(&Cluster::up(3));
+}
+
+/// The case on any cluster with at least 3 node(s); `etcd.rs` runs it on an etcd-backed one.
+pub(crate) fn pods_get_ips_reach_each_other_without_nat_and_clean_up_on(c: &Cluster) {
+    wait_dns(c);
     // The cluster DNS pods have theirs: only what the Deployment adds must go.
     let node_names: Vec<String> = ["control-plane", "worker", "worker2"]
         .iter()
         .map(|n| format!("{}-{n}", c.name))
         .collect();
-    let veths_before: Vec<BTreeSet<String>> =
-        node_names.iter().map(|n| node_veths(&c, n)).collect();
-    let netns_before = pod_netns(&c);
-    let pods = netexec_pods(&c, "netexec", 4);
+    let veths_before: Vec<BTreeSet<String>> = node_names.iter().map(|n| node_veths(c, n)).collect();
+    let netns_before = pod_netns(c);
+    let pods = netexec_pods(c, "netexec", 4);
 
     // Placement and addressing: ≥2 nodes, each IP inside its node's podCIDR.
-    let nodes = json(&c, &["get", "nodes"]);
+    let nodes = json(c, &["get", "nodes"]);
     let cidr_of = |node: &str| -> String {
         nodes["items"]
             .as_array()
@@ -182,9 +185,9 @@ fn pods_get_ips_reach_each_other_without_nat_and_clean_up() {
     // Every ordered pair: ping, and /clientip shows the sender's own pod IP (no NAT).
     for (from, from_ip) in &peers {
         for (_, to_ip) in peers.iter().filter(|(n, _)| n != from) {
-            exec(&c, from, &["ping", "-c1", "-W2", to_ip]);
+            exec(c, from, &["ping", "-c1", "-W2", to_ip]);
             assert_eq!(
-                client_ip_seen(&c, from, to_ip),
+                client_ip_seen(c, from, to_ip),
                 from_ip.as_str(),
                 "{from} -> {to_ip}"
             );
@@ -214,11 +217,11 @@ fn pods_get_ips_reach_each_other_without_nat_and_clean_up() {
 
     // Deleting the Deployment removes the pods' veths and namespaces.
     c.kubectl_ok(&["delete", "deployment", "netexec"]);
-    wait_gone(&c, "app=netexec");
+    wait_gone(c, "app=netexec");
     for (n, before) in node_names.iter().zip(&veths_before) {
-        assert_eq!(&node_veths(&c, n), before, "veths left on {n}");
+        assert_eq!(&node_veths(c, n), before, "veths left on {n}");
     }
-    assert_eq!(pod_netns(&c), netns_before);
+    assert_eq!(pod_netns(c), netns_before);
 }
 
 const TWO_CONTAINERS: &str = r#"

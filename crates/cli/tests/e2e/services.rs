@@ -201,11 +201,15 @@ in_both_proxy_modes!(
 );
 
 fn cluster_ip_spreads_keeps_affinity_answers_udp_and_follows_scaling(mode: ProxyMode) {
-    let c = Cluster::up_in(mode, 3);
-    wait_dns(&c);
-    let pods = netexec(&c, "netexec", 3);
-    let client = client(&c);
-    let client_ip = json(&c, &["get", "pod", &client])["status"]["podIP"]
+    cluster_ip_spreads_keeps_affinity_answers_udp_and_follows_scaling_on(&Cluster::up_in(mode, 3));
+}
+
+/// The case on any cluster with at least 3 node(s); `etcd.rs` runs it on an etcd-backed one.
+pub(crate) fn cluster_ip_spreads_keeps_affinity_answers_udp_and_follows_scaling_on(c: &Cluster) {
+    wait_dns(c);
+    let pods = netexec(c, "netexec", 3);
+    let client = client(c);
+    let client_ip = json(c, &["get", "pod", &client])["status"]["podIP"]
         .as_str()
         .unwrap()
         .to_string();
@@ -218,29 +222,29 @@ fn cluster_ip_spreads_keeps_affinity_answers_udp_and_follows_scaling(mode: Proxy
         "--target-port",
         "8080",
     ]);
-    let ip = cluster_ip(&c, "netexec");
+    let ip = cluster_ip(c, "netexec");
     let url = format!("http://{ip}/hostname");
     poll("the ClusterIP answers", || {
-        curls(&c, &client, &url, 1)
+        curls(c, &client, &url, 1)
             .first()
             .filter(|a| one_of(&pods, a))
             .cloned()
     });
 
     // 30 curls reach all 3 pods.
-    let answers = curls(&c, &client, &url, 30);
+    let answers = curls(c, &client, &url, 30);
     assert_eq!(answers.len(), 30, "{answers:?}");
     assert!(answers.iter().all(|a| one_of(&pods, a)), "{answers:?}");
     let seen: BTreeSet<String> = answers.into_iter().collect();
     assert_eq!(seen, pods, "30 curls reached only {seen:?}");
 
     // Pod to pod through a Service keeps the client's address.
-    let seen_ip = curls(&c, &client, &format!("http://{ip}/clientip"), 1).remove(0);
+    let seen_ip = curls(c, &client, &format!("http://{ip}/clientip"), 1).remove(0);
     assert_eq!(seen_ip.split(':').next(), Some(client_ip.as_str()));
 
     // Hairpin: a backend reaches the Service, itself included.
     let me = pods.iter().next().unwrap();
-    let answers = curls(&c, me, &url, 20);
+    let answers = curls(c, me, &url, 20);
     assert!(answers.iter().all(|a| one_of(&pods, a)), "{answers:?}");
     assert!(
         answers.contains(me),
@@ -257,7 +261,7 @@ fn cluster_ip_spreads_keeps_affinity_answers_udp_and_follows_scaling(mode: Proxy
         r#"{"spec":{"sessionAffinity":"ClientIP"}}"#,
     ]);
     poll("15 curls reach one pod", || {
-        let answers = curls(&c, &client, &url, 15);
+        let answers = curls(c, &client, &url, 15);
         assert!(answers.iter().all(|a| one_of(&pods, a)), "{answers:?}");
         (answers.len() == 15 && answers.iter().all(|a| *a == answers[0])).then_some(())
     });
@@ -281,7 +285,7 @@ fn cluster_ip_spreads_keeps_affinity_answers_udp_and_follows_scaling(mode: Proxy
         "--protocol",
         "UDP",
     ]);
-    let udp_ip = cluster_ip(&c, "netexec-udp");
+    let udp_ip = cluster_ip(c, "netexec-udp");
     let answer = poll("the UDP Service answers", || {
         // One datagram each way; dd reads it whole (bash would read a byte and lose the rest).
         let out = c.kubectl(&[
@@ -302,7 +306,7 @@ fn cluster_ip_spreads_keeps_affinity_answers_udp_and_follows_scaling(mode: Proxy
 
     // UDP conntrack: datagrams from one source port stick to one pod; once that pod is
     // deleted its entry is flushed, so the same flow reaches another pod instead of vanishing.
-    let ask = || udp_from_port(&c, &client, &udp_ip, 8081, 40_123);
+    let ask = || udp_from_port(c, &client, &udp_ip, 8081, 40_123);
     let first = poll("UDP from a fixed port", || {
         Some(ask()).filter(|a| one_of(&pods, a))
     });
@@ -313,7 +317,7 @@ fn cluster_ip_spreads_keeps_affinity_answers_udp_and_follows_scaling(mode: Proxy
     let next = poll("the UDP flow moves off the deleted pod", || {
         Some(ask()).filter(|a| !a.is_empty() && *a != first)
     });
-    let now = names(&wait_ready(&c, "app=netexec", 3));
+    let now = names(&wait_ready(c, "app=netexec", 3));
     assert!(now.contains(&next), "{next} not in {now:?}");
 
     // Inspectable: rules named after the Service, and `kinet proxy rules`.
@@ -321,7 +325,7 @@ fn cluster_ip_spreads_keeps_affinity_answers_udp_and_follows_scaling(mode: Proxy
     let rules = c.proxy_rules(&node);
     for (svc, proto) in [("netexec", "tcp"), ("netexec-udp", "udp")] {
         assert!(
-            rules_name_port(mode, &rules, ("default", svc), proto, ""),
+            rules_name_port(c.proxy_mode(), &rules, ("default", svc), proto, ""),
             "no rules for default/{svc} in\n{rules}"
         );
     }
@@ -337,9 +341,9 @@ fn cluster_ip_spreads_keeps_affinity_answers_udp_and_follows_scaling(mode: Proxy
     // not left to time out (28).
     c.kubectl_ok(&["scale", "deployment", "netexec", "--replicas", "0"]);
     poll("the EndpointSlice empties", || {
-        no_endpoints(&c, "netexec").then_some(())
+        no_endpoints(c, "netexec").then_some(())
     });
-    let tried = curl_tries(&c, &client, &url, 1)[0];
+    let tried = curl_tries(c, &client, &url, 1)[0];
     assert!(
         refused(&tried),
         "want connection refused at once: {tried:?}"
@@ -349,12 +353,12 @@ fn cluster_ip_spreads_keeps_affinity_answers_udp_and_follows_scaling(mode: Proxy
     let scaled = Instant::now();
     c.kubectl_ok(&["scale", "deployment", "netexec", "--replicas", "3"]);
     let answer = poll("served again after scaling up", || {
-        curls(&c, &client, &url, 1)
+        curls(c, &client, &url, 1)
             .into_iter()
             .next()
             .filter(|a| !a.is_empty())
     });
-    let back = names(&wait_ready(&c, "app=netexec", 3));
+    let back = names(&wait_ready(c, "app=netexec", 3));
     assert!(one_of(&back, &answer), "{answer} not in {back:?}");
     eprintln!("served again {:?} after scaling up", scaled.elapsed());
 }
