@@ -96,8 +96,12 @@ async fn a_deleted_definition_terminates_until_its_objects_are_gone() {
             .then_some(())
     })
     .await;
-    let held = widgets.get("held").await.unwrap();
-    assert!(held.metadata.deletion_timestamp.is_some());
+    // The cleanup deletes the objects one by one, in no set order: wait for the held one too.
+    poll("the held widget to be marked", || async {
+        let held = widgets.get("held").await.unwrap();
+        held.metadata.deletion_timestamp.is_some().then_some(())
+    })
+    .await;
     let still = poll("the cleanup to see the held widget", || async {
         let crd = crds.get(NAME).await.unwrap();
         (terminating(&crd)?.1 == "InstanceDeletionCheck").then_some(crd)
