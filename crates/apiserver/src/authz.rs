@@ -121,10 +121,11 @@ pub fn cluster_roles(store: &Store) -> Vec<Arc<kinet_store::Stored>> {
 struct StorePods<'a>(&'a Store);
 
 impl node::PodsOnNode for StorePods<'_> {
-    fn any(&self, node: &str, f: &mut dyn FnMut(&Value) -> bool) -> bool {
+    fn any(&self, namespace: &str, node: &str, f: &mut dyn FnMut(&Value) -> bool) -> bool {
         let pods = kinet_types::registry::lookup("", "v1", "pods").expect("pods are served");
+        // Only the namespace asked about: a node's read is not a walk over every pod.
         self.0
-            .list(&collection_prefix(pods, None))
+            .list(&collection_prefix(pods, Some(namespace)))
             .0
             .iter()
             .filter(|p| p.value["spec"]["nodeName"].as_str() == Some(node))

@@ -92,13 +92,13 @@ impl Api {
         else {
             return Ok(None);
         };
-        let quotas = core("resourcequotas");
-        if self.in_namespace(quotas, namespace).is_empty() {
+        let quotas = self.in_namespace(core("resourcequotas"), namespace);
+        if quotas.is_empty() {
             return Ok(None);
         }
         let guard = self.quota_lock.lock().await;
         let existing = self.in_namespace(resource, namespace);
-        for q in self.in_namespace(quotas, namespace) {
+        for q in quotas {
             let used = quota::used(&q.value, existing.iter().map(|s| (resource, &s.value)));
             if let Some(why) = quota::refusal(&q.value, &used, resource, obj) {
                 return Err(forbidden(resource, obj, &why));

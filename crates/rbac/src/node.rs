@@ -13,8 +13,8 @@ pub const LEASE_NAMESPACE: &str = "kube-node-lease";
 
 /// The pods bound to a node, as the server's store holds them.
 pub trait PodsOnNode {
-    /// Whether `f` holds for some pod whose `spec.nodeName` is `node`.
-    fn any(&self, node: &str, f: &mut dyn FnMut(&Value) -> bool) -> bool;
+    /// Whether `f` holds for some pod of `namespace` whose `spec.nodeName` is `node`.
+    fn any(&self, namespace: &str, node: &str, f: &mut dyn FnMut(&Value) -> bool) -> bool;
 }
 
 /// The node a user is the agent of, if any.
@@ -50,9 +50,8 @@ pub fn authorize(
     let reads = matches!(a.verb.as_str(), "get" | "list" | "watch");
     let referenced = |kind| {
         !a.name.is_empty()
-            && pods.any(node, &mut |pod| {
-                pod["metadata"]["namespace"].as_str() == Some(a.namespace.as_str())
-                    && references(pod, kind, &a.name)
+            && pods.any(&a.namespace, node, &mut |pod| {
+                references(pod, kind, &a.name)
             })
     };
     let allowed = match (
@@ -124,9 +123,8 @@ fn allowed_by(rules: &[PolicyRule], a: &Attributes) -> bool {
 
 fn bound_here(pods: &dyn PodsOnNode, node: &str, a: &Attributes) -> bool {
     !a.name.is_empty()
-        && pods.any(node, &mut |pod| {
-            pod["metadata"]["namespace"].as_str() == Some(a.namespace.as_str())
-                && pod["metadata"]["name"].as_str() == Some(a.name.as_str())
+        && pods.any(&a.namespace, node, &mut |pod| {
+            pod["metadata"]["name"].as_str() == Some(a.name.as_str())
         })
 }
 

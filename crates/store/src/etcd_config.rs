@@ -41,6 +41,8 @@ impl EtcdConfig {
         })
     }
 
+    /// The endpoints as URLs for the client (built only with the `etcd` feature).
+    #[cfg(any(feature = "etcd", test))]
     pub(crate) fn urls(&self) -> Vec<String> {
         let scheme = if self.ca_file.is_some() {
             "https"

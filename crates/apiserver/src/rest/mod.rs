@@ -205,7 +205,8 @@ impl Api {
             upgrade,
         };
         let reply = self.dispatch(method, call).await;
-        if rbac_write {
+        // Only a write that went in changes the graph; a refused one leaves it as it was.
+        if rbac_write && reply.is_ok() {
             self.rbac_changed().await;
         }
         match reply {

@@ -252,7 +252,16 @@ fn ignore_gone(r: kube::Result<()>) -> kube::Result<()> {
     }
 }
 
-async fn reconcile(ctx: &Ctx, (ns, name): &Key) -> kube::Result<()> {
+async fn reconcile(ctx: &Ctx, key: &Key) -> kube::Result<()> {
+    let done = write(ctx, key).await;
+    if done.is_err() {
+        // The trigger time computed for this pass was not written: report it again next pass.
+        ctx.triggers.forget(key);
+    }
+    done
+}
+
+async fn write(ctx: &Ctx, (ns, name): &Key) -> kube::Result<()> {
     let svc = ctx.services.get(&ObjectRef::new(name).within(ns));
     let endpoints: Api<Endpoints> = Api::namespaced(ctx.client.clone(), ns);
     let slice_api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), ns);

@@ -6,10 +6,13 @@ use crate::bootstrap;
 struct Pods(Vec<Value>);
 
 impl PodsOnNode for Pods {
-    fn any(&self, node: &str, f: &mut dyn FnMut(&Value) -> bool) -> bool {
+    fn any(&self, namespace: &str, node: &str, f: &mut dyn FnMut(&Value) -> bool) -> bool {
         self.0
             .iter()
-            .filter(|p| p["spec"]["nodeName"].as_str() == Some(node))
+            .filter(|p| {
+                p["metadata"]["namespace"].as_str() == Some(namespace)
+                    && p["spec"]["nodeName"].as_str() == Some(node)
+            })
             .any(f)
     }
 }
