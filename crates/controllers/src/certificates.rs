@@ -73,11 +73,13 @@ pub fn next(csr: &CertificateSigningRequest) -> Next {
     let groups = spec.groups.as_deref().unwrap_or_default();
     let username = spec.username.as_deref().unwrap_or_default();
     if groups.iter().any(|g| g == kinet_pki::token::BOOTSTRAPPERS) {
-        Next::Approve("Auto approving kubelet client certificate after SubjectAccessReview.")
+        // Upstream asks a SubjectAccessReview (certificatesigningrequests/nodeclient) first;
+        // kinet approves on the requestor's group, and the message says no more than that.
+        Next::Approve("Auto approving kubelet client certificate requested by a bootstrap token.")
     } else if username == format!("{NODE_USER_PREFIX}{node}")
         && groups.iter().any(|g| g == NODES_GROUP)
     {
-        Next::Approve("Auto approving self kubelet client certificate after SubjectAccessReview.")
+        Next::Approve("Auto approving self kubelet client certificate requested by its node.")
     } else {
         Next::Nothing
     }
