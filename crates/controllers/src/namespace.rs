@@ -68,14 +68,38 @@ pub fn step(item: &Item, now: Timestamp) -> Step {
     }
 }
 
+/// How long a discovered list of kinds is reused: a terminating namespace is looked at again
+/// every 200 ms, and discovery is a request per API group.
+const DISCOVERY_TTL: Duration = Duration::from_secs(10);
+
 struct Ctx {
     client: Client,
+    kinds: tokio::sync::Mutex<Option<(std::time::Instant, Arc<Vec<ApiResource>>)>>,
+}
+
+impl Ctx {
+    /// The namespaced kinds, from discovery at most every [`DISCOVERY_TTL`].
+    async fn kinds(&self) -> Result<Arc<Vec<ApiResource>>, kube::Error> {
+        let mut cached = self.kinds.lock().await;
+        if let Some((_, kinds)) = cached
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < DISCOVERY_TTL)
+        {
+            return Ok(kinds.clone());
+        }
+        let kinds = Arc::new(namespaced_kinds(&self.client).await?);
+        *cached = Some((std::time::Instant::now(), kinds.clone()));
+        Ok(kinds)
+    }
 }
 
 /// Runs the loop.
 pub async fn run(client: Client) -> Result<(), crate::LoopError> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ctx = Arc::new(Ctx { client });
+    let ctx = Arc::new(Ctx {
+        client,
+        kinds: tokio::sync::Mutex::new(None),
+    });
     let controller = Controller::new(namespaces, watcher::Config::default());
     run_controller(
         "namespace",
@@ -95,7 +119,7 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, kube::Er
     let name = ns.name_any();
     let now = Timestamp::now();
     let mut remaining = 0;
-    for ar in &namespaced_kinds(&ctx.client).await? {
+    for ar in ctx.kinds().await?.iter() {
         let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &name, ar);
         for obj in api.list(&ListParams::default()).await?.items {
             remaining += 1;
