@@ -45,6 +45,12 @@ pub async fn down(name: &str, keep_data: bool) -> Result<()> {
             dir.root.display()
         );
     } else {
+        if let Some(cidr) = dir.load_info().ok().and_then(|info| info.underlay) {
+            let claims = std::path::Path::new(nodes::claims::CLAIMS_DIR);
+            if let Err(e) = nodes::claims::release(claims, cidr, &dir.cluster_json()) {
+                eprintln!("   could not drop the claim on {cidr}: {e}");
+            }
+        }
         fs::remove_dir_all(&dir.root)
             .with_context(|| format!("removing {}", dir.root.display()))?;
         println!("Cluster \"{name}\" deleted.");

@@ -17,6 +17,7 @@
 //! This file is the plan (pure); [`net`] applies it with netlink, [`agents`] runs the agents.
 
 pub mod agents;
+pub mod claims;
 mod lifecycle;
 pub mod net;
 

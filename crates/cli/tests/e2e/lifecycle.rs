@@ -2,6 +2,7 @@
 
 use std::fs;
 use std::net::TcpListener;
+use std::path::Path;
 
 use crate::harness::{
     agent_running, control_plane_running, kinet, show, stdout, temp_home, Cluster,
@@ -73,11 +74,27 @@ fn stopped_cluster_restarts_with_same_port_and_certs() {
     let list = stdout(&kinet(&cluster.home, &["status"]));
     assert!(list.contains("stopped"), "{list}");
 
+    // The stopped cluster keeps its underlay from other clusters' `up` (any KINET_HOME).
+    let underlay = serde_json::from_str::<serde_json::Value>(&json).unwrap()["underlay"]
+        .as_str()
+        .unwrap()
+        .replace('/', "-");
+    let claim = Path::new("/run/kinet/underlays").join(underlay);
+    let claimant = fs::canonicalize(dir.join("cluster.json")).unwrap();
+    assert_eq!(
+        fs::read_to_string(&claim).unwrap(),
+        claimant.to_str().unwrap()
+    );
+
     let out = cluster.kinet(&["up"]);
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(fs::read_to_string(dir.join("cluster.json")).unwrap(), json);
     assert_eq!(fs::read_to_string(dir.join("pki/ca.crt")).unwrap(), ca);
     assert!(control_plane_running(&cluster.name));
+
+    let out = cluster.kinet(&["down"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(!claim.exists(), "the claim outlived its cluster");
 }
 
 #[test]

@@ -12,7 +12,7 @@ use k8s_openapi::jiff::Timestamp;
 use kinet_pki::{Credentials, Pki};
 use kube::Api;
 
-use super::{agents, candidate_subnets, net, Plan};
+use super::{agents, candidate_subnets, claims, net, Plan};
 use crate::progress::Step;
 use crate::state::{self, ClusterDir, ClusterInfo};
 use crate::supervisor::Record;
@@ -31,7 +31,9 @@ pub fn recorded_plan(info: &ClusterInfo) -> Plan {
 /// Claims (or re-claims) the underlay, records it, and makes every node's namespace.
 /// On failure nothing of the network is left behind.
 pub async fn prepare(dir: &ClusterDir, info: &ClusterInfo) -> Result<Plan> {
-    let cidr = match net::ensure_underlay(&info.name, info.underlay).await {
+    let own = dir.cluster_json();
+    let reserved = claims::held_by_others(Path::new(claims::CLAIMS_DIR), &own);
+    let cidr = match net::ensure_underlay(&info.name, info.underlay, &reserved).await {
         Ok(cidr) => cidr,
         Err(e) => {
             let _ = net::teardown(&recorded_plan(info)).await;
@@ -46,6 +48,11 @@ pub async fn prepare(dir: &ClusterDir, info: &ClusterInfo) -> Result<Plan> {
             let _ = net::teardown(&plan).await;
             return Err(e.into());
         }
+    }
+    // Written at every `up`: /run is emptied at reboot.
+    if let Err(e) = claims::claim(Path::new(claims::CLAIMS_DIR), cidr, &own) {
+        let _ = net::teardown(&plan).await;
+        return Err(anyhow::Error::from(e).context("recording the underlay's claim"));
     }
     if let Err(e) = net::ensure_nodes(&plan).await {
         let _ = net::teardown(&plan).await;

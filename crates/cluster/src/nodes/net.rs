@@ -81,9 +81,14 @@ async fn host_routes(h: &Handle) -> Result<Vec<(Ipv4Cidr, Option<u32>)>> {
 
 /// Claims an underlay subnet on the host and builds the underlay: namespace, bridge, the host
 /// link and its route. `recorded` is the subnet of an earlier `up` (kept across restarts);
-/// without it the first free candidate is taken. Adding the route is the claim: the kernel
+/// without it the first free candidate is taken, skipping `reserved` (subnets other stopped
+/// clusters will want back, see [`super::claims`]). Adding the route is the claim: the kernel
 /// refuses a second identical route, so two concurrent `up`s never share a subnet.
-pub async fn ensure_underlay(cluster: &str, recorded: Option<Ipv4Cidr>) -> Result<Ipv4Cidr> {
+pub async fn ensure_underlay(
+    cluster: &str,
+    recorded: Option<Ipv4Cidr>,
+    reserved: &[Ipv4Cidr],
+) -> Result<Ipv4Cidr> {
     let probe = Plan::new(cluster, recorded.unwrap_or(candidate_subnets()[0]), 0);
     let uns = open_or_create(&probe.underlay_netns)?;
     // The bridge has no address: the host link holds the gateway.
@@ -118,7 +123,10 @@ pub async fn ensure_underlay(cluster: &str, recorded: Option<Ipv4Cidr>) -> Resul
             }
             vec![c]
         }
-        None => candidate_subnets(),
+        None => candidate_subnets()
+            .into_iter()
+            .filter(|c| !reserved.contains(c))
+            .collect(),
     };
     let mut tried = Vec::new();
     let mut left = candidates.clone();
@@ -152,12 +160,16 @@ pub async fn ensure_underlay(cluster: &str, recorded: Option<Ipv4Cidr>) -> Resul
     let _ = kinet_netns::delete(&probe.underlay_netns);
     match recorded {
         Some(c) => bail!("the underlay {c} is taken by another route on this host"),
-        None => bail!(
-            "no free underlay subnet: every candidate from {} to {} overlaps a route on this \
-             host (see `ip route`)",
-            candidates[0],
-            candidates[candidates.len() - 1]
-        ),
+        None => {
+            let all = candidate_subnets();
+            bail!(
+                "no free underlay subnet: every candidate from {} to {} overlaps a route on this \
+                 host (see `ip route`) or is kept by a stopped cluster ({})",
+                all[0],
+                all[all.len() - 1],
+                super::claims::CLAIMS_DIR
+            )
+        }
     }
 }
 
