@@ -182,12 +182,32 @@ pub async fn run(name: &str, node: &str) -> Result<()> {
     let Some(me) = plan.node(node) else {
         bail!("cluster \"{name}\" has no node {node}");
     };
+    supervise(&dir, node, || agents::agent_command(&dir, &home, me)).await
+}
+
+/// [`run`] for a joined host's agent (`kinet join-supervise --state-dir DIR`).
+pub async fn run_joined(state_dir: &Path) -> Result<()> {
+    crate::serve::init_logging();
+    let joined = crate::join::Joined::load(state_dir)?;
+    let dir = joined.dir();
+    supervise(&dir, &joined.node, || {
+        agents::joined_agent_command(&dir, &joined.node)
+    })
+    .await
+}
+
+/// Keeps the agent `command` starts running, its state recorded in `dir`.
+async fn supervise(
+    dir: &ClusterDir,
+    node: &str,
+    command: impl Fn() -> Result<std::process::Command>,
+) -> Result<()> {
     crate::serve::ignore_hangup()?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut record = Record::default();
     let mut backoff = None;
     let result = loop {
-        let mut child = tokio::process::Command::from(agents::agent_command(&dir, &home, me)?)
+        let mut child = tokio::process::Command::from(command()?)
             .spawn()
             .context("starting the agent")?;
         let pid = child.id().context("the agent has no PID")?;
