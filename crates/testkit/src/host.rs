@@ -32,6 +32,8 @@ impl SimulatedHost {
             .args(["unshare", "--mount", "--pid", "--fork", "--mount-proc"])
             .args(["sh", "-c", &script])
             .stdin(Stdio::null())
+            // unshare complains when its child is killed at the end; nothing else is said here.
+            .stderr(Stdio::null())
             .spawn()
             .context("starting the simulated host")?;
         let children = format!("/proc/{0}/task/{0}/children", unshare.id());
@@ -51,7 +53,7 @@ impl SimulatedHost {
                 }
             }
             if Instant::now() > deadline {
-                bail!("the simulated host in {netns} did not start");
+                bail!("the simulated host in {netns} did not start (ip netns exec, unshare or mount failed)");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
