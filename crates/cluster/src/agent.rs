@@ -1,6 +1,7 @@
 //! `kinet agent --name C --node N`: the node agent, started by `up` inside the node's
-//! network namespace, so it reaches the API server over the underlay as a kubelet would.
-//! It runs, side by side: registration and heartbeats, the pod network, the pods, the
+//! network namespace, so it reaches the API server over the underlay as a kubelet would; and
+//! `kinet join-agent --state-dir DIR`, the same agent on a joined host, in that host's own
+//! network namespace. It runs, side by side: registration and heartbeats, the pod network, the pods, the
 //! service proxy, and the node API that `kubectl logs/exec/port-forward` reach.
 
 use std::net::Ipv4Addr;

@@ -16,7 +16,7 @@
 //!
 //! ```text
 //! <state-dir>/kubeconfig        the node's credentials (0600)
-//! <state-dir>/join.json         server, node, node IP
+//! <state-dir>/join.json         the node's name and address
 //! <state-dir>/logs/<node>.log   the supervisor's and agent's output
 //! <state-dir>/agents/<node>.*   PID files and the supervisor's record
 //! <state-dir>/nodes/<node>/     the pods' folders
@@ -32,16 +32,16 @@ use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::jiff::Timestamp;
-use serde::{Deserialize, Serialize};
-
-use crate::nodes::agents::{self, AgentArgs};
-use crate::progress::Step;
-use crate::state::ClusterDir;
 use kinet_pki::token::JoinToken;
 use kinet_pki::{kubeconfig, Credentials};
 use kube::api::PostParams;
 use kube::runtime::wait::{await_condition, Condition};
 use kube::{Api, Client, Config, ResourceExt};
+use serde::{Deserialize, Serialize};
+
+use crate::nodes::agents::{self, AgentArgs};
+use crate::progress::Step;
+use crate::state::ClusterDir;
 
 /// How long the cluster has to approve and sign the request.
 const ISSUE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -59,7 +59,6 @@ pub struct Issued {
 /// kubeconfig.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Joined {
-    pub server: String,
     pub node: String,
     /// The host's address toward the server: the Node's InternalIP and VXLAN endpoint.
     pub node_ip: Ipv4Addr,
@@ -140,7 +139,6 @@ pub async fn join(opts: &JoinOptions) -> Result<Joined> {
         None => route_source(&opts.server)?,
     };
     let joined = Joined {
-        server: opts.server.clone(),
         node: opts.node.clone(),
         node_ip,
         state_dir,

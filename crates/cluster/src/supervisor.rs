@@ -214,7 +214,7 @@ async fn supervise(
         state::write_file(&dir.agent_pid_file(node), &format!("{pid}\n"), 0o644)?;
         record.state = AgentState::Running;
         record.pid = Some(pid);
-        record.save(&dir, node)?;
+        record.save(dir, node)?;
         let started = Instant::now();
         let status = tokio::select! {
             s = child.wait() => s?,
@@ -233,7 +233,7 @@ async fn supervise(
         if !restarts(exit) {
             tracing::warn!(node, %exit, "agent ended; not restarted (`kinet up` starts it)");
             record.state = AgentState::Failed;
-            record.save(&dir, node)?;
+            record.save(dir, node)?;
             remove_if_ours(&dir.supervisor_pid_file(node), std::process::id());
             return Ok(());
         }
@@ -241,7 +241,7 @@ async fn supervise(
         backoff = Some(wait);
         tracing::warn!(node, %exit, ?wait, "agent ended; restarting after back-off");
         record.state = AgentState::Restarting;
-        record.save(&dir, node)?;
+        record.save(dir, node)?;
         tokio::select! {
             _ = tokio::time::sleep(wait) => record.restarts += 1,
             _ = term.recv() => break Ok(()),
@@ -251,7 +251,7 @@ async fn supervise(
     if let Some(pid) = record.pid.take() {
         remove_if_ours(&dir.agent_pid_file(node), pid);
     }
-    record.save(&dir, node)?;
+    record.save(dir, node)?;
     remove_if_ours(&dir.supervisor_pid_file(node), std::process::id());
     tracing::info!(node, "supervisor stopped");
     result

@@ -16,6 +16,7 @@ use serde_json::Value;
 use kinet_testkit::host::SimulatedHost;
 
 use crate::harness::{show, stdout, Cluster};
+use crate::nodes::node_ready;
 use crate::pods::{apply, exec, json, wait_ready, AGNHOST};
 use crate::services::poll as poll_for;
 
@@ -209,12 +210,7 @@ fn a_host_joins_with_only_the_url_and_a_token_and_its_node_can_be_revoked() {
 
     let joined_ip = outside_ip(&c);
     let n = json(&c, &["get", "node", &node]);
-    let ready = n["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True");
-    assert!(ready, "{n}");
+    assert!(node_ready(&n), "{n}");
     assert!(n["spec"]["podCIDR"].is_string(), "{n}");
     let annotations = &n["metadata"]["annotations"];
     assert_eq!(
