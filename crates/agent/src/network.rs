@@ -4,6 +4,7 @@
 //! toward the other nodes in step with the Node objects.
 
 use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -56,9 +57,9 @@ pub enum MasqueradeError {
 
 /// Loads (or repairs) flannel's `ipMasq` rules in the node's namespace, over netlink like
 /// the proxy's table (no `nft` needed).
-async fn apply_masquerade(netns: &str, cluster_cidr: &Ipv4Cidr) -> Result<(), MasqueradeError> {
+async fn apply_masquerade(netns: &Path, cluster_cidr: &Ipv4Cidr) -> Result<(), MasqueradeError> {
     let rs = kinet_proxy_rules::pod_masquerade(MASQ_TABLE, *cluster_cidr);
-    let path = format!("{}/{netns}", kinet_netns::NETNS_RUN_DIR);
+    let path = netns.to_path_buf();
     tokio::task::spawn_blocking(move || Applier::new(path, MASQ_TABLE).reconcile(&rs)).await??;
     Ok(())
 }
@@ -68,12 +69,11 @@ async fn apply_masquerade(netns: &str, cluster_cidr: &Ipv4Cidr) -> Result<(), Ma
 pub struct NetworkConfig {
     /// The node's name.
     pub node: String,
-    /// Its network namespace (the agent runs inside it; netlink sockets are opened there).
-    pub netns: String,
+    /// Its network namespace's path (`/run/netns/<name>` for a namespaced node, the agent's
+    /// own `/proc/<pid>/ns/net` on a joined host); netlink sockets are opened there.
+    pub netns: PathBuf,
     /// Its underlay address.
     pub underlay_ip: Ipv4Addr,
-    /// The underlay MTU.
-    pub mtu: u32,
     /// How pod traffic crosses nodes.
     pub backend: Backend,
     /// The whole cluster's pod range (10.244.0.0/16).
@@ -138,6 +138,40 @@ fn parse_mac(s: &str) -> Option<Mac> {
     Mac::from_slice(&bytes)
 }
 
+/// The backend the cluster's other nodes publish (flannel's `backend-type`), for a node
+/// that joins from another host and is told only the server: the first node by name that
+/// says one, `None` if none does yet.
+pub fn cluster_backend(nodes: &[Node], me: &str) -> Option<Backend> {
+    let mut named: Vec<(&str, &str)> = nodes
+        .iter()
+        .filter_map(|n| {
+            let name = n.metadata.name.as_deref().filter(|n| *n != me)?;
+            Some((
+                name,
+                n.metadata.annotations.as_ref()?.get(BACKEND_TYPE)?.as_str(),
+            ))
+        })
+        .collect();
+    named.sort();
+    named.into_iter().find_map(|(_, b)| match b {
+        "vxlan" => Some(Backend::Vxlan),
+        "host-gw" => Some(Backend::HostGw),
+        _ => None,
+    })
+}
+
+/// Removes the node's pod network from a namespace the agent does not own (a joined host
+/// leaving): the masquerade table, the peer routes, `flannel.1` and `cbr0`.
+pub async fn remove(netns: &Path) -> Result<(), NetworkError> {
+    let path = netns.to_path_buf();
+    tokio::task::spawn_blocking(move || Applier::new(path, MASQ_TABLE).delete())
+        .await
+        .map_err(MasqueradeError::from)?
+        .map_err(MasqueradeError::from)?;
+    kinet_cni::remove_node_network(&NetNs::open_path(netns)?).await?;
+    Ok(())
+}
+
 /// Waits for the node's podCIDR, then makes `cbr0` (and the VTEP) and publishes the
 /// annotations. Returns the node's network (without peers).
 pub async fn prepare(client: &Client, cfg: &NetworkConfig) -> Result<NodeNetwork, NetworkError> {
@@ -154,8 +188,10 @@ pub async fn prepare(client: &Client, cfg: &NetworkConfig) -> Result<NodeNetwork
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let ns = NetNs::open(&cfg.netns)?;
-    let net = NodeNetwork::new(pod_cidr, cfg.underlay_ip, cfg.mtu, cfg.backend);
+    let ns = NetNs::open_path(&cfg.netns)?;
+    let (underlay_dev, mtu) = kinet_cni::underlay_link(&ns, cfg.underlay_ip).await?;
+    let mut net = NodeNetwork::new(pod_cidr, cfg.underlay_ip, mtu, cfg.backend);
+    net.underlay_dev = underlay_dev;
     kinet_cni::ensure_pod_bridge(&ns, &net).await?;
     apply_masquerade(&cfg.netns, &cfg.cluster_cidr).await?;
     let mut annotations = json!({
@@ -208,11 +244,11 @@ pub async fn keep_peers(
     mut net: NodeNetwork,
     readiness: watch::Sender<Readiness>,
 ) {
-    let ns = match NetNs::open(&cfg.netns) {
+    let ns = match NetNs::open_path(&cfg.netns) {
         Ok(ns) => ns,
         Err(e) => {
-            tracing::error!("opening {}: {e}", cfg.netns);
-            let why = format!("opening {}: {e}", cfg.netns);
+            let why = format!("opening {}: {e}", cfg.netns.display());
+            tracing::error!("{why}");
             readiness::report(&readiness, |r| &mut r.network, Check::Failed(why));
             return;
         }
@@ -286,5 +322,18 @@ mod tests {
         let p = peers(&nodes, "a");
         assert_eq!(p[0].underlay_ip, Ipv4Addr::new(172, 18, 0, 3));
         assert_eq!(p[0].vtep_mac, None);
+    }
+
+    #[test]
+    fn a_joining_node_takes_the_backend_the_others_publish() {
+        let nodes: Vec<Node> = serde_json::from_value(json!([
+            {"metadata": {"name": "b", "annotations": {BACKEND_TYPE: "vxlan"}}},
+            {"metadata": {"name": "a", "annotations": {BACKEND_TYPE: "host-gw"}}},
+            {"metadata": {"name": "me", "annotations": {BACKEND_TYPE: "vxlan"}}},
+            {"metadata": {"name": "c"}},
+        ]))
+        .unwrap();
+        assert_eq!(cluster_backend(&nodes, "me"), Some(Backend::HostGw));
+        assert_eq!(cluster_backend(&nodes[2..], "me"), None);
     }
 }

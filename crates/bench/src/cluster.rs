@@ -48,6 +48,18 @@ impl BenchCluster {
         Ok(c)
     }
 
+    /// `kinet <args> --name <name>`, which must succeed; its stdout.
+    pub fn kinet_ok(&self, args: &[&str]) -> Result<String> {
+        let out = self.kinet(args)?;
+        if !out.status.success() {
+            bail!(
+                "kinet {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     fn kinet(&self, args: &[&str]) -> Result<std::process::Output> {
         Ok(Command::new(&self.exe)
             .args(args)

@@ -8,6 +8,7 @@ pub mod containers;
 pub mod controllers;
 pub mod dns;
 pub mod ingress;
+pub mod join;
 pub mod pods;
 pub mod policy;
 mod procs;

@@ -40,6 +40,12 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         grace_seconds: u64,
     },
+    /// A host joining (root): `kinet join` until its Node is Ready and a pod on it serves,
+    /// beside `kinet up --nodes 1` in the same run.
+    Join {
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// The control loops: a large Deployment until bound, and pod readiness to EndpointSlices.
     Controllers {
         #[arg(long, default_value_t = 1000)]
@@ -167,6 +173,9 @@ pub async fn run(what: BenchCommand) -> anyhow::Result<()> {
                 grace: std::time::Duration::from_secs(grace_seconds),
             })
             .await
+        }
+        BenchCommand::Join { runs } => {
+            kinet_bench::join::run(kinet_bench::join::Options { runs }).await
         }
         BenchCommand::Api {
             objects,

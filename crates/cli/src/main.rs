@@ -114,9 +114,9 @@ enum Command {
         #[command(subcommand)]
         what: NodeCommand,
     },
-    /// On another host: trust the cluster's CA as the token pins it, and obtain this node's
-    /// client certificate through a CertificateSigningRequest (the kubelet's TLS bootstrap).
-    /// Writes <state-dir>/kubeconfig. Starting the node agent there is not done yet.
+    /// On another host: trust the cluster's CA as the token pins it, obtain this node's
+    /// client certificate through a CertificateSigningRequest (the kubelet's TLS bootstrap),
+    /// then run the node agent here under a supervisor, and wait for the Node to be Ready.
     Join {
         /// The API server, as https://HOST:PORT.
         #[arg(long)]
@@ -128,7 +128,31 @@ enum Command {
         #[arg(long)]
         node_name: Option<String>,
         /// Where this host's node state goes.
-        #[arg(long, default_value = "/var/lib/kinet/agent")]
+        #[arg(long, default_value = JOIN_STATE_DIR)]
+        state_dir: PathBuf,
+        /// This host's address toward the server (default: the source of the route to it).
+        #[arg(long)]
+        node_ip: Option<std::net::Ipv4Addr>,
+        /// Wait until the Node is Ready, at most this long; `0s` returns once the agent runs.
+        #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = duration::parse_duration)]
+        wait: Duration,
+    },
+    /// On a joined host: stop the node agent and remove what it made here (pods, pod
+    /// network, rules, state). The Node object stays for the cluster's admin.
+    Leave {
+        #[arg(long, default_value = JOIN_STATE_DIR)]
+        state_dir: PathBuf,
+    },
+    /// A joined host's node agent (started by `join-supervise`).
+    #[command(hide = true)]
+    JoinAgent {
+        #[arg(long)]
+        state_dir: PathBuf,
+    },
+    /// Keep a joined host's agent running (started by `join`).
+    #[command(hide = true)]
+    JoinSupervise {
+        #[arg(long)]
         state_dir: PathBuf,
     },
     /// Bootstrap tokens that let nodes on other hosts join (`kinet join`).
@@ -352,6 +376,9 @@ enum PolicyCommand {
 }
 
 /// This host's name, the default node name (as the kubelet's `--hostname-override` default).
+/// Where `kinet join` keeps a joined host's state.
+const JOIN_STATE_DIR: &str = "/var/lib/kinet-agent";
+
 fn host_name() -> anyhow::Result<String> {
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname")?;
     Ok(name.trim().to_lowercase())
@@ -460,18 +487,42 @@ async fn run(command: Command) -> anyhow::Result<()> {
             token,
             node_name,
             state_dir,
+            node_ip,
+            wait,
         } => {
             let node = match node_name {
                 Some(n) => n,
                 None => host_name()?,
             };
-            let joined = kinet_cluster::join::join(&server, &token, &node, &state_dir).await?;
+            let opts = kinet_cluster::join::JoinOptions {
+                server,
+                token,
+                node,
+                state_dir,
+                node_ip,
+                wait,
+            };
+            let joined = kinet_cluster::join::join(&opts).await?;
             println!(
-                "node {node} has its client certificate (CertificateSigningRequest {}); kubeconfig: {}",
-                joined.request,
-                joined.kubeconfig.display()
+                "node {} joined ({}); kubeconfig: {}; `kinet leave --state-dir {}` undoes it",
+                joined.node,
+                joined.node_ip,
+                joined.kubeconfig().display(),
+                joined.state_dir.display()
             );
             Ok(())
+        }
+        Command::Leave { state_dir } => {
+            let left = kinet_cluster::join::leave(&state_dir).await?;
+            println!(
+                "node {} left: its agent, pods and pod network are gone from this host",
+                left.node
+            );
+            Ok(())
+        }
+        Command::JoinAgent { state_dir } => kinet_cluster::agent::joined_agent(&state_dir).await,
+        Command::JoinSupervise { state_dir } => {
+            kinet_cluster::supervisor::run_joined(&state_dir).await
         }
         Command::Token { what } => match what {
             TokenCommand::Create {

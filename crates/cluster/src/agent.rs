@@ -1,21 +1,51 @@
 //! `kinet agent --name C --node N`: the node agent, started by `up` inside the node's
-//! network namespace, so it reaches the API server over the underlay as a kubelet would.
-//! It runs, side by side: registration and heartbeats, the pod network, the pods, the
+//! network namespace, so it reaches the API server over the underlay as a kubelet would; and
+//! `kinet join-agent --state-dir DIR`, the same agent on a joined host, in that host's own
+//! network namespace. It runs, side by side: registration and heartbeats, the pod network, the pods, the
 //! service proxy, and the node API that `kubectl logs/exec/port-forward` reach.
 
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use k8s_openapi::api::core::v1::Node;
 use kinet_agent::network::{self, NetworkConfig};
 use kinet_agent::pods::{self, ClusterDns, Runtime};
 use kinet_agent::{host, AgentConfig, NodeConfig};
+use kinet_cni::Backend;
 use kinet_types::wellknown::{PROXY_HEALTHZ_PORT, PROXY_METRICS_PORT};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+use crate::join::Joined;
 use crate::nodes::Plan;
 use crate::state::{self, absolute_home, ClusterDir};
 
+/// The service proxy's nftables table in the node's namespace.
+pub const PROXY_TABLE: &str = "kinet";
+
+/// What an agent needs to know about its node, wherever the node is.
+struct NodeSetup {
+    node: String,
+    /// The label of the node's kernel objects: pod namespaces `kinet-<cluster>-pod-<uid>`,
+    /// cgroups `kinet/<cluster>`.
+    cluster: String,
+    /// The node's network namespace, where the agent runs.
+    netns: PathBuf,
+    ip: Ipv4Addr,
+    control_plane: bool,
+    /// `None`: the one the cluster's other nodes publish.
+    backend: Option<Backend>,
+    kubeconfig: PathBuf,
+    node_dir: PathBuf,
+    images_dir: PathBuf,
+    grace: Duration,
+    registries: kinet_oci_store::Settings,
+    proxy_mode: kinet_proxy::ProxyMode,
+}
+
+/// `kinet agent --name C --node N`: a namespaced node's agent.
 pub async fn agent(name: &str, node: &str) -> Result<()> {
     crate::serve::init_logging();
     state::validate_name(name)?;
@@ -28,9 +58,61 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
     let Some(me) = plan.node(node) else {
         bail!("cluster \"{name}\" has no node {node}");
     };
-    let path = dir.node_kubeconfig(node);
+    run(NodeSetup {
+        node: me.name.clone(),
+        cluster: name.to_string(),
+        netns: PathBuf::from(kinet_netns::NETNS_RUN_DIR).join(&me.netns),
+        ip: me.ip,
+        control_plane: me.control_plane,
+        backend: Some(info.backend.cni()),
+        kubeconfig: dir.node_kubeconfig(node),
+        node_dir: dir.node_dir(node),
+        images_dir: absolute_home()?.join("images"),
+        grace: Duration::from_secs(info.node_monitor_grace_period_secs),
+        registries: info.registries,
+        proxy_mode: info.proxy_mode,
+    })
+    .await
+}
+
+/// `kinet join-agent --state-dir DIR`: a joined host's agent, in the host's own network
+/// namespace, with what `kinet join` recorded.
+pub async fn joined_agent(state_dir: &Path) -> Result<()> {
+    crate::serve::init_logging();
+    let joined = Joined::load(state_dir)?;
+    let dir = joined.dir();
+    run(NodeSetup {
+        cluster: joined.node.clone(),
+        netns: PathBuf::from(format!("/proc/{}/ns/net", std::process::id())),
+        ip: joined.node_ip,
+        control_plane: false,
+        backend: None,
+        kubeconfig: joined.kubeconfig(),
+        node_dir: dir.node_dir(&joined.node),
+        images_dir: dir.root.join("images"),
+        grace: Duration::from_secs(crate::state::DEFAULT_NODE_MONITOR_GRACE_PERIOD_SECS),
+        registries: kinet_oci_store::Settings::default(),
+        proxy_mode: kinet_proxy::ProxyMode::default(),
+        node: joined.node,
+    })
+    .await
+}
+
+/// The backend the other nodes publish; flannel's default (vxlan) when none does yet.
+async fn cluster_backend(client: &kube::Client, node: &str) -> Result<Backend> {
+    let nodes: kube::Api<Node> = kube::Api::all(client.clone());
+    let list = nodes
+        .list(&Default::default())
+        .await
+        .context("listing the nodes")?;
+    Ok(network::cluster_backend(&list.items, node).unwrap_or(Backend::Vxlan))
+}
+
+async fn run(me: NodeSetup) -> Result<()> {
+    let node = me.node.as_str();
+    let path = &me.kubeconfig;
     let kubeconfig =
-        Kubeconfig::read_from(&path).with_context(|| format!("reading {}", path.display()))?;
+        Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
     let ca_pem = kubeconfig
         .clusters
         .first()
@@ -50,24 +132,27 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
     config.read_timeout = Some(Duration::from_secs(295));
     let client = kube::Client::try_from(config)?;
     let cfg = AgentConfig::new(NodeConfig {
-        name: me.name.clone(),
+        name: me.node.clone(),
         internal_ip: me.ip,
         control_plane: me.control_plane,
         capacity: host::detect_capacity(),
         system: host::detect_system(&format!("kinet://{}", env!("CARGO_PKG_VERSION"))),
     })
-    .with_grace_period(Duration::from_secs(info.node_monitor_grace_period_secs))
-    .with_images(crate::state::absolute_home()?.join("images"));
+    .with_grace_period(me.grace)
+    .with_images(me.images_dir.clone());
     crate::serve::ignore_hangup()?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tracing::info!(node, ip = %me.ip, pid = std::process::id(), "agent starting");
 
+    let backend = match me.backend {
+        Some(b) => b,
+        None => cluster_backend(&client, node).await?,
+    };
     let net_cfg = NetworkConfig {
-        node: me.name.clone(),
+        node: me.node.clone(),
         netns: me.netns.clone(),
         underlay_ip: me.ip,
-        mtu: plan.underlay.mtu,
-        backend: info.backend.cni(),
+        backend,
         cluster_cidr: kinet_controllers::ControllerConfig::default()
             .cluster_cidr
             .parse()
@@ -77,9 +162,12 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
     let (readiness, ready_rx) = tokio::sync::watch::channel(kinet_agent::Readiness::starting());
     let workloads = {
         let client = client.clone();
-        let node_dir = dir.node_dir(node);
-        let cluster = name.to_string();
+        let node_dir = me.node_dir.clone();
+        let cluster = me.cluster.clone();
         let netns = me.netns.clone();
+        let images_dir = me.images_dir.clone();
+        let registries = me.registries.clone();
+        let proxy_mode = me.proxy_mode;
         let ip = me.ip;
         async move {
             let net = network::prepare_until_ready(&client, &net_cfg, &readiness).await;
@@ -91,13 +179,13 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
                     host_ip: ip,
                     node_dir,
                     exe: std::env::current_exe()?,
-                    images_dir: crate::state::absolute_home()?.join("images"),
+                    images_dir,
                     dns: ClusterDns::default(),
                     ca_pem: ca_pem.clone(),
-                    registries: info.registries.clone(),
+                    registries,
                 },
                 std::sync::Arc::new(pods::Linux {
-                    node_ns: kinet_netns::NetNs::open(&netns)?,
+                    node_ns: kinet_netns::NetNs::open_path(&netns)?,
                     net: net.clone(),
                     exe: std::env::current_exe()?,
                 }),
@@ -108,13 +196,9 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
                 node_ips: vec![ip],
                 pod_cidr: Some(net.pod_cidr),
             };
-            let netns_path = format!("{}/{netns}", kinet_netns::NETNS_RUN_DIR);
-            let applier = kinet_proxy::Applier::new(netns_path.clone(), "kinet");
-            let policy_cfg = kinet_agent::policy::PolicyConfig::new(
-                net_cfg.node.clone(),
-                vec![ip],
-                netns_path.into(),
-            );
+            let applier = kinet_proxy::Applier::new(netns.clone(), PROXY_TABLE);
+            let policy_cfg =
+                kinet_agent::policy::PolicyConfig::new(net_cfg.node.clone(), vec![ip], netns);
             let policy_metrics = policy_cfg.metrics.clone();
             let listener =
                 tokio::net::TcpListener::bind((ip, kinet_agent::node::KUBELET_PORT as u16))
@@ -139,7 +223,7 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
                 metrics: metrics.clone(),
                 health: Some(proxy_health),
                 healthz: healthz.clone(),
-                mode: info.proxy_mode,
+                mode: proxy_mode,
                 ..Default::default()
             };
             let proxy_ready =
@@ -156,8 +240,7 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
             }
         }
     };
-    let netns_path =
-        std::path::PathBuf::from(format!("{}/{}", kinet_netns::NETNS_RUN_DIR, me.netns));
+    let netns_path = me.netns.clone();
     tokio::select! {
         r = kinet_agent::run(client, cfg, ready_rx) => r?,
         r = workloads => r?,

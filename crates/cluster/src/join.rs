@@ -6,34 +6,242 @@
 //! 2. from then on trust only that CA, and authenticate with the bootstrap token;
 //! 3. create a CertificateSigningRequest for `system:node:<name>` (signer
 //!    `kubernetes.io/kube-apiserver-client-kubelet`), which the cluster approves and signs;
-//! 4. write the node's kubeconfig (the issued certificate and the key that never left the host).
+//! 4. write the node's kubeconfig (the issued certificate and the key that never left the host);
+//! 5. record the node (name, its address toward the server) in `join.json` and start
+//!    its agent under a supervisor, in the host's own network namespace, as `up` does for a
+//!    namespaced node; wait for the Node to be Ready.
+//!
+//! [`leave`] undoes it on the host: the agent, its pods, the pod network (`cbr0`,
+//! `flannel.1`, peer routes), the nftables tables, the cgroups and the state folder.
+//!
+//! ```text
+//! <state-dir>/kubeconfig        the node's credentials (0600)
+//! <state-dir>/join.json         the node's name and address
+//! <state-dir>/logs/<node>.log   the supervisor's and agent's output
+//! <state-dir>/agents/<node>.*   PID files and the supervisor's record
+//! <state-dir>/nodes/<node>/     the pods' folders
+//! <state-dir>/images/           the host's image store
+//! ```
 
+use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::jiff::Timestamp;
 use kinet_pki::token::JoinToken;
 use kinet_pki::{kubeconfig, Credentials};
 use kube::api::PostParams;
 use kube::runtime::wait::{await_condition, Condition};
 use kube::{Api, Client, Config, ResourceExt};
+use serde::{Deserialize, Serialize};
+
+use crate::nodes::agents::{self, AgentArgs};
+use crate::progress::Step;
+use crate::state::ClusterDir;
 
 /// How long the cluster has to approve and sign the request.
 const ISSUE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What `join` leaves behind.
+/// The node's credentials, as the cluster issued them.
 #[derive(Debug)]
-pub struct Joined {
+pub struct Issued {
     /// The node's kubeconfig, with its client certificate.
     pub kubeconfig: PathBuf,
     /// The CSR that issued it.
     pub request: String,
 }
 
+/// A joined host's record, `<state-dir>/join.json`: what its agent needs besides its
+/// kubeconfig.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Joined {
+    pub node: String,
+    /// The host's address toward the server: the Node's InternalIP and VXLAN endpoint.
+    pub node_ip: Ipv4Addr,
+    #[serde(skip)]
+    pub state_dir: PathBuf,
+}
+
+const RECORD: &str = "join.json";
+
+impl Joined {
+    /// The record in `state_dir` (made absolute, as the processes run from `/`).
+    pub fn load(state_dir: &Path) -> Result<Joined> {
+        let state_dir = std::path::absolute(state_dir)?;
+        let path = state_dir.join(RECORD);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {} (has this host joined?)", path.display()))?;
+        let mut joined: Joined =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        joined.state_dir = state_dir;
+        Ok(joined)
+    }
+
+    fn save(&self) -> Result<()> {
+        let json = serde_json::to_string_pretty(self)?;
+        kinet_pki::write_file(&self.state_dir.join(RECORD), &format!("{json}\n"), 0o644)?;
+        Ok(())
+    }
+
+    /// The state folder, laid out as a cluster's, the node's label as its name.
+    pub fn dir(&self) -> ClusterDir {
+        ClusterDir {
+            name: self.node.clone(),
+            root: self.state_dir.clone(),
+        }
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.state_dir.join("kubeconfig")
+    }
+
+    fn args(&self) -> AgentArgs {
+        AgentArgs::joined(&self.state_dir)
+    }
+}
+
+/// `kinet join`'s settings.
+#[derive(Debug, Clone)]
+pub struct JoinOptions {
+    pub server: String,
+    pub token: String,
+    pub node: String,
+    pub state_dir: PathBuf,
+    /// The host's address toward the server; found from the route to it when `None`.
+    pub node_ip: Option<Ipv4Addr>,
+    /// How long to wait for the Node to be Ready (zero: do not wait).
+    pub wait: Duration,
+}
+
+/// Joins this host: credentials, then the node agent under its supervisor; returns once the
+/// Node is Ready (or at once with a zero `wait`).
+pub async fn join(opts: &JoinOptions) -> Result<Joined> {
+    let state_dir = std::path::absolute(&opts.state_dir)?;
+    if let Ok(old) = Joined::load(&state_dir) {
+        if agents::supervisor_as(&old.dir(), &old.node, &old.args()).is_some() {
+            bail!(
+                "this host already runs node {} from {}: `kinet leave --state-dir {}` first",
+                old.node,
+                state_dir.display(),
+                state_dir.display()
+            );
+        }
+    }
+    let step = Step::start("Getting the node's certificate");
+    let issued = credentials(&opts.server, &opts.token, &opts.node, &state_dir).await?;
+    step.done();
+    let node_ip = match opts.node_ip {
+        Some(ip) => ip,
+        None => route_source(&opts.server)?,
+    };
+    let joined = Joined {
+        node: opts.node.clone(),
+        node_ip,
+        state_dir,
+    };
+    joined.save()?;
+    let step = Step::start("Starting the node agent");
+    let since = Timestamp::now();
+    agents::stop_as(&joined.dir(), &joined.node, &joined.args())?;
+    let _supervisor =
+        agents::spawn_supervisor(&joined.dir(), &joined.node, &joined.args(), |_| {})?;
+    step.done();
+    if !opts.wait.is_zero() {
+        let step = Step::start("Waiting for the node to be Ready");
+        wait_ready(&joined, &issued.kubeconfig, since, opts.wait).await?;
+        step.done();
+    }
+    Ok(joined)
+}
+
+/// Polls the node's own Node and Lease until an agent started at `since` made it Ready.
+async fn wait_ready(
+    joined: &Joined,
+    kubeconfig: &Path,
+    since: Timestamp,
+    within: Duration,
+) -> Result<()> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let config =
+        Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?;
+    let client = Client::try_from(config)?;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let node = nodes.get_opt(&joined.node).await.ok().flatten();
+        let lease = leases.get_opt(&joined.node).await.ok().flatten();
+        if node.is_some_and(|n| crate::nodes::ready_since(&n, lease.as_ref(), since)) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            let log = joined.dir().agent_log(&joined.node);
+            bail!(
+                "node {} not Ready within {within:?}; its agent's log: {}",
+                joined.node,
+                log.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The local address the host's routes pick toward the server (no packet is sent: a UDP
+/// socket is only connected), as flannel picks its public IP from the default route.
+fn route_source(server: &str) -> Result<Ipv4Addr> {
+    let url: http::Uri = server.parse().context("the server URL")?;
+    let host = url.host().context("the server URL has no host")?;
+    let target: SocketAddr = (host, url.port_u16().unwrap_or(443))
+        .to_socket_addrs()?
+        .find(SocketAddr::is_ipv4)
+        .with_context(|| format!("{host} has no IPv4 address"))?;
+    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+    socket
+        .connect(target)
+        .with_context(|| format!("no route to the server {target}"))?;
+    match socket.local_addr()?.ip() {
+        std::net::IpAddr::V4(ip) => Ok(ip),
+        other => bail!("the route to {target} leaves from {other}, not IPv4"),
+    }
+}
+
+/// `kinet leave`: stops the joined host's agent and removes what it made on the host; the
+/// Node object stays for the cluster's admin (`kinet node revoke` or `kubectl delete node`),
+/// as with `kubeadm reset`.
+pub async fn leave(state_dir: &Path) -> Result<Joined> {
+    let joined = Joined::load(state_dir)?;
+    let dir = joined.dir();
+    agents::stop_as(&dir, &joined.node, &joined.args())?;
+    kinet_agent::pods::kill_all(&dir.node_dir(&joined.node));
+    kinet_agent::pods::remove_cluster_cgroups(&dir.name).await;
+    let netns = Path::new("/proc/self/ns/net");
+    kinet_agent::network::remove(netns).await?;
+    // The service proxy's table and the LoadBalancer addresses it may have announced.
+    let path = netns.to_path_buf();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        kinet_proxy::Applier::new(path.clone(), crate::agent::PROXY_TABLE).delete()?;
+        kinet_proxy::LbAddresses::new(path).sync(&Default::default())?;
+        Ok(())
+    })
+    .await??;
+    kinet_agent::policy::remove_table(netns)?;
+    std::fs::remove_dir_all(&joined.state_dir)
+        .with_context(|| format!("removing {}", joined.state_dir.display()))?;
+    Ok(joined)
+}
+
 /// Establishes trust in `server` from `token` and obtains node `node`'s client certificate,
 /// written as a kubeconfig into `state_dir`.
-pub async fn join(server: &str, token: &str, node: &str, state_dir: &Path) -> Result<Joined> {
+pub async fn credentials(
+    server: &str,
+    token: &str,
+    node: &str,
+    state_dir: &Path,
+) -> Result<Issued> {
     let token = JoinToken::parse(token).context("the join token")?;
     let url: http::Uri = server.parse().context("the server URL")?;
     let ca_pem = fetch_ca(&url).await?;
@@ -93,7 +301,7 @@ pub async fn join(server: &str, token: &str, node: &str, state_dir: &Path) -> Re
     );
     kinet_pki::write_file(&path, &text, 0o600)
         .with_context(|| format!("writing {}", path.display()))?;
-    Ok(Joined {
+    Ok(Issued {
         kubeconfig: path,
         request: name,
     })

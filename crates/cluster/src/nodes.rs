@@ -22,8 +22,8 @@ mod lifecycle;
 pub mod net;
 
 pub use lifecycle::{
-    abandon, prepare, recorded_plan, start_agents, teardown, wait_ready, write_credentials,
-    AgentWatch,
+    abandon, prepare, ready_since, recorded_plan, start_agents, teardown, wait_ready,
+    write_credentials, AgentWatch,
 };
 
 use std::net::Ipv4Addr;

@@ -182,19 +182,39 @@ pub async fn run(name: &str, node: &str) -> Result<()> {
     let Some(me) = plan.node(node) else {
         bail!("cluster \"{name}\" has no node {node}");
     };
+    supervise(&dir, node, || agents::agent_command(&dir, &home, me)).await
+}
+
+/// [`run`] for a joined host's agent (`kinet join-supervise --state-dir DIR`).
+pub async fn run_joined(state_dir: &Path) -> Result<()> {
+    crate::serve::init_logging();
+    let joined = crate::join::Joined::load(state_dir)?;
+    let dir = joined.dir();
+    supervise(&dir, &joined.node, || {
+        agents::joined_agent_command(&dir, &joined.node)
+    })
+    .await
+}
+
+/// Keeps the agent `command` starts running, its state recorded in `dir`.
+async fn supervise(
+    dir: &ClusterDir,
+    node: &str,
+    command: impl Fn() -> Result<std::process::Command>,
+) -> Result<()> {
     crate::serve::ignore_hangup()?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut record = Record::default();
     let mut backoff = None;
     let result = loop {
-        let mut child = tokio::process::Command::from(agents::agent_command(&dir, &home, me)?)
+        let mut child = tokio::process::Command::from(command()?)
             .spawn()
             .context("starting the agent")?;
         let pid = child.id().context("the agent has no PID")?;
         state::write_file(&dir.agent_pid_file(node), &format!("{pid}\n"), 0o644)?;
         record.state = AgentState::Running;
         record.pid = Some(pid);
-        record.save(&dir, node)?;
+        record.save(dir, node)?;
         let started = Instant::now();
         let status = tokio::select! {
             s = child.wait() => s?,
@@ -213,7 +233,7 @@ pub async fn run(name: &str, node: &str) -> Result<()> {
         if !restarts(exit) {
             tracing::warn!(node, %exit, "agent ended; not restarted (`kinet up` starts it)");
             record.state = AgentState::Failed;
-            record.save(&dir, node)?;
+            record.save(dir, node)?;
             remove_if_ours(&dir.supervisor_pid_file(node), std::process::id());
             return Ok(());
         }
@@ -221,7 +241,7 @@ pub async fn run(name: &str, node: &str) -> Result<()> {
         backoff = Some(wait);
         tracing::warn!(node, %exit, ?wait, "agent ended; restarting after back-off");
         record.state = AgentState::Restarting;
-        record.save(&dir, node)?;
+        record.save(dir, node)?;
         tokio::select! {
             _ = tokio::time::sleep(wait) => record.restarts += 1,
             _ = term.recv() => break Ok(()),
@@ -231,7 +251,7 @@ pub async fn run(name: &str, node: &str) -> Result<()> {
     if let Some(pid) = record.pid.take() {
         remove_if_ours(&dir.agent_pid_file(node), pid);
     }
-    record.save(&dir, node)?;
+    record.save(dir, node)?;
     remove_if_ours(&dir.supervisor_pid_file(node), std::process::id());
     tracing::info!(node, "supervisor stopped");
     result

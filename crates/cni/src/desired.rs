@@ -78,12 +78,14 @@ pub struct NodeNetwork {
     pub pod_cidr: Ipv4Cidr,
     /// `cbr0`'s address: the podCIDR's first host address, with the podCIDR's prefix.
     pub bridge_ip: Ipv4Addr,
-    /// The underlay MTU (of `eth0`).
+    /// The underlay MTU (of `underlay_dev`).
     pub mtu: u32,
     /// The cross-node backend.
     pub backend: Backend,
     /// This node's underlay address.
     pub underlay_ip: Ipv4Addr,
+    /// The link holding it (`eth0` in a namespaced node; a joined host's own link).
+    pub underlay_dev: String,
     /// The other nodes.
     pub peers: Vec<Peer>,
 }
@@ -97,6 +99,7 @@ impl NodeNetwork {
             mtu,
             backend,
             underlay_ip,
+            underlay_dev: UNDERLAY_DEV.to_string(),
             peers: Vec::new(),
         }
     }
@@ -150,7 +153,7 @@ impl NodeNetwork {
                     d.routes.insert(Route {
                         dst: p.pod_cidr,
                         via: p.underlay_ip,
-                        dev: UNDERLAY_DEV.into(),
+                        dev: self.underlay_dev.clone(),
                         onlink: false,
                     });
                 }

@@ -25,9 +25,9 @@ pub use desired::{
 };
 pub use node::{
     attach_to_underlay, ensure_node, ensure_pod_bridge, ensure_underlay, ensure_underlay_bridge,
-    ip_forward, set_ip_forward, Underlay,
+    ip_forward, set_ip_forward, underlay_link, Underlay,
 };
-pub use peers::{check_peers, sync_peers, ROUTE_PROTO};
+pub use peers::{check_peers, remove_node_network, sync_peers, ROUTE_PROTO};
 pub use pod::{add_pod, check_pod, del_pod, PodLink, PodSpec};
 pub use vxlan::ensure_vxlan;
 

@@ -143,6 +143,21 @@ fn set_sysctl(ns: &NetNs, path: &'static str, value: &'static str) -> Result<()>
         })
 }
 
+/// The name and MTU of the link in `node` that holds `ip`: the underlay device, whatever the
+/// host calls it (flannel's `--iface` found by address).
+pub async fn underlay_link(node: &NetNs, ip: Ipv4Addr) -> Result<(String, u32)> {
+    let h = node.netlink_handle()?;
+    for (index, name) in nl::links(&h).await? {
+        if nl::addrs(&h, index).await?.iter().any(|(a, _)| *a == ip) {
+            let link = nl::need_link(&h, &name).await?;
+            let mtu =
+                nl::link_mtu(&link).ok_or_else(|| Error::Missing(format!("MTU of {name}")))?;
+            return Ok((name, mtu));
+        }
+    }
+    Err(Error::Missing(format!("a link holding {ip}")))
+}
+
 /// Writes `net.ipv4.ip_forward=1` from a thread inside `ns`: /proc/sys/net is per namespace,
 /// resolved for the thread that opens it.
 pub fn set_ip_forward(ns: &NetNs) -> Result<()> {

@@ -19,7 +19,9 @@ use rtnetlink::packet_route::route::{
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, RouteMessageBuilder};
 
-use crate::desired::{plan, Desired, Fdb, Mac, Neigh, NodeNetwork, Plan, Route, VXLAN_DEV};
+use crate::desired::{
+    plan, Desired, Fdb, Mac, Neigh, NodeNetwork, Plan, Route, POD_BRIDGE, VXLAN_DEV,
+};
 use crate::nl::{self, nl};
 use crate::{Error, Result};
 
@@ -108,6 +110,23 @@ pub async fn sync_peers(node: &NetNs, net: &NodeNetwork) -> Result<Plan> {
             )))?;
     }
     Ok(p)
+}
+
+/// Removes what the pod network made in a namespace it does not own (a joined host's):
+/// kinet's peer routes, then `flannel.1` (its neighbours and FDB entries go with it) and
+/// `cbr0`. What is already gone is success.
+pub async fn remove_node_network(node: &NetNs) -> Result<()> {
+    let h = node.netlink_handle()?;
+    for msg in read(&h).await?.route_msgs.into_values() {
+        ignore_missing(h.route().del(msg).execute().await, "delete peer route")?;
+    }
+    for dev in [VXLAN_DEV, POD_BRIDGE] {
+        if let Some(link) = nl::link(&h, dev).await? {
+            let res = h.link().del(link.header.index).execute().await;
+            ignore_missing(res, &format!("delete link {dev}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// What `sync_peers` would change: empty when the node matches `net`.

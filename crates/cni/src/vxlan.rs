@@ -5,9 +5,7 @@ use kinet_netns::NetNs;
 use rtnetlink::packet_route::link::{InfoData, InfoVxlan, LinkAttribute, LinkInfo};
 use rtnetlink::LinkVxlan;
 
-use crate::desired::{
-    vtep_ip, vxlan_mtu, Mac, NodeNetwork, UNDERLAY_DEV, VXLAN_DEV, VXLAN_PORT, VXLAN_VNI,
-};
+use crate::desired::{vtep_ip, vxlan_mtu, Mac, NodeNetwork, VXLAN_DEV, VXLAN_PORT, VXLAN_VNI};
 use crate::nl::{self, exists_ok};
 use crate::{Error, Result};
 
@@ -16,13 +14,13 @@ use crate::{Error, Result};
 /// silently reused.
 pub async fn ensure_vxlan(node: &NetNs, net: &NodeNetwork) -> Result<Mac> {
     let h = node.netlink_handle()?;
-    let eth0 = nl::need_link(&h, UNDERLAY_DEV).await?;
+    let underlay = nl::need_link(&h, &net.underlay_dev).await?;
     let mtu = vxlan_mtu(net.mtu);
     let msg = LinkVxlan::new(VXLAN_DEV, VXLAN_VNI)
         .port(VXLAN_PORT)
         .learning(false)
         .local(net.underlay_ip)
-        .dev(eth0.header.index)
+        .dev(underlay.header.index)
         .mtu(mtu)
         .build();
     exists_ok(

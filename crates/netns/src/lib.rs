@@ -74,6 +74,7 @@ fn io_err(op: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
 #[derive(Debug)]
 pub struct NetNs {
     name: String,
+    path: PathBuf,
     file: File,
 }
 
@@ -123,6 +124,18 @@ impl NetNs {
         })?;
         Ok(NetNs {
             name: name.to_string(),
+            path,
+            file,
+        })
+    }
+
+    /// Opens the namespace at `path`, named or not: `/proc/<pid>/ns/net` is how an agent that
+    /// runs in a host's own namespace (a joined host) refers to it.
+    pub fn open_path(path: &Path) -> Result<NetNs> {
+        let file = File::open(path).map_err(io_err(format!("open {}", path.display())))?;
+        Ok(NetNs {
+            name: path.display().to_string(),
+            path: path.to_path_buf(),
             file,
         })
     }
@@ -137,9 +150,9 @@ impl NetNs {
         &self.name
     }
 
-    /// `/run/netns/<name>`.
+    /// `/run/netns/<name>`, or the path it was opened at.
     pub fn path(&self) -> PathBuf {
-        path_of(&self.name)
+        self.path.clone()
     }
 
     /// The open namespace file, e.g. for `IFLA_NET_NS_FD` when moving a link here.
@@ -148,7 +161,7 @@ impl NetNs {
     }
 
     /// Unmounts and removes `/run/netns/<name>`. The namespace itself disappears when the
-    /// last fd, process or mount that holds it goes away.
+    /// last fd, process or mount that holds it goes away. Not for one opened by path.
     pub fn delete(self) -> Result<()> {
         delete(&self.name)
     }

@@ -2,9 +2,10 @@
 //! and loopback port, and a kube client authenticated with a bearer token; dropping it stops
 //! the server and removes the folder. [`oci`]: images tests build; [`registry`]: a registry
 //! on loopback serving them; [`pod`]: a sandbox process and a node agent's view of it;
-//! [`etcd`]: a real etcd cluster on loopback.
+//! [`etcd`]: a real etcd cluster on loopback; [`host`]: a simulated host for `kinet join`.
 
 pub mod etcd;
+pub mod host;
 pub mod oci;
 pub mod pod;
 pub mod registry;

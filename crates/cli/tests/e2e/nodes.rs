@@ -187,12 +187,7 @@ fn one_node_cluster_is_a_schedulable_control_plane() {
     let n = &nodes[0];
     assert_eq!(n["metadata"]["name"], format!("{}-control-plane", c.name));
     assert!(n["spec"]["taints"].is_null());
-    let ready = n["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True");
-    assert!(ready, "{n}");
+    assert!(node_ready(n), "{n}");
     // The lease keeps being renewed (every 10 s).
     let renew = |c: &Cluster| {
         c.kubectl_ok(&[
@@ -211,4 +206,12 @@ fn one_node_cluster_is_a_schedulable_control_plane() {
         std::thread::sleep(Duration::from_millis(500));
     }
     assert_ne!(renew(&c), first, "lease not renewed");
+}
+
+/// Whether a Node's Ready condition is True.
+pub(crate) fn node_ready(n: &Value) -> bool {
+    n["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }

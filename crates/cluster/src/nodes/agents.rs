@@ -22,12 +22,45 @@ pub const STOP_GRACE: Duration = Duration::from_secs(5);
 /// The supervisor stops its agent first, so it gets the agent's grace and then some.
 const SUPERVISOR_STOP_GRACE: Duration = Duration::from_secs(8);
 
-fn agent_args<'a>(name: &'a str, node: &'a str) -> [&'a str; 5] {
-    ["agent", "--name", name, "--node", node]
+/// The command lines (after the binary) of one node's agent and of its supervisor: how they
+/// are started, and how a PID is recognised as one of them before it is signalled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentArgs {
+    pub agent: Vec<String>,
+    pub supervisor: Vec<String>,
 }
 
-fn supervisor_args<'a>(name: &'a str, node: &'a str) -> [&'a str; 5] {
-    ["supervise", "--name", name, "--node", node]
+impl AgentArgs {
+    /// A namespaced node of cluster `name`: `kinet agent|supervise --name C --node N`.
+    pub fn node(name: &str, node: &str) -> AgentArgs {
+        let with = |cmd: &str| {
+            [cmd, "--name", name, "--node", node]
+                .map(String::from)
+                .to_vec()
+        };
+        AgentArgs {
+            agent: with("agent"),
+            supervisor: with("supervise"),
+        }
+    }
+
+    /// A joined host's: `kinet join-agent|join-supervise --state-dir DIR` (DIR absolute).
+    pub fn joined(state_dir: &Path) -> AgentArgs {
+        let dir = state_dir.display().to_string();
+        let with = |cmd: &str| vec![cmd.to_string(), "--state-dir".into(), dir.clone()];
+        AgentArgs {
+            agent: with("join-agent"),
+            supervisor: with("join-supervise"),
+        }
+    }
+
+    fn agent(&self) -> Vec<&str> {
+        self.agent.iter().map(String::as_str).collect()
+    }
+
+    fn supervisor(&self) -> Vec<&str> {
+        self.supervisor.iter().map(String::as_str).collect()
+    }
 }
 
 fn log_file(dir: &ClusterDir, node: &str) -> Result<fs::File> {
@@ -44,43 +77,67 @@ fn log_file(dir: &ClusterDir, node: &str) -> Result<fs::File> {
 /// `agents/<node>.supervisor.pid`; the record of an earlier supervisor is removed). The child
 /// is returned so the caller notices if the supervisor itself ends.
 pub fn spawn(dir: &ClusterDir, home: &Path, node: &NodePlan) -> Result<Child> {
+    let args = AgentArgs::node(&dir.name, &node.name);
+    spawn_supervisor(dir, &node.name, &args, |cmd| {
+        cmd.env("KINET_HOME", home);
+    })
+}
+
+/// Starts `kinet <args.supervisor>` for `node`, detached, its output on the node's log; `env`
+/// adds to its environment.
+pub fn spawn_supervisor(
+    dir: &ClusterDir,
+    node: &str,
+    args: &AgentArgs,
+    env: impl FnOnce(&mut Command),
+) -> Result<Child> {
     fs::create_dir_all(dir.agents())?;
-    match fs::remove_file(dir.agent_record(&node.name)) {
+    match fs::remove_file(dir.agent_record(node)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e)?,
         _ => {}
     }
-    let log = log_file(dir, &node.name)?;
+    let log = log_file(dir, node)?;
     let exe = std::env::current_exe().context("locating the kinet binary")?;
-    let child = Command::new(exe)
-        .args(supervisor_args(&dir.name, &node.name))
-        .env("KINET_HOME", home)
+    let mut cmd = Command::new(exe);
+    cmd.args(&args.supervisor);
+    env(&mut cmd);
+    let child = cmd
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .process_group(0)
         .spawn()
-        .with_context(|| format!("starting the agent supervisor of {}", node.name))?;
+        .with_context(|| format!("starting the agent supervisor of {node}"))?;
     let pid = child.id();
-    state::write_file(
-        &dir.supervisor_pid_file(&node.name),
-        &format!("{pid}\n"),
-        0o644,
-    )?;
+    state::write_file(&dir.supervisor_pid_file(node), &format!("{pid}\n"), 0o644)?;
     Ok(child)
 }
 
 /// The agent's command: `nsenter --net=<node netns> kinet agent ...`, output appended to the
 /// node's log. The supervisor runs it (in its own process group).
 pub fn agent_command(dir: &ClusterDir, home: &Path, node: &NodePlan) -> Result<Command> {
-    let log = log_file(dir, &node.name)?;
     let exe = std::env::current_exe().context("locating the kinet binary")?;
     let mut cmd = Command::new("nsenter");
     cmd.arg(format!("--net=/run/netns/{}", node.netns))
         .arg(exe)
-        .args(agent_args(&dir.name, &node.name))
-        .env("KINET_HOME", home)
-        .current_dir("/")
+        .args(AgentArgs::node(&dir.name, &node.name).agent)
+        .env("KINET_HOME", home);
+    to_log(dir, &node.name, cmd)
+}
+
+/// A joined host's agent: `kinet join-agent --state-dir DIR`, in the host's own namespace.
+pub fn joined_agent_command(dir: &ClusterDir, node: &str) -> Result<Command> {
+    let exe = std::env::current_exe().context("locating the kinet binary")?;
+    let mut cmd = Command::new(exe);
+    cmd.args(AgentArgs::joined(&dir.root).agent);
+    to_log(dir, node, cmd)
+}
+
+/// `cmd` run from `/`, stdin closed, its output appended to the node's log.
+fn to_log(dir: &ClusterDir, node: &str, mut cmd: Command) -> Result<Command> {
+    let log = log_file(dir, node)?;
+    cmd.current_dir("/")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -89,12 +146,7 @@ pub fn agent_command(dir: &ClusterDir, home: &Path, node: &NodePlan) -> Result<C
 
 /// Whether `argv` is the agent of `node` in cluster `name`.
 pub fn is_agent_cmdline(argv: &[String], name: &str, node: &str) -> bool {
-    is_kinet_cmdline(argv, &agent_args(name, node))
-}
-
-/// Whether `pid` is alive and is that agent (a zombie has no cmdline).
-pub fn is_agent(pid: u32, name: &str, node: &str) -> bool {
-    is_kinet(pid, &agent_args(name, node))
+    is_kinet_cmdline(argv, &AgentArgs::node(name, node).agent())
 }
 
 fn read_pid(path: &Path) -> Option<u32> {
@@ -103,28 +155,38 @@ fn read_pid(path: &Path) -> Option<u32> {
 
 /// The PID of the node's running agent, if any.
 pub fn running(dir: &ClusterDir, node: &str) -> Option<u32> {
-    read_pid(&dir.agent_pid_file(node)).filter(|pid| is_agent(*pid, &dir.name, node))
+    running_as(dir, node, &AgentArgs::node(&dir.name, node))
+}
+
+/// The PID of the running agent `args` names, if any.
+pub fn running_as(dir: &ClusterDir, node: &str, args: &AgentArgs) -> Option<u32> {
+    read_pid(&dir.agent_pid_file(node)).filter(|pid| is_kinet(*pid, &args.agent()))
 }
 
 /// The PID of the node's running supervisor, if any.
 pub fn supervisor(dir: &ClusterDir, node: &str) -> Option<u32> {
-    read_pid(&dir.supervisor_pid_file(node))
-        .filter(|pid| is_kinet(*pid, &supervisor_args(&dir.name, node)))
+    supervisor_as(dir, node, &AgentArgs::node(&dir.name, node))
+}
+
+/// The PID of the running supervisor `args` names, if any.
+pub fn supervisor_as(dir: &ClusterDir, node: &str, args: &AgentArgs) -> Option<u32> {
+    read_pid(&dir.supervisor_pid_file(node)).filter(|pid| is_kinet(*pid, &args.supervisor()))
 }
 
 /// Stops the node's supervisor (which stops its agent) and then the agent, should it have
 /// outlived its supervisor, and removes both PID files. Returns the agent PID it stopped.
 pub fn stop(dir: &ClusterDir, node: &str) -> Result<Option<u32>> {
-    let agent = running(dir, node);
+    stop_as(dir, node, &AgentArgs::node(&dir.name, node))
+}
+
+/// [`stop`] for the processes `args` names.
+pub fn stop_as(dir: &ClusterDir, node: &str, args: &AgentArgs) -> Result<Option<u32>> {
+    let agent = running_as(dir, node, args);
     if let Some(pid) = read_pid(&dir.supervisor_pid_file(node)) {
-        stop_kinet(
-            pid,
-            &supervisor_args(&dir.name, node),
-            SUPERVISOR_STOP_GRACE,
-        )?;
+        stop_kinet(pid, &args.supervisor(), SUPERVISOR_STOP_GRACE)?;
     }
-    if let Some(pid) = running(dir, node) {
-        stop_kinet(pid, &agent_args(&dir.name, node), STOP_GRACE)?;
+    if let Some(pid) = running_as(dir, node, args) {
+        stop_kinet(pid, &args.agent(), STOP_GRACE)?;
     }
     for file in [dir.supervisor_pid_file(node), dir.agent_pid_file(node)] {
         match fs::remove_file(file) {
