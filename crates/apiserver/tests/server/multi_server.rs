@@ -62,8 +62,11 @@ async fn two_servers_on_one_etcd_never_hand_out_the_same_ip_or_port() -> anyhow:
     assert_eq!(ports.len(), 120, "a NodePort was handed out twice");
 
     // The same IP and port asked of both servers at once: exactly one Service gets them.
-    for i in 0..8u16 {
-        let (ip, port) = (format!("10.96.200.{i}"), 32000 + i);
+    let free_ips = (1..255)
+        .map(|i| format!("10.96.200.{i}"))
+        .filter(|ip| !ips.contains(ip));
+    let free_ports = (32000..32767u16).filter(|p| !ports.contains(&i32::from(*p)));
+    for (i, (ip, port)) in free_ips.zip(free_ports).take(8).enumerate() {
         let ask = |api: &Api<Service>, who: &str| {
             let (api, svc) = (
                 api.clone(),
@@ -81,7 +84,8 @@ async fn two_servers_on_one_etcd_never_hand_out_the_same_ip_or_port() -> anyhow:
 
     // A number released through one server is free on the other once its etcd watch shows it.
     let (ip, port) = held(&created[0]);
-    apis[0].delete("random-0", &DeleteParams::default()).await?;
+    let name = created[0].metadata.name.as_deref().unwrap_or_default();
+    apis[0].delete(name, &DeleteParams::default()).await?;
     let reuse = service("reuse", Some(&ip), Some(port as u16));
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     let again = loop {
