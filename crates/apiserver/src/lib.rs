@@ -197,6 +197,7 @@ pub async fn run_with_kubelet_client(
     }
     let port = config.listen.first().map(SocketAddr::port).unwrap_or(6443);
     let findings = repair::run(&api.store, &config.data_dir).await?;
+    api.reconcile_claims().await;
     let crd_controller = tokio::spawn(crds::run(api.clone()));
     let quota_controller = tokio::spawn(plugins::run_quota_status(api.clone()));
     bootstrap::run(&api, port)

@@ -2,12 +2,12 @@
 
 use std::io::IsTerminal;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use kinet_apiserver::{Checks, Endpoint, KubeletClient, MetricsText, ServeConfig, TokenUser};
+use kinet_controllers::leaderelection::{Elector, Role, Timing, CONTROLLER_MANAGER_LEASE};
 use kinet_pki::{Pki, ADMIN_GROUP, ADMIN_USER};
 use tracing_subscriber::EnvFilter;
 
@@ -41,16 +41,26 @@ pub async fn serve(name: &str) -> Result<()> {
     let signing_ca = pki.clone();
     let loops = Arc::new(kinet_controllers::LoopMetrics::default());
     let loop_metrics = loops.clone();
-    // Ready once the control loops run (each then supervised on its own task), and not while
-    // one waits to restart or the endpoints loop leaves objects out.
+    // Only the server holding the controller-manager Lease runs the loops (several may serve
+    // one etcd). Its name is stable across restarts on one port, so a restarted server takes
+    // its own Lease back at once instead of waiting for it to run out.
+    let identity = format!("{}_{}", hostname(), info.port);
+    let (elector, role) = Elector::new(
+        controllers.clone(),
+        "kube-system",
+        CONTROLLER_MANAGER_LEASE,
+        &identity,
+        Timing::default(),
+    );
+    // Ready when another server leads, or once this one's loops run (each then supervised on
+    // its own task), and not while one waits to restart or the endpoints loop leaves objects out.
     let health = Checks::default();
-    let loops_started = Arc::new(AtomicBool::new(false));
-    let started = loops_started.clone();
     let loop_states = loops.clone();
     health.add("controllers", Endpoint::Ready, move || {
-        let r = match started.load(Ordering::Acquire) {
-            true => controllers_ready(&loop_states),
-            false => Err("the control loops have not started".to_string()),
+        let r = match &*role.borrow() {
+            Role::Leader => controllers_ready(&loop_states),
+            Role::Follower { .. } => Ok(()),
+            Role::Candidate => Err("campaigning for the controller-manager Lease".to_string()),
         };
         Box::pin(async move { r })
     });
@@ -92,8 +102,9 @@ pub async fn serve(name: &str) -> Result<()> {
         if let Some(cidr) = lb_pool {
             crate::external::ensure_lb_pool(&controllers, cidr).await;
         }
-        kinet_controllers::start(controllers, config, &loops);
-        loops_started.store(true, Ordering::Release);
+        elector
+            .run(|| kinet_controllers::start(controllers.clone(), config.clone(), &loops))
+            .await;
     });
     let result = api.await;
     // A stale PID file would make the next `up` think we still run (until the PID is reused).
@@ -124,6 +135,14 @@ fn controllers_ready(loops: &kinet_controllers::LoopMetrics) -> Result<(), Strin
         true => Ok(()),
         false => Err(problems.join("; ")),
     }
+}
+
+/// This host's name, the first half of the leader election identity (as kube-controller-
+/// manager's `<hostname>_<uuid>`).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string())
 }
 
 /// Loopback for the host, and the underlay gateway (the host link) for the node agents. The

@@ -13,7 +13,8 @@
 //! - Nodes joining: [`certificates`] (approve and sign node client CSRs), [`tokencleaner`]
 //!   (expired bootstrap tokens).
 //! - [`events`]: the core/v1 Event recorder every loop reports through.
-//! - [`start`] runs each loop as its own supervised task.
+//! - [`start`] runs each loop as its own supervised task; [`leaderelection`] lets only one of
+//!   several API servers run them, as kube-controller-manager's `--leader-elect`.
 
 pub mod certificates;
 pub mod client;
@@ -26,6 +27,7 @@ mod error;
 pub mod events;
 pub mod gc;
 pub mod job;
+pub mod leaderelection;
 pub mod loadbalancer;
 pub mod namespace;
 pub mod nodeipam;
@@ -76,41 +78,57 @@ impl Default for ControllerConfig {
 /// Starts every control loop on a task of its own, each restarted with back-off after an
 /// error or a panic (as kube-controller-manager's controllers are independent goroutines),
 /// so one bad loop never stops the others or the API server. Their restarts are counted
-/// in `metrics`.
-pub fn start(client: Client, config: ControllerConfig, metrics: &Arc<LoopMetrics>) {
-    let (c, m) = (&client, metrics);
-    spawn_loop("namespace", c, m, namespace::run);
-    spawn_loop("garbage-collector", c, m, gc::run);
-    spawn_loop("serviceaccount", c, m, serviceaccounts::run);
+/// in `metrics`. Dropping what it returns stops them all (leadership was lost).
+#[must_use = "dropping the loops stops them"]
+pub fn start(client: Client, config: ControllerConfig, metrics: &Arc<LoopMetrics>) -> Loops {
+    let mut loops = Loops(Vec::new());
+    let (c, m, l) = (&client, metrics, &mut loops);
+    spawn_loop(l, "namespace", c, m, namespace::run);
+    spawn_loop(l, "garbage-collector", c, m, gc::run);
+    spawn_loop(l, "serviceaccount", c, m, serviceaccounts::run);
     let skips = m.endpoint_skips.clone();
-    spawn_loop("endpoints", c, m, move |c| {
+    spawn_loop(l, "endpoints", c, m, move |c| {
         endpoints::run_with(c, skips.clone())
     });
-    spawn_loop("deployment", c, m, deployment::run);
-    spawn_loop("replicaset", c, m, replicaset::run);
-    spawn_loop("daemonset", c, m, daemonset::run);
-    spawn_loop("statefulset", c, m, statefulset::run);
-    spawn_loop("job", c, m, job::run);
-    spawn_loop("cronjob", c, m, cronjob::run);
-    spawn_loop("scheduler", c, m, scheduler::run);
+    spawn_loop(l, "deployment", c, m, deployment::run);
+    spawn_loop(l, "replicaset", c, m, replicaset::run);
+    spawn_loop(l, "daemonset", c, m, daemonset::run);
+    spawn_loop(l, "statefulset", c, m, statefulset::run);
+    spawn_loop(l, "job", c, m, job::run);
+    spawn_loop(l, "cronjob", c, m, cronjob::run);
+    spawn_loop(l, "scheduler", c, m, scheduler::run);
     let ipam = config.clone();
-    spawn_loop("nodeipam", c, m, move |c| nodeipam::run(c, ipam.clone()));
-    spawn_loop("service-lb", c, m, loadbalancer::run);
-    spawn_loop("persistentvolume", c, m, persistentvolume::run);
-    spawn_loop("disruption", c, m, disruption::run);
+    spawn_loop(l, "nodeipam", c, m, move |c| nodeipam::run(c, ipam.clone()));
+    spawn_loop(l, "service-lb", c, m, loadbalancer::run);
+    spawn_loop(l, "persistentvolume", c, m, persistentvolume::run);
+    spawn_loop(l, "disruption", c, m, disruption::run);
     let lifecycle = nodelifecycle::Settings {
         node_monitor_grace_period: config.node_monitor_grace_period,
     };
-    spawn_loop("nodelifecycle", c, m, move |c| {
+    spawn_loop(l, "nodelifecycle", c, m, move |c| {
         nodelifecycle::run(c, lifecycle)
     });
-    spawn_loop("tokencleaner", c, m, tokencleaner::run);
+    spawn_loop(l, "tokencleaner", c, m, tokencleaner::run);
     if let Some(ca) = config.signing_ca {
-        spawn_loop("csr", c, m, move |c| certificates::run(c, ca.clone()));
+        spawn_loop(l, "csr", c, m, move |c| certificates::run(c, ca.clone()));
+    }
+    loops
+}
+
+/// The supervised control loops [`start`] began; dropping this aborts them.
+#[derive(Debug)]
+pub struct Loops(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Loops {
+    fn drop(&mut self) {
+        for handle in &self.0 {
+            handle.abort();
+        }
     }
 }
 
 fn spawn_loop<Fut>(
+    loops: &mut Loops,
     name: &'static str,
     client: &Client,
     metrics: &Arc<LoopMetrics>,
@@ -119,7 +137,8 @@ fn spawn_loop<Fut>(
     Fut: std::future::Future<Output = Result<(), LoopError>> + Send + 'static,
 {
     let client = client.clone();
-    supervise(name, metrics.clone(), Backoff::default(), move || {
+    let handle = supervise(name, metrics.clone(), Backoff::default(), move || {
         run(client.clone())
     });
+    loops.0.push(handle);
 }

@@ -11,12 +11,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kinet_ipam::{Ipv4Cidr, NodeCidrs};
 use kube::api::{Patch, PatchParams};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::Notify;
@@ -28,16 +27,12 @@ pub async fn run(client: Client, config: crate::ControllerConfig) -> Result<(), 
     let cluster: Ipv4Cidr = config.cluster_cidr.parse()?;
     let mut cidrs = NodeCidrs::new(cluster, config.node_cidr_mask)?;
     let wake = Arc::new(Notify::new());
-    let (store, writer) = reflector::store();
-    let stream = reflector::reflector(
-        writer,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff(),
+    // Ends with this loop (a restart, or leadership lost), as it holds `wake` weakly.
+    let store = crate::runtime::reflect_and_wake(
+        Api::<Node>::all(client.clone()),
+        watcher::Config::default(),
+        &wake,
     );
-    let w = wake.clone();
-    tokio::spawn(stream.for_each(move |_| {
-        w.notify_one();
-        futures::future::ready(())
-    }));
     store.wait_until_ready().await?;
     let recorder = Recorder::new(client.clone(), "node-ipam-controller");
     loop {

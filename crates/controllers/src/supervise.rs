@@ -148,12 +148,15 @@ where
 {
     metrics.update(name, |s| s.running = true);
     tokio::spawn(async move {
+        // Aborting the supervisor (leadership lost) aborts the run too, and says it stopped.
+        let _stopped = Stopped(name, metrics.clone());
         let mut wait = None;
         loop {
             let began = Instant::now();
             metrics.update(name, |s| s.running = true);
             // A task of its own: a panic ends only this run, and the loop may use another core.
-            let why = match tokio::spawn(start()).await {
+            let mut run = AbortOnDrop(tokio::spawn(start()));
+            let why = match (&mut run.0).await {
                 Ok(Ok(())) => {
                     metrics.update(name, |s| {
                         s.running = false;
@@ -177,6 +180,24 @@ where
             tokio::time::sleep(delay).await;
         }
     })
+}
+
+/// Aborts the task when dropped.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Marks the loop not running when its supervisor ends, however it ends.
+struct Stopped(&'static str, Arc<LoopMetrics>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        self.1.update(self.0, |s| s.running = false);
+    }
 }
 
 fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {

@@ -39,16 +39,27 @@ impl TestApi {
 
     /// Like [`TestApi::start`], with `health` holding checks beside the server's own.
     pub async fn start_with(health: Checks) -> anyhow::Result<TestApi> {
-        TestApi::start_inner(health, true).await
+        TestApi::start_inner(health, true, None).await
     }
 
     /// A server that authorizes nothing (every authenticated request is allowed): the
     /// baseline of `kinet bench api`'s authorization figures.
     pub async fn without_authorization() -> anyhow::Result<TestApi> {
-        TestApi::start_inner(Checks::default(), false).await
+        TestApi::start_inner(Checks::default(), false, None).await
     }
 
-    async fn start_inner(health: Checks, authorization: bool) -> anyhow::Result<TestApi> {
+    /// A server storing in the etcd at `url` (`kinet up --datastore`); several of them serve
+    /// one cluster. The crate under test must enable `kinet-store/etcd`.
+    pub async fn on_etcd(url: &str) -> anyhow::Result<TestApi> {
+        let etcd = kinet_store::EtcdConfig::parse(url).map_err(anyhow::Error::msg)?;
+        TestApi::start_inner(Checks::default(), true, Some(etcd)).await
+    }
+
+    async fn start_inner(
+        health: Checks,
+        authorization: bool,
+        etcd: Option<kinet_store::EtcdConfig>,
+    ) -> anyhow::Result<TestApi> {
         let dir = tempfile::tempdir()?;
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
             .local_addr()?
@@ -58,7 +69,7 @@ impl TestApi {
             authorization,
             cluster: "testkit".into(),
             data_dir: dir.path().join("data"),
-            etcd: None,
+            etcd,
             listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))],
             ca_cert_pem: pki.ca_cert_pem.clone(),
             server_cert_pem: pki.server_cert_pem.clone(),

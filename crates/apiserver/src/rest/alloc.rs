@@ -1,6 +1,6 @@
 //! ClusterIP and NodePort allocation, done inside the API server at create/update time as
-//! kube-apiserver does. The allocation state is derived from the stored Services, so it needs no
-//! storage of its own and is repaired simply by rebuilding it at start.
+//! kube-apiserver does. This is each server's cache, rebuilt from the stored Services at start;
+//! the claims in the store (`claims`) decide between servers.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -170,10 +170,27 @@ impl Allocators {
         }
     }
 
+    /// Records who holds `ip` as the store says: another API server's Service, or nobody.
+    pub fn learn_ip(&mut self, ip: Ipv4Addr, holder: Option<&str>) {
+        learn(&mut self.ips, u32::from(ip), holder);
+    }
+
+    /// Records who holds `port` as the store says.
+    pub fn learn_port(&mut self, port: u16, holder: Option<&str>) {
+        learn(&mut self.ports, port, holder);
+    }
+
     /// Whether `owner` already holds `port` (a Service keeping its port across an update).
     pub fn holds_port(&self, owner: &str, port: u16) -> bool {
         self.ports.get(&port).is_some_and(|holder| holder == owner)
     }
+}
+
+fn learn<N: Ord>(held: &mut BTreeMap<N, String>, n: N, holder: Option<&str>) {
+    match holder {
+        Some(h) => held.insert(n, h.to_string()),
+        None => held.remove(&n),
+    };
 }
 
 #[cfg(test)]
@@ -202,6 +219,11 @@ mod tests {
         assert!(u32::from(ip) >> 20 == u32::from(Ipv4Addr::new(10, 96, 0, 0)) >> 20 && ip != want);
         a.release_ip("svc/a", want);
         assert_eq!(a.allocate_ip("svc/c", Some(want)), Ok(want));
+        // Another server's Service holds it, then releases it.
+        a.learn_ip(want, Some("svc/elsewhere"));
+        assert!(a.allocate_ip("svc/d", Some(want)).is_err());
+        a.learn_ip(want, None);
+        assert_eq!(a.allocate_ip("svc/d", Some(want)), Ok(want));
     }
 
     #[test]

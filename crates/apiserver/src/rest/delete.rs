@@ -226,8 +226,7 @@ impl Api {
             match result {
                 Ok(outcome) => {
                     if gone && resource.kind == "Service" {
-                        let mut alloc = self.alloc.lock().unwrap_or_else(|e| e.into_inner());
-                        Holdings::of(&current.value).release(&mut alloc, &key);
+                        self.release(&key, &Holdings::of(&current.value)).await;
                     }
                     let obj = outcome
                         .object

@@ -2,6 +2,7 @@
 //! (kube-apiserver's RequestInfo verbs) to the read, write, watch and subresource handlers.
 
 mod alloc;
+mod claims;
 mod delete;
 pub(crate) mod meta;
 mod rbac;
@@ -40,7 +41,8 @@ pub struct Api {
     /// `host:port` advertised in legacy discovery.
     pub server_address: String,
     pub network: NetworkConfig,
-    /// ClusterIP and NodePort allocation, rebuilt from stored Services at start.
+    /// ClusterIP and NodePort allocation, rebuilt from stored Services at start; the claims
+    /// in the store keep several servers apart.
     pub alloc: Mutex<Allocators>,
     /// TLS to node agents with the kubelet client certificate; unset: streaming subresources
     /// (log, exec, attach, portforward) cannot reach nodes.

@@ -25,8 +25,10 @@ impl Holdings {
             .map(|ips| {
                 ips.iter()
                     .filter_map(|ip| ip.as_str()?.parse().ok())
-                    .collect()
+                    .collect::<Vec<_>>()
             })
+            // A client's Service may carry an empty `clusterIPs` beside the `clusterIP` it asks for.
+            .filter(|ips| !ips.is_empty())
             .or_else(|| {
                 spec["clusterIP"]
                     .as_str()

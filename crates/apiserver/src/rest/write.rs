@@ -155,32 +155,33 @@ impl Api {
         Ok(())
     }
 
-    /// Allocates a Service's IP and ports (`old` on update). Returns what to release if the write fails.
-    fn allocate(
+    /// Allocates a Service's IP and ports (`old` on update), claimed in the store unless `dry`.
+    /// Returns what to release if the write fails.
+    async fn allocate(
         &self,
         resource: &Resource,
         key: &str,
         obj: &mut Value,
         old: Option<&Value>,
+        dry: bool,
     ) -> Result<Option<Holdings>> {
         if resource.kind != "Service" {
             return Ok(None);
         }
         let before = old.map(Holdings::of).unwrap_or_default();
-        let mut alloc = self.alloc.lock().unwrap_or_else(|e| e.into_inner());
-        services::allocate(&mut alloc, key, obj, old).map_err(|errors| {
-            ApiError::invalid(
-                resource,
-                meta::meta_str(obj, "name").unwrap_or_default(),
-                &errors,
-            )
-        })?;
-        Ok(Some(Holdings::of(obj).minus(&before)))
-    }
-
-    fn release(&self, key: &str, holdings: &Holdings) {
-        let mut alloc = self.alloc.lock().unwrap_or_else(|e| e.into_inner());
-        holdings.release(&mut alloc, key);
+        let granted = self
+            .allocate_claimed(key, obj, dry, |alloc, obj| {
+                services::allocate(alloc, key, obj, old).map_err(|errors| {
+                    ApiError::invalid(
+                        resource,
+                        meta::meta_str(obj, "name").unwrap_or_default(),
+                        &errors,
+                    )
+                })?;
+                Ok(Holdings::of(obj).minus(&before))
+            })
+            .await?;
+        Ok(Some(granted))
     }
 
     /// Turns a client's object into a new stored object: metadata, strategy, defaults, validation.
@@ -263,10 +264,10 @@ impl Api {
             return Err(ApiError::already_exists(resource, &name));
         }
         let admitted = self.admit_quota(resource, &obj).await?;
-        let granted = self.allocate(resource, &key, &mut obj, None)?;
+        let granted = self.allocate(resource, &key, &mut obj, None, dry).await?;
         if dry {
             if let Some(g) = &granted {
-                self.release(&key, g);
+                self.release_unclaimed(&key, g);
             }
             return Ok(Arc::new(Stored {
                 json: serde_json::to_vec(&obj).unwrap_or_default().into(),
@@ -288,7 +289,7 @@ impl Api {
                 .ok_or_else(|| ApiError::internal("the store returned no object")),
             Err(e) => {
                 if let Some(g) = &granted {
-                    self.release(&key, g);
+                    self.release(&key, g).await;
                 }
                 Err(e)
             }
@@ -454,13 +455,17 @@ impl Api {
                 return Ok(current);
             }
             let granted = match part {
-                Part::Main => self.allocate(resource, &key, &mut new, Some(&current.value))?,
+                Part::Main => {
+                    let old = Some(&current.value);
+                    self.allocate(resource, &key, &mut new, old, dry_run(call))
+                        .await?
+                }
                 Part::Status | Part::EphemeralContainers | Part::Approval => None,
             };
             let finished = finalized(resource, &current.value, &new);
             if dry_run(call) {
                 if let Some(g) = &granted {
-                    self.release(&key, g);
+                    self.release_unclaimed(&key, g);
                 }
                 return Ok(Arc::new(Stored {
                     json: serde_json::to_vec(&new).unwrap_or_default().into(),
@@ -492,13 +497,14 @@ impl Api {
                         } else {
                             Holdings::of(&stored.value)
                         };
-                        self.release(&key, &Holdings::of(&current.value).minus(&after));
+                        self.release(&key, &Holdings::of(&current.value).minus(&after))
+                            .await;
                     }
                     return Ok(stored);
                 }
                 Err(e) => {
                     if let Some(g) = &granted {
-                        self.release(&key, g);
+                        self.release(&key, g).await;
                     }
                     if e.reason == "Conflict" && precondition.is_none() {
                         continue;

@@ -6,5 +6,6 @@ mod conflicts;
 mod crds;
 mod fuzz_writes;
 mod health;
+mod multi_server;
 mod node_stream;
 mod service_account_tokens;

@@ -4,6 +4,7 @@
 mod support;
 
 mod endpoints_loop;
+mod leaderelection;
 mod lifecycle_events;
 mod lifecycle_gc;
 mod lifecycle_namespace;
