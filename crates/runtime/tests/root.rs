@@ -9,19 +9,16 @@ use kinet_runtime::{caps, init, standin, BindMount, ContainerSpec, PidNamespace,
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    match args.get(1).map(String::as_str) {
-        Some("shim") => {
-            let spec = read(&args[2]);
-            let own = init::join_sandbox(&spec).expect("joining the sandbox");
-            let mut child = init::command(spec)
-                .expect("the container's command")
-                .spawn()
-                .expect("starting the container");
-            own.restore().expect("restoring the PID namespace");
-            let status = child.wait().unwrap();
-            std::process::exit(status.code().unwrap_or(128));
-        }
-        _ => {}
+    if args.get(1).map(String::as_str) == Some("shim") {
+        let spec = read(&args[2]);
+        let own = init::join_sandbox(&spec).expect("joining the sandbox");
+        let mut child = init::command(spec)
+            .expect("the container's command")
+            .spawn()
+            .expect("starting the container");
+        own.restore().expect("restoring the PID namespace");
+        let status = child.wait().unwrap();
+        std::process::exit(status.code().unwrap_or(128));
     }
     if !kinet_testkit::root("the container runtime's root tests") {
         return;

@@ -419,15 +419,20 @@ mod tests {
             .expect("the pull never finished")
     }
 
-    #[tokio::test]
-    async fn a_pull_with_a_full_stderr_pipe_still_finishes() {
-        let record = Record {
+    /// The record a stand-in pull prints.
+    fn demo_record() -> Record {
+        Record {
             name: "docker.io/library/demo:1".into(),
             digest: format!("sha256:{}", "d".repeat(64)),
             manifest: String::new(),
             config: String::new(),
             layers: Vec::new(),
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pull_with_a_full_stderr_pipe_still_finishes() {
+        let record = demo_record();
         let line = serde_json::to_string(&PullLine::Pulled(record.clone())).unwrap();
         let ok = noisy_pull(&format!("echo '{line}'"));
         let got = finished(run_pull(ok, "demo:1", &PullOptions::default())).await;
@@ -440,15 +445,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_wait_for_the_store_s_lock_counts_as_waiting_only() {
-        let record = Record {
-            name: "docker.io/library/demo:1".into(),
-            digest: format!("sha256:{}", "d".repeat(64)),
-            manifest: String::new(),
-            config: String::new(),
-            layers: Vec::new(),
-        };
         let locked = serde_json::to_string(&PullLine::Progress(Default::default())).unwrap();
-        let line = serde_json::to_string(&PullLine::Pulled(record)).unwrap();
+        let line = serde_json::to_string(&PullLine::Pulled(demo_record())).unwrap();
         // Half a second waiting for the lock, then the pull itself.
         let script = format!("cat >/dev/null; sleep 0.5; echo '{locked}'; echo '{line}'");
         let mut cmd = Command::new("sh");
