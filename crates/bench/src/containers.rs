@@ -4,7 +4,7 @@
 //! - import: `kinet image load` of an image of about 50 MiB (`kinet_oci_store::import` into a
 //!   fresh store: the archive staged and hashed, digests checked, layers applied) against
 //!   `tar -x` of the same layers; as a docker-archive (plain layers) and an OCI layout (gzip);
-//! - start: one container through the runtime (shim, `container-init`: cgroup, mount
+//! - start: one container through the runtime (shim, then its forked child: cgroup, mount
 //!   namespace, overlay root, `/proc`, `/dev`, `pivot_root`, credentials, seccomp) against
 //!   the same program started as a host process in the pod's namespaces (`nsenter`, as kinet
 //!   started containers before the runtime), into the same sandbox;
@@ -360,7 +360,7 @@ pub async fn run(opts: Options) -> Result<()> {
     println!("|---|---:|---:|---:|");
     for (name, x) in [
         (
-            "runtime (shim, container-init, overlay, pivot_root, cgroup, seccomp)",
+            "runtime (shim and its forked child: overlay, pivot_root, cgroup, seccomp)",
             &s.runtime,
         ),
         ("host process in the pod's namespaces (nsenter)", &s.nsenter),

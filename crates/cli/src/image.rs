@@ -144,23 +144,32 @@ async fn pull_image(
     };
     let json = progress == "json";
     let tty = std::io::stderr().is_terminal();
-    let last = std::sync::Mutex::new(Instant::now());
+    let last = std::sync::Mutex::new((Instant::now(), pull::Progress::default()));
     let report = |p: pull::Progress| {
         let mut last = last.lock().expect("progress lock");
-        // A line at most every 200 ms, and the last one.
-        if last.elapsed().as_millis() < 200 && p.done != p.total {
+        let (at, before) = *last;
+        let first = p == pull::Progress::default();
+        let layer_landed = p.layers_done != before.layers_done;
+        // On a terminal, one line redrawn at most every 200 ms; elsewhere, a line a layer.
+        // JSON gets the first report (the pull holds its locks) and the terminal's pace.
+        let due = match (json, tty) {
+            (true, _) => first || layer_landed || at.elapsed().as_millis() >= 200,
+            (false, true) => layer_landed || at.elapsed().as_millis() >= 200,
+            (false, false) => layer_landed,
+        };
+        if !due {
             return;
         }
-        *last = Instant::now();
+        *last = (Instant::now(), p);
         if json {
             let line = serde_json::to_string(&PullLine::Progress(p)).expect("json");
             println!("{line}");
-        } else if tty {
-            eprint!(
-                "\r{image}: {} of {}   ",
-                human_size(p.done),
-                human_size(p.total)
-            );
+            return;
+        }
+        let line = progress_line(image, p);
+        match tty {
+            true => eprint!("\r{line}   "),
+            false => eprintln!("{line}"),
         }
     };
     let started = Instant::now();
@@ -180,6 +189,17 @@ async fn pull_image(
     }
     std::io::stdout().flush()?;
     Ok(())
+}
+
+/// `IMAGE: layers 1/3, 1.20MB of 3.40MB`.
+fn progress_line(image: &str, p: pull::Progress) -> String {
+    format!(
+        "{image}: layers {}/{}, {} of {}",
+        p.layers_done,
+        p.layers,
+        human_size(p.done),
+        human_size(p.total)
+    )
 }
 
 /// Sizes as crictl prints them: decimal units, three significant digits.
@@ -222,6 +242,20 @@ fn table(records: &[Record]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_counts_layers_and_bytes() {
+        let p = pull::Progress {
+            done: 1_200_000,
+            total: 3_400_000,
+            layers_done: 1,
+            layers: 3,
+        };
+        assert_eq!(
+            progress_line("127.0.0.1:5000/demo:1", p),
+            "127.0.0.1:5000/demo:1: layers 1/3, 1.20MB of 3.40MB"
+        );
+    }
 
     #[test]
     fn pull_real_takes_built_in_names_only() {

@@ -215,10 +215,6 @@ enum Command {
         #[arg(long)]
         hostname: String,
     },
-    /// A container's first process: sets up its root and credentials, then executes its
-    /// program (started by the shim inside the pod's namespaces).
-    #[command(hide = true)]
-    ContainerInit { spec: PathBuf },
     /// Run a command as one of a running container's processes (`kubectl exec`, probes).
     #[command(hide = true)]
     ContainerExec {
@@ -392,9 +388,6 @@ fn main() -> anyhow::Result<()> {
         return kinet_agent::pods::shim::run(&shim.into());
     }
     // setns and unshare want a process with one thread.
-    if let Command::ContainerInit { spec } = command {
-        return kinet_agent::pods::container_init(&spec);
-    }
     if let Command::ContainerExec { pid, spec, command } = command {
         return kinet_agent::pods::container_exec(pid, &spec, &command);
     }
@@ -458,8 +451,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Pause { hostname } => {
             kinet_agent::pods::pause::run(&kinet_agent::pods::pause::PauseArgs { hostname })
         }
-        Command::Shim(_) | Command::ContainerInit { .. } | Command::ContainerExec { .. } => {
-            unreachable!("the shim and the container's init run without a runtime")
+        Command::Shim(_) | Command::ContainerExec { .. } => {
+            unreachable!("the shim and container-exec run without a runtime")
         }
         Command::Node {
             what:

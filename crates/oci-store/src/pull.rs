@@ -71,12 +71,18 @@ impl Default for PullOptions {
     }
 }
 
-/// How far a pull is: bytes of layers in the store against the image's total (`total`
-/// is 0 while unknown, and for schema-1 images, whose manifests carry no sizes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How far a pull is: bytes and layers in the store against the image's totals (`total`
+/// is 0 while unknown, and for schema-1 images, whose manifests carry no sizes). The first
+/// report, all zeros, comes once the pull holds its locks: what came before was waiting
+/// for another pull of the same image.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
     pub done: u64,
     pub total: u64,
+    #[serde(default)]
+    pub layers_done: usize,
+    #[serde(default)]
+    pub layers: usize,
 }
 
 /// Where a reference can be pulled from: its mirrors, then its own registry.
@@ -131,6 +137,7 @@ pub async fn pull(
     let s = store.clone();
     let key = format!("pull {name}");
     let _locks = blocking(move || Ok((s.writer_lock()?, s.lock(&key, true)?))).await?;
+    progress(Progress::default());
     let mut failure = None;
     let sources = sources(&reference, &opts.settings);
     if sources.is_empty() {
@@ -332,20 +339,24 @@ impl<'a> Puller<'a> {
         layers: &[Layer],
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<(), Error> {
-        let total = layers.iter().map(|l| l.size).sum();
-        let mut done = 0;
-        progress(Progress { done, total });
+        let mut at = Progress {
+            total: layers.iter().map(|l| l.size).sum(),
+            layers: layers.len(),
+            ..Progress::default()
+        };
+        progress(at);
         for layer in layers {
             if !self.store.has_blob(&layer.digest)? {
                 let tmp = fsutil::unique(&self.store.tmp(), "blob");
-                let result = self.layer(layer, &tmp, done, total, progress).await;
+                let result = self.layer(layer, &tmp, at, progress).await;
                 if result.is_err() {
                     let _ = std::fs::remove_file(&tmp);
                 }
                 result?;
             }
-            done += layer.size;
-            progress(Progress { done, total });
+            at.done += layer.size;
+            at.layers_done += 1;
+            progress(at);
         }
         Ok(())
     }
@@ -354,15 +365,13 @@ impl<'a> Puller<'a> {
         &self,
         layer: &Layer,
         tmp: &Path,
-        done: u64,
-        total: u64,
+        at: Progress,
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<(), Error> {
         let file = tokio::fs::File::create(tmp).await.map_err(Error::io(tmp))?;
         let mut out = Counting {
             inner: file,
-            done,
-            total,
+            at,
             progress,
         };
         let descriptor = LayerDescriptor {
@@ -383,8 +392,7 @@ impl<'a> Puller<'a> {
 /// A writer that reports the bytes through it.
 struct Counting<'a, W> {
     inner: W,
-    done: u64,
-    total: u64,
+    at: Progress,
     progress: &'a (dyn Fn(Progress) + Send + Sync),
 }
 
@@ -397,11 +405,8 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Counting<'_, W> {
         let this = &mut *self;
         let written = Pin::new(&mut this.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = written {
-            this.done += n as u64;
-            (this.progress)(Progress {
-                done: this.done,
-                total: this.total,
-            });
+            this.at.done += n as u64;
+            (this.progress)(this.at);
         }
         written
     }

@@ -61,8 +61,16 @@ async fn pulls_unpacks_and_resolves() {
     assert_eq!(record.config, image.config.digest);
     let total: u64 = image.layers.iter().map(|l| l.bytes.len() as u64).sum();
     assert_eq!(record.size(), total);
-    let last = *seen.lock().unwrap().last().unwrap();
+    let seen = seen.into_inner().unwrap();
+    // First once the locks are held, then by chunk; layers counted as they land.
+    assert_eq!(seen[0], pull::Progress::default());
+    let last = *seen.last().unwrap();
     assert_eq!((last.done, last.total), (total, total));
+    assert_eq!((last.layers_done, last.layers), (2, 2));
+    assert!(seen.windows(2).all(|w| w[0].done <= w[1].done));
+    assert!(seen
+        .iter()
+        .any(|p| p.layers_done == 1 && p.done < total && p.done > 0));
 
     let resolved = store.resolve(&name).unwrap().expect("pulled");
     assert_eq!(

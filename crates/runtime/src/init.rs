@@ -3,14 +3,17 @@
 //! - [`join_sandbox`], in the shim before it starts the container: joins the pause
 //!   process's network, UTS and IPC namespaces, and unshares a PID namespace (or joins the
 //!   pod's), so the next child is the container's PID 1;
-//! - [`start`], in that child (`kinet container-init`): a new mount namespace, the cgroups,
-//!   the mount plan on the overlay root, `pivot_root`, masked and read-only paths, the
-//!   credentials and capabilities, then `execve` of the container's program.
+//! - `start`, in that child, forked by the shim ([`command`]) and executing nothing before
+//!   the container's program, as crun does: a new mount namespace, the cgroups, the mount
+//!   plan on the overlay root, `pivot_root`, masked and read-only paths, the credentials and
+//!   capabilities, then `execve` of the container's program.
 
 use std::convert::Infallible;
 use std::fs::File;
+use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
@@ -41,6 +44,10 @@ pub enum InitError {
     NoCommand,
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error(
+        "the container's first process must be forked from a process with one thread, not {0}"
+    )]
+    Threads(usize),
 }
 
 type Result<T> = std::result::Result<T, InitError>;
@@ -132,9 +139,36 @@ pub fn enter(pid: u32, spec: &ContainerSpec) -> Result<()> {
     set_credentials(spec)
 }
 
+/// The container's first process, for the shim to spawn once it has [joined the
+/// sandbox](join_sandbox): the child forked by `spawn` runs `start` and so becomes the
+/// container's program, with no program executed in between. If it cannot, it writes why
+/// to its standard error (the container's log) and exits with 1. Its stdio is the caller's
+/// to set. The caller must have one thread, which is checked.
+pub fn command(spec: ContainerSpec) -> Result<Command> {
+    let threads = std::fs::read_dir("/proc/self/task")
+        .what(|| "listing /proc/self/task".into())?
+        .count();
+    if threads != 1 {
+        return Err(InitError::Threads(threads));
+    }
+    let mut cmd = Command::new(spec.process.argv.first().map_or("", String::as_str));
+    #[allow(unsafe_code)]
+    // SAFETY: the process has one thread (checked above), so the forked child holds no lock
+    // that another thread had taken, and may allocate and run ordinary code; it leaves only
+    // through the container's exec or `_exit`, never back into the caller's code.
+    unsafe {
+        cmd.pre_exec(move || {
+            let Err(e) = start(&spec);
+            let _ = writeln!(std::io::stderr(), "Error: {e}");
+            libc::_exit(1)
+        });
+    }
+    Ok(cmd)
+}
+
 /// In the container's first process: sets up its root and credentials and executes its
 /// program. Returns only on failure.
-pub fn start(spec: &ContainerSpec) -> Result<Infallible> {
+fn start(spec: &ContainerSpec) -> Result<Infallible> {
     if spec.process.argv.is_empty() {
         return Err(InitError::NoCommand);
     }
@@ -407,4 +441,16 @@ fn set_credentials(spec: &ContainerSpec) -> Result<()> {
     // After the change of user, which would clear it: the container dies with its shim.
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
         .what(|| "setting the parent-death signal".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_container_is_never_forked_from_a_process_with_threads() {
+        // libtest runs this test on a thread of its own, beside the main thread.
+        let spec = crate::mounts::tests::spec(Vec::new());
+        assert!(matches!(command(spec), Err(InitError::Threads(n)) if n > 1));
+    }
 }

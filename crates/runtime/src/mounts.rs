@@ -192,7 +192,7 @@ pub fn plan(spec: &ContainerSpec, host_devices: &[Device]) -> Vec<Step> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::spec::{BindMount, HostBind, ImageRoot, PidNamespace, Process};
 

@@ -1,5 +1,5 @@
 //! What a container is made of, as the agent (and the image store) hands it to the runtime.
-//! Serialised to a file the shim and `kinet container-init` read.
+//! Serialised to a file the shim and `kinet container-exec` read.
 
 use std::path::PathBuf;
 

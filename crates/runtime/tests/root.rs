@@ -1,6 +1,6 @@
 //! Root tests: real containers on a stand-in root, in a sandbox made with `unshare`. The
-//! binary plays the shim (`shim SPEC`: join the sandbox, start `init`, exit as it did) and
-//! the container's first process (`init SPEC`) itself; without arguments it runs the cases.
+//! binary plays the shim itself (`shim SPEC`: join the sandbox, fork the container's first
+//! process, exit as it did); without arguments it runs the cases.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
@@ -9,28 +9,21 @@ use kinet_runtime::{caps, init, standin, BindMount, ContainerSpec, PidNamespace,
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    match args.get(1).map(String::as_str) {
-        Some("init") => {
-            let never = init::start(&read(&args[2]));
-            eprintln!("init: {:?}", never.err());
-            std::process::exit(127);
-        }
-        Some("shim") => {
-            let own = init::join_sandbox(&read(&args[2])).expect("joining the sandbox");
-            let mut child = Command::new(std::env::current_exe().unwrap())
-                .args(["init", &args[2]])
-                .spawn()
-                .expect("starting init");
-            own.restore().expect("restoring the PID namespace");
-            let status = child.wait().unwrap();
-            std::process::exit(status.code().unwrap_or(128));
-        }
-        _ => {}
+    if args.get(1).map(String::as_str) == Some("shim") {
+        let spec = read(&args[2]);
+        let own = init::join_sandbox(&spec).expect("joining the sandbox");
+        let mut child = init::command(spec)
+            .expect("the container's command")
+            .spawn()
+            .expect("starting the container");
+        own.restore().expect("restoring the PID namespace");
+        let status = child.wait().unwrap();
+        std::process::exit(status.code().unwrap_or(128));
     }
     if !kinet_testkit::root("the container runtime's root tests") {
         return;
     }
-    let cases: [(&str, Case); 5] = [
+    let cases: [(&str, Case); 6] = [
         (
             "the container sees its image and its own processes only",
             isolation,
@@ -47,6 +40,10 @@ fn main() {
         (
             "privileged containers get the host's devices and a writable /sys",
             privileged,
+        ),
+        (
+            "a container that cannot start says why and exits with 1",
+            failed_start,
         ),
     ];
     let sandbox = Sandbox::new();
@@ -116,16 +113,21 @@ impl Sandbox {
         }
     }
 
-    /// Runs the container to its end; its output.
-    fn run(&self, spec: &ContainerSpec) -> Output {
+    /// Runs the container to its end; its output, whatever its exit.
+    fn output(&self, spec: &ContainerSpec) -> Output {
         std::fs::create_dir_all(&spec.dir).unwrap();
         let file: PathBuf = spec.dir.join("spec.json");
         std::fs::write(&file, serde_json::to_vec(spec).unwrap()).unwrap();
-        let out = Command::new(std::env::current_exe().unwrap())
+        Command::new(std::env::current_exe().unwrap())
             .arg("shim")
             .arg(&file)
             .output()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Runs the container to its end, which must be a success; its output.
+    fn run(&self, spec: &ContainerSpec) -> Output {
+        let out = self.output(spec);
         assert!(
             out.status.success(),
             "{}\n{}",
@@ -252,4 +254,16 @@ fn privileged(s: &Sandbox) {
     spec.process.capabilities = caps::capabilities(&[], &[], true).unwrap();
     let out = text(&s.run(&spec));
     assert!(out.contains("DEVICE") && out.contains(" rw,"), "{out}");
+}
+
+fn failed_start(s: &Sandbox) {
+    let mut spec = s.spec("missing", "");
+    spec.process.argv = vec!["/no/such/program".into()];
+    let out = s.output(&spec);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("Error: exec /no/such/program: No such file or directory"),
+        "{err}"
+    );
 }

@@ -164,9 +164,20 @@ pub enum PullLine {
     Pulled(Record),
 }
 
+/// A finished pull, timed as the kubelet's Pulled event reports it.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    pub record: Record,
+    /// From the moment the pull held the store's locks (its first progress line) to its end.
+    pub took: Duration,
+    /// From the request on: with the pull's start and any wait for another pull of the
+    /// same image (which holds that image's lock).
+    pub with_waiting: Duration,
+}
+
 /// Pulls `image` with `kinet image pull` in the host's network namespace; `Err` is the
 /// message the pull failed with.
-pub async fn pull(exe: &Path, image: &str, opts: &PullOptions) -> Result<Record, String> {
+pub async fn pull(exe: &Path, image: &str, opts: &PullOptions) -> Result<Pulled, String> {
     let mut cmd = Command::new("nsenter");
     cmd.arg(format!(
         "--net=/proc/{}/ns/net",
@@ -187,7 +198,8 @@ pub async fn pull(exe: &Path, image: &str, opts: &PullOptions) -> Result<Record,
 /// Runs a pull command: `opts` on its standard input, its JSON lines read back. Standard
 /// error is read at the same time: a child blocked on a full stderr pipe would never close
 /// its standard output.
-async fn run_pull(mut cmd: Command, image: &str, opts: &PullOptions) -> Result<Record, String> {
+async fn run_pull(mut cmd: Command, image: &str, opts: &PullOptions) -> Result<Pulled, String> {
+    let requested = Instant::now();
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -217,25 +229,41 @@ async fn run_pull(mut cmd: Command, image: &str, opts: &PullOptions) -> Result<R
         .await
         .map_err(|e| format!("waiting for the pull: {e}"))?;
     match pulled {
-        Some(record) if status.success() => Ok(record),
+        Some((record, locked, done)) if status.success() => Ok(Pulled {
+            record,
+            took: done - locked.unwrap_or(requested),
+            with_waiting: done - requested,
+        }),
         _ => Err(failure(&String::from_utf8_lossy(&errors))),
     }
 }
 
-/// The record of the pull's last `Pulled` line, logging its progress on the way.
-async fn read_pulled(stdout: ChildStdout, image: &str) -> Option<Record> {
+/// The record of the pull's last `Pulled` line, when its first progress line came and when
+/// it ended, logging its progress on the way.
+async fn read_pulled(
+    stdout: ChildStdout,
+    image: &str,
+) -> Option<(Record, Option<Instant>, Instant)> {
     let mut lines = BufReader::new(stdout).lines();
-    let mut pulled = None;
+    let (mut pulled, mut locked) = (None, None);
     while let Ok(Some(line)) = lines.next_line().await {
         match serde_json::from_str(&line) {
-            Ok(PullLine::Pulled(record)) => pulled = Some(record),
+            Ok(PullLine::Pulled(record)) => pulled = Some((record, Instant::now())),
             Ok(PullLine::Progress(p)) => {
-                tracing::debug!(image, done = p.done, total = p.total, "pulling")
+                locked.get_or_insert_with(Instant::now);
+                tracing::debug!(
+                    image,
+                    done = p.done,
+                    total = p.total,
+                    layers_done = p.layers_done,
+                    layers = p.layers,
+                    "pulling"
+                )
             }
             Err(_) => tracing::warn!(image, line, "unexpected output of kinet image pull"),
         }
     }
-    pulled
+    pulled.map(|(record, done)| (record, locked, done))
 }
 
 /// The error a failed `kinet image pull` printed: from its last `Error: ` line on (log
@@ -391,23 +419,45 @@ mod tests {
             .expect("the pull never finished")
     }
 
-    #[tokio::test]
-    async fn a_pull_with_a_full_stderr_pipe_still_finishes() {
-        let record = Record {
+    /// The record a stand-in pull prints.
+    fn demo_record() -> Record {
+        Record {
             name: "docker.io/library/demo:1".into(),
             digest: format!("sha256:{}", "d".repeat(64)),
             manifest: String::new(),
             config: String::new(),
             layers: Vec::new(),
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pull_with_a_full_stderr_pipe_still_finishes() {
+        let record = demo_record();
         let line = serde_json::to_string(&PullLine::Pulled(record.clone())).unwrap();
         let ok = noisy_pull(&format!("echo '{line}'"));
         let got = finished(run_pull(ok, "demo:1", &PullOptions::default())).await;
-        assert_eq!(got.unwrap().name, record.name);
+        assert_eq!(got.unwrap().record.name, record.name);
 
         let failing = noisy_pull("echo 'Error: manifest unknown' >&2; exit 1");
         let got = finished(run_pull(failing, "demo:1", &PullOptions::default())).await;
         assert_eq!(got.unwrap_err(), "manifest unknown");
+    }
+
+    #[tokio::test]
+    async fn the_wait_for_the_store_s_lock_counts_as_waiting_only() {
+        let locked = serde_json::to_string(&PullLine::Progress(Default::default())).unwrap();
+        let line = serde_json::to_string(&PullLine::Pulled(demo_record())).unwrap();
+        // Half a second waiting for the lock, then the pull itself.
+        let script = format!("cat >/dev/null; sleep 0.5; echo '{locked}'; echo '{line}'");
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &script]);
+        let got = finished(run_pull(cmd, "demo:1", &PullOptions::default()))
+            .await
+            .unwrap();
+        assert!(
+            got.with_waiting >= got.took + Duration::from_millis(500),
+            "{got:?}"
+        );
     }
 
     #[test]

@@ -368,12 +368,3 @@ pub fn container_exec(pid: u32, spec: &std::path::Path, command: &[String]) -> a
     let status = std::process::Command::new(program).args(args).status()?;
     shim::exit_as(status)
 }
-
-/// `kinet container-init SPEC`: becomes the container whose spec is in the file (see
-/// `kinet_runtime::init::start`); returns only if it could not.
-pub fn container_init(spec: &std::path::Path) -> anyhow::Result<()> {
-    let text = std::fs::read(spec)?;
-    let spec: kinet_runtime::ContainerSpec = serde_json::from_slice(&text)?;
-    let never = kinet_runtime::init::start(&spec)?;
-    match never {}
-}

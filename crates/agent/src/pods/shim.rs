@@ -5,9 +5,9 @@
 //! exits as the container did (same code, or killed by the same signal).
 //!
 //! It starts the container through the runtime: it joins the sandbox's namespaces itself
-//! (`kinet_runtime::init::join_sandbox`), so its child, `kinet container-init`, is the
-//! container's PID 1 and makes the container's root and credentials before it executes the
-//! container's program. The agent starts the shim leading its own process group, so stopping
+//! (`kinet_runtime::init::join_sandbox`), so its child is the container's PID 1; that child,
+//! forked from the shim (`kinet_runtime::init::command`), makes the container's root and
+//! credentials and executes the container's program, with no other program in between. The agent starts the shim leading its own process group, so stopping
 //! the group stops the container too. The shim itself survives SIGTERM to drain the container's last output; a
 //! container on a terminal is in a session of its own, so the shim passes signals on to it.
 
@@ -136,8 +136,7 @@ pub fn run(args: &ShimArgs) -> Result<()> {
     let spec: kinet_runtime::ContainerSpec = serde_json::from_slice(&text)?;
     // Still one thread here, as setns and unshare want.
     let own_pids = kinet_runtime::init::join_sandbox(&spec)?;
-    let mut cmd = Command::new(std::env::current_exe().context("finding the kinet binary")?);
-    cmd.arg("container-init").arg(&args.spec);
+    let mut cmd = kinet_runtime::init::command(spec)?;
     let (done_tx, done_rx) = mpsc::channel();
     let (mut child, outputs, stdin_to) = if args.tty {
         let pty = nix::pty::openpty(None, None).context("opening a terminal")?;

@@ -108,6 +108,16 @@ fn images_from_a_registry_and_from_tarballs() {
         listed.contains(&format!("{}/demo", registry.host())),
         "{listed}"
     );
+    // Off a terminal, `kinet image pull` says how far it is with a line a layer.
+    let pulled = kinet(&c.home, &["image", "pull", &image]);
+    let n = demo.layers.len();
+    assert!(
+        pulled.status.success()
+            && String::from_utf8_lossy(&pulled.stderr)
+                .contains(&format!("{image}: layers {n}/{n}, ")),
+        "{}",
+        show(&pulled)
+    );
     // The Node lists what it holds (its status is posted every 10 s).
     until(&c, "the Node listing the image", 30, || {
         let held = json(&c, &["get", "node", &control_plane])["status"]["images"].to_string();

@@ -119,22 +119,22 @@ impl Worker {
             settings: self.rt.cfg.registries.clone(),
             ..PullOptions::default()
         };
-        let started = Instant::now();
         let pulled = match image::pull(&self.rt.cfg.exe, &image, &opts).await {
-            Ok(record) => {
-                let (name, store) = (record.name.clone(), store.clone());
-                blocking(move || store.resolve_record(record))
+            Ok(pulled) => {
+                let (name, store) = (pulled.record.name.clone(), store.clone());
+                let (took, with_waiting) = (pulled.took, pulled.with_waiting);
+                blocking(move || store.resolve_record(pulled.record))
                     .await
                     .and_then(|r| r.ok_or_else(|| format!("{name:?} vanished from the store")))
+                    .map(|r| (r, took, with_waiting))
             }
             Err(e) => Err(e),
         };
         match pulled {
-            Ok(resolved) => {
+            Ok((resolved, took, with_waiting)) => {
                 self.pulls.succeeded(&key);
-                let took = started.elapsed();
                 let size = resolved.record.size();
-                let msg = messages::pulled(&image, took, took, size);
+                let msg = messages::pulled(&image, took, with_waiting, size);
                 self.event(EventType::Normal, "Pulled", &msg).await;
                 Some(resolved)
             }
