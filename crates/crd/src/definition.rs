@@ -249,6 +249,7 @@ fn check_versions(spec: &Value, errors: &mut Vec<FieldError>) {
                 junctors::check_complete(schema, &schema_path, &mut found);
                 found.sort_by_cached_key(ToString::to_string);
                 errors.extend(found);
+                crate::rules::check_definition(schema, &schema_path, errors);
             }
             _ => errors.push(FieldError::required(&schema_path, "schemas are required")),
         }

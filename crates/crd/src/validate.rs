@@ -12,9 +12,38 @@ use serde_json::{Map, Value};
 
 use crate::path::{child, index};
 
+/// Every violation of `schema` and its CEL `rules` by `obj` (`old` on update). As upstream, the
+/// rules are not evaluated over a value of the wrong type or outside its enum.
+pub fn validate_with_rules(
+    schema: &Value,
+    rules: &crate::rules::Rules,
+    obj: &Value,
+    old: Option<&Value>,
+) -> Vec<FieldError> {
+    let (mut errors, blocking) = run(schema, obj);
+    if rules.is_empty() {
+        return errors;
+    }
+    if blocking {
+        errors.push(FieldError::invalid(
+            "<nil>",
+            Value::Null,
+            "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+        ));
+    } else {
+        errors.extend(rules.validate(obj, old));
+    }
+    errors
+}
+
 /// Every violation of `schema` by `obj`. The root's apiVersion, kind and metadata are the
 /// server's business and are not checked here.
 pub fn validate(schema: &Value, obj: &Value) -> Vec<FieldError> {
+    run(schema, obj).0
+}
+
+/// The errors, and whether one blocks CEL rules.
+fn run(schema: &Value, obj: &Value) -> (Vec<FieldError>, bool) {
     let mut out = Report::default();
     let rest = match obj.as_object() {
         Some(fields) => Value::Object(
@@ -30,7 +59,7 @@ pub fn validate(schema: &Value, obj: &Value) -> Vec<FieldError> {
     // kube-openapi reports a message once, however many branches found it.
     let mut seen = std::collections::HashSet::new();
     out.errors.retain(|e| seen.insert(e.to_string()));
-    out.errors
+    (out.errors, out.blocking)
 }
 
 /// The errors found, and how many schema nodes were checked: kube-openapi's `MatchCount`,
@@ -39,6 +68,8 @@ pub fn validate(schema: &Value, obj: &Value) -> Vec<FieldError> {
 struct Report {
     errors: Vec<FieldError>,
     checks: usize,
+    /// A value had the wrong type or was not one of an enum's: upstream then skips CEL rules.
+    blocking: bool,
 }
 
 impl Report {
@@ -49,6 +80,12 @@ impl Report {
     fn merge(&mut self, other: Report) {
         self.errors.extend(other.errors);
         self.checks += other.checks;
+        self.blocking |= other.blocking;
+    }
+
+    fn push_blocking(&mut self, e: FieldError) {
+        self.blocking = true;
+        self.errors.push(e);
     }
 }
 
@@ -90,7 +127,7 @@ fn check(schema: &Value, v: &Value, path: &str, out: &mut Report) {
     if v.is_null() {
         if !flag(schema, "nullable") && schema.get("type").is_some() {
             let ty = schema["type"].as_str().unwrap_or_default();
-            out.push(FieldError::invalid(
+            out.push_blocking(FieldError::invalid(
                 path,
                 "null",
                 &in_body(path, format!("must be of type {ty}: \"null\"")),
@@ -100,7 +137,7 @@ fn check(schema: &Value, v: &Value, path: &str, out: &mut Report) {
     }
     if flag(schema, "x-kubernetes-int-or-string") {
         if !(v.is_string() || has_type(v, "integer")) {
-            out.push(FieldError::invalid(
+            out.push_blocking(FieldError::invalid(
                 path,
                 type_name(v),
                 &in_body(
@@ -111,7 +148,7 @@ fn check(schema: &Value, v: &Value, path: &str, out: &mut Report) {
         }
     } else if let Some(ty) = schema.get("type").and_then(Value::as_str) {
         if !has_type(v, ty) {
-            out.push(FieldError::invalid(
+            out.push_blocking(FieldError::invalid(
                 path,
                 type_name(v),
                 &in_body(path, format!("must be of type {ty}: {:?}", type_name(v))),
@@ -131,7 +168,7 @@ fn check(schema: &Value, v: &Value, path: &str, out: &mut Report) {
                 })
                 .collect();
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            out.push(FieldError::not_supported(path, v.clone(), &names));
+            out.push_blocking(FieldError::not_supported(path, v.clone(), &names));
         }
     }
     match v {

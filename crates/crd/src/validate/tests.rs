@@ -183,3 +183,28 @@ fn any_of_all_of_and_not() {
         [r#"<nil>: Invalid value: "": "spec" must not validate the schema (not)"#]
     );
 }
+
+#[test]
+fn rules_run_only_over_values_of_the_right_type() {
+    let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
+        "properties": {"port": {"type": "integer"}},
+        "x-kubernetes-validations": [{"rule": "self.port > 1024", "message": "unprivileged ports only"}]}}});
+    let rules = crate::rules::Rules::new(&schema);
+    let messages = |obj: Value| -> Vec<String> {
+        validate_with_rules(&schema, &rules, &obj, None)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert_eq!(
+        messages(json!({"spec": {"port": 80}})),
+        [r#"spec: Invalid value: "object": unprivileged ports only"#]
+    );
+    assert_eq!(
+        messages(json!({"spec": {"port": "80"}})),
+        [
+            r#"spec.port: Invalid value: "string": spec.port in body must be of type integer: "string""#,
+            "<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+        ]
+    );
+}
