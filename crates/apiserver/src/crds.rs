@@ -29,6 +29,8 @@ pub fn crd_resource() -> &'static Resource {
 pub struct Served {
     pub resource: &'static Resource,
     pub version: Version,
+    /// The version's CEL rules, compiled once.
+    pub rules: kinet_crd::rules::Rules,
     /// The `apiVersion` objects are stored with.
     pub storage_api_version: String,
     pub list_kind: String,
@@ -54,8 +56,9 @@ impl Served {
         kinet_crd::defaults::apply(&self.version.schema, obj);
     }
 
-    pub fn validate(&self, obj: &Value) -> Vec<FieldError> {
-        kinet_crd::validate::validate(&self.version.schema, obj)
+    /// The schema's and its CEL rules' verdict on `obj`; `old` is the object it replaces.
+    pub fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+        kinet_crd::validate::validate_with_rules(&self.version.schema, &self.rules, obj, old)
     }
 
     /// The object as stored: in the storage version (the None conversion rewrites apiVersion).
@@ -218,6 +221,7 @@ impl Registry {
             .map(|v| {
                 Arc::new(Served {
                     resource: intern(&definition, v),
+                    rules: kinet_crd::rules::Rules::new(&v.schema),
                     version: v.clone(),
                     storage_api_version: format!("{}/{}", definition.group, definition.storage),
                     list_kind: definition.list_kind.clone(),

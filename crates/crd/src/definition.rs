@@ -242,7 +242,15 @@ fn check_versions(spec: &Value, errors: &mut Vec<FieldError>) {
         seen.push(name);
         let schema_path = child(&path, "schema.openAPIV3Schema");
         match v["schema"].get("openAPIV3Schema") {
-            Some(schema) if schema.is_object() => structural(schema, &schema_path, true, errors),
+            Some(schema) if schema.is_object() => {
+                // Sorted as upstream sorts them: its schema maps have no order.
+                let mut found = Vec::new();
+                structural(schema, &schema_path, true, &mut found);
+                junctors::check_complete(schema, &schema_path, &mut found);
+                found.sort_by_cached_key(ToString::to_string);
+                errors.extend(found);
+                crate::rules::check_definition(schema, &schema_path, errors);
+            }
             _ => errors.push(FieldError::required(&schema_path, "schemas are required")),
         }
         check_subresources(&v["subresources"], &child(&path, "subresources"), errors);
@@ -255,8 +263,8 @@ fn check_versions(spec: &Value, errors: &mut Vec<FieldError>) {
 }
 
 /// The structural-schema rules: a type everywhere (unless int-or-string or preserving unknown
-/// fields), properties and additionalProperties never together, and the x-kubernetes
-/// extensions used consistently.
+/// fields), properties and additionalProperties never together, the x-kubernetes extensions
+/// used consistently, and junctors that only validate values.
 fn structural(schema: &Value, path: &str, root: bool, errors: &mut Vec<FieldError>) {
     let flag = |name: &str| schema.get(name).and_then(Value::as_bool);
     let ty = schema
@@ -315,6 +323,7 @@ fn structural(schema: &Value, path: &str, root: bool, errors: &mut Vec<FieldErro
             "must be specified",
         ));
     }
+    junctors::check(schema, path, errors);
     for (name, sub) in schema
         .get("properties")
         .and_then(Value::as_object)
@@ -370,6 +379,8 @@ fn check_columns(columns: &Value, path: &str, errors: &mut Vec<FieldError>) {
         }
     }
 }
+
+mod junctors;
 
 #[cfg(test)]
 mod tests;

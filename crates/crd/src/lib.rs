@@ -4,6 +4,7 @@
 //!   the versions it serves.
 //! - [`validate`], [`prune`], [`defaults`]: a custom resource checked against its version's
 //!   structural schema, in the order the server applies them: prune, default, validate.
+//! - [`rules`]: CEL validation rules (`x-kubernetes-validations`), compiled once per schema.
 //! - [`columns`]: `additionalPrinterColumns` evaluated with kubectl's JSONPath subset.
 
 pub mod columns;
@@ -11,6 +12,7 @@ pub mod defaults;
 pub mod definition;
 mod path;
 pub mod prune;
+pub mod rules;
 pub mod validate;
 
 pub use columns::PrinterColumn;

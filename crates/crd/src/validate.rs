@@ -1,7 +1,10 @@
 //! A custom resource checked against its structural schema: the OpenAPI v3 subset
 //! kube-apiserver enforces (type, nullable, enum, required, properties, additionalProperties,
-//! items, string, number and list bounds, pattern, common formats, list types), with its
-//! `field.Error` messages. CEL rules (`x-kubernetes-validations`) are not evaluated.
+//! items, string, number and list bounds, pattern, common formats, list types, and the
+//! `allOf`/`anyOf`/`oneOf`/`not` junctors), with its `field.Error` messages. CEL rules
+//! (`x-kubernetes-validations`) are the [`crate::rules`] module's.
+
+mod junctors;
 
 use kinet_types::FieldError;
 use regex::Regex;
@@ -9,22 +12,81 @@ use serde_json::{Map, Value};
 
 use crate::path::{child, index};
 
+/// Every violation of `schema` and its CEL `rules` by `obj` (`old` on update). As upstream, the
+/// rules are not evaluated over a value of the wrong type or outside its enum.
+pub fn validate_with_rules(
+    schema: &Value,
+    rules: &crate::rules::Rules,
+    obj: &Value,
+    old: Option<&Value>,
+) -> Vec<FieldError> {
+    let (mut errors, blocking) = run(schema, obj);
+    if rules.is_empty() {
+        return errors;
+    }
+    if blocking {
+        errors.push(FieldError::invalid(
+            "<nil>",
+            Value::Null,
+            "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+        ));
+    } else {
+        errors.extend(rules.validate(obj, old));
+    }
+    errors
+}
+
 /// Every violation of `schema` by `obj`. The root's apiVersion, kind and metadata are the
 /// server's business and are not checked here.
 pub fn validate(schema: &Value, obj: &Value) -> Vec<FieldError> {
-    let mut errors = Vec::new();
-    match obj.as_object() {
-        Some(fields) => {
-            let rest: Map<String, Value> = fields
+    run(schema, obj).0
+}
+
+/// The errors, and whether one blocks CEL rules.
+fn run(schema: &Value, obj: &Value) -> (Vec<FieldError>, bool) {
+    let mut out = Report::default();
+    let rest = match obj.as_object() {
+        Some(fields) => Value::Object(
+            fields
                 .iter()
                 .filter(|(k, _)| !is_root_meta(k))
                 .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            check_object(schema, &rest, "", &mut errors);
-        }
-        None => check(schema, obj, "", &mut errors),
+                .collect(),
+        ),
+        None => obj.clone(),
+    };
+    check(schema, &rest, "", &mut out);
+    // kube-openapi reports a message once, however many branches found it.
+    let mut seen = std::collections::HashSet::new();
+    out.errors.retain(|e| seen.insert(e.to_string()));
+    (out.errors, out.blocking)
+}
+
+/// The errors found, and how many schema nodes were checked: kube-openapi's `MatchCount`,
+/// which picks the branch of an `anyOf`/`oneOf` whose errors are reported.
+#[derive(Default)]
+struct Report {
+    errors: Vec<FieldError>,
+    checks: usize,
+    /// A value had the wrong type or was not one of an enum's: upstream then skips CEL rules.
+    blocking: bool,
+}
+
+impl Report {
+    fn push(&mut self, e: FieldError) {
+        self.errors.push(e);
     }
-    errors
+
+    fn merge(&mut self, other: Report) {
+        self.errors.extend(other.errors);
+        self.checks += other.checks;
+        self.blocking |= other.blocking;
+    }
+
+    fn push_blocking(&mut self, e: FieldError) {
+        self.blocking = true;
+        self.errors.push(e);
+    }
 }
 
 fn is_root_meta(field: &str) -> bool {
@@ -60,11 +122,12 @@ fn in_body(path: &str, text: impl std::fmt::Display) -> String {
     format!("{path} in body {text}")
 }
 
-fn check(schema: &Value, v: &Value, path: &str, errors: &mut Vec<FieldError>) {
+fn check(schema: &Value, v: &Value, path: &str, out: &mut Report) {
+    out.checks += 1;
     if v.is_null() {
         if !flag(schema, "nullable") && schema.get("type").is_some() {
             let ty = schema["type"].as_str().unwrap_or_default();
-            errors.push(FieldError::invalid(
+            out.push_blocking(FieldError::invalid(
                 path,
                 "null",
                 &in_body(path, format!("must be of type {ty}: \"null\"")),
@@ -74,7 +137,7 @@ fn check(schema: &Value, v: &Value, path: &str, errors: &mut Vec<FieldError>) {
     }
     if flag(schema, "x-kubernetes-int-or-string") {
         if !(v.is_string() || has_type(v, "integer")) {
-            errors.push(FieldError::invalid(
+            out.push_blocking(FieldError::invalid(
                 path,
                 type_name(v),
                 &in_body(
@@ -85,7 +148,7 @@ fn check(schema: &Value, v: &Value, path: &str, errors: &mut Vec<FieldError>) {
         }
     } else if let Some(ty) = schema.get("type").and_then(Value::as_str) {
         if !has_type(v, ty) {
-            errors.push(FieldError::invalid(
+            out.push_blocking(FieldError::invalid(
                 path,
                 type_name(v),
                 &in_body(path, format!("must be of type {ty}: {:?}", type_name(v))),
@@ -93,6 +156,7 @@ fn check(schema: &Value, v: &Value, path: &str, errors: &mut Vec<FieldError>) {
             return;
         }
     }
+    junctors::check(schema, v, path, out);
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
         if !allowed.contains(v) {
             let names: Vec<String> = allowed
@@ -104,14 +168,14 @@ fn check(schema: &Value, v: &Value, path: &str, errors: &mut Vec<FieldError>) {
                 })
                 .collect();
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            errors.push(FieldError::not_supported(path, v.clone(), &names));
+            out.push_blocking(FieldError::not_supported(path, v.clone(), &names));
         }
     }
     match v {
-        Value::String(s) => check_string(schema, s, path, errors),
-        Value::Number(_) => check_number(schema, v, path, errors),
-        Value::Array(items) => check_array(schema, items, path, errors),
-        Value::Object(fields) => check_object(schema, fields, path, errors),
+        Value::String(s) => check_string(schema, s, path, out),
+        Value::Number(_) => check_number(schema, v, path, out),
+        Value::Array(items) => check_array(schema, items, path, out),
+        Value::Object(fields) => check_object(schema, fields, path, out),
         _ => {}
     }
 }
@@ -120,13 +184,13 @@ fn bound(schema: &Value, name: &str) -> Option<u64> {
     schema.get(name).and_then(Value::as_u64)
 }
 
-fn check_string(schema: &Value, s: &str, path: &str, errors: &mut Vec<FieldError>) {
+fn check_string(schema: &Value, s: &str, path: &str, out: &mut Report) {
     let chars = s.chars().count() as u64;
     if let Some(max) = bound(schema, "maxLength").filter(|m| chars > *m) {
-        errors.push(FieldError::too_long(path, max as usize));
+        out.push(FieldError::too_long(path, max as usize));
     }
     if let Some(min) = bound(schema, "minLength").filter(|m| chars < *m) {
-        errors.push(FieldError::invalid(
+        out.push(FieldError::invalid(
             path,
             s,
             &in_body(path, format!("should be at least {min} chars long")),
@@ -134,7 +198,7 @@ fn check_string(schema: &Value, s: &str, path: &str, errors: &mut Vec<FieldError
     }
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
         if Regex::new(pattern).is_ok_and(|re| !re.is_match(s)) {
-            errors.push(FieldError::invalid(
+            out.push(FieldError::invalid(
                 path,
                 s,
                 &in_body(path, format!("should match '{pattern}'")),
@@ -143,7 +207,7 @@ fn check_string(schema: &Value, s: &str, path: &str, errors: &mut Vec<FieldError
     }
     if let Some(format) = schema.get("format").and_then(Value::as_str) {
         if !format_ok(format, s) {
-            errors.push(FieldError::invalid(
+            out.push(FieldError::invalid(
                 path,
                 s,
                 &in_body(path, format!("must be of type {format}: {s:?}")),
@@ -196,7 +260,7 @@ pub fn format_ok(format: &str, s: &str) -> bool {
     }
 }
 
-fn check_number(schema: &Value, v: &Value, path: &str, errors: &mut Vec<FieldError>) {
+fn check_number(schema: &Value, v: &Value, path: &str, out: &mut Report) {
     let x = v.as_f64().unwrap_or_default();
     let exclusive = |name| flag(schema, name);
     if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
@@ -207,7 +271,7 @@ fn check_number(schema: &Value, v: &Value, path: &str, errors: &mut Vec<FieldErr
         };
         if bad {
             let shown = &schema["maximum"];
-            errors.push(FieldError::invalid(
+            out.push(FieldError::invalid(
                 path,
                 v.clone(),
                 &in_body(path, format!("should be {how} {shown}")),
@@ -222,7 +286,7 @@ fn check_number(schema: &Value, v: &Value, path: &str, errors: &mut Vec<FieldErr
         };
         if bad {
             let shown = &schema["minimum"];
-            errors.push(FieldError::invalid(
+            out.push(FieldError::invalid(
                 path,
                 v.clone(),
                 &in_body(path, format!("should be {how} {shown}")),
@@ -231,13 +295,13 @@ fn check_number(schema: &Value, v: &Value, path: &str, errors: &mut Vec<FieldErr
     }
 }
 
-fn check_array(schema: &Value, items: &[Value], path: &str, errors: &mut Vec<FieldError>) {
+fn check_array(schema: &Value, items: &[Value], path: &str, out: &mut Report) {
     let len = items.len() as u64;
     if let Some(max) = bound(schema, "maxItems").filter(|m| len > *m) {
-        errors.push(FieldError::too_many(path, items.len(), max as usize));
+        out.push(FieldError::too_many(path, items.len(), max as usize));
     }
     if let Some(min) = bound(schema, "minItems").filter(|m| len < *m) {
-        errors.push(FieldError::invalid(
+        out.push(FieldError::invalid(
             path,
             Value::Array(items.to_vec()),
             &in_body(path, format!("should have at least {min} items")),
@@ -245,14 +309,14 @@ fn check_array(schema: &Value, items: &[Value], path: &str, errors: &mut Vec<Fie
     }
     if let Some(item_schema) = schema.get("items") {
         for (i, item) in items.iter().enumerate() {
-            check(item_schema, item, &index(path, i), errors);
+            check(item_schema, item, &index(path, i), out);
         }
     }
-    check_list_type(schema, items, path, errors);
+    check_list_type(schema, items, path, out);
 }
 
 /// `x-kubernetes-list-type: set` items and `map` keys must be unique.
-fn check_list_type(schema: &Value, items: &[Value], path: &str, errors: &mut Vec<FieldError>) {
+fn check_list_type(schema: &Value, items: &[Value], path: &str, out: &mut Report) {
     let key_of = |item: &Value| -> Value {
         match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
             Some("map") => {
@@ -279,19 +343,14 @@ fn check_list_type(schema: &Value, items: &[Value], path: &str, errors: &mut Vec
     for (i, item) in items.iter().enumerate() {
         let key = key_of(item);
         if seen.contains(&key) {
-            errors.push(FieldError::duplicate(index(path, i), key));
+            out.push(FieldError::duplicate(index(path, i), key));
         } else {
             seen.push(key);
         }
     }
 }
 
-fn check_object(
-    schema: &Value,
-    fields: &Map<String, Value>,
-    path: &str,
-    errors: &mut Vec<FieldError>,
-) {
+fn check_object(schema: &Value, fields: &Map<String, Value>, path: &str, out: &mut Report) {
     for name in schema
         .get("required")
         .and_then(Value::as_array)
@@ -301,7 +360,7 @@ fn check_object(
         .filter(|name| !(path.is_empty() && is_root_meta(name)))
     {
         if !fields.contains_key(name) {
-            errors.push(FieldError::required(child(path, name), ""));
+            out.push(FieldError::required(child(path, name), ""));
         }
     }
     let props = schema.get("properties").and_then(Value::as_object);
@@ -309,15 +368,15 @@ fn check_object(
     for (name, value) in fields {
         let sub = props.and_then(|p| p.get(name)).or(additional);
         if let Some(sub) = sub {
-            check(sub, value, &child(path, name), errors);
+            check(sub, value, &child(path, name), out);
         }
     }
     let count = fields.len() as u64;
     if let Some(max) = bound(schema, "maxProperties").filter(|m| count > *m) {
-        errors.push(FieldError::too_many(path, fields.len(), max as usize));
+        out.push(FieldError::too_many(path, fields.len(), max as usize));
     }
     if let Some(min) = bound(schema, "minProperties").filter(|m| count < *m) {
-        errors.push(FieldError::invalid(
+        out.push(FieldError::invalid(
             path,
             count,
             &in_body(path, format!("should have at least {min} properties")),

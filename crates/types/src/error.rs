@@ -12,6 +12,9 @@ pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 pub enum FieldErrorKind {
     Required,
     Invalid,
+    /// Invalid, with a value Go prints with `%#v` (a struct such as a ValidationRule): the
+    /// text is shown as it is, unquoted.
+    InvalidShown(String),
     /// The value is not one of the listed supported values.
     NotSupported(Vec<String>),
     Duplicate,
@@ -52,6 +55,15 @@ impl FieldError {
     pub fn invalid(field: impl Into<String>, value: impl Into<Value>, detail: &str) -> Self {
         Self::new(FieldErrorKind::Invalid, field, Some(value.into()), detail)
     }
+    /// An invalid value that kube-apiserver prints as a Go struct literal.
+    pub fn invalid_shown(field: impl Into<String>, shown: impl Into<String>, detail: &str) -> Self {
+        Self::new(
+            FieldErrorKind::InvalidShown(shown.into()),
+            field,
+            None,
+            detail,
+        )
+    }
     pub fn not_supported(
         field: impl Into<String>,
         value: impl Into<Value>,
@@ -85,7 +97,7 @@ impl FieldError {
     pub fn reason(&self) -> &'static str {
         match self.kind {
             FieldErrorKind::Required => "FieldValueRequired",
-            FieldErrorKind::Invalid => "FieldValueInvalid",
+            FieldErrorKind::Invalid | FieldErrorKind::InvalidShown(_) => "FieldValueInvalid",
             FieldErrorKind::NotSupported(_) => "FieldValueNotSupported",
             FieldErrorKind::Duplicate => "FieldValueDuplicate",
             FieldErrorKind::Forbidden => "FieldValueForbidden",
@@ -101,6 +113,7 @@ impl FieldError {
         let head = match &self.kind {
             FieldErrorKind::Required => "Required value".to_string(),
             FieldErrorKind::Invalid => format!("Invalid value: {value}"),
+            FieldErrorKind::InvalidShown(shown) => format!("Invalid value: {shown}"),
             FieldErrorKind::NotSupported(valid) => {
                 let quoted: Vec<String> = valid.iter().map(|v| format!("{v:?}")).collect();
                 format!(

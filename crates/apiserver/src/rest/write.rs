@@ -225,7 +225,7 @@ impl Api {
         let mut errors = kinet_admission::validate(resource, obj, None);
         errors.extend(crate::join::validate(resource, obj));
         if let Some(served) = &custom {
-            errors.extend(served.validate(obj));
+            errors.extend(served.validate(obj, None));
         }
         if !errors.is_empty() {
             return Err(ApiError::invalid(
@@ -444,7 +444,7 @@ impl Api {
                 _ => kinet_admission::validate(resource, &new, Some(&current.value)),
             };
             if let Some(served) = &custom {
-                errors.extend(served.validate(&new));
+                errors.extend(served.validate(&new, Some(&current.value)));
             }
             if !errors.is_empty() {
                 return Err(ApiError::invalid(resource, &name, &errors));

@@ -57,6 +57,8 @@ fn crds() -> String {
                 minLength: 1
                 maxLength: 253
                 pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/[A-Za-z0-9/._-]+$'
+                x-kubernetes-validations:
+                - {{message: Value is immutable, rule: self == oldSelf}}
               description: {{type: string, maxLength: 64}}
           status:
             type: object
@@ -101,12 +103,41 @@ fn crds() -> String {
                           path:
                             type: object
                             default: {type: PathPrefix, value: /}
+                            x-kubernetes-validations:
+                            - message: value must be an absolute path and start with '/' when type one of ['Exact', 'PathPrefix']
+                              rule: "(self.type in ['Exact','PathPrefix']) ? self.value.startsWith('/') : true"
+                            - message: must not contain '//' when type one of ['Exact', 'PathPrefix']
+                              rule: "(self.type in ['Exact','PathPrefix']) ? !self.value.contains('//') : true"
                             properties:
                               type:
                                 type: string
                                 default: PathPrefix
                                 enum: [Exact, PathPrefix, RegularExpression]
                               value: {type: string, default: /, maxLength: 1024}
+                    filters:
+                      type: array
+                      maxItems: 16
+                      items:
+                        type: object
+                        required: [type]
+                        oneOf:
+                        - required: [requestRedirect]
+                        - required: [urlRewrite]
+                        x-kubernetes-validations:
+                        - message: filter.requestRedirect must be nil if the filter.type is not RequestRedirect
+                          rule: "!(has(self.requestRedirect) && self.type != 'RequestRedirect')"
+                        - message: filter.urlRewrite must be nil if the filter.type is not URLRewrite
+                          rule: "!(has(self.urlRewrite) && self.type != 'URLRewrite')"
+                        properties:
+                          type: {type: string, enum: [RequestRedirect, URLRewrite]}
+                          requestRedirect:
+                            type: object
+                            properties:
+                              statusCode: {type: integer, default: 302, enum: [301, 302]}
+                          urlRewrite:
+                            type: object
+                            properties:
+                              hostname: {type: string, maxLength: 253}
                     backendRefs:
                       type: array
                       items:
@@ -183,6 +214,7 @@ spec:
   hostnames: [web.example.com]
   rules:
   - backendRefs: [{name: web, port: 80}]
+    filters: [{type: RequestRedirect, requestRedirect: {}}]
 "#;
 
 const INVALID_ROUTE: &str = r#"
@@ -194,6 +226,46 @@ spec:
   parentRefs: [{port: 80}]
   rules:
   - matches: [{path: {type: Regex}}]
+"#;
+
+/// Breaks the junctors and the CEL rules, but no type or enum (which would stop the rules).
+const RULE_BREAKING_ROUTE: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: rules
+spec:
+  rules:
+  - matches: [{path: {type: Exact, value: api}}]
+    filters: [{type: RequestRedirect, requestRedirect: {}, urlRewrite: {hostname: b.example.com}}]
+"#;
+
+/// A definition whose schema kube-apiserver refuses: a type under anyOf, and a rule calling a
+/// function CEL's Kubernetes environment does not have.
+const UNSTRUCTURAL_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, kind: Widget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            anyOf: [{type: object, required: [size]}]
+            x-kubernetes-validations: [{rule: self.name.isHostname()}]
+            properties:
+              size: {type: integer}
+              name: {type: string}
 "#;
 
 fn run_ok(c: &Cluster, args: &[&str], manifest: &str) -> String {
@@ -258,6 +330,46 @@ fn gateway_api_shaped_definitions_serve_their_resources() {
         err.contains(r#"spec.rules[0].matches[0].path.type: Unsupported value: "Regex": supported values: "Exact", "PathPrefix", "RegularExpression""#),
         "{err}"
     );
+    // oneOf and CEL rules, with kube-apiserver's messages.
+    let out = kubectl_stdin(&c, &["apply"], RULE_BREAKING_ROUTE);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        r#"<nil>: Invalid value: "": "spec.rules[0].filters[0]" must validate one and only one schema (oneOf). Found 2 valid alternatives"#,
+        r#"spec.rules[0].filters[0]: Invalid value: "object": filter.urlRewrite must be nil if the filter.type is not URLRewrite"#,
+        r#"spec.rules[0].matches[0].path: Invalid value: "object": value must be an absolute path and start with '/' when type one of ['Exact', 'PathPrefix']"#,
+    ] {
+        assert!(err.contains(expected), "{expected}\n{err}");
+    }
+    // A transition rule: allowed on create, compared with the old object on update.
+    let immutable = c.kubectl(&[
+        "patch",
+        "gatewayclass",
+        "kinet",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"controllerName":"example.com/other"}}"#,
+    ]);
+    assert!(!immutable.status.success());
+    assert!(
+        String::from_utf8_lossy(&immutable.stderr)
+            .contains(r#"spec.controllerName: Invalid value: "string": Value is immutable"#),
+        "{}",
+        show(&immutable)
+    );
+    // A definition that is not structural, or whose rule does not compile, is refused.
+    let out = kubectl_stdin(&c, &["apply"], UNSTRUCTURAL_CRD);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let spec = "spec.versions[0].schema.openAPIV3Schema.properties[spec]";
+    for expected in [
+        format!("{spec}.anyOf[0].type: Forbidden: must be empty to be structural"),
+        format!("{spec}.x-kubernetes-validations[0].rule: Invalid value: apiextensions.ValidationRule{{Rule:\"self.name.isHostname()\""),
+        "compilation failed: ERROR: <input>:1:21: undeclared reference to 'isHostname' (in container '')".to_string(),
+    ] {
+        assert!(err.contains(&expected), "{expected}\n{err}");
+    }
+
     // Unknown fields are pruned, and Strict validation names them.
     let strict = kubectl_stdin(
         &c,

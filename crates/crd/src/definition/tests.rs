@@ -122,3 +122,33 @@ fn subresources_and_columns() {
         ]
     );
 }
+
+#[test]
+fn junctors_only_validate_values() {
+    let mut bad = crd();
+    let schema = &mut bad["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    schema["anyOf"] = json!([{"properties": {"metadata": {"required": ["name"]}, "extra": {}}}]);
+    schema["properties"]["spec"]["properties"]["size"] = json!({"type": "integer",
+        "oneOf": [{"type": "integer", "minimum": 1}, {"properties": {"x": {"default": 1}}}],
+        "not": {"description": "d", "nullable": true, "x-kubernetes-validations": [{"rule": "true"}]},
+        "allOf": [{"items": {"title": "t"}}]});
+    // The int-or-string pattern is the one place a type may appear.
+    schema["properties"]["spec"]["properties"]["port"] = json!({"x-kubernetes-int-or-string": true,
+        "anyOf": [{"type": "integer"}, {"type": "string"}]});
+    let p = "spec.versions[0].schema.openAPIV3Schema";
+    let size = format!("{p}.properties[spec].properties[size]");
+    assert_eq!(
+        messages(&bad),
+        [
+            format!("{p}.anyOf[0].properties[metadata]: Forbidden: must not be specified in a nested context"),
+            format!("{p}.properties[extra]: Required value: because it is defined in {p}.anyOf[0].properties[extra]"),
+            format!("{p}.properties[metadata]: Required value: because it is defined in {p}.anyOf[0].properties[metadata]"),
+            format!("{size}.allOf[0].items.title: Forbidden: must be empty to be structural"),
+            format!("{size}.not.description: Forbidden: must be empty to be structural"),
+            format!("{size}.not.nullable: Forbidden: must be false to be structural"),
+            format!("{size}.not.x-kubernetes-validations: Forbidden: must be empty to be structural"),
+            format!("{size}.oneOf[0].type: Forbidden: must be empty to be structural"),
+            format!("{size}.oneOf[1].properties[x].default: Forbidden: must be undefined to be structural"),
+        ]
+    );
+}

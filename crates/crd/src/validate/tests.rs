@@ -112,3 +112,99 @@ fn common_formats() {
     assert!(format_ok("uuid", "0b7c1d9e-27a4-4c1e-9a3b-5f0e6d2c8a11"));
     assert!(format_ok("int32", "anything"));
 }
+
+fn junctor_messages(obj: Value) -> Vec<String> {
+    let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
+        "oneOf": [{"required": ["path"]}, {"required": ["regex"]}],
+        "not": {"required": ["legacy"]},
+        "properties": {
+            "path": {"type": "string"}, "regex": {"type": "string"}, "legacy": {"type": "string"},
+            "port": {"type": "integer", "anyOf": [{"minimum": 1000}, {"maximum": 10}]},
+            "name": {"type": "string", "allOf": [{"minLength": 2}, {"pattern": "^[a-z]+$"}]},
+            "size": {"x-kubernetes-int-or-string": true,
+                "anyOf": [{"type": "integer"}, {"type": "string"}]}}}}});
+    validate(&schema, &obj)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn junctors_pass_when_their_branches_do() {
+    let obj = json!({"spec": {"path": "/", "port": 8080, "name": "web", "size": "1Gi"}});
+    assert_eq!(junctor_messages(obj), Vec::<String>::new());
+    let obj = json!({"spec": {"regex": ".*", "port": 5, "size": 3}});
+    assert_eq!(junctor_messages(obj), Vec::<String>::new());
+}
+
+#[test]
+fn one_of_reports_none_or_several_and_the_best_branch() {
+    assert_eq!(
+        junctor_messages(json!({"spec": {}})),
+        [
+            r#"<nil>: Invalid value: "": "spec" must validate one and only one schema (oneOf). Found none valid"#,
+            "spec.path: Required value",
+        ]
+    );
+    assert_eq!(
+        junctor_messages(json!({"spec": {"path": "/", "regex": "/"}})),
+        [
+            r#"<nil>: Invalid value: "": "spec" must validate one and only one schema (oneOf). Found 2 valid alternatives"#
+        ]
+    );
+}
+
+#[test]
+fn any_of_all_of_and_not() {
+    assert_eq!(
+        junctor_messages(json!({"spec": {"path": "/", "port": 80}})),
+        [
+            r#"<nil>: Invalid value: "": "spec.port" must validate at least one schema (anyOf)"#,
+            "spec.port: Invalid value: 80: spec.port in body should be greater than or equal to 1000",
+        ]
+    );
+    assert_eq!(
+        junctor_messages(json!({"spec": {"path": "/", "name": "A"}})),
+        [
+            r#"spec.name: Invalid value: "A": spec.name in body should be at least 2 chars long"#,
+            r#"spec.name: Invalid value: "A": spec.name in body should match '^[a-z]+$'"#,
+            r#"<nil>: Invalid value: "": "spec.name" must validate all the schemas (allOf). None validated"#,
+        ]
+    );
+    assert_eq!(
+        junctor_messages(json!({"spec": {"path": "/", "name": "ab1"}})),
+        [
+            r#"spec.name: Invalid value: "ab1": spec.name in body should match '^[a-z]+$'"#,
+            r#"<nil>: Invalid value: "": "spec.name" must validate all the schemas (allOf)"#,
+        ]
+    );
+    assert_eq!(
+        junctor_messages(json!({"spec": {"path": "/", "legacy": "x"}})),
+        [r#"<nil>: Invalid value: "": "spec" must not validate the schema (not)"#]
+    );
+}
+
+#[test]
+fn rules_run_only_over_values_of_the_right_type() {
+    let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
+        "properties": {"port": {"type": "integer"}},
+        "x-kubernetes-validations": [{"rule": "self.port > 1024", "message": "unprivileged ports only"}]}}});
+    let rules = crate::rules::Rules::new(&schema);
+    let messages = |obj: Value| -> Vec<String> {
+        validate_with_rules(&schema, &rules, &obj, None)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert_eq!(
+        messages(json!({"spec": {"port": 80}})),
+        [r#"spec: Invalid value: "object": unprivileged ports only"#]
+    );
+    assert_eq!(
+        messages(json!({"spec": {"port": "80"}})),
+        [
+            r#"spec.port: Invalid value: "string": spec.port in body must be of type integer: "string""#,
+            "<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+        ]
+    );
+}
