@@ -13,7 +13,7 @@
 //! - Nodes joining: [`certificates`] (approve and sign node client CSRs), [`tokencleaner`]
 //!   (expired bootstrap tokens).
 //! - [`events`]: the core/v1 Event recorder every loop reports through.
-//! - [`start`] runs each loop as its own supervised task.
+//! - [`start`] runs each loop as its own supervised task, each with its own [`identity`].
 
 pub mod certificates;
 pub mod client;
@@ -25,6 +25,7 @@ pub mod endpoints;
 mod error;
 pub mod events;
 pub mod gc;
+pub mod identity;
 pub mod job;
 pub mod loadbalancer;
 pub mod namespace;
@@ -47,6 +48,7 @@ use std::time::Duration;
 use kube::Client;
 
 pub use error::LoopError;
+pub use identity::Clients;
 pub use supervise::{supervise, Backoff, LoopMetrics};
 
 /// Cluster-wide settings the loops need.
@@ -76,49 +78,74 @@ impl Default for ControllerConfig {
 /// Starts every control loop on a task of its own, each restarted with back-off after an
 /// error or a panic (as kube-controller-manager's controllers are independent goroutines),
 /// so one bad loop never stops the others or the API server. Their restarts are counted
-/// in `metrics`.
-pub fn start(client: Client, config: ControllerConfig, metrics: &Arc<LoopMetrics>) {
-    let (c, m) = (&client, metrics);
-    spawn_loop("namespace", c, m, namespace::run);
-    spawn_loop("garbage-collector", c, m, gc::run);
-    spawn_loop("serviceaccount", c, m, serviceaccounts::run);
-    let skips = m.endpoint_skips.clone();
-    spawn_loop("endpoints", c, m, move |c| {
-        endpoints::run_with(c, skips.clone())
+/// in `metrics`. Each loop talks to the API with its own client of `clients`, as its upstream
+/// controller's service account (or as `system:kube-scheduler`).
+pub fn start(clients: &Clients, config: ControllerConfig, metrics: &Arc<LoopMetrics>) {
+    let m = metrics;
+    let c = |name: &str| clients.controller(name);
+    spawn_loop("namespace", c("namespace-controller"), m, namespace::run);
+    spawn_loop(
+        "garbage-collector",
+        c("generic-garbage-collector"),
+        m,
+        gc::run,
+    );
+    spawn_loop(
+        "serviceaccount",
+        c("service-account-controller"),
+        m,
+        serviceaccounts::run,
+    );
+    let (skips, slices) = (m.endpoint_skips.clone(), c("endpointslice-controller"));
+    spawn_loop("endpoints", c("endpoint-controller"), m, move |c| {
+        endpoints::run_with(c, slices.clone(), skips.clone())
     });
-    spawn_loop("deployment", c, m, deployment::run);
-    spawn_loop("replicaset", c, m, replicaset::run);
-    spawn_loop("daemonset", c, m, daemonset::run);
-    spawn_loop("statefulset", c, m, statefulset::run);
-    spawn_loop("job", c, m, job::run);
-    spawn_loop("cronjob", c, m, cronjob::run);
-    spawn_loop("scheduler", c, m, scheduler::run);
+    spawn_loop("deployment", c("deployment-controller"), m, deployment::run);
+    spawn_loop("replicaset", c("replicaset-controller"), m, replicaset::run);
+    spawn_loop("daemonset", c("daemon-set-controller"), m, daemonset::run);
+    spawn_loop(
+        "statefulset",
+        c("statefulset-controller"),
+        m,
+        statefulset::run,
+    );
+    spawn_loop("job", c("job-controller"), m, job::run);
+    spawn_loop("cronjob", c("cronjob-controller"), m, cronjob::run);
+    spawn_loop("scheduler", clients.scheduler(), m, scheduler::run);
     let ipam = config.clone();
-    spawn_loop("nodeipam", c, m, move |c| nodeipam::run(c, ipam.clone()));
-    spawn_loop("service-lb", c, m, loadbalancer::run);
-    spawn_loop("persistentvolume", c, m, persistentvolume::run);
-    spawn_loop("disruption", c, m, disruption::run);
+    spawn_loop("nodeipam", c("node-controller"), m, move |c| {
+        nodeipam::run(c, ipam.clone())
+    });
+    spawn_loop("service-lb", c("service-controller"), m, loadbalancer::run);
+    spawn_loop(
+        "persistentvolume",
+        c("persistent-volume-binder"),
+        m,
+        persistentvolume::run,
+    );
+    spawn_loop("disruption", c("disruption-controller"), m, disruption::run);
     let lifecycle = nodelifecycle::Settings {
         node_monitor_grace_period: config.node_monitor_grace_period,
     };
-    spawn_loop("nodelifecycle", c, m, move |c| {
+    spawn_loop("nodelifecycle", c("node-controller"), m, move |c| {
         nodelifecycle::run(c, lifecycle)
     });
-    spawn_loop("tokencleaner", c, m, tokencleaner::run);
+    spawn_loop("tokencleaner", c("token-cleaner"), m, tokencleaner::run);
     if let Some(ca) = config.signing_ca {
-        spawn_loop("csr", c, m, move |c| certificates::run(c, ca.clone()));
+        spawn_loop("csr", c("certificate-controller"), m, move |c| {
+            certificates::run(c, ca.clone())
+        });
     }
 }
 
 fn spawn_loop<Fut>(
     name: &'static str,
-    client: &Client,
+    client: Client,
     metrics: &Arc<LoopMetrics>,
     run: impl Fn(Client) -> Fut + Send + 'static,
 ) where
     Fut: std::future::Future<Output = Result<(), LoopError>> + Send + 'static,
 {
-    let client = client.clone();
     supervise(name, metrics.clone(), Backoff::default(), move || {
         run(client.clone())
     });

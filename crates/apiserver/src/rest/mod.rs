@@ -3,6 +3,7 @@
 
 mod alloc;
 mod delete;
+mod eviction;
 pub(crate) mod meta;
 mod rbac;
 mod read;
