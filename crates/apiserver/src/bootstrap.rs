@@ -67,6 +67,24 @@ pub async fn run(api: &Api, api_port: u16) -> Result<()> {
     for binding in kinet_rbac::bootstrap::cluster_role_bindings() {
         ensure(api, kinet_rbac::GROUP, "clusterrolebindings", None, binding).await?;
     }
+    let (roles, bindings) = kinet_rbac::bootstrap::namespaced();
+    let system = Some(kinet_rbac::controllers::NAMESPACE);
+    for role in roles {
+        ensure(api, kinet_rbac::GROUP, "roles", system, role).await?;
+    }
+    for binding in bindings {
+        ensure(api, kinet_rbac::GROUP, "rolebindings", system, binding).await?;
+    }
+    // The controllers' accounts, as kube-controller-manager creates them for its clients.
+    for (user, _) in kinet_rbac::controllers::identities() {
+        let user = kinet_rbac::UserInfo::new(user, &[]);
+        let Some((ns, name)) = user.service_account() else {
+            continue;
+        };
+        let account = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": name, "namespace": ns}});
+        ensure(api, "", "serviceaccounts", Some(ns), account).await?;
+    }
     api.rbac_changed().await;
     let ip = api.network.kubernetes_ip().to_string();
     let svc = json!({

@@ -38,7 +38,7 @@ const VERBS: &[&str] = &[
 fn subresource_verbs(sub: &str) -> &'static [&'static str] {
     match sub {
         "status" | "scale" | "ephemeralcontainers" => &["get", "patch", "update"],
-        "binding" => &["create"],
+        "binding" | "eviction" => &["create"],
         "log" => &["get"],
         "finalize" => &["update"],
         _ => &["create", "get"],
@@ -50,6 +50,7 @@ fn subresource_kind(resource: &Resource, sub: &str) -> (&'static str, &'static s
     match sub {
         "scale" => ("autoscaling", "v1", "Scale"),
         "binding" => ("", "v1", "Binding"),
+        "eviction" => ("policy", "v1", "Eviction"),
         "exec" => ("", "v1", "PodExecOptions"),
         "attach" => ("", "v1", "PodAttachOptions"),
         "portforward" => ("", "v1", "PodPortForwardOptions"),

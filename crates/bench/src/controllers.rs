@@ -181,7 +181,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         ..Default::default()
     };
     let loops = std::sync::Arc::new(kinet_controllers::LoopMetrics::default());
-    let _running = kinet_controllers::start(client.clone(), config, &loops);
+    let _running = kinet_controllers::start(&server.controller_clients()?, config, &loops);
     register_nodes(&client, 3).await?;
     println!(
         "kinet bench controllers: {} replicas, {} services, {} readiness samples\n",

@@ -31,7 +31,10 @@ pub async fn serve(name: &str) -> Result<()> {
         "control plane starting"
     );
     let url = format!("https://127.0.0.1:{}", info.port);
-    let controllers = kinet_controllers::client::connect(&url, &pki.ca_cert_pem, &token)?;
+    let admin = kinet_controllers::client::connect(&url, &pki.ca_cert_pem, &token)?;
+    // Each control loop has its own identity and token, held only in this process.
+    let credentials = kinet_controllers::identity::generate();
+    let controllers = kinet_controllers::Clients::connect(&url, &pki.ca_cert_pem, &credentials)?;
     // Node agents take logs, exec, attach and port-forward only from this certificate.
     let (cert_pem, key_pem) = pki
         .issue_kubelet_client()
@@ -46,7 +49,7 @@ pub async fn serve(name: &str) -> Result<()> {
     // its own Lease back at once instead of waiting for it to run out.
     let identity = format!("{}_{}", hostname(), info.port);
     let (elector, role) = Elector::new(
-        controllers.clone(),
+        admin.clone(),
         "kube-system",
         CONTROLLER_MANAGER_LEASE,
         &identity,
@@ -74,11 +77,17 @@ pub async fn serve(name: &str) -> Result<()> {
             ca_cert_pem: pki.ca_cert_pem,
             server_cert_pem: pki.server_cert_pem,
             server_key_pem: pki.server_key_pem,
-            tokens: vec![TokenUser {
+            tokens: std::iter::once(TokenUser {
                 token,
                 user: ADMIN_USER.to_string(),
                 groups: vec![ADMIN_GROUP.to_string()],
-            }],
+            })
+            .chain(credentials.into_iter().map(|c| TokenUser {
+                token: c.token,
+                user: c.user,
+                groups: c.groups,
+            }))
+            .collect(),
             admission: kinet_admission::Settings {
                 default_toleration_seconds: info.default_toleration_seconds,
             },
@@ -96,14 +105,14 @@ pub async fn serve(name: &str) -> Result<()> {
     };
     let lb_pool = info.underlay.filter(|_| info.nodes > 0);
     tokio::spawn(async move {
-        while controllers.apiserver_version().await.is_err() {
+        while admin.apiserver_version().await.is_err() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if let Some(cidr) = lb_pool {
-            crate::external::ensure_lb_pool(&controllers, cidr).await;
+            crate::external::ensure_lb_pool(&admin, cidr).await;
         }
         elector
-            .run(|| kinet_controllers::start(controllers.clone(), config.clone(), &loops))
+            .run(|| kinet_controllers::start(&controllers, config.clone(), &loops))
             .await;
     });
     let result = api.await;

@@ -1,7 +1,11 @@
 //! The disruption controller: each PodDisruptionBudget's status says how many of its pods are
 //! healthy, how many must stay so, and so how many may be disrupted now, as
 //! kube-controller-manager's does (`kubectl get pdb` shows ALLOWED DISRUPTIONS from it).
+//! Pods the eviction API took a disruption for (`status.disruptedPods`) count as gone until
+//! they are deleted, or for two minutes; the status is written only over the budget it was
+//! computed from, so an eviction's decrement is never overwritten.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +15,7 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatu
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::ListParams;
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, Controller};
@@ -20,7 +24,7 @@ use kube::{Api, Client, ResourceExt};
 use crate::deployment::plan::scaled_value;
 use crate::events::{object_ref, EventType};
 use crate::replicaset::{pod_ready, selector_of, Error};
-use crate::runtime::{patch_status_if_changed, run_controller, Ctx};
+use crate::runtime::{run_controller, Ctx};
 
 /// How many pods a budget expects, and how many of them must stay healthy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +126,38 @@ pub fn status_for(
     }
 }
 
+/// How long a pod the eviction API took a disruption for may take to be deleted
+/// (upstream's `DeletionTimeout`); after that it counts again.
+const DELETION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The evicted pods of `old` still on their way out at `now`, and when the first of them
+/// counts again (`buildDisruptedPodMap`).
+pub fn still_disrupted(
+    pods: &[&Pod],
+    old: Option<&BTreeMap<String, Time>>,
+    now: Timestamp,
+) -> (BTreeMap<String, Time>, Option<Duration>) {
+    let mut kept = BTreeMap::new();
+    let mut recheck: Option<Duration> = None;
+    for pod in pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+    {
+        let Some(since) = old.and_then(|o| o.get(&pod.name_any())) else {
+            continue;
+        };
+        let elapsed = Duration::try_from(now.duration_since(since.0)).unwrap_or_default();
+        if let Some(left) = DELETION_TIMEOUT
+            .checked_sub(elapsed)
+            .filter(|l| !l.is_zero())
+        {
+            recheck = Some(recheck.map_or(left, |r| r.min(left)));
+            kept.insert(pod.name_any(), since.clone());
+        }
+    }
+    (kept, recheck)
+}
+
 /// Runs the loop.
 pub async fn run(client: Client) -> Result<(), crate::LoopError> {
     let ctx = Ctx::new(&client, "controllermanager");
@@ -217,9 +253,12 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Actio
         None => Vec::new(),
     };
     let pods: Vec<&Pod> = listed.iter().collect();
+    let old = pdb.status.as_ref().and_then(|s| s.disrupted_pods.as_ref());
+    let (disrupted, recheck) = still_disrupted(&pods, old, Timestamp::now());
     let healthy = pods
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p))
+        .filter(|p| !disrupted.contains_key(&p.name_any()))
         .count() as i32;
     let scale = if pods.is_empty() {
         Ok(0)
@@ -237,9 +276,43 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Actio
             )
             .await;
     }
-    let status = status_for(&pdb, healthy, need, Timestamp::now());
-    patch_status_if_changed(&ctx.client, pdb.as_ref(), pdb.status.as_ref(), &status).await?;
-    Ok(Action::await_change())
+    let mut status = status_for(&pdb, healthy, need, Timestamp::now());
+    status.disrupted_pods = (!disrupted.is_empty()).then_some(disrupted);
+    write_status_over(&ctx.client, &pdb, status).await?;
+    Ok(recheck.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Writes `status` unless unchanged, only over the revision of `pdb` it was computed from (a
+/// merge patch with a resourceVersion precondition; a conflict retries the reconcile).
+async fn write_status_over(
+    client: &Client,
+    pdb: &PodDisruptionBudget,
+    status: PodDisruptionBudgetStatus,
+) -> Result<(), Error> {
+    let old = pdb.status.clone().unwrap_or_default();
+    if old == status {
+        return Ok(());
+    }
+    let mut body = serde_json::json!({"metadata": {"resourceVersion": pdb.resource_version()},
+        "status": status});
+    // A merge patch keeps map keys it does not name: pods no longer disrupted are removed.
+    for gone in old.disrupted_pods.iter().flatten().map(|(name, _)| name) {
+        if status
+            .disrupted_pods
+            .as_ref()
+            .is_none_or(|d| !d.contains_key(gone))
+        {
+            body["status"]["disruptedPods"][gone] = serde_json::Value::Null;
+        }
+    }
+    Api::<PodDisruptionBudget>::namespaced(client.clone(), &pdb.namespace().unwrap_or_default())
+        .patch_status(
+            &pdb.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(body),
+        )
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -333,5 +406,35 @@ mod tests {
         let failed = status_for(&b, 3, Err("no controller".into()), now);
         assert_eq!(failed.disruptions_allowed, 0);
         assert_eq!(failed.conditions.unwrap()[0].reason, "SyncFailed");
+    }
+
+    #[test]
+    fn evicted_pods_count_as_gone_until_deleted_or_two_minutes_pass() {
+        let now: Timestamp = "2026-01-01T00:02:00Z".parse().unwrap();
+        let pod = |name: &str, deleting: bool| -> Pod {
+            let mut meta = json!({"name": name});
+            if deleting {
+                meta["deletionTimestamp"] = json!("2026-01-01T00:01:00Z");
+            }
+            serde_json::from_value(json!({"metadata": meta})).unwrap()
+        };
+        let at = |t: &str| Time(t.parse().unwrap());
+        let old = BTreeMap::from([
+            ("fresh".to_string(), at("2026-01-01T00:01:30Z")),
+            ("stale".to_string(), at("2026-01-01T00:00:00Z")),
+            ("deleting".to_string(), at("2026-01-01T00:01:50Z")),
+            ("gone".to_string(), at("2026-01-01T00:01:50Z")),
+        ]);
+        let pods = [
+            pod("fresh", false),
+            pod("stale", false),
+            pod("deleting", true),
+            pod("other", false),
+        ];
+        let refs: Vec<&Pod> = pods.iter().collect();
+        let (kept, recheck) = still_disrupted(&refs, Some(&old), now);
+        assert_eq!(kept.keys().collect::<Vec<_>>(), ["fresh"]);
+        assert_eq!(recheck, Some(Duration::from_secs(90)));
+        assert_eq!(still_disrupted(&refs, None, now), (BTreeMap::new(), None));
     }
 }

@@ -13,8 +13,9 @@
 //! - Nodes joining: [`certificates`] (approve and sign node client CSRs), [`tokencleaner`]
 //!   (expired bootstrap tokens).
 //! - [`events`]: the core/v1 Event recorder every loop reports through.
-//! - [`start`] runs each loop as its own supervised task; [`leaderelection`] lets only one of
-//!   several API servers run them, as kube-controller-manager's `--leader-elect`.
+//! - [`start`] runs each loop as its own supervised task, each with its own [`identity`];
+//!   [`leaderelection`] lets only one of several API servers run them, as
+//!   kube-controller-manager's `--leader-elect`.
 
 pub mod certificates;
 pub mod client;
@@ -26,6 +27,7 @@ pub mod endpoints;
 mod error;
 pub mod events;
 pub mod gc;
+pub mod identity;
 pub mod job;
 pub mod leaderelection;
 pub mod loadbalancer;
@@ -49,6 +51,7 @@ use std::time::Duration;
 use kube::Client;
 
 pub use error::LoopError;
+pub use identity::Clients;
 pub use supervise::{supervise, Backoff, LoopMetrics};
 
 /// Cluster-wide settings the loops need.
@@ -78,39 +81,100 @@ impl Default for ControllerConfig {
 /// Starts every control loop on a task of its own, each restarted with back-off after an
 /// error or a panic (as kube-controller-manager's controllers are independent goroutines),
 /// so one bad loop never stops the others or the API server. Their restarts are counted
-/// in `metrics`. Dropping what it returns stops them all (leadership was lost).
+/// in `metrics`. Each loop talks to the API with its own client of `clients`, as its upstream
+/// controller's service account (or as `system:kube-scheduler`). Dropping what it returns
+/// stops them all (leadership was lost).
 #[must_use = "dropping the loops stops them"]
-pub fn start(client: Client, config: ControllerConfig, metrics: &Arc<LoopMetrics>) -> Loops {
+pub fn start(clients: &Clients, config: ControllerConfig, metrics: &Arc<LoopMetrics>) -> Loops {
     let mut loops = Loops(Vec::new());
-    let (c, m, l) = (&client, metrics, &mut loops);
-    spawn_loop(l, "namespace", c, m, namespace::run);
-    spawn_loop(l, "garbage-collector", c, m, gc::run);
-    spawn_loop(l, "serviceaccount", c, m, serviceaccounts::run);
-    let skips = m.endpoint_skips.clone();
-    spawn_loop(l, "endpoints", c, m, move |c| {
-        endpoints::run_with(c, skips.clone())
+    let (m, l) = (metrics, &mut loops);
+    let c = |name: &str| clients.controller(name);
+    spawn_loop(l, "namespace", c("namespace-controller"), m, namespace::run);
+    spawn_loop(
+        l,
+        "garbage-collector",
+        c("generic-garbage-collector"),
+        m,
+        gc::run,
+    );
+    spawn_loop(
+        l,
+        "serviceaccount",
+        c("service-account-controller"),
+        m,
+        serviceaccounts::run,
+    );
+    let (skips, slices) = (m.endpoint_skips.clone(), c("endpointslice-controller"));
+    spawn_loop(l, "endpoints", c("endpoint-controller"), m, move |c| {
+        endpoints::run_with(c, slices.clone(), skips.clone())
     });
-    spawn_loop(l, "deployment", c, m, deployment::run);
-    spawn_loop(l, "replicaset", c, m, replicaset::run);
-    spawn_loop(l, "daemonset", c, m, daemonset::run);
-    spawn_loop(l, "statefulset", c, m, statefulset::run);
-    spawn_loop(l, "job", c, m, job::run);
-    spawn_loop(l, "cronjob", c, m, cronjob::run);
-    spawn_loop(l, "scheduler", c, m, scheduler::run);
+    spawn_loop(
+        l,
+        "deployment",
+        c("deployment-controller"),
+        m,
+        deployment::run,
+    );
+    spawn_loop(
+        l,
+        "replicaset",
+        c("replicaset-controller"),
+        m,
+        replicaset::run,
+    );
+    spawn_loop(
+        l,
+        "daemonset",
+        c("daemon-set-controller"),
+        m,
+        daemonset::run,
+    );
+    spawn_loop(
+        l,
+        "statefulset",
+        c("statefulset-controller"),
+        m,
+        statefulset::run,
+    );
+    spawn_loop(l, "job", c("job-controller"), m, job::run);
+    spawn_loop(l, "cronjob", c("cronjob-controller"), m, cronjob::run);
+    spawn_loop(l, "scheduler", clients.scheduler(), m, scheduler::run);
     let ipam = config.clone();
-    spawn_loop(l, "nodeipam", c, m, move |c| nodeipam::run(c, ipam.clone()));
-    spawn_loop(l, "service-lb", c, m, loadbalancer::run);
-    spawn_loop(l, "persistentvolume", c, m, persistentvolume::run);
-    spawn_loop(l, "disruption", c, m, disruption::run);
+    spawn_loop(l, "nodeipam", c("node-controller"), m, move |c| {
+        nodeipam::run(c, ipam.clone())
+    });
+    spawn_loop(
+        l,
+        "service-lb",
+        c("service-controller"),
+        m,
+        loadbalancer::run,
+    );
+    spawn_loop(
+        l,
+        "persistentvolume",
+        c("persistent-volume-binder"),
+        m,
+        persistentvolume::run,
+    );
+    spawn_loop(
+        l,
+        "disruption",
+        c("disruption-controller"),
+        m,
+        disruption::run,
+    );
     let lifecycle = nodelifecycle::Settings {
         node_monitor_grace_period: config.node_monitor_grace_period,
     };
-    spawn_loop(l, "nodelifecycle", c, m, move |c| {
+    spawn_loop(l, "nodelifecycle", c("node-controller"), m, move |c| {
         nodelifecycle::run(c, lifecycle)
     });
-    spawn_loop(l, "tokencleaner", c, m, tokencleaner::run);
+    spawn_loop(l, "tokencleaner", c("token-cleaner"), m, tokencleaner::run);
     if let Some(ca) = config.signing_ca {
-        spawn_loop(l, "csr", c, m, move |c| certificates::run(c, ca.clone()));
+        spawn_loop(l, "csr", c("certificate-controller"), m, move |c| {
+            certificates::run(c, ca.clone())
+        });
     }
     loops
 }
@@ -130,13 +194,12 @@ impl Drop for Loops {
 fn spawn_loop<Fut>(
     loops: &mut Loops,
     name: &'static str,
-    client: &Client,
+    client: Client,
     metrics: &Arc<LoopMetrics>,
     run: impl Fn(Client) -> Fut + Send + 'static,
 ) where
     Fut: std::future::Future<Output = Result<(), LoopError>> + Send + 'static,
 {
-    let client = client.clone();
     let handle = supervise(name, metrics.clone(), Backoff::default(), move || {
         run(client.clone())
     });

@@ -152,6 +152,17 @@ fn kind_columns(kind: &str) -> Vec<Col> {
             AGE,
             Col("PreemptionPolicy", "string", 0, "preemptionPolicy is the Policy for preempting pods with lower priority. One of Never, PreemptLowerPriority. Defaults to PreemptLowerPriority if unset."),
         ],
+        "PersistentVolumeClaim" => vec![
+            NAME,
+            Col("Status", "string", 0, "phase represents the current phase of PersistentVolumeClaim."),
+            Col("Volume", "string", 0, "volumeName is the binding reference to the PersistentVolume backing this claim."),
+            Col("Capacity", "string", 0, "capacity represents the actual resources of the underlying volume."),
+            Col("Access Modes", "string", 0, "accessModes contains the actual access modes the volume backing the PVC has. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#access-modes-1"),
+            Col("StorageClass", "string", 0, "StorageClass of the pvc"),
+            Col("VolumeAttributesClass", "string", 0, "VolumeAttributesClass of the pvc"),
+            AGE,
+            Col("VolumeMode", "string", 1, "volumeMode defines what type of volume is required by the claim. Value of Filesystem is implied when not included in claim spec."),
+        ],
         "ControllerRevision" => vec![
             NAME,
             Col("Controller", "string", 0, "Controller of the object"),
@@ -247,9 +258,8 @@ mod tests {
 
     #[test]
     fn every_kind_has_named_columns() {
-        // LimitRanges have no printer upstream either; claims' columns are still to be written.
-        // Both get the apiserver's default NAME / CREATED AT table.
-        const DEFAULT_TABLE: &[&str] = &["PersistentVolumeClaim", "LimitRange"];
+        // LimitRanges have no printer upstream either: the apiserver's default NAME / CREATED AT.
+        const DEFAULT_TABLE: &[&str] = &["LimitRange"];
         for r in RESOURCES
             .iter()
             .filter(|r| !DEFAULT_TABLE.contains(&r.kind))

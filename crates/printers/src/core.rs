@@ -1,5 +1,5 @@
 //! Rows for core/v1 kinds other than pods: services, endpoints, nodes, namespaces, config maps,
-//! secrets, service accounts and events.
+//! secrets, service accounts, events and persistent volume claims.
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -309,4 +309,66 @@ pub(crate) fn event(ev: &Value, now: DateTime<Utc>) -> Vec<Value> {
 /// Containers and images of a pod template, for the wide columns of workloads.
 pub(crate) fn template_containers(obj: &Value) -> (String, String) {
     container_cells(at(obj, &["spec", "template", "spec"]))
+}
+
+/// Access modes as kubectl abbreviates them (`GetAccessModesAsString`): each once, in this order.
+fn access_modes(modes: &[Value]) -> String {
+    const SHORT: &[(&str, &str)] = &[
+        ("ReadWriteOnce", "RWO"),
+        ("ReadOnlyMany", "ROX"),
+        ("ReadWriteMany", "RWX"),
+        ("ReadWriteOncePod", "RWOP"),
+    ];
+    SHORT
+        .iter()
+        .filter(|(mode, _)| modes.iter().any(|m| m == mode))
+        .map(|(_, short)| *short)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `printPersistentVolumeClaim`: capacity and access modes only once bound to a volume.
+pub(crate) fn persistent_volume_claim(pvc: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let phase = match at(pvc, &["metadata", "deletionTimestamp"]) {
+        Some(Value::String(_)) => "Terminating",
+        _ => str_at(pvc, &["status", "phase"]),
+    };
+    let volume = str_at(pvc, &["spec", "volumeName"]);
+    let (capacity, modes) = match volume {
+        "" => (String::new(), String::new()),
+        _ => (
+            str_at(pvc, &["status", "capacity", "storage"]).to_string(),
+            access_modes(arr_at(pvc, &["status", "accessModes"])),
+        ),
+    };
+    // The beta annotation still names the class when the field is unset (`GetPersistentVolumeClaimClass`).
+    let class = match at(
+        pvc,
+        &[
+            "metadata",
+            "annotations",
+            "volume.beta.kubernetes.io/storage-class",
+        ],
+    ) {
+        Some(Value::String(c)) => c.as_str(),
+        _ => str_at(pvc, &["spec", "storageClassName"]),
+    };
+    let or_unset = |s: &str| match s {
+        "" => "<unset>".to_string(),
+        s => s.to_string(),
+    };
+    vec![
+        json!(name(pvc)),
+        json!(phase),
+        json!(volume),
+        json!(capacity),
+        json!(modes),
+        json!(class),
+        json!(or_unset(str_at(
+            pvc,
+            &["spec", "volumeAttributesClassName"]
+        ))),
+        age(pvc, now),
+        json!(or_unset(str_at(pvc, &["spec", "volumeMode"]))),
+    ]
 }

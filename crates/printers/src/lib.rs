@@ -35,6 +35,7 @@ pub fn cells(resource: &Resource, obj: &Value, now: DateTime<Utc>) -> Vec<Value>
         "Secret" => core::secret(obj, now),
         "ServiceAccount" => core::service_account(obj, now),
         "Event" => core::event(obj, now),
+        "PersistentVolumeClaim" => core::persistent_volume_claim(obj, now),
         "Deployment" => workloads::deployment(obj, now),
         "ReplicaSet" => workloads::replica_set(obj, now),
         "DaemonSet" => workloads::daemon_set(obj, now),

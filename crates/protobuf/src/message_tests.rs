@@ -193,3 +193,17 @@ fn int32_and_int64_widths() {
     let big = v(7, 1 << 40);
     assert_eq!(decode(&META_OBJECT_META, &big)["generation"], 1u64 << 40);
 }
+
+#[test]
+fn an_eviction_carries_its_delete_options() {
+    // What `kubectl drain` posts: the pod's name and namespace, a grace period and a dry run.
+    let meta = [l(1, b"web-0"), l(3, b"default")].concat();
+    let preconditions = l(1, b"uid-1");
+    let options = [v(1, 0), l(2, &preconditions), l(5, b"All")].concat();
+    let got = decode(&POLICY_EVICTION, &[l(1, &meta), l(2, &options)].concat());
+    assert_eq!(got["metadata"]["name"], "web-0");
+    assert_eq!(
+        got["deleteOptions"],
+        json!({"gracePeriodSeconds": 0, "preconditions": {"uid": "uid-1"}, "dryRun": ["All"]})
+    );
+}

@@ -5,7 +5,7 @@
 use k8s_openapi::api::rbac::v1::PolicyRule;
 use serde_json::{json, Value};
 
-use crate::{AUTHENTICATED, GROUP, MASTERS, UNAUTHENTICATED};
+use crate::{controllers, AUTHENTICATED, GROUP, MASTERS, UNAUTHENTICATED};
 
 const READ: &[&str] = &["get", "list", "watch"];
 const WRITE: &[&str] = &["create", "delete", "deletecollection", "patch", "update"];
@@ -72,8 +72,7 @@ pub fn node_rules() -> Vec<PolicyRule> {
 }
 
 fn cluster_role(name: &str, labels: Value, rules: Vec<PolicyRule>) -> Value {
-    let mut metadata = json!({"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
-        "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}});
+    let mut metadata = metadata(name);
     if let (Some(all), Value::Object(more)) = (metadata["labels"].as_object_mut(), labels) {
         all.extend(more);
     }
@@ -351,7 +350,59 @@ pub fn cluster_roles() -> Vec<Value> {
             ],
         ),
         cluster_role("system:node", json!({}), node_rules()),
+        cluster_role(
+            controllers::SCHEDULER,
+            json!({}),
+            controllers::scheduler_rules(),
+        ),
     ]
+    .into_iter()
+    .chain(
+        controllers::controller_roles()
+            .into_iter()
+            .map(|(name, rules)| cluster_role(&controller_role(name), json!({}), rules)),
+    )
+    .collect()
+}
+
+fn controller_role(name: &str) -> String {
+    format!("{}{name}", controllers::ROLE_PREFIX)
+}
+
+fn metadata(name: &str) -> Value {
+    json!({"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+        "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}})
+}
+
+/// A binding of kind `kind` (ClusterRoleBinding or RoleBinding) of the role `role` of the same
+/// kind's scope and name.
+fn binding(kind: &str, role: &str, subjects: Vec<Value>) -> Value {
+    let role_kind = kind.trim_end_matches("Binding");
+    json!({"apiVersion": format!("{GROUP}/v1"), "kind": kind, "metadata": metadata(role),
+        "roleRef": {"apiGroup": GROUP, "kind": role_kind, "name": role},
+        "subjects": subjects})
+}
+
+fn controller_account(name: &str) -> Vec<Value> {
+    vec![json!({"kind": "ServiceAccount", "name": name, "namespace": controllers::NAMESPACE})]
+}
+
+/// The Roles and RoleBindings kube-apiserver keeps in `kube-system`: the controllers' that
+/// need rights only there.
+pub fn namespaced() -> (Vec<Value>, Vec<Value>) {
+    controllers::namespaced_roles()
+        .into_iter()
+        .map(|(name, rules)| {
+            let role = controller_role(name);
+            let mut meta = metadata(&role);
+            meta["namespace"] = json!(controllers::NAMESPACE);
+            let object = json!({"apiVersion": format!("{GROUP}/v1"), "kind": "Role",
+                "metadata": meta, "rules": rules});
+            let mut bound = binding("RoleBinding", &role, controller_account(name));
+            bound["metadata"]["namespace"] = json!(controllers::NAMESPACE);
+            (object, bound)
+        })
+        .unzip()
 }
 
 /// A ClusterRoleBinding of `role` (of the same name) to groups.
@@ -360,11 +411,7 @@ fn bind_groups(role: &str, groups: &[&str]) -> Value {
         .iter()
         .map(|g| json!({"apiGroup": GROUP, "kind": "Group", "name": g}))
         .collect();
-    json!({"apiVersion": format!("{GROUP}/v1"), "kind": "ClusterRoleBinding",
-        "metadata": {"name": role, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
-            "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}},
-        "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": role},
-        "subjects": subjects})
+    binding("ClusterRoleBinding", role, subjects)
 }
 
 /// The default ClusterRoleBindings. `system:node` is not bound: the Node authorizer applies it.
@@ -380,7 +427,25 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         bind_groups("system:monitoring", &["system:monitoring"]),
         // kubeadm binds its bootstrap tokens' group the same way (kubeadm:kubelet-bootstrap).
         bind_groups("system:node-bootstrapper", &["system:bootstrappers"]),
+        binding(
+            "ClusterRoleBinding",
+            controllers::SCHEDULER,
+            vec![json!({"apiGroup": GROUP, "kind": "User", "name": controllers::SCHEDULER})],
+        ),
     ]
+    .into_iter()
+    .chain(
+        controllers::controller_roles()
+            .into_iter()
+            .map(|(name, _)| {
+                binding(
+                    "ClusterRoleBinding",
+                    &controller_role(name),
+                    controller_account(name),
+                )
+            }),
+    )
+    .collect()
 }
 
 #[cfg(test)]
@@ -402,11 +467,85 @@ mod tests {
             role["rules"] = serde_json::to_value(rules).unwrap();
         }
         let bindings = cluster_role_bindings();
+        let (ns_roles, ns_bindings) = namespaced();
         Graph::build(Objects {
             cluster_roles: &roles.iter().collect::<Vec<_>>(),
             cluster_role_bindings: &bindings.iter().collect::<Vec<_>>(),
-            ..Objects::default()
+            roles: &ns_roles.iter().collect::<Vec<_>>(),
+            role_bindings: &ns_bindings.iter().collect::<Vec<_>>(),
         })
+    }
+
+    /// A control-plane identity by user name, with its groups.
+    fn identity(name: &str) -> UserInfo {
+        let (name, groups) = controllers::identities()
+            .into_iter()
+            .find(|(user, _)| user.ends_with(name))
+            .unwrap();
+        UserInfo { name, groups }
+    }
+
+    #[test]
+    fn controllers_may_do_their_job_and_nothing_else() {
+        let g = graph();
+        let can = |who: &str, verb, group, resource: &str, ns| {
+            let (resource, sub) = resource.split_once('/').unwrap_or((resource, ""));
+            let a = Attributes::resource(verb, group, resource, sub, ns, "x");
+            g.authorize(&identity(who), &a).allowed()
+        };
+        let deployments = ":deployment-controller";
+        assert!(can(deployments, "create", "apps", "replicasets", "default"));
+        assert!(can(deployments, "patch", "apps", "deployments/status", "a"));
+        assert!(!can(deployments, "create", "", "pods", "default"));
+        assert!(!can(deployments, "list", "", "secrets", "default"));
+        assert!(!can(deployments, "delete", "", "namespaces", ""));
+        assert!(can(":replicaset-controller", "create", "", "pods", "a"));
+        assert!(!can(":replicaset-controller", "update", "", "nodes", ""));
+        assert!(can(
+            ":namespace-controller",
+            "deletecollection",
+            "x.io",
+            "things",
+            "a"
+        ));
+        assert!(!can(":namespace-controller", "create", "", "pods", "a"));
+        assert!(can(
+            ":token-cleaner",
+            "delete",
+            "",
+            "secrets",
+            "kube-system"
+        ));
+        assert!(
+            !can(":token-cleaner", "delete", "", "secrets", "default"),
+            "the token cleaner's Role is kube-system's only"
+        );
+        assert!(can(
+            controllers::SCHEDULER,
+            "create",
+            "",
+            "pods/binding",
+            "a"
+        ));
+        assert!(!can(controllers::SCHEDULER, "create", "", "pods", "a"));
+        let pool = |name: &str| {
+            let a = Attributes::resource("get", "", "configmaps", "", "kube-system", name);
+            g.authorize(&identity(":service-controller"), &a).allowed()
+        };
+        assert!(pool("kinet-loadbalancer") && !pool("other"));
+    }
+
+    #[test]
+    fn every_controller_identity_is_bound() {
+        let g = graph();
+        for (user, groups) in controllers::identities() {
+            let who = UserInfo {
+                name: user.clone(),
+                groups,
+            };
+            let rules = g.rules_for(&who, "kube-system");
+            assert!(!rules.is_empty(), "{user} holds no rules");
+        }
     }
 
     #[test]

@@ -8,11 +8,13 @@
 //!   the server consults on each request.
 //! - [`aggregate`]: the rules of aggregated ClusterRoles.
 //! - [`node`]: the Node authorizer, limiting agents to their own node's objects.
-//! - [`bootstrap`]: kube-apiserver's default roles and bindings.
+//! - [`bootstrap`]: kube-apiserver's default roles and bindings; [`controllers`]: the control
+//!   loops' identities and roles among them.
 
 pub mod aggregate;
 pub mod attributes;
 pub mod bootstrap;
+pub mod controllers;
 pub mod graph;
 pub mod node;
 pub mod rules;

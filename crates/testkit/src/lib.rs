@@ -27,6 +27,8 @@ pub struct TestApi {
     pub url: String,
     pub ca_pem: String,
     pub token: String,
+    /// The control loops' own tokens, which this server accepts.
+    controllers: Vec<kinet_controllers::identity::Credential>,
     task: tokio::task::JoinHandle<Result<(), kinet_apiserver::ServeError>>,
     _dir: tempfile::TempDir,
 }
@@ -65,6 +67,12 @@ impl TestApi {
             .local_addr()?
             .port();
         let pki = Pki::generate("testkit", &kinet_pki::default_server_sans("10.96.0.1"))?;
+        let controllers = kinet_controllers::identity::generate();
+        let controller_tokens = controllers.iter().map(|c| TokenUser {
+            token: c.token.clone(),
+            user: c.user.clone(),
+            groups: c.groups.clone(),
+        });
         let config = ServeConfig {
             authorization,
             cluster: "testkit".into(),
@@ -85,7 +93,10 @@ impl TestApi {
                     user: USER.into(),
                     groups: vec![],
                 },
-            ],
+            ]
+            .into_iter()
+            .chain(controller_tokens)
+            .collect(),
             admission: Default::default(),
             metrics: None,
             health,
@@ -95,6 +106,7 @@ impl TestApi {
             url: format!("https://127.0.0.1:{port}"),
             ca_pem: pki.ca_cert_pem,
             token: TOKEN.into(),
+            controllers,
             task,
             _dir: dir,
         };
@@ -122,6 +134,15 @@ impl TestApi {
             &self.url,
             &self.ca_pem,
             &self.token,
+        )?)
+    }
+
+    /// The control loops' clients, each as its own identity (what `kinet serve` gives them).
+    pub fn controller_clients(&self) -> anyhow::Result<kinet_controllers::Clients> {
+        Ok(kinet_controllers::Clients::connect(
+            &self.url,
+            &self.ca_pem,
+            &self.controllers,
         )?)
     }
 

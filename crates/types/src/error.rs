@@ -256,6 +256,15 @@ impl ApiError {
         .with_details(json!({"name": name, "group": resource.group, "kind": resource.plural}))
     }
 
+    /// 429 with `causes` (`{reason, message}`) and, when not zero, `retryAfterSeconds`.
+    pub fn too_many_requests(message: impl Into<String>, retry_after: u32, causes: Value) -> Self {
+        let mut details = json!({"causes": causes});
+        if retry_after > 0 {
+            details["retryAfterSeconds"] = json!(retry_after);
+        }
+        Self::new(429, "TooManyRequests", message).with_details(details)
+    }
+
     /// 410 for a watch or list from a compacted resourceVersion.
     pub fn expired(requested: u64, oldest: u64) -> Self {
         Self::new(

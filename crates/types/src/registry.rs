@@ -111,6 +111,7 @@ pub static RESOURCES: &[Resource] = &[
         sub = [
             "status",
             "binding",
+            "eviction",
             "log",
             "exec",
             "attach",

@@ -17,8 +17,8 @@ pub struct DeleteOptions {
     grace: Option<i64>,
     policy: Option<String>,
     uid: Option<String>,
-    rv: Option<String>,
-    dry_run: bool,
+    pub(super) rv: Option<String>,
+    pub(super) dry_run: bool,
 }
 
 impl DeleteOptions {
@@ -29,6 +29,11 @@ impl DeleteOptions {
             serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
         };
+        DeleteOptions::from_value(&v, call)
+    }
+
+    /// From decoded options (`null`: none) and the call's query.
+    pub(super) fn from_value(v: &Value, call: &Call) -> Result<DeleteOptions> {
         let q = &call.query;
         let orphan = v["orphanDependents"]
             .as_bool()
@@ -173,7 +178,7 @@ fn plan(resource: &Resource, obj: &Value, opts: &DeleteOptions) -> Plan {
 
 impl Api {
     /// Deletes (or marks) one object. Returns the object and whether it is gone.
-    async fn delete_one(
+    pub(super) async fn delete_one(
         &self,
         resource: &'static Resource,
         key: String,

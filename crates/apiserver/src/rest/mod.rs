@@ -4,6 +4,7 @@
 mod alloc;
 mod claims;
 mod delete;
+mod eviction;
 pub(crate) mod meta;
 mod rbac;
 mod read;

@@ -1,5 +1,5 @@
 //! Subresources other than status: `scale` (autoscaling/v1 Scale over a workload's replicas),
-//! pod `binding`, namespace `finalize`, and the streaming pod subresources, which belong to the
+//! pod `binding` and `eviction` ([`super::eviction`]), namespace `finalize`, and the streaming pod subresources, which belong to the
 //! node agent of the pod's node.
 
 use http::Method;
@@ -77,6 +77,10 @@ impl Api {
             ("binding", Method::POST) => {
                 let body = call.body().await?;
                 self.bind(&call, &body).await
+            }
+            ("eviction", Method::POST) if resource.kind == "Pod" => {
+                let body = call.body().await?;
+                self.evict(&call, &body).await
             }
             ("finalize", Method::PUT) => {
                 let body = call.body().await?;

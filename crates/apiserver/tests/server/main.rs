@@ -3,7 +3,9 @@
 
 mod admission_plugins;
 mod conflicts;
+mod controller_identities;
 mod crds;
+mod eviction;
 mod fuzz_writes;
 mod health;
 mod multi_server;

@@ -1,7 +1,8 @@
 //! Issue 16, workloads: a StatefulSet with its headless Service (ordered pods, stable names,
 //! hostnames and DNS records that survive a pod's deletion), a Job run to its completions and
 //! a CronJob that starts a Job on its one-minute schedule, and a namespace bounded by a
-//! LimitRange and a ResourceQuota (with a claim that stays Pending), all on one cluster.
+//! LimitRange and a ResourceQuota (with a claim that stays Pending), and `kubectl drain`
+//! through the eviction API, all on one cluster.
 
 use crate::harness::Cluster;
 use crate::pods::{apply, exec, json, wait_dns, wait_ready, AGNHOST};
@@ -185,6 +186,111 @@ fn limits_and_quotas(c: &Cluster) {
             ))
         .then_some(())
     });
+    // kubectl 1.32's claim columns; capacity and access modes only once bound.
+    let claims = c.kubectl_ok(&["-n", "bounded", "get", "pvc"]);
+    let rows: Vec<Vec<&str>> = claims
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        [
+            "NAME",
+            "STATUS",
+            "VOLUME",
+            "CAPACITY",
+            "ACCESS",
+            "MODES",
+            "STORAGECLASS",
+            "VOLUMEATTRIBUTESCLASS",
+            "AGE"
+        ],
+        "{claims}"
+    );
+    assert_eq!(rows[1][..3], ["data", "Pending", "<unset>"], "{claims}");
+}
+
+const MOVERS: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: movers}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: movers}}
+  template:
+    metadata: {labels: {app: movers}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: c
+        image: busybox
+        command: [sleep, "3600"]
+        volumeMounts: [{name: scratch, mountPath: /scratch}]
+      volumes: [{name: scratch, emptyDir: {}}]
+"#;
+
+/// The nodes the Ready pods labelled `app=movers` run on.
+fn movers_nodes(c: &Cluster) -> Vec<String> {
+    wait_ready(c, "app=movers", 2)
+        .iter()
+        .map(|p| {
+            p["spec"]["nodeName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+/// `kubectl drain` through the eviction API: a Deployment's pods leave the node (cordoned) and
+/// come back elsewhere; a budget that needs every pod blocks the eviction with kubectl's message.
+fn drain(c: &Cluster) {
+    apply(c, MOVERS);
+    let node = movers_nodes(c).remove(0);
+    // Only this test's pods: the others' bare pods would need --force.
+    let flags = [
+        "--ignore-daemonsets",
+        "--delete-emptydir-data",
+        "--pod-selector=app=movers",
+    ];
+    let out = c.kubectl_ok(&[&["drain", node.as_str(), "--timeout=120s"][..], &flags[..]].concat());
+    assert!(
+        out.contains(&format!("node/{node} cordoned"))
+            && out.contains("evicting pod default/movers-")
+            && out.contains(&format!("node/{node} drained")),
+        "{out}"
+    );
+    let spec = json(c, &["get", "node", &node])["spec"].clone();
+    assert_eq!(spec["unschedulable"], true, "{spec}");
+    poll("the movers run elsewhere", || {
+        let nodes = movers_nodes(c);
+        (!nodes.contains(&node)).then_some(())
+    });
+    let out = c.kubectl_ok(&["uncordon", &node]);
+    assert!(out.contains(&format!("node/{node} uncordoned")), "{out}");
+
+    // Now both movers share one node; a budget needing both refuses any eviction there.
+    let other = movers_nodes(c).remove(0);
+    c.kubectl_ok(&[
+        "create",
+        "pdb",
+        "movers",
+        "--selector=app=movers",
+        "--min-available=2",
+    ]);
+    poll("the movers' budget allows nothing", || {
+        let b = json(c, &["get", "pdb", "movers"]);
+        (b["status"]["currentHealthy"] == 2 && b["status"]["disruptionsAllowed"] == 0).then_some(())
+    });
+    let out = c.kubectl(&[&["drain", other.as_str(), "--timeout=8s"][..], &flags[..]].concat());
+    let text = crate::harness::show(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("Cannot evict pod as it would violate the pod's disruption budget."),
+        "{text}"
+    );
+    c.kubectl_ok(&["uncordon", &other]);
+    assert_eq!(wait_ready(c, "app=movers", 2).len(), 2);
 }
 
 /// web-<i>'s address from inside `client`, as `nslookup web-<i>.nginx` answers it.
@@ -361,4 +467,7 @@ fn stateful_sets_jobs_and_cron_jobs() {
         let j = json(&c, &["get", "job", "by-hand"]);
         (j["status"]["succeeded"] == 1).then_some(())
     });
+
+    // Last: draining cordons a node, which the steps above must not see.
+    drain(&c);
 }

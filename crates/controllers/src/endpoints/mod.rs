@@ -39,7 +39,9 @@ type Key = (String, String);
 const PARALLEL: usize = 16;
 
 struct Ctx {
-    client: Client,
+    /// As `endpoint-controller` and `endpointslice-controller`: upstream's two loops.
+    endpoints_client: Client,
+    slices_client: Client,
     services: Store<Service>,
     pods: Store<Pod>,
     triggers: trigger::TriggerTimes,
@@ -47,11 +49,16 @@ struct Ctx {
 
 /// Runs the loop, with a skip list of its own.
 pub async fn run(client: Client) -> Result<(), crate::LoopError> {
-    run_with(client, Arc::default()).await
+    run_with(client.clone(), client, Arc::default()).await
 }
 
-/// Runs the loop, recording what it leaves out in `skips`.
-pub async fn run_with(client: Client, skips: Arc<lenient::Skips>) -> Result<(), crate::LoopError> {
+/// Runs the loop, writing Endpoints with `client` and EndpointSlices with `slices_client`,
+/// recording what it leaves out in `skips`.
+pub async fn run_with(
+    client: Client,
+    slices_client: Client,
+    skips: Arc<lenient::Skips>,
+) -> Result<(), crate::LoopError> {
     let (services, svc_writer) = reflector::store::<Service>();
     let (pods, pod_writer) = reflector::store::<Pod>();
     let (tx, mut rx) = unbounded_channel::<Key>();
@@ -124,9 +131,13 @@ pub async fn run_with(client: Client, skips: Arc<lenient::Skips>) -> Result<(), 
     };
 
     // Someone else touching a managed slice or an Endpoints object gets it put back.
-    let slice_events =
-        lenient::watch::<EndpointSlice>(&client, cfg.clone(), recorder.clone(), skips.clone())
-            .default_backoff();
+    let slice_events = lenient::watch::<EndpointSlice>(
+        &slices_client,
+        cfg.clone(),
+        recorder.clone(),
+        skips.clone(),
+    )
+    .default_backoff();
     let slice_task = {
         let tx = tx.clone();
         slice_events.touched_objects().try_for_each(move |s| {
@@ -166,7 +177,8 @@ pub async fn run_with(client: Client, skips: Arc<lenient::Skips>) -> Result<(), 
     };
 
     let ctx = Arc::new(Ctx {
-        client,
+        endpoints_client: client,
+        slices_client,
         services,
         pods,
         triggers: trigger::TriggerTimes::default(),
@@ -263,8 +275,8 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> kube::Result<()> {
 
 async fn write(ctx: &Ctx, (ns, name): &Key) -> kube::Result<()> {
     let svc = ctx.services.get(&ObjectRef::new(name).within(ns));
-    let endpoints: Api<Endpoints> = Api::namespaced(ctx.client.clone(), ns);
-    let slice_api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), ns);
+    let endpoints: Api<Endpoints> = Api::namespaced(ctx.endpoints_client.clone(), ns);
+    let slice_api: Api<EndpointSlice> = Api::namespaced(ctx.slices_client.clone(), ns);
     let selector = format!("{}={name}", slices::SERVICE_NAME_LABEL);
     let owned = ListParams::default().labels(&selector);
     // Both reads at once: the slice write below is what kube-proxy waits for.

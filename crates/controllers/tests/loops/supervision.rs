@@ -17,7 +17,8 @@ async fn a_panicking_loop_leaves_the_others_and_the_api_running() -> anyhow::Res
     let api = kinet_testkit::TestApi::start().await?;
     let client = api.client()?;
     let metrics = Arc::new(kinet_controllers::LoopMetrics::default());
-    let _running = kinet_controllers::start(client.clone(), Default::default(), &metrics);
+    let _running =
+        kinet_controllers::start(&api.controller_clients()?, Default::default(), &metrics);
     let quick = Backoff::new(Duration::from_millis(50), Duration::from_millis(200));
     supervise("injected", Arc::clone(&metrics), quick, || async {
         panic!("injected failure")

@@ -103,3 +103,36 @@ kinet-worker          Ready,SchedulingDisabled   <none>          60m   v1.32.0
 ";
     assert_eq!(render(&t, false), want);
 }
+
+#[test]
+fn claims_as_kubectl_prints_them() {
+    let pending = json!({"metadata": {"name": "data-web-0", "namespace": "default", "creationTimestamp": "2025-01-10T11:59:15Z"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}, "storageClassName": "standard"},
+        "status": {"phase": "Pending"}});
+    let bound = json!({"metadata": {"name": "logs", "namespace": "default", "creationTimestamp": "2025-01-10T11:00:00Z",
+            "annotations": {"volume.beta.kubernetes.io/storage-class": "slow"}},
+        "spec": {"volumeName": "pv-7", "volumeMode": "Block", "volumeAttributesClassName": "gold",
+            "resources": {"requests": {"storage": "1Gi"}}},
+        "status": {"phase": "Bound", "capacity": {"storage": "2Gi"}, "accessModes": ["ReadWriteMany", "ReadWriteOnce", "ReadWriteOnce"]}});
+    let going = json!({"metadata": {"name": "old", "creationTimestamp": "2025-01-08T09:00:00Z", "deletionTimestamp": "2025-01-10T12:00:00Z"},
+        "spec": {}, "status": {"phase": "Bound"}});
+    let t = table(
+        res("", "persistentvolumeclaims"),
+        &[&pending, &bound, &going],
+        "7",
+        now(),
+    );
+    let want = "\
+NAME         STATUS        VOLUME   CAPACITY   ACCESS MODES   STORAGECLASS   VOLUMEATTRIBUTESCLASS   AGE
+data-web-0   Pending                                          standard       <unset>                 45s
+logs         Bound         pv-7     2Gi        RWO,RWX        slow           gold                    60m
+old          Terminating                                                     <unset>                 2d3h
+";
+    assert_eq!(render(&t, false), want);
+    let wide = render(&t, true);
+    let modes: Vec<&str> = wide
+        .lines()
+        .map(|l| l.split_whitespace().last().unwrap())
+        .collect();
+    assert_eq!(modes, ["VOLUMEMODE", "<unset>", "Block", "<unset>"]);
+}

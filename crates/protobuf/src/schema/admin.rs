@@ -1,6 +1,7 @@
 //! Written by hand, in the generated files' row format, from core/v1, policy/v1 and
 //! scheduling/v1 types.go and generated.proto (Kubernetes v0.32.9): the kinds that
-//! `kubectl create quota|pdb|priorityclass` send as protobuf.
+//! `kubectl create quota|pdb|priorityclass` send as protobuf, and the Eviction `kubectl drain`
+//! posts (with meta/v1 DeleteOptions).
 use super::*;
 
 pub static CORE_RESOURCE_QUOTA: Message = Message {
@@ -74,6 +75,34 @@ pub static POLICY_POD_DISRUPTION_BUDGET_STATUS: Message = Message {
         f(5, "desiredHealthy", Ty::I32, One, Always),
         f(6, "expectedPods", Ty::I32, One, Always),
         f(7, "conditions", Ty::Msg(&META_CONDITION), List, Omit),
+    ],
+};
+
+pub static POLICY_EVICTION: Message = Message {
+    name: "Eviction",
+    fields: &[
+        f(1, "metadata", Ty::Msg(&META_OBJECT_META), One, Omit),
+        f(2, "deleteOptions", Ty::Msg(&META_DELETE_OPTIONS), One, Ptr),
+    ],
+};
+
+pub static META_DELETE_OPTIONS: Message = Message {
+    name: "DeleteOptions",
+    fields: &[
+        f(1, "gracePeriodSeconds", Ty::I64, One, Ptr),
+        f(2, "preconditions", Ty::Msg(&META_PRECONDITIONS), One, Ptr),
+        f(3, "orphanDependents", Ty::Bool, One, Ptr),
+        f(4, "propagationPolicy", Ty::Str, One, Ptr),
+        f(5, "dryRun", Ty::Str, List, Omit),
+        f(6, "ignoreStoreReadErrorWithClusterBreakingPotential", Ty::Bool, One, Ptr),
+    ],
+};
+
+pub static META_PRECONDITIONS: Message = Message {
+    name: "Preconditions",
+    fields: &[
+        f(1, "uid", Ty::Str, One, Ptr),
+        f(2, "resourceVersion", Ty::Str, One, Ptr),
     ],
 };
 

@@ -133,6 +133,8 @@ static KINDS: &[(&str, &str, &Message)] = &[
         "PodDisruptionBudget",
         &POLICY_POD_DISRUPTION_BUDGET,
     ),
+    ("policy/v1", "Eviction", &POLICY_EVICTION),
+    ("policy/v1beta1", "Eviction", &POLICY_EVICTION),
     (
         "scheduling.k8s.io/v1",
         "PriorityClass",
