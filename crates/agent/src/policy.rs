@@ -4,10 +4,11 @@
 //! (`kinet_policy::Compiler`), which recompiles only what they touch, and sends the kernel
 //! one transaction over nfnetlink with what changed (set and map elements when a pod came,
 //! went or was relabelled; sets, chains and counters added or removed in place when policies
-//! were). Every 30 s a resync reloads the whole table if anyone else committed in the
-//! namespace since (the ruleset generation says so; the proxy's commits do); a failure is
-//! followed by a whole load. A refused policy is a Warning Event on it, a refused
-//! transaction one on the Node.
+//! were). Every 30 s a resync reads the table back from the kernel and sends only what
+//! differs from the desired one (`NftSocket::resync_policy`): nothing when no one touched
+//! it, a few elements or a chain's rules after a hand edit, the whole table only when it
+//! is gone or holds what kinet never writes. A failure is followed by a whole load. A
+//! refused policy is a Warning Event on it, a refused transaction one on the Node.
 //!
 //! The table filters the forward and input hooks at priority `filter`, after the proxy's
 //! DNAT (`dstnat`), so policies see the pod addresses behind a Service. Packets the node
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kinet_controllers::events::{object_ref, EventType, Recorder};
-use kinet_policy::{Cluster, Compiler, Update};
+use kinet_policy::{Cluster, Compiler, Ruleset, Update};
 use kinet_proxy::micros;
 use kinet_proxy::netlink::{NetlinkError, NftSocket};
 use kinet_proxy::reflect::{
@@ -40,15 +41,20 @@ pub struct PolicyMetrics {
     syncs: AtomicU64,
     failures: AtomicU64,
     whole_loads: AtomicU64,
+    repairs: AtomicU64,
     last_sync_micros: AtomicU64,
     last_programming_micros: AtomicU64,
 }
 
 impl PolicyMetrics {
-    fn record(&self, whole: bool, sync: Duration, programming: Option<Duration>) {
+    /// A committed transaction: a whole table or changes, found by a resync or not.
+    fn record(&self, whole: bool, resync: bool, sync: Duration, programming: Option<Duration>) {
         self.syncs.fetch_add(1, Ordering::Relaxed);
         if whole {
             self.whole_loads.fetch_add(1, Ordering::Relaxed);
+        }
+        if resync {
+            self.repairs.fetch_add(1, Ordering::Relaxed);
         }
         self.last_sync_micros.store(micros(sync), Ordering::Relaxed);
         if let Some(p) = programming {
@@ -81,6 +87,12 @@ impl kinet_proxy::MetricsSource for PolicyMetrics {
                 "counter",
                 "Transactions that replaced the whole policy table.",
                 get(&self.whole_loads).to_string(),
+            ),
+            (
+                "kinet_policy_resync_repairs_total",
+                "counter",
+                "Resyncs that found the kernel's policy table changed by someone else, and repaired it.",
+                get(&self.repairs).to_string(),
             ),
             (
                 "kinet_policy_last_sync_duration_seconds",
@@ -349,8 +361,6 @@ pub async fn run(client: Client, cfg: PolicyConfig) -> anyhow::Result<()> {
     let mut compiler = Compiler::new(Cluster::new(), &cfg.node, &cfg.node_ips);
     // Whether the kernel holds the compiler's table (else: load it whole).
     let mut loaded = false;
-    // The namespace's ruleset generation right after our last commit.
-    let mut committed: Option<u32> = None;
     let mut next_resync = Instant::now() + cfg.resync_period;
     let mut first = true;
     loop {
@@ -366,20 +376,9 @@ pub async fn run(client: Client, cfg: PolicyConfig) -> anyhow::Result<()> {
             }
         }
         first = false;
-        if Instant::now() >= next_resync {
+        let resync = Instant::now() >= next_resync;
+        if resync {
             next_resync = Instant::now() + cfg.resync_period;
-            // Reload only after someone else's commit in the namespace (the proxy's, a hand
-            // edit): the kernel counts every committed transaction.
-            let netns = cfg.netns.clone();
-            let now;
-            (socket, now) = tokio::task::spawn_blocking(move || {
-                let g = open(&mut socket, &netns).and_then(|s| s.generation());
-                (socket, g)
-            })
-            .await?;
-            if now.ok() != committed {
-                loaded = false;
-            }
         }
         let since = changes.take();
         let start = Instant::now();
@@ -393,29 +392,35 @@ pub async fn run(client: Client, cfg: PolicyConfig) -> anyhow::Result<()> {
             let message = format!("not enforced on node {}: {e}", cfg.node);
             warn(&recorder, obj, "InvalidNetworkPolicy", message);
         }
-        let update = if loaded {
-            compiler.sync()
+        let step = if !loaded {
+            Step::Apply(Update::Load(compiler.ruleset()))
+        } else if resync {
+            Step::Verify(compiler.ruleset())
         } else {
-            Some(Update::Load(compiler.ruleset()))
-        };
-        let Some(update) = update else {
-            continue;
+            match compiler.sync() {
+                Some(update) => Step::Apply(update),
+                None => continue,
+            }
         };
         let netns = cfg.netns.clone();
         let result;
         (socket, result) = tokio::task::spawn_blocking(move || {
-            let r = apply(&mut socket, &netns, &update);
-            (socket, r.map(|generation| (update, generation)))
+            let r = open(&mut socket, &netns).and_then(|s| step.run(s));
+            (socket, r)
         })
         .await?;
         match result {
-            Ok((update, generation)) => {
-                committed = Some(generation);
+            Ok(sent) => {
+                loaded = true;
+                let Some(update) = sent else {
+                    tracing::debug!(node = %cfg.node, took = ?start.elapsed(), "network policy table verified");
+                    continue;
+                };
                 let whole = matches!(update, Update::Load(_));
                 let programming = since.map(|t| t.elapsed());
-                cfg.metrics.record(whole, start.elapsed(), programming);
-                tracing::debug!(node = %cfg.node, whole, took = ?start.elapsed(), ?programming, "network policy rules loaded");
-                loaded = true;
+                cfg.metrics
+                    .record(whole, resync, start.elapsed(), programming);
+                tracing::debug!(node = %cfg.node, whole, resync, took = ?start.elapsed(), ?programming, "network policy rules loaded");
             }
             Err(e) => {
                 cfg.metrics.failures.fetch_add(1, Ordering::Relaxed);
@@ -429,9 +434,30 @@ pub async fn run(client: Client, cfg: PolicyConfig) -> anyhow::Result<()> {
                 );
                 socket = None;
                 loaded = false;
-                committed = None;
                 changes.restore(since);
             }
+        }
+    }
+}
+
+/// What one sync does in the kernel.
+enum Step {
+    /// Send this update.
+    Apply(Update),
+    /// Read the table back and send only what differs from this one (the periodic resync:
+    /// someone may have changed the table, and nothing is sent when no one did).
+    Verify(Ruleset),
+}
+
+impl Step {
+    /// The update sent, if any.
+    fn run(self, s: &mut NftSocket) -> Result<Option<Update>, NetlinkError> {
+        match self {
+            Step::Apply(update) => {
+                s.apply_policy(&update)?;
+                Ok(Some(update))
+            }
+            Step::Verify(desired) => s.resync_policy(&desired),
         }
     }
 }
@@ -445,17 +471,6 @@ fn open<'a>(
         *socket = Some(NftSocket::open_in(netns)?);
     }
     Ok(socket.as_mut().expect("opened above"))
-}
-
-/// Sends `update` in one transaction; the ruleset generation after it.
-fn apply(
-    socket: &mut Option<NftSocket>,
-    netns: &std::path::Path,
-    update: &Update,
-) -> Result<u32, NetlinkError> {
-    let s = open(socket, netns)?;
-    s.apply_policy(update)?;
-    s.generation()
 }
 
 /// Removes the node's policy table (the agent stopping); absent is fine.
@@ -475,14 +490,16 @@ mod tests {
         let m = PolicyMetrics::default();
         m.record(
             true,
+            false,
             Duration::from_millis(3),
             Some(Duration::from_millis(12)),
         );
-        m.record(false, Duration::from_micros(500), None);
+        m.record(false, true, Duration::from_micros(500), None);
         let text = m.prometheus_text();
         for want in [
             "kinet_policy_sync_total 2\n",
             "kinet_policy_whole_loads_total 1\n",
+            "kinet_policy_resync_repairs_total 1\n",
             "kinet_policy_last_sync_duration_seconds 0.0005\n",
             "kinet_policy_last_network_programming_seconds 0.012\n",
             "# TYPE kinet_policy_sync_failures_total counter\n",

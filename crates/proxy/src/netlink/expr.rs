@@ -22,11 +22,11 @@ pub(super) const IP_DADDR: u32 = 16;
 pub(super) const TH_DPORT: u32 = 2;
 
 pub(super) const CMP_EQ: u32 = 0;
-const CMP_NEQ: u32 = 1;
+pub(super) const CMP_NEQ: u32 = 1;
 
 const META_MARK: u32 = 3;
 pub(super) const META_L4PROTO: u32 = 16;
-const CT_STATE: u32 = 0;
+pub(super) const CT_STATE: u32 = 0;
 const CT_STATE_NEW: u32 = 1 << 3;
 
 pub(crate) const NFT_CONTINUE_GOTO: i32 = -4;

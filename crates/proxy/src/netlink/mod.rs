@@ -10,7 +10,9 @@
 //!
 //! [`NftSocket::read_table`] dumps a table's chains, rules, sets, maps and elements;
 //! [`loaded_table`] (pure) turns the replies into the model `Ruleset::repair` compares
-//! with, each rule in the canonical form [`loaded_forms`] also gives a desired rule.
+//! with, each rule in the canonical form [`loaded_forms`] also gives a desired rule. The
+//! NetworkPolicy table reads back whole into its own model ([`loaded_policy`]), which
+//! [`NftSocket::resync_policy`] plans from, sending only what differs.
 //!
 //! The same socket deletes stale UDP conntrack entries ([`NftSocket::flush_udp_to`]).
 //!
@@ -25,6 +27,7 @@ mod conntrack;
 mod encode;
 mod expr;
 mod policy;
+mod policy_read;
 mod read;
 mod socket;
 mod wire;
@@ -34,6 +37,7 @@ mod vectors;
 
 pub use encode::{encode_update, loaded_forms, Batch};
 pub use policy::{encode_policy, Lines};
+pub use policy_read::loaded_policy;
 pub use read::{loaded_table, Dumps, LoadedRule};
 pub use socket::NftSocket;
 

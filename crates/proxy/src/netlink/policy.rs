@@ -24,15 +24,15 @@ use super::expr::{
 use super::wire::{msg, udata_comment, Writer, NLM_F_APPEND, NLM_F_CREATE};
 use super::EncodeError;
 
-const NFT_SET_INTERVAL: u32 = 0x04;
-const NFT_SET_CONCAT: u32 = 0x80;
+pub(super) const NFT_SET_INTERVAL: u32 = 0x04;
+pub(super) const NFT_SET_CONCAT: u32 = 0x80;
 const NFT_SET_ELEM_INTERVAL_END: u32 = 0x01;
 const NFT_MSG_NEWOBJ: u8 = 18;
 const NFT_MSG_DELOBJ: u8 = 20;
-const NFT_OBJECT_COUNTER: u32 = 1;
+pub(super) const NFT_OBJECT_COUNTER: u32 = 1;
 /// `NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED)`.
-const CT_ESTABLISHED_RELATED: u32 = 0x2 | 0x4;
-const NFT_BYTEORDER_HTON: u32 = 1;
+pub(super) const CT_ESTABLISHED_RELATED: u32 = 0x2 | 0x4;
+pub(super) const NFT_BYTEORDER_HTON: u32 = 1;
 
 /// nftnl userdata of a concatenated set (`inet_proto . inet_service` last field) and of a
 /// plain `ipv4_addr : verdict` map, as nft 1.0.6 writes them.
@@ -306,17 +306,14 @@ impl<'a> PolicyEncoder<'a> {
     }
 
     fn add_rule(&mut self, chain: &str, r: &Rule) -> Result<(), EncodeError> {
-        let mut udata = Vec::new();
-        if let Some(c) = &r.comment {
-            udata_comment(&mut udata, 0, c)?; // NFTNL_UDATA_RULE_COMMENT
-        }
+        let udata = rule_udata(r)?;
         let new_sets = &self.new_sets;
         self.out
             .message(msg::NEWRULE, NLM_F_CREATE | NLM_F_APPEND, 0, |w| {
                 w.str(2, chain);
                 w.nest(4, |w| write_rule(w, r, new_sets));
-                if !udata.is_empty() {
-                    w.bytes(7, &udata);
+                if let Some(u) = &udata {
+                    w.bytes(7, u);
                 }
             });
         Ok(())
@@ -396,6 +393,24 @@ impl<'a> PolicyEncoder<'a> {
     fn created(&self, set: &str, add: bool) -> Option<u32> {
         add.then(|| self.new_sets.get(set).copied()).flatten()
     }
+}
+
+/// A rule's userdata: its comment, if any.
+fn rule_udata(r: &Rule) -> Result<Option<Vec<u8>>, EncodeError> {
+    let Some(c) = &r.comment else {
+        return Ok(None);
+    };
+    let mut udata = Vec::new();
+    udata_comment(&mut udata, 0, c)?; // NFTNL_UDATA_RULE_COMMENT
+    Ok(Some(udata))
+}
+
+/// A rule's `NFTA_RULE_EXPRESSIONS` and userdata, as a whole load sends them.
+#[cfg(test)]
+pub(super) fn rule_forms(r: &Rule) -> Result<(Vec<u8>, Option<Vec<u8>>), EncodeError> {
+    let mut w = Writer::default();
+    write_rule(&mut w, r, &NewSets::new());
+    Ok((w.buf, rule_udata(r)?))
 }
 
 fn element_msg(add: bool) -> (u8, u16) {

@@ -22,7 +22,7 @@ use super::encode::{
 use super::expr::{NFT_CONTINUE_GOTO, NF_DROP};
 use super::NetlinkError;
 
-const NFT_SET_ANONYMOUS: u32 = 0x1;
+pub(crate) const NFT_SET_ANONYMOUS: u32 = 0x1;
 const NLA_TYPE_MASK: u16 = 0x3fff;
 
 /// A rule in loaded form: canonical expressions, then its userdata (the comment).
@@ -46,7 +46,7 @@ pub(crate) fn attrs(mut buf: &[u8]) -> Result<Vec<(u16, &[u8])>, NetlinkError> {
     Ok(out)
 }
 
-fn malformed(what: impl Into<String>) -> NetlinkError {
+pub(crate) fn malformed(what: impl Into<String>) -> NetlinkError {
     NetlinkError::Malformed(what.into())
 }
 
@@ -54,11 +54,11 @@ pub(crate) fn get<'a>(a: &[(u16, &'a [u8])], ty: u16) -> Option<&'a [u8]> {
     a.iter().find(|(t, _)| *t == ty).map(|(_, v)| *v)
 }
 
-fn string(v: &[u8]) -> String {
+pub(crate) fn string(v: &[u8]) -> String {
     String::from_utf8_lossy(v.split(|b| *b == 0).next().unwrap_or_default()).into_owned()
 }
 
-fn be32(v: Option<&[u8]>) -> Option<u32> {
+pub(crate) fn be32(v: Option<&[u8]>) -> Option<u32> {
     Some(u32::from_be_bytes(v?.get(..4)?.try_into().ok()?))
 }
 
@@ -67,7 +67,7 @@ fn be64(v: Option<&[u8]>) -> Option<u64> {
 }
 
 /// A userdata TLV stream's entry of type `ty`, as text.
-fn udata_text(udata: Option<&[u8]>, ty: u8) -> Option<String> {
+pub(crate) fn udata_text(udata: Option<&[u8]>, ty: u8) -> Option<String> {
     let mut u = udata?;
     while u.len() >= 2 {
         let (t, len) = (u[0], u[1] as usize);
@@ -162,7 +162,7 @@ pub struct Dumps {
 }
 
 /// A set or map as its `NEWSET` reply describes it.
-pub(crate) enum SetInfo {
+enum SetInfo {
     Set(Set),
     Map(Map),
     /// Anonymous sets belong to the rules that made them.
@@ -170,7 +170,7 @@ pub(crate) enum SetInfo {
 }
 
 /// Decodes one `NEWSET` reply.
-pub(crate) fn set_info(msg: &[u8]) -> Result<SetInfo, NetlinkError> {
+fn set_info(msg: &[u8]) -> Result<SetInfo, NetlinkError> {
     let a = attrs(msg)?;
     let name = string(get(&a, 2).ok_or_else(|| malformed("set without a name"))?);
     let flags = be32(get(&a, 3)).unwrap_or(0);
@@ -216,19 +216,45 @@ pub(crate) fn set_info(msg: &[u8]) -> Result<SetInfo, NetlinkError> {
     }))
 }
 
-/// Every element of one `NEWSETELEM` reply: key bytes, data, userdata, and whether it
-/// ends an interval.
-type Element<'a> = (&'a [u8], Option<&'a [u8]>, Option<&'a [u8]>, bool);
+/// The name of the set or map a `NEWSET` reply describes, unless it is anonymous (a
+/// rule's own) or dynamic (its elements belong to the packet path).
+pub(crate) fn static_set(msg: &[u8]) -> Result<Option<String>, NetlinkError> {
+    let a = attrs(msg)?;
+    let name = string(get(&a, 2).ok_or_else(|| malformed("set without a name"))?);
+    let flags = be32(get(&a, 3)).unwrap_or(0);
+    Ok((flags & (NFT_SET_ANONYMOUS | NFT_SET_TIMEOUT) == 0).then_some(name))
+}
 
-fn elements(msg: &[u8]) -> Result<Vec<Element<'_>>, NetlinkError> {
+/// One element of a `NEWSETELEM` reply.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Elem<'a> {
+    pub key: &'a [u8],
+    /// A concatenated interval's last key (`NFTA_SET_ELEM_KEY_END`).
+    pub key_end: Option<&'a [u8]>,
+    pub data: Option<&'a [u8]>,
+    pub udata: Option<&'a [u8]>,
+    /// Whether it ends an interval (its key is one past the interval's last number).
+    pub end: bool,
+}
+
+pub(crate) fn elements(msg: &[u8]) -> Result<Vec<Elem<'_>>, NetlinkError> {
     let a = attrs(msg)?;
     let mut out = Vec::new();
     for (_, e) in attrs(get(&a, 3).unwrap_or_default())? {
         let e = attrs(e)?;
         let key = get(&attrs(get(&e, 1).unwrap_or_default())?, 1)
             .ok_or_else(|| malformed("set element without a key"))?;
-        let end = be32(get(&e, 3)).unwrap_or(0) & 1 != 0; // NFT_SET_ELEM_INTERVAL_END
-        out.push((key, get(&e, 2), get(&e, 6), end));
+        let key_end = match get(&e, 10) {
+            Some(k) => get(&attrs(k)?, 1),
+            None => None,
+        };
+        out.push(Elem {
+            key,
+            key_end,
+            data: get(&e, 2),
+            udata: get(&e, 6),
+            end: be32(get(&e, 3)).unwrap_or(0) & 1 != 0, // NFT_SET_ELEM_INTERVAL_END
+        });
     }
     Ok(out)
 }
@@ -243,46 +269,56 @@ fn set_element(key: SetKey, b: &[u8]) -> Option<Ipv4Addr> {
     whole.then_some(ip)
 }
 
-/// An endpoint map's elements from its interval starts (with data) and ends (one past the
-/// last number, flagged); the kernel may list them in any order.
-fn ranges(mut elems: Vec<Element<'_>>) -> Option<BTreeMap<MapKey, MapEntry>> {
+/// The intervals of a set keyed by 4-byte numbers, `(first, last, value)`, from their
+/// starts (`value` reads what a start holds) and ends (one past the last number, flagged);
+/// the kernel may list them in any order.
+pub(crate) fn intervals<'a, T>(
+    mut elems: Vec<Elem<'a>>,
+    value: impl Fn(&Elem<'a>) -> Option<T>,
+) -> Option<Vec<(u32, u32, T)>> {
     let n = |k: &[u8]| Some(u32::from_be_bytes(k.try_into().ok()?));
-    elems.sort_by_key(|(k, _, _, end)| (n(k), !*end));
-    let mut out = BTreeMap::new();
-    let mut open: Option<(u32, MapVerdict)> = None;
-    for (key, data, _, end) in elems {
-        let at = n(key)?;
-        if let Some((lo, to)) = open.take() {
+    elems.sort_by_key(|e| (n(e.key), !e.end));
+    let mut out = Vec::new();
+    let mut open: Option<(u32, T)> = None;
+    for e in elems {
+        let at = n(e.key)?;
+        if let Some((lo, v)) = open.take() {
             // An interval ends where the next one starts, or at its end element.
-            let entry = MapEntry {
-                verdict: to,
-                comment: None,
-            };
-            out.insert(MapKey::Range(lo, at.checked_sub(1)?), entry);
+            out.push((lo, at.checked_sub(1)?, v));
         }
-        if !end {
-            let d = attrs(data?).ok()?;
-            let v = get(&d, 1)?;
-            let ip = Ipv4Addr::from(<[u8; 4]>::try_from(v.get(..4)?).ok()?);
-            let port = u16::from_be_bytes(v.get(4..6)?.try_into().ok()?);
-            open = Some((
-                at,
-                MapVerdict::Endpoint(std::net::SocketAddrV4::new(ip, port)),
-            ));
+        if !e.end {
+            open = Some((at, value(&e)?));
         }
     }
     // The last interval may run to the end of the key space, with no end element.
-    if let Some((lo, to)) = open {
-        let entry = MapEntry {
-            verdict: to,
-            comment: None,
-        };
-        out.insert(MapKey::Range(lo, u32::MAX), entry);
+    if let Some((lo, v)) = open {
+        out.push((lo, u32::MAX, v));
     }
     Some(out)
 }
 
-fn proto(n: u8) -> Option<Proto> {
+/// An endpoint map's elements: intervals of numbers, each to an `address . port`.
+fn ranges(elems: Vec<Elem<'_>>) -> Option<BTreeMap<MapKey, MapEntry>> {
+    let endpoint = |e: &Elem<'_>| {
+        let d = attrs(e.data?).ok()?;
+        let v = get(&d, 1)?;
+        let ip = Ipv4Addr::from(<[u8; 4]>::try_from(v.get(..4)?).ok()?);
+        let port = u16::from_be_bytes(v.get(4..6)?.try_into().ok()?);
+        Some(MapVerdict::Endpoint(std::net::SocketAddrV4::new(ip, port)))
+    };
+    let entries = intervals(elems, endpoint)?
+        .into_iter()
+        .map(|(lo, hi, verdict)| {
+            let entry = MapEntry {
+                verdict,
+                comment: None,
+            };
+            (MapKey::Range(lo, hi), entry)
+        });
+    Some(entries.collect())
+}
+
+pub(crate) fn proto(n: u8) -> Option<Proto> {
     match n {
         6 => Some(Proto::Tcp),
         17 => Some(Proto::Udp),
@@ -383,7 +419,7 @@ pub fn loaded_table(d: &Dumps) -> Result<Loaded<LoadedRule>, NetlinkError> {
             .collect::<Result<Vec<_>, _>>()?;
         let elems = elems.iter().flatten();
         if let Some(s) = sets.iter_mut().find(|s| s.name == *name) {
-            for (key, _, _, _) in elems {
+            for Elem { key, .. } in elems {
                 let ip = set_element(s.key, key)
                     .ok_or_else(|| malformed(format!("set {name}: key {key:?}")))?;
                 s.elements.insert(ip);
@@ -394,12 +430,12 @@ pub fn loaded_table(d: &Dumps) -> Result<Loaded<LoadedRule>, NetlinkError> {
                     .ok_or_else(|| malformed(format!("map {name}: intervals")))?;
                 continue;
             }
-            for (key, data, udata, _) in elems {
-                let k = map_key(m.key, key)
-                    .ok_or_else(|| malformed(format!("map {name}: key {key:?}")))?;
+            for e in elems {
+                let k = map_key(m.key, e.key)
+                    .ok_or_else(|| malformed(format!("map {name}: key {:?}", e.key)))?;
                 let entry = MapEntry {
-                    verdict: verdict(*data)?,
-                    comment: udata_text(*udata, 0),
+                    verdict: verdict(e.data)?,
+                    comment: udata_text(e.udata, 0),
                 };
                 m.elements.insert(k, entry);
             }

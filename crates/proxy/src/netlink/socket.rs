@@ -15,7 +15,8 @@ use kinet_proxy_rules::Loaded;
 
 use super::encode::{encode_update, Batch};
 use super::policy::encode_policy;
-use super::read::{loaded_table, set_info, Dumps, LoadedRule, SetInfo};
+use super::policy_read::loaded_policy;
+use super::read::{loaded_table, static_set, Dumps, LoadedRule};
 use super::wire::{
     msg, Writer, NFNL_SUBSYS_NFTABLES, NFPROTO_IPV4, NLMSG_ERROR, NLMSG_HDRLEN, NLM_F_ACK,
     NLM_F_REQUEST,
@@ -180,17 +181,70 @@ impl NftSocket {
     /// What the kernel holds for table `ip <table>`, or `None` if there is no such table.
     /// Dynamic sets' elements are not read: they belong to the packet path.
     pub fn read_table(&mut self, table: &str) -> Result<Option<Loaded<LoadedRule>>, NetlinkError> {
+        self.retrying(|me| me.dump(table)?.map(|d| loaded_table(&d)).transpose())
+    }
+
+    /// The NetworkPolicy table `ip <table>` as the kernel holds it, or `None` if there is
+    /// no such table. The dumps are several requests: a commit between them (the
+    /// generation moved) reads again.
+    pub fn read_policy(
+        &mut self,
+        table: &str,
+    ) -> Result<Option<kinet_policy::Ruleset>, NetlinkError> {
+        self.retrying(|me| {
+            let before = me.generation()?;
+            let Some(d) = me.dump(table)? else {
+                return Ok(None);
+            };
+            let counters = me.counters(table)?.into_iter().map(|c| c.0);
+            let rs = loaded_policy(table, &d, counters)?;
+            if me.generation()? != before {
+                return Err(NetlinkError::Interrupted);
+            }
+            Ok(Some(rs))
+        })
+    }
+
+    /// Brings the NetworkPolicy table to `desired`: reads it back and sends only what
+    /// differs, in one transaction; `None` when it already matched (nothing sent). A
+    /// table that is absent, or holds what kinet never writes, is replaced whole.
+    pub fn resync_policy(
+        &mut self,
+        desired: &kinet_policy::Ruleset,
+    ) -> Result<Option<kinet_policy::Update>, NetlinkError> {
+        let held = match self.read_policy(&desired.table) {
+            Ok(held) => held,
+            Err(NetlinkError::Malformed(why)) => {
+                tracing::info!(%why, "the policy table holds rules kinet did not write: replacing it");
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let update = kinet_policy::plan(held.as_ref(), desired);
+        if let Some(u) = &update {
+            self.apply_policy(u)?;
+        }
+        Ok(update)
+    }
+
+    /// Runs `read` again while the table changed under its dumps.
+    fn retrying<T>(
+        &mut self,
+        mut read: impl FnMut(&mut Self) -> Result<T, NetlinkError>,
+    ) -> Result<T, NetlinkError> {
         let mut tries = 0;
         loop {
             tries += 1;
-            match self.read_once(table) {
+            match read(self) {
                 Err(NetlinkError::Interrupted) if tries < READ_TRIES => continue,
                 other => return other,
             }
         }
     }
 
-    fn read_once(&mut self, table: &str) -> Result<Option<Loaded<LoadedRule>>, NetlinkError> {
+    /// The dumps of table `ip <table>`: chains, rules, sets, and the elements of every set
+    /// and map but the dynamic (timeout) ones.
+    fn dump(&mut self, table: &str) -> Result<Option<Dumps>, NetlinkError> {
         let name = |w: &mut Writer| w.str(1, table);
         if self.request(msg::GETTABLE, false, name)? == Reply::Missing {
             return Ok(None);
@@ -239,10 +293,8 @@ impl NftSocket {
         }
         let mut wanted = Vec::new();
         for m in &d.sets {
-            match set_info(m)? {
-                SetInfo::Set(s) if s.timeout_secs.is_none() => wanted.push(s.name),
-                SetInfo::Map(m) => wanted.push(m.name),
-                _ => {}
+            if let Some(name) = static_set(m)? {
+                wanted.push(name);
             }
         }
         for set in wanted {
@@ -254,7 +306,7 @@ impl NftSocket {
                 d.elements.push((set, m));
             }
         }
-        loaded_table(&d).map(Some)
+        Ok(Some(d))
     }
 
     /// The named counters of table `ip <table>` as `(name, packets, bytes)`, sorted by name;

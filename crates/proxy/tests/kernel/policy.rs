@@ -1,10 +1,15 @@
 //! The NetworkPolicy table over nfnetlink (`NftSocket::apply_policy`): a whole load, an
-//! element-only update and a removal end in the kernel state `nft -f` of the same text gives.
+//! element-only update and a removal end in the kernel state `nft -f` of the same text gives;
+//! the table reads back as the model it was loaded from (`NftSocket::read_policy`), and a
+//! resync repairs a hand-edited table in place and sends nothing to an untouched one.
 
 use std::net::Ipv4Addr;
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kinet_policy::{compile, plan, Cluster, ContainerPort, Namespace, Pod, Proto, Ruleset, Update};
+use kinet_policy::{
+    compile, plan, Change, Cluster, ContainerPort, Namespace, Pod, Proto, Ruleset, SetKind, Update,
+    TABLE,
+};
 use kinet_proxy::netlink::NftSocket;
 use serde_json::json;
 
@@ -147,4 +152,131 @@ fn changes_in_place_reach_the_desired_table_and_removal_leaves_none() {
     assert!(!tables.contains("kinet-policy"), "{tables}");
     // Removing what is not there is not an error.
     apply(&ns, Update::Delete(new.table));
+}
+
+/// What the kernel can hold of a table: per-pod chains without their direction, no node
+/// addresses, chains and sets by name.
+fn comparable(mut rs: Ruleset) -> Ruleset {
+    rs.local_addrs.clear();
+    rs.chains.iter_mut().for_each(|c| c.direction = None);
+    rs.chains.sort_by(|a, b| a.name.cmp(&b.name));
+    rs.sets.sort_by(|a, b| a.name.cmp(&b.name));
+    rs
+}
+
+fn read(ns: &Netns) -> Ruleset {
+    NftSocket::open_in(&ns.path())
+        .and_then(|mut s| s.read_policy(TABLE))
+        .unwrap_or_else(|e| panic!("read_policy: {e}"))
+        .expect("a policy table")
+}
+
+#[test]
+fn the_table_reads_back_as_the_model_it_was_loaded_from() {
+    if !root() {
+        return;
+    }
+    let c = cluster();
+    let rs = compile(&c, NODE, &[]);
+    let ns = Netns::new("prd");
+    assert_eq!(
+        NftSocket::open_in(&ns.path())
+            .and_then(|mut s| s.read_policy(TABLE))
+            .unwrap(),
+        None
+    );
+    apply(&ns, Update::Load(rs.clone()));
+    assert_eq!(comparable(read(&ns)), comparable(rs.clone()));
+    // Loaded by nft itself from the text, it reads the same.
+    let by_nft = Netns::new("prdn");
+    nft_load(&by_nft, &rs.to_nft());
+    assert_eq!(comparable(read(&by_nft)), comparable(rs.clone()));
+    // After changes in place (adjacent addresses in one interval set, a policy gone).
+    let mut c2 = c.clone();
+    c2.set_pod(pod("x", "web", [10, 244, 1, 12], NODE));
+    let mut web2 = pod("x", "web2", [10, 244, 1, 13], "node-2");
+    web2.labels.insert("app".into(), "web".into());
+    c2.set_pod(web2);
+    c2.remove_policy("x", "web-egress");
+    let new = compile(&c2, NODE, &[]);
+    apply(&ns, plan(Some(&rs), &new).expect("a change"));
+    assert_eq!(comparable(read(&ns)), comparable(new));
+}
+
+#[test]
+fn a_resync_repairs_a_hand_edited_table_in_place_and_sends_nothing_to_an_untouched_one() {
+    if !root() {
+        return;
+    }
+    let rs = compile(&cluster(), NODE, &[]);
+    let ns = Netns::new("prs");
+    let mut sock = NftSocket::open_in(&ns.path()).unwrap();
+    let sent = sock.resync_policy(&rs).unwrap();
+    assert!(matches!(sent, Some(Update::Load(_))), "absent: {sent:?}");
+
+    // Someone else commits in the namespace (as the proxy does): the table is read back,
+    // found equal, and no transaction is sent.
+    ns.exec(&["nft", "add", "table", "ip", "someone-else"]);
+    let generation = sock.generation().unwrap();
+    assert_eq!(sock.resync_policy(&rs).unwrap(), None);
+    assert_eq!(
+        sock.generation().unwrap(),
+        generation,
+        "a transaction was sent"
+    );
+
+    // A peer's address deleted from a set, and an accept-all put first in a pod's chain.
+    let set = rs
+        .sets
+        .iter()
+        .find(|s| s.kind == SetKind::Addr && !s.elements.is_empty())
+        .unwrap();
+    let element = set.elements.iter().next().unwrap().clone();
+    ns.exec(&[
+        "nft",
+        "delete",
+        "element",
+        "ip",
+        TABLE,
+        &set.name,
+        &format!("{{ {element} }}"),
+    ]);
+    let chain = rs.chains.iter().find(|c| c.hook.is_none()).unwrap();
+    ns.exec(&["nft", "insert", "rule", "ip", TABLE, &chain.name, "accept"]);
+    let Some(Update::Changes { changes, .. }) = sock.resync_policy(&rs).unwrap() else {
+        panic!("not repaired in place");
+    };
+    let mut want = vec![
+        Change::AddToSet {
+            set: set.name.clone(),
+            element,
+        },
+        Change::FlushChain(chain.name.clone()),
+    ];
+    want.extend(chain.rules.iter().map(|r| Change::AddRule {
+        chain: chain.name.clone(),
+        rule: r.clone(),
+    }));
+    assert_eq!(changes, want);
+    assert_eq!(listing(&ns), nft_listing(&rs));
+    let generation = sock.generation().unwrap();
+    assert_eq!(sock.resync_policy(&rs).unwrap(), None, "repaired");
+    assert_eq!(sock.generation().unwrap(), generation);
+
+    // A rule kinet never writes: the table is replaced whole.
+    ns.exec(&[
+        "nft",
+        "add",
+        "rule",
+        "ip",
+        TABLE,
+        &chain.name,
+        "ip",
+        "saddr",
+        "192.0.2.1",
+        "accept",
+    ]);
+    let sent = sock.resync_policy(&rs).unwrap();
+    assert!(matches!(sent, Some(Update::Load(_))), "{sent:?}");
+    assert_eq!(listing(&ns), nft_listing(&rs));
 }
