@@ -243,12 +243,18 @@ fn nft_load(ns: &str, rs: &Ruleset) -> Result<Option<Duration>> {
 pub(crate) trait Syncer {
     /// Loads the objects whole.
     fn load(&mut self, svcs: &[Service], slices: &[EndpointSlice]) -> Result<()>;
-    /// Loads a change as the mode's proxy does: (render time, kernel time).
-    fn sync(&mut self, svcs: &[Service], slices: &[EndpointSlice]) -> Result<(Duration, Duration)>;
+    /// Loads a change of Service `changed`'s slice as the mode's proxy does: (render time,
+    /// kernel time).
+    fn sync(
+        &mut self,
+        svcs: &[Service],
+        slices: &[EndpointSlice],
+        changed: usize,
+    ) -> Result<(Duration, Duration)>;
 }
 
-/// The nftables proxy: its Renderer re-renders the changed Service only, and the applier
-/// sends the difference.
+/// The nftables proxy: its Renderer looks at the Service the watch named only, and the
+/// applier sends the difference.
 struct NftSyncer<'a> {
     applier: &'a mut Applier,
     renderer: Renderer,
@@ -262,9 +268,16 @@ impl Syncer for NftSyncer<'_> {
         Ok(())
     }
 
-    fn sync(&mut self, svcs: &[Service], slices: &[EndpointSlice]) -> Result<(Duration, Duration)> {
+    fn sync(
+        &mut self,
+        svcs: &[Service],
+        slices: &[EndpointSlice],
+        changed: usize,
+    ) -> Result<(Duration, Duration)> {
         let start = Instant::now();
-        let synced = self.renderer.sync(svcs, slices);
+        let key = ("bench".to_string(), format!("svc-{changed}"));
+        let now = (&svcs[changed], vec![&slices[changed]]);
+        let synced = self.renderer.sync_services([(key, Some(now))]);
         let rendered = start.elapsed();
         match self.applier.apply_synced(&self.renderer, synced)? {
             ApplyOutcome::Applied {
@@ -307,7 +320,7 @@ pub(crate) fn incremental(
             };
             slices[i] = slice(i, opts.endpoints, skip, 2 + s);
             let start = Instant::now();
-            let (r, k) = syncer.sync(&svcs, &slices)?;
+            let (r, k) = syncer.sync(&svcs, &slices, i)?;
             total.push(start.elapsed());
             renders.push(r);
             kernel.push(k);
@@ -516,7 +529,7 @@ fn nft_syncs(applier: &mut Applier, ns: &str, config: &ProxyConfig, opts: &Optio
         &mut syncer,
         "nftables mode",
         [
-            "render (changed Service) + diff",
+            "render (the Service named) + diff",
             "kernel transaction (difference)",
         ],
         opts,

@@ -96,7 +96,12 @@ impl Syncer for IptSyncer<'_> {
         load_whole(self.applier, tables(svcs, slices, self.config)).map(drop)
     }
 
-    fn sync(&mut self, svcs: &[Service], slices: &[EndpointSlice]) -> Result<(Duration, Duration)> {
+    fn sync(
+        &mut self,
+        svcs: &[Service],
+        slices: &[EndpointSlice],
+        _changed: usize,
+    ) -> Result<(Duration, Duration)> {
         let start = Instant::now();
         let t = tables(svcs, slices, self.config);
         let rendered = start.elapsed();

@@ -114,6 +114,20 @@ pub fn reflect_and_wake<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
+    reflect_feed_and_wake(api, config, wake, |_| {})
+}
+
+/// [`reflect_and_wake`] that also hands each event to `feed` (after the store took it, before
+/// the wake), for a loop that keeps its own index of the objects.
+pub fn reflect_feed_and_wake<K>(
+    api: Api<K>,
+    config: kube::runtime::watcher::Config,
+    wake: &Arc<tokio::sync::Notify>,
+    mut feed: impl FnMut(&kube::runtime::watcher::Event<K>) + Send + 'static,
+) -> kube::runtime::reflector::Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
     use kube::runtime::{reflector, watcher, WatchStreamExt};
     let (store, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
@@ -123,8 +137,11 @@ where
     tokio::spawn(
         stream
             .take_while(move |event| {
-                if let Err(e) = event {
-                    tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying");
+                match event {
+                    Ok(ev) => feed(ev),
+                    Err(e) => {
+                        tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying")
+                    }
                 }
                 let alive = wake.upgrade().map(|w| w.notify_one()).is_some();
                 futures::future::ready(alive)

@@ -31,6 +31,6 @@ pub use model::{
     Owner, Proto, Rule, Ruleset, Set, SetKey, RANDOM_MODULUS,
 };
 pub use names::{hash_and_truncate, sha256};
-pub use renderer::{render, udp_dnat_targets, Renderer, Synced};
+pub use renderer::{render, udp_dnat_targets, Renderer, ServiceKey, ServiceObjects, Synced};
 pub use repair::{Loaded, LoadedBase, LoadedChain};
 pub use trace::{trace, trace_detailed, DnatTarget, Origin, Packet, Trace, Verdict};

@@ -94,8 +94,15 @@ pub(crate) fn render_port(
     let cat = categorize(sp, eps);
     let display = sp.display();
 
-    let uses_cluster_chain = !cat.cluster.is_empty() && sp.uses_cluster_endpoints();
-    let uses_local_chain = !cat.local.is_empty() && sp.uses_local_endpoints();
+    // Without affinity the chains depend on the Service alone, never on its endpoints: an
+    // endpoint change (0→N and back included) is then a change of map and set elements,
+    // which the kernel commits without re-validating the jump graph. A policy chain whose
+    // endpoint map is empty matches nothing, and the filter hooks' no-endpoint verdict
+    // (an element too) rejects or drops the packet. Affinity keeps a chain per endpoint.
+    let endpoint_free = sp.affinity_secs.is_none();
+    let uses_cluster_chain =
+        sp.uses_cluster_endpoints() && (endpoint_free || !cat.cluster.is_empty());
+    let uses_local_chain = sp.uses_local_endpoints() && (endpoint_free || !cat.local.is_empty());
     let policy = |local: bool| {
         if local {
             (&names.local, cat.has_any && !cat.local.is_empty())
@@ -107,7 +114,7 @@ pub(crate) fn render_port(
     let (external_policy_chain, has_external) = policy(sp.external_local);
     // Needed even without usable external endpoints: it short-circuits pod and
     // host traffic to the cluster-wide endpoints.
-    let uses_external_chain = cat.has_any && sp.externally_accessible();
+    let uses_external_chain = (endpoint_free || cat.has_any) && sp.externally_accessible();
     // loadBalancerSourceRanges: load-balancer traffic passes a firewall chain first.
     let uses_firewall_chain =
         uses_external_chain && !sp.lb_ips.is_empty() && !sp.source_ranges.is_empty();
@@ -139,6 +146,13 @@ pub(crate) fn render_port(
     .copied()
     .collect();
 
+    let chain_exists = |local: bool| {
+        if local {
+            uses_local_chain
+        } else {
+            uses_cluster_chain
+        }
+    };
     if uses_cluster_chain {
         new_chain(rs, &names.cluster, sp);
     }
@@ -157,7 +171,7 @@ pub(crate) fn render_port(
         s.elements.insert(sp.cluster_ip);
     }
     let cip_key = MapKey::Addr(sp.cluster_ip, sp.proto, sp.port);
-    if has_internal {
+    if chain_exists(sp.internal_local) {
         add_element(
             rs,
             SERVICE_IPS,
@@ -177,7 +191,8 @@ pub(crate) fn render_port(
                 ),
             );
         }
-    } else {
+    }
+    if !has_internal {
         add_element(
             rs,
             NO_ENDPOINT_SERVICES,
@@ -194,7 +209,7 @@ pub(crate) fn render_port(
         .collect();
     for (ip, chain) in external {
         let key = MapKey::Addr(ip, sp.proto, sp.port);
-        if cat.has_any {
+        if uses_external_chain {
             add_element(rs, SERVICE_IPS, key, MapVerdict::Goto(chain.clone()), None);
         }
         if !has_external {
@@ -210,7 +225,7 @@ pub(crate) fn render_port(
     // Capture the NodePort.
     if let Some(np) = sp.node_port {
         let key = MapKey::ProtoPort(sp.proto, np);
-        if cat.has_any {
+        if uses_external_chain {
             add_element(
                 rs,
                 SERVICE_NODEPORTS,
@@ -235,7 +250,7 @@ pub(crate) fn render_port(
     }
     if uses_external_chain {
         external_rules(rs, sp, &names, cluster_cidr);
-        if has_external {
+        if chain_exists(sp.external_local) {
             push(
                 rs,
                 &names.external,

@@ -35,7 +35,10 @@ pub fn render(
 }
 
 /// `(namespace, name)` of a Service.
-type ServiceKey = (String, String);
+pub type ServiceKey = (String, String);
+
+/// A Service and all its EndpointSlices.
+pub type ServiceObjects<'a> = (&'a Service, Vec<&'a EndpointSlice>);
 
 fn namespace(meta: &ObjectMeta) -> &str {
     meta.namespace.as_deref().unwrap_or("default")
@@ -138,6 +141,8 @@ pub struct Synced {
     /// UDP endpoints no longer reachable through the Services that changed: their
     /// conntrack entries should be flushed.
     pub removed_udp: Vec<SocketAddrV4>,
+    /// How many Services were re-rendered or removed.
+    pub services: usize,
 }
 
 /// Desired state for one node, kept per Service between syncs.
@@ -236,7 +241,42 @@ impl Renderer {
             changed.push((key, Some((Source::of(svc, &own), fragment))));
         }
         changed.extend(old.map(|(k, _)| (k.clone(), None)));
+        self.commit(changed)
+    }
 
+    /// Brings the state of the named Services only to what is given for each: the Service
+    /// and all its EndpointSlices, or `None` when it is gone. The others are not looked at,
+    /// so the cost is that of the change, whatever the number of Services (the sync loop
+    /// learns the names from watch events). The first sync must be a [`Renderer::sync`].
+    pub fn sync_services<'a>(
+        &mut self,
+        touched: impl IntoIterator<Item = (ServiceKey, Option<ServiceObjects<'a>>)>,
+    ) -> Synced {
+        let mut changed: Vec<(ServiceKey, Option<(Source, Fragment)>)> = Vec::new();
+        for (key, now) in touched {
+            let current = self.fragments.get(&key);
+            match now {
+                None if current.is_some() => changed.push((key, None)),
+                None => {}
+                Some((svc, mut own)) => {
+                    own.sort_unstable_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+                    if current.is_some_and(|(source, _)| source.matches(svc, &own)) {
+                        continue;
+                    }
+                    let fragment = self.render_service(svc, &own);
+                    changed.push((key, Some((Source::of(svc, &own), fragment))));
+                }
+            }
+        }
+        // The same order as a whole sync: shared map keys are claimed in name order.
+        changed.sort_by(|a, b| a.0.cmp(&b.0));
+        changed.dedup_by(|a, b| a.0 == b.0);
+        self.commit(changed)
+    }
+
+    /// Puts the re-rendered (or removed) Services in place and computes the update.
+    fn commit(&mut self, changed: Vec<(ServiceKey, Option<(Source, Fragment)>)>) -> Synced {
+        let services = changed.len();
         let mut delta = Delta::default();
         let mut full = !self.synced;
         let mut removed_udp: HashSet<SocketAddrV4> = HashSet::new();
@@ -262,6 +302,7 @@ impl Renderer {
         Synced {
             update: (!full).then(|| delta.into_update(&self.skeleton, &self.shared)),
             removed_udp,
+            services,
         }
     }
 

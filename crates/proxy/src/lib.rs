@@ -10,8 +10,9 @@
 //!   conntrack entries of removed UDP endpoints deleted over ctnetlink. `nft`
 //!   is run only to list the table.
 //! - [`run`]: reflectors on Services, EndpointSlices and the Node; each burst
-//!   of changes becomes one debounced sync of a [`Renderer`] (which re-renders
-//!   only the changed Services) + apply; a resync every 30 s;
+//!   of changes becomes one debounced sync of a [`Renderer`] (which looks at and
+//!   re-renders only the Services the watch events touched, [`dirty`]) + apply; a resync
+//!   every 30 s;
 //!   [`Metrics`] for sync counts, durations and network programming latency.
 //! - [`iptables`]: kube-proxy's iptables mode instead ([`ProxyMode`]): chains rendered by
 //!   `kinet-proxy-iptables`, loaded with `iptables-restore --noflush`, only changed
@@ -27,6 +28,7 @@
 
 pub mod announce;
 mod applier;
+pub mod dirty;
 pub mod health;
 pub mod healthz;
 mod http;

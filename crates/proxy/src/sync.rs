@@ -1,6 +1,7 @@
 //! The sync loop: reflectors keep Services, EndpointSlices and this Node in
-//! memory; any change wakes one sync of the Renderer (only changed Services are
-//! re-rendered) + one kernel transaction of the difference, after a
+//! memory; any change wakes one sync of the Renderer (only the Services the watch
+//! events touched are looked at, and re-rendered if their objects changed) + one
+//! kernel transaction of the difference, after a
 //! short debounce that folds a burst of events into one sync (kube-proxy's
 //! minSyncPeriod). A periodic resync reads the table back and repairs what
 //! differs (tampered state) without touching affinity sets, and a failed sync
@@ -18,13 +19,14 @@ use tokio::sync::watch;
 
 use crate::announce;
 use crate::applier::{Applier, ApplyOutcome};
+use crate::dirty::{touched_services, SliceIndex};
 use crate::health::{health_checks, HealthServer};
 use crate::healthz::{node_eligible, ProxyHealthz};
 use crate::iptables::{hand_over, IptablesApplier, ProxyMode};
 use crate::lbaddr::LbAddresses;
 use crate::metrics::Metrics;
 use crate::node::node_info;
-use crate::reflect::{spawn_reflector, Changes, Tasks};
+use crate::reflect::{spawn_reflector, spawn_touching_reflector, Changes, Tasks, Touch, Touched};
 
 /// Knobs of the sync loop.
 #[derive(Debug, Clone)]
@@ -128,17 +130,21 @@ pub async fn run_with(
     opts.healthz.set_timeout(opts.resync_period * 2);
     let changes = Arc::new(Changes::with_healthz(opts.healthz.clone()));
     let mut tasks = Tasks::default();
-    let services = spawn_reflector(
+    // What the Service and EndpointSlice events touched: a sync looks at those only.
+    let (svc_touched, slice_touched) = (Arc::new(Touched::default()), Arc::new(Touched::default()));
+    let services = spawn_touching_reflector(
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
         &changes,
         &mut tasks,
+        svc_touched.clone(),
     );
-    let slices = spawn_reflector(
+    let slices = spawn_touching_reflector(
         Api::<EndpointSlice>::all(client.clone()),
         watcher::Config::default(),
         &changes,
         &mut tasks,
+        slice_touched.clone(),
     );
     // All nodes: which node announces a LoadBalancer address depends on who is Ready.
     let nodes = spawn_reflector(
@@ -154,6 +160,8 @@ pub async fn run_with(
     tracing::info!(node = %node.name, netns = %applier.netns().display(), "proxy synced caches");
 
     let mut renderer = Renderer::new(&node, &config);
+    // Each Service's slices, once a whole sync has built it.
+    let mut index: Option<SliceIndex> = None;
     let mut iptables =
         (opts.mode == ProxyMode::Iptables).then(|| IptablesApplier::new(applier.netns()));
     let mut handed_over = false;
@@ -186,6 +194,7 @@ pub async fn run_with(
         // Everything that arrived up to here is covered by this render.
         let since = changes.take();
         let triggers = changes.take_triggers();
+        let touched = (svc_touched.take(), slice_touched.take());
 
         let start = Instant::now();
         let all_nodes: Vec<Node> = nodes.state().iter().map(|n| (**n).clone()).collect();
@@ -209,8 +218,24 @@ pub async fn run_with(
                 if !renderer.renders_for(&node_now, &config) {
                     renderer = Renderer::new(&node_now, &config);
                     applier.force_resync();
+                    index = None;
                 }
-                Rendered::Nftables(renderer.sync(svcs(), eps()))
+                Rendered::Nftables(match (index.as_mut(), touched) {
+                    (Some(index), (Touch::Keys(s), Touch::Keys(e))) => {
+                        let now = touched_services(index, s, e, &services, &slices);
+                        renderer.sync_services(now.iter().map(|(key, now)| {
+                            let objects = now
+                                .as_ref()
+                                .map(|(svc, own)| (&**svc, own.iter().map(|e| &**e).collect()));
+                            (key.clone(), objects)
+                        }))
+                    }
+                    // The first sync, a relist, or a new renderer: everything compared.
+                    _ => {
+                        index = Some(SliceIndex::of(eps()));
+                        renderer.sync(svcs(), eps())
+                    }
+                })
             }
         };
         let render_took = start.elapsed();

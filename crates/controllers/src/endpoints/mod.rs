@@ -2,20 +2,23 @@
 //! EndpointSlices listing the pods it selects.
 //!
 //! Watch events of Services, Pods, EndpointSlices and Endpoints are mapped to Service keys and
-//! queued; a worker reconciles each key from the reflector stores (pods, services) and a fresh
+//! queued (a pod to the Services selecting it, from the [`members`] index, so one pod's change
+//! costs the selectors of its namespace, not a pass over everything); a worker reconciles
+//! each key from the reflector stores (its Service, the pods the index says it selects) and a fresh
 //! list of the Service's slices (so its own recent writes are never missed and a slice is never
 //! made twice). The store is updated before a key is queued, so a pod turning Ready is seen by
 //! the reconcile it triggers. The desired content is computed in [`desired`] and [`slices`].
 
 pub mod desired;
 pub mod lenient;
+pub mod members;
 pub mod slices;
 #[cfg(test)]
 mod tests;
 pub mod trigger;
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -30,6 +33,7 @@ use kube::{Api, Client, ResourceExt};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 pub use desired::desired_endpoints;
+use members::Members;
 pub use slices::{desired_slices, SliceChanges};
 
 /// A Service by namespace and name.
@@ -44,7 +48,12 @@ struct Ctx {
     slices_client: Client,
     services: Store<Service>,
     pods: Store<Pod>,
+    members: Arc<Mutex<Members>>,
     triggers: trigger::TriggerTimes,
+}
+
+fn lock(members: &Mutex<Members>) -> MutexGuard<'_, Members> {
+    members.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Runs the loop, with a skip list of its own.
@@ -66,6 +75,7 @@ pub async fn run_with(
     // Each object is decoded on its own, so one that a typed client cannot read does not stop
     // Endpoints for every other Service.
     let recorder = Recorder::new(client.clone(), "endpoint-controller");
+    let members = Arc::new(Mutex::new(Members::default()));
 
     let svc_events = reflector::reflector(
         svc_writer,
@@ -74,16 +84,35 @@ pub async fn run_with(
     .default_backoff();
     let svc_task = {
         let (tx, client, services) = (tx.clone(), client.clone(), services.clone());
+        let members = members.clone();
+        let listed = Arc::new(Mutex::new(BTreeSet::<Key>::new()));
         svc_events.try_for_each(move |event| {
             let (tx, client, services) = (tx.clone(), client.clone(), services.clone());
+            let (members, listed) = (members.clone(), listed.clone());
             async move {
                 match event {
-                    watcher::Event::Apply(s)
-                    | watcher::Event::Delete(s)
-                    | watcher::Event::InitApply(s) => send(&tx, key_of(&s)),
+                    watcher::Event::Apply(s) | watcher::Event::InitApply(s) => {
+                        lock(&members).set_service(&s);
+                        listed
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(key_of(&s));
+                        send(&tx, key_of(&s))
+                    }
+                    watcher::Event::Delete(s) => {
+                        lock(&members).remove_service(&key_of(&s));
+                        send(&tx, key_of(&s))
+                    }
                     // After a (re)list, Endpoints whose Service vanished meanwhile get cleaned up.
-                    watcher::Event::InitDone => enqueue_leftovers(&client, &services, &tx).await,
-                    watcher::Event::Init => {}
+                    watcher::Event::InitDone => {
+                        let listed =
+                            std::mem::take(&mut *listed.lock().unwrap_or_else(|e| e.into_inner()));
+                        lock(&members).retain_services(&listed);
+                        enqueue_leftovers(&client, &services, &tx).await
+                    }
+                    watcher::Event::Init => {
+                        listed.lock().unwrap_or_else(|e| e.into_inner()).clear()
+                    }
                 }
                 Ok(())
             }
@@ -96,30 +125,26 @@ pub async fn run_with(
     )
     .default_backoff();
     let pod_task = {
-        let (tx, services) = (tx.clone(), services.clone());
-        // The Services each pod was last seen in, so a relabelled pod leaves its old Service.
-        let mut member_of: HashMap<Key, BTreeSet<Key>> = HashMap::new();
+        let (tx, services, members) = (tx.clone(), services.clone(), members.clone());
         let mut listed: BTreeSet<Key> = BTreeSet::new();
         pod_events.try_for_each(move |event| {
+            // The Services selecting the pod before or now: a relabelled pod leaves its old one.
             match event {
                 watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
-                    let now = selecting(&services, &p);
-                    let before = member_of
-                        .insert(key_of(&p), now.clone())
-                        .unwrap_or_default();
                     listed.insert(key_of(&p));
-                    now.union(&before).for_each(|k| send(&tx, k.clone()));
+                    lock(&members)
+                        .set_pod(&p)
+                        .into_iter()
+                        .for_each(|k| send(&tx, k));
                 }
                 watcher::Event::Delete(p) => {
-                    let before = member_of.remove(&key_of(&p)).unwrap_or_default();
-                    before
-                        .union(&selecting(&services, &p))
-                        .for_each(|k| send(&tx, k.clone()));
+                    (lock(&members).remove_pod(&key_of(&p)).into_iter()).for_each(|k| send(&tx, k));
                 }
                 watcher::Event::Init => listed.clear(),
-                // Pods deleted while the watch was down: forget them and resync everything.
+                // Pods deleted while the watch was down: forget them. The store takes a relist
+                // in at once, at its end: resync everything then.
                 watcher::Event::InitDone => {
-                    member_of.retain(|k, _| listed.contains(k));
+                    lock(&members).retain_pods(&listed);
                     services
                         .state()
                         .iter()
@@ -181,6 +206,7 @@ pub async fn run_with(
         slices_client,
         services,
         pods,
+        members,
         triggers: trigger::TriggerTimes::default(),
     });
     let worker = async move {
@@ -227,17 +253,6 @@ fn key_of<K: ResourceExt>(obj: &K) -> Key {
 fn send(tx: &UnboundedSender<Key>, key: Key) {
     // The worker only stops when the whole loop does.
     let _ = tx.send(key);
-}
-
-/// The Services (with selectors) that select `pod` now.
-fn selecting(services: &Store<Service>, pod: &Pod) -> BTreeSet<Key> {
-    let ns = pod.namespace();
-    services
-        .state()
-        .iter()
-        .filter(|s| s.namespace() == ns && desired::selects(s, pod))
-        .map(|s| key_of(s.as_ref()))
-        .collect()
 }
 
 async fn enqueue_leftovers(client: &Client, services: &Store<Service>, tx: &UnboundedSender<Key>) {
@@ -304,10 +319,14 @@ async fn write(ctx: &Ctx, (ns, name): &Key) -> kube::Result<()> {
         }
         return Ok(());
     };
-    let pods: Vec<Arc<Pod>> = ctx
-        .pods
-        .state()
-        .into_iter()
+    // The index may lag the store by an event (that event queues this Service again).
+    let names: Vec<String> = lock(&ctx.members)
+        .pods_of(&(ns.clone(), name.clone()))
+        .cloned()
+        .collect();
+    let pods: Vec<Arc<Pod>> = names
+        .iter()
+        .filter_map(|pod| ctx.pods.get(&ObjectRef::new(pod).within(ns)))
         .filter(|p| desired::selects(&svc, p))
         .collect();
     let pods: Vec<&Pod> = pods.iter().map(Arc::as_ref).collect();

@@ -2,31 +2,35 @@
 //!
 //! Two reflectors (nodes, pods) feed one serial pass that places every pending pod with the pure
 //! [`place`] functions against an in-memory count of pods per node, then binds concurrently.
+//! The counts and the queue of pending pods are kept from the pod events ([`pods`]), so a pass
+//! does not walk every pod.
 //! Pods bound but not yet seen bound in the pod store are remembered (`inflight`), so a pass that
 //! runs before the watch catches up neither binds them twice nor forgets their node's count.
 //! A pod that fits nowhere gets PodScheduled=False/Unschedulable and a FailedScheduling event;
 //! every node or pod change starts a new pass, so it is retried when the cluster changes.
 
 pub mod place;
+pub mod pods;
 pub mod resources;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{stream, StreamExt};
 use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::{mpsc, Notify};
 
 use crate::events::{object_ref, EventType, Recorder};
-use crate::owners::{controller_uid, pod_finished};
+use crate::owners::controller_uid;
 use place::{place, NodeInfo};
+use pods::PodIndex;
 use resources::{pod_requests, Resources};
 
 /// The `spec.schedulerName` this scheduler serves.
@@ -49,10 +53,13 @@ pub async fn run(client: Client) -> Result<(), crate::LoopError> {
         watcher::Config::default(),
         &wake,
     );
-    let pods = crate::runtime::reflect_and_wake(
+    let index = Arc::new(Mutex::new(PodIndex::default()));
+    let feed = index.clone();
+    let pods = crate::runtime::reflect_feed_and_wake(
         Api::<Pod>::all(client.clone()),
         watcher::Config::default(),
         &wake,
+        move |ev| feed.lock().unwrap_or_else(|e| e.into_inner()).apply(ev),
     );
     nodes.wait_until_ready().await?;
     pods.wait_until_ready().await?;
@@ -61,6 +68,7 @@ pub async fn run(client: Client) -> Result<(), crate::LoopError> {
         client,
         nodes,
         pods,
+        index,
         events,
         inflight: HashMap::new(),
     };
@@ -92,9 +100,17 @@ struct Scheduler {
     client: Client,
     nodes: Store<Node>,
     pods: Store<Pod>,
+    index: Arc<Mutex<PodIndex>>,
     events: mpsc::UnboundedSender<EventMsg>,
     /// Pod uid → (node, its requests, when bound), until the pod store shows the binding.
     inflight: HashMap<String, (String, Resources, Instant)>,
+}
+
+/// What one pass places against (see [`Scheduler::from_index`]).
+struct Snapshot {
+    used: HashMap<String, Resources>,
+    siblings: HashMap<String, HashMap<String, u64>>,
+    pending: Vec<Arc<Pod>>,
 }
 
 /// Whether this scheduler should place the pod.
@@ -128,68 +144,15 @@ impl Scheduler {
             .map(|n| NodeInfo::from_node(n))
             .collect();
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
-        let pods = self.pods.state();
-        let by_uid: HashMap<String, &Arc<Pod>> = pods
-            .iter()
-            .filter_map(|p| Some((p.metadata.uid.clone()?, p)))
-            .collect();
-
-        // Forget binds the store has caught up with, or that went missing for too long.
-        self.inflight.retain(|uid, (_, _, at)| {
-            by_uid.get(uid).is_some_and(|p| is_pending(p)) && at.elapsed() < INFLIGHT_TTL
-        });
-        // What the pods on each node request: NodeResourcesFit's and the spreading's input.
-        let mut used: HashMap<String, Resources> = HashMap::new();
-        for p in pods.iter().filter(|p| !pod_finished(p)) {
-            if let Some(spec) = &p.spec {
-                if let Some(node) = spec.node_name.clone().filter(|n| !n.is_empty()) {
-                    *used.entry(node).or_default() += pod_requests(spec);
-                }
-            }
-        }
-        for (node, request, _) in self.inflight.values() {
-            *used.entry(node.clone()).or_default() += *request;
-        }
-        // Replicas of one controller per node, bound or being bound: the spreading's input.
-        let mut siblings: HashMap<String, HashMap<String, u64>> = HashMap::new();
-        for p in &pods {
-            let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
-            let node = node.filter(|n| !n.is_empty()).or_else(|| {
-                let uid = p.metadata.uid.as_deref()?;
-                self.inflight.get(uid).map(|(n, _, _)| n.clone())
-            });
-            if let (Some(owner), Some(node), true) =
-                (controller_uid(&p.metadata), node, !pod_finished(p))
-            {
-                *siblings
-                    .entry(owner.to_string())
-                    .or_default()
-                    .entry(node)
-                    .or_default() += 1;
-            }
-        }
-
-        let mut pending: Vec<&Arc<Pod>> = pods
-            .iter()
-            .filter(|p| {
-                is_pending(p)
-                    && !self
-                        .inflight
-                        .contains_key(p.metadata.uid.as_deref().unwrap_or(""))
-            })
-            .collect();
-        // Oldest first, then by name: a stable FIFO.
-        pending.sort_by_key(|p| {
-            (
-                p.metadata.creation_timestamp.clone().map(|t| t.0),
-                p.namespace(),
-                p.name_any(),
-            )
-        });
+        let Snapshot {
+            mut used,
+            mut siblings,
+            pending,
+        } = self.from_index();
 
         let mut binds = Vec::new();
         let mut failed = Vec::new();
-        for pod in pending {
+        for pod in &pending {
             let spec = pod.spec.as_ref().expect("pending pods have a spec");
             let owner = controller_uid(&pod.metadata).map(str::to_string);
             let no_siblings = HashMap::new();
@@ -233,6 +196,39 @@ impl Scheduler {
                 self.report_unschedulable(pod, msg)
             })
             .await;
+    }
+
+    /// From the pod index: what each node's pods request and each controller's replicas per
+    /// node, binds in flight included, and the pending pods not in flight, in queue order.
+    fn from_index(&mut self) -> Snapshot {
+        let index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget binds the store has caught up with, or that went missing for too long.
+        self.inflight
+            .retain(|uid, (_, _, at)| index.is_pending(uid) && at.elapsed() < INFLIGHT_TTL);
+        // What the pods on each node request, and the replicas of one controller per node,
+        // bound or being bound: NodeResourcesFit's and the spreading's input.
+        let mut used = index.used().clone();
+        let mut siblings = index.siblings().clone();
+        for (uid, (node, request, _)) in &self.inflight {
+            *used.entry(node.clone()).or_default() += *request;
+            if let Some(owner) = index.owner(uid) {
+                *(siblings.entry(owner.to_string()).or_default())
+                    .entry(node.clone())
+                    .or_default() += 1;
+            }
+        }
+        // Oldest first, then by name: a stable FIFO.
+        let pending: Vec<Arc<Pod>> = index
+            .pending()
+            .filter(|(_, _, uid)| !self.inflight.contains_key(*uid))
+            .filter_map(|(ns, name, _)| self.pods.get(&ObjectRef::new(name).within(ns)))
+            .filter(|p| is_pending(p))
+            .collect();
+        Snapshot {
+            used,
+            siblings,
+            pending,
+        }
     }
 
     /// Binds one pod; returns its uid and whether the bind stands (a 409 means it is bound).

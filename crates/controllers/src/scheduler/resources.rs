@@ -21,6 +21,14 @@ impl std::ops::AddAssign for Resources {
     }
 }
 
+impl std::ops::SubAssign for Resources {
+    fn sub_assign(&mut self, o: Resources) {
+        self.milli_cpu = self.milli_cpu.saturating_sub(o.milli_cpu);
+        self.memory = self.memory.saturating_sub(o.memory);
+        self.pods = self.pods.saturating_sub(o.pods);
+    }
+}
+
 /// A node's `status.allocatable`. A resource the node does not report is not limited: nodes
 /// registered by hand (no kubelet yet) often carry no allocatable at all, and must still
 /// take pods. kube-scheduler would treat them as full.

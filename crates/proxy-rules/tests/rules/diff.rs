@@ -113,3 +113,72 @@ fn per_service_updates_equal_whole_table_differences() {
         before = Some(whole);
     }
 }
+
+#[test]
+fn scaling_from_no_endpoints_and_back_changes_elements_only() {
+    use kinet_proxy_rules::Renderer;
+
+    // A ClusterIP Service, and a LoadBalancer with Local external policy (its local chain
+    // and map exist whether or not this node has an endpoint).
+    let (web, web_slices) = web();
+    let (edge, edge_slices) = crate::common::edge("Local");
+    let svcs = [web, edge].concat();
+    let empty = [
+        slice("default", "web", "web-abc", tcp_port("http", 8080), vec![]),
+        slice("default", "edge", "edge-1", tcp_port("http", 8080), vec![]),
+    ];
+    let one = [
+        slice(
+            "default",
+            "web",
+            "web-abc",
+            tcp_port("http", 8080),
+            vec![ep("10.244.2.7", "node-b")],
+        ),
+        slice(
+            "default",
+            "edge",
+            "edge-1",
+            tcp_port("http", 8080),
+            vec![ep("10.244.1.5", "node-a")],
+        ),
+    ];
+    let full = [web_slices, edge_slices].concat();
+    let (node, config) = (node("node-a"), config());
+    let mut renderer = Renderer::new(&node, &config);
+    renderer.sync(&svcs, &empty);
+    for (step, slices) in [&one[..], &empty[..], &full[..], &empty[..]]
+        .into_iter()
+        .enumerate()
+    {
+        let before = renderer.ruleset();
+        let update = renderer.sync(&svcs, slices).update.expect("incremental");
+        let text = update.to_nft();
+        assert!(!text.is_empty(), "step {step}: something changed");
+        assert!(
+            update.changes.iter().all(|c| matches!(
+                c,
+                Change::AddMapElement { .. }
+                    | Change::DeleteMapElement { .. }
+                    | Change::AddSetElement { .. }
+                    | Change::DeleteSetElement { .. }
+            )),
+            "step {step}: {text}"
+        );
+        let after = render(&svcs, slices, &node, &config);
+        assert_eq!(
+            sorted(&update),
+            sorted(&repair(&after, &before)),
+            "step {step}"
+        );
+        // The no-endpoints verdict is an element of its own.
+        let rejecting = slices[0].endpoints.is_empty();
+        assert_eq!(
+            after
+                .map("no-endpoint-services")
+                .is_some_and(|m| !m.elements.is_empty()),
+            rejecting,
+            "step {step}"
+        );
+    }
+}

@@ -7,7 +7,10 @@ use std::net::Ipv4Addr;
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kinet_proxy_rules::{render, trace_detailed, NodeInfo, Packet, ProxyConfig, Renderer, Ruleset};
+use kinet_proxy_rules::{
+    render, trace_detailed, NodeInfo, Packet, ProxyConfig, Renderer, Ruleset, ServiceKey,
+    ServiceObjects,
+};
 
 const ENDPOINTS: u32 = 10;
 
@@ -89,10 +92,9 @@ fn build(n: u32) -> Ruleset {
     render(&svcs, &slices, &node(), &ProxyConfig::default())
 }
 
-#[test]
-fn one_changed_slice_among_ten_thousand_touches_only_its_service() {
-    let (mut svcs, mut slices) = cluster(10_000);
-    // As from the API: every object has a resourceVersion.
+/// `cluster(n)` as from the API: every object has a resourceVersion.
+fn versioned(n: u32) -> (Vec<Service>, Vec<EndpointSlice>) {
+    let (mut svcs, mut slices) = cluster(n);
     for m in svcs
         .iter_mut()
         .map(|s| &mut s.metadata)
@@ -100,6 +102,12 @@ fn one_changed_slice_among_ten_thousand_touches_only_its_service() {
     {
         m.resource_version = Some("1".into());
     }
+    (svcs, slices)
+}
+
+#[test]
+fn one_changed_slice_among_ten_thousand_touches_only_its_service() {
+    let (svcs, mut slices) = versioned(10_000);
     let mut renderer = Renderer::new(&node(), &ProxyConfig::default());
     assert!(
         renderer.sync(&svcs, &slices).update.is_none(),
@@ -126,6 +134,49 @@ fn one_changed_slice_among_ten_thousand_touches_only_its_service() {
         "{text}"
     );
     println!("one changed slice of 10,000 Services: sync took {took:?}");
+}
+
+#[test]
+fn a_sync_of_named_services_looks_only_at_them_and_agrees_with_a_whole_sync() {
+    let (svcs, mut slices) = versioned(10_000);
+    let config = ProxyConfig::default();
+    let (mut named, mut whole) = (
+        Renderer::new(&node(), &config),
+        Renderer::new(&node(), &config),
+    );
+    named.sync(&svcs, &slices);
+    whole.sync(&svcs, &slices);
+    fn given<'a>(
+        svcs: &'a [Service],
+        slices: &'a [EndpointSlice],
+        i: usize,
+    ) -> (ServiceKey, Option<ServiceObjects<'a>>) {
+        let own: Vec<&EndpointSlice> = slices.get(i).into_iter().collect();
+        let key = ("bench".to_string(), format!("svc-{i}"));
+        (key, svcs.get(i).map(|s| (s, own)))
+    }
+
+    // Named but unchanged: nothing rendered, nothing sent.
+    let same = named.sync_services([given(&svcs, &slices, 7)]);
+    assert_eq!(same.services, 0);
+    assert_eq!(same.update.map(|u| u.changes.len()), Some(0));
+
+    // One endpoint leaves service 5000: only it is rendered, and the update is the one a
+    // sync over all 10,000 finds.
+    slices[5_000].endpoints.pop();
+    slices[5_000].metadata.resource_version = Some("2".into());
+    let got = named.sync_services([given(&svcs, &slices, 5_000)]);
+    let want = whole.sync(&svcs, &slices);
+    assert_eq!((got.services, want.services), (1, 1));
+    assert_eq!(got.update, want.update);
+
+    // Service 9999 and its slice deleted.
+    let (svcs, slices) = (&svcs[..9_999], &slices[..9_999]);
+    let got = named.sync_services([given(svcs, slices, 9_999)]);
+    let want = whole.sync(svcs, slices);
+    assert_eq!(got.services, 1);
+    assert_eq!(got.update, want.update);
+    assert_eq!(named.ruleset().to_nft(), whole.ruleset().to_nft());
 }
 
 #[test]

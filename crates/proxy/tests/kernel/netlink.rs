@@ -143,8 +143,9 @@ fn a_refused_update_names_its_line_and_changes_nothing() {
     assert_ne!(after, before);
 }
 
-/// `n` ClusterIP services with ten endpoints each (the `scale` test's shape, smaller).
-fn cluster(n: u32, drop_endpoint_of: Option<u32>) -> (Vec<Service>, Vec<EndpointSlice>) {
+/// `n` ClusterIP services with ten endpoints each (the `scale` test's shape, smaller), but
+/// for `changed`: (service, how many of its endpoints remain).
+fn cluster(n: u32, changed: Option<(u32, u32)>) -> (Vec<Service>, Vec<EndpointSlice>) {
     let mut svcs = Vec::new();
     let mut slices = Vec::new();
     for i in 0..n {
@@ -152,7 +153,7 @@ fn cluster(n: u32, drop_endpoint_of: Option<u32>) -> (Vec<Service>, Vec<Endpoint
         let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 0, 0)) + 1 + i);
         svcs.push(service("bench", &name, Some(&ip.to_string()), 80));
         let eps: Vec<String> = (0..10)
-            .filter(|j| !(drop_endpoint_of == Some(i) && *j == 0))
+            .filter(|j| changed.is_none_or(|(of, keep)| of != i || *j < keep))
             .map(|j| Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 244, 0, 16)) + i * 10 + j))
             .map(|a| a.to_string())
             .collect();
@@ -176,7 +177,7 @@ fn one_endpoint_change_among_hundreds_lists_the_same_as_nft() {
     nft_load(&nl_ns, &old.to_nft());
     nft_load(&nft_ns, &old.to_nft());
 
-    let (svcs, slices) = cluster(n, Some(n / 2));
+    let (svcs, slices) = cluster(n, Some((n / 2, 9)));
     let new = render(&svcs, &slices, &node(), &config());
     let update = diff(&new, &old);
     let mut sock = NftSocket::open_in(&nl_ns.path()).unwrap();
@@ -385,7 +386,7 @@ fn another_owners_table_loads_like_nft() {
 }
 
 #[test]
-fn an_endpoint_change_among_ten_thousand_services_is_element_only() {
+fn endpoint_changes_among_ten_thousand_services_are_element_only() {
     if !root() {
         return;
     }
@@ -397,28 +398,34 @@ fn an_endpoint_change_among_ten_thousand_services_is_element_only() {
     sock.apply(&renderer.ruleset().repair(None, loaded_forms))
         .unwrap();
     let terse = |ns: &Netns| ns.exec(&["nft", "-t", "list", "table", "ip", "kinet"]);
-    let (before_terse, before) = (terse(&ns), listing(&ns));
+    let before_terse = terse(&ns);
 
-    let (svcs, slices) = cluster(10_000, Some(5_000));
-    let update = renderer.sync(&svcs, &slices).update.expect("incremental");
-    assert!(
-        update.changes.iter().all(|c| matches!(
-            c,
-            Change::AddMapElement { .. }
-                | Change::DeleteMapElement { .. }
-                | Change::AddSetElement { .. }
-                | Change::DeleteSetElement { .. }
-        )),
-        "{}",
-        update.to_nft()
-    );
-    sock.apply(&update).unwrap();
-    // The kernel took it, and only elements differ: chains, rules and definitions agree.
-    assert_eq!(terse(&ns), before_terse);
-    let after = listing(&ns);
-    assert_ne!(after, before);
-    let want = renderer.ruleset();
+    // One endpoint leaves; then the Service scales to 0, to 1, and back to 0.
+    for (step, keep) in [9, 0, 1, 0].into_iter().enumerate() {
+        let before = listing(&ns);
+        let (svcs, slices) = cluster(10_000, Some((5_000, keep)));
+        let update = renderer.sync(&svcs, &slices).update.expect("incremental");
+        assert!(
+            update.changes.iter().all(|c| matches!(
+                c,
+                Change::AddMapElement { .. }
+                    | Change::DeleteMapElement { .. }
+                    | Change::AddSetElement { .. }
+                    | Change::DeleteSetElement { .. }
+            )),
+            "step {step}: {}",
+            update.to_nft()
+        );
+        sock.apply(&update).unwrap();
+        // The kernel took it, and only elements differ: chains, rules and definitions agree.
+        assert_eq!(terse(&ns), before_terse, "step {step}");
+        assert_ne!(listing(&ns), before, "step {step}");
+    }
     let full_ns = Netns::new("nl10kfull");
-    nft_load(&full_ns, &want.to_nft());
-    assert_same(&after, &listing(&full_ns), "element-only change at 10k");
+    nft_load(&full_ns, &renderer.ruleset().to_nft());
+    assert_same(
+        &listing(&ns),
+        &listing(&full_ns),
+        "element-only changes at 10k",
+    );
 }
