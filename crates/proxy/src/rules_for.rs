@@ -151,9 +151,19 @@ mod tests {
     fn no_endpoint_services_show_their_reject_element() {
         let rs = ruleset();
         let lonely = rules_for(&rs, "default", "lonely");
+        // It keeps its chain and an empty endpoint map (so 0→N changes elements only), and
+        // its reject element.
+        let lines: Vec<&str> = lonely.lines().collect();
         assert_eq!(
-            lonely.trim(),
-            "add element ip kinet no-endpoint-services { 10.96.0.22 . tcp . 80 comment \"default/lonely:http\" : goto reject-chain }"
+            lines,
+            [
+                "add map ip kinet endpoints-OCFJIDWF-default/lonely/tcp/http { typeof numgen random mod 65536 : ip daddr . tcp dport ; flags interval ; }",
+                "add chain ip kinet service-OCFJIDWF-default/lonely/tcp/http",
+                "add rule ip kinet service-OCFJIDWF-default/lonely/tcp/http ip daddr 10.96.0.22 ip saddr != 10.244.0.0/16 jump mark-for-masquerade",
+                "add rule ip kinet service-OCFJIDWF-default/lonely/tcp/http meta l4proto tcp dnat ip to numgen random mod 65536 map @endpoints-OCFJIDWF-default/lonely/tcp/http",
+                "add element ip kinet no-endpoint-services { 10.96.0.22 . tcp . 80 comment \"default/lonely:http\" : goto reject-chain }",
+                "add element ip kinet service-ips { 10.96.0.22 . tcp . 80 : goto service-OCFJIDWF-default/lonely/tcp/http }",
+            ]
         );
         assert_eq!(rules_for(&rs, "default", "missing"), "");
     }
