@@ -106,7 +106,7 @@ struct Scheduler {
     inflight: HashMap<String, (String, Resources, Instant)>,
 }
 
-/// What one pass places against (see [`Scheduler::from_index`]).
+/// What one pass places against (see [`Scheduler::snapshot`]).
 struct Snapshot {
     used: HashMap<String, Resources>,
     siblings: HashMap<String, HashMap<String, u64>>,
@@ -148,7 +148,7 @@ impl Scheduler {
             mut used,
             mut siblings,
             pending,
-        } = self.from_index();
+        } = self.snapshot();
 
         let mut binds = Vec::new();
         let mut failed = Vec::new();
@@ -200,7 +200,7 @@ impl Scheduler {
 
     /// From the pod index: what each node's pods request and each controller's replicas per
     /// node, binds in flight included, and the pending pods not in flight, in queue order.
-    fn from_index(&mut self) -> Snapshot {
+    fn snapshot(&mut self) -> Snapshot {
         let index = self.index.lock().unwrap_or_else(|e| e.into_inner());
         // Forget binds the store has caught up with, or that went missing for too long.
         self.inflight
