@@ -1,8 +1,9 @@
 //! Which Services a sync must look at, from the keys the watches touched: the Services
 //! themselves, and the owners (the `kubernetes.io/service-name` label) of the touched
 //! EndpointSlices, before and after the change. An index from each Service to its slices
-//! then finds their objects without a walk over the store, so finding a change costs
-//! O(changed), not O(Services).
+//! then finds their objects without a walk over the store, so the render step looks only at
+//! the Services named. The rest of a pass (store snapshots, health-check ports, LoadBalancer
+//! announcements) still reads every Service.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
