@@ -64,7 +64,7 @@ fn the_core_suite_runs_on_a_three_member_etcd() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let out = c.kubectl(&["create", "configmap", "after-a-member-died"]);
-        if out.status.success() || show(&out).contains("AlreadyExists") {
+        if out.status.success() || show(&out).contains("already exists") {
             break;
         }
         assert!(
