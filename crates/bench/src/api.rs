@@ -156,35 +156,55 @@ async fn watch_fanout(
 
 /// Creates with RBAC authorization on against off, same run: a user outside
 /// `system:masters`, bound to `edit`, creates `count` pods over `clients` clients on each
-/// server. Returns (off, on) latencies and wall times.
+/// server. The two modes alternate over `ROUNDS` rounds, each on a fresh server and in
+/// swapped order, so drift in the machine's load and warm-up fall on both alike. Returns
+/// (off, on) latencies and summed wall times.
 async fn authorization_overhead(
     count: usize,
     clients: usize,
 ) -> anyhow::Result<[(Samples, Duration); 2]> {
-    let mut out = Vec::new();
-    for authorization in [false, true] {
-        let server = match authorization {
-            true => kinet_testkit::TestApi::start().await?,
-            false => kinet_testkit::TestApi::without_authorization().await?,
+    const ROUNDS: usize = 3;
+    let mut out: [(Samples, Duration); 2] = Default::default();
+    for round in 0..ROUNDS {
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
         };
-        let admin = server.client()?;
-        namespace(&admin, "bench-authz").await?;
-        let binding = serde_json::from_value(json!({
-            "metadata": {"name": "bench-edit"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": kinet_testkit::USER}],
-        }))?;
-        Api::<ClusterRoleBinding>::all(admin)
-            .create(&PostParams::default(), &binding)
-            .await?;
-        let users: Vec<Client> = (0..clients)
-            .map(|_| server.user_client())
-            .collect::<anyhow::Result<_>>()?;
-        out.push(create_pods(&users, "bench-authz", count).await?);
+        for authorization in order {
+            let (samples, wall) = authorized_creates(authorization, count, clients).await?;
+            let slot = &mut out[usize::from(authorization)];
+            slot.0.extend(samples);
+            slot.1 += wall;
+        }
     }
-    let on = out.pop().context("two runs")?;
-    let off = out.pop().context("two runs")?;
-    Ok([off, on])
+    Ok(out)
+}
+
+/// One round of [`authorization_overhead`] on a fresh server.
+async fn authorized_creates(
+    authorization: bool,
+    count: usize,
+    clients: usize,
+) -> anyhow::Result<(Samples, Duration)> {
+    let server = match authorization {
+        true => kinet_testkit::TestApi::start().await?,
+        false => kinet_testkit::TestApi::without_authorization().await?,
+    };
+    let admin = server.client()?;
+    namespace(&admin, "bench-authz").await?;
+    let binding = serde_json::from_value(json!({
+        "metadata": {"name": "bench-edit"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": kinet_testkit::USER}],
+    }))?;
+    Api::<ClusterRoleBinding>::all(admin)
+        .create(&PostParams::default(), &binding)
+        .await?;
+    let users: Vec<Client> = (0..clients)
+        .map(|_| server.user_client())
+        .collect::<anyhow::Result<_>>()?;
+    create_pods(&users, "bench-authz", count).await
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {

@@ -278,6 +278,9 @@ pub struct Ruleset {
     pub(crate) sets: Vec<Set>,
     pub(crate) set_index: HashMap<String, usize>,
     pub(crate) maps: Vec<Map>,
+    /// Where each map is in `maps`: a table holds a map per Service port, and looking one
+    /// up by scanning made a whole render quadratic in the number of Services.
+    pub(crate) map_index: HashMap<String, usize>,
     /// The node's own addresses: what `fib saddr type local` means to the tracer.
     pub(crate) local_addrs: Vec<Ipv4Addr>,
 }
@@ -347,8 +350,16 @@ impl Ruleset {
         self.set_index.get(name).map(|i| &mut self.sets[*i])
     }
 
+    /// Adds a map; a map of the same name keeps its first definition.
+    pub(crate) fn add_map(&mut self, map: Map) {
+        if !self.map_index.contains_key(&map.name) {
+            self.map_index.insert(map.name.clone(), self.maps.len());
+            self.maps.push(map);
+        }
+    }
+
     pub(crate) fn map_mut(&mut self, name: &str) -> Option<&mut Map> {
-        self.maps.iter_mut().find(|m| m.name == name)
+        self.map_index.get(name).map(|i| &mut self.maps[*i])
     }
 
     pub fn table(&self) -> &str {
@@ -373,7 +384,7 @@ impl Ruleset {
         &self.maps
     }
     pub fn map(&self, name: &str) -> Option<&Map> {
-        self.maps.iter().find(|m| m.name == name)
+        self.map_index.get(name).map(|i| &self.maps[*i])
     }
 
     /// All chains generated for one Service (every port, every endpoint).

@@ -331,7 +331,7 @@ fn dnat_random(
             (MapKey::Range(lo, hi), entry)
         })
         .collect();
-    rs.maps.push(Map {
+    rs.add_map(Map {
         name: map.clone(),
         key: LookupKey::Random(sp.proto),
         comment: None,

@@ -410,7 +410,9 @@ fn assemble(mut rs: Ruleset, fragments: impl Iterator<Item = Fragment>) -> Rules
         for s in f.sets {
             rs.add_set(s);
         }
-        rs.maps.extend(f.maps);
+        for m in f.maps {
+            rs.add_map(m);
+        }
         for (set, ip) in f.set_elements {
             if let Some(s) = rs.set_mut(&set) {
                 s.elements.insert(ip);

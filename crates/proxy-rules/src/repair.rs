@@ -367,7 +367,7 @@ mod tests {
             timeout_secs: Some(600),
             elements: BTreeSet::new(),
         });
-        rs.maps.push(Map {
+        rs.add_map(Map {
             name: "svc".into(),
             key: LookupKey::DaddrProtoPort,
             comment: Some("dispatch".into()),

@@ -80,22 +80,22 @@ pub fn skeleton(node: &NodeInfo, config: &ProxyConfig) -> Ruleset {
         timeout_secs: None,
         elements: BTreeSet::new(),
     });
-    rs.maps.push(map(
+    rs.add_map(map(
         NO_ENDPOINT_NODEPORTS,
         LookupKey::ProtoPort,
         "vmap to drop or reject packets to service nodeports with no endpoints",
     ));
-    rs.maps.push(map(
+    rs.add_map(map(
         NO_ENDPOINT_SERVICES,
         LookupKey::DaddrProtoPort,
         "vmap to drop or reject packets to services with no endpoints",
     ));
-    rs.maps.push(map(
+    rs.add_map(map(
         SERVICE_IPS,
         LookupKey::DaddrProtoPort,
         "ClusterIP, ExternalIP and LoadBalancer IP traffic",
     ));
-    rs.maps.push(map(
+    rs.add_map(map(
         SERVICE_NODEPORTS,
         LookupKey::ProtoPort,
         "NodePort traffic",
