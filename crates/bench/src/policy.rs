@@ -300,24 +300,32 @@ fn bench(opts: Options) -> Result<()> {
         into.push(start.elapsed());
         full = now;
     };
+    // The s-th pod (cycling) of `list` in namespace `ns`: a policy and its peers live there.
+    let pick = |list: &[(String, String)], ns: &str, s: usize| {
+        let of_ns: Vec<&(String, String)> = list.iter().filter(|(n, _)| n == ns).collect();
+        of_ns[s % of_ns.len()].clone()
+    };
     for s in 0..opts.samples {
         let k = opts.policies + s;
-        comp.set_policy(&policy(k))?;
+        let policy_k = policy(k);
+        let ns_k = policy_k.metadata.namespace.clone().expect("namespaced");
+        comp.set_policy(&policy_k)?;
         // The new policy selects a pod of this node: new sets, counter and chain.
-        let (ns, name) = &local[s % local.len()];
-        let mut p = comp.cluster().pod(ns, name).expect("pod").clone();
+        let (ns, name) = pick(&local, &ns_k, s);
+        let mut p = comp.cluster().pod(&ns, &name).expect("pod").clone();
         p.labels.insert("app".into(), format!("app-{k}"));
         comp.set_pod(p);
         baseline(&comp, &mut created_full);
         created.push(program(&mut sock, &mut loaded, &mut comp)?);
-        // A peer on the other node moves between tiers: set elements only.
-        let (ns, name) = &remote[s % remote.len()];
-        let mut q = comp.cluster().pod(ns, name).expect("pod").clone();
-        let tier = q.labels["tier"].clone();
-        q.labels.insert(
-            "tier".into(),
-            if tier == "t-0" { "t-1" } else { "t-0" }.into(),
-        );
+        // A peer on the other node moves in or out of the new policy's tier: set elements only.
+        let (ns, name) = pick(&remote, &ns_k, s);
+        let mut q = comp.cluster().pod(&ns, &name).expect("pod").clone();
+        let peer_tier = format!("t-{}", k % 3);
+        let tier = match q.labels["tier"] == peer_tier {
+            true => format!("t-{}", (k + 1) % 3),
+            false => peer_tier,
+        };
+        q.labels.insert("tier".into(), tier);
         comp.set_pod(q);
         baseline(&comp, &mut relabelled_full);
         relabelled.push(program(&mut sock, &mut loaded, &mut comp)?);

@@ -77,6 +77,12 @@ pub const IPTABLES_PROGRAMS: &[Program] = &[
         package: "iptables",
         egress_only: false,
     },
+    Program {
+        name: "prlimit",
+        why: "lifts iptables-save's stack limit (it overflows at about 10,000 Services)",
+        package: "util-linux",
+        egress_only: false,
+    },
 ];
 
 /// A kernel feature the cluster's network uses.

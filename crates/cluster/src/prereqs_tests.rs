@@ -112,7 +112,11 @@ fn iptables_is_needed_only_in_iptables_mode() {
     let missing = check(&host, iptables);
     assert_eq!(
         whats(&missing),
-        ["program iptables-restore", "program iptables-save"]
+        [
+            "program iptables-restore",
+            "program iptables-save",
+            "program prlimit"
+        ]
     );
     assert!(missing[0].fix.contains("apt-get install iptables"));
 }

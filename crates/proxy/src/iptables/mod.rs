@@ -87,10 +87,13 @@ impl NetnsIptables {
 
     fn run(&self, program: &str, args: &[&str], input: Option<&str>) -> Result<String> {
         let spawn_error = |source| ApplyError::Spawn {
-            program: format!("nsenter {program}"),
+            program: format!("prlimit nsenter {program}"),
             source,
         };
-        let mut child = Command::new("nsenter")
+        // iptables-nft recurses over the table: its save overflows the default 8 MiB stack
+        // at about 10,000 Services (SIGSEGV), so it runs with the stack limit lifted.
+        let mut child = Command::new("prlimit")
+            .args(["--stack=unlimited", "nsenter"])
             .arg(format!("--net={}", self.netns.display()))
             .arg(program)
             .args(args)
