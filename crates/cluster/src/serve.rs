@@ -77,6 +77,7 @@ pub async fn serve(name: &str) -> Result<()> {
             ca_cert_pem: pki.ca_cert_pem,
             server_cert_pem: pki.server_cert_pem,
             server_key_pem: pki.server_key_pem,
+            service_account_key_file: dir.service_account_key(),
             tokens: std::iter::once(TokenUser {
                 token,
                 user: ADMIN_USER.to_string(),

@@ -5,7 +5,7 @@
 //!   cluster.json          name, port, created, nodes, config
 //!   kubeconfig            admin kubeconfig (0600)
 //!   admin.token           bearer token the API server accepts for the admin (0600)
-//!   pki/                  ca.crt ca.key apiserver.crt apiserver.key admin.crt admin.key
+//!   pki/                  ca.crt ca.key apiserver.crt apiserver.key admin.crt admin.key sa.key
 //!   data/                 the API server's durable store
 //!   logs/control-plane.log
 //!   logs/<node>.log       each node agent's output
@@ -116,6 +116,10 @@ impl ClusterDir {
     }
     pub fn pki(&self) -> PathBuf {
         self.root.join("pki")
+    }
+    /// The service-account signing key, shared by the cluster's API servers.
+    pub fn service_account_key(&self) -> PathBuf {
+        self.pki().join(kinet_apiserver::tokenrequest::KEY_FILE)
     }
     pub fn data(&self) -> PathBuf {
         self.root.join("data")

@@ -112,6 +112,7 @@ pub async fn up(args: UpArgs) -> Result<UpReport> {
 
     let step = Step::start("Writing certificates");
     let pki = ensure_pki(&dir, plan.as_ref())?;
+    ensure_service_account_key(&dir)?;
     if let Some(plan) = &plan {
         nodes::write_credentials(&dir, &pki, plan, info.port)?;
     }
@@ -376,6 +377,20 @@ fn ensure_pki(dir: &ClusterDir, plan: Option<&Plan>) -> Result<Pki> {
     let pki = Pki::generate(&dir.name, &sans)?;
     pki.save(&dir.pki())?;
     Ok(pki)
+}
+
+/// The service-account signing key every API server of the cluster reads (kube-apiserver's
+/// `--service-account-key-file`), made before any starts. A cluster from before kept it in
+/// its data folder: it moves, so the tokens pods hold stay valid.
+fn ensure_service_account_key(dir: &ClusterDir) -> Result<()> {
+    let key = dir.service_account_key();
+    let old = dir.data().join(kinet_apiserver::tokenrequest::KEY_FILE);
+    if !key.exists() && old.exists() {
+        fs::rename(&old, &key).with_context(|| format!("moving {}", old.display()))?;
+    }
+    kinet_apiserver::tokenrequest::TokenIssuer::load_or_generate(&key)
+        .context("the service-account key")?;
+    Ok(())
 }
 
 /// A port that is free now on 127.0.0.1 (the kernel picks it).
