@@ -28,7 +28,7 @@ pub fn list() -> Result<(PathBuf, Vec<ClusterSummary>)> {
     let clusters = state::list_clusters(&home)?
         .into_iter()
         .map(|dir| ClusterSummary {
-            running: running_pid(&dir).is_some(),
+            running: running_pid(&dir, 0).is_some(),
             info: dir
                 .load_info()
                 .map_err(|e| format!("{:#}", anyhow::Error::from(e))),
@@ -100,11 +100,15 @@ pub async fn describe(name: &str) -> Result<ClusterStatus> {
                 .collect(),
         }
     });
-    let control_plane = running_pid(&dir);
+    let control_plane = running_pid(&dir, 0);
     let ready = match control_plane {
         Some(_) => {
             let pki = Pki::load(&dir.pki())?;
-            let probe = Probe::new(&pki.ca_cert_pem, info.port, dir.read_token()?)?;
+            let probe = Probe::new(
+                &pki.ca_cert_pem,
+                info.api_servers()[0].loopback,
+                dir.read_token()?,
+            )?;
             Some(match probe.readyz().await {
                 Ok(code) => Readiness::Code(code),
                 Err(e) => Readiness::Unreachable(format!("{e:#}")),
