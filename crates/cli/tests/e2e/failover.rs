@@ -192,7 +192,7 @@ pub(crate) fn the_other_server_takes_over_after_a_kill_9_on(c: &Cluster) {
     let both = format!("{} {}", s.gateway, s.second);
     assert_eq!(kubernetes_endpoints(c, &s), both);
     // The agent uses the first server, which leads the loops.
-    assert_eq!(agent_peers(c, &node, s.port), [s.gateway.clone()]);
+    assert_eq!(agent_peers(c, &node, s.port), [s.gateway.as_str()]);
     let first_leader = lease_holder(c, &s);
     assert!(
         first_leader.ends_with(&format!("_{}", s.port)),
@@ -270,7 +270,7 @@ pub(crate) fn the_other_server_takes_over_after_a_kill_9_on(c: &Cluster) {
             "--timeout=120s",
         ],
     );
-    assert_eq!(agent_peers(c, &node, s.port), [s.second.clone()]);
+    assert_eq!(agent_peers(c, &node, s.port), [s.second.as_str()]);
     let leader = lease_holder(c, &s);
     assert!(leader.ends_with(&format!("_{}-1", s.port)), "{leader}");
     // The dead server leaves the `kubernetes` endpoints once its Lease runs out.
