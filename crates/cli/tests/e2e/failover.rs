@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+use crate::durability::{kill_9_control_plane, list_rv};
 use crate::harness::{show, Cluster};
 use crate::services::poll;
 
@@ -142,20 +143,6 @@ fn create(c: &Cluster, s: Option<&Servers>, name: &str) -> u64 {
     out.trim().parse().unwrap()
 }
 
-fn list_rv(c: &Cluster) -> u64 {
-    let raw = c.kubectl_ok(&[
-        "get",
-        "--raw",
-        "/api/v1/namespaces/default/configmaps?limit=1",
-    ]);
-    let list: Value = serde_json::from_str(&raw).unwrap();
-    list["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 fn lease_holder(c: &Cluster, s: &Servers) -> String {
     kubectl_other(
         c,
@@ -210,12 +197,7 @@ pub(crate) fn the_other_server_takes_over_after_a_kill_9_on(c: &Cluster) {
         (watch.seen().len() == acked.len()).then_some(())
     });
 
-    let pid = std::fs::read_to_string(c.state_dir().join("control-plane.pid")).unwrap();
-    let killed = std::process::Command::new("kill")
-        .args(["-9", pid.trim()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    kill_9_control_plane(c);
 
     // kubectl against the other server works at once.
     for i in 0..5 {
