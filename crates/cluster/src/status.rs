@@ -47,6 +47,8 @@ pub struct ClusterStatus {
     pub kubeconfig: PathBuf,
     /// The control plane's PID while it runs.
     pub control_plane: Option<u32>,
+    /// The other API servers of `--api-servers`, each with its PID while it runs.
+    pub other_servers: Vec<(crate::apiservers::ApiServer, Option<u32>)>,
     /// The readiness probe's answer, when the control plane runs.
     pub ready: Option<Readiness>,
     /// Objects the API server took out of the store at start because they did not decode
@@ -119,11 +121,18 @@ pub async fn describe(name: &str) -> Result<ClusterStatus> {
     let quarantined = std::fs::read_dir(dir.data().join(kinet_apiserver::repair::QUARANTINE))
         .map(|entries| entries.filter_map(|e| Some(e.ok()?.path())).collect())
         .unwrap_or_default();
+    let other_servers = info
+        .api_servers()
+        .into_iter()
+        .skip(1)
+        .map(|server| (server, running_pid(&dir, server.index)))
+        .collect();
     Ok(ClusterStatus {
         info,
         underlay,
         kubeconfig: dir.kubeconfig(),
         control_plane,
+        other_servers,
         ready,
         quarantined,
     })
