@@ -430,6 +430,8 @@ async fn start_servers(dir: &ClusterDir, home: &Path, info: &ClusterInfo) -> Res
         });
         let mut child = process::spawn_control_plane(dir, home, server.index)?;
         dir.write_pid(server.index, child.id())?;
+        step.done();
+        let step = Step::start("Waiting for the API server");
         let ca_pem = Pki::load(&dir.pki())
             .context("loading the cluster PKI")?
             .ca_cert_pem;
