@@ -214,10 +214,7 @@ pub async fn run_with_kubelet_client(
         .copied()
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)));
     let peers = peers::Reconciler::new(advertised, peers::Timing::default());
-    peers
-        .pass(&api)
-        .await
-        .map_err(ServeError::api("joining the cluster's API servers"))?;
+    peers.join(&api).await;
     report_findings(&api, &findings).await;
     let tls = tls::server_config(
         &config.ca_cert_pem,

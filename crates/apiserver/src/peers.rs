@@ -24,6 +24,7 @@ pub const IDENTITY_LABEL: &str = "apiserver.kubernetes.io/identity";
 pub const ADDRESS_ANNOTATION: &str = "kinet.dev/advertise-address";
 const NAMESPACE: &str = "kube-system";
 const NAME_PREFIX: &str = "apiserver-";
+const JOIN_ATTEMPTS: usize = 5;
 
 /// How long a Lease holds and how often it is renewed (kube-apiserver's master lease TTL and
 /// endpoint reconcile interval).
@@ -153,6 +154,21 @@ impl Reconciler {
         }
         self.advertise(api, &live(&peers, self.address.port(), now))
             .await
+    }
+
+    /// The first pass, at start. Another server's write may win a compare-and-swap (409):
+    /// then again, a few times; failing still, the periodic passes take over.
+    pub async fn join(&self, api: &Api) {
+        for attempt in 1..=JOIN_ATTEMPTS {
+            match self.pass(api).await {
+                Ok(()) => return,
+                Err(e) if e.code == 409 && attempt < JOIN_ATTEMPTS => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e.message, "joining the kubernetes endpoints");
+                    return;
+                }
+            }
+        }
     }
 
     /// A clean stop: this server leaves the endpoints and deletes its Lease.
