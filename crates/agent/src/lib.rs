@@ -9,11 +9,13 @@
 //!   status heartbeat on their intervals, and at once when readiness changes, until cancelled;
 //! - [`network`]: the pod network of the node (`cbr0`, `flannel.1`, routes to other nodes);
 //! - [`pods`]: sandboxes, containers, probes and pod status for the pods bound here;
-//! - [`policy`]: NetworkPolicy enforced in the node's kernel.
+//! - [`policy`]: NetworkPolicy enforced in the node's kernel;
+//! - [`failover`]: the client-side load balancer over several API servers.
 //!
 //! The agent runs inside its node's network namespace, so it reaches the API server over the
 //! underlay like a kubelet on a real machine.
 
+pub mod failover;
 pub mod host;
 pub mod lease;
 pub mod network;

@@ -16,6 +16,7 @@ pub mod join;
 pub mod nodeproxy;
 pub mod openapi;
 pub mod path;
+mod peers;
 mod plugins;
 pub mod repair;
 pub mod rest;
@@ -52,6 +53,10 @@ pub struct ServeConfig {
     /// PEM of the serving certificate (with SANs for every listen address) and its key.
     pub server_cert_pem: String,
     pub server_key_pem: String,
+    /// kube-apiserver's `--service-account-key-file`: the key service-account tokens are signed
+    /// and verified with, generated there when absent. Every server of a cluster names the
+    /// same file, so each accepts the tokens the others issue.
+    pub service_account_key_file: PathBuf,
     /// Bearer tokens accepted, with the user they authenticate.
     pub tokens: Vec<TokenUser>,
     /// The admission plugins' cluster-wide settings.
@@ -125,9 +130,7 @@ pub fn open_api(config: &ServeConfig) -> Result<Arc<Api>, ServeError> {
         health: config.health.clone(),
         authz: authz::Authorizer::new(config.authorization),
         ca_pem: config.ca_cert_pem.clone(),
-        sa_tokens: tokenrequest::TokenIssuer::load_or_generate(
-            &config.data_dir.join(tokenrequest::KEY_FILE),
-        )?,
+        sa_tokens: tokenrequest::TokenIssuer::load_or_generate(&config.service_account_key_file)?,
     }))
 }
 
@@ -203,6 +206,15 @@ pub async fn run_with_kubelet_client(
     bootstrap::run(&api, port)
         .await
         .map_err(ServeError::api("bootstrapping"))?;
+    // The advertised address is the first listen address (`kinet serve` lists the one the
+    // nodes reach first).
+    let advertised = config
+        .listen
+        .first()
+        .copied()
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)));
+    let peers = peers::Reconciler::new(advertised, peers::Timing::default());
+    peers.join(&api).await;
     report_findings(&api, &findings).await;
     let tls = tls::server_config(
         &config.ca_cert_pem,
@@ -224,6 +236,7 @@ pub async fn run_with_kubelet_client(
             api.clone(),
         )));
     }
+    let peer_task = tokio::spawn(peers.clone().run(api.clone()));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(ServeError::Signal)?;
     tokio::select! {
@@ -235,5 +248,9 @@ pub async fn run_with_kubelet_client(
     }
     crd_controller.abort();
     quota_controller.abort();
+    peer_task.abort();
+    if let Err(e) = peers.leave(&api).await {
+        tracing::warn!(error = %e.message, "leaving the kubernetes endpoints");
+    }
     Ok(())
 }

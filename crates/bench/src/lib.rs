@@ -7,6 +7,7 @@ mod cluster;
 pub mod containers;
 pub mod controllers;
 pub mod dns;
+pub mod failover;
 pub mod ingress;
 pub mod join;
 pub mod pods;

@@ -46,6 +46,13 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Two API servers on one etcd (root; Debian's `etcd` on the PATH): kill -9 of the one the
+    /// agent uses until the other answers and a new pod on the node is Ready, beside the same
+    /// pod with both up.
+    Failover {
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// The control loops: a large Deployment until bound, and pod readiness to EndpointSlices.
     Controllers {
         #[arg(long, default_value_t = 1000)]
@@ -176,6 +183,9 @@ pub async fn run(what: BenchCommand) -> anyhow::Result<()> {
         }
         BenchCommand::Join { runs } => {
             kinet_bench::join::run(kinet_bench::join::Options { runs }).await
+        }
+        BenchCommand::Failover { runs } => {
+            kinet_bench::failover::run(kinet_bench::failover::Options { runs }).await
         }
         BenchCommand::Api {
             objects,

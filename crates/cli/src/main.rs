@@ -180,6 +180,9 @@ enum Command {
     Serve {
         #[arg(long)]
         name: String,
+        /// Which of the cluster's `--api-servers` (0, the first, by default).
+        #[arg(long, default_value_t = 0)]
+        index: usize,
     },
     /// Run a node's agent in the foreground (started by its supervisor inside the node's namespace).
     #[command(hide = true)]
@@ -427,7 +430,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 registries: registries.settings()?,
                 no_ingress,
                 proxy_mode,
-                datastore: (*datastore).config()?,
+                datastore: datastore.config()?,
+                api_servers: datastore.api_servers,
             })
             .await?;
             status::print_up(&report);
@@ -443,7 +447,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", kinet_cluster::status::kubeconfig(&name)?.display());
             Ok(())
         }
-        Command::Serve { name } => kinet_cluster::serve::serve(&name).await,
+        Command::Serve { name, index } => kinet_cluster::serve::serve(&name, index).await,
         Command::Agent { name, node } => kinet_cluster::agent::agent(&name, &node).await,
         Command::Supervise { name, node } => kinet_cluster::supervisor::run(&name, &node).await,
         Command::Image { what } => image::run(what).await,

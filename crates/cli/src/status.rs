@@ -35,6 +35,12 @@ fn print_cluster(s: &ClusterStatus) {
     println!("Name:        {}", info.name);
     println!("Created:     {}", info.created);
     println!("API server:  https://127.0.0.1:{}", info.port);
+    for (server, pid) in &s.other_servers {
+        let state = pid.map_or("not running".to_string(), |pid| {
+            format!("running (pid {pid})")
+        });
+        println!("             {} {state}", server.url());
+    }
     println!("Nodes:       {}", info.nodes);
     if let (Some(cidr), Some(u)) = (info.underlay, &s.underlay) {
         println!(

@@ -43,6 +43,9 @@ struct NodeSetup {
     grace: Duration,
     registries: kinet_oci_store::Settings,
     proxy_mode: kinet_proxy::ProxyMode,
+    /// Every API server's address on the underlay (`--api-servers`), the kubeconfig's first;
+    /// with more than one the agent fails over between them.
+    api_servers: Vec<std::net::SocketAddr>,
 }
 
 /// `kinet agent --name C --node N`: a namespaced node's agent.
@@ -69,6 +72,11 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
         node_dir: dir.node_dir(node),
         images_dir: absolute_home()?.join("images"),
         grace: Duration::from_secs(info.node_monitor_grace_period_secs),
+        api_servers: info
+            .api_servers()
+            .iter()
+            .filter_map(|s| s.underlay)
+            .collect(),
         registries: info.registries,
         proxy_mode: info.proxy_mode,
     })
@@ -93,6 +101,7 @@ pub async fn joined_agent(state_dir: &Path) -> Result<()> {
         grace: Duration::from_secs(crate::state::DEFAULT_NODE_MONITOR_GRACE_PERIOD_SECS),
         registries: kinet_oci_store::Settings::default(),
         proxy_mode: kinet_proxy::ProxyMode::default(),
+        api_servers: Vec::new(),
         node: joined.node,
     })
     .await
@@ -106,6 +115,22 @@ async fn cluster_backend(client: &kube::Client, node: &str) -> Result<Backend> {
         .await
         .context("listing the nodes")?;
     Ok(network::cluster_backend(&list.items, node).unwrap_or(Backend::Vxlan))
+}
+
+/// Points the client at a load balancer over `servers` on 127.0.0.1 (in the node's
+/// namespace), which moves to the next server when one fails ([`kinet_agent::failover`]).
+async fn failover(config: &mut kube::Config, servers: Vec<std::net::SocketAddr>) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .context("the API servers' load balancer")?;
+    let local = listener.local_addr()?;
+    // TLS still checks the kubeconfig's server name: the servers share its certificate.
+    config.tls_server_name = config.cluster_url.host().map(str::to_string);
+    config.cluster_url = format!("https://{local}").parse()?;
+    tracing::info!(%local, ?servers, "failing over between the API servers");
+    let servers = Arc::new(kinet_agent::failover::Servers::new(servers));
+    tokio::spawn(kinet_agent::failover::serve(listener, servers));
+    Ok(())
 }
 
 async fn run(me: NodeSetup) -> Result<()> {
@@ -130,6 +155,9 @@ async fn run(me: NodeSetup) -> Result<()> {
             .await
             .context("loading the node's kubeconfig")?;
     config.read_timeout = Some(Duration::from_secs(295));
+    if me.api_servers.len() > 1 {
+        failover(&mut config, me.api_servers.clone()).await?;
+    }
     let client = kube::Client::try_from(config)?;
     let cfg = AgentConfig::new(NodeConfig {
         name: me.node.clone(),

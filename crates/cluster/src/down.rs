@@ -30,15 +30,23 @@ pub async fn down(name: &str, keep_data: bool) -> Result<()> {
         }
         Err(e) => eprintln!("   cannot read the cluster's settings, nodes left alone: {e:#}"),
     }
-    match dir.read_pid() {
-        Some(pid) => match process::stop(pid, name)? {
-            Stopped::Terminated => eprintln!(" ✓ Stopped control plane (pid {pid})"),
-            Stopped::Killed => eprintln!(" ✓ Killed control plane (pid {pid}), it ignored SIGTERM"),
-            Stopped::NotRunning => eprintln!("   control plane was not running"),
-        },
-        None => eprintln!("   control plane was not running"),
+    // Every API server of `--api-servers` (one when the settings cannot be read).
+    let servers = dir.load_info().map_or(1, |info| info.api_servers);
+    for index in 0..servers {
+        let what = match index {
+            0 => "control plane".to_string(),
+            i => format!("API server {i}"),
+        };
+        match dir.read_pid(index) {
+            Some(pid) => match process::stop(pid, name, index)? {
+                Stopped::Terminated => eprintln!(" ✓ Stopped {what} (pid {pid})"),
+                Stopped::Killed => eprintln!(" ✓ Killed {what} (pid {pid}), it ignored SIGTERM"),
+                Stopped::NotRunning => eprintln!("   {what} was not running"),
+            },
+            None => eprintln!("   {what} was not running"),
+        }
+        dir.remove_pid(index)?;
     }
-    dir.remove_pid()?;
     if keep_data {
         println!(
             "Cluster \"{name}\" stopped; state kept in {}",

@@ -8,6 +8,7 @@
 
 pub mod addons;
 pub mod agent;
+pub mod apiservers;
 pub mod dns_image;
 pub mod down;
 pub mod duration;

@@ -16,15 +16,15 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The status line is all we need.
 const MAX_RESPONSE: usize = 64 * 1024;
 
-/// Probes one cluster's API server on 127.0.0.1.
+/// Probes one of a cluster's API servers on its loopback address.
 pub struct Probe {
     connector: TlsConnector,
-    port: u16,
+    addr: std::net::SocketAddr,
     token: String,
 }
 
 impl Probe {
-    pub fn new(ca_pem: &str, port: u16, token: String) -> Result<Self> {
+    pub fn new(ca_pem: &str, addr: std::net::SocketAddr, token: String) -> Result<Self> {
         let mut roots = RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
             roots.add(cert.context("parsing the cluster CA")?)?;
@@ -40,7 +40,7 @@ impl Probe {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Probe {
             connector: TlsConnector::from(Arc::new(config)),
-            port,
+            addr,
             token,
         })
     }
@@ -53,13 +53,13 @@ impl Probe {
     }
 
     async fn get(&self, path: &str) -> Result<u16> {
-        let tcp = TcpStream::connect(("127.0.0.1", self.port)).await?;
-        let name = ServerName::IpAddress(IpAddr::from(std::net::IpAddr::from([127, 0, 0, 1])));
+        let tcp = TcpStream::connect(self.addr).await?;
+        let name = ServerName::IpAddress(IpAddr::from(self.addr.ip()));
         let mut tls = self.connector.connect(name, tcp).await?;
         let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {}\r\n\
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
              User-Agent: kinet\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-            self.port, self.token
+            self.addr, self.token
         );
         tls.write_all(request.as_bytes()).await?;
         let mut buf = Vec::new();
@@ -109,7 +109,11 @@ mod tests {
 
     #[test]
     fn rejects_a_ca_without_certificates() {
-        assert!(Probe::new("not pem", 1, String::new()).is_err());
+        assert!(Probe::new("not pem", "127.0.0.1:1".parse().unwrap(), String::new()).is_err());
+    }
+
+    fn loopback(port: u16) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], port))
     }
 
     #[tokio::test]
@@ -121,7 +125,7 @@ mod tests {
             .unwrap()
             .port();
         let pki = kinet_pki::Pki::generate("p", &["127.0.0.1".into()]).unwrap();
-        let probe = Probe::new(&pki.ca_cert_pem, port, "t".into()).unwrap();
+        let probe = Probe::new(&pki.ca_cert_pem, loopback(port), "t".into()).unwrap();
         assert!(probe.readyz().await.is_err());
     }
 
@@ -166,11 +170,11 @@ mod tests {
     async fn reads_the_status_over_tls_trusting_the_cluster_ca() {
         let pki = kinet_pki::Pki::generate("p", &["127.0.0.1".into()]).unwrap();
         let port = serve_once(&pki, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
-        let probe = Probe::new(&pki.ca_cert_pem, port, "tok".into()).unwrap();
+        let probe = Probe::new(&pki.ca_cert_pem, loopback(port), "tok".into()).unwrap();
         assert_eq!(probe.readyz().await.unwrap(), 200);
 
         let port = serve_once(&pki, "HTTP/1.1 500 Internal Server Error\r\n\r\n").await;
-        let probe = Probe::new(&pki.ca_cert_pem, port, "tok".into()).unwrap();
+        let probe = Probe::new(&pki.ca_cert_pem, loopback(port), "tok".into()).unwrap();
         assert_eq!(probe.readyz().await.unwrap(), 500);
     }
 
@@ -179,7 +183,7 @@ mod tests {
         let server = kinet_pki::Pki::generate("a", &["127.0.0.1".into()]).unwrap();
         let other = kinet_pki::Pki::generate("b", &["127.0.0.1".into()]).unwrap();
         let port = serve_once(&server, "HTTP/1.1 200 OK\r\n\r\n").await;
-        let probe = Probe::new(&other.ca_cert_pem, port, "tok".into()).unwrap();
+        let probe = Probe::new(&other.ca_cert_pem, loopback(port), "tok".into()).unwrap();
         assert!(probe.readyz().await.is_err());
     }
 }

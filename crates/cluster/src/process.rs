@@ -50,10 +50,11 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 const KILL_WAIT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(100);
 
-/// Starts `kinet serve --name NAME` in its own process group (so ^C on `kinet up` does
-/// not reach it), stdin closed, output appended to the control-plane log.
-pub fn spawn_control_plane(dir: &ClusterDir, home: &Path) -> Result<Child> {
-    let log_path = dir.control_plane_log();
+/// Starts API server `index` (`kinet serve --name NAME`, with `--index I` past the first) in
+/// its own process group (so ^C on `kinet up` does not reach it), stdin closed, output
+/// appended to its log.
+pub fn spawn_control_plane(dir: &ClusterDir, home: &Path, index: usize) -> Result<Child> {
+    let log_path = dir.control_plane_log(index);
     fs::create_dir_all(dir.logs()).map_err(io(format!("creating {}", dir.logs().display())))?;
     let log = OpenOptions::new()
         .create(true)
@@ -62,7 +63,7 @@ pub fn spawn_control_plane(dir: &ClusterDir, home: &Path) -> Result<Child> {
         .map_err(io(format!("opening {}", log_path.display())))?;
     let exe = std::env::current_exe().map_err(io("locating the kinet binary"))?;
     Command::new(exe)
-        .args(["serve", "--name", &dir.name])
+        .args(serve_args(&dir.name, index))
         .env("KINET_HOME", home)
         .current_dir("/")
         .stdin(Stdio::null())
@@ -95,19 +96,24 @@ pub fn is_kinet(pid: u32, args: &[&str]) -> bool {
     is_kinet_cmdline(&argv, args)
 }
 
-fn serve_args(name: &str) -> [&str; 3] {
-    ["serve", "--name", name]
+fn serve_args(name: &str, index: usize) -> Vec<String> {
+    let mut args = vec!["serve".to_string(), "--name".into(), name.into()];
+    if index > 0 {
+        args.extend(["--index".into(), index.to_string()]);
+    }
+    args
 }
 
-/// Whether `pid` is alive and is `kinet serve --name NAME`.
-pub fn is_control_plane(pid: u32, name: &str) -> bool {
-    is_kinet(pid, &serve_args(name))
+/// Whether `pid` is alive and is API server `index` of cluster `name`.
+pub fn is_control_plane(pid: u32, name: &str, index: usize) -> bool {
+    let args = serve_args(name, index);
+    is_kinet(pid, &args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
-/// The PID of the cluster's running control plane, if any.
-pub fn running_pid(dir: &ClusterDir) -> Option<u32> {
-    dir.read_pid()
-        .filter(|pid| is_control_plane(*pid, &dir.name))
+/// The PID of the cluster's running API server `index`, if any.
+pub fn running_pid(dir: &ClusterDir, index: usize) -> Option<u32> {
+    dir.read_pid(index)
+        .filter(|pid| is_control_plane(*pid, &dir.name, index))
 }
 
 /// What `stop` found.
@@ -121,9 +127,14 @@ pub enum Stopped {
     NotRunning,
 }
 
-/// Stops the control plane: SIGTERM, up to 10 s for it to exit, then SIGKILL.
-pub fn stop(pid: u32, name: &str) -> Result<Stopped> {
-    stop_kinet(pid, &serve_args(name), STOP_GRACE)
+/// Stops API server `index`: SIGTERM, up to 10 s for it to exit, then SIGKILL.
+pub fn stop(pid: u32, name: &str, index: usize) -> Result<Stopped> {
+    let args = serve_args(name, index);
+    stop_kinet(
+        pid,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        STOP_GRACE,
+    )
 }
 
 /// Stops `kinet <args>` running as `pid`: SIGTERM, up to `grace` for it to exit, then
@@ -209,7 +220,8 @@ mod tests {
     }
 
     fn is_serve_cmdline(argv: &[String], name: &str) -> bool {
-        is_kinet_cmdline(argv, &serve_args(name))
+        let args = serve_args(name, 0);
+        is_kinet_cmdline(argv, &args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     #[test]
@@ -222,8 +234,13 @@ mod tests {
         ));
         assert!(!is_serve_cmdline(&ok, "de"));
         assert!(!is_serve_cmdline(&ok, "dev2"));
+        assert_eq!(
+            serve_args("dev", 2),
+            ["serve", "--name", "dev", "--index", "2"]
+        );
         for bad in [
             &["/usr/bin/sleep", "serve", "--name", "dev"][..],
+            &["kinet", "serve", "--name", "dev", "--index", "1"],
             &["kinet", "up", "--name", "dev"],
             &["kinet", "serve", "--name", "dev", "extra"],
             &["kinet"],
@@ -237,8 +254,8 @@ mod tests {
     fn other_processes_are_never_signalled() {
         let mut child = Command::new("sleep").arg("30").spawn().unwrap();
         let pid = child.id();
-        assert!(!is_control_plane(pid, "dev"));
-        assert_eq!(stop(pid, "dev").unwrap(), Stopped::NotRunning);
+        assert!(!is_control_plane(pid, "dev", 0));
+        assert_eq!(stop(pid, "dev", 0).unwrap(), Stopped::NotRunning);
         // Still alive: stop() did not touch it.
         assert!(child.try_wait().unwrap().is_none());
         child.kill().unwrap();
@@ -247,7 +264,7 @@ mod tests {
 
     #[test]
     fn a_missing_pid_is_not_running() {
-        assert!(!is_control_plane(u32::MAX, "dev"));
-        assert_eq!(stop(u32::MAX, "dev").unwrap(), Stopped::NotRunning);
+        assert!(!is_control_plane(u32::MAX, "dev", 0));
+        assert_eq!(stop(u32::MAX, "dev", 0).unwrap(), Stopped::NotRunning);
     }
 }

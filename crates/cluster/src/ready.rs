@@ -185,7 +185,7 @@ pub async fn wait_dns(
                 .ok()
                 .flatten();
             print_addon_pods(client, ns, d.as_ref()).await;
-            crate::process::print_log_tail(&dir.control_plane_log(), 0);
+            crate::process::print_log_tail(&dir.control_plane_log(0), 0);
             bail!(
                 "no DNS answer for {PROBE_NAME} through {server} from {}: {last}",
                 node.name

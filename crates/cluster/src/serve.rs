@@ -1,24 +1,29 @@
 //! `kinet serve`: the control plane in the foreground (normally started by `kinet up`).
 
 use std::io::IsTerminal;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use kinet_apiserver::{Checks, Endpoint, KubeletClient, MetricsText, ServeConfig, TokenUser};
 use kinet_controllers::leaderelection::{Elector, Role, Timing, CONTROLLER_MANAGER_LEASE};
 use kinet_pki::{Pki, ADMIN_GROUP, ADMIN_USER};
 use tracing_subscriber::EnvFilter;
 
-use crate::nodes::Plan;
-use crate::state::{self, absolute_home, ClusterDir, ClusterInfo};
+use crate::state::{self, absolute_home, ClusterDir};
 
-pub async fn serve(name: &str) -> Result<()> {
+/// `kinet serve --name NAME [--index I]`: API server `I` of the cluster's `--api-servers`.
+pub async fn serve(name: &str, index: usize) -> Result<()> {
     init_logging();
     state::validate_name(name)?;
     let dir = ClusterDir::new(&absolute_home()?, name);
     let info = dir.load_info()?;
+    let Some(me) = info.api_servers().get(index).copied() else {
+        bail!(
+            "cluster \"{name}\" has {} API servers; there is no index {index}",
+            info.api_servers
+        );
+    };
     let pki = Pki::load(&dir.pki()).context("loading the cluster PKI")?;
     let token = dir.read_token()?;
     std::fs::create_dir_all(dir.data())?;
@@ -27,10 +32,12 @@ pub async fn serve(name: &str) -> Result<()> {
     tracing::info!(
         cluster = name,
         port = info.port,
+        index,
         pid = std::process::id(),
         "control plane starting"
     );
-    let url = format!("https://127.0.0.1:{}", info.port);
+    // The loops talk to this process's own server: they live and die with it.
+    let url = me.url();
     let admin = kinet_controllers::client::connect(&url, &pki.ca_cert_pem, &token)?;
     // Each control loop has its own identity and token, held only in this process.
     let credentials = kinet_controllers::identity::generate();
@@ -47,7 +54,10 @@ pub async fn serve(name: &str) -> Result<()> {
     // Only the server holding the controller-manager Lease runs the loops (several may serve
     // one etcd). Its name is stable across restarts on one port, so a restarted server takes
     // its own Lease back at once instead of waiting for it to run out.
-    let identity = format!("{}_{}", hostname(), info.port);
+    let identity = match index {
+        0 => format!("{}_{}", hostname(), info.port),
+        i => format!("{}_{}-{i}", hostname(), info.port),
+    };
     let (elector, role) = Elector::new(
         admin.clone(),
         "kube-system",
@@ -73,10 +83,11 @@ pub async fn serve(name: &str) -> Result<()> {
             cluster: info.name.clone(),
             data_dir: dir.data(),
             etcd: info.datastore.clone(),
-            listen: listen_addrs(&info),
+            listen: me.listen(),
             ca_cert_pem: pki.ca_cert_pem,
             server_cert_pem: pki.server_cert_pem,
             server_key_pem: pki.server_key_pem,
+            service_account_key_file: dir.service_account_key(),
             tokens: std::iter::once(TokenUser {
                 token,
                 user: ADMIN_USER.to_string(),
@@ -117,8 +128,8 @@ pub async fn serve(name: &str) -> Result<()> {
     });
     let result = api.await;
     // A stale PID file would make the next `up` think we still run (until the PID is reused).
-    if dir.read_pid() == Some(std::process::id()) {
-        let _ = dir.remove_pid();
+    if dir.read_pid(index) == Some(std::process::id()) {
+        let _ = dir.remove_pid(index);
     }
     match &result {
         Ok(()) => tracing::info!("control plane stopped"),
@@ -152,18 +163,6 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".to_string())
-}
-
-/// Loopback for the host, and the underlay gateway (the host link) for the node agents. The
-/// first is the advertised address (the `kubernetes` Service's endpoint): the gateway when
-/// there are nodes, since pods cannot reach the host's loopback.
-fn listen_addrs(info: &ClusterInfo) -> Vec<SocketAddr> {
-    let mut addrs = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, info.port))];
-    if let (Some(cidr), true) = (info.underlay, info.nodes > 0) {
-        let gateway = Plan::new(&info.name, cidr, 0).underlay.gateway;
-        addrs.insert(0, SocketAddr::from((gateway, info.port)));
-    }
-    addrs
 }
 
 pub fn init_logging() {

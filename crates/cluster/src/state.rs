@@ -5,11 +5,12 @@
 //!   cluster.json          name, port, created, nodes, config
 //!   kubeconfig            admin kubeconfig (0600)
 //!   admin.token           bearer token the API server accepts for the admin (0600)
-//!   pki/                  ca.crt ca.key apiserver.crt apiserver.key admin.crt admin.key
+//!   pki/                  ca.crt ca.key apiserver.crt apiserver.key admin.crt admin.key sa.key
 //!   data/                 the API server's durable store
 //!   logs/control-plane.log
 //!   logs/<node>.log       each node agent's output
-//!   control-plane.pid     present while `kinet serve` runs
+//!   control-plane.pid     present while `kinet serve` runs (control-plane-<i>.pid, logs/
+//!                         control-plane-<i>.log: the others of `--api-servers`)
 //!   agents/<node>.pid     present while the node's `kinet agent` runs
 //!   agents/<node>.supervisor.pid  present while its `kinet supervise` runs
 //!   agents/<node>.json    the supervisor's record: state, restarts, last error
@@ -117,17 +118,24 @@ impl ClusterDir {
     pub fn pki(&self) -> PathBuf {
         self.root.join("pki")
     }
+    /// The service-account signing key, shared by the cluster's API servers.
+    pub fn service_account_key(&self) -> PathBuf {
+        self.pki().join(kinet_apiserver::tokenrequest::KEY_FILE)
+    }
     pub fn data(&self) -> PathBuf {
         self.root.join("data")
     }
     pub fn logs(&self) -> PathBuf {
         self.root.join("logs")
     }
-    pub fn control_plane_log(&self) -> PathBuf {
-        self.logs().join("control-plane.log")
+    /// API server `index`'s log (`--api-servers`): the first keeps a single server's name.
+    pub fn control_plane_log(&self, index: usize) -> PathBuf {
+        self.logs()
+            .join(format!("control-plane{}.log", suffix(index)))
     }
-    pub fn pid_file(&self) -> PathBuf {
-        self.root.join("control-plane.pid")
+    pub fn pid_file(&self, index: usize) -> PathBuf {
+        self.root
+            .join(format!("control-plane{}.pid", suffix(index)))
     }
     pub fn agents(&self) -> PathBuf {
         self.root.join("agents")
@@ -169,24 +177,23 @@ impl ClusterDir {
         write_file(&self.cluster_json(), &text, 0o644)
     }
 
-    /// The recorded control-plane PID, if the file exists and parses.
-    pub fn read_pid(&self) -> Option<u32> {
-        fs::read_to_string(self.pid_file())
+    /// The recorded PID of API server `index`, if the file exists and parses.
+    pub fn read_pid(&self, index: usize) -> Option<u32> {
+        fs::read_to_string(self.pid_file(index))
             .ok()?
             .trim()
             .parse()
             .ok()
     }
 
-    pub fn write_pid(&self, pid: u32) -> Result<()> {
-        write_file(&self.pid_file(), &format!("{pid}\n"), 0o644)
+    pub fn write_pid(&self, index: usize, pid: u32) -> Result<()> {
+        write_file(&self.pid_file(index), &format!("{pid}\n"), 0o644)
     }
 
-    pub fn remove_pid(&self) -> Result<()> {
-        match fs::remove_file(self.pid_file()) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(io("removing", &self.pid_file())(e))
-            }
+    pub fn remove_pid(&self, index: usize) -> Result<()> {
+        let path = self.pid_file(index);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("removing", &path)(e)),
             _ => Ok(()),
         }
     }
@@ -195,6 +202,14 @@ impl ClusterDir {
         let path = self.token();
         let text = fs::read_to_string(&path).map_err(io("reading", &path))?;
         Ok(text.trim().to_string())
+    }
+}
+
+/// `-<index>` after the names of API server `index`'s files, none for the first.
+fn suffix(index: usize) -> String {
+    match index {
+        0 => String::new(),
+        i => format!("-{i}"),
     }
 }
 
@@ -245,6 +260,26 @@ pub struct ClusterInfo {
     /// holding the objects. None: SQLite in the cluster's folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub datastore: Option<kinet_store::EtcdConfig>,
+    /// `kinet up --api-servers`, fixed at creation: how many `kinet serve` share the datastore
+    /// (see [`crate::apiservers`]).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub api_servers: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
+}
+
+impl ClusterInfo {
+    /// Where each of its API servers listens.
+    pub fn api_servers(&self) -> Vec<crate::apiservers::ApiServer> {
+        let underlay = self.underlay.filter(|_| self.nodes > 0);
+        crate::apiservers::plan(self.api_servers, self.port, underlay)
+    }
 }
 
 pub const DEFAULT_NODE_MONITOR_GRACE_PERIOD_SECS: u64 = 40;
@@ -338,10 +373,15 @@ mod tests {
         assert_eq!(dir.pki(), Path::new("/h/c1/pki"));
         assert_eq!(dir.data(), Path::new("/h/c1/data"));
         assert_eq!(
-            dir.control_plane_log(),
+            dir.control_plane_log(0),
             Path::new("/h/c1/logs/control-plane.log")
         );
-        assert_eq!(dir.pid_file(), Path::new("/h/c1/control-plane.pid"));
+        assert_eq!(dir.pid_file(0), Path::new("/h/c1/control-plane.pid"));
+        assert_eq!(
+            dir.control_plane_log(2),
+            Path::new("/h/c1/logs/control-plane-2.log")
+        );
+        assert_eq!(dir.pid_file(1), Path::new("/h/c1/control-plane-1.pid"));
         assert_eq!(dir.agent_pid_file("w"), Path::new("/h/c1/agents/w.pid"));
         assert_eq!(dir.agent_log("w"), Path::new("/h/c1/logs/w.log"));
         assert_eq!(
@@ -378,6 +418,7 @@ mod tests {
                 ca_file: Some("/etc/etcd/ca.pem".into()),
                 ..Default::default()
             }),
+            api_servers: 2,
         };
         dir.save_info(&info).unwrap();
         assert_eq!(dir.load_info().unwrap(), info);
@@ -420,6 +461,7 @@ mod tests {
         .unwrap();
         assert_eq!(info.node_monitor_grace_period_secs, 40);
         assert_eq!(info.default_toleration_seconds, 300);
+        assert_eq!(info.api_servers, 1);
     }
 
     #[test]
@@ -427,12 +469,15 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let dir = ClusterDir::new(home.path(), "p");
         fs::create_dir_all(&dir.root).unwrap();
-        assert_eq!(dir.read_pid(), None);
-        dir.write_pid(4242).unwrap();
-        assert_eq!(dir.read_pid(), Some(4242));
-        dir.remove_pid().unwrap();
-        dir.remove_pid().unwrap();
-        assert_eq!(dir.read_pid(), None);
+        assert_eq!(dir.read_pid(0), None);
+        dir.write_pid(0, 4242).unwrap();
+        dir.write_pid(1, 4343).unwrap();
+        assert_eq!(dir.read_pid(0), Some(4242));
+        assert_eq!(dir.read_pid(1), Some(4343));
+        dir.remove_pid(0).unwrap();
+        dir.remove_pid(0).unwrap();
+        assert_eq!(dir.read_pid(0), None);
+        assert_eq!(dir.read_pid(1), Some(4343));
     }
 
     #[test]

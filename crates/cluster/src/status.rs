@@ -28,7 +28,7 @@ pub fn list() -> Result<(PathBuf, Vec<ClusterSummary>)> {
     let clusters = state::list_clusters(&home)?
         .into_iter()
         .map(|dir| ClusterSummary {
-            running: running_pid(&dir).is_some(),
+            running: running_pid(&dir, 0).is_some(),
             info: dir
                 .load_info()
                 .map_err(|e| format!("{:#}", anyhow::Error::from(e))),
@@ -47,6 +47,8 @@ pub struct ClusterStatus {
     pub kubeconfig: PathBuf,
     /// The control plane's PID while it runs.
     pub control_plane: Option<u32>,
+    /// The other API servers of `--api-servers`, each with its PID while it runs.
+    pub other_servers: Vec<(crate::apiservers::ApiServer, Option<u32>)>,
     /// The readiness probe's answer, when the control plane runs.
     pub ready: Option<Readiness>,
     /// Objects the API server took out of the store at start because they did not decode
@@ -100,11 +102,15 @@ pub async fn describe(name: &str) -> Result<ClusterStatus> {
                 .collect(),
         }
     });
-    let control_plane = running_pid(&dir);
+    let control_plane = running_pid(&dir, 0);
     let ready = match control_plane {
         Some(_) => {
             let pki = Pki::load(&dir.pki())?;
-            let probe = Probe::new(&pki.ca_cert_pem, info.port, dir.read_token()?)?;
+            let probe = Probe::new(
+                &pki.ca_cert_pem,
+                info.api_servers()[0].loopback,
+                dir.read_token()?,
+            )?;
             Some(match probe.readyz().await {
                 Ok(code) => Readiness::Code(code),
                 Err(e) => Readiness::Unreachable(format!("{e:#}")),
@@ -115,11 +121,18 @@ pub async fn describe(name: &str) -> Result<ClusterStatus> {
     let quarantined = std::fs::read_dir(dir.data().join(kinet_apiserver::repair::QUARANTINE))
         .map(|entries| entries.filter_map(|e| Some(e.ok()?.path())).collect())
         .unwrap_or_default();
+    let other_servers = info
+        .api_servers()
+        .into_iter()
+        .skip(1)
+        .map(|server| (server, running_pid(&dir, server.index)))
+        .collect();
     Ok(ClusterStatus {
         info,
         underlay,
         kubeconfig: dir.kubeconfig(),
         control_plane,
+        other_servers,
         ready,
         quarantined,
     })

@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use kinet_pki::{default_server_sans, Credentials, Pki};
 use rand::distr::{Alphanumeric, SampleString};
 
+use crate::apiservers::ApiServer;
 use crate::nodes::{self, Plan};
 use crate::probe::Probe;
 use crate::process::{self, running_pid};
@@ -50,6 +51,8 @@ pub struct UpArgs {
     pub proxy_mode: Option<kinet_proxy::ProxyMode>,
     /// `--datastore` with its TLS files, recorded at creation.
     pub datastore: Option<kinet_store::EtcdConfig>,
+    /// `--api-servers`, recorded at creation (more than one needs `datastore`).
+    pub api_servers: Option<usize>,
 }
 
 /// What `up` did, for the CLI to print.
@@ -68,8 +71,10 @@ pub async fn up(args: UpArgs) -> Result<UpReport> {
     let dir = ClusterDir::new(&home, &args.name);
     let existing = dir.exists();
     if existing {
-        if let Some(pid) = running_pid(&dir) {
+        if let Some(pid) = running_pid(&dir, 0) {
             let mut info = dir.load_info()?;
+            // Another API server of `--api-servers` may have died: it comes back.
+            start_servers(&dir, &home, &info).await?;
             if args.proxy_mode.is_some_and(|m| m != info.proxy_mode) {
                 check_prerequisites(&dir, &args)?;
             }
@@ -111,7 +116,8 @@ pub async fn up(args: UpArgs) -> Result<UpReport> {
     let info = dir.load_info()?;
 
     let step = Step::start("Writing certificates");
-    let pki = ensure_pki(&dir, plan.as_ref())?;
+    let pki = ensure_pki(&dir, &info, plan.as_ref())?;
+    ensure_service_account_key(&dir)?;
     if let Some(plan) = &plan {
         nodes::write_credentials(&dir, &pki, plan, info.port)?;
     }
@@ -127,31 +133,19 @@ pub async fn up(args: UpArgs) -> Result<UpReport> {
     state::write_file(&dir.kubeconfig(), &kubeconfig, 0o600)?;
     step.done();
 
-    let step = Step::start("Starting control plane");
-    let log_start = fs::metadata(dir.control_plane_log()).map_or(0, |m| m.len());
-    let mut child = process::spawn_control_plane(&dir, &home)?;
-    dir.write_pid(child.id())?;
-    step.done();
-
-    let step = Step::start("Waiting for the API server");
-    let probe = Probe::new(&pki.ca_cert_pem, info.port, dir.read_token()?)?;
-    if let Err(e) = wait_ready(&mut child, &probe).await {
-        drop(step);
-        abandon(&dir, &mut child);
+    if let Err(e) = start_servers(&dir, &home, &info).await {
         if let Some(plan) = &plan {
             nodes::abandon(&dir, plan).await;
         }
-        process::print_log_tail(&dir.control_plane_log(), log_start);
         return Err(e);
     }
-    step.done();
 
     if let Some(plan) = &plan {
         let url = format!("https://127.0.0.1:{}", info.port);
         let client =
             kinet_controllers::client::connect(&url, &pki.ca_cert_pem, &dir.read_token()?)?;
         if let Err(e) = start_nodes(&dir, &home, plan, &client, &info, args.wait).await {
-            abandon(&dir, &mut child);
+            stop_servers(&dir, &info);
             nodes::abandon(&dir, plan).await;
             return Err(e);
         }
@@ -203,7 +197,7 @@ async fn start_nodes(
 ) -> Result<()> {
     let mut agents = nodes::start_agents(dir, home, plan)?;
     if let Err(e) = crate::addons::deploy(client, info).await {
-        process::print_log_tail(&dir.control_plane_log(), 0);
+        process::print_log_tail(&dir.control_plane_log(0), 0);
         return Err(e);
     }
     if wait.is_zero() {
@@ -263,6 +257,12 @@ fn prepare_state(dir: &ClusterDir, args: &UpArgs) -> Result<ClusterInfo> {
                 info.name, info.nodes
             );
         }
+        if args.api_servers.is_some_and(|n| n != info.api_servers) {
+            eprintln!(
+                "   note: cluster \"{}\" was created with --api-servers {}; ignoring the new value",
+                info.name, info.api_servers
+            );
+        }
         if args.egress && !info.egress {
             eprintln!(
                 "   note: cluster \"{}\" was created without --egress; it stays isolated",
@@ -285,6 +285,13 @@ fn prepare_state(dir: &ClusterDir, args: &UpArgs) -> Result<ClusterInfo> {
             dir.save_info(&info)?;
         }
         return Ok(info);
+    }
+    let api_servers = args.api_servers.unwrap_or(1);
+    if !(1..=crate::apiservers::MAX).contains(&api_servers) {
+        bail!("--api-servers must be 1 to {}", crate::apiservers::MAX);
+    }
+    if api_servers > 1 && args.datastore.is_none() {
+        bail!("--api-servers {api_servers} needs a datastore they share: add --datastore etcd://…");
     }
     let config = match &args.config {
         Some(path) => Some(
@@ -318,6 +325,7 @@ fn prepare_state(dir: &ClusterDir, args: &UpArgs) -> Result<ClusterInfo> {
         no_ingress: args.no_ingress,
         proxy_mode: args.proxy_mode.unwrap_or_default(),
         datastore: args.datastore.as_ref().map(absolute_files).transpose()?,
+        api_servers,
     };
     dir.save_info(&info)?;
     Ok(info)
@@ -360,9 +368,10 @@ fn host_upstreams() -> Vec<std::net::SocketAddr> {
     found
 }
 
-/// Loads the cluster's PKI, generating it when any file is missing. With nodes, the serving
-/// certificate also names the underlay gateway, where the agents reach the API server.
-fn ensure_pki(dir: &ClusterDir, plan: Option<&Plan>) -> Result<Pki> {
+/// Loads the cluster's PKI, generating it when any file is missing. The one serving
+/// certificate the API servers share names every address they listen on: with nodes the
+/// underlay ones, where the agents reach them.
+fn ensure_pki(dir: &ClusterDir, info: &ClusterInfo, plan: Option<&Plan>) -> Result<Pki> {
     let complete = kinet_pki::FILE_NAMES
         .iter()
         .all(|f| dir.pki().join(f).is_file());
@@ -373,15 +382,85 @@ fn ensure_pki(dir: &ClusterDir, plan: Option<&Plan>) -> Result<Pki> {
     if let Some(plan) = plan {
         sans.push(plan.underlay.gateway.to_string());
     }
+    for addr in info.api_servers().iter().flat_map(|s| s.listen()) {
+        let ip = addr.ip().to_string();
+        if !sans.contains(&ip) {
+            sans.push(ip);
+        }
+    }
     let pki = Pki::generate(&dir.name, &sans)?;
     pki.save(&dir.pki())?;
     Ok(pki)
+}
+
+/// The service-account signing key every API server of the cluster reads (kube-apiserver's
+/// `--service-account-key-file`), made before any starts. A cluster from before kept it in
+/// its data folder: it moves, so the tokens pods hold stay valid.
+fn ensure_service_account_key(dir: &ClusterDir) -> Result<()> {
+    let key = dir.service_account_key();
+    let old = dir.data().join(kinet_apiserver::tokenrequest::KEY_FILE);
+    if !key.exists() && old.exists() {
+        fs::rename(&old, &key).with_context(|| format!("moving {}", old.display()))?;
+    }
+    kinet_apiserver::tokenrequest::TokenIssuer::load_or_generate(&key)
+        .context("the service-account key")?;
+    Ok(())
 }
 
 /// A port that is free now on 127.0.0.1 (the kernel picks it).
 fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("picking a port")?;
     Ok(listener.local_addr()?.port())
+}
+
+/// Starts the cluster's API servers that are not running (all of them on a first `up`), one
+/// after the other, each ready before the next starts: the first one up leads the control
+/// loops. When one does not become ready, those started are stopped and its log is shown.
+async fn start_servers(dir: &ClusterDir, home: &Path, info: &ClusterInfo) -> Result<()> {
+    let mut started: Vec<(ApiServer, Child)> = Vec::new();
+    for server in info.api_servers() {
+        if running_pid(dir, server.index).is_some() {
+            continue;
+        }
+        let log = dir.control_plane_log(server.index);
+        let log_start = fs::metadata(&log).map_or(0, |m| m.len());
+        let step = Step::start(match server.index {
+            0 => "Starting control plane",
+            _ => "Starting another API server",
+        });
+        let mut child = process::spawn_control_plane(dir, home, server.index)?;
+        dir.write_pid(server.index, child.id())?;
+        step.done();
+        let step = Step::start("Waiting for the API server");
+        let ca_pem = Pki::load(&dir.pki())
+            .context("loading the cluster PKI")?
+            .ca_cert_pem;
+        let probe = Probe::new(&ca_pem, server.loopback, dir.read_token()?)?;
+        let ready = wait_ready(&mut child, &probe).await;
+        started.push((server, child));
+        if let Err(e) = ready {
+            drop(step);
+            for (server, child) in &mut started {
+                abandon(dir, server.index, child);
+            }
+            process::print_log_tail(&log, log_start);
+            return Err(e);
+        }
+        step.done();
+    }
+    Ok(())
+}
+
+/// Stops every running API server of the cluster (a failed `up` leaves none behind).
+fn stop_servers(dir: &ClusterDir, info: &ClusterInfo) {
+    for server in info.api_servers() {
+        if let Some(pid) = running_pid(dir, server.index) {
+            if let Err(e) = process::stop(pid, &dir.name, server.index) {
+                eprintln!("   could not stop the control plane: {e:#}");
+            }
+        }
+        let _ = dir.remove_pid(server.index);
+    }
 }
 
 /// Polls /readyz until 200, failing early if the control plane exits.
@@ -405,12 +484,12 @@ async fn wait_ready(child: &mut Child, probe: &Probe) -> Result<()> {
 
 /// Stops a control plane that never became ready so no orphan is left behind; the
 /// state folder stays for inspection (`kinet down` removes it).
-fn abandon(dir: &ClusterDir, child: &mut Child) {
+fn abandon(dir: &ClusterDir, index: usize, child: &mut Child) {
     if child.try_wait().ok().flatten().is_none() {
-        if let Err(e) = process::stop(child.id(), &dir.name) {
+        if let Err(e) = process::stop(child.id(), &dir.name, index) {
             eprintln!("   could not stop the control plane: {e:#}");
         }
     }
     let _ = child.wait();
-    let _ = dir.remove_pid();
+    let _ = dir.remove_pid(index);
 }

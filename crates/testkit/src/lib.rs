@@ -11,6 +11,7 @@ pub mod pod;
 pub mod registry;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::sync::Arc;
 use std::time::Duration;
 
 use kinet_apiserver::{Checks, ServeConfig, TokenUser};
@@ -31,6 +32,22 @@ pub struct TestApi {
     controllers: Vec<kinet_controllers::identity::Credential>,
     task: tokio::task::JoinHandle<Result<(), kinet_apiserver::ServeError>>,
     _dir: tempfile::TempDir,
+    /// What the servers of one cluster share ([`TestApi::cluster_on_etcd`]).
+    _shared: Option<Arc<Shared>>,
+}
+
+/// One cluster's CA and service-account key, for several servers.
+struct Shared {
+    pki: Pki,
+    dir: tempfile::TempDir,
+}
+
+impl Shared {
+    fn service_account_key_file(&self) -> std::path::PathBuf {
+        self.dir
+            .path()
+            .join(kinet_apiserver::tokenrequest::KEY_FILE)
+    }
 }
 
 impl TestApi {
@@ -41,32 +58,62 @@ impl TestApi {
 
     /// Like [`TestApi::start`], with `health` holding checks beside the server's own.
     pub async fn start_with(health: Checks) -> anyhow::Result<TestApi> {
-        TestApi::start_inner(health, true, None).await
+        TestApi::start_inner(health, true, None, None).await
     }
 
     /// A server that authorizes nothing (every authenticated request is allowed): the
     /// baseline of `kinet bench api`'s authorization figures.
     pub async fn without_authorization() -> anyhow::Result<TestApi> {
-        TestApi::start_inner(Checks::default(), false, None).await
+        TestApi::start_inner(Checks::default(), false, None, None).await
     }
 
     /// A server storing in the etcd at `url` (`kinet up --datastore`); several of them serve
     /// one cluster. The crate under test must enable `kinet-store/etcd`.
     pub async fn on_etcd(url: &str) -> anyhow::Result<TestApi> {
         let etcd = kinet_store::EtcdConfig::parse(url).map_err(anyhow::Error::msg)?;
-        TestApi::start_inner(Checks::default(), true, Some(etcd)).await
+        TestApi::start_inner(Checks::default(), true, Some(etcd), None).await
+    }
+
+    /// `count` servers of one cluster on the etcd at `url`: one CA and one service-account
+    /// key, as `kinet up --api-servers` gives its servers.
+    pub async fn cluster_on_etcd(url: &str, count: usize) -> anyhow::Result<Vec<TestApi>> {
+        let etcd = kinet_store::EtcdConfig::parse(url).map_err(anyhow::Error::msg)?;
+        let shared = Arc::new(Shared {
+            pki: new_pki()?,
+            dir: tempfile::tempdir()?,
+        });
+        let mut servers = Vec::with_capacity(count);
+        for _ in 0..count {
+            let server = TestApi::start_inner(
+                Checks::default(),
+                true,
+                Some(etcd.clone()),
+                Some(shared.clone()),
+            )
+            .await?;
+            servers.push(server);
+        }
+        Ok(servers)
     }
 
     async fn start_inner(
         health: Checks,
         authorization: bool,
         etcd: Option<kinet_store::EtcdConfig>,
+        shared: Option<Arc<Shared>>,
     ) -> anyhow::Result<TestApi> {
         let dir = tempfile::tempdir()?;
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
             .local_addr()?
             .port();
-        let pki = Pki::generate("testkit", &kinet_pki::default_server_sans("10.96.0.1"))?;
+        let pki = match &shared {
+            Some(shared) => shared.pki.clone(),
+            None => new_pki()?,
+        };
+        let service_account_key_file = match &shared {
+            Some(shared) => shared.service_account_key_file(),
+            None => dir.path().join(kinet_apiserver::tokenrequest::KEY_FILE),
+        };
         let controllers = kinet_controllers::identity::generate();
         let controller_tokens = controllers.iter().map(|c| TokenUser {
             token: c.token.clone(),
@@ -82,6 +129,7 @@ impl TestApi {
             ca_cert_pem: pki.ca_cert_pem.clone(),
             server_cert_pem: pki.server_cert_pem.clone(),
             server_key_pem: pki.server_key_pem.clone(),
+            service_account_key_file,
             tokens: vec![
                 TokenUser {
                     token: TOKEN.into(),
@@ -109,6 +157,7 @@ impl TestApi {
             controllers,
             task,
             _dir: dir,
+            _shared: shared,
         };
         let client = api.client()?;
         for _ in 0..200 {
@@ -154,6 +203,13 @@ impl TestApi {
             USER_TOKEN,
         )?)
     }
+}
+
+fn new_pki() -> anyhow::Result<Pki> {
+    Ok(Pki::generate(
+        "testkit",
+        &kinet_pki::default_server_sans("10.96.0.1"),
+    )?)
 }
 
 impl Drop for TestApi {

@@ -61,6 +61,7 @@ impl Cluster {
             ca_cert_pem: pki.ca_cert_pem.clone(),
             server_cert_pem: pki.server_cert_pem.clone(),
             server_key_pem: pki.server_key_pem.clone(),
+            service_account_key_file: dir.path().join(kinet_apiserver::tokenrequest::KEY_FILE),
             tokens: vec![TokenUser {
                 token: TOKEN.into(),
                 user: "kubernetes-admin".into(),

@@ -50,12 +50,7 @@ pub(crate) fn acknowledged_creates_survive_kill_9_on(c: Arc<Cluster>) {
     while attempted.load(Ordering::Relaxed) < TOTAL / 3 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let pid = std::fs::read_to_string(c.state_dir().join("control-plane.pid")).unwrap();
-    let killed = std::process::Command::new("kill")
-        .args(["-9", pid.trim()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    kill_9_control_plane(&c);
     std::thread::sleep(Duration::from_millis(300));
     let up = c.kinet(&["up"]);
     assert!(up.status.success(), "restart failed\n{}", show(&up));
@@ -111,8 +106,18 @@ pub(crate) fn acknowledged_creates_survive_kill_9_on(c: Arc<Cluster>) {
     );
 }
 
+/// SIGKILL to the cluster's first API server (which this test started, through `kinet up`).
+pub(crate) fn kill_9_control_plane(c: &Cluster) {
+    let pid = std::fs::read_to_string(c.state_dir().join("control-plane.pid")).unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+}
+
 /// The resourceVersion of a configmap list, read raw (kubectl's own output drops list metadata).
-fn list_rv(c: &Cluster) -> u64 {
+pub(crate) fn list_rv(c: &Cluster) -> u64 {
     let raw = c.kubectl_ok(&[
         "get",
         "--raw",

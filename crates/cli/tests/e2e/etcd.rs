@@ -1,6 +1,7 @@
 //! Issue 17: etcd as the store. A 3-member etcd on loopback holds one cluster, and the core of the
 //! suite runs on it, all cases on that one cluster: kubectl basics, pods across nodes, Services
-//! and DNS. The SIGKILL durability case runs on an etcd-backed cluster of its own.
+//! and DNS. The SIGKILL cases run on an etcd-backed cluster of their own with two API servers:
+//! first the failover of `failover.rs`, then the durability case.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 use kinet_testkit::etcd::EtcdCluster;
 
 use crate::harness::{show, Cluster};
-use crate::{dns, durability, kubectl_basics, pods, services};
+use crate::{dns, durability, failover, kubectl_basics, pods, services};
 
 fn up_on(etcd: &EtcdCluster, nodes: usize) -> Cluster {
     Cluster::up_with(nodes, &["--datastore", &etcd.url()])
@@ -80,7 +81,9 @@ fn the_core_suite_runs_on_a_three_member_etcd() {
 }
 
 #[test]
-fn acknowledged_creates_survive_kill_9_on_etcd() {
+fn two_api_servers_survive_kill_9_and_acknowledged_creates_too() {
     let etcd = EtcdCluster::start(1).unwrap();
-    durability::acknowledged_creates_survive_kill_9_on(Arc::new(up_on(&etcd, 1)));
+    let c = Cluster::up_with(1, &["--datastore", &etcd.url(), "--api-servers", "2"]);
+    failover::the_other_server_takes_over_after_a_kill_9_on(&c);
+    durability::acknowledged_creates_survive_kill_9_on(Arc::new(c));
 }

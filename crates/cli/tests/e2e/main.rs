@@ -9,6 +9,7 @@ mod dns;
 mod durability;
 mod egress;
 mod etcd;
+mod failover;
 mod harness;
 mod health;
 mod images;

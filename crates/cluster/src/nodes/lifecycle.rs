@@ -54,6 +54,13 @@ pub async fn prepare(dir: &ClusterDir, info: &ClusterInfo) -> Result<Plan> {
         let _ = net::teardown(&plan).await;
         return Err(anyhow::Error::from(e).context("recording the underlay's claim"));
     }
+    let server_ips: Vec<_> = (1..info.api_servers)
+        .map(|i| crate::apiservers::underlay_ip(cidr, i))
+        .collect();
+    if let Err(e) = net::ensure_api_server_addrs(&plan, &server_ips).await {
+        let _ = net::teardown(&plan).await;
+        return Err(e.context("adding the API servers' addresses"));
+    }
     if let Err(e) = net::ensure_nodes(&plan).await {
         let _ = net::teardown(&plan).await;
         return Err(e.context("preparing the node namespaces"));

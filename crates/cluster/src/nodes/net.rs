@@ -79,6 +79,17 @@ async fn host_routes(h: &Handle) -> Result<Vec<(Ipv4Cidr, Option<u32>)>> {
         .collect())
 }
 
+/// The underlay addresses of the cluster's API servers past the first (`--api-servers`), on
+/// the host link beside the gateway (see [`crate::apiservers`]). They go with the link.
+pub async fn ensure_api_server_addrs(plan: &Plan, ips: &[Ipv4Addr]) -> Result<()> {
+    let hh = host_handle()?;
+    let link = nl::need_link(&hh, &plan.host_link).await?.header.index;
+    for ip in ips {
+        nl::ensure_addr(&hh, link, *ip, 32).await?;
+    }
+    Ok(())
+}
+
 /// Claims an underlay subnet on the host and builds the underlay: namespace, bridge, the host
 /// link and its route. `recorded` is the subnet of an earlier `up` (kept across restarts);
 /// without it the first free candidate is taken, skipping `reserved` (subnets other stopped
