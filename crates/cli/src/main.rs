@@ -7,6 +7,7 @@ mod bench;
 mod datastore;
 mod image;
 mod images;
+mod manifests;
 mod status;
 
 use std::path::PathBuf;
@@ -104,6 +105,12 @@ enum Command {
     },
     /// List the well-known images kinet runs without a registry.
     Images,
+    /// Print an add-on (dns, proxy, policy, ingress) as YAML for `kubectl apply -f -` on any
+    /// cluster: its workload, ServiceAccount and least-privilege RBAC.
+    Manifests {
+        #[command(subcommand)]
+        what: manifests::ManifestsCommand,
+    },
     /// Run a benchmark and print its figures (see docs/performance.md).
     Bench {
         #[command(subcommand)]
@@ -437,6 +444,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Status { name } => status::status(name.as_deref()).await,
         Command::Images => {
             images::images();
+            Ok(())
+        }
+        Command::Manifests { what } => {
+            manifests::print(what);
             Ok(())
         }
         Command::Kubeconfig { name } => {

@@ -20,6 +20,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::join::Joined;
 use crate::nodes::Plan;
+use crate::published::NodeSettings;
 use crate::state::{self, absolute_home, ClusterDir};
 
 /// The service proxy's nftables table in the node's namespace.
@@ -40,9 +41,8 @@ struct NodeSetup {
     kubeconfig: PathBuf,
     node_dir: PathBuf,
     images_dir: PathBuf,
-    grace: Duration,
-    registries: kinet_oci_store::Settings,
-    proxy_mode: kinet_proxy::ProxyMode,
+    /// `None`: the ones the cluster publishes (a joined host has no `cluster.json`).
+    settings: Option<NodeSettings>,
 }
 
 /// `kinet agent --name C --node N`: a namespaced node's agent.
@@ -68,9 +68,7 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
         kubeconfig: dir.node_kubeconfig(node),
         node_dir: dir.node_dir(node),
         images_dir: absolute_home()?.join("images"),
-        grace: Duration::from_secs(info.node_monitor_grace_period_secs),
-        registries: info.registries,
-        proxy_mode: info.proxy_mode,
+        settings: Some(NodeSettings::of(&info)),
     })
     .await
 }
@@ -90,9 +88,7 @@ pub async fn joined_agent(state_dir: &Path) -> Result<()> {
         kubeconfig: joined.kubeconfig(),
         node_dir: dir.node_dir(&joined.node),
         images_dir: dir.root.join("images"),
-        grace: Duration::from_secs(crate::state::DEFAULT_NODE_MONITOR_GRACE_PERIOD_SECS),
-        registries: kinet_oci_store::Settings::default(),
-        proxy_mode: kinet_proxy::ProxyMode::default(),
+        settings: None,
         node: joined.node,
     })
     .await
@@ -131,6 +127,11 @@ async fn run(me: NodeSetup) -> Result<()> {
             .context("loading the node's kubeconfig")?;
     config.read_timeout = Some(Duration::from_secs(295));
     let client = kube::Client::try_from(config)?;
+    let settings = match me.settings {
+        Some(s) => s,
+        None => crate::published::read(&client).await?,
+    };
+    tracing::info!(node, proxy_mode = %settings.proxy_mode, "cluster settings");
     let cfg = AgentConfig::new(NodeConfig {
         name: me.node.clone(),
         internal_ip: me.ip,
@@ -138,7 +139,9 @@ async fn run(me: NodeSetup) -> Result<()> {
         capacity: host::detect_capacity(),
         system: host::detect_system(&format!("kinet://{}", env!("CARGO_PKG_VERSION"))),
     })
-    .with_grace_period(me.grace)
+    .with_grace_period(Duration::from_secs(
+        settings.node_monitor_grace_period_seconds,
+    ))
     .with_images(me.images_dir.clone());
     crate::serve::ignore_hangup()?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -166,8 +169,8 @@ async fn run(me: NodeSetup) -> Result<()> {
         let cluster = me.cluster.clone();
         let netns = me.netns.clone();
         let images_dir = me.images_dir.clone();
-        let registries = me.registries.clone();
-        let proxy_mode = me.proxy_mode;
+        let registries = settings.registries;
+        let proxy_mode = settings.proxy_mode;
         let ip = me.ip;
         async move {
             let net = network::prepare_until_ready(&client, &net_cfg, &readiness).await;

@@ -74,6 +74,8 @@ pub async fn up(args: UpArgs) -> Result<UpReport> {
                 check_prerequisites(&dir, &args)?;
             }
             if crate::proxy_mode::record(&dir, &mut info, args.proxy_mode)? {
+                // Joined hosts' agents read it when they start.
+                publish_settings(&admin_client(&dir, &info)?, &info).await?;
                 crate::proxy_mode::stop_agents(&dir, &info)?;
             }
             restart_agents(&dir, &home, &info, args.wait).await?;
@@ -146,10 +148,15 @@ pub async fn up(args: UpArgs) -> Result<UpReport> {
     }
     step.done();
 
+    let client = admin_client(&dir, &info)?;
+    if let Err(e) = publish_settings(&client, &info).await {
+        abandon(&dir, &mut child);
+        if let Some(plan) = &plan {
+            nodes::abandon(&dir, plan).await;
+        }
+        return Err(e);
+    }
     if let Some(plan) = &plan {
-        let url = format!("https://127.0.0.1:{}", info.port);
-        let client =
-            kinet_controllers::client::connect(&url, &pki.ca_cert_pem, &dir.read_token()?)?;
         if let Err(e) = start_nodes(&dir, &home, plan, &client, &info, args.wait).await {
             abandon(&dir, &mut child);
             nodes::abandon(&dir, plan).await;
@@ -184,10 +191,26 @@ async fn restart_agents(
     {
         return Ok(());
     }
+    start_nodes(dir, home, &plan, &admin_client(dir, info)?, info, wait).await
+}
+
+/// The administrator's client of a running cluster.
+fn admin_client(dir: &ClusterDir, info: &ClusterInfo) -> Result<kube::Client> {
     let pki = Pki::load(&dir.pki()).context("loading the cluster PKI")?;
     let url = format!("https://127.0.0.1:{}", info.port);
-    let client = kinet_controllers::client::connect(&url, &pki.ca_cert_pem, &dir.read_token()?)?;
-    start_nodes(dir, home, &plan, &client, info, wait).await
+    Ok(kinet_controllers::client::connect(
+        &url,
+        &pki.ca_cert_pem,
+        &dir.read_token()?,
+    )?)
+}
+
+/// Publishes what node agents need (see [`crate::published`]).
+async fn publish_settings(client: &kube::Client, info: &ClusterInfo) -> Result<()> {
+    let settings = crate::published::NodeSettings::of(info);
+    crate::published::publish(client, &settings)
+        .await
+        .context("publishing the cluster's node settings")
 }
 
 /// Starts the agents and the add-ons, then (unless `wait` is zero) waits until the cluster

@@ -1,0 +1,76 @@
+//! `kinet manifests dns|proxy|policy|ingress`: an add-on as YAML to `kubectl apply` on any
+//! cluster (the objects are `kinet_manifests`').
+
+use std::net::SocketAddr;
+
+use clap::Subcommand;
+use kinet_manifests::{dns::DnsAddon, proxy::ProxyAddon, Addon};
+
+#[derive(Subcommand)]
+pub enum ManifestsCommand {
+    /// Cluster DNS: Deployment `coredns` and Service `kube-dns` in kube-system (kubeadm's
+    /// names), with CoreDNS's ClusterRole.
+    Dns {
+        /// The cluster domain.
+        #[arg(long, default_value = "cluster.local")]
+        zone: String,
+        /// Resolver for names outside the zone (IP or IP:port); repeat for several. None:
+        /// such names are REFUSED.
+        #[arg(long = "upstream", value_parser = kinet_cluster::dns_image::parse_upstream)]
+        upstreams: Vec<SocketAddr>,
+        /// The `kube-dns` Service's ClusterIP: the address kubelets give pods
+        /// (`--cluster-dns`).
+        #[arg(long, default_value = kinet_manifests::dns::DNS_SERVICE_IP)]
+        cluster_ip: String,
+    },
+    /// The service proxy: a host-network DaemonSet in kube-system, with kube-proxy's
+    /// `system:node-proxier` rules.
+    Proxy {
+        /// nftables or iptables.
+        #[arg(long, default_value = "nftables", value_parser = kinet_cluster::proxy_mode::parse)]
+        proxy_mode: kinet_cluster::proxy_mode::ProxyMode,
+        /// Run beside kube-proxy, serving only Services labelled
+        /// `service.kubernetes.io/service-proxy-name: kinet` (which kube-proxy skips).
+        /// Without it, kinet's proxy replaces kube-proxy.
+        #[arg(long)]
+        beside_kube_proxy: bool,
+        /// The pods' range (kube-proxy's `--cluster-cidr`).
+        #[arg(long, default_value = kinet_types::wellknown::CLUSTER_CIDR)]
+        cluster_cidr: String,
+    },
+    /// The NetworkPolicy enforcer: a host-network DaemonSet in kube-system.
+    Policy,
+    /// The ingress controller (class `kinet`, default): namespace `kinet-ingress`, a
+    /// Deployment and a LoadBalancer Service.
+    Ingress,
+}
+
+/// The add-on a command names.
+pub fn addon(what: ManifestsCommand) -> Addon {
+    match what {
+        ManifestsCommand::Dns {
+            zone,
+            upstreams,
+            cluster_ip,
+        } => Addon::Dns(DnsAddon {
+            zone: zone.trim_end_matches('.').to_string(),
+            cluster_ip,
+            ..DnsAddon::new(upstreams)
+        }),
+        ManifestsCommand::Proxy {
+            proxy_mode,
+            beside_kube_proxy,
+            cluster_cidr,
+        } => Addon::Proxy(ProxyAddon {
+            mode: proxy_mode.to_string(),
+            beside_kube_proxy,
+            cluster_cidr,
+        }),
+        ManifestsCommand::Policy => Addon::Policy,
+        ManifestsCommand::Ingress => Addon::Ingress,
+    }
+}
+
+pub fn print(what: ManifestsCommand) {
+    print!("{}", kinet_manifests::yaml(&addon(what).objects()));
+}
