@@ -79,7 +79,7 @@ impl Kernel for Fake {
 
     fn start_pause<'a>(
         &'a self,
-        _: &'a str,
+        _: Option<&'a str>,
         hostname: &'a str,
         _: &'a Path,
     ) -> BoxFuture<'a, Result<Proc, SandboxError>> {

@@ -77,6 +77,16 @@ enum Command {
         /// Leave out the ingress controller add-on (IngressClass `kinet`). Recorded at creation.
         #[arg(long)]
         no_ingress: bool,
+        /// Leave out cluster DNS (`kinet manifests dns` can provide it). Recorded at creation.
+        #[arg(long)]
+        no_dns: bool,
+        /// Nodes run no service proxy (`kinet manifests proxy` can provide one). Recorded at
+        /// creation.
+        #[arg(long)]
+        no_proxy: bool,
+        /// Nodes enforce no NetworkPolicy (`kinet manifests policy` can). Recorded at creation.
+        #[arg(long)]
+        no_policy: bool,
         /// How Services become kernel rules: kube-proxy's `nftables` layout (default) or its
         /// `iptables` layout (`iptables-save | grep KUBE`). Recorded; given to a running or
         /// stopped cluster it switches, removing the old mode's rules. `ipvs` is refused.
@@ -418,6 +428,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             egress,
             registries,
             no_ingress,
+            no_dns,
+            no_proxy,
+            no_policy,
             proxy_mode,
             datastore,
         } => {
@@ -433,6 +446,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 egress,
                 registries: registries.settings()?,
                 no_ingress,
+                no_dns,
+                no_proxy,
+                no_policy,
                 proxy_mode,
                 datastore: (*datastore).config()?,
             })

@@ -22,7 +22,10 @@ pub(crate) use kinet_manifests::typed;
 /// The add-ons' Deployments, `(namespace, name)`: `up` returns once each is Available.
 /// Cluster DNS comes first.
 pub fn deployments(info: &crate::state::ClusterInfo) -> Vec<(&'static str, &'static str)> {
-    let mut all = vec![(NAMESPACE, DEPLOYMENT)];
+    let mut all = Vec::new();
+    if !info.no_dns {
+        all.push((NAMESPACE, DEPLOYMENT));
+    }
     if !info.no_ingress {
         all.push((crate::ingress_addon::NAMESPACE, crate::ingress_addon::NAME));
     }
@@ -107,9 +110,11 @@ pub(crate) async fn ensure_container(
 
 /// `kinet up`'s step: the add-ons for a cluster with nodes, configured from its record.
 pub async fn deploy(client: &kube::Client, info: &crate::state::ClusterInfo) -> Result<()> {
-    let step = crate::progress::Step::start("Deploying cluster DNS");
-    ensure_cluster_dns(client, &DnsAddon::new(info.upstream_dns.clone())).await?;
-    step.done();
+    if !info.no_dns {
+        let step = crate::progress::Step::start("Deploying cluster DNS");
+        ensure_cluster_dns(client, &DnsAddon::new(info.upstream_dns.clone())).await?;
+        step.done();
+    }
     if !info.no_ingress {
         let step = crate::progress::Step::start("Deploying the ingress controller");
         crate::ingress_addon::ensure_ingress(client).await?;

@@ -35,6 +35,13 @@ pub struct NodeSettings {
     pub proxy_mode: kinet_proxy::ProxyMode,
     /// How long a node may go without a heartbeat; its agent renews well within it.
     pub node_monitor_grace_period_seconds: u64,
+    /// Whether agents run the service proxy (`kinet up --no-proxy`: off, for the add-on's
+    /// DaemonSet or another proxy).
+    #[serde(default = "on")]
+    pub service_proxy: bool,
+    /// Whether agents enforce NetworkPolicies (`kinet up --no-policy`: off).
+    #[serde(default = "on")]
+    pub network_policy: bool,
     /// Registry mirrors, insecure registries, offline pulls, images pulled for real.
     #[serde(default, skip_serializing_if = "kinet_oci_store::Settings::is_empty")]
     pub registries: kinet_oci_store::Settings,
@@ -45,6 +52,8 @@ impl NodeSettings {
         NodeSettings {
             proxy_mode: info.proxy_mode,
             node_monitor_grace_period_seconds: info.node_monitor_grace_period_secs,
+            service_proxy: !info.no_proxy,
+            network_policy: !info.no_policy,
             registries: info.registries.clone(),
         }
     }
@@ -59,6 +68,10 @@ impl NodeSettings {
         serde_yaml_ng::from_str(text)
             .with_context(|| format!("ConfigMap {NAMESPACE}/{NAME}, key {KEY}"))
     }
+}
+
+fn on() -> bool {
+    true
 }
 
 /// The ConfigMap publishing `settings`.

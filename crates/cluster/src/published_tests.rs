@@ -6,6 +6,8 @@ fn settings(mode: ProxyMode) -> NodeSettings {
     NodeSettings {
         proxy_mode: mode,
         node_monitor_grace_period_seconds: 12,
+        service_proxy: true,
+        network_policy: false,
         registries: kinet_oci_store::Settings {
             mirrors: BTreeMap::from([("docker.io".into(), vec!["127.0.0.1:5000".into()])]),
             insecure: vec!["registry.lab:5000".into()],
@@ -22,6 +24,7 @@ fn the_config_map_reads_back_and_is_readable_yaml() {
     let text = &cm.data.as_ref().unwrap()[KEY];
     assert!(text.contains("proxyMode: iptables"), "{text}");
     assert!(text.contains("nodeMonitorGracePeriodSeconds: 12"), "{text}");
+    assert!(text.contains("networkPolicy: false"), "{text}");
     assert_eq!(NodeSettings::from_config_map(&cm).unwrap(), want);
     let mut wrong = cm.clone();
     wrong.data = Some(BTreeMap::from([(KEY.into(), "proxyMode: ipvs".into())]));

@@ -46,6 +46,10 @@ pub struct UpArgs {
     pub registries: kinet_oci_store::Settings,
     /// `--no-ingress`, recorded at creation.
     pub no_ingress: bool,
+    /// `--no-dns`, `--no-proxy`, `--no-policy`, recorded at creation.
+    pub no_dns: bool,
+    pub no_proxy: bool,
+    pub no_policy: bool,
     /// `--proxy-mode`, recorded; given again it switches the mode.
     pub proxy_mode: Option<kinet_proxy::ProxyMode>,
     /// `--datastore` with its TLS files, recorded at creation.
@@ -236,6 +240,9 @@ async fn start_nodes(
     nodes::wait_ready(dir, plan, client, &mut agents, deadline).await?;
     let addons = crate::addons::deployments(info);
     ready::wait_addons(dir, client, &addons, &mut agents, deadline).await?;
+    if info.no_dns {
+        return Ok(());
+    }
     ready::wait_dns(dir, client, plan, &mut agents, deadline).await
 }
 
@@ -339,6 +346,9 @@ fn prepare_state(dir: &ClusterDir, args: &UpArgs) -> Result<ClusterInfo> {
         egress: args.egress,
         registries: args.registries.clone(),
         no_ingress: args.no_ingress,
+        no_dns: args.no_dns,
+        no_proxy: args.no_proxy,
+        no_policy: args.no_policy,
         proxy_mode: args.proxy_mode.unwrap_or_default(),
         datastore: args.datastore.as_ref().map(absolute_files).transpose()?,
     };
