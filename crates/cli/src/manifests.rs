@@ -37,6 +37,10 @@ pub enum ManifestsCommand {
         /// The pods' range (kube-proxy's `--cluster-cidr`).
         #[arg(long, default_value = kinet_types::wellknown::CLUSTER_CIDR)]
         cluster_cidr: String,
+        /// `HOST:PORT` of the API server, for a proxy replacing kube-proxy: it cannot reach
+        /// the API through the `kubernetes` Service it has yet to program.
+        #[arg(long, value_name = "HOST:PORT", value_parser = host_port)]
+        api_server: Option<(String, u16)>,
     },
     /// The NetworkPolicy enforcer: a host-network DaemonSet in kube-system.
     Policy,
@@ -61,14 +65,26 @@ pub fn addon(what: ManifestsCommand) -> Addon {
             proxy_mode,
             beside_kube_proxy,
             cluster_cidr,
+            api_server,
         } => Addon::Proxy(ProxyAddon {
             mode: proxy_mode.to_string(),
             beside_kube_proxy,
             cluster_cidr,
+            api_server,
         }),
         ManifestsCommand::Policy => Addon::Policy,
         ManifestsCommand::Ingress => Addon::Ingress,
     }
+}
+
+fn host_port(s: &str) -> Result<(String, u16), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?} is not HOST:PORT"))?;
+    let port = port
+        .parse()
+        .map_err(|_| format!("{port:?} is not a port"))?;
+    Ok((host.trim_matches(['[', ']']).to_string(), port))
 }
 
 pub fn print(what: ManifestsCommand) {

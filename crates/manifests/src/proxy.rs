@@ -24,6 +24,10 @@ pub struct ProxyAddon {
     pub beside_kube_proxy: bool,
     /// The pods' range, telling pod traffic from the rest (kube-proxy's `--cluster-cidr`).
     pub cluster_cidr: String,
+    /// `host:port` of the API server. Replacing kube-proxy, the proxy cannot reach the API
+    /// through the `kubernetes` Service it is yet to program (Cilium's `k8sServiceHost`).
+    /// None: the Service's address.
+    pub api_server: Option<(String, u16)>,
 }
 
 impl Default for ProxyAddon {
@@ -32,6 +36,7 @@ impl Default for ProxyAddon {
             mode: "nftables".into(),
             beside_kube_proxy: false,
             cluster_cidr: "10.244.0.0/16".into(),
+            api_server: None,
         }
     }
 }
@@ -87,10 +92,18 @@ fn container(addon: &ProxyAddon) -> Value {
 /// Every object of the proxy add-on, for `kinet manifests proxy`.
 pub fn objects(addon: &ProxyAddon) -> Vec<Value> {
     let (role, binding) = cluster_role_and_binding(NAME, rules(), NAMESPACE, NAME);
+    let mut daemon_set = node_daemon_set(NAMESPACE, NAME, container(addon));
+    if let Some((host, port)) = &addon.api_server {
+        // In-cluster clients read these; a container's own env overrides the Service's.
+        let env = &mut daemon_set["spec"]["template"]["spec"]["containers"][0]["env"];
+        let env = env.as_array_mut().expect("the node env");
+        env.push(json!({"name": "KUBERNETES_SERVICE_HOST", "value": host}));
+        env.push(json!({"name": "KUBERNETES_SERVICE_PORT", "value": port.to_string()}));
+    }
     vec![
         objects::service_account(NAMESPACE, NAME),
         value(&role),
         value(&binding),
-        node_daemon_set(NAMESPACE, NAME, container(addon)),
+        daemon_set,
     ]
 }

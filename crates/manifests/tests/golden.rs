@@ -33,7 +33,11 @@ fn dns() {
 
 #[test]
 fn proxy_replacing_kube_proxy() {
-    check("proxy", Addon::Proxy(ProxyAddon::default()));
+    let addon = ProxyAddon {
+        api_server: Some(("192.0.2.1".into(), 6443)),
+        ..Default::default()
+    };
+    check("proxy", Addon::Proxy(addon));
 }
 
 #[test]
