@@ -462,10 +462,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             images::images();
             Ok(())
         }
-        Command::Manifests { what } => {
-            manifests::print(what);
-            Ok(())
-        }
+        Command::Manifests { what } => manifests::print(what),
         Command::Kubeconfig { name } => {
             println!("{}", kinet_cluster::status::kubeconfig(&name)?.display());
             Ok(())

@@ -50,8 +50,8 @@ pub enum ManifestsCommand {
 }
 
 /// The add-on a command names.
-pub fn addon(what: ManifestsCommand) -> Addon {
-    match what {
+pub fn addon(what: ManifestsCommand) -> anyhow::Result<Addon> {
+    Ok(match what {
         ManifestsCommand::Dns {
             zone,
             upstreams,
@@ -66,15 +66,21 @@ pub fn addon(what: ManifestsCommand) -> Addon {
             beside_kube_proxy,
             cluster_cidr,
             api_server,
-        } => Addon::Proxy(ProxyAddon {
-            mode: proxy_mode.to_string(),
-            beside_kube_proxy,
-            cluster_cidr,
-            api_server,
-        }),
+        } => {
+            anyhow::ensure!(
+                !(beside_kube_proxy && proxy_mode == kinet_cluster::proxy_mode::ProxyMode::Iptables),
+                "--beside-kube-proxy needs --proxy-mode nftables: kube-proxy owns the KUBE-* iptables chains"
+            );
+            Addon::Proxy(ProxyAddon {
+                mode: proxy_mode.to_string(),
+                beside_kube_proxy,
+                cluster_cidr,
+                api_server,
+            })
+        }
         ManifestsCommand::Policy => Addon::Policy,
         ManifestsCommand::Ingress => Addon::Ingress,
-    }
+    })
 }
 
 fn host_port(s: &str) -> Result<(String, u16), String> {
@@ -87,6 +93,44 @@ fn host_port(s: &str) -> Result<(String, u16), String> {
     Ok((host.trim_matches(['[', ']']).to_string(), port))
 }
 
-pub fn print(what: ManifestsCommand) {
-    print!("{}", kinet_manifests::yaml(&addon(what).objects()));
+pub fn print(what: ManifestsCommand) -> anyhow::Result<()> {
+    print!("{}", kinet_manifests::yaml(&addon(what)?.objects()));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        what: ManifestsCommand,
+    }
+
+    fn parse(args: &[&str]) -> anyhow::Result<Addon> {
+        let args = std::iter::once("manifests").chain(args.iter().copied());
+        addon(Cli::try_parse_from(args)?.what)
+    }
+
+    #[test]
+    fn flags_make_the_add_on() {
+        let Addon::Proxy(p) = parse(&["proxy", "--api-server", "172.18.0.1:6443"]).unwrap() else {
+            panic!("the proxy")
+        };
+        assert_eq!(p.api_server, Some(("172.18.0.1".into(), 6443)));
+        assert_eq!(p.mode, "nftables");
+        assert!(!p.beside_kube_proxy);
+        let Addon::Dns(d) =
+            parse(&["dns", "--zone", "lab.local.", "--upstream", "192.0.2.1"]).unwrap()
+        else {
+            panic!("dns")
+        };
+        assert_eq!((d.zone.as_str(), d.upstreams.len()), ("lab.local", 1));
+        assert!(parse(&["proxy", "--api-server", "nohost"]).is_err());
+        let e = parse(&["proxy", "--beside-kube-proxy", "--proxy-mode", "iptables"]).unwrap_err();
+        assert!(e.to_string().contains("kube-proxy owns"), "{e}");
+        assert_eq!(parse(&["policy"]).unwrap(), Addon::Policy);
+    }
 }

@@ -115,13 +115,14 @@ mod tests {
         assert_eq!(f.healthz_bind_address.port(), 10256);
         // The DaemonSet's arguments parse.
         let addon = kinet_manifests::proxy::ProxyAddon {
-            mode: "iptables".into(),
             beside_kube_proxy: true,
             ..Default::default()
         };
         let f = flags(&addon.args()).unwrap();
-        assert_eq!(f.proxy_mode, ProxyMode::Iptables);
+        assert_eq!(f.proxy_mode, ProxyMode::Nftables);
         assert_eq!(f.service_proxy_name.as_deref(), Some("kinet"));
+        assert_eq!(f.metrics_bind_address.port(), addon.ports().0);
+        assert_eq!(f.healthz_bind_address.port(), addon.ports().1);
         assert!(flags(&["--proxy-mode".into(), "ipvs".into()]).is_err());
         assert_eq!(
             node_name(Some("n1".into())).unwrap(),

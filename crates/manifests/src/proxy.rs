@@ -13,14 +13,20 @@ pub const NAMESPACE: &str = "kube-system";
 pub const NAME: &str = "kinet-proxy";
 /// The label value of the Services kinet's proxy serves beside kube-proxy.
 pub const PROXY_NAME: &str = "kinet";
+/// Beside kube-proxy, which holds 10249 and 10256 on every node, the metrics and healthz
+/// ports move here.
+pub const BESIDE_METRICS_PORT: u16 = 10263;
+pub const BESIDE_HEALTHZ_PORT: u16 = 10264;
 
 /// How the proxy add-on runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyAddon {
     /// `nftables` or `iptables`, as kube-proxy's `--proxy-mode`.
     pub mode: String,
-    /// Serve only the Services labelled for kinet (kube-proxy keeps the rest); else every
-    /// Service without that label, in place of kube-proxy.
+    /// Serve only the Services labelled for kinet (kube-proxy keeps the rest), on ports of
+    /// its own; else every Service without that label, in place of kube-proxy. Beside it
+    /// the mode must be nftables: kube-proxy's iptables chains have fixed names, and the
+    /// nftables table is kinet's own.
     pub beside_kube_proxy: bool,
     /// The pods' range, telling pod traffic from the rest (kube-proxy's `--cluster-cidr`).
     pub cluster_cidr: String,
@@ -51,9 +57,26 @@ impl ProxyAddon {
             self.cluster_cidr.clone(),
         ];
         if self.beside_kube_proxy {
-            args.extend(["--service-proxy-name".into(), PROXY_NAME.into()]);
+            let (metrics, healthz) = self.ports();
+            args.extend([
+                "--service-proxy-name".into(),
+                PROXY_NAME.into(),
+                "--metrics-bind-address".into(),
+                format!("0.0.0.0:{metrics}"),
+                "--healthz-bind-address".into(),
+                format!("0.0.0.0:{healthz}"),
+            ]);
         }
         args
+    }
+
+    /// The metrics and healthz ports: kube-proxy's, or beside it ports of its own.
+    pub fn ports(&self) -> (u16, u16) {
+        use kinet_types::wellknown::{PROXY_HEALTHZ_PORT, PROXY_METRICS_PORT};
+        match self.beside_kube_proxy {
+            true => (BESIDE_METRICS_PORT, BESIDE_HEALTHZ_PORT),
+            false => (PROXY_METRICS_PORT, PROXY_HEALTHZ_PORT),
+        }
     }
 }
 
@@ -70,8 +93,7 @@ pub fn rules() -> Value {
 
 /// The proxy container, with kube-proxy's ports.
 fn container(addon: &ProxyAddon) -> Value {
-    let metrics = i32::from(kinet_types::wellknown::PROXY_METRICS_PORT);
-    let healthz = i32::from(kinet_types::wellknown::PROXY_HEALTHZ_PORT);
+    let (metrics, healthz) = addon.ports();
     json!({
         "name": NAME,
         "image": kinet_images::PROXY_IMAGE,

@@ -117,7 +117,14 @@ fn the_proxy_serves_labelled_services_only_beside_kube_proxy() {
     };
     assert_eq!(
         beside.args()[4..],
-        ["--service-proxy-name", proxy::PROXY_NAME]
+        [
+            "--service-proxy-name",
+            proxy::PROXY_NAME,
+            "--metrics-bind-address",
+            "0.0.0.0:10263",
+            "--healthz-bind-address",
+            "0.0.0.0:10264"
+        ]
     );
 }
 

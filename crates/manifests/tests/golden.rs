@@ -43,7 +43,6 @@ fn proxy_replacing_kube_proxy() {
 #[test]
 fn proxy_beside_kube_proxy() {
     let addon = ProxyAddon {
-        mode: "iptables".into(),
         beside_kube_proxy: true,
         ..Default::default()
     };

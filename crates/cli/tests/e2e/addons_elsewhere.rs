@@ -66,6 +66,7 @@ fn kinet_manifests_run_the_add_ons_on_a_cluster_without_its_own() {
     // DNS, and `web` (3 pods of `db`) by name through the pod proxy's ClusterIP.
     crate::dns::cluster_dns_answers_the_kubernetes_records_on(&c);
     network_policy_through_the_pod_enforcer(&c);
+    services_of_other_proxies_are_left_alone(&c);
 
     let lb = poll("the ingress Service's address", || {
         let svc = json(&c, &["get", "svc", "-n", "kinet-ingress", "kinet-ingress"]);
@@ -105,4 +106,37 @@ fn network_policy_through_the_pod_enforcer(c: &Cluster) {
     poll("the policy cuts web off", || (!reaches()).then_some(()));
     c.kubectl_ok(&["delete", "networkpolicy", "deny-db"]);
     poll("web answers again", || reaches().then_some(()));
+}
+
+/// The pod proxy serves the Services without `service.kubernetes.io/service-proxy-name`, as
+/// kube-proxy does, and leaves those labelled for another proxy alone.
+fn services_of_other_proxies_are_left_alone(c: &Cluster) {
+    let service = |name: &str, labels: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, labels: {{{labels}}}}}\nspec: {{selector: {{app: db}}, ports: [{{port: 80, targetPort: 8080}}]}}")
+    };
+    // The labelled one first: the proxy's watch sees it before the other.
+    apply(
+        c,
+        &service(
+            "other-proxy",
+            "service.kubernetes.io/service-proxy-name: other",
+        ),
+    );
+    apply(c, &service("ours", ""));
+    let ip = |name: &str| {
+        json(c, &["get", "svc", name])["spec"]["clusterIP"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (other, ours) = (ip("other-proxy"), ip("ours"));
+    let (node, _) = node_ips(c).remove(0);
+    let table = poll("the unlabelled Service's rules", || {
+        let table = stdout(&c.node_exec(&node, &["nft", "list", "table", "ip", "kinet"]));
+        table.contains(&format!("{ours} ")).then_some(table)
+    });
+    assert!(
+        !table.contains(&format!("{other} ")),
+        "the Service of another proxy is programmed:\n{table}"
+    );
 }
