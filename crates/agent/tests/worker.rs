@@ -79,11 +79,14 @@ impl Kernel for Fake {
 
     fn start_pause<'a>(
         &'a self,
-        _: &'a str,
+        netns: Option<&'a str>,
         hostname: &'a str,
         _: &'a Path,
     ) -> BoxFuture<'a, Result<Proc, SandboxError>> {
-        self.call(format!("pause {hostname}"));
+        match netns {
+            Some(_) => self.call(format!("pause {hostname}")),
+            None => self.call(format!("pause {hostname} on the node's network")),
+        }
         async { Ok(proc(1)) }.boxed()
     }
 
@@ -143,27 +146,49 @@ async fn until(what: &str, mut f: impl AsyncFnMut() -> Option<Value>) -> Value {
     panic!("timed out waiting for {what}");
 }
 
+/// A node `n1` at 172.18.0.2 whose pods go through `fake`: the API, the pod runtime's task,
+/// and the pods API.
+struct Node {
+    _api: kinet_testkit::TestApi,
+    dir: tempfile::TempDir,
+    agent: tokio::task::JoinHandle<()>,
+    pods: Api<Pod>,
+}
+
+impl Node {
+    async fn start(fake: Arc<Fake>) -> anyhow::Result<Node> {
+        let api = kinet_testkit::TestApi::start().await?;
+        let client = api.client()?;
+        let dir = tempfile::tempdir()?;
+        let cfg = pods::Config {
+            node: "n1".into(),
+            cluster: "t".into(),
+            host_ip: Ipv4Addr::new(172, 18, 0, 2),
+            node_dir: dir.path().join("node"),
+            exe: "/usr/bin/true".into(),
+            images_dir: dir.path().join("images"),
+            dns: ClusterDns::default(),
+            ca_pem: String::new(),
+            registries: Default::default(),
+        };
+        let rt = Runtime::new(client.clone(), cfg, fake, "10.244.0.0/24".parse()?);
+        let agent = tokio::spawn(async move {
+            pods::run(rt).await;
+        });
+        Ok(Node {
+            _api: api,
+            dir,
+            agent,
+            pods: Api::namespaced(client, "default"),
+        })
+    }
+}
+
 #[tokio::test]
 async fn a_pod_runs_crash_loops_and_goes_through_the_kernel_seam() -> anyhow::Result<()> {
-    let api = kinet_testkit::TestApi::start().await?;
-    let client = api.client()?;
-    let dir = tempfile::tempdir()?;
     let fake = Arc::new(Fake::default());
-    let cfg = pods::Config {
-        node: "n1".into(),
-        cluster: "t".into(),
-        host_ip: Ipv4Addr::new(172, 18, 0, 2),
-        node_dir: dir.path().join("node"),
-        exe: "/usr/bin/true".into(),
-        images_dir: dir.path().join("images"),
-        dns: ClusterDns::default(),
-        ca_pem: String::new(),
-        registries: Default::default(),
-    };
-    let rt = Runtime::new(client.clone(), cfg, fake.clone(), "10.244.0.0/24".parse()?);
-    let agent = tokio::spawn(pods::run(rt));
-
-    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let node = Node::start(fake.clone()).await?;
+    let (pods, dir) = (&node.pods, &node.dir);
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": "crash"},
         "spec": {
@@ -245,6 +270,47 @@ async fn a_pod_runs_crash_loops_and_goes_through_the_kernel_seam() -> anyhow::Re
         at("stop 1") < at(&format!("remove-network {netns}")),
         "{calls:#?}"
     );
-    agent.abort();
+    node.agent.abort();
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_host_network_pod_has_the_nodes_namespace_address_and_name() -> anyhow::Result<()> {
+    let fake = Arc::new(Fake::default());
+    let node = Node::start(fake.clone()).await?;
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "daemon"},
+        "spec": {
+            "nodeName": "n1",
+            "hostNetwork": true,
+            "automountServiceAccountToken": false,
+            "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "1d"]}]
+        }
+    }))?;
+    node.pods.create(&PostParams::default(), &pod).await?;
+    let running = until("the pod running with the node's address", async || {
+        let p = serde_json::to_value(node.pods.get("daemon").await.ok()?).unwrap();
+        (p["status"]["podIP"] == "172.18.0.2").then_some(p)
+    })
+    .await;
+    assert_eq!(running["status"]["hostIP"], "172.18.0.2");
+    node.pods.delete("daemon", &DeleteParams::default()).await?;
+    until("the pod deleted", async || {
+        let gone = node.pods.get_opt("daemon").await.ok()?.is_none();
+        gone.then_some(Value::Null)
+    })
+    .await;
+    let calls = fake.calls();
+    assert!(
+        calls.contains(&"pause n1 on the node's network".to_string()),
+        "{calls:#?}"
+    );
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.contains("network ") && !c.starts_with("pause")),
+        "a namespace of its own was made or removed: {calls:#?}"
+    );
+    node.agent.abort();
     Ok(())
 }

@@ -236,7 +236,8 @@ async fn sandboxed_starts(dir: &Path, store: &Store, runs: usize) -> Result<Star
     kinet_netns::NetNs::create(&netns)?;
     let result = async {
         let exe = std::env::current_exe()?;
-        let pause = sandbox::start_pause(&exe, &netns, "bench", &dir.join("pause.log")).await?;
+        let pause =
+            sandbox::start_pause(&exe, Some(&netns), "bench", &dir.join("pause.log")).await?;
         let result = starts(dir, &image, pause.pid, runs).await;
         pause.signal_group(nix::sys::signal::Signal::SIGKILL);
         result

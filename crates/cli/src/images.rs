@@ -74,6 +74,12 @@ pub async fn image_run(image: &str, args: &[String]) -> anyhow::Result<()> {
         Some(ImageKind::Builtin(Builtin::Ingress)) => {
             kinet_cluster::ingress_image::run_ingress_image(args).await
         }
+        Some(ImageKind::Builtin(Builtin::Proxy)) => {
+            kinet_cluster::proxy_image::run_proxy_image(args).await
+        }
+        Some(ImageKind::Builtin(Builtin::Policy)) => {
+            kinet_cluster::policy_image::run_policy_image(args).await
+        }
         _ => kinet_images::run_builtin(image, args).await,
     }
 }

@@ -7,6 +7,7 @@ mod bench;
 mod datastore;
 mod image;
 mod images;
+mod manifests;
 mod status;
 
 use std::path::PathBuf;
@@ -76,6 +77,16 @@ enum Command {
         /// Leave out the ingress controller add-on (IngressClass `kinet`). Recorded at creation.
         #[arg(long)]
         no_ingress: bool,
+        /// Leave out cluster DNS (`kinet manifests dns` can provide it). Recorded at creation.
+        #[arg(long)]
+        no_dns: bool,
+        /// Nodes run no service proxy (`kinet manifests proxy` can provide one). Recorded at
+        /// creation.
+        #[arg(long)]
+        no_proxy: bool,
+        /// Nodes enforce no NetworkPolicy (`kinet manifests policy` can). Recorded at creation.
+        #[arg(long)]
+        no_policy: bool,
         /// How Services become kernel rules: kube-proxy's `nftables` layout (default) or its
         /// `iptables` layout (`iptables-save | grep KUBE`). Recorded; given to a running or
         /// stopped cluster it switches, removing the old mode's rules. `ipvs` is refused.
@@ -104,6 +115,12 @@ enum Command {
     },
     /// List the well-known images kinet runs without a registry.
     Images,
+    /// Print an add-on (dns, proxy, policy, ingress) as YAML for `kubectl apply -f -` on any
+    /// cluster: its workload, ServiceAccount and least-privilege RBAC.
+    Manifests {
+        #[command(subcommand)]
+        what: manifests::ManifestsCommand,
+    },
     /// Run a benchmark and print its figures (see docs/performance.md).
     Bench {
         #[command(subcommand)]
@@ -414,6 +431,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             egress,
             registries,
             no_ingress,
+            no_dns,
+            no_proxy,
+            no_policy,
             proxy_mode,
             datastore,
         } => {
@@ -429,6 +449,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 egress,
                 registries: registries.settings()?,
                 no_ingress,
+                no_dns,
+                no_proxy,
+                no_policy,
                 proxy_mode,
                 datastore: datastore.config()?,
                 api_servers: datastore.api_servers,
@@ -443,6 +466,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             images::images();
             Ok(())
         }
+        Command::Manifests { what } => manifests::print(what),
         Command::Kubeconfig { name } => {
             println!("{}", kinet_cluster::status::kubeconfig(&name)?.display());
             Ok(())

@@ -1,5 +1,6 @@
 use super::*;
 use kube::api::ListParams;
+use std::net::SocketAddr;
 
 fn up(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -42,7 +43,7 @@ fn kubeadm_shaped_objects() {
     let config = crate::dns_image::dns_config(c.args.as_deref().unwrap()).unwrap();
     assert_eq!(config.upstreams, [up("192.0.2.1:53")]);
 
-    let s = service();
+    let s = service(&addon);
     let spec = s.spec.unwrap();
     assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.0.10"));
     let ports: Vec<(String, i32, String)> = spec

@@ -20,6 +20,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::join::Joined;
 use crate::nodes::Plan;
+use crate::published::NodeSettings;
 use crate::state::{self, absolute_home, ClusterDir};
 
 /// The service proxy's nftables table in the node's namespace.
@@ -40,12 +41,11 @@ struct NodeSetup {
     kubeconfig: PathBuf,
     node_dir: PathBuf,
     images_dir: PathBuf,
-    grace: Duration,
-    registries: kinet_oci_store::Settings,
-    proxy_mode: kinet_proxy::ProxyMode,
     /// Every API server's address on the underlay (`--api-servers`), the kubeconfig's first;
     /// with more than one the agent fails over between them.
     api_servers: Vec<std::net::SocketAddr>,
+    /// `None`: the ones the cluster publishes (a joined host has no `cluster.json`).
+    settings: Option<NodeSettings>,
 }
 
 /// `kinet agent --name C --node N`: a namespaced node's agent.
@@ -71,14 +71,12 @@ pub async fn agent(name: &str, node: &str) -> Result<()> {
         kubeconfig: dir.node_kubeconfig(node),
         node_dir: dir.node_dir(node),
         images_dir: absolute_home()?.join("images"),
-        grace: Duration::from_secs(info.node_monitor_grace_period_secs),
         api_servers: info
             .api_servers()
             .iter()
             .filter_map(|s| s.underlay)
             .collect(),
-        registries: info.registries,
-        proxy_mode: info.proxy_mode,
+        settings: Some(NodeSettings::of(&info)),
     })
     .await
 }
@@ -98,10 +96,8 @@ pub async fn joined_agent(state_dir: &Path) -> Result<()> {
         kubeconfig: joined.kubeconfig(),
         node_dir: dir.node_dir(&joined.node),
         images_dir: dir.root.join("images"),
-        grace: Duration::from_secs(crate::state::DEFAULT_NODE_MONITOR_GRACE_PERIOD_SECS),
-        registries: kinet_oci_store::Settings::default(),
-        proxy_mode: kinet_proxy::ProxyMode::default(),
         api_servers: Vec::new(),
+        settings: None,
         node: joined.node,
     })
     .await
@@ -159,6 +155,11 @@ async fn run(me: NodeSetup) -> Result<()> {
         failover(&mut config, me.api_servers.clone()).await?;
     }
     let client = kube::Client::try_from(config)?;
+    let settings = match me.settings {
+        Some(s) => s,
+        None => crate::published::read(&client).await?,
+    };
+    tracing::info!(node, proxy_mode = %settings.proxy_mode, "cluster settings");
     let cfg = AgentConfig::new(NodeConfig {
         name: me.node.clone(),
         internal_ip: me.ip,
@@ -166,7 +167,9 @@ async fn run(me: NodeSetup) -> Result<()> {
         capacity: host::detect_capacity(),
         system: host::detect_system(&format!("kinet://{}", env!("CARGO_PKG_VERSION"))),
     })
-    .with_grace_period(me.grace)
+    .with_grace_period(Duration::from_secs(
+        settings.node_monitor_grace_period_seconds,
+    ))
     .with_images(me.images_dir.clone());
     crate::serve::ignore_hangup()?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -186,16 +189,22 @@ async fn run(me: NodeSetup) -> Result<()> {
             .parse()
             .context("the cluster CIDR")?,
     };
-    // What the Node's Ready condition says: the pod network and the proxy report into it.
-    let (readiness, ready_rx) = tokio::sync::watch::channel(kinet_agent::Readiness::starting());
+    // What the Node's Ready condition says: the pod network and the proxy report into it
+    // (a proxy of another's, as kube-proxy is to a kubelet, does not).
+    let mut starting = kinet_agent::Readiness::starting();
+    if !settings.service_proxy {
+        starting.proxy = kinet_agent::readiness::Check::Ok;
+    }
+    let (readiness, ready_rx) = tokio::sync::watch::channel(starting);
+    let (with_proxy, with_policy) = (settings.service_proxy, settings.network_policy);
     let workloads = {
         let client = client.clone();
         let node_dir = me.node_dir.clone();
         let cluster = me.cluster.clone();
         let netns = me.netns.clone();
         let images_dir = me.images_dir.clone();
-        let registries = me.registries.clone();
-        let proxy_mode = me.proxy_mode;
+        let registries = settings.registries;
+        let proxy_mode = settings.proxy_mode;
         let ip = me.ip;
         async move {
             let net = network::prepare_until_ready(&client, &net_cfg, &readiness).await;
@@ -224,9 +233,11 @@ async fn run(me: NodeSetup) -> Result<()> {
                 node_ips: vec![ip],
                 pod_cidr: Some(net.pod_cidr),
             };
-            let applier = kinet_proxy::Applier::new(netns.clone(), PROXY_TABLE);
-            let policy_cfg =
-                kinet_agent::policy::PolicyConfig::new(net_cfg.node.clone(), vec![ip], netns);
+            let policy_cfg = kinet_agent::policy::PolicyConfig::new(
+                net_cfg.node.clone(),
+                vec![ip],
+                netns.clone(),
+            );
             let policy_metrics = policy_cfg.metrics.clone();
             let listener =
                 tokio::net::TcpListener::bind((ip, kinet_agent::node::KUBELET_PORT as u16))
@@ -235,35 +246,33 @@ async fn run(me: NodeSetup) -> Result<()> {
             let tls =
                 kinet_node_api::server_config(&ca_pem, &[ip.to_string(), net_cfg.node.clone()])?;
             let streaming: Arc<dyn kinet_node_api::Pods> = Arc::new(Streaming(runtime.clone()));
-            // kube-proxy's metrics port: sync durations and network programming latency, the
-            // proxy's and the policy enforcer's.
-            let metrics = Arc::new(kinet_proxy::Metrics::default());
-            let metrics_listener = tokio::net::TcpListener::bind((ip, PROXY_METRICS_PORT))
-                .await
-                .context("binding the proxy metrics port")?;
-            // kube-proxy's healthz port: 503 once a change has waited too long for its sync.
-            let healthz = Arc::new(kinet_proxy::ProxyHealthz::default());
-            let healthz_listener = tokio::net::TcpListener::bind((ip, PROXY_HEALTHZ_PORT))
-                .await
-                .context("binding the proxy healthz port")?;
-            let (proxy_health, proxy_outcomes) = tokio::sync::watch::channel(None);
-            let proxy_opts = kinet_proxy::SyncOptions {
-                metrics: metrics.clone(),
-                health: Some(proxy_health),
-                healthz: healthz.clone(),
-                mode: proxy_mode,
-                ..Default::default()
+            // Off, the add-on's DaemonSet (`kinet manifests proxy|policy`) may do the job.
+            let proxy = async {
+                if !with_proxy {
+                    return std::future::pending().await;
+                }
+                let node = ServiceProxy {
+                    client: client.clone(),
+                    node: node_info,
+                    ip,
+                    netns,
+                    mode: proxy_mode,
+                };
+                node.run(readiness.clone(), policy_metrics).await
             };
-            let proxy_ready =
-                kinet_agent::readiness::follow(proxy_outcomes, readiness.clone(), |r| &mut r.proxy);
+            let policy = async {
+                if !with_policy {
+                    return std::future::pending().await;
+                }
+                kinet_agent::policy::run(client.clone(), policy_cfg)
+                    .await
+                    .context("network policy")
+            };
             tokio::select! {
-                _ = network::keep_peers(client.clone(), net_cfg.clone(), net, readiness) => bail!("the node watch ended"),
-                _ = proxy_ready => bail!("the service proxy ended"),
+                _ = network::keep_peers(client.clone(), net_cfg.clone(), net, readiness.clone()) => bail!("the node watch ended"),
                 _ = pods::run(runtime) => bail!("the pod watch ended"),
-                r = kinet_proxy::run_with(client.clone(), node_info, kinet_proxy::ProxyConfig::default(), applier, proxy_opts) => r.context("service proxy"),
-                r = kinet_agent::policy::run(client.clone(), policy_cfg) => r.context("network policy"),
-                _ = kinet_proxy::serve_metrics(metrics_listener, vec![metrics, policy_metrics]) => bail!("the metrics server ended"),
-                _ = kinet_proxy::serve_healthz(healthz_listener, healthz) => bail!("the proxy healthz server ended"),
+                r = proxy => r,
+                r = policy => r,
                 r = kinet_node_api::serve(listener, tls, streaming, std::future::pending()) => r.context("node API"),
             }
         }
@@ -274,11 +283,62 @@ async fn run(me: NodeSetup) -> Result<()> {
         r = workloads => r?,
         _ = term.recv() => tracing::info!(node, "agent stopping (SIGTERM)"),
     }
-    // Policies are enforced only while an agent keeps them current.
-    if let Err(e) = kinet_agent::policy::remove_table(&netns_path) {
-        tracing::warn!(node, error = %e, "removing the network policy table");
+    // Policies are enforced only while an agent keeps them current (an add-on's enforcer
+    // keeps its own).
+    if with_policy {
+        if let Err(e) = kinet_agent::policy::remove_table(&netns_path) {
+            tracing::warn!(node, error = %e, "removing the network policy table");
+        }
     }
     Ok(())
+}
+
+/// The agent's service proxy, with kube-proxy's metrics and healthz ports.
+struct ServiceProxy {
+    client: kube::Client,
+    node: kinet_proxy::NodeInfo,
+    ip: Ipv4Addr,
+    netns: PathBuf,
+    mode: kinet_proxy::ProxyMode,
+}
+
+impl ServiceProxy {
+    /// Runs until an error; its syncs report into `readiness`. The policy enforcer's
+    /// counters are served beside the proxy's.
+    async fn run(
+        self,
+        readiness: tokio::sync::watch::Sender<kinet_agent::Readiness>,
+        policy_metrics: Arc<kinet_agent::policy::PolicyMetrics>,
+    ) -> Result<()> {
+        let applier = kinet_proxy::Applier::new(self.netns, PROXY_TABLE);
+        // Sync durations and network programming latency.
+        let metrics = Arc::new(kinet_proxy::Metrics::default());
+        let metrics_listener = tokio::net::TcpListener::bind((self.ip, PROXY_METRICS_PORT))
+            .await
+            .context("binding the proxy metrics port")?;
+        // 503 once a change has waited too long for its sync.
+        let healthz = Arc::new(kinet_proxy::ProxyHealthz::default());
+        let healthz_listener = tokio::net::TcpListener::bind((self.ip, PROXY_HEALTHZ_PORT))
+            .await
+            .context("binding the proxy healthz port")?;
+        let (proxy_health, proxy_outcomes) = tokio::sync::watch::channel(None);
+        let opts = kinet_proxy::SyncOptions {
+            metrics: metrics.clone(),
+            health: Some(proxy_health),
+            healthz: healthz.clone(),
+            mode: self.mode,
+            ..Default::default()
+        };
+        let proxy_ready =
+            kinet_agent::readiness::follow(proxy_outcomes, readiness, |r| &mut r.proxy);
+        let config = kinet_proxy::ProxyConfig::default();
+        tokio::select! {
+            _ = proxy_ready => bail!("the service proxy ended"),
+            r = kinet_proxy::run_with(self.client, self.node, config, applier, opts) => r.context("service proxy"),
+            _ = kinet_proxy::serve_metrics(metrics_listener, vec![metrics, policy_metrics]) => bail!("the metrics server ended"),
+            _ = kinet_proxy::serve_healthz(healthz_listener, healthz) => bail!("the proxy healthz server ended"),
+        }
+    }
 }
 
 /// The node API's view of the pods: the runtime's streaming view.

@@ -65,10 +65,14 @@ pub async fn run_dns_image(args: &[String]) -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .try_init();
+    kinet_dns::run(in_cluster_client()?, config).await
+}
+
+/// The API client of an add-on's pod: its service-account token and `KUBERNETES_SERVICE_*`.
+pub(crate) fn in_cluster_client() -> Result<kube::Client> {
     let kube = kube::Config::incluster()
         .context("in-cluster configuration (service-account token and KUBERNETES_SERVICE_*)")?;
-    let client = kube::Client::try_from(kube).context("API client")?;
-    kinet_dns::run(client, config).await
+    kube::Client::try_from(kube).context("API client")
 }
 
 #[cfg(test)]

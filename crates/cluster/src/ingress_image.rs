@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 use kinet_ingress::drain::Timing;
 use kinet_ingress::{Config, Limits};
@@ -74,10 +74,7 @@ pub fn ingress_config(args: &[String]) -> Result<Config> {
 /// Runs the controller until SIGTERM.
 pub async fn run_ingress_image(args: &[String]) -> Result<()> {
     let config = ingress_config(args)?;
-    let kube = kube::Config::incluster()
-        .context("in-cluster configuration (service-account token and KUBERNETES_SERVICE_*)")?;
-    let client = kube::Client::try_from(kube).context("API client")?;
-    kinet_ingress::run(client, config).await
+    kinet_ingress::run(crate::dns_image::in_cluster_client()?, config).await
 }
 
 #[cfg(test)]

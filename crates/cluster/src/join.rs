@@ -220,10 +220,16 @@ pub async fn leave(state_dir: &Path) -> Result<Joined> {
     kinet_agent::pods::remove_cluster_cgroups(&dir.name).await;
     let netns = Path::new("/proc/self/ns/net");
     kinet_agent::network::remove(netns).await?;
-    // The service proxy's table and the LoadBalancer addresses it may have announced.
+    // The service proxy's rules in either mode (handing over to one removes the other's)
+    // and the LoadBalancer addresses it may have announced.
     let path = netns.to_path_buf();
     tokio::task::spawn_blocking(move || -> Result<()> {
-        kinet_proxy::Applier::new(path.clone(), crate::agent::PROXY_TABLE).delete()?;
+        for mode in [
+            kinet_proxy::ProxyMode::Nftables,
+            kinet_proxy::ProxyMode::Iptables,
+        ] {
+            kinet_proxy::hand_over(mode, &path, crate::agent::PROXY_TABLE)?;
+        }
         kinet_proxy::LbAddresses::new(path).sync(&Default::default())?;
         Ok(())
     })

@@ -253,6 +253,16 @@ pub struct ClusterInfo {
     /// `kinet up --no-ingress`, fixed at creation: no ingress controller add-on.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_ingress: bool,
+    /// `kinet up --no-dns`, fixed at creation: no cluster DNS add-on (`kinet manifests dns`
+    /// may provide it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_dns: bool,
+    /// `kinet up --no-proxy`, fixed at creation: agents run no service proxy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_proxy: bool,
+    /// `kinet up --no-policy`, fixed at creation: agents enforce no NetworkPolicy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_policy: bool,
     /// `kinet up --proxy-mode`: nftables (default) or iptables; a later `up` may switch it.
     #[serde(default)]
     pub proxy_mode: kinet_proxy::ProxyMode,
@@ -412,6 +422,9 @@ mod tests {
             egress: true,
             registries: kinet_oci_store::Settings::default(),
             no_ingress: true,
+            no_dns: true,
+            no_proxy: true,
+            no_policy: false,
             proxy_mode: kinet_proxy::ProxyMode::Iptables,
             datastore: Some(kinet_store::EtcdConfig {
                 endpoints: vec!["127.0.0.1:2379".into()],

@@ -47,6 +47,10 @@ pub struct UpArgs {
     pub registries: kinet_oci_store::Settings,
     /// `--no-ingress`, recorded at creation.
     pub no_ingress: bool,
+    /// `--no-dns`, `--no-proxy`, `--no-policy`, recorded at creation.
+    pub no_dns: bool,
+    pub no_proxy: bool,
+    pub no_policy: bool,
     /// `--proxy-mode`, recorded; given again it switches the mode.
     pub proxy_mode: Option<kinet_proxy::ProxyMode>,
     /// `--datastore` with its TLS files, recorded at creation.
@@ -79,6 +83,8 @@ pub async fn up(args: UpArgs) -> Result<UpReport> {
                 check_prerequisites(&dir, &args)?;
             }
             if crate::proxy_mode::record(&dir, &mut info, args.proxy_mode)? {
+                // Joined hosts' agents read it when they start.
+                publish_settings(&admin_client(&dir, &info)?, &info).await?;
                 crate::proxy_mode::stop_agents(&dir, &info)?;
             }
             restart_agents(&dir, &home, &info, args.wait).await?;
@@ -140,10 +146,15 @@ pub async fn up(args: UpArgs) -> Result<UpReport> {
         return Err(e);
     }
 
+    let client = admin_client(&dir, &info)?;
+    if let Err(e) = publish_settings(&client, &info).await {
+        stop_servers(&dir, &info);
+        if let Some(plan) = &plan {
+            nodes::abandon(&dir, plan).await;
+        }
+        return Err(e);
+    }
     if let Some(plan) = &plan {
-        let url = format!("https://127.0.0.1:{}", info.port);
-        let client =
-            kinet_controllers::client::connect(&url, &pki.ca_cert_pem, &dir.read_token()?)?;
         if let Err(e) = start_nodes(&dir, &home, plan, &client, &info, args.wait).await {
             stop_servers(&dir, &info);
             nodes::abandon(&dir, plan).await;
@@ -178,10 +189,26 @@ async fn restart_agents(
     {
         return Ok(());
     }
+    start_nodes(dir, home, &plan, &admin_client(dir, info)?, info, wait).await
+}
+
+/// The administrator's client of a running cluster.
+fn admin_client(dir: &ClusterDir, info: &ClusterInfo) -> Result<kube::Client> {
     let pki = Pki::load(&dir.pki()).context("loading the cluster PKI")?;
     let url = format!("https://127.0.0.1:{}", info.port);
-    let client = kinet_controllers::client::connect(&url, &pki.ca_cert_pem, &dir.read_token()?)?;
-    start_nodes(dir, home, &plan, &client, info, wait).await
+    Ok(kinet_controllers::client::connect(
+        &url,
+        &pki.ca_cert_pem,
+        &dir.read_token()?,
+    )?)
+}
+
+/// Publishes what node agents need (see [`crate::published`]).
+async fn publish_settings(client: &kube::Client, info: &ClusterInfo) -> Result<()> {
+    let settings = crate::published::NodeSettings::of(info);
+    crate::published::publish(client, &settings)
+        .await
+        .context("publishing the cluster's node settings")
 }
 
 /// Starts the agents and the add-ons, then (unless `wait` is zero) waits until the cluster
@@ -207,6 +234,9 @@ async fn start_nodes(
     nodes::wait_ready(dir, plan, client, &mut agents, deadline).await?;
     let addons = crate::addons::deployments(info);
     ready::wait_addons(dir, client, &addons, &mut agents, deadline).await?;
+    if info.no_dns {
+        return Ok(());
+    }
     ready::wait_dns(dir, client, plan, &mut agents, deadline).await
 }
 
@@ -323,6 +353,9 @@ fn prepare_state(dir: &ClusterDir, args: &UpArgs) -> Result<ClusterInfo> {
         egress: args.egress,
         registries: args.registries.clone(),
         no_ingress: args.no_ingress,
+        no_dns: args.no_dns,
+        no_proxy: args.no_proxy,
+        no_policy: args.no_policy,
         proxy_mode: args.proxy_mode.unwrap_or_default(),
         datastore: args.datastore.as_ref().map(absolute_files).transpose()?,
         api_servers,

@@ -46,6 +46,10 @@ pub enum Builtin {
     /// kinet's ingress controller (`kinet_ingress`); like [`Builtin::Dns`], the kinet binary
     /// runs it.
     Ingress,
+    /// kinet's service proxy (`kinet_proxy`), as a DaemonSet's pod on the host network.
+    Proxy,
+    /// kinet's NetworkPolicy enforcer, as a DaemonSet's pod on the host network.
+    Policy,
 }
 
 /// The cluster DNS image's repository name; `kinet up` deploys [`DNS_IMAGE`].
@@ -57,6 +61,14 @@ pub const DNS_IMAGE: &str = concat!("kinet-dns:", env!("CARGO_PKG_VERSION"));
 pub const INGRESS_IMAGE_NAME: &str = "kinet-ingress";
 /// The reference `kinet up` puts in the ingress controller's Deployment.
 pub const INGRESS_IMAGE: &str = concat!("kinet-ingress:", env!("CARGO_PKG_VERSION"));
+
+/// The service proxy image (`kinet manifests proxy`).
+pub const PROXY_IMAGE_NAME: &str = "kinet-proxy";
+pub const PROXY_IMAGE: &str = concat!("kinet-proxy:", env!("CARGO_PKG_VERSION"));
+
+/// The NetworkPolicy enforcer image (`kinet manifests policy`).
+pub const POLICY_IMAGE_NAME: &str = "kinet-policy";
+pub const POLICY_IMAGE: &str = concat!("kinet-policy:", env!("CARGO_PKG_VERSION"));
 
 static CATALOG: &[Image] = &[
     Image {
@@ -96,6 +108,19 @@ static CATALOG: &[Image] = &[
             "ingress controller (class kinet): HTTP 80, HTTPS 443, metrics and /healthz on 10254",
         ports: &[80, 443, 10254],
         kind: ImageKind::Builtin(Builtin::Ingress),
+    },
+    Image {
+        name: PROXY_IMAGE_NAME,
+        description: "service proxy (kube-proxy): nftables or iptables rules, metrics 10249, \
+                      /healthz and /livez on 10256; host network",
+        ports: &[10249, 10256],
+        kind: ImageKind::Builtin(Builtin::Proxy),
+    },
+    Image {
+        name: POLICY_IMAGE_NAME,
+        description: "NetworkPolicy enforcer: one nftables table per node; host network",
+        ports: &[],
+        kind: ImageKind::Builtin(Builtin::Policy),
     },
     Image {
         name: "busybox",
@@ -178,6 +203,8 @@ mod tests {
             ("kinet-dns:0.1.0", Some("kinet-dns")),
             (DNS_IMAGE, Some("kinet-dns")),
             (INGRESS_IMAGE, Some("kinet-ingress")),
+            (PROXY_IMAGE, Some("kinet-proxy")),
+            (POLICY_IMAGE, Some("kinet-policy")),
             ("redis:7", None),
             ("bitnami/nginx", None),
         ];

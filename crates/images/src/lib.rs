@@ -26,7 +26,8 @@ pub mod web;
 
 pub use catalog::{
     catalog, known_names, lookup, Builtin, Image, ImageKind, DNS_IMAGE, DNS_IMAGE_NAME,
-    INGRESS_IMAGE, INGRESS_IMAGE_NAME,
+    INGRESS_IMAGE, INGRESS_IMAGE_NAME, POLICY_IMAGE, POLICY_IMAGE_NAME, PROXY_IMAGE,
+    PROXY_IMAGE_NAME,
 };
 pub use plan::{plan, Error, Plan};
 pub use reference::repository_name;

@@ -59,6 +59,8 @@ pub fn plan(image: &Image, command: &[String], args: &[String]) -> Result<Plan, 
         ImageKind::Builtin(Builtin::Pause) => (&["/pause"], &[]),
         ImageKind::Builtin(Builtin::Dns) => (&["/kinet-dns"], &[]),
         ImageKind::Builtin(Builtin::Ingress) => (&["/kinet-ingress"], &[]),
+        ImageKind::Builtin(Builtin::Proxy) => (&["/kinet-proxy"], &[]),
+        ImageKind::Builtin(Builtin::Policy) => (&["/kinet-policy"], &[]),
     };
     let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let mut argv = kinet_runtime::config::argv(&owned(entrypoint), &owned(cmd), command, args);
@@ -80,6 +82,8 @@ pub fn plan(image: &Image, command: &[String], args: &[String]) -> Result<Plan, 
         Builtin::Pause => &["pause"],
         Builtin::Dns => &["kinet-dns"],
         Builtin::Ingress => &["kinet-ingress"],
+        Builtin::Proxy => &["kinet-proxy"],
+        Builtin::Policy => &["kinet-policy"],
     };
     match argv.first() {
         Some(first) if own.contains(&program(first)) => {

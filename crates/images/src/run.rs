@@ -89,7 +89,7 @@ pub async fn start(image: &str, args: &[String], bind: Bind) -> anyhow::Result<R
         Builtin::Nginx => web::start(Site::Nginx, bind, signals).await,
         Builtin::Httpd => web::start(Site::Httpd, bind, signals).await,
         Builtin::Pause => Ok(only_main(Box::pin(crate::pause::sandbox_pause(signals)))),
-        Builtin::Dns | Builtin::Ingress => bail!(
+        Builtin::Dns | Builtin::Ingress | Builtin::Proxy | Builtin::Policy => bail!(
             "{}: the kinet binary serves it (`kinet image-run` dispatches it to the add-on)",
             known.name
         ),

@@ -48,6 +48,21 @@ pub struct SyncOptions {
     /// nftables (`config.table`) or kube-proxy's iptables chains; the other mode's rules
     /// are removed once this mode's are loaded.
     pub mode: ProxyMode,
+    /// `Some(name)`: serve only the Services labelled `service.kubernetes.io/service-proxy-name:
+    /// name` (kinet beside kube-proxy); `None`: every Service without that label, as
+    /// kube-proxy does.
+    pub service_proxy_name: Option<String>,
+}
+
+impl SyncOptions {
+    /// The label selector of the Services this proxy serves.
+    pub fn service_selector(&self) -> String {
+        let label = kinet_types::wellknown::SERVICE_PROXY_NAME_LABEL;
+        match &self.service_proxy_name {
+            Some(name) => format!("{label}={name}"),
+            None => format!("!{label}"),
+        }
+    }
 }
 
 /// What one sync rendered, for the mode's applier.
@@ -81,6 +96,7 @@ impl Default for SyncOptions {
             health: None,
             healthz: Arc::default(),
             mode: ProxyMode::default(),
+            service_proxy_name: None,
         }
     }
 }
@@ -134,7 +150,7 @@ pub async fn run_with(
     let (svc_touched, slice_touched) = (Arc::new(Touched::default()), Arc::new(Touched::default()));
     let services = spawn_touching_reflector(
         Api::<Service>::all(client.clone()),
-        watcher::Config::default(),
+        watcher::Config::default().labels(&opts.service_selector()),
         &changes,
         &mut tasks,
         svc_touched.clone(),

@@ -4,6 +4,9 @@
 /// The EndpointSlice label naming the Service a slice belongs to.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
+/// The Service label naming the proxy that serves it; kube-proxy skips labelled Services.
+pub const SERVICE_PROXY_NAME_LABEL: &str = "service.kubernetes.io/service-proxy-name";
+
 /// The whole cluster's pod range (kube-controller-manager's `--cluster-cidr`, kind's default).
 pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
 

@@ -36,10 +36,11 @@ pub trait Kernel: Send + Sync + 'static {
         netns: &'a str,
         host_veth: &'a str,
     ) -> BoxFuture<'a, Result<(), SandboxError>>;
-    /// Starts the pause process in `netns`, once it has set `hostname`.
+    /// Starts the pause process in `netns` (`None`: the node's, the agent's own), once it
+    /// has set `hostname`.
     fn start_pause<'a>(
         &'a self,
-        netns: &'a str,
+        netns: Option<&'a str>,
         hostname: &'a str,
         log: &'a Path,
     ) -> BoxFuture<'a, Result<Proc, SandboxError>>;
@@ -98,7 +99,7 @@ impl Kernel for Linux {
 
     fn start_pause<'a>(
         &'a self,
-        netns: &'a str,
+        netns: Option<&'a str>,
         hostname: &'a str,
         log: &'a Path,
     ) -> BoxFuture<'a, Result<Proc, SandboxError>> {

@@ -64,8 +64,12 @@ pub struct PodRecord {
     pub namespace: String,
     /// The pod's name.
     pub name: String,
-    /// The pod's network namespace (`/run/netns/<netns>`).
+    /// The pod's network namespace (`/run/netns/<netns>`); empty on the host network.
     pub netns: String,
+    /// `hostNetwork`: the pod is on its node's network (the agent's namespace), with no
+    /// namespace, veth or address of its own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_network: bool,
     /// The pod's address.
     pub ip: std::net::Ipv4Addr,
     /// The host end of its veth on `cbr0`.
@@ -169,7 +173,9 @@ pub fn kill_all(node_dir: &Path) {
         if let Some(p) = r.pause {
             p.signal_group(Signal::SIGKILL);
         }
-        let _ = kinet_netns::delete(&r.netns);
+        if !r.netns.is_empty() {
+            let _ = kinet_netns::delete(&r.netns);
+        }
         // Unmounts tmpfs volumes, which would outlive the state folder's removal.
         let _ = super::volumes::tear_down(&dirs.dir(&r.uid));
     }
@@ -241,6 +247,7 @@ mod tests {
             namespace: "default".into(),
             name: "p".into(),
             netns: "kinet-x-pod-u1".into(),
+            host_network: false,
             ip: "10.244.1.5".parse().unwrap(),
             host_veth: "veth1234".into(),
             pause: None,

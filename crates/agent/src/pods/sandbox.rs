@@ -125,28 +125,32 @@ pub async fn remove_network(
     }
 }
 
-/// Starts the pause process in the pod's namespaces and waits until it has set the hostname.
+/// Starts the pause process in the pod's namespaces and waits until it has set the hostname;
+/// in `netns`, or without one (host network) in the agent's own: the node's.
 /// `exe` is the kinet binary. The process recorded is `unshare`, which holds the pod's
 /// namespaces too (its children's PID namespace is the pod's) and takes the pause with it.
 pub async fn start_pause(
     exe: &Path,
-    netns: &str,
+    netns: Option<&str>,
     hostname: &str,
     log: &Path,
 ) -> Result<Proc, SandboxError> {
-    let mut cmd = tokio::process::Command::new("nsenter");
-    cmd.arg(format!("--net={}/{netns}", kinet_netns::NETNS_RUN_DIR))
-        .args([
-            "--",
-            "unshare",
-            "--uts",
-            "--ipc",
-            "--pid",
-            "--kill-child",
-            "--",
-        ])
-        .arg(exe)
-        .args(["pause", "--hostname", hostname]);
+    let unshare = ["unshare", "--uts", "--ipc", "--pid", "--kill-child", "--"];
+    let mut cmd = match netns {
+        Some(netns) => {
+            let mut cmd = tokio::process::Command::new("nsenter");
+            cmd.arg(format!("--net={}/{netns}", kinet_netns::NETNS_RUN_DIR))
+                .arg("--")
+                .args(unshare);
+            cmd
+        }
+        None => {
+            let mut cmd = tokio::process::Command::new(unshare[0]);
+            cmd.args(&unshare[1..]);
+            cmd
+        }
+    };
+    cmd.arg(exe).args(["pause", "--hostname", hostname]);
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -114,7 +114,7 @@ fn ingress_routes_tutorial_and_conformance_scenarios() {
 }
 
 /// kubeserve.example.com → kubeserve2, app.example.com → nginx, anything else → httpd.
-fn tutorial(c: &Cluster, lb: &str) {
+pub(crate) fn tutorial(c: &Cluster, lb: &str) {
     c.kubectl_ok(&["create", "deployment", "nginx", "--image", "nginx"]);
     c.kubectl_ok(&["create", "deployment", "httpd", "--image", "httpd"]);
     c.kubectl_ok(&["expose", "deployment", "nginx", "--port", "80"]);

@@ -89,7 +89,9 @@ fn join_script(server: &str, token: &str, node: &str, state: &str) -> String {
 
 #[test]
 fn a_host_joins_with_only_the_url_and_a_token_and_its_node_can_be_revoked() {
-    let c = Cluster::up(1);
+    // Not the default mode: the joined host must take the cluster's, which it reads from
+    // the published kube-system/kinet-config.
+    let c = Cluster::up_with(1, &["--proxy-mode", "iptables"]);
     let server = server_url(&c);
     let out = c.kinet(&["token", "create", "--ttl", "1h", "--description", "e2e lab"]);
     assert!(out.status.success(), "{}", show(&out));
@@ -220,6 +222,7 @@ fn a_host_joins_with_only_the_url_and_a_token_and_its_node_can_be_revoked() {
     assert_eq!(annotations["flannel.alpha.coreos.com/public-ip"], joined_ip);
 
     pods_across_hosts(&c, &node, &joined_ip);
+    in_iptables_mode(&host);
 
     let as_node = |args: &[&str]| {
         Command::new("kubectl")
@@ -260,8 +263,12 @@ fn a_host_joins_with_only_the_url_and_a_token_and_its_node_can_be_revoked() {
     }
     let addresses = stdout(&host.run("ip -o addr"));
     assert!(!addresses.contains("kinet-lb"), "{addresses}");
-    let tables = stdout(&host.run("nft list tables"));
-    assert!(tables.trim().is_empty(), "tables left:\n{tables}");
+    // iptables' own empty tables may stay; nothing of kinet's or kube-proxy's does.
+    let ruleset = stdout(&host.run("nft list ruleset"));
+    assert!(
+        !ruleset.contains("kinet") && !ruleset.contains("KUBE-"),
+        "rules left:\n{ruleset}"
+    );
     let namespaces = kinet_netns::list().unwrap();
     let prefix = format!("kinet-{node}-");
     assert!(
@@ -269,6 +276,22 @@ fn a_host_joins_with_only_the_url_and_a_token_and_its_node_can_be_revoked() {
         "{namespaces:?}"
     );
     assert!(!state.path().exists(), "the state folder is left");
+}
+
+/// The joined host's proxy programs kube-proxy's iptables chains, the cluster's published
+/// mode, and no nftables-mode table.
+fn in_iptables_mode(host: &JoiningHost) {
+    let saved = stdout(&host.run("iptables-save"));
+    assert!(
+        saved.contains("-A KUBE-SERVICES") && saved.contains(":KUBE-SVC-"),
+        "no kube-proxy chains on the joined host:\n{saved}"
+    );
+    let nft = host.run("nft list table ip kinet");
+    assert!(
+        !nft.status.success(),
+        "an nftables-mode table: {}",
+        show(&nft)
+    );
 }
 
 /// The joined host's address on the underlay (the outside namespace's).

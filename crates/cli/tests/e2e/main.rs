@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `kinet` binary, real processes, real kubectl.
 //! One test binary so the harness is compiled once.
 
+mod addons_elsewhere;
 mod api_schema;
 mod containers;
 mod controllers;

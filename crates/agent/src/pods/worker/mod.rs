@@ -252,6 +252,7 @@ impl Worker {
             namespace: pod.namespace().unwrap_or_default(),
             name: pod.name_any(),
             netns: String::new(),
+            host_network: false,
             ip: std::net::Ipv4Addr::UNSPECIFIED,
             host_veth: String::new(),
             pause: None,
@@ -429,7 +430,8 @@ impl Worker {
 
     /// Saves the record if it changed (and the sandbox exists to be recorded).
     fn persist(&mut self) {
-        if self.saved.as_ref() != Some(&self.rec) && !self.rec.netns.is_empty() {
+        let sandbox = !self.rec.netns.is_empty() || self.rec.host_network;
+        if self.saved.as_ref() != Some(&self.rec) && sandbox {
             match self.rt.dirs.save(&self.rec) {
                 Ok(()) => self.saved = Some(self.rec.clone()),
                 Err(e) => tracing::warn!(pod = %self.key(), "saving the pod record: {e}"),

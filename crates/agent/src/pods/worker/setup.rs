@@ -24,13 +24,25 @@ impl Worker {
             rt.kernel.stop(old, Duration::ZERO).await;
         }
         let uid = self.rec.uid.clone();
-        let ip = rt.allocate_ip(&uid)?;
-        let netns = sandbox::netns_name(&rt.cfg.cluster, &uid);
+        let host_network = self.pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
+        // On the host network the pod shares the node's namespace and address.
+        let (ip, netns) = if host_network {
+            (rt.cfg.host_ip, None)
+        } else {
+            let netns = sandbox::netns_name(&rt.cfg.cluster, &uid);
+            (rt.allocate_ip(&uid)?, Some(netns))
+        };
         self.rec.ip = ip;
-        self.rec.netns = netns.clone();
-        self.rec.host_veth = kinet_cni::host_veth_name(&netns);
+        self.rec.host_network = host_network;
+        self.rec.netns = netns.clone().unwrap_or_default();
+        self.rec.host_veth = netns
+            .as_deref()
+            .map(kinet_cni::host_veth_name)
+            .unwrap_or_default();
         rt.dirs.save(&self.rec)?;
-        rt.kernel.network(&netns, ip).await?;
+        if let Some(netns) = &netns {
+            rt.kernel.network(netns, ip).await?;
+        }
 
         let dir = rt.dirs.dir(&uid);
         let sa = self.service_account_files(&dir).await?;
@@ -41,11 +53,16 @@ impl Worker {
             &files.resolv,
             files::resolv_conf(&self.pod, &rt.cfg.dns, &host_resolv),
         )?;
-        let (hostname, _) = files::hostname(&self.pod, &rt.cfg.dns);
+        // As the kubelet does: a pod on the host network has the node's name.
+        let hostname = if host_network {
+            rt.cfg.node.clone()
+        } else {
+            files::hostname(&self.pod, &rt.cfg.dns).0
+        };
         std::fs::write(&files.hostname, format!("{hostname}\n"))?;
         let pause = rt
             .kernel
-            .start_pause(&netns, &hostname, &dir.join("pause.log"))
+            .start_pause(netns.as_deref(), &hostname, &dir.join("pause.log"))
             .await?;
         self.rec.pause = Some(pause);
         rt.dirs.save(&self.rec)?;
