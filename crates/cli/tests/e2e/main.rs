@@ -24,6 +24,7 @@ mod pods;
 mod prereqs;
 mod proxy_mode;
 mod rbac;
+mod scale;
 mod services;
 mod stop;
 mod volumes;
