@@ -96,9 +96,7 @@ impl BenchCluster {
     }
 
     pub async fn client(&self) -> Result<Client> {
-        let kc = kube::config::Kubeconfig::read_from(self.dir().join("kubeconfig"))?;
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-        Ok(Client::try_from(cfg)?)
+        super::fill::client(&self.dir().join("kubeconfig")).await
     }
 }
 

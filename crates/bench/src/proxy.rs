@@ -12,6 +12,7 @@
 //! - Connection rate: new TCP connections per second from a client pod to one ClusterIP,
 //!   with 10 and with the large number of Services loaded (verdict maps: should be flat).
 //! - Throughput: one TCP stream through the ClusterIP against the pod IP directly.
+//! - Pod Ready → traffic through a ClusterIP on a live cluster ([`super::ready_traffic`]).
 //!
 //! `--mode iptables|both` measures kube-proxy's iptables mode too ([`super::proxy_iptables`]):
 //! its whole and incremental loads, and the connection rate and throughput with its chains
@@ -50,6 +51,10 @@ pub struct Options {
     pub mib: usize,
     /// The proxy modes measured, side by side.
     pub modes: Vec<ProxyMode>,
+    /// Service counts for pod Ready → traffic on a live cluster ([`super::ready_traffic`]).
+    pub ready_services: Vec<usize>,
+    /// Scale-ups timed per count; 0 skips the live cluster.
+    pub ready_samples: usize,
 }
 
 pub(crate) const CLIENT_IP: &str = "10.244.1.10";
@@ -337,7 +342,12 @@ pub(crate) fn incremental(
 }
 
 pub async fn run_bench(opts: Options) -> Result<()> {
-    tokio::task::spawn_blocking(move || bench(opts)).await?
+    let (counts, samples) = (opts.ready_services.clone(), opts.ready_samples);
+    tokio::task::spawn_blocking(move || bench(opts)).await??;
+    if samples > 0 {
+        super::ready_traffic::run(&counts, samples).await?;
+    }
+    Ok(())
 }
 
 fn bench(opts: Options) -> Result<()> {

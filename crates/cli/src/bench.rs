@@ -81,6 +81,12 @@ pub enum BenchCommand {
         /// The proxy modes measured side by side: nftables, iptables, or both.
         #[arg(long, default_value = "nftables", value_parser = proxy_modes)]
         mode: ProxyModes,
+        /// Service counts of the live cluster for pod Ready → traffic, ascending.
+        #[arg(long, value_delimiter = ',', default_values_t = [10, 10000])]
+        ready_services: Vec<usize>,
+        /// Pod Ready → traffic samples (scale-ups) per count; 0 skips the live cluster.
+        #[arg(long, default_value_t = 20)]
+        ready_samples: usize,
     },
     /// NetworkPolicy (root): change → enforced p50/p99, connection rate and throughput with
     /// policies against none.
@@ -208,6 +214,8 @@ pub async fn run(what: BenchCommand) -> anyhow::Result<()> {
             seconds,
             mib,
             mode,
+            ready_services,
+            ready_samples,
         } => {
             kinet_bench::proxy::run_bench(kinet_bench::proxy::Options {
                 services,
@@ -216,6 +224,8 @@ pub async fn run(what: BenchCommand) -> anyhow::Result<()> {
                 seconds,
                 mib,
                 modes: mode.0,
+                ready_services,
+                ready_samples,
             })
             .await
         }

@@ -231,7 +231,14 @@ async fn pass(
     pools: &Store<ConfigMap>,
 ) {
     let pool = pool_of(pools);
-    let all: Vec<Service> = services.state().iter().map(|s| (**s).clone()).collect();
+    // Only LoadBalancers and holders of an address take part: a pass per event must not
+    // copy and sort every ClusterIP Service of a large cluster.
+    let all: Vec<Service> = services
+        .state()
+        .iter()
+        .filter(|s| is_ours(s) || status_ip(s).is_some())
+        .map(|s| (**s).clone())
+        .collect();
     let decisions = plan(&all, &pool);
     for svc in all.iter().filter(|s| decisions.contains_key(&key(s))) {
         let (ns, name) = (svc.namespace().unwrap_or_default(), svc.name_any());

@@ -27,6 +27,9 @@ pub struct SqliteBackend {
 
 struct Inner {
     conn: Connection,
+    /// The revision of the last commit: read from the file once, at open (the file is this
+    /// process's alone), so a commit does not scan every row for it.
+    rev: u64,
     /// The live watch, if any: committed changes go there after each commit.
     subscriber: Option<mpsc::Sender<Vec<Change>>>,
     closed: bool,
@@ -53,9 +56,11 @@ impl SqliteBackend {
         conn.pragma_update(None, "synchronous", "FULL")?;
         // A write transaction takes the exclusive lock now rather than at the first commit.
         conn.execute_batch(&format!("BEGIN EXCLUSIVE; {SCHEMA} COMMIT;"))?;
+        let rev = current_rev(&conn)?;
         Ok(SqliteBackend {
             inner: Mutex::new(Inner {
                 conn,
+                rev,
                 subscriber: None,
                 closed: false,
             }),
@@ -75,6 +80,8 @@ fn to_i64(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::Backend(format!("resourceVersion {v} overflows")))
 }
 
+/// The revision a file holds: its counter, or its newest row (files written before the
+/// counter existed).
 fn current_rev(conn: &Connection) -> Result<u64, StoreError> {
     let meta: Option<i64> = conn
         .query_row("SELECT value FROM meta WHERE name = 'rv'", [], |r| r.get(0))
@@ -135,14 +142,14 @@ impl Backend for SqliteBackend {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Loaded {
-            rev: current_rev(&inner.conn)?,
+            rev: inner.rev,
             rows,
         })
     }
 
     fn commit(&self, ops: &[Op]) -> Result<Vec<Outcome>, StoreError> {
         let mut inner = self.lock();
-        let mut rev = current_rev(&inner.conn)?;
+        let mut rev = inner.rev;
         let start = rev;
         let mut outcomes = Vec::with_capacity(ops.len());
         let mut changes = Vec::new();
@@ -165,6 +172,7 @@ impl Backend for SqliteBackend {
             )?;
         }
         tx.commit()?;
+        inner.rev = rev;
         let gone = match &inner.subscriber {
             Some(tx) if !changes.is_empty() => tx.send(changes).is_err(),
             _ => false,
@@ -180,7 +188,7 @@ impl Backend for SqliteBackend {
         if inner.closed {
             return Err(StoreError::Closed);
         }
-        let rev = current_rev(&inner.conn)?;
+        let rev = inner.rev;
         if after < rev {
             // No history is kept: only a watch from now on can be served.
             return Err(StoreError::Compacted {

@@ -67,7 +67,7 @@ fn curls(c: &Cluster, pod: &str, url: &str, n: usize) -> Vec<String> {
 
 /// How one timed curl went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Try {
+pub(crate) struct Try {
     /// curl's exit code: 7 failed to connect, 28 timed out.
     rc: i32,
     /// The connect failed with ECONNREFUSED (exit 7 also covers "No route to host").
@@ -75,7 +75,7 @@ struct Try {
 }
 
 /// `n` curls in a row from `pod`: how each ended.
-fn curl_tries(c: &Cluster, pod: &str, url: &str, n: usize) -> Vec<Try> {
+pub(crate) fn curl_tries(c: &Cluster, pod: &str, url: &str, n: usize) -> Vec<Try> {
     let out = sh(
         c,
         pod,
@@ -102,7 +102,7 @@ fn curl_tries(c: &Cluster, pod: &str, url: &str, n: usize) -> Vec<Try> {
 
 /// Whether a try was refused (a REJECT answered, where a drop would time out with 28): what a
 /// Service without endpoints must give.
-fn refused(t: &Try) -> bool {
+pub(crate) fn refused(t: &Try) -> bool {
     t.rc == 7 && t.refused
 }
 
@@ -146,7 +146,7 @@ fn underlay(c: &Cluster) -> String {
     info["underlay"].as_str().unwrap().to_string()
 }
 
-fn cluster_ip(c: &Cluster, svc: &str) -> String {
+pub(crate) fn cluster_ip(c: &Cluster, svc: &str) -> String {
     json(c, &["get", "svc", svc])["spec"]["clusterIP"]
         .as_str()
         .unwrap()

@@ -4,14 +4,15 @@
 //! Watch events of Services, Pods, EndpointSlices and Endpoints are mapped to Service keys and
 //! queued (a pod to the Services selecting it, from the [`members`] index, so one pod's change
 //! costs the selectors of its namespace, not a pass over everything); a worker reconciles
-//! each key from the reflector stores (its Service, the pods the index says it selects) and a fresh
-//! list of the Service's slices (so its own recent writes are never missed and a slice is never
-//! made twice). The store is updated before a key is queued, so a pod turning Ready is seen by
+//! each key from the reflector stores (its Service, the pods the index says it selects) and the
+//! Service's slices from the slice watch ([`owned`]), or a fresh list of them while a write of
+//! its own is not in the watch yet (so a slice is never made twice). The store is updated before a key is queued, so a pod turning Ready is seen by
 //! the reconcile it triggers. The desired content is computed in [`desired`] and [`slices`].
 
 pub mod desired;
 pub mod lenient;
 pub mod members;
+pub mod owned;
 pub mod slices;
 #[cfg(test)]
 mod tests;
@@ -34,6 +35,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 pub use desired::desired_endpoints;
 use members::Members;
+use owned::OwnedSlices;
 pub use slices::{desired_slices, SliceChanges};
 
 /// A Service by namespace and name.
@@ -49,11 +51,12 @@ struct Ctx {
     services: Store<Service>,
     pods: Store<Pod>,
     members: Arc<Mutex<Members>>,
+    slices: Arc<Mutex<OwnedSlices>>,
     triggers: trigger::TriggerTimes,
 }
 
-fn lock(members: &Mutex<Members>) -> MutexGuard<'_, Members> {
-    members.lock().unwrap_or_else(|e| e.into_inner())
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Runs the loop, with a skip list of its own.
@@ -163,16 +166,38 @@ pub async fn run_with(
         skips.clone(),
     )
     .default_backoff();
+    let owned = Arc::new(Mutex::new(OwnedSlices::default()));
     let slice_task = {
-        let tx = tx.clone();
-        slice_events.touched_objects().try_for_each(move |s| {
-            let service = s.labels().get(slices::SERVICE_NAME_LABEL).cloned();
-            if let (Some(ns), Some(name)) = (s.namespace(), service) {
-                if s.labels().get(slices::MANAGED_BY_LABEL).map(String::as_str)
-                    == Some(slices::MANAGED_BY)
-                {
-                    send(&tx, (ns, name));
+        let (tx, owned) = (tx.clone(), owned.clone());
+        slice_events.try_for_each(move |event| {
+            let touched = match event {
+                watcher::Event::Apply(s) | watcher::Event::InitApply(s) => {
+                    lock(&owned).apply(s.clone());
+                    Some(s)
                 }
+                watcher::Event::Delete(s) => {
+                    lock(&owned).delete(&s);
+                    Some(s)
+                }
+                watcher::Event::Init => {
+                    lock(&owned).relist();
+                    None
+                }
+                watcher::Event::InitDone => {
+                    lock(&owned).relisted();
+                    None
+                }
+            };
+            let managed = touched.filter(|s| {
+                s.labels().get(slices::MANAGED_BY_LABEL).map(String::as_str)
+                    == Some(slices::MANAGED_BY)
+            });
+            let service = managed.and_then(|s| {
+                let name = s.labels().get(slices::SERVICE_NAME_LABEL)?.clone();
+                Some((s.namespace()?, name))
+            });
+            if let Some(key) = service {
+                send(&tx, key);
             }
             futures::future::ready(Ok(()))
         })
@@ -207,6 +232,7 @@ pub async fn run_with(
         services,
         pods,
         members,
+        slices: owned,
         triggers: trigger::TriggerTimes::default(),
     });
     let worker = async move {
@@ -288,16 +314,33 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> kube::Result<()> {
     done
 }
 
-async fn write(ctx: &Ctx, (ns, name): &Key) -> kube::Result<()> {
+/// The Service's slices: from the watch, or listed live while the watch lags the loop's own
+/// writes.
+async fn slices_of(
+    ctx: &Ctx,
+    api: &Api<EndpointSlice>,
+    key: &Key,
+) -> kube::Result<Vec<EndpointSlice>> {
+    if let Some(cached) = lock(&ctx.slices).of(key) {
+        return Ok(cached);
+    }
+    let selector = format!("{}={}", slices::SERVICE_NAME_LABEL, key.1);
+    let live = api
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items;
+    lock(&ctx.slices).listed_live(key, &live);
+    Ok(live)
+}
+
+async fn write(ctx: &Ctx, key: &Key) -> kube::Result<()> {
+    let (ns, name) = key;
     let svc = ctx.services.get(&ObjectRef::new(name).within(ns));
     let endpoints: Api<Endpoints> = Api::namespaced(ctx.endpoints_client.clone(), ns);
     let slice_api: Api<EndpointSlice> = Api::namespaced(ctx.slices_client.clone(), ns);
-    let selector = format!("{}={name}", slices::SERVICE_NAME_LABEL);
-    let owned = ListParams::default().labels(&selector);
     // Both reads at once: the slice write below is what kube-proxy waits for.
     let (existing_slices, current_endpoints) =
-        tokio::try_join!(slice_api.list(&owned), endpoints.get_opt(name),)?;
-    let existing_slices = existing_slices.items;
+        tokio::try_join!(slices_of(ctx, &slice_api, key), endpoints.get_opt(name),)?;
     let Some(svc) = svc.clone().filter(|s| desired::selector(s).is_some()) else {
         ctx.triggers.forget(&(ns.clone(), name.clone()));
         // No Service: its Endpoints go. A selector-less Service keeps hand-written Endpoints.
@@ -309,15 +352,14 @@ async fn write(ctx: &Ctx, (ns, name): &Key) -> kube::Result<()> {
                     .map(drop),
             )?;
         }
-        for s in existing_slices.iter().filter(|s| slices::managed(s, name)) {
-            ignore_gone(
-                slice_api
-                    .delete(&s.name_any(), &DeleteParams::default())
-                    .await
-                    .map(drop),
-            )?;
-        }
-        return Ok(());
+        let gone = existing_slices
+            .into_iter()
+            .filter(|s| slices::managed(s, name));
+        let changes = SliceChanges {
+            delete: gone.collect(),
+            ..SliceChanges::default()
+        };
+        return write_slices(ctx, key, &slice_api, changes).await;
     };
     // The index may lag the store by an event (that event queues this Service again).
     let names: Vec<String> = lock(&ctx.members)
@@ -341,7 +383,7 @@ async fn write(ctx: &Ctx, (ns, name): &Key) -> kube::Result<()> {
         for s in changes.update.iter_mut().chain(changes.create.iter_mut()) {
             trigger::stamp(&mut s.metadata.annotations, triggered);
         }
-        write_slices(&slice_api, changes).await?;
+        write_slices(ctx, key, &slice_api, changes).await?;
     }
     let mut want = desired_endpoints(&svc, &pods);
     trigger::stamp(&mut want.metadata.annotations, triggered);
@@ -367,24 +409,45 @@ async fn write(ctx: &Ctx, (ns, name): &Key) -> kube::Result<()> {
 }
 
 async fn write_slices(
+    ctx: &Ctx,
+    key: &Key,
     slice_api: &Api<EndpointSlice>,
-    changes: slices::SliceChanges,
+    changes: SliceChanges,
 ) -> kube::Result<()> {
+    let done = apply_slices(ctx, key, slice_api, changes).await;
+    if done.is_err() {
+        lock(&ctx.slices).unsure(key);
+    }
+    done
+}
+
+/// Sends the writes, noting each answered one for [`OwnedSlices`].
+async fn apply_slices(
+    ctx: &Ctx,
+    key: &Key,
+    slice_api: &Api<EndpointSlice>,
+    changes: SliceChanges,
+) -> kube::Result<()> {
+    let params = PostParams::default();
     for s in &changes.delete {
+        let name = s.name_any();
         ignore_gone(
             slice_api
-                .delete(&s.name_any(), &DeleteParams::default())
+                .delete(&name, &DeleteParams::default())
                 .await
                 .map(drop),
         )?;
+        lock(&ctx.slices).deleted(key, &name);
     }
     for s in &changes.update {
-        slice_api
-            .replace(&s.name_any(), &PostParams::default(), s)
-            .await?;
+        let written = slice_api.replace(&s.name_any(), &params, s).await?;
+        lock(&ctx.slices).wrote(key, &written);
     }
     for s in &changes.create {
-        ignore_gone(slice_api.create(&PostParams::default(), s).await.map(drop))?;
+        match slice_api.create(&params, s).await {
+            Ok(written) => lock(&ctx.slices).wrote(key, &written),
+            other => ignore_gone(other.map(drop))?,
+        }
     }
     Ok(())
 }
