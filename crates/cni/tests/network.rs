@@ -51,6 +51,14 @@ fn ping(from: &NetNs, to: Ipv4Addr) -> bool {
     .0
 }
 
+/// `net.bridge.bridge-nf-call-iptables` inside `ns`.
+fn bridge_nf_call_iptables(ns: &NetNs) -> String {
+    let key = "net.bridge.bridge-nf-call-iptables";
+    let (ok, out) = sh(&["ip", "netns", "exec", ns.name(), "sysctl", "-n", key]);
+    assert!(ok, "{out}");
+    out.trim().to_string()
+}
+
 /// Sends one UDP datagram from pod `from` to a socket bound inside pod `to`, and returns the
 /// source address the receiver saw.
 fn udp_source(from: &NetNs, to: &NetNs, to_ip: Ipv4Addr) -> SocketAddr {
@@ -229,6 +237,13 @@ async fn exercise(c: &Cluster) {
             check_node(ns, &c.underlay, net).await.unwrap(),
             Vec::<String>::new()
         );
+    }
+
+    // Pod traffic bridged on a node visits the ip hooks (Services, policies); the underlay's
+    // bridge, which only carries node traffic, skips them.
+    assert_eq!(bridge_nf_call_iptables(&c.underlay_ns), "0");
+    for (ns, _) in &c.nodes {
+        assert_eq!(bridge_nf_call_iptables(ns), "1");
     }
 
     let (a, b, x) = (&c.pods[0], &c.pods[1], &c.pods[2]); // a, b on node 1; x on node 2
