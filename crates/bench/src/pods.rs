@@ -272,6 +272,7 @@ async fn network_setup(count: usize) -> Result<Samples> {
                 gateway: net.bridge_ip,
                 host_veth: kinet_cni::host_veth_name(&name),
                 mtu: net.pod_mtu(),
+                route_mtu: net.pod_route_mtu(),
             };
             kinet_cni::add_pod(&node, &ns, &spec).await?;
             samples.push(t.elapsed());

@@ -114,7 +114,7 @@ pub async fn ensure_node(
 ) -> Result<()> {
     attach_to_underlay(underlay_ns, u, node, underlay_veth, net.underlay_ip).await?;
     let nh = node.netlink_handle()?;
-    nl::ensure_default_route(&nh, u.gateway).await?;
+    nl::ensure_default_route(&nh, u.gateway, None).await?;
     ensure_pod_bridge(node, net).await
 }
 

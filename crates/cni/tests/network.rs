@@ -51,6 +51,17 @@ fn ping(from: &NetNs, to: Ipv4Addr) -> bool {
     .0
 }
 
+/// One unfragmentable ping of `bytes` (IP packet size), answered.
+fn ping_df(from: &NetNs, to: Ipv4Addr, bytes: u32) -> bool {
+    let payload = (bytes - 28).to_string();
+    let ns = from.name();
+    let to = to.to_string();
+    sh(&[
+        "ip", "netns", "exec", ns, "ping", "-c1", "-W1", "-M", "do", "-s", &payload, &to,
+    ])
+    .0
+}
+
 /// `net.bridge.bridge-nf-call-iptables` inside `ns`.
 fn bridge_nf_call_iptables(ns: &NetNs) -> String {
     let key = "net.bridge.bridge-nf-call-iptables";
@@ -155,6 +166,7 @@ async fn cluster(tag: &str, backend: Backend) -> Cluster {
                 gateway: net.bridge_ip,
                 host_veth: host_veth_name(ns.name()),
                 mtu: net.pod_mtu(),
+                route_mtu: net.pod_route_mtu(),
             };
             let t = Instant::now();
             add_pod(node, &ns, &spec).await.unwrap();
@@ -310,6 +322,16 @@ async fn vxlan_pod_network() {
         "{dev}"
     );
     assert!(dev.contains("nolearning"), "{dev}");
+    // Pods keep the underlay's MTU on the node and take the overlay's header off the way out.
+    let (a, b, x) = (&c.pods[0], &c.pods[1], &c.pods[2]);
+    let (_, routes) = sh(&["ip", "-n", a.ns.name(), "route"]);
+    assert!(
+        routes.contains("default via 10.244.1.1 dev eth0 proto static mtu 1450"),
+        "{routes}"
+    );
+    assert!(ping_df(&a.ns, b.spec.ip, 1500), "full frame on one node");
+    assert!(ping_df(&a.ns, x.spec.ip, 1450), "full overlay frame");
+    assert!(!ping_df(&a.ns, x.spec.ip, 1451), "over the overlay's MTU");
     exercise(&c).await;
 }
 
