@@ -29,7 +29,8 @@ pub const BACKEND_DATA: &str = "flannel.alpha.coreos.com/backend-data";
 /// See [`BACKEND_TYPE`].
 pub const PUBLIC_IP: &str = "flannel.alpha.coreos.com/public-ip";
 
-/// The nftables table holding the node's masquerade rules (apart from the proxy's table).
+/// The nftables table holding the node's masquerade rules and, with VXLAN, the chains that
+/// leave the overlay's own datagrams untracked (apart from the proxy's table).
 pub const MASQ_TABLE: &str = "kinet-podnet";
 
 /// Why the node's pod network could not be prepared. Each message carries its causes:
@@ -55,11 +56,19 @@ pub enum MasqueradeError {
     Join(#[from] tokio::task::JoinError),
 }
 
-/// Loads (or repairs) flannel's `ipMasq` rules in the node's namespace, over netlink like
-/// the proxy's table (no `nft` needed).
-async fn apply_masquerade(netns: &Path, cluster_cidr: &Ipv4Cidr) -> Result<(), MasqueradeError> {
-    let rs = kinet_proxy_rules::pod_masquerade(MASQ_TABLE, *cluster_cidr);
-    let path = netns.to_path_buf();
+/// Loads (or repairs) flannel's `ipMasq` rules in the node's namespace, and for VXLAN the
+/// untracked overlay (docs/performance.md, issue 20), over netlink like the proxy's table
+/// (no `nft` needed).
+async fn apply_masquerade(cfg: &NetworkConfig) -> Result<(), MasqueradeError> {
+    let mut rs = kinet_proxy_rules::pod_masquerade(MASQ_TABLE, cfg.cluster_cidr);
+    if cfg.backend == Backend::Vxlan {
+        kinet_proxy_rules::untrack_overlay(
+            &mut rs,
+            cfg.underlay_ip,
+            kinet_cni::desired::VXLAN_PORT,
+        );
+    }
+    let path = cfg.netns.clone();
     tokio::task::spawn_blocking(move || Applier::new(path, MASQ_TABLE).reconcile(&rs)).await??;
     Ok(())
 }
@@ -193,7 +202,7 @@ pub async fn prepare(client: &Client, cfg: &NetworkConfig) -> Result<NodeNetwork
     let mut net = NodeNetwork::new(pod_cidr, cfg.underlay_ip, mtu, cfg.backend);
     net.underlay_dev = underlay_dev;
     kinet_cni::ensure_pod_bridge(&ns, &net).await?;
-    apply_masquerade(&cfg.netns, &cfg.cluster_cidr).await?;
+    apply_masquerade(cfg).await?;
     let mut annotations = json!({
         BACKEND_TYPE: backend_name(cfg.backend),
         PUBLIC_IP: cfg.underlay_ip.to_string(),

@@ -2,7 +2,8 @@
 //! end). Measures pod start latency (bind seen -> Running with an IP seen, through one watch)
 //! and throughput for batches of pods, the pod network setup alone (`kinet_cni::add_pod` into
 //! fresh namespaces), memory per idle pod and per agent (PSS), and pod-to-pod TCP throughput
-//! with iperf3 on one node and across nodes against a veth pair made by hand in the same run.
+//! with iperf3 on one node and across nodes (VXLAN, and host-gw on a second cluster) against a
+//! veth pair made by hand, in interleaved rounds of the same run.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -27,6 +28,8 @@ pub struct Options {
     pub batches: Vec<usize>,
     /// Pods for the network setup measurement.
     pub network_pods: usize,
+    /// Interleaved throughput rounds (raw veth, then every pod pair, per round).
+    pub throughput_rounds: usize,
 }
 
 fn pod(name: &str, app: &str, args: &[&str], node: Option<&str>) -> Result<Pod> {
@@ -147,8 +150,10 @@ async fn memory(c: &BenchCluster, client: &Client, count: usize) -> Result<(f64,
     Ok((per_pod, agent_kib))
 }
 
-/// iperf3 between two network namespaces given as nsenter target flags; Gbit/s.
-fn iperf(server: &[String], client: &[String], server_ip: &str) -> Result<f64> {
+/// iperf3 between two network namespaces given as nsenter target flags: Gbit/s, and Gbit per
+/// CPU-second of the two iperf3 processes (with the kernel work done in their context), which
+/// other load on the machine moves far less than the rate.
+fn iperf(server: &[String], client: &[String], server_ip: &str) -> Result<[f64; 2]> {
     let mut srv = Command::new("nsenter")
         .args(server)
         .args(["iperf3", "-s", "-1", "-p", "5201"])
@@ -163,10 +168,18 @@ fn iperf(server: &[String], client: &[String], server_ip: &str) -> Result<f64> {
     let _ = srv.wait();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .with_context(|| format!("iperf3 output: {}", String::from_utf8_lossy(&out.stderr)))?;
-    let bps = v["end"]["sum_received"]["bits_per_second"]
+    let end = &v["end"];
+    let gbit = end["sum_received"]["bits_per_second"]
         .as_f64()
-        .context("iperf3 gave no result")?;
-    Ok(bps / 1e9)
+        .context("iperf3 gave no result")?
+        / 1e9;
+    let cpu = &end["cpu_utilization_percent"];
+    let cpu_s = [&cpu["host_total"], &cpu["remote_total"]]
+        .iter()
+        .filter_map(|c| c.as_f64())
+        .sum::<f64>()
+        / 100.0;
+    Ok([gbit, gbit / cpu_s])
 }
 
 fn target(pid: &str) -> Vec<String> {
@@ -174,7 +187,7 @@ fn target(pid: &str) -> Vec<String> {
 }
 
 /// A veth pair between two fresh namespaces, the baseline for pod throughput.
-fn raw_veth() -> Result<f64> {
+fn raw_veth() -> Result<[f64; 2]> {
     let tag = format!("kinet-bench{}", std::process::id());
     let (a, b) = (format!("{tag}-a"), format!("{tag}-b"));
     let sh = |args: &[&str]| -> Result<()> {
@@ -272,6 +285,7 @@ async fn network_setup(count: usize) -> Result<Samples> {
                 gateway: net.bridge_ip,
                 host_veth: kinet_cni::host_veth_name(&name),
                 mtu: net.pod_mtu(),
+                route_mtu: net.pod_route_mtu(),
             };
             kinet_cni::add_pod(&node, &ns, &spec).await?;
             samples.push(t.elapsed());
@@ -295,10 +309,6 @@ pub async fn run(opts: Options) -> Result<()> {
 
     let c = BenchCluster::up(3)?;
     let client = c.client().await?;
-    let nodes: Vec<String> = ["control-plane", "worker", "worker2"]
-        .iter()
-        .map(|n| format!("{}-{n}", c.name))
-        .collect();
     for &n in &opts.batches {
         let (wall, lat) = batch(&client, &format!("b{n}"), n).await?;
         println!(
@@ -315,11 +325,52 @@ pub async fn run(opts: Options) -> Result<()> {
         per_pod, agent
     );
 
-    let raw = raw_veth()?;
-    let ((s1, ip1), c1) = pair(&client, (&nodes[1], &nodes[1]), "same").await?;
-    let same = iperf(&target(&s1), &target(&c1), &ip1)?;
-    let ((s2, ip2), c2) = pair(&client, (&nodes[1], &nodes[2]), "cross").await?;
-    let cross = iperf(&target(&s2), &target(&c2), &ip2)?;
-    println!("TCP throughput (iperf3, 3 s): raw veth pair {raw:.1} Gbit/s; pod->pod same node {same:.1} Gbit/s ({:.2}x raw); across nodes (VXLAN) {cross:.1} Gbit/s ({:.2}x same-node)", same / raw, cross / same);
+    let hg = BenchCluster::up_with(3, &["--backend", "host-gw", "--no-ingress"])?;
+    let hg_client = hg.client().await?;
+    let mut paths = Vec::new();
+    for (cl, c) in [(&client, &c), (&hg_client, &hg)] {
+        let (w1, w2) = (format!("{}-worker", c.name), format!("{}-worker2", c.name));
+        paths.push(pair(cl, (&w1, &w1), "same").await?);
+        paths.push(pair(cl, (&w1, &w2), "cross").await?);
+    }
+    // [path][rate, per CPU-second][round]
+    let mut runs = vec![[Vec::new(), Vec::new()]; 1 + paths.len()];
+    let mut record = |i: usize, r: [f64; 2]| (0..2).for_each(|k| runs[i][k].push(r[k]));
+    for _ in 0..opts.throughput_rounds {
+        record(0, raw_veth()?);
+        for (i, ((server, ip), client)) in paths.iter().enumerate() {
+            record(i + 1, iperf(&target(server), &target(client), ip)?);
+        }
+    }
+    println!(
+        "TCP (iperf3, 3 s, medians of {} interleaved rounds):",
+        opts.throughput_rounds
+    );
+    for (k, unit) in ["Gbit/s", "Gbit per CPU-second"].iter().enumerate() {
+        let m: Vec<f64> = runs.iter_mut().map(|r| median(&mut r[k])).collect();
+        println!(
+            "  {unit}: raw veth pair {:.1}; VXLAN cluster: same node {:.1} ({:.2}x raw), across \
+             nodes {:.1} ({:.2}x same-node); host-gw cluster: same node {:.1} ({:.2}x raw), \
+             across nodes {:.1} ({:.2}x same-node)",
+            m[0],
+            m[1],
+            m[1] / m[0],
+            m[2],
+            m[2] / m[1],
+            m[3],
+            m[3] / m[0],
+            m[4],
+            m[4] / m[3]
+        );
+    }
     Ok(())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }

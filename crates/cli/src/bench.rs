@@ -23,6 +23,9 @@ pub enum BenchCommand {
         batches: Vec<usize>,
         #[arg(long, default_value_t = 100)]
         network_pods: usize,
+        /// Interleaved iperf3 rounds over every path (raw veth, VXLAN and host-gw pairs).
+        #[arg(long, default_value_t = 3)]
+        throughput_rounds: usize,
     },
     /// `kinet up` until the cluster is usable, and `kinet down`, per node count (root).
     Up {
@@ -248,10 +251,12 @@ pub async fn run(what: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Pods {
             batches,
             network_pods,
+            throughput_rounds,
         } => {
             kinet_bench::pods::run(kinet_bench::pods::Options {
                 batches,
                 network_pods,
+                throughput_rounds,
             })
             .await
         }

@@ -59,7 +59,7 @@ pub async fn check_node(node: &NetNs, u: &Underlay, net: &NodeNetwork) -> Result
             problems.push(format!("{name} lacks {ip}/{prefix}"));
         }
     }
-    if nl::default_gateway(&h).await? != Some(u.gateway) {
+    if nl::default_route(&h).await?.map(|(gw, _)| gw) != Some(u.gateway) {
         problems.push(format!("default route is not via {}", u.gateway));
     }
     if !ip_forward(node)? {

@@ -104,11 +104,18 @@ impl NodeNetwork {
         }
     }
 
-    /// MTU for `cbr0` and pod interfaces: what is left after the overlay's encapsulation.
+    /// MTU for `cbr0` and pod interfaces: the underlay's, so pods on one node exchange
+    /// full-size frames; what leaves the node is bounded by [`Self::pod_route_mtu`].
     pub fn pod_mtu(&self) -> u32 {
+        self.mtu
+    }
+
+    /// MTU of the pods' default route, when what leaves the node is encapsulated: what is
+    /// left after the overlay's header (Cilium's route MTU). `None`: the link's MTU.
+    pub fn pod_route_mtu(&self) -> Option<u32> {
         match self.backend {
-            Backend::Vxlan => vxlan_mtu(self.mtu),
-            Backend::HostGw => self.mtu,
+            Backend::Vxlan => Some(vxlan_mtu(self.mtu)),
+            Backend::HostGw => None,
         }
     }
 

@@ -35,8 +35,11 @@ fn addresses_and_mtus_follow_flannel() {
     let n = node(Backend::Vxlan);
     assert_eq!(n.bridge_ip, ip("10.244.1.1"));
     assert_eq!(vtep_ip(n.pod_cidr), ip("10.244.1.0"));
-    assert_eq!(n.pod_mtu(), 1450);
+    // Full frames on the node; the overlay's header taken off the way out only.
+    assert_eq!(n.pod_mtu(), 1500);
+    assert_eq!(n.pod_route_mtu(), Some(1450));
     assert_eq!(node(Backend::HostGw).pod_mtu(), 1500);
+    assert_eq!(node(Backend::HostGw).pod_route_mtu(), None);
     assert_eq!(vxlan_mtu(9000), 8950);
 }
 

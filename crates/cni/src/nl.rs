@@ -183,18 +183,23 @@ pub async fn ensure_addr(h: &Handle, index: u32, ip: Ipv4Addr, prefix: u8) -> Re
     exists_ok(r, &format!("add address {ip}/{prefix} to link {index}"))
 }
 
-/// `ip route add default via gw`, unless a default route exists.
-pub async fn ensure_default_route(h: &Handle, gw: Ipv4Addr) -> Result<()> {
-    let msg = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build();
+/// `ip route add default via gw [mtu M]`, unless a default route exists.
+pub async fn ensure_default_route(h: &Handle, gw: Ipv4Addr, mtu: Option<u32>) -> Result<()> {
+    use rtnetlink::packet_route::route::{RouteAttribute, RouteMetric};
+    let mut msg = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build();
+    if let Some(m) = mtu {
+        msg.attributes
+            .push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(m)]));
+    }
     exists_ok(
         h.route().add(msg).execute().await,
         &format!("add default route via {gw}"),
     )
 }
 
-/// The gateway of the main table's IPv4 default route, if any.
-pub async fn default_gateway(h: &Handle) -> Result<Option<Ipv4Addr>> {
-    use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader};
+/// The gateway and MTU metric of the main table's IPv4 default route, if any.
+pub async fn default_route(h: &Handle) -> Result<Option<(Ipv4Addr, Option<u32>)>> {
+    use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMetric};
     let routes: Vec<_> = h
         .route()
         .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
@@ -207,10 +212,18 @@ pub async fn default_gateway(h: &Handle) -> Result<Option<Ipv4Addr>> {
         .filter(|m| m.header.table == RouteHeader::RT_TABLE_MAIN)
         .filter(|m| m.header.destination_prefix_length == 0)
         .find_map(|m| {
-            m.attributes.iter().find_map(|a| match a {
+            let gw = m.attributes.iter().find_map(|a| match a {
                 RouteAttribute::Gateway(RouteAddress::Inet(ip)) => Some(*ip),
                 _ => None,
-            })
+            })?;
+            let mtu = m.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Metrics(ms) => ms.iter().find_map(|x| match x {
+                    RouteMetric::Mtu(v) => Some(*v),
+                    _ => None,
+                }),
+                _ => None,
+            });
+            Some((gw, mtu))
         }))
 }
 

@@ -44,7 +44,9 @@ impl Underlay {
 
 /// Makes the underlay bridge exist and up in `ns`, with `lo` up; returns the bridge's index.
 /// The gateway address is the caller's: on the bridge ([`ensure_underlay`]), or on a host
-/// link as `kinet up` does.
+/// link as `kinet up` does. Bridged frames skip the ip hooks there
+/// (`bridge-nf-call-iptables=0`): the underlay has no rules, and every VXLAN datagram
+/// between nodes crosses this bridge (docs/performance.md, issue 20).
 pub async fn ensure_underlay_bridge(ns: &NetNs, u: &Underlay) -> Result<u32> {
     let h = ns.netlink_handle()?;
     nl::lo_up(&h).await?;
@@ -56,6 +58,11 @@ pub async fn ensure_underlay_bridge(ns: &NetNs, u: &Underlay) -> Result<u32> {
     exists_ok(add, &format!("add bridge {}", u.bridge))?;
     let br = nl::need_link(&h, &u.bridge).await?.header.index;
     nl::set_link(&h, br, Some(u.mtu), None).await?;
+    match set_sysctl(ns, BRIDGE_NF_CALL_IPTABLES, "0") {
+        // Without br_netfilter, bridged frames never visit the ip hooks.
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+        other => other?,
+    }
     Ok(br)
 }
 
@@ -107,7 +114,7 @@ pub async fn ensure_node(
 ) -> Result<()> {
     attach_to_underlay(underlay_ns, u, node, underlay_veth, net.underlay_ip).await?;
     let nh = node.netlink_handle()?;
-    nl::ensure_default_route(&nh, u.gateway).await?;
+    nl::ensure_default_route(&nh, u.gateway, None).await?;
     ensure_pod_bridge(node, net).await
 }
 

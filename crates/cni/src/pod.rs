@@ -1,6 +1,7 @@
 //! A pod's network, as the CNI bridge plugin makes it: a veth whose host end sits on `cbr0`
 //! in the node namespace and whose other end is the pod's `eth0`, with the pod's address, a
-//! default route via the bridge address, and `lo` up; the bridge port in hairpin mode.
+//! default route via the bridge address (with the overlay's MTU, if any), and `lo` up; the
+//! bridge port in hairpin mode.
 
 use std::net::Ipv4Addr;
 
@@ -27,6 +28,9 @@ pub struct PodSpec {
     pub host_veth: String,
     /// Interface MTU (the node's pod MTU).
     pub mtu: u32,
+    /// MTU of the default route, below `mtu` when traffic leaving the node is encapsulated
+    /// ([`crate::NodeNetwork::pod_route_mtu`]).
+    pub route_mtu: Option<u32>,
 }
 
 /// What was set up: the CNI result's interfaces.
@@ -78,7 +82,7 @@ pub async fn add_pod(node: &NetNs, pod: &NetNs, spec: &PodSpec) -> Result<PodLin
     let inner = nl::need_link(&ph, &spec.ifname).await?;
     nl::ensure_addr(&ph, inner.header.index, spec.ip, spec.prefix).await?;
     nl::set_link(&ph, inner.header.index, Some(spec.mtu), None).await?;
-    nl::ensure_default_route(&ph, spec.gateway).await?;
+    nl::ensure_default_route(&ph, spec.gateway, spec.route_mtu).await?;
 
     let mac =
         nl::link_mac(&inner).ok_or_else(|| Error::Missing(format!("MAC of {}", spec.ifname)))?;
@@ -141,8 +145,16 @@ pub async fn check_pod(node: &NetNs, pod: &NetNs, spec: &PodSpec) -> Result<Vec<
             }
         }
     }
-    if nl::default_gateway(&ph).await? != Some(spec.gateway) {
-        problems.push(format!("default route is not via {}", spec.gateway));
+    match nl::default_route(&ph).await? {
+        Some((gw, mtu)) if gw == spec.gateway => {
+            if mtu != spec.route_mtu {
+                problems.push(format!(
+                    "default route mtu {mtu:?}, want {:?}",
+                    spec.route_mtu
+                ));
+            }
+        }
+        _ => problems.push(format!("default route is not via {}", spec.gateway)),
     }
     Ok(problems)
 }

@@ -51,6 +51,25 @@ fn ping(from: &NetNs, to: Ipv4Addr) -> bool {
     .0
 }
 
+/// One unfragmentable ping of `bytes` (IP packet size), answered.
+fn ping_df(from: &NetNs, to: Ipv4Addr, bytes: u32) -> bool {
+    let payload = (bytes - 28).to_string();
+    let ns = from.name();
+    let to = to.to_string();
+    sh(&[
+        "ip", "netns", "exec", ns, "ping", "-c1", "-W1", "-M", "do", "-s", &payload, &to,
+    ])
+    .0
+}
+
+/// `net.bridge.bridge-nf-call-iptables` inside `ns`.
+fn bridge_nf_call_iptables(ns: &NetNs) -> String {
+    let key = "net.bridge.bridge-nf-call-iptables";
+    let (ok, out) = sh(&["ip", "netns", "exec", ns.name(), "sysctl", "-n", key]);
+    assert!(ok, "{out}");
+    out.trim().to_string()
+}
+
 /// Sends one UDP datagram from pod `from` to a socket bound inside pod `to`, and returns the
 /// source address the receiver saw.
 fn udp_source(from: &NetNs, to: &NetNs, to_ip: Ipv4Addr) -> SocketAddr {
@@ -147,6 +166,7 @@ async fn cluster(tag: &str, backend: Backend) -> Cluster {
                 gateway: net.bridge_ip,
                 host_veth: host_veth_name(ns.name()),
                 mtu: net.pod_mtu(),
+                route_mtu: net.pod_route_mtu(),
             };
             let t = Instant::now();
             add_pod(node, &ns, &spec).await.unwrap();
@@ -231,6 +251,13 @@ async fn exercise(c: &Cluster) {
         );
     }
 
+    // Pod traffic bridged on a node visits the ip hooks (Services, policies); the underlay's
+    // bridge, which only carries node traffic, skips them.
+    assert_eq!(bridge_nf_call_iptables(&c.underlay_ns), "0");
+    for (ns, _) in &c.nodes {
+        assert_eq!(bridge_nf_call_iptables(ns), "1");
+    }
+
     let (a, b, x) = (&c.pods[0], &c.pods[1], &c.pods[2]); // a, b on node 1; x on node 2
     assert!(ping(&a.ns, b.spec.ip), "same-node ping");
     assert!(ping(&a.ns, x.spec.ip), "cross-node ping");
@@ -295,6 +322,16 @@ async fn vxlan_pod_network() {
         "{dev}"
     );
     assert!(dev.contains("nolearning"), "{dev}");
+    // Pods keep the underlay's MTU on the node and take the overlay's header off the way out.
+    let (a, b, x) = (&c.pods[0], &c.pods[1], &c.pods[2]);
+    let (_, routes) = sh(&["ip", "-n", a.ns.name(), "route"]);
+    assert!(
+        routes.contains("default via 10.244.1.1 dev eth0 proto static mtu 1450"),
+        "{routes}"
+    );
+    assert!(ping_df(&a.ns, b.spec.ip, 1500), "full frame on one node");
+    assert!(ping_df(&a.ns, x.spec.ip, 1450), "full overlay frame");
+    assert!(!ping_df(&a.ns, x.spec.ip, 1451), "over the overlay's MTU");
     exercise(&c).await;
 }
 

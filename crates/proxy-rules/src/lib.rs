@@ -13,6 +13,7 @@ mod masquerade;
 mod model;
 mod names;
 mod nft;
+mod overlay;
 mod render;
 mod renderer;
 mod repair;
@@ -31,6 +32,7 @@ pub use model::{
     Owner, Proto, Rule, Ruleset, Set, SetKey, RANDOM_MODULUS,
 };
 pub use names::{hash_and_truncate, sha256};
+pub use overlay::untrack_overlay;
 pub use renderer::{render, udp_dnat_targets, Renderer, ServiceKey, ServiceObjects, Synced};
 pub use repair::{Loaded, LoadedBase, LoadedChain};
 pub use trace::{trace, trace_detailed, DnatTarget, Origin, Packet, Trace, Verdict};

@@ -128,6 +128,8 @@ pub enum Action {
     UpdateSaddr(String),
     /// `dnat to ip:port` (always paired with an `L4Proto` match).
     Dnat(SocketAddrV4),
+    /// `notrack`: conntrack skips the packet (only in a chain at `raw` priority).
+    Notrack,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -260,6 +260,7 @@ fn write_action(out: &mut String, rule: &Rule) {
         Action::Masquerade => write!(out, "masquerade fully-random"),
         Action::UpdateSaddr(s) => write!(out, "update @{s} {{ ip saddr }}"),
         Action::Dnat(to) => write!(out, "dnat to {to}"),
+        Action::Notrack => write!(out, "notrack"),
         Action::DnatRandom(m) => write!(
             out,
             "dnat ip to numgen random mod {RANDOM_MODULUS} map @{m}"

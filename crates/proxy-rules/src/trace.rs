@@ -334,8 +334,8 @@ impl Tracer<'_> {
                     st.masquerade = true;
                     return vec![(st, End::Accept)];
                 }
-                // Remembering clients is packet-path state; not modelled.
-                Action::UpdateSaddr(_) => {}
+                // Remembering clients and conntrack are packet-path state; not modelled.
+                Action::UpdateSaddr(_) | Action::Notrack => {}
                 Action::Dnat(to) => {
                     st.dnat = Some(*to);
                     return vec![(st, End::Accept)];

@@ -107,6 +107,7 @@ pub async fn network(
         gateway: net.bridge_ip,
         host_veth: host_veth.clone(),
         mtu: net.pod_mtu(),
+        route_mtu: net.pod_route_mtu(),
     };
     kinet_cni::add_pod(node, &pod_ns, &spec).await?;
     Ok(host_veth)

@@ -200,6 +200,13 @@ pub(crate) fn pods_get_ips_reach_each_other_without_nat_and_clean_up_on(c: &Clus
     for want in ["cbr0", "flannel.1", "veth"] {
         assert!(links.contains(want), "{want} missing in\n{links}");
     }
+    // The pings crossed nodes inside VXLAN datagrams, which conntrack leaves alone.
+    let tracked = c.node_exec(&node, &["conntrack", "-L", "-p", "udp", "--dport", "8472"]);
+    assert!(
+        tracked.status.success() && stdout(&tracked).is_empty(),
+        "{}",
+        show(&tracked)
+    );
     // containerID is kinet://<pid>: nsenter into it shows the pod's eth0 address.
     let id = pods[0]["status"]["containerStatuses"][0]["containerID"]
         .as_str()

@@ -299,6 +299,7 @@ impl RuleExprs<'_, '_> {
                 });
             }
             Action::DnatRandom(map) => self.dnat_random(map),
+            Action::Notrack => self.expr("notrack", |_| {}),
             Action::Dnat(to) => {
                 self.immediate(REG_1, &to.ip().octets());
                 self.immediate(REG_2, &to.port().to_be_bytes());

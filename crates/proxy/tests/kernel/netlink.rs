@@ -369,8 +369,9 @@ fn another_owners_table_loads_like_nft() {
         return;
     }
     use kinet_proxy::Applier;
-    // The agent's masquerade table: no comment, a priority by name, `daddr !=`.
-    let rs = kinet_proxy_rules::pod_masquerade("podnet", "10.244.0.0/16".parse().unwrap());
+    // The agent's pod network table: no comment, priorities by name, `daddr !=`, `notrack`.
+    let mut rs = kinet_proxy_rules::pod_masquerade("podnet", "10.244.0.0/16".parse().unwrap());
+    kinet_proxy_rules::untrack_overlay(&mut rs, "172.18.0.2".parse().unwrap(), 8472);
     let nl_ns = Netns::new("own");
     let nft_ns = Netns::new("ownnft");
     let mut applier = Applier::new(nl_ns.path(), "podnet");
