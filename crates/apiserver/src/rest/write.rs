@@ -262,7 +262,7 @@ impl Api {
         if self.store.get(&key).is_some() {
             return Err(ApiError::already_exists(resource, &name));
         }
-        let admitted = self.admit_quota(resource, &obj).await?;
+        let admitted = self.admit_quota(resource, &obj, None, dry).await?;
         let granted = self.allocate(resource, &key, &mut obj, None)?;
         if dry {
             if let Some(g) = &granted {
@@ -453,9 +453,13 @@ impl Api {
             if meta::same_content(&new, &current.value) {
                 return Ok(current);
             }
-            let granted = match part {
-                Part::Main => self.allocate(resource, &key, &mut new, Some(&current.value))?,
-                Part::Status | Part::EphemeralContainers | Part::Approval => None,
+            let (admitted, granted) = match part {
+                Part::Main => (
+                    self.admit_quota(resource, &new, Some(&current.value), dry_run(call))
+                        .await?,
+                    self.allocate(resource, &key, &mut new, Some(&current.value))?,
+                ),
+                Part::Status | Part::EphemeralContainers | Part::Approval => (None, None),
             };
             let finished = finalized(resource, &current.value, &new);
             if dry_run(call) {
@@ -481,6 +485,7 @@ impl Api {
                     Some(_) => Ok(Mutation::Put(new)),
                 })
                 .await;
+            drop(admitted);
             match result {
                 Ok(outcome) => {
                     let stored = outcome
