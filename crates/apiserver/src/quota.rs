@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 use futures::FutureExt;
 use kinet_admission::quota::{self, Charge};
 use kinet_admission::ResourceList;
-use kinet_store::{Mutation, Stored};
+use kinet_store::{EventType, Mutation, Stored};
 use kinet_types::registry::{self, Resource};
-use kinet_types::Result;
+use kinet_types::{ApiError, Result};
 use serde_json::{json, Value};
 use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 
@@ -45,7 +45,7 @@ impl QuotaLocks {
 /// Writes `used` as the quota's `status.used` only over revision `rv`; false on a conflict.
 async fn swap_used(api: &Api, key: &str, rv: u64, used: &ResourceList) -> Result<bool> {
     let used = text(used);
-    let outcome = api
+    let written = api
         .store
         .write(key, move |current| match current {
             Some(c) if meta::resource_version(c) == Some(rv) => {
@@ -53,10 +53,14 @@ async fn swap_used(api: &Api, key: &str, rv: u64, used: &ResourceList) -> Result
                 next["status"]["used"] = used;
                 Ok(Mutation::Put(next))
             }
-            _ => Ok(Mutation::Unchanged),
+            _ => Err(ApiError::conflict(core("resourcequotas"), "")),
         })
-        .await?;
-    Ok(outcome.object.is_some_and(|o| o.rv != rv))
+        .await;
+    match written {
+        Ok(_) => Ok(true),
+        Err(e) if e.reason == "Conflict" => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 fn text(list: &ResourceList) -> Value {
@@ -194,39 +198,46 @@ fn namespace_of(key: &str) -> Option<&str> {
 }
 
 /// Keeps every quota's status current: after each batch of changes, recounts the quotas of
-/// the namespaces the batch touched. Runs until the store closes.
+/// the namespaces the batch touched that have quotas, a set kept from the quotas' own events.
+/// Runs until the store closes.
 pub async fn run_quota_status(api: Arc<Api>) {
+    let quota_keys = format!("{}/", core("resourcequotas").key_prefix());
     loop {
         let rv = api.store.current_rv();
-        let (all, _) = api
-            .store
-            .list(&format!("{}/", core("resourcequotas").key_prefix()));
-        let namespaces: BTreeSet<String> = all
+        let (all, _) = api.store.list(&quota_keys);
+        let mut quoted: BTreeSet<String> = all
             .iter()
             .filter_map(|q| meta::meta_str(&q.value, "namespace").map(str::to_string))
             .collect();
-        for ns in &namespaces {
+        for ns in &quoted {
             recount(&api, ns).await;
         }
         let Ok(mut watch) = api.store.watch("", Some(rv)) else {
             continue;
         };
         while let Some(first) = watch.next().await {
-            let mut touched = BTreeSet::new();
+            let (mut touched, mut lost_one) = (BTreeSet::new(), BTreeSet::new());
             let mut event = Some(first);
             while let Some(e) = event {
                 if let Some(ns) = namespace_of(&e.key) {
+                    if e.key.starts_with(&quota_keys) {
+                        match e.kind {
+                            EventType::Deleted => lost_one.insert(ns.to_string()),
+                            _ => quoted.insert(ns.to_string()),
+                        };
+                    }
                     touched.insert(ns.to_string());
                 }
                 event = watch.next().now_or_never().flatten();
             }
-            let quotas = core("resourcequotas");
-            for ns in touched {
-                if api.in_namespace(quotas, &ns).is_empty() {
+            for ns in lost_one {
+                if api.in_namespace(core("resourcequotas"), &ns).is_empty() {
+                    quoted.remove(&ns);
                     api.quota_locks.forget(&ns);
-                } else {
-                    recount(&api, &ns).await;
                 }
+            }
+            for ns in touched.intersection(&quoted) {
+                recount(&api, ns).await;
             }
         }
         tracing::debug!("quota watch ended; relisting");

@@ -220,7 +220,7 @@ async fn an_update_is_charged_the_node_ports_it_adds() {
     quotas.create(&PostParams::default(), &quota).await.unwrap();
     used(&quotas, "ports", "services.nodeports", "0").await;
     let svc = serde_json::from_value(json!({"metadata": {"name": "web"},
-        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}, {"port": 81}]}}))
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "a", "port": 80}, {"name": "b", "port": 81}]}}))
     .unwrap();
     services.create(&PostParams::default(), &svc).await.unwrap();
 
