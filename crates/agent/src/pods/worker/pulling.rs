@@ -2,6 +2,8 @@
 //! the pod's `imagePullSecrets`, back-off, and the events and waiting reasons
 //! (`InvalidImageName`, `ErrImageNeverPull`, `ErrImagePull`, `ImagePullBackOff`).
 
+use std::time::Duration;
+
 use k8s_openapi::api::core::v1::Secret;
 use kinet_controllers::events::EventType;
 use kinet_oci_store::{Credentials, PullOptions, Resolved};
@@ -119,9 +121,13 @@ impl Worker {
             settings: self.rt.cfg.registries.clone(),
             ..PullOptions::default()
         };
+        // As the kubelet reports it: the pull itself, and the whole wait for the image from
+        // the pull's start until it resolves in the store.
         let started = Instant::now();
+        let mut took = Duration::ZERO;
         let pulled = match image::pull(&self.rt.cfg.exe, &image, &opts).await {
             Ok(record) => {
+                took = started.elapsed();
                 let (name, store) = (record.name.clone(), store.clone());
                 blocking(move || store.resolve_record(record))
                     .await
@@ -132,9 +138,8 @@ impl Worker {
         match pulled {
             Ok(resolved) => {
                 self.pulls.succeeded(&key);
-                let took = started.elapsed();
                 let size = resolved.record.size();
-                let msg = messages::pulled(&image, took, took, size);
+                let msg = messages::pulled(&image, took, started.elapsed(), size);
                 self.event(EventType::Normal, "Pulled", &msg).await;
                 Some(resolved)
             }
