@@ -93,8 +93,8 @@ impl Api {
             }
             let mut unknown = None;
             for q in quotas {
-                if let Err(keys) = self.charge_one(q, resource, obj, old, dry).await? {
-                    unknown = Some(keys);
+                unknown = self.charge_one(q, resource, obj, old, dry).await?;
+                if unknown.is_some() {
                     break;
                 }
             }
@@ -115,8 +115,8 @@ impl Api {
         }
     }
 
-    /// Charges one quota, again over a fresh read after each lost compare-and-swap. `Err` in
-    /// the outer result is a refusal; in the inner one the quota and its uncomputed keys.
+    /// Charges one quota, again over a fresh read after each lost compare-and-swap. `Err` is a
+    /// refusal; `Some` the quota and the keys its status has not counted yet.
     async fn charge_one(
         &self,
         mut q: Arc<Stored>,
@@ -124,24 +124,24 @@ impl Api {
         obj: &Value,
         old: Option<&Value>,
         dry: bool,
-    ) -> Result<std::result::Result<(), (Value, Vec<String>)>> {
+    ) -> Result<Option<(Value, Vec<String>)>> {
         loop {
             let used = match quota::charge(&q.value, resource, obj, old) {
-                Charge::Free => return Ok(Ok(())),
+                Charge::Free => return Ok(None),
                 Charge::Refused(why) => return Err(forbidden(resource, obj, &why)),
-                Charge::Unknown(keys) => return Ok(Err((q.value.clone(), keys))),
-                Charge::Used(_) if dry => return Ok(Ok(())),
+                Charge::Unknown(keys) => return Ok(Some((q.value.clone(), keys))),
+                Charge::Used(_) if dry => return Ok(None),
                 Charge::Used(used) => used,
             };
             let name = meta::meta_str(&q.value, "name").unwrap_or_default();
             let namespace = meta::meta_str(&q.value, "namespace");
             let key = object_key(core("resourcequotas"), namespace, name);
             if swap_used(self, &key, q.rv, &used).await? {
-                return Ok(Ok(()));
+                return Ok(None);
             }
             match self.store.get(&key) {
                 Some(fresh) => q = fresh,
-                None => return Ok(Ok(())),
+                None => return Ok(None),
             }
         }
     }

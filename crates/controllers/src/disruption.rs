@@ -150,11 +150,10 @@ where
     (store, stream)
 }
 
+type Budgets = Vec<ObjectRef<PodDisruptionBudget>>;
+
 /// The budgets of `pod`'s namespace whose selector selects it.
-fn selecting(
-    budgets: &Store<PodDisruptionBudget>,
-    pod: &Pod,
-) -> Vec<ObjectRef<PodDisruptionBudget>> {
+fn selecting(budgets: &Store<PodDisruptionBudget>, pod: &Pod) -> Budgets {
     budgets
         .state()
         .iter()
@@ -192,8 +191,7 @@ pub async fn run(client: Client) -> Result<(), crate::LoopError> {
     // A pod's change reconciles the budgets that select it now and those that did before (a
     // relabelled pod leaves its budget).
     let budgets = stores.budgets.clone();
-    let selected: Mutex<HashMap<ObjectRef<Pod>, Vec<ObjectRef<PodDisruptionBudget>>>> =
-        Mutex::default();
+    let selected: Mutex<HashMap<ObjectRef<Pod>, Budgets>> = Mutex::default();
     let pods_store = stores.pods.clone();
     let on_pod = move |pod: Pod| {
         let key = ObjectRef::from_obj(&pod);
