@@ -17,7 +17,6 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatu
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
 use kube::core::SelectorExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -28,7 +27,7 @@ use serde::de::DeserializeOwned;
 use crate::deployment::plan::scaled_value;
 use crate::events::{object_ref, EventType};
 use crate::replicaset::{pod_ready, selector_of, Error};
-use crate::runtime::{run_controller, Ctx};
+use crate::runtime::{patch_status_over, run_controller, Ctx};
 
 /// How many pods a budget expects, and how many of them must stay healthy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -366,41 +365,8 @@ async fn reconcile(
     }
     let mut status = status_for(&pdb, healthy, need, Timestamp::now());
     status.disrupted_pods = (!disrupted.is_empty()).then_some(disrupted);
-    write_status_over(&ctx.client, &pdb, status).await?;
+    patch_status_over(&ctx.client, pdb.as_ref(), pdb.status.as_ref(), &status).await?;
     Ok(recheck.map_or_else(Action::await_change, Action::requeue))
-}
-
-/// Writes `status` unless unchanged, only over the revision of `pdb` it was computed from (a
-/// merge patch with a resourceVersion precondition; a conflict retries the reconcile).
-async fn write_status_over(
-    client: &Client,
-    pdb: &PodDisruptionBudget,
-    status: PodDisruptionBudgetStatus,
-) -> Result<(), Error> {
-    let old = pdb.status.clone().unwrap_or_default();
-    if old == status {
-        return Ok(());
-    }
-    let mut body = serde_json::json!({"metadata": {"resourceVersion": pdb.resource_version()},
-        "status": status});
-    // A merge patch keeps map keys it does not name: pods no longer disrupted are removed.
-    for gone in old.disrupted_pods.iter().flatten().map(|(name, _)| name) {
-        if status
-            .disrupted_pods
-            .as_ref()
-            .is_none_or(|d| !d.contains_key(gone))
-        {
-            body["status"]["disruptedPods"][gone] = serde_json::Value::Null;
-        }
-    }
-    Api::<PodDisruptionBudget>::namespaced(client.clone(), &pdb.namespace().unwrap_or_default())
-        .patch_status(
-            &pdb.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(body),
-        )
-        .await?;
-    Ok(())
 }
 
 #[cfg(test)]
