@@ -226,38 +226,73 @@ pub fn used<'a>(
     used
 }
 
-/// Why a new `obj` may not be created under `quota`, whose namespace already uses `used`:
-/// the text after kube-apiserver's `<resource> "<name>" is forbidden: `.
-pub fn refusal(
-    quota: &Value,
-    used: &ResourceList,
-    resource: &Resource,
-    obj: &Value,
-) -> Option<String> {
+/// What a write does to one quota, as kube-apiserver's quota admission decides it from the
+/// quota's kept `status.used`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Charge {
+    /// The quota does not cover the object, or the write adds nothing it limits.
+    Free,
+    /// The quota's `status.used` once the write is charged.
+    Used(ResourceList),
+    /// The text after kube-apiserver's `<resource> "<name>" is forbidden: `.
+    Refused(String),
+    /// `status.used` lacks these keys (the quota's status is not computed yet).
+    Unknown(Vec<String>),
+}
+
+/// What a write of `obj` over `old` (None: a create) asks of `quota`'s limits: the new usage
+/// less the old, only what grows, as upstream's evaluators charge an update.
+fn requested(quota: &Value, resource: &Resource, obj: &Value, old: Option<&Value>) -> ResourceList {
+    let hard = hard(quota);
+    let before = old
+        .filter(|o| covers(quota, resource, o))
+        .map(|o| usage(resource, o))
+        .unwrap_or_default();
+    usage(resource, obj)
+        .into_iter()
+        .filter(|(k, _)| hard.contains_key(k))
+        .map(|(k, q)| {
+            let grown = before.get(&k).map_or(q, |b| q.minus(*b));
+            (k, grown)
+        })
+        .filter(|(_, q)| !q.is_zero() && !q.is_negative())
+        .collect()
+}
+
+/// Charges a write of `obj` (over `old` on update) against `quota`'s `status.used`.
+pub fn charge(quota: &Value, resource: &Resource, obj: &Value, old: Option<&Value>) -> Charge {
     if !covers(quota, resource, obj) {
-        return None;
+        return Charge::Free;
     }
     let name = quota["metadata"]["name"].as_str().unwrap_or_default();
     let hard = hard(quota);
-    if (resource.group, resource.plural) == ("", "pods") {
+    if (resource.group, resource.plural) == ("", "pods") && old.is_none() {
         if let Some(missing) = unspecified(obj, &hard) {
-            return Some(format!("failed quota: {name}: must specify {missing}"));
+            return Charge::Refused(format!("failed quota: {name}: must specify {missing}"));
         }
     }
-    let requested: ResourceList = usage(resource, obj)
-        .into_iter()
-        .filter(|(k, q)| hard.contains_key(k) && !q.is_zero())
+    let requested = requested(quota, resource, obj, old);
+    if requested.is_empty() {
+        return Charge::Free;
+    }
+    let used = resources::list(&quota["status"]["used"]);
+    let unknown: Vec<String> = requested
+        .keys()
+        .filter(|k| !used.contains_key(*k))
+        .cloned()
         .collect();
+    if !unknown.is_empty() {
+        return Charge::Unknown(unknown);
+    }
     let exceeded: Vec<&String> = requested
         .iter()
-        .filter(|(k, q)| {
-            let now = used.get(*k).copied().unwrap_or_else(Quantity::zero);
-            now.plus(**q) > hard[*k]
-        })
+        .filter(|(k, q)| used[*k].plus(**q) > hard[*k])
         .map(|(k, _)| k)
         .collect();
     if exceeded.is_empty() {
-        return None;
+        let mut next = used;
+        resources::add(&mut next, &requested);
+        return Charge::Used(next);
     }
     let show = |list: &ResourceList| {
         exceeded
@@ -271,12 +306,21 @@ pub fn refusal(
             .collect::<Vec<_>>()
             .join(",")
     };
-    Some(format!(
+    Charge::Refused(format!(
         "exceeded quota: {name}, requested: {}, used: {}, limited: {}",
         show(&requested),
-        show(used),
+        show(&used),
         show(&hard)
     ))
+}
+
+/// kube-apiserver's refusal while a quota's usage of `keys` is not yet computed.
+pub fn unknown_status(quota: &Value, keys: &[String]) -> String {
+    let name = quota["metadata"]["name"].as_str().unwrap_or_default();
+    format!(
+        "status unknown for quota: {name}, resources: {}",
+        keys.join(",")
+    )
 }
 
 /// A quota on cpu or memory requires every container to name it (a historical rule kept

@@ -71,6 +71,20 @@ impl Authorizer {
         graph
     }
 
+    /// The rules of a Role or ClusterRole, from the cached graph (empty if it does not exist).
+    pub fn role_rules(
+        &self,
+        store: &Store,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Vec<PolicyRule> {
+        self.graph(store)
+            .role_rules(kind, namespace, name)
+            .map(|rules| rules.to_vec())
+            .unwrap_or_default()
+    }
+
     /// Every rule `user` holds in `namespace`.
     pub fn rules_for(&self, store: &Store, user: &UserInfo, namespace: &str) -> Vec<PolicyRule> {
         self.graph(store).rules_for(user, namespace)

@@ -273,28 +273,27 @@ mod tests {
     #[test]
     fn aggregated_groups_and_scale() {
         let doc = aggregated(false, &[]);
-        let names: Vec<&str> = doc["items"]
-            .as_array()
-            .unwrap()
+        let items = doc["items"].as_array().unwrap();
+        let names: Vec<&str> = items
             .iter()
             .map(|g| g["metadata"]["name"].as_str().unwrap())
             .collect();
-        assert_eq!(
-            names,
-            [
-                "apps",
-                "discovery.k8s.io",
-                "coordination.k8s.io",
-                "certificates.k8s.io",
-                "networking.k8s.io",
-                "apiextensions.k8s.io",
-                "batch",
-                "policy",
-                "scheduling.k8s.io",
-                "admissionregistration.k8s.io",
-                "rbac.authorization.k8s.io"
-            ]
-        );
+        // Each group of the registry once, in its order, serving each of its resources.
+        assert_eq!(names, registry::groups());
+        for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
+            let group = items.iter().find(|g| g["metadata"]["name"] == r.group);
+            let version = group.and_then(|g| {
+                g["versions"]
+                    .as_array()?
+                    .iter()
+                    .find(|v| v["version"] == r.version)
+            });
+            let served = version
+                .and_then(|v| v["resources"].as_array())
+                .is_some_and(|rs| rs.iter().any(|x| x["resource"] == r.plural));
+            assert!(served, "{} is not in discovery", r.qualified_resource());
+        }
+        assert_eq!(names[0], "apps");
         let deploy = &doc["items"][0]["versions"][0]["resources"][0];
         assert_eq!(deploy["resource"], "deployments");
         assert_eq!(deploy["subresources"][1]["responseKind"]["kind"], "Scale");

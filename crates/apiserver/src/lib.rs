@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod path;
 mod peers;
 mod plugins;
+mod quota;
 pub mod repair;
 pub mod rest;
 mod reviews;
@@ -126,7 +127,7 @@ pub fn open_api(config: &ServeConfig) -> Result<Arc<Api>, ServeError> {
         alloc: Mutex::new(alloc),
         kubelet: std::sync::OnceLock::new(),
         crds: crds::Registry::default(),
-        quota_lock: tokio::sync::Mutex::new(()),
+        quota_locks: Default::default(),
         health: config.health.clone(),
         authz: authz::Authorizer::new(config.authorization),
         ca_pem: config.ca_cert_pem.clone(),
@@ -202,7 +203,7 @@ pub async fn run_with_kubelet_client(
     let findings = repair::run(&api.store, &config.data_dir).await?;
     api.reconcile_claims().await;
     let crd_controller = tokio::spawn(crds::run(api.clone()));
-    let quota_controller = tokio::spawn(plugins::run_quota_status(api.clone()));
+    let quota_controller = tokio::spawn(quota::run_quota_status(api.clone()));
     bootstrap::run(&api, port)
         .await
         .map_err(ServeError::api("bootstrapping"))?;

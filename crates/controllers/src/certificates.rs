@@ -1,9 +1,9 @@
 //! Node TLS bootstrap, as kube-controller-manager's `csrapproving` and `csrsigning`
 //! controllers do it for `kubernetes.io/kube-apiserver-client-kubelet`:
 //!
-//! - approve a node client request when its requestor may ask for it: a bootstrap token user
-//!   (group `system:bootstrappers`) for a new node, or the node itself (`system:node:<n>`,
-//!   group `system:nodes`) renewing;
+//! - approve a node client request when a SubjectAccessReview says its requestor may create
+//!   `certificatesigningrequests/selfnodeclient` (the node itself renewing) or `…/nodeclient`
+//!   (a new node; the bootstrap policy grants it to `system:bootstrappers`);
 //! - sign approved requests with the cluster CA (the signer runs where the CA key is, beside
 //!   the API server, as kube-controller-manager's `--cluster-signing-key-file`).
 //!
@@ -13,10 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use kinet_pki::csr::{NODES_GROUP, NODE_USER_PREFIX};
 use kinet_pki::Pki;
-use kube::api::{Patch, PatchParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client, ResourceExt};
@@ -31,11 +34,28 @@ const DEFAULT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 /// The shortest `spec.expirationSeconds` honoured (kube-apiserver's minimum).
 const MIN_VALIDITY: Duration = Duration::from_secs(600);
 
+/// A SubjectAccessReview the approver asks, and its approval message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Check {
+    pub subresource: &'static str,
+    pub message: &'static str,
+}
+
+const SELF_NODE_CLIENT: Check = Check {
+    subresource: "selfnodeclient",
+    message: "Auto approving self kubelet client certificate after SubjectAccessReview.",
+};
+const NODE_CLIENT: Check = Check {
+    subresource: "nodeclient",
+    message: "Auto approving kubelet client certificate after SubjectAccessReview.",
+};
+
 /// What a request needs next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Next {
-    /// Approve it, with this message.
-    Approve(&'static str),
+    /// Approve it if its requestor may create one of these subresources of
+    /// certificatesigningrequests, asked in order, with the message of the first allowed.
+    Review(&'static [Check]),
     /// Sign it, valid this long.
     Sign(Duration),
     /// Nothing: another signer's, not ours to approve, denied, failed or issued.
@@ -70,19 +90,43 @@ pub fn next(csr: &CertificateSigningRequest) -> Next {
     let Some(node) = node_of_request(csr) else {
         return Next::Nothing;
     };
-    let groups = spec.groups.as_deref().unwrap_or_default();
-    let username = spec.username.as_deref().unwrap_or_default();
-    if groups.iter().any(|g| g == kinet_pki::token::BOOTSTRAPPERS) {
-        // Upstream asks a SubjectAccessReview (certificatesigningrequests/nodeclient) first;
-        // kinet approves on the requestor's group, and the message says no more than that.
-        Next::Approve("Auto approving kubelet client certificate requested by a bootstrap token.")
-    } else if username == format!("{NODE_USER_PREFIX}{node}")
-        && groups.iter().any(|g| g == NODES_GROUP)
-    {
-        Next::Approve("Auto approving self kubelet client certificate requested by its node.")
+    // Upstream's recognizers: a request by the node it names is also a node client request.
+    if spec.username.as_deref() == Some(&format!("{NODE_USER_PREFIX}{node}")) {
+        Next::Review(&[SELF_NODE_CLIENT, NODE_CLIENT])
     } else {
-        Next::Nothing
+        Next::Review(&[NODE_CLIENT])
     }
+}
+
+/// Whether the requestor of `csr` may create `subresource` of certificatesigningrequests, by
+/// a SubjectAccessReview with the requestor's identity, as upstream's approver asks it.
+async fn may(
+    client: &Client,
+    csr: &CertificateSigningRequest,
+    subresource: &str,
+) -> Result<bool, Error> {
+    let spec = &csr.spec;
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: spec.username.clone(),
+            uid: spec.uid.clone(),
+            groups: spec.groups.clone(),
+            extra: spec.extra.clone(),
+            resource_attributes: Some(ResourceAttributes {
+                group: Some("certificates.k8s.io".into()),
+                resource: Some("certificatesigningrequests".into()),
+                subresource: Some(subresource.into()),
+                verb: Some("create".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let answer = Api::<SubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await?;
+    Ok(answer.status.is_some_and(|s| s.allowed))
 }
 
 /// The node a request is for, if it is a well-formed node client request: subject
@@ -128,7 +172,18 @@ async fn reconcile(csr: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Result
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     match next(&csr) {
         Next::Nothing => {}
-        Next::Approve(message) => {
+        Next::Review(checks) => {
+            let mut allowed = None;
+            for check in checks {
+                if may(&ctx.client, &csr, check.subresource).await? {
+                    allowed = Some(check.message);
+                    break;
+                }
+            }
+            // Not allowed: left pending for another approver or a human, as upstream leaves it.
+            let Some(message) = allowed else {
+                return Ok(Action::await_change());
+            };
             let conditions = json!({"status": {"conditions": [{
                 "type": "Approved", "status": "True", "reason": "AutoApproved",
                 "message": message, "lastUpdateTime": now, "lastTransitionTime": now,
@@ -202,20 +257,21 @@ mod tests {
     }
 
     #[test]
-    fn bootstrappers_and_the_node_itself_are_approved() {
+    fn a_node_asks_for_selfnodeclient_first_anyone_else_for_nodeclient() {
         let new = request(
             "lab-a",
             "system:bootstrap:abcdef",
             &["system:bootstrappers"],
         );
-        assert!(matches!(next(&new), Next::Approve(m) if m.contains("kubelet client")));
+        assert_eq!(next(&new), Next::Review(&[NODE_CLIENT]));
         let renewal = request("lab-a", "system:node:lab-a", &["system:nodes"]);
-        assert!(matches!(next(&renewal), Next::Approve(m) if m.contains("self")));
-        // Another node, or an ordinary user, is left to a human.
+        assert_eq!(
+            next(&renewal),
+            Next::Review(&[SELF_NODE_CLIENT, NODE_CLIENT])
+        );
+        // Another node, or an ordinary user: whether they may is RBAC's answer.
         let other = request("lab-a", "system:node:lab-b", &["system:nodes"]);
-        assert_eq!(next(&other), Next::Nothing);
-        let user = request("lab-a", "alice", &["system:authenticated"]);
-        assert_eq!(next(&user), Next::Nothing);
+        assert_eq!(next(&other), Next::Review(&[NODE_CLIENT]));
     }
 
     #[test]

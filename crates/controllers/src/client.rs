@@ -22,6 +22,11 @@ pub enum ConnectError {
 
 /// A client for `url` trusting only `ca_pem` and authenticating with `token`.
 pub fn connect(url: &str, ca_pem: &str, token: &str) -> Result<kube::Client, ConnectError> {
+    Ok(kube::Client::try_from(config(url, ca_pem, token)?)?)
+}
+
+/// The configuration [`connect`] makes its client from.
+pub fn config(url: &str, ca_pem: &str, token: &str) -> Result<kube::Config, ConnectError> {
     let uri = url.parse().map_err(|source| ConnectError::Url {
         url: url.to_string(),
         source,
@@ -31,7 +36,7 @@ pub fn connect(url: &str, ca_pem: &str, token: &str) -> Result<kube::Client, Con
     config.auth_info.token = Some(token.to_string().into());
     // Watches stay open for minutes; the default read timeout would cut them.
     config.read_timeout = Some(Duration::from_secs(295));
-    Ok(kube::Client::try_from(config)?)
+    Ok(config)
 }
 
 fn pem_to_der(pem: &str) -> Result<Vec<u8>, base64::DecodeError> {

@@ -5,26 +5,29 @@
 //! they are deleted, or for two minutes; the status is written only over the budget it was
 //! computed from, so an eviction's decrement is never overwritten.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::Stream;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::core::SelectorExt;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{watcher, Controller};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
+use serde::de::DeserializeOwned;
 
 use crate::deployment::plan::scaled_value;
 use crate::events::{object_ref, EventType};
 use crate::replicaset::{pod_ready, selector_of, Error};
-use crate::runtime::{run_controller, Ctx};
+use crate::runtime::{patch_status_over, run_controller, Ctx};
 
 /// How many pods a budget expects, and how many of them must stay healthy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,15 +135,15 @@ const DELETION_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The evicted pods of `old` still on their way out at `now`, and when the first of them
 /// counts again (`buildDisruptedPodMap`).
-pub fn still_disrupted(
-    pods: &[&Pod],
+pub fn still_disrupted<'a>(
+    pods: impl IntoIterator<Item = &'a Pod>,
     old: Option<&BTreeMap<String, Time>>,
     now: Timestamp,
 ) -> (BTreeMap<String, Time>, Option<Duration>) {
     let mut kept = BTreeMap::new();
     let mut recheck: Option<Duration> = None;
     for pod in pods
-        .iter()
+        .into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
     {
         let Some(since) = old.and_then(|o| o.get(&pod.name_any())) else {
@@ -158,6 +161,50 @@ pub fn still_disrupted(
     (kept, recheck)
 }
 
+/// What the loop reads, from reflector stores: pods, and the controllers whose scale a
+/// percentage or maxUnavailable budget needs.
+#[derive(Clone)]
+struct Stores {
+    budgets: Store<PodDisruptionBudget>,
+    pods: Store<Pod>,
+    replicasets: Store<ReplicaSet>,
+    deployments: Store<Deployment>,
+    statefulsets: Store<StatefulSet>,
+}
+
+/// A reflector store of `K`, and the stream that keeps it, which the controller drives.
+fn reflect<K>(client: &Client) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>>)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = watcher(Api::<K>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
+    (store, stream)
+}
+
+type Budgets = Vec<ObjectRef<PodDisruptionBudget>>;
+
+/// The budgets of `pod`'s namespace whose selector selects it.
+fn selecting(budgets: &Store<PodDisruptionBudget>, pod: &Pod) -> Budgets {
+    budgets
+        .state()
+        .iter()
+        .filter(|b| b.namespace() == pod.namespace() && selects(b, pod))
+        .map(|b| ObjectRef::from_obj(b.as_ref()))
+        .collect()
+}
+
+/// policy/v1: an empty selector selects every pod of the namespace, a missing one none.
+fn selects(pdb: &PodDisruptionBudget, pod: &Pod) -> bool {
+    let selector = pdb.spec.as_ref().and_then(|s| s.selector.as_ref());
+    selector
+        .and_then(|s| selector_of(s).ok())
+        .is_some_and(|s| s.matches(pod.labels()))
+}
+
 /// Runs the loop.
 pub async fn run(client: Client) -> Result<(), crate::LoopError> {
     let ctx = Ctx::new(&client, "controllermanager");
@@ -165,20 +212,39 @@ pub async fn run(client: Client) -> Result<(), crate::LoopError> {
         Api::<PodDisruptionBudget>::all(client.clone()),
         watcher::Config::default(),
     );
-    let store = controller.store();
-    // A pod's change may move any budget of its namespace.
-    let controller = controller.watches(
-        Api::<Pod>::all(client),
-        watcher::Config::default(),
-        move |pod| {
-            store
-                .state()
-                .iter()
-                .filter(|b| b.namespace() == pod.namespace())
-                .map(|b| ObjectRef::from_obj(b.as_ref()))
-                .collect::<Vec<_>>()
-        },
-    );
+    let (pods, pod_events) = reflect::<Pod>(&client);
+    let (replicasets, rs_events) = reflect::<ReplicaSet>(&client);
+    let (deployments, deployment_events) = reflect::<Deployment>(&client);
+    let (statefulsets, statefulset_events) = reflect::<StatefulSet>(&client);
+    let stores = Stores {
+        budgets: controller.store(),
+        pods,
+        replicasets,
+        deployments,
+        statefulsets,
+    };
+    // A pod's change reconciles the budgets that select it now and those that did before (a
+    // relabelled pod leaves its budget).
+    let budgets = stores.budgets.clone();
+    let selected: Mutex<HashMap<ObjectRef<Pod>, Budgets>> = Mutex::default();
+    let pods_store = stores.pods.clone();
+    let on_pod = move |pod: Pod| {
+        let key = ObjectRef::from_obj(&pod);
+        let now = selecting(&budgets, &pod);
+        let mut selected = selected.lock().unwrap_or_else(|e| e.into_inner());
+        let before = if pods_store.get(&key).is_some() {
+            selected.insert(key, now.clone())
+        } else {
+            selected.remove(&key)
+        };
+        before.into_iter().flatten().chain(now).collect::<Vec<_>>()
+    };
+    let controller = controller
+        .watches_stream(pod_events, on_pod)
+        .watches_stream(rs_events, none::<ReplicaSet>)
+        .watches_stream(deployment_events, none::<Deployment>)
+        .watches_stream(statefulset_events, none::<StatefulSet>);
+    let reconcile = move |pdb, ctx| reconcile(pdb, ctx, stores.clone());
     run_controller(
         "disruption",
         controller,
@@ -190,10 +256,21 @@ pub async fn run(client: Client) -> Result<(), crate::LoopError> {
     Ok(())
 }
 
+/// The controllers' watches only keep their stores: a scale change reaches the budgets through
+/// the pods it creates or deletes.
+fn none<K>(_: K) -> std::iter::Empty<ObjectRef<PodDisruptionBudget>> {
+    std::iter::empty()
+}
+
+fn key<K: kube::Resource<DynamicType = ()>>(ns: &str, name: &str) -> ObjectRef<K> {
+    ObjectRef::new(name).within(ns)
+}
+
 /// The replicas the controllers of `pods` ask for, as upstream's scale finders read them.
-async fn expected_scale(client: &Client, ns: &str, pods: &[&Pod]) -> Result<i32, String> {
+fn expected_scale(stores: &Stores, ns: &str, pods: &[Arc<Pod>]) -> Result<i32, String> {
     let mut total = 0;
     let mut seen = std::collections::BTreeSet::new();
+    let missing = |pod: &Pod| format!("found no controllers for pod {:?}", pod.name_any());
     for pod in pods {
         let owner = pod
             .owner_references()
@@ -203,58 +280,68 @@ async fn expected_scale(client: &Client, ns: &str, pods: &[&Pod]) -> Result<i32,
         if !seen.insert(owner.uid.clone()) {
             continue;
         }
-        let failed = |e: kube::Error| e.to_string();
         total += match owner.kind.as_str() {
             "ReplicaSet" => {
-                let rs = Api::<ReplicaSet>::namespaced(client.clone(), ns)
-                    .get(&owner.name)
-                    .await
-                    .map_err(failed)?;
+                let rs = stores
+                    .replicasets
+                    .get(&key(ns, &owner.name))
+                    .ok_or_else(|| missing(pod))?;
                 let deployment = rs
                     .owner_references()
                     .iter()
                     .find(|o| o.controller == Some(true) && o.kind == "Deployment");
                 match deployment {
-                    Some(d) if seen.insert(d.uid.clone()) => {
-                        let d = Api::<Deployment>::namespaced(client.clone(), ns)
-                            .get(&d.name)
-                            .await
-                            .map_err(failed)?;
-                        d.spec.and_then(|s| s.replicas).unwrap_or(1)
-                    }
+                    Some(d) if seen.insert(d.uid.clone()) => stores
+                        .deployments
+                        .get(&key(ns, &d.name))
+                        .ok_or_else(|| missing(pod))?
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.replicas)
+                        .unwrap_or(1),
                     Some(_) => 0,
-                    None => rs.spec.and_then(|s| s.replicas).unwrap_or(1),
+                    None => rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
                 }
             }
-            "StatefulSet" => Api::<StatefulSet>::namespaced(client.clone(), ns)
-                .get(&owner.name)
-                .await
-                .map_err(failed)?
+            "StatefulSet" => stores
+                .statefulsets
+                .get(&key(ns, &owner.name))
+                .ok_or_else(|| missing(pod))?
                 .spec
+                .as_ref()
                 .and_then(|s| s.replicas)
                 .unwrap_or(1),
-            _ => return Err(format!("found no controllers for pod {:?}", pod.name_any())),
+            _ => return Err(missing(pod)),
         };
     }
     Ok(total)
 }
 
-async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+async fn reconcile(
+    pdb: Arc<PodDisruptionBudget>,
+    ctx: Arc<Ctx>,
+    stores: Stores,
+) -> Result<Action, Error> {
     let ns = pdb.namespace().unwrap_or_default();
-    // policy/v1: an empty selector selects every pod of the namespace, a missing one none.
-    let listed = match pdb.spec.as_ref().and_then(|s| s.selector.as_ref()) {
-        Some(s) => {
-            let params = ListParams::default().labels_from(&selector_of(s)?);
-            Api::<Pod>::namespaced(ctx.client.clone(), &ns)
-                .list(&params)
-                .await?
-                .items
-        }
-        None => Vec::new(),
-    };
-    let pods: Vec<&Pod> = listed.iter().collect();
+    // A budget computed before the stores are filled would count too few pods.
+    let ready = futures::try_join!(
+        stores.pods.wait_until_ready(),
+        stores.replicasets.wait_until_ready(),
+        stores.deployments.wait_until_ready(),
+        stores.statefulsets.wait_until_ready(),
+    );
+    if ready.is_err() {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    let pods: Vec<Arc<Pod>> = stores
+        .pods
+        .state()
+        .into_iter()
+        .filter(|p| p.namespace().as_deref() == Some(&ns) && selects(&pdb, p))
+        .collect();
     let old = pdb.status.as_ref().and_then(|s| s.disrupted_pods.as_ref());
-    let (disrupted, recheck) = still_disrupted(&pods, old, Timestamp::now());
+    let (disrupted, recheck) =
+        still_disrupted(pods.iter().map(AsRef::as_ref), old, Timestamp::now());
     let healthy = pods
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p))
@@ -263,7 +350,7 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Actio
     let scale = if pods.is_empty() {
         Ok(0)
     } else {
-        expected_scale(&ctx.client, &ns, &pods).await
+        expected_scale(&stores, &ns, &pods)
     };
     let need = need(&pdb, pods.len(), || scale.clone());
     if let Err(e) = &need {
@@ -278,41 +365,8 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Actio
     }
     let mut status = status_for(&pdb, healthy, need, Timestamp::now());
     status.disrupted_pods = (!disrupted.is_empty()).then_some(disrupted);
-    write_status_over(&ctx.client, &pdb, status).await?;
+    patch_status_over(&ctx.client, pdb.as_ref(), pdb.status.as_ref(), &status).await?;
     Ok(recheck.map_or_else(Action::await_change, Action::requeue))
-}
-
-/// Writes `status` unless unchanged, only over the revision of `pdb` it was computed from (a
-/// merge patch with a resourceVersion precondition; a conflict retries the reconcile).
-async fn write_status_over(
-    client: &Client,
-    pdb: &PodDisruptionBudget,
-    status: PodDisruptionBudgetStatus,
-) -> Result<(), Error> {
-    let old = pdb.status.clone().unwrap_or_default();
-    if old == status {
-        return Ok(());
-    }
-    let mut body = serde_json::json!({"metadata": {"resourceVersion": pdb.resource_version()},
-        "status": status});
-    // A merge patch keeps map keys it does not name: pods no longer disrupted are removed.
-    for gone in old.disrupted_pods.iter().flatten().map(|(name, _)| name) {
-        if status
-            .disrupted_pods
-            .as_ref()
-            .is_none_or(|d| !d.contains_key(gone))
-        {
-            body["status"]["disruptedPods"][gone] = serde_json::Value::Null;
-        }
-    }
-    Api::<PodDisruptionBudget>::namespaced(client.clone(), &pdb.namespace().unwrap_or_default())
-        .patch_status(
-            &pdb.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(body),
-        )
-        .await?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -362,6 +416,27 @@ mod tests {
             )),
             Err("found no controller ref for pod \"p\"".into())
         );
+    }
+
+    #[test]
+    fn a_budget_selects_by_labels_an_empty_selector_all_and_none_without_one() {
+        let pod: Pod = serde_json::from_value(
+            json!({"metadata": {"name": "p", "labels": {"app": "web", "tier": "front"}}}),
+        )
+        .unwrap();
+        assert!(selects(
+            &pdb(json!({"selector": {"matchLabels": {"app": "web"}}})),
+            &pod
+        ));
+        assert!(!selects(
+            &pdb(json!({"selector": {"matchLabels": {"app": "db"}}})),
+            &pod
+        ));
+        let expression = json!({"selector": {"matchExpressions": [
+            {"key": "tier", "operator": "NotIn", "values": ["front"]}]}});
+        assert!(!selects(&pdb(expression), &pod));
+        assert!(selects(&pdb(json!({"selector": {}})), &pod));
+        assert!(!selects(&pdb(json!({"minAvailable": 1})), &pod));
     }
 
     #[test]
@@ -431,10 +506,9 @@ mod tests {
             pod("deleting", true),
             pod("other", false),
         ];
-        let refs: Vec<&Pod> = pods.iter().collect();
-        let (kept, recheck) = still_disrupted(&refs, Some(&old), now);
+        let (kept, recheck) = still_disrupted(&pods, Some(&old), now);
         assert_eq!(kept.keys().collect::<Vec<_>>(), ["fresh"]);
         assert_eq!(recheck, Some(Duration::from_secs(90)));
-        assert_eq!(still_disrupted(&refs, None, now), (BTreeMap::new(), None));
+        assert_eq!(still_disrupted(&pods, None, now), (BTreeMap::new(), None));
     }
 }

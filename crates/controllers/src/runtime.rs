@@ -97,10 +97,72 @@ where
     K::DynamicType: Default,
     S: Serialize + PartialEq,
 {
+    patch_status(client, obj, current, status, None).await
+}
+
+/// Like [`patch_status_if_changed`], but only over the revision of `obj` that `status` was
+/// computed from (a resourceVersion precondition: a conflict retries the reconcile), for a
+/// status that others write too.
+pub(crate) async fn patch_status_over<K, S>(
+    client: &Client,
+    obj: &K,
+    current: Option<&S>,
+    status: &S,
+) -> kube::Result<()>
+where
+    K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+    K::DynamicType: Default,
+    S: Serialize + PartialEq,
+{
+    patch_status(client, obj, current, status, obj.resource_version()).await
+}
+
+async fn patch_status<K, S>(
+    client: &Client,
+    obj: &K,
+    current: Option<&S>,
+    status: &S,
+    revision: Option<String>,
+) -> kube::Result<()>
+where
+    K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+    K::DynamicType: Default,
+    S: Serialize + PartialEq,
+{
     if current == Some(status) {
         return Ok(());
     }
-    write_status(client, obj, status).await
+    let mut body = json!({ "status": status });
+    // A merge patch keeps the map keys it does not name: those `status` dropped are nulled.
+    if let Some(old) = current.and_then(|c| serde_json::to_value(c).ok()) {
+        null_removed(&old, &mut body["status"]);
+    }
+    if let Some(rv) = revision {
+        body["metadata"] = json!({ "resourceVersion": rv });
+    }
+    let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(body),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Sets to null each key of an object in `old` that the same object in `new` lacks.
+fn null_removed(old: &serde_json::Value, new: &mut serde_json::Value) {
+    let (Some(old), Some(new)) = (old.as_object(), new.as_object_mut()) else {
+        return;
+    };
+    for (key, was) in old {
+        match new.get_mut(key) {
+            Some(now) => null_removed(was, now),
+            None => {
+                new.insert(key.clone(), serde_json::Value::Null);
+            }
+        }
+    }
 }
 
 /// A reflector store of `api` that wakes `wake` on every change: the loops that recompute a
@@ -149,4 +211,20 @@ where
             .for_each(|_| futures::future::ready(())),
     );
     store
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_a_status_dropped_are_nulled_for_the_merge_patch() {
+        let old = json!({"a": 1, "pods": {"x": "t", "y": "t"}, "list": [1], "gone": {"z": 1}});
+        let mut new = json!({"a": 2, "pods": {"y": "t"}, "list": []});
+        null_removed(&old, &mut new);
+        assert_eq!(
+            new,
+            json!({"a": 2, "pods": {"x": null, "y": "t"}, "list": [], "gone": null})
+        );
+    }
 }

@@ -10,6 +10,9 @@ use crate::{controllers, AUTHENTICATED, GROUP, MASTERS, UNAUTHENTICATED};
 const READ: &[&str] = &["get", "list", "watch"];
 const WRITE: &[&str] = &["create", "delete", "deletecollection", "patch", "update"];
 const AGGREGATE_TO: &str = "rbac.authorization.k8s.io/aggregate-to-";
+const NODE_CLIENT_ROLE: &str = "system:certificates.k8s.io:certificatesigningrequests:nodeclient";
+const SELF_NODE_CLIENT_ROLE: &str =
+    "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient";
 
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
@@ -146,6 +149,26 @@ pub fn cluster_roles() -> Vec<Value> {
                 &["certificates.k8s.io"],
                 &["certificatesigningrequests"],
                 &["create", "get", "list", "watch"],
+            )],
+        ),
+        // What the CSR approver asks a SubjectAccessReview about before approving a node's
+        // client certificate: a new node's, or a renewal by the node itself.
+        cluster_role(
+            NODE_CLIENT_ROLE,
+            json!({}),
+            vec![rule(
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests/nodeclient"],
+                &["create"],
+            )],
+        ),
+        cluster_role(
+            SELF_NODE_CLIENT_ROLE,
+            json!({}),
+            vec![rule(
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests/selfnodeclient"],
+                &["create"],
             )],
         ),
         cluster_role(
@@ -432,6 +455,9 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             controllers::SCHEDULER,
             vec![json!({"apiGroup": GROUP, "kind": "User", "name": controllers::SCHEDULER})],
         ),
+        // kubeadm's kubeadm:node-autoapprove-bootstrap and …-certificate-rotation.
+        bind_groups(NODE_CLIENT_ROLE, &["system:bootstrappers"]),
+        bind_groups(SELF_NODE_CLIENT_ROLE, &["system:nodes"]),
     ]
     .into_iter()
     .chain(
@@ -625,6 +651,24 @@ mod tests {
             "n",
         );
         assert!(!g.authorize(&joiner, &approval).allowed());
+        // What the CSR approver's SubjectAccessReviews ask.
+        let client = |sub| {
+            Attributes::resource(
+                "create",
+                "certificates.k8s.io",
+                "certificatesigningrequests",
+                sub,
+                "",
+                "",
+            )
+        };
+        assert!(g.authorize(&joiner, &client("nodeclient")).allowed());
+        assert!(!g.authorize(&joiner, &client("selfnodeclient")).allowed());
+        let node = UserInfo::new("system:node:n", &["system:nodes", AUTHENTICATED]);
+        assert!(g.authorize(&node, &client("selfnodeclient")).allowed());
+        assert!(!g.authorize(&node, &client("nodeclient")).allowed());
+        let bob = UserInfo::new("bob", &[AUTHENTICATED]);
+        assert!(!g.authorize(&bob, &client("nodeclient")).allowed());
         assert!(!g
             .authorize(
                 &joiner,

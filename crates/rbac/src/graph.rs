@@ -57,6 +57,9 @@ fn decode<T: serde::de::DeserializeOwned>(values: &[&Value]) -> Vec<T> {
 pub struct Graph {
     by_user: HashMap<String, Vec<Grant>>,
     by_group: HashMap<String, Vec<Grant>>,
+    /// Each Role's rules by namespace and name, and each ClusterRole's by name, decoded once.
+    roles: HashMap<(String, String), Arc<[PolicyRule]>>,
+    cluster_roles: HashMap<String, Arc<[PolicyRule]>>,
 }
 
 impl Graph {
@@ -112,7 +115,22 @@ impl Graph {
                 );
             }
         }
+        graph.roles = roles;
+        graph.cluster_roles = cluster_roles;
         graph
+    }
+
+    /// The rules of the Role (`namespace`, `name`) or, for `kind` ClusterRole, of the
+    /// ClusterRole `name`; None if it does not exist.
+    pub fn role_rules(&self, kind: &str, namespace: &str, name: &str) -> Option<Arc<[PolicyRule]>> {
+        match kind {
+            "ClusterRole" => self.cluster_roles.get(name).cloned(),
+            "Role" => self
+                .roles
+                .get(&(namespace.to_string(), name.to_string()))
+                .cloned(),
+            _ => None,
+        }
     }
 
     fn add(

@@ -3,7 +3,7 @@
 //! - [`join_sandbox`], in the shim before it starts the container: joins the pause
 //!   process's network, UTS and IPC namespaces, and unshares a PID namespace (or joins the
 //!   pod's), so the next child is the container's PID 1;
-//! - `start`, in that child, forked by the shim ([`command`]) and executing nothing before
+//! - `start`, in that child, forked by the shim ([`FirstProcess`]) and executing nothing before
 //!   the container's program, as crun does: a new mount namespace, the cgroups, the mount
 //!   plan on the overlay root, `pivot_root`, masked and read-only paths, the credentials and
 //!   capabilities, then `execve` of the container's program.
@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
@@ -140,30 +140,48 @@ pub fn enter(pid: u32, spec: &ContainerSpec) -> Result<()> {
 }
 
 /// The container's first process, for the shim to spawn once it has [joined the
-/// sandbox](join_sandbox): the child forked by `spawn` runs `start` and so becomes the
-/// container's program, with no program executed in between. If it cannot, it writes why
-/// to its standard error (the container's log) and exits with 1. Its stdio is the caller's
-/// to set. The caller must have one thread, which is checked.
-pub fn command(spec: ContainerSpec) -> Result<Command> {
-    let threads = std::fs::read_dir("/proc/self/task")
-        .what(|| "listing /proc/self/task".into())?
-        .count();
-    if threads != 1 {
-        return Err(InitError::Threads(threads));
+/// sandbox](join_sandbox): the child forked by [`FirstProcess::spawn`] runs `start` and so
+/// becomes the container's program, with no program executed in between. If it cannot, it
+/// writes why to its standard error (the container's log) and exits with 1.
+pub struct FirstProcess(Command);
+
+impl FirstProcess {
+    pub fn new(spec: ContainerSpec) -> FirstProcess {
+        let mut cmd = Command::new(spec.process.argv.first().map_or("", String::as_str));
+        #[allow(unsafe_code)]
+        // SAFETY: the command is only forked by `spawn`, which checks right before that the
+        // process has one thread, so the forked child holds no lock that another thread had
+        // taken, and may allocate and run ordinary code; it leaves only through the
+        // container's exec or `_exit`, never back into the caller's code.
+        unsafe {
+            cmd.pre_exec(move || {
+                let Err(e) = start(&spec);
+                let _ = writeln!(std::io::stderr(), "Error: {e}");
+                libc::_exit(1)
+            });
+        }
+        FirstProcess(cmd)
     }
-    let mut cmd = Command::new(spec.process.argv.first().map_or("", String::as_str));
-    #[allow(unsafe_code)]
-    // SAFETY: the process has one thread (checked above), so the forked child holds no lock
-    // that another thread had taken, and may allocate and run ordinary code; it leaves only
-    // through the container's exec or `_exit`, never back into the caller's code.
-    unsafe {
-        cmd.pre_exec(move || {
-            let Err(e) = start(&spec);
-            let _ = writeln!(std::io::stderr(), "Error: {e}");
-            libc::_exit(1)
-        });
+
+    /// Its standard input, output and error.
+    pub fn stdio(&mut self, stdin: Stdio, stdout: Stdio, stderr: Stdio) -> &mut Self {
+        self.0.stdin(stdin).stdout(stdout).stderr(stderr);
+        self
     }
-    Ok(cmd)
+
+    /// Forks it. The caller must have one thread: that is checked here, where no other
+    /// thread can appear before the fork.
+    pub fn spawn(&mut self) -> Result<Child> {
+        let threads = std::fs::read_dir("/proc/self/task")
+            .what(|| "listing /proc/self/task".into())?
+            .count();
+        if threads != 1 {
+            return Err(InitError::Threads(threads));
+        }
+        self.0
+            .spawn()
+            .what(|| format!("starting {:?}", self.0.get_program()))
+    }
 }
 
 /// In the container's first process: sets up its root and credentials and executes its
@@ -451,6 +469,7 @@ mod tests {
     fn a_container_is_never_forked_from_a_process_with_threads() {
         // libtest runs this test on a thread of its own, beside the main thread.
         let spec = crate::mounts::tests::spec(Vec::new());
-        assert!(matches!(command(spec), Err(InitError::Threads(n)) if n > 1));
+        let spawned = FirstProcess::new(spec).spawn();
+        assert!(matches!(spawned, Err(InitError::Threads(n)) if n > 1));
     }
 }

@@ -12,8 +12,7 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("shim") {
         let spec = read(&args[2]);
         let own = init::join_sandbox(&spec).expect("joining the sandbox");
-        let mut child = init::command(spec)
-            .expect("the container's command")
+        let mut child = init::FirstProcess::new(spec)
             .spawn()
             .expect("starting the container");
         own.restore().expect("restoring the PID namespace");

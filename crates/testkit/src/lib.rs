@@ -186,6 +186,14 @@ impl TestApi {
         )?)
     }
 
+    /// An administrator's client without kube's retry layer, which would wait out and resend
+    /// a 429 or 503 (for tests that check those answers).
+    pub fn client_without_retry(&self) -> anyhow::Result<kube::Client> {
+        let mut config = kinet_controllers::client::config(&self.url, &self.ca_pem, &self.token)?;
+        config.default_retry = false;
+        Ok(kube::Client::try_from(config)?)
+    }
+
     /// The control loops' clients, each as its own identity (what `kinet serve` gives them).
     pub fn controller_clients(&self) -> anyhow::Result<kinet_controllers::Clients> {
         Ok(kinet_controllers::Clients::connect(

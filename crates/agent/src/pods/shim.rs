@@ -6,7 +6,7 @@
 //!
 //! It starts the container through the runtime: it joins the sandbox's namespaces itself
 //! (`kinet_runtime::init::join_sandbox`), so its child is the container's PID 1; that child,
-//! forked from the shim (`kinet_runtime::init::command`), makes the container's root and
+//! forked from the shim (`kinet_runtime::init::FirstProcess`), makes the container's root and
 //! credentials and executes the container's program, with no other program in between. The agent starts the shim leading its own process group, so stopping
 //! the group stops the container too. The shim itself survives SIGTERM to drain the container's last output; a
 //! container on a terminal is in a session of its own, so the shim passes signals on to it.
@@ -15,14 +15,14 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use kinet_node_api::logs::cri::{self, Stream};
-use kinet_runtime::init::OwnPids;
+use kinet_runtime::init::{FirstProcess, OwnPids};
 use nix::sys::signal::{kill, raise, SigSet, Signal};
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
@@ -136,7 +136,7 @@ pub fn run(args: &ShimArgs) -> Result<()> {
     let spec: kinet_runtime::ContainerSpec = serde_json::from_slice(&text)?;
     // Still one thread here, as setns and unshare want.
     let own_pids = kinet_runtime::init::join_sandbox(&spec)?;
-    let mut cmd = kinet_runtime::init::command(spec)?;
+    let mut cmd = FirstProcess::new(spec);
     let (done_tx, done_rx) = mpsc::channel();
     let (mut child, outputs, stdin_to) = if args.tty {
         let pty = nix::pty::openpty(None, None).context("opening a terminal")?;
@@ -144,10 +144,12 @@ pub fn run(args: &ShimArgs) -> Result<()> {
         let tmp = paths.tty.with_extension("tmp");
         std::fs::write(&tmp, device.as_os_str().as_encoded_bytes())?;
         std::fs::rename(&tmp, &paths.tty)?;
-        cmd.stdin(Stdio::from(pty.slave.try_clone()?))
-            .stdout(Stdio::from(pty.slave.try_clone()?))
-            .stderr(Stdio::from(pty.slave));
-        let child = spawn(&mut cmd, &blocked, own_pids)?;
+        cmd.stdio(
+            Stdio::from(pty.slave.try_clone()?),
+            Stdio::from(pty.slave.try_clone()?),
+            Stdio::from(pty.slave),
+        );
+        let child = spawn(|| Ok(cmd.spawn()?), &blocked, own_pids)?;
         let master = File::from(pty.master);
         let writer: Box<dyn Write + Send> = Box::new(master.try_clone()?);
         // The terminal's output (stderr included) is the container's stdout, as runtimes log it.
@@ -159,10 +161,8 @@ pub fn run(args: &ShimArgs) -> Result<()> {
         } else {
             Stdio::null()
         };
-        cmd.stdin(stdin)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = spawn(&mut cmd, &blocked, own_pids)?;
+        cmd.stdio(stdin, Stdio::piped(), Stdio::piped());
+        let mut child = spawn(|| Ok(cmd.spawn()?), &blocked, own_pids)?;
         let out = child.stdout.take().expect("piped stdout");
         let err = child.stderr.take().expect("piped stderr");
         copy_out(out, Stream::Stdout, log.clone(), done_tx.clone());
@@ -213,10 +213,12 @@ pub fn make_fifo(path: &Path) -> Result<()> {
 /// inherits its parent's signal mask through fork and exec: a container started with SIGTERM
 /// blocked would sit out every grace period until SIGKILL. A signal in between kills the shim,
 /// and with it (`--pdeathsig`) the container, which was sent the same signal as its group.
-fn spawn(cmd: &mut Command, blocked: &SigSet, own_pids: OwnPids) -> Result<Child> {
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("starting {:?}", cmd.get_program()))?;
+fn spawn(
+    start: impl FnOnce() -> Result<Child>,
+    blocked: &SigSet,
+    own_pids: OwnPids,
+) -> Result<Child> {
+    let child = start()?;
     own_pids.restore()?;
     blocked.thread_block().context("blocking signals")?;
     Ok(child)
@@ -300,12 +302,8 @@ mod tests {
     fn the_container_starts_with_no_signal_blocked_and_the_shim_blocks_them() {
         let mut blocked = SigSet::empty();
         blocked.add(Signal::SIGTERM);
-        let mut child = spawn(
-            Command::new("sleep").arg("30"),
-            &blocked,
-            OwnPids::current().unwrap(),
-        )
-        .unwrap();
+        let sleep = || Ok(std::process::Command::new("sleep").arg("30").spawn()?);
+        let mut child = spawn(sleep, &blocked, OwnPids::current().unwrap()).unwrap();
         let term = 1 << (Signal::SIGTERM as i32 - 1);
         let child_mask = blocked_mask(child.id());
         // This test's own thread now blocks SIGTERM, as the shim's threads do.

@@ -6,14 +6,18 @@
 //! this server's cache of them: it picks, the store decides. A number the cache thought free but
 //! another server holds is learned from the failed create, and the allocation is tried again.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use kinet_store::Mutation;
 use kinet_types::{ApiError, Result};
 use serde_json::{json, Value};
 
 use super::alloc::Allocators;
+use super::meta::now;
 use super::services::Holdings;
 use super::Api;
 
@@ -28,7 +32,7 @@ const ATTEMPTS: u32 = 16;
 const ORPHAN_GRACE: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
 
 /// One allocated number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Number {
     Ip(Ipv4Addr),
     Port(u16),
@@ -106,8 +110,61 @@ fn number_of(key: &str) -> Option<Number> {
         .map(Number::Port)
 }
 
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+/// A claim found in the store at start.
+#[derive(Debug)]
+struct Found {
+    number: Number,
+    owner: Option<String>,
+    created: Option<DateTime<Utc>>,
+}
+
+/// What the start-up repair does, as upstream's repair loops: numbers Services hold get the
+/// claim they lack, claims no Service holds go once old enough to be no allocation in flight,
+/// the rest are learned, and a Service whose number another owner claimed is reported and left.
+#[derive(Debug, Default, PartialEq)]
+struct Repair {
+    claim: Vec<(Number, String)>,
+    remove: Vec<(Number, Option<String>)>,
+    learn: Vec<(Number, Option<String>)>,
+    /// (number, the Service holding it, the owner its claim names).
+    conflicts: Vec<(Number, String, Option<String>)>,
+}
+
+/// The repair for `held` (each number and the Services holding it) and the `found` claims.
+fn repair(
+    mut held: BTreeMap<Number, Vec<String>>,
+    found: Vec<Found>,
+    cutoff: DateTime<Utc>,
+) -> Repair {
+    let mut plan = Repair::default();
+    for c in found {
+        let holders = held.remove(&c.number).unwrap_or_default();
+        let named = c.owner.as_ref().is_some_and(|o| holders.contains(o));
+        if !named && c.created.is_none_or(|t| t < cutoff) {
+            if let Some(first) = holders.first() {
+                plan.claim.push((c.number, first.clone()));
+                conflicting(&mut plan, c.number, &holders[1..], Some(first));
+            }
+            plan.remove.push((c.number, c.owner));
+            continue;
+        }
+        conflicting(&mut plan, c.number, &holders, c.owner.as_ref());
+        plan.learn.push((c.number, c.owner));
+    }
+    for (n, holders) in held {
+        if let Some(first) = holders.first() {
+            plan.claim.push((n, first.clone()));
+            conflicting(&mut plan, n, &holders[1..], Some(first));
+        }
+    }
+    plan
+}
+
+/// Records each of `holders` other than `owner` as holding `n` without its claim.
+fn conflicting(plan: &mut Repair, n: Number, holders: &[String], owner: Option<&String>) {
+    for h in holders.iter().filter(|h| Some(*h) != owner) {
+        plan.conflicts.push((n, h.clone(), owner.cloned()));
+    }
 }
 
 impl Api {
@@ -181,23 +238,10 @@ impl Api {
         let mut done = Vec::new();
         let mut outcome = Ok(true);
         for n in &numbers {
-            let (mine, value) = (owner.to_string(), n.claim(owner, &now()));
-            let written = self
-                .store
-                .write(&n.key(), move |now| match now {
-                    None => Ok(Mutation::Put(value)),
-                    Some(c) if owner_of(c).as_deref() == Some(&mine) => Ok(Mutation::Unchanged),
-                    Some(_) => Err(ApiError::new(409, "AlreadyExists", "claimed")),
-                })
-                .await;
-            match written {
-                Ok(_) => done.push(*n),
-                Err(e) if e.reason == "AlreadyExists" => {
-                    outcome = Ok(false);
-                    break;
-                }
-                Err(e) => {
-                    outcome = Err(e);
+            match self.put_claim(*n, owner).await {
+                Ok(true) => done.push(*n),
+                other => {
+                    outcome = other;
                     break;
                 }
             }
@@ -223,70 +267,94 @@ impl Api {
         outcome
     }
 
+    /// Creates `n`'s claim for `owner` unless it has one: whether it is `owner`'s.
+    async fn put_claim(&self, n: Number, owner: &str) -> Result<bool> {
+        let (mine, value) = (owner.to_string(), n.claim(owner, &now()));
+        let written = self
+            .store
+            .write(&n.key(), move |now| match now {
+                None => Ok(Mutation::Put(value)),
+                Some(c) if owner_of(c).as_deref() == Some(&mine) => Ok(Mutation::Unchanged),
+                Some(_) => Err(ApiError::new(409, "AlreadyExists", "claimed")),
+            })
+            .await;
+        match written {
+            Ok(_) => Ok(true),
+            Err(e) if e.reason == "AlreadyExists" => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Removes the claims of `numbers` that name `owner`. A failure leaves a claim no Service
     /// holds, which the next start removes.
     async fn unclaim(&self, owner: &str, numbers: &[Number]) {
         for n in numbers {
-            let mine = owner.to_string();
-            let removed = self
-                .store
-                .write(&n.key(), move |now| match now {
-                    Some(c) if owner_of(c).as_deref() == Some(&mine) => Ok(Mutation::Delete),
-                    _ => Ok(Mutation::Unchanged),
-                })
-                .await;
-            if let Err(e) = removed {
-                tracing::warn!(key = %n.key(), error = %e.message, "could not remove a claim");
-            }
+            self.drop_claim(*n, Some(owner)).await;
+        }
+    }
+
+    /// Removes `n`'s claim if it names `owner` (`None`: a claim naming no Service).
+    async fn drop_claim(&self, n: Number, owner: Option<&str>) {
+        let mine = owner.map(str::to_string);
+        let removed = self
+            .store
+            .write(&n.key(), move |now| match now {
+                Some(c) if owner_of(c) == mine => Ok(Mutation::Delete),
+                _ => Ok(Mutation::Unchanged),
+            })
+            .await;
+        if let Err(e) = removed {
+            tracing::warn!(key = %n.key(), error = %e.message, "could not remove a claim");
         }
     }
 
     /// At start: learns the claims other servers made, claims what stored Services hold (a
-    /// store written before claims existed), and removes old claims no Service holds.
+    /// store written before claims existed), removes old claims no Service holds, and reports
+    /// Services whose number another owner claimed.
     pub async fn reconcile_claims(&self) {
         let services = kinet_types::registry::lookup("", "v1", "services").expect("served");
-        let mut held = std::collections::HashMap::new();
+        let mut held: BTreeMap<Number, Vec<String>> = BTreeMap::new();
         for (key, svc) in self
             .store
             .entries(&super::collection_prefix(services, None))
         {
             for n in Number::all(&Holdings::of(&svc.value)) {
-                held.insert(n.key(), (n, key.clone()));
+                held.entry(n).or_default().push(key.clone());
             }
         }
-        let cutoff = chrono::Utc::now() - ORPHAN_GRACE;
-        for prefix in [IP_PREFIX, PORT_PREFIX] {
-            for (key, claim) in self.store.entries(prefix) {
-                let owner = owner_of(&claim.value);
-                let Some(n) = number_of(&key) else { continue };
-                if held.get(&key).map(|(_, o)| o) == owner.as_ref() {
-                    held.remove(&key);
-                    continue;
-                }
+        let found = [IP_PREFIX, PORT_PREFIX]
+            .into_iter()
+            .flat_map(|prefix| self.store.entries(prefix))
+            .filter_map(|(key, claim)| {
                 let created = claim.value["metadata"]["creationTimestamp"]
                     .as_str()
-                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-                if created.is_some_and(|t| t < cutoff) {
-                    tracing::info!(%key, ?owner, "removing a claim no Service holds");
-                    self.unclaim(owner.as_deref().unwrap_or_default(), &[n])
-                        .await;
-                } else {
-                    n.learn(&mut self.lock_alloc(), owner.as_deref());
-                }
-            }
-        }
-        for (n, owner) in held.into_values() {
-            let value = n.claim(&owner, &now());
-            let (mine, key) = (owner.clone(), n.key());
-            let claimed = self
-                .store
-                .write(&key, move |now| match now {
-                    None => Ok(Mutation::Put(value)),
-                    Some(_) => Ok(Mutation::Unchanged),
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+                Some(Found {
+                    number: number_of(&key)?,
+                    owner: owner_of(&claim.value),
+                    created: created.map(|t| t.with_timezone(&Utc)),
                 })
-                .await;
-            if let Err(e) = claimed {
-                tracing::warn!(%key, owner = %mine, error = %e.message, "could not claim a Service's number");
+            })
+            .collect();
+        let plan = repair(held, found, Utc::now() - ORPHAN_GRACE);
+        for (n, owner) in &plan.learn {
+            n.learn(&mut self.lock_alloc(), owner.as_deref());
+        }
+        for (n, owner) in plan.remove {
+            tracing::info!(key = %n.key(), ?owner, "removing a claim no Service holds");
+            self.drop_claim(n, owner.as_deref()).await;
+        }
+        for (n, service, owner) in plan.conflicts {
+            tracing::warn!(key = %n.key(), %service, ?owner,
+                "a Service holds a number another owner has claimed; left as it is");
+        }
+        for (n, owner) in plan.claim {
+            match self.put_claim(n, &owner).await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(key = %n.key(), service = %owner,
+                    "a Service holds a number another server has just claimed; left as it is"),
+                Err(e) => tracing::warn!(key = %n.key(), service = %owner, error = %e.message,
+                    "could not claim a Service's number"),
             }
         }
     }
@@ -320,5 +388,56 @@ mod tests {
             ports: vec![30080],
         };
         assert_eq!(Number::all(&holdings), [ip, port]);
+    }
+
+    #[test]
+    fn the_repair_claims_held_numbers_removes_old_orphans_and_reports_conflicts() {
+        let ip = |last| Number::Ip(Ipv4Addr::new(10, 96, 0, last));
+        let svc = |name: &str| format!("core/services/default/{name}");
+        let at = |t: &str| Some(t.parse::<DateTime<Utc>>().unwrap());
+        let (old, young) = (at("2026-01-01T00:00:00Z"), at("2026-01-01T00:05:00Z"));
+        let cutoff = at("2026-01-01T00:03:00Z").unwrap();
+        let found = |last, owner: Option<&str>, created| Found {
+            number: ip(last),
+            owner: owner.map(svc),
+            created,
+        };
+        let held = BTreeMap::from([
+            (ip(1), vec![svc("a")]),
+            (ip(2), vec![svc("b")]),
+            (ip(3), vec![svc("c"), svc("d")]),
+            (ip(4), vec![svc("e")]),
+            (ip(5), vec![svc("f")]),
+        ]);
+        let claims = vec![
+            // Claimed by its Service: learned, however old.
+            found(1, Some("a"), old),
+            // Held, claimed by another owner: kept while young, reported.
+            found(2, Some("x"), young),
+            // Held by two Services, one named: the other reported.
+            found(3, Some("d"), old),
+            // Claimed long ago by a Service that no longer holds it: removed, then claimed.
+            found(5, Some("gone"), old),
+            // Orphans: the old one and the one naming no Service go, the young one stays.
+            found(6, Some("gone"), old),
+            found(7, None, None),
+            found(8, Some("new"), young),
+        ];
+        let plan = repair(held, claims, cutoff);
+        let own = |name: &str| Some(svc(name));
+        assert_eq!(
+            plan,
+            Repair {
+                claim: vec![(ip(5), svc("f")), (ip(4), svc("e"))],
+                remove: vec![(ip(5), own("gone")), (ip(6), own("gone")), (ip(7), None)],
+                learn: vec![
+                    (ip(1), own("a")),
+                    (ip(2), own("x")),
+                    (ip(3), own("d")),
+                    (ip(8), own("new"))
+                ],
+                conflicts: vec![(ip(2), svc("b"), own("x")), (ip(3), svc("c"), own("d"))],
+            }
+        );
     }
 }

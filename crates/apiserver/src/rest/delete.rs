@@ -94,11 +94,17 @@ fn finalizers(obj: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Whether `resource` is the core v1 `kind`: a custom resource may take a built-in kind's name
+/// in its own group.
+fn is_core(resource: &Resource, kind: &str) -> bool {
+    (resource.group, resource.version, resource.kind) == ("", "v1", kind)
+}
+
 fn plan(resource: &Resource, obj: &Value, opts: &DeleteOptions) -> Plan {
     let now = meta::now();
     let marked = obj["metadata"]["deletionTimestamp"].is_string();
     let mut new = obj.clone();
-    if resource.kind == "Namespace" {
+    if is_core(resource, "Namespace") {
         let spec_finalizers = obj["spec"]["finalizers"]
             .as_array()
             .is_some_and(|f| !f.is_empty());
@@ -130,7 +136,7 @@ fn plan(resource: &Resource, obj: &Value, opts: &DeleteOptions) -> Plan {
         }
     }
     // A pod on a node terminates gracefully: the node agent stops it, then deletes it with grace 0.
-    if resource.kind == "Pod" {
+    if is_core(resource, "Pod") {
         let bound = obj["spec"]["nodeName"]
             .as_str()
             .is_some_and(|n| !n.is_empty());
@@ -230,7 +236,7 @@ impl Api {
                 .await;
             match result {
                 Ok(outcome) => {
-                    if gone && resource.kind == "Service" {
+                    if gone && is_core(resource, "Service") {
                         self.release(&key, &Holdings::of(&current.value)).await;
                     }
                     let obj = outcome
@@ -342,6 +348,33 @@ mod tests {
         assert_eq!(terminating["metadata"]["deletionGracePeriodSeconds"], 30);
         assert!(matches!(
             plan(pod, &terminating, &opts(None, Some(0))),
+            Plan::Remove
+        ));
+
+        // A custom resource named like a built-in kind is deleted as any other object.
+        static CUSTOM_POD: Resource = Resource {
+            group: "example.com",
+            version: "v1",
+            kind: "Pod",
+            plural: "pods",
+            singular: "pod",
+            short_names: &[],
+            scope: kinet_types::registry::Scope::Namespaced,
+            categories: &[],
+            subresources: &[],
+        };
+        assert!(matches!(
+            plan(&CUSTOM_POD, &bound, &opts(None, None)),
+            Plan::Remove
+        ));
+        let custom_ns = Resource {
+            kind: "Namespace",
+            plural: "namespaces",
+            ..CUSTOM_POD
+        };
+        let live = json!({"metadata": {"name": "x"}, "spec": {"finalizers": ["kubernetes"]}});
+        assert!(matches!(
+            plan(&custom_ns, &live, &opts(None, None)),
             Plan::Remove
         ));
 

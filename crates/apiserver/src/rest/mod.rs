@@ -56,8 +56,9 @@ pub struct Api {
     pub health: kinet_health::Checks,
     /// The resources CustomResourceDefinitions serve.
     pub crds: crate::crds::Registry,
-    /// Held from quota admission until the admitted object is stored.
-    pub quota_lock: tokio::sync::Mutex<()>,
+    /// Quota charges share their namespace's lock until their object is stored; a recount of
+    /// the namespace's usage holds it alone.
+    pub quota_locks: crate::quota::QuotaLocks,
     /// Decides every request; caches the RBAC graph.
     pub authz: crate::authz::Authorizer,
 }

@@ -52,10 +52,11 @@ impl Api {
                 } else {
                     "clusterroles"
                 };
-                (
-                    self.referenced_rules(role_kind, namespace, role_name),
-                    may("bind", plural, role_name),
-                )
+                // A binding to a role that does not exist yet grants nothing yet.
+                let rules = self
+                    .authz
+                    .role_rules(&self.store, role_kind, namespace, role_name);
+                (rules, may("bind", plural, role_name))
             }
         };
         if exempt {
@@ -92,23 +93,6 @@ impl Api {
                 ))
             },
         )
-    }
-
-    fn referenced_rules(&self, kind: &str, namespace: &str, name: &str) -> Vec<PolicyRule> {
-        let plural = if kind == "Role" {
-            "roles"
-        } else {
-            "clusterroles"
-        };
-        let Some(resource) = kinet_types::registry::lookup(GROUP, "v1", plural) else {
-            return Vec::new();
-        };
-        let ns = (kind == "Role").then_some(namespace);
-        match self.store.get(&object_key(resource, ns, name)) {
-            Some(stored) => rules_of(&stored.value),
-            // A binding to a role that does not exist yet grants nothing yet.
-            None => Vec::new(),
-        }
     }
 
     /// After any RBAC write: the graph is stale, and aggregated ClusterRoles may need rules.

@@ -263,7 +263,7 @@ impl Api {
         if self.store.get(&key).is_some() {
             return Err(ApiError::already_exists(resource, &name));
         }
-        let admitted = self.admit_quota(resource, &obj).await?;
+        let admitted = self.admit_quota(resource, &obj, None, dry).await?;
         let granted = self.allocate(resource, &key, &mut obj, None, dry).await?;
         if dry {
             if let Some(g) = &granted {
@@ -454,13 +454,14 @@ impl Api {
             if meta::same_content(&new, &current.value) {
                 return Ok(current);
             }
-            let granted = match part {
+            let (admitted, granted) = match part {
                 Part::Main => {
-                    let old = Some(&current.value);
-                    self.allocate(resource, &key, &mut new, old, dry_run(call))
-                        .await?
+                    let (old, dry) = (Some(&current.value), dry_run(call));
+                    let admitted = self.admit_quota(resource, &new, old, dry).await?;
+                    let granted = self.allocate(resource, &key, &mut new, old, dry).await?;
+                    (admitted, granted)
                 }
-                Part::Status | Part::EphemeralContainers | Part::Approval => None,
+                Part::Status | Part::EphemeralContainers | Part::Approval => (None, None),
             };
             let finished = finalized(resource, &current.value, &new);
             if dry_run(call) {
@@ -486,6 +487,7 @@ impl Api {
                     Some(_) => Ok(Mutation::Put(new)),
                 })
                 .await;
+            drop(admitted);
             match result {
                 Ok(outcome) => {
                     let stored = outcome

@@ -1,14 +1,15 @@
 //! The admission plugins that read stored objects, through kube-rs: LimitRanger's defaults land
 //! on new pods, bounds and quotas refuse with kube-apiserver's 403 texts, concurrent creates
-//! never overshoot a quota, each quota's status follows what its namespace holds, and Priority
+//! never overshoot a quota (in one namespace or several at once), an update is charged what it
+//! adds, each quota's status follows what its namespace holds, and Priority
 //! resolves PriorityClasses, the two built-in ones included.
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, Pod, ResourceQuota};
+use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, Namespace, Pod, ResourceQuota, Service};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kinet_testkit::TestApi;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
 
 fn pod(name: &str, resources: Value) -> Pod {
@@ -161,6 +162,92 @@ async fn quotas_refuse_what_goes_over_and_track_usage() {
          used: count/configmaps=2, limited: count/configmaps=2"
     );
     used(&quotas, "compute", "count/configmaps", "2").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_in_two_namespaces_each_stop_at_their_quota() {
+    let api = TestApi::start().await.unwrap();
+    let client = api.client().unwrap();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in ["left", "right"] {
+        let made = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+        namespaces
+            .create(&PostParams::default(), &made)
+            .await
+            .unwrap();
+        let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), ns);
+        let quota = serde_json::from_value(
+            json!({"metadata": {"name": "few"}, "spec": {"hard": {"count/configmaps": "3"}}}),
+        )
+        .unwrap();
+        quotas.create(&PostParams::default(), &quota).await.unwrap();
+    }
+    // Eight creates in each namespace, all at once and interleaved: three fit in each.
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let ns = if i % 2 == 0 { "left" } else { "right" };
+            let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+            tokio::spawn(async move {
+                let cm = serde_json::from_value(json!({"metadata": {"name": format!("cm{i}")}}))
+                    .unwrap();
+                (ns, cms.create(&PostParams::default(), &cm).await)
+            })
+        })
+        .collect();
+    let mut admitted = std::collections::BTreeMap::<&str, usize>::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (ns, Ok(_)) => *admitted.entry(ns).or_default() += 1,
+            (_, Err(e)) => assert!(forbidden(e).contains("exceeded quota: few"), "refusal"),
+        }
+    }
+    assert_eq!(admitted, [("left", 3), ("right", 3)].into());
+    for ns in ["left", "right"] {
+        let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), ns);
+        used(&quotas, "few", "count/configmaps", "3").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_update_is_charged_the_node_ports_it_adds() {
+    let api = TestApi::start().await.unwrap();
+    let client = api.client().unwrap();
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), "default");
+    let services: Api<Service> = Api::namespaced(client, "default");
+    let quota = serde_json::from_value(json!({"metadata": {"name": "ports"},
+        "spec": {"hard": {"services.nodeports": "1", "services.loadbalancers": "0"}}}))
+    .unwrap();
+    quotas.create(&PostParams::default(), &quota).await.unwrap();
+    used(&quotas, "ports", "services.nodeports", "0").await;
+    let svc = serde_json::from_value(json!({"metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "a", "port": 80}, {"name": "b", "port": 81}]}}))
+    .unwrap();
+    services.create(&PostParams::default(), &svc).await.unwrap();
+
+    let to = |kind: &str| Patch::Merge(json!({"spec": {"type": kind}}));
+    let err = services
+        .patch("web", &PatchParams::default(), &to("NodePort"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        forbidden(err),
+        "services \"web\" is forbidden: exceeded quota: ports, requested: services.nodeports=2, \
+         used: services.nodeports=0, limited: services.nodeports=1"
+    );
+    let err = services
+        .patch("web", &PatchParams::default(), &to("LoadBalancer"))
+        .await
+        .unwrap_err();
+    assert!(
+        forbidden(err).contains("requested: services.loadbalancers=1,services.nodeports=2"),
+        "a LoadBalancer is charged its balancer and node ports"
+    );
+    // A change that adds nothing quota'd goes through.
+    let labelled = Patch::Merge(json!({"metadata": {"labels": {"tier": "web"}}}));
+    services
+        .patch("web", &PatchParams::default(), &labelled)
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::harness::{in_both_proxy_modes, show, stdout, Cluster, ProxyMode};
 use crate::pods::{apply, wait_dns, wait_ready_in, AGNHOST};
-use crate::services::{external, host_curl, outside_ip, own};
+use crate::services::{external, host_curl, outside_ip, own, poll};
 
 mod upstream;
 
@@ -171,22 +171,38 @@ fn delete_policies(c: &Cluster) {
     }
 }
 
-/// `host:port` answers over TCP from inside `ns/pod` (serve-hostname sends its name).
-fn tcp_from(c: &Cluster, ns: &str, pod: &str, target: &str) -> bool {
+/// What a TCP connection from inside `ns/pod` (its first container) to `host:port` gets.
+#[derive(Debug, PartialEq)]
+enum Probe {
+    /// serve-hostname sent its name.
+    Answered,
+    /// No answer within 2 s: the packets were dropped.
+    TimedOut,
+    Failed(String),
+}
+
+fn probe(c: &Cluster, ns: &str, pod: &str, target: &str) -> Probe {
     let (host, port) = target.split_once(':').unwrap();
     let out = c.kubectl(&[
         "exec",
         "-n",
         ns,
         pod,
-        "-c",
-        "cont-80",
         "--",
         "bash",
         "-c",
         &format!("timeout 2 bash -c 'cat </dev/tcp/{host}/{port}'"),
     ]);
-    out.status.success() && !stdout(&out).is_empty()
+    match out.status.code() {
+        Some(0) if !stdout(&out).is_empty() => Probe::Answered,
+        Some(124) => Probe::TimedOut,
+        _ => Probe::Failed(show(&out)),
+    }
+}
+
+/// `host:port` answers over TCP from inside `ns/pod`.
+fn tcp_from(c: &Cluster, ns: &str, pod: &str, target: &str) -> bool {
+    probe(c, ns, pod, target) == Probe::Answered
 }
 
 fn cluster_ip(c: &Cluster, ns: &str, svc: &str) -> String {
@@ -588,7 +604,47 @@ fn network_policy_is_enforced_in_the_kernel_as_upstream_expects(mode: ProxyMode)
         "{why}"
     );
     delete_policies(&c);
+
+    only_the_frontend_reaches_the_backend(&c);
     // The table goes with the agents.
     let out = c.kinet(&["down"]);
     assert!(out.status.success(), "{}", show(&out));
+}
+
+/// The tutorial's case, in the default namespace: a policy lets only `tier=frontend` reach
+/// `tier=backend` on 3306 (through its Service). The frontend connects; every other pod, of
+/// this namespace or another, times out; deleting the policy restores access.
+fn only_the_frontend_reaches_the_backend(c: &Cluster) {
+    let pod = |name: &str, args: &str| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{tier: {name}}}}}\nspec:\n  containers:\n  - {{name: main, image: \"{AGNHOST}\", args: [{args}]}}")
+    };
+    let docs = [
+        pod("backend", "serve-hostname, --tcp, --http=false, --port, \"3306\""),
+        pod("frontend", "pause"),
+        pod("other", "pause"),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: backend, labels: {tier: backend}}\nspec:\n  selector: {tier: backend}\n  ports: [{port: 3306}]".to_string(),
+    ];
+    apply(c, &docs.join("\n---\n"));
+    wait_ready_in(c, "default", "tier", 3);
+    let backend = format!("{}:3306", cluster_ip(c, "default", "backend"));
+    let clients = [("default", "frontend"), ("default", "other"), ("x", "a")];
+    let answered = |(ns, pod): &(&str, &str)| probe(c, ns, pod, &backend) == Probe::Answered;
+    poll("every pod reaches the backend before any policy", || {
+        clients.iter().all(answered).then_some(())
+    });
+
+    policy(c, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: backend-from-frontend}\nspec:\n  podSelector: {matchLabels: {tier: backend}}\n  ingress: [{from: [{podSelector: {matchLabels: {tier: frontend}}}], ports: [{port: 3306}]}]");
+    poll("only the frontend reaches the backend", || {
+        let got: Vec<Probe> = clients
+            .iter()
+            .map(|(ns, pod)| probe(c, ns, pod, &backend))
+            .collect();
+        (got == [Probe::Answered, Probe::TimedOut, Probe::TimedOut]).then_some(())
+    });
+
+    c.kubectl_ok(&["delete", "networkpolicy", "backend-from-frontend"]);
+    poll("the deleted policy no longer isolates the backend", || {
+        clients.iter().all(answered).then_some(())
+    });
+    c.kubectl_ok(&["delete", "pod,service", "-l", "tier", "--wait=false"]);
 }

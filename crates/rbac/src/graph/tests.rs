@@ -133,3 +133,20 @@ fn dangling_references_grant_nothing() {
         .authorize(&UserInfo::new("alice", &[]), &list("", "pods"))
         .allowed());
 }
+
+#[test]
+fn roles_are_kept_for_the_escalation_check() {
+    let roles = [role("default", "reader", &["pods"], &["get"])];
+    let cluster_roles = [role("", "viewer", &["services"], &["list"])];
+    let g = Graph::build(Objects {
+        roles: &roles.iter().collect::<Vec<_>>(),
+        cluster_roles: &cluster_roles.iter().collect::<Vec<_>>(),
+        ..Objects::default()
+    });
+    let reader = g.role_rules("Role", "default", "reader").unwrap();
+    assert_eq!(reader[0].resources, Some(vec!["pods".to_string()]));
+    assert!(g.role_rules("Role", "other", "reader").is_none());
+    let viewer = g.role_rules("ClusterRole", "default", "viewer").unwrap();
+    assert_eq!(viewer[0].verbs, ["list"]);
+    assert!(g.role_rules("ClusterRole", "", "reader").is_none());
+}

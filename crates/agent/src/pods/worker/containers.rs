@@ -248,6 +248,22 @@ impl Worker {
             return;
         }
         let Some(pause) = self.rec.pause else { return };
+        if let Source::Pulled(p) = &source {
+            self.rec.containers[idx].record.image_id = p.image_id.clone();
+            // The sandbox process keeps the lease: once it is gone, the image may go. Without
+            // it the image could be removed under the running container, so it does not start.
+            let lease = Lease {
+                holder: format!("{}/{}/{}", self.rt.cfg.cluster, self.rec.uid, name),
+                image: p.record.config.clone(),
+                pid: pause.pid,
+            };
+            if let Err(e) = self.rt.store().and_then(|s| s.lease(&lease)) {
+                let msg = format!("Error: could not lease image \"{image_ref}\": {e}");
+                self.event(EventType::Warning, "Failed", &msg).await;
+                self.exited_now(idx, 128, "StartError").await;
+                return;
+            }
+        }
         let launch = match self.launch(idx, root, &defaults, argv, full.clone(), log) {
             Ok(l) => l,
             Err(e) => return self.config_error(idx, e).await,
@@ -255,18 +271,6 @@ impl Worker {
         if first && matches!(source, Source::Builtin(_)) {
             let msg = format!("Container image \"{image_ref}\" already present on machine");
             self.event(EventType::Normal, "Pulled", &msg).await;
-        }
-        if let Source::Pulled(p) = &source {
-            self.rec.containers[idx].record.image_id = p.image_id.clone();
-            // The sandbox process keeps the lease: once it is gone, the image may go.
-            let lease = Lease {
-                holder: format!("{}/{}/{}", self.rt.cfg.cluster, self.rec.uid, name),
-                image: p.record.config.clone(),
-                pid: pause.pid,
-            };
-            if let Err(e) = self.rt.store().and_then(|s| s.lease(&lease)) {
-                tracing::warn!(error = %e, "recording the image lease");
-            }
         }
         self.event(
             EventType::Normal,
