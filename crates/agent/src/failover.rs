@@ -75,8 +75,14 @@ pub fn order(count: usize, current: usize) -> impl Iterator<Item = usize> {
 /// connection no server takes is closed: the client sees the failure and retries.
 pub async fn serve(listener: TcpListener, servers: Arc<Servers>) {
     loop {
-        let Ok((mut client, _)) = listener.accept().await else {
-            continue;
+        let mut client = match listener.accept().await {
+            Ok((client, _)) => client,
+            Err(e) => {
+                // Out of descriptors, say: retrying at once would spin.
+                tracing::warn!(error = %e, "accepting a connection to proxy");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let servers = servers.clone();
         tokio::spawn(async move {

@@ -35,10 +35,16 @@ impl QuotaLocks {
         locks.entry(namespace.to_string()).or_default().clone()
     }
 
-    /// Drops the lock of a namespace that no longer has quotas.
+    /// Drops the lock of a namespace that no longer has quotas, unless a charge or recount
+    /// still holds it: a fresh lock beside a held one would let the two run together.
     fn forget(&self, namespace: &str) {
         let mut locks = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        locks.remove(namespace);
+        if locks
+            .get(namespace)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            locks.remove(namespace);
+        }
     }
 }
 

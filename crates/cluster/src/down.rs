@@ -30,8 +30,10 @@ pub async fn down(name: &str, keep_data: bool) -> Result<()> {
         }
         Err(e) => eprintln!("   cannot read the cluster's settings, nodes left alone: {e:#}"),
     }
-    // Every API server of `--api-servers` (one when the settings cannot be read).
-    let servers = dir.load_info().map_or(1, |info| info.api_servers);
+    // Every API server of `--api-servers` (every possible one when the settings cannot be
+    // read: a server that does not exist has no PID file).
+    let recorded = dir.load_info().ok().map(|info| info.api_servers);
+    let servers = recorded.unwrap_or(crate::apiservers::MAX);
     for index in 0..servers {
         let what = match index {
             0 => "control plane".to_string(),
@@ -43,7 +45,8 @@ pub async fn down(name: &str, keep_data: bool) -> Result<()> {
                 Stopped::Killed => eprintln!(" ✓ Killed {what} (pid {pid}), it ignored SIGTERM"),
                 Stopped::NotRunning => eprintln!("   {what} was not running"),
             },
-            None => eprintln!("   {what} was not running"),
+            None if recorded.is_some() || index == 0 => eprintln!("   {what} was not running"),
+            None => {}
         }
         dir.remove_pid(index)?;
     }
