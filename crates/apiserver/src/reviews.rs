@@ -102,7 +102,7 @@ impl Review {
                 let ns = spec["namespace"].as_str().unwrap_or_default();
                 rules(api.authz.rules_for(&api.store, user, ns))
             }
-            Review::Token => token(api, spec["token"].as_str().unwrap_or_default()),
+            Review::Token => token(api, spec["token"].as_str().unwrap_or_default()).await,
         };
         let (group, _, kind) = self.group_plural_kind();
         review["apiVersion"] = json!(format!("{group}/v1"));
@@ -151,8 +151,8 @@ fn rules(all: Vec<k8s_openapi::api::rbac::v1::PolicyRule>) -> Value {
 }
 
 /// `status` of a TokenReview: the service account a token this server signed belongs to.
-fn token(api: &Api, token: &str) -> Value {
-    match api.service_account_user(token) {
+async fn token(api: &Api, token: &str) -> Value {
+    match api.service_account_user(token).await {
         Some(user) => {
             let info = user.info();
             json!({"authenticated": true, "user": {"username": info.name, "groups": info.groups},

@@ -75,7 +75,6 @@ async fn handle(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let service_account = |token: &str| api.service_account_user(token);
     // Bootstrap tokens are looked up only when no static token matches (a union authenticator).
     let bearer = authorization
         .and_then(|h| h.strip_prefix("Bearer "))
@@ -86,9 +85,14 @@ async fn handle(
         Some(Ok(user)) => user,
         None => None,
     };
+    // Then service-account tokens (asked here, as the lookup may wait for the cache).
+    let service_account = match (&bootstrap, bearer) {
+        (None, Some(token)) => api.service_account_user(token).await,
+        _ => None,
+    };
     let cert_user = cert.map(|(user, _)| user);
     let user = match bootstrap
-        .or_else(|| auth::authenticate(cert_user, authorization, &api.tokens, service_account))
+        .or_else(|| auth::authenticate(cert_user, authorization, &api.tokens, |_| service_account))
     {
         Some(auth::User::Certificate(_))
             if cert.is_some_and(|(_, serial)| join::revoked(&api.store, serial)) =>

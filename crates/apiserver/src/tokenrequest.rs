@@ -266,6 +266,8 @@ impl Api {
             })?
         };
         let spec = parse_spec(&request, &name)?;
+        // The account and the bound object may have been made through another API server.
+        self.store.sync().await?;
         let sa = self
             .store
             .get(&call.key())
@@ -363,8 +365,21 @@ impl Api {
 
     /// The service account a bearer token names, if it is one of ours, still valid, and
     /// the account (and the pod or node it is bound to) still exist with the same UIDs.
-    pub fn service_account_user(&self, token: &str) -> Option<crate::auth::User> {
+    pub async fn service_account_user(&self, token: &str) -> Option<crate::auth::User> {
         let claims = self.sa_tokens.verify(token, &[ISSUER])?;
+        if let Some(user) = self.claimed_user(&claims) {
+            return Some(user);
+        }
+        // Signed by this cluster, but another API server may have made the account or pod just
+        // now: look again once the cache has caught up (kube-apiserver falls back from its
+        // informers to a live read the same way).
+        self.store.sync().await.ok()?;
+        self.claimed_user(&claims)
+    }
+
+    /// The account `claims` name, if it (and the pod it is bound to) is in the cache with the
+    /// same UIDs.
+    fn claimed_user(&self, claims: &Claims) -> Option<crate::auth::User> {
         let k = &claims.kubernetes;
         let alive = |plural: &str, ns: Option<&str>, r: &Ref| {
             self.store

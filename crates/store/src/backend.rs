@@ -83,8 +83,12 @@ pub trait Backend: Send + Sync + 'static {
     fn watch(&self, after: u64) -> Result<Box<dyn Changes>, StoreError>;
     /// Forgets the history at and before `rev`.
     fn compact(&self, rev: u64) -> Result<(), StoreError>;
-    /// A cheap round trip to the storage (a health check); fails when it cannot answer.
-    fn probe(&self) -> Result<(), StoreError>;
+    /// A cheap round trip to the storage (a health check): the revision of its latest commit, by
+    /// anyone. Fails when it cannot answer.
+    fn probe(&self) -> Result<u64, StoreError>;
+    /// Whether other processes (API servers) commit to this storage too: only then can the cache
+    /// lag behind what storage holds.
+    fn shared(&self) -> bool;
     /// Ends every [`Changes`] stream (the store is shutting down).
     fn close(&self);
 }

@@ -240,10 +240,14 @@ impl Backend for EtcdBackend {
         Ok(())
     }
 
-    fn probe(&self) -> Result<(), StoreError> {
+    fn probe(&self) -> Result<u64, StoreError> {
         let mut maintenance = self.client.maintenance_client();
-        self.run(async move { maintenance.status().await })?;
-        Ok(())
+        let status = self.run(async move { maintenance.status().await })?;
+        Ok(header_rev(status.header()))
+    }
+
+    fn shared(&self) -> bool {
+        true
     }
 
     fn close(&self) {

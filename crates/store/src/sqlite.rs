@@ -206,11 +206,18 @@ impl Backend for SqliteBackend {
         Ok(())
     }
 
-    fn probe(&self) -> Result<(), StoreError> {
-        self.lock()
+    fn probe(&self) -> Result<u64, StoreError> {
+        let inner = self.lock();
+        inner
             .conn
             .query_row("SELECT count(*) FROM meta", [], |r| r.get::<_, i64>(0))?;
-        Ok(())
+        // This process is the file's only writer: its counter is the latest commit.
+        Ok(inner.rev)
+    }
+
+    fn shared(&self) -> bool {
+        // kinet's API server holds the file alone.
+        false
     }
 
     fn close(&self) {

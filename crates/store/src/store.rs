@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use kinet_types::ApiError;
 use serde_json::Value;
@@ -27,6 +28,8 @@ pub struct Store {
 
 struct Inner {
     tx: Option<mpsc::Sender<Request>>,
+    /// Other API servers commit to the same storage (see [`Store::sync`]).
+    shared_storage: bool,
     shared: Arc<Shared>,
     writer: Option<JoinHandle<()>>,
     feeder: Option<JoinHandle<()>>,
@@ -61,6 +64,9 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// How long a consistent read waits for the cache (kube-apiserver's watch cache waits 3 s).
+const SYNC_WAIT: Duration = Duration::from_secs(3);
+
 fn closed() -> ApiError {
     ApiError::service_unavailable("storage is shut down")
 }
@@ -94,6 +100,7 @@ impl Store {
     /// follows the backend's changes from its revision.
     pub fn with_backend(backend: impl Backend, opts: Options) -> Result<Store, StoreError> {
         let backend: Arc<dyn Backend> = Arc::new(backend);
+        let shared_storage = backend.shared();
         let loaded = backend.load_all()?;
         let changes = backend.watch(loaded.rev)?;
         let state = State {
@@ -123,6 +130,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 tx: Some(tx),
+                shared_storage,
                 shared,
                 writer: Some(writer),
                 feeder: Some(feeder),
@@ -157,12 +165,40 @@ impl Store {
     /// backend answers a query. Queued behind pending writes, so a wedged writer never answers:
     /// callers bound the wait.
     pub async fn probe(&self) -> Result<(), String> {
+        self.storage_rev().await.map(drop)
+    }
+
+    /// The revision of storage's latest commit, by this server or another on the same etcd.
+    async fn storage_rev(&self) -> Result<u64, String> {
         let (reply, rx) = oneshot::channel();
         let tx = self.inner.tx.as_ref().ok_or("storage is shut down")?;
         tx.send(Request::Probe(reply))
             .map_err(|_| "the storage writer thread has stopped")?;
         rx.await
             .map_err(|_| "the storage writer thread has stopped")?
+    }
+
+    /// Waits until the cache shows every change storage held when called: the barrier of a
+    /// consistent read from cache (as kube-apiserver's), for what another API server on the same
+    /// etcd has just written. Free when this server is storage's only writer (SQLite).
+    pub async fn sync(&self) -> Result<(), ApiError> {
+        if !self.inner.shared_storage {
+            return Ok(());
+        }
+        let rev = self
+            .storage_rev()
+            .await
+            .map_err(ApiError::service_unavailable)?;
+        let shared = self.inner.shared.clone();
+        let shown = tokio::task::spawn_blocking(move || shared.wait_applied(rev, SYNC_WAIT))
+            .await
+            .unwrap_or(false);
+        match shown {
+            true => Ok(()),
+            false => Err(ApiError::service_unavailable(format!(
+                "the watch cache has not reached resourceVersion {rev}"
+            ))),
+        }
     }
 
     /// The watch cache's health check: it has published every committed change, so a watch

@@ -79,7 +79,7 @@ impl Shared {
     }
 
     /// Waits until the cache is at `rv` or later; false on timeout.
-    fn wait_applied(&self, rv: u64, timeout: Duration) -> bool {
+    pub(crate) fn wait_applied(&self, rv: u64, timeout: Duration) -> bool {
         let guard = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
         let (guard, _) = self
             .progressed
@@ -96,8 +96,8 @@ pub(crate) enum Request {
         f: WriteFn,
         reply: oneshot::Sender<Result<WriteOutcome, ApiError>>,
     },
-    /// A health probe, answered after the batch it arrived with.
-    Probe(oneshot::Sender<Result<(), String>>),
+    /// A health probe, answered after the batch it arrived with: storage's latest revision.
+    Probe(oneshot::Sender<Result<u64, String>>),
     /// Compacts the history at and before a revision.
     Compact(u64, oneshot::Sender<Result<(), String>>),
 }
@@ -256,7 +256,7 @@ impl Writer {
         }
     }
 
-    fn probe(&self) -> Result<(), String> {
+    fn probe(&self) -> Result<u64, String> {
         match &self.commit_error {
             Some(e) => Err(e.clone()),
             None => self.backend.probe().map_err(|e| e.to_string()),

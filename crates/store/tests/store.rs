@@ -411,8 +411,11 @@ impl Backend for Memory {
     fn compact(&self, _rev: u64) -> Result<(), StoreError> {
         Ok(())
     }
-    fn probe(&self) -> Result<(), StoreError> {
-        Ok(())
+    fn probe(&self) -> Result<u64, StoreError> {
+        Ok(*self.rev.lock().unwrap())
+    }
+    fn shared(&self) -> bool {
+        false
     }
     fn close(&self) {
         self.subscriber.lock().unwrap().take();
@@ -435,8 +438,11 @@ impl Backend for Shared {
     fn compact(&self, rev: u64) -> Result<(), StoreError> {
         self.0.compact(rev)
     }
-    fn probe(&self) -> Result<(), StoreError> {
+    fn probe(&self) -> Result<u64, StoreError> {
         self.0.probe()
+    }
+    fn shared(&self) -> bool {
+        self.0.shared()
     }
     fn close(&self) {
         self.0.close()

@@ -223,6 +223,13 @@ impl Api {
         let has_name = call.target.name.is_some();
         let sub = call.target.subresource.clone();
         let watch = call.target.watch_prefix || call.query.flag("watch");
+        // A read without a resourceVersion wants the latest state (kube-apiserver's quorum read):
+        // the cache first catches up with what other API servers on the same etcd committed.
+        let latest = call.query.get("resourceVersion").is_none_or(str::is_empty)
+            && call.query.get("continue").is_none();
+        if method == Method::GET && !watch && latest {
+            self.store.sync().await?;
+        }
         match (method, has_name, sub.as_deref()) {
             (Method::GET, false, None) if watch => self.watch(call).await,
             (Method::GET, true, None) if watch => self.watch(call).await,
