@@ -353,6 +353,29 @@ struct Memory {
         std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
     )>,
     subscriber: std::sync::Mutex<Option<std::sync::mpsc::Sender<Vec<Change>>>>,
+    /// Other API servers commit here too ([`Memory::commit_as_peer`]).
+    peers: bool,
+}
+
+impl Memory {
+    /// Another API server's commit of `key`: storage has it at once, the change stream
+    /// delivers it only after `delay`.
+    fn commit_as_peer(&self, key: &str, delay: Duration) -> u64 {
+        let mut rev = self.rev.lock().unwrap();
+        *rev += 1;
+        let change = Change {
+            rev: *rev,
+            key: key.to_string(),
+            value: Some(serde_json::to_vec(&obj("peer", 1)).unwrap().into()),
+            prev: None,
+        };
+        let tx = self.subscriber.lock().unwrap().clone().unwrap();
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            let _ = tx.send(vec![change]);
+        });
+        *rev
+    }
 }
 
 struct Live(std::sync::mpsc::Receiver<Vec<Change>>);
@@ -415,7 +438,7 @@ impl Backend for Memory {
         Ok(*self.rev.lock().unwrap())
     }
     fn shared(&self) -> bool {
-        false
+        self.peers
     }
     fn close(&self) {
         self.subscriber.lock().unwrap().take();
@@ -486,6 +509,22 @@ async fn failed_commit_changes_nothing_visible() {
     );
     assert_eq!(backend.commits.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert_eq!(store.probe().await, Ok(()), "a good commit clears it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_waits_until_the_cache_shows_what_another_server_committed() {
+    let backend = Arc::new(Memory {
+        peers: true,
+        ..Default::default()
+    });
+    let store = Store::with_backend(Shared(backend.clone()), Options::default()).unwrap();
+    let rev = backend.commit_as_peer("k/peer", Duration::from_millis(300));
+    assert!(
+        store.get("k/peer").is_none(),
+        "the change is still on its way"
+    );
+    store.sync().await.unwrap();
+    assert_eq!(store.get("k/peer").map(|s| s.rv), Some(rev));
 }
 
 #[tokio::test]
