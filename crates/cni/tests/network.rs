@@ -231,6 +231,23 @@ async fn exercise(c: &Cluster) {
             "{routes}"
         );
     }
+    // A pod made before the MTU changed: CHECK sees its route's old MTU, and ADD replaces it.
+    let p = &c.pods[0];
+    let old = format!(
+        "-n {} route replace default via {} dev eth0 mtu 1300",
+        p.ns.name(),
+        p.spec.gateway
+    );
+    let (ok, out) = sh(&["ip"].into_iter().chain(old.split(' ')).collect::<Vec<_>>());
+    assert!(ok, "{out}");
+    let node = &c.nodes[p.node].0;
+    assert!(!check_pod(node, &p.ns, &p.spec).await.unwrap().is_empty());
+    add_pod(node, &p.ns, &p.spec).await.unwrap();
+    assert_eq!(
+        check_pod(node, &p.ns, &p.spec).await.unwrap(),
+        Vec::<String>::new()
+    );
+
     for (i, (ns, net)) in c.nodes.iter().enumerate() {
         let veth = format!("veth-n{}", i + 1);
         ensure_node(&c.underlay_ns, &c.underlay, ns, &veth, net)
