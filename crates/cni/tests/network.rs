@@ -1,5 +1,6 @@
 //! Root tests: an underlay namespace, two node namespaces and two pods per node, all named
 //! `kinet-t<pid>-<backend>-…` and deleted by a Drop guard; then real pings and UDP between pods.
+//! They need br_netfilter, as kinet's nodes do (`ensure_pod_bridge` fails without it).
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::Command;
@@ -62,9 +63,11 @@ fn ping_df(from: &NetNs, to: Ipv4Addr, bytes: u32) -> bool {
     .0
 }
 
+const BRIDGE_NF_CALL_IPTABLES: &str = "net.bridge.bridge-nf-call-iptables";
+
 /// `net.bridge.bridge-nf-call-iptables` inside `ns`.
 fn bridge_nf_call_iptables(ns: &NetNs) -> String {
-    let key = "net.bridge.bridge-nf-call-iptables";
+    let key = BRIDGE_NF_CALL_IPTABLES;
     let (ok, out) = sh(&["ip", "netns", "exec", ns.name(), "sysctl", "-n", key]);
     assert!(ok, "{out}");
     out.trim().to_string()
@@ -249,6 +252,10 @@ async fn exercise(c: &Cluster) {
     );
 
     for (i, (ns, net)) in c.nodes.iter().enumerate() {
+        // A new namespace starts with 1: turned off, only ensure_node can bring it back.
+        let off = format!("{BRIDGE_NF_CALL_IPTABLES}=0");
+        let (ok, out) = sh(&["ip", "netns", "exec", ns.name(), "sysctl", "-w", &off]);
+        assert!(ok, "{out}");
         let veth = format!("veth-n{}", i + 1);
         ensure_node(&c.underlay_ns, &c.underlay, ns, &veth, net)
             .await
