@@ -71,6 +71,15 @@ pub struct ServeConfig {
     pub health: Checks,
 }
 
+impl ServeConfig {
+    /// The address this server advertises, in discovery and in the `kubernetes` endpoints
+    /// (kube-apiserver's `--advertise-address`): the first listen address, since `kinet serve`
+    /// lists the one the nodes reach first.
+    pub fn advertise_address(&self) -> Option<SocketAddr> {
+        self.listen.first().copied()
+    }
+}
+
 /// Renders Prometheus text on demand (the supervised control loops' counters, which run in
 /// the same process as kube-controller-manager's would beside kube-apiserver).
 #[derive(Clone)]
@@ -113,9 +122,8 @@ pub fn open_api(config: &ServeConfig) -> Result<Arc<Api>, ServeError> {
     }
     register_checks(&config.health, &store);
     let server_address = config
-        .listen
-        .first()
-        .map(ToString::to_string)
+        .advertise_address()
+        .map(|a| a.to_string())
         .unwrap_or_default();
     Ok(Arc::new(Api {
         store,
@@ -199,7 +207,10 @@ pub async fn run_with_kubelet_client(
         let tls = kinet_node_api::client_config(&k.cert_pem, &k.key_pem)?;
         let _ = api.kubelet.set(tls);
     }
-    let port = config.listen.first().map(SocketAddr::port).unwrap_or(6443);
+    let advertised = config
+        .advertise_address()
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 6443)));
+    let port = advertised.port();
     let findings = repair::run(&api.store, &config.data_dir).await?;
     api.reconcile_claims().await;
     let crd_controller = tokio::spawn(crds::run(api.clone()));
@@ -207,13 +218,6 @@ pub async fn run_with_kubelet_client(
     bootstrap::run(&api, port)
         .await
         .map_err(ServeError::api("bootstrapping"))?;
-    // The advertised address is the first listen address (`kinet serve` lists the one the
-    // nodes reach first).
-    let advertised = config
-        .listen
-        .first()
-        .copied()
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)));
     let peers = peers::Reconciler::new(advertised, peers::Timing::default());
     peers.join(&api).await;
     report_findings(&api, &findings).await;

@@ -2,7 +2,8 @@
 //! (`--endpoint-reconciler-type=lease`) does: each server keeps a Lease
 //! `kube-system/apiserver-<ip>-<port>` renewed every [`Timing::interval`], and on each pass
 //! writes the `default/kubernetes` Endpoints and EndpointSlice to list exactly the servers whose
-//! Lease is current. A server that stops cleanly removes itself at once; one that dies drops out
+//! Lease is current. A server that stops cleanly removes itself at once (the last one too,
+//! leaving them empty, as kube-apiserver's `RemoveEndpoints` does); one that dies drops out
 //! when its Lease runs out (and the Lease is deleted then, as kube-apiserver's identity-lease
 //! collector does). The choice is [`live`], a pure function of the Leases and the clock.
 
@@ -99,10 +100,17 @@ pub fn live(peers: &[Peer], port: u16, now: DateTime<Utc>) -> Vec<IpAddr> {
 pub fn endpoints(ips: &[IpAddr], port: u16) -> (Value, Value) {
     let labels = json!({SERVICE_NAME_LABEL: "kubernetes", "endpointslice.kubernetes.io/managed-by": "kinet-apiserver"});
     let addresses: Vec<Value> = ips.iter().map(|ip| json!({"ip": ip.to_string()})).collect();
+    // A subset needs an address, so none is no subset (as kube-apiserver repacks it).
+    let subsets = match addresses.is_empty() {
+        true => json!([]),
+        false => {
+            json!([{"addresses": addresses, "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}])
+        }
+    };
     let eps = json!({
         "apiVersion": "v1", "kind": "Endpoints",
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-        "subsets": [{"addresses": addresses, "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
+        "subsets": subsets,
     });
     let endpoints: Vec<Value> = ips
         .iter()
@@ -122,6 +130,28 @@ fn leases() -> &'static Resource {
     lookup("coordination.k8s.io", "v1", "leases").expect("leases are served")
 }
 
+/// The Lease after a renewal: `current` with the renew time and duration of `fresh`, or
+/// `fresh` itself when there is none.
+fn renewed(current: Option<&Value>, fresh: Value) -> Value {
+    let Some(current) = current else {
+        return fresh;
+    };
+    let mut next = current.clone();
+    for field in ["renewTime", "leaseDurationSeconds"] {
+        next["spec"][field] = fresh["spec"][field].clone();
+    }
+    next
+}
+
+/// Deletes a Lease read at `rv` only if it is still that one (kube-apiserver's delete
+/// preconditions): a peer that renewed since keeps it, and a gone one stays gone.
+fn unless_changed(current: Option<&Value>, rv: u64) -> Mutation {
+    match current {
+        Some(c) if c["metadata"]["resourceVersion"] == rv.to_string().as_str() => Mutation::Delete,
+        _ => Mutation::Unchanged,
+    }
+}
+
 fn micro_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
@@ -139,21 +169,44 @@ impl Reconciler {
         Reconciler { address, timing }
     }
 
-    /// Renews this server's Lease, then writes the endpoints from every current Lease and
-    /// deletes the Leases that ran out.
+    /// Renews this server's Lease, then deletes the Leases that ran out and writes the
+    /// endpoints from every current one. A Lease that fails to go is logged and left to the
+    /// next pass: the endpoints do not wait for it.
     pub async fn pass(&self, api: &Api) -> Result<()> {
         self.renew(api).await?;
         let now = Utc::now();
         let (stored, _) = api
             .store
             .list(&collection_prefix(leases(), Some(NAMESPACE)));
-        let peers: Vec<Peer> = stored.iter().filter_map(|s| peer(&s.value)).collect();
-        for gone in peers.iter().filter(|p| expired(p, now)) {
+        let peers: Vec<(u64, Peer)> = stored
+            .iter()
+            .filter_map(|s| Some((s.rv, peer(&s.value)?)))
+            .collect();
+        for (rv, gone) in peers.iter().filter(|(_, p)| expired(p, now)) {
             tracing::info!(lease = %gone.lease, address = %gone.address, "an API server's Lease ran out");
-            self.delete_lease(api, &gone.lease).await?;
+            let key = object_key(leases(), Some(NAMESPACE), &gone.lease);
+            let rv = *rv;
+            match api
+                .store
+                .write(&key, move |c| Ok(unless_changed(c, rv)))
+                .await
+            {
+                // Another server changed it first: renewed, or deleted by its own pass.
+                Err(e) if e.code == 409 => {}
+                Err(e) => {
+                    tracing::warn!(lease = %gone.lease, error = %e.message, "deleting a Lease that ran out")
+                }
+                Ok(_) => {}
+            }
         }
-        self.advertise(api, &live(&peers, self.address.port(), now))
-            .await
+        let peers: Vec<Peer> = peers.into_iter().map(|(_, p)| p).collect();
+        let ips = live(&peers, self.address.port(), now);
+        // None current, though this server just renewed its own: an unreachable address
+        // (loopback), so there is nothing better to write.
+        if ips.is_empty() {
+            return Ok(());
+        }
+        self.advertise(api, &ips).await
     }
 
     /// The first pass, at start. Another server's write may win a compare-and-swap (409):
@@ -171,15 +224,25 @@ impl Reconciler {
         }
     }
 
-    /// A clean stop: this server leaves the endpoints and deletes its Lease.
+    /// A clean stop (kube-apiserver's `RemoveEndpoints`): this server deletes its Lease and
+    /// leaves the endpoints, the last one too, leaving them empty: nothing serves then.
     pub async fn leave(&self, api: &Api) -> Result<()> {
-        self.delete_lease(api, &lease_name(self.address)).await?;
+        let me = lease_name(self.address);
+        let key = object_key(leases(), Some(NAMESPACE), &me);
+        let deleted = api.store.write(&key, |_| Ok(Mutation::Delete)).await;
         let (stored, _) = api
             .store
             .list(&collection_prefix(leases(), Some(NAMESPACE)));
-        let peers: Vec<Peer> = stored.iter().filter_map(|s| peer(&s.value)).collect();
-        self.advertise(api, &live(&peers, self.address.port(), Utc::now()))
-            .await
+        // Its own Lease left out even when the delete failed: this server is gone either way.
+        let peers: Vec<Peer> = stored
+            .iter()
+            .filter_map(|s| peer(&s.value))
+            .filter(|p| p.lease != me)
+            .collect();
+        let written = self
+            .advertise(api, &live(&peers, self.address.port(), Utc::now()))
+            .await;
+        deleted.and(written)
     }
 
     /// Passes every interval until the task is dropped; a failed pass is logged and retried
@@ -193,56 +256,32 @@ impl Reconciler {
         }
     }
 
+    /// Renews this server's Lease, or makes it again when it is gone (deleted by a user, or by
+    /// a server that saw it run out), in one write so a delete in between cannot skip it.
     async fn renew(&self, api: &Api) -> Result<()> {
         let name = lease_name(self.address);
         let key = object_key(leases(), Some(NAMESPACE), &name);
         let now = micro_time(Utc::now());
-        let renewal =
-            json!({"renewTime": now, "leaseDurationSeconds": self.timing.lease.as_secs()});
-        if api.store.get(&key).is_none() {
-            let mut lease = json!({
-                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": name, "namespace": NAMESPACE,
-                    "labels": {IDENTITY_LABEL: "kube-apiserver"},
-                    "annotations": {ADDRESS_ANNOTATION: self.address.to_string()}},
-                "spec": {"holderIdentity": name, "acquireTime": now, "renewTime": now,
-                    "leaseDurationSeconds": self.timing.lease.as_secs()},
-            });
-            api.prepare_new(leases(), &mut lease, Some(NAMESPACE))?;
-            return match api.insert(leases(), lease, false).await {
-                Err(e) if e.reason != "AlreadyExists" => Err(e),
-                _ => Ok(()),
-            };
-        }
+        let mut fresh = json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": name, "namespace": NAMESPACE,
+                "labels": {IDENTITY_LABEL: "kube-apiserver"},
+                "annotations": {ADDRESS_ANNOTATION: self.address.to_string()}},
+            "spec": {"holderIdentity": name, "acquireTime": now, "renewTime": now,
+                "leaseDurationSeconds": self.timing.lease.as_secs()},
+        });
+        api.prepare_new(leases(), &mut fresh, Some(NAMESPACE))?;
+        let fresh = crate::rest::stored_form(leases(), fresh)?;
         api.store
             .write(&key, move |current| {
-                let Some(current) = current else {
-                    return Ok(Mutation::Unchanged);
-                };
-                let mut next = current.clone();
-                for field in ["renewTime", "leaseDurationSeconds"] {
-                    next["spec"][field] = renewal[field].clone();
-                }
-                Ok(Mutation::Put(next))
+                Ok(Mutation::Put(renewed(current, fresh)))
             })
             .await
             .map(drop)
     }
 
-    async fn delete_lease(&self, api: &Api, name: &str) -> Result<()> {
-        let key = object_key(leases(), Some(NAMESPACE), name);
-        api.store
-            .write(&key, |_| Ok(Mutation::Delete))
-            .await
-            .map(drop)
-    }
-
-    /// Rewrites the `kubernetes` endpoints to `ips`; with none (no server reachable from the
-    /// nodes) they are left as they are.
+    /// Rewrites the `kubernetes` endpoints to `ips`.
     async fn advertise(&self, api: &Api, ips: &[IpAddr]) -> Result<()> {
-        if ips.is_empty() {
-            return Ok(());
-        }
         let (eps, slice) = endpoints(ips, self.address.port());
         crate::bootstrap::reconcile(api, "", "endpoints", eps, &["subsets"]).await?;
         crate::bootstrap::reconcile(
@@ -338,6 +377,38 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_renewal_moves_the_times_and_makes_a_gone_lease_again() {
+        let fresh = json!({"metadata": {"name": "apiserver-172.18.0.1-6443", "uid": "new"},
+            "spec": {"acquireTime": "t2", "renewTime": "t2", "leaseDurationSeconds": 15}});
+        // Deleted meanwhile: made again, whole.
+        assert_eq!(renewed(None, fresh.clone()), fresh);
+        let current = json!({"metadata": {"name": "apiserver-172.18.0.1-6443", "uid": "old"},
+            "spec": {"acquireTime": "t0", "renewTime": "t1", "leaseDurationSeconds": 10}});
+        assert_eq!(
+            renewed(Some(&current), fresh),
+            json!({"metadata": {"name": "apiserver-172.18.0.1-6443", "uid": "old"},
+                "spec": {"acquireTime": "t0", "renewTime": "t2", "leaseDurationSeconds": 15}})
+        );
+    }
+
+    #[test]
+    fn a_lease_that_ran_out_goes_only_as_it_was_read() {
+        let at_rv = |rv: &str| json!({"metadata": {"name": "l", "resourceVersion": rv}});
+        assert_eq!(unless_changed(Some(&at_rv("7")), 7), Mutation::Delete);
+        // Renewed since it was read: the peer keeps it.
+        assert_eq!(unless_changed(Some(&at_rv("9")), 7), Mutation::Unchanged);
+        // Already gone (another server's pass): nothing to do.
+        assert_eq!(unless_changed(None, 7), Mutation::Unchanged);
+    }
+
+    #[test]
+    fn no_address_is_no_subset() {
+        let (eps, slice) = endpoints(&[], 6443);
+        assert_eq!(eps["subsets"], json!([]));
+        assert_eq!(slice["endpoints"], json!([]));
+    }
+
     fn api_at(dir: &std::path::Path, listen: &str, etcd: Option<&str>) -> Arc<Api> {
         crate::open_api(&ServeConfig {
             authorization: true,
@@ -376,8 +447,13 @@ mod tests {
                 .map(|a| a.pointer(field).unwrap().as_str().unwrap().to_string())
                 .collect()
         };
+        let addresses = match eps["subsets"].as_array().unwrap().as_slice() {
+            [] => json!([]),
+            [only] => only["addresses"].clone(),
+            more => panic!("one subset expected: {more:?}"),
+        };
         (
-            ips(&eps["subsets"][0]["addresses"], "/ip"),
+            ips(&addresses, "/ip"),
             ips(&slice["endpoints"], "/addresses/0"),
         )
     }
@@ -401,9 +477,11 @@ mod tests {
                 (vec!["172.18.0.1".into()], vec!["172.18.0.1".into()])
             );
             r.pass(&api).await.unwrap();
-            // A clean stop leaves the last server listed: there is nobody else to list.
+            // The last server stopping leaves nothing listed: nothing serves.
             r.leave(&api).await.unwrap();
-            assert_eq!(listed(&api).0, ["172.18.0.1"]);
+            assert_eq!(listed(&api), (vec![], vec![]));
+            let lease = object_key(leases(), Some(NAMESPACE), &lease_name(r.address));
+            assert!(api.store.get(&lease).is_none());
         }
         // A restart advertising another address replaces it.
         let api = api_at(&dir, "172.19.0.1:6443", None);
@@ -451,10 +529,10 @@ mod tests {
             "172.18.255.2:6443",
             Some(&etcd.url()),
         );
-        let _ra = joined(&a, "172.18.0.1:6443", timing).await;
+        let ra = joined(&a, "172.18.0.1:6443", timing).await;
         let rb = joined(&b, "172.18.255.1:6443", timing).await;
         let rc = joined(&c, "172.18.255.2:6443", timing).await;
-        let tasks: Vec<_> = [(_ra, &a), (rb, &b), (rc.clone(), &c)]
+        let tasks: Vec<_> = [(ra.clone(), &a), (rb, &b), (rc.clone(), &c)]
             .into_iter()
             .map(|(r, api)| tokio::spawn(r.run(api.clone())))
             .collect();
@@ -492,6 +570,40 @@ mod tests {
             listed(&a).0 == ["172.18.0.1"]
         })
         .await;
+
+        // The last one stops cleanly: nothing is listed, and no Lease is left.
         tasks[0].abort();
+        ra.leave(&a).await.unwrap();
+        assert_eq!(listed(&a), (vec![], vec![]));
+        let (left, _) = a.store.list(&collection_prefix(leases(), Some(NAMESPACE)));
+        assert!(left.iter().all(|s| peer(&s.value).is_none()), "{left:?}");
+    }
+
+    #[tokio::test]
+    async fn a_pass_makes_its_lease_again_and_drops_a_peer_that_ran_out() {
+        let tmp = tempfile::tempdir().unwrap();
+        let api = api_at(tmp.path(), "172.18.0.1:6443", None);
+        let r = joined(&api, "172.18.0.1:6443", Timing::default()).await;
+        let mine = object_key(leases(), Some(NAMESPACE), &lease_name(r.address));
+        // A user deletes this server's Lease, and a peer's ran out long ago.
+        api.store
+            .write(&mine, |_| Ok(Mutation::Delete))
+            .await
+            .unwrap();
+        let theirs = Reconciler::new("172.18.255.1:6443".parse().unwrap(), Timing::default());
+        theirs.renew(&api).await.unwrap();
+        let their_key = object_key(leases(), Some(NAMESPACE), &lease_name(theirs.address));
+        api.store
+            .write(&their_key, |c| {
+                let mut old = c.unwrap().clone();
+                old["spec"]["renewTime"] = json!("2020-01-01T00:00:00.000000Z");
+                Ok(Mutation::Put(old))
+            })
+            .await
+            .unwrap();
+        r.pass(&api).await.unwrap();
+        assert!(api.store.get(&mine).is_some(), "own Lease made again");
+        assert!(api.store.get(&their_key).is_none(), "run-out Lease deleted");
+        assert_eq!(listed(&api).0, ["172.18.0.1"]);
     }
 }

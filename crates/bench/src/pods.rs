@@ -152,8 +152,8 @@ async fn memory(c: &BenchCluster, client: &Client, count: usize) -> Result<(f64,
 
 /// iperf3 between two network namespaces given as nsenter target flags: Gbit/s, and Gbit per
 /// CPU-second of the two iperf3 processes (with the kernel work done in their context), which
-/// other load on the machine moves far less than the rate.
-fn iperf(server: &[String], client: &[String], server_ip: &str) -> Result<[f64; 2]> {
+/// other load on the machine moves far less than the rate; `None` when iperf3 reports no CPU.
+fn iperf(server: &[String], client: &[String], server_ip: &str) -> Result<[Option<f64>; 2]> {
     let mut srv = Command::new("nsenter")
         .args(server)
         .args(["iperf3", "-s", "-1", "-p", "5201"])
@@ -168,18 +168,24 @@ fn iperf(server: &[String], client: &[String], server_ip: &str) -> Result<[f64; 
     let _ = srv.wait();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .with_context(|| format!("iperf3 output: {}", String::from_utf8_lossy(&out.stderr)))?;
-    let end = &v["end"];
+    figures(&v["end"])
+}
+
+/// Gbit/s and Gbit per CPU-second from the `end` of iperf3's JSON.
+fn figures(end: &serde_json::Value) -> Result<[Option<f64>; 2]> {
     let gbit = end["sum_received"]["bits_per_second"]
         .as_f64()
         .context("iperf3 gave no result")?
         / 1e9;
     let cpu = &end["cpu_utilization_percent"];
+    // Both ends or nothing: half the CPU would double the figure, none would make it infinite.
     let cpu_s = [&cpu["host_total"], &cpu["remote_total"]]
         .iter()
-        .filter_map(|c| c.as_f64())
-        .sum::<f64>()
-        / 100.0;
-    Ok([gbit, gbit / cpu_s])
+        .map(|c| c.as_f64())
+        .sum::<Option<f64>>()
+        .map(|percent| percent / 100.0)
+        .filter(|s| *s > 0.0);
+    Ok([Some(gbit), cpu_s.map(|s| gbit / s)])
 }
 
 fn target(pid: &str) -> Vec<String> {
@@ -187,7 +193,7 @@ fn target(pid: &str) -> Vec<String> {
 }
 
 /// A veth pair between two fresh namespaces, the baseline for pod throughput.
-fn raw_veth() -> Result<[f64; 2]> {
+fn raw_veth() -> Result<[Option<f64>; 2]> {
     let tag = format!("kinet-bench{}", std::process::id());
     let (a, b) = (format!("{tag}-a"), format!("{tag}-b"));
     let sh = |args: &[&str]| -> Result<()> {
@@ -335,7 +341,7 @@ pub async fn run(opts: Options) -> Result<()> {
     }
     // [path][rate, per CPU-second][round]
     let mut runs = vec![[Vec::new(), Vec::new()]; 1 + paths.len()];
-    let mut record = |i: usize, r: [f64; 2]| (0..2).for_each(|k| runs[i][k].push(r[k]));
+    let mut record = |i: usize, r: [Option<f64>; 2]| (0..2).for_each(|k| runs[i][k].extend(r[k]));
     for _ in 0..opts.throughput_rounds {
         record(0, raw_veth()?);
         for (i, ((server, ip), client)) in paths.iter().enumerate() {
@@ -347,6 +353,10 @@ pub async fn run(opts: Options) -> Result<()> {
         opts.throughput_rounds
     );
     for (k, unit) in ["Gbit/s", "Gbit per CPU-second"].iter().enumerate() {
+        if runs.iter().any(|r| r[k].is_empty()) {
+            println!("  {unit}: missing (iperf3 did not report it)");
+            continue;
+        }
         let m: Vec<f64> = runs.iter_mut().map(|r| median(&mut r[k])).collect();
         println!(
             "  {unit}: raw veth pair {:.1}; VXLAN cluster: same node {:.1} ({:.2}x raw), across \
@@ -372,5 +382,26 @@ fn median(v: &mut [f64]) -> f64 {
         0 => f64::NAN,
         n if n % 2 == 1 => v[n / 2],
         n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_cpu_figure_needs_both_ends_cpu() {
+        let end = |cpu: serde_json::Value| json!({"sum_received": {"bits_per_second": 2e9}, "cpu_utilization_percent": cpu});
+        let both = end(json!({"host_total": 50.0, "remote_total": 30.0}));
+        assert_eq!(figures(&both).unwrap(), [Some(2.0), Some(2.5)]);
+        for lacking in [
+            json!(null),
+            json!({"host_total": 50.0}),
+            json!({"host_total": 0.0, "remote_total": 0.0}),
+        ] {
+            assert_eq!(figures(&end(lacking)).unwrap(), [Some(2.0), None]);
+        }
+        assert!(figures(&json!({})).is_err());
     }
 }

@@ -146,6 +146,18 @@ fn model(pods: usize, policies: usize) -> Cluster {
     c
 }
 
+/// The `s`-th pod (cycling) of `list` in namespace `ns`: a policy and its peers live there.
+fn pick(list: &[(String, String)], ns: &str, s: usize) -> Result<(String, String)> {
+    let of_ns: Vec<&(String, String)> = list.iter().filter(|(n, _)| n == ns).collect();
+    match of_ns.len() {
+        0 => bail!(
+            "no pod of namespace {ns} on one of the nodes: too few --pods for each of the \
+             {NAMESPACES} namespaces to have pods on both"
+        ),
+        n => Ok(of_ns[s % n].clone()),
+    }
+}
+
 /// Syncs the compiler (the whole table when `loaded` is false) and commits: the time of
 /// compile + plan, and of the kernel transaction.
 fn program(
@@ -300,25 +312,20 @@ fn bench(opts: Options) -> Result<()> {
         into.push(start.elapsed());
         full = now;
     };
-    // The s-th pod (cycling) of `list` in namespace `ns`: a policy and its peers live there.
-    let pick = |list: &[(String, String)], ns: &str, s: usize| {
-        let of_ns: Vec<&(String, String)> = list.iter().filter(|(n, _)| n == ns).collect();
-        of_ns[s % of_ns.len()].clone()
-    };
     for s in 0..opts.samples {
         let k = opts.policies + s;
         let policy_k = policy(k);
         let ns_k = policy_k.metadata.namespace.clone().expect("namespaced");
         comp.set_policy(&policy_k)?;
         // The new policy selects a pod of this node: new sets, counter and chain.
-        let (ns, name) = pick(&local, &ns_k, s);
+        let (ns, name) = pick(&local, &ns_k, s)?;
         let mut p = comp.cluster().pod(&ns, &name).expect("pod").clone();
         p.labels.insert("app".into(), format!("app-{k}"));
         comp.set_pod(p);
         baseline(&comp, &mut created_full);
         created.push(program(&mut sock, &mut loaded, &mut comp)?);
         // A peer on the other node moves in or out of the new policy's tier: set elements only.
-        let (ns, name) = pick(&remote, &ns_k, s);
+        let (ns, name) = pick(&remote, &ns_k, s)?;
         let mut q = comp.cluster().pod(&ns, &name).expect("pod").clone();
         let peer_tier = format!("t-{}", k % 3);
         let tier = match q.labels["tier"] == peer_tier {
@@ -418,4 +425,17 @@ fn bench(opts: Options) -> Result<()> {
     drop(stopper);
     sock.apply_policy(&Update::Delete(kinet_policy::TABLE.into()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picking_from_a_namespace_without_pods_says_why() {
+        let pods = [("bench-1".to_string(), "p-1".to_string())];
+        assert_eq!(pick(&pods, "bench-1", 3).unwrap().1, "p-1");
+        let e = pick(&pods, "bench-2", 0).unwrap_err().to_string();
+        assert!(e.contains("too few --pods"), "{e}");
+    }
 }

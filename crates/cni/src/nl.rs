@@ -183,18 +183,24 @@ pub async fn ensure_addr(h: &Handle, index: u32, ip: Ipv4Addr, prefix: u8) -> Re
     exists_ok(r, &format!("add address {ip}/{prefix} to link {index}"))
 }
 
-/// `ip route add default via gw [mtu M]`, unless a default route exists.
+/// `ip route replace default via gw [mtu M]`, unless the default route is that already: one
+/// made before a change of gateway or MTU (a pod from before the MTU changed) is replaced.
 pub async fn ensure_default_route(h: &Handle, gw: Ipv4Addr, mtu: Option<u32>) -> Result<()> {
     use rtnetlink::packet_route::route::{RouteAttribute, RouteMetric};
+    if default_route(h).await? == Some((gw, mtu)) {
+        return Ok(());
+    }
     let mut msg = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build();
     if let Some(m) = mtu {
         msg.attributes
             .push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(m)]));
     }
-    exists_ok(
-        h.route().add(msg).execute().await,
-        &format!("add default route via {gw}"),
-    )
+    h.route()
+        .add(msg)
+        .replace()
+        .execute()
+        .await
+        .map_err(nl(format!("replace default route via {gw}")))
 }
 
 /// The gateway and MTU metric of the main table's IPv4 default route, if any.

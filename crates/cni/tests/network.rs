@@ -1,5 +1,6 @@
 //! Root tests: an underlay namespace, two node namespaces and two pods per node, all named
 //! `kinet-t<pid>-<backend>-…` and deleted by a Drop guard; then real pings and UDP between pods.
+//! They need br_netfilter, as kinet's nodes do (`ensure_pod_bridge` fails without it).
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::Command;
@@ -62,9 +63,11 @@ fn ping_df(from: &NetNs, to: Ipv4Addr, bytes: u32) -> bool {
     .0
 }
 
+const BRIDGE_NF_CALL_IPTABLES: &str = "net.bridge.bridge-nf-call-iptables";
+
 /// `net.bridge.bridge-nf-call-iptables` inside `ns`.
 fn bridge_nf_call_iptables(ns: &NetNs) -> String {
-    let key = "net.bridge.bridge-nf-call-iptables";
+    let key = BRIDGE_NF_CALL_IPTABLES;
     let (ok, out) = sh(&["ip", "netns", "exec", ns.name(), "sysctl", "-n", key]);
     assert!(ok, "{out}");
     out.trim().to_string()
@@ -231,7 +234,28 @@ async fn exercise(c: &Cluster) {
             "{routes}"
         );
     }
+    // A pod made before the MTU changed: CHECK sees its route's old MTU, and ADD replaces it.
+    let p = &c.pods[0];
+    let old = format!(
+        "-n {} route replace default via {} dev eth0 mtu 1300",
+        p.ns.name(),
+        p.spec.gateway
+    );
+    let (ok, out) = sh(&["ip"].into_iter().chain(old.split(' ')).collect::<Vec<_>>());
+    assert!(ok, "{out}");
+    let node = &c.nodes[p.node].0;
+    assert!(!check_pod(node, &p.ns, &p.spec).await.unwrap().is_empty());
+    add_pod(node, &p.ns, &p.spec).await.unwrap();
+    assert_eq!(
+        check_pod(node, &p.ns, &p.spec).await.unwrap(),
+        Vec::<String>::new()
+    );
+
     for (i, (ns, net)) in c.nodes.iter().enumerate() {
+        // A new namespace starts with 1: turned off, only ensure_node can bring it back.
+        let off = format!("{BRIDGE_NF_CALL_IPTABLES}=0");
+        let (ok, out) = sh(&["ip", "netns", "exec", ns.name(), "sysctl", "-w", &off]);
+        assert!(ok, "{out}");
         let veth = format!("veth-n{}", i + 1);
         ensure_node(&c.underlay_ns, &c.underlay, ns, &veth, net)
             .await
