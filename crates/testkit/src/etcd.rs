@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,15 +30,20 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
+/// The folder the members' temp folder is made in: tmpfs when there is one, as etcd fsyncs
+/// every commit.
+pub fn data_parent() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    match shm.is_dir() {
+        true => shm.to_path_buf(),
+        false => std::env::temp_dir(),
+    }
+}
+
 impl EtcdCluster {
     /// Starts `size` members and waits until each reports itself healthy.
     pub fn start(size: usize) -> anyhow::Result<EtcdCluster> {
-        // tmpfs when there is one: etcd fsyncs every commit.
-        let shm = Path::new("/dev/shm");
-        let dir = match shm.is_dir() {
-            true => tempfile::tempdir_in(shm)?,
-            false => tempfile::tempdir()?,
-        };
+        let dir = tempfile::tempdir_in(data_parent())?;
         let ports = (0..size)
             .map(|_| Ok((free_port()?, free_port()?)))
             .collect::<anyhow::Result<Vec<_>>>()?;
