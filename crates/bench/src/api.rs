@@ -1,8 +1,11 @@
 //! `kinet bench api`: the API server under load from real HTTPS clients (kube-rs), in process
 //! on loopback. Baselines from the same run: a GET /version round trip (the protocol floor) for
 //! creates, serialising the same items in memory for lists, and one watcher for fan-out.
+//! `--datastore both` adds creates and a list on etcd against SQLite, in alternating rounds.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,6 +13,8 @@ use anyhow::Context;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use kinet_testkit::etcd::EtcdCluster;
+use kinet_testkit::TestApi;
 use kube::api::{Api, PostParams, WatchEvent, WatchParams};
 use kube::Client;
 use serde_json::json;
@@ -23,6 +28,109 @@ pub struct Options {
     pub clients: usize,
     pub watchers: usize,
     pub watch_events: usize,
+    pub datastore: Datastores,
+}
+
+/// Where a server under test keeps its objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Datastore {
+    Sqlite,
+    /// A private one-member etcd on loopback, fresh for each server.
+    Etcd,
+}
+
+impl Datastore {
+    fn name(self) -> &'static str {
+        match self {
+            Datastore::Sqlite => "SQLite",
+            Datastore::Etcd => "etcd",
+        }
+    }
+
+    /// Where its servers' data lives: SQLite fsyncs into the temp folder, the bench's etcd
+    /// into tmpfs when there is one, which a comparison has to say.
+    fn data_parent(self) -> PathBuf {
+        match self {
+            Datastore::Sqlite => std::env::temp_dir(),
+            Datastore::Etcd => kinet_testkit::etcd::data_parent(),
+        }
+    }
+}
+
+/// `--datastore`: the datastore the table is measured on; `both` measures it on SQLite and
+/// adds etcd against SQLite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Datastores {
+    Sqlite,
+    Etcd,
+    Both,
+}
+
+impl FromStr for Datastores {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sqlite" => Ok(Datastores::Sqlite),
+            "etcd" => Ok(Datastores::Etcd),
+            "both" => Ok(Datastores::Both),
+            other => Err(format!("{other:?} is not sqlite, etcd or both")),
+        }
+    }
+}
+
+impl Datastores {
+    /// The datastores measured; the table's main measurements run on the first.
+    fn measured(self) -> &'static [Datastore] {
+        match self {
+            Datastores::Sqlite => &[Datastore::Sqlite],
+            Datastores::Etcd => &[Datastore::Etcd],
+            Datastores::Both => &[Datastore::Sqlite, Datastore::Etcd],
+        }
+    }
+}
+
+/// A fresh server under test and, on etcd, its etcd. Fields drop in order: the server stops,
+/// then the etcd process is killed (by PID) and its folder removed, on errors too.
+struct Server {
+    api: TestApi,
+    _etcd: Option<EtcdCluster>,
+}
+
+impl Server {
+    async fn start(datastore: Datastore, authorization: bool) -> anyhow::Result<Server> {
+        let etcd = match datastore {
+            Datastore::Sqlite => None,
+            // Its start waits for health with blocking sleeps.
+            Datastore::Etcd => Some(tokio::task::spawn_blocking(|| EtcdCluster::start(1)).await??),
+        };
+        let api =
+            TestApi::start_on(etcd.as_ref().map(|e| e.url()).as_deref(), authorization).await?;
+        Ok(Server { api, _etcd: etcd })
+    }
+}
+
+/// Creates spread over clients: each create's latency and the wall time of them all.
+#[derive(Debug, Default)]
+struct Creates {
+    latencies: Samples,
+    wall: Duration,
+}
+
+impl Creates {
+    fn per_second(&self) -> f64 {
+        self.latencies.len() as f64 / self.wall.as_secs_f64()
+    }
+
+    /// The rounds' creates together: all latencies, the summed wall time.
+    fn sum(rounds: impl IntoIterator<Item = Creates>) -> Creates {
+        let mut all = Creates::default();
+        for round in rounds {
+            all.latencies.extend(round.latencies);
+            all.wall += round.wall;
+        }
+        all
+    }
 }
 
 fn pod(name: &str) -> Pod {
@@ -41,13 +149,8 @@ pub(super) async fn namespace(client: &Client, name: &str) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Creates `count` pods named `p-<i>` spread over `clients`; returns per-create latencies and
-/// the wall time.
-async fn create_pods(
-    clients: &[Client],
-    ns: &str,
-    count: usize,
-) -> anyhow::Result<(Samples, Duration)> {
+/// Creates `count` pods named `p-<i>` spread over `clients`.
+async fn create_pods(clients: &[Client], ns: &str, count: usize) -> anyhow::Result<Creates> {
     let started = Instant::now();
     let tasks: Vec<_> = clients
         .iter()
@@ -67,11 +170,14 @@ async fn create_pods(
             })
         })
         .collect();
-    let mut all = Samples::default();
+    let mut latencies = Samples::default();
     for t in tasks {
-        all.extend(t.await??);
+        latencies.extend(t.await??);
     }
-    Ok((all, started.elapsed()))
+    Ok(Creates {
+        latencies,
+        wall: started.elapsed(),
+    })
 }
 
 async fn get(client: &Client, path: &str, accept: &str) -> anyhow::Result<String> {
@@ -154,44 +260,59 @@ async fn watch_fanout(
     Ok(samples)
 }
 
-/// Creates with RBAC authorization on against off, same run: a user outside
-/// `system:masters`, bound to `edit`, creates `count` pods over `clients` clients on each
-/// server. The two modes alternate over `ROUNDS` rounds, each on a fresh server and in
-/// swapped order, so drift in the machine's load and warm-up fall on both alike. Returns
-/// (off, on) latencies and summed wall times.
-async fn authorization_overhead(
-    count: usize,
-    clients: usize,
-) -> anyhow::Result<[(Samples, Duration); 2]> {
-    const ROUNDS: usize = 3;
-    let mut out: [(Samples, Duration); 2] = Default::default();
+/// Rounds of each side-by-side comparison.
+const ROUNDS: usize = 3;
+
+/// Which of two configurations goes first in `round`: they swap every round, so drift in the
+/// machine's load and warm-up fall on both alike.
+fn round_order(round: usize) -> [usize; 2] {
+    match round % 2 {
+        0 => [0, 1],
+        _ => [1, 0],
+    }
+}
+
+/// Measures two configurations side by side: `measure` (on a fresh server) for each, over
+/// [`ROUNDS`] rounds in [`round_order`]. Returns each configuration's rounds.
+async fn alternate<C, T, F, Fut>(configs: [C; 2], mut measure: F) -> anyhow::Result<[Vec<T>; 2]>
+where
+    C: Copy,
+    F: FnMut(C) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut out = [Vec::new(), Vec::new()];
     for round in 0..ROUNDS {
-        let order = if round % 2 == 0 {
-            [false, true]
-        } else {
-            [true, false]
-        };
-        for authorization in order {
-            let (samples, wall) = authorized_creates(authorization, count, clients).await?;
-            let slot = &mut out[usize::from(authorization)];
-            slot.0.extend(samples);
-            slot.1 += wall;
+        for i in round_order(round) {
+            out[i].push(measure(configs[i]).await?);
         }
     }
     Ok(out)
 }
 
+/// Creates with RBAC authorization on against off, same run: a user outside
+/// `system:masters`, bound to `edit`, creates `count` pods over `clients` clients on each
+/// server. Returns (off, on).
+async fn authorization_overhead(
+    datastore: Datastore,
+    count: usize,
+    clients: usize,
+) -> anyhow::Result<[Creates; 2]> {
+    let [off, on] = alternate([false, true], |authorization| {
+        authorized_creates(datastore, authorization, count, clients)
+    })
+    .await?;
+    Ok([Creates::sum(off), Creates::sum(on)])
+}
+
 /// One round of [`authorization_overhead`] on a fresh server.
 async fn authorized_creates(
+    datastore: Datastore,
     authorization: bool,
     count: usize,
     clients: usize,
-) -> anyhow::Result<(Samples, Duration)> {
-    let server = match authorization {
-        true => kinet_testkit::TestApi::start().await?,
-        false => kinet_testkit::TestApi::without_authorization().await?,
-    };
-    let admin = server.client()?;
+) -> anyhow::Result<Creates> {
+    let server = Server::start(datastore, authorization).await?;
+    let admin = server.api.client()?;
     namespace(&admin, "bench-authz").await?;
     let binding = serde_json::from_value(json!({
         "metadata": {"name": "bench-edit"},
@@ -202,21 +323,114 @@ async fn authorized_creates(
         .create(&PostParams::default(), &binding)
         .await?;
     let users: Vec<Client> = (0..clients)
-        .map(|_| server.user_client())
+        .map(|_| server.api.user_client())
         .collect::<anyhow::Result<_>>()?;
     create_pods(&users, "bench-authz", count).await
 }
 
+/// What one datastore round measures: creates over many clients, then the list of them.
+#[derive(Debug, Default)]
+struct StoreFigures {
+    creates: Creates,
+    /// Median time of a JSON list of all the round's pods, per round.
+    lists: Samples,
+}
+
+/// SQLite against etcd, same run: the administrator creates `count` pods over `clients`
+/// clients on a fresh server of each, then lists them. Returns (SQLite, etcd).
+async fn datastore_comparison(count: usize, clients: usize) -> anyhow::Result<[StoreFigures; 2]> {
+    let rounds = alternate([Datastore::Sqlite, Datastore::Etcd], |datastore| {
+        store_round(datastore, count, clients)
+    })
+    .await?;
+    Ok(rounds.map(|rounds| {
+        let (creates, times): (Vec<_>, Vec<_>) = rounds.into_iter().unzip();
+        let mut lists = Samples::default();
+        for t in times {
+            lists.push(t);
+        }
+        StoreFigures {
+            creates: Creates::sum(creates),
+            lists,
+        }
+    }))
+}
+
+/// One round of [`datastore_comparison`]: the creates and the list's median time.
+async fn store_round(
+    datastore: Datastore,
+    count: usize,
+    clients: usize,
+) -> anyhow::Result<(Creates, Duration)> {
+    let server = Server::start(datastore, true).await?;
+    let admin = server.api.client()?;
+    namespace(&admin, "bench-store").await?;
+    let clients: Vec<Client> = (0..clients)
+        .map(|_| server.api.client())
+        .collect::<anyhow::Result<_>>()?;
+    let creates = create_pods(&clients, "bench-store", count).await?;
+    let path = "/api/v1/namespaces/bench-store/pods";
+    let list = median_of(5, || async {
+        get(&admin, path, "application/json").await.map(drop)
+    })
+    .await?;
+    Ok((creates, list))
+}
+
+/// The table's rows of etcd against SQLite; each ratio is etcd's figure over SQLite's.
+fn datastore_rows(
+    clients: usize,
+    objects: usize,
+    [sqlite, etcd]: &[StoreFigures; 2],
+) -> Vec<String> {
+    let (s, e) = (&sqlite.creates.latencies, &etcd.creates.latencies);
+    vec![
+        format!(
+            "| create on etcd, {clients} clients: objects/s | {:.0} | SQLite {:.0} | {:.2} |",
+            etcd.creates.per_second(),
+            sqlite.creates.per_second(),
+            etcd.creates.per_second() / sqlite.creates.per_second()
+        ),
+        format!(
+            "| create on etcd, {clients} clients: p50 / p99 (ms) | {} / {} | SQLite {} / {} | {} / {} |",
+            ms(e.p50()),
+            ms(e.p99()),
+            ms(s.p50()),
+            ms(s.p99()),
+            ratio(e.p50(), s.p50()),
+            ratio(e.p99(), s.p99())
+        ),
+        format!(
+            "| list {objects} pods as JSON on etcd (ms) | {} | SQLite {} | {} |",
+            ms(etcd.lists.p50()),
+            ms(sqlite.lists.p50()),
+            ratio(etcd.lists.p50(), sqlite.lists.p50())
+        ),
+    ]
+}
+
 pub async fn run(opts: Options) -> anyhow::Result<()> {
-    let server = kinet_testkit::TestApi::start().await?;
-    let client = server.client()?;
+    let datastore = opts.datastore.measured()[0];
+    let server = Server::start(datastore, true).await?;
+    let client = server.api.client()?;
     for ns in ["bench-1", "bench-n", "bench-w1", "bench-wn"] {
         namespace(&client, ns).await?;
     }
     println!(
-        "kinet bench api: {} objects, {} clients, {} watchers x {} events\n",
-        opts.objects, opts.clients, opts.watchers, opts.watch_events
+        "kinet bench api on {}: {} objects, {} clients, {} watchers x {} events",
+        datastore.name(),
+        opts.objects,
+        opts.clients,
+        opts.watchers,
+        opts.watch_events
     );
+    let data: Vec<String> = opts
+        .datastore
+        .measured()
+        .iter()
+        .map(|d| format!("{} under {}", d.name(), d.data_parent().display()))
+        .collect();
+    println!("data: {}\n", data.join(", "));
 
     let mut floor = Samples::default();
     for _ in 0..2000 {
@@ -225,13 +439,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         floor.push(t.elapsed());
     }
 
-    let (one, one_wall) =
-        create_pods(std::slice::from_ref(&client), "bench-1", opts.objects).await?;
+    let one = create_pods(std::slice::from_ref(&client), "bench-1", opts.objects).await?;
     let clients: Vec<Client> = (0..opts.clients)
-        .map(|_| server.client())
+        .map(|_| server.api.client())
         .collect::<anyhow::Result<_>>()?;
-    let (many, many_wall) = create_pods(&clients, "bench-n", opts.objects).await?;
-    let rate = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
+    let many = create_pods(&clients, "bench-n", opts.objects).await?;
 
     let path = "/api/v1/namespaces/bench-1/pods";
     let json_list = median_of(5, || async {
@@ -258,8 +470,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     )
     .await?;
     let fanout = watch_fanout(&clients, "bench-wn", opts.watchers, opts.watch_events).await?;
-    let [(off, off_wall), (on, on_wall)] =
-        authorization_overhead(opts.objects, opts.clients).await?;
+    let [off, on] = authorization_overhead(datastore, opts.objects, opts.clients).await?;
+    let stores = match opts.datastore {
+        Datastores::Both => Some(datastore_comparison(opts.objects, opts.clients).await?),
+        Datastores::Sqlite | Datastores::Etcd => None,
+    };
 
     println!("| measurement | value | baseline | ratio |");
     println!("|---|---|---|---|");
@@ -270,43 +485,43 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     );
     println!(
         "| create, 1 client: p50 / p99 (ms) | {} / {} | version p50 {} | {} |",
-        ms(one.p50()),
-        ms(one.p99()),
+        ms(one.latencies.p50()),
+        ms(one.latencies.p99()),
         ms(floor.p50()),
-        ratio(one.p50(), floor.p50())
+        ratio(one.latencies.p50(), floor.p50())
     );
     println!(
         "| create, 1 client: objects/s | {:.0} | | |",
-        rate(one.len(), one_wall)
+        one.per_second()
     );
     println!(
         "| create, {} clients: p50 / p99 (ms) | {} / {} | version p50 {} | {} |",
         opts.clients,
-        ms(many.p50()),
-        ms(many.p99()),
+        ms(many.latencies.p50()),
+        ms(many.latencies.p99()),
         ms(floor.p50()),
-        ratio(many.p50(), floor.p50())
+        ratio(many.latencies.p50(), floor.p50())
     );
     println!(
         "| create, {} clients: objects/s | {:.0} | 1 client {:.0} | {:.2} |",
         opts.clients,
-        rate(many.len(), many_wall),
-        rate(one.len(), one_wall),
-        rate(many.len(), many_wall) / rate(one.len(), one_wall)
+        many.per_second(),
+        one.per_second(),
+        many.per_second() / one.per_second()
     );
     println!(
         "| create as an RBAC user, {} clients: objects/s | {:.0} | authorization off {:.0} | {:.2} |",
         opts.clients,
-        rate(on.len(), on_wall),
-        rate(off.len(), off_wall),
-        rate(on.len(), on_wall) / rate(off.len(), off_wall)
+        on.per_second(),
+        off.per_second(),
+        on.per_second() / off.per_second()
     );
     println!(
         "| create as an RBAC user, {} clients: p99 (ms) | {} | authorization off {} | {} |",
         opts.clients,
-        ms(on.p99()),
-        ms(off.p99()),
-        ratio(on.p99(), off.p99())
+        ms(on.latencies.p99()),
+        ms(off.latencies.p99()),
+        ratio(on.latencies.p99(), off.latencies.p99())
     );
     println!(
         "| list {} pods as JSON (ms) | {} | in-memory serialise {} | {} |",
@@ -335,5 +550,80 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         ms(single.p99()),
         ratio(fanout.p99(), single.p99())
     );
+    for row in stores
+        .iter()
+        .flat_map(|s| datastore_rows(opts.clients, opts.objects, s))
+    {
+        println!("{row}");
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_alternate_which_goes_first() {
+        let firsts: Vec<usize> = (0..ROUNDS).map(|r| round_order(r)[0]).collect();
+        assert_eq!(firsts, [0, 1, 0]);
+    }
+
+    #[test]
+    fn datastore_flag() {
+        assert_eq!(
+            "both".parse::<Datastores>().map(Datastores::measured),
+            Ok(&[Datastore::Sqlite, Datastore::Etcd][..])
+        );
+        assert_eq!(
+            "etcd".parse::<Datastores>().map(Datastores::measured),
+            Ok(&[Datastore::Etcd][..])
+        );
+        assert!("postgres".parse::<Datastores>().is_err());
+    }
+
+    #[test]
+    fn etcd_rows_put_etcd_over_sqlite() {
+        let figures = |create_ms: u64, wall_ms: u64, list_ms: u64| {
+            let mut latencies = Samples::default();
+            for _ in 0..100 {
+                latencies.push(Duration::from_millis(create_ms));
+            }
+            let mut lists = Samples::default();
+            lists.push(Duration::from_millis(list_ms));
+            StoreFigures {
+                creates: Creates {
+                    latencies,
+                    wall: Duration::from_millis(wall_ms),
+                },
+                lists,
+            }
+        };
+        // SQLite: 100 creates in 0.1 s; etcd: in 0.2 s, each twice as long.
+        let rows = datastore_rows(32, 100, &[figures(2, 100, 10), figures(4, 200, 30)]);
+        assert_eq!(
+            rows,
+            [
+                "| create on etcd, 32 clients: objects/s | 500 | SQLite 1000 | 0.50 |",
+                "| create on etcd, 32 clients: p50 / p99 (ms) | 4.000 / 4.000 | SQLite 2.000 / 2.000 | 2.00 / 2.00 |",
+                "| list 100 pods as JSON on etcd (ms) | 30.000 | SQLite 10.000 | 3.00 |",
+            ]
+        );
+    }
+
+    #[test]
+    fn creates_sum_their_rounds() {
+        let round = |n: u64| {
+            let mut latencies = Samples::default();
+            latencies.push(Duration::from_millis(n));
+            Creates {
+                latencies,
+                wall: Duration::from_millis(n),
+            }
+        };
+        let all = Creates::sum([round(1), round(3)]);
+        assert_eq!(all.latencies.len(), 2);
+        assert_eq!(all.wall, Duration::from_millis(4));
+        assert_eq!(all.per_second(), 500.0);
+    }
 }

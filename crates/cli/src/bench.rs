@@ -14,6 +14,10 @@ pub enum BenchCommand {
         watchers: usize,
         #[arg(long, default_value_t = 200)]
         watch_events: usize,
+        /// Where the servers keep their objects: sqlite, etcd (a private one on loopback, Debian's
+        /// `etcd` on the PATH), or both (the table on SQLite, then etcd against it).
+        #[arg(long, default_value = "sqlite")]
+        datastore: kinet_bench::api::Datastores,
     },
     /// Pods on a real 3-node cluster: start latency and throughput, network setup, memory,
     /// pod-to-pod TCP throughput against a raw veth pair (needs iperf3).
@@ -201,12 +205,14 @@ pub async fn run(what: BenchCommand) -> anyhow::Result<()> {
             clients,
             watchers,
             watch_events,
+            datastore,
         } => {
             kinet_bench::api::run(kinet_bench::api::Options {
                 objects,
                 clients,
                 watchers,
                 watch_events,
+                datastore,
             })
             .await
         }

@@ -61,17 +61,21 @@ impl TestApi {
         TestApi::start_inner(health, true, None, None).await
     }
 
-    /// A server that authorizes nothing (every authenticated request is allowed): the
-    /// baseline of `kinet bench api`'s authorization figures.
-    pub async fn without_authorization() -> anyhow::Result<TestApi> {
-        TestApi::start_inner(Checks::default(), false, None, None).await
-    }
-
     /// A server storing in the etcd at `url` (`kinet up --datastore`); several of them serve
     /// one cluster. The crate under test must enable `kinet-store/etcd`.
     pub async fn on_etcd(url: &str) -> anyhow::Result<TestApi> {
-        let etcd = kinet_store::EtcdConfig::parse(url).map_err(anyhow::Error::msg)?;
-        TestApi::start_inner(Checks::default(), true, Some(etcd), None).await
+        TestApi::start_on(Some(url), true).await
+    }
+
+    /// A server on the etcd at `etcd` or, without one, on SQLite in its temp folder. Without
+    /// `authorization` every authenticated request is allowed: the baseline of `kinet bench
+    /// api`'s authorization figures.
+    pub async fn start_on(etcd: Option<&str>, authorization: bool) -> anyhow::Result<TestApi> {
+        let etcd = etcd
+            .map(kinet_store::EtcdConfig::parse)
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
+        TestApi::start_inner(Checks::default(), authorization, etcd, None).await
     }
 
     /// `count` servers of one cluster on the etcd at `url`: one CA and one service-account
