@@ -25,6 +25,8 @@ use crate::StoreError;
 const PREFIX: &str = "/registry/";
 /// Objects read per range request when loading (each page at the same revision).
 const PAGE: i64 = 500;
+/// Retries of a health probe's read after the first (waiting 0.1, 0.2, 0.4 s).
+const PROBE_RETRIES: u32 = 3;
 /// Large enough for a page of big objects or a watch response with many events.
 const MAX_MESSAGE: usize = 256 << 20;
 
@@ -241,9 +243,20 @@ impl Backend for EtcdBackend {
     }
 
     fn probe(&self) -> Result<u64, StoreError> {
-        let mut maintenance = self.client.maintenance_client();
-        let status = self.run(async move { maintenance.status().await })?;
-        Ok(header_rev(status.header()))
+        // A linearizable read of one key (kube-apiserver's health check reads `health`): its
+        // header carries the cluster's latest revision, where a member's own status may lag.
+        // Read-only, so it is retried, as clientv3 retries reads, when the balancer picked a
+        // member that just died.
+        let mut tries = 0;
+        loop {
+            let mut kv = self.client.kv_client();
+            match self.run(async move { kv.get("health", None).await }) {
+                Ok(read) => return Ok(header_rev(read.header())),
+                Err(e) if tries == PROBE_RETRIES => return Err(e.into()),
+                Err(_) => std::thread::sleep(Duration::from_millis(100 << tries)),
+            }
+            tries += 1;
+        }
     }
 
     fn shared(&self) -> bool {
