@@ -3,9 +3,9 @@
 //! The design follows kube-proxy's nftables mode: one `ip` table; packets to
 //! service addresses are dispatched by a single verdict-map lookup
 //! (`service-ips`, `service-nodeports`) to per-service chains, which pick an
-//! endpoint with `numgen random` in their endpoint group's range of their
-//! protocol's endpoints map; services without usable endpoints are rejected or
-//! dropped through the `no-endpoint-*` maps in the filter hooks.
+//! endpoint with `numgen random` in their endpoint group's range of an endpoints
+//! map (one per protocol and 64 groups); services without usable endpoints are
+//! rejected or dropped through the `no-endpoint-*` maps in the filter hooks.
 
 mod config;
 mod diff;

@@ -86,7 +86,7 @@ pub enum LookupKey {
     /// `meta l4proto . th dport`
     ProtoPort,
     /// `numgen random mod 65536` (plus an endpoint group's offset) to `ip daddr . <proto>
-    /// dport`: the endpoints map of one protocol, each endpoint owning a range of its
+    /// dport`: an endpoints map of one protocol, each endpoint owning a range of its
     /// group's keys as wide as its weight.
     Random(Proto),
 }
@@ -265,7 +265,7 @@ pub struct MapEntry {
     pub comment: Option<String>,
 }
 
-/// A map (a verdict map, or the endpoints map of `LookupKey::Random`), kept sorted so
+/// A map (a verdict map, or an endpoints map of `LookupKey::Random`), kept sorted so
 /// rendering is deterministic and lookups are cheap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Map {

@@ -313,7 +313,7 @@ pub(crate) fn render_port(
 }
 
 /// The endpoints map holding the group at `offset` of a `p` port: `endpoints-<p>-<k>`, the
-/// `k`th of `GROUPS_PER_MAP` groups.
+/// `k`th run of `GROUPS_PER_MAP` group ids.
 fn endpoints_map(p: Proto, offset: u32) -> Map {
     let k = offset / RANDOM_MODULUS / GROUPS_PER_MAP;
     let (first, last) = (k * GROUPS_PER_MAP, k * GROUPS_PER_MAP + GROUPS_PER_MAP - 1);
