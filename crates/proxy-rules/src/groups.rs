@@ -76,6 +76,17 @@ impl GroupIds {
 }
 
 #[cfg(test)]
+impl GroupIds {
+    /// Ids with none left to give.
+    pub(crate) fn exhausted() -> GroupIds {
+        GroupIds {
+            next: MAX_ID + 1,
+            ..GroupIds::default()
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::Proto;
@@ -97,6 +108,11 @@ mod tests {
         assert_eq!(ids.offset(&group("e")), Some(2 * 65536));
         assert_eq!(ids.offset(&group("f")), Some(4 * 65536));
         assert_eq!(ids.ids.len(), 4);
+    }
+
+    #[test]
+    fn exhausted_ids_give_none() {
+        assert_eq!(GroupIds::exhausted().offset(&group("a")), None);
     }
 
     #[test]

@@ -649,3 +649,51 @@ impl Delta {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::{trace, Packet, Verdict};
+
+    fn objects() -> (Service, EndpointSlice) {
+        let svc = serde_json::json!({
+            "metadata": {"namespace": "default", "name": "web", "resourceVersion": "1"},
+            "spec": {"clusterIP": "10.96.0.20", "ports": [{"name": "http", "port": 80}]},
+        });
+        let slice = serde_json::json!({
+            "metadata": {"namespace": "default", "name": "web-1", "resourceVersion": "1",
+                         "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            "endpoints": [{"addresses": ["10.244.1.5"], "conditions": {"ready": true}}],
+        });
+        (
+            serde_json::from_value(svc).unwrap(),
+            serde_json::from_value(slice).unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_port_without_a_group_id_is_refused_rejected_and_tried_again() {
+        let node = NodeInfo {
+            name: "node-a".into(),
+            node_ips: vec![],
+            pod_cidr: None,
+        };
+        let mut r = Renderer::new(&node, &ProxyConfig::default());
+        r.ids = GroupIds::exhausted();
+        let (svc, slice) = objects();
+        let synced = r.sync([&svc], [&slice]);
+        assert_eq!(synced.refused, ["default/web:http"]);
+        let rs = r.ruleset();
+        let dnat = (rs.chains().iter().flat_map(|c| &c.rules))
+            .any(|rule| matches!(rule.action, Action::DnatRandom { .. }));
+        assert!(!dnat, "no DNAT rule without a group");
+        let client = "10.244.2.1".parse().unwrap();
+        let to = Packet::tcp(client, "10.96.0.20".parse().unwrap(), 80);
+        assert_eq!(trace(&rs, &to), Verdict::Reject);
+        // The same objects again: rendered again, as an id may have been freed since.
+        let again = r.sync([&svc], [&slice]);
+        assert_eq!((again.services, again.refused.len()), (1, 1));
+    }
+}
