@@ -3,11 +3,13 @@
 //! The design follows kube-proxy's nftables mode: one `ip` table; packets to
 //! service addresses are dispatched by a single verdict-map lookup
 //! (`service-ips`, `service-nodeports`) to per-service chains, which pick an
-//! endpoint with `numgen random`; services without usable endpoints are
+//! endpoint with `numgen random` in their endpoint group's range of an endpoints
+//! map (one per protocol and 64 groups); services without usable endpoints are
 //! rejected or dropped through the `no-endpoint-*` maps in the filter hooks.
 
 mod config;
 mod diff;
+mod groups;
 mod input;
 mod masquerade;
 mod model;
@@ -22,6 +24,7 @@ pub mod trace;
 
 pub use config::{NodeInfo, ProxyConfig};
 pub use diff::{Change, Update};
+pub use groups::GroupIds;
 /// The proxy's view of Services and endpoints, shared with the iptables renderer.
 pub use input::{
     categorize, ports_with_endpoints, service_ports, Categorized, Endpoint, PortKey, ServicePort,
@@ -33,6 +36,8 @@ pub use model::{
 };
 pub use names::{hash_and_truncate, sha256};
 pub use overlay::untrack_overlay;
-pub use renderer::{render, udp_dnat_targets, Renderer, ServiceKey, ServiceObjects, Synced};
+pub use renderer::{
+    render, render_with_ids, udp_dnat_targets, Renderer, ServiceKey, ServiceObjects, Synced,
+};
 pub use repair::{Loaded, LoadedBase, LoadedChain};
 pub use trace::{trace, trace_detailed, DnatTarget, Origin, Packet, Trace, Verdict};

@@ -85,13 +85,15 @@ pub enum LookupKey {
     DaddrProtoPort,
     /// `meta l4proto . th dport`
     ProtoPort,
-    /// `numgen random mod 65536` to `ip daddr . <proto> dport`: one service port's
-    /// endpoints, each owning a range of the modulus as wide as its weight.
+    /// `numgen random mod 65536` (plus an endpoint group's offset) to `ip daddr . <proto>
+    /// dport`: an endpoints map of one protocol, each endpoint owning a range of its
+    /// group's keys as wide as its weight.
     Random(Proto),
 }
 
-/// The modulus of an endpoint map's random key: fixed, so re-weighting endpoints only
-/// re-splits its ranges (map elements), never changes a rule.
+/// The modulus of the random key: fixed, so re-weighting endpoints only re-splits their
+/// group's ranges (map elements), never changes a rule. Also the number of keys of each
+/// endpoint group.
 pub const RANDOM_MODULUS: u32 = 65536;
 
 /// What a rule does once its matches hold.
@@ -114,10 +116,13 @@ pub enum Action {
     },
     /// `numgen random mod N vmap { 0 : goto c0, ... }`
     NumgenGoto(Vec<String>),
-    /// `meta l4proto P dnat ip to numgen random mod 65536 map @map` (always paired with an
-    /// `L4Proto` match): the endpoint is chosen by an element of `map`, so endpoint changes
-    /// are element changes.
-    DnatRandom(String),
+    /// `meta l4proto P dnat ip to numgen random mod 65536 offset O map @map` (always paired
+    /// with an `L4Proto` match): the endpoint is the element of `map` holding key
+    /// `O + random`, so endpoint changes are element changes.
+    DnatRandom {
+        map: String,
+        offset: u32,
+    },
     /// `mark set mark or M`
     MarkOr(u32),
     /// `mark set mark xor M`
@@ -260,7 +265,8 @@ pub struct MapEntry {
     pub comment: Option<String>,
 }
 
-/// A map (a verdict map, or an endpoint map of `LookupKey::Random`), kept sorted so rendering is deterministic and lookups are cheap.
+/// A map (a verdict map, or an endpoints map of `LookupKey::Random`), kept sorted so
+/// rendering is deterministic and lookups are cheap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Map {
     pub name: String,
@@ -280,8 +286,7 @@ pub struct Ruleset {
     pub(crate) sets: Vec<Set>,
     pub(crate) set_index: HashMap<String, usize>,
     pub(crate) maps: Vec<Map>,
-    /// Where each map is in `maps`: a table holds a map per Service port, and looking one
-    /// up by scanning made a whole render quadratic in the number of Services.
+    /// Where each map is in `maps`, by name.
     pub(crate) map_index: HashMap<String, usize>,
     /// The node's own addresses: what `fib saddr type local` means to the tracer.
     pub(crate) local_addrs: Vec<Ipv4Addr>,

@@ -261,9 +261,9 @@ fn write_action(out: &mut String, rule: &Rule) {
         Action::UpdateSaddr(s) => write!(out, "update @{s} {{ ip saddr }}"),
         Action::Dnat(to) => write!(out, "dnat to {to}"),
         Action::Notrack => write!(out, "notrack"),
-        Action::DnatRandom(m) => write!(
+        Action::DnatRandom { map, offset } => write!(
             out,
-            "dnat ip to numgen random mod {RANDOM_MODULUS} map @{m}"
+            "dnat ip to numgen random mod {RANDOM_MODULUS} offset {offset} map @{map}"
         ),
     };
     if let Some(c) = rule.comment {

@@ -2,19 +2,29 @@
 //! kube-proxy's nftables semantics for traffic policies, affinity and
 //! services without endpoints.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use crate::groups::{Group, GroupIds, GROUPS_PER_MAP};
 use crate::input::{categorize, Endpoint, ServicePort};
 use crate::model::{
-    Action, Ipv4Cidr, LookupKey, Map, MapEntry, MapKey, MapVerdict, Match, Owner, Rule, Ruleset,
-    Set, SetKey, RANDOM_MODULUS,
+    Action, Ipv4Cidr, LookupKey, Map, MapEntry, MapKey, MapVerdict, Match, Owner, Proto, Rule,
+    Ruleset, Set, SetKey, RANDOM_MODULUS,
 };
 use crate::names::{endpoint_base, hash_and_truncate, service_port_base};
 use crate::skeleton::{
     CLUSTER_IPS, HAIRPIN, MARK_MASQ, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, REJECT_CHAIN,
     SERVICE_IPS, SERVICE_NODEPORTS,
 };
+
+/// Endpoint group ids for one Service's render: where they come from, the groups that
+/// hold one, and the Service ports left without.
+pub(crate) struct Groups<'a> {
+    pub ids: &'a mut GroupIds,
+    pub held: Vec<Group>,
+    /// `ns/svc:port` of each port whose endpoints got no id (all 65,535 taken).
+    pub refused: Vec<String>,
+}
 
 /// Names of one service port's chains.
 struct Names {
@@ -23,7 +33,6 @@ struct Names {
     local: String,
     external: String,
     firewall: String,
-    hashed: String,
 }
 
 impl Names {
@@ -36,18 +45,7 @@ impl Names {
             external: format!("external-{hashed}"),
             firewall: format!("firewall-{hashed}"),
             base,
-            hashed,
         }
-    }
-
-    /// The endpoint map a policy chain picks from.
-    fn endpoint_map(&self, chain: &str) -> String {
-        let prefix = if chain == self.local {
-            "local-endpoints"
-        } else {
-            "endpoints"
-        };
-        format!("{prefix}-{}", self.hashed)
     }
 
     /// (endpoint chain, affinity set) for one endpoint.
@@ -84,11 +82,13 @@ fn push(rs: &mut Ruleset, chain: &str, rule: Rule) {
     rs.chain_mut(chain).rules.push(rule);
 }
 
+/// Renders one Service port into `rs`; its endpoint groups take their ids from `groups`.
 pub(crate) fn render_port(
     rs: &mut Ruleset,
     sp: &ServicePort,
     eps: &[Endpoint],
     cluster_cidr: Option<Ipv4Cidr>,
+    groups: &mut Groups<'_>,
 ) {
     let names = Names::new(sp);
     let cat = categorize(sp, eps);
@@ -267,11 +267,14 @@ pub(crate) fn render_port(
     let Some(secs) = sp.affinity_secs else {
         // Endpoints in a map keyed by a random number: any endpoint change is a change of
         // map elements, which the kernel commits without re-validating the jump graph.
+        let mut pick = |chain: &str, local: bool, chosen: &[usize]| {
+            dnat_random(rs, sp, chain, (sp.key(), local), chosen, eps, groups);
+        };
         if uses_cluster_chain {
-            dnat_random(rs, sp, &names, &names.cluster, &cat.cluster, eps);
+            pick(&names.cluster, false, &cat.cluster);
         }
         if uses_local_chain {
-            dnat_random(rs, sp, &names, &names.local, &cat.local, eps);
+            pick(&names.local, true, &cat.local);
         }
         return;
     };
@@ -309,39 +312,53 @@ pub(crate) fn render_port(
     }
 }
 
-/// `chain` DNATs to one of the `chosen` endpoints through its endpoint map, each endpoint
-/// owning an equal range of the random number (the first ranges one wider when the
-/// modulus does not divide evenly).
+/// The endpoints map holding the group at `offset` of a `p` port: `endpoints-<p>-<k>`, the
+/// `k`th run of `GROUPS_PER_MAP` group ids.
+fn endpoints_map(p: Proto, offset: u32) -> Map {
+    let k = offset / RANDOM_MODULUS / GROUPS_PER_MAP;
+    let (first, last) = (k * GROUPS_PER_MAP, k * GROUPS_PER_MAP + GROUPS_PER_MAP - 1);
+    Map {
+        name: format!("endpoints-{p}-{k}"),
+        key: LookupKey::Random(p),
+        comment: Some(format!("endpoint groups {first}-{last}")),
+        elements: BTreeMap::new(),
+    }
+}
+
+/// `chain` DNATs to one of the `chosen` endpoints, `group`, through an endpoints map shared
+/// with other groups: the group owns `RANDOM_MODULUS` keys from its offset, each endpoint an
+/// equal range of them (the first ranges one wider when the modulus does not divide evenly).
+/// A port whose group gets no id has no DNAT rule: what is left addressed to its ClusterIP is
+/// rejected by the filter hooks, and the port is reported in `groups.refused`.
 fn dnat_random(
     rs: &mut Ruleset,
     sp: &ServicePort,
-    names: &Names,
     chain: &str,
+    group: Group,
     chosen: &[usize],
     eps: &[Endpoint],
+    groups: &mut Groups<'_>,
 ) {
-    let map = names.endpoint_map(chain);
-    let elements = weight_ranges(chosen.len())
-        .zip(chosen)
-        .map(|((lo, hi), i)| {
-            let entry = MapEntry {
-                verdict: MapVerdict::Endpoint(SocketAddrV4::new(eps[*i].ip, eps[*i].port)),
-                comment: None,
-            };
-            (MapKey::Range(lo, hi), entry)
-        })
-        .collect();
-    rs.add_map(Map {
-        name: map.clone(),
-        key: LookupKey::Random(sp.proto),
-        comment: None,
-        elements,
-    });
-    push(
-        rs,
-        chain,
-        Rule::new(vec![Match::L4Proto(sp.proto)], Action::DnatRandom(map)),
-    );
+    let Some(offset) = groups.ids.offset(&group) else {
+        groups.refused.push(sp.display());
+        return;
+    };
+    groups.held.push(group);
+    let map = endpoints_map(sp.proto, offset);
+    let name = map.name.clone();
+    rs.add_map(map);
+    for ((lo, hi), i) in weight_ranges(chosen.len()).zip(chosen) {
+        let ep = &eps[*i];
+        add_element(
+            rs,
+            &name,
+            MapKey::Range(offset + lo, offset + hi),
+            MapVerdict::Endpoint(SocketAddrV4::new(ep.ip, ep.port)),
+            None,
+        );
+    }
+    let action = Action::DnatRandom { map: name, offset };
+    push(rs, chain, Rule::new(vec![Match::L4Proto(sp.proto)], action));
 }
 
 /// `n` adjacent inclusive ranges covering `0..RANDOM_MODULUS`, as equal as can be.

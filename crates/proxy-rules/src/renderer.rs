@@ -14,22 +14,37 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::config::{NodeInfo, ProxyConfig};
 use crate::diff::{Change, Update};
+use crate::groups::{Group, GroupIds};
 use crate::input::{ports_with_endpoints, SERVICE_NAME_LABEL};
 use crate::model::{
     Action, Chain, LookupKey, Map, MapEntry, MapKey, MapVerdict, Match, Proto, Ruleset, Set, SetKey,
 };
-use crate::render::render_port;
+use crate::render::{render_port, Groups};
 use crate::skeleton::skeleton;
 
 /// The node's desired proxy state. Pure: same inputs, same ruleset, whatever
-/// the order of `services` and `slices`.
+/// the order of `services` and `slices`. Endpoint groups get ids in name order.
 pub fn render(
     services: &[Service],
     slices: &[EndpointSlice],
     node: &NodeInfo,
     config: &ProxyConfig,
 ) -> Ruleset {
+    render_with_ids(services, slices, node, config, &GroupIds::default())
+}
+
+/// [`render`] with the endpoint groups of `ids` keeping their ids (a [`Renderer`]'s
+/// [`Renderer::group_ids`]: the table it holds, rendered whole); other groups get the
+/// lowest free ids, in name order.
+pub fn render_with_ids(
+    services: &[Service],
+    slices: &[EndpointSlice],
+    node: &NodeInfo,
+    config: &ProxyConfig,
+    ids: &GroupIds,
+) -> Ruleset {
     let mut r = Renderer::new(node, config);
+    r.ids = ids.clone();
     r.sync(services, slices);
     assemble(r.skeleton, r.fragments.into_values().map(|(_, f)| f))
 }
@@ -93,15 +108,25 @@ struct Fragment {
     chains: Vec<Chain>,
     /// Sets of its own (affinity).
     sets: Vec<Set>,
-    /// Maps of its own (endpoints), without elements: those are in `map_elements`.
+    /// The endpoints maps its groups are in, without elements: shared with other Services.
     maps: Vec<Map>,
     /// Elements it adds to the skeleton's sets (its ClusterIPs).
     set_elements: Vec<(String, Ipv4Addr)>,
-    /// Elements it claims in the skeleton's maps.
+    /// Elements it claims in the skeleton's maps (its endpoints too).
     map_elements: Vec<(String, MapKey, MapEntry)>,
+    /// The endpoint groups it holds ids for.
+    groups: Vec<Group>,
+    /// Its ports left without an endpoint group id.
+    refused: Vec<String>,
 }
 
 impl Fragment {
+    /// Whether it is what `svc` and `slices` render to: made from them, and complete (a
+    /// port refused a group id is tried again).
+    fn is_current(&self, source: &Source, svc: &Service, slices: &[&EndpointSlice]) -> bool {
+        self.refused.is_empty() && source.matches(svc, slices)
+    }
+
     /// Where its chains and endpoint maps send UDP.
     fn udp_targets(&self) -> HashSet<SocketAddrV4> {
         let udp_maps: HashSet<&str> = self
@@ -143,6 +168,10 @@ pub struct Synced {
     pub removed_udp: Vec<SocketAddrV4>,
     /// How many Services were re-rendered or removed.
     pub services: usize,
+    /// `ns/svc:port` of the re-rendered ports whose endpoints got no group id (all 65,535
+    /// taken): they have no DNAT rule, and are rendered again at every sync that looks at
+    /// them until an id is free.
+    pub refused: Vec<String>,
 }
 
 /// Desired state for one node, kept per Service between syncs.
@@ -155,6 +184,7 @@ pub struct Renderer {
     shell: Ruleset,
     fragments: BTreeMap<ServiceKey, (Source, Fragment)>,
     shared: Shared,
+    ids: GroupIds,
     synced: bool,
 }
 
@@ -165,6 +195,8 @@ struct Shared {
     claims: HashMap<(String, MapKey), BTreeMap<ServiceKey, MapEntry>>,
     /// How many Services put each address in a skeleton set.
     set_refs: HashMap<(String, Ipv4Addr), usize>,
+    /// Each endpoints map in use, and by how many Services.
+    maps: HashMap<String, (Map, usize)>,
 }
 
 impl Renderer {
@@ -182,8 +214,14 @@ impl Renderer {
             shell,
             fragments: BTreeMap::new(),
             shared: Shared::default(),
+            ids: GroupIds::default(),
             synced: false,
         }
+    }
+
+    /// The ids of the endpoint groups of the Services it holds.
+    pub fn group_ids(&self) -> &GroupIds {
+        &self.ids
     }
 
     /// Whether this renderer was made for `node` and `config` (else make a new one).
@@ -233,10 +271,17 @@ impl Renderer {
                 changed.push((k.clone(), None));
             }
             let current = old.next_if(|(k, _)| (k.0.as_str(), k.1.as_str()) == (ns, name));
-            if current.is_some_and(|(_, (source, _))| source.matches(svc, &own)) {
+            if current.is_some_and(|(_, (source, f))| f.is_current(source, svc, &own)) {
                 continue;
             }
-            let fragment = self.render_service(svc, &own);
+            let fragment = render_service(
+                &self.shell,
+                &self.node,
+                &self.config,
+                &mut self.ids,
+                svc,
+                &own,
+            );
             let key = (ns.to_string(), name.to_string());
             changed.push((key, Some((Source::of(svc, &own), fragment))));
         }
@@ -260,10 +305,17 @@ impl Renderer {
                 None => {}
                 Some((svc, mut own)) => {
                     own.sort_unstable_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-                    if current.is_some_and(|(source, _)| source.matches(svc, &own)) {
+                    if current.is_some_and(|(source, f)| f.is_current(source, svc, &own)) {
                         continue;
                     }
-                    let fragment = self.render_service(svc, &own);
+                    let fragment = render_service(
+                        &self.shell,
+                        &self.node,
+                        &self.config,
+                        &mut self.ids,
+                        svc,
+                        &own,
+                    );
                     changed.push((key, Some((Source::of(svc, &own), fragment))));
                 }
             }
@@ -280,6 +332,7 @@ impl Renderer {
         let mut delta = Delta::default();
         let mut full = !self.synced;
         let mut removed_udp: HashSet<SocketAddrV4> = HashSet::new();
+        let mut refused = Vec::new();
         for (key, new) in changed {
             let old = match new {
                 Some(n) => self.fragments.insert(key.clone(), n),
@@ -295,6 +348,14 @@ impl Renderer {
                 removed_udp.extend(gone.difference(&new_frag.udp_targets()));
             }
             self.shared.reclaim(&key, old_frag, new_frag, &mut delta);
+            for g in old_frag
+                .groups
+                .iter()
+                .filter(|g| !new_frag.groups.contains(g))
+            {
+                self.ids.release(g);
+            }
+            refused.extend(new_frag.refused.iter().cloned());
         }
         self.synced = true;
         let mut removed_udp: Vec<SocketAddrV4> = removed_udp.into_iter().collect();
@@ -303,6 +364,7 @@ impl Renderer {
             update: (!full).then(|| delta.into_update(&self.skeleton, &self.shared)),
             removed_udp,
             services,
+            refused,
         }
     }
 
@@ -313,47 +375,76 @@ impl Renderer {
             self.fragments.values().map(|(_, f)| f.clone()),
         )
     }
+}
 
-    fn render_service(&self, svc: &Service, slices: &[&EndpointSlice]) -> Fragment {
-        let mut rs = self.shell.clone();
-        let cluster_cidr = self.config.cluster_cidr();
-        for (sp, eps) in ports_with_endpoints([svc], slices.iter().copied(), &self.node.name) {
-            render_port(&mut rs, &sp, &eps, cluster_cidr);
-        }
-        let own_sets = rs.sets.split_off(self.shell.sets.len());
-        let own_maps: Vec<Map> = rs.maps[self.shell.maps.len()..]
+/// One Service's fragment, rendered into a copy of `shell`.
+fn render_service(
+    shell: &Ruleset,
+    node: &NodeInfo,
+    config: &ProxyConfig,
+    ids: &mut GroupIds,
+    svc: &Service,
+    slices: &[&EndpointSlice],
+) -> Fragment {
+    let mut rs = shell.clone();
+    let cluster_cidr = config.cluster_cidr();
+    let mut groups = Groups {
+        ids,
+        held: Vec::new(),
+        refused: Vec::new(),
+    };
+    for (sp, eps) in ports_with_endpoints([svc], slices.iter().copied(), &node.name) {
+        render_port(&mut rs, &sp, &eps, cluster_cidr, &mut groups);
+    }
+    let maps = rs.maps[shell.maps.len()..]
+        .iter()
+        .map(|m| Map {
+            elements: BTreeMap::new(),
+            ..m.clone()
+        })
+        .collect();
+    Fragment {
+        chains: rs.chains,
+        sets: rs.sets.split_off(shell.sets.len()),
+        maps,
+        set_elements: rs
+            .sets
             .iter()
-            .map(|m| Map {
-                elements: BTreeMap::new(),
-                ..m.clone()
+            .flat_map(|s| s.elements.iter().map(|ip| (s.name.clone(), *ip)))
+            .collect(),
+        map_elements: rs
+            .maps
+            .into_iter()
+            .flat_map(|m| {
+                let name = m.name;
+                m.elements
+                    .into_iter()
+                    .map(move |(k, e)| (name.clone(), k, e))
             })
-            .collect();
-        Fragment {
-            chains: rs.chains,
-            sets: own_sets,
-            maps: own_maps,
-            set_elements: rs
-                .sets
-                .iter()
-                .flat_map(|s| s.elements.iter().map(|ip| (s.name.clone(), *ip)))
-                .collect(),
-            map_elements: rs
-                .maps
-                .into_iter()
-                .flat_map(|m| {
-                    let name = m.name;
-                    m.elements
-                        .into_iter()
-                        .map(move |(k, e)| (name.clone(), k, e))
-                })
-                .collect(),
-        }
+            .collect(),
+        groups: groups.held,
+        refused: groups.refused,
     }
 }
 
 impl Shared {
     /// Moves one Service's claims on shared set and map elements from `old` to `new`.
     fn reclaim(&mut self, who: &ServiceKey, old: &Fragment, new: &Fragment, d: &mut Delta) {
+        for m in &old.maps {
+            let present = self.maps.contains_key(&m.name);
+            d.maps_before.entry(m.name.clone()).or_insert(present);
+            if let Some((_, n)) = self.maps.get_mut(&m.name) {
+                *n -= 1;
+                if *n == 0 {
+                    self.maps.remove(&m.name);
+                }
+            }
+        }
+        for m in &new.maps {
+            let present = self.maps.contains_key(&m.name);
+            d.maps_before.entry(m.name.clone()).or_insert(present);
+            self.maps.entry(m.name.clone()).or_insert((m.clone(), 0)).1 += 1;
+        }
         for (set, ip) in &old.set_elements {
             let k = (set.clone(), *ip);
             d.set_before.entry(k.clone()).or_insert(true);
@@ -439,6 +530,8 @@ struct Delta {
     set_before: HashMap<(String, Ipv4Addr), bool>,
     /// The winning entry of each touched map key before this sync.
     map_before: HashMap<(String, MapKey), Option<MapEntry>>,
+    /// Whether each endpoints map a changed Service used or uses existed before this sync.
+    maps_before: HashMap<String, bool>,
 }
 
 impl Delta {
@@ -480,21 +573,6 @@ impl Delta {
                 .filter(|s| !new_sets.contains(s.name.as_str()))
                 .map(|s| Change::DeleteSet(s.name.clone())),
         );
-        let old_maps: HashMap<&str, &Map> = old.maps.iter().map(|m| (m.name.as_str(), m)).collect();
-        let new_maps: HashSet<&str> = new.maps.iter().map(|m| m.name.as_str()).collect();
-        for m in &new.maps {
-            match old_maps.get(m.name.as_str()) {
-                Some(o) if *o == m => {}
-                Some(_) => return true,
-                None => self.add_sets.push(Change::AddMap(m.clone())),
-            }
-        }
-        self.del_sets.extend(
-            old.maps
-                .iter()
-                .filter(|m| !new_maps.contains(m.name.as_str()))
-                .map(|m| Change::DeleteSet(m.name.clone())),
-        );
         false
     }
 
@@ -502,6 +580,18 @@ impl Delta {
     fn into_update(self, skeleton: &Ruleset, r: &Shared) -> Update {
         let table = skeleton.table();
         let mut changes = self.add_sets;
+        // Endpoints maps the first group came into, and those the last group left.
+        let mut new_maps: Vec<&Map> = (self.maps_before.iter())
+            .filter(|(_, before)| !**before)
+            .filter_map(|(name, _)| r.maps.get(name).map(|(m, _)| m))
+            .collect();
+        new_maps.sort_by(|a, b| a.name.cmp(&b.name));
+        changes.extend(new_maps.into_iter().cloned().map(Change::AddMap));
+        let mut gone_maps: Vec<&str> = (self.maps_before.iter())
+            .filter(|(name, before)| **before && !r.maps.contains_key(*name))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        gone_maps.sort();
         changes.extend(self.add_chains);
         changes.extend(self.rules);
         let mut map_changes: Vec<MapChange> = self
@@ -512,16 +602,8 @@ impl Delta {
             .collect();
         map_changes.sort_by(|a, b| a.0.cmp(b.0));
         // A map deleted whole takes its elements with it.
-        let gone_maps: HashSet<&str> = self
-            .del_sets
-            .iter()
-            .filter_map(|c| match c {
-                Change::DeleteSet(name) => Some(name.as_str()),
-                _ => None,
-            })
-            .collect();
         for ((map, key), before, _) in &map_changes {
-            if before.is_some() && !gone_maps.contains(map.as_str()) {
+            if before.is_some() && !gone_maps.contains(&map.as_str()) {
                 changes.push(Change::DeleteMapElement {
                     map: map.clone(),
                     key: *key,
@@ -556,9 +638,62 @@ impl Delta {
         changes.extend(self.gone_chains.iter().cloned().map(Change::FlushChain));
         changes.extend(self.gone_chains.into_iter().map(Change::DeleteChain));
         changes.extend(self.del_sets);
+        changes.extend(
+            gone_maps
+                .into_iter()
+                .map(|m| Change::DeleteSet(m.to_string())),
+        );
         Update {
             table: table.to_string(),
             changes,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::{trace, Packet, Verdict};
+
+    fn objects() -> (Service, EndpointSlice) {
+        let svc = serde_json::json!({
+            "metadata": {"namespace": "default", "name": "web", "resourceVersion": "1"},
+            "spec": {"clusterIP": "10.96.0.20", "ports": [{"name": "http", "port": 80}]},
+        });
+        let slice = serde_json::json!({
+            "metadata": {"namespace": "default", "name": "web-1", "resourceVersion": "1",
+                         "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            "endpoints": [{"addresses": ["10.244.1.5"], "conditions": {"ready": true}}],
+        });
+        (
+            serde_json::from_value(svc).unwrap(),
+            serde_json::from_value(slice).unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_port_without_a_group_id_is_refused_rejected_and_tried_again() {
+        let node = NodeInfo {
+            name: "node-a".into(),
+            node_ips: vec![],
+            pod_cidr: None,
+        };
+        let mut r = Renderer::new(&node, &ProxyConfig::default());
+        r.ids = GroupIds::exhausted();
+        let (svc, slice) = objects();
+        let synced = r.sync([&svc], [&slice]);
+        assert_eq!(synced.refused, ["default/web:http"]);
+        let rs = r.ruleset();
+        let dnat = (rs.chains().iter().flat_map(|c| &c.rules))
+            .any(|rule| matches!(rule.action, Action::DnatRandom { .. }));
+        assert!(!dnat, "no DNAT rule without a group");
+        let client = "10.244.2.1".parse().unwrap();
+        let to = Packet::tcp(client, "10.96.0.20".parse().unwrap(), 80);
+        assert_eq!(trace(&rs, &to), Verdict::Reject);
+        // The same objects again: rendered again, as an id may have been freed since.
+        let again = r.sync([&svc], [&slice]);
+        assert_eq!((again.services, again.refused.len()), (1, 1));
     }
 }

@@ -304,13 +304,27 @@ impl Tracer<'_> {
                     }
                     return out;
                 }
-                Action::DnatRandom(map) => {
+                Action::DnatRandom { map, offset } => {
                     self.lookups += 1;
-                    let targets = self.rs.map(map).into_iter().flat_map(|m| &m.elements);
-                    let out: Vec<(State, End)> = targets
+                    // The keys `offset + random` can be: the drawn one, or the group's all.
+                    let (first, last) = match p.random {
+                        Some(r) => (offset + r, offset + r),
+                        None => (*offset, offset + (RANDOM_MODULUS - 1)),
+                    };
+                    // Intervals holding any of those keys: those starting in them, and
+                    // the one before that may reach into them.
+                    let elements = self.rs.map(map).map(|m| &m.elements);
+                    let before =
+                        elements.and_then(|e| e.range(..MapKey::Range(first, 0)).next_back());
+                    let within = elements.into_iter().flat_map(|e| {
+                        e.range(MapKey::Range(first, 0)..=MapKey::Range(last, u32::MAX))
+                    });
+                    let out: Vec<(State, End)> = before
+                        .into_iter()
+                        .chain(within)
                         .filter_map(|(k, e)| match (k, &e.verdict) {
                             (MapKey::Range(lo, hi), MapVerdict::Endpoint(to))
-                                if p.random.is_none_or(|r| (*lo..=*hi).contains(&r)) =>
+                                if *lo <= last && *hi >= first =>
                             {
                                 Some((
                                     State {

@@ -4,12 +4,12 @@
 
 use std::collections::HashSet;
 
-use kinet_proxy_rules::Ruleset;
+use kinet_proxy_rules::{Ruleset, RANDOM_MODULUS};
 
-/// The `nft` lines that belong to `ns/svc`: its chains and their rules, the
-/// affinity sets and endpoint maps they use with their elements, and the map elements
-/// that lead to them (or that drop/reject its traffic when it has no endpoints). Empty if the service
-/// has no rules on this node.
+/// The `nft` lines that belong to `ns/svc`: its chains and their rules, the affinity sets
+/// they use with their elements, its endpoint groups' elements of the endpoints map, and the
+/// map elements that lead to them (or that drop/reject its traffic when it has no
+/// endpoints). Empty if the service has no rules on this node.
 pub fn rules_for(ruleset: &Ruleset, ns: &str, svc: &str) -> String {
     let chains: HashSet<&str> = ruleset
         .chains_for(ns, svc)
@@ -29,6 +29,7 @@ pub fn rules_for(ruleset: &Ruleset, ns: &str, svc: &str) -> String {
     let mut rules = Vec::new();
     let mut elements = Vec::new();
     let mut sets: HashSet<&str> = HashSet::new();
+    let mut groups: HashSet<u32> = HashSet::new();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix(&prefix) {
             let chain = rest.split(' ').next().unwrap_or_default();
@@ -37,15 +38,22 @@ pub fn rules_for(ruleset: &Ruleset, ns: &str, svc: &str) -> String {
                 sets.extend(
                     rest.split(' ')
                         .filter_map(|w| w.strip_prefix('@'))
-                        .filter(|s| s.starts_with("affinity-") || s.contains("endpoints-")),
+                        .filter(|s| s.starts_with("affinity-")),
                 );
+                groups.extend(group_offset(rest));
             }
         } else if let Some(rest) = line.strip_prefix(&chain_prefix) {
             if chains.contains(rest) {
                 decls.push(line);
             }
         } else if let Some(rest) = line.strip_prefix(&element_prefix) {
-            if sets.contains(rest.split(' ').next().unwrap_or_default()) {
+            let mut words = rest.split(' ');
+            let (set, key) = (words.next().unwrap_or_default(), words.nth(1));
+            if sets.contains(set)
+                || key
+                    .and_then(range_group)
+                    .is_some_and(|g| groups.contains(&g))
+            {
                 elements.push(line);
                 continue;
             }
@@ -70,6 +78,20 @@ pub fn rules_for(ruleset: &Ruleset, ns: &str, svc: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The offset of the endpoint group a rule picks from (`... offset N map @...`).
+fn group_offset(rule: &str) -> Option<u32> {
+    let mut words = rule.split(' ');
+    words.find(|w| *w == "offset")?;
+    words.next()?.parse().ok()
+}
+
+/// The endpoint group (its offset) an element key `lo-hi` of the endpoints map is in.
+fn range_group(key: &str) -> Option<u32> {
+    let (lo, hi) = key.split_once('-')?;
+    let (lo, _): (u32, u32) = (lo.parse().ok()?, hi.parse().ok()?);
+    Some(lo - lo % RANDOM_MODULUS)
 }
 
 #[cfg(test)]
@@ -142,6 +164,15 @@ mod tests {
             !web.contains("services ip daddr"),
             "skeleton rules are not the service's: {web}"
         );
+        // api's endpoint group, not the others'.
+        let api = rules_for(&rs, "default", "api");
+        assert!(
+            api.contains(
+                "add element ip kinet endpoints-tcp-0 { 65536-131071 : 10.244.1.6 . 8080 }"
+            ),
+            "{api}"
+        );
+        assert_eq!(api.matches("endpoints-tcp-0 {").count(), 1, "{api}");
         // Every line is one of the loaded lines.
         let all = rs.to_nft();
         assert!(web.lines().all(|l| all.lines().any(|a| a == l)));
@@ -151,16 +182,15 @@ mod tests {
     fn no_endpoint_services_show_their_reject_element() {
         let rs = ruleset();
         let lonely = rules_for(&rs, "default", "lonely");
-        // It keeps its chain and an empty endpoint map (so 0→N changes elements only), and
-        // its reject element.
+        // It keeps its chain and its (empty) endpoint group, so 0→N changes elements only,
+        // and its reject element.
         let lines: Vec<&str> = lonely.lines().collect();
         assert_eq!(
             lines,
             [
-                "add map ip kinet endpoints-OCFJIDWF-default/lonely/tcp/http { typeof numgen random mod 65536 : ip daddr . tcp dport ; flags interval ; }",
                 "add chain ip kinet service-OCFJIDWF-default/lonely/tcp/http",
                 "add rule ip kinet service-OCFJIDWF-default/lonely/tcp/http ip daddr 10.96.0.22 ip saddr != 10.244.0.0/16 jump mark-for-masquerade",
-                "add rule ip kinet service-OCFJIDWF-default/lonely/tcp/http meta l4proto tcp dnat ip to numgen random mod 65536 map @endpoints-OCFJIDWF-default/lonely/tcp/http",
+                "add rule ip kinet service-OCFJIDWF-default/lonely/tcp/http meta l4proto tcp dnat ip to numgen random mod 65536 offset 131072 map @endpoints-tcp-0",
                 "add element ip kinet no-endpoint-services { 10.96.0.22 . tcp . 80 comment \"default/lonely:http\" : goto reject-chain }",
                 "add element ip kinet service-ips { 10.96.0.22 . tcp . 80 : goto service-OCFJIDWF-default/lonely/tcp/http }",
             ]
@@ -171,12 +201,14 @@ mod tests {
 
 /// The same cut from a live `nft list table` listing: the blocks of the chains and sets named
 /// after `ns/svc` (sets with their current affinity entries), and from each map only the
-/// elements that lead to those chains or carry the service's no-endpoint comment.
+/// elements that lead to those chains, carry the service's no-endpoint comment, or are in
+/// one of its endpoint groups.
 pub fn rules_in_listing(listing: &str, ns: &str, svc: &str) -> String {
     let owned = format!("-{ns}/{svc}/");
     let comment = format!("comment \"{ns}/{svc}:");
-    let mut out = String::new();
-    let mut lines = listing.lines().peekable();
+    // (head, name, lines) of every chain, set and map block.
+    let mut blocks = Vec::new();
+    let mut lines = listing.lines();
     while let Some(line) = lines.next() {
         let head = line.trim();
         let is_block = ["chain ", "set ", "map "]
@@ -197,6 +229,14 @@ pub fn rules_in_listing(listing: &str, ns: &str, svc: &str) -> String {
             }
         }
         let name = head.split_whitespace().nth(1).unwrap_or_default();
+        blocks.push((head, name, block));
+    }
+    let groups: HashSet<u32> = (blocks.iter())
+        .filter(|(head, name, _)| head.starts_with("chain ") && name.contains(&owned))
+        .flat_map(|(_, _, block)| block.iter().filter_map(|l| group_offset(l.trim())))
+        .collect();
+    let mut out = String::new();
+    for (head, name, block) in blocks {
         if name.contains(&owned) {
             for l in block {
                 out.push_str(l);
@@ -211,7 +251,12 @@ pub fn rules_in_listing(listing: &str, ns: &str, svc: &str) -> String {
             let mine: Vec<&str> = elements
                 .split(',')
                 .map(str::trim)
-                .filter(|e| e.contains(&owned) || e.contains(&comment))
+                .filter(|e| {
+                    e.contains(&owned)
+                        || e.contains(&comment)
+                        || (e.split(' ').next().and_then(range_group))
+                            .is_some_and(|g| groups.contains(&g))
+                })
                 .collect();
             if !mine.is_empty() {
                 out.push_str(&format!("\tmap {name} {{\n"));
@@ -248,7 +293,17 @@ mod listing_tests {
 \t\tnumgen random mod 1 vmap { 0 : goto endpoint-AAAA-default/web/tcp/http__10.244.1.5/8080 }
 \t}
 \tchain service-CCCC-default/web2/tcp/http {
-\t\tjump x
+\t\tmeta l4proto tcp dnat ip to numgen random mod 65536 offset 131072 map @endpoints
+\t}
+\tchain service-DDDD-default/api/tcp/http {
+\t\tmeta l4proto tcp dnat ip to numgen random mod 65536 offset 65536 map @endpoints
+\t}
+\tmap endpoints {
+\t\ttypeof numgen random mod 65536 : ip daddr . tcp dport
+\t\tflags interval
+\t\telements = { 65536-98303 : 10.244.1.6 . 8080,
+\t\t\t     98304-131071 : 10.244.1.7 . 8080,
+\t\t\t     131072-196607 : 10.244.1.8 . 8080 }
 \t}
 }
 ";
@@ -265,6 +320,11 @@ mod listing_tests {
             "{web}"
         );
         assert!(!web.contains("no-endpoint"), "{web}");
+        let api = rules_in_listing(LISTING, "default", "api");
+        assert!(api.contains("map endpoints {"), "{api}");
+        assert!(api.contains("65536-98303 : 10.244.1.6 . 8080"), "{api}");
+        assert!(api.contains("98304-131071 : 10.244.1.7 . 8080"), "{api}");
+        assert!(!api.contains("10.244.1.8"), "{api}");
         let lonely = rules_in_listing(LISTING, "default", "lonely");
         assert!(lonely.contains("map no-endpoint-services"), "{lonely}");
         assert!(lonely.contains("goto reject-chain"), "{lonely}");

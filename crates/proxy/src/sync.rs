@@ -255,6 +255,11 @@ pub async fn run_with(
             }
         };
         let render_took = start.elapsed();
+        if let Rendered::Nftables(synced) = &rendered {
+            for port in &synced.refused {
+                tracing::error!(%port, "all 65,535 endpoint group ids are in use: the port gets no DNAT rule");
+            }
+        }
 
         // Outside the ruleset: the health-check ports and the announced LB addresses.
         health.sync(health_checks(svcs(), eps(), &node.name));

@@ -2,7 +2,7 @@
 //! in an order nft accepts, and the same changes as the Renderer's own updates.
 
 use crate::common::{config, ep, node, slice, tcp_port, web};
-use kinet_proxy_rules::{render, Change, Rule, Ruleset, Update};
+use kinet_proxy_rules::{render, render_with_ids, Action, Change, Rule, Ruleset, Update};
 
 /// The update that turns a kernel holding `old` into `new`.
 fn repair(new: &Ruleset, old: &Ruleset) -> Update {
@@ -94,7 +94,8 @@ fn per_service_updates_equal_whole_table_differences() {
     let mut before: Option<kinet_proxy_rules::Ruleset> = None;
     for (i, (svcs, slices)) in steps.iter().enumerate() {
         let synced = renderer.sync(svcs, slices);
-        let whole = render(svcs, slices, &node, &config);
+        // The endpoint groups keep the ids the renderer gave them.
+        let whole = render_with_ids(svcs, slices, &node, &config, renderer.group_ids());
         assert_eq!(renderer.ruleset().to_nft(), whole.to_nft(), "step {i}");
         match &before {
             None => assert!(
@@ -181,4 +182,57 @@ fn scaling_from_no_endpoints_and_back_changes_elements_only() {
             "step {step}"
         );
     }
+}
+
+/// The offsets of the endpoint groups `ns/svc` picks from, by chain.
+fn offsets(rs: &Ruleset, svc: &str) -> Vec<(String, u32)> {
+    let chains = rs.chains_for("default", svc).into_iter();
+    let rules = chains.flat_map(|c| c.rules.iter().map(move |r| (c, r)));
+    rules
+        .filter_map(|(c, r)| match r.action {
+            Action::DnatRandom { offset, .. } => Some((c.name.clone(), offset)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_service_port_keeps_its_endpoint_group_and_a_freed_id_is_reused() {
+    use kinet_proxy_rules::Renderer;
+
+    let (web, web_slices) = web();
+    let (edge, edge_slices) = crate::common::edge("Local");
+    let (node, config) = (node("node-a"), config());
+    let mut renderer = Renderer::new(&node, &config);
+    renderer.sync(&web, &web_slices);
+    let web_offsets = offsets(&renderer.ruleset(), "web");
+    assert_eq!(web_offsets.len(), 1);
+    assert_eq!(web_offsets[0].1, 65536);
+
+    // "edge" sorts before "web", yet web keeps its group: its rule does not change.
+    let both = [edge.clone(), web.clone()].concat();
+    let update = renderer.sync(&both, &[edge_slices.clone(), web_slices].concat());
+    let text = update.update.expect("incremental").to_nft();
+    assert!(!text.contains("flush chain"), "{text}");
+    let rs = renderer.ruleset();
+    assert_eq!(offsets(&rs, "web"), web_offsets);
+    // Cluster and local endpoints of edge: a group each.
+    let mut edge_offsets: Vec<u32> = offsets(&rs, "edge").iter().map(|o| o.1).collect();
+    edge_offsets.sort();
+    assert_eq!(edge_offsets, [2 * 65536, 3 * 65536]);
+
+    // web goes; the next new Service port gets its id.
+    renderer.sync(&edge, &edge_slices);
+    let twin = crate::common::service(
+        "default",
+        "twin",
+        serde_json::json!({"clusterIP": "10.96.0.99", "ports": [{"name": "http", "port": 80}]}),
+        None,
+    );
+    renderer.sync(&[edge, vec![twin]].concat(), &edge_slices);
+    let twin_offsets: Vec<u32> = offsets(&renderer.ruleset(), "twin")
+        .iter()
+        .map(|o| o.1)
+        .collect();
+    assert_eq!(twin_offsets, [65536]);
 }

@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kinet_proxy_rules::{
-    render, trace_detailed, NodeInfo, Packet, ProxyConfig, Renderer, Ruleset, ServiceKey,
-    ServiceObjects,
+    render, trace_detailed, Action, NodeInfo, Packet, ProxyConfig, Renderer, Ruleset, ServiceKey,
+    ServiceObjects, RANDOM_MODULUS,
 };
 
 const ENDPOINTS: u32 = 10;
@@ -122,10 +122,27 @@ fn one_changed_slice_among_ten_thousand_touches_only_its_service() {
     let update = renderer.sync(&svcs, &slices).update.expect("incremental");
     let took = start.elapsed();
     let text = update.to_nft();
-    // Only the service's endpoint map and the hairpin set change, by elements.
+    // Only the service's endpoint group and the hairpin set change, by elements.
+    let offset = renderer
+        .ruleset()
+        .chains_for("bench", "svc-5000")
+        .iter()
+        .flat_map(|c| &c.rules)
+        .find_map(|r| match r.action {
+            Action::DnatRandom { offset, .. } => Some(offset),
+            _ => None,
+        })
+        .expect("a DNAT through the endpoints map");
+    let in_group = |line: &str| {
+        let element = line.starts_with("delete element ip kinet endpoints-tcp-")
+            || line.starts_with("add element ip kinet endpoints-tcp-");
+        let key = line.split_once("{ ").map(|(_, k)| k);
+        let lo = key.and_then(|k| k.split('-').next()?.parse::<u32>().ok());
+        element && lo.is_some_and(|lo| (offset..offset + RANDOM_MODULUS).contains(&lo))
+    };
     assert!(
-        text.lines().all(|l| l.contains(" element ")
-            && (l.contains("bench/svc-5000/") || l.contains(" hairpin "))),
+        text.lines()
+            .all(|l| in_group(l) || l.contains(" element ip kinet hairpin ")),
         "{text}"
     );
     assert_eq!(
@@ -185,18 +202,23 @@ fn ten_thousand_services_render_completely_and_lookup_cost_is_flat() {
     let big = build(10_000);
 
     assert_eq!(big.map("service-ips").unwrap().elements.len(), 10_000);
-    // Per service: one chain with a masquerade rule and a DNAT through its endpoint map.
+    // Per service: one chain with a masquerade rule and a DNAT through its endpoint group.
     let skeleton_chains = small.chains().len() - 10;
     assert_eq!(big.chains().len(), skeleton_chains + 10_000);
     let skeleton_rules = small.rule_count() - 10 * 2;
     assert_eq!(big.rule_count(), skeleton_rules + 10_000 * 2);
-    let endpoint_maps = big
-        .maps()
-        .iter()
-        .filter(|m| m.name.starts_with("endpoints-"));
-    assert!(endpoint_maps
+    // No set or map per service: 64 services share an endpoints map.
+    assert_eq!(big.sets().len(), small.sets().len());
+    assert_eq!(big.maps().len(), small.maps().len() + 10_000 / 64);
+    let endpoint_maps: Vec<usize> = (big.maps().iter())
+        .filter(|m| m.name.starts_with("endpoints-tcp-"))
         .map(|m| m.elements.len())
-        .all(|n| n == ENDPOINTS as usize));
+        .collect();
+    assert!(endpoint_maps.iter().all(|n| *n <= 64 * ENDPOINTS as usize));
+    assert_eq!(
+        endpoint_maps.iter().sum::<usize>(),
+        10_000 * ENDPOINTS as usize
+    );
 
     let client = Ipv4Addr::new(10, 244, 200, 1);
     let probe = |rs: &Ruleset, i: u32| trace_detailed(rs, &Packet::tcp(client, cluster_ip(i), 80));

@@ -26,6 +26,19 @@ const NFT_SET_EVAL: u32 = 0x20;
 const NFT_SET_INTERVAL: u32 = 0x04;
 /// `NFT_SET_ELEM_INTERVAL_END`: the element closing an interval.
 const ELEM_INTERVAL_END: u32 = 0x01;
+/// `NFTNL_UDATA_SET_ELEM_FLAGS` holding `NFTNL_SET_ELEM_F_INTERVAL_OPEN`: nft's mark on an
+/// interval that runs to the end of the key space (it sends no end element for it).
+const ELEM_UDATA_OPEN: [u8; 6] = [1, 4, 1, 0, 0, 0];
+
+/// How an element's interval ends, after its key.
+enum End {
+    /// Not an interval.
+    None,
+    /// At this key (one past the interval's last number).
+    At([u8; 4]),
+    /// With the key space.
+    Open,
+}
 /// nft's `integer` datatype: the key of an endpoint map (`numgen`).
 const TYPE_INTEGER: u32 = 4;
 /// `ipv4_addr . inet_service` (an endpoint) and `ipv4_addr . ipv4_addr` (hairpin pairs).
@@ -353,12 +366,12 @@ impl<'a> Encoder<'a> {
         Ok(())
     }
 
-    /// One element; an interval's (`key.1`: the end's key) is its start and its end.
+    /// One element; an interval's (`key.1` says how it ends) is its start and its end.
     fn element(
         &mut self,
         ty: u8,
         set: &str,
-        key: (Vec<u8>, Option<[u8; 4]>),
+        key: (Vec<u8>, End),
         entry: Option<&MapEntry>,
     ) -> Result<(), EncodeError> {
         let (key, end) = key;
@@ -368,6 +381,9 @@ impl<'a> Encoder<'a> {
         let mut udata = Vec::new();
         if let Some(c) = entry.and_then(|e| e.comment.as_deref()) {
             udata_comment(&mut udata, 0, c)?; // NFTNL_UDATA_SET_ELEM_COMMENT
+        }
+        if let End::Open = end {
+            udata.extend_from_slice(&ELEM_UDATA_OPEN);
         }
         let flags = if ty == msg::NEWSETELEM {
             NLM_F_CREATE
@@ -398,7 +414,7 @@ impl<'a> Encoder<'a> {
                         w.bytes(6, &udata);
                     }
                 });
-                if let Some(end) = end {
+                if let End::At(end) = end {
                     w.nest(2, |w| {
                         w.be32(3, ELEM_INTERVAL_END);
                         w.nest(1, |w| w.bytes(1, &end));
@@ -476,19 +492,25 @@ fn hook_number(base: &BaseChain) -> u32 {
 }
 
 /// A set element's key: an address, or an address paired with itself.
-fn set_key(key: SetKey, addr: &std::net::Ipv4Addr) -> (Vec<u8>, Option<[u8; 4]>) {
+fn set_key(key: SetKey, addr: &std::net::Ipv4Addr) -> (Vec<u8>, End) {
     let mut out = addr.octets().to_vec();
     if key == SetKey::SelfPair {
         out.extend_from_slice(&addr.octets());
     }
-    (out, None)
+    (out, End::None)
 }
 
-/// A map element's key, and for a range the key of the element that ends it (one past).
-fn key_bytes(key: &MapKey) -> (Vec<u8>, Option<[u8; 4]>) {
+/// A map element's key, and for a range how it ends: one past its last number, or with
+/// the key space.
+fn key_bytes(key: &MapKey) -> (Vec<u8>, End) {
     match key {
-        MapKey::Range(lo, hi) => (lo.to_be_bytes().to_vec(), Some((hi + 1).to_be_bytes())),
-        _ => (map_key(key), None),
+        MapKey::Range(lo, hi) => {
+            let end = hi
+                .checked_add(1)
+                .map_or(End::Open, |e| End::At(e.to_be_bytes()));
+            (lo.to_be_bytes().to_vec(), end)
+        }
+        _ => (map_key(key), End::None),
     }
 }
 

@@ -298,7 +298,7 @@ impl RuleExprs<'_, '_> {
                     }
                 });
             }
-            Action::DnatRandom(map) => self.dnat_random(map),
+            Action::DnatRandom { map, offset } => self.dnat_random(map, *offset),
             Action::Notrack => self.expr("notrack", |_| {}),
             Action::Dnat(to) => {
                 self.immediate(REG_1, &to.ip().octets());
@@ -314,14 +314,15 @@ impl RuleExprs<'_, '_> {
         }
     }
 
-    /// `dnat ip to numgen random mod 65536 map @map`: the number, in network order, looks
-    /// up `ip . port` into registers 1 and 1's second word, as nft 1.0.6 writes it.
-    fn dnat_random(&mut self, map: &str) {
+    /// `dnat ip to numgen random mod 65536 offset O map @map`: the number plus `O`, in
+    /// network order, looks up `ip . port` into registers 1 and 1's second word, as nft
+    /// 1.0.6 writes it.
+    fn dnat_random(&mut self, map: &str, offset: u32) {
         self.expr("numgen", |w| {
             w.be32(1, REG_1);
             w.be32(2, RANDOM_MODULUS);
             w.be32(3, 1); // NFT_NG_RANDOM
-            w.be32(4, 0);
+            w.be32(4, offset); // NFTA_NG_OFFSET
         });
         self.expr("byteorder", |w| {
             w.be32(1, REG_1);
@@ -385,7 +386,7 @@ pub(crate) fn check_rule(rule: &Rule) -> Result<(), String> {
         Action::Dnat(to) if !proto_matched(&rule.matches, None) => {
             Err(format!("dnat to {to} without a transport protocol match"))
         }
-        Action::DnatRandom(map) if !proto_matched(&rule.matches, None) => Err(format!(
+        Action::DnatRandom { map, .. } if !proto_matched(&rule.matches, None) => Err(format!(
             "dnat through @{map} without a transport protocol match"
         )),
         Action::NumgenGoto(chains) if chains.is_empty() => {

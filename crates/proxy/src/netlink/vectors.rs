@@ -8,8 +8,10 @@
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use std::collections::BTreeMap;
+
 use kinet_proxy_rules::{
-    Action, Change, LookupKey, MapEntry, MapKey, MapVerdict, Match, Proto, Rule, Set, SetKey,
+    Action, Change, LookupKey, Map, MapEntry, MapKey, MapVerdict, Match, Proto, Rule, Set, SetKey,
     Update,
 };
 
@@ -44,15 +46,45 @@ fn set(name: &str, timeout: Option<u32>, comment: Option<&str>) -> Change {
     })
 }
 
+/// An element of an endpoints map: keys `lo..=hi` to `ep`.
+fn endpoint(map: &str, lo: u32, hi: u32, ep: &str) -> Change {
+    Change::AddMapElement {
+        map: map.into(),
+        key: MapKey::Range(lo, hi),
+        entry: MapEntry {
+            verdict: MapVerdict::Endpoint(ep.parse().unwrap()),
+            comment: None,
+        },
+    }
+}
+
+/// The sets and maps the update creates, in order.
+const NEW: [&str; 5] = ["affinity-a", "affinity-b", "plain", "bare", "eps"];
+
 fn update() -> Update {
     use Action::*;
     use Match::*;
     let cidr = |s: &str| s.parse().unwrap();
+    let dnat = |p, map: &str, offset| {
+        rule(
+            vec![L4Proto(p)],
+            DnatRandom {
+                map: map.into(),
+                offset,
+            },
+        )
+    };
     let changes = vec![
         set("affinity-a", Some(600), None),
         set("affinity-b", Some(10800), Some("sticky")),
         set("plain", None, Some("Active ClusterIPs")),
         set("bare", None, None),
+        Change::AddMap(Map {
+            name: "eps".into(),
+            key: LookupKey::Random(Proto::Udp),
+            comment: Some("udp endpoints".into()),
+            elements: BTreeMap::new(),
+        }),
         Change::AddChain("svc".into()),
         Change::AddChain("ep-1".into()),
         Change::AddChain("ep-2".into()),
@@ -137,6 +169,10 @@ fn update() -> Update {
         rule(vec![], Drop),
         rule(vec![], Return),
         rule(vec![], Accept),
+        // In a map loaded before (base.nft) and in one made in the batch; the last group.
+        dnat(Proto::Tcp, "endpoints-tcp", 65536),
+        dnat(Proto::Udp, "eps", 131072),
+        dnat(Proto::Tcp, "endpoints-tcp", 65535 * 65536),
         Change::AddRule {
             chain: "ep-1".into(),
             rule: Rule::always(UpdateSaddr("affinity-a".into())),
@@ -202,6 +238,17 @@ fn update() -> Update {
                 comment: None,
             },
         },
+        Change::DeleteMapElement {
+            map: "endpoints-tcp".into(),
+            key: MapKey::Range(98304, 131071),
+        },
+        // The last key's interval has no end element.
+        Change::DeleteMapElement {
+            map: "endpoints-tcp".into(),
+            key: MapKey::Range(65535 * 65536, u32::MAX),
+        },
+        endpoint("endpoints-tcp", 98304, 114687, "10.244.2.7:8080"),
+        endpoint("endpoints-tcp", 65535 * 65536, u32::MAX, "10.244.1.21:7001"),
         Change::DeleteSetElement {
             set: "cluster-ips".into(),
             key: SetKey::Addr,
@@ -349,10 +396,9 @@ fn the_update_renders_as_the_recorded_nft_input() {
 
 #[test]
 fn every_message_matches_what_nft_sends() {
-    let new = ["affinity-a", "affinity-b", "plain", "bare"];
     let batch = encode_update(&update(), 100).unwrap();
-    let ours = messages(&batch.bytes, &new);
-    let theirs = recorded(&new);
+    let ours = messages(&batch.bytes, &NEW);
+    let theirs = recorded(&NEW);
     let lines: Vec<&str> = include_str!("testdata/update.nft").lines().collect();
     assert_eq!(ours.len(), theirs.len(), "message count");
     for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
@@ -365,8 +411,8 @@ fn references_to_sets_made_in_the_batch_carry_their_id() {
     // nft numbers the sets it creates in a batch from 1; the update's elements of
     // "plain" (the third) and its dynset on "affinity-a" (the first) say so.
     let batch = encode_update(&update(), 1).unwrap();
-    let all = messages(&batch.bytes, &["affinity-a", "affinity-b", "plain", "bare"]);
-    let theirs = recorded(&["affinity-a", "affinity-b", "plain", "bare"]);
+    let all = messages(&batch.bytes, &NEW);
+    let theirs = recorded(&NEW);
     assert_eq!(all, theirs);
     let plain_elem = all
         .iter()

@@ -5,7 +5,8 @@
 //! step's table in a third; the three `nft list table` outputs must agree after every
 //! step, and a resync of each finds nothing to change.
 
-use kinet_proxy::{render, Applier, ApplyOutcome};
+use kinet_proxy::{Applier, ApplyOutcome};
+use kinet_proxy_rules::render_with_ids;
 
 use crate::objects::{config, node, steps, Proxy};
 use crate::support::{root, sorted_lines, Netns};
@@ -31,7 +32,9 @@ fn differences_reach_the_same_state_as_whole_loads_and_repairs() {
             i == 0,
             "step {i}: only the first load reads the table"
         );
-        let rs = render(svcs, slices, &node(), &config());
+        // Endpoint groups keep the numbers the proxy's renderer gave them.
+        let ids = inc.renderer.group_ids();
+        let rs = render_with_ids(svcs, slices, &node(), &config(), ids);
         whole.delete().unwrap();
         whole.reconcile(&rs).unwrap();
         rep.reconcile(&rs).unwrap();

@@ -401,19 +401,32 @@ fn endpoint_changes_among_ten_thousand_services_are_element_only() {
     let terse = |ns: &Netns| ns.exec(&["nft", "-t", "list", "table", "ip", "kinet"]);
     let before_terse = terse(&ns);
 
+    // The endpoints map service 5000 is in (64 Services share one).
+    let endpoints = renderer
+        .ruleset()
+        .chains_for("bench", "svc-5000")
+        .iter()
+        .flat_map(|c| &c.rules)
+        .find_map(|r| match &r.action {
+            Action::DnatRandom { map, .. } => Some(map.clone()),
+            _ => None,
+        })
+        .expect("a DNAT through an endpoints map");
     // One endpoint leaves; then the Service scales to 0, to 1, and back to 0.
     for (step, keep) in [9, 0, 1, 0].into_iter().enumerate() {
         let before = listing(&ns);
         let (svcs, slices) = cluster(10_000, Some((5_000, keep)));
         let update = renderer.sync(&svcs, &slices).update.expect("incremental");
+        // Elements of its endpoints map (and, at 0, the no-endpoints verdict) and of the
+        // hairpin set: no per-Service set or map, no rule.
         assert!(
-            update.changes.iter().all(|c| matches!(
-                c,
-                Change::AddMapElement { .. }
-                    | Change::DeleteMapElement { .. }
-                    | Change::AddSetElement { .. }
-                    | Change::DeleteSetElement { .. }
-            )),
+            update.changes.iter().all(|c| match c {
+                Change::AddMapElement { map, .. } | Change::DeleteMapElement { map, .. } =>
+                    map == &endpoints || map == "no-endpoint-services",
+                Change::AddSetElement { set, .. } | Change::DeleteSetElement { set, .. } =>
+                    set == "hairpin",
+                _ => false,
+            }),
             "step {step}: {}",
             update.to_nft()
         );
@@ -429,4 +442,32 @@ fn endpoint_changes_among_ten_thousand_services_are_element_only() {
         &listing(&full_ns),
         "element-only changes at 10k",
     );
+}
+
+/// The sets and maps `nft` lists in the namespace's kinet table.
+fn sets_and_maps(ns: &Netns) -> usize {
+    let listing = ns.exec(&["nft", "-t", "list", "table", "ip", "kinet"]);
+    (listing.lines().map(str::trim))
+        .filter(|l| l.starts_with("set ") || l.starts_with("map "))
+        .count()
+}
+
+#[test]
+fn sixty_four_services_share_an_endpoints_map() {
+    if !root() {
+        return;
+    }
+    let empty = render(&[], &[], &node(), &config());
+    let fixed = empty.sets().len() + empty.maps().len();
+    // Not a set or map per Service: the skeleton's, and an endpoints map per 64 Services.
+    for (n, maps) in [(10, 1), (64, 2), (10_000, 157)] {
+        let ns = Netns::new("nlsets");
+        let (svcs, slices) = cluster(n, None);
+        let rs = render(&svcs, &slices, &node(), &config());
+        NftSocket::open_in(&ns.path())
+            .unwrap()
+            .apply(&rs.repair(None, loaded_forms))
+            .unwrap();
+        assert_eq!(sets_and_maps(&ns), fixed + maps, "{n} services");
+    }
 }
