@@ -165,14 +165,17 @@ impl Store {
     /// backend answers a query. Queued behind pending writes, so a wedged writer never answers:
     /// callers bound the wait.
     pub async fn probe(&self) -> Result<(), String> {
-        self.storage_rev().await.map(drop)
+        self.ask(Request::Probe).await
     }
 
-    /// The revision of storage's latest commit, by this server or another on the same etcd.
-    async fn storage_rev(&self) -> Result<u64, String> {
+    /// Sends the writer thread a request and waits for its answer.
+    async fn ask<T>(
+        &self,
+        request: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Request,
+    ) -> Result<T, String> {
         let (reply, rx) = oneshot::channel();
         let tx = self.inner.tx.as_ref().ok_or("storage is shut down")?;
-        tx.send(Request::Probe(reply))
+        tx.send(request(reply))
             .map_err(|_| "the storage writer thread has stopped")?;
         rx.await
             .map_err(|_| "the storage writer thread has stopped")?
@@ -186,7 +189,7 @@ impl Store {
             return Ok(());
         }
         let rev = self
-            .storage_rev()
+            .ask(Request::Revision)
             .await
             .map_err(ApiError::service_unavailable)?;
         let shared = self.inner.shared.clone();
@@ -218,12 +221,7 @@ impl Store {
     /// watch from an older resourceVersion then gets 410 Expired. (It also runs on its own
     /// every [`Options::compaction_interval`].)
     pub async fn compact(&self, rev: u64) -> Result<(), String> {
-        let (reply, rx) = oneshot::channel();
-        let tx = self.inner.tx.as_ref().ok_or("storage is shut down")?;
-        tx.send(Request::Compact(rev, reply))
-            .map_err(|_| "the storage writer thread has stopped")?;
-        rx.await
-            .map_err(|_| "the storage writer thread has stopped")?
+        self.ask(|reply| Request::Compact(rev, reply)).await
     }
 
     pub fn get(&self, key: &str) -> Option<Arc<Stored>> {

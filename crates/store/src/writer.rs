@@ -96,8 +96,12 @@ pub(crate) enum Request {
         f: WriteFn,
         reply: oneshot::Sender<Result<WriteOutcome, ApiError>>,
     },
-    /// A health probe, answered after the batch it arrived with: storage's latest revision.
-    Probe(oneshot::Sender<Result<u64, String>>),
+    /// A health probe, answered after the batch it arrived with.
+    Probe(oneshot::Sender<Result<(), String>>),
+    /// Storage's latest revision (a read barrier), answered after the batch it arrived with.
+    /// Unlike the probe it does not fail for an earlier failed commit: that is this server's
+    /// health, not what storage holds.
+    Revision(oneshot::Sender<Result<u64, String>>),
     /// Compacts the history at and before a revision.
     Compact(u64, oneshot::Sender<Result<(), String>>),
 }
@@ -226,6 +230,9 @@ impl Writer {
                 Request::Probe(reply) => {
                     let _ = reply.send(self.probe());
                 }
+                Request::Revision(reply) => {
+                    let _ = reply.send(self.backend.probe().map_err(|e| e.to_string()));
+                }
                 Request::Compact(rev, reply) => {
                     let _ = reply.send(self.compact(rev));
                 }
@@ -256,10 +263,10 @@ impl Writer {
         }
     }
 
-    fn probe(&self) -> Result<u64, String> {
+    fn probe(&self) -> Result<(), String> {
         match &self.commit_error {
             Some(e) => Err(e.clone()),
-            None => self.backend.probe().map_err(|e| e.to_string()),
+            None => self.backend.probe().map(drop).map_err(|e| e.to_string()),
         }
     }
 

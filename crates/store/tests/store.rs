@@ -518,6 +518,13 @@ async fn sync_waits_until_the_cache_shows_what_another_server_committed() {
         ..Default::default()
     });
     let store = Store::with_backend(Shared(backend.clone()), Options::default()).unwrap();
+    // This server's own failed commit makes it unhealthy, but storage still answers reads.
+    backend
+        .fail
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let put = store.write("k/own", |_| Ok(Mutation::Put(json!({}))));
+    assert_eq!(put.await.unwrap_err().code, 500);
+    assert!(store.probe().await.is_err());
     let rev = backend.commit_as_peer("k/peer", Duration::from_millis(300));
     assert!(
         store.get("k/peer").is_none(),
