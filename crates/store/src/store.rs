@@ -28,8 +28,8 @@ pub struct Store {
 
 struct Inner {
     tx: Option<mpsc::Sender<Request>>,
-    /// Other API servers commit to the same storage (see [`Store::sync`]).
-    shared_storage: bool,
+    /// Asked directly for its revision by reads (see [`Store::sync`]), not through the writer.
+    backend: Arc<dyn Backend>,
     shared: Arc<Shared>,
     writer: Option<JoinHandle<()>>,
     feeder: Option<JoinHandle<()>>,
@@ -100,7 +100,6 @@ impl Store {
     /// follows the backend's changes from its revision.
     pub fn with_backend(backend: impl Backend, opts: Options) -> Result<Store, StoreError> {
         let backend: Arc<dyn Backend> = Arc::new(backend);
-        let shared_storage = backend.shared();
         let loaded = backend.load_all()?;
         let changes = backend.watch(loaded.rev)?;
         let state = State {
@@ -116,11 +115,12 @@ impl Store {
         };
         let (tx, rx) = mpsc::channel();
         let thread_shared = Arc::clone(&shared);
+        let writer_backend = Arc::clone(&backend);
         let writer = thread::Builder::new()
             .name("kinet-store-writer".into())
             .spawn(move || {
                 writer::run(
-                    backend,
+                    writer_backend,
                     thread_shared,
                     rx,
                     opts.max_batch,
@@ -130,7 +130,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 tx: Some(tx),
-                shared_storage,
+                backend,
                 shared,
                 writer: Some(writer),
                 feeder: Some(feeder),
@@ -184,23 +184,27 @@ impl Store {
     /// Waits until the cache shows every change storage held when called: the barrier of a
     /// consistent read from cache (as kube-apiserver's), for what another API server on the same
     /// etcd has just written. Free when this server is storage's only writer (SQLite).
+    ///
+    /// The revision is read on a blocking thread of its own, not queued behind the writer's
+    /// batches, so reads neither wait for writes nor hold them up. A failed commit of this
+    /// server's own (the health probe's concern) does not refuse them.
     pub async fn sync(&self) -> Result<(), ApiError> {
-        if !self.inner.shared_storage {
+        if !self.inner.backend.shared() {
             return Ok(());
         }
-        let rev = self
-            .ask(Request::Revision)
-            .await
-            .map_err(ApiError::service_unavailable)?;
-        let shared = self.inner.shared.clone();
-        let shown = tokio::task::spawn_blocking(move || shared.wait_applied(rev, SYNC_WAIT))
-            .await
-            .unwrap_or(false);
-        match shown {
-            true => Ok(()),
-            false => Err(ApiError::service_unavailable(format!(
-                "the watch cache has not reached resourceVersion {rev}"
-            ))),
+        let (backend, shared) = (self.inner.backend.clone(), self.inner.shared.clone());
+        let barrier = tokio::task::spawn_blocking(move || {
+            let rev = backend.probe().map_err(|e| e.to_string())?;
+            match shared.wait_applied(rev, SYNC_WAIT) {
+                true => Ok(()),
+                false => Err(format!(
+                    "the watch cache has not reached resourceVersion {rev}"
+                )),
+            }
+        });
+        match barrier.await {
+            Ok(shown) => shown.map_err(ApiError::service_unavailable),
+            Err(e) => Err(ApiError::service_unavailable(e.to_string())),
         }
     }
 

@@ -98,10 +98,6 @@ pub(crate) enum Request {
     },
     /// A health probe, answered after the batch it arrived with.
     Probe(oneshot::Sender<Result<(), String>>),
-    /// Storage's latest revision (a read barrier), answered after the batch it arrived with.
-    /// Unlike the probe it does not fail for an earlier failed commit: that is this server's
-    /// health, not what storage holds.
-    Revision(oneshot::Sender<Result<u64, String>>),
     /// Compacts the history at and before a revision.
     Compact(u64, oneshot::Sender<Result<(), String>>),
 }
@@ -229,9 +225,6 @@ impl Writer {
             match r {
                 Request::Probe(reply) => {
                     let _ = reply.send(self.probe());
-                }
-                Request::Revision(reply) => {
-                    let _ = reply.send(self.backend.probe().map_err(|e| e.to_string()));
                 }
                 Request::Compact(rev, reply) => {
                     let _ = reply.send(self.compact(rev));
