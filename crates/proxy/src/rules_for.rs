@@ -49,11 +49,11 @@ pub fn rules_for(ruleset: &Ruleset, ns: &str, svc: &str) -> String {
         } else if let Some(rest) = line.strip_prefix(&element_prefix) {
             let mut words = rest.split(' ');
             let (set, key) = (words.next().unwrap_or_default(), words.nth(1));
-            if sets.contains(set)
-                || key
+            let in_group = set.starts_with("endpoints-")
+                && key
                     .and_then(range_group)
-                    .is_some_and(|g| groups.contains(&g))
-            {
+                    .is_some_and(|g| groups.contains(&g));
+            if sets.contains(set) || in_group {
                 elements.push(line);
                 continue;
             }
