@@ -3,7 +3,7 @@
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -29,7 +29,9 @@ pub struct Store {
 struct Inner {
     tx: Option<mpsc::Sender<Request>>,
     /// Asked directly for its revision by reads (see [`Store::sync`]), not through the writer.
-    backend: Arc<dyn Backend>,
+    /// Weak: the writer thread holds it, and drops it there (an etcd backend's runtime cannot be
+    /// dropped on an async thread).
+    backend: Weak<dyn Backend>,
     shared: Arc<Shared>,
     writer: Option<JoinHandle<()>>,
     feeder: Option<JoinHandle<()>>,
@@ -115,12 +117,12 @@ impl Store {
         };
         let (tx, rx) = mpsc::channel();
         let thread_shared = Arc::clone(&shared);
-        let writer_backend = Arc::clone(&backend);
+        let weak_backend = Arc::downgrade(&backend);
         let writer = thread::Builder::new()
             .name("kinet-store-writer".into())
             .spawn(move || {
                 writer::run(
-                    writer_backend,
+                    backend,
                     thread_shared,
                     rx,
                     opts.max_batch,
@@ -130,7 +132,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 tx: Some(tx),
-                backend,
+                backend: weak_backend,
                 shared,
                 writer: Some(writer),
                 feeder: Some(feeder),
@@ -189,10 +191,11 @@ impl Store {
     /// batches, so reads neither wait for writes nor hold them up. A failed commit of this
     /// server's own (the health probe's concern) does not refuse them.
     pub async fn sync(&self) -> Result<(), ApiError> {
-        if !self.inner.backend.shared() {
+        let backend = self.inner.backend.upgrade().ok_or_else(closed)?;
+        if !backend.shared() {
             return Ok(());
         }
-        let (backend, shared) = (self.inner.backend.clone(), self.inner.shared.clone());
+        let shared = self.inner.shared.clone();
         let barrier = tokio::task::spawn_blocking(move || {
             let rev = backend.probe().map_err(|e| e.to_string())?;
             match shared.wait_applied(rev, SYNC_WAIT) {
