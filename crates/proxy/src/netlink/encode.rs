@@ -84,9 +84,29 @@ pub struct Batch {
     pub bytes: Vec<u8>,
     /// Sequence number of BATCH_BEGIN; message `i` of `origins` has `first_seq + 1 + i`.
     pub first_seq: u32,
-    /// Per message: the index of its change in the update, and which of that change's
-    /// `nft` lines it is (a random choice loads as several rules).
-    pub origins: Vec<(usize, usize)>,
+    /// Where each message comes from.
+    pub origins: Vec<Origin>,
+}
+
+/// Where one message of a batch comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// The index of its change in the update.
+    pub change: usize,
+    /// Which of that change's `nft` lines it is (a random choice loads as several rules).
+    pub line: usize,
+    /// How many changes after `change` added their elements to this message too.
+    pub more: usize,
+}
+
+impl Origin {
+    /// `text` (the first change's line) with the elements that share its message.
+    pub fn describe(&self, text: String) -> String {
+        match self.more {
+            0 => text,
+            n => format!("{text} (and {n} more elements in the same message)"),
+        }
+    }
 }
 
 impl Batch {
@@ -98,15 +118,18 @@ impl Batch {
     /// The `nft` text of the message with sequence number `seq` (for errors).
     pub fn describe(&self, update: &Update, seq: u32) -> Option<String> {
         let i = seq.checked_sub(self.first_seq + 1)? as usize;
-        let (change, line) = *self.origins.get(i)?;
+        let origin = self.origins.get(i)?;
         let one = Update {
             table: update.table.clone(),
-            changes: vec![update.changes.get(change)?.clone()],
+            changes: vec![update.changes.get(origin.change)?.clone()],
         };
-        one.to_nft()
+        let line = one
+            .to_nft()
             .lines()
-            .nth(line)
-            .map(|l| l.trim_end().to_string())
+            .nth(origin.line)?
+            .trim_end()
+            .to_string();
+        Some(origin.describe(line))
     }
 }
 
@@ -130,10 +153,29 @@ pub(super) struct Out<'a> {
     table: &'a str,
     seq: u32,
     first_seq: u32,
-    origins: Vec<(usize, usize)>,
+    origins: Vec<Origin>,
     /// Index of the change being encoded.
     pub(super) change: usize,
+    /// The element message still taking elements.
+    open: Option<OpenList>,
 }
+
+/// An element message left open: consecutive elements of one set share it, as nft sends
+/// the elements of one command. The kernel looks the set up by name (a walk over the
+/// table's sets) and acknowledges once per message, not per element.
+struct OpenList {
+    ty: u8,
+    set: String,
+    id: Option<u32>,
+    msg: usize,
+    list: usize,
+    /// List items so far: nft numbers them from 1.
+    items: u16,
+}
+
+/// The element list a message may grow to before the next element starts a new message:
+/// attribute lengths are 16 bits, and one element stays well under the rest.
+const LIST_CAP: usize = 32 * 1024;
 
 impl<'a> Out<'a> {
     /// Starts a batch whose messages are numbered from `first_seq`.
@@ -154,11 +196,13 @@ impl<'a> Out<'a> {
             first_seq,
             origins: Vec::new(),
             change: 0,
+            open: None,
         }
     }
 
     /// Ends the batch with BATCH_END.
     pub(super) fn finish(mut self) -> Batch {
+        self.close_list();
         self.seq += 1;
         let start = self.w.begin_msg(
             NFNL_MSG_BATCH_END,
@@ -184,8 +228,20 @@ impl<'a> Out<'a> {
         line: usize,
         body: impl FnOnce(&mut Writer),
     ) {
+        let start = self.begin_message(ty, flags, line);
+        body(&mut self.w);
+        self.w.end_msg(start);
+    }
+
+    /// Starts a message of the current change, after closing an open element list.
+    fn begin_message(&mut self, ty: u8, flags: u16, line: usize) -> usize {
+        self.close_list();
         self.seq += 1;
-        self.origins.push((self.change, line));
+        self.origins.push(Origin {
+            change: self.change,
+            line,
+            more: 0,
+        });
         let start = self.w.begin_msg(
             (NFNL_SUBSYS_NFTABLES << 8) | u16::from(ty),
             NLM_F_REQUEST | NLM_F_ACK | flags,
@@ -194,8 +250,57 @@ impl<'a> Out<'a> {
             0,
         );
         self.w.str(1, self.table);
-        body(&mut self.w);
-        self.w.end_msg(start);
+        start
+    }
+
+    /// Elements of the current change for `set` (`id`: the batch's id of a set it
+    /// creates), added (`NEWSETELEM`) or deleted (`DELSETELEM`): `items` writes the list
+    /// items, numbering each from the counter. They join the previous change's message
+    /// when that one holds the same operation on the same set and has room.
+    pub(super) fn elements(
+        &mut self,
+        ty: u8,
+        set: &str,
+        id: Option<u32>,
+        items: impl FnOnce(&mut Writer, &mut u16),
+    ) {
+        let joins = self.open.as_ref().is_some_and(|o| {
+            o.ty == ty && o.set == set && o.id == id && self.w.buf.len() - o.list < LIST_CAP
+        });
+        if joins {
+            self.origins
+                .last_mut()
+                .expect("an open list has a message")
+                .more += 1;
+        } else {
+            let flags = match ty {
+                msg::NEWSETELEM => NLM_F_CREATE,
+                _ => 0,
+            };
+            let msg = self.begin_message(ty, flags, 0);
+            self.w.str(2, set);
+            if let Some(id) = id {
+                self.w.be32(4, id);
+            }
+            let list = self.w.begin_nest(3);
+            self.open = Some(OpenList {
+                ty,
+                set: set.to_string(),
+                id,
+                msg,
+                list,
+                items: 0,
+            });
+        }
+        let open = self.open.as_mut().expect("opened above");
+        items(&mut self.w, &mut open.items);
+    }
+
+    fn close_list(&mut self) {
+        if let Some(o) = self.open.take() {
+            self.w.end_nest(o.list);
+            self.w.end_msg(o.msg);
+        }
     }
 }
 
@@ -385,42 +490,33 @@ impl<'a> Encoder<'a> {
         if let End::Open = end {
             udata.extend_from_slice(&ELEM_UDATA_OPEN);
         }
-        let flags = if ty == msg::NEWSETELEM {
-            NLM_F_CREATE
-        } else {
-            0
-        };
-        self.out.message(ty, flags, 0, |w| {
-            w.str(2, set);
-            if let Some(id) = id {
-                w.be32(4, id);
-            }
-            w.nest(3, |w| {
-                w.nest(1, |w| {
-                    w.nest(1, |w| w.bytes(1, &key));
-                    if let Some(e) = entry {
-                        w.nest(2, |w| match &e.verdict {
-                            MapVerdict::Goto(c) => Verdict::goto(c).write(w),
-                            MapVerdict::Drop => Verdict::drop().write(w),
-                            MapVerdict::Endpoint(to) => {
-                                let mut data = to.ip().octets().to_vec();
-                                data.extend_from_slice(&to.port().to_be_bytes());
-                                data.extend_from_slice(&[0, 0]);
-                                w.bytes(1, &data);
-                            }
-                        });
-                    }
-                    if !udata.is_empty() {
-                        w.bytes(6, &udata);
-                    }
-                });
-                if let End::At(end) = end {
-                    w.nest(2, |w| {
-                        w.be32(3, ELEM_INTERVAL_END);
-                        w.nest(1, |w| w.bytes(1, &end));
+        self.out.elements(ty, set, id, |w, items| {
+            *items += 1;
+            w.nest(*items, |w| {
+                w.nest(1, |w| w.bytes(1, &key));
+                if let Some(e) = entry {
+                    w.nest(2, |w| match &e.verdict {
+                        MapVerdict::Goto(c) => Verdict::goto(c).write(w),
+                        MapVerdict::Drop => Verdict::drop().write(w),
+                        MapVerdict::Endpoint(to) => {
+                            let mut data = to.ip().octets().to_vec();
+                            data.extend_from_slice(&to.port().to_be_bytes());
+                            data.extend_from_slice(&[0, 0]);
+                            w.bytes(1, &data);
+                        }
                     });
                 }
+                if !udata.is_empty() {
+                    w.bytes(6, &udata);
+                }
             });
+            if let End::At(end) = end {
+                *items += 1;
+                w.nest(*items, |w| {
+                    w.be32(3, ELEM_INTERVAL_END);
+                    w.nest(1, |w| w.bytes(1, &end));
+                });
+            }
         });
         Ok(())
     }

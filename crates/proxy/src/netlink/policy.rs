@@ -54,8 +54,8 @@ enum Line<'a> {
     MapElement(&'a str, Ipv4Addr, &'a str),
 }
 
-/// The `nft` lines of an encoded update (message `i` of the batch is line
-/// `batch.origins[i].0`).
+/// The `nft` lines of an encoded update (message `i` of the batch starts at line
+/// `batch.origins[i].change`).
 #[derive(Debug)]
 pub struct Lines<'a> {
     table: &'a str,
@@ -341,39 +341,29 @@ impl<'a> PolicyEncoder<'a> {
             }
         }
         let id = self.created(set, add);
-        let (ty, flags) = element_msg(add);
-        self.out.message(ty, flags, 0, |w| {
-            w.str(2, set);
-            if let Some(id) = id {
-                w.be32(4, id);
+        self.out.elements(element_msg(add), set, id, |w, items| {
+            for (key, key_end, flags) in &elems {
+                *items += 1;
+                w.nest(*items, |w| {
+                    if *flags != 0 {
+                        w.be32(3, *flags);
+                    }
+                    w.nest(1, |w| w.bytes(1, key));
+                    if let Some(end) = key_end {
+                        w.nest(10, |w| w.bytes(1, end));
+                    }
+                });
             }
-            w.nest(3, |w| {
-                for (key, key_end, flags) in &elems {
-                    w.nest(1, |w| {
-                        if *flags != 0 {
-                            w.be32(3, *flags);
-                        }
-                        w.nest(1, |w| w.bytes(1, key));
-                        if let Some(end) = key_end {
-                            w.nest(10, |w| w.bytes(1, end));
-                        }
-                    });
-                }
-            });
         });
     }
 
     /// `addr : jump chain` added, or (without a chain) `addr` deleted.
     fn map_element(&mut self, map: &str, addr: Ipv4Addr, chain: Option<&str>) {
         let id = self.created(map, chain.is_some());
-        let (ty, flags) = element_msg(chain.is_some());
-        self.out.message(ty, flags, 0, |w| {
-            w.str(2, map);
-            if let Some(id) = id {
-                w.be32(4, id);
-            }
-            w.nest(3, |w| {
-                w.nest(1, |w| {
+        self.out
+            .elements(element_msg(chain.is_some()), map, id, |w, items| {
+                *items += 1;
+                w.nest(*items, |w| {
                     w.nest(1, |w| w.bytes(1, &addr.octets()));
                     if let Some(c) = chain {
                         w.nest(2, |w| {
@@ -386,7 +376,6 @@ impl<'a> PolicyEncoder<'a> {
                     }
                 });
             });
-        });
     }
 
     /// The batch id of a set this batch created, for additions to it.
@@ -413,11 +402,11 @@ pub(super) fn rule_forms(r: &Rule) -> Result<(Vec<u8>, Option<Vec<u8>>), EncodeE
     Ok((w.buf, rule_udata(r)?))
 }
 
-fn element_msg(add: bool) -> (u8, u16) {
+fn element_msg(add: bool) -> u8 {
     if add {
-        (msg::NEWSETELEM, NLM_F_CREATE)
+        msg::NEWSETELEM
     } else {
-        (msg::DELSETELEM, 0)
+        msg::DELSETELEM
     }
 }
 

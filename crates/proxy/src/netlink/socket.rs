@@ -97,7 +97,8 @@ impl NftSocket {
         let (batch, lines) = encode_policy(update, self.seq)?;
         self.send_batch(&batch, |seq| {
             let i = seq.checked_sub(batch.first_seq + 1)? as usize;
-            lines.text(batch.origins.get(i)?.0)
+            let origin = batch.origins.get(i)?;
+            Some(origin.describe(lines.text(origin.change)?))
         })
     }
 

@@ -3,7 +3,10 @@
 //! sent for it (`nft --debug=mnl -f update.nft` in a namespace holding
 //! `testdata/base.nft`): message type, then the bytes after the netlink header. Only
 //! sequence numbers, flags and the set ids nft gives sets it did not create in the
-//! batch (the kernel finds those by name) are left out of the comparison.
+//! batch (the kernel finds those by name) are left out of the comparison. No two
+//! neighbouring element lines there touch one set the same way: the encoder would send
+//! them in one message, as nft does for the elements of one command (tested below on
+//! their own).
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -15,7 +18,8 @@ use kinet_proxy_rules::{
     Update,
 };
 
-use super::encode::encode_update;
+use super::encode::{encode_update, Origin};
+use super::read::{elements, get};
 use super::wire::NLMSG_HDRLEN;
 
 fn ip(s: &str) -> Ipv4Addr {
@@ -210,6 +214,10 @@ fn update() -> Update {
                 comment: None,
             },
         },
+        Change::DeleteMapElement {
+            map: "no-endpoint-nodeports".into(),
+            key: MapKey::ProtoPort(Proto::Tcp, 30080),
+        },
         Change::AddMapElement {
             map: "service-ips".into(),
             key: MapKey::Addr(ip("10.96.0.53"), Proto::Udp, 53),
@@ -217,10 +225,6 @@ fn update() -> Update {
                 verdict: MapVerdict::Drop,
                 comment: Some("default/x:dns has no endpoints".into()),
             },
-        },
-        Change::DeleteMapElement {
-            map: "no-endpoint-nodeports".into(),
-            key: MapKey::ProtoPort(Proto::Tcp, 30080),
         },
         Change::AddMapElement {
             map: "no-endpoint-nodeports".into(),
@@ -230,6 +234,10 @@ fn update() -> Update {
                 comment: Some("default/y:z has no endpoints".into()),
             },
         },
+        Change::DeleteMapElement {
+            map: "endpoints-tcp".into(),
+            key: MapKey::Range(98304, 131071),
+        },
         Change::AddMapElement {
             map: "no-endpoint-nodeports".into(),
             key: MapKey::ProtoPort(Proto::Udp, 30083),
@@ -238,16 +246,12 @@ fn update() -> Update {
                 comment: None,
             },
         },
-        Change::DeleteMapElement {
-            map: "endpoints-tcp".into(),
-            key: MapKey::Range(98304, 131071),
-        },
+        endpoint("endpoints-tcp", 98304, 114687, "10.244.2.7:8080"),
         // The last key's interval has no end element.
         Change::DeleteMapElement {
             map: "endpoints-tcp".into(),
             key: MapKey::Range(65535 * 65536, u32::MAX),
         },
-        endpoint("endpoints-tcp", 98304, 114687, "10.244.2.7:8080"),
         endpoint("endpoints-tcp", 65535 * 65536, u32::MAX, "10.244.1.21:7001"),
         Change::DeleteSetElement {
             set: "cluster-ips".into(),
@@ -456,5 +460,90 @@ fn dnat_without_a_protocol_match_is_refused_like_nft_does() {
         err.to_string()
             .contains("without a transport protocol match"),
         "{err}"
+    );
+}
+
+/// Each nf_tables message of a batch: its type, set name and elements (key, key end,
+/// data, userdata, interval end), flattened.
+type Flat = Vec<(u8, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, bool)>;
+
+fn flat_elements(batch: &[u8]) -> (usize, Flat) {
+    let (mut count, mut out) = (0, Vec::new());
+    let mut buf = batch;
+    while buf.len() >= NLMSG_HDRLEN {
+        let len = u32::from_ne_bytes(buf[0..4].try_into().unwrap()) as usize;
+        let ty = u16::from_ne_bytes([buf[4], buf[5]]);
+        if ty >> 8 == 10 {
+            count += 1;
+            let body = &buf[NLMSG_HDRLEN + 4..len];
+            let set = get(&super::read::attrs(body).unwrap(), 2).unwrap().to_vec();
+            for e in elements(body).unwrap() {
+                let own = |b: Option<&[u8]>| b.unwrap_or_default().to_vec();
+                let (key, end) = (e.key.to_vec(), own(e.key_end));
+                out.push((
+                    ty as u8,
+                    set.clone(),
+                    key,
+                    end,
+                    own(e.data),
+                    own(e.udata),
+                    e.end,
+                ));
+            }
+        }
+        buf = &buf[len..];
+    }
+    (count, out)
+}
+
+#[test]
+fn neighbouring_elements_of_one_set_share_a_message() {
+    let mut changes = vec![
+        endpoint("endpoints-tcp", 0, 21845, "10.244.1.5:80"),
+        endpoint("endpoints-tcp", 21846, 43690, "10.244.1.6:80"),
+        endpoint("endpoints-tcp", 43691, 65535, "10.244.1.7:80"),
+    ];
+    // Enough addresses for more than one message's worth.
+    changes.extend((0..5000u32).map(|i| Change::AddSetElement {
+        set: "cluster-ips".into(),
+        key: SetKey::Addr,
+        addr: Ipv4Addr::from(0x0a60_0000 + i),
+    }));
+    let u = Update {
+        table: "kinet".into(),
+        changes: changes.clone(),
+    };
+    let batch = encode_update(&u, 1).unwrap();
+    let (merged, elems) = flat_elements(&batch.bytes);
+    let (singles, single_elems): (Vec<usize>, Vec<Flat>) = changes
+        .iter()
+        .map(|c| {
+            let one = Update {
+                table: "kinet".into(),
+                changes: vec![c.clone()],
+            };
+            flat_elements(&encode_update(&one, 1).unwrap().bytes)
+        })
+        .unzip();
+    assert_eq!(singles.iter().sum::<usize>(), 5003);
+    assert_eq!(elems, single_elems.concat());
+    assert!((3..10).contains(&merged), "{merged} messages");
+    assert_eq!(
+        batch.origins[0],
+        Origin {
+            change: 0,
+            line: 0,
+            more: 2
+        }
+    );
+    assert_eq!(batch.origins[1].change, 3);
+    assert_eq!(
+        batch.origins.iter().map(|o| o.more + 1).sum::<usize>(),
+        5003
+    );
+    let first = batch.describe(&u, 2).unwrap();
+    assert!(
+        first.ends_with("{ 0-21845 : 10.244.1.5 . 80 } (and 2 more elements in the same message)"),
+        "{first}"
     );
 }

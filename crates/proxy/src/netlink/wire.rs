@@ -111,11 +111,21 @@ impl Writer {
     }
 
     pub(crate) fn nest(&mut self, ty: u16, f: impl FnOnce(&mut Writer)) {
+        let start = self.begin_nest(ty);
+        f(self);
+        self.end_nest(start);
+    }
+
+    /// Opens a nest that stays open across calls; close it with [`Writer::end_nest`].
+    pub(crate) fn begin_nest(&mut self, ty: u16) -> usize {
         let start = self.buf.len();
         self.buf.extend_from_slice(&[0, 0]);
         self.buf
             .extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
-        f(self);
+        start
+    }
+
+    pub(crate) fn end_nest(&mut self, start: usize) {
         let len = (self.buf.len() - start) as u16;
         self.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
     }
