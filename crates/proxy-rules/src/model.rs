@@ -2,7 +2,10 @@
 //! Rules are data (matches + one action), so the same value can be rendered
 //! to `nft -f` text and interpreted by the tracer.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+// Indexes of names we render: a fast hash is safe.
+use foldhash::HashMap;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 

@@ -5,7 +5,11 @@
 //! kube-proxy's partial syncs. `render` is the same machinery run once, so full and partial
 //! syncs cannot disagree.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+// Keys here are ours (names we render), so a fast hash is safe; SipHash was a fifth of a
+// whole render.
+use foldhash::{HashMap, HashSet, HashSetExt};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use k8s_openapi::api::core::v1::Service;
@@ -191,8 +195,9 @@ pub struct Renderer {
 /// Elements several Services may put in the skeleton's sets and maps.
 #[derive(Debug, Default)]
 struct Shared {
-    /// Who claims each map key; the first Service in name order wins, as in one render.
-    claims: HashMap<(String, MapKey), BTreeMap<ServiceKey, MapEntry>>,
+    /// Who claims each map key, in name order; the first wins, as in one render. Nearly
+    /// every key has one claimant: a vector of one is far smaller than a tree's node.
+    claims: HashMap<(String, MapKey), Vec<(ServiceKey, MapEntry)>>,
     /// How many Services put each address in a skeleton set.
     set_refs: HashMap<(String, Ipv4Addr), usize>,
     /// Each endpoints map in use, and by how many Services.
@@ -347,7 +352,9 @@ impl Renderer {
                 let gone = old_frag.udp_targets();
                 removed_udp.extend(gone.difference(&new_frag.udp_targets()));
             }
-            self.shared.reclaim(&key, old_frag, new_frag, &mut delta);
+            // A full load sends the whole table: no delta to record.
+            let d = self.synced.then_some(&mut delta);
+            self.shared.reclaim(&key, old_frag, new_frag, d);
             for g in old_frag
                 .groups
                 .iter()
@@ -428,11 +435,20 @@ fn render_service(
 }
 
 impl Shared {
-    /// Moves one Service's claims on shared set and map elements from `old` to `new`.
-    fn reclaim(&mut self, who: &ServiceKey, old: &Fragment, new: &Fragment, d: &mut Delta) {
+    /// Moves one Service's claims on shared set and map elements from `old` to `new`,
+    /// noting in `d` (unless this is a full load) what each touched element was before.
+    fn reclaim(
+        &mut self,
+        who: &ServiceKey,
+        old: &Fragment,
+        new: &Fragment,
+        mut d: Option<&mut Delta>,
+    ) {
         for m in &old.maps {
-            let present = self.maps.contains_key(&m.name);
-            d.maps_before.entry(m.name.clone()).or_insert(present);
+            if let Some(d) = d.as_deref_mut() {
+                let present = self.maps.contains_key(&m.name);
+                d.maps_before.entry(m.name.clone()).or_insert(present);
+            }
             if let Some((_, n)) = self.maps.get_mut(&m.name) {
                 *n -= 1;
                 if *n == 0 {
@@ -441,13 +457,22 @@ impl Shared {
             }
         }
         for m in &new.maps {
-            let present = self.maps.contains_key(&m.name);
-            d.maps_before.entry(m.name.clone()).or_insert(present);
-            self.maps.entry(m.name.clone()).or_insert((m.clone(), 0)).1 += 1;
+            if let Some(d) = d.as_deref_mut() {
+                let present = self.maps.contains_key(&m.name);
+                d.maps_before.entry(m.name.clone()).or_insert(present);
+            }
+            match self.maps.get_mut(&m.name) {
+                Some((_, n)) => *n += 1,
+                None => {
+                    self.maps.insert(m.name.clone(), (m.clone(), 1));
+                }
+            }
         }
         for (set, ip) in &old.set_elements {
             let k = (set.clone(), *ip);
-            d.set_before.entry(k.clone()).or_insert(true);
+            if let Some(d) = d.as_deref_mut() {
+                d.set_before.entry(k.clone()).or_insert(true);
+            }
             if let Some(n) = self.set_refs.get_mut(&k) {
                 *n -= 1;
                 if *n == 0 {
@@ -457,34 +482,39 @@ impl Shared {
         }
         for (set, ip) in &new.set_elements {
             let k = (set.clone(), *ip);
-            let present = self.set_refs.contains_key(&k);
-            d.set_before.entry(k.clone()).or_insert(present);
+            if let Some(d) = d.as_deref_mut() {
+                let present = self.set_refs.contains_key(&k);
+                d.set_before.entry(k.clone()).or_insert(present);
+            }
             *self.set_refs.entry(k).or_default() += 1;
         }
-        for (map, key, _) in old.map_elements.iter().chain(&new.map_elements) {
-            let k = (map.clone(), *key);
-            let winner = self.winner(&k).cloned();
-            d.map_before.entry(k).or_insert(winner);
+        if let Some(d) = d {
+            for (map, key, _) in old.map_elements.iter().chain(&new.map_elements) {
+                let k = (map.clone(), *key);
+                let winner = self.winner(&k).cloned();
+                d.map_before.entry(k).or_insert(winner);
+            }
         }
         for (map, key, _) in &old.map_elements {
             let k = (map.clone(), *key);
             if let Some(c) = self.claims.get_mut(&k) {
-                c.remove(who);
+                c.retain(|(w, _)| w != who);
                 if c.is_empty() {
                     self.claims.remove(&k);
                 }
             }
         }
         for (map, key, entry) in &new.map_elements {
-            self.claims
-                .entry((map.clone(), *key))
-                .or_default()
-                .insert(who.clone(), entry.clone());
+            let c = self.claims.entry((map.clone(), *key)).or_default();
+            match c.binary_search_by(|(w, _)| w.cmp(who)) {
+                Ok(i) => c[i].1 = entry.clone(),
+                Err(i) => c.insert(i, (who.clone(), entry.clone())),
+            }
         }
     }
 
     fn winner(&self, k: &(String, MapKey)) -> Option<&MapEntry> {
-        self.claims.get(k).and_then(|c| c.values().next())
+        self.claims.get(k).and_then(|c| c.first()).map(|(_, e)| e)
     }
 }
 
