@@ -21,6 +21,7 @@ use anyhow::{bail, Context, Result};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -57,11 +58,14 @@ async fn measure(cluster: &BenchCluster, counts: &[usize], samples: usize) -> Re
         }
         super::fill::create_services(&client, have..n).await?;
         wait_programmed(&client_node.netns, n)?;
-        let mut latency = Samples::default();
+        let [mut latency, mut to_slice, mut from_slice] = [(); 3].map(|_| Samples::default());
         for _ in 0..samples {
-            latency.push(sample(&client, &prober_ns, target).await?);
+            let hops = sample(&client, &prober_ns, target).await?;
+            latency.push(hops.total);
+            to_slice.push(hops.to_slice);
+            from_slice.push(hops.from_slice);
         }
-        rows.push((n, latency));
+        rows.push((n, latency, to_slice, from_slice));
     }
 
     println!();
@@ -69,15 +73,19 @@ async fn measure(cluster: &BenchCluster, counts: &[usize], samples: usize) -> Re
         "Pod Ready → first connection through its ClusterIP from a pod on the other node, {samples} scale-ups 0→1 per size (ms):"
     );
     println!();
-    println!("| Services | p50 | p99 | p50 vs the first size |");
-    println!("|---:|---:|---:|---:|");
-    let base = rows.first().map(|(_, s)| s.p50()).unwrap_or_default();
-    for (n, s) in &rows {
+    println!("| Services | p50 | p99 | p50 vs the first size | Ready → slice shows it, p50 / p99 | slice → traffic, p50 / p99 |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    let base = rows.first().map(|(_, s, _, _)| s.p50()).unwrap_or_default();
+    for (n, s, to_slice, from_slice) in &rows {
         println!(
-            "| {n} | {} | {} | {} |",
+            "| {n} | {} | {} | {} | {} / {} | {} / {} |",
             ms(s.p50()),
             ms(s.p99()),
-            ratio(s.p50(), base)
+            ratio(s.p50(), base),
+            ms(to_slice.p50()),
+            ms(to_slice.p99()),
+            ms(from_slice.p50()),
+            ms(from_slice.p99()),
         );
     }
     Ok(())
@@ -200,12 +208,36 @@ async fn scale(client: &Client, replicas: u32) -> Result<()> {
     Ok(())
 }
 
+/// One scale-up's times, split where the EndpointSlice (as a watch sees it) first shows the
+/// pod ready: before it, the agent's status write and the endpoints loop; after it, the
+/// client node's proxy and the kernel.
+struct Hops {
+    total: Duration,
+    to_slice: Duration,
+    from_slice: Duration,
+}
+
+/// When the watch first shows an EndpointSlice of Service `web` with a ready endpoint.
+async fn slice_ready(client: Client, rv: String) -> Result<Instant> {
+    let slices: Api<EndpointSlice> = Api::namespaced(client, "default");
+    let params = WatchParams::default().labels("kubernetes.io/service-name=web");
+    let mut watch = slices.watch(&params, &rv).await?.boxed();
+    while let Some(event) = watch.try_next().await? {
+        if let WatchEvent::Added(s) | WatchEvent::Modified(s) = event {
+            let ready = s.endpoints.iter().any(|e| {
+                let c = e.conditions.as_ref();
+                c.and_then(|c| c.ready).unwrap_or(false)
+            });
+            if ready {
+                return Ok(Instant::now());
+            }
+        }
+    }
+    bail!("the EndpointSlice watch ended")
+}
+
 /// One scale-up: pod Ready (as the watch shows it) → the prober's first accepted connection.
-async fn sample(
-    client: &Client,
-    prober_ns: &kinet_netns::NetNs,
-    to: SocketAddr,
-) -> Result<Duration> {
+async fn sample(client: &Client, prober_ns: &kinet_netns::NetNs, to: SocketAddr) -> Result<Hops> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let params = ListParams::default().labels("app=web");
     let rv = pods.list_metadata(&params).await?.metadata.resource_version;
@@ -216,6 +248,12 @@ async fn sample(
         )
         .await?
         .boxed();
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let slices_rv = slices.list_metadata(&ListParams::default()).await?;
+    let slice_at = tokio::spawn(slice_ready(
+        client.clone(),
+        slices_rv.metadata.resource_version.unwrap_or_default(),
+    ));
     let stop = Arc::new(AtomicBool::new(false));
     let _stopper = StopOnDrop(stop.clone());
     let prober = {
@@ -244,6 +282,9 @@ async fn sample(
         .join()
         .map_err(|_| anyhow::anyhow!("the prober panicked"))??
         .context("no connection through the ClusterIP was accepted")?;
+    let slice_at = tokio::time::timeout(STEP, slice_at)
+        .await
+        .context("no EndpointSlice showed the pod ready")???;
 
     // Back to 0: the next sample starts from a refusing ClusterIP.
     scale(client, 0).await?;
@@ -256,6 +297,10 @@ async fn sample(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // The prober may win the race with the watch: count that as no delay.
-    Ok(reached.saturating_duration_since(ready_at))
+    // The prober may win the race with the watches: count that as no delay.
+    Ok(Hops {
+        total: reached.saturating_duration_since(ready_at),
+        to_slice: slice_at.saturating_duration_since(ready_at),
+        from_slice: reached.saturating_duration_since(slice_at),
+    })
 }
