@@ -59,12 +59,15 @@ async fn measure(cluster: &BenchCluster, counts: &[usize], samples: usize) -> Re
         super::fill::create_services(&client, have..n).await?;
         wait_programmed(&client_node.netns, n)?;
         let [mut latency, mut to_slice, mut from_slice] = [(); 3].map(|_| Samples::default());
+        let mut in_order = Vec::new();
         for _ in 0..samples {
             let hops = sample(&client, &prober_ns, target).await?;
+            in_order.push(ms(hops.total));
             latency.push(hops.total);
             to_slice.push(hops.to_slice);
             from_slice.push(hops.from_slice);
         }
+        println!("{n} Services, each scale-up in order (ms): {}", in_order.join(", "));
         rows.push((n, latency, to_slice, from_slice));
     }
 

@@ -244,6 +244,7 @@ pub async fn run_with(
             while let Ok(k) = rx.try_recv() {
                 batch.insert(k);
             }
+            let (keys, started) = (batch.len(), std::time::Instant::now());
             futures::stream::iter(batch)
                 .for_each_concurrent(PARALLEL, |key| {
                     let ctx = ctx.clone();
@@ -259,6 +260,7 @@ pub async fn run_with(
                     }
                 })
                 .await;
+            tracing::debug!(keys, took = ?started.elapsed(), "endpoints: batch reconciled");
         }
         Ok::<(), crate::LoopError>(())
     };
