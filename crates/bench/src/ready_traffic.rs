@@ -67,7 +67,10 @@ async fn measure(cluster: &BenchCluster, counts: &[usize], samples: usize) -> Re
             to_slice.push(hops.to_slice);
             from_slice.push(hops.from_slice);
         }
-        println!("{n} Services, each scale-up in order (ms): {}", in_order.join(", "));
+        println!(
+            "{n} Services, each scale-up in order (ms): {}",
+            in_order.join(", ")
+        );
         rows.push((n, latency, to_slice, from_slice));
     }
 

@@ -3,11 +3,11 @@
 //! to `nft -f` text and interpreted by the tracer.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 // Indexes of names we render: a fast hash is safe.
 use foldhash::HashMap;
-use std::fmt;
-use std::net::{Ipv4Addr, SocketAddrV4};
 
 /// L4 protocol of a service port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
