@@ -223,10 +223,13 @@ struct Hops {
     from_slice: Duration,
 }
 
+/// The label selecting Service `web`'s EndpointSlices.
+const WEB_SLICES: &str = "kubernetes.io/service-name=web";
+
 /// When the watch first shows an EndpointSlice of Service `web` with a ready endpoint.
 async fn slice_ready(client: Client, rv: String) -> Result<Instant> {
     let slices: Api<EndpointSlice> = Api::namespaced(client, "default");
-    let params = WatchParams::default().labels("kubernetes.io/service-name=web");
+    let params = WatchParams::default().labels(WEB_SLICES);
     let mut watch = slices.watch(&params, &rv).await?.boxed();
     while let Some(event) = watch.try_next().await? {
         if let WatchEvent::Added(s) | WatchEvent::Modified(s) = event {
@@ -255,7 +258,9 @@ async fn sample(client: &Client, prober_ns: &kinet_netns::NetNs, to: SocketAddr)
         .await?
         .boxed();
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
-    let slices_rv = slices.list_metadata(&ListParams::default()).await?;
+    let slices_rv = slices
+        .list_metadata(&ListParams::default().labels(WEB_SLICES))
+        .await?;
     let slice_at = tokio::spawn(slice_ready(
         client.clone(),
         slices_rv.metadata.resource_version.unwrap_or_default(),
