@@ -26,6 +26,9 @@ fn pods(marker: &str) -> String {
     let sleeper =
         "image: busybox\n    command: [sh, -c, 'trap \"exit 143\" TERM; sleep 1000 & wait']";
     let every_second = "periodSeconds: 1";
+    // A passing liveness probe must not fail on a slow fork under CI's load: the default
+    // one-second timeout would count that as a failure.
+    let patient = "periodSeconds: 1, timeoutSeconds: 10";
     // Failing probes wait until the sleeper's shell has set its trap: a SIGTERM that reaches a
     // namespace's init before it has a handler is dropped (then only SIGKILL ends it, 137).
     let once_trapped = "initialDelaySeconds: 3, periodSeconds: 1, failureThreshold: 1";
@@ -37,7 +40,7 @@ fn pods(marker: &str) -> String {
                 "{netexec}
     startupProbe: {{exec: {{command: [\"true\"]}}, {every_second}}}
     readinessProbe: {{httpGet: {{path: /readyz, port: 8080}}, {every_second}}}
-    livenessProbe: {{tcpSocket: {{port: 8080}}, {every_second}}}"
+    livenessProbe: {{tcpSocket: {{port: 8080}}, {patient}}}"
             ),
         ),
         (
@@ -46,7 +49,7 @@ fn pods(marker: &str) -> String {
             format!(
                 "{netexec}
     readinessProbe: {{httpGet: {{path: \"/echo?code=503\", port: 8080}}, {every_second}}}
-    livenessProbe: {{exec: {{command: [\"true\"]}}, {every_second}}}"
+    livenessProbe: {{exec: {{command: [\"true\"]}}, {patient}}}"
             ),
         ),
         (
