@@ -120,6 +120,7 @@ pub struct JoinOptions {
 /// Joins this host: credentials, then the node agent under its supervisor; returns once the
 /// Node is Ready (or at once with a zero `wait`).
 pub async fn join(opts: &JoinOptions) -> Result<Joined> {
+    crate::process::require_kinet_name()?;
     let state_dir = std::path::absolute(&opts.state_dir)?;
     if let Ok(old) = Joined::load(&state_dir) {
         if agents::supervisor_as(&old.dir(), &old.node, &old.args()).is_some() {

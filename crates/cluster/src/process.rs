@@ -74,13 +74,34 @@ pub fn spawn_control_plane(dir: &ClusterDir, home: &Path, index: usize) -> Resul
         .map_err(io("starting the control plane"))
 }
 
+/// The name every kinet process must run under: `down` and `leave` recognise the cluster's
+/// processes by it, so one started by a renamed copy could never be stopped.
+const PROGRAM: &str = "kinet";
+
+/// Refuses to start a cluster's processes from a program not named `kinet`.
+pub fn require_kinet_name() -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    named_kinet(&exe)
+}
+
+fn named_kinet(exe: &Path) -> anyhow::Result<()> {
+    if exe.file_name().and_then(|n| n.to_str()) == Some(PROGRAM) {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "`kinet down` finds a cluster's processes by the program name `{PROGRAM}`, and this \
+         program is {}: run it under the name `{PROGRAM}` (from any folder)",
+        exe.display()
+    )
+}
+
 /// Whether `argv` is the kinet binary run with exactly `args`.
 pub fn is_kinet_cmdline(argv: &[String], args: &[&str]) -> bool {
     let [exe, rest @ ..] = argv else {
         return false;
     };
     let exe_name = Path::new(exe).file_name().and_then(|n| n.to_str());
-    exe_name == Some("kinet") && rest == args
+    exe_name == Some(PROGRAM) && rest == args
 }
 
 /// Whether `pid` is alive and is `kinet <args>` (a zombie has no cmdline).
@@ -222,6 +243,17 @@ mod tests {
     fn is_serve_cmdline(argv: &[String], name: &str) -> bool {
         let args = serve_args(name, 0);
         is_kinet_cmdline(argv, &args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn only_a_program_named_kinet_may_start_a_cluster() {
+        assert!(named_kinet(Path::new("/usr/local/bin/kinet")).is_ok());
+        assert!(named_kinet(Path::new("/tmp/copy/kinet")).is_ok());
+        let err = named_kinet(Path::new("/tmp/kinet-pie")).unwrap_err();
+        assert!(err.to_string().contains("/tmp/kinet-pie"), "{err}");
+        // What `down` would then refuse to signal.
+        let started = argv(&["/tmp/kinet-pie", "serve", "--name", "dev"]);
+        assert!(!is_serve_cmdline(&started, "dev"));
     }
 
     #[test]

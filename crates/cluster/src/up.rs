@@ -71,6 +71,7 @@ pub struct UpReport {
 
 pub async fn up(args: UpArgs) -> Result<UpReport> {
     state::validate_name(&args.name)?;
+    crate::process::require_kinet_name()?;
     let home = absolute_home()?;
     let dir = ClusterDir::new(&home, &args.name);
     let existing = dir.exists();
