@@ -84,8 +84,13 @@ pub fn require_kinet_name() -> anyhow::Result<()> {
     named_kinet(&exe)
 }
 
+/// Whether the program at `exe` is named `kinet`.
+fn is_program(exe: &Path) -> bool {
+    exe.file_name().and_then(|n| n.to_str()) == Some(PROGRAM)
+}
+
 fn named_kinet(exe: &Path) -> anyhow::Result<()> {
-    if exe.file_name().and_then(|n| n.to_str()) == Some(PROGRAM) {
+    if is_program(exe) {
         return Ok(());
     }
     anyhow::bail!(
@@ -100,8 +105,7 @@ pub fn is_kinet_cmdline(argv: &[String], args: &[&str]) -> bool {
     let [exe, rest @ ..] = argv else {
         return false;
     };
-    let exe_name = Path::new(exe).file_name().and_then(|n| n.to_str());
-    exe_name == Some(PROGRAM) && rest == args
+    is_program(Path::new(exe)) && rest == args
 }
 
 /// Whether `pid` is alive and is `kinet <args>` (a zombie has no cmdline).
